@@ -1,0 +1,328 @@
+"""Applying a level to a dataset: a pure function, dataset in, new dataset and list of changes out.
+
+No file access, no logging, the input is not mutated. Changes name tags and actions, never values.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+import struct
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from . import __version__
+from .allowlist import find_safe
+from .errors import UsageError
+from .keys import Keyring
+from .options import Level, Options
+from .profile import (
+    DATE_VRS,
+    DUMMY_TEXT,
+    META_KEPT_AT_FULL,
+    META_REMAPPED,
+    NIDB_ANONYMIZE,
+    PATIENT_ID,
+    PATIENT_NAME,
+    REMOVED_AT_FULL,
+    full_action,
+    is_overlay_or_curve,
+    option_codes,
+)
+from .ps315 import Table, load_table
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+DEID_METHOD = 0x00120063
+METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to one element: where (tag path through sequence items), which attribute, what was done."""
+
+    tag: str
+    keyword: str
+    action: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"tag": self.tag, "keyword": self.keyword, "action": self.action}
+
+
+def apply_level(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]]:
+    """Apply `options.level` to a copy of `ds`; return the copy and what was changed.
+
+    `ds` may be a whole dataset or a header read without pixel data; pixel data is never touched. A
+    FileDataset's file meta and preamble are handled too.
+    """
+    new = copy.deepcopy(ds)
+    if options.level is Level.ORIGINAL:
+        return new, []
+    changes: list[Change] = []
+    if options.level is Level.ANONYMIZE:
+        _anonymize(new, "", changes)
+        _mark_method(new, METHOD_NAMES[Level.ANONYMIZE], changes)
+        return new, changes
+    if options.key is None:
+        raise UsageError("the full level needs a key")
+    walker = _Full(options, Keyring(options.key), load_table(), changes, _identifying_values(ds))
+    walker.subject = str(ds.get("PatientID", "") or "")
+    walker.walk(new, "")
+    meta = getattr(new, "file_meta", None)
+    if meta is not None:
+        walker.clean_meta(meta)
+    if isinstance(new, FileDataset) and new.preamble:
+        new.preamble = b"\x00" * 128
+    _mark_full(new, options, changes)
+    return new, changes
+
+
+# --- anonymize -------------------------------------------------------------------------------------------------
+
+# The five tags as they appear in encoded bytes, to skip sequences that cannot contain them without parsing.
+_FIVE_PATTERNS = tuple(struct.pack(f"{e}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for e in "<>")
+
+
+def _anonymize(ds: Dataset, path: str, changes: list[Change]) -> None:
+    for tag in list(ds.keys()):
+        t = int(tag)
+        raw = ds.get_item(tag)
+        if t in NIDB_ANONYMIZE:
+            if _is_empty(raw):
+                continue  # only present values are changed
+            ds[tag] = DataElement(tag, dictionary_VR(tag), NIDB_ANONYMIZE[t])
+            changes.append(Change(path + _tag_text(t), keyword_for_tag(t), "replaced"))
+            continue
+        if not _may_be_sequence(raw):
+            continue
+        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            if not any(p in raw.value for p in _FIVE_PATTERNS):
+                continue  # cannot hold any of the five: leave its bytes alone
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                _anonymize(item, f"{path}{_tag_text(t)}[{i}].", changes)
+
+
+# --- full ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Full:
+    options: Options
+    keyring: Keyring
+    table: Table
+    changes: list[Change]
+    identifying: tuple[str, ...]
+    subject: str = ""
+    _offset: int | None = field(default=None)
+
+    def walk(self, ds: Dataset, path: str) -> None:
+        private: list[int] = []
+        for tag in list(ds.keys()):
+            t = int(tag)
+            if t >> 16 & 1:
+                private.append(t)
+                continue
+            where = path + _tag_text(t)
+            if t & 0xFFFF == 0:
+                self._remove(ds, t, where, "GroupLength")
+            elif is_overlay_or_curve(t):
+                self._remove(ds, t, where, keyword_for_tag(t) or "OverlayOrCurve")
+            elif t in REMOVED_AT_FULL:
+                self._remove(ds, t, where, keyword_for_tag(t))
+            elif not dictionary_has_tag(t):
+                self._remove(ds, t, where, "")
+            else:
+                action, _ = full_action(t, self.table.lookup(t), self.options)
+                self._apply(ds, t, action, where)
+        self._private(ds, private, path)
+
+    def _apply(self, ds: Dataset, t: int, action: str, where: str) -> None:
+        keyword = keyword_for_tag(t)
+        raw = ds.get_item(t)
+        if action == "X":
+            self._remove(ds, t, where, keyword)
+            return
+        if _may_be_sequence(raw) and ds[t].VR == "SQ":
+            if action == "Z":
+                ds[t].value = Sequence()
+                self.changes.append(Change(where, keyword, "emptied"))
+            else:  # K, D, C, U: the sequence stays and its items are cleaned
+                for i, item in enumerate(ds[t].value):
+                    self.walk(item, f"{where}[{i}].")
+            return
+        if action == "K" or _is_empty(raw):
+            return
+        elem = ds[t]
+        vr = elem.VR
+        if action == "P":
+            self._pseudonymize(ds, t, where)
+        elif action == "U" or (vr == "UI" and action == "D"):
+            values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
+            elem.value = [self.keyring.uid(str(v)) if v else v for v in values]
+            self.changes.append(Change(where, keyword, "remapped"))
+        elif action == "S" and vr in ("DA", "DT"):
+            elem.value = [self._shift(str(v), vr) for v in _values(elem.value)]
+            self.changes.append(Change(where, keyword, "shifted"))
+        elif action == "S":
+            pass  # a time keeps its value when whole days shift
+        elif action == "C" and vr in DUMMY_TEXT:
+            cleaned = [self._clean(str(v)) for v in _values(elem.value)]
+            if cleaned != [str(v) for v in _values(elem.value)]:
+                elem.value = cleaned
+                self.changes.append(Change(where, keyword, "cleaned"))
+        elif action == "Z" and vr not in DATE_VRS:
+            elem.value = b"" if vr.startswith("O") or vr == "UN" else None
+            self.changes.append(Change(where, keyword, "emptied"))
+        else:  # D, Z on dates (dates become 10000101 at full), C on a binary VR
+            self._dummy(ds, t, vr, where)
+
+    def _dummy(self, ds: Dataset, t: int, vr: str, where: str) -> None:
+        if vr in DUMMY_TEXT:
+            value: object = DUMMY_TEXT[vr]
+        elif vr in ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"):
+            value = 0
+        else:
+            value = b"\x00\x00"
+        ds[t] = DataElement(t, vr, value)
+        self.changes.append(Change(where, keyword_for_tag(t), "replaced"))
+
+    def _pseudonymize(self, ds: Dataset, t: int, where: str) -> None:
+        source = str(ds.get("PatientID", "") or "") if PATIENT_ID in ds else self.subject
+        mapped = self.options.lookup.get(source)
+        value = mapped if mapped is not None else self.keyring.pseudonym(source)
+        ds[t] = DataElement(t, "LO" if t == PATIENT_ID else "PN", value)
+        how = "pseudonymized (lookup)" if mapped is not None else "pseudonymized"
+        self.changes.append(Change(where, keyword_for_tag(t), how))
+
+    def _shift(self, value: str, vr: str) -> str:
+        if self._offset is None:
+            self._offset = self.keyring.day_offset(self.subject)
+        try:
+            day = dt.datetime.strptime(value[:8], "%Y%m%d").date()
+        except ValueError:
+            return DUMMY_TEXT[vr]
+        shifted = (day + dt.timedelta(days=self._offset)).strftime("%Y%m%d")
+        return shifted + value[8:] if vr == "DT" else shifted
+
+    def _clean(self, text: str) -> str:
+        for value in self.identifying:
+            text = re.sub(re.escape(value), "*", text, flags=re.IGNORECASE)
+        return text
+
+    def _remove(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        del ds[t]
+        self.changes.append(Change(where, keyword, "removed"))
+
+    def _private(self, ds: Dataset, tags: list[int], path: str) -> None:
+        """Keep allow-listed private elements (with their creators); remove every other private element."""
+        kept_blocks: set[int] = set()
+        for t in tags:
+            element = t & 0xFFFF
+            if element < 0x1000:
+                continue  # creators and illegal low elements: decided below
+            creator_tag = (t & 0xFFFF0000) | (element >> 8)
+            creator = ds.get(creator_tag)
+            creator_name = str(creator.value) if creator is not None and creator.VR == "LO" else ""
+            if self.options.retain_safe_private and find_safe(creator_name, t >> 16, element & 0xFF):
+                kept_blocks.add(creator_tag)
+            else:
+                self._remove(ds, t, path + _tag_text(t), "")
+        for t in tags:
+            if t & 0xFFFF < 0x1000 and t not in kept_blocks:
+                self._remove(ds, t, path + _tag_text(t), "PrivateCreator" if t & 0xFFFF >= 0x10 else "")
+
+    def clean_meta(self, meta: Dataset) -> None:
+        for tag in list(meta.keys()):
+            t = int(tag)
+            where = _tag_text(t)
+            if t not in META_KEPT_AT_FULL:
+                self._remove(meta, t, where, keyword_for_tag(t))
+            elif t == META_REMAPPED and not _is_empty(meta.get_item(tag)):
+                meta[t].value = self.keyring.uid(str(meta[t].value))
+                self.changes.append(Change(where, keyword_for_tag(t), "remapped"))
+
+
+def _identifying_values(ds: Dataset) -> tuple[str, ...]:
+    """Values of the top-level identifying attributes, for cleaning descriptors (longest first)."""
+    found: set[str] = set()
+    for keyword in ("PatientName", "PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate",
+                    "InstitutionName", "ReferringPhysicianName", "StationName", "StudyDate", "PatientAddress"):
+        elem = ds.get(keyword)
+        if elem is None:
+            continue
+        for value in _values(elem):
+            text = str(value)
+            found.add(text)
+            found.update(p for p in re.split(r"[\^ ,]+", text) if len(p) >= 3)
+    return tuple(sorted((v for v in found if len(v) >= 3), key=len, reverse=True))
+
+
+# --- marks -----------------------------------------------------------------------------------------------------
+
+
+def _mark_method(ds: Dataset, method: str, changes: list[Change]) -> None:
+    """Add our DeidentificationMethod value, keeping any earlier one (the record of earlier de-identification)."""
+    text = f"{method} (neuroanon {__version__})"
+    earlier = [str(v) for v in _values(ds.get("DeidentificationMethod", None))] if DEID_METHOD in ds else []
+    ds.DeidentificationMethod = [*earlier, text] if earlier and text not in earlier else text
+    changes.append(Change(_tag_text(DEID_METHOD), "DeidentificationMethod", "added"))
+
+
+def _mark_full(ds: Dataset, options: Options, changes: list[Change]) -> None:
+    ds.PatientIdentityRemoved = "YES"
+    changes.append(Change("(0012,0062)", "PatientIdentityRemoved", "added"))
+    _mark_method(ds, METHOD_NAMES[Level.FULL], changes)
+    items = []
+    for value, meaning in option_codes(options):
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    changes.append(Change("(0012,0064)", "DeidentificationMethodCodeSequence", "added"))
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if options.shift_dates else "REMOVED"
+    changes.append(Change("(0028,0303)", "LongitudinalTemporalInformationModified", "added"))
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _tag_text(t: int) -> str:
+    return f"({t >> 16:04X},{t & 0xFFFF:04X})"
+
+
+def _values(value: object) -> list[object]:
+    if value is None:
+        return []
+    if isinstance(value, DataElement):
+        value = value.value
+    if isinstance(value, (list, MultiValue)):
+        return list(value)
+    return [value]
+
+
+def _is_empty(elem: DataElement | RawDataElement) -> bool:
+    if isinstance(elem, RawDataElement):
+        return elem.length == 0 or (elem.value is not None and elem.value.strip(b" \x00") == b"")
+    return elem.is_empty
+
+
+def _may_be_sequence(elem: DataElement | RawDataElement) -> bool:
+    if isinstance(elem, DataElement):
+        return elem.VR == "SQ"
+    if elem.VR is not None:
+        return elem.VR in ("SQ", "UN") and (elem.VR == "SQ" or elem.length == UNDEFINED_LENGTH)
+    if elem.length == UNDEFINED_LENGTH:
+        return True
+    try:
+        return dictionary_VR(elem.tag) == "SQ"
+    except KeyError:
+        return False

@@ -1,0 +1,121 @@
+"""The command line: a thin layer over the pipeline. `main(argv) -> int` is the whole interface."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import NeuroanonError
+from .keys import load_lookup, load_or_create_key
+from .options import Level, Options
+from .profile import explain, render_rules
+from .report import Record, Status
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroanon", description="De-identify DICOM data (NiDB levels).")
+    parser.add_argument("--version", action="version", version=f"neuroanon {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder")
+    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    run.add_argument("--output", "-o", required=True, type=Path, help="output folder (must not be inside an input)")
+    _level_options(run)
+    run.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
+    run.add_argument("--report", type=Path, help="write a JSON-lines report here")
+    run.add_argument("--lookup", type=Path, help="CSV of original,new PatientIDs (full level)")
+    run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+    show = commands.add_parser("explain", help="print what a level does, tag by tag")
+    _level_options(show)
+
+    demo = commands.add_parser("demo", help="make a synthetic study with fake PHI, anonymize it at full, compare")
+    demo.add_argument("--output", "-o", type=Path, help="folder for the demo files (default: a temporary one)")
+    return parser
+
+
+def _level_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=Level.ANONYMIZE.value)
+    p.add_argument("--shift-dates", action="store_true",
+                   help="full: shift dates by a keyed per-subject offset (PS3.15 113107) instead of 10000101")
+    p.add_argument("--clean-descriptors", action="store_true",
+                   help="full: keep descriptions, cleaned of identifying values (PS3.15 113105)")
+    p.add_argument("--retain-patient-characteristics", action="store_true",
+                   help="full: keep age, sex, size, weight (PS3.15 113108)")
+    p.add_argument("--retain-device-identity", action="store_true",
+                   help="full: keep station name, device serial numbers (PS3.15 113109)")
+    p.add_argument("--no-safe-private", action="store_true",
+                   help="full: remove every private element, the technical allow-list too")
+
+
+def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[str, str] | None = None) -> Options:
+    return Options(
+        level=Level(args.level),
+        key=key,
+        lookup=lookup or {},
+        shift_dates=args.shift_dates,
+        clean_descriptors=args.clean_descriptors,
+        retain_patient_characteristics=args.retain_patient_characteristics,
+        retain_device_identity=args.retain_device_identity,
+        retain_safe_private=not args.no_safe_private,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 all released, 1 some file not released, 2 usage error)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and EXIT_USAGE
+    _quiet_pydicom()
+    try:
+        if args.command == "explain":
+            print(render_rules(explain(Level(args.level), _options(args))))
+            return 0
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
+        return _anonymize(args)
+    except NeuroanonError as exc:
+        print(f"neuroanon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _anonymize(args: argparse.Namespace) -> int:
+    from .pipeline import anonymize_tree
+
+    key = None
+    if Level(args.level) is Level.FULL:
+        key, path, created = load_or_create_key(args.key_file)
+        if created:
+            print(f"neuroanon: created a new key at {path} (mode 0600). Keep it secret and keep it: the same "
+                  "key gives the same pseudonyms and UIDs in later runs.", file=sys.stderr)
+    lookup = load_lookup(args.lookup) if args.lookup else None
+    options = _options(args, key, lookup)
+
+    def show(record: Record) -> None:
+        if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
+            print(f"{record.status}: {record.input}: {record.reason}", file=sys.stderr)
+
+    summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show)
+    print(summary.line())
+    if args.report:
+        print(f"report: {args.report}")
+    return summary.exit_code
+
+
+def _quiet_pydicom() -> None:
+    """pydicom's log messages can quote element values; they never reach our terminal."""
+    logging.getLogger("pydicom").propagate = False
+
+
+def console() -> None:
+    """Entry point for the `neuroanon` script."""
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The project key and everything derived from it: UIDs, pseudonyms, date offsets.
+
+Every derived value is HMAC-SHA256(key, purpose || original). Whoever holds the key gets the same values in every
+run and on every machine; without it the mapping can be neither reversed nor checked against a dictionary.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from .errors import UsageError
+
+KEY_BYTES = 32
+MIN_KEY_BYTES = 16
+# Shifted dates move back by 1 to 10 years; the same offset for every date of one subject.
+MAX_SHIFT_DAYS = 3650
+
+
+def default_key_path() -> Path:
+    """Where the per-user key lives when no --key-file is given: $XDG_CONFIG_HOME/neuroanon/key."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "neuroanon" / "key"
+
+
+def create_key(path: Path) -> bytes:
+    """Create a new random key at `path` with mode 0600; refuse to overwrite an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_bytes(KEY_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    return key
+
+
+def load_key(path: Path) -> bytes:
+    """Read a key file: hex text (as create_key writes it) or at least 16 raw bytes."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read key file {path}: {exc.strerror}") from None
+    text = raw.strip()
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = text
+    if len(key) < MIN_KEY_BYTES:
+        raise UsageError(f"key file {path} holds fewer than {MIN_KEY_BYTES} bytes of key")
+    return key
+
+
+def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
+    """The key from `path`, or from the default path (created there if missing). Returns (key, path, created)."""
+    if path is not None:
+        return load_key(path), path, False
+    path = default_key_path()
+    if path.exists():
+        return load_key(path), path, False
+    return create_key(path), path, True
+
+
+class Keyring:
+    """Keyed derivations of identifiers. Pure: the same key and input give the same output."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise UsageError(f"a key needs at least {MIN_KEY_BYTES} bytes")
+        self._key = key
+
+    def _digest(self, purpose: bytes, value: str) -> bytes:
+        return hmac.new(self._key, purpose + b"\0" + value.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+
+    def uid(self, original: str) -> str:
+        """A `2.25.` UID (at most 44 characters) for an original UID."""
+        return "2.25." + str(int.from_bytes(self._digest(b"uid", original)[:16], "big"))
+
+    def pseudonym(self, patient_id: str) -> str:
+        """A subject pseudonym: `NA` and 16 base32 characters (80 bits)."""
+        code = base64.b32encode(self._digest(b"subject", patient_id)[:10]).decode("ascii")
+        return "NA" + code
+
+    def day_offset(self, patient_id: str) -> int:
+        """Days (negative, 1 to 3650 back) by which this subject's dates move under --shift-dates."""
+        n = int.from_bytes(self._digest(b"dateshift", patient_id)[:8], "big")
+        return -(n % MAX_SHIFT_DAYS + 1)
+
+    def token(self, value: str) -> str:
+        """A short keyed token for naming things that have no identifier of their own (e.g. a missing UID)."""
+        return self._digest(b"token", value)[:8].hex()
+
+
+def load_lookup(path: Path) -> dict[str, str]:
+    """Read a CSV of `original,new` PatientID pairs (an optional header row `original,new` is skipped)."""
+    import csv
+
+    table: dict[str, str] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for number, row in enumerate(csv.reader(f), start=1):
+                if not row or (number == 1 and [c.strip().lower() for c in row] == ["original", "new"]):
+                    continue
+                if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                    raise UsageError(f"lookup file {path}, line {number}: expected two non-empty columns")
+                new = row[1].strip()
+                if len(new) > 64 or "\\" in new:
+                    raise UsageError(f"lookup file {path}, line {number}: new ID longer than 64 or has '\\'")
+                table[row[0].strip()] = new
+    except OSError as exc:
+        raise UsageError(f"cannot read lookup file {path}: {exc.strerror}") from None
+    return table

@@ -1,0 +1,43 @@
+"""The one frozen options object passed down the pipeline."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+class Level(enum.StrEnum):
+    """The anonymization levels of the NiDB specification."""
+
+    ORIGINAL = "original"
+    ANONYMIZE = "anonymize"
+    FULL = "full"
+
+
+def _empty_mapping() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to do to each file. Options after `key` apply to the `full` level only.
+
+    Each option that keeps something the Basic Profile would remove maps to a PS3.15 option and is recorded in
+    the output's DeidentificationMethodCodeSequence.
+    """
+
+    level: Level = Level.ANONYMIZE
+    key: bytes | None = None
+    lookup: Mapping[str, str] = field(default_factory=_empty_mapping)
+    shift_dates: bool = False  # 113107 Retain Longitudinal Temporal Information Modified Dates
+    clean_descriptors: bool = False  # 113105 Clean Descriptors
+    retain_patient_characteristics: bool = False  # 113108
+    retain_device_identity: bool = False  # 113109
+    retain_safe_private: bool = True  # 113111: keep the documented technical allow-list
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", Level(self.level))
+        if not isinstance(self.lookup, MappingProxyType):
+            object.__setattr__(self, "lookup", MappingProxyType(dict(self.lookup)))

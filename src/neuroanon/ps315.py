@@ -1,0 +1,100 @@
+"""DICOM PS3.15 Table E.1-1 (Application Level Confidentiality Profile Attributes), loaded from package data.
+
+The table is never typed by hand: data/ps3.15-table-e1-1.json is the standard's table as extracted by the
+innolitics dicom-standard project (April 2024 web edition).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Mapping
+
+# The table's option columns and the CID 7050 codes of those options.
+OPTION_CODES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "rtnSafePrivOpt": ("113111", "Retain Safe Private Option"),
+        "rtnUIDsOpt": ("113110", "Retain UIDs Option"),
+        "rtnDevIdOpt": ("113109", "Retain Device Identity Option"),
+        "rtnInstIdOpt": ("113112", "Retain Institution Identity Option"),
+        "rtnPatCharsOpt": ("113108", "Retain Patient Characteristics Option"),
+        "rtnLongFullDatesOpt": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+        "rtnLongModifDatesOpt": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+        "cleanDescOpt": ("113105", "Clean Descriptors Option"),
+        "cleanStructContOpt": ("113104", "Clean Structured Content Option"),
+        "cleanGraphOpt": ("113103", "Clean Graphics Option"),
+    }
+)
+BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of Table E.1-1. `mask`/`match` select the tags it covers (a repeating group has a partial mask)."""
+
+    name: str
+    mask: int
+    match: int
+    basic: str
+    options: Mapping[str, str]
+
+    @property
+    def tag_text(self) -> str:
+        text = f"{self.match:08X}"
+        digits = [c if (self.mask >> (4 * (7 - i))) & 0xF else "x" for i, c in enumerate(text)]
+        s = "".join(digits)
+        return f"({s[:4]},{s[4:]})"
+
+
+@dataclass(frozen=True)
+class Table:
+    exact: Mapping[int, Entry]
+    patterns: tuple[Entry, ...]
+    private: Entry
+
+    def lookup(self, tag: int) -> Entry | None:
+        """The row covering a standard (even-group) tag, or None if the table does not list it."""
+        entry = self.exact.get(tag)
+        if entry is not None:
+            return entry
+        for pattern in self.patterns:
+            if tag & pattern.mask == pattern.match:
+                return pattern
+        return None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from sorted(self.exact.values(), key=lambda e: e.match)
+        yield from self.patterns
+
+
+def _parse_tag(text: str) -> tuple[int, int]:
+    digits = text.strip("()").replace(",", "")
+    mask = int("".join("0" if c in "xX" else "F" for c in digits), 16)
+    match = int("".join("0" if c in "xX" else c for c in digits), 16)
+    return mask, match
+
+
+@cache
+def load_table() -> Table:
+    """Load Table E.1-1 from the package data."""
+    raw = json.loads(resources.files("neuroanon").joinpath("data/ps3.15-table-e1-1.json").read_text("utf-8"))
+    exact: dict[int, Entry] = {}
+    patterns: list[Entry] = []
+    private: Entry | None = None
+    for row in raw:
+        options = MappingProxyType({k: v for k, v in row.items() if k in OPTION_CODES})
+        if "GGGG" in row["tag"]:
+            private = Entry(row["name"], 0, 0, row["basicProfile"], options)
+            continue
+        mask, match = _parse_tag(row["tag"])
+        entry = Entry(row["name"], mask, match, row["basicProfile"], options)
+        if mask == 0xFFFFFFFF:
+            exact[match] = entry
+        else:
+            patterns.append(entry)
+    if private is None:
+        raise RuntimeError("PS3.15 table has no private-attributes row")
+    return Table(MappingProxyType(exact), tuple(patterns), private)

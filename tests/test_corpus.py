@@ -1,0 +1,97 @@
+"""Every file of the real test-data packages, at anonymize and full: anonymized correctly or failed with a reason.
+
+A written output must keep pixel data bytes and transfer syntax, read back with pydicom, and parse with dcmtk's
+dcmdump whenever dcmdump parses the input.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_file
+from neuroanon.profile import NIDB_ANONYMIZE, NIDB_FULL
+from neuroanon.report import Status
+
+from .corpus import corpus_files
+from .tools import require_tool
+
+KEY = b"corpus-test-key-0123456789abcdef"
+FILES = corpus_files()
+
+
+def _read(path: Path) -> Dataset:
+    return pydicom.dcmread(path, force=True)
+
+
+def _dcmdump_ok(path: Path) -> bool:
+    done = subprocess.run([require_tool("dcmdump"), "-q", "+E", str(path)], capture_output=True, timeout=60)
+    return done.returncode == 0
+
+
+def test_corpus_is_large_and_varied() -> None:
+    assert len(FILES) > 150
+    assert {p.suffix for p in FILES} >= {".dcm"}
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL], ids=str)
+@pytest.mark.parametrize("source", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_file_is_anonymized_or_reported(source: Path, level: Level, tmp_path: Path) -> None:
+    before = source.read_bytes()
+    record = anonymize_file(source, tmp_path, Options(level=level, key=KEY))
+    assert source.read_bytes() == before, "the input was modified"
+    if record.status is not Status.WRITTEN:
+        assert record.status in (Status.FAILED, Status.SKIPPED)
+        assert record.reason, "a file not written must say why"
+        assert not any(tmp_path.rglob("*")), "nothing is written for a file that was not released"
+        return
+    assert record.output is not None
+    out = tmp_path / record.output
+    if not record.dicom:
+        assert level is Level.ANONYMIZE and out.read_bytes() == before, "non-DICOM is mirrored unchanged"
+        return
+    original, result = _read(source), _read(out)
+    in_ts = getattr(original, "file_meta", Dataset()).get("TransferSyntaxUID")
+    assert getattr(result, "file_meta", Dataset()).get("TransferSyntaxUID") == in_ts
+    for tag in (0x7FE00010, 0x7FE00008, 0x7FE00009):
+        if tag in original:
+            assert result[tag].value == original[tag].value, "pixel data bytes changed"
+    if _dcmdump_ok(source):
+        assert _dcmdump_ok(out), "dcmdump reads the input but not the output"
+    if level is Level.ANONYMIZE:
+        _check_anonymize(original, result)
+    else:
+        _check_full(original, result)
+
+
+def _check_anonymize(original: Dataset, result: Dataset) -> None:
+    for elem in original:
+        tag = int(elem.tag)
+        if tag in NIDB_ANONYMIZE:
+            if not elem.is_empty:
+                assert str(result[tag].value) == NIDB_ANONYMIZE[tag]
+        elif elem.VR != "SQ" and tag & 0xFFFF != 0 and tag not in (0x00120063,):
+            assert tag in result and result[tag].value == elem.value, f"{elem.tag} changed"
+    assert "NiDB Anonymize" in str(result.DeidentificationMethod)
+    assert result.get("PatientIdentityRemoved") == original.get("PatientIdentityRemoved"), "not claimed at anonymize"
+
+
+def _check_full(original: Dataset, result: Dataset) -> None:
+    assert result.PatientIdentityRemoved == "YES"
+    for tag in NIDB_FULL:
+        if tag in original and not original[tag].is_empty and tag in result:
+            assert result[tag].value != original[tag].value or str(result[tag].value) in ("", "Anon", "10000101")
+    for elem in result.iterall():
+        assert not (elem.tag.is_private and elem.tag.element >= 0x1000 and elem.tag.group not in
+                    (0x0019, 0x0021, 0x0029, 0x0043, 0x2001, 0x2005)), f"private {elem.tag} kept"
+        assert elem.tag.group >> 8 not in (0x50, 0x60) or elem.tag.group % 2, "overlay or curve kept"
+    if "SOPInstanceUID" in original and original.SOPInstanceUID:
+        assert result.SOPInstanceUID.startswith("2.25.")
+        assert result.SOPInstanceUID != original.SOPInstanceUID
+    if "PatientID" in original:
+        assert result.PatientID != original.PatientID or original.PatientID == ""
