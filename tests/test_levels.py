@@ -1,0 +1,155 @@
+"""Each level keeps exactly its promise, on synthetic studies with fake PHI planted everywhere it hides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.sample import make_study, planted_values
+
+from .helpers import files_under, searchable_bytes
+
+KEY = b"level-test-key-0123456789abcdef!"
+ENCODINGS = ["explicit_le", "implicit_le", "explicit_be", "deflated", "rle"]
+FIVE = ("ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "PatientName", "PatientBirthDate")
+# Planted values that sit inside one of the five attributes (at some depth), so `anonymize` removes them too.
+IN_FIVE_TAGS = {"OriginalAttrName"}
+IN_PATHS_ONLY = {"FolderName", "FileName"}
+
+
+# (folder, subject, study, encoding): subject 0 has a study per encoding, subject 1 one study.
+STUDIES = [(e, 0, i, e) for i, e in enumerate(ENCODINGS)] + [("other", 1, 0, "explicit_le")]
+
+
+@pytest.fixture(scope="module")
+def study_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("in") / "incoming"
+    for folder, subject, study, encoding in STUDIES:
+        make_study(root / folder, subject=subject, study=study, n_series=2, n_instances=2, encoding=encoding)
+    (root / "notes.txt").write_text("scanned by FAKE technician, not DICOM")
+    return root
+
+
+def _planted() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for _, subject, study, _ in STUDIES:
+        for name, value in planted_values(subject, study=study).items():
+            values[f"{name}[{subject}/{study}]"] = value
+    return values
+
+
+def _subject_study(relative: str) -> tuple[int, int]:
+    folder = relative.split("/")[0]
+    return next((subject, study) for f, subject, study, _ in STUDIES if f == folder)
+
+
+def _run(tree: Path, out: Path, **options: object) -> list[dict[str, object]]:
+    report = out.parent / f"{out.name}.jsonl"
+    anonymize_tree([tree], out, Options(key=KEY, **options), report=report)  # type: ignore[arg-type]
+    return [json.loads(line) for line in report.read_text().splitlines()]
+
+
+def test_original_copies_every_file_byte_for_byte(study_tree: Path, tmp_path: Path) -> None:
+    records = _run(study_tree, tmp_path / "out", level=Level.ORIGINAL)
+    inputs = files_under(study_tree)
+    assert len(records) == len(inputs) + 1
+    for source in inputs:
+        out = tmp_path / "out" / source.relative_to(study_tree)
+        assert out.read_bytes() == source.read_bytes()
+
+
+def test_anonymize_removes_the_five_everywhere_and_keeps_the_rest(study_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    records = _run(study_tree, out, level=Level.ANONYMIZE)
+    dicom_records = [r for r in records if r.get("dicom")]
+    assert dicom_records and all(r["status"] == "written" for r in dicom_records)
+    for record in dicom_records:
+        path = out / str(record["input"])
+        data = searchable_bytes(path)
+        subject, study = _subject_study(str(record["input"]))
+        planted = planted_values(subject, study=study)
+        for name in FIVE:
+            assert planted[name].encode() not in data, f"{name} survived in {record['input']}"
+        for name in IN_FIVE_TAGS:
+            assert planted[name].encode() not in data
+        for name, value in planted.items():
+            if name in FIVE or name in IN_FIVE_TAGS or name in IN_PATHS_ONLY:
+                continue
+            assert value.encode() in data, f"{name} was lost at anonymize in {record['input']}"
+        ds = pydicom.dcmread(path)
+        assert ds.PatientName == "Anon" and ds.PatientBirthDate == "10000101"
+        assert ds.ReferringPhysicianName == "Anon" and ds.OperatorsName == "Anon"
+        assert "NiDB Anonymize" in ds.DeidentificationMethod and "PatientIdentityRemoved" not in ds
+        source = pydicom.dcmread(study_tree / str(record["input"]))
+        assert ds.PixelData == source.PixelData
+        assert ds.SOPInstanceUID == source.SOPInstanceUID and ds.StudyDate == source.StudyDate
+        # the mirrored path keeps the input's names at this level
+        assert planted["FolderName"] in str(record["input"])
+
+
+def test_full_leaves_no_planted_value_in_any_byte_path_or_report(study_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    records = _run(study_tree, out, level=Level.FULL)
+    planted = _planted()
+    outputs = files_under(out)
+    assert len(outputs) == sum(1 for r in records if r.get("status") == "written")
+    assert len(outputs) == 2 * 2 * len(STUDIES)
+    report_text = (tmp_path / "out.jsonl").read_text()
+    for path in outputs:
+        data = searchable_bytes(path)
+        relative = str(path.relative_to(out))
+        for name, value in planted.items():
+            assert value.encode() not in data, f"{name} survived in an output file"
+            assert value.lower() not in relative.lower(), f"{name} in an output path"
+    for record in records:
+        if "input" in record:
+            for name, value in planted.items():
+                if not name.startswith(("FolderName", "FileName", "StudyDate", "AccessionNumber")):
+                    assert value not in json.dumps({k: v for k, v in record.items() if k != "input"}), name
+    assert "notes.txt" not in report_text or any(
+        r.get("input") == "notes.txt" and r["status"] == "skipped" for r in records
+    )
+
+
+def test_full_output_structure(study_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _run(study_tree, out, level=Level.FULL)
+    for path in files_under(out):
+        ds = pydicom.dcmread(path)
+        subject, study, series, instance = path.relative_to(out).parts
+        assert (subject, study, series, instance) == (
+            ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID + ".dcm")
+        assert str(ds.PatientName) == ds.PatientID
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert "SourceApplicationEntityTitle" not in ds.file_meta
+        assert path.read_bytes()[:128] == b"\x00" * 128
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+        codes = {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+        assert codes == {"113100", "113111"}
+        assert ds.StudyDate == "10000101" and ds.PatientBirthDate == "10000101"
+        assert "OriginalAttributesSequence" not in ds and (0xFFFA, 0xFFFA) not in ds and (0x6000, 0x3000) not in ds
+        creators = {str(e.value) for e in ds if e.tag.is_private_creator}
+        assert "ACME FAKE PHI 1.0" not in creators and "SIEMENS CSA HEADER" in creators
+        assert ds.file_meta.TransferSyntaxUID == pydicom.dcmread(path).file_meta.TransferSyntaxUID
+
+
+def test_full_keeps_allow_listed_private_elements_byte_for_byte(study_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _run(study_tree, out, level=Level.FULL)
+    source = pydicom.dcmread(next((study_tree / "explicit_le").rglob("*.dcm")))
+    by_sop = {pydicom.dcmread(p).SOPInstanceUID: p for p in files_under(out)}
+    matches = [p for p in by_sop.values()
+               if pydicom.dcmread(p).InstanceNumber == source.InstanceNumber
+               and pydicom.dcmread(p).SeriesNumber == source.SeriesNumber]
+    result = pydicom.dcmread(matches[0])
+    for creator, group, element in (("SIEMENS CSA HEADER", 0x0029, 0x10), ("SIEMENS CSA HEADER", 0x0029, 0x20),
+                                    ("SIEMENS MR HEADER", 0x0019, 0x0C), ("GEMS_PARM_01", 0x0043, 0x39)):
+        assert result.private_block(group, creator)[element].value == \
+            source.private_block(group, creator)[element].value
+    assert result.PixelData == source.PixelData
