@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from neuroanon.allowlist import find_safe
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
 from neuroanon.profile import NIDB_ANONYMIZE, NIDB_FULL
@@ -69,6 +70,24 @@ def test_file_is_anonymized_or_reported(source: Path, level: Level, tmp_path: Pa
         _check_full(original, result)
 
 
+def _all_elements(ds: Dataset) -> list[pydicom.DataElement]:
+    """Every element at any depth, with `private_creator` set for private ones."""
+    found = []
+    for elem in ds:
+        if elem.tag.is_private and elem.tag.element >= 0x1000:
+            elem = ds.get_private_item(elem.tag.group, elem.tag.element & 0xFF, _creator(ds, elem.tag))
+        found.append(elem)
+        if elem.VR == "SQ":
+            for item in elem.value:
+                found += _all_elements(item)
+    return found
+
+
+def _creator(ds: Dataset, tag: pydicom.tag.BaseTag) -> str:
+    creator = ds.get((tag.group, tag.element >> 8))
+    return str(creator.value) if creator is not None else ""
+
+
 def _check_anonymize(original: Dataset, result: Dataset) -> None:
     for elem in original:
         tag = int(elem.tag)
@@ -86,10 +105,14 @@ def _check_full(original: Dataset, result: Dataset) -> None:
     for tag in NIDB_FULL:
         if tag in original and not original[tag].is_empty and tag in result:
             assert result[tag].value != original[tag].value or str(result[tag].value) in ("", "Anon", "10000101")
-    for elem in result.iterall():
-        assert not (elem.tag.is_private and elem.tag.element >= 0x1000 and elem.tag.group not in
-                    (0x0019, 0x0021, 0x0029, 0x0043, 0x2001, 0x2005)), f"private {elem.tag} kept"
-        assert elem.tag.group >> 8 not in (0x50, 0x60) or elem.tag.group % 2, "overlay or curve kept"
+    kept_private = [
+        (int(elem.tag), str(elem.private_creator or ""))
+        for elem in _all_elements(result)
+        if elem.tag.is_private and elem.tag.element >= 0x1000
+    ]
+    for tag, creator in kept_private:
+        assert find_safe(creator, tag >> 16, tag & 0xFF), f"private ({tag >> 16:04X},{tag & 0xFFFF:04X}) kept"
+    assert not any(int(e.tag) >> 24 in (0x50, 0x60) and not (e.tag.group % 2) for e in _all_elements(result))
     if "SOPInstanceUID" in original and original.SOPInstanceUID:
         assert result.SOPInstanceUID.startswith("2.25.")
         assert result.SOPInstanceUID != original.SOPInstanceUID

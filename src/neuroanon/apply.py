@@ -60,7 +60,7 @@ def apply_level(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]]:
     `ds` may be a whole dataset or a header read without pixel data; pixel data is never touched. A
     FileDataset's file meta and preamble are handled too.
     """
-    new = copy.deepcopy(ds)
+    new = _copy(ds)
     if options.level is Level.ORIGINAL:
         return new, []
     changes: list[Change] = []
@@ -293,6 +293,27 @@ def _mark_full(ds: Dataset, options: Options, changes: list[Change]) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _copy(ds: Dataset) -> Dataset:
+    """A copy that the walkers may change freely, sharing only what they never change in place.
+
+    Raw elements are immutable tuples of bytes and are shared; decoded elements are copied (their values are
+    replaced, never mutated); sequences are copied item by item. Much cheaper than a deep copy of raw bytes.
+    """
+    new = copy.copy(ds)
+    elements: dict[object, object] = {}
+    for tag, elem in ds._dict.items():
+        if isinstance(elem, DataElement):
+            elem = copy.copy(elem)
+            if elem.VR == "SQ":
+                elem.value = Sequence([_copy(item) for item in elem.value])
+        elements[tag] = elem
+    object.__setattr__(new, "_dict", elements)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        object.__setattr__(new, "file_meta", _copy(meta))
+    return new
 
 
 def _tag_text(t: int) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 
 from .allowlist import SAFE_PRIVATE
 from .options import Level, Options
@@ -173,13 +173,13 @@ def explain(level: Level, options: Options | None = None) -> list[Rule]:
         return rules
     rules = []
     for entry in load_table():
-        action, source = full_action(entry.match, entry, options) if entry.mask == 0xFFFFFFFF else ("X", "")
-        if entry.mask != 0xFFFFFFFF:
+        if entry.mask != 0xFFFFFFFF:  # the repeating overlay and curve groups
             rules.append(Rule(entry.tag_text, entry.name, "X", "whole group removed", "Clean Graphics (stricter)"))
             continue
+        action, source = full_action(entry.match, entry, options)
         if entry.match in NIDB_FULL:
             source = "NiDB Full + " + source
-        rules.append(Rule(entry.tag_text, entry.name, action, _ACTION_WORDS[action], source))
+        rules.append(Rule(entry.tag_text, entry.name, action, _detail(entry.match, action), source))
     for tag, name in REMOVED_AT_FULL.items():
         rules.append(Rule(_tag_text(tag), name, "X", "removed", "neuroanon"))
     rules.append(Rule("(gggg,0000)", "Group Length", "X", "removed (retired; stale after changes)", "neuroanon"))
@@ -197,6 +197,22 @@ def explain(level: Level, options: Options | None = None) -> list[Rule]:
     rules.append(Rule("(0028,0303)", "LongitudinalTemporalInformationModified", "added",
                       "MODIFIED with --shift-dates, else REMOVED", "PS3.15 E.1"))
     return rules
+
+
+def _detail(tag: int, action: str) -> str:
+    if action not in ("D", "Z"):
+        return _ACTION_WORDS[action]
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        vr = ""
+    if action == "Z" and vr not in DATE_VRS:
+        return _ACTION_WORDS[action]
+    if vr == "SQ":
+        return "kept, its items cleaned"
+    if vr == "UI":
+        return _ACTION_WORDS["U"]
+    return f"`{DUMMY_TEXT.get(vr, '0')}`"
 
 
 def _tag_text(tag: int) -> str:

@@ -10,6 +10,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
@@ -21,6 +22,7 @@ from .errors import InputError
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
 _ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
@@ -63,12 +65,19 @@ def read_header(path: Path) -> Header:
                 raise InputError("no DICOM dataset found")
             meta = getattr(ds, "file_meta", None)
             if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                whole = dcmread(path, force=True)
-                return Header(whole, None, False, True)
-            position = fp.tell()
-            if position >= size:
+                return Header(dcmread(path, force=True), None, False, True)
+            stopped_at = fp.tell()
+            scanner = _Scanner(fp, size, implicit, little)
+            fp.seek(0)
+            start = 132 if fp.read(132)[128:] == b"DICM" else 0
+            scanner.dataset(start, size, implicit, top=True)
+            span = scanner.pixels
+            if span is None:
+                if stopped_at != size:
+                    raise InputError("header could not be parsed to its end")
                 return Header(ds, None, implicit, little)
-            span = _locate_pixels(fp, position, size, implicit, little)
+            if stopped_at != span.start:
+                raise InputError("header could not be parsed to the pixel data")
             if span.end < size:
                 fp.seek(span.end)
                 trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
@@ -82,47 +91,70 @@ def read_header(path: Path) -> Header:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
 
 
-def _locate_pixels(fp, start: int, size: int, implicit: bool, little: bool) -> PixelSpan:  # type: ignore[no-untyped-def]
-    """Parse the pixel element's header and, for encapsulated data, walk its items by seeking."""
-    e = "<" if little else ">"
-    fp.seek(start)
-    head = fp.read(8)
-    if len(head) < 8:
-        raise InputError("pixel data element header truncated")
-    group, element = struct.unpack(f"{e}HH", head[:4])
-    tag = group << 16 | element
-    if tag not in PIXEL_TAGS:
-        raise InputError("header could not be parsed to its end")
-    if implicit:
-        (length,) = struct.unpack(f"{e}L", head[4:8])
-        value_start = start + 8
-    elif head[4:6] in _LONG_VRS:
-        extra = fp.read(4)
-        if len(extra) < 4:
-            raise InputError("pixel data element header truncated")
-        (length,) = struct.unpack(f"{e}L", extra)
-        value_start = start + 12
-    else:
-        (length,) = struct.unpack(f"{e}H", head[6:8])
-        value_start = start + 8
-    if length != UNDEFINED_LENGTH:
-        end = value_start + length
-        if end > size:
-            raise InputError(f"pixel data truncated: {length} bytes declared, {size - value_start} present")
-        return PixelSpan(tag, start, end)
-    position = value_start
-    while True:
-        fp.seek(position)
-        item = fp.read(8)
-        if len(item) < 8:
-            raise InputError("encapsulated pixel data truncated: no sequence delimiter before end of file")
-        item_group, item_element, item_length = struct.unpack(f"{e}HHL", item)
-        item_tag = item_group << 16 | item_element
-        position += 8
-        if item_tag == _SEQUENCE_DELIMITER:
-            return PixelSpan(tag, start, position)
-        if item_tag != _ITEM or item_length == UNDEFINED_LENGTH:
-            raise InputError("encapsulated pixel data malformed: unexpected element among fragments")
-        position += item_length
-        if position > size:
-            raise InputError("encapsulated pixel data truncated: a fragment runs past the end of file")
+class _Scanner:
+    """Walks the file's element headers, seeking past values, to prove every declared length fits the file.
+
+    pydicom reads a short value without complaint; this walk is what tells a truncated file from a whole one.
+    It also finds where the top-level pixel data element lies. Values are never read.
+    """
+
+    def __init__(self, fp: BinaryIO, size: int, implicit: bool, little: bool) -> None:
+        self.fp, self.size, self.endian = fp, size, "<" if little else ">"
+        self.pixels: PixelSpan | None = None
+
+    def dataset(self, pos: int, end: int, implicit: bool, top: bool = False) -> int:
+        """Walk elements from `pos` to `end`, or to an item delimiter; return the position after them."""
+        while pos < end:
+            tag, vr, length, value = self._head(pos, implicit, top)
+            if tag == _ITEM_DELIMITER:
+                return value
+            if length == UNDEFINED_LENGTH:
+                # An undefined-length UN holds implicit VR little endian items (PS3.5 6.2.2).
+                pos = self._items(tag, value, implicit or vr == b"UN")
+            else:
+                pos = value + length
+                if pos > self.size:
+                    raise InputError(f"truncated: {_tag_text(tag)} declares {length} bytes, "
+                                     f"{max(self.size - value, 0)} remain")
+            if top and tag in PIXEL_TAGS and self.pixels is None:
+                self.pixels = PixelSpan(tag, value - (12 if vr in _LONG_VRS else 8), pos)
+        return pos
+
+    def _items(self, tag: int, pos: int, implicit: bool) -> int:
+        """Walk the items of an undefined-length value up to its sequence delimiter."""
+        while True:
+            item, _, length, value = self._head(pos, True, False)
+            if item == _SEQUENCE_DELIMITER:
+                return value
+            if item != _ITEM:
+                raise InputError(f"malformed: unexpected element inside {_tag_text(tag)}")
+            if length == UNDEFINED_LENGTH:
+                pos = self.dataset(value, self.size, implicit)
+                continue
+            pos = value + length
+            if pos > self.size:
+                raise InputError(f"truncated: an item of {_tag_text(tag)} runs past the end of file")
+
+    def _head(self, pos: int, implicit: bool, top: bool) -> tuple[int, bytes, int, int]:
+        """(tag, VR, value length, value start) of the element header at `pos`."""
+        self.fp.seek(pos)
+        head = self.fp.read(8)
+        if len(head) < 8:
+            raise InputError(f"truncated: file ends inside an element header at byte {pos}")
+        meta = top and head[:2] == b"\x02\x00"  # file meta: always explicit VR little endian
+        endian = "<" if meta else self.endian
+        group, element = struct.unpack(f"{endian}HH", head[:4])
+        tag = group << 16 | element
+        if group == 0xFFFE or (implicit and not meta):
+            return tag, b"", struct.unpack(f"{endian}L", head[4:8])[0], pos + 8
+        vr = head[4:6]
+        if vr in _LONG_VRS:
+            extra = self.fp.read(4)
+            if len(extra) < 4:
+                raise InputError(f"truncated: file ends inside the header of {_tag_text(tag)}")
+            return tag, vr, struct.unpack(f"{endian}L", extra)[0], pos + 12
+        return tag, vr, struct.unpack(f"{endian}H", head[6:8])[0], pos + 8
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

@@ -1,0 +1,151 @@
+"""The command line, run in-process through `main(argv)`: exit codes, messages, key, report, explain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.cli import main
+from neuroanon.sample import make_dataset, make_study, planted_values
+
+from .helpers import files_under
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files_under(root)}
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "project.key"
+    path.write_text("ab" * 32)
+    return path
+
+
+@pytest.fixture
+def messy_tree(tmp_path: Path) -> Path:
+    """A study plus what real folders hold: a truncated file, a non-DICOM file, a DICOMDIR, a zero-byte file."""
+    root = tmp_path / "in"
+    files = make_study(root, subject=7, n_series=1, n_instances=3)
+    data = files[0].read_bytes()
+    (root / "truncated.dcm").write_bytes(data[: len(data) - 100])
+    (root / "notes.txt").write_text("notes about FAKE patient")
+    (root / "empty.dcm").write_bytes(b"")
+    dicomdir = make_dataset(subject=7)
+    del dicomdir.SOPClassUID  # a DICOMDIR names its class only in the file meta
+    dicomdir.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    dicomdir.save_as(root / "DICOMDIR", enforce_file_format=True)
+    return root
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["anonymize", str(tmp_path)]) == 2  # no --output
+    assert main(["anonymize", str(tmp_path), "--output", str(tmp_path / "o"), "--level", "bogus"]) == 2
+    assert main(["anonymize", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
+    assert "input not found" in capsys.readouterr().err
+
+
+def test_output_inside_input_is_refused(messy_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _tree_digest(messy_tree)
+    assert main(["anonymize", str(messy_tree), "--output", str(messy_tree / "out")]) == 2
+    assert "inside the input" in capsys.readouterr().err
+    assert _tree_digest(messy_tree) == before
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_messy_tree_reports_every_file_and_exits_1(
+    level: str, messy_tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _tree_digest(messy_tree)
+    report = tmp_path / "report.jsonl"
+    code = main(["anonymize", str(messy_tree), "-o", str(tmp_path / "out"), "--level", level,
+                 "--key-file", str(key_file), "--report", str(report)])
+    assert code == 1, "a failed DICOM file means not everything was released"
+    assert _tree_digest(messy_tree) == before, "the input was modified"
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    records, summary = lines[:-1], lines[-1]["summary"]
+    assert sorted(r["input"] for r in records) == sorted(before)
+    by_name = {Path(r["input"]).name: r for r in records}
+    assert by_name["truncated.dcm"]["status"] == "failed" and "truncated" in by_name["truncated.dcm"]["reason"]
+    assert by_name["DICOMDIR"]["status"] == "skipped" and "DICOMDIR" in by_name["DICOMDIR"]["reason"]
+    if level == "full":
+        assert by_name["notes.txt"]["status"] == "skipped" and by_name["notes.txt"]["output"] is None
+        assert by_name["empty.dcm"]["status"] == "skipped"
+    else:
+        assert by_name["notes.txt"]["status"] == "written"
+    assert summary["files"] == len(records) and summary["failed"] == 1 and summary["written"] == 3 + (
+        2 if level == "anonymize" else 0)
+    for record in records:
+        for change in record["changes"]:
+            assert set(change) == {"tag", "keyword", "action"}
+    out, err = capsys.readouterr()
+    assert "truncated.dcm" in err and "1 failed" in out
+    planted = planted_values(7)
+    text = out + err + json.dumps([{k: v for k, v in r.items() if k != "input"} for r in records])
+    for name, value in planted.items():
+        if name not in ("FolderName", "FileName", "StudyDate", "AccessionNumber"):
+            assert value not in text, f"{name} leaked into output, messages or report"
+
+
+def test_key_is_created_0600_at_the_documented_path_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    source = tmp_path / "in"
+    make_study(source, n_series=1, n_instances=2)
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "a"), "--level", "full"]) == 0
+    key = tmp_path / "config" / "neuroanon" / "key"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert str(key) in capsys.readouterr().err
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "b"), "--level", "full"]) == 0
+    assert "created" not in capsys.readouterr().err
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+
+
+def test_explain_anonymize_matches_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--level", "anonymize"]) == 0
+    table = capsys.readouterr().out.strip()
+    assert table.count("\n") == 7 and "(0010,0010) | PatientName" in table
+    assert table in README.read_text(), "README's anonymize table differs from `neuroanon explain`"
+
+
+def test_explain_full_covers_the_whole_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--level", "full"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[2:]
+    assert len(rows) > 621
+    patient_id = next(r for r in rows if r.startswith("| (0010,0020)"))
+    assert "| P |" in patient_id
+    assert main(["explain", "--level", "full", "--shift-dates"]) == 0
+    study_date = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("| (0008,0020)"))
+    assert "| S |" in study_date
+
+
+def test_thousands_of_files_end_to_end(tmp_path: Path, key_file: Path) -> None:
+    """A tree of 1,500 instances through the CLI at full: every file written once, the report complete."""
+    source = tmp_path / "in"
+    template = make_dataset(subject=11)
+    for i in range(1500):
+        template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.99.{i + 1}"
+        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+        template.InstanceNumber = i + 1
+        folder = source / f"series{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        template.save_as(folder / f"IM{i:05d}", enforce_file_format=True)
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "-q",
+                 "--key-file", str(key_file), "--report", str(report)]) == 0
+    lines = report.read_text().splitlines()
+    assert len(lines) == 1501
+    assert json.loads(lines[-1])["summary"]["written"] == 1500
+    outputs = files_under(tmp_path / "out")
+    assert len(outputs) == 1500
+    assert len({pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in outputs[::100]}) == 15
