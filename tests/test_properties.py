@@ -91,7 +91,10 @@ KNOWN_CREATORS = tuple(sorted({s.creator for s in SAFE_PRIVATE}))
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 markers = st.text(_ALPHABET, min_size=6, max_size=10).map(lambda s: "PHI" + s)  # <= 13 chars: fits SH, CS, AE
 dates = st.dates(dt.date(1900, 1, 1), dt.date(1999, 12, 31)).map(lambda d: d.strftime("%Y%m%d"))
-_moments = st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(1999, 12, 31, 23, 59, 59))
+# A non-zero fraction keeps a time distinct from the TM dummy "000000.000000".
+_moments = st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(1999, 12, 31, 23, 59, 59)).filter(
+    lambda m: m.microsecond != 0
+)
 times = _moments.map(lambda m: m.strftime("%H%M%S.") + f"{m.microsecond:06d}")
 datetimes = _moments.map(lambda m: m.strftime("%Y%m%d%H%M%S.") + f"{m.microsecond:06d}")
 _component = st.integers(1, 10**12).map(str)
@@ -124,7 +127,7 @@ def _add_value(draw: st.DrawFn, ds: Dataset, tag: int) -> None:
 
 
 @st.composite
-def _item(draw: st.DrawFn, depth: int) -> Dataset:
+def _item(draw: st.DrawFn, depth: int, private_sequences: bool) -> Dataset:
     """One dataset (depth 0) or sequence item (depth 1..MAX_DEPTH)."""
     ds = Dataset()
     for tag in draw(st.lists(st.sampled_from(VALUE_TAGS), max_size=6 if depth == 0 else 3, unique=True)):
@@ -132,7 +135,7 @@ def _item(draw: st.DrawFn, depth: int) -> Dataset:
     for tag in draw(st.lists(st.sampled_from(FIVE_TAGS), max_size=3, unique=True)):
         _add_value(draw, ds, tag)
     for _ in range(draw(st.integers(0, 2 if depth == 0 else 1))):
-        _add_private_block(draw, ds, depth)
+        _add_private_block(draw, ds, depth, private_sequences)
     if depth < MAX_DEPTH:
         sequences = st.one_of(
             st.sampled_from(WALKED_SEQUENCES),
@@ -140,12 +143,12 @@ def _item(draw: st.DrawFn, depth: int) -> Dataset:
             st.sampled_from(DROPPED_SEQUENCES),
         )
         for tag in draw(st.lists(sequences, max_size=2, unique=True)):
-            items = draw(st.lists(_item(depth + 1), min_size=1, max_size=2))
+            items = draw(st.lists(_item(depth + 1, private_sequences), min_size=1, max_size=2))
             ds[tag] = DataElement(tag, "SQ", Sequence(items))
     return ds
 
 
-def _add_private_block(draw: st.DrawFn, ds: Dataset, depth: int) -> None:
+def _add_private_block(draw: st.DrawFn, ds: Dataset, depth: int, private_sequences: bool) -> None:
     """A private block with a random (or allow-listed) creator: LO markers, maybe a private sequence, none of
     them on the allow-list (allow-listed elements are kept by design)."""
     group = draw(st.sampled_from(PRIVATE_GROUPS))
@@ -153,8 +156,8 @@ def _add_private_block(draw: st.DrawFn, ds: Dataset, depth: int) -> None:
     block = ds.private_block(group, creator, create=True)
     offsets = st.integers(0, 0xFF).filter(lambda b: find_safe(creator, group, b) is None)
     for offset in draw(st.lists(offsets, min_size=1, max_size=3, unique=True)):
-        if depth < MAX_DEPTH and draw(st.integers(0, 4)) == 0:
-            block.add_new(offset, "SQ", Sequence([draw(_item(depth + 1))]))
+        if private_sequences and depth < MAX_DEPTH and draw(st.integers(0, 4)) == 0:
+            block.add_new(offset, "SQ", Sequence([draw(_item(depth + 1, private_sequences))]))
         else:
             block.add_new(offset, "LO", draw(markers))
 
@@ -178,12 +181,29 @@ def _reread(ds: Dataset, implicit: bool) -> Dataset:
     return read_dataset(fp, is_implicit_VR=implicit, is_little_endian=True)
 
 
+FORMS = ("memory", "explicit", "implicit")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A generated dataset (`source`, in memory) and the input given to apply_level (`ds`): the same dataset,
+    or that dataset encoded and read back lazily as the product's reader does (elements stay raw)."""
+
+    source: Dataset
+    ds: Dataset
+    form: str
+
+    def __repr__(self) -> str:
+        return f"Case(form={self.form!r}, source=\n{self.source})"
+
+
 @st.composite
-def phi_datasets(draw: st.DrawFn) -> Dataset:
+def cases(draw: st.DrawFn, implicit_private_sequences: bool = True) -> Case:
     """A random dataset with fake PHI; in memory, or read back from Explicit or Implicit VR bytes."""
-    ds = draw(_item(0))
-    form = draw(st.sampled_from(["memory", "explicit", "implicit"]))
-    return ds if form == "memory" else _reread(ds, implicit=form == "implicit")
+    form = draw(st.sampled_from(FORMS))
+    source = draw(_item(0, implicit_private_sequences or form != "implicit"))
+    ds = source if form == "memory" else _reread(source, implicit=form == "implicit")
+    return Case(source, ds, form)
 
 
 # --- planted values --------------------------------------------------------------------------------------------
@@ -194,7 +214,7 @@ def _values(elem: DataElement) -> list[str]:
     if value is None or elem.VR == "SQ":
         return []
     if isinstance(value, bytes):  # a private element read from implicit VR has VR UN
-        return [v for v in value.decode("ascii").strip(" \x00").split("\\") if v]
+        return [v for v in value.decode("latin-1").strip(" \x00").split("\\") if v]
     items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
     return [str(v) for v in items if str(v)]
 
@@ -235,13 +255,13 @@ def ui_values(ds: Dataset) -> Iterator[str]:
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(phi_datasets())
-def test_full_leaves_no_planted_value_and_only_valid_keyed_uids(ds: Dataset) -> None:
-    plant = planted(ds)
-    result, changes = apply_level(ds, FULL)
+@given(cases())
+def test_full_leaves_no_planted_value_and_only_valid_keyed_uids(case: Case) -> None:
+    plant = planted(case.source)
+    result, changes = apply_level(case.ds, FULL)
     data = _searchable(encode(result))
     for value in plant.five | plant.other | plant.uids:
-        assert value.encode() not in data, f"a planted value survived full ({_where(result, value)})"
+        assert value.encode() not in data, f"a planted value survived full ({_where(case.source, value)})"
     for uid in ui_values(result):
         assert valid_uid(uid), "an invalid UID in the output"
         assert uid.startswith("2.25."), "a UID that was not remapped"
@@ -249,27 +269,33 @@ def test_full_leaves_no_planted_value_and_only_valid_keyed_uids(ds: Dataset) -> 
     assert result.PatientIdentityRemoved == "YES"
 
 
+def _five(ds: Dataset) -> list[DataElement]:
+    return [e for e in copy.deepcopy(ds).iterall() if int(e.tag) in NIDB_ANONYMIZE]
+
+
+# Private sequences read from Implicit VR are covered by the xfail test below, not here.
 @settings(max_examples=60, deadline=None, database=None)
-@given(phi_datasets())
-def test_anonymize_replaces_the_five_everywhere_and_keeps_everything_else(ds: Dataset) -> None:
-    plant = planted(ds)
-    before = [e for e in copy.deepcopy(ds).iterall() if int(e.tag) in NIDB_ANONYMIZE]
-    result, changes = apply_level(ds, ANONYMIZE)
-    after = [e for e in result.iterall() if int(e.tag) in NIDB_ANONYMIZE]
+@given(cases(implicit_private_sequences=False))
+def test_anonymize_replaces_the_five_everywhere_and_keeps_everything_else(case: Case) -> None:
+    plant = planted(case.source)
+    before = _five(case.source)
+    result, changes = apply_level(case.ds, ANONYMIZE)
+    after = _five(result)
     assert len(after) == len(before), "one of the five was added or removed"
     for elem in after:
-        assert _values(elem) == [NIDB_ANONYMIZE[int(elem.tag)]], f"{elem.keyword} kept its value"
+        assert _values(elem) == [NIDB_ANONYMIZE[int(elem.tag)]], f"{elem.tag} {elem.keyword} kept its value"
     assert sum(1 for c in changes if c.action == "replaced") == len(before)
     data = encode(result)
     for value in plant.other:
-        assert value.encode() in data, f"a planted value was lost at anonymize ({_where(ds, value)})"
+        assert value.encode() in data, f"a planted value was lost at anonymize ({_where(case.source, value)})"
 
 
 @settings(max_examples=40, deadline=None, database=None)
-@given(phi_datasets(), st.sampled_from([FULL, ANONYMIZE]))
-def test_the_input_is_not_mutated(ds: Dataset, options: Options) -> None:
+@given(cases(), st.sampled_from([FULL, ANONYMIZE]))
+def test_the_input_is_not_mutated(case: Case, options: Options) -> None:
+    ds = case.ds
     snapshot = copy.deepcopy(ds)
-    encoded = encode(snapshot)
+    encoded = encode(copy.deepcopy(ds))
     result, _ = apply_level(ds, options)
     assert result is not ds
     assert encode(ds) == encoded
@@ -278,21 +304,19 @@ def test_the_input_is_not_mutated(ds: Dataset, options: Options) -> None:
 
 
 @st.composite
-def _with_study_uid(draw: st.DrawFn) -> tuple[Dataset, str]:
-    ds = draw(phi_datasets())
-    uid = draw(uids)
-    ds.StudyInstanceUID = uid
-    return ds, uid
+def _cases_with_study_uid(draw: st.DrawFn) -> Case:
+    case = draw(cases())
+    case.ds.StudyInstanceUID = draw(uids)
+    return case
 
 
 @settings(max_examples=40, deadline=None, database=None)
-@given(_with_study_uid())
-def test_same_key_same_bytes_other_key_other_uids(case: tuple[Dataset, str]) -> None:
-    ds, _ = case
-    first, first_changes = apply_level(ds, FULL)
-    second, second_changes = apply_level(ds, FULL)
+@given(_cases_with_study_uid())
+def test_same_key_same_bytes_other_key_other_uids(case: Case) -> None:
+    first, first_changes = apply_level(case.ds, FULL)
+    second, second_changes = apply_level(case.ds, FULL)
     assert encode(first) == encode(second) and first_changes == second_changes
-    other, _ = apply_level(ds, Options(level=Level.FULL, key=OTHER_KEY))
+    other, _ = apply_level(case.ds, Options(level=Level.FULL, key=OTHER_KEY))
     assert other.StudyInstanceUID != first.StudyInstanceUID
     assert not set(ui_values(first)) & set(ui_values(other)), "a UID mapped the same under two keys"
 

@@ -29,7 +29,6 @@ from .profile import (
     META_REMAPPED,
     NIDB_ANONYMIZE,
     PATIENT_ID,
-    PATIENT_NAME,
     REMOVED_AT_FULL,
     full_action,
     is_overlay_or_curve,
@@ -100,9 +99,9 @@ def _anonymize(ds: Dataset, path: str, changes: list[Change]) -> None:
             continue
         if not _may_be_sequence(raw):
             continue
-        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-            if not any(p in raw.value for p in _FIVE_PATTERNS):
-                continue  # cannot hold any of the five: leave its bytes alone
+        if (isinstance(raw, RawDataElement) and isinstance(raw.value, bytes)
+                and not any(p in raw.value for p in _FIVE_PATTERNS)):
+            continue  # cannot hold any of the five: leave its bytes alone
         elem = ds[tag]
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value):

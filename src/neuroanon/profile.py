@@ -7,9 +7,9 @@ Each rule can describe itself; `explain` prints them and the README's table is t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 

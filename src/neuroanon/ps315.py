@@ -7,11 +7,11 @@ innolitics dicom-standard project (April 2024 web edition).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Mapping
 
 # The table's option columns and the CID 7050 codes of those options.
 OPTION_CODES: Mapping[str, tuple[str, str]] = MappingProxyType(
