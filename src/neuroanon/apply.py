@@ -97,15 +97,33 @@ def _anonymize(ds: Dataset, path: str, changes: list[Change]) -> None:
             ds[tag] = DataElement(tag, dictionary_VR(tag), NIDB_ANONYMIZE[t])
             changes.append(Change(path + _tag_text(t), keyword_for_tag(t), "replaced"))
             continue
-        if not _may_be_sequence(raw):
+        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            if not any(p in raw.value for p in _FIVE_PATTERNS):
+                continue  # cannot hold any of the five: leave its bytes alone
+            if not _may_be_sequence(raw) and not _parse_as_sequence(ds, raw):
+                continue
+        elif not _may_be_sequence(raw):
             continue
-        if (isinstance(raw, RawDataElement) and isinstance(raw.value, bytes)
-                and not any(p in raw.value for p in _FIVE_PATTERNS)):
-            continue  # cannot hold any of the five: leave its bytes alone
         elem = ds[tag]
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value):
                 _anonymize(item, f"{path}{_tag_text(t)}[{i}].", changes)
+
+
+def _parse_as_sequence(ds: Dataset, raw: RawDataElement) -> bool:
+    """Try an unknown implicit-VR element (a private sequence of defined length) as a sequence.
+
+    In Implicit VR nothing marks a private sequence of defined length as one; its bytes hold the tag of one of
+    the five, so it is parsed as a sequence. If it does not parse, it is left as it was.
+    """
+    if raw.VR is not None:
+        return False
+    try:
+        ds[raw.tag] = raw._replace(VR="SQ")
+        return ds[raw.tag].VR == "SQ"
+    except Exception:  # not a sequence after all: keep the element untouched
+        ds[raw.tag] = raw
+        return False
 
 
 # --- full ------------------------------------------------------------------------------------------------------
