@@ -316,7 +316,6 @@ def _build(
     ds.InstanceCreationTime = tm(created)
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = pv["StudyDate"]
     ds.SeriesDate = da(series_start)
     ds.AcquisitionDate = da(acquired)
     ds.ContentDate = da(created)
@@ -325,22 +324,9 @@ def _build(
     ds.SeriesTime = tm(series_start)
     ds.AcquisitionTime = tm(acquired)
     ds.ContentTime = tm(created)
-    ds.AccessionNumber = pv["AccessionNumber"]
     ds.Modality = "MR"
     ds.Manufacturer = "SIEMENS"
-    ds.InstitutionName = pv["InstitutionName"]
-    ds.InstitutionAddress = pv["InstitutionAddress"]
-    ds.ReferringPhysicianName = pv["ReferringPhysicianName"]
-    ds.ReferringPhysicianAddress = pv["ReferringPhysicianAddress"]
-    ds.ReferringPhysicianTelephoneNumbers = pv["ReferringPhysicianTelephoneNumbers"]
-    ds.StationName = pv["StationName"]
-    ds.StudyDescription = pv["StudyDescription"]
     ds.SeriesDescription = f"{pv['SeriesDescription']} {kind}"
-    ds.InstitutionalDepartmentName = pv["InstitutionalDepartmentName"]
-    ds.PhysiciansOfRecord = pv["PhysiciansOfRecord"]
-    ds.PerformingPhysicianName = pv["PerformingPhysicianName"]
-    ds.NameOfPhysiciansReadingStudy = pv["NameOfPhysiciansReadingStudy"]
-    ds.OperatorsName = pv["OperatorsName"]
     ds.ManufacturerModelName = "Prisma_fit"
     ds.ReferencedPerformedProcedureStepSequence = Sequence([_ref(_MPPS_SOP_CLASS, mpps_uid)])
     if n_instances > 1:
@@ -348,24 +334,51 @@ def _build(
         ds.ReferencedImageSequence = Sequence(
             [_ref(MRImageStorage, _uid(3, udate, subject, study, series, other))]
         )
-    ds.PatientName = pv["PatientName"]
-    ds.PatientID = pv["PatientID"]
-    ds.IssuerOfPatientID = pv["IssuerOfPatientID"]
-    ds.PatientBirthDate = pv["PatientBirthDate"]
     ds.PatientSex = "F"
-    ds.OtherPatientIDs = pv["OtherPatientIDs"]
-    ds.OtherPatientNames = pv["OtherPatientNames"]
     ds.PatientAge = f"{(_study_date(subject, study) - _birth_date(subject)).days // 365:03d}Y"
     ds.PatientSize = "1.68"
-    ds.PatientWeight = pv["PatientWeight"]
-    ds.PatientAddress = pv["PatientAddress"]
-    ds.PatientMotherBirthName = pv["PatientMotherBirthName"]
-    ds.MilitaryRank = pv["MilitaryRank"]
-    ds.PatientTelephoneNumbers = pv["PatientTelephoneNumbers"]
-    ds.EthnicGroup = pv["EthnicGroup"]
-    ds.Occupation = pv["Occupation"]
-    ds.AdditionalPatientHistory = pv["AdditionalPatientHistory"]
-    ds.PatientComments = pv["PatientComments"]
+
+    # Identifying attributes whose planted value is the attribute's own (keyed by keyword)
+    for keyword in (
+        "StudyDate",
+        "AccessionNumber",
+        "InstitutionName",
+        "InstitutionAddress",
+        "ReferringPhysicianName",
+        "ReferringPhysicianAddress",
+        "ReferringPhysicianTelephoneNumbers",
+        "StationName",
+        "StudyDescription",
+        "InstitutionalDepartmentName",
+        "PhysiciansOfRecord",
+        "PerformingPhysicianName",
+        "NameOfPhysiciansReadingStudy",
+        "OperatorsName",
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "PatientWeight",
+        "PatientAddress",
+        "PatientMotherBirthName",
+        "MilitaryRank",
+        "PatientTelephoneNumbers",
+        "EthnicGroup",
+        "Occupation",
+        "AdditionalPatientHistory",
+        "PatientComments",
+        "DeviceSerialNumber",
+        "StudyID",
+        "ImageComments",
+        "RequestingPhysician",
+        "RequestedProcedureDescription",
+        "AdmissionID",
+        "PerformedProcedureStepID",
+        "PerformedProcedureStepDescription",
+    ):
+        setattr(ds, keyword, pv[keyword])
 
     # MR acquisition (realistic technical values, no PHI)
     ds.BodyPartExamined = "HEAD"
@@ -387,7 +400,6 @@ def _build(
     ds.PercentSampling = "100"
     ds.PercentPhaseFieldOfView = "93.75"
     ds.PixelBandwidth = "240"
-    ds.DeviceSerialNumber = pv["DeviceSerialNumber"]
     ds.SoftwareVersions = "syngo MR E11"
     ds.ProtocolName = f"{pv['ProtocolName']}_{kind}"
     ds.TransmitCoilName = "Body"
@@ -398,7 +410,6 @@ def _build(
     ds.PatientPosition = "HFS"
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.StudyID = pv["StudyID"]
     ds.SeriesNumber = series + 1
     ds.AcquisitionNumber = 1
     ds.InstanceNumber = instance + 1
@@ -408,7 +419,6 @@ def _build(
     ds.FrameOfReferenceUID = _uid(4, udate, subject, study, series)
     ds.PositionReferenceIndicator = ""
     ds.SliceLocation = f"{z:.4f}"
-    ds.ImageComments = pv["ImageComments"]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
@@ -421,13 +431,8 @@ def _build(
     ds.BurnedInAnnotation = "NO"
     ds.WindowCenter = "2048"
     ds.WindowWidth = "4096"
-    ds.RequestingPhysician = pv["RequestingPhysician"]
-    ds.RequestedProcedureDescription = pv["RequestedProcedureDescription"]
-    ds.AdmissionID = pv["AdmissionID"]
     ds.PerformedProcedureStepStartDate = pv["StudyDate"]
     ds.PerformedProcedureStepStartTime = tm(start)
-    ds.PerformedProcedureStepID = pv["PerformedProcedureStepID"]
-    ds.PerformedProcedureStepDescription = pv["PerformedProcedureStepDescription"]
 
     # names 1 and 3 sequence levels deep
     depth3 = _ref(_MPPS_SOP_CLASS, mpps_uid)
