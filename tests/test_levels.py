@@ -153,3 +153,27 @@ def test_full_keeps_allow_listed_private_elements_byte_for_byte(study_tree: Path
         assert result.private_block(group, creator)[element].value == \
             source.private_block(group, creator)[element].value
     assert result.PixelData == source.PixelData
+
+
+def test_full_options_keep_what_they_name_and_are_recorded() -> None:
+    from neuroanon.apply import apply_level
+    from neuroanon.sample import make_dataset
+
+    source = make_dataset(subject=5)
+    planted = planted_values(5)
+    source.StudyDescription = f"MRI brain of {source.PatientName.family_name} id {source.PatientID}"
+    options = Options(level=Level.FULL, key=KEY, clean_descriptors=True, retain_patient_characteristics=True,
+                      retain_device_identity=True)
+    result, changes = apply_level(source, options)
+    assert result.StudyDescription.startswith("MRI brain of ")
+    assert planted["PatientID"] not in result.StudyDescription
+    assert source.PatientName.family_name not in result.StudyDescription
+    assert ("(0008,1030)", "cleaned") in {(c.tag, c.action) for c in changes}
+    assert result.PatientWeight == source.PatientWeight and result.PatientSex == source.PatientSex
+    assert result.DeviceSerialNumber == source.DeviceSerialNumber
+    codes = {item.CodeValue for item in result.DeidentificationMethodCodeSequence}
+    assert codes == {"113100", "113105", "113108", "113109", "113111"}
+    plain, _ = apply_level(source, Options(level=Level.FULL, key=KEY, retain_safe_private=False))
+    assert "PatientWeight" not in plain and "StudyDescription" not in plain
+    assert not any(e.tag.is_private for e in plain)
+    assert {item.CodeValue for item in plain.DeidentificationMethodCodeSequence} == {"113100"}

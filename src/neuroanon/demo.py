@@ -47,5 +47,5 @@ def run_demo(folder: Path) -> int:
 
 
 def _show(ds: pydicom.Dataset, keyword: str) -> str:
-    value = str(ds.get(keyword, "(absent)"))
+    value = str(ds.get(keyword, "(absent)")) or "(empty)"
     return value if len(value) <= 40 else value[:37] + "..."
