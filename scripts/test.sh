@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: set up ./.venv with the test extras, install the DICOM peers the
-# tests talk to (dcmtk, dicom3tools from Debian), then run pytest. Extra arguments go to pytest.
+# tests talk to (dcmtk, dicom3tools from Debian), then lint (ruff), type-check (mypy --strict) and run pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +22,6 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/ruff check src tests
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -7,7 +7,7 @@ innolitics dicom-standard project (April 2024 web edition).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -65,7 +65,7 @@ class Table:
                 return pattern
         return None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Entry]:
         yield from sorted(self.exact.values(), key=lambda e: e.match)
         yield from self.patterns
 

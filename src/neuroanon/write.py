@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -77,7 +77,7 @@ def _is_plain(dataset: Dataset) -> bool:
     return meta is None or "TransferSyntaxUID" not in meta or not meta.TransferSyntaxUID.is_deflated
 
 
-def _subset(dataset: Dataset, header: Header, keep) -> Dataset:  # type: ignore[no-untyped-def]
+def _subset(dataset: Dataset, header: Header, keep: Callable[[int], bool]) -> Dataset:
     part = Dataset({tag: dataset.get_item(tag) for tag in dataset.keys() if keep(int(tag))})
     part.set_original_encoding(header.implicit_vr, header.little_endian, dataset.original_character_set)
     return part
