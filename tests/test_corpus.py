@@ -15,6 +15,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from neuroanon.allowlist import find_safe
+from neuroanon.burnedin import burned_in_risk
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
 from neuroanon.profile import NIDB_ANONYMIZE, NIDB_FULL
@@ -46,15 +47,25 @@ def test_corpus_is_large_and_varied() -> None:
 @pytest.mark.parametrize("source", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_file_is_anonymized_or_reported(source: Path, level: Level, tmp_path: Path) -> None:
     before = source.read_bytes()
-    record = anonymize_file(source, tmp_path, Options(level=level, key=KEY))
+    quarantine = tmp_path / "quarantine"
+    out_dir = tmp_path / "out"
+    record = anonymize_file(source, out_dir, Options(level=level, key=KEY, quarantine=quarantine))
     assert source.read_bytes() == before, "the input was modified"
-    if record.status is not Status.WRITTEN:
+    if record.status is Status.QUARANTINED:
+        # fail closed: held back with a reason, never released, but anonymized all the same
+        assert level is Level.FULL and record.reason and record.output is not None
+        assert not [p for p in out_dir.rglob("*") if p.is_file()], "a quarantined file was released"
+        if "residual" in record.reason:
+            assert record.findings, "a residual hit names the attribute and the place"
+        out = quarantine / record.output
+    elif record.status is not Status.WRITTEN:
         assert record.status in (Status.FAILED, Status.SKIPPED)
         assert record.reason, "a file not written must say why"
-        assert not any(tmp_path.rglob("*")), "nothing is written for a file that was not released"
+        assert not [p for p in tmp_path.rglob("*") if p.is_file()], "nothing is written for a file not released"
         return
-    assert record.output is not None
-    out = tmp_path / record.output
+    else:
+        assert record.output is not None
+        out = out_dir / record.output
     if not record.dicom:
         assert level is Level.ANONYMIZE and out.read_bytes() == before, "non-DICOM is mirrored unchanged"
         return
@@ -108,7 +119,7 @@ def _check_anonymize(original: Dataset, result: Dataset) -> None:
 
 
 def _check_full(original: Dataset, result: Dataset) -> None:
-    assert result.PatientIdentityRemoved == "YES"
+    assert result.PatientIdentityRemoved == ("NO" if burned_in_risk(original) else "YES")
     for tag in NIDB_FULL:
         if tag in original and not original[tag].is_empty and tag in result:
             assert result[tag].value != original[tag].value or str(result[tag].value) in ("", "Anon", "10000101")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
 import struct
 from dataclasses import dataclass, field
 
@@ -19,7 +18,9 @@ from pydicom.sequence import Sequence
 
 from . import __version__
 from .allowlist import find_safe
+from .burnedin import burned_in_risk
 from .errors import UsageError
+from .identifiers import Needle, find, needles, scrub
 from .keys import Keyring
 from .options import Level, Options
 from .profile import (
@@ -69,7 +70,7 @@ def apply_level(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]]:
         return new, changes
     if options.key is None:
         raise UsageError("the full level needs a key")
-    walker = _Full(options, Keyring(options.key), load_table(), changes, _identifying_values(ds))
+    walker = _Full(options, Keyring(options.key), load_table(), changes, needles(ds))
     walker.subject = str(ds.get("PatientID", "") or "")
     walker.walk(new, "")
     meta = getattr(new, "file_meta", None)
@@ -77,7 +78,7 @@ def apply_level(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]]:
         walker.clean_meta(meta)
     if isinstance(new, FileDataset) and new.preamble:
         new.preamble = b"\x00" * 128
-    _mark_full(new, options, changes)
+    _mark_full(new, options, changes, identity_removed=burned_in_risk(ds) is None)
     return new, changes
 
 
@@ -135,7 +136,7 @@ class _Full:
     keyring: Keyring
     table: Table
     changes: list[Change]
-    identifying: tuple[str, ...]
+    patterns: tuple[Needle, ...]
     subject: str = ""
     _offset: int | None = field(default=None)
 
@@ -229,9 +230,7 @@ class _Full:
         return shifted + value[8:] if vr == "DT" else shifted
 
     def _clean(self, text: str) -> str:
-        for value in self.identifying:
-            text = re.sub(re.escape(value), "*", text, flags=re.IGNORECASE)
-        return text
+        return scrub(_as_bytes(text), self.patterns).decode("utf-8", "replace")
 
     def _remove(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         del ds[t]
@@ -249,11 +248,23 @@ class _Full:
             creator_name = str(creator.value) if creator is not None and creator.VR == "LO" else ""
             if self.options.retain_safe_private and find_safe(creator_name, t >> 16, element & 0xFF):
                 kept_blocks.add(creator_tag)
+                self._scrub(ds, t, path + _tag_text(t))
             else:
                 self._remove(ds, t, path + _tag_text(t), "")
         for t in tags:
             if t & 0xFFFF < 0x1000 and t not in kept_blocks:
                 self._remove(ds, t, path + _tag_text(t), "PrivateCreator" if t & 0xFFFF >= 0x10 else "")
+
+    def _scrub(self, ds: Dataset, t: int, where: str) -> None:
+        """Overwrite this file's identifying values inside a kept private element, keeping its length and shape."""
+        raw = ds.get_item(t)
+        value = raw.value if isinstance(raw, RawDataElement) else ds[t].value
+        if not isinstance(value, (bytes, str)) or not find(_as_bytes(value), self.patterns):
+            return
+        cleaned = scrub(_as_bytes(value), self.patterns)
+        vr = raw.VR if isinstance(raw, RawDataElement) and raw.VR else ds[t].VR
+        ds[t] = DataElement(t, vr, cleaned if isinstance(value, bytes) else cleaned.decode("utf-8", "replace"))
+        self.changes.append(Change(where, "", "cleaned"))
 
     def clean_meta(self, meta: Dataset) -> None:
         for tag in list(meta.keys()):
@@ -264,21 +275,6 @@ class _Full:
             elif t == META_REMAPPED and not _is_empty(meta.get_item(tag)):
                 meta[t].value = self.keyring.uid(str(meta[t].value))
                 self.changes.append(Change(where, keyword_for_tag(t), "remapped"))
-
-
-def _identifying_values(ds: Dataset) -> tuple[str, ...]:
-    """Values of the top-level identifying attributes, for cleaning descriptors (longest first)."""
-    found: set[str] = set()
-    for keyword in ("PatientName", "PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate",
-                    "InstitutionName", "ReferringPhysicianName", "StationName", "StudyDate", "PatientAddress"):
-        elem = ds.get(keyword)
-        if elem is None:
-            continue
-        for value in _values(elem):
-            text = str(value)
-            found.add(text)
-            found.update(p for p in re.split(r"[\^ ,]+", text) if len(p) >= 3)
-    return tuple(sorted((v for v in found if len(v) >= 3), key=len, reverse=True))
 
 
 # --- marks -----------------------------------------------------------------------------------------------------
@@ -292,8 +288,9 @@ def _mark_method(ds: Dataset, method: str, changes: list[Change]) -> None:
     changes.append(Change(_tag_text(DEID_METHOD), "DeidentificationMethod", "added"))
 
 
-def _mark_full(ds: Dataset, options: Options, changes: list[Change]) -> None:
-    ds.PatientIdentityRemoved = "YES"
+def _mark_full(ds: Dataset, options: Options, changes: list[Change], identity_removed: bool) -> None:
+    # Pixels that may show burned-in text are not proven clean: the identity is never claimed removed for them.
+    ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
     changes.append(Change("(0012,0062)", "PatientIdentityRemoved", "added"))
     _mark_method(ds, METHOD_NAMES[Level.FULL], changes)
     items = []
@@ -310,6 +307,10 @@ def _mark_full(ds: Dataset, options: Options, changes: list[Change]) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
 def _copy(ds: Dataset) -> Dataset:

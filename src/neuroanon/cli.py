@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
     run.add_argument("--report", type=Path, help="write a JSON-lines report here")
     run.add_argument("--lookup", type=Path, help="CSV of original,new PatientIDs (full level)")
+    run.add_argument("--quarantine", type=Path,
+                     help="full: write files held back by a check here (default: they are not written)")
+    run.add_argument("--no-residual-check", action="store_true",
+                     help="full: do not search outputs for their inputs' identifying values")
+    run.add_argument("--allow-burned-in", action="store_true",
+                     help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
@@ -55,6 +61,10 @@ def _level_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[str, str] | None = None) -> Options:
+    checks = {}
+    if args.command == "anonymize":
+        checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
+                  "quarantine": args.quarantine}
     return Options(
         level=Level(args.level),
         key=key,
@@ -64,6 +74,7 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
         retain_patient_characteristics=args.retain_patient_characteristics,
         retain_device_identity=args.retain_device_identity,
         retain_safe_private=not args.no_safe_private,
+        **checks,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 
@@ -36,6 +37,9 @@ class Options:
     retain_patient_characteristics: bool = False  # 113108
     retain_device_identity: bool = False  # 113109
     retain_safe_private: bool = True  # 113111: keep the documented technical allow-list
+    residual_check: bool = True  # search every written file for its input's identifying values
+    allow_burned_in: bool = False  # release files that may carry burned-in text (never marked identity removed)
+    quarantine: Path | None = None  # where files that fail a check go; None: they are not written
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", Level(self.level))

@@ -12,24 +12,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydicom import config as pydicom_config
+from pydicom.dataset import Dataset
 
 from .apply import apply_level
+from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover
 from .errors import InputError, UsageError
+from .identifiers import needles
 from .keys import Keyring
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
-from .read import read_header
+from .read import PixelSpan, read_header
 from .report import Record, ReportWriter, Status, Summary
-from .write import copy_file, write_instance
+from .residual import Finding, check_file, check_path
+from .write import Staged, copy_file, write_instance
 
 log = logging.getLogger(__name__)
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
-def check_paths(inputs: list[Path], output: Path) -> None:
-    """Refuse inputs that don't exist and an output inside (or equal to) an input."""
+def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
+    """Refuse missing inputs, an output inside an input, and a quarantine inside the output or an input."""
     out = output.resolve()
     for given in inputs:
         if not given.exists():
@@ -37,6 +41,10 @@ def check_paths(inputs: list[Path], output: Path) -> None:
         root = given.resolve()
         if out == root or (root.is_dir() and out.is_relative_to(root)):
             raise UsageError(f"the output {output} is inside the input {given}")
+    if quarantine is not None:
+        held = quarantine.resolve()
+        if held == out or held.is_relative_to(out) or any(held.is_relative_to(p.resolve()) for p in inputs):
+            raise UsageError(f"the quarantine {quarantine} must be outside the output and the inputs")
     names = [p.resolve().name for p in inputs]
     if len(inputs) > 1 and len(set(names)) != len(names):
         raise UsageError("several inputs share a name; their outputs would collide")
@@ -50,7 +58,7 @@ def anonymize_tree(
     on_record: Callable[[Record], None] | None = None,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output`; write the report; return the summary."""
-    check_paths(inputs, output)
+    check_paths(inputs, output, options.quarantine)
     output.mkdir(parents=True, exist_ok=True)
     summary = Summary(options.level.value)
     writer = ReportWriter(report)
@@ -111,8 +119,18 @@ def _process(item: InputFile, output: Path, options: Options, prefix: str, claim
         first = claimed.setdefault(target, name)
         if first != name:
             return Record(name, Status.SKIPPED, f"duplicate instance: same output as {first}", target)
-        write_instance(dataset, header, item.path, output / target)
-        return Record(name, Status.WRITTEN, "", target, changes=tuple(changes))
+        with Staged(output) as staged:
+            span = write_instance(dataset, header, item.path, staged.file)
+            held = _hold_reason(header.dataset, staged, span, target, options)
+            if held is None:
+                staged.release(output / target)
+                return Record(name, Status.WRITTEN, "", target, changes=tuple(changes))
+            reason, findings = held
+            kept = None
+            if options.quarantine is not None:
+                staged.move(options.quarantine / target)
+                kept = target
+            return Record(name, Status.QUARANTINED, reason, kept, changes=tuple(changes), findings=tuple(findings))
     except InputError as exc:
         return Record(name, Status.FAILED, str(exc))
     except UsageError:
@@ -122,9 +140,28 @@ def _process(item: InputFile, output: Path, options: Options, prefix: str, claim
         return Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})")
 
 
+def _hold_reason(
+    original: Dataset, staged: Staged, span: PixelSpan | None, target: str, options: Options
+) -> tuple[str, list[Finding]] | None:
+    """Why a written file may not be released (fail closed at full), or None to release it."""
+    if options.level is not Level.FULL:
+        return None
+    risk = burned_in_risk(original)
+    if risk is not None and not options.allow_burned_in:
+        return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in", []
+    if not options.residual_check:
+        return None
+    patterns = needles(original)
+    findings = check_file(staged.path, span, patterns) + check_path(target, patterns)
+    if findings:
+        attributes = sorted({f.attribute for f in findings})
+        return f"residual PHI: values of {', '.join(attributes)} found in the output", findings
+    return None
+
+
 def _copied(item: InputFile, output: Path, name: str, reason: str, dicom: bool = True) -> Record:
     try:
-        copy_file(item.path, output / name)
+        copy_file(item.path, output, output / name)
     except OSError as exc:
         return Record(name, Status.FAILED, f"copy failed ({exc.strerror})", dicom=dicom)
     return Record(name, Status.WRITTEN, reason, name, dicom=dicom)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .apply import Change
+from .residual import Finding
 
 
 class Status(enum.StrEnum):
@@ -29,6 +30,7 @@ class Record:
     output: str | None = None
     dicom: bool = True
     changes: tuple[Change, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
     @property
     def released(self) -> bool:
@@ -43,6 +45,7 @@ class Record:
             "reason": self.reason,
             "dicom": self.dicom,
             "changes": [c.as_dict() for c in self.changes],
+            "findings": [f.as_dict() for f in self.findings],
         }
 
 

@@ -1,15 +1,15 @@
 """Writing an instance: header encoded by pydicom, pixel data copied from the source in chunks, atomically.
 
-The output goes to a temporary name in the destination folder and is renamed into place only when complete, so
-an interrupted run never leaves a partial file under a final name.
+The output goes to a temporary name in the output folder and is renamed into place only when complete and
+checked, so an interrupted run never leaves a partial file under a final name.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,58 +17,86 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomIO
 from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
 
-from .read import Header
+from .read import Header, PixelSpan
 
 CHUNK = 1 << 20
 TMP_SUFFIX = ".neuroanon-tmp"
 
 
-@contextmanager
-def atomic_output(dest: Path) -> Iterator[BinaryIO]:
-    """A file object whose content appears at `dest` only if the block completes."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as out:
-            yield out
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+class Staged:
+    """An output written under a temporary name in the output folder, then released under its final name,
+    moved elsewhere (quarantine) or discarded. Nothing partial ever carries a final name."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".", suffix=TMP_SUFFIX, dir=folder)
+        self.path = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def release(self, dest: Path) -> None:
+        """Give the staged file its final name (atomic within the output folder)."""
+        self.file.close()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, dest)
+
+    def move(self, dest: Path) -> None:
+        """Move the staged file out of the output (to a quarantine folder, maybe on another disk)."""
+        self.file.close()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(self.path, dest)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
 
 
-def copy_file(source: Path, dest: Path) -> None:
+def copy_file(source: Path, output: Path, dest: Path) -> None:
     """Copy a file byte for byte, atomically."""
-    with atomic_output(dest) as out, open(source, "rb") as src:
-        shutil.copyfileobj(src, out, CHUNK)
+    with Staged(output) as staged, open(source, "rb") as src:
+        shutil.copyfileobj(src, staged.file, CHUNK)
+        staged.release(dest)
 
 
-def write_instance(dataset: Dataset, header: Header, source: Path, dest: Path) -> None:
-    """Write `dataset` (a header from `read_header`, with the level applied) and the source's pixel data."""
+def write_instance(dataset: Dataset, header: Header, source: Path, out: BinaryIO) -> PixelSpan | None:
+    """Write `dataset` (a header from `read_header`, with the level applied) and the source's pixel data to `out`.
+
+    Returns where the pixel data element lies in the output (None if it was not streamed).
+    """
     _refresh_group_length(getattr(dataset, "file_meta", None))
-    with atomic_output(dest) as out:
-        if header.pixels is None:
-            # No pixel data, or a deflated file read whole: pydicom writes it all (and deflates again).
-            dcmwrite(out, dataset, implicit_vr=header.implicit_vr, little_endian=header.little_endian,
-                     force_encoding=_is_plain(dataset))
-            return
-        fp = DicomIO(out)
+    if header.pixels is None:
+        # No pixel data, or a deflated file read whole: pydicom writes it all (and deflates again).
+        dcmwrite(out, dataset, implicit_vr=header.implicit_vr, little_endian=header.little_endian,
+                 force_encoding=_is_plain(dataset))
+        out.flush()
+        return None
+    fp = DicomIO(out)
+    fp.is_implicit_VR, fp.is_little_endian = header.implicit_vr, header.little_endian
+    preamble = getattr(dataset, "preamble", None)
+    if preamble:
+        fp.write(preamble)
+        fp.write(b"DICM")
+    meta = getattr(dataset, "file_meta", None)
+    if meta:
+        write_file_meta_info(fp, meta, enforce_standard=False)
         fp.is_implicit_VR, fp.is_little_endian = header.implicit_vr, header.little_endian
-        preamble = getattr(dataset, "preamble", None)
-        if preamble:
-            fp.write(preamble)
-            fp.write(b"DICM")
-        meta = getattr(dataset, "file_meta", None)
-        if meta:
-            write_file_meta_info(fp, meta, enforce_standard=False)
-            fp.is_implicit_VR, fp.is_little_endian = header.implicit_vr, header.little_endian
-        pixel_tag = header.pixels.tag
-        write_dataset(fp, _subset(dataset, header, lambda t: t < pixel_tag))
-        with open(source, "rb") as src:
-            src.seek(header.pixels.start)
-            _copy_range(src, out, header.pixels.size)
-        after = _subset(dataset, header, lambda t: t > pixel_tag)
-        if len(after):
-            write_dataset(fp, after, parent_encoding=dataset._character_set)
+    pixel_tag = header.pixels.tag
+    write_dataset(fp, _subset(dataset, header, lambda t: t < pixel_tag))
+    start = out.tell()
+    with open(source, "rb") as src:
+        src.seek(header.pixels.start)
+        _copy_range(src, out, header.pixels.size)
+    span = PixelSpan(pixel_tag, start, out.tell())
+    after = _subset(dataset, header, lambda t: t > pixel_tag)
+    if len(after):
+        write_dataset(fp, after, parent_encoding=dataset._character_set)
+    out.flush()
+    return span
 
 
 def _is_plain(dataset: Dataset) -> bool:

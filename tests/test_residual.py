@@ -1,0 +1,107 @@
+"""The residual check and the burned-in gate: at full, a file that cannot be proven clean is never released."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.sample import make_dataset, planted_values
+
+from .helpers import files_under
+
+KEY = b"residual-test-key-0123456789abcd"
+
+
+def _run(tmp_path: Path, ds: pydicom.Dataset, **options: object) -> tuple[dict[str, object], Path, Path]:
+    source = tmp_path / "in"
+    source.mkdir(exist_ok=True)
+    ds.save_as(source / "image.dcm", enforce_file_format=True)
+    out, held, report = tmp_path / "out", tmp_path / "held", tmp_path / "report.jsonl"
+    anonymize_tree([source], out, Options(level=Level.FULL, key=KEY, quarantine=held, **options),  # type: ignore[arg-type]
+                   report=report)
+    return json.loads(report.read_text().splitlines()[0]), out, held
+
+
+def test_an_identifying_value_in_a_kept_element_quarantines_the_file(tmp_path: Path) -> None:
+    ds = make_dataset(subject=2)
+    planted = planted_values(2)
+    ds.WindowCenterWidthExplanation = f"set for {ds.PatientName}"  # kept by the profile: not in Table E.1-1
+    record, out, held = _run(tmp_path, ds)
+    assert record["status"] == "quarantined" and "PatientName" in str(record["reason"])
+    assert {"attribute": "PatientName", "where": "(0028,1055)"} in record["findings"]
+    assert not files_under(out), "nothing released"
+    assert [p.name for p in files_under(held)] == [Path(str(record["output"])).name]
+    assert planted["PatientName"] not in json.dumps(record)
+
+
+def test_a_human_formatted_date_is_found(tmp_path: Path) -> None:
+    ds = make_dataset(subject=2)
+    y, m, d = ds.StudyDate[:4], ds.StudyDate[4:6], ds.StudyDate[6:]
+    ds.WindowCenterWidthExplanation = f"scan of {d}.{m}.{y}"
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined"
+    assert {"attribute": "StudyDate", "where": "(0028,1055)"} in record["findings"]
+
+
+def test_without_the_check_the_same_file_would_be_released(tmp_path: Path) -> None:
+    ds = make_dataset(subject=2)
+    ds.WindowCenterWidthExplanation = f"set for {ds.PatientName}"
+    record, out, _ = _run(tmp_path, ds, residual_check=False)
+    assert record["status"] == "written" and len(files_under(out)) == 1
+
+
+def test_an_original_id_in_the_output_path_is_found(tmp_path: Path) -> None:
+    ds = make_dataset(subject=2)
+    record, out, _ = _run(tmp_path, ds, lookup={str(ds.PatientID): str(ds.PatientID)})
+    assert record["status"] == "quarantined"
+    assert {"attribute": "PatientID", "where": "output path"} in record["findings"]
+
+
+def test_identifying_values_inside_the_csa_header_are_cut_out_in_place(tmp_path: Path) -> None:
+    ds = make_dataset(subject=2)
+    planted = planted_values(2)
+    block = ds.private_block(0x0029, "SIEMENS CSA HEADER")
+    series_header = bytes(block[0x20].value)
+    extra = (f'\ntPatientID = "{ds.PatientID}"\nsStudy.tUID = "1.3.12.2.1107.5.2.{ds.StudyDate}1200"\n'
+             f'tOperator = "{ds.OperatorsName}"\n').encode()
+    block[0x20].value = series_header + extra + (b"\x00" if len(extra) % 2 else b"")
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record["reason"]
+    result = pydicom.dcmread(files_under(out)[0])
+    csa = result.private_block(0x0029, "SIEMENS CSA HEADER")[0x20].value
+    assert len(csa) == len(block[0x20].value), "cleaned in place: the CSA structure keeps its length"
+    assert csa.startswith(series_header[:8])
+    for name in ("PatientID", "StudyDate", "OperatorsName"):
+        assert planted[name].encode() not in csa
+    assert b'sStudy.tUID = "1.3.12.2.1107.5.2.000000001200"' in csa
+    assert {"tag": "(0029,1020)", "keyword": "", "action": "cleaned"} in record["changes"]
+
+
+@pytest.mark.parametrize(("modality", "burned", "expected"), [
+    ("US", None, "quarantined"), ("US", "NO", "written"), ("MR", "YES", "quarantined"), ("OT", None, "quarantined"),
+])
+def test_burned_in_risk_is_quarantined(tmp_path: Path, modality: str, burned: str | None, expected: str) -> None:
+    ds = make_dataset(subject=3)
+    ds.Modality = modality
+    del ds.BurnedInAnnotation  # the generator says NO
+    if burned is not None:
+        ds.BurnedInAnnotation = burned
+    record, _, held = _run(tmp_path, ds)
+    assert record["status"] == expected
+    if expected == "quarantined":
+        assert "burned-in" in str(record["reason"])
+        assert pydicom.dcmread(files_under(held)[0]).PatientIdentityRemoved == "NO"
+
+
+def test_allowing_burned_in_releases_but_never_claims_identity_removed(tmp_path: Path) -> None:
+    ds = make_dataset(subject=3)
+    ds.Modality = "US"
+    del ds.BurnedInAnnotation
+    record, out, _ = _run(tmp_path, ds, allow_burned_in=True)
+    assert record["status"] == "written"
+    assert pydicom.dcmread(files_under(out)[0]).PatientIdentityRemoved == "NO"
