@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import NeuroanonError
+from .errors import NeuroanonError, UsageError
 from .keys import load_lookup, load_or_create_key
 from .options import Level, Options
 from .profile import explain, render_rules
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-burned-in", action="store_true",
                      help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+    check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    check.add_argument("--against", nargs="+", type=Path, metavar="ORIGINALS",
+                       help="the originals: their identifying values, UIDs and PatientIDs must not reappear")
+    check.add_argument("--json", type=Path, help="also write the findings as JSON here")
+    _level_options(check)
 
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
     _level_options(show)
@@ -93,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
+        if args.command == "verify":
+            return _verify(args)
         return _anonymize(args)
     except NeuroanonError as exc:
         print(f"neuroanon: {exc}", file=sys.stderr)
@@ -120,6 +130,26 @@ def _anonymize(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import load_originals, verify
+
+    for path in [*args.paths, *(args.against or [])]:
+        if not path.exists():
+            raise UsageError(f"not found: {path}")
+    options = _options(args)
+    originals = load_originals(args.against, options.level) if args.against else None
+    results = list(verify(args.paths, options, originals))
+    flagged = [r for r in results if r.findings]
+    for result in flagged:
+        for finding in result.findings:
+            print(f"{result.path}\t{finding}")
+    print(f"{len(results)} files checked at level {options.level}: "
+          f"{len(flagged)} with findings, {len(results) - len(flagged)} clean")
+    if args.json:
+        args.json.write_text(json.dumps([r.as_dict() for r in results], indent=1) + "\n", encoding="utf-8")
+    return 1 if flagged else 0
 
 
 def _quiet_pydicom() -> None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 
 from .apply import apply_level
@@ -22,7 +20,7 @@ from .identifiers import needles
 from .keys import Keyring
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
-from .read import PixelSpan, read_header
+from .read import PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, Status, Summary
 from .residual import Finding, check_file, check_path
 from .write import Staged, copy_file, write_instance
@@ -87,9 +85,7 @@ def anonymize_file(source: Path, output: Path, options: Options) -> Record:
 
 def process(item: InputFile, output: Path, options: Options, prefix: str, claimed: dict[str, str]) -> Record:
     """One input file to one record. Never raises for a bad file: the record says what happened."""
-    # pydicom's warnings and validation messages quote element values: none may reach a log or a terminal.
-    with warnings.catch_warnings(), pydicom_config.disable_value_validation():
-        warnings.simplefilter("ignore")
+    with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
         return _process(item, output, options, prefix, claimed)
 
 

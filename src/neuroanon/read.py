@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom import config as pydicom_config
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread, read_dataset, read_partial
@@ -48,6 +52,14 @@ class Header:
     pixels: PixelSpan | None  # None: no pixel data, or the whole file was read (deflated)
     implicit_vr: bool
     little_endian: bool
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence pydicom's warnings and value validation: their messages quote element values."""
+    with warnings.catch_warnings(), pydicom_config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:

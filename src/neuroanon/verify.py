@@ -1,0 +1,215 @@
+"""`neuroanon verify`: scan a tree that should be clean and say, per file, what is not.
+
+Checks what the level promises (attributes it cleans holding non-dummy values, private elements off the
+allow-list, overlays, file meta, preamble, marks), burned-in risk, and, given the originals, whether any of
+their identifying values, UIDs or PatientIDs occur in the files' bytes or paths. Findings name tags and
+attributes, never values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from .allowlist import find_safe
+from .burnedin import burned_in_risk
+from .discover import Kind, discover
+from .errors import InputError
+from .identifiers import Needle, needles
+from .options import Level, Options
+from .profile import (
+    DATE_VRS,
+    DUMMY_TEXT,
+    META_KEPT_AT_FULL,
+    NIDB_ANONYMIZE,
+    REMOVED_AT_FULL,
+    full_action,
+    is_overlay_or_curve,
+)
+from .ps315 import load_table
+from .read import quiet, read_header
+from .residual import check_file, check_path
+
+_DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
+_FIVE_KEYWORDS = ("PatientName", "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
+                  "PatientBirthDate")
+
+
+@dataclass
+class FileResult:
+    """The findings for one file (empty: clean)."""
+
+    path: str
+    findings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"file": self.path, "findings": self.findings}
+
+
+@dataclass(frozen=True)
+class Originals:
+    """What the originals hold that must not reappear: identifying values, UIDs, PatientIDs."""
+
+    patterns: tuple[Needle, ...]
+    uids: frozenset[str]
+    patient_ids: frozenset[str]
+
+
+def load_originals(paths: list[Path], level: Level) -> Originals:
+    """Read every original header once and gather what must not reappear (at anonymize: only the five)."""
+    patterns: dict[bytes, Needle] = {}
+    uids: set[str] = set()
+    patient_ids: set[str] = set()
+    for item in discover(paths):
+        if item.kind is not Kind.DICOM:
+            continue
+        try:
+            with quiet():
+                ds = read_header(item.path).dataset
+        except InputError:
+            continue
+        for needle in needles(ds):
+            if level is Level.FULL or needle.attribute in _FIVE_KEYWORDS:
+                patterns.setdefault(needle.data, needle)
+        if level is Level.FULL:
+            uids.update(_uids(ds))
+            if ds.get("PatientID"):
+                patient_ids.add(str(ds.PatientID))
+    ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
+    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids))
+
+
+def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
+    """Check every file under `paths` against what `options.level` promises."""
+    for item in discover(paths):
+        result = FileResult(item.relative if len(paths) == 1 else str(Path(item.root.name, item.relative)))
+        if item.kind is Kind.SPECIAL:
+            result.findings.append("not a regular file (not read)")
+        elif item.kind is not Kind.DICOM:
+            if options.level is Level.FULL:
+                result.findings.append("not DICOM: a full-level release holds only DICOM files")
+        else:
+            with quiet():
+                result.findings += _check_dicom(item.path, result.path, options, originals)
+        yield result
+
+
+def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None) -> list[str]:
+    try:
+        header = read_header(path)
+    except InputError as exc:
+        return [f"unreadable: {exc}"]
+    ds = header.dataset
+    findings: list[str] = []
+    if options.level is Level.ANONYMIZE:
+        findings += _five(ds, "")
+    elif options.level is Level.FULL:
+        findings += _full(ds, "", options)
+        findings += _meta(ds)
+        if str(ds.get("PatientIdentityRemoved", "")) != "YES":
+            findings.append("(0012,0062) PatientIdentityRemoved is not YES")
+        risk = burned_in_risk(ds)
+        if risk:
+            findings.append(f"burned-in risk: {risk}")
+    if originals is not None:
+        for hit in check_file(path, header.pixels, originals.patterns) + check_path(relative, originals.patterns):
+            findings.append(f"original {hit.attribute} value found in {hit.where}")
+        if set(_uids(ds)) & originals.uids:
+            findings.append("a UID equals an original UID")
+        if str(ds.get("PatientID", "")) in originals.patient_ids:
+            findings.append("(0010,0020) PatientID equals an original PatientID")
+    return findings
+
+
+def _five(ds: Dataset, path: str) -> list[str]:
+    findings = []
+    for elem in ds:
+        where = f"{path}({elem.tag.group:04X},{elem.tag.element:04X})"
+        if int(elem.tag) in NIDB_ANONYMIZE and not elem.is_empty and str(elem.value) != NIDB_ANONYMIZE[int(elem.tag)]:
+            findings.append(f"{where} {elem.keyword} holds a value the level replaces")
+        elif elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                findings += _five(item, f"{where}[{i}].")
+    return findings
+
+
+def _full(ds: Dataset, path: str, options: Options) -> list[str]:
+    findings = []
+    table = load_table()
+    for elem in ds:
+        t = int(elem.tag)
+        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        if elem.tag.is_private:
+            if elem.tag.element >= 0x1000 and not _safe(ds, elem.tag.group, elem.tag.element, options):
+                findings.append(f"{where} private element not on the allow-list")
+            continue
+        if is_overlay_or_curve(t) or t in REMOVED_AT_FULL:
+            findings.append(f"{where} {elem.keyword or 'overlay or curve'} present; the level removes it")
+            continue
+        action, _ = full_action(t, table.lookup(t), options)
+        if elem.VR == "SQ":
+            if action == "X":
+                findings.append(f"{where} {elem.keyword} present; the profile removes it")
+            else:
+                for i, item in enumerate(elem.value):
+                    findings += _full(item, f"{where}[{i}].", options)
+            continue
+        finding = _value_finding(elem.VR, action, _texts(elem.value), elem.is_empty)
+        if finding:
+            findings.append(f"{where} {elem.keyword} {finding}")
+    return findings
+
+
+def _value_finding(vr: str, action: str, values: list[str], empty: bool) -> str | None:
+    if action == "X":
+        return "present; the profile removes it"
+    if empty or action in ("K", "C", "S", "P"):
+        return None
+    if action == "U" or vr == "UI":
+        return None if all(v.startswith("2.25.") for v in values) else "holds a UID that was not remapped"
+    if action == "Z" and vr not in DATE_VRS:
+        return "holds a value; the profile empties it"
+    return None if all(v in _DUMMIES for v in values) else "holds a non-dummy value"
+
+
+def _meta(ds: Dataset) -> list[str]:
+    findings = []
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        for elem in meta:
+            if int(elem.tag) not in META_KEPT_AT_FULL:
+                findings.append(f"file meta ({elem.tag.group:04X},{elem.tag.element:04X}) {elem.keyword} present")
+        uid = str(meta.get("MediaStorageSOPInstanceUID", "2.25."))
+        if not uid.startswith("2.25."):
+            findings.append("file meta (0002,0003) MediaStorageSOPInstanceUID was not remapped")
+    if any(getattr(ds, "preamble", None) or b""):
+        findings.append("preamble is not zeroed")
+    return findings
+
+
+def _safe(ds: Dataset, group: int, element: int, options: Options) -> bool:
+    creator = ds.get((group << 16) | (element >> 8))
+    return options.retain_safe_private and creator is not None and bool(
+        find_safe(str(creator.value), group, element & 0xFF))
+
+
+def _uids(ds: Dataset) -> Iterator[str]:
+    """The UIDs the profile remaps (instance, series, study, frame of reference, references; not SOP classes)."""
+    table, options = load_table(), Options(level=Level.FULL, key=b"")
+    for elem in ds.iterall():
+        if elem.VR == "UI" and not elem.is_empty and full_action(int(elem.tag), table.lookup(int(elem.tag)),
+                                                                  options)[0] in ("U", "D"):
+            yield from _texts(elem.value)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("MediaStorageSOPInstanceUID"):
+        yield str(meta.MediaStorageSOPInstanceUID)
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) for v in value]
+    return [str(value)] if value is not None else []

@@ -1,0 +1,88 @@
+"""`neuroanon verify`: clean on what full wrote, findings on the inputs, and it catches what slips through."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.cli import main
+from neuroanon.sample import make_study, planted_values
+
+from .helpers import files_under
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("verify")
+    source = root / "in"
+    make_study(source, subject=8, n_series=2, n_instances=2)
+    make_study(source, subject=8, study=1, n_series=1, n_instances=2, encoding="implicit_le")
+    key = root / "key"
+    key.write_text("cd" * 32)
+    assert main(["anonymize", str(source), "-o", str(root / "full"), "--level", "full", "--key-file", str(key)]) == 0
+    assert main(["anonymize", str(source), "-o", str(root / "anon")]) == 0
+    return source, root / "full", root / "anon"
+
+
+def test_full_output_is_clean_even_against_the_originals(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, full, _ = released
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(full), "--level", "full", "--against", str(source), "--json", str(report)]) == 0
+    results = json.loads(report.read_text())
+    assert len(results) == 6 and all(r["findings"] == [] for r in results)
+    assert "6 clean" in capsys.readouterr().out
+
+
+def test_the_inputs_are_reported_with_what_they_hold(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, _, _ = released
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(source), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
+    findings = {f for r in json.loads(report.read_text()) for f in r["findings"]}
+    for expected in ("preamble is not zeroed", "(0010,1040) PatientAddress present; the profile removes it",
+                     "(0011,1001) private element not on the allow-list", "a UID equals an original UID",
+                     "(0010,0020) PatientID equals an original PatientID",
+                     "(0020,000D) StudyInstanceUID holds a UID that was not remapped",
+                     "original PatientName value found in (0010,0010)", "original PatientName value found in output path"):
+        assert any(f.startswith(expected) for f in findings), expected
+    out = capsys.readouterr().out
+    for name, value in planted_values(8).items():
+        if name not in ("FolderName", "FileName", "StudyDate", "AccessionNumber"):
+            assert value not in out, f"{name} in verify's output"
+
+
+def test_anonymize_output_passes_at_its_level_not_at_full(released: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    source, _, anon = released
+    assert main(["verify", str(anon), "--level", "anonymize"]) == 0
+    # against the originals, the one thing left is the mirrored input path, which holds the name here
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(anon), "--level", "anonymize", "--against", str(source), "--json", str(report)]) == 1
+    findings = {f for r in json.loads(report.read_text()) for f in r["findings"]}
+    assert findings == {"original PatientName value found in output path"}
+    assert main(["verify", str(anon), "--level", "full"]) == 1
+    assert main(["verify", str(source), "--level", "anonymize"]) == 1
+
+
+def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    source, full, _ = released
+    tampered = tmp_path / "tampered"
+    for path in files_under(full):
+        target = tampered / path.relative_to(full)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    victim = files_under(tampered)[0]
+    ds = pydicom.dcmread(victim)
+    original = pydicom.dcmread(files_under(source)[0])
+    ds.WindowCenterWidthExplanation = f"for {original.PatientName}"
+    ds.save_as(victim)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(tampered), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
+    flagged = [r for r in json.loads(report.read_text()) if r["findings"]]
+    assert len(flagged) == 1
+    assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
