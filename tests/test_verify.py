@@ -49,7 +49,8 @@ def test_the_inputs_are_reported_with_what_they_hold(
                      "(0011,1001) private element not on the allow-list", "a UID equals an original UID",
                      "(0010,0020) PatientID equals an original PatientID",
                      "(0020,000D) StudyInstanceUID holds a UID that was not remapped",
-                     "original PatientName value found in (0010,0010)", "original PatientName value found in output path"):
+                     "original PatientName value found in (0010,0010)",
+                     "original PatientName value found in output path"):
         assert any(f.startswith(expected) for f in findings), expected
     out = capsys.readouterr().out
     for name, value in planted_values(8).items():
