@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="full: do not search outputs for their inputs' identifying values")
     run.add_argument("--allow-burned-in", action="store_true",
                      help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
+    run.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
+                     help="processes to use (default: all cores); the output is the same for any number")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
@@ -125,7 +128,10 @@ def _anonymize(args: argparse.Namespace) -> int:
         if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
             print(f"{record.status}: {record.input}: {record.reason}", file=sys.stderr)
 
-    summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show)
+    if args.workers < 1:
+        raise UsageError("--workers needs a number of at least 1")
+    summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                             workers=args.workers)
     print(summary.line())
     if args.report:
         print(f"report: {args.report}")

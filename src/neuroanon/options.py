@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 
@@ -45,3 +45,13 @@ class Options:
         object.__setattr__(self, "level", Level(self.level))
         if not isinstance(self.lookup, MappingProxyType):
             object.__setattr__(self, "lookup", MappingProxyType(dict(self.lookup)))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable for worker processes (a MappingProxyType is not)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["lookup"] = dict(self.lookup)
+        return (_rebuild, (values,))
+
+
+def _rebuild(values: dict[str, object]) -> Options:
+    return Options(**values)  # type: ignore[arg-type]

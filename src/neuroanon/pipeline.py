@@ -1,5 +1,8 @@
-"""The pipeline: discover -> read header -> apply level -> write -> report, one file at a time.
+"""The pipeline: discover -> read header -> apply level -> write -> check -> release -> report.
 
+Each file is prepared (read, anonymized, written under a temporary name, checked) by `prepare`, which needs no
+shared state and so runs in any worker process; `commit` then releases, quarantines or discards it, in input
+order, in the one process that owns the output. The output is therefore the same for any number of workers.
 The CLI and any other front end call these functions and never reach around them.
 """
 
@@ -7,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -17,17 +23,27 @@ from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover
 from .errors import InputError, UsageError
 from .identifiers import needles
+from .journal import Journal
 from .keys import Keyring
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
 from .read import PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, Status, Summary
 from .residual import Finding, check_file, check_path
-from .write import Staged, copy_file, write_instance
+from .write import Staged, clear_staged, copy_file, discard, move, release, write_instance
 
 log = logging.getLogger(__name__)
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+BATCH = 8  # files a worker task takes at once: fewer round trips between processes
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file's outcome before commit: its record (output names the target) and its staged output, if any."""
+
+    record: Record
+    staged: str | None = None
 
 
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
@@ -54,90 +70,185 @@ def anonymize_tree(
     options: Options,
     report: Path | None = None,
     on_record: Callable[[Record], None] | None = None,
+    workers: int = 1,
 ) -> Summary:
-    """Anonymize every file under `inputs` into `output`; write the report; return the summary."""
+    """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
+
+    A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
+    """
     check_paths(inputs, output, options.quarantine)
     output.mkdir(parents=True, exist_ok=True)
+    clear_staged(output)
     summary = Summary(options.level.value)
     writer = ReportWriter(report)
+    journal = Journal(output, options)
     claimed: dict[str, str] = {}
     try:
-        for given in inputs:
-            # With several inputs each keeps its own folder (named like the input) in a mirrored output.
-            prefix = given.resolve().name if len(inputs) > 1 else ""
-            for item in discover([given]):
-                record = process(item, output, options, prefix, claimed)
-                summary.add(record, _size(item.path))
-                writer.write(record.as_dict())
-                if on_record is not None:
-                    on_record(record)
+        for item, name, outcome in _outcomes(_named(inputs), output, options, journal, workers):
+            if isinstance(outcome, Prepared):
+                record = commit(outcome, output, options, claimed)
+                journal.add(name, item.path, record)
+            else:  # finished by an earlier run
+                record = replace(outcome, input=name)
+                if record.status is Status.WRITTEN and record.output is not None:
+                    claimed.setdefault(record.output, name)
+            summary.add(record, _size(item.path))
+            writer.write(record.as_dict())
+            if on_record is not None:
+                on_record(record)
         writer.write(summary.as_dict())
     finally:
         writer.close()
+        journal.close()
     return summary
 
 
 def anonymize_file(source: Path, output: Path, options: Options) -> Record:
     """Anonymize one file into the folder `output` (mirrored name, or identifier path at full)."""
+    output.mkdir(parents=True, exist_ok=True)
     item = next(iter(discover([source])))
-    return process(item, output, options, "", {})
+    return commit(prepare(item, item.relative, output, options), output, options, {})
 
 
-def process(item: InputFile, output: Path, options: Options, prefix: str, claimed: dict[str, str]) -> Record:
-    """One input file to one record. Never raises for a bad file: the record says what happened."""
+def _named(inputs: list[Path]) -> Iterator[tuple[InputFile, str]]:
+    """Every input file with its report name (below a per-input folder when there are several inputs)."""
+    for given in inputs:
+        prefix = given.resolve().name if len(inputs) > 1 else ""
+        for item in discover([given]):
+            yield item, mirrored(prefix, item.relative)
+
+
+# Files handed to workers (or finished earlier), waiting in input order for their outcome.
+_Pending = tuple[list[tuple[InputFile, str]], "Future[list[Prepared]] | Record"]
+
+
+def _outcomes(
+    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal, workers: int
+) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
+    """Each file's outcome in input order: prepared here or by workers, or finished by an earlier run."""
+    if workers <= 1:
+        for item, name in items:
+            yield item, name, _finished(journal, item, name, output) or prepare(item, name, output, options)
+        return
+    window: deque[_Pending] = deque()
+    batch: list[tuple[InputFile, str]] = []
+    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(output, options)) as pool:
+        for item, name in items:
+            done = _finished(journal, item, name, output)
+            if done is not None or len(batch) == BATCH:
+                _submit(pool, batch, window)
+            if done is not None:
+                window.append(([(item, name)], done))
+            else:
+                batch.append((item, name))
+            while len(window) > 4 * workers:
+                yield from _collect(window.popleft())
+        _submit(pool, batch, window)
+        while window:
+            yield from _collect(window.popleft())
+
+
+def _submit(pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending]) -> None:
+    if batch:
+        window.append((list(batch), pool.submit(_prepare_batch, list(batch))))
+        batch.clear()
+
+
+def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
+    items, outcome = entry
+    results: list[Prepared | Record] = [*outcome.result()] if isinstance(outcome, Future) else [outcome]
+    for (item, name), result in zip(items, results, strict=True):
+        yield item, name, result
+
+
+def _finished(journal: Journal, item: InputFile, name: str, output: Path) -> Record | None:
+    done = journal.finished(name, item.path)
+    if done is not None and done.status is Status.WRITTEN and done.output and not (output / done.output).exists():
+        return None  # its output is gone: do it again
+    return done
+
+
+_WORKER: tuple[Path, Options] | None = None
+
+
+def _start_worker(output: Path, options: Options) -> None:
+    global _WORKER
+    _WORKER = (output, options)
+
+
+def _prepare_batch(batch: list[tuple[InputFile, str]]) -> list[Prepared]:
+    assert _WORKER is not None
+    output, options = _WORKER
+    return [prepare(item, name, output, options) for item, name in batch]
+
+
+def prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
+    """Read, anonymize, stage and check one file. Never raises for a bad file: the record says what happened."""
     with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
-        return _process(item, output, options, prefix, claimed)
+        return _prepare(item, name, output, options)
 
 
-def _process(item: InputFile, output: Path, options: Options, prefix: str, claimed: dict[str, str]) -> Record:
-    name = mirrored(prefix, item.relative)
+def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
     if item.kind is Kind.SPECIAL:
-        return Record(name, Status.SKIPPED, "not a regular file (symlink, FIFO or device): not followed",
-                      dicom=False)
+        return Prepared(Record(name, Status.SKIPPED, "not a regular file (symlink, FIFO or device): not followed",
+                               dicom=False))
     if item.kind is not Kind.DICOM:
         what = "empty file" if item.kind is Kind.EMPTY else "not DICOM"
         if options.level is Level.FULL:
-            return Record(name, Status.SKIPPED, f"{what}: not released at full (it may hold PHI)", dicom=False)
+            return Prepared(Record(name, Status.SKIPPED, f"{what}: not released at full (it may hold PHI)",
+                                   dicom=False))
         return _copied(item, output, name, f"{what}: copied unchanged", dicom=False)
     if options.level is Level.ORIGINAL:
         return _copied(item, output, name, "copied byte for byte")
     try:
         header = read_header(item.path)
         if _is_dicomdir(header.dataset):
-            return Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file offsets; "
-                          "not copied", dicom=False)
+            return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file "
+                                   "offsets; not copied", dicom=False))
         dataset, changes = apply_level(header.dataset, options)
+        target = name
         if options.level is Level.FULL:
             assert options.key is not None
             target = by_identifiers(dataset, Keyring(options.key), name)
-        else:
-            target = name
-        first = claimed.setdefault(target, name)
-        if first != name:
-            return Record(name, Status.SKIPPED, f"duplicate instance: same output as {first}", target)
         with Staged(output) as staged:
             span = write_instance(dataset, header, item.path, staged.file)
-            held = _hold_reason(header.dataset, staged, span, target, options)
-            if held is None:
-                staged.release(output / target)
-                return Record(name, Status.WRITTEN, "", target, changes=tuple(changes))
-            reason, findings = held
-            kept = None
-            if options.quarantine is not None:
-                staged.move(options.quarantine / target)
-                kept = target
-            return Record(name, Status.QUARANTINED, reason, kept, changes=tuple(changes), findings=tuple(findings))
+        held = _hold_reason(header.dataset, staged.path, span, target, options)
+        if held is None:
+            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path))
+        reason, findings = held
+        return Prepared(Record(name, Status.QUARANTINED, reason, target, changes=tuple(changes),
+                               findings=tuple(findings)), str(staged.path))
     except InputError as exc:
-        return Record(name, Status.FAILED, str(exc))
+        return Prepared(Record(name, Status.FAILED, str(exc)))
     except UsageError:
         raise
     except Exception as exc:  # one bad file never stops the batch; the type alone names the problem
         log.debug("unexpected %s on %s", type(exc).__name__, name)
-        return Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})")
+        return Prepared(Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})"))
+
+
+def commit(prepared: Prepared, output: Path, options: Options, claimed: dict[str, str]) -> Record:
+    """Release, quarantine or discard a prepared file; the first input to claim an output path keeps it."""
+    record, staged = prepared.record, prepared.staged
+    if staged is None or record.output is None:
+        return record
+    place = ("quarantine:" if record.status is Status.QUARANTINED else "") + record.output
+    first = claimed.setdefault(place, record.input)
+    if first != record.input:
+        discard(Path(staged))
+        return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first}", record.output)
+    if record.status is Status.WRITTEN:
+        release(Path(staged), output / record.output)
+        return record
+    if options.quarantine is not None:
+        move(Path(staged), options.quarantine / record.output)
+        return record
+    discard(Path(staged))
+    return replace(record, output=None)
 
 
 def _hold_reason(
-    original: Dataset, staged: Staged, span: PixelSpan | None, target: str, options: Options
+    original: Dataset, staged: Path, span: PixelSpan | None, target: str, options: Options
 ) -> tuple[str, list[Finding]] | None:
     """Why a written file may not be released (fail closed at full), or None to release it."""
     if options.level is not Level.FULL:
@@ -148,19 +259,19 @@ def _hold_reason(
     if not options.residual_check:
         return None
     patterns = needles(original)
-    findings = check_file(staged.path, span, patterns) + check_path(target, patterns)
+    findings = check_file(staged, span, patterns) + check_path(target, patterns)
     if findings:
         attributes = sorted({f.attribute for f in findings})
         return f"residual PHI: values of {', '.join(attributes)} found in the output", findings
     return None
 
 
-def _copied(item: InputFile, output: Path, name: str, reason: str, dicom: bool = True) -> Record:
+def _copied(item: InputFile, output: Path, name: str, reason: str, dicom: bool = True) -> Prepared:
     try:
-        copy_file(item.path, output, output / name)
+        staged = copy_file(item.path, output)
     except OSError as exc:
-        return Record(name, Status.FAILED, f"copy failed ({exc.strerror})", dicom=dicom)
-    return Record(name, Status.WRITTEN, reason, name, dicom=dicom)
+        return Prepared(Record(name, Status.FAILED, f"copy failed ({exc.strerror})", dicom=dicom))
+    return Prepared(Record(name, Status.WRITTEN, reason, name, dicom=dicom), str(staged))
 
 
 def _is_dicomdir(ds: object) -> bool:

@@ -24,8 +24,11 @@ TMP_SUFFIX = ".neuroanon-tmp"
 
 
 class Staged:
-    """An output written under a temporary name in the output folder, then released under its final name,
-    moved elsewhere (quarantine) or discarded. Nothing partial ever carries a final name."""
+    """An output being written under a temporary name in the output folder.
+
+    Whoever commits it later (maybe another process) releases it under its final name, moves it to a
+    quarantine, or discards it. Nothing partial ever carries a final name.
+    """
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -36,31 +39,40 @@ class Staged:
     def __enter__(self) -> Staged:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.discard()
-
-    def release(self, dest: Path) -> None:
-        """Give the staged file its final name (atomic within the output folder)."""
+    def __exit__(self, kind: object, *exc: object) -> None:
         self.file.close()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path, dest)
-
-    def move(self, dest: Path) -> None:
-        """Move the staged file out of the output (to a quarantine folder, maybe on another disk)."""
-        self.file.close()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(self.path, dest)
-
-    def discard(self) -> None:
-        self.file.close()
-        self.path.unlink(missing_ok=True)
+        if kind is not None:
+            discard(self.path)
 
 
-def copy_file(source: Path, output: Path, dest: Path) -> None:
-    """Copy a file byte for byte, atomically."""
+def release(staged: Path, dest: Path) -> None:
+    """Give a staged file its final name (atomic within the output folder)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, dest)
+
+
+def move(staged: Path, dest: Path) -> None:
+    """Move a staged file out of the output (to a quarantine folder, maybe on another disk)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staged, dest)
+
+
+def discard(staged: Path) -> None:
+    staged.unlink(missing_ok=True)
+
+
+def clear_staged(folder: Path) -> None:
+    """Remove what an interrupted run left staged (never a file under a final name)."""
+    if folder.is_dir():
+        for leftover in folder.glob(f".*{TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
+
+
+def copy_file(source: Path, output: Path) -> Path:
+    """Stage a byte-for-byte copy of `source` in `output`; return the staged path."""
     with Staged(output) as staged, open(source, "rb") as src:
         shutil.copyfileobj(src, staged.file, CHUNK)
-        staged.release(dest)
+    return staged.path
 
 
 def write_instance(dataset: Dataset, header: Header, source: Path, out: BinaryIO) -> PixelSpan | None:

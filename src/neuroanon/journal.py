@@ -1,0 +1,110 @@
+"""The run journal: what a run finished, so that a rerun with the same arguments does only what remains.
+
+It lives beside the output folder (`.<output>.neuroanon-journal`), never inside it, and holds no original
+value: at full, inputs are named by a keyed token of their relative path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .apply import Change
+from .errors import UsageError
+from .options import Level, Options
+from .report import Record, Status
+from .residual import Finding
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    size: int
+    mtime_ns: int
+    record: Record
+
+
+def fingerprint(options: Options) -> str:
+    """Everything that shapes the outputs, keyed so that the journal reveals neither key nor lookup."""
+    described = {k: v for k, v in vars(options).items() if k not in ("key", "lookup", "quarantine")}
+    described["level"] = options.level.value
+    text = json.dumps(described, sort_keys=True, default=str)
+    key = options.key or b"no key"
+    lookup = json.dumps(sorted(options.lookup.items()))
+    return hmac.new(key, f"{text}\0{lookup}".encode(), hashlib.sha256).hexdigest()
+
+
+class Journal:
+    """Appends one line per committed file; reads the lines of an earlier run with the same fingerprint."""
+
+    def __init__(self, output: Path, options: Options) -> None:
+        self.path = output.resolve().parent / f".{output.resolve().name}.neuroanon-journal"
+        self._token = _tokenizer(options)
+        self._fingerprint = fingerprint(options)
+        self.done: dict[str, Entry] = {}
+        if self.path.exists():
+            self._load()
+        self._file: TextIO = open(self.path, "a", encoding="utf-8")
+        if not self.done and self.path.stat().st_size == 0:
+            self._write({"version": VERSION, "fingerprint": self._fingerprint})
+
+    def _load(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        if not lines:
+            return
+        head = json.loads(lines[0])
+        if head.get("fingerprint") != self._fingerprint:
+            raise UsageError(f"the output was begun with other options or another key ({self.path}); "
+                             "use a new output folder or delete the journal")
+        for line in lines[1:]:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                break  # the last line of a killed run may be cut short
+            self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry["record"]))
+
+    def finished(self, relative: str, path: Path) -> Record | None:
+        """The record of an earlier run for this input, if it is unchanged and its output still exists."""
+        entry = self.done.get(self._token(relative))
+        if entry is None:
+            return None
+        info = os.lstat(path)
+        if (info.st_size, info.st_mtime_ns) != (entry.size, entry.mtime_ns):
+            return None
+        return entry.record
+
+    def add(self, relative: str, path: Path, record: Record) -> None:
+        info = os.lstat(path)
+        stored = record.as_dict()
+        stored["input"] = None  # named by the token instead
+        self._write({"id": self._token(relative), "size": info.st_size, "mtime_ns": info.st_mtime_ns,
+                     "record": stored})
+
+    def _write(self, entry: dict[str, object]) -> None:
+        self._file.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _tokenizer(options: Options) -> Callable[[str], str]:
+    key = options.key
+    if options.level is Level.FULL and key is not None:
+        return lambda relative: hmac.new(key, b"journal\0" + relative.encode("utf-8", "surrogateescape"),
+                                         hashlib.sha256).hexdigest()[:32]
+    return lambda relative: relative  # below full the output mirrors the input paths anyway
+
+
+def _record(stored: dict[str, Any]) -> Record:
+    output = stored["output"]
+    return Record("", Status(stored["status"]), stored["reason"], None if output is None else str(output),
+                  bool(stored["dicom"]), tuple(Change(**c) for c in stored["changes"]),
+                  tuple(Finding(**f) for f in stored["findings"]))
