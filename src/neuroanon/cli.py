@@ -166,3 +166,7 @@ def _quiet_pydicom() -> None:
 def console() -> None:
     """Entry point for the `neuroanon` script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -1,0 +1,137 @@
+"""Scale: the same output for any number of workers, a killed run resumed to the same bytes, flat memory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.sample import make_dataset, make_study
+
+from .helpers import files_under
+
+KEY = b"scale-test-key-0123456789abcdef!"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in files_under(root)}
+
+
+def _many(root: Path, count: int, subject: int = 12) -> Path:
+    """`count` instances of one series, written from one template (fast), in folders of 100."""
+    template = make_dataset(subject=subject)
+    for i in range(count):
+        template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{subject}.{i + 1}"
+        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+        template.InstanceNumber = i + 1
+        folder = root / f"part{i // 100}"
+        folder.mkdir(parents=True, exist_ok=True)
+        template.save_as(folder / f"IM{i:05d}.dcm", enforce_file_format=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Studies, a duplicate instance, a truncated file and a non-DICOM file: every path through commit."""
+    root = tmp_path_factory.mktemp("mixed") / "in"
+    files = make_study(root / "a", subject=1, n_series=2, n_instances=5)
+    make_study(root / "b", subject=2, n_series=1, n_instances=4, encoding="implicit_le")
+    (root / "dup.dcm").write_bytes(files[0].read_bytes())
+    (root / "cut.dcm").write_bytes(files[1].read_bytes()[:-300])
+    (root / "notes.txt").write_text("fake notes")
+    return root
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_output_and_report_do_not_depend_on_the_number_of_workers(mixed: Path, tmp_path: Path, level: Level) -> None:
+    results = []
+    for workers in (1, 2, 3):
+        out, report = tmp_path / f"out{workers}", tmp_path / f"report{workers}.jsonl"
+        summary = anonymize_tree([mixed], out, Options(level=level, key=KEY), report=report, workers=workers)
+        assert summary.exit_code == 1  # the truncated file
+        results.append((_tree(out), report.read_text()))
+    assert results[0] == results[1] == results[2]
+    assert len(results[0][0]) >= 14
+
+
+def test_a_killed_run_resumes_to_the_same_bytes_without_redoing_finished_files(tmp_path: Path) -> None:
+    source = _many(tmp_path / "in", 600)
+    key = tmp_path / "key"
+    key.write_text("ef" * 32)
+    command = [sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "--level", "full", "--key-file",
+               str(key), "--workers", "2", "-q"]
+    reference = tmp_path / "reference"
+    subprocess.run([*command, "-o", str(reference)], check=True, capture_output=True)
+
+    out = tmp_path / "out"
+    journal = tmp_path / ".out.neuroanon-journal"
+    run = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 120):
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    finished = {p: p.stat().st_mtime_ns for p in files_under(out) if not p.name.endswith(".neuroanon-tmp")}
+    assert 100 <= len(finished) < 600, "the kill should land mid-run"
+    expected = _tree(reference)
+    for path in finished:
+        assert path.read_bytes() == expected[str(path.relative_to(out))], "a partial file under a final name"
+
+    report = tmp_path / "report.jsonl"
+    rerun = subprocess.run([*command, "-o", str(out), "--report", str(report)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _tree(out) == expected
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime_ns == mtime, "a finished file was redone"
+    lines = report.read_text().splitlines()
+    assert len(lines) == 601 and json.loads(lines[-1])["summary"]["written"] == 600
+
+
+def _big_file(path: Path, frames: int, rows: int = 512, columns: int = 512) -> int:
+    """A multi-frame MR file of frames*rows*columns*2 bytes of pixel data, written in chunks."""
+    ds = make_dataset(subject=4, rows=rows, columns=columns)
+    del ds.PixelData
+    ds.NumberOfFrames = frames
+    for tag in [t for t in ds.keys() if t > 0x7FE00010]:
+        del ds[tag]
+    ds.save_as(path, enforce_file_format=True)
+    size = frames * rows * columns * 2
+    chunk = bytes(range(256)) * (rows * columns * 2 // 256)
+    with open(path, "ab") as f:
+        f.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, size))
+        for _ in range(frames):
+            f.write(chunk)
+    return size
+
+
+def test_memory_stays_flat_for_a_500_mb_file(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    size = _big_file(source / "big.dcm", frames=1000)
+    assert size >= 500 * 1024 * 1024
+    key = tmp_path / "key"
+    key.write_text("01" * 32)
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    for level in ("anonymize", "full"):
+        out = tmp_path / f"out-{level}"
+        done = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "neuroanon.cli", "anonymize",
+                               str(source), "-o", str(out), "--level", level, "--key-file", str(key),
+                               "--workers", "1", "-q"], capture_output=True, text=True, check=True)
+        peak_mb = int(done.stdout.split()[-1]) / 1024
+        assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB at {level}"
+        (result,) = files_under(out)
+        with open(result, "rb") as f:
+            f.seek(result.stat().st_size - size)
+            assert f.read(1 << 20) == (bytes(range(256)) * 4096)[: 1 << 20]
+        assert pydicom.dcmread(result, stop_before_pixels=True).NumberOfFrames == 1000
+        result.unlink()
