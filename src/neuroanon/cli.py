@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
     run.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
                      help="processes to use (default: all cores); the output is the same for any number")
+    run.add_argument("--dicomdir", action="store_true",
+                     help="write a fresh DICOMDIR for the output (its files linked under NADICOM/ with PS3.10 IDs)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
@@ -133,6 +135,10 @@ def _anonymize(args: argparse.Namespace) -> int:
     summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
                              workers=args.workers)
     print(summary.line())
+    if args.dicomdir:
+        from .dicomdir import write_dicomdir
+
+        print(f"DICOMDIR: {write_dicomdir(args.output)}")
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code

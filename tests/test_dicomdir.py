@@ -1,0 +1,171 @@
+"""The DICOMDIR written for an output tree: readable by pydicom and dcmtk, complete, PHI-free at full, stable."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.fileset import FileSet
+
+from neuroanon.dicomdir import STAGE, write_dicomdir
+from neuroanon.errors import UsageError
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.sample import make_study, planted_values
+
+from .helpers import files_under
+from .tools import require_tool
+
+KEY = b"x" * 32
+# (folder, subject, study, encoding): subject 0 has two studies, subject 1 one; 2 series x 2 instances each.
+STUDIES = [("a", 0, 0, "explicit_le"), ("b", 0, 1, "implicit_le"), ("c", 1, 0, "deflated")]
+EXPECTED = {"PATIENT": 2, "STUDY": 3, "SERIES": 6, "IMAGE": 12}
+LEVELS = [Level.FULL, Level.ANONYMIZE]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("in") / "incoming"
+    for folder, subject, study, encoding in STUDIES:
+        make_study(root / folder, subject=subject, study=study, n_series=2, n_instances=2, encoding=encoding)
+    (root / "notes.txt").write_text("not DICOM")  # copied at anonymize; must not be indexed
+    return root
+
+
+def _output(inputs: Path, tmp_path: Path, level: Level) -> Path:
+    out = tmp_path / level.value
+    anonymize_tree([inputs], out, Options(level=level, key=KEY))
+    return out
+
+
+def _dicom_outputs(out: Path) -> dict[str, Path]:
+    """SOP Instance UID -> output file, for the Part-10 files the pipeline wrote."""
+    found: dict[str, Path] = {}
+    for path in files_under(out):
+        if path.read_bytes()[128:132] == b"DICM":
+            found[str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
+    return found
+
+
+def _digests(out: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files_under(out)}
+
+
+def _load(path: Path) -> FileSet:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing referenced file is only a warning in pydicom
+        return FileSet(pydicom.dcmread(path))
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.value)
+def test_every_output_referenced_once_by_byte_identical_twin(inputs: Path, tmp_path: Path, level: Level) -> None:
+    out = _output(inputs, tmp_path, level)
+    outputs = _dicom_outputs(out)
+    before = _digests(out)
+    assert len(outputs) == EXPECTED["IMAGE"]
+
+    path = write_dicomdir(out)
+
+    assert path == out / "DICOMDIR"
+    fs = _load(path)
+    referenced = Counter(str(instance.SOPInstanceUID) for instance in fs)
+    assert referenced == Counter(outputs.keys())
+    for instance in fs:
+        staged = Path(instance.path)
+        assert staged.is_file() and staged.is_relative_to(out / STAGE)
+        assert staged.read_bytes() == outputs[str(instance.SOPInstanceUID)].read_bytes()
+        header = pydicom.dcmread(staged, stop_before_pixels=True)
+        assert instance.ReferencedTransferSyntaxUIDInFile == header.file_meta.TransferSyntaxUID
+    # The outputs themselves are untouched and nothing else was added.
+    after = {p: d for p, d in _digests(out).items() if p != path and not p.is_relative_to(out / STAGE)}
+    assert after == before
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.value)
+def test_record_counts_in_pydicom_and_dcmdump(inputs: Path, tmp_path: Path, level: Level) -> None:
+    path = write_dicomdir(_output(inputs, tmp_path, level))
+
+    records = pydicom.dcmread(path).DirectoryRecordSequence
+    assert Counter(str(r.DirectoryRecordType) for r in records) == EXPECTED
+    done = subprocess.run([require_tool("dcmdump"), "+E", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, "dcmdump cannot read the DICOMDIR"
+    assert "E:" not in done.stderr and "W:" not in done.stderr
+    dumped = Counter(re.findall(r'"Directory Record" (PATIENT|STUDY|SERIES|IMAGE) ', done.stdout))
+    assert dumped == EXPECTED
+    assert len(re.findall(r'refFileID="' + STAGE + r"\\PT\d{6}\\ST\d{6}\\SE\d{6}\\IM\d{6}\"", done.stdout)) == 12
+
+
+def test_no_planted_value_in_dicomdir_at_full(inputs: Path, tmp_path: Path) -> None:
+    data = write_dicomdir(_output(inputs, tmp_path, Level.FULL)).read_bytes()
+
+    for _, subject, study, _ in STUDIES:
+        for name, value in planted_values(subject, study=study).items():
+            if name not in ("FolderName", "FileName"):
+                assert value.encode() not in data, f"planted {name} in the DICOMDIR"
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.value)
+def test_writing_twice_gives_identical_bytes(inputs: Path, tmp_path: Path, level: Level) -> None:
+    out = _output(inputs, tmp_path, level)
+    first = write_dicomdir(out).read_bytes()
+    staged_first = _digests(out / STAGE)
+
+    second = write_dicomdir(out).read_bytes()
+
+    assert second == first
+    assert _digests(out / STAGE) == staged_first
+    # The same outputs in another folder (another run with the same key) give the same DICOMDIR too.
+    again = _output(inputs, tmp_path / "again", level)
+    assert write_dicomdir(again).read_bytes() == first
+
+
+def test_given_files_only(inputs: Path, tmp_path: Path) -> None:
+    out = _output(inputs, tmp_path, Level.FULL)
+    chosen = sorted(_dicom_outputs(out).values())[:5]
+
+    fs = _load(write_dicomdir(out, chosen))
+
+    assert sorted(str(i.SOPInstanceUID) for i in fs) == sorted(
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in chosen
+    )
+    with pytest.raises(UsageError):
+        write_dicomdir(out, [inputs / "notes.txt"])  # not under the root
+    (out / "notes.txt").write_text("not DICOM")
+    with pytest.raises(UsageError):
+        write_dicomdir(out, [out / "notes.txt"])
+    with pytest.raises(UsageError):
+        write_dicomdir(out, [next(iter((out / STAGE).rglob("IM*")))])
+
+
+def test_foreign_stage_folder_is_never_deleted(inputs: Path, tmp_path: Path) -> None:
+    out = _output(inputs, tmp_path, Level.FULL)
+    (out / STAGE).mkdir()
+    (out / STAGE / "KEEP").write_text("not ours")
+
+    with pytest.raises(UsageError):
+        write_dicomdir(out)
+
+    assert (out / STAGE / "KEEP").read_text() == "not ours"
+    assert not (out / "DICOMDIR").exists()
+    shutil.rmtree(out / STAGE)
+    assert _load(write_dicomdir(out)) is not None
+
+
+def test_cli_writes_a_dicomdir_on_request(tmp_path: Path) -> None:
+    from neuroanon.cli import main
+
+    source = tmp_path / "in"
+    make_study(source, subject=3, n_series=1, n_instances=2)
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key),
+                 "--dicomdir", "--workers", "1"]) == 0
+    assert pydicom.dcmread(out / "DICOMDIR").file_meta.MediaStorageSOPClassUID == "1.2.840.10008.1.3.10"
