@@ -135,3 +135,17 @@ def test_memory_stays_flat_for_a_500_mb_file(tmp_path: Path) -> None:
             assert f.read(1 << 20) == (bytes(range(256)) * 4096)[: 1 << 20]
         assert pydicom.dcmread(result, stop_before_pixels=True).NumberOfFrames == 1000
         result.unlink()
+
+
+def test_other_options_into_a_used_output_are_refused_unless_it_was_emptied(mixed: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from neuroanon.errors import UsageError
+
+    out = tmp_path / "out"
+    anonymize_tree([mixed], out, Options(level=Level.ANONYMIZE))
+    with pytest.raises(UsageError, match="other options"):
+        anonymize_tree([mixed], out, Options(level=Level.FULL, key=KEY))
+    shutil.rmtree(out)
+    summary = anonymize_tree([mixed], out, Options(level=Level.FULL, key=KEY))
+    assert summary.counts["written"] >= 14

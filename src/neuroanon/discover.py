@@ -36,7 +36,7 @@ class InputFile:
 def discover(inputs: list[Path]) -> Iterator[InputFile]:
     """Every file under the inputs, in a stable order. Symlinks are not followed out of the tree."""
     for root in inputs:
-        if root.is_file():
+        if not root.is_dir() or root.is_symlink():  # a file, or a FIFO, device or link given by name
             yield _classify(root, root.parent, root.name)
             continue
         for folder, dirs, files in os.walk(root):

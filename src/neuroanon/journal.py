@@ -49,8 +49,10 @@ class Journal:
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
         self.done: dict[str, Entry] = {}
-        if self.path.exists():
+        if self.path.exists() and not _empty(output):
             self._load()
+        else:  # nothing of an earlier run is left to resume
+            self.path.unlink(missing_ok=True)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")
         if not self.done and self.path.stat().st_size == 0:
             self._write({"version": VERSION, "fingerprint": self._fingerprint})
@@ -93,6 +95,10 @@ class Journal:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _empty(folder: Path) -> bool:
+    return not folder.is_dir() or next(folder.iterdir(), None) is None
 
 
 def _tokenizer(options: Options) -> Callable[[str], str]:

@@ -77,11 +77,11 @@ def anonymize_tree(
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
     """
     check_paths(inputs, output, options.quarantine)
-    output.mkdir(parents=True, exist_ok=True)
     clear_staged(output)
+    journal = Journal(output, options)
+    output.mkdir(parents=True, exist_ok=True)
     summary = Summary(options.level.value)
     writer = ReportWriter(report)
-    journal = Journal(output, options)
     claimed: dict[str, str] = {}
     try:
         for item, name, outcome in _outcomes(_named(inputs), output, options, journal, workers):

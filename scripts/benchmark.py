@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Benchmark neuroanon against `cp -r` (the disk's limit) and the peers a user would pick instead, in one run.
+
+Makes a corpus full of fake PHI (single-frame 256x256 MR files and one 400-frame 512x512 multi-frame MR file),
+then times each tool on it with a warm page cache and prints wall time, ratio to cp, files/s, MB/s and peak RSS.
+Peers are run when installed (pip install dicognito deid dicom-anonymizer dcmanon), each with its defaults.
+
+    .venv/bin/python scripts/benchmark.py [--files 3000] [--frames 400] [--workdir DIR] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from neuroanon.sample import make_dataset
+
+# Runs a command and prints the peak RSS (KiB) of its largest process, which is all a child's rusage holds.
+PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+         "stderr=subprocess.DEVNULL); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+DCMANON = """
+import sys, pathlib
+from dcmanon import Anonymizer
+source, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+anonymizer = Anonymizer()
+for path in sorted(p for p in source.rglob('*') if p.is_file()):
+    target = out / path.relative_to(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(anonymizer.anonymize(str(path)))
+"""
+
+DEID = """
+import sys, pathlib
+from deid.dicom import get_files, replace_identifiers
+source, out = sys.argv[1], sys.argv[2]
+pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+replace_identifiers(dicom_files=list(get_files(source)), save=True, output_folder=out, overwrite=True)
+"""
+
+
+def make_corpus(root: Path, files: int, frames: int) -> int:
+    """Write the corpus; return its size in bytes."""
+    template = make_dataset(subject=1, rows=256, columns=256)
+    for i in range(files):
+        template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.55.{i + 1}"
+        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+        template.InstanceNumber = i + 1
+        folder = root / f"series{i // 500:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        template.save_as(folder / f"IM{i:05d}.dcm", enforce_file_format=True)
+    big = make_dataset(subject=1, series=9, rows=512, columns=512)
+    big.SOPClassUID = big.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR
+    big.NumberOfFrames = frames
+    del big.PixelData
+    for tag in [t for t in big.keys() if t > 0x7FE00010]:
+        del big[tag]
+    path = root / "enhanced" / "MF0001.dcm"
+    path.parent.mkdir()
+    big.save_as(path, enforce_file_format=True)
+    frame = bytes(range(256)) * (512 * 512 * 2 // 256)
+    with open(path, "ab") as f:
+        f.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, frames * len(frame)))
+        for _ in range(frames):
+            f.write(frame)
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def tools(python: str, workers: int, key: Path) -> dict[str, list[str] | None]:
+    """The command of each contender (None: not installed); IN and OUT are filled in per run."""
+    neuroanon = [python, "-m", "neuroanon.cli", "anonymize", "IN", "-o", "OUT", "-q", "--workers", str(workers),
+                 "--key-file", str(key)]
+    have = {name: importlib.util.find_spec(name) is not None for name in ("dicognito", "deid", "dcmanon",
+                                                                           "dicomanonymizer")}
+    return {
+        "cp -r": ["cp", "-r", "IN", "OUT"],
+        "neuroanon original": [*neuroanon, "--level", "original"],
+        "neuroanon anonymize": [*neuroanon, "--level", "anonymize"],
+        "neuroanon full": [*neuroanon, "--level", "full"],
+        "dcmanon (Rust)": [python, "-c", DCMANON, "IN", "OUT"] if have["dcmanon"] else None,
+        "dicognito": [python, "-m", "dicognito", "-o", "OUT", "IN"] if have["dicognito"] else None,
+        "dicom-anonymizer": [str(Path(python).parent / "dicom-anonymizer"), "IN", "OUT"]
+        if have["dicomanonymizer"] else None,
+        "deid": [python, "-c", DEID, "IN", "OUT"] if have["deid"] else None,
+    }
+
+
+def warm(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while f.read(1 << 22):
+                    pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="neuroanon-bench-"))
+    corpus = work / "corpus"
+    if not corpus.exists():
+        size = make_corpus(corpus, args.files, args.frames)
+    else:
+        size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+    count = args.files + 1
+    key = work / "key"
+    key.write_text("42" * 32)
+    print(f"corpus: {count} files, {size / 1e6:.0f} MB; machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; neuroanon workers: {args.workers}\n")
+    rows = []
+    cp_seconds = None
+    for name, command in tools(sys.executable, args.workers, key).items():
+        if command is None:
+            print(f"{name}: not installed, skipped")
+            continue
+        out = work / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        (work / ".out.neuroanon-journal").unlink(missing_ok=True)
+        warm(corpus)
+        argv = [str(corpus) if a == "IN" else str(out) if a == "OUT" else a for a in command]
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - start
+        code, rss = (int(v) for v in done.stdout.split())
+        written = sum(1 for p in out.rglob("*") if p.is_file()) if out.exists() else 0
+        cp_seconds = cp_seconds or seconds
+        rows.append({"tool": name, "seconds": round(seconds, 2), "x_cp": round(seconds / cp_seconds, 2),
+                     "files_per_s": round(count / seconds, 1), "mb_per_s": round(size / 1e6 / seconds, 1),
+                     "peak_rss_mb": round(rss / 1024), "exit": code, "files_out": written})
+        shutil.rmtree(out, ignore_errors=True)
+    print("| tool | wall s | × cp | files/s | MB/s | peak RSS MB | files out | exit |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['tool']} | {r['seconds']} | {r['x_cp']} | {r['files_per_s']} | {r['mb_per_s']} | "
+              f"{r['peak_rss_mb']} | {r['files_out']} | {r['exit']} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
