@@ -89,8 +89,10 @@ def tools(python: str, workers: int, key: Path) -> dict[str, list[str] | None]:
         "neuroanon full": [*neuroanon, "--level", "full"],
         "dcmanon (Rust)": [python, "-c", DCMANON, "IN", "OUT"] if have["dcmanon"] else None,
         "dicognito": [python, "-m", "dicognito", "-o", "OUT", "IN"] if have["dicognito"] else None,
-        "dicom-anonymizer": [str(Path(python).parent / "dicom-anonymizer"), "IN", "OUT"]
-        if have["dicomanonymizer"] else None,
+        # dicom-anonymizer takes one flat folder at a time and needs its output folder to exist
+        "dicom-anonymizer": ["sh", "-c", 'for d in "$1"/*/; do n=$(basename "$d"); mkdir -p "$2/$n"; '
+                             '"$0" "$d" "$2/$n" || exit 1; done', str(Path(python).parent / "dicom-anonymizer"),
+                             "IN", "OUT"] if have["dicomanonymizer"] else None,
         "deid": [python, "-c", DEID, "IN", "OUT"] if have["deid"] else None,
     }
 

@@ -87,3 +87,20 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     flagged = [r for r in json.loads(report.read_text()) if r["findings"]]
     assert len(flagged) == 1
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
+
+
+def test_full_output_of_the_real_corpus_verifies_clean(tmp_path: Path) -> None:
+    from .corpus import corpus_files
+
+    source = tmp_path / "corpus"
+    for i, path in enumerate(corpus_files()):
+        target = source / f"{i:03d}" / path.name
+        target.parent.mkdir(parents=True)
+        target.write_bytes(path.read_bytes())
+    key = tmp_path / "key"
+    key.write_text("9a" * 32)
+    out = tmp_path / "out"
+    main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q"])
+    assert len(files_under(out)) > 80
+    assert main(["verify", str(out), "--level", "full", "--against", str(source), "--key-file", str(key)]) == 0
+    assert main(["verify", str(source), "--level", "full"]) == 1

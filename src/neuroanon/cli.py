@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import NeuroanonError, UsageError
-from .keys import load_lookup, load_or_create_key
+from .keys import load_key, load_lookup, load_or_create_key
 from .options import Level, Options
 from .profile import explain, render_rules
 from .report import Record, Status
@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--against", nargs="+", type=Path, metavar="ORIGINALS",
                        help="the originals: their identifying values, UIDs and PatientIDs must not reappear")
     check.add_argument("--json", type=Path, help="also write the findings as JSON here")
+    check.add_argument("--key-file", type=Path,
+                       help="the key the output was made with: each file is checked against its own original")
     _level_options(check)
 
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
@@ -151,7 +153,8 @@ def _verify(args: argparse.Namespace) -> int:
         if not path.exists():
             raise UsageError(f"not found: {path}")
     options = _options(args)
-    originals = load_originals(args.against, options.level) if args.against else None
+    key = load_key(args.key_file) if args.key_file else None
+    originals = load_originals(args.against, options.level, key) if args.against else None
     results = list(verify(args.paths, options, originals))
     flagged = [r for r in results if r.findings]
     for result in flagged:

@@ -89,8 +89,10 @@ def _inflated(data: bytes) -> bytes:
         return data
 
 
-# Elements whose values come from controlled lists: a match there is a common word, not an identifier.
-VOCABULARY_TAGS = frozenset({0x00080100, 0x00080102, 0x00080104, 0x00080070, 0x00081090})
+# Elements whose values come from controlled lists or name software and makers: a match there is a common word,
+# not an identifier (coded concepts, coding schemes, manufacturer and model, implementation class and version).
+VOCABULARY_TAGS = frozenset({0x00080100, 0x00080102, 0x00080104, 0x00080115, 0x00080116, 0x00080070, 0x00081090,
+                             0x00020012, 0x00020013})
 
 
 def _elements(path: Path) -> list[tuple[str, bool, bytes]]:
@@ -102,7 +104,7 @@ def _elements(path: Path) -> list[tuple[str, bool, bytes]]:
     found = _walk(ds, "")
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        found += [("file meta " + where, False, value) for where, _, value in _walk(meta, "")]
+        found += [("file meta " + where, vocabulary, value) for where, vocabulary, value in _walk(meta, "")]
     found.append(("preamble", False, (getattr(ds, "preamble", None) or b"").lower()))
     return found
 

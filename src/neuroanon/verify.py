@@ -20,6 +20,7 @@ from .burnedin import burned_in_risk
 from .discover import Kind, discover
 from .errors import InputError
 from .identifiers import Needle, needles
+from .keys import Keyring
 from .options import Level, Options
 from .profile import (
     DATE_VRS,
@@ -57,11 +58,23 @@ class Originals:
     patterns: tuple[Needle, ...]
     uids: frozenset[str]
     patient_ids: frozenset[str]
+    # With the project key: each output's own original's values, found by its remapped SOPInstanceUID.
+    by_instance: dict[str, tuple[Needle, ...]] = field(default_factory=dict)
+
+    def patterns_for(self, ds: Dataset) -> tuple[Needle, ...]:
+        """The values to look for in `ds`: its own original's if known, else those of every original."""
+        return self.by_instance.get(str(ds.get("SOPInstanceUID", "")), self.patterns)
 
 
-def load_originals(paths: list[Path], level: Level) -> Originals:
-    """Read every original header once and gather what must not reappear (at anonymize: only the five)."""
+def load_originals(paths: list[Path], level: Level, key: bytes | None = None) -> Originals:
+    """Read every original header once and gather what must not reappear (at anonymize: only the five).
+
+    Given the key, each output at full is held to its own original's values; without it, to all of them (which
+    can flag a value one original shares by chance with another file's technical text).
+    """
     patterns: dict[bytes, Needle] = {}
+    by_instance: dict[str, tuple[Needle, ...]] = {}
+    keyring = Keyring(key) if key is not None and level is Level.FULL else None
     uids: set[str] = set()
     patient_ids: set[str] = set()
     for item in discover(paths):
@@ -72,15 +85,17 @@ def load_originals(paths: list[Path], level: Level) -> Originals:
                 ds = read_header(item.path).dataset
         except InputError:
             continue
-        for needle in needles(ds):
-            if level is Level.FULL or needle.attribute in _FIVE_KEYWORDS:
-                patterns.setdefault(needle.data, needle)
+        own = tuple(n for n in needles(ds) if level is Level.FULL or n.attribute in _FIVE_KEYWORDS)
+        for needle in own:
+            patterns.setdefault(needle.data, needle)
+        if keyring is not None and ds.get("SOPInstanceUID"):
+            by_instance[keyring.uid(str(ds.SOPInstanceUID))] = own
         if level is Level.FULL:
             uids.update(_uids(ds))
             if ds.get("PatientID"):
                 patient_ids.add(str(ds.PatientID))
     ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
-    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids))
+    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance)
 
 
 def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
@@ -116,7 +131,8 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
         if risk:
             findings.append(f"burned-in risk: {risk}")
     if originals is not None:
-        for hit in check_file(path, header.pixels, originals.patterns) + check_path(relative, originals.patterns):
+        patterns = originals.patterns_for(ds)
+        for hit in check_file(path, header.pixels, patterns) + check_path(relative, patterns):
             findings.append(f"original {hit.attribute} value found in {hit.where}")
         if set(_uids(ds)) & originals.uids:
             findings.append("a UID equals an original UID")
@@ -183,8 +199,8 @@ def _meta(ds: Dataset) -> list[str]:
         for elem in meta:
             if int(elem.tag) not in META_KEPT_AT_FULL:
                 findings.append(f"file meta ({elem.tag.group:04X},{elem.tag.element:04X}) {elem.keyword} present")
-        uid = str(meta.get("MediaStorageSOPInstanceUID", "2.25."))
-        if not uid.startswith("2.25."):
+        uid = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+        if uid and not uid.startswith("2.25."):
             findings.append("file meta (0002,0003) MediaStorageSOPInstanceUID was not remapped")
     if any(getattr(ds, "preamble", None) or b""):
         findings.append("preamble is not zeroed")
