@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -149,3 +150,31 @@ def test_thousands_of_files_end_to_end(tmp_path: Path, key_file: Path) -> None:
     outputs = files_under(tmp_path / "out")
     assert len(outputs) == 1500
     assert len({pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in outputs[::100]}) == 15
+
+
+def test_progress_bar_on_a_terminal_plain_summary_elsewhere(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    source = tmp_path / "in"
+    make_study(source, subject=9, n_series=1, n_instances=3)
+    command = [sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "--workers", "1"]
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a 100-column terminal
+    done = subprocess.run([*command, "-o", str(tmp_path / "tty")], stdin=follower, stdout=follower, stderr=follower,
+                          timeout=120)
+    os.close(follower)
+    screen = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(leader, 65536):
+            screen += chunk
+    os.close(leader)
+    assert done.returncode == 0
+    text = screen.decode("utf-8", "replace")
+    assert "anonymizing" in text and "3 files" in text and "/s" in text
+    plain = subprocess.run([*command, "-o", str(tmp_path / "pipe")], capture_output=True, text=True, timeout=120)
+    assert "anonymizing" not in plain.stderr and "3 files at level anonymize" in plain.stdout

@@ -286,7 +286,7 @@ def _run_tree(tree: Path, out: Path, options: Options) -> tuple[list[Record], in
     records: list[Record] = []
     with time_limit(TIMEOUT * 3, "anonymize_tree"):
         try:
-            summary = anonymize_tree([tree], out, options, on_record=records.append)
+            summary = anonymize_tree([tree], out, options, on_record=lambda record, _: records.append(record))
         except Hang:
             pytest.fail("anonymize_tree blocked")
     return records, summary.files

@@ -53,6 +53,7 @@ class Journal:
             self._load()
         else:  # nothing of an earlier run is left to resume
             self.path.unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")
         if not self.done and self.path.stat().st_size == 0:
             self._write({"version": VERSION, "fingerprint": self._fingerprint})

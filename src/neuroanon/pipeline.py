@@ -69,10 +69,12 @@ def anonymize_tree(
     output: Path,
     options: Options,
     report: Path | None = None,
-    on_record: Callable[[Record], None] | None = None,
+    on_record: Callable[[Record, int], None] | None = None,
     workers: int = 1,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
+
+    `on_record` hears of each file as it is committed, with the input's size (for progress displays).
 
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
     """
@@ -92,10 +94,11 @@ def anonymize_tree(
                 record = replace(outcome, input=name)
                 if record.status is Status.WRITTEN and record.output is not None:
                     claimed.setdefault(record.output, name)
-            summary.add(record, _size(item.path))
+            size = _size(item.path)
+            summary.add(record, size)
             writer.write(record.as_dict())
             if on_record is not None:
-                on_record(record)
+                on_record(record, size)
         writer.write(summary.as_dict())
     finally:
         writer.close()
