@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from neuroanon.sample import make_dataset
+from neuroanon.sample import make_dataset, make_many
 
 # Runs a command and prints the peak RSS (KiB) of its largest process, which is all a child's rusage holds.
 PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
@@ -51,14 +51,7 @@ replace_identifiers(dicom_files=list(get_files(source)), save=True, output_folde
 
 def make_corpus(root: Path, files: int, frames: int) -> int:
     """Write the corpus; return its size in bytes."""
-    template = make_dataset(subject=1, rows=256, columns=256)
-    for i in range(files):
-        template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.55.{i + 1}"
-        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
-        template.InstanceNumber = i + 1
-        folder = root / f"series{i // 500:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        template.save_as(folder / f"IM{i:05d}.dcm", enforce_file_format=True)
+    make_many(root, files, subject=1, rows=256, columns=256, per_folder=500)
     big = make_dataset(subject=1, series=9, rows=512, columns=512)
     big.SOPClassUID = big.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR
     big.NumberOfFrames = frames

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from neuroanon.cli import main
-from neuroanon.sample import make_dataset, make_study, planted_values
+from neuroanon.sample import make_dataset, make_many, make_study, planted_values
 
 from .helpers import files_under
 
@@ -133,14 +133,7 @@ def test_explain_full_covers_the_whole_table(capsys: pytest.CaptureFixture[str])
 def test_thousands_of_files_end_to_end(tmp_path: Path, key_file: Path) -> None:
     """A tree of 1,500 instances through the CLI at full: every file written once, the report complete."""
     source = tmp_path / "in"
-    template = make_dataset(subject=11)
-    for i in range(1500):
-        template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.99.{i + 1}"
-        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
-        template.InstanceNumber = i + 1
-        folder = source / f"series{i % 3}"
-        folder.mkdir(parents=True, exist_ok=True)
-        template.save_as(folder / f"IM{i:05d}", enforce_file_format=True)
+    make_many(source, 1500, subject=11, per_folder=500)
     report = tmp_path / "report.jsonl"
     assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "-q",
                  "--key-file", str(key_file), "--report", str(report)]) == 0

@@ -15,7 +15,7 @@ import pytest
 
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
-from neuroanon.sample import make_dataset, make_study
+from neuroanon.sample import make_dataset, make_many, make_study
 
 from .helpers import files_under
 
@@ -24,19 +24,6 @@ KEY = b"scale-test-key-0123456789abcdef!"
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in files_under(root)}
-
-
-def _many(root: Path, count: int, subject: int = 12) -> Path:
-    """`count` instances of one series, written from one template (fast), in folders of 100."""
-    template = make_dataset(subject=subject)
-    for i in range(count):
-        template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{subject}.{i + 1}"
-        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
-        template.InstanceNumber = i + 1
-        folder = root / f"part{i // 100}"
-        folder.mkdir(parents=True, exist_ok=True)
-        template.save_as(folder / f"IM{i:05d}.dcm", enforce_file_format=True)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +51,8 @@ def test_output_and_report_do_not_depend_on_the_number_of_workers(mixed: Path, t
 
 
 def test_a_killed_run_resumes_to_the_same_bytes_without_redoing_finished_files(tmp_path: Path) -> None:
-    source = _many(tmp_path / "in", 600)
+    source = tmp_path / "in"
+    make_many(source, 600, subject=12)
     key = tmp_path / "key"
     key.write_text("ef" * 32)
     command = [sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "--level", "full", "--key-file",

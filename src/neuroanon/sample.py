@@ -612,3 +612,22 @@ def make_study(
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)
     return paths
+
+
+def make_many(out_dir: Path, count: int, *, subject: int = 0, rows: int = 16, columns: int = 16,
+              per_folder: int = 100) -> list[Path]:
+    """Write `count` instances of one series fast (one template, new SOP Instance UIDs), `per_folder` a folder.
+
+    For scale tests and benchmarks: the fake PHI is that of `make_dataset`, shared by every instance.
+    """
+    template = make_dataset(subject=subject, rows=rows, columns=columns)
+    paths = []
+    for i in range(count):
+        template.SOPInstanceUID = f"{_UID_ROOT}99.{subject}.{i + 1}"
+        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+        template.InstanceNumber = i + 1
+        folder = Path(out_dir) / f"part{i // per_folder:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths.append(folder / f"IM{i:05d}.dcm")
+        template.save_as(paths[-1], enforce_file_format=True)
+    return paths
