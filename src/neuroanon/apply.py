@@ -54,11 +54,13 @@ class Change:
         return {"tag": self.tag, "keyword": self.keyword, "action": self.action}
 
 
-def apply_level(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]]:
+def apply_level(
+    ds: Dataset, options: Options, patterns: tuple[Needle, ...] | None = None
+) -> tuple[Dataset, list[Change]]:
     """Apply `options.level` to a copy of `ds`; return the copy and what was changed.
 
     `ds` may be a whole dataset or a header read without pixel data; pixel data is never touched. A
-    FileDataset's file meta and preamble are handled too.
+    FileDataset's file meta and preamble are handled too. `patterns` are `needles(ds)`, if the caller has them.
     """
     new = _copy(ds)
     if options.level is Level.ORIGINAL:
@@ -70,7 +72,7 @@ def apply_level(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]]:
         return new, changes
     if options.key is None:
         raise UsageError("the full level needs a key")
-    walker = _Full(options, Keyring(options.key), load_table(), changes, needles(ds))
+    walker = _Full(options, Keyring(options.key), load_table(), changes, needles(ds) if patterns is None else patterns)
     walker.subject = str(ds.get("PatientID", "") or "")
     walker.walk(new, "")
     meta = getattr(new, "file_meta", None)

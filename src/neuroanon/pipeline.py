@@ -22,7 +22,7 @@ from .apply import apply_level
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover
 from .errors import InputError, UsageError
-from .identifiers import needles
+from .identifiers import Needle, needles
 from .journal import Journal
 from .keys import Keyring
 from .layout import by_identifiers, mirrored
@@ -208,14 +208,15 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         if _is_dicomdir(header.dataset):
             return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file "
                                    "offsets; not copied", dicom=False))
-        dataset, changes = apply_level(header.dataset, options)
+        patterns = needles(header.dataset) if options.level is Level.FULL else ()
+        dataset, changes = apply_level(header.dataset, options, patterns)
         target = name
         if options.level is Level.FULL:
             assert options.key is not None
             target = by_identifiers(dataset, Keyring(options.key), name)
         with Staged(output) as staged:
             span = write_instance(dataset, header, item.path, staged.file)
-        held = _hold_reason(header.dataset, staged.path, span, target, options)
+        held = _hold_reason(header.dataset, staged.path, span, target, options, patterns)
         if held is None:
             return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path))
         reason, findings = held
@@ -251,7 +252,8 @@ def commit(prepared: Prepared, output: Path, options: Options, claimed: dict[str
 
 
 def _hold_reason(
-    original: Dataset, staged: Path, span: PixelSpan | None, target: str, options: Options
+    original: Dataset, staged: Path, span: PixelSpan | None, target: str, options: Options,
+    patterns: tuple[Needle, ...],
 ) -> tuple[str, list[Finding]] | None:
     """Why a written file may not be released (fail closed at full), or None to release it."""
     if options.level is not Level.FULL:
@@ -261,7 +263,6 @@ def _hold_reason(
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in", []
     if not options.residual_check:
         return None
-    patterns = needles(original)
     findings = check_file(staged, span, patterns) + check_path(target, patterns)
     if findings:
         attributes = sorted({f.attribute for f in findings})
