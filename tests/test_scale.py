@@ -137,3 +137,17 @@ def test_other_options_into_a_used_output_are_refused_unless_it_was_emptied(mixe
     shutil.rmtree(out)
     summary = anonymize_tree([mixed], out, Options(level=Level.FULL, key=KEY))
     assert summary.counts["written"] >= 14
+
+
+def test_a_dask_cluster_gives_the_same_bytes_as_a_local_run(mixed: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    local, report_local = tmp_path / "local", tmp_path / "local.jsonl"
+    anonymize_tree([mixed], local, Options(level=Level.FULL, key=KEY), report=report_local, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote, report_remote = tmp_path / "remote", tmp_path / "remote.jsonl"
+        summary = anonymize_tree([mixed], remote, Options(level=Level.FULL, key=KEY), report=report_remote,
+                                 workers=2, dask_scheduler=cluster.scheduler_address)
+    assert summary.counts["written"] >= 14
+    assert _tree(remote) == _tree(local)
+    assert report_remote.read_text() == report_local.read_text()

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
     run.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
                      help="processes to use (default: all cores); the output is the same for any number")
+    run.add_argument("--dask-scheduler", metavar="ADDRESS",
+                     help="prepare files on this Dask cluster (its workers must see the output at the same path)")
     run.add_argument("--dicomdir", action="store_true",
                      help="write a fresh DICOMDIR for the output (its files linked under NADICOM/ with PS3.10 IDs)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
@@ -151,7 +153,7 @@ def _anonymize(args: argparse.Namespace) -> int:
 
     try:
         summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                 workers=args.workers)
+                                 workers=args.workers, dask_scheduler=args.dask_scheduler)
     finally:
         if progress is not None:
             progress.close()

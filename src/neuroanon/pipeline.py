@@ -13,6 +13,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -71,10 +72,12 @@ def anonymize_tree(
     report: Path | None = None,
     on_record: Callable[[Record, int], None] | None = None,
     workers: int = 1,
+    dask_scheduler: str | None = None,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
 
-    `on_record` hears of each file as it is committed, with the input's size (for progress displays).
+    `on_record` hears of each file as it is committed, with the input's size (for progress displays). With
+    `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
 
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
     """
@@ -86,19 +89,21 @@ def anonymize_tree(
     writer = ReportWriter(report)
     claimed: dict[str, str] = {}
     try:
-        for item, name, outcome in _outcomes(_named(inputs), output, options, journal, workers):
-            if isinstance(outcome, Prepared):
-                record = commit(outcome, output, options, claimed)
-                journal.add(name, item.path, record)
-            else:  # finished by an earlier run
-                record = replace(outcome, input=name)
-                if record.status is Status.WRITTEN and record.output is not None:
-                    claimed.setdefault(record.output, name)
-            size = _size(item.path)
-            summary.add(record, size)
-            writer.write(record.as_dict())
-            if on_record is not None:
-                on_record(record, size)
+        with _pool(workers, dask_scheduler) as pool:
+            outcomes = _outcomes(_named(inputs), output, options, journal, pool, 4 * max(workers, 4))
+            for item, name, outcome in outcomes:
+                if isinstance(outcome, Prepared):
+                    record = commit(outcome, output, options, claimed)
+                    journal.add(name, item.path, record)
+                else:  # finished by an earlier run
+                    record = replace(outcome, input=name)
+                    if record.status is Status.WRITTEN and record.output is not None:
+                        claimed.setdefault(record.output, name)
+                size = _size(item.path)
+                summary.add(record, size)
+                writer.write(record.as_dict())
+                if on_record is not None:
+                    on_record(record, size)
         writer.write(summary.as_dict())
     finally:
         writer.close()
@@ -126,34 +131,53 @@ _Pending = tuple[list[tuple[InputFile, str]], "Future[list[Prepared]] | Record"]
 
 
 def _outcomes(
-    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal, workers: int
+    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal, pool: Executor | None,
+    window_size: int,
 ) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
-    """Each file's outcome in input order: prepared here or by workers, or finished by an earlier run."""
-    if workers <= 1:
+    """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run."""
+    if pool is None:
         for item, name in items:
             yield item, name, _finished(journal, item, name, output) or prepare(item, name, output, options)
         return
     window: deque[_Pending] = deque()
     batch: list[tuple[InputFile, str]] = []
-    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(output, options)) as pool:
-        for item, name in items:
-            done = _finished(journal, item, name, output)
-            if done is not None or len(batch) == BATCH:
-                _submit(pool, batch, window)
-            if done is not None:
-                window.append(([(item, name)], done))
-            else:
-                batch.append((item, name))
-            while len(window) > 4 * workers:
-                yield from _collect(window.popleft())
-        _submit(pool, batch, window)
-        while window:
+    for item, name in items:
+        done = _finished(journal, item, name, output)
+        if done is not None or len(batch) == BATCH:
+            _submit(pool, batch, window, output, options)
+        if done is not None:
+            window.append(([(item, name)], done))
+        else:
+            batch.append((item, name))
+        while len(window) > window_size:
             yield from _collect(window.popleft())
+    _submit(pool, batch, window, output, options)
+    while window:
+        yield from _collect(window.popleft())
 
 
-def _submit(pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending]) -> None:
+@contextmanager
+def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]:
+    """Where files are prepared: a Dask cluster, local worker processes, or this process."""
+    if dask_scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UsageError("--dask-scheduler needs Dask: pip install 'dask[distributed]'") from None
+        with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
+            yield client.get_executor(pure=False)
+    elif workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            yield pool
+    else:
+        yield None
+
+
+def _submit(
+    pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending], output: Path, options: Options
+) -> None:
     if batch:
-        window.append((list(batch), pool.submit(_prepare_batch, list(batch))))
+        window.append((list(batch), pool.submit(_prepare_batch, list(batch), output, options)))
         batch.clear()
 
 
@@ -171,17 +195,7 @@ def _finished(journal: Journal, item: InputFile, name: str, output: Path) -> Rec
     return done
 
 
-_WORKER: tuple[Path, Options] | None = None
-
-
-def _start_worker(output: Path, options: Options) -> None:
-    global _WORKER
-    _WORKER = (output, options)
-
-
-def _prepare_batch(batch: list[tuple[InputFile, str]]) -> list[Prepared]:
-    assert _WORKER is not None
-    output, options = _WORKER
+def _prepare_batch(batch: list[tuple[InputFile, str]], output: Path, options: Options) -> list[Prepared]:
     return [prepare(item, name, output, options) for item, name in batch]
 
 
