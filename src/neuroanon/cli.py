@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder")
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    run.add_argument("--output", "-o", required=True, type=Path, help="output folder (must not be inside an input)")
+    run.add_argument("--output", "-o", required=True, type=Path,
+                     help="output folder, or a .zip archive (must not be inside an input)")
     _level_options(run)
     run.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
     run.add_argument("--report", type=Path, help="write a JSON-lines report here")
@@ -134,6 +135,8 @@ def _anonymize(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers needs a number of at least 1")
+    if args.dicomdir and args.output.suffix.lower() == ".zip":
+        raise UsageError("--dicomdir needs a folder output, not a zip archive")
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
 
     files = 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import os
+import shutil
 import stat
 import struct
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 # Explicit VR codes: a file whose first element carries one of these is a DICOM dataset without a preamble.
 _VRS = frozenset(
@@ -21,6 +23,7 @@ class Kind(enum.StrEnum):
     NOT_DICOM = "not-dicom"
     EMPTY = "empty"
     SPECIAL = "special"  # FIFO, device, socket: never opened
+    ZIP_MEMBER = "zip-member"  # classified once extracted
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,16 @@ class InputFile:
     root: Path
     relative: str
     kind: Kind
+    member: str | None = None  # for a zip member: its name in the archive at `path`
+    size: int = 0
 
 
 def discover(inputs: list[Path]) -> Iterator[InputFile]:
     """Every file under the inputs, in a stable order. Symlinks are not followed out of the tree."""
     for root in inputs:
+        if root.is_file() and not root.is_symlink() and zipfile.is_zipfile(root):
+            yield from _members(root)
+            continue
         if not root.is_dir() or root.is_symlink():  # a file, or a FIFO, device or link given by name
             yield _classify(root, root.parent, root.name)
             continue
@@ -44,6 +52,29 @@ def discover(inputs: list[Path]) -> Iterator[InputFile]:
             for name in sorted(files):
                 path = Path(folder) / name
                 yield _classify(path, root, path.relative_to(root).as_posix())
+
+
+def _members(archive: Path) -> Iterator[InputFile]:
+    """Every file in a zip archive given as an input, named by its path in the archive."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            if not info.is_dir():
+                yield InputFile(archive, archive, info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
+
+
+def safe_member_name(name: str) -> bool:
+    """A member name that stays inside an output folder when mirrored (no absolute path, no '..')."""
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
+def extracted(item: InputFile, folder: Path) -> InputFile:
+    """Stream a zip member into `folder` and classify it by content, like any other file."""
+    assert item.member is not None
+    target = folder / "member"
+    with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+    return _classify(target, folder, item.relative)
 
 
 def _classify(path: Path, root: Path, relative: str) -> InputFile:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -21,7 +24,7 @@ from pydicom.dataset import Dataset
 
 from .apply import apply_level
 from .burnedin import burned_in_risk
-from .discover import InputFile, Kind, discover
+from .discover import InputFile, Kind, discover, extracted, safe_member_name
 from .errors import InputError, UsageError
 from .identifiers import Needle, needles
 from .journal import Journal
@@ -31,7 +34,7 @@ from .options import Level, Options
 from .read import PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, Status, Summary
 from .residual import Finding, check_file, check_path
-from .write import Staged, clear_staged, copy_file, discard, move, release, write_instance
+from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, release, write_instance
 
 log = logging.getLogger(__name__)
 
@@ -80,34 +83,46 @@ def anonymize_tree(
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
 
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
+    An `output` ending in `.zip` is written as a zip archive, member by member (no resume: a rerun starts over).
     """
     check_paths(inputs, output, options.quarantine)
-    clear_staged(output)
-    journal = Journal(output, options)
-    output.mkdir(parents=True, exist_ok=True)
+    archive = ZipSink(output) if output.suffix.lower() == ".zip" else None
+    root = output if archive is None else output.parent / f".{output.name}.neuroanon-work"
+    if archive is not None:
+        shutil.rmtree(root, ignore_errors=True)
+    clear_staged(root)
+    journal = Journal(root, options)
+    root.mkdir(parents=True, exist_ok=True)
     summary = Summary(options.level.value)
     writer = ReportWriter(report)
     claimed: dict[str, str] = {}
+    released = archive.add if archive is not None else None
     try:
         with _pool(workers, dask_scheduler) as pool:
-            outcomes = _outcomes(_named(inputs), output, options, journal, pool, 4 * max(workers, 4))
+            outcomes = _outcomes(_named(inputs), root, options, journal, pool, 4 * max(workers, 4))
             for item, name, outcome in outcomes:
                 if isinstance(outcome, Prepared):
-                    record = commit(outcome, output, options, claimed)
+                    record = commit(outcome, root, options, claimed, released)
                     journal.add(name, item.path, record)
                 else:  # finished by an earlier run
                     record = replace(outcome, input=name)
                     if record.status is Status.WRITTEN and record.output is not None:
                         claimed.setdefault(record.output, name)
-                size = _size(item.path)
+                size = _size(item)
                 summary.add(record, size)
                 writer.write(record.as_dict())
                 if on_record is not None:
                     on_record(record, size)
         writer.write(summary.as_dict())
+        if archive is not None:
+            archive.finish()
     finally:
         writer.close()
         journal.close()
+        if archive is not None:
+            archive.close()
+            shutil.rmtree(root, ignore_errors=True)
+            journal.path.unlink(missing_ok=True)
     return summary
 
 
@@ -202,7 +217,16 @@ def _prepare_batch(batch: list[tuple[InputFile, str]], output: Path, options: Op
 def prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
     """Read, anonymize, stage and check one file. Never raises for a bad file: the record says what happened."""
     with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
-        return _prepare(item, name, output, options)
+        if item.kind is not Kind.ZIP_MEMBER:
+            return _prepare(item, name, output, options)
+        if not safe_member_name(item.relative):
+            return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
+        with tempfile.TemporaryDirectory(prefix="neuroanon-member-") as folder:
+            try:
+                member = extracted(item, Path(folder))
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                return Prepared(Record(name, Status.FAILED, f"zip member unreadable ({type(exc).__name__})"))
+            return _prepare(member, name, output, options)
 
 
 def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
@@ -245,8 +269,14 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         return Prepared(Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})"))
 
 
-def commit(prepared: Prepared, output: Path, options: Options, claimed: dict[str, str]) -> Record:
-    """Release, quarantine or discard a prepared file; the first input to claim an output path keeps it."""
+def commit(
+    prepared: Prepared, output: Path, options: Options, claimed: dict[str, str],
+    released: Callable[[Path, str], None] | None = None,
+) -> Record:
+    """Release, quarantine or discard a prepared file; the first input to claim an output path keeps it.
+
+    `released` takes a released file instead of the output folder (a zip archive's `add`).
+    """
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
         return record
@@ -256,7 +286,10 @@ def commit(prepared: Prepared, output: Path, options: Options, claimed: dict[str
         discard(Path(staged))
         return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first}", record.output)
     if record.status is Status.WRITTEN:
-        release(Path(staged), output / record.output)
+        if released is not None:
+            released(Path(staged), record.output)
+        else:
+            release(Path(staged), output / record.output)
         return record
     if options.quarantine is not None:
         move(Path(staged), options.quarantine / record.output)
@@ -297,8 +330,10 @@ def _is_dicomdir(ds: object) -> bool:
     return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
 
 
-def _size(path: Path) -> int:
+def _size(item: InputFile) -> int:
+    if item.member is not None:
+        return item.size
     try:
-        return os.lstat(path).st_size
+        return os.lstat(item.path).st_size
     except OSError:
         return 0

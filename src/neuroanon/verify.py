@@ -8,6 +8,7 @@ attributes, never values.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydicom.multival import MultiValue
 
 from .allowlist import find_safe
 from .burnedin import burned_in_risk
-from .discover import Kind, discover
+from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
 from .identifiers import Needle, needles
 from .keys import Keyring
@@ -100,17 +101,24 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
 
 def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
     """Check every file under `paths` against what `options.level` promises."""
-    for item in discover(paths):
-        result = FileResult(item.relative if len(paths) == 1 else str(Path(item.root.name, item.relative)))
-        if item.kind is Kind.SPECIAL:
-            result.findings.append("not a regular file (not read)")
-        elif item.kind is not Kind.DICOM:
-            if options.level is Level.FULL:
-                result.findings.append("not DICOM: a full-level release holds only DICOM files")
-        else:
-            with quiet():
-                result.findings += _check_dicom(item.path, result.path, options, originals)
+    for found in discover(paths):
+        result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
+        with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
+            # a zip member is checked from a private temporary copy, like any file
+            item = extracted(found, Path(folder)) if found.kind is Kind.ZIP_MEMBER else found
+            _check(item, result, options, originals)
         yield result
+
+
+def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None) -> None:
+    if item.kind is Kind.SPECIAL:
+        result.findings.append("not a regular file (not read)")
+    elif item.kind is not Kind.DICOM:
+        if options.level is Level.FULL:
+            result.findings.append("not DICOM: a full-level release holds only DICOM files")
+    else:
+        with quiet():
+            result.findings += _check_dicom(item.path, result.path, options, originals)
 
 
 def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None) -> list[str]:

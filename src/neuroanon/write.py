@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -66,6 +67,39 @@ def clear_staged(folder: Path) -> None:
     if folder.is_dir():
         for leftover in folder.glob(f".*{TMP_SUFFIX}"):
             leftover.unlink(missing_ok=True)
+
+
+class ZipSink:
+    """A zip archive written member by member as files are released, in a stable form: stored (DICOM pixel data
+    is often compressed already), fixed dates and modes, so the same inputs give the same bytes. It is written
+    as `<name>.partial` and renamed when the run finishes."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.partial = dest.with_name(dest.name + ".partial")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.archive = zipfile.ZipFile(self.partial, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self.finished = False
+
+    def add(self, staged: Path, name: str) -> None:
+        """Copy a released file into the archive in chunks, then remove it."""
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        size = staged.stat().st_size
+        with open(staged, "rb") as src, self.archive.open(info, "w", force_zip64=size >= 1 << 31) as out:
+            shutil.copyfileobj(src, out, CHUNK)
+        staged.unlink()
+
+    def finish(self) -> None:
+        self.archive.close()
+        os.replace(self.partial, self.dest)
+        self.finished = True
+
+    def close(self) -> None:
+        """Without `finish` (an error or an interruption) nothing carries the final name."""
+        if not self.finished:
+            self.archive.close()
+            self.partial.unlink(missing_ok=True)
 
 
 def copy_file(source: Path, output: Path) -> Path:
