@@ -177,3 +177,25 @@ def test_full_options_keep_what_they_name_and_are_recorded() -> None:
     assert "PatientWeight" not in plain and "StudyDescription" not in plain
     assert not any(e.tag.is_private for e in plain)
     assert {item.CodeValue for item in plain.DeidentificationMethodCodeSequence} == {"113100"}
+
+
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be"])
+def test_anonymize_keeps_every_other_byte(tmp_path: Path, encoding: str) -> None:
+    """Without the five, the output is the input plus the DeidentificationMethod element, byte for byte."""
+    (source,) = make_study(tmp_path / "in", subject=4, n_series=1, n_instances=1, encoding=encoding)
+    ds = pydicom.dcmread(source)
+    for keyword in FIVE:
+        for item in [ds, *(i for e in ds.iterall() if e.VR == "SQ" for i in e.value)]:
+            if keyword in item:
+                delattr(item, keyword)
+    ds.save_as(source)
+    out = tmp_path / "out"
+    anonymize_tree([tmp_path / "in"], out, Options(level=Level.ANONYMIZE))
+    (result,) = files_under(out)
+    mark = pydicom.dcmread(result)["DeidentificationMethod"]
+    encoded = pydicom.filebase.DicomBytesIO()
+    encoded.is_implicit_VR, encoded.is_little_endian = encoding == "implicit_le", encoding != "explicit_be"
+    pydicom.filewriter.write_data_element(encoded, mark)
+    data = result.read_bytes()
+    assert data.count(encoded.getvalue()) == 1
+    assert data.replace(encoded.getvalue(), b"") == source.read_bytes()

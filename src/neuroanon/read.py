@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +52,8 @@ class Header:
     pixels: PixelSpan | None  # None: no pixel data, or the whole file was read (deflated)
     implicit_vr: bool
     little_endian: bool
+    # Where each top-level element (file meta aside) lies in the source: unchanged ones are copied, not re-encoded.
+    spans: Mapping[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -90,12 +92,13 @@ def read_header(path: Path) -> Header:
                 return Header(ds, None, implicit, little)
             if stopped_at != span.start:
                 raise InputError("header could not be parsed to the pixel data")
+            spans = scanner.spans
             if span.end < size:
                 fp.seek(span.end)
                 trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
                 for tag in trailing.keys():
                     ds[tag] = trailing.get_item(tag)
-            return Header(ds, span, implicit, little)
+            return Header(ds, span, implicit, little, spans)
     except InputError:
         raise
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
@@ -113,10 +116,12 @@ class _Scanner:
     def __init__(self, fp: BinaryIO, size: int, implicit: bool, little: bool) -> None:
         self.fp, self.size, self.endian = fp, size, "<" if little else ">"
         self.pixels: PixelSpan | None = None
+        self.spans: dict[int, tuple[int, int]] = {}
 
     def dataset(self, pos: int, end: int, implicit: bool, top: bool = False) -> int:
         """Walk elements from `pos` to `end`, or to an item delimiter; return the position after them."""
         while pos < end:
+            start = pos
             tag, vr, length, value = self._head(pos, implicit, top)
             if tag == _ITEM_DELIMITER:
                 return value
@@ -128,6 +133,8 @@ class _Scanner:
                 if pos > self.size:
                     raise InputError(f"truncated: {_tag_text(tag)} declares {length} bytes, "
                                      f"{max(self.size - value, 0)} remain")
+            if top and tag >> 16 != 0x0002:
+                self.spans.setdefault(tag, (start, pos))
             if top and tag in PIXEL_TAGS and self.pixels is None:
                 self.pixels = PixelSpan(tag, value - (12 if vr in _LONG_VRS else 8), pos)
         return pos

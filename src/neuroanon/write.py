@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom.charset import default_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomIO
-from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
+from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
 
 from .read import Header, PixelSpan
 
@@ -132,29 +133,41 @@ def write_instance(dataset: Dataset, header: Header, source: Path, out: BinaryIO
         write_file_meta_info(fp, meta, enforce_standard=False)
         fp.is_implicit_VR, fp.is_little_endian = header.implicit_vr, header.little_endian
     pixel_tag = header.pixels.tag
-    write_dataset(fp, _subset(dataset, header, lambda t: t < pixel_tag))
-    start = out.tell()
     with open(source, "rb") as src:
+        head = src.read(header.pixels.start)
+        _write_elements(fp, dataset, header, head, 0, lambda t: t < pixel_tag)
+        start = out.tell()
         src.seek(header.pixels.start)
         _copy_range(src, out, header.pixels.size)
-    span = PixelSpan(pixel_tag, start, out.tell())
-    after = _subset(dataset, header, lambda t: t > pixel_tag)
-    if len(after):
-        write_dataset(fp, after, parent_encoding=dataset._character_set)
+        span = PixelSpan(pixel_tag, start, out.tell())
+        tail = src.read()
+    _write_elements(fp, dataset, header, tail, header.pixels.end, lambda t: t > pixel_tag)
     out.flush()
     return span
+
+
+def _write_elements(
+    fp: DicomIO, dataset: Dataset, header: Header, source: bytes, offset: int, keep: Callable[[int], bool]
+) -> None:
+    """Write the top-level elements `keep` selects, in tag order: an element the level left as it was read is
+    copied from the source bytes (`source` starts at `offset` in the file); any other is encoded by pydicom."""
+    encoding = dataset.get("SpecificCharacterSet", default_encoding)
+    original = header.dataset._dict
+    for tag in sorted(t for t in dataset._dict if keep(int(t))):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2), as pydicom does
+        elem = dataset._dict[tag]
+        span = header.spans.get(int(tag))
+        if span is not None and elem is original.get(tag):
+            fp.write(source[span[0] - offset : span[1] - offset])
+        else:
+            write_data_element(fp, dataset.get_item(tag), encoding)
 
 
 def _is_plain(dataset: Dataset) -> bool:
     """True when the dataset's encoding should be kept as read rather than taken from the transfer syntax."""
     meta = getattr(dataset, "file_meta", None)
     return meta is None or "TransferSyntaxUID" not in meta or not meta.TransferSyntaxUID.is_deflated
-
-
-def _subset(dataset: Dataset, header: Header, keep: Callable[[int], bool]) -> Dataset:
-    part = Dataset({tag: dataset.get_item(tag) for tag in dataset.keys() if keep(int(tag))})
-    part.set_original_encoding(header.implicit_vr, header.little_endian, dataset.original_character_set)
-    return part
 
 
 def _copy_range(src: BinaryIO, out: BinaryIO, size: int) -> None:
