@@ -15,12 +15,10 @@ import hashlib
 import logging
 import os
 import shutil
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -29,13 +27,13 @@ from pydicom.filewriter import dcmwrite, write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from .errors import UsageError
+from .read import DICOMDIR_CLASS, quiet
 
 log = logging.getLogger(__name__)
 
 STAGE = "NADICOM"
 """Folder under the root holding the File-ID-conformant twins; rebuilt on every write, never indexed itself."""
 FILE_SET_ID = "NEUROANON"
-DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _SQ_HEADER = 12  # explicit VR SQ: tag, VR, 2 reserved bytes, 4-byte length
 _ITEM_HEADER = 8  # item tag and 4-byte length
 
@@ -59,8 +57,7 @@ def write_dicomdir(root: Path, files: Iterable[Path] | None = None) -> Path:
     stage = root / STAGE
     explicit = files is not None
     paths = _given(root, files) if files is not None else _walk(root)
-    with warnings.catch_warnings(), pydicom_config.disable_value_validation():
-        warnings.simplefilter("ignore")  # pydicom's messages may quote element values
+    with quiet():  # pydicom's messages may quote element values
         datasets = _read_all(root, paths, explicit)
         tree = _tree(datasets)
         _clear_stage(stage, target)

@@ -31,14 +31,13 @@ from .journal import Journal
 from .keys import Keyring
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
-from .read import PixelSpan, quiet, read_header
+from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, Status, Summary
 from .residual import Finding, check_file, check_path
 from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, release, write_instance
 
 log = logging.getLogger(__name__)
 
-DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 BATCH = 8  # files a worker task takes at once: fewer round trips between processes
 
 

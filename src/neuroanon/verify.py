@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -37,8 +38,7 @@ from .read import quiet, read_header
 from .residual import check_file, check_path
 
 _DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
-_FIVE_KEYWORDS = ("PatientName", "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
-                  "PatientBirthDate")
+_FIVE_KEYWORDS = frozenset(keyword_for_tag(t) for t in NIDB_ANONYMIZE)
 
 
 @dataclass
