@@ -9,6 +9,7 @@ import copy
 import datetime as dt
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
@@ -35,7 +36,7 @@ from .profile import (
     is_overlay_or_curve,
     option_codes,
 )
-from .ps315 import Table, load_table
+from .ps315 import load_table
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEID_METHOD = 0x00120063
@@ -68,11 +69,11 @@ def apply_level(
     changes: list[Change] = []
     if options.level is Level.ANONYMIZE:
         _anonymize(new, "", changes)
-        _mark_method(new, METHOD_NAMES[Level.ANONYMIZE], changes)
+        mark_method(new, METHOD_NAMES[Level.ANONYMIZE], changes)
         return new, changes
     if options.key is None:
         raise UsageError("the full level needs a key")
-    walker = _Full(options, Keyring(options.key), load_table(), changes, needles(ds) if patterns is None else patterns)
+    walker = _Full(options, Keyring(options.key), changes, needles(ds) if patterns is None else patterns)
     walker.subject = str(ds.get("PatientID", "") or "")
     walker.walk(new, "")
     meta = getattr(new, "file_meta", None)
@@ -80,7 +81,7 @@ def apply_level(
         walker.clean_meta(meta)
     if isinstance(new, FileDataset) and new.preamble:
         new.preamble = b"\x00" * 128
-    _mark_full(new, options, changes, identity_removed=burned_in_risk(ds) is None)
+    mark_full(new, options, changes, identity_removed=burned_in_risk(ds) is None)
     return new, changes
 
 
@@ -136,7 +137,6 @@ def _parse_as_sequence(ds: Dataset, raw: RawDataElement) -> bool:
 class _Full:
     options: Options
     keyring: Keyring
-    table: Table
     changes: list[Change]
     patterns: tuple[Needle, ...]
     subject: str = ""
@@ -150,16 +150,10 @@ class _Full:
                 private.append(t)
                 continue
             where = path + _tag_text(t)
-            if t & 0xFFFF == 0:
-                self._remove(ds, t, where, "GroupLength")
-            elif is_overlay_or_curve(t):
-                self._remove(ds, t, where, keyword_for_tag(t) or "OverlayOrCurve")
-            elif t in REMOVED_AT_FULL:
-                self._remove(ds, t, where, keyword_for_tag(t))
-            elif not dictionary_has_tag(t):
-                self._remove(ds, t, where, "")
+            action, keyword = full_rule(t, self.options)
+            if action == "X":
+                self._remove(ds, t, where, keyword)
             else:
-                action, _ = full_action(t, self.table.lookup(t), self.options)
                 self._apply(ds, t, action, where)
         self._private(ds, private, path)
 
@@ -279,10 +273,37 @@ class _Full:
                 self.changes.append(Change(where, keyword_for_tag(t), "remapped"))
 
 
+def full_rule(tag: int, options: Options) -> tuple[str, str]:
+    """The action at full for a standard (even-group) tag, and the keyword its change is recorded under."""
+    return _full_rule(tag, options.shift_dates, options.clean_descriptors, options.retain_patient_characteristics,
+                      options.retain_device_identity)
+
+
+@lru_cache(maxsize=1 << 16)
+def _full_rule(t: int, shift_dates: bool, clean_descriptors: bool, characteristics: bool, device: bool,
+               ) -> tuple[str, str]:
+    if t & 0xFFFF == 0:
+        return "X", "GroupLength"
+    if is_overlay_or_curve(t):
+        return "X", keyword_for_tag(t) or "OverlayOrCurve"
+    if t in REMOVED_AT_FULL:
+        return "X", keyword_for_tag(t)
+    if not dictionary_has_tag(t):
+        return "X", ""
+    options = Options(level=Level.FULL, shift_dates=shift_dates, clean_descriptors=clean_descriptors,
+                      retain_patient_characteristics=characteristics, retain_device_identity=device)
+    return full_action(t, load_table().lookup(t), options)[0], keyword_for_tag(t)
+
+
+def changed_top_level(changes: list[Change]) -> frozenset[int]:
+    """The top-level tags a level changed, removed or added (the rest keep their source bytes)."""
+    return frozenset(int(c.tag[1:5] + c.tag[6:10], 16) for c in changes)
+
+
 # --- marks -----------------------------------------------------------------------------------------------------
 
 
-def _mark_method(ds: Dataset, method: str, changes: list[Change]) -> None:
+def mark_method(ds: Dataset, method: str, changes: list[Change]) -> None:
     """Add our DeidentificationMethod value, keeping any earlier one (the record of earlier de-identification)."""
     text = f"{method} (neuroanon {__version__})"
     earlier = [str(v) for v in _values(ds.get("DeidentificationMethod", None))] if DEID_METHOD in ds else []
@@ -290,11 +311,11 @@ def _mark_method(ds: Dataset, method: str, changes: list[Change]) -> None:
     changes.append(Change(_tag_text(DEID_METHOD), "DeidentificationMethod", "added"))
 
 
-def _mark_full(ds: Dataset, options: Options, changes: list[Change], identity_removed: bool) -> None:
+def mark_full(ds: Dataset, options: Options, changes: list[Change], identity_removed: bool) -> None:
     # Pixels that may show burned-in text are not proven clean: the identity is never claimed removed for them.
     ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
     changes.append(Change("(0012,0062)", "PatientIdentityRemoved", "added"))
-    _mark_method(ds, METHOD_NAMES[Level.FULL], changes)
+    mark_method(ds, METHOD_NAMES[Level.FULL], changes)
     items = []
     for value, meaning in option_codes(options):
         item = Dataset()

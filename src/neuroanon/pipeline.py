@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from .apply import apply_level
+from .apply import apply_level, changed_top_level
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted, safe_member_name
 from .errors import InputError, UsageError
@@ -252,7 +252,7 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
             assert options.key is not None
             target = by_identifiers(dataset, Keyring(options.key), name)
         with Staged(output) as staged:
-            span = write_instance(dataset, header, item.path, staged.file)
+            span = write_instance(dataset, header, item.path, staged.file, changed_top_level(changes))
         held = _hold_reason(header.dataset, staged.path, span, target, options, patterns)
         if held is None:
             return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path))

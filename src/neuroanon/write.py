@@ -110,10 +110,13 @@ def copy_file(source: Path, output: Path) -> Path:
     return staged.path
 
 
-def write_instance(dataset: Dataset, header: Header, source: Path, out: BinaryIO) -> PixelSpan | None:
+def write_instance(
+    dataset: Dataset, header: Header, source: Path, out: BinaryIO, changed: frozenset[int]
+) -> PixelSpan | None:
     """Write `dataset` (a header from `read_header`, with the level applied) and the source's pixel data to `out`.
 
-    Returns where the pixel data element lies in the output (None if it was not streamed).
+    Top-level elements not in `changed` are copied from the source bytes. Returns where the pixel data element
+    lies in the output (None if it was not streamed).
     """
     _refresh_group_length(getattr(dataset, "file_meta", None))
     if header.pixels is None:
@@ -135,30 +138,29 @@ def write_instance(dataset: Dataset, header: Header, source: Path, out: BinaryIO
     pixel_tag = header.pixels.tag
     with open(source, "rb") as src:
         head = src.read(header.pixels.start)
-        _write_elements(fp, dataset, header, head, 0, lambda t: t < pixel_tag)
+        _write_elements(fp, dataset, header, head, 0, changed, lambda t: t < pixel_tag)
         start = out.tell()
         src.seek(header.pixels.start)
         _copy_range(src, out, header.pixels.size)
         span = PixelSpan(pixel_tag, start, out.tell())
         tail = src.read()
-    _write_elements(fp, dataset, header, tail, header.pixels.end, lambda t: t > pixel_tag)
+    _write_elements(fp, dataset, header, tail, header.pixels.end, changed, lambda t: t > pixel_tag)
     out.flush()
     return span
 
 
 def _write_elements(
-    fp: DicomIO, dataset: Dataset, header: Header, source: bytes, offset: int, keep: Callable[[int], bool]
+    fp: DicomIO, dataset: Dataset, header: Header, source: bytes, offset: int, changed: frozenset[int],
+    keep: Callable[[int], bool],
 ) -> None:
-    """Write the top-level elements `keep` selects, in tag order: an element the level left as it was read is
-    copied from the source bytes (`source` starts at `offset` in the file); any other is encoded by pydicom."""
+    """Write the top-level elements `keep` selects, in tag order: an element the level did not change is copied
+    from the source bytes (`source` starts at `offset` in the file); any other is encoded by pydicom."""
     encoding = dataset.get("SpecificCharacterSet", default_encoding)
-    original = header.dataset._dict
     for tag in sorted(t for t in dataset._dict if keep(int(t))):
         if tag.element == 0 and tag.group > 6:
             continue  # retired group lengths are not written (PS3.5 7.2), as pydicom does
-        elem = dataset._dict[tag]
         span = header.spans.get(int(tag))
-        if span is not None and elem is original.get(tag):
+        if span is not None and int(tag) not in changed:
             fp.write(source[span[0] - offset : span[1] - offset])
         else:
             write_data_element(fp, dataset.get_item(tag), encoding)
