@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
@@ -31,6 +33,8 @@ MIN_DIGITS = 6  # shorter numbers occur everywhere in a header
 OUR_TEXT = ("anon", "10000101", "000000.000000", "10000101000000.000000", "nidb anonymize full", "neuroanon",
             "basic application confidentiality profile", "removed", "modified", "dcm")
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
+_PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 
 
 @dataclass(frozen=True)
@@ -58,17 +62,29 @@ class Needle:
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The byte patterns of `ds`'s identifying values (longest first, no duplicates)."""
     found: dict[bytes, str] = {}
-    for keyword in IDENTIFYING:
-        found_value = ds.get(keyword)
-        if found_value is None:
+    for keyword, tag in _IDENTIFYING_TAGS:
+        if tag not in ds:
             continue
-        for value in found_value if isinstance(found_value, (list, MultiValue)) else [found_value]:
+        for value in _values(ds, tag):
             for text in _forms(keyword, value):
                 data = text.strip().lower().encode("utf-8", "ignore")
                 if _worth_searching(data):
                     found.setdefault(data, keyword)
     ordered = sorted(found.items(), key=lambda item: len(item[0]), reverse=True)
     return tuple(Needle(attribute, data) for data, attribute in ordered)
+
+
+def _values(ds: Dataset, tag: int) -> list[object]:
+    """The element's values as pydicom decodes them; a plain one-value ASCII text is taken without decoding."""
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and _PLAIN.fullmatch(raw.value):
+        text = raw.value.decode("ascii").rstrip(" ")
+        vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
+        return [PersonName(text) if vr == "PN" else text]
+    value = ds[tag].value
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, MultiValue)) else [value]
 
 
 def _forms(keyword: str, value: object) -> list[str]:

@@ -18,10 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 
+from . import lean
 from .apply import apply_level, changed_top_level
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted, safe_member_name
@@ -241,19 +244,30 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
     if options.level is Level.ORIGINAL:
         return _copied(item, output, name, "copied byte for byte")
     try:
-        header = read_header(item.path)
-        if _is_dicomdir(header.dataset):
-            return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file "
-                                   "offsets; not copied", dicom=False))
-        patterns = needles(header.dataset) if options.level is Level.FULL else ()
-        dataset, changes = apply_level(header.dataset, options, patterns)
+        plan = lean.plan(item.path, options)
+        original: Dataset
+        if plan is None:  # not the common case: the general path
+            header = read_header(item.path)
+            if _is_dicomdir(header.dataset):
+                return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file "
+                                       "offsets; not copied", dicom=False))
+            patterns = needles(header.dataset) if options.level is Level.FULL else ()
+            dataset, changes = apply_level(header.dataset, options, patterns)
+            original, identifiers, searchable = header.dataset, dataset, None
+            changed = changed_top_level(changes)
+            write: Callable[[BinaryIO], PixelSpan | None] = partial(write_instance, dataset, header, item.path,
+                                                                    changed=changed)
+        else:
+            original, identifiers, changes, patterns = plan.original, plan.identifiers, plan.changes, plan.patterns
+            searchable = plan.searchable() if options.level is Level.FULL else None
+            write = partial(plan.write, item.path)
         target = name
         if options.level is Level.FULL:
             assert options.key is not None
-            target = by_identifiers(dataset, Keyring(options.key), name)
+            target = by_identifiers(identifiers, Keyring(options.key), name)
         with Staged(output) as staged:
-            span = write_instance(dataset, header, item.path, staged.file, changed_top_level(changes))
-        held = _hold_reason(header.dataset, staged.path, span, target, options, patterns)
+            span = write(staged.file)
+        held = _hold_reason(original, staged.path, span, target, options, patterns, searchable)
         if held is None:
             return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path))
         reason, findings = held
@@ -299,7 +313,7 @@ def commit(
 
 def _hold_reason(
     original: Dataset, staged: Path, span: PixelSpan | None, target: str, options: Options,
-    patterns: tuple[Needle, ...],
+    patterns: tuple[Needle, ...], searchable: bytes | None,
 ) -> tuple[str, list[Finding]] | None:
     """Why a written file may not be released (fail closed at full), or None to release it."""
     if options.level is not Level.FULL:
@@ -309,7 +323,7 @@ def _hold_reason(
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in", []
     if not options.residual_check:
         return None
-    findings = check_file(staged, span, patterns) + check_path(target, patterns)
+    findings = check_file(staged, span, patterns, searchable) + check_path(target, patterns)
     if findings:
         attributes = sorted({f.attribute for f in findings})
         return f"residual PHI: values of {', '.join(attributes)} found in the output", findings

@@ -34,8 +34,12 @@ class Finding:
         return {"attribute": self.attribute, "where": self.where}
 
 
-def check_file(path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...]) -> list[Finding]:
+def check_file(
+    path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...], searchable: bytes | None = None
+) -> list[Finding]:
     """Search the written file at `path` (all but its pixel data value) for the patterns.
+
+    `searchable` may give those bytes when the writer still holds them, so that the file is read only on a hit.
 
     An identifying value that occurs only inside vocabulary elements (code strings, coded concepts, the
     manufacturer and model: values from controlled lists) is a word that happens to match, not a leak; any other
@@ -43,7 +47,7 @@ def check_file(path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...
     """
     if not patterns:
         return []
-    haystack = _OUR_UIDS.sub(b"", _searchable(path, pixels)).lower()
+    haystack = _OUR_UIDS.sub(b"", _searchable(path, pixels) if searchable is None else searchable).lower()
     hits = find(haystack, patterns)
     if not hits:
         return []

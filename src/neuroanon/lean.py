@@ -1,0 +1,692 @@
+"""The lean path: a common-case file anonymized on its bytes, element by element, without pydicom's object model.
+
+It takes a Part 10 file in little endian (explicit or implicit VR, native or encapsulated pixel data) whose
+elements are in canonical form, and gives byte for byte the output and the list of changes of the general path
+(read_header -> apply_level -> write_instance), several times faster: untouched elements are copied from the
+source bytes, changed ones are encoded, and a sequence is encoded again only when something inside it changed.
+Whatever is not that common case it declines (`plan` returns None) and the general path takes the file;
+tests/test_lean.py holds the two paths equal on every file of the test corpus.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom.charset import default_encoding
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+
+from .allowlist import find_safe
+from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method
+from .burnedin import burned_in_risk
+from .identifiers import Needle, find, needles, scrub
+from .keys import Keyring
+from .options import Level, Options
+from .profile import DATE_VRS, DUMMY_TEXT, META_KEPT_AT_FULL, META_REMAPPED, NIDB_ANONYMIZE, PATIENT_ID
+from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
+from .write import CHUNK
+
+HEAD_BYTES = 1 << 20  # read at once; a longer header (or a file without pixel data in it) goes the general way
+UNDEFINED = 0xFFFFFFFF
+ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                  "ST", "TM", "UI", "UL", "US"}
+NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
+MARK_TAGS = frozenset({0x00120062, DEID_METHOD, 0x00120064, 0x00280303})
+_HH = struct.Struct("<HH").unpack_from
+_H = struct.Struct("<H").unpack_from
+_L = struct.Struct("<L").unpack_from
+_UID_BYTES = frozenset(b"0123456789.\\")
+
+
+class _Decline(Exception):
+    """Not the lean path's common case: the general path takes the file."""
+
+
+@dataclass(slots=True)
+class _Element:
+    tag: int
+    vr: str  # as written (explicit VR) or from the dictionary (implicit VR); "" when unknown
+    start: int  # first byte of the element's header in the buffer
+    value: int  # first byte of its value
+    end: int  # the byte after it (after the sequence delimiter, for an undefined length)
+    undefined: bool
+    items: list[_Item] | None = None
+
+
+@dataclass(slots=True)
+class _Item:
+    elements: list[_Element]
+    undefined: bool
+
+
+@dataclass
+class Plan:
+    """A file's anonymized form: header bytes, the source's pixel data element, trailing bytes; what changed."""
+
+    head: bytes
+    pixels: PixelSpan  # in the source
+    pixel_bytes: memoryview | None  # the pixel data element, when it was read with the header
+    tail: bytes
+    changes: list[Change]
+    original: Dataset  # the source's top-level elements but sequences, as raw elements (read on demand)
+    identifiers: Dataset  # the new PatientID and UIDs the output path is built from
+    patterns: tuple[Needle, ...] = ()
+
+    def write(self, source: Path, out: BinaryIO) -> PixelSpan:
+        """Write the output to `out`; return where its pixel data element lies in it."""
+        out.write(self.head)
+        start = out.tell()
+        if self.pixel_bytes is not None:
+            out.write(self.pixel_bytes)
+        else:
+            with open(source, "rb") as src:
+                src.seek(self.pixels.start)
+                left = self.pixels.size
+                while left:
+                    chunk = src.read(min(CHUNK, left))
+                    if not chunk:
+                        raise EOFError("source ended while copying pixel data")
+                    out.write(chunk)
+                    left -= len(chunk)
+        end = out.tell()
+        out.write(self.tail)
+        out.flush()
+        return PixelSpan(self.pixels.tag, start, end)
+
+    def searchable(self) -> bytes | None:
+        """The output's bytes but the pixel data value, as the residual check reads them from the written file."""
+        if self.pixel_bytes is None or self.pixels.size < 12:
+            return None
+        return self.head + bytes(self.pixel_bytes[:12]) + self.tail
+
+
+def plan(path: Path, options: Options) -> Plan | None:
+    """The lean plan for `path` at `options.level`, or None when the general path must take the file."""
+    if options.level is Level.ORIGINAL or (options.level is Level.FULL and (
+            options.shift_dates or options.clean_descriptors)):
+        return None
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            buf = f.read(HEAD_BYTES)
+            return _plan(f, buf, size, options)
+    except (_Decline, struct.error, UnicodeError, ValueError, KeyError, OSError):
+        return None
+
+
+def _plan(f: BinaryIO, buf: bytes, size: int, options: Options) -> Plan:
+    if len(buf) < 144 or buf[128:132] != b"DICM":
+        raise _Decline
+    meta, pos = _meta(buf)
+    syntax = _text(buf, meta.get(0x00020010))
+    implicit = syntax == IMPLICIT_LE
+    uid = UID(syntax)
+    if not implicit and (syntax != EXPLICIT_LE and not (uid.is_transfer_syntax and uid.is_little_endian
+                                                         and not uid.is_implicit_VR and not uid.is_deflated)):
+        raise _Decline
+    if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
+        raise _Decline
+    parser = _Parser(buf, implicit)
+    head, pixels = parser.top(pos)
+    if pixels is None:
+        raise _Decline  # no pixel data: the general path writes it whole
+    pixel_end = _pixel_end(f, buf, size, pixels, implicit)
+    pixel_bytes = memoryview(buf)[pixels.start:pixel_end] if pixel_end <= len(buf) else None
+    if len(buf) == size:
+        tail_buf, tail_start = buf, pixel_end
+    elif size - pixel_end > HEAD_BYTES:
+        raise _Decline
+    else:
+        f.seek(pixel_end)
+        tail_buf, tail_start = f.read(), 0
+    tail: list[_Element] = []
+    if tail_start < len(tail_buf):
+        tail, _ = _Parser(tail_buf, implicit).dataset(tail_start, len(tail_buf))
+        if tail and tail[0].tag <= pixels.tag:
+            raise _Decline
+    span = PixelSpan(pixels.tag, pixels.start, pixel_end)
+    original = _raw_dataset(buf, head, implicit)
+    charset = _text(buf, next((e for e in head if e.tag == 0x00080005), None))
+    if "2022" in charset:
+        raise _Decline
+    job = _Job(buf, tail_buf, implicit, options)
+    if options.level is Level.ANONYMIZE:
+        return job.anonymize(meta, head, tail, span, pixel_bytes, original)
+    return job.full(meta, head, tail, span, pixel_bytes, original)
+
+
+def _meta(buf: bytes) -> tuple[dict[int, _Element], int]:
+    """The file meta elements (explicit VR little endian), in canonical form, and where the dataset begins."""
+    found: dict[int, _Element] = {}
+    pos, last = 132, 0
+    while pos + 8 <= len(buf) and buf[pos:pos + 2] == b"\x02\x00":
+        element = _parse_explicit(buf, pos)
+        if element.tag <= last or element.undefined or element.vr == "SQ" or element.end > len(buf):
+            raise _Decline
+        if element.vr == "UI" and not _canonical_uid(buf[element.value:element.end]):
+            raise _Decline  # pydicom would write it back in another form
+        found[element.tag] = element
+        last, pos = element.tag, element.end
+    if 0x00020010 not in found:
+        raise _Decline
+    return found, pos
+
+
+def _parse_explicit(buf: bytes, pos: int) -> _Element:
+    group, number = _HH(buf, pos)
+    vr = buf[pos + 4:pos + 6].decode("ascii")
+    if vr not in VRS:
+        raise _Decline
+    if vr in LONG_VRS:
+        if buf[pos + 6:pos + 8] != b"\x00\x00":
+            raise _Decline
+        (length,) = _L(buf, pos + 8)
+        value = pos + 12
+    else:
+        (length,) = _H(buf, pos + 6)
+        value = pos + 8
+    undefined = length == UNDEFINED
+    return _Element(group << 16 | number, vr, pos, value, value if undefined else value + length, undefined)
+
+
+@lru_cache(maxsize=4096)
+def _implicit_vr(tag: int) -> str:
+    """The VR pydicom gives an implicit-VR element: the dictionary's, LO for private creators, else unknown."""
+    if tag >> 16 & 1:
+        return "LO" if 0x10 <= tag & 0xFFFF <= 0xFF else ""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
+class _Parser:
+    """Walks element headers over a buffer into a tree; declines anything out of the canonical form."""
+
+    def __init__(self, buf: bytes, implicit: bool) -> None:
+        self.buf, self.implicit = buf, implicit
+
+    def top(self, pos: int) -> tuple[list[_Element], _Element | None]:
+        """The top-level elements up to the pixel data element (returned separately, its value not walked)."""
+        elements: list[_Element] = []
+        last = -1
+        self._check_first(pos)
+        while pos < len(self.buf):
+            element = self._head(pos)
+            if element.tag in PIXEL_TAGS:
+                if element.tag <= last:
+                    raise _Decline
+                return elements, element
+            pos = self._finish(element, last)
+            elements.append(element)
+            last = element.tag
+        return elements, None
+
+    def dataset(self, pos: int, end: int, in_item: bool = False) -> tuple[list[_Element], int]:
+        """Elements from `pos` to `end` (or, in an undefined-length item, to its delimiter); and where they end."""
+        elements: list[_Element] = []
+        last = -1
+        self._check_first(pos)
+        while pos < end:
+            if pos + 8 > len(self.buf):
+                raise _Decline
+            group, number = _HH(self.buf, pos)
+            if group == 0xFFFE:
+                if (group << 16 | number) == ITEM_END and in_item and _L(self.buf, pos + 4)[0] == 0:
+                    return elements, pos + 8
+                raise _Decline
+            element = self._head(pos)
+            if element.tag in PIXEL_TAGS and not in_item and end == len(self.buf):
+                raise _Decline  # a second pixel data element after the first
+            pos = self._finish(element, last)
+            if pos > end:
+                raise _Decline
+            elements.append(element)
+            last = element.tag
+        if in_item or pos != end:
+            raise _Decline
+        return elements, pos
+
+    def _check_first(self, pos: int) -> None:
+        # pydicom switches between implicit and explicit VR when the first element looks like the other kind.
+        if pos + 6 <= len(self.buf) and self.implicit and self.buf[pos + 4:pos + 6] in _VR_BYTES:
+            raise _Decline
+
+    def _head(self, pos: int) -> _Element:
+        if pos + 8 > len(self.buf):
+            raise _Decline
+        if not self.implicit:
+            return _parse_explicit(self.buf, pos)
+        group, number = _HH(self.buf, pos)
+        tag = group << 16 | number
+        (length,) = _L(self.buf, pos + 4)
+        undefined = length == UNDEFINED
+        return _Element(tag, _implicit_vr(tag), pos, pos + 8, pos + 8 if undefined else pos + 8 + length, undefined)
+
+    def _finish(self, element: _Element, last: int) -> int:
+        """Walk the element's items if it is a sequence; return the position after it."""
+        if element.tag <= last or element.tag >> 16 == 0xFFFE or element.tag >> 16 == 2:
+            raise _Decline
+        if element.vr == "SQ":
+            element.items, element.end = self._items(element)
+        elif element.undefined or element.end > len(self.buf):
+            raise _Decline
+        return element.end
+
+    def _items(self, sequence: _Element) -> tuple[list[_Item], int]:
+        items: list[_Item] = []
+        pos = sequence.value
+        end = UNDEFINED if sequence.undefined else sequence.end
+        while pos < end:
+            if pos + 8 > len(self.buf):
+                raise _Decline
+            group, number = _HH(self.buf, pos)
+            tag = group << 16 | number
+            (length,) = _L(self.buf, pos + 4)
+            if tag == SEQUENCE_END and sequence.undefined:
+                if length != 0:
+                    raise _Decline
+                return items, pos + 8
+            if tag != ITEM:
+                raise _Decline
+            if length == UNDEFINED:
+                elements, pos = self.dataset(pos + 8, len(self.buf), in_item=True)
+            else:
+                elements, pos = self.dataset(pos + 8, pos + 8 + length)
+            items.append(_Item(elements, length == UNDEFINED))
+        if sequence.undefined or pos != end:
+            raise _Decline
+        return items, pos
+
+
+_VR_BYTES = frozenset(vr.encode() for vr in VRS)
+
+
+def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: bool) -> int:
+    """Where the pixel data element ends: after its value, or after the delimiter of its fragments."""
+    if not pixels.undefined:
+        if pixels.end > size:
+            raise _Decline
+        return pixels.end
+    if implicit:
+        raise _Decline
+    pos = pixels.value
+    while True:
+        if pos + 8 <= len(buf):
+            head = buf[pos:pos + 8]
+        else:
+            f.seek(pos)
+            head = f.read(8)
+            if len(head) < 8:
+                raise _Decline
+        group, number, length = struct.unpack("<HHL", head)
+        tag = group << 16 | number
+        if tag == SEQUENCE_END:
+            return pos + 8
+        if tag != ITEM or length == UNDEFINED or pos + 8 + length > size:
+            raise _Decline
+        pos += 8 + length
+
+
+def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool) -> Dataset:
+    """The elements but sequences as a pydicom dataset of raw elements, decoded only when read."""
+    return Dataset({BaseTag(e.tag): RawDataElement(BaseTag(e.tag), None if implicit else e.vr, e.end - e.value,
+                                                   buf[e.value:e.end], e.value, implicit, True)
+                    for e in elements if e.items is None})
+
+
+def _text(buf: bytes, element: _Element | None) -> str:
+    if element is None:
+        return ""
+    return buf[element.value:element.end].decode("ascii").rstrip("\x00 ").strip()
+
+
+def _canonical_uid(value: bytes) -> bool:
+    """True when pydicom would write this UI value back as it is."""
+    stripped = value.rstrip(b"\x00 ")
+    return stripped == stripped.strip() and value == stripped + b"\x00" * (len(stripped) % 2)
+
+
+def _is_empty(buf: bytes, element: _Element) -> bool:
+    return element.end == element.value or buf[element.value:element.end].strip(b" \x00") == b""
+
+
+@lru_cache(maxsize=1024)
+def _encoded(tag: int, vr: str, value: object, implicit: bool) -> bytes:
+    """An element as pydicom writes it (the general path's encoder), for values that recur."""
+    return _encode(DataElement(tag, vr, value), implicit)
+
+
+def _encode(element: DataElement, implicit: bool, encoding: str | list[str] | None = None) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_data_element(fp, element, encoding)
+    return bytes(fp.getvalue())
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    if implicit:
+        return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, length)
+    if vr in LONG_VRS:
+        return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
+
+
+def _tag_text(t: int) -> str:
+    return f"({t >> 16:04X},{t & 0xFFFF:04X})"
+
+
+@lru_cache(maxsize=256)
+def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implicit: bool, earlier: bytes | None,
+           charset: bytes | None) -> tuple[dict[int, bytes], tuple[Change, ...]]:
+    """The mark elements a level sets (encoded, by tag) and their changes, after an `earlier` method value."""
+    ds = Dataset()
+    for tag, vr, value in ((0x00080005, "CS", charset), (DEID_METHOD, "LO", earlier)):
+        if value is not None:
+            ds[tag] = RawDataElement(BaseTag(tag), None if implicit else vr, len(value), value, 0, implicit, True)
+    changes: list[Change] = []
+    if level is Level.ANONYMIZE:
+        mark_method(ds, METHOD_NAMES[Level.ANONYMIZE], changes)
+    else:
+        options = Options(level=level, retain_patient_characteristics=flags[0], retain_device_identity=flags[1],
+                          retain_safe_private=flags[2])
+        mark_full(ds, options, changes, identity_removed)
+    encoding = ds.get("SpecificCharacterSet", default_encoding)
+    encoded = {int(tag): _encode(ds[tag], implicit, encoding) for tag in sorted(ds.keys()) if tag in MARK_TAGS}
+    return encoded, tuple(changes)
+
+
+@dataclass
+class _Job:
+    """One file's walk: decisions per element, then the output assembled in tag order."""
+
+    buf: bytes
+    tail_buf: bytes
+    implicit: bool
+    options: Options
+    changes: list[Change] = field(default_factory=list)
+    keyring: Keyring | None = None
+    patterns: tuple[Needle, ...] = ()
+    subject: str = ""
+    new_ids: dict[int, object] = field(default_factory=dict)
+
+    # --- anonymize ---------------------------------------------------------------------------------------------
+
+    def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan,
+                  pixel_bytes: memoryview | None, original: Dataset) -> Plan:
+        out = self._walk_anonymize(self.buf, head, "")
+        tail_out = self._walk_anonymize(self.tail_buf, tail, "")
+        marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head))
+        self.changes += mark_changes
+        preamble = self.buf[:132]
+        header = preamble + self._meta_bytes(meta, None) + self._assemble(self.buf, head, out, marks)
+        return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
+                    original, Dataset())
+
+    def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str) -> dict[int, bytes | None]:
+        out: dict[int, bytes | None] = {}
+        for e in elements:
+            t = e.tag
+            if t in NIDB_ANONYMIZE:
+                if e.items is not None:
+                    raise _Decline
+                if _is_empty(buf, e):
+                    continue
+                out[t] = _encoded(t, str(dictionary_VR(t)), NIDB_ANONYMIZE[t], self.implicit)
+                self.changes.append(Change(path + _tag_text(t), keyword_for_tag(t), "replaced"))
+            elif e.items is not None:
+                if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
+                    continue  # the general path leaves it unparsed
+                where = path + _tag_text(t)
+                walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].") for i, item in
+                          enumerate(e.items)]
+                if any(walked):
+                    out[t] = self._sequence(buf, e, walked)
+            elif self.implicit and any(p in buf[e.value:e.end] for p in _FIVE):
+                raise _Decline  # the general path tries such an element as a sequence
+        return out
+
+    # --- full --------------------------------------------------------------------------------------------------
+
+    def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan,
+             pixel_bytes: memoryview | None, original: Dataset) -> Plan:
+        assert self.options.key is not None
+        self.keyring = Keyring(self.options.key)
+        self.patterns = needles(original)
+        self.subject = str(original.get("PatientID", "") or "")
+        both = head + tail
+        out = self._walk_full(self.buf, both, "", original, tail_from=len(head))
+        meta_bytes = self._meta_bytes(meta, self.keyring)
+        risk = burned_in_risk(original)
+        flags = (self.options.retain_patient_characteristics, self.options.retain_device_identity,
+                 self.options.retain_safe_private)
+        marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head))
+        self.changes += mark_changes
+        header = b"\x00" * 128 + b"DICM" + meta_bytes + self._assemble(self.buf, head, out, marks)
+        identifiers = Dataset()
+        for tag in (PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
+            if tag in self.new_ids:
+                identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag])
+        return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes, original,
+                    identifiers, self.patterns)
+
+    def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
+                   tail_from: int | None = None) -> dict[int, bytes | None]:
+        """Decide every element of one dataset (the general walker's rules, in its order)."""
+        out: dict[int, bytes | None] = {}
+        private: list[tuple[_Element, bytes]] = []
+        for index, e in enumerate(elements):
+            source = self.tail_buf if tail_from is not None and index >= tail_from else buf
+            t = e.tag
+            if t >> 16 & 1:
+                private.append((e, source))
+                continue
+            where = path + _tag_text(t)
+            action, keyword = full_rule(t, self.options)
+            if action == "X":
+                out[t] = None
+                self.changes.append(Change(where, keyword, "removed"))
+                continue
+            if e.items is not None:
+                if action == "Z":
+                    out[t] = self._sequence(source, e, [])
+                    self.changes.append(Change(where, keyword, "emptied"))
+                    continue
+                walked = []
+                for i, item in enumerate(e.items):
+                    walked.append(self._walk_full(source, item.elements, f"{where}[{i}].", None))
+                if any(walked):
+                    out[t] = self._sequence(source, e, walked)
+                continue
+            if action == "K" or _is_empty(source, e):
+                continue
+            vr = e.vr
+            if not vr or " " in vr or vr == "UN":
+                raise _Decline  # pydicom would decide the VR
+            if action == "P":
+                out[t] = self._pseudonym(t, elements, source, ds, where, top=not path)
+            elif action == "U" or (vr == "UI" and action == "D"):
+                out[t] = self._remap(t, vr, source[e.value:e.end], where, top=not path)
+            elif action == "Z" and vr not in DATE_VRS:
+                out[t] = _encoded(t, vr, b"" if vr.startswith("O") or vr == "UN" else None, self.implicit)
+                self.changes.append(Change(where, keyword, "emptied"))
+            elif action in ("Z", "D"):
+                out[t] = self._dummy(t, vr)
+                self.changes.append(Change(where, keyword_for_tag(t), "replaced"))
+            else:
+                raise _Decline
+        self._private(private, path, out)
+        return out
+
+    def _private(self, private: list[tuple[_Element, bytes]], path: str, out: dict[int, bytes | None]) -> None:
+        """Allow-listed private elements stay (cleaned of this file's values); every other one goes."""
+        creators = {e.tag: self._creator(e, buf) for e, buf in private if 0x10 <= e.tag & 0xFFFF <= 0xFF}
+        kept_blocks: set[int] = set()
+        for e, buf in private:
+            t = e.tag
+            element = t & 0xFFFF
+            if element < 0x1000:
+                continue
+            creator_tag = (t & 0xFFFF0000) | (element >> 8)
+            where = path + _tag_text(t)
+            if self.options.retain_safe_private and find_safe(creators.get(creator_tag, ""), t >> 16,
+                                                              element & 0xFF):
+                kept_blocks.add(creator_tag)
+                if e.items is not None:
+                    raise _Decline
+                value = buf[e.value:e.end]
+                if self.patterns and find(value, self.patterns):
+                    cleaned = scrub(value, self.patterns)
+                    out[t] = (buf[e.start:e.value] + cleaned if self.implicit
+                              else _encode(DataElement(t, e.vr, cleaned), False))
+                    self.changes.append(Change(where, "", "cleaned"))
+            else:
+                out[t] = None
+                self.changes.append(Change(where, "", "removed"))
+        for e, _ in private:
+            element = e.tag & 0xFFFF
+            if element < 0x1000 and e.tag not in kept_blocks:
+                out[e.tag] = None
+                self.changes.append(Change(path + _tag_text(e.tag), "PrivateCreator" if element >= 0x10 else "",
+                                           "removed"))
+
+    def _creator(self, e: _Element, buf: bytes) -> str:
+        if e.items is not None or (not self.implicit and e.vr not in ("LO", "UN")):
+            return ""
+        value = buf[e.value:e.end]
+        if b"\\" in value:
+            return ""
+        return value.decode("ascii").rstrip("\x00 ")
+
+    def _pseudonym(self, t: int, elements: list[_Element], buf: bytes, ds: Dataset | None, where: str, top: bool,
+                   ) -> bytes:
+        assert self.keyring is not None
+        if any(e.tag == PATIENT_ID for e in elements):
+            if ds is None:
+                ds = _raw_dataset(buf, [e for e in elements if e.tag in (PATIENT_ID, 0x00080005)], self.implicit)
+            source = str(ds.get("PatientID", "") or "")
+        else:
+            source = self.subject
+        mapped = self.options.lookup.get(source)
+        value = mapped if mapped is not None else self.keyring.pseudonym(source)
+        if not value.isascii():
+            raise _Decline
+        if top and t == PATIENT_ID:
+            self.new_ids[t] = value
+        how = "pseudonymized (lookup)" if mapped is not None else "pseudonymized"
+        self.changes.append(Change(where, keyword_for_tag(t), how))
+        return _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit)
+
+    def _remap(self, t: int, vr: str, value: bytes, where: str, top: bool, meta: bool = False) -> bytes:
+        assert self.keyring is not None
+        stripped = value.rstrip(b"\x00 ")
+        if not set(stripped) <= _UID_BYTES:
+            raise _Decline
+        parts = [self.keyring.uid(v) if v else v for v in stripped.decode("ascii").split("\\")]
+        if top and t in (0x0020000D, 0x0020000E, 0x00080018):
+            self.new_ids[t] = parts if len(parts) > 1 else parts[0]
+        text = "\\".join(parts).encode("ascii")
+        text += b"\x00" * (len(text) % 2)
+        self.changes.append(Change(where, keyword_for_tag(t), "remapped"))
+        return _header(t, vr, len(text), self.implicit and not meta) + text
+
+    def _dummy(self, t: int, vr: str) -> bytes:
+        if vr in DUMMY_TEXT:
+            return _encoded(t, vr, DUMMY_TEXT[vr], self.implicit)
+        if vr in NUMERIC_VRS:
+            return _encoded(t, vr, 0, self.implicit)
+        raise _Decline
+
+    def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
+        """The source's DeidentificationMethod (kept before ours) and character set, as bytes."""
+        found = {e.tag: self.buf[e.value:e.end] for e in head if e.tag in (DEID_METHOD, 0x00080005)}
+        return found.get(DEID_METHOD), found.get(0x00080005)
+
+    # --- output --------------------------------------------------------------------------------------------------
+
+    def _meta_bytes(self, meta: dict[int, _Element], keyring: Keyring | None) -> bytes:
+        """The file meta as the general path writes it: at full only the kept elements, the instance remapped."""
+        parts: list[bytes] = []
+        for t, e in meta.items():
+            if t == 0x00020000:
+                continue
+            if keyring is not None and t not in META_KEPT_AT_FULL:
+                self.changes.append(Change(_tag_text(t), keyword_for_tag(t), "removed"))
+                continue
+            if keyring is not None and t == META_REMAPPED and not _is_empty(self.buf, e):
+                parts.append(self._remap(t, "UI", self.buf[e.value:e.end], _tag_text(t), top=False, meta=True))
+                continue
+            parts.append(self.buf[e.start:e.end])
+        body = b"".join(parts)
+        if 0x00020000 in meta:
+            body = struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
+        return body
+
+    def _assemble(self, buf: bytes, elements: list[_Element], out: dict[int, bytes | None],
+                  extra: dict[int, bytes]) -> bytes:
+        """The dataset's bytes in tag order: decided elements as decided, the rest copied from the source."""
+        parts: list[bytes] = []
+        present = {e.tag for e in elements} if extra else set()
+        pending = sorted((t, piece) for t, piece in extra.items() if t not in present)
+        for e in elements:
+            while pending and pending[0][0] < e.tag:
+                parts.append(pending.pop(0)[1])
+            t = e.tag
+            if t & 0xFFFF == 0 and t >> 16 > 6:
+                continue  # retired group lengths are not written (PS3.5 7.2), as pydicom does
+            if t in extra:
+                parts.append(extra[t])
+            elif t in out:
+                piece = out[t]
+                if piece is not None:
+                    parts.append(piece)
+            else:
+                parts.append(buf[e.start:e.end])
+        parts += [piece for _, piece in pending]
+        return b"".join(parts)
+
+    def _sequence(self, buf: bytes, e: _Element, walked: list[dict[int, bytes | None]]) -> bytes:
+        """A sequence encoded again as pydicom does, with each item's decided elements; [] empties it."""
+        assert e.items is not None
+        body: list[bytes] = []
+        for item, out in zip(e.items, walked, strict=False):
+            _check_plain(item.elements, out)
+            content = self._assemble(buf, item.elements, out, {})
+            if item.undefined:
+                body.append(struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED) + content
+                            + struct.pack("<HHL", 0xFFFE, 0xE00D, 0))
+            else:
+                body.append(struct.pack("<HHL", 0xFFFE, 0xE000, len(content)) + content)
+        value = b"".join(body)
+        if e.undefined:
+            return (_header(e.tag, "SQ", UNDEFINED, self.implicit) + value
+                    + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
+        return _header(e.tag, "SQ", len(value), self.implicit) + value
+
+
+def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None:
+    """Decline an item pydicom would write in another form: group lengths dropped, a character set re-encoded."""
+    for x in elements:
+        if x.tag in out:
+            continue  # decided: removed, or encoded as the general path encodes it
+        if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == 0x00080005:
+            raise _Decline
+        for item in x.items or ():
+            _check_plain(item.elements, {})
+
+
+_FIVE = tuple(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE)
+
