@@ -10,6 +10,7 @@ import datetime as dt
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
@@ -43,9 +44,11 @@ DEID_METHOD = 0x00120063
 METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
 
 
-@dataclass(frozen=True)
-class Change:
-    """One change to one element: where (tag path through sequence items), which attribute, what was done."""
+class Change(NamedTuple):
+    """One change to one element: where (tag path through sequence items), which attribute, what was done.
+
+    A named tuple: a file's changes cross from worker processes by the hundred, and tuples travel light.
+    """
 
     tag: str
     keyword: str

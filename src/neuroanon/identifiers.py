@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 # Top-level attributes whose values identify a person, a visit or a place.
@@ -34,6 +35,8 @@ OUR_TEXT = ("anon", "10000101", "000000.000000", "10000101000000.000000", "nidb 
             "basic application confidentiality profile", "removed", "modified", "dcm")
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
+_TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
+CHARSET = 0x00080005
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 
 
@@ -61,6 +64,24 @@ class Needle:
 
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The byte patterns of `ds`'s identifying values (longest first, no duplicates)."""
+    key: list[tuple[str | None, bytes | None, bool, bool] | None] = []
+    for tag in (*_TAGS, CHARSET):
+        raw = ds.get_item(tag) if tag in ds else None
+        if raw is not None and not isinstance(raw, RawDataElement):
+            return _needles(ds)
+        key.append(None if raw is None else (raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian))
+    # Files of one series share these values: undecoded, they are a cache key.
+    return _needles_of_raw(tuple(key))
+
+
+@lru_cache(maxsize=512)
+def _needles_of_raw(raws: tuple[tuple[str | None, bytes | None, bool, bool] | None, ...]) -> tuple[Needle, ...]:
+    ds = Dataset({BaseTag(tag): RawDataElement(BaseTag(tag), raw[0], len(raw[1] or b""), raw[1], 0, raw[2], raw[3])
+                  for tag, raw in zip((*_TAGS, CHARSET), raws, strict=True) if raw is not None})
+    return _needles(ds)
+
+
+def _needles(ds: Dataset) -> tuple[Needle, ...]:
     found: dict[bytes, str] = {}
     for keyword, tag in _IDENTIFYING_TAGS:
         if tag not in ds:
@@ -104,6 +125,7 @@ def _forms(keyword: str, value: object) -> list[str]:
     return forms
 
 
+@lru_cache(maxsize=4096)
 def _worth_searching(data: bytes) -> bool:
     if data.isdigit():
         return len(data) >= MIN_DIGITS

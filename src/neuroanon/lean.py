@@ -43,6 +43,7 @@ IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
                   "ST", "TM", "UI", "UL", "US"}
+_VR_OF = {vr.encode(): vr for vr in VRS}
 NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
 MARK_TAGS = frozenset({0x00120062, DEID_METHOD, 0x00120064, 0x00280303})
 _HH = struct.Struct("<HH").unpack_from
@@ -154,7 +155,7 @@ def _plan(f: BinaryIO, buf: bytes, size: int, options: Options) -> Plan:
         tail_buf, tail_start = f.read(), 0
     tail: list[_Element] = []
     if tail_start < len(tail_buf):
-        tail, _ = _Parser(tail_buf, implicit).dataset(tail_start, len(tail_buf))
+        tail, _ = _Parser(tail_buf, implicit).dataset(tail_start, len(tail_buf), top=True)
         if tail and tail[0].tag <= pixels.tag:
             raise _Decline
     span = PixelSpan(pixels.tag, pixels.start, pixel_end)
@@ -187,8 +188,8 @@ def _meta(buf: bytes) -> tuple[dict[int, _Element], int]:
 
 def _parse_explicit(buf: bytes, pos: int) -> _Element:
     group, number = _HH(buf, pos)
-    vr = buf[pos + 4:pos + 6].decode("ascii")
-    if vr not in VRS:
+    vr = _VR_OF.get(buf[pos + 4:pos + 6])
+    if vr is None:
         raise _Decline
     if vr in LONG_VRS:
         if buf[pos + 6:pos + 8] != b"\x00\x00":
@@ -225,66 +226,70 @@ class _Parser:
         last = -1
         self._check_first(pos)
         while pos < len(self.buf):
-            element = self._head(pos)
+            element = self._element(pos, last, top=True)
             if element.tag in PIXEL_TAGS:
-                if element.tag <= last:
-                    raise _Decline
                 return elements, element
-            pos = self._finish(element, last)
             elements.append(element)
-            last = element.tag
+            last, pos = element.tag, element.end
         return elements, None
 
-    def dataset(self, pos: int, end: int, in_item: bool = False) -> tuple[list[_Element], int]:
-        """Elements from `pos` to `end` (or, in an undefined-length item, to its delimiter); and where they end."""
+    def dataset(self, pos: int, end: int, in_item: bool = False, top: bool = False) -> tuple[list[_Element], int]:
+        """Elements from `pos` to `end` (or, in an undefined-length item, to its delimiter); and where they end.
+
+        `top`: the top-level elements after the pixel data, where another pixel data element is declined."""
         elements: list[_Element] = []
         last = -1
         self._check_first(pos)
         while pos < end:
-            if pos + 8 > len(self.buf):
-                raise _Decline
-            group, number = _HH(self.buf, pos)
-            if group == 0xFFFE:
-                if (group << 16 | number) == ITEM_END and in_item and _L(self.buf, pos + 4)[0] == 0:
-                    return elements, pos + 8
-                raise _Decline
-            element = self._head(pos)
-            if element.tag in PIXEL_TAGS and not in_item and end == len(self.buf):
-                raise _Decline  # a second pixel data element after the first
-            pos = self._finish(element, last)
-            if pos > end:
+            if in_item and self.buf[pos:pos + 8] == _ITEM_END_BYTES:
+                return elements, pos + 8
+            element = self._element(pos, last, top)
+            if top and element.tag in PIXEL_TAGS:
                 raise _Decline
             elements.append(element)
-            last = element.tag
+            last, pos = element.tag, element.end
         if in_item or pos != end:
             raise _Decline
         return elements, pos
 
     def _check_first(self, pos: int) -> None:
         # pydicom switches between implicit and explicit VR when the first element looks like the other kind.
-        if pos + 6 <= len(self.buf) and self.implicit and self.buf[pos + 4:pos + 6] in _VR_BYTES:
+        if pos + 6 <= len(self.buf) and self.implicit and self.buf[pos + 4:pos + 6] in _VR_OF:
             raise _Decline
 
-    def _head(self, pos: int) -> _Element:
-        if pos + 8 > len(self.buf):
+    def _element(self, pos: int, last: int, top: bool) -> _Element:
+        """The element at `pos` (its items walked if it is a sequence; a top-level pixel data element not)."""
+        buf = self.buf
+        if pos + 8 > len(buf):
             raise _Decline
-        if not self.implicit:
-            return _parse_explicit(self.buf, pos)
-        group, number = _HH(self.buf, pos)
+        group, number = _HH(buf, pos)
         tag = group << 16 | number
-        (length,) = _L(self.buf, pos + 4)
+        if tag <= last or group == 0xFFFE or group == 2:
+            raise _Decline
+        if self.implicit:
+            (length,) = _L(buf, pos + 4)
+            vr, value = _implicit_vr(tag), pos + 8
+        else:
+            vr = _VR_OF.get(buf[pos + 4:pos + 6])  # type: ignore[assignment]
+            if vr is None:
+                raise _Decline
+            if vr in LONG_VRS:
+                if buf[pos + 6:pos + 8] != b"\x00\x00":
+                    raise _Decline
+                (length,) = _L(buf, pos + 8)
+                value = pos + 12
+            else:
+                (length,) = _H(buf, pos + 6)
+                value = pos + 8
         undefined = length == UNDEFINED
-        return _Element(tag, _implicit_vr(tag), pos, pos + 8, pos + 8 if undefined else pos + 8 + length, undefined)
-
-    def _finish(self, element: _Element, last: int) -> int:
-        """Walk the element's items if it is a sequence; return the position after it."""
-        if element.tag <= last or element.tag >> 16 == 0xFFFE or element.tag >> 16 == 2:
-            raise _Decline
-        if element.vr == "SQ":
+        element = _Element(tag, vr, pos, value, value if undefined else value + length, undefined)
+        if top and tag in PIXEL_TAGS:
+            return element  # its value may lie beyond what was read: the caller copies it from the file
+        if vr == "SQ":
             element.items, element.end = self._items(element)
-        elif element.undefined or element.end > len(self.buf):
+        elif undefined or element.end > len(buf):
             raise _Decline
-        return element.end
+        return element
 
     def _items(self, sequence: _Element) -> tuple[list[_Item], int]:
         items: list[_Item] = []
@@ -312,7 +317,7 @@ class _Parser:
         return items, pos
 
 
-_VR_BYTES = frozenset(vr.encode() for vr in VRS)
+_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
 
 
 def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: bool) -> int:
@@ -385,6 +390,7 @@ def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
     return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
 
 
+@lru_cache(maxsize=8192)
 def _tag_text(t: int) -> str:
     return f"({t >> 16:04X},{t & 0xFFFF:04X})"
 
@@ -494,8 +500,10 @@ class _Job:
             if t >> 16 & 1:
                 private.append((e, source))
                 continue
-            where = path + _tag_text(t)
             action, keyword = full_rule(t, self.options)
+            if action == "K" and e.items is None:
+                continue
+            where = path + _tag_text(t)
             if action == "X":
                 out[t] = None
                 self.changes.append(Change(where, keyword, "removed"))
@@ -519,13 +527,13 @@ class _Job:
             if action == "P":
                 out[t] = self._pseudonym(t, elements, source, ds, where, top=not path)
             elif action == "U" or (vr == "UI" and action == "D"):
-                out[t] = self._remap(t, vr, source[e.value:e.end], where, top=not path)
+                out[t] = self._remap(t, vr, source[e.value:e.end], where, keyword, top=not path)
             elif action == "Z" and vr not in DATE_VRS:
                 out[t] = _encoded(t, vr, b"" if vr.startswith("O") or vr == "UN" else None, self.implicit)
                 self.changes.append(Change(where, keyword, "emptied"))
             elif action in ("Z", "D"):
                 out[t] = self._dummy(t, vr)
-                self.changes.append(Change(where, keyword_for_tag(t), "replaced"))
+                self.changes.append(Change(where, keyword, "replaced"))
             else:
                 raise _Decline
         self._private(private, path, out)
@@ -535,6 +543,9 @@ class _Job:
         """Allow-listed private elements stay (cleaned of this file's values); every other one goes."""
         creators = {e.tag: self._creator(e, buf) for e, buf in private if 0x10 <= e.tag & 0xFFFF <= 0xFF}
         kept_blocks: set[int] = set()
+        # One search over every private value (NUL-separated: a match never spans two) finds the needles any of
+        # them holds; each kept value is then cleaned of those alone (no other needle can occur in it).
+        hits = tuple(find(b"\x00".join(buf[e.value:e.end] for e, buf in private), self.patterns))
         for e, buf in private:
             t = e.tag
             element = t & 0xFFFF
@@ -548,8 +559,8 @@ class _Job:
                 if e.items is not None:
                     raise _Decline
                 value = buf[e.value:e.end]
-                if self.patterns and find(value, self.patterns):
-                    cleaned = scrub(value, self.patterns)
+                if hits and find(value, hits):
+                    cleaned = scrub(value, hits)
                     out[t] = (buf[e.start:e.value] + cleaned if self.implicit
                               else _encode(DataElement(t, e.vr, cleaned), False))
                     self.changes.append(Change(where, "", "cleaned"))
@@ -590,7 +601,8 @@ class _Job:
         self.changes.append(Change(where, keyword_for_tag(t), how))
         return _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit)
 
-    def _remap(self, t: int, vr: str, value: bytes, where: str, top: bool, meta: bool = False) -> bytes:
+    def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
+               ) -> bytes:
         assert self.keyring is not None
         stripped = value.rstrip(b"\x00 ")
         if not set(stripped) <= _UID_BYTES:
@@ -600,7 +612,7 @@ class _Job:
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
         text = "\\".join(parts).encode("ascii")
         text += b"\x00" * (len(text) % 2)
-        self.changes.append(Change(where, keyword_for_tag(t), "remapped"))
+        self.changes.append(Change(where, keyword, "remapped"))
         return _header(t, vr, len(text), self.implicit and not meta) + text
 
     def _dummy(self, t: int, vr: str) -> bytes:
@@ -627,7 +639,8 @@ class _Job:
                 self.changes.append(Change(_tag_text(t), keyword_for_tag(t), "removed"))
                 continue
             if keyring is not None and t == META_REMAPPED and not _is_empty(self.buf, e):
-                parts.append(self._remap(t, "UI", self.buf[e.value:e.end], _tag_text(t), top=False, meta=True))
+                parts.append(self._remap(t, "UI", self.buf[e.value:e.end], _tag_text(t), keyword_for_tag(t), top=False,
+                                         meta=True))
                 continue
             parts.append(self.buf[e.start:e.end])
         body = b"".join(parts)
