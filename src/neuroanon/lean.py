@@ -82,7 +82,7 @@ class Plan:
     pixel_bytes: memoryview | None  # the pixel data element, when it was read with the header
     tail: bytes
     changes: list[Change]
-    original: Dataset  # the source's top-level elements but sequences, as raw elements (read on demand)
+    original: Dataset  # at full: the source's top-level elements but sequences, as raw elements (read on demand)
     identifiers: Dataset  # the new PatientID and UIDs the output path is built from
     patterns: tuple[Needle, ...] = ()
 
@@ -159,7 +159,7 @@ def _plan(f: BinaryIO, buf: bytes, size: int, options: Options) -> Plan:
         if tail and tail[0].tag <= pixels.tag:
             raise _Decline
     span = PixelSpan(pixels.tag, pixels.start, pixel_end)
-    original = _raw_dataset(buf, head, implicit)
+    original = _raw_dataset(buf, head, implicit) if options.level is Level.FULL else Dataset()
     charset = _text(buf, next((e for e in head if e.tag == 0x00080005), None))
     if "2022" in charset:
         raise _Decline
@@ -545,7 +545,7 @@ class _Job:
         kept_blocks: set[int] = set()
         # One search over every private value (NUL-separated: a match never spans two) finds the needles any of
         # them holds; each kept value is then cleaned of those alone (no other needle can occur in it).
-        hits = tuple(find(b"\x00".join(buf[e.value:e.end] for e, buf in private), self.patterns))
+        hits = tuple(find(b"\x00".join(buf[e.value:e.end] for e, buf in private), self.patterns)) if private else ()
         for e, buf in private:
             t = e.tag
             element = t & 0xFFFF
