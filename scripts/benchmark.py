@@ -96,11 +96,14 @@ SLOW = 30.0  # seconds: a tool slower than this is run once, not --repeat times
 
 
 def _timed(argv: list[str], work: Path, corpus: Path) -> tuple[float, int, int, int]:
-    """One run from an empty output with a warm page cache: (seconds, peak RSS KiB, exit code, files written)."""
+    """One run into an empty output, with a warm page cache and nothing left to write back from earlier runs.
+
+    Returns (seconds, peak RSS KiB, exit code, files written)."""
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     (work / ".out.neuroanon-journal").unlink(missing_ok=True)
     warm(corpus)
+    os.sync()  # the previous run's writes go to disk now, not during this run
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
