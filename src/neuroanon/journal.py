@@ -21,7 +21,7 @@ from .options import Level, Options
 from .report import Record, Status
 from .residual import Finding
 
-VERSION = 1
+VERSION = 2  # 2: records stored compactly (changes and findings as lists)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Journal:
         if not lines:
             return
         head = json.loads(lines[0])
-        if head.get("fingerprint") != self._fingerprint:
+        if head.get("fingerprint") != self._fingerprint or head.get("version") != VERSION:
             raise UsageError(f"the output was begun with other options or another key ({self.path}); "
                              "use a new output folder or delete the journal")
         for line in lines[1:]:
@@ -71,7 +71,7 @@ class Journal:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 break  # the last line of a killed run may be cut short
-            self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry["record"]))
+            self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry))
 
     def finished(self, relative: str, path: Path) -> Record | None:
         """The record of an earlier run for this input, if it is unchanged and its output still exists."""
@@ -84,14 +84,15 @@ class Journal:
         return entry.record
 
     def add(self, relative: str, path: Path, record: Record) -> None:
+        """Record a committed file (the input is named by its token; lists, not dicts: one line per file)."""
         info = os.lstat(path)
-        stored = record.as_dict()
-        stored["input"] = None  # named by the token instead
         self._write({"id": self._token(relative), "size": info.st_size, "mtime_ns": info.st_mtime_ns,
-                     "record": stored})
+                     "status": str(record.status), "reason": record.reason, "output": record.output,
+                     "dicom": record.dicom, "changes": record.changes,
+                     "findings": [[f.attribute, f.where] for f in record.findings]})
 
     def _write(self, entry: dict[str, object]) -> None:
-        self._file.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -113,5 +114,5 @@ def _tokenizer(options: Options) -> Callable[[str], str]:
 def _record(stored: dict[str, Any]) -> Record:
     output = stored["output"]
     return Record("", Status(stored["status"]), stored["reason"], None if output is None else str(output),
-                  bool(stored["dicom"]), tuple(Change(**c) for c in stored["changes"]),
-                  tuple(Finding(**f) for f in stored["findings"]))
+                  bool(stored["dicom"]), tuple(Change(*c) for c in stored["changes"]),
+                  tuple(Finding(*f) for f in stored["findings"]))

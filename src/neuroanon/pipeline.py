@@ -112,7 +112,7 @@ def anonymize_tree(
                         claimed.setdefault(record.output, name)
                 size = _size(item)
                 summary.add(record, size)
-                writer.write(record.as_dict())
+                writer.write(record)
                 if on_record is not None:
                     on_record(record, size)
         writer.write(summary.as_dict())

@@ -95,9 +95,11 @@ class ReportWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "w", encoding="utf-8")
 
-    def write(self, entry: dict[str, object]) -> None:
+    def write(self, entry: Record | dict[str, object]) -> None:
+        """Append a record (or the summary) as one JSON line."""
         if self._file is not None:
-            self._file.write(json.dumps(entry, sort_keys=True) + "\n")
+            as_dict = entry.as_dict() if isinstance(entry, Record) else entry
+            self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
             self._file.flush()
 
     def close(self) -> None:

@@ -49,8 +49,11 @@ class Staged:
 
 def release(staged: Path, dest: Path) -> None:
     """Give a staged file its final name (atomic within the output folder)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, dest)
+    try:
+        os.replace(staged, dest)
+    except FileNotFoundError:  # its folder is not there yet
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, dest)
 
 
 def move(staged: Path, dest: Path) -> None:
