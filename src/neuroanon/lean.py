@@ -34,7 +34,7 @@ from .keys import Keyring
 from .options import Level, Options
 from .profile import DATE_VRS, DUMMY_TEXT, META_KEPT_AT_FULL, META_REMAPPED, NIDB_ANONYMIZE, PATIENT_ID
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
-from .write import CHUNK
+from .write import copy_range
 
 HEAD_BYTES = 1 << 20  # read at once; a longer header (or a file without pixel data in it) goes the general way
 UNDEFINED = 0xFFFFFFFF
@@ -95,13 +95,7 @@ class Plan:
         else:
             with open(source, "rb") as src:
                 src.seek(self.pixels.start)
-                left = self.pixels.size
-                while left:
-                    chunk = src.read(min(CHUNK, left))
-                    if not chunk:
-                        raise EOFError("source ended while copying pixel data")
-                    out.write(chunk)
-                    left -= len(chunk)
+                copy_range(src, out, self.pixels.size)
         end = out.tell()
         out.write(self.tail)
         out.flush()
@@ -173,9 +167,10 @@ def _meta(buf: bytes) -> tuple[dict[int, _Element], int]:
     """The file meta elements (explicit VR little endian), in canonical form, and where the dataset begins."""
     found: dict[int, _Element] = {}
     pos, last = 132, 0
+    parser = _Parser(buf, implicit=False)
     while pos + 8 <= len(buf) and buf[pos:pos + 2] == b"\x02\x00":
-        element = _parse_explicit(buf, pos)
-        if element.tag <= last or element.undefined or element.vr == "SQ" or element.end > len(buf):
+        element = parser._element(pos, last, top=False)
+        if element.items is not None:
             raise _Decline
         if element.vr == "UI" and not _canonical_uid(buf[element.value:element.end]):
             raise _Decline  # pydicom would write it back in another form
@@ -184,23 +179,6 @@ def _meta(buf: bytes) -> tuple[dict[int, _Element], int]:
     if 0x00020010 not in found:
         raise _Decline
     return found, pos
-
-
-def _parse_explicit(buf: bytes, pos: int) -> _Element:
-    group, number = _HH(buf, pos)
-    vr = _VR_OF.get(buf[pos + 4:pos + 6])
-    if vr is None:
-        raise _Decline
-    if vr in LONG_VRS:
-        if buf[pos + 6:pos + 8] != b"\x00\x00":
-            raise _Decline
-        (length,) = _L(buf, pos + 8)
-        value = pos + 12
-    else:
-        (length,) = _H(buf, pos + 6)
-        value = pos + 8
-    undefined = length == UNDEFINED
-    return _Element(group << 16 | number, vr, pos, value, value if undefined else value + length, undefined)
 
 
 @lru_cache(maxsize=4096)
@@ -264,7 +242,7 @@ class _Parser:
             raise _Decline
         group, number = _HH(buf, pos)
         tag = group << 16 | number
-        if tag <= last or group == 0xFFFE or group == 2:
+        if tag <= last or group == 0xFFFE:
             raise _Decline
         if self.implicit:
             (length,) = _L(buf, pos + 4)

@@ -144,7 +144,7 @@ def write_instance(
         _write_elements(fp, dataset, header, head, 0, changed, lambda t: t < pixel_tag)
         start = out.tell()
         src.seek(header.pixels.start)
-        _copy_range(src, out, header.pixels.size)
+        copy_range(src, out, header.pixels.size)
         span = PixelSpan(pixel_tag, start, out.tell())
         tail = src.read()
     _write_elements(fp, dataset, header, tail, header.pixels.end, changed, lambda t: t > pixel_tag)
@@ -175,7 +175,7 @@ def _is_plain(dataset: Dataset) -> bool:
     return meta is None or "TransferSyntaxUID" not in meta or not meta.TransferSyntaxUID.is_deflated
 
 
-def _copy_range(src: BinaryIO, out: BinaryIO, size: int) -> None:
+def copy_range(src: BinaryIO, out: BinaryIO, size: int) -> None:
     while size:
         chunk = src.read(min(CHUNK, size))
         if not chunk:
