@@ -93,7 +93,7 @@ class Forwarder:
         self.forwarded = 0
         self.failed = 0
         self._refusals: dict[Path, tuple[int, float]] = {}  # path -> (refusals so far, not before)
-        self._outages = 0
+        self.outages = 0  # attempts in a row that could not reach the destination
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="neuroanon-forwarder", daemon=True)
@@ -121,13 +121,13 @@ class Forwarder:
                 continue
             lost = self._send(ready)
             if lost:
-                self._outages += 1
-                pause = self.retry.delay(self._outages)
+                self.outages += 1
+                pause = self.retry.delay(self.outages)
                 log.warning("destination %s unreachable; %d instances waiting; next try in %.1f s",
                             self.peer, len(self.outbox.pending()), pause)
                 self._stop.wait(pause)
             else:
-                self._outages = 0
+                self.outages = 0
 
     def _send(self, ready: list[Path]) -> bool:
         """Send one batch; True if the destination could not be reached for some of it."""

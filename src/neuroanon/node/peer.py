@@ -7,13 +7,15 @@ instead of being held in memory, and files are sent as their raw bytes without b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from pynetdicom import _config
+from pynetdicom import _config, evt
 
 from ..errors import UsageError
 
@@ -87,3 +89,12 @@ def configure_pynetdicom() -> None:
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.STORE_SEND_CHUNKED_DATASET = True
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def no_delay(event: evt.Event) -> None:
+    """On EVT_CONN_OPEN: send each PDU at once. DIMSE is request/response; with Nagle's algorithm a small
+    response waits for the peer's delayed acknowledgement (about 40 ms) on every instance."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -62,7 +62,7 @@ from ..read import quiet
 from ..report import Record, ReportWriter, Status
 from ..write import clear_staged, discard
 from .outbox import Forwarder, Outbox, Retry
-from .peer import Peer, check_ae_title, configure_pynetdicom
+from .peer import Peer, check_ae_title, configure_pynetdicom, no_delay
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,7 @@ class Node:
         ae.require_calling_aet = [check_ae_title(t) for t in config.allow_calling]
         ae.maximum_associations = config.max_associations
         handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_CONN_OPEN, no_delay),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, build_context
+from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 
-from .peer import Peer, configure_pynetdicom
+from .peer import Peer, configure_pynetdicom, no_delay
 
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1..255
 TIMEOUT = 30.0  # seconds: connecting, negotiating, waiting for a response
@@ -108,7 +108,8 @@ def _send_group(ae: AE, peer: Peer, group: list[_Item], tls: ssl.SSLContext | No
         return
     try:
         assoc = ae.associate(peer.host, peer.port, contexts=contexts, ae_title=peer.ae_title,
-                             tls_args=(tls, peer.host) if tls is not None else None)
+                             tls_args=(tls, peer.host) if tls is not None else None,
+                             evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
     except (OSError, RuntimeError, ValueError):
         assoc = None
     if assoc is None or not assoc.is_established:
@@ -116,6 +117,7 @@ def _send_group(ae: AE, peer: Peer, group: list[_Item], tls: ssl.SSLContext | No
         for path, _ in group:
             yield path, outcome
         return
+    lost = False
     try:
         accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
         for path, pair in group:
@@ -123,12 +125,16 @@ def _send_group(ae: AE, peer: Peer, group: list[_Item], tls: ssl.SSLContext | No
                 yield path, _NO_META
             elif pair not in accepted:
                 yield path, _NO_CONTEXT
-            elif not assoc.is_established:
+            elif lost or not assoc.is_established:
                 yield path, UNREACHABLE
             else:
-                yield path, _store(assoc, path)
+                outcome = _store(assoc, path)
+                lost = outcome is UNREACHABLE  # no answer: the rest would only wait out the timeout
+                yield path, outcome
     finally:
-        if assoc.is_established:
+        if lost:
+            assoc.abort()
+        elif assoc.is_established:
             assoc.release()
 
 
