@@ -378,6 +378,10 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     assert f"released: {len(sources)} received, {len(sources)} stored" in stderr
     assert "association from OTHER" in stderr and "rejected" in stderr
     assert not _planted_in(line + stdout + stderr + report.read_text(), [14])
+    work = _work(out)
+    for private in (work, work / "incoming", work / "spool"):  # where instances arrive and wait: private
+        assert private.stat().st_mode & 0o777 == 0o700
+    assert not any((work / "incoming").iterdir()) and not any((work / "spool").iterdir())
     reference = tmp_path / "reference"
     assert anonymize_tree([inputs], reference, Options(level=Level.FULL, key=KEY)).exit_code == 0
     assert sorted(p.relative_to(out) for p in files_under(out)) == sorted(

@@ -262,7 +262,7 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .node import Node, NodeConfig, Retry, client_tls, parse_peer, server_tls
+    from .node import Node, NodeConfig, Retry, client_tls, parse_peer, private_incoming, server_tls
 
     options = _release_settings(args)
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -287,6 +287,9 @@ def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     _log_to_stderr("neuroanon.node")
+    # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is
+    # a private one in the work folder rather than the shared /tmp.
+    tempfile.tempdir = str(private_incoming(config.work_dir))
     node = Node(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no library warning (they can quote values) reaches the terminal

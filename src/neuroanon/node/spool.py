@@ -46,3 +46,18 @@ class Spool:
 
     def leftovers(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def private_incoming(work: Path) -> Path:
+    """A private folder (0700) for instances still arriving, emptied of what a killed process left half-received
+    (never acknowledged). `serve` makes it the process's temporary folder, where pynetdicom writes each arriving
+    instance, so that an identifiable byte is never in a shared folder and the move into the spool is a rename."""
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(work, 0o700)
+    folder = work / "incoming"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    for leftover in folder.iterdir():
+        if leftover.is_file():
+            leftover.unlink()
+    return folder
