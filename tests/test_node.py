@@ -398,3 +398,17 @@ def _readline(process: subprocess.Popen[str], timeout: float) -> str:
         process.kill()
         raise AssertionError("serve printed nothing")
     return lines[0]
+
+
+def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroanon.cli import main
+
+    out = str(tmp_path / "out")
+    assert main(["serve", "--port", "0", "--output", out, "--forward", "nowhere"]) == 2
+    assert "AET@HOST:PORT" in capsys.readouterr().err
+    assert main(["serve", "--port", "0", "--output", out, "--tls-cert", str(tmp_path / "c.pem")]) == 2
+    assert main(["serve", "--port", "0", "--output", out, "--allow-calling", "A\\B"]) == 2
+    assert main(["serve", "--port", "0", "--output", out, "--max-instance-size", "lots"]) == 2
+    assert main(["send", str(tmp_path), "--to", "AET@host:99999"]) == 2
+    assert main(["send", str(tmp_path), "--to", "WAY-TOO-LONG-AE-TITLE@host:104"]) == 2
+    assert not (tmp_path / "out").exists()

@@ -269,8 +269,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("TLS needs both --tls-cert and --tls-key")
     if args.tls_ca is not None and args.tls_cert is None:
         raise UsageError("--tls-ca needs --tls-cert and --tls-key")
-    if args.max_associations < 1 or args.max_attempts < 1 or args.retry_base <= 0 or args.retry_max <= 0:
-        raise UsageError("--max-associations, --max-attempts, --retry-base and --retry-max must be positive")
+    if args.max_attempts < 1 or args.retry_base <= 0 or args.retry_max <= 0:
+        raise UsageError("--max-attempts, --retry-base and --retry-max must be positive")
     if args.forward_tls_ca is not None and args.forward is None:
         raise UsageError("--forward-tls-ca needs --forward")
     forward = parse_peer(args.forward) if args.forward else None

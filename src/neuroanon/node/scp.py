@@ -99,6 +99,15 @@ class NodeConfig:
     retry: Retry = Retry()
     report: Path | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a configuration that cannot work before anything is created on disk."""
+        check_ae_title(self.ae_title)
+        object.__setattr__(self, "allow_calling", tuple(check_ae_title(t) for t in self.allow_calling))
+        if self.options.level is Level.FULL and self.options.key is None:
+            raise UsageError("level full needs a key")
+        if self.max_associations < 1 or (self.max_instance_size is not None and self.max_instance_size < 1):
+            raise UsageError("the association and instance size limits must be positive")
+
     @property
     def work_dir(self) -> Path:
         out = self.output.resolve()
@@ -149,9 +158,6 @@ class Node:
     def start(self) -> tuple[str, int]:
         """Prepare the folders, process what an earlier run left in the spool, start forwarding and listening."""
         config = self.config
-        check_ae_title(config.ae_title)
-        if config.options.level is Level.FULL and self._keyring is None:
-            raise UsageError("level full needs a key")
         work = config.work_dir
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_work(work)
@@ -184,7 +190,7 @@ class Node:
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.require_called_aet = True
-        ae.require_calling_aet = [check_ae_title(t) for t in config.allow_calling]
+        ae.require_calling_aet = list(config.allow_calling)
         ae.maximum_associations = config.max_associations
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_CONN_OPEN, no_delay),
