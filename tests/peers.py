@@ -9,6 +9,8 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pydicom
 
+import neuroanon
 from neuroanon.node import Peer
 from neuroanon.sample import make_many, make_study
 
@@ -24,6 +27,7 @@ from .tools import require_tool
 LOOPBACK = "127.0.0.1"
 NODE_AET = "NEUROANON"
 TIMEOUT = 120.0  # seconds: the longest any one peer command or wait may take before the test fails
+SRC = Path(neuroanon.__file__).resolve().parents[1]  # the code under test, for subprocesses
 
 
 def free_port() -> int:
@@ -99,6 +103,41 @@ def by_sop_instance(root: Path) -> dict[str, Path]:
         assert uid not in found, "an instance was stored twice"
         found[uid] = path
     return found
+
+
+class Serve:
+    """`neuroanon serve ARGS` as a process on a free loopback port; `stop()` sends SIGTERM and collects its output.
+    As a context manager it kills the process if the test ends early."""
+
+    def __init__(self, *args: str) -> None:
+        command = [sys.executable, "-m", "neuroanon.cli", "serve", "--host", LOOPBACK, "--port", "0", *args]
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        lines: list[str] = []
+        stdout = self.process.stdout
+        assert stdout is not None
+        reader = threading.Thread(target=lambda: lines.append(stdout.readline()))
+        reader.start()
+        reader.join(TIMEOUT)  # a reader thread: a silent process fails the test instead of hanging it
+        self.line = lines[0] if lines else ""
+        if f"on {LOOPBACK}:" not in self.line:
+            self.process.kill()
+            raise AssertionError(f"serve did not say where it listens: {self.line!r}")
+        self.port = int(self.line.split(f"on {LOOPBACK}:")[1].split()[0])
+
+    def stop(self) -> tuple[int, str, str]:
+        """SIGTERM; the exit status, stdout (with the first line) and stderr."""
+        self.process.send_signal(signal.SIGTERM)
+        stdout, stderr = self.process.communicate(timeout=TIMEOUT)
+        return self.process.returncode, self.line + stdout, stderr
+
+    def __enter__(self) -> Serve:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=TIMEOUT)
 
 
 class Orthanc:

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +19,6 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 
-import neuroanon
 from neuroanon.node import Node, NodeConfig, Retry, client_tls, server_tls
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
@@ -35,6 +30,7 @@ from .peers import (
     LOOPBACK,
     NODE_AET,
     TIMEOUT,
+    Serve,
     by_sop_instance,
     dataset_bytes,
     echoscu,
@@ -47,7 +43,6 @@ from .peers import (
 from .tools import require_tool
 
 KEY = b"node-test-key-0123456789abcdef!!"
-SRC = Path(neuroanon.__file__).resolve().parents[1]
 META_OF_THE_WRITER = {0x00020000, 0x00020012, 0x00020013, 0x00020016}  # group length, implementation, source AE
 
 
@@ -92,7 +87,7 @@ def _records(report: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+@pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
 def test_a_study_from_storescu_is_stored_as_anonymize_writes_it(
     tmp_path: Path, level: Level, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -355,29 +350,18 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text(KEY.hex())
     out, report = tmp_path / "out", tmp_path / "serve.jsonl"
-    command = [sys.executable, "-m", "neuroanon.cli", "serve", "--host", LOOPBACK, "--port", "0", "--output",
-               str(out), "--level", "full", "--key-file", str(key), "--allow-calling", "STORESCU", "ECHOSCU",
-               "--report", str(report)]
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert serve.stdout is not None
-        line = _readline(serve, TIMEOUT)
-        assert "listening as NEUROANON on 127.0.0.1:" in line, line
-        port = int(line.split("127.0.0.1:")[1].split()[0])
-        assert echoscu(port).returncode == 0
-        assert storescu(port, inputs).returncode == 0
-        assert storescu(port, inputs, calling="OTHER").returncode != 0
-        serve.send_signal(signal.SIGTERM)
-        stdout, stderr = serve.communicate(timeout=TIMEOUT)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-    assert serve.returncode == 0, stderr
+    with Serve("--output", str(out), "--level", "full", "--key-file", str(key), "--allow-calling", "STORESCU",
+               "ECHOSCU", "--report", str(report)) as serve:
+        assert "listening as NEUROANON on 127.0.0.1:" in serve.line
+        assert echoscu(serve.port).returncode == 0
+        assert storescu(serve.port, inputs).returncode == 0
+        assert storescu(serve.port, inputs, calling="OTHER").returncode != 0
+        status, stdout, stderr = serve.stop()
+    assert status == 0, stderr
     assert f"stopped: {len(sources)} received, {len(sources)} stored" in stdout
     assert f"released: {len(sources)} received, {len(sources)} stored" in stderr
     assert "association from OTHER" in stderr and "rejected" in stderr
-    assert not _planted_in(line + stdout + stderr + report.read_text(), [14])
+    assert not _planted_in(stdout + stderr + report.read_text(), [14])
     work = _work(out)
     for private in (work, work / "incoming", work / "spool"):  # where instances arrive and wait: private
         assert private.stat().st_mode & 0o777 == 0o700
@@ -386,18 +370,6 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     assert anonymize_tree([inputs], reference, Options(level=Level.FULL, key=KEY)).exit_code == 0
     assert sorted(p.relative_to(out) for p in files_under(out)) == sorted(
         p.relative_to(reference) for p in files_under(reference))
-
-
-def _readline(process: subprocess.Popen[str], timeout: float) -> str:
-    """The process's first line of output, or fail after `timeout` seconds (a reader thread, so no hang)."""
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline() if process.stdout else ""))
-    reader.start()
-    reader.join(timeout)
-    if not lines:
-        process.kill()
-        raise AssertionError("serve printed nothing")
-    return lines[0]
 
 
 def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -412,3 +384,18 @@ def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert main(["send", str(tmp_path), "--to", "AET@host:99999"]) == 2
     assert main(["send", str(tmp_path), "--to", "WAY-TOO-LONG-AE-TITLE@host:104"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_one_node_per_work_folder_and_one_set_of_options_per_output(tmp_path: Path) -> None:
+    from neuroanon.errors import UsageError
+
+    source = study(tmp_path / "in", subject=15, n_series=1, n_instances=1)[0]
+    out = tmp_path / "out"
+    with running(out) as node:
+        assert _store(node.address[1], source) == [0x0000]
+        with pytest.raises(UsageError, match="another neuroanon node"):
+            Node(NodeConfig(output=out, options=Options(key=KEY), host=LOOPBACK, port=0)).start()
+    with pytest.raises(UsageError, match="other options or another key"):
+        Node(NodeConfig(output=out, options=Options(level=Level.FULL, key=KEY), host=LOOPBACK, port=0)).start()
+    with running(out) as node:  # the same options again: the lock was released, the output is accepted
+        assert _store(node.address[1], source) == [0x0000] and node.totals.duplicate == 1

@@ -4,10 +4,8 @@ even when Orthanc is killed in the middle of a transfer or the node itself is re
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +19,8 @@ from neuroanon.pipeline import anonymize_tree
 from neuroanon.sample import planted_values
 
 from .helpers import files_under
-from .peers import DCMTK_ENV, LOOPBACK, TIMEOUT, Orthanc, many, storescu, storescu_args, study, wait_until
-from .test_node import KEY, SRC, _readline
+from .peers import DCMTK_ENV, LOOPBACK, TIMEOUT, Orthanc, Serve, many, storescu, storescu_args, study, wait_until
+from .test_node import KEY
 
 FAST = Retry(base=0.1, cap=0.5, max_attempts=10)
 
@@ -108,31 +106,22 @@ def test_a_restarted_serve_resumes_its_outbox(tmp_path: Path, orthanc: Orthanc) 
     inputs = tmp_path / "in"
     sources = study(inputs, subject=22)
     outbox = tmp_path / "outbox"
-    command = [sys.executable, "-m", "neuroanon.cli", "serve", "--host", LOOPBACK, "--port", "0", "--output",
-               str(outbox), "--forward", f"ORTHANC@{LOOPBACK}:{orthanc.dicom_port}", "--retry-base", "0.1",
-               "--retry-max", "0.5"]
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    args = ("--output", str(outbox), "--forward", f"ORTHANC@{LOOPBACK}:{orthanc.dicom_port}", "--retry-base", "0.1",
+            "--retry-max", "0.5")
     logs = []
     for run in ("destination down", "destination up"):
         if run == "destination up":
             orthanc.start()
-        serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        try:
-            line = _readline(serve, TIMEOUT)
-            port = int(line.split(f"{LOOPBACK}:")[1].split()[0])
+        with Serve(*args) as serve:
             if run == "destination down":
-                assert storescu(port, inputs).returncode == 0
+                assert storescu(serve.port, inputs).returncode == 0
                 assert len(files_under(outbox)) == len(sources)
             else:
                 wait_until(lambda: orthanc.count() == len(sources) and not files_under(outbox),
                            "the outbox forwarded after the restart", timeout=TIMEOUT)
-            serve.send_signal(signal.SIGTERM)
-            stdout, stderr = serve.communicate(timeout=TIMEOUT)
-        finally:
-            if serve.poll() is None:
-                serve.kill()
-        assert serve.returncode == 0, stderr
-        logs.append(line + stdout + stderr)
+            status, stdout, stderr = serve.stop()
+        assert status == 0, stderr
+        logs.append(stdout + stderr)
     assert len(files_under(outbox)) == 0
     assert "unreachable" in logs[0] and f"{len(sources)} queued for forwarding" in logs[0]
     assert f"forwarded {len(sources)} instances" in logs[1]

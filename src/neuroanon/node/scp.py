@@ -157,6 +157,13 @@ class Node:
 
     def start(self) -> tuple[str, int]:
         """Prepare the folders, process what an earlier run left in the spool, start forwarding and listening."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # release the work folder's lock and whatever was started
+            raise
+
+    def _start(self) -> tuple[str, int]:
         config = self.config
         work = config.work_dir
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
