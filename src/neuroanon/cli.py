@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", required=True, type=Path,
                      help="output folder, or a .zip archive (must not be inside an input)")
     _level_options(run)
-    run.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
-    run.add_argument("--report", type=Path, help="write a JSON-lines report here")
-    run.add_argument("--lookup", type=Path, help="CSV of original,new PatientIDs (full level)")
-    run.add_argument("--quarantine", type=Path,
-                     help="full: write files held back by a check here (default: they are not written)")
-    run.add_argument("--no-residual-check", action="store_true",
-                     help="full: do not search outputs for their inputs' identifying values")
-    run.add_argument("--allow-burned-in", action="store_true",
-                     help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
+    _release_options(run)
     run.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
                      help="processes to use (default: all cores); the output is the same for any number")
     run.add_argument("--dask-scheduler", metavar="ADDRESS",
@@ -61,6 +54,49 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
     _level_options(show)
 
+    serve = commands.add_parser("serve", help="run a DICOM node: receive instances (C-STORE), anonymize them, "
+                                "store them or forward them")
+    serve.add_argument("--ae-title", default="NEUROANON", help="this node's AE title (default: NEUROANON)")
+    serve.add_argument("--port", type=int, required=True, help="TCP port to listen on (0: any free port)")
+    serve.add_argument("--host", default="0.0.0.0",
+                       help="address to listen on (default: all interfaces; 127.0.0.1 for this machine only)")
+    serve.add_argument("--output", "-o", required=True, type=Path,
+                       help="folder for anonymized instances; with --forward, the outbox they wait in until the "
+                            "destination has them")
+    _level_options(serve)
+    _release_options(serve)
+    serve.add_argument("--forward", metavar="AET@HOST:PORT", help="C-STORE every anonymized instance to this node")
+    serve.add_argument("--forward-tls-ca", type=Path, metavar="FILE",
+                       help="forward over TLS, trusting the destination's certificate if this CA signed it")
+    serve.add_argument("--allow-calling", nargs="+", default=[], metavar="AET",
+                       help="accept associations only from these calling AE titles")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="accept TLS only, with this certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
+    serve.add_argument("--tls-ca", type=Path, metavar="FILE",
+                       help="with TLS: require senders to present a certificate this CA signed")
+    serve.add_argument("--max-associations", type=int, default=10, help="concurrent associations (default: 10)")
+    serve.add_argument("--max-instance-size", type=_size, metavar="SIZE",
+                       help="refuse bigger instances (bytes, or with K, M, G suffix)")
+    serve.add_argument("--work", type=Path, metavar="DIR",
+                       help="private folder for the spool and failed forwards (default: beside the output, "
+                            "'.<output>.neuroanon-node')")
+    serve.add_argument("--retry-base", type=float, default=1.0, metavar="SECONDS",
+                       help="first wait before retrying the forward destination; doubles up to --retry-max")
+    serve.add_argument("--retry-max", type=float, default=60.0, metavar="SECONDS")
+    serve.add_argument("--max-attempts", type=int, default=10,
+                       help="refusals by the destination before an instance moves to the failed folder")
+
+    send = commands.add_parser("send", help="anonymize files and send them to a DICOM node (C-STORE)")
+    send.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the destination")
+    send.add_argument("--calling-ae", default="NEUROANON", help="our AE title (default: NEUROANON)")
+    _level_options(send)
+    _release_options(send)
+    send.add_argument("--tls-ca", type=Path, metavar="FILE",
+                      help="send over TLS, trusting the destination's certificate if this CA signed it")
+    send.add_argument("--tls-cert", type=Path, metavar="FILE", help="with --tls-ca: our client certificate (PEM)")
+    send.add_argument("--tls-key", type=Path, metavar="FILE", help="the client certificate's private key (PEM)")
+
     demo = commands.add_parser("demo", help="make a synthetic study with fake PHI, anonymize it at full, compare")
     demo.add_argument("--output", "-o", type=Path, help="folder for the demo files (default: a temporary one)")
     return parser
@@ -80,9 +116,37 @@ def _level_options(p: argparse.ArgumentParser) -> None:
                    help="full: remove every private element, the technical allow-list too")
 
 
+def _release_options(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that release files: key, lookup, report and the checks of level full."""
+    p.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
+    p.add_argument("--report", type=Path, help="write a JSON-lines report here")
+    p.add_argument("--lookup", type=Path, help="CSV of original,new PatientIDs (full level)")
+    p.add_argument("--quarantine", type=Path,
+                   help="full: write files held back by a check here (default: they are not written)")
+    p.add_argument("--no-residual-check", action="store_true",
+                   help="full: do not search outputs for their inputs' identifying values")
+    p.add_argument("--allow-burned-in", action="store_true",
+                   help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
+
+
+def _size(text: str) -> int:
+    """A size in bytes: a number, optionally with a K, M or G suffix (powers of 1024)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.strip().upper().rstrip("B"), ""
+    if number[-1:] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("a size must be positive")
+    return value
+
+
 def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[str, str] | None = None) -> Options:
     checks = {}
-    if args.command == "anonymize":
+    if args.command in ("anonymize", "serve", "send"):
         checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
                   "quarantine": args.quarantine}
     return Options(
@@ -115,15 +179,18 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
         if args.command == "verify":
             return _verify(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "send":
+            return _send(args)
         return _anonymize(args)
     except NeuroanonError as exc:
         print(f"neuroanon: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _anonymize(args: argparse.Namespace) -> int:
-    from .pipeline import anonymize_tree
-
+def _release_settings(args: argparse.Namespace) -> Options:
+    """The options of a command that releases files, with the key (created at full if missing)."""
     key = None
     if Level(args.level) is Level.FULL:
         key, path, created = load_or_create_key(args.key_file)
@@ -131,7 +198,13 @@ def _anonymize(args: argparse.Namespace) -> int:
             print(f"neuroanon: created a new key at {path} (mode 0600). Keep it secret and keep it: the same "
                   "key gives the same pseudonyms and UIDs in later runs.", file=sys.stderr)
     lookup = load_lookup(args.lookup) if args.lookup else None
-    options = _options(args, key, lookup)
+    return _options(args, key, lookup)
+
+
+def _anonymize(args: argparse.Namespace) -> int:
+    from .pipeline import anonymize_tree
+
+    options = _release_settings(args)
 
     if args.workers < 1:
         raise UsageError("--workers needs a number of at least 1")
@@ -182,6 +255,89 @@ def _progress(inputs: list[Path]) -> Any:
                     total += os.lstat(os.path.join(folder, name)).st_size
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True,
                 desc="anonymizing")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Run the node until SIGTERM or SIGINT; then finish what is in flight and stop."""
+    import signal
+    import threading
+
+    from .node import Node, NodeConfig, Retry, client_tls, parse_peer, private_incoming, server_tls
+
+    options = _release_settings(args)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("TLS needs both --tls-cert and --tls-key")
+    if args.tls_ca is not None and args.tls_cert is None:
+        raise UsageError("--tls-ca needs --tls-cert and --tls-key")
+    if args.max_attempts < 1 or args.retry_base <= 0 or args.retry_max <= 0:
+        raise UsageError("--max-attempts, --retry-base and --retry-max must be positive")
+    if args.forward_tls_ca is not None and args.forward is None:
+        raise UsageError("--forward-tls-ca needs --forward")
+    forward = parse_peer(args.forward) if args.forward else None
+    config = NodeConfig(
+        output=args.output, options=options, ae_title=args.ae_title, host=args.host, port=args.port,
+        work=args.work, forward=forward,
+        forward_tls=client_tls(args.forward_tls_ca) if args.forward_tls_ca else None,
+        allow_calling=tuple(args.allow_calling),
+        tls=server_tls(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
+        max_associations=args.max_associations, max_instance_size=args.max_instance_size,
+        retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    _log_to_stderr("neuroanon.node")
+    # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is
+    # a private one in the work folder rather than the shared /tmp.
+    tempfile.tempdir = str(private_incoming(config.work_dir))
+    node = Node(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no library warning (they can quote values) reaches the terminal
+        host, port = node.start()
+        try:
+            where = f"forwarding to {forward}" if forward else f"storing in {args.output}"
+            tls = ", TLS only" if config.tls else ""
+            print(f"neuroanon: listening as {config.ae_title} on {host}:{port} (level {options.level}, {where}"
+                  f"{tls}); stop with SIGTERM or Ctrl-C", flush=True)
+            stop.wait()
+        finally:
+            node.stop()
+    print(f"neuroanon: stopped: {node.totals.line(forward is not None)}", flush=True)
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    from .node import check_ae_title, client_tls, parse_peer, send_tree
+
+    peer = parse_peer(args.to)
+    calling = check_ae_title(args.calling_ae)
+    if args.tls_ca is None and (args.tls_cert or args.tls_key):
+        raise UsageError("--tls-cert and --tls-key need --tls-ca")
+    tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    options = _release_settings(args)
+
+    def show(record: Record) -> None:
+        if record.status in (Status.FAILED, Status.QUARANTINED):
+            print(f"{record.status}: {record.input}: {record.reason}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show)
+    print(f"{summary.line()}; sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
+    if args.report:
+        print(f"report: {args.report}")
+    return summary.exit_code
+
+
+def _log_to_stderr(name: str) -> None:
+    """Our own log lines (counts and AE titles, never values) on stderr, once."""
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_neuroanon", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler._neuroanon = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _verify(args: argparse.Namespace) -> int:

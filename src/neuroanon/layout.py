@@ -32,3 +32,14 @@ def by_identifiers(ds: Dataset, keyring: Keyring, relative: str) -> str:
         (part("PatientID", "subject"), part("StudyInstanceUID", "study"), part("SeriesInstanceUID", "series"),
          part("SOPInstanceUID", "instance") + ".dcm")
     )
+
+
+def by_uids(ds: Dataset, fallback: str) -> str:
+    """`study/series/instance.dcm` from the dataset's own UIDs: how the DICOM node names a received instance
+    below level full (those levels keep UIDs). A missing or unusable UID gives `fallback` in its place."""
+
+    def part(keyword: str) -> str:
+        value = _UNSAFE.sub("_", str(ds.get(keyword, "") or "").strip())
+        return value if value.strip(".") else fallback
+
+    return "/".join((part("StudyInstanceUID"), part("SeriesInstanceUID"), part("SOPInstanceUID") + ".dcm"))

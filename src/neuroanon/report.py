@@ -89,11 +89,11 @@ class Summary:
 class ReportWriter:
     """Appends records as JSON lines as they happen, so an interrupted run still has its report."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, append: bool = False) -> None:
         self._file: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "w", encoding="utf-8")
+            self._file = open(path, "a" if append else "w", encoding="utf-8")
 
     def write(self, entry: Record | dict[str, object]) -> None:
         """Append a record (or the summary) as one JSON line."""

@@ -1,0 +1,100 @@
+"""Who the node talks to: peers named `AET@HOST:PORT`, TLS contexts, and pynetdicom's settings.
+
+pynetdicom is configured once, before any of its objects exist: its identifier logging is off (it would print
+request datasets), its standard event logging is off, received datasets are spooled to a file as they arrive
+instead of being held in memory, and files are sent as their raw bytes without being decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from pynetdicom import _config, evt
+
+from ..errors import UsageError
+
+_PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\[\]]+)):(?P<port>[0-9]{1,5})$")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A DICOM application entity on the network."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
+
+
+def parse_peer(text: str) -> Peer:
+    """`AET@HOST:PORT` (an IPv6 host in brackets) as a Peer; UsageError if it is not one."""
+    match = _PEER.match(text.strip())
+    if match is None:
+        raise UsageError(f"expected AET@HOST:PORT, got {text!r}")
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise UsageError(f"port out of range in {text!r}")
+    return Peer(check_ae_title(match["aet"]), match["v6"] or match["host"], port)
+
+
+def check_ae_title(title: str) -> str:
+    """An AE title as PS3.5 allows it: 1 to 16 characters, not all spaces, no backslash or control character."""
+    if not title.strip() or len(title) > 16 or "\\" in title or any(ord(c) < 32 or ord(c) > 126 for c in title):
+        raise UsageError(f"not a valid AE title: {title!r} (1-16 printable characters, no backslash)")
+    return title.strip()
+
+
+def server_tls(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
+    """A TLS context for accepting associations; with `ca`, peers must present a certificate it signed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+        if ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate, key or CA ({exc})") from None
+    return context
+
+
+def client_tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """A TLS context for requesting associations: the peer must hold a certificate `ca` signed for its host."""
+    if (cert is None) != (key is None):
+        raise UsageError("a TLS client certificate needs both --tls-cert and --tls-key")
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert is not None and key is not None:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS CA or client certificate ({exc})") from None
+    return context
+
+
+def configure_pynetdicom() -> None:
+    """Set pynetdicom up for the node (idempotent; before creating any AE)."""
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def no_delay(event: evt.Event) -> None:
+    """On EVT_CONN_OPEN: send each PDU at once. DIMSE is request/response; with Nagle's algorithm a small
+    response waits for the peer's delayed acknowledgement (about 40 ms) on every instance."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

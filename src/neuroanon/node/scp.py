@@ -1,0 +1,406 @@
+"""The node: a Storage SCP (every storage SOP class, the common transfer syntaxes) and Verification SCP whose
+received instances go through the same pipeline as files.
+
+Each instance arrives on disk (pynetdicom writes it to a private temporary file as it comes in, never holding
+it in memory), moves to the spool, is prepared and committed by `pipeline.prepare`/`pipeline.commit` into the
+output (or, when forwarding, the outbox), is made durable (fsync), and only then is the sender told 0x0000.
+The identifiable copy is removed in every case. Failures become DIMSE statuses here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    HEVCM10P51,
+    HEVCMP51,
+    HTJ2K,
+    JPEG2000,
+    JPEG2000MC,
+    MPEG2MPHL,
+    MPEG2MPML,
+    MPEG4HP41,
+    MPEG4HP41BD,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEG2000MCLossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from ..discover import discover
+from ..errors import UsageError
+from ..journal import fingerprint
+from ..keys import Keyring
+from ..layout import by_uids
+from ..options import Level, Options
+from ..pipeline import Prepared, commit, prepare
+from ..read import quiet
+from ..report import Record, ReportWriter, Status
+from ..write import clear_staged, discard
+from .outbox import Forwarder, Outbox, Retry
+from .peer import Peer, check_ae_title, configure_pynetdicom, no_delay
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700  # refused: too big, or the node could not store it
+CANNOT_UNDERSTAND = 0xC000  # the pipeline could not process it, or would not release it
+
+# Accepted for every storage SOP class, in the node's order of preference when a sender offers several.
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
+    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
+    JPEG2000Lossless, JPEG2000, JPEG2000MCLossless, JPEG2000MC, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K,
+    RLELossless, MPEG2MPML, MPEG2MPHL, MPEG4HP41, MPEG4HP41BD, HEVCMP51, HEVCM10P51,
+]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How the node listens, what it does with instances, and where it keeps them."""
+
+    output: Path  # released instances; when forwarding, the outbox (emptied as the destination confirms)
+    options: Options
+    ae_title: str = "NEUROANON"
+    host: str = "0.0.0.0"
+    port: int = 11112
+    work: Path | None = None  # spool, failed, lock; default `.<output>.neuroanon-node` beside the output
+    forward: Peer | None = None
+    forward_tls: ssl.SSLContext | None = None
+    allow_calling: tuple[str, ...] = ()  # empty: any calling AE title
+    tls: ssl.SSLContext | None = None
+    max_associations: int = 10
+    max_instance_size: int | None = None  # bytes
+    retry: Retry = Retry()
+    report: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a configuration that cannot work before anything is created on disk."""
+        check_ae_title(self.ae_title)
+        object.__setattr__(self, "allow_calling", tuple(check_ae_title(t) for t in self.allow_calling))
+        if self.options.level is Level.FULL and self.options.key is None:
+            raise UsageError("level full needs a key")
+        if self.max_associations < 1 or (self.max_instance_size is not None and self.max_instance_size < 1):
+            raise UsageError("the association and instance size limits must be positive")
+
+    @property
+    def work_dir(self) -> Path:
+        out = self.output.resolve()
+        return self.work if self.work is not None else out.parent / f".{out.name}.neuroanon-node"
+
+
+@dataclass
+class Tally:
+    """Instances by outcome, for one association or the node's whole run."""
+
+    received: int = 0
+    stored: int = 0  # released into the output, or the outbox when forwarding
+    duplicate: int = 0
+    held: int = 0  # quarantined by a check at full
+    failed: int = 0
+    ending: str = field(default="closed", compare=False)
+
+    def add(self, kind: str) -> None:
+        self.received += 1
+        setattr(self, kind, getattr(self, kind) + 1)
+
+    def line(self, forwarding: bool) -> str:
+        stored = "queued for forwarding" if forwarding else "stored"
+        return (f"{self.received} received, {self.stored} {stored}, {self.duplicate} duplicate, {self.held} held, "
+                f"{self.failed} failed")
+
+
+class Node:
+    """Start with `start()` (returns the bound address), stop with `stop()`; or use as a context manager."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        configure_pynetdicom()
+        self.config = config
+        self.options = config.options
+        self.forwarding = config.forward is not None
+        self.output = config.output
+        self.totals = Tally()
+        self.forwarder: Forwarder | None = None
+        self._server: ThreadedAssociationServer | None = None
+        self._lock = threading.Lock()  # the pipeline, the claims and the report: one instance at a time
+        self._tallies: dict[object, Tally] = {}
+        self._report: ReportWriter | None = None
+        self._lockfile: TextIO | None = None
+        self._keyring = Keyring(config.options.key) if config.options.key is not None else None
+
+    # --- life cycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Prepare the folders, process what an earlier run left in the spool, start forwarding and listening."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # release the work folder's lock and whatever was started
+            raise
+
+    def _start(self) -> tuple[str, int]:
+        config = self.config
+        work = config.work_dir
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_work(work)
+        self.output.mkdir(parents=True, exist_ok=True)
+        self._check_options(work)
+        clear_staged(self.output)
+        self.spool = Spool(work / "spool")
+        self._report = ReportWriter(config.report, append=True)
+        if config.forward is not None:
+            outbox = Outbox(self.output, work / "failed")
+            self.forwarder = Forwarder(outbox, config.forward, config.ae_title, config.forward_tls, config.retry,
+                                       on_failed=self._forward_failed)
+        leftovers = self.spool.leftovers()
+        for path in leftovers:
+            self.totals.add(self._process(path)[1])
+        if leftovers:
+            log.info("processed %d instances an earlier run left in the spool: %s", len(leftovers),
+                     self.totals.line(self.forwarding))
+        if self.forwarder is not None:
+            self.forwarder.start()
+        self._server = self._listen()
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def _listen(self) -> ThreadedAssociationServer:
+        config = self.config
+        ae = AE(ae_title=config.ae_title)
+        for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        ae.require_called_aet = True
+        ae.require_calling_aet = list(config.allow_calling)
+        ae.maximum_associations = config.max_associations
+        handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_CONN_OPEN, no_delay),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_ABORTED, self._on_end),
+            (evt.EVT_CONN_CLOSE, self._on_close),
+            (evt.EVT_REJECTED, self._on_rejected),
+        ]
+        try:
+            server = ae.start_server((config.host, config.port), block=False, ssl_context=config.tls,
+                                     evt_handlers=handlers)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {config.host}:{config.port} ({exc.strerror})") from None
+        assert server is not None  # block=False returns the running server
+        return server
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting, let running associations finish (up to `grace` s), stop forwarding; idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            deadline = time.monotonic() + grace
+            while server.active_associations and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for assoc in server.active_associations:
+                assoc.abort()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+        if self._report is not None:
+            self._report.close()
+            self._report = None
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
+            log.info("stopped: %s%s", self.totals.line(self.forwarding), self._forward_line())
+
+    def __enter__(self) -> Node:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("the node is not listening")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def _lock_work(self, work: Path) -> None:
+        handle = open(work / "lock", "w", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise UsageError(f"another neuroanon node is using {work}") from None
+        self._lockfile = handle
+
+    def _check_options(self, work: Path) -> None:
+        """Refuse to add to an output begun with other options or another key (as `anonymize` does)."""
+        stamp, current = work / "options", fingerprint(self.options)
+        earlier = stamp.read_text(encoding="utf-8").strip() if stamp.exists() else None
+        if earlier is not None and earlier != current and any(self.output.iterdir()):
+            raise UsageError(f"the output {self.output} was begun with other options or another key; "
+                             "use a new output folder")
+        stamp.write_text(current + "\n", encoding="utf-8")
+
+    # --- events -----------------------------------------------------------------------------------------------
+
+    def _on_store(self, event: evt.Event) -> int:
+        status, kind = self._receive(Path(event.dataset_path))
+        with self._lock:
+            self._tallies.setdefault(event.assoc, Tally()).add(kind)
+            self.totals.add(kind)
+        return status
+
+    def _on_end(self, event: evt.Event) -> None:
+        with self._lock:
+            self._tallies.setdefault(event.assoc, Tally()).ending = event.event.name[4:].lower()
+
+    def _on_close(self, event: evt.Event) -> None:
+        with self._lock:
+            tally = self._tallies.pop(event.assoc, None)
+        if tally is not None:
+            log.info("association from %s %s: %s", _who(event), tally.ending, tally.line(self.forwarding))
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        log.warning("association from %s rejected (calling AE title not allowed, called AE title not ours, "
+                    "or too many associations)", _who(event))
+
+    # --- one instance -----------------------------------------------------------------------------------------
+
+    def _receive(self, received: Path) -> tuple[int, str]:
+        """Check the size, spool, process; the DIMSE status for the sender and the outcome's kind."""
+        limit = self.config.max_instance_size
+        try:
+            if limit is not None and received.stat().st_size > limit:
+                log.warning("refused an instance of %d bytes (limit %d)", received.stat().st_size, limit)
+                return OUT_OF_RESOURCES, "failed"
+            spooled = self.spool.take(received)
+        except OSError as exc:
+            log.error("could not spool a received instance (%s)", exc.strerror or type(exc).__name__)
+            return OUT_OF_RESOURCES, "failed"
+        return self._process(spooled)
+
+    def _process(self, spooled: Path) -> tuple[int, str]:
+        try:
+            with self._lock:  # pydicom's warning and validation switches are process-wide: one at a time
+                record = self._commit(self._prepare(spooled))
+                if self._report is not None:
+                    self._report.write(record.as_dict())
+            self._make_durable(record)
+        except OSError as exc:
+            log.error("could not store a received instance (%s)", exc.strerror or type(exc).__name__)
+            return OUT_OF_RESOURCES, "failed"
+        finally:
+            spooled.unlink(missing_ok=True)
+        if record.status is Status.WRITTEN:
+            if self.forwarder is not None:
+                self.forwarder.wake()
+            return SUCCESS, "stored"
+        if record.status is Status.SKIPPED and record.reason.startswith("duplicate"):
+            return SUCCESS, "duplicate"
+        if record.status is Status.QUARANTINED:
+            log.warning("held back an instance: %s", record.reason)  # reasons name attributes, never values
+            return (SUCCESS if record.output is not None else CANNOT_UNDERSTAND), "held"
+        log.warning("could not process a received instance: %s", record.reason)
+        return CANNOT_UNDERSTAND, "failed"
+
+    def _prepare(self, spooled: Path) -> Prepared:
+        item = next(iter(discover([spooled])))
+        return prepare(item, self._name(spooled), self.output, self.options)
+
+    def _name(self, spooled: Path) -> str:
+        """The instance's name in the report and, below full, in the output: `study/series/instance.dcm` from
+        its UIDs. At full the output path comes from the new identifiers, and the report names the instance by
+        a keyed token of its UID (never the UID itself)."""
+        ds: Dataset
+        try:
+            with quiet():
+                ds = dcmread(spooled, stop_before_pixels=True, force=True,
+                             specific_tags=[0x0020000D, 0x0020000E, 0x00080018])
+        except Exception:  # unreadable: the pipeline will say why
+            ds = Dataset()
+        if self.options.level is Level.FULL:
+            assert self._keyring is not None
+            return "received/" + self._keyring.token(str(ds.get("SOPInstanceUID", "") or spooled.stem)) + ".dcm"
+        return by_uids(ds, spooled.stem)
+
+    def _commit(self, prepared: Prepared) -> Record:
+        """The pipeline's commit, after an idempotence check: an instance whose output exists is a duplicate."""
+        record, staged = prepared.record, prepared.staged
+        if (staged is not None and record.output is not None and record.status is Status.WRITTEN
+                and (self.output / record.output).exists()):
+            discard(Path(staged))
+            where = "waiting in the outbox" if self.forwarding else "stored"
+            return Record(record.input, Status.SKIPPED, f"duplicate instance: already {where}", record.output)
+        return commit(prepared, self.output, self.options, {})
+
+    def _make_durable(self, record: Record) -> None:
+        if record.output is None:
+            return
+        if record.status is Status.WRITTEN:
+            _fsync_path(self.output / record.output, self.output)
+        elif record.status is Status.QUARANTINED and self.options.quarantine is not None:
+            _fsync_path(self.options.quarantine / record.output, self.options.quarantine)
+
+    def _forward_failed(self, path: Path, reason: str) -> None:
+        with self._lock:
+            if self._report is not None:
+                name = str(path.relative_to(self.forwarder.outbox.failed)) if self.forwarder else path.name
+                self._report.write(Record(name, Status.FAILED, f"not forwarded: {reason}", name).as_dict())
+
+    def _forward_line(self) -> str:
+        if self.forwarder is None:
+            return ""
+        return f"; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
+
+
+def _who(event: evt.Event) -> str:
+    requestor = event.assoc.requestor
+    return f"{requestor.ae_title} ({requestor.address}:{requestor.port})"
+
+
+def _fsync_path(path: Path, root: Path) -> None:
+    """Flush a released file and the folders naming it, up to `root`, to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # already forwarded and removed
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    folder = path.parent
+    while True:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if folder == root or not folder.is_relative_to(root):
+            return
+        folder = folder.parent

@@ -1,0 +1,401 @@
+"""The DICOM node with real peers on loopback: dcmtk's echoscu and storescu, pynetdicom, and the CLI as a process.
+
+What the node stores must be what `anonymize` writes for the same files, level and key; nothing identifying may
+reach a log; every instance is stored once whatever the concurrency; the gates (allow-list, TLS, limits) hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
+
+from neuroanon.node import Node, NodeConfig, Retry, client_tls, server_tls
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.sample import make_dataset, planted_values
+
+from .helpers import files_under, searchable_bytes
+from .peers import (
+    DCMTK_ENV,
+    LOOPBACK,
+    NODE_AET,
+    TIMEOUT,
+    Serve,
+    by_sop_instance,
+    dataset_bytes,
+    echoscu,
+    many,
+    storescu,
+    storescu_args,
+    study,
+    wait_until,
+)
+from .tools import require_tool
+
+KEY = b"node-test-key-0123456789abcdef!!"
+META_OF_THE_WRITER = {0x00020000, 0x00020012, 0x00020013, 0x00020016}  # group length, implementation, source AE
+
+
+@contextmanager
+def running(output: Path, **settings: object) -> Iterator[Node]:
+    settings.setdefault("options", Options(level=Level.ANONYMIZE, key=KEY))
+    node = Node(NodeConfig(output=output, host=LOOPBACK, port=0, **settings))  # type: ignore[arg-type]
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop(grace=10)
+
+
+def _work(output: Path) -> Path:
+    return output.parent / f".{output.name}.neuroanon-node"
+
+
+def _planted_in(text: str, subjects: list[int]) -> list[str]:
+    return [name for s in subjects for name, value in planted_values(s).items() if value.lower() in text.lower()]
+
+
+def _scu(calling: str = "TESTSCU", tls: object = None) -> AE:
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(MRImageStorage, [ExplicitVRLittleEndian])
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 30
+    return ae
+
+
+def _store(port: int, *datasets: object, calling: str = "TESTSCU") -> list[int]:
+    """C-STORE each dataset (or file, sent raw) in one association; their statuses."""
+    assoc = _scu(calling).associate(LOOPBACK, port, ae_title=NODE_AET)
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def _records(report: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in report.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
+def test_a_study_from_storescu_is_stored_as_anonymize_writes_it(
+    tmp_path: Path, level: Level, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    inputs = tmp_path / "in"
+    sources = study(inputs, subject=3)
+    options = Options(level=level, key=KEY)
+    out = tmp_path / "out"
+    with running(out, options=options) as node:
+        port = node.address[1]
+        assert echoscu(port).returncode == 0
+        sent = storescu(port, inputs)
+        assert sent.returncode == 0, sent.stderr
+        assert node.totals.stored == len(sources) and node.totals.failed == 0
+    assert not any(_work(out).joinpath("spool").iterdir()), "an identifiable copy was left in the spool"
+
+    reference = tmp_path / "reference"
+    assert anonymize_tree([inputs], reference, options).exit_code == 0
+    stored, expected = by_sop_instance(out), by_sop_instance(reference)
+    assert len(stored) == len(sources) and stored.keys() == expected.keys()
+    for uid, path in stored.items():
+        twin = expected[uid]
+        assert dataset_bytes(path) == dataset_bytes(twin), "the node wrote other bytes than anonymize"
+        ours, theirs = pydicom.dcmread(path).file_meta, pydicom.dcmread(twin).file_meta
+        assert {t: ours[t].value for t in ours.keys() if t not in META_OF_THE_WRITER} == {
+            t: theirs[t].value for t in theirs.keys() if t not in META_OF_THE_WRITER}
+        relative = path.relative_to(out).as_posix()
+        if level is Level.FULL:
+            assert relative == twin.relative_to(reference).as_posix()
+            data = searchable_bytes(path)
+            assert not [n for n, v in planted_values(3).items() if v.encode() in data]
+            assert not _planted_in(relative, [3])
+        else:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            assert relative == f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{uid}.dcm"
+    assert not _planted_in(caplog.text, [3]), "an original value reached a log"
+    assert "ECHOSCU (127.0.0.1" in caplog.text
+    assert "STORESCU (127.0.0.1" in caplog.text and f"released: {len(sources)} received, {len(sources)} stored" \
+        in caplog.text
+
+
+def test_the_same_instance_twice_is_stored_once_and_acknowledged_each_time(tmp_path: Path) -> None:
+    source = study(tmp_path / "in", subject=4, n_series=1, n_instances=2)[0]
+    out, report = tmp_path / "out", tmp_path / "node.jsonl"
+    with running(out, report=report) as node:
+        port = node.address[1]
+        assert _store(port, source, source) == [0x0000, 0x0000]
+        assert _store(port, pydicom.dcmread(source)) == [0x0000]
+        assert (node.totals.stored, node.totals.duplicate) == (1, 2)
+    assert len(files_under(out)) == 1
+    records = _records(report)
+    assert [r["status"] for r in records] == ["written", "skipped", "skipped"]
+    assert all(str(r["reason"]).startswith("duplicate instance") for r in records[1:])
+
+
+def test_concurrent_senders_store_every_instance_exactly_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    inputs = tmp_path / "in"
+    sources = many(inputs, 320, per_folder=80, subject=5)
+    folders = sorted(p for p in inputs.iterdir())
+    assert len(folders) == 4
+    out = tmp_path / "out"
+    with running(out, max_associations=8) as node:
+        port = node.address[1]
+        # four senders with a folder each, and a fifth sending the first folder again at the same time
+        senders = [subprocess.Popen(storescu_args(port, f, calling=f"SENDER{i}"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=DCMTK_ENV)
+                   for i, f in enumerate([*folders, folders[0]])]
+        for sender in senders:
+            _, err = sender.communicate(timeout=TIMEOUT)
+            assert sender.returncode == 0, err
+        assert node.totals.received == 400 and node.totals.failed == 0
+        assert (node.totals.stored, node.totals.duplicate) == (320, 80)
+    stored = by_sop_instance(out)  # asserts no instance is there twice
+    assert stored.keys() == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in sources}
+    assert not [p for p in out.rglob(".*")], "a staged file was left in the output"
+    assert not any(_work(out).joinpath("spool").iterdir())
+    assert caplog.text.count("association from SENDER") == 5
+
+
+def test_calling_ae_titles_off_the_allow_list_are_rejected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    inputs = tmp_path / "in"
+    study(inputs, subject=6, n_series=1, n_instances=2)
+    out = tmp_path / "out"
+    with running(out, allow_calling=("SCANNER1", "PACS")) as node:
+        port = node.address[1]
+        assert echoscu(port, calling="INTRUDER").returncode != 0
+        assert storescu(port, inputs, calling="INTRUDER").returncode != 0
+        assert echoscu(port, calling="SCANNER1", called="SOMEONEELSE").returncode != 0  # not addressed to us
+        assoc = _scu("INTRUDER").associate(LOOPBACK, port, ae_title=NODE_AET)
+        assert assoc.is_rejected
+        assert not files_under(out)
+        assert echoscu(port, calling="SCANNER1").returncode == 0
+        assert storescu(port, inputs, calling="PACS").returncode == 0
+    assert len(files_under(out)) == 2
+    assert "association from INTRUDER (127.0.0.1" in caplog.text and "rejected" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (its own CA) and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+         str(cert), "-subj", "/CN=localhost", "-days", "1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert made.returncode == 0, made.stderr
+    return cert, key
+
+
+def test_a_tls_node_serves_tls_and_refuses_plain_connections(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    source = study(tmp_path / "in", subject=7, n_series=1, n_instances=1)[0]
+    out = tmp_path / "out"
+    with running(out, tls=server_tls(cert, key)) as node:
+        port = node.address[1]
+        assoc = _scu().associate(LOOPBACK, port, ae_title=NODE_AET, tls_args=(client_tls(cert), LOOPBACK))
+        assert assoc.is_established
+        try:
+            assert assoc.send_c_echo().Status == 0x0000
+            assert assoc.send_c_store(source).Status == 0x0000
+        finally:
+            assoc.release()
+        assert echoscu(port).returncode != 0
+        assert storescu(port, source).returncode != 0
+        plain = _scu().associate(LOOPBACK, port, ae_title=NODE_AET)
+        assert not plain.is_established
+        # `send` speaks TLS too
+        from neuroanon.cli import main
+
+        other = study(tmp_path / "in2", subject=8, n_series=1, n_instances=1)
+        assert main(["send", str(other[0]), "--to", f"{NODE_AET}@{LOOPBACK}:{port}", "--tls-ca", str(cert)]) == 0
+        assert main(["send", str(other[0]), "--to", f"{NODE_AET}@{LOOPBACK}:{port}"]) == 1  # plain: refused
+    assert len(files_under(out)) == 2
+
+
+def test_a_node_that_requires_client_certificates_refuses_senders_without_one(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    with running(tmp_path / "out", tls=server_tls(cert, key, ca=cert)) as node:
+        port = node.address[1]
+        anonymous = _scu().associate(LOOPBACK, port, ae_title=NODE_AET, tls_args=(client_tls(cert), LOOPBACK))
+        assert not anonymous.is_established
+        known = _scu().associate(LOOPBACK, port, ae_title=NODE_AET,
+                                 tls_args=(client_tls(cert, cert, key), LOOPBACK))
+        assert known.is_established
+        assert known.send_c_echo().Status == 0x0000
+        known.release()
+
+
+def test_limits_on_instance_size_and_associations(tmp_path: Path) -> None:
+    source = study(tmp_path / "in", subject=9, n_series=1, n_instances=1)[0]
+    out, report = tmp_path / "out", tmp_path / "node.jsonl"
+    with running(out, max_instance_size=source.stat().st_size // 2, max_associations=1, report=report) as node:
+        port = node.address[1]
+        first = _scu().associate(LOOPBACK, port, ae_title=NODE_AET)
+        assert first.is_established
+        try:
+            assert first.send_c_store(source).Status == 0xA700  # refused: out of resources
+            second = _scu().associate(LOOPBACK, port, ae_title=NODE_AET)
+            assert second.is_rejected
+        finally:
+            first.release()
+        assert node.totals.failed == 1
+    assert not files_under(out)
+    assert not any(_work(out).joinpath("spool").iterdir())
+
+
+def test_a_malformed_instance_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    source = study(tmp_path / "in", subject=10, n_series=1, n_instances=1)[0]
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(source.read_bytes()[:-100])  # sent raw: the pixel data is 100 bytes short
+    out, report = tmp_path / "out", tmp_path / "node.jsonl"
+    with running(out, report=report) as node:
+        assert _store(node.address[1], cut) == [0xC000]
+    assert not files_under(out)
+    assert not any(_work(out).joinpath("spool").iterdir())
+    (record,) = _records(report)
+    assert record["status"] == "failed" and "truncated" in str(record["reason"])
+
+
+def test_full_holds_back_an_instance_it_cannot_prove_clean(tmp_path: Path) -> None:
+    risky = make_dataset(subject=11)
+    risky.BurnedInAnnotation = "YES"
+    options = Options(level=Level.FULL, key=KEY)
+    with running(tmp_path / "out", options=options) as node:
+        assert _store(node.address[1], risky) == [0xC000]  # not released and not kept: the sender keeps it
+    held = tmp_path / "held"
+    options = Options(level=Level.FULL, key=KEY, quarantine=held)
+    with running(tmp_path / "out2", options=options) as node:
+        assert _store(node.address[1], risky) == [0x0000]  # kept for review: safely on disk
+        assert node.totals.held == 1
+    assert not files_under(tmp_path / "out") and not files_under(tmp_path / "out2")
+    assert len(files_under(held)) == 1
+
+
+def test_instances_left_in_the_spool_by_a_killed_node_are_processed_at_start(tmp_path: Path) -> None:
+    source = study(tmp_path / "in", subject=12, n_series=1, n_instances=1)[0]
+    out = tmp_path / "out"
+    spool = _work(out) / "spool"
+    spool.mkdir(parents=True)
+    (spool / "0123abcd.dcm").write_bytes(source.read_bytes())
+    (spool / ".4567.part").write_bytes(source.read_bytes()[:500])  # a copy cut short
+    with running(out) as node:
+        assert node.totals.stored == 1
+    assert not any(spool.iterdir())
+    (stored,) = files_under(out)
+    assert pydicom.dcmread(stored).PatientName == "Anon"
+    assert oct(spool.stat().st_mode & 0o777) == "0o700"
+
+
+class _RefusingPeer:
+    """A pynetdicom Storage SCP that answers every C-STORE with 0xA700 and counts the attempts."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        ae = AE(ae_title="REFUSER")
+        ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
+        self.server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._refuse)])
+        self.port = int(self.server.server_address[1])
+
+    def _refuse(self, event: evt.Event) -> int:
+        self.attempts += 1
+        return 0xA700
+
+
+def test_instances_the_destination_keeps_refusing_end_in_the_failed_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    inputs = tmp_path / "in"
+    study(inputs, subject=13, n_series=1, n_instances=2)
+    peer = _RefusingPeer()
+    out, report = tmp_path / "outbox", tmp_path / "node.jsonl"
+    from neuroanon.node import Peer
+
+    try:
+        with running(out, forward=Peer("REFUSER", LOOPBACK, peer.port), retry=Retry(0.02, 0.1, 3),
+                     report=report) as node:
+            assert storescu(node.address[1], inputs).returncode == 0
+            failed = _work(out) / "failed"
+            wait_until(lambda: len(files_under(failed)) == 2, "two instances in the failed folder", timeout=30)
+            assert node.forwarder is not None and node.forwarder.failed == 2
+    finally:
+        peer.server.shutdown()
+    assert peer.attempts == 6  # three tries each, then given up
+    assert not files_under(out)
+    assert sum(1 for r in _records(report) if str(r["reason"]).startswith("not forwarded")) == 2
+    assert "refused an instance 3 times" in caplog.text
+
+
+def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    sources = study(inputs, subject=14)
+    key = tmp_path / "key"
+    key.write_text(KEY.hex())
+    out, report = tmp_path / "out", tmp_path / "serve.jsonl"
+    with Serve("--output", str(out), "--level", "full", "--key-file", str(key), "--allow-calling", "STORESCU",
+               "ECHOSCU", "--report", str(report)) as serve:
+        assert "listening as NEUROANON on 127.0.0.1:" in serve.line
+        assert echoscu(serve.port).returncode == 0
+        assert storescu(serve.port, inputs).returncode == 0
+        assert storescu(serve.port, inputs, calling="OTHER").returncode != 0
+        status, stdout, stderr = serve.stop()
+    assert status == 0, stderr
+    assert f"stopped: {len(sources)} received, {len(sources)} stored" in stdout
+    assert f"released: {len(sources)} received, {len(sources)} stored" in stderr
+    assert "association from OTHER" in stderr and "rejected" in stderr
+    assert not _planted_in(stdout + stderr + report.read_text(), [14])
+    work = _work(out)
+    for private in (work, work / "incoming", work / "spool"):  # where instances arrive and wait: private
+        assert private.stat().st_mode & 0o777 == 0o700
+    assert not any((work / "incoming").iterdir()) and not any((work / "spool").iterdir())
+    reference = tmp_path / "reference"
+    assert anonymize_tree([inputs], reference, Options(level=Level.FULL, key=KEY)).exit_code == 0
+    assert sorted(p.relative_to(out) for p in files_under(out)) == sorted(
+        p.relative_to(reference) for p in files_under(reference))
+
+
+def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroanon.cli import main
+
+    out = str(tmp_path / "out")
+    assert main(["serve", "--port", "0", "--output", out, "--forward", "nowhere"]) == 2
+    assert "AET@HOST:PORT" in capsys.readouterr().err
+    assert main(["serve", "--port", "0", "--output", out, "--tls-cert", str(tmp_path / "c.pem")]) == 2
+    assert main(["serve", "--port", "0", "--output", out, "--allow-calling", "A\\B"]) == 2
+    assert main(["serve", "--port", "0", "--output", out, "--max-instance-size", "lots"]) == 2
+    assert main(["send", str(tmp_path), "--to", "AET@host:99999"]) == 2
+    assert main(["send", str(tmp_path), "--to", "WAY-TOO-LONG-AE-TITLE@host:104"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_node_per_work_folder_and_one_set_of_options_per_output(tmp_path: Path) -> None:
+    from neuroanon.errors import UsageError
+
+    source = study(tmp_path / "in", subject=15, n_series=1, n_instances=1)[0]
+    out = tmp_path / "out"
+    with running(out) as node:
+        assert _store(node.address[1], source) == [0x0000]
+        with pytest.raises(UsageError, match="another neuroanon node"):
+            Node(NodeConfig(output=out, options=Options(key=KEY), host=LOOPBACK, port=0)).start()
+    with pytest.raises(UsageError, match="other options or another key"):
+        Node(NodeConfig(output=out, options=Options(level=Level.FULL, key=KEY), host=LOOPBACK, port=0)).start()
+    with running(out) as node:  # the same options again: the lock was released, the output is accepted
+        assert _store(node.address[1], source) == [0x0000] and node.totals.duplicate == 1
