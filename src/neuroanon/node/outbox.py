@@ -112,15 +112,22 @@ class Forwarder:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        queue: list[Path] = []  # the outbox as last listed: listed again only when drained (a backlog is big)
         while not self._stop.is_set():
             self._wake.clear()
+            if not queue:
+                queue = self.outbox.pending()
             now = time.monotonic()
-            ready = [p for p in self.outbox.pending() if self._refusals.get(p, (0, 0.0))[1] <= now][:BATCH]
+            ready = [p for p in queue if self._refusals.get(p, (0, 0.0))[1] <= now][:BATCH]
             if not ready:
+                queue = []
                 self._wake.wait(self._idle_wait())
                 continue
-            lost = self._send(ready)
+            taken = set(ready)
+            queue = [p for p in queue if p not in taken]
+            lost = self._send(ready, waiting=len(queue))
             if lost:
+                queue = []
                 self.outages += 1
                 pause = self.retry.delay(self.outages)
                 log.warning("destination %s unreachable; %d instances waiting; next try in %.1f s",
@@ -129,7 +136,7 @@ class Forwarder:
             else:
                 self.outages = 0
 
-    def _send(self, ready: list[Path]) -> bool:
+    def _send(self, ready: list[Path], waiting: int) -> bool:
         """Send one batch; True if the destination could not be reached for some of it."""
         sent, lost = 0, False
         for path, outcome in send_files(self.peer, ready, self.calling_ae, self.tls):
@@ -145,7 +152,7 @@ class Forwarder:
                 break
         self.forwarded += sent
         if sent:
-            log.info("forwarded %d instances to %s; %d waiting", sent, self.peer, len(self.outbox.pending()))
+            log.info("forwarded %d instances to %s; %d waiting", sent, self.peer, waiting + len(ready) - sent)
         return lost
 
     def _refused(self, path: Path, reason: str) -> None:
