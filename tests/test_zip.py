@@ -1,17 +1,23 @@
-"""Zip archives: every member of an input archive accounted for, and a zip output equal to a folder output."""
+"""Zip archives: every member of an input archive accounted for; a zip output equal to a folder output, resumable."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from neuroanon import pipeline
 from neuroanon.cli import main
+from neuroanon.discover import InputFile
 from neuroanon.options import Level, Options
-from neuroanon.pipeline import anonymize_tree
-from neuroanon.sample import make_study, planted_values
+from neuroanon.pipeline import Prepared, anonymize_tree
+from neuroanon.sample import make_many, make_study, planted_values
 
 from .helpers import files_under
 
@@ -82,3 +88,45 @@ def test_verify_reads_a_zip_release(archive: tuple[Path, Path], tmp_path: Path) 
     assert main(["anonymize", str(folder), "-o", str(out), "--level", "full", "--key-file", str(key), "-q"]) == 0
     assert main(["verify", str(out), "--level", "full", "--against", str(folder), "--key-file", str(key)]) == 0
     assert main(["verify", str(zipped), "--level", "full"]) == 1
+
+
+def test_a_killed_zip_run_resumes_to_the_same_archive_without_redoing_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in"
+    make_many(source, 400, subject=13)
+    key = tmp_path / "key"
+    key.write_text("5a" * 32)
+    command = [sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "--level", "full", "--key-file",
+               str(key), "--workers", "2", "-q"]
+    reference = tmp_path / "reference.zip"
+    subprocess.run([*command, "-o", str(reference)], check=True, capture_output=True)
+
+    out = tmp_path / "out.zip"
+    journal = tmp_path / ".out.zip.neuroanon-journal"
+    run = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 100):
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert not out.exists(), "an unfinished archive under its final name"
+    partial = tmp_path / "out.zip.partial"
+    finished = journal.read_text().count("\n") - 1
+    assert 90 <= finished < 400 and partial.exists(), "the kill should land mid-run"
+
+    prepared: list[str] = []
+    real_prepare = pipeline.prepare
+
+    def counting(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
+        prepared.append(name)
+        return real_prepare(item, name, output, options)
+
+    monkeypatch.setattr(pipeline, "prepare", counting)
+    report = tmp_path / "report.jsonl"
+    assert main([*command[3:], "-o", str(out), "--workers", "1", "--report", str(report)]) == 0
+    assert out.read_bytes() == reference.read_bytes(), "the resumed archive differs from an uninterrupted one"
+    assert len(prepared) <= 400 - finished + 1, "members the killed run had finished were made again"
+    assert not partial.exists() and not journal.exists()
+    lines = report.read_text().splitlines()
+    assert len(lines) == 401 and json.loads(lines[-1])["summary"]["written"] == 400

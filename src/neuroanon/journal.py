@@ -44,12 +44,16 @@ def fingerprint(options: Options) -> str:
 class Journal:
     """Appends one line per committed file; reads the lines of an earlier run with the same fingerprint."""
 
-    def __init__(self, output: Path, options: Options) -> None:
+    def __init__(self, output: Path, options: Options, resumable: bool | None = None) -> None:
+        """`resumable`: whether what an earlier run left in `output` can be kept (default: the output folder
+        is not empty)."""
         self.path = output.resolve().parent / f".{output.resolve().name}.neuroanon-journal"
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
         self.done: dict[str, Entry] = {}
-        if self.path.exists() and not _empty(output):
+        if resumable is None:
+            resumable = not _empty(output)
+        if self.path.exists() and resumable:
             self._load()
         else:  # nothing of an earlier run is left to resume
             self.path.unlink(missing_ok=True)
@@ -72,6 +76,10 @@ class Journal:
             except json.JSONDecodeError:
                 break  # the last line of a killed run may be cut short
             self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry))
+
+    def written(self) -> set[str]:
+        """The outputs an earlier run released."""
+        return {e.record.output for e in self.done.values() if e.record.status is Status.WRITTEN and e.record.output}
 
     def finished(self, relative: str, path: Path) -> Record | None:
         """The record of an earlier run for this input, if it is unchanged and its output still exists."""

@@ -37,7 +37,7 @@ from .options import Level, Options
 from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, Status, Summary
 from .residual import Finding, check_file, check_path
-from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, release, write_instance
+from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, partial_zip, release, write_instance
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +85,25 @@ def anonymize_tree(
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
 
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
-    An `output` ending in `.zip` is written as a zip archive, member by member (no resume: a rerun starts over).
+    An `output` ending in `.zip` is written as a zip archive, member by member (`X.zip.partial` until the run
+    completes; a rerun takes it up again).
     """
     check_paths(inputs, output, options.quarantine)
-    archive = ZipSink(output) if output.suffix.lower() == ".zip" else None
-    root = output if archive is None else output.parent / f".{output.name}.neuroanon-work"
-    if archive is not None:
-        shutil.rmtree(root, ignore_errors=True)
+    zipped = output.suffix.lower() == ".zip"
+    # A zip's members are staged in a work folder beside it, then copied into the archive.
+    root = output if not zipped else output.parent / f".{output.name}.neuroanon-work"
     clear_staged(root)
-    journal = Journal(root, options)
+    journal = Journal(output, options, resumable=partial_zip(output).exists() if zipped else None)
+    archive = ZipSink(output, keep=journal.written()) if zipped else None
     root.mkdir(parents=True, exist_ok=True)
+    present = archive.members.__contains__ if archive is not None else lambda name: (root / name).exists()
     summary = Summary(options.level.value)
     writer = ReportWriter(report)
     claimed: dict[str, str] = {}
     released = archive.add if archive is not None else None
     try:
         with _pool(workers, dask_scheduler) as pool:
-            outcomes = _outcomes(_named(inputs), root, options, journal, pool, 4 * max(workers, 4))
+            outcomes = _outcomes(_named(inputs), root, options, journal, present, pool, 4 * max(workers, 4))
             for item, name, outcome in outcomes:
                 if isinstance(outcome, Prepared):
                     record = commit(outcome, root, options, claimed, released)
@@ -122,9 +124,10 @@ def anonymize_tree(
         writer.close()
         journal.close()
         if archive is not None:
-            archive.close()
+            archive.close()  # unfinished, the partial archive and the journal stay for a rerun
             shutil.rmtree(root, ignore_errors=True)
-            journal.path.unlink(missing_ok=True)
+            if archive.finished:
+                journal.path.unlink(missing_ok=True)
     return summary
 
 
@@ -148,18 +151,19 @@ _Pending = tuple[list[tuple[InputFile, str]], "Future[list[Prepared]] | Record"]
 
 
 def _outcomes(
-    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal, pool: Executor | None,
-    window_size: int,
+    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal,
+    present: Callable[[str], bool], pool: Executor | None, window_size: int,
 ) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
-    """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run."""
+    """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run (whose
+    output is still `present`)."""
     if pool is None:
         for item, name in items:
-            yield item, name, _finished(journal, item, name, output) or prepare(item, name, output, options)
+            yield item, name, _finished(journal, item, name, present) or prepare(item, name, output, options)
         return
     window: deque[_Pending] = deque()
     batch: list[tuple[InputFile, str]] = []
     for item, name in items:
-        done = _finished(journal, item, name, output)
+        done = _finished(journal, item, name, present)
         if done is not None or len(batch) == BATCH:
             _submit(pool, batch, window, output, options)
         if done is not None:
@@ -205,9 +209,9 @@ def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Recor
         yield item, name, result
 
 
-def _finished(journal: Journal, item: InputFile, name: str, output: Path) -> Record | None:
+def _finished(journal: Journal, item: InputFile, name: str, present: Callable[[str], bool]) -> Record | None:
     done = journal.finished(name, item.path)
-    if done is not None and done.status is Status.WRITTEN and done.output and not (output / done.output).exists():
+    if done is not None and done.status is Status.WRITTEN and done.output and not present(done.output):
         return None  # its output is gone: do it again
     return done
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -76,35 +77,97 @@ def clear_staged(folder: Path) -> None:
 
 class ZipSink:
     """A zip archive written member by member as files are released, in a stable form: stored (DICOM pixel data
-    is often compressed already), fixed dates and modes, so the same inputs give the same bytes. It is written
-    as `<name>.partial` and renamed when the run finishes."""
+    is often compressed already), fixed dates and modes, so the same inputs give the same bytes.
 
-    def __init__(self, dest: Path) -> None:
+    It is written as `<name>.partial` and renamed when the run finishes. The partial archive of an interrupted
+    run is taken up again: its leading members named in `keep` (those the run's journal says were released) stay
+    as they are, anything after them is cut off, and the archive goes on from there to the bytes an
+    uninterrupted run gives.
+    """
+
+    def __init__(self, dest: Path, keep: set[str] | frozenset[str] = frozenset()) -> None:
         self.dest = dest
-        self.partial = dest.with_name(dest.name + ".partial")
+        self.partial = partial_zip(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        self.archive = zipfile.ZipFile(self.partial, "w", zipfile.ZIP_STORED, allowZip64=True)
+        kept: list[zipfile.ZipInfo] = []
+        self._file: BinaryIO
+        if keep and self.partial.exists():
+            kept, end = _complete_members(self.partial, keep)
+            self._file = open(self.partial, "r+b")
+            self._file.truncate(end)
+            self._file.seek(end)
+        else:
+            self._file = open(self.partial, "wb")
+        self.archive = zipfile.ZipFile(self._file, "w", zipfile.ZIP_STORED, allowZip64=True)
+        for info in kept:
+            self.archive.filelist.append(info)
+            self.archive.NameToInfo[info.filename] = info
+        self.members = {info.filename for info in kept}
         self.finished = False
 
     def add(self, staged: Path, name: str) -> None:
         """Copy a released file into the archive in chunks, then remove it."""
-        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
         size = staged.stat().st_size
-        with open(staged, "rb") as src, self.archive.open(info, "w", force_zip64=size >= 1 << 31) as out:
+        with open(staged, "rb") as src, self.archive.open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
             shutil.copyfileobj(src, out, CHUNK)
+        self.members.add(name)
         staged.unlink()
 
     def finish(self) -> None:
         self.archive.close()
+        self._file.close()
         os.replace(self.partial, self.dest)
         self.finished = True
 
     def close(self) -> None:
-        """Without `finish` (an error or an interruption) nothing carries the final name."""
+        """Without `finish` (an error or an interruption) nothing carries the final name; the partial archive
+        stays for a rerun to take up."""
         if not self.finished:
             self.archive.close()
-            self.partial.unlink(missing_ok=True)
+            self._file.close()
+
+
+def partial_zip(dest: Path) -> Path:
+    """Where the archive `dest` is written until it is complete."""
+    return dest.with_name(dest.name + ".partial")
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    return info
+
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+def _complete_members(partial: Path, keep: set[str] | frozenset[str]) -> tuple[list[zipfile.ZipInfo], int]:
+    """The leading members of a partial archive that are in `keep`, as the archive's directory will list them,
+    and where the first other one (or the end of those) begins. Each local header carries its final sizes and
+    CRC once the member is complete (the archive is written to a seekable file)."""
+    kept: list[zipfile.ZipInfo] = []
+    pos = 0
+    with open(partial, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        while pos + _LOCAL_HEADER.size <= size:
+            f.seek(pos)
+            (signature, version, _, flags, method, _, _, crc, compressed, length, name_size,
+             extra_size) = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
+            if signature != b"PK\x03\x04" or method != zipfile.ZIP_STORED:
+                break
+            name = f.read(name_size).decode("utf-8" if flags & 0x800 else "ascii")
+            extra = f.read(extra_size)
+            if length == 0xFFFFFFFF and extra[:2] == b"\x01\x00":  # zip64: the sizes are in the extra field
+                length, compressed = struct.unpack("<QQ", extra[4:20])
+            end = pos + _LOCAL_HEADER.size + name_size + extra_size + compressed
+            if name not in keep or end > size:
+                break
+            info = _member(name)
+            info.file_size, info.compress_size, info.CRC, info.header_offset = length, compressed, crc, pos
+            info.extract_version = info.create_version = version
+            kept.append(info)
+            pos = end
+    return kept, pos
 
 
 def copy_file(source: Path, output: Path) -> Path:
