@@ -29,6 +29,7 @@ from pydicom.uid import UID
 from .allowlist import find_safe
 from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method
 from .burnedin import burned_in_risk
+from .errors import UsageError
 from .identifiers import Needle, find, needles, scrub
 from .keys import Keyring
 from .options import Level, Options
@@ -118,7 +119,9 @@ def plan(path: Path, options: Options) -> Plan | None:
             size = os.fstat(f.fileno()).st_size
             buf = f.read(HEAD_BYTES)
             return _plan(f, buf, size, options)
-    except (_Decline, struct.error, UnicodeError, ValueError, KeyError, OSError):
+    except UsageError:
+        raise
+    except Exception:  # declined, or anything unforeseen: the general path decides, and reports what is wrong
         return None
 
 
@@ -583,8 +586,8 @@ class _Job:
                ) -> bytes:
         assert self.keyring is not None
         stripped = value.rstrip(b"\x00 ")
-        if not set(stripped) <= _UID_BYTES:
-            raise _Decline
+        if vr != "UI" or not set(stripped) <= _UID_BYTES:
+            raise _Decline  # pydicom would pad another VR with spaces; odd characters it would read otherwise
         parts = [self.keyring.uid(v) if v else v for v in stripped.decode("ascii").split("\\")]
         if top and t in (0x0020000D, 0x0020000E, 0x00080018):
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
