@@ -1,7 +1,9 @@
 """The pipeline: discover -> read header -> apply level -> write -> check -> release -> report.
 
 Each file is prepared (read, anonymized, written under a temporary name, checked) by `prepare`, which needs no
-shared state and so runs in any worker process; `commit` then releases, quarantines or discards it, in input
+shared state and so runs in any worker process; the lean path (`lean.plan`) does the reading, anonymizing and
+writing of a common-case file, the general path (read_header, apply_level, write_instance) that of any other,
+to the same bytes; `commit` then releases, quarantines or discards it, in input
 order, in the one process that owns the output. The output is therefore the same for any number of workers.
 The CLI and any other front end call these functions and never reach around them.
 """
