@@ -1,9 +1,12 @@
-"""Shared helpers for the tests: reading output bytes as they would be searched, walking trees."""
+"""Shared helpers for the tests: reading output bytes as they would be searched, walking trees, killing runs."""
 
 from __future__ import annotations
 
 import re
+import signal
 import struct
+import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -32,3 +35,13 @@ def files_under(root: Path) -> list[Path]:
 
 def valid_uid(value: str) -> bool:
     return len(value) <= 64 and bool(UID_PATTERN.match(value))
+
+
+def kill_mid_run(command: list[str], journal: Path, lines: int, timeout: float = 120.0) -> None:
+    """Start `command` and SIGKILL it once its run journal holds `lines` lines (or at the deadline)."""
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < lines):
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pydicom
@@ -17,7 +15,7 @@ from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.sample import make_dataset, make_many, make_study
 
-from .helpers import files_under
+from .helpers import files_under, kill_mid_run
 
 KEY = b"scale-test-key-0123456789abcdef!"
 
@@ -62,12 +60,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_without_redoing_finished_files(t
 
     out = tmp_path / "out"
     journal = tmp_path / ".out.neuroanon-journal"
-    run = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 120):
-        time.sleep(0.02)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    kill_mid_run([*command, "-o", str(out)], journal, lines=120)
     finished = {p: p.stat().st_mtime_ns for p in files_under(out) if not p.name.endswith(".neuroanon-tmp")}
     assert 100 <= len(finished) < 600, "the kill should land mid-run"
     expected = _tree(reference)

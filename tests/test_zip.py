@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
 from neuroanon.sample import make_many, make_study, planted_values
 
-from .helpers import files_under
+from .helpers import files_under, kill_mid_run
 
 KEY = b"zip-test-key-0123456789abcdefgh!"
 
@@ -104,12 +102,7 @@ def test_a_killed_zip_run_resumes_to_the_same_archive_without_redoing_members(
 
     out = tmp_path / "out.zip"
     journal = tmp_path / ".out.zip.neuroanon-journal"
-    run = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 100):
-        time.sleep(0.02)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    kill_mid_run([*command, "-o", str(out)], journal, lines=100)
     assert not out.exists(), "an unfinished archive under its final name"
     partial = tmp_path / "out.zip.partial"
     finished = journal.read_text().count("\n") - 1
