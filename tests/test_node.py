@@ -334,8 +334,11 @@ def test_instances_the_destination_keeps_refusing_end_in_the_failed_folder(
                      report=report) as node:
             assert storescu(node.address[1], inputs).returncode == 0
             failed = _work(out) / "failed"
-            wait_until(lambda: len(files_under(failed)) == 2, "two instances in the failed folder", timeout=30)
-            assert node.forwarder is not None and node.forwarder.failed == 2
+            forwarder = node.forwarder
+            assert forwarder is not None
+            # the file is moved before the counter is raised: wait for both
+            wait_until(lambda: len(files_under(failed)) == 2 and forwarder.failed == 2,
+                       "two instances in the failed folder", timeout=30)
     finally:
         peer.server.shutdown()
     assert peer.attempts == 6  # three tries each, then given up
