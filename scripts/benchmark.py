@@ -2,12 +2,14 @@
 """Benchmark neuroanon against `cp -r` (the disk's limit) and the peers a user would pick instead, in one run.
 
 Makes a corpus full of fake PHI (single-frame 256x256 MR files and one 400-frame 512x512 multi-frame MR file),
-then times each tool on it with a warm page cache and prints wall time, ratio to cp, files/s, MB/s and peak RSS.
-Peers are run when installed (pip install dicognito deid dicom-anonymizer dcmanon), each with its defaults.
+then times each tool on it with a warm page cache and prints wall time, CPU time (user + system, all processes),
+ratio to cp, files/s, MB/s and peak RSS. Peers are run when installed (pip install dicognito deid
+dicom-anonymizer dcmanon; NiDB's own method needs dcmtk's dcmodify), each with its defaults.
 
     .venv/bin/python scripts/benchmark.py [--files 3000] [--frames 400] [--repeat 3] [--workdir DIR] [--json FILE]
 
-Each tool runs --repeat times (once if its first run takes over 30 s) and its median run is reported.
+The tools run in --repeat alternating rounds (a tool whose first run takes over 30 s runs in the first round
+only), so a change in the machine's load touches every tool alike; each tool's median run is reported.
 """
 
 from __future__ import annotations
@@ -27,9 +29,26 @@ from pathlib import Path
 
 from neuroanon.sample import make_dataset, make_many
 
-# Runs a command and prints the peak RSS (KiB) of its largest process, which is all a child's rusage holds.
+# Runs a command and prints its exit code, the peak RSS (KiB) of its largest process (all a child's rusage holds)
+# and the CPU seconds (user + system) of it and every process it waited for.
 PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-         "stderr=subprocess.DEVNULL); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+         "stderr=subprocess.DEVNULL); u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "print(r.returncode, u.ru_maxrss, u.ru_utime + u.ru_stime)")
+
+# NiDB's own method (its code calls dcmtk's dcmodify on a copy, in place, with the spec's tags): one dcmodify
+# process for a whole batch of files, after `cp -r`. The values are NiDB's dummies.
+NIDB_ANONYMIZE = ["(0008,0090)=Anon", "(0008,1050)=Anon", "(0008,1070)=Anon", "(0010,0010)=Anon",
+                  "(0010,0030)=10000101"]
+NIDB_FULL = [*NIDB_ANONYMIZE, "(0008,0080)=Anon", "(0008,0081)=Anon", "(0008,1010)=Anon", "(0008,1030)=Anon",
+             "(0008,0020)=10000101", "(0008,0021)=10000101", "(0008,0022)=10000101", "(0008,0023)=10000101",
+             "(0008,0030)=000000.000000", "(0008,0031)=000000.000000", "(0008,0032)=000000.000000",
+             "(0008,0033)=000000.000000", "(0010,0020)=Anon", "(0010,1000)=Anon"]
+
+
+def _nidb(tags: list[str]) -> list[str]:
+    modify = " ".join(f"-ma '{t}'" for t in tags)
+    return ["sh", "-c", f'cp -r "$0" "$1" && find "$1" -type f -exec dcmodify -nb -imt -ie {modify} {{}} +',
+            "IN", "OUT"]
 
 DCMANON = """
 import sys, pathlib
@@ -89,16 +108,18 @@ def tools(python: str, workers: int, key: Path) -> dict[str, list[str] | None]:
                              '"$0" "$d" "$2/$n" || exit 1; done', str(Path(python).parent / "dicom-anonymizer"),
                              "IN", "OUT"] if have["dicomanonymizer"] else None,
         "deid": [python, "-c", DEID, "IN", "OUT"] if have["deid"] else None,
+        "NiDB anonymize (dcmodify)": _nidb(NIDB_ANONYMIZE) if shutil.which("dcmodify") else None,
+        "NiDB full (dcmodify)": _nidb(NIDB_FULL) if shutil.which("dcmodify") else None,
     }
 
 
 SLOW = 30.0  # seconds: a tool slower than this is run once, not --repeat times
 
 
-def _timed(argv: list[str], work: Path, corpus: Path) -> tuple[float, int, int, int]:
+def _timed(argv: list[str], work: Path, corpus: Path) -> tuple[float, float, int, int, int]:
     """One run into an empty output, with a warm page cache and nothing left to write back from earlier runs.
 
-    Returns (seconds, peak RSS KiB, exit code, files written)."""
+    Returns (wall seconds, CPU seconds, peak RSS KiB, exit code, files written)."""
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     (work / ".out.neuroanon-journal").unlink(missing_ok=True)
@@ -107,10 +128,10 @@ def _timed(argv: list[str], work: Path, corpus: Path) -> tuple[float, int, int, 
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
-    code, rss = (int(v) for v in done.stdout.split())
+    code, rss, cpu = done.stdout.split()
     written = sum(1 for p in out.rglob("*") if p.is_file()) if out.exists() else 0
     shutil.rmtree(out, ignore_errors=True)
-    return seconds, rss, code, written
+    return seconds, float(cpu), int(rss), int(code), written
 
 
 def warm(root: Path) -> None:
@@ -141,29 +162,33 @@ def main() -> int:
     key.write_text("42" * 32)
     print(f"corpus: {count} files, {size / 1e6:.0f} MB; machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; neuroanon workers: {args.workers}\n")
-    rows = []
-    cp_seconds = None
+    commands: dict[str, list[str]] = {}
     for name, command in tools(sys.executable, args.workers, key).items():
         if command is None:
             print(f"{name}: not installed, skipped")
-            continue
-        argv = [str(corpus) if a == "IN" else str(work / "out") if a == "OUT" else a for a in command]
-        runs = []
-        while len(runs) < args.repeat:
-            runs.append(_timed(argv, work, corpus))
-            if runs[0][0] > SLOW:
-                break  # far from any target: one run tells
-        seconds, rss, code, written = sorted(runs)[len(runs) // 2]  # the median run
+        else:
+            commands[name] = [str(corpus) if a == "IN" else str(work / "out") if a == "OUT" else a for a in command]
+    runs: dict[str, list[tuple[float, float, int, int, int]]] = {name: [] for name in commands}
+    for round_ in range(args.repeat):
+        for name, argv in commands.items():
+            if round_ and runs[name][0][0] > SLOW:
+                continue  # far from any target: one run tells
+            runs[name].append(_timed(argv, work, corpus))
+    rows = []
+    cp_seconds = None
+    for name, done in runs.items():
+        seconds, cpu, rss, code, written = sorted(done)[len(done) // 2]  # the median run by wall time
+        cpu = sorted(r[1] for r in done)[len(done) // 2]  # and the median CPU time
         cp_seconds = cp_seconds or seconds
         rows.append({"tool": name, "seconds": round(seconds, 2), "x_cp": round(seconds / cp_seconds, 2),
-                     "files_per_s": round(count / seconds, 1), "mb_per_s": round(size / 1e6 / seconds, 1),
-                     "peak_rss_mb": round(rss / 1024), "exit": code, "files_out": written,
-                     "runs": [round(r[0], 2) for r in runs]})
-    print("| tool | wall s | × cp | files/s | MB/s | peak RSS MB | files out | exit |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                     "cpu_s": round(cpu, 2), "files_per_s": round(count / seconds, 1),
+                     "mb_per_s": round(size / 1e6 / seconds, 1), "peak_rss_mb": round(rss / 1024), "exit": code,
+                     "files_out": written, "runs": [[round(r[0], 2), round(r[1], 2)] for r in done]})
+    print("| tool | wall s | × cp | CPU s | files/s | MB/s | peak RSS MB | files out | exit |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['tool']} | {r['seconds']} | {r['x_cp']} | {r['files_per_s']} | {r['mb_per_s']} | "
-              f"{r['peak_rss_mb']} | {r['files_out']} | {r['exit']} |")
+        print(f"| {r['tool']} | {r['seconds']} | {r['x_cp']} | {r['cpu_s']} | {r['files_per_s']} | "
+              f"{r['mb_per_s']} | {r['peak_rss_mb']} | {r['files_out']} | {r['exit']} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     if not args.workdir:
