@@ -21,6 +21,7 @@ from .profile import explain, render_rules
 from .report import Record, Status
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,6 +163,40 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     )
 
 
+# The options that mean something only at level full, by their argparse name.
+FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics", "retain_device_identity",
+             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check")
+
+
+def _check_level(args: argparse.Namespace) -> None:
+    """Refuse an option of level full at another level: silently ignoring it would surprise."""
+    if getattr(args, "level", Level.FULL.value) == Level.FULL.value:
+        return
+    given = [f"--{name.replace('_', '-')}" for name in FULL_ONLY if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only at --level full (this run is at level {args.level})")
+
+
+def _check_writable(path: Path, what: str, folder: bool) -> None:
+    """Refuse, before any work, an output, report or quarantine that cannot be written: name the path and why.
+
+    Nothing is created: a probe file, made and removed at once in the nearest folder that exists, proves that
+    folder takes files, whoever runs (permission bits do not bind root; a read-only mount binds everyone).
+    """
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"the {what} {path} is an existing file, not a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"the {what} {path} is a folder, not a file")
+    place = (path if folder else path.parent).absolute()
+    existing = next(p for p in (place, *place.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"cannot write the {what} {path}: {existing} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} in {existing}: {exc.strerror or type(exc).__name__}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 all released, 1 some file not released, 2 usage error)."""
     try:
@@ -170,23 +205,56 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0) and EXIT_USAGE
     _quiet_pydicom()
     try:
-        if args.command == "explain":
-            print(render_rules(explain(Level(args.level), _options(args))))
-            return 0
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "send":
-            return _send(args)
-        return _anonymize(args)
+        _check_level(args)
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must be met inside this handler
+        return code
     except NeuroanonError as exc:
         print(f"neuroanon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`neuroanon explain | head`): stop quietly, as other command-line tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:  # the machine refused (disk, permissions): one line, the path and the cause
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"neuroanon: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (in-process tests)
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "explain":
+        print(render_rules(explain(Level(args.level), _options(args))))
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
+    if args.command == "verify":
+        return _verify(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "send":
+        return _send(args)
+    return _anonymize(args)
+
+
+def _release_checks(args: argparse.Namespace) -> None:
+    """The report and quarantine of a command that releases files can be written."""
+    if args.report is not None:
+        _check_writable(args.report, "report", folder=False)
+    if args.quarantine is not None:
+        _check_writable(args.quarantine, "quarantine", folder=True)
 
 
 def _release_settings(args: argparse.Namespace) -> Options:
@@ -202,14 +270,17 @@ def _release_settings(args: argparse.Namespace) -> Options:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from .pipeline import anonymize_tree
-
-    options = _release_settings(args)
+    from .pipeline import anonymize_tree, check_paths
 
     if args.workers < 1:
         raise UsageError("--workers needs a number of at least 1")
-    if args.dicomdir and args.output.suffix.lower() == ".zip":
+    zipped = args.output.suffix.lower() == ".zip"
+    if args.dicomdir and zipped:
         raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    check_paths(args.inputs, args.output, args.quarantine)
+    _check_writable(args.output, "output", folder=not zipped)
+    _release_checks(args)
+    options = _release_settings(args)
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
 
     files = 0
@@ -264,6 +335,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .node import Node, NodeConfig, Retry, client_tls, parse_peer, private_incoming, server_tls
 
+    _check_writable(args.output, "output", folder=True)
+    _release_checks(args)
     options = _release_settings(args)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("TLS needs both --tls-cert and --tls-key")
@@ -314,6 +387,7 @@ def _send(args: argparse.Namespace) -> int:
     if args.tls_ca is None and (args.tls_cert or args.tls_key):
         raise UsageError("--tls-cert and --tls-key need --tls-ca")
     tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    _release_checks(args)
     options = _release_settings(args)
 
     def show(record: Record) -> None:

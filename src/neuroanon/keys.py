@@ -29,9 +29,14 @@ def default_key_path() -> Path:
 
 def create_key(path: Path) -> bytes:
     """Create a new random key at `path` with mode 0600; refuse to overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"the key file {path} exists already; it is never overwritten") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create the key file {path}: {exc.strerror or type(exc).__name__}") from None
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")
     return key
