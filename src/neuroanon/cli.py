@@ -15,10 +15,10 @@ from typing import Any
 
 from . import __version__
 from .errors import NeuroanonError, UsageError
-from .keys import load_key, load_lookup, load_or_create_key
+from .keys import create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import Level, Options
 from .profile import explain, render_rules
-from .report import Record, Status
+from .report import Record, RunInfo, Status, status_word
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--tls-cert", type=Path, metavar="FILE", help="with --tls-ca: our client certificate (PEM)")
     send.add_argument("--tls-key", type=Path, metavar="FILE", help="the client certificate's private key (PEM)")
 
+    keycmd = commands.add_parser("key", help="create the project key and print its fingerprint (never the key)")
+    keycmd.add_argument("--key-file", type=Path,
+                        help="where the key is (default: the per-user key, $XDG_CONFIG_HOME/neuroanon/key)")
+    keycmd.add_argument("--show-fingerprint", action="store_true",
+                        help="only print the fingerprint of the existing key (default: create a new key)")
+
     demo = commands.add_parser("demo", help="make a synthetic study with fake PHI, anonymize it at full, compare")
     demo.add_argument("--output", "-o", type=Path, help="folder for the demo files (default: a temporary one)")
     return parser
@@ -128,6 +134,9 @@ def _release_options(p: argparse.ArgumentParser) -> None:
                    help="full: do not search outputs for their inputs' identifying values")
     p.add_argument("--allow-burned-in", action="store_true",
                    help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
+    p.add_argument("--report-paths", action="store_true",
+                   help="full: name inputs in the report by their paths, which often hold names and IDs: such a "
+                        "report is identifiable (default: a keyed token per input, as in the run journal)")
 
 
 def _size(text: str) -> int:
@@ -165,7 +174,7 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
 
 # The options that mean something only at level full, by their argparse name.
 FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics", "retain_device_identity",
-             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check")
+             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check", "report_paths")
 
 
 def _check_level(args: argparse.Namespace) -> None:
@@ -203,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
     try:
         _check_level(args)
@@ -242,11 +252,28 @@ def _run(args: argparse.Namespace) -> int:
         return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
     if args.command == "verify":
         return _verify(args)
+    if args.command == "key":
+        return _key(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "send":
         return _send(args)
     return _anonymize(args)
+
+
+def _key(args: argparse.Namespace) -> int:
+    """Create a key (never over an existing one), or show an existing key's fingerprint."""
+    path = args.key_file or default_key_path()
+    if args.show_fingerprint:
+        print(f"{path}: fingerprint {key_fingerprint(load_key(path))}")
+        return 0
+    if path.exists():
+        raise UsageError(f"the key file {path} exists already and is never overwritten; "
+                         "see its fingerprint with --show-fingerprint")
+    key = create_key(path)
+    print(f"{path}: new key (mode 0600), fingerprint {key_fingerprint(key)}. Keep it secret and keep it: the same "
+          "key gives the same pseudonyms and UIDs in later runs.")
+    return 0
 
 
 def _release_checks(args: argparse.Namespace) -> None:
@@ -257,14 +284,23 @@ def _release_checks(args: argparse.Namespace) -> None:
         _check_writable(args.quarantine, "quarantine", folder=True)
 
 
+def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
+    """The command line for the report; at full (without --report-paths) the inputs' paths are left out."""
+    clear = options.level is not Level.FULL or args.report_paths
+    inputs = {Path(p) for p in getattr(args, "inputs", [])}
+    command = ["neuroanon", *(a if clear or Path(a) not in inputs else "<input>" for a in args.argv)]
+    return RunInfo(tuple(command), clear_paths=args.report_paths)
+
+
 def _release_settings(args: argparse.Namespace) -> Options:
     """The options of a command that releases files, with the key (created at full if missing)."""
     key = None
     if Level(args.level) is Level.FULL:
         key, path, created = load_or_create_key(args.key_file)
         if created:
-            print(f"neuroanon: created a new key at {path} (mode 0600). Keep it secret and keep it: the same "
-                  "key gives the same pseudonyms and UIDs in later runs.", file=sys.stderr)
+            print(f"neuroanon: created a new key at {path} (mode 0600, fingerprint {key_fingerprint(key)}). Keep it "
+                  "secret and keep it: the same key gives the same pseudonyms and UIDs in later runs.",
+                  file=sys.stderr)
     lookup = load_lookup(args.lookup) if args.lookup else None
     return _options(args, key, lookup)
 
@@ -284,6 +320,7 @@ def _anonymize(args: argparse.Namespace) -> int:
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
 
     files = 0
+    held_back = options.quarantine is None
 
     def show(record: Record, size: int) -> None:
         nonlocal files
@@ -292,7 +329,7 @@ def _anonymize(args: argparse.Namespace) -> int:
             progress.set_postfix_str(f"{files} files", refresh=False)
             progress.update(size)
         if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
-            line = f"{record.status}: {record.input}: {record.reason}"
+            line = f"{status_word(record.status, held_back)}: {record.input}: {record.reason}"
             if progress is None:
                 print(line, file=sys.stderr)
             else:
@@ -300,11 +337,12 @@ def _anonymize(args: argparse.Namespace) -> int:
 
     try:
         summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                 workers=args.workers, dask_scheduler=args.dask_scheduler)
+                                 workers=args.workers, dask_scheduler=args.dask_scheduler,
+                                 run=_run_info(args, options))
     finally:
         if progress is not None:
             progress.close()
-    print(summary.line())
+    print("\n".join(summary.lines(held_back)))
     if args.dicomdir:
         from .dicomdir import write_dicomdir
 
@@ -392,12 +430,14 @@ def _send(args: argparse.Namespace) -> int:
 
     def show(record: Record) -> None:
         if record.status in (Status.FAILED, Status.QUARANTINED):
-            print(f"{record.status}: {record.input}: {record.reason}", file=sys.stderr)
+            print(f"{status_word(record.status, options.quarantine is None)}: {record.input}: {record.reason}",
+                  file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show)
-    print(f"{summary.line()}; sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
+    print("\n".join(summary.lines(options.quarantine is None)))
+    print(f"sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code

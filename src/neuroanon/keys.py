@@ -68,6 +68,12 @@ def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
     return create_key(path), path, True
 
 
+def key_fingerprint(key: bytes) -> str:
+    """Names a key without revealing it: 16 hex digits of HMAC-SHA256(key, a fixed text). Two runs show the same
+    fingerprint exactly when they used the same key."""
+    return hmac.new(key, b"neuroanon key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
 class Keyring:
     """Keyed derivations of identifiers. Pure: the same key and input give the same output."""
 
@@ -92,6 +98,11 @@ class Keyring:
         """Days (negative, 1 to 3650 back) by which this subject's dates move under --shift-dates."""
         n = int.from_bytes(self._digest(b"dateshift", patient_id)[:8], "big")
         return -(n % MAX_SHIFT_DAYS + 1)
+
+    def input_token(self, relative: str) -> str:
+        """The keyed name of an input path at full, in reports and in the run journal (paths hold names)."""
+        return hmac.new(self._key, b"journal\0" + relative.encode("utf-8", "surrogateescape"),
+                        hashlib.sha256).hexdigest()[:32]
 
     def token(self, value: str) -> str:
         """A short keyed token for naming things that have no identifier of their own (e.g. a missing UID)."""

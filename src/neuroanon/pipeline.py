@@ -37,7 +37,7 @@ from .keys import Keyring
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
-from .report import Record, ReportWriter, Status, Summary
+from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, check_file, check_path
 from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, partial_zip, release, write_instance
 
@@ -80,10 +80,12 @@ def anonymize_tree(
     on_record: Callable[[Record, int], None] | None = None,
     workers: int = 1,
     dask_scheduler: str | None = None,
+    run: RunInfo | None = None,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
 
-    `on_record` hears of each file as it is committed, with the input's size (for progress displays). With
+    `on_record` hears of each file as it is committed, with the input's size (for progress displays). `run` is
+    what the report says of the run besides `options` (the command line; clear input paths at full). With
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
 
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
@@ -100,7 +102,7 @@ def anonymize_tree(
     root.mkdir(parents=True, exist_ok=True)
     present = archive.members.__contains__ if archive is not None else lambda name: (root / name).exists()
     summary = Summary(options.level.value)
-    writer = ReportWriter(report)
+    writer = ReportWriter(report, options=options, run=run)
     claimed: dict[str, str] = {}
     released = archive.add if archive is not None else None
     try:
