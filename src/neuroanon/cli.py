@@ -7,15 +7,17 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import NeuroanonError, UsageError
-from .keys import create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
+from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import Level, Options
 from .profile import explain, render_rules
 from .report import Record, RunInfo, Status, status_word
@@ -42,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dicomdir", action="store_true",
                      help="write a fresh DICOMDIR for the output (its files linked under NADICOM/ with PS3.10 IDs)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    run.add_argument("--dry-run", "-n", action="store_true",
+                     help="say what would be written, skipped or held back, and why; write nothing (but --report)")
+    run.add_argument("--dicom-only", action="store_true",
+                     help="anonymize, original: do not copy non-DICOM files (default: copied unchanged; full never "
+                          "copies them)")
+    run.add_argument("--mapping", type=Path, metavar="FILE",
+                     help="full: also write each original PatientID and its pseudonym to this CSV (mode 0600, for "
+                          "the site's records; it identifies: keep it as you keep the key; usable as --lookup)")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -174,7 +184,8 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
 
 # The options that mean something only at level full, by their argparse name.
 FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics", "retain_device_identity",
-             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check", "report_paths")
+             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check", "report_paths",
+             "mapping")
 
 
 def _check_level(args: argparse.Namespace) -> None:
@@ -292,10 +303,15 @@ def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
     return RunInfo(tuple(command), clear_paths=args.report_paths)
 
 
-def _release_settings(args: argparse.Namespace) -> Options:
-    """The options of a command that releases files, with the key (created at full if missing)."""
+def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
+    """The options of a command that releases files, with the key (created at full if missing, unless not
+    `create`: then a throwaway key stands in, and says so)."""
     key = None
-    if Level(args.level) is Level.FULL:
+    if Level(args.level) is Level.FULL and not create and args.key_file is None and not default_key_path().exists():
+        print("neuroanon: no key yet: this dry run uses a throwaway key, so the output names it shows will "
+              "differ from a real run's", file=sys.stderr)
+        key = secrets.token_bytes(KEY_BYTES)
+    elif Level(args.level) is Level.FULL:
         key, path, created = load_or_create_key(args.key_file)
         if created:
             print(f"neuroanon: created a new key at {path} (mode 0600, fingerprint {key_fingerprint(key)}). Keep it "
@@ -306,17 +322,21 @@ def _release_settings(args: argparse.Namespace) -> Options:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from .pipeline import anonymize_tree, check_paths
+    from .pipeline import anonymize_tree, check_paths, preview_tree
 
     if args.workers < 1:
         raise UsageError("--workers needs a number of at least 1")
     zipped = args.output.suffix.lower() == ".zip"
     if args.dicomdir and zipped:
         raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
+        raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
     check_paths(args.inputs, args.output, args.quarantine)
     _check_writable(args.output, "output", folder=not zipped)
     _release_checks(args)
-    options = _release_settings(args)
+    if args.mapping is not None:
+        _check_writable(args.mapping, "mapping", folder=False)
+    options = replace(_release_settings(args, create=not args.dry_run), dicom_only=args.dicom_only)
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
 
     files = 0
@@ -328,21 +348,30 @@ def _anonymize(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.set_postfix_str(f"{files} files", refresh=False)
             progress.update(size)
+        if args.dry_run:
+            if not args.quiet:
+                _say(progress, _would(record, held_back), sys.stdout)
+            return
         if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
             line = f"{status_word(record.status, held_back)}: {record.input}: {record.reason}"
-            if progress is None:
-                print(line, file=sys.stderr)
-            else:
-                progress.write(line, file=sys.stderr)
+            _say(progress, line, sys.stderr)
 
     try:
-        summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                 workers=args.workers, dask_scheduler=args.dask_scheduler,
-                                 run=_run_info(args, options))
+        if args.dry_run:
+            summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                                   workers=args.workers, run=_run_info(args, options))
+        else:
+            summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                                     workers=args.workers, dask_scheduler=args.dask_scheduler,
+                                     run=_run_info(args, options), mapping=args.mapping)
     finally:
         if progress is not None:
             progress.close()
+    if args.dry_run:
+        print(f"dry run: nothing was written to {args.output}; a run would give")
     print("\n".join(summary.lines(held_back)))
+    if args.mapping is not None:
+        print(f"mapping: {args.mapping}")
     if args.dicomdir:
         from .dicomdir import write_dicomdir
 
@@ -350,6 +379,24 @@ def _anonymize(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code
+
+
+def _say(progress: Any, line: str, stream: Any) -> None:
+    """A line on `stream`, above the progress bar when there is one."""
+    if progress is None:
+        print(line, file=stream)
+    else:
+        progress.write(line, file=stream)
+
+
+def _would(record: Record, held_back: bool) -> str:
+    """What a dry run says of one input."""
+    if record.status is Status.WRITTEN:
+        reason = f" ({record.reason})" if record.reason else ""
+        return f"would write: {record.input} -> {record.output}{reason}"
+    verb = {Status.SKIPPED: "skip", Status.FAILED: "fail",
+            Status.QUARANTINED: "hold back" if held_back else "quarantine"}[record.status]
+    return f"would {verb}: {record.input}: {record.reason}"
 
 
 def _progress(inputs: list[Path]) -> Any:

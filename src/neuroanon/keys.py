@@ -7,6 +7,7 @@ run and on every machine; without it the mapping can be neither reversed nor che
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
 import os
@@ -111,8 +112,6 @@ class Keyring:
 
 def load_lookup(path: Path) -> dict[str, str]:
     """Read a CSV of `original,new` PatientID pairs (an optional header row `original,new` is skipped)."""
-    import csv
-
     table: dict[str, str] = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -128,3 +127,38 @@ def load_lookup(path: Path) -> dict[str, str]:
     except OSError as exc:
         raise UsageError(f"cannot read lookup file {path}: {exc.strerror}") from None
     return table
+
+
+class SubjectMapping:
+    """The site's record of which pseudonym each original PatientID got: a CSV `original,new` (usable later as a
+    --lookup), mode 0600, written only when asked for. Appended as subjects appear, so an interrupted run keeps
+    what it wrote and a rerun adds only the subjects not yet listed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._known = load_lookup(path) if path.exists() else {}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot write the mapping file {path}: {exc.strerror or type(exc).__name__}") from None
+        self._file = os.fdopen(fd, "a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file)
+        if not self._known and os.fstat(fd).st_size == 0:
+            self._csv.writerow(["original", "new"])
+
+    def add(self, original: str, new: str) -> None:
+        """List a subject once; an original listed with another pseudonym (another key) is refused."""
+        if not original:
+            return
+        known = self._known.get(original)
+        if known == new:
+            return
+        if known is not None:
+            raise UsageError(f"the mapping file {self.path} was made with another key or lookup; use a new file")
+        self._known[original] = new
+        self._csv.writerow([original, new])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
