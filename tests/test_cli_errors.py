@@ -3,6 +3,7 @@ traceback. Each scenario runs the installed command line as a subprocess, as a u
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from neuroanon.cli import main
+from neuroanon.cli import _parser, main
 from neuroanon.sample import make_study
 
 COMMAND = [sys.executable, "-m", "neuroanon.cli"]
@@ -167,3 +168,30 @@ def test_an_option_of_full_at_another_level_is_a_usage_error(
 def test_an_option_of_full_at_full_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--level", "full", "--shift-dates", "--retain-device-identity"]) == 0
     assert "(0008,0020)" in capsys.readouterr().out
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_option_has_help_naming_its_default() -> None:
+    for name, sub in _subparsers(_parser()).items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, f"{label} has no help"
+            if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
+                assert "default" in action.help, f"{label}: its default ({action.default}) is not in its help"
+
+
+def test_anonymize_help_shows_examples_and_exit_codes() -> None:
+    done = _run(["anonymize", "--help"])
+    assert done.returncode == 0
+    assert "examples:" in done.stdout and "--dry-run" in done.stdout and "exit status: 0" in done.stdout
+    examples = done.stdout.split("examples:")[1]
+    commands = [line.split() for line in examples.splitlines() if line.strip().startswith("neuroanon anonymize")]
+    assert len(commands) >= 4
+    for words in commands:  # every example parses
+        _parser().parse_args(words[1:])

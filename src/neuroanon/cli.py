@@ -31,8 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroanon {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder")
-    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder",
+                              description="Anonymize DICOM files, folders and zip archives into an output folder "
+                              "or zip archive,\nat a NiDB level. Every input ends in the summary (and the report) "
+                              "with a status and a reason.",
+                              epilog=ANONYMIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                     help="DICOM files, folders (read recursively) or zip archives; never modified")
     run.add_argument("--output", "-o", required=True, type=Path,
                      help="output folder, or a .zip archive (must not be inside an input)")
     _level_options(run)
@@ -54,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                           "the site's records; it identifies: keep it as you keep the key; usable as --lookup)")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
-    check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to scan")
     check.add_argument("--against", nargs="+", type=Path, metavar="ORIGINALS",
                        help="the originals: their identifying values, UIDs and PatientIDs must not reappear")
     check.add_argument("--json", type=Path, help="also write the findings as JSON here")
@@ -80,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--forward-tls-ca", type=Path, metavar="FILE",
                        help="forward over TLS, trusting the destination's certificate if this CA signed it")
     serve.add_argument("--allow-calling", nargs="+", default=[], metavar="AET",
-                       help="accept associations only from these calling AE titles")
+                       help="accept associations only from these calling AE titles (default: from any)")
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="accept TLS only, with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
     serve.add_argument("--tls-ca", type=Path, metavar="FILE",
@@ -92,13 +97,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="private folder for the spool and failed forwards (default: beside the output, "
                             "'.<output>.neuroanon-node')")
     serve.add_argument("--retry-base", type=float, default=1.0, metavar="SECONDS",
-                       help="first wait before retrying the forward destination; doubles up to --retry-max")
-    serve.add_argument("--retry-max", type=float, default=60.0, metavar="SECONDS")
+                       help="first wait before retrying the forward destination; doubles up to --retry-max "
+                            "(default: 1)")
+    serve.add_argument("--retry-max", type=float, default=60.0, metavar="SECONDS",
+                       help="longest wait between retries of the forward destination (default: 60)")
     serve.add_argument("--max-attempts", type=int, default=10,
-                       help="refusals by the destination before an instance moves to the failed folder")
+                       help="refusals by the destination before an instance moves to the failed folder (default: 10)")
 
     send = commands.add_parser("send", help="anonymize files and send them to a DICOM node (C-STORE)")
-    send.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    send.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                      help="DICOM files, folders (read recursively) or zip archives; never modified")
     send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the destination")
     send.add_argument("--calling-ae", default="NEUROANON", help="our AE title (default: NEUROANON)")
     _level_options(send)
@@ -119,8 +127,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+ANONYMIZE_EXAMPLES = """examples:
+  neuroanon anonymize /data/incoming -o /data/share --level full --dry-run
+      say what a run at full would write, skip or hold back, and why; write nothing
+  neuroanon anonymize /data/incoming -o /data/share --level full --key-file project.key --report run.jsonl
+      remove all PHI/PII; the same key gives the same pseudonyms and UIDs in later runs
+  neuroanon anonymize scan1/ scan2/ -o mirrored/ --dicom-only
+      the NiDB anonymize level; input trees mirrored, non-DICOM files left behind
+  neuroanon anonymize study.zip -o share.zip --level full --quarantine held/ --mapping site-ids.csv
+      a zip in, a zip out; files a check stops kept in held/; the site's ID-to-pseudonym list (0600)
+
+exit status: 0 every DICOM file released, 1 some DICOM file not released, 2 usage error
+"""
+
+
 def _level_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=Level.ANONYMIZE.value)
+    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=Level.ANONYMIZE.value,
+                   help="original: copy unchanged; anonymize: the NiDB five attributes lose their values; full: all "
+                        "PHI/PII removed, PS3.15 Basic Profile (default: anonymize)")
     p.add_argument("--shift-dates", action="store_true",
                    help="full: shift dates by a keyed per-subject offset (PS3.15 113107) instead of 10000101")
     p.add_argument("--clean-descriptors", action="store_true",
@@ -136,8 +160,10 @@ def _level_options(p: argparse.ArgumentParser) -> None:
 def _release_options(p: argparse.ArgumentParser) -> None:
     """Options of the commands that release files: key, lookup, report and the checks of level full."""
     p.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
-    p.add_argument("--report", type=Path, help="write a JSON-lines report here")
-    p.add_argument("--lookup", type=Path, help="CSV of original,new PatientIDs (full level)")
+    p.add_argument("--report", type=Path,
+                   help="write a JSON-lines report here: provenance, one line per input, summary (default: none)")
+    p.add_argument("--lookup", type=Path,
+                   help="full: CSV of original,new PatientIDs (default: every PatientID gets a keyed pseudonym)")
     p.add_argument("--quarantine", type=Path,
                    help="full: write files held back by a check here (default: they are not written)")
     p.add_argument("--no-residual-check", action="store_true",
