@@ -195,3 +195,29 @@ def test_anonymize_help_shows_examples_and_exit_codes() -> None:
     assert len(commands) >= 4
     for words in commands:  # every example parses
         _parser().parse_args(words[1:])
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `neuroanon ...` command in the README's and docs' shell blocks (continuations joined, comments cut,
+    synopses with [optional] parts left out)."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    commands = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if words[:1] == ["neuroanon"] and not any(w.startswith("[") for w in words):
+                    commands.append(words[1:])
+    return commands
+
+
+def test_every_command_in_the_readme_parses() -> None:
+    commands = _readme_commands()
+    assert len(commands) >= 12 and ["key"] in commands
+    for words in commands:
+        args = _parser().parse_args(words)
+        if getattr(args, "level", "full") != "full":
+            assert not [o for o in FULL_ONLY if o[0] in words], f"README shows an option of full below it: {words}"
