@@ -221,3 +221,13 @@ def test_every_command_in_the_readme_parses() -> None:
         args = _parser().parse_args(words)
         if getattr(args, "level", "full") != "full":
             assert not [o for o in FULL_ONLY if o[0] in words], f"README shows an option of full below it: {words}"
+
+
+def test_a_report_that_cannot_take_a_line_names_itself(source: Path, tmp_path: Path) -> None:
+    """/dev/full accepts the open and refuses every write, as a full disk does; the run stops with one line."""
+    full = Path("/dev/full")
+    assert full.exists(), "Linux's /dev/full stages a full disk for the report"
+    done = _run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(full)])
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+    assert f"neuroanon: {full}: No space left on device" in done.stderr.splitlines()

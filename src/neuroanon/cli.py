@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder for anonymized instances; with --forward, the outbox they wait in until the "
                             "destination has them")
     _level_options(serve)
-    _release_options(serve)
+    _release_options(serve, input_paths=False)
     serve.add_argument("--forward", metavar="AET@HOST:PORT", help="C-STORE every anonymized instance to this node")
     serve.add_argument("--forward-tls-ca", type=Path, metavar="FILE",
                        help="forward over TLS, trusting the destination's certificate if this CA signed it")
@@ -157,8 +157,9 @@ def _level_options(p: argparse.ArgumentParser) -> None:
                    help="full: remove every private element, the technical allow-list too")
 
 
-def _release_options(p: argparse.ArgumentParser) -> None:
-    """Options of the commands that release files: key, lookup, report and the checks of level full."""
+def _release_options(p: argparse.ArgumentParser, input_paths: bool = True) -> None:
+    """Options of the commands that release files: key, lookup, report and the checks of level full.
+    `input_paths`: the command reads files whose paths a report could name (not so the node)."""
     p.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
     p.add_argument("--report", type=Path,
                    help="write a JSON-lines report here: provenance, one line per input, summary (default: none)")
@@ -170,9 +171,10 @@ def _release_options(p: argparse.ArgumentParser) -> None:
                    help="full: do not search outputs for their inputs' identifying values")
     p.add_argument("--allow-burned-in", action="store_true",
                    help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
-    p.add_argument("--report-paths", action="store_true",
-                   help="full: name inputs in the report by their paths, which often hold names and IDs: such a "
-                        "report is identifiable (default: a keyed token per input, as in the run journal)")
+    if input_paths:
+        p.add_argument("--report-paths", action="store_true",
+                       help="full: name inputs in the report by their paths, which often hold names and IDs: such a "
+                            "report is identifiable (default: a keyed token per input, as in the run journal)")
 
 
 def _size(text: str) -> int:
@@ -233,6 +235,12 @@ def _check_writable(path: Path, what: str, folder: bool) -> None:
         raise UsageError(f"the {what} {path} is an existing file, not a folder")
     if not folder and path.is_dir():
         raise UsageError(f"the {what} {path} is a folder, not a file")
+    if not folder and path.exists():
+        try:
+            open(path, "a").close()  # appending nothing leaves the file as it is
+        except OSError as exc:
+            raise UsageError(f"cannot write the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+        return
     place = (path if folder else path.parent).absolute()
     existing = next(p for p in (place, *place.parents) if p.exists())
     if not existing.is_dir():
@@ -323,10 +331,10 @@ def _release_checks(args: argparse.Namespace) -> None:
 
 def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
     """The command line for the report; at full (without --report-paths) the inputs' paths are left out."""
-    clear = options.level is not Level.FULL or args.report_paths
+    clear = options.level is not Level.FULL or getattr(args, "report_paths", False)
     inputs = {Path(p) for p in getattr(args, "inputs", [])}
     command = ["neuroanon", *(a if clear or Path(a) not in inputs else "<input>" for a in args.argv)]
-    return RunInfo(tuple(command), clear_paths=args.report_paths)
+    return RunInfo(tuple(command), clear_paths=getattr(args, "report_paths", False))
 
 
 def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
@@ -508,7 +516,8 @@ def _send(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show)
+        summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show,
+                            run=_run_info(args, options))
     print("\n".join(summary.lines(options.quarantine is None)))
     print(f"sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
     if args.report:

@@ -167,6 +167,7 @@ class ReportWriter:
         """With `options`, the first line is the run's provenance, and at full inputs are named by keyed tokens
         unless `run` asks for clear paths."""
         self._file: TextIO | None = None
+        self._path = path
         self._name: Callable[[str], str] | None = None
         run = run or RunInfo()
         if options is not None and options.level is Level.FULL and options.key is not None and not run.clear_paths:
@@ -183,9 +184,20 @@ class ReportWriter:
             as_dict = entry.as_dict() if isinstance(entry, Record) else entry
             if isinstance(entry, Record) and self._name is not None:
                 as_dict["input"] = self._name(entry.input)
-            self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise self._named(exc) from None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """The error with the report's path: "No space left on device" alone does not say where."""
+        return OSError(exc.errno, exc.strerror, str(self._path))
