@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import struct
@@ -9,6 +10,7 @@ import subprocess
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -45,3 +47,16 @@ def kill_mid_run(command: list[str], journal: Path, lines: int, timeout: float =
         time.sleep(0.02)
     run.send_signal(signal.SIGKILL)
     run.wait()
+
+
+def read_report(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A run report's provenance (its first line), its records and its summary (its last line)."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "provenance" in lines[0] and "summary" in lines[-1]
+    return lines[0]["provenance"], lines[1:-1], lines[-1]["summary"]
+
+
+def comparable_report(path: Path) -> list[dict[str, Any]]:
+    """A report without what differs between identical runs: the provenance line (start time) and the elapsed time."""
+    _, records, summary = read_report(path)
+    return [*records, {k: v for k, v in summary.items() if k != "elapsed_seconds"}]

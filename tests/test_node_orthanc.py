@@ -146,7 +146,9 @@ def test_send_anonymizes_sends_and_reports(
     assert len(sent) == len(sources) and all(str(r["reason"]).startswith(f"sent to {to}") for r in sent)
     assert records[-1]["summary"]["written"] == len(sources)
     assert sorted(orthanc.sop_instance_uids()) == sorted(_expected_uids(inputs, tmp_path, Level.FULL))
-    # (the report names each input by its path, as `anonymize` does: those are the operator's own files)
+    # At full the report names inputs by keyed tokens, as `anonymize` does: paths often hold names.
+    assert records[0]["provenance"]["level"] == "full" and "<input>" in records[0]["provenance"]["command"]
+    assert not any(str(r["input"]).endswith(".dcm") or str(inputs) in str(r["input"]) for r in records[1:-1])
     assert not _planted_in(json.dumps(orthanc.all_tags()) + capsys.readouterr().out, 23)
 
     orthanc.stop(signal.SIGKILL)

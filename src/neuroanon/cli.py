@@ -7,20 +7,23 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import NeuroanonError, UsageError
-from .keys import load_key, load_lookup, load_or_create_key
+from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import Level, Options
 from .profile import explain, render_rules
-from .report import Record, Status
+from .report import Record, RunInfo, Status, status_word
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,8 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroanon {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder")
-    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder",
+                              description="Anonymize DICOM files, folders and zip archives into an output folder "
+                              "or zip archive,\nat a NiDB level. Every input ends in the summary (and the report) "
+                              "with a status and a reason.",
+                              epilog=ANONYMIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                     help="DICOM files, folders (read recursively) or zip archives; never modified")
     run.add_argument("--output", "-o", required=True, type=Path,
                      help="output folder, or a .zip archive (must not be inside an input)")
     _level_options(run)
@@ -41,9 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dicomdir", action="store_true",
                      help="write a fresh DICOMDIR for the output (its files linked under NADICOM/ with PS3.10 IDs)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    run.add_argument("--dry-run", "-n", action="store_true",
+                     help="say what would be written, skipped or held back, and why; write nothing (but --report)")
+    run.add_argument("--dicom-only", action="store_true",
+                     help="anonymize, original: do not copy non-DICOM files (default: copied unchanged; full never "
+                          "copies them)")
+    run.add_argument("--mapping", type=Path, metavar="FILE",
+                     help="full: also write each original PatientID and its pseudonym to this CSV (mode 0600, for "
+                          "the site's records; it identifies: keep it as you keep the key; usable as --lookup)")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
-    check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to scan")
     check.add_argument("--against", nargs="+", type=Path, metavar="ORIGINALS",
                        help="the originals: their identifying values, UIDs and PatientIDs must not reappear")
     check.add_argument("--json", type=Path, help="also write the findings as JSON here")
@@ -64,12 +80,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder for anonymized instances; with --forward, the outbox they wait in until the "
                             "destination has them")
     _level_options(serve)
-    _release_options(serve)
+    _release_options(serve, input_paths=False)
     serve.add_argument("--forward", metavar="AET@HOST:PORT", help="C-STORE every anonymized instance to this node")
     serve.add_argument("--forward-tls-ca", type=Path, metavar="FILE",
                        help="forward over TLS, trusting the destination's certificate if this CA signed it")
     serve.add_argument("--allow-calling", nargs="+", default=[], metavar="AET",
-                       help="accept associations only from these calling AE titles")
+                       help="accept associations only from these calling AE titles (default: from any)")
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="accept TLS only, with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
     serve.add_argument("--tls-ca", type=Path, metavar="FILE",
@@ -81,13 +97,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="private folder for the spool and failed forwards (default: beside the output, "
                             "'.<output>.neuroanon-node')")
     serve.add_argument("--retry-base", type=float, default=1.0, metavar="SECONDS",
-                       help="first wait before retrying the forward destination; doubles up to --retry-max")
-    serve.add_argument("--retry-max", type=float, default=60.0, metavar="SECONDS")
+                       help="first wait before retrying the forward destination; doubles up to --retry-max "
+                            "(default: 1)")
+    serve.add_argument("--retry-max", type=float, default=60.0, metavar="SECONDS",
+                       help="longest wait between retries of the forward destination (default: 60)")
     serve.add_argument("--max-attempts", type=int, default=10,
-                       help="refusals by the destination before an instance moves to the failed folder")
+                       help="refusals by the destination before an instance moves to the failed folder (default: 10)")
 
     send = commands.add_parser("send", help="anonymize files and send them to a DICOM node (C-STORE)")
-    send.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    send.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                      help="DICOM files, folders (read recursively) or zip archives; never modified")
     send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the destination")
     send.add_argument("--calling-ae", default="NEUROANON", help="our AE title (default: NEUROANON)")
     _level_options(send)
@@ -97,13 +116,35 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--tls-cert", type=Path, metavar="FILE", help="with --tls-ca: our client certificate (PEM)")
     send.add_argument("--tls-key", type=Path, metavar="FILE", help="the client certificate's private key (PEM)")
 
+    keycmd = commands.add_parser("key", help="create the project key and print its fingerprint (never the key)")
+    keycmd.add_argument("--key-file", type=Path,
+                        help="where the key is (default: the per-user key, $XDG_CONFIG_HOME/neuroanon/key)")
+    keycmd.add_argument("--show-fingerprint", action="store_true",
+                        help="only print the fingerprint of the existing key (default: create a new key)")
+
     demo = commands.add_parser("demo", help="make a synthetic study with fake PHI, anonymize it at full, compare")
     demo.add_argument("--output", "-o", type=Path, help="folder for the demo files (default: a temporary one)")
     return parser
 
 
+ANONYMIZE_EXAMPLES = """examples:
+  neuroanon anonymize /data/incoming -o /data/share --level full --dry-run
+      say what a run at full would write, skip or hold back, and why; write nothing
+  neuroanon anonymize /data/incoming -o /data/share --level full --key-file project.key --report run.jsonl
+      remove all PHI/PII; the same key gives the same pseudonyms and UIDs in later runs
+  neuroanon anonymize scan1/ scan2/ -o mirrored/ --dicom-only
+      the NiDB anonymize level; input trees mirrored, non-DICOM files left behind
+  neuroanon anonymize study.zip -o share.zip --level full --quarantine held/ --mapping site-ids.csv
+      a zip in, a zip out; files a check stops kept in held/; the site's ID-to-pseudonym list (0600)
+
+exit status: 0 every DICOM file released, 1 some DICOM file not released, 2 usage error
+"""
+
+
 def _level_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=Level.ANONYMIZE.value)
+    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=Level.ANONYMIZE.value,
+                   help="original: copy unchanged; anonymize: the NiDB five attributes lose their values; full: all "
+                        "PHI/PII removed, PS3.15 Basic Profile (default: anonymize)")
     p.add_argument("--shift-dates", action="store_true",
                    help="full: shift dates by a keyed per-subject offset (PS3.15 113107) instead of 10000101")
     p.add_argument("--clean-descriptors", action="store_true",
@@ -116,17 +157,24 @@ def _level_options(p: argparse.ArgumentParser) -> None:
                    help="full: remove every private element, the technical allow-list too")
 
 
-def _release_options(p: argparse.ArgumentParser) -> None:
-    """Options of the commands that release files: key, lookup, report and the checks of level full."""
+def _release_options(p: argparse.ArgumentParser, input_paths: bool = True) -> None:
+    """Options of the commands that release files: key, lookup, report and the checks of level full.
+    `input_paths`: the command reads files whose paths a report could name (not so the node)."""
     p.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
-    p.add_argument("--report", type=Path, help="write a JSON-lines report here")
-    p.add_argument("--lookup", type=Path, help="CSV of original,new PatientIDs (full level)")
+    p.add_argument("--report", type=Path,
+                   help="write a JSON-lines report here: provenance, one line per input, summary (default: none)")
+    p.add_argument("--lookup", type=Path,
+                   help="full: CSV of original,new PatientIDs (default: every PatientID gets a keyed pseudonym)")
     p.add_argument("--quarantine", type=Path,
                    help="full: write files held back by a check here (default: they are not written)")
     p.add_argument("--no-residual-check", action="store_true",
                    help="full: do not search outputs for their inputs' identifying values")
     p.add_argument("--allow-burned-in", action="store_true",
                    help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
+    if input_paths:
+        p.add_argument("--report-paths", action="store_true",
+                       help="full: name inputs in the report by their paths, which often hold names and IDs: such a "
+                            "report is identifiable (default: a keyed token per input, as in the run journal)")
 
 
 def _size(text: str) -> int:
@@ -162,57 +210,171 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     )
 
 
+# The options that mean something only at level full, by their argparse name.
+FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics", "retain_device_identity",
+             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check", "report_paths",
+             "mapping")
+
+
+def _check_level(args: argparse.Namespace) -> None:
+    """Refuse an option of level full at another level: silently ignoring it would surprise."""
+    if getattr(args, "level", Level.FULL.value) == Level.FULL.value:
+        return
+    given = [f"--{name.replace('_', '-')}" for name in FULL_ONLY if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only at --level full (this run is at level {args.level})")
+
+
+def _check_writable(path: Path, what: str, folder: bool) -> None:
+    """Refuse, before any work, an output, report or quarantine that cannot be written: name the path and why.
+
+    Nothing is created: a probe file, made and removed at once in the nearest folder that exists, proves that
+    folder takes files, whoever runs (permission bits do not bind root; a read-only mount binds everyone).
+    """
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"the {what} {path} is an existing file, not a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"the {what} {path} is a folder, not a file")
+    if not folder and path.exists():
+        try:
+            open(path, "a").close()  # appending nothing leaves the file as it is
+        except OSError as exc:
+            raise UsageError(f"cannot write the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+        return
+    place = (path if folder else path.parent).absolute()
+    existing = next(p for p in (place, *place.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"cannot write the {what} {path}: {existing} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} in {existing}: {exc.strerror or type(exc).__name__}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 all released, 1 some file not released, 2 usage error)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
     try:
-        if args.command == "explain":
-            print(render_rules(explain(Level(args.level), _options(args))))
-            return 0
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "send":
-            return _send(args)
-        return _anonymize(args)
+        _check_level(args)
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must be met inside this handler
+        return code
     except NeuroanonError as exc:
         print(f"neuroanon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`neuroanon explain | head`): stop quietly, as other command-line tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:  # the machine refused (disk, permissions): one line, the path and the cause
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"neuroanon: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
 
 
-def _release_settings(args: argparse.Namespace) -> Options:
-    """The options of a command that releases files, with the key (created at full if missing)."""
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (in-process tests)
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "explain":
+        print(render_rules(explain(Level(args.level), _options(args))))
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
+    if args.command == "verify":
+        return _verify(args)
+    if args.command == "key":
+        return _key(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "send":
+        return _send(args)
+    return _anonymize(args)
+
+
+def _key(args: argparse.Namespace) -> int:
+    """Create a key (never over an existing one), or show an existing key's fingerprint."""
+    path = args.key_file or default_key_path()
+    if args.show_fingerprint:
+        print(f"{path}: fingerprint {key_fingerprint(load_key(path))}")
+        return 0
+    if path.exists():
+        raise UsageError(f"the key file {path} exists already and is never overwritten; "
+                         "see its fingerprint with --show-fingerprint")
+    key = create_key(path)
+    print(f"{path}: new key (mode 0600), fingerprint {key_fingerprint(key)}. Keep it secret and keep it: the same "
+          "key gives the same pseudonyms and UIDs in later runs.")
+    return 0
+
+
+def _release_checks(args: argparse.Namespace) -> None:
+    """The report and quarantine of a command that releases files can be written."""
+    if args.report is not None:
+        _check_writable(args.report, "report", folder=False)
+    if args.quarantine is not None:
+        _check_writable(args.quarantine, "quarantine", folder=True)
+
+
+def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
+    """The command line for the report; at full (without --report-paths) the inputs' paths are left out."""
+    clear = options.level is not Level.FULL or getattr(args, "report_paths", False)
+    inputs = {Path(p) for p in getattr(args, "inputs", [])}
+    command = ["neuroanon", *(a if clear or Path(a) not in inputs else "<input>" for a in args.argv)]
+    return RunInfo(tuple(command), clear_paths=getattr(args, "report_paths", False))
+
+
+def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
+    """The options of a command that releases files, with the key (created at full if missing, unless not
+    `create`: then a throwaway key stands in, and says so)."""
     key = None
-    if Level(args.level) is Level.FULL:
+    if Level(args.level) is Level.FULL and not create and args.key_file is None and not default_key_path().exists():
+        print("neuroanon: no key yet: this dry run uses a throwaway key, so the output names it shows will "
+              "differ from a real run's", file=sys.stderr)
+        key = secrets.token_bytes(KEY_BYTES)
+    elif Level(args.level) is Level.FULL:
         key, path, created = load_or_create_key(args.key_file)
         if created:
-            print(f"neuroanon: created a new key at {path} (mode 0600). Keep it secret and keep it: the same "
-                  "key gives the same pseudonyms and UIDs in later runs.", file=sys.stderr)
+            print(f"neuroanon: created a new key at {path} (mode 0600, fingerprint {key_fingerprint(key)}). Keep it "
+                  "secret and keep it: the same key gives the same pseudonyms and UIDs in later runs.",
+                  file=sys.stderr)
     lookup = load_lookup(args.lookup) if args.lookup else None
     return _options(args, key, lookup)
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from .pipeline import anonymize_tree
-
-    options = _release_settings(args)
+    from .pipeline import anonymize_tree, check_paths, preview_tree
 
     if args.workers < 1:
         raise UsageError("--workers needs a number of at least 1")
-    if args.dicomdir and args.output.suffix.lower() == ".zip":
+    zipped = args.output.suffix.lower() == ".zip"
+    if args.dicomdir and zipped:
         raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
+        raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
+    check_paths(args.inputs, args.output, args.quarantine)
+    _check_writable(args.output, "output", folder=not zipped)
+    _release_checks(args)
+    if args.mapping is not None:
+        _check_writable(args.mapping, "mapping", folder=False)
+    options = replace(_release_settings(args, create=not args.dry_run), dicom_only=args.dicom_only)
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
 
     files = 0
+    held_back = options.quarantine is None
 
     def show(record: Record, size: int) -> None:
         nonlocal files
@@ -220,20 +382,30 @@ def _anonymize(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.set_postfix_str(f"{files} files", refresh=False)
             progress.update(size)
+        if args.dry_run:
+            if not args.quiet:
+                _say(progress, _would(record, held_back), sys.stdout)
+            return
         if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
-            line = f"{record.status}: {record.input}: {record.reason}"
-            if progress is None:
-                print(line, file=sys.stderr)
-            else:
-                progress.write(line, file=sys.stderr)
+            line = f"{status_word(record.status, held_back)}: {record.input}: {record.reason}"
+            _say(progress, line, sys.stderr)
 
     try:
-        summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                 workers=args.workers, dask_scheduler=args.dask_scheduler)
+        if args.dry_run:
+            summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                                   workers=args.workers, run=_run_info(args, options))
+        else:
+            summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                                     workers=args.workers, dask_scheduler=args.dask_scheduler,
+                                     run=_run_info(args, options), mapping=args.mapping)
     finally:
         if progress is not None:
             progress.close()
-    print(summary.line())
+    if args.dry_run:
+        print(f"dry run: nothing was written to {args.output}; a run would give")
+    print("\n".join(summary.lines(held_back)))
+    if args.mapping is not None:
+        print(f"mapping: {args.mapping}")
     if args.dicomdir:
         from .dicomdir import write_dicomdir
 
@@ -241,6 +413,24 @@ def _anonymize(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code
+
+
+def _say(progress: Any, line: str, stream: Any) -> None:
+    """A line on `stream`, above the progress bar when there is one."""
+    if progress is None:
+        print(line, file=stream)
+    else:
+        progress.write(line, file=stream)
+
+
+def _would(record: Record, held_back: bool) -> str:
+    """What a dry run says of one input."""
+    if record.status is Status.WRITTEN:
+        reason = f" ({record.reason})" if record.reason else ""
+        return f"would write: {record.input} -> {record.output}{reason}"
+    verb = {Status.SKIPPED: "skip", Status.FAILED: "fail",
+            Status.QUARANTINED: "hold back" if held_back else "quarantine"}[record.status]
+    return f"would {verb}: {record.input}: {record.reason}"
 
 
 def _progress(inputs: list[Path]) -> Any:
@@ -264,6 +454,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .node import Node, NodeConfig, Retry, client_tls, parse_peer, private_incoming, server_tls
 
+    _check_writable(args.output, "output", folder=True)
+    _release_checks(args)
     options = _release_settings(args)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("TLS needs both --tls-cert and --tls-key")
@@ -314,16 +506,20 @@ def _send(args: argparse.Namespace) -> int:
     if args.tls_ca is None and (args.tls_cert or args.tls_key):
         raise UsageError("--tls-cert and --tls-key need --tls-ca")
     tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    _release_checks(args)
     options = _release_settings(args)
 
     def show(record: Record) -> None:
         if record.status in (Status.FAILED, Status.QUARANTINED):
-            print(f"{record.status}: {record.input}: {record.reason}", file=sys.stderr)
+            print(f"{status_word(record.status, options.quarantine is None)}: {record.input}: {record.reason}",
+                  file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show)
-    print(f"{summary.line()}; sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
+        summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show,
+                            run=_run_info(args, options))
+    print("\n".join(summary.lines(options.quarantine is None)))
+    print(f"sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code

@@ -7,6 +7,7 @@ run and on every machine; without it the mapping can be neither reversed nor che
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
 import os
@@ -29,9 +30,14 @@ def default_key_path() -> Path:
 
 def create_key(path: Path) -> bytes:
     """Create a new random key at `path` with mode 0600; refuse to overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"the key file {path} exists already; it is never overwritten") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create the key file {path}: {exc.strerror or type(exc).__name__}") from None
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")
     return key
@@ -63,6 +69,12 @@ def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
     return create_key(path), path, True
 
 
+def key_fingerprint(key: bytes) -> str:
+    """Names a key without revealing it: 16 hex digits of HMAC-SHA256(key, a fixed text). Two runs show the same
+    fingerprint exactly when they used the same key."""
+    return hmac.new(key, b"neuroanon key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
 class Keyring:
     """Keyed derivations of identifiers. Pure: the same key and input give the same output."""
 
@@ -88,6 +100,11 @@ class Keyring:
         n = int.from_bytes(self._digest(b"dateshift", patient_id)[:8], "big")
         return -(n % MAX_SHIFT_DAYS + 1)
 
+    def input_token(self, relative: str) -> str:
+        """The keyed name of an input path at full, in reports and in the run journal (paths hold names)."""
+        return hmac.new(self._key, b"journal\0" + relative.encode("utf-8", "surrogateescape"),
+                        hashlib.sha256).hexdigest()[:32]
+
     def token(self, value: str) -> str:
         """A short keyed token for naming things that have no identifier of their own (e.g. a missing UID)."""
         return self._digest(b"token", value)[:8].hex()
@@ -95,8 +112,6 @@ class Keyring:
 
 def load_lookup(path: Path) -> dict[str, str]:
     """Read a CSV of `original,new` PatientID pairs (an optional header row `original,new` is skipped)."""
-    import csv
-
     table: dict[str, str] = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -112,3 +127,38 @@ def load_lookup(path: Path) -> dict[str, str]:
     except OSError as exc:
         raise UsageError(f"cannot read lookup file {path}: {exc.strerror}") from None
     return table
+
+
+class SubjectMapping:
+    """The site's record of which pseudonym each original PatientID got: a CSV `original,new` (usable later as a
+    --lookup), mode 0600, written only when asked for. Appended as subjects appear, so an interrupted run keeps
+    what it wrote and a rerun adds only the subjects not yet listed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._known = load_lookup(path) if path.exists() else {}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot write the mapping file {path}: {exc.strerror or type(exc).__name__}") from None
+        self._file = os.fdopen(fd, "a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file)
+        if not self._known and os.fstat(fd).st_size == 0:
+            self._csv.writerow(["original", "new"])
+
+    def add(self, original: str, new: str) -> None:
+        """List a subject once; an original listed with another pseudonym (another key) is refused."""
+        if not original:
+            return
+        known = self._known.get(original)
+        if known == new:
+            return
+        if known is not None:
+            raise UsageError(f"the mapping file {self.path} was made with another key or lookup; use a new file")
+        self._known[original] = new
+        self._csv.writerow([original, new])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

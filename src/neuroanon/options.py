@@ -40,6 +40,7 @@ class Options:
     residual_check: bool = True  # search every written file for its input's identifying values
     allow_burned_in: bool = False  # release files that may carry burned-in text (never marked identity removed)
     quarantine: Path | None = None  # where files that fail a check go; None: they are not written
+    dicom_only: bool = False  # anonymize and original: non-DICOM files are not copied (full never copies them)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", Level(self.level))

@@ -33,11 +33,11 @@ from .discover import InputFile, Kind, discover, extracted, safe_member_name
 from .errors import InputError, UsageError
 from .identifiers import Needle, needles
 from .journal import Journal
-from .keys import Keyring
+from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
-from .report import Record, ReportWriter, Status, Summary
+from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, check_file, check_path
 from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, partial_zip, release, write_instance
 
@@ -52,6 +52,7 @@ class Prepared:
 
     record: Record
     staged: str | None = None
+    subject: tuple[str, str] | None = None  # at full: (original PatientID, its pseudonym), for --mapping
 
 
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
@@ -80,10 +81,14 @@ def anonymize_tree(
     on_record: Callable[[Record, int], None] | None = None,
     workers: int = 1,
     dask_scheduler: str | None = None,
+    run: RunInfo | None = None,
+    mapping: Path | None = None,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
 
-    `on_record` hears of each file as it is committed, with the input's size (for progress displays). With
+    `on_record` hears of each file as it is committed, with the input's size (for progress displays). `run` is
+    what the report says of the run besides `options` (the command line; clear input paths at full); `mapping`
+    names the site's file of original PatientIDs and their pseudonyms (full; mode 0600; extended by reruns). With
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
 
     A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
@@ -100,7 +105,8 @@ def anonymize_tree(
     root.mkdir(parents=True, exist_ok=True)
     present = archive.members.__contains__ if archive is not None else lambda name: (root / name).exists()
     summary = Summary(options.level.value)
-    writer = ReportWriter(report)
+    writer = ReportWriter(report, options=options, run=run)
+    subjects = SubjectMapping(mapping) if mapping is not None else None
     claimed: dict[str, str] = {}
     released = archive.add if archive is not None else None
     try:
@@ -110,6 +116,8 @@ def anonymize_tree(
                 if isinstance(outcome, Prepared):
                     record = commit(outcome, root, options, claimed, released)
                     journal.add(name, item.path, record)
+                    if subjects is not None and outcome.subject is not None:
+                        subjects.add(*outcome.subject)
                 else:  # finished by an earlier run
                     record = replace(outcome, input=name)
                     if record.status is Status.WRITTEN and record.output is not None:
@@ -125,11 +133,48 @@ def anonymize_tree(
     finally:
         writer.close()
         journal.close()
+        if subjects is not None:
+            subjects.close()
         if archive is not None:
             archive.close()  # unfinished, the partial archive and the journal stay for a rerun
             shutil.rmtree(root, ignore_errors=True)
             if archive.finished:
                 journal.path.unlink(missing_ok=True)
+    return summary
+
+
+def preview_tree(
+    inputs: list[Path],
+    output: Path,
+    options: Options,
+    report: Path | None = None,
+    on_record: Callable[[Record, int], None] | None = None,
+    workers: int = 1,
+    run: RunInfo | None = None,
+) -> Summary:
+    """A dry run: what `anonymize_tree` would write, skip or hold back, and why, with nothing written but the
+    report. Each file is prepared and checked in a scratch folder and discarded at once; the records name the
+    outputs a run would write (files held back are not kept: `output` is None)."""
+    check_paths(inputs, output, options.quarantine)
+    summary = Summary(options.level.value)
+    writer = ReportWriter(report, options=options, run=run)
+    claimed: dict[str, str] = {}
+    not_kept = replace(options, quarantine=None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
+            scratch = Path(folder)
+            outcomes = _outcomes(_named(inputs), scratch, options, None, lambda _: False, pool, 4 * max(workers, 4))
+            for item, _, outcome in outcomes:
+                assert isinstance(outcome, Prepared)  # no journal: nothing was finished earlier
+                record = commit(outcome, scratch, not_kept, claimed, released=lambda staged, _: discard(staged))
+                size = _size(item)
+                summary.add(record, size)
+                writer.write(record)
+                if on_record is not None:
+                    on_record(record, size)
+        writer.write(summary.as_dict())
+    finally:
+        writer.close()
     return summary
 
 
@@ -153,7 +198,7 @@ _Pending = tuple[list[tuple[InputFile, str]], "Future[list[Prepared]] | Record"]
 
 
 def _outcomes(
-    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal,
+    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal | None,
     present: Callable[[str], bool], pool: Executor | None, window_size: int,
 ) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run (whose
@@ -211,8 +256,8 @@ def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Recor
         yield item, name, result
 
 
-def _finished(journal: Journal, item: InputFile, name: str, present: Callable[[str], bool]) -> Record | None:
-    done = journal.finished(name, item.path)
+def _finished(journal: Journal | None, item: InputFile, name: str, present: Callable[[str], bool]) -> Record | None:
+    done = journal.finished(name, item.path) if journal is not None else None
     if done is not None and done.status is Status.WRITTEN and done.output and not present(done.output):
         return None  # its output is gone: do it again
     return done
@@ -246,6 +291,8 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         if options.level is Level.FULL:
             return Prepared(Record(name, Status.SKIPPED, f"{what}: not released at full (it may hold PHI)",
                                    dicom=False))
+        if options.dicom_only:
+            return Prepared(Record(name, Status.SKIPPED, f"{what}: not copied (--dicom-only)", dicom=False))
         return _copied(item, output, name, f"{what}: copied unchanged", dicom=False)
     if options.level is Level.ORIGINAL:
         return _copied(item, output, name, "copied byte for byte")
@@ -267,18 +314,20 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
             original, identifiers, changes, patterns = plan.original, plan.identifiers, plan.changes, plan.patterns
             searchable = plan.searchable() if options.level is Level.FULL else None
             write = partial(plan.write, item.path)
-        target = name
+        target, subject = name, None
         if options.level is Level.FULL:
             assert options.key is not None
             target = by_identifiers(identifiers, Keyring(options.key), name)
+            subject = str(original.get("PatientID", "") or ""), str(identifiers.get("PatientID", "") or "")
         with Staged(output) as staged:
             span = write(staged.file)
         held = _hold_reason(original, staged.path, span, target, options, patterns, searchable)
         if held is None:
-            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path))
+            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path),
+                            subject)
         reason, findings = held
         return Prepared(Record(name, Status.QUARANTINED, reason, target, changes=tuple(changes),
-                               findings=tuple(findings)), str(staged.path))
+                               findings=tuple(findings)), str(staged.path), subject)
     except InputError as exc:
         return Prepared(Record(name, Status.FAILED, str(exc)))
     except UsageError:

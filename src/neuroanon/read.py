@@ -82,9 +82,12 @@ def read_header(path: Path) -> Header:
             if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
                 return Header(dcmread(path, force=True), None, False, True)
             stopped_at = fp.tell()
-            scanner = _Scanner(fp, size, implicit, little)
             fp.seek(0)
             start = 132 if fp.read(132)[128:] == b"DICM" else 0
+            if _actual_vr_is_implicit(fp, start, implicit) != implicit:
+                implicit = not implicit
+                ds.set_original_encoding(implicit, little, ds.original_character_set)
+            scanner = _Scanner(fp, size, implicit, little)
             scanner.dataset(start, size, implicit, top=True)
             span = scanner.pixels
             if span is None:
@@ -105,6 +108,30 @@ def read_header(path: Path) -> Header:
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             NotImplementedError, struct.error, AttributeError, UnicodeError, OverflowError) as exc:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
+
+
+def _actual_vr_is_implicit(fp: BinaryIO, start: int, claimed: bool) -> bool:
+    """Whether the dataset after the file meta is really implicit VR, decided as pydicom decides it.
+
+    Some writers label an implicit VR dataset with an explicit VR transfer syntax (or the reverse). pydicom reads
+    such a file by the VR it finds in the first element; the scan must walk it the same way, or a complete file
+    looks truncated.
+    """
+    pos = start
+    while True:
+        fp.seek(pos)
+        head = fp.read(8)
+        if len(head) < 8:
+            return claimed
+        if head[:2] != b"\x02\x00":  # past the file meta (always explicit VR little endian)
+            break
+        vr = head[4:6]
+        if vr in _LONG_VRS:
+            pos += 12 + struct.unpack("<L", fp.read(4))[0]
+        else:
+            pos += 8 + struct.unpack("<H", head[6:8])[0]
+    vr = head[4:6]
+    return not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B)
 
 
 class _Scanner:

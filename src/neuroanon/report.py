@@ -1,15 +1,25 @@
-"""The run report: one JSON line per input file and a summary line. Never an element value."""
+"""The run report: a provenance line, one JSON line per input file and a summary line. Never an element value.
+
+At full, inputs are named by a keyed token of their path unless the user asks for clear paths: folder and file
+names often hold names, IDs and birth dates.
+"""
 
 from __future__ import annotations
 
 import enum
 import json
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from . import __version__
 from .apply import Change
+from .keys import Keyring, key_fingerprint
+from .options import Level, Options
 from .residual import Finding
 
 
@@ -49,22 +59,35 @@ class Record:
         }
 
 
+def reason_group(reason: str) -> str:
+    """What a reason says without its particulars: the text before the first ':', ';' or ' ('."""
+    cut = min((i for i in (reason.find(": "), reason.find("; "), reason.find(" (")) if i >= 0), default=len(reason))
+    return reason[:cut].strip()
+
+
 @dataclass
 class Summary:
-    """Counts over a run; `exit_code` is 0 when every DICOM file was released, else 1."""
+    """Counts over a run, by status and by reason; `exit_code` is 0 when every DICOM file was released, else 1."""
 
     level: str
     counts: Counter[str] = field(default_factory=Counter)
     files: int = 0
     not_released: int = 0
     bytes_in: int = 0
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
 
     def add(self, record: Record, size: int) -> None:
         self.files += 1
         self.counts[str(record.status)] += 1
+        self.reasons[(str(record.status), reason_group(record.reason))] += 1
         self.bytes_in += size
         if not record.released:
             self.not_released += 1
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     @property
     def exit_code(self) -> int:
@@ -78,30 +101,103 @@ class Summary:
                 **{s.value: self.counts.get(s.value, 0) for s in Status},
                 "not_released": self.not_released,
                 "bytes_in": self.bytes_in,
+                "reasons": {s.value: {r: n for (status, r), n in sorted(self.reasons.items())
+                                      if status == s.value} for s in Status},
+                "elapsed_seconds": round(self.elapsed, 3),
             }
         }
 
-    def line(self) -> str:
-        parts = ", ".join(f"{self.counts.get(s.value, 0)} {s.value}" for s in Status)
-        return f"{self.files} files at level {self.level}: {parts}"
+    def line(self, held_back: bool = False) -> str:
+        """One line of counts; `held_back`: files a check stopped were not kept anywhere, so say so."""
+        parts = ", ".join(f"{self.counts.get(s.value, 0)} {status_word(s, held_back)}" for s in Status)
+        return f"{self.files} files at level {self.level} in {self.elapsed:.1f} s: {parts}"
+
+    def lines(self, held_back: bool = False) -> list[str]:
+        """The count line, then one line per status and reason, with its count."""
+        width = max((len(status_word(s, held_back)) for s in Status), default=0)
+        rows = [self.line(held_back)]
+        for status in Status:
+            for (name, reason), count in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+                if name == status.value:
+                    rows.append(f"  {status_word(status, held_back):<{width}} {count:>7}  {reason}".rstrip())
+        return rows
+
+
+def status_word(status: Status, held_back: bool) -> str:
+    """How a status is said to the user: a quarantined file with no quarantine folder was held back."""
+    return "held back" if status is Status.QUARANTINED and held_back else status.value
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about the run beyond its options: the command line, and whether to name inputs by
+    their clear paths at full (an identifiable report) rather than by keyed tokens."""
+
+    command: Sequence[str] = ()
+    clear_paths: bool = False
+
+
+def provenance(options: Options, run: RunInfo) -> dict[str, object]:
+    """The report's first line: version, level and options, key fingerprint (never the key), start, command."""
+    described: dict[str, object] = {}
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if f.name == "key":
+            continue
+        if f.name == "lookup":
+            value = len(value)  # how many entries, never the IDs
+        described[f.name] = value if isinstance(value, bool | int | None) else str(value)
+    return {"provenance": {
+        "neuroanon": __version__,
+        "level": options.level.value,
+        "options": described,
+        "key_fingerprint": key_fingerprint(options.key) if options.key is not None else None,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": list(run.command),
+        "input_names": "paths" if run.clear_paths or options.level is not Level.FULL else "keyed tokens",
+    }}
 
 
 class ReportWriter:
     """Appends records as JSON lines as they happen, so an interrupted run still has its report."""
 
-    def __init__(self, path: Path | None, append: bool = False) -> None:
+    def __init__(
+        self, path: Path | None, append: bool = False, options: Options | None = None, run: RunInfo | None = None
+    ) -> None:
+        """With `options`, the first line is the run's provenance, and at full inputs are named by keyed tokens
+        unless `run` asks for clear paths."""
         self._file: TextIO | None = None
+        self._path = path
+        self._name: Callable[[str], str] | None = None
+        run = run or RunInfo()
+        if options is not None and options.level is Level.FULL and options.key is not None and not run.clear_paths:
+            self._name = Keyring(options.key).input_token
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a" if append else "w", encoding="utf-8")
+            if options is not None:
+                self.write(provenance(options, run))
 
     def write(self, entry: Record | dict[str, object]) -> None:
         """Append a record (or the summary) as one JSON line."""
         if self._file is not None:
             as_dict = entry.as_dict() if isinstance(entry, Record) else entry
-            self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
-            self._file.flush()
+            if isinstance(entry, Record) and self._name is not None:
+                as_dict["input"] = self._name(entry.input)
+            try:
+                self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise self._named(exc) from None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """The error with the report's path: "No space left on device" alone does not say where."""
+        return OSError(exc.errno, exc.strerror, str(self._path))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..options import Options
 from ..pipeline import anonymize_tree
-from ..report import Record, ReportWriter, Status, Summary
+from ..report import Record, ReportWriter, RunInfo, Status, Summary
 from .peer import Peer
 from .scu import send_files
 
@@ -19,14 +19,14 @@ from .scu import send_files
 def send_tree(
     inputs: list[Path], peer: Peer, options: Options, calling_ae: str = "NEUROANON",
     tls: ssl.SSLContext | None = None, report: Path | None = None,
-    on_record: Callable[[Record], None] | None = None,
+    on_record: Callable[[Record], None] | None = None, run: RunInfo | None = None,
 ) -> Summary:
     """Anonymize `inputs` at `options` and send every released DICOM file to `peer`; report; return the summary.
 
     A file that was anonymized but not taken by the peer is reported `failed`, with the reason.
     """
     summary = Summary(options.level.value)
-    writer = ReportWriter(report)
+    writer = ReportWriter(report, options=options, run=run)
     try:
         with tempfile.TemporaryDirectory(prefix="neuroanon-send-") as folder:
             staged = Path(folder) / "out"
@@ -44,7 +44,7 @@ def send_tree(
                 elif record.status is Status.WRITTEN:
                     record = replace(record, status=Status.SKIPPED, reason=f"{record.reason}; not DICOM: not sent")
                 summary.add(record, size)
-                writer.write(record.as_dict())
+                writer.write(record)
                 if on_record is not None:
                     on_record(record)
         writer.write(summary.as_dict())

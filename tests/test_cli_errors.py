@@ -1,0 +1,233 @@
+"""Conditions the user caused or the machine imposes end with one clear line and the right exit code, never a
+traceback. Each scenario runs the installed command line as a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from neuroanon.cli import _parser, main
+from neuroanon.sample import make_study
+
+COMMAND = [sys.executable, "-m", "neuroanon.cli"]
+
+
+def _refuses_files(folder: Path) -> bool:
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Path]:
+    """A folder this process cannot write in: a read-only folder, or (for root, whom permission bits do not
+    bind) sysfs, which refuses new files to everyone."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if _refuses_files(folder):
+            yield folder
+        elif _refuses_files(Path("/sys")):
+            yield Path("/sys")
+        else:
+            pytest.fail("no folder refuses files here: the scenario cannot be staged")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    make_study(root, subject=5, n_series=1, n_instances=2)
+    return root
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def _one_line(done: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert done.returncode == code, done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def _cause(line: str) -> None:
+    assert "Permission denied" in line or "Operation not permitted" in line, line
+
+
+def test_output_that_is_an_existing_file(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    _one_line(_run(["anonymize", str(source), "-o", str(target)]), 2, str(target), "existing file")
+    assert target.read_text() == "not a folder"
+
+
+def test_output_below_an_existing_file(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    _one_line(_run(["anonymize", str(source), "-o", str(target / "out")]), 2, str(target), "not a folder")
+
+
+def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
+    for output in (unwritable / "out", unwritable / "out.zip"):
+        line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))
+        _cause(line)
+        assert not output.exists()
+
+
+def test_report_in_an_unwritable_folder(source: Path, tmp_path: Path, unwritable: Path) -> None:
+    report = unwritable / "sub" / "report.jsonl"
+    line = _one_line(_run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(report)]), 2,
+                     "report", str(unwritable))
+    _cause(line)
+    assert not (tmp_path / "out").exists(), "nothing is begun when the report cannot be written"
+
+
+def test_report_that_is_a_folder(source: Path, tmp_path: Path) -> None:
+    _one_line(_run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(tmp_path)]), 2,
+              "report", "is a folder")
+
+
+def test_quarantine_in_an_unwritable_folder(source: Path, tmp_path: Path, unwritable: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("cd" * 32)
+    line = _one_line(_run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full",
+                           "--key-file", str(key), "--quarantine", str(unwritable / "held")]), 2,
+                     "quarantine", str(unwritable))
+    _cause(line)
+
+
+def test_key_in_an_unwritable_folder(source: Path, tmp_path: Path, unwritable: Path) -> None:
+    done = _run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full"],
+                env={"XDG_CONFIG_HOME": str(unwritable)})
+    line = _one_line(done, 2, "cannot create the key file", str(unwritable / "neuroanon" / "key"))
+    _cause(line)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_explain_into_a_closed_pipe_stops_quietly() -> None:
+    run = subprocess.Popen([*COMMAND, "explain", "--level", "full"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.close()  # the reader is gone before the first line, as `| head -0` would be
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 141, err
+    assert err == "", "a closed pipe is not an error worth a message, and never a traceback"
+
+
+def test_explain_piped_into_head_prints_the_first_lines() -> None:
+    done = subprocess.run(f"{' '.join(COMMAND)} explain --level full | head -2", shell=True, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.startswith("| tag |") and done.stdout.count("\n") == 2
+    assert "Traceback" not in done.stderr and done.stderr == ""
+
+
+FULL_ONLY = [["--shift-dates"], ["--clean-descriptors"], ["--retain-patient-characteristics"],
+             ["--retain-device-identity"], ["--no-safe-private"], ["--lookup", "ids.csv"], ["--quarantine", "held"],
+             ["--allow-burned-in"], ["--no-residual-check"]]
+
+
+@pytest.mark.parametrize("option", FULL_ONLY, ids=lambda o: o[0])
+@pytest.mark.parametrize("level", ["original", "anonymize", None])
+def test_an_option_of_full_at_another_level_is_a_usage_error(
+    option: list[str], level: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chosen = ["--level", level] if level else []
+    commands = {
+        "anonymize": ["anonymize", str(tmp_path), "-o", str(tmp_path / "out")],
+        "serve": ["serve", "--port", "0", "-o", str(tmp_path / "node")],
+        "send": ["send", str(tmp_path), "--to", "PEER@127.0.0.1:1"],
+        "explain": ["explain"],
+    }
+    for name, command in commands.items():
+        if name == "explain" and option[0] in ("--lookup", "--quarantine", "--allow-burned-in",
+                                               "--no-residual-check"):
+            continue  # explain has no release options
+        assert main([*command, *chosen, *option]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and option[0] in err and f"level {level or 'anonymize'}" in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "node").exists()
+
+
+def test_an_option_of_full_at_full_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--level", "full", "--shift-dates", "--retain-device-identity"]) == 0
+    assert "(0008,0020)" in capsys.readouterr().out
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_option_has_help_naming_its_default() -> None:
+    for name, sub in _subparsers(_parser()).items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, f"{label} has no help"
+            if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
+                assert "default" in action.help, f"{label}: its default ({action.default}) is not in its help"
+
+
+def test_anonymize_help_shows_examples_and_exit_codes() -> None:
+    done = _run(["anonymize", "--help"])
+    assert done.returncode == 0
+    assert "examples:" in done.stdout and "--dry-run" in done.stdout and "exit status: 0" in done.stdout
+    examples = done.stdout.split("examples:")[1]
+    commands = [line.split() for line in examples.splitlines() if line.strip().startswith("neuroanon anonymize")]
+    assert len(commands) >= 4
+    for words in commands:  # every example parses
+        _parser().parse_args(words[1:])
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `neuroanon ...` command in the README's and docs' shell blocks (continuations joined, comments cut,
+    synopses with [optional] parts left out)."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    commands = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if words[:1] == ["neuroanon"] and not any(w.startswith("[") for w in words):
+                    commands.append(words[1:])
+    return commands
+
+
+def test_every_command_in_the_readme_parses() -> None:
+    commands = _readme_commands()
+    assert len(commands) >= 12 and ["key"] in commands
+    for words in commands:
+        args = _parser().parse_args(words)
+        if getattr(args, "level", "full") != "full":
+            assert not [o for o in FULL_ONLY if o[0] in words], f"README shows an option of full below it: {words}"
+
+
+def test_a_report_that_cannot_take_a_line_names_itself(source: Path, tmp_path: Path) -> None:
+    """/dev/full accepts the open and refuses every write, as a full disk does; the run stops with one line."""
+    full = Path("/dev/full")
+    assert full.exists(), "Linux's /dev/full stages a full disk for the report"
+    done = _run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(full)])
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+    assert f"neuroanon: {full}: No space left on device" in done.stderr.splitlines()

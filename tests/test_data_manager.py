@@ -1,0 +1,149 @@
+"""What a data manager expects: a dry run that writes nothing, --dicom-only, and the --mapping file."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.cli import main
+from neuroanon.sample import make_dataset, make_study, planted_values
+
+from .helpers import comparable_report, files_under, read_report
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "project.key"
+    path.write_text("5e" * 32)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Two subjects, an image that is held back at full, a non-DICOM file and a truncated file."""
+    root = tmp_path / "in"
+    make_study(root / "a", subject=41, n_series=1, n_instances=2)
+    make_study(root / "b", subject=42, n_series=1, n_instances=2)
+    us = make_dataset(subject=41, series=7)
+    us.Modality, us.BurnedInAnnotation = "US", "YES"
+    us.save_as(root / "us.dcm", enforce_file_format=True)
+    (root / "readme.txt").write_text("fake notes")
+    data = (root / "us.dcm").read_bytes()
+    (root / "cut.dcm").write_bytes(data[:-64])
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_dry_run_writes_nothing_and_tells_what_a_run_would_do(
+    level: str, tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = [str(tree), "--level", level, "--key-file", str(key_file), "--workers", "2"]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    before = _snapshot(tmp_path)
+    dry = reports / "dry.jsonl"
+    assert main(["anonymize", *common, "-o", str(tmp_path / "out"), "--dry-run", "--report", str(dry)]) == 1
+    after = _snapshot(tmp_path)
+    assert set(after) - set(before) == {str(dry)}, "a dry run wrote something besides its report"
+    out = capsys.readouterr().out
+    assert "nothing was written" in out
+    assert "would fail: cut.dcm: truncated" in out
+    if level == "full":
+        assert "would hold back: us.dcm: burned-in annotation risk" in out
+        assert "would skip: readme.txt: not DICOM" in out
+    else:
+        assert "would write: readme.txt -> readme.txt (not DICOM: copied unchanged)" in out
+    # The real run does what the dry run said, to the record.
+    real = reports / "real.jsonl"
+    assert main(["anonymize", *common, "-o", str(tmp_path / "out"), "--report", str(real)]) == 1
+    assert comparable_report(dry) == comparable_report(real)
+    _, records, _ = read_report(real)
+    assert sorted(r["output"] for r in records if r["status"] == "written") == sorted(
+        str(p.relative_to(tmp_path / "out")) for p in files_under(tmp_path / "out"))
+
+
+def test_dry_run_at_full_creates_no_key(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--level", "full", "--dry-run"]) == 1
+    assert not (tmp_path / "config").exists() and not (tmp_path / "out").exists()
+    assert "throwaway key" in capsys.readouterr().err
+
+
+def test_dry_run_refuses_what_would_write(tree: Path, tmp_path: Path, key_file: Path) -> None:
+    for extra in (["--dicomdir"], ["--level", "full", "--key-file", str(key_file), "--mapping", str(tmp_path / "m")]):
+        assert main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--dry-run", *extra]) == 2
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("level", ["original", "anonymize"])
+def test_dicom_only_leaves_non_dicom_files_behind(level: str, tree: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    failed = 0 if level == "original" else 1  # the truncated file is copied as it is at original
+    assert main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--level", level, "--dicom-only",
+                 "--report", str(report)]) == failed
+    names = {p.name for p in files_under(tmp_path / "out")}
+    assert "readme.txt" not in names and "us.dcm" in names and len(names) == 6 - failed
+    _, records, summary = read_report(report)
+    readme = next(r for r in records if r["input"] == "readme.txt")
+    assert readme["status"] == "skipped" and "--dicom-only" in readme["reason"] and readme["output"] is None
+    assert summary["not_released"] == failed
+    assert main(["anonymize", str(tree), "-o", str(tmp_path / "plain"), "--level", level]) == failed
+    assert "readme.txt" in {p.name for p in files_under(tmp_path / "plain")}
+
+
+def _mapping(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def test_mapping_lists_each_subject_once_mode_0600(tree: Path, tmp_path: Path, key_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = tmp_path / "site" / "mapping.csv"
+    mapping.parent.mkdir()
+    args = ["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--mapping", str(mapping)]
+    assert main([*args, "-o", str(tmp_path / "out")]) == 1
+    assert stat.S_IMODE(os.stat(mapping).st_mode) == 0o600
+    rows = _mapping(mapping)
+    assert rows[0] == ["original", "new"]
+    table = dict(rows[1:])
+    assert len(table) == len(rows) - 1 == 2
+    assert set(table) == {planted_values(41)["PatientID"], planted_values(42)["PatientID"]}
+    written = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID) for p in files_under(tmp_path / "out")}
+    assert written == set(table.values())
+    out, err = capsys.readouterr()
+    for original in table:
+        assert original not in out + err, "the mapping's originals reach only the mapping file"
+    # A second run into another output adds nobody twice; the file works as a lookup table.
+    assert main([*args, "-o", str(tmp_path / "again")]) == 1
+    assert _mapping(mapping) == rows
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(mapping),
+                 "-o", str(tmp_path / "looked-up")]) == 1
+    assert {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID)
+            for p in files_under(tmp_path / "looked-up")} == written
+
+
+def test_mapping_made_with_another_key_is_refused(tree: Path, tmp_path: Path, key_file: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = tmp_path / "mapping.csv"
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--mapping",
+                 str(mapping), "-o", str(tmp_path / "out")]) == 1
+    other = tmp_path / "other.key"
+    other.write_text("77" * 32)
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(other), "--mapping",
+                 str(mapping), "-o", str(tmp_path / "out2")]) == 2
+    assert "another key" in capsys.readouterr().err
+
+
+def test_mapping_is_an_option_of_full(tree: Path, tmp_path: Path) -> None:
+    assert main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--mapping", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "m").exists()

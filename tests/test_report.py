@@ -1,0 +1,149 @@
+"""What a run tells: the report's provenance line, inputs named by keyed tokens at full, the summary grouped by
+status and reason, "held back" when nothing was kept, and the `key` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from neuroanon import __version__
+from neuroanon.cli import main
+from neuroanon.keys import Keyring, key_fingerprint, load_key
+from neuroanon.sample import make_dataset, make_study, planted_values
+
+from .helpers import files_under, read_report
+
+KEY_HEX = "3c" * 32
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "project.key"
+    path.write_text(KEY_HEX)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A folder named like a person (as real folders are), a study, an ultrasound image, a non-DICOM file and a
+    truncated file."""
+    root = tmp_path / "FAKEDOE0021^JANE_19700101"
+    make_study(root, subject=21, n_series=1, n_instances=2)
+    us = make_dataset(subject=21, series=5)
+    us.Modality = "US"
+    us.BurnedInAnnotation = "YES"
+    us.save_as(root / "us.dcm", enforce_file_format=True)
+    (root / "notes.txt").write_text("fake notes")
+    data = (root / "us.dcm").read_bytes()
+    (root / "cut.dcm").write_bytes(data[:-64])
+    return root
+
+
+def test_full_report_starts_with_provenance_and_names_inputs_by_token(
+    tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.jsonl"
+    code = main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--level", "full", "--key-file",
+                 str(key_file), "--report", str(report), "--shift-dates"])
+    assert code == 1  # the truncated file and the held-back ultrasound
+    text = report.read_text()
+    head, records, summary = read_report(report)
+    assert head["neuroanon"] == __version__ and head["level"] == "full"
+    assert head["options"]["shift_dates"] is True and head["options"]["retain_device_identity"] is False
+    assert head["key_fingerprint"] == key_fingerprint(bytes.fromhex(KEY_HEX)) and len(head["key_fingerprint"]) == 16
+    assert KEY_HEX not in text and "key" not in head["options"]
+    assert head["started"].endswith("+00:00")
+    assert head["command"][:2] == ["neuroanon", "anonymize"] and "<input>" in head["command"]
+    assert "--shift-dates" in head["command"]
+    assert head["input_names"] == "keyed tokens"
+    keyring = Keyring(bytes.fromhex(KEY_HEX))
+    names = sorted(str(p.relative_to(tree)) for p in files_under(tree))
+    assert sorted(r["input"] for r in records) == sorted(keyring.input_token(n) for n in names)
+    for secret in [tree.name, "FAKEDOE0021", *planted_values(21).values()]:
+        if secret not in (planted_values(21)["StudyDate"],):
+            assert secret not in text, "an input path or a value reached the report"
+    assert summary["files"] == len(names) and summary["reasons"]["quarantined"]
+    out = capsys.readouterr().out
+    assert "held back" in out and "quarantined" not in out
+
+
+def test_report_paths_names_inputs_by_path(tree: Path, tmp_path: Path, key_file: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key_file),
+          "--report", str(report), "--report-paths"])
+    head, records, _ = read_report(report)
+    assert head["input_names"] == "paths" and str(tree) in head["command"]
+    assert {r["input"] for r in records} == {str(p.relative_to(tree)) for p in files_under(tree)}
+
+
+def test_anonymize_report_records_the_command_and_no_key(tree: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--report", str(report)])
+    head, records, _ = read_report(report)
+    assert head["level"] == "anonymize" and head["key_fingerprint"] is None and str(tree) in head["command"]
+    assert "notes.txt" in {r["input"] for r in records}
+
+
+def test_summary_is_grouped_by_status_and_reason_with_elapsed_time(
+    tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = tmp_path / "held"
+    report = tmp_path / "report.jsonl"
+    main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key_file),
+          "--quarantine", str(held), "--report", str(report)])
+    lines = capsys.readouterr().out.splitlines()
+    first = lines[0]
+    assert first.startswith("5 files at level full in ")
+    assert first.endswith(" s: 2 written, 1 skipped, 1 quarantined, 1 failed")
+    rows = [" ".join(line.split()) for line in lines[1:]]
+    assert "written 2" in rows
+    assert "skipped 1 not DICOM" in rows
+    assert "quarantined 1 burned-in annotation risk" in rows, rows
+    assert "failed 1 truncated" in rows
+    _, _, summary = read_report(report)
+    assert summary["reasons"]["failed"] == {"truncated": 1} and summary["elapsed_seconds"] >= 0
+    assert len(files_under(held)) == 1
+
+
+def test_anonymize_tells_of_non_dicom_files_it_copied(tree: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    main(["anonymize", str(tree), "-o", str(tmp_path / "out")])
+    rows = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert "written 1 not DICOM" in rows
+
+
+def test_key_command_creates_a_key_and_shows_its_fingerprint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = tmp_path / "config" / "neuroanon" / "key"
+    assert main(["key"]) == 0
+    out = capsys.readouterr().out
+    key = load_key(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert key_fingerprint(key) in out and key.hex() not in out and str(path) in out
+    before = path.read_bytes()
+    assert main(["key"]) == 2, "an existing key is never overwritten"
+    assert "exists already" in capsys.readouterr().err and path.read_bytes() == before
+    assert main(["key", "--show-fingerprint"]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: fingerprint {key_fingerprint(key)}"
+    other = tmp_path / "other.key"
+    assert main(["key", "--key-file", str(other), "--show-fingerprint"]) == 2  # none there
+    assert main(["key", "--key-file", str(other)]) == 0
+    assert key_fingerprint(load_key(other)) != key_fingerprint(key)
+
+
+def test_fingerprint_in_a_report_matches_the_key_command(
+    tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.jsonl"
+    main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key_file),
+          "--report", str(report)])
+    capsys.readouterr()
+    assert main(["key", "--key-file", str(key_file), "--show-fingerprint"]) == 0
+    shown = capsys.readouterr().out.split()[-1]
+    assert json.loads(report.read_text().splitlines()[0])["provenance"]["key_fingerprint"] == shown
