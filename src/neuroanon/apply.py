@@ -19,10 +19,11 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from . import __version__
-from .allowlist import find_safe
+from .allowlist import SafePrivate, creator_name, find_safe
 from .burnedin import burned_in_risk
+from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, find, needles, scrub
+from .identifiers import Needle, needles, scrub
 from .keys import Keyring
 from .options import Level, Options
 from .profile import (
@@ -243,27 +244,58 @@ class _Full:
             if element < 0x1000:
                 continue  # creators and illegal low elements: decided below
             creator_tag = (t & 0xFFFF0000) | (element >> 8)
-            creator = ds.get(creator_tag)
-            creator_name = str(creator.value) if creator is not None and creator.VR == "LO" else ""
-            if self.options.retain_safe_private and find_safe(creator_name, t >> 16, element & 0xFF):
+            where = path + _tag_text(t)
+            safe = find_safe(self._creator(ds, creator_tag), t >> 16, element & 0xFF) \
+                if self.options.retain_safe_private else None
+            if safe is not None and self._scrub(ds, t, safe, where):
                 kept_blocks.add(creator_tag)
-                self._scrub(ds, t, path + _tag_text(t))
-            else:
-                self._remove(ds, t, path + _tag_text(t), "")
+            elif t in ds:
+                self._remove(ds, t, where, "")
         for t in tags:
             if t & 0xFFFF < 0x1000 and t not in kept_blocks:
                 self._remove(ds, t, path + _tag_text(t), "PrivateCreator" if t & 0xFFFF >= 0x10 else "")
 
-    def _scrub(self, ds: Dataset, t: int, where: str) -> None:
-        """Overwrite this file's identifying values inside a kept private element, keeping its length and shape."""
+    def _scrub(self, ds: Dataset, t: int, safe: SafePrivate, where: str) -> bool:
+        """Clean a kept private element of identifying values, keeping its length and shape; False: remove it.
+
+        A private sequence on the list is walked (its items keep what the level keeps); anything else that
+        turns out to be a sequence, or a CSA header that is not one, is not kept.
+        """
         raw = ds.get_item(t)
+        if safe.kind == "sequence":
+            if not _may_be_sequence(raw) and not (isinstance(raw, RawDataElement) and _parse_as_sequence(ds, raw)):
+                return False
+            if ds[t].VR != "SQ":
+                return False
+            for i, item in enumerate(ds[t].value):
+                self.walk(item, f"{where}[{i}].")
+            return True
+        if _may_be_sequence(raw) and ds[t].VR == "SQ":
+            return False
         value = raw.value if isinstance(raw, RawDataElement) else ds[t].value
-        if not isinstance(value, (bytes, str)) or not find(_as_bytes(value), self.patterns):
-            return
-        cleaned = scrub(_as_bytes(value), self.patterns)
-        vr = raw.VR if isinstance(raw, RawDataElement) and raw.VR else ds[t].VR
-        ds[t] = DataElement(t, vr, cleaned if isinstance(value, bytes) else cleaned.decode("utf-8", "replace"))
-        self.changes.append(Change(where, "", "cleaned"))
+        if value is None:
+            return True
+        if not isinstance(value, (bytes, str)):
+            return True  # a number
+        cleaned = clean_kept(safe.kind, _as_bytes(value), self.patterns, self.keyring)
+        if cleaned is None:
+            return False
+        if cleaned != _as_bytes(value):
+            vr = raw.VR if isinstance(raw, RawDataElement) and raw.VR else ds[t].VR
+            ds[t] = DataElement(t, vr, cleaned if isinstance(value, bytes) else cleaned.decode("utf-8", "replace"))
+            self.changes.append(Change(where, "", "cleaned"))
+        return True
+
+    def _creator(self, ds: Dataset, tag: int) -> str:
+        """The private creator at `tag` as written (trailing spaces removed), or "" when there is none."""
+        if tag not in ds:
+            return ""
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            if raw.VR not in (None, "LO", "UN") or not isinstance(raw.value, bytes):
+                return ""
+            return creator_name(raw.value) or ""
+        return (creator_name(raw.value) or "") if raw.VR == "LO" and isinstance(raw.value, str) else ""
 
     def clean_meta(self, meta: Dataset) -> None:
         for tag in list(meta.keys()):
@@ -362,6 +394,7 @@ def _copy(ds: Dataset) -> Dataset:
 
 def _tag_text(t: int) -> str:
     return f"({t >> 16:04X},{t & 0xFFFF:04X})"
+
 
 
 def _values(value: object) -> list[object]:
