@@ -184,6 +184,8 @@ SAFE_PRIVATE: tuple[SafePrivate, ...] = (
     _row(_PH_IMG, 0x2001, 0x1C, "Prepulse Type", "prepulse type", _D, _CODE),
     _row(_PH_IMG, 0x2001, 0x1F, "Respiration Synchronization", "respiratory gating", _D, _CODE),
     _row(_PH_IMG, 0x2001, 0x22, "Water Fat Shift", "echo spacing and total readout time (distortion correction)"),
+    _row(_PH_IMG, 0x2001, 0x5F, "Stack Sequence", "stack geometry and table position (TablePosition)", _D,
+         _SEQUENCE, "sequence"),
     _row(_PH_IMG, 0x2001, 0x81, "Number Of Dynamic Scans", "volumes of fMRI series"),
     _row(_PH_MR, 0x2005, 0x0D, "Scale Intercept", "Philips floating-point (real-world) intensity", _DN),
     _row(_PH_MR, 0x2005, 0x0E, "Scale Slope", "Philips floating-point (real-world) intensity", _DN),

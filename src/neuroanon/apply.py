@@ -42,6 +42,7 @@ from .ps315 import load_table
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEID_METHOD = 0x00120063
+PATIENT_AGE = 0x00101010
 METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
 
 
@@ -80,6 +81,8 @@ def apply_level(
     walker = _Full(options, Keyring(options.key), changes, needles(ds) if patterns is None else patterns)
     walker.subject = str(ds.get("PatientID", "") or "")
     walker.walk(new, "")
+    if options.cap_ages and options.retain_patient_characteristics:
+        cap_age(new, changes)
     meta = getattr(new, "file_meta", None)
     if meta is not None:
         walker.clean_meta(meta)
@@ -328,6 +331,24 @@ def _full_rule(t: int, shift_dates: bool, clean_descriptors: bool, characteristi
     options = Options(level=Level.FULL, shift_dates=shift_dates, clean_descriptors=clean_descriptors,
                       retain_patient_characteristics=characteristics, retain_device_identity=device)
     return full_action(t, load_table().lookup(t), options)[0], keyword_for_tag(t)
+
+
+def cap_age(ds: Dataset, changes: list[Change]) -> None:
+    """HIPAA Safe Harbor: a kept PatientAge of 90 years or more becomes `090Y`; one that does not parse, empty.
+
+    Only years can reach 90 in the three digits of an AS value (999 months, weeks or days are less).
+    """
+    if PATIENT_AGE not in ds or _is_empty(ds.get_item(PATIENT_AGE)):
+        return
+    text = str(ds[PATIENT_AGE].value).strip()
+    if len(text) == 4 and text[:3].isdigit() and text[3] in "DWMY":
+        if text[3] != "Y" or int(text[:3]) < 90:
+            return
+        ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", "090Y")
+        changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "replaced"))
+        return
+    ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", None)
+    changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "emptied"))
 
 
 def changed_top_level(changes: list[Change]) -> frozenset[int]:

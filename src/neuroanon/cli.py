@@ -16,7 +16,7 @@ from typing import Any
 from . import __version__
 from .errors import NeuroanonError, UsageError
 from .keys import load_key, load_lookup, load_or_create_key
-from .options import Level, Options
+from .options import PRESETS, Level, Options
 from .profile import explain, render_rules
 from .report import Record, Status
 
@@ -114,6 +114,9 @@ def _level_options(p: argparse.ArgumentParser) -> None:
                    help="full: keep station name, device serial numbers (PS3.15 113109)")
     p.add_argument("--no-safe-private", action="store_true",
                    help="full: remove every private element, the technical allow-list too")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="bids: level full with --clean-descriptors --shift-dates --retain-patient-characteristics "
+                        "and ages of 90 and over written as 090Y (for conversion to BIDS; see README)")
 
 
 def _release_options(p: argparse.ArgumentParser) -> None:
@@ -149,15 +152,21 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     if args.command in ("anonymize", "serve", "send"):
         checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
                   "quarantine": args.quarantine}
+    switches = {"shift_dates": args.shift_dates, "clean_descriptors": args.clean_descriptors,
+                "retain_patient_characteristics": args.retain_patient_characteristics, "cap_ages": False}
+    level = Level(args.level)
+    if getattr(args, "preset", None):
+        if level is Level.ORIGINAL:
+            raise UsageError(f"--preset {args.preset} is a preset of the full level, not of --level original")
+        level = Level.FULL
+        switches = {name: on or PRESETS[args.preset].get(name, False) for name, on in switches.items()}
     return Options(
-        level=Level(args.level),
+        level=level,
         key=key,
         lookup=lookup or {},
-        shift_dates=args.shift_dates,
-        clean_descriptors=args.clean_descriptors,
-        retain_patient_characteristics=args.retain_patient_characteristics,
         retain_device_identity=args.retain_device_identity,
         retain_safe_private=not args.no_safe_private,
+        **switches,
         **checks,
     )
 

@@ -113,7 +113,7 @@ class Plan:
 def plan(path: Path, options: Options) -> Plan | None:
     """The lean plan for `path` at `options.level`, or None when the general path must take the file."""
     if options.level is Level.ORIGINAL or (options.level is Level.FULL and (
-            options.shift_dates or options.clean_descriptors)):
+            options.shift_dates or options.clean_descriptors or options.cap_ages)):
         return None
     try:
         with open(path, "rb") as f:
