@@ -152,23 +152,30 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     if args.command in ("anonymize", "serve", "send"):
         checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
                   "quarantine": args.quarantine}
-    switches = {"shift_dates": args.shift_dates, "clean_descriptors": args.clean_descriptors,
-                "retain_patient_characteristics": args.retain_patient_characteristics, "cap_ages": False}
-    level = Level(args.level)
-    if getattr(args, "preset", None):
-        if level is Level.ORIGINAL:
-            raise UsageError(f"--preset {args.preset} is a preset of the full level, not of --level original")
-        level = Level.FULL
-        switches = {name: on or PRESETS[args.preset].get(name, False) for name, on in switches.items()}
     return Options(
-        level=level,
+        level=Level(args.level),
         key=key,
         lookup=lookup or {},
+        shift_dates=args.shift_dates,
+        clean_descriptors=args.clean_descriptors,
+        retain_patient_characteristics=args.retain_patient_characteristics,
         retain_device_identity=args.retain_device_identity,
         retain_safe_private=not args.no_safe_private,
-        **switches,
+        cap_ages=getattr(args, "cap_ages", False),
         **checks,
     )
+
+
+def _resolve_preset(args: argparse.Namespace) -> None:
+    """Turn `--preset NAME` into the level and switches it stands for (each added to what the user chose)."""
+    preset = getattr(args, "preset", None)
+    if not preset:
+        return
+    if Level(args.level) is Level.ORIGINAL:
+        raise UsageError(f"--preset {preset} is a preset of the full level, not of --level original")
+    args.level = Level.FULL.value
+    for name, on in PRESETS[preset].items():
+        setattr(args, name, getattr(args, name, False) or on)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0) and EXIT_USAGE
     _quiet_pydicom()
     try:
+        _resolve_preset(args)
         if args.command == "explain":
             print(render_rules(explain(Level(args.level), _options(args))))
             return 0
