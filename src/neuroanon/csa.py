@@ -46,12 +46,17 @@ IDENTIFYING_ELEMENTS = frozenset({
 _KEY = rb"(?:[A-Za-z]*(?:ProtocolName|SeriesDescription|PatientName|PatientID|PatientBirth\w*|PatientAge|" \
        rb"PatientSex|PatientWeight|PatientSize|PatientHeight|Weight|Height|StationName|Institution\w*|" \
        rb"SerialNumber|SerialNo|OperatorName|OperatorsName|Physician\w*|Comment\w*))"
-# ASCCONV: `tProtocolName = ""name""` or `flWeight = 80.5`, one line each.
-_ASCCONV = re.compile(rb"(?m)^[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
+# ASCCONV: `tProtocolName = ""name""` or `flWeight = 80.5`, one line each. Lines are found from the key words
+# (a literal search), then matched one by one: a header holds thousands of lines and few such keys.
+_KEY_WORDS = re.compile(rb"ProtocolName|SeriesDescription|Patient|Weight|Height|Station|Institution|Serial|"
+                        rb"Operator|Physician|Comment")
+_ASCCONV = re.compile(rb"[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
 # XProtocol: `<ParamString.""ProtocolName"">  { ""name"" }` (the block may span lines).
 _XPROTOCOL = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{([^{}]*)\}")
 _QUOTED = re.compile(rb"\"+([^\"\r\n]*)\"+")
-_UID = re.compile(rb"(?<![0-9.])[12]\.[0-9]+(?:\.[0-9]+){3,}(?![0-9.])")
+_UID = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
+_UID_PART = frozenset(b"0123456789.")
+_NAME = re.compile(rb"[\x20-\x7e]*")
 _LOOSE_ATTRIBUTES = frozenset({"StationName", "InstitutionName", "InstitutionalDepartmentName", "DeviceSerialNumber"})
 
 
@@ -122,12 +127,24 @@ def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> b
 def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes:
     """Protocol text (or any CSA bytes) with identifying keys blanked, UIDs remapped and needles cut, in place."""
     buffer = bytearray(text)
-    for match in _ASCCONV.finditer(text):
-        _blank_value(buffer, match.start(1), match.group(1))
+    lines: set[int] = set()
+    for word in _KEY_WORDS.finditer(text):
+        start = text.rfind(b"\n", 0, word.start()) + 1
+        if start in lines:
+            continue
+        lines.add(start)
+        end = text.find(b"\n", word.end())
+        match = _ASCCONV.match(text, start, len(text) if end < 0 else end)
+        if match:
+            _blank_value(buffer, match.start(1), match.group(1))
     for match in _XPROTOCOL.finditer(text):
         _blank_value(buffer, match.start(1), match.group(1))
-    for match in _UID.finditer(bytes(buffer)):
-        buffer[match.start():match.end()] = same_length_uid(keyring, match.group().decode("ascii"))
+    current = bytes(buffer)
+    for match in _UID.finditer(current):
+        start, end = match.span()
+        if (start and current[start - 1] in _UID_PART) or (end < len(current) and current[end] in _UID_PART):
+            continue
+        buffer[start:end] = same_length_uid(keyring, match.group().decode("ascii"))
     cleaned = scrub(bytes(buffer), patterns)
     return _scrub_loose(cleaned, patterns)
 
@@ -171,9 +188,7 @@ def _scrub_loose(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
 def _text(raw: bytes) -> str | None:
     """A NUL-terminated ASCII name from the table, or None if it is not one."""
     text = raw.split(b"\x00", 1)[0]
-    if not all(0x20 <= c < 0x7F for c in text):
-        return None
-    return text.decode("ascii")
+    return text.decode("ascii") if _NAME.fullmatch(text) else None
 
 
 def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
@@ -182,9 +197,20 @@ def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: K
     `kind` is the allow-list's: a CSA header must parse as one, protocol text has its identifying keys blanked,
     any other value is cut of this file's identifying values. Both anonymization paths call this one function.
     """
-    if kind == "csa":
-        return clean_csa(value, patterns, keyring)
-    if kind == "protocol":
-        return clean_protocol(value, patterns, keyring)
-    hits = tuple(find(value, patterns))
-    return scrub(value, hits) if hits else value
+    if kind == "value":
+        hits = tuple(find(value, patterns))
+        return scrub(value, hits) if hits else value
+    # Every image of a series carries the same series header: the last few results are remembered, by value,
+    # needles and a fingerprint of the key.
+    memo = (kind, value, patterns, keyring.uid("csa-memo"))
+    if memo in _MEMO:
+        return _MEMO[memo]
+    cleaned = clean_csa(value, patterns, keyring) if kind == "csa" else clean_protocol(value, patterns, keyring)
+    _MEMO[memo] = cleaned
+    while len(_MEMO) > _MEMO_SIZE:
+        del _MEMO[next(iter(_MEMO))]
+    return cleaned
+
+
+_MEMO_SIZE = 16
+_MEMO: dict[tuple[str, bytes, tuple[Needle, ...], str], bytes | None] = {}
