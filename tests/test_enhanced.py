@@ -26,6 +26,7 @@ from neuroanon.cli import main
 from .corpus import _package_dir
 from .helpers import searchable_bytes
 from .niix import convert, differences, outputs
+from .test_csa import _csa
 from .tools import require_tool
 
 KEY = "enhanced-test-key: 32 bytes or more of key material"
@@ -93,6 +94,12 @@ def _xa_protocol() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _xa_csa() -> bytes:
+    """XA's protocol element: a CSA header holding the patient's weight and the protocol (as dcm2niix reads it)."""
+    return _csa([("UsedPatientWeight", "DS", [b"81.5\x00"]), ("MrPhoenixProtocol", "UN", [_xa_protocol() + b"\x00"])],
+                True)
+
+
 def _strip_private(ds: Dataset) -> None:
     for tag in [t for t in ds.keys() if t.group % 2]:
         del ds[tag]
@@ -114,7 +121,7 @@ def _siemens_xa(tmp: Path) -> Path:
     sds = Dataset()
     sds.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
     sds.add_new(0x00211009, "LO", "p2")
-    sds.add_new(0x00211019, "OB", _xa_protocol())
+    sds.add_new(0x00211019, "OB", _xa_csa())
     sds.add_new(0x002110F3, "LO", "fake private note")  # unlisted
     shared.add_new(0x002110FE, "SQ", Sequence([sds]))
     for number, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
@@ -131,13 +138,13 @@ def _siemens_xa(tmp: Path) -> Path:
     return path
 
 
-MAKERS = {"philips": _philips}
+MAKERS = {"philips": _philips, "siemens_xa": _siemens_xa}
 # What each vendor's private sequences give dcm2niix: these keys must be in the original sidecar (else the
-# file would not exercise them) and survive. (dcm2niix reads no stable value from the synthetic XA protocol,
-# so the XA file is checked on its bytes below, not through dcm2niix.)
+# file would not exercise them) and survive.
 PRIVATE_KEYS = {
     "philips": ("PhilipsRescaleSlope", "PhilipsScaleSlope", "WaterFatShift", "EstimatedTotalReadoutTime",
                 "TablePosition"),
+    "siemens_xa": ("BaseResolution", "AcquisitionMatrixPE"),
 }
 
 
@@ -196,8 +203,9 @@ def test_siemens_xa_private_sequences_cleaned(tmp_path: Path) -> None:
     sds = ds.SharedFunctionalGroupsSequence[0][0x002110FE].value[0]
     assert sds[0x00211009].value == "p2" and 0x002110F3 not in sds
     protocol = sds[0x00211019].value
-    assert len(protocol) == len(_xa_protocol()), "the protocol changed length"
+    assert len(protocol) == len(_xa_csa()), "the protocol changed length"
     assert b"sPat.lAccelFactPE = 2" in protocol and b"sKSpace.lBaseResolution = 64" in protocol
+    assert b"81.5" not in protocol, "the patient's weight survived in the XA protocol header"
     assert b"1.3.12.2.1107.5.2.43.99999" not in protocol and b'tReferenceImage0 = ""2.25.' in protocol
     for number, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
         sdi = item[0x002111FE].value[0]

@@ -11,7 +11,8 @@ else, so a case-folded or leading-space lookalike is another creator and its ele
 How a kept value is cleaned depends on its kind:
 - `csa`: a Siemens CSA header, kept only when it parses as one (CSA1 or CSA2 "SV10" layout); what the profile
   removes is blanked inside it and its UIDs are remapped, with every length and item count kept (see csa.py);
-- `protocol`: Siemens protocol text (ASCCONV / XProtocol), cleaned the same way as the protocol inside a CSA header;
+- `protocol`: Siemens XA protocol: a CSA header (cleaned as one) or plain ASCCONV / XProtocol text, cleaned the
+  same way as the protocol inside a CSA header;
 - `value`: numbers, codes and short technical text; cut of this file's identifying values like any kept value;
 - `sequence`: a private sequence, kept and walked: its items keep the elements the level keeps (public elements by
   the profile, private ones by this table) and lose all others.

@@ -8,8 +8,9 @@ offset: lengths, item counts and padding are untouched, and only the bytes of va
 What is cleaned (the values the Basic Profile removes, wherever Siemens copies them):
 - elements that hold patient or site values (UsedPatientWeight, PatReinPattern with weight and age, file names
   of the source): their items become "0" (numbers) or empty (text);
-- protocol text (ASCCONV and XProtocol, in MrPhoenixProtocol and the XA protocol element): the values of the
-  protocol and series names and of patient, station, institution, operator and serial-number keys;
+- protocol text (ASCCONV and XProtocol, in MrPhoenixProtocol and in the XA protocol element, itself a CSA header
+  or plain text): the values of the protocol and series names and of patient, station, institution, operator
+  and serial-number keys;
 - every UID (they carry the scanner's serial number and the acquisition date): remapped to a keyed UID of the
   same length;
 - this file's identifying values (identifiers.needles), as everywhere; station, institution and serial number
@@ -205,7 +206,10 @@ def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: K
     memo = (kind, value, patterns, keyring.uid("csa-memo"))
     if memo in _MEMO:
         return _MEMO[memo]
-    cleaned = clean_csa(value, patterns, keyring) if kind == "csa" else clean_protocol(value, patterns, keyring)
+    if kind == "csa" or parse(value) is not None:  # XA's protocol element is a CSA header in most versions
+        cleaned = clean_csa(value, patterns, keyring)
+    else:
+        cleaned = clean_protocol(value, patterns, keyring)
     _MEMO[memo] = cleaned
     while len(_MEMO) > _MEMO_SIZE:
         del _MEMO[next(iter(_MEMO))]
