@@ -298,7 +298,9 @@ class _Full:
             if raw.VR not in (None, "LO", "UN") or not isinstance(raw.value, bytes):
                 return ""
             return creator_name(raw.value) or ""
-        return (creator_name(raw.value) or "") if raw.VR == "LO" and isinstance(raw.value, str) else ""
+        if raw.VR in ("LO", "UN") and isinstance(raw.value, (str, bytes)):
+            return creator_name(raw.value) or ""
+        return ""
 
     def clean_meta(self, meta: Dataset) -> None:
         for tag in list(meta.keys()):
