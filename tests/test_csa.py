@@ -25,7 +25,7 @@ from neuroanon.keys import Keyring
 from neuroanon.options import Level, Options
 from neuroanon.read import quiet
 
-from .corpus import _package_dir
+from .corpus import _package_dir, corpus_files
 from .helpers import files_under
 from .niix import convert, differences, outputs
 from .test_lean import _both
@@ -193,7 +193,7 @@ def test_both_layouts_parse_and_clean(csa2: bool) -> None:
     start = 8 if csa2 else 0
     other_check = header[: start + 4] + struct.pack("<I", 78) + header[start + 8:]
     no_tags = header[:start] + struct.pack("<I", 0) + header[start + 4:]
-    for broken in (header[:-3], header[:40], other_check, no_tags, b"SV10\x01\x02\x03\x04" + header[start:],
+    for broken in (header[:-3], header[:40], other_check, no_tags, b"SV11" + header[4:],
                    FREE_TEXT, b""):
         assert csa.parse(broken) is None, "a damaged or foreign value parsed as CSA"
         assert csa.clean_csa(broken, (), Keyring(KEY)) is None
@@ -213,3 +213,20 @@ def test_siemens_files_stay_on_the_lean_path(tmp_path: Path) -> None:
     source, _ = _planted(tmp_path)
     with quiet():
         assert lean.plan(source, FULL) is not None
+
+
+def test_every_real_csa_header_parses_as_nibabel_reads_it() -> None:
+    """Real headers (one with zeros after "SV10") parse, to the same element names nibabel finds."""
+    headers = [_dwi()[0x00291010].value, _dwi()[0x00291020].value]
+    for path in corpus_files():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # not DICOM, or damaged: the corpus holds both on purpose
+            continue
+        headers += [ds[t].value for t in ds.keys() if t.group == 0x0029 and t.element & 0xFF in (0x10, 0x20)
+                    and t.element >= 0x1000 and isinstance(ds[t].value, bytes) and ds[t].value[:4] == b"SV10"]
+    assert len(headers) >= 7
+    for value in headers:
+        parsed = csa.parse(value)
+        assert parsed is not None, "a real CSA header did not parse"
+        assert [e.name for e in parsed] == list(csareader.read(value)["tags"])

@@ -70,9 +70,7 @@ class CsaElement:
 
 def parse(value: bytes) -> list[CsaElement] | None:
     """The elements of a CSA header, or None if `value` is not one (layout checked to the last byte)."""
-    if value[:4] == b"SV10":
-        if value[4:8] != b"\x04\x03\x02\x01":
-            return None
+    if value[:4] == b"SV10":  # then 4 bytes readers skip (04 03 02 01, or zeros in some files)
         pos, csa2 = 8, True
     else:
         pos, csa2 = 0, False
