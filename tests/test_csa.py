@@ -230,3 +230,17 @@ def test_every_real_csa_header_parses_as_nibabel_reads_it() -> None:
         parsed = csa.parse(value)
         assert parsed is not None, "a real CSA header did not parse"
         assert [e.name for e in parsed] == list(csareader.read(value)["tags"])
+
+
+def test_protocol_keys_blanked_in_both_syntaxes() -> None:
+    text = (b'<ParamString.""ProtocolName"">  { <Label> ""Protocol name"" { <Default> ""x"" } ""Doe Proto""  }\n'
+            b'<ParamLong.""BaseResolution"">  { 64 }\n'
+            b'### ASCCONV BEGIN ###\n'
+            b'tProtocolName = ""Doe+AF8-Proto""\n'
+            b'sPatient.flWeight = 81.5\n'
+            b'sKSpace.lBaseResolution = 64\n'
+            b'### ASCCONV END ###\n')
+    cleaned = csa.clean_protocol(text, (), Keyring(KEY))
+    assert len(cleaned) == len(text)
+    assert b"Doe" not in cleaned and b"81.5" not in cleaned and b"00.0" in cleaned
+    assert b'<ParamLong.""BaseResolution"">  { 64 }' in cleaned and b"sKSpace.lBaseResolution = 64" in cleaned

@@ -53,7 +53,8 @@ _KEY_WORDS = re.compile(rb"ProtocolName|SeriesDescription|Patient|Weight|Height|
                         rb"Operator|Physician|Comment")
 _ASCCONV = re.compile(rb"[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
 # XProtocol: `<ParamString.""ProtocolName"">  { ""name"" }` (the block may span lines).
-_XPROTOCOL = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{([^{}]*)\}")
+_XPROTOCOL = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{")
+_BLOCK_LIMIT = 1 << 16  # an XProtocol parameter block is short; a runaway one is cut at this length
 _QUOTED = re.compile(rb"\"+([^\"\r\n]*)\"+")
 _UID = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
 _UID_PART = frozenset(b"0123456789.")
@@ -137,7 +138,8 @@ def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) 
         if match:
             _blank_value(buffer, match.start(1), match.group(1))
     for match in _XPROTOCOL.finditer(text):
-        _blank_value(buffer, match.start(1), match.group(1))
+        end = _block_end(text, match.end())
+        _blank_value(buffer, match.end(), text[match.end():end])
     current = bytes(buffer)
     for match in _UID.finditer(current):
         start, end = match.span()
@@ -154,6 +156,21 @@ def same_length_uid(keyring: Keyring, uid: str) -> bytes:
         return re.sub(r"[0-9]", "0", uid).encode("ascii")
     digits = keyring.uid(uid)[5:] + keyring.uid(uid + "\x00csa")[5:]
     return ("2.25." + digits[: len(uid) - 5]).encode("ascii")
+
+
+def _block_end(text: bytes, start: int) -> int:
+    """The offset of the brace closing the XProtocol block whose body starts at `start` (nested blocks included)."""
+    depth = 1
+    limit = min(len(text), start + _BLOCK_LIMIT)
+    for position in range(start, limit):
+        byte = text[position]
+        if byte == 0x7B:  # {
+            depth += 1
+        elif byte == 0x7D:  # }
+            depth -= 1
+            if depth == 0:
+                return position
+    return limit
 
 
 def _blank_value(buffer: bytearray, start: int, value: bytes) -> None:
