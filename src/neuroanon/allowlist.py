@@ -41,7 +41,7 @@ class SafePrivate:
     group: int
     element: int  # low byte
     name: str
-    why: str  # what converters take from it
+    use: str  # what converters take from it
     readers: str  # which converter reads it
     safe: str  # why keeping it releases no identity
     kind: Kind = "value"
@@ -49,6 +49,19 @@ class SafePrivate:
     @property
     def tag_text(self) -> str:
         return f"({self.group:04X},xx{self.element:02X})"
+
+    @property
+    def why(self) -> str:
+        """One line for `explain`: what it gives which converter, and how it is kept."""
+        return f"{self.use} ({self.readers}); {_HOW[self.kind]}"
+
+
+_HOW = {
+    "value": "kept, cut of this file's identifying values",
+    "csa": "kept only if it parses as a CSA header, cleaned in place",
+    "protocol": "protocol cleaned in place",
+    "sequence": "kept and walked: its items keep only what the level keeps",
+}
 
 
 # Why each kind of value is safe to keep (one sentence each, shared by the rows).
@@ -77,9 +90,9 @@ _PH_MR5 = "Philips MR Imaging DD 005"
 _UIH = "Image Private Header"
 
 
-def _row(creator: str, group: int, element: int, name: str, why: str, readers: str = _D, safe: str = _NUMBER,
+def _row(creator: str, group: int, element: int, name: str, use: str, readers: str = _D, safe: str = _NUMBER,
          kind: Kind = "value") -> SafePrivate:
-    return SafePrivate(creator, group, element, name, why, readers, safe, kind)
+    return SafePrivate(creator, group, element, name, use, readers, safe, kind)
 
 
 SAFE_PRIVATE: tuple[SafePrivate, ...] = (
