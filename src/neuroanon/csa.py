@@ -220,6 +220,7 @@ def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: K
     # needles and a fingerprint of the key.
     memo = (kind, value, patterns, keyring.uid("csa-memo"))
     if memo in _MEMO:
+        _MEMO[memo] = _MEMO.pop(memo)  # most recently used last: the series header stays while images pass
         return _MEMO[memo]
     if kind == "csa" or parse(value) is not None:  # XA's protocol element is a CSA header in most versions
         cleaned = clean_csa(value, patterns, keyring)
