@@ -252,7 +252,7 @@ class _Full:
                 if self.options.retain_safe_private else None
             if safe is not None and self._scrub(ds, t, safe, where):
                 kept_blocks.add(creator_tag)
-            elif t in ds:
+            else:
                 self._remove(ds, t, where, "")
         for t in tags:
             if t & 0xFFFF < 0x1000 and t not in kept_blocks:
@@ -276,10 +276,8 @@ class _Full:
         if _may_be_sequence(raw) and ds[t].VR == "SQ":
             return False
         value = raw.value if isinstance(raw, RawDataElement) else ds[t].value
-        if value is None:
-            return True
         if not isinstance(value, (bytes, str)):
-            return True  # a number
+            return True  # empty, or a number
         cleaned = clean_kept(safe.kind, _as_bytes(value), self.patterns, self.keyring)
         if cleaned is None:
             return False
@@ -417,7 +415,6 @@ def _copy(ds: Dataset) -> Dataset:
 
 def _tag_text(t: int) -> str:
     return f"({t >> 16:04X},{t & 0xFFFF:04X})"
-
 
 
 def _values(value: object) -> list[object]:
