@@ -1,13 +1,38 @@
-"""Private elements that neuroimaging needs, kept at `full` (PS3.15 Retain Safe Private Option, 113111).
+"""Private elements that converters need, kept at `full` (PS3.15 Retain Safe Private Option, 113111).
 
-Every other private element is removed. Each entry names its private creator, group and element byte (the low
-byte of the element number, whatever block the creator reserved), and why converters need it. These elements
-hold acquisition parameters, not identifiers; what they hold is still checked by the residual check.
+Every other private element is removed. The table below is derived from what dcm2niix (console/nii_dicom.cpp,
+nii_dicom_batch.cpp) and nibabel (nicom/csareader.py, dicomwrappers.py) read for each vendor: each row names the
+private creator, the group, the element byte (the low byte of the element number, whatever block the creator
+reserved), what the element means, which converter reads it, and why keeping it is safe.
+
+A creator matches only when it is exactly the vendor's string; PS3.5 allows trailing spaces as padding and nothing
+else, so a case-folded or leading-space lookalike is another creator and its elements are removed.
+
+How a kept value is cleaned depends on its kind:
+- `csa`: a Siemens CSA header, kept only when it parses as one (CSA1 or CSA2 "SV10" layout); what the profile
+  removes is blanked inside it and its UIDs are remapped, with every length and item count kept (see csa.py);
+- `protocol`: Siemens XA protocol: a CSA header (cleaned as one) or plain ASCCONV / XProtocol text, cleaned the
+  same way as the protocol inside a CSA header;
+- `value`: numbers, codes and short technical text; cut of this file's identifying values like any kept value;
+- `sequence`: a private sequence, kept and walked: its items keep the elements the level keeps (public elements by
+  the profile, private ones by this table) and lose all others.
+Every kept value is then searched again by the residual check.
+
+Deliberately not kept, though a converter reads them:
+- GE (0025,xx1B) "GEMS_SERS_01" Protocol Data Block: gzip-compressed protocol text that can hold names and
+  free-text notes, and cannot be cleaned or checked without rewriting it (dcm2niix then misses a few GE fields);
+- elements whose creator an earlier de-identification overwrote (e.g. "Anon"): without the creator nothing proves
+  what the element is, though dcm2niix reads some Siemens elements by fixed tag (CoilString, ImageOrientationText).
+Canon/Toshiba, Hitachi/Fujifilm and Bruker MR files give dcm2niix what it needs in public attributes (diffusion,
+enhanced multi-frame functional groups, phase encoding); none of their private elements is read, so none is kept.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["value", "csa", "protocol", "sequence"]
 
 
 @dataclass(frozen=True)
@@ -16,61 +41,212 @@ class SafePrivate:
     group: int
     element: int  # low byte
     name: str
-    why: str
+    use: str  # what converters take from it
+    readers: str  # which converter reads it
+    safe: str  # why keeping it releases no identity
+    kind: Kind = "value"
 
     @property
     def tag_text(self) -> str:
         return f"({self.group:04X},xx{self.element:02X})"
 
+    @property
+    def why(self) -> str:
+        """One line for `explain`: what it gives which converter, and how it is kept."""
+        return f"{self.use} ({self.readers}); {_HOW[self.kind]}"
 
-_CSA = "SIEMENS CSA HEADER"
+
+_HOW = {
+    "value": "kept, cut of this file's identifying values",
+    "csa": "kept only if it parses as a CSA header, cleaned in place",
+    "protocol": "protocol cleaned in place",
+    "sequence": "kept and walked: its items keep only what the level keeps",
+}
+
+
+# Why each kind of value is safe to keep (one sentence each, shared by the rows).
+_NUMBER = "an acquisition parameter (number or enumerated code): no person, place, date or device identity"
+_CODE = "a short technical code string written by the scanner software; cleaned of this file's identifying values"
+_CSA = ("acquisition parameters in the CSA layout; kept only when it parses as CSA, protocol and series names, "
+        "patient, station, institution and serial values blanked, UIDs remapped")
+_PROTOCOL = ("protocol text (ASCCONV); protocol and series names, patient, station, institution and serial "
+             "values blanked, UIDs remapped")
+_SEQUENCE = "a private functional-group sequence: walked, its items keep only what the level keeps"
+
+_D = "dcm2niix"
+_DN = "dcm2niix, nibabel"
+
+_CSA_H = "SIEMENS CSA HEADER"
 _SMR = "SIEMENS MR HEADER"
+_SDS = "SIEMENS MR SDS 01"
+_SDI = "SIEMENS MR SDI 02"
 _GE_ACQ = "GEMS_ACQU_01"
-_GE_PARM = "GEMS_PARM_01"
 _GE_RELA = "GEMS_RELA_01"
-_PH = "Philips MR Imaging DD 001"
+_GE_PARM = "GEMS_PARM_01"
+_PH_IMG = "Philips Imaging DD 001"
+_PH_MR = "Philips MR Imaging DD 001"
+_PH_MR2 = "Philips MR Imaging DD 002"
+_PH_MR5 = "Philips MR Imaging DD 005"
+_UIH = "Image Private Header"
+
+
+def _row(creator: str, group: int, element: int, name: str, use: str, readers: str = _D, safe: str = _NUMBER,
+         kind: Kind = "value") -> SafePrivate:
+    return SafePrivate(creator, group, element, name, use, readers, safe, kind)
+
 
 SAFE_PRIVATE: tuple[SafePrivate, ...] = (
-    SafePrivate(_CSA, 0x0029, 0x08, "CSA Image Header Type", "identifies the CSA image header format"),
-    SafePrivate(_CSA, 0x0029, 0x09, "CSA Image Header Version", "CSA image header format version"),
-    SafePrivate(_CSA, 0x0029, 0x10, "CSA Image Header Info", "slice timing, mosaic, b-matrix, phase encoding"),
-    SafePrivate(_CSA, 0x0029, 0x18, "CSA Series Header Type", "identifies the CSA series header format"),
-    SafePrivate(_CSA, 0x0029, 0x19, "CSA Series Header Version", "CSA series header format version"),
-    SafePrivate(_CSA, 0x0029, 0x20, "CSA Series Header Info", "protocol (ASCCONV): echo spacing, acceleration"),
-    SafePrivate(_SMR, 0x0019, 0x08, "CSA Image Header Type", "image type for Siemens MR"),
-    SafePrivate(_SMR, 0x0019, 0x09, "CSA Image Header Version", "header version for Siemens MR"),
-    SafePrivate(_SMR, 0x0019, 0x0A, "Number Of Images In Mosaic", "unmosaicing EPI"),
-    SafePrivate(_SMR, 0x0019, 0x0B, "Slice Measurement Duration", "slice timing"),
-    SafePrivate(_SMR, 0x0019, 0x0C, "B Value", "diffusion b-value"),
-    SafePrivate(_SMR, 0x0019, 0x0D, "Diffusion Directionality", "diffusion encoding type"),
-    SafePrivate(_SMR, 0x0019, 0x0E, "Diffusion Gradient Direction", "diffusion gradient vector"),
-    SafePrivate(_SMR, 0x0019, 0x0F, "Gradient Mode", "gradient mode"),
-    SafePrivate(_SMR, 0x0019, 0x18, "Real Dwell Time", "effective echo spacing"),
-    SafePrivate(_SMR, 0x0019, 0x27, "B Matrix", "diffusion b-matrix"),
-    SafePrivate(_SMR, 0x0019, 0x28, "Bandwidth Per Pixel Phase Encode", "total readout time"),
-    SafePrivate(_SMR, 0x0019, 0x29, "Mosaic Ref Acq Times", "slice timing of mosaics"),
-    SafePrivate(_SMR, 0x0051, 0x0E, "Image Orientation Text", "slice orientation label (dcm2niix)"),
-    SafePrivate(_SMR, 0x0051, 0x0F, "Coil String", "receive coil (dcm2niix CoilString)"),
-    SafePrivate(_SMR, 0x0051, 0x11, "PAT Mode Text", "parallel imaging mode (dcm2niix BIDS acq- guess)"),
-    SafePrivate(_GE_ACQ, 0x0019, 0xBB, "User Data 20 (gradient X)", "GE diffusion gradient direction"),
-    SafePrivate(_GE_ACQ, 0x0019, 0xBC, "User Data 21 (gradient Y)", "GE diffusion gradient direction"),
-    SafePrivate(_GE_ACQ, 0x0019, 0xBD, "User Data 22 (gradient Z)", "GE diffusion gradient direction"),
-    SafePrivate(_GE_PARM, 0x0043, 0x39, "Slop Int 6-9", "GE diffusion b-value"),
-    SafePrivate(_GE_PARM, 0x0043, 0x2C, "Effective Echo Spacing", "GE distortion correction"),
-    SafePrivate(_GE_PARM, 0x0043, 0x83, "ASSET R Factors", "GE parallel imaging acceleration"),
-    SafePrivate(_GE_RELA, 0x0021, 0x5E, "RTIA Timer", "GE slice timing"),
-    SafePrivate(_PH, 0x2001, 0x03, "Diffusion B-Factor", "Philips diffusion b-value"),
-    SafePrivate(_PH, 0x2001, 0x04, "Diffusion Direction", "Philips diffusion direction"),
-    SafePrivate(_PH, 0x2005, 0x0D, "Scale Intercept", "Philips real-world intensity"),
-    SafePrivate(_PH, 0x2005, 0x0E, "Scale Slope", "Philips real-world intensity"),
-    SafePrivate(_PH, 0x2005, 0xB0, "Diffusion Direction RL", "Philips diffusion gradient vector"),
-    SafePrivate(_PH, 0x2005, 0xB1, "Diffusion Direction AP", "Philips diffusion gradient vector"),
-    SafePrivate(_PH, 0x2005, 0xB2, "Diffusion Direction FH", "Philips diffusion gradient vector"),
+    # Siemens classic and mosaic (VB/VD/VE): CSA headers and the SIEMENS MR HEADER elements
+    _row(_CSA_H, 0x0029, 0x08, "CSA Image Header Type", "names the CSA image header format", _DN, _CODE),
+    _row(_CSA_H, 0x0029, 0x09, "CSA Image Header Version", "CSA image header format version", _DN, _CODE),
+    _row(_CSA_H, 0x0029, 0x10, "CSA Image Header Info", "slice timing, mosaic, b-matrix, phase encoding", _DN, _CSA,
+         "csa"),
+    _row(_CSA_H, 0x0029, 0x18, "CSA Series Header Type", "names the CSA series header format", _DN, _CODE),
+    _row(_CSA_H, 0x0029, 0x19, "CSA Series Header Version", "CSA series header format version", _DN, _CODE),
+    _row(_CSA_H, 0x0029, 0x20, "CSA Series Header Info", "protocol (ASCCONV): echo spacing, acceleration, shims",
+         _DN, _CSA, "csa"),
+    _row(_SMR, 0x0019, 0x08, "CSA Image Header Type", "image type for Siemens MR", _D, _CODE),
+    _row(_SMR, 0x0019, 0x09, "CSA Image Header Version", "header version for Siemens MR", _D, _CODE),
+    _row(_SMR, 0x0019, 0x0A, "Number Of Images In Mosaic", "unmosaicing EPI", _DN),
+    _row(_SMR, 0x0019, 0x0B, "Slice Measurement Duration", "slice timing"),
+    _row(_SMR, 0x0019, 0x0C, "B Value", "diffusion b-value", _DN),
+    _row(_SMR, 0x0019, 0x0D, "Diffusion Directionality", "diffusion encoding type", _DN, _CODE),
+    _row(_SMR, 0x0019, 0x0E, "Diffusion Gradient Direction", "diffusion gradient vector", _DN),
+    _row(_SMR, 0x0019, 0x0F, "Gradient Mode", "gradient mode", _D, _CODE),
+    _row(_SMR, 0x0019, 0x14, "Ima Rel Table Position", "table position (TablePosition)"),
+    _row(_SMR, 0x0019, 0x18, "Real Dwell Time", "effective echo spacing, dwell time"),
+    _row(_SMR, 0x0019, 0x27, "B Matrix", "diffusion b-matrix", _DN),
+    _row(_SMR, 0x0019, 0x28, "Bandwidth Per Pixel Phase Encode", "total readout time"),
+    _row(_SMR, 0x0019, 0x29, "Mosaic Ref Acq Times", "slice timing of mosaics"),
+    _row(_SMR, 0x0051, 0x0B, "Acquisition Matrix Text", "acquisition matrix (AcquisitionMatrixPE)", _D, _CODE),
+    _row(_SMR, 0x0051, 0x0E, "Image Orientation Text", "slice orientation label", _D, _CODE),
+    _row(_SMR, 0x0051, 0x0F, "Coil String", "receive coil (CoilString)", _D, _CODE),
+    _row(_SMR, 0x0051, 0x11, "PAT Mode Text", "parallel imaging mode (acq- guess)", _D, _CODE),
+    # Siemens XA (enhanced): the SDS (shared) and SDI (per-frame) blocks and their functional-group sequences
+    _row(_SDS, 0x0021, 0x05, "Rel Table Position", "table position (TablePosition)"),
+    _row(_SDS, 0x0021, 0x09, "PAT Mode Text", "parallel imaging mode", _D, _CODE),
+    _row(_SDS, 0x0021, 0x19, "Protocol (MrPhoenixProtocol)", "ASCCONV protocol: echo spacing, acceleration, shims",
+         _D, _PROTOCOL, "protocol"),
+    _row(_SDS, 0x0021, 0x5A, "Scanning Sequence", "ScanningSequence", _D, _CODE),
+    _row(_SDS, 0x0021, 0x5B, "Sequence Variant", "SequenceVariant", _D, _CODE),
+    _row(_SDS, 0x0021, 0x5C, "Scan Options", "ScanOptions", _D, _CODE),
+    _row(_SDS, 0x0021, 0xFE, "Siemens MR SDS Sequence", "shared functional group of XA files", _D, _SEQUENCE,
+         "sequence"),
+    _row(_SDI, 0x0021, 0x04, "Time After Start", "slice timing"),
+    _row(_SDI, 0x0021, 0x06, "ICE Dims", "volume and echo indices", _D, _CODE),
+    _row(_SDI, 0x0021, 0x1C, "Phase Encoding Direction Positive", "phase encoding polarity"),
+    _row(_SDI, 0x0021, 0x42, "Real Dwell Time", "effective echo spacing"),
+    _row(_SDI, 0x0021, 0x4F, "Coil Elements", "receive coil elements", _D, _CODE),
+    _row(_SDI, 0x0021, 0x53, "Bandwidth Per Pixel Phase Encode", "total readout time"),
+    _row(_SDI, 0x0021, 0x58, "Acquisition Matrix Text", "acquisition matrix", _D, _CODE),
+    _row(_SDI, 0x0021, 0x75, "Image Type Text", "image type (magnitude, phase)", _D, _CODE),
+    _row(_SDI, 0x0021, 0x76, "Deep Learning Text", "reconstruction details", _D, _CODE),
+    _row(_SDI, 0x0021, 0x8A, "Frame Number In Series", "frame order"),
+    _row(_SDI, 0x0021, 0x8E, "ICE Dims Long", "volume and echo indices", _D, _CODE),
+    _row(_SDI, 0x0021, 0xFE, "Siemens MR SDI Sequence", "per-frame functional group of XA files", _D, _SEQUENCE,
+         "sequence"),
+    # GE
+    _row(_GE_ACQ, 0x0019, 0x17, "Series Plane", "slice orientation"),
+    _row(_GE_ACQ, 0x0019, 0x1B, "Last Scan Location", "slice direction"),
+    _row(_GE_ACQ, 0x0019, 0x5A, "Acquisition Duration", "AcquisitionDuration"),
+    _row(_GE_ACQ, 0x0019, 0x7F, "Table Delta", "table position"),
+    _row(_GE_ACQ, 0x0019, 0x9C, "Pulse Sequence Name", "PulseSequenceName (epi, epiRT)", _D, _CODE),
+    _row(_GE_ACQ, 0x0019, 0x9E, "Internal Pulse Sequence Name", "InternalPulseSequenceName", _D, _CODE),
+    _row(_GE_ACQ, 0x0019, 0xA2, "Raw Data Run Number", "run number of fMRI series"),
+    _row(_GE_ACQ, 0x0019, 0xA9, "Max Echo Number", "multi-echo series"),
+    _row(_GE_ACQ, 0x0019, 0xB2, "User Data 11", "diffusion tensor file mode"),
+    _row(_GE_ACQ, 0x0019, 0xB3, "User Data 12", "diffusion gradient cycling"),
+    _row(_GE_ACQ, 0x0019, 0xB6, "User Data 15", "diffusion gradient derating"),
+    _row(_GE_ACQ, 0x0019, 0xBB, "User Data 20 (gradient X)", "GE diffusion gradient direction"),
+    _row(_GE_ACQ, 0x0019, 0xBC, "User Data 21 (gradient Y)", "GE diffusion gradient direction"),
+    _row(_GE_ACQ, 0x0019, 0xBD, "User Data 22 (gradient Z)", "GE diffusion gradient direction"),
+    _row(_GE_ACQ, 0x0019, 0xDF, "User Data 23 (diffusion T2 count)", "number of b=0 volumes"),
+    _row(_GE_ACQ, 0x0019, 0xE0, "User Data 24 (diffusion directions)", "number of diffusion directions"),
+    _row(_GE_ACQ, 0x0019, 0xE2, "Velocity Encode Scale", "phase contrast scaling"),
+    _row(_GE_RELA, 0x0021, 0x4F, "Locations In Acquisition", "slices per volume"),
+    _row(_GE_RELA, 0x0021, 0x5E, "RTIA Timer", "GE slice timing"),
+    _row(_GE_PARM, 0x0043, 0x02, "Shim Gradient X", "ShimSetting"),
+    _row(_GE_PARM, 0x0043, 0x03, "Shim Gradient Y", "ShimSetting"),
+    _row(_GE_PARM, 0x0043, 0x04, "Shim Gradient Z", "ShimSetting"),
+    _row(_GE_PARM, 0x0043, 0x2A, "User Define Data", "phase encoding polarity, slice order (binary header)",
+         _D, "a binary block of scan parameters; cut of this file's identifying values like any kept value"),
+    _row(_GE_PARM, 0x0043, 0x2C, "Effective Echo Spacing", "distortion correction"),
+    _row(_GE_PARM, 0x0043, 0x2F, "Image Type", "magnitude, phase, real, imaginary"),
+    _row(_GE_PARM, 0x0043, 0x30, "Vas Collapse Flag", "image type of angiography"),
+    _row(_GE_PARM, 0x0043, 0x39, "Slop Int 6-9", "GE diffusion b-value"),
+    _row(_GE_PARM, 0x0043, 0x7C, "EPI RT Group Delay", "slice timing of epiRT"),
+    _row(_GE_PARM, 0x0043, 0x83, "ASSET R Factors", "parallel imaging acceleration"),
+    _row(_GE_PARM, 0x0043, 0x95, "Prescan Reuse String", "prescan reuse (fieldmap grouping)", _D, _CODE),
+    _row(_GE_PARM, 0x0043, 0xA3, "ASL Contrast Technique", "arterial spin labelling", _D, _CODE),
+    _row(_GE_PARM, 0x0043, 0xA4, "ASL Labeling Technique", "arterial spin labelling", _D, _CODE),
+    _row(_GE_PARM, 0x0043, 0xA5, "Duration Label Pulse", "arterial spin labelling"),
+    _row(_GE_PARM, 0x0043, 0xB2, "MR Table Position Information", "table position", _D, _CODE),
+    _row(_GE_PARM, 0x0043, 0xB6, "Multiband Parameters", "multiband factor", _D, _CODE),
+    _row(_GE_PARM, 0x0043, 0xB7, "Compressed Sensing Parameters", "compressed sensing factor", _D, _CODE),
+    _row(_GE_PARM, 0x0043, 0xCA, "Deep Learning Parameters", "reconstruction details", _D, _CODE),
+    # Philips classic and enhanced
+    _row(_PH_IMG, 0x2001, 0x03, "Diffusion B-Factor", "diffusion b-value"),
+    _row(_PH_IMG, 0x2001, 0x04, "Diffusion Direction", "diffusion direction code", _D, _CODE),
+    _row(_PH_IMG, 0x2001, 0x08, "Phase Number", "cardiac phase / volume index"),
+    _row(_PH_IMG, 0x2001, 0x0A, "Slice Number MR", "slice order"),
+    _row(_PH_IMG, 0x2001, 0x0B, "Slice Orientation", "slice orientation", _D, _CODE),
+    _row(_PH_IMG, 0x2001, 0x10, "Cardiac Synchronization", "cardiac gating", _D, _CODE),
+    _row(_PH_IMG, 0x2001, 0x13, "EPI Factor", "echo spacing estimate"),
+    _row(_PH_IMG, 0x2001, 0x18, "Number Of Slices MR", "slices per volume"),
+    _row(_PH_IMG, 0x2001, 0x19, "Partial Matrix Scanned", "partial Fourier", _D, _CODE),
+    _row(_PH_IMG, 0x2001, 0x1B, "Prepulse Delay", "inversion / labelling delay"),
+    _row(_PH_IMG, 0x2001, 0x1C, "Prepulse Type", "prepulse type", _D, _CODE),
+    _row(_PH_IMG, 0x2001, 0x1F, "Respiration Synchronization", "respiratory gating", _D, _CODE),
+    _row(_PH_IMG, 0x2001, 0x22, "Water Fat Shift", "echo spacing and total readout time (distortion correction)"),
+    _row(_PH_IMG, 0x2001, 0x5F, "Stack Sequence", "stack geometry and table position (TablePosition)", _D,
+         _SEQUENCE, "sequence"),
+    _row(_PH_IMG, 0x2001, 0x81, "Number Of Dynamic Scans", "volumes of fMRI series"),
+    _row(_PH_MR, 0x2005, 0x0D, "Scale Intercept", "Philips floating-point (real-world) intensity", _DN),
+    _row(_PH_MR, 0x2005, 0x0E, "Scale Slope", "Philips floating-point (real-world) intensity", _DN),
+    _row(_PH_MR, 0x2005, 0x30, "Repetition Times", "TR of multi-TR series"),
+    _row(_PH_MR, 0x2005, 0x63, "fMRI Status Indication", "fMRI volume number"),
+    _row(_PH_MR, 0x2005, 0x6F, "Acquisition Type", "2D or 3D acquisition"),
+    _row(_PH_MR, 0x2005, 0x71, "Stack Angulation AP", "stack geometry"),
+    _row(_PH_MR, 0x2005, 0x72, "Stack Angulation FH", "stack geometry"),
+    _row(_PH_MR, 0x2005, 0x73, "Stack Angulation RL", "stack geometry"),
+    _row(_PH_MR, 0x2005, 0x78, "Stack Offcentre AP", "stack geometry"),
+    _row(_PH_MR, 0x2005, 0x79, "Stack Offcentre FH", "stack geometry"),
+    _row(_PH_MR, 0x2005, 0x7A, "Stack Offcentre RL", "stack geometry"),
+    _row(_PH_MR, 0x2005, 0xA0, "Dynamic Scan Begin Time", "volume timing (seconds from scan start)"),
+    _row(_PH_MR, 0x2005, 0xB0, "Diffusion Direction RL", "Philips diffusion gradient vector"),
+    _row(_PH_MR, 0x2005, 0xB1, "Diffusion Direction AP", "Philips diffusion gradient vector"),
+    _row(_PH_MR, 0x2005, 0xB2, "Diffusion Direction FH", "Philips diffusion gradient vector"),
+    _row(_PH_MR2, 0x2005, 0x10, "Deep Learning", "reconstruction details", _D, _CODE),
+    _row(_PH_MR5, 0x2005, 0x0F, "Private Per-Frame Sequence", "per-frame scaling, b-values and timing of enhanced "
+         "files (PhilipsRescaleSlope, PhilipsScaleSlope)", _D, _SEQUENCE, "sequence"),
+    _row(_PH_MR5, 0x2005, 0x12, "Diffusion B-Value Number", "diffusion volume order"),
+    _row(_PH_MR5, 0x2005, 0x13, "Gradient Orientation Number", "diffusion volume order"),
+    _row(_PH_MR5, 0x2005, 0x29, "Image Label Type", "ASL label or control", _D, _CODE),
+    _row(_PH_MR5, 0x2005, 0x3C, "Stack Table Position Long", "table position"),
+    # United Imaging (UIH)
+    _row(_UIH, 0x0065, 0x05, "Phase Encoding Direction Displayed", "phase encoding direction", _D, _CODE),
+    _row(_UIH, 0x0065, 0x09, "Diffusion B-Value", "diffusion b-value"),
+    _row(_UIH, 0x0065, 0x0D, "Parallel Information", "parallel imaging factor", _D, _CODE),
+    _row(_UIH, 0x0065, 0x37, "Diffusion Gradient Direction", "diffusion gradient vector"),
+    _row(_UIH, 0x0065, 0x50, "Number Of Images In Grid", "unmosaicing"),
+    _row(_UIH, 0x0065, 0x58, "Phase Encoding Direction Positive", "phase encoding polarity"),
 )
 
-_INDEX = {(s.creator.upper(), s.group, s.element): s for s in SAFE_PRIVATE}
+_INDEX = {(s.creator, s.group, s.element): s for s in SAFE_PRIVATE}
+
+
+def creator_name(value: bytes | str) -> str | None:
+    """A private creator as written, its trailing space padding removed; None if it is not one LO value."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if "\\" in value:
+        return None
+    return value.rstrip(" ")
 
 
 def find_safe(creator: str, group: int, element_byte: int) -> SafePrivate | None:
-    """The allow-list entry for a private element, matched on creator (case and padding ignored)."""
-    return _INDEX.get((creator.strip().upper(), group, element_byte))
+    """The allow-list entry for a private element; the creator must match exactly (only trailing spaces pad)."""
+    return _INDEX.get((creator.rstrip(" "), group, element_byte))

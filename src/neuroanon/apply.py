@@ -19,10 +19,11 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from . import __version__
-from .allowlist import find_safe
+from .allowlist import SafePrivate, creator_name, find_safe
 from .burnedin import burned_in_risk
+from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, find, needles, scrub
+from .identifiers import Needle, needles, scrub
 from .keys import Keyring
 from .options import Level, Options
 from .profile import (
@@ -41,6 +42,7 @@ from .ps315 import load_table
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEID_METHOD = 0x00120063
+PATIENT_AGE = 0x00101010
 METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
 
 
@@ -79,6 +81,8 @@ def apply_level(
     walker = _Full(options, Keyring(options.key), changes, needles(ds) if patterns is None else patterns)
     walker.subject = str(ds.get("PatientID", "") or "")
     walker.walk(new, "")
+    if options.cap_ages and options.retain_patient_characteristics:
+        cap_age(new, changes)
     meta = getattr(new, "file_meta", None)
     if meta is not None:
         walker.clean_meta(meta)
@@ -243,27 +247,58 @@ class _Full:
             if element < 0x1000:
                 continue  # creators and illegal low elements: decided below
             creator_tag = (t & 0xFFFF0000) | (element >> 8)
-            creator = ds.get(creator_tag)
-            creator_name = str(creator.value) if creator is not None and creator.VR == "LO" else ""
-            if self.options.retain_safe_private and find_safe(creator_name, t >> 16, element & 0xFF):
+            where = path + _tag_text(t)
+            safe = find_safe(self._creator(ds, creator_tag), t >> 16, element & 0xFF) \
+                if self.options.retain_safe_private else None
+            if safe is not None and self._scrub(ds, t, safe, where):
                 kept_blocks.add(creator_tag)
-                self._scrub(ds, t, path + _tag_text(t))
             else:
-                self._remove(ds, t, path + _tag_text(t), "")
+                self._remove(ds, t, where, "")
         for t in tags:
             if t & 0xFFFF < 0x1000 and t not in kept_blocks:
                 self._remove(ds, t, path + _tag_text(t), "PrivateCreator" if t & 0xFFFF >= 0x10 else "")
 
-    def _scrub(self, ds: Dataset, t: int, where: str) -> None:
-        """Overwrite this file's identifying values inside a kept private element, keeping its length and shape."""
+    def _scrub(self, ds: Dataset, t: int, safe: SafePrivate, where: str) -> bool:
+        """Clean a kept private element of identifying values, keeping its length and shape; False: remove it.
+
+        A private sequence on the list is walked (its items keep what the level keeps); anything else that
+        turns out to be a sequence, or a CSA header that is not one, is not kept.
+        """
         raw = ds.get_item(t)
+        if safe.kind == "sequence":
+            if not _may_be_sequence(raw) and not (isinstance(raw, RawDataElement) and _parse_as_sequence(ds, raw)):
+                return False
+            if ds[t].VR != "SQ":
+                return False
+            for i, item in enumerate(ds[t].value):
+                self.walk(item, f"{where}[{i}].")
+            return True
+        if _may_be_sequence(raw) and ds[t].VR == "SQ":
+            return False
         value = raw.value if isinstance(raw, RawDataElement) else ds[t].value
-        if not isinstance(value, (bytes, str)) or not find(_as_bytes(value), self.patterns):
-            return
-        cleaned = scrub(_as_bytes(value), self.patterns)
-        vr = raw.VR if isinstance(raw, RawDataElement) and raw.VR else ds[t].VR
-        ds[t] = DataElement(t, vr, cleaned if isinstance(value, bytes) else cleaned.decode("utf-8", "replace"))
-        self.changes.append(Change(where, "", "cleaned"))
+        if not isinstance(value, (bytes, str)):
+            return True  # empty, or a number
+        cleaned = clean_kept(safe.kind, _as_bytes(value), self.patterns, self.keyring)
+        if cleaned is None:
+            return False
+        if cleaned != _as_bytes(value):
+            vr = raw.VR if isinstance(raw, RawDataElement) and raw.VR else ds[t].VR
+            ds[t] = DataElement(t, vr, cleaned if isinstance(value, bytes) else cleaned.decode("utf-8", "replace"))
+            self.changes.append(Change(where, "", "cleaned"))
+        return True
+
+    def _creator(self, ds: Dataset, tag: int) -> str:
+        """The private creator at `tag` as written (trailing spaces removed), or "" when there is none."""
+        if tag not in ds:
+            return ""
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            if raw.VR not in (None, "LO", "UN") or not isinstance(raw.value, bytes):
+                return ""
+            return creator_name(raw.value) or ""
+        if raw.VR in ("LO", "UN") and isinstance(raw.value, (str, bytes)):
+            return creator_name(raw.value) or ""
+        return ""
 
     def clean_meta(self, meta: Dataset) -> None:
         for tag in list(meta.keys()):
@@ -296,6 +331,24 @@ def _full_rule(t: int, shift_dates: bool, clean_descriptors: bool, characteristi
     options = Options(level=Level.FULL, shift_dates=shift_dates, clean_descriptors=clean_descriptors,
                       retain_patient_characteristics=characteristics, retain_device_identity=device)
     return full_action(t, load_table().lookup(t), options)[0], keyword_for_tag(t)
+
+
+def cap_age(ds: Dataset, changes: list[Change]) -> None:
+    """HIPAA Safe Harbor: a kept PatientAge of 90 years or more becomes `090Y`; one that does not parse, empty.
+
+    Only years can reach 90 in the three digits of an AS value (999 months, weeks or days are less).
+    """
+    if PATIENT_AGE not in ds or _is_empty(ds.get_item(PATIENT_AGE)):
+        return
+    text = str(ds[PATIENT_AGE].value).strip()
+    if len(text) == 4 and text[:3].isdigit() and text[3] in "DWMY":
+        if text[3] != "Y" or int(text[:3]) < 90:
+            return
+        ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", "090Y")
+        changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "replaced"))
+        return
+    ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", None)
+    changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "emptied"))
 
 
 def changed_top_level(changes: list[Change]) -> frozenset[int]:

@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__
 from .errors import NeuroanonError, UsageError
 from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
-from .options import Level, Options
+from .options import PRESETS, Level, Options
 from .profile import explain, render_rules
 from .report import Record, RunInfo, Status, status_word
 
@@ -155,6 +155,9 @@ def _level_options(p: argparse.ArgumentParser) -> None:
                    help="full: keep station name, device serial numbers (PS3.15 113109)")
     p.add_argument("--no-safe-private", action="store_true",
                    help="full: remove every private element, the technical allow-list too")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="bids: level full with --clean-descriptors --shift-dates --retain-patient-characteristics "
+                        "and ages of 90 and over written as 090Y (for conversion to BIDS; see README)")
 
 
 def _release_options(p: argparse.ArgumentParser, input_paths: bool = True) -> None:
@@ -206,6 +209,7 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
         retain_patient_characteristics=args.retain_patient_characteristics,
         retain_device_identity=args.retain_device_identity,
         retain_safe_private=not args.no_safe_private,
+        cap_ages=getattr(args, "cap_ages", False),
         **checks,
     )
 
@@ -251,6 +255,18 @@ def _check_writable(path: Path, what: str, folder: bool) -> None:
         raise UsageError(f"cannot write the {what} in {existing}: {exc.strerror or type(exc).__name__}") from None
 
 
+def _resolve_preset(args: argparse.Namespace) -> None:
+    """Turn `--preset NAME` into the level and switches it stands for (each added to what the user chose)."""
+    preset = getattr(args, "preset", None)
+    if not preset:
+        return
+    if Level(args.level) is Level.ORIGINAL:
+        raise UsageError(f"--preset {preset} is a preset of the full level, not of --level original")
+    args.level = Level.FULL.value
+    for name, on in PRESETS[preset].items():
+        setattr(args, name, getattr(args, name, False) or on)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 all released, 1 some file not released, 2 usage error)."""
     try:
@@ -260,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
     try:
+        _resolve_preset(args)
         _check_level(args)
         code = _run(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe must be met inside this handler

@@ -26,11 +26,12 @@ from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from .allowlist import find_safe
+from .allowlist import creator_name, find_safe
 from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method
 from .burnedin import burned_in_risk
+from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, find, needles, scrub
+from .identifiers import Needle, find, needles
 from .keys import Keyring
 from .options import Level, Options
 from .profile import DATE_VRS, DUMMY_TEXT, META_KEPT_AT_FULL, META_REMAPPED, NIDB_ANONYMIZE, PATIENT_ID
@@ -112,7 +113,7 @@ class Plan:
 def plan(path: Path, options: Options) -> Plan | None:
     """The lean plan for `path` at `options.level`, or None when the general path must take the file."""
     if options.level is Level.ORIGINAL or (options.level is Level.FULL and (
-            options.shift_dates or options.clean_descriptors)):
+            options.shift_dates or options.clean_descriptors or options.cap_ages)):
         return None
     try:
         with open(path, "rb") as f:
@@ -534,14 +535,24 @@ class _Job:
                 continue
             creator_tag = (t & 0xFFFF0000) | (element >> 8)
             where = path + _tag_text(t)
-            if self.options.retain_safe_private and find_safe(creators.get(creator_tag, ""), t >> 16,
-                                                              element & 0xFF):
-                kept_blocks.add(creator_tag)
-                if e.items is not None:
-                    raise _Decline
+            safe = find_safe(creators.get(creator_tag, ""), t >> 16, element & 0xFF) \
+                if self.options.retain_safe_private else None
+            if safe is not None:
+                if e.items is not None or safe.kind == "sequence":
+                    raise _Decline  # a private sequence: the general path walks it
+                assert self.keyring is not None
                 value = buf[e.value:e.end]
-                if hits and find(value, hits):
-                    cleaned = scrub(value, hits)
+                if safe.kind == "value" and not (hits and find(value, hits)):
+                    kept_blocks.add(creator_tag)
+                    continue
+                cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns,
+                                     self.keyring)
+                if cleaned is None:
+                    out[t] = None
+                    self.changes.append(Change(where, "", "removed"))
+                    continue
+                kept_blocks.add(creator_tag)
+                if cleaned != value:
                     out[t] = (buf[e.start:e.value] + cleaned if self.implicit
                               else _encode(DataElement(t, e.vr, cleaned), False))
                     self.changes.append(Change(where, "", "cleaned"))
@@ -558,10 +569,7 @@ class _Job:
     def _creator(self, e: _Element, buf: bytes) -> str:
         if e.items is not None or (not self.implicit and e.vr not in ("LO", "UN")):
             return ""
-        value = buf[e.value:e.end]
-        if b"\\" in value:
-            return ""
-        return value.decode("ascii").rstrip("\x00 ")
+        return creator_name(buf[e.value:e.end]) or ""
 
     def _pseudonym(self, t: int, elements: list[_Element], buf: bytes, ds: Dataset | None, where: str, top: bool,
                    ) -> bytes:

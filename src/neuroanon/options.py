@@ -37,6 +37,7 @@ class Options:
     retain_patient_characteristics: bool = False  # 113108
     retain_device_identity: bool = False  # 113109
     retain_safe_private: bool = True  # 113111: keep the documented technical allow-list
+    cap_ages: bool = False  # with retained characteristics, ages of 90 and over become 090Y (HIPAA Safe Harbor)
     residual_check: bool = True  # search every written file for its input's identifying values
     allow_burned_in: bool = False  # release files that may carry burned-in text (never marked identity removed)
     quarantine: Path | None = None  # where files that fail a check go; None: they are not written
@@ -52,6 +53,15 @@ class Options:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["lookup"] = dict(self.lookup)
         return (_rebuild, (values,))
+
+
+# Named bundles of `full` options (`--preset NAME`), each switch added to what the user chose.
+# "bids": what conversion to BIDS needs (README, "Converting to BIDS"): descriptions cleaned rather than removed,
+# dates shifted per subject, age and sex kept with ages of 90 and over capped; the technical allow-list stays on.
+PRESETS: Mapping[str, Mapping[str, bool]] = MappingProxyType({
+    "bids": MappingProxyType({"clean_descriptors": True, "shift_dates": True, "retain_patient_characteristics": True,
+                              "cap_ages": True}),
+})
 
 
 def _rebuild(values: dict[str, object]) -> Options:

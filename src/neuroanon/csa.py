@@ -1,0 +1,236 @@
+"""Siemens CSA headers and protocol text: recognised, then cleaned in place for release at `full`.
+
+A CSA header ((0029,xx10) image, (0029,xx20) series, creator "SIEMENS CSA HEADER") is a little-endian binary
+table of named elements, each with items of text. dcm2niix and nibabel read it by walking that table (and
+dcm2niix also by scanning for the "### ASCCONV BEGIN" protocol text), so a cleaned header keeps every byte
+offset: lengths, item counts and padding are untouched, and only the bytes of values change.
+
+What is cleaned (the values the Basic Profile removes, wherever Siemens copies them):
+- elements that hold patient or site values (UsedPatientWeight, PatReinPattern with weight and age, file names
+  of the source): their items become "0" (numbers) or empty (text);
+- protocol text (ASCCONV and XProtocol, in MrPhoenixProtocol and in the XA protocol element, itself a CSA header
+  or plain text): the values of the protocol and series names and of patient, station, institution, operator
+  and serial-number keys;
+- every UID (they carry the scanner's serial number and the acquisition date): remapped to a keyed UID of the
+  same length;
+- this file's identifying values (identifiers.needles), as everywhere; station, institution and serial number
+  also where letters run on after them ("...$<station>b051fac").
+A value that does not parse as a CSA header (CSA2 "SV10" layout or CSA1 layout) is not kept at all.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+from .identifiers import Needle, find, scrub
+from .keys import Keyring
+
+MAX_TAGS = 1000  # nibabel's limit; real headers hold about 100
+MAX_ITEMS = 1000
+CHECK = 77  # the "unused" word Siemens writes after the tag count (dcm2niix requires it)
+_TAG = struct.Struct("<64si4s3i")
+_ITEM = struct.Struct("<4i")
+_NUMBER_VRS = frozenset({"IS", "DS", "FL", "FD", "SL", "UL", "SS", "US"})
+
+# CSA elements whose every item identifies the patient, the visit or the source files.
+IDENTIFYING_ELEMENTS = frozenset({
+    "UsedPatientWeight",  # the patient's weight
+    "PatReinPattern",  # position; weight; age (or size); ... ; a time stamp
+    "DataFileName", "PixelFile", "PixelFileName",  # paths on the scanner, named by patient or date
+    "PatientName", "PatientID", "PatientBirthDate", "PatientAge", "PatientSex", "PatientSize", "PatientWeight",
+    "InstitutionName", "StationName", "DeviceSerialNumber", "OperatorsName", "SeriesDescription", "ProtocolName",
+})
+
+# Protocol keys (last component of an ASCCONV key, or an XProtocol parameter name) whose values identify.
+_KEY = rb"(?:[A-Za-z]*(?:ProtocolName|SeriesDescription|PatientName|PatientID|PatientBirth\w*|PatientAge|" \
+       rb"PatientSex|PatientWeight|PatientSize|PatientHeight|Weight|Height|StationName|Institution\w*|" \
+       rb"SerialNumber|SerialNo|OperatorName|OperatorsName|Physician\w*|Comment\w*))"
+# ASCCONV: `tProtocolName = ""name""` or `flWeight = 80.5`, one line each. Lines are found from the key words
+# (a literal search), then matched one by one: a header holds thousands of lines and few such keys.
+_KEY_WORDS = re.compile(rb"ProtocolName|SeriesDescription|Patient|Weight|Height|Station|Institution|Serial|"
+                        rb"Operator|Physician|Comment")
+_ASCCONV = re.compile(rb"[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
+# XProtocol: `<ParamString.""ProtocolName"">  { ""name"" }` (the block may span lines).
+_XPROTOCOL = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{")
+_BLOCK_LIMIT = 1 << 16  # an XProtocol parameter block is short; a runaway one is cut at this length
+_QUOTED = re.compile(rb"\"+([^\"\r\n]*)\"+")
+_UID = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
+_UID_PART = frozenset(b"0123456789.")
+_NAME = re.compile(rb"[\x20-\x7e]*")
+_LOOSE_ATTRIBUTES = frozenset({"StationName", "InstitutionName", "InstitutionalDepartmentName", "DeviceSerialNumber"})
+
+
+@dataclass(frozen=True)
+class CsaElement:
+    name: str
+    vr: str
+    items: tuple[tuple[int, int], ...]  # (offset, length) of each item's value in the header
+
+
+def parse(value: bytes) -> list[CsaElement] | None:
+    """The elements of a CSA header, or None if `value` is not one (layout checked to the last byte)."""
+    if value[:4] == b"SV10":  # then 4 bytes readers skip (04 03 02 01, or zeros in some files)
+        pos, csa2 = 8, True
+    else:
+        pos, csa2 = 0, False
+    if len(value) < pos + 8:
+        return None
+    n_tags, check = struct.unpack_from("<2I", value, pos)
+    if not 0 < n_tags <= MAX_TAGS or check != CHECK:
+        return None
+    pos += 8
+    elements: list[CsaElement] = []
+    first_items = 0
+    for number in range(n_tags):
+        if pos + _TAG.size > len(value):
+            return None
+        raw_name, _vm, raw_vr, _syngodt, n_items, _xx = _TAG.unpack_from(value, pos)
+        pos += _TAG.size
+        name, vr = _text(raw_name), _text(raw_vr)
+        if name is None or vr is None or not 0 <= n_items <= MAX_ITEMS:
+            return None
+        if number == 0:
+            first_items = n_items
+        items: list[tuple[int, int]] = []
+        for _ in range(n_items):
+            if pos + _ITEM.size > len(value):
+                return None
+            x0, x1, _x2, _x3 = _ITEM.unpack_from(value, pos)
+            pos += _ITEM.size
+            length = x1 if csa2 else x0 - first_items
+            if length < 0 or pos + length > len(value):
+                return None
+            items.append((pos, length))
+            pos += (length + 3) // 4 * 4
+        elements.append(CsaElement(name, vr, tuple(items)))
+    return elements if pos <= len(value) else None
+
+
+def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
+    """A CSA header cleaned for release, the same length and layout; None if `value` is not a CSA header."""
+    elements = parse(value)
+    if elements is None:
+        return None
+    buffer = bytearray(value)
+    for element in elements:
+        if element.name in IDENTIFYING_ELEMENTS:
+            blank = b"0" if element.vr in _NUMBER_VRS else b""
+            for offset, length in element.items:
+                if length:
+                    buffer[offset:offset + length] = (blank + b"\x00" * length)[:length]
+    cleaned = clean_protocol(bytes(buffer), patterns, keyring)
+    return cleaned if len(cleaned) == len(value) and parse(cleaned) is not None else None
+
+
+def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes:
+    """Protocol text (or any CSA bytes) with identifying keys blanked, UIDs remapped and needles cut, in place."""
+    buffer = bytearray(text)
+    lines: set[int] = set()
+    for word in _KEY_WORDS.finditer(text):
+        start = text.rfind(b"\n", 0, word.start()) + 1
+        if start in lines:
+            continue
+        lines.add(start)
+        end = text.find(b"\n", word.end())
+        match = _ASCCONV.match(text, start, len(text) if end < 0 else end)
+        if match:
+            _blank_value(buffer, match.start(1), match.group(1))
+    for match in _XPROTOCOL.finditer(text):
+        end = _block_end(text, match.end())
+        _blank_value(buffer, match.end(), text[match.end():end])
+    current = bytes(buffer)
+    for match in _UID.finditer(current):
+        start, end = match.span()
+        if (start and current[start - 1] in _UID_PART) or (end < len(current) and current[end] in _UID_PART):
+            continue
+        buffer[start:end] = same_length_uid(keyring, match.group().decode("ascii"))
+    cleaned = scrub(bytes(buffer), patterns)
+    return _scrub_loose(cleaned, patterns)
+
+
+def same_length_uid(keyring: Keyring, uid: str) -> bytes:
+    """A keyed UID of exactly `uid`'s length (its digits begin as the keyed map's `2.25.` UID), or zeros."""
+    if len(uid) < 10:
+        return re.sub(r"[0-9]", "0", uid).encode("ascii")
+    digits = keyring.uid(uid)[5:] + keyring.uid(uid + "\x00csa")[5:]
+    return ("2.25." + digits[: len(uid) - 5]).encode("ascii")
+
+
+def _block_end(text: bytes, start: int) -> int:
+    """The offset of the brace closing the XProtocol block whose body starts at `start` (nested blocks included)."""
+    depth = 1
+    limit = min(len(text), start + _BLOCK_LIMIT)
+    for position in range(start, limit):
+        byte = text[position]
+        if byte == 0x7B:  # {
+            depth += 1
+        elif byte == 0x7D:  # }
+            depth -= 1
+            if depth == 0:
+                return position
+    return limit
+
+
+def _blank_value(buffer: bytearray, start: int, value: bytes) -> None:
+    """Overwrite a protocol value in place: quoted text with X, bare numbers and words with 0."""
+    quoted = list(_QUOTED.finditer(value))
+    if quoted:
+        for match in quoted:
+            begin = start + match.start(1)
+            buffer[begin:begin + len(match.group(1))] = b"X" * len(match.group(1))
+        return
+    for match in re.finditer(rb"[A-Za-z0-9]+", value):
+        begin = start + match.start()
+        buffer[begin:begin + len(match.group())] = b"0" * len(match.group())
+
+
+def _scrub_loose(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
+    """Cut device and institution values even where other letters run on after them (no word boundary)."""
+    lowered = data.lower()
+    buffer: bytearray | None = None
+    for needle in patterns:
+        if needle.attribute not in _LOOSE_ATTRIBUTES or needle.data not in lowered:
+            continue
+        buffer = buffer if buffer is not None else bytearray(data)
+        start = lowered.find(needle.data)
+        while start >= 0:
+            buffer[start:start + len(needle.data)] = (b"0" if needle.numeric else b"X") * len(needle.data)
+            start = lowered.find(needle.data, start + 1)
+    return bytes(buffer) if buffer is not None else data
+
+
+def _text(raw: bytes) -> str | None:
+    """A NUL-terminated ASCII name from the table, or None if it is not one."""
+    text = raw.split(b"\x00", 1)[0]
+    return text.decode("ascii") if _NAME.fullmatch(text) else None
+
+
+def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
+    """An allow-listed private value cleaned for release, the same length; None when it must not be kept.
+
+    `kind` is the allow-list's: a CSA header must parse as one, protocol text has its identifying keys blanked,
+    any other value is cut of this file's identifying values. Both anonymization paths call this one function.
+    """
+    if kind == "value":
+        hits = tuple(find(value, patterns))
+        return scrub(value, hits) if hits else value
+    # Every image of a series carries the same series header: the last few results are remembered, by value,
+    # needles and a fingerprint of the key.
+    memo = (kind, value, patterns, keyring.uid("csa-memo"))
+    if memo in _MEMO:
+        _MEMO[memo] = _MEMO.pop(memo)  # most recently used last: the series header stays while images pass
+        return _MEMO[memo]
+    if kind == "csa" or parse(value) is not None:  # XA's protocol element is a CSA header in most versions
+        cleaned = clean_csa(value, patterns, keyring)
+    else:
+        cleaned = clean_protocol(value, patterns, keyring)
+    _MEMO[memo] = cleaned
+    while len(_MEMO) > _MEMO_SIZE:
+        del _MEMO[next(iter(_MEMO))]
+    return cleaned
+
+
+_MEMO_SIZE = 16
+_MEMO: dict[tuple[str, bytes, tuple[Needle, ...], str], bytes | None] = {}

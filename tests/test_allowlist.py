@@ -1,0 +1,73 @@
+"""The private allow-list: a well-formed table, creators matched exactly, any block the creator reserved."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from neuroanon.allowlist import SAFE_PRIVATE, creator_name, find_safe
+from neuroanon.apply import apply_level
+from neuroanon.options import Level, Options
+from neuroanon.sample import make_dataset
+
+FULL = Options(level=Level.FULL, key=b"allowlist-test-key: 32 bytes of key material")
+
+
+def test_table_is_well_formed() -> None:
+    keys = [(s.creator, s.group, s.element) for s in SAFE_PRIVATE]
+    assert len(keys) == len(set(keys)), "a row is listed twice"
+    for row in SAFE_PRIVATE:
+        assert row.group % 2 == 1 and 0 <= row.element <= 0xFF, row.tag_text
+        assert row.creator == row.creator.strip() and len(row.creator) <= 64 and "\\" not in row.creator
+        assert row.name and row.use and row.readers and row.safe, f"{row.tag_text}: a column is empty"
+        assert row.kind in ("value", "csa", "protocol", "sequence")
+        assert set(row.readers.split(", ")) <= {"dcm2niix", "nibabel"}
+    vendors = {s.creator for s in SAFE_PRIVATE}
+    for creator in ("SIEMENS CSA HEADER", "SIEMENS MR HEADER", "SIEMENS MR SDS 01", "SIEMENS MR SDI 02",
+                    "GEMS_ACQU_01", "GEMS_PARM_01", "Philips Imaging DD 001", "Philips MR Imaging DD 001",
+                    "Philips MR Imaging DD 005", "Image Private Header"):
+        assert creator in vendors, f"no element of {creator} is listed"
+
+
+@pytest.mark.parametrize(("written", "kept"), [
+    ("Philips MR Imaging DD 005", True), ("Philips MR Imaging DD 005 ", True), ("Philips MR Imaging DD 005  ", True),
+    ("philips mr imaging dd 005", False), (" Philips MR Imaging DD 005", False), ("PHILIPS MR IMAGING DD 005", False),
+    ("Philips MR Imaging DD 005\x00", False), ("Philips MR Imaging DD 0055", False),
+])
+def test_creator_matched_exactly(written: str, kept: bool) -> None:
+    assert (find_safe(written, 0x2005, 0x0F) is not None) is kept
+    name = creator_name(written.encode())
+    assert name is not None and (find_safe(name, 0x2005, 0x0F) is not None) is kept
+    assert creator_name(b"A\\B") is None and creator_name(b"\xff") is None
+
+
+def test_listed_elements_kept_in_any_block_others_removed() -> None:
+    ds = make_dataset(subject=4)
+    for tag in [t for t in ds.keys() if t.group % 2]:
+        del ds[tag]
+    ds.add_new(0x00190012, "LO", "SIEMENS MR HEADER")  # block 0x12, not the usual 0x10
+    ds.add_new(0x0019120C, "IS", "1000")  # B value: listed
+    ds.add_new(0x001912F0, "LO", "fake private note")  # not listed
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    ds.add_new(0x00431039, "IS", ["1000", "0", "0", "0"])  # GE b-value: listed
+    ds.add_new(0x0043100C, "LO", "fake private note")  # not listed
+    ds.add_new(0x00430011, "LO", "gems_parm_01")  # lookalike: its listed-looking element goes
+    ds.add_new(0x00431139, "IS", ["1000", "0", "0", "0"])
+    new, _ = apply_level(ds, FULL)
+    private = sorted(int(t) for t in new.keys() if t.group % 2)
+    assert private == [0x00190012, 0x0019120C, 0x00430010, 0x00431039]
+    assert new[0x0019120C].value == 1000
+
+
+def test_sequence_under_a_value_row_is_not_kept() -> None:
+    """A sequence where the list expects a value is never released unwalked."""
+    ds = make_dataset(subject=5)
+    for tag in [t for t in ds.keys() if t.group % 2]:
+        del ds[tag]
+    item = Dataset()
+    item.PatientName = "Doe^Fakename"
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0019100C, "SQ", pydicom.Sequence([item]))
+    new, _ = apply_level(ds, FULL)
+    assert 0x0019100C not in new and 0x00190010 not in new

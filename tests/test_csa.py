@@ -1,0 +1,246 @@
+"""Siemens CSA headers at `full`: kept only under the exact creator and only when they parse, cleaned in place.
+
+Fake PHI is planted inside the real CSA headers of nibabel's Siemens DWI mosaic (a protocol name in the ASCCONV
+protocol, a station name with letters running on after it, the patient's weight; its own UIDs carry the scanner
+serial and dates), and free text is put under creators that only look like Siemens's. Each output is searched for
+every planted value, and the cleaned headers must keep the layout nibabel and dcm2niix read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import struct
+from pathlib import Path
+
+import pydicom
+import pytest
+from nibabel.nicom import csareader
+from pydicom.dataset import Dataset
+
+from neuroanon import csa, lean
+from neuroanon.apply import apply_level
+from neuroanon.keys import Keyring
+from neuroanon.options import Level, Options
+from neuroanon.read import quiet
+
+from .corpus import _package_dir, corpus_files
+from .helpers import files_under
+from .niix import convert, differences, outputs
+from .test_lean import _both
+from .tools import require_tool
+
+KEY = b"csa-test-key: 32 bytes or more of key material"
+FULL = Options(level=Level.FULL, key=KEY)
+STATION = "FAKESTN01"
+PROTOCOL = "FakeProto^Doe Jane 19470415"
+FREE_TEXT = b"Doe^Fakename, 1 Fake Street, Fakeville; MRN FAKE-77-1234"
+LOOKALIKES = ("siemens csa header ", " SIEMENS CSA HEADER", "SIEMENS CSA HEADERS", "SIEMENS_CSA_HEADER")
+
+
+def _dwi() -> pydicom.Dataset:
+    base = _package_dir("nibabel")
+    assert base is not None, "nibabel is a test dependency"
+    data = gzip.decompress((base / "nicom/tests/data/siemens_dwi_1000.dcm.gz").read_bytes())
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def _replace_same_length(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in data, "the real header no longer holds the planting spot"
+    return data.replace(old, new.ljust(len(old))[: len(old)], 1)
+
+
+def _planted(tmp: Path) -> tuple[Path, pydicom.Dataset]:
+    """The real DWI mosaic with fake PHI in its public attributes and inside its CSA series header."""
+    ds = _dwi()
+    ds.PatientName = "Doe^Fakename"
+    ds.PatientID = "FAKE-ID-0042"
+    ds.StationName = STATION
+    ds.InstitutionName = "Fakeville General Hospital"
+    ds.ProtocolName = PROTOCOL
+    series = ds[0x00291020].value
+    series = re.sub(rb'(tProtocolName\s*=\s*"")[^"]*', lambda m: m.group(1) + PROTOCOL.encode()[:26], series, count=1)
+    # a station name with letters after it, where no key names it (in an XProtocol label)
+    series = _replace_same_length(series, b"Load images to graphic segments", f"${STATION}b051fac".encode())
+    ds[0x00291020].value = series
+    path = tmp / "planted.dcm"
+    ds.save_as(path)
+    return path, ds
+
+
+def _original_csa_uids(ds: pydicom.Dataset) -> set[bytes]:
+    found: set[bytes] = set()
+    for tag in (0x00291010, 0x00291020):
+        found |= set(re.findall(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}", ds[tag].value))
+    return found
+
+
+def test_planted_values_gone_and_layout_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, original = _planted(tmp_path)
+    uids = _original_csa_uids(original)
+    assert len(uids) >= 3, "the real CSA header should hold its reference-image UIDs"
+    _both(source, tmp_path / "run", FULL, monkeypatch)  # both paths, same bytes
+    out = files_under(tmp_path / "run" / "general")[0]
+    data = out.read_bytes().lower()
+    for value in (PROTOCOL.encode()[:26], STATION.encode(), b"fakeville", b"doe^fakename", b"fake-id-0042"):
+        assert value.lower() not in data, "a planted value survived `full`"
+    assert not [u for u in uids if u in out.read_bytes()], "an original UID survived inside the CSA header"
+    cleaned = pydicom.dcmread(out)
+    for tag in (0x00291010, 0x00291020):
+        assert len(cleaned[tag].value) == len(original[tag].value), "the CSA header changed length"
+    before_image, after_image = csareader.read(original[0x00291010].value), csareader.read(cleaned[0x00291010].value)
+    assert before_image["tags"] == after_image["tags"], "the image header (b-matrix, mosaic, timing) changed"
+    before, after = csareader.read(original[0x00291020].value), csareader.read(cleaned[0x00291020].value)
+    assert before["tags"].keys() == after["tags"].keys()
+    changed = {name for name in before["tags"] if before["tags"][name]["items"] != after["tags"][name]["items"]}
+    assert changed == {"UsedPatientWeight", "PatReinPattern", "MrPhoenixProtocol"}, sorted(changed)
+    assert after["tags"]["UsedPatientWeight"]["items"] == [0]
+    protocol = after["tags"]["MrPhoenixProtocol"]["items"][0]
+    assert re.search(r'tProtocolName\s*=\s*""X+""', protocol), "tProtocolName not blanked"
+    assert re.search(r'tReferenceImage0\s*=\s*""2\.25\.[0-9]+""', protocol), "reference UID not remapped"
+    for line in ("sKSpace.lBaseResolution", "sPat.lAccelFactPE", "tSequenceFileName"):  # what dcm2niix reads
+        assert [x for x in before["tags"]["MrPhoenixProtocol"]["items"][0].splitlines() if x.startswith(line)] \
+            == [x for x in protocol.splitlines() if x.startswith(line)], f"{line} changed"
+
+
+def test_dcm2niix_reads_the_cleaned_header_as_before(tmp_path: Path) -> None:
+    tool = require_tool("dcm2niix")
+    source, _ = _planted(tmp_path)
+    (tmp_path / "in").mkdir()
+    source.rename(tmp_path / "in" / source.name)
+    from neuroanon.pipeline import anonymize_tree
+
+    summary = anonymize_tree([tmp_path / "in"], tmp_path / "out", Options(level=Level.FULL, key=KEY,
+                                                                        clean_descriptors=True))
+    assert summary.exit_code == 0
+    convert(tool, tmp_path / "in", tmp_path / "n_in")
+    convert(tool, tmp_path / "out", tmp_path / "n_out")
+    before, after = outputs(tmp_path / "n_in"), outputs(tmp_path / "n_out")
+    assert before and "SliceTiming" in next(iter(before.values())).sidecar
+    assert not differences(before, after), differences(before, after)
+
+
+def _lookalike_dataset(creators: tuple[str, ...]) -> Dataset:
+    """A Siemens MR file: a real CSA image header in block 0; later blocks hold free text, as a well-formed CSA
+    header under a lookalike creator (only the creator can give it away) or bare under the exact one."""
+    ds = _dwi()
+    real = ds[0x00291010].value
+    for tag in [t for t in ds.keys() if t.group == 0x0029]:
+        del ds[tag]
+    for block, creator in enumerate(creators):
+        ds.add_new(0x00290010 + block, "LO", creator)
+        exact = creator.rstrip(" ") == "SIEMENS CSA HEADER"
+        value = real if block == 0 else FREE_TEXT if exact else _csa([("ImaCoilString", "LO", [FREE_TEXT])], True)
+        ds.add_new(0x00291010 + (block << 8), "OB", value)
+    return ds
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_lookalike_creators_and_non_csa_values_removed(implicit: bool, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # block 0: exact creator padded with trailing spaces (allowed), a real header: kept
+    # blocks 1-4: lookalikes with free text; block 5: the exact creator with free text (no CSA signature)
+    ds = _lookalike_dataset(("SIEMENS CSA HEADER  ", *LOOKALIKES, "SIEMENS CSA HEADER"))
+    source = tmp_path / "lookalike.dcm"
+    syntax = pydicom.uid.ImplicitVRLittleEndian if implicit else pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(source, implicit_vr=implicit, little_endian=True)
+    assert _both(source, tmp_path / "run", FULL, monkeypatch), "the lean path should take this file"
+    out = files_under(tmp_path / "run" / "lean")[0]
+    assert b"fake" not in out.read_bytes().lower(), "free text under a lookalike or non-CSA value survived"
+    cleaned = pydicom.dcmread(out)
+    kept = [t for t in cleaned.keys() if t.group == 0x0029]
+    assert [(t.element, cleaned[t].value if t.element < 0x100 else None) for t in kept] == [
+        (0x0010, "SIEMENS CSA HEADER"), (0x1010, None)], "only the real header and its creator stay"
+    assert csareader.read(cleaned[0x00291010].value)["tags"] == csareader.read(ds[0x00291010].value)["tags"]
+
+
+def test_general_path_alone_removes_lookalikes() -> None:
+    """apply_level on a dataset (the library call) follows the same creator rule."""
+    ds = _lookalike_dataset(("SIEMENS CSA HEADER", *LOOKALIKES))
+    with quiet():
+        new, changes = apply_level(ds, FULL)
+    assert [int(t) for t in new.keys() if t.group == 0x0029] == [0x00290010, 0x00291010]
+    assert sum(1 for c in changes if c.tag.startswith("(0029,1") and c.action == "removed") == len(LOOKALIKES)
+
+
+def _csa(elements: list[tuple[str, str, list[bytes]]], csa2: bool) -> bytes:
+    """A CSA header: CSA2 ("SV10", item length in the second word) or CSA1 (length + first tag's item count)."""
+    out = bytearray(b"SV10\x04\x03\x02\x01" if csa2 else b"")
+    out += struct.pack("<2I", len(elements), 77)
+    first = len(elements[0][2])
+    for name, vr, items in elements:
+        out += struct.pack("<64si4s3i", name.encode(), len(items), vr.encode(), 0, len(items), 77)
+        for item in items:
+            word = len(item) if csa2 else len(item) + first
+            out += struct.pack("<4i", word, len(item), 77, len(item)) + item + b"\x00" * (-len(item) % 4)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("csa2", [True, False], ids=["CSA2", "CSA1"])
+def test_both_layouts_parse_and_clean(csa2: bool) -> None:
+    header = _csa([("UsedPatientWeight", "DS", [b"81.5\x00"]), ("StationName", "SH", [b"ANYNAME\x00"]),
+                   ("RepresentativeImage", "UI", [b"1.3.12.2.1107.5.2.32.35119.2010011420070434054586384\x00"]),
+                   ("B_value", "IS", [b"1000\x00"])], csa2)
+    parsed = csa.parse(header)
+    assert parsed is not None and [e.name for e in parsed][-1] == "B_value"
+    cleaned = csa.clean_csa(header, (), Keyring(KEY))
+    assert cleaned is not None and len(cleaned) == len(header)
+    assert b"81.5" not in cleaned and b"ANYNAME" not in cleaned and b"35119" not in cleaned
+    assert b"1000" in cleaned
+    assert re.search(rb"2\.25\.[0-9]{47}\x00", cleaned), "the UID should become a keyed UID of the same length"
+    start = 8 if csa2 else 0
+    other_check = header[: start + 4] + struct.pack("<I", 78) + header[start + 8:]
+    no_tags = header[:start] + struct.pack("<I", 0) + header[start + 4:]
+    for broken in (header[:-3], header[:40], other_check, no_tags, b"SV11" + header[4:],
+                   FREE_TEXT, b""):
+        assert csa.parse(broken) is None, "a damaged or foreign value parsed as CSA"
+        assert csa.clean_csa(broken, (), Keyring(KEY)) is None
+
+
+def test_same_length_uid_is_keyed_and_valid() -> None:
+    ring = Keyring(KEY)
+    uid = "1.3.12.2.1107.5.2.32.35119.2010011420070434054586384"
+    new = csa.same_length_uid(ring, uid).decode()
+    assert len(new) == len(uid) and new.startswith(ring.uid(uid))
+    assert new == csa.same_length_uid(ring, uid).decode() != csa.same_length_uid(Keyring(KEY + b"x"), uid).decode()
+    assert csa.same_length_uid(ring, "1.2.3.4.5") == b"0.0.0.0.0"
+
+
+def test_siemens_files_stay_on_the_lean_path(tmp_path: Path) -> None:
+    """The common Siemens file (CSA headers on the allow-list) is not declined by the lean path."""
+    source, _ = _planted(tmp_path)
+    with quiet():
+        assert lean.plan(source, FULL) is not None
+
+
+def test_every_real_csa_header_parses_as_nibabel_reads_it() -> None:
+    """Real headers (one with zeros after "SV10") parse, to the same element names nibabel finds."""
+    headers = [_dwi()[0x00291010].value, _dwi()[0x00291020].value]
+    for path in corpus_files():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # not DICOM, or damaged: the corpus holds both on purpose
+            continue
+        headers += [ds[t].value for t in ds.keys() if t.group == 0x0029 and t.element & 0xFF in (0x10, 0x20)
+                    and t.element >= 0x1000 and isinstance(ds[t].value, bytes) and ds[t].value[:4] == b"SV10"]
+    assert len(headers) >= 7
+    for value in headers:
+        parsed = csa.parse(value)
+        assert parsed is not None, "a real CSA header did not parse"
+        assert [e.name for e in parsed] == list(csareader.read(value)["tags"])
+
+
+def test_protocol_keys_blanked_in_both_syntaxes() -> None:
+    text = (b'<ParamString.""ProtocolName"">  { <Label> ""Protocol name"" { <Default> ""x"" } ""Doe Proto""  }\n'
+            b'<ParamLong.""BaseResolution"">  { 64 }\n'
+            b'### ASCCONV BEGIN ###\n'
+            b'tProtocolName = ""Doe+AF8-Proto""\n'
+            b'sPatient.flWeight = 81.5\n'
+            b'sKSpace.lBaseResolution = 64\n'
+            b'### ASCCONV END ###\n')
+    cleaned = csa.clean_protocol(text, (), Keyring(KEY))
+    assert len(cleaned) == len(text)
+    assert b"Doe" not in cleaned and b"81.5" not in cleaned and b"00.0" in cleaned
+    assert b'<ParamLong.""BaseResolution"">  { 64 }' in cleaned and b"sKSpace.lBaseResolution = 64" in cleaned
