@@ -245,7 +245,7 @@ class _Parser:
             raise _Decline
         group, number = _HH(buf, pos)
         tag = group << 16 | number
-        if tag <= last or group == 0xFFFE:
+        if tag <= last or group in (0xFFFE, 0x0000):  # command-group elements: pydicom reads them apart
             raise _Decline
         if self.implicit:
             (length,) = _L(buf, pos + 4)

@@ -47,8 +47,6 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("CodeMeaning", "K", _CODE),
     ("LongCodeValue", "K", _CODE),
     ("URNCodeValue", "K", _CODE),
-    ("ContextGroupVersion", "K", _CODE + ": the version date of a context group, not of a patient event"),
-    ("ContextGroupLocalVersion", "K", _CODE + ": a local context group version date"),
     ("CodingSchemeName", "K", "Coding Scheme Identification: the name of a coding scheme"),
     ("CodingSchemeResponsibleOrganization", "K", "Coding Scheme Identification: who maintains a coding scheme"),
     # Equipment: models and software, not the site or the device's identity (those are in the table).
