@@ -25,7 +25,19 @@ from neuroanon.read import parses_as_sequence, quiet
 from neuroanon.report import Status
 from neuroanon.technical import TECHNICAL
 
-from .adversarial import CASES, CHARSETS, ENCODINGS, MR_IMAGE, Case, encoded, make_case, un_bytes
+from .adversarial import (
+    CASES,
+    CHARSETS,
+    ENCODINGS,
+    MR_IMAGE,
+    ROOT,
+    Case,
+    add_un,
+    encoded,
+    make_case,
+    part10,
+    un_bytes,
+)
 from .helpers import files_under, searchable_bytes
 
 KEY = b"privacy-rules-test-key-0123456789"
@@ -100,6 +112,28 @@ def test_un_sequence_opened_and_walked_at_full(tmp_path: Path) -> None:
         item = pydicom.dcmread(out).ReferencedImageSequence[0]
     assert item.ReferencedSOPClassUID == MR_IMAGE
     assert str(item.ReferencedSOPInstanceUID).startswith("2.25.")
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL], ids=str)
+def test_any_attribute_stored_as_un_is_handled(level: Level, tmp_path: Path) -> None:
+    """Whatever a UN value holds (a wrong length for its dictionary VR, a UID, bytes that are no sequence under a
+    sequence tag), the file is released; at full nothing unproven stays."""
+    source, markers = make_case(tmp_path / "in", "un-text", "explicit_le", "ascii")
+    with quiet():
+        ds = pydicom.dcmread(source)
+    add_un(ds, 0x00181310, b"\x01\x00\x02")  # AcquisitionMatrix (US, 4 values): 3 bytes
+    add_un(ds, 0x00200242, f"{ROOT}77.1".encode() + b"\x00")  # SOPInstanceUIDOfConcatenationSource
+    add_un(ds, 0x00081115, b"Quuxley^Zebedee-no-sequence!")  # ReferencedSeriesSequence: bytes that are not one
+    add_un(ds, 0x00181000, b"SERIALZQ77")  # DeviceSerialNumber (table X) stored as UN
+    source.write_bytes(part10(ds, "explicit_le"))
+    record = anonymize_file(source, tmp_path / "out", Options(level=level, key=KEY))
+    assert record.status is Status.WRITTEN, f"{record.status} ({record.reason})"
+    if level is Level.FULL:
+        (out,) = files_under(tmp_path / "out")
+        data = out.read_bytes()
+        for planted in (f"{ROOT}77.1".encode(), b"no-sequence", b"SERIALZQ77"):
+            assert planted not in data
+        assert not _leaks(data, markers.values, "ascii")
 
 
 def test_required_text_stays_present_as_a_dummy(tmp_path: Path) -> None:

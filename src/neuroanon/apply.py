@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
@@ -40,6 +39,7 @@ from .profile import (
 )
 from .ps315 import load_table
 from .read import parses_as_sequence
+from .technical import is_standard_uid
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEID_METHOD = 0x00120063
@@ -172,6 +172,11 @@ def _resolve_un(ds: Dataset, t: int) -> bool:
         return _is_empty(raw)
     if vr in _SINGLE_VRS:
         ds[t] = raw._replace(VR=vr)
+        try:
+            ds[t]
+        except Exception:  # not a value of that VR (a wrong length, say): it cannot be shown to be harmless
+            ds[t] = raw
+            return False
     return True
 
 
@@ -348,11 +353,8 @@ def _full_rule(t: int, shift_dates: bool, clean_descriptors: bool, characteristi
 
 
 def remap_uid(keyring: Keyring, uid: str) -> str:
-    """A UID's keyed replacement; a well-known standard UID (a SOP class, transfer syntax, coding scheme, any UID
-    under the DICOM root 1.2.840.10008) names no instance and is kept."""
-    if not uid or uid.startswith("1.2.840.10008.") or uid in UID_dictionary:
-        return uid
-    return keyring.uid(uid)
+    """A UID's keyed replacement; a well-known standard UID names no instance and is kept."""
+    return uid if not uid or is_standard_uid(uid) else keyring.uid(uid)
 
 
 def changed_top_level(changes: list[Change]) -> frozenset[int]:

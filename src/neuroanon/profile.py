@@ -153,7 +153,7 @@ def unlisted_action(tag: int, options: Options) -> tuple[str, str]:
     if vr in DATE_VRS:
         return ("S" if options.shift_dates else "D"), "date or time not in Table E.1-1"
     if vr in TEXT_VRS:
-        if options.clean_descriptors:
+        if options.clean_descriptors and vr != "PN":  # a person's name is no descriptor: never kept
             return "C", "text not in Table E.1-1, " + OPTION_CODES["cleanDescOpt"][1]
         return "X", "text not in Table E.1-1"
     return "K", "technical VR, not in Table E.1-1"
@@ -239,8 +239,8 @@ def explain(level: Level, options: Options | None = None) -> list[Rule]:
 def _unlisted_rules(options: Options) -> list[Rule]:
     """The safe-by-default stance for standard attributes Table E.1-1 does not list, and the allow-list."""
     source = "neuroanon: safe by default"
-    text = ("C", "cleaned of identifying values (Clean Descriptors)") if options.clean_descriptors else (
-        "X", "removed")
+    text = ("C", "cleaned of identifying values (Clean Descriptors; PN removed)") if options.clean_descriptors \
+        else ("X", "removed")
     dates = ("S", "shifted (dates) or kept (times)") if options.shift_dates else ("D", "dummy date or time")
     rules = [
         Rule("(not in table)", "text: " + " ".join(sorted(TEXT_VRS)), text[0],

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
 
 
@@ -120,3 +121,10 @@ TECHNICAL: Mapping[int, Technical] = _table()
 def technical(tag: int) -> Technical | None:
     """The reviewed entry for a standard attribute outside Table E.1-1, or None."""
     return TECHNICAL.get(tag)
+
+
+def is_standard_uid(uid: str) -> bool:
+    """True for a well-known UID the standard defines (SOP classes, transfer syntaxes, coding schemes, well-known
+    frames of reference: anything under the DICOM root 1.2.840.10008, or in pydicom's UID dictionary). Such a
+    UID names no instance, so `full` keeps it wherever it occurs."""
+    return uid.startswith("1.2.840.10008.") or uid in UID_dictionary
