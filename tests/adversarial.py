@@ -28,6 +28,7 @@ from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_d
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -297,11 +298,13 @@ CASES = (
 )
 
 
-def make_case(folder: Path, case: str, encoding: str, charset: str) -> tuple[Path, Markers]:
-    """Write one case in one encoding and character set; return its path and its planted values."""
+def make_case(folder: Path, case: str, encoding: str, charset: str, family: str | None = None,
+              ) -> tuple[Path, Markers]:
+    """Write one case in one encoding and character set; return its path and its planted values. `family`
+    replaces the charset's fake family name (it must be encodable in the charset)."""
     index = next(i for i, c in enumerate(CASES) if c.name == case)
     build = CASES[index].build
-    markers = Markers(CHARSETS[charset][1], f"{index:02d}{list(CHARSETS).index(charset)}", charset)
+    markers = Markers(family or CHARSETS[charset][1], f"{index:02d}{list(CHARSETS).index(charset)}", charset)
     ds = base(charset, markers)
     build(ds, markers, charset)
     path = folder / f"{case}-{encoding}-{charset}.dcm"
@@ -329,7 +332,7 @@ def part10(ds: Dataset, encoding: str) -> bytes:
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = ROOT + "1"
+    meta.ImplementationClassUID = UID(ROOT + "1")
     head = DicomBytesIO()
     head.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(head, meta, enforce_standard=True)

@@ -8,10 +8,13 @@ values.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 
@@ -84,6 +87,35 @@ def test_full_leaves_no_planted_value(case: Case, encoding: str, charset: str, t
         ds = pydicom.dcmread(out)
     assert ds.SOPClassUID == MR_IMAGE, "a SOP class UID must be kept"
     assert ds.file_meta.TransferSyntaxUID == ENCODINGS[encoding]
+
+
+# Letters each character set can write; a family name drawn from them must vanish from full output.
+_LETTERS = {"ascii": "abcdefghijklmnopqrstuvwxyz", "latin1": "abcdefghijklmnopqrstuvwxyzäöüéèßñ",
+            "utf8": "abcdefghijklmnopqrstuvwxyzäöüłžœđşğ"}
+
+
+@st.composite
+def _combos(draw: st.DrawFn) -> tuple[Case, str, str, str]:
+    case, encoding, charset = draw(st.sampled_from([c for c in COMBOS if c[0].released]))
+    family = draw(st.text(_LETTERS[charset], min_size=4, max_size=12)).title()
+    return case, encoding, charset, family
+
+
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_combos())
+def test_property_no_planted_value_survives_full(combo: tuple[Case, str, str, str]) -> None:
+    """Any family name, any released case, any encoding and character set: nothing planted survives full."""
+    case, encoding, charset, family = combo
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        source, markers = make_case(root / "in", case.name, encoding, charset, family)
+        record = anonymize_file(source, root / "out", FULL)
+        assert record.status is Status.WRITTEN, f"{case.name}: {record.status} ({record.reason})"
+        (out,) = files_under(root / "out")
+        data = searchable_bytes(out)
+        leaks = _leaks(data, markers.values, charset)
+        codec = "latin-1" if charset == "latin1" else "utf-8"
+        assert not leaks and f"{family}^".encode(codec) not in data, f"{case.name} {encoding} {charset}: {leaks}"
 
 
 @pytest.mark.parametrize("charset", sorted(CHARSETS))
