@@ -217,7 +217,7 @@ def test_unlisted_attributes_follow_the_stance() -> None:
     table = load_table()
     cases = {
         "TextValue": "D", "DocumentTitle": "X", "ContentDescription": "Z", "SegmentDescription": "X",
-        "SOPInstanceUIDOfConcatenationSource": "U", "SOPClassUID": "K", "DeidentificationMethod": "X",
+        "SOPInstanceUIDOfConcatenationSource": "U", "SOPClassUID": "K", "DeidentificationMethod": "K",
         "ImageType": "K", "Manufacturer": "K", "SequenceName": "K", "Rows": "K", "ContentSequence": "D",
         "PlacerOrderNumberImagingServiceRequestRetired": "X", "ErrorComment": "X",
     }

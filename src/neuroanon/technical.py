@@ -85,6 +85,8 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     # Patient characteristics a non-human patient requires (Patient Module Type 1C/2C); not identifying.
     ("PatientSpeciesDescription", "K", "Patient Module Type 1C for a non-human patient: the species"),
     ("PatientBreedDescription", "K", "Patient Module Type 2C for a non-human patient: the breed"),
+    # The de-identification mark (Patient Module, top level): `full` replaces any earlier value with its own.
+    ("DeidentificationMethod", "K", "the de-identification mark: full writes its own, replacing an earlier value"),
     # Free text an IOD requires: a dummy (Type 1) or an empty value (Type 2), never the original text.
     ("TextValue", "D", "SR TEXT content item Type 1C: free text, replaced with a dummy"),
     ("SegmentLabel", "D", "Segmentation Segment Description Type 1: free text, replaced with a dummy"),
