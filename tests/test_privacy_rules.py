@@ -8,6 +8,7 @@ values.
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from .adversarial import (
     un_bytes,
 )
 from .helpers import files_under, searchable_bytes
+from .tools import require_tool
 
 KEY = b"privacy-rules-test-key-0123456789"
 FULL = Options(level=Level.FULL, key=KEY)
@@ -87,6 +89,8 @@ def test_full_leaves_no_planted_value(case: Case, encoding: str, charset: str, t
         ds = pydicom.dcmread(out)
     assert ds.SOPClassUID == MR_IMAGE, "a SOP class UID must be kept"
     assert ds.file_meta.TransferSyntaxUID == ENCODINGS[encoding]
+    dump = subprocess.run([require_tool("dcmdump"), "-q", "+E", str(out)], capture_output=True, timeout=60)
+    assert dump.returncode == 0, f"{name}: dcmtk cannot read the output"
 
 
 # Letters each character set can write; a family name drawn from them must vanish from full output.
