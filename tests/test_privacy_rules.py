@@ -23,7 +23,7 @@ from neuroanon import lean
 from neuroanon.burnedin import RISKY_CLASSES, burned_in_risk
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
-from neuroanon.profile import TEXT_VRS, explain, render_rules, unlisted_action
+from neuroanon.profile import TEXT_VRS, explain, full_action, render_rules, unlisted_action
 from neuroanon.ps315 import load_table
 from neuroanon.read import parses_as_sequence, quiet
 from neuroanon.report import Status
@@ -223,13 +223,13 @@ def test_unlisted_attributes_follow_the_stance() -> None:
         "TextValue": "D", "DocumentTitle": "X", "ContentDescription": "Z", "SegmentDescription": "X",
         "SOPInstanceUIDOfConcatenationSource": "U", "SOPClassUID": "K", "DeidentificationMethod": "K",
         "ImageType": "K", "Manufacturer": "K", "SequenceName": "K", "Rows": "K", "ContentSequence": "D",
-        "PlacerOrderNumberImagingServiceRequestRetired": "X", "ErrorComment": "X",
+        "PlacerOrderNumberImagingServiceRequestRetired": "X", "ErrorComment": "X", "RequestedSOPInstanceUID": "X",
+        "CommandField": "X",
     }
     for keyword, expected in cases.items():
         tag = pydicom.datadict.tag_for_keyword(keyword)
         assert tag is not None
-        if table.lookup(tag) is None:
-            assert unlisted_action(tag, FULL)[0] == expected, keyword
+        assert full_action(tag, table.lookup(tag), FULL)[0] == expected, keyword
     clean = Options(level=Level.FULL, key=KEY, clean_descriptors=True)
     assert unlisted_action(0x00420010, clean)[0] == "C"  # DocumentTitle cleaned under Clean Descriptors
 

@@ -115,6 +115,8 @@ def full_action(tag: int, entry: Entry | None, options: Options) -> tuple[str, s
     """The action for a standard attribute at full, and which rule chose it (for reports and explain)."""
     if tag in PSEUDONYM_TAGS:
         return "P", "pseudonym"
+    if tag >> 16 == 0:  # the table lists two (U, X); in a dataset none belongs
+        return "X", "command group element in a dataset"
     if entry is None:
         return unlisted_action(tag, options)
     action, source = entry.basic, "basic profile"
@@ -135,8 +137,6 @@ def unlisted_action(tag: int, options: Options) -> tuple[str, str]:
     Kept only when technical: a non-text VR, or an entry of the reviewed allow-list. Other text is removed (or
     cleaned), dates are dummied (or shifted), UIDs remapped; retired and command-group (0000) elements removed.
     """
-    if tag >> 16 == 0:
-        return "X", "command group element in a dataset"
     try:
         vr = str(dictionary_VR(tag))
     except KeyError:
