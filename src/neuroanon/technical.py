@@ -48,12 +48,16 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("CodeMeaning", "K", _CODE),
     ("LongCodeValue", "K", _CODE),
     ("URNCodeValue", "K", _CODE),
+    ("MappingResourceName", "K", _CODE + ": the name of a mapping resource"),
     ("CodingSchemeName", "K", "Coding Scheme Identification: the name of a coding scheme"),
     ("CodingSchemeResponsibleOrganization", "K", "Coding Scheme Identification: who maintains a coding scheme"),
     # Equipment: models and software, not the site or the device's identity (those are in the table).
     ("Manufacturer", "K", "General Equipment Type 2; " + _DCM2NIIX + " (Manufacturer), vendor-specific reading"),
     ("ManufacturerModelName", "K", "equipment model; " + _DCM2NIIX + " (ManufacturersModelName)"),
     ("SoftwareVersions", "K", "scanner software; " + _DCM2NIIX + " (SoftwareVersions), version-specific fixes"),
+    ("SecondaryCaptureDeviceManufacturer", "K", "SC Equipment: the capture device's vendor"),
+    ("SecondaryCaptureDeviceManufacturerModelName", "K", "SC Equipment: the capture device's model"),
+    ("SecondaryCaptureDeviceSoftwareVersions", "K", "SC Equipment: the capture software's version"),
     ("ReceiveCoilManufacturerName", "K", "MR coil vendor (Enhanced MR), equipment description"),
     ("TransmitCoilManufacturerName", "K", "MR coil vendor (Enhanced MR), equipment description"),
     # MR acquisition.
@@ -87,11 +91,15 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("PatientBreedDescription", "K", "Patient Module Type 2C for a non-human patient: the breed"),
     # The de-identification mark (Patient Module, top level): `full` replaces any earlier value with its own.
     ("DeidentificationMethod", "K", "the de-identification mark: full writes its own, replacing an earlier value"),
+    # Encapsulated documents: what the document is, not what it says.
+    ("MIMETypeOfEncapsulatedDocument", "K", "Encapsulated Document Type 1: the document's format (application/pdf)"),
+    ("ListOfMIMETypes", "K", "Encapsulated Document Type 1C: the formats of the document's parts"),
     # Free text an IOD requires: a dummy (Type 1) or an empty value (Type 2), never the original text.
     ("TextValue", "D", "SR TEXT content item Type 1C: free text, replaced with a dummy"),
     ("SegmentLabel", "D", "Segmentation Segment Description Type 1: free text, replaced with a dummy"),
     ("SegmentAlgorithmName", "D", "Segmentation Type 1C: free text, replaced with a dummy"),
     ("ContentDescription", "Z", "Content Identification Type 2: free text, emptied"),
+    ("DocumentTitle", "Z", "Encapsulated Document Type 2: free text, emptied"),
     # UIDs of classes, transfer syntaxes and coding schemes: standard or vendor vocabulary, never of an instance.
     ("SOPClassUID", "K", "names the IOD; remapping it breaks the file"),
     ("ReferencedSOPClassUID", "K", "names the class of a referenced instance"),
