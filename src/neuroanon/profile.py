@@ -256,8 +256,11 @@ def _unlisted_rules(options: Options) -> list[Rule]:
              "(PS3.5 6.2.2) and walked with these rules; a UN attribute otherwise read by its dictionary VR", source),
     ]
     for entry in TECHNICAL.values():
-        action = "C" if entry.action in ("D", "Z") and options.clean_descriptors else entry.action
-        rules.append(Rule(entry.tag_text, entry.keyword, action, entry.why, "technical allow-list"))
+        if entry.action in ("D", "Z") and options.clean_descriptors:
+            why = entry.why.split(": free text")[0] + ": free text, cleaned (Clean Descriptors)"
+            rules.append(Rule(entry.tag_text, entry.keyword, "C", why, "technical allow-list"))
+        else:
+            rules.append(Rule(entry.tag_text, entry.keyword, entry.action, entry.why, "technical allow-list"))
     return rules
 
 
