@@ -73,7 +73,8 @@ def _leaks(data: bytes, values: dict[str, str], charset: str, roles: tuple[str, 
 def test_full_leaves_no_planted_value(case: Case, encoding: str, charset: str, tmp_path: Path) -> None:
     name = case.name
     source, markers = make_case(tmp_path / "in", name, encoding, charset)
-    assert _leaks(searchable_bytes(source), markers.values, charset), "the fixture plants nothing findable"
+    with quiet():  # pydicom warns when it reads the command-group elements some cases plant
+        assert _leaks(searchable_bytes(source), markers.values, charset), "the fixture plants nothing findable"
     record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY,
                                                               quarantine=tmp_path / "held"))
     if not case.released:

@@ -50,6 +50,7 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("URNCodeValue", "K", _CODE),
     ("MappingResourceName", "K", _CODE + ": the name of a mapping resource"),
     ("CodingSchemeName", "K", "Coding Scheme Identification: the name of a coding scheme"),
+    ("CodingSchemeRegistry", "K", "Coding Scheme Identification Type 1C: the registry of a coding scheme"),
     ("CodingSchemeResponsibleOrganization", "K", "Coding Scheme Identification: who maintains a coding scheme"),
     # Equipment: models and software, not the site or the device's identity (those are in the table).
     ("Manufacturer", "K", "General Equipment Type 2; " + _DCM2NIIX + " (Manufacturer), vendor-specific reading"),
@@ -67,6 +68,8 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("ReceiveCoilName", "K", "MR receive coil; " + _DCM2NIIX + " (ReceiveCoilName)"),
     ("TransmitCoilName", "K", "MR transmit coil; " + _DCM2NIIX + " (TransmitCoilName)"),
     ("MultiCoilElementName", "K", "Enhanced MR coil element; coil combination in analysis"),
+    ("MultiCoilConfiguration", "K", "Enhanced MR coil configuration; equipment description"),
+    ("ASLTechniqueDescription", "K", "MR Arterial Spin Labeling Type 1: the labeling technique (ASL-BIDS)"),
     ("MetaboliteMapDescription", "K", "MR spectroscopy metabolite map (Type 1C in MR Spectroscopy)"),
     # CT and PET reconstruction.
     ("ConvolutionKernel", "K", "CT reconstruction kernel; " + _DCM2NIIX + " (ConvolutionKernel)"),
