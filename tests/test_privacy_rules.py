@@ -27,7 +27,7 @@ from neuroanon.profile import TEXT_VRS, explain, full_action, render_rules, unli
 from neuroanon.ps315 import load_table
 from neuroanon.read import parses_as_sequence, quiet
 from neuroanon.report import Status
-from neuroanon.technical import TECHNICAL
+from neuroanon.technical import TECHNICAL, technical
 
 from .adversarial import (
     CASES,
@@ -311,3 +311,53 @@ def test_embedded_overlay_held_even_with_burned_in_no() -> None:
     ds.add_new(0x60023000, "OW", b"\x00\x00")
     ds[0x60020102].value = 0
     assert burned_in_risk(ds) is None, "a separate overlay (OverlayData, bit 0) is removed with its group"
+
+
+# Tags a UN test leaves alone: those the pipeline needs to name and gate the output (file meta, identifiers,
+# class, modality, pixel description), which a file with garbage in them may rightly fail for.
+_STRUCTURAL = frozenset({0x00080005, 0x00080016, 0x00080018, 0x00080060, 0x00100020, 0x0020000D, 0x0020000E,
+                         0x00280301})
+_UN_TAGS = sorted(
+    tag for tag in pydicom.datadict.DicomDictionary
+    if tag >> 16 not in (0x0000, 0x0002, 0x0028, 0x7FE0) and tag >> 16 < 0xFFFA and tag & 0xFFFF
+    and tag not in _STRUCTURAL
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tag=st.sampled_from(_UN_TAGS), kind=st.sampled_from(["sequence", "text", "bytes"]),
+       noise=st.binary(max_size=40), level=st.sampled_from([Level.ANONYMIZE, Level.FULL]))
+def test_property_any_standard_attribute_stored_as_un(tag: int, kind: str, noise: bytes, level: Level) -> None:
+    """Any standard attribute stored as UN, holding a sequence with the five, a fake name or any bytes: the file
+    is released, and at full no planted name survives."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        source, markers = make_case(root / "in", "un-top", "explicit_le", "ascii")
+        with quiet():
+            ds = pydicom.dcmread(source)
+        del ds[0x00400340]
+        if kind == "sequence":
+            value = un_bytes(_five_item(markers), tag, "ascii")
+        elif kind == "text":  # a name that is not the patient's: kept-by-design text would be quarantined
+            markers.values["UNText"] = "Wobbleton^Xerxes"
+            value = b"Wobbleton^Xerxes"
+        else:
+            value = noise
+        add_un(ds, tag, value + b"\x00" * (len(value) % 2))
+        source.write_bytes(part10(ds, "explicit_le"))
+        record = anonymize_file(source, root / "out", Options(level=level, key=KEY))
+        assert record.status is Status.WRITTEN, f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {kind}: {record.reason}"
+        vr = str(dictionary_VR(tag))
+        listed = technical(tag)
+        if level is Level.FULL and vr in TEXT_VRS | {"SQ", "UI", "DA", "DT", "TM"} and (
+                listed is None or listed.action != "K"):
+            # (A code string, a number or a listed technical text keeps its bytes by design: the residual check
+            # is what searches those for the file's identifying values.)
+            (out,) = files_under(root / "out")
+            assert not _leaks(out.read_bytes(), markers.values, "ascii"), f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _five_item(markers: object) -> Dataset:
+    from .adversarial import _five
+
+    return _five(markers)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
@@ -173,9 +173,12 @@ def _resolve_un(ds: Dataset, t: int) -> bool:
     if vr in _SINGLE_VRS:
         ds[t] = raw._replace(VR=vr)
         try:
-            ds[t]
+            count = len(_values(ds[t].value))
         except Exception:  # not a value of that VR (a wrong length, say): it cannot be shown to be harmless
             ds[t] = raw
+            return False
+        vm = str(dictionary_VM(t))
+        if vm.isdigit() and count > int(vm):  # more values than the attribute has: not what it claims to be
             return False
     return True
 
