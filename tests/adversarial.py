@@ -134,7 +134,8 @@ def add_un(ds: Dataset, tag: int, value: bytes) -> None:
     ds[tag] = RawDataElement(BaseTag(tag), "UN", len(value), value, 0, False, True)
 
 
-def _five(m: Markers) -> Dataset:
+def five_item(m: Markers) -> Dataset:
+    """An item holding the NiDB five with fake values."""
     item = Dataset()
     item.ReferringPhysicianName = m.name("ReferringPhysicianName")
     item.PatientName = m.name("ItemPatientName")
@@ -147,7 +148,7 @@ def _five(m: Markers) -> Dataset:
 
 
 def _un_top(ds: Dataset, m: Markers, charset: str) -> None:
-    item = _five(m)
+    item = five_item(m)
     item.ProtocolName = m.text("ProtocolName")
     item.RetrieveAETitle = m.ae("RetrieveAETitle")
     item.SeriesInstanceUID = m.uid("PerformedSeriesUID", 11)
@@ -155,7 +156,7 @@ def _un_top(ds: Dataset, m: Markers, charset: str) -> None:
 
 
 def _un_nested(ds: Dataset, m: Markers, charset: str) -> None:
-    inner = _five(m)
+    inner = five_item(m)
     inner.PerformedProcedureStepDescription = m.text("StepDescription")
     outer = Dataset()
     outer.CodeValue = "1"
@@ -165,12 +166,12 @@ def _un_nested(ds: Dataset, m: Markers, charset: str) -> None:
 
 def _un_private(ds: Dataset, m: Markers, charset: str) -> None:
     ds.add_new(0x00290010, "LO", "FAKE UN CREATOR")
-    add_un(ds, 0x00291001, un_bytes(_five(m), 0x00291001, charset))
+    add_un(ds, 0x00291001, un_bytes(five_item(m), 0x00291001, charset))
 
 
 def _un_unknown_tag(ds: Dataset, m: Markers, charset: str) -> None:
     # (0011,0010)-style unknown even tag: a newer standard attribute this dictionary does not know.
-    add_un(ds, 0x0071FF02, un_bytes(_five(m), 0x0071FF02, charset))
+    add_un(ds, 0x0071FF02, un_bytes(five_item(m), 0x0071FF02, charset))
 
 
 def _un_xzu(ds: Dataset, m: Markers, charset: str) -> None:

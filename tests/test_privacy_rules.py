@@ -16,6 +16,7 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom._dicom_dict import DicomDictionary
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 
@@ -38,6 +39,7 @@ from .adversarial import (
     Case,
     add_un,
     encoded,
+    five_item,
     make_case,
     part10,
     un_bytes,
@@ -318,7 +320,7 @@ def test_embedded_overlay_held_even_with_burned_in_no() -> None:
 _STRUCTURAL = frozenset({0x00080005, 0x00080016, 0x00080018, 0x00080060, 0x00100020, 0x0020000D, 0x0020000E,
                          0x00280301})
 _UN_TAGS = sorted(
-    tag for tag in pydicom.datadict.DicomDictionary
+    tag for tag in DicomDictionary
     if tag >> 16 not in (0x0000, 0x0002, 0x0028, 0x7FE0) and tag >> 16 < 0xFFFA and tag & 0xFFFF
     and tag not in _STRUCTURAL
 )
@@ -337,7 +339,7 @@ def test_property_any_standard_attribute_stored_as_un(tag: int, kind: str, noise
             ds = pydicom.dcmread(source)
         del ds[0x00400340]
         if kind == "sequence":
-            value = un_bytes(_five_item(markers), tag, "ascii")
+            value = un_bytes(five_item(markers), tag, "ascii")
         elif kind == "text":  # a name that is not the patient's: kept-by-design text would be quarantined
             markers.values["UNText"] = "Wobbleton^Xerxes"
             value = b"Wobbleton^Xerxes"
@@ -355,9 +357,3 @@ def test_property_any_standard_attribute_stored_as_un(tag: int, kind: str, noise
             # is what searches those for the file's identifying values.)
             (out,) = files_under(root / "out")
             assert not _leaks(out.read_bytes(), markers.values, "ascii"), f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
-def _five_item(markers: object) -> Dataset:
-    from .adversarial import _five
-
-    return _five(markers)  # type: ignore[arg-type]
