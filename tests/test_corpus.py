@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.datadict import dictionary_is_retired, dictionary_VR
 from pydicom.dataset import Dataset
 
 from neuroanon.allowlist import find_safe
 from neuroanon.burnedin import burned_in_risk
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
-from neuroanon.profile import NIDB_ANONYMIZE, NIDB_FULL
+from neuroanon.profile import NIDB_ANONYMIZE, NIDB_FULL, TEXT_VRS
+from neuroanon.ps315 import load_table
 from neuroanon.report import Status
+from neuroanon.technical import is_standard_uid, technical
 
 from .corpus import corpus_files
 from .tools import require_tool
@@ -131,8 +134,34 @@ def _check_full(original: Dataset, result: Dataset) -> None:
     for tag, creator in kept_private:
         assert find_safe(creator, tag >> 16, tag & 0xFF), f"private ({tag >> 16:04X},{tag & 0xFFFF:04X}) kept"
     assert not any(int(e.tag) >> 24 in (0x50, 0x60) and not (e.tag.group % 2) for e in _all_elements(result))
+    _check_unlisted(original, result)
     if "SOPInstanceUID" in original and original.SOPInstanceUID:
         assert result.SOPInstanceUID.startswith("2.25.")
         assert result.SOPInstanceUID != original.SOPInstanceUID
     if "PatientID" in original:
         assert result.PatientID != original.PatientID or original.PatientID == ""
+
+
+MARKS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+
+
+def _check_unlisted(original: Dataset, result: Dataset) -> None:
+    """Safe by default: outside Table E.1-1 no text survives but the technical allow-list's, no retired or
+    command-group element survives, every UID is remapped or a well-known standard UID, and SOP classes are kept."""
+    table = load_table()
+    for elem in _all_elements(result):
+        tag = int(elem.tag)
+        if elem.tag.is_private or tag in MARKS or table.lookup(tag) is not None or tag >> 16 == 2:
+            continue
+        where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        assert tag >> 16 != 0 and not dictionary_is_retired(tag), f"{where} retired or command group kept"
+        listed = technical(tag)
+        vr = str(dictionary_VR(tag))
+        if vr in TEXT_VRS and not elem.is_empty:
+            assert listed is not None, f"{where} text outside the table kept"
+            assert listed.action != "D" or str(elem.value) == "Anon", f"{where} not a dummy"
+        if vr == "UI" and listed is None and not elem.is_empty:
+            values = elem.value if isinstance(elem.value, list | pydicom.multival.MultiValue) else [elem.value]
+            assert all(str(v).startswith("2.25.") or is_standard_uid(str(v)) for v in values), f"{where} kept"
+    if "SOPClassUID" in original:
+        assert result.SOPClassUID == original.SOPClassUID

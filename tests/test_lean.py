@@ -22,6 +22,7 @@ from neuroanon.read import quiet
 from neuroanon.report import Record
 from neuroanon.sample import make_dataset, make_study
 
+from .adversarial import CASES, make_case
 from .corpus import corpus_files
 from .helpers import files_under
 
@@ -128,3 +129,15 @@ def test_out_of_order_elements_declined(tmp_path: Path, monkeypatch: pytest.Monk
     broken = tmp_path / "unsorted.dcm"
     broken.write_bytes(bytes(data))
     assert not _both(broken, tmp_path / "run", OPTION_SETS["anonymize"], monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+@pytest.mark.parametrize("case", [c.name for c in CASES])
+def test_adversarial_cases_same_on_both_paths(case: str, encoding: str, name: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """UN sequences, text outside the table, gated files: the two paths agree (the lean one may decline)."""
+    source, _ = make_case(tmp_path / "in", case, encoding, "latin1")
+    took = _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+    if case.startswith("un-") and encoding == "explicit_le" and case != "un-private":
+        assert not took, "a UN that may be a sequence is for the general path"

@@ -199,3 +199,20 @@ def test_anonymize_keeps_every_other_byte(tmp_path: Path, encoding: str) -> None
     data = result.read_bytes()
     assert data.count(encoded.getvalue()) == 1
     assert data.replace(encoded.getvalue(), b"") == source.read_bytes()
+
+
+def test_earlier_deidentification_method_kept_at_anonymize_replaced_at_full() -> None:
+    """At anonymize an earlier method stays before ours (the record); at full it is replaced (it may name a site)."""
+    from neuroanon.apply import apply_level
+    from neuroanon.sample import make_dataset
+
+    source = make_dataset(subject=6)
+    source.DeidentificationMethod = "Removed by operator FAKE-OPERATOR-6 at FAKE SITE"
+    anonymized, _ = apply_level(source, Options(level=Level.ANONYMIZE))
+    values = list(anonymized.DeidentificationMethod)
+    assert values[0] == source.DeidentificationMethod and values[1].startswith("NiDB Anonymize (")
+    full, changes = apply_level(source, Options(level=Level.FULL, key=KEY))
+    assert str(full.DeidentificationMethod).startswith("NiDB Anonymize Full (")
+    assert full["DeidentificationMethod"].VM == 1
+    again, _ = apply_level(full, Options(level=Level.FULL, key=KEY))
+    assert again.DeidentificationMethod == full.DeidentificationMethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
@@ -39,6 +39,8 @@ from .profile import (
     option_codes,
 )
 from .ps315 import load_table
+from .read import parses_as_sequence
+from .technical import is_standard_uid
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEID_METHOD = 0x00120063
@@ -74,7 +76,7 @@ def apply_level(
     changes: list[Change] = []
     if options.level is Level.ANONYMIZE:
         _anonymize(new, "", changes)
-        mark_method(new, METHOD_NAMES[Level.ANONYMIZE], changes)
+        mark_method(new, METHOD_NAMES[Level.ANONYMIZE], changes, keep_earlier=True)
         return new, changes
     if options.key is None:
         raise UsageError("the full level needs a key")
@@ -117,16 +119,23 @@ def _anonymize(ds: Dataset, path: str, changes: list[Change]) -> None:
             continue
         elem = ds[tag]
         if elem.VR == "SQ":
+            before = len(changes)
             for i, item in enumerate(elem.value):
                 _anonymize(item, f"{path}{_tag_text(t)}[{i}].", changes)
+            if len(changes) == before and isinstance(raw, RawDataElement):
+                ds[tag] = raw  # nothing inside changed: the element keeps its bytes (and its VR)
 
 
 def _parse_as_sequence(ds: Dataset, raw: RawDataElement) -> bool:
-    """Try an unknown implicit-VR element (a private sequence of defined length) as a sequence.
+    """Try an element of unknown structure as a sequence: an implicit-VR element of unknown VR, or a UN value.
 
-    In Implicit VR nothing marks a private sequence of defined length as one; its bytes hold the tag of one of
-    the five, so it is parsed as a sequence. If it does not parse, it is left as it was.
+    In Implicit VR nothing marks a private sequence of defined length as one; in Explicit VR a node without the
+    (private or newer) dictionary writes a sequence as UN, its value an implicit VR little endian sequence
+    (PS3.5 6.2.2). Either is parsed as a sequence when its bytes hold one. If it does not parse, it is left as it
+    was.
     """
+    if raw.VR == "UN":
+        return _open_un(ds, raw)
     if raw.VR is not None:
         return False
     try:
@@ -135,6 +144,52 @@ def _parse_as_sequence(ds: Dataset, raw: RawDataElement) -> bool:
     except Exception:  # not a sequence after all: keep the element untouched
         ds[raw.tag] = raw
         return False
+
+
+def _open_un(ds: Dataset, raw: RawDataElement) -> bool:
+    """Open a UN value of defined length that parses as an implicit VR little endian sequence; True if it did."""
+    if raw.length == UNDEFINED_LENGTH or not isinstance(raw.value, bytes) or not parses_as_sequence(raw.value):
+        return False
+    try:
+        ds[raw.tag] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)
+        return ds[raw.tag].VR == "SQ"
+    except Exception:  # pydicom could not read it after all: keep the element untouched
+        ds[raw.tag] = raw
+        return False
+
+
+def _resolve_un(ds: Dataset, t: int) -> bool:
+    """A standard attribute stored as UN: opened if its value is a sequence, else given its dictionary VR.
+
+    Returns False when the value cannot be what the dictionary says (a sequence tag whose bytes are not one).
+    """
+    raw = ds.get_item(t)
+    if not isinstance(raw, RawDataElement) or raw.VR != "UN" or raw.length == UNDEFINED_LENGTH:
+        return True
+    if _open_un(ds, raw):
+        return True
+    try:
+        vr = str(dictionary_VR(t))
+    except KeyError:
+        return True
+    if vr == "SQ":
+        return _is_empty(raw)
+    if vr in _SINGLE_VRS:
+        ds[t] = raw._replace(VR=vr)
+        try:
+            count = len(_values(ds[t].value))
+        except Exception:  # not a value of that VR (a wrong length, say): it cannot be shown to be harmless
+            ds[t] = raw
+            return False
+        vm = str(dictionary_VM(t))
+        if vm.isdigit() and count > int(vm):  # more values than the attribute has: not what it claims to be
+            return False
+    return True
+
+
+# VRs a UN value of a standard attribute is read as (an ambiguous "US or SS" stays UN, a binary value).
+_SINGLE_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL",
+                         "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})
 
 
 # --- full ------------------------------------------------------------------------------------------------------
@@ -166,10 +221,10 @@ class _Full:
 
     def _apply(self, ds: Dataset, t: int, action: str, where: str) -> None:
         keyword = keyword_for_tag(t)
-        raw = ds.get_item(t)
-        if action == "X":
+        if action == "X" or not _resolve_un(ds, t):  # a UN that should be a sequence and is not: removed
             self._remove(ds, t, where, keyword)
             return
+        raw = ds.get_item(t)
         if _may_be_sequence(raw) and ds[t].VR == "SQ":
             if action == "Z":
                 ds[t].value = Sequence()
@@ -185,9 +240,11 @@ class _Full:
         if action == "P":
             self._pseudonymize(ds, t, where)
         elif action == "U" or (vr == "UI" and action == "D"):
-            values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
-            elem.value = [self.keyring.uid(str(v)) if v else v for v in values]
-            self.changes.append(Change(where, keyword, "remapped"))
+            values = [str(v) for v in _values(elem.value)]
+            remapped = [remap_uid(self.keyring, v) for v in values]
+            if remapped != values:
+                elem.value = remapped
+                self.changes.append(Change(where, keyword, "remapped"))
         elif action == "S" and vr in ("DA", "DT"):
             elem.value = [self._shift(str(v), vr) for v in _values(elem.value)]
             self.changes.append(Change(where, keyword, "shifted"))
@@ -351,6 +408,11 @@ def cap_age(ds: Dataset, changes: list[Change]) -> None:
     changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "emptied"))
 
 
+def remap_uid(keyring: Keyring, uid: str) -> str:
+    """A UID's keyed replacement; a well-known standard UID names no instance and is kept."""
+    return uid if not uid or is_standard_uid(uid) else keyring.uid(uid)
+
+
 def changed_top_level(changes: list[Change]) -> frozenset[int]:
     """The top-level tags a level changed, removed or added (the rest keep their source bytes)."""
     return frozenset(int(c.tag[1:5] + c.tag[6:10], 16) for c in changes)
@@ -359,10 +421,12 @@ def changed_top_level(changes: list[Change]) -> frozenset[int]:
 # --- marks -----------------------------------------------------------------------------------------------------
 
 
-def mark_method(ds: Dataset, method: str, changes: list[Change]) -> None:
-    """Add our DeidentificationMethod value, keeping any earlier one (the record of earlier de-identification)."""
+def mark_method(ds: Dataset, method: str, changes: list[Change], keep_earlier: bool) -> None:
+    """Set our DeidentificationMethod value. At anonymize an earlier one is kept before ours (the record of
+    earlier de-identification); at full it is replaced (free text that may name operators and sites)."""
     text = f"{method} (neuroanon {__version__})"
     earlier = [str(v) for v in _values(ds.get("DeidentificationMethod", None))] if DEID_METHOD in ds else []
+    earlier = earlier if keep_earlier else []
     ds.DeidentificationMethod = [*earlier, text] if earlier and text not in earlier else text
     changes.append(Change(_tag_text(DEID_METHOD), "DeidentificationMethod", "added"))
 
@@ -371,7 +435,7 @@ def mark_full(ds: Dataset, options: Options, changes: list[Change], identity_rem
     # Pixels that may show burned-in text are not proven clean: the identity is never claimed removed for them.
     ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
     changes.append(Change("(0012,0062)", "PatientIdentityRemoved", "added"))
-    mark_method(ds, METHOD_NAMES[Level.FULL], changes)
+    mark_method(ds, METHOD_NAMES[Level.FULL], changes, keep_earlier=False)
     items = []
     for value, meaning in option_codes(options):
         item = Dataset()

@@ -1,23 +1,74 @@
 """The burned-in annotation gate: images that may carry identifying text in their pixels.
 
 Header de-identification cannot clean pixels. At full, such files are quarantined unless the user, having
-checked them, passes --allow-burned-in; PatientIdentityRemoved is never YES for them.
+checked them, passes --allow-burned-in; PatientIdentityRemoved is never YES for them. Files are gated by
+Modality and by SOP Class (a class says what the pixels are even when Modality says otherwise, e.g. IVUS in an
+ultrasound class), and by overlays embedded in the pixel data's unused bits, which removing the 60xx group
+does not clear (clearing those bits is a pixel stage not implemented yet, so such a file is held).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-# Modalities whose images usually carry burned-in text: ultrasound, other, external camera, endoscopy,
-# documents, secondary captures.
-RISKY_MODALITIES = frozenset({"US", "OT", "XC", "ES", "DOC", "SC"})
-# SOP classes: secondary capture (single and multi-frame) and encapsulated documents (PDF, CDA, STL, ...).
-RISKY_CLASS_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.104")
+# Modalities whose images usually carry burned-in text or a visible label: ultrasound (IVUS too), projection
+# X-ray (XA, RF, CR, DX, MG, intra-oral IO, panoramic PX), other, external camera, endoscopy, microscopy
+# (slide labels), ophthalmic photography, documents, secondary captures.
+RISKY_MODALITIES = frozenset({"US", "IVUS", "XA", "RF", "CR", "DX", "MG", "IO", "PX", "OT", "XC", "ES", "GM", "SM",
+                              "OP", "DOC", "SC"})
+
+_STORAGE = "1.2.840.10008.5.1.4.1.1."
+# SOP classes (and every class under them, e.g. all VL classes under 77.1) whose pixels may show text.
+RISKY_CLASSES: Mapping[str, str] = MappingProxyType(
+    {
+        _STORAGE + "1": "computed or digital radiography (CR, DX, MG, IO)",
+        _STORAGE + "3": "ultrasound multi-frame (retired class)",
+        _STORAGE + "3.1": "ultrasound multi-frame",
+        _STORAGE + "6": "ultrasound (US, enhanced US volume, photoacoustic; IVUS)",
+        _STORAGE + "7": "secondary capture",
+        _STORAGE + "12": "X-ray angiography or radiofluoroscopy",
+        _STORAGE + "13.1": "3D X-ray, breast tomosynthesis or breast projection X-ray",
+        _STORAGE + "77.1": "visible light (endoscopy, microscopy, slide, photography, ophthalmic, video)",
+        _STORAGE + "104": "encapsulated document (PDF, CDA, STL, ...)",
+    }
+)
+
+
+def _risky_class(sop_class: str) -> str | None:
+    for prefix, what in RISKY_CLASSES.items():
+        if sop_class == prefix or sop_class.startswith(prefix + "."):
+            return what
+    return None
+
+
+def embedded_overlay(ds: Dataset) -> str | None:
+    """Why an overlay may sit in the pixel data's unused high bits (the retired embedded form), or None."""
+    try:
+        bits_stored = int(ds.get("BitsStored", 0) or 0)
+    except (TypeError, ValueError):
+        bits_stored = 0
+    for group in range(0x6000, 0x6020, 2):
+        position = ds.get((group << 16) | 0x0102)  # OverlayBitPosition
+        if position is None:
+            continue
+        try:
+            bit = int(position.value if not isinstance(position.value, bytes) else position.value[0])
+        except (TypeError, ValueError, IndexError):
+            return f"overlay group {group:04X} has an unreadable bit position"
+        if (group << 16 | 0x3000) not in ds or (bits_stored and bit >= bits_stored):
+            return f"overlay {group:04X} embedded in unused pixel bits (bit {bit})"
+    return None
 
 
 def burned_in_risk(ds: Dataset) -> str | None:
     """Why `ds` may show identifying text in its pixels, or None."""
+    overlay = embedded_overlay(ds)
+    if overlay is not None:
+        return overlay + "; its 60xx group is removed but the bits stay in the pixel data"
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if burned == "YES":
         return "BurnedInAnnotation is YES"
@@ -26,9 +77,9 @@ def burned_in_risk(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality in RISKY_MODALITIES:
         return f"modality {modality} without BurnedInAnnotation NO"
-    sop_class = str(ds.get("SOPClassUID", "") or "")
-    if sop_class.startswith(RISKY_CLASS_PREFIXES):
-        return "secondary capture or encapsulated document without BurnedInAnnotation NO"
+    what = _risky_class(str(ds.get("SOPClassUID", "") or "").strip())
+    if what is not None:
+        return f"SOP class of {what} without BurnedInAnnotation NO"
     image_type = ds.get("ImageType") or []
     values = image_type if isinstance(image_type, (list, MultiValue)) else [image_type]
     if "SCREEN SAVE" in {str(v).upper() for v in values} or str(ds.get("ConversionType", "")).upper() == "WSD":

@@ -27,7 +27,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from .allowlist import creator_name, find_safe
-from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method
+from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method, remap_uid
 from .burnedin import burned_in_risk
 from .csa import clean_kept
 from .errors import UsageError
@@ -246,7 +246,7 @@ class _Parser:
             raise _Decline
         group, number = _HH(buf, pos)
         tag = group << 16 | number
-        if tag <= last or group == 0xFFFE:
+        if tag <= last or group in (0xFFFE, 0x0000):  # command-group elements: pydicom reads them apart
             raise _Decline
         if self.implicit:
             (length,) = _L(buf, pos + 4)
@@ -270,6 +270,10 @@ class _Parser:
         if vr == "SQ":
             element.items, element.end = self._items(element)
         elif undefined or element.end > len(buf):
+            raise _Decline
+        elif vr == "UN" and (not group & 1 or buf[value:value + 4] == _ITEM_TAG_BYTES):
+            # A standard attribute stored as UN (read by its dictionary VR, opened if a sequence) or a value that
+            # may be a sequence stored as UN: the general path decides.
             raise _Decline
         return element
 
@@ -300,6 +304,7 @@ class _Parser:
 
 
 _ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+_ITEM_TAG_BYTES = struct.pack("<HH", 0xFFFE, 0xE000)
 
 
 def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: bool) -> int:
@@ -387,7 +392,7 @@ def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implic
             ds[tag] = RawDataElement(BaseTag(tag), None if implicit else vr, len(value), value, 0, implicit, True)
     changes: list[Change] = []
     if level is Level.ANONYMIZE:
-        mark_method(ds, METHOD_NAMES[Level.ANONYMIZE], changes)
+        mark_method(ds, METHOD_NAMES[Level.ANONYMIZE], changes, keep_earlier=True)
     else:
         options = Options(level=level, retain_patient_characteristics=flags[0], retain_device_identity=flags[1],
                           retain_safe_private=flags[2])
@@ -509,7 +514,9 @@ class _Job:
             if action == "P":
                 out[t] = self._pseudonym(t, elements, source, ds, where, top=not path)
             elif action == "U" or (vr == "UI" and action == "D"):
-                out[t] = self._remap(t, vr, source[e.value:e.end], where, keyword, top=not path)
+                remapped = self._remap(t, vr, source[e.value:e.end], where, keyword, top=not path)
+                if remapped is not None:
+                    out[t] = remapped
             elif action == "Z" and vr not in DATE_VRS:
                 out[t] = _encoded(t, vr, b"" if vr.startswith("O") or vr == "UN" else None, self.implicit)
                 self.changes.append(Change(where, keyword, "emptied"))
@@ -591,12 +598,16 @@ class _Job:
         return _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit)
 
     def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
-               ) -> bytes:
+               ) -> bytes | None:
+        """The element with its UIDs remapped, or None when every one is a well-known UID, kept as it is."""
         assert self.keyring is not None
         stripped = value.rstrip(b"\x00 ")
         if vr != "UI" or not set(stripped) <= _UID_BYTES:
             raise _Decline  # pydicom would pad another VR with spaces; odd characters it would read otherwise
-        parts = [self.keyring.uid(v) if v else v for v in stripped.decode("ascii").split("\\")]
+        original = stripped.decode("ascii").split("\\")
+        parts = [remap_uid(self.keyring, v) for v in original]
+        if parts == original:
+            return None
         if top and t in (0x0020000D, 0x0020000E, 0x00080018):
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
         text = "\\".join(parts).encode("ascii")
@@ -628,8 +639,9 @@ class _Job:
                 self.changes.append(Change(_tag_text(t), keyword_for_tag(t), "removed"))
                 continue
             if keyring is not None and t == META_REMAPPED and not _is_empty(self.buf, e):
-                parts.append(self._remap(t, "UI", self.buf[e.value:e.end], _tag_text(t), keyword_for_tag(t), top=False,
-                                         meta=True))
+                remapped = self._remap(t, "UI", self.buf[e.value:e.end], _tag_text(t), keyword_for_tag(t), top=False,
+                                       meta=True)
+                parts.append(self.buf[e.start:e.end] if remapped is None else remapped)
                 continue
             parts.append(self.buf[e.start:e.end])
         body = b"".join(parts)

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_is_retired, dictionary_VR, keyword_for_tag
 
 from .allowlist import SAFE_PRIVATE
 from .options import Level, Options
 from .ps315 import OPTION_CODES, Entry, load_table
+from .technical import TECHNICAL, technical
 
 # The NiDB "Anonymize" attributes and the values NiDB writes into them.
 NIDB_ANONYMIZE: Mapping[int, str] = MappingProxyType(
@@ -72,6 +73,9 @@ DUMMY_TEXT: Mapping[str, str] = MappingProxyType(
     }
 )
 DATE_VRS = frozenset({"DA", "DT", "TM"})
+# Text VRs: free text, names, addresses, AE titles, URIs. Outside Table E.1-1 they are removed at full (cleaned
+# under Clean Descriptors) unless the technical allow-list (technical.py) keeps them.
+TEXT_VRS = frozenset({"PN", "LO", "LT", "ST", "UT", "UC", "SH", "AE", "UR"})
 
 # Elements removed at full beyond the table: digital signatures no longer verify once values change, and
 # trailing padding can hold anything.
@@ -111,8 +115,10 @@ def full_action(tag: int, entry: Entry | None, options: Options) -> tuple[str, s
     """The action for a standard attribute at full, and which rule chose it (for reports and explain)."""
     if tag in PSEUDONYM_TAGS:
         return "P", "pseudonym"
+    if tag >> 16 == 0:  # the table lists two (U, X); in a dataset none belongs
+        return "X", "command group element in a dataset"
     if entry is None:
-        return "K", "not in Table E.1-1"
+        return unlisted_action(tag, options)
     action, source = entry.basic, "basic profile"
     for column, field in _OPTION_FIELDS:
         if getattr(options, field) and column in entry.options:
@@ -123,6 +129,34 @@ def full_action(tag: int, entry: Entry | None, options: Options) -> tuple[str, s
     if action == "Z" and tag in NIDB_FULL:
         action, source = "D", source + " + NiDB value"
     return action, source
+
+
+def unlisted_action(tag: int, options: Options) -> tuple[str, str]:
+    """The action at full for a standard attribute Table E.1-1 does not list: safe by default.
+
+    Kept only when technical: a non-text VR, or an entry of the reviewed allow-list. Other text is removed (or
+    cleaned), dates are dummied (or shifted), UIDs remapped; retired and command-group (0000) elements removed.
+    """
+    try:
+        vr = str(dictionary_VR(tag))
+    except KeyError:
+        return "X", "not in the DICOM dictionary"
+    if dictionary_is_retired(tag):
+        return "X", "retired, not in Table E.1-1"
+    listed = technical(tag)
+    if listed is not None:
+        if listed.action in ("D", "Z") and options.clean_descriptors:
+            return "C", OPTION_CODES["cleanDescOpt"][1]
+        return listed.action, "technical allow-list"
+    if vr == "UI":
+        return "U", "UID not in Table E.1-1 (well-known standard UIDs kept)"
+    if vr in DATE_VRS:
+        return ("S" if options.shift_dates else "D"), "date or time not in Table E.1-1"
+    if vr in TEXT_VRS:
+        if options.clean_descriptors and vr != "PN":  # a person's name is no descriptor: never kept
+            return "C", "text not in Table E.1-1, " + OPTION_CODES["cleanDescOpt"][1]
+        return "X", "text not in Table E.1-1"
+    return "K", "technical VR, not in Table E.1-1"
 
 
 def option_codes(options: Options) -> list[tuple[str, str]]:
@@ -171,8 +205,10 @@ def explain(level: Level, options: Options | None = None) -> list[Rule]:
         ]
         rules.append(Rule("(0012,0063)", "DeidentificationMethod", "added", "names the level", "neuroanon"))
         return rules
-    rules = []
-    for entry in load_table():
+    table = load_table()
+    rules = [Rule("(table)", f"PS3.15 Table E.1-1, edition {table.edition}", "", "one row per attribute it lists; "
+                  "attributes it does not list follow the safe-by-default rows at the end", "PS3.15")]
+    for entry in table:
         if entry.mask != 0xFFFFFFFF:  # the repeating overlay and curve groups
             rules.append(Rule(entry.tag_text, entry.name, "X", "whole group removed", "Clean Graphics (stricter)"))
             continue
@@ -192,10 +228,39 @@ def explain(level: Level, options: Options | None = None) -> list[Rule]:
             rules.append(Rule(safe.tag_text, f"{safe.creator}: {safe.name}", "K", safe.why,
                               OPTION_CODES["rtnSafePrivOpt"][1]))
     rules.append(Rule("(even group)", "not in the DICOM dictionary", "X", "removed (unknown meaning)", "neuroanon"))
+    rules += _unlisted_rules(options)
     rules.append(Rule("(0012,0062/0063/0064)", "De-identification marks", "added",
                       "PatientIdentityRemoved YES, method, CID 7050 codes", "PS3.15 E.1"))
     rules.append(Rule("(0028,0303)", "LongitudinalTemporalInformationModified", "added",
                       "MODIFIED with --shift-dates, else REMOVED", "PS3.15 E.1"))
+    return rules
+
+
+def _unlisted_rules(options: Options) -> list[Rule]:
+    """The safe-by-default stance for standard attributes Table E.1-1 does not list, and the allow-list."""
+    source = "neuroanon: safe by default"
+    text = ("C", "cleaned of identifying values (Clean Descriptors; PN removed)") if options.clean_descriptors \
+        else ("X", "removed")
+    dates = ("S", "shifted (dates) or kept (times)") if options.shift_dates else ("D", "dummy date or time")
+    rules = [
+        Rule("(not in table)", "text: " + " ".join(sorted(TEXT_VRS)), text[0],
+             text[1] + ", unless on the technical allow-list below", source),
+        Rule("(not in table)", "UID (UI)", "U", "remapped to a keyed 2.25 UID; well-known standard UIDs (DICOM root "
+             "1.2.840.10008, pydicom's UID dictionary) and the class UIDs below kept", source),
+        Rule("(not in table)", "date, date-time, time (DA DT TM)", *dates, source),
+        Rule("(not in table)", "retired attributes", "X", "removed", source),
+        Rule("(0000,xxxx)", "command group elements in a dataset", "X", "removed", source),
+        Rule("(not in table)", "any other VR (numbers, code strings, binary)", "K",
+             "kept (technical); sequences kept and their items walked with these rules", source),
+        Rule("(any)", "sequence stored as VR UN", "", "opened as the implicit VR little endian sequence it is "
+             "(PS3.5 6.2.2) and walked with these rules; a UN attribute otherwise read by its dictionary VR", source),
+    ]
+    for entry in TECHNICAL.values():
+        if entry.action in ("D", "Z") and options.clean_descriptors:
+            why = entry.why.split(": free text")[0] + ": free text, cleaned (Clean Descriptors)"
+            rules.append(Rule(entry.tag_text, entry.keyword, "C", why, "technical allow-list"))
+        else:
+            rules.append(Rule(entry.tag_text, entry.keyword, entry.action, entry.why, "technical allow-list"))
     return rules
 
 

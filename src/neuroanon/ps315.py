@@ -1,7 +1,9 @@
 """DICOM PS3.15 Table E.1-1 (Application Level Confidentiality Profile Attributes), loaded from package data.
 
 The table is never typed by hand: data/ps3.15-table-e1-1.json is the standard's table as extracted by the
-innolitics dicom-standard project (April 2024 web edition).
+innolitics dicom-standard project (April 2024 web edition), with the rows later editions added up to 2026c, each
+marked with `"edition"`. Those rows give the Basic Profile action only (no option columns), and a tag that
+pydicom's dictionary does not know yet has an empty name.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
+
+from pydicom.datadict import keyword_for_tag
 
 # The table's option columns and the CID 7050 codes of those options.
 OPTION_CODES: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -29,6 +33,7 @@ OPTION_CODES: Mapping[str, tuple[str, str]] = MappingProxyType(
     }
 )
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
+BASE_EDITION = "2024b"  # the April 2024 web edition the extraction was made from
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Entry:
     match: int
     basic: str
     options: Mapping[str, str]
+    edition: str = BASE_EDITION
 
     @property
     def tag_text(self) -> str:
@@ -54,6 +60,7 @@ class Table:
     exact: Mapping[int, Entry]
     patterns: tuple[Entry, ...]
     private: Entry
+    edition: str  # the newest edition any row comes from: the table's edition
 
     def lookup(self, tag: int) -> Entry | None:
         """The row covering a standard (even-group) tag, or None if the table does not list it."""
@@ -86,15 +93,18 @@ def load_table() -> Table:
     private: Entry | None = None
     for row in raw:
         options = MappingProxyType({k: v for k, v in row.items() if k in OPTION_CODES})
+        edition = str(row.get("edition", BASE_EDITION))
         if "GGGG" in row["tag"]:
-            private = Entry(row["name"], 0, 0, row["basicProfile"], options)
+            private = Entry(row["name"], 0, 0, row["basicProfile"], options, edition)
             continue
         mask, match = _parse_tag(row["tag"])
-        entry = Entry(row["name"], mask, match, row["basicProfile"], options)
+        name = row.get("name") or keyword_for_tag(match) or f"(not yet in pydicom's dictionary) {row['tag']}"
+        entry = Entry(name, mask, match, row["basicProfile"], options, edition)
         if mask == 0xFFFFFFFF:
             exact[match] = entry
         else:
             patterns.append(entry)
     if private is None:
         raise RuntimeError("PS3.15 table has no private-attributes row")
-    return Table(MappingProxyType(exact), tuple(patterns), private)
+    editions = {e.edition for e in exact.values()} | {e.edition for e in patterns}
+    return Table(MappingProxyType(exact), tuple(patterns), private, max(editions))

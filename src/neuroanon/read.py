@@ -203,5 +203,69 @@ class _Scanner:
         return tag, vr, struct.unpack(f"{endian}H", head[6:8])[0], pos + 8
 
 
+_SEQUENCE_DEPTH = 64  # deeper nesting than any real file; a value nested deeper is not taken for a sequence
+_ITEM_TAG = struct.Struct("<HHL")
+
+
+def parses_as_sequence(value: bytes) -> bool:
+    """True when `value` is, byte for byte, the items of an implicit VR little endian sequence.
+
+    That is how a sequence stored as UN is encoded (PS3.5 6.2.2). Strict: every item and element length fits,
+    every undefined length ends at its delimiter, and nothing is left over. An empty value is not a sequence.
+    """
+    return len(value) >= 8 and _items_end(value, 0, len(value), 0) == len(value)
+
+
+def _items_end(buf: bytes, pos: int, end: int, depth: int) -> int:
+    """Where the items from `pos` end: at `end` (defined length), or after a sequence delimiter when `end` is
+    -1; -2 when the bytes are not items."""
+    if depth > _SEQUENCE_DEPTH:
+        return -2
+    while pos != end:
+        if pos + 8 > len(buf) or (end >= 0 and pos + 8 > end):
+            return -2
+        group, element, length = _ITEM_TAG.unpack_from(buf, pos)
+        tag = group << 16 | element
+        pos += 8
+        if tag == _SEQUENCE_DELIMITER and end < 0:
+            return pos if length == 0 else -2
+        if tag != _ITEM:
+            return -2
+        if length == UNDEFINED_LENGTH:
+            pos = _elements_end(buf, pos, -1, depth)
+        else:
+            stop = pos + length
+            if (end >= 0 and stop > end) or stop > len(buf) or _elements_end(buf, pos, stop, depth) != stop:
+                return -2
+            pos = stop
+        if pos < 0 or (end >= 0 and pos > end):
+            return -2
+    return pos
+
+
+def _elements_end(buf: bytes, pos: int, end: int, depth: int) -> int:
+    """Where an item's elements from `pos` end: at `end`, or after an item delimiter when `end` is -1; -2 when
+    they are not elements."""
+    while pos != end:
+        if pos + 8 > len(buf) or (end >= 0 and pos + 8 > end):
+            return -2
+        group, element, length = _ITEM_TAG.unpack_from(buf, pos)
+        tag = group << 16 | element
+        pos += 8
+        if tag == _ITEM_DELIMITER and end < 0:
+            return pos if length == 0 else -2
+        if group == 0xFFFE:
+            return -2
+        if length == UNDEFINED_LENGTH:
+            pos = _items_end(buf, pos, -1, depth + 1)
+            if pos < 0:
+                return -2
+        else:
+            pos += length
+            if pos > len(buf) or (end >= 0 and pos > end):
+                return -2
+    return pos
+
+
 def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
