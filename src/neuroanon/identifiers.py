@@ -226,7 +226,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
         if _worth_searching(data) and not is_dummy(form_text):
-            form = Form(((form_text,),), DIGIT, NONE) if form_text.isdigit() else text_form(form_text)
+            form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             out.append(Needle(keyword, data, (form,), encodings, declared))
     return tuple(out)
 

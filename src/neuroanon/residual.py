@@ -37,6 +37,7 @@ _LETTERS_BEYOND_ASCII = re.compile(r"[^\x00-\x7f\ufffd]")
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 CODE_MEANING = 0x00080104
 MAKER_TAGS = frozenset({0x00080070, 0x00081090})
+IMPLEMENTATION_NAME = 0x00020013
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,13 @@ def _inflated(data: bytes) -> bytes:
 
 
 @cache
-def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str]]:
+def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str], tuple[str, ...]]:
+    """Defined terms by tag, maker and model names, implementation name prefixes (all folded)."""
     text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
     data = json.loads(text)
     terms = {int(key[1:5] + key[6:10], 16): frozenset(fold(t) for t in values)
              for key, values in data["defined_terms"].items()}
-    return terms, frozenset(fold(m) for m in data["makers"])
+    return terms, frozenset(fold(m) for m in data["makers"]), tuple(fold(m) for m in data["implementations"])
 
 
 @cache
@@ -176,6 +178,8 @@ def _excused(element: _Element, needle: Needle) -> bool:
     """Whether every value item of `element` that holds `needle` is a defined term or a known maker or model."""
     if element.text is None:
         return False
+    if element.tag == IMPLEMENTATION_NAME:
+        return fold(element.text.strip(" \x00")).startswith(_vocabulary()[2])
     if element.tag == CODE_MEANING:
         allowed = _code_meanings()
     elif element.tag in MAKER_TAGS:
