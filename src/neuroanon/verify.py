@@ -107,7 +107,8 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
         return  # unreadable or undecodable: nothing to gather
 
 
-_METHOD_LEVELS = {"nidb anonymize full": Level.FULL, "nidb anonymize": Level.ANONYMIZE}
+# Our DeidentificationMethod values ("NiDB Anonymize Full (neuroanon 0.1.0)"), as NiDB names its levels.
+_METHOD = re.compile(r"^nidb anonymize( full)?(?: \(neuroanon [^)]*\))?$")
 
 
 def infer_level(paths: list[Path], sample: int = 64) -> Level:
@@ -128,7 +129,8 @@ def infer_level(paths: list[Path], sample: int = 64) -> Level:
                 names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
         except (InputError, ValueError, TypeError):
             continue
-        found.add(next((_METHOD_LEVELS[n] for n in names if n in _METHOD_LEVELS), Level.FULL))
+        levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
+        found.add(Level.FULL if Level.FULL in levels or not levels else Level.ANONYMIZE)
     return Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
 
 
