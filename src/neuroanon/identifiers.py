@@ -117,24 +117,43 @@ class Needle:
             if len(best) < 3:
                 return ()
             runs.add(best)
-        return tuple(sorted(r for r in runs if not any(o != r and o in r for o in runs)))
+        # Short keys (the first four characters of each run) are shared by a value's many forms: fewer tests.
+        short = {r[:4] for r in runs}
+        return tuple(sorted(r for r in short if not any(o != r and o in r for o in short)))
 
     @cached_property
     def keys(self) -> tuple[bytes, ...]:
         """The runs as bytes in every layout (ASCII-compatible, UTF-16 LE and BE)."""
         return tuple(sorted({r.encode(e) for r in self.runs for e in ("ascii", "utf_16_le", "utf_16_be")}))
 
-    def occurs(self, lowered: bytes, present: dict[bytes, bool] | None = None) -> bool:
+    @cached_property
+    def span(self) -> int:
+        """A match lies within this many bytes of a key it holds (with room for the boundary tests)."""
+        return 8 + max(sum(max(max(len(a.encode("utf_8")), 2 * len(a)) for a in token) for token in form.tokens)
+                       for form in self.forms or _plain_forms(self))
+
+    def occurs(self, lowered: bytes) -> bool:
         """Whether the needle occurs in `lowered` (bytes lower-cased with `bytes.lower()`).
 
-        `present` memoizes which keys occur in `lowered`, for a search of many needles (which share keys).
+        The pattern is tried only near where a key occurs (a match holds a key): a search of a whole value with
+        a pattern of many alternatives is slow.
         """
-        keys = self.keys
-        if keys:
-            memo = {} if present is None else present
-            if not any(memo[k] if k in memo else memo.setdefault(k, k in lowered) for k in keys):
-                return False
-        return self.pattern.search(lowered) is not None
+        if not self.keys:
+            return self.pattern.search(lowered) is not None
+        for key in self.keys:
+            start = lowered.find(key)
+            for _ in range(_MAX_WINDOWS):
+                if start < 0:
+                    break
+                if self.pattern.search(lowered, max(0, start - self.span), start + self.span) is not None:
+                    return True
+                start = lowered.find(key, start + 1)
+            else:
+                return self.pattern.search(lowered) is not None
+        return False
+
+
+_MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
 
 
 def needles(ds: Dataset) -> tuple[Needle, ...]:
@@ -430,26 +449,49 @@ def _worth_searching(data: bytes) -> bool:
 # --- searching ---------------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
+def _index(patterns: tuple[Needle, ...]) -> tuple[dict[bytes, tuple[int, ...]], dict[str, tuple[int, ...]],
+                                                   tuple[int, ...]]:
+    """Which needles each key (bytes, and as text) stands for, and the needles without keys (always searched)."""
+    by_key: dict[bytes, list[int]] = {}
+    by_run: dict[str, list[int]] = {}
+    always = []
+    for i, needle in enumerate(patterns):
+        if not needle.keys:
+            always.append(i)
+        for key in needle.keys:
+            by_key.setdefault(key, []).append(i)
+        for run in needle.runs:
+            by_run.setdefault(run, []).append(i)
+    return ({k: tuple(v) for k, v in by_key.items()}, {k: tuple(v) for k, v in by_run.items()}, tuple(always))
+
+
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     """The needles that occur in `data` as words, in any of their encodings and forms."""
+    if not patterns:
+        return []
     haystack = data.lower()
-    present: dict[bytes, bool] = {}
-    return [n for n in patterns if n.occurs(haystack, present)]
+    by_key, _, always = _index(patterns)
+    candidates = set(always)
+    for key, indices in by_key.items():
+        if key in haystack:
+            candidates.update(indices)
+    return [patterns[i] for i in sorted(candidates) if patterns[i].occurs(haystack)]
 
 
-def find_text(text: str, patterns: Iterable[Needle]) -> list[Needle]:
+def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
     """The needles that occur in decoded `text`, compared casefolded and ASCII-folded (umlauts either way)."""
-    found = []
+    if not patterns:
+        return []
+    _, by_run, always = _index(patterns)
+    found: set[int] = set()
     for view in {fold(text), fold(text, True)}:
-        present: dict[str, bool] = {}
-        for needle in patterns:
-            runs = needle.runs
-            if needle in found or (runs and not any(
-                    present[r] if r in present else present.setdefault(r, r in view) for r in runs)):
-                continue
-            if needle.text_pattern.search(view):
-                found.append(needle)
-    return found
+        candidates = set(always)
+        for run, indices in by_run.items():
+            if run in view:
+                candidates.update(indices)
+        found.update(i for i in candidates - found if patterns[i].text_pattern.search(view))
+    return [patterns[i] for i in sorted(found)]
 
 
 def count(data: bytes, needle: Needle) -> int:
