@@ -178,6 +178,13 @@ def test_defined_terms_makers_and_code_meanings_excuse_a_hit(tmp_path: Path) -> 
     assert held(tmp_path, source, ImageComments="PRIMARY")
 
 
+def test_our_deidentification_method_excuses_only_itself(tmp_path: Path) -> None:
+    source = original("Full^Anna")
+    assert held(tmp_path, source, DeidentificationMethod="NiDB Anonymize Full (neuroanon 0.1.0)") == []
+    findings = held(tmp_path, source, DeidentificationMethod=["NiDB Anonymize Full (neuroanon 0.1.0)", "Anna Full"])
+    assert_found(findings, "PatientName", "(0012,0063)", "Anna")
+
+
 def test_dummies_and_pseudonyms_are_no_needles() -> None:
     ds = Dataset()
     ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Anon", "NAABCDEFGHIJKLMNOP", "10000101"

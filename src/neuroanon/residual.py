@@ -38,6 +38,8 @@ TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH"
 CODE_MEANING = 0x00080104
 MAKER_TAGS = frozenset({0x00080070, 0x00081090})
 IMPLEMENTATION_NAME = 0x00020013
+DEIDENTIFICATION_METHOD = 0x00120063
+_OUR_METHOD = re.compile(r"^nidb anonymize( full)? \(neuroanon [0-9a-z.+-]*\)$")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ def _excused(element: _Element, needle: Needle) -> bool:
     """Whether every value item of `element` that holds `needle` is a defined term or a known maker or model."""
     if element.text is None:
         return False
+    if element.tag == DEIDENTIFICATION_METHOD:  # our own mark names the level and the version, nothing else
+        return all(_OUR_METHOD.match(fold(item.strip(" \x00"))) for item in element.text.split("\\"))
     if element.tag == IMPLEMENTATION_NAME:
         return fold(element.text.strip(" \x00")).startswith(_vocabulary()[2])
     if element.tag == CODE_MEANING:
