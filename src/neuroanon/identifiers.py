@@ -71,6 +71,7 @@ class Form:
     tokens: tuple[Token, ...]
     left: str = ALPHA
     right: str = ALPHA
+    text: str = ""  # as written in the input, for stateful (ISO 2022) encodings; else the first alternatives
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ def _char_token(c: str) -> Token:
 def text_form(text: str) -> Form:
     """A text needle: each letter in either case or ASCII-folded, not inside a longer ASCII word."""
     tokens = tuple(_char_token(c) for c in text)
-    return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE)
+    return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
 
 
 _MONTHS = (  # English, German, French, Spanish, Italian; names and usual abbreviations
@@ -397,7 +398,7 @@ def _render(form: Form, encoding: str) -> bytes | None:
     """The form as a byte regex in `encoding` (None if the encoding cannot write it)."""
     if "2022" in encoding:  # stateful: the value as written, escapes at its ends left out
         try:
-            data = "".join(t[0] for t in form.tokens).encode(encoding)
+            data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
         except (UnicodeError, LookupError):
             return None
         data = re.sub(rb"^(\x1b[\x20-\x2f]*[\x30-\x7e])+|(\x1b[\x20-\x2f]*[\x30-\x7e])+$", b"", data)
