@@ -7,7 +7,9 @@ value. Clean outputs (dummies, pseudonyms, defined terms, makers) are not flagge
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -231,3 +233,45 @@ def test_a_planted_value_is_found_in_any_encoding_and_form(
     blob += b"\x00" * (len(blob) % 2)
     findings = held(tmp_path, original(original_name, charset), syntax, x00091010=blob)
     assert Finding("PatientName", "(0009,1010)") in findings, (name, form, codec)
+
+
+MONTHS = {"en": ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+                 "November", "December"],
+          "de": ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
+                 "November", "Dezember"],
+          "fr": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+                 "novembre", "décembre"],
+          "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+                 "noviembre", "diciembre"],
+          "it": ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
+                 "ottobre", "novembre", "dicembre"]}
+DATE_FORMS = [
+    lambda y, m, d, names: f"{y:04d}{m:02d}{d:02d}",
+    lambda y, m, d, names: f"{y:04d}-{m:02d}-{d:02d}T07:15:00",
+    lambda y, m, d, names: f"{d}.{m}.{y}",
+    lambda y, m, d, names: f"{m}-{d}-{y}",
+    lambda y, m, d, names: f"{m:02d}/{d:02d}/{y}",
+    lambda y, m, d, names: f"{y % 100:02d}{m:02d}{d:02d}",
+    lambda y, m, d, names: f"{d} {names[m - 1]} {y}",
+    lambda y, m, d, names: f"{d}. {names[m - 1]} {y}",
+    lambda y, m, d, names: f"{d} de {names[m - 1]} de {y}",
+    lambda y, m, d, names: f"{names[m - 1]} {d}, {y}",
+    lambda y, m, d, names: f"{d:02d}-{MONTHS['en'][m - 1][:3].upper()}-{y}",  # as in DICOM reports
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(date=st.dates(min_value=dt.date(1920, 1, 1), max_value=dt.date(2030, 12, 31)),
+       form=st.sampled_from(DATE_FORMS), language=st.sampled_from(sorted(MONTHS)),
+       case=st.sampled_from([str, str.upper, str.lower]),
+       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be"]), syntax=st.sampled_from(SYNTAXES))
+def test_a_planted_date_is_found_in_any_form_and_encoding(
+    tmp_path: Path, date: dt.date, form: Callable[..., str], language: str, case: Callable[[str], str], codec: str,
+    syntax: str
+) -> None:
+    text = case(form(date.year, date.month, date.day, MONTHS[language]))
+    blob = b"(" + text.encode(codec) + b")"
+    blob += b"\x00" * (len(blob) % 2)
+    source = original(PatientBirthDate=date.strftime("%Y%m%d"))
+    findings = held(tmp_path, source, syntax, x00091010=blob)
+    assert Finding("PatientBirthDate", "(0009,1010)") in findings, (language, codec)
