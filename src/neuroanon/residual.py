@@ -33,7 +33,11 @@ from .read import PixelSpan, quiet
 
 # Our own keyed UIDs are 39 random digits: a date could occur in them by chance, so they are not searched.
 _OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
-_LETTERS_BEYOND_ASCII = re.compile(r"[^\x00-\x7f\ufffd]")
+# A Latin letter with a diacritic (or ß, æ, ø...) next to another letter: where folded text can differ from
+# what the byte patterns match (an ASCII-written name found written with its letters, "Müller" for "MUELLER").
+_ACCENTED = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+_ACCENTED_IN_WORD = re.compile(f"(?<=[A-Za-z{_ACCENTED}])[{_ACCENTED}]|[{_ACCENTED}](?=[A-Za-z{_ACCENTED}])")
+_CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 CODE_MEANING = 0x00080104
 MAKER_TAGS = frozenset({0x00080070, 0x00081090})
@@ -110,20 +114,36 @@ def check_path(relative: str, patterns: tuple[Needle, ...]) -> list[Finding]:
 
 
 def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
-    """The needles found in the file's bytes decoded as text (each character set the input declared, UTF-8),
+    """The needles found in the file's bytes decoded as text (each character set the input declared, UTF-8, Latin-1),
     casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller")."""
     if data.isascii():
         return []
-    codecs = dict.fromkeys(("utf_8", *(e for n in patterns for e in n.declared)))
+    # Latin-1 too: text in files that declare no character set is often Latin-1 (or UTF-8) all the same.
+    codecs = dict.fromkeys(("utf_8", "latin_1", *(e for n in patterns for e in n.declared)))
     found: list[Needle] = []
     for codec in codecs:
         try:
             text = data.decode(codec, "replace")
         except LookupError:
             continue
-        if _LETTERS_BEYOND_ASCII.search(text):
-            found += [n for n in find_text(text, patterns) if n not in found]
+        windows = _around_accented_letters(text)
+        if windows:
+            found += [n for n in find_text(windows, patterns) if n not in found]
     return found
+
+
+def _around_accented_letters(text: str) -> str:
+    """The parts of `text` around accented letters inside words (joined by newlines), or "" if none."""
+    parts: list[str] = []
+    end = -1
+    for match in _ACCENTED_IN_WORD.finditer(text):
+        start = max(0, match.start() - _CONTEXT)
+        if start <= end and parts:
+            parts[-1] += text[end:match.end() + _CONTEXT]
+        else:
+            parts.append(text[start:match.end() + _CONTEXT])
+        end = match.end() + _CONTEXT
+    return "\n".join(parts)
 
 
 def _searchable(path: Path, pixels: PixelSpan | None) -> bytes:
