@@ -176,3 +176,26 @@ def test_our_binary_dummy_is_no_finding() -> None:
     ds.EncapsulatedDocument = b"%PDF-1.4 FAKE"
     findings = _full(ds, "", Options(level=Level.FULL, key=b"k" * 32))
     assert findings == ["(0042,0011) EncapsulatedDocument holds a non-dummy value"]
+
+
+@pytest.mark.parametrize("codec", ["utf_16_le", "latin_1"])
+def test_verify_reads_every_encoding(released: tuple[Path, Path, Path], tmp_path: Path, codec: str) -> None:
+    source, full, _ = released
+    tampered = tmp_path / "tampered"
+    for path in files_under(full):
+        target = tampered / path.relative_to(full)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    victim = files_under(tampered)[0]
+    ds = pydicom.dcmread(victim)
+    family = str(pydicom.dcmread(files_under(source)[0]).PatientName).split("^")[0]
+    ds.ImageComments = "ok"
+    ds.add_new(0x00091010, "LO", "FAKE VENDOR")
+    blob = b"\x01" + family.title().encode(codec) + b"\x01"
+    ds.add_new(0x00091020, "OB", blob + b"\x00" * (len(blob) % 2))
+    ds.save_as(victim)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(tampered), "--against", str(source), "--json", str(report)]) == 1
+    flagged = [r for r in json.loads(report.read_text()) if r["findings"]]
+    assert len(flagged) == 1
+    assert "original PatientName value found in (0009,1020)" in flagged[0]["findings"]
