@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -104,3 +106,96 @@ def test_full_output_of_the_real_corpus_verifies_clean(tmp_path: Path) -> None:
     assert len(files_under(out)) > 80
     assert main(["verify", str(out), "--level", "full", "--against", str(source), "--key-file", str(key)]) == 0
     assert main(["verify", str(source), "--level", "full"]) == 1
+
+
+def test_an_empty_tree_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    assert main(["verify", str(tmp_path), "--level", "full"]) == 2
+    (tmp_path / "notes.txt").unlink()
+    assert main(["verify", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "no DICOM file" in err
+
+
+def test_the_level_is_read_from_the_files(
+    released: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, full, anon = released
+    assert main(["verify", str(full)]) == 0
+    assert "at level full" in capsys.readouterr().out
+    assert main(["verify", str(anon)]) == 0
+    assert "at level anonymize" in capsys.readouterr().out
+    assert main(["verify", str(source)]) == 1, "unmarked files are held to full"
+    assert "at level full" in capsys.readouterr().out
+
+
+def test_it_ends_with_a_summary_per_attribute(
+    released: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, _, _ = released
+    assert main(["verify", str(source), "--level", "full", "--against", str(source)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    end = lines.index(next(line for line in lines if " files checked at level full" in line))
+    summary = dict(line.strip().rsplit(": ", 1) for line in lines[end + 1:])
+    assert summary["PatientName"] == "6 files" and summary["PatientAddress"] == "6 files"
+
+
+def test_no_element_value_reaches_any_output(tmp_path: Path) -> None:
+    """Run as a user runs it (a process of its own: pytest would swallow pydicom's warnings)."""
+    source = tmp_path / "in"
+    make_study(source, subject=9, n_series=1, n_instances=1)
+    path = files_under(source)[0]
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = "1.2.FAKESECRET-UID"  # invalid UI: pydicom's validation would quote it
+    ds.StudyInstanceUID = "FAKESECRET-STUDY"
+    ds.save_as(path)
+    out = tmp_path / "out"
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q"]) == 0
+    printed = ""
+    for args in (["--against", str(source)], ["--against", str(source), "--key-file", str(key)], []):
+        for tree in (source, out):
+            done = subprocess.run([sys.executable, "-m", "neuroanon.cli", "verify", str(tree), *args],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode in (0, 1), done.stderr[-300:]
+            printed += done.stdout + done.stderr
+    assert "FAKESECRET" not in printed, "an element value reached the output"
+    for name, value in planted_values(9).items():  # the inputs' paths hold the folder and file names
+        if name not in ("FolderName", "FileName", "StudyDate", "AccessionNumber"):
+            assert value not in printed, f"a planted {name} reached the output"
+
+
+def test_our_binary_dummy_is_no_finding() -> None:
+    from neuroanon.options import Level, Options
+    from neuroanon.verify import _full
+
+    ds = pydicom.Dataset()
+    ds.add_new(0x00420011, "OB", b"\x00\x00")  # EncapsulatedDocument as full writes it (D on OB)
+    assert _full(ds, "", Options(level=Level.FULL, key=b"k" * 32)) == []
+    ds.EncapsulatedDocument = b"%PDF-1.4 FAKE"
+    findings = _full(ds, "", Options(level=Level.FULL, key=b"k" * 32))
+    assert findings == ["(0042,0011) EncapsulatedDocument holds a non-dummy value"]
+
+
+@pytest.mark.parametrize("codec", ["utf_16_le", "latin_1"])
+def test_verify_reads_every_encoding(released: tuple[Path, Path, Path], tmp_path: Path, codec: str) -> None:
+    source, full, _ = released
+    tampered = tmp_path / "tampered"
+    for path in files_under(full):
+        target = tampered / path.relative_to(full)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    victim = files_under(tampered)[0]
+    ds = pydicom.dcmread(victim)
+    family = str(pydicom.dcmread(files_under(source)[0]).PatientName).split("^")[0]
+    ds.ImageComments = "ok"
+    ds.add_new(0x00091010, "LO", "FAKE VENDOR")
+    blob = b"\x01" + family.title().encode(codec) + b"\x01"
+    ds.add_new(0x00091020, "OB", blob + b"\x00" * (len(blob) % 2))
+    ds.save_as(victim)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(tampered), "--against", str(source), "--json", str(report)]) == 1
+    flagged = [r for r in json.loads(report.read_text()) if r["findings"]]
+    assert len(flagged) == 1
+    assert "original PatientName value found in (0009,1020)" in flagged[0]["findings"]

@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--key-file", type=Path,
                        help="the key the output was made with: each file is checked against its own original")
     _level_options(check)
+    check.set_defaults(level=None)  # inferred from the files' DeidentificationMethod unless given
 
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
     _level_options(show)
@@ -554,21 +555,27 @@ def _log_to_stderr(name: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .verify import load_originals, verify
+    from .verify import infer_level, load_originals, summary, verify
 
     for path in [*args.paths, *(args.against or [])]:
         if not path.exists():
             raise UsageError(f"not found: {path}")
+    if args.level is None:
+        args.level = infer_level(args.paths).value
     options = _options(args)
     key = load_key(args.key_file) if args.key_file else None
     originals = load_originals(args.against, options.level, key) if args.against else None
     results = list(verify(args.paths, options, originals))
+    if not any(r.dicom for r in results):
+        raise UsageError("no DICOM file found in " + ", ".join(str(p) for p in args.paths))
     flagged = [r for r in results if r.findings]
     for result in flagged:
         for finding in result.findings:
             print(f"{result.path}\t{finding}")
     print(f"{len(results)} files checked at level {options.level}: "
           f"{len(flagged)} with findings, {len(results) - len(flagged)} clean")
+    for name, files in summary(results).items():
+        print(f"  {name}: {files} file{'s' if files != 1 else ''}")
     if args.json:
         args.json.write_text(json.dumps([r.as_dict() for r in results], indent=1) + "\n", encoding="utf-8")
     return 1 if flagged else 0

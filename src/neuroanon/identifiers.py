@@ -1,17 +1,26 @@
-"""The identifying values of a dataset, as byte patterns to search for or cut out.
+"""The identifying values of a dataset, as patterns to search for or cut out, in every encoding and common form.
 
-Taken from the original (input) dataset: names and their parts, IDs, dates in DICOM and common human formats,
-addresses, institution, station, accession and device numbers. Used by the level (to clean allow-listed private
-elements) and by the residual check (to prove an output holds none of them).
+Taken from the original (input) dataset: names and their parts (run together, with initials, hyphens written as
+spaces), IDs (also without separators or leading zeros), dates (DICOM, ISO, numeric with or without padding,
+month names in English, German, French, Spanish and Italian, YYMMDD), addresses, institution, station, accession
+and device numbers. Used by the level (to clean allow-listed private elements) and by the residual check (to
+prove an output holds none of them).
+
+A needle matches bytes (lower-cased ASCII) in UTF-8, Latin-1, UTF-16 LE and BE and the input's own character
+sets, in either case and ASCII-folded (ü as u or ue, é as e, ß as ss); and decoded text, casefolded and
+ASCII-folded. Dummies and our own pseudonyms are not needles: data already de-identified is not held back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
+from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -28,28 +37,57 @@ IDENTIFYING = (
     "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
     "RequestingPhysician", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
 )
+# IDs are also written without their separators, and numeric ones without leading zeros.
+IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
+                 "PatientTelephoneNumbers"})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
 MIN_DIGITS = 6  # shorter numbers occur everywhere in a header
-# Text neuroanon itself writes; a value inside one of these (an input already called "Anon") is no finding.
-OUR_TEXT = ("anon", "10000101", "000000.000000", "10000101000000.000000", "nidb anonymize full", "neuroanon",
-            "basic application confidentiality profile", "removed", "modified", "dcm")
-_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+# Values that are dummies (ours, NiDB's, other tools' usual ones): not identifying, so never needles. Data
+# already de-identified (by us or by a sending node) must be released, not held back.
+DUMMIES = frozenset({
+    "anon", "anonymous", "anonymized", "anonymised", "anonymize", "anonymise", "nidb anonymize", "nidb anonymize full",
+    "removed", "modified", "unknown", "none", "null", "n/a", "deidentified", "de-identified", "10000101",
+    "000000.000000", "10000101000000.000000", "19000101", "000d", "neuroanon",
+    "basic application confidentiality profile", "dcm",
+})
+_PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
+_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 CHARSET = 0x00080005
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
+# Always searched; the input's own character sets are added.
+BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
+
+# Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
+ALPHA, DIGIT, NONE = "alpha", "digit", ""
+Token = tuple[str, ...]  # the alternatives for one place of a form
+
+
+@dataclass(frozen=True)
+class Form:
+    """One way a value is written: alternatives per place, and the boundaries it must stand between."""
+
+    tokens: tuple[Token, ...]
+    left: str = ALPHA
+    right: str = ALPHA
+    text: str = ""  # as written in the input, for stateful (ISO 2022) encodings; else the first alternatives
 
 
 @dataclass(frozen=True)
 class Needle:
-    """One identifying value, lower-cased bytes, and the attribute it came from.
+    """One identifying value (in all its forms and encodings) and the attribute it came from.
 
-    A match must stand as a word: a name not inside a longer word ("Name" is no hit in "PixelFileName", a CSA
-    field), a number not inside a longer number, though a date may run on into a time (as in scanners' UIDs).
+    `data` is the value as the needle is known by (folded, lower-case, UTF-8). A match must stand as a word: a
+    name not inside a longer word ("Name" is no hit in "PixelFileName", a CSA field), a number not inside a
+    longer number, though a DICOM date may run on into a time (as in scanners' UIDs).
     """
 
     attribute: str
     data: bytes
+    forms: tuple[Form, ...] = field(default=(), compare=False, repr=False)
+    encodings: tuple[str, ...] = field(default=BASE_ENCODINGS, compare=False, repr=False)
+    declared: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the input's character sets
 
     @property
     def numeric(self) -> bool:
@@ -57,13 +95,70 @@ class Needle:
 
     @cached_property
     def pattern(self) -> re.Pattern[bytes]:
-        if self.numeric:
-            return re.compile(rb"(?<![0-9])" + re.escape(self.data))
-        return re.compile(rb"(?<![a-z])" + re.escape(self.data) + rb"(?![a-z])")
+        """Matches the needle in bytes lower-cased with `bytes.lower()`, in every encoding."""
+        return re.compile(b"|".join(sorted(_byte_alternatives(self.forms or _plain_forms(self), self.encodings))))
+
+    @cached_property
+    def text_pattern(self) -> re.Pattern[str]:
+        """Matches the needle in decoded text folded with `fold` (either way of folding umlauts)."""
+        return re.compile("|".join(sorted(_text_alternatives(self.forms or _plain_forms(self)))))
+
+    @cached_property
+    def runs(self) -> tuple[str, ...]:
+        """ASCII letters or digits of which one run occurs in every match (a fast test first), or () if none."""
+        runs: set[str] = set()
+        for form in self.forms or _plain_forms(self):
+            run, best = "", ""
+            for token in form.tokens:
+                if len(token) == 1 and token[0].isascii() and token[0].isalnum():
+                    run += token[0].lower()
+                    best = max(best, run, key=len)
+                else:
+                    run = ""
+            if len(best) < 3:
+                return ()
+            runs.add(best)
+        # Short keys (the first four characters of each run) are shared by a value's many forms: fewer tests.
+        short = {r[:4] for r in runs}
+        return tuple(sorted(r for r in short if not any(o != r and o in r for o in short)))
+
+    @cached_property
+    def keys(self) -> tuple[bytes, ...]:
+        """The runs as bytes in every layout (ASCII-compatible, UTF-16 LE and BE)."""
+        return tuple(sorted({r.encode(e) for r in self.runs for e in ("ascii", "utf_16_le", "utf_16_be")}))
+
+    @cached_property
+    def span(self) -> int:
+        """A match lies within this many bytes of a key it holds (with room for the boundary tests)."""
+        return 8 + max(sum(max(max(len(a.encode("utf_8")), 2 * len(a)) for a in token) for token in form.tokens)
+                       for form in self.forms or _plain_forms(self))
+
+    def occurs(self, lowered: bytes) -> bool:
+        """Whether the needle occurs in `lowered` (bytes lower-cased with `bytes.lower()`).
+
+        The pattern is tried only near where a key occurs (a match holds a key): a search of a whole value with
+        a pattern of many alternatives is slow.
+        """
+        if not self.keys:
+            return self.pattern.search(lowered) is not None
+        for key in self.keys:
+            start = lowered.find(key)
+            for _ in range(_MAX_WINDOWS):
+                if start < 0:
+                    break
+                if self.pattern.search(lowered, max(0, start - self.span), start + self.span) is not None:
+                    return True
+                start = lowered.find(key, start + 1)
+            else:
+                return self.pattern.search(lowered) is not None
+        return False
+
+
+_MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
 
 
 def needles(ds: Dataset) -> tuple[Needle, ...]:
-    """The byte patterns of `ds`'s identifying values (longest first, no duplicates)."""
+    """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     key: list[tuple[str | None, bytes | None, bool, bool] | None] = []
     for tag in (*_TAGS, CHARSET):
         raw = ds.get_item(tag) if tag in ds else None
@@ -82,17 +177,27 @@ def _needles_of_raw(raws: tuple[tuple[str | None, bytes | None, bool, bool] | No
 
 
 def _needles(ds: Dataset) -> tuple[Needle, ...]:
-    found: dict[bytes, str] = {}
+    declared = _declared(ds)
+    found: dict[bytes, Needle] = {}
     for keyword, tag in _IDENTIFYING_TAGS:
         if tag not in ds:
             continue
         for value in _values(ds, tag):
-            for text in _forms(keyword, value):
-                data = text.strip().lower().encode("utf-8", "ignore")
-                if _worth_searching(data):
-                    found.setdefault(data, keyword)
-    ordered = sorted(found.items(), key=lambda item: len(item[0]), reverse=True)
-    return tuple(Needle(attribute, data) for data, attribute in ordered)
+            for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared):
+                found.setdefault(needle.data, needle)
+    return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def _declared(ds: Dataset) -> tuple[str, ...]:
+    """The Python codecs of the dataset's character sets (none for the default repertoire)."""
+    if CHARSET not in ds:
+        return ()
+    try:
+        value = ds[CHARSET].value
+        terms = [str(v) for v in value] if isinstance(value, (list, MultiValue)) else [str(value or "")]
+        return tuple(e for e in convert_encodings([t for t in terms if t] or ["ISO_IR 6"]) if e != "iso8859")
+    except (LookupError, ValueError, TypeError):
+        return ()
 
 
 def _values(ds: Dataset, tag: int) -> list[object]:
@@ -102,48 +207,300 @@ def _values(ds: Dataset, tag: int) -> list[object]:
         text = raw.value.decode("ascii").rstrip(" ")
         vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
         return [PersonName(text) if vr == "PN" else text]
-    value = ds[tag].value
+    try:
+        value = ds[tag].value
+    except (ValueError, TypeError, LookupError):
+        return []
     if value is None:
         return []
     return list(value) if isinstance(value, (list, MultiValue)) else [value]
 
 
-def _forms(keyword: str, value: object) -> list[str]:
-    text = str(value)
-    forms = [text]
-    if isinstance(value, PersonName) or keyword.endswith("Name") or "Physician" in keyword:
-        forms += [part for part in re.split(r"[\^=, ]+", text) if part]
-    match = _DATE.match(text)
-    if match:
-        y, m, d = match.groups()
+def is_dummy(text: str) -> bool:
+    """Whether `text` is a dummy value or one of our pseudonyms (so no needle)."""
+    folded = text.strip().casefold()
+    return not folded or folded in DUMMIES or bool(_PSEUDONYM.match(folded)) or folded.startswith("2.25.")
+
+
+@lru_cache(maxsize=4096)
+def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
+    """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
+    encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared)))
+    text = value.strip()
+    if is_dummy(text):
+        return ()
+    date = _DATE.match(text) if keyword.endswith("Date") else None
+    if date:
+        y, m, d = (int(g) for g in date.groups())
         try:
-            dt.date(int(y), int(m), int(d))
+            dt.date(y, m, d)
+            return (Needle(keyword, date.group(0).encode(), date_forms(y, m, d), encodings, declared),)
         except ValueError:
-            return forms
-        forms += [f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}", f"{d}/{m}/{y}",
-                  f"{d}-{m}-{y}"]
-    return forms
+            pass  # not a date: searched as the text it is
+    texts = {text}
+    if person or keyword.endswith("Name") or "Physician" in keyword:
+        texts |= name_texts(text)
+    if keyword in IDS:
+        texts |= id_texts(text)
+    out = []
+    for form_text in texts:
+        data = fold(form_text).encode("utf-8")
+        if _worth_searching(data) and not is_dummy(form_text):
+            form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
+            out.append(Needle(keyword, data, (form,), encodings, declared))
+    return tuple(out)
+
+
+def name_texts(text: str) -> set[str]:
+    """A person name's parts and the ways people write it: run together, with initials, hyphens as spaces."""
+    found = {part for part in re.split(r"[\^=,\s]+", text) if part}
+    for part in list(found):
+        if re.search(r"[-'’]", part):
+            pieces = [p for p in re.split(r"[-'’]+", part) if p]
+            found |= {*pieces, " ".join(pieces), "".join(pieces)}
+    components = text.split("=")[0].split("^")
+    family, given = (components + ["", ""])[:2]
+    family, given = family.strip(), given.strip()
+    if family and given:
+        found |= {f"{given} {family}", f"{family} {given}", f"{family}, {given}", f"{given}{family}",
+                  f"{family}{given}"}
+        if len(family) <= 3:  # a short family name counts only next to a given name or an initial
+            initial = given[0]
+            found |= {f"{initial}. {family}", f"{initial} {family}", f"{family}, {initial}.", f"{family} {initial}",
+                      f"{family}, {initial}", f"{initial}.{family}"}
+    return found
+
+
+def id_texts(text: str) -> set[str]:
+    """An ID as also written: without separators, and (if numeric) without leading zeros."""
+    bare = re.sub(r"[^0-9A-Za-z]", "", text)
+    found = {bare} if bare else set()
+    if bare.isdigit():
+        found.add(bare.lstrip("0"))
+    return found
+
+
+# --- forms -------------------------------------------------------------------------------------------------------
+
+_UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue"}
+_SPECIAL = str.maketrans({"æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i"})
+
+
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+
+
+def fold(text: str, umlauts_as_e: bool = False) -> str:
+    """Casefolded and ASCII-folded: é as e, ß as ss, ü as u (or as ue). Letters with no ASCII form stay."""
+    folded = text.casefold()
+    if folded.isascii():
+        return folded
+    folded = unicodedata.normalize("NFC", folded)
+    return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e), folded)
+
+
+def _fold_run(run: str, umlauts_as_e: bool) -> str:
+    if umlauts_as_e:
+        run = "".join(_UMLAUTS.get(c, c) for c in run)
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)))
+
+
+def _char_token(c: str) -> Token:
+    if c.isascii():
+        return (c.lower(),)
+    alternatives = {c, c.lower(), c.upper(), fold(c), fold(c, True)} - {""}
+    return tuple(sorted(alternatives))
+
+
+def text_form(text: str) -> Form:
+    """A text needle: each letter in either case or ASCII-folded, not inside a longer ASCII word."""
+    tokens = tuple(_char_token(c) for c in text)
+    return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
+
+
+_MONTHS = (  # English, German, French, Spanish, Italian; names and usual abbreviations
+    ("january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen"),
+    ("february", "feb", "februar", "février", "févr", "fév", "febrero", "febbraio"),
+    ("march", "mar", "märz", "mär", "mrz", "mars", "marzo"),
+    ("april", "apr", "avril", "avr", "abril", "abr", "aprile"),
+    ("may", "mai", "mayo", "maggio", "mag"),
+    ("june", "jun", "juni", "juin", "junio", "giugno", "giu"),
+    ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug"),
+    ("august", "aug", "août", "agosto", "ago"),
+    ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "set"),
+    ("october", "oct", "oktober", "okt", "octobre", "octubre", "ottobre", "ott"),
+    ("november", "nov", "novembre", "noviembre"),
+    ("december", "dec", "dezember", "dez", "décembre", "déc", "diciembre", "dic", "dicembre"),
+)
+_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ")
+_DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ")
+_MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
+_MONTH_DAY = (" ", ". ", ".", "-", "/")
+_DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
+
+
+def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
+    """The ways a date is written; a DICOM date may run on into a time, the others stand between non-digits."""
+    year, yy = (f"{y:04d}",), (f"{y % 100:02d}",)
+    month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
+    names = tuple(sorted({a for name in _MONTHS[m - 1] for a in _month_spellings(name)}))
+    sep = _NUMERIC_SEPARATORS
+    forms = [
+        Form(((f"{y:04d}{m:02d}{d:02d}",),), DIGIT, NONE),
+        Form((yy, (f"{m:02d}{d:02d}",)), DIGIT, DIGIT),
+        Form(((f"{d:02d}{m:02d}{y:04d}",),), DIGIT, DIGIT),
+        Form(((f"{m:02d}{d:02d}{y:04d}",),), DIGIT, DIGIT),
+        Form((year, sep, month, sep, day), DIGIT, DIGIT),
+        Form((day, sep, month, sep, year), DIGIT, DIGIT),
+        Form((month, sep, day, sep, year), DIGIT, DIGIT),
+        Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
+        Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
+    ]
+    return tuple(forms)
+
+
+def _month_spellings(word: str) -> set[str]:
+    """A month name in either case (bytes are lower-cased for ASCII only) and ASCII-folded both ways."""
+    return {word, word.upper(), word.capitalize(), fold(word), fold(word, True)}
+
+
+# --- rendering ---------------------------------------------------------------------------------------------------
+
+_BOUNDS: dict[tuple[str, int | str], tuple[bytes, bytes]] = {  # (lookbehind, lookahead) per boundary and byte layout
+    ("alpha", 1): (rb"(?<![a-z])", rb"(?![a-z])"),
+    ("digit", 1): (rb"(?<![0-9])", rb"(?![0-9])"),
+    ("alpha", "le"): (rb"(?<![a-z]\x00)", rb"(?![a-z]\x00)"),
+    ("digit", "le"): (rb"(?<![0-9]\x00)", rb"(?![0-9]\x00)"),
+    ("alpha", "be"): (rb"(?<!\x00[a-z])", rb"(?!\x00[a-z])"),
+    ("digit", "be"): (rb"(?<!\x00[0-9])", rb"(?!\x00[0-9])"),
+}
+
+
+def _layout(encoding: str) -> int | str:
+    return {"utf_16_le": "le", "utf_16_be": "be"}.get(encoding, 1)
+
+
+def _byte_alternatives(forms: Iterable[Form], encodings: tuple[str, ...]) -> set[bytes]:
+    found = set()
+    for form in forms:
+        for encoding in encodings:
+            body = _render(form, encoding)
+            if body is None:
+                continue
+            layout = _layout(encoding)
+            left = _BOUNDS[(form.left, layout)][0] if form.left else b""
+            right = _BOUNDS[(form.right, layout)][1] if form.right else b""
+            found.add(left + body + right)
+    return found
+
+
+def _render(form: Form, encoding: str) -> bytes | None:
+    """The form as a byte regex in `encoding` (None if the encoding cannot write it)."""
+    if "2022" in encoding:  # stateful: the value as written, escapes at its ends left out
+        try:
+            data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
+        except (UnicodeError, LookupError):
+            return None
+        data = re.sub(rb"^(\x1b[\x20-\x2f]*[\x30-\x7e])+|(\x1b[\x20-\x2f]*[\x30-\x7e])+$", b"", data)
+        return re.escape(data.lower()) if data else None
+    parts = []
+    for token in form.tokens:
+        encoded = set()
+        for alternative in token:
+            try:
+                encoded.add(alternative.encode(encoding).lower())
+            except (UnicodeError, LookupError):
+                continue
+        if not encoded:
+            return None
+        escaped = [re.escape(e) for e in sorted(encoded, key=len, reverse=True)]
+        parts.append(escaped[0] if len(escaped) == 1 else b"(?:" + b"|".join(escaped) + b")")
+    return b"".join(parts)
+
+
+def _text_alternatives(forms: Iterable[Form]) -> set[str]:
+    found = set()
+    for form in forms:
+        parts = []
+        for token in form.tokens:
+            alternatives = {fold(a, e) for a in token for e in (False, True)}
+            escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
+            parts.append(escaped[0] if len(escaped) == 1 else "(?:" + "|".join(escaped) + ")")
+        left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NONE: ""}[form.left]
+        right = {ALPHA: r"(?![^\W\d_])", DIGIT: r"(?!\d)", NONE: ""}[form.right]
+        found.add(left + "".join(parts) + right)
+    return found
+
+
+def _plain_forms(needle: Needle) -> tuple[Form, ...]:
+    """A needle made from bytes alone: the text, bounded as a number or a word."""
+    text = needle.data.decode("utf-8", "replace")
+    if needle.numeric:
+        return (Form(((text,),), DIGIT, NONE),)
+    return (text_form(text),)
 
 
 @lru_cache(maxsize=4096)
 def _worth_searching(data: bytes) -> bool:
     if data.isdigit():
         return len(data) >= MIN_DIGITS
-    if len(data) < MIN_TEXT:
-        return False
-    text = data.decode("utf-8", "ignore")
-    return not any(text in ours for ours in OUR_TEXT)
+    return len(data) >= MIN_TEXT
+
+
+# --- searching ---------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _index(patterns: tuple[Needle, ...]) -> tuple[dict[bytes, tuple[int, ...]], dict[str, tuple[int, ...]],
+                                                   tuple[int, ...]]:
+    """Which needles each key (bytes, and as text) stands for, and the needles without keys (always searched)."""
+    by_key: dict[bytes, list[int]] = {}
+    by_run: dict[str, list[int]] = {}
+    always = []
+    for i, needle in enumerate(patterns):
+        if not needle.keys:
+            always.append(i)
+        for key in needle.keys:
+            by_key.setdefault(key, []).append(i)
+        for run in needle.runs:
+            by_run.setdefault(run, []).append(i)
+    return ({k: tuple(v) for k, v in by_key.items()}, {k: tuple(v) for k, v in by_run.items()}, tuple(always))
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
-    """The needles that occur in `data` as words (case-insensitive for ASCII letters)."""
+    """The needles that occur in `data` as words, in any of their encodings and forms."""
+    if not patterns:
+        return []
     haystack = data.lower()
-    return [n for n in patterns if n.data in haystack and n.pattern.search(haystack)]
+    by_key, _, always = _index(patterns)
+    candidates = set(always)
+    for key, indices in by_key.items():
+        if key in haystack:
+            candidates.update(indices)
+    return [patterns[i] for i in sorted(candidates) if patterns[i].occurs(haystack)]
+
+
+def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
+    """The needles that occur in decoded `text`, compared casefolded and ASCII-folded (umlauts either way)."""
+    if not patterns:
+        return []
+    _, by_run, always = _index(patterns)
+    found: set[int] = set()
+    for view in {fold(text), fold(text, True)}:
+        candidates = set(always)
+        for run, indices in by_run.items():
+            if run in view:
+                candidates.update(indices)
+        found.update(i for i in candidates - found if patterns[i].text_pattern.search(view))
+    return [patterns[i] for i in sorted(found)]
 
 
 def count(data: bytes, needle: Needle) -> int:
     """How often `needle` occurs in `data` as a word."""
-    return len(needle.pattern.findall(data.lower())) if needle.data in data.lower() else 0
+    haystack = data.lower()
+    if needle.keys and not any(k in haystack for k in needle.keys):
+        return 0
+    return sum(1 for _ in needle.pattern.finditer(haystack))
 
 
 def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
@@ -151,9 +508,10 @@ def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
     lowered = data.lower()
     buffer = bytearray(data)
     for needle in patterns:
-        if needle.data not in lowered:
+        if not needle.occurs(lowered):
             continue
         filler = b"0" if needle.numeric else b"X"
         for match in needle.pattern.finditer(lowered):
-            buffer[match.start() : match.end()] = filler * len(needle.data)
+            buffer[match.start() : match.end()] = filler * (match.end() - match.start())
+        lowered = bytes(buffer).lower()
     return bytes(buffer)

@@ -1,26 +1,49 @@
 """The residual check: prove that a written file holds none of its input's identifying values.
 
 Every byte written is searched except the pixel data value (burned-in text is the burned-in gate's concern, and
-random pixel bytes would match short patterns by chance). A hit is attributed to the element that holds it, by
-tag, never by value.
+random pixel bytes would match short patterns by chance): for each needle in every encoding and form it has (see
+identifiers), and, where the file holds non-ASCII text, in its text values decoded with their character sets,
+casefolded and ASCII-folded. A hit is attributed to the element that holds it, by tag, never by value.
+
+No element is exempt. A hit is excused only when the value it stands in is a defined term of that attribute in
+the standard (or a code meaning of the standard's codes), or a known manufacturer or model name in the
+manufacturer and model attributes (data/vocabulary.json).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
-from .identifiers import Needle, count, find
-from .read import PixelSpan
+from .identifiers import Needle, count, find, find_text, fold
+from .read import PixelSpan, quiet
 
 # Our own keyed UIDs are 39 random digits: a date could occur in them by chance, so they are not searched.
 _OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
+# A Latin letter with a diacritic (or ß, æ, ø...) next to another letter: where folded text can differ from
+# what the byte patterns match (an ASCII-written name found written with its letters, "Müller" for "MUELLER").
+_ACCENTED = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+_ACCENTED_IN_WORD = re.compile(f"(?<=[A-Za-z{_ACCENTED}])[{_ACCENTED}]|[{_ACCENTED}](?=[A-Za-z{_ACCENTED}])")
+_CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
+TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
+CODE_MEANING = 0x00080104
+MAKER_TAGS = frozenset({0x00080070, 0x00081090})
+IMPLEMENTATION_NAME = 0x00020013
+DEIDENTIFICATION_METHOD = 0x00120063
+_OUR_METHOD = re.compile(r"^nidb anonymize( full)? \(neuroanon [0-9a-z.+-]*\)$")
 
 
 @dataclass(frozen=True)
@@ -34,38 +57,93 @@ class Finding:
         return {"attribute": self.attribute, "where": self.where}
 
 
+@dataclass(frozen=True)
+class _Element:
+    """One element of the written file: where it is, its tag, its raw bytes and (for text) its decoded text."""
+
+    where: str
+    tag: int
+    raw: bytes
+    text: str | None
+
+
 def check_file(
     path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...], searchable: bytes | None = None
 ) -> list[Finding]:
     """Search the written file at `path` (all but its pixel data value) for the patterns.
 
-    `searchable` may give those bytes when the writer still holds them, so that the file is read only on a hit.
-
-    An identifying value that occurs only inside vocabulary elements (code strings, coded concepts, the
-    manufacturer and model: values from controlled lists) is a word that happens to match, not a leak; any other
-    occurrence, attributed to an element or not, is a finding.
+    `searchable` may give those bytes when the writer still holds them, so that the file is read and parsed
+    only when a needle occurs. A hit no element accounts for (outside any value, or in text decoded from bytes
+    no text element holds) is a finding all the same: the check fails closed.
     """
     if not patterns:
         return []
-    haystack = _OUR_UIDS.sub(b"", _searchable(path, pixels) if searchable is None else searchable).lower()
+    data = _OUR_UIDS.sub(b"\x00", _searchable(path, pixels) if searchable is None else searchable)
+    haystack = data.lower()
     hits = find(haystack, patterns)
-    if not hits:
+    text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
+    if not hits and not text_hits:
         return []
     elements = _elements(path)
     findings = []
-    for needle in hits:
-        places = [where for where, vocabulary, value in elements if not vocabulary and count(value, needle)]
-        in_vocabulary = sum(count(value, needle) for _, vocabulary, value in elements if vocabulary)
-        if not places and count(haystack, needle) > in_vocabulary:
+    for needle in hits + text_hits:
+        places: list[str] = []
+        excused = 0
+        for element in elements:
+            in_bytes = count(element.raw, needle) if needle in hits else 0
+            in_text = bool(element.text and not element.text.isascii() and find_text(element.text, (needle,)))
+            if not in_bytes and not in_text:
+                continue
+            if _excused(element, needle):
+                excused += in_bytes
+            else:
+                places.append(element.where)
+        if not places and (needle in text_hits or count(haystack, needle) > excused):
             places = ["file bytes"]
-        findings += [Finding(needle.attribute, where) for where in places]
+        findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     return findings
 
 
 def check_path(relative: str, patterns: tuple[Needle, ...]) -> list[Finding]:
-    """Search an output path (relative to the output root)."""
-    text = _OUR_UIDS.sub(b"", relative.encode("utf-8", "surrogateescape"))
-    return [Finding(n.attribute, "output path") for n in find(text, patterns)]
+    """Search an output path (relative to the output root), as bytes and as folded text."""
+    text = _OUR_UIDS.sub(b"\x00", relative.encode("utf-8", "surrogateescape"))
+    found = find(text, patterns)
+    if not relative.isascii():
+        found += [n for n in find_text(relative, patterns) if n not in found]
+    return [Finding(n.attribute, "output path") for n in found]
+
+
+def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
+    """The needles found in the file's bytes decoded as text (each character set the input declared, UTF-8, Latin-1),
+    casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller")."""
+    if data.isascii():
+        return []
+    # Latin-1 too: text in files that declare no character set is often Latin-1 (or UTF-8) all the same.
+    codecs = dict.fromkeys(("utf_8", "latin_1", *(e for n in patterns for e in n.declared)))
+    found: list[Needle] = []
+    for codec in codecs:
+        try:
+            text = data.decode(codec, "replace")
+        except LookupError:
+            continue
+        windows = _around_accented_letters(text)
+        if windows:
+            found += [n for n in find_text(windows, patterns) if n not in found]
+    return found
+
+
+def _around_accented_letters(text: str) -> str:
+    """The parts of `text` around accented letters inside words (joined by newlines), or "" if none."""
+    parts: list[str] = []
+    end = -1
+    for match in _ACCENTED_IN_WORD.finditer(text):
+        start = max(0, match.start() - _CONTEXT)
+        if start <= end and parts:
+            parts[-1] += text[end:match.end() + _CONTEXT]
+        else:
+            parts.append(text[start:match.end() + _CONTEXT])
+        end = match.end() + _CONTEXT
+    return "\n".join(parts)
 
 
 def _searchable(path: Path, pixels: PixelSpan | None) -> bytes:
@@ -93,40 +171,107 @@ def _inflated(data: bytes) -> bytes:
         return data
 
 
-# Elements whose values come from controlled lists or name software and makers: a match there is a common word,
-# not an identifier (coded concepts, coding schemes, manufacturer and model, implementation class and version).
-VOCABULARY_TAGS = frozenset({0x00080100, 0x00080102, 0x00080104, 0x00080115, 0x00080116, 0x00080070, 0x00081090,
-                             0x00020012, 0x00020013})
+# --- what excuses a hit ------------------------------------------------------------------------------------------
 
 
-def _elements(path: Path) -> list[tuple[str, bool, bytes]]:
-    """(tag path, is vocabulary, lower-cased value bytes) of every element of the written file but pixel data."""
+@cache
+def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str], tuple[str, ...]]:
+    """Defined terms by tag, maker and model names, implementation name prefixes (all folded)."""
+    text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    terms = {int(key[1:5] + key[6:10], 16): frozenset(fold(t) for t in values)
+             for key, values in data["defined_terms"].items()}
+    return terms, frozenset(fold(m) for m in data["makers"]), tuple(fold(m) for m in data["implementations"])
+
+
+@cache
+def _code_meanings() -> frozenset[str]:
+    """The meanings of the standard's codes (PS3.16), as pydicom ships them."""
+    from pydicom.sr._concepts_dict import concepts
+
+    meanings: set[str] = set()
+    for scheme in concepts.values():
+        for codes in scheme.values():
+            meanings.update(fold(meaning) for meaning, _ in codes.values())  # type: ignore[attr-defined]
+    return frozenset(meanings)
+
+
+def _excused(element: _Element, needle: Needle) -> bool:
+    """Whether every value item of `element` that holds `needle` is a defined term or a known maker or model."""
+    if element.text is None:
+        return False
+    if element.tag == DEIDENTIFICATION_METHOD:  # our own mark names the level and the version, nothing else
+        return all(_OUR_METHOD.match(fold(item.strip(" \x00"))) for item in element.text.split("\\"))
+    if element.tag == IMPLEMENTATION_NAME:
+        return fold(element.text.strip(" \x00")).startswith(_vocabulary()[2])
+    if element.tag == CODE_MEANING:
+        allowed = _code_meanings()
+    elif element.tag in MAKER_TAGS:
+        allowed = _vocabulary()[1]
+    else:
+        allowed = _vocabulary()[0].get(element.tag, frozenset())
+    if not allowed:
+        return False
+    for item in element.text.split("\\"):
+        holds = needle.occurs(item.encode("utf-8", "ignore").lower()) or bool(find_text(item, (needle,)))
+        if holds and fold(item.strip(" \x00")) not in allowed:
+            return False
+    return True
+
+
+# --- the written file's elements ---------------------------------------------------------------------------------
+
+
+def _elements(path: Path) -> list[_Element]:
+    """Every element of the written file but pixel data, with the file meta and the preamble."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        with quiet():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            found = list(_walk(ds, ""))
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None:
+                found += [_Element("file meta " + e.where, e.tag, e.raw, e.text) for e in _walk(meta, "")]
     except Exception:  # unreadable: every hit stays unattributed, and so counts
         return []
-    found = _walk(ds, "")
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        found += [("file meta " + where, vocabulary, value) for where, vocabulary, value in _walk(meta, "")]
-    found.append(("preamble", False, (getattr(ds, "preamble", None) or b"").lower()))
+    found.append(_Element("preamble", 0, getattr(ds, "preamble", None) or b"", None))
     return found
 
 
-def _walk(ds: Dataset, path: str) -> list[tuple[str, bool, bytes]]:
-    found = []
-    for elem in ds:
-        where = f"{path}({elem.tag.group:04X},{elem.tag.element:04X})"
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value):
-                found += _walk(item, f"{where}[{i}].")
+def _walk(ds: Dataset, path: str) -> Iterator[_Element]:
+    for tag in list(ds.keys()):
+        t = int(tag)
+        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        raw = ds.get_item(tag)
+        vr = (raw.VR if raw is not None else None) or _dictionary_vr(t)
+        if vr == "SQ":
+            for i, item in enumerate(ds[tag].value or []):
+                yield from _walk(item, f"{where}[{i}].")
+            continue
+        value = raw.value if raw is not None else None
+        if isinstance(raw, RawDataElement) or isinstance(value, bytes):
+            data = value if isinstance(value, bytes) else b""
         else:
-            vocabulary = elem.VR == "CS" or int(elem.tag) in VOCABULARY_TAGS
-            found.append((where, vocabulary, _value_bytes(elem.value).lower()))
-    return found
+            data = str(value if value is not None else "").encode("utf-8", "ignore")
+        yield _Element(where, t, data, _text(ds, tag) if vr in TEXT_VRS else None)
 
 
-def _value_bytes(value: object) -> bytes:
+def _text(ds: Dataset, tag: BaseTag) -> str | None:
+    """The element's value decoded with the character set in force (multiple values joined by a backslash)."""
+    try:
+        value = ds[tag].value
+    except Exception:
+        return None
+    if value is None:
+        return ""
     if isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8", "ignore")
+        return value.decode("latin_1")
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"

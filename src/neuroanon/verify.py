@@ -8,6 +8,7 @@ attributes, never values.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class FileResult:
 
     path: str
     findings: list[str] = field(default_factory=list)
+    dicom: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return {"file": self.path, "findings": self.findings}
@@ -81,11 +83,17 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
     for item in discover(paths):
         if item.kind is not Kind.DICOM:
             continue
-        try:
-            with quiet():
-                ds = read_header(item.path).dataset
-        except InputError:
-            continue
+        with quiet():  # pydicom's warnings and validation messages quote values
+            _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
+    ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
+    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance)
+
+
+def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[bytes, Needle],
+            by_instance: dict[str, tuple[Needle, ...]], uids: set[str], patient_ids: set[str]) -> None:
+    """Add one original's identifying values, UIDs and PatientID to what must not reappear."""
+    try:
+        ds = read_header(path).dataset
         own = tuple(n for n in needles(ds) if level is Level.FULL or n.attribute in _FIVE_KEYWORDS)
         for needle in own:
             patterns.setdefault(needle.data, needle)
@@ -95,8 +103,49 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
             uids.update(_uids(ds))
             if ds.get("PatientID"):
                 patient_ids.add(str(ds.PatientID))
-    ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
-    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance)
+    except (InputError, ValueError, TypeError, KeyError):
+        return  # unreadable or undecodable: nothing to gather
+
+
+# Our DeidentificationMethod values ("NiDB Anonymize Full (neuroanon 0.1.0)"), as NiDB names its levels.
+_METHOD = re.compile(r"^nidb anonymize( full)?(?: \(neuroanon [^)]*\))?$")
+
+
+def infer_level(paths: list[Path], sample: int = 64) -> Level:
+    """The level the files say they were made at (DeidentificationMethod), the strictest if they differ.
+
+    Files that name no level of ours are held to full: a tree that should be clean is checked as strictly as
+    it can be. Reads at most `sample` DICOM headers.
+    """
+    found: set[Level] = set()
+    seen = 0
+    for item in discover(paths):
+        if item.kind is not Kind.DICOM or item.member is not None or seen >= sample:
+            continue
+        seen += 1
+        try:
+            with quiet():
+                method = read_header(item.path).dataset.get("DeidentificationMethod", "")
+                names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
+        except (InputError, ValueError, TypeError):
+            continue
+        levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
+        found.add(Level.FULL if Level.FULL in levels or not levels else Level.ANONYMIZE)
+    return Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
+
+
+_ATTRIBUTE = re.compile(r"^original (\S+) value|^(?:file meta )?(?:\([0-9A-F]{4},[0-9A-F]{4}\)(?:\[\d+\]\.)?)+ (\w+)")
+
+
+def summary(results: list[FileResult]) -> dict[str, int]:
+    """How many files have a finding, per attribute (or per kind of finding), most frequent first."""
+    files: dict[str, set[str]] = {}
+    for result in results:
+        for finding in result.findings:
+            match = _ATTRIBUTE.match(finding)
+            name = (match.group(1) or match.group(2) or "private or unnamed element") if match else finding
+            files.setdefault(name, set()).add(result.path)
+    return dict(sorted(((name, len(paths)) for name, paths in files.items()), key=lambda kv: (-kv[1], kv[0])))
 
 
 def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
@@ -112,8 +161,10 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
 
 def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None) -> None:
     if item.kind is Kind.SPECIAL:
+        result.dicom = False
         result.findings.append("not a regular file (not read)")
     elif item.kind is not Kind.DICOM:
+        result.dicom = False
         if options.level is Level.FULL:
             result.findings.append("not DICOM: a full-level release holds only DICOM files")
     else:
@@ -182,7 +233,7 @@ def _full(ds: Dataset, path: str, options: Options) -> list[str]:
                 for i, item in enumerate(elem.value):
                     findings += _full(item, f"{where}[{i}].", options)
             continue
-        finding = _value_finding(elem.VR, action, _texts(elem.value), elem.is_empty)
+        finding = _value_finding(elem.VR, action, _texts(elem.value), elem.is_empty or _is_zeros(elem.value))
         if finding:
             findings.append(f"{where} {elem.keyword} {finding}")
     return findings
@@ -198,6 +249,11 @@ def _value_finding(vr: str, action: str, values: list[str], empty: bool) -> str 
     if action == "Z" and vr not in DATE_VRS:
         return "holds a value; the profile empties it"
     return None if all(v in _DUMMIES for v in values) else "holds a non-dummy value"
+
+
+def _is_zeros(value: object) -> bool:
+    """A binary dummy (what the level writes for D on an OB/OW/UN value, e.g. EncapsulatedDocument)."""
+    return isinstance(value, bytes) and not value.strip(b"\x00")
 
 
 def _meta(ds: Dataset) -> list[str]:

@@ -1,0 +1,277 @@
+"""The residual check reads every encoding and form a value is written in, and excuses no element wholesale.
+
+Each test writes a real file (explicit and implicit VR, big endian, deflated) holding fake PHI of an original in
+one encoding or form, and asserts that the check holds it back, naming the attribute and the tag, never the
+value. Clean outputs (dummies, pseudonyms, defined terms, makers) are not flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.charset import python_encoding
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MRImageStorage,
+)
+
+from neuroanon.identifiers import fold, needles
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.residual import Finding, check_file
+from neuroanon.sample import make_study
+
+from .helpers import files_under
+
+SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
+KEY = b"residual-forms-key-0123456789abc"
+PRIVATE = 0x00091010  # an OB private element: binary, as a vendor's blob would be
+
+
+def original(name: str = "Müller^Jürgen", charset: str = "ISO_IR 192", **values: str) -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    ds.PatientID = values.get("PatientID", "PID-4711-0042")
+    ds.PatientBirthDate = values.get("PatientBirthDate", "19470415")
+    ds.InstitutionName = values.get("InstitutionName", "Fakeville Clinic")
+    return ds
+
+
+def written(tmp_path: Path, syntax: str, charset: str = "ISO_IR 192", **elements: object) -> Path:
+    """A plausible output file holding `elements` (keyword or private tag -> value)."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = "2.25.1234"
+    ds.PatientName = "NAABCDEFGHIJKLMNOP"
+    ds.PatientBirthDate = "10000101"
+    ds.Manufacturer = "SIEMENS"
+    for keyword, value in elements.items():
+        if keyword.startswith("x"):
+            tag = int(keyword[1:], 16)
+            ds.add_new(tag & 0xFFFF0000 | 0x0010, "LO", "FAKE VENDOR")
+            ds.add_new(tag, "OB", value)
+        else:
+            setattr(ds, keyword, value)
+    ds.file_meta = FileMetaDataset()
+    if "ImplementationVersionName" in ds:
+        ds.file_meta.ImplementationVersionName = ds.ImplementationVersionName
+        del ds.ImplementationVersionName
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.1234"
+    ds.file_meta.TransferSyntaxUID = syntax
+    path = tmp_path / f"out-{SYNTAXES.index(pydicom.uid.UID(syntax))}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def held(tmp_path: Path, source: Dataset, syntax: str = ExplicitVRLittleEndian, charset: str = "ISO_IR 192",
+         **elements: object) -> list[Finding]:
+    return check_file(written(tmp_path, syntax, charset, **elements), None, needles(source))
+
+
+def assert_found(findings: list[Finding], attribute: str, where: str, secret: str) -> None:
+    assert Finding(attribute, where) in findings, findings
+    assert secret.casefold() not in json.dumps([f.as_dict() for f in findings]).casefold()
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+class TestEncodings:
+    def test_exact_utf8_copy_of_a_name_with_a_non_ascii_capital(self, tmp_path: Path, syntax: str) -> None:
+        source = original("Ölmez^Ümit")
+        findings = held(tmp_path, source, syntax, ContentDescription="seen by Ümit Ölmez")
+        assert_found(findings, "PatientName", "(0070,0081)", "Ölmez")
+
+    def test_latin1_file(self, tmp_path: Path, syntax: str) -> None:
+        source = original("Müller^Jürgen", "ISO_IR 100")
+        findings = held(tmp_path, source, syntax, "ISO_IR 100", ImageComments="MÜLLER")
+        assert_found(findings, "PatientName", "(0020,4000)", "Müller")
+
+    def test_iso2022_japanese(self, tmp_path: Path, syntax: str) -> None:
+        source = original("ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう", "\\ISO 2022 IR 87\\ISO 2022 IR 13")
+        charset = "\\ISO 2022 IR 87\\ISO 2022 IR 13"
+        findings = held(tmp_path, source, syntax, charset, ImageComments="患者 山田 太郎")
+        assert_found(findings, "PatientName", "(0020,4000)", "山田")
+
+    def test_iso2022_korean(self, tmp_path: Path, syntax: str) -> None:
+        source = original("Hong^Gildong=洪^吉洞=홍^길동", "\\ISO 2022 IR 149")
+        findings = held(tmp_path, source, syntax, "\\ISO 2022 IR 149", ImageComments="환자 길동")
+        assert_found(findings, "PatientName", "(0020,4000)", "길동")
+
+    @pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "latin_1", "utf_8"])
+    def test_binary_private_value(self, tmp_path: Path, syntax: str, codec: str) -> None:
+        blob = b"\x01\x02" + "Jürgen Müller".encode(codec) + b"\x00\x00"
+        findings = held(tmp_path, original(), syntax, x00091010=blob + b"\x00" * (len(blob) % 2))
+        assert_found(findings, "PatientName", "(0009,1010)", "Müller")
+
+    @pytest.mark.parametrize("text", ["Mueller", "MULLER", "muller"])
+    def test_ascii_folded(self, tmp_path: Path, syntax: str, text: str) -> None:
+        findings = held(tmp_path, original(), syntax, ImageComments=f"by {text}")
+        assert_found(findings, "PatientName", "(0020,4000)", text)
+
+    def test_an_ascii_name_written_with_its_letters(self, tmp_path: Path, syntax: str) -> None:
+        source = original("MUELLER^JUERGEN")
+        findings = held(tmp_path, source, syntax, ImageComments="Jürgen")
+        assert_found(findings, "PatientName", "(0020,4000)", "Jürgen")
+
+
+DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 April 1947", "15. April 1947",
+         "15 avril 1947", "15 de abril de 1947", "15 aprile 1947", "April 15, 1947", "15-APR-1947", "470415",
+         "19470415071500", "1947/4/15"]
+
+
+@pytest.mark.parametrize("text", DATES)
+def test_date_forms(tmp_path: Path, text: str) -> None:
+    findings = held(tmp_path, original(), ImageComments=f"born:{text}.")
+    assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("Doe^Jane", "JANEDOE"), ("Doe^Jane", "doejane"), ("Smith-Jones^Alice", "smith jones"),
+    ("O'Brien^Kate", "o brien"), ("Li^Wei", "W. Li"), ("Li^Wei", "Wei Li"), ("Ng^Anna", "Ng, A."),
+])
+def test_name_forms(tmp_path: Path, name: str, text: str) -> None:
+    findings = held(tmp_path, original(name), ImageComments=f"({text})")
+    assert_found(findings, "PatientName", "(0020,4000)", text)
+
+
+def test_a_short_family_name_alone_is_no_needle(tmp_path: Path) -> None:
+    assert held(tmp_path, original("Li^Wei"), ImageComments="Li") == []
+
+
+@pytest.mark.parametrize(("pid", "text"), [("PID-4711-0042", "PID47110042"), ("00123456", "123456")])
+def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
+    findings = held(tmp_path, original(PatientID=pid), ImageComments=f"id {text}")
+    assert_found(findings, "PatientID", "(0020,4000)", text)
+
+
+def test_no_element_is_exempt_as_vocabulary(tmp_path: Path) -> None:
+    source = original("Bloggs^Fred", PatientID="PID-8812-7")
+    findings = held(tmp_path, source, ImageType=["ORIGINAL", "PRIMARY", "BLOGGS"])
+    assert_found(findings, "PatientName", "(0008,0008)", "Bloggs")
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99X", "patient PID-8812-7"
+    findings = held(tmp_path, source, ConceptNameCodeSequence=[item])
+    assert_found(findings, "PatientID", "(0040,A043)[0].(0008,0104)", "PID-8812-7")
+    findings = held(tmp_path, source, ImplementationVersionName="BLOGGS 1")
+    assert_found(findings, "PatientName", "file meta (0002,0013)", "Bloggs")
+
+
+def test_defined_terms_makers_and_code_meanings_excuse_a_hit(tmp_path: Path) -> None:
+    source = original("Primary^Axial", InstitutionName="Siemens")
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "113100", "DCM"
+    item.CodeMeaning = "Basic Application Confidentiality Profile"
+    assert held(tmp_path, original("Basic^Profile"), ConceptNameCodeSequence=[item]) == []
+    assert held(tmp_path, source, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"], Manufacturer="SIEMENS") == []
+    # a defined term of another attribute excuses nothing
+    assert held(tmp_path, source, ImageComments="PRIMARY")
+
+
+def test_our_deidentification_method_excuses_only_itself(tmp_path: Path) -> None:
+    source = original("Full^Anna")
+    assert held(tmp_path, source, DeidentificationMethod="NiDB Anonymize Full (neuroanon 0.1.0)") == []
+    findings = held(tmp_path, source, DeidentificationMethod=["NiDB Anonymize Full (neuroanon 0.1.0)", "Anna Full"])
+    assert_found(findings, "PatientName", "(0012,0063)", "Anna")
+
+
+def test_dummies_and_pseudonyms_are_no_needles() -> None:
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Anon", "NAABCDEFGHIJKLMNOP", "10000101"
+    ds.OperatorsName, ds.InstitutionName, ds.StudyDate = "ANON", "", "10000101"
+    ds.AccessionNumber = "2.25.123456789"
+    assert needles(ds) == ()
+
+
+def test_full_on_full_output_releases_every_file(tmp_path: Path) -> None:
+    make_study(tmp_path / "in", subject=12, n_series=2, n_instances=2)
+    make_study(tmp_path / "in", subject=12, study=1, n_series=1, n_instances=2, encoding="implicit_le")
+    first = anonymize_tree([tmp_path / "in"], tmp_path / "once", Options(level=Level.FULL, key=KEY))
+    assert first.not_released == 0
+    again = anonymize_tree([tmp_path / "once"], tmp_path / "twice", Options(level=Level.FULL, key=KEY))
+    assert again.not_released == 0 and again.files == first.files
+    assert len(files_under(tmp_path / "twice")) == len(files_under(tmp_path / "once"))
+
+
+NAMES = ["Müller", "Ölmez", "Çelik", "Søren", "Łukasz", "Jürgensen", "Chloë", "Straße", "Dvořák", "Ibáñez"]
+FORMS = ["exact", "upper", "lower", "title", "folded", "folded_e"]
+
+
+def _written_form(name: str, form: str) -> str:
+    return {"exact": name, "upper": name.upper(), "lower": name.lower(), "title": name.title(),
+            "folded": fold(name), "folded_e": fold(name, True)}[form]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(NAMES), form=st.sampled_from(FORMS),
+       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be", "charset"]),
+       charset=st.sampled_from(["ISO_IR 100", "ISO_IR 101", "ISO_IR 148", "ISO_IR 192"]),
+       syntax=st.sampled_from(SYNTAXES), prefix=st.binary(max_size=6))
+def test_a_planted_value_is_found_in_any_encoding_and_form(
+    tmp_path: Path, name: str, form: str, codec: str, charset: str, syntax: str, prefix: bytes
+) -> None:
+    """In a binary value: UTF-8, Latin-1, UTF-16 and the original's character set, in any case, ASCII-folded."""
+    text = _written_form(name, form)
+    try:
+        data = text.encode(python_encoding[charset] if codec == "charset" else codec)
+        original_name = f"{name}^Anna".encode(python_encoding[charset]).decode(python_encoding[charset])
+    except UnicodeError:
+        return  # the original could not have held this name
+    blob = prefix.translate(bytes(b if not chr(b).isalnum() else 0 for b in range(256))) + b" " + data + b" "
+    blob += b"\x00" * (len(blob) % 2)
+    findings = held(tmp_path, original(original_name, charset), syntax, x00091010=blob)
+    assert Finding("PatientName", "(0009,1010)") in findings, (name, form, codec)
+
+
+MONTHS = {"en": ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+                 "November", "December"],
+          "de": ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
+                 "November", "Dezember"],
+          "fr": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+                 "novembre", "décembre"],
+          "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+                 "noviembre", "diciembre"],
+          "it": ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
+                 "ottobre", "novembre", "dicembre"]}
+DATE_FORMS = [
+    lambda y, m, d, names: f"{y:04d}{m:02d}{d:02d}",
+    lambda y, m, d, names: f"{y:04d}-{m:02d}-{d:02d}T07:15:00",
+    lambda y, m, d, names: f"{d}.{m}.{y}",
+    lambda y, m, d, names: f"{m}-{d}-{y}",
+    lambda y, m, d, names: f"{m:02d}/{d:02d}/{y}",
+    lambda y, m, d, names: f"{y % 100:02d}{m:02d}{d:02d}",
+    lambda y, m, d, names: f"{d} {names[m - 1]} {y}",
+    lambda y, m, d, names: f"{d}. {names[m - 1]} {y}",
+    lambda y, m, d, names: f"{d} de {names[m - 1]} de {y}",
+    lambda y, m, d, names: f"{names[m - 1]} {d}, {y}",
+    lambda y, m, d, names: f"{d:02d}-{MONTHS['en'][m - 1][:3].upper()}-{y}",  # as in DICOM reports
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(date=st.dates(min_value=dt.date(1920, 1, 1), max_value=dt.date(2030, 12, 31)),
+       form=st.sampled_from(DATE_FORMS), language=st.sampled_from(sorted(MONTHS)),
+       case=st.sampled_from([str, str.upper, str.lower]),
+       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be"]), syntax=st.sampled_from(SYNTAXES))
+def test_a_planted_date_is_found_in_any_form_and_encoding(
+    tmp_path: Path, date: dt.date, form: Callable[..., str], language: str, case: Callable[[str], str], codec: str,
+    syntax: str
+) -> None:
+    text = case(form(date.year, date.month, date.day, MONTHS[language]))
+    blob = b"(" + text.encode(codec) + b")"
+    blob += b"\x00" * (len(blob) % 2)
+    source = original(PatientBirthDate=date.strftime("%Y%m%d"))
+    findings = held(tmp_path, source, syntax, x00091010=blob)
+    assert Finding("PatientBirthDate", "(0009,1010)") in findings, (language, codec)
