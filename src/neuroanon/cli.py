@@ -13,10 +13,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, ocr
 from .errors import NeuroanonError, UsageError
 from .keys import load_key, load_lookup, load_or_create_key
 from .options import Level, Options
+from .pixels import MODES
 from .profile import explain, render_rules
 from .report import Record, Status
 
@@ -127,6 +128,9 @@ def _release_options(p: argparse.ArgumentParser) -> None:
                    help="full: do not search outputs for their inputs' identifying values")
     p.add_argument("--allow-burned-in", action="store_true",
                    help="full: release US/SC/OT/... images that may show burned-in text (after checking them)")
+    p.add_argument("--clean-pixels", nargs="?", const="phi", default="", choices=MODES, metavar="MODE",
+                   help="full: find burned-in text by OCR, redact PHI text (strict: all text; all: every image; "
+                        "PS3.15 113101); needs the ocr extra")
 
 
 def _size(text: str) -> int:
@@ -148,7 +152,9 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     checks = {}
     if args.command in ("anonymize", "serve", "send"):
         checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
-                  "quarantine": args.quarantine}
+                  "quarantine": args.quarantine, "clean_pixels": args.clean_pixels}
+        if args.clean_pixels:
+            ocr.require()  # a missing extra is a usage error before any file is read
     return Options(
         level=Level(args.level),
         key=key,

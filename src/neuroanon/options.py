@@ -39,6 +39,7 @@ class Options:
     retain_safe_private: bool = True  # 113111: keep the documented technical allow-list
     residual_check: bool = True  # search every written file for its input's identifying values
     allow_burned_in: bool = False  # release files that may carry burned-in text (never marked identity removed)
+    clean_pixels: str = ""  # 113101: "" off, else pixels.MODES (phi or strict boxes, risky or all images)
     quarantine: Path | None = None  # where files that fail a check go; None: they are not written
 
     def __post_init__(self) -> None:
