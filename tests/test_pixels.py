@@ -25,6 +25,7 @@ from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
 from neuroanon import ocr, pixels, review
 from neuroanon.cli import main
+from neuroanon.errors import UsageError
 from neuroanon.identifiers import Needle, needles
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
@@ -380,3 +381,12 @@ def test_overlay_bits_are_cleared_in_a_text_free_image(tmp_path: Path, monkeypat
     out = np.frombuffer(pydicom.dcmread(_output(tmp_path / "out", record)).PixelData, "<u2")
     assert np.array_equal(out, source & 0x0FFF)
     assert not (tmp_path / "q" / review.FOLDER).exists()  # nothing redacted: nothing to review
+
+
+def test_clean_pixels_is_refused_below_full_and_with_an_unknown_mode(tmp_path: Path) -> None:
+    fx.require_font()
+    fx.control(tmp_path / "in" / "control.dcm")
+    status = main(["anonymize", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--clean-pixels"])
+    assert status == 2 and not (tmp_path / "out").exists()
+    with pytest.raises(UsageError):
+        pixels.in_scope(Dataset(), Options(level=Level.FULL, key=KEY, clean_pixels="everything"))

@@ -153,6 +153,8 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     if args.command in ("anonymize", "serve", "send"):
         checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
                   "quarantine": args.quarantine, "clean_pixels": args.clean_pixels}
+        if args.clean_pixels and args.level != Level.FULL.value:
+            raise UsageError("--clean-pixels applies at --level full")
         if args.clean_pixels:
             ocr.require()  # a missing extra is a usage error before any file is read
     return Options(

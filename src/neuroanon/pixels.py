@@ -31,6 +31,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLos
 from . import ocr
 from .apply import Change
 from .burnedin import burned_in_risk
+from .errors import UsageError
 from .identifiers import Needle
 from .options import Level, Options
 from .pixeltext import is_phi
@@ -87,6 +88,8 @@ class Cleaning:
 
 def in_scope(ds: Dataset, options: Options) -> bool:
     """True when `ds` (an original header) is an image whose pixels this run must read."""
+    if options.clean_pixels and options.clean_pixels not in MODES:
+        raise UsageError(f"clean_pixels must be one of {', '.join(MODES)}")
     if not options.clean_pixels or options.level is not Level.FULL or "Rows" not in ds:
         return False
     if options.clean_pixels.startswith("all"):
