@@ -52,7 +52,7 @@ def _run(inputs: Path, out: Path, quarantine: Path, mode: str) -> dict[str, dict
     options = Options(level=Level.FULL, key=KEY, clean_pixels=mode, quarantine=quarantine)
     anonymize_tree([inputs], out, options, report=report)
     records = [json.loads(line) for line in report.read_text().splitlines()]
-    return {r["input"]: r for r in records if "input" in r}
+    return {r["input"]: {**r, "root": str(out)} for r in records if "input" in r}
 
 
 def _frames(path: Path) -> np.ndarray[Any, Any]:
@@ -61,22 +61,27 @@ def _frames(path: Path) -> np.ndarray[Any, Any]:
     return arr if int(ds.get("NumberOfFrames", 1) or 1) > 1 else arr[None]
 
 
-def _output(root: Path, record: dict[str, Any]) -> Path:
-    return root / str(record["output"])
+def _output(record: dict[str, Any]) -> Path:
+    return Path(record["root"]) / str(record["output"])
 
 
 @pytest.fixture(scope="module")
 def cleaned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The synthetic fixtures cleaned once at full with --clean-pixels all (XA is not yet on the gate's list)."""
+    """The synthetic fixtures cleaned once at full with --clean-pixels (the gate's images), and the XA with
+    --clean-pixels all (XA may not be on the gate's list)."""
     _require_ocr()
     base = tmp_path_factory.mktemp("pixels")
     inputs = base / "in"
     made = {"us.dcm": fx.us_cine(inputs / "us.dcm"), "sc.dcm": fx.sc_rgb(inputs / "sc.dcm"),
-            "xa.dcm": fx.xa16(inputs / "xa.dcm"), "mono1.dcm": fx.mono1(inputs / "mono1.dcm"),
-            "control.dcm": fx.control(inputs / "control.dcm")}
-    before = {p: p.read_bytes() for p in files_under(inputs)}
-    records = _run(inputs, base / "out", base / "quarantine", "all")
-    assert {p: p.read_bytes() for p in files_under(inputs)} == before  # the input is never modified
+            "mono1.dcm": fx.mono1(inputs / "mono1.dcm"), "control.dcm": fx.control(inputs / "control.dcm"),
+            "xa.dcm": fx.xa16(base / "xa" / "xa.dcm")}
+    before = {p: p.read_bytes() for p in files_under(base)}
+    records = _run(inputs, base / "out", base / "quarantine", "phi")
+    records.update(_run(base / "xa", base / "out-xa", base / "quarantine", "all"))
+    assert {p: p.read_bytes() for p in files_under(inputs)} == {p: b for p, b in before.items()
+                                                                 if p.is_relative_to(inputs)}
+    assert {p: p.read_bytes() for p in files_under(base / "xa")} == {p: b for p, b in before.items()
+                                                                      if p.is_relative_to(base / "xa")}
     return {"made": made, "records": records, "out": base / "out", "quarantine": base / "quarantine"}
 
 
@@ -94,7 +99,7 @@ def test_every_text_image_is_released_redacted_not_held(cleaned: dict[str, Any])
 def test_no_ink_is_left_where_phi_was_drawn_in_any_frame(cleaned: dict[str, Any]) -> None:
     for name, made in cleaned["made"].items():
         source = _frames(made.path)
-        out = _frames(_output(cleaned["out"], cleaned["records"][name]))
+        out = _frames(_output(cleaned["records"][name]))
         assert out.shape == source.shape, name
         for frame, x0, y0, x1, y1 in made.phi:
             ink = source[frame, y0:y1, x0:x1]
@@ -113,7 +118,7 @@ def _brightness(ink: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
 def test_labels_and_text_free_frames_are_unchanged(cleaned: dict[str, Any]) -> None:
     for name, made in cleaned["made"].items():
         source = _frames(made.path)
-        out = _frames(_output(cleaned["out"], cleaned["records"][name]))
+        out = _frames(_output(cleaned["records"][name]))
         for frame, x0, y0, x1, y1 in made.labels:
             assert np.array_equal(out[frame, y0:y1, x0:x1], source[frame, y0:y1, x0:x1]), (name, frame)
         for frame in made.text_free_frames:
@@ -124,7 +129,7 @@ def test_text_free_control_keeps_its_pixel_data_byte_for_byte(cleaned: dict[str,
     record = cleaned["records"]["control.dcm"]
     assert record["pixels"]["boxes"] == [] and record["pixels"]["pixel_data"] == "unchanged"
     source = pydicom.dcmread(cleaned["made"]["control.dcm"].path)
-    out = pydicom.dcmread(_output(cleaned["out"], record))
+    out = pydicom.dcmread(_output(record))
     assert out.PixelData == source.PixelData
     assert out.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
 
@@ -132,13 +137,13 @@ def test_text_free_control_keeps_its_pixel_data_byte_for_byte(cleaned: dict[str,
 def test_released_files_are_marked_and_keep_their_image_description(cleaned: dict[str, Any]) -> None:
     for name, made in cleaned["made"].items():
         source = pydicom.dcmread(made.path)
-        out = pydicom.dcmread(_output(cleaned["out"], cleaned["records"][name]))
+        out = pydicom.dcmread(_output(cleaned["records"][name]))
         assert out.BurnedInAnnotation == "NO" and out.PatientIdentityRemoved == "YES"
         assert "113101" in [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
         for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
                         "BitsStored", "PixelRepresentation", "NumberOfFrames"):
             assert out.get(keyword) == source.get(keyword), (name, keyword)
-    us = pydicom.dcmread(_output(cleaned["out"], cleaned["records"]["us.dcm"]))
+    us = pydicom.dcmread(_output(cleaned["records"]["us.dcm"]))
     assert us.file_meta.TransferSyntaxUID == RLELossless  # compressed input re-encoded in its own syntax
     assert cleaned["records"]["us.dcm"]["pixels"]["pixel_data"] == "rewritten, re-encoded RLE Lossless"
 
@@ -146,10 +151,10 @@ def test_released_files_are_marked_and_keep_their_image_description(cleaned: dic
 def test_overlay_bits_above_bits_stored_are_cleared(cleaned: dict[str, Any]) -> None:
     source = np.frombuffer(pydicom.dcmread(cleaned["made"]["xa.dcm"].path).PixelData, "<u2")
     assert (source >> 12).any()  # the fixture does carry a mark in bit 15 (pydicom's decoder hides it)
-    out = pydicom.dcmread(_output(cleaned["out"], cleaned["records"]["xa.dcm"]))
+    out = pydicom.dcmread(_output(cleaned["records"]["xa.dcm"]))
     assert not (np.frombuffer(out.PixelData, "<u2") >> 12).any()
     assert not any(0x6000 <= tag.group <= 0x60FF for tag in pydicom.dcmread(
-        _output(cleaned["out"], cleaned["records"]["xa.dcm"])).keys())
+        _output(cleaned["records"]["xa.dcm"])).keys())
 
 
 def test_report_holds_positions_never_text(cleaned: dict[str, Any]) -> None:
@@ -198,7 +203,7 @@ def test_independent_ocr_reads_no_planted_string_in_any_released_image(cleaned: 
                                                                         independent: Any) -> None:
     read_labels = []
     for name, record in cleaned["records"].items():
-        texts = _read_all(independent, _output(cleaned["out"], record))
+        texts = _read_all(independent, _output(record))
         compact = [re.sub(r"\s", "", fold(t)) for t in texts]
         for planted in fx.PLANTED:
             assert not any(planted.replace(" ", "") in t for t in compact), name
@@ -239,7 +244,7 @@ def test_strict_mode_redacts_labels_too(tmp_path: Path) -> None:
     made = fx.sc_rgb(tmp_path / "in" / "sc.dcm")
     record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "strict")["sc.dcm"]
     assert record["status"] == "written", record["reason"]
-    out = _frames(_output(tmp_path / "out", record))
+    out = _frames(_output(record))
     (frame, x0, y0, x1, y1), = made.labels
     region = out[frame, y0:y1, x0:x1]
     assert not np.all(region == (0, 255, 0), axis=-1).any()  # the green label is gone too
@@ -327,7 +332,7 @@ def test_real_burned_in_ultrasound_from_deid_data(tmp_path: Path, independent: A
     assert record["status"] == "written", record["reason"]
     patterns = needles(pydicom.dcmread(source, stop_before_pixels=True))
     values = [fold(n.data.decode("utf-8", "ignore")) for n in patterns]
-    for text in _read_all(independent, _output(tmp_path / "out", record)):
+    for text in _read_all(independent, _output(record)):
         assert not any(value in fold(text) for value in values)
 
 
@@ -339,7 +344,7 @@ def test_jpeg_2000_lossless_input_is_re_encoded_losslessly(tmp_path: Path) -> No
     record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
     assert record["status"] == "written", record["reason"]
     assert record["pixels"]["boxes"]
-    out = pydicom.dcmread(_output(tmp_path / "out", record))
+    out = pydicom.dcmread(_output(record))
     source = pydicom.dcmread(get_testdata_file("US1_J2KR.dcm"))
     syntax = str(out.file_meta.TransferSyntaxUID)
     assert syntax == source.file_meta.TransferSyntaxUID or record["pixels"]["pixel_data"].endswith(
@@ -378,7 +383,7 @@ def test_overlay_bits_are_cleared_in_a_text_free_image(tmp_path: Path, monkeypat
     assert record["status"] == "written" and record["pixels"]["boxes"] == []
     assert record["pixels"]["pixel_data"] == "rewritten native"
     source = np.frombuffer(pydicom.dcmread(path).PixelData, "<u2")
-    out = np.frombuffer(pydicom.dcmread(_output(tmp_path / "out", record)).PixelData, "<u2")
+    out = np.frombuffer(pydicom.dcmread(_output(record)).PixelData, "<u2")
     assert np.array_equal(out, source & 0x0FFF)
     assert not (tmp_path / "q" / review.FOLDER).exists()  # nothing redacted: nothing to review
 
