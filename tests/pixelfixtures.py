@@ -195,3 +195,28 @@ def control(path: Path) -> Fixture:
     ds = _dataset(US_IMAGE, "US", 256, 256)
     _save(ds, frames, path)
     return Fixture(path, text_free_frames=[0])
+
+
+def sc_jpeg(path: Path) -> Fixture:
+    """A lossy JPEG (baseline, YBR_FULL_422) secondary capture with a name: it cannot be re-encoded losslessly."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    frames = np.zeros((1, 256, 256, 3), dtype=np.uint8)
+    frames[0] = (40, 40, 40)
+    frames[0, 100:220, 30:230] = (90, 60, 30)
+    canvas = Canvas(frames)
+    canvas.text(0, (10, 10), "FAKEDOE^JANINE", (255, 255, 255), size=16)
+    buffer = io.BytesIO()
+    Image.fromarray(frames[0]).save(buffer, format="JPEG", quality=95)
+    ds = _dataset(SECONDARY_CAPTURE, "OT", 256, 256, SamplesPerPixel=3, PhotometricInterpretation="YBR_FULL_422",
+                  PlanarConfiguration=0, LossyImageCompression="01")
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return Fixture(path, canvas.phi, canvas.labels)

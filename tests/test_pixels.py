@@ -395,3 +395,22 @@ def test_clean_pixels_is_refused_below_full_and_with_an_unknown_mode(tmp_path: P
     assert status == 2 and not (tmp_path / "out").exists()
     with pytest.raises(UsageError):
         pixels.in_scope(Dataset(), Options(level=Level.FULL, key=KEY, clean_pixels="everything"))
+
+
+def test_lossy_jpeg_input_is_written_native_and_the_report_says_so(tmp_path: Path) -> None:
+    _require_ocr()
+    made = fx.sc_jpeg(tmp_path / "in" / "sc.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["sc.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert record["pixels"]["pixel_data"] == "rewritten explicit VR little endian (was JPEG Baseline (Process 1))"
+    out = pydicom.dcmread(_output(record))
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert out.PhotometricInterpretation == "RGB" and out.LossyImageCompression == "01"
+    source = pydicom.dcmread(made.path).pixel_array  # decoded to RGB by pydicom
+    (frame, x0, y0, x1, y1), = made.phi
+    assert np.abs(source[y0:y1, x0:x1].astype(int) - 255).sum(axis=-1).min() < 60  # the text was there
+    assert (out.pixel_array[y0:y1, x0:x1].astype(int).sum(axis=-1) < 400).all()  # no near-white left
+    outside = np.ones(source.shape[:2], dtype=bool)
+    for box in record["pixels"]["boxes"]:
+        outside[box["y"]:box["y"] + box["height"], box["x"]:box["x"] + box["width"]] = False
+    assert np.array_equal(out.pixel_array[outside], source[outside])

@@ -128,12 +128,14 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     if int(whole.BitsAllocated) not in (8, 16, 32):
         raise ValueError("bits allocated")
     native = not syntax.is_compressed
-    decoded = Dataset()
-    frames = pixel_array(whole, raw=native or syntax == RLELossless, ds_out=decoded)
-    photometric = str(decoded.get("PhotometricInterpretation", whole.PhotometricInterpretation))
-    if photometric == "YBR_FULL_422" and native:
-        raise ValueError("native YBR_FULL_422")
+    raw = native or syntax == RLELossless  # the stored values; other decoders give RGB for YBR colour
+    frames = pixel_array(whole, raw=raw)
+    photometric = str(whole.PhotometricInterpretation)
     samples = int(whole.get("SamplesPerPixel", 1))
+    if photometric == "YBR_FULL_422" and native:
+        raise ValueError("native YBR_FULL_422")  # subsampled in the file, not in the decoded array
+    if not raw and samples == 3:
+        photometric = "RGB"
     count = int(whole.get("NumberOfFrames", 1) or 1)
     frames = frames.reshape((count, int(whole.Rows), int(whole.Columns), *((samples,) if samples > 1 else ())))
     original = frames
@@ -255,10 +257,13 @@ def _set_native(dataset: Dataset, frames: np.ndarray[Any, Any], ds: Dataset) -> 
 
 
 def _encode(dataset: Dataset, frames: np.ndarray[Any, Any], syntax: UID, photometric: str, ds: Dataset) -> str:
-    """Compress `frames` into `dataset` in `syntax` when lossless and encodable; else native. Says which."""
-    dataset.PhotometricInterpretation = photometric  # as decoded (e.g. RGB from a YBR JPEG)
+    """Compress `frames` (in `photometric`) into `dataset` in `syntax` when lossless and encodable; else write
+    them native. Says which."""
     arr = frames if frames.shape[0] > 1 else frames[0]
     if syntax in _REENCODE:
+        # JPEG 2000's YBR_RCT/YBR_ICT name the encoder's own colour transform of RGB input: kept.
+        if str(ds.PhotometricInterpretation) not in ("YBR_RCT", "YBR_ICT"):
+            dataset.PhotometricInterpretation = photometric
         try:
             dataset.compress(syntax, arr, generate_instance_uid=False)
             return f"rewritten, re-encoded {syntax.name}"
@@ -267,6 +272,7 @@ def _encode(dataset: Dataset, frames: np.ndarray[Any, Any], syntax: UID, photome
     for tag in (0x7FE00010, 0x00280006):
         if tag in dataset:
             del dataset[tag]
+    dataset.PhotometricInterpretation = photometric  # as decoded (RGB from a YBR JPEG)
     if frames.ndim == 4:
         dataset.PlanarConfiguration = 0
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
