@@ -182,6 +182,7 @@ def mono1(path: Path) -> Fixture:
     canvas = Canvas(frames)
     canvas.text(0, (8, 8), "FAKEDOE^JANINE", 0)
     canvas.text(0, (8, 228), "FK83920471", 0)
+    canvas.text(0, (40, 100), "JANINE", 0, size=40)  # large print: taller than an eighth of the image
     canvas.text(0, (250, 8), "L", 0, phi=False)
     ds = _dataset(SECONDARY_CAPTURE, "OT", 256, 320, PhotometricInterpretation="MONOCHROME1", BitsAllocated=16,
                   BitsStored=10, HighBit=9)

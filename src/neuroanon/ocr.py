@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--clean-pixels needs the ocr extra: pip install 'neuroanon[ocr]' (rapidocr, onnxruntime)"
 MIN_CHARACTERS = 2  # a lone letter ("L", "R") is a label, and one-character reads are mostly noise
-MAX_HEIGHT_FRACTION = 1 / 8  # on text-free speckle the detector returns one whole-image box: no text is that tall
+# On text-free noisy images the detector may return one box over the whole image: a box taller than this part of
+# the image is dropped unless it is shaped like a line of text (wider than tall), as large print is.
+MAX_HEIGHT_FRACTION = 1 / 8
+MIN_LINE_ASPECT = 1.2
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ def read(image: np.ndarray[Any, Any]) -> list[TextBox]:
 def _plausible(box: TextBox, rows: int) -> bool:
     height, width = box.y1 - box.y0, box.x1 - box.x0
     characters = sum(1 for c in box.text if not c.isspace())
-    return 0 < height <= max(8.0, rows * MAX_HEIGHT_FRACTION) and width > 0 and characters >= MIN_CHARACTERS
+    line_shaped = height <= rows * MAX_HEIGHT_FRACTION or width >= MIN_LINE_ASPECT * height
+    return height > 0 and width > 0 and line_shaped and characters >= MIN_CHARACTERS
 
 
 @lru_cache(maxsize=1)

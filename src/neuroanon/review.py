@@ -64,7 +64,7 @@ def write_page(quarantine: Path | None) -> Path | None:
                     f"{entry['boxes']} box(es) redacted (red), {entry['still_read']} still read (yellow)</p>"
                     f"{images}</section>")
     page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>neuroanon: pixel review</title>"
-            "<style>figure{display:inline-block;margin:4px}img{max-width:512px;image-rendering:pixelated}</style>"
+            "<style>figure{display:inline-block;margin:4px}img{max-width:512px;image-rendering:pixelated}h2{font-size:1em;word-break:break-all}</style>"
             f"</head><body><h1>Clean Pixel Data: {len(rows)} file(s) to review</h1><p id=\"status\"></p>"
             f"{''.join(rows)}<script>{_COUNT_IMAGES}</script></body></html>")
     _atomic(root / PAGE, lambda fp: fp.write(page.encode("utf-8")))
