@@ -414,3 +414,15 @@ def test_lossy_jpeg_input_is_written_native_and_the_report_says_so(tmp_path: Pat
     for box in record["pixels"]["boxes"]:
         outside[box["y"]:box["y"] + box["height"], box["x"]:box["x"] + box["width"]] = False
     assert np.array_equal(out.pixel_array[outside], source[outside])
+
+
+def test_two_workers_write_the_same_bytes(cleaned: dict[str, Any], tmp_path: Path) -> None:
+    """Each worker process loads its own model; the outputs are those of one process, byte for byte."""
+    inputs = cleaned["made"]["us.dcm"].path.parent
+    options = Options(level=Level.FULL, key=KEY, clean_pixels="phi", quarantine=tmp_path / "q")
+    summary = anonymize_tree([inputs], tmp_path / "out", options, workers=2)
+    assert summary.exit_code == 0
+    one = {p.relative_to(cleaned["out"]): p.read_bytes() for p in files_under(cleaned["out"])}
+    two = {p.relative_to(tmp_path / "out"): p.read_bytes() for p in files_under(tmp_path / "out")}
+    assert two == one and len(two) == 4
+    assert (tmp_path / "q" / review.FOLDER / review.PAGE).is_file()
