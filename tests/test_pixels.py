@@ -426,3 +426,31 @@ def test_two_workers_write_the_same_bytes(cleaned: dict[str, Any], tmp_path: Pat
     two = {p.relative_to(tmp_path / "out"): p.read_bytes() for p in files_under(tmp_path / "out")}
     assert two == one and len(two) == 4
     assert (tmp_path / "q" / review.FOLDER / review.PAGE).is_file()
+
+
+@pytest.mark.parametrize("maker", [fx.us_cine, fx.sc_rgb])
+def test_rewritten_file_tells_the_residual_check_where_its_pixel_data_lies(
+    maker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pixel values are not searched for header values (random bytes would match by chance): the span is given."""
+    import io
+
+    from neuroanon.apply import apply_level
+    from neuroanon.read import read_header
+
+    fx.require_font()
+    made = maker(tmp_path / "in.dcm")
+    read_once = iter([[ocr.TextBox(0, 0, 40, 12, "FAKEDOE^JANINE")]])
+    monkeypatch.setattr(ocr, "read", lambda image: next(read_once, []))
+    header = read_header(made.path)
+    options = Options(level=Level.FULL, key=KEY, clean_pixels="phi")
+    patterns = needles(header.dataset)
+    dataset, changes = apply_level(header.dataset, options, patterns)
+    cleaning = pixels.clean(made.path, header, dataset, changes, patterns, options)
+    assert cleaning is not None and cleaning.write is not None and cleaning.held is None
+    buffer = io.BytesIO()
+    span = cleaning.write(buffer)
+    data = buffer.getvalue()
+    assert span is not None and span.end == len(data)
+    assert data[span.start:span.start + 4] == b"\xe0\x7f\x10\x00"
+    assert pydicom.dcmread(io.BytesIO(data)).PixelData == dataset.PixelData

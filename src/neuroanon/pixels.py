@@ -109,6 +109,8 @@ def clean(source: Path, header: Header, dataset: Dataset, changes: list[Change],
     cleaning = Cleaning()
     try:
         _clean(source, header, dataset, changes, patterns, options, cleaning)
+    except UsageError:
+        raise  # the ocr extra is missing: the run stops, no file is blamed
     except Exception as exc:  # no decoder, a corrupt stream, an unusual layout: fail closed
         cleaning.held = f"pixel data could not be read for cleaning ({type(exc).__name__})"
         cleaning.write = None
