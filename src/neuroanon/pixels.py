@@ -14,6 +14,7 @@ BurnedInAnnotation NO and the 113101 code. An image without text keeps its pixel
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from collections.abc import Callable
@@ -142,38 +143,8 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     frames = frames.reshape((count, int(whole.Rows), int(whole.Columns), *((samples,) if samples > 1 else ())))
     original = frames
     frames = _clear_overlay_bits(frames.copy(), whole)
-    strict = options.clean_pixels.endswith("strict")
     cleaning.frames = count
-    todo = list(range(count))
-    seen: dict[bytes, list[tuple[int, int, int, int]]] = {}
-    for round_ in range(ROUNDS + 1):
-        found: dict[int, list[tuple[int, int, int, int]]] = {}
-        for index in todo:
-            frame = frames[index]
-            key = frame.tobytes()
-            if key not in seen or round_:
-                image = _display(frame, photometric, whole)
-                boxes = [b for b in ocr.read(image) if strict or is_phi(b.text, patterns)]
-                cleaning.frames_read += 1
-                seen[key] = [(b.x0, b.y0, b.x1, b.y1) for b in boxes]
-            if seen[key]:
-                found[index] = seen[key]
-        if not found:
-            break
-        if round_ == ROUNDS:
-            cleaning.still_read = [Box(i, *r) for i, rects in found.items() for r in rects]
-            cleaning.held = (f"text still read after redaction in {len(found)} frame(s); "
-                             "check the review images")
-            break
-        for index, rects in found.items():
-            for x0, y0, x1, y1 in rects:
-                # Detection boxes hug the glyphs: a margin takes in ascenders, descenders and edge letters.
-                dy, dx = max(2, (y1 - y0) // 3), max(3, (y1 - y0) // 2)
-                box = Box(index, max(0, x0 - dx), max(0, y0 - dy), min(frames.shape[2], x1 + dx),
-                          min(frames.shape[1], y1 + dy))
-                frames[index, box.y0:box.y1, box.x0:box.x1] = _background(frames[index], box)
-                cleaning.boxes.append(box)
-        todo = sorted(found)
+    _redact(frames, photometric, whole, patterns, options.clean_pixels.endswith("strict"), cleaning)
     changed = bool(cleaning.boxes) or not np.array_equal(frames, original)
     if native:  # the decoder drops bits above BitsStored: overlay bits in the stored bytes show as a difference
         changed = changed or _native_bytes(frames, whole, header.little_endian) != bytes(whole.PixelData)
@@ -191,11 +162,46 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
             implicit, little = False, True
             cleaning.encoding = _encode(dataset, frames, syntax, photometric, whole)
         cleaning.write = _writer(dataset, replace(header, pixels=None, implicit_vr=implicit, little_endian=little))
-        changes.append(Change("(7FE0,0010)", "PixelData", "redacted"))
+        changes.append(Change("(7FE0,0010)", "PixelData", "redacted" if cleaning.boxes else "overlay bits cleared"))
     if cleaning.boxes or cleaning.held:
         cleaning.review = [_display(frames[i], photometric, whole) for i in range(count)]
     if cleaning.held is None:
         _mark(dataset, changes)
+
+
+def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, patterns: tuple[Needle, ...],
+            strict: bool, cleaning: Cleaning) -> None:
+    """Read every frame, redact its PHI boxes in place; read the redacted frames again, up to ROUNDS times.
+
+    Text still read after the last round holds the file back. Identical frames (a frozen cine) are read once."""
+    todo = list(range(len(frames)))
+    seen: dict[bytes, list[tuple[int, int, int, int]]] = {}
+    for round_ in range(ROUNDS + 1):
+        found: dict[int, list[tuple[int, int, int, int]]] = {}
+        for index in todo:
+            key = hashlib.blake2b(frames[index].tobytes(), digest_size=16).digest()
+            if key not in seen or round_:
+                boxes = [b for b in ocr.read(_display(frames[index], photometric, ds))
+                         if strict or is_phi(b.text, patterns)]
+                cleaning.frames_read += 1
+                seen[key] = [(b.x0, b.y0, b.x1, b.y1) for b in boxes]
+            if seen[key]:
+                found[index] = seen[key]
+        if not found:
+            return
+        if round_ == ROUNDS:
+            cleaning.still_read = [Box(i, *r) for i, rects in found.items() for r in rects]
+            cleaning.held = f"text still read after redaction in {len(found)} frame(s); check the review images"
+            return
+        for index, rects in found.items():
+            for x0, y0, x1, y1 in rects:
+                # Detection boxes hug the glyphs: a margin takes in ascenders, descenders and edge letters.
+                dy, dx = max(2, (y1 - y0) // 3), max(3, (y1 - y0) // 2)
+                box = Box(index, max(0, x0 - dx), max(0, y0 - dy), min(frames.shape[2], x1 + dx),
+                          min(frames.shape[1], y1 + dy))
+                frames[index, box.y0:box.y1, box.x0:box.x1] = _background(frames[index], box)
+                cleaning.boxes.append(box)
+        todo = sorted(found)
 
 
 def _clear_overlay_bits(frames: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray[Any, Any]:
