@@ -454,3 +454,29 @@ def test_rewritten_file_tells_the_residual_check_where_its_pixel_data_lies(
     assert span is not None and span.end == len(data)
     assert data[span.start:span.start + 4] == b"\xe0\x7f\x10\x00"
     assert pydicom.dcmread(io.BytesIO(data)).PixelData == dataset.PixelData
+
+
+def test_real_big_endian_palette_cine_from_pydicom(tmp_path: Path, independent: Any) -> None:
+    """pydicom's OBXXXX1A_expb_2frame: ultrasound, PALETTE COLOR, two frames (the second is the first's indices
+    inverted: near-black through the palette, its text faint but in the values), explicit VR big endian. The name,
+    ID and date bar is redacted on both, the measurement labels stay, the file is written little endian."""
+    from pydicom.pixels import apply_color_lut
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(get_testdata_file("OBXXXX1A_expb_2frame.dcm"), tmp_path / "in" / "us.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert {box["frame"] for box in record["pixels"]["boxes"]} == {0, 1}
+    assert record["pixels"]["pixel_data"] == "rewritten explicit VR little endian (was big endian)"
+    source = pydicom.dcmread(get_testdata_file("OBXXXX1A_expb_2frame.dcm"))
+    out = pydicom.dcmread(_output(record))
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    before, after = apply_color_lut(source.pixel_array, source), apply_color_lut(out.pixel_array, out)
+    outside = np.ones(before.shape[:3], dtype=bool)
+    for box in record["pixels"]["boxes"]:
+        outside[box["frame"], box["y"]:box["y"] + box["height"], box["x"]:box["x"] + box["width"]] = False
+    assert np.array_equal(after[outside], before[outside])  # the palette and every other pixel kept
+    values = [fold(n.data.decode("utf-8", "ignore")) for n in needles(source)]
+    texts = [fold(t) for t in _read_all(independent, _output(record))]
+    assert values and not any(value in text for value in values for text in texts)
+    assert any("cm" in text for text in texts)  # the measurement label is still there

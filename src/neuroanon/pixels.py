@@ -14,6 +14,7 @@ BurnedInAnnotation NO and the 113101 code. An image without text keeps its pixel
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import time
@@ -45,6 +46,8 @@ if TYPE_CHECKING:  # numpy comes with the ocr extra: imported where pixels are d
 MODES = ("phi", "strict", "all", "all-strict")  # which boxes (phi or every one), which images (risky or all)
 CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 PIXEL_DATA = 0x7FE00010
+LOCAL_TILE = 24  # pixels: a tile about as high as a line of burned-in text
+LOCAL_CLIP = 40.0  # high: within a tile, text and its background are stretched apart almost fully
 ROUNDS = 2  # redact, read again, redact what is still read, read again: then release or hold
 # Lossless syntaxes pydicom can encode (RLE natively; the others when their encoder plugin is installed).
 _REENCODE = (RLELossless, JPEG2000Lossless, JPEGLSLossless)
@@ -181,10 +184,10 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
         for index in todo:
             key = hashlib.blake2b(frames[index].tobytes(), digest_size=16).digest()
             if key not in seen or round_:
-                boxes = [b for b in ocr.read(_display(frames[index], photometric, ds))
+                boxes = [b for image in _renderings(frames[index], photometric, ds) for b in ocr.read(image)
                          if strict or is_phi(b.text, patterns)]
                 cleaning.frames_read += 1
-                seen[key] = [(b.x0, b.y0, b.x1, b.y1) for b in boxes]
+                seen[key] = _merged([(b.x0, b.y0, b.x1, b.y1) for b in boxes])
             if seen[key]:
                 found[index] = seen[key]
         if not found:
@@ -204,6 +207,19 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
         todo = sorted(found)
 
 
+def _merged(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The rectangles, those that overlap (the same text read in two pictures) joined into one."""
+    merged: list[tuple[int, int, int, int]] = []
+    for rect in sorted(rects):
+        for i, (x0, y0, x1, y1) in enumerate(merged):
+            if rect[0] < x1 and x0 < rect[2] and rect[1] < y1 and y0 < rect[3]:
+                merged[i] = (min(x0, rect[0]), min(y0, rect[1]), max(x1, rect[2]), max(y1, rect[3]))
+                break
+        else:
+            merged.append(rect)
+    return merged
+
+
 def _clear_overlay_bits(frames: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray[Any, Any]:
     """Frames with the bits above BitsStored cleared (the retired overlays embedded in pixel data).
 
@@ -216,11 +232,46 @@ def _clear_overlay_bits(frames: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray
     return frames
 
 
+def _renderings(frame: np.ndarray[Any, Any], photometric: str, ds: Dataset) -> list[np.ndarray[Any, Any]]:
+    """The pictures of a frame that the OCR reads: as a viewer shows it (a window fitted to the frame, or the
+    palette), and the stored values with a local contrast stretch, in which text that the window or the palette
+    renders faint (a dark bar's labels, a palette's near-black frame) reads too. Noise the stretch amplifies can
+    hide text that the first picture shows: both are read."""
+    return [_display(frame, photometric, ds), _local_contrast(frame, photometric)]
+
+
+def _local_contrast(frame: np.ndarray[Any, Any], photometric: str) -> np.ndarray[Any, Any]:
+    """Adaptive histogram equalisation (CLAHE) over tiles about a text line high, per colour sample."""
+    import cv2
+    import numpy as np
+
+    values = frame.astype(np.float64)
+    if frame.ndim == 3 and photometric.startswith("YBR_FULL"):
+        from pydicom.pixels.processing import convert_color_space
+
+        values = convert_color_space(frame, photometric, "RGB").astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    scaled = ((values - low) * 65535 / max(high - low, 1.0)).astype(np.uint16)
+    rows, cols = frame.shape[:2]
+    # OpenCV's clip limit is relative to the bin count: 16-bit input has 256 times as many bins as 8-bit.
+    equaliser = cv2.createCLAHE(clipLimit=LOCAL_CLIP * 256, tileGridSize=(max(1, cols // LOCAL_TILE),
+                                                                           max(1, rows // LOCAL_TILE)))
+    planes = [scaled] if scaled.ndim == 2 else [scaled[:, :, i] for i in range(scaled.shape[2])]
+    out = [(np.asarray(equaliser.apply(np.ascontiguousarray(p)), dtype=np.uint16) >> 8).astype(np.uint8)
+           for p in planes]
+    image = out[0] if len(out) == 1 else np.stack(out, axis=2)
+    return np.asarray(255 - image if photometric == "MONOCHROME1" else image)
+
+
 def _display(frame: np.ndarray[Any, Any], photometric: str, ds: Dataset) -> np.ndarray[Any, Any]:
     """The frame as an 8-bit picture for the OCR and the reviewer (a window fitted to the frame)."""
     import numpy as np
-    from pydicom.pixels.processing import convert_color_space
+    from pydicom.pixels.processing import apply_color_lut, convert_color_space
 
+    if photometric == "PALETTE COLOR":
+        # The colours a viewer shows; a palette pydicom cannot expand is shown by its indices, windowed.
+        with contextlib.suppress(Exception):
+            frame = apply_color_lut(frame, ds)
     if frame.ndim == 3:
         rgb = frame
         if photometric.startswith("YBR_FULL"):
