@@ -2,9 +2,10 @@
 
 Only at full, with `--clean-pixels`. Which images: those of a class or modality that may carry burned-in text
 (the burned-in gate's list, whatever BurnedInAnnotation says), or every image with mode `all`. Every frame is
-decoded (native, RLE, JPEG, JPEG-LS, JPEG 2000 through pydicom's plugins), shown to the OCR with a window fitted
-to the frame (for detection only), and each PHI box (every box in `strict` mode) plus a margin is set to the
-frame's background value in the stored representation. Overlay bits above BitsStored are cleared too.
+decoded (native, RLE, JPEG, JPEG-LS, JPEG 2000 through pydicom's plugins), shown to the OCR in two pictures made
+for detection only (as a viewer shows it; with a local contrast stretch), and each PHI box (every box in
+`strict` mode) plus a margin is set to the background around it in the stored representation. Overlay bits
+above BitsStored are cleared too.
 
 Native pixel data stays native; compressed data is re-encoded losslessly in its transfer syntax when pydicom has
 an encoder for it (RLE Lossless always), else written explicit VR little endian (the report says so). The
