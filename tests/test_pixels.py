@@ -282,6 +282,8 @@ def test_pixel_data_that_cannot_be_decoded_is_held_back(tmp_path: Path, monkeypa
     record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["broken.dcm"]
     assert record["status"] == "quarantined"
     assert record["reason"].startswith("pixels not proven clean: pixel data could not be read")
+    page = (tmp_path / "q" / review.FOLDER / review.PAGE).read_text()
+    assert "held back: pixels not proven clean: pixel data could not be read" in page and "<img " not in page
 
 
 def test_which_images_are_read() -> None:

@@ -26,8 +26,9 @@ REDACTED, STILL_READ = (255, 0, 0), (255, 255, 0)
 
 
 def save(cleaning: Cleaning, output: str, held: str | None, quarantine: Path) -> None:
-    """Write the review images and the entry of one cleaned or held-back file."""
-    if not cleaning.review:
+    """Write the review images and the entry of one redacted or held-back file (a file held because its pixels
+    could not be decoded has an entry and no image)."""
+    if not cleaning.review and held is None:
         return
     from PIL import Image, ImageDraw
 
