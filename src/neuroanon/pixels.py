@@ -154,14 +154,9 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
         changed = changed or _native_bytes(frames, whole, header.little_endian) != bytes(whole.PixelData)
     if changed:
         implicit, little = header.implicit_vr, header.little_endian
-        if native:
-            if not little:
-                implicit, little = False, True
-                cleaning.encoding = "rewritten explicit VR little endian (was big endian)"
-                dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            else:
-                cleaning.encoding = "rewritten native"
-            _set_native(dataset, frames, whole)
+        if native:  # in the source's own syntax, big endian too (its other binary values keep their order)
+            cleaning.encoding = "rewritten native"
+            _set_native(dataset, frames, whole, little)
         else:
             implicit, little = False, True
             cleaning.encoding = _encode(dataset, frames, syntax, photometric, whole)
@@ -310,9 +305,9 @@ def _native_bytes(frames: np.ndarray[Any, Any], ds: Dataset, little: bool = True
     return data + b"\0" if len(data) % 2 else data
 
 
-def _set_native(dataset: Dataset, frames: np.ndarray[Any, Any], ds: Dataset) -> None:
-    """Put `frames` into `dataset` as native little-endian pixel data."""
-    dataset.PixelData = _native_bytes(frames, ds)
+def _set_native(dataset: Dataset, frames: np.ndarray[Any, Any], ds: Dataset, little: bool = True) -> None:
+    """Put `frames` into `dataset` as native pixel data in the given byte order."""
+    dataset.PixelData = _native_bytes(frames, ds, little)
     dataset["PixelData"].VR = "OB" if int(ds.BitsAllocated) == 8 else "OW"
 
 
