@@ -221,3 +221,18 @@ def sc_jpeg(path: Path) -> Fixture:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return Fixture(path, canvas.phi, canvas.labels)
+
+
+def faint_bar(path: Path) -> Fixture:
+    """16-bit, a bright image under a dark header bar whose text is 60 levels above the bar in a 0-4000 range:
+    about one grey level in a window over the whole frame, plain in the stored values."""
+    rng = np.random.default_rng(17)
+    rows, cols = 256, 320
+    frames = np.zeros((1, rows, cols), dtype=np.uint16)
+    frames[0, 60:, :] = np.clip(rng.normal(2500, 700, (rows - 60, cols)), 0, 4000).astype(np.uint16)
+    frames[0, :40, :] = 100
+    canvas = Canvas(frames)
+    canvas.text(0, (8, 10), "FAKEDOE^JANINE  15.01.2024", 160)
+    ds = _dataset(SECONDARY_CAPTURE, "OT", rows, cols, BitsAllocated=16, BitsStored=12, HighBit=11)
+    _save(ds, frames, path)
+    return Fixture(path, canvas.phi, canvas.labels)

@@ -74,6 +74,7 @@ def cleaned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     inputs = base / "in"
     made = {"us.dcm": fx.us_cine(inputs / "us.dcm"), "sc.dcm": fx.sc_rgb(inputs / "sc.dcm"),
             "mono1.dcm": fx.mono1(inputs / "mono1.dcm"), "control.dcm": fx.control(inputs / "control.dcm"),
+            "faint.dcm": fx.faint_bar(inputs / "faint.dcm"),
             "xa.dcm": fx.xa16(base / "xa" / "xa.dcm")}
     before = {p: p.read_bytes() for p in files_under(base)}
     records = _run(inputs, base / "out", base / "quarantine", "phi")
@@ -91,7 +92,7 @@ def test_every_text_image_is_released_redacted_not_held(cleaned: dict[str, Any])
     for name, record in records.items():
         assert record["status"] == "written", (name, record["reason"])
         assert record["pixels"]["frames_read"] >= record["pixels"]["frames"]
-    for name in ("us.dcm", "sc.dcm", "xa.dcm", "mono1.dcm"):
+    for name in ("us.dcm", "sc.dcm", "xa.dcm", "mono1.dcm", "faint.dcm"):
         assert records[name]["pixels"]["boxes"], name
     assert records["us.dcm"]["pixels"]["frames"] == 3
 
@@ -426,7 +427,7 @@ def test_two_workers_write_the_same_bytes(cleaned: dict[str, Any], tmp_path: Pat
     assert summary.exit_code == 0
     one = {p.relative_to(cleaned["out"]): p.read_bytes() for p in files_under(cleaned["out"])}
     two = {p.relative_to(tmp_path / "out"): p.read_bytes() for p in files_under(tmp_path / "out")}
-    assert two == one and len(two) == 4
+    assert two == one and len(two) == 5
     assert (tmp_path / "q" / review.FOLDER / review.PAGE).is_file()
 
 
