@@ -190,10 +190,10 @@ def mono1(path: Path) -> Fixture:
     return Fixture(path, canvas.phi, canvas.labels)
 
 
-def control(path: Path) -> Fixture:
+def control(path: Path, **attributes: Any) -> Fixture:
     """A text-free ultrasound image: its pixel data must come out byte for byte."""
     frames = speckle(np.random.default_rng(3), 256, 256, 220).astype(np.uint8)[None]
-    ds = _dataset(US_IMAGE, "US", 256, 256)
+    ds = _dataset(US_IMAGE, "US", 256, 256, **attributes)
     _save(ds, frames, path)
     return Fixture(path, text_free_frames=[0])
 

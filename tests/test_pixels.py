@@ -484,3 +484,15 @@ def test_real_big_endian_palette_cine_from_pydicom(tmp_path: Path, independent: 
     texts = [fold(t) for t in _read_all(independent, _output(record))]
     assert values and not any(value in text for value in values for text in texts)
     assert any("cm" in text for text in texts)  # the measurement label is still there
+
+
+def test_text_free_image_said_to_carry_text_is_released_marked_no(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    fx.require_font()
+    made = fx.control(tmp_path / "in" / "control.dcm", BurnedInAnnotation="YES")
+    monkeypatch.setattr(ocr, "read", lambda image: [])
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["control.dcm"]
+    assert record["status"] == "written" and record["pixels"]["pixel_data"] == "unchanged"
+    out = pydicom.dcmread(_output(record))
+    assert out.BurnedInAnnotation == "NO" and out.PatientIdentityRemoved == "YES"
+    assert out.PixelData == pydicom.dcmread(made.path).PixelData

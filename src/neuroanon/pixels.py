@@ -21,6 +21,7 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,7 +33,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from . import ocr
-from .apply import Change
+from .apply import Change, changed_top_level
 from .burnedin import burned_in_risk
 from .errors import UsageError
 from .identifiers import Needle
@@ -166,6 +167,8 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
         cleaning.review = [_display(frames[i], photometric, whole) for i in range(count)]
     if cleaning.held is None:
         _mark(dataset, changes)
+    if cleaning.write is None:  # the pixel data is kept: streamed from the source, the marks encoded anew
+        cleaning.write = partial(write_instance, dataset, header, source, changed=changed_top_level(changes))
 
 
 def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, patterns: tuple[Needle, ...],
