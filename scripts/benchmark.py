@@ -116,6 +116,44 @@ def tools(python: str, workers: int, key: Path) -> dict[str, list[str] | None]:
 SLOW = 30.0  # seconds: a tool slower than this is run once, not --repeat times
 
 
+def clean_pixels(work: Path, frames: int, key: Path, workers: int) -> dict[str, object]:
+    """Time `full --clean-pixels` on one multi-frame 512x512 ultrasound with fake PHI on every other frame; the
+    report gives the seconds spent reading and redacting pixels, per frame read (frames with text are read twice)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    ds = make_dataset(subject=1, series=8, rows=512, columns=512)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"  # US multi-frame
+    ds.Modality, ds.NumberOfFrames = "US", frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    for tag in [t for t in ds.keys() if t >= 0x60000000]:
+        del ds[tag]
+    rng = np.random.default_rng(0)
+    font = ImageFont.load_default(size=16)
+    stack = []
+    for index in range(frames):
+        image = Image.fromarray(rng.rayleigh(40, (512, 512)).clip(0, 255).astype(np.uint8))
+        if index % 2 == 0:
+            ImageDraw.Draw(image).text((10, 10), "FAKEPERSON^ALEX  ID 4711081501", fill=255, font=font)
+        ImageDraw.Draw(image).text((420, 480), "4.2 cm", fill=255, font=font)
+        stack.append(np.asarray(image))
+    ds.PixelData = np.stack(stack).tobytes()
+    ds["PixelData"].VR = "OB"
+    corpus = work / "pixels"
+    corpus.mkdir(parents=True, exist_ok=True)
+    ds.save_as(corpus / "US0001.dcm", enforce_file_format=True)
+    report, out = work / "pixels.jsonl", work / "pixels-out"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "neuroanon.cli", "anonymize", str(corpus), "-o", str(out), "-q",
+                    "--level", "full", "--clean-pixels", "--key-file", str(key), "--workers", str(workers),
+                    "--report", str(report)], check=False)
+    seconds = time.perf_counter() - start
+    record = next(json.loads(line) for line in report.read_text().splitlines() if '"input"' in line)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"frames": frames, "wall_seconds": round(seconds, 2), "status": record["status"], **record["pixels"]}
+
+
 def _timed(argv: list[str], work: Path, corpus: Path) -> tuple[float, float, int, int, int]:
     """One run into an empty output, with a warm page cache and nothing left to write back from earlier runs.
 
@@ -150,6 +188,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported")
+    parser.add_argument("--clean-pixels-frames", type=int, default=0,
+                        help="also time --clean-pixels on this many 512x512 ultrasound frames (needs the ocr extra)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="neuroanon-bench-"))
     corpus = work / "corpus"
@@ -189,6 +229,12 @@ def main() -> int:
     for r in rows:
         print(f"| {r['tool']} | {r['seconds']} | {r['x_cp']} | {r['cpu_s']} | {r['files_per_s']} | "
               f"{r['mb_per_s']} | {r['peak_rss_mb']} | {r['files_out']} | {r['exit']} |")
+    if args.clean_pixels_frames:
+        pixels = clean_pixels(work, args.clean_pixels_frames, key, args.workers)
+        print(f"\nclean-pixels: {pixels['seconds_per_frame']} s per frame read ({pixels['frames_read']} reads of "
+              f"{pixels['frames']} frames, {len(pixels['boxes'])} boxes, {pixels['status']}); "
+              f"{pixels['wall_seconds']} s wall with start-up")
+        rows.append({"tool": "neuroanon full --clean-pixels", **pixels, "boxes": len(pixels["boxes"])})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     if not args.workdir:

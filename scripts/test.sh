@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: set up ./.venv with the test extras, install the DICOM peers the
-# tests talk to (dcmtk, dicom3tools, orthanc from Debian), then lint (ruff), type-check (mypy --strict) and run
-# pytest. Extra arguments go to pytest.
+# tests talk to (dcmtk, dicom3tools, orthanc from Debian; fonts-dejavu-core and chromium for the --clean-pixels
+# tests), then lint (ruff), type-check (mypy --strict) and run pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ command -v dciodvfy >/dev/null || need+=(dicom3tools)
 # Debian installs the Orthanc binary in /usr/sbin, which is not on every user's PATH; the tests start their own
 # Orthanc (the package's service is not needed).
 PATH="$PATH:/usr/sbin:/sbin" command -v Orthanc >/dev/null || need+=(orthanc)
+# --clean-pixels tests: real fonts to draw fake PHI with, and a browser to open the review page.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -15,10 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, ocr
 from .errors import NeuroanonError, UsageError
 from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import PRESETS, Level, Options
+from .pixels import MODES
 from .profile import explain, render_rules
 from .report import Record, RunInfo, Status, status_word
 
@@ -179,6 +180,9 @@ def _release_options(p: argparse.ArgumentParser, input_paths: bool = True) -> No
         p.add_argument("--report-paths", action="store_true",
                        help="full: name inputs in the report by their paths, which often hold names and IDs: such a "
                             "report is identifiable (default: a keyed token per input, as in the run journal)")
+    p.add_argument("--clean-pixels", nargs="?", const="phi", default="", choices=MODES, metavar="MODE",
+                   help="full: find burned-in text by OCR, redact PHI text (strict: all text; all: every image; "
+                        "PS3.15 113101); needs the ocr extra")
 
 
 def _size(text: str) -> int:
@@ -200,7 +204,9 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
     checks = {}
     if args.command in ("anonymize", "serve", "send"):
         checks = {"residual_check": not args.no_residual_check, "allow_burned_in": args.allow_burned_in,
-                  "quarantine": args.quarantine}
+                  "quarantine": args.quarantine, "clean_pixels": args.clean_pixels}
+        if args.clean_pixels:
+            ocr.require()  # a missing extra is a usage error before any file is read
     return Options(
         level=Level(args.level),
         key=key,
@@ -218,14 +224,14 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
 # The options that mean something only at level full, by their argparse name.
 FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics", "retain_device_identity",
              "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check", "report_paths",
-             "mapping")
+             "mapping", "clean_pixels")
 
 
 def _check_level(args: argparse.Namespace) -> None:
     """Refuse an option of level full at another level: silently ignoring it would surprise."""
     if getattr(args, "level", Level.FULL.value) == Level.FULL.value:
         return
-    given = [f"--{name.replace('_', '-')}" for name in FULL_ONLY if getattr(args, name, None) not in (None, False)]
+    given = [f"--{name.replace('_', '-')}" for name in FULL_ONLY if getattr(args, name, None) not in (None, False, "")]
     if given:
         raise UsageError(f"{', '.join(given)}: only at --level full (this run is at level {args.level})")
 

@@ -40,6 +40,7 @@ class Options:
     cap_ages: bool = False  # with retained characteristics, ages of 90 and over become 090Y (HIPAA Safe Harbor)
     residual_check: bool = True  # search every written file for its input's identifying values
     allow_burned_in: bool = False  # release files that may carry burned-in text (never marked identity removed)
+    clean_pixels: str = ""  # 113101: "" off, else pixels.MODES (phi or strict boxes, risky or all images)
     quarantine: Path | None = None  # where files that fail a check go; None: they are not written
     dicom_only: bool = False  # anonymize and original: non-DICOM files are not copied (full never copies them)
 

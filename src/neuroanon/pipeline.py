@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 
-from . import lean
+from . import lean, pixels, review
 from .apply import apply_level, changed_top_level
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted, safe_member_name
@@ -128,6 +128,7 @@ def anonymize_tree(
                 if on_record is not None:
                     on_record(record, size)
         writer.write(summary.as_dict())
+        review.write_page(options.quarantine if options.clean_pixels else None)
         if archive is not None:
             archive.finish()
     finally:
@@ -298,7 +299,10 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         return _copied(item, output, name, "copied byte for byte")
     try:
         plan = lean.plan(item.path, options)
+        if plan is not None and pixels.in_scope(plan.original, options):
+            plan = None  # its pixels are read and maybe rewritten: the general path
         original: Dataset
+        cleaning: pixels.Cleaning | None = None
         if plan is None:  # not the common case: the general path
             header = read_header(item.path)
             if _is_dicomdir(header.dataset):
@@ -310,6 +314,8 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
             changed = changed_top_level(changes)
             write: Callable[[BinaryIO], PixelSpan | None] = partial(write_instance, dataset, header, item.path,
                                                                     changed=changed)
+            cleaning = pixels.clean(item.path, header, dataset, changes, patterns, options)
+            write = cleaning.write if cleaning is not None and cleaning.write is not None else write
         else:
             original, identifiers, changes, patterns = plan.original, plan.identifiers, plan.changes, plan.patterns
             searchable = plan.searchable() if options.level is Level.FULL else None
@@ -321,13 +327,16 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
             subject = str(original.get("PatientID", "") or ""), str(identifiers.get("PatientID", "") or "")
         with Staged(output) as staged:
             span = write(staged.file)
-        held = _hold_reason(original, staged.path, span, target, options, patterns, searchable)
+        held = _hold_reason(original, staged.path, span, target, options, patterns, searchable, cleaning)
+        if cleaning is not None and options.quarantine is not None:
+            review.save(cleaning, target, held[0] if held else None, options.quarantine)
+        cleaned = cleaning.report() if cleaning is not None else None
         if held is None:
-            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes)), str(staged.path),
-                            subject)
+            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes), pixels=cleaned),
+                            str(staged.path), subject)
         reason, findings = held
         return Prepared(Record(name, Status.QUARANTINED, reason, target, changes=tuple(changes),
-                               findings=tuple(findings)), str(staged.path), subject)
+                               findings=tuple(findings), pixels=cleaned), str(staged.path), subject)
     except InputError as exc:
         return Prepared(Record(name, Status.FAILED, str(exc)))
     except UsageError:
@@ -368,13 +377,15 @@ def commit(
 
 def _hold_reason(
     original: Dataset, staged: Path, span: PixelSpan | None, target: str, options: Options,
-    patterns: tuple[Needle, ...], searchable: bytes | None,
+    patterns: tuple[Needle, ...], searchable: bytes | None, cleaning: pixels.Cleaning | None = None,
 ) -> tuple[str, list[Finding]] | None:
     """Why a written file may not be released (fail closed at full), or None to release it."""
     if options.level is not Level.FULL:
         return None
+    if cleaning is not None and cleaning.held is not None:
+        return f"pixels not proven clean: {cleaning.held}", []
     risk = burned_in_risk(original)
-    if risk is not None and not options.allow_burned_in:
+    if risk is not None and not options.allow_burned_in and cleaning is None:
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in", []
     if not options.residual_check:
         return None

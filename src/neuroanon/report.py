@@ -41,6 +41,7 @@ class Record:
     dicom: bool = True
     changes: tuple[Change, ...] = ()
     findings: tuple[Finding, ...] = ()
+    pixels: dict[str, object] | None = None  # Clean Pixel Data: frames read, boxes redacted (positions only)
 
     @property
     def released(self) -> bool:
@@ -56,6 +57,7 @@ class Record:
             "dicom": self.dicom,
             "changes": [c.as_dict() for c in self.changes],
             "findings": [f.as_dict() for f in self.findings],
+            **({"pixels": self.pixels} if self.pixels is not None else {}),
         }
 
 

@@ -1,0 +1,498 @@
+"""Clean Pixel Data (--clean-pixels, 113101): burned-in PHI text found, redacted in every frame, proven gone.
+
+Synthetic images carry fake PHI drawn in real fonts; each test checks the pixels themselves (no ink left where
+PHI was drawn, labels and text-free frames unchanged) and an independent OCR pass over every released image.
+OCR is heavy on a shared machine: the images are small, the fixtures are cleaned once per module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.uid import JPEGBaseline8Bit, RLELossless
+
+from neuroanon import ocr, pixels, review
+from neuroanon.cli import main
+from neuroanon.errors import UsageError
+from neuroanon.identifiers import Needle, needles
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
+from neuroanon.pixeltext import fold, is_phi
+
+from . import pixelfixtures as fx
+from .helpers import files_under
+from .tools import require_tool
+
+KEY = b"pixel-test-key-0123456789abcdef!"
+
+
+def _require_ocr() -> None:
+    if importlib.util.find_spec("rapidocr") is None or importlib.util.find_spec("onnxruntime") is None:
+        message = "the ocr extra is not installed (pip install -e '.[test]' installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    fx.require_font()
+
+
+def _run(inputs: Path, out: Path, quarantine: Path, mode: str) -> dict[str, dict[str, Any]]:
+    report = out.parent / f"{out.name}.jsonl"
+    options = Options(level=Level.FULL, key=KEY, clean_pixels=mode, quarantine=quarantine)
+    anonymize_tree([inputs], out, options, report=report)
+    records = [json.loads(line) for line in report.read_text().splitlines()]
+    return {r["input"]: {**r, "root": str(out)} for r in records if "input" in r}
+
+
+def _frames(path: Path) -> np.ndarray[Any, Any]:
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    return arr if int(ds.get("NumberOfFrames", 1) or 1) > 1 else arr[None]
+
+
+def _output(record: dict[str, Any]) -> Path:
+    return Path(record["root"]) / str(record["output"])
+
+
+@pytest.fixture(scope="module")
+def cleaned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The synthetic fixtures cleaned once at full with --clean-pixels (the gate's images), and the XA with
+    --clean-pixels all (XA may not be on the gate's list)."""
+    _require_ocr()
+    base = tmp_path_factory.mktemp("pixels")
+    inputs = base / "in"
+    made = {"us.dcm": fx.us_cine(inputs / "us.dcm"), "sc.dcm": fx.sc_rgb(inputs / "sc.dcm"),
+            "mono1.dcm": fx.mono1(inputs / "mono1.dcm"), "control.dcm": fx.control(inputs / "control.dcm"),
+            "faint.dcm": fx.faint_bar(inputs / "faint.dcm"),
+            "xa.dcm": fx.xa16(base / "xa" / "xa.dcm")}
+    before = {p: p.read_bytes() for p in files_under(base)}
+    records = _run(inputs, base / "out", base / "quarantine", "phi")
+    records.update(_run(base / "xa", base / "out-xa", base / "quarantine", "all"))
+    assert {p: p.read_bytes() for p in files_under(inputs)} == {p: b for p, b in before.items()
+                                                                 if p.is_relative_to(inputs)}
+    assert {p: p.read_bytes() for p in files_under(base / "xa")} == {p: b for p, b in before.items()
+                                                                      if p.is_relative_to(base / "xa")}
+    return {"made": made, "records": records, "out": base / "out", "quarantine": base / "quarantine"}
+
+
+def test_every_text_image_is_released_redacted_not_held(cleaned: dict[str, Any]) -> None:
+    records = cleaned["records"]
+    assert set(records) == set(cleaned["made"])
+    for name, record in records.items():
+        assert record["status"] == "written", (name, record["reason"])
+        assert record["pixels"]["frames_read"] >= record["pixels"]["frames"]
+    for name in ("us.dcm", "sc.dcm", "xa.dcm", "mono1.dcm", "faint.dcm"):
+        assert records[name]["pixels"]["boxes"], name
+    assert records["us.dcm"]["pixels"]["frames"] == 3
+
+
+def test_no_ink_is_left_where_phi_was_drawn_in_any_frame(cleaned: dict[str, Any]) -> None:
+    for name, made in cleaned["made"].items():
+        source = _frames(made.path)
+        out = _frames(_output(cleaned["records"][name]))
+        assert out.shape == source.shape, name
+        for frame, x0, y0, x1, y1 in made.phi:
+            ink = source[frame, y0:y1, x0:x1]
+            ink_value = ink.reshape(-1, *ink.shape[2:])[np.argmax(_brightness(ink, name).reshape(-1))]
+            region = out[frame, y0:y1, x0:x1]
+            left = np.all(region == ink_value, axis=-1) if region.ndim == 3 else region == ink_value
+            assert not left.any(), (name, frame, (x0, y0))
+
+
+def _brightness(ink: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
+    """Where the drawn text is: brightest pixels, darkest on MONOCHROME1 (the fixtures draw at an extreme)."""
+    values = ink.sum(axis=-1) if ink.ndim == 3 else ink.astype(np.int64)
+    return np.asarray(-values if name == "mono1.dcm" else values)
+
+
+def test_labels_and_text_free_frames_are_unchanged(cleaned: dict[str, Any]) -> None:
+    for name, made in cleaned["made"].items():
+        source = _frames(made.path)
+        out = _frames(_output(cleaned["records"][name]))
+        for frame, x0, y0, x1, y1 in made.labels:
+            assert np.array_equal(out[frame, y0:y1, x0:x1], source[frame, y0:y1, x0:x1]), (name, frame)
+        for frame in made.text_free_frames:
+            assert np.array_equal(out[frame], source[frame]), (name, frame)
+
+
+def test_text_free_control_keeps_its_pixel_data_byte_for_byte(cleaned: dict[str, Any]) -> None:
+    record = cleaned["records"]["control.dcm"]
+    assert record["pixels"]["boxes"] == [] and record["pixels"]["pixel_data"] == "unchanged"
+    source = pydicom.dcmread(cleaned["made"]["control.dcm"].path)
+    out = pydicom.dcmread(_output(record))
+    assert out.PixelData == source.PixelData
+    assert out.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
+
+
+def test_released_files_are_marked_and_keep_their_image_description(cleaned: dict[str, Any]) -> None:
+    for name, made in cleaned["made"].items():
+        source = pydicom.dcmread(made.path)
+        out = pydicom.dcmread(_output(cleaned["records"][name]))
+        assert out.BurnedInAnnotation == "NO" and out.PatientIdentityRemoved == "YES"
+        assert "113101" in [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
+        for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+                        "BitsStored", "PixelRepresentation", "NumberOfFrames"):
+            assert out.get(keyword) == source.get(keyword), (name, keyword)
+    us = pydicom.dcmread(_output(cleaned["records"]["us.dcm"]))
+    assert us.file_meta.TransferSyntaxUID == RLELossless  # compressed input re-encoded in its own syntax
+    assert cleaned["records"]["us.dcm"]["pixels"]["pixel_data"] == "rewritten, re-encoded RLE Lossless"
+
+
+def test_overlay_bits_above_bits_stored_are_cleared(cleaned: dict[str, Any]) -> None:
+    source = np.frombuffer(pydicom.dcmread(cleaned["made"]["xa.dcm"].path).PixelData, "<u2")
+    assert (source >> 12).any()  # the fixture does carry a mark in bit 15 (pydicom's decoder hides it)
+    out = pydicom.dcmread(_output(cleaned["records"]["xa.dcm"]))
+    assert not (np.frombuffer(out.PixelData, "<u2") >> 12).any()
+    assert not any(0x6000 <= tag.group <= 0x60FF for tag in pydicom.dcmread(
+        _output(cleaned["records"]["xa.dcm"])).keys())
+
+
+def test_report_holds_positions_never_text(cleaned: dict[str, Any]) -> None:
+    for record in cleaned["records"].values():
+        for box in record["pixels"]["boxes"]:
+            assert set(box) == {"frame", "x", "y", "width", "height"}
+        text = json.dumps(record).lower()
+        assert not any(planted in text for planted in fx.PLANTED)
+        assert record["pixels"]["seconds_per_frame"] > 0
+
+
+@pytest.fixture(scope="module")
+def independent() -> Any:
+    """A second OCR pass that shares nothing with the product's: its own engine, images scaled up twice, a more
+    sensitive detector."""
+    _require_ocr()
+    import rapidocr
+    from rapidocr import RapidOCR
+
+    models = Path(rapidocr.__file__).parent / "models"
+    return RapidOCR(params={"Global.use_cls": False, "Global.log_level": "error",
+                            "Det.model_path": str(models / "PP-OCRv6_det_small.onnx"),
+                            "Rec.model_path": str(models / "PP-OCRv6_rec_small.onnx"),
+                            "Det.box_thresh": 0.3, "Det.thresh": 0.2,
+                            "EngineConfig.onnxruntime.intra_op_num_threads": 1})
+
+
+def _read_all(engine: Any, path: Path) -> list[str]:
+    from PIL import Image
+
+    ds = pydicom.dcmread(path)
+    texts = []
+    for frame in _frames(path):
+        values = frame.astype(np.float64)
+        scaled = ((values - values.min()) * 255 / max(1.0, float(values.max() - values.min()))).astype(np.uint8)
+        if ds.PhotometricInterpretation == "MONOCHROME1":
+            scaled = 255 - scaled
+        image = Image.fromarray(scaled).convert("RGB")
+        image = image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC)
+        result = engine(np.asarray(image))
+        texts += [str(t) for t in (result.txts or ())]
+    return texts
+
+
+def test_independent_ocr_reads_no_planted_string_in_any_released_image(cleaned: dict[str, Any],
+                                                                        independent: Any) -> None:
+    read_labels = []
+    for name, record in cleaned["records"].items():
+        texts = _read_all(independent, _output(record))
+        compact = [re.sub(r"\s", "", fold(t)) for t in texts]
+        for planted in fx.PLANTED:
+            assert not any(planted.replace(" ", "") in t for t in compact), name
+        read_labels += compact
+    # The pass can read: the measurement labels that stayed are found.
+    assert any("4.2cm" in t for t in read_labels) and any("gain55" in t for t in read_labels)
+
+
+def test_review_images_and_page_sit_in_the_quarantine_not_the_release(cleaned: dict[str, Any]) -> None:
+    root = cleaned["quarantine"] / review.FOLDER
+    entries = [json.loads(p.read_text()) for p in root.glob("*/entry.json")]
+    redacted = {r["output"]: r for r in cleaned["records"].values() if r["pixels"]["boxes"]}
+    assert {e["output"] for e in entries} == set(redacted)
+    for entry in entries:
+        assert len(entry["frames"]) == redacted[entry["output"]]["pixels"]["frames"]
+    assert (root / review.PAGE).is_file()
+    assert not [p for p in files_under(cleaned["out"]) if p.suffix in (".png", ".html")]
+
+
+def test_review_page_loads_every_image_in_headless_chromium(cleaned: dict[str, Any], tmp_path: Path) -> None:
+    browser = require_tool("chromium", beside_python=False)
+    page = cleaned["quarantine"] / review.FOLDER / review.PAGE
+    images = len(re.findall(r"<img ", page.read_text()))
+    assert images == sum(r["pixels"]["frames"] for r in cleaned["records"].values() if r["pixels"]["boxes"])
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-500:]
+    match = re.search(r'data-loaded="(\d+)" data-broken="(\d+)"', done.stdout)
+    assert match is not None, done.stdout[:500]
+    assert (int(match.group(1)), int(match.group(2))) == (images, 0)
+
+
+def test_strict_mode_redacts_labels_too(tmp_path: Path) -> None:
+    _require_ocr()
+    made = fx.sc_rgb(tmp_path / "in" / "sc.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "strict")["sc.dcm"]
+    assert record["status"] == "written", record["reason"]
+    out = _frames(_output(record))
+    (frame, x0, y0, x1, y1), = made.labels
+    region = out[frame, y0:y1, x0:x1]
+    assert not np.all(region == (0, 255, 0), axis=-1).any()  # the green label is gone too
+
+
+def test_text_still_read_after_redaction_holds_the_file_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    fx.require_font()
+    made = fx.control(tmp_path / "in" / "control.dcm")
+    # An OCR that keeps reading a name, wherever the pixels were redacted: the proof must fail.
+    monkeypatch.setattr(ocr, "read", lambda image: [ocr.TextBox(10, 10, 60, 24, "FAKEDOE^JANINE")])
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["control.dcm"]
+    assert record["status"] == "quarantined"
+    assert record["reason"].startswith("pixels not proven clean: text still read after redaction")
+    assert record["pixels"]["still_read"] and record["pixels"]["boxes"]
+    assert "fakedoe" not in json.dumps(record).lower()
+    assert not files_under(tmp_path / "out")
+    held = pydicom.dcmread(tmp_path / "q" / record["output"])
+    assert held.get("BurnedInAnnotation") != "NO" and held.PatientIdentityRemoved == "NO"
+    entry = json.loads(next((tmp_path / "q" / review.FOLDER).glob("*/entry.json")).read_text())
+    assert entry["held"] and entry["still_read"] == 1
+    assert made.path.exists()
+
+
+def test_pixel_data_that_cannot_be_decoded_is_held_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fx.require_font()
+    path = tmp_path / "in" / "broken.dcm"
+    fx.control(path)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8 not a jpeg stream \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    monkeypatch.setattr(ocr, "read", lambda image: [])
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["broken.dcm"]
+    assert record["status"] == "quarantined"
+    assert record["reason"].startswith("pixels not proven clean: pixel data could not be read")
+    page = (tmp_path / "q" / review.FOLDER / review.PAGE).read_text()
+    assert "held back: pixels not proven clean: pixel data could not be read" in page and "<img " not in page
+
+
+def test_which_images_are_read() -> None:
+    on = Options(level=Level.FULL, key=KEY, clean_pixels="phi")
+    every = Options(level=Level.FULL, key=KEY, clean_pixels="all")
+
+    def image(**attributes: str) -> Dataset:
+        ds = Dataset()
+        ds.Rows = 8
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+        return ds
+
+    # A header that says NO is not believed: the class or modality decides.
+    assert pixels.in_scope(image(Modality="OT", SOPClassUID=fx.SECONDARY_CAPTURE, BurnedInAnnotation="NO"), on)
+    assert pixels.in_scope(image(Modality="US", BurnedInAnnotation="NO"), on)
+    assert not pixels.in_scope(image(Modality="MR", SOPClassUID="1.2.840.10008.5.1.4.1.1.4"), on)
+    assert pixels.in_scope(image(Modality="MR", SOPClassUID="1.2.840.10008.5.1.4.1.1.4"), every)
+    assert not pixels.in_scope(Dataset(), every)  # no image
+    assert not pixels.in_scope(image(Modality="US"), Options(level=Level.FULL, key=KEY))
+    assert not pixels.in_scope(image(Modality="US"), Options(level=Level.ANONYMIZE, clean_pixels="phi"))
+
+
+@pytest.mark.parametrize("text", ["FAKEDOE^JANINE", "Fakedoe, Janine", "ID FK83920471", "FK 8392 0471",
+                                  "15.01.2024", "DOB 07/03/1961", "7 Mar 1961", "555-0147", "12 Brightwater Lane",
+                                  "FAKED0E", "janine", "20240115", "Patient: X", "10115 Berlin"])
+def test_phi_text_is_recognised(text: str) -> None:
+    found = (Needle("PatientName", b"fakedoe^janine"), Needle("PatientName", b"fakedoe"),
+             Needle("PatientName", b"janine"), Needle("PatientID", b"fk83920471"))
+    assert is_phi(text, found)
+
+
+@pytest.mark.parametrize("text", ["4.2 cm", "GAIN 55", "TIS<0.4 MI=0.8 AO=100%", "+2:09:04", "LYMPH NODE",
+                                  "DR 60", "FR 25Hz", "C5-1", "Depth 16 cm", "12:30:05", "PWR", "CINE 0118"])
+def test_labels_and_measurements_are_not_phi(text: str) -> None:
+    assert not is_phi(text, (Needle("PatientName", b"fakedoe"), Needle("PatientID", b"fk83920471")))
+
+
+def test_real_burned_in_ultrasound_from_deid_data(tmp_path: Path, independent: Any) -> None:
+    """deid-data's greyscale ultrasound (BurnedInAnnotation YES): its own header values are not read after."""
+    import deid_data
+
+    source = Path(deid_data.__file__).parent / "data" / "ultrasounds" / "GREYSCALE_IMAGE.dcm"
+    (tmp_path / "in").mkdir()
+    shutil.copy(source, tmp_path / "in" / "us.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    assert record["pixels"]["boxes"]
+    assert record["status"] == "written", record["reason"]
+    patterns = needles(pydicom.dcmread(source, stop_before_pixels=True))
+    values = [fold(n.data.decode("utf-8", "ignore")) for n in patterns]
+    for text in _read_all(independent, _output(record)):
+        assert not any(value in fold(text) for value in values)
+
+
+def test_jpeg_2000_lossless_input_is_re_encoded_losslessly(tmp_path: Path) -> None:
+    """pydicom's US1_J2KR (an ultrasound with text) keeps its syntax, or says it was written native."""
+    _require_ocr()
+    (tmp_path / "in").mkdir()
+    shutil.copy(get_testdata_file("US1_J2KR.dcm"), tmp_path / "in" / "us.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert record["pixels"]["boxes"]
+    out = pydicom.dcmread(_output(record))
+    source = pydicom.dcmread(get_testdata_file("US1_J2KR.dcm"))
+    syntax = str(out.file_meta.TransferSyntaxUID)
+    assert syntax == source.file_meta.TransferSyntaxUID or record["pixels"]["pixel_data"].endswith(
+        "explicit VR little endian (was JPEG 2000 Image Compression (Lossless Only))")
+    changed = np.any(out.pixel_array != source.pixel_array, axis=-1)
+    inside = np.zeros_like(changed)
+    for box in record["pixels"]["boxes"]:
+        inside[box["y"]:box["y"] + box["height"], box["x"]:box["x"] + box["width"]] = True
+    assert changed.any() and not (changed & ~inside).any()  # lossless: only the boxes differ
+
+
+def test_cli_without_the_ocr_extra_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    fx.require_font()
+    fx.control(tmp_path / "in" / "control.dcm")
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    ocr._engine.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "rapidocr", None)  # as if not installed
+    try:
+        status = main(["anonymize", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--level", "full",
+                       "--key-file", str(key), "--clean-pixels"])
+    finally:
+        ocr._engine.cache_clear()
+    assert status == 2
+    assert "pip install 'neuroanon[ocr]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_overlay_bits_are_cleared_in_a_text_free_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fx.require_font()
+    path = tmp_path / "in" / "xa.dcm"
+    fx.xa16(path)
+    monkeypatch.setattr(ocr, "read", lambda image: [])  # no text read: only the overlay bits change
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "all")["xa.dcm"]
+    assert record["status"] == "written" and record["pixels"]["boxes"] == []
+    assert record["pixels"]["pixel_data"] == "rewritten native"
+    source = np.frombuffer(pydicom.dcmread(path).PixelData, "<u2")
+    out = np.frombuffer(pydicom.dcmread(_output(record)).PixelData, "<u2")
+    assert np.array_equal(out, source & 0x0FFF)
+    assert not (tmp_path / "q" / review.FOLDER).exists()  # nothing redacted: nothing to review
+
+
+def test_clean_pixels_is_refused_below_full_and_with_an_unknown_mode(tmp_path: Path) -> None:
+    fx.require_font()
+    fx.control(tmp_path / "in" / "control.dcm")
+    status = main(["anonymize", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--clean-pixels"])
+    assert status == 2 and not (tmp_path / "out").exists()
+    with pytest.raises(UsageError):
+        pixels.in_scope(Dataset(), Options(level=Level.FULL, key=KEY, clean_pixels="everything"))
+
+
+def test_lossy_jpeg_input_is_written_native_and_the_report_says_so(tmp_path: Path) -> None:
+    _require_ocr()
+    made = fx.sc_jpeg(tmp_path / "in" / "sc.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["sc.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert record["pixels"]["pixel_data"] == "rewritten explicit VR little endian (was JPEG Baseline (Process 1))"
+    out = pydicom.dcmread(_output(record))
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert out.PhotometricInterpretation == "RGB" and out.LossyImageCompression == "01"
+    source = pydicom.dcmread(made.path).pixel_array  # decoded to RGB by pydicom
+    (frame, x0, y0, x1, y1), = made.phi
+    assert np.abs(source[y0:y1, x0:x1].astype(int) - 255).sum(axis=-1).min() < 60  # the text was there
+    assert (out.pixel_array[y0:y1, x0:x1].astype(int).sum(axis=-1) < 400).all()  # no near-white left
+    outside = np.ones(source.shape[:2], dtype=bool)
+    for box in record["pixels"]["boxes"]:
+        outside[box["y"]:box["y"] + box["height"], box["x"]:box["x"] + box["width"]] = False
+    assert np.array_equal(out.pixel_array[outside], source[outside])
+
+
+def test_two_workers_write_the_same_bytes(cleaned: dict[str, Any], tmp_path: Path) -> None:
+    """Each worker process loads its own model; the outputs are those of one process, byte for byte."""
+    inputs = cleaned["made"]["us.dcm"].path.parent
+    options = Options(level=Level.FULL, key=KEY, clean_pixels="phi", quarantine=tmp_path / "q")
+    summary = anonymize_tree([inputs], tmp_path / "out", options, workers=2)
+    assert summary.exit_code == 0
+    one = {p.relative_to(cleaned["out"]): p.read_bytes() for p in files_under(cleaned["out"])}
+    two = {p.relative_to(tmp_path / "out"): p.read_bytes() for p in files_under(tmp_path / "out")}
+    assert two == one and len(two) == 5
+    assert (tmp_path / "q" / review.FOLDER / review.PAGE).is_file()
+
+
+@pytest.mark.parametrize("maker", [fx.us_cine, fx.sc_rgb])
+def test_rewritten_file_tells_the_residual_check_where_its_pixel_data_lies(
+    maker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pixel values are not searched for header values (random bytes would match by chance): the span is given."""
+    import io
+
+    from neuroanon.apply import apply_level
+    from neuroanon.read import read_header
+
+    fx.require_font()
+    made = maker(tmp_path / "in.dcm")
+    read_once = iter([[ocr.TextBox(0, 0, 40, 12, "FAKEDOE^JANINE")]])
+    monkeypatch.setattr(ocr, "read", lambda image: next(read_once, []))
+    header = read_header(made.path)
+    options = Options(level=Level.FULL, key=KEY, clean_pixels="phi")
+    patterns = needles(header.dataset)
+    dataset, changes = apply_level(header.dataset, options, patterns)
+    cleaning = pixels.clean(made.path, header, dataset, changes, patterns, options)
+    assert cleaning is not None and cleaning.write is not None and cleaning.held is None
+    buffer = io.BytesIO()
+    span = cleaning.write(buffer)
+    data = buffer.getvalue()
+    assert span is not None and span.end == len(data)
+    assert data[span.start:span.start + 4] == b"\xe0\x7f\x10\x00"
+    assert pydicom.dcmread(io.BytesIO(data)).PixelData == dataset.PixelData
+
+
+def test_real_big_endian_palette_cine_from_pydicom(tmp_path: Path, independent: Any) -> None:
+    """pydicom's OBXXXX1A_expb_2frame: ultrasound, PALETTE COLOR, two frames (the second is the first's indices
+    inverted: near-black through the palette, its text faint but in the values), explicit VR big endian. The name,
+    ID and date bar is redacted on both, the measurement labels stay, the file stays big endian."""
+    from pydicom.pixels import apply_color_lut
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(get_testdata_file("OBXXXX1A_expb_2frame.dcm"), tmp_path / "in" / "us.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert {box["frame"] for box in record["pixels"]["boxes"]} == {0, 1}
+    assert record["pixels"]["pixel_data"] == "rewritten native"
+    source = pydicom.dcmread(get_testdata_file("OBXXXX1A_expb_2frame.dcm"))
+    out = pydicom.dcmread(_output(record))
+    assert out.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
+    assert out.RedPaletteColorLookupTableData == source.RedPaletteColorLookupTableData
+    before, after = apply_color_lut(source.pixel_array, source), apply_color_lut(out.pixel_array, out)
+    outside = np.ones(before.shape[:3], dtype=bool)
+    for box in record["pixels"]["boxes"]:
+        outside[box["frame"], box["y"]:box["y"] + box["height"], box["x"]:box["x"] + box["width"]] = False
+    assert np.array_equal(after[outside], before[outside])  # the palette and every other pixel kept
+    values = [fold(n.data.decode("utf-8", "ignore")) for n in needles(source)]
+    texts = [fold(t) for t in _read_all(independent, _output(record))]
+    assert values and not any(value in text for value in values for text in texts)
+    assert any("cm" in text for text in texts)  # the measurement label is still there
+
+
+def test_text_free_image_said_to_carry_text_is_released_marked_no(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    fx.require_font()
+    made = fx.control(tmp_path / "in" / "control.dcm", BurnedInAnnotation="YES")
+    monkeypatch.setattr(ocr, "read", lambda image: [])
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["control.dcm"]
+    assert record["status"] == "written" and record["pixels"]["pixel_data"] == "unchanged"
+    out = pydicom.dcmread(_output(record))
+    assert out.BurnedInAnnotation == "NO" and out.PatientIdentityRemoved == "YES"
+    assert out.PixelData == pydicom.dcmread(made.path).PixelData
