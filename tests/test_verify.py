@@ -199,3 +199,26 @@ def test_verify_reads_every_encoding(released: tuple[Path, Path, Path], tmp_path
     flagged = [r for r in json.loads(report.read_text()) if r["findings"]]
     assert len(flagged) == 1
     assert "original PatientName value found in (0009,1020)" in flagged[0]["findings"]
+
+
+def test_a_standard_uid_kept_by_full_is_no_finding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """full keeps well-known UIDs (a SOP class named in a reference) that the table does not list: verify agrees."""
+    source = tmp_path / "in"
+    make_study(source, subject=9, n_series=1, n_instances=1)
+    (path,) = files_under(source)
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage: names no instance
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.99.1"
+    ds.ReferencedImageSequence = [item]
+    ds.save_as(path)
+    key = tmp_path / "key"
+    key.write_text("ef" * 32)
+    full = tmp_path / "full"
+    assert main(["anonymize", str(source), "-o", str(full), "--level", "full", "--key-file", str(key)]) == 0
+    (written,) = files_under(full)
+    kept = pydicom.dcmread(written).ReferencedImageSequence[0]
+    assert kept.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+    assert kept.ReferencedSOPInstanceUID.startswith("2.25.")
+    capsys.readouterr()
+    assert main(["verify", str(full), "--level", "full"]) == 0, capsys.readouterr().out

@@ -37,6 +37,7 @@ from .profile import (
 from .ps315 import load_table
 from .read import quiet, read_header
 from .residual import check_file, check_path
+from .technical import is_standard_uid
 
 _DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
 _FIVE_KEYWORDS = frozenset(keyword_for_tag(t) for t in NIDB_ANONYMIZE)
@@ -245,7 +246,8 @@ def _value_finding(vr: str, action: str, values: list[str], empty: bool) -> str 
     if empty or action in ("K", "C", "S", "P"):
         return None
     if action == "U" or vr == "UI":
-        return None if all(v.startswith("2.25.") for v in values) else "holds a UID that was not remapped"
+        remapped = all(v.startswith("2.25.") or is_standard_uid(v) for v in values)  # standard UIDs are kept
+        return None if remapped else "holds a UID that was not remapped"
     if action == "Z" and vr not in DATE_VRS:
         return "holds a value; the profile empties it"
     return None if all(v in _DUMMIES for v in values) else "holds a non-dummy value"
