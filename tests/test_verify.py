@@ -202,14 +202,16 @@ def test_verify_reads_every_encoding(released: tuple[Path, Path, Path], tmp_path
 
 
 def test_a_standard_uid_kept_by_full_is_no_finding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """full keeps well-known UIDs (a SOP class named in a reference) that the table does not list: verify agrees."""
+    """full keeps a well-known UID in an attribute the table does not list (it is remapped otherwise): verify agrees."""
     source = tmp_path / "in"
     make_study(source, subject=9, n_series=1, n_instances=1)
     (path,) = files_under(source)
     ds = pydicom.dcmread(path)
     item = pydicom.Dataset()
-    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage: names no instance
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
     item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.99.1"
+    item.StoredInstanceTransferSyntaxUID = "1.2.840.10008.1.2.1"  # a transfer syntax: names no instance
+    item.MultiFrameSourceSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.99.2"
     ds.ReferencedImageSequence = [item]
     ds.save_as(path)
     key = tmp_path / "key"
@@ -218,7 +220,8 @@ def test_a_standard_uid_kept_by_full_is_no_finding(tmp_path: Path, capsys: pytes
     assert main(["anonymize", str(source), "-o", str(full), "--level", "full", "--key-file", str(key)]) == 0
     (written,) = files_under(full)
     kept = pydicom.dcmread(written).ReferencedImageSequence[0]
-    assert kept.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+    assert kept.StoredInstanceTransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert kept.ReferencedSOPInstanceUID.startswith("2.25.")
+    assert kept.MultiFrameSourceSOPInstanceUID.startswith("2.25.")
     capsys.readouterr()
     assert main(["verify", str(full), "--level", "full"]) == 0, capsys.readouterr().out
