@@ -151,6 +151,15 @@ def test_a_short_family_name_alone_is_no_needle(tmp_path: Path) -> None:
     assert held(tmp_path, original("Li^Wei"), ImageComments="Li") == []
 
 
+def test_a_station_named_after_its_maker_is_found_by_the_rest_of_its_name(tmp_path: Path) -> None:
+    """The maker's part of a station name is in every private creator of that maker: it is no needle alone."""
+    source = original()
+    source.StationName = "PHILIPS-FAKE7Q9"
+    assert held(tmp_path, source, x00091010=b"Philips MR Imaging DD 001") == []
+    findings = held(tmp_path, source, ImageComments="scanned on fake7q9")
+    assert_found(findings, "StationName", "(0020,4000)", "FAKE7Q9")
+
+
 @pytest.mark.parametrize(("pid", "text"), [("PID-4711-0042", "PID47110042"), ("00123456", "123456")])
 def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
     findings = held(tmp_path, original(PatientID=pid), ImageComments=f"id {text}")

@@ -14,11 +14,13 @@ ASCII-folded. Dummies and our own pseudonyms are not needles: data already de-id
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from importlib import resources
 
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -245,10 +247,18 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     out = []
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
-        if _worth_searching(data) and not is_dummy(form_text):
+        if _worth_searching(data) and not is_dummy(form_text) and fold(form_text) not in maker_names():
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             out.append(Needle(keyword, data, (form,), encodings, declared))
     return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def maker_names() -> frozenset[str]:
+    """Known manufacturer and model names (folded): a station called after its maker ("PHILIPS-1A2B3C") is
+    identified by the rest of its name, not by the maker's, which every private creator of that maker holds."""
+    text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
+    return frozenset(fold(m) for m in json.loads(text)["makers"])
 
 
 def name_texts(text: str) -> set[str]:

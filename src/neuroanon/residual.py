@@ -28,7 +28,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from .identifiers import Needle, count, find, find_text, fold
+from .identifiers import Needle, count, find, find_text, fold, maker_names
 from .read import PixelSpan, quiet
 
 # Our own keyed UIDs are 39 random digits: a date could occur in them by chance, so they are not searched.
@@ -181,7 +181,7 @@ def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str], tuple[str,
     data = json.loads(text)
     terms = {int(key[1:5] + key[6:10], 16): frozenset(fold(t) for t in values)
              for key, values in data["defined_terms"].items()}
-    return terms, frozenset(fold(m) for m in data["makers"]), tuple(fold(m) for m in data["implementations"])
+    return terms, maker_names(), tuple(fold(m) for m in data["implementations"])
 
 
 @cache
