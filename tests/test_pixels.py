@@ -30,6 +30,7 @@ from neuroanon.identifiers import Needle, needles
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.pixeltext import fold, is_phi
+from neuroanon.report import RunInfo
 
 from . import pixelfixtures as fx
 from .helpers import files_under
@@ -50,7 +51,7 @@ def _require_ocr() -> None:
 def _run(inputs: Path, out: Path, quarantine: Path, mode: str) -> dict[str, dict[str, Any]]:
     report = out.parent / f"{out.name}.jsonl"
     options = Options(level=Level.FULL, key=KEY, clean_pixels=mode, quarantine=quarantine)
-    anonymize_tree([inputs], out, options, report=report)
+    anonymize_tree([inputs], out, options, report=report, run=RunInfo(clear_paths=True))  # records by file name
     records = [json.loads(line) for line in report.read_text().splitlines()]
     return {r["input"]: {**r, "root": str(out)} for r in records if "input" in r}
 
