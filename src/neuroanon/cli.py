@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import NeuroanonError, UsageError
+from .errors import NeuroanonError, RunStopped, Terminated, UsageError
 from .keys import load_key, load_lookup, load_or_create_key
 from .options import Level, Options
 from .profile import explain, render_rules
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dicomdir", action="store_true",
                      help="write a fresh DICOMDIR for the output (its files linked under NADICOM/ with PS3.10 IDs)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    run.add_argument("--follow-symlinks", action="store_true",
+                     help="follow symlinks inside the input folders (loops are not followed); without it they are "
+                     "reported as skipped. Inputs named on the command line are always followed")
+    run.add_argument("--force", action="store_true",
+                     help="write into a non-empty output folder that no neuroanon run began")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -169,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
     _quiet_pydicom()
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.command == "explain":
             print(render_rules(explain(Level(args.level), _options(args))))
@@ -184,9 +192,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "send":
             return _send(args)
         return _anonymize(args)
+    except RunStopped as exc:
+        print(f"neuroanon: {exc}", file=sys.stderr)
+        return 1
     except NeuroanonError as exc:
         print(f"neuroanon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the run stopped cleanly
+        how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        then = "; run the same command again to resume" if args.command == "anonymize" else ""
+        print(f"neuroanon: stopped by {how}{then}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _release_settings(args: argparse.Namespace) -> Options:
@@ -229,7 +252,8 @@ def _anonymize(args: argparse.Namespace) -> int:
 
     try:
         summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                 workers=args.workers, dask_scheduler=args.dask_scheduler)
+                                 workers=args.workers, dask_scheduler=args.dask_scheduler,
+                                 follow_symlinks=args.follow_symlinks, force=args.force)
     finally:
         if progress is not None:
             progress.close()

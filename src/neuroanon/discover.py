@@ -24,6 +24,8 @@ class Kind(enum.StrEnum):
     EMPTY = "empty"
     SPECIAL = "special"  # FIFO, device, socket: never opened
     ZIP_MEMBER = "zip-member"  # classified once extracted
+    LINK = "link"  # a symlink inside a tree, not followed (no --follow-symlinks, a loop, or a broken link)
+    UNREADABLE = "unreadable"  # a file or folder the run may not read
 
 
 @dataclass(frozen=True)
@@ -36,22 +38,79 @@ class InputFile:
     kind: Kind
     member: str | None = None  # for a zip member: its name in the archive at `path`
     size: int = 0
+    note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
 
 
-def discover(inputs: list[Path]) -> Iterator[InputFile]:
-    """Every file under the inputs, in a stable order. Symlinks are not followed out of the tree."""
+def discover(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[InputFile]:
+    """Every file under the inputs, in a stable order (a folder's files, then its subfolders, by name).
+
+    What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
+    `follow_symlinks`, and never into a folder that contains it (a loop); any other is a LINK entry. A folder
+    that cannot be listed is an UNREADABLE entry; nothing is left out silently.
+    """
     for root in inputs:
-        if root.is_file() and not root.is_symlink() and zipfile.is_zipfile(root):
+        if root.is_file() and _is_zip(root):
             yield from _members(root)
+        elif root.is_dir():
+            yield from _walk(root, follow_symlinks)
+        else:  # a file, or a FIFO or device given by name
+            yield _classify(root, root.parent, root.name, follow=True)
+
+
+def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
+    # Folders still to list, with their relative path and the (device, inode) of the folders above them.
+    pending: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(root, "", frozenset())]
+    while pending:
+        folder, relative, above = pending.pop()
+        try:
+            info = folder.stat()
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield InputFile(folder, root, relative or ".", Kind.UNREADABLE, note=f"folder unreadable: {_cause(exc)}")
             continue
-        if not root.is_dir() or root.is_symlink():  # a file, or a FIFO, device or link given by name
-            yield _classify(root, root.parent, root.name)
-            continue
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            for name in sorted(files):
-                path = Path(folder) / name
-                yield _classify(path, root, path.relative_to(root).as_posix())
+        here = above | {(info.st_dev, info.st_ino)}
+        folders: list[tuple[Path, str, frozenset[tuple[int, int]]]] = []
+        for entry in entries:
+            path, name = Path(entry.path), f"{relative}/{entry.name}" if relative else entry.name
+            link = entry.is_symlink()
+            try:
+                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if link and _target_id(path) in here:
+                    yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): "
+                                    "not followed")
+                else:
+                    folders.append((path, name, here))
+            elif link and not follow_symlinks:
+                what = "folder" if entry.is_dir() else "file"
+                yield InputFile(path, root, name, Kind.LINK,
+                                note=f"symlink to a {what} inside a tree: not followed (use --follow-symlinks)")
+            else:
+                yield _classify(path, root, name, follow=follow_symlinks)
+        pending.extend(reversed(folders))
+
+
+def _target_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _cause(exc: OSError) -> str:
+    """The OS's reason, lower case ("permission denied"), without the path it names."""
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False  # unreadable: classifying it says so
 
 
 def _members(archive: Path) -> Iterator[InputFile]:
@@ -77,17 +136,25 @@ def extracted(item: InputFile, folder: Path) -> InputFile:
     return _classify(target, folder, item.relative)
 
 
-def _classify(path: Path, root: Path, relative: str) -> InputFile:
+def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> InputFile:
+    """What the file at `path` is, by its content; a symlink is read through only when `follow`."""
     try:
-        info = path.lstat()
-    except OSError:
-        return InputFile(path, root, relative, Kind.SPECIAL)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        info = path.stat() if follow else path.lstat()
+    except FileNotFoundError:
+        return InputFile(path, root, relative, Kind.LINK, note="broken symlink: its target does not exist")
+    except OSError as exc:
+        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
+    if stat.S_ISLNK(info.st_mode):
+        return InputFile(path, root, relative, Kind.LINK, note="symlink inside a tree: not followed")
+    if not stat.S_ISREG(info.st_mode):
         return InputFile(path, root, relative, Kind.SPECIAL)
     if info.st_size == 0:
         return InputFile(path, root, relative, Kind.EMPTY)
-    with open(path, "rb") as f:
-        head = f.read(140)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(140)
+    except OSError as exc:
+        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
     return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head) else Kind.NOT_DICOM)
 
 

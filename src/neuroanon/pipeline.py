@@ -10,15 +10,20 @@ The CLI and any other front end call these functions and never reach around them
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -30,7 +35,7 @@ from . import lean
 from .apply import apply_level, changed_top_level
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted, safe_member_name
-from .errors import InputError, UsageError
+from .errors import InputError, RunStopped, UsageError
 from .identifiers import Needle, needles
 from .journal import Journal
 from .keys import Keyring
@@ -44,6 +49,7 @@ from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, part
 log = logging.getLogger(__name__)
 
 BATCH = 8  # files a worker task takes at once: fewer round trips between processes
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
 
 
 @dataclass(frozen=True)
@@ -80,71 +86,152 @@ def anonymize_tree(
     on_record: Callable[[Record, int], None] | None = None,
     workers: int = 1,
     dask_scheduler: str | None = None,
+    follow_symlinks: bool = False,
+    force: bool = False,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
 
     `on_record` hears of each file as it is committed, with the input's size (for progress displays). With
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
+    `follow_symlinks` follows symlinks inside the input trees (those named in `inputs` always are). An output
+    folder that is not empty and that no neuroanon run began is refused unless `force`.
 
-    A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
-    An `output` ending in `.zip` is written as a zip archive, member by member (`X.zip.partial` until the run
-    completes; a rerun takes it up again).
+    Outputs are staged in a private work folder beside `output` (`.<name>.neuroanon-work`, locked for the run:
+    a second run into the same output is refused) and enter `output` only when released. A rerun with the same
+    arguments after an interruption keeps what the earlier run finished and does the rest. An `output` ending in
+    `.zip` is written as a zip archive, member by member (`X.zip.partial` until the run completes; a rerun takes
+    it up again). When the output's disk fills up the run stops (RunStopped) with its report summarized.
     """
     check_paths(inputs, output, options.quarantine)
     zipped = output.suffix.lower() == ".zip"
-    # A zip's members are staged in a work folder beside it, then copied into the archive.
-    root = output if not zipped else output.parent / f".{output.name}.neuroanon-work"
-    clear_staged(root)
-    journal = Journal(output, options, resumable=partial_zip(output).exists() if zipped else None)
-    archive = ZipSink(output, keep=journal.written()) if zipped else None
-    root.mkdir(parents=True, exist_ok=True)
-    present = archive.members.__contains__ if archive is not None else lambda name: (root / name).exists()
-    summary = Summary(options.level.value)
-    writer = ReportWriter(report)
-    claimed: dict[str, str] = {}
-    released = archive.add if archive is not None else None
-    try:
-        with _pool(workers, dask_scheduler) as pool:
-            outcomes = _outcomes(_named(inputs), root, options, journal, present, pool, 4 * max(workers, 4))
-            for item, name, outcome in outcomes:
-                if isinstance(outcome, Prepared):
-                    record = commit(outcome, root, options, claimed, released)
-                    journal.add(name, item.path, record)
-                else:  # finished by an earlier run
-                    record = replace(outcome, input=name)
-                    if record.status is Status.WRITTEN and record.output is not None:
-                        claimed.setdefault(record.output, name)
-                size = _size(item)
-                summary.add(record, size)
-                writer.write(record)
-                if on_record is not None:
-                    on_record(record, size)
-        writer.write(summary.as_dict())
-        if archive is not None:
-            archive.finish()
-    finally:
-        writer.close()
-        journal.close()
-        if archive is not None:
-            archive.close()  # unfinished, the partial archive and the journal stay for a rerun
-            shutil.rmtree(root, ignore_errors=True)
-            if archive.finished:
-                journal.path.unlink(missing_ok=True)
+    with work_folder(output) as stage:
+        if not zipped:
+            clear_staged(output)  # what a run of an earlier version staged in the output itself
+        journal = Journal(output, options, resumable=partial_zip(output).exists() if zipped else None, force=force)
+        summary = Summary(options.level.value)
+        writer = ReportWriter(report)
+        archive: ZipSink | None = None
+        stopped = "interrupted"
+        try:
+            archive = ZipSink(output, keep=journal.written()) if zipped else None
+            if not zipped:
+                output.mkdir(parents=True, exist_ok=True)
+            _run(inputs, output, stage, options, journal, archive, summary, writer, on_record, workers,
+                 dask_scheduler, follow_symlinks)
+            writer.write(summary.as_dict())
+            if archive is not None:
+                archive.finish()
+            stopped = ""
+        except RunStopped as exc:
+            stopped = str(exc)
+            raise RunStopped(f"{exc} writing {output}: the run stopped after {summary.files} files; free some "
+                             "space and run the same command again to resume") from None
+        except OSError as exc:
+            if not _no_space(exc):
+                raise
+            stopped = "no space left on device"
+            raise RunStopped(f"no space left on device writing {output}: the run stopped after {summary.files} "
+                             "files; free some space and run the same command again to resume") from None
+        finally:
+            if stopped:
+                with suppress(OSError):  # the report may be on the full disk too
+                    writer.write({"summary": {**_fields(summary), "stopped": stopped}})
+            writer.close()
+            journal.close()
+            if archive is not None:
+                archive.close()  # unfinished, the partial archive and the journal stay for a rerun
+                if archive.finished:
+                    journal.path.unlink(missing_ok=True)
     return summary
+
+
+def _run(
+    inputs: list[Path], output: Path, stage: Path, options: Options, journal: Journal, archive: ZipSink | None,
+    summary: Summary, writer: ReportWriter, on_record: Callable[[Record, int], None] | None, workers: int,
+    dask_scheduler: str | None, follow_symlinks: bool,
+) -> None:
+    """Prepare every input (here or in the pool), commit each outcome in input order, record it."""
+    present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
+    released = archive.add if archive is not None else None
+    claimed: dict[str, Record] = {}
+    with _pool(workers, dask_scheduler) as pool:
+        items = _named(inputs, follow_symlinks)
+        for item, name, outcome in _outcomes(items, stage, options, journal, present, pool, 4 * max(workers, 4)):
+            if isinstance(outcome, Prepared):
+                record = commit(outcome, output, options, claimed, released)
+                journal.add(name, item.path, record)
+            else:  # finished by an earlier run
+                record = replace(outcome, input=name)
+                if record.output is not None and record.status in (Status.WRITTEN, Status.QUARANTINED):
+                    claimed.setdefault(_place(record), record)
+            size = _size(item)
+            summary.add(record, size)
+            writer.write(record)
+            if on_record is not None:
+                on_record(record, size)
+
+
+@contextmanager
+def work_folder(output: Path) -> Iterator[Path]:
+    """The run's private work folder beside `output`, locked for the run; yields its (empty) stage folder.
+
+    Staged outputs, held-back files included, wait there, never in the output. A second run into the same
+    output while this one holds the lock is refused. The folder is removed when the run ends, however it ends.
+    """
+    out = output.resolve()
+    work = out.parent / f".{out.name}.neuroanon-work"
+    try:
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = _lock(work / "lock")
+    except OSError as exc:
+        raise UsageError(f"cannot write beside the output {output}: {(exc.strerror or type(exc).__name__).lower()}"
+                         ) from None
+    if lock is None:
+        raise UsageError(f"another neuroanon run is writing to {output}; wait for it to end (or stop it), then "
+                         "run again")
+    stage = work / "stage"
+    try:
+        shutil.rmtree(stage, ignore_errors=True)  # what a killed run left staged
+        stage.mkdir(mode=0o700)
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        (work / "lock").unlink(missing_ok=True)
+        os.close(lock)
+        with suppress(OSError):
+            work.rmdir()  # unless something else is in it (another run's lock file, made since)
+
+
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on `path` (its open descriptor), or None when another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the run that held it removed the file as it ended: lock the new one
 
 
 def anonymize_file(source: Path, output: Path, options: Options) -> Record:
     """Anonymize one file into the folder `output` (mirrored name, or identifier path at full)."""
     output.mkdir(parents=True, exist_ok=True)
     item = next(iter(discover([source])))
-    return commit(prepare(item, item.relative, output, options), output, options, {})
+    with work_folder(output) as stage:
+        return commit(prepare(item, item.relative, stage, options), output, options, {})
 
 
-def _named(inputs: list[Path]) -> Iterator[tuple[InputFile, str]]:
+def _named(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[tuple[InputFile, str]]:
     """Every input file with its report name (below a per-input folder when there are several inputs)."""
     for given in inputs:
         prefix = given.resolve().name if len(inputs) > 1 else ""
-        for item in discover([given]):
+        for item in discover([given], follow_symlinks):
             yield item, mirrored(prefix, item.relative)
 
 
@@ -153,28 +240,28 @@ _Pending = tuple[list[tuple[InputFile, str]], "Future[list[Prepared]] | Record"]
 
 
 def _outcomes(
-    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal,
+    items: Iterable[tuple[InputFile, str]], stage: Path, options: Options, journal: Journal,
     present: Callable[[str], bool], pool: Executor | None, window_size: int,
 ) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run (whose
     output is still `present`)."""
     if pool is None:
         for item, name in items:
-            yield item, name, _finished(journal, item, name, present) or prepare(item, name, output, options)
+            yield item, name, _finished(journal, item, name, present) or prepare(item, name, stage, options)
         return
     window: deque[_Pending] = deque()
     batch: list[tuple[InputFile, str]] = []
     for item, name in items:
         done = _finished(journal, item, name, present)
         if done is not None or len(batch) == BATCH:
-            _submit(pool, batch, window, output, options)
+            _submit(pool, batch, window, stage, options)
         if done is not None:
             window.append(([(item, name)], done))
         else:
             batch.append((item, name))
         while len(window) > window_size:
             yield from _collect(window.popleft())
-    _submit(pool, batch, window, output, options)
+    _submit(pool, batch, window, stage, options)
     while window:
         yield from _collect(window.popleft())
 
@@ -190,17 +277,46 @@ def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]
         with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
             yield client.get_executor(pure=False)
     elif workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        pool = ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(),))
+        try:
             yield pool
+        except BaseException:  # an interruption, a full disk: the workers stop now, not after their tasks
+            _stop_workers(pool)
+            raise
+        pool.shutdown()
     else:
         yield None
 
 
+def _worker_started(parent: int) -> None:
+    """In each worker process: Ctrl-C (sent to the whole process group) and SIGTERM are the parent's to handle;
+    the worker dies with its parent, even when the parent is killed outright."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the worker processes (Python 3.14 has `terminate_workers` for this)."""
+    processes = list(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    for pid in processes:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in processes:
+        with suppress(OSError):
+            os.waitpid(pid, 0)
+
+
 def _submit(
-    pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending], output: Path, options: Options
+    pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending], stage: Path, options: Options
 ) -> None:
     if batch:
-        window.append((list(batch), pool.submit(_prepare_batch, list(batch), output, options)))
+        window.append((list(batch), pool.submit(_prepare_batch, list(batch), stage, options)))
         batch.clear()
 
 
@@ -215,40 +331,61 @@ def _finished(journal: Journal, item: InputFile, name: str, present: Callable[[s
     done = journal.finished(name, item.path)
     if done is not None and done.status is Status.WRITTEN and done.output and not present(done.output):
         return None  # its output is gone: do it again
+    if done is not None and done.status is Status.FAILED:
+        return None  # try again: the cause (a permission, a file being copied in) may be gone
     return done
 
 
-def _prepare_batch(batch: list[tuple[InputFile, str]], output: Path, options: Options) -> list[Prepared]:
-    return [prepare(item, name, output, options) for item, name in batch]
+def _prepare_batch(batch: list[tuple[InputFile, str]], stage: Path, options: Options) -> list[Prepared]:
+    return [prepare(item, name, stage, options) for item, name in batch]
 
 
-def prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
-    """Read, anonymize, stage and check one file. Never raises for a bad file: the record says what happened."""
-    with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
-        if item.kind is not Kind.ZIP_MEMBER:
-            return _prepare(item, name, output, options)
-        if not safe_member_name(item.relative):
-            return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
-        with tempfile.TemporaryDirectory(prefix="neuroanon-member-") as folder:
-            try:
-                member = extracted(item, Path(folder))
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
-                return Prepared(Record(name, Status.FAILED, f"zip member unreadable ({type(exc).__name__})"))
-            return _prepare(member, name, output, options)
+def prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepared:
+    """Read, anonymize, stage (in the folder `stage`) and check one file.
+
+    Never raises for a bad file: the record says what happened. Raises RunStopped when the stage's disk is full.
+    """
+    try:
+        with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
+            if item.kind is not Kind.ZIP_MEMBER:
+                return _prepare(item, name, stage, options)
+            if not safe_member_name(item.relative):
+                return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
+            # extracted into the private stage, not the shared temporary folder: its bytes are still identifiable
+            with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder:
+                try:
+                    member = extracted(item, Path(folder))
+                except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                    if isinstance(exc, OSError) and _no_space(exc):
+                        raise
+                    return Prepared(Record(name, Status.FAILED, f"zip member unreadable ({type(exc).__name__})"))
+                return _prepare(member, name, stage, options)
+    except OSError as exc:
+        if _no_space(exc):
+            raise RunStopped("no space left on device") from None
+        raise
 
 
-def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepared:
     if item.kind is Kind.SPECIAL:
-        return Prepared(Record(name, Status.SKIPPED, "not a regular file (symlink, FIFO or device): not followed",
+        return Prepared(Record(name, Status.SKIPPED, "not a regular file (FIFO, device or socket): not read",
                                dicom=False))
+    if item.kind is Kind.LINK:
+        return Prepared(Record(name, Status.SKIPPED, item.note, dicom=False))
+    if item.kind is Kind.UNREADABLE:
+        return Prepared(Record(name, Status.FAILED, item.note))
     if item.kind is not Kind.DICOM:
         what = "empty file" if item.kind is Kind.EMPTY else "not DICOM"
         if options.level is Level.FULL:
             return Prepared(Record(name, Status.SKIPPED, f"{what}: not released at full (it may hold PHI)",
                                    dicom=False))
-        return _copied(item, output, name, f"{what}: copied unchanged", dicom=False)
+        return _copied(item, stage, name, f"{what}: copied unchanged", dicom=False)
     if options.level is Level.ORIGINAL:
-        return _copied(item, output, name, "copied byte for byte")
+        return _copied(item, stage, name, "copied byte for byte")
     try:
         plan = lean.plan(item.path, options)
         original: Dataset
@@ -271,7 +408,7 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         if options.level is Level.FULL:
             assert options.key is not None
             target = by_identifiers(identifiers, Keyring(options.key), name)
-        with Staged(output) as staged:
+        with Staged(stage) as staged:
             span = write(staged.file)
         held = _hold_reason(original, staged.path, span, target, options, patterns, searchable)
         if held is None:
@@ -283,38 +420,63 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         return Prepared(Record(name, Status.FAILED, str(exc)))
     except UsageError:
         raise
+    except OSError as exc:
+        if _no_space(exc):
+            raise
+        return Prepared(Record(name, Status.FAILED, f"could not be processed ({_cause(exc)})"))
     except Exception as exc:  # one bad file never stops the batch; the type alone names the problem
         log.debug("unexpected %s on %s", type(exc).__name__, name)
         return Prepared(Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})"))
 
 
 def commit(
-    prepared: Prepared, output: Path, options: Options, claimed: dict[str, str],
+    prepared: Prepared, output: Path, options: Options, claimed: dict[str, Record],
     released: Callable[[Path, str], None] | None = None,
 ) -> Record:
-    """Release, quarantine or discard a prepared file; the first input to claim an output path keeps it.
+    """Release, quarantine or hold back a prepared file; the first input to claim an output path keeps it.
 
-    `released` takes a released file instead of the output folder (a zip archive's `add`).
+    `released` takes a released file instead of the output folder (a zip archive's `add`). A duplicate of a
+    held-back file is held back too (it holds the same values), not counted as skipped.
     """
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
         return record
-    place = ("quarantine:" if record.status is Status.QUARANTINED else "") + record.output
-    first = claimed.setdefault(place, record.input)
-    if first != record.input:
+    first = claimed.setdefault(_place(record), record)
+    if first.input != record.input:
         discard(Path(staged))
-        return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first}", record.output)
+        if first.status is Status.QUARANTINED:
+            return Record(record.input, Status.QUARANTINED, f"same instance as {first.input}, which was held back",
+                          findings=record.findings)
+        return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first.input}",
+                      record.output)
     if record.status is Status.WRITTEN:
         if released is not None:
             released(Path(staged), record.output)
         else:
-            release(Path(staged), output / record.output)
+            release(Path(staged), output / record.output, output)
         return record
     if options.quarantine is not None:
         move(Path(staged), options.quarantine / record.output)
-        return record
+        return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
     discard(Path(staged))
-    return replace(record, output=None)
+    return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _place(record: Record) -> str:
+    """Where a record's output goes: the output folder, or the quarantine (a name may be in both)."""
+    assert record.output is not None
+    return ("quarantine:" if record.status is Status.QUARANTINED else "") + record.output
+
+
+def _fields(summary: Summary) -> dict[str, object]:
+    fields = summary.as_dict()["summary"]
+    assert isinstance(fields, dict)
+    return dict(fields)
+
+
+def _cause(exc: OSError) -> str:
+    """The OS's reason in lower case ("permission denied"), never the path it may name."""
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def _hold_reason(
@@ -336,11 +498,13 @@ def _hold_reason(
     return None
 
 
-def _copied(item: InputFile, output: Path, name: str, reason: str, dicom: bool = True) -> Prepared:
+def _copied(item: InputFile, stage: Path, name: str, reason: str, dicom: bool = True) -> Prepared:
     try:
-        staged = copy_file(item.path, output)
+        staged = copy_file(item.path, stage)
     except OSError as exc:
-        return Prepared(Record(name, Status.FAILED, f"copy failed ({exc.strerror})", dicom=dicom))
+        if _no_space(exc):
+            raise
+        return Prepared(Record(name, Status.FAILED, f"copy failed ({_cause(exc)})", dicom=dicom))
     return Prepared(Record(name, Status.WRITTEN, reason, name, dicom=dicom), str(staged))
 
 
@@ -353,6 +517,6 @@ def _size(item: InputFile) -> int:
     if item.member is not None:
         return item.size
     try:
-        return os.lstat(item.path).st_size
+        return os.stat(item.path).st_size
     except OSError:
         return 0
