@@ -104,7 +104,7 @@ def anonymize_tree(
     """
     check_paths(inputs, output, options.quarantine)
     zipped = output.suffix.lower() == ".zip"
-    with work_folder(output) as stage:
+    with work_folder(output) as work:
         if not zipped:
             clear_staged(output)  # what a run of an earlier version staged in the output itself
         journal = Journal(output, options, resumable=partial_zip(output).exists() if zipped else None, force=force)
@@ -116,7 +116,7 @@ def anonymize_tree(
             archive = ZipSink(output, keep=journal.written()) if zipped else None
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
-            _run(inputs, output, stage, options, journal, archive, summary, writer, on_record, workers,
+            _run(inputs, output, work, options, journal, archive, summary, writer, on_record, workers,
                  dask_scheduler, follow_symlinks)
             writer.write(summary.as_dict())
             if archive is not None:
@@ -146,7 +146,7 @@ def anonymize_tree(
 
 
 def _run(
-    inputs: list[Path], output: Path, stage: Path, options: Options, journal: Journal, archive: ZipSink | None,
+    inputs: list[Path], output: Path, work: Work, options: Options, journal: Journal, archive: ZipSink | None,
     summary: Summary, writer: ReportWriter, on_record: Callable[[Record, int], None] | None, workers: int,
     dask_scheduler: str | None, follow_symlinks: bool,
 ) -> None:
@@ -154,9 +154,9 @@ def _run(
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
     claimed: dict[str, Record] = {}
-    with _pool(workers, dask_scheduler) as pool:
+    with _pool(workers, dask_scheduler, work.lock) as pool:
         items = _named(inputs, follow_symlinks)
-        for item, name, outcome in _outcomes(items, stage, options, journal, present, pool, 4 * max(workers, 4)):
+        for item, name, outcome in _outcomes(items, work.stage, options, journal, present, pool, 4 * max(workers, 4)):
             if isinstance(outcome, Prepared):
                 record = commit(outcome, output, options, claimed, released)
                 journal.add(name, item.path, record)
@@ -171,9 +171,17 @@ def _run(
                 on_record(record, size)
 
 
+@dataclass(frozen=True)
+class Work:
+    """A run's private work folder: `stage` holds staged outputs; `lock` is the open lock file (a descriptor)."""
+
+    stage: Path
+    lock: int
+
+
 @contextmanager
-def work_folder(output: Path) -> Iterator[Path]:
-    """The run's private work folder beside `output`, locked for the run; yields its (empty) stage folder.
+def work_folder(output: Path) -> Iterator[Work]:
+    """The run's private work folder beside `output`, locked for the run, with its stage folder emptied.
 
     Staged outputs, held-back files included, wait there, never in the output. A second run into the same
     output while this one holds the lock is refused. The folder is removed when the run ends, however it ends.
@@ -193,7 +201,7 @@ def work_folder(output: Path) -> Iterator[Path]:
     try:
         shutil.rmtree(stage, ignore_errors=True)  # what a killed run left staged
         stage.mkdir(mode=0o700)
-        yield stage
+        yield Work(stage, lock)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         (work / "lock").unlink(missing_ok=True)
@@ -223,8 +231,8 @@ def anonymize_file(source: Path, output: Path, options: Options) -> Record:
     """Anonymize one file into the folder `output` (mirrored name, or identifier path at full)."""
     output.mkdir(parents=True, exist_ok=True)
     item = next(iter(discover([source])))
-    with work_folder(output) as stage:
-        return commit(prepare(item, item.relative, stage, options), output, options, {})
+    with work_folder(output) as work:
+        return commit(prepare(item, item.relative, work.stage, options), output, options, {})
 
 
 def _named(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[tuple[InputFile, str]]:
@@ -267,8 +275,8 @@ def _outcomes(
 
 
 @contextmanager
-def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]:
-    """Where files are prepared: a Dask cluster, local worker processes, or this process."""
+def _pool(workers: int, dask_scheduler: str | None, lock: int) -> Iterator[Executor | None]:
+    """Where files are prepared: a Dask cluster, local worker processes, or this process (holding `lock`)."""
     if dask_scheduler is not None:
         try:
             from distributed import Client
@@ -277,7 +285,7 @@ def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]
         with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
             yield client.get_executor(pure=False)
     elif workers > 1:
-        pool = ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
         try:
             yield pool
         except BaseException:  # an interruption, a full disk: the workers stop now, not after their tasks
@@ -288,9 +296,12 @@ def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]
         yield None
 
 
-def _worker_started(parent: int) -> None:
+def _worker_started(parent: int, lock: int) -> None:
     """In each worker process: Ctrl-C (sent to the whole process group) and SIGTERM are the parent's to handle;
-    the worker dies with its parent, even when the parent is killed outright."""
+    the worker dies with its parent, even when the parent is killed outright. The output's lock, inherited
+    through fork, is the parent's alone: it ends with the parent, not with the last worker."""
+    with suppress(OSError):
+        os.close(lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
@@ -302,14 +313,14 @@ def _worker_started(parent: int) -> None:
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and end the worker processes (Python 3.14 has `terminate_workers` for this)."""
-    processes = list(getattr(pool, "_processes", None) or {})
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for pid in processes:
-        with suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    for pid in processes:
-        with suppress(OSError):
-            os.waitpid(pid, 0)
+    for process in processes:
+        with suppress(OSError, ValueError):
+            process.kill()
+    for process in processes:
+        with suppress(OSError, ValueError, AssertionError):
+            process.join(10)  # reaped through its Process, so that the pool's own thread sees it end
 
 
 def _submit(
