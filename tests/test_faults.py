@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from neuroanon.cli import main
@@ -309,3 +310,62 @@ def test_staged_and_held_back_files_never_enter_the_output(tmp_path: Path) -> No
     assert run.returncode == 1, run.stderr.read() if run.stderr else ""
     assert not seen, f"staged files appeared in the output: {sorted(seen)[:3]}"
     assert len(_released(out)) == 400 and not (tmp_path / ".out.neuroanon-work").exists()
+
+
+# --- no PatientID ---------------------------------------------------------------------------------------------------
+
+
+def _without(paths: list[Path], *keywords: str) -> list[Path]:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword in keywords:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path)
+    return paths
+
+
+def _full(source: Path, out: Path, tmp_path: Path, *extra: str) -> dict[str, dict[str, object]]:
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    report = tmp_path / f"{out.name}.jsonl"
+    main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "--report",
+          str(report), "-q", *extra])
+    return _records(report)[0]
+
+
+def test_without_patient_id_the_subject_comes_from_name_and_birth_date_the_same_in_every_file(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    _without(make_study(source / "a", subject=41, n_series=2, n_instances=3), "PatientID")
+    _without(make_study(source / "b", subject=42, n_series=1, n_instances=2), "PatientID")
+    records = _full(source, tmp_path / "out", tmp_path)
+    assert all(r["status"] == "written" for r in records.values())
+    subjects: dict[str, set[str]] = {"a": set(), "b": set()}
+    names: dict[str, set[str]] = {"a": set(), "b": set()}
+    for name, record in records.items():
+        output = tmp_path / "out" / str(record["output"])
+        subjects[name[0]].add(str(record["output"]).split("/")[0])
+        names[name[0]].add(str(pydicom.dcmread(output, stop_before_pixels=True).PatientName))
+    assert len(subjects["a"]) == len(subjects["b"]) == 1, "one person's files went to several subjects"
+    assert subjects["a"] != subjects["b"] and names["a"] != names["b"], "two people were taken for one"
+    assert names["a"] == subjects["a"] and names["b"] == subjects["b"], "PatientName is the subject's pseudonym"
+
+
+def test_without_any_patient_identity_the_study_keeps_its_files_together(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    _without(make_study(source, subject=43, n_series=2, n_instances=2), "PatientID", "PatientName")
+    records = _full(source, tmp_path / "out", tmp_path)
+    assert len({str(r["output"]).split("/")[0] for r in records.values()}) == 1
+    assert len({str(r["output"]).split("/")[2] for r in records.values()}) == 2, "the two series kept apart"
+
+
+def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    for encoding in ("explicit_le", "implicit_le", "explicit_be", "deflated", "rle"):
+        _without(make_study(source / encoding, subject=44, n_series=1, n_instances=1, encoding=encoding),
+                 "PatientID")
+    records = _full(source, tmp_path / "out", tmp_path)
+    statuses = sorted(str(r["status"]) for r in records.values())
+    assert statuses == ["skipped"] * 4 + ["written"], records
+    assert all("duplicate instance" in str(r["reason"]) for r in records.values() if r["status"] == "skipped")
+    assert len(_released(tmp_path / "out")) == 1

@@ -32,7 +32,7 @@ from typing import BinaryIO
 from pydicom.dataset import Dataset
 
 from . import lean
-from .apply import apply_level, changed_top_level
+from .apply import apply_level, changed_top_level, subject_of
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
@@ -418,7 +418,10 @@ def _prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepa
         target = name
         if options.level is Level.FULL:
             assert options.key is not None
-            target = by_identifiers(identifiers, Keyring(options.key), name)
+            keyring = Keyring(options.key)
+            identity = subject_of(original)
+            subject = str(identifiers.get("PatientID", "") or "") or (keyring.pseudonym(identity) if identity else "")
+            target = by_identifiers(identifiers, keyring, name, subject)
         with Staged(stage) as staged:
             span = write(staged.file)
         held = _hold_reason(original, staged.path, span, target, options, patterns, searchable)
