@@ -259,9 +259,12 @@ def _anonymize(args: argparse.Namespace) -> int:
             progress.close()
     print(summary.line())
     if args.dicomdir:
-        from .dicomdir import write_dicomdir
+        from .dicomdir import index_files
 
-        print(f"DICOMDIR: {write_dicomdir(args.output)}")
+        index = index_files(args.output)
+        for relative, why in index.left_out:
+            print(f"not in the DICOMDIR: {relative}: {why}", file=sys.stderr)
+        print(f"DICOMDIR: {index.path} ({index.indexed} files indexed, {len(index.left_out)} left out)")
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code
