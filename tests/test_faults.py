@@ -369,3 +369,31 @@ def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path
     assert statuses == ["skipped"] * 4 + ["written"], records
     assert all("duplicate instance" in str(r["reason"]) for r in records.values() if r["status"] == "skipped")
     assert len(_released(tmp_path / "out")) == 1
+
+
+# --- counting --------------------------------------------------------------------------------------------------------
+
+
+def test_duplicates_of_a_held_back_file_are_held_back_and_copies_are_counted(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=45, n_series=1, n_instances=2)
+    capture = make_dataset(subject=45)
+    capture.BurnedInAnnotation = "YES"  # held back at full
+    capture.save_as(source / "capture.dcm", enforce_file_format=True)
+    capture.save_as(source / "capture-again.dcm", enforce_file_format=True)
+    (source / "notes.txt").write_text("not DICOM")
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    report = tmp_path / "full.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "full"), "--level", "full", "--key-file", str(key),
+                 "--report", str(report), "-q"]) == 1
+    records, summary = _records(report)
+    for name in ("capture.dcm", "capture-again.dcm"):
+        assert records[name]["status"] == "quarantined" and records[name]["output"] is None, name
+    assert "held back, not written (no --quarantine folder)" in str(records["capture-again.dcm"]["reason"])
+    assert "same instance as capture-again.dcm, which was held back" in str(records["capture.dcm"]["reason"])
+    assert summary["quarantined"] == 2 and summary["held_back"] == 2 and summary["skipped"] == 1  # notes.txt
+    report = tmp_path / "anonymize.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "anon"), "--report", str(report), "-q"]) == 0
+    records, summary = _records(report)
+    assert records["notes.txt"]["status"] == "written" and summary["copied_not_dicom"] == 1
