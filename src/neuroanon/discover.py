@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
+import gzip
 import os
 import shutil
 import stat
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 # Explicit VR codes: a file whose first element carries one of these is a DICOM dataset without a preamble.
@@ -24,6 +26,7 @@ class Kind(enum.StrEnum):
     EMPTY = "empty"
     SPECIAL = "special"  # FIFO, device, socket: never opened
     ZIP_MEMBER = "zip-member"  # classified once extracted
+    GZIP_MEMBER = "gzip-member"  # the content of a gzip-compressed DICOM file; classified once extracted
     LINK = "link"  # a symlink inside a tree, not followed (no --follow-symlinks, a loop, or a broken link)
     UNREADABLE = "unreadable"  # a file or folder the run may not read
 
@@ -50,11 +53,11 @@ def discover(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[Inpu
     """
     for root in inputs:
         if root.is_file() and _is_zip(root):
-            yield from _members(root)
+            yield from _members(root, root, "")
         elif root.is_dir():
             yield from _walk(root, follow_symlinks)
         else:  # a file, or a FIFO or device given by name
-            yield _classify(root, root.parent, root.name, follow=True)
+            yield from _opened(_classify(root, root.parent, root.name, follow=True))
 
 
 def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
@@ -89,8 +92,45 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
                 yield InputFile(path, root, name, Kind.LINK,
                                 note=f"symlink to a {what} inside a tree: not followed (use --follow-symlinks)")
             else:
-                yield _classify(path, root, name, follow=follow_symlinks)
+                yield from _opened(_classify(path, root, name, follow=follow_symlinks))
         pending.extend(reversed(folders))
+
+
+def _opened(item: InputFile) -> Iterator[InputFile]:
+    """A file found in a folder; a zip archive or a gzip-compressed DICOM file is opened as an input archive
+    is, its members named below the archive's path (`a/b.zip/member`, `a/c.dcm.gz/c.dcm`)."""
+    kind = archive_kind(item.path) if item.kind is Kind.NOT_DICOM else None
+    if kind == "zip":
+        yield from _members(item.path, item.root, item.relative + "/")
+    elif kind == "gzip" and _gzip_holds_dicom(item.path):
+        name = PurePosixPath(item.relative).name
+        inner = name[: -len(".gz")] if name.lower().endswith(".gz") and len(name) > 3 else name
+        yield replace(item, relative=f"{item.relative}/{inner}", kind=Kind.GZIP_MEMBER, member=inner,
+                      size=os.stat(item.path).st_size)
+    else:
+        yield item
+
+
+def archive_kind(path: Path) -> str | None:
+    """"zip" or "gzip" for a file that is one (by its content), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head == b"PK\x03\x04":
+        return "zip"  # opened as one; if it cannot be, the record says so
+    return None
+
+
+def _gzip_holds_dicom(path: Path) -> bool:
+    try:
+        with gzip.open(path, "rb") as f:
+            return looks_like_dicom(f.read(140))
+    except (OSError, EOFError, zlib.error):
+        return False  # not one, or broken: left as the file it is
 
 
 def _target_id(path: Path) -> tuple[int, int] | None:
@@ -113,12 +153,19 @@ def _is_zip(path: Path) -> bool:
         return False  # unreadable: classifying it says so
 
 
-def _members(archive: Path) -> Iterator[InputFile]:
-    """Every file in a zip archive given as an input, named by its path in the archive."""
-    with zipfile.ZipFile(archive) as zf:
-        for info in sorted(zf.infolist(), key=lambda i: i.filename):
-            if not info.is_dir():
-                yield InputFile(archive, archive, info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
+def _members(archive: Path, root: Path, prefix: str) -> Iterator[InputFile]:
+    """Every file in a zip archive, named by `prefix` and its path in the archive (checked when prepared)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = sorted(zf.infolist(), key=lambda i: i.filename)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        name = prefix.rstrip("/") or archive.name
+        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened "
+                        f"({type(exc).__name__}): its files were not read")
+        return
+    for info in infos:
+        if not info.is_dir():
+            yield InputFile(archive, root, prefix + info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
 
 
 def safe_member_name(name: str) -> bool:
@@ -128,11 +175,16 @@ def safe_member_name(name: str) -> bool:
 
 
 def extracted(item: InputFile, folder: Path) -> InputFile:
-    """Stream a zip member into `folder` and classify it by content, like any other file."""
+    """Stream an archive member into `folder` and classify it by content, like any other file."""
     assert item.member is not None
     target = folder / "member"
-    with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src, open(target, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+    with open(target, "wb") as out:
+        if item.kind is Kind.GZIP_MEMBER:
+            with gzip.open(item.path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        else:
+            with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
     return _classify(target, folder, item.relative)
 
 

@@ -20,6 +20,7 @@ import signal
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -34,7 +35,7 @@ from pydicom.dataset import Dataset
 from . import lean
 from .apply import apply_level, changed_top_level, subject_of
 from .burnedin import burned_in_risk
-from .discover import InputFile, Kind, discover, extracted, safe_member_name
+from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
 from .identifiers import Needle, needles
 from .journal import Journal
@@ -358,18 +359,21 @@ def prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepar
     """
     try:
         with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
-            if item.kind is not Kind.ZIP_MEMBER:
+            if item.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
                 return _prepare(item, name, stage, options)
-            if not safe_member_name(item.relative):
+            if not safe_member_name(item.member or ""):
                 return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
             # extracted into the private stage, not the shared temporary folder: its bytes are still identifiable
             with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder:
                 try:
                     member = extracted(item, Path(folder))
-                except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
                     if isinstance(exc, OSError) and _no_space(exc):
                         raise
-                    return Prepared(Record(name, Status.FAILED, f"zip member unreadable ({type(exc).__name__})"))
+                    return Prepared(Record(name, Status.FAILED, f"archive member unreadable ({type(exc).__name__})"))
+                if member.kind is Kind.NOT_DICOM and archive_kind(member.path) is not None:
+                    return Prepared(Record(name, Status.FAILED, "an archive inside an archive: not opened; extract "
+                                           "it and run again"))
                 return _prepare(member, name, stage, options)
     except OSError as exc:
         if _no_space(exc):
