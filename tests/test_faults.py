@@ -141,11 +141,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(small_disk: Path, tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "mount_point"), [(1, False), (2, False), (2, True)])
+def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
+    small_disk: Path, tmp_path: Path, workers: int, mount_point: bool
+) -> None:
+    """The output on a full disk, in a folder of it or (`mount_point`) the disk itself, the work folder then on
+    another file system."""
     source = tmp_path / "in"
     make_many(source, 80, subject=35, rows=256, columns=256, per_folder=40)  # 80 x 128 KiB: more than 6 MB
-    out, report = small_disk / "out", tmp_path / "report.jsonl"
+    out, report = small_disk if mount_point else small_disk / "out", tmp_path / "report.jsonl"
     run = subprocess.run([*COMMAND, str(source), "-o", str(out), "--report", str(report), "-j", str(workers)],
                          capture_output=True, text=True, env=ENV, timeout=120)
     assert run.returncode == 1, run.stderr
@@ -155,7 +159,10 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(small_disk: Path, t
     records, summary = _records(report)
     assert summary["stopped"] == "no space left on device"
     assert summary["written"] == len(records) and 0 < len(records) < 80, "not one file failed; the run stopped"
-    assert sorted(os.listdir(small_disk)) == [".out.neuroanon-journal", "out"], "work folder or temp files left"
+    if mount_point:
+        assert not list(tmp_path.glob(".disk.neuroanon-work")), "the work folder was left"
+    else:
+        assert sorted(os.listdir(small_disk)) == [".out.neuroanon-journal", "out"], "work folder or temp files left"
     written = _released(out)
     assert len(written) == len(records), "a file under a final name the run did not finish"
     reference = tmp_path / "reference"
