@@ -404,3 +404,17 @@ def test_duplicates_of_a_held_back_file_are_held_back_and_copies_are_counted(tmp
     assert main(["anonymize", str(source), "-o", str(tmp_path / "anon"), "--report", str(report), "-q"]) == 0
     records, summary = _records(report)
     assert records["notes.txt"]["status"] == "written" and summary["copied_not_dicom"] == 1
+
+
+def test_an_output_that_is_a_file_or_a_report_that_cannot_be_written_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=46, n_series=1, n_instances=1)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    assert main(["anonymize", str(source), "-o", str(taken), "-q"]) == 2
+    assert "is a file" in capsys.readouterr().err and taken.read_text() == "a file"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(taken / "r.jsonl")]) == 2
+    assert "cannot write the report" in capsys.readouterr().err
+    assert not (tmp_path / ".out.neuroanon-work").exists(), "the work folder of a refused run was left"

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pydicom.dataset import Dataset
 
@@ -74,6 +74,8 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         held = quarantine.resolve()
         if held == out or held.is_relative_to(out) or any(held.is_relative_to(p.resolve()) for p in inputs):
             raise UsageError(f"the quarantine {quarantine} must be outside the output and the inputs")
+    if output.exists() and not output.is_dir() and output.suffix.lower() != ".zip":
+        raise UsageError(f"the output {output} is a file; name a folder (or a .zip archive)")
     names = [p.resolve().name for p in inputs]
     if len(inputs) > 1 and len(set(names)) != len(names):
         raise UsageError("several inputs share a name; their outputs would collide")
@@ -108,9 +110,15 @@ def anonymize_tree(
     with work_folder(output) as work:
         if not zipped:
             clear_staged(output)  # what a run of an earlier version staged in the output itself
-        journal = Journal(output, options, resumable=partial_zip(output).exists() if zipped else None, force=force)
+        journal = _opened_for_writing(lambda: Journal(output, options, force=force,
+                                                      resumable=partial_zip(output).exists() if zipped else None),
+                                      f"the journal beside {output}")
         summary = Summary(options.level.value)
-        writer = ReportWriter(report)
+        try:
+            writer = _opened_for_writing(lambda: ReportWriter(report), f"the report {report}")
+        except UsageError:
+            journal.close()
+            raise
         archive: ZipSink | None = None
         stopped = "interrupted"
         try:
@@ -123,27 +131,37 @@ def anonymize_tree(
             if archive is not None:
                 archive.finish()
             stopped = ""
-        except RunStopped as exc:
-            stopped = str(exc)
-            raise RunStopped(f"{exc} writing {output}: the run stopped after {summary.files} files; free some "
-                             "space and run the same command again to resume") from None
-        except OSError as exc:
-            if not _no_space(exc):
-                raise
-            stopped = "no space left on device"
-            raise RunStopped(f"no space left on device writing {output}: the run stopped after {summary.files} "
-                             "files; free some space and run the same command again to resume") from None
+        except (RunStopped, OSError) as exc:
+            # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
+            stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
+            advice = "free some space" if "no space" in stopped else "fix that"
+            raise RunStopped(f"{stopped} writing {output}: the run stopped after {summary.files} files; {advice} "
+                             "and run the same command again to resume") from None
         finally:
-            if stopped:
-                with suppress(OSError):  # the report may be on the full disk too
+            # None of this may raise over the reason the run stopped: the disk may be full.
+            with suppress(OSError):
+                if stopped:
                     writer.write({"summary": {**_fields(summary), "stopped": stopped}})
-            writer.close()
-            journal.close()
+            with suppress(OSError):
+                writer.close()
+            with suppress(OSError):
+                journal.close()
             if archive is not None:
-                archive.close()  # unfinished, the partial archive and the journal stay for a rerun
+                with suppress(OSError):
+                    archive.close()  # unfinished, the partial archive and the journal stay for a rerun
                 if archive.finished:
                     journal.path.unlink(missing_ok=True)
     return summary
+
+
+_T = TypeVar("_T")
+
+
+def _opened_for_writing(open_it: Callable[[], _T], what: str) -> _T:
+    try:
+        return open_it()
+    except OSError as exc:
+        raise UsageError(f"cannot write {what}: {_cause(exc)}") from None
 
 
 def _run(
@@ -468,10 +486,16 @@ def commit(
         return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first.input}",
                       record.output)
     if record.status is Status.WRITTEN:
-        if released is not None:
-            released(Path(staged), record.output)
-        else:
-            release(Path(staged), output / record.output, output)
+        try:
+            if released is not None:
+                released(Path(staged), record.output)
+            else:
+                release(Path(staged), output / record.output, output)
+        except OSError as exc:
+            if exc.errno not in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
+                raise  # the output's condition (a full disk...): the run stops
+            discard(Path(staged))  # this file's name alone cannot be written there
+            return replace(record, status=Status.FAILED, reason=f"output not written ({_cause(exc)})", output=None)
         return record
     if options.quarantine is not None:
         move(Path(staged), options.quarantine / record.output)
