@@ -52,7 +52,7 @@ def discover(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[Inpu
     that cannot be listed is an UNREADABLE entry; nothing is left out silently.
     """
     for root in inputs:
-        if root.is_file() and _is_zip(root):
+        if root.is_file() and archive_kind(root) == "zip":
             yield from _members(root, root, "")
         elif root.is_dir():
             yield from _walk(root, follow_symlinks)
@@ -88,9 +88,9 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
                 else:
                     folders.append((path, name, here))
             elif link and not follow_symlinks:
-                what = "folder" if entry.is_dir() else "file"
+                what = "a folder" if entry.is_dir() else "a file" if path.exists() else "nothing (broken)"
                 yield InputFile(path, root, name, Kind.LINK,
-                                note=f"symlink to a {what} inside a tree: not followed (use --follow-symlinks)")
+                                note=f"symlink to {what} inside a tree: not followed (use --follow-symlinks)")
             else:
                 yield from _opened(_classify(path, root, name, follow=follow_symlinks))
         pending.extend(reversed(folders))
@@ -144,13 +144,6 @@ def _target_id(path: Path) -> tuple[int, int] | None:
 def _cause(exc: OSError) -> str:
     """The OS's reason, lower case ("permission denied"), without the path it names."""
     return (exc.strerror or type(exc).__name__).lower()
-
-
-def _is_zip(path: Path) -> bool:
-    try:
-        return zipfile.is_zipfile(path)
-    except OSError:
-        return False  # unreadable: classifying it says so
 
 
 def _members(archive: Path, root: Path, prefix: str) -> Iterator[InputFile]:
