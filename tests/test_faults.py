@@ -418,3 +418,27 @@ def test_an_output_that_is_a_file_or_a_report_that_cannot_be_written_is_a_usage_
     assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(taken / "r.jsonl")]) == 2
     assert "cannot write the report" in capsys.readouterr().err
     assert not (tmp_path / ".out.neuroanon-work").exists(), "the work folder of a refused run was left"
+
+
+def test_a_rerun_with_follow_symlinks_follows_what_the_first_run_skipped(linked_tree: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    assert main(["anonymize", str(linked_tree), "-o", str(out), "-q"]) == 0
+    assert main(["anonymize", str(linked_tree), "-o", str(out), "--report", str(report), "-q",
+                 "--follow-symlinks"]) == 0
+    records, _ = _records(report)
+    assert records["one.dcm"]["status"] == "written" and (out / "one.dcm").is_file()
+
+
+def test_a_journal_line_cut_short_by_a_stop_is_passed_over(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=47, n_series=1, n_instances=3)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 0
+    journal = tmp_path / ".out.neuroanon-journal"
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # the last line cut, as a full disk leaves it
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(source), "-o", str(out), "--report", str(report), "-q"]) == 0
+    assert main(["anonymize", str(source), "-o", str(out), "--report", str(report), "-q"]) == 0
+    records, summary = _records(report)
+    assert summary["written"] == 3 and len(_released(out)) == 3

@@ -65,7 +65,7 @@ class Journal:
         size = self.path.stat().st_size
         if not self.done and size == 0:
             self._write({"version": VERSION, "fingerprint": self._fingerprint})
-        elif size and not self.path.read_bytes().endswith(b"\n"):
+        elif size and not _ends_a_line(self.path):
             self._write({})  # ends the line a killed or stopped run cut short, which the next load skips
 
     def _load(self) -> None:
@@ -111,6 +111,12 @@ class Journal:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _ends_a_line(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -363,6 +363,10 @@ def _finished(journal: Journal, item: InputFile, name: str, present: Callable[[s
         return None  # its output is gone: do it again
     if done is not None and done.status is Status.FAILED:
         return None  # try again: the cause (a permission, a file being copied in) may be gone
+    if done is not None and item.kind in (Kind.LINK, Kind.UNREADABLE, Kind.SPECIAL):
+        return None  # said again without reading anything
+    if done is not None and not done.dicom and item.kind is Kind.DICOM:
+        return None  # not DICOM then, DICOM now (a symlink followed this time)
     return done
 
 
