@@ -158,7 +158,9 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     assert "run the same command again to resume" in run.stderr
     records, summary = _records(report)
     assert summary["stopped"] == "no space left on device"
-    assert summary["written"] == len(records) and 0 < len(records) < 80, "not one file failed; the run stopped"
+    assert summary["written"] == len(records) < 80, "not one file failed; the run stopped"
+    # one worker commits each file before the next; two may fill the disk with staged files before the first
+    assert workers > 1 or records
     if mount_point:
         assert not list(tmp_path.glob(".disk.neuroanon-work")), "the work folder was left"
     else:
