@@ -250,8 +250,10 @@ def anonymize_file(source: Path, output: Path, options: Options) -> Record:
     """Anonymize one file into the folder `output` (mirrored name, or identifier path at full)."""
     output.mkdir(parents=True, exist_ok=True)
     item = next(iter(discover([source])))
-    with work_folder(output) as work:
-        return commit(prepare(item, item.relative, work.stage, options), output, options, {})
+    out = output.resolve()
+    # staged beside the output in a private folder of its own: calls into one output may run side by side
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.neuroanon-file-", dir=out.parent) as stage:
+        return commit(prepare(item, item.relative, Path(stage), options), output, options, {})
 
 
 def _named(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[tuple[InputFile, str]]:
