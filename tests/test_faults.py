@@ -198,27 +198,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _started_run(tmp_path: Path, count: int = 1500, *extra: str) -> tuple[subprocess.Popen[str], Path, Path]:
-    """A run with two workers in its own process group, returned once it has committed some files."""
+def _started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path]:
+    """A run at full (slow enough to be caught mid-way) with two workers in its own process group, returned with
+    its arguments once it has committed some files."""
     source = tmp_path / "in"
-    if not source.exists():
-        make_many(source, count, subject=36, per_folder=250)
+    make_many(source, 1500, subject=36, per_folder=250)
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
     out = tmp_path / "out"
-    run = subprocess.Popen([*COMMAND, str(source), "-o", str(out), "-j", "2", *extra], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    args = ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q"]
+    run = subprocess.Popen([*COMMAND[:-1], *args, "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=ENV, start_new_session=True)
     journal = tmp_path / ".out.neuroanon-journal"
     deadline = time.monotonic() + 120
     while not (journal.exists() and journal.read_text().count("\n") > 40 and len(_children(run.pid)) >= 2):
         assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
         time.sleep(0.02)
-    return run, source, out
+    return run, args, out
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     tmp_path: Path, signum: signal.Signals, status: int
 ) -> None:
-    run, source, out = _started_run(tmp_path)
+    run, args, out = _started_run(tmp_path)
     workers = _children(run.pid)
     # Ctrl-C reaches the whole foreground process group, workers included; SIGTERM only the process named
     os.killpg(run.pid, signum) if signum == signal.SIGINT else run.send_signal(signum)
@@ -232,7 +235,7 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
     done = len(_released(out))
     assert 0 < done < 1500
-    assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 0, "the rerun resumes"
+    assert main(args) == 0, "the rerun resumes"
     assert len(_released(out)) == 1500
 
 
@@ -256,9 +259,9 @@ def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:
 def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run, source, out = _started_run(tmp_path)
+    run, args, _ = _started_run(tmp_path)
     try:
-        assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 2
+        assert main(args) == 2
         assert "another neuroanon run is writing to" in capsys.readouterr().err
     finally:
         run.terminate()
