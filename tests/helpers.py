@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import struct
@@ -32,7 +33,12 @@ def searchable_bytes(path: Path) -> bytes:
 
 
 def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """Every regular file under `root`. A folder removed while it is walked (a node's outbox empties and prunes
+    its folders as it forwards) is passed over, where `Path.rglob` raises."""
+    found = []
+    for folder, _, names in os.walk(root):  # os.walk ignores a folder that vanished before it was listed
+        found.extend(path for path in (Path(folder) / name for name in names) if path.is_file())
+    return sorted(found)
 
 
 def valid_uid(value: str) -> bool:

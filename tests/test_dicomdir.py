@@ -169,3 +169,36 @@ def test_cli_writes_a_dicomdir_on_request(tmp_path: Path) -> None:
     assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key),
                  "--dicomdir", "--workers", "1"]) == 0
     assert pydicom.dcmread(out / "DICOMDIR").file_meta.MediaStorageSOPClassUID == "1.2.840.10008.1.3.10"
+
+
+def test_the_dicomdir_indexes_every_released_file_or_says_why_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuroanon.cli import main
+
+    source = tmp_path / "in"
+    files = make_study(source, subject=4, n_series=2, n_instances=2)
+    (source / "notes.txt").write_text("not DICOM")
+    (source / "again").mkdir()
+    shutil.copy(files[0], source / "again" / "same.dcm")  # one instance twice
+    bare = pydicom.dcmread(files[1])
+    bare.SOPInstanceUID = bare.SOPInstanceUID + ".9"
+    del bare.file_meta
+    bare.preamble = None
+    bare.save_as(source / "bare.dcm", implicit_vr=False, little_endian=True)  # a dataset without file meta
+    assert (source / "bare.dcm").read_bytes()[128:132] != b"DICM"
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "--dicomdir", "-q"]) == 0
+    stdout, stderr = capsys.readouterr()
+    released = [p for p in files_under(out) if p.name != "DICOMDIR" and STAGE not in p.relative_to(out).parts]
+    left_out = dict(line.split(": ", 2)[1:] for line in stderr.splitlines() if line.startswith("not in the DICOMDIR"))
+    fs = FileSet(out / "DICOMDIR")
+    referenced = {str(instance.SOPInstanceUID) for instance in fs}
+    assert len(referenced) + len(left_out) == len(released), "a released file is neither indexed nor explained"
+    assert f"{len(referenced)} files indexed, {len(left_out)} left out" in stdout
+    assert left_out["notes.txt"] == "not DICOM"
+    assert "same instance" in left_out["again/same.dcm"] and "Part-10" in left_out["bare.dcm"]
+    for path in released:
+        name = path.relative_to(out).as_posix()
+        if name not in left_out:
+            assert str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) in referenced, name

@@ -323,14 +323,14 @@ def test_symlink_out_of_the_tree_and_fifo_are_skipped_without_blocking(level: Op
     target_bytes = target.read_bytes()
     records, files = _run_tree(tree, out, level)
     by_name = {r.input: r for r in records}
-    for name in ("link.dcm", "link_to_fifo.dcm", "fifo.dcm"):
+    for name in ("link.dcm", "link_to_fifo.dcm", "fifo.dcm", "link_dir"):
         assert name in by_name, f"{name} not reported"
         assert by_name[name].status is Status.SKIPPED, name
         assert by_name[name].reason, name
         assert by_name[name].output is None, name
     assert not any(r.input.startswith("link_dir/") for r in records), "a symlinked folder was followed"
     assert by_name["sub/image.dcm"].status is Status.WRITTEN
-    assert files == len(records) == 4
+    assert files == len(records) == 5
     assert target.read_bytes() == target_bytes
     outputs = [p for p in out.rglob("*") if p.is_file() or p.is_symlink()]
     assert len(outputs) == 1, "only the regular file is released"

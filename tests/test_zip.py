@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import zipfile
@@ -123,3 +124,55 @@ def test_a_killed_zip_run_resumes_to_the_same_archive_without_redoing_members(
     assert not partial.exists() and not journal.exists()
     _, records, summary = read_report(report)
     assert len(records) == 400 and summary["written"] == 400
+
+
+@pytest.fixture
+def archives_in_a_folder(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A folder holding a study, a zip of two instances, a gzip-compressed instance, a zip with a member that
+    climbs out, a zip inside a zip, a broken zip and a gzip that is not DICOM (as NIfTI files are)."""
+    folder = tmp_path / "in"
+    files = make_study(tmp_path / "sources", subject=8, study=1, n_series=1, n_instances=5)
+    make_study(folder, subject=8, n_series=1, n_instances=1)
+    with zipfile.ZipFile(folder / "more.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(files[0], "a/one.dcm")
+        zf.write(files[1], "two.dcm")
+    (folder / "three.dcm.gz").write_bytes(gzip.compress(files[2].read_bytes()))
+    with zipfile.ZipFile(folder / "climb.zip", "w") as zf:
+        zf.writestr("../escape.dcm", files[3].read_bytes())
+    inner = tmp_path / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.write(files[4], "four.dcm")
+    with zipfile.ZipFile(folder / "nested.zip", "w") as zf:
+        zf.write(inner, "inner.zip")
+    (folder / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    (folder / "image.nii.gz").write_bytes(gzip.compress(b"\x5c\x01\x00\x00" + b"\x00" * 344))
+    return folder, files
+
+
+@pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
+def test_archives_inside_a_folder_are_opened_or_reported_not_opened(
+    archives_in_a_folder: tuple[Path, list[Path]], tmp_path: Path, level: Level
+) -> None:
+    folder, files = archives_in_a_folder
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    key = tmp_path / "key"
+    key.write_text("34" * 32)
+    clear = ["--report-paths"] if level is Level.FULL else []  # records named by path, not by keyed token
+    code = main(["anonymize", str(folder), "-o", str(out), "--level", str(level), "--key-file", str(key),
+                 "--report", str(report), "-q", *clear])
+    assert code == 1, "archives that could not be opened mean not everything was released"
+    records = {str(r["input"]): r for r in _records(report)}
+    for member in ("more.zip/a/one.dcm", "more.zip/two.dcm", "three.dcm.gz/three.dcm"):
+        assert records[member]["status"] == "written" and records[member]["dicom"], member
+    assert records["climb.zip/../escape.dcm"]["status"] == "failed"
+    assert records["nested.zip/inner.zip"]["status"] == "failed"
+    assert "archive inside an archive" in str(records["nested.zip/inner.zip"]["reason"])
+    assert records["broken.zip"]["status"] == "failed" and "could not be opened" in str(records["broken.zip"]["reason"])
+    assert records["image.nii.gz"]["dicom"] is False, "a gzip that is not DICOM stays the file it is"
+    released = [p.read_bytes() for p in files_under(out)]
+    if level is Level.ORIGINAL:
+        assert files[0].read_bytes() in released and files[2].read_bytes() in released
+    else:
+        name = planted_values(8)["PatientName"].encode()
+        assert not any(name in data for data in released), "a name inside an archive was released"
+        assert len([r for r in records.values() if r["status"] == "written" and r["dicom"]]) == 4

@@ -17,6 +17,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from . import __version__
 from .allowlist import SafePrivate, creator_name, find_safe
@@ -81,7 +82,7 @@ def apply_level(
     if options.key is None:
         raise UsageError("the full level needs a key")
     walker = _Full(options, Keyring(options.key), changes, needles(ds) if patterns is None else patterns)
-    walker.subject = str(ds.get("PatientID", "") or "")
+    walker.subject = subject_of(ds)
     walker.walk(new, "")
     if options.cap_ages and options.retain_patient_characteristics:
         cap_age(new, changes)
@@ -272,7 +273,7 @@ class _Full:
         self.changes.append(Change(where, keyword_for_tag(t), "replaced"))
 
     def _pseudonymize(self, ds: Dataset, t: int, where: str) -> None:
-        source = str(ds.get("PatientID", "") or "") if PATIENT_ID in ds else self.subject
+        source = str(ds.get("PatientID", "") or "") or self.subject
         mapped = self.options.lookup.get(source)
         value = mapped if mapped is not None else self.keyring.pseudonym(source)
         ds[t] = DataElement(t, "LO" if t == PATIENT_ID else "PN", value)
@@ -454,6 +455,32 @@ def mark_full(ds: Dataset, options: Options, changes: list[Change], identity_rem
 
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+_IDENTITY_TAGS = (0x00080005, 0x00080018, 0x00100010, 0x00100020, 0x00100030, 0x0020000D)
+_DUMMY_IDENTITY = frozenset({"anon", "10000101"})  # NiDB's and our dummies: already de-identified, nobody
+
+
+def subject_of(ds: Dataset) -> str:
+    """Whom a file is about, taken the same way in every file (and on both paths): its PatientID; else its
+    patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
+    namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
+    view = Dataset({BaseTag(t): ds.get_item(t) for t in _IDENTITY_TAGS if t in ds})  # decoded here, not in ds
+
+    def text(keyword: str) -> str:
+        value = str(view.get(keyword, "") or "").strip()
+        return "" if value.lower() in _DUMMY_IDENTITY else value
+
+    patient_id = str(view.get("PatientID", "") or "")
+    if patient_id.strip():
+        return patient_id
+    name, birth = text("PatientName"), text("PatientBirthDate")
+    if name and birth:
+        return f"\0name\0{name}\0{birth}"
+    for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
+        if text(keyword):
+            return f"\0{keyword}\0{text(keyword)}"
+    return ""
 
 
 def _copy(ds: Dataset) -> Dataset:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import warnings
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, ocr
-from .errors import NeuroanonError, UsageError
+from .errors import NeuroanonError, RunStopped, Terminated, UsageError
 from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import PRESETS, Level, Options
 from .pixels import MODES
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mapping", type=Path, metavar="FILE",
                      help="full: also write each original PatientID and its pseudonym to this CSV (mode 0600, for "
                           "the site's records; it identifies: keep it as you keep the key; usable as --lookup)")
+    run.add_argument("--follow-symlinks", action="store_true",
+                     help="follow symlinks inside the input folders (loops are not followed); without it they are "
+                     "reported as skipped. Inputs named on the command line are always followed")
+    run.add_argument("--force", action="store_true",
+                     help="write into a non-empty output folder that no neuroanon run began")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to scan")
@@ -282,15 +288,25 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0) and EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         _resolve_preset(args)
         _check_level(args)
         code = _run(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe must be met inside this handler
         return code
+    except RunStopped as exc:
+        print(f"neuroanon: {exc}", file=sys.stderr)
+        return 1
     except NeuroanonError as exc:
         print(f"neuroanon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the run stopped cleanly
+        how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        then = "; run the same command again to resume" if args.command == "anonymize" else ""
+        print(f"neuroanon: stopped by {how}{then}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     except BrokenPipeError:
         # The reader went away (`neuroanon explain | head`): stop quietly, as other command-line tools do.
         _silence_stdout()
@@ -299,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"neuroanon: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
         return 1
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _silence_stdout() -> None:
@@ -417,11 +440,13 @@ def _anonymize(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                   workers=args.workers, run=_run_info(args, options))
+                                   workers=args.workers, run=_run_info(args, options),
+                                   follow_symlinks=args.follow_symlinks)
         else:
             summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
                                      workers=args.workers, dask_scheduler=args.dask_scheduler,
-                                     run=_run_info(args, options), mapping=args.mapping)
+                                     run=_run_info(args, options), mapping=args.mapping,
+                                     follow_symlinks=args.follow_symlinks, force=args.force)
     finally:
         if progress is not None:
             progress.close()
@@ -431,9 +456,12 @@ def _anonymize(args: argparse.Namespace) -> int:
     if args.mapping is not None:
         print(f"mapping: {args.mapping}")
     if args.dicomdir:
-        from .dicomdir import write_dicomdir
+        from .dicomdir import index_files
 
-        print(f"DICOMDIR: {write_dicomdir(args.output)}")
+        index = index_files(args.output)
+        for relative, why in index.left_out:
+            print(f"not in the DICOMDIR: {relative}: {why}", file=sys.stderr)
+        print(f"DICOMDIR: {index.path} ({index.indexed} files indexed, {len(index.left_out)} left out)")
     if args.report:
         print(f"report: {args.report}")
     return summary.exit_code

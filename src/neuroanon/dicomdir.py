@@ -26,6 +26,7 @@ from pydicom.fileset import DIRECTORY_RECORDERS, _four_level_record_type
 from pydicom.filewriter import dcmwrite, write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from .discover import looks_like_dicom
 from .errors import UsageError
 from .read import DICOMDIR_CLASS, quiet
 
@@ -48,8 +49,23 @@ class _Node:
     offset: int = 0
 
 
+@dataclass(frozen=True)
+class Index:
+    """A DICOMDIR written: where, how many files it references, and each file under the root it does not
+    reference with the reason (relative path, reason)."""
+
+    path: Path
+    indexed: int
+    left_out: tuple[tuple[str, str], ...]
+
+
 def write_dicomdir(root: Path, files: Iterable[Path] | None = None) -> Path:
     """Write root/DICOMDIR indexing the DICOM files under root (or the given ones, which must be under root); return its path."""  # noqa: E501
+    return index_files(root, files).path
+
+
+def index_files(root: Path, files: Iterable[Path] | None = None) -> Index:
+    """Write root/DICOMDIR as `write_dicomdir` does; say which files it references and which not, and why."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"not a folder: {root}")
@@ -57,9 +73,10 @@ def write_dicomdir(root: Path, files: Iterable[Path] | None = None) -> Path:
     stage = root / STAGE
     explicit = files is not None
     paths = _given(root, files) if files is not None else _walk(root)
+    left_out: list[tuple[str, str]] = []
     with quiet():  # pydicom's messages may quote element values
-        datasets = _read_all(root, paths, explicit)
-        tree = _tree(datasets)
+        datasets = _read_all(root, paths, explicit, left_out)
+        tree = _tree(datasets, left_out)
         _clear_stage(stage, target)
         data = _encode(tree, _file_set_uid(datasets))
     for node in _walk_nodes(tree):
@@ -68,7 +85,8 @@ def write_dicomdir(root: Path, files: Iterable[Path] | None = None) -> Path:
     partial = root / ".DICOMDIR.partial"
     partial.write_bytes(data)
     os.replace(partial, target)
-    return target
+    indexed = sum(1 for node in _walk_nodes(tree) if node.source is not None)
+    return Index(target, indexed, tuple(sorted(left_out)))
 
 
 def _given(root: Path, files: Iterable[Path]) -> list[Path]:
@@ -98,39 +116,47 @@ def _walk(root: Path) -> list[Path]:
     return found
 
 
-def _read_all(root: Path, paths: list[Path], explicit: bool) -> list[tuple[str, Path, Dataset]]:
-    """(relative path, path, header) of each referenceable Part-10 instance, sorted by relative path."""
+def _read_all(
+    root: Path, paths: list[Path], explicit: bool, left_out: list[tuple[str, str]]
+) -> list[tuple[str, Path, Dataset]]:
+    """(relative path, path, header) of each referenceable Part-10 instance, sorted by relative path; each other
+    file goes to `left_out` with the reason."""
     base = root.resolve() if explicit else root
     found: list[tuple[str, Path, Dataset]] = []
-    skipped = 0
     for path in paths:
         ds = _read(path)
-        if ds is None:
+        relative = path.relative_to(base).as_posix()
+        if isinstance(ds, str):
             if explicit:
-                raise UsageError(f"{path.relative_to(base)} is not a Part-10 DICOM instance a DICOMDIR can reference")
-            skipped += 1
+                raise UsageError(f"{relative} is not a Part-10 DICOM instance a DICOMDIR can reference ({ds})")
+            left_out.append((relative, ds))
             continue
-        found.append((path.relative_to(base).as_posix(), path, ds))
-    if skipped:
-        log.debug("DICOMDIR: %d non-DICOM or unusable files not indexed", skipped)
+        found.append((relative, path, ds))
+    if left_out:
+        log.debug("DICOMDIR: %d files not indexed", len(left_out))
     return sorted(found, key=lambda item: item[0])
 
 
-def _read(path: Path) -> Dataset | None:
-    """The header of a Part-10 instance (not a DICOMDIR) with the UIDs a record needs, else None."""
+def _read(path: Path) -> Dataset | str:
+    """The header of a Part-10 instance (not a DICOMDIR) with the UIDs a record needs, else why not."""
     try:
         with open(path, "rb") as f:
-            if f.read(132)[128:] != b"DICM":
-                return None
+            head = f.read(132)
+        if head[128:] != b"DICM":
+            return ("not DICOM" if not looks_like_dicom(head) else
+                    "no Part-10 file meta (a DICOMDIR references only Part-10 files)")
         ds = dcmread(path, stop_before_pixels=True)
         meta = ds.file_meta
         if str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS:
-            return None
-        if not (meta.get("TransferSyntaxUID") and ds.get("SOPClassUID") and ds.get("SOPInstanceUID")):
-            return None
+            return "a DICOMDIR itself"
+        missing = [k for k, v in (("TransferSyntaxUID", meta.get("TransferSyntaxUID")),
+                                  ("SOPClassUID", ds.get("SOPClassUID")),
+                                  ("SOPInstanceUID", ds.get("SOPInstanceUID"))) if not v]
+        if missing:
+            return f"no {' or '.join(missing)}, which a DICOMDIR record needs"
         return ds
-    except Exception:  # any unreadable file is simply not indexed
-        return None
+    except Exception as exc:  # an unreadable file is not indexed, and the index says so
+        return f"unreadable ({type(exc).__name__})"
 
 
 def _present(ds: Dataset, keyword: str) -> bool:
@@ -181,16 +207,18 @@ def _leaf(ds: Dataset, number: int) -> Dataset:
     return record
 
 
-def _tree(datasets: list[tuple[str, Path, Dataset]]) -> dict[str, _Node]:
-    """PATIENT > STUDY > SERIES > leaf records, first appearance (sorted path order) first; one leaf per SOP UID."""
+def _tree(datasets: list[tuple[str, Path, Dataset]], left_out: list[tuple[str, str]]) -> dict[str, _Node]:
+    """PATIENT > STUDY > SERIES > leaf records, first appearance (sorted path order) first; one leaf per SOP UID
+    (a later file with the same instance goes to `left_out`)."""
     patients: dict[str, _Node] = {}
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     studies = 0
-    for _relative, path, ds in datasets:
+    for relative, path, ds in datasets:
         sop = str(ds.SOPInstanceUID)
-        if sop in seen:
-            continue  # the same instance twice: a file-set references each SOP Instance once
-        seen.add(sop)
+        if sop in seen:  # a file-set references each SOP Instance once
+            left_out.append((relative, f"the same instance as {seen[sop]}, which is indexed"))
+            continue
+        seen[sop] = relative
         patient_id = str(ds.PatientID) if _present(ds, "PatientID") else "UNKNOWN"
         patient = patients.get(patient_id)
         if patient is None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
+import gzip
 import os
 import shutil
 import stat
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 # Explicit VR codes: a file whose first element carries one of these is a DICOM dataset without a preamble.
@@ -24,6 +26,9 @@ class Kind(enum.StrEnum):
     EMPTY = "empty"
     SPECIAL = "special"  # FIFO, device, socket: never opened
     ZIP_MEMBER = "zip-member"  # classified once extracted
+    GZIP_MEMBER = "gzip-member"  # the content of a gzip-compressed DICOM file; classified once extracted
+    LINK = "link"  # a symlink inside a tree, not followed (no --follow-symlinks, a loop, or a broken link)
+    UNREADABLE = "unreadable"  # a file or folder the run may not read
 
 
 @dataclass(frozen=True)
@@ -36,30 +41,124 @@ class InputFile:
     kind: Kind
     member: str | None = None  # for a zip member: its name in the archive at `path`
     size: int = 0
+    note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
 
 
-def discover(inputs: list[Path]) -> Iterator[InputFile]:
-    """Every file under the inputs, in a stable order. Symlinks are not followed out of the tree."""
+def discover(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[InputFile]:
+    """Every file under the inputs, in a stable order (a folder's files, then its subfolders, by name).
+
+    What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
+    `follow_symlinks`, and never into a folder that contains it (a loop); any other is a LINK entry. A folder
+    that cannot be listed is an UNREADABLE entry; nothing is left out silently.
+    """
     for root in inputs:
-        if root.is_file() and not root.is_symlink() and zipfile.is_zipfile(root):
-            yield from _members(root)
-            continue
-        if not root.is_dir() or root.is_symlink():  # a file, or a FIFO, device or link given by name
-            yield _classify(root, root.parent, root.name)
-            continue
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            for name in sorted(files):
-                path = Path(folder) / name
-                yield _classify(path, root, path.relative_to(root).as_posix())
+        if root.is_file() and archive_kind(root) == "zip":
+            yield from _members(root, root, "")
+        elif root.is_dir():
+            yield from _walk(root, follow_symlinks)
+        else:  # a file, or a FIFO or device given by name
+            yield from _opened(_classify(root, root.parent, root.name, follow=True))
 
 
-def _members(archive: Path) -> Iterator[InputFile]:
-    """Every file in a zip archive given as an input, named by its path in the archive."""
-    with zipfile.ZipFile(archive) as zf:
-        for info in sorted(zf.infolist(), key=lambda i: i.filename):
-            if not info.is_dir():
-                yield InputFile(archive, archive, info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
+def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
+    # Folders still to list, with their relative path and the (device, inode) of the folders above them.
+    pending: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(root, "", frozenset())]
+    while pending:
+        folder, relative, above = pending.pop()
+        try:
+            info = folder.stat()
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield InputFile(folder, root, relative or ".", Kind.UNREADABLE, note=f"folder unreadable: {_cause(exc)}")
+            continue
+        here = above | {(info.st_dev, info.st_ino)}
+        folders: list[tuple[Path, str, frozenset[tuple[int, int]]]] = []
+        for entry in entries:
+            path, name = Path(entry.path), f"{relative}/{entry.name}" if relative else entry.name
+            link = entry.is_symlink()
+            try:
+                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if link and _target_id(path) in here:
+                    yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): "
+                                    "not followed")
+                else:
+                    folders.append((path, name, here))
+            elif link and not follow_symlinks:
+                what = "a folder" if entry.is_dir() else "a file" if path.exists() else "nothing (broken)"
+                yield InputFile(path, root, name, Kind.LINK,
+                                note=f"symlink to {what} inside a tree: not followed (use --follow-symlinks)")
+            else:
+                yield from _opened(_classify(path, root, name, follow=follow_symlinks))
+        pending.extend(reversed(folders))
+
+
+def _opened(item: InputFile) -> Iterator[InputFile]:
+    """A file found in a folder; a zip archive or a gzip-compressed DICOM file is opened as an input archive
+    is, its members named below the archive's path (`a/b.zip/member`, `a/c.dcm.gz/c.dcm`)."""
+    kind = archive_kind(item.path) if item.kind is Kind.NOT_DICOM else None
+    if kind == "zip":
+        yield from _members(item.path, item.root, item.relative + "/")
+    elif kind == "gzip" and _gzip_holds_dicom(item.path):
+        name = PurePosixPath(item.relative).name
+        inner = name[: -len(".gz")] if name.lower().endswith(".gz") and len(name) > 3 else name
+        yield replace(item, relative=f"{item.relative}/{inner}", kind=Kind.GZIP_MEMBER, member=inner,
+                      size=os.stat(item.path).st_size)
+    else:
+        yield item
+
+
+def archive_kind(path: Path) -> str | None:
+    """"zip" or "gzip" for a file that is one (by its content), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head == b"PK\x03\x04":
+        return "zip"  # opened as one; if it cannot be, the record says so
+    return None
+
+
+def _gzip_holds_dicom(path: Path) -> bool:
+    try:
+        with gzip.open(path, "rb") as f:
+            return looks_like_dicom(f.read(140))
+    except (OSError, EOFError, zlib.error):
+        return False  # not one, or broken: left as the file it is
+
+
+def _target_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _cause(exc: OSError) -> str:
+    """The OS's reason, lower case ("permission denied"), without the path it names."""
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _members(archive: Path, root: Path, prefix: str) -> Iterator[InputFile]:
+    """Every file in a zip archive, named by `prefix` and its path in the archive (checked when prepared)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = sorted(zf.infolist(), key=lambda i: i.filename)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        name = prefix.rstrip("/") or archive.name
+        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened "
+                        f"({type(exc).__name__}): its files were not read")
+        return
+    for info in infos:
+        if not info.is_dir():
+            yield InputFile(archive, root, prefix + info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
 
 
 def safe_member_name(name: str) -> bool:
@@ -69,25 +168,38 @@ def safe_member_name(name: str) -> bool:
 
 
 def extracted(item: InputFile, folder: Path) -> InputFile:
-    """Stream a zip member into `folder` and classify it by content, like any other file."""
+    """Stream an archive member into `folder` and classify it by content, like any other file."""
     assert item.member is not None
     target = folder / "member"
-    with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src, open(target, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+    with open(target, "wb") as out:
+        if item.kind is Kind.GZIP_MEMBER:
+            with gzip.open(item.path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        else:
+            with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
     return _classify(target, folder, item.relative)
 
 
-def _classify(path: Path, root: Path, relative: str) -> InputFile:
+def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> InputFile:
+    """What the file at `path` is, by its content; a symlink is read through only when `follow`."""
     try:
-        info = path.lstat()
-    except OSError:
-        return InputFile(path, root, relative, Kind.SPECIAL)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        info = path.stat() if follow else path.lstat()
+    except FileNotFoundError:
+        return InputFile(path, root, relative, Kind.LINK, note="broken symlink: its target does not exist")
+    except OSError as exc:
+        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
+    if stat.S_ISLNK(info.st_mode):
+        return InputFile(path, root, relative, Kind.LINK, note="symlink inside a tree: not followed")
+    if not stat.S_ISREG(info.st_mode):
         return InputFile(path, root, relative, Kind.SPECIAL)
     if info.st_size == 0:
         return InputFile(path, root, relative, Kind.EMPTY)
-    with open(path, "rb") as f:
-        head = f.read(140)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(140)
+    except OSError as exc:
+        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
     return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head) else Kind.NOT_DICOM)
 
 

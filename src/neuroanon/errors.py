@@ -14,3 +14,11 @@ class InputError(NeuroanonError):
 
     Messages describe the problem, never an element value.
     """
+
+
+class RunStopped(NeuroanonError):
+    """The run cannot go on (the output's disk is full): what it finished stays, and a rerun resumes."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, like Ctrl-C's KeyboardInterrupt, so that it stops the same clean way."""

@@ -44,23 +44,29 @@ def fingerprint(options: Options) -> str:
 class Journal:
     """Appends one line per committed file; reads the lines of an earlier run with the same fingerprint."""
 
-    def __init__(self, output: Path, options: Options, resumable: bool | None = None) -> None:
+    def __init__(self, output: Path, options: Options, resumable: bool | None = None, force: bool = False) -> None:
         """`resumable`: whether what an earlier run left in `output` can be kept (default: the output folder
-        is not empty)."""
+        is not empty). A non-empty output folder that no run began (no journal) is refused unless `force`."""
         self.path = output.resolve().parent / f".{output.resolve().name}.neuroanon-journal"
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
         self.done: dict[str, Entry] = {}
         if resumable is None:
             resumable = not _empty(output)
+            if resumable and not self.path.exists() and not force:
+                raise UsageError(f"the output folder {output} is not empty and no neuroanon run began it; "
+                                 "choose a new or empty folder, or add --force to write into it anyway")
         if self.path.exists() and resumable:
             self._load()
         else:  # nothing of an earlier run is left to resume
             self.path.unlink(missing_ok=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")
-        if not self.done and self.path.stat().st_size == 0:
+        size = self.path.stat().st_size
+        if not self.done and size == 0:
             self._write({"version": VERSION, "fingerprint": self._fingerprint})
+        elif size and not _ends_a_line(self.path):
+            self._write({})  # ends the line a killed or stopped run cut short, which the next load skips
 
     def _load(self) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -68,14 +74,15 @@ class Journal:
             return
         head = json.loads(lines[0])
         if head.get("fingerprint") != self._fingerprint or head.get("version") != VERSION:
-            raise UsageError(f"the output was begun with other options or another key ({self.path}); "
-                             "use a new output folder or delete the journal")
+            # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
+            raise UsageError("the output was begun with other options or another key (or by another version); "
+                             "rerun with the options it was begun with, or use a new or empty output folder")
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
-                break  # the last line of a killed run may be cut short
-            self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry))
+                self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a line a killed run cut short
 
     def written(self) -> set[str]:
         """The outputs an earlier run released."""
@@ -86,15 +93,14 @@ class Journal:
         entry = self.done.get(self._token(relative))
         if entry is None:
             return None
-        info = os.lstat(path)
-        if (info.st_size, info.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        if _stamp(path) != (entry.size, entry.mtime_ns):
             return None
         return entry.record
 
     def add(self, relative: str, path: Path, record: Record) -> None:
         """Record a committed file (the input is named by its token; lists, not dicts: one line per file)."""
-        info = os.lstat(path)
-        self._write({"id": self._token(relative), "size": info.st_size, "mtime_ns": info.st_mtime_ns,
+        size, mtime_ns = _stamp(path)
+        self._write({"id": self._token(relative), "size": size, "mtime_ns": mtime_ns,
                      "status": str(record.status), "reason": record.reason, "output": record.output,
                      "dicom": record.dicom, "changes": record.changes,
                      "findings": [[f.attribute, f.where] for f in record.findings]})
@@ -105,6 +111,24 @@ class Journal:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _ends_a_line(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time of the input (through a symlink the run followed), (0, 0) if gone."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return 0, 0
+    return info.st_size, info.st_mtime_ns
 
 
 def _empty(folder: Path) -> bool:

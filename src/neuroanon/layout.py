@@ -17,21 +17,23 @@ def mirrored(prefix: str, relative: str) -> str:
     return str(PurePosixPath(prefix, relative)) if prefix else relative
 
 
-def by_identifiers(ds: Dataset, keyring: Keyring, relative: str) -> str:
+def by_identifiers(ds: Dataset, keyring: Keyring, relative: str, subject: str = "") -> str:
     """`subject/study/series/instance.dcm` from the anonymized dataset's pseudonym and UIDs.
 
-    A missing identifier is replaced by a keyed token of the input's relative path, so the path still says
-    nothing about the input.
+    Without a PatientID the subject is `subject` (the pseudonym of the file's best identity, `subject_of`);
+    a missing study or series is named by a keyed token of what is above it, so that the files of one subject
+    stay together and one instance has one path whatever file it came in; a missing instance UID by a keyed
+    token of the input's relative path. No part says anything about the input.
     """
 
-    def part(keyword: str, kind: str) -> str:
-        value = str(ds.get(keyword, "") or "").strip()
-        return _UNSAFE.sub("_", value) if value else f"no-{kind}-{keyring.token(relative)}"
+    def value(keyword: str) -> str:
+        return _UNSAFE.sub("_", str(ds.get(keyword, "") or "").strip())
 
-    return "/".join(
-        (part("PatientID", "subject"), part("StudyInstanceUID", "study"), part("SeriesInstanceUID", "series"),
-         part("SOPInstanceUID", "instance") + ".dcm")
-    )
+    patient = value("PatientID") or _UNSAFE.sub("_", subject) or f"no-subject-{keyring.token(relative)}"
+    study = value("StudyInstanceUID") or f"no-study-{keyring.token(patient)}"
+    series = value("SeriesInstanceUID") or f"no-series-{keyring.token(patient + '/' + study)}"
+    instance = value("SOPInstanceUID") or f"no-instance-{keyring.token(relative)}"
+    return f"{patient}/{study}/{series}/{instance}.dcm"
 
 
 def by_uids(ds: Dataset, fallback: str) -> str:

@@ -27,7 +27,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from .allowlist import creator_name, find_safe
-from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method, remap_uid
+from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method, remap_uid, subject_of
 from .burnedin import burned_in_risk
 from .csa import clean_kept
 from .errors import UsageError
@@ -459,7 +459,7 @@ class _Job:
         assert self.options.key is not None
         self.keyring = Keyring(self.options.key)
         self.patterns = needles(original)
-        self.subject = str(original.get("PatientID", "") or "")
+        self.subject = subject_of(original)
         both = head + tail
         out = self._walk_full(self.buf, both, "", original, tail_from=len(head))
         meta_bytes = self._meta_bytes(meta, self.keyring)
@@ -584,7 +584,7 @@ class _Job:
         if any(e.tag == PATIENT_ID for e in elements):
             if ds is None:
                 ds = _raw_dataset(buf, [e for e in elements if e.tag in (PATIENT_ID, 0x00080005)], self.implicit)
-            source = str(ds.get("PatientID", "") or "")
+            source = str(ds.get("PatientID", "") or "") or self.subject
         else:
             source = self.subject
         mapped = self.options.lookup.get(source)

@@ -10,27 +10,33 @@ The CLI and any other front end call these functions and never reach around them
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pydicom.dataset import Dataset
 
 from . import lean, pixels, review
-from .apply import apply_level, changed_top_level
+from .apply import apply_level, changed_top_level, subject_of
 from .burnedin import burned_in_risk
-from .discover import InputFile, Kind, discover, extracted, safe_member_name
-from .errors import InputError, UsageError
+from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
+from .errors import InputError, RunStopped, UsageError
 from .identifiers import Needle, needles
 from .journal import Journal
 from .keys import Keyring, SubjectMapping
@@ -44,6 +50,7 @@ from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, part
 log = logging.getLogger(__name__)
 
 BATCH = 8  # files a worker task takes at once: fewer round trips between processes
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         held = quarantine.resolve()
         if held == out or held.is_relative_to(out) or any(held.is_relative_to(p.resolve()) for p in inputs):
             raise UsageError(f"the quarantine {quarantine} must be outside the output and the inputs")
+    if output.exists() and not output.is_dir() and output.suffix.lower() != ".zip":
+        raise UsageError(f"the output {output} is a file; name a folder (or a .zip archive)")
     names = [p.resolve().name for p in inputs]
     if len(inputs) > 1 and len(set(names)) != len(names):
         raise UsageError("several inputs share a name; their outputs would collide")
@@ -83,6 +92,8 @@ def anonymize_tree(
     dask_scheduler: str | None = None,
     run: RunInfo | None = None,
     mapping: Path | None = None,
+    follow_symlinks: bool = False,
+    force: bool = False,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
 
@@ -90,58 +101,161 @@ def anonymize_tree(
     what the report says of the run besides `options` (the command line; clear input paths at full); `mapping`
     names the site's file of original PatientIDs and their pseudonyms (full; mode 0600; extended by reruns). With
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
+    `follow_symlinks` follows symlinks inside the input trees (those named in `inputs` always are). An output
+    folder that is not empty and that no neuroanon run began is refused unless `force`.
 
-    A rerun with the same arguments after an interruption keeps what the earlier run finished and does the rest.
-    An `output` ending in `.zip` is written as a zip archive, member by member (`X.zip.partial` until the run
-    completes; a rerun takes it up again).
+    Outputs are staged in a private work folder beside `output` (`.<name>.neuroanon-work`, locked for the run:
+    a second run into the same output is refused) and enter `output` only when released. A rerun with the same
+    arguments after an interruption keeps what the earlier run finished and does the rest. An `output` ending in
+    `.zip` is written as a zip archive, member by member (`X.zip.partial` until the run completes; a rerun takes
+    it up again). When the output's disk fills up the run stops (RunStopped) with its report summarized.
     """
     check_paths(inputs, output, options.quarantine)
     zipped = output.suffix.lower() == ".zip"
-    # A zip's members are staged in a work folder beside it, then copied into the archive.
-    root = output if not zipped else output.parent / f".{output.name}.neuroanon-work"
-    clear_staged(root)
-    journal = Journal(output, options, resumable=partial_zip(output).exists() if zipped else None)
-    archive = ZipSink(output, keep=journal.written()) if zipped else None
-    root.mkdir(parents=True, exist_ok=True)
-    present = archive.members.__contains__ if archive is not None else lambda name: (root / name).exists()
-    summary = Summary(options.level.value)
-    writer = ReportWriter(report, options=options, run=run)
-    subjects = SubjectMapping(mapping) if mapping is not None else None
-    claimed: dict[str, str] = {}
-    released = archive.add if archive is not None else None
-    try:
-        with _pool(workers, dask_scheduler) as pool:
-            outcomes = _outcomes(_named(inputs), root, options, journal, present, pool, 4 * max(workers, 4))
-            for item, name, outcome in outcomes:
-                if isinstance(outcome, Prepared):
-                    record = commit(outcome, root, options, claimed, released)
-                    journal.add(name, item.path, record)
-                    if subjects is not None and outcome.subject is not None:
-                        subjects.add(*outcome.subject)
-                else:  # finished by an earlier run
-                    record = replace(outcome, input=name)
-                    if record.status is Status.WRITTEN and record.output is not None:
-                        claimed.setdefault(record.output, name)
-                size = _size(item)
-                summary.add(record, size)
-                writer.write(record)
-                if on_record is not None:
-                    on_record(record, size)
-        writer.write(summary.as_dict())
-        review.write_page(options.quarantine if options.clean_pixels else None)
-        if archive is not None:
-            archive.finish()
-    finally:
-        writer.close()
-        journal.close()
-        if subjects is not None:
-            subjects.close()
-        if archive is not None:
-            archive.close()  # unfinished, the partial archive and the journal stay for a rerun
-            shutil.rmtree(root, ignore_errors=True)
-            if archive.finished:
-                journal.path.unlink(missing_ok=True)
+    with work_folder(output) as work:
+        if not zipped:
+            clear_staged(output)  # what a run of an earlier version staged in the output itself
+        journal = _opened_for_writing(lambda: Journal(output, options, force=force,
+                                                      resumable=partial_zip(output).exists() if zipped else None),
+                                      f"the journal beside {output}")
+        summary = Summary(options.level.value)
+        try:
+            writer = _opened_for_writing(lambda: ReportWriter(report, options=options, run=run), f"the report {report}")
+        except UsageError:
+            journal.close()
+            raise
+        archive: ZipSink | None = None
+        subjects = SubjectMapping(mapping) if mapping is not None else None
+        stopped = "interrupted"
+        try:
+            archive = ZipSink(output, keep=journal.written()) if zipped else None
+            if not zipped:
+                output.mkdir(parents=True, exist_ok=True)
+            _run(inputs, output, work, options, journal, archive, summary, writer, on_record, workers,
+                 dask_scheduler, follow_symlinks, subjects)
+            writer.write(summary.as_dict())
+            review.write_page(options.quarantine if options.clean_pixels else None)
+            if archive is not None:
+                archive.finish()
+            stopped = ""
+        except (RunStopped, OSError) as exc:
+            # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
+            stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
+            advice = "free some space" if "no space" in stopped else "fix that"
+            raise RunStopped(f"{stopped} writing {output}: the run stopped after {summary.files} files; {advice} "
+                             "and run the same command again to resume") from None
+        finally:
+            # None of this may raise over the reason the run stopped: the disk may be full.
+            with suppress(OSError):
+                if stopped:
+                    writer.write({"summary": {**_fields(summary), "stopped": stopped}})
+            with suppress(OSError):
+                writer.close()
+            with suppress(OSError):
+                journal.close()
+            if subjects is not None:
+                with suppress(OSError):
+                    subjects.close()
+            if archive is not None:
+                with suppress(OSError):
+                    archive.close()  # unfinished, the partial archive and the journal stay for a rerun
+                if archive.finished:
+                    journal.path.unlink(missing_ok=True)
     return summary
+
+
+_T = TypeVar("_T")
+
+
+def _opened_for_writing(open_it: Callable[[], _T], what: str) -> _T:
+    try:
+        return open_it()
+    except OSError as exc:
+        raise UsageError(f"cannot write {what}: {_cause(exc)}") from None
+
+
+def _run(
+    inputs: list[Path], output: Path, work: Work, options: Options, journal: Journal, archive: ZipSink | None,
+    summary: Summary, writer: ReportWriter, on_record: Callable[[Record, int], None] | None, workers: int,
+    dask_scheduler: str | None, follow_symlinks: bool, subjects: SubjectMapping | None,
+) -> None:
+    """Prepare every input (here or in the pool), commit each outcome in input order, record it."""
+    present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
+    released = archive.add if archive is not None else None
+    claimed: dict[str, Record] = {}
+    with _pool(workers, dask_scheduler, work.lock) as pool:
+        items = _named(inputs, follow_symlinks)
+        for item, name, outcome in _outcomes(items, work.stage, options, journal, present, pool, 4 * max(workers, 4)):
+            if isinstance(outcome, Prepared):
+                record = commit(outcome, output, options, claimed, released)
+                journal.add(name, item.path, record)
+                if subjects is not None and outcome.subject is not None:
+                    subjects.add(*outcome.subject)
+            else:  # finished by an earlier run
+                record = replace(outcome, input=name)
+                if record.output is not None and record.status in (Status.WRITTEN, Status.QUARANTINED):
+                    claimed.setdefault(_place(record), record)
+            size = _size(item)
+            summary.add(record, size)
+            writer.write(record)
+            if on_record is not None:
+                on_record(record, size)
+
+
+@dataclass(frozen=True)
+class Work:
+    """A run's private work folder: `stage` holds staged outputs; `lock` is the open lock file (a descriptor)."""
+
+    stage: Path
+    lock: int
+
+
+@contextmanager
+def work_folder(output: Path) -> Iterator[Work]:
+    """The run's private work folder beside `output`, locked for the run, with its stage folder emptied.
+
+    Staged outputs, held-back files included, wait there, never in the output. A second run into the same
+    output while this one holds the lock is refused. The folder is removed when the run ends, however it ends.
+    """
+    out = output.resolve()
+    work = out.parent / f".{out.name}.neuroanon-work"
+    try:
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = _lock(work / "lock")
+    except OSError as exc:
+        raise UsageError(f"cannot write beside the output {output}: {(exc.strerror or type(exc).__name__).lower()}"
+                         ) from None
+    if lock is None:
+        raise UsageError(f"another neuroanon run is writing to {output}; wait for it to end (or stop it), then "
+                         "run again")
+    stage = work / "stage"
+    try:
+        shutil.rmtree(stage, ignore_errors=True)  # what a killed run left staged
+        stage.mkdir(mode=0o700)
+        yield Work(stage, lock)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        (work / "lock").unlink(missing_ok=True)
+        os.close(lock)
+        with suppress(OSError):
+            work.rmdir()  # unless something else is in it (another run's lock file, made since)
+
+
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on `path` (its open descriptor), or None when another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the run that held it removed the file as it ended: lock the new one
 
 
 def preview_tree(
@@ -152,6 +266,7 @@ def preview_tree(
     on_record: Callable[[Record, int], None] | None = None,
     workers: int = 1,
     run: RunInfo | None = None,
+    follow_symlinks: bool = False,
 ) -> Summary:
     """A dry run: what `anonymize_tree` would write, skip or hold back, and why, with nothing written but the
     report. Each file is prepared and checked in a scratch folder and discarded at once; the records name the
@@ -159,12 +274,13 @@ def preview_tree(
     check_paths(inputs, output, options.quarantine)
     summary = Summary(options.level.value)
     writer = ReportWriter(report, options=options, run=run)
-    claimed: dict[str, str] = {}
+    claimed: dict[str, Record] = {}
     not_kept = replace(options, quarantine=None)
     try:
         with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
             scratch = Path(folder)
-            outcomes = _outcomes(_named(inputs), scratch, options, None, lambda _: False, pool, 4 * max(workers, 4))
+            items = _named(inputs, follow_symlinks)
+            outcomes = _outcomes(items, scratch, options, None, lambda _: False, pool, 4 * max(workers, 4))
             for item, _, outcome in outcomes:
                 assert isinstance(outcome, Prepared)  # no journal: nothing was finished earlier
                 record = commit(outcome, scratch, not_kept, claimed, released=lambda staged, _: discard(staged))
@@ -183,14 +299,17 @@ def anonymize_file(source: Path, output: Path, options: Options) -> Record:
     """Anonymize one file into the folder `output` (mirrored name, or identifier path at full)."""
     output.mkdir(parents=True, exist_ok=True)
     item = next(iter(discover([source])))
-    return commit(prepare(item, item.relative, output, options), output, options, {})
+    out = output.resolve()
+    # staged beside the output in a private folder of its own: calls into one output may run side by side
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.neuroanon-file-", dir=out.parent) as stage:
+        return commit(prepare(item, item.relative, Path(stage), options), output, options, {})
 
 
-def _named(inputs: list[Path]) -> Iterator[tuple[InputFile, str]]:
+def _named(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[tuple[InputFile, str]]:
     """Every input file with its report name (below a per-input folder when there are several inputs)."""
     for given in inputs:
         prefix = given.resolve().name if len(inputs) > 1 else ""
-        for item in discover([given]):
+        for item in discover([given], follow_symlinks):
             yield item, mirrored(prefix, item.relative)
 
 
@@ -199,35 +318,35 @@ _Pending = tuple[list[tuple[InputFile, str]], "Future[list[Prepared]] | Record"]
 
 
 def _outcomes(
-    items: Iterable[tuple[InputFile, str]], output: Path, options: Options, journal: Journal | None,
+    items: Iterable[tuple[InputFile, str]], stage: Path, options: Options, journal: Journal | None,
     present: Callable[[str], bool], pool: Executor | None, window_size: int,
 ) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run (whose
     output is still `present`)."""
     if pool is None:
         for item, name in items:
-            yield item, name, _finished(journal, item, name, present) or prepare(item, name, output, options)
+            yield item, name, _finished(journal, item, name, present) or prepare(item, name, stage, options)
         return
     window: deque[_Pending] = deque()
     batch: list[tuple[InputFile, str]] = []
     for item, name in items:
         done = _finished(journal, item, name, present)
         if done is not None or len(batch) == BATCH:
-            _submit(pool, batch, window, output, options)
+            _submit(pool, batch, window, stage, options)
         if done is not None:
             window.append(([(item, name)], done))
         else:
             batch.append((item, name))
         while len(window) > window_size:
             yield from _collect(window.popleft())
-    _submit(pool, batch, window, output, options)
+    _submit(pool, batch, window, stage, options)
     while window:
         yield from _collect(window.popleft())
 
 
 @contextmanager
-def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]:
-    """Where files are prepared: a Dask cluster, local worker processes, or this process."""
+def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> Iterator[Executor | None]:
+    """Where files are prepared: a Dask cluster, local worker processes, or this process (holding `lock`)."""
     if dask_scheduler is not None:
         try:
             from distributed import Client
@@ -236,17 +355,50 @@ def _pool(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]
         with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
             yield client.get_executor(pure=False)
     elif workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        pool = ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
+        try:
             yield pool
+        except BaseException:  # an interruption, a full disk: the workers stop now, not after their tasks
+            _stop_workers(pool)
+            raise
+        pool.shutdown()
     else:
         yield None
 
 
+def _worker_started(parent: int, lock: int | None) -> None:
+    """In each worker process: Ctrl-C (sent to the whole process group) and SIGTERM are the parent's to handle;
+    the worker dies with its parent, even when the parent is killed outright. The output's lock, inherited
+    through fork, is the parent's alone: it ends with the parent, not with the last worker."""
+    if lock is not None:
+        with suppress(OSError):
+            os.close(lock)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the worker processes (Python 3.14 has `terminate_workers` for this)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with suppress(OSError, ValueError):
+            process.kill()
+    for process in processes:
+        with suppress(OSError, ValueError, AssertionError):
+            process.join(10)  # reaped through its Process, so that the pool's own thread sees it end
+
+
 def _submit(
-    pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending], output: Path, options: Options
+    pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending], stage: Path, options: Options
 ) -> None:
     if batch:
-        window.append((list(batch), pool.submit(_prepare_batch, list(batch), output, options)))
+        window.append((list(batch), pool.submit(_prepare_batch, list(batch), stage, options)))
         batch.clear()
 
 
@@ -261,32 +413,60 @@ def _finished(journal: Journal | None, item: InputFile, name: str, present: Call
     done = journal.finished(name, item.path) if journal is not None else None
     if done is not None and done.status is Status.WRITTEN and done.output and not present(done.output):
         return None  # its output is gone: do it again
+    if done is not None and done.status is Status.FAILED:
+        return None  # try again: the cause (a permission, a file being copied in) may be gone
+    if done is not None and item.kind in (Kind.LINK, Kind.UNREADABLE, Kind.SPECIAL):
+        return None  # said again without reading anything
+    if done is not None and not done.dicom and item.kind is Kind.DICOM:
+        return None  # not DICOM then, DICOM now (a symlink followed this time)
     return done
 
 
-def _prepare_batch(batch: list[tuple[InputFile, str]], output: Path, options: Options) -> list[Prepared]:
-    return [prepare(item, name, output, options) for item, name in batch]
+def _prepare_batch(batch: list[tuple[InputFile, str]], stage: Path, options: Options) -> list[Prepared]:
+    return [prepare(item, name, stage, options) for item, name in batch]
 
 
-def prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
-    """Read, anonymize, stage and check one file. Never raises for a bad file: the record says what happened."""
-    with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
-        if item.kind is not Kind.ZIP_MEMBER:
-            return _prepare(item, name, output, options)
-        if not safe_member_name(item.relative):
-            return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
-        with tempfile.TemporaryDirectory(prefix="neuroanon-member-") as folder:
-            try:
-                member = extracted(item, Path(folder))
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
-                return Prepared(Record(name, Status.FAILED, f"zip member unreadable ({type(exc).__name__})"))
-            return _prepare(member, name, output, options)
+def prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepared:
+    """Read, anonymize, stage (in the folder `stage`) and check one file.
+
+    Never raises for a bad file: the record says what happened. Raises RunStopped when the stage's disk is full.
+    """
+    try:
+        with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
+            if item.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
+                return _prepare(item, name, stage, options)
+            if not safe_member_name(item.member or ""):
+                return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
+            # extracted into the private stage, not the shared temporary folder: its bytes are still identifiable
+            with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder:
+                try:
+                    member = extracted(item, Path(folder))
+                except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+                    if isinstance(exc, OSError) and _no_space(exc):
+                        raise
+                    return Prepared(Record(name, Status.FAILED, f"archive member unreadable ({type(exc).__name__})"))
+                if member.kind is Kind.NOT_DICOM and archive_kind(member.path) is not None:
+                    return Prepared(Record(name, Status.FAILED, "an archive inside an archive: not opened; extract "
+                                           "it and run again"))
+                return _prepare(member, name, stage, options)
+    except OSError as exc:
+        if _no_space(exc):
+            raise RunStopped("no space left on device") from None
+        raise
 
 
-def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepared:
     if item.kind is Kind.SPECIAL:
-        return Prepared(Record(name, Status.SKIPPED, "not a regular file (symlink, FIFO or device): not followed",
+        return Prepared(Record(name, Status.SKIPPED, "not a regular file (FIFO, device or socket): not read",
                                dicom=False))
+    if item.kind is Kind.LINK:
+        return Prepared(Record(name, Status.SKIPPED, item.note, dicom=False))
+    if item.kind is Kind.UNREADABLE:
+        return Prepared(Record(name, Status.FAILED, item.note))
     if item.kind is not Kind.DICOM:
         what = "empty file" if item.kind is Kind.EMPTY else "not DICOM"
         if options.level is Level.FULL:
@@ -294,9 +474,9 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
                                    dicom=False))
         if options.dicom_only:
             return Prepared(Record(name, Status.SKIPPED, f"{what}: not copied (--dicom-only)", dicom=False))
-        return _copied(item, output, name, f"{what}: copied unchanged", dicom=False)
+        return _copied(item, stage, name, f"{what}: copied unchanged", dicom=False)
     if options.level is Level.ORIGINAL:
-        return _copied(item, output, name, "copied byte for byte")
+        return _copied(item, stage, name, "copied byte for byte")
     try:
         plan = lean.plan(item.path, options)
         if plan is not None and pixels.in_scope(plan.original, options):
@@ -320,12 +500,15 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
             original, identifiers, changes, patterns = plan.original, plan.identifiers, plan.changes, plan.patterns
             searchable = plan.searchable() if options.level is Level.FULL else None
             write = partial(plan.write, item.path)
-        target, subject = name, None
+        target, mapped = name, None
         if options.level is Level.FULL:
             assert options.key is not None
-            target = by_identifiers(identifiers, Keyring(options.key), name)
-            subject = str(original.get("PatientID", "") or ""), str(identifiers.get("PatientID", "") or "")
-        with Staged(output) as staged:
+            keyring = Keyring(options.key)
+            identity = subject_of(original)
+            subject = str(identifiers.get("PatientID", "") or "") or (keyring.pseudonym(identity) if identity else "")
+            target = by_identifiers(identifiers, keyring, name, subject)
+            mapped = str(original.get("PatientID", "") or ""), str(identifiers.get("PatientID", "") or "")
+        with Staged(stage) as staged:
             span = write(staged.file)
         held = _hold_reason(original, staged.path, span, target, options, patterns, searchable, cleaning)
         if cleaning is not None and options.quarantine is not None:
@@ -333,46 +516,77 @@ def _prepare(item: InputFile, name: str, output: Path, options: Options) -> Prep
         cleaned = cleaning.report() if cleaning is not None else None
         if held is None:
             return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes), pixels=cleaned),
-                            str(staged.path), subject)
+                            str(staged.path), mapped)
         reason, findings = held
         return Prepared(Record(name, Status.QUARANTINED, reason, target, changes=tuple(changes),
-                               findings=tuple(findings), pixels=cleaned), str(staged.path), subject)
+                               findings=tuple(findings), pixels=cleaned), str(staged.path), mapped)
     except InputError as exc:
         return Prepared(Record(name, Status.FAILED, str(exc)))
     except UsageError:
         raise
+    except OSError as exc:
+        if _no_space(exc):
+            raise
+        return Prepared(Record(name, Status.FAILED, f"could not be processed ({_cause(exc)})"))
     except Exception as exc:  # one bad file never stops the batch; the type alone names the problem
         log.debug("unexpected %s on %s", type(exc).__name__, name)
         return Prepared(Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})"))
 
 
 def commit(
-    prepared: Prepared, output: Path, options: Options, claimed: dict[str, str],
+    prepared: Prepared, output: Path, options: Options, claimed: dict[str, Record],
     released: Callable[[Path, str], None] | None = None,
 ) -> Record:
-    """Release, quarantine or discard a prepared file; the first input to claim an output path keeps it.
+    """Release, quarantine or hold back a prepared file; the first input to claim an output path keeps it.
 
-    `released` takes a released file instead of the output folder (a zip archive's `add`).
+    `released` takes a released file instead of the output folder (a zip archive's `add`). A duplicate of a
+    held-back file is held back too (it holds the same values), not counted as skipped.
     """
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
         return record
-    place = ("quarantine:" if record.status is Status.QUARANTINED else "") + record.output
-    first = claimed.setdefault(place, record.input)
-    if first != record.input:
+    first = claimed.setdefault(_place(record), record)
+    if first.input != record.input:
         discard(Path(staged))
-        return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first}", record.output)
+        if first.status is Status.QUARANTINED:
+            return Record(record.input, Status.QUARANTINED, f"same instance as {first.input}, which was held back",
+                          findings=record.findings)
+        return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first.input}",
+                      record.output)
     if record.status is Status.WRITTEN:
-        if released is not None:
-            released(Path(staged), record.output)
-        else:
-            release(Path(staged), output / record.output)
+        try:
+            if released is not None:
+                released(Path(staged), record.output)
+            else:
+                release(Path(staged), output / record.output, output)
+        except OSError as exc:
+            if exc.errno not in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
+                raise  # the output's condition (a full disk...): the run stops
+            discard(Path(staged))  # this file's name alone cannot be written there
+            return replace(record, status=Status.FAILED, reason=f"output not written ({_cause(exc)})", output=None)
         return record
     if options.quarantine is not None:
         move(Path(staged), options.quarantine / record.output)
-        return record
+        return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
     discard(Path(staged))
-    return replace(record, output=None)
+    return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _place(record: Record) -> str:
+    """Where a record's output goes: the output folder, or the quarantine (a name may be in both)."""
+    assert record.output is not None
+    return ("quarantine:" if record.status is Status.QUARANTINED else "") + record.output
+
+
+def _fields(summary: Summary) -> dict[str, object]:
+    fields = summary.as_dict()["summary"]
+    assert isinstance(fields, dict)
+    return dict(fields)
+
+
+def _cause(exc: OSError) -> str:
+    """The OS's reason in lower case ("permission denied"), never the path it may name."""
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def _hold_reason(
@@ -396,11 +610,13 @@ def _hold_reason(
     return None
 
 
-def _copied(item: InputFile, output: Path, name: str, reason: str, dicom: bool = True) -> Prepared:
+def _copied(item: InputFile, stage: Path, name: str, reason: str, dicom: bool = True) -> Prepared:
     try:
-        staged = copy_file(item.path, output)
+        staged = copy_file(item.path, stage)
     except OSError as exc:
-        return Prepared(Record(name, Status.FAILED, f"copy failed ({exc.strerror})", dicom=dicom))
+        if _no_space(exc):
+            raise
+        return Prepared(Record(name, Status.FAILED, f"copy failed ({_cause(exc)})", dicom=dicom))
     return Prepared(Record(name, Status.WRITTEN, reason, name, dicom=dicom), str(staged))
 
 
@@ -413,6 +629,6 @@ def _size(item: InputFile) -> int:
     if item.member is not None:
         return item.size
     try:
-        return os.lstat(item.path).st_size
+        return os.stat(item.path).st_size
     except OSError:
         return 0

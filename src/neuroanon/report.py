@@ -78,6 +78,8 @@ class Summary:
     bytes_in: int = 0
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    held_back: int = 0  # quarantined, with no quarantine folder: not written anywhere
+    copied_not_dicom: int = 0  # non-DICOM files written (copied unchanged below full)
 
     def add(self, record: Record, size: int) -> None:
         self.files += 1
@@ -86,6 +88,10 @@ class Summary:
         self.bytes_in += size
         if not record.released:
             self.not_released += 1
+        if record.status is Status.QUARANTINED and record.output is None:
+            self.held_back += 1
+        if record.status is Status.WRITTEN and not record.dicom:
+            self.copied_not_dicom += 1
 
     @property
     def elapsed(self) -> float:
@@ -102,6 +108,8 @@ class Summary:
                 "files": self.files,
                 **{s.value: self.counts.get(s.value, 0) for s in Status},
                 "not_released": self.not_released,
+                "held_back": self.held_back,
+                "copied_not_dicom": self.copied_not_dicom,
                 "bytes_in": self.bytes_in,
                 "reasons": {s.value: {r: n for (status, r), n in sorted(self.reasons.items())
                                       if status == s.value} for s in Status},

@@ -155,15 +155,15 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
         result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
         with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
             # a zip member is checked from a private temporary copy, like any file
-            item = extracted(found, Path(folder)) if found.kind is Kind.ZIP_MEMBER else found
+            item = extracted(found, Path(folder)) if found.kind in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER) else found
             _check(item, result, options, originals)
         yield result
 
 
 def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None) -> None:
-    if item.kind is Kind.SPECIAL:
+    if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
-        result.findings.append("not a regular file (not read)")
+        result.findings.append(item.note or "not a regular file (not read)")
     elif item.kind is not Kind.DICOM:
         result.dicom = False
         if options.level is Level.FULL:

@@ -1,11 +1,12 @@
 """Writing an instance: header encoded by pydicom, pixel data copied from the source in chunks, atomically.
 
-The output goes to a temporary name in the output folder and is renamed into place only when complete and
-checked, so an interrupted run never leaves a partial file under a final name.
+The output is staged under a temporary name in a private work folder and renamed into place only when complete
+and checked, so an interrupted run never leaves a partial file under a final name.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -28,7 +29,7 @@ TMP_SUFFIX = ".neuroanon-tmp"
 
 
 class Staged:
-    """An output being written under a temporary name in the output folder.
+    """An output being written under a temporary name in a stage folder.
 
     Whoever commits it later (maybe another process) releases it under its final name, moves it to a
     quarantine, or discards it. Nothing partial ever carries a final name.
@@ -44,18 +45,36 @@ class Staged:
         return self
 
     def __exit__(self, kind: object, *exc: object) -> None:
-        self.file.close()
+        try:
+            self.file.close()  # flushes: on a full disk this is where the write fails
+        except OSError:
+            discard(self.path)
+            if kind is None:
+                raise
         if kind is not None:
             discard(self.path)
 
 
-def release(staged: Path, dest: Path) -> None:
-    """Give a staged file its final name (atomic within the output folder)."""
+def release(staged: Path, dest: Path, root: Path | None = None) -> None:
+    """Give a staged file its final name `dest`: a rename, atomic.
+
+    When the stage is on another file system than `dest` (an output folder that is a mount point), the file is
+    first copied to a temporary name in `root` (the output folder; default: dest's folder), then renamed.
+    """
     try:
-        os.replace(staged, dest)
-    except FileNotFoundError:  # its folder is not there yet
+        try:
+            os.replace(staged, dest)
+        except FileNotFoundError:  # its folder is not there yet
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with Staged(root or dest.parent) as near, open(staged, "rb") as src:
+            shutil.copyfileobj(src, near.file, CHUNK)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, dest)
+        os.replace(near.path, dest)
+        staged.unlink()
 
 
 def move(staged: Path, dest: Path) -> None:
@@ -69,7 +88,7 @@ def discard(staged: Path) -> None:
 
 
 def clear_staged(folder: Path) -> None:
-    """Remove what an interrupted run left staged (never a file under a final name)."""
+    """Remove what an interrupted run left staged in `folder` (never a file under a final name)."""
     if folder.is_dir():
         for leftover in folder.glob(f".*{TMP_SUFFIX}"):
             leftover.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import ssl
 import threading
 import time
@@ -152,6 +153,7 @@ class Node:
         self._report: ReportWriter | None = None
         self._lockfile: TextIO | None = None
         self._keyring = Keyring(config.options.key) if config.options.key is not None else None
+        self._stage = config.work_dir / "stage"
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -170,7 +172,10 @@ class Node:
         self._lock_work(work)
         self.output.mkdir(parents=True, exist_ok=True)
         self._check_options(work)
-        clear_staged(self.output)
+        clear_staged(self.output)  # what an earlier version staged in the output itself
+        self._stage = work / "stage"  # outputs are staged here, private, until released into the output
+        shutil.rmtree(self._stage, ignore_errors=True)
+        self._stage.mkdir(mode=0o700)
         self.spool = Spool(work / "spool")
         self._report = ReportWriter(config.report, append=True)
         if config.forward is not None:
@@ -331,7 +336,7 @@ class Node:
 
     def _prepare(self, spooled: Path) -> Prepared:
         item = next(iter(discover([spooled])))
-        return prepare(item, self._name(spooled), self.output, self.options)
+        return prepare(item, self._name(spooled), self._stage, self.options)
 
     def _name(self, spooled: Path) -> str:
         """The instance's name in the report and, below full, in the output: `study/series/instance.dcm` from

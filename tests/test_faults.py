@@ -1,0 +1,449 @@
+"""Everyday faults, each reproducing a failure a new user met: symlinks, unreadable inputs, a full disk,
+SIGTERM and Ctrl-C, a killed parent, two runs into one output, staged files, a folder neuroanon did not begin."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from neuroanon.cli import main
+from neuroanon.sample import make_dataset, make_many, make_study
+
+from .helpers import files_under
+from .peers import SRC
+
+KEY_TEXT = "cd" * 32
+ENV = {**os.environ, "PYTHONPATH": str(SRC)}
+COMMAND = [sys.executable, "-m", "neuroanon.cli", "anonymize"]
+
+
+def _records(report: Path) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    return {str(r["input"]): r for r in lines[:-1]}, lines[-1]["summary"]
+
+
+def _released(out: Path) -> list[str]:
+    return [p.relative_to(out).as_posix() for p in files_under(out)]
+
+
+# --- symlinks -----------------------------------------------------------------------------------------------------
+
+
+def test_a_symlinked_folder_or_file_named_on_the_command_line_is_followed(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "real", subject=30, n_series=1, n_instances=2)
+    (tmp_path / "data").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "one.dcm").symlink_to(files[0])
+    assert main(["anonymize", str(tmp_path / "data"), "-o", str(tmp_path / "out1"), "-q"]) == 0
+    assert len(_released(tmp_path / "out1")) == 2
+    assert main(["anonymize", str(tmp_path / "one.dcm"), "-o", str(tmp_path / "out2"), "-q"]) == 0
+    assert _released(tmp_path / "out2") == ["one.dcm"]
+
+
+@pytest.fixture
+def linked_tree(tmp_path: Path) -> Path:
+    """A study, a symlink to a folder outside it, one to a file outside it, a loop, and a broken link."""
+    root = tmp_path / "in"
+    make_study(root, subject=31, n_series=1, n_instances=2)
+    outside = make_study(tmp_path / "elsewhere", subject=32, n_series=1, n_instances=3)
+    (root / "linked").symlink_to(outside[0].parent, target_is_directory=True)
+    (root / "one.dcm").symlink_to(outside[0])
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    (root / "broken.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    return root
+
+
+def test_symlinks_inside_a_tree_are_reported_skipped_not_followed(linked_tree: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(linked_tree), "-o", str(tmp_path / "out"), "--report", str(report), "-q"]) == 0
+    records, summary = _records(report)
+    for name in ("linked", "one.dcm", "loop", "broken.dcm"):
+        assert records[name]["status"] == "skipped" and "symlink" in str(records[name]["reason"]), name
+    assert "--follow-symlinks" in str(records["linked"]["reason"])
+    assert summary["skipped"] == 4 and summary["written"] == 2
+    assert len(_released(tmp_path / "out")) == 2
+
+
+def test_follow_symlinks_follows_them_but_not_into_a_loop(linked_tree: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(linked_tree), "-o", str(tmp_path / "out"), "--report", str(report), "-q",
+                 "--follow-symlinks"]) == 0
+    records, summary = _records(report)
+    assert records["one.dcm"]["status"] == "written"
+    assert sum(1 for name in records if name.startswith("linked/")) == 3
+    assert records["loop"]["status"] == "skipped" and "loop" in str(records["loop"]["reason"])
+    assert records["broken.dcm"]["status"] == "skipped" and "broken" in str(records["broken.dcm"]["reason"])
+    assert summary["written"] == 2 + 3 + 1 and summary["skipped"] == 2
+
+
+# --- unreadable input ---------------------------------------------------------------------------------------------
+
+_PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 24, 1, 2
+
+
+def _without_root_reads() -> None:
+    """In the child before exec: root reads any file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH); drop those
+    capabilities, so that permissions deny reads as they do for any user (the test suite runs as root in CI)."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+            if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_unreadable_file_and_folder_are_failed_records_and_the_run_goes_on(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    files = make_study(root, subject=33, n_series=2, n_instances=2)
+    locked_file, locked_folder = files[0], tmp_path / "in" / "private"
+    make_study(locked_folder, subject=34, n_series=1, n_instances=1)
+    locked_file.chmod(0)
+    locked_folder.chmod(0)
+    report = tmp_path / "report.jsonl"
+    try:
+        run = subprocess.run([*COMMAND, str(root), "-o", str(tmp_path / "out"), "--report", str(report)],
+                             capture_output=True, text=True, env=ENV, preexec_fn=_without_root_reads, timeout=120)
+    finally:
+        locked_file.chmod(0o644)
+        locked_folder.chmod(0o755)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    records, summary = _records(report)
+    file_name = locked_file.relative_to(root).as_posix()
+    assert records[file_name]["status"] == "failed" and "permission denied" in str(records[file_name]["reason"])
+    assert records["private"]["status"] == "failed" and "folder unreadable" in str(records["private"]["reason"])
+    assert summary["written"] == 3 and summary["failed"] == 2
+    assert file_name in run.stderr and "private" in run.stderr
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MB tmpfs (as root; CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.parametrize(("workers", "mount_point"), [(1, False), (2, False), (2, True)])
+def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
+    small_disk: Path, tmp_path: Path, workers: int, mount_point: bool
+) -> None:
+    """The output on a full disk, in a folder of it or (`mount_point`) the disk itself, the work folder then on
+    another file system."""
+    source = tmp_path / "in"
+    make_many(source, 80, subject=35, rows=256, columns=256, per_folder=40)  # 80 x 128 KiB: more than 6 MB
+    out, report = small_disk if mount_point else small_disk / "out", tmp_path / "report.jsonl"
+    run = subprocess.run([*COMMAND, str(source), "-o", str(out), "--report", str(report), "-j", str(workers)],
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.count("no space left on device") == 1, run.stderr
+    assert "run the same command again to resume" in run.stderr
+    records, summary = _records(report)
+    assert summary["stopped"] == "no space left on device"
+    assert summary["written"] == len(records) < 80, "not one file failed; the run stopped"
+    # one worker commits each file before the next; two may fill the disk with staged files before the first
+    assert workers > 1 or records
+    if mount_point:
+        assert not list(tmp_path.glob(".disk.neuroanon-work")), "the work folder was left"
+    else:
+        assert sorted(os.listdir(small_disk)) == [".out.neuroanon-journal", "out"], "work folder or temp files left"
+    written = _released(out)
+    assert len(written) == len(records), "a file under a final name the run did not finish"
+    reference = tmp_path / "reference"
+    assert main(["anonymize", str(source), "-o", str(reference), "-q"]) == 0
+    for name in written:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), "a half-written output"
+
+
+# --- interruption --------------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (read from /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path]:
+    """A run at full (slow enough to be caught mid-way) with two workers in its own process group, returned with
+    its arguments once it has committed some files."""
+    source = tmp_path / "in"
+    make_many(source, 1500, subject=36, per_folder=250)
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    out = tmp_path / "out"
+    args = ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q"]
+    run = subprocess.Popen([*COMMAND[:-1], *args, "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=ENV, start_new_session=True)
+    journal = tmp_path / ".out.neuroanon-journal"
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and journal.read_text().count("\n") > 40 and len(_children(run.pid)) >= 2):
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.02)
+    return run, args, out
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
+    tmp_path: Path, signum: signal.Signals, status: int
+) -> None:
+    run, args, out = _started_run(tmp_path)
+    workers = _children(run.pid)
+    # Ctrl-C reaches the whole foreground process group, workers included; SIGTERM only the process named
+    os.killpg(run.pid, signum) if signum == signal.SIGINT else run.send_signal(signum)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == status, err
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), "a worker process outlived the run"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
+    done = len(_released(out))
+    assert 0 < done < 1500
+    assert main(args) == 0, "the rerun resumes"
+    assert len(_released(out)) == 1500
+
+
+def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:
+    run, _, out = _started_run(tmp_path)
+    workers = _children(run.pid)
+    run.kill()
+    run.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), "workers outlived a SIGKILLed parent"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
+    work = tmp_path / ".out.neuroanon-work"
+    assert work.is_dir() and (work.stat().st_mode & 0o777) == 0o700, "staged files wait in the private work folder"
+
+
+# --- one output, one run -------------------------------------------------------------------------------------------
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, args, _ = _started_run(tmp_path)
+    try:
+        assert main(args) == 2
+        assert "another neuroanon run is writing to" in capsys.readouterr().err
+    finally:
+        run.terminate()
+        run.communicate(timeout=60)
+    assert run.returncode == 143
+
+
+def test_a_non_empty_folder_no_run_began_is_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=37, n_series=1, n_instances=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "theirs.txt").write_text("someone else's file")
+    assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 2
+    assert "--force" in capsys.readouterr().err and _released(out) == ["theirs.txt"]
+    assert main(["anonymize", str(source), "-o", str(out), "-q", "--force"]) == 0
+    assert len(_released(out)) == 3 and (out / "theirs.txt").read_text() == "someone else's file"
+
+
+def test_other_options_are_refused_and_the_advice_never_mixes_two_option_sets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=38, n_series=1, n_instances=2)
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 0
+    full = ["anonymize", str(source), "-o", str(out), "-q", "--level", "full", "--key-file", str(key)]
+    assert main(full) == 2
+    err = capsys.readouterr().err
+    assert "other options" in err and "delete" not in err
+    (tmp_path / ".out.neuroanon-journal").unlink()  # what a user might still do
+    assert main(full) == 2, "without its journal the folder is one no run began"
+    assert "--force" in capsys.readouterr().err
+
+
+def test_staged_and_held_back_files_never_enter_the_output(tmp_path: Path) -> None:
+    """At full, secondary captures are held back (burned-in risk): not one byte of them reaches the output, even
+    while the run is under way."""
+    source = tmp_path / "in"
+    make_many(source, 400, subject=39, per_folder=100)
+    capture = make_dataset(subject=39)
+    capture.BurnedInAnnotation = "YES"  # held back at full
+    capture.save_as(source / "part001" / "capture.dcm", enforce_file_format=True)
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    out = tmp_path / "out"
+    run = subprocess.Popen([*COMMAND, str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-j",
+                            "2", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    seen: set[str] = set()
+    while run.poll() is None:
+        for _, folders, names in os.walk(out):
+            seen.update(name for name in folders + names if name.startswith("."))
+        time.sleep(0.01)
+    assert run.returncode == 1, run.stderr.read() if run.stderr else ""
+    assert not seen, f"staged files appeared in the output: {sorted(seen)[:3]}"
+    assert len(_released(out)) == 400 and not (tmp_path / ".out.neuroanon-work").exists()
+
+
+# --- no PatientID ---------------------------------------------------------------------------------------------------
+
+
+def _without(paths: list[Path], *keywords: str) -> list[Path]:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword in keywords:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path)
+    return paths
+
+
+def _full(source: Path, out: Path, tmp_path: Path, *extra: str) -> dict[str, dict[str, object]]:
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    report = tmp_path / f"{out.name}.jsonl"
+    main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "--report",
+          str(report), "-q", *extra])
+    return _records(report)[0]
+
+
+def test_without_patient_id_the_subject_comes_from_name_and_birth_date_the_same_in_every_file(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    _without(make_study(source / "a", subject=41, n_series=2, n_instances=3), "PatientID")
+    _without(make_study(source / "b", subject=42, n_series=1, n_instances=2), "PatientID")
+    records = _full(source, tmp_path / "out", tmp_path)
+    assert all(r["status"] == "written" for r in records.values())
+    subjects: dict[str, set[str]] = {"a": set(), "b": set()}
+    names: dict[str, set[str]] = {"a": set(), "b": set()}
+    for name, record in records.items():
+        output = tmp_path / "out" / str(record["output"])
+        subjects[name[0]].add(str(record["output"]).split("/")[0])
+        names[name[0]].add(str(pydicom.dcmread(output, stop_before_pixels=True).PatientName))
+    assert len(subjects["a"]) == len(subjects["b"]) == 1, "one person's files went to several subjects"
+    assert subjects["a"] != subjects["b"] and names["a"] != names["b"], "two people were taken for one"
+    assert names["a"] == subjects["a"] and names["b"] == subjects["b"], "PatientName is the subject's pseudonym"
+
+
+def test_without_any_patient_identity_the_study_keeps_its_files_together(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    _without(make_study(source, subject=43, n_series=2, n_instances=2), "PatientID", "PatientName")
+    records = _full(source, tmp_path / "out", tmp_path)
+    assert len({str(r["output"]).split("/")[0] for r in records.values()}) == 1
+    assert len({str(r["output"]).split("/")[2] for r in records.values()}) == 2, "the two series kept apart"
+
+
+def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    for encoding in ("explicit_le", "implicit_le", "explicit_be", "deflated", "rle"):
+        _without(make_study(source / encoding, subject=44, n_series=1, n_instances=1, encoding=encoding),
+                 "PatientID")
+    records = _full(source, tmp_path / "out", tmp_path)
+    statuses = sorted(str(r["status"]) for r in records.values())
+    assert statuses == ["skipped"] * 4 + ["written"], records
+    assert all("duplicate instance" in str(r["reason"]) for r in records.values() if r["status"] == "skipped")
+    assert len(_released(tmp_path / "out")) == 1
+
+
+# --- counting --------------------------------------------------------------------------------------------------------
+
+
+def test_duplicates_of_a_held_back_file_are_held_back_and_copies_are_counted(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=45, n_series=1, n_instances=2)
+    capture = make_dataset(subject=45)
+    capture.BurnedInAnnotation = "YES"  # held back at full
+    capture.save_as(source / "capture.dcm", enforce_file_format=True)
+    capture.save_as(source / "capture-again.dcm", enforce_file_format=True)
+    (source / "notes.txt").write_text("not DICOM")
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    report = tmp_path / "full.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "full"), "--level", "full", "--key-file", str(key),
+                 "--report", str(report), "-q"]) == 1
+    records, summary = _records(report)
+    for name in ("capture.dcm", "capture-again.dcm"):
+        assert records[name]["status"] == "quarantined" and records[name]["output"] is None, name
+    assert "held back, not written (no --quarantine folder)" in str(records["capture-again.dcm"]["reason"])
+    assert "same instance as capture-again.dcm, which was held back" in str(records["capture.dcm"]["reason"])
+    assert summary["quarantined"] == 2 and summary["held_back"] == 2 and summary["skipped"] == 1  # notes.txt
+    report = tmp_path / "anonymize.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "anon"), "--report", str(report), "-q"]) == 0
+    records, summary = _records(report)
+    assert records["notes.txt"]["status"] == "written" and summary["copied_not_dicom"] == 1
+
+
+def test_an_output_that_is_a_file_or_a_report_that_cannot_be_written_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=46, n_series=1, n_instances=1)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    assert main(["anonymize", str(source), "-o", str(taken), "-q"]) == 2
+    assert "is a file" in capsys.readouterr().err and taken.read_text() == "a file"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(taken / "r.jsonl")]) == 2
+    assert "cannot write the report" in capsys.readouterr().err
+    assert not (tmp_path / ".out.neuroanon-work").exists(), "the work folder of a refused run was left"
+
+
+def test_a_rerun_with_follow_symlinks_follows_what_the_first_run_skipped(linked_tree: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    assert main(["anonymize", str(linked_tree), "-o", str(out), "-q"]) == 0
+    assert main(["anonymize", str(linked_tree), "-o", str(out), "--report", str(report), "-q",
+                 "--follow-symlinks"]) == 0
+    records, _ = _records(report)
+    assert records["one.dcm"]["status"] == "written" and (out / "one.dcm").is_file()
+
+
+def test_a_journal_line_cut_short_by_a_stop_is_passed_over(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=47, n_series=1, n_instances=3)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 0
+    journal = tmp_path / ".out.neuroanon-journal"
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # the last line cut, as a full disk leaves it
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(source), "-o", str(out), "--report", str(report), "-q"]) == 0
+    assert main(["anonymize", str(source), "-o", str(out), "--report", str(report), "-q"]) == 0
+    records, summary = _records(report)
+    assert summary["written"] == 3 and len(_released(out)) == 3
