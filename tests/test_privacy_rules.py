@@ -315,6 +315,23 @@ def test_embedded_overlay_held_even_with_burned_in_no() -> None:
     assert burned_in_risk(ds) is None, "a separate overlay (OverlayData, bit 0) is removed with its group"
 
 
+def test_embedded_overlay_is_held_even_with_allow_burned_in(tmp_path: Path) -> None:
+    """--allow-burned-in says the pixels were looked at; an overlay in their unused bits is still in them."""
+    from neuroanon.sample import make_dataset
+
+    ds = make_dataset(subject=3, series=1, rows=8, columns=8)
+    ds.BurnedInAnnotation = "NO"
+    ds.BitsStored, ds.HighBit = 12, 11
+    for tag in [t for t in ds.keys() if t >> 16 & 0xFF00 == 0x6000]:
+        del ds[tag]
+    ds.add_new(0x60000102, "US", 15)  # OverlayBitPosition above BitsStored, no OverlayData
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    options = Options(level=Level.FULL, key=b"k" * 32, allow_burned_in=True)
+    record = anonymize_file(source, tmp_path / "out", options)
+    assert record.status is Status.QUARANTINED and "embedded in unused pixel bits" in record.reason
+
+
 # Tags a UN test leaves alone: those the pipeline needs to name and gate the output (file meta, identifiers,
 # class, modality, pixel description), which a file with garbage in them may rightly fail for.
 _STRUCTURAL = frozenset({0x00080005, 0x00080016, 0x00080018, 0x00080060, 0x00100020, 0x0020000D, 0x0020000E,

@@ -34,7 +34,7 @@ from pydicom.dataset import Dataset
 
 from . import lean, pixels, review
 from .apply import apply_level, changed_top_level, subject_of
-from .burnedin import burned_in_risk
+from .burnedin import burned_in_risk, embedded_overlay
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
 from .identifiers import Needle, needles
@@ -598,6 +598,9 @@ def _hold_reason(
         return None
     if cleaning is not None and cleaning.held is not None:
         return f"pixels not proven clean: {cleaning.held}", []
+    overlay = embedded_overlay(original)
+    if overlay is not None and cleaning is None:  # no look at the pixels releases an overlay still in them
+        return f"{overlay}, kept in the written pixel data; --clean-pixels clears those bits", []
     risk = burned_in_risk(original)
     if risk is not None and not options.allow_burned_in and cleaning is None:
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in", []
