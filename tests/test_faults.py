@@ -4,7 +4,6 @@ SIGTERM and Ctrl-C, a killed parent, two runs into one output, staged files, a f
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from neuroanon.cli import main
 from neuroanon.sample import make_dataset, make_many, make_study
 
-from .helpers import files_under
+from .helpers import files_under, read_report
 from .peers import SRC
 
 KEY_TEXT = "cd" * 32
@@ -28,8 +27,8 @@ COMMAND = [sys.executable, "-m", "neuroanon.cli", "anonymize"]
 
 
 def _records(report: Path) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
-    return {str(r["input"]): r for r in lines[:-1]}, lines[-1]["summary"]
+    _, records, summary = read_report(report)
+    return {str(r["input"]): r for r in records}, summary
 
 
 def _released(out: Path) -> list[str]:
@@ -342,7 +341,7 @@ def _full(source: Path, out: Path, tmp_path: Path, *extra: str) -> dict[str, dic
     key.write_text(KEY_TEXT)
     report = tmp_path / f"{out.name}.jsonl"
     main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "--report",
-          str(report), "-q", *extra])
+          str(report), "--report-paths", "-q", *extra])
     return _records(report)[0]
 
 
@@ -398,7 +397,7 @@ def test_duplicates_of_a_held_back_file_are_held_back_and_copies_are_counted(tmp
     key.write_text(KEY_TEXT)
     report = tmp_path / "full.jsonl"
     assert main(["anonymize", str(source), "-o", str(tmp_path / "full"), "--level", "full", "--key-file", str(key),
-                 "--report", str(report), "-q"]) == 1
+                 "--report", str(report), "--report-paths", "-q"]) == 1
     records, summary = _records(report)
     for name in ("capture.dcm", "capture-again.dcm"):
         assert records[name]["status"] == "quarantined" and records[name]["output"] is None, name
@@ -419,7 +418,7 @@ def test_an_output_that_is_a_file_or_a_report_that_cannot_be_written_is_a_usage_
     taken = tmp_path / "taken"
     taken.write_text("a file")
     assert main(["anonymize", str(source), "-o", str(taken), "-q"]) == 2
-    assert "is a file" in capsys.readouterr().err and taken.read_text() == "a file"
+    assert "is an existing file" in capsys.readouterr().err and taken.read_text() == "a file"
     assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(taken / "r.jsonl")]) == 2
     assert "cannot write the report" in capsys.readouterr().err
     assert not (tmp_path / ".out.neuroanon-work").exists(), "the work folder of a refused run was left"

@@ -76,7 +76,7 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         if held == out or held.is_relative_to(out) or any(held.is_relative_to(p.resolve()) for p in inputs):
             raise UsageError(f"the quarantine {quarantine} must be outside the output and the inputs")
     if output.exists() and not output.is_dir() and output.suffix.lower() != ".zip":
-        raise UsageError(f"the output {output} is a file; name a folder (or a .zip archive)")
+        raise UsageError(f"the output {output} is an existing file, not a folder (name a folder or a .zip archive)")
     names = [p.resolve().name for p in inputs]
     if len(inputs) > 1 and len(set(names)) != len(names):
         raise UsageError("several inputs share a name; their outputs would collide")
