@@ -224,10 +224,12 @@ def test_every_command_in_the_readme_parses() -> None:
 
 
 def test_a_report_that_cannot_take_a_line_names_itself(source: Path, tmp_path: Path) -> None:
-    """/dev/full accepts the open and refuses every write, as a full disk does; the run stops with one line."""
+    """/dev/full accepts the open and refuses every write, as a full disk does: the report's first line fails,
+    before any file is read, so the run does not start (exit 2) and one line says why."""
     full = Path("/dev/full")
     assert full.exists(), "Linux's /dev/full stages a full disk for the report"
     done = _run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(full)])
     assert "Traceback" not in done.stderr
-    assert done.returncode == 1
-    assert f"neuroanon: {full}: No space left on device" in done.stderr.splitlines()
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"neuroanon: cannot write the report {full}: no space left on device"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -188,7 +188,7 @@ def _release_options(p: argparse.ArgumentParser, input_paths: bool = True) -> No
                             "report is identifiable (default: a keyed token per input, as in the run journal)")
     p.add_argument("--clean-pixels", nargs="?", const="phi", default="", choices=MODES, metavar="MODE",
                    help="full: find burned-in text by OCR, redact PHI text (strict: all text; all: every image; "
-                        "PS3.15 113101); needs the ocr extra")
+                        "PS3.15 113101); needs the ocr extra (default: off; phi when given without a MODE)")
 
 
 def _size(text: str) -> int:
