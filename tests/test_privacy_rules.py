@@ -185,6 +185,30 @@ def test_big_endian_forms_pydicom_misreads(case: str, level: Level, tmp_path: Pa
             assert pydicom.dcmread(out).PatientID == ds.PatientID
 
 
+@pytest.mark.parametrize("pixels", [True, False], ids=["pixels", "no-pixels"])
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_anonymize_keeps_command_group_elements_in_any_encoding(encoding: str, pixels: bool, tmp_path: Path) -> None:
+    """A file pydicom's dcmwrite refuses (command-group elements in the dataset) and the writer cannot copy around
+    its pixel data (deflated, or none): written whole, the five replaced, the rest kept."""
+    source, markers = make_case(tmp_path / "in", "retired-command", encoding, "utf8")
+    if not pixels:
+        with quiet():
+            ds = read_header(source).dataset  # without its pixel data (unless deflated: read whole)
+        ds.pop(0x7FE00010, None)
+        source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.ANONYMIZE))
+    assert record.status is Status.WRITTEN, f"{record.status} ({record.reason})"
+    (out,) = files_under(tmp_path / "out")
+    assert not _leaks(searchable_bytes(out), markers.values, "utf8", FIVE_ROLES)
+    dump = subprocess.run([require_tool("dcmdump"), "-q", "+E", str(out)], capture_output=True, timeout=60)
+    assert dump.returncode == 0 and not dump.stderr, "dcmtk cannot read the output"
+    with quiet():
+        header = read_header(out)
+    ds = header.dataset
+    assert ds.ErrorComment == markers.values["ErrorComment"] and ds.PatientName == "Anon"
+    assert (header.pixels is not None or "PixelData" in ds) is pixels
+
+
 def test_un_sequence_opened_and_walked_at_full(tmp_path: Path) -> None:
     """The X/Z/U* sequence stored as UN is walked: its instance UID remapped, its class UID kept."""
     source, markers = make_case(tmp_path / "in", "un-xzu", "explicit_le", "ascii")
