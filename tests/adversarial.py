@@ -6,8 +6,8 @@ every encoding the file uses. Cases are written in several encodings (explicit a
 endian, deflated) and character sets (ASCII, ISO_IR 100, ISO_IR 192).
 
 Classes: sequences stored as VR UN (top level, nested, private, unknown tags, X/Z/U* attributes, text stored as
-UN); text, dates and UIDs outside PS3.15 Table E.1-1 (SR content, presentation and segmentation text, document
-titles, retired and command-group elements, issuer sequences, concatenation UIDs, an earlier
+UN, undefined length); text, dates and UIDs outside PS3.15 Table E.1-1 (SR content, presentation and segmentation
+text, document titles, retired and command-group elements, issuer sequences, concatenation UIDs, an earlier
 DeidentificationMethod); and the burned-in gate (SOP classes whose Modality says otherwise, projection X-ray,
 overlays embedded in unused pixel bits).
 """
@@ -49,6 +49,7 @@ CHARSETS = {
     "utf8": ("ISO_IR 192", "Quüxłey"),
 }
 ROOT = "1.2.826.0.1.3680043.10.1047."  # a test root: never a real device's
+UNDEFINED = 0xFFFFFFFF
 
 
 @dataclass
@@ -129,9 +130,10 @@ def un_bytes(elements: Dataset, tag: int, charset: str) -> bytes:
     return bytes(fp.getvalue()[8:])  # the value, without the tag and length
 
 
-def add_un(ds: Dataset, tag: int, value: bytes) -> None:
-    """Store `value` under `tag` with VR UN as written, whatever the dictionary says the tag is."""
-    ds[tag] = RawDataElement(BaseTag(tag), "UN", len(value), value, 0, False, True)
+def add_un(ds: Dataset, tag: int, value: bytes, undefined: bool = False) -> None:
+    """Store `value` under `tag` with VR UN as written, whatever the dictionary says the tag is; `undefined`: with
+    undefined length, `value` being items (`part10` ends them with a sequence delimiter)."""
+    ds[tag] = RawDataElement(BaseTag(tag), "UN", UNDEFINED if undefined else len(value), value, 0, False, True)
 
 
 def five_item(m: Markers) -> Dataset:
@@ -172,6 +174,19 @@ def _un_private(ds: Dataset, m: Markers, charset: str) -> None:
 def _un_unknown_tag(ds: Dataset, m: Markers, charset: str) -> None:
     # (0011,0010)-style unknown even tag: a newer standard attribute this dictionary does not know.
     add_un(ds, 0x0071FF02, un_bytes(five_item(m), 0x0071FF02, charset))
+
+
+def _un_undefined(ds: Dataset, m: Markers, charset: str) -> None:
+    item = five_item(m)
+    item.ProtocolName = m.text("ProtocolName")
+    item.SeriesInstanceUID = m.uid("PerformedSeriesUID", 41)
+    add_un(ds, 0x00400340, un_bytes(item, 0x00400340, charset), undefined=True)
+    inner = five_item(m)
+    inner.PerformedProcedureStepDescription = m.text("StepDescription")
+    outer = Dataset()
+    outer.CodeValue = "1"
+    add_un(outer, 0x00400340, un_bytes(inner, 0x00400340, charset), undefined=True)
+    ds.RequestAttributesSequence = Sequence([outer])
 
 
 def _un_xzu(ds: Dataset, m: Markers, charset: str) -> None:
@@ -287,6 +302,7 @@ CASES = (
     _case("un-nested", "un", _un_nested, why="a UN sequence inside an SQ item"),
     _case("un-private", "un", _un_private, why="a private sequence stored as UN"),
     _case("un-unknown-tag", "un", _un_unknown_tag, why="an unknown even tag holding a UN sequence"),
+    _case("un-undefined", "un", _un_undefined, why="UN sequences of undefined length, top level and nested"),
     _case("un-xzu", "un", _un_xzu, why="an X/Z/U* sequence stored as UN"),
     _case("un-text", "un", _un_text, why="text attributes stored as UN"),
     _case("sr-content", "unlisted", _sr_content, why="TextValue, PersonName, DateTime in ContentSequence"),
@@ -343,11 +359,30 @@ def part10(ds: Dataset, encoding: str) -> bytes:
     _as_read(ds, syntax.is_implicit_VR, syntax.is_little_endian)
     write_dataset(body, ds)
     data = bytes(body.getvalue())
+    if not syntax.is_little_endian:
+        data = _little_endian_delimiters(data, ds)
     if syntax.is_deflated:
         compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
         data = compressor.compress(data) + compressor.flush()
         data += b"\x00" * (len(data) % 2)
     return bytes(head.getvalue()) + data
+
+
+_DELIMITER = {True: b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", False: b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"}
+
+
+def _little_endian_delimiters(data: bytes, ds: Dataset) -> bytes:
+    """pydicom ends an undefined-length UN with a sequence delimiter in the file's byte order; it is part of the
+    UN's implicit VR little endian value (PS3.5 6.2.2)."""
+    for tag in ds.keys():
+        element = ds.get_item(tag)
+        if isinstance(element, RawDataElement) and element.VR == "UN" and element.length == UNDEFINED:
+            assert isinstance(element.value, bytes)
+            data = data.replace(element.value + _DELIMITER[False], element.value + _DELIMITER[True])
+        elif isinstance(element, DataElement) and element.VR == "SQ":
+            for item in element.value:
+                data = _little_endian_delimiters(data, item)
+    return data
 
 
 def encoded(value: str, charset: str) -> list[bytes]:

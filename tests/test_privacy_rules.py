@@ -23,10 +23,10 @@ from pydicom.dataset import Dataset
 from neuroanon import lean
 from neuroanon.burnedin import RISKY_CLASSES, burned_in_risk
 from neuroanon.options import Level, Options
-from neuroanon.pipeline import anonymize_file
+from neuroanon.pipeline import anonymize_file, anonymize_tree
 from neuroanon.profile import TEXT_VRS, explain, full_action, render_rules, unlisted_action
 from neuroanon.ps315 import load_table
-from neuroanon.read import parses_as_sequence, quiet
+from neuroanon.read import parses_as_sequence, quiet, read_header
 from neuroanon.report import Status
 from neuroanon.technical import TECHNICAL, technical
 
@@ -53,11 +53,7 @@ FIVE_ROLES = ("PatientName", "ItemPatientName", "ReferringPhysicianName", "Opera
               "PatientBirthDate", "ItemBirthDate")
 
 
-# pydicom reads command-group (0000) elements at the start of a dataset as implicit VR little endian, whatever the
-# transfer syntax: in a big endian file they cannot be read, and the file is reported failed (a reader limit, not
-# a rule); the command-group case is written in every other encoding.
-COMBOS = [(case, encoding, charset) for case in CASES for encoding in sorted(ENCODINGS) for charset in sorted(CHARSETS)
-          if not (case.name == "retired-command" and encoding == "explicit_be")]
+COMBOS = [(case, encoding, charset) for case in CASES for encoding in sorted(ENCODINGS) for charset in sorted(CHARSETS)]
 
 
 def _leaks(data: bytes, values: dict[str, str], charset: str, roles: tuple[str, ...] | None = None) -> list[str]:
@@ -140,6 +136,77 @@ def test_anonymize_replaces_the_five_inside_un_sequences(case: Case, encoding: s
     # Everything but the five is kept: the UN sequence's other content is still there.
     kept = [r for r in markers.values if r not in FIVE_ROLES and r not in ("PatientID",)]
     assert set(_leaks(searchable_bytes(out), markers.values, charset, tuple(kept))) == set(kept)
+
+
+def _pydicom_reads(path: Path, values: dict[str, str]) -> bool:
+    """Whether pydicom alone reads the planted ErrorComment or the UN sequence's OperatorsName."""
+    try:
+        with quiet():
+            ds = pydicom.dcmread(path, force=True)
+            if "ErrorComment" in values:
+                return bool(ds[0x00000902].value == values["ErrorComment"])
+            return str(ds[0x00400340].value[0].OperatorsName) == values["OperatorsName"]
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL], ids=str)
+@pytest.mark.parametrize("case", ["retired-command", "un-undefined"])
+def test_big_endian_forms_pydicom_misreads(case: str, level: Level, tmp_path: Path) -> None:
+    """Explicit VR Big Endian with command-group elements in the dataset (pydicom reads group 0000 as implicit
+    VR little endian), or with UN sequences of undefined length at the top and inside an item (pydicom reads
+    their items in big endian): read, released, and cleaned as the level says."""
+    source, markers = make_case(tmp_path / "in", case, "explicit_be", "latin1")
+    assert not _pydicom_reads(source, markers.values), "pydicom alone reads this file: the fixture tests nothing"
+    summary = anonymize_tree([tmp_path / "in"], tmp_path / "out", Options(level=level, key=KEY))
+    assert summary.counts == {"written": 1}, summary.reasons
+    (out,) = files_under(tmp_path / "out")
+    data = out.read_bytes()
+    leaks = _leaks(data, markers.values, "latin1", None if level is Level.FULL else FIVE_ROLES)
+    assert not leaks, f"{case} {level}: planted values survive: {leaks}"
+    dump = subprocess.run([require_tool("dcmdump"), "-q", "+E", str(out)], capture_output=True, timeout=60)
+    assert dump.returncode == 0 and not dump.stderr, f"{case}: dcmtk cannot read the output"
+    with quiet():
+        ds = read_header(out).dataset
+    assert ds.SOPClassUID == MR_IMAGE and ds.PatientID and ds.file_meta.TransferSyntaxUID == ENCODINGS["explicit_be"]
+    if case == "un-undefined":  # the UN sequences opened and cleaned (full removes the nested one's parent)
+        items = [ds[0x00400340].value[0]]
+        if level is Level.ANONYMIZE:
+            items.append(ds.RequestAttributesSequence[0][0x00400340].value[0])
+        assert all(item.OperatorsName == "Anon" for item in items)
+    if level is Level.FULL:
+        assert not [tag for tag in ds.keys() if tag >> 16 == 0], "group 0000 elements kept at full"
+        with quiet():
+            assert pydicom.dcmread(out).PatientID == ds.PatientID
+    elif case == "retired-command":  # anonymize changes only the five: the command-group elements stay
+        assert ds.ErrorComment == markers.values["ErrorComment"]
+    else:
+        with quiet():
+            assert pydicom.dcmread(out).PatientID == ds.PatientID
+
+
+@pytest.mark.parametrize("pixels", [True, False], ids=["pixels", "no-pixels"])
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_anonymize_keeps_command_group_elements_in_any_encoding(encoding: str, pixels: bool, tmp_path: Path) -> None:
+    """A file pydicom's dcmwrite refuses (command-group elements in the dataset) and the writer cannot copy around
+    its pixel data (deflated, or none): written whole, the five replaced, the rest kept."""
+    source, markers = make_case(tmp_path / "in", "retired-command", encoding, "utf8")
+    if not pixels:
+        with quiet():
+            ds = read_header(source).dataset  # without its pixel data (unless deflated: read whole)
+        ds.pop(0x7FE00010, None)
+        source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.ANONYMIZE))
+    assert record.status is Status.WRITTEN, f"{record.status} ({record.reason})"
+    (out,) = files_under(tmp_path / "out")
+    assert not _leaks(searchable_bytes(out), markers.values, "utf8", FIVE_ROLES)
+    dump = subprocess.run([require_tool("dcmdump"), "-q", "+E", str(out)], capture_output=True, timeout=60)
+    assert dump.returncode == 0 and not dump.stderr, "dcmtk cannot read the output"
+    with quiet():
+        header = read_header(out)
+    ds = header.dataset
+    assert ds.ErrorComment == markers.values["ErrorComment"] and ds.PatientName == "Anon"
+    assert (header.pixels is not None or "PixelData" in ds) is pixels
 
 
 def test_un_sequence_opened_and_walked_at_full(tmp_path: Path) -> None:

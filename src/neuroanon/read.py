@@ -6,6 +6,7 @@ whose dataset is deflated cannot be read in place and is read whole.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -13,13 +14,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pydicom import config as pydicom_config
-from pydicom.dataset import FileDataset
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread, read_dataset, read_partial
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from .errors import InputError
 
@@ -73,22 +75,28 @@ def read_header(path: Path) -> Header:
     """Read `path` up to and around its pixel data. Raises InputError naming the problem, never a value."""
     size = os.path.getsize(path)
     try:
-        with open(path, "rb") as fp:
-            ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
-            implicit, little = ds.original_encoding
-            if implicit is None or little is None:
-                raise InputError("no DICOM dataset found")
-            meta = getattr(ds, "file_meta", None)
-            if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                return Header(dcmread(path, force=True), None, False, True)
-            stopped_at = fp.tell()
-            fp.seek(0)
-            start = 132 if fp.read(132)[128:] == b"DICM" else 0
-            if _actual_vr_is_implicit(fp, start, implicit) != implicit:
-                implicit = not implicit
-                ds.set_original_encoding(implicit, little, ds.original_character_set)
-            scanner = _Scanner(fp, size, implicit, little)
-            scanner.dataset(start, size, implicit, top=True)
+        with open(path, "rb") as file:
+            start = 132 if file.read(132)[128:] == b"DICM" else 0
+            body, syntax = _file_meta_end(file, start)
+            file.seek(0)
+            fp: BinaryIO = file
+            if syntax != ExplicitVRBigEndian:
+                ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
+                implicit, little = ds.original_encoding
+                if implicit is None or little is None:
+                    raise InputError("no DICOM dataset found")
+                meta = getattr(ds, "file_meta", None)
+                if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                    return Header(dcmread(path, force=True), None, False, True)
+                stopped_at = fp.tell()
+                if _actual_vr_is_implicit(fp, start, implicit) != implicit:
+                    implicit = not implicit
+                    ds.set_original_encoding(implicit, little, ds.original_character_set)
+                scanner = _Scanner(fp, size, implicit, little)
+                scanner.dataset(start, size, implicit, top=True)
+            else:
+                ds, stopped_at, scanner, fp = _read_big_endian(path, file, start, body, size)
+                implicit, little = scanner.implicit, False
             span = scanner.pixels
             if span is None:
                 if stopped_at != size:
@@ -100,6 +108,7 @@ def read_header(path: Path) -> Header:
             if span.end < size:
                 fp.seek(span.end)
                 trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
+                _trim_undefined_un(trailing, scanner.undefined_un)
                 for tag in trailing.keys():
                     ds[tag] = trailing.get_item(tag)
             return Header(ds, span, implicit, little, spans)
@@ -110,6 +119,27 @@ def read_header(path: Path) -> Header:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
 
 
+def _file_meta_end(fp: BinaryIO, start: int) -> tuple[int, str]:
+    """Where the dataset after the file meta (always explicit VR little endian) begins, and the transfer syntax
+    the file meta names ("" when none)."""
+    pos, syntax = start, ""
+    while True:
+        fp.seek(pos)
+        head = fp.read(8)
+        if len(head) < 8 or head[:2] != b"\x02\x00":
+            return pos, syntax
+        if head[4:6] in _LONG_VRS:
+            extra = fp.read(4)
+            if len(extra) < 4:
+                return pos, syntax
+            length, value = struct.unpack("<L", extra)[0], pos + 12
+        else:
+            length, value = struct.unpack("<H", head[6:8])[0], pos + 8
+        if head[:4] == b"\x02\x00\x10\x00":  # (0002,0010) TransferSyntaxUID
+            syntax = fp.read(min(length, 64)).rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = value + length
+
+
 def _actual_vr_is_implicit(fp: BinaryIO, start: int, claimed: bool) -> bool:
     """Whether the dataset after the file meta is really implicit VR, decided as pydicom decides it.
 
@@ -117,22 +147,88 @@ def _actual_vr_is_implicit(fp: BinaryIO, start: int, claimed: bool) -> bool:
     such a file by the VR it finds in the first element; the scan must walk it the same way, or a complete file
     looks truncated.
     """
-    pos = start
-    while True:
-        fp.seek(pos)
-        head = fp.read(8)
-        if len(head) < 8:
-            return claimed
-        if head[:2] != b"\x02\x00":  # past the file meta (always explicit VR little endian)
-            break
-        vr = head[4:6]
-        if vr in _LONG_VRS:
-            pos += 12 + struct.unpack("<L", fp.read(4))[0]
-        else:
-            pos += 8 + struct.unpack("<H", head[6:8])[0]
+    fp.seek(_file_meta_end(fp, start)[0])
+    head = fp.read(8)
+    if len(head) < 8:
+        return claimed
     vr = head[4:6]
     return not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B)
 
+
+def _read_big_endian(path: Path, fp: BinaryIO, start: int, body: int, size: int,
+                     ) -> tuple[FileDataset, int, _Scanner, BinaryIO]:
+    """Read an Explicit VR Big Endian file up to its pixel data, where pydicom alone misreads two rare forms.
+
+    pydicom reads command-group (0000) elements at the start of a dataset as implicit VR little endian, whatever
+    the transfer syntax: here the dataset is read from its first element in the file's own encoding. And pydicom
+    reads the items of an undefined-length UN in the file's byte order, though they are implicit VR little
+    endian (PS3.5 6.2.2): the scan finds each such element, pydicom reads it through a view of the file that
+    gives it a defined length (its items and delimiter, kept as bytes), and the delimiter is then cut off. The
+    element becomes what a node without the dictionary writes for a sequence: a UN of defined length holding
+    its items. Returns the dataset, where the read stopped, the scan, and the view to read on through.
+    """
+    implicit = _actual_vr_is_implicit(fp, start, False)
+    scanner = _Scanner(fp, size, implicit, False)
+    scanner.dataset(start, size, implicit, top=True)
+    fp.seek(0)
+    head = read_partial(io.BytesIO(fp.read(body)), force=True)  # the preamble and the file meta
+    view = cast(BinaryIO, _Patched(fp, {value - 4: struct.pack(">L", end - value)
+                                        for value, end in scanner.undefined_un.items()}))
+    view.seek(body)
+    dataset = read_dataset(view, implicit, False, stop_when=_stop_at_pixels)
+    stopped_at = view.tell()
+    _trim_undefined_un(dataset, scanner.undefined_un)
+    ds = FileDataset(str(path), dataset, head.preamble, head.file_meta, implicit, False)
+    ds.set_original_encoding(implicit, False, dataset._character_set)
+    return ds, stopped_at, scanner, view
+
+
+class _Patched:
+    """A read-only view of a file in which the bytes at some positions read differently."""
+
+    def __init__(self, fp: BinaryIO, patches: Mapping[int, bytes]) -> None:
+        self.fp, self.patches = fp, patches
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.fp.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        pos = self.fp.tell()
+        data = self.fp.read(size)
+        end = pos + len(data)
+        patched = [(at, new) for at, new in self.patches.items() if at < end and pos < at + len(new)]
+        if not patched:
+            return data
+        buffer = bytearray(data)
+        for at, new in patched:
+            low, high = max(at, pos), min(at + len(new), end)
+            buffer[low - pos : high - pos] = new[low - at : high - at]
+        return bytes(buffer)
+
+
+def _trim_undefined_un(ds: Dataset, undefined: Mapping[int, int], base: int = 0) -> None:
+    """Cut the sequence delimiter off each UN that `_read_big_endian` read with it, at any depth.
+
+    pydicom decodes a sequence of defined length from its value's bytes when it is first used, and counts the
+    positions of its elements from that value's start, `base` in the file: such a sequence holding one is decoded.
+    """
+    if not undefined:
+        return
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if isinstance(element, RawDataElement):
+            start = base + element.value_tell
+            if element.VR == "UN" and start in undefined and isinstance(element.value, bytes):
+                ds[tag] = element._replace(length=element.length - 8, value=element.value[:-8])
+            elif element.VR == "SQ" and any(start <= at < start + element.length for at in undefined):
+                for item in ds[tag].value:
+                    _trim_undefined_un(item, undefined, start)
+        elif isinstance(element, DataElement) and element.VR == "SQ":
+            for item in element.value:
+                _trim_undefined_un(item, undefined, base)
 
 class _Scanner:
     """Walks the file's element headers, seeking past values, to prove every declared length fits the file.
@@ -142,54 +238,69 @@ class _Scanner:
     """
 
     def __init__(self, fp: BinaryIO, size: int, implicit: bool, little: bool) -> None:
-        self.fp, self.size, self.endian = fp, size, "<" if little else ">"
+        self.fp, self.size, self.endian, self.implicit = fp, size, "<" if little else ">", implicit
         self.pixels: PixelSpan | None = None
         self.spans: dict[int, tuple[int, int]] = {}
+        # Where each undefined-length UN in big endian starts its value -> where its delimiter ends. To find those
+        # inside items of defined length, a big endian file is walked into every item.
+        self.undefined_un: dict[int, int] = {}
+        self.deep = not little
 
-    def dataset(self, pos: int, end: int, implicit: bool, top: bool = False) -> int:
+    def dataset(self, pos: int, end: int, implicit: bool, top: bool = False, endian: str = "") -> int:
         """Walk elements from `pos` to `end`, or to an item delimiter; return the position after them."""
+        endian = endian or self.endian
         while pos < end:
             start = pos
-            tag, vr, length, value = self._head(pos, implicit, top)
+            tag, vr, length, value = self._head(pos, implicit, top, endian)
             if tag == _ITEM_DELIMITER:
                 return value
-            if length == UNDEFINED_LENGTH:
-                # An undefined-length UN holds implicit VR little endian items (PS3.5 6.2.2).
-                pos = self._items(tag, value, implicit or vr == b"UN")
+            if length == UNDEFINED_LENGTH and vr == b"UN":
+                # Implicit VR little endian items and delimiter, whatever the file's encoding (PS3.5 6.2.2).
+                pos = self._items(tag, value, True, "<")
+                if endian == ">":
+                    self.undefined_un[value] = pos
+            elif length == UNDEFINED_LENGTH:
+                pos = self._items(tag, value, implicit, endian)
             else:
                 pos = value + length
                 if pos > self.size:
                     raise InputError(f"truncated: {_tag_text(tag)} declares {length} bytes, "
                                      f"{max(self.size - value, 0)} remain")
+                if self.deep and vr == b"SQ":
+                    self._items(tag, value, implicit, endian, pos)
             if top and tag >> 16 != 0x0002:
                 self.spans.setdefault(tag, (start, pos))
             if top and tag in PIXEL_TAGS and self.pixels is None:
                 self.pixels = PixelSpan(tag, value - (12 if vr in _LONG_VRS else 8), pos)
         return pos
 
-    def _items(self, tag: int, pos: int, implicit: bool) -> int:
-        """Walk the items of an undefined-length value up to its sequence delimiter."""
-        while True:
-            item, _, length, value = self._head(pos, True, False)
-            if item == _SEQUENCE_DELIMITER:
+    def _items(self, tag: int, pos: int, implicit: bool, endian: str, end: int = -1) -> int:
+        """Walk the items of an undefined-length value up to its sequence delimiter (or of a defined-length
+        sequence up to `end`)."""
+        while end < 0 or pos < end:
+            item, _, length, value = self._head(pos, True, False, endian)
+            if item == _SEQUENCE_DELIMITER and end < 0:
                 return value
             if item != _ITEM:
                 raise InputError(f"malformed: unexpected element inside {_tag_text(tag)}")
             if length == UNDEFINED_LENGTH:
-                pos = self.dataset(value, self.size, implicit)
+                pos = self.dataset(value, self.size, implicit, endian=endian)
                 continue
             pos = value + length
             if pos > self.size:
                 raise InputError(f"truncated: an item of {_tag_text(tag)} runs past the end of file")
+            if self.deep:
+                self.dataset(value, pos, implicit, endian=endian)
+        return pos
 
-    def _head(self, pos: int, implicit: bool, top: bool) -> tuple[int, bytes, int, int]:
+    def _head(self, pos: int, implicit: bool, top: bool, endian: str) -> tuple[int, bytes, int, int]:
         """(tag, VR, value length, value start) of the element header at `pos`."""
         self.fp.seek(pos)
         head = self.fp.read(8)
         if len(head) < 8:
             raise InputError(f"truncated: file ends inside an element header at byte {pos}")
         meta = top and head[:2] == b"\x02\x00"  # file meta: always explicit VR little endian
-        endian = "<" if meta else self.endian
+        endian = "<" if meta else endian
         group, element = struct.unpack(f"{endian}HH", head[:4])
         tag = group << 16 | element
         if group == 0xFFFE or (implicit and not meta):

@@ -13,6 +13,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +22,7 @@ from pydicom.charset import default_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomIO
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .read import Header, PixelSpan
 
@@ -207,8 +209,11 @@ def write_instance(
     _refresh_group_length(getattr(dataset, "file_meta", None))
     if header.pixels is None:
         # No pixel data, or a deflated file read whole: pydicom writes it all (and deflates again).
-        dcmwrite(out, dataset, implicit_vr=header.implicit_vr, little_endian=header.little_endian,
-                 force_encoding=_is_plain(dataset))
+        if any(tag >> 16 == 0 for tag in dataset._dict):
+            _write_with_command_group(out, dataset, header)
+        else:
+            dcmwrite(out, dataset, implicit_vr=header.implicit_vr, little_endian=header.little_endian,
+                     force_encoding=_is_plain(dataset))
         out.flush()
         return None
     fp = DicomIO(out)
@@ -250,6 +255,28 @@ def _write_elements(
             fp.write(source[span[0] - offset : span[1] - offset])
         else:
             write_data_element(fp, dataset.get_item(tag), encoding)
+
+
+def _write_with_command_group(out: BinaryIO, dataset: Dataset, header: Header) -> None:
+    """Write the whole file as dcmwrite does, for a dataset holding command-group (0000) elements, which dcmwrite
+    refuses (anonymize keeps them: it changes only the five)."""
+    fp = DicomIO(out)
+    preamble = getattr(dataset, "preamble", None)
+    meta = getattr(dataset, "file_meta", None)
+    if preamble or meta:
+        fp.write(preamble or b"\x00" * 128)
+        fp.write(b"DICM")
+    if meta:
+        write_file_meta_info(fp, meta, enforce_standard=False)
+    body = DicomBytesIO()
+    body.is_implicit_VR, body.is_little_endian = header.implicit_vr, header.little_endian
+    write_dataset(body, dataset)
+    data = bytes(body.getvalue())
+    if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = compressor.compress(data) + compressor.flush()
+        data += b"\x00" * (len(data) % 2)
+    out.write(data)
 
 
 def _is_plain(dataset: Dataset) -> bool:
