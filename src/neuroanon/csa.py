@@ -217,20 +217,22 @@ def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: K
         hits = tuple(find(value, patterns))
         return scrub(value, hits) if hits else value
     # Every image of a series carries the same series header: the last few results are remembered, by value,
-    # needles and a fingerprint of the key.
-    memo = (kind, value, patterns, keyring.uid("csa-memo"))
-    if memo in _MEMO:
-        _MEMO[memo] = _MEMO.pop(memo)  # most recently used last: the series header stays while images pass
-        return _MEMO[memo]
+    # needles (the series' one tuple, by identity: hashing its needles costs more than a lookup saves) and a
+    # fingerprint of the key.
+    memo = (kind, value, id(patterns), keyring.uid("csa-memo"))
+    known = _MEMO.pop(memo, None)
+    if known is not None and known[0] is patterns:
+        _MEMO[memo] = known  # most recently used last: the series header stays while images pass
+        return known[1]
     if kind == "csa" or parse(value) is not None:  # XA's protocol element is a CSA header in most versions
         cleaned = clean_csa(value, patterns, keyring)
     else:
         cleaned = clean_protocol(value, patterns, keyring)
-    _MEMO[memo] = cleaned
+    _MEMO[memo] = (patterns, cleaned)  # the tuple stays alive while remembered, so its identity is not reused
     while len(_MEMO) > _MEMO_SIZE:
         del _MEMO[next(iter(_MEMO))]
     return cleaned
 
 
 _MEMO_SIZE = 16
-_MEMO: dict[tuple[str, bytes, tuple[Needle, ...], str], bytes | None] = {}
+_MEMO: dict[tuple[str, bytes, int, str], tuple[tuple[Needle, ...], bytes | None]] = {}

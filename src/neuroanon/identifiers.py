@@ -120,8 +120,10 @@ class Needle:
             if len(best) < 3:
                 return ()
             runs.add(best)
-        # Short keys (the first four characters of each run) are shared by a value's many forms: fewer tests.
-        short = {r[:4] for r in runs}
+        # Short keys (the first eight characters of each run) are shared by a value's many forms: fewer tests.
+        # Shorter ones are shared by other values too ("FAKE..." in every synthetic value, a year in every date
+        # of a study), which sends the search into every window where any of them occurs.
+        short = {r[:8] for r in runs}
         return tuple(sorted(r for r in short if not any(o != r and o in r for o in short)))
 
     @cached_property
@@ -460,10 +462,25 @@ def _worth_searching(data: bytes) -> bool:
 # --- searching ---------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def _index(patterns: tuple[Needle, ...]) -> tuple[dict[bytes, tuple[int, ...]], dict[str, tuple[int, ...]],
-                                                   tuple[int, ...]]:
+_Index = tuple[dict[bytes, tuple[int, ...]], dict[str, tuple[int, ...]], tuple[int, ...]]
+# By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
+# needles for every search would cost more than the search. The tuple is kept alive with its index.
+_INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
+
+
+def _index(patterns: tuple[Needle, ...]) -> _Index:
     """Which needles each key (bytes, and as text) stands for, and the needles without keys (always searched)."""
+    known = _INDEXES.get(id(patterns))
+    if known is not None and known[0] is patterns:
+        return known[1]
+    index = _build_index(patterns)
+    _INDEXES[id(patterns)] = (patterns, index)
+    while len(_INDEXES) > 256:
+        del _INDEXES[next(iter(_INDEXES))]
+    return index
+
+
+def _build_index(patterns: tuple[Needle, ...]) -> _Index:
     by_key: dict[bytes, list[int]] = {}
     by_run: dict[str, list[int]] = {}
     always = []
