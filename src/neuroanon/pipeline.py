@@ -125,9 +125,10 @@ def anonymize_tree(
             journal.close()
             raise
         archive: ZipSink | None = None
-        subjects = SubjectMapping(mapping) if mapping is not None else None
+        subjects: SubjectMapping | None = None
         stopped = "interrupted"
         try:
+            subjects = SubjectMapping(mapping) if mapping is not None else None
             archive = ZipSink(output, keep=journal.written()) if zipped else None
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
