@@ -72,13 +72,18 @@ def test_anonymize_output_passes_at_its_level_not_at_full(released: tuple[Path, 
     assert main(["verify", str(source), "--level", "anonymize"]) == 1
 
 
-def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    source, full, _ = released
-    tampered = tmp_path / "tampered"
-    for path in files_under(full):
-        target = tampered / path.relative_to(full)
+def _copy(tree: Path, to: Path) -> Path:
+    """A copy of a released tree to tamper with."""
+    for path in files_under(tree):
+        target = to / path.relative_to(tree)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
+    return to
+
+
+def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    source, full, _ = released
+    tampered = _copy(full, tmp_path / "tampered")
     victim = files_under(tampered)[0]
     ds = pydicom.dcmread(victim)
     original = pydicom.dcmread(files_under(source)[0])
@@ -181,11 +186,7 @@ def test_our_binary_dummy_is_no_finding() -> None:
 @pytest.mark.parametrize("codec", ["utf_16_le", "latin_1"])
 def test_verify_reads_every_encoding(released: tuple[Path, Path, Path], tmp_path: Path, codec: str) -> None:
     source, full, _ = released
-    tampered = tmp_path / "tampered"
-    for path in files_under(full):
-        target = tampered / path.relative_to(full)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
+    tampered = _copy(full, tmp_path / "tampered")
     victim = files_under(tampered)[0]
     ds = pydicom.dcmread(victim)
     family = str(pydicom.dcmread(files_under(source)[0]).PatientName).split("^")[0]
