@@ -121,6 +121,14 @@ def test_key_in_an_unwritable_folder(source: Path, tmp_path: Path, unwritable: P
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_missing_lookup_table_stops_the_run_before_a_key_is_made(source: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    done = _run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "--lookup",
+                 str(tmp_path / "ids.csv")], env={"XDG_CONFIG_HOME": str(config)})
+    _one_line(done, 2, "cannot read lookup file", str(tmp_path / "ids.csv"))
+    assert not config.exists(), "a key was made for a run that could not start"
+
+
 def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     run = subprocess.Popen([*COMMAND, "explain", "--level", "full"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)

@@ -387,6 +387,7 @@ def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
 def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
     """The options of a command that releases files, with the key (created at full if missing, unless not
     `create`: then a throwaway key stands in, and says so)."""
+    lookup = load_lookup(args.lookup) if args.lookup else None  # before a key is made: a bad table stops the run
     key = None
     if Level(args.level) is Level.FULL and not create and args.key_file is None and not default_key_path().exists():
         print("neuroanon: no key yet: this dry run uses a throwaway key, so the output names it shows will "
@@ -398,7 +399,6 @@ def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
             print(f"neuroanon: created a new key at {path} (mode 0600, fingerprint {key_fingerprint(key)}). Keep it "
                   "secret and keep it: the same key gives the same pseudonyms and UIDs in later runs.",
                   file=sys.stderr)
-    lookup = load_lookup(args.lookup) if args.lookup else None
     return _options(args, key, lookup)
 
 
