@@ -65,6 +65,17 @@ def test_preset_refuses_level_original(tmp_path: Path, capsys: pytest.CaptureFix
     assert "--preset bids" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("level", [["--level", "anonymize"], ["--level=anonymize"], ["--lev", "anonymize"]])
+def test_preset_refuses_a_level_asked_for_but_takes_the_default_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], level: list[str]
+) -> None:
+    status, ds = _run(tmp_path / "asked", "045Y", "--preset", "bids", *level)
+    assert status == 2 and ds is None
+    assert "not of --level anonymize" in capsys.readouterr().err
+    status, ds = _run(tmp_path / "default", "045Y", "--preset", "bids")
+    assert status == 0 and ds is not None and ds.PatientIdentityRemoved == "YES"
+
+
 def test_library_cap_is_on_the_general_path_only(tmp_path: Path) -> None:
     options = Options(level=Level.FULL, key=KEY.encode(), retain_patient_characteristics=True, cap_ages=True)
     ds = make_dataset(subject=8)

@@ -273,8 +273,10 @@ def _resolve_preset(args: argparse.Namespace) -> None:
     preset = getattr(args, "preset", None)
     if not preset:
         return
-    if Level(args.level) is Level.ORIGINAL:
-        raise UsageError(f"--preset {preset} is a preset of the full level, not of --level original")
+    flags = (a.split("=", 1)[0] for a in getattr(args, "argv", []))
+    chosen = any(f.startswith("--le") and "--level".startswith(f) for f in flags)  # argparse takes "--lev" too
+    if chosen and Level(args.level) is not Level.FULL:  # the default level gives way; a level asked for does not
+        raise UsageError(f"--preset {preset} is a preset of the full level, not of --level {args.level}")
     args.level = Level.FULL.value
     for name, on in PRESETS[preset].items():
         setattr(args, name, getattr(args, name, False) or on)
