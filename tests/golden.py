@@ -28,6 +28,7 @@ from .corpus import corpus_files
 
 KEY = b"golden-test-key-0123456789abcdef"
 RECORDED = Path(__file__).parent / "data" / "golden.json"
+RECORD_FIELDS = ("input", "output", "status", "reason", "dicom", "changes", "findings", "pixels")  # as released
 OPTION_SETS = {
     "anonymize": Options(level=Level.ANONYMIZE, key=KEY),
     "full": Options(level=Level.FULL, key=KEY),
@@ -63,7 +64,8 @@ def outcome(source: Path, out: Path, options: Options) -> dict[str, str]:
         record = anonymize_file(source, out, options)
     written = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
                for p in sorted(out.rglob("*")) if p.is_file()}
-    summary = json.dumps(record.as_dict(), sort_keys=True, default=str)
+    fields = record.as_dict()
+    summary = json.dumps({k: fields.get(k) for k in RECORD_FIELDS}, sort_keys=True, default=str)
     return {"record": hashlib.sha256(summary.encode()).hexdigest()[:16],
             "files": hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()[:16]}
 
