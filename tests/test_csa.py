@@ -212,7 +212,7 @@ def test_siemens_files_stay_on_the_lean_path(tmp_path: Path) -> None:
     """The common Siemens file (CSA headers on the allow-list) is not declined by the lean path."""
     source, _ = _planted(tmp_path)
     with quiet():
-        assert lean.plan(source, FULL) is not None
+        assert isinstance(lean.plan(source, FULL), lean.Plan)
 
 
 def test_every_real_csa_header_parses_as_nibabel_reads_it() -> None:

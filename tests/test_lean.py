@@ -7,11 +7,15 @@ prove nothing: the tests also count what it takes.
 
 from __future__ import annotations
 
+import ast
 import struct
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
@@ -22,6 +26,7 @@ from neuroanon.read import quiet
 from neuroanon.report import Record
 from neuroanon.sample import make_dataset, make_study
 
+from . import test_fuzz as fuzz
 from .adversarial import CASES, make_case
 from .corpus import corpus_files
 from .helpers import files_under
@@ -46,12 +51,14 @@ def _run(source: Path, out: Path, options: Options) -> tuple[Record, dict[str, b
 def _both(source: Path, tmp: Path, options: Options, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Run both paths on `source`, assert they agree; return whether the lean path took the file."""
     with quiet():
-        took = lean.plan(source, options) is not None
+        took = isinstance(lean.plan(source, options), lean.Plan)
     lean_record, lean_files = _run(source, tmp / "lean", options)
     with monkeypatch.context() as m:
-        m.setattr(lean, "plan", lambda path, options: None)
+        m.setattr(lean, "plan", lambda path, options: "switched off")
         general_record, general_files = _run(source, tmp / "general", options)
-    assert lean_record.as_dict() == general_record.as_dict()
+    assert (lean_record.engine == "stream") == took
+    assert general_record.engine in ("", "pydicom: switched off")
+    assert replace(lean_record, engine="").as_dict() == replace(general_record, engine="").as_dict()
     assert lean_files.keys() == general_files.keys()
     for name, data in general_files.items():
         assert lean_files[name] == data, f"{name}: the lean path wrote other bytes than the general path"
@@ -60,12 +67,17 @@ def _both(source: Path, tmp: Path, options: Options, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.parametrize("options", [OPTION_SETS["anonymize"], OPTION_SETS["full"]], ids=["anonymize", "full"])
 def test_corpus_same_bytes_both_paths(options: Options, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = 0
+    taken = without_pixels = 0
     for i, source in enumerate(FILES):
-        taken += _both(source, tmp_path / str(i), options, monkeypatch)
-    # The real corpus is varied on purpose (big endian, deflated, DICOMDIRs, SRs, damaged files); the common
-    # case must still be most of its images.
-    assert taken >= 140, f"the lean path took only {taken} of {len(FILES)} files"
+        if _both(source, tmp_path / str(i), options, monkeypatch):
+            taken += 1
+            with quiet():
+                plan = lean.plan(source, options)
+            without_pixels += isinstance(plan, lean.Plan) and plan.pixels is None
+    # The real corpus is varied on purpose (big endian, deflated, DICOMDIRs, SRs, RT objects, damaged files);
+    # every well-formed little-endian file is taken, with pixel data or without (SR, RT, PR, KO...).
+    assert taken >= 205, f"the lean path took only {taken} of {len(FILES)} files"
+    assert without_pixels >= 55, f"the lean path took only {without_pixels} files without pixel data"
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
@@ -76,6 +88,22 @@ def test_synthetic_studies_taken_and_same(name: str, encoding: str, tmp_path: Pa
     files = make_study(tmp_path / "in", subject=1, n_series=2, n_instances=2, encoding=encoding)
     for i, source in enumerate(files):
         assert _both(source, tmp_path / str(i), OPTION_SETS[name], monkeypatch), "the common case was declined"
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+def test_files_without_pixel_data_taken_and_same(name: str, encoding: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance without pixel data (a structured report, a presentation state...) is written whole."""
+    source = make_study(tmp_path / "in", subject=6, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    del ds.PixelData
+    ds.add_new(0x00400275, "SQ", [make_dataset(subject=6)[0x00100010:0x00100030]])  # a sequence to walk
+    ds.save_as(source)
+    with quiet():
+        plan = lean.plan(source, OPTION_SETS[name])
+    assert isinstance(plan, lean.Plan) and plan.pixels is None
+    assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
 @pytest.mark.parametrize("encoding", ["explicit_be", "deflated"])
@@ -99,7 +127,7 @@ def test_header_longer_than_first_read_and_pixels_streamed(name: str, tmp_path: 
     assert source.stat().st_size > 2 * lean.HEAD_BYTES
     with quiet():
         plan = lean.plan(source, OPTION_SETS[name])
-    assert plan is not None and plan.pixel_bytes is None, "the pixel data should be streamed, not held"
+    assert isinstance(plan, lean.Plan) and plan.pixel_bytes is None, "the pixel data should be streamed, not held"
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
@@ -141,3 +169,29 @@ def test_adversarial_cases_same_on_both_paths(case: str, encoding: str, name: st
     took = _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
     if case.startswith("un-") and encoding == "explicit_le" and case != "un-private":
         assert not took, "a UN that may be a sequence is for the general path"
+
+
+@settings(max_examples=fuzz.EXAMPLES * 2, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=fuzz.CASE)
+def test_mutants_planned_or_declined_never_raising(case: tuple[str, list[tuple[str, float, float, int]]]) -> None:
+    """Truncated and corrupted real files (test_fuzz's mutations): the engine gives a plan or a reason to decline,
+    never an exception, whatever shape the parser meets."""
+    data = fuzz.build_case(*case)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "mutant.dcm"
+        source.write_bytes(data)
+        for options in (OPTION_SETS["anonymize"], OPTION_SETS["full"]):
+            with quiet():
+                assert isinstance(lean.plan(source, options), lean.Plan | str)
+
+
+def test_decline_reasons_are_fixed_words() -> None:
+    """Every reason to decline is a literal in lean.py (or a constant naming one): never a value of the file."""
+    tree = ast.parse(Path(lean.__file__).read_text(encoding="utf-8"))
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_Decline"]
+    assert len(calls) > 30
+    for call in calls:
+        (argument,) = call.args
+        assert isinstance(argument, ast.Constant | ast.Name), f"line {call.lineno}: a reason built at run time"

@@ -1,13 +1,12 @@
-"""The lean path: a common-case file anonymized on its bytes, element by element, without pydicom's object model.
+"""The byte-stream engine: a file anonymized on its bytes, element by element, without pydicom's object model.
 
-It takes a Part 10 file in little endian (explicit or implicit VR, native or encapsulated pixel data) whose
-elements are in canonical form, and gives byte for byte the output and the list of changes of the general path
-(read_header -> apply_level -> write_instance), several times faster: untouched elements are copied from the
-source bytes, changed ones are encoded, and a sequence is encoded again only when something inside it changed.
-Whatever is not that common case it declines (`plan` returns None) and the general path takes the file;
-tests/test_lean.py holds the two paths equal on every file of the test corpus.
+It takes a Part 10 file in little endian (explicit or implicit VR, native or encapsulated pixel data, or none)
+whose elements are in canonical form, its header of any length, and gives byte for byte the output and the list of
+changes of the general path (read_header -> apply_level -> write_instance), several times faster: untouched
+elements are copied from the source bytes, changed ones are encoded, and a sequence is encoded again only when
+something inside it changed. What it does not take it declines with a reason in fixed words (`plan` returns it),
+and the general path takes the file; tests/test_lean.py holds the two paths equal.
 """
-
 from __future__ import annotations
 
 import os
@@ -30,7 +29,6 @@ from .allowlist import creator_name, find_safe
 from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method, remap_uid, subject_of
 from .burnedin import burned_in_risk
 from .csa import clean_kept
-from .errors import UsageError
 from .identifiers import Needle, find, needles
 from .keys import Keyring
 from .options import Level, Options
@@ -38,7 +36,7 @@ from .profile import DATE_VRS, DUMMY_TEXT, META_KEPT_AT_FULL, META_REMAPPED, NID
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
 from .write import copy_range
 
-HEAD_BYTES = 1 << 20  # read at once; a longer header (or a file without pixel data in it) goes the general way
+HEAD_BYTES = 1 << 20  # the first read; a longer header is read on as its parse needs
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
@@ -52,10 +50,21 @@ _HH = struct.Struct("<HH").unpack_from
 _H = struct.Struct("<H").unpack_from
 _L = struct.Struct("<L").unpack_from
 _UID_BYTES = frozenset(b"0123456789.\\")
+_NO_END = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
+PAST_END = "malformed: element runs past the end"
+MAX_DEPTH = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
 
 
 class _Decline(Exception):
-    """Not the lean path's common case: the general path takes the file."""
+    """A file the engine does not take, and why in fixed words (never a value): the general path takes it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _More(Exception):
+    """The header's parse needs bytes beyond those read so far."""
 
 
 @dataclass(slots=True)
@@ -80,7 +89,7 @@ class Plan:
     """A file's anonymized form: header bytes, the source's pixel data element, trailing bytes; what changed."""
 
     head: bytes
-    pixels: PixelSpan  # in the source
+    pixels: PixelSpan | None  # in the source; None: the file has no pixel data, `head` is all of it
     pixel_bytes: memoryview | None  # the pixel data element, when it was read with the header
     tail: bytes
     changes: list[Change]
@@ -88,9 +97,12 @@ class Plan:
     identifiers: Dataset  # the new PatientID and UIDs the output path is built from
     patterns: tuple[Needle, ...] = ()
 
-    def write(self, source: Path, out: BinaryIO) -> PixelSpan:
-        """Write the output to `out`; return where its pixel data element lies in it."""
+    def write(self, source: Path, out: BinaryIO) -> PixelSpan | None:
+        """Write the output to `out`; return where its pixel data element lies in it (None: it has none)."""
         out.write(self.head)
+        if self.pixels is None:
+            out.flush()
+            return None
         start = out.tell()
         if self.pixel_bytes is not None:
             out.write(self.pixel_bytes)
@@ -105,84 +117,126 @@ class Plan:
 
     def searchable(self) -> bytes | None:
         """The output's bytes but the pixel data value, as the residual check reads them from the written file."""
+        if self.pixels is None:
+            return self.head
         if self.pixel_bytes is None or self.pixels.size < 12:
             return None
         return self.head + bytes(self.pixel_bytes[:12]) + self.tail
 
 
-def plan(path: Path, options: Options) -> Plan | None:
-    """The lean plan for `path` at `options.level`, or None when the general path must take the file."""
-    if options.level is Level.ORIGINAL or (options.level is Level.FULL and (
-            options.shift_dates or options.clean_descriptors or options.cap_ages)):
-        return None
+def plan(path: Path, options: Options) -> Plan | str:
+    """The engine's plan for `path` at `options.level`, or why it declines the file (fixed words, no value)."""
+    if options.level is Level.ORIGINAL:
+        return "level original: copied"
+    if options.level is Level.FULL and (options.shift_dates or options.clean_descriptors or options.cap_ages):
+        return "dates shifted, descriptors cleaned or ages capped"
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            buf = f.read(HEAD_BYTES)
-            return _plan(f, buf, size, options)
-    except UsageError:
-        raise
-    except Exception:  # declined, or anything unforeseen: the general path decides, and reports what is wrong
-        return None
+            return _plan(f, options)
+    except _Decline as decline:
+        return decline.reason
+    except OSError:  # the general path reads it again and reports what is wrong
+        return "read error"
 
 
-def _plan(f: BinaryIO, buf: bytes, size: int, options: Options) -> Plan:
-    if len(buf) < 144 or buf[128:132] != b"DICM":
-        raise _Decline
-    meta, pos = _meta(buf)
-    syntax = _text(buf, meta.get(0x00020010))
-    implicit = syntax == IMPLICIT_LE
-    uid = UID(syntax)
-    if not implicit and (syntax != EXPLICIT_LE and not (uid.is_transfer_syntax and uid.is_little_endian
-                                                         and not uid.is_implicit_VR and not uid.is_deflated)):
-        raise _Decline
-    if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
-        raise _Decline
-    parser = _Parser(buf, implicit)
-    head, pixels = parser.top(pos)
+def _plan(f: BinaryIO, options: Options) -> Plan:
+    layout = _layout(f)
+    buf, implicit = layout.buf, layout.implicit
+    original = _raw_dataset(buf, layout.head, implicit) if options.level is Level.FULL else Dataset()
+    job = _Job(buf, layout.tail_buf, implicit, options)
+    parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes, original)
+    return job.anonymize(*parts) if options.level is Level.ANONYMIZE else job.full(*parts)
+
+
+@dataclass
+class _Layout:
+    """A file's parts: file meta, the elements before the pixel data, the pixel data, the elements after it."""
+
+    buf: bytes  # the file from its start, at least to the pixel data
+    implicit: bool
+    meta: dict[int, _Element]
+    head: list[_Element]
+    pixels: PixelSpan | None = None
+    pixel_bytes: memoryview | None = None  # the pixel data element, when `buf` holds it
+    tail_buf: bytes = b""  # the elements after the pixel data: `buf`, or the rest of the file
+    tail: list[_Element] = field(default_factory=list)
+
+
+def _layout(f: BinaryIO) -> _Layout:
+    """Parse the file, reading on from the first HEAD_BYTES as far as its header needs."""
+    size = os.fstat(f.fileno()).st_size
+    buf = f.read(HEAD_BYTES)
+    while True:
+        try:
+            return _parse(f, buf, size)
+        except _More:
+            f.seek(len(buf))
+            buf += f.read(max(len(buf), HEAD_BYTES))
+
+
+def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        raise _Decline("no Part 10 preamble")
+    meta, pos = _meta(_Parser(buf, False, size))
+    implicit = _implicit(buf, meta)
+    head, pixels = _Parser(buf, implicit, size).top(pos)
+    if "2022" in _text(buf, next((e for e in head if e.tag == 0x00080005), None)):
+        raise _Decline("ISO 2022 character set")
     if pixels is None:
-        raise _Decline  # no pixel data: the general path writes it whole
+        return _Layout(buf, implicit, meta, head)
     pixel_end = _pixel_end(f, buf, size, pixels, implicit)
     pixel_bytes = memoryview(buf)[pixels.start:pixel_end] if pixel_end <= len(buf) else None
-    if len(buf) == size:
-        tail_buf, tail_start = buf, pixel_end
-    elif size - pixel_end > HEAD_BYTES:
-        raise _Decline
-    else:
-        f.seek(pixel_end)
-        tail_buf, tail_start = f.read(), 0
-    tail: list[_Element] = []
-    if tail_start < len(tail_buf):
-        tail, _ = _Parser(tail_buf, implicit).dataset(tail_start, len(tail_buf), top=True)
-        if tail and tail[0].tag <= pixels.tag:
-            raise _Decline
-    span = PixelSpan(pixels.tag, pixels.start, pixel_end)
-    original = _raw_dataset(buf, head, implicit) if options.level is Level.FULL else Dataset()
-    charset = _text(buf, next((e for e in head if e.tag == 0x00080005), None))
-    if "2022" in charset:
-        raise _Decline
-    job = _Job(buf, tail_buf, implicit, options)
-    if options.level is Level.ANONYMIZE:
-        return job.anonymize(meta, head, tail, span, pixel_bytes, original)
-    return job.full(meta, head, tail, span, pixel_bytes, original)
+    tail_buf, tail = _tail(f, buf, size, pixel_end, implicit)
+    if tail and tail[0].tag <= pixels.tag:
+        raise _Decline("elements out of order")
+    return _Layout(buf, implicit, meta, head, PixelSpan(pixels.tag, pixels.start, pixel_end), pixel_bytes,
+                   tail_buf, tail)
 
 
-def _meta(buf: bytes) -> tuple[dict[int, _Element], int]:
+def _meta(parser: _Parser) -> tuple[dict[int, _Element], int]:
     """The file meta elements (explicit VR little endian), in canonical form, and where the dataset begins."""
+    buf = parser.buf
     found: dict[int, _Element] = {}
     pos, last = 132, 0
-    parser = _Parser(buf, implicit=False)
-    while pos + 8 <= len(buf) and buf[pos:pos + 2] == b"\x02\x00":
+    while buf[pos:pos + 2] == b"\x02\x00":
         element = parser._element(pos, last, top=False)
         if element.items is not None:
-            raise _Decline
+            raise _Decline("sequence in the file meta")
         if element.vr == "UI" and not _canonical_uid(buf[element.value:element.end]):
-            raise _Decline  # pydicom would write it back in another form
+            raise _Decline("file meta UID not in canonical form")  # pydicom would write it back in another form
         found[element.tag] = element
         last, pos = element.tag, element.end
     if 0x00020010 not in found:
-        raise _Decline
+        raise _Decline("no transfer syntax")
     return found, pos
+
+
+def _implicit(buf: bytes, meta: dict[int, _Element]) -> bool:
+    """Whether the dataset is implicit VR little endian; declines what the engine does not read."""
+    if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
+        raise _Decline("DICOMDIR")
+    syntax = _text(buf, meta.get(0x00020010))
+    if syntax in (IMPLICIT_LE, EXPLICIT_LE):
+        return syntax == IMPLICIT_LE
+    uid = UID(syntax)
+    if not uid.is_transfer_syntax or uid.is_implicit_VR:
+        raise _Decline("unknown transfer syntax")
+    if not uid.is_little_endian:
+        raise _Decline("explicit VR big endian")
+    if uid.is_deflated:
+        raise _Decline("deflated")
+    return False
+
+
+def _tail(f: BinaryIO, buf: bytes, size: int, start: int, implicit: bool) -> tuple[bytes, list[_Element]]:
+    """The bytes holding the elements after the pixel data (from `start`), and those elements."""
+    if len(buf) < size:
+        f.seek(start)
+        buf, start = f.read(), 0
+    if start >= len(buf):
+        return buf, []
+    elements, _ = _Parser(buf, implicit).dataset(start, len(buf), top=True)
+    return buf, elements
 
 
 @lru_cache(maxsize=4096)
@@ -197,10 +251,13 @@ def _implicit_vr(tag: int) -> str:
 
 
 class _Parser:
-    """Walks element headers over a buffer into a tree; declines anything out of the canonical form."""
+    """Walks element headers over a buffer into a tree; declines anything out of the canonical form.
 
-    def __init__(self, buf: bytes, implicit: bool) -> None:
-        self.buf, self.implicit = buf, implicit
+    `size` is the file's size when the buffer holds only its start: a parse that needs more raises _More."""
+
+    def __init__(self, buf: bytes, implicit: bool, size: int = 0) -> None:
+        self.buf, self.implicit, self.partial = buf, implicit, len(buf) < size
+        self.depth = 0  # of the sequence being walked
 
     def top(self, pos: int) -> tuple[list[_Element], _Element | None]:
         """The top-level elements up to the pixel data element (returned separately, its value not walked)."""
@@ -213,6 +270,8 @@ class _Parser:
                 return elements, element
             elements.append(element)
             last, pos = element.tag, element.end
+        if self.partial:
+            raise _More
         return elements, None
 
     def dataset(self, pos: int, end: int, in_item: bool = False, top: bool = False) -> tuple[list[_Element], int]:
@@ -223,83 +282,102 @@ class _Parser:
         last = -1
         self._check_first(pos)
         while pos < end:
-            if in_item and self.buf[pos:pos + 8] == _ITEM_END_BYTES:
-                return elements, pos + 8
+            if in_item:
+                self._need(pos + 8)
+                if self.buf[pos:pos + 8] == _ITEM_END_BYTES:
+                    return elements, pos + 8
             element = self._element(pos, last, top)
             if top and element.tag in PIXEL_TAGS:
-                raise _Decline
+                raise _Decline("a second pixel data element")
             elements.append(element)
             last, pos = element.tag, element.end
-        if in_item or pos != end:
-            raise _Decline
+        if pos != end:
+            raise _Decline("malformed: an item's length does not match its elements")
         return elements, pos
+
+    def _need(self, end: int) -> None:
+        """Make sure the buffer holds the bytes before `end`."""
+        if end > len(self.buf):
+            if self.partial:
+                raise _More
+            raise _Decline(PAST_END)
 
     def _check_first(self, pos: int) -> None:
         # pydicom switches between implicit and explicit VR when the first element looks like the other kind.
         if pos + 6 <= len(self.buf) and self.implicit and self.buf[pos + 4:pos + 6] in _VR_OF:
-            raise _Decline
+            raise _Decline("implicit VR dataset that reads as explicit")
 
     def _element(self, pos: int, last: int, top: bool) -> _Element:
         """The element at `pos` (its items walked if it is a sequence; a top-level pixel data element not)."""
-        buf = self.buf
-        if pos + 8 > len(buf):
-            raise _Decline
-        group, number = _HH(buf, pos)
-        tag = group << 16 | number
-        if tag <= last or group in (0xFFFE, 0x0000):  # command-group elements: pydicom reads them apart
-            raise _Decline
-        if self.implicit:
-            (length,) = _L(buf, pos + 4)
-            vr, value = _implicit_vr(tag), pos + 8
-        else:
-            vr = _VR_OF.get(buf[pos + 4:pos + 6])  # type: ignore[assignment]
-            if vr is None:
-                raise _Decline
-            if vr in LONG_VRS:
-                if buf[pos + 6:pos + 8] != b"\x00\x00":
-                    raise _Decline
-                (length,) = _L(buf, pos + 8)
-                value = pos + 12
-            else:
-                (length,) = _H(buf, pos + 6)
-                value = pos + 8
+        tag, vr, value, length = self._header(pos)
+        if tag <= last:
+            raise _Decline("elements out of order")
+        if tag >> 16 in (0xFFFE, 0x0000):  # command-group elements: pydicom reads them apart
+            raise _Decline("command group or stray delimiter")
         undefined = length == UNDEFINED
         element = _Element(tag, vr, pos, value, value if undefined else value + length, undefined)
         if top and tag in PIXEL_TAGS:
             return element  # its value may lie beyond what was read: the caller copies it from the file
         if vr == "SQ":
             element.items, element.end = self._items(element)
-        elif undefined or element.end > len(buf):
-            raise _Decline
-        elif vr == "UN" and (not group & 1 or buf[value:value + 4] == _ITEM_TAG_BYTES):
+            return element
+        if undefined:
+            raise _Decline("undefined length outside a sequence")
+        self._need(element.end)
+        if vr == "UN" and (not tag >> 16 & 1 or self.buf[value:value + 4] == _ITEM_TAG_BYTES):
             # A standard attribute stored as UN (read by its dictionary VR, opened if a sequence) or a value that
             # may be a sequence stored as UN: the general path decides.
-            raise _Decline
+            raise _Decline("UN that may be a standard attribute or a sequence")
         return element
 
+    def _header(self, pos: int) -> tuple[int, str, int, int]:
+        """The tag, VR, value position and length of the element whose header is at `pos`."""
+        buf = self.buf
+        self._need(pos + 8)
+        group, number = _HH(buf, pos)
+        tag = group << 16 | number
+        if self.implicit:
+            return tag, _implicit_vr(tag), pos + 8, _L(buf, pos + 4)[0]
+        vr = _VR_OF.get(buf[pos + 4:pos + 6])
+        if vr is None:
+            raise _Decline("unknown VR")
+        if vr not in LONG_VRS:
+            return tag, vr, pos + 8, _H(buf, pos + 6)[0]
+        self._need(pos + 12)
+        if buf[pos + 6:pos + 8] != b"\x00\x00":
+            raise _Decline("reserved bytes of a long VR not zero")
+        return tag, vr, pos + 12, _L(buf, pos + 8)[0]
+
     def _items(self, sequence: _Element) -> tuple[list[_Item], int]:
+        if self.depth == MAX_DEPTH:
+            raise _Decline("sequences nested too deep")
+        self.depth += 1
+        items, end = self._walk_items(sequence)
+        self.depth -= 1
+        return items, end
+
+    def _walk_items(self, sequence: _Element) -> tuple[list[_Item], int]:
         items: list[_Item] = []
         pos = sequence.value
-        end = UNDEFINED if sequence.undefined else sequence.end
+        end = _NO_END if sequence.undefined else sequence.end
         while pos < end:
-            if pos + 8 > len(self.buf):
-                raise _Decline
+            self._need(pos + 8)
             group, number = _HH(self.buf, pos)
             tag = group << 16 | number
             (length,) = _L(self.buf, pos + 4)
             if tag == SEQUENCE_END and sequence.undefined:
                 if length != 0:
-                    raise _Decline
+                    raise _Decline("malformed: sequence delimiter with a length")
                 return items, pos + 8
             if tag != ITEM:
-                raise _Decline
+                raise _Decline("malformed: not an item in a sequence")
             if length == UNDEFINED:
-                elements, pos = self.dataset(pos + 8, len(self.buf), in_item=True)
+                elements, pos = self.dataset(pos + 8, _NO_END, in_item=True)
             else:
                 elements, pos = self.dataset(pos + 8, pos + 8 + length)
             items.append(_Item(elements, length == UNDEFINED))
-        if sequence.undefined or pos != end:
-            raise _Decline
+        if pos != end:
+            raise _Decline("malformed: a sequence's length does not match its items")
         return items, pos
 
 
@@ -311,10 +389,10 @@ def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: b
     """Where the pixel data element ends: after its value, or after the delimiter of its fragments."""
     if not pixels.undefined:
         if pixels.end > size:
-            raise _Decline
+            raise _Decline("malformed: pixel data runs past the end")
         return pixels.end
     if implicit:
-        raise _Decline
+        raise _Decline("encapsulated pixel data in implicit VR")
     pos = pixels.value
     while True:
         if pos + 8 <= len(buf):
@@ -323,13 +401,13 @@ def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: b
             f.seek(pos)
             head = f.read(8)
             if len(head) < 8:
-                raise _Decline
+                raise _Decline("malformed: pixel data runs past the end")
         group, number, length = struct.unpack("<HHL", head)
         tag = group << 16 | number
         if tag == SEQUENCE_END:
             return pos + 8
         if tag != ITEM or length == UNDEFINED or pos + 8 + length > size:
-            raise _Decline
+            raise _Decline("malformed: pixel data fragments")
         pos += 8 + length
 
 
@@ -343,7 +421,10 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool) -> Datase
 def _text(buf: bytes, element: _Element | None) -> str:
     if element is None:
         return ""
-    return buf[element.value:element.end].decode("ascii").rstrip("\x00 ").strip()
+    value = buf[element.value:element.end]
+    if not value.isascii():
+        raise _Decline("non-ASCII code string or UID")
+    return value.decode("ascii").rstrip("\x00 ").strip()
 
 
 def _canonical_uid(value: bytes) -> bool:
@@ -418,7 +499,7 @@ class _Job:
 
     # --- anonymize ---------------------------------------------------------------------------------------------
 
-    def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan,
+    def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
                   pixel_bytes: memoryview | None, original: Dataset) -> Plan:
         out = self._walk_anonymize(self.buf, head, "")
         tail_out = self._walk_anonymize(self.tail_buf, tail, "")
@@ -435,7 +516,7 @@ class _Job:
             t = e.tag
             if t in NIDB_ANONYMIZE:
                 if e.items is not None:
-                    raise _Decline
+                    raise _Decline("a sequence among the attributes anonymize replaces")
                 if _is_empty(buf, e):
                     continue
                 out[t] = _encoded(t, str(dictionary_VR(t)), NIDB_ANONYMIZE[t], self.implicit)
@@ -449,12 +530,12 @@ class _Job:
                 if any(walked):
                     out[t] = self._sequence(buf, e, walked)
             elif self.implicit and any(p in buf[e.value:e.end] for p in _FIVE):
-                raise _Decline  # the general path tries such an element as a sequence
+                raise _Decline("implicit VR value that may be a sequence")  # the general path tries it as one
         return out
 
     # --- full --------------------------------------------------------------------------------------------------
 
-    def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan,
+    def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
              pixel_bytes: memoryview | None, original: Dataset) -> Plan:
         assert self.options.key is not None
         self.keyring = Keyring(self.options.key)
@@ -510,7 +591,7 @@ class _Job:
                 continue
             vr = e.vr
             if not vr or " " in vr or vr == "UN":
-                raise _Decline  # pydicom would decide the VR
+                raise _Decline("VR unknown or UN at full")  # pydicom would decide the VR
             if action == "P":
                 out[t] = self._pseudonym(t, elements, source, ds, where, top=not path)
             elif action == "U" or (vr == "UI" and action == "D"):
@@ -524,7 +605,7 @@ class _Job:
                 out[t] = self._dummy(t, vr)
                 self.changes.append(Change(where, keyword, "replaced"))
             else:
-                raise _Decline
+                raise _Decline("action the engine does not apply")
         self._private(private, path, out)
         return out
 
@@ -546,7 +627,7 @@ class _Job:
                 if self.options.retain_safe_private else None
             if safe is not None:
                 if e.items is not None or safe.kind == "sequence":
-                    raise _Decline  # a private sequence: the general path walks it
+                    raise _Decline("private sequence kept")  # a private sequence: the general path walks it
                 assert self.keyring is not None
                 value = buf[e.value:e.end]
                 if safe.kind == "value" and not (hits and find(value, hits)):
@@ -590,7 +671,7 @@ class _Job:
         mapped = self.options.lookup.get(source)
         value = mapped if mapped is not None else self.keyring.pseudonym(source)
         if not value.isascii():
-            raise _Decline
+            raise _Decline("non-ASCII pseudonym")
         if top and t == PATIENT_ID:
             self.new_ids[t] = value
         how = "pseudonymized (lookup)" if mapped is not None else "pseudonymized"
@@ -603,7 +684,8 @@ class _Job:
         assert self.keyring is not None
         stripped = value.rstrip(b"\x00 ")
         if vr != "UI" or not set(stripped) <= _UID_BYTES:
-            raise _Decline  # pydicom would pad another VR with spaces; odd characters it would read otherwise
+            # pydicom would pad another VR with spaces; odd characters it would read otherwise
+            raise _Decline("UID remapped in a value that is not a plain UID")
         original = stripped.decode("ascii").split("\\")
         parts = [remap_uid(self.keyring, v) for v in original]
         if parts == original:
@@ -620,7 +702,7 @@ class _Job:
             return _encoded(t, vr, DUMMY_TEXT[vr], self.implicit)
         if vr in NUMERIC_VRS:
             return _encoded(t, vr, 0, self.implicit)
-        raise _Decline
+        raise _Decline("dummy value for this VR")
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
         """The source's DeidentificationMethod (kept before ours) and character set, as bytes."""
@@ -697,7 +779,7 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
         if x.tag in out:
             continue  # decided: removed, or encoded as the general path encodes it
         if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == 0x00080005:
-            raise _Decline
+            raise _Decline("item pydicom would write in another form")
         for item in x.items or ():
             _check_plain(item.elements, {})
 

@@ -480,11 +480,12 @@ def _prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepa
         return _copied(item, stage, name, "copied byte for byte")
     try:
         plan = lean.plan(item.path, options)
-        if plan is not None and pixels.in_scope(plan.original, options):
-            plan = None  # its pixels are read and maybe rewritten: the general path
+        if isinstance(plan, lean.Plan) and pixels.in_scope(plan.original, options):
+            plan = "pixels cleaned"  # its pixels are read and maybe rewritten: the general path
+        engine = "stream" if isinstance(plan, lean.Plan) else f"pydicom: {plan}"
         original: Dataset
         cleaning: pixels.Cleaning | None = None
-        if plan is None:  # not the common case: the general path
+        if not isinstance(plan, lean.Plan):  # declined: the general path
             header = read_header(item.path)
             if _is_dicomdir(header.dataset):
                 return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file "
@@ -516,11 +517,11 @@ def _prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepa
             review.save(cleaning, target, held[0] if held else None, options.quarantine)
         cleaned = cleaning.report() if cleaning is not None else None
         if held is None:
-            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes), pixels=cleaned),
-                            str(staged.path), mapped)
+            return Prepared(Record(name, Status.WRITTEN, "", target, changes=tuple(changes), pixels=cleaned,
+                                   engine=engine), str(staged.path), mapped)
         reason, findings = held
         return Prepared(Record(name, Status.QUARANTINED, reason, target, changes=tuple(changes),
-                               findings=tuple(findings), pixels=cleaned), str(staged.path), mapped)
+                               findings=tuple(findings), pixels=cleaned, engine=engine), str(staged.path), mapped)
     except InputError as exc:
         return Prepared(Record(name, Status.FAILED, str(exc)))
     except UsageError:

@@ -42,6 +42,7 @@ class Record:
     changes: tuple[Change, ...] = ()
     findings: tuple[Finding, ...] = ()
     pixels: dict[str, object] | None = None  # Clean Pixel Data: frames read, boxes redacted (positions only)
+    engine: str = ""  # what wrote it: "stream" (the byte-stream engine) or "pydicom: <why the engine declined>"
 
     @property
     def released(self) -> bool:
@@ -58,6 +59,7 @@ class Record:
             "changes": [c.as_dict() for c in self.changes],
             "findings": [f.as_dict() for f in self.findings],
             **({"pixels": self.pixels} if self.pixels is not None else {}),
+            **({"engine": self.engine} if self.engine else {}),
         }
 
 
