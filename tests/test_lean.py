@@ -131,6 +131,24 @@ def test_header_longer_than_first_read_and_pixels_streamed(name: str, tmp_path: 
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+def test_header_and_trailing_elements_of_any_length(name: str, encoding: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A header and trailing elements each several times longer than the first read are read on, and taken."""
+    source = make_study(tmp_path / "in", subject=7, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    ds.add_new(0x00090010, "LO", "FAKE CREATOR")
+    ds.add_new(0x00091000, "OB", b"\x01" * (3 * lean.HEAD_BYTES))
+    ds.add_new(0x00200010, "SH", "STUDY-FAKE")
+    ds.add_new(0xFFFCFFFC, "OB", b"\x00" * (3 * lean.HEAD_BYTES))  # trailing padding
+    ds.save_as(source)
+    with quiet():
+        plan = lean.plan(source, OPTION_SETS[name])
+    assert isinstance(plan, lean.Plan) and plan.pixels is not None
+    assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+
+
 def test_encapsulated_fragments_walked_from_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = make_dataset(subject=4, rows=64, columns=64)
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
