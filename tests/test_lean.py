@@ -81,7 +81,7 @@ def test_corpus_same_bytes_both_paths(options: Options, tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
-@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "deflated"])
 def test_synthetic_studies_taken_and_same(name: str, encoding: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Files full of fake PHI: nested names, private blocks and sequences, overlays, CSA headers."""
@@ -106,7 +106,31 @@ def test_files_without_pixel_data_taken_and_same(name: str, encoding: str, tmp_p
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
-@pytest.mark.parametrize("encoding", ["explicit_be", "deflated"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pydicom writes the whole dataset (no pixel data, deflated), an untouched sequence whose item holds a
+    group length (which pydicom drops) is not copied as it is: the general path takes the file."""
+    source = make_study(tmp_path / "in", subject=8, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    del ds.PixelData
+    item = pydicom.Dataset()
+    item.add_new(0x00400009, "SH", "STEP-FAKE")
+    item.is_undefined_length_sequence_item = True
+    ds.add_new(0x00400260, "SQ", [item])  # PerformedProtocolCodeSequence: kept at both levels
+    ds[0x00400260].is_undefined_length = True
+    ds.save_as(source)
+    data = source.read_bytes()
+    at = data.index(b"\x40\x00\x09\x00")
+    length = b"\x40\x00\x00\x00" + (b"\x04\x00\x00\x00" if encoding == "implicit_le" else b"UL\x04\x00")
+    source.write_bytes(data[:at] + length + struct.pack("<L", 18) + data[at:])
+    with quiet():
+        declined = lean.plan(source, OPTION_SETS["anonymize"])
+    assert declined == "item pydicom would write in another form"
+    assert not _both(source, tmp_path / "run", OPTION_SETS["anonymize"], monkeypatch)
+
+
+@pytest.mark.parametrize("encoding", ["explicit_be"])
 def test_other_encodings_declined_and_still_done(encoding: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     files = make_study(tmp_path / "in", subject=2, n_series=1, n_instances=1, encoding=encoding)

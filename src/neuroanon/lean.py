@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +35,7 @@ from .keys import Keyring
 from .options import Level, Options
 from .profile import DATE_VRS, DUMMY_TEXT, META_KEPT_AT_FULL, META_REMAPPED, NIDB_ANONYMIZE, PATIENT_ID
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
-from .write import copy_range
+from .write import CHUNK, copy_range
 
 HEAD_BYTES = 1 << 20  # the first read; a longer header is read on as its parse needs
 UNDEFINED = 0xFFFFFFFF
@@ -96,9 +97,14 @@ class Plan:
     original: Dataset  # at full: the source's top-level elements but sequences, as raw elements (read on demand)
     identifiers: Dataset  # the new PatientID and UIDs the output path is built from
     patterns: tuple[Needle, ...] = ()
+    deflate: bool = False  # the output's dataset is deflated (and then held whole: `pixel_bytes` is set)
 
     def write(self, source: Path, out: BinaryIO) -> PixelSpan | None:
-        """Write the output to `out`; return where its pixel data element lies in it (None: it has none)."""
+        """Write the output to `out`; return where its pixel data element lies in it (None: it has none, or it
+        is deflated)."""
+        if self.deflate:
+            self._write_deflated(out)
+            return None
         out.write(self.head)
         if self.pixels is None:
             out.flush()
@@ -115,8 +121,23 @@ class Plan:
         out.flush()
         return PixelSpan(self.pixels.tag, start, end)
 
+    def _write_deflated(self, out: BinaryIO) -> None:
+        """The file meta as it is, then the dataset deflated as pydicom's dcmwrite deflates it."""
+        start = _dataset_start(self.head)
+        out.write(self.head[:start])
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        size = 0
+        for part in (self.head[start:], self.pixel_bytes or b"", self.tail, None):
+            data = compressor.compress(part) if part is not None else compressor.flush()
+            out.write(data)
+            size += len(data)
+        out.write(b"\x00" * (size % 2))
+        out.flush()
+
     def searchable(self) -> bytes | None:
         """The output's bytes but the pixel data value, as the residual check reads them from the written file."""
+        if self.deflate:
+            return None
         if self.pixels is None:
             return self.head
         if self.pixel_bytes is None or self.pixels.size < 12:
@@ -145,7 +166,9 @@ def _plan(f: BinaryIO, options: Options) -> Plan:
     original = _raw_dataset(buf, layout.head, implicit) if options.level is Level.FULL else Dataset()
     job = _Job(buf, layout.tail_buf, implicit, options)
     parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes, original)
-    return job.anonymize(*parts) if options.level is Level.ANONYMIZE else job.full(*parts)
+    result = job.anonymize(*parts) if options.level is Level.ANONYMIZE else job.full(*parts)
+    result.deflate = layout.deflated
+    return result
 
 
 @dataclass
@@ -160,6 +183,7 @@ class _Layout:
     pixel_bytes: memoryview | None = None  # the pixel data element, when `buf` holds it
     tail_buf: bytes = b""  # the elements after the pixel data: `buf`, or the rest of the file
     tail: list[_Element] = field(default_factory=list)
+    deflated: bool = False  # `buf` holds the dataset inflated
 
 
 def _layout(f: BinaryIO) -> _Layout:
@@ -178,19 +202,43 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
     if len(buf) < 132 or buf[128:132] != b"DICM":
         raise _Decline("no Part 10 preamble")
     meta, pos = _meta(_Parser(buf, False, size))
-    implicit = _implicit(buf, meta)
+    implicit, deflated = _encoding(buf, meta)
+    if deflated:
+        buf = buf[:pos] + _inflate(f, pos)
+        size = len(buf)
     head, pixels = _Parser(buf, implicit, size).top(pos)
     if "2022" in _text(buf, next((e for e in head if e.tag == 0x00080005), None)):
         raise _Decline("ISO 2022 character set")
-    if pixels is None:
-        return _Layout(buf, implicit, meta, head)
-    pixel_end = _pixel_end(f, buf, size, pixels, implicit)
-    pixel_bytes = memoryview(buf)[pixels.start:pixel_end] if pixel_end <= len(buf) else None
-    tail_buf, tail = _tail(f, buf, size, pixel_end, implicit)
-    if tail and tail[0].tag <= pixels.tag:
-        raise _Decline("elements out of order")
-    return _Layout(buf, implicit, meta, head, PixelSpan(pixels.tag, pixels.start, pixel_end), pixel_bytes,
-                   tail_buf, tail)
+    layout = _Layout(buf, implicit, meta, head, deflated=deflated)
+    if pixels is not None:
+        pixel_end = _pixel_end(f, buf, size, pixels, implicit)
+        layout.pixels = PixelSpan(pixels.tag, pixels.start, pixel_end)
+        layout.pixel_bytes = memoryview(buf)[pixels.start:pixel_end] if pixel_end <= len(buf) else None
+        layout.tail_buf, layout.tail = _tail(f, buf, size, pixel_end, implicit)
+        if layout.tail and layout.tail[0].tag <= pixels.tag:
+            raise _Decline("elements out of order")
+    if pixels is None or deflated:  # pydicom writes the whole dataset: unchanged sequences too
+        for e in layout.head + layout.tail:
+            for item in e.items or ():
+                _check_plain(item.elements, {})
+    return layout
+
+
+def _inflate(f: BinaryIO, start: int) -> bytes:
+    """The dataset of a deflated file from `start`, inflated (pydicom reads such a file whole, so the engine
+    does too)."""
+    f.seek(start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    try:
+        while chunk := f.read(CHUNK):
+            parts.append(inflater.decompress(chunk))
+        parts.append(inflater.flush())
+    except zlib.error:
+        raise _Decline("malformed: deflated data") from None
+    if not inflater.eof:
+        raise _Decline("malformed: deflated data cut short")
+    return b"".join(parts)
 
 
 def _meta(parser: _Parser) -> tuple[dict[int, _Element], int]:
@@ -211,21 +259,28 @@ def _meta(parser: _Parser) -> tuple[dict[int, _Element], int]:
     return found, pos
 
 
-def _implicit(buf: bytes, meta: dict[int, _Element]) -> bool:
-    """Whether the dataset is implicit VR little endian; declines what the engine does not read."""
+def _dataset_start(head: bytes) -> int:
+    """Where the dataset begins in an output: after the preamble, the prefix and the file meta elements."""
+    pos = 132
+    while head[pos:pos + 2] == b"\x02\x00":
+        long = _VR_OF.get(head[pos + 4:pos + 6]) in LONG_VRS
+        pos += 12 + _L(head, pos + 8)[0] if long else 8 + _H(head, pos + 6)[0]
+    return pos
+
+
+def _encoding(buf: bytes, meta: dict[int, _Element]) -> tuple[bool, bool]:
+    """Whether the dataset is implicit VR, and whether it is deflated; declines what the engine does not read."""
     if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
         raise _Decline("DICOMDIR")
     syntax = _text(buf, meta.get(0x00020010))
     if syntax in (IMPLICIT_LE, EXPLICIT_LE):
-        return syntax == IMPLICIT_LE
+        return syntax == IMPLICIT_LE, False
     uid = UID(syntax)
     if not uid.is_transfer_syntax or uid.is_implicit_VR:
         raise _Decline("unknown transfer syntax")
     if not uid.is_little_endian:
         raise _Decline("explicit VR big endian")
-    if uid.is_deflated:
-        raise _Decline("deflated")
-    return False
+    return False, uid.is_deflated
 
 
 def _tail(f: BinaryIO, buf: bytes, size: int, start: int, implicit: bool) -> tuple[bytes, list[_Element]]:
