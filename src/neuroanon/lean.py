@@ -47,7 +47,6 @@ VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "L
 _VR_OF = {vr.encode(): vr for vr in VRS}
 NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
 MARK_TAGS = frozenset({0x00120062, DEID_METHOD, 0x00120064, 0x00280303})
-_HH = struct.Struct("<HH").unpack_from
 _H = struct.Struct("<H").unpack_from
 _L = struct.Struct("<L").unpack_from
 _UID_BYTES = frozenset(b"0123456789.\\")
@@ -163,8 +162,8 @@ def plan(path: Path, options: Options) -> Plan | str:
 def _plan(f: BinaryIO, options: Options) -> Plan:
     layout = _layout(f)
     buf, implicit = layout.buf, layout.implicit
-    original = _raw_dataset(buf, layout.head, implicit) if options.level is Level.FULL else Dataset()
-    job = _Job(buf, layout.tail_buf, implicit, options)
+    original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
+    job = _Job(buf, layout.tail_buf, implicit, options, little=layout.little)
     parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes, original)
     result = job.anonymize(*parts) if options.level is Level.ANONYMIZE else job.full(*parts)
     result.deflate = layout.deflated
@@ -184,6 +183,7 @@ class _Layout:
     tail_buf: bytes = b""  # the elements after the pixel data: `buf`, or the rest of the file
     tail: list[_Element] = field(default_factory=list)
     deflated: bool = False  # `buf` holds the dataset inflated
+    little: bool = True  # the dataset's byte order (the file meta is always little endian)
 
 
 def _layout(f: BinaryIO) -> _Layout:
@@ -202,19 +202,20 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
     if len(buf) < 132 or buf[128:132] != b"DICM":
         raise _Decline("no Part 10 preamble")
     meta, pos = _meta(_Parser(buf, False, size))
-    implicit, deflated = _encoding(buf, meta)
+    implicit, little, deflated = _encoding(buf, meta)
     if deflated:
         buf = buf[:pos] + _inflate(f, pos)
         size = len(buf)
-    head, pixels = _Parser(buf, implicit, size).top(pos)
+    parser = _Parser(buf, implicit, size, little)
+    head, pixels = parser.top(pos)
     if "2022" in _text(buf, next((e for e in head if e.tag == 0x00080005), None)):
         raise _Decline("ISO 2022 character set")
-    layout = _Layout(buf, implicit, meta, head, deflated=deflated)
+    layout = _Layout(buf, implicit, meta, head, deflated=deflated, little=little)
     if pixels is not None:
-        pixel_end = _pixel_end(f, buf, size, pixels, implicit)
+        pixel_end = _pixel_end(f, size, pixels, parser)
         layout.pixels = PixelSpan(pixels.tag, pixels.start, pixel_end)
         layout.pixel_bytes = memoryview(buf)[pixels.start:pixel_end] if pixel_end <= len(buf) else None
-        layout.tail_buf, layout.tail = _tail(f, buf, size, pixel_end, implicit)
+        layout.tail_buf, layout.tail = _tail(f, buf, size, pixel_end, parser)
         if layout.tail and layout.tail[0].tag <= pixels.tag:
             raise _Decline("elements out of order")
     if pixels is None or deflated:  # pydicom writes the whole dataset: unchanged sequences too
@@ -268,29 +269,27 @@ def _dataset_start(head: bytes) -> int:
     return pos
 
 
-def _encoding(buf: bytes, meta: dict[int, _Element]) -> tuple[bool, bool]:
-    """Whether the dataset is implicit VR, and whether it is deflated; declines what the engine does not read."""
+def _encoding(buf: bytes, meta: dict[int, _Element]) -> tuple[bool, bool, bool]:
+    """Whether the dataset is implicit VR, little endian, deflated; declines what the engine does not read."""
     if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
         raise _Decline("DICOMDIR")
     syntax = _text(buf, meta.get(0x00020010))
     if syntax in (IMPLICIT_LE, EXPLICIT_LE):
-        return syntax == IMPLICIT_LE, False
+        return syntax == IMPLICIT_LE, True, False
     uid = UID(syntax)
     if not uid.is_transfer_syntax or uid.is_implicit_VR:
         raise _Decline("unknown transfer syntax")
-    if not uid.is_little_endian:
-        raise _Decline("explicit VR big endian")
-    return False, uid.is_deflated
+    return False, uid.is_little_endian, uid.is_deflated
 
 
-def _tail(f: BinaryIO, buf: bytes, size: int, start: int, implicit: bool) -> tuple[bytes, list[_Element]]:
+def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tuple[bytes, list[_Element]]:
     """The bytes holding the elements after the pixel data (from `start`), and those elements."""
     if len(buf) < size:
         f.seek(start)
         buf, start = f.read(), 0
     if start >= len(buf):
         return buf, []
-    elements, _ = _Parser(buf, implicit).dataset(start, len(buf), top=True)
+    elements, _ = _Parser(buf, parser.implicit, little=parser.little).dataset(start, len(buf), top=True)
     return buf, elements
 
 
@@ -308,11 +307,17 @@ def _implicit_vr(tag: int) -> str:
 class _Parser:
     """Walks element headers over a buffer into a tree; declines anything out of the canonical form.
 
-    `size` is the file's size when the buffer holds only its start: a parse that needs more raises _More."""
+    `size` is the file's size when the buffer holds only its start: a parse that needs more raises _More. What
+    depends on the byte order is chosen here, once."""
 
-    def __init__(self, buf: bytes, implicit: bool, size: int = 0) -> None:
-        self.buf, self.implicit, self.partial = buf, implicit, len(buf) < size
+    def __init__(self, buf: bytes, implicit: bool, size: int = 0, little: bool = True) -> None:
+        self.buf, self.implicit, self.partial, self.little = buf, implicit, len(buf) < size, little
         self.depth = 0  # of the sequence being walked
+        order = "<" if little else ">"
+        self.tags_length = struct.Struct(order + "HHL").unpack_from  # group, element, 4-byte length
+        self.tags_short = struct.Struct(order + "HH2sH").unpack_from  # group, element, VR, 2-byte length
+        self.long = struct.Struct(order + "L").unpack_from
+        self.item_end = struct.pack(order + "HHL", 0xFFFE, 0xE00D, 0)
 
     def top(self, pos: int) -> tuple[list[_Element], _Element | None]:
         """The top-level elements up to the pixel data element (returned separately, its value not walked)."""
@@ -339,7 +344,7 @@ class _Parser:
         while pos < end:
             if in_item:
                 self._need(pos + 8)
-                if self.buf[pos:pos + 8] == _ITEM_END_BYTES:
+                if self.buf[pos:pos + 8] == self.item_end:
                     return elements, pos + 8
             element = self._element(pos, last, top)
             if top and element.tag in PIXEL_TAGS:
@@ -389,19 +394,19 @@ class _Parser:
         """The tag, VR, value position and length of the element whose header is at `pos`."""
         buf = self.buf
         self._need(pos + 8)
-        group, number = _HH(buf, pos)
-        tag = group << 16 | number
         if self.implicit:
-            return tag, _implicit_vr(tag), pos + 8, _L(buf, pos + 4)[0]
-        vr = _VR_OF.get(buf[pos + 4:pos + 6])
+            group, number, length = self.tags_length(buf, pos)
+            return group << 16 | number, _implicit_vr(group << 16 | number), pos + 8, length
+        group, number, code, length = self.tags_short(buf, pos)
+        vr = _VR_OF.get(code)
         if vr is None:
             raise _Decline("unknown VR")
         if vr not in LONG_VRS:
-            return tag, vr, pos + 8, _H(buf, pos + 6)[0]
+            return group << 16 | number, vr, pos + 8, length
         self._need(pos + 12)
-        if buf[pos + 6:pos + 8] != b"\x00\x00":
+        if length:
             raise _Decline("reserved bytes of a long VR not zero")
-        return tag, vr, pos + 12, _L(buf, pos + 8)[0]
+        return group << 16 | number, vr, pos + 12, self.long(buf, pos + 8)[0]
 
     def _items(self, sequence: _Element) -> tuple[list[_Item], int]:
         if self.depth == MAX_DEPTH:
@@ -417,9 +422,8 @@ class _Parser:
         end = _NO_END if sequence.undefined else sequence.end
         while pos < end:
             self._need(pos + 8)
-            group, number = _HH(self.buf, pos)
+            group, number, length = self.tags_length(self.buf, pos)
             tag = group << 16 | number
-            (length,) = _L(self.buf, pos + 4)
             if tag == SEQUENCE_END and sequence.undefined:
                 if length != 0:
                     raise _Decline("malformed: sequence delimiter with a length")
@@ -436,19 +440,18 @@ class _Parser:
         return items, pos
 
 
-_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
 _ITEM_TAG_BYTES = struct.pack("<HH", 0xFFFE, 0xE000)
 
 
-def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: bool) -> int:
+def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int:
     """Where the pixel data element ends: after its value, or after the delimiter of its fragments."""
     if not pixels.undefined:
         if pixels.end > size:
             raise _Decline("malformed: pixel data runs past the end")
         return pixels.end
-    if implicit:
+    if parser.implicit:
         raise _Decline("encapsulated pixel data in implicit VR")
-    pos = pixels.value
+    buf, pos = parser.buf, pixels.value
     while True:
         if pos + 8 <= len(buf):
             head = buf[pos:pos + 8]
@@ -457,7 +460,7 @@ def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: b
             head = f.read(8)
             if len(head) < 8:
                 raise _Decline("malformed: pixel data runs past the end")
-        group, number, length = struct.unpack("<HHL", head)
+        group, number, length = parser.tags_length(head)
         tag = group << 16 | number
         if tag == SEQUENCE_END:
             return pos + 8
@@ -466,10 +469,10 @@ def _pixel_end(f: BinaryIO, buf: bytes, size: int, pixels: _Element, implicit: b
         pos += 8 + length
 
 
-def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool) -> Dataset:
+def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: bool = True) -> Dataset:
     """The elements but sequences as a pydicom dataset of raw elements, decoded only when read."""
     return Dataset({BaseTag(e.tag): RawDataElement(BaseTag(e.tag), None if implicit else e.vr, e.end - e.value,
-                                                   buf[e.value:e.end], e.value, implicit, True)
+                                                   buf[e.value:e.end], e.value, implicit, little)
                     for e in elements if e.items is None})
 
 
@@ -493,24 +496,26 @@ def _is_empty(buf: bytes, element: _Element) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _encoded(tag: int, vr: str, value: object, implicit: bool) -> bytes:
+def _encoded(tag: int, vr: str, value: object, implicit: bool, little: bool = True) -> bytes:
     """An element as pydicom writes it (the general path's encoder), for values that recur."""
-    return _encode(DataElement(tag, vr, value), implicit)
+    return _encode(DataElement(tag, vr, value), implicit, little=little)
 
 
-def _encode(element: DataElement, implicit: bool, encoding: str | list[str] | None = None) -> bytes:
+def _encode(element: DataElement, implicit: bool, encoding: str | list[str] | None = None, little: bool = True,
+            ) -> bytes:
     fp = DicomBytesIO()
-    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    fp.is_implicit_VR, fp.is_little_endian = implicit, little
     write_data_element(fp, element, encoding)
     return bytes(fp.getvalue())
 
 
-def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+def _header(tag: int, vr: str, length: int, implicit: bool, little: bool = True) -> bytes:
+    order = "<" if little else ">"
     if implicit:
-        return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, length)
+        return struct.pack(order + "HHL", tag >> 16, tag & 0xFFFF, length)
     if vr in LONG_VRS:
-        return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
+        return struct.pack(order + "HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+    return struct.pack(order + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
 
 
 @lru_cache(maxsize=8192)
@@ -520,12 +525,12 @@ def _tag_text(t: int) -> str:
 
 @lru_cache(maxsize=256)
 def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implicit: bool, earlier: bytes | None,
-           charset: bytes | None) -> tuple[dict[int, bytes], tuple[Change, ...]]:
+           charset: bytes | None, little: bool = True) -> tuple[dict[int, bytes], tuple[Change, ...]]:
     """The mark elements a level sets (encoded, by tag) and their changes, after an `earlier` method value."""
     ds = Dataset()
     for tag, vr, value in ((0x00080005, "CS", charset), (DEID_METHOD, "LO", earlier)):
         if value is not None:
-            ds[tag] = RawDataElement(BaseTag(tag), None if implicit else vr, len(value), value, 0, implicit, True)
+            ds[tag] = RawDataElement(BaseTag(tag), None if implicit else vr, len(value), value, 0, implicit, little)
     changes: list[Change] = []
     if level is Level.ANONYMIZE:
         mark_method(ds, METHOD_NAMES[Level.ANONYMIZE], changes, keep_earlier=True)
@@ -534,7 +539,8 @@ def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implic
                           retain_safe_private=flags[2])
         mark_full(ds, options, changes, identity_removed)
     encoding = ds.get("SpecificCharacterSet", default_encoding)
-    encoded = {int(tag): _encode(ds[tag], implicit, encoding) for tag in sorted(ds.keys()) if tag in MARK_TAGS}
+    encoded = {int(tag): _encode(ds[tag], implicit, encoding, little) for tag in sorted(ds.keys())
+               if tag in MARK_TAGS}
     return encoded, tuple(changes)
 
 
@@ -551,6 +557,7 @@ class _Job:
     patterns: tuple[Needle, ...] = ()
     subject: str = ""
     new_ids: dict[int, object] = field(default_factory=dict)
+    little: bool = True  # the dataset's byte order
 
     # --- anonymize ---------------------------------------------------------------------------------------------
 
@@ -558,7 +565,8 @@ class _Job:
                   pixel_bytes: memoryview | None, original: Dataset) -> Plan:
         out = self._walk_anonymize(self.buf, head, "")
         tail_out = self._walk_anonymize(self.tail_buf, tail, "")
-        marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head))
+        marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
+                                     little=self.little)
         self.changes += mark_changes
         preamble = self.buf[:132]
         header = preamble + self._meta_bytes(meta, None) + self._assemble(self.buf, head, out, marks)
@@ -574,7 +582,7 @@ class _Job:
                     raise _Decline("a sequence among the attributes anonymize replaces")
                 if _is_empty(buf, e):
                     continue
-                out[t] = _encoded(t, str(dictionary_VR(t)), NIDB_ANONYMIZE[t], self.implicit)
+                out[t] = _encoded(t, str(dictionary_VR(t)), NIDB_ANONYMIZE[t], self.implicit, self.little)
                 self.changes.append(Change(path + _tag_text(t), keyword_for_tag(t), "replaced"))
             elif e.items is not None:
                 if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
@@ -602,7 +610,8 @@ class _Job:
         risk = burned_in_risk(original)
         flags = (self.options.retain_patient_characteristics, self.options.retain_device_identity,
                  self.options.retain_safe_private)
-        marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head))
+        marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head),
+                                     little=self.little)
         self.changes += mark_changes
         header = b"\x00" * 128 + b"DICM" + meta_bytes + self._assemble(self.buf, head, out, marks)
         identifiers = Dataset()
@@ -654,7 +663,7 @@ class _Job:
                 if remapped is not None:
                     out[t] = remapped
             elif action == "Z" and vr not in DATE_VRS:
-                out[t] = _encoded(t, vr, b"" if vr.startswith("O") or vr == "UN" else None, self.implicit)
+                out[t] = _encoded(t, vr, b"" if vr.startswith("O") or vr == "UN" else None, self.implicit, self.little)
                 self.changes.append(Change(where, keyword, "emptied"))
             elif action in ("Z", "D"):
                 out[t] = self._dummy(t, vr)
@@ -697,7 +706,7 @@ class _Job:
                 kept_blocks.add(creator_tag)
                 if cleaned != value:
                     out[t] = (buf[e.start:e.value] + cleaned if self.implicit
-                              else _encode(DataElement(t, e.vr, cleaned), False))
+                              else _encode(DataElement(t, e.vr, cleaned), False, little=self.little))
                     self.changes.append(Change(where, "", "cleaned"))
             else:
                 out[t] = None
@@ -719,7 +728,8 @@ class _Job:
         assert self.keyring is not None
         if any(e.tag == PATIENT_ID for e in elements):
             if ds is None:
-                ds = _raw_dataset(buf, [e for e in elements if e.tag in (PATIENT_ID, 0x00080005)], self.implicit)
+                ds = _raw_dataset(buf, [e for e in elements if e.tag in (PATIENT_ID, 0x00080005)], self.implicit,
+                                  self.little)
             source = str(ds.get("PatientID", "") or "") or self.subject
         else:
             source = self.subject
@@ -731,7 +741,7 @@ class _Job:
             self.new_ids[t] = value
         how = "pseudonymized (lookup)" if mapped is not None else "pseudonymized"
         self.changes.append(Change(where, keyword_for_tag(t), how))
-        return _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit)
+        return _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit, self.little)
 
     def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
                ) -> bytes | None:
@@ -750,13 +760,13 @@ class _Job:
         text = "\\".join(parts).encode("ascii")
         text += b"\x00" * (len(text) % 2)
         self.changes.append(Change(where, keyword, "remapped"))
-        return _header(t, vr, len(text), self.implicit and not meta) + text
+        return _header(t, vr, len(text), self.implicit and not meta, self.little or meta) + text
 
     def _dummy(self, t: int, vr: str) -> bytes:
         if vr in DUMMY_TEXT:
-            return _encoded(t, vr, DUMMY_TEXT[vr], self.implicit)
+            return _encoded(t, vr, DUMMY_TEXT[vr], self.implicit, self.little)
         if vr in NUMERIC_VRS:
-            return _encoded(t, vr, 0, self.implicit)
+            return _encoded(t, vr, 0, self.implicit, self.little)
         raise _Decline("dummy value for this VR")
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
@@ -813,19 +823,20 @@ class _Job:
         """A sequence encoded again as pydicom does, with each item's decided elements; [] empties it."""
         assert e.items is not None
         body: list[bytes] = []
+        order = "<" if self.little else ">"
         for item, out in zip(e.items, walked, strict=False):
             _check_plain(item.elements, out)
             content = self._assemble(buf, item.elements, out, {})
             if item.undefined:
-                body.append(struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED) + content
-                            + struct.pack("<HHL", 0xFFFE, 0xE00D, 0))
+                body.append(struct.pack(order + "HHL", 0xFFFE, 0xE000, UNDEFINED) + content
+                            + struct.pack(order + "HHL", 0xFFFE, 0xE00D, 0))
             else:
-                body.append(struct.pack("<HHL", 0xFFFE, 0xE000, len(content)) + content)
+                body.append(struct.pack(order + "HHL", 0xFFFE, 0xE000, len(content)) + content)
         value = b"".join(body)
         if e.undefined:
-            return (_header(e.tag, "SQ", UNDEFINED, self.implicit) + value
-                    + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
-        return _header(e.tag, "SQ", len(value), self.implicit) + value
+            return (_header(e.tag, "SQ", UNDEFINED, self.implicit, self.little) + value
+                    + struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
+        return _header(e.tag, "SQ", len(value), self.implicit, self.little) + value
 
 
 def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None:
@@ -839,5 +850,5 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
             _check_plain(item.elements, {})
 
 
-_FIVE = tuple(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE)
+_FIVE = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for order in "<>")  # as apply
 
