@@ -108,6 +108,25 @@ def test_files_without_pixel_data_taken_and_same(name: str, encoding: str, tmp_p
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
+def test_iso_2022_character_sets_taken_and_same(name: str, encoding: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names in a stateful (ISO 2022) character set, at the top level and in a sequence."""
+    source = make_study(tmp_path / "in", subject=9, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.PatientName = "Yamada^Tarou=\u5c71\u7530^\u592a\u90ce=\u3084\u307e\u3060^\u305f\u308d\u3046"
+    ds.ReferringPhysicianName = "Suzuki^Hanako=\u9234\u6728^\u82b1\u5b50"
+    item = pydicom.Dataset()
+    item.PatientName = ds.PatientName
+    ds.OtherPatientIDsSequence = [item]
+    ds.save_as(source)
+    with quiet():
+        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+    assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+
+
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
 def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -208,8 +208,6 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
         size = len(buf)
     parser = _Parser(buf, implicit, size, little)
     head, pixels = parser.top(pos)
-    if "2022" in _text(buf, next((e for e in head if e.tag == 0x00080005), None)):
-        raise _Decline("ISO 2022 character set")
     layout = _Layout(buf, implicit, meta, head, deflated=deflated, little=little)
     if pixels is not None:
         pixel_end = _pixel_end(f, size, pixels, parser)
