@@ -18,6 +18,7 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
@@ -127,6 +128,24 @@ def test_iso_2022_character_sets_taken_and_same(name: str, encoding: str, tmp_pa
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+@pytest.mark.parametrize("meta", [True, False], ids=["meta", "no-meta"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be"])
+def test_bare_datasets_taken_and_same(name: str, meta: bool, encoding: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset without the preamble (and maybe without file meta): its encoding guessed as pydicom guesses it."""
+    source = make_study(tmp_path / "in", subject=10, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    ds.preamble = None
+    if not meta:
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.save_as(source, implicit_vr=encoding == "implicit_le", little_endian=encoding != "explicit_be")
+    assert source.read_bytes()[128:132] != b"DICM"
+    with quiet():
+        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+    assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+
+
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
 def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,8 +247,13 @@ def test_adversarial_cases_same_on_both_paths(case: str, encoding: str, name: st
 
 @cache
 def _mutable_seeds() -> dict[str, tuple[bytes, bool]]:
-    """test_fuzz's seeds (real files with and without pixel data, synthetic ones) and the other encodings."""
+    """test_fuzz's seeds (real files with and without pixel data, synthetic ones), the other encodings and
+    datasets without a preamble."""
     found = dict(fuzz.seeds())
+    for name, implicit in (("rtstruct.dcm", True), ("ExplVR_BigEndNoMeta.dcm", False)):
+        path = get_testdata_file(name)
+        assert path is not None, f"pydicom test file {name} is missing"
+        found[name] = (Path(path).read_bytes(), implicit)
     with tempfile.TemporaryDirectory() as tmp:
         for encoding in ("explicit_be", "deflated"):
             path = make_study(Path(tmp) / encoding, n_series=1, n_instances=1, encoding=encoding)[0]

@@ -163,7 +163,7 @@ def _plan(f: BinaryIO, options: Options) -> Plan:
     layout = _layout(f)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
-    job = _Job(buf, layout.tail_buf, implicit, options, little=layout.little)
+    job = _Job(buf, layout.tail_buf, implicit, options, little=layout.little, preamble=layout.preamble)
     parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes, original)
     result = job.anonymize(*parts) if options.level is Level.ANONYMIZE else job.full(*parts)
     result.deflate = layout.deflated
@@ -184,6 +184,7 @@ class _Layout:
     tail: list[_Element] = field(default_factory=list)
     deflated: bool = False  # `buf` holds the dataset inflated
     little: bool = True  # the dataset's byte order (the file meta is always little endian)
+    preamble: bool = True  # a preamble and 'DICM' come first (else the file meta, or the dataset)
 
 
 def _layout(f: BinaryIO) -> _Layout:
@@ -199,16 +200,19 @@ def _layout(f: BinaryIO) -> _Layout:
 
 
 def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
-    if len(buf) < 132 or buf[128:132] != b"DICM":
-        raise _Decline("no Part 10 preamble")
-    meta, pos = _meta(_Parser(buf, False, size))
-    implicit, little, deflated = _encoding(buf, meta)
+    preamble = buf[128:132] == b"DICM"  # else a bare dataset (maybe with file meta), as pydicom reads it
+    meta, pos = _meta(_Parser(buf, False, size), 132 if preamble else 0)
+    implicit, little, deflated = _encoding(buf, meta, pos)
     if deflated:
+        if not preamble:
+            raise _Decline("deflated without a preamble")
         buf = buf[:pos] + _inflate(f, pos)
         size = len(buf)
     parser = _Parser(buf, implicit, size, little)
     head, pixels = parser.top(pos)
-    layout = _Layout(buf, implicit, meta, head, deflated=deflated, little=little)
+    if "\x00" in _text(buf, next((e for e in head if e.tag == 0x00080005), None)):
+        raise _Decline("malformed: character set")  # pydicom could not look it up
+    layout = _Layout(buf, implicit, meta, head, deflated=deflated, little=little, preamble=preamble)
     if pixels is not None:
         pixel_end = _pixel_end(f, size, pixels, parser)
         layout.pixels = PixelSpan(pixels.tag, pixels.start, pixel_end)
@@ -240,11 +244,11 @@ def _inflate(f: BinaryIO, start: int) -> bytes:
     return b"".join(parts)
 
 
-def _meta(parser: _Parser) -> tuple[dict[int, _Element], int]:
-    """The file meta elements (explicit VR little endian), in canonical form, and where the dataset begins."""
+def _meta(parser: _Parser, pos: int) -> tuple[dict[int, _Element], int]:
+    """The file meta elements from `pos` (explicit VR little endian), in canonical form; where the dataset begins."""
     buf = parser.buf
     found: dict[int, _Element] = {}
-    pos, last = 132, 0
+    last = 0
     while buf[pos:pos + 2] == b"\x02\x00":
         element = parser._element(pos, last, top=False)
         if element.items is not None:
@@ -253,8 +257,6 @@ def _meta(parser: _Parser) -> tuple[dict[int, _Element], int]:
             raise _Decline("file meta UID not in canonical form")  # pydicom would write it back in another form
         found[element.tag] = element
         last, pos = element.tag, element.end
-    if 0x00020010 not in found:
-        raise _Decline("no transfer syntax")
     return found, pos
 
 
@@ -267,10 +269,13 @@ def _dataset_start(head: bytes) -> int:
     return pos
 
 
-def _encoding(buf: bytes, meta: dict[int, _Element]) -> tuple[bool, bool, bool]:
-    """Whether the dataset is implicit VR, little endian, deflated; declines what the engine does not read."""
+def _encoding(buf: bytes, meta: dict[int, _Element], pos: int) -> tuple[bool, bool, bool]:
+    """Whether the dataset (at `pos`) is implicit VR, little endian, deflated; declines what the engine does not
+    read."""
     if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
         raise _Decline("DICOMDIR")
+    if 0x00020010 not in meta:
+        return _guessed_encoding(buf, pos)
     syntax = _text(buf, meta.get(0x00020010))
     if syntax in (IMPLICIT_LE, EXPLICIT_LE):
         return syntax == IMPLICIT_LE, True, False
@@ -278,6 +283,18 @@ def _encoding(buf: bytes, meta: dict[int, _Element]) -> tuple[bool, bool, bool]:
     if not uid.is_transfer_syntax or uid.is_implicit_VR:
         raise _Decline("unknown transfer syntax")
     return False, uid.is_little_endian, uid.is_deflated
+
+
+def _guessed_encoding(buf: bytes, pos: int) -> tuple[bool, bool, bool]:
+    """The encoding pydicom assumes for a dataset no transfer syntax names: explicit VR if its first element
+    shows a VR, then big endian if its group reads as 1024 or more in little endian; else implicit VR."""
+    if pos == len(buf):
+        return True, True, False
+    if pos + 6 > len(buf):
+        raise _Decline(PAST_END)
+    if buf[pos + 4:pos + 6] not in _VR_OF:
+        return True, True, False
+    return False, _H(buf, pos)[0] < 1024, False
 
 
 def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tuple[bytes, list[_Element]]:
@@ -361,8 +378,10 @@ class _Parser:
             raise _Decline(PAST_END)
 
     def _check_first(self, pos: int) -> None:
-        # pydicom switches between implicit and explicit VR when the first element looks like the other kind.
-        if pos + 6 <= len(self.buf) and self.implicit and self.buf[pos + 4:pos + 6] in _VR_OF:
+        # pydicom (and the header reader, by two capital letters) switches between implicit and explicit VR when
+        # the first element looks like the other kind.
+        vr = self.buf[pos + 4:pos + 6]
+        if pos + 6 <= len(self.buf) and self.implicit and (vr in _VR_OF or vr.isalpha() and vr.isupper()):
             raise _Decline("implicit VR dataset that reads as explicit")
 
     def _element(self, pos: int, last: int, top: bool) -> _Element:
@@ -556,6 +575,7 @@ class _Job:
     subject: str = ""
     new_ids: dict[int, object] = field(default_factory=dict)
     little: bool = True  # the dataset's byte order
+    preamble: bool = True  # the source has a preamble and 'DICM' (the output then too)
 
     # --- anonymize ---------------------------------------------------------------------------------------------
 
@@ -566,7 +586,7 @@ class _Job:
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
         self.changes += mark_changes
-        preamble = self.buf[:132]
+        preamble = self.buf[:132] if self.preamble else b""
         header = preamble + self._meta_bytes(meta, None) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
                     original, Dataset())
@@ -611,7 +631,8 @@ class _Job:
         marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
         self.changes += mark_changes
-        header = b"\x00" * 128 + b"DICM" + meta_bytes + self._assemble(self.buf, head, out, marks)
+        preamble = b"\x00" * 128 + b"DICM" if self.preamble else b""
+        header = preamble + meta_bytes + self._assemble(self.buf, head, out, marks)
         identifiers = Dataset()
         for tag in (PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
             if tag in self.new_ids:
