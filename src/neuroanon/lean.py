@@ -201,8 +201,9 @@ def _layout(f: BinaryIO) -> _Layout:
 
 def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
     preamble = buf[128:132] == b"DICM"  # else a bare dataset (maybe with file meta), as pydicom reads it
-    meta, pos = _meta(_Parser(buf, False, size), 132 if preamble else 0)
-    implicit, little, deflated = _encoding(buf, meta, pos)
+    meta_parser = _Parser(buf, False, size)
+    meta, pos = _meta(meta_parser, 132 if preamble else 0)
+    implicit, little, deflated = _encoding(meta_parser, meta, pos)
     if deflated:
         if not preamble:
             raise _Decline("deflated without a preamble")
@@ -269,13 +270,14 @@ def _dataset_start(head: bytes) -> int:
     return pos
 
 
-def _encoding(buf: bytes, meta: dict[int, _Element], pos: int) -> tuple[bool, bool, bool]:
+def _encoding(parser: _Parser, meta: dict[int, _Element], pos: int) -> tuple[bool, bool, bool]:
     """Whether the dataset (at `pos`) is implicit VR, little endian, deflated; declines what the engine does not
     read."""
+    buf = parser.buf
     if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
         raise _Decline("DICOMDIR")
     if 0x00020010 not in meta:
-        return _guessed_encoding(buf, pos)
+        return _guessed_encoding(parser, pos)
     syntax = _text(buf, meta.get(0x00020010))
     if syntax in (IMPLICIT_LE, EXPLICIT_LE):
         return syntax == IMPLICIT_LE, True, False
@@ -285,13 +287,13 @@ def _encoding(buf: bytes, meta: dict[int, _Element], pos: int) -> tuple[bool, bo
     return False, uid.is_little_endian, uid.is_deflated
 
 
-def _guessed_encoding(buf: bytes, pos: int) -> tuple[bool, bool, bool]:
+def _guessed_encoding(parser: _Parser, pos: int) -> tuple[bool, bool, bool]:
     """The encoding pydicom assumes for a dataset no transfer syntax names: explicit VR if its first element
     shows a VR, then big endian if its group reads as 1024 or more in little endian; else implicit VR."""
-    if pos == len(buf):
-        return True, True, False
-    if pos + 6 > len(buf):
-        raise _Decline(PAST_END)
+    buf = parser.buf
+    if pos == len(buf) and not parser.partial:
+        return True, True, False  # no dataset
+    parser._need(pos + 6)
     if buf[pos + 4:pos + 6] not in _VR_OF:
         return True, True, False
     return False, _H(buf, pos)[0] < 1024, False
