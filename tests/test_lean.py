@@ -220,6 +220,31 @@ def test_encapsulated_fragments_walked_from_disk(tmp_path: Path, monkeypatch: py
     assert pydicom.dcmread(out).PixelData == pydicom.dcmread(source).PixelData
 
 
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+@pytest.mark.parametrize("fragment", [b"\x01" * 64, b"\x01" * 28 + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00" + b"\x01" * 28],
+                         ids=["plain", "delimiter-inside"])
+def test_encapsulated_icon_in_an_item(name: str, fragment: bytes, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encapsulated pixel data inside an item (an icon image) is taken, its fragments walked (a delimiter tag
+    inside one is data, for pydicom too)."""
+    ds = make_dataset(subject=11, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\x02" * 64])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    icon = pydicom.Dataset()
+    icon.Rows = icon.Columns = 8
+    icon.PixelData = encapsulate([fragment])
+    icon["PixelData"].VR = "OB"
+    icon["PixelData"].is_undefined_length = True
+    ds.IconImageSequence = [icon]
+    source = tmp_path / "icon.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    with quiet():
+        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+    assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+
+
 def test_out_of_order_elements_declined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pydicom writes elements in tag order; an unsorted source is for the general path."""
     source = make_study(tmp_path / "in", subject=5, n_series=1, n_instances=1)[0]

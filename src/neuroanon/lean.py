@@ -401,13 +401,32 @@ class _Parser:
             element.items, element.end = self._items(element)
             return element
         if undefined:
-            raise _Decline("undefined length outside a sequence")
+            element.end = self._fragments(element)
+            return element
         self._need(element.end)
         if vr == "UN" and (not tag >> 16 & 1 or self.buf[value:value + 4] == _ITEM_TAG_BYTES):
             # A standard attribute stored as UN (read by its dictionary VR, opened if a sequence) or a value that
             # may be a sequence stored as UN: the general path decides.
             raise _Decline("UN that may be a standard attribute or a sequence")
         return element
+
+    def _fragments(self, element: _Element) -> int:
+        """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,
+        walked as pydicom walks them (a delimiter tag inside a fragment is data)."""
+        if element.tag not in PIXEL_TAGS or self.implicit:
+            raise _Decline("undefined length outside a sequence")
+        pos = element.value
+        while True:
+            self._need(pos + 8)
+            group, number, length = self.tags_length(self.buf, pos)
+            if group << 16 | number == SEQUENCE_END:
+                break
+            if group << 16 | number != ITEM or length == UNDEFINED:
+                raise _Decline("malformed: pixel data fragments")
+            pos += 8 + length
+        if length:
+            raise _Decline("malformed: pixel data fragments")
+        return pos + 8
 
     def _header(self, pos: int) -> tuple[int, str, int, int]:
         """The tag, VR, value position and length of the element whose header is at `pos`."""
