@@ -125,12 +125,10 @@ class Plan:
         start = _dataset_start(self.head)
         out.write(self.head[:start])
         compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-        size = 0
-        for part in (self.head[start:], self.pixel_bytes or b"", self.tail, None):
-            data = compressor.compress(part) if part is not None else compressor.flush()
-            out.write(data)
-            size += len(data)
-        out.write(b"\x00" * (size % 2))
+        deflated = [compressor.compress(part) for part in (self.head[start:], self.pixel_bytes or b"", self.tail)]
+        deflated.append(compressor.flush())
+        out.writelines(deflated)
+        out.write(b"\x00" * (sum(map(len, deflated)) % 2))
         out.flush()
 
     def searchable(self) -> bytes | None:
@@ -196,7 +194,10 @@ def _layout(f: BinaryIO) -> _Layout:
             return _parse(f, buf, size)
         except _More:
             f.seek(len(buf))
-            buf += f.read(max(len(buf), HEAD_BYTES))
+            more = f.read(max(len(buf), HEAD_BYTES))
+            if not more:
+                raise _Decline("file shorter than its size") from None
+            buf += more
 
 
 def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
