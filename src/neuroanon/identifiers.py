@@ -30,6 +30,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
+from .tags import PATIENT_BIRTH_DATE, PATIENT_ID, PATIENT_NAME, SOP_INSTANCE_UID, STUDY_INSTANCE_UID
+
 # Top-level attributes whose values identify a person, a visit or a place.
 IDENTIFYING = (
     "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
@@ -542,3 +544,29 @@ def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
             buffer[match.start() : match.end()] = filler * (match.end() - match.start())
         lowered = bytes(buffer).lower()
     return bytes(buffer)
+
+
+_IDENTITY_TAGS = (CHARSET, SOP_INSTANCE_UID, PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE, STUDY_INSTANCE_UID)
+_DUMMY_IDENTITY = frozenset({"anon", "10000101"})  # NiDB's and our dummies: already de-identified, nobody
+
+
+def subject_of(ds: Dataset) -> str:
+    """Whom a file is about, taken the same way in every file (and on both paths): its PatientID; else its
+    patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
+    namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
+    view = Dataset({BaseTag(t): ds.get_item(t) for t in _IDENTITY_TAGS if t in ds})  # decoded here, not in ds
+
+    def text(keyword: str) -> str:
+        value = str(view.get(keyword, "") or "").strip()
+        return "" if value.lower() in _DUMMY_IDENTITY else value
+
+    patient_id = str(view.get("PatientID", "") or "")
+    if patient_id.strip():
+        return patient_id
+    name, birth = text("PatientName"), text("PatientBirthDate")
+    if name and birth:
+        return f"\0name\0{name}\0{birth}"
+    for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
+        if text(keyword):
+            return f"\0{keyword}\0{text(keyword)}"
+    return ""

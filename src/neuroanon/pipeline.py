@@ -33,11 +33,11 @@ from typing import BinaryIO, TypeVar
 from pydicom.dataset import Dataset
 
 from . import lean, pixels, review
-from .apply import apply_level, changed_top_level, subject_of
+from .apply import apply_level, changed_top_level
 from .burnedin import burned_in_risk, embedded_overlay
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
-from .identifiers import Needle, needles
+from .identifiers import Needle, needles, subject_of
 from .journal import Journal
 from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored
