@@ -717,7 +717,7 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
     for x in elements:
         if x.tag in out:
             continue  # decided: removed, or encoded as the general path encodes it
-        if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == 0x00080005:
+        if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == SPECIFIC_CHARACTER_SET:
             raise _Decline
         for item in x.items or ():
             _check_plain(item.elements, {})

@@ -24,6 +24,7 @@ from pydicom.filereader import dcmread, read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from .errors import InputError
+from .tags import tag_text
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
@@ -264,7 +265,7 @@ class _Scanner:
             else:
                 pos = value + length
                 if pos > self.size:
-                    raise InputError(f"truncated: {_tag_text(tag)} declares {length} bytes, "
+                    raise InputError(f"truncated: {tag_text(tag)} declares {length} bytes, "
                                      f"{max(self.size - value, 0)} remain")
                 if self.deep and vr == b"SQ":
                     self._items(tag, value, implicit, endian, pos)
@@ -282,13 +283,13 @@ class _Scanner:
             if item == _SEQUENCE_DELIMITER and end < 0:
                 return value
             if item != _ITEM:
-                raise InputError(f"malformed: unexpected element inside {_tag_text(tag)}")
+                raise InputError(f"malformed: unexpected element inside {tag_text(tag)}")
             if length == UNDEFINED_LENGTH:
                 pos = self.dataset(value, self.size, implicit, endian=endian)
                 continue
             pos = value + length
             if pos > self.size:
-                raise InputError(f"truncated: an item of {_tag_text(tag)} runs past the end of file")
+                raise InputError(f"truncated: an item of {tag_text(tag)} runs past the end of file")
             if self.deep:
                 self.dataset(value, pos, implicit, endian=endian)
         return pos
@@ -309,7 +310,7 @@ class _Scanner:
         if vr in _LONG_VRS:
             extra = self.fp.read(4)
             if len(extra) < 4:
-                raise InputError(f"truncated: file ends inside the header of {_tag_text(tag)}")
+                raise InputError(f"truncated: file ends inside the header of {tag_text(tag)}")
             return tag, vr, struct.unpack(f"{endian}L", extra)[0], pos + 12
         return tag, vr, struct.unpack(f"{endian}H", head[6:8])[0], pos + 8
 
@@ -376,7 +377,3 @@ def _elements_end(buf: bytes, pos: int, end: int, depth: int) -> int:
             if pos > len(buf) or (end >= 0 and pos > end):
                 return -2
     return pos
-
-
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

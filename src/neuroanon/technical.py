@@ -23,6 +23,8 @@ from types import MappingProxyType
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
 
+from .tags import tag_text
+
 
 @dataclass(frozen=True)
 class Technical:
@@ -35,7 +37,7 @@ class Technical:
 
     @property
     def tag_text(self) -> str:
-        return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+        return tag_text(self.tag)
 
 
 _CODE = "Code Sequence Macro: a coded concept from a coding scheme (Type 1/1C)"
