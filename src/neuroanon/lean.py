@@ -516,14 +516,14 @@ class _Job:
             if rule.keeps_value and e.items is None:
                 continue
             op = _operation(source, e, rule)
-            if op is not Op.KEEP:
+            if op is not _KEEP:
                 _OPERATIONS[op](self, scope, source, e, rule)
         self._private(private, path, scope.out)
         return scope.out
 
     def _remove(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
         scope.out[e.tag] = None
-        self.changes.append(Change(scope.path + tag_text(e.tag), rule.keyword, Op.REMOVE.value))
+        self.changes.append(Change(scope.path + tag_text(e.tag), rule.keyword, _REMOVED))
 
     def _empty(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
         if e.items is not None:
@@ -573,11 +573,11 @@ class _Job:
                 kept_blocks.add(creator_tag)
             elif safe is None:
                 out[t] = None
-                self.changes.append(Change(path + tag_text(t), "", Op.REMOVE.value))
+                self.changes.append(Change(path + tag_text(t), "", _REMOVED))
         for e, _ in private:
             if e.tag & 0xFFFF < 0x1000 and e.tag not in kept_blocks:
                 out[e.tag] = None
-                self.changes.append(Change(path + tag_text(e.tag), creator_keyword(e.tag), Op.REMOVE.value))
+                self.changes.append(Change(path + tag_text(e.tag), creator_keyword(e.tag), _REMOVED))
 
     def _keep_private(self, e: _Element, buf: bytes, safe: SafePrivate, hits: tuple[Needle, ...], where: str,
                       out: dict[int, bytes | None]) -> bool:
@@ -591,7 +591,7 @@ class _Job:
         cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring)
         if cleaned is None:
             out[e.tag] = None
-            self.changes.append(Change(where, "", Op.REMOVE.value))
+            self.changes.append(Change(where, "", _REMOVED))
             return False
         if cleaned != value:
             out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit
@@ -658,7 +658,7 @@ class _Job:
                 continue
             op = self.rules.meta(t)
             if op is Op.REMOVE:
-                self.changes.append(Change(tag_text(t), keyword_for_tag(t), Op.REMOVE.value))
+                self.changes.append(Change(tag_text(t), keyword_for_tag(t), _REMOVED))
                 continue
             remapped = None
             if op is Op.REMAP_UID and not _is_empty(self.buf, e):
@@ -726,6 +726,10 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
 _FIVE = tuple(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE)
 
 
+# Bound once: an Enum member read from its class is slow on Python 3.11, and these are read for every element.
+_KEEP, _REMOVE, _REMOVED = Op.KEEP, Op.REMOVE, Op.REMOVE.value
+
+
 @dataclass(slots=True)
 class _Scope:
     """One dataset being decided: its elements, its path, its decoded top level (None in items), the decisions."""
@@ -739,11 +743,11 @@ class _Scope:
 def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
     """The operation on a standard element by the VR its value has; an empty value: KEEP."""
     if rule.removes:
-        return Op.REMOVE
+        return _REMOVE
     if e.items is not None:
         return rule.op("SQ")
     if rule.keeps_value or _is_empty(buf, e):
-        return Op.KEEP
+        return _KEEP
     if not e.vr or " " in e.vr or e.vr == "UN":
         raise _Decline  # pydicom would decide the VR
     return rule.op(e.vr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
 from typing import NamedTuple
@@ -252,19 +252,16 @@ class Rule:
     keyword: str
     source: str
     value: str | None = None
+    removes: bool = field(init=False)  # removed whatever it holds
+    keeps_value: bool = field(init=False)  # a value that is not a sequence kept whatever its VR
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "removes", self.code == "X")
+        object.__setattr__(self, "keeps_value", self.code == "K")
 
     def op(self, vr: str) -> Op:
         """The operation on an element of this tag whose value has VR `vr`."""
         return Op.DUMMY if self.value is not None else operation(self.code, vr)
-
-    @property
-    def removes(self) -> bool:
-        return self.code == "X"
-
-    @property
-    def keeps_value(self) -> bool:
-        """True when a value that is not a sequence is kept whatever its VR."""
-        return self.code == "K"
 
 
 _KEEP = Rule("K", "", "")

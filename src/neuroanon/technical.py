@@ -1,6 +1,6 @@
 """Standard attributes that PS3.15 Table E.1-1 does not list, yet `full` keeps or must keep present.
 
-At full an attribute outside the table is kept only when it is technical (profile.unlisted_action): a non-text
+At full an attribute outside the table is kept only when it is technical (rules.unlisted_action): a non-text
 VR, or a text attribute reviewed and listed here. This is that reviewed list, as data, each entry with its
 reason. It was derived from what converters read (dcm2niix's DICOM tags for NIfTI headers and BIDS sidecars:
 equipment, MR/CT/PET acquisition parameters, multi-frame dimensions, pixel value transformations) and from what
