@@ -569,11 +569,11 @@ class _Job:
                 continue
             creator_tag = (t & 0xFFFF0000) | ((t & 0xFFFF) >> 8)
             safe = self.rules.private(creators.get(creator_tag, ""), t)
-            if safe is not None and self._keep_private(e, buf, safe, hits, path + tag_text(t), out):
-                kept_blocks.add(creator_tag)
-            elif safe is None:
+            if safe is None:
                 out[t] = None
                 self.changes.append(Change(path + tag_text(t), "", _REMOVED))
+            elif self._keep_private(e, buf, safe, hits, path + tag_text(t), out):
+                kept_blocks.add(creator_tag)
         for e, _ in private:
             if e.tag & 0xFFFF < 0x1000 and e.tag not in kept_blocks:
                 out[e.tag] = None

@@ -268,7 +268,8 @@ _KEEP = Rule("K", "", "")
 
 
 class Rules:
-    """A level's decisions for one option set (see `compile_rules`)."""
+    """A level's decisions for one option set (see `compile_rules`). The rows of the table and the NiDB lists are
+    compiled at once; any other tag when it is first met, once."""
 
     def __init__(self, options: Options) -> None:
         self.level = options.level

@@ -222,15 +222,9 @@ def _full(ds: Dataset, path: str, rules: Rules) -> list[str]:
                 findings += _full(item, f"{where}[{i}].", rules)
             continue
         finding = _value_finding(op, elem.VR, _texts(elem.value), elem.is_empty or _is_zeros(elem.value))
-        if finding and op is Op.REMOVE and rule.source in _BEYOND_THE_PROFILE:
-            finding = "present; the level removes it"
         if finding:
             findings.append(f"{where} {elem.keyword or rule.keyword} {finding}")
     return findings
-
-
-# Removals full makes beyond the profile: overlays and curves, signatures, padding, unknown attributes.
-_BEYOND_THE_PROFILE = frozenset({"Clean Graphics (stricter)", "neuroanon"})
 
 
 def _value_finding(op: Op, vr: str, values: list[str], empty: bool) -> str | None:
