@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ocr
+from . import __version__, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
 from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import PRESETS, Level, Options
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
     with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
-        signal.signal(signal.SIGTERM, _terminated)
+        stops.install()
     try:
         _resolve_preset(args)
         _check_level(args)
@@ -319,11 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated
+            stops.uninstall()
 
 
 def _silence_stdout() -> None:
