@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
@@ -73,7 +74,7 @@ def _scu(calling: str = "TESTSCU", tls: object = None) -> AE:
     return ae
 
 
-def _store(port: int, *datasets: object, calling: str = "TESTSCU") -> list[int]:
+def _store(port: int, *datasets: Dataset | Path, calling: str = "TESTSCU") -> list[int]:
     """C-STORE each dataset (or file, sent raw) in one association; their statuses."""
     assoc = _scu(calling).associate(LOOPBACK, port, ae_title=NODE_AET)
     assert assoc.is_established
@@ -312,6 +313,7 @@ class _RefusingPeer:
         ae = AE(ae_title="REFUSER")
         ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
         self.server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._refuse)])
+        assert self.server is not None
         self.port = int(self.server.server_address[1])
 
     def _refuse(self, event: evt.Event) -> int:
@@ -340,6 +342,7 @@ def test_instances_the_destination_keeps_refusing_end_in_the_failed_folder(
             wait_until(lambda: len(files_under(failed)) == 2 and forwarder.failed == 2,
                        "two instances in the failed folder", timeout=30)
     finally:
+        assert peer.server is not None
         peer.server.shutdown()
     assert peer.attempts == 6  # three tries each, then given up
     assert not files_under(out)
