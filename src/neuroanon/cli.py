@@ -22,7 +22,7 @@ from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load
 from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
-from .report import Record, RunInfo, Status, status_word
+from .report import Record, RunInfo, Status, Summary, status_word
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -401,40 +401,13 @@ def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from .pipeline import anonymize_tree, check_paths, preview_tree
+    from .pipeline import anonymize_tree, preview_tree
 
-    if args.workers < 1:
-        raise UsageError("--workers needs a number of at least 1")
-    zipped = args.output.suffix.lower() == ".zip"
-    if args.dicomdir and zipped:
-        raise UsageError("--dicomdir needs a folder output, not a zip archive")
-    if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
-        raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
-    check_paths(args.inputs, args.output, args.quarantine)
-    _check_writable(args.output, "output", folder=not zipped)
-    _release_checks(args)
-    if args.mapping is not None:
-        _check_writable(args.mapping, "mapping", folder=False)
+    _check_anonymize(args)
     options = replace(_release_settings(args, create=not args.dry_run), dicom_only=args.dicom_only)
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
-
-    files = 0
     held_back = options.quarantine is None
-
-    def show(record: Record, size: int) -> None:
-        nonlocal files
-        files += 1
-        if progress is not None:
-            progress.set_postfix_str(f"{files} files", refresh=False)
-            progress.update(size)
-        if args.dry_run:
-            if not args.quiet:
-                _say(progress, _would(record, held_back), sys.stdout)
-            return
-        if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
-            line = f"{status_word(record.status, held_back)}: {record.input}: {record.reason}"
-            _say(progress, line, sys.stderr)
-
+    show = _Shown(args, progress, held_back)
     try:
         if args.dry_run:
             summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
@@ -448,6 +421,51 @@ def _anonymize(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
+    _print_outcome(args, summary, held_back)
+    return summary.exit_code
+
+
+def _check_anonymize(args: argparse.Namespace) -> None:
+    """Refuse a combination of options, or an input or output, that the run could not honour."""
+    from .pipeline import check_paths
+
+    if args.workers < 1:
+        raise UsageError("--workers needs a number of at least 1")
+    zipped = args.output.suffix.lower() == ".zip"
+    if args.dicomdir and zipped:
+        raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
+        raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
+    check_paths(args.inputs, args.output, args.quarantine)
+    _check_writable(args.output, "output", folder=not zipped)
+    _release_checks(args)
+    if args.mapping is not None:
+        _check_writable(args.mapping, "mapping", folder=False)
+
+
+class _Shown:
+    """What the terminal shows of each committed file: progress, and a line for each file not released (or, in
+    a dry run, for every file)."""
+
+    def __init__(self, args: argparse.Namespace, progress: Any, held_back: bool) -> None:
+        self.args, self.progress, self.held_back, self.files = args, progress, held_back, 0
+
+    def __call__(self, record: Record, size: int) -> None:
+        self.files += 1
+        if self.progress is not None:
+            self.progress.set_postfix_str(f"{self.files} files", refresh=False)
+            self.progress.update(size)
+        if self.args.quiet:
+            return
+        if self.args.dry_run:
+            _say(self.progress, _would(record, self.held_back), sys.stdout)
+        elif record.status in (Status.FAILED, Status.QUARANTINED):
+            line = f"{status_word(record.status, self.held_back)}: {record.input}: {record.reason}"
+            _say(self.progress, line, sys.stderr)
+
+
+def _print_outcome(args: argparse.Namespace, summary: Summary, held_back: bool) -> None:
+    """The summary, and where the mapping, the DICOMDIR and the report went."""
     if args.dry_run:
         print(f"dry run: nothing was written to {args.output}; a run would give")
     print("\n".join(summary.lines(held_back)))
@@ -462,7 +480,6 @@ def _anonymize(args: argparse.Namespace) -> int:
         print(f"DICOMDIR: {index.path} ({index.indexed} files indexed, {len(index.left_out)} left out)")
     if args.report:
         print(f"report: {args.report}")
-    return summary.exit_code
 
 
 def _say(progress: Any, line: str, stream: Any) -> None:
