@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -305,6 +305,8 @@ SCALING_COLUMNS = {"corpus": "point", "tool": "tool", "MB": "mb", "wall s": "sec
                    "CPU s": "cpu_s", "wall ms/file": "ms_per_file", "CPU ms/file": "cpu_ms_per_file",
                    "MB/s": "mb_per_s", "peak RSS MB": "peak_rss_mb", "files out": "files_out",
                    "exit": "exit"}
+COST_COLUMNS = {"tool": "tool", "start-up s": "start_s", "wall ms/file": "ms_per_file", "CPU start-up s": "cpu_start_s",
+                "CPU ms/file": "cpu_ms_per_file"}
 
 
 def scaling_points(args: argparse.Namespace) -> list[Point]:
@@ -314,7 +316,7 @@ def scaling_points(args: argparse.Namespace) -> list[Point]:
     return list(dict.fromkeys(points))
 
 
-def scaling(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, Any]]:
+def scaling(args: argparse.Namespace, work: Path, key: Path) -> dict[str, list[dict[str, Any]]]:
     """`cp -r`, `anonymize` and `full` on each scaling corpus in turn (made, timed, removed)."""
     print(f"scaling: {machine()}; neuroanon workers: {args.workers}\n")
     commands = {name: command for name, command in tools(sys.executable, args.workers, key).items()
@@ -332,11 +334,14 @@ def scaling(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, A
     print_table(rows, SCALING_COLUMNS)
     by_count = [r for r in rows if (r["side"], r["frames"]) == (COUNT_SIDE, 1) and r["files"] in args.counts]
     by_size = [r for r in rows if r["files"] == args.size_files and (r["side"], r["frames"]) in args.sizes]
-    print_costs(by_count)
+    fitted = costs(by_count)
+    if fitted:
+        print("start-up and per-file cost (least squares over the file counts):\n")
+        print_table(fitted, COST_COLUMNS)
     args.svg.parent.mkdir(parents=True, exist_ok=True)
     args.svg.write_text(plot(by_count, by_size, args.size_files), encoding="utf-8")
     print(f"plot: {args.svg}")
-    return rows
+    return {"points": rows, "costs": fitted}
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -348,17 +353,18 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return mean_y - slope * mean_x, slope
 
 
-def print_costs(rows: list[dict[str, Any]]) -> None:
-    """Each tool's fixed (start-up) and per-file cost: a line through its wall and CPU times by file count."""
+def costs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each tool's fixed (start-up) and per-file cost: lines through its wall and CPU times by file count."""
+    fitted = []
     for tool in SCALING_TOOLS:
-        mine = [r for r in rows if r["tool"] == tool]
-        if len({r["files"] for r in mine}) < 2:
+        mine = [(r["files"], r["seconds"], r["cpu_s"]) for r in rows if r["tool"] == tool]
+        if len({files for files, _, _ in mine}) < 2:
             continue
-        start, per_file = fit([(r["files"], r["seconds"]) for r in mine])
-        cpu_start, cpu_per_file = fit([(r["files"], r["cpu_s"]) for r in mine])
-        print(f"{tool}: {start:.2f} s wall + {1000 * per_file:.2f} ms a file; {cpu_start:.2f} s CPU + "
-              f"{1000 * cpu_per_file:.2f} ms a file (least squares over the file counts)")
-    print()
+        start, per_file = fit([(files, wall) for files, wall, _ in mine])
+        cpu_start, cpu_per_file = fit([(files, cpu) for files, _, cpu in mine])
+        fitted.append({"tool": tool, "start_s": round(start, 2), "ms_per_file": round(1000 * per_file, 3),
+                       "cpu_start_s": round(cpu_start, 2), "cpu_ms_per_file": round(1000 * cpu_per_file, 3)})
+    return fitted
 
 
 # ---- the plot: a small SVG, written out by hand
@@ -664,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     key = work / "key"
     key.write_text("42" * 32)
-    measurements = {"comparison": compare, "scaling": scaling, "node": node}
+    measurements: dict[str, Callable[[argparse.Namespace, Path, Path], object]] = {
+        "comparison": compare, "scaling": scaling, "node": node}
     chosen = [name for name in ("scaling", "node") if getattr(args, name)] or ["comparison"]
     results = {name: measurements[name](args, work, key) for name in chosen}
     if args.json:
