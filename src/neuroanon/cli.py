@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
     serve.add_argument("--tls-ca", type=Path, metavar="FILE",
                        help="with TLS: require senders to present a certificate this CA signed")
+    serve.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
+                       help="processes that anonymize received instances (default: all cores)")
     serve.add_argument("--max-associations", type=int, default=10, help="concurrent associations (default: 10)")
     serve.add_argument("--max-instance-size", type=_size, metavar="SIZE",
                        help="refuse bigger instances (bytes, or with K, M, G suffix)")
@@ -539,7 +541,7 @@ def _serve(args: argparse.Namespace) -> int:
         forward_tls=client_tls(args.forward_tls_ca) if args.forward_tls_ca else None,
         allow_calling=tuple(args.allow_calling),
         tls=server_tls(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
-        max_associations=args.max_associations, max_instance_size=args.max_instance_size,
+        max_associations=args.max_associations, max_instance_size=args.max_instance_size, workers=args.workers,
         retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
     )
     stop = threading.Event()
@@ -549,7 +551,8 @@ def _serve(args: argparse.Namespace) -> int:
     # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is
     # a private one in the work folder rather than the shared /tmp.
     tempfile.tempdir = str(private_incoming(config.work_dir))
-    node = Node(config)
+    node = Node(config, on_broken=stop.set)
+    broken = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no library warning (they can quote values) reaches the terminal
         host, port = node.start()
@@ -557,11 +560,15 @@ def _serve(args: argparse.Namespace) -> int:
             where = f"forwarding to {forward}" if forward else f"storing in {args.output}"
             tls = ", TLS only" if config.tls else ""
             print(f"neuroanon: listening as {config.ae_title} on {host}:{port} (level {options.level}, {where}"
-                  f"{tls}); stop with SIGTERM or Ctrl-C", flush=True)
+                  f"{tls}, {config.workers} workers); stop with SIGTERM or Ctrl-C", flush=True)
             stop.wait()
+            broken = node.broken  # why it stopped: a dead worker, not a signal (which may end the workers too)
         finally:
             node.stop()
     print(f"neuroanon: stopped: {node.totals.line(forward is not None)}", flush=True)
+    if broken:
+        print("neuroanon: a worker process died (killed, or out of memory); start the node again", file=sys.stderr)
+        return 1
     return 0
 
 

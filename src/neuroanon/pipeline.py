@@ -357,7 +357,7 @@ def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> 
         with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
             yield client.get_executor(pure=False)
     elif workers > 1:
-        pool = ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
+        pool = worker_pool(workers, lock)
         try:
             yield pool
         except BaseException:  # an interruption, a full disk: the workers stop now, not after their tasks
@@ -366,6 +366,11 @@ def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> 
         pool.shutdown()
     else:
         yield None
+
+
+def worker_pool(workers: int, lock: int | None = None) -> ProcessPoolExecutor:
+    """`workers` local processes that prepare files, each set up by `_worker_started` (shared with the node)."""
+    return ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
 
 
 def _worker_started(parent: int, lock: int | None) -> None:
