@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydicom._dicom_dict import DicomDictionary  # the standard dictionary (datadict does not re-export it)
 from pydicom.datadict import (
-    DicomDictionary,
     dictionary_VM,
     dictionary_VR,
     keyword_for_tag,

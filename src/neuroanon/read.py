@@ -80,44 +80,58 @@ def read_header(path: Path) -> Header:
             start = 132 if file.read(132)[128:] == b"DICM" else 0
             body, syntax = _file_meta_end(file, start)
             file.seek(0)
-            fp: BinaryIO = file
-            if syntax != ExplicitVRBigEndian:
-                ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
-                implicit, little = ds.original_encoding
-                if implicit is None or little is None:
-                    raise InputError("no DICOM dataset found")
-                meta = getattr(ds, "file_meta", None)
-                if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                    return Header(dcmread(path, force=True), None, False, True)
-                stopped_at = fp.tell()
-                if _actual_vr_is_implicit(fp, start, implicit) != implicit:
-                    implicit = not implicit
-                    ds.set_original_encoding(implicit, little, ds.original_character_set)
-                scanner = _Scanner(fp, size, implicit, little)
-                scanner.dataset(start, size, implicit, top=True)
-            else:
+            if syntax == ExplicitVRBigEndian:
                 ds, stopped_at, scanner, fp = _read_big_endian(path, file, start, body, size)
-                implicit, little = scanner.implicit, False
-            span = scanner.pixels
-            if span is None:
-                if stopped_at != size:
-                    raise InputError("header could not be parsed to its end")
-                return Header(ds, None, implicit, little)
-            if stopped_at != span.start:
-                raise InputError("header could not be parsed to the pixel data")
-            spans = scanner.spans
-            if span.end < size:
-                fp.seek(span.end)
-                trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
-                _trim_undefined_un(trailing, scanner.undefined_un)
-                for tag in trailing.keys():
-                    ds[tag] = trailing.get_item(tag)
-            return Header(ds, span, implicit, little, spans)
+            else:
+                read = _read_little_endian(path, file, start, size)
+                if isinstance(read, Header):
+                    return read
+                ds, stopped_at, scanner, fp = read
+            return _header(ds, stopped_at, scanner, fp, size)
     except InputError:
         raise
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             NotImplementedError, struct.error, AttributeError, UnicodeError, OverflowError) as exc:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
+
+
+def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
+                        ) -> Header | tuple[FileDataset, int, _Scanner, BinaryIO]:
+    """Read a little endian file up to its pixel data (or a deflated one whole, as its Header); return the dataset,
+    where the read stopped, the scan, and the file to read on through."""
+    ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        raise InputError("no DICOM dataset found")
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return Header(dcmread(path, force=True), None, False, True)
+    stopped_at = fp.tell()
+    if _actual_vr_is_implicit(fp, start, implicit) != implicit:
+        implicit = not implicit
+        ds.set_original_encoding(implicit, little, ds.original_character_set)
+    scanner = _Scanner(fp, size, implicit, little)
+    scanner.dataset(start, size, implicit, top=True)
+    return ds, stopped_at, scanner, fp
+
+
+def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO, size: int) -> Header:
+    """The Header of a file read up to its pixel data: the elements after the pixel data read in too."""
+    implicit, little = scanner.implicit, scanner.endian == "<"
+    span = scanner.pixels
+    if span is None:
+        if stopped_at != size:
+            raise InputError("header could not be parsed to its end")
+        return Header(ds, None, implicit, little)
+    if stopped_at != span.start:
+        raise InputError("header could not be parsed to the pixel data")
+    if span.end < size:
+        fp.seek(span.end)
+        trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
+        _trim_undefined_un(trailing, scanner.undefined_un)
+        for tag in trailing.keys():
+            ds[tag] = trailing.get_item(tag)
+    return Header(ds, span, implicit, little, scanner.spans)
 
 
 def _file_meta_end(fp: BinaryIO, start: int) -> tuple[int, str]:
