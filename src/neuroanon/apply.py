@@ -29,6 +29,7 @@ from .rules import (
     DUMMY_TEXT,
     METHOD_NAMES,
     NIDB_ANONYMIZE,
+    PSEUDONYM_TAGS,
     Change,
     Op,
     Rule,
@@ -36,11 +37,13 @@ from .rules import (
     compile_rules,
     creator_keyword,
     dummy_value,
+    empty_value,
     mark_full,
     mark_method,
+    pseudonym,
     remap_uid,
 )
-from .tags import PATIENT_AGE, PATIENT_ID, tag_text
+from .tags import PATIENT_AGE, private_creator_tag, tag_text
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
@@ -220,7 +223,7 @@ class _Full:
     def _empty(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
         elem = ds[t]
         vr = elem.VR
-        elem.value = Sequence() if vr == "SQ" else b"" if vr.startswith("O") or vr == "UN" else None
+        elem.value = Sequence() if vr == "SQ" else empty_value(vr)
         self.changes.append(Change(where, rule.keyword, Op.EMPTY.value))
 
     def _walk_items(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
@@ -241,11 +244,8 @@ class _Full:
             self.changes.append(Change(where, rule.keyword, Op.REMAP_UID.value))
 
     def _pseudonymize(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
-        source = str(ds.get("PatientID", "") or "") or self.subject
-        mapped = self.lookup.get(source)
-        value = mapped if mapped is not None else self.keyring.pseudonym(source)
-        ds[t] = DataElement(t, "LO" if t == PATIENT_ID else "PN", value)
-        how = Op.PSEUDONYM.value + (" (lookup)" if mapped is not None else "")
+        value, how = pseudonym(self.keyring, self.lookup, str(ds.get("PatientID", "") or "") or self.subject)
+        ds[t] = DataElement(t, PSEUDONYM_TAGS[t], value)
         self.changes.append(Change(where, rule.keyword, how))
 
     def _shift(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
@@ -279,10 +279,9 @@ class _Full:
         """Keep allow-listed private elements (with their creators); remove every other private element."""
         kept_blocks: set[int] = set()
         for t in tags:
-            element = t & 0xFFFF
-            if element < 0x1000:
+            if t & 0xFFFF < 0x1000:
                 continue  # creators and illegal low elements: decided below
-            creator_tag = (t & 0xFFFF0000) | (element >> 8)
+            creator_tag = private_creator_tag(t)
             where = path + tag_text(t)
             safe = self.rules.private(self._creator(ds, creator_tag), t)
             if safe is not None and self._scrub(ds, t, safe, where):

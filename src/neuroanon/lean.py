@@ -38,6 +38,7 @@ from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
+    PSEUDONYM_TAGS,
     Change,
     Op,
     Rule,
@@ -45,8 +46,10 @@ from .rules import (
     compile_rules,
     creator_keyword,
     dummy_value,
+    empty_value,
     mark_full,
     mark_method,
+    pseudonym,
     remap_uid,
 )
 from .tags import (
@@ -59,6 +62,7 @@ from .tags import (
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
+    private_creator_tag,
     tag_text,
 )
 from .write import copy_range
@@ -529,8 +533,7 @@ class _Job:
         if e.items is not None:
             scope.out[e.tag] = self._sequence(buf, e, [])
         else:
-            empty = b"" if e.vr.startswith("O") or e.vr == "UN" else None
-            scope.out[e.tag] = _encoded(e.tag, e.vr, empty, self.implicit)
+            scope.out[e.tag] = _encoded(e.tag, e.vr, empty_value(e.vr), self.implicit)
         self.changes.append(Change(scope.path + tag_text(e.tag), rule.keyword, Op.EMPTY.value))
 
     def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
@@ -567,7 +570,7 @@ class _Job:
             t = e.tag
             if t & 0xFFFF < 0x1000:
                 continue
-            creator_tag = (t & 0xFFFF0000) | ((t & 0xFFFF) >> 8)
+            creator_tag = private_creator_tag(t)
             safe = self.rules.private(creators.get(creator_tag, ""), t)
             if safe is None:
                 out[t] = None
@@ -614,15 +617,13 @@ class _Job:
             source = str(ds.get("PatientID", "") or "") or self.subject
         else:
             source = self.subject
-        mapped = self.options.lookup.get(source)
-        value = mapped if mapped is not None else self.keyring.pseudonym(source)
+        value, how = pseudonym(self.keyring, self.options.lookup, source)
         if not value.isascii():
             raise _Decline
         if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value
-        how = Op.PSEUDONYM.value + (" (lookup)" if mapped is not None else "")
         self.changes.append(Change(scope.path + tag_text(t), rule.keyword, how))
-        scope.out[t] = _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit)
+        scope.out[t] = _encoded(t, PSEUDONYM_TAGS[t], value, self.implicit)
 
     def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
                ) -> bytes | None:

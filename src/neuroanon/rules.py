@@ -73,7 +73,8 @@ NIDB_FULL: frozenset[int] = frozenset(NIDB_ANONYMIZE) | {
     0x00101030,  # PatientWeight
 }
 
-PSEUDONYM_TAGS = frozenset({PATIENT_ID, PATIENT_NAME})
+# The attributes that take the subject's pseudonym, and the VR it is written with.
+PSEUDONYM_TAGS: Mapping[int, str] = MappingProxyType({PATIENT_ID: "LO", PATIENT_NAME: "PN"})
 
 # Dummy values by VR for action D (PS3.15: a non-zero-length value consistent with the VR).
 DUMMY_TEXT: Mapping[str, str] = MappingProxyType(
@@ -234,6 +235,20 @@ def operation(code: str, vr: str) -> Op:
     if code == "Z" and vr not in DATE_VRS:
         return Op.EMPTY
     return {"K": Op.KEEP, "P": Op.PSEUDONYM}.get(code, Op.DUMMY)  # D; Z on a date (dates become 10000101)
+
+
+def empty_value(vr: str) -> bytes | None:
+    """An empty value of VR `vr` (not a sequence): no bytes for a binary VR, no value for the others."""
+    return b"" if vr.startswith("O") or vr == "UN" else None
+
+
+def pseudonym(keyring: Keyring, lookup: Mapping[str, str], source: str) -> tuple[str, str]:
+    """The pseudonym of the subject `source` names (the lookup table's value, else the keyed pseudonym), and the
+    word its change is recorded with."""
+    mapped = lookup.get(source)
+    if mapped is None:
+        return keyring.pseudonym(source), Op.PSEUDONYM.value
+    return mapped, Op.PSEUDONYM.value + " (lookup)"
 
 
 def dummy_value(vr: str) -> str | int | bytes:

@@ -28,6 +28,11 @@ MANUFACTURER_MODEL_NAME = 0x00081090
 CODE_MEANING = 0x00080104
 
 
+def private_creator_tag(tag: int) -> int:
+    """The tag of the creator that reserved the block a private data element (gggg,xxee) is in: (gggg,00xx)."""
+    return tag & 0xFFFF0000 | (tag & 0xFF00) >> 8
+
+
 @lru_cache(maxsize=8192)
 def tag_text(tag: int) -> str:
     """A tag as reports and messages write it: `(0010,0010)`."""

@@ -27,7 +27,7 @@ from .options import Level, Options
 from .read import quiet, read_header
 from .residual import check_file, check_path
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
-from .tags import tag_text
+from .tags import private_creator_tag, tag_text
 from .technical import is_standard_uid
 
 _DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
@@ -262,7 +262,7 @@ def _meta(ds: Dataset, rules: Rules) -> list[str]:
 
 
 def _private_op(ds: Dataset, tag: int, vr: str, rules: Rules) -> Op:
-    creator = ds.get(tag & 0xFFFF0000 | (tag & 0xFFFF) >> 8)
+    creator = ds.get(private_creator_tag(tag))
     return rules.decide(tag, vr, Context.PRIVATE, "" if creator is None else str(creator.value))
 
 
