@@ -215,43 +215,40 @@ class _Full:
             return
         op = _operation(ds, t, rule)
         if op is not Op.KEEP:
-            _OPERATIONS[op](self, ds, t, where, rule)
+            _OPERATIONS[op](self, ds, t, where, rule.keyword)
 
-    def _remove_element(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
-        self._remove(ds, t, where, rule.keyword)
-
-    def _empty(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _empty(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
         vr = elem.VR
         elem.value = Sequence() if vr == "SQ" else empty_value(vr)
-        self.changes.append(Change(where, rule.keyword, Op.EMPTY.value))
+        self.changes.append(Change(where, keyword, Op.EMPTY.value))
 
-    def _walk_items(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _walk_items(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         for i, item in enumerate(ds[t].value):
             self.walk(item, f"{where}[{i}].")
 
-    def _dummy(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _dummy(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         vr = ds[t].VR
         ds[t] = DataElement(t, vr, dummy_value(vr))
-        self.changes.append(Change(where, rule.keyword, Op.DUMMY.value))
+        self.changes.append(Change(where, keyword, Op.DUMMY.value))
 
-    def _remap(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _remap(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
         values = [str(v) for v in _values(elem.value)]
         remapped = [remap_uid(self.keyring, v) for v in values]
         if remapped != values:
             elem.value = remapped
-            self.changes.append(Change(where, rule.keyword, Op.REMAP_UID.value))
+            self.changes.append(Change(where, keyword, Op.REMAP_UID.value))
 
-    def _pseudonymize(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _pseudonymize(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         value, how = pseudonym(self.keyring, self.lookup, str(ds.get("PatientID", "") or "") or self.subject)
         ds[t] = DataElement(t, PSEUDONYM_TAGS[t], value)
-        self.changes.append(Change(where, rule.keyword, how))
+        self.changes.append(Change(where, keyword, how))
 
-    def _shift(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _shift(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
         elem.value = [self._shifted(str(v), elem.VR) for v in _values(elem.value)]
-        self.changes.append(Change(where, rule.keyword, Op.SHIFT_DATE.value))
+        self.changes.append(Change(where, keyword, Op.SHIFT_DATE.value))
 
     def _shifted(self, value: str, vr: str) -> str:
         if self._offset is None:
@@ -263,13 +260,13 @@ class _Full:
         shifted = (day + dt.timedelta(days=self._offset)).strftime("%Y%m%d")
         return shifted + value[8:] if vr == "DT" else shifted
 
-    def _clean(self, ds: Dataset, t: int, where: str, rule: Rule) -> None:
+    def _clean(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
         values = [str(v) for v in _values(elem.value)]
         cleaned = [scrub(_as_bytes(v), self.patterns).decode("utf-8", "replace") for v in values]
         if cleaned != values:
             elem.value = cleaned
-            self.changes.append(Change(where, rule.keyword, Op.CLEAN_TEXT.value))
+            self.changes.append(Change(where, keyword, Op.CLEAN_TEXT.value))
 
     def _remove(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         del ds[t]
@@ -344,12 +341,12 @@ class _Full:
             if op is Op.REMOVE:
                 self._remove(meta, t, tag_text(t), keyword_for_tag(t))
             elif op is Op.REMAP_UID and not _is_empty(meta.get_item(tag)):
-                self._remap(meta, t, tag_text(t), Rule("U", keyword_for_tag(t), ""))
+                self._remap(meta, t, tag_text(t), keyword_for_tag(t))
 
 
-# What each operation does to an element of a dataset (KEEP: nothing).
-_OPERATIONS: dict[Op, Callable[[_Full, Dataset, int, str, Rule], None]] = {
-    Op.REMOVE: _Full._remove_element,
+# What each operation does to an element of a dataset, recorded under a keyword (KEEP: nothing).
+_OPERATIONS: dict[Op, Callable[[_Full, Dataset, int, str, str], None]] = {
+    Op.REMOVE: _Full._remove,
     Op.EMPTY: _Full._empty,
     Op.DUMMY: _Full._dummy,
     Op.REMAP_UID: _Full._remap,

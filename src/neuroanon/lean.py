@@ -521,42 +521,42 @@ class _Job:
                 continue
             op = _operation(source, e, rule)
             if op is not _KEEP:
-                _OPERATIONS[op](self, scope, source, e, rule)
+                _OPERATIONS[op](self, scope, source, e, rule.keyword)
         self._private(private, path, scope.out)
         return scope.out
 
-    def _remove(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         scope.out[e.tag] = None
-        self.changes.append(Change(scope.path + tag_text(e.tag), rule.keyword, _REMOVED))
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, _REMOVED))
 
-    def _empty(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _empty(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         if e.items is not None:
             scope.out[e.tag] = self._sequence(buf, e, [])
         else:
             scope.out[e.tag] = _encoded(e.tag, e.vr, empty_value(e.vr), self.implicit)
-        self.changes.append(Change(scope.path + tag_text(e.tag), rule.keyword, Op.EMPTY.value))
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.EMPTY.value))
 
-    def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert e.items is not None
         where = scope.path + tag_text(e.tag)
         walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None) for i, item in enumerate(e.items)]
         if any(walked):
             scope.out[e.tag] = self._sequence(buf, e, walked)
 
-    def _dummy(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _dummy(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         value = dummy_value(e.vr)
         if isinstance(value, bytes):
             raise _Decline  # pydicom would decide how to write a binary dummy
         scope.out[e.tag] = _encoded(e.tag, e.vr, value, self.implicit)
-        self.changes.append(Change(scope.path + tag_text(e.tag), rule.keyword, Op.DUMMY.value))
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.DUMMY.value))
 
-    def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         where = scope.path + tag_text(e.tag)
-        remapped = self._remap(e.tag, e.vr, buf[e.value:e.end], where, rule.keyword, top=not scope.path)
+        remapped = self._remap(e.tag, e.vr, buf[e.value:e.end], where, keyword, top=not scope.path)
         if remapped is not None:
             scope.out[e.tag] = remapped
 
-    def _decline(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _decline(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         raise _Decline  # shifted dates and cleaned descriptors: the general path
 
     def _private(self, private: list[tuple[_Element, bytes]], path: str, out: dict[int, bytes | None]) -> None:
@@ -607,7 +607,7 @@ class _Job:
             return ""
         return creator_name(buf[e.value:e.end]) or ""
 
-    def _pseudonym(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+    def _pseudonym(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert self.keyring is not None
         t, ds = e.tag, scope.ds
         if any(x.tag == PATIENT_ID for x in scope.elements):
@@ -622,7 +622,7 @@ class _Job:
             raise _Decline
         if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value
-        self.changes.append(Change(scope.path + tag_text(t), rule.keyword, how))
+        self.changes.append(Change(scope.path + tag_text(t), keyword, how))
         scope.out[t] = _encoded(t, PSEUDONYM_TAGS[t], value, self.implicit)
 
     def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
@@ -755,7 +755,7 @@ def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
 
 
 # What each operation does to an element on the byte path (KEEP: nothing).
-_OPERATIONS: dict[Op, Callable[[_Job, _Scope, bytes, _Element, Rule], None]] = {
+_OPERATIONS: dict[Op, Callable[[_Job, _Scope, bytes, _Element, str], None]] = {
     Op.REMOVE: _Job._remove,
     Op.EMPTY: _Job._empty,
     Op.DUMMY: _Job._dummy,
