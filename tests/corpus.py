@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from pydicom.data import get_testdata_file
 
 
 def _package_dir(name: str) -> Path | None:
@@ -37,6 +38,14 @@ def corpus_files() -> list[Path]:
                 continue
             files.append(path)
     return files
+
+
+def pydicom_file(name: str) -> Path:
+    """One of pydicom's test files, by name."""
+    path = get_testdata_file(name)
+    if not isinstance(path, str):
+        pytest.fail(f"pydicom's test file {name} is missing")
+    return Path(path)
 
 
 def nibabel_siemens(tmp: Path) -> list[Path]:

@@ -35,7 +35,7 @@ def searchable_bytes(path: Path) -> bytes:
 def files_under(root: Path) -> list[Path]:
     """Every regular file under `root`. A folder removed while it is walked (a node's outbox empties and prunes
     its folders as it forwards) is passed over, where `Path.rglob` raises."""
-    found = []
+    found: list[Path] = []
     for folder, _, names in os.walk(root):  # os.walk ignores a folder that vanished before it was listed
         found.extend(path for path in (Path(folder) / name for name in names) if path.is_file())
     return sorted(found)

@@ -90,28 +90,33 @@ def differences(original: dict[str, Output], anonymized: dict[str, Output],
         if "_ROI" in name:
             problems.append(f"{name}: an overlay plane survived `full`")
             continue
-        before, after = original[name], anonymized[name]
-        a, b = Nifti1Image.from_filename(before.nifti), Nifti1Image.from_filename(after.nifti)
-        if a.shape != b.shape:
-            problems.append(f"{name}: shape differs")
-            continue
-        if not np.array_equal(a.affine, b.affine):
-            problems.append(f"{name}: affine differs")
-        if not np.array_equal(before.physical(), after.physical()):
-            problems.append(f"{name}: voxel values in physical units differ")
-        for left, right in zip(before.gradients(), after.gradients(), strict=True):
-            if left.exists() != right.exists():
-                problems.append(f"{name}: {left.suffix} {'lost' if left.exists() else 'added'}")
-            elif left.exists() and not np.array_equal(np.loadtxt(left, ndmin=2), np.loadtxt(right, ndmin=2)):
-                problems.append(f"{name}: {left.suffix} differs")
-        lost = sorted(k for k in set(before.sidecar) - set(after.sidecar) if k not in allowed)
-        added = sorted(k for k in set(after.sidecar) - set(before.sidecar) if k not in allowed)
-        changed = sorted(k for k in set(before.sidecar) & set(after.sidecar)
-                         if k not in allowed and before.sidecar[k] != after.sidecar[k])
-        if lost or added or changed:
-            problems.append(f"{name}: sidecar keys lost {lost}, added {added}, changed {changed}")
-        if descriptors:
-            gone = [k for k in DESCRIPTOR_KEYS if k in before.sidecar and k not in after.sidecar]
-            if gone:
-                problems.append(f"{name}: descriptors lost under Clean Descriptors: {gone}")
+        problems.extend(f"{name}: {problem}" for problem in _pair_differences(original[name], anonymized[name],
+                                                                            allowed, descriptors))
+    return problems
+
+
+def _pair_differences(before: Output, after: Output, allowed: frozenset[str], descriptors: bool) -> list[str]:
+    """What differs between two conversions of one series: image, gradients, sidecar."""
+    a, b = Nifti1Image.from_filename(before.nifti), Nifti1Image.from_filename(after.nifti)
+    if a.shape != b.shape:
+        return ["shape differs"]
+    problems: list[str] = []
+    if not np.array_equal(a.affine, b.affine):
+        problems.append("affine differs")
+    if not np.array_equal(before.physical(), after.physical()):
+        problems.append("voxel values in physical units differ")
+    for left, right in zip(before.gradients(), after.gradients(), strict=True):
+        if left.exists() != right.exists():
+            problems.append(f"{left.suffix} {'lost' if left.exists() else 'added'}")
+        elif left.exists() and not np.array_equal(np.loadtxt(left, ndmin=2), np.loadtxt(right, ndmin=2)):
+            problems.append(f"{left.suffix} differs")
+    lost = sorted(k for k in set(before.sidecar) - set(after.sidecar) if k not in allowed)
+    added = sorted(k for k in set(after.sidecar) - set(before.sidecar) if k not in allowed)
+    changed = sorted(k for k in set(before.sidecar) & set(after.sidecar)
+                     if k not in allowed and before.sidecar[k] != after.sidecar[k])
+    if lost or added or changed:
+        problems.append(f"sidecar keys lost {lost}, added {added}, changed {changed}")
+    gone = [k for k in DESCRIPTOR_KEYS if k in before.sidecar and k not in after.sidecar]
+    if descriptors and gone:
+        problems.append(f"descriptors lost under Clean Descriptors: {gone}")
     return problems

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 MONO = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
@@ -74,7 +74,7 @@ class Canvas:
         ink = np.asarray(mask) > 110
         self.frames[frame][ink] = value
         x0, y0, x1, y1 = drawn.textbbox(xy, text, font=face)
-        (self.phi if phi else self.labels).append((frame, x0, y0, x1, y1))
+        (self.phi if phi else self.labels).append((frame, int(x0), int(y0), int(x1), int(y1)))
 
 
 def speckle(rng: np.random.Generator, rows: int, cols: int, peak: int) -> np.ndarray[Any, Any]:
@@ -90,7 +90,7 @@ def speckle(rng: np.random.Generator, rows: int, cols: int, peak: int) -> np.nda
 
 def _dataset(sop_class: str, modality: str, rows: int, cols: int, **attributes: Any) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()

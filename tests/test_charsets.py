@@ -22,8 +22,8 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
 from neuroanon.options import Level, Options
-from neuroanon.profile import NIDB_ANONYMIZE
 from neuroanon.report import Status
+from neuroanon.rules import NIDB_ANONYMIZE
 
 from .helpers import searchable_bytes
 

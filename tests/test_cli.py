@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import UID
 
 from neuroanon.cli import main
 from neuroanon.sample import make_dataset, make_many, make_study, planted_values
@@ -42,7 +43,7 @@ def messy_tree(tmp_path: Path) -> Path:
     (root / "empty.dcm").write_bytes(b"")
     dicomdir = make_dataset(subject=7)
     del dicomdir.SOPClassUID  # a DICOMDIR names its class only in the file meta
-    dicomdir.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    dicomdir.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.1.3.10")
     dicomdir.save_as(root / "DICOMDIR", enforce_file_format=True)
     return root
 

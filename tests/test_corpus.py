@@ -19,9 +19,9 @@ from neuroanon.allowlist import find_safe
 from neuroanon.burnedin import burned_in_risk
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
-from neuroanon.profile import NIDB_ANONYMIZE, NIDB_FULL, TEXT_VRS
 from neuroanon.ps315 import load_table
 from neuroanon.report import Status
+from neuroanon.rules import NIDB_ANONYMIZE, NIDB_FULL, TEXT_VRS
 from neuroanon.technical import is_standard_uid, technical
 
 from .corpus import corpus_files

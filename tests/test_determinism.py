@@ -106,7 +106,7 @@ def test_shifted_dates_keep_intervals_within_a_subject(tree: Path, tmp_path: Pat
 
     originals = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in files_under(tree)}
     keyring = Keyring(KEY_A)
-    offsets = {}
+    offsets: dict[str, set[int]] = {}
     for uid, original in originals.items():
         result = pydicom.dcmread(next(out.rglob(keyring.uid(uid) + ".dcm")))
         shift = (day(result.StudyDate) - day(original.StudyDate)).days

@@ -237,4 +237,5 @@ def test_nibabel_reads_the_same(maker: Any, tmp_path: Path) -> None:
         assert np.array_equal(before.affine, after.affine), "affine differs"
         for name in ("b_value", "b_vector", "b_matrix", "q_vector"):
             left, right = getattr(before, name, None), getattr(after, name, None)
-            assert (left is None) == (right is None) and (left is None or np.array_equal(left, right)), name
+            assert (left is None) == (right is None), name
+            assert left is None or right is None or np.array_equal(left, right), name

@@ -15,7 +15,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from neuroanon import stops
 from neuroanon.cli import main
+from neuroanon.errors import Terminated
 from neuroanon.sample import make_dataset, make_many, make_study
 
 from .helpers import files_under, read_report
@@ -236,6 +238,27 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     assert 0 < done < 1500
     assert main(args) == 0, "the rerun resumes"
     assert len(_released(out)) == 1500
+
+
+def test_a_stop_asked_mid_run_is_raised_where_the_run_checks_not_where_python_may_swallow_it() -> None:
+    """Raised at once, a stop could land in a finalizer or a pool's weakref callback, where Python only prints it
+    (a run SIGINTed by a test once finished with status 0): during a run it is recorded and raised at a check."""
+    stops.install()
+    try:
+        with pytest.raises(KeyboardInterrupt) as at_end, stops.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now, and raised nothing
+            with pytest.raises(Terminated):
+                stops.check()
+            stops.check()  # raised once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert at_end.type is KeyboardInterrupt, "a stop asked in the block is raised as it ends"
+        with pytest.raises(KeyboardInterrupt):  # outside a run: at once, as Python does
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        stops.uninstall()
 
 
 def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pydicom
 import pytest
@@ -84,8 +85,8 @@ def seeds() -> dict[str, tuple[bytes, bool]]:
         found[name] = (data, _is_implicit(Path(path)))
     with tempfile.TemporaryDirectory() as tmp:
         for encoding in SYNTHETIC_SEEDS:
-            path = make_study(Path(tmp) / encoding, n_series=1, n_instances=2, encoding=encoding)[0]
-            found[f"synthetic-{encoding}"] = (path.read_bytes(), _is_implicit(path))
+            made = make_study(Path(tmp) / encoding, n_series=1, n_instances=2, encoding=encoding)[0]
+            found[f"synthetic-{encoding}"] = (made.read_bytes(), _is_implicit(made))
     return found
 
 
@@ -161,7 +162,7 @@ def mutate(data: bytes, implicit: bool, mutation: tuple[str, float, float, int])
 
 
 SPECIAL = st.sampled_from(["empty", "preamble-only", "preamble-only-padded"])
-CASE = st.one_of(
+CASE: st.SearchStrategy[tuple[str, list[Any]]] = st.one_of(
     st.tuples(st.sampled_from(sorted(PYDICOM_SEEDS + tuple(f"synthetic-{e}" for e in SYNTHETIC_SEEDS))),
               st.lists(MUTATION, min_size=1, max_size=3)),
     st.tuples(SPECIAL, st.just([])),

@@ -18,7 +18,6 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
@@ -31,7 +30,7 @@ from neuroanon.sample import make_dataset, make_study
 
 from . import test_fuzz as fuzz
 from .adversarial import CASES, make_case
-from .corpus import corpus_files
+from .corpus import corpus_files, pydicom_file
 from .helpers import files_under
 
 KEY = b"lean-test-key-0123456789abcdef!!"
@@ -276,13 +275,11 @@ def _mutable_seeds() -> dict[str, tuple[bytes, bool]]:
     datasets without a preamble."""
     found = dict(fuzz.seeds())
     for name, implicit in (("rtstruct.dcm", True), ("ExplVR_BigEndNoMeta.dcm", False)):
-        path = get_testdata_file(name)
-        assert path is not None, f"pydicom test file {name} is missing"
-        found[name] = (Path(path).read_bytes(), implicit)
+        found[name] = (pydicom_file(name).read_bytes(), implicit)
     with tempfile.TemporaryDirectory() as tmp:
         for encoding in ("explicit_be", "deflated"):
-            path = make_study(Path(tmp) / encoding, n_series=1, n_instances=1, encoding=encoding)[0]
-            found[f"synthetic-{encoding}"] = (path.read_bytes(), False)
+            made = make_study(Path(tmp) / encoding, n_series=1, n_instances=1, encoding=encoding)[0]
+            found[f"synthetic-{encoding}"] = (made.read_bytes(), False)
     return found
 
 

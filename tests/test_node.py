@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +22,11 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 
-from neuroanon.node import Node, NodeConfig, Retry, client_tls, server_tls
+from neuroanon import pipeline
+from neuroanon.discover import InputFile
+from neuroanon.node import Node, NodeConfig, Retry, client_tls, scp, server_tls
 from neuroanon.options import Level, Options
-from neuroanon.pipeline import anonymize_tree
+from neuroanon.pipeline import Prepared, anonymize_tree
 from neuroanon.sample import make_dataset, planted_values
 
 from .helpers import files_under, searchable_bytes
@@ -65,6 +70,31 @@ def _planted_in(text: str, subjects: list[int]) -> list[str]:
     return [name for s in subjects for name, value in planted_values(s).items() if value.lower() in text.lower()]
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux /proc), the finished but unreaped ones included."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except (OSError, IndexError):
+            continue  # ended while listed
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
 def _scu(calling: str = "TESTSCU", tls: object = None) -> AE:
     ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
@@ -73,7 +103,7 @@ def _scu(calling: str = "TESTSCU", tls: object = None) -> AE:
     return ae
 
 
-def _store(port: int, *datasets: object, calling: str = "TESTSCU") -> list[int]:
+def _store(port: int, *datasets: Path | pydicom.Dataset, calling: str = "TESTSCU") -> list[int]:
     """C-STORE each dataset (or file, sent raw) in one association; their statuses."""
     assoc = _scu(calling).associate(LOOPBACK, port, ae_title=NODE_AET)
     assert assoc.is_established
@@ -166,6 +196,40 @@ def test_concurrent_senders_store_every_instance_exactly_once(tmp_path: Path, ca
     assert not [p for p in out.rglob(".*")], "a staged file was left in the output"
     assert not any(_work(out).joinpath("spool").iterdir())
     assert caplog.text.count("association from SENDER") == 5
+
+
+def test_instances_are_anonymized_in_the_worker_processes_and_stored_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids = tmp_path / "pids"
+
+    def prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepared:
+        with open(pids, "a", encoding="ascii") as record:  # one short append per instance: atomic
+            record.write(f"{os.getpid()}\n")
+        return pipeline.prepare(item, name, stage, options)
+
+    monkeypatch.setattr(scp, "prepare", prepare)  # before the workers are forked: they call it
+    inputs = tmp_path / "in"
+    sources = many(inputs, 120, per_folder=60, subject=5)
+    folders = sorted(inputs.iterdir())
+    out = tmp_path / "out"
+    with running(out, workers=2) as node:
+        workers = {child.pid for child in multiprocessing.active_children()}
+        port = node.address[1]
+        senders = [subprocess.Popen(storescu_args(port, f, calling=f"SENDER{i}"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=DCMTK_ENV)
+                   for i, f in enumerate([*folders, folders[0]])]  # the first folder twice, at the same time
+        for sender in senders:
+            _, err = sender.communicate(timeout=TIMEOUT)
+            assert sender.returncode == 0, err
+        assert (node.totals.received, node.totals.stored, node.totals.duplicate) == (180, 120, 60)
+    used = [int(line) for line in pids.read_text().split()]
+    assert len(used) == 180 and len(workers) == 2
+    assert set(used) == workers and os.getpid() not in workers, "not prepared by the two worker processes"
+    assert not any(child.pid in workers for child in multiprocessing.active_children()), "a worker outlived stop()"
+    stored = by_sop_instance(out)  # asserts no instance is there twice
+    assert stored.keys() == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in sources}
+    assert not any(_work(out).joinpath("stage").iterdir()) and not any(_work(out).joinpath("spool").iterdir())
 
 
 def test_calling_ae_titles_off_the_allow_list_are_rejected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -311,7 +375,9 @@ class _RefusingPeer:
         self.attempts = 0
         ae = AE(ae_title="REFUSER")
         ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
-        self.server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._refuse)])
+        server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._refuse)])
+        assert server is not None  # block=False returns the running server
+        self.server = server
         self.port = int(self.server.server_address[1])
 
     def _refuse(self, event: evt.Event) -> int:
@@ -354,13 +420,16 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     key.write_text(KEY.hex())
     out, report = tmp_path / "out", tmp_path / "serve.jsonl"
     with Serve("--output", str(out), "--level", "full", "--key-file", str(key), "--allow-calling", "STORESCU",
-               "ECHOSCU", "--report", str(report)) as serve:
-        assert "listening as NEUROANON on 127.0.0.1:" in serve.line
+               "ECHOSCU", "--report", str(report), "--workers", "2") as serve:
+        assert "listening as NEUROANON on 127.0.0.1:" in serve.line and "2 workers" in serve.line
+        workers = _children(serve.process.pid)
+        assert len(workers) == 2
         assert echoscu(serve.port).returncode == 0
         assert storescu(serve.port, inputs).returncode == 0
         assert storescu(serve.port, inputs, calling="OTHER").returncode != 0
         status, stdout, stderr = serve.stop()
     assert status == 0, stderr
+    assert not _alive(workers), "a worker outlived serve"
     assert f"stopped: {len(sources)} received, {len(sources)} stored" in stdout
     assert f"released: {len(sources)} received, {len(sources)} stored" in stderr
     assert "association from OTHER" in stderr and "rejected" in stderr
@@ -375,6 +444,29 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
         p.relative_to(reference) for p in files_under(reference))
 
 
+def test_the_workers_die_with_a_killed_serve(tmp_path: Path) -> None:
+    with Serve("--output", str(tmp_path / "out"), "--workers", "2") as serve:
+        workers = _children(serve.process.pid)
+        assert len(workers) == 2
+        serve.process.send_signal(signal.SIGKILL)
+        serve.process.communicate(timeout=TIMEOUT)
+        wait_until(lambda: not _alive(workers), "the workers to end", timeout=TIMEOUT)
+
+
+def test_serve_refuses_instances_and_stops_with_status_1_when_a_worker_dies(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    study(inputs, subject=16, n_series=1, n_instances=1)
+    out = tmp_path / "out"
+    with Serve("--output", str(out), "--workers", "1") as serve:
+        (worker,) = _children(serve.process.pid)
+        os.kill(worker, signal.SIGKILL)
+        storescu(serve.port, inputs)
+        _, stderr = serve.process.communicate(timeout=TIMEOUT)  # it stops on its own
+    assert serve.process.returncode == 1
+    assert "refused an instance: a worker process died" in stderr and "start the node again" in stderr
+    assert not files_under(out) and not any(_work(out).joinpath("spool").iterdir())
+
+
 def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from neuroanon.cli import main
 
@@ -384,6 +476,7 @@ def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert main(["serve", "--port", "0", "--output", out, "--tls-cert", str(tmp_path / "c.pem")]) == 2
     assert main(["serve", "--port", "0", "--output", out, "--allow-calling", "A\\B"]) == 2
     assert main(["serve", "--port", "0", "--output", out, "--max-instance-size", "lots"]) == 2
+    assert main(["serve", "--port", "0", "--output", out, "--workers", "0"]) == 2
     assert main(["send", str(tmp_path), "--to", "AET@host:99999"]) == 2
     assert main(["send", str(tmp_path), "--to", "WAY-TOO-LONG-AE-TITLE@host:104"]) == 2
     assert not (tmp_path / "out").exists()

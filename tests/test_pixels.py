@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
@@ -33,6 +32,7 @@ from neuroanon.pixeltext import fold, is_phi
 from neuroanon.report import RunInfo
 
 from . import pixelfixtures as fx
+from .corpus import pydicom_file
 from .helpers import files_under
 from .tools import require_tool
 
@@ -356,12 +356,12 @@ def test_jpeg_2000_lossless_input_is_re_encoded_losslessly(tmp_path: Path) -> No
     """pydicom's US1_J2KR (an ultrasound with text) keeps its syntax, or says it was written native."""
     _require_ocr()
     (tmp_path / "in").mkdir()
-    shutil.copy(get_testdata_file("US1_J2KR.dcm"), tmp_path / "in" / "us.dcm")
+    shutil.copy(pydicom_file("US1_J2KR.dcm"), tmp_path / "in" / "us.dcm")
     record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
     assert record["status"] == "written", record["reason"]
     assert record["pixels"]["boxes"]
     out = pydicom.dcmread(_output(record))
-    source = pydicom.dcmread(get_testdata_file("US1_J2KR.dcm"))
+    source = pydicom.dcmread(pydicom_file("US1_J2KR.dcm"))
     syntax = str(out.file_meta.TransferSyntaxUID)
     assert syntax == source.file_meta.TransferSyntaxUID or record["pixels"]["pixel_data"].endswith(
         "explicit VR little endian (was JPEG 2000 Image Compression (Lossless Only))")
@@ -476,15 +476,15 @@ def test_real_big_endian_palette_cine_from_pydicom(tmp_path: Path, independent: 
     """pydicom's OBXXXX1A_expb_2frame: ultrasound, PALETTE COLOR, two frames (the second is the first's indices
     inverted: near-black through the palette, its text faint but in the values), explicit VR big endian. The name,
     ID and date bar is redacted on both, the measurement labels stay, the file stays big endian."""
-    from pydicom.pixels import apply_color_lut
+    from pydicom.pixels.processing import apply_color_lut
 
     (tmp_path / "in").mkdir()
-    shutil.copy(get_testdata_file("OBXXXX1A_expb_2frame.dcm"), tmp_path / "in" / "us.dcm")
+    shutil.copy(pydicom_file("OBXXXX1A_expb_2frame.dcm"), tmp_path / "in" / "us.dcm")
     record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
     assert record["status"] == "written", record["reason"]
     assert {box["frame"] for box in record["pixels"]["boxes"]} == {0, 1}
     assert record["pixels"]["pixel_data"] == "rewritten native"
-    source = pydicom.dcmread(get_testdata_file("OBXXXX1A_expb_2frame.dcm"))
+    source = pydicom.dcmread(pydicom_file("OBXXXX1A_expb_2frame.dcm"))
     out = pydicom.dcmread(_output(record))
     assert out.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
     assert out.RedPaletteColorLookupTableData == source.RedPaletteColorLookupTableData

@@ -24,10 +24,11 @@ from neuroanon import lean
 from neuroanon.burnedin import RISKY_CLASSES, burned_in_risk
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file, anonymize_tree
-from neuroanon.profile import TEXT_VRS, explain, full_action, render_rules, unlisted_action
+from neuroanon.profile import explain, render_rules
 from neuroanon.ps315 import load_table
 from neuroanon.read import parses_as_sequence, quiet, read_header
 from neuroanon.report import Status
+from neuroanon.rules import TEXT_VRS, full_action, unlisted_action
 from neuroanon.technical import TECHNICAL, technical
 
 from .adversarial import (

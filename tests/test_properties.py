@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydicom._dicom_dict import DicomDictionary  # the standard dictionary (datadict does not re-export it)
 from pydicom.datadict import (
-    DicomDictionary,
     dictionary_VM,
     dictionary_VR,
     keyword_for_tag,
@@ -37,11 +37,11 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 
 from neuroanon.allowlist import SAFE_PRIVATE, find_safe
-from neuroanon.apply import Change, apply_level
+from neuroanon.apply import apply_level
 from neuroanon.options import Level, Options
-from neuroanon.profile import NIDB_ANONYMIZE, REMOVED_AT_FULL, full_action, is_overlay_or_curve
 from neuroanon.ps315 import load_table
 from neuroanon.read import read_header
+from neuroanon.rules import NIDB_ANONYMIZE, REMOVED_AT_FULL, Change, full_action, is_overlay_or_curve
 from neuroanon.sample import make_dataset, planted_values
 
 from .helpers import valid_uid

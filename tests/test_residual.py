@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -18,7 +19,7 @@ from .helpers import files_under
 KEY = b"residual-test-key-0123456789abcd"
 
 
-def _run(tmp_path: Path, ds: pydicom.Dataset, **options: object) -> tuple[dict[str, object], Path, Path]:
+def _run(tmp_path: Path, ds: pydicom.Dataset, **options: object) -> tuple[dict[str, Any], Path, Path]:
     source = tmp_path / "in"
     source.mkdir(exist_ok=True)
     ds.save_as(source / "image.dcm", enforce_file_format=True)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -70,8 +71,8 @@ def written(tmp_path: Path, syntax: str, charset: str = "ISO_IR 192", **elements
         ds.file_meta.ImplementationVersionName = ds.ImplementationVersionName
         del ds.ImplementationVersionName
     ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.1234"
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.MediaStorageSOPInstanceUID = UID("2.25.1234")
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     path = tmp_path / f"out-{SYNTAXES.index(pydicom.uid.UID(syntax))}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return path

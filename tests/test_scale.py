@@ -136,7 +136,8 @@ def test_a_dask_cluster_gives_the_same_bytes_as_a_local_run(mixed: Path, tmp_pat
 
     local, report_local = tmp_path / "local", tmp_path / "local.jsonl"
     anonymize_tree([mixed], local, Options(level=Level.FULL, key=KEY), report=report_local, workers=1)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(  # type: ignore[no-untyped-call]  # dask is untyped
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         remote, report_remote = tmp_path / "remote", tmp_path / "remote.jsonl"
         summary = anonymize_tree([mixed], remote, Options(level=Level.FULL, key=KEY), report=report_remote,
                                  workers=2, dask_scheduler=cluster.scheduler_address)

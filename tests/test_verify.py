@@ -173,13 +173,15 @@ def test_no_element_value_reaches_any_output(tmp_path: Path) -> None:
 
 def test_our_binary_dummy_is_no_finding() -> None:
     from neuroanon.options import Level, Options
+    from neuroanon.rules import compile_rules
     from neuroanon.verify import _full
 
+    rules = compile_rules(Options(level=Level.FULL, key=b"k" * 32))
     ds = pydicom.Dataset()
     ds.add_new(0x00420011, "OB", b"\x00\x00")  # EncapsulatedDocument as full writes it (D on OB)
-    assert _full(ds, "", Options(level=Level.FULL, key=b"k" * 32)) == []
+    assert _full(ds, "", rules) == []
     ds.EncapsulatedDocument = b"%PDF-1.4 FAKE"
-    findings = _full(ds, "", Options(level=Level.FULL, key=b"k" * 32))
+    findings = _full(ds, "", rules)
     assert findings == ["(0042,0011) EncapsulatedDocument holds a non-dummy value"]
 
 

@@ -8,59 +8,44 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import NamedTuple
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VM, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag
 
-from . import __version__
-from .allowlist import SafePrivate, creator_name, find_safe
+from .allowlist import SafePrivate, creator_name
 from .burnedin import burned_in_risk
 from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, needles, scrub
+from .identifiers import Needle, needles, scrub, subject_of
 from .keys import Keyring
 from .options import Level, Options
-from .profile import (
-    DATE_VRS,
-    DUMMY_TEXT,
-    META_KEPT_AT_FULL,
-    META_REMAPPED,
-    NIDB_ANONYMIZE,
-    PATIENT_ID,
-    REMOVED_AT_FULL,
-    full_action,
-    is_overlay_or_curve,
-    option_codes,
-)
-from .ps315 import load_table
 from .read import parses_as_sequence
-from .technical import is_standard_uid
+from .rules import (
+    DUMMY_TEXT,
+    METHOD_NAMES,
+    NIDB_ANONYMIZE,
+    PSEUDONYM_TAGS,
+    Change,
+    Op,
+    Rule,
+    Rules,
+    compile_rules,
+    creator_keyword,
+    dummy_value,
+    empty_value,
+    mark_full,
+    mark_method,
+    pseudonym,
+    remap_uid,
+)
+from .tags import PATIENT_AGE, private_creator_tag, tag_text
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
-DEID_METHOD = 0x00120063
-PATIENT_AGE = 0x00101010
-METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
-
-
-class Change(NamedTuple):
-    """One change to one element: where (tag path through sequence items), which attribute, what was done.
-
-    A named tuple: a file's changes cross from worker processes by the hundred, and tuples travel light.
-    """
-
-    tag: str
-    keyword: str
-    action: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"tag": self.tag, "keyword": self.keyword, "action": self.action}
 
 
 def apply_level(
@@ -76,13 +61,19 @@ def apply_level(
         return new, []
     changes: list[Change] = []
     if options.level is Level.ANONYMIZE:
-        _anonymize(new, "", changes)
+        _anonymize(new, "", changes, compile_rules(options))
         mark_method(new, METHOD_NAMES[Level.ANONYMIZE], changes, keep_earlier=True)
         return new, changes
     if options.key is None:
         raise UsageError("the full level needs a key")
-    walker = _Full(options, Keyring(options.key), changes, needles(ds) if patterns is None else patterns)
-    walker.subject = subject_of(ds)
+    _full(ds, new, options, needles(ds) if patterns is None else patterns, changes)
+    return new, changes
+
+
+def _full(ds: Dataset, new: Dataset, options: Options, patterns: tuple[Needle, ...], changes: list[Change]) -> None:
+    """Apply full to `new`, the copy of `ds`: every element, the age cap, the file meta, the preamble, the marks."""
+    assert options.key is not None
+    walker = _Full(compile_rules(options), Keyring(options.key), options.lookup, changes, patterns, subject_of(ds))
     walker.walk(new, "")
     if options.cap_ages and options.retain_patient_characteristics:
         cap_age(new, changes)
@@ -92,7 +83,6 @@ def apply_level(
     if isinstance(new, FileDataset) and new.preamble:
         new.preamble = b"\x00" * 128
     mark_full(new, options, changes, identity_removed=burned_in_risk(ds) is None)
-    return new, changes
 
 
 # --- anonymize -------------------------------------------------------------------------------------------------
@@ -101,30 +91,30 @@ def apply_level(
 _FIVE_PATTERNS = tuple(struct.pack(f"{e}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for e in "<>")
 
 
-def _anonymize(ds: Dataset, path: str, changes: list[Change]) -> None:
+def _anonymize(ds: Dataset, path: str, changes: list[Change], rules: Rules) -> None:
     for tag in list(ds.keys()):
         t = int(tag)
         raw = ds.get_item(tag)
-        if t in NIDB_ANONYMIZE:
-            if _is_empty(raw):
-                continue  # only present values are changed
-            ds[tag] = DataElement(tag, dictionary_VR(tag), NIDB_ANONYMIZE[t])
-            changes.append(Change(path + _tag_text(t), keyword_for_tag(t), "replaced"))
-            continue
-        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-            if not any(p in raw.value for p in _FIVE_PATTERNS):
-                continue  # cannot hold any of the five: leave its bytes alone
-            if not _may_be_sequence(raw) and not _parse_as_sequence(ds, raw):
-                continue
-        elif not _may_be_sequence(raw):
-            continue
-        elem = ds[tag]
-        if elem.VR == "SQ":
+        rule = rules.tag(t)
+        if rule.value is not None:
+            if not _is_empty(raw):  # only present values are changed
+                ds[tag] = DataElement(tag, dictionary_VR(tag), rule.value)
+                changes.append(Change(path + tag_text(t), rule.keyword, Op.DUMMY.value))
+        elif _may_hold_five(ds, raw) and ds[tag].VR == "SQ":
             before = len(changes)
-            for i, item in enumerate(elem.value):
-                _anonymize(item, f"{path}{_tag_text(t)}[{i}].", changes)
+            for i, item in enumerate(ds[tag].value):
+                _anonymize(item, f"{path}{tag_text(t)}[{i}].", changes, rules)
             if len(changes) == before and isinstance(raw, RawDataElement):
                 ds[tag] = raw  # nothing inside changed: the element keeps its bytes (and its VR)
+
+
+def _may_hold_five(ds: Dataset, raw: DataElement | RawDataElement) -> bool:
+    """Whether an element may be a sequence with one of the five inside; one whose bytes hold none is not parsed."""
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        if not any(p in raw.value for p in _FIVE_PATTERNS):
+            return False  # cannot hold any of the five: leave its bytes alone
+        return _may_be_sequence(raw) or _parse_as_sequence(ds, raw)
+    return _may_be_sequence(raw)
 
 
 def _parse_as_sequence(ds: Dataset, raw: RawDataElement) -> bool:
@@ -198,11 +188,14 @@ _SINGLE_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "
 
 @dataclass
 class _Full:
-    options: Options
+    """One file's walk at full: each element's operation from the rules, carried out on the dataset."""
+
+    rules: Rules
     keyring: Keyring
+    lookup: Mapping[str, str]
     changes: list[Change]
     patterns: tuple[Needle, ...]
-    subject: str = ""
+    subject: str
     _offset: int | None = field(default=None)
 
     def walk(self, ds: Dataset, path: str) -> None:
@@ -211,76 +204,53 @@ class _Full:
             t = int(tag)
             if t >> 16 & 1:
                 private.append(t)
-                continue
-            where = path + _tag_text(t)
-            action, keyword = full_rule(t, self.options)
-            if action == "X":
-                self._remove(ds, t, where, keyword)
             else:
-                self._apply(ds, t, action, where)
+                self._apply(ds, t, path + tag_text(t))
         self._private(ds, private, path)
 
-    def _apply(self, ds: Dataset, t: int, action: str, where: str) -> None:
-        keyword = keyword_for_tag(t)
-        if action == "X" or not _resolve_un(ds, t):  # a UN that should be a sequence and is not: removed
-            self._remove(ds, t, where, keyword)
+    def _apply(self, ds: Dataset, t: int, where: str) -> None:
+        rule = self.rules.tag(t)
+        if rule.removes or not _resolve_un(ds, t):  # a UN that should be a sequence and is not: removed
+            self._remove(ds, t, where, rule.keyword)
             return
-        raw = ds.get_item(t)
-        if _may_be_sequence(raw) and ds[t].VR == "SQ":
-            if action == "Z":
-                ds[t].value = Sequence()
-                self.changes.append(Change(where, keyword, "emptied"))
-            else:  # K, D, C, U: the sequence stays and its items are cleaned
-                for i, item in enumerate(ds[t].value):
-                    self.walk(item, f"{where}[{i}].")
-            return
-        if action == "K" or _is_empty(raw):
-            return
+        op = _operation(ds, t, rule)
+        if op is not Op.KEEP:
+            _OPERATIONS[op](self, ds, t, where, rule.keyword)
+
+    def _empty(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
         vr = elem.VR
-        if action == "P":
-            self._pseudonymize(ds, t, where)
-        elif action == "U" or (vr == "UI" and action == "D"):
-            values = [str(v) for v in _values(elem.value)]
-            remapped = [remap_uid(self.keyring, v) for v in values]
-            if remapped != values:
-                elem.value = remapped
-                self.changes.append(Change(where, keyword, "remapped"))
-        elif action == "S" and vr in ("DA", "DT"):
-            elem.value = [self._shift(str(v), vr) for v in _values(elem.value)]
-            self.changes.append(Change(where, keyword, "shifted"))
-        elif action == "S":
-            pass  # a time keeps its value when whole days shift
-        elif action == "C" and vr in DUMMY_TEXT:
-            cleaned = [self._clean(str(v)) for v in _values(elem.value)]
-            if cleaned != [str(v) for v in _values(elem.value)]:
-                elem.value = cleaned
-                self.changes.append(Change(where, keyword, "cleaned"))
-        elif action == "Z" and vr not in DATE_VRS:
-            elem.value = b"" if vr.startswith("O") or vr == "UN" else None
-            self.changes.append(Change(where, keyword, "emptied"))
-        else:  # D, Z on dates (dates become 10000101 at full), C on a binary VR
-            self._dummy(ds, t, vr, where)
+        elem.value = Sequence() if vr == "SQ" else empty_value(vr)
+        self.changes.append(Change(where, keyword, Op.EMPTY.value))
 
-    def _dummy(self, ds: Dataset, t: int, vr: str, where: str) -> None:
-        if vr in DUMMY_TEXT:
-            value: object = DUMMY_TEXT[vr]
-        elif vr in ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"):
-            value = 0
-        else:
-            value = b"\x00\x00"
-        ds[t] = DataElement(t, vr, value)
-        self.changes.append(Change(where, keyword_for_tag(t), "replaced"))
+    def _walk_items(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        for i, item in enumerate(ds[t].value):
+            self.walk(item, f"{where}[{i}].")
 
-    def _pseudonymize(self, ds: Dataset, t: int, where: str) -> None:
-        source = str(ds.get("PatientID", "") or "") or self.subject
-        mapped = self.options.lookup.get(source)
-        value = mapped if mapped is not None else self.keyring.pseudonym(source)
-        ds[t] = DataElement(t, "LO" if t == PATIENT_ID else "PN", value)
-        how = "pseudonymized (lookup)" if mapped is not None else "pseudonymized"
-        self.changes.append(Change(where, keyword_for_tag(t), how))
+    def _dummy(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        vr = ds[t].VR
+        ds[t] = DataElement(t, vr, dummy_value(vr))
+        self.changes.append(Change(where, keyword, Op.DUMMY.value))
 
-    def _shift(self, value: str, vr: str) -> str:
+    def _remap(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        elem = ds[t]
+        values = [str(v) for v in _values(elem.value)]
+        remapped = [remap_uid(self.keyring, v) for v in values]
+        if remapped != values:
+            elem.value = remapped
+            self.changes.append(Change(where, keyword, Op.REMAP_UID.value))
+
+    def _pseudonymize(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        value, how = pseudonym(self.keyring, self.lookup, str(ds.get("PatientID", "") or "") or self.subject)
+        ds[t] = DataElement(t, PSEUDONYM_TAGS[t], value)
+        self.changes.append(Change(where, keyword, how))
+
+    def _shift(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        elem = ds[t]
+        elem.value = [self._shifted(str(v), elem.VR) for v in _values(elem.value)]
+        self.changes.append(Change(where, keyword, Op.SHIFT_DATE.value))
+
+    def _shifted(self, value: str, vr: str) -> str:
         if self._offset is None:
             self._offset = self.keyring.day_offset(self.subject)
         try:
@@ -290,31 +260,34 @@ class _Full:
         shifted = (day + dt.timedelta(days=self._offset)).strftime("%Y%m%d")
         return shifted + value[8:] if vr == "DT" else shifted
 
-    def _clean(self, text: str) -> str:
-        return scrub(_as_bytes(text), self.patterns).decode("utf-8", "replace")
+    def _clean(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
+        elem = ds[t]
+        values = [str(v) for v in _values(elem.value)]
+        cleaned = [scrub(_as_bytes(v), self.patterns).decode("utf-8", "replace") for v in values]
+        if cleaned != values:
+            elem.value = cleaned
+            self.changes.append(Change(where, keyword, Op.CLEAN_TEXT.value))
 
     def _remove(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         del ds[t]
-        self.changes.append(Change(where, keyword, "removed"))
+        self.changes.append(Change(where, keyword, Op.REMOVE.value))
 
     def _private(self, ds: Dataset, tags: list[int], path: str) -> None:
         """Keep allow-listed private elements (with their creators); remove every other private element."""
         kept_blocks: set[int] = set()
         for t in tags:
-            element = t & 0xFFFF
-            if element < 0x1000:
+            if t & 0xFFFF < 0x1000:
                 continue  # creators and illegal low elements: decided below
-            creator_tag = (t & 0xFFFF0000) | (element >> 8)
-            where = path + _tag_text(t)
-            safe = find_safe(self._creator(ds, creator_tag), t >> 16, element & 0xFF) \
-                if self.options.retain_safe_private else None
+            creator_tag = private_creator_tag(t)
+            where = path + tag_text(t)
+            safe = self.rules.private(self._creator(ds, creator_tag), t)
             if safe is not None and self._scrub(ds, t, safe, where):
                 kept_blocks.add(creator_tag)
             else:
                 self._remove(ds, t, where, "")
         for t in tags:
             if t & 0xFFFF < 0x1000 and t not in kept_blocks:
-                self._remove(ds, t, path + _tag_text(t), "PrivateCreator" if t & 0xFFFF >= 0x10 else "")
+                self._remove(ds, t, path + tag_text(t), creator_keyword(t))
 
     def _scrub(self, ds: Dataset, t: int, safe: SafePrivate, where: str) -> bool:
         """Clean a kept private element of identifying values, keeping its length and shape; False: remove it.
@@ -324,13 +297,7 @@ class _Full:
         """
         raw = ds.get_item(t)
         if safe.kind == "sequence":
-            if not _may_be_sequence(raw) and not (isinstance(raw, RawDataElement) and _parse_as_sequence(ds, raw)):
-                return False
-            if ds[t].VR != "SQ":
-                return False
-            for i, item in enumerate(ds[t].value):
-                self.walk(item, f"{where}[{i}].")
-            return True
+            return self._walk_private_sequence(ds, t, raw, where)
         if _may_be_sequence(raw) and ds[t].VR == "SQ":
             return False
         value = raw.value if isinstance(raw, RawDataElement) else ds[t].value
@@ -342,7 +309,16 @@ class _Full:
         if cleaned != _as_bytes(value):
             vr = raw.VR if isinstance(raw, RawDataElement) and raw.VR else ds[t].VR
             ds[t] = DataElement(t, vr, cleaned if isinstance(value, bytes) else cleaned.decode("utf-8", "replace"))
-            self.changes.append(Change(where, "", "cleaned"))
+            self.changes.append(Change(where, "", Op.CLEAN_TEXT.value))
+        return True
+
+    def _walk_private_sequence(self, ds: Dataset, t: int, raw: DataElement | RawDataElement, where: str) -> bool:
+        if not _may_be_sequence(raw) and not (isinstance(raw, RawDataElement) and _parse_as_sequence(ds, raw)):
+            return False
+        if ds[t].VR != "SQ":
+            return False
+        for i, item in enumerate(ds[t].value):
+            self.walk(item, f"{where}[{i}].")
         return True
 
     def _creator(self, ds: Dataset, tag: int) -> str:
@@ -361,34 +337,34 @@ class _Full:
     def clean_meta(self, meta: Dataset) -> None:
         for tag in list(meta.keys()):
             t = int(tag)
-            where = _tag_text(t)
-            if t not in META_KEPT_AT_FULL:
-                self._remove(meta, t, where, keyword_for_tag(t))
-            elif t == META_REMAPPED and not _is_empty(meta.get_item(tag)):
-                meta[t].value = self.keyring.uid(str(meta[t].value))
-                self.changes.append(Change(where, keyword_for_tag(t), "remapped"))
+            op = self.rules.meta(t)
+            if op is Op.REMOVE:
+                self._remove(meta, t, tag_text(t), keyword_for_tag(t))
+            elif op is Op.REMAP_UID and not _is_empty(meta.get_item(tag)):
+                self._remap(meta, t, tag_text(t), keyword_for_tag(t))
 
 
-def full_rule(tag: int, options: Options) -> tuple[str, str]:
-    """The action at full for a standard (even-group) tag, and the keyword its change is recorded under."""
-    return _full_rule(tag, options.shift_dates, options.clean_descriptors, options.retain_patient_characteristics,
-                      options.retain_device_identity)
+# What each operation does to an element of a dataset, recorded under a keyword (KEEP: nothing).
+_OPERATIONS: dict[Op, Callable[[_Full, Dataset, int, str, str], None]] = {
+    Op.REMOVE: _Full._remove,
+    Op.EMPTY: _Full._empty,
+    Op.DUMMY: _Full._dummy,
+    Op.REMAP_UID: _Full._remap,
+    Op.PSEUDONYM: _Full._pseudonymize,
+    Op.SHIFT_DATE: _Full._shift,
+    Op.CLEAN_TEXT: _Full._clean,
+    Op.WALK_ITEMS: _Full._walk_items,
+}
 
 
-@lru_cache(maxsize=1 << 16)
-def _full_rule(t: int, shift_dates: bool, clean_descriptors: bool, characteristics: bool, device: bool,
-               ) -> tuple[str, str]:
-    if t & 0xFFFF == 0:
-        return "X", "GroupLength"
-    if is_overlay_or_curve(t):
-        return "X", keyword_for_tag(t) or "OverlayOrCurve"
-    if t in REMOVED_AT_FULL:
-        return "X", keyword_for_tag(t)
-    if not dictionary_has_tag(t):
-        return "X", ""
-    options = Options(level=Level.FULL, shift_dates=shift_dates, clean_descriptors=clean_descriptors,
-                      retain_patient_characteristics=characteristics, retain_device_identity=device)
-    return full_action(t, load_table().lookup(t), options)[0], keyword_for_tag(t)
+def _operation(ds: Dataset, t: int, rule: Rule) -> Op:
+    """The operation on a standard element by the VR its value has; a kept or empty value: KEEP."""
+    raw = ds.get_item(t)
+    if _may_be_sequence(raw) and ds[t].VR == "SQ":
+        return rule.op("SQ")
+    if rule.keeps_value or _is_empty(raw):
+        return Op.KEEP
+    return rule.op(ds[t].VR)
 
 
 def cap_age(ds: Dataset, changes: list[Change]) -> None:
@@ -403,15 +379,10 @@ def cap_age(ds: Dataset, changes: list[Change]) -> None:
         if text[3] != "Y" or int(text[:3]) < 90:
             return
         ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", "090Y")
-        changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "replaced"))
+        changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", "replaced"))
         return
     ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", None)
-    changes.append(Change(_tag_text(PATIENT_AGE), "PatientAge", "emptied"))
-
-
-def remap_uid(keyring: Keyring, uid: str) -> str:
-    """A UID's keyed replacement; a well-known standard UID names no instance and is kept."""
-    return uid if not uid or is_standard_uid(uid) else keyring.uid(uid)
+    changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", "emptied"))
 
 
 def changed_top_level(changes: list[Change]) -> frozenset[int]:
@@ -419,68 +390,11 @@ def changed_top_level(changes: list[Change]) -> frozenset[int]:
     return frozenset(int(c.tag[1:5] + c.tag[6:10], 16) for c in changes)
 
 
-# --- marks -----------------------------------------------------------------------------------------------------
-
-
-def mark_method(ds: Dataset, method: str, changes: list[Change], keep_earlier: bool) -> None:
-    """Set our DeidentificationMethod value. At anonymize an earlier one is kept before ours (the record of
-    earlier de-identification); at full it is replaced (free text that may name operators and sites)."""
-    text = f"{method} (neuroanon {__version__})"
-    earlier = [str(v) for v in _values(ds.get("DeidentificationMethod", None))] if DEID_METHOD in ds else []
-    earlier = earlier if keep_earlier else []
-    ds.DeidentificationMethod = [*earlier, text] if earlier and text not in earlier else text
-    changes.append(Change(_tag_text(DEID_METHOD), "DeidentificationMethod", "added"))
-
-
-def mark_full(ds: Dataset, options: Options, changes: list[Change], identity_removed: bool) -> None:
-    # Pixels that may show burned-in text are not proven clean: the identity is never claimed removed for them.
-    ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
-    changes.append(Change("(0012,0062)", "PatientIdentityRemoved", "added"))
-    mark_method(ds, METHOD_NAMES[Level.FULL], changes, keep_earlier=False)
-    items = []
-    for value, meaning in option_codes(options):
-        item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
-        items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
-    changes.append(Change("(0012,0064)", "DeidentificationMethodCodeSequence", "added"))
-    ds.LongitudinalTemporalInformationModified = "MODIFIED" if options.shift_dates else "REMOVED"
-    changes.append(Change("(0028,0303)", "LongitudinalTemporalInformationModified", "added"))
-
-
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-
-
-_IDENTITY_TAGS = (0x00080005, 0x00080018, 0x00100010, 0x00100020, 0x00100030, 0x0020000D)
-_DUMMY_IDENTITY = frozenset({"anon", "10000101"})  # NiDB's and our dummies: already de-identified, nobody
-
-
-def subject_of(ds: Dataset) -> str:
-    """Whom a file is about, taken the same way in every file (and on both paths): its PatientID; else its
-    patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
-    namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
-    view = Dataset({BaseTag(t): ds.get_item(t) for t in _IDENTITY_TAGS if t in ds})  # decoded here, not in ds
-
-    def text(keyword: str) -> str:
-        value = str(view.get(keyword, "") or "").strip()
-        return "" if value.lower() in _DUMMY_IDENTITY else value
-
-    patient_id = str(view.get("PatientID", "") or "")
-    if patient_id.strip():
-        return patient_id
-    name, birth = text("PatientName"), text("PatientBirthDate")
-    if name and birth:
-        return f"\0name\0{name}\0{birth}"
-    for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
-        if text(keyword):
-            return f"\0{keyword}\0{text(keyword)}"
-    return ""
 
 
 def _copy(ds: Dataset) -> Dataset:
@@ -502,10 +416,6 @@ def _copy(ds: Dataset) -> Dataset:
     if meta is not None:
         object.__setattr__(new, "file_meta", _copy(meta))
     return new
-
-
-def _tag_text(t: int) -> str:
-    return f"({t >> 16:04X},{t & 0xFFFF:04X})"
 
 
 def _values(value: object) -> list[object]:

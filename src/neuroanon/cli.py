@@ -16,13 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ocr
+from . import __version__, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
 from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
-from .report import Record, RunInfo, Status, status_word
+from .report import Record, RunInfo, Status, Summary, status_word
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
     serve.add_argument("--tls-ca", type=Path, metavar="FILE",
                        help="with TLS: require senders to present a certificate this CA signed")
+    serve.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
+                       help="processes that anonymize received instances (default: all cores)")
     serve.add_argument("--max-associations", type=int, default=10, help="concurrent associations (default: 10)")
     serve.add_argument("--max-instance-size", type=_size, metavar="SIZE",
                        help="refuse bigger instances (bytes, or with K, M, G suffix)")
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
     with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
-        signal.signal(signal.SIGTERM, _terminated)
+        stops.install()
     try:
         _resolve_preset(args)
         _check_level(args)
@@ -319,11 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated
+            stops.uninstall()
 
 
 def _silence_stdout() -> None:
@@ -405,40 +403,13 @@ def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from .pipeline import anonymize_tree, check_paths, preview_tree
+    from .pipeline import anonymize_tree, preview_tree
 
-    if args.workers < 1:
-        raise UsageError("--workers needs a number of at least 1")
-    zipped = args.output.suffix.lower() == ".zip"
-    if args.dicomdir and zipped:
-        raise UsageError("--dicomdir needs a folder output, not a zip archive")
-    if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
-        raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
-    check_paths(args.inputs, args.output, args.quarantine)
-    _check_writable(args.output, "output", folder=not zipped)
-    _release_checks(args)
-    if args.mapping is not None:
-        _check_writable(args.mapping, "mapping", folder=False)
+    _check_anonymize(args)
     options = replace(_release_settings(args, create=not args.dry_run), dicom_only=args.dicom_only)
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
-
-    files = 0
     held_back = options.quarantine is None
-
-    def show(record: Record, size: int) -> None:
-        nonlocal files
-        files += 1
-        if progress is not None:
-            progress.set_postfix_str(f"{files} files", refresh=False)
-            progress.update(size)
-        if args.dry_run:
-            if not args.quiet:
-                _say(progress, _would(record, held_back), sys.stdout)
-            return
-        if not args.quiet and record.status in (Status.FAILED, Status.QUARANTINED):
-            line = f"{status_word(record.status, held_back)}: {record.input}: {record.reason}"
-            _say(progress, line, sys.stderr)
-
+    show = _Shown(args, progress, held_back)
     try:
         if args.dry_run:
             summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
@@ -452,6 +423,51 @@ def _anonymize(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
+    _print_outcome(args, summary, held_back)
+    return summary.exit_code
+
+
+def _check_anonymize(args: argparse.Namespace) -> None:
+    """Refuse a combination of options, or an input or output, that the run could not honour."""
+    from .pipeline import check_paths
+
+    if args.workers < 1:
+        raise UsageError("--workers needs a number of at least 1")
+    zipped = args.output.suffix.lower() == ".zip"
+    if args.dicomdir and zipped:
+        raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
+        raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
+    check_paths(args.inputs, args.output, args.quarantine)
+    _check_writable(args.output, "output", folder=not zipped)
+    _release_checks(args)
+    if args.mapping is not None:
+        _check_writable(args.mapping, "mapping", folder=False)
+
+
+class _Shown:
+    """What the terminal shows of each committed file: progress, and a line for each file not released (or, in
+    a dry run, for every file)."""
+
+    def __init__(self, args: argparse.Namespace, progress: Any, held_back: bool) -> None:
+        self.args, self.progress, self.held_back, self.files = args, progress, held_back, 0
+
+    def __call__(self, record: Record, size: int) -> None:
+        self.files += 1
+        if self.progress is not None:
+            self.progress.set_postfix_str(f"{self.files} files", refresh=False)
+            self.progress.update(size)
+        if self.args.quiet:
+            return
+        if self.args.dry_run:
+            _say(self.progress, _would(record, self.held_back), sys.stdout)
+        elif record.status in (Status.FAILED, Status.QUARANTINED):
+            line = f"{status_word(record.status, self.held_back)}: {record.input}: {record.reason}"
+            _say(self.progress, line, sys.stderr)
+
+
+def _print_outcome(args: argparse.Namespace, summary: Summary, held_back: bool) -> None:
+    """The summary, and where the mapping, the DICOMDIR and the report went."""
     if args.dry_run:
         print(f"dry run: nothing was written to {args.output}; a run would give")
     print("\n".join(summary.lines(held_back)))
@@ -466,7 +482,6 @@ def _anonymize(args: argparse.Namespace) -> int:
         print(f"DICOMDIR: {index.path} ({index.indexed} files indexed, {len(index.left_out)} left out)")
     if args.report:
         print(f"report: {args.report}")
-    return summary.exit_code
 
 
 def _say(progress: Any, line: str, stream: Any) -> None:
@@ -526,7 +541,7 @@ def _serve(args: argparse.Namespace) -> int:
         forward_tls=client_tls(args.forward_tls_ca) if args.forward_tls_ca else None,
         allow_calling=tuple(args.allow_calling),
         tls=server_tls(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
-        max_associations=args.max_associations, max_instance_size=args.max_instance_size,
+        max_associations=args.max_associations, max_instance_size=args.max_instance_size, workers=args.workers,
         retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
     )
     stop = threading.Event()
@@ -536,7 +551,8 @@ def _serve(args: argparse.Namespace) -> int:
     # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is
     # a private one in the work folder rather than the shared /tmp.
     tempfile.tempdir = str(private_incoming(config.work_dir))
-    node = Node(config)
+    node = Node(config, on_broken=stop.set)
+    broken = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no library warning (they can quote values) reaches the terminal
         host, port = node.start()
@@ -544,11 +560,15 @@ def _serve(args: argparse.Namespace) -> int:
             where = f"forwarding to {forward}" if forward else f"storing in {args.output}"
             tls = ", TLS only" if config.tls else ""
             print(f"neuroanon: listening as {config.ae_title} on {host}:{port} (level {options.level}, {where}"
-                  f"{tls}); stop with SIGTERM or Ctrl-C", flush=True)
+                  f"{tls}, {config.workers} workers); stop with SIGTERM or Ctrl-C", flush=True)
             stop.wait()
+            broken = node.broken  # why it stopped: a dead worker, not a signal (which may end the workers too)
         finally:
             node.stop()
     print(f"neuroanon: stopped: {node.totals.line(forward is not None)}", flush=True)
+    if broken:
+        print("neuroanon: a worker process died (killed, or out of memory); start the node again", file=sys.stderr)
+        return 1
     return 0
 
 

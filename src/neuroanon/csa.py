@@ -69,12 +69,13 @@ class CsaElement:
     items: tuple[tuple[int, int], ...]  # (offset, length) of each item's value in the header
 
 
+_Spans = tuple[tuple[int, int], ...]  # (offset, length) of each item value
+
+
 def parse(value: bytes) -> list[CsaElement] | None:
     """The elements of a CSA header, or None if `value` is not one (layout checked to the last byte)."""
-    if value[:4] == b"SV10":  # then 4 bytes readers skip (04 03 02 01, or zeros in some files)
-        pos, csa2 = 8, True
-    else:
-        pos, csa2 = 0, False
+    csa2 = value[:4] == b"SV10"  # then 4 bytes readers skip (04 03 02 01, or zeros in some files)
+    pos = 8 if csa2 else 0
     if len(value) < pos + 8:
         return None
     n_tags, check = struct.unpack_from("<2I", value, pos)
@@ -87,25 +88,34 @@ def parse(value: bytes) -> list[CsaElement] | None:
         if pos + _TAG.size > len(value):
             return None
         raw_name, _vm, raw_vr, _syngodt, n_items, _xx = _TAG.unpack_from(value, pos)
-        pos += _TAG.size
         name, vr = _text(raw_name), _text(raw_vr)
         if name is None or vr is None or not 0 <= n_items <= MAX_ITEMS:
             return None
-        if number == 0:
-            first_items = n_items
-        items: list[tuple[int, int]] = []
-        for _ in range(n_items):
-            if pos + _ITEM.size > len(value):
-                return None
-            x0, x1, _x2, _x3 = _ITEM.unpack_from(value, pos)
-            pos += _ITEM.size
-            length = x1 if csa2 else x0 - first_items
-            if length < 0 or pos + length > len(value):
-                return None
-            items.append((pos, length))
-            pos += (length + 3) // 4 * 4
-        elements.append(CsaElement(name, vr, tuple(items)))
+        first_items = n_items if number == 0 else first_items
+        found = _items(value, pos + _TAG.size, n_items, None if csa2 else first_items)
+        if found is None:
+            return None
+        items, pos = found
+        elements.append(CsaElement(name, vr, items))
     return elements if pos <= len(value) else None
+
+
+def _items(value: bytes, pos: int, n_items: int, first_items: int | None) -> tuple[_Spans, int] | None:
+    """The (offset, length) of an element's items from `pos`, and where the next element starts; None if they do
+    not fit. A CSA1 item's length is its first word less the first element's item count (`first_items`), a CSA2
+    item's its second word."""
+    items: list[tuple[int, int]] = []
+    for _ in range(n_items):
+        if pos + _ITEM.size > len(value):
+            return None
+        x0, x1, _x2, _x3 = _ITEM.unpack_from(value, pos)
+        pos += _ITEM.size
+        length = x1 if first_items is None else x0 - first_items
+        if length < 0 or pos + length > len(value):
+            return None
+        items.append((pos, length))
+        pos += (length + 3) // 4 * 4
+    return tuple(items), pos
 
 
 def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:

@@ -30,6 +30,15 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
+from .tags import (
+    PATIENT_BIRTH_DATE,
+    PATIENT_ID,
+    PATIENT_NAME,
+    SOP_INSTANCE_UID,
+    SPECIFIC_CHARACTER_SET,
+    STUDY_INSTANCE_UID,
+)
+
 # Top-level attributes whose values identify a person, a visit or a place.
 IDENTIFYING = (
     "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
@@ -56,7 +65,6 @@ _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-ca
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
-CHARSET = 0x00080005
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
@@ -164,7 +172,7 @@ _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is sear
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     key: list[tuple[str | None, bytes | None, bool, bool] | None] = []
-    for tag in (*_TAGS, CHARSET):
+    for tag in (*_TAGS, SPECIFIC_CHARACTER_SET):
         raw = ds.get_item(tag) if tag in ds else None
         if raw is not None and not isinstance(raw, RawDataElement):
             return _needles(ds)
@@ -176,7 +184,7 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 @lru_cache(maxsize=512)
 def _needles_of_raw(raws: tuple[tuple[str | None, bytes | None, bool, bool] | None, ...]) -> tuple[Needle, ...]:
     ds = Dataset({BaseTag(tag): RawDataElement(BaseTag(tag), raw[0], len(raw[1] or b""), raw[1], 0, raw[2], raw[3])
-                  for tag, raw in zip((*_TAGS, CHARSET), raws, strict=True) if raw is not None})
+                  for tag, raw in zip((*_TAGS, SPECIFIC_CHARACTER_SET), raws, strict=True) if raw is not None})
     return _needles(ds)
 
 
@@ -194,10 +202,10 @@ def _needles(ds: Dataset) -> tuple[Needle, ...]:
 
 def _declared(ds: Dataset) -> tuple[str, ...]:
     """The Python codecs of the dataset's character sets (none for the default repertoire)."""
-    if CHARSET not in ds:
+    if SPECIFIC_CHARACTER_SET not in ds:
         return ()
     try:
-        value = ds[CHARSET].value
+        value = ds[SPECIFIC_CHARACTER_SET].value
         terms = [str(v) for v in value] if isinstance(value, (list, MultiValue)) else [str(value or "")]
         return tuple(e for e in convert_encodings([t for t in terms if t] or ["ISO_IR 6"]) if e != "iso8859")
     except (LookupError, ValueError, TypeError):
@@ -542,3 +550,30 @@ def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
             buffer[match.start() : match.end()] = filler * (match.end() - match.start())
         lowered = bytes(buffer).lower()
     return bytes(buffer)
+
+
+_IDENTITY_TAGS = (SPECIFIC_CHARACTER_SET, SOP_INSTANCE_UID, PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE,
+                  STUDY_INSTANCE_UID)
+_DUMMY_IDENTITY = frozenset({"anon", "10000101"})  # NiDB's and our dummies: already de-identified, nobody
+
+
+def subject_of(ds: Dataset) -> str:
+    """Whom a file is about, taken the same way in every file (and on both paths): its PatientID; else its
+    patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
+    namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
+    view = Dataset({BaseTag(t): ds.get_item(t) for t in _IDENTITY_TAGS if t in ds})  # decoded here, not in ds
+
+    def text(keyword: str) -> str:
+        value = str(view.get(keyword, "") or "").strip()
+        return "" if value.lower() in _DUMMY_IDENTITY else value
+
+    patient_id = str(view.get("PatientID", "") or "")
+    if patient_id.strip():
+        return patient_id
+    name, birth = text("PatientName"), text("PatientBirthDate")
+    if name and birth:
+        return f"\0name\0{name}\0{birth}"
+    for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
+        if text(keyword):
+            return f"\0{keyword}\0{text(keyword)}"
+    return ""

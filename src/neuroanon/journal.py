@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .apply import Change
 from .errors import UsageError
 from .options import Level, Options
 from .report import Record, Status
 from .residual import Finding
+from .rules import Change
 
 VERSION = 2  # 2: records stored compactly (changes and findings as lists)
 

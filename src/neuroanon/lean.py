@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,15 +27,43 @@ from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from .allowlist import creator_name, find_safe
-from .apply import DEID_METHOD, METHOD_NAMES, Change, full_rule, mark_full, mark_method, remap_uid, subject_of
+from .allowlist import SafePrivate, creator_name
 from .burnedin import burned_in_risk
 from .csa import clean_kept
-from .identifiers import Needle, find, needles
+from .identifiers import Needle, find, needles, subject_of
 from .keys import Keyring
 from .options import Level, Options
-from .profile import DATE_VRS, DUMMY_TEXT, META_KEPT_AT_FULL, META_REMAPPED, NIDB_ANONYMIZE, PATIENT_ID
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
+from .rules import (
+    METHOD_NAMES,
+    NIDB_ANONYMIZE,
+    PSEUDONYM_TAGS,
+    Change,
+    Op,
+    Rule,
+    Rules,
+    compile_rules,
+    creator_keyword,
+    dummy_value,
+    empty_value,
+    mark_full,
+    mark_method,
+    pseudonym,
+    remap_uid,
+)
+from .tags import (
+    DEIDENTIFICATION_METHOD,
+    DEIDENTIFICATION_METHOD_CODES,
+    LONGITUDINAL_TEMPORAL_MODIFIED,
+    PATIENT_ID,
+    PATIENT_IDENTITY_REMOVED,
+    SERIES_INSTANCE_UID,
+    SOP_INSTANCE_UID,
+    SPECIFIC_CHARACTER_SET,
+    STUDY_INSTANCE_UID,
+    private_creator_tag,
+    tag_text,
+)
 from .write import CHUNK, copy_range
 
 HEAD_BYTES = 1 << 20  # the first read; a longer header is read on as its parse needs
@@ -45,8 +74,8 @@ LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN"
 VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
                   "ST", "TM", "UI", "UL", "US"}
 _VR_OF = {vr.encode(): vr for vr in VRS}
-NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
-MARK_TAGS = frozenset({0x00120062, DEID_METHOD, 0x00120064, 0x00280303})
+MARK_TAGS = frozenset({PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES,
+                       LONGITUDINAL_TEMPORAL_MODIFIED})
 _H = struct.Struct("<H").unpack_from
 _L = struct.Struct("<L").unpack_from
 _UID_BYTES = frozenset(b"0123456789.\\")
@@ -212,7 +241,7 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
         size = len(buf)
     parser = _Parser(buf, implicit, size, little)
     head, pixels = parser.top(pos)
-    if "\x00" in _text(buf, next((e for e in head if e.tag == 0x00080005), None)):
+    if "\x00" in _text(buf, next((e for e in head if e.tag == SPECIFIC_CHARACTER_SET), None)):
         raise _Decline("malformed: character set")  # pydicom could not look it up
     layout = _Layout(buf, implicit, meta, head, deflated=deflated, little=little, preamble=preamble)
     if pixels is not None:
@@ -557,17 +586,12 @@ def _header(tag: int, vr: str, length: int, implicit: bool, little: bool = True)
     return struct.pack(order + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
 
 
-@lru_cache(maxsize=8192)
-def _tag_text(t: int) -> str:
-    return f"({t >> 16:04X},{t & 0xFFFF:04X})"
-
-
 @lru_cache(maxsize=256)
 def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implicit: bool, earlier: bytes | None,
            charset: bytes | None, little: bool = True) -> tuple[dict[int, bytes], tuple[Change, ...]]:
     """The mark elements a level sets (encoded, by tag) and their changes, after an `earlier` method value."""
     ds = Dataset()
-    for tag, vr, value in ((0x00080005, "CS", charset), (DEID_METHOD, "LO", earlier)):
+    for tag, vr, value in ((SPECIFIC_CHARACTER_SET, "CS", charset), (DEIDENTIFICATION_METHOD, "LO", earlier)):
         if value is not None:
             ds[tag] = RawDataElement(BaseTag(tag), None if implicit else vr, len(value), value, 0, implicit, little)
     changes: list[Change] = []
@@ -585,7 +609,7 @@ def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implic
 
 @dataclass
 class _Job:
-    """One file's walk: decisions per element, then the output assembled in tag order."""
+    """One file's walk: each element's operation from the rules, then the output assembled in tag order."""
 
     buf: bytes
     tail_buf: bytes
@@ -598,6 +622,10 @@ class _Job:
     new_ids: dict[int, object] = field(default_factory=dict)
     little: bool = True  # the dataset's byte order
     preamble: bool = True  # the source has a preamble and 'DICM' (the output then too)
+    rules: Rules = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = compile_rules(self.options)
 
     # --- anonymize ---------------------------------------------------------------------------------------------
 
@@ -609,7 +637,7 @@ class _Job:
                                      little=self.little)
         self.changes += mark_changes
         preamble = self.buf[:132] if self.preamble else b""
-        header = preamble + self._meta_bytes(meta, None) + self._assemble(self.buf, head, out, marks)
+        header = preamble + self._meta_bytes(meta) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
                     original, Dataset())
 
@@ -617,24 +645,26 @@ class _Job:
         out: dict[int, bytes | None] = {}
         for e in elements:
             t = e.tag
-            if t in NIDB_ANONYMIZE:
+            rule = self.rules.tag(t)
+            if rule.value is not None:
                 if e.items is not None:
                     raise _Decline("a sequence among the attributes anonymize replaces")
-                if _is_empty(buf, e):
-                    continue
-                out[t] = _encoded(t, str(dictionary_VR(t)), NIDB_ANONYMIZE[t], self.implicit, self.little)
-                self.changes.append(Change(path + _tag_text(t), keyword_for_tag(t), "replaced"))
+                if not _is_empty(buf, e):
+                    out[t] = _encoded(t, str(dictionary_VR(t)), rule.value, self.implicit, self.little)
+                    self.changes.append(Change(path + tag_text(t), rule.keyword, Op.DUMMY.value))
             elif e.items is not None:
-                if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
-                    continue  # the general path leaves it unparsed
-                where = path + _tag_text(t)
-                walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].") for i, item in
-                          enumerate(e.items)]
-                if any(walked):
-                    out[t] = self._sequence(buf, e, walked)
+                self._anonymize_sequence(buf, e, path + tag_text(t), out)
             elif self.implicit and any(p in buf[e.value:e.end] for p in _FIVE):
                 raise _Decline("implicit VR value that may be a sequence")  # the general path tries it as one
         return out
+
+    def _anonymize_sequence(self, buf: bytes, e: _Element, where: str, out: dict[int, bytes | None]) -> None:
+        if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
+            return  # the general path leaves it unparsed
+        assert e.items is not None
+        walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].") for i, item in enumerate(e.items)]
+        if any(walked):
+            out[e.tag] = self._sequence(buf, e, walked)
 
     # --- full --------------------------------------------------------------------------------------------------
 
@@ -646,7 +676,7 @@ class _Job:
         self.subject = subject_of(original)
         both = head + tail
         out = self._walk_full(self.buf, both, "", original, tail_from=len(head))
-        meta_bytes = self._meta_bytes(meta, self.keyring)
+        meta_bytes = self._meta_bytes(meta)
         risk = burned_in_risk(original)
         flags = (self.options.retain_patient_characteristics, self.options.retain_device_identity,
                  self.options.retain_safe_private)
@@ -656,7 +686,7 @@ class _Job:
         preamble = b"\x00" * 128 + b"DICM" if self.preamble else b""
         header = preamble + meta_bytes + self._assemble(self.buf, head, out, marks)
         identifiers = Dataset()
-        for tag in (PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
+        for tag in (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             if tag in self.new_ids:
                 identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag])
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes, original,
@@ -665,54 +695,55 @@ class _Job:
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
                    tail_from: int | None = None) -> dict[int, bytes | None]:
         """Decide every element of one dataset (the general walker's rules, in its order)."""
-        out: dict[int, bytes | None] = {}
+        scope = _Scope(elements, path, ds, {})
         private: list[tuple[_Element, bytes]] = []
         for index, e in enumerate(elements):
             source = self.tail_buf if tail_from is not None and index >= tail_from else buf
-            t = e.tag
-            if t >> 16 & 1:
+            if e.tag >> 16 & 1:
                 private.append((e, source))
                 continue
-            action, keyword = full_rule(t, self.options)
-            if action == "K" and e.items is None:
+            rule = self.rules.tag(e.tag)
+            if rule.keeps_value and e.items is None:
                 continue
-            where = path + _tag_text(t)
-            if action == "X":
-                out[t] = None
-                self.changes.append(Change(where, keyword, "removed"))
-                continue
-            if e.items is not None:
-                if action == "Z":
-                    out[t] = self._sequence(source, e, [])
-                    self.changes.append(Change(where, keyword, "emptied"))
-                    continue
-                walked = []
-                for i, item in enumerate(e.items):
-                    walked.append(self._walk_full(source, item.elements, f"{where}[{i}].", None))
-                if any(walked):
-                    out[t] = self._sequence(source, e, walked)
-                continue
-            if action == "K" or _is_empty(source, e):
-                continue
-            vr = e.vr
-            if not vr or " " in vr or vr == "UN":
-                raise _Decline("VR unknown or UN at full")  # pydicom would decide the VR
-            if action == "P":
-                out[t] = self._pseudonym(t, elements, source, ds, where, top=not path)
-            elif action == "U" or (vr == "UI" and action == "D"):
-                remapped = self._remap(t, vr, source[e.value:e.end], where, keyword, top=not path)
-                if remapped is not None:
-                    out[t] = remapped
-            elif action == "Z" and vr not in DATE_VRS:
-                out[t] = _encoded(t, vr, b"" if vr.startswith("O") or vr == "UN" else None, self.implicit, self.little)
-                self.changes.append(Change(where, keyword, "emptied"))
-            elif action in ("Z", "D"):
-                out[t] = self._dummy(t, vr)
-                self.changes.append(Change(where, keyword, "replaced"))
-            else:
-                raise _Decline("action the engine does not apply")
-        self._private(private, path, out)
-        return out
+            op = _operation(source, e, rule)
+            if op is not _KEEP:
+                _OPERATIONS[op](self, scope, source, e, rule.keyword)
+        self._private(private, path, scope.out)
+        return scope.out
+
+    def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        scope.out[e.tag] = None
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, _REMOVED))
+
+    def _empty(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        if e.items is not None:
+            scope.out[e.tag] = self._sequence(buf, e, [])
+        else:
+            scope.out[e.tag] = _encoded(e.tag, e.vr, empty_value(e.vr), self.implicit, self.little)
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.EMPTY.value))
+
+    def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        assert e.items is not None
+        where = scope.path + tag_text(e.tag)
+        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None) for i, item in enumerate(e.items)]
+        if any(walked):
+            scope.out[e.tag] = self._sequence(buf, e, walked)
+
+    def _dummy(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        value = dummy_value(e.vr)
+        if isinstance(value, bytes):
+            raise _Decline("binary dummy value")  # pydicom would decide how to write it
+        scope.out[e.tag] = _encoded(e.tag, e.vr, value, self.implicit, self.little)
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.DUMMY.value))
+
+    def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        where = scope.path + tag_text(e.tag)
+        remapped = self._remap(e.tag, e.vr, buf[e.value:e.end], where, keyword, top=not scope.path)
+        if remapped is not None:
+            scope.out[e.tag] = remapped
+
+    def _decline(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        raise _Decline("dates shifted or descriptors cleaned")
 
     def _private(self, private: list[tuple[_Element, bytes]], path: str, out: dict[int, bytes | None]) -> None:
         """Allow-listed private elements stay (cleaned of this file's values); every other one goes."""
@@ -723,66 +754,62 @@ class _Job:
         hits = tuple(find(b"\x00".join(buf[e.value:e.end] for e, buf in private), self.patterns)) if private else ()
         for e, buf in private:
             t = e.tag
-            element = t & 0xFFFF
-            if element < 0x1000:
+            if t & 0xFFFF < 0x1000:
                 continue
-            creator_tag = (t & 0xFFFF0000) | (element >> 8)
-            where = path + _tag_text(t)
-            safe = find_safe(creators.get(creator_tag, ""), t >> 16, element & 0xFF) \
-                if self.options.retain_safe_private else None
-            if safe is not None:
-                if e.items is not None or safe.kind == "sequence":
-                    raise _Decline("private sequence kept")  # a private sequence: the general path walks it
-                assert self.keyring is not None
-                value = buf[e.value:e.end]
-                if safe.kind == "value" and not (hits and find(value, hits)):
-                    kept_blocks.add(creator_tag)
-                    continue
-                cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns,
-                                     self.keyring)
-                if cleaned is None:
-                    out[t] = None
-                    self.changes.append(Change(where, "", "removed"))
-                    continue
-                kept_blocks.add(creator_tag)
-                if cleaned != value:
-                    out[t] = (buf[e.start:e.value] + cleaned if self.implicit
-                              else _encode(DataElement(t, e.vr, cleaned), False, little=self.little))
-                    self.changes.append(Change(where, "", "cleaned"))
-            else:
+            creator_tag = private_creator_tag(t)
+            safe = self.rules.private(creators.get(creator_tag, ""), t)
+            if safe is None:
                 out[t] = None
-                self.changes.append(Change(where, "", "removed"))
+                self.changes.append(Change(path + tag_text(t), "", _REMOVED))
+            elif self._keep_private(e, buf, safe, hits, path + tag_text(t), out):
+                kept_blocks.add(creator_tag)
         for e, _ in private:
-            element = e.tag & 0xFFFF
-            if element < 0x1000 and e.tag not in kept_blocks:
+            if e.tag & 0xFFFF < 0x1000 and e.tag not in kept_blocks:
                 out[e.tag] = None
-                self.changes.append(Change(path + _tag_text(e.tag), "PrivateCreator" if element >= 0x10 else "",
-                                           "removed"))
+                self.changes.append(Change(path + tag_text(e.tag), creator_keyword(e.tag), _REMOVED))
+
+    def _keep_private(self, e: _Element, buf: bytes, safe: SafePrivate, hits: tuple[Needle, ...], where: str,
+                      out: dict[int, bytes | None]) -> bool:
+        """Keep an allow-listed private element, cleaned as its kind says; False: it cannot be kept, and goes."""
+        if e.items is not None or safe.kind == "sequence":
+            raise _Decline("private sequence kept")  # the general path walks it
+        assert self.keyring is not None
+        value = buf[e.value:e.end]
+        if safe.kind == "value" and not (hits and find(value, hits)):
+            return True
+        cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring)
+        if cleaned is None:
+            out[e.tag] = None
+            self.changes.append(Change(where, "", _REMOVED))
+            return False
+        if cleaned != value:
+            out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit
+                          else _encode(DataElement(e.tag, e.vr, cleaned), False, little=self.little))
+            self.changes.append(Change(where, "", Op.CLEAN_TEXT.value))
+        return True
 
     def _creator(self, e: _Element, buf: bytes) -> str:
         if e.items is not None or (not self.implicit and e.vr not in ("LO", "UN")):
             return ""
         return creator_name(buf[e.value:e.end]) or ""
 
-    def _pseudonym(self, t: int, elements: list[_Element], buf: bytes, ds: Dataset | None, where: str, top: bool,
-                   ) -> bytes:
+    def _pseudonym(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert self.keyring is not None
-        if any(e.tag == PATIENT_ID for e in elements):
+        t, ds = e.tag, scope.ds
+        if any(x.tag == PATIENT_ID for x in scope.elements):
             if ds is None:
-                ds = _raw_dataset(buf, [e for e in elements if e.tag in (PATIENT_ID, 0x00080005)], self.implicit,
-                                  self.little)
+                ds = _raw_dataset(buf, [x for x in scope.elements if x.tag in (PATIENT_ID, SPECIFIC_CHARACTER_SET)],
+                                  self.implicit, self.little)
             source = str(ds.get("PatientID", "") or "") or self.subject
         else:
             source = self.subject
-        mapped = self.options.lookup.get(source)
-        value = mapped if mapped is not None else self.keyring.pseudonym(source)
+        value, how = pseudonym(self.keyring, self.options.lookup, source)
         if not value.isascii():
             raise _Decline("non-ASCII pseudonym")
-        if top and t == PATIENT_ID:
+        if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value
-        how = "pseudonymized (lookup)" if mapped is not None else "pseudonymized"
-        self.changes.append(Change(where, keyword_for_tag(t), how))
-        return _encoded(t, "LO" if t == PATIENT_ID else "PN", value, self.implicit, self.little)
+        self.changes.append(Change(scope.path + tag_text(t), keyword, how))
+        scope.out[t] = _encoded(t, PSEUDONYM_TAGS[t], value, self.implicit, self.little)
 
     def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
                ) -> bytes | None:
@@ -796,42 +823,36 @@ class _Job:
         parts = [remap_uid(self.keyring, v) for v in original]
         if parts == original:
             return None
-        if top and t in (0x0020000D, 0x0020000E, 0x00080018):
+        if top and t in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
         text = "\\".join(parts).encode("ascii")
         text += b"\x00" * (len(text) % 2)
-        self.changes.append(Change(where, keyword, "remapped"))
+        self.changes.append(Change(where, keyword, Op.REMAP_UID.value))
         return _header(t, vr, len(text), self.implicit and not meta, self.little or meta) + text
-
-    def _dummy(self, t: int, vr: str) -> bytes:
-        if vr in DUMMY_TEXT:
-            return _encoded(t, vr, DUMMY_TEXT[vr], self.implicit, self.little)
-        if vr in NUMERIC_VRS:
-            return _encoded(t, vr, 0, self.implicit, self.little)
-        raise _Decline("dummy value for this VR")
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
         """The source's DeidentificationMethod (kept before ours) and character set, as bytes."""
-        found = {e.tag: self.buf[e.value:e.end] for e in head if e.tag in (DEID_METHOD, 0x00080005)}
-        return found.get(DEID_METHOD), found.get(0x00080005)
+        wanted = (DEIDENTIFICATION_METHOD, SPECIFIC_CHARACTER_SET)
+        found = {e.tag: self.buf[e.value:e.end] for e in head if e.tag in wanted}
+        return found.get(DEIDENTIFICATION_METHOD), found.get(SPECIFIC_CHARACTER_SET)
 
     # --- output --------------------------------------------------------------------------------------------------
 
-    def _meta_bytes(self, meta: dict[int, _Element], keyring: Keyring | None) -> bytes:
+    def _meta_bytes(self, meta: dict[int, _Element]) -> bytes:
         """The file meta as the general path writes it: at full only the kept elements, the instance remapped."""
         parts: list[bytes] = []
         for t, e in meta.items():
             if t == 0x00020000:
                 continue
-            if keyring is not None and t not in META_KEPT_AT_FULL:
-                self.changes.append(Change(_tag_text(t), keyword_for_tag(t), "removed"))
+            op = self.rules.meta(t)
+            if op is Op.REMOVE:
+                self.changes.append(Change(tag_text(t), keyword_for_tag(t), _REMOVED))
                 continue
-            if keyring is not None and t == META_REMAPPED and not _is_empty(self.buf, e):
-                remapped = self._remap(t, "UI", self.buf[e.value:e.end], _tag_text(t), keyword_for_tag(t), top=False,
+            remapped = None
+            if op is Op.REMAP_UID and not _is_empty(self.buf, e):
+                remapped = self._remap(t, "UI", self.buf[e.value:e.end], tag_text(t), keyword_for_tag(t), top=False,
                                        meta=True)
-                parts.append(self.buf[e.start:e.end] if remapped is None else remapped)
-                continue
-            parts.append(self.buf[e.start:e.end])
+            parts.append(self.buf[e.start:e.end] if remapped is None else remapped)
         body = b"".join(parts)
         if 0x00020000 in meta:
             body = struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
@@ -885,7 +906,7 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
     for x in elements:
         if x.tag in out:
             continue  # decided: removed, or encoded as the general path encodes it
-        if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == 0x00080005:
+        if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == SPECIFIC_CHARACTER_SET:
             raise _Decline("item pydicom would write in another form")
         for item in x.items or ():
             _check_plain(item.elements, {})
@@ -893,3 +914,42 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
 
 _FIVE = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for order in "<>")  # as apply
 
+
+# Bound once: an Enum member read from its class is slow on Python 3.11, and these are read for every element.
+_KEEP, _REMOVE, _REMOVED = Op.KEEP, Op.REMOVE, Op.REMOVE.value
+
+
+@dataclass(slots=True)
+class _Scope:
+    """One dataset being decided: its elements, its path, its decoded top level (None in items), the decisions."""
+
+    elements: list[_Element]
+    path: str
+    ds: Dataset | None
+    out: dict[int, bytes | None]
+
+
+def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
+    """The operation on a standard element by the VR its value has; an empty value: KEEP."""
+    if rule.removes:
+        return _REMOVE
+    if e.items is not None:
+        return rule.op("SQ")
+    if rule.keeps_value or _is_empty(buf, e):
+        return _KEEP
+    if not e.vr or " " in e.vr or e.vr == "UN":
+        raise _Decline("VR unknown or UN at full")  # pydicom would decide it
+    return rule.op(e.vr)
+
+
+# What each operation does to an element on the byte path (KEEP: nothing).
+_OPERATIONS: dict[Op, Callable[[_Job, _Scope, bytes, _Element, str], None]] = {
+    Op.REMOVE: _Job._remove,
+    Op.EMPTY: _Job._empty,
+    Op.DUMMY: _Job._dummy,
+    Op.REMAP_UID: _Job._remap_element,
+    Op.PSEUDONYM: _Job._pseudonym,
+    Op.SHIFT_DATE: _Job._decline,
+    Op.CLEAN_TEXT: _Job._decline,
+    Op.WALK_ITEMS: _Job._walk_items,
+}

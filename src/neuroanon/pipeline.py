@@ -32,12 +32,12 @@ from typing import BinaryIO, TypeVar
 
 from pydicom.dataset import Dataset
 
-from . import lean, pixels, review
-from .apply import apply_level, changed_top_level, subject_of
+from . import lean, pixels, review, stops
+from .apply import apply_level, changed_top_level
 from .burnedin import burned_in_risk, embedded_overlay
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
-from .identifiers import Needle, needles
+from .identifiers import Needle, needles, subject_of
 from .journal import Journal
 from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored
@@ -184,7 +184,7 @@ def _run(
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
     claimed: dict[str, Record] = {}
-    with _pool(workers, dask_scheduler, work.lock) as pool:
+    with _pool(workers, dask_scheduler, work.lock) as pool, stops.deferred():
         items = _named(inputs, follow_symlinks)
         for item, name, outcome in _outcomes(items, work.stage, options, journal, present, pool, 4 * max(workers, 4)):
             if isinstance(outcome, Prepared):
@@ -201,6 +201,7 @@ def _run(
             writer.write(record)
             if on_record is not None:
                 on_record(record, size)
+            stops.check()
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,7 @@ def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> 
         with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
             yield client.get_executor(pure=False)
     elif workers > 1:
-        pool = ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
+        pool = worker_pool(workers, lock)
         try:
             yield pool
         except BaseException:  # an interruption, a full disk: the workers stop now, not after their tasks
@@ -365,6 +366,11 @@ def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> 
         pool.shutdown()
     else:
         yield None
+
+
+def worker_pool(workers: int, lock: int | None = None) -> ProcessPoolExecutor:
+    """`workers` local processes that prepare files, each set up by `_worker_started` (shared with the node)."""
+    return ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
 
 
 def _worker_started(parent: int, lock: int | None) -> None:
@@ -405,7 +411,7 @@ def _submit(
 
 def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     items, outcome = entry
-    results: list[Prepared | Record] = [*outcome.result()] if isinstance(outcome, Future) else [outcome]
+    results: list[Prepared | Record] = [*stops.wait(outcome)] if isinstance(outcome, Future) else [outcome]
     for (item, name), result in zip(items, results, strict=True):
         yield item, name, result
 

@@ -33,13 +33,14 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from . import ocr
-from .apply import Change, changed_top_level
+from .apply import changed_top_level
 from .burnedin import burned_in_risk
 from .errors import UsageError
 from .identifiers import Needle
 from .options import Level, Options
 from .pixeltext import is_phi
 from .read import Header, PixelSpan
+from .rules import Change
 from .write import write_instance
 
 if TYPE_CHECKING:  # numpy comes with the ocr extra: imported where pixels are decoded, not by the pipeline

@@ -24,6 +24,7 @@ from pydicom.filereader import dcmread, read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from .errors import InputError
+from .tags import tag_text
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
@@ -79,44 +80,58 @@ def read_header(path: Path) -> Header:
             start = 132 if file.read(132)[128:] == b"DICM" else 0
             body, syntax = _file_meta_end(file, start)
             file.seek(0)
-            fp: BinaryIO = file
-            if syntax != ExplicitVRBigEndian:
-                ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
-                implicit, little = ds.original_encoding
-                if implicit is None or little is None:
-                    raise InputError("no DICOM dataset found")
-                meta = getattr(ds, "file_meta", None)
-                if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                    return Header(dcmread(path, force=True), None, False, True)
-                stopped_at = fp.tell()
-                if _actual_vr_is_implicit(fp, start, implicit) != implicit:
-                    implicit = not implicit
-                    ds.set_original_encoding(implicit, little, ds.original_character_set)
-                scanner = _Scanner(fp, size, implicit, little)
-                scanner.dataset(start, size, implicit, top=True)
-            else:
+            if syntax == ExplicitVRBigEndian:
                 ds, stopped_at, scanner, fp = _read_big_endian(path, file, start, body, size)
-                implicit, little = scanner.implicit, False
-            span = scanner.pixels
-            if span is None:
-                if stopped_at != size:
-                    raise InputError("header could not be parsed to its end")
-                return Header(ds, None, implicit, little)
-            if stopped_at != span.start:
-                raise InputError("header could not be parsed to the pixel data")
-            spans = scanner.spans
-            if span.end < size:
-                fp.seek(span.end)
-                trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
-                _trim_undefined_un(trailing, scanner.undefined_un)
-                for tag in trailing.keys():
-                    ds[tag] = trailing.get_item(tag)
-            return Header(ds, span, implicit, little, spans)
+            else:
+                read = _read_little_endian(path, file, start, size)
+                if isinstance(read, Header):
+                    return read
+                ds, stopped_at, scanner, fp = read
+            return _header(ds, stopped_at, scanner, fp, size)
     except InputError:
         raise
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             NotImplementedError, struct.error, AttributeError, UnicodeError, OverflowError) as exc:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
+
+
+def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
+                        ) -> Header | tuple[FileDataset, int, _Scanner, BinaryIO]:
+    """Read a little endian file up to its pixel data (or a deflated one whole, as its Header); return the dataset,
+    where the read stopped, the scan, and the file to read on through."""
+    ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        raise InputError("no DICOM dataset found")
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return Header(dcmread(path, force=True), None, False, True)
+    stopped_at = fp.tell()
+    if _actual_vr_is_implicit(fp, start, implicit) != implicit:
+        implicit = not implicit
+        ds.set_original_encoding(implicit, little, ds.original_character_set)
+    scanner = _Scanner(fp, size, implicit, little)
+    scanner.dataset(start, size, implicit, top=True)
+    return ds, stopped_at, scanner, fp
+
+
+def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO, size: int) -> Header:
+    """The Header of a file read up to its pixel data: the elements after the pixel data read in too."""
+    implicit, little = scanner.implicit, scanner.endian == "<"
+    span = scanner.pixels
+    if span is None:
+        if stopped_at != size:
+            raise InputError("header could not be parsed to its end")
+        return Header(ds, None, implicit, little)
+    if stopped_at != span.start:
+        raise InputError("header could not be parsed to the pixel data")
+    if span.end < size:
+        fp.seek(span.end)
+        trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
+        _trim_undefined_un(trailing, scanner.undefined_un)
+        for tag in trailing.keys():
+            ds[tag] = trailing.get_item(tag)
+    return Header(ds, span, implicit, little, scanner.spans)
 
 
 def _file_meta_end(fp: BinaryIO, start: int) -> tuple[int, str]:
@@ -264,7 +279,7 @@ class _Scanner:
             else:
                 pos = value + length
                 if pos > self.size:
-                    raise InputError(f"truncated: {_tag_text(tag)} declares {length} bytes, "
+                    raise InputError(f"truncated: {tag_text(tag)} declares {length} bytes, "
                                      f"{max(self.size - value, 0)} remain")
                 if self.deep and vr == b"SQ":
                     self._items(tag, value, implicit, endian, pos)
@@ -282,13 +297,13 @@ class _Scanner:
             if item == _SEQUENCE_DELIMITER and end < 0:
                 return value
             if item != _ITEM:
-                raise InputError(f"malformed: unexpected element inside {_tag_text(tag)}")
+                raise InputError(f"malformed: unexpected element inside {tag_text(tag)}")
             if length == UNDEFINED_LENGTH:
                 pos = self.dataset(value, self.size, implicit, endian=endian)
                 continue
             pos = value + length
             if pos > self.size:
-                raise InputError(f"truncated: an item of {_tag_text(tag)} runs past the end of file")
+                raise InputError(f"truncated: an item of {tag_text(tag)} runs past the end of file")
             if self.deep:
                 self.dataset(value, pos, implicit, endian=endian)
         return pos
@@ -309,7 +324,7 @@ class _Scanner:
         if vr in _LONG_VRS:
             extra = self.fp.read(4)
             if len(extra) < 4:
-                raise InputError(f"truncated: file ends inside the header of {_tag_text(tag)}")
+                raise InputError(f"truncated: file ends inside the header of {tag_text(tag)}")
             return tag, vr, struct.unpack(f"{endian}L", extra)[0], pos + 12
         return tag, vr, struct.unpack(f"{endian}H", head[6:8])[0], pos + 8
 
@@ -376,7 +391,3 @@ def _elements_end(buf: bytes, pos: int, end: int, depth: int) -> int:
             if pos > len(buf) or (end >= 0 and pos > end):
                 return -2
     return pos
-
-
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

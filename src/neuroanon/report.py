@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .apply import Change
 from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
+from .rules import Change
 
 
 class Status(enum.StrEnum):

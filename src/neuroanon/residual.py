@@ -30,6 +30,14 @@ from pydicom.tag import BaseTag
 
 from .identifiers import Needle, count, find, find_text, fold, maker_names
 from .read import PixelSpan, quiet
+from .tags import (
+    CODE_MEANING,
+    DEIDENTIFICATION_METHOD,
+    IMPLEMENTATION_VERSION_NAME,
+    MANUFACTURER,
+    MANUFACTURER_MODEL_NAME,
+    tag_text,
+)
 
 # Our own keyed UIDs are 39 random digits: a date could occur in them by chance, so they are not searched.
 _OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
@@ -39,10 +47,7 @@ _ACCENTED = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 _ACCENTED_IN_WORD = re.compile(f"(?<=[A-Za-z{_ACCENTED}])[{_ACCENTED}]|[{_ACCENTED}](?=[A-Za-z{_ACCENTED}])")
 _CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
-CODE_MEANING = 0x00080104
-MAKER_TAGS = frozenset({0x00080070, 0x00081090})
-IMPLEMENTATION_NAME = 0x00020013
-DEIDENTIFICATION_METHOD = 0x00120063
+MAKER_TAGS = frozenset({MANUFACTURER, MANUFACTURER_MODEL_NAME})
 _OUR_METHOD = re.compile(r"^nidb anonymize( full)? \(neuroanon [0-9a-z.+-]*\)$")
 
 
@@ -202,7 +207,7 @@ def _excused(element: _Element, needle: Needle) -> bool:
         return False
     if element.tag == DEIDENTIFICATION_METHOD:  # our own mark names the level and the version, nothing else
         return all(_OUR_METHOD.match(fold(item.strip(" \x00"))) for item in element.text.split("\\"))
-    if element.tag == IMPLEMENTATION_NAME:
+    if element.tag == IMPLEMENTATION_VERSION_NAME:
         return fold(element.text.strip(" \x00")).startswith(_vocabulary()[2])
     if element.tag == CODE_MEANING:
         allowed = _code_meanings()
@@ -240,7 +245,7 @@ def _elements(path: Path) -> list[_Element]:
 def _walk(ds: Dataset, path: str) -> Iterator[_Element]:
     for tag in list(ds.keys()):
         t = int(tag)
-        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        where = path + tag_text(t)
         raw = ds.get_item(tag)
         vr = (raw.VR if raw is not None else None) or _dictionary_vr(t)
         if vr == "SQ":

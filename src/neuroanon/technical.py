@@ -1,6 +1,6 @@
 """Standard attributes that PS3.15 Table E.1-1 does not list, yet `full` keeps or must keep present.
 
-At full an attribute outside the table is kept only when it is technical (profile.unlisted_action): a non-text
+At full an attribute outside the table is kept only when it is technical (rules.unlisted_action): a non-text
 VR, or a text attribute reviewed and listed here. This is that reviewed list, as data, each entry with its
 reason. It was derived from what converters read (dcm2niix's DICOM tags for NIfTI headers and BIDS sidecars:
 equipment, MR/CT/PET acquisition parameters, multi-frame dimensions, pixel value transformations) and from what
@@ -23,6 +23,8 @@ from types import MappingProxyType
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
 
+from .tags import tag_text
+
 
 @dataclass(frozen=True)
 class Technical:
@@ -35,7 +37,7 @@ class Technical:
 
     @property
     def tag_text(self) -> str:
-        return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+        return tag_text(self.tag)
 
 
 _CODE = "Code Sequence Macro: a coded concept from a coding scheme (Type 1/1C)"

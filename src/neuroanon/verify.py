@@ -18,25 +18,16 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from .allowlist import find_safe
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
 from .identifiers import Needle, needles
 from .keys import Keyring
 from .options import Level, Options
-from .profile import (
-    DATE_VRS,
-    DUMMY_TEXT,
-    META_KEPT_AT_FULL,
-    NIDB_ANONYMIZE,
-    REMOVED_AT_FULL,
-    full_action,
-    is_overlay_or_curve,
-)
-from .ps315 import load_table
 from .read import quiet, read_header
 from .residual import check_file, check_path
+from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
+from .tags import private_creator_tag, tag_text
 from .technical import is_standard_uid
 
 _DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
@@ -180,11 +171,12 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
         return [f"unreadable: {exc}"]
     ds = header.dataset
     findings: list[str] = []
+    rules = compile_rules(options)
     if options.level is Level.ANONYMIZE:
-        findings += _five(ds, "")
+        findings += _five(ds, "", rules)
     elif options.level is Level.FULL:
-        findings += _full(ds, "", options)
-        findings += _meta(ds)
+        findings += _full(ds, "", rules)
+        findings += _meta(ds, rules)
         if str(ds.get("PatientIdentityRemoved", "")) != "YES":
             findings.append("(0012,0062) PatientIdentityRemoved is not YES")
         risk = burned_in_risk(ds)
@@ -201,54 +193,50 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
     return findings
 
 
-def _five(ds: Dataset, path: str) -> list[str]:
+def _five(ds: Dataset, path: str, rules: Rules) -> list[str]:
     findings = []
     for elem in ds:
-        where = f"{path}({elem.tag.group:04X},{elem.tag.element:04X})"
-        if int(elem.tag) in NIDB_ANONYMIZE and not elem.is_empty and str(elem.value) != NIDB_ANONYMIZE[int(elem.tag)]:
+        where = path + tag_text(int(elem.tag))
+        value = rules.tag(int(elem.tag)).value
+        if value is not None and not elem.is_empty and str(elem.value) != value:
             findings.append(f"{where} {elem.keyword} holds a value the level replaces")
         elif elem.VR == "SQ":
             for i, item in enumerate(elem.value):
-                findings += _five(item, f"{where}[{i}].")
+                findings += _five(item, f"{where}[{i}].", rules)
     return findings
 
 
-def _full(ds: Dataset, path: str, options: Options) -> list[str]:
+def _full(ds: Dataset, path: str, rules: Rules) -> list[str]:
     findings = []
-    table = load_table()
     for elem in ds:
         t = int(elem.tag)
-        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        where = path + tag_text(t)
         if elem.tag.is_private:
-            if elem.tag.element >= 0x1000 and not _safe(ds, elem.tag.group, elem.tag.element, options):
+            if elem.tag.element >= 0x1000 and _private_op(ds, t, elem.VR, rules) is Op.REMOVE:
                 findings.append(f"{where} private element not on the allow-list")
             continue
-        if is_overlay_or_curve(t) or t in REMOVED_AT_FULL:
-            findings.append(f"{where} {elem.keyword or 'overlay or curve'} present; the level removes it")
+        rule = rules.tag(t)
+        op = rule.op(elem.VR)
+        if op is Op.WALK_ITEMS:
+            for i, item in enumerate(elem.value):
+                findings += _full(item, f"{where}[{i}].", rules)
             continue
-        action, _ = full_action(t, table.lookup(t), options)
-        if elem.VR == "SQ":
-            if action == "X":
-                findings.append(f"{where} {elem.keyword} present; the profile removes it")
-            else:
-                for i, item in enumerate(elem.value):
-                    findings += _full(item, f"{where}[{i}].", options)
-            continue
-        finding = _value_finding(elem.VR, action, _texts(elem.value), elem.is_empty or _is_zeros(elem.value))
+        finding = _value_finding(op, elem.VR, _texts(elem.value), elem.is_empty or _is_zeros(elem.value))
         if finding:
-            findings.append(f"{where} {elem.keyword} {finding}")
+            findings.append(f"{where} {elem.keyword or rule.keyword} {finding}")
     return findings
 
 
-def _value_finding(vr: str, action: str, values: list[str], empty: bool) -> str | None:
-    if action == "X":
+def _value_finding(op: Op, vr: str, values: list[str], empty: bool) -> str | None:
+    """What is wrong with an element the operation `op` has been applied to, if anything."""
+    if op is Op.REMOVE:
         return "present; the profile removes it"
-    if empty or action in ("K", "C", "S", "P"):
+    if empty or op in (Op.KEEP, Op.CLEAN_TEXT, Op.SHIFT_DATE, Op.PSEUDONYM):
         return None
-    if action == "U" or vr == "UI":
+    if op is Op.REMAP_UID:
         remapped = all(v.startswith("2.25.") or is_standard_uid(v) for v in values)  # standard UIDs are kept
         return None if remapped else "holds a UID that was not remapped"
-    if action == "Z" and vr not in DATE_VRS:
+    if op is Op.EMPTY:
         return "holds a value; the profile empties it"
     return None if all(v in _DUMMIES for v in values) else "holds a non-dummy value"
 
@@ -258,13 +246,13 @@ def _is_zeros(value: object) -> bool:
     return isinstance(value, bytes) and not value.strip(b"\x00")
 
 
-def _meta(ds: Dataset) -> list[str]:
+def _meta(ds: Dataset, rules: Rules) -> list[str]:
     findings = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         for elem in meta:
-            if int(elem.tag) not in META_KEPT_AT_FULL:
-                findings.append(f"file meta ({elem.tag.group:04X},{elem.tag.element:04X}) {elem.keyword} present")
+            if rules.meta(int(elem.tag)) is Op.REMOVE:
+                findings.append(f"file meta {tag_text(int(elem.tag))} {elem.keyword} present")
         uid = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
         if uid and not uid.startswith("2.25."):
             findings.append("file meta (0002,0003) MediaStorageSOPInstanceUID was not remapped")
@@ -273,18 +261,16 @@ def _meta(ds: Dataset) -> list[str]:
     return findings
 
 
-def _safe(ds: Dataset, group: int, element: int, options: Options) -> bool:
-    creator = ds.get((group << 16) | (element >> 8))
-    return options.retain_safe_private and creator is not None and bool(
-        find_safe(str(creator.value), group, element & 0xFF))
+def _private_op(ds: Dataset, tag: int, vr: str, rules: Rules) -> Op:
+    creator = ds.get(private_creator_tag(tag))
+    return rules.decide(tag, vr, Context.PRIVATE, "" if creator is None else str(creator.value))
 
 
 def _uids(ds: Dataset) -> Iterator[str]:
     """The UIDs the profile remaps (instance, series, study, frame of reference, references; not SOP classes)."""
-    table, options = load_table(), Options(level=Level.FULL, key=b"")
+    rules = compile_rules(Options(level=Level.FULL))
     for elem in ds.iterall():
-        if elem.VR == "UI" and not elem.is_empty and full_action(int(elem.tag), table.lookup(int(elem.tag)),
-                                                                  options)[0] in ("U", "D"):
+        if elem.VR == "UI" and not elem.is_empty and rules.tag(int(elem.tag)).op("UI") is Op.REMAP_UID:
             yield from _texts(elem.value)
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("MediaStorageSOPInstanceUID"):

@@ -2,9 +2,11 @@
 received instances go through the same pipeline as files.
 
 Each instance arrives on disk (pynetdicom writes it to a private temporary file as it comes in, never holding
-it in memory), moves to the spool, is prepared and committed by `pipeline.prepare`/`pipeline.commit` into the
-output (or, when forwarding, the outbox), is made durable (fsync), and only then is the sender told 0x0000.
-The identifiable copy is removed in every case. Failures become DIMSE statuses here and nowhere else.
+it in memory) and moves to the spool; a worker process of the pool `anonymize` uses prepares it with
+`pipeline.prepare` (several at once, one per worker, whatever association they came on); this process commits it
+with `pipeline.commit` into the output (or, when forwarding, the outbox), one at a time, makes it durable (fsync),
+and only then tells the sender 0x0000. The identifiable copy is removed in every case. Failures become DIMSE
+statuses here and nowhere else.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import shutil
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -53,12 +58,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..discover import discover
-from ..errors import UsageError
+from ..errors import RunStopped, UsageError
 from ..journal import fingerprint
 from ..keys import Keyring
 from ..layout import by_uids
 from ..options import Level, Options
-from ..pipeline import Prepared, commit, prepare
+from ..pipeline import Prepared, commit, prepare, worker_pool
 from ..read import quiet
 from ..report import Record, ReportWriter, Status
 from ..write import clear_staged, discard
@@ -97,6 +102,7 @@ class NodeConfig:
     tls: ssl.SSLContext | None = None
     max_associations: int = 10
     max_instance_size: int | None = None  # bytes
+    workers: int = 1  # processes that anonymize received instances
     retry: Retry = Retry()
     report: Path | None = None
 
@@ -106,8 +112,9 @@ class NodeConfig:
         object.__setattr__(self, "allow_calling", tuple(check_ae_title(t) for t in self.allow_calling))
         if self.options.level is Level.FULL and self.options.key is None:
             raise UsageError("level full needs a key")
-        if self.max_associations < 1 or (self.max_instance_size is not None and self.max_instance_size < 1):
-            raise UsageError("the association and instance size limits must be positive")
+        if (self.workers < 1 or self.max_associations < 1
+                or (self.max_instance_size is not None and self.max_instance_size < 1)):
+            raise UsageError("the number of workers and the association and instance size limits must be positive")
 
     @property
     def work_dir(self) -> Path:
@@ -137,9 +144,14 @@ class Tally:
 
 
 class Node:
-    """Start with `start()` (returns the bound address), stop with `stop()`; or use as a context manager."""
+    """Start with `start()` (returns the bound address), stop with `stop()`; or use as a context manager.
 
-    def __init__(self, config: NodeConfig) -> None:
+    `start()` forks the worker processes, which die with the thread that called it: call it from a thread that
+    outlives the node (the main thread). `on_broken` is called if a worker dies (killed, out of memory): the node
+    then refuses every instance with 0xA700 and should be restarted.
+    """
+
+    def __init__(self, config: NodeConfig, on_broken: Callable[[], None] | None = None) -> None:
         configure_pynetdicom()
         self.config = config
         self.options = config.options
@@ -148,11 +160,13 @@ class Node:
         self.totals = Tally()
         self.forwarder: Forwarder | None = None
         self._server: ThreadedAssociationServer | None = None
-        self._lock = threading.Lock()  # the pipeline, the claims and the report: one instance at a time
+        self._lock = threading.Lock()  # commits, tallies and the report: one instance at a time
         self._tallies: dict[object, Tally] = {}
         self._report: ReportWriter | None = None
         self._lockfile: TextIO | None = None
-        self._keyring = Keyring(config.options.key) if config.options.key is not None else None
+        self._pool: ProcessPoolExecutor | None = None
+        self._on_broken = on_broken
+        self.broken = False  # a worker process died: every instance is refused until a restart
         self._stage = config.work_dir / "stage"
 
     # --- life cycle -------------------------------------------------------------------------------------------
@@ -178,6 +192,10 @@ class Node:
         self._stage.mkdir(mode=0o700)
         self.spool = Spool(work / "spool")
         self._report = ReportWriter(config.report, append=True)
+        assert self._lockfile is not None
+        self._pool = worker_pool(config.workers, self._lockfile.fileno())
+        # The first task forks every worker, here: before any thread of ours exists, and in the thread they die with.
+        self._pool.submit(os.getpid).result()
         if config.forward is not None:
             outbox = Outbox(self.output, work / "failed")
             self.forwarder = Forwarder(outbox, config.forward, config.ae_title, config.forward_tls, config.retry,
@@ -230,11 +248,14 @@ class Node:
                 time.sleep(0.05)
             for assoc in server.active_associations:
                 assoc.abort()
+        if self._pool is not None:
+            self._pool.shutdown()  # after the instances in hand are prepared; later ones are refused
         if self.forwarder is not None:
             self.forwarder.stop()
-        if self._report is not None:
-            self._report.close()
-            self._report = None
+        with self._lock:
+            if self._report is not None:
+                self._report.close()
+                self._report = None
         if self._lockfile is not None:
             self._lockfile.close()
             self._lockfile = None
@@ -312,13 +333,17 @@ class Node:
 
     def _process(self, spooled: Path) -> tuple[int, str]:
         try:
-            with self._lock:  # pydicom's warning and validation switches are process-wide: one at a time
-                record = self._commit(self._prepare(spooled))
+            prepared = self._prepared(spooled)
+            if prepared is None:
+                return OUT_OF_RESOURCES, "failed"
+            with self._lock:
+                record = self._commit(prepared)
                 if self._report is not None:
                     self._report.write(record.as_dict())
             self._make_durable(record)
-        except OSError as exc:
-            log.error("could not store a received instance (%s)", exc.strerror or type(exc).__name__)
+        except (OSError, RunStopped) as exc:
+            cause = str(exc) if isinstance(exc, RunStopped) else exc.strerror or type(exc).__name__
+            log.error("could not store a received instance (%s)", cause)
             return OUT_OF_RESOURCES, "failed"
         finally:
             spooled.unlink(missing_ok=True)
@@ -334,25 +359,20 @@ class Node:
         log.warning("could not process a received instance: %s", record.reason)
         return CANNOT_UNDERSTAND, "failed"
 
-    def _prepare(self, spooled: Path) -> Prepared:
-        item = next(iter(discover([spooled])))
-        return prepare(item, self._name(spooled), self._stage, self.options)
-
-    def _name(self, spooled: Path) -> str:
-        """The instance's name in the report and, below full, in the output: `study/series/instance.dcm` from
-        its UIDs. At full the output path comes from the new identifiers, and the report names the instance by
-        a keyed token of its UID (never the UID itself)."""
-        ds: Dataset
+    def _prepared(self, spooled: Path) -> Prepared | None:
+        """The instance as a worker prepared it; None if the workers are stopping or gone."""
+        assert self._pool is not None
         try:
-            with quiet():
-                ds = dcmread(spooled, stop_before_pixels=True, force=True,
-                             specific_tags=[0x0020000D, 0x0020000E, 0x00080018])
-        except Exception:  # unreadable: the pipeline will say why
-            ds = Dataset()
-        if self.options.level is Level.FULL:
-            assert self._keyring is not None
-            return "received/" + self._keyring.token(str(ds.get("SOPInstanceUID", "") or spooled.stem)) + ".dcm"
-        return by_uids(ds, spooled.stem)
+            return self._pool.submit(_prepare_received, spooled, self._stage, self.options).result()
+        except BrokenProcessPool:
+            log.error("refused an instance: a worker process died (killed, or out of memory); restart the node")
+            with self._lock:
+                told, self.broken = self.broken, True
+            if not told and self._on_broken is not None:
+                self._on_broken()
+        except RuntimeError:  # submitted after stop() shut the pool down
+            log.warning("refused an instance: the node is stopping")
+        return None
 
     def _commit(self, prepared: Prepared) -> Record:
         """The pipeline's commit, after an idempotence check: an instance whose output exists is a duplicate."""
@@ -382,6 +402,29 @@ class Node:
         if self.forwarder is None:
             return ""
         return f"; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
+
+
+def _prepare_received(spooled: Path, stage: Path, options: Options) -> Prepared:
+    """In a worker process: name a spooled instance and prepare it with the pipeline's per-file function."""
+    item = next(iter(discover([spooled])))
+    return prepare(item, _name(spooled, options), stage, options)
+
+
+def _name(spooled: Path, options: Options) -> str:
+    """The instance's name in the report and, below full, in the output: `study/series/instance.dcm` from its
+    UIDs. At full the output path comes from the new identifiers, and the report names the instance by a keyed
+    token of its UID (never the UID itself)."""
+    ds: Dataset
+    try:
+        with quiet():
+            ds = dcmread(spooled, stop_before_pixels=True, force=True,
+                         specific_tags=[0x0020000D, 0x0020000E, 0x00080018])
+    except Exception:  # unreadable: the pipeline will say why
+        ds = Dataset()
+    if options.level is Level.FULL:
+        assert options.key is not None
+        return "received/" + Keyring(options.key).token(str(ds.get("SOPInstanceUID", "") or spooled.stem)) + ".dcm"
+    return by_uids(ds, spooled.stem)
 
 
 def _who(event: evt.Event) -> str:

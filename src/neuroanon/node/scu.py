@@ -17,6 +17,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
 
 from .peer import Peer, configure_pynetdicom, no_delay
 
@@ -93,30 +94,48 @@ def _raw_text(elem: object) -> str:
 
 
 def _send_group(ae: AE, peer: Peer, group: list[_Item], tls: ssl.SSLContext | None) -> Iterator[tuple[Path, Outcome]]:
+    """Each file of the group with its outcome, sent on one association."""
     pairs = sorted({pair for _, pair in group if pair is not None})
-    if not pairs:
-        for path, _ in group:
-            yield path, _NO_META
-        return
-    contexts = []
-    for sop_class, syntax in pairs:
-        with contextlib.suppress(ValueError):  # a malformed UID: its files find no accepted context below
-            contexts.append(build_context(sop_class, syntax))
-    if not contexts:
-        for path, _ in group:
-            yield path, _NO_CONTEXT
-        return
-    try:
-        assoc = ae.associate(peer.host, peer.port, contexts=contexts, ae_title=peer.ae_title,
-                             tls_args=(tls, peer.host) if tls is not None else None,
-                             evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
-    except (OSError, RuntimeError, ValueError):
-        assoc = None
+    contexts = _contexts(pairs)
+    assoc = _associate(ae, peer, contexts, tls) if contexts else None
     if assoc is None or not assoc.is_established:
-        outcome = _REJECTED if assoc is not None and assoc.is_rejected else UNREACHABLE
+        outcome = _not_sent(pairs, contexts, assoc)
         for path, _ in group:
             yield path, outcome
         return
+    yield from _store_group(assoc, group)
+
+
+def _contexts(pairs: list[tuple[str, str]]) -> list[PresentationContext]:
+    contexts = []
+    for sop_class, syntax in pairs:
+        with contextlib.suppress(ValueError):  # a malformed UID: its files find no accepted context
+            contexts.append(build_context(sop_class, syntax))
+    return contexts
+
+
+def _associate(
+    ae: AE, peer: Peer, contexts: list[PresentationContext], tls: ssl.SSLContext | None
+) -> Association | None:
+    try:
+        return ae.associate(peer.host, peer.port, contexts=contexts, ae_title=peer.ae_title,
+                            tls_args=(tls, peer.host) if tls is not None else None,
+                            evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def _not_sent(pairs: list[tuple[str, str]], contexts: list[PresentationContext], assoc: Association | None) -> Outcome:
+    """Why no file of a group was sent: none has a file meta, none has a usable context, or no association."""
+    if not pairs:
+        return _NO_META
+    if not contexts:
+        return _NO_CONTEXT
+    return _REJECTED if assoc is not None and assoc.is_rejected else UNREACHABLE
+
+
+def _store_group(assoc: Association, group: list[_Item]) -> Iterator[tuple[Path, Outcome]]:
+    """C-STORE each file of the group on an established association, then release it (abort it if lost)."""
     lost = False
     try:
         accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}

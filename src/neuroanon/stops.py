@@ -1,0 +1,67 @@
+"""Ctrl-C and SIGTERM: how a run is asked to stop.
+
+A handler that raised at once could raise inside a finalizer or a weakref callback (a pool's, a temporary
+file's), where Python only prints the exception and goes on: the run would finish as if nothing had been asked.
+So while a run defers stops, the handler records the signal, and the run stops at its next `check`: between
+files, and every tenth of a second while it waits for a worker. Elsewhere the handler raises where the program is.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import TypeVar
+
+from .errors import Terminated
+
+_T = TypeVar("_T")
+_asked: list[int] = []
+_deferring: list[bool] = []
+_POLL = 0.1  # seconds between checks while waiting for a worker
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM in this (main) thread."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _handler)
+
+
+def uninstall() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _handler(signum: int, frame: object) -> None:
+    _asked.append(signum)
+    if not _deferring:
+        check()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Within this, a stop is raised by `check` and `wait` only (and once the block ends, if asked within it)."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    check()
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM) if a stop was asked."""
+    if _asked:
+        signum = _asked[0]
+        _asked.clear()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def wait(future: Future[_T]) -> _T:
+    """The future's result, checking for a stop while it is not ready."""
+    while True:
+        try:
+            return future.result(timeout=_POLL)
+        except TimeoutError:
+            check()

@@ -1,0 +1,39 @@
+"""The tags the code names, and how a tag is written in reports and messages: the vocabulary under every stage.
+
+pydicom's constants are used where it has them (TAG_CHARSET, ItemTag, ...); these are the others.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydicom.tag import TAG_CHARSET
+
+SPECIFIC_CHARACTER_SET = int(TAG_CHARSET)
+PATIENT_NAME = 0x00100010
+PATIENT_ID = 0x00100020
+PATIENT_BIRTH_DATE = 0x00100030
+PATIENT_AGE = 0x00101010
+SOP_INSTANCE_UID = 0x00080018
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+PATIENT_IDENTITY_REMOVED = 0x00120062
+DEIDENTIFICATION_METHOD = 0x00120063
+DEIDENTIFICATION_METHOD_CODES = 0x00120064
+LONGITUDINAL_TEMPORAL_MODIFIED = 0x00280303
+MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
+IMPLEMENTATION_VERSION_NAME = 0x00020013
+MANUFACTURER = 0x00080070
+MANUFACTURER_MODEL_NAME = 0x00081090
+CODE_MEANING = 0x00080104
+
+
+def private_creator_tag(tag: int) -> int:
+    """The tag of the creator that reserved the block a private data element (gggg,xxee) is in: (gggg,00xx)."""
+    return tag & 0xFFFF0000 | (tag & 0xFF00) >> 8
+
+
+@lru_cache(maxsize=8192)
+def tag_text(tag: int) -> str:
+    """A tag as reports and messages write it: `(0010,0010)`."""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
