@@ -66,7 +66,11 @@ def embedded_overlay(ds: Dataset) -> str | None:
 
 def burned_in_risk(ds: Dataset) -> str | None:
     """Why `ds` may show identifying text in its pixels, or None."""
-    overlay = embedded_overlay(ds)
+    return risk_beside_overlay(ds, embedded_overlay(ds))
+
+
+def risk_beside_overlay(ds: Dataset, overlay: str | None) -> str | None:
+    """`burned_in_risk(ds)` for a `ds` whose `embedded_overlay` is known already."""
     if overlay is not None:
         return overlay + "; its 60xx group is removed but the bits stay in the pixel data"
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()

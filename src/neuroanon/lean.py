@@ -28,10 +28,10 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from .allowlist import SafePrivate, creator_name
-from .burnedin import burned_in_risk
+from .context import FileContext, RunContext
 from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, find, needles, subject_of
+from .identifiers import Needle, find
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
@@ -113,9 +113,8 @@ class Plan:
     pixel_bytes: memoryview | None  # the pixel data element, when it was read with the header
     tail: bytes
     changes: list[Change]
-    original: Dataset  # at full: the source's top-level elements but sequences, as raw elements (read on demand)
+    context: FileContext  # its original: at full the source's top-level elements but sequences, as raw elements
     identifiers: Dataset  # the new PatientID and UIDs the output path is built from
-    patterns: tuple[Needle, ...] = ()
 
     def write(self, source: Path, out: BinaryIO) -> PixelSpan:
         """Write the output to `out`; return where its pixel data element lies in it."""
@@ -139,8 +138,10 @@ class Plan:
         return self.head + bytes(self.pixel_bytes[:12]) + self.tail
 
 
-def plan(path: Path, options: Options) -> Plan | None:
-    """The lean plan for `path` at `options.level`, or None when the general path must take the file."""
+def plan(path: Path, run: RunContext | Options) -> Plan | None:
+    """The lean plan for `path` in a run (or with options), or None when the general path must take the file."""
+    run = run if isinstance(run, RunContext) else RunContext.of(run)
+    options = run.options
     if options.level is Level.ORIGINAL or (options.level is Level.FULL and (
             options.shift_dates or options.clean_descriptors or options.cap_ages)):
         return None
@@ -148,14 +149,15 @@ def plan(path: Path, options: Options) -> Plan | None:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             buf = f.read(HEAD_BYTES)
-            return _plan(f, buf, size, options)
+            return _plan(f, buf, size, run)
     except UsageError:
         raise
     except Exception:  # declined, or anything unforeseen: the general path decides, and reports what is wrong
         return None
 
 
-def _plan(f: BinaryIO, buf: bytes, size: int, options: Options) -> Plan:
+def _plan(f: BinaryIO, buf: bytes, size: int, run: RunContext) -> Plan:
+    options = run.options
     if len(buf) < 144 or buf[128:132] != b"DICM":
         raise _Decline
     meta, pos = _meta(buf)
@@ -186,14 +188,14 @@ def _plan(f: BinaryIO, buf: bytes, size: int, options: Options) -> Plan:
         if tail and tail[0].tag <= pixels.tag:
             raise _Decline
     span = PixelSpan(pixels.tag, pixels.start, pixel_end)
-    original = _raw_dataset(buf, head, implicit) if options.level is Level.FULL else Dataset()
+    context = run.file(_raw_dataset(buf, head, implicit) if options.level is Level.FULL else Dataset())
     charset = _text(buf, next((e for e in head if e.tag == 0x00080005), None))
     if "2022" in charset:
         raise _Decline
-    job = _Job(buf, tail_buf, implicit, options)
+    job = _Job(buf, tail_buf, implicit, options, context)
     if options.level is Level.ANONYMIZE:
-        return job.anonymize(meta, head, tail, span, pixel_bytes, original)
-    return job.full(meta, head, tail, span, pixel_bytes, original)
+        return job.anonymize(meta, head, tail, span, pixel_bytes)
+    return job.full(meta, head, tail, span, pixel_bytes)
 
 
 def _meta(buf: bytes) -> tuple[dict[int, _Element], int]:
@@ -434,6 +436,7 @@ class _Job:
     tail_buf: bytes
     implicit: bool
     options: Options
+    context: FileContext
     changes: list[Change] = field(default_factory=list)
     keyring: Keyring | None = None
     patterns: tuple[Needle, ...] = ()
@@ -447,7 +450,7 @@ class _Job:
     # --- anonymize ---------------------------------------------------------------------------------------------
 
     def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan,
-                  pixel_bytes: memoryview | None, original: Dataset) -> Plan:
+                  pixel_bytes: memoryview | None) -> Plan:
         out = self._walk_anonymize(self.buf, head, "")
         tail_out = self._walk_anonymize(self.tail_buf, tail, "")
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head))
@@ -455,7 +458,7 @@ class _Job:
         preamble = self.buf[:132]
         header = preamble + self._meta_bytes(meta) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
-                    original, Dataset())
+                    self.context, Dataset())
 
     def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str) -> dict[int, bytes | None]:
         out: dict[int, bytes | None] = {}
@@ -485,15 +488,14 @@ class _Job:
     # --- full --------------------------------------------------------------------------------------------------
 
     def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan,
-             pixel_bytes: memoryview | None, original: Dataset) -> Plan:
-        assert self.options.key is not None
-        self.keyring = Keyring(self.options.key)
-        self.patterns = needles(original)
-        self.subject = subject_of(original)
+             pixel_bytes: memoryview | None) -> Plan:
+        self.keyring = self.context.keyring
+        self.patterns = self.context.needles
+        self.subject = self.context.subject
         both = head + tail
-        out = self._walk_full(self.buf, both, "", original, tail_from=len(head))
+        out = self._walk_full(self.buf, both, "", self.context.original, tail_from=len(head))
         meta_bytes = self._meta_bytes(meta)
-        risk = burned_in_risk(original)
+        risk = self.context.burned_in_risk
         flags = (self.options.retain_patient_characteristics, self.options.retain_device_identity,
                  self.options.retain_safe_private)
         marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head))
@@ -503,8 +505,8 @@ class _Job:
         for tag in (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             if tag in self.new_ids:
                 identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag])
-        return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes, original,
-                    identifiers, self.patterns)
+        return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
+                    self.context, identifiers)
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
                    tail_from: int | None = None) -> dict[int, bytes | None]:
