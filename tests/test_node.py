@@ -23,6 +23,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 
 from neuroanon import pipeline
+from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
 from neuroanon.node import Node, NodeConfig, Retry, client_tls, scp, server_tls
 from neuroanon.options import Level, Options
@@ -203,10 +204,10 @@ def test_instances_are_anonymized_in_the_worker_processes_and_stored_once(
 ) -> None:
     pids = tmp_path / "pids"
 
-    def prepare(item: InputFile, name: str, stage: Path, options: Options) -> Prepared:
+    def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepared:
         with open(pids, "a", encoding="ascii") as record:  # one short append per instance: atomic
             record.write(f"{os.getpid()}\n")
-        return pipeline.prepare(item, name, stage, options)
+        return pipeline.prepare(item, name, stage, run)
 
     monkeypatch.setattr(scp, "prepare", prepare)  # before the workers are forked: they call it
     inputs = tmp_path / "in"

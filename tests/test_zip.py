@@ -12,6 +12,7 @@ import pytest
 
 from neuroanon import pipeline
 from neuroanon.cli import main
+from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
@@ -112,9 +113,9 @@ def test_a_killed_zip_run_resumes_to_the_same_archive_without_redoing_members(
     prepared: list[str] = []
     real_prepare = pipeline.prepare
 
-    def counting(item: InputFile, name: str, output: Path, options: Options) -> Prepared:
+    def counting(item: InputFile, name: str, output: Path, run: RunContext) -> Prepared:
         prepared.append(name)
-        return real_prepare(item, name, output, options)
+        return real_prepare(item, name, output, run)
 
     monkeypatch.setattr(pipeline, "prepare", counting)
     report = tmp_path / "report.jsonl"

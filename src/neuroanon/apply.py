@@ -18,10 +18,10 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from .allowlist import SafePrivate, creator_name
-from .burnedin import burned_in_risk
+from .context import FileContext, RunContext
 from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, needles, scrub, subject_of
+from .identifiers import Needle, scrub
 from .keys import Keyring
 from .options import Level, Options
 from .read import parses_as_sequence
@@ -49,12 +49,13 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def apply_level(
-    ds: Dataset, options: Options, patterns: tuple[Needle, ...] | None = None
+    ds: Dataset, options: Options, patterns: tuple[Needle, ...] | None = None, context: FileContext | None = None
 ) -> tuple[Dataset, list[Change]]:
     """Apply `options.level` to a copy of `ds`; return the copy and what was changed.
 
     `ds` may be a whole dataset or a header read without pixel data; pixel data is never touched. A
-    FileDataset's file meta and preamble are handled too. `patterns` are `needles(ds)`, if the caller has them.
+    FileDataset's file meta and preamble are handled too. `patterns` are `needles(ds)`, if the caller has them;
+    `context` is `ds`'s file context, if the caller has one (a pipeline run).
     """
     new = _copy(ds)
     if options.level is Level.ORIGINAL:
@@ -66,14 +67,16 @@ def apply_level(
         return new, changes
     if options.key is None:
         raise UsageError("the full level needs a key")
-    _full(ds, new, options, needles(ds) if patterns is None else patterns, changes)
+    context = context or RunContext.of(options).file(ds)
+    _full(context, new, context.needles if patterns is None else patterns, changes)
     return new, changes
 
 
-def _full(ds: Dataset, new: Dataset, options: Options, patterns: tuple[Needle, ...], changes: list[Change]) -> None:
-    """Apply full to `new`, the copy of `ds`: every element, the age cap, the file meta, the preamble, the marks."""
-    assert options.key is not None
-    walker = _Full(compile_rules(options), Keyring(options.key), options.lookup, changes, patterns, subject_of(ds))
+def _full(context: FileContext, new: Dataset, patterns: tuple[Needle, ...], changes: list[Change]) -> None:
+    """Apply full to `new`, the copy of the file's original: every element, the age cap, the file meta, the
+    preamble, the marks."""
+    options = context.options
+    walker = _Full(compile_rules(options), context.keyring, options.lookup, changes, patterns, context.subject)
     walker.walk(new, "")
     if options.cap_ages and options.retain_patient_characteristics:
         cap_age(new, changes)
@@ -82,7 +85,7 @@ def _full(ds: Dataset, new: Dataset, options: Options, patterns: tuple[Needle, .
         walker.clean_meta(meta)
     if isinstance(new, FileDataset) and new.preamble:
         new.preamble = b"\x00" * 128
-    mark_full(new, options, changes, identity_removed=burned_in_risk(ds) is None)
+    mark_full(new, options, changes, identity_removed=context.burned_in_risk is None)
 
 
 # --- anonymize -------------------------------------------------------------------------------------------------

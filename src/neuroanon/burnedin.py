@@ -38,6 +38,9 @@ RISKY_CLASSES: Mapping[str, str] = MappingProxyType(
 )
 
 
+_BIT_POSITION, _BIT_POSITION_MASK = 0x60000102, 0xFFE1FFFF  # (60xx,0102) for xx even, 00 to 1E
+
+
 def _risky_class(sop_class: str) -> str | None:
     for prefix, what in RISKY_CLASSES.items():
         if sop_class == prefix or sop_class.startswith(prefix + "."):
@@ -47,14 +50,16 @@ def _risky_class(sop_class: str) -> str | None:
 
 def embedded_overlay(ds: Dataset) -> str | None:
     """Why an overlay may sit in the pixel data's unused high bits (the retired embedded form), or None."""
+    # OverlayBitPosition of the even groups 6000-601E, found in one pass over the tags (most files have none)
+    positions = sorted(t for t in ds.keys() if t & _BIT_POSITION_MASK == _BIT_POSITION)
+    if not positions:
+        return None
     try:
         bits_stored = int(ds.get("BitsStored", 0) or 0)
     except (TypeError, ValueError):
         bits_stored = 0
-    for group in range(0x6000, 0x6020, 2):
-        position = ds.get((group << 16) | 0x0102)  # OverlayBitPosition
-        if position is None:
-            continue
+    for tag in positions:
+        group, position = tag >> 16, ds[tag]
         try:
             bit = int(position.value if not isinstance(position.value, bytes) else position.value[0])
         except (TypeError, ValueError, IndexError):
@@ -66,7 +71,11 @@ def embedded_overlay(ds: Dataset) -> str | None:
 
 def burned_in_risk(ds: Dataset) -> str | None:
     """Why `ds` may show identifying text in its pixels, or None."""
-    overlay = embedded_overlay(ds)
+    return risk_beside_overlay(ds, embedded_overlay(ds))
+
+
+def risk_beside_overlay(ds: Dataset, overlay: str | None) -> str | None:
+    """`burned_in_risk(ds)` for a `ds` whose `embedded_overlay` is known already."""
     if overlay is not None:
         return overlay + "; its 60xx group is removed but the bits stay in the pixel data"
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import UsageError
+from .keys import Keyring
 from .options import Level, Options
 from .report import Record, Status
 from .residual import Finding
@@ -136,10 +137,8 @@ def _empty(folder: Path) -> bool:
 
 
 def _tokenizer(options: Options) -> Callable[[str], str]:
-    key = options.key
-    if options.level is Level.FULL and key is not None:
-        return lambda relative: hmac.new(key, b"journal\0" + relative.encode("utf-8", "surrogateescape"),
-                                         hashlib.sha256).hexdigest()[:32]
+    if options.level is Level.FULL and options.key is not None:
+        return Keyring(options.key).input_token
     return lambda relative: relative  # below full the output mirrors the input paths anyway
 
 

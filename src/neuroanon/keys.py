@@ -84,7 +84,7 @@ class Keyring:
         self._key = key
 
     def _digest(self, purpose: bytes, value: str) -> bytes:
-        return hmac.new(self._key, purpose + b"\0" + value.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+        return hmac.digest(self._key, purpose + b"\0" + value.encode("utf-8", "surrogateescape"), "sha256")
 
     def uid(self, original: str) -> str:
         """A `2.25.` UID (at most 44 characters) for an original UID."""
@@ -102,8 +102,7 @@ class Keyring:
 
     def input_token(self, relative: str) -> str:
         """The keyed name of an input path at full, in reports and in the run journal (paths hold names)."""
-        return hmac.new(self._key, b"journal\0" + relative.encode("utf-8", "surrogateescape"),
-                        hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._key, b"journal\0" + relative.encode("utf-8", "surrogateescape"), "sha256").hex()[:32]
 
     def token(self, value: str) -> str:
         """A short keyed token for naming things that have no identifier of their own (e.g. a missing UID)."""

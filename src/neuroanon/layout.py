@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from pydicom.dataset import Dataset
 
-from .keys import Keyring
+from .context import FileContext
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -17,10 +17,10 @@ def mirrored(prefix: str, relative: str) -> str:
     return str(PurePosixPath(prefix, relative)) if prefix else relative
 
 
-def by_identifiers(ds: Dataset, keyring: Keyring, relative: str, subject: str = "") -> str:
+def by_identifiers(ds: Dataset, context: FileContext, relative: str) -> str:
     """`subject/study/series/instance.dcm` from the anonymized dataset's pseudonym and UIDs.
 
-    Without a PatientID the subject is `subject` (the pseudonym of the file's best identity, `subject_of`);
+    Without a PatientID the subject is the pseudonym of the file's best identity (`context.subject`);
     a missing study or series is named by a keyed token of what is above it, so that the files of one subject
     stay together and one instance has one path whatever file it came in; a missing instance UID by a keyed
     token of the input's relative path. No part says anything about the input.
@@ -29,6 +29,8 @@ def by_identifiers(ds: Dataset, keyring: Keyring, relative: str, subject: str = 
     def value(keyword: str) -> str:
         return _UNSAFE.sub("_", str(ds.get(keyword, "") or "").strip())
 
+    keyring = context.keyring
+    subject = str(ds.get("PatientID", "") or "") or (keyring.pseudonym(context.subject) if context.subject else "")
     patient = value("PatientID") or _UNSAFE.sub("_", subject) or f"no-subject-{keyring.token(relative)}"
     study = value("StudyInstanceUID") or f"no-study-{keyring.token(patient)}"
     series = value("SeriesInstanceUID") or f"no-series-{keyring.token(patient + '/' + study)}"

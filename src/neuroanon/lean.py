@@ -28,9 +28,9 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from .allowlist import SafePrivate, creator_name
-from .burnedin import burned_in_risk
+from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import Needle, find, needles, subject_of
+from .identifiers import Needle, find
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
@@ -122,9 +122,8 @@ class Plan:
     pixel_bytes: memoryview | None  # the pixel data element, when it was read with the header
     tail: bytes
     changes: list[Change]
-    original: Dataset  # at full: the source's top-level elements but sequences, as raw elements (read on demand)
+    context: FileContext  # its original: at full the source's top-level elements but sequences, as raw elements
     identifiers: Dataset  # the new PatientID and UIDs the output path is built from
-    patterns: tuple[Needle, ...] = ()
     deflate: bool = False  # the output's dataset is deflated (and then held whole: `pixel_bytes` is set)
 
     def write(self, source: Path, out: BinaryIO) -> PixelSpan | None:
@@ -171,27 +170,32 @@ class Plan:
         return self.head + bytes(self.pixel_bytes[:12]) + self.tail
 
 
-def plan(path: Path, options: Options) -> Plan | str:
-    """The engine's plan for `path` at `options.level`, or why it declines the file (fixed words, no value)."""
+def plan(path: Path, run: RunContext | Options) -> Plan | str:
+    """The engine's plan for `path` in a run (or with options), or why it declines the file (fixed words, no
+    value)."""
+    run = run if isinstance(run, RunContext) else RunContext.of(run)
+    options = run.options
     if options.level is Level.ORIGINAL:
         return "level original: copied"
     if options.level is Level.FULL and (options.shift_dates or options.clean_descriptors or options.cap_ages):
         return "dates shifted, descriptors cleaned or ages capped"
     try:
         with open(path, "rb") as f:
-            return _plan(f, options)
+            return _plan(f, run)
     except _Decline as decline:
         return decline.reason
     except OSError:  # the general path reads it again and reports what is wrong
         return "read error"
 
 
-def _plan(f: BinaryIO, options: Options) -> Plan:
+def _plan(f: BinaryIO, run: RunContext) -> Plan:
+    options = run.options
     layout = _layout(f)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
-    job = _Job(buf, layout.tail_buf, implicit, options, little=layout.little, preamble=layout.preamble)
-    parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes, original)
+    job = _Job(buf, layout.tail_buf, implicit, options, run.file(original), little=layout.little,
+               preamble=layout.preamble)
+    parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes)
     result = job.anonymize(*parts) if options.level is Level.ANONYMIZE else job.full(*parts)
     result.deflate = layout.deflated
     return result
@@ -615,6 +619,7 @@ class _Job:
     tail_buf: bytes
     implicit: bool
     options: Options
+    context: FileContext
     changes: list[Change] = field(default_factory=list)
     keyring: Keyring | None = None
     patterns: tuple[Needle, ...] = ()
@@ -630,7 +635,7 @@ class _Job:
     # --- anonymize ---------------------------------------------------------------------------------------------
 
     def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
-                  pixel_bytes: memoryview | None, original: Dataset) -> Plan:
+                  pixel_bytes: memoryview | None) -> Plan:
         out = self._walk_anonymize(self.buf, head, "")
         tail_out = self._walk_anonymize(self.tail_buf, tail, "")
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
@@ -639,7 +644,7 @@ class _Job:
         preamble = self.buf[:132] if self.preamble else b""
         header = preamble + self._meta_bytes(meta) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
-                    original, Dataset())
+                    self.context, Dataset())
 
     def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str) -> dict[int, bytes | None]:
         out: dict[int, bytes | None] = {}
@@ -669,15 +674,14 @@ class _Job:
     # --- full --------------------------------------------------------------------------------------------------
 
     def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
-             pixel_bytes: memoryview | None, original: Dataset) -> Plan:
-        assert self.options.key is not None
-        self.keyring = Keyring(self.options.key)
-        self.patterns = needles(original)
-        self.subject = subject_of(original)
+             pixel_bytes: memoryview | None) -> Plan:
+        self.keyring = self.context.keyring
+        self.patterns = self.context.needles
+        self.subject = self.context.subject
         both = head + tail
-        out = self._walk_full(self.buf, both, "", original, tail_from=len(head))
+        out = self._walk_full(self.buf, both, "", self.context.original, tail_from=len(head))
         meta_bytes = self._meta_bytes(meta)
-        risk = burned_in_risk(original)
+        risk = self.context.burned_in_risk
         flags = (self.options.retain_patient_characteristics, self.options.retain_device_identity,
                  self.options.retain_safe_private)
         marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head),
@@ -689,8 +693,8 @@ class _Job:
         for tag in (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             if tag in self.new_ids:
                 identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag])
-        return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes, original,
-                    identifiers, self.patterns)
+        return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
+                    self.context, identifiers)
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
                    tail_from: int | None = None) -> dict[int, bytes | None]:

@@ -79,6 +79,8 @@ def read_header(path: Path) -> Header:
         with open(path, "rb") as file:
             start = 132 if file.read(132)[128:] == b"DICM" else 0
             body, syntax = _file_meta_end(file, start)
+            if syntax == DeflatedExplicitVRLittleEndian:  # read whole, once: not in place
+                return Header(dcmread(path, force=True), None, False, True)
             file.seek(0)
             if syntax == ExplicitVRBigEndian:
                 ds, stopped_at, scanner, fp = _read_big_endian(path, file, start, body, size)

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -61,6 +62,24 @@ class Record:
             **({"pixels": self.pixels} if self.pixels is not None else {}),
             **({"engine": self.engine} if self.engine else {}),
         }
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled (from a worker process) with its changes as plain tuples: a file's changes come by the
+        hundred, and a named tuple is pickled and rebuilt one Python call at a time."""
+        values = [getattr(self, name) for name in _FIELD_NAMES]
+        values[_CHANGES] = tuple(map(tuple, self.changes))
+        return (_unpickled, tuple(values))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Record))
+_CHANGES = _FIELD_NAMES.index("changes")
+_as_change = partial(tuple.__new__, Change)
+
+
+def _unpickled(*values: object) -> Record:
+    record = Record(*values)  # type: ignore[arg-type]
+    object.__setattr__(record, "changes", tuple(map(_as_change, record.changes)))
+    return record
 
 
 def reason_group(reason: str) -> str:

@@ -38,8 +38,11 @@ class Staged:
     """
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".", suffix=TMP_SUFFIX, dir=folder)
+        try:
+            fd, name = tempfile.mkstemp(prefix=".", suffix=TMP_SUFFIX, dir=folder)
+        except FileNotFoundError:  # made here only when missing: one system call less per file
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".", suffix=TMP_SUFFIX, dir=folder)
         self.path = Path(name)
         self.file: BinaryIO = os.fdopen(fd, "wb")
 

@@ -57,10 +57,10 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from ..context import RunContext
 from ..discover import discover
 from ..errors import RunStopped, UsageError
 from ..journal import fingerprint
-from ..keys import Keyring
 from ..layout import by_uids
 from ..options import Level, Options
 from ..pipeline import Prepared, commit, prepare, worker_pool
@@ -168,6 +168,7 @@ class Node:
         self._on_broken = on_broken
         self.broken = False  # a worker process died: every instance is refused until a restart
         self._stage = config.work_dir / "stage"
+        self._run = RunContext.of(config.options)
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -363,7 +364,7 @@ class Node:
         """The instance as a worker prepared it; None if the workers are stopping or gone."""
         assert self._pool is not None
         try:
-            return self._pool.submit(_prepare_received, spooled, self._stage, self.options).result()
+            return self._pool.submit(_prepare_received, spooled, self._stage, self._run).result()
         except BrokenProcessPool:
             log.error("refused an instance: a worker process died (killed, or out of memory); restart the node")
             with self._lock:
@@ -404,13 +405,13 @@ class Node:
         return f"; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
 
 
-def _prepare_received(spooled: Path, stage: Path, options: Options) -> Prepared:
+def _prepare_received(spooled: Path, stage: Path, run: RunContext) -> Prepared:
     """In a worker process: name a spooled instance and prepare it with the pipeline's per-file function."""
     item = next(iter(discover([spooled])))
-    return prepare(item, _name(spooled, options), stage, options)
+    return prepare(item, _name(spooled, run), stage, run)
 
 
-def _name(spooled: Path, options: Options) -> str:
+def _name(spooled: Path, run: RunContext) -> str:
     """The instance's name in the report and, below full, in the output: `study/series/instance.dcm` from its
     UIDs. At full the output path comes from the new identifiers, and the report names the instance by a keyed
     token of its UID (never the UID itself)."""
@@ -421,9 +422,9 @@ def _name(spooled: Path, options: Options) -> str:
                          specific_tags=[0x0020000D, 0x0020000E, 0x00080018])
     except Exception:  # unreadable: the pipeline will say why
         ds = Dataset()
-    if options.level is Level.FULL:
-        assert options.key is not None
-        return "received/" + Keyring(options.key).token(str(ds.get("SOPInstanceUID", "") or spooled.stem)) + ".dcm"
+    if run.options.level is Level.FULL:
+        assert run.keyring is not None
+        return "received/" + run.keyring.token(str(ds.get("SOPInstanceUID", "") or spooled.stem)) + ".dcm"
     return by_uids(ds, spooled.stem)
 
 

@@ -1,0 +1,75 @@
+"""What a run's files share and what one file's stages share, each derived once.
+
+A run's context (the options and the key ring) is built once per run and travels to each worker process with its
+tasks. A file's context is built from its original header and holds what more than one stage asks of that
+header (the anonymizer on either path, the output layout, the burned-in gate, the residual check): each value is
+derived on first use and then kept, never derived again for the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from pydicom.dataset import Dataset
+
+from .burnedin import embedded_overlay, risk_beside_overlay
+from .errors import UsageError
+from .identifiers import Needle, needles, subject_of
+from .keys import Keyring
+from .options import Level, Options
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The options of a run and, when they have a key, the key ring derived from it."""
+
+    options: Options
+    keyring: Keyring | None = None
+
+    @classmethod
+    def of(cls, options: Options) -> RunContext:
+        return cls(options, Keyring(options.key) if options.key is not None else None)
+
+    def file(self, original: Dataset) -> FileContext:
+        """The context of one file, whose original header (or the part of it a path read) is `original`."""
+        return FileContext(self, original)
+
+
+class FileContext:
+    """One file's original header and what its stages derive from it, each once."""
+
+    def __init__(self, run: RunContext, original: Dataset) -> None:
+        self.run = run
+        self.original = original
+
+    @property
+    def options(self) -> Options:
+        return self.run.options
+
+    @property
+    def keyring(self) -> Keyring:
+        """The run's key ring (the full level needs a key)."""
+        if self.run.keyring is None:
+            raise UsageError("the full level needs a key")
+        return self.run.keyring
+
+    @cached_property
+    def needles(self) -> tuple[Needle, ...]:
+        """The patterns of the file's identifying values, searched for at full (none below it)."""
+        return needles(self.original) if self.options.level is Level.FULL else ()
+
+    @cached_property
+    def subject(self) -> str:
+        """Whom the file is about (`subject_of`)."""
+        return subject_of(self.original)
+
+    @cached_property
+    def overlay(self) -> str | None:
+        """Why an overlay may sit in the pixel data's unused bits (`burnedin.embedded_overlay`), or None."""
+        return embedded_overlay(self.original)
+
+    @cached_property
+    def burned_in_risk(self) -> str | None:
+        """Why the pixels may show identifying text (`burnedin.burned_in_risk`), or None."""
+        return risk_beside_overlay(self.original, self.overlay)
