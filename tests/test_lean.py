@@ -42,6 +42,9 @@ OPTION_SETS = {
                            retain_device_identity=True),
     "full-no-private-lookup": Options(level=Level.FULL, key=KEY, retain_safe_private=False,
                                       lookup={"PID-FAKE-0001": "SUBJ-01"}),
+    "full-bids": Options(level=Level.FULL, key=KEY, shift_dates=True, clean_descriptors=True,
+                         retain_patient_characteristics=True, cap_ages=True),
+    "full-allow-burned-in": Options(level=Level.FULL, key=KEY, allow_burned_in=True),
 }
 
 
@@ -67,8 +70,9 @@ def _both(source: Path, tmp: Path, options: Options, monkeypatch: pytest.MonkeyP
     return took
 
 
-@pytest.mark.parametrize("options", [OPTION_SETS["anonymize"], OPTION_SETS["full"]], ids=["anonymize", "full"])
-def test_corpus_same_bytes_both_paths(options: Options, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["anonymize", "full", "full-bids"])
+def test_corpus_same_bytes_both_paths(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    options = OPTION_SETS[name]
     taken = without_pixels = 0
     for i, source in enumerate(FILES):
         if _both(source, tmp_path / str(i), options, monkeypatch):
@@ -143,6 +147,34 @@ def test_bare_datasets_taken_and_same(name: str, meta: bool, encoding: str, tmp_
     with quiet():
         assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+
+
+@pytest.mark.parametrize("age", ["095Y", "045Y", "099M", "9OY", "120Y "])
+@pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
+def test_dates_shifted_descriptors_cleaned_ages_capped_taken_and_same(age: str, charset: str, encoding: str,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bids option set: dates (one or several values, a date-time, one that is no date) shifted, descriptors
+    holding the file's own values cleaned in its character set, at the top level and in an item, ages capped."""
+    source = make_study(tmp_path / "in", subject=12, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    ds.SpecificCharacterSet = charset
+    ds.PatientAge = age
+    ds.StudyDescription = f"caf\u00e9 {ds.PatientID} FAKE"
+    ds.add_new(0x00181200, "DA", ["20240101", "2024XX01"])  # DateOfLastCalibration: several values
+    item = ds.RequestAttributesSequence[0]  # walked at full
+    item.StudyDate = "20240103"
+    item.AcquisitionDateTime = "20240102101010.5+0100"
+    item.StudyDescription = f"{ds.PatientID} \u00e0 FAKE"
+    with quiet():
+        ds.save_as(source)
+        plan = lean.plan(source, OPTION_SETS["full-bids"])
+    assert isinstance(plan, lean.Plan)
+    in_item = {c.action for c in plan.changes if c.tag.startswith("(0040,0275)[0].")}
+    assert {"shifted", "cleaned"} <= in_item and {"shifted", "cleaned"} <= {c.action for c in plan.changes}
+    assert any(c.keyword == "PatientAge" for c in plan.changes) == (age in ("095Y", "9OY", "120Y "))
+    assert _both(source, tmp_path / "run", OPTION_SETS["full-bids"], monkeypatch)
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
@@ -257,7 +289,7 @@ def test_out_of_order_elements_declined(tmp_path: Path, monkeypatch: pytest.Monk
     assert not _both(broken, tmp_path / "run", OPTION_SETS["anonymize"], monkeypatch)
 
 
-@pytest.mark.parametrize("name", ["anonymize", "full"])
+@pytest.mark.parametrize("name", ["anonymize", "full", "full-bids"])
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
 @pytest.mark.parametrize("case", [c.name for c in CASES])
 def test_adversarial_cases_same_on_both_paths(case: str, encoding: str, name: str, tmp_path: Path,

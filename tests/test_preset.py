@@ -76,14 +76,16 @@ def test_preset_refuses_a_level_asked_for_but_takes_the_default_level(
     assert status == 0 and ds is not None and ds.PatientIdentityRemoved == "YES"
 
 
-def test_library_cap_is_on_the_general_path_only(tmp_path: Path) -> None:
+def test_library_cap_on_both_paths(tmp_path: Path) -> None:
     options = Options(level=Level.FULL, key=KEY.encode(), retain_patient_characteristics=True, cap_ages=True)
     ds = make_dataset(subject=8)
     ds.PatientAge = "095Y"
     source = tmp_path / "image.dcm"
     ds.save_as(source, enforce_file_format=True)
     with quiet():
-        assert not isinstance(lean.plan(source, options), lean.Plan), "the lean path does not cap ages: it must decline"
+        plan = lean.plan(source, options)
         new, changes = apply_level(ds, options)
+    assert isinstance(plan, lean.Plan) and [c for c in plan.changes if c.keyword == "PatientAge"] == [
+        c for c in changes if c.keyword == "PatientAge"]
     assert new.PatientAge == "090Y" and any(c.keyword == "PatientAge" for c in changes)
     assert set(PRESETS["bids"]) <= {f for f in vars(options)}

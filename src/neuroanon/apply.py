@@ -6,7 +6,6 @@ No file access, no logging, the input is not mutated. Changes name tags and acti
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,12 +20,11 @@ from .allowlist import SafePrivate, creator_name
 from .context import FileContext, RunContext
 from .csa import clean_kept
 from .errors import UsageError
-from .identifiers import Needle, scrub
+from .identifiers import Needle
 from .keys import Keyring
 from .options import Level, Options
 from .read import parses_as_sequence
 from .rules import (
-    DUMMY_TEXT,
     METHOD_NAMES,
     NIDB_ANONYMIZE,
     PSEUDONYM_TAGS,
@@ -34,6 +32,8 @@ from .rules import (
     Op,
     Rule,
     Rules,
+    capped_age,
+    cleaned_text,
     compile_rules,
     creator_keyword,
     dummy_value,
@@ -42,6 +42,8 @@ from .rules import (
     mark_method,
     pseudonym,
     remap_uid,
+    shifted_date,
+    text_values,
 )
 from .tags import PATIENT_AGE, private_creator_tag, tag_text
 
@@ -250,23 +252,15 @@ class _Full:
 
     def _shift(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
-        elem.value = [self._shifted(str(v), elem.VR) for v in _values(elem.value)]
-        self.changes.append(Change(where, keyword, Op.SHIFT_DATE.value))
-
-    def _shifted(self, value: str, vr: str) -> str:
         if self._offset is None:
             self._offset = self.keyring.day_offset(self.subject)
-        try:
-            day = dt.datetime.strptime(value[:8], "%Y%m%d").date()
-        except ValueError:
-            return DUMMY_TEXT[vr]
-        shifted = (day + dt.timedelta(days=self._offset)).strftime("%Y%m%d")
-        return shifted + value[8:] if vr == "DT" else shifted
+        elem.value = [shifted_date(v, elem.VR, self._offset) for v in text_values(elem.value)]
+        self.changes.append(Change(where, keyword, Op.SHIFT_DATE.value))
 
     def _clean(self, ds: Dataset, t: int, where: str, keyword: str) -> None:
         elem = ds[t]
-        values = [str(v) for v in _values(elem.value)]
-        cleaned = [scrub(_as_bytes(v), self.patterns).decode("utf-8", "replace") for v in values]
+        values = text_values(elem.value)
+        cleaned = [cleaned_text(v, self.patterns) for v in values]
         if cleaned != values:
             elem.value = cleaned
             self.changes.append(Change(where, keyword, Op.CLEAN_TEXT.value))
@@ -371,21 +365,13 @@ def _operation(ds: Dataset, t: int, rule: Rule) -> Op:
 
 
 def cap_age(ds: Dataset, changes: list[Change]) -> None:
-    """HIPAA Safe Harbor: a kept PatientAge of 90 years or more becomes `090Y`; one that does not parse, empty.
-
-    Only years can reach 90 in the three digits of an AS value (999 months, weeks or days are less).
-    """
+    """HIPAA Safe Harbor on a kept PatientAge (rules.capped_age)."""
     if PATIENT_AGE not in ds or _is_empty(ds.get_item(PATIENT_AGE)):
         return
-    text = str(ds[PATIENT_AGE].value).strip()
-    if len(text) == 4 and text[:3].isdigit() and text[3] in "DWMY":
-        if text[3] != "Y" or int(text[:3]) < 90:
-            return
-        ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", "090Y")
-        changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", "replaced"))
-        return
-    ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", None)
-    changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", "emptied"))
+    capped = capped_age(str(ds[PATIENT_AGE].value).strip())
+    if capped is not None:
+        ds[PATIENT_AGE] = DataElement(PATIENT_AGE, "AS", capped[0])
+        changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", capped[1]))
 
 
 def changed_top_level(changes: list[Change]) -> frozenset[int]:

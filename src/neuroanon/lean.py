@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
-from pydicom.charset import default_encoding
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -42,6 +42,8 @@ from .rules import (
     Op,
     Rule,
     Rules,
+    capped_age,
+    cleaned_text,
     compile_rules,
     creator_keyword,
     dummy_value,
@@ -50,11 +52,14 @@ from .rules import (
     mark_method,
     pseudonym,
     remap_uid,
+    shifted_date,
+    text_values,
 )
 from .tags import (
     DEIDENTIFICATION_METHOD,
     DEIDENTIFICATION_METHOD_CODES,
     LONGITUDINAL_TEMPORAL_MODIFIED,
+    PATIENT_AGE,
     PATIENT_ID,
     PATIENT_IDENTITY_REMOVED,
     SERIES_INSTANCE_UID,
@@ -177,8 +182,6 @@ def plan(path: Path, run: RunContext | Options) -> Plan | str:
     options = run.options
     if options.level is Level.ORIGINAL:
         return "level original: copied"
-    if options.level is Level.FULL and (options.shift_dates or options.clean_descriptors or options.cap_ages):
-        return "dates shifted, descriptors cleaned or ages capped"
     try:
         with open(path, "rb") as f:
             return _plan(f, run)
@@ -603,7 +606,7 @@ def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implic
         mark_method(ds, METHOD_NAMES[Level.ANONYMIZE], changes, keep_earlier=True)
     else:
         options = Options(level=level, retain_patient_characteristics=flags[0], retain_device_identity=flags[1],
-                          retain_safe_private=flags[2])
+                          retain_safe_private=flags[2], shift_dates=flags[3], clean_descriptors=flags[4])
         mark_full(ds, options, changes, identity_removed)
     encoding = ds.get("SpecificCharacterSet", default_encoding)
     encoded = {int(tag): _encode(ds[tag], implicit, encoding, little) for tag in sorted(ds.keys())
@@ -625,6 +628,7 @@ class _Job:
     patterns: tuple[Needle, ...] = ()
     subject: str = ""
     new_ids: dict[int, object] = field(default_factory=dict)
+    day_offset: int | None = None  # the subject's date shift, derived when first needed
     little: bool = True  # the dataset's byte order
     preamble: bool = True  # the source has a preamble and 'DICM' (the output then too)
     rules: Rules = field(init=False)
@@ -679,11 +683,15 @@ class _Job:
         self.patterns = self.context.needles
         self.subject = self.context.subject
         both = head + tail
-        out = self._walk_full(self.buf, both, "", self.context.original, tail_from=len(head))
+        charset = self._mark_inputs(head)[1]
+        out = self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head))
+        if self.options.cap_ages and self.options.retain_patient_characteristics:
+            self._cap_age(head, out, charset)
         meta_bytes = self._meta_bytes(meta)
         risk = self.context.burned_in_risk
-        flags = (self.options.retain_patient_characteristics, self.options.retain_device_identity,
-                 self.options.retain_safe_private)
+        o = self.options
+        flags = (o.retain_patient_characteristics, o.retain_device_identity, o.retain_safe_private, o.shift_dates,
+                 o.clean_descriptors)
         marks, mark_changes = _marks(Level.FULL, flags, risk is None, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
         self.changes += mark_changes
@@ -697,9 +705,10 @@ class _Job:
                     self.context, identifiers)
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
-                   tail_from: int | None = None) -> dict[int, bytes | None]:
-        """Decide every element of one dataset (the general walker's rules, in its order)."""
-        scope = _Scope(elements, path, ds, {})
+                   charset: bytes | None, tail_from: int | None = None) -> dict[int, bytes | None]:
+        """Decide every element of one dataset (the general walker's rules, in its order); `charset`: the value
+        of the SpecificCharacterSet its text is in."""
+        scope = _Scope(elements, path, ds, {}, charset)
         private: list[tuple[_Element, bytes]] = []
         for index, e in enumerate(elements):
             source = self.tail_buf if tail_from is not None and index >= tail_from else buf
@@ -729,7 +738,8 @@ class _Job:
     def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert e.items is not None
         where = scope.path + tag_text(e.tag)
-        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None) for i, item in enumerate(e.items)]
+        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None, _item_charset(buf, item, scope.charset))
+                  for i, item in enumerate(e.items)]
         if any(walked):
             scope.out[e.tag] = self._sequence(buf, e, walked)
 
@@ -746,8 +756,46 @@ class _Job:
         if remapped is not None:
             scope.out[e.tag] = remapped
 
-    def _decline(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
-        raise _Decline("dates shifted or descriptors cleaned")
+    def _shift(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        if self.day_offset is None:
+            assert self.keyring is not None
+            self.day_offset = self.keyring.day_offset(self.subject)
+        elem, encoding = self._decoded(scope.charset, buf, e)
+        values = [shifted_date(v, elem.VR, self.day_offset) for v in text_values(elem.value)]
+        scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, values), self.implicit, encoding, self.little)
+        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.SHIFT_DATE.value))
+
+    def _clean(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        elem, encoding = self._decoded(scope.charset, buf, e)
+        values = text_values(elem.value)
+        cleaned = [cleaned_text(v, self.patterns) for v in values]
+        if cleaned != values:
+            scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, cleaned), self.implicit, encoding, self.little)
+            self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.CLEAN_TEXT.value))
+
+    def _cap_age(self, head: list[_Element], out: dict[int, bytes | None], charset: bytes | None) -> None:
+        """HIPAA Safe Harbor on a kept PatientAge (rules.capped_age), after the walk as on the general path."""
+        e = next((x for x in head if x.tag == PATIENT_AGE), None)
+        if e is None or _is_empty(self.buf, e):
+            return
+        if PATIENT_AGE in out:
+            raise _Decline("age capped after the walk changed it")
+        capped = capped_age(str(self._decoded(charset, self.buf, e)[0].value).strip())
+        if capped is not None:
+            out[PATIENT_AGE] = _encoded(PATIENT_AGE, "AS", capped[0], self.implicit, self.little)
+            self.changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", capped[1]))
+
+    def _decoded(self, charset: bytes | None, buf: bytes, e: _Element) -> tuple[DataElement, str | list[str]]:
+        """An element's value as pydicom decodes it (in the character set `charset` names), and the encoding it
+        writes the element's new value in."""
+        ds = Dataset()
+        if charset is not None:
+            tag = BaseTag(SPECIFIC_CHARACTER_SET)
+            ds[tag] = RawDataElement(tag, None if self.implicit else "CS", len(charset), charset, 0, self.implicit,
+                                     self.little)
+        ds[e.tag] = RawDataElement(BaseTag(e.tag), None if self.implicit else e.vr, e.end - e.value,
+                                   buf[e.value:e.end], e.value, self.implicit, self.little)
+        return ds[e.tag], convert_encodings(ds.get("SpecificCharacterSet", default_encoding))
 
     def _private(self, private: list[tuple[_Element, bytes]], path: str, out: dict[int, bytes | None]) -> None:
         """Allow-listed private elements stay (cleaned of this file's values); every other one goes."""
@@ -905,6 +953,12 @@ class _Job:
         return _header(e.tag, "SQ", len(value), self.implicit, self.little) + value
 
 
+def _item_charset(buf: bytes, item: _Item, parent: bytes | None) -> bytes | None:
+    """The SpecificCharacterSet value an item's text is in: its own, else its parent's."""
+    own = next((x for x in item.elements if x.tag == SPECIFIC_CHARACTER_SET), None)
+    return parent if own is None else buf[own.value:own.end]
+
+
 def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None:
     """Decline an item pydicom would write in another form: group lengths dropped, a character set re-encoded."""
     for x in elements:
@@ -931,6 +985,7 @@ class _Scope:
     path: str
     ds: Dataset | None
     out: dict[int, bytes | None]
+    charset: bytes | None  # the value of the SpecificCharacterSet the dataset's text is in (None: the default)
 
 
 def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
@@ -953,7 +1008,7 @@ _OPERATIONS: dict[Op, Callable[[_Job, _Scope, bytes, _Element, str], None]] = {
     Op.DUMMY: _Job._dummy,
     Op.REMAP_UID: _Job._remap_element,
     Op.PSEUDONYM: _Job._pseudonym,
-    Op.SHIFT_DATE: _Job._decline,
-    Op.CLEAN_TEXT: _Job._decline,
+    Op.SHIFT_DATE: _Job._shift,
+    Op.CLEAN_TEXT: _Job._clean,
     Op.WALK_ITEMS: _Job._walk_items,
 }

@@ -13,6 +13,7 @@ pseudonym or lookup value) and S (date shifted by the subject's keyed offset, PS
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pydicom.sequence import Sequence
 
 from . import __version__
 from .allowlist import SafePrivate, find_safe
+from .identifiers import Needle, scrub
 from .keys import Keyring
 from .options import Level, Options
 from .ps315 import BASIC_PROFILE_CODE, OPTION_CODES, Entry, load_table
@@ -256,6 +258,43 @@ def dummy_value(vr: str) -> str | int | bytes:
     if vr in DUMMY_TEXT:
         return DUMMY_TEXT[vr]
     return 0 if vr in NUMERIC_VRS else b"\x00\x00"
+
+
+def text_values(value: object) -> list[str]:
+    """A decoded element value as the list of its values, each as text (no value: none)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def shifted_date(value: str, vr: str, offset: int) -> str:
+    """A DA or DT value moved by `offset` days (a DT keeps its time of day); one that is no date: the dummy."""
+    try:
+        day = dt.datetime.strptime(value[:8], "%Y%m%d").date()
+    except ValueError:
+        return DUMMY_TEXT[vr]
+    shifted = (day + dt.timedelta(days=offset)).strftime("%Y%m%d")
+    return shifted + value[8:] if vr == "DT" else shifted
+
+
+def cleaned_text(value: str, patterns: tuple[Needle, ...]) -> str:
+    """A text value with this file's identifying values overwritten (same length)."""
+    return scrub(value.encode("utf-8", "surrogateescape"), patterns).decode("utf-8", "replace")
+
+
+def capped_age(text: str) -> tuple[str | None, str] | None:
+    """HIPAA Safe Harbor on a kept PatientAge (its text, stripped): an age of 90 years or more becomes `090Y`, one
+    that does not parse is emptied; the new value and the word its change is recorded with, or None: kept.
+
+    Only years can reach 90 in the three digits of an AS value (999 months, weeks or days are less).
+    """
+    if len(text) == 4 and text[:3].isdigit() and text[3] in "DWMY":
+        if text[3] != "Y" or int(text[:3]) < 90:
+            return None
+        return "090Y", Op.DUMMY.value
+    return None, Op.EMPTY.value
 
 
 @dataclass(frozen=True, slots=True)
