@@ -177,6 +177,69 @@ def test_dates_shifted_descriptors_cleaned_ages_capped_taken_and_same(age: str, 
     assert _both(source, tmp_path / "run", OPTION_SETS["full-bids"], monkeypatch)
 
 
+def _non_ascii_pseudonym(ds: pydicom.Dataset) -> Options:
+    item = pydicom.Dataset()
+    item.PatientName = ds.PatientName
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    ds.add_new(0x002110FE, "SQ", [item])  # walked at full: its PatientName pseudonymized too
+    return replace(OPTION_SETS["full"], lookup={str(ds.PatientID): "SUBJ-\u00e9\u00df-01"})
+
+
+def _binary_dummy(ds: pydicom.Dataset) -> Options:
+    ds.add_new(0x00420011, "OB", b"%PDF-FAKE\x00")  # EncapsulatedDocument: D, a binary dummy
+    return OPTION_SETS["full"]
+
+
+def _five_as_sequence(ds: pydicom.Dataset) -> Options:
+    item = pydicom.Dataset()
+    item.CodeValue = "FAKE"
+    ds.add_new(0x00080090, "SQ", [item])  # ReferringPhysicianName written as a sequence
+    ds.add_new(0x00081070, "SQ", [])  # OperatorsName: an empty sequence, kept
+    return OPTION_SETS["anonymize"]
+
+
+def _uid_not_plain(ds: pydicom.Dataset) -> Options:
+    ds.add_new(0x00200052, "LO", "1.2.840.99.7")  # FrameOfReferenceUID as LO
+    ds.add_new(0x00200200, "UI", "1.2.840.99 .8")  # SynchronizationFrameOfReferenceUID with a space inside
+    return OPTION_SETS["full"]
+
+
+def _private_sequences(ds: pydicom.Dataset) -> Options:
+    item = pydicom.Dataset()
+    item.PatientName = ds.PatientName
+    item.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    ds.add_new(0x00211005, "SQ", [item])  # a value the allow-list keeps, written as a sequence: removed
+    ds.add_new(0x002110FE, "SQ", [item])  # the SDS sequence the allow-list keeps: walked
+    return OPTION_SETS["full"]
+
+
+_ELEMENT_KINDS = {"non-ascii-pseudonym": _non_ascii_pseudonym, "binary-dummy": _binary_dummy,
+                  "five-as-sequence": _five_as_sequence, "uid-not-plain": _uid_not_plain,
+                  "private-sequences": _private_sequences}
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192"])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
+@pytest.mark.parametrize("kind", sorted(_ELEMENT_KINDS))
+def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Elements the engine once left to the general path: a non-ASCII lookup pseudonym, a binary dummy, one of
+    anonymize's five written as a sequence, UIDs in another VR or with odd characters, kept private sequences."""
+    source = make_study(tmp_path / "in", subject=13, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    ds.SpecificCharacterSet = charset
+    options = _ELEMENT_KINDS[kind](ds)
+    with quiet():
+        ds.save_as(source)
+        plan = lean.plan(source, options)
+    if encoding == "implicit_le" and kind in ("non-ascii-pseudonym", "private-sequences"):
+        assert plan == "private sequence kept"  # a private value of unknown VR, which pydicom tries as a sequence
+    else:  # (in implicit VR, the five written as sequences are read as the text their VR says)
+        assert isinstance(plan, lean.Plan)
+    assert _both(source, tmp_path / "run", options, monkeypatch) == isinstance(plan, lean.Plan)
+
+
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
 def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -656,9 +656,7 @@ class _Job:
             t = e.tag
             rule = self.rules.tag(t)
             if rule.value is not None:
-                if e.items is not None:
-                    raise _Decline("a sequence among the attributes anonymize replaces")
-                if not _is_empty(buf, e):
+                if bool(e.items) if e.items is not None else not _is_empty(buf, e):  # a sequence: by its items
                     out[t] = _encoded(t, str(dictionary_VR(t)), rule.value, self.implicit, self.little)
                     self.changes.append(Change(path + tag_text(t), rule.keyword, Op.DUMMY.value))
             elif e.items is not None:
@@ -721,7 +719,7 @@ class _Job:
             op = _operation(source, e, rule)
             if op is not _KEEP:
                 _OPERATIONS[op](self, scope, source, e, rule.keyword)
-        self._private(private, path, scope.out)
+        self._private(private, scope)
         return scope.out
 
     def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
@@ -745,16 +743,23 @@ class _Job:
 
     def _dummy(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         value = dummy_value(e.vr)
-        if isinstance(value, bytes):
-            raise _Decline("binary dummy value")  # pydicom would decide how to write it
+        if isinstance(value, bytes) and not e.vr.startswith("O"):
+            raise _Decline("binary dummy value")  # two zero bytes are no value of this VR (an AT): pydicom fails
         scope.out[e.tag] = _encoded(e.tag, e.vr, value, self.implicit, self.little)
         self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.DUMMY.value))
 
     def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
-        where = scope.path + tag_text(e.tag)
-        remapped = self._remap(e.tag, e.vr, buf[e.value:e.end], where, keyword, top=not scope.path)
-        if remapped is not None:
-            scope.out[e.tag] = remapped
+        where, value = scope.path + tag_text(e.tag), buf[e.value:e.end]
+        if e.vr == "UI" and set(value.rstrip(b"\x00 ")) <= _UID_BYTES:
+            remapped = self._remap(e.tag, e.vr, value, where, keyword, top=not scope.path)
+            if remapped is not None:
+                scope.out[e.tag] = remapped
+            return
+        # Another VR (pydicom pads it with spaces) or odd characters: the values as pydicom reads and writes them.
+        elem, encodings = self._decoded(scope.charset, buf, e)
+        parts = self._remapped(e.tag, text_values(elem.value), where, keyword, top=not scope.path)
+        if parts is not None:
+            scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, parts), self.implicit, encodings, self.little)
 
     def _shift(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         if self.day_offset is None:
@@ -788,17 +793,15 @@ class _Job:
     def _decoded(self, charset: bytes | None, buf: bytes, e: _Element) -> tuple[DataElement, str | list[str]]:
         """An element's value as pydicom decodes it (in the character set `charset` names), and the encoding it
         writes the element's new value in."""
-        ds = Dataset()
-        if charset is not None:
-            tag = BaseTag(SPECIFIC_CHARACTER_SET)
-            ds[tag] = RawDataElement(tag, None if self.implicit else "CS", len(charset), charset, 0, self.implicit,
-                                     self.little)
+        ds = _in_charset(charset, self.implicit, self.little)
         ds[e.tag] = RawDataElement(BaseTag(e.tag), None if self.implicit else e.vr, e.end - e.value,
                                    buf[e.value:e.end], e.value, self.implicit, self.little)
-        return ds[e.tag], convert_encodings(ds.get("SpecificCharacterSet", default_encoding))
+        return ds[e.tag], _encodings(ds)
 
-    def _private(self, private: list[tuple[_Element, bytes]], path: str, out: dict[int, bytes | None]) -> None:
-        """Allow-listed private elements stay (cleaned of this file's values); every other one goes."""
+    def _private(self, private: list[tuple[_Element, bytes]], scope: _Scope) -> None:
+        """Allow-listed private elements stay (cleaned of this file's values, their sequences walked); every other
+        one goes."""
+        path, out = scope.path, scope.out
         creators = {e.tag: self._creator(e, buf) for e, buf in private if 0x10 <= e.tag & 0xFFFF <= 0xFF}
         kept_blocks: set[int] = set()
         # One search over every private value (NUL-separated: a match never spans two) finds the needles any of
@@ -813,7 +816,7 @@ class _Job:
             if safe is None:
                 out[t] = None
                 self.changes.append(Change(path + tag_text(t), "", _REMOVED))
-            elif self._keep_private(e, buf, safe, hits, path + tag_text(t), out):
+            elif self._keep_private(e, buf, safe, hits, path + tag_text(t), scope):
                 kept_blocks.add(creator_tag)
         for e, _ in private:
             if e.tag & 0xFFFF < 0x1000 and e.tag not in kept_blocks:
@@ -821,10 +824,11 @@ class _Job:
                 self.changes.append(Change(path + tag_text(e.tag), creator_keyword(e.tag), _REMOVED))
 
     def _keep_private(self, e: _Element, buf: bytes, safe: SafePrivate, hits: tuple[Needle, ...], where: str,
-                      out: dict[int, bytes | None]) -> bool:
+                      scope: _Scope) -> bool:
         """Keep an allow-listed private element, cleaned as its kind says; False: it cannot be kept, and goes."""
+        out = scope.out
         if e.items is not None or safe.kind == "sequence":
-            raise _Decline("private sequence kept")  # the general path walks it
+            return self._keep_private_sequence(e, buf, safe, where, scope)
         assert self.keyring is not None
         value = buf[e.value:e.end]
         if safe.kind == "value" and not (hits and find(value, hits)):
@@ -838,6 +842,18 @@ class _Job:
             out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit
                           else _encode(DataElement(e.tag, e.vr, cleaned), False, little=self.little))
             self.changes.append(Change(where, "", Op.CLEAN_TEXT.value))
+        return True
+
+    def _keep_private_sequence(self, e: _Element, buf: bytes, safe: SafePrivate, where: str, scope: _Scope) -> bool:
+        """A private sequence the allow-list keeps is walked; a sequence where it expects a value, or a value where
+        it expects a sequence, goes."""
+        if e.items is None and self.implicit:
+            raise _Decline("private sequence kept")  # pydicom tries an implicit VR value of unknown VR as a sequence
+        if e.items is None or safe.kind != "sequence":
+            scope.out[e.tag] = None
+            self.changes.append(Change(where, "", _REMOVED))
+            return False
+        self._walk_items(scope, buf, e, "")
         return True
 
     def _creator(self, e: _Element, buf: bytes) -> str:
@@ -856,31 +872,40 @@ class _Job:
         else:
             source = self.subject
         value, how = pseudonym(self.keyring, self.options.lookup, source)
-        if not value.isascii():
-            raise _Decline("non-ASCII pseudonym")
         if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value
         self.changes.append(Change(scope.path + tag_text(t), keyword, how))
-        scope.out[t] = _encoded(t, PSEUDONYM_TAGS[t], value, self.implicit, self.little)
+        if value.isascii():  # the same bytes in every character set
+            scope.out[t] = _encoded(t, PSEUDONYM_TAGS[t], value, self.implicit, self.little)
+        else:
+            scope.out[t] = _encode(DataElement(t, PSEUDONYM_TAGS[t], value), self.implicit,
+                                   _encodings(_in_charset(scope.charset, self.implicit, self.little)), self.little)
 
     def _remap(self, t: int, vr: str, value: bytes, where: str, keyword: str, top: bool, meta: bool = False,
                ) -> bytes | None:
         """The element with its UIDs remapped, or None when every one is a well-known UID, kept as it is."""
-        assert self.keyring is not None
         stripped = value.rstrip(b"\x00 ")
         if vr != "UI" or not set(stripped) <= _UID_BYTES:
-            # pydicom would pad another VR with spaces; odd characters it would read otherwise
+            # a file meta element: pydicom would pad another VR with spaces, read odd characters otherwise
             raise _Decline("UID remapped in a value that is not a plain UID")
-        original = stripped.decode("ascii").split("\\")
+        parts = self._remapped(t, stripped.decode("ascii").split("\\"), where, keyword, top)
+        if parts is None:
+            return None
+        text = "\\".join(parts).encode("ascii")
+        text += b"\x00" * (len(text) % 2)
+        return _header(t, vr, len(text), self.implicit and not meta, self.little or meta) + text
+
+    def _remapped(self, t: int, original: list[str], where: str, keyword: str, top: bool) -> list[str] | None:
+        """The UIDs remapped (a top-level instance, series or study UID noted for the output path), or None when
+        every one is a well-known UID, kept."""
+        assert self.keyring is not None
         parts = [remap_uid(self.keyring, v) for v in original]
         if parts == original:
             return None
         if top and t in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
-        text = "\\".join(parts).encode("ascii")
-        text += b"\x00" * (len(text) % 2)
         self.changes.append(Change(where, keyword, Op.REMAP_UID.value))
-        return _header(t, vr, len(text), self.implicit and not meta, self.little or meta) + text
+        return parts
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
         """The source's DeidentificationMethod (kept before ours) and character set, as bytes."""
@@ -951,6 +976,20 @@ class _Job:
             return (_header(e.tag, "SQ", UNDEFINED, self.implicit, self.little) + value
                     + struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
         return _header(e.tag, "SQ", len(value), self.implicit, self.little) + value
+
+
+def _in_charset(charset: bytes | None, implicit: bool, little: bool) -> Dataset:
+    """A dataset holding only the character set `charset` (a SpecificCharacterSet value; None: the default)."""
+    ds = Dataset()
+    if charset is not None:
+        tag = BaseTag(SPECIFIC_CHARACTER_SET)
+        ds[tag] = RawDataElement(tag, None if implicit else "CS", len(charset), charset, 0, implicit, little)
+    return ds
+
+
+def _encodings(ds: Dataset) -> list[str]:
+    """The Python codecs pydicom writes the text of `ds` in."""
+    return convert_encodings(ds.get("SpecificCharacterSet", default_encoding))
 
 
 def _item_charset(buf: bytes, item: _Item, parent: bytes | None) -> bytes | None:
