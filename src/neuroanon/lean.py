@@ -259,6 +259,8 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
         if layout.tail and layout.tail[0].tag <= pixels.tag:
             raise _Decline("elements out of order")
     if pixels is None or deflated:  # pydicom writes the whole dataset: unchanged sequences too
+        if head and head[0].tag >> 16 == 0:
+            raise _Decline("command group in a dataset written whole")  # the general path writes it otherwise
         for e in layout.head + layout.tail:
             for item in e.items or ():
                 _check_plain(item.elements, {})
@@ -428,7 +430,7 @@ class _Parser:
         tag, vr, value, length = self._header(pos)
         if tag <= last:
             raise _Decline("elements out of order")
-        if tag >> 16 in (0xFFFE, 0x0000):  # command-group elements: pydicom reads them apart
+        if tag >> 16 == 0xFFFE or (tag >> 16 == 0 and not top):  # an item or delimiter out of place
             raise _Decline("command group or stray delimiter")
         undefined = length == UNDEFINED
         element = _Element(tag, vr, pos, value, value if undefined else value + length, undefined)
@@ -680,7 +682,9 @@ class _Job:
         self.keyring = self.context.keyring
         self.patterns = self.context.needles
         self.subject = self.context.subject
-        both = head + tail
+        # pydicom reads command-group elements apart in little endian and adds them after the header's others.
+        commands = sum(1 for e in head if e.tag >> 16 == 0) if self.little else 0
+        both = head[commands:] + head[:commands] + tail
         charset = self._mark_inputs(head)[1]
         out = self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head))
         if self.options.cap_ages and self.options.retain_patient_characteristics:
