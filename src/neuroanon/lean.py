@@ -664,7 +664,8 @@ class _Job:
             elif e.items is not None:
                 self._anonymize_sequence(buf, e, path + tag_text(t), out)
             elif self.implicit and any(p in buf[e.value:e.end] for p in _FIVE):
-                raise _Decline("implicit VR value that may be a sequence")  # the general path tries it as one
+                opened = _opened(buf, e, self.little, depth=path.count("["))
+                self._anonymize_sequence(buf, opened, path + tag_text(t), out)
         return out
 
     def _anonymize_sequence(self, buf: bytes, e: _Element, where: str, out: dict[int, bytes | None]) -> None:
@@ -980,6 +981,20 @@ class _Job:
             return (_header(e.tag, "SQ", UNDEFINED, self.implicit, self.little) + value
                     + struct.pack(order + "HHL", 0xFFFE, 0xE0DD, 0))
         return _header(e.tag, "SQ", len(value), self.implicit, self.little) + value
+
+
+def _opened(buf: bytes, e: _Element, little: bool, depth: int) -> _Element:
+    """An implicit VR value read as a sequence, as the general path tries one that holds one of anonymize's five
+    (pydicom reads items from any bytes: only a value that is one, item by item, is taken); `depth`: of the
+    items it is in."""
+    opened = _Element(e.tag, "SQ", e.start, e.value, e.end, False)
+    parser = _Parser(buf, True, little=little)
+    parser.depth = depth
+    try:
+        opened.items, _ = parser._items(opened)
+    except _Decline:
+        raise _Decline("implicit VR value that may be a sequence") from None
+    return opened
 
 
 def _in_charset(charset: bytes | None, implicit: bool, little: bool) -> Dataset:
