@@ -263,12 +263,15 @@ def test_required_text_stays_present_as_a_dummy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
-def test_lean_path_declines_un_sequences(encoding: str, tmp_path: Path) -> None:
-    """(In implicit VR there is no UN: the same bytes are a plain sequence, which the lean path takes.)"""
+def test_lean_path_opens_un_sequences(encoding: str, tmp_path: Path) -> None:
+    """The engine opens a sequence stored as UN and decides its items, at both levels (test_lean holds its output
+    equal to the general path's). (In implicit VR there is no UN: the same bytes are a plain sequence.)"""
     source, _ = make_case(tmp_path, "un-top", encoding, "ascii")
-    with quiet():
-        assert not isinstance(lean.plan(source, FULL), lean.Plan)
-        assert not isinstance(lean.plan(source, Options(level=Level.ANONYMIZE)), lean.Plan)
+    for options in (FULL, Options(level=Level.ANONYMIZE)):
+        with quiet():
+            plan = lean.plan(source, options)
+        assert isinstance(plan, lean.Plan)
+        assert any(c.tag.startswith("(0040,0340)[0].") for c in plan.changes)
 
 
 def test_parses_as_sequence_is_strict() -> None:

@@ -10,7 +10,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
@@ -28,6 +28,7 @@ from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
     PSEUDONYM_TAGS,
+    UN_READ_AS,
     Change,
     Op,
     Rule,
@@ -38,6 +39,7 @@ from .rules import (
     creator_keyword,
     dummy_value,
     empty_value,
+    fits_multiplicity,
     mark_full,
     mark_method,
     pseudonym,
@@ -170,22 +172,15 @@ def _resolve_un(ds: Dataset, t: int) -> bool:
         return True
     if vr == "SQ":
         return _is_empty(raw)
-    if vr in _SINGLE_VRS:
+    if vr in UN_READ_AS:
         ds[t] = raw._replace(VR=vr)
         try:
-            count = len(_values(ds[t].value))
+            count = len(text_values(ds[t].value))
         except Exception:  # not a value of that VR (a wrong length, say): it cannot be shown to be harmless
             ds[t] = raw
             return False
-        vm = str(dictionary_VM(t))
-        if vm.isdigit() and count > int(vm):  # more values than the attribute has: not what it claims to be
-            return False
+        return fits_multiplicity(t, count)
     return True
-
-
-# VRs a UN value of a standard attribute is read as (an ambiguous "US or SS" stays UN, a binary value).
-_SINGLE_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL",
-                         "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})
 
 
 # --- full ------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from .allowlist import SafePrivate, creator_name
 from .context import FileContext, RunContext
@@ -33,11 +33,12 @@ from .csa import clean_kept
 from .identifiers import Needle, find
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan
+from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
     PSEUDONYM_TAGS,
+    UN_READ_AS,
     Change,
     Op,
     Rule,
@@ -48,6 +49,7 @@ from .rules import (
     creator_keyword,
     dummy_value,
     empty_value,
+    fits_multiplicity,
     mark_full,
     mark_method,
     pseudonym,
@@ -110,6 +112,7 @@ class _Element:
     end: int  # the byte after it (after the sequence delimiter, for an undefined length)
     undefined: bool
     items: list[_Item] | None = None
+    opened: bool = False  # a sequence stored as UN, read from the form pydicom writes it in once opened
 
 
 @dataclass(slots=True)
@@ -443,11 +446,7 @@ class _Parser:
             element.end = self._fragments(element)
             return element
         self._need(element.end)
-        if vr == "UN" and (not tag >> 16 & 1 or self.buf[value:value + 4] == _ITEM_TAG_BYTES):
-            # A standard attribute stored as UN (read by its dictionary VR, opened if a sequence) or a value that
-            # may be a sequence stored as UN: the general path decides.
-            raise _Decline("UN that may be a standard attribute or a sequence")
-        return element
+        return element  # a UN is resolved (read by its dictionary VR, opened if a sequence) as the rules need it
 
     def _fragments(self, element: _Element) -> int:
         """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,
@@ -515,9 +514,6 @@ class _Parser:
         if pos != end:
             raise _Decline("malformed: a sequence's length does not match its items")
         return items, pos
-
-
-_ITEM_TAG_BYTES = struct.pack("<HH", 0xFFFE, 0xE000)
 
 
 def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int:
@@ -631,6 +627,7 @@ class _Job:
     subject: str = ""
     new_ids: dict[int, object] = field(default_factory=dict)
     day_offset: int | None = None  # the subject's date shift, derived when first needed
+    whole: bool = False  # pydicom writes the whole dataset (no pixel data, or deflated): none is copied
     little: bool = True  # the dataset's byte order
     preamble: bool = True  # the source has a preamble and 'DICM' (the output then too)
     rules: Rules = field(init=False)
@@ -642,8 +639,10 @@ class _Job:
 
     def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
                   pixel_bytes: memoryview | None) -> Plan:
-        out = self._walk_anonymize(self.buf, head, "")
-        tail_out = self._walk_anonymize(self.tail_buf, tail, "")
+        self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
+        charset = self._mark_inputs(head)[1]
+        out = self._walk_anonymize(self.buf, head, "", charset)
+        tail_out = self._walk_anonymize(self.tail_buf, tail, "", charset)
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
         self.changes += mark_changes
@@ -652,27 +651,45 @@ class _Job:
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
                     self.context, Dataset())
 
-    def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str) -> dict[int, bytes | None]:
+    def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str, charset: bytes | None,
+                        opened: bool = False) -> dict[int, bytes | None]:
+        """Decide one dataset's elements at anonymize; `opened`: it is in a sequence that was stored as UN."""
         out: dict[int, bytes | None] = {}
         for e in elements:
             t = e.tag
+            if e.vr == "UN" and e.end == e.value and (path or self.whole):
+                raise _Decline("empty UN pydicom may write with another VR")  # it reads it by the dictionary's
             rule = self.rules.tag(t)
             if rule.value is not None:
                 if bool(e.items) if e.items is not None else not _is_empty(buf, e):  # a sequence: by its items
                     out[t] = _encoded(t, str(dictionary_VR(t)), rule.value, self.implicit, self.little)
                     self.changes.append(Change(path + tag_text(t), rule.keyword, Op.DUMMY.value))
             elif e.items is not None:
-                self._anonymize_sequence(buf, e, path + tag_text(t), out)
-            elif self.implicit and any(p in buf[e.value:e.end] for p in _FIVE):
-                opened = _opened(buf, e, self.little, depth=path.count("["))
-                self._anonymize_sequence(buf, opened, path + tag_text(t), out)
+                self._anonymize_sequence(buf, e, path + tag_text(t), out, charset, opened)
+            elif any(p in buf[e.value:e.end] for p in _FIVE):
+                self._anonymize_value(buf, e, _Scope(elements, path, None, out, charset, opened))
         return out
 
-    def _anonymize_sequence(self, buf: bytes, e: _Element, where: str, out: dict[int, bytes | None]) -> None:
+    def _anonymize_value(self, buf: bytes, e: _Element, scope: _Scope) -> None:
+        """A value holding one of the five's tags, which the general path tries as a sequence: an implicit VR one,
+        or a UN (in a sequence stored as UN, any value: it was implicit VR there)."""
+        where = scope.path + tag_text(e.tag)
+        if self.implicit:
+            opened = _opened(buf, e, self.little, depth=scope.path.count("["))
+            self._anonymize_sequence(buf, opened, where, scope.out, scope.charset)
+        elif e.vr == "UN" and parses_as_sequence(buf[e.value:e.end]):
+            opened, data = self._transcoded(scope, buf, e)
+            self._anonymize_sequence(data, opened, where, scope.out, scope.charset, opened=True)
+        elif scope.opened:
+            raise _Decline("implicit VR value that may be a sequence")  # pydicom reads items from any bytes
+
+    def _anonymize_sequence(self, buf: bytes, e: _Element, where: str, out: dict[int, bytes | None],
+                            charset: bytes | None, opened: bool = False) -> None:
         if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
             return  # the general path leaves it unparsed
         assert e.items is not None
-        walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].") for i, item in enumerate(e.items)]
+        walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].", _item_charset(buf, item, charset),
+                                       opened or e.opened) for i, item in enumerate(e.items)]
         if any(walked):
             out[e.tag] = self._sequence(buf, e, walked)
 
@@ -687,7 +704,9 @@ class _Job:
         commands = sum(1 for e in head if e.tag >> 16 == 0) if self.little else 0
         both = head[commands:] + head[:commands] + tail
         charset = self._mark_inputs(head)[1]
-        out = self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head))
+        self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
+        scope = self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head))
+        out = {**scope.rewrite, **scope.out} if self.whole else scope.out  # each UN written as it was resolved
         if self.options.cap_ages and self.options.retain_patient_characteristics:
             self._cap_age(head, out, charset)
         meta_bytes = self._meta_bytes(meta)
@@ -708,24 +727,91 @@ class _Job:
                     self.context, identifiers)
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
-                   charset: bytes | None, tail_from: int | None = None) -> dict[int, bytes | None]:
+                   charset: bytes | None, tail_from: int | None = None, opened: bool = False) -> _Scope:
         """Decide every element of one dataset (the general walker's rules, in its order); `charset`: the value
-        of the SpecificCharacterSet its text is in."""
-        scope = _Scope(elements, path, ds, {}, charset)
+        of the SpecificCharacterSet its text is in; `opened`: it is in a sequence that was stored as UN."""
+        scope = _Scope(elements, path, ds, {}, charset, opened)
         private: list[tuple[_Element, bytes]] = []
         for index, e in enumerate(elements):
             source = self.tail_buf if tail_from is not None and index >= tail_from else buf
             if e.tag >> 16 & 1:
                 private.append((e, source))
-                continue
-            rule = self.rules.tag(e.tag)
-            if rule.keeps_value and e.items is None:
-                continue
-            op = _operation(source, e, rule)
-            if op is not _KEEP:
-                _OPERATIONS[op](self, scope, source, e, rule.keyword)
+            else:
+                self._decide(scope, source, e)
         self._private(private, scope)
-        return scope.out
+        return scope
+
+    def _decide(self, scope: _Scope, buf: bytes, e: _Element) -> None:
+        """Decide a standard element: a UN resolved first (in a sequence stored as UN, its elements were implicit
+        VR: none is read as UN there)."""
+        rule = self.rules.tag(e.tag)
+        if e.vr == "UN" and not rule.removes and not scope.opened:
+            resolved = self._resolve_un(scope, buf, e, rule.keyword)
+            if resolved is None:
+                return
+            e, buf = resolved
+        if rule.keeps_value and e.items is None:
+            return
+        op = _operation(buf, e, rule)
+        if op is not _KEEP:
+            _OPERATIONS[op](self, scope, buf, e, rule.keyword)
+
+    def _resolve_un(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> tuple[_Element, bytes] | None:
+        """A standard attribute stored as UN as the general path reads it: opened if its value is a sequence, else
+        given its dictionary VR; None: removed (a value that cannot be what the dictionary says). What pydicom
+        writes for it when it writes the dataset is noted in `scope.rewrite`."""
+        if e.end == e.value:
+            return self._empty_un(scope, e), buf
+        if parses_as_sequence(buf[e.value:e.end]):
+            return self._transcoded(scope, buf, e)
+        vr = _implicit_vr(e.tag)  # the dictionary's
+        if vr not in UN_READ_AS:
+            if vr == "SQ" and not _is_empty(buf, e):
+                self._remove(scope, buf, e, keyword)
+                return None
+            return e, buf
+        resolved = _Element(e.tag, vr, e.start, e.value, e.end, False)
+        if not self._fits(scope.charset, buf, resolved):
+            self._remove(scope, buf, e, keyword)
+            return None
+        length = e.end - e.value
+        if vr not in LONG_VRS and length > 0xFFFF:
+            raise _Decline("UN that may be a standard attribute or a sequence")  # pydicom writes it as UN again
+        scope.rewrite[e.tag] = _header(e.tag, vr, length, False, self.little) + buf[e.value:e.end]
+        return resolved, buf
+
+    def _empty_un(self, scope: _Scope, e: _Element) -> _Element:
+        """An empty UN, which pydicom reads by its dictionary VR as it reads it (a sequence of no items)."""
+        vr = _implicit_vr(e.tag)
+        if " " in vr:
+            raise _Decline("UN that may be a standard attribute or a sequence")  # an ambiguous VR pydicom cannot write
+        scope.rewrite[e.tag] = _header(e.tag, vr, 0, False, self.little)
+        return _Element(e.tag, vr, e.start, e.value, e.end, False, [] if vr == "SQ" else None)
+
+    def _fits(self, charset: bytes | None, buf: bytes, e: _Element) -> bool:
+        """Whether a UN value read by its dictionary VR is one: it decodes, with no more values than the VM."""
+        try:
+            count = len(text_values(self._decoded(charset, buf, e)[0].value))
+        except Exception:  # as on the general path: a value not of that VR cannot be shown to be harmless
+            return False
+        return fits_multiplicity(e.tag, count)
+
+    def _transcoded(self, scope: _Scope, buf: bytes, e: _Element) -> tuple[_Element, bytes]:
+        """A sequence stored as UN (its value implicit VR little endian, PS3.5 6.2.2), read as pydicom reads it
+        and written as it writes it: in this dataset's encoding, each element encoded again. The opened element
+        and the bytes it lies in; those bytes are what pydicom writes for it when it writes the dataset."""
+        ds = _in_charset(scope.charset, self.implicit, self.little)
+        ds[e.tag] = RawDataElement(BaseTag(e.tag), "SQ", e.end - e.value, buf[e.value:e.end], e.value, True, True)
+        try:
+            data = _encode(ds[e.tag], self.implicit, _encodings(ds), self.little)
+        except Exception:  # pydicom cannot read or write it as a sequence after all
+            raise _Decline("UN that may be a standard attribute or a sequence") from None
+        parser = _Parser(data, self.implicit, little=self.little)
+        parser.depth = scope.path.count("[")
+        opened = parser._element(0, -1, top=False)
+        opened.opened = True
+        scope.rewrite[e.tag] = data
+        return opened, data
 
     def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         scope.out[e.tag] = None
@@ -741,10 +827,13 @@ class _Job:
     def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert e.items is not None
         where = scope.path + tag_text(e.tag)
-        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None, _item_charset(buf, item, scope.charset))
-                  for i, item in enumerate(e.items)]
-        if any(walked):
-            scope.out[e.tag] = self._sequence(buf, e, walked)
+        opened = scope.opened or e.opened
+        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None, _item_charset(buf, item, scope.charset),
+                                  opened=opened) for i, item in enumerate(e.items)]
+        if any(s.out for s in walked):
+            scope.out[e.tag] = self._sequence(buf, e, [{**s.rewrite, **s.out} for s in walked])
+        elif any(s.rewrite for s in walked):  # what pydicom writes for the sequence when it writes it
+            scope.rewrite[e.tag] = self._sequence(buf, e, [dict(s.rewrite) for s in walked])
 
     def _dummy(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         value = dummy_value(e.vr)
@@ -834,6 +923,8 @@ class _Job:
         out = scope.out
         if e.items is not None or safe.kind == "sequence":
             return self._keep_private_sequence(e, buf, safe, where, scope)
+        if e.vr == "UN" and e.end == e.value:
+            raise _Decline("empty UN pydicom may write with another VR")
         assert self.keyring is not None
         value = buf[e.value:e.end]
         if safe.kind == "value" and not (hits and find(value, hits)):
@@ -852,8 +943,10 @@ class _Job:
     def _keep_private_sequence(self, e: _Element, buf: bytes, safe: SafePrivate, where: str, scope: _Scope) -> bool:
         """A private sequence the allow-list keeps is walked; a sequence where it expects a value, or a value where
         it expects a sequence, goes."""
-        if e.items is None and self.implicit:
+        if e.items is None and (self.implicit or scope.opened):
             raise _Decline("private sequence kept")  # pydicom tries an implicit VR value of unknown VR as a sequence
+        if e.items is None and e.vr == "UN" and safe.kind == "sequence" and parses_as_sequence(buf[e.value:e.end]):
+            e, buf = self._transcoded(scope, buf, e)
         if e.items is None or safe.kind != "sequence":
             scope.out[e.tag] = None
             self.changes.append(Change(where, "", _REMOVED))
@@ -1044,6 +1137,8 @@ class _Scope:
     ds: Dataset | None
     out: dict[int, bytes | None]
     charset: bytes | None  # the value of the SpecificCharacterSet the dataset's text is in (None: the default)
+    opened: bool = False  # in a sequence stored as UN (its elements were implicit VR)
+    rewrite: dict[int, bytes] = field(default_factory=dict)  # kept elements pydicom writes in another form
 
 
 def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:

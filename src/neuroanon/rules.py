@@ -21,7 +21,13 @@ from functools import cache
 from types import MappingProxyType
 from typing import NamedTuple
 
-from pydicom.datadict import dictionary_has_tag, dictionary_is_retired, dictionary_VR, keyword_for_tag
+from pydicom.datadict import (
+    dictionary_has_tag,
+    dictionary_is_retired,
+    dictionary_VM,
+    dictionary_VR,
+    keyword_for_tag,
+)
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -267,6 +273,17 @@ def text_values(value: object) -> list[str]:
     if isinstance(value, (list, MultiValue)):
         return [str(v) for v in value]
     return [str(value)]
+
+
+# VRs a UN value of a standard attribute is read as (an ambiguous "US or SS" stays UN, a binary value too).
+UN_READ_AS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                        "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})
+
+
+def fits_multiplicity(tag: int, count: int) -> bool:
+    """Whether `count` values fit the attribute's VM: a UN value with more is not what it claims to be."""
+    vm = str(dictionary_VM(tag))
+    return not (vm.isdigit() and count > int(vm))
 
 
 def shifted_date(value: str, vr: str, offset: int) -> str:
