@@ -38,6 +38,7 @@ from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
     PSEUDONYM_TAGS,
+    TEXT_VRS,
     UN_READ_AS,
     Change,
     Op,
@@ -86,6 +87,7 @@ MARK_TAGS = frozenset({PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDEN
 _H = struct.Struct("<H").unpack_from
 _L = struct.Struct("<L").unpack_from
 _UID_BYTES = frozenset(b"0123456789.\\")
+_UID_TEXT_VRS = TEXT_VRS | {"UI", "CS"}  # VRs whose values a UID remapped is written back as text
 _NO_END = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
 PAST_END = "malformed: element runs past the end"
 MAX_DEPTH = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
@@ -849,7 +851,10 @@ class _Job:
             if remapped is not None:
                 scope.out[e.tag] = remapped
             return
-        # Another VR (pydicom pads it with spaces) or odd characters: the values as pydicom reads and writes them.
+        if e.vr not in _UID_TEXT_VRS:  # a number, a date or bytes where a UID belongs: no text to remap
+            raise _Decline("UID remapped in a value that is not a plain UID")
+        # Another text VR (pydicom pads it with spaces) or odd characters: the values as pydicom reads and writes
+        # them.
         elem, encodings = self._decoded(scope.charset, buf, e)
         parts = self._remapped(e.tag, text_values(elem.value), where, keyword, top=not scope.path)
         if parts is not None:
