@@ -107,10 +107,11 @@ def in_scope(ds: Dataset, options: Options) -> bool:
 
 
 def clean(source: Path, header: Header, dataset: Dataset, changes: list[Change], patterns: tuple[Needle, ...],
-          options: Options) -> Cleaning | None:
+          options: Options, original: Dataset | None = None) -> Cleaning | None:
     """Read and redact the pixels of `source` for `dataset` (the level applied; updated in place with the new
-    pixel data and the marks). None when the file is out of scope."""
-    if not in_scope(header.dataset, options):
+    pixel data and the marks; `changes` extended). None when the file is out of scope: that of `original`, the
+    source's original header when `source` is already anonymized (the engine's output), else `header`'s."""
+    if not in_scope(header.dataset if original is None else original, options):
         return None
     started = time.perf_counter()
     cleaning = Cleaning()
