@@ -1,9 +1,10 @@
 """The pipeline: discover -> read header -> apply level -> write -> check -> release -> report.
 
 Each file is prepared (read, anonymized, written under a temporary name, checked) by `prepare`, which needs no
-shared state and so runs in any worker process; the lean path (`lean.plan`) does the reading, anonymizing and
-writing of a common-case file, the general path (read_header, apply_level, write_instance) that of any other,
-to the same bytes; `commit` then releases, quarantines or discards it, in input
+shared state and so runs in any worker process; the engine (`lean.plan`) does the reading, anonymizing and
+writing, of a malformed file after salvage (read by pydicom, written back in canonical form), with the pixel
+stage (`pixels.clean`) beside it; the fallback (read_header, apply_fallback, write_instance) takes only the
+well-formed files the engine still declines; `commit` then releases, quarantines or discards it, in input
 order, in the one process that owns the output. The output is therefore the same for any number of workers.
 The CLI and any other front end call these functions and never reach around them.
 """
@@ -33,7 +34,7 @@ from typing import BinaryIO, TypeVar
 from pydicom.dataset import Dataset
 
 from . import lean, pixels, review, stops
-from .apply import apply_level, changed_top_level
+from .apply import apply_fallback, changed_top_level
 from .context import FileContext, RunContext
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
@@ -614,7 +615,7 @@ def _fallback(path: Path, run: RunContext, engine: str) -> _Anonymized | None:
     if _is_dicomdir(header.dataset):
         return None
     context = run.file(header.dataset)
-    dataset, changes = apply_level(header.dataset, run.options, context=context)
+    dataset, changes = apply_fallback(header.dataset, run.options, context=context)
     write = partial(write_instance, dataset, header, path, changed=changed_top_level(changes))
     return _Anonymized(context, dataset, changes, write, None, None, engine)
 
