@@ -24,6 +24,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 from neuroanon import lean
+from neuroanon.apply import apply_fallback, apply_level
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
 from neuroanon.read import quiet
@@ -304,6 +305,35 @@ def test_adversarial_cases(case: str, encoding: str, name: str, tmp_path: Path) 
     took = _engine(source, tmp_path / "run", OPTION_SETS[name])
     if case.startswith("un-") and encoding == "explicit_le" and case != "un-private":
         assert not took, "a UN that may be a sequence is for the fallback"
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_apply_level_goes_through_the_engine(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public apply_level(Dataset): written to bytes, anonymized by the engine, read back; the same dataset
+    and changes as the pipeline's output for the file the dataset was read from."""
+    source = make_study(tmp_path / "in", subject=13, n_series=1, n_instances=1)[0]
+    taken: list[bool] = []
+    plan_bytes = lean.plan_bytes
+    monkeypatch.setattr(lean, "plan_bytes", lambda data, options: _noted(plan_bytes(data, options), taken))
+    with quiet():
+        result, changes = apply_level(pydicom.dcmread(source), OPTION_SETS[name])
+        record = anonymize_file(source, tmp_path / "out", OPTION_SETS[name])
+        for written in files_under(tmp_path / "out"):  # none when the residual check held the file back
+            assert result == pydicom.dcmread(written)
+    assert taken == [True] and tuple(changes) == record.changes
+
+
+def test_apply_level_falls_back_for_what_the_engine_declines() -> None:
+    """A dataset the engine declines (dates shifted) is anonymized by the fallback walker, as before."""
+    options = Options(level=Level.FULL, key=KEY, shift_dates=True)
+    ds = make_dataset(subject=14)
+    with quiet():
+        assert apply_level(ds, options) == apply_fallback(ds, options)
+
+
+def _noted(plan: lean.Plan | str, taken: list[bool]) -> lean.Plan | str:
+    taken.append(isinstance(plan, lean.Plan))
+    return plan
 
 
 @cache

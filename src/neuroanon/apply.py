@@ -50,6 +50,7 @@ from .rules import (
     remap_uid,
 )
 from .tags import PATIENT_AGE, private_creator_tag, tag_text
+from .write import WRITE_ERRORS
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
@@ -82,7 +83,7 @@ def _through_engine(ds: Dataset, options: Options) -> tuple[Dataset, list[Change
     try:
         dcmwrite(source, ds, implicit_vr=None if syntax.is_transfer_syntax else bool(implicit),
                  little_endian=None if syntax.is_transfer_syntax else little is not False)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error):
+    except WRITE_ERRORS:
         return None  # values pydicom cannot encode: only the walker takes them
     plan = lean.plan_bytes(source.getvalue(), options)
     if not isinstance(plan, lean.Plan):

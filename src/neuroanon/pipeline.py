@@ -47,6 +47,7 @@ from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, check_file, check_path
 from .rules import Change
 from .write import (
+    WRITE_ERRORS,
     Staged,
     ZipSink,
     clear_staged,
@@ -571,7 +572,10 @@ def _planned(path: Path, run: RunContext) -> tuple[lean.Plan | str, bytes | None
     header = read_header(path)
     if _is_dicomdir(header.dataset):
         return "DICOMDIR", None, ""
-    salvaged = salvage(header, path)
+    try:
+        salvaged = salvage(header, path)
+    except WRITE_ERRORS:  # a value pydicom cannot write back: the fallback takes the file as it is
+        return plan, None, ""
     again = lean.plan_bytes(salvaged, run)
     return again, salvaged, f"stream after salvage ({plan})"
 

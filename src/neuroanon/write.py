@@ -31,6 +31,8 @@ from .read import Header, PixelSpan
 
 CHUNK = 1 << 20
 TMP_SUFFIX = ".neuroanon-tmp"
+# What pydicom's writer raises for a value it cannot encode (a wrong type, a number out of range...).
+WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error)
 
 
 class Staged:
