@@ -477,10 +477,27 @@ class _Parser:
             element.items, element.end = self._items(element)
             return element
         if undefined:
-            element.end = self._fragments(element)
+            element.end = self._undefined(element)
             return element
         self._need(element.end)
         return element  # a UN is resolved (read by its dictionary VR, opened if a sequence) as the rules need it
+
+    def _undefined(self, element: _Element) -> int:
+        """Where an undefined-length element other than a sequence ends, read as pydicom reads it: an implicit VR
+        value of unknown VR that starts with an item is a sequence (its VR set so); a UN holds the items of an
+        implicit VR little endian sequence (PS3.5 6.2.2; in little endian only); else encapsulated pixel data in
+        an item."""
+        if self.implicit and not element.vr:
+            self._need(element.value + 4)
+            if self.buf[element.value:element.value + 4] == _ITEM_LE:
+                element.vr = "SQ"
+                element.items, end = self._items(element)
+                return end
+        if element.vr == "UN" and self.little and not self.implicit:
+            items = _Parser(self.buf, True, little=True)
+            items.partial, items.depth = self.partial, self.depth
+            return items._items(element)[1]
+        return self._fragments(element)
 
     def _fragments(self, element: _Element) -> int:
         """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,
@@ -550,6 +567,9 @@ class _Parser:
         return items, pos
 
 
+_ITEM_LE = struct.pack("<HH", 0xFFFE, 0xE000)
+
+
 def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int:
     """Where the pixel data element ends: after its value, or after the delimiter of its fragments."""
     if not pixels.undefined:
@@ -596,6 +616,13 @@ def _canonical_uid(value: bytes) -> bool:
     """True when pydicom would write this UI value back as it is."""
     stripped = value.rstrip(b"\x00 ")
     return stripped == stripped.strip() and value == stripped + b"\x00" * (len(stripped) % 2)
+
+
+def _present(buf: bytes, e: _Element) -> bool:
+    """Whether an element holds a value: a sequence (or an undefined-length UN, read as one) by its items."""
+    if e.items is not None:
+        return bool(e.items)
+    return e.end - e.value > 8 if e.undefined else not _is_empty(buf, e)
 
 
 def _is_empty(buf: bytes, element: _Element) -> bool:
@@ -675,8 +702,8 @@ class _Job:
                   pixel_bytes: memoryview | None) -> Plan:
         self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
         charset = self._mark_inputs(head)[1]
-        out = self._walk_anonymize(self.buf, head, "", charset)
-        tail_out = self._walk_anonymize(self.tail_buf, tail, "", charset)
+        out = self._written(self._walk_anonymize(self.buf, head, "", charset))
+        tail_out = self._written(self._walk_anonymize(self.tail_buf, tail, "", charset))
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
         self.changes += mark_changes
@@ -685,47 +712,67 @@ class _Job:
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
                     self.context, Dataset())
 
+    def _written(self, scope: _Scope) -> dict[int, bytes | None]:
+        """The top level's decisions; where pydicom writes the whole dataset, with each UN as it reads it."""
+        return {**scope.rewrite, **scope.out} if self.whole else scope.out
+
     def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str, charset: bytes | None,
-                        opened: bool = False) -> dict[int, bytes | None]:
+                        opened: bool = False) -> _Scope:
         """Decide one dataset's elements at anonymize; `opened`: it is in a sequence that was stored as UN."""
-        out: dict[int, bytes | None] = {}
+        scope = _Scope(elements, path, None, {}, charset, opened)
         for e in elements:
-            t = e.tag
-            if e.vr == "UN" and e.end == e.value and (path or self.whole):
-                raise _Decline("empty UN pydicom may write with another VR")  # it reads it by the dictionary's
-            rule = self.rules.tag(t)
-            if rule.value is not None:
-                if bool(e.items) if e.items is not None else not _is_empty(buf, e):  # a sequence: by its items
-                    out[t] = _encoded(t, str(dictionary_VR(t)), rule.value, self.implicit, self.little)
-                    self.changes.append(Change(path + tag_text(t), rule.keyword, Op.DUMMY.value))
-            elif e.items is not None:
-                self._anonymize_sequence(buf, e, path + tag_text(t), out, charset, opened)
-            elif any(p in buf[e.value:e.end] for p in _FIVE):
-                self._anonymize_value(buf, e, _Scope(elements, path, None, out, charset, opened))
-        return out
+            self._anonymize_element(scope, buf, e)
+        return scope
+
+    def _anonymize_element(self, scope: _Scope, buf: bytes, e: _Element) -> None:
+        t = e.tag
+        if e.vr == "UN" and e.end == e.value:
+            if t >> 16 & 1 and (scope.path or self.whole):
+                raise _Decline("empty UN pydicom may write with another VR")
+            if not t >> 16 & 1:
+                self._empty_un(scope, e)  # pydicom reads it by the dictionary's VR, and writes it so
+        rule = self.rules.tag(t)
+        if rule.value is not None:
+            if _present(buf, e):
+                scope.out[t] = _encoded(t, str(dictionary_VR(t)), rule.value, self.implicit, self.little)
+                self.changes.append(Change(scope.path + tag_text(t), rule.keyword, Op.DUMMY.value))
+        elif e.items is not None:
+            self._anonymize_sequence(buf, e, scope)
+        elif e.vr == "UN" and e.undefined:  # pydicom reads it as a sequence, walked, and writes it so
+            opened, data = self._transcoded(scope, buf, e)
+            self._anonymize_sequence(data, opened, scope)
+        elif any(p in buf[e.value:e.end] for p in _FIVE):
+            self._anonymize_value(buf, e, scope)
 
     def _anonymize_value(self, buf: bytes, e: _Element, scope: _Scope) -> None:
         """A value holding one of the five's tags, which the general path tries as a sequence: an implicit VR one,
         or a UN (in a sequence stored as UN, any value: it was implicit VR there)."""
-        where = scope.path + tag_text(e.tag)
         if self.implicit:
-            opened = _opened(buf, e, self.little, depth=scope.path.count("["))
-            self._anonymize_sequence(buf, opened, where, scope.out, scope.charset)
+            self._anonymize_sequence(buf, _opened(buf, e, self.little, depth=scope.path.count("[")), scope)
         elif e.vr == "UN" and parses_as_sequence(buf[e.value:e.end]):
             opened, data = self._transcoded(scope, buf, e)
-            self._anonymize_sequence(data, opened, where, scope.out, scope.charset, opened=True)
+            del scope.rewrite[e.tag]  # unchanged, the general path puts the UN back as it was
+            self._anonymize_sequence(data, opened, scope)
         elif scope.opened:
             raise _Decline("implicit VR value that may be a sequence")  # pydicom reads items from any bytes
 
-    def _anonymize_sequence(self, buf: bytes, e: _Element, where: str, out: dict[int, bytes | None],
-                            charset: bytes | None, opened: bool = False) -> None:
+    def _anonymize_sequence(self, buf: bytes, e: _Element, scope: _Scope) -> None:
         if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
             return  # the general path leaves it unparsed
         assert e.items is not None
-        walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].", _item_charset(buf, item, charset),
-                                       opened or e.opened) for i, item in enumerate(e.items)]
-        if any(walked):
-            out[e.tag] = self._sequence(buf, e, walked)
+        where = scope.path + tag_text(e.tag)
+        walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].", _item_charset(buf, item, scope.charset),
+                                       scope.opened or e.opened) for i, item in enumerate(e.items)]
+        self._walked(scope, buf, e, walked)
+
+    def _walked(self, scope: _Scope, buf: bytes, e: _Element, walked: list[_Scope]) -> None:
+        """A sequence whose items were decided: encoded again when one changed, its items' elements as decided or
+        as pydicom writes them; else, when one holds an element pydicom writes in another form, what pydicom
+        writes for it if it writes the dataset."""
+        if any(s.out for s in walked):
+            scope.out[e.tag] = self._sequence(buf, e, [{**s.rewrite, **s.out} for s in walked])
+        elif any(s.rewrite for s in walked):
+            scope.rewrite[e.tag] = self._sequence(buf, e, [dict(s.rewrite) for s in walked])
 
     # --- full --------------------------------------------------------------------------------------------------
 
@@ -739,8 +786,7 @@ class _Job:
         both = head[commands:] + head[:commands] + tail
         charset = self._mark_inputs(head)[1]
         self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
-        scope = self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head))
-        out = {**scope.rewrite, **scope.out} if self.whole else scope.out  # each UN written as it was resolved
+        out = self._written(self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head)))
         if self.options.cap_ages and self.options.retain_patient_characteristics:
             self._cap_age(head, out, charset)
         meta_bytes = self._meta_bytes(meta)
@@ -796,7 +842,7 @@ class _Job:
         writes for it when it writes the dataset is noted in `scope.rewrite`."""
         if e.end == e.value:
             return self._empty_un(scope, e), buf
-        if parses_as_sequence(buf[e.value:e.end]):
+        if e.undefined or parses_as_sequence(buf[e.value:e.end]):
             return self._transcoded(scope, buf, e)
         vr = _implicit_vr(e.tag)  # the dictionary's
         if vr not in UN_READ_AS:
@@ -835,7 +881,9 @@ class _Job:
         and written as it writes it: in this dataset's encoding, each element encoded again. The opened element
         and the bytes it lies in; those bytes are what pydicom writes for it when it writes the dataset."""
         ds = _in_charset(scope.charset, self.implicit, self.little)
-        ds[e.tag] = RawDataElement(BaseTag(e.tag), "SQ", e.end - e.value, buf[e.value:e.end], e.value, True, True)
+        value = buf[e.value:e.end - 8] if e.undefined else buf[e.value:e.end]  # the items (not their delimiter)
+        length = UNDEFINED if e.undefined else len(value)
+        ds[e.tag] = RawDataElement(BaseTag(e.tag), "SQ", length, value, e.value, True, True)
         try:
             data = _encode(ds[e.tag], self.implicit, _encodings(ds), self.little)
         except Exception:  # pydicom cannot read or write it as a sequence after all
@@ -864,10 +912,7 @@ class _Job:
         opened = scope.opened or e.opened
         walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None, _item_charset(buf, item, scope.charset),
                                   opened=opened) for i, item in enumerate(e.items)]
-        if any(s.out for s in walked):
-            scope.out[e.tag] = self._sequence(buf, e, [{**s.rewrite, **s.out} for s in walked])
-        elif any(s.rewrite for s in walked):  # what pydicom writes for the sequence when it writes it
-            scope.rewrite[e.tag] = self._sequence(buf, e, [dict(s.rewrite) for s in walked])
+        self._walked(scope, buf, e, walked)
 
     def _dummy(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         value = dummy_value(e.vr)
@@ -958,7 +1003,7 @@ class _Job:
                       scope: _Scope) -> bool:
         """Keep an allow-listed private element, cleaned as its kind says; False: it cannot be kept, and goes."""
         out = scope.out
-        if e.items is not None or safe.kind == "sequence":
+        if e.items is not None or safe.kind == "sequence" or e.undefined:  # (an undefined UN is read as one)
             return self._keep_private_sequence(e, buf, safe, where, scope)
         if e.vr == "UN" and e.end == e.value:
             raise _Decline("empty UN pydicom may write with another VR")
@@ -982,7 +1027,8 @@ class _Job:
         it expects a sequence, goes."""
         if e.items is None and (self.implicit or scope.opened):
             raise _Decline("private sequence kept")  # pydicom tries an implicit VR value of unknown VR as a sequence
-        if e.items is None and e.vr == "UN" and safe.kind == "sequence" and parses_as_sequence(buf[e.value:e.end]):
+        opens = e.undefined or parses_as_sequence(buf[e.value:e.end])
+        if e.items is None and e.vr == "UN" and safe.kind == "sequence" and opens:
             e, buf = self._transcoded(scope, buf, e)
         if e.items is None or safe.kind != "sequence":
             scope.out[e.tag] = None
