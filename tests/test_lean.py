@@ -447,8 +447,9 @@ def test_adversarial_cases(case: str, encoding: str, name: str, tmp_path: Path,
     took = _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
     if case.startswith("un-") and not (case == "un-undefined" and encoding == "explicit_be"):
         assert took, "a UN (opened, or read by its dictionary VR) or an implicit VR sequence of unknown VR is taken"
-    if case == "retired-command" and encoding in ("explicit_le", "implicit_le"):
-        assert took, "command-group elements in a little endian dataset with pixel data are the engine's"
+    if case == "retired-command" and encoding != "explicit_be" and (encoding != "deflated" or name != "anonymize"):
+        assert took, "command-group elements in little endian are the engine's (kept at anonymize: where pydicom " \
+            "writes the dataset, they are not)"
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))

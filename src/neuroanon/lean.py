@@ -294,8 +294,6 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
         if layout.tail and layout.tail[0].tag <= pixels.tag:
             raise _Decline("elements out of order")
     if pixels is None or deflated:  # pydicom writes the whole dataset: unchanged sequences too
-        if head and head[0].tag >> 16 == 0:
-            raise _Decline("command group in a dataset written whole")  # the general path writes it otherwise
         for e in layout.head + layout.tail:
             for item in e.items or ():
                 _check_plain(item.elements, {})
@@ -701,6 +699,8 @@ class _Job:
     def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
                   pixel_bytes: memoryview | None) -> Plan:
         self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
+        if self.whole and head and head[0].tag >> 16 == 0:  # kept at anonymize (full removes them)
+            raise _Decline("command group in a dataset written whole")  # the general path writes it otherwise
         charset = self._mark_inputs(head)[1]
         out = self._written(self._walk_anonymize(self.buf, head, "", charset))
         tail_out = self._written(self._walk_anonymize(self.tail_buf, tail, "", charset))
@@ -781,11 +781,13 @@ class _Job:
         self.keyring = self.context.keyring
         self.patterns = self.context.needles
         self.subject = self.context.subject
-        # pydicom reads command-group elements (little endian only here) apart and adds them after the header's others.
-        commands = sum(1 for e in head if e.tag >> 16 == 0)
+        deflated = _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
+        self.whole = span is None or deflated
+        # pydicom reads command-group elements (little endian only here) apart and adds them after the header's
+        # others; from a deflated file, it reads them in the dataset, in tag order.
+        commands = 0 if deflated else sum(1 for e in head if e.tag >> 16 == 0)
         both = head[commands:] + head[:commands] + tail
         charset = self._mark_inputs(head)[1]
-        self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
         out = self._written(self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head)))
         if self.options.cap_ages and self.options.retain_patient_characteristics:
             self._cap_age(head, out, charset)
