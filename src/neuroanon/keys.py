@@ -75,6 +75,9 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, b"neuroanon key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
+_MAX_UIDS = 1 << 16  # remapped UIDs remembered by a key ring (a few MB at most)
+
+
 class Keyring:
     """Keyed derivations of identifiers. Pure: the same key and input give the same output."""
 
@@ -82,13 +85,19 @@ class Keyring:
         if len(key) < MIN_KEY_BYTES:
             raise UsageError(f"a key needs at least {MIN_KEY_BYTES} bytes")
         self._key = key
+        self._uids: dict[str, str] = {}  # a run's UIDs recur in every file of their study and series
 
     def _digest(self, purpose: bytes, value: str) -> bytes:
         return hmac.digest(self._key, purpose + b"\0" + value.encode("utf-8", "surrogateescape"), "sha256")
 
     def uid(self, original: str) -> str:
         """A `2.25.` UID (at most 44 characters) for an original UID."""
-        return "2.25." + str(int.from_bytes(self._digest(b"uid", original)[:16], "big"))
+        uid = self._uids.get(original)
+        if uid is None:
+            if len(self._uids) >= _MAX_UIDS:
+                self._uids.clear()
+            uid = self._uids[original] = "2.25." + str(int.from_bytes(self._digest(b"uid", original)[:16], "big"))
+        return uid
 
     def pseudonym(self, patient_id: str) -> str:
         """A subject pseudonym: `NA` and 16 base32 characters (80 bits)."""
