@@ -477,7 +477,8 @@ _INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
-    """Which needles each key (bytes, and as text) stands for, and the needles without keys (always searched)."""
+    """Which needles each run stands for (as ASCII bytes, and as text), and the needles without runs (always
+    searched)."""
     known = _INDEXES.get(id(patterns))
     if known is not None and known[0] is patterns:
         return known[1]
@@ -489,17 +490,15 @@ def _index(patterns: tuple[Needle, ...]) -> _Index:
 
 
 def _build_index(patterns: tuple[Needle, ...]) -> _Index:
-    by_key: dict[bytes, list[int]] = {}
     by_run: dict[str, list[int]] = {}
     always = []
     for i, needle in enumerate(patterns):
         if not needle.keys:
             always.append(i)
-        for key in needle.keys:
-            by_key.setdefault(key, []).append(i)
         for run in needle.runs:
             by_run.setdefault(run, []).append(i)
-    return ({k: tuple(v) for k, v in by_key.items()}, {k: tuple(v) for k, v in by_run.items()}, tuple(always))
+    runs = {k: tuple(v) for k, v in by_run.items()}
+    return {k.encode("ascii"): v for k, v in runs.items()}, runs, tuple(always)
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
@@ -507,10 +506,13 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if not patterns:
         return []
     haystack = data.lower()
-    by_key, _, always = _index(patterns)
+    by_run, _, always = _index(patterns)
+    # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
+    # LE or BE). One search per run over the three views together (a run across two of them only costs a test).
+    views = b"\n".join((haystack, haystack[0::2], haystack[1::2]))
     candidates = set(always)
-    for key, indices in by_key.items():
-        if key in haystack:
+    for run, indices in by_run.items():
+        if run in views:
             candidates.update(indices)
     return [patterns[i] for i in sorted(candidates) if patterns[i].occurs(haystack)]
 
