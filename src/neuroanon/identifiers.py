@@ -319,6 +319,7 @@ def fold(text: str, umlauts_as_e: bool = False) -> str:
     return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e), folded)
 
 
+@lru_cache(maxsize=4096)  # the same runs recur: binary values read as text, names
 def _fold_run(run: str, umlauts_as_e: bool) -> str:
     if umlauts_as_e:
         run = "".join(_UMLAUTS.get(c, c) for c in run)
