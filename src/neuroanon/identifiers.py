@@ -65,6 +65,7 @@ _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-ca
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
+_KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
@@ -172,8 +173,8 @@ _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is sear
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     key: list[tuple[str | None, bytes | None, bool, bool] | None] = []
-    for tag in (*_TAGS, SPECIFIC_CHARACTER_SET):
-        raw = ds.get_item(tag) if tag in ds else None
+    for tag in _KEY_TAGS:
+        raw = ds.get_item(tag)  # None when absent
         if raw is not None and not isinstance(raw, RawDataElement):
             return _needles(ds)
         key.append(None if raw is None else (raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian))
@@ -184,7 +185,7 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 @lru_cache(maxsize=512)
 def _needles_of_raw(raws: tuple[tuple[str | None, bytes | None, bool, bool] | None, ...]) -> tuple[Needle, ...]:
     ds = Dataset({BaseTag(tag): RawDataElement(BaseTag(tag), raw[0], len(raw[1] or b""), raw[1], 0, raw[2], raw[3])
-                  for tag, raw in zip((*_TAGS, SPECIFIC_CHARACTER_SET), raws, strict=True) if raw is not None})
+                  for tag, raw in zip(_KEY_TAGS, raws, strict=True) if raw is not None})
     return _needles(ds)
 
 

@@ -76,7 +76,7 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, b"neuroanon key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
-_REMEMBERED = 1 << 16  # derived values a key ring keeps, of each kind (a few MB at most)
+_REMEMBERED = 1 << 14  # derived values a key ring keeps, of each kind (a few MB at most)
 
 
 def _remembered(memory: dict[str, str], value: str, derive: Callable[[str], str]) -> str:
