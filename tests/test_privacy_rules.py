@@ -442,3 +442,29 @@ def test_property_any_standard_attribute_stored_as_un(tag: int, kind: str, noise
             # is what searches those for the file's identifying values.)
             (out,) = files_under(root / "out")
             assert not _leaks(out.read_bytes(), markers.values, "ascii"), f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+@pytest.mark.parametrize("tag", [0x00120062, 0x00120063, 0x00120064, 0x00280303])
+def test_a_mark_stored_as_un_holding_a_sequence_is_replaced_by_the_levels_own(level: Level, tag: int,
+                                                                               tmp_path: Path) -> None:
+    """PatientIdentityRemoved, DeidentificationMethod (and its code sequence) or LongitudinalTemporalInformation-
+    Modified stored as UN with a sequence of the five inside (a hypothesis example once failed the file with a
+    TypeError): the file is released with the level's marks in their own VRs, and at full no planted value stays."""
+    source, markers = make_case(tmp_path / "in", "un-top", "explicit_le", "ascii")
+    with quiet():
+        ds = pydicom.dcmread(source)
+    del ds[0x00400340]
+    value = un_bytes(five_item(markers), tag, "ascii")
+    add_un(ds, tag, value + b"\x00" * (len(value) % 2))
+    source.write_bytes(part10(ds, "explicit_le"))
+    record = anonymize_file(source, tmp_path / "out", Options(level=level, key=KEY))
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    written = pydicom.dcmread(out)
+    assert written["DeidentificationMethod"].VR == "LO" and "neuroanon" in str(written.DeidentificationMethod)
+    if level is Level.FULL:
+        assert written.PatientIdentityRemoved == "YES"
+        assert written["DeidentificationMethodCodeSequence"].VR == "SQ"
+        assert written.LongitudinalTemporalInformationModified == "REMOVED"
+        assert not _leaks(out.read_bytes(), markers.values, "ascii")

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import io
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
+from pydicom.filereader import dcmread
+from pydicom.filewriter import dcmwrite
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
+from . import lean
 from .allowlist import SafePrivate, creator_name
 from .context import FileContext, RunContext
 from .csa import clean_kept
@@ -44,18 +50,59 @@ from .rules import (
     remap_uid,
 )
 from .tags import PATIENT_AGE, private_creator_tag, tag_text
+from .write import WRITE_ERRORS
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
-def apply_level(
+def apply_level(ds: Dataset, options: Options, patterns: tuple[Needle, ...] | None = None,
+                ) -> tuple[Dataset, list[Change]]:
+    """Apply `options.level` to `ds`; return a new dataset and what was changed. `ds` is not changed.
+
+    `ds` may be a whole dataset or a header read without pixel data; a FileDataset's file meta and preamble are
+    handled too. It goes through the engine: written by pydicom to bytes (in its transfer syntax, else the
+    encoding it was read in, else explicit VR little endian), anonymized, read back. A dataset pydicom cannot
+    write, or that the engine declines, is anonymized by the fallback walker (`apply_fallback`). `patterns` are
+    `needles(ds)`, if the caller has them (the engine derives them itself).
+    """
+    if options.level is not Level.ORIGINAL:
+        if options.level is Level.FULL and options.key is None:
+            raise UsageError("the full level needs a key")
+        through = _through_engine(ds, options)
+        if through is not None:
+            return through
+    return apply_fallback(ds, options, patterns)
+
+
+def _through_engine(ds: Dataset, options: Options) -> tuple[Dataset, list[Change]] | None:
+    """`ds` anonymized by the engine, or None when pydicom cannot write it or the engine declines it."""
+    source = io.BytesIO()
+    meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    implicit, little = (None, None) if syntax.is_transfer_syntax else ds.original_encoding
+    try:
+        dcmwrite(source, ds, implicit_vr=None if syntax.is_transfer_syntax else bool(implicit),
+                 little_endian=None if syntax.is_transfer_syntax else little is not False)
+    except WRITE_ERRORS:
+        return None  # values pydicom cannot encode: only the walker takes them
+    plan = lean.plan_bytes(source.getvalue(), options)
+    if not isinstance(plan, lean.Plan):
+        return None
+    out = io.BytesIO()
+    plan.write(Path(), out)
+    out.seek(0)
+    return dcmread(out, force=True), plan.changes
+
+
+def apply_fallback(
     ds: Dataset, options: Options, patterns: tuple[Needle, ...] | None = None, context: FileContext | None = None
 ) -> tuple[Dataset, list[Change]]:
-    """Apply `options.level` to a copy of `ds`; return the copy and what was changed.
+    """The general path's walker over pydicom's objects: the fallback for the well-formed files and datasets the
+    engine still declines (a standard attribute stored as UN, a UN or implicit-VR value that may be a sequence,
+    an undefined length outside a sequence, command-group elements, shifted dates and cleaned descriptors).
 
-    `ds` may be a whole dataset or a header read without pixel data; pixel data is never touched. A
-    FileDataset's file meta and preamble are handled too. `patterns` are `needles(ds)`, if the caller has them;
-    `context` is `ds`'s file context, if the caller has one (a pipeline run).
+    Applies `options.level` to a copy of `ds`; pixel data is never touched. `patterns` are `needles(ds)`, if the
+    caller has them; `context` is `ds`'s file context, if the caller has one (a pipeline run).
     """
     new = _copy(ds)
     if options.level is Level.ORIGINAL:

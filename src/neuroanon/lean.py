@@ -1,14 +1,15 @@
 """The byte-stream engine: a file anonymized on its bytes, element by element, without pydicom's object model.
 
 It takes a Part 10 file in little endian (explicit or implicit VR, native or encapsulated pixel data, or none)
-whose elements are in canonical form, its header of any length, and gives byte for byte the output and the list of
-changes of the general path (read_header -> apply_level -> write_instance), several times faster: untouched
-elements are copied from the source bytes, changed ones are encoded, and a sequence is encoded again only when
-something inside it changed. What it does not take it declines with a reason in fixed words (`plan` returns it),
-and the general path takes the file; tests/test_lean.py holds the two paths equal.
+whose elements are in canonical form, its header of any length, from a file (`plan`) or from bytes in memory
+(`plan_bytes`): untouched elements are copied from the source bytes, changed ones are encoded, and a sequence is
+encoded again only when something inside it changed. What it does not take it declines with a reason in fixed
+words; a file declined as `malformed` is written back in canonical form by pydicom and given to the engine again
+(the pipeline's salvage); tests/test_golden.py holds the outputs to the release's.
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -82,6 +83,10 @@ _L = struct.Struct("<L").unpack_from
 _UID_BYTES = frozenset(b"0123456789.\\")
 _NO_END = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
 PAST_END = "malformed: element runs past the end"
+# Declines of a form pydicom reads tolerantly and writes back canonically (besides every "malformed: ..." one).
+_MALFORMED = frozenset({"unknown VR", "elements out of order", "reserved bytes of a long VR not zero",
+                        "file meta UID not in canonical form", "a second pixel data element",
+                        "file shorter than its size", "implicit VR dataset that reads as explicit"})
 MAX_DEPTH = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
 
 
@@ -175,11 +180,9 @@ def plan(path: Path, run: RunContext | Options) -> Plan | str:
     """The engine's plan for `path` in a run (or with options), or why it declines the file (fixed words, no
     value)."""
     run = run if isinstance(run, RunContext) else RunContext.of(run)
-    options = run.options
-    if options.level is Level.ORIGINAL:
-        return "level original: copied"
-    if options.level is Level.FULL and (options.shift_dates or options.clean_descriptors or options.cap_ages):
-        return "dates shifted, descriptors cleaned or ages capped"
+    reason = _declined_options(run.options)
+    if reason is not None:
+        return reason
     try:
         with open(path, "rb") as f:
             return _plan(f, run)
@@ -189,9 +192,35 @@ def plan(path: Path, run: RunContext | Options) -> Plan | str:
         return "read error"
 
 
-def _plan(f: BinaryIO, run: RunContext) -> Plan:
+def plan_bytes(data: bytes, run: RunContext | Options) -> Plan | str:
+    """The engine's plan for a file held in memory (read whole: its plan holds the pixel data), or why it declines
+    it. The plan's `write` does not read its `source`."""
+    run = run if isinstance(run, RunContext) else RunContext.of(run)
+    reason = _declined_options(run.options)
+    if reason is not None:
+        return reason
+    try:
+        return _plan(io.BytesIO(data), run, first=len(data))
+    except _Decline as decline:
+        return decline.reason
+
+
+def malformed(reason: str) -> bool:
+    """Whether a decline says the file's form is broken (not that the engine lacks a rule for its content)."""
+    return reason.startswith("malformed") or reason in _MALFORMED
+
+
+def _declined_options(options: Options) -> str | None:
+    if options.level is Level.ORIGINAL:
+        return "level original: copied"
+    if options.level is Level.FULL and (options.shift_dates or options.clean_descriptors or options.cap_ages):
+        return "dates shifted, descriptors cleaned or ages capped"
+    return None
+
+
+def _plan(f: BinaryIO, run: RunContext, first: int = HEAD_BYTES) -> Plan:
     options = run.options
-    layout = _layout(f)
+    layout = _layout(f, first)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
     job = _Job(buf, layout.tail_buf, implicit, options, run.file(original), little=layout.little,
@@ -219,10 +248,11 @@ class _Layout:
     preamble: bool = True  # a preamble and 'DICM' come first (else the file meta, or the dataset)
 
 
-def _layout(f: BinaryIO) -> _Layout:
-    """Parse the file, reading on from the first HEAD_BYTES as far as its header needs."""
-    size = os.fstat(f.fileno()).st_size
-    buf = f.read(min(size, HEAD_BYTES))  # not more than the file: a larger read costs a larger buffer
+def _layout(f: BinaryIO, first: int = HEAD_BYTES) -> _Layout:
+    """Parse the file, reading on from the `first` bytes as far as its header needs."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    buf = f.read(min(size, first))  # not more than the file: a larger read costs a larger buffer
     while True:
         try:
             return _parse(f, buf, size)

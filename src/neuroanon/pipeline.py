@@ -1,9 +1,10 @@
 """The pipeline: discover -> read header -> apply level -> write -> check -> release -> report.
 
 Each file is prepared (read, anonymized, written under a temporary name, checked) by `prepare`, which needs no
-shared state and so runs in any worker process; the lean path (`lean.plan`) does the reading, anonymizing and
-writing of a common-case file, the general path (read_header, apply_level, write_instance) that of any other,
-to the same bytes; `commit` then releases, quarantines or discards it, in input
+shared state and so runs in any worker process; the engine (`lean.plan`) does the reading, anonymizing and
+writing, of a malformed file after salvage (read by pydicom, written back in canonical form), with the pixel
+stage (`pixels.clean`) beside it; the fallback (read_header, apply_fallback, write_instance) takes only the
+well-formed files the engine still declines; `commit` then releases, quarantines or discards it, in input
 order, in the one process that owns the output. The output is therefore the same for any number of workers.
 The CLI and any other front end call these functions and never reach around them.
 """
@@ -34,7 +35,7 @@ from typing import BinaryIO, TypeVar
 from pydicom.dataset import Dataset
 
 from . import lean, pixels, review, stops
-from .apply import apply_level, changed_top_level
+from .apply import apply_fallback, changed_top_level
 from .context import FileContext, RunContext
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
@@ -46,7 +47,19 @@ from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, check_file, check_path
 from .rules import Change
-from .write import Staged, ZipSink, clear_staged, copy_file, discard, move, partial_zip, release, write_instance
+from .write import (
+    WRITE_ERRORS,
+    Staged,
+    ZipSink,
+    clear_staged,
+    copy_file,
+    discard,
+    move,
+    partial_zip,
+    release,
+    salvage,
+    write_instance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -530,41 +543,89 @@ class _Anonymized:
     write: Callable[[BinaryIO], PixelSpan | None]
     searchable: bytes | None = None  # at full: the output's bytes but the pixel data value, if the writer has them
     cleaning: pixels.Cleaning | None = None
-    engine: str = "stream"  # or "pydicom: <why the engine declined it>"
+    engine: str = "stream"  # "stream after salvage (<why>)", or "pydicom: <why the engine declined it>"
 
 
 def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepared:
-    anonymized = _anonymize(item.path, run)
+    anonymized = _anonymize(item.path, run, stage)
     if anonymized is None:
         return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file offsets; not "
                                "copied", dicom=False))
     return _staged(anonymized, name, stage)
 
 
-def _anonymize(path: Path, run: RunContext) -> _Anonymized | None:
-    """The file anonymized by the lean path when it takes the file, else by the general path; None for a
-    DICOMDIR."""
-    plan = lean.plan(path, run)
-    if isinstance(plan, lean.Plan) and pixels.in_scope(plan.context.original, run.options):
-        plan = "pixels cleaned"  # its pixels are read and maybe rewritten
+def _anonymize(path: Path, run: RunContext, stage: Path) -> _Anonymized | None:
+    """The file anonymized by the engine (after salvage when it is malformed), its pixels cleaned beside it when
+    in scope; by the fallback when the engine declines it still; None for a DICOMDIR."""
+    plan, source, engine = _planned(path, run)
     if not isinstance(plan, lean.Plan):
-        return _general(path, run, f"pydicom: {plan}")
+        return _fallback(path, run, f"pydicom: {plan}")
+    write = partial(plan.write, path) if source is None else partial(plan.write, Path())
+    if pixels.in_scope(plan.context.original, run.options):
+        return _with_clean_pixels(plan, write, stage, engine)
     searchable = plan.searchable() if run.options.level is Level.FULL else None
-    return _Anonymized(plan.context, plan.identifiers, plan.changes, partial(plan.write, path), searchable)
+    return _Anonymized(plan.context, plan.identifiers, plan.changes, write, searchable, engine=engine)
 
 
-def _general(path: Path, run: RunContext, engine: str) -> _Anonymized | None:
+def _planned(path: Path, run: RunContext) -> tuple[lean.Plan | str, bytes | None, str]:
+    """The engine's plan for the file, or for its salvaged bytes (also returned) when it is malformed; the
+    report's `engine`. A file pydicom cannot read either raises InputError, as the fallback would."""
+    plan = lean.plan(path, run)
+    if isinstance(plan, lean.Plan) or not lean.malformed(plan):
+        return plan, None, "stream"
+    header = read_header(path)
+    if _is_dicomdir(header.dataset):
+        return "DICOMDIR", None, ""
+    try:
+        salvaged = salvage(header, path)
+    except WRITE_ERRORS:  # a value pydicom cannot write back: the fallback takes the file as it is
+        return plan, None, ""
+    again = lean.plan_bytes(salvaged, run)
+    return again, salvaged, f"stream after salvage ({plan})"
+
+
+def _with_clean_pixels(plan: lean.Plan, write: Callable[[BinaryIO], PixelSpan | None], stage: Path, engine: str,
+                       ) -> _Anonymized:
+    """The pixel stage beside the engine: the engine's output, staged, is the source of pixels.clean, which
+    decides and rewrites its pixel data (and the marks that go with it); the result is written from it (or,
+    when the pixels could not be read, the engine's output as it is)."""
+    context = plan.context
+    with Staged(stage) as header_file:
+        write(header_file.file)
+    try:
+        header = read_header(header_file.path)
+        changed: list[Change] = []  # by the pixel stage: its elements alone are encoded again
+        cleaning = pixels.clean(header_file.path, header, header.dataset, changed, context.needles, context.options,
+                                original=context.original)
+    except BaseException:
+        discard(header_file.path)
+        raise
+    assert cleaning is not None  # in scope
+    final = write if cleaning.write is None else cleaning.write  # None: the pixels could not be read, the file is held
+    return _Anonymized(context, plan.identifiers, plan.changes + changed,
+                       partial(_written_once, final, header_file.path), None, cleaning, engine)
+
+
+def _written_once(write: Callable[[BinaryIO], PixelSpan | None], source: Path, out: BinaryIO) -> PixelSpan | None:
+    """`write(out)`, then the staged source it read from is discarded."""
+    try:
+        return write(out)
+    finally:
+        discard(source)
+
+
+def _fallback(path: Path, run: RunContext, engine: str) -> _Anonymized | None:
+    """The general path (pydicom's objects, apply.py's walker): only for the well-formed files the engine still
+    declines (a standard attribute stored as UN, a UN or implicit-VR value that may be a sequence, an undefined
+    length outside a sequence, command-group elements, shifted dates and cleaned descriptors), and for a DICOMDIR
+    (None)."""
     header = read_header(path)
     if _is_dicomdir(header.dataset):
         return None
     context = run.file(header.dataset)
-    dataset, changes = apply_level(header.dataset, run.options, context=context)
-    write: Callable[[BinaryIO], PixelSpan | None] = partial(write_instance, dataset, header, path,
-                                                            changed=changed_top_level(changes))
-    cleaning = pixels.clean(path, header, dataset, changes, context.needles, run.options)
-    if cleaning is not None and cleaning.write is not None:
-        write = cleaning.write
-    return _Anonymized(context, dataset, changes, write, None, cleaning, engine)
+    dataset, changes = apply_fallback(header.dataset, run.options, context=context)
+    write = partial(write_instance, dataset, header, path, changed=changed_top_level(changes))
+    return _Anonymized(context, dataset, changes, write, None, None, engine)
 
 
 def _staged(anonymized: _Anonymized, name: str, stage: Path) -> Prepared:

@@ -107,10 +107,11 @@ def in_scope(ds: Dataset, options: Options) -> bool:
 
 
 def clean(source: Path, header: Header, dataset: Dataset, changes: list[Change], patterns: tuple[Needle, ...],
-          options: Options) -> Cleaning | None:
+          options: Options, original: Dataset | None = None) -> Cleaning | None:
     """Read and redact the pixels of `source` for `dataset` (the level applied; updated in place with the new
-    pixel data and the marks). None when the file is out of scope."""
-    if not in_scope(header.dataset, options):
+    pixel data and the marks; `changes` extended). None when the file is out of scope: that of `original`, the
+    source's original header when `source` is already anonymized (the engine's output), else `header`'s."""
+    if not in_scope(header.dataset if original is None else original, options):
         return None
     started = time.perf_counter()
     cleaning = Cleaning()
@@ -155,14 +156,7 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     if native:  # the decoder drops bits above BitsStored: overlay bits in the stored bytes show as a difference
         changed = changed or _native_bytes(frames, whole, header.little_endian) != bytes(whole.PixelData)
     if changed:
-        implicit, little = header.implicit_vr, header.little_endian
-        if native:  # in the source's own syntax, big endian too (its other binary values keep their order)
-            cleaning.encoding = "rewritten native"
-            _set_native(dataset, frames, whole, little)
-        else:
-            implicit, little = False, True
-            cleaning.encoding = _encode(dataset, frames, syntax, photometric, whole)
-        cleaning.write = _writer(dataset, replace(header, pixels=None, implicit_vr=implicit, little_endian=little))
+        _rewrite(dataset, header, frames, whole, photometric, cleaning)
         changes.append(Change("(7FE0,0010)", "PixelData", "redacted" if cleaning.boxes else "overlay bits cleared"))
     if cleaning.boxes or cleaning.held:
         cleaning.review = [_display(frames[i], photometric, whole) for i in range(count)]
@@ -170,6 +164,21 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
         _mark(dataset, changes)
     if cleaning.write is None:  # the pixel data is kept: streamed from the source, the marks encoded anew
         cleaning.write = partial(write_instance, dataset, header, source, changed=changed_top_level(changes))
+
+
+def _rewrite(dataset: Dataset, header: Header, frames: np.ndarray[Any, Any], whole: Dataset, photometric: str,
+             cleaning: Cleaning) -> None:
+    """Put the cleaned `frames` into `dataset`: native data stays native, in the source's own syntax (big endian
+    too: its other binary values keep their order); compressed data is encoded again or written native."""
+    syntax = UID(whole.file_meta.TransferSyntaxUID)
+    implicit, little = header.implicit_vr, header.little_endian
+    if not syntax.is_compressed:
+        cleaning.encoding = "rewritten native"
+        _set_native(dataset, frames, whole, little)
+    else:
+        implicit, little = False, True
+        cleaning.encoding = _encode(dataset, frames, syntax, photometric, whole)
+    cleaning.write = _writer(dataset, replace(header, pixels=None, implicit_vr=implicit, little_endian=little))
 
 
 def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, patterns: tuple[Needle, ...],

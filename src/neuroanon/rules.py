@@ -399,12 +399,14 @@ def mark_method(ds: Dataset, method: str, changes: list[Change], keep_earlier: b
     """Set our DeidentificationMethod value. At anonymize an earlier one is kept before ours (the record of
     earlier de-identification); at full it is replaced (free text that may name operators and sites)."""
     text = f"{method} (neuroanon {__version__})"
+    _drop_foreign(ds, DEIDENTIFICATION_METHOD)
     earlier = _texts(ds.get("DeidentificationMethod", None)) if keep_earlier and DEIDENTIFICATION_METHOD in ds else []
     ds.DeidentificationMethod = [*earlier, text] if earlier and text not in earlier else text
     changes.append(Change(tag_text(DEIDENTIFICATION_METHOD), "DeidentificationMethod", "added"))
 
 
 def mark_full(ds: Dataset, options: Options, changes: list[Change], identity_removed: bool) -> None:
+    _drop_foreign(ds, PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD_CODES, LONGITUDINAL_TEMPORAL_MODIFIED)
     # Pixels that may show burned-in text are not proven clean: the identity is never claimed removed for them.
     ds.PatientIdentityRemoved = "YES" if identity_removed else "NO"
     changes.append(Change(tag_text(PATIENT_IDENTITY_REMOVED), "PatientIdentityRemoved", "added"))
@@ -421,6 +423,14 @@ def mark_full(ds: Dataset, options: Options, changes: list[Change], identity_rem
     ds.LongitudinalTemporalInformationModified = "MODIFIED" if options.shift_dates else "REMOVED"
     changes.append(Change(tag_text(LONGITUDINAL_TEMPORAL_MODIFIED), "LongitudinalTemporalInformationModified",
                           "added"))
+
+
+def _drop_foreign(ds: Dataset, *tags: int) -> None:
+    """Remove a mark whose element is not of its dictionary VR (a UN that held a sequence, opened as one): the
+    level's own value replaces it."""
+    for tag in tags:
+        if tag in ds and dictionary_VR(tag) != ds[tag].VR:
+            del ds[tag]
 
 
 def _texts(value: object) -> list[str]:

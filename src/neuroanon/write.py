@@ -14,20 +14,25 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomIO
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from .read import Header, PixelSpan
 
 CHUNK = 1 << 20
 TMP_SUFFIX = ".neuroanon-tmp"
+# What pydicom's writer raises for a value it cannot encode (a wrong type, a number out of range...).
+WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error)
 
 
 class Staged:
@@ -199,6 +204,39 @@ def copy_file(source: Path, output: Path) -> Path:
     with Staged(output) as staged, open(source, "rb") as src:
         copy_range(src, staged.file, os.fstat(src.fileno()).st_size)
     return staged.path
+
+
+def salvage(header: Header, source: Path) -> bytes:
+    """The file pydicom read tolerantly (`header`), written back unchanged in canonical form, in memory: every
+    element encoded by pydicom in the encoding its transfer syntax names (else the one it was read in), the pixel
+    data element copied from `source` (encoded anew when the encoding changes)."""
+    meta = getattr(header.dataset, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    deque(header.dataset.iterall(), maxlen=0)  # every element decoded (its VR known), to be encoded anew
+    if syntax.is_transfer_syntax and (syntax.is_implicit_VR, syntax.is_little_endian) != (header.implicit_vr,
+                                                                                           header.little_endian):
+        if header.pixels is not None:
+            header.dataset[header.pixels.tag] = _pixel_element(header, source)
+        header = replace(header, pixels=None, implicit_vr=syntax.is_implicit_VR, little_endian=syntax.is_little_endian)
+    buffer = io.BytesIO()
+    write_instance(header.dataset, header, source, buffer, changed=frozenset(int(t) for t in header.dataset.keys()))
+    return buffer.getvalue()
+
+
+def _pixel_element(header: Header, source: Path) -> DataElement:
+    """The pixel data element read from `source` as `header` located it (its fragments, if encapsulated)."""
+    assert header.pixels is not None
+    with open(source, "rb") as f:
+        f.seek(header.pixels.start)
+        data = f.read(header.pixels.size)
+    start = 8 if header.implicit_vr else 12
+    length = struct.unpack_from("<L" if header.little_endian else ">L", data, start - 4)[0]
+    undefined = length == 0xFFFFFFFF
+    wide = int(header.dataset.get("BitsAllocated", 8) or 8) > 8
+    element = DataElement(header.pixels.tag, "OW" if wide and not undefined else "OB",
+                          data[start:-8] if undefined else data[start:start + length])
+    element.is_undefined_length = undefined
+    return element
 
 
 def write_instance(
