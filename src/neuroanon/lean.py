@@ -453,7 +453,7 @@ class _Parser:
 
     def _element(self, pos: int, last: int, top: bool) -> _Element:
         """The element at `pos` (its items walked if it is a sequence; a top-level pixel data element not)."""
-        element = self._plain(pos, last)
+        element = self._common(pos, last)
         if element is not None:
             return element
         tag, vr, value, length = self._header(pos)
@@ -478,7 +478,7 @@ class _Parser:
             raise _Decline("UN that may be a standard attribute or a sequence")
         return element
 
-    def _plain(self, pos: int, last: int) -> _Element | None:
+    def _common(self, pos: int, last: int) -> _Element | None:
         """The element at `pos` when it is the common kind (explicit VR with a 2-byte length, in order, neither
         pixel data nor a command-group element, within the buffer), read in one step; else None (`_element` then
         reads and checks it in full)."""
