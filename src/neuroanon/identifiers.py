@@ -65,6 +65,7 @@ _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-ca
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
+_KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
@@ -172,8 +173,8 @@ _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is sear
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     key: list[tuple[str | None, bytes | None, bool, bool] | None] = []
-    for tag in (*_TAGS, SPECIFIC_CHARACTER_SET):
-        raw = ds.get_item(tag) if tag in ds else None
+    for tag in _KEY_TAGS:
+        raw = ds.get_item(tag)  # None when absent
         if raw is not None and not isinstance(raw, RawDataElement):
             return _needles(ds)
         key.append(None if raw is None else (raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian))
@@ -184,7 +185,7 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 @lru_cache(maxsize=512)
 def _needles_of_raw(raws: tuple[tuple[str | None, bytes | None, bool, bool] | None, ...]) -> tuple[Needle, ...]:
     ds = Dataset({BaseTag(tag): RawDataElement(BaseTag(tag), raw[0], len(raw[1] or b""), raw[1], 0, raw[2], raw[3])
-                  for tag, raw in zip((*_TAGS, SPECIFIC_CHARACTER_SET), raws, strict=True) if raw is not None})
+                  for tag, raw in zip(_KEY_TAGS, raws, strict=True) if raw is not None})
     return _needles(ds)
 
 
@@ -319,6 +320,7 @@ def fold(text: str, umlauts_as_e: bool = False) -> str:
     return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e), folded)
 
 
+@lru_cache(maxsize=4096)  # the same runs recur: binary values read as text, names
 def _fold_run(run: str, umlauts_as_e: bool) -> str:
     if umlauts_as_e:
         run = "".join(_UMLAUTS.get(c, c) for c in run)
@@ -477,7 +479,8 @@ _INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
-    """Which needles each key (bytes, and as text) stands for, and the needles without keys (always searched)."""
+    """Which needles each run stands for (as ASCII bytes, and as text), and the needles without runs (always
+    searched)."""
     known = _INDEXES.get(id(patterns))
     if known is not None and known[0] is patterns:
         return known[1]
@@ -489,17 +492,15 @@ def _index(patterns: tuple[Needle, ...]) -> _Index:
 
 
 def _build_index(patterns: tuple[Needle, ...]) -> _Index:
-    by_key: dict[bytes, list[int]] = {}
     by_run: dict[str, list[int]] = {}
     always = []
     for i, needle in enumerate(patterns):
         if not needle.keys:
             always.append(i)
-        for key in needle.keys:
-            by_key.setdefault(key, []).append(i)
         for run in needle.runs:
             by_run.setdefault(run, []).append(i)
-    return ({k: tuple(v) for k, v in by_key.items()}, {k: tuple(v) for k, v in by_run.items()}, tuple(always))
+    runs = {k: tuple(v) for k, v in by_run.items()}
+    return {k.encode("ascii"): v for k, v in runs.items()}, runs, tuple(always)
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
@@ -507,10 +508,13 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if not patterns:
         return []
     haystack = data.lower()
-    by_key, _, always = _index(patterns)
+    by_run, _, always = _index(patterns)
+    # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
+    # LE or BE). One search per run over the three views together (a run across two of them only costs a test).
+    views = b"\n".join((haystack, haystack[0::2], haystack[1::2]))
     candidates = set(always)
-    for key, indices in by_key.items():
-        if key in haystack:
+    for run, indices in by_run.items():
+        if run in views:
             candidates.update(indices)
     return [patterns[i] for i in sorted(candidates) if patterns[i].occurs(haystack)]
 

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UsageError
@@ -75,6 +76,19 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, b"neuroanon key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
+_REMEMBERED = 1 << 14  # derived values a key ring keeps, of each kind (a few MB at most)
+
+
+def _remembered(memory: dict[str, str], value: str, derive: Callable[[str], str]) -> str:
+    """`derive(value)`, kept in `memory` (emptied when full)."""
+    known = memory.get(value)
+    if known is None:
+        if len(memory) >= _REMEMBERED:
+            memory.clear()
+        known = memory[value] = derive(value)
+    return known
+
+
 class Keyring:
     """Keyed derivations of identifiers. Pure: the same key and input give the same output."""
 
@@ -82,18 +96,26 @@ class Keyring:
         if len(key) < MIN_KEY_BYTES:
             raise UsageError(f"a key needs at least {MIN_KEY_BYTES} bytes")
         self._key = key
+        # What a run derives recurs in every file of a study or series: each is derived once.
+        self._uids: dict[str, str] = {}
+        self._pseudonyms: dict[str, str] = {}
 
     def _digest(self, purpose: bytes, value: str) -> bytes:
         return hmac.digest(self._key, purpose + b"\0" + value.encode("utf-8", "surrogateescape"), "sha256")
 
     def uid(self, original: str) -> str:
         """A `2.25.` UID (at most 44 characters) for an original UID."""
+        return _remembered(self._uids, original, self._new_uid)
+
+    def _new_uid(self, original: str) -> str:
         return "2.25." + str(int.from_bytes(self._digest(b"uid", original)[:16], "big"))
 
     def pseudonym(self, patient_id: str) -> str:
         """A subject pseudonym: `NA` and 16 base32 characters (80 bits)."""
-        code = base64.b32encode(self._digest(b"subject", patient_id)[:10]).decode("ascii")
-        return "NA" + code
+        return _remembered(self._pseudonyms, patient_id, self._new_pseudonym)
+
+    def _new_pseudonym(self, patient_id: str) -> str:
+        return "NA" + base64.b32encode(self._digest(b"subject", patient_id)[:10]).decode("ascii")
 
     def day_offset(self, patient_id: str) -> int:
         """Days (negative, 1 to 3650 back) by which this subject's dates move under --shift-dates."""

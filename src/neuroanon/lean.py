@@ -83,6 +83,7 @@ LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN"
 VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
                   "ST", "TM", "UI", "UL", "US"}
 _VR_OF = {vr.encode(): vr for vr in VRS}
+_SHORT_VR_OF = {code: vr for code, vr in _VR_OF.items() if vr not in LONG_VRS}
 MARK_TAGS = frozenset({PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES,
                        LONGITUDINAL_TEMPORAL_MODIFIED})
 _H = struct.Struct("<H").unpack_from
@@ -259,7 +260,7 @@ def _layout(f: BinaryIO, first: int = HEAD_BYTES) -> _Layout:
     """Parse the file, reading on from the `first` bytes as far as its header needs."""
     size = f.seek(0, os.SEEK_END)
     f.seek(0)
-    buf = f.read(first)
+    buf = f.read(min(size, first))  # not more than the file: a larger read costs a larger buffer
     while True:
         try:
             return _parse(f, buf, size)
@@ -460,6 +461,9 @@ class _Parser:
 
     def _element(self, pos: int, last: int, top: bool) -> _Element:
         """The element at `pos` (its items walked if it is a sequence; a top-level pixel data element not)."""
+        element = self._common(pos, last)
+        if element is not None:
+            return element
         tag, vr, value, length = self._header(pos)
         if tag <= last:
             raise _Decline("elements out of order")
@@ -496,6 +500,19 @@ class _Parser:
             items.partial, items.depth = self.partial, self.depth
             return items._items(element)[1]
         return self._fragments(element)
+
+    def _common(self, pos: int, last: int) -> _Element | None:
+        """The element at `pos` when it is the common kind (explicit VR with a 2-byte length, in order, neither
+        pixel data nor a command-group element, within the buffer), read in one step; else None (`_element` then
+        reads and checks it in full)."""
+        buf = self.buf
+        if self.implicit or pos + 8 > len(buf):
+            return None
+        group, number, code, length = self.tags_short(buf, pos)
+        vr, tag, end = _SHORT_VR_OF.get(code), group << 16 | number, pos + 8 + length
+        if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > len(buf):
+            return None
+        return _Element(tag, vr, pos, pos + 8, end, False)
 
     def _fragments(self, element: _Element) -> int:
         """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,

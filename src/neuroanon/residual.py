@@ -44,7 +44,8 @@ _OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
 # A Latin letter with a diacritic (or ß, æ, ø...) next to another letter: where folded text can differ from
 # what the byte patterns match (an ASCII-written name found written with its letters, "Müller" for "MUELLER").
 _ACCENTED = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
-_ACCENTED_IN_WORD = re.compile(f"(?<=[A-Za-z{_ACCENTED}])[{_ACCENTED}]|[{_ACCENTED}](?=[A-Za-z{_ACCENTED}])")
+# The accented letter first: the search skips to the next one, and tests its neighbours only there.
+_ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}]))")
 _CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 MAKER_TAGS = frozenset({MANUFACTURER, MANUFACTURER_MODEL_NAME})
