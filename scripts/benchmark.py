@@ -102,7 +102,7 @@ STORE_TIMEOUT = 120.0  # seconds a receiver gets to store what its senders were 
 
 # --quick: the smallest corpora that still exercise every measurement
 QUICK = {"files": 40, "frames": 4, "repeat": 1, "counts": [20, 60], "sizes": [(16, 1), (64, 1), (64, 4)],
-         "size_files": 20, "instances": 24, "associations": 2,
+         "size_files": 20, "instances": 24, "associations": 2, "settle": 0.0,
          "svg": Path(tempfile.gettempdir()) / "neuroanon-scaling-quick.svg"}
 
 
@@ -209,12 +209,9 @@ def fill(command: list[str], **values: Path | int) -> list[str]:
     return [str(values[a]) if a in values else a for a in command]
 
 
-def _timed(argv: list[str], work: Path, corpus: Path) -> Run:
-    """One run into an empty output (work/out), with a warm page cache and nothing left to write back from earlier
-    runs."""
-    out = work / "out"
-    shutil.rmtree(out, ignore_errors=True)
-    (work / ".out.neuroanon-journal").unlink(missing_ok=True)
+def _timed(argv: list[str], out: Path, corpus: Path) -> Run:
+    """One run into the empty folder `out`, with a warm page cache and nothing left to write back from earlier
+    runs. The output stays until the round ends (see `alternate`)."""
     warm(corpus)
     os.sync()  # the previous run's writes go to disk now, not during this run
     start = time.perf_counter()
@@ -222,20 +219,35 @@ def _timed(argv: list[str], work: Path, corpus: Path) -> Run:
     seconds = time.perf_counter() - start
     code, rss, cpu = done.stdout.split()
     written = tree_stats(out)[0] if out.exists() else 0
-    shutil.rmtree(out, ignore_errors=True)
     return Run(seconds, float(cpu), int(rss), int(code), written)
 
 
-def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: int,
+def _settled(work: Path, settle: float) -> None:
+    """Remove a round's outputs, write everything back, and wait `settle` seconds: ext4 without a journal (this
+    machine's disk) passes over every inode freed in the last 60 s when it creates a file, so a tool run just after
+    a large removal pays for it (measured: half of `anonymize`'s CPU time). Each run thus meets the same disk."""
+    for out in work.glob("out-*"):
+        shutil.rmtree(out, ignore_errors=True)
+    for left in work.glob(".out-*"):  # neuroanon's journal and private work folder beside its output
+        shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+    os.sync()
+    time.sleep(settle)
+
+
+def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: int, settle: float,
               once_over: float = math.inf) -> dict[str, list[Run]]:
-    """Run every command `repeat` times over corpus, in alternating rounds; a command whose first run took over
-    `once_over` seconds runs in the first round only."""
+    """Run every command `repeat` times over corpus, in alternating rounds, each into its own empty folder; a
+    command whose first run took over `once_over` seconds runs in the first round only. Before each round the
+    disk settles (`_settled`)."""
     runs: dict[str, list[Run]] = {name: [] for name in commands}
     for round_ in range(repeat):
-        for name, command in commands.items():
+        _settled(work, settle)
+        for i, (name, command) in enumerate(commands.items()):
             if round_ and runs[name][0].seconds > once_over:
                 continue  # far from any target: one run tells
-            runs[name].append(_timed(fill(command, IN=corpus, OUT=work / "out"), work, corpus))
+            out = work / f"out-{round_}-{i}"
+            runs[name].append(_timed(fill(command, IN=corpus, OUT=out), out, corpus))
+    _settled(work, 0)
     return runs
 
 
@@ -288,7 +300,7 @@ def compare(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, A
             print(f"{name}: not installed, skipped")
         else:
             commands[name] = command
-    rows = summarize(alternate(commands, work, corpus, args.repeat, once_over=SLOW), files, size)
+    rows = summarize(alternate(commands, work, corpus, args.repeat, args.settle, once_over=SLOW), files, size)
     print_table(rows, COMPARISON_COLUMNS)
     if args.clean_pixels_frames:
         pixels = clean_pixels(work, args.clean_pixels_frames, key, args.workers)
@@ -327,7 +339,7 @@ def scaling(args: argparse.Namespace, work: Path, key: Path) -> dict[str, list[d
         shutil.rmtree(corpus, ignore_errors=True)
         make_point(corpus, point)
         files, size = tree_stats(corpus)
-        for row in summarize(alternate(commands, work, corpus, args.repeat), files, size):
+        for row in summarize(alternate(commands, work, corpus, args.repeat, args.settle), files, size):
             rows.append({"point": point.label, "side": point.side, "frames": point.frames,
                          "mb_per_file": size / 1e6 / files, **row})
         shutil.rmtree(corpus)
@@ -637,6 +649,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         "temporary folder, removed)")
     parser.add_argument("--json", type=Path, help="also write the results here, by measurement")
     parser.add_argument("--quick", action="store_true", help="tiny corpora, one round: a smoke run")
+    parser.add_argument("--settle", type=float, default=61.0,
+                        help="seconds the disk rests after a round's outputs are removed (0 with --quick)")
     comparison = parser.add_argument_group("the comparison (the default)")
     comparison.add_argument("--files", type=int, default=3000)
     comparison.add_argument("--frames", type=int, default=400)
