@@ -27,7 +27,7 @@ from pydicom.datadict import (
     keyword_for_tag,
     private_dictionary_VR,
 )
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -40,7 +40,7 @@ from neuroanon.allowlist import SAFE_PRIVATE, find_safe
 from neuroanon.apply import apply_level
 from neuroanon.options import Level, Options
 from neuroanon.ps315 import load_table
-from neuroanon.read import read_header
+from neuroanon.read import parses_as_sequence, read_header
 from neuroanon.rules import NIDB_ANONYMIZE, REMOVED_AT_FULL, Change, full_action, is_overlay_or_curve
 from neuroanon.sample import make_dataset, planted_values
 
@@ -294,7 +294,22 @@ def test_full_leaves_no_planted_value_and_only_valid_keyed_uids(case: Case) -> N
 
 
 def _five(ds: Dataset) -> list[DataElement]:
-    return [e for e in copy.deepcopy(ds).iterall() if int(e.tag) in NIDB_ANONYMIZE]
+    return [e for e in _opened(copy.deepcopy(ds)).iterall() if int(e.tag) in NIDB_ANONYMIZE]
+
+
+def _opened(ds: Dataset) -> Dataset:
+    """`ds` with each value of unknown VR (a private sequence read from implicit VR, or a UN) that parses as a
+    sequence read as one, at every depth: what a reader that looks inside sees (apply_level returns the
+    dataset as read back from the engine's bytes, where such a sequence is again of unknown VR)."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.VR in (None, "UN") and isinstance(raw.value, bytes) \
+                and parses_as_sequence(raw.value):
+            ds[tag] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)
+        if ds[tag].VR == "SQ":
+            for item in ds[tag].value:
+                _opened(item)
+    return ds
 
 
 # Private sequences read from Implicit VR are covered by the dedicated test below as well.
