@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -758,8 +759,8 @@ class _Job:
         elif e.vr == "UN" and e.undefined:  # pydicom reads it as a sequence, walked, and writes it so
             opened, data = self._transcoded(scope, buf, e)
             self._anonymize_sequence(data, opened, scope)
-        elif any(p in buf[e.value:e.end] for p in _FIVE):
-            self._anonymize_value(buf, e, scope)
+        elif (self.implicit or e.vr == "UN" or scope.opened) and _holds_five(buf, e.value, e.end):
+            self._anonymize_value(buf, e, scope)  # (an explicit VR value of a known VR is never opened)
 
     def _anonymize_value(self, buf: bytes, e: _Element, scope: _Scope) -> None:
         """A value holding one of the five's tags, which the general path tries as a sequence: an implicit VR one,
@@ -774,7 +775,7 @@ class _Job:
             raise _Decline("implicit VR value that may be a sequence")  # pydicom reads items from any bytes
 
     def _anonymize_sequence(self, buf: bytes, e: _Element, scope: _Scope) -> None:
-        if not any(p in buf[e.value:e.end] for p in _FIVE) and not e.undefined:
+        if not e.undefined and not _holds_five(buf, e.value, e.end):
             return  # the general path leaves it unparsed
         assert e.items is not None
         where = scope.path + tag_text(e.tag)
@@ -1224,6 +1225,8 @@ def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None
 
 
 _FIVE = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for order in "<>")  # as apply
+# Whether buf[pos:end] holds one of the five's tags, in one search (no slice copied).
+_holds_five = re.compile(b"|".join(re.escape(p) for p in _FIVE)).search
 
 
 # Bound once: an Enum member read from its class is slow on Python 3.11, and these are read for every element.
