@@ -19,7 +19,7 @@ import pytest
 from nibabel.nicom import csareader
 from pydicom.dataset import Dataset
 
-from neuroanon import csa, lean
+from neuroanon import csa, engine
 from neuroanon.apply import apply_level
 from neuroanon.keys import Keyring
 from neuroanon.options import Level, Options
@@ -28,7 +28,7 @@ from neuroanon.read import quiet
 from .corpus import _package_dir, corpus_files
 from .helpers import files_under
 from .niix import convert, differences, outputs
-from .test_lean import _engine
+from .test_engine import _engine
 from .tools import require_tool
 
 KEY = b"csa-test-key: 32 bytes or more of key material"
@@ -207,11 +207,11 @@ def test_same_length_uid_is_keyed_and_valid() -> None:
     assert csa.same_length_uid(ring, "1.2.3.4.5") == b"0.0.0.0.0"
 
 
-def test_siemens_files_stay_on_the_lean_path(tmp_path: Path) -> None:
-    """The common Siemens file (CSA headers on the allow-list) is not declined by the lean path."""
+def test_siemens_files_are_taken_by_the_engine(tmp_path: Path) -> None:
+    """The common Siemens file (CSA headers on the allow-list) is not declined by the engine."""
     source, _ = _planted(tmp_path)
     with quiet():
-        assert isinstance(lean.plan(source, FULL), lean.Plan)
+        assert isinstance(engine.plan(source, FULL), engine.Plan)
 
 
 def test_every_real_csa_header_parses_as_nibabel_reads_it() -> None:

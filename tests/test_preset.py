@@ -7,7 +7,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from neuroanon import lean
+from neuroanon import engine
 from neuroanon.apply import apply_level
 from neuroanon.cli import main
 from neuroanon.options import PRESETS, Level, Options
@@ -83,9 +83,9 @@ def test_library_cap_on_both_paths(tmp_path: Path) -> None:
     source = tmp_path / "image.dcm"
     ds.save_as(source, enforce_file_format=True)
     with quiet():
-        plan = lean.plan(source, options)
+        plan = engine.plan(source, options)
         new, changes = apply_level(ds, options)
-    assert isinstance(plan, lean.Plan) and [c for c in plan.changes if c.keyword == "PatientAge"] == [
+    assert isinstance(plan, engine.Plan) and [c for c in plan.changes if c.keyword == "PatientAge"] == [
         c for c in changes if c.keyword == "PatientAge"]
     assert new.PatientAge == "090Y" and any(c.keyword == "PatientAge" for c in changes)
     assert set(PRESETS["bids"]) <= {f for f in vars(options)}

@@ -20,7 +20,7 @@ from pydicom._dicom_dict import DicomDictionary
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 
-from neuroanon import lean
+from neuroanon import engine
 from neuroanon.burnedin import RISKY_CLASSES, burned_in_risk
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file, anonymize_tree
@@ -263,14 +263,14 @@ def test_required_text_stays_present_as_a_dummy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
-def test_lean_path_opens_un_sequences(encoding: str, tmp_path: Path) -> None:
-    """The engine opens a sequence stored as UN and decides its items, at both levels (test_lean holds its output
+def test_engine_opens_un_sequences(encoding: str, tmp_path: Path) -> None:
+    """The engine opens a sequence stored as UN and decides its items, at both levels (test_engine holds its output
     equal to the general path's). (In implicit VR there is no UN: the same bytes are a plain sequence.)"""
     source, _ = make_case(tmp_path, "un-top", encoding, "ascii")
     for options in (FULL, Options(level=Level.ANONYMIZE)):
         with quiet():
-            plan = lean.plan(source, options)
-        assert isinstance(plan, lean.Plan)
+            plan = engine.plan(source, options)
+        assert isinstance(plan, engine.Plan)
         assert any(c.tag.startswith("(0040,0340)[0].") for c in plan.changes)
 
 

@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian
 
-from neuroanon import lean
+from neuroanon import engine
 from neuroanon.errors import InputError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
@@ -67,8 +67,8 @@ def test_a_mislabelled_file_with_phi_loses_it(level: Level, tmp_path: Path) -> N
     source = tmp_path / "in.dcm"
     _mislabelled(source, subject=31)
     assert read_header(source).implicit_vr
-    declined = lean.plan(source, Options(level=level, key=KEY))
-    assert not isinstance(declined, lean.Plan), "the lean path declines a mislabelled file"
+    declined = engine.plan(source, Options(level=level, key=KEY))
+    assert not isinstance(declined, engine.Plan), "the engine declines a mislabelled file"
     out = tmp_path / "out"
     record = anonymize_file(source, out, Options(level=level, key=KEY))
     assert record.status is Status.WRITTEN, record.reason

@@ -4,7 +4,7 @@
   meanings are written out here from PS3.15 E.1 and DESIGN.md, not taken from the code);
 - `explain` shows the compiled decisions;
 - an element for every table row, at the top level and inside a sequence item, comes out of the anonymizer as
-  its decision says, byte for byte the same on the lean path;
+  its decision says, byte for byte the same on the engine;
 - verify flags a value the core says must not survive, and nothing in what the anonymizer wrote.
 """
 
@@ -39,7 +39,7 @@ from neuroanon.sample import make_dataset
 from neuroanon.tags import PATIENT_ID, PATIENT_NAME
 from neuroanon.verify import _full
 
-from .test_lean import _engine
+from .test_engine import _engine
 
 KEY = b"rules-test-key-0123456789abcdef!"
 FULL = Options(level=Level.FULL, key=KEY)

@@ -21,7 +21,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
-from . import lean
+from . import engine
 from .allowlist import SafePrivate, creator_name
 from .context import FileContext, RunContext
 from .csa import clean_kept
@@ -89,8 +89,8 @@ def _through_engine(ds: Dataset, options: Options) -> tuple[Dataset, list[Change
                  little_endian=None if syntax.is_transfer_syntax else little is not False)
     except WRITE_ERRORS:
         return None  # values pydicom cannot encode: only the walker takes them
-    plan = lean.plan_bytes(source.getvalue(), options)
-    if not isinstance(plan, lean.Plan):
+    plan = engine.plan_bytes(source.getvalue(), options)
+    if not isinstance(plan, engine.Plan):
         return None
     out = io.BytesIO()
     plan.write(Path(), out)

@@ -1,7 +1,7 @@
 """The pipeline: discover -> read header -> apply level -> write -> check -> release -> report.
 
 Each file is prepared (read, anonymized, written under a temporary name, checked) by `prepare`, which needs no
-shared state and so runs in any worker process; the engine (`lean.plan`) does the reading, anonymizing and
+shared state and so runs in any worker process; the engine (`engine.plan`) does the reading, anonymizing and
 writing, of a malformed file after salvage (read by pydicom, written back in canonical form), with the pixel
 stage (`pixels.clean`) beside it; the fallback (read_header, apply_fallback, write_instance) takes only the
 well-formed files the engine still declines; `commit` then releases, quarantines or discards it, in input
@@ -34,7 +34,7 @@ from typing import BinaryIO, TypeVar
 
 from pydicom.dataset import Dataset
 
-from . import lean, pixels, review, stops
+from . import engine, pixels, review, stops
 from .apply import apply_fallback, changed_top_level
 from .context import FileContext, RunContext
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
@@ -557,21 +557,21 @@ def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> Pre
 def _anonymize(path: Path, run: RunContext, stage: Path) -> _Anonymized | None:
     """The file anonymized by the engine (after salvage when it is malformed), its pixels cleaned beside it when
     in scope; by the fallback when the engine declines it still; None for a DICOMDIR."""
-    plan, source, engine = _planned(path, run)
-    if not isinstance(plan, lean.Plan):
+    plan, source, route = _planned(path, run)
+    if not isinstance(plan, engine.Plan):
         return _fallback(path, run, f"pydicom: {plan}")
     write = partial(plan.write, path) if source is None else partial(plan.write, Path())
     if pixels.in_scope(plan.context.original, run.options):
-        return _with_clean_pixels(plan, write, stage, engine)
+        return _with_clean_pixels(plan, write, stage, route)
     searchable = plan.searchable() if run.options.level is Level.FULL else None
-    return _Anonymized(plan.context, plan.identifiers, plan.changes, write, searchable, engine=engine)
+    return _Anonymized(plan.context, plan.identifiers, plan.changes, write, searchable, engine=route)
 
 
-def _planned(path: Path, run: RunContext) -> tuple[lean.Plan | str, bytes | None, str]:
+def _planned(path: Path, run: RunContext) -> tuple[engine.Plan | str, bytes | None, str]:
     """The engine's plan for the file, or for its salvaged bytes (also returned) when it is malformed; the
     report's `engine`. A file pydicom cannot read either raises InputError, as the fallback would."""
-    plan = lean.plan(path, run)
-    if isinstance(plan, lean.Plan) or not lean.malformed(plan):
+    plan = engine.plan(path, run)
+    if isinstance(plan, engine.Plan) or not engine.malformed(plan):
         return plan, None, "stream"
     header = read_header(path)
     if _is_dicomdir(header.dataset):
@@ -580,11 +580,11 @@ def _planned(path: Path, run: RunContext) -> tuple[lean.Plan | str, bytes | None
         salvaged = salvage(header, path)
     except WRITE_ERRORS:  # a value pydicom cannot write back: the fallback takes the file as it is
         return plan, None, ""
-    again = lean.plan_bytes(salvaged, run)
+    again = engine.plan_bytes(salvaged, run)
     return again, salvaged, f"stream after salvage ({plan})"
 
 
-def _with_clean_pixels(plan: lean.Plan, write: Callable[[BinaryIO], PixelSpan | None], stage: Path, engine: str,
+def _with_clean_pixels(plan: engine.Plan, write: Callable[[BinaryIO], PixelSpan | None], stage: Path, route: str,
                        ) -> _Anonymized:
     """The pixel stage beside the engine: the engine's output, staged, is the source of pixels.clean, which
     decides and rewrites its pixel data (and the marks that go with it); the result is written from it (or,
@@ -603,7 +603,7 @@ def _with_clean_pixels(plan: lean.Plan, write: Callable[[BinaryIO], PixelSpan | 
     assert cleaning is not None  # in scope
     final = write if cleaning.write is None else cleaning.write  # None: the pixels could not be read, the file is held
     return _Anonymized(context, plan.identifiers, plan.changes + changed,
-                       partial(_written_once, final, header_file.path), None, cleaning, engine)
+                       partial(_written_once, final, header_file.path), None, cleaning, route)
 
 
 def _written_once(write: Callable[[BinaryIO], PixelSpan | None], source: Path, out: BinaryIO) -> PixelSpan | None:
@@ -614,7 +614,7 @@ def _written_once(write: Callable[[BinaryIO], PixelSpan | None], source: Path, o
         discard(source)
 
 
-def _fallback(path: Path, run: RunContext, engine: str) -> _Anonymized | None:
+def _fallback(path: Path, run: RunContext, route: str) -> _Anonymized | None:
     """The general path (pydicom's objects, apply.py's walker): only for the well-formed files the engine still
     declines (a standard attribute stored as UN, a UN or implicit-VR value that may be a sequence, an undefined
     length outside a sequence, command-group elements, shifted dates and cleaned descriptors), and for a DICOMDIR
@@ -625,7 +625,7 @@ def _fallback(path: Path, run: RunContext, engine: str) -> _Anonymized | None:
     context = run.file(header.dataset)
     dataset, changes = apply_fallback(header.dataset, run.options, context=context)
     write = partial(write_instance, dataset, header, path, changed=changed_top_level(changes))
-    return _Anonymized(context, dataset, changes, write, None, None, engine)
+    return _Anonymized(context, dataset, changes, write, None, None, route)
 
 
 def _staged(anonymized: _Anonymized, name: str, stage: Path) -> Prepared:

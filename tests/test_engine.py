@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
-from neuroanon import lean
+from neuroanon import engine
 from neuroanon.apply import apply_fallback, apply_level
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
@@ -85,8 +85,8 @@ def _check_output(source: Path, out: Path, record: Record, options: Options) -> 
     assert result.findings == [], f"{record.input}: {result.findings}"
     if record.engine == "stream":
         with quiet():
-            from_file, from_memory = lean.plan(source, options), lean.plan_bytes(source.read_bytes(), options)
-        assert isinstance(from_file, lean.Plan) and isinstance(from_memory, lean.Plan)
+            from_file, from_memory = engine.plan(source, options), engine.plan_bytes(source.read_bytes(), options)
+        assert isinstance(from_file, engine.Plan) and isinstance(from_memory, engine.Plan)
         one, two = io.BytesIO(), io.BytesIO()
         from_file.write(source, one)
         from_memory.write(Path(), two)
@@ -98,12 +98,12 @@ def _both(source: Path, tmp: Path, options: Options, monkeypatch: pytest.MonkeyP
     same bytes and record; return whether the engine took the file."""
     took = _engine(source, tmp / "engine", options)
     with monkeypatch.context() as m:
-        m.setattr(lean, "plan", lambda path, options: "switched off")
+        m.setattr(engine, "plan", lambda path, options: "switched off")
         with quiet():
             fallback = anonymize_file(source, tmp / "fallback", options)
     with quiet():
-        engine = anonymize_file(source, tmp / "engine-again", options)
-    assert replace(engine, engine="").as_dict() == replace(fallback, engine="").as_dict()
+        again = anonymize_file(source, tmp / "engine-again", options)
+    assert replace(again, engine="").as_dict() == replace(fallback, engine="").as_dict()
     written = {str(f.relative_to(tmp / "fallback")): f.read_bytes() for f in files_under(tmp / "fallback")}
     assert {str(f.relative_to(tmp / "engine-again")): f.read_bytes() for f in files_under(tmp / "engine-again")} \
         == written, "the engine wrote other bytes than the fallback walker"
@@ -118,8 +118,8 @@ def test_corpus_taken_and_clean(name: str, tmp_path: Path) -> None:
         if _engine(source, tmp_path / str(i), options):
             taken += 1
             with quiet():
-                plan = lean.plan(source, options)
-            without_pixels += isinstance(plan, lean.Plan) and plan.pixels is None
+                plan = engine.plan(source, options)
+            without_pixels += isinstance(plan, engine.Plan) and plan.pixels is None
     # The real corpus is varied on purpose (big endian, deflated, DICOMDIRs, SRs, RT objects, damaged files);
     # every well-formed little-endian file is taken, with pixel data or without (SR, RT, PR, KO...).
     assert taken >= 230, f"the engine took only {taken} of {len(FILES)} files"
@@ -145,8 +145,8 @@ def test_files_without_pixel_data_taken_and_same(name: str, encoding: str, tmp_p
     ds.add_new(0x00400275, "SQ", [make_dataset(subject=6)[0x00100010:0x00100030]])  # a sequence to walk
     ds.save_as(source)
     with quiet():
-        plan = lean.plan(source, OPTION_SETS[name])
-    assert isinstance(plan, lean.Plan) and plan.pixels is None
+        plan = engine.plan(source, OPTION_SETS[name])
+    assert isinstance(plan, engine.Plan) and plan.pixels is None
     assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
@@ -164,7 +164,7 @@ def test_iso_2022_character_sets_taken_and_same(name: str, encoding: str, tmp_pa
     ds.OtherPatientIDsSequence = [item]
     ds.save_as(source)
     with quiet():
-        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+        assert isinstance(engine.plan(source, OPTION_SETS[name]), engine.Plan)
     assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
@@ -181,7 +181,7 @@ def test_bare_datasets_taken_and_same(name: str, meta: bool, encoding: str, tmp_
     ds.save_as(source, implicit_vr=encoding == "implicit_le", little_endian=encoding != "explicit_be")
     assert source.read_bytes()[128:132] != b"DICM"
     with quiet():
-        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+        assert isinstance(engine.plan(source, OPTION_SETS[name]), engine.Plan)
     assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
@@ -205,8 +205,8 @@ def test_dates_shifted_descriptors_cleaned_ages_capped_taken_and_same(age: str, 
     item.StudyDescription = f"{ds.PatientID} \u00e0 FAKE"
     with quiet():
         ds.save_as(source)
-        plan = lean.plan(source, OPTION_SETS["full-bids"])
-    assert isinstance(plan, lean.Plan)
+        plan = engine.plan(source, OPTION_SETS["full-bids"])
+    assert isinstance(plan, engine.Plan)
     in_item = {c.action for c in plan.changes if c.tag.startswith("(0040,0275)[0].")}
     assert {"shifted", "cleaned"} <= in_item and {"shifted", "cleaned"} <= {c.action for c in plan.changes}
     assert any(c.keyword == "PatientAge" for c in plan.changes) == (age in ("095Y", "9OY", "120Y "))
@@ -268,12 +268,12 @@ def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tm
     options = _ELEMENT_KINDS[kind](ds)
     with quiet():
         ds.save_as(source)
-        plan = lean.plan(source, options)
+        plan = engine.plan(source, options)
     if encoding == "implicit_le" and kind in ("non-ascii-pseudonym", "private-sequences"):
         assert plan == "private sequence kept"  # a private value of unknown VR, which pydicom tries as a sequence
     else:  # (in implicit VR, the five written as sequences are read as the text their VR says)
-        assert isinstance(plan, lean.Plan)
-    assert _both(source, tmp_path / "run", options, monkeypatch) == isinstance(plan, lean.Plan)
+        assert isinstance(plan, engine.Plan)
+    assert _both(source, tmp_path / "run", options, monkeypatch) == isinstance(plan, engine.Plan)
 
 
 @pytest.mark.parametrize("name", ["anonymize", "full", "full-retain", "full-bids"])
@@ -298,7 +298,7 @@ def test_standard_attributes_stored_as_un_taken_and_same(name: str, pixels: bool
     ds.ReferencedImageSequence = [reference]
     with quiet():
         ds.save_as(source)
-        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+        assert isinstance(engine.plan(source, OPTION_SETS[name]), engine.Plan)
     assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
 
 
@@ -320,7 +320,7 @@ def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp
     length = b"\x40\x00\x00\x00" + (b"\x04\x00\x00\x00" if encoding == "implicit_le" else b"UL\x04\x00")
     source.write_bytes(data[:at] + length + struct.pack("<L", 18) + data[at:])
     with quiet():
-        declined = lean.plan(source, OPTION_SETS["anonymize"])
+        declined = engine.plan(source, OPTION_SETS["anonymize"])
     assert declined == "item pydicom would write in another form"
     assert not _engine(source, tmp_path / "run", OPTION_SETS["anonymize"])
 
@@ -334,10 +334,10 @@ def test_header_longer_than_first_read_and_pixels_streamed(name: str, tmp_path: 
     ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 16)  # trailing padding after the pixel data
     source = tmp_path / "big.dcm"
     ds.save_as(source, enforce_file_format=True)
-    assert source.stat().st_size > 2 * lean.HEAD_BYTES
+    assert source.stat().st_size > 2 * engine.HEAD_BYTES
     with quiet():
-        plan = lean.plan(source, OPTION_SETS[name])
-    assert isinstance(plan, lean.Plan) and plan.pixel_bytes is None, "the pixel data should be streamed, not held"
+        plan = engine.plan(source, OPTION_SETS[name])
+    assert isinstance(plan, engine.Plan) and plan.pixel_bytes is None, "the pixel data should be streamed, not held"
     assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
@@ -348,13 +348,13 @@ def test_header_and_trailing_elements_of_any_length(name: str, encoding: str, tm
     source = make_study(tmp_path / "in", subject=7, n_series=1, n_instances=1, encoding=encoding)[0]
     ds = pydicom.dcmread(source)
     ds.add_new(0x00090010, "LO", "FAKE CREATOR")
-    ds.add_new(0x00091000, "OB", b"\x01" * (3 * lean.HEAD_BYTES))
+    ds.add_new(0x00091000, "OB", b"\x01" * (3 * engine.HEAD_BYTES))
     ds.add_new(0x00200010, "SH", "STUDY-FAKE")
-    ds.add_new(0xFFFCFFFC, "OB", b"\x00" * (3 * lean.HEAD_BYTES))  # trailing padding
+    ds.add_new(0xFFFCFFFC, "OB", b"\x00" * (3 * engine.HEAD_BYTES))  # trailing padding
     ds.save_as(source)
     with quiet():
-        plan = lean.plan(source, OPTION_SETS[name])
-    assert isinstance(plan, lean.Plan) and plan.pixels is not None
+        plan = engine.plan(source, OPTION_SETS[name])
+    assert isinstance(plan, engine.Plan) and plan.pixels is not None
     assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
@@ -367,7 +367,7 @@ def test_encapsulated_fragments_walked_from_disk(tmp_path: Path) -> None:
     ds["PixelData"].is_undefined_length = True
     source = tmp_path / "jpeg.dcm"
     ds.save_as(source, enforce_file_format=True)
-    assert source.stat().st_size > 2 * lean.HEAD_BYTES
+    assert source.stat().st_size > 2 * engine.HEAD_BYTES
     assert _engine(source, tmp_path / "run", OPTION_SETS["full"])
     out = files_under(tmp_path / "run" / "out")[0]
     assert pydicom.dcmread(out).PixelData == pydicom.dcmread(source).PixelData
@@ -393,7 +393,7 @@ def test_encapsulated_icon_in_an_item(name: str, fragment: bytes, tmp_path: Path
     source = tmp_path / "icon.dcm"
     ds.save_as(source, enforce_file_format=True)
     with quiet():
-        assert isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+        assert isinstance(engine.plan(source, OPTION_SETS[name]), engine.Plan)
     assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
@@ -409,7 +409,7 @@ def test_out_of_order_elements_salvaged(name: str, tmp_path: Path) -> None:
     broken = tmp_path / "unsorted.dcm"
     broken.write_bytes(bytes(data))
     with quiet():
-        assert lean.plan(broken, OPTION_SETS[name]) == "elements out of order"
+        assert engine.plan(broken, OPTION_SETS[name]) == "elements out of order"
         record = anonymize_file(broken, tmp_path / "run", OPTION_SETS[name])
     assert record.engine == "stream after salvage (elements out of order)"
     assert _engine(broken, tmp_path / "again", OPTION_SETS[name])
@@ -428,7 +428,7 @@ def test_dataset_in_another_encoding_than_its_syntax_salvaged(name: str, tmp_pat
     source = tmp_path / "implicit-jpeg.dcm"
     pydicom.dcmwrite(source, ds, implicit_vr=True, little_endian=True, force_encoding=True)
     with quiet():
-        assert not isinstance(lean.plan(source, OPTION_SETS[name]), lean.Plan)
+        assert not isinstance(engine.plan(source, OPTION_SETS[name]), engine.Plan)
         record = anonymize_file(source, tmp_path / "run", OPTION_SETS[name])
     assert record.engine.startswith("stream after salvage (")
     assert _engine(source, tmp_path / "again", OPTION_SETS[name])
@@ -458,8 +458,8 @@ def test_apply_level_goes_through_the_engine(name: str, tmp_path: Path, monkeypa
     and changes as the pipeline's output for the file the dataset was read from."""
     source = make_study(tmp_path / "in", subject=13, n_series=1, n_instances=1)[0]
     taken: list[bool] = []
-    plan_bytes = lean.plan_bytes
-    monkeypatch.setattr(lean, "plan_bytes", lambda data, options: _noted(plan_bytes(data, options), taken))
+    plan_bytes = engine.plan_bytes
+    monkeypatch.setattr(engine, "plan_bytes", lambda data, options: _noted(plan_bytes(data, options), taken))
     with quiet():
         result, changes = apply_level(pydicom.dcmread(source), OPTION_SETS[name])
         record = anonymize_file(source, tmp_path / "out", OPTION_SETS[name])
@@ -477,12 +477,12 @@ def test_apply_level_falls_back_for_what_the_engine_declines(tmp_path: Path) -> 
     with quiet():
         ds.save_as(source)
         declined = pydicom.dcmread(source)
-        assert lean.plan(source, OPTION_SETS["full"]) == "private sequence kept"
+        assert engine.plan(source, OPTION_SETS["full"]) == "private sequence kept"
         assert apply_level(declined, OPTION_SETS["full"]) == apply_fallback(declined, OPTION_SETS["full"])
 
 
-def _noted(plan: lean.Plan | str, taken: list[bool]) -> lean.Plan | str:
-    taken.append(isinstance(plan, lean.Plan))
+def _noted(plan: engine.Plan | str, taken: list[bool]) -> engine.Plan | str:
+    taken.append(isinstance(plan, engine.Plan))
     return plan
 
 
@@ -514,12 +514,12 @@ def test_mutants_planned_or_declined_never_raising(seed: str, mutations: list[tu
         source.write_bytes(data)
         for options in (OPTION_SETS["anonymize"], OPTION_SETS["full"]):
             with quiet():
-                assert isinstance(lean.plan(source, options), lean.Plan | str)
+                assert isinstance(engine.plan(source, options), engine.Plan | str)
 
 
 def test_decline_reasons_are_fixed_words() -> None:
-    """Every reason to decline is a literal in lean.py (or a constant naming one): never a value of the file."""
-    tree = ast.parse(Path(lean.__file__).read_text(encoding="utf-8"))
+    """Every reason to decline is a literal in engine.py (or a constant naming one): never a value of the file."""
+    tree = ast.parse(Path(engine.__file__).read_text(encoding="utf-8"))
     calls = [node for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_Decline"]
     assert len(calls) > 30
