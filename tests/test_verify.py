@@ -13,6 +13,7 @@ import pytest
 from neuroanon.cli import main
 from neuroanon.sample import make_study, planted_values
 
+from .adversarial import add_un, part10
 from .helpers import files_under
 
 
@@ -228,3 +229,16 @@ def test_a_standard_uid_kept_by_full_is_no_finding(tmp_path: Path, capsys: pytes
     assert kept.MultiFrameSourceSOPInstanceUID.startswith("2.25.")
     capsys.readouterr()
     assert main(["verify", str(full), "--level", "full"]) == 0, capsys.readouterr().out
+
+
+def test_a_value_that_cannot_be_read_as_its_vr_is_a_finding_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DiffusionBValue (FD, 8 bytes) stored as UN with 6 bytes: pydicom cannot convert it when verify reads it."""
+    source = make_study(tmp_path / "in", subject=8, n_series=1, n_instances=1)[0]
+    ds = pydicom.dcmread(source)
+    add_un(ds, 0x00189087, b"\x01\x02\x03\x04\x05\x00")
+    source.write_bytes(part10(ds, "explicit_le"))
+    assert main(["verify", str(tmp_path / "in"), "--level", "anonymize"]) == 1
+    captured = capsys.readouterr()
+    assert "a value could not be read" in captured.out and "Traceback" not in captured.out + captured.err

@@ -161,7 +161,10 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
             result.findings.append("not DICOM: a full-level release holds only DICOM files")
     else:
         with quiet():
-            result.findings += _check_dicom(item.path, result.path, options, originals)
+            try:
+                result.findings += _check_dicom(item.path, result.path, options, originals)
+            except Exception as exc:  # a value that cannot be read as its VR: not proven clean, said in one line
+                result.findings.append(f"unreadable: a value could not be read ({type(exc).__name__})")
 
 
 def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None) -> list[str]:
