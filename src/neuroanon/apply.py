@@ -1,4 +1,5 @@
-"""Applying a level to a dataset: a pure function, dataset in, new dataset and list of changes out.
+"""Applying a level to a dataset: a pure function, dataset in, new dataset and list of changes out, through the
+engine (`apply_level`), and the fallback walker over pydicom's objects for the few forms the engine declines.
 
 No file access, no logging, the input is not mutated. Changes name tags and actions, never values.
 """

@@ -1,7 +1,8 @@
 """The byte-stream engine: a file anonymized on its bytes, element by element, without pydicom's object model.
 
-It takes a Part 10 file in little endian (explicit or implicit VR, native or encapsulated pixel data, or none)
-whose elements are in canonical form, its header of any length, from a file (`plan`) or from bytes in memory
+It takes a Part 10 file (or a dataset without preamble) in explicit or implicit VR, little or big endian, or
+deflated (inflated as read, deflated again as pydicom deflates), with native, encapsulated or no pixel data, whose
+elements are in canonical form, its header of any length, from a file (`plan`) or from bytes in memory
 (`plan_bytes`): untouched elements are copied from the source bytes, changed ones are encoded, and a sequence is
 encoded again only when something inside it changed. What it does not take it declines with a reason in fixed
 words; a file declined as `malformed` is written back in canonical form by pydicom and given to the engine again
