@@ -103,8 +103,8 @@ def apply_fallback(
     ds: Dataset, options: Options, patterns: tuple[Needle, ...] | None = None, context: FileContext | None = None
 ) -> tuple[Dataset, list[Change]]:
     """The general path's walker over pydicom's objects: the fallback for the well-formed files and datasets the
-    engine still declines (a standard attribute stored as UN, a UN or implicit-VR value that may be a sequence,
-    an undefined length outside a sequence, command-group elements, shifted dates and cleaned descriptors).
+    engine still declines (an undefined-length UN or command-group elements in big endian, and a few rarer
+    forms; the engine names each reason), and for datasets pydicom cannot write back.
 
     Applies `options.level` to a copy of `ds`; pixel data is never touched. `patterns` are `needles(ds)`, if the
     caller has them; `context` is `ds`'s file context, if the caller has one (a pipeline run).

@@ -616,8 +616,8 @@ def _written_once(write: Callable[[BinaryIO], PixelSpan | None], source: Path, o
 
 def _fallback(path: Path, run: RunContext, route: str) -> _Anonymized | None:
     """The general path (pydicom's objects, apply.py's walker): only for the well-formed files the engine still
-    declines (a standard attribute stored as UN, a UN or implicit-VR value that may be a sequence, an undefined
-    length outside a sequence, command-group elements, shifted dates and cleaned descriptors), and for a DICOMDIR
+    declines (the report's `engine` says why: an undefined-length UN or command-group elements in big endian,
+    and a few rarer forms), and for a DICOMDIR
     (None)."""
     header = read_header(path)
     if _is_dicomdir(header.dataset):
