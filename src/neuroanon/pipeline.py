@@ -371,8 +371,16 @@ def _outcomes(
 def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> Iterator[Executor | None]:
     """Where files are prepared: a Dask cluster, local worker processes, or this process (holding `lock`)."""
     # What is loaded by now (pydicom's dictionaries, compiled rules) lives for the run: kept out of the garbage
-    # collector's full passes, here and in the workers forked from here (about 5% of a worker's time at full).
+    # collector's full passes, here and in the workers forked from here (about 5% of a worker's time at full),
+    # and given back to it when the run ends (a process that runs many runs keeps collecting what they leave).
     gc.freeze()
+    try:
+        yield from _executor(workers, dask_scheduler, lock)
+    finally:
+        gc.unfreeze()
+
+
+def _executor(workers: int, dask_scheduler: str | None, lock: int | None) -> Iterator[Executor | None]:
     if dask_scheduler is not None:
         try:
             from distributed import Client
