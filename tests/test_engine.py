@@ -3,8 +3,8 @@
 tests/test_golden.py holds the engine's bytes to the release's on the whole test corpus; here each file is run
 through the pipeline and its outputs are checked on their own: the report says the engine wrote it, the output
 reads back with its pixel data as it was, `verify` finds nothing identifying, and the engine gives the same
-bytes from a file and from memory. The tests also count what the engine takes, and which reasons still reach
-the fallback (the general path, kept for well-formed files the engine declines until it takes them).
+bytes from a file and from memory. The tests also count what the engine takes: every file but a DICOMDIR, what
+is not DICOM or cannot be read, and a form it names as the reason the file failed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import io
 import struct
+import subprocess
 import tempfile
 from dataclasses import replace
 from functools import cache
@@ -22,10 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGBaseline8Bit
+from pydicom.uid import UID, JPEGBaseline8Bit
 
 from neuroanon import engine
-from neuroanon.apply import apply_fallback, apply_level
+from neuroanon.apply import apply_level
+from neuroanon.errors import InputError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
 from neuroanon.read import quiet
@@ -37,6 +39,7 @@ from . import test_fuzz as fuzz
 from .adversarial import CASES, add_un, make_case
 from .corpus import corpus_files, pydicom_file
 from .helpers import files_under
+from .tools import require_tool
 
 KEY = b"lean-test-key-0123456789abcdef!!"
 FILES = corpus_files()
@@ -51,11 +54,6 @@ OPTION_SETS = {
                          retain_patient_characteristics=True, cap_ages=True),
     "full-allow-burned-in": Options(level=Level.FULL, key=KEY, allow_burned_in=True),
 }
-# What still reaches the fallback: well-formed files the engine does not take yet, never a malformed one.
-FALLBACK = frozenset({"UN that may be a standard attribute or a sequence", "command group or stray delimiter",
-                      "implicit VR value that may be a sequence", "undefined length outside a sequence",
-                      "item pydicom would write in another form", "command group in a dataset written whole",
-                      "empty UN pydicom may write with another VR", "private sequence kept"})
 
 
 def _engine(source: Path, tmp: Path, options: Options) -> bool:
@@ -64,12 +62,26 @@ def _engine(source: Path, tmp: Path, options: Options) -> bool:
         record = anonymize_file(source, tmp / "out", options)
     took = record.engine == "stream" or record.engine.startswith("stream after salvage (")
     if not took:
-        assert record.engine == "" or record.engine.removeprefix("pydicom: ") in FALLBACK | {"DICOMDIR"}, \
-            record.engine
+        assert record.engine == "" and (record.status is not Status.WRITTEN or not record.dicom), record.engine
         return False
     if record.status is Status.WRITTEN:
         _check_output(source, tmp / "out", record, options)
     return True
+
+
+def _pixel_data(source: Path) -> bytes | None:
+    """The source's pixel data as pydicom reads it; for a big endian source pydicom misreads (an undefined-length
+    UN: it reads the UN's little endian items in big endian; a command group: it reads it as implicit VR little
+    endian), the value the engine located, after its explicit VR header."""
+    with quiet():
+        try:
+            found: bytes | None = pydicom.dcmread(source, force=True).get("PixelData")
+        except OSError:
+            found = None
+        plan = engine.plan(source, OPTION_SETS["anonymize"]) if found is None else None
+    if isinstance(plan, engine.Plan) and plan.pixel_bytes is not None:
+        return bytes(plan.pixel_bytes[12:])
+    return found
 
 
 def _check_output(source: Path, out: Path, record: Record, options: Options) -> None:
@@ -77,8 +89,8 @@ def _check_output(source: Path, out: Path, record: Record, options: Options) -> 
     points give its bytes."""
     (written,) = files_under(out)
     with quiet():
-        before, after = pydicom.dcmread(source, force=True), pydicom.dcmread(written, force=True)
-        assert after.get("PixelData") == before.get("PixelData")
+        after = pydicom.dcmread(written, force=True)
+        assert after.get("PixelData") == _pixel_data(source)
         # the original's values are searched for at full (at anonymize the dummy values may occur in a name)
         originals = load_originals([source], options.level, options.key) if options.level is Level.FULL else None
         (result,) = verify([written], options, originals)
@@ -91,23 +103,6 @@ def _check_output(source: Path, out: Path, record: Record, options: Options) -> 
         from_file.write(source, one)
         from_memory.write(Path(), two)
         assert one.getvalue() == two.getvalue() == written.read_bytes()
-
-
-def _both(source: Path, tmp: Path, options: Options, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Run the pipeline on `source` with the engine and with the fallback walker alone, assert they write the
-    same bytes and record; return whether the engine took the file."""
-    took = _engine(source, tmp / "engine", options)
-    with monkeypatch.context() as m:
-        m.setattr(engine, "plan", lambda path, options: "switched off")
-        with quiet():
-            fallback = anonymize_file(source, tmp / "fallback", options)
-    with quiet():
-        again = anonymize_file(source, tmp / "engine-again", options)
-    assert replace(again, engine="").as_dict() == replace(fallback, engine="").as_dict()
-    written = {str(f.relative_to(tmp / "fallback")): f.read_bytes() for f in files_under(tmp / "fallback")}
-    assert {str(f.relative_to(tmp / "engine-again")): f.read_bytes() for f in files_under(tmp / "engine-again")} \
-        == written, "the engine wrote other bytes than the fallback walker"
-    return took
 
 
 @pytest.mark.parametrize("name", ["anonymize", "full", "full-bids"])
@@ -189,8 +184,7 @@ def test_bare_datasets_taken_and_same(name: str, meta: bool, encoding: str, tmp_
 @pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192"])
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
 def test_dates_shifted_descriptors_cleaned_ages_capped_taken_and_same(age: str, charset: str, encoding: str,
-                                                                     tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     tmp_path: Path) -> None:
     """The bids option set: dates (one or several values, a date-time, one that is no date) shifted, descriptors
     holding the file's own values cleaned in its character set, at the top level and in an item, ages capped."""
     source = make_study(tmp_path / "in", subject=12, n_series=1, n_instances=1, encoding=encoding)[0]
@@ -210,7 +204,7 @@ def test_dates_shifted_descriptors_cleaned_ages_capped_taken_and_same(age: str, 
     in_item = {c.action for c in plan.changes if c.tag.startswith("(0040,0275)[0].")}
     assert {"shifted", "cleaned"} <= in_item and {"shifted", "cleaned"} <= {c.action for c in plan.changes}
     assert any(c.keyword == "PatientAge" for c in plan.changes) == (age in ("095Y", "9OY", "120Y "))
-    assert _both(source, tmp_path / "run", OPTION_SETS["full-bids"], monkeypatch)
+    assert _engine(source, tmp_path / "run", OPTION_SETS["full-bids"])
 
 
 def _non_ascii_pseudonym(ds: pydicom.Dataset) -> Options:
@@ -258,8 +252,7 @@ _ELEMENT_KINDS = {"non-ascii-pseudonym": _non_ascii_pseudonym, "binary-dummy": _
 @pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192"])
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
 @pytest.mark.parametrize("kind", sorted(_ELEMENT_KINDS))
-def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tmp_path: Path) -> None:
     """Elements the engine once left to the general path: a non-ASCII lookup pseudonym, a binary dummy, one of
     anonymize's five written as a sequence, UIDs in another VR or with odd characters, kept private sequences."""
     source = make_study(tmp_path / "in", subject=13, n_series=1, n_instances=1, encoding=encoding)[0]
@@ -269,18 +262,15 @@ def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tm
     with quiet():
         ds.save_as(source)
         plan = engine.plan(source, options)
-    if encoding == "implicit_le" and kind in ("non-ascii-pseudonym", "private-sequences"):
-        assert plan == "private sequence kept"  # a private value of unknown VR, which pydicom tries as a sequence
-    else:  # (in implicit VR, the five written as sequences are read as the text their VR says)
-        assert isinstance(plan, engine.Plan)
-    assert _both(source, tmp_path / "run", options, monkeypatch) == isinstance(plan, engine.Plan)
+    assert isinstance(plan, engine.Plan)  # (in implicit VR, the five written as sequences are read as text)
+    assert _engine(source, tmp_path / "run", options)
 
 
 @pytest.mark.parametrize("name", ["anonymize", "full", "full-retain", "full-bids"])
 @pytest.mark.parametrize("pixels", [True, False], ids=["pixels", "no-pixels"])
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
 def test_standard_attributes_stored_as_un_taken_and_same(name: str, pixels: bool, encoding: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         ) -> None:
     """Standard attributes stored as UN, read by their dictionary VR as the general path reads them: kept (and
     written with that VR where pydicom writes the dataset), changed, or removed when the value cannot be one of
     that VR; at the top level and in an item of a sequence the level walks."""
@@ -299,13 +289,13 @@ def test_standard_attributes_stored_as_un_taken_and_same(name: str, pixels: bool
     with quiet():
         ds.save_as(source)
         assert isinstance(engine.plan(source, OPTION_SETS[name]), engine.Plan)
-    assert _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
+    assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
-def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp_path: Path) -> None:
-    """Where pydicom writes the whole dataset (no pixel data, deflated), an untouched sequence whose item holds a
-    group length (which pydicom drops) is not copied as it is: the fallback takes the file."""
+def test_unchanged_sequence_with_a_group_length_copied(encoding: str, tmp_path: Path) -> None:
+    """A file without pixel data whose untouched sequence has an item holding a (retired) group length: the
+    sequence is copied as it is, group length and all."""
     source = make_study(tmp_path / "in", subject=8, n_series=1, n_instances=1, encoding=encoding)[0]
     ds = pydicom.dcmread(source)
     del ds.PixelData
@@ -320,9 +310,13 @@ def test_unchanged_sequence_pydicom_writes_otherwise_declined(encoding: str, tmp
     length = b"\x40\x00\x00\x00" + (b"\x04\x00\x00\x00" if encoding == "implicit_le" else b"UL\x04\x00")
     source.write_bytes(data[:at] + length + struct.pack("<L", 18) + data[at:])
     with quiet():
-        declined = engine.plan(source, OPTION_SETS["anonymize"])
-    assert declined == "item pydicom would write in another form"
-    assert not _engine(source, tmp_path / "run", OPTION_SETS["anonymize"])
+        plan = engine.plan(source, OPTION_SETS["anonymize"])
+    assert isinstance(plan, engine.Plan) and plan.pixels is None
+    assert _engine(source, tmp_path / "run", OPTION_SETS["anonymize"])
+    at = data.index(b"\x40\x00\x60\x02")  # PerformedProtocolCodeSequence, to its sequence delimiter
+    sequence = source.read_bytes()[at:]
+    sequence = sequence[:sequence.index(b"\xfe\xff\xdd\xe0") + 8]
+    assert sequence in files_under(tmp_path / "run")[0].read_bytes()
 
 
 @pytest.mark.parametrize("name", ["anonymize", "full"])
@@ -439,17 +433,11 @@ def test_dataset_in_another_encoding_than_its_syntax_salvaged(name: str, tmp_pat
 @pytest.mark.parametrize("name", ["anonymize", "full", "full-bids"])
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
 @pytest.mark.parametrize("case", [c.name for c in CASES])
-def test_adversarial_cases(case: str, encoding: str, name: str, tmp_path: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """UN sequences, text outside the table, gated files: taken, clean and as the fallback walker writes them, or
-    declined for a named reason."""
+def test_adversarial_cases(case: str, encoding: str, name: str, tmp_path: Path) -> None:
+    """UN sequences (of undefined length in big endian too), text outside the table, command-group elements,
+    gated files: every case in every encoding is taken, and its output is clean."""
     source, _ = make_case(tmp_path / "in", case, encoding, "latin1")
-    took = _both(source, tmp_path / "run", OPTION_SETS[name], monkeypatch)
-    if case.startswith("un-") and not (case == "un-undefined" and encoding == "explicit_be"):
-        assert took, "a UN (opened, or read by its dictionary VR) or an implicit VR sequence of unknown VR is taken"
-    if case == "retired-command" and encoding != "explicit_be" and (encoding != "deflated" or name != "anonymize"):
-        assert took, "command-group elements in little endian are the engine's (kept at anonymize: where pydicom " \
-            "writes the dataset, they are not)"
+    assert _engine(source, tmp_path / "run", OPTION_SETS[name])
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
@@ -468,17 +456,14 @@ def test_apply_level_goes_through_the_engine(name: str, tmp_path: Path, monkeypa
     assert taken == [True] and tuple(changes) == record.changes
 
 
-def test_apply_level_falls_back_for_what_the_engine_declines(tmp_path: Path) -> None:
-    """A dataset the engine declines (an allow-listed private sequence in implicit VR, of unknown VR there) is
-    anonymized by the fallback walker, as before."""
-    source = make_study(tmp_path, subject=14, n_series=1, n_instances=1, encoding="implicit_le")[0]
-    ds = pydicom.dcmread(source)
-    _private_sequences(ds)
-    with quiet():
-        ds.save_as(source)
-        declined = pydicom.dcmread(source)
-        assert engine.plan(source, OPTION_SETS["full"]) == "private sequence kept"
-        assert apply_level(declined, OPTION_SETS["full"]) == apply_fallback(declined, OPTION_SETS["full"])
+def test_apply_level_raises_for_what_the_engine_declines() -> None:
+    """A dataset the engine does not take (its transfer syntax UID names none) raises InputError with the
+    engine's reason; nothing else anonymizes it."""
+    ds = make_dataset(subject=14)
+    ds.file_meta.TransferSyntaxUID = UID("1.2.826.0.1.3680043.10.1047.99")
+    with quiet(), pytest.raises(InputError, match=r"^the engine does not take the dataset \(unknown transfer "
+                                                   r"syntax\): not anonymized$"):
+        apply_level(ds, OPTION_SETS["anonymize"])
 
 
 def _noted(plan: engine.Plan | str, taken: list[bool]) -> engine.Plan | str:
@@ -526,3 +511,118 @@ def test_decline_reasons_are_fixed_words() -> None:
     for call in calls:
         (argument,) = call.args
         assert isinstance(argument, ast.Constant | ast.Name), f"line {call.lineno}: a reason built at run time"
+
+
+# --- forms the pydicom walker once took ---------------------------------------------------------------------------
+
+
+def _run(source: Path, out: Path, options: Options) -> tuple[Record, Path, pydicom.Dataset]:
+    """Anonymize `source` through the pipeline; the record, the written file and the file read back. The engine
+    took it as it is (no salvage), and `verify` and dcmdump pass on the output (_check_output)."""
+    with quiet():
+        record = anonymize_file(source, out, options)
+    assert (record.engine, record.status) == ("stream", Status.WRITTEN), record.reason
+    _check_output(source, out, record, options)
+    (written,) = files_under(out)
+    dump = subprocess.run([require_tool("dcmdump"), "-q", "+E", str(written)], capture_output=True, timeout=60)
+    assert dump.returncode == 0 and not dump.stderr, "dcmdump does not read the output"
+    with quiet():
+        return record, written, pydicom.dcmread(written)
+
+
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+def test_undefined_length_un_in_big_endian(name: str, tmp_path: Path) -> None:
+    """An undefined-length UN in a big endian dataset holds implicit VR little endian items (PS3.5 6.2.2): read so,
+    walked, and written back as a big endian sequence of undefined length with its changed items."""
+    source, markers = make_case(tmp_path / "in", "un-undefined", "explicit_be", "latin1")
+    record, written, ds = _run(source, tmp_path / "out", OPTION_SETS[name])
+    data = written.read_bytes()
+    header = struct.pack(">HH2sHL", 0x0040, 0x0340, b"SQ", 0, 0xFFFFFFFF)  # PerformedSeriesSequence
+    assert header in data and data.count(b"\xff\xfe\xe0\xdd\x00\x00\x00\x00") >= 1
+    item = ds[0x00400340].value[0]
+    assert ds[0x00400340].VR == "SQ" and item.PatientName != markers.values["ItemPatientName"]
+    changed = {c.tag for c in record.changes}
+    assert {"(0040,0340)[0].(0008,0090)", "(0040,0340)[0].(0010,0010)"} <= changed
+    if name == "anonymize":  # nested in an item: walked too
+        assert item.PatientName == ds.PatientName and item.ProtocolName == markers.values["ProtocolName"]
+        assert "(0040,0275)[0].(0040,0340)[0].(0010,0010)" in changed
+
+
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+def test_command_group_in_big_endian(name: str, tmp_path: Path) -> None:
+    """Command-group elements in a big endian dataset are read in its encoding and removed at both levels:
+    kept, readers that take a command set as implicit VR little endian (pydicom) could not read the file."""
+    source, markers = make_case(tmp_path / "in", "retired-command", "explicit_be", "latin1")
+    record, written, ds = _run(source, tmp_path / "out", OPTION_SETS[name])
+    removed = {c.tag for c in record.changes if c.action == "removed"}
+    assert {"(0000,0902)", "(0000,1030)"} <= removed
+    assert not [t for t in ds.keys() if t.group == 0]
+    assert struct.pack(">HH", 0, 0x0902) not in written.read_bytes()
+    assert ds.Modality == "MR" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"  # the rest reads as written
+    if name == "anonymize":
+        assert ds.SOPInstanceUID == markers.values["SOPInstanceUID"]
+
+
+def test_command_group_kept_in_a_deflated_dataset_at_anonymize(tmp_path: Path) -> None:
+    """In little endian (here deflated: written whole) anonymize keeps command-group elements byte for byte."""
+    source, _ = make_case(tmp_path / "in", "retired-command", "deflated", "latin1")
+    record, written, ds = _run(source, tmp_path / "out", OPTION_SETS["anonymize"])
+    with quiet():
+        original = pydicom.dcmread(source)
+    assert ds[0x00000902] == original[0x00000902] and ds[0x00001030] == original[0x00001030]
+    assert not [c for c in record.changes if c.tag.startswith("(0000,")]
+
+
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+@pytest.mark.parametrize("pixels", [True, False], ids=["pixels", "no-pixels"])
+def test_empty_private_un_kept(name: str, pixels: bool, tmp_path: Path) -> None:
+    """An empty private UN of an allow-listed block, at the top level and in an item, stays an empty UN: no
+    value, nothing to clean."""
+    source = make_study(tmp_path / "in", subject=15, n_series=1, n_instances=1)[0]
+    ds = pydicom.dcmread(source)
+    if not pixels:
+        del ds.PixelData
+    item = pydicom.Dataset()
+    item.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    add_un(item, 0x00211005, b"")
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    add_un(ds, 0x00211005, b"")
+    ds.add_new(0x002110FE, "SQ", [item])  # the SDS sequence the allow-list keeps: walked at full
+    with quiet():
+        ds.save_as(source)
+    _, written, out = _run(source, tmp_path / "out", OPTION_SETS[name])
+    empty = struct.pack("<HH2sHL", 0x0021, 0x1005, b"UN", 0, 0)
+    assert written.read_bytes().count(empty) == 2
+    assert out[0x00211005].VR == "UN" and out[0x00211005].value in (b"", None)
+
+
+def test_allow_listed_private_sequence_in_implicit_vr(tmp_path: Path) -> None:
+    """At full, an allow-listed private sequence of unknown VR (implicit VR) is read as a sequence when its bytes
+    are one, walked (its PatientName pseudonymized) and kept; a listed value whose bytes are items stays a value,
+    cleaned of the file's values."""
+    source = make_study(tmp_path / "in", subject=16, n_series=1, n_instances=1, encoding="implicit_le")[0]
+    ds = pydicom.dcmread(source)
+    options = _private_sequences(ds)
+    with quiet():
+        ds.save_as(source)
+    name = str(ds.PatientName).encode()
+    record, written, _ = _run(source, tmp_path / "out", options)
+    changes = {c.tag: c.action for c in record.changes}
+    assert changes["(0021,10FE)[0].(0010,0010)"] == "pseudonymized"
+    assert "(0021,10FE)" not in changes and changes.get("(0021,1005)", "cleaned") == "cleaned"
+    data = written.read_bytes()
+    assert struct.pack("<HH", 0x0021, 0x10FE) in data and name not in data
+
+
+def test_allow_listed_private_sequence_that_is_not_one_removed(tmp_path: Path) -> None:
+    """An allow-listed private sequence whose bytes are no sequence (implicit VR: its VR unknown) is removed at
+    full (fail closed)."""
+    source = make_study(tmp_path / "in", subject=17, n_series=1, n_instances=1, encoding="implicit_le")[0]
+    ds = pydicom.dcmread(source)
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    ds.add_new(0x002110FE, "OB", b"FAKE NOT ITEMS\x00\x00")
+    with quiet():
+        ds.save_as(source)
+    record, written, _ = _run(source, tmp_path / "out", OPTION_SETS["full"])
+    assert {c.tag: c.action for c in record.changes}["(0021,10FE)"] == "removed"
+    assert struct.pack("<HH", 0x0021, 0x10FE) not in written.read_bytes()

@@ -296,10 +296,6 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
         layout.tail_buf, layout.tail = _tail(f, buf, size, pixel_end, parser)
         if layout.tail and layout.tail[0].tag <= pixels.tag:
             raise _Decline("elements out of order")
-    if pixels is None or deflated:  # pydicom writes the whole dataset: unchanged sequences too
-        for e in layout.head + layout.tail:
-            for item in e.items or ():
-                _check_plain(item.elements, {})
     return layout
 
 
@@ -469,9 +465,8 @@ class _Parser:
         tag, vr, value, length = self._header(pos)
         if tag <= last:
             raise _Decline("elements out of order")
-        if tag >> 16 == 0xFFFE or (tag >> 16 == 0 and not (top and self.little)):
-            # an item or delimiter out of place; command-group elements in an item, or in big endian (pydicom
-            # reads them as implicit VR little endian whatever the dataset's encoding)
+        if tag >> 16 == 0xFFFE or (tag >> 16 == 0 and not top):
+            # an item or delimiter out of place; command-group elements in an item
             raise _Decline("command group or stray delimiter")
         undefined = length == UNDEFINED
         element = _Element(tag, vr, pos, value, value if undefined else value + length, undefined)
@@ -489,15 +484,15 @@ class _Parser:
     def _undefined(self, element: _Element) -> int:
         """Where an undefined-length element other than a sequence ends, read as pydicom reads it: an implicit VR
         value of unknown VR that starts with an item is a sequence (its VR set so); a UN holds the items of an
-        implicit VR little endian sequence (PS3.5 6.2.2; in little endian only); else encapsulated pixel data in
-        an item."""
+        implicit VR little endian sequence whatever the dataset's byte order (PS3.5 6.2.2); else encapsulated
+        pixel data in an item."""
         if self.implicit and not element.vr:
             self._need(element.value + 4)
             if self.buf[element.value:element.value + 4] == _ITEM_LE:
                 element.vr = "SQ"
                 element.items, end = self._items(element)
                 return end
-        if element.vr == "UN" and self.little and not self.implicit:
+        if element.vr == "UN" and not self.implicit:
             items = _Parser(self.buf, True, little=True)
             items.partial, items.depth = self.partial, self.depth
             return items._items(element)[1]
@@ -718,10 +713,9 @@ class _Job:
     def anonymize(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
                   pixel_bytes: memoryview | None) -> Plan:
         self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
-        if self.whole and head and head[0].tag >> 16 == 0:  # kept at anonymize (full removes them)
-            raise _Decline("command group in a dataset written whole")  # the general path writes it otherwise
         charset = self._mark_inputs(head)[1]
-        out = self._written(self._walk_anonymize(self.buf, head, "", charset))
+        commands = self._big_endian_commands(head)
+        out = {**self._written(self._walk_anonymize(self.buf, head, "", charset)), **commands}
         tail_out = self._written(self._walk_anonymize(self.tail_buf, tail, "", charset))
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
@@ -730,6 +724,19 @@ class _Job:
         header = preamble + self._meta_bytes(meta) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
                     self.context, Dataset())
+
+    def _big_endian_commands(self, head: list[_Element]) -> dict[int, bytes | None]:
+        """Command-group elements kept at anonymize, but in a big endian dataset removed: readers take a command
+        set as implicit VR little endian (PS3.7 6.3.1; pydicom does), so that kept they would make the dataset
+        unreadable, and none belongs in a stored dataset (full removes them in any encoding)."""
+        if self.little:
+            return {}
+        removed: dict[int, bytes | None] = {}
+        for e in head:
+            if e.tag >> 16 == 0:
+                removed[e.tag] = None
+                self.changes.append(Change(tag_text(e.tag), self.rules.tag(e.tag).keyword, _REMOVED))
+        return removed
 
     def _written(self, scope: _Scope) -> dict[int, bytes | None]:
         """The top level's decisions; where pydicom writes the whole dataset, with each UN as it reads it."""
@@ -745,11 +752,9 @@ class _Job:
 
     def _anonymize_element(self, scope: _Scope, buf: bytes, e: _Element) -> None:
         t = e.tag
-        if e.vr == "UN" and e.end == e.value:
-            if t >> 16 & 1 and (scope.path or self.whole):
-                raise _Decline("empty UN pydicom may write with another VR")
-            if not t >> 16 & 1:
-                self._empty_un(scope, e)  # pydicom reads it by the dictionary's VR, and writes it so
+        if e.vr == "UN" and e.end == e.value and not t >> 16 & 1:
+            self._empty_un(scope, e)  # pydicom reads it by the dictionary's VR, and writes it so (a private one
+            # stays an empty UN)
         rule = self.rules.tag(t)
         if rule.value is not None:
             if _present(buf, e):
@@ -764,16 +769,18 @@ class _Job:
             self._anonymize_value(buf, e, scope)  # (an explicit VR value of a known VR is never opened)
 
     def _anonymize_value(self, buf: bytes, e: _Element, scope: _Scope) -> None:
-        """A value holding one of the five's tags, which the general path tries as a sequence: an implicit VR one,
-        or a UN (in a sequence stored as UN, any value: it was implicit VR there)."""
+        """A value holding one of the five's tags, tried as a sequence: an implicit VR one of unknown VR, or a UN.
+        One whose bytes are not a sequence, item by item, is a value, kept as it is."""
         if self.implicit:
-            self._anonymize_sequence(buf, _opened(buf, e, self.little, depth=scope.path.count("[")), scope)
+            try:
+                opened = _opened(buf, e, self.little, depth=scope.path.count("["))
+            except _Decline:
+                return
+            self._anonymize_sequence(buf, opened, scope)
         elif e.vr == "UN" and parses_as_sequence(buf[e.value:e.end]):
             opened, data = self._transcoded(scope, buf, e)
-            del scope.rewrite[e.tag]  # unchanged, the general path puts the UN back as it was
+            del scope.rewrite[e.tag]  # unchanged, the UN is put back as it was
             self._anonymize_sequence(data, opened, scope)
-        elif scope.opened:
-            raise _Decline("implicit VR value that may be a sequence")  # pydicom reads items from any bytes
 
     def _anonymize_sequence(self, buf: bytes, e: _Element, scope: _Scope) -> None:
         if not e.undefined and not _holds_five(buf, e.value, e.end):
@@ -876,8 +883,9 @@ class _Job:
             self._remove(scope, buf, e, keyword)
             return None
         length = e.end - e.value
-        if vr not in LONG_VRS and length > 0xFFFF:
-            raise _Decline("UN that may be a standard attribute or a sequence")  # pydicom writes it as UN again
+        if vr not in LONG_VRS and length > 0xFFFF:  # too long for its VR: it cannot be shown to be harmless
+            self._remove(scope, buf, e, keyword)
+            return None
         scope.rewrite[e.tag] = _header(e.tag, vr, length, False, self.little) + buf[e.value:e.end]
         return resolved, buf
 
@@ -885,7 +893,7 @@ class _Job:
         """An empty UN, which pydicom reads by its dictionary VR as it reads it (a sequence of no items)."""
         vr = _implicit_vr(e.tag)
         if " " in vr:
-            raise _Decline("UN that may be a standard attribute or a sequence")  # an ambiguous VR pydicom cannot write
+            return e  # an ambiguous VR (US or SS...): no value to read by it, the empty UN stays as it is
         scope.rewrite[e.tag] = _header(e.tag, vr, 0, False, self.little)
         return _Element(e.tag, vr, e.start, e.value, e.end, False, [] if vr == "SQ" else None)
 
@@ -914,6 +922,8 @@ class _Job:
         opened = parser._element(0, -1, top=False)
         opened.opened = True
         scope.rewrite[e.tag] = data
+        if e.undefined and not self.little:  # kept as it was, pydicom would read its items in big endian
+            scope.out[e.tag] = data
         return opened, data
 
     def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
@@ -1026,8 +1036,8 @@ class _Job:
         out = scope.out
         if e.items is not None or safe.kind == "sequence" or e.undefined:  # (an undefined UN is read as one)
             return self._keep_private_sequence(e, buf, safe, where, scope)
-        if e.vr == "UN" and e.end == e.value:
-            raise _Decline("empty UN pydicom may write with another VR")
+        if e.end == e.value:
+            return True  # empty: nothing to clean
         assert self.keyring is not None
         value = buf[e.value:e.end]
         if safe.kind == "value" and not (hits and find(value, hits)):
@@ -1045,18 +1055,28 @@ class _Job:
 
     def _keep_private_sequence(self, e: _Element, buf: bytes, safe: SafePrivate, where: str, scope: _Scope) -> bool:
         """A private sequence the allow-list keeps is walked; a sequence where it expects a value, or a value where
-        it expects a sequence, goes."""
-        if e.items is None and (self.implicit or scope.opened):
-            raise _Decline("private sequence kept")  # pydicom tries an implicit VR value of unknown VR as a sequence
-        opens = e.undefined or parses_as_sequence(buf[e.value:e.end])
-        if e.items is None and e.vr == "UN" and safe.kind == "sequence" and opens:
-            e, buf = self._transcoded(scope, buf, e)
+        it expects a sequence, goes. A value of unknown VR (implicit VR) or a UN the allow-list names a sequence
+        is read as one when its bytes are one, item by item; else it goes (fail closed)."""
+        if e.items is None and safe.kind == "sequence":
+            e, buf = self._private_items(scope, buf, e)
         if e.items is None or safe.kind != "sequence":
             scope.out[e.tag] = None
             self.changes.append(Change(where, "", _REMOVED))
             return False
         self._walk_items(scope, buf, e, "")
         return True
+
+    def _private_items(self, scope: _Scope, buf: bytes, e: _Element) -> tuple[_Element, bytes]:
+        """A private value the allow-list names a sequence, read as one when its bytes are one (else as it is):
+        one of unknown VR in implicit VR, or a UN (PS3.5 6.2.2: implicit VR little endian items)."""
+        if not e.vr:
+            try:
+                return _opened(buf, e, self.little, depth=scope.path.count("[")), buf
+            except _Decline:
+                return e, buf  # not a sequence: removed
+        if e.vr == "UN" and (e.undefined or parses_as_sequence(buf[e.value:e.end])):
+            return self._transcoded(scope, buf, e)
+        return e, buf
 
     def _creator(self, e: _Element, buf: bytes) -> str:
         if e.items is not None or (not self.implicit and e.vr not in ("LO", "UN")):
@@ -1166,7 +1186,6 @@ class _Job:
         body: list[bytes] = []
         order = "<" if self.little else ">"
         for item, out in zip(e.items, walked, strict=False):
-            _check_plain(item.elements, out)
             content = self._assemble(buf, item.elements, out, {})
             if item.undefined:
                 body.append(struct.pack(order + "HHL", 0xFFFE, 0xE000, UNDEFINED) + content
@@ -1214,17 +1233,6 @@ def _item_charset(buf: bytes, item: _Item, parent: bytes | None) -> bytes | None
     return parent if own is None else buf[own.value:own.end]
 
 
-def _check_plain(elements: list[_Element], out: dict[int, bytes | None]) -> None:
-    """Decline an item pydicom would write in another form: group lengths dropped, a character set re-encoded."""
-    for x in elements:
-        if x.tag in out:
-            continue  # decided: removed, or encoded as the general path encodes it
-        if (x.tag & 0xFFFF == 0 and x.tag >> 16 > 6) or x.tag == SPECIFIC_CHARACTER_SET:
-            raise _Decline("item pydicom would write in another form")
-        for item in x.items or ():
-            _check_plain(item.elements, {})
-
-
 _FIVE = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for order in "<>")  # as apply
 # Whether buf[pos:end] holds one of the five's tags, in one search (no slice copied).
 _holds_five = re.compile(b"|".join(re.escape(p) for p in _FIVE)).search
@@ -1256,7 +1264,7 @@ def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
     if rule.keeps_value or _is_empty(buf, e):
         return _KEEP
     if not e.vr or " " in e.vr or e.vr == "UN":
-        raise _Decline("VR unknown or UN at full")  # pydicom would decide it
+        return _REMOVE  # no VR to apply the rule by: it cannot be shown to be harmless (fail closed)
     return rule.op(e.vr)
 
 

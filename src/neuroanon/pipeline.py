@@ -2,10 +2,9 @@
 
 Each file is prepared (read, anonymized, written under a temporary name, checked) by `prepare`, which needs no
 shared state and so runs in any worker process; the engine (`engine.plan`) does the reading, anonymizing and
-writing, of a malformed file after salvage (read by pydicom, written back in canonical form), with the pixel
-stage (`pixels.clean`) beside it; the fallback (read_header, apply_fallback, write_instance) takes only the
-well-formed files the engine still declines; `commit` then releases, quarantines or discards it, in input
-order, in the one process that owns the output. The output is therefore the same for any number of workers.
+writing of every file, of a malformed one after salvage (read by pydicom, written back in canonical form), with
+the pixel stage (`pixels.clean`) beside it; `commit` then releases, quarantines or discards it, in input order,
+in the one process that owns the output. The output is therefore the same for any number of workers.
 The CLI and any other front end call these functions and never reach around them.
 """
 
@@ -35,7 +34,6 @@ from typing import BinaryIO, TypeVar
 from pydicom.dataset import Dataset
 
 from . import engine, pixels, review, stops
-from .apply import apply_fallback, changed_top_level
 from .context import FileContext, RunContext
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
@@ -58,7 +56,6 @@ from .write import (
     partial_zip,
     release,
     salvage,
-    write_instance,
 )
 
 log = logging.getLogger(__name__)
@@ -543,7 +540,7 @@ def _guarded(name: str, prepare_file: Callable[[], Prepared]) -> Prepared:
 
 @dataclass(frozen=True)
 class _Anonymized:
-    """A file anonymized (by either path) but not yet written: what changed, how to write it, how to check it."""
+    """A file anonymized by the engine but not yet written: what changed, how to write it, how to check it."""
 
     context: FileContext
     identifiers: Dataset  # the new PatientID and UIDs the output path is built from
@@ -551,7 +548,7 @@ class _Anonymized:
     write: Callable[[BinaryIO], PixelSpan | None]
     searchable: bytes | None = None  # at full: the output's bytes but the pixel data value, if the writer has them
     cleaning: pixels.Cleaning | None = None
-    engine: str = "stream"  # "stream after salvage (<why>)", or "pydicom: <why the engine declined it>"
+    engine: str = "stream"  # or "stream after salvage (<why the engine declined the file as it was>)"
 
 
 def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepared:
@@ -564,10 +561,12 @@ def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> Pre
 
 def _anonymize(path: Path, run: RunContext, stage: Path) -> _Anonymized | None:
     """The file anonymized by the engine (after salvage when it is malformed), its pixels cleaned beside it when
-    in scope; by the fallback when the engine declines it still; None for a DICOMDIR."""
+    in scope; None for a DICOMDIR. A file the engine cannot take raises InputError naming why."""
     plan, source, route = _planned(path, run)
+    if plan == "DICOMDIR":
+        return None
     if not isinstance(plan, engine.Plan):
-        return _fallback(path, run, f"pydicom: {plan}")
+        raise InputError(f"not anonymized: the engine does not take this form ({plan})")
     write = partial(plan.write, path) if source is None else partial(plan.write, Path())
     if pixels.in_scope(plan.context.original, run.options):
         return _with_clean_pixels(plan, write, stage, route)
@@ -577,7 +576,7 @@ def _anonymize(path: Path, run: RunContext, stage: Path) -> _Anonymized | None:
 
 def _planned(path: Path, run: RunContext) -> tuple[engine.Plan | str, bytes | None, str]:
     """The engine's plan for the file, or for its salvaged bytes (also returned) when it is malformed; the
-    report's `engine`. A file pydicom cannot read either raises InputError, as the fallback would."""
+    report's `engine`. Else why the engine declines it. A file pydicom cannot read either raises InputError."""
     plan = engine.plan(path, run)
     if isinstance(plan, engine.Plan) or not engine.malformed(plan):
         return plan, None, "stream"
@@ -586,8 +585,8 @@ def _planned(path: Path, run: RunContext) -> tuple[engine.Plan | str, bytes | No
         return "DICOMDIR", None, ""
     try:
         salvaged = salvage(header, path)
-    except WRITE_ERRORS:  # a value pydicom cannot write back: the fallback takes the file as it is
-        return plan, None, ""
+    except WRITE_ERRORS as exc:
+        raise InputError(f"malformed ({plan}) and not written back by pydicom ({type(exc).__name__})") from None
     again = engine.plan_bytes(salvaged, run)
     return again, salvaged, f"stream after salvage ({plan})"
 
@@ -620,20 +619,6 @@ def _written_once(write: Callable[[BinaryIO], PixelSpan | None], source: Path, o
         return write(out)
     finally:
         discard(source)
-
-
-def _fallback(path: Path, run: RunContext, route: str) -> _Anonymized | None:
-    """The general path (pydicom's objects, apply.py's walker): only for the well-formed files the engine still
-    declines (the report's `engine` says why: an undefined-length UN or command-group elements in big endian,
-    and a few rarer forms), and for a DICOMDIR
-    (None)."""
-    header = read_header(path)
-    if _is_dicomdir(header.dataset):
-        return None
-    context = run.file(header.dataset)
-    dataset, changes = apply_fallback(header.dataset, run.options, context=context)
-    write = partial(write_instance, dataset, header, path, changed=changed_top_level(changes))
-    return _Anonymized(context, dataset, changes, write, None, None, route)
 
 
 def _staged(anonymized: _Anonymized, name: str, stage: Path) -> Prepared:
