@@ -11,8 +11,9 @@ import io
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import dcmread
-from pydicom.filewriter import dcmwrite
+from pydicom.filewriter import dcmwrite, write_dataset
 from pydicom.uid import UID
 
 from . import engine
@@ -37,22 +38,52 @@ def apply_level(ds: Dataset, options: Options, patterns: tuple[Needle, ...] | No
         return copy.deepcopy(ds), []
     if options.level is Level.FULL and options.key is None:
         raise UsageError("the full level needs a key")
-    source = io.BytesIO()
-    meta = getattr(ds, "file_meta", None)
-    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
-    implicit, little = (None, None) if syntax.is_transfer_syntax else ds.original_encoding
-    try:
-        dcmwrite(source, ds, implicit_vr=None if syntax.is_transfer_syntax else bool(implicit),
-                 little_endian=None if syntax.is_transfer_syntax else little is not False)
-    except WRITE_ERRORS as exc:
-        raise InputError(f"the dataset cannot be encoded ({type(exc).__name__}): not anonymized") from None
-    plan = engine.plan_bytes(source.getvalue(), options)
+    plan = engine.plan_bytes(_encoded(ds), options)
     if not isinstance(plan, engine.Plan):
         raise InputError(f"the engine does not take the dataset ({plan}): not anonymized")
     out = io.BytesIO()
     plan.write(Path(), out)
     out.seek(0)
     return dcmread(out, force=True), plan.changes
+
+
+def _encoded(ds: Dataset) -> bytes:
+    """`ds` as pydicom writes it: in its transfer syntax, else the encoding it was read in, else explicit VR little
+    endian. Command-group elements, which dcmwrite refuses, are encoded in the same encoding where the dataset
+    begins (not in a deflated dataset)."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    implicit, little = ds.original_encoding
+    encoding: tuple[bool | None, bool | None] = (
+        (None, None) if syntax.is_transfer_syntax else (bool(implicit), little is not False))
+    commands = Dataset({tag: ds.get_item(tag) for tag in ds.keys() if tag >> 16 == 0})
+    if commands and syntax.is_transfer_syntax and syntax.is_deflated:
+        raise InputError("command-group elements in a deflated dataset: not anonymized")
+    try:
+        data = _written(_without(ds, commands), *encoding)
+        if not commands:
+            return data
+        start = len(_written(_without(ds, ds), *encoding))  # where the dataset begins: after the file meta
+        fp = DicomBytesIO()
+        fp.is_implicit_VR = syntax.is_implicit_VR if syntax.is_transfer_syntax else bool(encoding[0])
+        fp.is_little_endian = syntax.is_little_endian if syntax.is_transfer_syntax else bool(encoding[1])
+        write_dataset(fp, commands)
+    except WRITE_ERRORS as exc:
+        raise InputError(f"the dataset cannot be encoded ({type(exc).__name__}): not anonymized") from None
+    return data[:start] + bytes(fp.getvalue()) + data[start:]
+
+
+def _without(ds: Dataset, elements: Dataset) -> Dataset:
+    """A shallow copy of `ds` (its file meta and preamble too) without the top-level `elements`."""
+    copied = copy.copy(ds)
+    object.__setattr__(copied, "_dict", {tag: e for tag, e in ds._dict.items() if tag not in elements})
+    return copied
+
+
+def _written(ds: Dataset, implicit: bool | None, little: bool | None) -> bytes:
+    out = io.BytesIO()
+    dcmwrite(out, ds, implicit_vr=implicit, little_endian=little)
+    return out.getvalue()
 
 
 def changed_top_level(changes: list[Change]) -> frozenset[int]:

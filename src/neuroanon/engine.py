@@ -465,9 +465,8 @@ class _Parser:
         tag, vr, value, length = self._header(pos)
         if tag <= last:
             raise _Decline("elements out of order")
-        if tag >> 16 == 0xFFFE or (tag >> 16 == 0 and not top):
-            # an item or delimiter out of place; command-group elements in an item
-            raise _Decline("command group or stray delimiter")
+        if tag >> 16 == 0xFFFE:
+            raise _Decline("malformed: stray item or delimiter")
         undefined = length == UNDEFINED
         element = _Element(tag, vr, pos, value, value if undefined else value + length, undefined)
         if top and tag in PIXEL_TAGS:
