@@ -70,7 +70,7 @@ def _engine(source: Path, tmp: Path, options: Options) -> bool:
 
 
 def _pixel_data(source: Path) -> bytes | None:
-    """The source's pixel data as pydicom reads it; for a big endian source pydicom misreads (an undefined-length
+    """A file's pixel data as pydicom reads it; for a big endian file pydicom misreads (an undefined-length
     UN: it reads the UN's little endian items in big endian; a command group: it reads it as implicit VR little
     endian), the value the engine located, after its explicit VR header."""
     with quiet():
@@ -88,9 +88,8 @@ def _check_output(source: Path, out: Path, record: Record, options: Options) -> 
     """The output reads back with the source's pixel data, `verify` finds nothing, and the engine's two entry
     points give its bytes."""
     (written,) = files_under(out)
+    assert _pixel_data(written) == _pixel_data(source)
     with quiet():
-        after = pydicom.dcmread(written, force=True)
-        assert after.get("PixelData") == _pixel_data(source)
         # the original's values are searched for at full (at anonymize the dummy values may occur in a name)
         originals = load_originals([source], options.level, options.key) if options.level is Level.FULL else None
         (result,) = verify([written], options, originals)
@@ -550,17 +549,18 @@ def test_undefined_length_un_in_big_endian(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["anonymize", "full"])
 def test_command_group_in_big_endian(name: str, tmp_path: Path) -> None:
-    """Command-group elements in a big endian dataset are read in its encoding and removed at both levels:
-    kept, readers that take a command set as implicit VR little endian (pydicom) could not read the file."""
-    source, markers = make_case(tmp_path / "in", "retired-command", "explicit_be", "latin1")
+    """Command-group elements in a big endian dataset are read in its encoding (as dcmtk reads them; pydicom reads
+    a command set as implicit VR little endian): kept byte for byte at anonymize, removed at full."""
+    source, _ = make_case(tmp_path / "in", "retired-command", "explicit_be", "latin1")
     record, written, ds = _run(source, tmp_path / "out", OPTION_SETS[name])
+    commands = source.read_bytes()[source.read_bytes().index(struct.pack(">HH2s", 0, 0x0902, b"LO")):]
+    commands = commands[:commands.index(struct.pack(">HH", 0x0008, 0x0005))]  # to the next group
     removed = {c.tag for c in record.changes if c.action == "removed"}
-    assert {"(0000,0902)", "(0000,1030)"} <= removed
-    assert not [t for t in ds.keys() if t.group == 0]
-    assert struct.pack(">HH", 0, 0x0902) not in written.read_bytes()
-    assert ds.Modality == "MR" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"  # the rest reads as written
     if name == "anonymize":
-        assert ds.SOPInstanceUID == markers.values["SOPInstanceUID"]
+        assert commands in written.read_bytes() and not removed
+    else:
+        assert {"(0000,0902)", "(0000,1030)"} <= removed and struct.pack(">HH", 0, 0x0902) not in written.read_bytes()
+        assert not [t for t in ds.keys() if t.group == 0] and ds.Modality == "MR"  # the rest reads as written
 
 
 def test_command_group_kept_in_a_deflated_dataset_at_anonymize(tmp_path: Path) -> None:

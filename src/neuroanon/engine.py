@@ -713,8 +713,7 @@ class _Job:
                   pixel_bytes: memoryview | None) -> Plan:
         self.whole = span is None or _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
         charset = self._mark_inputs(head)[1]
-        commands = self._big_endian_commands(head)
-        out = {**self._written(self._walk_anonymize(self.buf, head, "", charset)), **commands}
+        out = self._written(self._walk_anonymize(self.buf, head, "", charset))
         tail_out = self._written(self._walk_anonymize(self.tail_buf, tail, "", charset))
         marks, mark_changes = _marks(Level.ANONYMIZE, (), True, self.implicit, *self._mark_inputs(head),
                                      little=self.little)
@@ -723,19 +722,6 @@ class _Job:
         header = preamble + self._meta_bytes(meta) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
                     self.context, Dataset())
-
-    def _big_endian_commands(self, head: list[_Element]) -> dict[int, bytes | None]:
-        """Command-group elements kept at anonymize, but in a big endian dataset removed: readers take a command
-        set as implicit VR little endian (PS3.7 6.3.1; pydicom does), so that kept they would make the dataset
-        unreadable, and none belongs in a stored dataset (full removes them in any encoding)."""
-        if self.little:
-            return {}
-        removed: dict[int, bytes | None] = {}
-        for e in head:
-            if e.tag >> 16 == 0:
-                removed[e.tag] = None
-                self.changes.append(Change(tag_text(e.tag), self.rules.tag(e.tag).keyword, _REMOVED))
-        return removed
 
     def _written(self, scope: _Scope) -> dict[int, bytes | None]:
         """The top level's decisions; where pydicom writes the whole dataset, with each UN as it reads it."""
