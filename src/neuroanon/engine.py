@@ -6,7 +6,9 @@ elements are in canonical form, its header of any length, from a file (`plan`) o
 (`plan_bytes`): untouched elements are copied from the source bytes, changed ones are encoded, and a sequence is
 encoded again only when something inside it changed. What it does not take it declines with a reason in fixed
 words; a file declined as `malformed` is written back in canonical form by pydicom and given to the engine again
-(the pipeline's salvage); tests/test_golden.py holds the outputs to the release's.
+(the pipeline's salvage); any other decline fails the file. It is the only anonymizer: tests/test_golden.py holds
+its outputs to the release's (where the release wrote through pydicom's objects, the few big endian forms the
+engine now takes are its own).
 """
 from __future__ import annotations
 
@@ -102,7 +104,8 @@ MAX_DEPTH = 64  # sequences within sequences: deeper ones (no real file has them
 
 
 class _Decline(Exception):
-    """A file the engine does not take, and why in fixed words (never a value): the general path takes it."""
+    """A file the engine does not take, and why in fixed words (never a value): salvaged when malformed, else it
+    fails with this reason."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -190,7 +193,7 @@ class Plan:
 
 def plan(path: Path, run: RunContext | Options) -> Plan | str:
     """The engine's plan for `path` in a run (or with options), or why it declines the file (fixed words, no
-    value)."""
+    value). A file that cannot be read raises OSError."""
     run = run if isinstance(run, RunContext) else RunContext.of(run)
     reason = _declined_options(run.options)
     if reason is not None:
@@ -200,8 +203,6 @@ def plan(path: Path, run: RunContext | Options) -> Plan | str:
             return _plan(f, run)
     except _Decline as decline:
         return decline.reason
-    except OSError:  # the general path reads it again and reports what is wrong
-        return "read error"
 
 
 def plan_bytes(data: bytes, run: RunContext | Options) -> Plan | str:
@@ -642,7 +643,7 @@ def _is_empty(buf: bytes, element: _Element) -> bool:
 
 @lru_cache(maxsize=1024)
 def _encoded(tag: int, vr: str, value: object, implicit: bool, little: bool = True) -> bytes:
-    """An element as pydicom writes it (the general path's encoder), for values that recur."""
+    """An element as pydicom writes it, for values that recur."""
     return _encode(DataElement(tag, vr, value), implicit, little=little)
 
 
@@ -754,8 +755,8 @@ class _Job:
             self._anonymize_value(buf, e, scope)  # (an explicit VR value of a known VR is never opened)
 
     def _anonymize_value(self, buf: bytes, e: _Element, scope: _Scope) -> None:
-        """A value holding one of the five's tags, tried as a sequence: an implicit VR one of unknown VR, or a UN.
-        One whose bytes are not a sequence, item by item, is a value, kept as it is."""
+        """A value holding one of the five's tags, tried as a sequence (as pydicom tries it): an implicit VR one, or
+        a UN. One whose bytes are not a sequence, item by item, is a value, kept as it is."""
         if self.implicit:
             try:
                 opened = _opened(buf, e, self.little, depth=scope.path.count("["))
@@ -769,7 +770,7 @@ class _Job:
 
     def _anonymize_sequence(self, buf: bytes, e: _Element, scope: _Scope) -> None:
         if not e.undefined and not _holds_five(buf, e.value, e.end):
-            return  # the general path leaves it unparsed
+            return  # left unparsed: nothing in it changes
         assert e.items is not None
         where = scope.path + tag_text(e.tag)
         walked = [self._walk_anonymize(buf, item.elements, f"{where}[{i}].", _item_charset(buf, item, scope.charset),
@@ -850,7 +851,7 @@ class _Job:
             _OPERATIONS[op](self, scope, buf, e, rule.keyword)
 
     def _resolve_un(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> tuple[_Element, bytes] | None:
-        """A standard attribute stored as UN as the general path reads it: opened if its value is a sequence, else
+        """A standard attribute stored as UN as pydicom reads it: opened if its value is a sequence, else
         given its dictionary VR; None: removed (a value that cannot be what the dictionary says). What pydicom
         writes for it when it writes the dataset is noted in `scope.rewrite`."""
         if e.end == e.value:
@@ -886,7 +887,7 @@ class _Job:
         """Whether a UN value read by its dictionary VR is one: it decodes, with no more values than the VM."""
         try:
             count = len(text_values(self._decoded(charset, buf, e)[0].value))
-        except Exception:  # as on the general path: a value not of that VR cannot be shown to be harmless
+        except Exception:  # a value not of that VR cannot be shown to be harmless
             return False
         return fits_multiplicity(e.tag, count)
 
@@ -971,7 +972,7 @@ class _Job:
             self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.CLEAN_TEXT.value))
 
     def _cap_age(self, head: list[_Element], out: dict[int, bytes | None], charset: bytes | None) -> None:
-        """HIPAA Safe Harbor on a kept PatientAge (rules.capped_age), after the walk as on the general path."""
+        """HIPAA Safe Harbor on a kept PatientAge (rules.capped_age), after the walk."""
         e = next((x for x in head if x.tag == PATIENT_AGE), None)
         if e is None or _is_empty(self.buf, e):
             return
@@ -1123,7 +1124,7 @@ class _Job:
     # --- output --------------------------------------------------------------------------------------------------
 
     def _meta_bytes(self, meta: dict[int, _Element]) -> bytes:
-        """The file meta as the general path writes it: at full only the kept elements, the instance remapped."""
+        """The file meta as the release wrote it: at full only the kept elements, the instance remapped."""
         parts: list[bytes] = []
         for t, e in meta.items():
             if t == 0x00020000:
@@ -1185,9 +1186,9 @@ class _Job:
 
 
 def _opened(buf: bytes, e: _Element, little: bool, depth: int) -> _Element:
-    """An implicit VR value read as a sequence, as the general path tries one that holds one of anonymize's five
-    (pydicom reads items from any bytes: only a value that is one, item by item, is taken); `depth`: of the
-    items it is in."""
+    """An implicit VR value of unknown VR read as a sequence (one that holds one of anonymize's five, or a private
+    one the allow-list names a sequence): only a value that is one, item by item, is taken; `depth`: of the items
+    it is in."""
     opened = _Element(e.tag, "SQ", e.start, e.value, e.end, False)
     parser = _Parser(buf, True, little=little)
     parser.depth = depth

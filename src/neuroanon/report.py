@@ -43,7 +43,7 @@ class Record:
     changes: tuple[Change, ...] = ()
     findings: tuple[Finding, ...] = ()
     pixels: dict[str, object] | None = None  # Clean Pixel Data: frames read, boxes redacted (positions only)
-    engine: str = ""  # what wrote it: "stream" (the byte-stream engine) or "pydicom: <why the engine declined>"
+    engine: str = ""  # what wrote it: "stream" (the engine), or "stream after salvage (<why>)" for a malformed file
 
     @property
     def released(self) -> bool:
