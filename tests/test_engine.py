@@ -626,3 +626,16 @@ def test_allow_listed_private_sequence_that_is_not_one_removed(tmp_path: Path) -
     record, written, _ = _run(source, tmp_path / "out", OPTION_SETS["full"])
     assert {c.tag: c.action for c in record.changes}["(0021,10FE)"] == "removed"
     assert struct.pack("<HH", 0x0021, 0x10FE) not in written.read_bytes()
+
+
+def test_a_form_the_engine_does_not_take_fails_with_its_reason(tmp_path: Path) -> None:
+    """Nothing else anonymizes: a well-formed file the engine declines (its transfer syntax UID names none, so its
+    dataset cannot be read as it says) fails, its reason in one line of fixed words, nothing written."""
+    source = make_study(tmp_path / "in", subject=18, n_series=1, n_instances=1)[0]
+    ds = pydicom.dcmread(source)
+    ds.file_meta.TransferSyntaxUID = UID("1.2.826.0.1.3680043.10.1047.99")
+    ds.save_as(source, implicit_vr=False, little_endian=True)
+    with quiet():
+        record = anonymize_file(source, tmp_path / "out", OPTION_SETS["full"])
+    assert record.status is Status.FAILED and record.engine == "" and not files_under(tmp_path / "out")
+    assert record.reason == "not anonymized: the engine does not take this form (unknown transfer syntax)"

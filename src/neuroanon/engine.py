@@ -96,6 +96,7 @@ _UID_BYTES = frozenset(b"0123456789.\\")
 _UID_TEXT_VRS = TEXT_VRS | {"UI", "CS"}  # VRs whose values a UID remapped is written back as text
 _NO_END = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
 PAST_END = "malformed: element runs past the end"
+NESTED_TOO_DEEP = "sequences nested too deep"
 # Declines of a form pydicom reads tolerantly and writes back canonically (besides every "malformed: ..." one).
 _MALFORMED = frozenset({"unknown VR", "elements out of order", "reserved bytes of a long VR not zero",
                         "file meta UID not in canonical form", "a second pixel data element",
@@ -549,7 +550,7 @@ class _Parser:
 
     def _items(self, sequence: _Element) -> tuple[list[_Item], int]:
         if self.depth == MAX_DEPTH:
-            raise _Decline("sequences nested too deep")
+            raise _Decline(NESTED_TOO_DEEP)
         self.depth += 1
         items, end = self._walk_items(sequence)
         self.depth -= 1
@@ -758,11 +759,9 @@ class _Job:
         """A value holding one of the five's tags, tried as a sequence (as pydicom tries it): an implicit VR one, or
         a UN. One whose bytes are not a sequence, item by item, is a value, kept as it is."""
         if self.implicit:
-            try:
-                opened = _opened(buf, e, self.little, depth=scope.path.count("["))
-            except _Decline:
-                return
-            self._anonymize_sequence(buf, opened, scope)
+            opened = _opened(buf, e, self.little, depth=scope.path.count("["))
+            if opened is not None:
+                self._anonymize_sequence(buf, opened, scope)
         elif e.vr == "UN" and parses_as_sequence(buf[e.value:e.end]):
             opened, data = self._transcoded(scope, buf, e)
             del scope.rewrite[e.tag]  # unchanged, the UN is put back as it was
@@ -945,8 +944,9 @@ class _Job:
             if remapped is not None:
                 scope.out[e.tag] = remapped
             return
-        if e.vr not in _UID_TEXT_VRS:  # a number, a date or bytes where a UID belongs: no text to remap
-            raise _Decline("UID remapped in a value that is not a plain UID")
+        if e.vr not in _UID_TEXT_VRS:  # a number, a date or bytes where a UID belongs: no UID to remap, removed
+            self._remove(scope, buf, e, keyword)
+            return
         # Another text VR (pydicom pads it with spaces) or odd characters: the values as pydicom reads and writes
         # them.
         elem, encodings = self._decoded(scope.charset, buf, e)
@@ -1056,10 +1056,7 @@ class _Job:
         """A private value the allow-list names a sequence, read as one when its bytes are one (else as it is):
         one of unknown VR in implicit VR, or a UN (PS3.5 6.2.2: implicit VR little endian items)."""
         if not e.vr:
-            try:
-                return _opened(buf, e, self.little, depth=scope.path.count("[")), buf
-            except _Decline:
-                return e, buf  # not a sequence: removed
+            return _opened(buf, e, self.little, depth=scope.path.count("[")) or e, buf  # (not one: removed)
         if e.vr == "UN" and (e.undefined or parses_as_sequence(buf[e.value:e.end])):
             return self._transcoded(scope, buf, e)
         return e, buf
@@ -1185,17 +1182,19 @@ class _Job:
         return _header(e.tag, "SQ", len(value), self.implicit, self.little) + value
 
 
-def _opened(buf: bytes, e: _Element, little: bool, depth: int) -> _Element:
+def _opened(buf: bytes, e: _Element, little: bool, depth: int) -> _Element | None:
     """An implicit VR value of unknown VR read as a sequence (one that holds one of anonymize's five, or a private
-    one the allow-list names a sequence): only a value that is one, item by item, is taken; `depth`: of the items
-    it is in."""
+    one the allow-list names a sequence), or None when it is not one, item by item; `depth`: of the items it is
+    in (one nested too deep declines the file)."""
     opened = _Element(e.tag, "SQ", e.start, e.value, e.end, False)
     parser = _Parser(buf, True, little=little)
     parser.depth = depth
     try:
         opened.items, _ = parser._items(opened)
-    except _Decline:
-        raise _Decline("implicit VR value that may be a sequence") from None
+    except _Decline as decline:
+        if decline.reason == NESTED_TOO_DEEP:
+            raise
+        return None
     return opened
 
 
