@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
 
+from ahocorasick_rs import BytesAhoCorasick
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -472,7 +473,22 @@ def _worth_searching(data: bytes) -> bool:
 # --- searching ---------------------------------------------------------------------------------------------------
 
 
-_Index = tuple[dict[bytes, tuple[int, ...]], dict[str, tuple[int, ...]], tuple[int, ...]]
+@dataclass(frozen=True)
+class _Index:
+    """Which needles each run stands for, and the needles without runs (always searched)."""
+
+    run_needles: tuple[tuple[int, ...], ...]  # per run, in the automaton's order
+    automaton: BytesAhoCorasick | None  # finds every run (as ASCII bytes) in one pass; None: there is no run
+    by_text: dict[str, tuple[int, ...]]  # the runs as text
+    always: tuple[int, ...]
+
+    def candidates(self, data: bytes) -> set[int]:
+        """The needles that may occur in `data`: those without runs, and those with a run that occurs there."""
+        found = set(self.always)
+        if self.automaton is not None:
+            for run, _, _ in self.automaton.find_matches_as_indexes(data, overlapping=True):
+                found.update(self.run_needles[run])
+        return found
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
 # needles for every search would cost more than the search. The tuple is kept alive with its index.
 _INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
@@ -500,7 +516,8 @@ def _build_index(patterns: tuple[Needle, ...]) -> _Index:
         for run in needle.runs:
             by_run.setdefault(run, []).append(i)
     runs = {k: tuple(v) for k, v in by_run.items()}
-    return {k.encode("ascii"): v for k, v in runs.items()}, runs, tuple(always)
+    automaton = BytesAhoCorasick([k.encode("ascii") for k in runs]) if runs else None
+    return _Index(tuple(runs.values()), automaton, runs, tuple(always))
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
@@ -508,14 +525,10 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if not patterns:
         return []
     haystack = data.lower()
-    by_run, _, always = _index(patterns)
     # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
-    # LE or BE). One search per run over the three views together (a run across two of them only costs a test).
-    views = b"\n".join((haystack, haystack[0::2], haystack[1::2]))
-    candidates = set(always)
-    for run, indices in by_run.items():
-        if run in views:
-            candidates.update(indices)
+    # LE or BE). One pass of the automaton over the three views together (a run across two of them only costs a
+    # test).
+    candidates = _index(patterns).candidates(b"\n".join((haystack, haystack[0::2], haystack[1::2])))
     return [patterns[i] for i in sorted(candidates) if patterns[i].occurs(haystack)]
 
 
@@ -523,11 +536,11 @@ def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
     """The needles that occur in decoded `text`, compared casefolded and ASCII-folded (umlauts either way)."""
     if not patterns:
         return []
-    _, by_run, always = _index(patterns)
+    index = _index(patterns)
     found: set[int] = set()
     for view in {fold(text), fold(text, True)}:
-        candidates = set(always)
-        for run, indices in by_run.items():
+        candidates = set(index.always)
+        for run, indices in index.by_text.items():
             if run in view:
                 candidates.update(indices)
         found.update(i for i in candidates - found if patterns[i].text_pattern.search(view))
