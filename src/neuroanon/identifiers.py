@@ -492,6 +492,7 @@ class _Index:
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
 # needles for every search would cost more than the search. The tuple is kept alive with its index.
 _INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
+_FEW = 8  # needles searched without an index (a file's needles found in its private values, cleaned from each)
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
@@ -525,6 +526,8 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if not patterns:
         return []
     haystack = data.lower()
+    if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
+        return [n for n in patterns if n.occurs(haystack)]
     # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
     # LE or BE). One pass of the automaton over the three views together (a run across two of them only costs a
     # test).
