@@ -833,19 +833,26 @@ class _Job:
         of the SpecificCharacterSet its text is in; `opened`: it is in a sequence that was stored as UN."""
         scope = _Scope(elements, path, ds, {}, charset, opened)
         private: list[tuple[_Element, bytes]] = []
+        rule_of, changes, out = self.rules.tag, self.changes, scope.out
         for index, e in enumerate(elements):
             source = self.tail_buf if tail_from is not None and index >= tail_from else buf
-            if e.tag >> 16 & 1:
+            t = e.tag
+            if t >> 16 & 1:
                 private.append((e, source))
-            else:
-                self._decide(scope, source, e)
+                continue
+            rule = rule_of(t)
+            # Most elements are removed, or kept as they are, whatever they hold: decided here, in one step.
+            if rule.removes:
+                out[t] = None
+                changes.append(Change(path + tag_text(t), rule.keyword, _REMOVED))
+            elif not (rule.keeps_value and e.items is None and e.vr != "UN"):
+                self._decide(scope, source, e, rule)
         self._private(private, scope)
         return scope
 
-    def _decide(self, scope: _Scope, buf: bytes, e: _Element) -> None:
-        """Decide a standard element: a UN resolved first (in a sequence stored as UN, its elements were implicit
-        VR: none is read as UN there)."""
-        rule = self.rules.tag(e.tag)
+    def _decide(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+        """Decide a standard element by its rule: a UN resolved first (in a sequence stored as UN, its elements
+        were implicit VR: none is read as UN there)."""
         if e.vr == "UN" and not rule.removes and not scope.opened:
             resolved = self._resolve_un(scope, buf, e, rule.keyword)
             if resolved is None:
