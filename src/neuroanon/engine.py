@@ -417,6 +417,9 @@ class _Parser:
         last = -1
         self._check_first(pos)
         while pos < len(self.buf):
+            pos, last = self._common_run(pos, len(self.buf), last, elements)
+            if pos >= len(self.buf):
+                break
             element = self._element(pos, last, top=True)
             if element.tag in PIXEL_TAGS:
                 return elements, element
@@ -434,6 +437,9 @@ class _Parser:
         last = -1
         self._check_first(pos)
         while pos < end:
+            pos, last = self._common_run(pos, end, last, elements)
+            if pos >= end:
+                break
             if in_item:
                 self._need(pos + 8)
                 if self.buf[pos:pos + 8] == self.item_end:
@@ -515,6 +521,23 @@ class _Parser:
         if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > len(buf):
             return None
         return _Element(tag, vr, pos, pos + 8, end, False)
+
+    def _common_run(self, pos: int, stop: int, last: int, elements: list[_Element]) -> tuple[int, int]:
+        """`_common` over the elements from `pos` on, appended to `elements` in one loop (most of a header);
+        returns where the run stopped (`stop`, or an element that is not of the common kind) and its last tag."""
+        buf = self.buf
+        if self.implicit:
+            return pos, last
+        limit = min(stop, len(buf))
+        unpack, vr_of, append = self.tags_short, _SHORT_VR_OF.get, elements.append
+        while pos + 8 <= limit:
+            group, number, code, length = unpack(buf, pos)
+            vr, tag, end = vr_of(code), group << 16 | number, pos + 8 + length
+            if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > limit:
+                break
+            append(_Element(tag, vr, pos, pos + 8, end, False))
+            last, pos = tag, end
+        return pos, last
 
     def _fragments(self, element: _Element) -> int:
         """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,
