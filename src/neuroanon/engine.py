@@ -638,9 +638,13 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
 
 def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: bool = True) -> Dataset:
     """The elements but sequences as a pydicom dataset of raw elements, decoded only when read."""
-    return Dataset({BaseTag(e.tag): RawDataElement(BaseTag(e.tag), None if implicit else e.vr, e.end - e.value,
-                                                   buf[e.value:e.end], e.value, implicit, little)
-                    for e in elements if e.items is None})
+    raw: dict[BaseTag, DataElement | RawDataElement] = {}
+    for e in elements:
+        if e.items is None:
+            tag = BaseTag(e.tag)
+            raw[tag] = RawDataElement(tag, None if implicit else e.vr, e.end - e.value, buf[e.value:e.end], e.value,
+                                      implicit, little)
+    return Dataset(raw)
 
 
 def _text(buf: bytes, element: _Element | None) -> str:
