@@ -74,6 +74,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_without_redoing_finished_files(t
         assert path.stat().st_mtime_ns == mtime, "a finished file was redone"
     _, records, summary = read_report(report)
     assert len(records) == 600 and summary["written"] == 600
+    assert {r["engine"] for r in records} == {"stream"}, "records of finished files are told in full"
 
 
 def _big_file(path: Path, frames: int, rows: int = 512, columns: int = 512) -> int:

@@ -14,6 +14,9 @@ from types import MappingProxyType
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+
+from .identifiers import once_per_raw_values
 
 # Modalities whose images usually carry burned-in text or a visible label: ultrasound (IVUS too), projection
 # X-ray (XA, RF, CR, DX, MG, intra-oral IO, panoramic PX), other, external camera, endoscopy, microscopy
@@ -78,6 +81,16 @@ def risk_beside_overlay(ds: Dataset, overlay: str | None) -> str | None:
     """`burned_in_risk(ds)` for a `ds` whose `embedded_overlay` is known already."""
     if overlay is not None:
         return overlay + "; its 60xx group is removed but the bits stay in the pixel data"
+    return _risk_in_header(ds)
+
+
+_RISK_KEYWORDS = ("SpecificCharacterSet", "BurnedInAnnotation", "Modality", "SOPClassUID", "ImageType",
+                  "ConversionType")
+
+
+@once_per_raw_values(tuple(Tag(k) for k in _RISK_KEYWORDS))
+def _risk_in_header(ds: Dataset) -> str | None:
+    """What the header says of burned-in text (the elements named in _RISK_KEYWORDS), or None."""
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if burned == "YES":
         return "BurnedInAnnotation is YES"

@@ -415,6 +415,9 @@ class _Parser:
         last = -1
         self._check_first(pos)
         while pos < len(self.buf):
+            pos, last = self._common_run(pos, len(self.buf), last, elements)
+            if pos >= len(self.buf):
+                break
             element = self._element(pos, last, top=True)
             if element.tag in PIXEL_TAGS:
                 return elements, element
@@ -432,6 +435,9 @@ class _Parser:
         last = -1
         self._check_first(pos)
         while pos < end:
+            pos, last = self._common_run(pos, end, last, elements)
+            if pos >= end:
+                break
             if in_item:
                 self._need(pos + 8)
                 if self.buf[pos:pos + 8] == self.item_end:
@@ -511,6 +517,23 @@ class _Parser:
         if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > len(buf):
             return None
         return _Element(tag, vr, pos, pos + 8, end, False)
+
+    def _common_run(self, pos: int, stop: int, last: int, elements: list[_Element]) -> tuple[int, int]:
+        """`_common` over the elements from `pos` on, appended to `elements` in one loop (most of a header);
+        returns where the run stopped (`stop`, or an element that is not of the common kind) and its last tag."""
+        buf = self.buf
+        if self.implicit:
+            return pos, last
+        limit = min(stop, len(buf))
+        unpack, vr_of, append = self.tags_short, _SHORT_VR_OF.get, elements.append
+        while pos + 8 <= limit:
+            group, number, code, length = unpack(buf, pos)
+            vr, tag, end = vr_of(code), group << 16 | number, pos + 8 + length
+            if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > limit:
+                break
+            append(_Element(tag, vr, pos, pos + 8, end, False))
+            last, pos = tag, end
+        return pos, last
 
     def _fragments(self, element: _Element) -> int:
         """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,
@@ -611,9 +634,13 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
 
 def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: bool = True) -> Dataset:
     """The elements but sequences as a pydicom dataset of raw elements, decoded only when read."""
-    return Dataset({BaseTag(e.tag): RawDataElement(BaseTag(e.tag), None if implicit else e.vr, e.end - e.value,
-                                                   buf[e.value:e.end], e.value, implicit, little)
-                    for e in elements if e.items is None})
+    raw: dict[BaseTag, DataElement | RawDataElement] = {}
+    for e in elements:
+        if e.items is None:
+            tag = BaseTag(e.tag)
+            raw[tag] = RawDataElement(tag, None if implicit else e.vr, e.end - e.value, buf[e.value:e.end], e.value,
+                                      implicit, little)
+    return Dataset(raw)
 
 
 def _text(buf: bytes, element: _Element | None) -> str:
@@ -825,19 +852,26 @@ class _Job:
         of the SpecificCharacterSet its text is in; `opened`: it is in a sequence that was stored as UN."""
         scope = _Scope(elements, path, ds, {}, charset, opened)
         private: list[tuple[_Element, bytes]] = []
+        rule_of, changes, out = self.rules.tag, self.changes, scope.out
         for index, e in enumerate(elements):
             source = self.tail_buf if tail_from is not None and index >= tail_from else buf
-            if e.tag >> 16 & 1:
+            t = e.tag
+            if t >> 16 & 1:
                 private.append((e, source))
-            else:
-                self._decide(scope, source, e)
+                continue
+            rule = rule_of(t)
+            # Most elements are removed, or kept as they are, whatever they hold: decided here, in one step.
+            if rule.removes:
+                out[t] = None
+                changes.append(Change(path + tag_text(t), rule.keyword, _REMOVED))
+            elif not (rule.keeps_value and e.items is None and e.vr != "UN"):
+                self._decide(scope, source, e, rule)
         self._private(private, scope)
         return scope
 
-    def _decide(self, scope: _Scope, buf: bytes, e: _Element) -> None:
-        """Decide a standard element: a UN resolved first (in a sequence stored as UN, its elements were implicit
-        VR: none is read as UN there)."""
-        rule = self.rules.tag(e.tag)
+    def _decide(self, scope: _Scope, buf: bytes, e: _Element, rule: Rule) -> None:
+        """Decide a standard element by its rule: a UN resolved first (in a sequence stored as UN, its elements
+        were implicit VR: none is read as UN there)."""
         if e.vr == "UN" and not rule.removes and not scope.opened:
             resolved = self._resolve_un(scope, buf, e, rule.keyword)
             if resolved is None:

@@ -17,14 +17,16 @@ import datetime as dt
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, wraps
 from importlib import resources
+from typing import TypeVar
 
+from ahocorasick_rs import BytesAhoCorasick
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -170,26 +172,45 @@ class Needle:
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
 
 
+_Raw = tuple[str | None, bytes | None, bool, bool] | None  # an element's VR, value and encoding; None: absent
+_T = TypeVar("_T")
+
+
+def _undecoded(elements: Iterable[DataElement | RawDataElement | None]) -> tuple[_Raw, ...] | None:
+    """The elements' VRs, values and encodings as read (None for an absent one); None if one was decoded."""
+    key: list[_Raw] = []
+    for e in elements:
+        if e is not None and not isinstance(e, RawDataElement):
+            return None
+        key.append(None if e is None else (e.VR, e.value, e.is_implicit_VR, e.is_little_endian))
+    return tuple(key)
+
+
+def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], _T]], Callable[[Dataset], _T]]:
+    """Decorate a function of a dataset that reads only the elements `tags`: it runs on a dataset holding only
+    those (the caller's is not changed), once for each distinct set of their undecoded values (files of one series
+    share them)."""
+    def decorate(derive: Callable[[Dataset], _T]) -> Callable[[Dataset], _T]:
+        @lru_cache(maxsize=512)
+        def from_raw(raws: tuple[_Raw, ...]) -> _T:
+            return derive(Dataset({BaseTag(t): RawDataElement(BaseTag(t), r[0], len(r[1] or b""), r[1], 0, r[2], r[3])
+                                   for t, r in zip(tags, raws, strict=True) if r is not None}))
+
+        @wraps(derive)
+        def derived(ds: Dataset) -> _T:
+            found = [ds.get_item(tag) for tag in tags]  # None when absent
+            key = _undecoded(found)
+            if key is None:
+                return derive(Dataset({BaseTag(t): e for t, e in zip(tags, found, strict=True) if e is not None}))
+            return from_raw(key)
+
+        return derived
+    return decorate
+
+
+@once_per_raw_values(_KEY_TAGS)
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
-    key: list[tuple[str | None, bytes | None, bool, bool] | None] = []
-    for tag in _KEY_TAGS:
-        raw = ds.get_item(tag)  # None when absent
-        if raw is not None and not isinstance(raw, RawDataElement):
-            return _needles(ds)
-        key.append(None if raw is None else (raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian))
-    # Files of one series share these values: undecoded, they are a cache key.
-    return _needles_of_raw(tuple(key))
-
-
-@lru_cache(maxsize=512)
-def _needles_of_raw(raws: tuple[tuple[str | None, bytes | None, bool, bool] | None, ...]) -> tuple[Needle, ...]:
-    ds = Dataset({BaseTag(tag): RawDataElement(BaseTag(tag), raw[0], len(raw[1] or b""), raw[1], 0, raw[2], raw[3])
-                  for tag, raw in zip(_KEY_TAGS, raws, strict=True) if raw is not None})
-    return _needles(ds)
-
-
-def _needles(ds: Dataset) -> tuple[Needle, ...]:
     declared = _declared(ds)
     found: dict[bytes, Needle] = {}
     for keyword, tag in _IDENTIFYING_TAGS:
@@ -472,10 +493,26 @@ def _worth_searching(data: bytes) -> bool:
 # --- searching ---------------------------------------------------------------------------------------------------
 
 
-_Index = tuple[dict[bytes, tuple[int, ...]], dict[str, tuple[int, ...]], tuple[int, ...]]
+@dataclass(frozen=True)
+class _Index:
+    """Which needles each run stands for, and the needles without runs (always searched)."""
+
+    run_needles: tuple[tuple[int, ...], ...]  # per run, in the automaton's order
+    automaton: BytesAhoCorasick | None  # finds every run (as ASCII bytes) in one pass; None: there is no run
+    by_text: dict[str, tuple[int, ...]]  # the runs as text
+    always: tuple[int, ...]
+
+    def candidates(self, data: bytes) -> set[int]:
+        """The needles that may occur in `data`: those without runs, and those with a run that occurs there."""
+        found = set(self.always)
+        if self.automaton is not None:
+            for run, _, _ in self.automaton.find_matches_as_indexes(data, overlapping=True):
+                found.update(self.run_needles[run])
+        return found
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
 # needles for every search would cost more than the search. The tuple is kept alive with its index.
 _INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
+_FEW = 8  # needles searched without an index (a file's needles found in its private values, cleaned from each)
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
@@ -500,7 +537,8 @@ def _build_index(patterns: tuple[Needle, ...]) -> _Index:
         for run in needle.runs:
             by_run.setdefault(run, []).append(i)
     runs = {k: tuple(v) for k, v in by_run.items()}
-    return {k.encode("ascii"): v for k, v in runs.items()}, runs, tuple(always)
+    automaton = BytesAhoCorasick([k.encode("ascii") for k in runs]) if runs else None
+    return _Index(tuple(runs.values()), automaton, runs, tuple(always))
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
@@ -508,14 +546,12 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if not patterns:
         return []
     haystack = data.lower()
-    by_run, _, always = _index(patterns)
+    if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
+        return [n for n in patterns if n.occurs(haystack)]
     # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
-    # LE or BE). One search per run over the three views together (a run across two of them only costs a test).
-    views = b"\n".join((haystack, haystack[0::2], haystack[1::2]))
-    candidates = set(always)
-    for run, indices in by_run.items():
-        if run in views:
-            candidates.update(indices)
+    # LE or BE). One pass of the automaton over the three views together (a run across two of them only costs a
+    # test).
+    candidates = _index(patterns).candidates(b"\n".join((haystack, haystack[0::2], haystack[1::2])))
     return [patterns[i] for i in sorted(candidates) if patterns[i].occurs(haystack)]
 
 
@@ -523,11 +559,11 @@ def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
     """The needles that occur in decoded `text`, compared casefolded and ASCII-folded (umlauts either way)."""
     if not patterns:
         return []
-    _, by_run, always = _index(patterns)
+    index = _index(patterns)
     found: set[int] = set()
     for view in {fold(text), fold(text, True)}:
-        candidates = set(always)
-        for run, indices in by_run.items():
+        candidates = set(index.always)
+        for run, indices in index.by_text.items():
             if run in view:
                 candidates.update(indices)
         found.update(i for i in candidates - found if patterns[i].text_pattern.search(view))
@@ -565,15 +601,15 @@ def subject_of(ds: Dataset) -> str:
     """Whom a file is about, taken the same way in every file (and on both paths): its PatientID; else its
     patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
     namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
+    patient_id = _patient_id(ds)
+    if patient_id.strip():
+        return patient_id
     view = Dataset({BaseTag(t): ds.get_item(t) for t in _IDENTITY_TAGS if t in ds})  # decoded here, not in ds
 
     def text(keyword: str) -> str:
         value = str(view.get(keyword, "") or "").strip()
         return "" if value.lower() in _DUMMY_IDENTITY else value
 
-    patient_id = str(view.get("PatientID", "") or "")
-    if patient_id.strip():
-        return patient_id
     name, birth = text("PatientName"), text("PatientBirthDate")
     if name and birth:
         return f"\0name\0{name}\0{birth}"
@@ -581,3 +617,8 @@ def subject_of(ds: Dataset) -> str:
         if text(keyword):
             return f"\0{keyword}\0{text(keyword)}"
     return ""
+
+
+@once_per_raw_values((SPECIFIC_CHARACTER_SET, PATIENT_ID))
+def _patient_id(ds: Dataset) -> str:
+    return str(ds.get("PatientID", "") or "")

@@ -104,7 +104,8 @@ class Journal:
         self._write({"id": self._token(relative), "size": size, "mtime_ns": mtime_ns,
                      "status": str(record.status), "reason": record.reason, "output": record.output,
                      "dicom": record.dicom, "changes": record.changes,
-                     "findings": [[f.attribute, f.where] for f in record.findings]})
+                     "findings": [[f.attribute, f.where] for f in record.findings], "pixels": record.pixels,
+                     "engine": record.engine})
 
     def _write(self, entry: dict[str, object]) -> None:
         self._file.write(json.dumps(entry) + "\n")
@@ -146,4 +147,4 @@ def _record(stored: dict[str, Any]) -> Record:
     output = stored["output"]
     return Record("", Status(stored["status"]), stored["reason"], None if output is None else str(output),
                   bool(stored["dicom"]), tuple(Change(*c) for c in stored["changes"]),
-                  tuple(Finding(*f) for f in stored["findings"]))
+                  tuple(Finding(*f) for f in stored["findings"]), stored.get("pixels"), stored.get("engine", ""))
