@@ -941,8 +941,8 @@ class _Job:
         opened = parser._element(0, -1, top=False)
         opened.opened = True
         scope.rewrite[e.tag] = data
-        if e.undefined and not self.little:  # kept as it was, pydicom would read its items in big endian
-            scope.out[e.tag] = data
+        if e.undefined and not self.little:  # written as a big endian sequence: copied as a UN, pydicom would
+            scope.out[e.tag] = data  # read its little endian items in big endian
         return opened, data
 
     def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
@@ -1056,8 +1056,6 @@ class _Job:
         out = scope.out
         if e.items is not None or safe.kind == "sequence" or e.undefined:  # (an undefined UN is read as one)
             return self._keep_private_sequence(e, buf, safe, where, scope)
-        if e.end == e.value:
-            return True  # empty: nothing to clean
         assert self.keyring is not None
         value = buf[e.value:e.end]
         if safe.kind == "value" and not (hits and find(value, hits)):
