@@ -639,3 +639,29 @@ def test_a_form_the_engine_does_not_take_fails_with_its_reason(tmp_path: Path) -
         record = anonymize_file(source, tmp_path / "out", OPTION_SETS["full"])
     assert record.status is Status.FAILED and record.engine == "" and not files_under(tmp_path / "out")
     assert record.reason == "not anonymized: the engine does not take this form (unknown transfer syntax)"
+
+
+def test_apply_level_on_a_bare_dataset_of_a_high_first_group() -> None:
+    """A dataset in memory without file meta whose first group is 0400 or more (which read from bytes alone
+    would guess big endian): the engine is told its encoding, and the result has no transfer syntax of its own."""
+    ds = pydicom.Dataset()
+    ds.ROIGenerationDescription = "FAKE ROI"
+    with quiet():
+        result, changes = apply_level(ds, OPTION_SETS["anonymize"])
+    assert result.ROIGenerationDescription == "FAKE ROI" and result.DeidentificationMethod
+    assert "TransferSyntaxUID" not in (result.file_meta or pydicom.dataset.FileMetaDataset())
+    assert [(c.tag, c.action) for c in changes] == [("(0012,0063)", "added")]
+
+
+@pytest.mark.parametrize("name", ["anonymize", "full"])
+def test_apply_level_with_command_group_elements(name: str) -> None:
+    """Command-group elements in a dataset in memory (which pydicom's dcmwrite refuses) are encoded for the
+    engine: kept at anonymize, removed at full."""
+    ds = make_dataset(subject=19)
+    ds.add_new(0x00001000, "UI", "1.2.826.0.1.3680043.10.1047.5")  # AffectedSOPInstanceUID
+    with quiet():
+        result, changes = apply_level(ds, OPTION_SETS[name])
+    if name == "anonymize":
+        assert result[0x00001000].value == "1.2.826.0.1.3680043.10.1047.5" and result.SOPClassUID == ds.SOPClassUID
+    else:
+        assert 0x00001000 not in result and ("(0000,1000)", "removed") in {(c.tag, c.action) for c in changes}

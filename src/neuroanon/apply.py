@@ -10,11 +10,11 @@ import copy
 import io
 from pathlib import Path
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import dcmread
 from pydicom.filewriter import dcmwrite, write_dataset
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from . import engine
 from .errors import InputError, UsageError
@@ -38,13 +38,32 @@ def apply_level(ds: Dataset, options: Options, patterns: tuple[Needle, ...] | No
         return copy.deepcopy(ds), []
     if options.level is Level.FULL and options.key is None:
         raise UsageError("the full level needs a key")
-    plan = engine.plan_bytes(_encoded(ds), options)
+    named = _syntax_named(ds)
+    plan = engine.plan_bytes(_encoded(named), options)
     if not isinstance(plan, engine.Plan):
         raise InputError(f"the engine does not take the dataset ({plan}): not anonymized")
     out = io.BytesIO()
     plan.write(Path(), out)
     out.seek(0)
-    return dcmread(out, force=True), plan.changes
+    result = dcmread(out, force=True)
+    if named is not ds:  # the transfer syntax was only for the engine
+        del result.file_meta.TransferSyntaxUID
+    return result, plan.changes
+
+
+def _syntax_named(ds: Dataset) -> Dataset:
+    """`ds`, or when its file meta names no transfer syntax a shallow copy whose file meta names the one it is
+    written in (the encoding it was read in, else explicit VR little endian): without it the engine would guess
+    the encoding from the first element, as pydicom does, and a group of 0400 or more reads as big endian."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return ds
+    implicit, little = ds.original_encoding
+    named = copy.copy(ds)
+    named.file_meta = FileMetaDataset(meta or FileMetaDataset())
+    named.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                         ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian)
+    return named
 
 
 def _encoded(ds: Dataset) -> bytes:
