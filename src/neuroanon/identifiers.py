@@ -23,7 +23,7 @@ from functools import cached_property, lru_cache, wraps
 from importlib import resources
 from typing import TypeVar
 
-from ahocorasick_rs import BytesAhoCorasick
+from ahocorasick_rs import AhoCorasick, BytesAhoCorasick
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -495,20 +495,26 @@ def _worth_searching(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class _Index:
-    """Which needles each run stands for, and the needles without runs (always searched)."""
+    """Which needles each run stands for, automatons that find every run in one pass (in bytes, as ASCII; in
+    text), and the needles without runs (always searched). The automatons are None when no needle has a run."""
 
-    run_needles: tuple[tuple[int, ...], ...]  # per run, in the automaton's order
-    automaton: BytesAhoCorasick | None  # finds every run (as ASCII bytes) in one pass; None: there is no run
-    by_text: dict[str, tuple[int, ...]]  # the runs as text
+    run_needles: tuple[tuple[int, ...], ...]  # per run, in the automatons' order
+    in_bytes: BytesAhoCorasick | None
+    in_text: AhoCorasick | None
     always: tuple[int, ...]
 
-    def candidates(self, data: bytes) -> set[int]:
-        """The needles that may occur in `data`: those without runs, and those with a run that occurs there."""
+    def candidates(self, haystack: bytes | str) -> set[int]:
+        """The needles that may occur in `haystack`: those without runs, and those with a run that occurs there."""
         found = set(self.always)
-        if self.automaton is not None:
-            for run, _, _ in self.automaton.find_matches_as_indexes(data, overlapping=True):
-                found.update(self.run_needles[run])
+        if isinstance(haystack, str):
+            matches = self.in_text.find_matches_as_indexes(haystack, overlapping=True) if self.in_text else []
+        else:
+            matches = self.in_bytes.find_matches_as_indexes(haystack, overlapping=True) if self.in_bytes else []
+        for run, _, _ in matches:
+            found.update(self.run_needles[run])
         return found
+
+
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
 # needles for every search would cost more than the search. The tuple is kept alive with its index.
 _INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
@@ -536,9 +542,10 @@ def _build_index(patterns: tuple[Needle, ...]) -> _Index:
             always.append(i)
         for run in needle.runs:
             by_run.setdefault(run, []).append(i)
-    runs = {k: tuple(v) for k, v in by_run.items()}
-    automaton = BytesAhoCorasick([k.encode("ascii") for k in runs]) if runs else None
-    return _Index(tuple(runs.values()), automaton, runs, tuple(always))
+    if not by_run:
+        return _Index((), None, None, tuple(always))
+    return _Index(tuple(map(tuple, by_run.values())), BytesAhoCorasick([k.encode("ascii") for k in by_run]),
+                  AhoCorasick(list(by_run)), tuple(always))
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
@@ -562,11 +569,7 @@ def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
     index = _index(patterns)
     found: set[int] = set()
     for view in {fold(text), fold(text, True)}:
-        candidates = set(index.always)
-        for run, indices in index.by_text.items():
-            if run in view:
-                candidates.update(indices)
-        found.update(i for i in candidates - found if patterns[i].text_pattern.search(view))
+        found.update(i for i in index.candidates(view) - found if patterns[i].text_pattern.search(view))
     return [patterns[i] for i in sorted(found)]
 
 
