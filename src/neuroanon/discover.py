@@ -40,7 +40,7 @@ class InputFile:
     relative: str
     kind: Kind
     member: str | None = None  # for a zip member: its name in the archive at `path`
-    size: int = 0
+    size: int = 0  # a zip member's, or a regular file's when it was found
     note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
 
 
@@ -200,7 +200,8 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
             head = f.read(140)
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
-    return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head) else Kind.NOT_DICOM)
+    return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head) else Kind.NOT_DICOM,
+                     size=info.st_size)
 
 
 def looks_like_dicom(head: bytes) -> bool:

@@ -753,8 +753,8 @@ def _is_dicomdir(ds: object) -> bool:
 
 
 def _size(item: InputFile) -> int:
-    if item.member is not None:
-        return item.size
+    if item.member is not None or item.kind in (Kind.DICOM, Kind.NOT_DICOM, Kind.EMPTY):
+        return item.size  # as found
     try:
         return os.stat(item.path).st_size
     except OSError:
