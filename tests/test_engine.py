@@ -252,7 +252,7 @@ _ELEMENT_KINDS = {"non-ascii-pseudonym": _non_ascii_pseudonym, "binary-dummy": _
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
 @pytest.mark.parametrize("kind", sorted(_ELEMENT_KINDS))
 def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tmp_path: Path) -> None:
-    """Elements the engine once left to the general path: a non-ASCII lookup pseudonym, a binary dummy, one of
+    """Elements the engine once left to the fallback walker (gone): a non-ASCII lookup pseudonym, a binary dummy, one of
     anonymize's five written as a sequence, UIDs in another VR or with odd characters, kept private sequences."""
     source = make_study(tmp_path / "in", subject=13, n_series=1, n_instances=1, encoding=encoding)[0]
     ds = pydicom.dcmread(source)
@@ -270,7 +270,7 @@ def test_element_kinds_taken_and_same(kind: str, encoding: str, charset: str, tm
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
 def test_standard_attributes_stored_as_un_taken_and_same(name: str, pixels: bool, encoding: str, tmp_path: Path,
                                                          ) -> None:
-    """Standard attributes stored as UN, read by their dictionary VR as the general path reads them: kept (and
+    """Standard attributes stored as UN, read by their dictionary VR as pydicom reads them: kept (and
     written with that VR where pydicom writes the dataset), changed, or removed when the value cannot be one of
     that VR; at the top level and in an item of a sequence the level walks."""
     source = make_study(tmp_path / "in", subject=14, n_series=1, n_instances=1, encoding=encoding)[0]
@@ -413,7 +413,7 @@ def test_dataset_in_another_encoding_than_its_syntax_salvaged(name: str, tmp_pat
     """A JPEG file whose dataset was written in implicit VR: written back in the explicit VR its transfer syntax
     names (the pixel data element too), then taken; its pixel data stays as it was."""
     ds = make_dataset(subject=12, rows=8, columns=8)
-    ds.remove_private_tags()  # read as implicit VR they would be UN: for the fallback
+    ds.remove_private_tags()  # read as implicit VR they would be values of unknown VR: not what this test is about
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.PixelData = encapsulate([b"\x02" * 64])
     ds["PixelData"].VR = "OB"

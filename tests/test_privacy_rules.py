@@ -264,8 +264,8 @@ def test_required_text_stays_present_as_a_dummy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
 def test_engine_opens_un_sequences(encoding: str, tmp_path: Path) -> None:
-    """The engine opens a sequence stored as UN and decides its items, at both levels (test_engine holds its output
-    equal to the general path's). (In implicit VR there is no UN: the same bytes are a plain sequence.)"""
+    """The engine opens a sequence stored as UN and decides its items, at both levels (test_golden holds its output
+    to the release's). (In implicit VR there is no UN: the same bytes are a plain sequence.)"""
     source, _ = make_case(tmp_path, "un-top", encoding, "ascii")
     for options in (FULL, Options(level=Level.ANONYMIZE)):
         with quiet():
