@@ -2,7 +2,7 @@
 
 A run's context (the options and the key ring) is built once per run and travels to each worker process with its
 tasks. A file's context is built from its original header and holds what more than one stage asks of that
-header (the anonymizer on either path, the output layout, the burned-in gate, the residual check): each value is
+header (the engine, the output layout, the burned-in gate, the residual check): each value is
 derived on first use and then kept, never derived again for the same file.
 """
 

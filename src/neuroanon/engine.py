@@ -853,8 +853,9 @@ class _Job:
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
                    charset: bytes | None, tail_from: int | None = None, opened: bool = False) -> _Scope:
-        """Decide every element of one dataset (the general walker's rules, in its order); `charset`: the value
-        of the SpecificCharacterSet its text is in; `opened`: it is in a sequence that was stored as UN."""
+        """Decide every element of one dataset by the rules core, in tag order (private ones last, by their
+        creators); `charset`: the value of the SpecificCharacterSet its text is in; `opened`: it is in a sequence
+        that was stored as UN."""
         scope = _Scope(elements, path, ds, {}, charset, opened)
         private: list[tuple[_Element, bytes]] = []
         rule_of, changes, out = self.rules.tag, self.changes, scope.out

@@ -601,7 +601,7 @@ _DUMMY_IDENTITY = frozenset({"anon", "10000101"})  # NiDB's and our dummies: alr
 
 
 def subject_of(ds: Dataset) -> str:
-    """Whom a file is about, taken the same way in every file (and on both paths): its PatientID; else its
+    """Whom a file is about, taken the same way in every file: its PatientID; else its
     patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
     namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
     patient_id = _patient_id(ds)
