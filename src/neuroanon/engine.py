@@ -761,10 +761,11 @@ class _Job:
         """Decide one dataset's elements at anonymize; `opened`: it is in a sequence that was stored as UN."""
         scope = _Scope(elements, path, None, {}, charset, opened)
         plain = not (self.implicit or opened)  # no value of unknown VR here that could be a sequence
+        valued = self.rules.valued
         for e in elements:
             # Most elements: neither one of the five (the only tags anonymize gives a value), nor a sequence or UN
             # that may hold one; nothing to decide.
-            if plain and e.items is None and e.vr != "UN" and e.tag not in NIDB_ANONYMIZE:
+            if plain and e.items is None and e.vr != "UN" and e.tag not in valued:
                 continue
             self._anonymize_element(scope, buf, e)
         return scope

@@ -349,6 +349,8 @@ class Rules:
         if self.level is Level.FULL:
             for tag in (*load_table().exact, *NIDB_FULL):
                 self._tags[tag] = self._full(tag)
+        # The tags whose rule writes a value whatever the element holds: NiDB Anonymize's five, at anonymize.
+        self.valued = frozenset(NIDB_ANONYMIZE) if self.level is Level.ANONYMIZE else frozenset()
 
     def tag(self, tag: int) -> Rule:
         """The rule of a standard (even-group) tag in a dataset, at any depth."""
@@ -388,7 +390,7 @@ class Rules:
         return Op.WALK_ITEMS if safe.kind == "sequence" else Op.CLEAN_TEXT
 
     def _anonymize(self, tag: int) -> Rule:
-        if self.level is Level.ANONYMIZE and tag in NIDB_ANONYMIZE:
+        if tag in self.valued:
             return Rule("D", keyword_for_tag(tag), "NiDB Anonymize", NIDB_ANONYMIZE[tag])
         return _KEEP
 
