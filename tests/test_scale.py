@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from neuroanon import pipeline
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.sample import make_dataset, make_many, make_study
+from neuroanon.write import release
 
 from .helpers import comparable_report, files_under, kill_mid_run, read_report
 
@@ -145,3 +148,22 @@ def test_a_dask_cluster_gives_the_same_bytes_as_a_local_run(mixed: Path, tmp_pat
     assert summary.counts["written"] >= 14
     assert _tree(remote) == _tree(local)
     assert comparable_report(report_remote) == comparable_report(report_local)
+
+
+def test_a_file_is_journalled_before_it_is_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed between a file's release and its journal line would, resumed, do that file again although it
+    was finished (seen once in CI): the line is written first (a journalled file whose output is absent is done
+    again)."""
+    source = tmp_path / "in"
+    make_study(source, subject=3, n_series=1, n_instances=4)
+    out = tmp_path / "out"
+    journal = tmp_path / ".out.neuroanon-journal"
+    journalled_first: list[bool] = []
+
+    def release_checked(staged: Path, dest: Path, root: Path | None = None) -> None:
+        journalled_first.append(f'"id": {json.dumps(str(dest.relative_to(out)))}' in journal.read_text())
+        release(staged, dest, root)
+
+    monkeypatch.setattr(pipeline, "release", release_checked)
+    summary = anonymize_tree([source], out, Options(level=Level.ANONYMIZE), workers=1)
+    assert summary.exit_code == 0 and len(journalled_first) == 4 and all(journalled_first)

@@ -202,8 +202,7 @@ def _run(
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
             if isinstance(outcome, Prepared):
-                record = commit(outcome, output, options, claimed, released)
-                journal.add(name, item.path, record)
+                record = _committed(outcome, name, item, output, options, claimed, released, journal)
                 if subjects is not None and outcome.subject is not None:
                     subjects.add(*outcome.subject)
             else:  # finished by an earlier run
@@ -216,6 +215,23 @@ def _run(
             if on_record is not None:
                 on_record(record, size)
             stops.check()
+
+
+def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, options: Options,
+               claimed: dict[str, Record], released: Callable[[Path, str], None] | None, journal: Journal) -> Record:
+    """`commit`, journalled: a file to be released is journalled before its release, so that a run killed between
+    the two leaves it journalled but absent (done again), never released but not journalled (done again although
+    finished). A record that changed in the release (its name could not be written) is journalled again."""
+    noted: list[Record] = []
+
+    def note(record: Record) -> None:
+        journal.add(name, item.path, record)
+        noted.append(record)
+
+    record = commit(prepared, output, options, claimed, released, before_release=note)
+    if not noted or noted[-1] is not record:
+        journal.add(name, item.path, record)
+    return record
 
 
 @dataclass(frozen=True)
@@ -654,12 +670,13 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
 
 def commit(
     prepared: Prepared, output: Path, options: Options, claimed: dict[str, Record],
-    released: Callable[[Path, str], None] | None = None,
+    released: Callable[[Path, str], None] | None = None, before_release: Callable[[Record], None] | None = None,
 ) -> Record:
     """Release, quarantine or hold back a prepared file; the first input to claim an output path keeps it.
 
-    `released` takes a released file instead of the output folder (a zip archive's `add`). A duplicate of a
-    held-back file is held back too (it holds the same values), not counted as skipped.
+    `released` takes a released file instead of the output folder (a zip archive's `add`); `before_release` is
+    given the record of a file about to be released. A duplicate of a held-back file is held back too (it holds
+    the same values), not counted as skipped.
     """
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
@@ -673,6 +690,8 @@ def commit(
         return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first.input}",
                       record.output)
     if record.status is Status.WRITTEN:
+        if before_release is not None:
+            before_release(record)
         try:
             if released is not None:
                 released(Path(staged), record.output)
