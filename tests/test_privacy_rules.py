@@ -29,6 +29,7 @@ from neuroanon.ps315 import load_table
 from neuroanon.read import parses_as_sequence, quiet, read_header
 from neuroanon.report import Status
 from neuroanon.rules import TEXT_VRS, full_action, unlisted_action
+from neuroanon.sample import make_dataset, make_study
 from neuroanon.technical import TECHNICAL, technical
 
 from .adversarial import (
@@ -373,6 +374,37 @@ def test_gate_by_modality(modality: str) -> None:
     assert burned_in_risk(ds) is not None
 
 
+@pytest.mark.parametrize(("header", "reason"), [
+    ({"BurnedInAnnotation": "YES"}, "BurnedInAnnotation is YES"),
+    ({"Modality": "US"}, "modality US without BurnedInAnnotation NO"),
+    ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7"}, "SOP class of secondary capture without BurnedInAnnotation NO"),
+    ({"ImageType": ["DERIVED", "SECONDARY", "SCREEN SAVE"]}, "screen save without BurnedInAnnotation NO"),
+    ({"ConversionType": "WSD"}, "screen save without BurnedInAnnotation NO"),
+    ({"Modality": "US", "BurnedInAnnotation": "NO"}, None),
+    ({}, None),
+])
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be"])
+def test_gate_on_the_header_as_the_engine_reads_it(header: dict[str, object], reason: str | None, encoding: str,
+                                                    tmp_path: Path) -> None:
+    """The gate's reasons on a header read raw (the engine's view, whose reasons are derived once per series from
+    the elements they need) equal those on the header decoded: an element the gate reads is never left out."""
+    path = make_study(tmp_path, subject=21, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    for keyword in ("BurnedInAnnotation", "ConversionType"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.Modality, ds.SOPClassUID, ds.ImageType = "MR", MR_IMAGE, ["ORIGINAL", "PRIMARY"]
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    with quiet():
+        ds.save_as(path, enforce_file_format=True)
+        plan = engine.plan(path, FULL)
+        decoded = burned_in_risk(pydicom.dcmread(path))
+    assert isinstance(plan, engine.Plan)
+    assert plan.context.burned_in_risk == decoded == reason
+
+
 def test_embedded_overlay_held_even_with_burned_in_no() -> None:
     ds = Dataset()
     ds.SOPClassUID = MR_IMAGE
@@ -388,8 +420,6 @@ def test_embedded_overlay_held_even_with_burned_in_no() -> None:
 
 def test_embedded_overlay_is_held_even_with_allow_burned_in(tmp_path: Path) -> None:
     """--allow-burned-in says the pixels were looked at; an overlay in their unused bits is still in them."""
-    from neuroanon.sample import make_dataset
-
     ds = make_dataset(subject=3, series=1, rows=8, columns=8)
     ds.BurnedInAnnotation = "NO"
     ds.BitsStored, ds.HighBit = 12, 11
