@@ -480,7 +480,16 @@ def _finished(journal: Journal | None, item: InputFile, name: str, present: Call
 
 
 def _prepare_batch(batch: list[tuple[InputFile, str]], stage: Path, run: RunContext) -> list[Prepared]:
-    return [prepare(item, name, stage, run) for item, name in batch]
+    own = own_stage(stage)
+    return [prepare(item, name, own, run) for item, name in batch]
+
+
+def own_stage(stage: Path) -> Path:
+    """This process's folder in the stage. Creating a file locks its folder: workers staging side by side in one
+    folder wait on each other, and on Linux that wait spins on a CPU."""
+    own = stage / f"w{os.getpid()}"
+    own.mkdir(mode=0o700, exist_ok=True)
+    return own
 
 
 def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepared:

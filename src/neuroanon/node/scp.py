@@ -63,7 +63,7 @@ from ..errors import RunStopped, UsageError
 from ..journal import fingerprint
 from ..layout import by_uids
 from ..options import Level, Options
-from ..pipeline import Prepared, commit, prepare, worker_pool
+from ..pipeline import Prepared, commit, own_stage, prepare, worker_pool
 from ..read import quiet
 from ..report import Record, ReportWriter, Status
 from ..write import clear_staged, discard
@@ -408,7 +408,7 @@ class Node:
 def _prepare_received(spooled: Path, stage: Path, run: RunContext) -> Prepared:
     """In a worker process: name a spooled instance and prepare it with the pipeline's per-file function."""
     item = next(iter(discover([spooled])))
-    return prepare(item, _name(spooled, run), stage, run)
+    return prepare(item, _name(spooled, run), own_stage(stage), run)
 
 
 def _name(spooled: Path, run: RunContext) -> str:
