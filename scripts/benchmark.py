@@ -25,12 +25,15 @@ round, a smoke test whose figures mean nothing (its plot goes to the temporary f
 
 The tools run in --repeat alternating rounds (in the comparison, a tool whose first run takes over 30 s runs in
 the first round only), so a change in the machine's load touches every tool alike; each tool's median is reported.
+Every run writes into a new folder and nothing is removed until the benchmark ends (see `fresh`): the disk needs
+room for every run's output (about 14 GB for the comparison), checked before the first run.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -92,6 +95,7 @@ replace_identifiers(dicom_files=list(get_files(source)), save=True, output_folde
 """
 
 
+_RUNS = itertools.count()  # numbers the folders of `fresh`
 SLOW = 30.0  # seconds: in the comparison, a tool slower than this is run once, not --repeat times
 COUNT_SIDE = 256  # the frame side of the --scaling corpora that vary in file count
 SCALING_TOOLS = ("cp -r", "neuroanon anonymize", "neuroanon full")
@@ -102,7 +106,7 @@ STORE_TIMEOUT = 120.0  # seconds a receiver gets to store what its senders were 
 
 # --quick: the smallest corpora that still exercise every measurement
 QUICK = {"files": 40, "frames": 4, "repeat": 1, "counts": [20, 60], "sizes": [(16, 1), (64, 1), (64, 4)],
-         "size_files": 20, "instances": 24, "associations": 2, "settle": 0.0,
+         "size_files": 20, "instances": 24, "associations": 2,
          "svg": Path(tempfile.gettempdir()) / "neuroanon-scaling-quick.svg"}
 
 
@@ -210,8 +214,7 @@ def fill(command: list[str], **values: Path | int) -> list[str]:
 
 
 def _timed(argv: list[str], out: Path, corpus: Path) -> Run:
-    """One run into the empty folder `out`, with a warm page cache and nothing left to write back from earlier
-    runs. The output stays until the round ends (see `alternate`)."""
+    """One run into the new folder `out`, with a warm page cache and nothing left to write back from earlier runs."""
     warm(corpus)
     os.sync()  # the previous run's writes go to disk now, not during this run
     start = time.perf_counter()
@@ -222,32 +225,41 @@ def _timed(argv: list[str], out: Path, corpus: Path) -> Run:
     return Run(seconds, float(cpu), int(rss), int(code), written)
 
 
-def _settled(work: Path, settle: float) -> None:
-    """Remove a round's outputs, write everything back, and wait `settle` seconds: ext4 without a journal (this
-    machine's disk) passes over every inode freed in the last 60 s when it creates a file, so a tool run just after
-    a large removal pays for it (measured: half of `anonymize`'s CPU time). Each run thus meets the same disk."""
-    for out in work.glob("out-*"):
-        shutil.rmtree(out, ignore_errors=True)
-    for left in work.glob(".out-*"):  # neuroanon's journal and private work folder beside its output
-        shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+def fresh(work: Path, name: str) -> Path:
+    """A new folder's path in `work/runs`, where nothing is removed before the benchmark ends: ext4 without a
+    journal (this machine's disk) passes over every inode freed in the last minute, or six minutes once the
+    inode table is being written, each time it creates a file, so a run after a removal pays for it in the
+    kernel (measured: up to half of `anonymize`'s CPU time, and more for the tool that creates files from two
+    processes). So every run meets a disk where nothing was freed."""
+    return work / "runs" / f"{name}-{next(_RUNS)}"
+
+
+def leftovers_removed(work: Path, settle: float) -> None:
+    """Remove what an interrupted benchmark left in `work/runs`, write everything back and wait `settle` seconds."""
+    shutil.rmtree(work / "runs", ignore_errors=True)
     os.sync()
     time.sleep(settle)
 
 
-def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: int, settle: float,
+def room_for(work: Path, corpus_bytes: int, runs: int) -> None:
+    """Stop, before any run, if the disk cannot keep `runs` outputs of the corpus."""
+    needed, free = corpus_bytes * runs * 1.05, shutil.disk_usage(work).free
+    if needed > free:
+        raise SystemExit(f"benchmark: {runs} runs need {needed / 1e9:.1f} GB in {work}, {free / 1e9:.1f} GB free")
+
+
+def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: int,
               once_over: float = math.inf) -> dict[str, list[Run]]:
-    """Run every command `repeat` times over corpus, in alternating rounds, each into its own empty folder; a
-    command whose first run took over `once_over` seconds runs in the first round only. Before each round the
-    disk settles (`_settled`)."""
+    """Run every command `repeat` times over corpus, in alternating rounds, each into a new folder (`fresh`); a
+    command whose first run took over `once_over` seconds runs in the first round only."""
+    room_for(work, tree_stats(corpus)[1], len(commands) * repeat)
     runs: dict[str, list[Run]] = {name: [] for name in commands}
     for round_ in range(repeat):
-        _settled(work, settle)
         for i, (name, command) in enumerate(commands.items()):
             if round_ and runs[name][0].seconds > once_over:
                 continue  # far from any target: one run tells
-            out = work / f"out-{round_}-{i}"
+            out = fresh(work, f"out-{round_}-{i}")
             runs[name].append(_timed(fill(command, IN=corpus, OUT=out), out, corpus))
-    _settled(work, 0)
     return runs
 
 
@@ -300,7 +312,7 @@ def compare(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, A
             print(f"{name}: not installed, skipped")
         else:
             commands[name] = command
-    rows = summarize(alternate(commands, work, corpus, args.repeat, args.settle, once_over=SLOW), files, size)
+    rows = summarize(alternate(commands, work, corpus, args.repeat, once_over=SLOW), files, size)
     print_table(rows, COMPARISON_COLUMNS)
     if args.clean_pixels_frames:
         pixels = clean_pixels(work, args.clean_pixels_frames, key, args.workers)
@@ -329,20 +341,18 @@ def scaling_points(args: argparse.Namespace) -> list[Point]:
 
 
 def scaling(args: argparse.Namespace, work: Path, key: Path) -> dict[str, list[dict[str, Any]]]:
-    """`cp -r`, `anonymize` and `full` on each scaling corpus in turn (made, timed, removed)."""
+    """`cp -r`, `anonymize` and `full` on each scaling corpus in turn (made and timed; removed at the end)."""
     print(f"scaling: {machine()}; neuroanon workers: {args.workers}\n")
     commands = {name: command for name, command in tools(sys.executable, args.workers, key).items()
                 if name in SCALING_TOOLS and command is not None}
     rows = []
     for point in scaling_points(args):
-        corpus = work / "scaling"
-        shutil.rmtree(corpus, ignore_errors=True)
+        corpus = fresh(work, "scaling")
         make_point(corpus, point)
         files, size = tree_stats(corpus)
-        for row in summarize(alternate(commands, work, corpus, args.repeat, args.settle), files, size):
+        for row in summarize(alternate(commands, work, corpus, args.repeat), files, size):
             rows.append({"point": point.label, "side": point.side, "frames": point.frames,
                          "mb_per_file": size / 1e6 / files, **row})
-        shutil.rmtree(corpus)
     print_table(rows, SCALING_COLUMNS)
     by_count = [r for r in rows if (r["side"], r["frames"]) == (COUNT_SIDE, 1) and r["files"] in args.counts]
     by_size = [r for r in rows if r["files"] == args.size_files and (r["side"], r["frames"]) in args.sizes]
@@ -487,11 +497,11 @@ class Delivery(NamedTuple):
     code: int
 
 
-def receivers(python: str, key: Path, work: Path) -> dict[str, list[str]]:
-    """The command of each receiver; PORT and OUT are filled in per run. storescp forks a process an association, so
-    it takes concurrent associations as the node does."""
+def receivers(python: str, key: Path) -> dict[str, list[str]]:
+    """The command of each receiver; PORT, OUT and WORK are filled in per run. storescp forks a process an
+    association, so it takes concurrent associations as the node does."""
     serve = [python, "-m", "neuroanon.cli", "serve", "--host", LOOPBACK, "--port", "PORT", "--output", "OUT",
-             "--ae-title", NODE_AET, "--work", str(work / "node-work"), "--key-file", str(key)]
+             "--ae-title", NODE_AET, "--work", "WORK", "--key-file", str(key)]
     return {
         "storescp (dcmtk, no anonymization)": ["storescp", "--fork", "-aet", NODE_AET, "-od", "OUT", "-fe", ".dcm",
                                                "PORT"],
@@ -535,40 +545,34 @@ def send(port: int, inputs: list[Path], out: Path, expected: int) -> Delivery:
 
 
 def deliver(command: list[str], inputs: list[Path], work: Path, expected: int) -> Delivery:
-    """Start the receiver into an empty folder, time one transfer to it, stop it (SIGTERM) and clear its folders."""
-    out, log = work / "node-out", work / "receiver.log"
-    clear(out, work / "node-work")
-    out.mkdir()
+    """Start the receiver into a new folder (`fresh`), time one transfer to it and stop it (SIGTERM)."""
+    out, node_work, log = fresh(work, "node-out"), fresh(work, "node-work"), work / "receiver.log"
+    out.mkdir(parents=True)
     port = free_port()
     for folder in inputs:
         warm(folder)
     os.sync()
     with open(log, "ab") as sink:
-        receiver = subprocess.Popen(fill(command, PORT=port, OUT=out), stdout=sink, stderr=sink, env=DCMTK_ENV)
+        receiver = subprocess.Popen(fill(command, PORT=port, OUT=out, WORK=node_work), stdout=sink, stderr=sink,
+                                    env=DCMTK_ENV)
     try:
         wait_until_answering(port, receiver, log)
         return send(port, inputs, out, expected)
     finally:
         receiver.terminate()
         receiver.wait(timeout=STORE_TIMEOUT)
-        clear(out, work / "node-work")
-
-
-def clear(*folders: Path) -> None:
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def node(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, Any]]:
     """Each receiver, fed by one association and by --associations at once, in alternating rounds."""
-    corpus = work / "node-corpus"
-    shutil.rmtree(corpus, ignore_errors=True)
+    corpus = fresh(work, "node-corpus")
     make_many(corpus, args.instances, subject=1, rows=256, columns=256,
               per_folder=math.ceil(args.instances / args.associations))
     files, size = tree_stats(corpus)
     print(f"node: {files} instances, {size / 1e6:.0f} MB; {machine()}\n")
     splits = {1: [corpus], args.associations: sorted(corpus.iterdir())}  # associations -> a folder each
-    commands = receivers(sys.executable, key, work)
+    commands = receivers(sys.executable, key)
+    room_for(work, size, len(commands) * len(splits) * args.repeat)
     runs: dict[tuple[str, int], list[Delivery]] = {}
     for _ in range(args.repeat):
         for associations, inputs in splits.items():
@@ -576,7 +580,6 @@ def node(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, Any]
                 runs.setdefault((name, associations), []).append(deliver(command, inputs, work, files))
     rows = node_rows(runs, files, size)
     print_table(rows, NODE_COLUMNS)
-    shutil.rmtree(corpus)
     return rows
 
 
@@ -649,8 +652,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         "temporary folder, removed)")
     parser.add_argument("--json", type=Path, help="also write the results here, by measurement")
     parser.add_argument("--quick", action="store_true", help="tiny corpora, one round: a smoke run")
-    parser.add_argument("--settle", type=float, default=61.0,
-                        help="seconds the disk rests after a round's outputs are removed (0 with --quick)")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds to wait, after removing what an interrupted benchmark left, before the first "
+                             "run (on ext4 without a journal, 360 after removing many files)")
     comparison = parser.add_argument_group("the comparison (the default)")
     comparison.add_argument("--files", type=int, default=3000)
     comparison.add_argument("--frames", type=int, default=400)
@@ -687,7 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     measurements: dict[str, Callable[[argparse.Namespace, Path, Path], object]] = {
         "comparison": compare, "scaling": scaling, "node": node}
     chosen = [name for name in ("scaling", "node") if getattr(args, name)] or ["comparison"]
-    results = {name: measurements[name](args, work, key) for name in chosen}
+    leftovers_removed(work, args.settle)
+    try:
+        results = {name: measurements[name](args, work, key) for name in chosen}
+    finally:
+        shutil.rmtree(work / "runs", ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     if not args.workdir:
