@@ -231,6 +231,7 @@ def fresh(work: Path, name: str) -> Path:
     inode table is being written, each time it creates a file, so a run after a removal pays for it in the
     kernel (measured: up to half of `anonymize`'s CPU time, and more for the tool that creates files from two
     processes). So every run meets a disk where nothing was freed."""
+    (work / "runs").mkdir(exist_ok=True)
     return work / "runs" / f"{name}-{next(_RUNS)}"
 
 
