@@ -45,11 +45,16 @@ def valid_uid(value: str) -> bool:
     return len(value) <= 64 and bool(UID_PATTERN.match(value))
 
 
+def journalled(journal: Path) -> int:
+    """How many files a run journal holds (its lines of a file; not its head, nor its lists of changes)."""
+    return journal.read_text().count('"id": ') if journal.exists() else 0
+
+
 def kill_mid_run(command: list[str], journal: Path, lines: int, timeout: float = 120.0) -> None:
-    """Start `command` and SIGKILL it once its run journal holds `lines` lines (or at the deadline)."""
+    """Start `command` and SIGKILL it once its run journal holds `lines` files (or at the deadline)."""
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < lines):
+    while time.monotonic() < deadline and journalled(journal) < lines:
         time.sleep(0.02)
     run.send_signal(signal.SIGKILL)
     run.wait()

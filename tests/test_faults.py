@@ -15,12 +15,16 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from neuroanon import stops
+from neuroanon import journal, stops
 from neuroanon.cli import main
 from neuroanon.errors import Terminated
+from neuroanon.journal import Journal
+from neuroanon.options import Level, Options
+from neuroanon.report import Record, Status
+from neuroanon.rules import Change
 from neuroanon.sample import make_dataset, make_many, make_study
 
-from .helpers import files_under, read_report
+from .helpers import files_under, journalled, read_report
 from .peers import SRC
 
 KEY_TEXT = "cd" * 32
@@ -212,7 +216,7 @@ def _started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path
                            text=True, env=ENV, start_new_session=True)
     journal = tmp_path / ".out.neuroanon-journal"
     deadline = time.monotonic() + 120
-    while not (journal.exists() and journal.read_text().count("\n") > 40 and len(_children(run.pid)) >= 2):
+    while not (journal.exists() and journalled(journal) > 40 and len(_children(run.pid)) >= 2):
         assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
         time.sleep(0.02)
     return run, args, out
@@ -454,6 +458,30 @@ def test_a_rerun_with_follow_symlinks_follows_what_the_first_run_skipped(linked_
                  "--follow-symlinks"]) == 0
     records, _ = _records(report)
     assert records["one.dcm"]["status"] == "written" and (out / "one.dcm").is_file()
+
+
+def test_the_journal_writes_a_list_of_changes_once_and_gives_each_file_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal, "CHANGES_KEPT", 2)  # a table of two lists: the third starts a new one
+    out, source = tmp_path / "out", tmp_path / "input.dcm"
+    out.mkdir()
+    source.write_bytes(b"fake")
+    options = Options(level=Level.FULL, key=b"k" * 32)
+    first, second, third = ((Change(f"(0010,00{n}0)", "Name", "replaced"),) for n in (1, 2, 3))
+    given = [first, first, second, (Change("(0010,0010)", "Name", "replaced"),), third, first]
+    written = Journal(out, options, resumable=False)
+    for i, changes in enumerate(given):
+        written.add(f"f{i}", source, Record(f"f{i}", Status.WRITTEN, "", f"o{i}", changes=changes))
+    written.close()
+    lists = [line for line in written.path.read_text().splitlines() if line.startswith('{"list": ')]
+    assert [line[:11] for line in lists] == ['{"list": 0,', '{"list": 1,', '{"list": 2,', '{"list": 3,']
+    resumed = Journal(out, options, resumable=True)
+    resumed.add("f6", source, Record("f6", Status.WRITTEN, "", "o6", changes=second))  # numbered 4, not 0 again
+    resumed.close()
+    again = Journal(out, options, resumable=True)
+    records = [again.finished(f"f{i}", source) for i in range(7)]
+    assert [r.changes if r else None for r in records] == [*given, second]
+    assert '{"list": 4,' in again.path.read_text()
 
 
 def test_a_journal_line_cut_short_by_a_stop_is_passed_over(tmp_path: Path) -> None:

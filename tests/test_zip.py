@@ -19,7 +19,7 @@ from neuroanon.pipeline import Prepared, anonymize_tree
 from neuroanon.report import RunInfo
 from neuroanon.sample import make_many, make_study, planted_values
 
-from .helpers import files_under, kill_mid_run, read_report
+from .helpers import files_under, journalled, kill_mid_run, read_report
 
 KEY = b"zip-test-key-0123456789abcdefgh!"
 
@@ -107,7 +107,7 @@ def test_a_killed_zip_run_resumes_to_the_same_archive_without_redoing_members(
     kill_mid_run([*command, "-o", str(out)], journal, lines=100)
     assert not out.exists(), "an unfinished archive under its final name"
     partial = tmp_path / "out.zip.partial"
-    finished = journal.read_text().count("\n") - 1
+    finished = journalled(journal)
     assert 90 <= finished < 400 and partial.exists(), "the kill should land mid-run"
 
     prepared: list[str] = []

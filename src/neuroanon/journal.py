@@ -22,7 +22,8 @@ from .report import Record, Status
 from .residual import Finding
 from .rules import Change
 
-VERSION = 2  # 2: records stored compactly (changes and findings as lists)
+VERSION = 3  # 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once
+CHANGES_KEPT = 4096  # distinct lists of changes the journal keeps numbered before it starts a new table
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Journal:
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
         self.done: dict[str, Entry] = {}
+        # Each distinct list of changes gets a line of its own, once, with a number; a file's line names the
+        # number. The files of a series mostly share one list: a line a file, not the list a file.
+        self._numbered: dict[tuple[Change, ...], int] = {}
+        self._next = 0
         if resumable is None:
             resumable = not _empty(output)
             if resumable and not self.path.exists() and not force:
@@ -78,12 +83,17 @@ class Journal:
             # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
             raise UsageError("the output was begun with other options or another key (or by another version); "
                              "rerun with the options it was begun with, or use a new or empty output folder")
+        lists: dict[int, tuple[Change, ...]] = {}
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
-                self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry))
+                if "list" in entry:
+                    lists[entry["list"]] = tuple(Change(*c) for c in entry["changes"])
+                else:
+                    self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry, lists))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # a line a killed run cut short
+        self._next = max(lists, default=-1) + 1  # numbers are never used twice in one journal
 
     def written(self) -> set[str]:
         """The outputs an earlier run released."""
@@ -103,9 +113,20 @@ class Journal:
         size, mtime_ns = _stamp(path)
         self._write({"id": self._token(relative), "size": size, "mtime_ns": mtime_ns,
                      "status": str(record.status), "reason": record.reason, "output": record.output,
-                     "dicom": record.dicom, "changes": record.changes,
+                     "dicom": record.dicom, "changes": self._number(record.changes),
                      "findings": [[f.attribute, f.where] for f in record.findings], "pixels": record.pixels,
                      "engine": record.engine})
+
+    def _number(self, changes: tuple[Change, ...]) -> int:
+        """The number of this list of changes, its line written first if it has none yet."""
+        number = self._numbered.get(changes)
+        if number is None:
+            if len(self._numbered) >= CHANGES_KEPT:
+                self._numbered.clear()  # bounded memory; a list seen again is written again, numbered anew
+            number = self._numbered[changes] = self._next
+            self._next += 1
+            self._write({"list": number, "changes": changes})
+        return number
 
     def _write(self, entry: dict[str, object]) -> None:
         self._file.write(json.dumps(entry) + "\n")
@@ -143,8 +164,8 @@ def _tokenizer(options: Options) -> Callable[[str], str]:
     return lambda relative: relative  # below full the output mirrors the input paths anyway
 
 
-def _record(stored: dict[str, Any]) -> Record:
+def _record(stored: dict[str, Any], lists: dict[int, tuple[Change, ...]]) -> Record:
     output = stored["output"]
     return Record("", Status(stored["status"]), stored["reason"], None if output is None else str(output),
-                  bool(stored["dicom"]), tuple(Change(*c) for c in stored["changes"]),
+                  bool(stored["dicom"]), lists[stored["changes"]],
                   tuple(Finding(*f) for f in stored["findings"]), stored.get("pixels"), stored.get("engine", ""))

@@ -663,9 +663,21 @@ def _staged(anonymized: _Anonymized, name: str, stage: Path) -> Prepared:
         review.save(cleaning, target, held[0] if held else None, options.quarantine)
     reason, findings = held or ("", [])
     record = Record(name, Status.WRITTEN if held is None else Status.QUARANTINED, reason, target,
-                    changes=tuple(anonymized.changes), findings=tuple(findings),
+                    changes=_shared(tuple(anonymized.changes)), findings=tuple(findings),
                     pixels=cleaning.report() if cleaning is not None else None, engine=anonymized.engine)
     return Prepared(record, str(staged.path), mapped)
+
+
+def _shared(changes: tuple[Change, ...]) -> tuple[Change, ...]:
+    """The one tuple of these changes in this process: the files of a series mostly share their list, and a batch
+    pickled for the parent holds a shared tuple once (the journal encodes it once too)."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.setdefault(changes, changes)
+
+
+_SHARED: dict[tuple[Change, ...], tuple[Change, ...]] = {}
+_SHARED_MAX = 4096
 
 
 def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | None]:
