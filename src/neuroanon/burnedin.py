@@ -41,7 +41,7 @@ RISKY_CLASSES: Mapping[str, str] = MappingProxyType(
 )
 
 
-_BIT_POSITION, _BIT_POSITION_MASK = 0x60000102, 0xFFE1FFFF  # (60xx,0102) for xx even, 00 to 1E
+_BIT_POSITIONS = tuple(0x60000102 | group << 16 for group in range(0, 0x20, 2))  # (60xx,0102), xx even, 00 to 1E
 
 
 def _risky_class(sop_class: str) -> str | None:
@@ -53,8 +53,9 @@ def _risky_class(sop_class: str) -> str | None:
 
 def embedded_overlay(ds: Dataset) -> str | None:
     """Why an overlay may sit in the pixel data's unused high bits (the retired embedded form), or None."""
-    # OverlayBitPosition of the even groups 6000-601E, found in one pass over the tags (most files have none)
-    positions = sorted(t for t in ds.keys() if t & _BIT_POSITION_MASK == _BIT_POSITION)
+    # OverlayBitPosition of the even groups 6000-601E, each looked up (most files have none)
+    keys = ds.keys()
+    positions = [t for t in _BIT_POSITIONS if t in keys]
     if not positions:
         return None
     try:
