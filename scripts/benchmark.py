@@ -96,6 +96,8 @@ replace_identifiers(dicom_files=list(get_files(source)), save=True, output_folde
 """
 
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+CAN_DROP_CACHES = os.access(DROP_CACHES, os.W_OK)
 _RUNS = itertools.count()  # numbers the folders of `fresh`
 SLOW = 30.0  # seconds: in the comparison, a tool slower than this is run once, not --repeat times
 COUNT_SIDE = 256  # the frame side of the --scaling corpora that vary in file count
@@ -172,6 +174,18 @@ def tree_stats(root: Path) -> tuple[int, int]:
     return len(sizes), sum(sizes)
 
 
+def settled(*corpora: Path) -> None:
+    """Before a run: what earlier runs wrote on disk, the page cache emptied where the benchmark may (Linux, as
+    root), and the corpora read into it. On this machine a page cache holding earlier runs' outputs made every
+    tool's file writes cost 2-3x the kernel time (cp -r 0.35 s after a drop, 1.2 s before), by how much it held:
+    so each run begins alike."""
+    os.sync()
+    if CAN_DROP_CACHES:
+        DROP_CACHES.write_text("1")
+    for corpus in corpora:
+        warm(corpus)
+
+
 def warm(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file():
@@ -215,9 +229,8 @@ def fill(command: list[str], **values: Path | int) -> list[str]:
 
 
 def _timed(argv: list[str], out: Path, corpus: Path) -> Run:
-    """One run into the new folder `out`, with a warm page cache and nothing left to write back from earlier runs."""
-    warm(corpus)
-    os.sync()  # the previous run's writes go to disk now, not during this run
+    """One run into the new folder `out`, the disk and page cache `settled`."""
+    settled(corpus)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
@@ -299,7 +312,8 @@ def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
 
 
 def machine() -> str:
-    return f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cache = "page cache dropped before each run" if CAN_DROP_CACHES else "page cache not dropped (needs root)"
+    return f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {cache}"
 
 
 # ---- the comparison
@@ -559,9 +573,7 @@ def deliver(command: list[str], inputs: list[Path], work: Path, expected: int) -
     out, node_work, log = fresh(work, "node-out"), fresh(work, "node-work"), work / "receiver.log"
     out.mkdir(parents=True)
     port = free_port()
-    for folder in inputs:
-        warm(folder)
-    os.sync()
+    settled(*inputs)
     with open(log, "ab") as sink:
         receiver = subprocess.Popen(fill(command, PORT=port, OUT=out, WORK=node_work), stdout=sink, stderr=sink,
                                     env=DCMTK_ENV)
