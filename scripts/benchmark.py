@@ -174,13 +174,13 @@ def tree_stats(root: Path) -> tuple[int, int]:
     return len(sizes), sum(sizes)
 
 
-def settled(*corpora: Path) -> None:
+def settled(*corpora: Path, drop: bool) -> None:
     """Before a run: what earlier runs wrote on disk, the page cache emptied where the benchmark may (Linux, as
     root), and the corpora read into it. On this machine a page cache holding earlier runs' outputs made every
     tool's file writes cost 2-3x the kernel time (cp -r 0.35 s after a drop, 1.2 s before), by how much it held:
     so each run begins alike."""
     os.sync()
-    if CAN_DROP_CACHES:
+    if drop:
         DROP_CACHES.write_text("1")
     for corpus in corpora:
         warm(corpus)
@@ -228,9 +228,9 @@ def fill(command: list[str], **values: Path | int) -> list[str]:
     return [str(values[a]) if a in values else a for a in command]
 
 
-def _timed(argv: list[str], out: Path, corpus: Path) -> Run:
+def _timed(argv: list[str], out: Path, corpus: Path, drop: bool) -> Run:
     """One run into the new folder `out`, the disk and page cache `settled`."""
-    settled(corpus)
+    settled(corpus, drop=drop)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
@@ -271,7 +271,7 @@ def room_for(work: Path, corpus_bytes: int, runs: int) -> None:
         raise SystemExit(f"benchmark: {runs} runs need {needed / 1e9:.1f} GB in {work}, {free / 1e9:.1f} GB free")
 
 
-def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: int,
+def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: int, drop: bool,
               once_over: float = math.inf) -> dict[str, list[Run]]:
     """Run every command `repeat` times over corpus, in alternating rounds, each into a new folder (`fresh`); a
     command whose first run took over `once_over` seconds runs in the first round only."""
@@ -282,7 +282,7 @@ def alternate(commands: dict[str, list[str]], work: Path, corpus: Path, repeat: 
             if round_ and runs[name][0].seconds > once_over:
                 continue  # far from any target: one run tells
             out = fresh(work, f"out-{round_}-{i}")
-            runs[name].append(_timed(fill(command, IN=corpus, OUT=out), out, corpus))
+            runs[name].append(_timed(fill(command, IN=corpus, OUT=out), out, corpus, drop))
     return runs
 
 
@@ -311,8 +311,9 @@ def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
     print()
 
 
-def machine() -> str:
-    cache = "page cache dropped before each run" if CAN_DROP_CACHES else "page cache not dropped (needs root)"
+def machine(drop: bool) -> str:
+    cache = ("page cache dropped before each run" if drop else "page cache as earlier runs left it" if CAN_DROP_CACHES
+             else "page cache as earlier runs left it (dropping it needs root)")
     return f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {cache}"
 
 
@@ -329,14 +330,14 @@ def compare(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, A
     if not corpus.exists():
         make_corpus(corpus, args.files, args.frames)
     files, size = tree_stats(corpus)
-    print(f"corpus: {files} files, {size / 1e6:.0f} MB; {machine()}; neuroanon workers: {args.workers}\n")
+    print(f"corpus: {files} files, {size / 1e6:.0f} MB; {machine(args.drop)}; neuroanon workers: {args.workers}\n")
     commands: dict[str, list[str]] = {}
     for name, command in tools(sys.executable, args.workers, key).items():
         if command is None:
             print(f"{name}: not installed, skipped")
         else:
             commands[name] = command
-    rows = summarize(alternate(commands, work, corpus, args.repeat, once_over=SLOW), files, size)
+    rows = summarize(alternate(commands, work, corpus, args.repeat, args.drop, once_over=SLOW), files, size)
     print_table(rows, COMPARISON_COLUMNS)
     if args.clean_pixels_frames:
         pixels = clean_pixels(work, args.clean_pixels_frames, key, args.workers)
@@ -366,7 +367,7 @@ def scaling_points(args: argparse.Namespace) -> list[Point]:
 
 def scaling(args: argparse.Namespace, work: Path, key: Path) -> dict[str, list[dict[str, Any]]]:
     """`cp -r`, `anonymize` and `full` on each scaling corpus in turn (made and timed; removed at the end)."""
-    print(f"scaling: {machine()}; neuroanon workers: {args.workers}\n")
+    print(f"scaling: {machine(args.drop)}; neuroanon workers: {args.workers}\n")
     commands = {name: command for name, command in tools(sys.executable, args.workers, key).items()
                 if name in SCALING_TOOLS and command is not None}
     rows = []
@@ -374,7 +375,7 @@ def scaling(args: argparse.Namespace, work: Path, key: Path) -> dict[str, list[d
         corpus = fresh(work, "scaling")
         make_point(corpus, point)
         files, size = tree_stats(corpus)
-        for row in summarize(alternate(commands, work, corpus, args.repeat), files, size):
+        for row in summarize(alternate(commands, work, corpus, args.repeat, args.drop), files, size):
             rows.append({"point": point.label, "side": point.side, "frames": point.frames,
                          "mb_per_file": size / 1e6 / files, **row})
     print_table(rows, SCALING_COLUMNS)
@@ -568,12 +569,12 @@ def send(port: int, inputs: list[Path], out: Path, expected: int) -> Delivery:
     return Delivery(time.perf_counter() - start, count, code)
 
 
-def deliver(command: list[str], inputs: list[Path], work: Path, expected: int) -> Delivery:
+def deliver(command: list[str], inputs: list[Path], work: Path, expected: int, drop: bool) -> Delivery:
     """Start the receiver into a new folder (`fresh`), time one transfer to it and stop it (SIGTERM)."""
     out, node_work, log = fresh(work, "node-out"), fresh(work, "node-work"), work / "receiver.log"
     out.mkdir(parents=True)
     port = free_port()
-    settled(*inputs)
+    settled(*inputs, drop=drop)
     with open(log, "ab") as sink:
         receiver = subprocess.Popen(fill(command, PORT=port, OUT=out, WORK=node_work), stdout=sink, stderr=sink,
                                     env=DCMTK_ENV)
@@ -591,7 +592,7 @@ def node(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, Any]
     make_many(corpus, args.instances, subject=1, rows=256, columns=256,
               per_folder=math.ceil(args.instances / args.associations))
     files, size = tree_stats(corpus)
-    print(f"node: {files} instances, {size / 1e6:.0f} MB; {machine()}\n")
+    print(f"node: {files} instances, {size / 1e6:.0f} MB; {machine(args.drop)}\n")
     splits = {1: [corpus], args.associations: sorted(corpus.iterdir())}  # associations -> a folder each
     commands = receivers(sys.executable, key)
     room_for(work, size, len(commands) * len(splits) * args.repeat)
@@ -599,7 +600,7 @@ def node(args: argparse.Namespace, work: Path, key: Path) -> list[dict[str, Any]
     for _ in range(args.repeat):
         for associations, inputs in splits.items():
             for name, command in commands.items():
-                runs.setdefault((name, associations), []).append(deliver(command, inputs, work, files))
+                runs.setdefault((name, associations), []).append(deliver(command, inputs, work, files, args.drop))
     rows = node_rows(runs, files, size)
     print_table(rows, NODE_COLUMNS)
     return rows
@@ -677,6 +678,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds to wait, after removing what an interrupted benchmark left, before the first "
                              "run (on ext4 without a journal, 360 after removing many files)")
+    parser.add_argument("--keep-cache", dest="drop", action="store_false", default=CAN_DROP_CACHES,
+                        help="leave the page cache as earlier runs left it (default: dropped before each run "
+                             "where the benchmark may, as root on Linux)")
     comparison = parser.add_argument_group("the comparison (the default)")
     comparison.add_argument("--files", type=int, default=3000)
     comparison.add_argument("--frames", type=int, default=400)
@@ -720,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work / "runs", ignore_errors=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(args.drop), **results}, indent=1) + "\n")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0
