@@ -4,6 +4,7 @@ SIGTERM and Ctrl-C, a killed parent, two runs into one output, staged files, a f
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 import subprocess
@@ -15,9 +16,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from neuroanon import journal, stops
+from neuroanon import journal, pipeline, stops
 from neuroanon.cli import main
-from neuroanon.errors import Terminated
+from neuroanon.errors import RunStopped, Terminated
 from neuroanon.journal import Journal
 from neuroanon.options import Level, Options
 from neuroanon.report import Record, Status
@@ -482,6 +483,16 @@ def test_the_journal_writes_a_list_of_changes_once_and_gives_each_file_its_own(
     records = [again.finished(f"f{i}", source) for i in range(7)]
     assert [r.changes if r else None for r in records] == [*given, second]
     assert '{"list": 4,' in again.path.read_text()
+
+
+def test_a_full_disk_when_a_worker_makes_its_stage_folder_stops_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(RunStopped, match="no space left on device"):
+        pipeline.own_stage(tmp_path / "stage")
 
 
 def test_a_journal_line_cut_short_by_a_stop_is_passed_over(tmp_path: Path) -> None:

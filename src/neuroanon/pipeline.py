@@ -488,7 +488,12 @@ def own_stage(stage: Path) -> Path:
     """This process's folder in the stage. Creating a file locks its folder: workers staging side by side in one
     folder wait on each other, and on Linux that wait spins on a CPU."""
     own = stage / f"w{os.getpid()}"
-    own.mkdir(mode=0o700, exist_ok=True)
+    try:
+        own.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        if _no_space(exc):  # as `prepare` says it of a file staged on a full disk
+            raise RunStopped("no space left on device") from None
+        raise
     return own
 
 
