@@ -26,7 +26,7 @@ round, a smoke test whose figures mean nothing (its plot goes to the temporary f
 The tools run in --repeat alternating rounds (in the comparison, a tool whose first run takes over 30 s runs in
 the first round only), so a change in the machine's load touches every tool alike; each tool's median is reported.
 Every run writes into a new folder and nothing is removed until the benchmark ends (see `fresh`): the disk needs
-room for every run's output (about 14 GB for the comparison), checked before the first run.
+room for every run's output (about 16 GB for the comparison), checked before the first run.
 """
 
 from __future__ import annotations
