@@ -23,7 +23,7 @@ from .residual import Finding
 from .rules import Change
 
 VERSION = 3  # 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once
-CHANGES_KEPT = 4096  # distinct lists of changes the journal keeps numbered before it starts a new table
+CHANGES_KEPT = 256  # distinct lists of changes kept numbered before a new table (an enhanced file's may be long)
 
 
 @dataclass(frozen=True)

@@ -675,14 +675,16 @@ def _staged(anonymized: _Anonymized, name: str, stage: Path) -> Prepared:
 
 def _shared(changes: tuple[Change, ...]) -> tuple[Change, ...]:
     """The one tuple of these changes in this process: the files of a series mostly share their list, and a batch
-    pickled for the parent holds a shared tuple once (the journal encodes it once too)."""
+    pickled for the parent holds a shared tuple once."""
     if len(_SHARED) >= _SHARED_MAX:
         _SHARED.clear()
     return _SHARED.setdefault(changes, changes)
 
 
 _SHARED: dict[tuple[Change, ...], tuple[Change, ...]] = {}
-_SHARED_MAX = 4096
+# Series come one after another, a batch is 32 files: a few lists suffice. An enhanced file's list may hold a
+# change for every frame (a date in each frame's groups), so a worker keeps few.
+_SHARED_MAX = 64
 
 
 def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | None]:
