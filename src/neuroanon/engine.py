@@ -670,8 +670,9 @@ def _is_empty(buf: bytes, element: _Element) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _encoded(tag: int, vr: str, value: object, implicit: bool, little: bool = True) -> bytes:
-    """An element as pydicom writes it, for values that recur."""
+@lru_cache(maxsize=4096, typed=True)
+def _encoded(tag: int, vr: str, value: str | int | bytes | None, implicit: bool, little: bool = True) -> bytes:
+    """An element as pydicom writes it, for values that recur (dummies, empties, pseudonyms): each encoded once."""
     return _encode(DataElement(tag, vr, value), implicit, little=little)
 
 
@@ -1153,8 +1154,12 @@ class _Job:
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
         """The source's DeidentificationMethod (kept before ours) and character set, as bytes."""
-        wanted = (DEIDENTIFICATION_METHOD, SPECIFIC_CHARACTER_SET)
-        found = {e.tag: self.buf[e.value:e.end] for e in head if e.tag in wanted}
+        found: dict[int, bytes] = {}
+        for e in head:
+            if e.tag > DEIDENTIFICATION_METHOD:
+                break  # the elements are in tag order
+            if e.tag in (DEIDENTIFICATION_METHOD, SPECIFIC_CHARACTER_SET):
+                found[e.tag] = self.buf[e.value:e.end]
         return found.get(DEIDENTIFICATION_METHOD), found.get(SPECIFIC_CHARACTER_SET)
 
     # --- output --------------------------------------------------------------------------------------------------
@@ -1181,24 +1186,29 @@ class _Job:
 
     def _assemble(self, buf: bytes, elements: list[_Element], out: dict[int, bytes | None],
                   extra: dict[int, bytes]) -> bytes:
-        """The dataset's bytes in tag order: decided elements as decided, the rest copied from the source."""
+        """The dataset's bytes in tag order: decided elements as decided, the rest copied from the source, each
+        run of adjacent untouched elements in one slice."""
         parts: list[bytes] = []
         present = {e.tag for e in elements} if extra else set()
         pending = sorted((t, piece) for t, piece in extra.items() if t not in present)
+        run = end = elements[0].start if elements else 0  # the untouched source bytes not yet placed
         for e in elements:
-            while pending and pending[0][0] < e.tag:
-                parts.append(pending.pop(0)[1])
             t = e.tag
-            if t & 0xFFFF == 0 and t >> 16 > 6:
-                continue  # retired group lengths are not written (PS3.5 7.2), as pydicom does
-            if t in extra:
-                parts.append(extra[t])
-            elif t in out:
-                piece = out[t]
+            retired = t & 0xFFFF == 0 and t >> 16 > 6  # retired group lengths are not written (PS3.5 7.2), as
+            # pydicom does
+            if e.start == end and not (retired or t in out or t in extra or pending and pending[0][0] < t):
+                end = e.end
+                continue
+            parts.append(buf[run:end])
+            while pending and pending[0][0] < t:
+                parts.append(pending.pop(0)[1])
+            run, end = e.start, e.end
+            if retired or t in out or t in extra:
+                run = e.end
+                piece = extra[t] if t in extra else None if retired else out[t]
                 if piece is not None:
                     parts.append(piece)
-            else:
-                parts.append(buf[e.start:e.end])
+        parts.append(buf[run:end])
         parts += [piece for _, piece in pending]
         return b"".join(parts)
 
