@@ -318,6 +318,37 @@ def test_unchanged_sequence_with_a_group_length_copied(encoding: str, tmp_path: 
     assert sequence in files_under(tmp_path / "run")[0].read_bytes()
 
 
+@pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be"])
+def test_mark_placed_among_elements_anonymize_copies_in_runs(encoding: str, tmp_path: Path) -> None:
+    """At anonymize the elements no rule reads are copied a run at a time: the method mark it adds still goes
+    where its tag belongs among them (here between clinical trial elements), a retired group length among them
+    is still not written, and the others are there as they were."""
+    source = make_study(tmp_path / "in", subject=9, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(source)
+    for tag in engine.MARK_TAGS:
+        ds.pop(tag, None)
+    trial = {0x00120010: "SPONSOR-FAKE", 0x00120020: "PROTOCOL-FAKE", 0x00120071: "SERIES-FAKE",
+             0x00120072: "SERIES-DESCRIPTION-FAKE"}
+    for tag, value in trial.items():
+        ds.add_new(tag, "LO", value)
+    ds.save_as(source)
+    data = source.read_bytes()
+    with quiet():
+        at = next(e.start for e in engine._layout(io.BytesIO(data), len(data)).head if e.tag >> 16 == 0x0018)
+    order = ">" if encoding == "explicit_be" else "<"
+    length = struct.pack(order + "HH2sHL", 0x0018, 0, b"UL", 4, 0)  # a retired group length (pydicom drops one)
+    source.write_bytes(data[:at] + length + data[at:])
+    assert _engine(source, tmp_path / "run", OPTION_SETS["anonymize"])
+    data = files_under(tmp_path / "run")[0].read_bytes()
+    with quiet():
+        layout = engine._layout(io.BytesIO(data), len(data))  # declines elements out of order
+    tags = [e.tag for e in layout.head]
+    assert 0x00120063 in tags and 0x00180000 not in tags
+    assert tags.index(0x00120020) < tags.index(0x00120063) < tags.index(0x00120071)
+    out = pydicom.dcmread(io.BytesIO(data))
+    assert {tag: out[tag].value for tag in trial} == trial
+
+
 @pytest.mark.parametrize("name", ["anonymize", "full"])
 def test_header_longer_than_first_read_and_pixels_streamed(name: str, tmp_path: Path) -> None:
     """Pixel data beyond the first read is streamed from the source; elements after it are kept or removed."""

@@ -12,6 +12,7 @@ engine now takes are its own).
 """
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import re
@@ -90,6 +91,12 @@ _VR_OF = {vr.encode(): vr for vr in VRS}
 _SHORT_VR_OF = {code: vr for code, vr in _VR_OF.items() if vr not in LONG_VRS}
 MARK_TAGS = frozenset({PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES,
                        LONGITUDINAL_TEMPORAL_MODIFIED})
+# The common elements anonymize reads one by one (it copies a run of the others whole): the tags it gives a value,
+# the marks and the character set. Group lengths are read too (a retired one is not written), and a run ends
+# before a mark's place (one may be inserted there).
+ANONYMIZE_READS = frozenset({*NIDB_ANONYMIZE, *MARK_TAGS, SPECIFIC_CHARACTER_SET})
+_PAST_ALL = 1 << 32  # after every tag
+_MARKS_IN_ORDER = (*sorted(MARK_TAGS), _PAST_ALL)
 _H = struct.Struct("<H").unpack_from
 _L = struct.Struct("<L").unpack_from
 _UID_BYTES = frozenset(b"0123456789.\\")
@@ -127,6 +134,7 @@ class _Element:
     undefined: bool
     items: list[_Item] | None = None
     opened: bool = False  # a sequence stored as UN, read from the form pydicom writes it in once opened
+    run: bool = False  # stands for a run of elements copied as they are (at anonymize), `tag` the run's last
 
 
 @dataclass(slots=True)
@@ -232,7 +240,7 @@ def _declined_options(options: Options) -> str | None:
 
 def _plan(f: BinaryIO, run: RunContext, first: int = HEAD_BYTES) -> Plan:
     options = run.options
-    layout = _layout(f, first)
+    layout = _layout(f, first, ANONYMIZE_READS if options.level is Level.ANONYMIZE else None)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
     job = _Job(buf, layout.tail_buf, implicit, options, run.file(original), little=layout.little,
@@ -260,14 +268,14 @@ class _Layout:
     preamble: bool = True  # a preamble and 'DICM' come first (else the file meta, or the dataset)
 
 
-def _layout(f: BinaryIO, first: int = HEAD_BYTES) -> _Layout:
-    """Parse the file, reading on from the `first` bytes as far as its header needs."""
+def _layout(f: BinaryIO, first: int = HEAD_BYTES, keep: frozenset[int] | None = None) -> _Layout:
+    """Parse the file, reading on from the `first` bytes as far as its header needs; `keep`: see `_Parser`."""
     size = f.seek(0, os.SEEK_END)
     f.seek(0)
     buf = f.read(min(size, first))  # not more than the file: a larger read costs a larger buffer
     while True:
         try:
-            return _parse(f, buf, size)
+            return _parse(f, buf, size, keep)
         except _More:
             f.seek(len(buf))
             more = f.read(max(len(buf), HEAD_BYTES))
@@ -276,7 +284,7 @@ def _layout(f: BinaryIO, first: int = HEAD_BYTES) -> _Layout:
             buf += more
 
 
-def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
+def _parse(f: BinaryIO, buf: bytes, size: int, keep: frozenset[int] | None = None) -> _Layout:
     preamble = buf[128:132] == b"DICM"  # else a bare dataset (maybe with file meta), as pydicom reads it
     meta_parser = _Parser(buf, False, size)
     meta, pos = _meta(meta_parser, 132 if preamble else 0)
@@ -286,7 +294,7 @@ def _parse(f: BinaryIO, buf: bytes, size: int) -> _Layout:
             raise _Decline("deflated without a preamble")
         buf = buf[:pos] + _inflate(f, pos)
         size = len(buf)
-    parser = _Parser(buf, implicit, size, little)
+    parser = _Parser(buf, implicit, size, little, keep)
     head, pixels = parser.top(pos)
     if "\x00" in _text(buf, next((e for e in head if e.tag == SPECIFIC_CHARACTER_SET), None)):
         raise _Decline("malformed: character set")  # pydicom could not look it up
@@ -394,20 +402,30 @@ def _implicit_vr(tag: int) -> str:
         return ""
 
 
+def _next_mark(tag: int) -> int:
+    """The first mark tag after `tag` (after the last: `_PAST_ALL`)."""
+    return _MARKS_IN_ORDER[bisect.bisect_right(_MARKS_IN_ORDER, tag)]
+
+
+# By byte order (little endian: True), what a parser reads headers with: group, element and 4-byte length; group,
+# element, VR and 2-byte length; a 4-byte length; and the item delimiter's bytes.
+_BY_ORDER = {little: (struct.Struct(order + "HHL").unpack_from, struct.Struct(order + "HH2sH").unpack_from,
+                      struct.Struct(order + "L").unpack_from, struct.pack(order + "HHL", 0xFFFE, 0xE00D, 0))
+             for little, order in ((True, "<"), (False, ">"))}
+
+
 class _Parser:
     """Walks element headers over a buffer into a tree; declines anything out of the canonical form.
 
     `size` is the file's size when the buffer holds only its start: a parse that needs more raises _More. What
     depends on the byte order is chosen here, once."""
 
-    def __init__(self, buf: bytes, implicit: bool, size: int = 0, little: bool = True) -> None:
+    def __init__(self, buf: bytes, implicit: bool, size: int = 0, little: bool = True,
+                 keep: frozenset[int] | None = None) -> None:
         self.buf, self.implicit, self.partial, self.little = buf, implicit, len(buf) < size, little
+        self.keep = keep  # the only common elements read one by one, the others in runs; None: every one
         self.depth = 0  # of the sequence being walked
-        order = "<" if little else ">"
-        self.tags_length = struct.Struct(order + "HHL").unpack_from  # group, element, 4-byte length
-        self.tags_short = struct.Struct(order + "HH2sH").unpack_from  # group, element, VR, 2-byte length
-        self.long = struct.Struct(order + "L").unpack_from
-        self.item_end = struct.pack(order + "HHL", 0xFFFE, 0xE00D, 0)
+        self.tags_length, self.tags_short, self.long, self.item_end = _BY_ORDER[little]
 
     def top(self, pos: int) -> tuple[list[_Element], _Element | None]:
         """The top-level elements up to the pixel data element (returned separately, its value not walked)."""
@@ -526,13 +544,26 @@ class _Parser:
             return pos, last
         limit = min(stop, len(buf))
         unpack, vr_of, append = self.tags_short, _SHORT_VR_OF.get, elements.append
+        keep = self.keep
+        run, bound = -1, _PAST_ALL if keep is None else _next_mark(last)  # the open run's start; where it must end
         while pos + 8 <= limit:
             group, number, code, length = unpack(buf, pos)
             vr, tag, end = vr_of(code), group << 16 | number, pos + 8 + length
             if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > limit:
                 break
-            append(_Element(tag, vr, pos, pos + 8, end, False))
+            if keep is not None and tag not in keep and number and tag < bound:
+                if run < 0:
+                    run = pos
+            else:
+                if run >= 0:
+                    append(_Element(last, "", run, run, pos, False, run=True))
+                    run = -1
+                if tag >= bound:
+                    bound = _next_mark(tag)
+                append(_Element(tag, vr, pos, pos + 8, end, False))
             last, pos = tag, end
+        if run >= 0:
+            append(_Element(last, "", run, run, pos, False, run=True))
         return pos, last
 
     def _fragments(self, element: _Element) -> int:
@@ -764,9 +795,9 @@ class _Job:
         plain = not (self.implicit or opened)  # no value of unknown VR here that could be a sequence
         valued = self.rules.valued
         for e in elements:
-            # Most elements: neither one of the five (the only tags anonymize gives a value), nor a sequence or UN
-            # that may hold one; nothing to decide.
-            if plain and e.items is None and e.vr != "UN" and e.tag not in valued:
+            # Most elements: in a run copied as it is, or neither one of the five (the only tags anonymize gives a
+            # value) nor a sequence or UN that may hold one; nothing to decide.
+            if e.run or plain and e.items is None and e.vr != "UN" and e.tag not in valued:
                 continue
             self._anonymize_element(scope, buf, e)
         return scope
@@ -779,7 +810,8 @@ class _Job:
         rule = self.rules.tag(t)
         if rule.value is not None:
             if _present(buf, e):
-                scope.out[t] = _encoded(t, str(dictionary_VR(t)), rule.value, self.implicit, self.little)
+                # (`_implicit_vr`: the dictionary's VR, for these standard tags)
+                scope.out[t] = _encoded(t, _implicit_vr(t), rule.value, self.implicit, self.little)
                 self.changes.append(Change(scope.path + tag_text(t), rule.keyword, Op.DUMMY.value))
         elif e.items is not None:
             self._anonymize_sequence(buf, e, scope)
