@@ -700,8 +700,7 @@ def _is_empty(buf: bytes, element: _Element) -> bool:
     return element.end == element.value or buf[element.value:element.end].strip(b" \x00") == b""
 
 
-@lru_cache(maxsize=1024)
-@lru_cache(maxsize=4096, typed=True)
+@lru_cache(maxsize=1024, typed=True)
 def _encoded(tag: int, vr: str, value: str | int | bytes | None, implicit: bool, little: bool = True) -> bytes:
     """An element as pydicom writes it, for values that recur (dummies, empties, pseudonyms): each encoded once."""
     return _encode(DataElement(tag, vr, value), implicit, little=little)
@@ -1226,8 +1225,8 @@ class _Job:
         run = end = elements[0].start if elements else 0  # the untouched source bytes not yet placed
         for e in elements:
             t = e.tag
-            retired = t & 0xFFFF == 0 and t >> 16 > 6  # retired group lengths are not written (PS3.5 7.2), as
-            # pydicom does
+            # retired group lengths are not written (PS3.5 7.2), as pydicom does
+            retired = t & 0xFFFF == 0 and t >> 16 > 6
             if e.start == end and not (retired or t in out or t in extra or pending and pending[0][0] < t):
                 end = e.end
                 continue
