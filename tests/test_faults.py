@@ -7,11 +7,14 @@ import ctypes
 import errno
 import os
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pydicom
 import pytest
@@ -243,6 +246,37 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     assert 0 < done < 1500
     assert main(args) == 0, "the rerun resumes"
     assert len(_released(out)) == 1500
+
+
+_RESULTS_FD: list[int] = []  # the write end of a pool's results pipe, inherited by its forked workers
+
+
+def _send_half_a_result(sent: Path) -> None:
+    """In a worker: announce a result of 1,000 bytes on the pool's results pipe, send 10 of them, say so, hang."""
+    os.write(_RESULTS_FD[0], struct.pack("!i", 1000) + b"x" * 10)
+    sent.touch()
+    time.sleep(600)
+
+
+def test_workers_stopped_while_sending_a_result_leave_no_thread_waiting(tmp_path: Path) -> None:
+    """A worker killed mid-way through sending its result (a stop at the wrong moment) left the pool's thread
+    waiting for the rest of the message, and the stopped run hung at exit (seen as a SIGTERMed run that said
+    it stopped and never ended)."""
+    pool = pipeline.worker_pool(2)
+    _RESULTS_FD[:] = [pool._result_queue._writer.fileno()]  # type: ignore[attr-defined]
+    sent = tmp_path / "sent"
+    try:
+        pool.submit(_send_half_a_result, sent)
+        thread = cast(threading.Thread, pool._executor_manager_thread)  # (typeshed says otherwise)
+        deadline = time.monotonic() + 60
+        while not sent.exists():  # once half a message is in the pipe, the pool's thread will wait for the rest
+            assert time.monotonic() < deadline, "the worker never sent its half"
+            time.sleep(0.01)
+        pipeline._stop_workers(pool)
+        thread.join(10)
+        assert not thread.is_alive(), "the pool's thread still waits for a result no worker will finish"
+    finally:
+        _RESULTS_FD.clear()
 
 
 def test_a_stop_asked_mid_run_is_raised_where_the_run_checks_not_where_python_may_swallow_it() -> None:

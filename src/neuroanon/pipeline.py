@@ -442,6 +442,7 @@ def _worker_started(parent: int, lock: int | None) -> None:
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and end the worker processes (Python 3.14 has `terminate_workers` for this)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    results = getattr(pool, "_result_queue", None)  # (the pool forgets it as it shuts down)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with suppress(OSError, ValueError):
@@ -449,6 +450,11 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     for process in processes:
         with suppress(OSError, ValueError, AssertionError):
             process.join(10)  # reaped through its Process, so that the pool's own thread sees it end
+    # A worker killed while sending a result leaves half a message, and the pool's thread would wait for the rest
+    # for ever (and the interpreter for that thread at exit). With the workers gone, this process holds the last
+    # write end of the results pipe: closing it ends that wait.
+    with suppress(AttributeError, OSError):
+        results._writer.close()  # type: ignore[union-attr]
 
 
 def _submit(
