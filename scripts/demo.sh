@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
+echo "installing neuroanon (mypyc compiles its byte-level modules where a C compiler is present: about a minute)"
 .venv/bin/python -m pip install --quiet .
 exec .venv/bin/neuroanon demo "$@"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: set up ./.venv with the test extras, install the DICOM peers the
 # tests talk to (dcmtk, dicom3tools, orthanc from Debian; fonts-dejavu-core and chromium for the --clean-pixels
-# tests), then lint (ruff), type-check (mypy --strict) and run pytest. Extra arguments go to pytest.
+# tests), then lint (ruff), type-check (mypy --strict) and run pytest. Extra arguments go to pytest. The install
+# compiles the byte-level modules with mypyc (setup.py; about a minute): the suite tests that build, and
+# tests/test_build.py runs the golden and engine tests again on the pure Python one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,6 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests setup.py
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

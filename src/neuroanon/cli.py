@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, ocr, stops
+from . import __version__, compiled, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
 from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
 from .options import PRESETS, Level, Options
@@ -35,7 +35,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuroanon", description="De-identify DICOM data (NiDB levels).")
-    parser.add_argument("--version", action="version", version=f"neuroanon {__version__}")
+    build = "compiled" if compiled() else "pure Python"
+    parser.add_argument("--version", action="version", version=f"neuroanon {__version__} ({build})")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("anonymize", help="anonymize files and folders into an output folder",

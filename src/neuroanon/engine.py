@@ -738,7 +738,8 @@ def _marks(level: Level, flags: tuple[bool, ...], identity_removed: bool, implic
         options = Options(level=level, retain_patient_characteristics=flags[0], retain_device_identity=flags[1],
                           retain_safe_private=flags[2], shift_dates=flags[3], clean_descriptors=flags[4])
         mark_full(ds, options, changes, identity_removed)
-    encoding = ds.get("SpecificCharacterSet", default_encoding)
+    written = ds.get("SpecificCharacterSet", default_encoding)  # a str, or a MultiValue given as a list
+    encoding = written if isinstance(written, str) else list(written)
     encoded = {int(tag): _encode(ds[tag], implicit, encoding, little) for tag in sorted(ds.keys())
                if tag in MARK_TAGS}
     return encoded, tuple(changes)
@@ -1072,7 +1073,7 @@ class _Job:
         kept_blocks: set[int] = set()
         # One search over every private value (NUL-separated: a match never spans two) finds the needles any of
         # them holds; each kept value is then cleaned of those alone (no other needle can occur in it).
-        hits = tuple(find(b"\x00".join(buf[e.value:e.end] for e, buf in private), self.patterns)) if private else ()
+        hits = tuple(find(b"\x00".join([buf[e.value:e.end] for e, buf in private]), self.patterns)) if private else ()
         for e, buf in private:
             t = e.tag
             if t & 0xFFFF < 0x1000:
@@ -1300,7 +1301,7 @@ def _item_charset(buf: bytes, item: _Item, parent: bytes | None) -> bytes | None
 
 _FIVE = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for order in "<>")  # as apply
 # Whether buf[pos:end] holds one of the five's tags, in one search (no slice copied).
-_holds_five = re.compile(b"|".join(re.escape(p) for p in _FIVE)).search
+_holds_five = re.compile(b"|".join([re.escape(p) for p in _FIVE])).search
 
 
 # Bound once: an Enum member read from its class is slow on Python 3.11, and these are read for every element.

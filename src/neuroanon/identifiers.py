@@ -191,10 +191,11 @@ def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], 
     those (the caller's is not changed), once for each distinct set of their undecoded values (files of one series
     share them)."""
     def decorate(derive: Callable[[Dataset], _T]) -> Callable[[Dataset], _T]:
-        @lru_cache(maxsize=512)
-        def from_raw(raws: tuple[_Raw, ...]) -> _T:
+        def from_raws(raws: tuple[_Raw, ...]) -> _T:
             return derive(Dataset({BaseTag(t): RawDataElement(BaseTag(t), r[0], len(r[1] or b""), r[1], 0, r[2], r[3])
                                    for t, r in zip(tags, raws, strict=True) if r is not None}))
+
+        from_raw = lru_cache(maxsize=512)(from_raws)  # not a decorator: mypyc loses a decorated closure's binding
 
         @wraps(derive)
         def derived(ds: Dataset) -> _T:

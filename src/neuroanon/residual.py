@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
@@ -247,7 +247,7 @@ def _walk(ds: Dataset, path: str) -> Iterator[_Element]:
     for tag in list(ds.keys()):
         t = int(tag)
         where = path + tag_text(t)
-        raw = ds.get_item(tag)
+        raw: DataElement | RawDataElement | None = ds.get_item(tag)
         vr = (raw.VR if raw is not None else None) or _dictionary_vr(t)
         if vr == "SQ":
             for i, item in enumerate(ds[tag].value or []):
