@@ -55,22 +55,35 @@ def embedded_overlay(ds: Dataset) -> str | None:
     """Why an overlay may sit in the pixel data's unused high bits (the retired embedded form), or None."""
     # OverlayBitPosition of the even groups 6000-601E, each looked up (most files have none)
     keys = ds.keys()
-    positions = [t for t in _BIT_POSITIONS if t in keys]
-    if not positions:
+    if not any(t in keys for t in _BIT_POSITIONS):
         return None
+    bits_stored, positions = _bit_positions(ds)
+    for group, bit in positions:
+        if bit is None:
+            return f"overlay group {group:04X} has an unreadable bit position"
+        if (group << 16 | 0x3000) not in keys or (bits_stored and bit >= bits_stored):
+            return f"overlay {group:04X} embedded in unused pixel bits (bit {bit})"
+    return None
+
+
+@once_per_raw_values((Tag("BitsStored"), *_BIT_POSITIONS))
+def _bit_positions(ds: Dataset) -> tuple[int, tuple[tuple[int, int | None], ...]]:
+    """BitsStored (0 when absent or unreadable), and each overlay group's bit position (None: unreadable)."""
     try:
         bits_stored = int(ds.get("BitsStored", 0) or 0)
     except (TypeError, ValueError):
         bits_stored = 0
-    for tag in positions:
-        group, position = tag >> 16, ds[tag]
+    positions: list[tuple[int, int | None]] = []
+    for tag in _BIT_POSITIONS:
+        if tag not in ds:
+            continue
+        value = ds[tag].value
         try:
-            bit = int(position.value if not isinstance(position.value, bytes) else position.value[0])
+            bit: int | None = int(value if not isinstance(value, bytes) else value[0])
         except (TypeError, ValueError, IndexError):
-            return f"overlay group {group:04X} has an unreadable bit position"
-        if (group << 16 | 0x3000) not in ds or (bits_stored and bit >= bits_stored):
-            return f"overlay {group:04X} embedded in unused pixel bits (bit {bit})"
-    return None
+            bit = None
+        positions.append((tag >> 16, bit))
+    return bits_stored, tuple(positions)
 
 
 def burned_in_risk(ds: Dataset) -> str | None:

@@ -674,6 +674,16 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
     return Dataset(raw)
 
 
+@lru_cache(maxsize=256)
+def _patient_id(value: bytes, vr: str, charset: bytes | None, implicit: bool, little: bool) -> str:
+    """A PatientID as pydicom reads it in the character set `charset` (a SpecificCharacterSet value), for the
+    pseudonym: decoded once for the files that share it."""
+    ds = _in_charset(charset, implicit, little)
+    tag = BaseTag(PATIENT_ID)
+    ds[tag] = RawDataElement(tag, None if implicit else vr, len(value), value, 0, implicit, little)
+    return str(ds.get("PatientID", "") or "")
+
+
 def _text(buf: bytes, element: _Element | None) -> str:
     if element is None:
         return ""
@@ -791,7 +801,7 @@ class _Job:
     def _walk_anonymize(self, buf: bytes, elements: list[_Element], path: str, charset: bytes | None,
                         opened: bool = False) -> _Scope:
         """Decide one dataset's elements at anonymize; `opened`: it is in a sequence that was stored as UN."""
-        scope = _Scope(elements, path, None, {}, charset, opened)
+        scope = _Scope(elements, path, {}, charset, opened)
         plain = not (self.implicit or opened)  # no value of unknown VR here that could be a sequence
         valued = self.rules.valued
         for e in elements:
@@ -865,7 +875,7 @@ class _Job:
         commands = 0 if deflated else sum(1 for e in head if e.tag >> 16 == 0)
         both = head[commands:] + head[:commands] + tail
         charset = self._mark_inputs(head)[1]
-        out = self._written(self._walk_full(self.buf, both, "", self.context.original, charset, tail_from=len(head)))
+        out = self._written(self._walk_full(self.buf, both, "", charset, tail_from=len(head)))
         if self.options.cap_ages and self.options.retain_patient_characteristics:
             self._cap_age(head, out, charset)
         meta_bytes = self._meta_bytes(meta)
@@ -885,12 +895,12 @@ class _Job:
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
                     self.context, identifiers)
 
-    def _walk_full(self, buf: bytes, elements: list[_Element], path: str, ds: Dataset | None,
-                   charset: bytes | None, tail_from: int | None = None, opened: bool = False) -> _Scope:
+    def _walk_full(self, buf: bytes, elements: list[_Element], path: str, charset: bytes | None,
+                   tail_from: int | None = None, opened: bool = False) -> _Scope:
         """Decide every element of one dataset by the rules core, in tag order (private ones last, by their
         creators); `charset`: the value of the SpecificCharacterSet its text is in; `opened`: it is in a sequence
         that was stored as UN."""
-        scope = _Scope(elements, path, ds, {}, charset, opened)
+        scope = _Scope(elements, path, {}, charset, opened)
         private: list[tuple[_Element, bytes]] = []
         rule_of, changes, out = self.rules.tag, self.changes, scope.out
         for index, e in enumerate(elements):
@@ -1000,7 +1010,7 @@ class _Job:
         assert e.items is not None
         where = scope.path + tag_text(e.tag)
         opened = scope.opened or e.opened
-        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", None, _item_charset(buf, item, scope.charset),
+        walked = [self._walk_full(buf, item.elements, f"{where}[{i}].", _item_charset(buf, item, scope.charset),
                                   opened=opened) for i, item in enumerate(e.items)]
         self._walked(scope, buf, e, walked)
 
@@ -1140,14 +1150,13 @@ class _Job:
 
     def _pseudonym(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert self.keyring is not None
-        t, ds = e.tag, scope.ds
-        if any(x.tag == PATIENT_ID for x in scope.elements):
-            if ds is None:
-                ds = _raw_dataset(buf, [x for x in scope.elements if x.tag in (PATIENT_ID, SPECIFIC_CHARACTER_SET)],
-                                  self.implicit, self.little)
-            source = str(ds.get("PatientID", "") or "") or self.subject
-        else:
-            source = self.subject
+        t = e.tag  # PatientName or PatientID: with the PatientID and the character set in `buf` (before any pixels)
+        found = {x.tag: x for x in scope.elements if x.tag in (PATIENT_ID, SPECIFIC_CHARACTER_SET) and x.items is None}
+        source = self.subject
+        if PATIENT_ID in found:
+            pid, charset = found[PATIENT_ID], found.get(SPECIFIC_CHARACTER_SET)
+            source = _patient_id(buf[pid.value:pid.end], pid.vr, None if charset is None else
+                                 buf[charset.value:charset.end], self.implicit, self.little) or source
         value, how = pseudonym(self.keyring, self.options.lookup, source)
         if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value
@@ -1310,11 +1319,10 @@ _KEEP, _REMOVE, _REMOVED = Op.KEEP, Op.REMOVE, Op.REMOVE.value
 
 @dataclass(slots=True)
 class _Scope:
-    """One dataset being decided: its elements, its path, its decoded top level (None in items), the decisions."""
+    """One dataset being decided: its elements, its path, the decisions."""
 
     elements: list[_Element]
     path: str
-    ds: Dataset | None
     out: dict[int, bytes | None]
     charset: bytes | None  # the value of the SpecificCharacterSet the dataset's text is in (None: the default)
     opened: bool = False  # in a sequence stored as UN (its elements were implicit VR)
