@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.charset import convert_encodings, default_encoding
+from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -891,7 +892,8 @@ class _Job:
         identifiers = Dataset()
         for tag in (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             if tag in self.new_ids:
-                identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag])
+                identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag],
+                                               validation_mode=IGNORE)  # ours, made valid: not checked again
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
                     self.context, identifiers)
 

@@ -191,15 +191,15 @@ def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], 
     those (the caller's is not changed), once for each distinct set of their undecoded values (files of one series
     share them)."""
     def decorate(derive: Callable[[Dataset], _T]) -> Callable[[Dataset], _T]:
-        def from_raws(raws: tuple[_Raw, ...]) -> _T:
+        @lru_cache(maxsize=512)
+        def from_raw(raws: tuple[_Raw, ...]) -> _T:
             return derive(Dataset({BaseTag(t): RawDataElement(BaseTag(t), r[0], len(r[1] or b""), r[1], 0, r[2], r[3])
                                    for t, r in zip(tags, raws, strict=True) if r is not None}))
 
-        from_raw = lru_cache(maxsize=512)(from_raws)  # not a decorator: mypyc loses a decorated closure's binding
-
         @wraps(derive)
         def derived(ds: Dataset) -> _T:
-            found = [ds.get_item(tag) for tag in tags]  # None when absent
+            keys = ds.keys()  # most tags are absent: asked of the keys first, cheaper than get_item
+            found = [ds.get_item(tag) if tag in keys else None for tag in tags]  # None when absent
             key = _undecoded(found)
             if key is None:
                 return derive(Dataset({BaseTag(t): e for t, e in zip(tags, found, strict=True) if e is not None}))
@@ -207,6 +207,12 @@ def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], 
 
         return derived
     return decorate
+
+
+@once_per_raw_values((SPECIFIC_CHARACTER_SET, PATIENT_ID))
+def patient_id(ds: Dataset) -> str:
+    """The PatientID as pydicom reads it, "" when there is none."""
+    return str(ds.get("PatientID", "") or "")
 
 
 @once_per_raw_values(_KEY_TAGS)

@@ -37,6 +37,7 @@ from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
+from .identifiers import patient_id
 from .journal import Journal
 from .keys import SubjectMapping
 from .layout import by_identifiers, mirrored
@@ -698,7 +699,7 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
     context, identifiers = anonymized.context, anonymized.identifiers
     if context.options.level is not Level.FULL:
         return name, None
-    mapped = str(context.original.get("PatientID", "") or ""), str(identifiers.get("PatientID", "") or "")
+    mapped = patient_id(context.original), str(identifiers.get("PatientID", "") or "")
     return by_identifiers(identifiers, context, name), mapped
 
 
