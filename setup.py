@@ -1,17 +1,25 @@
 """The build: neuroanon's byte-level modules compiled with mypyc where a C compiler is at hand, else pure Python.
 
 The compiled modules are the same source as the pure ones (mypyc compiles the type-annotated Python as it is): one
-engine, two builds. Compiled, a file costs about a third less CPU. Without a C compiler (or with NEUROANON_PURE=1
-set at build time) neuroanon installs and runs as pure Python. At run time NEUROANON_PURE=1 loads the pure modules
+engine, two builds; the compiled one spends less CPU on a file (README, Performance). Without a C compiler (or with
+NEUROANON_PURE=1 set at build time) neuroanon installs and runs as pure Python. At run time NEUROANON_PURE=1 loads the pure modules
 even where compiled ones are installed (`neuroanon/__init__.py`).
 """
 
+import ast
 import os
+from pathlib import Path
 
 from setuptools import Extension, setup
 
-# The modules that walk a file's bytes element by element (the engine and the rules it applies to each element).
-COMPILED = ["engine", "rules", "tags", "allowlist", "csa"]
+
+def compiled_names() -> list[str]:
+    """`COMPILED` as src/neuroanon/__init__.py lists it (read, not imported: the package is not built yet)."""
+    tree = ast.parse(Path("src/neuroanon/__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "COMPILED" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError("src/neuroanon/__init__.py lists no COMPILED modules")
 
 
 def compiled_modules() -> list[Extension]:
@@ -19,7 +27,8 @@ def compiled_modules() -> list[Extension]:
         return []
     from mypyc.build import mypycify
 
-    modules = mypycify([f"src/neuroanon/{name}.py" for name in COMPILED], opt_level="3", group_name="neuroanon")
+    modules = mypycify([f"src/neuroanon/{name}.py" for name in compiled_names()], opt_level="3",
+                       group_name="neuroanon")
     for module in modules:
         module.optional = True  # a build without a C compiler installs the pure modules instead
     return modules

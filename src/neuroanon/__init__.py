@@ -16,7 +16,8 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-COMPILED = ("engine", "rules", "tags", "allowlist", "csa")  # as setup.py lists them
+# The modules that walk a file's bytes element by element: the engine and the rules it applies (setup.py reads this).
+COMPILED = ("engine", "rules", "tags", "allowlist", "csa")
 
 
 class _PureModules(importlib.abc.MetaPathFinder):
