@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 
 from pydicom.uid import UID
 
+import neuroanon
 from neuroanon.sample import make_dataset, make_many
 
 # Runs a command and prints its exit code, the peak RSS (KiB) of its largest process (all a child's rusage holds)
@@ -314,7 +315,9 @@ def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
 def machine(drop: bool) -> str:
     cache = ("page cache dropped before each run" if drop else "page cache as earlier runs left it" if CAN_DROP_CACHES
              else "page cache as earlier runs left it (dropping it needs root)")
-    return f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {cache}"
+    build = "compiled" if neuroanon.compiled() else "pure Python"
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {cache}; "
+            f"neuroanon {build}")
 
 
 # ---- the comparison
