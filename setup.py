@@ -2,8 +2,8 @@
 
 The compiled modules are the same source as the pure ones (mypyc compiles the type-annotated Python as it is): one
 engine, two builds; the compiled one spends less CPU on a file (README, Performance). Without a C compiler (or with
-NEUROANON_PURE=1 set at build time) neuroanon installs and runs as pure Python. At run time NEUROANON_PURE=1 loads the pure modules
-even where compiled ones are installed (`neuroanon/__init__.py`).
+NEUROANON_PURE=1 set at build time) neuroanon installs and runs as pure Python. At run time NEUROANON_PURE=1 loads
+the pure modules even where compiled ones are installed (`neuroanon/__init__.py`).
 """
 
 import ast
