@@ -8,6 +8,7 @@ the pure modules even where compiled ones are installed (`neuroanon/__init__.py`
 
 import ast
 import os
+import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -25,10 +26,14 @@ def compiled_names() -> list[str]:
 def compiled_modules() -> list[Extension]:
     if os.environ.get("NEUROANON_PURE"):
         return []
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
 
-    modules = mypycify([f"src/neuroanon/{name}.py" for name in compiled_names()], opt_level="3",
-                       group_name="neuroanon")
+        modules = mypycify([f"src/neuroanon/{name}.py" for name in compiled_names()], opt_level="3",
+                           group_name="neuroanon")
+    except (Exception, SystemExit) as exc:  # mypyc exits on a type error (say, a new pydicom's annotations)
+        print(f"neuroanon: not compiled ({type(exc).__name__}: {exc}); installing pure Python", file=sys.stderr)
+        return []
     for module in modules:
         module.optional = True  # a build without a C compiler installs the pure modules instead
     return modules

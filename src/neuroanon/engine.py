@@ -37,7 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from .allowlist import SafePrivate, creator_name
 from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import Needle, find
+from .identifiers import Needle, find, patient_id
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
@@ -675,16 +675,6 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
     return Dataset(raw)
 
 
-@lru_cache(maxsize=256)
-def _patient_id(value: bytes, vr: str, charset: bytes | None, implicit: bool, little: bool) -> str:
-    """A PatientID as pydicom reads it in the character set `charset` (a SpecificCharacterSet value), for the
-    pseudonym: decoded once for the files that share it."""
-    ds = _in_charset(charset, implicit, little)
-    tag = BaseTag(PATIENT_ID)
-    ds[tag] = RawDataElement(tag, None if implicit else vr, len(value), value, 0, implicit, little)
-    return str(ds.get("PatientID", "") or "")
-
-
 def _text(buf: bytes, element: _Element | None) -> str:
     if element is None:
         return ""
@@ -1153,12 +1143,11 @@ class _Job:
     def _pseudonym(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert self.keyring is not None
         t = e.tag  # PatientName or PatientID: with the PatientID and the character set in `buf` (before any pixels)
-        found = {x.tag: x for x in scope.elements if x.tag in (PATIENT_ID, SPECIFIC_CHARACTER_SET) and x.items is None}
+        found = [x for x in scope.elements if x.tag in (PATIENT_ID, SPECIFIC_CHARACTER_SET)]
         source = self.subject
-        if PATIENT_ID in found:
-            pid, charset = found[PATIENT_ID], found.get(SPECIFIC_CHARACTER_SET)
-            source = _patient_id(buf[pid.value:pid.end], pid.vr, None if charset is None else
-                                 buf[charset.value:charset.end], self.implicit, self.little) or source
+        if any(x.tag == PATIENT_ID for x in found):
+            ds = _raw_dataset(buf, found, self.implicit, self.little) if scope.path else self.context.original
+            source = patient_id(ds) or source
         value, how = pseudonym(self.keyring, self.options.lookup, source)
         if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value

@@ -211,7 +211,8 @@ def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], 
 
 @once_per_raw_values((SPECIFIC_CHARACTER_SET, PATIENT_ID))
 def patient_id(ds: Dataset) -> str:
-    """The PatientID as pydicom reads it, "" when there is none."""
+    """The PatientID as pydicom reads it, "" when there is none (the pseudonym's source and the --mapping key),
+    decoded once for the files that share it."""
     return str(ds.get("PatientID", "") or "")
 
 
