@@ -52,6 +52,7 @@ from .rules import (
     Rule,
     Rules,
     capped_age,
+    change,
     cleaned_text,
     compile_rules,
     creator_keyword,
@@ -76,6 +77,7 @@ from .tags import (
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
+    base_tag,
     private_creator_tag,
     tag_text,
 )
@@ -125,23 +127,30 @@ class _More(Exception):
     """The header's parse needs bytes beyond those read so far."""
 
 
-@dataclass(slots=True)
+# The parse's and the walk's records are plain classes with their own __init__: compiled, a dataclass's generated
+# __init__ stays a Python function, called through its arguments packed (a third of the parse, measured).
 class _Element:
-    tag: int
-    vr: str  # as written (explicit VR) or from the dictionary (implicit VR); "" when unknown
-    start: int  # first byte of the element's header in the buffer
-    value: int  # first byte of its value
-    end: int  # the byte after it (after the sequence delimiter, for an undefined length)
-    undefined: bool
-    items: list[_Item] | None = None
-    opened: bool = False  # a sequence stored as UN, read from the form pydicom writes it in once opened
-    run: bool = False  # stands for a run of elements copied as they are (at anonymize), `tag` the run's last
+    __slots__ = ("tag", "vr", "start", "value", "end", "undefined", "items", "opened", "run")
+
+    def __init__(self, tag: int, vr: str, start: int, value: int, end: int, undefined: bool,
+                 items: list[_Item] | None = None, opened: bool = False, run: bool = False) -> None:
+        self.tag = tag
+        self.vr = vr  # as written (explicit VR) or from the dictionary (implicit VR); "" when unknown
+        self.start = start  # first byte of the element's header in the buffer
+        self.value = value  # first byte of its value
+        self.end = end  # the byte after it (after the sequence delimiter, for an undefined length)
+        self.undefined = undefined
+        self.items = items
+        self.opened = opened  # a sequence stored as UN, read from the form pydicom writes it in once opened
+        self.run = run  # stands for a run of elements copied as they are (at anonymize), `tag` the run's last
 
 
-@dataclass(slots=True)
 class _Item:
-    elements: list[_Element]
-    undefined: bool
+    __slots__ = ("elements", "undefined")
+
+    def __init__(self, elements: list[_Element], undefined: bool) -> None:
+        self.elements = elements
+        self.undefined = undefined
 
 
 @dataclass
@@ -669,10 +678,14 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
     raw: dict[BaseTag, DataElement | RawDataElement] = {}
     for e in elements:
         if e.items is None:
-            tag = BaseTag(e.tag)
-            raw[tag] = RawDataElement(tag, None if implicit else e.vr, e.end - e.value, buf[e.value:e.end], e.value,
-                                      implicit, little)
+            tag = base_tag(e.tag)
+            # (RawDataElement's own constructor is a Python function: a tenth of a file's plan at full)
+            raw[tag] = _new_tuple(RawDataElement, (tag, None if implicit else e.vr, e.end - e.value,
+                                                   buf[e.value:e.end], e.value, implicit, little, True, False))
     return Dataset(raw)
+
+
+_new_tuple = tuple.__new__
 
 
 def _text(buf: bytes, element: _Element | None) -> str:
@@ -813,7 +826,7 @@ class _Job:
             if _present(buf, e):
                 # (`_implicit_vr`: the dictionary's VR, for these standard tags)
                 scope.out[t] = _encoded(t, _implicit_vr(t), rule.value, self.implicit, self.little)
-                self.changes.append(Change(scope.path + tag_text(t), rule.keyword, Op.DUMMY.value))
+                self.changes.append(change(scope.path + tag_text(t), rule.keyword, Op.DUMMY.value))
         elif e.items is not None:
             self._anonymize_sequence(buf, e, scope)
         elif e.vr == "UN" and e.undefined:  # pydicom reads it as a sequence, walked, and writes it so
@@ -905,7 +918,7 @@ class _Job:
             # Most elements are removed, or kept as they are, whatever they hold: decided here, in one step.
             if rule.removes:
                 out[t] = None
-                changes.append(Change(path + tag_text(t), rule.keyword, _REMOVED))
+                changes.append(change(path + tag_text(t), rule.keyword, _REMOVED))
             elif not (rule.keeps_value and e.items is None and e.vr != "UN"):
                 self._decide(scope, source, e, rule)
         self._private(private, scope)
@@ -989,14 +1002,14 @@ class _Job:
 
     def _remove(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         scope.out[e.tag] = None
-        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, _REMOVED))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, _REMOVED))
 
     def _empty(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         if e.items is not None:
             scope.out[e.tag] = self._sequence(buf, e, [])
         else:
             scope.out[e.tag] = _encoded(e.tag, e.vr, empty_value(e.vr), self.implicit, self.little)
-        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.EMPTY.value))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.EMPTY.value))
 
     def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert e.items is not None
@@ -1011,7 +1024,7 @@ class _Job:
         if isinstance(value, bytes) and not e.vr.startswith("O"):
             raise _Decline("binary dummy value")  # two zero bytes are no value of this VR (an AT): pydicom fails
         scope.out[e.tag] = _encoded(e.tag, e.vr, value, self.implicit, self.little)
-        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.DUMMY.value))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.DUMMY.value))
 
     def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         where, value = scope.path + tag_text(e.tag), buf[e.value:e.end]
@@ -1037,7 +1050,7 @@ class _Job:
         elem, encoding = self._decoded(scope.charset, buf, e)
         values = [shifted_date(v, elem.VR, self.day_offset) for v in text_values(elem.value)]
         scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, values), self.implicit, encoding, self.little)
-        self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.SHIFT_DATE.value))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.SHIFT_DATE.value))
 
     def _clean(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         elem, encoding = self._decoded(scope.charset, buf, e)
@@ -1045,7 +1058,7 @@ class _Job:
         cleaned = [cleaned_text(v, self.patterns) for v in values]
         if cleaned != values:
             scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, cleaned), self.implicit, encoding, self.little)
-            self.changes.append(Change(scope.path + tag_text(e.tag), keyword, Op.CLEAN_TEXT.value))
+            self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.CLEAN_TEXT.value))
 
     def _cap_age(self, head: list[_Element], out: dict[int, bytes | None], charset: bytes | None) -> None:
         """HIPAA Safe Harbor on a kept PatientAge (rules.capped_age), after the walk."""
@@ -1057,7 +1070,7 @@ class _Job:
         capped = capped_age(str(self._decoded(charset, self.buf, e)[0].value).strip())
         if capped is not None:
             out[PATIENT_AGE] = _encoded(PATIENT_AGE, "AS", capped[0], self.implicit, self.little)
-            self.changes.append(Change(tag_text(PATIENT_AGE), "PatientAge", capped[1]))
+            self.changes.append(change(tag_text(PATIENT_AGE), "PatientAge", capped[1]))
 
     def _decoded(self, charset: bytes | None, buf: bytes, e: _Element) -> tuple[DataElement, str | list[str]]:
         """An element's value as pydicom decodes it (in the character set `charset` names), and the encoding it
@@ -1084,13 +1097,13 @@ class _Job:
             safe = self.rules.private(creators.get(creator_tag, ""), t)
             if safe is None:
                 out[t] = None
-                self.changes.append(Change(path + tag_text(t), "", _REMOVED))
+                self.changes.append(change(path + tag_text(t), "", _REMOVED))
             elif self._keep_private(e, buf, safe, hits, path + tag_text(t), scope):
                 kept_blocks.add(creator_tag)
         for e, _ in private:
             if e.tag & 0xFFFF < 0x1000 and e.tag not in kept_blocks:
                 out[e.tag] = None
-                self.changes.append(Change(path + tag_text(e.tag), creator_keyword(e.tag), _REMOVED))
+                self.changes.append(change(path + tag_text(e.tag), creator_keyword(e.tag), _REMOVED))
 
     def _keep_private(self, e: _Element, buf: bytes, safe: SafePrivate, hits: tuple[Needle, ...], where: str,
                       scope: _Scope) -> bool:
@@ -1105,12 +1118,12 @@ class _Job:
         cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring)
         if cleaned is None:
             out[e.tag] = None
-            self.changes.append(Change(where, "", _REMOVED))
+            self.changes.append(change(where, "", _REMOVED))
             return False
         if cleaned != value:
             out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit
                           else _encode(DataElement(e.tag, e.vr, cleaned), False, little=self.little))
-            self.changes.append(Change(where, "", Op.CLEAN_TEXT.value))
+            self.changes.append(change(where, "", Op.CLEAN_TEXT.value))
         return True
 
     def _keep_private_sequence(self, e: _Element, buf: bytes, safe: SafePrivate, where: str, scope: _Scope) -> bool:
@@ -1121,7 +1134,7 @@ class _Job:
             e, buf = self._private_items(scope, buf, e)
         if e.items is None or safe.kind != "sequence":
             scope.out[e.tag] = None
-            self.changes.append(Change(where, "", _REMOVED))
+            self.changes.append(change(where, "", _REMOVED))
             return False
         self._walk_items(scope, buf, e, "")
         return True
@@ -1151,7 +1164,7 @@ class _Job:
         value, how = pseudonym(self.keyring, self.options.lookup, source)
         if not scope.path and t == PATIENT_ID:
             self.new_ids[t] = value
-        self.changes.append(Change(scope.path + tag_text(t), keyword, how))
+        self.changes.append(change(scope.path + tag_text(t), keyword, how))
         if value.isascii():  # the same bytes in every character set
             scope.out[t] = _encoded(t, PSEUDONYM_TAGS[t], value, self.implicit, self.little)
         else:
@@ -1181,7 +1194,7 @@ class _Job:
             return None
         if top and t in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
-        self.changes.append(Change(where, keyword, Op.REMAP_UID.value))
+        self.changes.append(change(where, keyword, Op.REMAP_UID.value))
         return parts
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
@@ -1204,7 +1217,7 @@ class _Job:
                 continue
             op = self.rules.meta(t)
             if op is Op.REMOVE:
-                self.changes.append(Change(tag_text(t), keyword_for_tag(t), _REMOVED))
+                self.changes.append(change(tag_text(t), keyword_for_tag(t), _REMOVED))
                 continue
             remapped = None
             if op is Op.REMAP_UID and not _is_empty(self.buf, e):
@@ -1308,16 +1321,19 @@ _holds_five = re.compile(b"|".join([re.escape(p) for p in _FIVE])).search
 _KEEP, _REMOVE, _REMOVED = Op.KEEP, Op.REMOVE, Op.REMOVE.value
 
 
-@dataclass(slots=True)
 class _Scope:
     """One dataset being decided: its elements, its path, the decisions."""
 
-    elements: list[_Element]
-    path: str
-    out: dict[int, bytes | None]
-    charset: bytes | None  # the value of the SpecificCharacterSet the dataset's text is in (None: the default)
-    opened: bool = False  # in a sequence stored as UN (its elements were implicit VR)
-    rewrite: dict[int, bytes] = field(default_factory=dict)  # kept elements pydicom writes in another form
+    __slots__ = ("elements", "path", "out", "charset", "opened", "rewrite")
+
+    def __init__(self, elements: list[_Element], path: str, out: dict[int, bytes | None], charset: bytes | None,
+                 opened: bool = False) -> None:
+        self.elements = elements
+        self.path = path
+        self.out = out
+        self.charset = charset  # the value of the SpecificCharacterSet the dataset's text is in (None: the default)
+        self.opened = opened  # in a sequence stored as UN (its elements were implicit VR)
+        self.rewrite: dict[int, bytes] = {}  # kept elements pydicom writes in another form
 
 
 def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:

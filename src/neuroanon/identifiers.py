@@ -39,6 +39,7 @@ from .tags import (
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
+    base_tag,
 )
 
 # Top-level attributes whose values identify a person, a visit or a place.
@@ -190,6 +191,8 @@ def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], 
     """Decorate a function of a dataset that reads only the elements `tags`: it runs on a dataset holding only
     those (the caller's is not changed), once for each distinct set of their undecoded values (files of one series
     share them)."""
+    objects = tuple(base_tag(t) for t in tags)  # found by identity in a dataset the engine made
+
     def decorate(derive: Callable[[Dataset], _T]) -> Callable[[Dataset], _T]:
         @lru_cache(maxsize=512)
         def from_raw(raws: tuple[_Raw, ...]) -> _T:
@@ -199,7 +202,7 @@ def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], 
         @wraps(derive)
         def derived(ds: Dataset) -> _T:
             keys = ds.keys()  # most tags are absent: asked of the keys first, cheaper than get_item
-            found = [ds.get_item(tag) if tag in keys else None for tag in tags]  # None when absent
+            found = [ds.get_item(tag) if tag in keys else None for tag in objects]  # None when absent
             key = _undecoded(found)
             if key is None:
                 return derive(Dataset({BaseTag(t): e for t, e in zip(tags, found, strict=True) if e is not None}))

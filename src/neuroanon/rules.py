@@ -450,6 +450,14 @@ class Change(NamedTuple):
         return {"tag": self.tag, "keyword": self.keyword, "action": self.action}
 
 
+def change(tag: str, keyword: str, action: str) -> Change:
+    """A Change, made without the named tuple's constructor: a Python function, slow to call from compiled code."""
+    return _new_tuple(Change, (tag, keyword, action))
+
+
+_new_tuple = tuple.__new__
+
+
 METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
 
 

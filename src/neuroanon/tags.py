@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydicom.tag import TAG_CHARSET
+from pydicom.tag import TAG_CHARSET, BaseTag
 
 SPECIFIC_CHARACTER_SET = int(TAG_CHARSET)
 PATIENT_NAME = 0x00100010
@@ -37,3 +37,15 @@ def private_creator_tag(tag: int) -> int:
 def tag_text(tag: int) -> str:
     """A tag as reports and messages write it: `(0010,0010)`."""
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+_BASE_TAGS: dict[int, BaseTag] = {}
+
+
+def base_tag(tag: int) -> BaseTag:
+    """The one pydicom tag object of `tag` in this process. A dataset keyed by these is searched by identity:
+    a plain int, or another tag object, is compared by pydicom's `BaseTag.__eq__`, a Python call each time."""
+    known = _BASE_TAGS.get(tag)
+    if known is None:
+        known = _BASE_TAGS[tag] = BaseTag(tag)
+    return known
