@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 
 from .identifiers import Needle, find, scrub
 from .keys import Keyring
@@ -62,11 +61,15 @@ _NAME = re.compile(rb"[\x20-\x7e]*")
 _LOOSE_ATTRIBUTES = frozenset({"StationName", "InstitutionName", "InstitutionalDepartmentName", "DeviceSerialNumber"})
 
 
-@dataclass(frozen=True)
 class CsaElement:
-    name: str
-    vr: str
-    items: tuple[tuple[int, int], ...]  # (offset, length) of each item's value in the header
+    """One element of a CSA header (a plain class: compiled, a dataclass's __init__ stays a slow Python call)."""
+
+    __slots__ = ("name", "vr", "items")
+
+    def __init__(self, name: str, vr: str, items: tuple[tuple[int, int], ...]) -> None:
+        self.name = name
+        self.vr = vr
+        self.items = items  # (offset, length) of each item's value in the header
 
 
 _Spans = tuple[tuple[int, int], ...]  # (offset, length) of each item value
