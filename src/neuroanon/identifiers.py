@@ -345,11 +345,30 @@ _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\
 
 def fold(text: str, umlauts_as_e: bool = False) -> str:
     """Casefolded and ASCII-folded: é as e, ß as ss, ü as u (or as ue). Letters with no ASCII form stay."""
+    return _folded(_composed(text), umlauts_as_e)
+
+
+def folds(text: str) -> tuple[str, ...]:
+    """`fold(text)` and `fold(text, True)`: one string when they are the same (no ä, ö or ü)."""
+    composed = _composed(text)
+    plain = _folded(composed, False)
+    if composed.isascii() or not _UMLAUT.search(composed):
+        return (plain,)
+    return plain, _folded(composed, True)
+
+
+def _composed(text: str) -> str:
     folded = text.casefold()
-    if folded.isascii():
-        return folded
-    folded = unicodedata.normalize("NFC", folded)
-    return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e), folded)
+    return folded if folded.isascii() else unicodedata.normalize("NFC", folded)
+
+
+def _folded(composed: str, umlauts_as_e: bool) -> str:
+    if composed.isascii():
+        return composed
+    return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e), composed)
+
+
+_UMLAUT = re.compile("[" + "".join(_UMLAUTS) + "]")
 
 
 @lru_cache(maxsize=4096)  # the same runs recur: binary values read as text, names
@@ -579,7 +598,7 @@ def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
         return []
     index = _index(patterns)
     found: set[int] = set()
-    for view in {fold(text), fold(text, True)}:
+    for view in folds(text):
         found.update(i for i in index.candidates(view) - found if patterns[i].text_pattern.search(view))
     return [patterns[i] for i in sorted(found)]
 

@@ -46,6 +46,12 @@ _OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
 _ACCENTED = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 # The accented letter first: the search skips to the next one, and tests its neighbours only there.
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}]))")
+# The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
+# l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
+# character class one character at a time).
+_CLASS_OF = bytes(b"a"[0] if c >= 0xC0 and c not in (0xD7, 0xF7) else b"l"[0] if chr(c).isascii() and chr(c).isalpha()
+                  else b"."[0] for c in range(256))
+_IN_WORD_CLASS = re.compile(rb"a(?:(?<=[al]a)|(?=[al]))")
 _CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 MAKER_TAGS = frozenset({MANUFACTURER, MANUFACTURER_MODEL_NAME})
@@ -142,14 +148,23 @@ def _around_accented_letters(text: str) -> str:
     """The parts of `text` around accented letters inside words (joined by newlines), or "" if none."""
     parts: list[str] = []
     end = -1
-    for match in _ACCENTED_IN_WORD.finditer(text):
-        start = max(0, match.start() - _CONTEXT)
+    for at in _accented_in_words(text):
+        start = max(0, at - _CONTEXT)
         if start <= end and parts:
-            parts[-1] += text[end:match.end() + _CONTEXT]
+            parts[-1] += text[end:at + 1 + _CONTEXT]
         else:
-            parts.append(text[start:match.end() + _CONTEXT])
-        end = match.end() + _CONTEXT
+            parts.append(text[start:at + 1 + _CONTEXT])
+        end = at + 1 + _CONTEXT
     return "\n".join(parts)
+
+
+def _accented_in_words(text: str) -> list[int]:
+    """Where `text` has an accented letter next to a letter (`_ACCENTED_IN_WORD`)."""
+    try:  # a replacement character (bytes that did not decode) is no letter: Latin-1 text is the common case
+        latin = text.replace("\ufffd", "\x00").encode("latin_1")
+    except UnicodeEncodeError:
+        return [match.start() for match in _ACCENTED_IN_WORD.finditer(text)]
+    return [match.start() for match in _IN_WORD_CLASS.finditer(latin.translate(_CLASS_OF))]
 
 
 def _searchable(path: Path, pixels: PixelSpan | None) -> bytes:
