@@ -147,3 +147,21 @@ def test_fingerprint_in_a_report_matches_the_key_command(
     assert main(["key", "--key-file", str(key_file), "--show-fingerprint"]) == 0
     shown = capsys.readouterr().out.split()[-1]
     assert json.loads(report.read_text().splitlines()[0])["provenance"]["key_fingerprint"] == shown
+
+
+def test_records_cross_processes_whole_and_share_their_changes_once() -> None:
+    """A record pickled (from a worker) comes back equal, its changes as Changes; records that share one tuple
+    of changes (the files of a series) carry it once in a batch, and share it again when unpickled."""
+    import pickle
+
+    from neuroanon.report import Record, Status
+    from neuroanon.rules import Change
+
+    changes = tuple(Change(f"(0010,{i:04X})", f"Keyword{i}", "removed") for i in range(60))
+    batch = [Record(f"in/{i}.dcm", Status.WRITTEN, "", f"out/{i}.dcm", changes=changes) for i in range(32)]
+    back = pickle.loads(pickle.dumps(batch))
+    assert back == batch
+    assert all(type(c) is Change for c in back[0].changes)
+    assert all(r.changes is back[0].changes for r in back)
+    # the shared changes are in the batch once: 32 records weigh little more than one
+    assert len(pickle.dumps(batch)) < 2 * len(pickle.dumps(batch[:1]))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .keys import Keyring, key_fingerprint
@@ -65,9 +65,11 @@ class Record:
 
     def __reduce__(self) -> tuple[object, ...]:
         """Pickled (from a worker process) with its changes as plain tuples: a file's changes come by the
-        hundred, and a named tuple is pickled and rebuilt one Python call at a time."""
+        hundred, and a named tuple is pickled and rebuilt one Python call at a time. Records that share their
+        changes (the files of a series, see pipeline._shared) share the plain tuples too, so that a batch holds
+        them once, and they are rebuilt once."""
         values = [getattr(self, name) for name in _FIELD_NAMES]
-        values[_CHANGES] = tuple(map(tuple, self.changes))
+        values[_CHANGES] = _converted(self.changes, tuple)
         return (_unpickled, tuple(values))
 
 
@@ -78,8 +80,24 @@ _as_change = partial(tuple.__new__, Change)
 
 def _unpickled(*values: object) -> Record:
     record = Record(*values)  # type: ignore[arg-type]
-    object.__setattr__(record, "changes", tuple(map(_as_change, record.changes)))
+    object.__setattr__(record, "changes", _converted(record.changes, _as_change))
     return record
+
+
+def _converted(changes: tuple[tuple[str, ...], ...], convert: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """Each change converted (to a plain tuple, or back to a Change): the same tuple for the same one given, of
+    the last few (held here, so that an identity is never taken for another's)."""
+    known = _CONVERTED.get((id(changes), convert))
+    if known is not None and known[0] is changes:
+        return known[1]
+    done = tuple(map(convert, changes))
+    if len(_CONVERTED) >= 16:
+        _CONVERTED.clear()
+    _CONVERTED[(id(changes), convert)] = (changes, done)
+    return done
+
+
+_CONVERTED: dict[tuple[int, object], tuple[object, tuple[Any, ...]]] = {}
 
 
 def reason_group(reason: str) -> str:
