@@ -579,9 +579,26 @@ def _build_index(patterns: tuple[Needle, ...]) -> _Index:
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
-    """The needles that occur in `data` as words, in any of their encodings and forms."""
+    """The needles that occur in `data` as words, in any of their encodings and forms. Remembered for the last
+    few thousand searches: the files of a series repeat their private values, and share their needles."""
     if not patterns:
         return []
+    key = (id(patterns), data)
+    known = _FOUND.get(key)
+    if known is not None and known[0] is patterns:  # (the needles are held with the result: an id is never reused)
+        return list(known[1])
+    found = _find(data, patterns)
+    if len(_FOUND) >= _FOUND_MAX:
+        del _FOUND[next(iter(_FOUND))]
+    _FOUND[key] = (patterns, tuple(found))
+    return found
+
+
+_FOUND: dict[tuple[int, bytes], tuple[tuple[Needle, ...], tuple[Needle, ...]]] = {}
+_FOUND_MAX = 2048  # values of a few KB at most: a few MB
+
+
+def _find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     haystack = data.lower()
     if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
         return [n for n in patterns if n.occurs(haystack)]
