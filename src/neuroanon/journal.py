@@ -101,6 +101,8 @@ class Journal:
 
     def finished(self, relative: str, path: Path) -> Record | None:
         """The record of an earlier run for this input, if it is unchanged and its output still exists."""
+        if not self.done:
+            return None  # nothing to resume: no keyed token to compute
         entry = self.done.get(self._token(relative))
         if entry is None:
             return None
