@@ -589,7 +589,7 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         return list(known[1])
     found = _find(data, patterns)
     if len(_FOUND) >= _FOUND_MAX:
-        del _FOUND[next(iter(_FOUND))]
+        _FOUND.clear()  # (one step: safe where a Dask worker prepares files in threads)
     _FOUND[key] = (patterns, tuple(found))
     return found
 

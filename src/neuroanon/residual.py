@@ -49,8 +49,9 @@ _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCEN
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
 # l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
 # character class one character at a time).
-_CLASS_OF = bytes(b"a"[0] if c >= 0xC0 and c not in (0xD7, 0xF7) else b"l"[0] if chr(c).isascii() and chr(c).isalpha()
-                  else b"."[0] for c in range(256))
+_CLASS_OF = bytes(ord("a") if c >= 0xC0 and c not in (0xD7, 0xF7)
+                  else ord("l") if chr(c).isascii() and chr(c).isalpha()
+                  else ord(".") for c in range(256))
 _IN_WORD_CLASS = re.compile(rb"a(?:(?<=[al]a)|(?=[al]))")
 _CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
