@@ -558,9 +558,9 @@ def _index(patterns: tuple[Needle, ...]) -> _Index:
     if known is not None and known[0] is patterns:
         return known[1]
     index = _build_index(patterns)
+    if len(_INDEXES) >= 256:
+        _INDEXES.clear()  # (one step: a Dask worker prepares files in threads, and this module is not compiled)
     _INDEXES[id(patterns)] = (patterns, index)
-    while len(_INDEXES) > 256:
-        del _INDEXES[next(iter(_INDEXES))]
     return index
 
 
@@ -589,7 +589,7 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         return list(known[1])
     found = _find(data, patterns)
     if len(_FOUND) >= _FOUND_MAX:
-        _FOUND.clear()  # (one step: safe where a Dask worker prepares files in threads)
+        _FOUND.clear()  # (one step, as for _INDEXES)
     _FOUND[key] = (patterns, tuple(found))
     return found
 
