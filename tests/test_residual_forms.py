@@ -285,3 +285,28 @@ def test_a_planted_date_is_found_in_any_form_and_encoding(
     source = original(PatientBirthDate=date.strftime("%Y%m%d"))
     findings = held(tmp_path, source, syntax, x00091010=blob)
     assert Finding("PatientBirthDate", "(0009,1010)") in findings, (language, codec)
+
+
+def test_remembered_searches_stay_bounded_and_answer_as_a_fresh_search() -> None:
+    """`find` remembers its searches for the files of a series; over many distinct values, and values as large as
+    a header of many frames, it keeps at most its budget of bytes, and a remembered answer is a fresh one's."""
+    from neuroanon import identifiers
+
+    patterns = needles(_dataset_with(PatientName="FAKEDOE^JANE", PatientID="FAKE123456"))
+    assert patterns
+    hit, miss = b"xx fakedoe yy", b"nothing to see"
+    for i in range(3000):
+        value = (b"%06d " % i) * 2000  # 14 KB each, 42 MB in all
+        assert identifiers.find(value + hit, patterns) and not identifiers.find(value + miss, patterns)
+        assert sum(len(data) for _, data in identifiers._FOUND) <= identifiers._FOUND_BUDGET
+    large = b"x" * (4 << 20) + hit
+    assert identifiers.find(large, patterns) and identifiers.find(large, patterns)
+    assert all(data is not large for _, data in identifiers._FOUND)
+    assert identifiers.find(hit, patterns) == identifiers.find(hit, patterns) == identifiers._find(hit, patterns)
+
+
+def _dataset_with(**values: str) -> Dataset:
+    ds = Dataset()
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return ds

@@ -588,14 +588,19 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if known is not None and known[0] is patterns:  # (the needles are held with the result: an id is never reused)
         return list(known[1])
     found = _find(data, patterns)
-    if len(_FOUND) >= _FOUND_MAX:
-        _FOUND.clear()  # (one step, as for _INDEXES)
-    _FOUND[key] = (patterns, tuple(found))
+    global _FOUND_BYTES
+    if len(data) <= _FOUND_BUDGET // 8:  # (a header of many frames is searched once, never kept)
+        if _FOUND_BYTES + len(data) > _FOUND_BUDGET or len(_FOUND) >= 4096:
+            _FOUND.clear()  # (one step, as for _INDEXES)
+            _FOUND_BYTES = 0
+        _FOUND[key] = (patterns, tuple(found))
+        _FOUND_BYTES += len(data)
     return found
 
 
 _FOUND: dict[tuple[int, bytes], tuple[tuple[Needle, ...], tuple[Needle, ...]]] = {}
-_FOUND_MAX = 2048  # values of a few KB at most: a few MB
+_FOUND_BUDGET = 8 << 20  # bytes of searched values kept, at most, per process
+_FOUND_BYTES = 0
 
 
 def _find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
@@ -651,9 +656,9 @@ def subject_of(ds: Dataset) -> str:
     """Whom a file is about, taken the same way in every file: its PatientID; else its
     patient's name with birth date; else its study; else the instance alone. Each fallback is in its own
     namespace and needs all its parts, so that two people are never taken for one. `ds` is not changed."""
-    patient_id = _patient_id(ds)
-    if patient_id.strip():
-        return patient_id
+    subject = patient_id(ds)
+    if subject.strip():
+        return subject
     view = Dataset({BaseTag(t): ds.get_item(t) for t in _IDENTITY_TAGS if t in ds})  # decoded here, not in ds
 
     def text(keyword: str) -> str:
@@ -668,7 +673,3 @@ def subject_of(ds: Dataset) -> str:
             return f"\0{keyword}\0{text(keyword)}"
     return ""
 
-
-@once_per_raw_values((SPECIFIC_CHARACTER_SET, PATIENT_ID))
-def _patient_id(ds: Dataset) -> str:
-    return str(ds.get("PatientID", "") or "")

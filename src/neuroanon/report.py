@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +20,7 @@ from . import __version__
 from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
-from .rules import Change
+from .rules import Change, change
 
 
 class Status(enum.StrEnum):
@@ -75,7 +74,10 @@ class Record:
 
 _FIELD_NAMES = tuple(f.name for f in fields(Record))
 _CHANGES = _FIELD_NAMES.index("changes")
-_as_change = partial(tuple.__new__, Change)
+
+
+def _as_change(plain: tuple[str, ...]) -> Change:
+    return change(*plain)
 
 
 def _unpickled(*values: object) -> Record:

@@ -47,5 +47,7 @@ def base_tag(tag: int) -> BaseTag:
     a plain int, or another tag object, is compared by pydicom's `BaseTag.__eq__`, a Python call each time."""
     known = _BASE_TAGS.get(tag)
     if known is None:
+        if len(_BASE_TAGS) >= 1 << 16:  # files full of private tags: bounded (an object made anew is still found)
+            _BASE_TAGS.clear()
         known = _BASE_TAGS[tag] = BaseTag(tag)
     return known
