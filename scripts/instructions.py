@@ -1,11 +1,12 @@
-"""Instructions a worker executes per file, counted by valgrind's callgrind: deterministic where the clock is not.
+"""Instructions a worker executes per file, counted by valgrind's callgrind: repeatable where the clock is not.
 
     python scripts/instructions.py CORPUS [--level full] [--step 30] [--key-file KEY]
 
 Runs `pipeline.prepare` (a worker's whole work on a file: read, anonymize, stage, check) twice under callgrind:
 over every STEP-th file of CORPUS up to 10 MB and over every (STEP/2)-th, each file once. The difference, divided by the
 files it adds, is the cost of a file with the caches a run keeps (the series' needles, UIDs) as warm as in a
-real run, without the start-up. Needs valgrind. The benchmark corpus is made by `scripts/benchmark.py`
+real run, without the start-up. Python's hash seed is fixed (with a random one the count varies by about 2%).
+Needs valgrind. The benchmark corpus is made by `scripts/benchmark.py`
 (`--workdir`, then `<workdir>/corpus`).
 """
 
@@ -45,7 +46,7 @@ def counted(args: argparse.Namespace, step: int) -> tuple[int, int]:
     if args.key_file is not None:
         command += ["--key-file", str(args.key_file)]
     done = subprocess.run(command, capture_output=True, text=True, check=True,
-                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
     instructions = re.search(r"Collected : (\d+)", done.stderr)
     files = re.search(r"^files (\d+)$", done.stdout, re.MULTILINE)
     if instructions is None or files is None:
