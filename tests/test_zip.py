@@ -127,6 +127,74 @@ def test_a_killed_zip_run_resumes_to_the_same_archive_without_redoing_members(
     assert len(records) == 400 and summary["written"] == 400
 
 
+# A run stopped while it copies its 30th member into the archive: the member's local header is written, half of
+# its bytes are, and its sizes and CRC are not yet filled in (SIGKILL), or they are, for the half (a full disk).
+_STOPPED_MID_MEMBER = """
+import errno, os, signal, sys
+from neuroanon import write
+from neuroanon.cli import main
+how, real_add, added = sys.argv[1], write.ZipSink.add, []
+
+def add(self, staged, name):
+    added.append(name)
+    if len(added) < 30:
+        return real_add(self, staged, name)
+    data = staged.read_bytes()
+    if how == "full disk":
+        with self.archive.open(write._member(name), "w") as out:
+            out.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+    out = self.archive.open(write._member(name), "w")
+    out.write(data[: len(data) // 2])
+    self._file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+write.ZipSink.add = add
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("how", ["kill", "full disk"])
+def test_a_member_cut_short_is_never_kept_by_the_rerun(tmp_path: Path, how: str) -> None:
+    source = tmp_path / "in"
+    make_many(source, 60, subject=14)
+    key = tmp_path / "key"
+    key.write_text("6b" * 32)
+    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-q"]
+    reference, out = tmp_path / "reference.zip", tmp_path / "out.zip"
+    assert main([*args, "-o", str(reference)]) == 0
+    stopped = subprocess.run([sys.executable, "-c", _STOPPED_MID_MEMBER, how, *args, "-o", str(out)],
+                             capture_output=True, text=True)
+    assert stopped.returncode != 0 and "Traceback" not in stopped.stderr
+    assert not out.exists() and (tmp_path / "out.zip.partial").exists()
+    assert main([*args, "-o", str(out)]) == 0
+    assert out.read_bytes() == reference.read_bytes(), "the resumed archive differs from an uninterrupted one"
+
+
+def test_a_kept_member_whose_bytes_were_damaged_is_made_again(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_many(source, 60, subject=15)
+    key = tmp_path / "key"
+    key.write_text("7c" * 32)
+    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-q"]
+    reference, out = tmp_path / "reference.zip", tmp_path / "out.zip"
+    assert main([*args, "-o", str(reference)]) == 0
+    stopped = subprocess.run([sys.executable, "-c", _STOPPED_MID_MEMBER, "kill", *args, "-o", str(out)],
+                             capture_output=True)
+    assert stopped.returncode == -9
+    partial = tmp_path / "out.zip.partial"
+    with zipfile.ZipFile(reference) as zf:
+        fifth = zf.infolist()[4]
+        start = fifth.header_offset + 30 + len(fifth.filename.encode()) + len(fifth.extra)
+    damaged = bytearray(partial.read_bytes())
+    damaged[start + 200] ^= 0xFF  # as a torn write might leave it
+    partial.write_bytes(bytes(damaged))
+    assert main([*args, "-o", str(out)]) == 0
+    assert out.read_bytes() == reference.read_bytes()
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
+
+
 @pytest.fixture
 def archives_in_a_folder(tmp_path: Path) -> tuple[Path, list[Path]]:
     """A folder holding a study, a zip of two instances, a gzip-compressed instance, a zip with a member that

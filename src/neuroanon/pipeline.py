@@ -220,16 +220,18 @@ def _run(
 
 def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, options: Options,
                claimed: dict[str, Record], released: Callable[[Path, str], None] | None, journal: Journal) -> Record:
-    """`commit`, journalled: a file to be released is journalled before its release, so that a run killed between
-    the two leaves it journalled but absent (done again), never released but not journalled (done again although
-    finished). A record that changed in the release (its name could not be written) is journalled again."""
+    """`commit`, journalled. A file released into the output folder is journalled before its release, so that a
+    run killed between the two leaves it journalled but absent (done again), never released but not journalled
+    (done again although finished). A zip member is journalled after it is whole in the archive: a rerun keeps the
+    archive's leading members that are journalled, so a member a kill or a full disk cut short is made again. A
+    record that changed in the release (its name could not be written) is journalled again."""
     noted: list[Record] = []
 
     def note(record: Record) -> None:
         journal.add(name, item.path, record)
         noted.append(record)
 
-    record = commit(prepared, output, options, claimed, released, before_release=note)
+    record = commit(prepared, output, options, claimed, released, before_release=note if released is None else None)
     if not noted or noted[-1] is not record:
         journal.add(name, item.path, record)
     return record

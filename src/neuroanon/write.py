@@ -171,9 +171,10 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 
 
 def _complete_members(partial: Path, keep: set[str] | frozenset[str]) -> tuple[list[zipfile.ZipInfo], int]:
-    """The leading members of a partial archive that are in `keep`, as the archive's directory will list them,
-    and where the first other one (or the end of those) begins. Each local header carries its final sizes and
-    CRC once the member is complete (the archive is written to a seekable file)."""
+    """The leading members of a partial archive that are in `keep` and whole, as the archive's directory will
+    list them, and where the first other one (or the end of those) begins. Each local header carries its final
+    sizes and CRC once the member is complete (the archive is written to a seekable file); the member's bytes
+    are read to check them against that CRC."""
     kept: list[zipfile.ZipInfo] = []
     pos = 0
     with open(partial, "rb") as f:
@@ -189,7 +190,7 @@ def _complete_members(partial: Path, keep: set[str] | frozenset[str]) -> tuple[l
             if length == 0xFFFFFFFF and extra[:2] == b"\x01\x00":  # zip64: the sizes are in the extra field
                 length, compressed = struct.unpack("<QQ", extra[4:20])
             end = pos + _LOCAL_HEADER.size + name_size + extra_size + compressed
-            if name not in keep or end > size:
+            if name not in keep or end > size or _crc(f, compressed) != crc:
                 break
             info = _member(name)
             info.file_size, info.compress_size, info.CRC, info.header_offset = length, compressed, crc, pos
@@ -197,6 +198,18 @@ def _complete_members(partial: Path, keep: set[str] | frozenset[str]) -> tuple[l
             kept.append(info)
             pos = end
     return kept, pos
+
+
+def _crc(f: BinaryIO, length: int) -> int:
+    """The CRC-32 of the next `length` bytes of `f`."""
+    crc = 0
+    while length > 0:
+        chunk = f.read(min(length, CHUNK))
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        length -= len(chunk)
+    return crc
 
 
 def copy_file(source: Path, output: Path) -> Path:
