@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -130,6 +133,35 @@ def test_mapping_lists_each_subject_once_mode_0600(tree: Path, tmp_path: Path, k
                  "-o", str(tmp_path / "looked-up")]) == 1
     assert {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID)
             for p in files_under(tmp_path / "looked-up")} == written
+
+
+_KILLED_AS_IT_LISTS = """
+import os, signal, sys
+from neuroanon import keys
+from neuroanon.cli import main
+
+def add(self, original, new):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+keys.SubjectMapping.add = add
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_as_it_lists_a_subject_leaves_the_rerun_a_complete_mapping(tmp_path: Path,
+                                                                                key_file: Path) -> None:
+    """One file per subject: a subject whose only file the killed run released is still listed after the rerun."""
+    make_study(tmp_path / "in" / "a", subject=43, n_series=1, n_instances=1)
+    make_study(tmp_path / "in" / "b", subject=44, n_series=1, n_instances=1)
+    mapping = tmp_path / "mapping.csv"
+    args = ["anonymize", str(tmp_path / "in"), "--level", "full", "--key-file", str(key_file), "--workers", "1",
+            "--mapping", str(mapping), "-o", str(tmp_path / "out"), "-q"]
+    assert subprocess.run([sys.executable, "-c", _KILLED_AS_IT_LISTS, *args]).returncode == -signal.SIGKILL
+    assert main(args) == 0
+    table = dict(_mapping(mapping)[1:])
+    assert set(table) == {planted_values(43)["PatientID"], planted_values(44)["PatientID"]}
+    written = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID) for p in files_under(tmp_path / "out")}
+    assert written == set(table.values()) and len(written) == 2
 
 
 def test_mapping_made_with_another_key_is_refused(tree: Path, tmp_path: Path, key_file: Path,

@@ -203,9 +203,9 @@ def _run(
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
             if isinstance(outcome, Prepared):
-                record = _committed(outcome, name, item, output, options, claimed, released, journal)
                 if subjects is not None and outcome.subject is not None:
-                    subjects.add(*outcome.subject)
+                    subjects.add(*outcome.subject)  # before the file is journalled: a rerun would not list it
+                record = _committed(outcome, name, item, output, options, claimed, released, journal)
             else:  # finished by an earlier run
                 record = replace(outcome, input=name)
                 if record.output is not None and record.status in (Status.WRITTEN, Status.QUARANTINED):
