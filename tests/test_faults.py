@@ -19,7 +19,7 @@ from typing import cast
 import pydicom
 import pytest
 
-from neuroanon import journal, pipeline, stops
+from neuroanon import journal, pipeline, stops, write
 from neuroanon.cli import main
 from neuroanon.errors import RunStopped, Terminated
 from neuroanon.journal import Journal
@@ -180,6 +180,35 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     assert main(["anonymize", str(source), "-o", str(reference), "-q"]) == 0
     for name in written:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), "a half-written output"
+
+
+def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path, tmp_path: Path) -> None:
+    """The quarantine on its own (full) disk: a held-back file is copied there under a temporary name, never
+    under its final one."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(60):  # 60 x 128 KiB held back at full (burned-in annotation): more than 6 MB
+        held = make_dataset(subject=36, instance=i, rows=256, columns=256)
+        held.Modality, held.BurnedInAnnotation = "US", "YES"
+        held.save_as(source / f"us{i:02d}.dcm", enforce_file_format=True)
+    key = tmp_path / "key"
+    key.write_text("3c" * 32)
+    args = [str(source), "--level", "full", "--key-file", str(key), "-q"]
+    run = subprocess.run([*COMMAND, *args, "-o", str(tmp_path / "out"), "--quarantine", str(small_disk / "held")],
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.count("no space left on device") == 1, run.stderr
+    reference = tmp_path / "reference-held"
+    reference.mkdir()
+    left = reference / f".us00.dcm{write.TMP_SUFFIX}"  # as a run killed mid-copy would leave it
+    left.write_bytes(b"half")
+    assert main(["anonymize", *args, "-o", str(tmp_path / "reference"), "--quarantine", str(reference)]) == 1
+    assert not left.exists(), "a temporary copy an interrupted run left in the quarantine"
+    kept = [p for p in files_under(small_disk / "held") if p.suffix == ".dcm" or "neuroanon" in p.name]
+    assert 0 < len(kept) < 60
+    for path in kept:
+        twin = reference / path.relative_to(small_disk / "held")
+        assert twin.exists() and path.read_bytes() == twin.read_bytes(), "a half-written file in the quarantine"
 
 
 # --- interruption --------------------------------------------------------------------------------------------------

@@ -53,7 +53,6 @@ from .write import (
     clear_staged,
     copy_file,
     discard,
-    move,
     partial_zip,
     release,
     salvage,
@@ -129,6 +128,7 @@ def anonymize_tree(
     with work_folder(output) as work:
         if not zipped:
             clear_staged(output)  # what a run of an earlier version staged in the output itself
+        clear_staged(options.quarantine)  # a copy to another disk an interrupted run left unfinished
         journal = _opened_for_writing(lambda: Journal(output, options, force=force,
                                                       resumable=partial_zip(output).exists() if zipped else None),
                                       f"the journal beside {output}")
@@ -741,7 +741,7 @@ def commit(
             return replace(record, status=Status.FAILED, reason=f"output not written ({_cause(exc)})", output=None)
         return record
     if options.quarantine is not None:
-        move(Path(staged), options.quarantine / record.output)
+        release(Path(staged), options.quarantine / record.output, options.quarantine)
         return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
     discard(Path(staged))
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")

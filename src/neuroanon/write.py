@@ -66,10 +66,11 @@ class Staged:
 
 
 def release(staged: Path, dest: Path, root: Path | None = None) -> None:
-    """Give a staged file its final name `dest`: a rename, atomic.
+    """Give a staged file its final name `dest` (in the output or the quarantine): a rename, atomic.
 
-    When the stage is on another file system than `dest` (an output folder that is a mount point), the file is
-    first copied to a temporary name in `root` (the output folder; default: dest's folder), then renamed.
+    When the stage is on another file system than `dest` (an output folder that is a mount point, a quarantine on
+    another disk), the file is first copied to a temporary name in `root` (the output or quarantine folder;
+    default: dest's folder), then renamed.
     """
     try:
         try:
@@ -87,19 +88,13 @@ def release(staged: Path, dest: Path, root: Path | None = None) -> None:
         staged.unlink()
 
 
-def move(staged: Path, dest: Path) -> None:
-    """Move a staged file out of the output (to a quarantine folder, maybe on another disk)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(staged, dest)
-
-
 def discard(staged: Path) -> None:
     staged.unlink(missing_ok=True)
 
 
-def clear_staged(folder: Path) -> None:
+def clear_staged(folder: Path | None) -> None:
     """Remove what an interrupted run left staged in `folder` (never a file under a final name)."""
-    if folder.is_dir():
+    if folder is not None and folder.is_dir():
         for leftover in folder.glob(f".*{TMP_SUFFIX}"):
             leftover.unlink(missing_ok=True)
 
