@@ -6,6 +6,7 @@ import gzip
 import subprocess
 import sys
 import zipfile
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from neuroanon import pipeline
 from neuroanon.cli import main
 from neuroanon.context import RunContext
-from neuroanon.discover import InputFile
+from neuroanon.discover import InputFile, discover
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
 from neuroanon.report import RunInfo
@@ -169,6 +170,29 @@ def test_a_member_cut_short_is_never_kept_by_the_rerun(tmp_path: Path, how: str)
     assert not out.exists() and (tmp_path / "out.zip.partial").exists()
     assert main([*args, "-o", str(out)]) == 0
     assert out.read_bytes() == reference.read_bytes(), "the resumed archive differs from an uninterrupted one"
+
+
+def test_an_input_changed_after_the_kill_is_made_again_never_added_twice(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_many(source, 60, subject=17)
+    key = tmp_path / "key"
+    key.write_text("8d" * 32)
+    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-q"]
+    out = tmp_path / "out.zip"
+    stopped = subprocess.run([sys.executable, "-c", _STOPPED_MID_MEMBER, "kill", *args, "-o", str(out)],
+                             capture_output=True)
+    assert stopped.returncode == -9
+    fifth = next(islice(discover([source]), 4, None)).path  # its member is the fifth, whole in the archive
+    data = bytearray(fifth.read_bytes())
+    data[-1] ^= 0xFF  # a pixel corrected
+    fifth.write_bytes(bytes(data))
+    assert main([*args, "-o", str(out)]) == 0
+    reference = tmp_path / "reference.zip"
+    assert main([*args, "-o", str(reference)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+    assert len(names) == len(set(names)) == 60, "a member added twice"
+    assert out.read_bytes() == reference.read_bytes()
 
 
 def test_a_kept_member_whose_bytes_were_damaged_is_made_again(tmp_path: Path) -> None:

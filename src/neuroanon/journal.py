@@ -95,10 +95,6 @@ class Journal:
                 continue  # a line a killed run cut short
         self._next = max(lists, default=-1) + 1  # numbers are never used twice in one journal
 
-    def written(self) -> set[str]:
-        """The outputs an earlier run released."""
-        return {e.record.output for e in self.done.values() if e.record.status is Status.WRITTEN and e.record.output}
-
     def finished(self, relative: str, path: Path) -> Record | None:
         """The record of an earlier run for this input, if it is unchanged and its output still exists."""
         if not self.done:

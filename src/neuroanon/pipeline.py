@@ -143,7 +143,7 @@ def anonymize_tree(
         stopped = "interrupted"
         try:
             subjects = SubjectMapping(mapping) if mapping is not None else None
-            archive = ZipSink(output, keep=journal.written()) if zipped else None
+            archive = ZipSink(output, keep=_kept_members(inputs, journal, follow_symlinks)) if zipped else None
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
             _run(inputs, output, work, options, journal, archive, summary, writer, on_record, workers,
@@ -473,6 +473,20 @@ def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Recor
     results: list[Prepared | Record] = [*stops.wait(outcome)] if isinstance(outcome, Future) else [outcome]
     for (item, name), result in zip(items, results, strict=True):
         yield item, name, result
+
+
+def _kept_members(inputs: list[Path], journal: Journal, follow_symlinks: bool) -> set[str]:
+    """The members of an interrupted zip run that its rerun may keep: those of inputs it finished that are
+    unchanged since. An input changed since is made again, so its member, and every member after it, is cut off
+    and made again: a member is never added twice. (A pass over the inputs, on a rerun only.)"""
+    if not journal.done:
+        return set()
+    kept = set()
+    for item, name in _named(inputs, follow_symlinks):
+        done = _finished(journal, item, name, lambda _: True)
+        if done is not None and done.status is Status.WRITTEN and done.output:
+            kept.add(done.output)
+    return kept
 
 
 def _finished(journal: Journal | None, item: InputFile, name: str, present: Callable[[str], bool]) -> Record | None:
