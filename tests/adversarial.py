@@ -7,9 +7,9 @@ endian, deflated) and character sets (ASCII, ISO_IR 100, ISO_IR 192).
 
 Classes: sequences stored as VR UN (top level, nested, private, unknown tags, X/Z/U* attributes, text stored as
 UN, undefined length); text, dates and UIDs outside PS3.15 Table E.1-1 (SR content, presentation and segmentation
-text, document titles, retired and command-group elements, issuer sequences, concatenation UIDs, an earlier
-DeidentificationMethod); and the burned-in gate (SOP classes whose Modality says otherwise, projection X-ray,
-overlays embedded in unused pixel bits).
+text, document titles, retired and command-group elements, file meta elements in the dataset, issuer sequences,
+concatenation UIDs, an earlier DeidentificationMethod); and the burned-in gate (SOP classes whose Modality says
+otherwise, projection X-ray, overlays embedded in unused pixel bits).
 """
 
 from __future__ import annotations
@@ -247,6 +247,14 @@ def _retired_and_command(ds: Dataset, m: Markers, charset: str) -> None:
     ds.add_new(0x00001030, "AE", m.ae("MoveOriginatorAE"))
 
 
+def _meta_in_dataset(ds: Dataset, m: Markers, charset: str) -> None:
+    """File meta elements in the dataset, after a command-group element: kept, they read back as the output's
+    file meta."""
+    ds.add_new(0x00000902, "LO", m.text("ErrorComment"))
+    ds.add_new(0x00020102, "OB", m.text("PrivateInformation").encode("utf-8"))
+    ds.add_new(0x00020100, "UI", m.uid("PrivateInformationCreatorUID", 1))
+
+
 def _issuers_and_uids(ds: Dataset, m: Markers, charset: str) -> None:
     issuer = Dataset()
     issuer.LocalNamespaceEntityID = m.text("LocalNamespaceEntityID")
@@ -312,6 +320,8 @@ CASES = (
     _case("gate-ivus", "gate", _ivus, released=False, why="an ultrasound class with Modality IVUS"),
     _case("gate-projection", "gate", _projection, released=False, why="a DX class with Modality OT"),
     _case("gate-overlay", "gate", _embedded_overlay, released=False, why="an overlay in unused pixel bits"),
+    # (added last: a case's place in this list seeds its values, which the recorded outputs hold)
+    _case("meta-in-dataset", "unlisted", _meta_in_dataset, why="group-0002 elements after a group-0000 one"),
 )
 
 

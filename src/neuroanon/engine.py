@@ -568,7 +568,8 @@ class _Parser:
         while pos + 8 <= limit:
             group, number, code, length = unpack(buf, pos)
             vr, tag, end = vr_of(code), group << 16 | number, pos + 8 + length
-            if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > limit:
+            # (a file meta element in the dataset is read apart too: no run hides it from the rules, which remove it)
+            if vr is None or tag <= last or group in (0xFFFE, 0x0000, 0x0002) or tag in PIXEL_TAGS or end > limit:
                 break
             if keep is not None and tag not in keep and number and tag < bound:
                 if run < 0:
@@ -819,8 +820,8 @@ class _Job:
         valued = self.rules.valued
         for e in elements:
             # Most elements: in a run copied as it is, or neither one of the five (the only tags anonymize gives a
-            # value) nor a sequence or UN that may hold one; nothing to decide.
-            if e.run or plain and e.items is None and e.vr != "UN" and e.tag not in valued:
+            # value), a file meta element (removed) nor a sequence or UN that may hold one; nothing to decide.
+            if e.run or plain and e.items is None and e.vr != "UN" and e.tag not in valued and e.tag >> 16 != 2:
                 continue
             self._anonymize_element(scope, buf, e)
         return scope
@@ -831,7 +832,9 @@ class _Job:
             self._empty_un(scope, e)  # pydicom reads it by the dictionary's VR, and writes it so (a private one
             # stays an empty UN)
         rule = self.rules.tag(t)
-        if rule.value is not None:
+        if rule.removes:
+            self._remove(scope, buf, e, rule.keyword)
+        elif rule.value is not None:
             if _present(buf, e):
                 # (`_implicit_vr`: the dictionary's VR, for these standard tags)
                 scope.out[t] = _encoded(t, _implicit_vr(t), rule.value, self.implicit, self.little)

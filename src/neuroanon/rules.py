@@ -149,8 +149,8 @@ def full_action(tag: int, entry: Entry | None, options: Options) -> tuple[str, s
     """The action code for a standard attribute at full, and which rule chose it."""
     if tag in PSEUDONYM_TAGS:
         return "P", "pseudonym"
-    if tag >> 16 == 0:  # the table lists two (U, X); in a dataset none belongs
-        return "X", "command group element in a dataset"
+    if tag >> 16 in (0x0000, 0x0002):  # the table lists three (U or X), for where they belong: not a dataset
+        return "X", "command or file meta group element in a dataset"
     if entry is None:
         return unlisted_action(tag, options)
     action, source = entry.basic, "basic profile"
@@ -392,6 +392,8 @@ class Rules:
     def _anonymize(self, tag: int) -> Rule:
         if tag in self.valued:
             return Rule("D", keyword_for_tag(tag), "NiDB Anonymize", NIDB_ANONYMIZE[tag])
+        if tag >> 16 == 0x0002:  # kept in a dataset, it would read back as the file meta
+            return Rule("X", keyword_for_tag(tag), "file meta element in a dataset")
         return _KEEP
 
     def _full(self, tag: int) -> Rule:
