@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,6 +122,17 @@ class TestEncodings:
     def test_ascii_folded(self, tmp_path: Path, syntax: str, text: str) -> None:
         findings = held(tmp_path, original(), syntax, ImageComments=f"by {text}")
         assert_found(findings, "PatientName", "(0020,4000)", text)
+
+    @pytest.mark.parametrize("form", ["NFD", "fullwidth", "ligature"])
+    def test_a_name_in_another_unicode_form(self, tmp_path: Path, syntax: str, form: str) -> None:
+        """Accents written apart (combining marks), full-width letters, a ligature: folded, the name is there."""
+        source = original("Müller^Jürgen")
+        text = {"NFD": unicodedata.normalize("NFD", "Jürgen Müller"), "fullwidth": "ＪＵＥＲＧＥＮ ＭＵＥＬＬＥＲ",
+                "ligature": "seen by Mu\ufb00ler"}[form]
+        if form == "ligature":
+            source = original("Muffler^Jurgen")
+        findings = held(tmp_path, source, syntax, ImageComments=text)
+        assert_found(findings, "PatientName", "(0020,4000)", "Muffler" if form == "ligature" else "Müller")
 
     def test_an_ascii_name_written_with_its_letters(self, tmp_path: Path, syntax: str) -> None:
         source = original("MUELLER^JUERGEN")

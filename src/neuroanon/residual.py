@@ -43,7 +43,10 @@ from .tags import (
 _OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
 # A Latin letter with a diacritic (or ß, æ, ø...) next to another letter: where folded text can differ from
 # what the byte patterns match (an ASCII-written name found written with its letters, "Müller" for "MUELLER").
-_ACCENTED = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+# So do a combining mark (a letter's accent written apart, as macOS writes it), a full-width letter and a
+# ligature: folding makes them plain letters.
+_ACCENTED = ("\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+             "\u0300-\u036f\uff21-\uff3a\uff41-\uff5a\ufb00-\ufb06")
 # The accented letter first: the search skips to the next one, and tests its neighbours only there.
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}]))")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
