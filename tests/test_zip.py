@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 import zipfile
@@ -217,6 +218,71 @@ def test_a_kept_member_whose_bytes_were_damaged_is_made_again(tmp_path: Path) ->
     assert out.read_bytes() == reference.read_bytes()
     with zipfile.ZipFile(out) as zf:
         assert zf.testzip() is None
+
+
+def _flagged(data: bytes, name: bytes, *, flags: int = 0, method: int | None = None) -> bytes:
+    """A zip archive's bytes with member `name` marked in its local and central headers: general purpose `flags`
+    set (1: encrypted), or its compression method replaced (as an archive from another tool would have them)."""
+    out = bytearray(data)
+    for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (start := out.find(signature, start)) >= 0:
+            name_at = start + (30 if signature == b"PK\x03\x04" else 46)
+            if out[name_at:name_at + len(name)] == name:
+                out[start + at] |= flags
+                if method is not None:
+                    out[start + at + 2:start + at + 4] = method.to_bytes(2, "little")
+            start += 4
+    return bytes(out)
+
+
+def test_members_that_cannot_be_read_are_each_a_record_and_the_rest_is_done(tmp_path: Path) -> None:
+    """An encrypted member, one compressed by a method Python cannot read, two members of one name: each is a
+    failed record saying why (an encrypted one stopped the whole run with a traceback; of two of one name, the
+    second was read twice)."""
+    files = make_study(tmp_path / "study", subject=9, n_series=1, n_instances=4)
+    zipped = tmp_path / "in" / "mixed.zip"
+    zipped.parent.mkdir()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(files[0], "good.dcm")
+        zf.write(files[1], "locked.dcm")
+        zf.write(files[2], "deflate64.dcm")
+        zf.write(files[3], "twice.dcm")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.write(files[0], "twice.dcm")
+    data = _flagged(zipped.read_bytes(), b"locked.dcm", flags=1)
+    zipped.write_bytes(_flagged(data, b"deflate64.dcm", method=9))
+    report = tmp_path / "report.jsonl"
+    run = subprocess.run([sys.executable, "-m", "neuroanon.cli", "anonymize", str(tmp_path / "in"), "-o",
+                          str(tmp_path / "out"), "--report", str(report), "-q"], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    records = {r["input"]: r for r in read_report(report)[1]}
+    assert records["mixed.zip/good.dcm"]["status"] == "written"
+    assert "encrypted" in records["mixed.zip/locked.dcm"]["reason"]
+    assert "method 9" in records["mixed.zip/deflate64.dcm"]["reason"]
+    assert records["mixed.zip/twice.dcm"]["reason"] == ("the archive holds 2 members of this name: not read "
+                                                         "(which one is meant is ambiguous)")
+    assert sum(1 for r in read_report(report)[1] if r["input"] == "mixed.zip/twice.dcm") == 2
+    assert {r["status"] for name, r in records.items() if name != "mixed.zip/good.dcm"} == {"failed"}
+    assert files_under(tmp_path / "out") == [tmp_path / "out" / "mixed.zip" / "good.dcm"]
+
+
+def test_a_name_that_is_not_utf8_fails_alone_in_a_zip_output(tmp_path: Path) -> None:
+    """A member's name must be UTF-8: an input named by other bytes is a failed record; the run goes on."""
+    source = tmp_path / "in"
+    files = make_study(source, subject=10, n_series=1, n_instances=2)
+    odd = os.fsdecode(bytes(source) + b"/caf\xe9.dcm")
+    os.rename(files[0], odd)
+    report = tmp_path / "report.jsonl"
+    run = subprocess.run([sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "-o",
+                          str(tmp_path / "out.zip"), "--report", str(report), "-q"], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    _, records, summary = read_report(report)
+    assert summary["written"] == 1 and summary["failed"] == 1 and len(records) == 2
+    (failed,) = [r for r in records if r["status"] == "failed"]
+    assert "output not written" in failed["reason"]
+    with zipfile.ZipFile(tmp_path / "out.zip") as zf:
+        assert len(zf.namelist()) == 1
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -88,9 +89,8 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
                 else:
                     folders.append((path, name, here))
             elif link and not follow_symlinks:
-                what = "a folder" if entry.is_dir() else "a file" if path.exists() else "nothing (broken)"
                 yield InputFile(path, root, name, Kind.LINK,
-                                note=f"symlink to {what} inside a tree: not followed (use --follow-symlinks)")
+                                note=f"symlink to {_target(path)} inside a tree: not followed (use --follow-symlinks)")
             else:
                 yield from _opened(_classify(path, root, name, follow=follow_symlinks))
         pending.extend(reversed(folders))
@@ -133,6 +133,17 @@ def _gzip_holds_dicom(path: Path) -> bool:
         return False  # not one, or broken: left as the file it is
 
 
+def _target(link: Path) -> str:
+    """What a symlink points at, in words (a loop or a target that cannot be reached is said so)."""
+    try:
+        info = link.stat()
+    except FileNotFoundError:
+        return "nothing (broken)"
+    except OSError as exc:
+        return f"a target that cannot be reached ({_cause(exc)})"
+    return "a folder" if stat.S_ISDIR(info.st_mode) else "a file"
+
+
 def _target_id(path: Path) -> tuple[int, int] | None:
     try:
         info = path.stat()
@@ -156,9 +167,29 @@ def _members(archive: Path, root: Path, prefix: str) -> Iterator[InputFile]:
         yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened "
                         f"({type(exc).__name__}): its files were not read")
         return
+    named = Counter(info.filename for info in infos)
     for info in infos:
-        if not info.is_dir():
+        if info.is_dir():
+            continue
+        why = _unreadable_member(info, named[info.filename])
+        if why:
+            yield InputFile(archive, root, prefix + info.filename, Kind.UNREADABLE, note=why)
+        else:
             yield InputFile(archive, root, prefix + info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
+
+
+_READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def _unreadable_member(info: zipfile.ZipInfo, named: int) -> str:
+    """Why a zip member cannot be read, or "" (each reason says so in the member's record)."""
+    if info.flag_bits & 0x1:
+        return "encrypted zip member: not read"
+    if info.compress_type not in _READABLE_METHODS:
+        return f"zip member compressed by a method that cannot be read (method {info.compress_type}): not read"
+    if named > 1:
+        return f"the archive holds {named} members of this name: not read (which one is meant is ambiguous)"
+    return ""
 
 
 def safe_member_name(name: str) -> bool:

@@ -530,7 +530,8 @@ def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepare
             if item.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
                 return _prepare(item, name, stage, run)
             if not safe_member_name(item.member or ""):
-                return Prepared(Record(name, Status.FAILED, "zip member name is absolute or climbs out with '..'"))
+                return Prepared(Record(name, Status.FAILED, "zip member name is absolute, climbs out with '..' or "
+                                       "holds a backslash"))
             # extracted into the private stage, not the shared temporary folder: its bytes are still identifiable
             with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder:
                 try:

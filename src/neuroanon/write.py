@@ -131,6 +131,10 @@ class ZipSink:
 
     def add(self, staged: Path, name: str) -> None:
         """Copy a released file into the archive in chunks, then remove it."""
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # a name from bytes that are not UTF-8, which a member's name must be
+            raise OSError(errno.EILSEQ, os.strerror(errno.EILSEQ)) from None
         size = staged.stat().st_size
         with open(staged, "rb") as src, self.archive.open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
             shutil.copyfileobj(src, out, CHUNK)
