@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -14,11 +16,11 @@ import pydicom
 import pytest
 from pydicom.fileset import FileSet
 
-from neuroanon.dicomdir import STAGE, write_dicomdir
+from neuroanon.dicomdir import STAGE, _link, write_dicomdir
 from neuroanon.errors import UsageError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
-from neuroanon.sample import make_study, planted_values
+from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .helpers import files_under
 from .tools import require_tool
@@ -202,3 +204,75 @@ def test_the_dicomdir_indexes_every_released_file_or_says_why_not(
         name = path.relative_to(out).as_posix()
         if name not in left_out:
             assert str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) in referenced, name
+
+
+# (name, subject, study, series): patients, studies and series interleaved in file-name order.
+INTERLEAVED = [("f1", 1, 0, 0), ("f2", 2, 0, 0), ("f3", 1, 0, 0), ("f4", 2, 0, 0),
+               ("f5", 1, 1, 0), ("f6", 2, 0, 1), ("f7", 1, 0, 0), ("f8", 2, 0, 0)]
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.value)
+def test_interleaved_patients_get_their_own_twins_and_outputs_stay_intact(tmp_path: Path, level: Level) -> None:
+    from neuroanon.cli import main
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for instance, (name, subject, study, series) in enumerate(INTERLEAVED):
+        make_dataset(subject=subject, study=study, series=series, instance=instance).save_as(source / f"{name}.dcm")
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    args = ["--level", level.value, "--key-file", str(key), "--workers", "1", "-q"]
+
+    def run(out: Path, *extra: str) -> None:
+        assert main(["anonymize", str(source), "-o", str(out), *args, *extra]) == 0
+
+    run(tmp_path / "plain")
+    expected = {p.relative_to(tmp_path / "plain"): p.read_bytes() for p in files_under(tmp_path / "plain")}
+    by_sop = {str(pydicom.dcmread(tmp_path / "plain" / p).SOPInstanceUID): p for p in expected}
+    assert len(by_sop) == len(INTERLEAVED)
+
+    out = tmp_path / "out"
+    run(out, "--dicomdir")
+    # The outputs are exactly those of a run without --dicomdir.
+    released = {p.relative_to(out): p.read_bytes() for p in files_under(out)
+                if p.name != "DICOMDIR" and not p.is_relative_to(out / STAGE)}
+    assert released == expected
+    records = [r for r in pydicom.dcmread(out / "DICOMDIR").DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert len(records) == len(INTERLEAVED)
+    assert len({tuple(r.ReferencedFileID) for r in records}) == len(records), "two records share a twin"
+    for record in records:
+        twin = out.joinpath(*record.ReferencedFileID)
+        assert twin.read_bytes() == expected[by_sop[str(record.ReferencedSOPInstanceUIDInFile)]]
+    first = (out / "DICOMDIR").read_bytes()
+
+    # The same command gives the same DICOMDIR, into a new folder and into the same one.
+    run(tmp_path / "again", "--dicomdir")
+    assert (tmp_path / "again" / "DICOMDIR").read_bytes() == first
+    run(out, "--dicomdir")
+    assert (out / "DICOMDIR").read_bytes() == first
+    assert {p.relative_to(out): p.read_bytes() for p in files_under(out)
+            if p.name != "DICOMDIR" and not p.is_relative_to(out / STAGE)} == expected
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["link", "copy"])
+def test_a_twin_already_there_is_replaced_never_written_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    released, other = tmp_path / "released.dcm", tmp_path / "other.dcm"
+    released.write_bytes(b"released output")
+    other.write_bytes(b"another output")
+    twin = tmp_path / STAGE / "IM000000"
+    twin.parent.mkdir()
+    os.link(released, twin)  # a stale twin that is the released output itself
+    def cross_device(*_: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    if not hard_links:
+        monkeypatch.setattr(os, "link", cross_device)
+
+    _link(other, twin)
+
+    assert released.read_bytes() == b"released output"
+    assert twin.read_bytes() == b"another output"
+    assert os.path.samefile(twin, other) == hard_links
+    assert sorted(p.name for p in twin.parent.iterdir()) == ["IM000000"], "a temporary file was left behind"

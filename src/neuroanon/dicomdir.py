@@ -2,8 +2,9 @@
 
 PS3.10 File IDs allow at most 8 components of at most 8 characters from A-Z, 0-9 and _, which our output paths
 (UIDs at full, mirrored input names at anonymize) never satisfy, so every indexed file is hard-linked (copied where
-linking fails) to ``NADICOM/PTnnnnnn/STnnnnnn/SEnnnnnn/IMnnnnnn`` under the root and the DICOMDIR references those
-byte-identical twins; the outputs themselves are never moved or renamed.
+linking fails) to ``NADICOM/PTnnnnnn/STnnnnnn/SEnnnnnn/IMnnnnnn`` under the root, numbered by its own place in the
+tree, and the DICOMDIR references those byte-identical twins; the outputs themselves are never moved, renamed or
+written.
 The records are encoded here with pydicom's writer instead of through ``pydicom.fileset.FileSet``, whose ``add()``
 re-saves every dataset and is quadratic (minutes for a few thousand files) and whose ``write()`` moves or re-encodes
 the files; the result loads in ``FileSet`` and dcmtk, and the same tree always gives the same bytes.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -252,20 +254,23 @@ def _tree(datasets: list[tuple[str, Path, Dataset]], left_out: list[tuple[str, s
             series = study.children[series_uid] = _Node(record)
 
         leaf = _leaf(ds, len(series.children) + 1)
-        leaf.ReferencedFileID = [
-            STAGE,
-            f"PT{len(patients) - 1:06d}",
-            f"ST{len(patient.children) - 1:06d}",
-            f"SE{len(study.children) - 1:06d}",
-            f"IM{len(series.children):06d}",
-        ]
         leaf.ReferencedSOPClassUIDInFile = ds.SOPClassUID
         leaf.ReferencedSOPInstanceUIDInFile = sop
         leaf.ReferencedTransferSyntaxUIDInFile = ds.file_meta.TransferSyntaxUID
         series.children[sop] = _Node(leaf, source=path)
     if any(len(n.children) > 999_999 for n in _walk_nodes(patients)) or len(patients) > 999_999:
         raise UsageError("too many records at one level for 8-character File IDs")
+    _number(patients)
     return patients
+
+
+def _number(patients: dict[str, _Node]) -> None:
+    """Give each leaf the File ID of its own place in the tree, so no two leaves share a twin path."""
+    for p, patient in enumerate(patients.values()):
+        for s, study in enumerate(patient.children.values()):
+            for e, series in enumerate(study.children.values()):
+                for i, leaf in enumerate(series.children.values()):
+                    leaf.record.ReferencedFileID = [STAGE, f"PT{p:06d}", f"ST{s:06d}", f"SE{e:06d}", f"IM{i:06d}"]
 
 
 def _walk_nodes(level: dict[str, _Node]) -> list[_Node]:
@@ -296,11 +301,20 @@ def _clear_stage(stage: Path, target: Path) -> None:
 
 
 def _link(source: Path, staged: Path) -> None:
+    """Make staged a hard link to source, else a copy. A file already at staged may be a hard link to another
+    output, so it is replaced by a rename, never written into."""
     staged.parent.mkdir(parents=True, exist_ok=True)
+    temporary = staged.with_name(f".{staged.name}.{secrets.token_hex(8)}.tmp")
     try:
-        os.link(source, staged)
-    except OSError:
-        shutil.copyfile(source, staged)
+        try:
+            os.link(source, temporary)
+        except OSError:  # no hard links here (EXDEV, EPERM, ...): copy; mode "x" refuses an existing file
+            with open(source, "rb") as src, open(temporary, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(temporary, staged)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _encode(tree: dict[str, _Node], uid: str) -> bytes:
