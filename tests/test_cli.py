@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -17,6 +19,7 @@ from neuroanon.cli import main
 from neuroanon.sample import make_dataset, make_many, make_study, planted_values
 
 from .helpers import files_under, read_report
+from .peers import SRC
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -171,3 +174,24 @@ def test_progress_bar_on_a_terminal_plain_summary_elsewhere(tmp_path: Path) -> N
     assert "anonymizing" in text and "3 files" in text and "/s" in text
     plain = subprocess.run([*command, "-o", str(tmp_path / "pipe")], capture_output=True, text=True, timeout=120)
     assert "anonymizing" not in plain.stderr and "3 files at level anonymize" in plain.stdout
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_released_files_take_the_mode_cp_gives_and_held_ones_stay_private(tmp_path: Path, umask: int,
+                                                                          mode: int) -> None:
+    """Outputs are staged private (0600); once released they have the mode the umask gives a new file. A file
+    held back in the quarantine (it may hold PHI) stays 0600."""
+    source = tmp_path / "in"
+    make_study(source, subject=34, n_series=1, n_instances=2)
+    held = make_dataset(subject=34, series=9)
+    held.Modality, held.BurnedInAnnotation = "US", "YES"
+    held.save_as(source / "us.dcm", enforce_file_format=True)
+    key = tmp_path / "key"
+    key.write_text("4d" * 32)
+    command = (f"umask {umask:03o} && exec {sys.executable} -m neuroanon.cli anonymize {source} -o {tmp_path / 'out'}"
+               f" --level full --key-file {key} --quarantine {tmp_path / 'held'} -q")
+    assert subprocess.run(["sh", "-c", command], env={**os.environ, "PYTHONPATH": str(SRC)}).returncode == 1
+    released, quarantined = files_under(tmp_path / "out"), files_under(tmp_path / "held")
+    assert len(released) == 2 and quarantined
+    assert {stat.S_IMODE(p.stat().st_mode) for p in released} == {mode}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in quarantined if p.suffix == ".dcm"} == {0o600}

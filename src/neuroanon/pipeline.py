@@ -47,6 +47,7 @@ from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, check_file, check_path
 from .rules import Change
 from .write import (
+    OUTPUT_MODE,
     WRITE_ERRORS,
     Staged,
     ZipSink,
@@ -748,7 +749,7 @@ def commit(
             if released is not None:
                 released(Path(staged), record.output)
             else:
-                release(Path(staged), output / record.output, output)
+                release(Path(staged), output / record.output, output, OUTPUT_MODE)
         except OSError as exc:
             if exc.errno not in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
                 raise  # the output's condition (a full disk...): the run stops

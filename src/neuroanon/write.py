@@ -65,13 +65,30 @@ class Staged:
             discard(self.path)
 
 
-def release(staged: Path, dest: Path, root: Path | None = None) -> None:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# A released file's mode, as `cp` gives a new file: staged files are private (0600) until then. (The umask is read
+# once, at import: setting it to read it is not safe while other threads create files.)
+OUTPUT_MODE = 0o666 & ~_umask()
+
+
+def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None = None) -> None:
     """Give a staged file its final name `dest` (in the output or the quarantine): a rename, atomic.
 
     When the stage is on another file system than `dest` (an output folder that is a mount point, a quarantine on
     another disk), the file is first copied to a temporary name in `root` (the output or quarantine folder;
-    default: dest's folder), then renamed.
+    default: dest's folder), then renamed. `mode`: the file's mode once released (else it stays private).
     """
+    _release(staged, dest, root)
+    if mode is not None:
+        os.chmod(dest, mode)
+
+
+def _release(staged: Path, dest: Path, root: Path | None) -> None:
     try:
         try:
             os.replace(staged, dest)
