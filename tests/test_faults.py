@@ -233,6 +233,28 @@ def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path,
         assert twin.exists() and path.read_bytes() == twin.read_bytes(), "a half-written file in the quarantine"
 
 
+def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_path: Path) -> None:
+    """An input truncated since, another given a corrected PatientID: a rerun into the same folder withdraws what
+    they gave before (the first is now a failed record, the second goes to another subject's folder)."""
+    source = tmp_path / "in"
+    files = make_study(source, subject=37, n_series=1, n_instances=4)
+    key = tmp_path / "key"
+    key.write_text("5f" * 32)
+    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "-q"]
+    assert main([*args, "-o", str(tmp_path / "out")]) == 0
+    files[0].write_bytes(files[0].read_bytes()[:500])
+    corrected = pydicom.dcmread(files[1])
+    corrected.PatientID = "PID-FAKE-CORRECTED"
+    corrected.save_as(files[1])
+    assert main([*args, "-o", str(tmp_path / "out")]) == 1
+    assert main([*args, "-o", str(tmp_path / "fresh")]) == 1
+    rerun, fresh = _released(tmp_path / "out"), _released(tmp_path / "fresh")
+    assert rerun == fresh and len(fresh) == 3
+    assert all((tmp_path / "out" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() for name in fresh)
+    folders = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*") if p.is_dir())
+    assert folders == sorted(p.relative_to(tmp_path / "fresh") for p in (tmp_path / "fresh").rglob("*") if p.is_dir())
+
+
 # --- interruption --------------------------------------------------------------------------------------------------
 
 

@@ -106,6 +106,16 @@ class Journal:
             return None
         return entry.record
 
+    def replaced(self, relative: str, path: Path) -> str | None:
+        """The output an earlier run released for this input, if the input has changed since (it is done again,
+        and what it gives now takes that output's place)."""
+        if not self.done:
+            return None
+        entry = self.done.get(self._token(relative))
+        if entry is None or entry.record.status is not Status.WRITTEN or _stamp(path) == (entry.size, entry.mtime_ns):
+            return None
+        return entry.record.output
+
     def add(self, relative: str, path: Path, record: Record) -> None:
         """Record a committed file (the input is named by its token; lists, not dicts: one line per file)."""
         size, mtime_ns = _stamp(path)

@@ -206,6 +206,8 @@ def _run(
             if isinstance(outcome, Prepared):
                 if subjects is not None and outcome.subject is not None:
                     subjects.add(*outcome.subject)  # before the file is journalled: a rerun would not list it
+                if archive is None:
+                    _withdraw(journal.replaced(name, item.path), outcome, output, claimed)
                 record = _committed(outcome, name, item, output, options, claimed, released, journal)
             else:  # finished by an earlier run
                 record = replace(outcome, input=name)
@@ -217,6 +219,25 @@ def _run(
             if on_record is not None:
                 on_record(record, size)
             stops.check()
+
+
+def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: dict[str, Record]) -> None:
+    """Remove what an earlier run released for an input changed since, unless the input's new output replaces it
+    or another input of this run claimed it: it would stay in the release beside the new outcome (a fixed
+    PatientID's new subject folder, or a `failed` record for an input now truncated). Done before the new outcome
+    is journalled, so that a run killed between the two does it again."""
+    new = prepared.record
+    if not earlier or earlier in claimed or new.status is Status.WRITTEN and new.output == earlier:
+        return
+    gone = output / earlier
+    gone.unlink(missing_ok=True)
+    for folder in gone.parents:  # its folders too, once empty, as a run without it would have left none
+        if folder == output or not folder.is_relative_to(output):
+            break
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, options: Options,
