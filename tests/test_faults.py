@@ -220,6 +220,7 @@ def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path,
                          capture_output=True, text=True, env=ENV, timeout=120)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.count("no space left on device") == 1, run.stderr
+    assert f"no space left on device writing {small_disk / 'held'}:" in run.stderr, "the quarantine is named"
     reference = tmp_path / "reference-held"
     reference.mkdir()
     left = reference / f".us00.dcm{write.TMP_SUFFIX}"  # as a run killed mid-copy would leave it

@@ -1,5 +1,9 @@
 """One exception base for the library; the CLI turns these into exit codes."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class NeuroanonError(Exception):
     """Base of every error neuroanon raises on purpose."""
@@ -17,7 +21,12 @@ class InputError(NeuroanonError):
 
 
 class RunStopped(NeuroanonError):
-    """The run cannot go on (the output's disk is full): what it finished stays, and a rerun resumes."""
+    """The run cannot go on (the output's disk is full): what it finished stays, and a rerun resumes. `place`:
+    what could not be written, when not the output (the quarantine)."""
+
+    def __init__(self, reason: str, place: Path | None = None) -> None:
+        super().__init__(reason)
+        self.place = place
 
 
 class Terminated(KeyboardInterrupt):

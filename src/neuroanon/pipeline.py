@@ -157,8 +157,9 @@ def anonymize_tree(
         except (RunStopped, OSError) as exc:
             # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
             stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
+            place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
             advice = "free some space" if "no space" in stopped else "fix that"
-            raise RunStopped(f"{stopped} writing {output}: the run stopped after {summary.files} files; {advice} "
+            raise RunStopped(f"{stopped} writing {place}: the run stopped after {summary.files} files; {advice} "
                              "and run the same command again to resume") from None
         finally:
             # None of this may raise over the reason the run stopped: the disk may be full.
@@ -778,10 +779,18 @@ def commit(
             return replace(record, status=Status.FAILED, reason=f"output not written ({_cause(exc)})", output=None)
         return record
     if options.quarantine is not None:
-        release(Path(staged), options.quarantine / record.output, options.quarantine)
-        return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
+        return _quarantined(Path(staged), record, options.quarantine)
     discard(Path(staged))
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
+    assert record.output is not None
+    try:
+        release(staged, quarantine / record.output, quarantine)
+    except OSError as exc:  # the quarantine's condition (a full disk...): the run stops, naming it
+        raise RunStopped(_cause(exc), place=quarantine) from None
+    return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
 
 
 def _place(record: Record) -> str:
