@@ -116,6 +116,23 @@ def test_a_symlink_loop_or_an_unreachable_target_is_one_record_and_the_run_goes_
         assert cause in str(records[name]["reason"]), records[name]
 
 
+def test_follow_symlinks_never_reads_the_runs_own_folders(tmp_path: Path) -> None:
+    """A link inside the input to the output is a skipped record: the output is never read back as input (each
+    rerun nested another copy of it)."""
+    source = tmp_path / "in"
+    make_study(source, subject=38, n_series=1, n_instances=2)
+    (tmp_path / "out").mkdir()
+    (source / "to-out").symlink_to(tmp_path / "out", target_is_directory=True)
+    report = tmp_path / "report.jsonl"
+    args = ["anonymize", str(source), "-o", str(tmp_path / "out"), "--follow-symlinks", "--report", str(report),
+            "-q", "--force"]
+    for _ in range(2):
+        assert main(args) == 0
+        records, summary = _records(report)
+        assert summary["written"] == 2 and len(_released(tmp_path / "out")) == 2
+        assert records["to-out"]["status"] == "skipped" and "output" in str(records["to-out"]["reason"])
+
+
 # --- unreadable input ---------------------------------------------------------------------------------------------
 
 _PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 24, 1, 2

@@ -45,23 +45,25 @@ class InputFile:
     note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
 
 
-def discover(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[InputFile]:
+def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Path, ...] = ()) -> Iterator[InputFile]:
     """Every file under the inputs, in a stable order (a folder's files, then its subfolders, by name).
 
     What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
-    `follow_symlinks`, and never into a folder that contains it (a loop); any other is a LINK entry. A folder
-    that cannot be listed is an UNREADABLE entry; nothing is left out silently.
+    `follow_symlinks`, and never into a folder that contains it (a loop) or into one of the folders `avoid` names
+    (the run's own output, work and quarantine folders); any other is a LINK entry. A folder that cannot be listed
+    is an UNREADABLE entry; nothing is left out silently.
     """
+    avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
     for root in inputs:
         if root.is_file() and archive_kind(root) == "zip":
             yield from _members(root, root, "")
         elif root.is_dir():
-            yield from _walk(root, follow_symlinks)
+            yield from _walk(root, follow_symlinks, avoided)
         else:  # a file, or a FIFO or device given by name
             yield from _opened(_classify(root, root.parent, root.name, follow=True))
 
 
-def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
+def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]) -> Iterator[InputFile]:
     # Folders still to list, with their relative path and the (device, inode) of the folders above them.
     pending: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(root, "", frozenset())]
     while pending:
@@ -83,9 +85,13 @@ def _walk(root: Path, follow_symlinks: bool) -> Iterator[InputFile]:
             except OSError:
                 is_dir = False
             if is_dir:
-                if link and _target_id(path) in here:
+                target = _target_id(path) if link else None
+                if target in here:
                     yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): "
                                     "not followed")
+                elif target in avoided:
+                    yield InputFile(path, root, name, Kind.LINK, note="symlink to this run's output, work or "
+                                    "quarantine folder: not followed")
                 else:
                     folders.append((path, name, here))
             elif link and not follow_symlinks:

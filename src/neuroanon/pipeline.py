@@ -201,7 +201,8 @@ def _run(
     released = archive.add if archive is not None else None
     claimed: dict[str, Record] = {}
     with _pool(workers, dask_scheduler, work.lock) as pool, stops.deferred():
-        items = _named(inputs, follow_symlinks)
+        own = (output, work.stage.parent, *([options.quarantine] if options.quarantine is not None else []))
+        items = _named(inputs, follow_symlinks, own)
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
             if isinstance(outcome, Prepared):
@@ -364,11 +365,13 @@ def anonymize_file(source: Path, output: Path, options: Options) -> Record:
         return commit(prepare(item, item.relative, Path(stage), RunContext.of(options)), output, options, {})
 
 
-def _named(inputs: list[Path], follow_symlinks: bool = False) -> Iterator[tuple[InputFile, str]]:
-    """Every input file with its report name (below a per-input folder when there are several inputs)."""
+def _named(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Path, ...] = (),
+           ) -> Iterator[tuple[InputFile, str]]:
+    """Every input file with its report name (below a per-input folder when there are several inputs); `avoid`:
+    the run's own folders, never read as input through a symlink."""
     for given in inputs:
         prefix = given.resolve().name if len(inputs) > 1 else ""
-        for item in discover([given], follow_symlinks):
+        for item in discover([given], follow_symlinks, avoid):
             yield item, mirrored(prefix, item.relative)
 
 
