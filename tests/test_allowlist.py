@@ -71,3 +71,25 @@ def test_sequence_under_a_value_row_is_not_kept() -> None:
     ds.add_new(0x0019100C, "SQ", pydicom.Sequence([item]))
     new, _ = apply_level(ds, FULL)
     assert 0x0019100C not in new and 0x00190010 not in new
+
+
+def test_a_number_row_keeps_numbers_only() -> None:
+    """A row the list keeps as a number keeps a value written as text only when it is number text: free text in
+    Philips' Scale Slope goes. Binary numbers stay, and so does a code row's text (cut of identifying values)."""
+    ds = make_dataset(subject=6)
+    for tag in [t for t in ds.keys() if t.group % 2]:
+        del ds[tag]
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0019100C, "IS", "1000")  # B Value: number text
+    ds.add_new(0x0019100D, "CS", "DIRECTIONAL")  # Diffusion Directionality: a code row
+    ds.add_new(0x0019100E, "FD", [0.0, 0.6, 0.8])  # Diffusion Gradient Direction: binary
+    ds.add_new(0x0019100B, "SH", "Fakename Quill")  # Slice Measurement Duration: not a number
+    ds.add_new(0x20050010, "LO", "Philips MR Imaging DD 001")
+    ds.add_new(0x2005100D, "FL", 0.5)  # Scale Intercept: binary
+    ds.add_new(0x2005100E, "LO", "Fakename Quillfeather")  # Scale Slope written as free text
+    new, changes = apply_level(ds, FULL)
+    private = sorted(int(t) for t in new.keys() if t.group % 2)
+    assert private == [0x00190010, 0x0019100C, 0x0019100D, 0x0019100E, 0x20050010, 0x2005100D]
+    assert new[0x0019100E].value == [0.0, 0.6, 0.8] and new[0x2005100D].value == 0.5
+    removed = {c.tag for c in changes if c.action == "removed"}
+    assert {"(0019,100B)", "(2005,100E)"} <= removed

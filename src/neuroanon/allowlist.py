@@ -13,7 +13,8 @@ How a kept value is cleaned depends on its kind:
   removes is blanked inside it and its UIDs are remapped, with every length and item count kept (see csa.py);
 - `protocol`: Siemens XA protocol: a CSA header (cleaned as one) or plain ASCCONV / XProtocol text, cleaned the
   same way as the protocol inside a CSA header;
-- `value`: numbers, codes and short technical text; cut of this file's identifying values like any kept value;
+- `value`: numbers, codes and short technical text; cut of this file's identifying values like any kept value; a
+  number row's value written as text must be numbers, or it is removed (`holds_a_number`);
 - `sequence`: a private sequence, kept and walked: its items keep the elements the level keeps (public elements by
   the profile, private ones by this table) and lose all others.
 Every kept value is then searched again by the residual check.
@@ -29,8 +30,11 @@ enhanced multi-frame functional groups, phase encoding); none of their private e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
+
+from pydicom.datadict import private_dictionary_VR
 
 Kind = Literal["value", "csa", "protocol", "sequence"]
 
@@ -205,7 +209,7 @@ SAFE_PRIVATE: tuple[SafePrivate, ...] = (
     _row(_PH_MR, 0x2005, 0x0E, "Scale Slope", "Philips floating-point (real-world) intensity", _DN),
     _row(_PH_MR, 0x2005, 0x30, "Repetition Times", "TR of multi-TR series"),
     _row(_PH_MR, 0x2005, 0x63, "fMRI Status Indication", "fMRI volume number"),
-    _row(_PH_MR, 0x2005, 0x6F, "Acquisition Type", "2D or 3D acquisition"),
+    _row(_PH_MR, 0x2005, 0x6F, "Acquisition Type", "2D or 3D acquisition", _D, _CODE),
     _row(_PH_MR, 0x2005, 0x71, "Stack Angulation AP", "stack geometry"),
     _row(_PH_MR, 0x2005, 0x72, "Stack Angulation FH", "stack geometry"),
     _row(_PH_MR, 0x2005, 0x73, "Stack Angulation RL", "stack geometry"),
@@ -245,6 +249,29 @@ def creator_name(value: bytes | str) -> str | None:
     if "\\" in value:
         return None
     return value.rstrip(" ")
+
+
+# Binary numbers, and number text: digits, sign, point, exponent, value separators and padding.
+_BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
+_NUMBER_TEXT = re.compile(rb"[0-9+\-.eE \\\x00]*")
+
+
+def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
+    """Whether a value kept by a number row is one: written as text (by its VR, or the private dictionary's for a
+    UN or implicit VR value), it must be number text (free text in Philips' Scale Slope is not kept); binary, or
+    of a VR nothing names, it is taken as numbers."""
+    if safe.safe != _NUMBER:
+        return True
+    if vr in ("", "UN"):
+        vr = _dictionary_vr(safe)
+    return not vr or vr in _BINARY_VRS or _NUMBER_TEXT.fullmatch(value) is not None
+
+
+def _dictionary_vr(safe: SafePrivate) -> str:
+    try:
+        return str(private_dictionary_VR(safe.group << 16 | 0x1000 | safe.element, safe.creator))
+    except KeyError:
+        return ""
 
 
 def find_safe(creator: str, group: int, element_byte: int) -> SafePrivate | None:

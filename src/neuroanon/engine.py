@@ -34,7 +34,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from .allowlist import SafePrivate, creator_name
+from .allowlist import SafePrivate, creator_name, holds_a_number
 from .context import FileContext, RunContext
 from .csa import clean_kept
 from .identifiers import Needle, find, patient_id
@@ -1125,9 +1125,12 @@ class _Job:
             return self._keep_private_sequence(e, buf, safe, where, scope)
         assert self.keyring is not None
         value = buf[e.value:e.end]
-        if safe.kind == "value" and not (hits and find(value, hits)):
+        if safe.kind == "value" and not holds_a_number(safe, e.vr, value):
+            cleaned = None
+        elif safe.kind == "value" and not (hits and find(value, hits)):
             return True
-        cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring)
+        else:
+            cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring)
         if cleaned is None:
             out[e.tag] = None
             self.changes.append(change(where, "", _REMOVED))
