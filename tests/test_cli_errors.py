@@ -241,3 +241,131 @@ def test_a_report_that_cannot_take_a_line_names_itself(source: Path, tmp_path: P
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"neuroanon: cannot write the report {full}: no space left on device"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _tree(root: Path) -> dict[Path, bytes | None]:
+    """Every path under `root` and the bytes of each file: what a refused run must leave as it was."""
+    return {p: (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+# Each case: the options that make the report or the mapping meet another path of the run (placeholders name the
+# paths the fixture makes), and which of the two the refusal names. The input is {src}; the default key {config}'s.
+CLASHES = {
+    "report is the key file": (["--key-file", "{key}", "--report", "{key}"], "report"),
+    "report is the default key": (["--report", "{config}/neuroanon/key"], "report"),
+    "report links to the key file": (["--key-file", "{key}", "--report", "{link}"], "report"),
+    "report is the lookup file": (["--lookup", "{lookup}", "--report", "{lookup}"], "report"),
+    "report is the mapping": (["--mapping", "{mapping}", "--report", "{mapping}"], "report"),
+    "report is an input": (["--report", "{dcm}"], "report"),
+    "report in an input": (["--report", "{src}/report.jsonl"], "report"),
+    "report is the output zip": (["-o", "{zip}", "--report", "{zip}"], "report"),
+    "report is the output folder": (["--report", "{out}"], "report"),
+    "report in the output": (["--report", "{out}/report.jsonl"], "report"),
+    "report in the quarantine": (["--quarantine", "{held}", "--report", "{held}/report.jsonl"], "report"),
+    "mapping is an input": (["--mapping", "{dcm}"], "mapping"),
+    "mapping in an input": (["--mapping", "{src}/ids.csv"], "mapping"),
+    "mapping in the output": (["--mapping", "{out}/ids.csv"], "mapping"),
+    "mapping is the key file": (["--key-file", "{key}", "--mapping", "{key}"], "mapping"),
+    "mapping is the lookup file": (["--lookup", "{lookup}", "--mapping", "{lookup}"], "mapping"),
+}
+
+
+@pytest.mark.parametrize("case", CLASHES)
+def test_a_report_or_mapping_that_would_overwrite_a_path_of_the_run_is_refused(
+    case: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options, what = CLASHES[case]
+    paths = {name: tmp_path / name for name in ("out", "key", "config", "link", "lookup", "mapping", "held")}
+    paths.update(src=source, zip=tmp_path / "out.zip", dcm=sorted(source.rglob("*.dcm"))[0])
+    paths["key"].write_text("ab" * 32)
+    paths["link"].symlink_to(paths["key"])
+    (paths["config"] / "neuroanon").mkdir(parents=True)
+    (paths["config"] / "neuroanon" / "key").write_text("cd" * 32)
+    paths["lookup"].write_text("original,new\nSUBJECT-A,NEW-A\n")
+    paths["mapping"].write_text("original,new\n")
+    paths["held"].mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(paths["config"]))
+    argv = [a.format(**paths) for a in ["anonymize", "{src}", "-o", "{out}", "--level", "full", "-j", "1", "-q",
+                                        *options]]
+    before = _tree(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    written = argv[argv.index(f"--{what}") + 1]
+    assert err.count("\n") == 0 and f"the {what} {written}" in err, err
+    assert _tree(tmp_path) == before, "something was written before the refusal"
+
+
+@pytest.mark.parametrize("earlier", ["a text file", "an archive of a run at another level"])
+def test_an_existing_zip_output_no_run_began_is_refused_without_force(
+    earlier: str, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "notes.zip"
+    if earlier == "a text file":
+        out.write_text("notes, not an archive\n")
+    else:
+        assert main(["anonymize", str(source), "-o", str(out), "--level", "original", "-j", "1", "-q"]) == 0
+        capsys.readouterr()
+    before = _tree(tmp_path)
+    assert main(["anonymize", str(source), "-o", str(out), "-j", "1", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(out) in err and "--force" in err, err
+    assert _tree(tmp_path) == before
+    assert main(["anonymize", str(source), "-o", str(out), "-j", "1", "-q", "--force"]) == 0
+    assert out.read_bytes().startswith(b"PK\x03\x04")
+
+
+@pytest.mark.parametrize("option", ["--lookup", "--mapping"])
+@pytest.mark.parametrize("content", [b"SUBJ\xe9-01,NEW-01\n", "a DICOM file", b"SUBJ" * 50_000 + b",NEW-01\n"],
+                         ids=["latin-1", "DICOM", "a field of 200 KB"])
+def test_a_csv_that_is_not_utf8_text_is_a_usage_error(
+    option: str, content: bytes | str, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    table = tmp_path / "ids.csv"
+    table.write_bytes(sorted(source.rglob("*.dcm"))[0].read_bytes() if isinstance(content, str) else content)
+    before = _tree(tmp_path)
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key),
+                 "-j", "1", "-q", option, str(table)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(table) in err and ("UTF-8" in err or "CSV" in err), err
+    assert "SUBJ" not in err, "a message never quotes the file"
+    assert _tree(tmp_path) == before
+
+
+def _limited_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))  # a file read without end fails, not the machine
+
+
+@pytest.mark.parametrize(("option", "target"), [("--key-file", "/dev/zero"), ("--lookup", "/dev/zero"),
+                                                ("--key-file", "a FIFO"), ("--lookup", "a FIFO"),
+                                                ("--key-file", "a file of 5000 bytes")])
+def test_a_key_or_lookup_that_is_not_a_regular_file_is_refused_unread(
+    option: str, target: str, source: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    path = Path(target)
+    if target == "a FIFO":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    elif target == "a file of 5000 bytes":  # a key is tiny; a lookup file may be big
+        path = tmp_path / "big.key"
+        path.write_bytes(b"k" * 5000)
+    given = ["--key-file", str(path)] if option == "--key-file" else ["--key-file", str(key), "--lookup", str(path)]
+    done = subprocess.run([*COMMAND, "anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full",
+                           "-j", "1", *given], capture_output=True, text=True, timeout=60, preexec_fn=_limited_memory)
+    line = _one_line(done, 2, str(path))
+    assert "regular file" in line or "4 KiB" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_a_port_out_of_range_is_refused_when_parsed(port: str, tmp_path: Path) -> None:
+    done = subprocess.run([*COMMAND, "serve", "--port", port, "-o", str(tmp_path / "node")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "port must be 0-65535" in done.stderr.splitlines()[-1], done.stderr
+    assert not (tmp_path / "node").exists()

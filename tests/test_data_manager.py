@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from neuroanon.cli import main
+from neuroanon.keys import load_lookup
 from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .helpers import comparable_report, files_under, read_report
@@ -139,6 +140,7 @@ _KILLED_AS_IT_LISTS = """
 import os, signal, sys
 from neuroanon import keys
 from neuroanon.cli import main
+from neuroanon.keys import load_lookup
 
 def add(self, original, new):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -179,3 +181,13 @@ def test_mapping_made_with_another_key_is_refused(tree: Path, tmp_path: Path, ke
 def test_mapping_is_an_option_of_full(tree: Path, tmp_path: Path) -> None:
     assert main(["anonymize", str(tree), "-o", str(tmp_path / "out"), "--mapping", str(tmp_path / "m")]) == 2
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_lookup_saved_by_excel_with_a_byte_order_mark_maps_its_first_row(tmp_path: Path, header: bool) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark: read as part of the first original ID, that ID would
+    silently get a keyed pseudonym instead of its lookup value."""
+    path = tmp_path / "ids.csv"
+    rows = (["original,new"] if header else []) + ["PID-FAKE-0041,SUBJ-41", "PID-FAKE-0042,SUBJ-42"]
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    assert load_lookup(path) == {"PID-FAKE-0041": "SUBJ-41", "PID-FAKE-0042": "SUBJ-42"}

@@ -28,6 +28,7 @@ from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
 from .report import Record, RunInfo, Status, Summary, status_word
+from .write import partial_zip
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="follow symlinks inside the input folders (loops are not followed); without it they are "
                      "reported as skipped. Inputs named on the command line are always followed")
     run.add_argument("--force", action="store_true",
-                     help="write into a non-empty output folder that no neuroanon run began")
+                     help="write into a non-empty output folder, or over an existing output archive, that no "
+                          "neuroanon run began")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to scan")
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a DICOM node: receive instances (C-STORE), anonymize them, "
                                 "store them or forward them")
     serve.add_argument("--ae-title", default="NEUROANON", help="this node's AE title (default: NEUROANON)")
-    serve.add_argument("--port", type=int, required=True, help="TCP port to listen on (0: any free port)")
+    serve.add_argument("--port", type=_port, required=True, help="TCP port to listen on (0: any free port)")
     serve.add_argument("--host", default="0.0.0.0",
                        help="address to listen on (default: all interfaces; 127.0.0.1 for this machine only)")
     serve.add_argument("--output", "-o", required=True, type=Path,
@@ -212,6 +214,17 @@ def _size(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError("a size must be positive")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535, or 0 for any free port."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("port must be 0-65535 (0: any free port)")
+    return port
 
 
 def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[str, str] | None = None) -> Options:
@@ -375,11 +388,54 @@ def _key(args: argparse.Namespace) -> int:
 
 
 def _release_checks(args: argparse.Namespace) -> None:
-    """The report and quarantine of a command that releases files can be written."""
+    """The paths of a command that releases files do not clash; its report and quarantine can be written."""
+    _check_run_paths(inputs=getattr(args, "inputs", []), output=getattr(args, "output", None), report=args.report,
+                     mapping=getattr(args, "mapping", None), quarantine=args.quarantine,
+                     key=args.key_file or default_key_path(), lookup=args.lookup)
     if args.report is not None:
         _check_writable(args.report, "report", folder=False)
     if args.quarantine is not None:
         _check_writable(args.quarantine, "quarantine", folder=True)
+
+
+def _check_run_paths(inputs: list[Path], output: Path | None, report: Path | None, mapping: Path | None,
+                     quarantine: Path | None, key: Path, lookup: Path | None) -> None:
+    """Refuse a report or mapping that is another path of the run or lies inside one (symlinks resolved, hard
+    links too): it would overwrite the key, the lookup file or an input, or be lost in the output, or (the
+    mapping's original IDs) be released with it. A lookup that is also the mapping would change as the run goes,
+    so that the run could not be resumed. The key file is the default one when none is given: any run could
+    overwrite it."""
+    places: list[tuple[str, Path | None]] = [
+        ("key file", key), ("lookup file", lookup), ("output", output), ("quarantine", quarantine),
+        ("report", report), ("mapping", mapping), *(("input", given) for given in inputs)]
+    if output is not None and output.suffix.lower() == ".zip":
+        places.append(("unfinished output", partial_zip(output)))
+    for what, written in (("report", report), ("mapping", mapping)):
+        if written is None:
+            continue
+        for name, place in places:
+            if place is None or place is written:
+                continue
+            if _real(written) == _real(place) or _same_file(written, place):
+                raise UsageError(f"the {what} {written} is the {name} {place}; name another file")
+            if _real(written).is_relative_to(_real(place)):
+                raise UsageError(f"the {what} {written} is inside the {name} {place}; name a file outside it")
+
+
+def _real(path: Path) -> Path:
+    """`path` with its symlinks resolved (as far as it exists)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise UsageError(f"cannot follow the symlinks of {path}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two existing paths are hard links to one file."""
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
@@ -445,9 +501,15 @@ def _check_anonymize(args: argparse.Namespace) -> None:
     if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
         raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
     check_paths(args.inputs, args.output, args.quarantine)
-    _check_writable(args.output, "output", folder=not zipped)
     _release_checks(args)
+    _check_writable(args.output, "output", folder=not zipped)
+    if zipped and args.output.exists() and not partial_zip(args.output).exists() and not args.force:
+        # A folder no run began is refused (journal.py); so is a file in an archive's place, a finished archive too.
+        raise UsageError(f"the output {args.output} exists and no unfinished neuroanon run is writing it; choose a "
+                         "new name, or add --force to replace it")
     if args.mapping is not None:
+        if args.mapping.exists():
+            load_lookup(args.mapping, "mapping file")  # a table that cannot be extended stops the run unbegun
         _check_writable(args.mapping, "mapping", folder=False)
 
 

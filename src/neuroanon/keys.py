@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .errors import UsageError
 
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
+MAX_KEY_FILE = 4096  # a key file holds 64 hex characters: one much bigger is something else
 # Shifted dates move back by 1 to 10 years; the same offset for every date of one subject.
 MAX_SHIFT_DAYS = 3650
 
@@ -44,12 +46,30 @@ def create_key(path: Path) -> bytes:
     return key
 
 
-def load_key(path: Path) -> bytes:
-    """Read a key file: hex text (as create_key writes it) or at least 16 raw bytes."""
+def _open_regular(path: Path, what: str) -> int:
+    """A descriptor open for reading on `path`, which must be a regular file: a FIFO would block the run, a device
+    (/dev/zero) would be read without end. Checked before the open (opening a device can act on it) and on the
+    open file (the path may have been replaced in between; O_NONBLOCK: a FIFO put there is not waited on)."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if stat.S_ISREG(os.stat(path).st_mode) else None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    if fd is not None:
+        os.close(fd)
+    raise UsageError(f"{what} {path} is not a regular file (a FIFO, device or folder is never read)")
+
+
+def load_key(path: Path) -> bytes:
+    """Read a key file: hex text (as create_key writes it) or at least 16 raw bytes, at most 4 KiB."""
+    try:
+        with os.fdopen(_open_regular(path, "key file"), "rb") as f:
+            raw = f.read(MAX_KEY_FILE + 1)
     except OSError as exc:
         raise UsageError(f"cannot read key file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_KEY_FILE:
+        raise UsageError(f"key file {path} is over {MAX_KEY_FILE // 1024} KiB: not a key file")
     text = raw.strip()
     try:
         key = bytes.fromhex(text.decode("ascii"))
@@ -131,22 +151,28 @@ class Keyring:
         return self._digest(b"token", value)[:8].hex()
 
 
-def load_lookup(path: Path) -> dict[str, str]:
-    """Read a CSV of `original,new` PatientID pairs (an optional header row `original,new` is skipped)."""
+def load_lookup(path: Path, what: str = "lookup file") -> dict[str, str]:
+    """Read a CSV of `original,new` PatientID pairs (an optional header row `original,new` is skipped). `what`
+    names the file in errors, which never quote it (it holds original IDs)."""
     table: dict[str, str] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for number, row in enumerate(csv.reader(f), start=1):
+    with open(_open_regular(path, what), newline="", encoding="utf-8-sig") as f:  # (Excel writes a BOM)
+        rows = csv.reader(f)
+        try:
+            for number, row in enumerate(rows, start=1):
                 if not row or (number == 1 and [c.strip().lower() for c in row] == ["original", "new"]):
                     continue
                 if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                    raise UsageError(f"lookup file {path}, line {number}: expected two non-empty columns")
+                    raise UsageError(f"{what} {path}, line {number}: expected two non-empty columns")
                 new = row[1].strip()
                 if len(new) > 64 or "\\" in new:
-                    raise UsageError(f"lookup file {path}, line {number}: new ID longer than 64 or has '\\'")
+                    raise UsageError(f"{what} {path}, line {number}: new ID longer than 64 or has '\\'")
                 table[row[0].strip()] = new
-    except OSError as exc:
-        raise UsageError(f"cannot read lookup file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{what} {path} is not UTF-8 text (save it as CSV UTF-8)") from None
+        except csv.Error:  # a field over the csv module's limit (128 KiB): a binary file
+            raise UsageError(f"{what} {path}, line {rows.line_num}: not CSV text") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
     return table
 
 
@@ -157,7 +183,7 @@ class SubjectMapping:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._known = load_lookup(path) if path.exists() else {}
+        self._known = load_lookup(path, "mapping file") if path.exists() else {}
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.fchmod(fd, 0o600)
