@@ -501,3 +501,41 @@ def test_a_mark_stored_as_un_holding_a_sequence_is_replaced_by_the_levels_own(le
         assert written["DeidentificationMethodCodeSequence"].VR == "SQ"
         assert written.LongitudinalTemporalInformationModified == "REMOVED"
         assert not _leaks(out.read_bytes(), markers.values, "ascii")
+
+
+def _codestream(syntax: str, text: bytes) -> bytes:
+    """A JPEG (or JPEG 2000) codestream's marker segments with `text` in a comment segment, then coded data."""
+    if syntax == pydicom.uid.JPEG2000Lossless:  # SOC, SIZ (short), COM (registration 1: Latin-1 text), SOT...
+        com = b"\xff\x64" + (len(text) + 4).to_bytes(2, "big") + b"\x00\x01" + text
+        return b"\xff\x4f\xff\x51\x00\x06\x00\x00\x00\x01" + com + b"\xff\x90\x00\x0a" + b"\x00" * 8 + b"\xff\xd9"
+    com = b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
+    app1 = b"\xff\xe1" + (len(text) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + text
+    return b"\xff\xd8" + (com if syntax == pydicom.uid.JPEGBaseline8Bit else app1) + b"\xff\xda\x00\x02" + \
+        b"\x12\x34" * 8 + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGLosslessSV1,
+                                    pydicom.uid.JPEG2000Lossless])
+def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Path, syntax: str) -> None:
+    """A device may write the patient's name in a JPEG comment or application (Exif) segment, beside the image:
+    the residual check reads those segments in every frame's fragment, so the file is held back; other text there
+    (a codec's name) is released."""
+    secret = make_dataset(subject=39)
+    for name, text in (("named", f"{secret.PatientName} {secret.PatientID}".encode()), ("codec", b"libjpeg 9d")):
+        ds = make_dataset(subject=39, instance=len(name))
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.NumberOfFrames = 8, 8, 7, 1, 2
+        frames = [_codestream(syntax, b"frame one"), _codestream(syntax, text)]
+        ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in frames])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = syntax
+        source = tmp_path / "in" / f"{name}.dcm"
+        source.parent.mkdir(exist_ok=True)
+        ds.save_as(source, enforce_file_format=True)
+        record = anonymize_file(source, tmp_path / name, Options(level=Level.FULL, key=KEY))
+        if name == "named":
+            assert record.status is Status.QUARANTINED, record.reason
+            assert {f.where for f in record.findings} == {"(7FE0,0010) JPEG comment or application segment"}
+            assert "PatientID" in {f.attribute for f in record.findings}
+            assert str(secret.PatientID) not in record.reason
+        else:
+            assert record.status is Status.WRITTEN, record.reason

@@ -94,12 +94,14 @@ def check_file(
     """
     if not patterns:
         return []
-    data = _OUR_UIDS.sub(b"\x00", _searchable(path, pixels) if searchable is None else searchable)
+    data = _searchable(path, pixels) if searchable is None else searchable
+    in_pixels = _in_marker_segments(path, pixels, data, patterns) if pixels is not None else []
+    data = _OUR_UIDS.sub(b"\x00", data)
     haystack = data.lower()
     hits = find(haystack, patterns)
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
     if not hits and not text_hits:
-        return []
+        return in_pixels
     elements = _elements(path)
     findings = []
     for needle in hits + text_hits:
@@ -117,7 +119,50 @@ def check_file(
         if not places and (needle in text_hits or count(haystack, needle) > excused):
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
-    return findings
+    return findings + in_pixels
+
+
+def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...]) -> list[Finding]:
+    """The needles in the text a JPEG, JPEG-LS or JPEG 2000 codestream carries beside its image (comment and
+    application segments: a device may write the patient's name there), in each fragment of encapsulated pixel
+    data. `data` holds the pixel data element's header: native pixel data is not read."""
+    header = data[pixels.start:pixels.start + 12]
+    if header[4:6] not in (b"OB", b"OW") or header[8:12] != b"\xff\xff\xff\xff":
+        return []
+    segments: list[bytes] = []
+    with open(path, "rb") as f:
+        pos = pixels.start + 12
+        while pos + 8 <= pixels.end:
+            f.seek(pos)
+            item = f.read(8)
+            if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
+                break  # the sequence delimiter, or what the engine already read as it is
+            (length,) = struct.unpack("<L", item[4:])
+            segments += _text_segments(f.read(min(length, _MARKERS_READ)))
+            pos += 8 + length
+    if not segments:
+        return []
+    found = find(b"\x00".join(segments).lower(), patterns)
+    return [Finding(n.attribute, "(7FE0,0010) JPEG comment or application segment") for n in found]
+
+
+_MARKERS_READ = 1 << 16  # a fragment's first bytes: its marker segments come before the coded image
+_CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
+_TEXT_MARKERS = frozenset({0xFE, 0x64, *range(0xE0, 0xF0)})  # COM, JPEG 2000 COM, APP0-APP15
+_CODED_DATA = frozenset({0xDA, 0x90, 0x93})  # SOS, SOT, SOD: the image itself follows
+
+
+def _text_segments(data: bytes) -> list[bytes]:
+    """The payloads of the comment and application marker segments at the start of a codestream."""
+    if data[:2] not in _CODESTREAM_STARTS:
+        return []
+    found, pos = [], 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] not in _CODED_DATA:
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if data[pos + 1] in _TEXT_MARKERS:
+            found.append(data[pos + 4:pos + 2 + length])
+        pos += 2 + length
+    return found
 
 
 def check_path(relative: str, patterns: tuple[Needle, ...]) -> list[Finding]:
