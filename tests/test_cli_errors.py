@@ -369,3 +369,18 @@ def test_a_port_out_of_range_is_refused_when_parsed(port: str, tmp_path: Path) -
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "port must be 0-65535" in done.stderr.splitlines()[-1], done.stderr
     assert not (tmp_path / "node").exists()
+
+
+def test_a_file_name_with_control_characters_is_one_escaped_line(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A failing file named with a newline and an escape sequence: its line stays one line, and no control
+    character reaches the terminal."""
+    source = tmp_path / "in"
+    source.mkdir()
+    name = "cut\n\x1b[31mred.dcm"
+    data = make_study(tmp_path / "study", subject=12, n_series=1, n_instances=1)[0].read_bytes()
+    (source / name).write_bytes(data[:-64])  # truncated: a failed record, said on stderr
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "red.dcm" in line]
+    assert line.startswith("failed: cut\\n\\x1b[31mred.dcm: ") and "\x1b" not in err

@@ -320,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit: a closed pipe must be met inside this handler
         return code
     except RunStopped as exc:
-        print(f"neuroanon: {exc}", file=sys.stderr)
+        print(_shown(f"neuroanon: {exc}"), file=sys.stderr)
         return 1
     except NeuroanonError as exc:
-        print(f"neuroanon: {exc}", file=sys.stderr)
+        print(_shown(f"neuroanon: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the run stopped cleanly
         how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # the machine refused (disk, permissions): one line, the path and the cause
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"neuroanon: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        print(_shown(f"neuroanon: {where}{exc.strerror or type(exc).__name__}"), file=sys.stderr)
         return 1
     finally:
         with contextlib.suppress(ValueError):
@@ -546,7 +546,7 @@ def _print_outcome(args: argparse.Namespace, summary: Summary, held_back: bool) 
 
         index = index_files(args.output)
         for relative, why in index.left_out:
-            print(f"not in the DICOMDIR: {relative}: {why}", file=sys.stderr)
+            print(_shown(f"not in the DICOMDIR: {relative}: {why}"), file=sys.stderr)
         print(f"DICOMDIR: {index.path} ({index.indexed} files indexed, {len(index.left_out)} left out)")
     if args.report:
         print(f"report: {args.report}")
@@ -555,9 +555,15 @@ def _print_outcome(args: argparse.Namespace, summary: Summary, held_back: bool) 
 def _say(progress: Any, line: str, stream: Any) -> None:
     """A line on `stream`, above the progress bar when there is one."""
     if progress is None:
-        print(line, file=stream)
+        print(_shown(line), file=stream)
     else:
-        progress.write(line, file=stream)
+        progress.write(_shown(line), file=stream)
+
+
+def _shown(line: str) -> str:
+    """`line` with what a terminal would act on written as escapes: a file may be named with a newline or an
+    escape sequence, which would break the line or reach the terminal."""
+    return line if line.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
 def _would(record: Record, held_back: bool) -> str:
@@ -653,8 +659,8 @@ def _send(args: argparse.Namespace) -> int:
 
     def show(record: Record) -> None:
         if record.status in (Status.FAILED, Status.QUARANTINED):
-            print(f"{status_word(record.status, options.quarantine is None)}: {record.input}: {record.reason}",
-                  file=sys.stderr)
+            _say(None, f"{status_word(record.status, options.quarantine is None)}: {record.input}: {record.reason}",
+                 sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
