@@ -516,7 +516,7 @@ def _codestream(syntax: str, text: bytes) -> bytes:
 
 @pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGLosslessSV1,
                                     pydicom.uid.JPEG2000Lossless])
-def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Path, syntax: str) -> None:
+def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Path, syntax: pydicom.uid.UID) -> None:
     """A device may write the patient's name in a JPEG comment or application (Exif) segment, beside the image:
     the residual check reads those segments in every frame's fragment, so the file is held back; other text there
     (a codec's name) is released."""
