@@ -156,34 +156,35 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-@pytest.mark.parametrize("how", ["kill", "full disk"])
-def test_a_member_cut_short_is_never_kept_by_the_rerun(tmp_path: Path, how: str) -> None:
+def _stopped_mid_member(tmp_path: Path, subject: int, how: str = "kill") -> tuple[list[str], Path, int, str]:
+    """60 files at full into a zip, the run stopped (`how`) as it copies its 30th member: the run's arguments but
+    the output, the output, and the stopped run's exit status and stderr."""
     source = tmp_path / "in"
-    make_many(source, 60, subject=14)
+    make_many(source, 60, subject=subject)
     key = tmp_path / "key"
-    key.write_text("6b" * 32)
+    key.write_text(f"{subject:02x}" * 32)
     args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-q"]
-    reference, out = tmp_path / "reference.zip", tmp_path / "out.zip"
-    assert main([*args, "-o", str(reference)]) == 0
+    out = tmp_path / "out.zip"
     stopped = subprocess.run([sys.executable, "-c", _STOPPED_MID_MEMBER, how, *args, "-o", str(out)],
                              capture_output=True, text=True)
-    assert stopped.returncode != 0 and "Traceback" not in stopped.stderr
+    return args, out, stopped.returncode, stopped.stderr
+
+
+@pytest.mark.parametrize("how", ["kill", "full disk"])
+def test_a_member_cut_short_is_never_kept_by_the_rerun(tmp_path: Path, how: str) -> None:
+    args, out, status, stderr = _stopped_mid_member(tmp_path, 14, how)
+    assert status != 0 and "Traceback" not in stderr
     assert not out.exists() and (tmp_path / "out.zip.partial").exists()
     assert main([*args, "-o", str(out)]) == 0
+    reference = tmp_path / "reference.zip"
+    assert main([*args, "-o", str(reference)]) == 0
     assert out.read_bytes() == reference.read_bytes(), "the resumed archive differs from an uninterrupted one"
 
 
 def test_an_input_changed_after_the_kill_is_made_again_never_added_twice(tmp_path: Path) -> None:
-    source = tmp_path / "in"
-    make_many(source, 60, subject=17)
-    key = tmp_path / "key"
-    key.write_text("8d" * 32)
-    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-q"]
-    out = tmp_path / "out.zip"
-    stopped = subprocess.run([sys.executable, "-c", _STOPPED_MID_MEMBER, "kill", *args, "-o", str(out)],
-                             capture_output=True)
-    assert stopped.returncode == -9
-    fifth = next(islice(discover([source]), 4, None)).path  # its member is the fifth, whole in the archive
+    args, out, status, _ = _stopped_mid_member(tmp_path, 17)
+    assert status == -9
+    fifth = next(islice(discover([tmp_path / "in"]), 4, None)).path  # its member is the fifth, whole in the archive
     data = bytearray(fifth.read_bytes())
     data[-1] ^= 0xFF  # a pixel corrected
     fifth.write_bytes(bytes(data))
@@ -197,16 +198,10 @@ def test_an_input_changed_after_the_kill_is_made_again_never_added_twice(tmp_pat
 
 
 def test_a_kept_member_whose_bytes_were_damaged_is_made_again(tmp_path: Path) -> None:
-    source = tmp_path / "in"
-    make_many(source, 60, subject=15)
-    key = tmp_path / "key"
-    key.write_text("7c" * 32)
-    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-q"]
-    reference, out = tmp_path / "reference.zip", tmp_path / "out.zip"
+    args, out, status, _ = _stopped_mid_member(tmp_path, 15)
+    assert status == -9
+    reference = tmp_path / "reference.zip"
     assert main([*args, "-o", str(reference)]) == 0
-    stopped = subprocess.run([sys.executable, "-c", _STOPPED_MID_MEMBER, "kill", *args, "-o", str(out)],
-                             capture_output=True)
-    assert stopped.returncode == -9
     partial = tmp_path / "out.zip.partial"
     with zipfile.ZipFile(reference) as zf:
         fifth = zf.infolist()[4]
