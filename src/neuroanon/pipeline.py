@@ -28,7 +28,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar
 
 from pydicom.dataset import Dataset
@@ -231,6 +231,8 @@ def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: di
     new = prepared.record
     if not earlier or earlier in claimed or new.status is Status.WRITTEN and new.output == earlier:
         return
+    if PurePosixPath(earlier).is_absolute() or ".." in PurePosixPath(earlier).parts:
+        return  # not a name a run gives: the journal was written by something else
     gone = output / earlier
     gone.unlink(missing_ok=True)
     for folder in gone.parents:  # its folders too, once empty, as a run without it would have left none
