@@ -146,6 +146,17 @@ def test_explain_piped_into_head_prints_the_first_lines() -> None:
     assert "Traceback" not in done.stderr and done.stderr == ""
 
 
+def test_dicom_only_at_full_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Full never releases a file that is not DICOM: --dicom-only there would be silently meaningless."""
+    key = tmp_path / "key"
+    key.write_text("1e" * 32)
+    assert main(["anonymize", str(tmp_path), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key),
+                 "--dicom-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("neuroanon: --dicom-only: only at --level anonymize or original")
+    assert not (tmp_path / "out").exists()
+
+
 FULL_ONLY = [["--shift-dates"], ["--clean-descriptors"], ["--retain-patient-characteristics"],
              ["--retain-device-identity"], ["--no-safe-private"], ["--lookup", "ids.csv"], ["--quarantine", "held"],
              ["--allow-burned-in"], ["--no-residual-check"]]

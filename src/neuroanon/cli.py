@@ -257,6 +257,9 @@ FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics
 def _check_level(args: argparse.Namespace) -> None:
     """Refuse an option of level full at another level: silently ignoring it would surprise."""
     if getattr(args, "level", Level.FULL.value) == Level.FULL.value:
+        if getattr(args, "dicom_only", False):
+            raise UsageError("--dicom-only: only at --level anonymize or original (full never releases a file "
+                             "that is not DICOM)")
         return
     given = [f"--{name.replace('_', '-')}" for name in FULL_ONLY if getattr(args, name, None) not in (None, False, "")]
     if given:
