@@ -42,6 +42,22 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
+def test_a_dry_run_refuses_the_output_the_run_would_refuse(tree: Path, tmp_path: Path, key_file: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An output begun with other options, or a non-empty folder no run began: the dry run is refused as the run
+    would be (it said what a run would write, and the run was then refused)."""
+    args = ["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "-q"]
+    assert main([*args, "-o", str(tmp_path / "begun")]) == 1
+    assert main([*args, "-o", str(tmp_path / "begun"), "--shift-dates", "--dry-run"]) == 2
+    assert "begun with other options" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("fake notes")
+    assert main([*args, "-o", str(tmp_path / "other"), "--dry-run"]) == 2
+    assert "no neuroanon run began it" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "other"), "--dry-run", "--force"]) == 1
+    assert main([*args, "-o", str(tmp_path / "begun"), "--dry-run"]) == 1
+
+
 def _snapshot(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
 

@@ -479,7 +479,7 @@ def _anonymize(args: argparse.Namespace) -> int:
         if args.dry_run:
             summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
                                    workers=args.workers, run=_run_info(args, options),
-                                   follow_symlinks=args.follow_symlinks)
+                                   follow_symlinks=args.follow_symlinks, force=args.force)
         else:
             summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
                                      workers=args.workers, dask_scheduler=args.dask_scheduler,

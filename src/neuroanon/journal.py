@@ -33,6 +33,36 @@ class Entry:
     record: Record
 
 
+def journal_path(output: Path) -> Path:
+    """Where the journal of a run into `output` lives: beside it, never inside."""
+    return output.resolve().parent / f".{output.resolve().name}.neuroanon-journal"
+
+
+def check_output(output: Path, options: Options, resumable: bool | None = None, force: bool = False) -> bool:
+    """Refuse an output a run with `options` may not write into (a dry run asks too); say whether what an earlier
+    run left there is taken up. `resumable`: whether it can be (default: the output folder is not empty). A
+    non-empty output folder that no run began (no journal) is refused unless `force`; an output begun with other
+    options, another key or another version, always."""
+    path = journal_path(output)
+    if resumable is None:
+        resumable = not _empty(output)
+        if resumable and not path.exists() and not force:
+            raise UsageError(f"the output folder {output} is not empty and no neuroanon run began it; "
+                             "choose a new or empty folder, or add --force to write into it anyway")
+    if resumable and path.exists():
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+        try:
+            head = json.loads(first) if first.strip() else {}
+        except json.JSONDecodeError:
+            head = {"version": None}
+        if head and (head.get("fingerprint") != fingerprint(options) or head.get("version") != VERSION):
+            # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
+            raise UsageError("the output was begun with other options or another key (or by another version); "
+                             "rerun with the options it was begun with, or use a new or empty output folder")
+    return resumable
+
+
 def fingerprint(options: Options) -> str:
     """Everything that shapes the outputs, keyed so that the journal reveals neither key nor lookup."""
     described = {k: v for k, v in vars(options).items() if k not in ("key", "lookup", "quarantine")}
@@ -49,7 +79,7 @@ class Journal:
     def __init__(self, output: Path, options: Options, resumable: bool | None = None, force: bool = False) -> None:
         """`resumable`: whether what an earlier run left in `output` can be kept (default: the output folder
         is not empty). A non-empty output folder that no run began (no journal) is refused unless `force`."""
-        self.path = output.resolve().parent / f".{output.resolve().name}.neuroanon-journal"
+        self.path = journal_path(output)
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
         self.done: dict[str, Entry] = {}
@@ -57,11 +87,7 @@ class Journal:
         # number. The files of a series mostly share one list: a line a file, not the list a file.
         self._numbered: dict[tuple[Change, ...], int] = {}
         self._next = 0
-        if resumable is None:
-            resumable = not _empty(output)
-            if resumable and not self.path.exists() and not force:
-                raise UsageError(f"the output folder {output} is not empty and no neuroanon run began it; "
-                                 "choose a new or empty folder, or add --force to write into it anyway")
+        resumable = check_output(output, options, resumable, force)
         if self.path.exists() and resumable:
             self._load()
         else:  # nothing of an earlier run is left to resume
@@ -78,11 +104,6 @@ class Journal:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         if not lines:
             return
-        head = json.loads(lines[0])
-        if head.get("fingerprint") != self._fingerprint or head.get("version") != VERSION:
-            # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
-            raise UsageError("the output was begun with other options or another key (or by another version); "
-                             "rerun with the options it was begun with, or use a new or empty output folder")
         lists: dict[int, tuple[Change, ...]] = {}
         for line in lines[1:]:
             try:

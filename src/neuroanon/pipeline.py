@@ -38,7 +38,7 @@ from .context import FileContext, RunContext
 from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
 from .identifiers import patient_id
-from .journal import Journal
+from .journal import Journal, check_output
 from .keys import SubjectMapping
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
@@ -328,11 +328,14 @@ def preview_tree(
     workers: int = 1,
     run: RunInfo | None = None,
     follow_symlinks: bool = False,
+    force: bool = False,
 ) -> Summary:
     """A dry run: what `anonymize_tree` would write, skip or hold back, and why, with nothing written but the
     report. Each file is prepared and checked in a scratch folder and discarded at once; the records name the
-    outputs a run would write (files held back are not kept: `output` is None)."""
+    outputs a run would write (files held back are not kept: `output` is None). An output the run would refuse
+    is refused the same way."""
     check_paths(inputs, output, options.quarantine)
+    check_output(output, options, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None, force)
     summary = Summary(options.level.value)
     writer = ReportWriter(report, options=options, run=run)
     claimed: dict[str, Record] = {}
