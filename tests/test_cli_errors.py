@@ -395,3 +395,22 @@ def test_a_file_name_with_control_characters_is_one_escaped_line(tmp_path: Path,
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if "red.dcm" in line]
     assert line.startswith("failed: cut\\n\\x1b[31mred.dcm: ") and "\x1b" not in err
+
+
+def test_inputs_that_share_a_name_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = tmp_path / "a" / "scan", tmp_path / "b" / "scan"
+    make_study(first, subject=13, n_series=1, n_instances=1)
+    make_study(second, subject=14, n_series=1, n_instances=1)
+    assert main(["anonymize", str(first), str(second), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(first) in err and str(second) in err, err
+
+
+def test_verify_names_a_json_file_it_cannot_write_before_scanning(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    make_study(tmp_path / "in", subject=15, n_series=1, n_instances=1)
+    target = tmp_path / "missing" / "deeper"
+    (tmp_path / "missing").write_text("a file where a folder should be")
+    assert main(["verify", str(tmp_path / "in"), "--json", str(target / "findings.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "JSON file" in err and str(target / "findings.json") in err, err

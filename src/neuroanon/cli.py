@@ -693,6 +693,8 @@ def _verify(args: argparse.Namespace) -> int:
     for path in [*args.paths, *(args.against or [])]:
         if not path.exists():
             raise UsageError(f"not found: {path}")
+    if args.json:
+        _check_writable(args.json, "JSON file", folder=False)  # before the scan, not after it
     if args.level is None:
         args.level = infer_level(args.paths).value
     options = _options(args)

@@ -93,7 +93,9 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         raise UsageError(f"the output {output} is an existing file, not a folder (name a folder or a .zip archive)")
     names = [p.resolve().name for p in inputs]
     if len(inputs) > 1 and len(set(names)) != len(names):
-        raise UsageError("several inputs share a name; their outputs would collide")
+        shared = [str(p) for p, name in zip(inputs, names, strict=True) if names.count(name) > 1]
+        raise UsageError(f"the inputs {', '.join(shared)} share a name (each gets a folder of that name in the "
+                         "output): give only one of them, or rename one")
 
 
 def anonymize_tree(
