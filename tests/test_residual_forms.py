@@ -173,7 +173,9 @@ def test_a_station_named_after_its_maker_is_found_by_the_rest_of_its_name(tmp_pa
     assert_found(findings, "StationName", "(0020,4000)", "FAKE7Q9")
 
 
-@pytest.mark.parametrize(("pid", "text"), [("PID-4711-0042", "PID47110042"), ("00123456", "123456")])
+@pytest.mark.parametrize(("pid", "text"), [("PID-4711-0042", "PID47110042"), ("00123456", "123456"),
+                                           ("PIDX93417", "PIDX-93417"), ("PIDX93417", "pidx 93417"),
+                                           ("AB12CD34", "AB.12.CD.34")])
 def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
     findings = held(tmp_path, original(PatientID=pid), ImageComments=f"id {text}")
     assert_found(findings, "PatientID", "(0020,4000)", text)

@@ -51,7 +51,8 @@ IDENTIFYING = (
     "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
     "RequestingPhysician", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
 )
-# IDs are also written without their separators, and numeric ones without leading zeros.
+# IDs are also written without their separators or with one between letters and digits, and numeric ones
+# without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
                  "PatientTelephoneNumbers"})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
@@ -325,12 +326,20 @@ def name_texts(text: str) -> set[str]:
 
 
 def id_texts(text: str) -> set[str]:
-    """An ID as also written: without separators, and (if numeric) without leading zeros."""
+    """An ID as also written: without separators, (if numeric) without leading zeros, and with a separator
+    where letters and digits meet ("PIDX-93417", "ACCQ 771204" for "PIDX93417", "ACCQ771204")."""
     bare = re.sub(r"[^0-9A-Za-z]", "", text)
     found = {bare} if bare else set()
     if bare.isdigit():
         found.add(bare.lstrip("0"))
+    groups = _LETTERS_OR_DIGITS.findall(bare)
+    if len(groups) > 1:
+        found |= {separator.join(groups) for separator in _ID_SEPARATORS}
     return found
+
+
+_LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
+_ID_SEPARATORS = ("-", " ", "_", ".", "/")
 
 
 # --- forms -------------------------------------------------------------------------------------------------------
