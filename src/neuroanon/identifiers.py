@@ -1,10 +1,10 @@
 """The identifying values of a dataset, as patterns to search for or cut out, in every encoding and common form.
 
 Taken from the original (input) dataset: names and their parts (run together, with initials, hyphens written as
-spaces), IDs (also without separators or leading zeros), dates (DICOM, ISO, numeric with or without padding,
-month names in English, German, French, Spanish and Italian, YYMMDD), addresses, institution, station, accession
-and device numbers. Used by the level (to clean allow-listed private elements) and by the residual check (to
-prove an output holds none of them).
+spaces), IDs (also without separators or leading zeros, or with one between letters and digits), dates (DICOM,
+ISO, numeric with or without padding, month names in English, German, French, Spanish and Italian, YYMMDD),
+addresses, institution, station, accession and device numbers. Used by the level (to clean allow-listed private
+elements) and by the residual check (to prove an output holds none of them).
 
 A needle matches bytes (lower-cased ASCII) in UTF-8, Latin-1, UTF-16 LE and BE and the input's own character
 sets, in either case and ASCII-folded (ü as u or ue, é as e, ß as ss); and decoded text, casefolded and
