@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import signal
 import stat
@@ -207,3 +208,17 @@ def test_a_lookup_saved_by_excel_with_a_byte_order_mark_maps_its_first_row(tmp_p
     rows = (["original,new"] if header else []) + ["PID-FAKE-0041,SUBJ-41", "PID-FAKE-0042,SUBJ-42"]
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
     assert load_lookup(path) == {"PID-FAKE-0041": "SUBJ-41", "PID-FAKE-0042": "SUBJ-42"}
+
+
+def test_a_mapping_file_in_use_by_another_run_is_refused(tree: Path, tmp_path: Path, key_file: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs at once with one --mapping (two studies of a site): the second is refused until the first ends,
+    rather than both listing the same subjects."""
+    mapping = tmp_path / "mapping.csv"
+    args = ["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--mapping", str(mapping), "-q"]
+    with open(mapping, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the other run holds it
+        assert main([*args, "-o", str(tmp_path / "second")]) == 2
+        assert "in use by another run" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "second")]) == 1
+    assert len(_mapping(mapping)) == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import hashlib
 import hmac
 import os
@@ -183,12 +184,21 @@ class SubjectMapping:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._known = load_lookup(path, "mapping file") if path.exists() else {}
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.fchmod(fd, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot write the mapping file {path}: {exc.strerror or type(exc).__name__}") from None
+        try:  # one run at a time: two would each list a subject the other listed
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UsageError(f"the mapping file {path} is in use by another run; wait for it to end") from None
+        try:
+            self._known = load_lookup(path, "mapping file")
+        except UsageError:
+            os.close(fd)
+            raise
         self._file = os.fdopen(fd, "a", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file)
         if not self._known and os.fstat(fd).st_size == 0:
