@@ -3,6 +3,7 @@ status and reason, "held back" when nothing was kept, and the `key` command."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -165,3 +166,19 @@ def test_records_cross_processes_whole_and_share_their_changes_once() -> None:
     assert all(r.changes is back[0].changes for r in back)
     # the shared changes are in the batch once: 32 records weigh little more than one
     assert len(pickle.dumps(batch)) < 2 * len(pickle.dumps(batch[:1]))
+
+
+def test_a_report_another_run_is_writing_is_refused_untouched(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs given one --report: the second is refused and leaves the first's lines as they are (both wrote,
+    interleaved, into one file that was no longer JSON lines)."""
+    make_study(tmp_path / "in", subject=16, n_series=1, n_instances=1)
+    report = tmp_path / "report.jsonl"
+    report.write_text('{"provenance": {}}\n')
+    with open(report, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the other run holds it
+        assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(report)]) == 2
+        assert "being written by another run" in capsys.readouterr().err
+        assert report.read_text() == '{"provenance": {}}\n'
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(report)]) == 0
+    assert len(read_report(report)[1]) == 1

@@ -7,7 +7,10 @@ names often hold names, IDs and birth dates.
 from __future__ import annotations
 
 import enum
+import fcntl
 import json
+import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from .errors import UsageError
 from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
@@ -225,7 +229,17 @@ class ReportWriter:
             self._name = Keyring(options.key).input_token
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a" if append else "w", encoding="utf-8")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # (not a device or a pipe: /dev/stdout)
+                try:  # one writer at a time: two runs given one report would interleave their lines
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise UsageError(f"the report {path} is being written by another run; name another "
+                                     "file") from None
+                if not append:
+                    os.ftruncate(fd, 0)
+            self._file = os.fdopen(fd, "a", encoding="utf-8")
             if options is not None:
                 self.write(provenance(options, run))
 
