@@ -510,8 +510,9 @@ def _codestream(syntax: str, text: bytes) -> bytes:
         return b"\xff\x4f\xff\x51\x00\x06\x00\x00\x00\x01" + com + b"\xff\x90\x00\x0a" + b"\x00" * 8 + b"\xff\xd9"
     com = b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
     app1 = b"\xff\xe1" + (len(text) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + text
-    return b"\xff\xd8" + (com if syntax == pydicom.uid.JPEGBaseline8Bit else app1) + b"\xff\xda\x00\x02" + \
-        b"\x12\x34" * 8 + b"\xff\xd9"
+    # (a fill byte before the comment: a marker may be preceded by any number of them)
+    segment = b"\xff" + com if syntax == pydicom.uid.JPEGBaseline8Bit else app1
+    return b"\xff\xd8" + segment + b"\xff\xda\x00\x02" + b"\x12\x34" * 8 + b"\xff\xd9"
 
 
 @pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGLosslessSV1,

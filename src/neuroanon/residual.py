@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -138,7 +139,7 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
             if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
                 break  # the sequence delimiter, or what the engine already read as it is
             (length,) = struct.unpack("<L", item[4:])
-            segments += _text_segments(f.read(min(length, _MARKERS_READ)))
+            segments += _text_segments(f, pos + 8, pos + 8 + length)
             pos += 8 + length
     if not segments:
         return []
@@ -146,21 +147,29 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
     return [Finding(n.attribute, "(7FE0,0010) JPEG comment or application segment") for n in found]
 
 
-_MARKERS_READ = 1 << 16  # a fragment's first bytes: its marker segments come before the coded image
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
 _TEXT_MARKERS = frozenset({0xFE, 0x64, *range(0xE0, 0xF0)})  # COM, JPEG 2000 COM, APP0-APP15
 _CODED_DATA = frozenset({0xDA, 0x90, 0x93})  # SOS, SOT, SOD: the image itself follows
 
 
-def _text_segments(data: bytes) -> list[bytes]:
-    """The payloads of the comment and application marker segments at the start of a codestream."""
-    if data[:2] not in _CODESTREAM_STARTS:
+def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
+    """The payloads of the comment and application marker segments at the start of the codestream in the
+    fragment from `start` to `end`; only the segments' headers and those payloads are read, not the image."""
+    f.seek(start)
+    if f.read(2) not in _CODESTREAM_STARTS:
         return []
-    found, pos = [], 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] not in _CODED_DATA:
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        if data[pos + 1] in _TEXT_MARKERS:
-            found.append(data[pos + 4:pos + 2 + length])
+    found, pos = [], start + 2
+    while pos + 4 <= end:
+        f.seek(pos)
+        marker = f.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF or marker[1] in _CODED_DATA:
+            break
+        if marker[1] == 0xFF:  # a fill byte before the marker
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", marker[2:])
+        if marker[1] in _TEXT_MARKERS:
+            found.append(f.read(min(max(length - 2, 0), end - pos - 4)))
         pos += 2 + length
     return found
 
