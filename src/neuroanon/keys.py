@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import fcntl
 import hashlib
 import hmac
 import os
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UsageError
+from .write import claim
 
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
@@ -189,11 +189,7 @@ class SubjectMapping:
             os.fchmod(fd, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot write the mapping file {path}: {exc.strerror or type(exc).__name__}") from None
-        try:  # one run at a time: two would each list a subject the other listed
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise UsageError(f"the mapping file {path} is in use by another run; wait for it to end") from None
+        claim(fd, f"the mapping file {path} is in use by another run; wait for it to end")
         try:
             self._known = load_lookup(path, "mapping file")
         except UsageError:

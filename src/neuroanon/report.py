@@ -7,7 +7,6 @@ names often hold names, IDs and birth dates.
 from __future__ import annotations
 
 import enum
-import fcntl
 import json
 import os
 import stat
@@ -20,11 +19,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import UsageError
 from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
 from .rules import Change, change
+from .write import claim
 
 
 class Status(enum.StrEnum):
@@ -231,12 +230,7 @@ class ReportWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
             if stat.S_ISREG(os.fstat(fd).st_mode):  # (not a device or a pipe: /dev/stdout)
-                try:  # one writer at a time: two runs given one report would interleave their lines
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    os.close(fd)
-                    raise UsageError(f"the report {path} is being written by another run; name another "
-                                     "file") from None
+                claim(fd, f"the report {path} is being written by another run; name another file")
                 if not append:
                     os.ftruncate(fd, 0)
             self._file = os.fdopen(fd, "a", encoding="utf-8")

@@ -7,6 +7,7 @@ and checked, so an interrupted run never leaves a partial file under a final nam
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import os
 import shutil
@@ -27,6 +28,7 @@ from pydicom.filebase import DicomBytesIO, DicomIO
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from .errors import UsageError
 from .read import Header, PixelSpan
 
 CHUNK = 1 << 20
@@ -74,6 +76,16 @@ def _umask() -> int:
 # A released file's mode, as `cp` gives a new file: staged files are private (0600) until then. (The umask is read
 # once, at import: setting it to read it is not safe while other threads create files.)
 OUTPUT_MODE = 0o666 & ~_umask()
+
+
+def claim(fd: int, refusal: str) -> None:
+    """Hold the open file `fd` for this run alone (a lock that ends when it is closed): a file two runs wrote at
+    once would mix their lines. When another run holds it, `fd` is closed and UsageError(`refusal`) raised."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UsageError(refusal) from None
 
 
 def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None = None) -> None:
