@@ -6,7 +6,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from neuroanon.allowlist import SAFE_PRIVATE, creator_name, find_safe
+from neuroanon.allowlist import SAFE_PRIVATE, creator_name, find_safe, holds_a_number
 from neuroanon.apply import apply_level
 from neuroanon.options import Level, Options
 from neuroanon.sample import make_dataset
@@ -93,3 +93,15 @@ def test_a_number_row_keeps_numbers_only() -> None:
     assert new[0x0019100E].value == [0.0, 0.6, 0.8] and new[0x2005100D].value == 0.5
     removed = {c.tag for c in changes if c.action == "removed"}
     assert {"(0019,100B)", "(2005,100E)"} <= removed
+
+
+@pytest.mark.parametrize("vr", ["", "UN"])
+def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -> None:
+    """Implicit VR (no VR) or UN: the private dictionary's VR decides. Number text for a string VR (Siemens
+    B Value, IS) is kept and other text is not; a binary VR (Philips Scale Slope, FL) cannot be told from text,
+    so its bytes are taken as numbers."""
+    b_value = find_safe("SIEMENS MR HEADER", 0x0019, 0x0C)
+    scale_slope = find_safe("Philips MR Imaging DD 001", 0x2005, 0x0E)
+    assert b_value is not None and scale_slope is not None
+    assert holds_a_number(b_value, vr, b"1000") and not holds_a_number(b_value, vr, b"Fakename Quill")
+    assert holds_a_number(scale_slope, vr, b"\x00\x00\x80\x3f")

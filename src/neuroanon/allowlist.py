@@ -263,7 +263,7 @@ def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     if safe.safe != _NUMBER:
         return True
     if vr in ("", "UN"):
-        vr = _dictionary_vr(safe)
+        vr = _DICTIONARY_VRS[safe]
     return not vr or vr in _BINARY_VRS or _NUMBER_TEXT.fullmatch(value) is not None
 
 
@@ -272,6 +272,9 @@ def _dictionary_vr(safe: SafePrivate) -> str:
         return str(private_dictionary_VR(safe.group << 16 | 0x1000 | safe.element, safe.creator))
     except KeyError:
         return ""
+
+
+_DICTIONARY_VRS = {safe: _dictionary_vr(safe) for safe in SAFE_PRIVATE}  # looked up once, not per element
 
 
 def find_safe(creator: str, group: int, element_byte: int) -> SafePrivate | None:
