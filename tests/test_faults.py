@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import pydicom
@@ -271,6 +272,35 @@ def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_p
     assert all((tmp_path / "out" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() for name in fresh)
     folders = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*") if p.is_dir())
     assert folders == sorted(p.relative_to(tmp_path / "fresh") for p in (tmp_path / "fresh").rglob("*") if p.is_dir())
+
+
+def test_a_file_system_without_modes_or_locks_still_takes_the_run(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exFAT disk refuses chmod; an NFS mount without a lock service refuses flock (ENOLCK). Neither is another
+    run or a full disk: the files are released with the mode the file system gives, the report and mapping are
+    written unheld."""
+    make_study(tmp_path / "in", subject=39, n_series=1, n_instances=2)
+    key = tmp_path / "key"
+    key.write_text("6e" * 32)
+
+    real_chmod = os.chmod
+
+    def refused(path: Path, mode: int) -> None:
+        if tmp_path / "out" in Path(path).parents:
+            raise OSError(errno.EPERM, "Operation not permitted")
+        real_chmod(path, mode)
+
+    def no_locks(*_: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(os, "chmod", refused)
+    # (write's own reference: the run's work folder, beside the output, is still locked as ever)
+    monkeypatch.setattr(write, "fcntl", SimpleNamespace(flock=no_locks, LOCK_EX=0, LOCK_NB=0))
+    report, mapping = tmp_path / "report.jsonl", tmp_path / "mapping.csv"
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--level", "full", "--key-file",
+                 str(key), "--report", str(report), "--mapping", str(mapping), "-q"]) == 0
+    assert len(_released(tmp_path / "out")) == 2
+    assert _records(report)[1]["written"] == 2 and mapping.read_text().count("\n") == 2
 
 
 # --- interruption --------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -80,12 +81,15 @@ OUTPUT_MODE = 0o666 & ~_umask()
 
 def claim(fd: int, refusal: str) -> None:
     """Hold the open file `fd` for this run alone (a lock that ends when it is closed): a file two runs wrote at
-    once would mix their lines. When another run holds it, `fd` is closed and UsageError(`refusal`) raised."""
+    once would mix their lines. When another run holds it, `fd` is closed and UsageError(`refusal`) raised. On a
+    file system without locks (an NFS mount with no lock service) the file is written unheld, as before."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         raise UsageError(refusal) from None
+    except OSError:
+        pass
 
 
 def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None = None) -> None:
@@ -97,7 +101,8 @@ def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None
     """
     _release(staged, dest, root)
     if mode is not None:
-        os.chmod(dest, mode)
+        with suppress(OSError):  # a file system without modes (exFAT, a CIFS share) refuses it: its own mode stays
+            os.chmod(dest, mode)
 
 
 def _release(staged: Path, dest: Path, root: Path | None) -> None:
