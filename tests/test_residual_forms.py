@@ -324,3 +324,50 @@ def _dataset_with(**values: str) -> Dataset:
     for keyword, value in values.items():
         setattr(ds, keyword, value)
     return ds
+
+
+@pytest.mark.parametrize(("name", "declared", "codec"), [
+    ("Иванов^Пётр", "ISO_IR 144", "cp1251"), ("Иванов^Пётр", "ISO_IR 144", "koi8_r"),
+    ("Иванов^Пётр", "ISO_IR 192", "cp866"), ("Müller^Jürgen", "ISO_IR 100", "cp850"),
+    ("Müller^Jürgen", "ISO_IR 100", "mac_roman"), ("Dvořák^Jiří", "ISO_IR 101", "cp1250"),
+    ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp1253"), ("Yılmaz^Ayşe", "ISO_IR 148", "cp1254"),
+    ("山田^太郎", "\\ISO 2022 IR 87", "euc_jp"), ("山田^太郎", "\\ISO 2022 IR 87", "shift_jis"),
+    ("王^小明", "GB18030", "big5"), ("홍^길동", "\\ISO 2022 IR 149", "utf_16_le"),
+])
+def test_a_name_in_a_character_set_the_file_does_not_declare(
+    tmp_path: Path, name: str, declared: str, codec: str
+) -> None:
+    """A program that copied the name from another system wrote it in that system's encoding."""
+    source = original(name, declared)
+    family, given = name.split("^")
+    family = family if len(family) > 1 else family + given  # (one letter alone is no needle: a name run together)
+    blob = b"\x01\x02" + family.encode(codec) + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", family)
+    text = written(tmp_path, ExplicitVRLittleEndian, declared)  # a text element's raw bytes in the other encoding
+    ds = pydicom.dcmread(text)
+    ds.add_new(0x00204000, "LT", b"seen: " + family.encode(codec) + b" ok")
+    ds.save_as(text)
+    assert_found(check_file(text, None, needles(source)), "PatientName", "(0020,4000)", family)
+
+
+@pytest.mark.parametrize("text", ["03.02.61", "03/02/61", "02-03-61", "61-02-03", "3-FEB-61", "03 Feb 61",
+                                  "3. Februar 61"])
+def test_a_date_with_a_two_digit_year(tmp_path: Path, text: str) -> None:
+    findings = held(tmp_path, original(PatientBirthDate="19610203"), ImageComments=f"dob {text};")
+    assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize("text", ["(555) 123-4567", "555.123.4567", "555 123 4567", "5551234567", "555/123-4567"])
+def test_a_telephone_number_written_another_way(tmp_path: Path, text: str) -> None:
+    source = original()
+    source.PatientTelephoneNumbers = "555-123-4567"
+    findings = held(tmp_path, source, ImageComments=f"call {text} today")
+    assert_found(findings, "PatientTelephoneNumbers", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize("text", ["version 03.02.62", "12.03.1961", "tel 555-123-4568", "555-124-4567"])
+def test_near_misses_of_the_new_forms_are_no_hits(tmp_path: Path, text: str) -> None:
+    source = original(PatientBirthDate="19610203")
+    source.PatientTelephoneNumbers = "555-123-4567"
+    assert held(tmp_path, source, ImageComments=text) == []

@@ -7,8 +7,10 @@ addresses, institution, station, accession and device numbers. Used by the level
 elements) and by the residual check (to prove an output holds none of them).
 
 A needle matches bytes (lower-cased ASCII) in UTF-8, Latin-1, UTF-16 LE and BE and the input's own character
-sets, in either case and ASCII-folded (ü as u or ue, é as e, ß as ss); and decoded text, casefolded and
-ASCII-folded. Dummies and our own pseudonyms are not needles: data already de-identified is not held back.
+sets, and a value with letters outside ASCII also in the other usual legacy encodings (a name in cp1251 in a file
+that declares ISO 8859-5, in EUC-JP in an ISO 2022 file); in either case and ASCII-folded (ü as u or ue, é as e,
+ß as ss); and decoded text, casefolded and ASCII-folded. Dummies and our own pseudonyms are not needles: data
+already de-identified is not held back.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ _KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's n
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
+# Searched too for a value with letters outside ASCII: a value copied by a program from another system's encoding
+# is not in the file's declared one. (The single-byte encodings of Western, Central European, Cyrillic, Greek,
+# Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the multi-byte ones of Japanese,
+# Chinese and Korean.)
+OTHER_ENCODINGS = (
+    "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
+    "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp1254",
+    "iso8859_9", "cp1255", "iso8859_8", "cp1256", "iso8859_6", "tis_620", "shift_jis", "euc_jp", "iso2022_jp",
+    "gb18030", "big5", "euc_kr",
+)
 
 # Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
 ALPHA, DIGIT, NONE = "alpha", "digit", ""
@@ -271,8 +283,8 @@ def is_dummy(text: str) -> bool:
 @lru_cache(maxsize=4096)
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
-    encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared)))
     text = value.strip()
+    encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *(() if text.isascii() else OTHER_ENCODINGS))))
     if is_dummy(text):
         return ()
     date = _DATE.match(text) if keyword.endswith("Date") else None
@@ -289,6 +301,9 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     if keyword in IDS:
         texts |= id_texts(text)
     out = []
+    groups = _DIGITS.findall(text) if keyword in PHONES else []
+    if len(groups) > 1 and _worth_searching("".join(groups).encode()):  # (this needle stands for the bare digits too)
+        out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
         if _worth_searching(data) and not is_dummy(form_text) and fold(form_text) not in maker_names():
@@ -338,6 +353,18 @@ def id_texts(text: str) -> set[str]:
     return found
 
 
+def phone_form(groups: list[str]) -> Form:
+    """A telephone number's groups of digits, as written, between any of the usual separators
+    ("(555) 123-4567", "555.123.4567" for "555-123-4567")."""
+    tokens: list[Token] = [(groups[0],)]
+    for group in groups[1:]:
+        tokens += [_PHONE_SEPARATORS, (group,)]
+    return Form(tuple(tokens), DIGIT, DIGIT)
+
+
+PHONES = frozenset({"PatientTelephoneNumbers"})
+_DIGITS = re.compile(r"[0-9]+")
+_PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/")
 
@@ -418,6 +445,7 @@ _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ")
 _DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ")
 _MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
 _MONTH_DAY = (" ", ". ", ".", "-", "/")
+_SHORT_SEPARATORS = ("-", "/", ".", " ")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
 
 
@@ -425,6 +453,7 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     """The ways a date is written; a DICOM date may run on into a time, the others stand between non-digits."""
     year, yy = (f"{y:04d}",), (f"{y % 100:02d}",)
     month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
+    mm, dd = (f"{m:02d}",), (f"{d:02d}",)
     names = tuple(sorted({a for name in _MONTHS[m - 1] for a in _month_spellings(name)}))
     sep = _NUMERIC_SEPARATORS
     forms = [
@@ -437,6 +466,11 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((month, sep, day, sep, year), DIGIT, DIGIT),
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
+        # A two-digit year: with a month name ("15-APR-47"), or with day and month padded ("15.04.47").
+        Form((day, _DAY_MONTH, names, _SHORT_SEPARATORS, yy), DIGIT, DIGIT),
+        Form((dd, _SHORT_SEPARATORS, mm, _SHORT_SEPARATORS, yy), DIGIT, DIGIT),
+        Form((mm, _SHORT_SEPARATORS, dd, _SHORT_SEPARATORS, yy), DIGIT, DIGIT),
+        Form((yy, _SHORT_SEPARATORS, mm, _SHORT_SEPARATORS, dd), DIGIT, DIGIT),
     ]
     return tuple(forms)
 
