@@ -503,29 +503,42 @@ def test_a_mark_stored_as_un_holding_a_sequence_is_replaced_by_the_levels_own(le
         assert not _leaks(out.read_bytes(), markers.values, "ascii")
 
 
-def _codestream(syntax: str, text: bytes) -> bytes:
-    """A JPEG (or JPEG 2000) codestream's marker segments with `text` in a comment segment, then coded data."""
+def _codestream(syntax: str, text: bytes, between: bool = False) -> bytes:
+    """A JPEG (or JPEG 2000) codestream's marker segments with `text` in a comment segment, then coded data; or,
+    `between`, the comment between two scans (JPEG: after the first scan's coded data, which holds 0xFF 0x00 and a
+    restart marker) or in the second tile-part's header (JPEG 2000: after the first's coded data)."""
     if syntax == pydicom.uid.JPEG2000Lossless:  # SOC, SIZ (short), COM (registration 1: Latin-1 text), SOT...
         com = b"\xff\x64" + (len(text) + 4).to_bytes(2, "big") + b"\x00\x01" + text
-        return b"\xff\x4f\xff\x51\x00\x06\x00\x00\x00\x01" + com + b"\xff\x90\x00\x0a" + b"\x00" * 8 + b"\xff\xd9"
+        siz = b"\xff\x51\x00\x06\x00\x00\x00\x01"
+        if not between:
+            return b"\xff\x4f" + siz + com + b"\xff\x90\x00\x0a" + b"\x00" * 8 + b"\xff\xd9"
+        data = b"\xff\x64\x00\x05" * 3  # coded data may hold what looks like a comment marker
+        first = b"\xff\x90\x00\x0a\x00\x00" + (14 + len(data)).to_bytes(4, "big") + b"\x00\x02" + b"\xff\x93" + data
+        second = b"\xff\x90\x00\x0a\x00\x00\x00\x00\x00\x00\x01\x02" + com + b"\xff\x93" + b"\x12" * 8
+        return b"\xff\x4f" + siz + first + second + b"\xff\xd9"
     com = b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
     app1 = b"\xff\xe1" + (len(text) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + text
     # (a fill byte before the comment: a marker may be preceded by any number of them)
     segment = b"\xff" + com if syntax == pydicom.uid.JPEGBaseline8Bit else app1
-    return b"\xff\xd8" + segment + b"\xff\xda\x00\x02" + b"\x12\x34" * 8 + b"\xff\xd9"
+    scan = b"\xff\xda\x00\x02" + b"\x12\xff\x00\x34\xff\xd0" + b"\x12\x34" * 8
+    if between:
+        return b"\xff\xd8" + scan + segment + scan + b"\xff\xd9"
+    return b"\xff\xd8" + segment + scan + b"\xff\xd9"
 
 
+@pytest.mark.parametrize("between", [False, True], ids=["header", "between-scans"])
 @pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEGLosslessSV1,
                                     pydicom.uid.JPEG2000Lossless])
-def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Path, syntax: pydicom.uid.UID) -> None:
-    """A device may write the patient's name in a JPEG comment or application (Exif) segment, beside the image:
-    the residual check reads those segments in every frame's fragment, so the file is held back; other text there
-    (a codec's name) is released."""
+def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Path, syntax: pydicom.uid.UID,
+                                                                   between: bool) -> None:
+    """A device may write the patient's name in a JPEG comment or application (Exif) segment, beside the image,
+    before the first scan or between scans (or tiles): the residual check reads those segments in every frame's
+    fragment, so the file is held back; other text there (a codec's name) is released."""
     secret = make_dataset(subject=39)
     for name, text in (("named", f"{secret.PatientName} {secret.PatientID}".encode()), ("codec", b"libjpeg 9d")):
         ds = make_dataset(subject=39, instance=len(name))
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.NumberOfFrames = 8, 8, 7, 1, 2
-        frames = [_codestream(syntax, b"frame one"), _codestream(syntax, text)]
+        frames = [_codestream(syntax, b"frame one", between), _codestream(syntax, text, between)]
         ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in frames])
         ds["PixelData"].VR = "OB"
         ds.file_meta.TransferSyntaxUID = syntax

@@ -149,21 +149,52 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
 
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
 _TEXT_MARKERS = frozenset({0xFE, 0x64, *range(0xE0, 0xF0)})  # COM, JPEG 2000 COM, APP0-APP15
-_CODED_DATA = frozenset({0xDA, 0x90, 0x93})  # SOS, SOT, SOD: the image itself follows
+_SOS, _SOT, _SOD = 0xDA, 0x90, 0x93  # the image itself follows (JPEG scan; JPEG 2000 tile-part and its data)
+# A JPEG comment or application marker anywhere: in coded data 0xFF is followed only by 0x00 or a restart marker
+# (JPEG), or a byte below 0x80 (JPEG-LS), so this finds only real segments.
+_JPEG_TEXT_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
 
 
 def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
-    """The payloads of the comment and application marker segments at the start of the codestream in the
-    fragment from `start` to `end`; only the segments' headers and those payloads are read, not the image."""
+    """The payloads of the comment and application marker segments of the codestream in the fragment from `start`
+    to `end`: JPEG's before and between its scans (found by their markers in the rest of the fragment), JPEG 2000's
+    in its main header and in each tile-part's header (found by the tile-parts' lengths, so that its coded data is
+    not read)."""
     f.seek(start)
     if f.read(2) not in _CODESTREAM_STARTS:
         return []
-    found, pos = [], start + 2
+    found: list[bytes] = []
+    pos, marker = _header_segments(f, start + 2, end, found)
+    if marker == _SOS:
+        f.seek(pos)
+        rest = f.read(end - pos)
+        for match in _JPEG_TEXT_MARKER.finditer(rest):
+            length = int.from_bytes(rest[match.end():match.end() + 2], "big")
+            found.append(rest[match.end() + 2:match.end() + max(length, 2)])
+    while marker == _SOT and pos + 12 <= end:
+        f.seek(pos + 2)
+        sot = f.read(8)  # Lsot, Isot, Psot: the tile-part's length from its SOT on (0: up to the end)
+        length, part = int.from_bytes(sot[:2], "big"), int.from_bytes(sot[4:8], "big")
+        _header_segments(f, pos + 2 + length, end, found)
+        if part < 14:
+            break
+        pos += part
+        f.seek(pos)
+        following = f.read(2)
+        marker = following[1] if len(following) == 2 and following[0] == 0xFF else None
+    return found
+
+
+def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tuple[int, int | None]:
+    """Walk the marker segments from `pos`, adding the payloads of text segments to `found`, up to the marker
+    where coded data begins; return where it is and which it is (None: no marker there)."""
     while pos + 4 <= end:
         f.seek(pos)
         marker = f.read(4)
-        if len(marker) < 4 or marker[0] != 0xFF or marker[1] in _CODED_DATA:
+        if len(marker) < 4 or marker[0] != 0xFF:
             break
+        if marker[1] in (_SOS, _SOT, _SOD):
+            return pos, marker[1]
         if marker[1] == 0xFF:  # a fill byte before the marker
             pos += 1
             continue
@@ -171,7 +202,7 @@ def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
         if marker[1] in _TEXT_MARKERS:
             found.append(f.read(min(max(length - 2, 0), end - pos - 4)))
         pos += 2 + length
-    return found
+    return pos, None
 
 
 def check_path(relative: str, patterns: tuple[Needle, ...]) -> list[Finding]:
