@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,12 +21,12 @@ from typing import cast
 import pydicom
 import pytest
 
-from neuroanon import journal, pipeline, stops, write
+from neuroanon import discover, journal, pipeline, stops, write
 from neuroanon.cli import main
 from neuroanon.errors import RunStopped, Terminated
 from neuroanon.journal import Journal
 from neuroanon.options import Level, Options
-from neuroanon.report import Record, Status
+from neuroanon.report import Record, RunInfo, Status
 from neuroanon.rules import Change
 from neuroanon.sample import make_dataset, make_many, make_study
 
@@ -115,6 +116,51 @@ def test_a_symlink_loop_or_an_unreachable_target_is_one_record_and_the_run_goes_
     for name, cause in causes.items():
         assert records[name]["status"] == ("failed" if follow else "skipped"), records[name]
         assert cause in str(records[name]["reason"]), records[name]
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_a_file_swapped_for_a_symlink_or_a_fifo_after_it_was_found_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level
+) -> None:
+    """Files are found long before they are read. One that became a symlink (to a file outside the tree) or a
+    FIFO in between is a skipped record: the link is not followed, the FIFO never opened for a writer to fill (the
+    run would hang), and the run goes on."""
+    files = make_study(tmp_path / "in", subject=33, n_series=1, n_instances=4)
+    secret = make_study(tmp_path / "elsewhere", subject=34, n_series=1, n_instances=1)[0]
+    archive = tmp_path / "in" / "more.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(files[3], "member.dcm")
+    found = discover.discover
+
+    def swapped(*args: object, **kwargs: object) -> Iterator[object]:
+        items = list(found(*args, **kwargs))  # type: ignore[arg-type]
+        files[0].unlink()
+        files[0].symlink_to(secret)
+        files[1].unlink()
+        os.mkfifo(files[1])
+        archive.unlink()
+        os.mkfifo(archive)
+        yield from items
+
+    monkeypatch.setattr(pipeline, "discover", swapped)
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    options = Options(level=level, key=b"\x5a" * 32 if level is Level.FULL else None)
+    ended: list[object] = []
+    done = threading.Thread(target=lambda: ended.append(pipeline.anonymize_tree([tmp_path / "in"], out, options,
+                                                                                report=report,
+                                                                                run=RunInfo(clear_paths=True))),
+                            daemon=True)
+    done.start()
+    done.join(60)
+    assert not done.is_alive(), "the run hung on a FIFO"
+    assert ended, "the run raised"
+    records, summary = _records(report)
+    names = {p.relative_to(tmp_path / "in").as_posix(): p for p in [*files[:2], archive]}
+    assert {n: (records[n if n != "more.zip" else "more.zip/member.dcm"]["status"]) for n in names} == dict.fromkeys(
+        names, "skipped")
+    assert "became a symlink" in str(records[next(iter(names))]["reason"])
+    assert "became a FIFO" in str(records["more.zip/member.dcm"]["reason"])
+    assert len(_released(out)) == 2 and summary["files"] == 5
 
 
 def test_follow_symlinks_never_reads_the_runs_own_folders(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import gzip
 import os
 import shutil
@@ -43,6 +44,7 @@ class InputFile:
     member: str | None = None  # for a zip member: its name in the archive at `path`
     size: int = 0  # a zip member's, or a regular file's when it was found
     note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
+    through_links: bool = False  # found by following symlinks (the user's own path, or --follow-symlinks)
 
 
 def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Path, ...] = ()) -> Iterator[InputFile]:
@@ -56,7 +58,7 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
     avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
     for root in inputs:
         if root.is_file() and archive_kind(root) == "zip":
-            yield from _members(root, root, "")
+            yield from _members(root, root, "", through_links=True)
         elif root.is_dir():
             yield from _walk(root, follow_symlinks, avoided)
         else:  # a file, or a FIFO or device given by name
@@ -107,7 +109,7 @@ def _opened(item: InputFile) -> Iterator[InputFile]:
     is, its members named below the archive's path (`a/b.zip/member`, `a/c.dcm.gz/c.dcm`)."""
     kind = archive_kind(item.path) if item.kind is Kind.NOT_DICOM else None
     if kind == "zip":
-        yield from _members(item.path, item.root, item.relative + "/")
+        yield from _members(item.path, item.root, item.relative + "/", item.through_links)
     elif kind == "gzip" and _gzip_holds_dicom(item.path):
         name = PurePosixPath(item.relative).name
         inner = name[: -len(".gz")] if name.lower().endswith(".gz") and len(name) > 3 else name
@@ -163,7 +165,7 @@ def _cause(exc: OSError) -> str:
     return (exc.strerror or type(exc).__name__).lower()
 
 
-def _members(archive: Path, root: Path, prefix: str) -> Iterator[InputFile]:
+def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Iterator[InputFile]:
     """Every file in a zip archive, named by `prefix` and its path in the archive (checked when prepared)."""
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -181,7 +183,8 @@ def _members(archive: Path, root: Path, prefix: str) -> Iterator[InputFile]:
         if why:
             yield InputFile(archive, root, prefix + info.filename, Kind.UNREADABLE, note=why)
         else:
-            yield InputFile(archive, root, prefix + info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size)
+            yield InputFile(archive, root, prefix + info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size,
+                            through_links=through_links)
 
 
 _READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -231,7 +234,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
     if not stat.S_ISREG(info.st_mode):
         return InputFile(path, root, relative, Kind.SPECIAL)
     if info.st_size == 0:
-        return InputFile(path, root, relative, Kind.EMPTY)
+        return InputFile(path, root, relative, Kind.EMPTY, through_links=follow)
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -241,7 +244,25 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
     return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head) else Kind.NOT_DICOM,
-                     size=info.st_size)
+                     size=info.st_size, through_links=follow)
+
+
+def changed_since_found(item: InputFile) -> str:
+    """Why the regular file `item` found can no longer be read as found, or "": it became a symlink (not followed
+    when it was found as a file) or a FIFO, device or socket (opened without waiting for a writer, never read).
+    Files are found long before they are read: a tree may change during a run."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if item.through_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(item.path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not item.through_links:
+            return "became a symlink after it was found: not followed"
+        return ""  # (gone or unreadable: the read that follows says so)
+    try:
+        is_regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return "" if is_regular else "became a FIFO, device or socket after it was found: not read"
 
 
 def looks_like_dicom(head: bytes) -> bool:

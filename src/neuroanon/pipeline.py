@@ -35,7 +35,7 @@ from pydicom.dataset import Dataset
 
 from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
-from .discover import InputFile, Kind, archive_kind, discover, extracted, safe_member_name
+from .discover import InputFile, Kind, archive_kind, changed_since_found, discover, extracted, safe_member_name
 from .errors import InputError, RunStopped, UsageError
 from .identifiers import patient_id
 from .journal import Journal, check_output
@@ -558,6 +558,9 @@ def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepare
 
     Never raises for a bad file: the record says what happened. Raises RunStopped when the stage's disk is full.
     """
+    changed = changed_since_found(item) if item.kind in _FOUND_AS_FILES else ""
+    if changed:
+        return Prepared(Record(name, Status.SKIPPED, changed, dicom=False))
     try:
         with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
             if item.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
@@ -581,6 +584,10 @@ def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepare
         if _no_space(exc):
             raise RunStopped("no space left on device") from None
         raise
+
+
+# Kinds whose `path` was a regular file when found (for members: the archive), and is read.
+_FOUND_AS_FILES = frozenset({Kind.DICOM, Kind.NOT_DICOM, Kind.EMPTY, Kind.ZIP_MEMBER, Kind.GZIP_MEMBER})
 
 
 def _no_space(exc: OSError) -> bool:
