@@ -182,3 +182,28 @@ def test_a_report_another_run_is_writing_is_refused_untouched(tmp_path: Path,
         assert report.read_text() == '{"provenance": {}}\n'
     assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(report)]) == 0
     assert len(read_report(report)[1]) == 1
+
+
+def test_names_that_are_not_utf8_are_valid_unicode_in_the_report_and_on_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name's bytes that are not UTF-8 are written as \\xNN: JSON with lone surrogates is refused or mangled by
+    strict readers, and the record could not be matched to its file."""
+    source = tmp_path / os.fsdecode(b"in-\xe9")
+    files = make_study(source, subject=22, n_series=1, n_instances=2)
+    os.rename(files[0], os.fsdecode(bytes(files[0].parent) + b"/caf\xe9.dcm"))
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(report), "-q"]) == 0
+    text = report.read_bytes().decode("utf-8")  # strict
+    assert "\\ud" not in text
+    head, records, _ = read_report(report)
+    inputs = {r["input"] for r in records}
+    assert any(i.endswith("caf\\xe9.dcm") for i in inputs), inputs
+    assert any(r["output"].endswith("caf\\xe9.dcm") for r in records)
+    assert any(part.endswith("in-\\xe9") for part in head["command"])
+    capsys.readouterr()
+    findings = tmp_path / "findings.json"
+    main(["verify", str(source), "--json", str(findings)])
+    shown = capsys.readouterr().out
+    assert "caf\\xe9.dcm" in shown and "\udce9" not in shown
+    assert "\\ud" not in findings.read_bytes().decode("utf-8")

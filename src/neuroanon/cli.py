@@ -27,7 +27,7 @@ from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load
 from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
-from .report import Record, RunInfo, Status, Summary, status_word
+from .report import Record, RunInfo, Status, Summary, status_word, unicode_name
 from .write import partial_zip
 
 EXIT_USAGE = 2
@@ -566,7 +566,9 @@ def _say(progress: Any, line: str, stream: Any) -> None:
 def _shown(line: str) -> str:
     """`line` with what a terminal would act on written as escapes: a file may be named with a newline or an
     escape sequence, which would break the line or reach the terminal."""
-    return line if line.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in unicode_name(line))
 
 
 def _would(record: Record, held_back: bool) -> str:
@@ -706,13 +708,14 @@ def _verify(args: argparse.Namespace) -> int:
     flagged = [r for r in results if r.findings]
     for result in flagged:
         for finding in result.findings:
-            print(f"{result.path}\t{finding}")
+            print(f"{_shown(result.path)}\t{finding}")
     print(f"{len(results)} files checked at level {options.level}: "
           f"{len(flagged)} with findings, {len(results) - len(flagged)} clean")
     for name, files in summary(results).items():
         print(f"  {name}: {files} file{'s' if files != 1 else ''}")
     if args.json:
-        args.json.write_text(json.dumps([r.as_dict() for r in results], indent=1) + "\n", encoding="utf-8")
+        listed = [{**r.as_dict(), "file": unicode_name(r.path)} for r in results]
+        args.json.write_text(json.dumps(listed, indent=1) + "\n", encoding="utf-8")
     return 1 if flagged else 0
 
 

@@ -105,6 +105,15 @@ def _converted(changes: tuple[tuple[str, ...], ...], convert: Callable[[Any], An
 _CONVERTED: dict[tuple[int, object], tuple[object, tuple[Any, ...]]] = {}
 
 
+def unicode_name(name: str) -> str:
+    """A file name as valid Unicode: a byte that is not UTF-8 (held as a lone surrogate, as Python reads such
+    names) written as `\\xNN`, as `ls -b` shows it. (Lone surrogates in JSON are refused or replaced by strict
+    readers: the input could not be found again by its record.)"""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def reason_group(reason: str) -> str:
     """What a reason says without its particulars: the text before the first ':', ';' or ' ('."""
     cut = min((i for i in (reason.find(": "), reason.find("; "), reason.find(" (")) if i >= 0), default=len(reason))
@@ -200,14 +209,14 @@ def provenance(options: Options, run: RunInfo) -> dict[str, object]:
             continue
         if f.name == "lookup":
             value = len(value)  # how many entries, never the IDs
-        described[f.name] = value if isinstance(value, bool | int | None) else str(value)
+        described[f.name] = value if isinstance(value, bool | int | None) else unicode_name(str(value))
     return {"provenance": {
         "neuroanon": __version__,
         "level": options.level.value,
         "options": described,
         "key_fingerprint": key_fingerprint(options.key) if options.key is not None else None,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": list(run.command),
+        "command": [unicode_name(part) for part in run.command],
         "input_names": "paths" if run.clear_paths or options.level is not Level.FULL else "keyed tokens",
     }}
 
@@ -241,8 +250,9 @@ class ReportWriter:
         """Append a record (or the summary) as one JSON line."""
         if self._file is not None:
             as_dict = entry.as_dict() if isinstance(entry, Record) else entry
-            if isinstance(entry, Record) and self._name is not None:
-                as_dict["input"] = self._name(entry.input)
+            if isinstance(entry, Record):
+                as_dict["input"] = unicode_name(entry.input if self._name is None else self._name(entry.input))
+                as_dict["output"] = entry.output and unicode_name(entry.output)
             try:
                 self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
                 self._file.flush()
