@@ -137,7 +137,7 @@ class Needle:
         for form in self.forms or _plain_forms(self):
             run, best = "", ""
             for token in form.tokens:
-                if len(token) == 1 and token[0].isascii() and token[0].isalnum():
+                if _literal(token):
                     run += token[0].lower()
                     best = max(best, run, key=len)
                 else:
@@ -184,6 +184,12 @@ class Needle:
 
 
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
+
+
+def _literal(token: Token) -> bool:
+    """A place written one way in ASCII: a letter or digit, or a longer literal ("15.04.47", "-47")."""
+    text = token[0]
+    return len(token) == 1 and text.isascii() and (text.isalnum() or (len(text) > 1 and text.isprintable()))
 
 
 _Raw = tuple[str | None, bytes | None, bool, bool] | None  # an element's VR, value and encoding; None: absent
@@ -301,7 +307,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     if keyword in IDS:
         texts |= id_texts(text)
     out = []
-    groups = _DIGITS.findall(text) if keyword in PHONES else []
+    groups = _DIGITS.findall(text) if keyword in PHONES and not _LETTER.search(text) else []
     if len(groups) > 1 and _worth_searching("".join(groups).encode()):  # (this needle stands for the bare digits too)
         out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
     for form_text in texts:
@@ -364,6 +370,7 @@ def phone_form(groups: list[str]) -> Form:
 
 PHONES = frozenset({"PatientTelephoneNumbers"})
 _DIGITS = re.compile(r"[0-9]+")
+_LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/")
@@ -453,7 +460,6 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     """The ways a date is written; a DICOM date may run on into a time, the others stand between non-digits."""
     year, yy = (f"{y:04d}",), (f"{y % 100:02d}",)
     month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
-    mm, dd = (f"{m:02d}",), (f"{d:02d}",)
     names = tuple(sorted({a for name in _MONTHS[m - 1] for a in _month_spellings(name)}))
     sep = _NUMERIC_SEPARATORS
     forms = [
@@ -466,12 +472,15 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((month, sep, day, sep, year), DIGIT, DIGIT),
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
-        # A two-digit year: with a month name ("15-APR-47"), or with day and month padded ("15.04.47").
-        Form((day, _DAY_MONTH, names, _SHORT_SEPARATORS, yy), DIGIT, DIGIT),
-        Form((dd, _SHORT_SEPARATORS, mm, _SHORT_SEPARATORS, yy), DIGIT, DIGIT),
-        Form((mm, _SHORT_SEPARATORS, dd, _SHORT_SEPARATORS, yy), DIGIT, DIGIT),
-        Form((yy, _SHORT_SEPARATORS, mm, _SHORT_SEPARATORS, dd), DIGIT, DIGIT),
     ]
+    # A two-digit year: with a month name ("15-APR-47"), or with day and month padded ("15.04.47"). Each form
+    # holds a literal of three characters or more (the year with its separator, the whole date), which the search
+    # looks for first (see Needle.runs).
+    dd, mm, yy2 = f"{d:02d}", f"{m:02d}", f"{y % 100:02d}"
+    forms += [Form((day, _DAY_MONTH, names, (f"{between}{yy2}",)), DIGIT, DIGIT) for between in ("-", " ")]
+    for between in _SHORT_SEPARATORS:
+        forms += [Form(((between.join(order),),), DIGIT, DIGIT)
+                  for order in ((dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd))]
     return tuple(forms)
 
 
