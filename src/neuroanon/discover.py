@@ -249,7 +249,8 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
 
 def changed_since_found(item: InputFile) -> str:
     """Why the regular file `item` found can no longer be read as found, or "": it became a symlink (not followed
-    when it was found as a file) or a FIFO, device or socket (opened without waiting for a writer, never read).
+    when it was found as a file) or a FIFO, device, socket or folder (opened without waiting for a writer, never
+    read).
     Files are found long before they are read: a tree may change during a run."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if item.through_links else os.O_NOFOLLOW)
     try:
@@ -262,7 +263,9 @@ def changed_since_found(item: InputFile) -> str:
         is_regular = stat.S_ISREG(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
-    return "" if is_regular else "became a FIFO, device or socket after it was found: not read"
+    if is_regular:
+        return ""
+    return "no longer a regular file (a FIFO, device, socket or folder) after it was found: not read"
 
 
 def looks_like_dicom(head: bytes) -> bool:
