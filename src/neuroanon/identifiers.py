@@ -35,9 +35,11 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from .tags import (
+    FRAME_OF_REFERENCE_UID,
     PATIENT_BIRTH_DATE,
     PATIENT_ID,
     PATIENT_NAME,
+    SERIES_INSTANCE_UID,
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
@@ -697,6 +699,28 @@ def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
             buffer[match.start() : match.end()] = filler * (match.end() - match.start())
         lowered = bytes(buffer).lower()
     return bytes(buffer)
+
+
+# The file's own UIDs that the profile remaps at full: found in an output (in a kept private value, say), one
+# links it back to the original study. Shorter UIDs (under four components) could occur by chance.
+_OWN_UIDS = (("StudyInstanceUID", STUDY_INSTANCE_UID), ("SeriesInstanceUID", SERIES_INSTANCE_UID),
+             ("SOPInstanceUID", SOP_INSTANCE_UID), ("FrameOfReferenceUID", FRAME_OF_REFERENCE_UID))
+_UID = re.compile(rb"[0-9]+(?:\.[0-9]+){3,}")
+
+
+def own_uids(ds: Dataset) -> tuple[tuple[str, bytes], ...]:
+    """The file's study, series, instance and frame of reference UIDs as written (attribute, value), read
+    undecoded."""
+    found = []
+    keys = ds.keys()
+    for keyword, tag in _OWN_UIDS:
+        element = ds.get_item(tag) if tag in keys else None
+        value = element.value if element is not None else None
+        text = value if isinstance(value, bytes) else str(value or "").encode("ascii", "replace")
+        text = text.rstrip(b"\x00 ")
+        if _UID.fullmatch(text):
+            found.append((keyword, text))
+    return tuple(found)
 
 
 _IDENTITY_TAGS = (SPECIFIC_CHARACTER_SET, SOP_INSTANCE_UID, PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE,
