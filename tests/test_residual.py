@@ -108,3 +108,18 @@ def test_allowing_burned_in_releases_but_never_claims_identity_removed(tmp_path:
     record, out, _ = _run(tmp_path, ds, allow_burned_in=True)
     assert record["status"] == "written"
     assert pydicom.dcmread(files_under(out)[0]).PatientIdentityRemoved == "NO"
+
+
+@pytest.mark.parametrize("shift", [-3, -2, -1, 0, 1])
+def test_a_jpeg_comment_across_the_edge_of_a_read_block_is_read(shift: int) -> None:
+    """After the first scan a fragment is read a block at a time: a comment whose marker lies across two blocks
+    is read whole, and coded data (0xFF 0x00, restart markers) is never taken for one."""
+    import io
+
+    from neuroanon import residual
+
+    head = b"\xff\xd8\xff\xda\x00\x02"  # blocks are counted from the scan's marker, at 2
+    coded = (b"\x12\xff\x00\x34\xff\xd0" * (1 << 18))[: residual._BLOCK + shift - 4]  # the comment at _BLOCK + shift
+    comment = b"\xff\xfe\x00\x0dFAKEDOE0042"
+    data = head + coded + comment + b"\x12\x34\xff\xd9"
+    assert residual._text_segments(io.BytesIO(data), 0, len(data)) == [b"FAKEDOE0042"]
