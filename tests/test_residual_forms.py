@@ -380,3 +380,15 @@ def test_every_needle_of_a_planted_dataset_has_a_key_to_look_for_first() -> None
     ds = make_dataset(subject=3)
     ds.PatientTelephoneNumbers = "+1 (555) 123-4567"
     assert [n.data for n in needles(ds) if not n.keys] == []
+
+
+@pytest.mark.parametrize(("text", "found"), [("lives on FakeElm Road", True), ("Baker Street 12b", False),
+                                             ("0001 FAKEELM ROAD", True), ("road works", False)])
+def test_an_addresss_street_is_found_alone(tmp_path: Path, text: str, found: bool) -> None:
+    source = original()
+    source.PatientAddress = "0001 FakeElm Road, Fakeville"
+    findings = held(tmp_path, source, ImageComments=text)
+    if found:
+        assert_found(findings, "PatientAddress", "(0020,4000)", "FakeElm")
+    else:
+        assert findings == []

@@ -308,6 +308,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         texts |= name_texts(text)
     if keyword in IDS:
         texts |= id_texts(text)
+    if keyword.endswith("Address"):
+        texts |= street_texts(text)
     out = []
     groups = _DIGITS.findall(text) if keyword in PHONES and not _LETTER.search(text) else []
     if len(groups) > 1 and _worth_searching("".join(groups).encode()):  # (this needle stands for the bare digits too)
@@ -346,6 +348,17 @@ def name_texts(text: str) -> set[str]:
             found |= {f"{initial}. {family}", f"{initial} {family}", f"{family}, {initial}.", f"{family} {initial}",
                       f"{family}, {initial}", f"{initial}.{family}"}
     return found
+
+
+def street_texts(text: str) -> set[str]:
+    """An address's first line (its street), also without its house number ("FakeElm Road" for
+    "0001 FakeElm Road, Fakeville"): the street is often written alone."""
+    street = re.split(r"[,;\n^]", text, maxsplit=1)[0].strip()
+    bare = _HOUSE_NUMBER.sub("", street).strip()
+    return {t for t in (street, bare) if _LETTER.search(t)}
+
+
+_HOUSE_NUMBER = re.compile(r"^[0-9]+[a-zA-Z]?\b\.?|\b[0-9]+[a-zA-Z]?$")
 
 
 def id_texts(text: str) -> set[str]:
