@@ -98,10 +98,13 @@ def test_a_number_row_keeps_numbers_only() -> None:
 @pytest.mark.parametrize("vr", ["", "UN"])
 def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -> None:
     """Implicit VR (no VR) or UN: the private dictionary's VR decides. Number text for a string VR (Siemens
-    B Value, IS) is kept and other text is not; a binary VR (Philips Scale Slope, FL) cannot be told from text,
-    so its bytes are taken as numbers."""
+    B Value, IS) is kept and other text is not; a binary VR (Philips Scale Slope, FL) keeps numbers' bytes, and
+    not bytes that are text with a word in it."""
     b_value = find_safe("SIEMENS MR HEADER", 0x0019, 0x0C)
     scale_slope = find_safe("Philips MR Imaging DD 001", 0x2005, 0x0E)
     assert b_value is not None and scale_slope is not None
     assert holds_a_number(b_value, vr, b"1000") and not holds_a_number(b_value, vr, b"Fakename Quill")
     assert holds_a_number(scale_slope, vr, b"\x00\x00\x80\x3f")
+    assert not holds_a_number(scale_slope, vr, b"Fakename Quill\x00\x00")
+    assert holds_a_number(scale_slope, vr, b"1.5\x00") and holds_a_number(scale_slope, vr, b"AB\x00\x00")
+    assert not holds_a_number(scale_slope, "FL", b"Quil")  # explicitly binary, yet a word

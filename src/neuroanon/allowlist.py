@@ -254,17 +254,23 @@ def creator_name(value: bytes | str) -> str | None:
 # Binary numbers, and number text: digits, sign, point, exponent, value separators and padding.
 _BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
 _NUMBER_TEXT = re.compile(rb"[0-9+\-.eE \\\x00]*")
+# Binary values that are text all the same: printable ASCII (and padding) with a word in it. (Numbers' bytes are
+# that only by a chance of about one in a billion for eight bytes.)
+_PRINTABLE = re.compile(rb"[\x20-\x7e\x00]*")
+_WORD = re.compile(rb"[A-Za-z]{3}")
 
 
 def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     """Whether a value kept by a number row is one: written as text (by its VR, or the private dictionary's for a
     UN or implicit VR value), it must be number text (free text in Philips' Scale Slope is not kept); binary, or
-    of a VR nothing names, it is taken as numbers."""
+    of a VR nothing names, it is taken as numbers unless its bytes are text with a word in it."""
     if safe.safe != _NUMBER:
         return True
     if vr in ("", "UN"):
         vr = _DICTIONARY_VRS[safe]
-    return not vr or vr in _BINARY_VRS or _NUMBER_TEXT.fullmatch(value) is not None
+    if not vr or vr in _BINARY_VRS:
+        return _PRINTABLE.fullmatch(value) is None or _WORD.search(value) is None
+    return _NUMBER_TEXT.fullmatch(value) is not None
 
 
 def _dictionary_vr(safe: SafePrivate) -> str:
