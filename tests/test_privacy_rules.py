@@ -555,33 +555,35 @@ def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Pat
             assert record.status is Status.WRITTEN, record.reason
 
 
-@pytest.mark.parametrize("dated", [True, False], ids=["uids-with-a-date", "uids-without"])
-@pytest.mark.parametrize(("kept", "held"), [("{study}", True), ("{series}.7", True), ("ref {sop}", True),
-                                             ("{study}5", False), ("1.2.826.0.1.3680043.2.1125.1", False)])
-def test_the_inputs_own_uid_in_a_kept_private_value_holds_the_file_back(tmp_path: Path, kept: str,
-                                                                        held: bool, dated: bool) -> None:
-    """full remaps every UID of the file: its original study, series or instance UID (or one derived from it by
-    a suffix) written in a kept private value would link the output back to the original study, so the residual
-    check holds it back, also when the cleaning of kept values has overwritten the study date a scanner wrote
-    into its UIDs. A longer number that starts with it, or another UID, is no link."""
+@pytest.mark.parametrize(("kept", "linked", "dated"), [
+    ("{study}", True, True), ("{study}", True, False), ("{series}.7", True, True), ("{series}.7", True, False),
+    ("for {frame}", True, False), ("{study}5", False, True), ("{study}5", False, False),
+    ("1.2.826.0.1.3680043.2.1125.1", False, True),
+])
+def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Path, kept: str, linked: bool,
+                                                                 dated: bool) -> None:
+    """full remaps every UID: the original study, series or frame of reference UID (or one derived from it by a
+    suffix) written in a kept private value would link the output back to the original study, so the cleaning
+    of kept values overwrites it (whole, also when a scanner wrote the study date into it: `dated`). A longer
+    number that starts with it, or another UID, is no link and stays."""
     ds = make_dataset(subject=41)
     if not dated:
         root = "1.2.826.0.1.3680043.10.543.41"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.UID(root), pydicom.uid.UID(f"{root}.2")
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(f"{root}.2.9")
-    text = kept.format(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, sop=ds.SOPInstanceUID)
+        ds.FrameOfReferenceUID = pydicom.uid.UID(f"{root}.4")
+    text = kept.format(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, frame=ds.FrameOfReferenceUID)
     ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x00191008, "LO", text)  # CSA Image Header Type: a kept code row, cleaned of identifying values
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
-    if held:
-        assert record.status is Status.QUARANTINED, record.reason
-        attribute = "StudyInstanceUID" if "study" in kept else "SeriesInstanceUID" if "series" in kept else (
-            "SOPInstanceUID")
-        assert (attribute, "(0019,1008)") in {(f.attribute, f.where) for f in record.findings}
-        assert str(ds.StudyInstanceUID) not in record.reason
-    else:
-        assert record.status is Status.WRITTEN, record.reason
-        (out,) = files_under(tmp_path / "out")
-        assert pydicom.dcmread(out)[0x00191008].value.startswith(text[:20])
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data, value = out.read_bytes(), str(pydicom.dcmread(out)[0x00191008].value)
+    originals = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID)
+    if linked:
+        assert not any(uid.encode() in data for uid in originals)
+        assert "(0019,1008)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes
+        assert len(value) == len(text)  # (in place: the value keeps its length)
+    else:  # (a study date in it is still overwritten, as any date of the file's)
+        assert "X" not in value and value[:20] == text[:20]

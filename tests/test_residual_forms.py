@@ -392,3 +392,19 @@ def test_an_addresss_street_is_found_alone(tmp_path: Path, text: str, found: boo
         assert_found(findings, "PatientAddress", "(0020,4000)", "FakeElm")
     else:
         assert findings == []
+
+
+@pytest.mark.parametrize("text", ["{study}", "{study}.3", "series {series}"])
+def test_the_inputs_own_study_or_series_uid_is_found(tmp_path: Path, text: str) -> None:
+    source = original()
+    source.StudyInstanceUID = "1.2.826.0.1.3680043.10.543.77"
+    source.SeriesInstanceUID = "1.2.826.0.1.3680043.10.543.77.5"
+    attribute = "SeriesInstanceUID" if "series" in text else "StudyInstanceUID"
+    written_text = text.format(study=source.StudyInstanceUID, series=source.SeriesInstanceUID)
+    assert_found(held(tmp_path, source, ImageComments=written_text), attribute, "(0020,4000)", written_text)
+
+
+def test_a_longer_number_or_another_uid_is_no_hit(tmp_path: Path) -> None:
+    source = original()
+    source.StudyInstanceUID = "1.2.826.0.1.3680043.10.543.77"
+    assert held(tmp_path, source, ImageComments="1.2.826.0.1.3680043.10.543.778 1.2.826.0.1.3680043.10.543") == []

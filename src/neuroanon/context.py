@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from .burnedin import embedded_overlay, risk_beside_overlay
 from .errors import UsageError
-from .identifiers import Needle, needles, own_uids, subject_of
+from .identifiers import Needle, needles, subject_of
 from .keys import Keyring
 from .options import Level, Options
 
@@ -58,11 +58,6 @@ class FileContext:
     def needles(self) -> tuple[Needle, ...]:
         """The patterns of the file's identifying values, searched for at full (none below it)."""
         return needles(self.original) if self.options.level is Level.FULL else ()
-
-    @cached_property
-    def uids(self) -> tuple[tuple[str, bytes], ...]:
-        """The file's own UIDs (`own_uids`), searched for at full, where every one is remapped (none below it)."""
-        return own_uids(self.original) if self.options.level is Level.FULL else ()
 
     @cached_property
     def subject(self) -> str:

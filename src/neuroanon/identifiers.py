@@ -35,11 +35,9 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from .tags import (
-    FRAME_OF_REFERENCE_UID,
     PATIENT_BIRTH_DATE,
     PATIENT_ID,
     PATIENT_NAME,
-    SERIES_INSTANCE_UID,
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
@@ -54,6 +52,10 @@ IDENTIFYING = (
     "StationName", "DeviceSerialNumber", "ReferringPhysicianName", "ReferringPhysicianAddress",
     "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
     "RequestingPhysician", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
+    # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
+    # links the output back to the original study. (The instance's own UID is not a needle: the needles are
+    # made once for the files of a series.)
+    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
 )
 # IDs are also written without their separators or with one between letters and digits, and numeric ones
 # without leading zeros.
@@ -71,6 +73,7 @@ DUMMIES = frozenset({
 })
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}")  # (shorter ones could occur by chance)
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 _KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
@@ -101,6 +104,7 @@ class Form:
     left: str = ALPHA
     right: str = ALPHA
     text: str = ""  # as written in the input, for stateful (ISO 2022) encodings; else the first alternatives
+    anchor: str = ""  # a literal every match holds, looked for first (else the form's longest literal run)
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,8 @@ class Needle:
         """ASCII letters or digits of which one run occurs in every match (a fast test first), or () if none."""
         runs: set[str] = set()
         for form in self.forms or _plain_forms(self):
-            run, best = "", ""
-            for token in form.tokens:
+            run, best = "", form.anchor
+            for token in form.tokens if not form.anchor else ():
                 if _literal(token):
                     run += token[0].lower()
                     best = max(best, run, key=len)
@@ -295,14 +299,13 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *(() if text.isascii() else OTHER_ENCODINGS))))
     if is_dummy(text):
         return ()
-    date = _DATE.match(text) if keyword.endswith("Date") else None
-    if date:
-        y, m, d = (int(g) for g in date.groups())
-        try:
-            dt.date(y, m, d)
-            return (Needle(keyword, date.group(0).encode(), date_forms(y, m, d), encodings, declared),)
-        except ValueError:
-            pass  # not a date: searched as the text it is
+    if keyword.endswith("UID"):  # as written, or as the root of a longer UID ("<uid>.1"), not inside a number
+        # (looked for by its end: its start is the root of every UID its maker writes)
+        form = Form(((text,),), DIGIT, DIGIT, anchor=text[-8:])
+        return (Needle(keyword, text.encode(), (form,), encodings, declared),) if _UID.fullmatch(text) else ()
+    date = _date_forms(text) if keyword.endswith("Date") else None
+    if date is not None:
+        return (Needle(keyword, text[:8].encode(), date, encodings, declared),)
     texts = {text}
     if person or keyword.endswith("Name") or "Physician" in keyword:
         texts |= name_texts(text)
@@ -469,6 +472,19 @@ _MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
 _MONTH_DAY = (" ", ". ", ".", "-", "/")
 _SHORT_SEPARATORS = ("-", "/", ".", " ")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
+
+
+def _date_forms(text: str) -> tuple[Form, ...] | None:
+    """The forms of a DICOM date (a DA, or a DT's date), or None: not a date (searched as the text it is)."""
+    date = _DATE.match(text)
+    if date is None:
+        return None
+    y, m, d = (int(g) for g in date.groups())
+    try:
+        dt.date(y, m, d)
+    except ValueError:
+        return None
+    return date_forms(y, m, d)
 
 
 def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
@@ -712,28 +728,6 @@ def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
             buffer[match.start() : match.end()] = filler * (match.end() - match.start())
         lowered = bytes(buffer).lower()
     return bytes(buffer)
-
-
-# The file's own UIDs that the profile remaps at full: found in an output (in a kept private value, say), one
-# links it back to the original study. Shorter UIDs (under four components) could occur by chance.
-_OWN_UIDS = (("StudyInstanceUID", STUDY_INSTANCE_UID), ("SeriesInstanceUID", SERIES_INSTANCE_UID),
-             ("SOPInstanceUID", SOP_INSTANCE_UID), ("FrameOfReferenceUID", FRAME_OF_REFERENCE_UID))
-_UID = re.compile(rb"[0-9]+(?:\.[0-9]+){3,}")
-
-
-def own_uids(ds: Dataset) -> tuple[tuple[str, bytes], ...]:
-    """The file's study, series, instance and frame of reference UIDs as written (attribute, value), read
-    undecoded."""
-    found = []
-    keys = ds.keys()
-    for keyword, tag in _OWN_UIDS:
-        element = ds.get_item(tag) if tag in keys else None
-        value = element.value if element is not None else None
-        text = value if isinstance(value, bytes) else str(value or "").encode("ascii", "replace")
-        text = text.rstrip(b"\x00 ")
-        if _UID.fullmatch(text):
-            found.append((keyword, text))
-    return tuple(found)
 
 
 _IDENTITY_TAGS = (SPECIFIC_CHARACTER_SET, SOP_INSTANCE_UID, PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE,

@@ -29,7 +29,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from .identifiers import Needle, count, find, find_text, fold, maker_names, scrub
+from .identifiers import Needle, count, find, find_text, fold, maker_names
 from .read import PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
@@ -85,31 +85,26 @@ class _Element:
 
 
 def check_file(
-    path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...], searchable: bytes | None = None,
-    uids: tuple[tuple[str, bytes], ...] = (),
+    path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...], searchable: bytes | None = None
 ) -> list[Finding]:
-    """Search the written file at `path` (all but its pixel data value) for the patterns, and for the input's own
-    UIDs `uids` (attribute, value; see identifiers.own_uids), which every output of full has remapped.
+    """Search the written file at `path` (all but its pixel data value) for the patterns.
 
     `searchable` may give those bytes when the writer still holds them, so that the file is read and parsed
     only when a needle occurs. A hit no element accounts for (outside any value, or in text decoded from bytes
     no text element holds) is a finding all the same: the check fails closed.
     """
-    if not patterns and not uids:
+    if not patterns:
         return []
     data = _searchable(path, pixels) if searchable is None else searchable
     in_pixels = _in_marker_segments(path, pixels, data, patterns) if pixels is not None else []
-    linked = _linked(data, uids, patterns) if _holds_any(data, uids) else []
     data = _OUR_UIDS.sub(b"\x00", data)
     haystack = data.lower()
     hits = find(haystack, patterns)
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
-    if not hits and not text_hits and not linked:
+    if not hits and not text_hits:
         return in_pixels
     elements = _elements(path)
-    findings = [Finding(attribute, where) for attribute, forms in linked
-                for where in ([e.where for e in elements if any(_holds_uid(e.raw, f) for f in forms)]
-                              or ["file bytes"])]
+    findings = []
     for needle in hits + text_hits:
         places: list[str] = []
         excused = 0
@@ -126,41 +121,6 @@ def check_file(
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     return findings + in_pixels
-
-
-def _holds_any(data: bytes, uids: tuple[tuple[str, bytes], ...]) -> bool:
-    """Whether the UIDs' common prefix occurs in `data` (one search for the usual case: none of them does)."""
-    if not uids:
-        return False
-    values = [uid for _, uid in uids]
-    first, last = min(values), max(values)  # (their common prefix is every value's)
-    shared = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
-    return data.find(first[:shared]) >= 0
-
-
-def _linked(data: bytes, uids: tuple[tuple[str, bytes], ...], patterns: tuple[Needle, ...],
-            ) -> list[tuple[str, tuple[bytes, ...]]]:
-    """The UIDs that occur in `data` (attribute, the forms found in): as written, or as the cleaning of kept
-    private values leaves them (a date in a scanner's UID overwritten, the rest of it still a link)."""
-    linked: list[tuple[str, tuple[bytes, ...]]] = []
-    for attribute, uid in uids:
-        cleaned = find(uid, patterns)  # (the needles the cleaning would overwrite in it: rarely any)
-        forms = (uid, scrub(uid, tuple(cleaned))) if cleaned else (uid,)
-        if any(_holds_uid(data, form) for form in forms):
-            linked.append((attribute, forms))
-    return linked
-
-
-def _holds_uid(data: bytes, uid: bytes) -> bool:
-    """Whether `uid` occurs in `data` as a UID or the root of a longer one ("<uid>.1" links as well), not inside
-    a longer number."""
-    start = data.find(uid)
-    while start >= 0:
-        before, after = data[start - 1:start] if start else b"", data[start + len(uid):start + len(uid) + 1]
-        if not (before.isdigit() or before == b".") and not after.isdigit():
-            return True
-        start = data.find(uid, start + 1)
-    return False
 
 
 def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...]) -> list[Finding]:
