@@ -250,8 +250,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
 def changed_since_found(item: InputFile) -> str:
     """Why the regular file `item` found can no longer be read as found, or "": it became a symlink (not followed
     when it was found as a file) or a FIFO, device, socket or folder (opened without waiting for a writer, never
-    read).
-    Files are found long before they are read: a tree may change during a run."""
+    read). Files are found long before they are read: a tree may change during a run."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if item.through_links else os.O_NOFOLLOW)
     try:
         fd = os.open(item.path, flags)

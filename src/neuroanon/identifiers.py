@@ -2,9 +2,11 @@
 
 Taken from the original (input) dataset: names and their parts (run together, with initials, hyphens written as
 spaces), IDs (also without separators or leading zeros, or with one between letters and digits), dates (DICOM,
-ISO, numeric with or without padding, month names in English, German, French, Spanish and Italian, YYMMDD),
-addresses, institution, station, accession and device numbers. Used by the level (to clean allow-listed private
-elements) and by the residual check (to prove an output holds none of them).
+ISO, numeric with or without padding, month names in English, German, French, Spanish and Italian, YYMMDD, a
+two-digit year), telephone numbers (their digit groups between any separators), addresses (also the street
+alone), institution, station, accession and device numbers, and the study, series and frame-of-reference UIDs.
+Used by the level (to clean allow-listed private elements) and by the residual check (to prove an output holds
+none of them).
 
 A needle matches bytes (lower-cased ASCII) in UTF-8, Latin-1, UTF-16 LE and BE and the input's own character
 sets, and a value with letters outside ASCII also in the other usual legacy encodings (a name in cp1251 in a file
@@ -138,7 +140,7 @@ class Needle:
 
     @cached_property
     def runs(self) -> tuple[str, ...]:
-        """ASCII letters or digits of which one run occurs in every match (a fast test first), or () if none."""
+        """Literal ASCII text of which one run occurs in every match (a fast test first), or () if none."""
         runs: set[str] = set()
         for form in self.forms or _plain_forms(self):
             run, best = "", form.anchor
