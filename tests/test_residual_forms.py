@@ -327,12 +327,10 @@ def _dataset_with(**values: str) -> Dataset:
 
 
 @pytest.mark.parametrize(("name", "declared", "codec"), [
-    ("Иванов^Пётр", "ISO_IR 144", "cp1251"), ("Иванов^Пётр", "ISO_IR 144", "koi8_r"),
-    ("Иванов^Пётр", "ISO_IR 192", "cp866"), ("Müller^Jürgen", "ISO_IR 100", "cp850"),
-    ("Müller^Jürgen", "ISO_IR 100", "mac_roman"), ("Dvořák^Jiří", "ISO_IR 101", "cp1250"),
-    ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp1253"), ("Yılmaz^Ayşe", "ISO_IR 148", "cp1254"),
-    ("山田^太郎", "\\ISO 2022 IR 87", "euc_jp"), ("山田^太郎", "\\ISO 2022 IR 87", "shift_jis"),
-    ("王^小明", "GB18030", "big5"), ("홍^길동", "\\ISO 2022 IR 149", "utf_16_le"),
+    ("Müller^Jürgen", "ISO_IR 100", "cp850"), ("Müller^Jürgen", "ISO_IR 100", "mac_roman"),
+    ("Müller^Jürgen", "ISO_IR 192", "cp1252"), ("Dvořák^Jiří", "ISO_IR 101", "cp1250"),
+    ("Dvořák^Jiří", "ISO_IR 100", "cp852"), ("Yılmaz^Ayşe", "ISO_IR 148", "cp1254"),
+    ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp1253"), ("홍^길동", "\\ISO 2022 IR 149", "utf_16_le"),
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str

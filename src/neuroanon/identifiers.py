@@ -9,8 +9,8 @@ Used by the level (to clean allow-listed private elements) and by the residual c
 none of them).
 
 A needle matches bytes (lower-cased ASCII) in UTF-8, Latin-1, UTF-16 LE and BE and the input's own character
-sets, and a value with letters outside ASCII also in the other usual legacy encodings (a name in cp1251 in a file
-that declares ISO 8859-5, in EUC-JP in an ISO 2022 file); in either case and ASCII-folded (ü as u or ue, é as e,
+sets, and a Latin-script value with letters outside ASCII also in the other usual legacy encodings (a name in
+cp850 or MacRoman in a file that declares Latin-1); in either case and ASCII-folded (ü as u or ue, é as e,
 ß as ss); and decoded text, casefolded and ASCII-folded. Dummies and our own pseudonyms are not needles: data
 already de-identified is not held back.
 """
@@ -76,14 +76,16 @@ DUMMIES = frozenset({
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}")  # (shorter ones could occur by chance)
+_ASCII_RUN = re.compile(r"[A-Za-z0-9]{3}")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 _KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
-# Searched too for a value with letters outside ASCII: a value copied by a program from another system's encoding
-# is not in the file's declared one. (The single-byte encodings of Western, Central European, Cyrillic, Greek,
+# Searched too for a value with letters outside ASCII that also holds three ASCII letters or digits in a row (a
+# Latin-script name: "Müller", not "Иванов"): a value copied by a program from another system's encoding is not in
+# the file's declared one. (The single-byte encodings of Western, Central European, Cyrillic, Greek,
 # Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the multi-byte ones of Japanese,
 # Chinese and Korean.)
 OTHER_ENCODINGS = (
@@ -298,7 +300,10 @@ def is_dummy(text: str) -> bool:
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
     text = value.strip()
-    encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *(() if text.isascii() else OTHER_ENCODINGS))))
+    # (other encodings only where the needle has a literal to look for first: a pattern of 30 encodings without
+    # one, as for a name in Cyrillic or CJK letters, is tried at every byte of every file, three times as slow)
+    other = OTHER_ENCODINGS if not text.isascii() and _ASCII_RUN.search(text) else ()
+    encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
     if is_dummy(text):
         return ()
     if keyword.endswith("UID"):  # as written, or as the root of a longer UID ("<uid>.1"), not inside a number
