@@ -164,6 +164,19 @@ def test_a_short_family_name_alone_is_no_needle(tmp_path: Path) -> None:
     assert held(tmp_path, original("Li^Wei"), ImageComments="Li") == []
 
 
+@pytest.mark.parametrize("charset", ["ISO_IR 144", "ISO_IR 192"])
+def test_a_three_letter_name_part_is_no_needle_alone_in_any_script(tmp_path: Path, charset: str) -> None:
+    """Three Cyrillic letters are three bytes in a single-byte encoding, as likely by chance as three ASCII
+    letters: such a part is found with the rest of the name, not alone (two CJK characters are four bytes and more
+    in every encoding: found alone)."""
+    source = original("Ким^Лев", charset)
+    assert held(tmp_path, source, charset=charset, ImageComments="Ким") == []
+    assert_found(held(tmp_path, source, charset=charset, ImageComments="Лев Ким"), "PatientName", "(0020,4000)",
+                 "Ким")
+    assert_found(held(tmp_path, original("王^小明", "GB18030"), charset="GB18030", ImageComments="小明"),
+                 "PatientName", "(0020,4000)", "小明")
+
+
 def test_a_station_named_after_its_maker_is_found_by_the_rest_of_its_name(tmp_path: Path) -> None:
     """The maker's part of a station name is in every private creator of that maker: it is no needle alone."""
     source = original()
@@ -331,6 +344,10 @@ def _dataset_with(**values: str) -> Dataset:
     ("Müller^Jürgen", "ISO_IR 192", "cp1252"), ("Dvořák^Jiří", "ISO_IR 101", "cp1250"),
     ("Dvořák^Jiří", "ISO_IR 100", "cp852"), ("Yılmaz^Ayşe", "ISO_IR 148", "cp1254"),
     ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp1253"), ("홍^길동", "\\ISO 2022 IR 149", "utf_16_le"),
+    ("Иванов^Пётр", "ISO_IR 144", "cp1251"), ("Иванов^Пётр", "ISO_IR 144", "koi8_r"),
+    ("Иванов^Пётр", "ISO_IR 192", "cp866"), ("山田^太郎", "\\ISO 2022 IR 87", "euc_jp"),
+    ("山田^太郎", "\\ISO 2022 IR 87", "shift_jis"), ("王^小明", "GB18030", "big5"),
+    ("홍^길동", "ISO_IR 192", "euc_kr"), ("Παπαδόπουλος^Νίκος", "ISO_IR 192", "iso8859_7"),
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str
@@ -406,3 +423,66 @@ def test_a_longer_number_or_another_uid_is_no_hit(tmp_path: Path) -> None:
     source = original()
     source.StudyInstanceUID = "1.2.826.0.1.3680043.10.543.77"
     assert held(tmp_path, source, ImageComments="1.2.826.0.1.3680043.10.543.778 1.2.826.0.1.3680043.10.543") == []
+
+
+# Names in letters without an ASCII form: they are looked for first by a few of their letters in every encoding.
+SCRIPTS = {
+    "cyrillic": ("абвгдеёжзийклмнопрстуфхцчшщъыьэюя", ["ISO_IR 144", "ISO_IR 192"]),
+    "greek": ("αβγδεζηθικλμνξοπρσςτυφχψω", ["ISO_IR 126", "ISO_IR 192"]),
+    "kanji": ("山田太郎花子佐藤鈴木", ["\\ISO 2022 IR 87", "ISO_IR 192"]),
+    "hanzi": ("王小明李华张伟刘洋", ["GB18030", "ISO_IR 192"]),
+    "hangul": ("홍길동김철수이영희", ["\\ISO 2022 IR 149", "ISO_IR 192"]),
+    "latin": ("müllerçelikøłđßéñ", ["ISO_IR 100", "ISO_IR 192"]),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=st.sampled_from(sorted(SCRIPTS)), data=st.data())
+def test_what_the_index_finds_is_what_every_needles_whole_pattern_finds(script: str, data: st.DataObject) -> None:
+    """The index looks for keys first (a few letters, in every encoding and either case): it finds a needle
+    exactly where the needle's whole pattern does. The name is written letter by letter in either case, with or
+    without its accents (capitals often drop them: "ПЕТР" for "Пётр"), and found in every encoding but the stateful
+    ones (ISO 2022: there only as written)."""
+    from neuroanon import identifiers
+
+    letters, charsets = SCRIPTS[script]
+    family = data.draw(st.text(letters, min_size=2, max_size=7), label="family")
+    given = data.draw(st.text(letters, min_size=2, max_size=5), label="given")
+    patterns = needles(original(f"{family}^{given}", data.draw(st.sampled_from(charsets), label="charset")))
+    assert patterns
+    ways = (str, str.upper, fold, lambda c: fold(c).upper())
+    text = "".join(data.draw(st.sampled_from(ways))(c) for c in f"{given} {family}")
+    codec = data.draw(st.sampled_from(sorted({e for n in patterns for e in n.encodings})), label="codec")
+    try:
+        encoded = text.encode(codec)
+    except UnicodeError:
+        return
+    blob = data.draw(st.binary(max_size=8), label="before") + b" " + encoded + b" "
+    blob += data.draw(st.binary(max_size=8), label="after")
+    found = identifiers._find(blob, patterns)
+    for subset in (patterns, patterns[: identifiers._FEW]):  # with the index, and each needle on its own
+        assert identifiers._find(blob, subset) == [n for n in subset if n.pattern.search(blob.lower())]
+    if "2022" not in codec:
+        assert fold(f"{given} {family}").encode() in [n.data for n in found]
+    views = identifiers.folds(text)
+    in_text = identifiers.find_text(text, patterns)
+    assert in_text == [n for n in patterns if any(n.text_pattern.search(v) for v in views)]
+    assert fold(f"{given} {family}").encode() in [n.data for n in in_text]
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize(("name", "charset", "text"), [
+    ("Иванова^Мария", "ISO_IR 144", "МАРИЯ ИВАНОВА"), ("Παπαδοπούλου^Ελένη", "ISO_IR 126", "ΕΛΕΝΗ"),
+    ("王^小明", "GB18030", "王小明"), ("Иванова^Мария", "ISO_IR 192", "мария")])
+def test_a_name_without_ascii_letters_is_found_in_text_and_in_binary(
+    tmp_path: Path, syntax: str, name: str, charset: str, text: str
+) -> None:
+    codec = python_encoding[charset]
+    source = original(name, charset)
+    assert all(n.keys for n in needles(source))
+    assert_found(held(tmp_path, source, syntax, charset, ImageComments=f"({text})"), "PatientName", "(0020,4000)",
+                 text)
+    for blob_codec in (codec, "utf_8", "utf_16_le"):
+        blob = b"\x01" + text.encode(blob_codec) + b"\x00"
+        findings = held(tmp_path, source, syntax, charset, x00091010=blob + b"\x00" * (len(blob) % 2))
+        assert_found(findings, "PatientName", "(0009,1010)", text)

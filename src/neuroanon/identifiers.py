@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, wraps
 from importlib import resources
+from itertools import product
+from math import prod
 from typing import TypeVar
 
 from ahocorasick_rs import AhoCorasick, BytesAhoCorasick
@@ -76,18 +78,16 @@ DUMMIES = frozenset({
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}")  # (shorter ones could occur by chance)
-_ASCII_RUN = re.compile(r"[A-Za-z0-9]{3}")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 _KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
-# Searched too for a value with letters outside ASCII that also holds three ASCII letters or digits in a row (a
-# Latin-script name: "Müller", not "Иванов"): a value copied by a program from another system's encoding is not in
-# the file's declared one. (The single-byte encodings of Western, Central European, Cyrillic, Greek,
-# Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the multi-byte ones of Japanese,
-# Chinese and Korean.)
+# Searched too for a value with letters outside ASCII ("Müller", "Иванов", "山田"): a value copied by a program from
+# another system's encoding is not in the file's declared one. (The single-byte encodings of Western, Central
+# European, Cyrillic, Greek, Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the
+# multi-byte ones of Japanese, Chinese and Korean.)
 OTHER_ENCODINGS = (
     "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
     "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp1254",
@@ -163,8 +163,39 @@ class Needle:
 
     @cached_property
     def keys(self) -> tuple[bytes, ...]:
-        """The runs as bytes in every layout (ASCII-compatible, UTF-16 LE and BE)."""
-        return tuple(sorted({r.encode(e) for r in self.runs for e in ("ascii", "utf_16_le", "utf_16_be")}))
+        """Bytes of which every match (in bytes lower-cased with `bytes.lower()`) holds one, or () if there are
+        none: the runs in every layout (ASCII-compatible, UTF-16 LE and BE); for a needle without runs (a name in
+        Cyrillic or CJK letters), a few of its letters as each of its encodings writes them."""
+        if self.runs:
+            return tuple(sorted({r.encode(e) for r in self.runs for e in ("ascii", "utf_16_le", "utf_16_be")}))
+        return self._letters[0]
+
+    @cached_property
+    def text_keys(self) -> tuple[str, ...]:
+        """Text of which every match in folded text (`folds`) holds one, or () if there is none."""
+        return self.runs or self._letters[1]
+
+    @cached_property
+    def _letters(self) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+        """Keys in bytes and in folded text from the fewest-variant window of each form (every way of writing its
+        places, in every encoding), or ((), ()) when a form has no such window of few variants."""
+        in_bytes: set[bytes] = set()
+        in_text: set[str] = set()
+        for form in self.forms or _plain_forms(self):
+            window = _window(form.tokens)
+            if window is None:
+                return (), ()
+            for encoding in self.encodings:
+                in_bytes |= _window_bytes(form, window, encoding)
+            in_text |= {"".join(p) for p in product(*({fold(a, e) for a in t for e in (False, True)} for t in window))}
+        if any(len(k) < 3 for k in in_bytes) or any(len(k) < 2 for k in in_text):  # (too likely by chance)
+            return (), ()
+        return tuple(sorted(in_bytes)), tuple(sorted(in_text))
+
+    @cached_property
+    def _automaton(self) -> BytesAhoCorasick | None:
+        """Finds every key in one pass, for a needle of more keys than `_FEW_KEYS`."""
+        return BytesAhoCorasick(list(self.keys)) if len(self.keys) > _FEW_KEYS else None
 
     @cached_property
     def span(self) -> int:
@@ -180,6 +211,11 @@ class Needle:
         """
         if not self.keys:
             return self.pattern.search(lowered) is not None
+        if self._automaton is not None:  # many keys (letters in every case and encoding): one pass finds them all
+            starts = [start for _, start, _ in self._automaton.find_matches_as_indexes(lowered, overlapping=True)]
+            if len(starts) > _MAX_WINDOWS:
+                return self.pattern.search(lowered) is not None
+            return any(self.pattern.search(lowered, max(0, s - self.span), s + self.span) for s in starts)
         for key in self.keys:
             start = lowered.find(key)
             for _ in range(_MAX_WINDOWS):
@@ -194,6 +230,49 @@ class Needle:
 
 
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
+_FEW_KEYS = 8  # keys each looked for on their own (`bytes.find` stops at the first)
+_WINDOW = 3  # places in a key made of letters
+_MAX_VARIANTS = 16  # ways of writing such a window (each letter in either case: eight for three letters)
+
+
+def _window(tokens: tuple[Token, ...]) -> tuple[Token, ...] | None:
+    """The run of `_WINDOW` places (else of fewer; the whole form if shorter) written in the fewest ways, the first
+    of equals; None if every such run has more than `_MAX_VARIANTS` ways or a place that may be empty."""
+    for size in range(min(_WINDOW, len(tokens)), 1, -1):
+        windows = [tokens[i : i + size] for i in range(len(tokens) - size + 1)]
+        usable = [w for w in windows if all("" not in t for t in w)]
+        best = min(usable, key=_variants, default=None)
+        if best is not None and _variants(best) <= _MAX_VARIANTS:
+            return best
+    return None
+
+
+def _variants(window: tuple[Token, ...]) -> int:
+    """In how many ways a window is written, in bytes lower-cased in ASCII."""
+    return prod(len({a.lower() if a.isascii() else a for a in token}) for token in window)
+
+
+def _window_bytes(form: Form, window: tuple[Token, ...], encoding: str) -> set[bytes]:
+    """Every way `encoding` writes the window, lower-cased as bytes (for a stateful encoding, the form as
+    `_render` writes it)."""
+    if "2022" in encoding:
+        try:
+            data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
+        except (UnicodeError, LookupError):
+            return set()
+        return {_ESCAPES_AT_ENDS.sub(b"", data).lower()} - {b""}
+    places = []
+    for token in window:
+        encoded = set()
+        for alternative in token:
+            try:
+                encoded.add(alternative.encode(encoding).lower())
+            except (UnicodeError, LookupError):
+                continue
+        if not encoded:
+            return set()
+        places.append(encoded)
+    return {b"".join(p) for p in product(*places)}
 
 
 def _literal(token: Token) -> bool:
@@ -300,9 +379,7 @@ def is_dummy(text: str) -> bool:
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
     text = value.strip()
-    # (other encodings only where the needle has a literal to look for first: a pattern of 30 encodings without
-    # one, as for a name in Cyrillic or CJK letters, is tried at every byte of every file, three times as slow)
-    other = OTHER_ENCODINGS if not text.isascii() and _ASCII_RUN.search(text) else ()
+    other = OTHER_ENCODINGS if not text.isascii() else ()
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
     if is_dummy(text):
         return ()
@@ -326,7 +403,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
-        if _worth_searching(data) and not is_dummy(form_text) and fold(form_text) not in maker_names():
+        if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
+                and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             out.append(Needle(keyword, data, (form,), encodings, declared))
     return tuple(out)
@@ -449,7 +527,8 @@ def _fold_run(run: str, umlauts_as_e: bool) -> str:
 def _char_token(c: str) -> Token:
     if c.isascii():
         return (c.lower(),)
-    alternatives = {c, c.lower(), c.upper(), fold(c), fold(c, True)} - {""}
+    folded = {fold(c), fold(c, True)}  # (in capitals too: "ПЕТР" for "Пётр", bytes are lower-cased in ASCII only)
+    alternatives = {c, c.lower(), c.upper(), *folded, *(f.upper() for f in folded)} - {""}
     return tuple(sorted(alternatives))
 
 
@@ -557,6 +636,9 @@ def _byte_alternatives(forms: Iterable[Form], encodings: tuple[str, ...]) -> set
     return found
 
 
+_ESCAPES_AT_ENDS = re.compile(rb"^(\x1b[\x20-\x2f]*[\x30-\x7e])+|(\x1b[\x20-\x2f]*[\x30-\x7e])+$")
+
+
 def _render(form: Form, encoding: str) -> bytes | None:
     """The form as a byte regex in `encoding` (None if the encoding cannot write it)."""
     if "2022" in encoding:  # stateful: the value as written, escapes at its ends left out
@@ -564,7 +646,7 @@ def _render(form: Form, encoding: str) -> bytes | None:
             data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
         except (UnicodeError, LookupError):
             return None
-        data = re.sub(rb"^(\x1b[\x20-\x2f]*[\x30-\x7e])+|(\x1b[\x20-\x2f]*[\x30-\x7e])+$", b"", data)
+        data = _ESCAPES_AT_ENDS.sub(b"", data)
         return re.escape(data.lower()) if data else None
     parts = []
     for token in form.tokens:
@@ -603,6 +685,20 @@ def _plain_forms(needle: Needle) -> tuple[Form, ...]:
     return (text_form(text),)
 
 
+def _shortest(text: str, encodings: tuple[str, ...]) -> int:
+    """The fewest bytes an encoding writes `text` in: three Cyrillic letters are three bytes in KOI8-R, as short
+    as three ASCII letters, and as likely to occur by chance."""
+    if text.isascii():
+        return len(text)
+    lengths = []
+    for encoding in encodings:
+        try:
+            lengths.append(len(_ESCAPES_AT_ENDS.sub(b"", text.encode(encoding))))
+        except (UnicodeError, LookupError):
+            continue
+    return min(lengths, default=0)
+
+
 @lru_cache(maxsize=4096)
 def _worth_searching(data: bytes) -> bool:
     if data.isdigit():
@@ -615,23 +711,27 @@ def _worth_searching(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class _Index:
-    """Which needles each run stands for, automatons that find every run in one pass (in bytes, as ASCII; in
-    text), and the needles without runs (always searched). The automatons are None when no needle has a run."""
+    """Automatons that find every key of the needles in one pass (in bytes; in folded text), which needles each
+    key stands for, in the automatons' order, and the needles without keys (always searched). An automaton is
+    None when no needle has a key."""
 
-    run_needles: tuple[tuple[int, ...], ...]  # per run, in the automatons' order
     in_bytes: BytesAhoCorasick | None
+    byte_needles: tuple[tuple[int, ...], ...]
     in_text: AhoCorasick | None
+    text_needles: tuple[tuple[int, ...], ...]
     always: tuple[int, ...]
 
     def candidates(self, haystack: bytes | str) -> set[int]:
-        """The needles that may occur in `haystack`: those without runs, and those with a run that occurs there."""
+        """The needles that may occur in `haystack`: those without keys, and those with a key that occurs there."""
         found = set(self.always)
         if isinstance(haystack, str):
-            matches = self.in_text.find_matches_as_indexes(haystack, overlapping=True) if self.in_text else []
+            matches, needles = (self.in_text.find_matches_as_indexes(haystack, overlapping=True)
+                                if self.in_text else []), self.text_needles
         else:
-            matches = self.in_bytes.find_matches_as_indexes(haystack, overlapping=True) if self.in_bytes else []
-        for run, _, _ in matches:
-            found.update(self.run_needles[run])
+            matches, needles = (self.in_bytes.find_matches_as_indexes(haystack, overlapping=True)
+                                if self.in_bytes else []), self.byte_needles
+        for key, _, _ in matches:
+            found.update(needles[key])
         return found
 
 
@@ -642,8 +742,7 @@ _FEW = 8  # needles searched without an index (a file's needles found in its pri
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
-    """Which needles each run stands for (as ASCII bytes, and as text), and the needles without runs (always
-    searched)."""
+    """The needles' index, built once per tuple of needles."""
     known = _INDEXES.get(id(patterns))
     if known is not None and known[0] is patterns:
         return known[1]
@@ -655,17 +754,21 @@ def _index(patterns: tuple[Needle, ...]) -> _Index:
 
 
 def _build_index(patterns: tuple[Needle, ...]) -> _Index:
-    by_run: dict[str, list[int]] = {}
+    # A needle's ASCII runs are looked for as ASCII bytes in three views of a value (see _find); its other keys
+    # as they are.
+    by_bytes: dict[bytes, list[int]] = {}
+    by_text: dict[str, list[int]] = {}
     always = []
     for i, needle in enumerate(patterns):
         if not needle.keys:
             always.append(i)
-        for run in needle.runs:
-            by_run.setdefault(run, []).append(i)
-    if not by_run:
-        return _Index((), None, None, tuple(always))
-    return _Index(tuple(map(tuple, by_run.values())), BytesAhoCorasick([k.encode("ascii") for k in by_run]),
-                  AhoCorasick(list(by_run)), tuple(always))
+            continue
+        for key in [r.encode("ascii") for r in needle.runs] if needle.runs else needle.keys:
+            by_bytes.setdefault(key, []).append(i)
+        for text in needle.text_keys:
+            by_text.setdefault(text, []).append(i)
+    return _Index(BytesAhoCorasick(list(by_bytes)) if by_bytes else None, tuple(map(tuple, by_bytes.values())),
+                  AhoCorasick(list(by_text)) if by_text else None, tuple(map(tuple, by_text.values())), tuple(always))
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
