@@ -555,23 +555,46 @@ def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Pat
             assert record.status is Status.WRITTEN, record.reason
 
 
+def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Path) -> None:
+    """A device may stamp the instance UID into the codestream's comment: full remaps that UID, so the original
+    there would link the output to its source file."""
+    ds = make_dataset(subject=43)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.826.0.1.3680043.10.9.43.5")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
+    frame = _codestream(pydicom.uid.JPEGBaseline8Bit, f"uid={ds.SOPInstanceUID}".encode(), False)
+    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    assert record.status is Status.QUARANTINED, record.reason
+    assert {(f.attribute, f.where) for f in record.findings} == {
+        ("SOPInstanceUID", "(7FE0,0010) JPEG comment or application segment")}
+    assert str(ds.SOPInstanceUID) not in record.reason
+
+
 @pytest.mark.parametrize(("kept", "linked", "dated"), [
     ("{study}", True, True), ("{study}", True, False), ("{series}.7", True, True), ("{series}.7", True, False),
     ("for {frame}", True, False), ("{study}5", False, True), ("{study}5", False, False),
-    ("1.2.826.0.1.3680043.2.1125.1", False, True),
+    ("1.2.826.0.1.3680043.2.1125.1", False, True), ("ref {sop}", True, True), ("{sop}.1", True, False),
+    ("{sop}7", False, False),
 ])
 def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Path, kept: str, linked: bool,
                                                                  dated: bool) -> None:
-    """full remaps every UID: the original study, series or frame of reference UID (or one derived from it by a
-    suffix) written in a kept private value would link the output back to the original study, so the cleaning
-    of kept values overwrites it (whole, also when a scanner wrote the study date into it: `dated`). A longer
-    number that starts with it, or another UID, is no link and stays."""
+    """full remaps every UID: the original study, series, frame of reference or instance UID (or one derived from
+    it by a suffix) written in a kept private value would link the output back to the original study or file, so
+    the cleaning of kept values overwrites it (whole, also when a scanner wrote the study date into it: `dated`).
+    A longer number that starts with it, or another UID, is no link and stays."""
     ds = make_dataset(subject=41)
     if not dated:
         root = "1.2.826.0.1.3680043.10.543.41"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.UID(root), pydicom.uid.UID(f"{root}.2")
         ds.FrameOfReferenceUID = pydicom.uid.UID(f"{root}.4")
-    text = kept.format(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, frame=ds.FrameOfReferenceUID)
+    if "sop" in kept:  # (under a root of its own: the series UID is no part of it)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.826.0.1.3680043.10.9.41.77")
+    text = kept.format(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, frame=ds.FrameOfReferenceUID,
+                       sop=ds.SOPInstanceUID)
     ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x00191008, "LO", text)  # CSA Image Header Type: a kept code row, cleaned of identifying values
     source = tmp_path / "in.dcm"
@@ -580,7 +603,7 @@ def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Pat
     assert record.status is Status.WRITTEN, record.reason
     (out,) = files_under(tmp_path / "out")
     data, value = out.read_bytes(), str(pydicom.dcmread(out)[0x00191008].value)
-    originals = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID)
+    originals = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID, ds.SOPInstanceUID)
     if linked:
         assert not any(uid.encode() in data for uid in originals)
         assert "(0019,1008)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes

@@ -28,7 +28,7 @@ from pydicom.uid import (
     MRImageStorage,
 )
 
-from neuroanon.identifiers import fold, needles
+from neuroanon.identifiers import fold, instance_needles, needles
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.residual import Finding, check_file
@@ -417,6 +417,29 @@ def test_the_inputs_own_study_or_series_uid_is_found(tmp_path: Path, text: str) 
     attribute = "SeriesInstanceUID" if "series" in text else "StudyInstanceUID"
     written_text = text.format(study=source.StudyInstanceUID, series=source.SeriesInstanceUID)
     assert_found(held(tmp_path, source, ImageComments=written_text), attribute, "(0020,4000)", written_text)
+
+
+@pytest.mark.parametrize(("text", "found"), [("{sop}", True), ("ref {sop}.2", True), ("{sop}1", False),
+                                             ("1.2.826.0.1.3680043.10.9.77", False)])
+@pytest.mark.parametrize("codec", ["ascii", "utf_16_le"])
+def test_the_files_own_instance_uid_is_found(tmp_path: Path, text: str, found: bool, codec: str) -> None:
+    """The instance UID is a needle of the file alone (`instance_needles`), searched beside the series' needles:
+    in a text element and in a binary private value, as written or as the root of a longer UID."""
+    source = original()
+    source.SOPInstanceUID = "1.2.826.0.1.3680043.10.9.77.41"
+    own = instance_needles(source)
+    written_text = text.format(sop=source.SOPInstanceUID)
+    for elements, where in (({"ImageComments": written_text}, "(0020,4000)"),
+                            ({"x00091010": written_text.encode(codec) + b"\x00" * (len(written_text) % 2)},
+                             "(0009,1010)")):
+        if codec != "ascii" and where == "(0020,4000)":
+            continue
+        findings = check_file(written(tmp_path, ExplicitVRLittleEndian, **elements), None, needles(source), own=own)
+        if found:
+            assert_found(findings, "SOPInstanceUID", where, written_text)
+        else:
+            assert findings == []
+        assert check_file(written(tmp_path, ExplicitVRLittleEndian, **elements), None, needles(source)) == []
 
 
 def test_a_longer_number_or_another_uid_is_no_hit(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from .burnedin import embedded_overlay, risk_beside_overlay
 from .errors import UsageError
-from .identifiers import Needle, needles, subject_of
+from .identifiers import Needle, instance_needles, needles, subject_of
 from .keys import Keyring
 from .options import Level, Options
 
@@ -58,6 +58,11 @@ class FileContext:
     def needles(self) -> tuple[Needle, ...]:
         """The patterns of the file's identifying values, searched for at full (none below it)."""
         return needles(self.original) if self.options.level is Level.FULL else ()
+
+    @cached_property
+    def instance_needles(self) -> tuple[Needle, ...]:
+        """The file's own instance UID as a needle, searched for at full beside `needles`."""
+        return instance_needles(self.original) if self.options.level is Level.FULL else ()
 
     @cached_property
     def subject(self) -> str:

@@ -37,7 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from .allowlist import SafePrivate, creator_name, holds_a_number
 from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import Needle, find, patient_id
+from .identifiers import Needle, find, find_once, patient_id
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
@@ -780,7 +780,8 @@ class _Job:
     context: FileContext
     changes: list[Change] = field(default_factory=list)
     keyring: Keyring | None = None
-    patterns: tuple[Needle, ...] = ()
+    patterns: tuple[Needle, ...] = ()  # the series' needles (one index for them all)
+    own: tuple[Needle, ...] = ()  # this file's own (its instance UID)
     subject: str = ""
     new_ids: dict[int, object] = field(default_factory=dict)
     day_offset: int | None = None  # the subject's date shift, derived when first needed
@@ -883,6 +884,7 @@ class _Job:
              pixel_bytes: memoryview | None) -> Plan:
         self.keyring = self.context.keyring
         self.patterns = self.context.needles
+        self.own = self.context.instance_needles
         self.subject = self.context.subject
         deflated = _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
         self.whole = span is None or deflated
@@ -1067,7 +1069,7 @@ class _Job:
     def _clean(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         elem, encoding = self._decoded(scope.charset, buf, e)
         values = text_values(elem.value)
-        cleaned = [cleaned_text(v, self.patterns) for v in values]
+        cleaned = [cleaned_text(v, self.patterns + self.own) for v in values]
         if cleaned != values:
             scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, cleaned), self.implicit, encoding, self.little)
             self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.CLEAN_TEXT.value))
@@ -1100,7 +1102,8 @@ class _Job:
         kept_blocks: set[int] = set()
         # One search over every private value (NUL-separated: a match never spans two) finds the needles any of
         # them holds; each kept value is then cleaned of those alone (no other needle can occur in it).
-        hits = tuple(find(b"\x00".join([buf[e.value:e.end] for e, buf in private]), self.patterns)) if private else ()
+        joined = b"\x00".join([buf[e.value:e.end] for e, buf in private])
+        hits = tuple(find(joined, self.patterns)) + tuple(find_once(joined, self.own)) if private else ()
         for e, buf in private:
             t = e.tag
             if t & 0xFFFF < 0x1000:

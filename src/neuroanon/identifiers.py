@@ -78,6 +78,7 @@ DUMMIES = frozenset({
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}")  # (shorter ones could occur by chance)
+_ASCII_LETTER = re.compile("[A-Za-z]")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 _KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
@@ -191,6 +192,13 @@ class Needle:
         if any(len(k) < 3 for k in in_bytes) or any(len(k) < 2 for k in in_text):  # (too likely by chance)
             return (), ()
         return tuple(sorted(in_bytes)), tuple(sorted(in_text))
+
+    @cached_property
+    def caseless(self) -> bool:
+        """Matched alike in bytes lower-cased or not: no form holds an ASCII letter or stands between letters."""
+        return not any(form.left == ALPHA or form.right == ALPHA
+                       or any(_ASCII_LETTER.search(a) for token in form.tokens for a in token)
+                       for form in self.forms or _plain_forms(self))
 
     @cached_property
     def _automaton(self) -> BytesAhoCorasick | None:
@@ -383,10 +391,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
     if is_dummy(text):
         return ()
-    if keyword.endswith("UID"):  # as written, or as the root of a longer UID ("<uid>.1"), not inside a number
-        # (looked for by its end: its start is the root of every UID its maker writes)
-        form = Form(((text,),), DIGIT, DIGIT, anchor=text[-8:])
-        return (Needle(keyword, text.encode(), (form,), encodings, declared),) if _UID.fullmatch(text) else ()
+    if keyword.endswith("UID"):
+        return _uid_needles(keyword, text, encodings, declared)
     date = _date_forms(text) if keyword.endswith("Date") else None
     if date is not None:
         return (Needle(keyword, text[:8].encode(), date, encodings, declared),)
@@ -408,6 +414,24 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             out.append(Needle(keyword, data, (form,), encodings, declared))
     return tuple(out)
+
+
+def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: tuple[str, ...]) -> tuple[Needle, ...]:
+    """A UID as written, or as the root of a longer UID ("<uid>.1"), not inside a number; looked for by its end
+    (its start is the root of every UID its maker writes)."""
+    if not _UID.fullmatch(text):
+        return ()
+    return (Needle(keyword, text.encode(), (Form(((text,),), DIGIT, DIGIT, anchor=text[-8:]),), encodings, declared),)
+
+
+def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
+    """The instance's own UID, a needle of its own: `full` remaps it, and the original left in a kept value would
+    link the output to its source file. Made per file (the series' needles are shared: one index for them all)."""
+    raw = ds.get_item(SOP_INSTANCE_UID) if SOP_INSTANCE_UID in ds else None
+    value = raw.value if raw is not None else None  # (read as it is: decoding it would change `ds`, whose raw
+    # values key the series' caches)
+    text = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
+    return () if is_dummy(text) else _uid_needles("SOPInstanceUID", text, BASE_ENCODINGS, ())
 
 
 @lru_cache(maxsize=1)
@@ -794,6 +818,19 @@ def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
 _FOUND: dict[tuple[int, bytes], tuple[tuple[Needle, ...], tuple[Needle, ...]]] = {}
 _FOUND_BUDGET = 8 << 20  # bytes of searched values kept, at most, per process
 _FOUND_BYTES = 0
+
+
+def find_once(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
+    """`find`, not remembered: for needles of one file (its instance UID), searched in its values once. A needle
+    without letters is searched in `data` as it is (lower-casing a header costs more than the search)."""
+    lowered = b""
+    found = []
+    for needle in patterns:
+        if not needle.caseless and not lowered:
+            lowered = data.lower()
+        if needle.occurs(data if needle.caseless else lowered):
+            found.append(needle)
+    return found
 
 
 def _find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:

@@ -838,7 +838,9 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
         return gated, []
     if not context.options.residual_check:
         return None
-    findings = check_file(staged, span, context.needles, anonymized.searchable) + check_path(target, context.needles)
+    own = context.instance_needles
+    findings = (check_file(staged, span, context.needles, anonymized.searchable, own)
+                + check_path(target, context.needles, own))
     if findings:
         attributes = sorted({f.attribute for f in findings})
         return f"residual PHI: values of {', '.join(attributes)} found in the output", findings

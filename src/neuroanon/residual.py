@@ -29,7 +29,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from .identifiers import Needle, count, find, find_text, fold, maker_names
+from .identifiers import Needle, count, find, find_once, find_text, fold, maker_names
 from .read import PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
@@ -85,21 +85,23 @@ class _Element:
 
 
 def check_file(
-    path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...], searchable: bytes | None = None
+    path: Path, pixels: PixelSpan | None, patterns: tuple[Needle, ...], searchable: bytes | None = None,
+    own: tuple[Needle, ...] = (),
 ) -> list[Finding]:
-    """Search the written file at `path` (all but its pixel data value) for the patterns.
+    """Search the written file at `path` (all but its pixel data value) for the patterns, and for the file's own
+    needles `own` (its instance UID: `identifiers.instance_needles`).
 
     `searchable` may give those bytes when the writer still holds them, so that the file is read and parsed
     only when a needle occurs. A hit no element accounts for (outside any value, or in text decoded from bytes
     no text element holds) is a finding all the same: the check fails closed.
     """
-    if not patterns:
+    if not patterns and not own:
         return []
     data = _searchable(path, pixels) if searchable is None else searchable
-    in_pixels = _in_marker_segments(path, pixels, data, patterns) if pixels is not None else []
+    in_pixels = _in_marker_segments(path, pixels, data, patterns, own) if pixels is not None else []
     data = _OUR_UIDS.sub(b"\x00", data)
     haystack = data.lower()
-    hits = find(haystack, patterns)
+    hits = find(haystack, patterns) + find_once(haystack, own)
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
     if not hits and not text_hits:
         return in_pixels
@@ -123,7 +125,8 @@ def check_file(
     return findings + in_pixels
 
 
-def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...]) -> list[Finding]:
+def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...],
+                        own: tuple[Needle, ...]) -> list[Finding]:
     """The needles in the text a JPEG, JPEG-LS or JPEG 2000 codestream carries beside its image (comment and
     application segments: a device may write the patient's name there), in each fragment of encapsulated pixel
     data. `data` holds the pixel data element's header: native pixel data is not read."""
@@ -143,7 +146,8 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
             pos += 8 + length
     if not segments:
         return []
-    found = find(b"\x00".join(segments).lower(), patterns)
+    text = b"\x00".join(segments).lower()
+    found = find(text, patterns) + find_once(text, own)
     return [Finding(n.attribute, "(7FE0,0010) JPEG comment or application segment") for n in found]
 
 
@@ -217,10 +221,10 @@ def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tup
     return pos, None
 
 
-def check_path(relative: str, patterns: tuple[Needle, ...]) -> list[Finding]:
+def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, ...] = ()) -> list[Finding]:
     """Search an output path (relative to the output root), as bytes and as folded text."""
     text = _OUR_UIDS.sub(b"\x00", relative.encode("utf-8", "surrogateescape"))
-    found = find(text, patterns)
+    found = find(text, patterns) + find_once(text, own)
     if not relative.isascii():
         found += [n for n in find_text(relative, patterns) if n not in found]
     return [Finding(n.attribute, "output path") for n in found]
