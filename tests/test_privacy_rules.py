@@ -578,7 +578,7 @@ def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Pa
     ("{study}", True, True), ("{study}", True, False), ("{series}.7", True, True), ("{series}.7", True, False),
     ("for {frame}", True, False), ("{study}5", False, True), ("{study}5", False, False),
     ("1.2.826.0.1.3680043.2.1125.1", False, True), ("ref {sop}", True, True), ("{sop}.1", True, False),
-    ("{sop}7", False, False),
+    ("{sop}7", False, False), ("ref {sop25}", True, True),
 ])
 def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Path, kept: str, linked: bool,
                                                                  dated: bool) -> None:
@@ -591,10 +591,11 @@ def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Pat
         root = "1.2.826.0.1.3680043.10.543.41"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.UID(root), pydicom.uid.UID(f"{root}.2")
         ds.FrameOfReferenceUID = pydicom.uid.UID(f"{root}.4")
-    if "sop" in kept:  # (under a root of its own: the series UID is no part of it)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.826.0.1.3680043.10.9.41.77")
+    if "sop" in kept:  # (under a root of its own: the series UID is no part of it; or another system's 2.25 UID)
+        sop = "2.25.333172861509845321647825612345678" if "sop25" in kept else "1.2.826.0.1.3680043.10.9.41.77"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(sop)
     text = kept.format(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, frame=ds.FrameOfReferenceUID,
-                       sop=ds.SOPInstanceUID)
+                       sop=ds.SOPInstanceUID, sop25=ds.SOPInstanceUID)
     ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x00191008, "LO", text)  # CSA Image Header Type: a kept code row, cleaned of identifying values
     source = tmp_path / "in.dcm"

@@ -509,3 +509,37 @@ def test_a_name_without_ascii_letters_is_found_in_text_and_in_binary(
         blob = b"\x01" + text.encode(blob_codec) + b"\x00"
         findings = held(tmp_path, source, syntax, charset, x00091010=blob + b"\x00" * (len(blob) % 2))
         assert_found(findings, "PatientName", "(0009,1010)", text)
+
+
+@pytest.mark.parametrize("text", ["2.25.1961", "02.25.1961", "born 02.25.61"])
+def test_a_date_that_looks_like_the_start_of_our_uids_is_found(tmp_path: Path, text: str) -> None:
+    """Our keyed UIDs (`2.25.` and many digits) are left out of the search; a date written like their start is
+    not one of them."""
+    assert_found(held(tmp_path, original(PatientBirthDate="19610225"), ImageComments=text), "PatientBirthDate",
+                 "(0020,4000)", text)
+
+
+def test_our_uids_holding_a_date_by_chance_are_no_hit(tmp_path: Path) -> None:
+    ours = "2.25.123419610225456789012345678901234567"  # (39 digits, the birth date among them)
+    assert held(tmp_path, original(PatientBirthDate="19610225"), ImageComments=ours, x00091010=b"2.25.1961022577") == []
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SOPInstanceUID"])
+@pytest.mark.parametrize("uid", ["2.25.333172861509845321647825612345678", "1.2.826.0.1.3680043.9.7777.12.25.88123456"])
+def test_an_original_uid_under_2_25_or_holding_it_is_found(tmp_path: Path, keyword: str, uid: str) -> None:
+    """Another system's `2.25.` UID is remapped like any other; one holding `.2.25.` is no UID of ours."""
+    source = original()
+    setattr(source, keyword, uid)
+    own = instance_needles(source)
+    blob = uid.encode() + b"\x00" * (len(uid) % 2)
+    for elements, where in (({"ImageComments": f"ref {uid}"}, "(0020,4000)"), ({"x00091010": blob}, "(0009,1010)")):
+        findings = check_file(written(tmp_path, ExplicitVRLittleEndian, **elements), None, needles(source), own=own)
+        assert_found(findings, keyword, where, uid)
+
+
+@pytest.mark.parametrize("written_date", ["19610203", "03.02.1961", "1961-02-03"])
+def test_an_acr_nema_date_of_the_input_is_searched_in_every_form(tmp_path: Path, written_date: str) -> None:
+    """ACR-NEMA wrote dates "1961.02.03", and old files still hold them."""
+    source = original(PatientBirthDate="1961.02.03")
+    assert_found(held(tmp_path, source, ImageComments=f"dob {written_date}"), "PatientBirthDate", "(0020,4000)",
+                 written_date)

@@ -76,8 +76,8 @@ DUMMIES = frozenset({
     "basic application confidentiality profile", "dcm",
 })
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
-_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
-_UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}")  # (shorter ones could occur by chance)
+_DATE = re.compile(r"^(\d{4})([./-]?)(\d{2})\2(\d{2})")  # (also as ACR-NEMA wrote it: "1961.02.03")
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}|2\.25\.[0-9]{10,}")  # (shorter ones could occur by chance)
 _ASCII_LETTER = re.compile("[A-Za-z]")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
@@ -389,13 +389,13 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     text = value.strip()
     other = OTHER_ENCODINGS if not text.isascii() else ()
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
+    if keyword.endswith("UID"):  # (a `2.25.` one too: full remaps it, another system's or ours of an earlier run)
+        return _uid_needles(keyword, text, encodings, declared)
     if is_dummy(text):
         return ()
-    if keyword.endswith("UID"):
-        return _uid_needles(keyword, text, encodings, declared)
     date = _date_forms(text) if keyword.endswith("Date") else None
     if date is not None:
-        return (Needle(keyword, text[:8].encode(), date, encodings, declared),)
+        return (Needle(keyword, re.sub(r"[./-]", "", text)[:8].encode(), date, encodings, declared),)
     texts = {text}
     if person or keyword.endswith("Name") or "Physician" in keyword:
         texts |= name_texts(text)
@@ -431,7 +431,7 @@ def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
     value = raw.value if raw is not None else None  # (read as it is: decoding it would change `ds`, whose raw
     # values key the series' caches)
     text = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
-    return () if is_dummy(text) else _uid_needles("SOPInstanceUID", text, BASE_ENCODINGS, ())
+    return _uid_needles("SOPInstanceUID", text, BASE_ENCODINGS, ())
 
 
 @lru_cache(maxsize=1)
@@ -589,7 +589,7 @@ def _date_forms(text: str) -> tuple[Form, ...] | None:
     date = _DATE.match(text)
     if date is None:
         return None
-    y, m, d = (int(g) for g in date.groups())
+    y, m, d = int(date[1]), int(date[3]), int(date[4])
     try:
         dt.date(y, m, d)
     except ValueError:
@@ -744,6 +744,7 @@ class _Index:
     in_text: AhoCorasick | None
     text_needles: tuple[tuple[int, ...], ...]
     always: tuple[int, ...]
+    uids_25: frozenset[bytes]  # the needles that are `2.25.` UIDs
 
     def candidates(self, haystack: bytes | str) -> set[int]:
         """The needles that may occur in `haystack`: those without keys, and those with a key that occurs there."""
@@ -792,7 +793,14 @@ def _build_index(patterns: tuple[Needle, ...]) -> _Index:
         for text in needle.text_keys:
             by_text.setdefault(text, []).append(i)
     return _Index(BytesAhoCorasick(list(by_bytes)) if by_bytes else None, tuple(map(tuple, by_bytes.values())),
-                  AhoCorasick(list(by_text)) if by_text else None, tuple(map(tuple, by_text.values())), tuple(always))
+                  AhoCorasick(list(by_text)) if by_text else None, tuple(map(tuple, by_text.values())), tuple(always),
+                  frozenset(n.data for n in patterns if n.data.startswith(b"2.25.")))
+
+
+def uids_under_2_25(patterns: tuple[Needle, ...]) -> frozenset[bytes]:
+    """The needles that are `2.25.` UIDs (another system's, or ours of an earlier run): our own keyed UIDs, which
+    the residual check leaves out, look like them."""
+    return _index(patterns).uids_25
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:

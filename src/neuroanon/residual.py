@@ -29,7 +29,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from .identifiers import Needle, count, find, find_once, find_text, fold, maker_names
+from .identifiers import Needle, count, find, find_once, find_text, fold, maker_names, uids_under_2_25
 from .read import PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
@@ -40,8 +40,12 @@ from .tags import (
     tag_text,
 )
 
-# Our own keyed UIDs are 39 random digits: a date could occur in them by chance, so they are not searched.
-_OUR_UIDS = re.compile(rb"2\.25\.[0-9]{1,40}")
+# Our own keyed UIDs are random digits (39, or as many as a UID of a CSA header had): a date could occur in them by
+# chance, so they are not searched. Whole UIDs only, of five digits or more: "2.25.1961" (a date) and a longer UID
+# holding ".2.25." stay; so does one that is an original UID of the file (another system's `2.25.` UID).
+# (The look behind follows the literal start: so written, the search looks for that literal first, a hundred
+# times as fast.)
+_OUR_UIDS = re.compile(rb"2\.25\.(?<![0-9.]2\.25\.)[0-9]{5,39}(?![0-9]|\.[0-9])")
 # A Latin letter with a diacritic (or ß, æ, ø...) next to another letter: where folded text can differ from
 # what the byte patterns match (an ASCII-written name found written with its letters, "Müller" for "MUELLER").
 # So do a combining mark (a letter's accent written apart, as macOS writes it), a full-width letter and a
@@ -99,7 +103,7 @@ def check_file(
         return []
     data = _searchable(path, pixels) if searchable is None else searchable
     in_pixels = _in_marker_segments(path, pixels, data, patterns, own) if pixels is not None else []
-    data = _OUR_UIDS.sub(b"\x00", data)
+    data = _without_our_uids(data, patterns, own)
     haystack = data.lower()
     hits = find(haystack, patterns) + find_once(haystack, own)
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
@@ -123,6 +127,14 @@ def check_file(
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     return findings + in_pixels
+
+
+def _without_our_uids(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...]) -> bytes:
+    """`data` with each of our keyed UIDs cut to a NUL, but for one that is an original UID (a needle)."""
+    originals = uids_under_2_25(patterns) | {n.data for n in own if n.data.startswith(b"2.25.")}
+    if not originals:
+        return _OUR_UIDS.sub(b"\x00", data)
+    return _OUR_UIDS.sub(lambda m: m.group() if m.group() in originals else b"\x00", data)
 
 
 def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...],
@@ -223,7 +235,7 @@ def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tup
 
 def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, ...] = ()) -> list[Finding]:
     """Search an output path (relative to the output root), as bytes and as folded text."""
-    text = _OUR_UIDS.sub(b"\x00", relative.encode("utf-8", "surrogateescape"))
+    text = _without_our_uids(relative.encode("utf-8", "surrogateescape"), patterns, own)
     found = find(text, patterns) + find_once(text, own)
     if not relative.isascii():
         found += [n for n in find_text(relative, patterns) if n not in found]
