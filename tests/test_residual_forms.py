@@ -204,6 +204,10 @@ def test_no_element_is_exempt_as_vocabulary(tmp_path: Path) -> None:
     assert_found(findings, "PatientID", "(0040,A043)[0].(0008,0104)", "PID-8812-7")
     findings = held(tmp_path, source, ImplementationVersionName="BLOGGS 1")
     assert_found(findings, "PatientName", "file meta (0002,0013)", "Bloggs")
+    findings = held(tmp_path, source, ImplementationVersionName="SYNGO_BLOGGS")  # (a toolkit's name first)
+    assert_found(findings, "PatientName", "file meta (0002,0013)", "Bloggs")
+    syngo = original("Fred^Anna", InstitutionName="Syngo")
+    assert held(tmp_path, syngo, ImplementationVersionName="SYNGO_1") == []
 
 
 def test_defined_terms_makers_and_code_meanings_excuse_a_hit(tmp_path: Path) -> None:
@@ -348,6 +352,7 @@ def _dataset_with(**values: str) -> Dataset:
     ("Иванов^Пётр", "ISO_IR 192", "cp866"), ("山田^太郎", "\\ISO 2022 IR 87", "euc_jp"),
     ("山田^太郎", "\\ISO 2022 IR 87", "shift_jis"), ("王^小明", "GB18030", "big5"),
     ("홍^길동", "ISO_IR 192", "euc_kr"), ("Παπαδόπουλος^Νίκος", "ISO_IR 192", "iso8859_7"),
+    ("쿡스똠^길동", "ISO_IR 192", "cp949"),  # (똠: in CP949, not in EUC-KR)
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str

@@ -340,8 +340,11 @@ def _excused(element: _Element, needle: Needle) -> bool:
         return False
     if element.tag == DEIDENTIFICATION_METHOD:  # our own mark names the level and the version, nothing else
         return all(_OUR_METHOD.match(fold(item.strip(" \x00"))) for item in element.text.split("\\"))
-    if element.tag == IMPLEMENTATION_VERSION_NAME:
-        return fold(element.text.strip(" \x00")).startswith(_vocabulary()[2])
+    if element.tag == IMPLEMENTATION_VERSION_NAME:  # a toolkit's name, the hit in it ("SIEMENS" for a "Siemens")
+        value = fold(element.text.strip(" \x00"))
+        toolkit = max((name for name in _vocabulary()[2] if value.startswith(name)), key=len, default=None)
+        rest = value[len(toolkit):] if toolkit is not None else ""
+        return toolkit is not None and not count(rest.encode("utf-8"), needle) and not find_text(rest, (needle,))
     if element.tag == CODE_MEANING:
         allowed = _code_meanings()
     elif element.tag in MAKER_TAGS:
