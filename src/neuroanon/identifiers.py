@@ -88,12 +88,12 @@ BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
 # Searched too for a value with letters outside ASCII ("Müller", "Иванов", "山田"): a value copied by a program from
 # another system's encoding is not in the file's declared one. (The single-byte encodings of Western, Central
 # European, Cyrillic, Greek, Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the
-# multi-byte ones of Japanese, Chinese and Korean.)
+# multi-byte ones of Japanese, Chinese and Korean: CP949, Windows' Korean, holds EUC-KR and more.)
 OTHER_ENCODINGS = (
     "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
     "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp1254",
     "iso8859_9", "cp1255", "iso8859_8", "cp1256", "iso8859_6", "tis_620", "shift_jis", "euc_jp", "iso2022_jp",
-    "gb18030", "big5", "euc_kr",
+    "gb18030", "big5", "cp949",
 )
 
 # Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
