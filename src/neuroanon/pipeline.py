@@ -779,8 +779,9 @@ def commit(
         if first.status is Status.QUARANTINED:
             return Record(record.input, Status.QUARANTINED, f"same instance as {first.input}, which was held back",
                           findings=record.findings)
-        return Record(record.input, Status.SKIPPED, f"duplicate instance: same output as {first.input}",
-                      record.output)
+        # (the same instance UID, so the same output path; its content may differ: not written, and said so)
+        return Record(record.input, Status.SKIPPED, f"duplicate instance: its output path is that of {first.input};"
+                      " not written", record.output)
     if record.status is Status.WRITTEN:
         if before_release is not None:
             before_release(record)
