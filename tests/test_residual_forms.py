@@ -188,10 +188,17 @@ def test_a_station_named_after_its_maker_is_found_by_the_rest_of_its_name(tmp_pa
 
 @pytest.mark.parametrize(("pid", "text"), [("PID-4711-0042", "PID47110042"), ("00123456", "123456"),
                                            ("PIDX93417", "PIDX-93417"), ("PIDX93417", "pidx 93417"),
-                                           ("AB12CD34", "AB.12.CD.34")])
+                                           ("AB12CD34", "AB.12.CD.34"), ("ZQ-4471-0093", "ZQ4471-0093"),
+                                           ("ZQ-4471-0093", "ZQ\u20134471\u20130093"), ("ZQ-4471-0093", "zq 4471/0093"),
+                                           ("ZQ-4471-0093", "ZQ-44710093")])
 def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
     findings = held(tmp_path, original(PatientID=pid), ImageComments=f"id {text}")
     assert_found(findings, "PatientID", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])
+def test_near_misses_of_an_id_are_no_hits(tmp_path: Path, text: str) -> None:
+    assert held(tmp_path, original(PatientID="ZQ-4471-0093"), ImageComments=f"id {text}") == []
 
 
 def test_no_element_is_exempt_as_vocabulary(tmp_path: Path) -> None:

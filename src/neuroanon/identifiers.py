@@ -399,11 +399,11 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     texts = {text}
     if person or keyword.endswith("Name") or "Physician" in keyword:
         texts |= name_texts(text)
-    if keyword in IDS:
-        texts |= id_texts(text)
+    out = list(_joined_id_needles(keyword, text, encodings, declared))
+    if keyword in IDS:  # (a joined ID's needle stands for it as written and without separators)
+        texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
         texts |= street_texts(text)
-    out = []
     groups = _DIGITS.findall(text) if keyword in PHONES and not _LETTER.search(text) else []
     if len(groups) > 1 and _worth_searching("".join(groups).encode()):  # (this needle stands for the bare digits too)
         out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
@@ -414,6 +414,13 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             out.append(Needle(keyword, data, (form,), encodings, declared))
     return tuple(out)
+
+
+def _joined_id_needles(keyword: str, text: str, encodings: tuple[str, ...],
+                       declared: tuple[str, ...]) -> tuple[Needle, ...]:
+    """An ID of several groups, with any separator between them (`id_form`); none for another value."""
+    form = id_form(text) if keyword in IDS and keyword not in PHONES else None
+    return (Needle(keyword, fold(text).encode("utf-8"), (form,), encodings, declared),) if form is not None else ()
 
 
 def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: tuple[str, ...]) -> tuple[Needle, ...]:
@@ -486,6 +493,19 @@ def id_texts(text: str) -> set[str]:
     return found
 
 
+def id_form(text: str) -> Form | None:
+    """An ID's groups of letters and of digits, with any usual separator or none between them ("ZQ4471-0093",
+    "ZQ–4471–0093" for "ZQ-4471-0093"); None for an ID of one group, or of groups too short to look for first."""
+    groups = _LETTERS_OR_DIGITS.findall(text)
+    if len(groups) < 2 or max(len(g) for g in groups) < 3 or not text.isascii():
+        return None
+    tokens: list[Token] = [(groups[0].lower(),)]
+    for group in groups[1:]:
+        tokens += [_ID_JOINS, (group.lower(),)]
+    bound = {True: DIGIT, False: ALPHA}
+    return Form(tuple(tokens), bound[groups[0].isdigit()], bound[groups[-1].isdigit()], text)
+
+
 def phone_form(groups: list[str]) -> Form:
     """A telephone number's groups of digits, as written, between any of the usual separators
     ("(555) 123-4567", "555.123.4567" for "555-123-4567")."""
@@ -501,6 +521,7 @@ _LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/")
+_ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")  # (and the dashes of typesetting)
 
 
 # --- forms -------------------------------------------------------------------------------------------------------
