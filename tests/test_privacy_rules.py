@@ -555,6 +555,45 @@ def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Pat
             assert record.status is Status.WRITTEN, record.reason
 
 
+def _items(offsets: bytes, fragments: list[bytes]) -> bytes:
+    """Encapsulated pixel data's items: the basic offset table, then the fragments (each padded to even length)."""
+    items = [offsets, *(f + b"\x00" * (len(f) % 2) for f in fragments)]
+    return b"".join(b"\xfe\xff\x00\xe0" + len(i).to_bytes(4, "little") + i for i in items)
+
+
+@pytest.mark.parametrize("place", ["continued-fragment", "after-the-end", "offset-table", "clean"])
+def test_text_in_a_frames_later_fragment_after_its_end_or_in_the_offset_table_holds_it_back(
+    tmp_path: Path, place: str
+) -> None:
+    """A frame may be split over fragments: a comment in a later one is a real segment all the same (coded data
+    holds no comment marker). Text after the end marker, or in the offset table, is out of place: searched too."""
+    secret = make_dataset(subject=44)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    ds = make_dataset(subject=44)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
+    stream = _codestream(pydicom.uid.JPEGBaseline8Bit, b"codec 9d")
+    comment = b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
+    head, rest = stream[:20], stream[20:]
+    offsets = b"\x00\x00\x00\x00"
+    fragments = {"continued-fragment": [head, comment + rest], "after-the-end": [stream + b" " + text],
+                 "offset-table": [stream], "clean": [head, rest]}[place]
+    if place == "offset-table":
+        offsets += text + b"\x00" * (len(text) % 4)
+    ds.PixelData = _items(offsets, fragments)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    if place == "clean":
+        assert record.status is Status.WRITTEN, record.reason
+        return
+    assert record.status is Status.QUARANTINED, record.reason
+    assert "PatientID" in {f.attribute for f in record.findings}
+    assert str(secret.PatientID) not in record.reason
+
+
 def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Path) -> None:
     """A device may stamp the instance UID into the codestream's comment: full remaps that UID, so the original
     there would link the output to its source file."""

@@ -147,15 +147,24 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
         return []
     segments: list[bytes] = []
     with open(path, "rb") as f:
-        pos = pixels.start + 12
+        pos, offsets, coded = pixels.start + 12, True, False
         while pos + 8 <= pixels.end:
             f.seek(pos)
             item = f.read(8)
             if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
                 break  # the sequence delimiter, or what the engine already read as it is
             (length,) = struct.unpack("<L", item[4:])
-            segments += _text_segments(f, pos + 8, pos + 8 + length)
-            pos += 8 + length
+            start, end = pos + 8, pos + 8 + length
+            if offsets:  # the basic offset table: numbers only, so text there is out of place
+                f.seek(start)
+                segments.append(f.read(min(length, _BLOCK)))
+            elif _starts_codestream(f, start):
+                coded = True
+                segments += _text_segments(f, start, end) + _after_end(f, start, end)
+            elif coded:  # a frame continued in this fragment: its markers, and what follows its end
+                segments += _segments_after(f, start, end) + _after_end(f, start, end)
+            offsets = False
+            pos = end
     if not segments:
         return []
     text = b"\x00".join(segments).lower()
@@ -171,14 +180,27 @@ _SOS, _SOT, _SOD = 0xDA, 0x90, 0x93  # the image itself follows (JPEG scan; JPEG
 _JPEG_TEXT_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
 
 
-def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
-    """The payloads of the comment and application marker segments of the codestream in the fragment from `start`
-    to `end`: JPEG's before and between its scans (found by their markers in the rest of the fragment), JPEG 2000's
-    in its main header and in each tile-part's header (found by the tile-parts' lengths, so that its coded data is
-    not read)."""
+def _starts_codestream(f: BinaryIO, start: int) -> bool:
     f.seek(start)
-    if f.read(2) not in _CODESTREAM_STARTS:
-        return []
+    return f.read(2) in _CODESTREAM_STARTS
+
+
+def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes]:
+    """What a fragment holds after its codestream's end marker (EOI, EOC: FFD9, which no coded data holds), but
+    padding; looked for in the fragment's last `_TAIL` bytes."""
+    at = max(start, end - _TAIL)
+    f.seek(at)
+    tail = f.read(end - at)
+    mark = tail.rfind(b"\xff\xd9")
+    rest = tail[mark + 2:].rstrip(b"\x00") if mark >= 0 else b""
+    return [rest] if rest else []
+
+
+def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
+    """The payloads of the comment and application marker segments of the codestream that begins the fragment from
+    `start` to `end`: JPEG's before and between its scans (found by their markers in the rest of the fragment),
+    JPEG 2000's in its main header and in each tile-part's header (found by the tile-parts' lengths, so that its
+    coded data is not read)."""
     found: list[bytes] = []
     pos, marker = _header_segments(f, start + 2, end, found)
     if marker == _SOS:
@@ -211,6 +233,7 @@ def _segments_after(f: BinaryIO, pos: int, end: int) -> list[bytes]:
 
 
 _BLOCK = 1 << 20
+_TAIL = 1 << 16
 
 
 def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tuple[int, int | None]:
