@@ -555,3 +555,14 @@ def test_an_acr_nema_date_of_the_input_is_searched_in_every_form(tmp_path: Path,
     source = original(PatientBirthDate="1961.02.03")
     assert_found(held(tmp_path, source, ImageComments=f"dob {written_date}"), "PatientBirthDate", "(0020,4000)",
                  written_date)
+
+
+@pytest.mark.parametrize(("name", "charset"), [("Йорданова^Мария", "ISO_IR 192"), ("Κουξγουόρθ^Ελένη", "ISO_IR 192")])
+def test_a_name_of_another_script_with_its_marks_written_apart_is_found(tmp_path: Path, name: str,
+                                                                       charset: str) -> None:
+    """Й written as И and a combining breve (NFD, as macOS writes text): folded, it is the name."""
+    family = name.split("^")[0]
+    text = unicodedata.normalize("NFD", family)
+    assert text != family
+    findings = held(tmp_path, original(name, charset), charset=charset, ImageComments=f"({text})")
+    assert_found(findings, "PatientName", "(0020,4000)", family)

@@ -53,7 +53,10 @@ _OUR_UIDS = re.compile(rb"2\.25\.(?<![0-9.]2\.25\.)[0-9]{5,39}(?![0-9]|\.[0-9])"
 _ACCENTED = ("\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
              "\u0300-\u036f\uff21-\uff3a\uff41-\uff5a\ufb00-\ufb06")
 # The accented letter first: the search skips to the next one, and tests its neighbours only there.
-_ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}]))")
+# In text of other scripts (which Latin-1 cannot hold) also a combining mark after any letter ("Й" written apart)
+# and a half-width katakana (folding makes it full-width).
+_ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
+                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
 # l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
 # character class one character at a time).
