@@ -264,23 +264,10 @@ def _window_bytes(form: Form, window: tuple[Token, ...], encoding: str) -> set[b
     """Every way `encoding` writes the window, lower-cased as bytes (for a stateful encoding, the form as
     `_render` writes it)."""
     if "2022" in encoding:
-        try:
-            data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
-        except (UnicodeError, LookupError):
-            return set()
-        return {_ESCAPES_AT_ENDS.sub(b"", data).lower()} - {b""}
-    places = []
-    for token in window:
-        encoded = set()
-        for alternative in token:
-            try:
-                encoded.add(alternative.encode(encoding).lower())
-            except (UnicodeError, LookupError):
-                continue
-        if not encoded:
-            return set()
-        places.append(encoded)
-    return {b"".join(p) for p in product(*places)}
+        data = _stateful(form, encoding)
+        return {data} if data else set()
+    places = [_token_bytes(token, encoding) for token in window]
+    return {b"".join(p) for p in product(*places)} if all(places) else set()
 
 
 def _literal(token: Token) -> bool:
@@ -686,26 +673,38 @@ _ESCAPES_AT_ENDS = re.compile(rb"^(\x1b[\x20-\x2f]*[\x30-\x7e])+|(\x1b[\x20-\x2f
 
 def _render(form: Form, encoding: str) -> bytes | None:
     """The form as a byte regex in `encoding` (None if the encoding cannot write it)."""
-    if "2022" in encoding:  # stateful: the value as written, escapes at its ends left out
-        try:
-            data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
-        except (UnicodeError, LookupError):
-            return None
-        data = _ESCAPES_AT_ENDS.sub(b"", data)
-        return re.escape(data.lower()) if data else None
+    if "2022" in encoding:  # stateful: the value as written
+        data = _stateful(form, encoding)
+        return re.escape(data) if data else None
     parts = []
     for token in form.tokens:
-        encoded = set()
-        for alternative in token:
-            try:
-                encoded.add(alternative.encode(encoding).lower())
-            except (UnicodeError, LookupError):
-                continue
+        encoded = _token_bytes(token, encoding)
         if not encoded:
             return None
         escaped = [re.escape(e) for e in sorted(encoded, key=len, reverse=True)]
         parts.append(escaped[0] if len(escaped) == 1 else b"(?:" + b"|".join(escaped) + b")")
     return b"".join(parts)
+
+
+def _stateful(form: Form, encoding: str) -> bytes | None:
+    """The form as written in a stateful (ISO 2022) encoding, lower-cased, the escapes at its ends left out (None if
+    the encoding cannot write it)."""
+    try:
+        data = (form.text or "".join(t[0] for t in form.tokens)).encode(encoding)
+    except (UnicodeError, LookupError):
+        return None
+    return _ESCAPES_AT_ENDS.sub(b"", data).lower() or None
+
+
+def _token_bytes(token: Token, encoding: str) -> set[bytes]:
+    """The ways `encoding` writes a place, lower-cased as bytes (none: it can write no alternative)."""
+    encoded = set()
+    for alternative in token:
+        try:
+            encoded.add(alternative.encode(encoding).lower())
+        except (UnicodeError, LookupError):
+            continue
+    return encoded
 
 
 def _text_alternatives(forms: Iterable[Form]) -> set[str]:
