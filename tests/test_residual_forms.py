@@ -566,3 +566,15 @@ def test_a_name_of_another_script_with_its_marks_written_apart_is_found(tmp_path
     assert text != family
     findings = held(tmp_path, original(name, charset), charset=charset, ImageComments=f"({text})")
     assert_found(findings, "PatientName", "(0020,4000)", family)
+
+
+@pytest.mark.parametrize("text", ["1961年2月3日", "1961年02月03日", "1961년 2월 3일", "3 февраля 1961 г.",
+                                  "03 ФЕВ 1961"])
+def test_a_date_written_in_chinese_japanese_korean_or_russian_is_found(tmp_path: Path, text: str) -> None:
+    assert_found(held(tmp_path, original(PatientBirthDate="19610203"), ImageComments=f"({text})"), "PatientBirthDate",
+                 "(0020,4000)", text)
+
+
+@pytest.mark.parametrize("text", ["1961年2月4日", "3 февраля 1962", "1961年12月3日"])
+def test_another_date_in_those_forms_is_no_hit(tmp_path: Path, text: str) -> None:
+    assert held(tmp_path, original(PatientBirthDate="19610203"), ImageComments=f"({text})") == []

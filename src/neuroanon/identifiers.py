@@ -570,19 +570,19 @@ def text_form(text: str) -> Form:
     return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
 
 
-_MONTHS = (  # English, German, French, Spanish, Italian; names and usual abbreviations
-    ("january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen"),
-    ("february", "feb", "februar", "février", "févr", "fév", "febrero", "febbraio"),
-    ("march", "mar", "märz", "mär", "mrz", "mars", "marzo"),
-    ("april", "apr", "avril", "avr", "abril", "abr", "aprile"),
-    ("may", "mai", "mayo", "maggio", "mag"),
-    ("june", "jun", "juni", "juin", "junio", "giugno", "giu"),
-    ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug"),
-    ("august", "aug", "août", "agosto", "ago"),
-    ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "set"),
-    ("october", "oct", "oktober", "okt", "octobre", "octubre", "ottobre", "ott"),
-    ("november", "nov", "novembre", "noviembre"),
-    ("december", "dec", "dezember", "dez", "décembre", "déc", "diciembre", "dic", "dicembre"),
+_MONTHS = (  # English, German, French, Spanish, Italian, Russian (as a date writes it); names and abbreviations
+    ("january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen", "января", "янв"),
+    ("february", "feb", "februar", "février", "févr", "fév", "febrero", "febbraio", "февраля", "фев"),
+    ("march", "mar", "märz", "mär", "mrz", "mars", "marzo", "марта", "мар"),
+    ("april", "apr", "avril", "avr", "abril", "abr", "aprile", "апреля", "апр"),
+    ("may", "mai", "mayo", "maggio", "mag", "мая"),
+    ("june", "jun", "juni", "juin", "junio", "giugno", "giu", "июня", "июн"),
+    ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug", "июля", "июл"),
+    ("august", "aug", "août", "agosto", "ago", "августа", "авг"),
+    ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "set", "сентября", "сен"),
+    ("october", "oct", "oktober", "okt", "octobre", "octubre", "ottobre", "ott", "октября", "окт"),
+    ("november", "nov", "novembre", "noviembre", "ноября", "ноя"),
+    ("december", "dec", "dezember", "dez", "décembre", "déc", "diciembre", "dic", "dicembre", "декабря", "дек"),
 )
 _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ")
 _DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ")
@@ -621,6 +621,8 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((month, sep, day, sep, year), DIGIT, DIGIT),
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
+        # Chinese, Japanese, Korean: 1961年2月3日, 1961년 2월 3일 (the year a literal the search looks for first)
+        Form((year, ("年", "년"), ("", " "), month, ("月", "월"), ("", " "), day, ("日", "일")), DIGIT, NONE),
     ]
     # A two-digit year: with a month name ("15-APR-47"), or with day and month padded ("15.04.47"). Each form
     # holds a literal of three characters or more (the year with its separator, the whole date), which the search
