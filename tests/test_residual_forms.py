@@ -578,3 +578,11 @@ def test_a_date_written_in_chinese_japanese_korean_or_russian_is_found(tmp_path:
 @pytest.mark.parametrize("text", ["1961年2月4日", "3 февраля 1962", "1961年12月3日"])
 def test_another_date_in_those_forms_is_no_hit(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(PatientBirthDate="19610203"), ImageComments=f"({text})") == []
+
+
+@pytest.mark.parametrize(("text", "charset"), [("Mül\u00adler", "ISO_IR 100"), ("Mül\u00adler", "ISO_IR 192"),
+                                               ("Mül\u200bler", "ISO_IR 192"), ("Jür\u200dgen", "ISO_IR 192")])
+def test_a_name_with_a_character_that_shows_nothing_inside_is_found(tmp_path: Path, text: str, charset: str) -> None:
+    """A soft hyphen (a word processor's), a zero-width space or joiner inside a name: the name as it shows."""
+    findings = held(tmp_path, original("Müller^Jürgen", charset), charset=charset, ImageComments=f"({text})")
+    assert_found(findings, "PatientName", "(0020,4000)", text)

@@ -518,7 +518,9 @@ _SPECIAL = str.maketrans({"æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
-_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+# Combining marks, and characters that show nothing (a soft hyphen, zero-width spaces and joiners): folded away.
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+                        r"\u00ad\u200b-\u200d\u2060\ufeff]+")
 
 
 def fold(text: str, umlauts_as_e: bool = False) -> str:

@@ -53,14 +53,15 @@ _OUR_UIDS = re.compile(rb"2\.25\.(?<![0-9.]2\.25\.)[0-9]{5,39}(?![0-9]|\.[0-9])"
 _ACCENTED = ("\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
              "\u0300-\u036f\uff21-\uff3a\uff41-\uff5a\ufb00-\ufb06")
 # The accented letter first: the search skips to the next one, and tests its neighbours only there.
-# In text of other scripts (which Latin-1 cannot hold) also a combining mark after any letter ("Й" written apart)
-# and a half-width katakana (folding makes it full-width).
+# In text of other scripts (which Latin-1 cannot hold) also a combining mark after any letter ("Й" written apart),
+# a half-width katakana (folding makes it full-width), and a character that shows nothing after a letter (a soft
+# hyphen, a zero-width space: folding removes it).
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
-                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]")
+                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]|(?<=[^\\W\\d_])[\u00ad\u200b-\u200d\u2060]")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
 # l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
 # character class one character at a time).
-_CLASS_OF = bytes(ord("a") if c >= 0xC0 and c not in (0xD7, 0xF7)
+_CLASS_OF = bytes(ord("a") if (c >= 0xC0 and c not in (0xD7, 0xF7)) or c == 0xAD  # (0xAD: a soft hyphen)
                   else ord("l") if chr(c).isascii() and chr(c).isalpha()
                   else ord(".") for c in range(256))
 _IN_WORD_CLASS = re.compile(rb"a(?:(?<=[al]a)|(?=[al]))")
