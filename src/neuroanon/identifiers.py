@@ -1,17 +1,19 @@
 """The identifying values of a dataset, as patterns to search for or cut out, in every encoding and common form.
 
 Taken from the original (input) dataset: names and their parts (run together, with initials, hyphens written as
-spaces), IDs (also without separators or leading zeros, or with one between letters and digits), dates (DICOM,
-ISO, numeric with or without padding, month names in English, German, French, Spanish and Italian, YYMMDD, a
-two-digit year), telephone numbers (their digit groups between any separators), addresses (also the street
-alone), institution, station, accession and device numbers, and the study, series and frame-of-reference UIDs.
-Used by the level (to clean allow-listed private elements) and by the residual check (to prove an output holds
-none of them).
+spaces), IDs (their groups of letters and digits with any separator or none, numeric ones also without leading
+zeros), dates (DICOM or ACR-NEMA; written ISO, numeric with or without padding, with month names in English,
+German, French, Spanish, Italian and Russian, in the Chinese, Japanese and Korean form, YYMMDD, a two-digit year),
+telephone numbers (their digit groups between any separators), addresses (also the street alone), institution,
+station, accession and device numbers, and the study, series and frame-of-reference UIDs (`needles`, shared by the
+files of a series); the instance UID (`instance_needles`, per file). Used by the level (to clean allow-listed
+private elements) and by the residual check (to prove an output holds none of them).
 
 A needle matches bytes (lower-cased ASCII) in UTF-8, Latin-1, UTF-16 LE and BE and the input's own character
-sets, and a Latin-script value with letters outside ASCII also in the other usual legacy encodings (a name in
-cp850 or MacRoman in a file that declares Latin-1); in either case and ASCII-folded (ü as u or ue, é as e,
-ß as ss); and decoded text, casefolded and ASCII-folded. Dummies and our own pseudonyms are not needles: data
+sets, and a value with letters outside ASCII also in the other usual legacy encodings (a name in cp850 in a file
+that declares Latin-1, in KOI8-R in a UTF-8 file); in either case and ASCII-folded (ü as u or ue, é as e,
+ß as ss); and decoded text, casefolded and ASCII-folded. Each is looked for first by a key every match holds (an
+ASCII run, else a few letters in every case and encoding). Dummies and our own pseudonyms are not needles: data
 already de-identified is not held back.
 """
 
@@ -57,12 +59,11 @@ IDENTIFYING = (
     "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
     "RequestingPhysician", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
-    # links the output back to the original study. (The instance's own UID is not a needle: the needles are
-    # made once for the files of a series.)
+    # links the output back to the original study. (The instance's own UID is a needle of its file alone:
+    # `instance_needles`.)
     "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
 )
-# IDs are also written without their separators or with one between letters and digits, and numeric ones
-# without leading zeros.
+# IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
                  "PatientTelephoneNumbers"})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
