@@ -613,6 +613,34 @@ def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Pa
     assert str(ds.SOPInstanceUID) not in record.reason
 
 
+@pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])
+@pytest.mark.parametrize("script", ["latin", "cyrillic"])
+def test_identifying_text_in_utf32_in_a_kept_binary_value_is_cleaned_out(tmp_path: Path, codec: str,
+                                                                         script: str) -> None:
+    """GE's User Define Data is a kept binary header; a program may write wide-character text there (wchar_t is
+    UTF-32 on Linux). The name, ID, birth date and study UID in it are overwritten in place: the value keeps its
+    length, its other bytes and the text's NUL bytes (so it stays text), and the file is released."""
+    ds = make_dataset(subject=46)
+    if script == "cyrillic":
+        ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 192", "Квоксворт^Зельда"
+    planted = [str(ds.PatientName).split("^")[0], str(ds.PatientID), "03.02.1961", str(ds.StudyInstanceUID)]
+    ds.PatientBirthDate = "19610203"
+    text = " | ".join(planted).encode(codec)
+    value = b"\x01\x02\x03\x04" + text + b"\x05\x06\x07\x08"
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    ds.add_new(0x0043102A, "OB", value)
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data, cleaned = out.read_bytes(), pydicom.dcmread(out)[0x0043102A].value
+    assert not [p for p in planted if p.encode(codec) in data or p.upper().encode(codec) in data]
+    assert len(cleaned) == len(value) and cleaned[:4] == value[:4] and cleaned[-4:] == value[-4:]
+    assert [i for i, b in enumerate(cleaned) if b == 0] == [i for i, b in enumerate(value) if b == 0]
+    assert " | ".encode(codec) in cleaned  # (what is not identifying stays)
+
+
 @pytest.mark.parametrize(("kept", "linked", "dated"), [
     ("{study}", True, True), ("{study}", True, False), ("{series}.7", True, True), ("{series}.7", True, False),
     ("for {frame}", True, False), ("{study}5", False, True), ("{study}5", False, False),

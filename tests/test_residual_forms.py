@@ -28,7 +28,7 @@ from pydicom.uid import (
     MRImageStorage,
 )
 
-from neuroanon.identifiers import fold, instance_needles, needles
+from neuroanon.identifiers import WIDE_ENCODINGS, fold, instance_needles, needles
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.residual import Finding, check_file
@@ -112,7 +112,7 @@ class TestEncodings:
         findings = held(tmp_path, source, syntax, "\\ISO 2022 IR 149", ImageComments="환자 길동")
         assert_found(findings, "PatientName", "(0020,4000)", "길동")
 
-    @pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "latin_1", "utf_8"])
+    @pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be", "latin_1", "utf_8"])
     def test_binary_private_value(self, tmp_path: Path, syntax: str, codec: str) -> None:
         blob = b"\x01\x02" + "Jürgen Müller".encode(codec) + b"\x00\x00"
         findings = held(tmp_path, original(), syntax, x00091010=blob + b"\x00" * (len(blob) % 2))
@@ -264,13 +264,14 @@ def _written_form(name: str, form: str) -> str:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(NAMES), form=st.sampled_from(FORMS),
-       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be", "charset"]),
+       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be", "charset"]),
        charset=st.sampled_from(["ISO_IR 100", "ISO_IR 101", "ISO_IR 148", "ISO_IR 192"]),
        syntax=st.sampled_from(SYNTAXES), prefix=st.binary(max_size=6))
 def test_a_planted_value_is_found_in_any_encoding_and_form(
     tmp_path: Path, name: str, form: str, codec: str, charset: str, syntax: str, prefix: bytes
 ) -> None:
-    """In a binary value: UTF-8, Latin-1, UTF-16 and the original's character set, in any case, ASCII-folded."""
+    """In a binary value: UTF-8, Latin-1, UTF-16, UTF-32 and the original's character set, in any case,
+    ASCII-folded."""
     text = _written_form(name, form)
     try:
         data = text.encode(python_encoding[charset] if codec == "charset" else codec)
@@ -312,7 +313,8 @@ DATE_FORMS = [
 @given(date=st.dates(min_value=dt.date(1920, 1, 1), max_value=dt.date(2030, 12, 31)),
        form=st.sampled_from(DATE_FORMS), language=st.sampled_from(sorted(MONTHS)),
        case=st.sampled_from([str, str.upper, str.lower]),
-       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be"]), syntax=st.sampled_from(SYNTAXES))
+       codec=st.sampled_from(["utf_8", "latin_1", "utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"]),
+       syntax=st.sampled_from(SYNTAXES))
 def test_a_planted_date_is_found_in_any_form_and_encoding(
     tmp_path: Path, date: dt.date, form: Callable[..., str], language: str, case: Callable[[str], str], codec: str,
     syntax: str
@@ -433,7 +435,7 @@ def test_the_inputs_own_study_or_series_uid_is_found(tmp_path: Path, text: str) 
 
 @pytest.mark.parametrize(("text", "found"), [("{sop}", True), ("ref {sop}.2", True), ("{sop}1", False),
                                              ("1.2.826.0.1.3680043.10.9.77", False)])
-@pytest.mark.parametrize("codec", ["ascii", "utf_16_le"])
+@pytest.mark.parametrize("codec", ["ascii", "utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"])
 def test_the_files_own_instance_uid_is_found(tmp_path: Path, text: str, found: bool, codec: str) -> None:
     """The instance UID is a needle of the file alone (`instance_needles`), searched beside the series' needles:
     in a text element and in a binary private value, as written or as the root of a longer UID."""
@@ -452,6 +454,19 @@ def test_the_files_own_instance_uid_is_found(tmp_path: Path, text: str, found: b
         else:
             assert findings == []
         assert check_file(written(tmp_path, ExplicitVRLittleEndian, **elements), None, needles(source)) == []
+
+
+@pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"])
+def test_in_wide_text_a_neighbouring_digit_counts_at_either_end_of_a_value(codec: str) -> None:
+    """A pattern of one byte order matches text of the other shifted by a byte (three in UTF-32); a digit next to
+    the UID is seen all the same, also where the value starts or ends."""
+    from neuroanon.identifiers import find_once
+
+    uid = "1.2.826.0.1.3680043.10.9.77.41"
+    own = instance_needles(_dataset_with(SOPInstanceUID=uid))
+    for text, found in ((uid, True), (f"{uid}1", False), (f"1{uid}", False), (f"{uid}x", True), (f"x{uid}", True),
+                        (f"{uid}.5", True), (f"7{uid}7", False)):
+        assert bool(find_once(text.encode(codec), own)) is found, text
 
 
 def test_a_longer_number_or_another_uid_is_no_hit(tmp_path: Path) -> None:
@@ -487,7 +502,8 @@ def test_what_the_index_finds_is_what_every_needles_whole_pattern_finds(script: 
     assert patterns
     ways = (str, str.upper, fold, lambda c: fold(c).upper())
     text = "".join(data.draw(st.sampled_from(ways))(c) for c in f"{given} {family}")
-    codec = data.draw(st.sampled_from(sorted({e for n in patterns for e in n.encodings})), label="codec")
+    codec = data.draw(st.sampled_from(sorted({*WIDE_ENCODINGS, *(e for n in patterns for e in n.encodings)})),
+                      label="codec")
     try:
         encoded = text.encode(codec)
     except UnicodeError:
@@ -496,7 +512,8 @@ def test_what_the_index_finds_is_what_every_needles_whole_pattern_finds(script: 
     blob += data.draw(st.binary(max_size=8), label="after")
     found = identifiers._find(blob, patterns)
     for subset in (patterns, patterns[: identifiers._FEW]):  # with the index, and each needle on its own
-        assert identifiers._find(blob, subset) == [n for n in subset if n.pattern.search(blob.lower())]
+        assert identifiers._find(blob, subset) == [
+            n for n in subset if n.pattern.search(blob.lower()) or n.wide_pattern.search(blob.lower())]
     if "2022" not in codec:
         assert fold(f"{given} {family}").encode() in [n.data for n in found]
     views = identifiers.folds(text)
@@ -517,7 +534,7 @@ def test_a_name_without_ascii_letters_is_found_in_text_and_in_binary(
     assert all(n.keys for n in needles(source))
     assert_found(held(tmp_path, source, syntax, charset, ImageComments=f"({text})"), "PatientName", "(0020,4000)",
                  text)
-    for blob_codec in (codec, "utf_8", "utf_16_le"):
+    for blob_codec in (codec, "utf_8", "utf_16_le", "utf_32_le", "utf_32_be"):
         blob = b"\x01" + text.encode(blob_codec) + b"\x00"
         findings = held(tmp_path, source, syntax, charset, x00091010=blob + b"\x00" * (len(blob) % 2))
         assert_found(findings, "PatientName", "(0009,1010)", text)
