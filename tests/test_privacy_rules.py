@@ -613,6 +613,34 @@ def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Pa
     assert str(ds.SOPInstanceUID) not in record.reason
 
 
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("stored", ["SQ", "UN", "UN-undefined"])
+def test_an_id_known_only_from_other_patient_ids_is_searched_for(tmp_path: Path, encoding: str, stored: str) -> None:
+    """The top-level PatientID may be empty and the patient's ID stand only in an item of OtherPatientIDsSequence
+    (as a sequence, or stored as UN): full removes the sequence, and the ID copied into a kept value is cleaned out
+    of it like any other; in a JPEG comment it holds the file back."""
+    pid = "ZQ-4471-0093"
+    ds = make_dataset(subject=47)
+    ds.PatientID = ""
+    item = Dataset()
+    item.PatientID, item.TypeOfPatientID, item.IssuerOfPatientID = pid, "TEXT", "FAKEVILLE GENERAL ZQ"
+    if stored == "SQ":
+        ds.OtherPatientIDsSequence = pydicom.Sequence([item])
+    else:
+        add_un(ds, 0x00101002, un_bytes(item, 0x00101002, "ascii"), undefined=stored == "UN-undefined")
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0051100F, "LO", f"HEA;{pid};HEP")  # Coil String: a kept value, cleaned of identifying values
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data = searchable_bytes(out)
+    assert pid.encode() not in data and b"FAKEVILLE GENERAL" not in data
+    with quiet():
+        assert pydicom.dcmread(out)[0x0051100F].value == "HEA;" + "X" * len(pid) + ";HEP"
+
+
 @pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])
 @pytest.mark.parametrize("script", ["latin", "cyrillic"])
 def test_identifying_text_in_utf32_in_a_kept_binary_value_is_cleaned_out(tmp_path: Path, codec: str,

@@ -540,6 +540,23 @@ def test_a_name_without_ascii_letters_is_found_in_text_and_in_binary(
         assert_found(findings, "PatientName", "(0009,1010)", text)
 
 
+@pytest.mark.parametrize(("name", "charset", "copy"), [
+    ("Kuzuwasu^Zeruda=鬼頭^星羅=クズワース^ゼルダ", "\\ISO 2022 IR 87", "ｸｽﾞﾜｰｽ"),
+    ("ｸｽﾞﾜｰｽ^ｾﾞﾙﾀﾞ", "ISO_IR 13", "クズワース"), ("ｸｽﾞﾜｰｽ^ｾﾞﾙﾀﾞ", "ISO_IR 13", "ゼルダ"),
+    ("ヴァルタ^ゼルダ", "ISO_IR 192", "ｳﾞｧﾙﾀ"),
+])
+@pytest.mark.parametrize("codec", ["shift_jis", "euc_jp", "utf_8", "utf_16_le"])
+def test_katakana_copied_in_the_other_width_is_found(tmp_path: Path, name: str, charset: str, copy: str,
+                                                     codec: str) -> None:
+    """Half-width and full-width katakana are other characters, in other bytes; a name copied by a program may be
+    in either width ("ｸｽﾞﾜｰｽ" for "クズワース": a voiced letter is a letter and a mark in half-width)."""
+    source = original(name, charset)
+    blob = b"\x01\x02" + copy.encode(codec) + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", copy)
+    assert held(tmp_path, source, x00091010=b"\x01\x02" + "ｸｽﾀ ワーク".encode(codec) + b"\x00\x00") == []
+
+
 @pytest.mark.parametrize("text", ["2.25.1961", "02.25.1961", "born 02.25.61"])
 def test_a_date_that_looks_like_the_start_of_our_uids_is_found(tmp_path: Path, text: str) -> None:
     """Our keyed UIDs (`2.25.` and many digits) are left out of the search; a date written like their start is

@@ -37,7 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from .allowlist import SafePrivate, creator_name, holds_a_number
 from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import Needle, find, find_once, patient_id
+from .identifiers import IN_SEQUENCES, Needle, find, find_once, patient_id
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
@@ -684,14 +684,23 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
 
 
 def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: bool = True) -> Dataset:
-    """The elements but sequences as a pydicom dataset of raw elements, decoded only when read."""
+    """The elements as a pydicom dataset of raw elements, decoded only when read; of the sequences only those
+    whose items hold needles (`identifiers.IN_SEQUENCES`)."""
     raw: dict[BaseTag, DataElement | RawDataElement] = {}
     for e in elements:
-        if e.items is None:
+        if e.items is None and (e.vr != "UN" or e.tag not in IN_SEQUENCES):
             tag = base_tag(e.tag)
             # (RawDataElement's own constructor is a Python function, slow to call from compiled code)
             raw[tag] = _new_tuple(RawDataElement, (tag, None if implicit else e.vr, e.end - e.value,
                                                    buf[e.value:e.end], e.value, implicit, little, True, False))
+        elif e.tag in IN_SEQUENCES:
+            # its items, without the sequence delimiter; stored as UN, in implicit VR little endian (PS3.5 6.2.2)
+            tag = base_tag(e.tag)
+            value = buf[e.value:e.end - 8 if e.undefined else e.end]
+            un = e.items is None
+            if not un or parses_as_sequence(value):
+                raw[tag] = _new_tuple(RawDataElement, (tag, "SQ", len(value), value, e.value, implicit or un,
+                                                       little or un, True, False))
     return Dataset(raw)
 
 

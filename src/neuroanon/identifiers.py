@@ -37,10 +37,12 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from .tags import (
+    OTHER_PATIENT_IDS_SEQUENCE,
     PATIENT_BIRTH_DATE,
     PATIENT_ID,
     PATIENT_NAME,
@@ -82,7 +84,10 @@ _UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}|2\.25\.[0-9]{10,}")  # (shorter ones 
 _ASCII_LETTER = re.compile("[A-Za-z]")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
-_KEY_TAGS = (*_TAGS, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
+# The sequences whose items hold needles: the other IDs a patient is known by (the top-level PatientID may be
+# empty), each item's ID and issuer (named in findings as the attribute given).
+IN_SEQUENCES = {OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"), (0x00100021, "IssuerOfPatientID"))}
+_KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
@@ -388,13 +393,25 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     declared = _declared(ds)
     found: dict[bytes, Needle] = {}
-    for keyword, tag in _IDENTIFYING_TAGS:
-        if tag not in ds:
-            continue
-        for value in _values(ds, tag):
-            for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared):
-                found.setdefault(needle.data, needle)
+    values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds for value in _values(ds, tag)]
+    for sequence, inside in IN_SEQUENCES.items():
+        values += [(attribute, value) for item in _items(ds, sequence) for tag, attribute in inside if tag in item
+                   for value in _values(item, tag)]
+    for keyword, value in values:
+        for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared):
+            found.setdefault(needle.data, needle)
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def _items(ds: Dataset, tag: int) -> list[Dataset]:
+    """The items of a sequence (also one stored as UN), none if it is absent or cannot be read."""
+    if tag not in ds:
+        return []
+    try:
+        value = ds[tag].value
+    except (ValueError, TypeError, LookupError, EOFError):
+        return []
+    return [item for item in value if isinstance(item, Dataset)] if isinstance(value, Sequence) else []
 
 
 def _declared(ds: Dataset) -> tuple[str, ...]:
@@ -460,7 +477,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
                 and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
-            out.append(Needle(keyword, data, (form,), encodings, declared))
+            widths = [text_form(t) for t in sorted(kana_widths(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
+            out.append(Needle(keyword, data, (form, *widths), encodings, declared))
     return tuple(out)
 
 
@@ -526,6 +544,31 @@ def street_texts(text: str) -> set[str]:
 
 
 _HOUSE_NUMBER = re.compile(r"^[0-9]+[a-zA-Z]?\b\.?|\b[0-9]+[a-zA-Z]?$")
+
+
+def kana_widths(text: str) -> set[str]:
+    """Text with katakana in the other width: full-width as half-width ("クズワース" as "ｸｽﾞﾜｰｽ") and back. A
+    program that copied a name may write either; their bytes differ in every encoding."""
+    if not _KANA.search(text):
+        return set()
+    full = _HALF_KANA.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+    half = "".join(_half_width().get(c, c) for c in full)
+    return {full, half} - {text}
+
+
+_KANA = re.compile("[\u30a1-\u30fa\u30fc\uff61-\uff9f]")
+_HALF_KANA = re.compile("[\uff61-\uff9f]+")
+
+
+@lru_cache(maxsize=1)
+def _half_width() -> dict[str, str]:
+    """Full-width katakana (and marks) as half-width text: a voiced one as its base and a voicing mark."""
+    half = {unicodedata.normalize("NFKC", chr(c)): chr(c) for c in range(0xFF61, 0xFFA0)}
+    for c in map(chr, range(0x30A1, 0x30FB)):
+        parts = unicodedata.normalize("NFD", c)
+        if len(parts) == 2 and parts[0] in half and parts[1] in half:
+            half[c] = half[parts[0]] + half[parts[1]]
+    return half
 
 
 def id_texts(text: str) -> set[str]:
