@@ -362,6 +362,7 @@ def _dataset_with(**values: str) -> Dataset:
     ("山田^太郎", "\\ISO 2022 IR 87", "shift_jis"), ("王^小明", "GB18030", "big5"),
     ("홍^길동", "ISO_IR 192", "euc_kr"), ("Παπαδόπουλος^Νίκος", "ISO_IR 192", "iso8859_7"),
     ("쿡스똠^길동", "ISO_IR 192", "cp949"),  # (똠: in CP949, not in EUC-KR)
+    ("쿡스워스^젤다", "\\ISO 2022 IR 149", "iso2022_kr"),  # (7-bit, shifted in and out)
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str
@@ -555,6 +556,41 @@ def test_katakana_copied_in_the_other_width_is_found(tmp_path: Path, name: str, 
     findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
     assert_found(findings, "PatientName", "(0009,1010)", copy)
     assert held(tmp_path, source, x00091010=b"\x01\x02" + "ｸｽﾀ ワーク".encode(codec) + b"\x00\x00") == []
+
+
+@pytest.mark.parametrize(("birth", "text", "found"), [
+    ("19610203", "昭和36年2月3日", True), ("19610203", "昭和 36年 02月 03日", True), ("19610203", "S36.02.03", True),
+    ("19610203", "s36/2/3", True), ("19890108", "平成元年1月8日", True), ("19890107", "昭和64年1月7日", True),
+    ("20190501", "R1.5.1", True), ("19610203", "昭和36年2月4日", False), ("19610203", "平成36年2月3日", False),
+    ("19610203", "S36.02.031", False), ("19610203", "CS36.02.03", False),
+])
+@pytest.mark.parametrize("codec", ["utf_8", "shift_jis", "euc_jp", "utf_16_le"])
+def test_a_date_with_a_japanese_era_year_is_found(tmp_path: Path, birth: str, text: str, found: bool,
+                                                  codec: str) -> None:
+    """Japanese systems write a year of the emperor's era (Showa 36 is 1961; its first year is 元年), in kanji
+    or by the era's initial."""
+    blob = b"\x01\x02" + f"({text})".encode(codec) + b"\x00"
+    findings = held(tmp_path, original(PatientBirthDate=birth), x00091010=blob + b"\x00" * (len(blob) % 2))
+    if found:
+        assert_found(findings, "PatientBirthDate", "(0009,1010)", text)
+    else:
+        assert findings == []
+
+
+@pytest.mark.parametrize(("declared", "copy"), [("ISO_IR 100", "cp1251"), ("", "koi8_r"), ("ISO_IR 144", "utf_8")])
+def test_a_name_in_utf8_bytes_under_another_declared_character_set_is_found(tmp_path: Path, declared: str,
+                                                                            copy: str) -> None:
+    """A program wrote the name in UTF-8 whatever the header declares: read as declared it is other letters, so its
+    bytes are read as UTF-8 too, and the name is searched for in every encoding."""
+    source = original("Zelda", declared or "ISO_IR 6")
+    if not declared:
+        del source.SpecificCharacterSet
+    name = "Квоксворт^Зельда".encode()
+    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(name), name, 0,
+                                                         False, True)
+    blob = b"\x01\x02" + "Квоксворт".encode(copy) + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", "Квоксворт")
 
 
 @pytest.mark.parametrize("text", ["2.25.1961", "02.25.1961", "born 02.25.61"])

@@ -98,12 +98,13 @@ WIDE_ENCODINGS = ("utf_32_le", "utf_32_be")
 # Searched too for a value with letters outside ASCII ("Müller", "Иванов", "山田"): a value copied by a program from
 # another system's encoding is not in the file's declared one. (The single-byte encodings of Western, Central
 # European, Cyrillic, Greek, Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the
-# multi-byte ones of Japanese, Chinese and Korean: CP949, Windows' Korean, holds EUC-KR and more.)
+# multi-byte ones of Japanese, Chinese and Korean: CP949, Windows' Korean, holds EUC-KR and more; ISO-2022-KR,
+# the 7-bit Korean of mail.)
 OTHER_ENCODINGS = (
     "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
     "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp1254",
     "iso8859_9", "cp1255", "iso8859_8", "cp1256", "iso8859_6", "tis_620", "shift_jis", "euc_jp", "iso2022_jp",
-    "gb18030", "big5", "cp949",
+    "gb18030", "big5", "cp949", "iso2022_kr",
 )
 
 # Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
@@ -393,7 +394,8 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     declared = _declared(ds)
     found: dict[bytes, Needle] = {}
-    values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds for value in _values(ds, tag)]
+    values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds
+              for value in _utf8_values(ds, tag, declared) + _values(ds, tag)]
     for sequence, inside in IN_SEQUENCES.items():
         values += [(attribute, value) for item in _items(ds, sequence) for tag, attribute in inside if tag in item
                    for value in _values(item, tag)]
@@ -442,6 +444,23 @@ def _values(ds: Dataset, tag: int) -> list[object]:
     return list(value) if isinstance(value, (list, MultiValue)) else [value]
 
 
+def _utf8_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list[object]:
+    """The values of an element whose bytes are UTF-8 though the file declares another character set (a program
+    wrote UTF-8 whatever the header says), decoded as UTF-8; none for another element. (Read before `_values`,
+    which decodes the element in `ds`.)"""
+    raw = ds.get_item(tag)
+    if "utf_8" in declared or not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+        return []
+    if raw.value.isascii():
+        return []
+    try:
+        text = raw.value.decode("utf-8").rstrip(" \x00")
+    except UnicodeDecodeError:
+        return []
+    vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
+    return [PersonName(v) if vr == "PN" else v for v in text.split("\\")]
+
+
 def is_dummy(text: str) -> bool:
     """Whether `text` is a dummy value or one of our pseudonyms (so no needle)."""
     folded = text.strip().casefold()
@@ -458,9 +477,14 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         return _uid_needles(keyword, text, encodings, declared)
     if is_dummy(text):
         return ()
-    date = _date_forms(text) if keyword.endswith("Date") else None
-    if date is not None:
-        return (Needle(keyword, re.sub(r"[./-]", "", text)[:8].encode(), date, encodings, declared),)
+    date = _DATE.match(text) if keyword.endswith("Date") else None
+    forms = _date_forms(date) if date is not None else None
+    if date is not None and forms is not None:
+        data = f"{date[1]}{date[3]}{date[4]}".encode()
+        era = era_forms(int(date[1]), int(date[3]), int(date[4]))  # (a needle of its own: it has no ASCII run)
+        return (Needle(keyword, data, forms, encodings, declared),
+                *([Needle(keyword, data + b" era", era, tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS))),
+                          declared)] if era else []))
     texts = {text}
     if person or keyword.endswith("Name") or "Physician" in keyword:
         texts |= name_texts(text)
@@ -698,11 +722,8 @@ _SHORT_SEPARATORS = ("-", "/", ".", " ")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
 
 
-def _date_forms(text: str) -> tuple[Form, ...] | None:
+def _date_forms(date: re.Match[str]) -> tuple[Form, ...] | None:
     """The forms of a DICOM date (a DA, or a DT's date), or None: not a date (searched as the text it is)."""
-    date = _DATE.match(text)
-    if date is None:
-        return None
     y, m, d = int(date[1]), int(date[3]), int(date[4])
     try:
         dt.date(y, m, d)
@@ -739,6 +760,26 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         forms += [Form(((between.join(order),),), DIGIT, DIGIT)
                   for order in ((dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd))]
     return tuple(forms)
+
+
+# Japanese eras since the Meiji calendar reform (its first year counted from 1 January 1868): name, initial, start.
+_ERAS = (("令和", "r", dt.date(2019, 5, 1)), ("平成", "h", dt.date(1989, 1, 8)), ("昭和", "s", dt.date(1926, 12, 25)),
+         ("大正", "t", dt.date(1912, 7, 30)), ("明治", "m", dt.date(1868, 1, 1)))
+
+
+def era_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
+    """The date with a Japanese era year, as Japanese systems write it ("昭和36年2月3日", "S36.02.03"); none before
+    the Meiji era."""
+    date = dt.date(y, m, d)
+    era = next((e for e in _ERAS if e[2] <= date), None)
+    if era is None:
+        return ()
+    name, initial, start = era
+    n = y - start.year + 1
+    year = tuple({f"{n:02d}", str(n)} | ({"元"} if n == 1 else set()))  # (the first year: 元年)
+    month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
+    return (Form(((name,), ("", " "), year, ("年",), ("", " "), month, ("月",), ("", " "), day, ("日",)), NONE, NONE),
+            Form(((initial, initial.upper()), year, _SHORT_SEPARATORS, month, _SHORT_SEPARATORS, day), ALPHA, DIGIT))
 
 
 def _month_spellings(word: str) -> set[str]:
