@@ -86,7 +86,8 @@ _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyw
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 # The sequences whose items hold needles: the other IDs a patient is known by (the top-level PatientID may be
 # empty), each item's ID and issuer (named in findings as the attribute given).
-IN_SEQUENCES = {OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"), (0x00100021, "IssuerOfPatientID"))}
+IN_SEQUENCES = {OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
+                                             (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID"))}
 _KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
@@ -477,14 +478,9 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         return _uid_needles(keyword, text, encodings, declared)
     if is_dummy(text):
         return ()
-    date = _DATE.match(text) if keyword.endswith("Date") else None
-    forms = _date_forms(date) if date is not None else None
-    if date is not None and forms is not None:
-        data = f"{date[1]}{date[3]}{date[4]}".encode()
-        era = era_forms(int(date[1]), int(date[3]), int(date[4]))  # (a needle of its own: it has no ASCII run)
-        return (Needle(keyword, data, forms, encodings, declared),
-                *([Needle(keyword, data + b" era", era, tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS))),
-                          declared)] if era else []))
+    date = _date_needles(keyword, text, encodings, declared) if keyword.endswith("Date") else None
+    if date is not None:
+        return date
     texts = {text}
     if person or keyword.endswith("Name") or "Physician" in keyword:
         texts |= name_texts(text)
@@ -504,6 +500,21 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             widths = [text_form(t) for t in sorted(kana_widths(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
             out.append(Needle(keyword, data, (form, *widths), encodings, declared))
     return tuple(out)
+
+
+def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
+                  declared: tuple[str, ...]) -> tuple[Needle, ...] | None:
+    """A date's needle, and one of it with a Japanese era year; None if `text` is no date."""
+    date = _DATE.match(text)
+    forms = _date_forms(date) if date is not None else None
+    if date is None or forms is None:
+        return None
+    found = [Needle(keyword, f"{date[1]}{date[3]}{date[4]}".encode(), forms, encodings, declared)]
+    era = era_forms(int(date[1]), int(date[3]), int(date[4]))  # (a needle of its own: it has no ASCII run)
+    if era:
+        in_kanji = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
+        found.append(Needle(keyword, fold(era[0].text).encode(), era, in_kanji, declared))
+    return tuple(found)
 
 
 def _joined_id_needles(keyword: str, text: str, encodings: tuple[str, ...],
@@ -778,7 +789,8 @@ def era_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     n = y - start.year + 1
     year = tuple({f"{n:02d}", str(n)} | ({"元"} if n == 1 else set()))  # (the first year: 元年)
     month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
-    return (Form(((name,), ("", " "), year, ("年",), ("", " "), month, ("月",), ("", " "), day, ("日",)), NONE, NONE),
+    return (Form(((name,), ("", " "), year, ("年",), ("", " "), month, ("月",), ("", " "), day, ("日",)), NONE, NONE,
+                 f"{name}{n}年{m}月{d}日"),
             Form(((initial, initial.upper()), year, _SHORT_SEPARATORS, month, _SHORT_SEPARATORS, day), ALPHA, DIGIT))
 
 
