@@ -27,7 +27,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
+from pydicom.tag import BaseTag, ItemDelimiterTag, ItemTag, SequenceDelimiterTag
 
 from .identifiers import Needle, count, find, find_once, find_text, fold, maker_names, uids_under_2_25
 from .read import PixelSpan, quiet
@@ -274,6 +274,8 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller")."""
     if data.isascii():
         return []
+    for tag in _ITEM_TAGS:  # (read as Latin-1 an item's tag is "þÿ": two accented letters in every sequence)
+        data = data.replace(tag, b"\x00\x00\x00\x00")
     # Latin-1 too: text in files that declare no character set is often Latin-1 (or UTF-8) all the same.
     codecs = dict.fromkeys(("utf_8", "latin_1", *(e for n in patterns for e in n.declared)))
     found: list[Needle] = []
@@ -286,6 +288,11 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         if windows:
             found += [n for n in find_text(windows, patterns) if n not in found]
     return found
+
+
+# Item, item delimiter and sequence delimiter tags, little and big endian: structure, never text.
+_ITEM_TAGS = tuple(struct.pack(order, tag >> 16, tag & 0xFFFF)
+                   for order in ("<HH", ">HH") for tag in (ItemTag, ItemDelimiterTag, SequenceDelimiterTag))
 
 
 def _around_accented_letters(text: str) -> str:
