@@ -163,6 +163,38 @@ def test_a_file_swapped_for_a_symlink_or_a_fifo_after_it_was_found_is_not_read(
     assert len(_released(out)) == 2 and summary["files"] == 5
 
 
+@pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
+def test_a_file_swapped_for_a_symlink_while_it_is_read_is_read_as_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level
+) -> None:
+    """The file is held open from the check that it is still the regular file found, and read through that
+    descriptor: swapped for a symlink to a file outside the tree between the check and the read (or between the
+    reads of its header and of its pixel data), it is still the file found that is read, never the link's target."""
+    (source,) = make_study(tmp_path / "in", subject=35, n_series=1, n_instances=1)
+    original = source.read_bytes()
+    other = pydicom.dcmread(source)
+    other.PixelData = bytes(255 - b for b in other.PixelData)  # (another image, so the two are told apart)
+    secret = tmp_path / "elsewhere.dcm"
+    other.save_as(secret)
+    prepare = pipeline._prepare
+
+    def swapped(*args: object, **kwargs: object) -> object:
+        source.unlink()
+        source.symlink_to(secret)
+        return prepare(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_prepare", swapped)
+    out = tmp_path / "out"
+    options = Options(level=level, key=b"\x5a" * 32 if level is Level.FULL else None)
+    summary = pipeline.anonymize_tree([tmp_path / "in"], out, options)
+    assert summary.counts["written"] == 1, summary
+    (released,) = files_under(out)
+    assert pydicom.dcmread(released).PixelData != other.PixelData
+    assert pydicom.dcmread(released).PixelData == pydicom.dcmread(pydicom.filebase.DicomBytesIO(original)).PixelData
+    if level is Level.ORIGINAL:
+        assert released.read_bytes() == original
+
+
 def test_follow_symlinks_never_reads_the_runs_own_folders(tmp_path: Path) -> None:
     """A link inside the input to the output is a skipped record: the output is never read back as input (each
     rerun nested another copy of it)."""

@@ -247,24 +247,32 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
                      size=info.st_size, through_links=follow)
 
 
-def changed_since_found(item: InputFile) -> str:
-    """Why the regular file `item` found can no longer be read as found, or "": it became a symlink (not followed
-    when it was found as a file) or a FIFO, device, socket or folder (opened without waiting for a writer, never
-    read). Files are found long before they are read: a tree may change during a run."""
+def open_as_found(item: InputFile) -> tuple[int | None, str]:
+    """The regular file `item` found, opened to be read as found (`held_open`): (its descriptor, ""), or (None, why
+    it can no longer be read as found): it became a symlink (not followed when it was found as a file) or a FIFO,
+    device, socket or folder (opened without waiting for a writer, never read); (None, "") if it is gone or cannot
+    be opened (the read that follows says so). Files are found long before they are read: a tree may change
+    during a run."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if item.through_links else os.O_NOFOLLOW)
     try:
         fd = os.open(item.path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP and not item.through_links:
-            return "became a symlink after it was found: not followed"
-        return ""  # (gone or unreadable: the read that follows says so)
-    try:
-        is_regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    finally:
-        os.close(fd)
-    if is_regular:
-        return ""
-    return "no longer a regular file (a FIFO, device, socket or folder) after it was found: not read"
+            return None, "became a symlink after it was found: not followed"
+        return None, ""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd, ""
+    os.close(fd)
+    return None, "no longer a regular file (a FIFO, device, socket or folder) after it was found: not read"
+
+
+def held_open(item: InputFile, fd: int) -> InputFile:
+    """`item` named by its open descriptor `fd` (Linux: opening that path opens the file `fd` has open), so that
+    every read of it reads the file found, whatever its path has become since."""
+    return replace(item, path=Path(f"/proc/self/fd/{fd}")) if _PROC_FDS else item
+
+
+_PROC_FDS = Path("/proc/self/fd").is_dir()
 
 
 def looks_like_dicom(head: bytes) -> bool:

@@ -35,7 +35,16 @@ from pydicom.dataset import Dataset
 
 from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
-from .discover import InputFile, Kind, archive_kind, changed_since_found, discover, extracted, safe_member_name
+from .discover import (
+    InputFile,
+    Kind,
+    archive_kind,
+    discover,
+    extracted,
+    held_open,
+    open_as_found,
+    safe_member_name,
+)
 from .errors import InputError, RunStopped, UsageError
 from .identifiers import patient_id
 from .journal import Journal, check_output
@@ -558,9 +567,19 @@ def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepare
 
     Never raises for a bad file: the record says what happened. Raises RunStopped when the stage's disk is full.
     """
-    changed = changed_since_found(item) if item.kind in _FOUND_AS_FILES else ""
+    fd, changed = open_as_found(item) if item.kind in _FOUND_AS_FILES else (None, "")
     if changed:
         return Prepared(Record(name, Status.SKIPPED, changed, dicom=False))
+    if fd is None:
+        return _prepare_held(item, name, stage, run)
+    try:  # (read through the descriptor held: a swap of the path changes nothing)
+        return _prepare_held(held_open(item, fd), name, stage, run)
+    finally:
+        os.close(fd)
+
+
+def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepared:
+    """`prepare` for a file held open as found (or one not found as a regular file)."""
     try:
         with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
             if item.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
