@@ -185,14 +185,14 @@ class Needle:
         there are none: the runs in every layout (ASCII-compatible, UTF-16); for a needle without runs (a name in
         Cyrillic or CJK letters), a few of its letters as each of its encodings writes them."""
         if self.runs:
-            return _run_keys(self.runs, ("ascii", "utf_16_le"))
+            return _run_keys(self.runs, ("ascii", "utf_16_le", "utf_16_be"))
         return self._letters[0]
 
     @cached_property
     def wide_keys(self) -> tuple[bytes, ...]:
         """`keys` for `wide_pattern`: the runs, or a few letters, in UTF-32."""
         if self.runs:
-            return _run_keys(self.runs, ("utf_32_le",))
+            return _run_keys(self.runs, WIDE_ENCODINGS)
         return tuple(sorted(_window_keys(self.forms or _plain_forms(self), WIDE_ENCODINGS) or ()))
 
     @cached_property
@@ -238,23 +238,31 @@ class Needle:
 
     def occurs(self, lowered: bytes, narrow: bool = True, wide: bool = True) -> bool:
         """Whether the needle occurs in `lowered` (bytes lower-cased with `bytes.lower()`): by `pattern` (if
-        `narrow`) or by `wide_pattern` (if `wide`)."""
-        return bool(self.patterns(lowered, narrow, wide))
-
-    def patterns(self, lowered: bytes, narrow: bool = True, wide: bool = True) -> list[re.Pattern[bytes]]:
-        """Which of `pattern` (if `narrow`) and `wide_pattern` (if `wide`) match in `lowered`.
+        `narrow`) or by `wide_pattern` (if `wide`).
 
         A pattern is tried only near where one of its keys occurs (a match holds a key): a search of a whole value
         with a pattern of many alternatives is slow.
         """
-        layouts = [w for w, asked in ((False, narrow), (True, wide)) if asked]
+        starts = self._all_starts(lowered)
+        return (narrow and self._matches(lowered, False, starts)) or (wide and self._matches(lowered, True, starts))
+
+    def patterns(self, lowered: bytes) -> list[re.Pattern[bytes]]:
+        """Which of `pattern` and `wide_pattern` match in `lowered`."""
+        starts = self._all_starts(lowered)
+        return [self._pattern(wide) for wide in (False, True) if self._matches(lowered, wide, starts)]
+
+    def _all_starts(self, lowered: bytes) -> tuple[list[int], list[int]] | None:
+        """Where the keys and the wide keys occur, found in one pass, for a needle of many keys (letters in every
+        case and encoding, a date's many forms); None for one of few (each key is looked for on its own)."""
         if self._automaton is None:
-            return [self._pattern(w) for w in layouts if self._near_keys(lowered, w)]
-        # Many keys (letters in every case and encoding, a date's many forms): one pass finds them all.
+            return None
         starts: tuple[list[int], list[int]] = ([], [])
         for key, start, _ in self._automaton.find_matches_as_indexes(lowered, overlapping=True):
             starts[key >= len(self.keys)].append(start)
-        return [self._pattern(w) for w in layouts if self._near(lowered, w, starts[w])]
+        return starts
+
+    def _matches(self, lowered: bytes, wide: bool, starts: tuple[list[int], list[int]] | None) -> bool:
+        return self._near_keys(lowered, wide) if starts is None else self._near(lowered, wide, starts[wide])
 
     def _pattern(self, wide: bool) -> re.Pattern[bytes]:
         return self.wide_pattern if wide else self.pattern  # (each compiled when first needed)

@@ -579,7 +579,8 @@ def prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepare
 
 
 def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> Prepared:
-    """`prepare` for a file held open as found (or one not found as a regular file)."""
+    """`prepare` for a file held open as found, or not held: not found as a regular file, or gone or unreadable
+    since (its read says why)."""
     try:
         with quiet():  # pydicom's messages quote element values: none may reach a log or a terminal
             if item.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
