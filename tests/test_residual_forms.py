@@ -346,16 +346,37 @@ def test_remembered_searches_stay_bounded_and_answer_as_a_fresh_search() -> None
     from neuroanon import identifiers
 
     patterns = needles(_dataset_with(PatientName="FAKEDOE^JANE", PatientID="FAKE123456"))
-    assert patterns
+    assert len(patterns) > identifiers._FEW  # (fewer are searched each time, never remembered)
     hit, miss = b"xx fakedoe yy", b"nothing to see"
     for i in range(3000):
         value = (b"%06d " % i) * 2000  # 14 KB each, 42 MB in all
         assert identifiers.find(value + hit, patterns) and not identifiers.find(value + miss, patterns)
-        assert sum(len(data) for _, data in identifiers._FOUND) <= identifiers._FOUND_BUDGET
+        kept = identifiers._series(patterns).found
+        assert sum(map(len, kept)) <= identifiers._FOUND_BUDGET and len(kept) <= identifiers._FOUND_KEPT
     large = b"x" * (4 << 20) + hit
     assert identifiers.find(large, patterns) and identifiers.find(large, patterns)
-    assert all(data is not large for _, data in identifiers._FOUND)
+    assert all(data is not large for data in identifiers._series(patterns).found)
     assert identifiers.find(hit, patterns) == identifiers.find(hit, patterns) == identifiers._find(hit, patterns)
+
+
+def test_what_is_kept_for_series_is_kept_for_a_few_only() -> None:
+    """A worker keeps a series' index and remembered searches (a megabyte or two) for the last few series, not
+    for every series it saw; the needles of series it no longer keeps are freed."""
+    import gc
+    import weakref
+
+    from neuroanon import identifiers
+
+    freed = []
+    for subject in range(60):  # (thirty-one values each, as a scanner's file holds)
+        dataset = make_dataset(subject=subject, rows=4, columns=4)
+        patterns = needles(dataset)
+        assert identifiers.find(str(dataset.PatientID).encode(), patterns)
+        freed.append(weakref.ref(patterns[0]))
+        del patterns
+    gc.collect()
+    assert len(identifiers._SERIES) <= identifiers._SERIES_KEPT
+    assert sum(ref() is None for ref in freed) >= 30, "the needles of every series seen are kept"
 
 
 def _dataset_with(**values: str) -> Dataset:

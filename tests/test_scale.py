@@ -121,6 +121,30 @@ def test_memory_stays_flat_for_a_500_mb_file(tmp_path: Path) -> None:
         result.unlink()
 
 
+def _peak_rss_mb(command: list[str]) -> float:
+    """The peak resident memory of `command`'s largest process, in MB."""
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def test_memory_does_not_grow_with_the_number_of_series(tmp_path: Path) -> None:
+    """A worker keeps what it derives for a series (its needles' index: about a megabyte) for a few series only:
+    120 series cost no more memory than 10 (it kept 256 indexes, 130 MB more at 120 series)."""
+    key = tmp_path / "key"
+    key.write_text("23" * 32)
+    peaks = []
+    for series in (10, 120):
+        source = tmp_path / f"in{series}"
+        for subject in range(series):
+            make_many(source / f"s{subject:03d}", 3, subject=subject)
+        peaks.append(_peak_rss_mb([sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "-o",
+                                   str(tmp_path / f"out{series}"), "--level", "full", "--key-file", str(key),
+                                   "--workers", "1", "-q"]))
+    assert peaks[1] - peaks[0] < 25, f"peak RSS {peaks[0]:.0f} MB at 10 series, {peaks[1]:.0f} MB at 120"
+
+
 def test_other_options_into_a_used_output_are_refused_unless_it_was_emptied(mixed: Path, tmp_path: Path) -> None:
     import shutil
 

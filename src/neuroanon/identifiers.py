@@ -366,14 +366,15 @@ def _undecoded(elements: Iterable[DataElement | RawDataElement | None]) -> tuple
     return tuple(key)
 
 
-def once_per_raw_values(tags: tuple[int, ...]) -> Callable[[Callable[[Dataset], _T]], Callable[[Dataset], _T]]:
+def once_per_raw_values(tags: tuple[int, ...], kept: int = 512,
+                        ) -> Callable[[Callable[[Dataset], _T]], Callable[[Dataset], _T]]:
     """Decorate a function of a dataset that reads only the elements `tags`: it runs on a dataset holding only
     those (the caller's is not changed), once for each distinct set of their undecoded values (files of one series
-    share them)."""
+    share them); the results of the last `kept` sets are kept."""
     objects = tuple(base_tag(t) for t in tags)  # found by identity in a dataset the engine made
 
     def decorate(derive: Callable[[Dataset], _T]) -> Callable[[Dataset], _T]:
-        @lru_cache(maxsize=512)
+        @lru_cache(maxsize=kept)
         def from_raw(raws: tuple[_Raw, ...]) -> _T:
             return derive(Dataset({BaseTag(t): RawDataElement(BaseTag(t), r[0], len(r[1] or b""), r[1], 0, r[2], r[3])
                                    for t, r in zip(tags, raws, strict=True) if r is not None}))
@@ -398,7 +399,7 @@ def patient_id(ds: Dataset) -> str:
     return str(ds.get("PatientID", "") or "")
 
 
-@once_per_raw_values(_KEY_TAGS)
+@once_per_raw_values(_KEY_TAGS, kept=16)  # (a series' needles hold a megabyte once their patterns are compiled)
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     declared = _declared(ds)
@@ -476,7 +477,7 @@ def is_dummy(text: str) -> bool:
     return not folded or folded in DUMMIES or bool(_PSEUDONYM.match(folded)) or folded.startswith("2.25.")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=512)  # (a few subjects' values: a file's needles are made from some forty)
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
     text = value.strip()
@@ -960,22 +961,55 @@ class _Index:
         return found
 
 
+@dataclass
+class _Series:
+    """What a worker keeps for one tuple of needles (a series' needles: the files of a series share the tuple): its
+    index, built when first needed, and what searches of values found, for up to `_FOUND_BUDGET` bytes of values
+    (the files of a series repeat their private values)."""
+
+    patterns: tuple[Needle, ...]
+    index: _Index | None = None
+    found: dict[bytes, tuple[Needle, ...]] = field(default_factory=dict)
+    found_bytes: int = 0
+
+    def remember(self, data: bytes, found: list[Needle]) -> None:
+        if len(data) > _FOUND_BUDGET // 8:
+            return  # (a header of many frames is searched once, never kept)
+        if self.found_bytes + len(data) > _FOUND_BUDGET or len(self.found) >= _FOUND_KEPT:
+            self.found.clear()
+            self.found_bytes = 0
+        self.found[data] = tuple(found)
+        self.found_bytes += len(data)
+
+
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
-# needles for every search would cost more than the search. The tuple is kept alive with its index.
-_INDEXES: dict[int, tuple[tuple[Needle, ...], _Index]] = {}
+# needles for every search would cost more than the search. The tuple is kept alive with its index. An index's
+# automaton takes about a megabyte (outside Python's heap), a series' needles as much once compiled: series come
+# one after another, a few are kept.
+_SERIES: dict[int, _Series] = {}
+_SERIES_KEPT = 8
+_FOUND_BUDGET = 1 << 20  # bytes of searched values kept, at most, per series
+_FOUND_KEPT = 512  # searched values kept, at most, per series
 _FEW = 8  # needles searched without an index (a file's needles found in its private values, cleaned from each)
+
+
+def _series(patterns: tuple[Needle, ...]) -> _Series:
+    """What is kept for this tuple of needles."""
+    known = _SERIES.get(id(patterns))
+    if known is not None and known.patterns is patterns:  # (an id is reused only once its tuple is freed)
+        return known
+    if len(_SERIES) >= _SERIES_KEPT:
+        _SERIES.clear()  # (one step: a Dask worker prepares files in threads, and this module is not compiled)
+    known = _SERIES[id(patterns)] = _Series(patterns)
+    return known
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
     """The needles' index, built once per tuple of needles."""
-    known = _INDEXES.get(id(patterns))
-    if known is not None and known[0] is patterns:
-        return known[1]
-    index = _build_index(patterns)
-    if len(_INDEXES) >= 256:
-        _INDEXES.clear()  # (one step: a Dask worker prepares files in threads, and this module is not compiled)
-    _INDEXES[id(patterns)] = (patterns, index)
-    return index
+    series = _series(patterns)
+    if series.index is None:
+        series.index = _build_index(patterns)
+    return series.index
 
 
 def _build_index(patterns: tuple[Needle, ...]) -> _Index:
@@ -1008,28 +1042,17 @@ def uids_under_2_25(patterns: tuple[Needle, ...]) -> frozenset[bytes]:
 
 
 def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
-    """The needles that occur in `data` as words, in any of their encodings and forms. Remembered for the last
-    few thousand searches: the files of a series repeat their private values, and share their needles."""
-    if not patterns:
-        return []
-    key = (id(patterns), data)
-    known = _FOUND.get(key)
-    if known is not None and known[0] is patterns:  # (the needles are held with the result: an id is never reused)
-        return list(known[1])
+    """The needles that occur in `data` as words, in any of their encodings and forms. For a series' needles,
+    remembered (`_Series`); a few needles (those a file's values were found to hold) are searched each time."""
+    if len(patterns) <= _FEW:
+        return _find(data, patterns) if patterns else []
+    series = _series(patterns)
+    known = series.found.get(data)
+    if known is not None:
+        return list(known)
     found = _find(data, patterns)
-    global _FOUND_BYTES
-    if len(data) <= _FOUND_BUDGET // 8:  # (a header of many frames is searched once, never kept)
-        if _FOUND_BYTES + len(data) > _FOUND_BUDGET or len(_FOUND) >= 4096:
-            _FOUND.clear()  # (one step, as for _INDEXES)
-            _FOUND_BYTES = 0
-        _FOUND[key] = (patterns, tuple(found))
-        _FOUND_BYTES += len(data)
+    series.remember(data, found)
     return found
-
-
-_FOUND: dict[tuple[int, bytes], tuple[tuple[Needle, ...], tuple[Needle, ...]]] = {}
-_FOUND_BUDGET = 8 << 20  # bytes of searched values kept, at most, per process
-_FOUND_BYTES = 0
 
 
 def find_once(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
