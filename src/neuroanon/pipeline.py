@@ -14,6 +14,7 @@ import ctypes
 import errno
 import fcntl
 import gc
+import hashlib
 import logging
 import os
 import shutil
@@ -210,7 +211,7 @@ def _run(
     """Prepare every input (here or in the pool), commit each outcome in input order, record it."""
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
-    claimed: dict[str, Record] = {}
+    claimed: Claims = {}
     with _pool(workers, dask_scheduler, work.lock) as pool, stops.deferred():
         own = (output, work.stage.parent, *([options.quarantine] if options.quarantine is not None else []))
         items = _named(inputs, follow_symlinks, own)
@@ -225,7 +226,7 @@ def _run(
             else:  # finished by an earlier run
                 record = replace(outcome, input=name)
                 if record.output is not None and record.status in (Status.WRITTEN, Status.QUARANTINED):
-                    claimed.setdefault(_place(record), record)
+                    _claim(claimed, record)
             size = _size(item)
             summary.add(record, size)
             writer.write(record)
@@ -234,13 +235,13 @@ def _run(
             stops.check()
 
 
-def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: dict[str, Record]) -> None:
+def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: Claims) -> None:
     """Remove what an earlier run released for an input changed since, unless the input's new output replaces it
     or another input of this run claimed it: it would stay in the release beside the new outcome (a fixed
     PatientID's new subject folder, or a `failed` record for an input now truncated). Done before the new outcome
     is journalled, so that a run killed between the two does it again."""
     new = prepared.record
-    if not earlier or earlier in claimed or new.status is Status.WRITTEN and new.output == earlier:
+    if not earlier or _place_key(earlier) in claimed or new.status is Status.WRITTEN and new.output == earlier:
         return
     if PurePosixPath(earlier).is_absolute() or ".." in PurePosixPath(earlier).parts:
         return  # not a name a run gives: the journal was written by something else
@@ -256,7 +257,7 @@ def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: di
 
 
 def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, options: Options,
-               claimed: dict[str, Record], released: Callable[[Path, str], None] | None, journal: Journal) -> Record:
+               claimed: Claims, released: Callable[[Path, str], None] | None, journal: Journal) -> Record:
     """`commit`, journalled. A file released into the output folder is journalled before its release, so that a
     run killed between the two leaves it journalled but absent (done again), never released but not journalled
     (done again although finished). A zip member is journalled after it is whole in the archive: a rerun keeps the
@@ -349,7 +350,7 @@ def preview_tree(
     check_output(output, options, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None, force)
     summary = Summary(options.level.value)
     writer = ReportWriter(report, options=options, run=run)
-    claimed: dict[str, Record] = {}
+    claimed: Claims = {}
     not_kept = replace(options, quarantine=None)
     try:
         with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
@@ -781,7 +782,7 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
 
 
 def commit(
-    prepared: Prepared, output: Path, options: Options, claimed: dict[str, Record],
+    prepared: Prepared, output: Path, options: Options, claimed: Claims,
     released: Callable[[Path, str], None] | None = None, before_release: Callable[[Record], None] | None = None,
 ) -> Record:
     """Release, quarantine or hold back a prepared file; the first input to claim an output path keeps it.
@@ -793,14 +794,14 @@ def commit(
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
         return record
-    first = claimed.setdefault(_place(record), record)
-    if first.input != record.input:
+    first = _claim(claimed, record)
+    if first != record.input:
         discard(Path(staged))
-        if first.status is Status.QUARANTINED:
-            return Record(record.input, Status.QUARANTINED, f"same instance as {first.input}, which was held back",
+        if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
+            return Record(record.input, Status.QUARANTINED, f"same instance as {first}, which was held back",
                           findings=record.findings)
         # (the same instance UID, so the same output path; its content may differ: not written, and said so)
-        return Record(record.input, Status.SKIPPED, f"duplicate instance: its output path is that of {first.input};"
+        return Record(record.input, Status.SKIPPED, f"duplicate instance: its output path is that of {first};"
                       " not written", record.output)
     if record.status is Status.WRITTEN:
         if before_release is not None:
@@ -831,10 +832,21 @@ def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
     return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
 
 
-def _place(record: Record) -> str:
-    """Where a record's output goes: the output folder, or the quarantine (a name may be in both)."""
+# The output places this run has claimed, each with the input that claimed it first. A place is kept as a digest
+# of its name: a run of a million files keeps these for every file it wrote.
+Claims = dict[bytes, str]
+
+
+def _claim(claimed: Claims, record: Record) -> str:
+    """The input that first claimed the place of `record`'s output in this run: `record`'s own if none had."""
     assert record.output is not None
-    return ("quarantine:" if record.status is Status.QUARANTINED else "") + record.output
+    return claimed.setdefault(_place_key(record.output, record.status is Status.QUARANTINED), record.input)
+
+
+def _place_key(output: str, quarantined: bool = False) -> bytes:
+    """A place: a name in the output folder or in the quarantine (a name may be in both)."""
+    place = ("quarantine:" if quarantined else "") + output
+    return hashlib.blake2b(place.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def _fields(summary: Summary) -> dict[str, object]:
