@@ -718,6 +718,29 @@ def test_the_journal_writes_a_list_of_changes_once_and_gives_each_file_its_own(
     assert '{"list": 4,' in again.path.read_text()
 
 
+def test_a_journal_line_that_holds_no_record_has_its_input_done_again(tmp_path: Path) -> None:
+    """A rerun reads an earlier run's records from its journal when asked for them: a line a killed run cut short,
+    or one without a record or with a list of changes that is not there, leaves its input to be done again."""
+    out, source = tmp_path / "out", tmp_path / "input.dcm"
+    out.mkdir()
+    source.write_bytes(b"fake")
+    options = Options(level=Level.ANONYMIZE)
+    written = Journal(out, options, resumable=False)
+    for name in ("kept", "no-status", "no-list", "cut"):
+        written.add(name, source, Record(name, Status.WRITTEN, "", f"{name}.dcm", changes=()))
+    written.close()
+    lines = written.path.read_text().splitlines(keepends=True)
+    broken = [line.replace('"status": "written", ', "") if '"no-status"' in line else
+              line.replace('"changes": 0', '"changes": 9') if '"no-list"' in line else line for line in lines]
+    written.path.write_text("".join(broken)[:-20])  # the last line cut short
+    again = Journal(out, options, resumable=True)
+    kept = again.finished("kept", source)
+    assert kept is not None and kept.output == "kept.dcm" and kept.status is Status.WRITTEN
+    assert [again.finished(name, source) for name in ("no-status", "no-list", "cut")] == [None, None, None]
+    assert again.replaced("kept", source) is None  # unchanged since
+    again.close()
+
+
 def test_a_full_disk_when_a_worker_makes_its_stage_folder_stops_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def full(self: Path, *args: object, **kwargs: object) -> None:

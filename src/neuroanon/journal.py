@@ -11,9 +11,8 @@ import hmac
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, NamedTuple, TextIO
 
 from .errors import UsageError
 from .keys import Keyring
@@ -26,11 +25,13 @@ VERSION = 3  # 2: records stored compactly (changes and findings as lists); 3: a
 CHANGES_KEPT = 256  # distinct lists of changes kept numbered before a new table (an enhanced file's may be long)
 
 
-@dataclass(frozen=True)
-class Entry:
+class Done(NamedTuple):
+    """An input an earlier run finished: its size and modification time then, and where its line starts in the
+    journal (its record is read from there when asked for: a journal of a million files is not held in memory)."""
+
     size: int
     mtime_ns: int
-    record: Record
+    line: int
 
 
 def journal_path(output: Path) -> Path:
@@ -82,7 +83,10 @@ class Journal:
         self.path = journal_path(output)
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
-        self.done: dict[str, Entry] = {}
+        self.done: dict[str, Done] = {}
+        self._lists: dict[int, int] = {}  # where the line of each numbered list of changes starts
+        self._list: tuple[int, tuple[Change, ...]] = (-1, ())  # the last list read (a series' files share one)
+        self._reader: BinaryIO | None = None
         # Each distinct list of changes gets a line of its own, once, with a number; a file's line names the
         # number. The files of a series mostly share one list: a line a file, not the list a file.
         self._numbered: dict[tuple[Change, ...], int] = {}
@@ -101,41 +105,59 @@ class Journal:
             self._write({})  # ends the line a killed or stopped run cut short, which the next load skips
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        if not lines:
-            return
-        lists: dict[int, tuple[Change, ...]] = {}
-        for line in lines[1:]:
+        self._reader = reader = open(self.path, "rb")
+        reader.readline()  # (the version and fingerprint)
+        start = reader.tell()
+        for line in reader:
             try:
                 entry = json.loads(line)
                 if "list" in entry:
-                    lists[entry["list"]] = tuple(Change(*c) for c in entry["changes"])
+                    self._lists[int(entry["list"])] = start
                 else:
-                    self.done[entry["id"]] = Entry(entry["size"], entry["mtime_ns"], _record(entry, lists))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue  # a line a killed run cut short
-        self._next = max(lists, default=-1) + 1  # numbers are never used twice in one journal
+                    self.done[entry["id"]] = Done(int(entry["size"]), int(entry["mtime_ns"]), start)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+                pass  # a line a killed run cut short
+            start += len(line)
+        self._next = max(self._lists, default=-1) + 1  # numbers are never used twice in one journal
+
+    def _read(self, start: int) -> dict[str, Any]:
+        """The earlier run's line that starts at `start`."""
+        assert self._reader is not None  # (only lines it loaded are read)
+        self._reader.seek(start)
+        entry: dict[str, Any] = json.loads(self._reader.readline())
+        return entry
+
+    def _stored(self, done: Done) -> Record | None:
+        """The record an earlier run stored for an input; None if its line does not hold one (or names a list of
+        changes that is not there): the input is done again."""
+        try:
+            stored = self._read(done.line)
+            number = stored["changes"]
+            if self._list[0] != number:
+                self._list = (number, tuple(Change(*c) for c in self._read(self._lists[number])["changes"]))
+            return _record(stored, self._list[1])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            return None
 
     def finished(self, relative: str, path: Path) -> Record | None:
         """The record of an earlier run for this input, if it is unchanged and its output still exists."""
         if not self.done:
             return None  # nothing to resume: no keyed token to compute
-        entry = self.done.get(self._token(relative))
-        if entry is None:
+        done = self.done.get(self._token(relative))
+        if done is None or _stamp(path) != (done.size, done.mtime_ns):
             return None
-        if _stamp(path) != (entry.size, entry.mtime_ns):
-            return None
-        return entry.record
+        return self._stored(done)
 
     def replaced(self, relative: str, path: Path) -> str | None:
         """The output an earlier run released for this input, if the input has changed since (it is done again,
         and what it gives now takes that output's place)."""
         if not self.done:
             return None
-        entry = self.done.get(self._token(relative))
-        if entry is None or entry.record.status is not Status.WRITTEN or _stamp(path) == (entry.size, entry.mtime_ns):
+        done = self.done.get(self._token(relative))
+        if done is None or _stamp(path) == (done.size, done.mtime_ns):
             return None
-        return entry.record.output
+        record = self._stored(done)
+        return record.output if record is not None and record.status is Status.WRITTEN else None
 
     def add(self, relative: str, path: Path, record: Record) -> None:
         """Record a committed file (the input is named by its token; lists, not dicts: one line per file)."""
@@ -163,6 +185,8 @@ class Journal:
 
     def close(self) -> None:
         self._file.close()
+        if self._reader is not None:
+            self._reader.close()
 
 
 def _ends_a_line(path: Path) -> bool:
@@ -193,8 +217,8 @@ def _tokenizer(options: Options) -> Callable[[str], str]:
     return lambda relative: relative  # below full the output mirrors the input paths anyway
 
 
-def _record(stored: dict[str, Any], lists: dict[int, tuple[Change, ...]]) -> Record:
+def _record(stored: dict[str, Any], changes: tuple[Change, ...]) -> Record:
     output = stored["output"]
     return Record("", Status(stored["status"]), stored["reason"], None if output is None else str(output),
-                  bool(stored["dicom"]), lists[stored["changes"]],
+                  bool(stored["dicom"]), changes,
                   tuple(Finding(*f) for f in stored["findings"]), stored.get("pixels"), stored.get("engine", ""))
