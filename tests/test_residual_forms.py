@@ -379,6 +379,31 @@ def test_what_is_kept_for_series_is_kept_for_a_few_only() -> None:
     assert sum(ref() is None for ref in freed) >= 30, "the needles of every series seen are kept"
 
 
+@pytest.mark.parametrize(("name", "charset", "codec", "typed"), [
+    ("Quxworth^Zelda", "ISO_IR 192", "utf_8", "Quxw\u043erth"),  # a Cyrillic о
+    ("Quxworth^Zelda", "ISO_IR 144", "iso8859_5", "QU\u0425WORTH"),  # a Cyrillic Х, in capitals
+    ("Papadakis^Nikos", "ISO_IR 192", "utf_8", "P\u03b1padakis"),  # a Greek α
+    ("Papadakis^Nikos", "ISO_IR 126", "iso8859_7", "Papad\u03b1kis"),
+    ("Квоксворт^Зельда", "ISO_IR 192", "utf_8", "K\u0432o\u043a\u0441\u0432o\u0440\u0442"),  # Latin K and o
+    ("Квоксворт^Зельда", "ISO_IR 144", "iso8859_5", "KBOKCBOPT".replace("KBOK", "K\u0412\u041eK")),
+])
+def test_a_name_typed_with_letters_of_another_script_that_look_alike(
+    tmp_path: Path, name: str, charset: str, codec: str, typed: str
+) -> None:
+    """One word of two scripts: the name as it looks is the name, in a text value and in a private binary one."""
+    source = original(name, charset)
+    in_text = held(tmp_path, source, ExplicitVRLittleEndian, charset, ImageComments=f"seen by {typed}")
+    assert_found(in_text, "PatientName", "(0020,4000)", name.split("^")[0])
+    binary = typed.encode(codec) + b"\x00" * (len(typed.encode(codec)) % 2)
+    in_binary = held(tmp_path, source, ExplicitVRLittleEndian, charset, x00191010=b"\x01\x02" + binary)
+    assert_found(in_binary, "PatientName", "file bytes", name.split("^")[0])  # (a binary value is not text)
+
+
+def test_a_look_alike_letter_inside_a_longer_word_or_another_name_is_no_hit(tmp_path: Path) -> None:
+    source = original("Quxworth^Zelda")
+    assert not held(tmp_path, source, ImageComments="Quxw\u043erthy and Qu\u0445wort")
+
+
 def _dataset_with(**values: str) -> Dataset:
     ds = Dataset()
     for keyword, value in values.items():

@@ -212,7 +212,8 @@ class Needle:
         for form in forms:
             window = _window(form.tokens)
             assert window is not None  # (_window_keys found one)
-            in_text |= {"".join(p) for p in product(*({fold(a, e) for a in t for e in (False, True)} for t in window))}
+            in_text |= {"".join(p) for p in product(*({_look(fold(a, e)) for a in t for e in (False, True)}
+                                                       for t in window))}
         if any(len(k) < 2 for k in in_text):  # (too likely by chance)
             return (), ()
         return tuple(sorted(in_bytes)), tuple(sorted(in_text))
@@ -677,12 +678,31 @@ def fold(text: str, umlauts_as_e: bool = False) -> str:
 
 
 def folds(text: str) -> tuple[str, ...]:
-    """`fold(text)` and `fold(text, True)`: one string when they are the same (no ä, ö or ü)."""
+    """`text` as the text search compares it: `fold(text)` and `fold(text, True)` (one string when they are the same:
+    no ä, ö or ü), Cyrillic and Greek letters that look like Latin ones as those (`_look`)."""
     composed = _composed(text)
-    plain = _folded(composed, False)
+    plain = _folded(composed, False, look=True)
     if composed.isascii() or not _UMLAUT.search(composed):
         return (plain,)
-    return plain, _folded(composed, True)
+    return plain, _folded(composed, True, look=True)
+
+
+def _look(folded: str) -> str:
+    """Folded text with the Cyrillic and Greek letters that look like Latin ones (in either case) as those: a name
+    typed with a letter of another script ("Quxwоrth" with a Cyrillic о, "Kвoксвoрт" with a Latin K and o) is
+    compared as it looks. Applied alike to the needles' text and to the text searched."""
+    return folded if folded.isascii() else folded.translate(_LOOK_ALIKES)
+
+
+# Casefolded, so each stands for its capital too (Cyrillic "н" for "Н", which looks like "H"; Greek "η" for "Η").
+_LOOK_ALIKE = {
+    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y",
+    "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w",
+    "α": "a", "β": "b", "ε": "e", "ζ": "z", "η": "h", "ι": "i", "κ": "k", "μ": "m", "ν": "v", "ο": "o", "ρ": "p",
+    "τ": "t", "υ": "u", "χ": "x",
+}
+_LOOK_ALIKES = str.maketrans(_LOOK_ALIKE)
+LOOK_ALIKE_LETTERS = "".join(sorted({*_LOOK_ALIKE, *(c.upper() for c in _LOOK_ALIKE)}))
 
 
 def _composed(text: str) -> str:
@@ -690,20 +710,22 @@ def _composed(text: str) -> str:
     return folded if folded.isascii() else unicodedata.normalize("NFC", folded)
 
 
-def _folded(composed: str, umlauts_as_e: bool) -> str:
+def _folded(composed: str, umlauts_as_e: bool, look: bool = False) -> str:
+    """`composed` folded; with `look`, look-alike letters as the Latin ones too (`_look`)."""
     if composed.isascii():
         return composed
-    return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e), composed)
+    return _NON_ASCII_RUN.sub(lambda m: _fold_run(m.group(), umlauts_as_e, look), composed)
 
 
 _UMLAUT = re.compile("[" + "".join(_UMLAUTS) + "]")
 
 
 @lru_cache(maxsize=4096)  # the same runs recur: binary values read as text, names
-def _fold_run(run: str, umlauts_as_e: bool) -> str:
+def _fold_run(run: str, umlauts_as_e: bool, look: bool) -> str:
     if umlauts_as_e:
         run = "".join(_UMLAUTS.get(c, c) for c in run)
-    return _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)))
+    folded = _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)))
+    return _look(folded) if look else folded
 
 
 def _char_token(c: str) -> Token:
@@ -887,7 +909,7 @@ def _text_alternatives(forms: Iterable[Form]) -> set[str]:
     for form in forms:
         parts = []
         for token in form.tokens:
-            alternatives = {fold(a, e) for a in token for e in (False, True)}
+            alternatives = {_look(fold(a, e)) for a in token for e in (False, True)}
             escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
             parts.append(escaped[0] if len(escaped) == 1 else "(?:" + "|".join(escaped) + ")")
         left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NONE: ""}[form.left]

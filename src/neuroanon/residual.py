@@ -29,7 +29,17 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, ItemDelimiterTag, ItemTag, SequenceDelimiterTag
 
-from .identifiers import Needle, count, find, find_once, find_text, fold, maker_names, uids_under_2_25
+from .identifiers import (
+    LOOK_ALIKE_LETTERS,
+    Needle,
+    count,
+    find,
+    find_once,
+    find_text,
+    fold,
+    maker_names,
+    uids_under_2_25,
+)
 from .read import PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
@@ -55,9 +65,13 @@ _ACCENTED = ("\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 # The accented letter first: the search skips to the next one, and tests its neighbours only there.
 # In text of other scripts (which Latin-1 cannot hold) also a combining mark after any letter ("Й" written apart),
 # a half-width katakana (folding makes it full-width), and a character that shows nothing after a letter (a soft
-# hyphen, a zero-width space: folding removes it).
+# hyphen, a zero-width space: folding removes it), and a Cyrillic or Greek letter that looks like a Latin one in a
+# word of ASCII letters (between two, or before or after two at the word's edge: a name typed with a look-alike
+# letter; not any Cyrillic next to an ASCII letter, which binary bytes read in a Cyrillic character set hold often).
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
-                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]|(?<=[^\\W\\d_])[\u00ad\u200b-\u200d\u2060]")
+                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]|(?<=[^\\W\\d_])[\u00ad\u200b-\u200d\u2060]"
+                               f"|[{LOOK_ALIKE_LETTERS}](?:(?<=[A-Za-z].)(?=[{LOOK_ALIKE_LETTERS}]*[A-Za-z])|(?<![^\\W\\d_].)(?=[A-Za-z]{{2}})"
+                               "|(?<=[A-Za-z]{2}.)(?![^\\W\\d_]))")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
 # l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
 # character class one character at a time).
