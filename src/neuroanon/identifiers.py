@@ -400,7 +400,7 @@ def patient_id(ds: Dataset) -> str:
     return str(ds.get("PatientID", "") or "")
 
 
-@once_per_raw_values(_KEY_TAGS, kept=16)  # (a series' needles hold a megabyte once their patterns are compiled)
+@once_per_raw_values(_KEY_TAGS, kept=32)  # (a series' needles hold a megabyte once their patterns are compiled)
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     declared = _declared(ds)
@@ -478,7 +478,7 @@ def is_dummy(text: str) -> bool:
     return not folded or folded in DUMMIES or bool(_PSEUDONYM.match(folded)) or folded.startswith("2.25.")
 
 
-@lru_cache(maxsize=512)  # (a few subjects' values: a file's needles are made from some forty)
+@lru_cache(maxsize=1024)  # (a few subjects' values: a file's needles are made from some forty)
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
     text = value.strip()
@@ -1006,10 +1006,11 @@ class _Series:
 
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
 # needles for every search would cost more than the search. The tuple is kept alive with its index. An index's
-# automaton takes about a megabyte (outside Python's heap), a series' needles as much once compiled: series come
-# one after another, a few are kept.
+# automaton takes about a megabyte (outside Python's heap), a series' needles as much once compiled, and an index
+# takes some 10 ms to build: the last 32 series are kept (a study's series, also in a folder whose files come in
+# no order), not every series a worker saw.
 _SERIES: dict[int, _Series] = {}
-_SERIES_KEPT = 8
+_SERIES_KEPT = 32
 _FOUND_BUDGET = 1 << 20  # bytes of searched values kept, at most, per series
 _FOUND_KEPT = 512  # searched values kept, at most, per series
 _FEW = 8  # needles searched without an index (a file's needles found in its private values, cleaned from each)
