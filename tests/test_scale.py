@@ -143,7 +143,8 @@ def test_memory_does_not_grow_with_the_number_of_series(tmp_path: Path) -> None:
         peaks.append(_peak_rss_mb([sys.executable, "-m", "neuroanon.cli", "anonymize", str(source), "-o",
                                    str(tmp_path / f"out{series}"), "--level", "full", "--key-file", str(key),
                                    "--workers", "1", "-q"]))
-    assert peaks[1] - peaks[0] < 25 and peaks[1] < 200, f"peak RSS {peaks[0]:.0f} MB at 80 series, {peaks[1]:.0f} at 240"
+    message = f"peak RSS {peaks[0]:.0f} MB at 80 series, {peaks[1]:.0f} MB at 240"
+    assert peaks[1] - peaks[0] < 25 and peaks[1] < 200, message
 
 
 def test_other_options_into_a_used_output_are_refused_unless_it_was_emptied(mixed: Path, tmp_path: Path) -> None:
