@@ -359,6 +359,20 @@ def test_remembered_searches_stay_bounded_and_answer_as_a_fresh_search() -> None
     assert identifiers.find(hit, patterns) == identifiers.find(hit, patterns) == identifiers._find(hit, patterns)
 
 
+def test_a_written_file_is_searched_without_being_remembered(tmp_path: Path) -> None:
+    """A written file's bytes and its path are no other file's: remembering their search would only push out the
+    series' repeated values."""
+    from neuroanon import identifiers
+    from neuroanon.residual import check_path
+
+    patterns = needles(original())
+    assert len(patterns) > identifiers._FEW
+    identifiers._series(patterns).found.clear()
+    assert check_file(written(tmp_path, ExplicitVRLittleEndian, ImageComments="seen by Müller"), None, patterns)
+    assert check_path("NAX/1/2/Müller.dcm", patterns)
+    assert not identifiers._series(patterns).found
+
+
 def test_what_is_kept_for_series_is_kept_for_a_few_only() -> None:
     """A worker keeps a series' index and remembered searches (a megabyte or two) for the last few series, not
     for every series it saw; the needles of series it no longer keeps are freed."""

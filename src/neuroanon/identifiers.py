@@ -1064,17 +1064,19 @@ def uids_under_2_25(patterns: tuple[Needle, ...]) -> frozenset[bytes]:
     return _index(patterns).uids_25
 
 
-def find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
+def find(data: bytes, patterns: tuple[Needle, ...], remember: bool = True) -> list[Needle]:
     """The needles that occur in `data` as words, in any of their encodings and forms. For a series' needles,
-    remembered (`_Series`); a few needles (those a file's values were found to hold) are searched each time."""
+    remembered (`_Series`) unless not to `remember` (bytes no other file holds: a written file, its path); a few
+    needles (those a file's values were found to hold) are searched each time."""
     if len(patterns) <= _FEW:
         return _find(data, patterns) if patterns else []
     series = _series(patterns)
-    known = series.found.get(data)
+    known = series.found.get(data) if remember else None
     if known is not None:
         return list(known)
     found = _find(data, patterns)
-    series.remember(data, found)
+    if remember:
+        series.remember(data, found)
     return found
 
 

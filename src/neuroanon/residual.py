@@ -68,10 +68,13 @@ _ACCENTED = ("\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 # hyphen, a zero-width space: folding removes it), and a Cyrillic or Greek letter that looks like a Latin one in a
 # word of ASCII letters (between two, or before or after two at the word's edge: a name typed with a look-alike
 # letter; not any Cyrillic next to an ASCII letter, which binary bytes read in a Cyrillic character set hold often).
+_LOOK_ALIKE = f"[{LOOK_ALIKE_LETTERS}]"
+_LOOK_ALIKE_IN_ASCII_WORD = (f"{_LOOK_ALIKE}(?:(?<=[A-Za-z].)(?={_LOOK_ALIKE}*[A-Za-z])"  # between ASCII letters
+                             "|(?<![^\\W\\d_].)(?=[A-Za-z]{2})"  # at a word's start, before two
+                             "|(?<=[A-Za-z]{2}.)(?![^\\W\\d_]))")  # at its end, after two
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
                                "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]|(?<=[^\\W\\d_])[\u00ad\u200b-\u200d\u2060]"
-                               f"|[{LOOK_ALIKE_LETTERS}](?:(?<=[A-Za-z].)(?=[{LOOK_ALIKE_LETTERS}]*[A-Za-z])|(?<![^\\W\\d_].)(?=[A-Za-z]{{2}})"
-                               "|(?<=[A-Za-z]{2}.)(?![^\\W\\d_]))")
+                               f"|{_LOOK_ALIKE_IN_ASCII_WORD}")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
 # l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
 # character class one character at a time).
@@ -123,7 +126,7 @@ def check_file(
     in_pixels = _in_marker_segments(path, pixels, data, patterns, own) if pixels is not None else []
     data = _without_our_uids(data, patterns, own)
     haystack = data.lower()
-    hits = find(haystack, patterns) + find_once(haystack, own)
+    hits = find(haystack, patterns, remember=False) + find_once(haystack, own)
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
     if not hits and not text_hits:
         return in_pixels
@@ -186,7 +189,7 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
     if not segments:
         return []
     text = b"\x00".join(segments).lower()
-    found = find(text, patterns) + find_once(text, own)
+    found = find(text, patterns, remember=False) + find_once(text, own)
     return [Finding(n.attribute, "(7FE0,0010) JPEG comment or application segment") for n in found]
 
 
@@ -277,7 +280,7 @@ def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tup
 def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, ...] = ()) -> list[Finding]:
     """Search an output path (relative to the output root), as bytes and as folded text."""
     text = _without_our_uids(relative.encode("utf-8", "surrogateescape"), patterns, own)
-    found = find(text, patterns) + find_once(text, own)
+    found = find(text, patterns, remember=False) + find_once(text, own)
     if not relative.isascii():
         found += [n for n in find_text(relative, patterns) if n not in found]
     return [Finding(n.attribute, "output path") for n in found]
