@@ -154,10 +154,19 @@ def test_date_forms(tmp_path: Path, text: str) -> None:
 @pytest.mark.parametrize(("name", "text"), [
     ("Doe^Jane", "JANEDOE"), ("Doe^Jane", "doejane"), ("Smith-Jones^Alice", "smith jones"),
     ("O'Brien^Kate", "o brien"), ("Li^Wei", "W. Li"), ("Li^Wei", "Wei Li"), ("Ng^Anna", "Ng, A."),
+    ("Quxworth^Zelda", "MrQuxworth"), ("Quxworth^Zelda", "ZQUXWORTH"), ("Quxworth^Zelda", "quxworthz"),
+    ("Lee^Jane", "JLee"), ("Müller^Jürgen", "DrMüller"),
 ])
 def test_name_forms(tmp_path: Path, name: str, text: str) -> None:
     findings = held(tmp_path, original(name), ImageComments=f"({text})")
     assert_found(findings, "PatientName", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize("text", ["Quxworthian", "JQuxworthZ", "zzQuxworth", "Leeds", "JLees"])
+def test_a_family_name_inside_a_longer_word_is_no_hit(tmp_path: Path, text: str) -> None:
+    """Only the given name's initial or a title may run on before a family name, and only the initial after it."""
+    assert held(tmp_path, original("Quxworth^Zelda"), ImageComments=text) == []
+    assert held(tmp_path, original("Lee^Jane"), ImageComments=text) == []
 
 
 def test_a_short_family_name_alone_is_no_needle(tmp_path: Path) -> None:
@@ -190,7 +199,9 @@ def test_a_station_named_after_its_maker_is_found_by_the_rest_of_its_name(tmp_pa
                                            ("PIDX93417", "PIDX-93417"), ("PIDX93417", "pidx 93417"),
                                            ("AB12CD34", "AB.12.CD.34"), ("ZQ-4471-0093", "ZQ4471-0093"),
                                            ("ZQ-4471-0093", "ZQ\u20134471\u20130093"), ("ZQ-4471-0093", "zq 4471/0093"),
-                                           ("ZQ-4471-0093", "ZQ-44710093")])
+                                           ("ZQ-4471-0093", "ZQ-44710093"), ("4471009312", "4471-009-312"),
+                                           ("123456789", "123-45-6789"), ("4471009312", "44 7100 9312"),
+                                           ("0044710093", "0044.7100.93")])
 def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
     findings = held(tmp_path, original(PatientID=pid), ImageComments=f"id {text}")
     assert_found(findings, "PatientID", "(0020,4000)", text)
@@ -199,6 +210,12 @@ def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
 @pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])
 def test_near_misses_of_an_id_are_no_hits(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(PatientID="ZQ-4471-0093"), ImageComments=f"id {text}") == []
+
+
+@pytest.mark.parametrize("text", ["4471-009-3121", "14471-009-312", "4471-009-313", "4-471009312", "4471-009-31"])
+def test_near_misses_of_a_grouped_numeric_id_are_no_hits(tmp_path: Path, text: str) -> None:
+    """A group of one digit is no usual way of writing an ID; a longer number or another is no hit."""
+    assert held(tmp_path, original(PatientID="4471009312"), ImageComments=f"id {text}") == []
 
 
 def test_no_element_is_exempt_as_vocabulary(tmp_path: Path) -> None:
@@ -486,7 +503,9 @@ def test_every_needle_of_a_planted_dataset_has_a_key_to_look_for_first() -> None
 
 
 @pytest.mark.parametrize(("text", "found"), [("lives on FakeElm Road", True), ("Baker Street 12b", False),
-                                             ("0001 FAKEELM ROAD", True), ("road works", False)])
+                                             ("0001 FAKEELM ROAD", True), ("road works", False),
+                                             ("0001 FAKEELM RD", True), ("FakeElm Rd.", True),
+                                             ("FakeElm Roads", False)])
 def test_an_addresss_street_is_found_alone(tmp_path: Path, text: str, found: bool) -> None:
     source = original()
     source.PatientAddress = "0001 FakeElm Road, Fakeville"
@@ -495,6 +514,15 @@ def test_an_addresss_street_is_found_alone(tmp_path: Path, text: str, found: boo
         assert_found(findings, "PatientAddress", "(0020,4000)", "FakeElm")
     else:
         assert findings == []
+
+
+@pytest.mark.parametrize(("address", "text"), [("Fakestraße 12, Fakestadt", "Fakestr. 12"),
+                                               ("Fakestr. 12, Fakestadt", "FAKESTRASSE"),
+                                               ("12 Fakeoak Avenue", "fakeoak ave"), ("Fakeoak Ave", "Fakeoak Avenue")])
+def test_a_streets_type_written_another_way(tmp_path: Path, address: str, text: str) -> None:
+    source = original()
+    source.PatientAddress = address
+    assert_found(held(tmp_path, source, ImageComments=f"({text})"), "PatientAddress", "(0020,4000)", text)
 
 
 @pytest.mark.parametrize("text", ["{study}", "{study}.3", "series {series}"])
@@ -664,6 +692,24 @@ def test_a_name_in_utf8_bytes_under_another_declared_character_set_is_found(tmp_
     blob = b"\x01\x02" + "Квоксворт".encode(copy) + b"\x00"
     findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
     assert_found(findings, "PatientName", "(0009,1010)", "Квоксворт")
+
+
+@pytest.mark.parametrize(("written_in", "copy"), [("cp1251", "utf_8"), ("cp1251", "utf_16_le"),
+                                                  ("koi8_r", "cp1251"), ("cp1253", "utf_8")])
+def test_a_name_in_an_undeclared_code_page_is_found_in_a_copy_in_another(tmp_path: Path, written_in: str,
+                                                                          copy: str) -> None:
+    """An old scanner wrote the name in its code page and declared no character set (pydicom reads the bytes as
+    Latin-1, other letters): the usual Cyrillic and Greek code pages' readings are searched for too."""
+    name = "Ξανθοπουλος^Ζελντα" if written_in == "cp1253" else "Квоксворт^Зельда"
+    source = original("Zelda", "ISO_IR 6")
+    del source.SpecificCharacterSet
+    data = name.encode(written_in)
+    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
+                                                         False, True)
+    family = name.split("^")[0]
+    blob = b"\x01\x02" + family.encode(copy) + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", family)
 
 
 @pytest.mark.parametrize("text", ["2.25.1961", "02.25.1961", "born 02.25.61"])

@@ -406,7 +406,7 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     declared = _declared(ds)
     found: dict[bytes, Needle] = {}
     values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds
-              for value in _utf8_values(ds, tag, declared) + _values(ds, tag)]
+              for value in _undeclared_values(ds, tag, declared) + _values(ds, tag)]
     for sequence, inside in IN_SEQUENCES.items():
         values += [(attribute, value) for item in _items(ds, sequence) for tag, attribute in inside if tag in item
                    for value in _values(item, tag)]
@@ -455,21 +455,38 @@ def _values(ds: Dataset, tag: int) -> list[object]:
     return list(value) if isinstance(value, (list, MultiValue)) else [value]
 
 
-def _utf8_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list[object]:
-    """The values of an element whose bytes are UTF-8 though the file declares another character set (a program
-    wrote UTF-8 whatever the header says), decoded as UTF-8; none for another element. (Read before `_values`,
-    which decodes the element in `ds`.)"""
+def _undeclared_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list[object]:
+    """The values of an element whose bytes are in a character set the file does not declare, decoded as they may
+    have been written; none for another element. (Read before `_values`, which decodes the element in `ds`.)
+
+    - UTF-8 though the file declares another character set: a program wrote UTF-8 whatever the header says.
+    - Bytes outside ASCII where the file declares none (so pydicom reads them as Latin-1): also as each usual
+      Cyrillic and Greek code page writes letters ("Квоксворт" in Windows-1251 of an old scanner). A reading in
+      letters only is kept; it is then searched in every encoding, so one that is right finds every copy.
+    """
     raw = ds.get_item(tag)
     if "utf_8" in declared or not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
         return []
     if raw.value.isascii():
         return []
     try:
-        text = raw.value.decode("utf-8").rstrip(" \x00")
+        texts = [raw.value.decode("utf-8").rstrip(" \x00")]
     except UnicodeDecodeError:
-        return []
+        texts = [] if declared else [t for t in (_decoded(raw.value, c) for c in _GUESSED) if t]
     vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
-    return [PersonName(v) if vr == "PN" else v for v in text.split("\\")]
+    return [PersonName(v) if vr == "PN" else v for text in texts for v in text.split("\\")]
+
+
+_GUESSED = ("cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253")
+
+
+def _decoded(data: bytes, codec: str) -> str:
+    """`data` as `codec` reads it, if every character outside ASCII is a letter; else ""."""
+    try:
+        text = data.decode(codec).rstrip(" \x00")
+    except UnicodeDecodeError:
+        return ""
+    return text if all(c.isalpha() for c in text if not c.isascii()) else ""
 
 
 def is_dummy(text: str) -> bool:
@@ -491,9 +508,10 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     date = _date_needles(keyword, text, encodings, declared) if keyword.endswith("Date") else None
     if date is not None:
         return date
-    texts = {text}
+    texts, glued = {text}, {}
     if person or keyword.endswith("Name") or "Physician" in keyword:
         texts |= name_texts(text)
+        glued = glued_forms(text)
     out = list(_joined_id_needles(keyword, text, encodings, declared))
     if keyword in IDS:  # (a joined ID's needle stands for it as written and without separators)
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
@@ -508,7 +526,9 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
                 and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             widths = [text_form(t) for t in sorted(kana_widths(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
-            out.append(Needle(keyword, data, (form, *widths), encodings, declared))
+            grouped = grouped_forms(form_text) if keyword in IDS and keyword not in PHONES else ()
+            out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
+                              declared))
     return tuple(out)
 
 
@@ -576,8 +596,26 @@ def name_texts(text: str) -> set[str]:
         if len(family) <= 3:  # a short family name counts only next to a given name or an initial
             initial = given[0]
             found |= {f"{initial}. {family}", f"{initial} {family}", f"{family}, {initial}.", f"{family} {initial}",
-                      f"{family}, {initial}", f"{initial}.{family}"}
+                      f"{family}, {initial}", f"{initial}.{family}", f"{initial}{family}", f"{family}{initial}"}
     return found
+
+
+def glued_forms(text: str) -> dict[str, tuple[Form, ...]]:
+    """A person name's family name (as a key of `name_texts`) with the given name's initial or a title run on before
+    it, or the initial after it: "ZQuxworth", "DrQuxworth", "QuxworthZ" (a login, a file's name). Forms of the
+    family name's needle: they hold its letters, so they are looked for by the same keys."""
+    components = text.split("=")[0].split("^")
+    family, given = ((components + ["", ""])[:2])
+    family, given = family.strip(), given.strip()
+    if not (family and given) or len(family) <= 3 or not family[0].isascii() or not family[-1].isascii():
+        return {}  # (a name in another script is found inside a word already: `text_form`)
+    tokens, initial = text_form(family).tokens, _char_token(given[0])
+    before = Form(((*_TITLES, *initial), *tokens), ALPHA, ALPHA, family)
+    after = Form((*tokens, initial), ALPHA, ALPHA if given[0].isascii() else NONE, family)
+    return {family: (before, after)}
+
+
+_TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "prof")
 
 
 def street_texts(text: str) -> set[str]:
@@ -585,9 +623,31 @@ def street_texts(text: str) -> set[str]:
     "0001 FakeElm Road, Fakeville"): the street is often written alone."""
     street = re.split(r"[,;\n^]", text, maxsplit=1)[0].strip()
     bare = _HOUSE_NUMBER.sub("", street).strip()
-    return {t for t in (street, bare) if _LETTER.search(t)}
+    found = {t for t in (street, bare) if _LETTER.search(t)}
+    return found | {other for t in found for other in _street_types(t)}
 
 
+def _street_types(street: str) -> set[str]:
+    """The street with its type written the other ways ("FakeElm Rd" for "FakeElm Road", "Fakestr." for
+    "Fakestraße"); none if it ends in no known type."""
+    match = _STREET_TYPE.search(street)
+    if match is None:
+        return set()
+    kind = match["kind"].casefold()
+    spellings = next(s for s in _STREET_TYPES if kind in s)
+    others = {other.casefold(): other for other in spellings}.keys() - {kind}  # ("straße" is "strasse")
+    return {street[:match.start("kind")] + other for other in others}
+
+
+# A street's type and the ways it is written: English after a space, German also at the end of a word
+# ("Hauptstr.").
+_STREET_TYPES = (
+    ("road", "rd"), ("street", "st"), ("avenue", "ave", "av"), ("boulevard", "blvd"), ("drive", "dr"),
+    ("lane", "ln"), ("court", "ct"), ("place", "pl"), ("terrace", "terr", "ter"), ("highway", "hwy"),
+    ("square", "sq"), ("parkway", "pkwy"), ("crescent", "cres"), ("strasse", "straße", "str"),
+)
+_STREET_TYPE = re.compile(r"(?P<kind>(?<=\s)(?:" + "|".join(k for s in _STREET_TYPES[:-1] for k in s)
+                          + r")|strasse|straße|str)\.?$", re.IGNORECASE)
 _HOUSE_NUMBER = re.compile(r"^[0-9]+[a-zA-Z]?\b\.?|\b[0-9]+[a-zA-Z]?$")
 
 
@@ -640,6 +700,28 @@ def id_form(text: str) -> Form | None:
         tokens += [_ID_JOINS, (group.lower(),)]
     bound = {True: DIGIT, False: ALPHA}
     return Form(tuple(tokens), bound[groups[0].isdigit()], bound[groups[-1].isdigit()], text)
+
+
+def grouped_forms(digits: str) -> tuple[Form, ...]:
+    """A numeric ID written in two or three groups of at least two digits with a separator between them
+    ("4471-009-312", "123 45 6789" for "4471009312", "123456789"); none for another value or one too long to
+    split every way. Each form holds a group of three digits or more, to be looked for first."""
+    n = len(digits)
+    if not (digits.isdigit() and digits.isascii() and MIN_DIGITS + 1 <= n <= _MAX_GROUPED):
+        return ()
+    cuts = [(i,) for i in range(2, n - 1)] + [(i, j) for i in range(2, n - 3) for j in range(i + 2, n - 1)]
+    forms = []
+    for cut in cuts:
+        groups = [digits[a:b] for a, b in zip((0, *cut), (*cut, n), strict=True)]
+        if max(len(g) for g in groups) >= 3:
+            tokens: list[Token] = [(groups[0],)]
+            for group in groups[1:]:
+                tokens += [_ID_JOINS[1:], (group,)]  # (not run together: that is the ID as written)
+            forms.append(Form(tuple(tokens), DIGIT, DIGIT))
+    return tuple(forms)
+
+
+_MAX_GROUPED = 12
 
 
 def phone_form(groups: list[str]) -> Form:
