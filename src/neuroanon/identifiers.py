@@ -587,9 +587,7 @@ def name_texts(text: str) -> set[str]:
         if re.search(r"[-'’]", part):
             pieces = [p for p in re.split(r"[-'’]+", part) if p]
             found |= {*pieces, " ".join(pieces), "".join(pieces)}
-    components = text.split("=")[0].split("^")
-    family, given = (components + ["", ""])[:2]
-    family, given = family.strip(), given.strip()
+    family, given = _family_and_given(text)
     if family and given:
         found |= {f"{given} {family}", f"{family} {given}", f"{family}, {given}", f"{given}{family}",
                   f"{family}{given}"}
@@ -604,9 +602,7 @@ def glued_forms(text: str) -> dict[str, tuple[Form, ...]]:
     """A person name's family name (as a key of `name_texts`) with the given name's initial or a title run on before
     it, or the initial after it: "ZQuxworth", "DrQuxworth", "QuxworthZ" (a login, a file's name). Forms of the
     family name's needle: they hold its letters, so they are looked for by the same keys."""
-    components = text.split("=")[0].split("^")
-    family, given = ((components + ["", ""])[:2])
-    family, given = family.strip(), given.strip()
+    family, given = _family_and_given(text)
     if not (family and given) or len(family) <= 3 or not family[0].isascii() or not family[-1].isascii():
         return {}  # (a name in another script is found inside a word already: `text_form`)
     tokens, initial = text_form(family).tokens, _char_token(given[0])
@@ -616,6 +612,13 @@ def glued_forms(text: str) -> dict[str, tuple[Form, ...]]:
 
 
 _TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "prof")
+
+
+def _family_and_given(text: str) -> tuple[str, str]:
+    """A person name's family and given name (of its first, alphabetic, representation), "" where absent."""
+    components = text.split("=")[0].split("^")
+    family, given = (components + ["", ""])[:2]
+    return family.strip(), given.strip()
 
 
 def street_texts(text: str) -> set[str]:
