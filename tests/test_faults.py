@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -641,6 +642,22 @@ def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path
     assert statuses == ["skipped"] * 4 + ["written"], records
     assert all("duplicate instance" in str(r["reason"]) for r in records.values() if r["status"] == "skipped")
     assert len(_released(tmp_path / "out")) == 1
+
+
+def test_a_duplicate_instance_says_whether_its_output_would_be_the_same_bytes(tmp_path: Path) -> None:
+    """A copy of a file and another file with its instance UID are both skipped; the reason tells them apart, so a
+    reader can find the one whose content would be lost."""
+    source = tmp_path / "in"
+    first = make_study(source / "a", subject=45, n_series=1, n_instances=1)[0]
+    (source / "b").mkdir()
+    shutil.copyfile(first, source / "b" / "copy.dcm")
+    other = pydicom.dcmread(first)
+    other.PixelData = bytes(len(other.PixelData))
+    other.save_as(source / "b" / "other.dcm")
+    records = _full(source, tmp_path / "out", tmp_path)
+    assert [records[k]["status"] for k in sorted(records)] == ["written", "skipped", "skipped"], records
+    assert str(records["b/copy.dcm"]["reason"]).endswith("not written (its output would be the same bytes)")
+    assert str(records["b/other.dcm"]["reason"]).endswith("not written (its output would be other bytes)")
 
 
 # --- counting --------------------------------------------------------------------------------------------------------

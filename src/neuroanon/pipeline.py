@@ -796,13 +796,17 @@ def commit(
         return record
     first = _claim(claimed, record)
     if first != record.input:
-        discard(Path(staged))
         if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
+            discard(Path(staged))
             return Record(record.input, Status.QUARANTINED, f"same instance as {first}, which was held back",
                           findings=record.findings)
         # (the same instance UID, so the same output path; its content may differ: not written, and said so)
+        same = _same_bytes(Path(staged), output / record.output) if released is None else None
+        discard(Path(staged))
+        compared = {True: " (its output would be the same bytes)", False: " (its output would be other bytes)",
+                    None: ""}[same]
         return Record(record.input, Status.SKIPPED, f"duplicate instance: its output path is that of {first};"
-                      " not written", record.output)
+                      f" not written{compared}", record.output)
     if record.status is Status.WRITTEN:
         if before_release is not None:
             before_release(record)
@@ -821,6 +825,24 @@ def commit(
         return _quarantined(Path(staged), record, options.quarantine)
     discard(Path(staged))
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _same_bytes(staged: Path, released: Path) -> bool | None:
+    """Whether a duplicate's staged output holds the bytes of the output released for the same instance (None when
+    that one cannot be read: released by an earlier run and removed since, or held back)."""
+    try:
+        with staged.open("rb") as ours, released.open("rb") as theirs:
+            if os.fstat(ours.fileno()).st_size != os.fstat(theirs.fileno()).st_size:
+                return False
+            while chunk := ours.read(_CHUNK):
+                if chunk != theirs.read(_CHUNK):
+                    return False
+            return True
+    except OSError:
+        return None
+
+
+_CHUNK = 1 << 20
 
 
 def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
