@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ import pytest
 from neuroanon import discover, journal, pipeline, stops, write
 from neuroanon.cli import main
 from neuroanon.errors import RunStopped, Terminated
-from neuroanon.journal import Journal
+from neuroanon.journal import Journal, journal_path
 from neuroanon.options import Level, Options
 from neuroanon.report import Record, RunInfo, Status
 from neuroanon.rules import Change
@@ -658,6 +659,31 @@ def test_a_duplicate_instance_says_whether_its_output_would_be_the_same_bytes(tm
     assert [records[k]["status"] for k in sorted(records)] == ["written", "skipped", "skipped"], records
     assert str(records["b/copy.dcm"]["reason"]).endswith("not written (its output would be the same bytes)")
     assert str(records["b/other.dcm"]["reason"]).endswith("not written (its output would be other bytes)")
+    assert records["b/copy.dcm"]["same_as"] == records["b/other.dcm"]["same_as"] == str(first.relative_to(source))
+
+
+def test_a_duplicates_report_and_journal_name_the_first_input_by_its_token(tmp_path: Path) -> None:
+    """At full a file's name may hold a patient's: the input a duplicate gave way to is named as inputs are."""
+    source = tmp_path / "in"
+    first = make_study(source, subject=46, n_series=1, n_instances=1)[0]
+    first.rename(source / "Quxworth_Zelda.dcm")
+    shutil.copyfile(source / "Quxworth_Zelda.dcm", source / "ZQ-4471-0093.dcm")
+    capture = make_dataset(subject=46)
+    capture.BurnedInAnnotation = "YES"  # held back at full, and its copy with it
+    capture.save_as(source / "Quxworth_capture.dcm", enforce_file_format=True)
+    capture.save_as(source / "ZQ-4471_capture.dcm", enforce_file_format=True)
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    report = tmp_path / "full.jsonl"
+    main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key),
+          "--report", str(report), "-q"])
+    records = [json.loads(line) for line in report.read_text().splitlines()[1:-1]]
+    assert sorted(r["status"] for r in records) == ["quarantined", "quarantined", "skipped", "written"], records
+    inputs = {r["input"] for r in records}
+    assert all(r["same_as"] in inputs for r in records if r["status"] == "skipped" or "same instance" in r["reason"])
+    for name in ("quxworth", "zq-4471"):
+        assert name not in report.read_text().casefold()
+        assert name not in journal_path(tmp_path / "out").read_text().casefold()
 
 
 # --- counting --------------------------------------------------------------------------------------------------------
@@ -680,7 +706,8 @@ def test_duplicates_of_a_held_back_file_are_held_back_and_copies_are_counted(tmp
     for name in ("capture.dcm", "capture-again.dcm"):
         assert records[name]["status"] == "quarantined" and records[name]["output"] is None, name
     assert "held back, not written (no --quarantine folder)" in str(records["capture-again.dcm"]["reason"])
-    assert "same instance as capture-again.dcm, which was held back" in str(records["capture.dcm"]["reason"])
+    assert records["capture.dcm"]["reason"] == "same instance as another input, which was held back"
+    assert records["capture.dcm"]["same_as"] == "capture-again.dcm"
     assert summary["quarantined"] == 2 and summary["held_back"] == 2 and summary["skipped"] == 1  # notes.txt
     report = tmp_path / "anonymize.jsonl"
     assert main(["anonymize", str(source), "-o", str(tmp_path / "anon"), "--report", str(report), "-q"]) == 0

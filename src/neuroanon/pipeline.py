@@ -798,15 +798,17 @@ def commit(
     if first != record.input:
         if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
             discard(Path(staged))
-            return Record(record.input, Status.QUARANTINED, f"same instance as {first}, which was held back",
-                          findings=record.findings)
+            return Record(record.input, Status.QUARANTINED, "same instance as another input, which was held back",
+                          findings=record.findings, same_as=first)
         # (the same instance UID, so the same output path; its content may differ: not written, and said so)
         same = _same_bytes(Path(staged), output / record.output) if released is None else None
         discard(Path(staged))
         compared = {True: " (its output would be the same bytes)", False: " (its output would be other bytes)",
                     None: ""}[same]
-        return Record(record.input, Status.SKIPPED, f"duplicate instance: its output path is that of {first};"
-                      f" not written{compared}", record.output)
+        # (the first input is named in `same_as`, which the report names as it names inputs: at full a file's
+        # name may hold a patient's)
+        return Record(record.input, Status.SKIPPED, "duplicate instance: another input has its output path;"
+                      f" not written{compared}", record.output, same_as=first)
     if record.status is Status.WRITTEN:
         if before_release is not None:
             before_release(record)

@@ -46,6 +46,7 @@ class Record:
     findings: tuple[Finding, ...] = ()
     pixels: dict[str, object] | None = None  # Clean Pixel Data: frames read, boxes redacted (positions only)
     engine: str = ""  # what wrote it: "stream" (the engine), or "stream after salvage (<why>)" for a malformed file
+    same_as: str = ""  # a duplicate instance: the input that took its output path (named as `input` is)
 
     @property
     def released(self) -> bool:
@@ -63,6 +64,7 @@ class Record:
             "findings": [f.as_dict() for f in self.findings],
             **({"pixels": self.pixels} if self.pixels is not None else {}),
             **({"engine": self.engine} if self.engine else {}),
+            **({"same_as": self.same_as} if self.same_as else {}),
         }
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -251,13 +253,18 @@ class ReportWriter:
         if self._file is not None:
             as_dict = entry.as_dict() if isinstance(entry, Record) else entry
             if isinstance(entry, Record):
-                as_dict["input"] = unicode_name(entry.input if self._name is None else self._name(entry.input))
+                as_dict["input"] = self._input_name(entry.input)
+                if entry.same_as:
+                    as_dict["same_as"] = self._input_name(entry.same_as)
                 as_dict["output"] = entry.output and unicode_name(entry.output)
             try:
                 self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
                 self._file.flush()
             except OSError as exc:
                 raise self._named(exc) from None
+
+    def _input_name(self, relative: str) -> str:
+        return unicode_name(relative if self._name is None else self._name(relative))
 
     def close(self) -> None:
         if self._file is not None:
