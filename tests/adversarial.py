@@ -265,6 +265,23 @@ def _issuers_and_uids(ds: Dataset, m: Markers, charset: str) -> None:
     ds.DeidentificationMethod = m.text("DeidentificationMethod")
 
 
+def _coded_identity(ds: Dataset, m: Markers, charset: str) -> None:
+    """A person and an institution named only by codes of a local scheme (an employee number, a clinic's code):
+    code values are vocabulary elsewhere, so the sequences that hold them here go whole."""
+    def code(role: str, meaning: str) -> Dataset:
+        item = Dataset()
+        item.CodeValue = f"EMPZQ{m.tag}{role[:2]}"
+        m.values[role + "Value"] = item.CodeValue
+        item.CodingSchemeDesignator = "99FAKEHR"
+        item.CodeMeaning = m.text(meaning)
+        return item
+    operator = Dataset()
+    operator.PersonIdentificationCodeSequence = Sequence([code("Operator", "OperatorMeaning")])
+    ds.OperatorIdentificationSequence = Sequence([operator])
+    ds.InstitutionCodeSequence = Sequence([code("Institution", "InstitutionMeaning")])
+    ds.PersonIdentificationCodeSequence = Sequence([code("Person", "PersonMeaning")])  # (out of its place)
+
+
 # --- item 6: the gate --------------------------------------------------------------------------------------------
 
 
@@ -322,6 +339,7 @@ CASES = (
     _case("gate-overlay", "gate", _embedded_overlay, released=False, why="an overlay in unused pixel bits"),
     # (added last: a case's place in this list seeds its values, which the recorded outputs hold)
     _case("meta-in-dataset", "unlisted", _meta_in_dataset, why="group-0002 elements after a group-0000 one"),
+    _case("coded-identity", "unlisted", _coded_identity, why="operator and institution named by local codes"),
 )
 
 

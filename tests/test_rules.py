@@ -68,6 +68,9 @@ def _code(entry: Entry, column: str | None) -> str:
         return "P"  # NiDB: the keyed pseudonym
     if tag >> 16 == 0:
         return "X"  # a command group element has no place in a dataset
+    if entry.name in ("Institution Code Sequence", "Operator Identification Sequence",
+                      "Person Identification Code Sequence"):
+        return "X"  # D would need a dummy code item: a person or institution coded is removed whole
     code = entry.options.get(column, entry.basic) if column else entry.basic
     code = TYPE_SAFE.get(code, code)
     if column == "rtnLongModifDatesOpt" and column in entry.options and code == "C":

@@ -27,6 +27,7 @@ from pydicom.datadict import (
     dictionary_VM,
     dictionary_VR,
     keyword_for_tag,
+    tag_for_keyword,
 )
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -139,6 +140,12 @@ _OPTION_FIELDS = (
 _COMBINED = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 
 
+# Sequences that identify a person or an institution by codes, which the table marks D (X/D, X/Z/D): a D would
+# need a dummy code item, and the items kept (code values are vocabulary elsewhere) named the person. Removed.
+CODED_IDENTITIES = frozenset(int(tag_for_keyword(k) or 0) for k in (
+    "InstitutionCodeSequence", "OperatorIdentificationSequence", "PersonIdentificationCodeSequence"))
+
+
 def is_overlay_or_curve(tag: int) -> bool:
     """Overlay (60xx) and curve (50xx) groups: removed whole at full."""
     group = tag >> 16
@@ -157,6 +164,8 @@ def full_action(tag: int, entry: Entry | None, options: Options) -> tuple[str, s
     for column, name in _OPTION_FIELDS:
         if getattr(options, name) and column in entry.options:
             action, source = entry.options[column], OPTION_CODES[column][1]
+    if tag in CODED_IDENTITIES:
+        return "X", source + ", a coded identity: no dummy code"
     action = _COMBINED.get(action, action)
     if action == "C" and source == OPTION_CODES["rtnLongModifDatesOpt"][1]:
         action = "S"
