@@ -405,6 +405,29 @@ def test_gate_on_the_header_as_the_engine_reads_it(header: dict[str, object], re
     assert plan.context.burned_in_risk == decoded == reason
 
 
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
+@pytest.mark.parametrize(("burned_in", "held"), [(None, True), ("NO", False)])
+def test_a_class_named_only_in_the_file_meta_is_gated(encoding: str, burned_in: str | None, held: bool,
+                                                      tmp_path: Path) -> None:
+    """A secondary capture whose dataset has neither SOPClassUID nor Modality: its file meta names the class."""
+    path = make_study(tmp_path / "in", subject=22, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(path)
+    del ds.SOPClassUID, ds.Modality
+    if "BurnedInAnnotation" in ds:
+        del ds.BurnedInAnnotation
+    if burned_in is not None:
+        ds.BurnedInAnnotation = burned_in
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+    with quiet():
+        ds.save_as(path)
+        decoded = burned_in_risk(pydicom.dcmread(path))
+    reason = "SOP class of secondary capture (named in the file meta) without BurnedInAnnotation NO"
+    assert decoded == (reason if held else None)
+    record = anonymize_file(path, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert (reason in record.reason) is held
+
+
 def test_embedded_overlay_held_even_with_burned_in_no() -> None:
     ds = Dataset()
     ds.SOPClassUID = MR_IMAGE

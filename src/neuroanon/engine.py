@@ -28,7 +28,7 @@ from pydicom.charset import convert_encodings, default_encoding
 from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
@@ -70,10 +70,12 @@ from .tags import (
     DEIDENTIFICATION_METHOD,
     DEIDENTIFICATION_METHOD_CODES,
     LONGITUDINAL_TEMPORAL_MODIFIED,
+    MEDIA_STORAGE_SOP_CLASS_UID,
     PATIENT_AGE,
     PATIENT_ID,
     PATIENT_IDENTITY_REMOVED,
     SERIES_INSTANCE_UID,
+    SOP_CLASS_UID,
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
@@ -253,6 +255,8 @@ def _plan(f: BinaryIO, run: RunContext, first: int = HEAD_BYTES) -> Plan:
     layout = _layout(f, first, ANONYMIZE_READS if options.level is Level.ANONYMIZE else None)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
+    if options.level is Level.FULL:
+        _class_from_meta(original, layout.meta, buf)
     job = _Job(buf, layout.tail_buf, implicit, options, run.file(original), little=layout.little,
                preamble=layout.preamble)
     parts = (layout.meta, layout.head, layout.tail, layout.pixels, layout.pixel_bytes)
@@ -365,7 +369,7 @@ def _encoding(parser: _Parser, meta: dict[int, _Element], pos: int) -> tuple[boo
     """Whether the dataset (at `pos`) is implicit VR, little endian, deflated; declines what the engine does not
     read."""
     buf = parser.buf
-    if _text(buf, meta.get(0x00020002)) == DICOMDIR_CLASS:
+    if _text(buf, meta.get(MEDIA_STORAGE_SOP_CLASS_UID)) == DICOMDIR_CLASS:
         raise _Decline("DICOMDIR")
     if 0x00020010 not in meta:
         return _guessed_encoding(parser, pos)
@@ -705,6 +709,17 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
 
 
 _new_tuple = tuple.__new__
+
+
+def _class_from_meta(original: Dataset, meta: dict[int, _Element], buf: bytes) -> None:
+    """Give a dataset without SOPClassUID the file meta's MediaStorageSOPClassUID, as pydicom gives a file it reads:
+    the burned-in gate takes the class the file names there (`burnedin.risk_beside_overlay`)."""
+    e = meta.get(MEDIA_STORAGE_SOP_CLASS_UID)
+    if e is None or base_tag(SOP_CLASS_UID) in original:
+        return
+    tag = base_tag(MEDIA_STORAGE_SOP_CLASS_UID)
+    original.file_meta = FileMetaDataset({tag: _new_tuple(RawDataElement, (
+        tag, "UI", e.end - e.value, buf[e.value:e.end], e.value, False, True, True, False))})
 
 
 def _text(buf: bytes, element: _Element | None) -> str:
