@@ -142,7 +142,7 @@ class TestEncodings:
 
 DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 April 1947", "15. April 1947",
          "15 avril 1947", "15 de abril de 1947", "15 aprile 1947", "April 15, 1947", "15-APR-1947", "470415",
-         "19470415071500", "1947/4/15"]
+         "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15"]
 
 
 @pytest.mark.parametrize("text", DATES)
@@ -205,6 +205,18 @@ def test_a_station_named_after_its_maker_is_found_by_the_rest_of_its_name(tmp_pa
 def test_id_forms(tmp_path: Path, pid: str, text: str) -> None:
     findings = held(tmp_path, original(PatientID=pid), ImageComments=f"id {text}")
     assert_found(findings, "PatientID", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("keyword", "value", "text"), [
+    ("StudyID", "STQ-88120048", "stack STQ-88120048"), ("StudyID", "STQ-88120048", "STQ88120048"),
+    ("ClinicalTrialSubjectID", "CTS-7741-0093", "cts 7741 0093"), ("RequestedProcedureID", "RPQ553107", "RPQ553107"),
+    ("PerformedProcedureStepID", "PPSQ-55310", "PPSQ-55310"),
+])
+def test_a_visit_or_trial_id_copied_into_a_kept_value_is_found(tmp_path: Path, keyword: str, value: str,
+                                                                text: str) -> None:
+    source = original()
+    setattr(source, keyword, value)
+    assert_found(held(tmp_path, source, ImageComments=f"({text})"), keyword, "(0020,4000)", text)
 
 
 @pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])

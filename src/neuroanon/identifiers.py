@@ -52,6 +52,12 @@ from .tags import (
     base_tag,
 )
 
+# The visit's and the trial's IDs: one copied into a kept value (a stack ID, a free text) links it back.
+VISIT_IDS = (
+    "StudyID", "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID", "ServiceEpisodeID",
+    "PlacerOrderNumberImagingServiceRequest", "FillerOrderNumberImagingServiceRequest", "ClinicalTrialSubjectID",
+    "ClinicalTrialSubjectReadingID",
+)
 # Top-level attributes whose values identify a person, a visit or a place.
 IDENTIFYING = (
     "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
@@ -60,6 +66,7 @@ IDENTIFYING = (
     "StationName", "DeviceSerialNumber", "ReferringPhysicianName", "ReferringPhysicianAddress",
     "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
     "RequestingPhysician", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
+    *VISIT_IDS,
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
     # links the output back to the original study. (The instance's own UID is a needle of its file alone:
     # `instance_needles`.)
@@ -67,7 +74,7 @@ IDENTIFYING = (
 )
 # IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
-                 "PatientTelephoneNumbers"})
+                 "PatientTelephoneNumbers", *VISIT_IDS})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
 MIN_DIGITS = 6  # shorter numbers occur everywhere in a header
 # Values that are dummies (ours, NiDB's, other tools' usual ones): not identifying, so never needles. Data
@@ -875,6 +882,7 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((month, sep, day, sep, year), DIGIT, DIGIT),
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
+        Form((year, sep, names, sep, day), DIGIT, DIGIT),  # 1961-Feb-03, 1961 February 3
         # Chinese, Japanese, Korean: 1961年2月3日, 1961년 2월 3일 (the year a literal the search looks for first)
         Form((year, ("年", "년"), ("", " "), month, ("月", "월"), ("", " "), day, ("日", "일")), DIGIT, NONE),
     ]
