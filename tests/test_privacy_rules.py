@@ -417,7 +417,7 @@ def test_a_class_named_only_in_the_file_meta_is_gated(encoding: str, burned_in: 
         del ds.BurnedInAnnotation
     if burned_in is not None:
         ds.BurnedInAnnotation = burned_in
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+    ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
     with quiet():
         ds.save_as(path)
         decoded = burned_in_risk(pydicom.dcmread(path))
