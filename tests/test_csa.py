@@ -198,6 +198,17 @@ def test_both_layouts_parse_and_clean(csa2: bool) -> None:
         assert csa.clean_csa(broken, (), Keyring(KEY)) is None
 
 
+@pytest.mark.parametrize("csa2", [True, False], ids=["CSA2", "CSA1"])
+def test_bytes_after_the_last_element_are_zeroed(csa2: bool) -> None:
+    """No reader reads past the last element, so nothing there is kept: not a name, an ID, a protocol line."""
+    header = _csa([("B_value", "IS", [b"1000\x00"]), ("ImaComments", "LT", [b"\x00"])], csa2)
+    trailer = b"trailer Drplonk EMP-0042-7731 ### ASCCONV BEGIN ###\n"
+    cleaned, alone = csa.clean_csa(header + trailer, (), Keyring(KEY)), csa.clean_csa(header, (), Keyring(KEY))
+    assert cleaned is not None and alone is not None
+    assert cleaned == alone + bytes(len(trailer))
+    assert [e.name for e in csa.parse(cleaned) or []] == ["B_value", "ImaComments"]
+
+
 def test_same_length_uid_is_keyed_and_valid() -> None:
     ring = Keyring(KEY)
     uid = "1.3.12.2.1107.5.2.32.35119.2010011420070434054586384"

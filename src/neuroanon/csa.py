@@ -77,6 +77,12 @@ _Spans = tuple[tuple[int, int], ...]  # (offset, length) of each item value
 
 def parse(value: bytes) -> list[CsaElement] | None:
     """The elements of a CSA header, or None if `value` is not one (layout checked to the last byte)."""
+    parsed = _parse(value)
+    return None if parsed is None else parsed[0]
+
+
+def _parse(value: bytes) -> tuple[list[CsaElement], int] | None:
+    """`parse`, and where the last element ends (what follows is no element: no reader reads it)."""
     csa2 = value[:4] == b"SV10"  # then 4 bytes readers skip (04 03 02 01, or zeros in some files)
     pos = 8 if csa2 else 0
     if len(value) < pos + 8:
@@ -100,7 +106,7 @@ def parse(value: bytes) -> list[CsaElement] | None:
             return None
         items, pos = found
         elements.append(CsaElement(name, vr, items))
-    return elements if pos <= len(value) else None
+    return (elements, pos) if pos <= len(value) else None
 
 
 def _items(value: bytes, pos: int, n_items: int, first_items: int | None) -> tuple[_Spans, int] | None:
@@ -122,11 +128,14 @@ def _items(value: bytes, pos: int, n_items: int, first_items: int | None) -> tup
 
 
 def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
-    """A CSA header cleaned for release, the same length and layout; None if `value` is not a CSA header."""
-    elements = parse(value)
-    if elements is None:
+    """A CSA header cleaned for release, the same length and layout; None if `value` is not a CSA header. Bytes
+    after its last element (no element of it, read by no reader) are zeroed."""
+    parsed = _parse(value)
+    if parsed is None:
         return None
+    elements, end = parsed
     buffer = bytearray(value)
+    buffer[end:] = bytes(len(value) - end)
     for element in elements:
         if element.name in IDENTIFYING_ELEMENTS:
             blank = b"0" if element.vr in _NUMBER_VRS else b""
