@@ -428,6 +428,22 @@ def test_a_class_named_only_in_the_file_meta_is_gated(encoding: str, burned_in: 
     assert (reason in record.reason) is held
 
 
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
+@pytest.mark.parametrize(("after", "held"), [(b"Quxworth^Zelda ZQ-4471-0093 19610203", True), (bytes(36), False),
+                                             (b"", False)])
+def test_bytes_after_the_frames_of_native_pixel_data_hold_the_file_back(encoding: str, after: bytes, held: bool,
+                                                                        tmp_path: Path) -> None:
+    """Bytes past Rows x Columns x samples x bits x frames show in no image and are read by no check."""
+    path = make_study(tmp_path / "in", subject=23, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData + after
+    with quiet():
+        ds.save_as(path)
+    record = anonymize_file(path, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("pixel data holds 36 bytes after its frames" in record.reason) is held
+
+
 def test_embedded_overlay_held_even_with_burned_in_no() -> None:
     ds = Dataset()
     ds.SOPClassUID = MR_IMAGE

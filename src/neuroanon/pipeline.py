@@ -54,7 +54,7 @@ from .layout import by_identifiers, mirrored
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
-from .residual import Finding, check_file, check_path
+from .residual import Finding, bytes_after_frames, check_file, check_path
 from .rules import Change
 from .write import (
     OUTPUT_MODE,
@@ -895,6 +895,9 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
         return gated, []
     if not context.options.residual_check:
         return None
+    after = bytes_after_frames(staged, span, context.original)
+    if after:
+        return f"pixel data holds {after} bytes after its frames that are not zero (no image shows them)", []
     own = context.instance_needles
     findings = (check_file(staged, span, context.needles, anonymized.searchable, own)
                 + check_path(target, context.needles, own))

@@ -27,7 +27,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag, ItemDelimiterTag, ItemTag, SequenceDelimiterTag
+from pydicom.tag import BaseTag, ItemDelimiterTag, ItemTag, SequenceDelimiterTag, Tag
 
 from .identifiers import (
     LOOK_ALIKE_LETTERS,
@@ -38,6 +38,7 @@ from .identifiers import (
     find_text,
     fold,
     maker_names,
+    once_per_raw_values,
     uids_under_2_25,
 )
 from .read import PixelSpan, quiet
@@ -148,6 +149,59 @@ def check_file(
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     return findings + in_pixels
+
+
+def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset) -> int:
+    """How many bytes of native pixel data in the written file lie after its frames (Rows x Columns x samples x
+    bits x frames) and are not all zero: bytes no image shows and no check reads. 0 for encapsulated pixel data,
+    zero padding, the byte that pads an odd length, or a header that does not say the frames' size. `pixels` is
+    None for a file without pixel data, or a deflated one (read whole: deflated images are rare)."""
+    expected = _frames_size(original)
+    if not expected or (pixels is not None and pixels.tag != 0x7FE00010):
+        return 0
+    if pixels is None:
+        with open(path, "rb") as f:
+            if DEFLATED_SYNTAX not in f.read(1024):
+                return 0
+        with quiet():
+            value = pydicom.dcmread(path).get("PixelData")
+        after = value[expected:] if isinstance(value, bytes) and len(value) > expected + 1 else b""
+        return len(after) if after.strip(b"\x00") else 0
+    with open(path, "rb") as f:
+        f.seek(pixels.start)
+        length = _value_length(f.read(12))
+        excess = 0 if length is None else length - expected
+        if excess <= 1:  # (a value of odd length is padded to even, with any byte)
+            return 0
+        f.seek(pixels.end - excess)
+        return excess if f.read(excess).strip(b"\x00") else 0
+
+
+DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+
+
+@once_per_raw_values(tuple(int(Tag(k)) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated",
+                                                  "NumberOfFrames")))
+def _frames_size(original: Dataset) -> int:
+    """The bytes of all frames of native pixel data, as the header gives them (0 when it does not)."""
+    try:
+        bits = (int(original.get("Rows") or 0) * int(original.get("Columns") or 0)
+                * int(original.get("SamplesPerPixel") or 1) * int(original.get("BitsAllocated") or 0)
+                * int(str(original.get("NumberOfFrames") or 1).strip() or 1))
+    except (TypeError, ValueError):
+        return 0
+    return (bits + 7) // 8
+
+
+def _value_length(head: bytes) -> int | None:
+    """The value length in a pixel data element's header (explicit or implicit VR, either byte order); None when
+    undefined (encapsulated) or unreadable."""
+    if len(head) < 8:
+        return None
+    little = head[:4] == b"\xe0\x7f\x10\x00"
+    explicit = head[4:6] in (b"OB", b"OW", b"UN") and head[6:8] == b"\x00\x00" and len(head) == 12
+    (length,) = struct.unpack("<L" if little else ">L", head[8:12] if explicit else head[4:8])
+    return None if length == 0xFFFFFFFF else int(length)
 
 
 def _without_our_uids(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...]) -> bytes:
@@ -350,7 +404,7 @@ def _without(path: Path, pixels: PixelSpan) -> bytes:
 
 def _inflated(data: bytes) -> bytes:
     """A deflated dataset inflated after its file meta, so its values can be searched."""
-    if data[128:132] != b"DICM" or b"1.2.840.10008.1.2.1.99" not in data[132:1024]:
+    if data[128:132] != b"DICM" or DEFLATED_SYNTAX not in data[132:1024]:
         return data
     (group_length,) = struct.unpack("<L", data[140:144])
     start = 144 + group_length
