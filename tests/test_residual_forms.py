@@ -219,6 +219,20 @@ def test_a_visit_or_trial_id_copied_into_a_kept_value_is_found(tmp_path: Path, k
     assert_found(held(tmp_path, source, ImageComments=f"({text})"), keyword, "(0020,4000)", text)
 
 
+@pytest.mark.parametrize("sequence", ["RequestAttributesSequence", "ReferencedRequestSequence"])
+@pytest.mark.parametrize(("keyword", "value"), [("AccessionNumber", "ACQ77120045"),
+                                                ("RequestedProcedureID", "RPQ-5531-07")])
+def test_a_request_id_only_in_a_request_item_is_found(tmp_path: Path, sequence: str, keyword: str,
+                                                      value: str) -> None:
+    """The request's IDs may be in its item alone (the top-level AccessionNumber empty)."""
+    source = original()
+    source.AccessionNumber = ""
+    item = Dataset()
+    setattr(item, keyword, value)
+    setattr(source, sequence, pydicom.Sequence([item]))
+    assert_found(held(tmp_path, source, ImageComments=f"req {value}"), keyword, "(0020,4000)", value)
+
+
 @pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])
 def test_near_misses_of_an_id_are_no_hits(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(PatientID="ZQ-4471-0093"), ImageComments=f"id {text}") == []

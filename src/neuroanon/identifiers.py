@@ -91,10 +91,18 @@ _UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}|2\.25\.[0-9]{10,}")  # (shorter ones 
 _ASCII_LETTER = re.compile("[A-Za-z]")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
-# The sequences whose items hold needles: the other IDs a patient is known by (the top-level PatientID may be
-# empty), each item's ID and issuer (named in findings as the attribute given).
-IN_SEQUENCES = {OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
-                                             (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID"))}
+# The sequences whose items hold needles (named in findings as the attribute given): the other IDs a patient is
+# known by (the top-level PatientID may be empty), each item's ID and issuer; the request's IDs, which may be
+# there alone (the top-level AccessionNumber empty).
+_REQUEST = tuple((int(tag_for_keyword(k) or 0), k) for k in (
+    "AccessionNumber", "RequestedProcedureID", "ScheduledProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest", "StudyInstanceUID"))
+IN_SEQUENCES = {
+    OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
+                                 (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
+    int(tag_for_keyword("RequestAttributesSequence") or 0): _REQUEST,
+    int(tag_for_keyword("ReferencedRequestSequence") or 0): _REQUEST,
+}
 _KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
@@ -424,12 +432,13 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 
 
 def _items(ds: Dataset, tag: int) -> list[Dataset]:
-    """The items of a sequence (also one stored as UN), none if it is absent or cannot be read."""
+    """The items of a sequence (also one stored as UN), none if it is absent or pydicom cannot read it (an
+    undefined-length UN inside a big endian one: its OSError)."""
     if tag not in ds:
         return []
     try:
         value = ds[tag].value
-    except (ValueError, TypeError, LookupError, EOFError):
+    except (ValueError, TypeError, LookupError, EOFError, OSError, NotImplementedError):
         return []
     return [item for item in value if isinstance(item, Dataset)] if isinstance(value, Sequence) else []
 
