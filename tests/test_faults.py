@@ -645,6 +645,26 @@ def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path
     assert len(_released(tmp_path / "out")) == 1
 
 
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_an_element_of_unknown_vr_fails_with_its_cause(tmp_path: Path, level: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """pydicom raises NotImplementedError on a VR it does not know: a reason in words, not an exception's name."""
+    path = make_study(tmp_path / "in", subject=47, n_series=1, n_instances=1)[0]
+    data = path.read_bytes()
+    at = data.index(b"\x10\x00\x10\x00PN")  # PatientName, explicit VR little endian
+    path.write_bytes(data[:at + 4] + b"QX" + data[at + 6:])
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    report = tmp_path / "report.jsonl"
+    full = ["--key-file", str(key), "--report-paths"] if level == "full" else []
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--level", level, "--report",
+                 str(report), "-q", *full]) == 1
+    (record,) = _records(report)[0].values()
+    assert record["status"] == "failed"
+    assert record["reason"] == "malformed (unknown VR) and not written back by pydicom (an element of unknown VR)"
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_a_duplicate_instance_says_whether_its_output_would_be_the_same_bytes(tmp_path: Path) -> None:
     """A copy of a file and another file with its instance UID are both skipped; the reason tells them apart, so a
     reader can find the one whose content would be lost."""

@@ -706,7 +706,8 @@ def _planned(path: Path, run: RunContext) -> tuple[engine.Plan | str, bytes | No
     try:
         salvaged = salvage(header, path)
     except WRITE_ERRORS as exc:
-        raise InputError(f"malformed ({plan}) and not written back by pydicom ({type(exc).__name__})") from None
+        cause = "an element of unknown VR" if isinstance(exc, NotImplementedError) else type(exc).__name__
+        raise InputError(f"malformed ({plan}) and not written back by pydicom ({cause})") from None
     again = engine.plan_bytes(salvaged, run)
     return again, salvaged, f"stream after salvage ({plan})"
 

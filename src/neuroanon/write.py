@@ -35,7 +35,8 @@ from .read import Header, PixelSpan
 CHUNK = 1 << 20
 TMP_SUFFIX = ".neuroanon-tmp"
 # What pydicom's writer raises for a value it cannot encode (a wrong type, a number out of range...).
-WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error)
+# What pydicom raises when it cannot decode or encode an element (NotImplementedError: a VR it does not know).
+WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error, NotImplementedError)
 
 
 class Staged:
