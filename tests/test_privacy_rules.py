@@ -594,6 +594,25 @@ def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Pat
             assert record.status is Status.WRITTEN, record.reason
 
 
+@pytest.mark.parametrize("where", ["before-start", "after-end-and-padding"])
+def test_text_around_a_jpeg_in_its_fragment_holds_the_file_back(tmp_path: Path, where: str) -> None:
+    """Bytes before a frame's SOI, and after its EOI past 64 KB of padding: no decoder reads them, the check does."""
+    secret = make_dataset(subject=40)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    fragment = text + b"\x00" + jpeg if where == "before-start" else jpeg + text + bytes(70_000)
+    ds = make_dataset(subject=40)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
+    ds.PixelData = pydicom.encaps.encapsulate([fragment + b"\x00" * (len(fragment) % 2)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    assert record.status is Status.QUARANTINED, record.reason
+    assert {f.where for f in record.findings} == {"(7FE0,0010) JPEG comment or application segment"}
+
+
 def _items(offsets: bytes, fragments: list[bytes]) -> bytes:
     """Encapsulated pixel data's items: the basic offset table, then the fragments (each padded to even length)."""
     items = [offsets, *(f + b"\x00" * (len(f) % 2) for f in fragments)]

@@ -238,6 +238,12 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
                 segments += _text_segments(f, start, end) + _after_end(f, start, end)
             elif coded:  # a frame continued in this fragment: its markers, and what follows its end
                 segments += _segments_after(f, start, end) + _after_end(f, start, end)
+            else:  # bytes before a JPEG's start, which no decoder reads, and the codestream after them
+                first = _late_start(f, start, end)
+                if first is not None:
+                    coded = True
+                    f.seek(start)
+                    segments += [f.read(first - start), *_text_segments(f, first, end), *_after_end(f, first, end)]
             offsets = False
             pos = end
     if not segments:
@@ -260,15 +266,31 @@ def _starts_codestream(f: BinaryIO, start: int) -> bool:
     return f.read(2) in _CODESTREAM_STARTS
 
 
+def _late_start(f: BinaryIO, start: int, end: int) -> int | None:
+    """Where a JPEG codestream (SOI and a marker) starts in the first `_TAIL` bytes of a fragment that does not
+    begin with one, or None (RLE segments, say, or no codestream)."""
+    f.seek(start)
+    at = f.read(min(_TAIL, end - start)).find(b"\xff\xd8\xff")
+    return None if at < 0 else start + at
+
+
 def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes]:
     """What a fragment holds after its codestream's end marker (EOI, EOC: FFD9, which no coded data holds), but
-    padding; looked for in the fragment's last `_TAIL` bytes."""
-    at = max(start, end - _TAIL)
-    f.seek(at)
-    tail = f.read(end - at)
-    mark = tail.rfind(b"\xff\xd9")
-    rest = tail[mark + 2:].rstrip(b"\x00") if mark >= 0 else b""
-    return [rest] if rest else []
+    padding; looked for in the fragment's last `_TAIL` bytes, and further back while those are all padding."""
+    stop = end
+    while stop > start:
+        at = max(start, stop - _TAIL)
+        f.seek(at)
+        tail = f.read(min(stop + 1, end) - at)  # (one byte more: an end marker across the blocks' edge)
+        mark = tail.rfind(b"\xff\xd9")
+        if mark >= 0:
+            f.seek(at + mark + 2)
+            rest = f.read(end - at - mark - 2).rstrip(b"\x00")
+            return [rest] if rest else []
+        if tail.strip(b"\x00"):
+            return []  # coded data ends the fragment: a frame continued in the next one
+        stop = at
+    return []
 
 
 def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
