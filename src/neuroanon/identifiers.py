@@ -722,11 +722,11 @@ def id_form(text: str) -> Form | None:
 
 
 def grouped_forms(digits: str) -> tuple[Form, ...]:
-    """A numeric ID written in two or three groups of at least two digits with a separator between them
-    ("4471-009-312", "123 45 6789" for "4471009312", "123456789"); none for another value or one too long to
-    split every way. Each form holds a group of three digits or more, to be looked for first."""
+    """A numeric ID of 8 to 12 digits written in two or three groups of at least two digits with a separator between
+    them ("4471-009-312", "123 45 6789" for "4471009312", "123456789"); none for another value. Each form holds a
+    group of three digits or more, to be looked for first."""
     n = len(digits)
-    if not (digits.isdigit() and digits.isascii() and MIN_DIGITS + 1 <= n <= _MAX_GROUPED):
+    if not (digits.isdigit() and digits.isascii() and _MIN_GROUPED <= n <= _MAX_GROUPED):
         return ()
     cuts = [(i,) for i in range(2, n - 1)] + [(i, j) for i in range(2, n - 3) for j in range(i + 2, n - 1)]
     forms = []
@@ -735,12 +735,15 @@ def grouped_forms(digits: str) -> tuple[Form, ...]:
         if max(len(g) for g in groups) >= 3:
             tokens: list[Token] = [(groups[0],)]
             for group in groups[1:]:
-                tokens += [_ID_JOINS[1:], (group,)]  # (not run together: that is the ID as written)
+                tokens += [_GROUP_JOINS, (group,)]
             forms.append(Form(tuple(tokens), DIGIT, DIGIT))
     return tuple(forms)
 
 
-_MAX_GROUPED = 12
+# Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
+# and a header holds thousands; a shorter ID's digits would recur in them by chance.
+_GROUP_JOINS = ("-", " ", "/", " - ", "\u2013", "\u2014", "\u2010", "\u2011")
+_MIN_GROUPED, _MAX_GROUPED = 8, 12
 
 
 def phone_form(groups: list[str]) -> Form:
