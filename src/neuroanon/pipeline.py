@@ -896,7 +896,7 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
         return gated, []
     if not context.options.residual_check:
         return None
-    after = bytes_after_frames(staged, span, context.original)
+    after = bytes_after_frames(staged, span, context.original, anonymized.searchable)
     if after:
         return f"pixel data holds {after} bytes after its frames that are not zero (no image shows them)", []
     own = context.instance_needles

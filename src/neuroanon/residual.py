@@ -151,11 +151,14 @@ def check_file(
     return findings + in_pixels
 
 
-def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset) -> int:
+def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, searchable: bytes | None = None,
+                       ) -> int:
     """How many bytes of native pixel data in the written file lie after its frames (Rows x Columns x samples x
     bits x frames) and are not all zero: bytes no image shows and no check reads. 0 for encapsulated pixel data,
     zero padding, the byte that pads an odd length, or a header that does not say the frames' size. `pixels` is
-    None for a file without pixel data, or a deflated one (read whole: deflated images are rare)."""
+    None for a file without pixel data, or a deflated one (read whole: deflated images are rare). `searchable`,
+    the written bytes as `check_file` takes them, holds the element's header: then the file is opened only when
+    there are bytes after the frames."""
     expected = _frames_size(original)
     if not expected or (pixels is not None and pixels.tag != 0x7FE00010):
         return 0
@@ -167,12 +170,16 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset) 
             value = pydicom.dcmread(path).get("PixelData")
         after = value[expected:] if isinstance(value, bytes) and len(value) > expected + 1 else b""
         return len(after) if after.strip(b"\x00") else 0
+    if searchable is not None:
+        length = _value_length(searchable[pixels.start:pixels.start + 12])
+    else:
+        with open(path, "rb") as f:
+            f.seek(pixels.start)
+            length = _value_length(f.read(12))
+    excess = 0 if length is None else length - expected
+    if excess <= 1:  # (a value of odd length is padded to even, with any byte)
+        return 0
     with open(path, "rb") as f:
-        f.seek(pixels.start)
-        length = _value_length(f.read(12))
-        excess = 0 if length is None else length - expected
-        if excess <= 1:  # (a value of odd length is padded to even, with any byte)
-            return 0
         f.seek(pixels.end - excess)
         return excess if f.read(excess).strip(b"\x00") else 0
 
