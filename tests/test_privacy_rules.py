@@ -27,7 +27,7 @@ from neuroanon.pipeline import anonymize_file, anonymize_tree
 from neuroanon.profile import explain, render_rules
 from neuroanon.ps315 import load_table
 from neuroanon.read import parses_as_sequence, quiet, read_header
-from neuroanon.report import Status
+from neuroanon.report import Record, Status
 from neuroanon.rules import TEXT_VRS, full_action, unlisted_action
 from neuroanon.sample import make_dataset, make_study
 from neuroanon.technical import TECHNICAL, technical
@@ -601,16 +601,20 @@ def test_text_around_a_jpeg_in_its_fragment_holds_the_file_back(tmp_path: Path, 
     text = f"{secret.PatientName} {secret.PatientID}".encode()
     jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
     fragment = text + b"\x00" + jpeg if where == "before-start" else jpeg + text + bytes(70_000)
-    ds = make_dataset(subject=40)
+    record = _full_on_a_jpeg(tmp_path, make_dataset(subject=40), fragment)
+    assert record.status is Status.QUARANTINED, record.reason
+    assert {f.where for f in record.findings} == {"(7FE0,0010) JPEG comment or application segment"}
+
+
+def _full_on_a_jpeg(tmp_path: Path, ds: Dataset, fragment: bytes) -> Record:
+    """`full` on `ds` with one 8-bit JPEG baseline frame, `fragment`."""
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
     ds.PixelData = pydicom.encaps.encapsulate([fragment + b"\x00" * (len(fragment) % 2)])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
-    assert record.status is Status.QUARANTINED, record.reason
-    assert {f.where for f in record.findings} == {"(7FE0,0010) JPEG comment or application segment"}
+    return anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
 
 
 def _items(offsets: bytes, fragments: list[bytes]) -> bytes:
@@ -657,14 +661,8 @@ def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Pa
     there would link the output to its source file."""
     ds = make_dataset(subject=43)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.826.0.1.3680043.10.9.43.5")
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
     frame = _codestream(pydicom.uid.JPEGBaseline8Bit, f"uid={ds.SOPInstanceUID}".encode(), False)
-    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
-    source = tmp_path / "in.dcm"
-    ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    record = _full_on_a_jpeg(tmp_path, ds, frame)
     assert record.status is Status.QUARANTINED, record.reason
     assert {(f.attribute, f.where) for f in record.findings} == {
         ("SOPInstanceUID", "(7FE0,0010) JPEG comment or application segment")}
