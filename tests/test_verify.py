@@ -97,6 +97,19 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
 
 
+@pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
+def test_bytes_after_the_frames_are_a_finding(tmp_path: Path, encoding: str) -> None:
+    """As `full` holds such a file back, `verify` finds one that got out."""
+    victim = make_study(tmp_path / "in", subject=24, n_series=1, n_instances=1, encoding=encoding)[0]
+    ds = pydicom.dcmread(victim)
+    ds.PixelData = ds.PixelData + b"FAKEDOE0024 JANE"
+    ds.save_as(victim)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(victim), "--level", "full", "--json", str(report)]) == 1
+    (result,) = json.loads(report.read_text())
+    assert "(7FE0,0010) pixel data holds 16 bytes after its frames that are not zero" in result["findings"]
+
+
 def test_full_output_of_the_real_corpus_verifies_clean(tmp_path: Path) -> None:
     from .corpus import corpus_files
 

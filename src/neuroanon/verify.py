@@ -17,6 +17,7 @@ from pathlib import Path
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
@@ -24,8 +25,8 @@ from .errors import InputError
 from .identifiers import Needle, needles
 from .keys import Keyring
 from .options import Level, Options
-from .read import quiet, read_header
-from .residual import check_file, check_path
+from .read import Header, quiet, read_header
+from .residual import bytes_after_frames, check_file, check_path
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
 from .tags import private_creator_tag, tag_text
 from .technical import is_standard_uid
@@ -178,13 +179,7 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
     if options.level is Level.ANONYMIZE:
         findings += _five(ds, "", rules)
     elif options.level is Level.FULL:
-        findings += _full(ds, "", rules)
-        findings += _meta(ds, rules)
-        if str(ds.get("PatientIdentityRemoved", "")) != "YES":
-            findings.append("(0012,0062) PatientIdentityRemoved is not YES")
-        risk = burned_in_risk(ds)
-        if risk:
-            findings.append(f"burned-in risk: {risk}")
+        findings += _full(ds, "", rules) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
         patterns = originals.patterns_for(ds)
         for hit in check_file(path, header.pixels, patterns) + check_path(relative, patterns):
@@ -193,6 +188,22 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
             findings.append("a UID equals an original UID")
         if str(ds.get("PatientID", "")) in originals.patient_ids:
             findings.append("(0010,0020) PatientID equals an original PatientID")
+    return findings
+
+
+def _full_file(path: Path, header: Header) -> list[str]:
+    """What `full` says of a whole file: identity removed, no burned-in risk, nothing after the frames."""
+    ds, findings = header.dataset, []
+    if str(ds.get("PatientIdentityRemoved", "")) != "YES":
+        findings.append("(0012,0062) PatientIdentityRemoved is not YES")
+    risk = burned_in_risk(ds)
+    if risk:
+        findings.append(f"burned-in risk: {risk}")
+    meta = getattr(ds, "file_meta", None)
+    deflated = meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+    after = bytes_after_frames(path, None if deflated else header.pixels, ds)  # (deflated: read whole)
+    if after:
+        findings.append(f"(7FE0,0010) pixel data holds {after} bytes after its frames that are not zero")
     return findings
 
 
