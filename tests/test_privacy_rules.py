@@ -380,6 +380,10 @@ def test_gate_by_modality(modality: str) -> None:
     ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7"}, "SOP class of secondary capture without BurnedInAnnotation NO"),
     ({"ImageType": ["DERIVED", "SECONDARY", "SCREEN SAVE"]}, "screen save without BurnedInAnnotation NO"),
     ({"ConversionType": "WSD"}, "screen save without BurnedInAnnotation NO"),
+    ({"ImageType": ["DERIVED", "SECONDARY", "SCREENSAVE"]}, "screen save without BurnedInAnnotation NO"),
+    ({"RecognizableVisualFeatures": "YES", "BurnedInAnnotation": "NO"},
+     "RecognizableVisualFeatures is YES (a face or another feature that identifies)"),
+    ({"RecognizableVisualFeatures": "NO"}, None),
     ({"Modality": "US", "BurnedInAnnotation": "NO"}, None),
     ({}, None),
 ])
@@ -391,7 +395,7 @@ def test_gate_on_the_header_as_the_engine_reads_it(header: dict[str, object], re
     path = make_study(tmp_path, subject=21, n_series=1, n_instances=1, encoding=encoding)[0]
     ds = pydicom.dcmread(path)
     ds.SpecificCharacterSet = "ISO_IR 100"
-    for keyword in ("BurnedInAnnotation", "ConversionType"):
+    for keyword in ("BurnedInAnnotation", "ConversionType", "RecognizableVisualFeatures"):
         if keyword in ds:
             delattr(ds, keyword)
     ds.Modality, ds.SOPClassUID, ds.ImageType = "MR", MR_IMAGE, ["ORIGINAL", "PRIMARY"]

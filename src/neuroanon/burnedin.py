@@ -110,7 +110,7 @@ def _class_in_meta(ds: Dataset) -> str | None:
 
 
 _RISK_KEYWORDS = ("SpecificCharacterSet", "BurnedInAnnotation", "Modality", "SOPClassUID", "ImageType",
-                  "ConversionType")
+                  "ConversionType", "RecognizableVisualFeatures")
 
 
 @once_per_raw_values(tuple(Tag(k) for k in _RISK_KEYWORDS))
@@ -119,6 +119,8 @@ def _risk_in_header(ds: Dataset) -> str | None:
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if burned == "YES":
         return "BurnedInAnnotation is YES"
+    if str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper() == "YES":
+        return "RecognizableVisualFeatures is YES (a face or another feature that identifies)"
     if burned == "NO":
         return None
     modality = str(ds.get("Modality", "") or "").strip().upper()
@@ -129,6 +131,7 @@ def _risk_in_header(ds: Dataset) -> str | None:
         return f"SOP class of {what} without BurnedInAnnotation NO"
     image_type = ds.get("ImageType") or []
     values = image_type if isinstance(image_type, (list, MultiValue)) else [image_type]
-    if "SCREEN SAVE" in {str(v).upper() for v in values} or str(ds.get("ConversionType", "")).upper() == "WSD":
+    screen = {"SCREEN SAVE", "SCREENSAVE"} & {str(v).strip().upper() for v in values}  # (both are written)
+    if screen or str(ds.get("ConversionType", "")).upper() == "WSD":
         return "screen save without BurnedInAnnotation NO"
     return None
