@@ -247,8 +247,7 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
                 segments += _segments_after(f, start, end) + _after_end(f, start, end)
             else:  # bytes before a JPEG's start, which no decoder reads, and the codestream after them
                 first = _late_start(f, start, end)
-                if first is not None:
-                    coded = True
+                if first is not None:  # (malformed: the fragments after it are not read as its continuation)
                     f.seek(start)
                     segments += [f.read(first - start), *_text_segments(f, first, end), *_after_end(f, first, end)]
             offsets = False
@@ -290,9 +289,8 @@ def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes]:
         f.seek(at)
         tail = f.read(min(stop + 1, end) - at)  # (one byte more: an end marker across the blocks' edge)
         mark = tail.rfind(b"\xff\xd9")
-        if mark >= 0:
-            f.seek(at + mark + 2)
-            rest = f.read(end - at - mark - 2).rstrip(b"\x00")
+        if mark >= 0:  # (what lies after this block is padding: read and found all zero)
+            rest = tail[mark + 2:].rstrip(b"\x00")
             return [rest] if rest else []
         if tail.strip(b"\x00"):
             return []  # coded data ends the fragment: a frame continued in the next one
