@@ -57,6 +57,7 @@ from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, bytes_after_frames, check_file, check_path
 from .rules import Change
 from .write import (
+    CHUNK,
     OUTPUT_MODE,
     WRITE_ERRORS,
     Staged,
@@ -837,15 +838,12 @@ def _same_bytes(staged: Path, released: Path) -> bool | None:
         with staged.open("rb") as ours, released.open("rb") as theirs:
             if os.fstat(ours.fileno()).st_size != os.fstat(theirs.fileno()).st_size:
                 return False
-            while chunk := ours.read(_CHUNK):
-                if chunk != theirs.read(_CHUNK):
+            while chunk := ours.read(CHUNK):
+                if chunk != theirs.read(CHUNK):
                     return False
             return True
     except OSError:
         return None
-
-
-_CHUNK = 1 << 20
 
 
 def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:

@@ -34,8 +34,8 @@ from .read import Header, PixelSpan
 
 CHUNK = 1 << 20
 TMP_SUFFIX = ".neuroanon-tmp"
-# What pydicom's writer raises for a value it cannot encode (a wrong type, a number out of range...).
-# What pydicom raises when it cannot decode or encode an element (NotImplementedError: a VR it does not know).
+# What pydicom raises for a value it cannot decode or encode (a wrong type, a number out of range, a VR it does not
+# know: NotImplementedError...).
 WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error, NotImplementedError)
 
 
