@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from .errors import UsageError
 from .keys import Keyring
@@ -20,18 +20,10 @@ from .options import Level, Options
 from .report import Record, Status
 from .residual import Finding
 from .rules import Change
+from .tables import DigestTable, digest
 
 VERSION = 3  # 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once
 CHANGES_KEPT = 256  # distinct lists of changes kept numbered before a new table (an enhanced file's may be long)
-
-
-class Done(NamedTuple):
-    """An input an earlier run finished: its size and modification time then, and where its line starts in the
-    journal (its record is read from there when asked for: a journal of a million files is not held in memory)."""
-
-    size: int
-    mtime_ns: int
-    line: int
 
 
 def journal_path(output: Path) -> Path:
@@ -83,7 +75,9 @@ class Journal:
         self.path = journal_path(output)
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
-        self.done: dict[str, Done] = {}
+        # Where the line of each input an earlier run finished starts, by its name's digest: the record is read
+        # from there when asked for (a journal of a million files is not held in memory).
+        self.done = DigestTable()
         self._lists: dict[int, int] = {}  # where the line of each numbered list of changes starts
         self._list: tuple[int, tuple[Change, ...]] = (-1, ())  # the last list read (a series' files share one)
         self._reader: BinaryIO | None = None
@@ -114,7 +108,7 @@ class Journal:
                 if "list" in entry:
                     self._lists[int(entry["list"])] = start
                 else:
-                    self.done[entry["id"]] = Done(int(entry["size"]), int(entry["mtime_ns"]), start)
+                    self.done[digest(str(entry["id"]))] = start
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
                 pass  # a line a killed run cut short
             start += len(line)
@@ -127,36 +121,43 @@ class Journal:
         entry: dict[str, Any] = json.loads(self._reader.readline())
         return entry
 
-    def _stored(self, done: Done) -> Record | None:
-        """The record an earlier run stored for an input; None if its line does not hold one (or names a list of
-        changes that is not there): the input is done again."""
+    def _earlier(self, relative: str) -> dict[str, Any] | None:
+        """The line an earlier run wrote last for this input, if any."""
+        if not self.done:
+            return None  # nothing to resume: no keyed token to compute
+        token = self._token(relative)
+        start = self.done.get(digest(token))
         try:
-            stored = self._read(done.line)
-            number = stored["changes"]
+            entry = self._read(start) if start is not None else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return entry if entry is not None and entry.get("id") == token else None
+
+    def _stored(self, entry: dict[str, Any]) -> Record | None:
+        """The record an earlier run stored in `entry`; None if it does not hold one (or names a list of changes
+        that is not there): the input is done again."""
+        try:
+            number = entry["changes"]
             if self._list[0] != number:
                 self._list = (number, tuple(Change(*c) for c in self._read(self._lists[number])["changes"]))
-            return _record(stored, self._list[1])
+            return _record(entry, self._list[1])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
             return None
 
     def finished(self, relative: str, path: Path) -> Record | None:
         """The record of an earlier run for this input, if it is unchanged and its output still exists."""
-        if not self.done:
-            return None  # nothing to resume: no keyed token to compute
-        done = self.done.get(self._token(relative))
-        if done is None or _stamp(path) != (done.size, done.mtime_ns):
+        entry = self._earlier(relative)
+        if entry is None or _stamp(path) != (entry.get("size"), entry.get("mtime_ns")):
             return None
-        return self._stored(done)
+        return self._stored(entry)
 
     def replaced(self, relative: str, path: Path) -> str | None:
         """The output an earlier run released for this input, if the input has changed since (it is done again,
         and what it gives now takes that output's place)."""
-        if not self.done:
+        entry = self._earlier(relative)
+        if entry is None or _stamp(path) == (entry.get("size"), entry.get("mtime_ns")):
             return None
-        done = self.done.get(self._token(relative))
-        if done is None or _stamp(path) == (done.size, done.mtime_ns):
-            return None
-        record = self._stored(done)
+        record = self._stored(entry)
         return record.output if record is not None and record.status is Status.WRITTEN else None
 
     def add(self, relative: str, path: Path, record: Record) -> None:

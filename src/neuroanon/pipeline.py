@@ -14,7 +14,6 @@ import ctypes
 import errno
 import fcntl
 import gc
-import hashlib
 import logging
 import os
 import shutil
@@ -56,6 +55,7 @@ from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, bytes_after_frames, check_file, check_path
 from .rules import Change
+from .tables import Claims
 from .write import (
     CHUNK,
     OUTPUT_MODE,
@@ -212,7 +212,7 @@ def _run(
     """Prepare every input (here or in the pool), commit each outcome in input order, record it."""
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
-    claimed: Claims = {}
+    claimed = Claims()
     with _pool(workers, dask_scheduler, work.lock) as pool, stops.deferred():
         own = (output, work.stage.parent, *([options.quarantine] if options.quarantine is not None else []))
         items = _named(inputs, follow_symlinks, own)
@@ -242,7 +242,7 @@ def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: Cl
     PatientID's new subject folder, or a `failed` record for an input now truncated). Done before the new outcome
     is journalled, so that a run killed between the two does it again."""
     new = prepared.record
-    if not earlier or _place_key(earlier) in claimed or new.status is Status.WRITTEN and new.output == earlier:
+    if not earlier or _place(earlier) in claimed or new.status is Status.WRITTEN and new.output == earlier:
         return
     if PurePosixPath(earlier).is_absolute() or ".." in PurePosixPath(earlier).parts:
         return  # not a name a run gives: the journal was written by something else
@@ -351,7 +351,7 @@ def preview_tree(
     check_output(output, options, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None, force)
     summary = Summary(options.level.value)
     writer = ReportWriter(report, options=options, run=run)
-    claimed: Claims = {}
+    claimed = Claims()
     not_kept = replace(options, quarantine=None)
     try:
         with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
@@ -380,7 +380,7 @@ def anonymize_file(source: Path, output: Path, options: Options) -> Record:
     out = output.resolve()
     # staged beside the output in a private folder of its own: calls into one output may run side by side
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.neuroanon-file-", dir=out.parent) as stage:
-        return commit(prepare(item, item.relative, Path(stage), RunContext.of(options)), output, options, {})
+        return commit(prepare(item, item.relative, Path(stage), RunContext.of(options)), output, options, Claims())
 
 
 def _named(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Path, ...] = (),
@@ -855,21 +855,15 @@ def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
     return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
 
 
-# The output places this run has claimed, each with the input that claimed it first. A place is kept as a digest
-# of its name: a run of a million files keeps these for every file it wrote.
-Claims = dict[bytes, str]
-
-
 def _claim(claimed: Claims, record: Record) -> str:
     """The input that first claimed the place of `record`'s output in this run: `record`'s own if none had."""
     assert record.output is not None
-    return claimed.setdefault(_place_key(record.output, record.status is Status.QUARANTINED), record.input)
+    return claimed.claim(_place(record.output, record.status is Status.QUARANTINED), record.input)
 
 
-def _place_key(output: str, quarantined: bool = False) -> bytes:
+def _place(output: str, quarantined: bool = False) -> str:
     """A place: a name in the output folder or in the quarantine (a name may be in both)."""
-    place = ("quarantine:" if quarantined else "") + output
-    return hashlib.blake2b(place.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+    return ("quarantine:" if quarantined else "") + output
 
 
 def _fields(summary: Summary) -> dict[str, object]:

@@ -66,6 +66,7 @@ from ..options import Level, Options
 from ..pipeline import Prepared, commit, own_stage, prepare, worker_pool
 from ..read import quiet
 from ..report import Record, ReportWriter, Status
+from ..tables import Claims
 from ..write import clear_staged, discard
 from .outbox import Forwarder, Outbox, Retry
 from .peer import Peer, check_ae_title, configure_pynetdicom, no_delay
@@ -383,7 +384,7 @@ class Node:
             discard(Path(staged))
             where = "waiting in the outbox" if self.forwarding else "stored"
             return Record(record.input, Status.SKIPPED, f"duplicate instance: already {where}", record.output)
-        return commit(prepared, self.output, self.options, {})
+        return commit(prepared, self.output, self.options, Claims())
 
     def _make_durable(self, record: Record) -> None:
         if record.output is None:
