@@ -233,6 +233,24 @@ def test_a_request_id_only_in_a_request_item_is_found(tmp_path: Path, sequence: 
     assert_found(held(tmp_path, source, ImageComments=f"req {value}"), keyword, "(0020,4000)", value)
 
 
+@pytest.mark.parametrize("sequence", ["ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
+                                      "GroupOfPatientsIdentificationSequence"])
+@pytest.mark.parametrize(("keyword", "value", "text"), [("PatientName", "Quxworth^Zelda", "QUXWORTH"),
+                                                        ("PatientID", "MRQ-4853-0737", "MRQ48530737"),
+                                                        ("PatientBirthDate", "19580126", "26.01.1958"),
+                                                        ("OtherPatientNames", "Snorvack^Morwen", "Snorvack")])
+def test_a_patients_identity_only_in_an_item_that_names_a_patient_is_found(tmp_path: Path, sequence: str,
+                                                                          keyword: str, value: str, text: str) -> None:
+    """The patient may be named in the items of a sequence that references or groups patients alone (the top
+    level already emptied by an earlier tool)."""
+    source = Dataset()
+    source.PatientName, source.PatientID = "Anonymous", ""
+    item = Dataset()
+    setattr(item, keyword, value)
+    setattr(source, sequence, pydicom.Sequence([item]))
+    assert_found(held(tmp_path, source, ImageComments=f"({text})"), keyword, "(0020,4000)", text)
+
+
 @pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])
 def test_near_misses_of_an_id_are_no_hits(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(PatientID="ZQ-4471-0093"), ImageComments=f"id {text}") == []

@@ -93,15 +93,23 @@ _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyw
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 # The sequences whose items hold needles (named in findings as the attribute given): the other IDs a patient is
 # known by (the top-level PatientID may be empty), each item's ID and issuer; the request's IDs, which may be
-# there alone (the top-level AccessionNumber empty).
+# there alone (the top-level AccessionNumber empty); and the patient's names, IDs and birth date in the items of
+# the sequences that reference or group patients, which may name the patient alone (the top level emptied by an
+# earlier tool).
 _REQUEST = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "AccessionNumber", "RequestedProcedureID", "ScheduledProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
     "FillerOrderNumberImagingServiceRequest", "StudyInstanceUID"))
+_PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
+    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "IssuerOfPatientID"))
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
     int(tag_for_keyword("RequestAttributesSequence") or 0): _REQUEST,
     int(tag_for_keyword("ReferencedRequestSequence") or 0): _REQUEST,
+    **{int(tag_for_keyword(k) or 0): _PATIENT for k in (
+        "ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
+        "GroupOfPatientsIdentificationSequence")},
 }
 _KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
