@@ -251,6 +251,21 @@ def test_a_patients_identity_only_in_an_item_that_names_a_patient_is_found(tmp_p
     assert_found(held(tmp_path, source, ImageComments=f"({text})"), keyword, "(0020,4000)", text)
 
 
+@pytest.mark.parametrize(("pid", "text"), [("MRN48823740", "48823740"), ("MRN48823740", "488-237-40"),
+                                           ("E-0048823740", "48823740"), ("MRN 48823740-3", "48823740")])
+def test_the_long_number_of_an_id_is_found_without_its_letters(tmp_path: Path, pid: str, text: str) -> None:
+    """A run of 8 digits or more is a number in its own right (searched as a numeric ID is): its prefix of letters
+    (the kind, the issuer) is often left out where the number is copied."""
+    findings = held(tmp_path, original(PatientID=pid), ImageComments=f"no {text}")
+    assert_found(findings, "PatientID", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("pid", "text"), [("MRN4882374", "4882374"), ("MRN48823740", "4882374"),
+                                           ("MRN48823740", "488237401")])
+def test_a_shorter_number_of_an_id_or_another_is_no_hit(tmp_path: Path, pid: str, text: str) -> None:
+    assert held(tmp_path, original(PatientID=pid), ImageComments=f"no {text}") == []
+
+
 @pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])
 def test_near_misses_of_an_id_are_no_hits(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(PatientID="ZQ-4471-0093"), ImageComments=f"id {text}") == []

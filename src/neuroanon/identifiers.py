@@ -705,11 +705,16 @@ def _half_width() -> dict[str, str]:
 
 def id_texts(text: str) -> set[str]:
     """An ID as also written: without separators, (if numeric) without leading zeros, and with a separator
-    where letters and digits meet ("PIDX-93417", "ACCQ 771204" for "PIDX93417", "ACCQ771204")."""
+    where letters and digits meet ("PIDX-93417", "ACCQ 771204" for "PIDX93417", "ACCQ771204"). A run of at least
+    `_MIN_GROUPED` digits in it is a number in its own right, searched as a numeric ID is ("48823740" for
+    "MRN48823740": the letters, a kind or an issuer, are often left out where the number is copied)."""
     bare = re.sub(r"[^0-9A-Za-z]", "", text)
     found = {bare} if bare else set()
     if bare.isdigit():
         found.add(bare.lstrip("0"))
+    else:
+        runs = [r for r in _DIGITS.findall(text) if len(r) >= _MIN_GROUPED]
+        found |= {n for r in runs for n in (r, r.lstrip("0")) if len(n) >= _MIN_GROUPED}
     groups = _LETTERS_OR_DIGITS.findall(bare)
     if len(groups) > 1:
         found |= {separator.join(groups) for separator in _ID_SEPARATORS}
