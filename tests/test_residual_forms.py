@@ -140,6 +140,14 @@ class TestEncodings:
         assert_found(findings, "PatientName", "(0020,4000)", "Jürgen")
 
 
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+def test_a_value_is_a_word_whatever_the_tag_after_it(tmp_path: Path, syntax: str) -> None:
+    """A value ends where its element does: the next element's tag (little endian: a group such as 0070 starts with
+    the byte of "p", then its high byte, NUL) is no letter of its word."""
+    findings = held(tmp_path, original("Quxworth^Zelda"), syntax, ContentLabel="QUXWORTH", ContentDescription="x")
+    assert_found(findings, "PatientName", "(0070,0080)", "Quxworth")
+
+
 DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 April 1947", "15. April 1947",
          "15 avril 1947", "15 de abril de 1947", "15 aprile 1947", "April 15, 1947", "15-APR-1947", "470415",
          "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15"]

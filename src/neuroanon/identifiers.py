@@ -957,11 +957,16 @@ def _bounds(boundary: str, encoding: str) -> tuple[bytes, bytes]:
     """(look-behind, look-ahead) that keep a match in `encoding` from standing next to a letter or digit
     (`boundary`). A pattern of one byte order also matches text of the other shifted by a byte (three in UTF-32):
     a little-endian match then ends inside the next character, a big-endian one starts inside the one before, at
-    the start of the bytes with no NUL before it."""
+    the start of the bytes with no NUL before it.
+
+    In one-byte-per-letter text, a letter after a word that a NUL byte follows is no part of the word: a value's
+    bytes are followed by the next element's tag, whose first byte (little endian) is its group's low byte and
+    reads as a letter for a group such as 0070 ("p"), before the group's high byte, NUL. (A digit so followed
+    stays part of a number: a UID's last digit before the NUL that pads it.)"""
     c = _CLASSES[boundary]
     nuls = _WIDE_NULS.get(encoding[:6])
     if nuls is None:
-        return rb"(?<!" + c + rb")", rb"(?!" + c + rb")"
+        return rb"(?<!" + c + rb")", rb"(?!" + c + (rb"(?!\x00))" if boundary == ALPHA else rb")")
     if encoding.endswith("_le"):
         return rb"(?<!" + c + nuls + rb")", rb"(?!" + c + rb"(?:\x00|\Z))"
     return rb"(?<!" + nuls + c + rb")(?<!^" + c + rb")", rb"(?!" + nuls + c + rb")"
