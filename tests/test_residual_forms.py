@@ -555,6 +555,18 @@ def test_a_telephone_number_written_another_way(tmp_path: Path, text: str) -> No
     assert_found(findings, "PatientTelephoneNumbers", "(0020,4000)", text)
 
 
+@pytest.mark.parametrize(("number", "text"), [
+    ("+44 1632 960183", "01632 960183"), ("+44 1632 960183", "1632960183"), ("+1 (555) 013-8842", "555-013-8842"),
+    ("+1 (555) 013-8842", "5550138842"), ("01632 960183", "+44 1632 960183"), ("01632 960183", "44-1632-960183")])
+def test_a_telephone_number_with_or_without_its_country_code(tmp_path: Path, number: str, text: str) -> None:
+    """A number is written at home without its country code (and with the trunk 0), abroad with it and without
+    the 0."""
+    source = original()
+    source.PatientTelephoneNumbers = number
+    findings = held(tmp_path, source, ImageComments=f"call {text} today")
+    assert_found(findings, "PatientTelephoneNumbers", "(0020,4000)", text)
+
+
 @pytest.mark.parametrize("text", ["version 03.02.62", "12.03.1961", "tel 555-123-4568", "555-124-4567"])
 def test_near_misses_of_the_new_forms_are_no_hits(tmp_path: Path, text: str) -> None:
     source = original(PatientBirthDate="19610203")

@@ -541,9 +541,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
         texts |= street_texts(text)
-    groups = _DIGITS.findall(text) if keyword in PHONES and not _LETTER.search(text) else []
-    if len(groups) > 1 and _worth_searching("".join(groups).encode()):  # (this needle stands for the bare digits too)
-        out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
+    if keyword in PHONES and not _LETTER.search(text):
+        out += _phone_needles(keyword, text, encodings, declared)
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
@@ -766,6 +765,32 @@ def phone_form(groups: list[str]) -> Form:
     for group in groups[1:]:
         tokens += [_PHONE_SEPARATORS, (group,)]
     return Form(tuple(tokens), DIGIT, DIGIT)
+
+
+def _phone_needles(keyword: str, text: str, encodings: tuple[str, ...],
+                   declared: tuple[str, ...]) -> list[Needle]:
+    """A telephone number's digit groups between any separators (a needle that stands for the bare digits too), and
+    its national forms (`national_groups`)."""
+    out = []
+    groups = _DIGITS.findall(text)
+    if len(groups) > 1 and _worth_searching("".join(groups).encode()):
+        out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
+    national = national_groups(text, groups)
+    if national and _worth_searching("".join(national).encode()):
+        forms = (phone_form(national), phone_form(["0" + national[0], *national[1:]]))
+        out.append(Needle(keyword, "".join(national).encode(), forms, encodings, declared))
+    return out
+
+
+def national_groups(text: str, groups: list[str]) -> list[str]:
+    """A telephone number's groups of digits without its country code ("+44 1632 960183") or its trunk 0 ("01632
+    960183"), as it is written at home or abroad (`phone_form`s of them, with and without the 0, are its national
+    forms); none for a number written neither way."""
+    if text.lstrip().startswith("+") and len(groups) > 2:
+        return groups[1:]
+    if len(groups) > 1 and groups[0].startswith("0") and not groups[0].startswith("00") and len(groups[0]) > 1:
+        return [groups[0][1:], *groups[1:]]
+    return []
 
 
 PHONES = frozenset({"PatientTelephoneNumbers"})
