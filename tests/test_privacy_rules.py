@@ -701,6 +701,35 @@ def test_an_id_known_only_from_other_patient_ids_is_searched_for(tmp_path: Path,
         assert pydicom.dcmread(out)[0x0051100F].value == "HEA;" + "X" * len(pid) + ";HEP"
 
 
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("stored", ["SQ", "UN", "UN-undefined"])
+def test_a_patient_named_only_in_a_referenced_patient_item_is_searched_for(tmp_path: Path, encoding: str,
+                                                                           stored: str) -> None:
+    """An earlier tool emptied the top level, and the patient's name and ID stand only in an item of
+    ReferencedPatientSequence (as a sequence, or stored as UN): full removes the sequence, and the name copied into
+    a kept value (a Siemens coil string) is cleaned out of it like any other."""
+    name, pid = "Quxworth^Zelda", "ZQ-4853-0737"
+    ds = make_dataset(subject=48)
+    ds.PatientName, ds.PatientID = "Anonymous", ""
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.840.10008.3.1.2.1.1", ROOT + "48.9"
+    item.PatientName, item.PatientID = name, pid
+    if stored == "SQ":
+        ds.ReferencedPatientSequence = pydicom.Sequence([item])
+    else:
+        add_un(ds, 0x00081120, un_bytes(item, 0x00081120, "ascii"), undefined=stored == "UN-undefined")
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0051100F, "LO", "HEA;QUXWORTH;HEP")  # Coil String: a kept value, cleaned of identifying values
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    assert b"QUXWORTH" not in searchable_bytes(out).upper()
+    with quiet():
+        assert pydicom.dcmread(out)[0x0051100F].value == "HEA;XXXXXXXX;HEP"
+
+
 @pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])
 @pytest.mark.parametrize("script", ["latin", "cyrillic"])
 def test_identifying_text_in_utf32_in_a_kept_binary_value_is_cleaned_out(tmp_path: Path, codec: str,

@@ -140,6 +140,14 @@ class TestEncodings:
         assert_found(findings, "PatientName", "(0020,4000)", "Jürgen")
 
 
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+def test_a_value_is_a_word_whatever_the_tag_after_it(tmp_path: Path, syntax: str) -> None:
+    """A value ends where its element does: the next element's tag (little endian: a group such as 0070 starts with
+    the byte of "p", then its high byte, NUL) is no letter of its word."""
+    findings = held(tmp_path, original("Quxworth^Zelda"), syntax, ContentLabel="QUXWORTH", ContentDescription="x")
+    assert_found(findings, "PatientName", "(0070,0080)", "Quxworth")
+
+
 DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 April 1947", "15. April 1947",
          "15 avril 1947", "15 de abril de 1947", "15 aprile 1947", "April 15, 1947", "15-APR-1947", "470415",
          "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15"]
@@ -231,6 +239,39 @@ def test_a_request_id_only_in_a_request_item_is_found(tmp_path: Path, sequence: 
     setattr(item, keyword, value)
     setattr(source, sequence, pydicom.Sequence([item]))
     assert_found(held(tmp_path, source, ImageComments=f"req {value}"), keyword, "(0020,4000)", value)
+
+
+@pytest.mark.parametrize("sequence", ["ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
+                                      "GroupOfPatientsIdentificationSequence"])
+@pytest.mark.parametrize(("keyword", "value", "text"), [("PatientName", "Quxworth^Zelda", "QUXWORTH"),
+                                                        ("PatientID", "MRQ-4853-0737", "MRQ48530737"),
+                                                        ("PatientBirthDate", "19580126", "26.01.1958"),
+                                                        ("OtherPatientNames", "Snorvack^Morwen", "Snorvack")])
+def test_a_patients_identity_only_in_an_item_that_names_a_patient_is_found(tmp_path: Path, sequence: str,
+                                                                          keyword: str, value: str, text: str) -> None:
+    """The patient may be named in the items of a sequence that references or groups patients alone (the top
+    level already emptied by an earlier tool)."""
+    source = Dataset()
+    source.PatientName, source.PatientID = "Anonymous", ""
+    item = Dataset()
+    setattr(item, keyword, value)
+    setattr(source, sequence, pydicom.Sequence([item]))
+    assert_found(held(tmp_path, source, ImageComments=f"({text})"), keyword, "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("pid", "text"), [("MRN48823740", "48823740"), ("MRN48823740", "488-237-40"),
+                                           ("E-0048823740", "48823740"), ("MRN 48823740-3", "48823740")])
+def test_the_long_number_of_an_id_is_found_without_its_letters(tmp_path: Path, pid: str, text: str) -> None:
+    """A run of 8 digits or more is a number in its own right (searched as a numeric ID is): its prefix of letters
+    (the kind, the issuer) is often left out where the number is copied."""
+    findings = held(tmp_path, original(PatientID=pid), ImageComments=f"no {text}")
+    assert_found(findings, "PatientID", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("pid", "text"), [("MRN4882374", "4882374"), ("MRN48823740", "4882374"),
+                                           ("MRN48823740", "488237401")])
+def test_a_shorter_number_of_an_id_or_another_is_no_hit(tmp_path: Path, pid: str, text: str) -> None:
+    assert held(tmp_path, original(PatientID=pid), ImageComments=f"no {text}") == []
 
 
 @pytest.mark.parametrize("text", ["ZQ-4471-00931", "XZQ-4471-0093", "ZQ-4471-0094", "4471-0093"])
@@ -510,6 +551,18 @@ def test_a_date_with_a_two_digit_year(tmp_path: Path, text: str) -> None:
 def test_a_telephone_number_written_another_way(tmp_path: Path, text: str) -> None:
     source = original()
     source.PatientTelephoneNumbers = "555-123-4567"
+    findings = held(tmp_path, source, ImageComments=f"call {text} today")
+    assert_found(findings, "PatientTelephoneNumbers", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("number", "text"), [
+    ("+44 1632 960183", "01632 960183"), ("+44 1632 960183", "1632960183"), ("+1 (555) 013-8842", "555-013-8842"),
+    ("+1 (555) 013-8842", "5550138842"), ("01632 960183", "+44 1632 960183"), ("01632 960183", "44-1632-960183")])
+def test_a_telephone_number_with_or_without_its_country_code(tmp_path: Path, number: str, text: str) -> None:
+    """A number is written at home without its country code (and with the trunk 0), abroad with it and without
+    the 0."""
+    source = original()
+    source.PatientTelephoneNumbers = number
     findings = held(tmp_path, source, ImageComments=f"call {text} today")
     assert_found(findings, "PatientTelephoneNumbers", "(0020,4000)", text)
 

@@ -93,15 +93,23 @@ _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyw
 _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 # The sequences whose items hold needles (named in findings as the attribute given): the other IDs a patient is
 # known by (the top-level PatientID may be empty), each item's ID and issuer; the request's IDs, which may be
-# there alone (the top-level AccessionNumber empty).
+# there alone (the top-level AccessionNumber empty); and the patient's names, IDs and birth date in the items of
+# the sequences that reference or group patients, which may name the patient alone (the top level emptied by an
+# earlier tool).
 _REQUEST = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "AccessionNumber", "RequestedProcedureID", "ScheduledProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
     "FillerOrderNumberImagingServiceRequest", "StudyInstanceUID"))
+_PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
+    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "IssuerOfPatientID"))
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
     int(tag_for_keyword("RequestAttributesSequence") or 0): _REQUEST,
     int(tag_for_keyword("ReferencedRequestSequence") or 0): _REQUEST,
+    **{int(tag_for_keyword(k) or 0): _PATIENT for k in (
+        "ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
+        "GroupOfPatientsIdentificationSequence")},
 }
 _KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
@@ -533,9 +541,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
         texts |= street_texts(text)
-    groups = _DIGITS.findall(text) if keyword in PHONES and not _LETTER.search(text) else []
-    if len(groups) > 1 and _worth_searching("".join(groups).encode()):  # (this needle stands for the bare digits too)
-        out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
+    if keyword in PHONES and not _LETTER.search(text):
+        out += _phone_needles(keyword, text, encodings, declared)
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
@@ -697,11 +704,16 @@ def _half_width() -> dict[str, str]:
 
 def id_texts(text: str) -> set[str]:
     """An ID as also written: without separators, (if numeric) without leading zeros, and with a separator
-    where letters and digits meet ("PIDX-93417", "ACCQ 771204" for "PIDX93417", "ACCQ771204")."""
+    where letters and digits meet ("PIDX-93417", "ACCQ 771204" for "PIDX93417", "ACCQ771204"). A run of at least
+    `_MIN_GROUPED` digits in it is a number in its own right, searched as a numeric ID is ("48823740" for
+    "MRN48823740": the letters, a kind or an issuer, are often left out where the number is copied)."""
     bare = re.sub(r"[^0-9A-Za-z]", "", text)
     found = {bare} if bare else set()
     if bare.isdigit():
         found.add(bare.lstrip("0"))
+    else:
+        runs = [r for r in _DIGITS.findall(text) if len(r) >= _MIN_GROUPED]
+        found |= {n for r in runs for n in (r, r.lstrip("0")) if len(n) >= _MIN_GROUPED}
     groups = _LETTERS_OR_DIGITS.findall(bare)
     if len(groups) > 1:
         found |= {separator.join(groups) for separator in _ID_SEPARATORS}
@@ -753,6 +765,32 @@ def phone_form(groups: list[str]) -> Form:
     for group in groups[1:]:
         tokens += [_PHONE_SEPARATORS, (group,)]
     return Form(tuple(tokens), DIGIT, DIGIT)
+
+
+def _phone_needles(keyword: str, text: str, encodings: tuple[str, ...],
+                   declared: tuple[str, ...]) -> list[Needle]:
+    """A telephone number's digit groups between any separators (a needle that stands for the bare digits too), and
+    its national forms (`national_groups`)."""
+    out = []
+    groups = _DIGITS.findall(text)
+    if len(groups) > 1 and _worth_searching("".join(groups).encode()):
+        out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
+    national = national_groups(text, groups)
+    if national and _worth_searching("".join(national).encode()):
+        forms = (phone_form(national), phone_form(["0" + national[0], *national[1:]]))
+        out.append(Needle(keyword, "".join(national).encode(), forms, encodings, declared))
+    return out
+
+
+def national_groups(text: str, groups: list[str]) -> list[str]:
+    """A telephone number's groups of digits without its country code ("+44 1632 960183") or its trunk 0 ("01632
+    960183"), as it is written at home or abroad (`phone_form`s of them, with and without the 0, are its national
+    forms); none for a number written neither way."""
+    if text.lstrip().startswith("+") and len(groups) > 2:
+        return groups[1:]
+    if len(groups) > 1 and groups[0].startswith("0") and not groups[0].startswith("00") and len(groups[0]) > 1:
+        return [groups[0][1:], *groups[1:]]
+    return []
 
 
 PHONES = frozenset({"PatientTelephoneNumbers"})
@@ -944,11 +982,16 @@ def _bounds(boundary: str, encoding: str) -> tuple[bytes, bytes]:
     """(look-behind, look-ahead) that keep a match in `encoding` from standing next to a letter or digit
     (`boundary`). A pattern of one byte order also matches text of the other shifted by a byte (three in UTF-32):
     a little-endian match then ends inside the next character, a big-endian one starts inside the one before, at
-    the start of the bytes with no NUL before it."""
+    the start of the bytes with no NUL before it.
+
+    In one-byte-per-letter text, a letter after a word that a NUL byte follows is no part of the word: a value's
+    bytes are followed by the next element's tag, whose first byte (little endian) is its group's low byte and
+    reads as a letter for a group such as 0070 ("p"), before the group's high byte, NUL. (A digit so followed
+    stays part of a number: a UID's last digit before the NUL that pads it.)"""
     c = _CLASSES[boundary]
     nuls = _WIDE_NULS.get(encoding[:6])
     if nuls is None:
-        return rb"(?<!" + c + rb")", rb"(?!" + c + rb")"
+        return rb"(?<!" + c + rb")", rb"(?!" + c + (rb"(?!\x00))" if boundary == ALPHA else rb")")
     if encoding.endswith("_le"):
         return rb"(?<!" + c + nuls + rb")", rb"(?!" + c + rb"(?:\x00|\Z))"
     return rb"(?<!" + nuls + c + rb")(?<!^" + c + rb")", rb"(?!" + nuls + c + rb")"
