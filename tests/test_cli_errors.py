@@ -71,6 +71,17 @@ def _cause(line: str) -> None:
     assert "Permission denied" in line or "Operation not permitted" in line, line
 
 
+@pytest.mark.parametrize("workers", ["0", "-1", "100000"])
+def test_a_number_of_workers_the_machine_cannot_run_is_refused(source: Path, tmp_path: Path, workers: str) -> None:
+    """One line and exit 2, before any worker starts: 100,000 workers once forked until memory ran out."""
+    most = str(max(32, 4 * (os.cpu_count() or 1)))
+    line = _one_line(_run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--workers", workers]), 2,
+                     "--workers", most)
+    assert not (tmp_path / "out").exists(), line
+    _one_line(_run(["serve", "--output", str(tmp_path / "node"), "--port", "0", "--workers", workers]), 2,
+              "--workers", most)
+
+
 def test_output_that_is_an_existing_file(source: Path, tmp_path: Path) -> None:
     target = tmp_path / "taken"
     target.write_text("not a folder")
