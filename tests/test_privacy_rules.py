@@ -730,6 +730,36 @@ def test_a_patient_named_only_in_a_referenced_patient_item_is_searched_for(tmp_p
         assert pydicom.dcmread(out)[0x0051100F].value == "HEA;XXXXXXXX;HEP"
 
 
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("depth", [1, 3])
+def test_a_patient_named_only_in_an_item_at_any_depth_is_searched_for(tmp_path: Path, encoding: str,
+                                                                    depth: int) -> None:
+    """The patient's name, ID and birth date stand only in an item of a sequence that does not name patients
+    (ReferencedImageSequence, at depth 1 or inside two more items), the top level naming no one: full removes
+    them there, and the name copied into a kept value (a Siemens coil string) is cleaned out of it."""
+    ds = make_dataset(subject=49)
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Anonymous", "", ""
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.4", ROOT + "49.9"
+    item.PatientName, item.PatientID, item.PatientBirthDate = "Vrellinghast^Odo", "VO-5521-8830", "19570412"
+    for _ in range(depth - 1):
+        outer = Dataset()
+        outer.ReferencedImageSequence = pydicom.Sequence([item])
+        item = outer
+    ds.ReferencedImageSequence = pydicom.Sequence([item])
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0051100F, "LO", "HEA;VRELLINGHAST;HEP")  # Coil String: a kept value, cleaned of identifying values
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data = searchable_bytes(out).upper()
+    assert b"VRELLINGHAST" not in data and b"5521-8830" not in data and b"19570412" not in data
+    with quiet():
+        assert pydicom.dcmread(out)[0x0051100F].value == "HEA;" + "X" * len("VRELLINGHAST") + ";HEP"
+
+
 @pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])
 @pytest.mark.parametrize("script", ["latin", "cyrillic"])
 def test_identifying_text_in_utf32_in_a_kept_binary_value_is_cleaned_out(tmp_path: Path, codec: str,

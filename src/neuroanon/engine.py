@@ -37,7 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from .allowlist import SafePrivate, creator_name, holds_a_number
 from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import IN_SEQUENCES, Needle, find, find_once, patient_id
+from .identifiers import IN_SEQUENCES, NESTED_IDENTITY, Needle, find, find_once, patient_id
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
@@ -687,6 +687,17 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
         pos += 8 + length
 
 
+def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: list[tuple[int, str, bytes]]) -> None:
+    """Add to `found` the patient's values (`identifiers.NESTED_IDENTITY`) that stand in items, at any depth, of
+    the sequences read as such (not those stored as UN)."""
+    for e in elements:
+        if e.items is not None:
+            for item in e.items:
+                _nested_identity(buf, item.elements, depth + 1, found)
+        elif depth and e.tag in NESTED_IDENTITY and e.end > e.value:
+            found.append((e.tag, e.vr, buf[e.value:e.end]))
+
+
 def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: bool = True) -> Dataset:
     """The elements as a pydicom dataset of raw elements, decoded only when read; of the sequences only those
     whose items hold needles (`identifiers.IN_SEQUENCES`)."""
@@ -907,6 +918,10 @@ class _Job:
     def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
              pixel_bytes: memoryview | None) -> Plan:
         self.keyring = self.context.keyring
+        nested: list[tuple[int, str, bytes]] = []
+        _nested_identity(self.buf, head, 0, nested)
+        _nested_identity(self.tail_buf, tail, 0, nested)
+        self.context.found_nested(tuple(nested))
         self.patterns = self.context.needles
         self.own = self.context.instance_needles
         self.subject = self.context.subject

@@ -102,6 +102,8 @@ _REQUEST = tuple((int(tag_for_keyword(k) or 0), k) for k in (
 _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
     "IssuerOfPatientID"))
+# The patient's own values, searched for also where they stand in an item at any depth (`nested_needles`).
+NESTED_IDENTITY = frozenset(tag for tag, _ in _PATIENT)
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
@@ -439,6 +441,52 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
+def nested_needles(ds: Dataset, nested: tuple[tuple[int, str, bytes], ...]) -> tuple[Needle, ...]:
+    """`needles(ds)` with those of the patient's values found in items at any depth (`NESTED_IDENTITY`: tag, VR,
+    value; read in `ds`'s character set): an item may name the patient where the top level names another or no
+    one (OriginalAttributesSequence keeps the name a correction replaced), and a kept text may copy it."""
+    charset = ds.get_item(SPECIFIC_CHARACTER_SET) if SPECIFIC_CHARACTER_SET in ds else None
+    if isinstance(charset, RawDataElement):
+        declared = (charset.VR, charset.value)
+    else:
+        declared = ("CS", "\\".join(_declared_terms(charset)).encode("ascii", "replace") if charset else None)
+    base = needles(ds)
+    key = (id(base), nested, declared)  # (a tuple of needles hashes slowly; the series' one is the same object)
+    known = _WITH_NESTED.get(key)
+    if known is None or known[0] is not base:
+        if len(_WITH_NESTED) >= 32:
+            _WITH_NESTED.clear()
+        known = _WITH_NESTED[key] = (base, _with_nested(base, nested, declared))
+    return known[1]
+
+
+# The needles of the last files' values with those of their items: files of a series share them (the same tuple,
+# one index for them all).
+_WITH_NESTED: dict[tuple[int, tuple[tuple[int, str, bytes], ...], tuple[str | None, bytes | None]],
+                   tuple[tuple[Needle, ...], tuple[Needle, ...]]] = {}
+
+
+def _with_nested(base: tuple[Needle, ...], nested: tuple[tuple[int, str, bytes], ...],
+                 charset: tuple[str | None, bytes | None]) -> tuple[Needle, ...]:
+    found = {n.data: n for n in base}
+    for tag, vr, value in nested:
+        one: dict[BaseTag, DataElement | RawDataElement] = {BaseTag(tag): _raw(tag, vr or None, value)}
+        if charset[1] is not None:
+            one[BaseTag(SPECIFIC_CHARACTER_SET)] = _raw(SPECIFIC_CHARACTER_SET, charset[0], charset[1])
+        for needle in needles(Dataset(one)):
+            found.setdefault(needle.data, needle)
+    return base if len(found) == len(base) else tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def _raw(tag: int, vr: str | None, value: bytes) -> RawDataElement:
+    return RawDataElement(BaseTag(tag), vr, len(value), value, 0, False, True)
+
+
+def _declared_terms(element: DataElement | RawDataElement) -> list[str]:
+    value = element.value
+    return [str(v) for v in value] if isinstance(value, (list, MultiValue)) else [str(value or "")]
+
+
 def _items(ds: Dataset, tag: int) -> list[Dataset]:
     """The items of a sequence (also one stored as UN), none if it is absent or pydicom cannot read it (an
     undefined-length UN inside a big endian one: its OSError)."""
@@ -456,8 +504,7 @@ def _declared(ds: Dataset) -> tuple[str, ...]:
     if SPECIFIC_CHARACTER_SET not in ds:
         return ()
     try:
-        value = ds[SPECIFIC_CHARACTER_SET].value
-        terms = [str(v) for v in value] if isinstance(value, (list, MultiValue)) else [str(value or "")]
+        terms = _declared_terms(ds[SPECIFIC_CHARACTER_SET])
         return tuple(e for e in convert_encodings([t for t in terms if t] or ["ISO_IR 6"]) if e != "iso8859")
     except (LookupError, ValueError, TypeError):
         return ()
