@@ -828,3 +828,19 @@ def test_a_journal_line_cut_short_by_a_stop_is_passed_over(tmp_path: Path) -> No
     assert main(["anonymize", str(source), "-o", str(out), "--report", str(report), "-q"]) == 0
     records, summary = _records(report)
     assert summary["written"] == 3 and len(_released(out)) == 3
+
+
+def test_a_file_gone_after_its_folder_was_listed_fails_and_is_no_broken_symlink(tmp_path: Path) -> None:
+    """A file removed or moved between the listing of its folder and its reading (an audit removed files
+    mid-run): a `failed` record that says so, not a skipped "broken symlink" that let the run end with status 0."""
+    from neuroanon.context import RunContext
+    from neuroanon.discover import Kind, _classify
+
+    gone, link = tmp_path / "IM0001.dcm", tmp_path / "link.dcm"
+    link.symlink_to(tmp_path / "nowhere.dcm")
+    item = _classify(gone, tmp_path, gone.name)
+    assert (item.kind, item.note) == (Kind.UNREADABLE, "gone: removed or moved after it was listed")
+    assert _classify(link, tmp_path, link.name, follow=True).kind is Kind.LINK
+    run = RunContext.of(Options(level=Level.FULL, key=b"\x5a" * 32))
+    record = pipeline.prepare(item, item.relative, tmp_path / "stage", run).record
+    assert record.status is Status.FAILED and "gone" in record.reason

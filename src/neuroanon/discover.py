@@ -226,7 +226,10 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
     try:
         info = path.stat() if follow else path.lstat()
     except FileNotFoundError:
-        return InputFile(path, root, relative, Kind.LINK, note="broken symlink: its target does not exist")
+        if os.path.islink(path):
+            return InputFile(path, root, relative, Kind.LINK, note="broken symlink: its target does not exist")
+        # (listed, then gone: removed or moved while the run went through its folder)
+        return InputFile(path, root, relative, Kind.UNREADABLE, note="gone: removed or moved after it was listed")
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
     if stat.S_ISLNK(info.st_mode):
