@@ -839,8 +839,8 @@ def test_a_file_gone_after_its_folder_was_listed_fails_and_is_no_broken_symlink(
     gone, link = tmp_path / "IM0001.dcm", tmp_path / "link.dcm"
     link.symlink_to(tmp_path / "nowhere.dcm")
     item = _classify(gone, tmp_path, gone.name)
-    assert (item.kind, item.note) == (Kind.UNREADABLE, "gone: removed or moved after it was listed")
+    assert (item.kind, item.note) == (Kind.UNREADABLE, "not found: removed or moved during the run")
     assert _classify(link, tmp_path, link.name, follow=True).kind is Kind.LINK
     run = RunContext.of(Options(level=Level.FULL, key=b"\x5a" * 32))
     record = pipeline.prepare(item, item.relative, tmp_path / "stage", run).record
-    assert record.status is Status.FAILED and "gone" in record.reason
+    assert record.status is Status.FAILED and "removed or moved" in record.reason

@@ -228,8 +228,8 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
     except FileNotFoundError:
         if os.path.islink(path):
             return InputFile(path, root, relative, Kind.LINK, note="broken symlink: its target does not exist")
-        # (listed, then gone: removed or moved while the run went through its folder)
-        return InputFile(path, root, relative, Kind.UNREADABLE, note="gone: removed or moved after it was listed")
+        # (not a symlink: the file itself is gone, removed or moved while the run went on)
+        return InputFile(path, root, relative, Kind.UNREADABLE, note="not found: removed or moved during the run")
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
     if stat.S_ISLNK(info.st_mode):
