@@ -15,7 +15,10 @@ import pydicom
 import pytest
 
 from neuroanon.cli import main
+from neuroanon.errors import UsageError
 from neuroanon.keys import load_lookup
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_tree
 from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .helpers import comparable_report, files_under, read_report
@@ -222,3 +225,84 @@ def test_a_mapping_file_in_use_by_another_run_is_refused(tree: Path, tmp_path: P
         assert "in use by another run" in capsys.readouterr().err
     assert main([*args, "-o", str(tmp_path / "second")]) == 1
     assert len(_mapping(mapping)) == 3
+
+
+def _left_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("case", ["mapping of another key", "mapping of another key, no key yet", "mapping in use",
+                                  "report in use"])
+def test_a_refused_run_leaves_nothing_behind(tree: Path, tmp_path: Path, key_file: Path, case: str,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """No journal, no output folder, no key: each of these was left by a run refused with exit 2."""
+    mapping, report, runs = tmp_path / "mapping.csv", tmp_path / "report.jsonl", tmp_path / "runs"
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--mapping", str(mapping),
+                 "-o", str(tmp_path / "first"), "-q"]) == 1
+    runs.mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    args = ["anonymize", str(tree), "--level", "full", "-o", str(runs / "out"), "-q"]
+    other = tmp_path / "other.key"
+    other.write_text("77" * 32)
+    if case == "mapping of another key":
+        args += ["--key-file", str(other), "--mapping", str(mapping)]
+    elif case == "mapping of another key, no key yet":
+        args += ["--mapping", str(mapping)]
+    elif case == "mapping in use":
+        args += ["--key-file", str(key_file), "--mapping", str(mapping)]
+    else:
+        args += ["--key-file", str(key_file), "--report", str(report)]
+    mapped = mapping.read_bytes()
+    capsys.readouterr()
+    with open(mapping if case == "mapping in use" else report, "a") as held:
+        if case.endswith("in use"):
+            fcntl.flock(held, fcntl.LOCK_EX)  # as the other run holds it
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("another key" in err or "another run" in err), err
+    assert _left_in(runs) == set() and not (tmp_path / "config").exists()
+    assert mapping.read_bytes() == mapped
+
+
+def test_the_library_refuses_a_mapping_of_another_key_before_it_begins(tree: Path, tmp_path: Path,
+                                                                        key_file: Path) -> None:
+    mapping = tmp_path / "mapping.csv"
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--mapping", str(mapping),
+                 "-o", str(tmp_path / "first"), "-q"]) == 1
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with pytest.raises(UsageError, match="another key"):
+        anonymize_tree([tree], runs / "out", Options(level=Level.FULL, key=b"\x77" * 32), mapping=mapping)
+    assert _left_in(runs) == set()
+
+
+def test_a_lookup_that_gives_one_id_two_new_ids_is_refused(tree: Path, tmp_path: Path, key_file: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The last row won silently: half a subject's files were meant for the other pseudonym."""
+    lookup = tmp_path / "ids.csv"
+    ids = planted_values(41)["PatientID"], planted_values(42)["PatientID"]
+    lookup.write_text(f"original,new\n{ids[0]},SUBJ-A\n{ids[1]},SUBJ-B\n{ids[0]},SUBJ-C\n")
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
+                 "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"neuroanon: lookup file {lookup}, lines 2 and 4: one original ID with two new IDs\n"
+    lookup.write_text(f"{ids[0]},SUBJ-A\n{ids[0]},SUBJ-A\n")  # the same row twice is one row
+    assert load_lookup(lookup) == {ids[0]: "SUBJ-A"}
+
+
+def test_a_lookup_that_gives_two_ids_one_new_id_says_so(tree: Path, tmp_path: Path, key_file: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """One person under two IDs may be meant; a mistake merges two subjects. Either way the terminal says so,
+    by line, without the IDs."""
+    lookup = tmp_path / "ids.csv"
+    ids = planted_values(41)["PatientID"], planted_values(42)["PatientID"]
+    lookup.write_text(f"original,new\n{ids[0]},SUBJ-A\n{ids[1]},SUBJ-A\n")
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
+                 "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert (f"neuroanon: the lookup file {lookup} gives one new ID to more than one original ID (lines 2 and 3): "
+            "their files share one subject\n") in err
+    assert not any(i in err for i in ids)
+    written = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID) for p in files_under(tmp_path / "out")}
+    assert written == {"SUBJ-A"}

@@ -148,6 +148,28 @@ def test_the_level_is_read_from_the_files(
     assert "at level full" in capsys.readouterr().out
 
 
+def test_an_option_of_full_takes_the_level_the_files_name(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, _, anon = released
+    shifted = tmp_path / "shifted"
+    assert main(["anonymize", str(source), "-o", str(shifted), "--level", "full", "--shift-dates"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(shifted), "--shift-dates"]) == 0
+    assert "6 files checked at level full: 0 with findings" in capsys.readouterr().out
+    assert main(["verify", str(anon), "--shift-dates"]) == 2
+    err = capsys.readouterr().err
+    assert err == "neuroanon: --shift-dates: only at --level full (the files name level anonymize)\n"
+
+
+def test_help_names_the_inferred_default() -> None:
+    done = subprocess.run([sys.executable, "-m", "neuroanon.cli", "verify", "--help"], capture_output=True,
+                          text=True, check=True)
+    text = " ".join(done.stdout.split())
+    assert "(default: the level the files' DeidentificationMethod names, full when they name none)" in text
+    assert "default: anonymize" not in text
+
+
 def test_it_ends_with_a_summary_per_attribute(
     released: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

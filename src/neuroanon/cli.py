@@ -23,12 +23,22 @@ from typing import Any
 
 from . import __version__, compiled, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
-from .keys import KEY_BYTES, create_key, default_key_path, key_fingerprint, load_key, load_lookup, load_or_create_key
+from .keys import (
+    KEY_BYTES,
+    check_mapping,
+    create_key,
+    default_key_path,
+    key_fingerprint,
+    load_key,
+    load_lookup,
+    load_or_create_key,
+    mapping_in_use,
+)
 from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
-from .report import Record, RunInfo, Status, Summary, status_word, unicode_name
-from .write import partial_zip
+from .report import Record, RunInfo, Status, Summary, report_in_use, status_word, unicode_name
+from .write import held_elsewhere, partial_zip
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -80,8 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, help="also write the findings as JSON here")
     check.add_argument("--key-file", type=Path,
                        help="the key the output was made with: each file is checked against its own original")
-    _level_options(check)
-    check.set_defaults(level=None)  # inferred from the files' DeidentificationMethod unless given
+    _level_options(check, default=None)  # inferred from the files' DeidentificationMethod unless given
 
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
     _level_options(show)
@@ -159,10 +168,12 @@ exit status: 0 every DICOM file released, 1 some DICOM file not released, 2 usag
 """
 
 
-def _level_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=Level.ANONYMIZE.value,
+def _level_options(p: argparse.ArgumentParser, default: str | None = Level.ANONYMIZE.value) -> None:
+    """The level and its options; `default` None: the level the files name (verify)."""
+    shown = default or "the level the files' DeidentificationMethod names, full when they name none"
+    p.add_argument("--level", choices=[lvl.value for lvl in Level], default=default,
                    help="original: copy unchanged; anonymize: the NiDB five attributes lose their values; full: all "
-                        "PHI/PII removed, PS3.15 Basic Profile (default: anonymize)")
+                        f"PHI/PII removed, PS3.15 Basic Profile (default: {shown})")
     p.add_argument("--shift-dates", action="store_true",
                    help="full: shift dates by a keyed per-subject offset (PS3.15 113107) instead of 10000101")
     p.add_argument("--clean-descriptors", action="store_true",
@@ -254,16 +265,18 @@ FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics
              "mapping", "clean_pixels")
 
 
-def _check_level(args: argparse.Namespace) -> None:
-    """Refuse an option of level full at another level: silently ignoring it would surprise."""
-    if getattr(args, "level", Level.FULL.value) == Level.FULL.value:
+def _check_level(args: argparse.Namespace, inferred: bool = False) -> None:
+    """Refuse an option of level full at another level: silently ignoring it would surprise.
+    A level still to be read from the files (verify) is checked once it is known (`inferred`)."""
+    if getattr(args, "level", Level.FULL.value) in (Level.FULL.value, None):
         if getattr(args, "dicom_only", False):
             raise UsageError("--dicom-only: only at --level anonymize or original (full never releases a file "
                              "that is not DICOM)")
         return
     given = [f"--{name.replace('_', '-')}" for name in FULL_ONLY if getattr(args, name, None) not in (None, False, "")]
     if given:
-        raise UsageError(f"{', '.join(given)}: only at --level full (this run is at level {args.level})")
+        now = f"the files name level {args.level}" if inferred else f"this run is at level {args.level}"
+        raise UsageError(f"{', '.join(given)}: only at --level full ({now})")
 
 
 def _check_writable(path: Path, what: str, folder: bool) -> None:
@@ -452,7 +465,7 @@ def _run_info(args: argparse.Namespace, options: Options) -> RunInfo:
 def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
     """The options of a command that releases files, with the key (created at full if missing, unless not
     `create`: then a throwaway key stands in, and says so)."""
-    lookup = load_lookup(args.lookup) if args.lookup else None  # before a key is made: a bad table stops the run
+    lookup = _lookup(args.lookup) if args.lookup else None  # before a key is made: a bad table stops the run
     key = None
     if Level(args.level) is Level.FULL and not create and args.key_file is None and not default_key_path().exists():
         print("neuroanon: no key yet: this dry run uses a throwaway key, so the output names it shows will "
@@ -465,6 +478,17 @@ def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
                   "secret and keep it: the same key gives the same pseudonyms and UIDs in later runs.",
                   file=sys.stderr)
     return _options(args, key, lookup)
+
+
+def _lookup(path: Path) -> dict[str, str]:
+    """The lookup table; one line on the terminal when it gives one new ID to several originals."""
+    shared: list[tuple[int, int]] = []
+    table = load_lookup(path, on_shared=lambda first, line: shared.append((first, line)))
+    if shared:
+        lines = ", ".join(f"{a} and {b}" for a, b in shared[:5]) + (", ..." if len(shared) > 5 else "")
+        print(f"neuroanon: the lookup file {path} gives one new ID to more than one original ID (lines {lines}): "
+              "their files share one subject", file=sys.stderr)
+    return table
 
 
 def _anonymize(args: argparse.Namespace) -> int:
@@ -521,9 +545,17 @@ def _check_anonymize(args: argparse.Namespace) -> None:
         # A folder no run began is refused (journal.py); so is a file in an archive's place, a finished archive too.
         raise UsageError(f"the output {args.output} exists and no unfinished neuroanon run is writing it; choose a "
                          "new name, or add --force to replace it")
+    # What the run itself would refuse later, refused before a key or anything else is made.
+    if args.report is not None and held_elsewhere(args.report):
+        raise UsageError(report_in_use(args.report))
     if args.mapping is not None:
+        if held_elsewhere(args.mapping):
+            raise UsageError(mapping_in_use(args.mapping))
         if args.mapping.exists():
-            load_lookup(args.mapping, "mapping file")  # a table that cannot be extended stops the run unbegun
+            known = load_lookup(args.mapping, "mapping file")  # a table that cannot be extended stops the run unbegun
+            if args.key_file is None and not default_key_path().exists():
+                lookup = load_lookup(args.lookup) if args.lookup else {}
+                check_mapping(args.mapping, known, lookup.get)  # the key this run would make made none of it
         _check_writable(args.mapping, "mapping", folder=False)
 
 
@@ -711,6 +743,7 @@ def _verify(args: argparse.Namespace) -> int:
         _check_writable(args.json, "JSON file", folder=False)  # before the scan, not after it
     if args.level is None:
         args.level = infer_level(args.paths).value
+        _check_level(args, inferred=True)
     options = _options(args)
     key = load_key(args.key_file) if args.key_file else None
     originals = load_originals(args.against, options.level, key) if args.against else None

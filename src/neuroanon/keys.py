@@ -152,22 +152,31 @@ class Keyring:
         return self._digest(b"token", value)[:8].hex()
 
 
-def load_lookup(path: Path, what: str = "lookup file") -> dict[str, str]:
+def load_lookup(path: Path, what: str = "lookup file", on_shared: Callable[[int, int], None] | None = None
+                ) -> dict[str, str]:
     """Read a CSV of `original,new` PatientID pairs (an optional header row `original,new` is skipped). `what`
-    names the file in errors, which never quote it (it holds original IDs)."""
+    names the file in errors, which never quote it (it holds original IDs). An original listed twice with two
+    new IDs is refused; one new ID given to two originals (one person under two IDs, or a mistake: their files
+    share a subject) is told to `on_shared` with the two line numbers."""
     table: dict[str, str] = {}
+    line_of: dict[str, int] = {}  # the line of each original
+    first_of: dict[str, int] = {}  # the line of each new ID's first original
     with open(_open_regular(path, what), newline="", encoding="utf-8-sig") as f:  # (Excel writes a BOM)
         rows = csv.reader(f)
         try:
             for number, row in enumerate(rows, start=1):
                 if not row or (number == 1 and [c.strip().lower() for c in row] == ["original", "new"]):
                     continue
-                if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                    raise UsageError(f"{what} {path}, line {number}: expected two non-empty columns")
-                new = row[1].strip()
-                if len(new) > 64 or "\\" in new:
-                    raise UsageError(f"{what} {path}, line {number}: new ID longer than 64 or has '\\'")
-                table[row[0].strip()] = new
+                original, new = _pair(row, f"{what} {path}, line {number}")
+                if table.get(original, new) != new:
+                    raise UsageError(f"{what} {path}, lines {line_of[original]} and {number}: one original ID with "
+                                     "two new IDs")
+                if original not in table:
+                    first = first_of.setdefault(new, number)
+                    if first != number and on_shared is not None:
+                        on_shared(first, number)
+                    line_of[original] = number
+                table[original] = new
         except UnicodeDecodeError:
             raise UsageError(f"{what} {path} is not UTF-8 text (save it as CSV UTF-8)") from None
         except csv.Error:  # a field over the csv module's limit (128 KiB): a binary file
@@ -177,21 +186,44 @@ def load_lookup(path: Path, what: str = "lookup file") -> dict[str, str]:
     return table
 
 
+def _pair(row: list[str], where: str) -> tuple[str, str]:
+    """A lookup row's original and new ID; `where` names the file and line in errors."""
+    if len(row) != 2 or not row[0].strip() or not row[1].strip():
+        raise UsageError(f"{where}: expected two non-empty columns")
+    new = row[1].strip()
+    if len(new) > 64 or "\\" in new:
+        raise UsageError(f"{where}: new ID longer than 64 or has '\\'")
+    return row[0].strip(), new
+
+
+def check_mapping(path: Path, known: dict[str, str], expected: Callable[[str], str | None]) -> None:
+    """Refuse a mapping file whose subjects (`known`, as read) this run would give other pseudonyms:
+    `expected` is this run's pseudonym of an original (None: a key still to be made, so none)."""
+    if any(expected(original) != new for original, new in known.items()):
+        raise UsageError(f"the mapping file {path} was made with another key or lookup; use a new file")
+
+
+def mapping_in_use(path: Path) -> str:
+    return f"the mapping file {path} is in use by another run; wait for it to end"
+
+
 class SubjectMapping:
     """The site's record of which pseudonym each original PatientID got: a CSV `original,new` (usable later as a
     --lookup), mode 0600, written only when asked for. Appended as subjects appear, so an interrupted run keeps
     what it wrote and a rerun adds only the subjects not yet listed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, expected: Callable[[str], str | None]) -> None:
+        """`expected`: this run's pseudonym of an original PatientID; a file that lists another is refused."""
         self.path = path
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.fchmod(fd, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot write the mapping file {path}: {exc.strerror or type(exc).__name__}") from None
-        claim(fd, f"the mapping file {path} is in use by another run; wait for it to end")
+        claim(fd, mapping_in_use(path))
         try:
             self._known = load_lookup(path, "mapping file")
+            check_mapping(path, self._known, expected)
         except UsageError:
             os.close(fd)
             raise

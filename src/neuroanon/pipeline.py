@@ -48,13 +48,13 @@ from .discover import (
 from .errors import InputError, RunStopped, UsageError
 from .identifiers import patient_id
 from .journal import Journal, check_output
-from .keys import SubjectMapping
+from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, bytes_after_frames, check_file, check_path
-from .rules import Change
+from .rules import Change, pseudonym
 from .tables import Claims
 from .write import (
     CHUNK,
@@ -143,20 +143,11 @@ def anonymize_tree(
         if not zipped:
             clear_staged(output)  # what a run of an earlier version staged in the output itself
         clear_staged(options.quarantine)  # a copy to another disk an interrupted run left unfinished
-        journal = _opened_for_writing(lambda: Journal(output, options, force=force,
-                                                      resumable=partial_zip(output).exists() if zipped else None),
-                                      f"the journal beside {output}")
+        subjects, writer, journal = _records(output, options, report, run, mapping, force)
         summary = Summary(options.level.value)
-        try:
-            writer = _opened_for_writing(lambda: ReportWriter(report, options=options, run=run), f"the report {report}")
-        except UsageError:
-            journal.close()
-            raise
         archive: ZipSink | None = None
-        subjects: SubjectMapping | None = None
         stopped = "interrupted"
         try:
-            subjects = SubjectMapping(mapping) if mapping is not None else None
             archive = ZipSink(output, keep=_kept_members(inputs, journal, follow_symlinks)) if zipped else None
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
@@ -192,6 +183,36 @@ def anonymize_tree(
                 if archive.finished:
                     journal.path.unlink(missing_ok=True)
     return summary
+
+
+def _records(output: Path, options: Options, report: Path | None, run: RunInfo | None, mapping: Path | None,
+             force: bool) -> tuple[SubjectMapping | None, ReportWriter, Journal]:
+    """The mapping, report and journal, opened for the run. What may refuse the run does so before anything is
+    made: the output, the mapping, then the report."""
+    resumable = partial_zip(output).exists() if output.suffix.lower() == ".zip" else None
+    check_output(output, options, resumable, force)
+    subjects = _mapping(mapping, options)
+    writer: ReportWriter | None = None
+    try:
+        writer = _opened_for_writing(lambda: ReportWriter(report, options=options, run=run), f"the report {report}")
+        journal = _opened_for_writing(lambda: Journal(output, options, resumable, force),
+                                      f"the journal beside {output}")
+    except UsageError:
+        for opened in (subjects, writer):
+            if opened is not None:
+                opened.close()
+        raise
+    return subjects, writer, journal
+
+
+def _mapping(path: Path | None, options: Options) -> SubjectMapping | None:
+    """The site's mapping file, claimed for the run; refused when another key or lookup made it."""
+    if path is None:
+        return None
+    keyring = Keyring(options.key) if options.key is not None else None
+    return _opened_for_writing(lambda: SubjectMapping(
+        path, lambda original: pseudonym(keyring, options.lookup, original)[0] if keyring else None),
+        f"the mapping file {path}")
 
 
 _T = TypeVar("_T")

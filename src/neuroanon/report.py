@@ -223,6 +223,10 @@ def provenance(options: Options, run: RunInfo) -> dict[str, object]:
     }}
 
 
+def report_in_use(path: Path) -> str:
+    return f"the report {path} is being written by another run; name another file"
+
+
 class ReportWriter:
     """Appends records as JSON lines as they happen, so an interrupted run still has its report."""
 
@@ -241,7 +245,7 @@ class ReportWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
             if stat.S_ISREG(os.fstat(fd).st_mode):  # (not a device or a pipe: /dev/stdout)
-                claim(fd, f"the report {path} is being written by another run; name another file")
+                claim(fd, report_in_use(path))
                 if not append:
                     os.ftruncate(fd, 0)
             self._file = os.fdopen(fd, "a", encoding="utf-8")

@@ -113,7 +113,9 @@ def infer_level(paths: list[Path], sample: int = 64) -> Level:
     found: set[Level] = set()
     seen = 0
     for item in discover(paths):
-        if item.kind is not Kind.DICOM or item.member is not None or seen >= sample:
+        if seen >= sample:
+            break
+        if item.kind is not Kind.DICOM or item.member is not None:
             continue
         seen += 1
         try:

@@ -93,6 +93,24 @@ def claim(fd: int, refusal: str) -> None:
         pass
 
 
+def held_elsewhere(path: Path) -> bool:
+    """Whether another run holds `path` (see `claim`): asked before a run makes anything, so that a refused run
+    leaves nothing behind; the run claims the file itself later."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False  # (missing or unreadable: opening it for the run says why)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None = None) -> None:
     """Give a staged file its final name `dest` (in the output or the quarantine): a rename, atomic.
 
