@@ -7,6 +7,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -253,6 +254,13 @@ def test_an_unreadable_file_and_folder_are_failed_records_and_the_run_goes_on(tm
     assert file_name in run.stderr and "private" in run.stderr
 
 
+def _counted(shown: str, level: str) -> tuple[int, int] | None:
+    """The files a stopped run's summary on the terminal counts, and how many it says were written (None: no
+    summary, which a run that finished no file does not show)."""
+    found = re.match(rf"(\d+) files at level {level} in [\d.]+ s: (\d+) written,", shown)
+    return (int(found[1]), int(found[2])) if found else None
+
+
 # --- a full disk ---------------------------------------------------------------------------------------------------
 
 
@@ -288,6 +296,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     records, summary = _records(report)
     assert summary["stopped"] == "no space left on device"
     assert summary["written"] == len(records) < 80, "not one file failed; the run stopped"
+    done = len(records)
+    assert _counted(run.stdout, "anonymize") == ((done, done) if done else None), "the terminal shows what was done"
     # one worker commits each file before the next; two may fill the disk with staged files before the first
     assert workers > 1 or records
     if mount_point:
@@ -435,7 +445,7 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     workers = _children(run.pid)
     # Ctrl-C reaches the whole foreground process group, workers included; SIGTERM only the process named
     os.killpg(run.pid, signum) if signum == signal.SIGINT else run.send_signal(signum)
-    _, err = run.communicate(timeout=60)
+    shown, err = run.communicate(timeout=60)
     assert run.returncode == status, err
     assert "Traceback" not in err and "run the same command again to resume" in err
     deadline = time.monotonic() + 10
@@ -445,6 +455,7 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
     done = len(_released(out))
     assert 0 < done < 1500
+    assert _counted(shown, "full") == (done, done), "the terminal shows what was done before the stop"
     assert main(args) == 0, "the rerun resumes"
     assert len(_released(out)) == 1500
 

@@ -499,19 +499,27 @@ def _anonymize(args: argparse.Namespace) -> int:
     progress = _progress(args.inputs) if not args.quiet and sys.stderr.isatty() else None
     held_back = options.quarantine is None
     show = _Shown(args, progress, held_back)
+    summary = Summary(options.level.value)
     try:
         if args.dry_run:
-            summary = preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                   workers=args.workers, run=_run_info(args, options),
-                                   follow_symlinks=args.follow_symlinks, force=args.force)
+            preview_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                         workers=args.workers, run=_run_info(args, options), follow_symlinks=args.follow_symlinks,
+                         force=args.force, summary=summary)
         else:
-            summary = anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
-                                     workers=args.workers, dask_scheduler=args.dask_scheduler,
-                                     run=_run_info(args, options), mapping=args.mapping,
-                                     follow_symlinks=args.follow_symlinks, force=args.force)
-    finally:
+            anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
+                           workers=args.workers, dask_scheduler=args.dask_scheduler, run=_run_info(args, options),
+                           mapping=args.mapping, follow_symlinks=args.follow_symlinks, force=args.force,
+                           summary=summary)
+    except (RunStopped, KeyboardInterrupt):  # (SIGTERM too) what was done before the stop, then why it stopped
         if progress is not None:
             progress.close()
+        if summary.files:
+            with contextlib.suppress(OSError):
+                print("\n".join(summary.lines(held_back)), flush=True)
+        raise
+    finally:
+        if progress is not None:
+            progress.close()  # (again after a stop: closing twice is harmless)
     _print_outcome(args, summary, held_back)
     return summary.exit_code
 

@@ -121,8 +121,10 @@ def anonymize_tree(
     mapping: Path | None = None,
     follow_symlinks: bool = False,
     force: bool = False,
+    summary: Summary | None = None,
 ) -> Summary:
-    """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary.
+    """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary
+    (counted into `summary` when given: the caller can show what was done when the run stops).
 
     `on_record` hears of each file as it is committed, with the input's size (for progress displays). `run` is
     what the report says of the run besides `options` (the command line; clear input paths at full); `mapping`
@@ -144,7 +146,7 @@ def anonymize_tree(
             clear_staged(output)  # what a run of an earlier version staged in the output itself
         clear_staged(options.quarantine)  # a copy to another disk an interrupted run left unfinished
         subjects, writer, journal = _records(output, options, report, run, mapping, force)
-        summary = Summary(options.level.value)
+        summary = summary or Summary(options.level.value)
         archive: ZipSink | None = None
         stopped = "interrupted"
         try:
@@ -363,14 +365,15 @@ def preview_tree(
     run: RunInfo | None = None,
     follow_symlinks: bool = False,
     force: bool = False,
+    summary: Summary | None = None,
 ) -> Summary:
     """A dry run: what `anonymize_tree` would write, skip or hold back, and why, with nothing written but the
     report. Each file is prepared and checked in a scratch folder and discarded at once; the records name the
     outputs a run would write (files held back are not kept: `output` is None). An output the run would refuse
-    is refused the same way."""
+    is refused the same way. `summary` as for `anonymize_tree`."""
     check_paths(inputs, output, options.quarantine)
     check_output(output, options, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None, force)
-    summary = Summary(options.level.value)
+    summary = summary or Summary(options.level.value)
     writer = ReportWriter(report, options=options, run=run)
     claimed = Claims()
     not_kept = replace(options, quarantine=None)
