@@ -276,3 +276,35 @@ def test_a_twin_already_there_is_replaced_never_written_into(
     assert twin.read_bytes() == b"another output"
     assert os.path.samefile(twin, other) == hard_links
     assert sorted(p.name for p in twin.parent.iterdir()) == ["IM000000"], "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.value)
+def test_a_release_with_its_dicomdir_verifies_clean_at_its_level(
+    inputs: Path, tmp_path: Path, level: Level, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The DICOMDIR failed `verify --level full` (a Type 2 StudyDescription present, an invented StudyID, no
+    PatientIdentityRemoved in a directory), and without --level its lack of a DeidentificationMethod held an
+    anonymize release to full."""
+    from neuroanon.cli import main
+
+    out = _output(inputs, tmp_path, level)
+    write_dicomdir(out)
+    checked = len(files_under(out))  # the outputs, their twins and the DICOMDIR
+    assert main(["verify", str(out)]) == 0
+    assert f"{checked} files checked at level {level.value}: 0 with findings" in capsys.readouterr().out
+    assert main(["verify", str(out), "--level", level.value]) == 0
+
+
+def test_a_dicomdir_record_with_a_real_value_is_still_a_finding(inputs: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroanon.cli import main
+
+    out = _output(inputs, tmp_path, Level.FULL)
+    directory = pydicom.dcmread(write_dicomdir(out))
+    study = next(r for r in directory.DirectoryRecordSequence if r.DirectoryRecordType == "STUDY")
+    study.StudyID, study.StudyDescription = "ST-FAKE-77", "Brain of a fake patient"
+    directory.save_as(out / "DICOMDIR")
+    assert main(["verify", str(out), "--level", "full"]) == 1
+    shown = capsys.readouterr().out
+    assert "StudyID holds a value; the profile empties it" in shown
+    assert "StudyDescription present; the profile removes it" in shown

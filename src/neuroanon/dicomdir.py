@@ -31,6 +31,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from .discover import looks_like_dicom
 from .errors import UsageError
 from .read import DICOMDIR_CLASS, quiet
+from .rules import DUMMY_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,6 @@ def _tree(datasets: list[tuple[str, Path, Dataset]], left_out: list[tuple[str, s
     (a later file with the same instance goes to `left_out`)."""
     patients: dict[str, _Node] = {}
     seen: dict[str, str] = {}
-    studies = 0
     for relative, path, ds in datasets:
         sop = str(ds.SOPInstanceUID)
         if sop in seen:  # a file-set references each SOP Instance once
@@ -232,13 +232,12 @@ def _tree(datasets: list[tuple[str, Path, Dataset]], left_out: list[tuple[str, s
         study_uid = str(ds.StudyInstanceUID) if _present(ds, "StudyInstanceUID") else _derived_uid("study", patient_id)
         study = patient.children.get(study_uid)
         if study is None:
-            studies += 1
             record = _record("STUDY", ds)
             _copy(record, ds, ["StudyDate", "StudyTime", "StudyID"], ["StudyDescription", "AccessionNumber"])
             record.StudyInstanceUID = study_uid
             _invent(record, "StudyDate", "19000101")
             _invent(record, "StudyTime", "000000")
-            _invent(record, "StudyID", str(studies))
+            _invent(record, "StudyID", DUMMY_TEXT["SH"])  # (full empties it; ordinals could read as a real ID)
             study = patient.children[study_uid] = _Node(record)
 
         series_uid = (

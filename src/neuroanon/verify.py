@@ -25,7 +25,7 @@ from .errors import InputError
 from .identifiers import Needle, needles
 from .keys import Keyring
 from .options import Level, Options
-from .read import Header, quiet, read_header
+from .read import DICOMDIR_CLASS, Header, quiet, read_header
 from .residual import bytes_after_frames, check_file, check_path
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
 from .tags import private_creator_tag, tag_text
@@ -117,10 +117,13 @@ def infer_level(paths: list[Path], sample: int = 64) -> Level:
             break
         if item.kind is not Kind.DICOM or item.member is not None:
             continue
-        seen += 1
         try:
             with quiet():
-                method = read_header(item.path).dataset.get("DeidentificationMethod", "")
+                ds = read_header(item.path).dataset
+                if _is_directory(ds):
+                    continue  # (names no level: it indexes the files that do)
+                seen += 1
+                method = ds.get("DeidentificationMethod", "")
                 names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
         except (InputError, ValueError, TypeError):
             continue
@@ -180,6 +183,8 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
     rules = compile_rules(options)
     if options.level is Level.ANONYMIZE:
         findings += _five(ds, "", rules)
+    elif options.level is Level.FULL and _is_directory(ds):
+        findings += _full(ds, "", rules, directory=True) + _meta(ds, rules)
     elif options.level is Level.FULL:
         findings += _full(ds, "", rules) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
@@ -222,7 +227,15 @@ def _five(ds: Dataset, path: str, rules: Rules) -> list[str]:
     return findings
 
 
-def _full(ds: Dataset, path: str, rules: Rules) -> list[str]:
+def _is_directory(ds: Dataset) -> bool:
+    """A DICOMDIR: an index of the release, not an instance (no PatientIdentityRemoved, no pixels)."""
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
+
+
+def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list[str]:
+    """What level full left that it should not have. In a DICOMDIR (`directory`) a record's key is present
+    because the format requires it: empty (Type 2), or the dummy where a Type 1 key had no value."""
     findings = []
     for elem in ds:
         t = int(elem.tag)
@@ -235,9 +248,12 @@ def _full(ds: Dataset, path: str, rules: Rules) -> list[str]:
         op = rule.op(elem.VR)
         if op is Op.WALK_ITEMS:
             for i, item in enumerate(elem.value):
-                findings += _full(item, f"{where}[{i}].", rules)
+                findings += _full(item, f"{where}[{i}].", rules, directory)
             continue
-        finding = _value_finding(op, elem.VR, _texts(elem.value), elem.is_empty or _is_zeros(elem.value))
+        values = _texts(elem.value)
+        if directory and (elem.is_empty or (op is Op.EMPTY and all(v in _DUMMIES for v in values))):
+            continue
+        finding = _value_finding(op, elem.VR, values, elem.is_empty or _is_zeros(elem.value))
         if finding:
             findings.append(f"{where} {elem.keyword or rule.keyword} {finding}")
     return findings
