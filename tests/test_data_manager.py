@@ -306,3 +306,22 @@ def test_a_lookup_that_gives_two_ids_one_new_id_says_so(tree: Path, tmp_path: Pa
     assert not any(i in err for i in ids)
     written = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID) for p in files_under(tmp_path / "out")}
     assert written == {"SUBJ-A"}
+
+
+def test_files_whose_subject_the_lookup_does_not_list_are_counted_on_the_terminal(
+        tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A subject missing from the lookup got a keyed pseudonym, shown only by the absence of '(lookup)' in the
+    report's changes; the terminal now says how many files that was, without the IDs."""
+    lookup = tmp_path / "ids.csv"
+    listed, unlisted = planted_values(41)["PatientID"], planted_values(42)["PatientID"]
+    lookup.write_text(f"{listed},SUBJ-A\n")
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
+                 "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert (f"neuroanon: 2 files written name a subject the lookup file {lookup} does not list: they got keyed "
+            "pseudonyms\n") in err
+    assert unlisted not in err and listed not in err
+    lookup.write_text(f"{listed},SUBJ-A\n{unlisted},SUBJ-B\n")
+    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
+                 "-o", str(tmp_path / "all"), "-q"]) == 1
+    assert "does not list" not in capsys.readouterr().err

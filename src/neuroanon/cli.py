@@ -38,6 +38,7 @@ from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
 from .report import Record, RunInfo, Status, Summary, report_in_use, status_word, unicode_name
+from .rules import Op
 from .write import held_elsewhere, partial_zip
 
 EXIT_USAGE = 2
@@ -521,6 +522,9 @@ def _anonymize(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()  # (again after a stop: closing twice is harmless)
     _print_outcome(args, summary, held_back)
+    if show.unlisted:
+        print(_shown(f"neuroanon: {show.unlisted} file{'s' if show.unlisted > 1 else ''} written name a subject "
+                     f"the lookup file {args.lookup} does not list: they got keyed pseudonyms"), file=sys.stderr)
     return summary.exit_code
 
 
@@ -573,9 +577,12 @@ class _Shown:
 
     def __init__(self, args: argparse.Namespace, progress: Any, held_back: bool) -> None:
         self.args, self.progress, self.held_back, self.files = args, progress, held_back, 0
+        self.unlisted = 0  # with --lookup: files written whose subject is not in it (a keyed pseudonym)
 
     def __call__(self, record: Record, size: int) -> None:
         self.files += 1
+        if self.args.lookup and record.status is Status.WRITTEN and record.dicom:
+            self.unlisted += any(c.keyword == "PatientID" and c.action == Op.PSEUDONYM.value for c in record.changes)
         if self.progress is not None:
             self.progress.set_postfix_str(f"{self.files} files", refresh=False)
             self.progress.update(size)
