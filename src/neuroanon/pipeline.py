@@ -539,8 +539,10 @@ def _submit(
 def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     items, outcome = entry
     results: list[Prepared | Record] = [*stops.wait(outcome)] if isinstance(outcome, Future) else [outcome]
-    for (item, name), result in zip(items, results, strict=True):
+    for (item, name), result in zip(items, results, strict=False):
         yield item, name, result
+    if len(results) < len(items):  # the batch stopped where the disk filled up
+        raise RunStopped("no space left on device")
 
 
 def _kept_members(inputs: list[Path], journal: Journal, follow_symlinks: bool) -> set[str]:
@@ -571,8 +573,16 @@ def _finished(journal: Journal | None, item: InputFile, name: str, present: Call
 
 
 def _prepare_batch(batch: list[tuple[InputFile, str]], stage: Path, run: RunContext) -> list[Prepared]:
+    """The batch's outcomes; on a full disk only those staged before it filled (`_collect` stops the run after
+    them), so that what several workers staged at once is released, not lost with the batch."""
     own = own_stage(stage)
-    return [prepare(item, name, own, run) for item, name in batch]
+    prepared = []
+    for item, name in batch:
+        try:
+            prepared.append(prepare(item, name, own, run))
+        except RunStopped:
+            break
+    return prepared
 
 
 def own_stage(stage: Path) -> Path:
