@@ -162,6 +162,15 @@ def test_an_option_of_full_takes_the_level_the_files_name(
     assert err == "neuroanon: --shift-dates: only at --level full (the files name level anonymize)\n"
 
 
+def test_a_key_without_originals_is_refused(released: tuple[Path, Path, Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """It was taken and ignored: a check the user thought keyed was not."""
+    _, full, _ = released
+    assert main(["verify", str(full), "--key-file", str(full.parent / "key")]) == 2
+    assert capsys.readouterr().err == ("neuroanon: --key-file: only with --against (the key ties each output to its "
+                                       "own original)\n")
+
+
 def test_help_names_the_inferred_default() -> None:
     done = subprocess.run([sys.executable, "-m", "neuroanon.cli", "verify", "--help"], capture_output=True,
                           text=True, check=True)

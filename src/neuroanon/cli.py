@@ -754,6 +754,8 @@ def _verify(args: argparse.Namespace) -> int:
     for path in [*args.paths, *(args.against or [])]:
         if not path.exists():
             raise UsageError(f"not found: {path}")
+    if args.key_file and not args.against:
+        raise UsageError("--key-file: only with --against (the key ties each output to its own original)")
     if args.json:
         _check_writable(args.json, "JSON file", folder=False)  # before the scan, not after it
     if args.level is None:
