@@ -748,8 +748,9 @@ def _log_to_stderr(name: str) -> None:
     logger.setLevel(logging.INFO)
 
 
-def _verify(args: argparse.Namespace) -> int:
-    from .verify import infer_level, load_originals, summary, verify
+def _check_verify(args: argparse.Namespace) -> None:
+    """Refuse what verify could not honour, before the scan; read the level from the files when not given."""
+    from .verify import infer_level
 
     for path in [*args.paths, *(args.against or [])]:
         if not path.exists():
@@ -757,10 +758,16 @@ def _verify(args: argparse.Namespace) -> int:
     if args.key_file and not args.against:
         raise UsageError("--key-file: only with --against (the key ties each output to its own original)")
     if args.json:
-        _check_writable(args.json, "JSON file", folder=False)  # before the scan, not after it
+        _check_writable(args.json, "JSON file", folder=False)
     if args.level is None:
         args.level = infer_level(args.paths).value
         _check_level(args, inferred=True)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import load_originals, summary, verify
+
+    _check_verify(args)
     options = _options(args)
     key = load_key(args.key_file) if args.key_file else None
     originals = load_originals(args.against, options.level, key) if args.against else None
