@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +125,47 @@ def test_a_jpeg_comment_across_the_edge_of_a_read_block_is_read(shift: int) -> N
     comment = b"\xff\xfe\x00\x0dFAKEDOE0042"
     data = head + coded + comment + b"\x12\x34\xff\xd9"
     assert residual._text_segments(io.BytesIO(data), 0, len(data)) == [b"FAKEDOE0042"]
+
+
+def _encoded(form: str, text: bytes) -> bytes:
+    """`text` as a value of GE's User Define Data may hold it: binary around it, in one of the forms."""
+    if form == "base64":
+        written = b"Qx" + base64.b64encode(b"hdr:" + text)  # after a prefix that is no part of it
+    elif form == "base64 of the family name":
+        written = base64.b64encode(text.split(b"^")[0])  # short: ends in its padding
+    elif form == "hex":
+        written = text.hex().upper().encode()
+    elif form == "a compressed stream":
+        written = zlib.compress(b"<protocol><name>" + text + b"</name></protocol>")
+    elif form == "gzip":
+        written = gzip.compress(text, mtime=0)
+    else:
+        written = base64.b64encode(zlib.compress(text))
+    return bytes(range(7, 40)) + written + b"\x00\x01\x78\x9c\xff" + bytes(20)
+
+
+@pytest.mark.parametrize("form", ["base64", "base64 of the family name", "hex", "a compressed stream", "gzip", "base64, compressed"])
+def test_a_name_written_encoded_in_a_kept_private_value_holds_the_file_back(tmp_path: Path, form: str) -> None:
+    """GE's User Define Data is kept at full (its binary header holds phase encoding and slice order): a name in it
+    written as base64, hex or compressed was released (adversarial hunt, E03 to E05 and E12)."""
+    ds = make_dataset(subject=2)
+    name = str(ds.PatientName).encode()
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    ds.add_new(0x0043102A, "OB", _encoded(form, name))
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", form
+    shown = {"gzip": "a compressed stream", "base64 of the family name": "base64"}.get(form, form)
+    assert {"attribute": "PatientName", "where": f"a value written as {shown}"} in record["findings"]
+    assert not files_under(out)
+
+
+def test_binary_private_values_without_a_name_are_released(tmp_path: Path) -> None:
+    """No finding in encoded-looking bytes that hold nothing of the patient's: the control of the test above."""
+    ds = make_dataset(subject=2)
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    ds.add_new(0x0043102A, "OB", _encoded("base64", b"sequence: EPI, slices interleaved") +
+               _encoded("a compressed stream", b"polarity 1") + bytes(range(256)) * 4)
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record["findings"]
+    kept = pydicom.dcmread(files_under(out)[0])
+    assert kept[0x0043102A].value == ds[0x0043102A].value, "kept whole"

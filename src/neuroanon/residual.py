@@ -12,6 +12,7 @@ manufacturer and model attributes (data/vocabulary.json).
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 import struct
@@ -129,8 +130,9 @@ def check_file(
     haystack = data.lower()
     hits = find(haystack, patterns, remember=False) + find_once(haystack, own)
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
+    encoded = _in_encoded_forms(data, patterns, hits + text_hits)
     if not hits and not text_hits:
-        return in_pixels
+        return encoded + in_pixels
     elements = _elements(path)
     findings = []
     for needle in hits + text_hits:
@@ -148,7 +150,89 @@ def check_file(
         if not places and (needle in text_hits or count(haystack, needle) > excused):
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
-    return findings + in_pixels
+    return findings + encoded + in_pixels
+
+
+# A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
+# or hex (16 digits or more, inside such a run), a zlib or gzip stream (GE's User Define Data, a vendor's XML, a
+# screen capture's metadata). Each is read back and searched. Runs are found in the bytes mapped to their classes
+# (b: base64, e: its padding; h: hex): a literal is searched for ten times as fast as a class of characters, and a
+# possessive run is never tried again from inside itself.
+_BASE64_CLASS = bytes(ord("b") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else
+                      ord("e") if c == ord("=") else ord(".") for c in range(256))
+_HEX_CLASS = bytes(ord("h") if chr(c) in "0123456789abcdefABCDEF" else ord(".") for c in range(256))
+_LONG_RUN = re.compile(rb"b" * 15 + rb"b++")  # 16 or more
+_PADDED_RUN = 8  # or 8 to 15 before padding
+_HEX_RUN = re.compile(rb"hhhhhhhhhhhhhhhhh*")
+# gzip's magic, and zlib's (a window of 32 KiB, at each level): one expression each, which searches for its literal
+_STREAM_STARTS = (re.compile(rb"\x1f\x8b\x08"), re.compile(rb"\x78[\x01\x5e\x9c\xda]"))
+_MOST_STREAMS = 64  # starts tried a file (random binary bytes hold such a pair now and then)
+_MOST_INFLATED = 1 << 20
+
+
+def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Needle]) -> list[Finding]:
+    """The needles not already `found` that `data` holds written as base64, hex, or in a zlib or gzip stream
+    (also one written as base64 or hex): one finding an attribute, with the form. What they decode to is searched
+    in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a hit."""
+    pieces = _decoded(data)
+    if not pieces:
+        return []
+    new = [n for n in find(b"\0".join(d for _, d in pieces).lower(), patterns, remember=False) if n not in found]
+    findings: dict[str, Finding] = {}
+    for needle in new:
+        form = next((form for form, decoded in pieces if find(decoded.lower(), (needle,), remember=False)), "")
+        findings.setdefault(needle.attribute, Finding(needle.attribute, f"a value written as {form or 'base64'}"))
+    return list(findings.values())
+
+
+def _decoded(data: bytes) -> list[tuple[str, bytes]]:
+    """Each form `data` may hold text in, read back: base64 and hex runs (at every alignment: a run may begin
+    with letters that are not part of it), zlib and gzip streams (also inside what base64 or hex gave). A run of
+    letters alone is taken for a word (a CSA header's element names), not for base64 (text in hex has digits)."""
+    found: list[tuple[str, bytes]] = []
+    for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
+        run = data[start:end]
+        if run.isalpha() and data[end:end + 1] != b"=":
+            continue
+        for at in range(4):
+            piece = run[at:len(run) - ((len(run) - at) % 4 == 1)]  # (one character left over holds no byte)
+            found.append(("base64", binascii.a2b_base64(piece + b"=" * (-len(piece) % 4))))
+        for match in _HEX_RUN.finditer(run.translate(_HEX_CLASS)):
+            digits = run[match.start():match.end()]
+            found += [("hex", binascii.a2b_hex(digits[at:at + (len(digits) - at) // 2 * 2])) for at in range(2)]
+    for form, decoded in list(found):
+        if b"\x78" in decoded or b"\x1f" in decoded:
+            found += _streams(decoded, f"{form}, compressed")
+    return found + _streams(data, "a compressed stream")
+
+
+def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
+    """Where runs of base64 characters (`classes`: `data` mapped by _BASE64_CLASS) of 16 or more start and end,
+    and those of 8 to 15 before padding."""
+    runs = [match.span() for match in _LONG_RUN.finditer(classes)]
+    pad = classes.find(b"e")
+    while pad >= 0:
+        before = classes[max(0, pad - 16):pad]
+        length = len(before) - 1 - max(before.rfind(b"."), before.rfind(b"e"))
+        if _PADDED_RUN <= length < 16:
+            runs.append((pad - length, pad))
+        pad = classes.find(b"e", pad + 1)
+    return runs
+
+
+def _streams(data: bytes, form: str) -> list[tuple[str, bytes]]:
+    """What the zlib and gzip streams that begin in `data` inflate to (at most a megabyte each)."""
+    starts = sorted(m.start() for start in _STREAM_STARTS for m in start.finditer(data))[:_MOST_STREAMS]
+    found = []
+    for at in starts:
+        wbits = 16 + zlib.MAX_WBITS if data[at] == 0x1F else zlib.MAX_WBITS
+        try:
+            inflated = zlib.decompressobj(wbits).decompress(memoryview(data)[at:], _MOST_INFLATED)
+        except zlib.error:
+            continue
+        if inflated:
+            found.append((form, inflated))
+    return found
 
 
 def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, searchable: bytes | None = None,
