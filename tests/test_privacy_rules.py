@@ -8,6 +8,7 @@ values.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -712,14 +713,15 @@ def test_a_patient_named_only_in_a_referenced_patient_item_is_searched_for(tmp_p
     assert b"QUXWORTH" not in _coil_string_cleaned(tmp_path, ds, encoding, "QUXWORTH")
 
 
-def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str) -> bytes:
+def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,
+                         ) -> bytes:
     """`ds` with `family` copied into a kept value (a Siemens coil string), at full: written, the value cleaned of
     it; the output's searchable bytes, upper-cased."""
     ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x0051100F, "LO", f"HEA;{family};HEP")  # Coil String: a kept value, cleaned of identifying values
     source = tmp_path / "in.dcm"
     source.write_bytes(part10(ds, encoding))
-    record = anonymize_file(source, tmp_path / "out", FULL)
+    record = anonymize_file(source, tmp_path / "out", options)
     assert record.status is Status.WRITTEN, record.reason
     (out,) = files_under(tmp_path / "out")
     with quiet():
@@ -746,6 +748,91 @@ def test_a_patient_named_only_in_an_item_at_any_depth_is_searched_for(tmp_path: 
     ds.ReferencedImageSequence = pydicom.Sequence([item])
     data = _coil_string_cleaned(tmp_path, ds, encoding, "VRELLINGHAST")
     assert b"VRELLINGHAST" not in data and b"5521-8830" not in data and b"19570412" not in data
+
+
+def _identity_item(**more: str) -> Dataset:
+    """An item naming the patient (name, ID, birth date), with `more` attributes."""
+    item = Dataset()
+    for keyword, value in more.items():
+        setattr(item, keyword, value)
+    item.PatientName, item.PatientID, item.PatientBirthDate = "Vrellinghast^Odo", "VO-5521-8830", "19570412"
+    return item
+
+
+def _stored_as_un(ds: Dataset, where: str, undefined: bool) -> None:
+    """Put the patient's identity in `ds` only inside the items of a sequence stored as UN: OriginalAttributesSequence
+    (its item's ModifiedAttributesSequence, a sequence within the UN), a private sequence, a standard sequence the
+    full level keeps and walks (ReferencedImageSequence), or such a UN inside an item of a sequence."""
+    referenced = {"ReferencedSOPClassUID": MR_IMAGE, "ReferencedSOPInstanceUID": ROOT + "52.9"}
+    if where == "original-attributes":
+        item = Dataset()
+        item.ModifiedAttributesSequence = pydicom.Sequence([_identity_item()])
+        item.AttributeModificationDateTime, item.ModifyingSystem = "20240101000000", "FAKE SYSTEM"
+        item.ReasonForTheAttributeModification = "CORRECT"
+        add_un(ds, 0x04000561, un_bytes(item, 0x04000561, "ascii"), undefined)
+    elif where == "private":  # (the UN first: pydicom reads an element added after its creator by the creator)
+        add_un(ds, 0x00091001, un_bytes(_identity_item(), 0x00091001, "ascii"), undefined)
+        ds.add_new(0x00090010, "LO", "FAKE UN CREATOR")
+    elif where == "standard":
+        add_un(ds, 0x00081140, un_bytes(_identity_item(**referenced), 0x00081140, "ascii"), undefined)
+    else:
+        outer = Dataset()
+        outer.SeriesInstanceUID = ROOT + "52.8"
+        add_un(outer, 0x00081140, un_bytes(_identity_item(**referenced), 0x00081140, "ascii"), undefined)
+        ds.ReferencedSeriesSequence = pydicom.Sequence([outer])
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+@pytest.mark.parametrize("where", ["original-attributes", "private", "standard", "in-an-item"])
+def test_a_patient_named_only_in_items_of_a_sequence_stored_as_un_is_searched_for(tmp_path: Path, encoding: str,
+                                                                                 undefined: bool, where: str) -> None:
+    """The top level names no one; the patient's name, ID and birth date stand only in the items of a sequence
+    stored as UN (PS3.5 6.2.2; in implicit VR the same bytes are a sequence, or a private value of unknown VR),
+    of defined or undefined length. A kept description (--clean-descriptors), ImageComments and a kept private value
+    repeat them: full cleans them out of each, and releases the file."""
+    ds = make_dataset(subject=52)
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Anonymous", "", ""
+    _stored_as_un(ds, where, undefined)
+    ds.SeriesDescription = "T1 VO-5521-8830 born 19570412"
+    ds.ImageComments = "Vrellinghast moved"
+    options = Options(level=Level.FULL, key=KEY, clean_descriptors=True)
+    data = _coil_string_cleaned(tmp_path, ds, encoding, "VRELLINGHAST", options)
+    assert b"VRELLINGHAST" not in data and b"5521-8830" not in data and b"19570412" not in data
+    with quiet():
+        out = pydicom.dcmread(files_under(tmp_path / "out")[0])
+    assert out.SeriesDescription.startswith("T1 ") and out.ImageComments.endswith(" moved")
+
+
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+@pytest.mark.parametrize("tag", [0x00091001, 0x04000561], ids=["private", "original-attributes"])
+def test_identity_in_un_items_the_engine_cannot_read_is_not_released(tmp_path: Path, encoding: str,
+                                                                     tag: int) -> None:
+    """A UN value whose bytes are items (as pydicom reads them) that the engine does not read as it reads a
+    sequence (here an item's elements out of order) and that names the patient alone: a kept text repeats the name.
+    A standard sequence is read by pydicom and written back in order (the salvage), then cleaned as any other; a
+    private one stays as it was, and the file fails: it is never released with the name."""
+    body = b"".join(struct.pack("<HHL", t >> 16, t & 0xFFFF, len(v)) + v
+                    for t, v in ((0x00100020, b"VO-5521-8830"), (0x00100010, b"Vrellinghast^Odo")))
+    value = struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+    assert parses_as_sequence(value)
+    ds = make_dataset(subject=53)
+    ds.PatientName, ds.PatientID = "Anonymous", ""
+    add_un(ds, tag, value)
+    if tag == 0x00091001:
+        ds.add_new(0x00090010, "LO", "FAKE UN CREATOR")
+    ds.ImageComments = "Vrellinghast moved"
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, clean_descriptors=True))
+    if tag == 0x00091001:
+        assert record.status is Status.FAILED and "elements out of order" in record.reason
+        assert not files_under(tmp_path / "out")
+        return
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data = searchable_bytes(out).upper()
+    assert b"VRELLINGHAST" not in data and b"5521-8830" not in data
 
 
 @pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])
