@@ -835,6 +835,60 @@ def test_identity_in_un_items_the_engine_cannot_read_is_not_released(tmp_path: P
     assert b"VRELLINGHAST" not in data and b"5521-8830" not in data
 
 
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _sr_naming_the_patient_in_a_code(code: Dataset, concept: bool) -> Dataset:
+    """An SR document whose content tree holds `code` as an item's concept name or its coded value; the patient's
+    family name is an eponymous view's (SCT 399065000, Causton), so that `code` may repeat it as a code meaning."""
+    ds = make_dataset(subject=54)
+    ds.PatientName = "Causton^Odo"
+    item = Dataset()
+    item.RelationshipType, item.ValueType = "CONTAINS", "CODE"
+    item.ConceptNameCodeSequence = pydicom.Sequence([_code("121071", "DCM", "Finding") if concept else code])
+    item.ConceptCodeSequence = pydicom.Sequence([code if concept else _code("12738006", "SCT", "Brain")])
+    root = Dataset()
+    root.RelationshipType, root.ValueType, root.ContinuityOfContent = "CONTAINS", "CONTAINER", "SEPARATE"
+    root.ContentSequence = pydicom.Sequence([item])
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = pydicom.Sequence([_code("18748-4", "LN", "Diagnostic Imaging Report")])
+    ds.ContentSequence = pydicom.Sequence([root])
+    return ds
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("concept", [False, True], ids=["concept-name", "concept"])
+@pytest.mark.parametrize(("value", "scheme"), [("ZQ1", "99LOCAL"), ("ZQ1", "SCT"), ("121071", "DCM")])
+def test_a_patient_named_in_an_sr_trees_local_code_is_held_back(tmp_path: Path, encoding: str, concept: bool,
+                                                                value: str, scheme: str) -> None:
+    """full keeps code sequences (vocabulary; PS3.15 keeps them) and the residual check is their safety net: a code
+    meaning that repeats the patient's name holds the file back, also when the name is the meaning of a standard
+    code, unless the item is that code (a local scheme's code, or another code of a standard scheme, is none)."""
+    ds = _sr_naming_the_patient_in_a_code(_code(value, scheme, "Causton"), concept)
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, quarantine=tmp_path / "held"))
+    assert record.status is Status.QUARANTINED, record.reason
+    sequence = "(0040,A168)" if concept else "(0040,A043)"
+    assert {(f.attribute, f.where) for f in record.findings} == {
+        ("PatientName", f"(0040,A730)[0].(0040,A730)[0].{sequence}[0].(0008,0104)")}
+    assert not files_under(tmp_path / "out") and "Causton" not in record.reason
+
+
+@pytest.mark.parametrize("scheme", ["SCT", "SRT"])
+def test_a_standard_codes_meaning_that_is_the_patients_name_is_released(tmp_path: Path, scheme: str) -> None:
+    """The eponymous view's own code (in SNOMED CT or, as older files write it, SNOMED RT) names a view, not the
+    patient: the file is released with it."""
+    code = _code("399065000" if scheme == "SCT" else "R-1026B", scheme, "Causton")
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(_sr_naming_the_patient_in_a_code(code, concept=True), "explicit_le"))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+
+
 @pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])
 @pytest.mark.parametrize("script", ["latin", "cyrillic"])
 def test_identifying_text_in_utf32_in_a_kept_binary_value_is_cleaned_out(tmp_path: Path, codec: str,
