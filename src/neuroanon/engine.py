@@ -659,7 +659,6 @@ class _Parser:
 
 
 _ITEM_LE = struct.pack("<HH", 0xFFFE, 0xE000)
-_UNREAD_VRS = frozenset({"UN", ""})  # a value stored as UN, or of unknown VR in implicit VR: maybe a sequence
 
 
 def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int:
@@ -699,7 +698,7 @@ def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: li
         elif depth and e.tag in NESTED_IDENTITY:  # (a value: none of these tags is a sequence)
             if e.end > e.value:
                 found.append((e.tag, e.vr, buf[e.value:e.end]))
-        elif e.vr in _UNREAD_VRS:
+        elif not e.vr or e.vr == "UN":  # stored as UN, or of unknown VR in implicit VR: maybe a sequence
             for item in _un_items(buf, e, depth) or ():
                 _nested_identity(buf, item.elements, depth + 1, found)
 
