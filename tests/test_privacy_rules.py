@@ -8,6 +8,7 @@ values.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -712,14 +713,15 @@ def test_a_patient_named_only_in_a_referenced_patient_item_is_searched_for(tmp_p
     assert b"QUXWORTH" not in _coil_string_cleaned(tmp_path, ds, encoding, "QUXWORTH")
 
 
-def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str) -> bytes:
+def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,
+                         ) -> bytes:
     """`ds` with `family` copied into a kept value (a Siemens coil string), at full: written, the value cleaned of
     it; the output's searchable bytes, upper-cased."""
     ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x0051100F, "LO", f"HEA;{family};HEP")  # Coil String: a kept value, cleaned of identifying values
     source = tmp_path / "in.dcm"
     source.write_bytes(part10(ds, encoding))
-    record = anonymize_file(source, tmp_path / "out", FULL)
+    record = anonymize_file(source, tmp_path / "out", options)
     assert record.status is Status.WRITTEN, record.reason
     (out,) = files_under(tmp_path / "out")
     with quiet():
@@ -746,6 +748,145 @@ def test_a_patient_named_only_in_an_item_at_any_depth_is_searched_for(tmp_path: 
     ds.ReferencedImageSequence = pydicom.Sequence([item])
     data = _coil_string_cleaned(tmp_path, ds, encoding, "VRELLINGHAST")
     assert b"VRELLINGHAST" not in data and b"5521-8830" not in data and b"19570412" not in data
+
+
+def _identity_item(**more: str) -> Dataset:
+    """An item naming the patient (name, ID, birth date), with `more` attributes."""
+    item = Dataset()
+    for keyword, value in more.items():
+        setattr(item, keyword, value)
+    item.PatientName, item.PatientID, item.PatientBirthDate = "Vrellinghast^Odo", "VO-5521-8830", "19570412"
+    return item
+
+
+def _stored_as_un(ds: Dataset, where: str, undefined: bool) -> None:
+    """Put the patient's identity in `ds` only inside the items of a sequence stored as UN: OriginalAttributesSequence
+    (its item's ModifiedAttributesSequence, a sequence within the UN), a private sequence, a standard sequence the
+    full level keeps and walks (ReferencedImageSequence), or such a UN inside an item of a sequence."""
+    referenced = {"ReferencedSOPClassUID": MR_IMAGE, "ReferencedSOPInstanceUID": ROOT + "52.9"}
+    if where == "original-attributes":
+        item = Dataset()
+        item.ModifiedAttributesSequence = pydicom.Sequence([_identity_item()])
+        item.AttributeModificationDateTime, item.ModifyingSystem = "20240101000000", "FAKE SYSTEM"
+        item.ReasonForTheAttributeModification = "CORRECT"
+        add_un(ds, 0x04000561, un_bytes(item, 0x04000561, "ascii"), undefined)
+    elif where == "private":  # (the UN first: pydicom reads an element added after its creator by the creator)
+        add_un(ds, 0x00091001, un_bytes(_identity_item(), 0x00091001, "ascii"), undefined)
+        ds.add_new(0x00090010, "LO", "FAKE UN CREATOR")
+    elif where == "standard":
+        add_un(ds, 0x00081140, un_bytes(_identity_item(**referenced), 0x00081140, "ascii"), undefined)
+    else:
+        outer = Dataset()
+        outer.SeriesInstanceUID = ROOT + "52.8"
+        add_un(outer, 0x00081140, un_bytes(_identity_item(**referenced), 0x00081140, "ascii"), undefined)
+        ds.ReferencedSeriesSequence = pydicom.Sequence([outer])
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+@pytest.mark.parametrize("where", ["original-attributes", "private", "standard", "in-an-item"])
+def test_a_patient_named_only_in_items_of_a_sequence_stored_as_un_is_searched_for(tmp_path: Path, encoding: str,
+                                                                                 undefined: bool, where: str) -> None:
+    """The top level names no one; the patient's name, ID and birth date stand only in the items of a sequence
+    stored as UN (PS3.5 6.2.2; in implicit VR the same bytes are a sequence, or a private value of unknown VR),
+    of defined or undefined length. A kept description (--clean-descriptors), ImageComments and a kept private value
+    repeat them: full cleans them out of each, and releases the file."""
+    ds = make_dataset(subject=52)
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Anonymous", "", ""
+    _stored_as_un(ds, where, undefined)
+    ds.SeriesDescription = "T1 VO-5521-8830 born 19570412"
+    ds.ImageComments = "Vrellinghast moved"
+    options = Options(level=Level.FULL, key=KEY, clean_descriptors=True)
+    data = _coil_string_cleaned(tmp_path, ds, encoding, "VRELLINGHAST", options)
+    assert b"VRELLINGHAST" not in data and b"5521-8830" not in data and b"19570412" not in data
+    with quiet():
+        out = pydicom.dcmread(files_under(tmp_path / "out")[0])
+    assert out.SeriesDescription.startswith("T1 ") and out.ImageComments.endswith(" moved")
+
+
+@pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le"])
+@pytest.mark.parametrize("tag", [0x00091001, 0x04000561], ids=["private", "original-attributes"])
+def test_identity_in_un_items_the_engine_cannot_read_is_not_released(tmp_path: Path, encoding: str,
+                                                                     tag: int) -> None:
+    """A UN value whose bytes are items (as pydicom reads them) that the engine does not read as it reads a
+    sequence (here an item's elements out of order) and that names the patient alone: a kept text repeats the name.
+    A standard sequence is read by pydicom and written back in order (the salvage), then cleaned as any other; a
+    private one stays as it was, and the file fails: it is never released with the name."""
+    body = b"".join(struct.pack("<HHL", t >> 16, t & 0xFFFF, len(v)) + v
+                    for t, v in ((0x00100020, b"VO-5521-8830"), (0x00100010, b"Vrellinghast^Odo")))
+    value = struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+    assert parses_as_sequence(value)
+    ds = make_dataset(subject=53)
+    ds.PatientName, ds.PatientID = "Anonymous", ""
+    add_un(ds, tag, value)
+    if tag == 0x00091001:
+        ds.add_new(0x00090010, "LO", "FAKE UN CREATOR")
+    ds.ImageComments = "Vrellinghast moved"
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, clean_descriptors=True))
+    if tag == 0x00091001:
+        assert record.status is Status.FAILED and "elements out of order" in record.reason
+        assert not files_under(tmp_path / "out")
+        return
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data = searchable_bytes(out).upper()
+    assert b"VRELLINGHAST" not in data and b"5521-8830" not in data
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _sr_naming_the_patient_in_a_code(code: Dataset, concept: bool) -> Dataset:
+    """An SR document whose content tree holds `code` as an item's concept name or its coded value; the patient's
+    family name is an eponymous view's (SCT 399065000, Causton), so that `code` may repeat it as a code meaning."""
+    ds = make_dataset(subject=54)
+    ds.PatientName = "Causton^Odo"
+    item = Dataset()
+    item.RelationshipType, item.ValueType = "CONTAINS", "CODE"
+    item.ConceptNameCodeSequence = pydicom.Sequence([_code("121071", "DCM", "Finding") if concept else code])
+    item.ConceptCodeSequence = pydicom.Sequence([code if concept else _code("12738006", "SCT", "Brain")])
+    root = Dataset()
+    root.RelationshipType, root.ValueType, root.ContinuityOfContent = "CONTAINS", "CONTAINER", "SEPARATE"
+    root.ContentSequence = pydicom.Sequence([item])
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = pydicom.Sequence([_code("18748-4", "LN", "Diagnostic Imaging Report")])
+    ds.ContentSequence = pydicom.Sequence([root])
+    return ds
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("concept", [False, True], ids=["concept-name", "concept"])
+@pytest.mark.parametrize(("value", "scheme"), [("ZQ1", "99LOCAL"), ("ZQ1", "SCT"), ("121071", "DCM")])
+def test_a_patient_named_in_an_sr_trees_local_code_is_held_back(tmp_path: Path, encoding: str, concept: bool,
+                                                                value: str, scheme: str) -> None:
+    """full keeps code sequences (vocabulary; PS3.15 keeps them) and the residual check is their safety net: a code
+    meaning that repeats the patient's name holds the file back, also when the name is the meaning of a standard
+    code, unless the item is that code (a local scheme's code, or another code of a standard scheme, is none)."""
+    ds = _sr_naming_the_patient_in_a_code(_code(value, scheme, "Causton"), concept)
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, quarantine=tmp_path / "held"))
+    assert record.status is Status.QUARANTINED, record.reason
+    sequence = "(0040,A168)" if concept else "(0040,A043)"
+    assert {(f.attribute, f.where) for f in record.findings} == {
+        ("PatientName", f"(0040,A730)[0].(0040,A730)[0].{sequence}[0].(0008,0104)")}
+    assert not files_under(tmp_path / "out") and "Causton" not in record.reason
+
+
+@pytest.mark.parametrize("scheme", ["SCT", "SRT"])
+def test_a_standard_codes_meaning_that_is_the_patients_name_is_released(tmp_path: Path, scheme: str) -> None:
+    """The eponymous view's own code (in SNOMED CT or, as older files write it, SNOMED RT) names a view, not the
+    patient: the file is released with it."""
+    code = _code("399065000" if scheme == "SCT" else "R-1026B", scheme, "Causton")
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(_sr_naming_the_patient_in_a_code(code, concept=True), "explicit_le"))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
 
 
 @pytest.mark.parametrize("codec", ["utf_32_le", "utf_32_be", "utf_16_be"])

@@ -309,6 +309,10 @@ def test_defined_terms_makers_and_code_meanings_excuse_a_hit(tmp_path: Path) -> 
     item.CodeValue, item.CodingSchemeDesignator = "113100", "DCM"
     item.CodeMeaning = "Basic Application Confidentiality Profile"
     assert held(tmp_path, original("Basic^Profile"), ConceptNameCodeSequence=[item]) == []
+    for value, scheme in (("113100", "99LOCAL"), ("113101", "DCM")):  # a local code, another standard code
+        item.CodeValue, item.CodingSchemeDesignator = value, scheme  # (the meaning is no excuse without its code)
+        findings = held(tmp_path, original("Basic^Profile"), ConceptNameCodeSequence=[item])
+        assert_found(findings, "PatientName", "(0040,A043)[0].(0008,0104)", "Basic")
     assert held(tmp_path, source, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"], Manufacturer="SIEMENS") == []
     # a defined term of another attribute excuses nothing
     assert held(tmp_path, source, ImageComments="PRIMARY")

@@ -689,13 +689,31 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
 
 def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: list[tuple[int, str, bytes]]) -> None:
     """Add to `found` the patient's values (`identifiers.NESTED_IDENTITY`) that stand in items, at any depth, of
-    the sequences read as such (not those stored as UN)."""
+    the sequences: those read as such, and those stored as UN or, in implicit VR, of unknown VR (`_un_items`),
+    whatever the rules then do to them."""
     for e in elements:
         if e.items is not None:
             for item in e.items:
                 _nested_identity(buf, item.elements, depth + 1, found)
-        elif depth and e.tag in NESTED_IDENTITY and e.end > e.value:
-            found.append((e.tag, e.vr, buf[e.value:e.end]))
+        elif depth and e.tag in NESTED_IDENTITY:  # (a value: none of these tags is a sequence)
+            if e.end > e.value:
+                found.append((e.tag, e.vr, buf[e.value:e.end]))
+        elif not e.vr or e.vr == "UN":  # stored as UN, or of unknown VR in implicit VR: maybe a sequence
+            for item in _un_items(buf, e, depth) or ():
+                _nested_identity(buf, item.elements, depth + 1, found)
+
+
+def _un_items(buf: bytes, e: _Element, depth: int) -> list[_Item] | None:
+    """The items of a value stored as UN (or of unknown VR, in implicit VR) whose bytes are those of an implicit VR
+    little endian sequence (PS3.5 6.2.2, whatever the dataset's byte order), as pydicom opens it; None when they
+    are not (most such values: their first bytes are no item). `depth`: of the items the value is in. Bytes that
+    read as a sequence but not, element by element, as the engine reads one decline the file: the identity in them
+    could not be searched for."""
+    if buf[e.value:e.value + 4] != _ITEM_LE or not (e.undefined or parses_as_sequence(buf[e.value:e.end])):
+        return None
+    parser = _Parser(buf, True)
+    parser.depth = depth
+    return parser._items(_Element(e.tag, "SQ", e.start, e.value, e.end, e.undefined))[0]
 
 
 def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: bool = True) -> Dataset:

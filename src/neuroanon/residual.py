@@ -6,8 +6,8 @@ identifiers), and, where the file holds non-ASCII text, in its text values decod
 casefolded and ASCII-folded. A hit is attributed to the element that holds it, by tag, never by value.
 
 No element is exempt. A hit is excused only when the value it stands in is a defined term of that attribute in
-the standard (or a code meaning of the standard's codes), or a known manufacturer or model name in the
-manufacturer and model attributes (data/vocabulary.json).
+the standard (or the meaning of the standard code its item holds: not a local scheme's code, nor another code),
+or a known manufacturer or model name in the manufacturer and model attributes (data/vocabulary.json).
 """
 
 from __future__ import annotations
@@ -45,10 +45,14 @@ from .identifiers import (
 from .read import PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
+    CODE_VALUE,
+    CODING_SCHEME_DESIGNATOR,
     DEIDENTIFICATION_METHOD,
     IMPLEMENTATION_VERSION_NAME,
+    LONG_CODE_VALUE,
     MANUFACTURER,
     MANUFACTURER_MODEL_NAME,
+    URN_CODE_VALUE,
     tag_text,
 )
 
@@ -109,6 +113,7 @@ class _Element:
     tag: int
     raw: bytes
     text: str | None
+    code: tuple[str, str] = ("", "")  # a CodeMeaning's: its item's CodingSchemeDesignator and code value
 
 
 def check_file(
@@ -539,15 +544,21 @@ def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str], tuple[str,
 
 
 @cache
-def _code_meanings() -> frozenset[str]:
-    """The meanings of the standard's codes (PS3.16), as pydicom ships them."""
+def _standard_codes() -> dict[tuple[str, str], frozenset[str]]:
+    """The meanings of the standard's codes (PS3.16), as pydicom ships them, by scheme and code value (folded); a
+    SNOMED code also by its SNOMED RT value (SRT), which older files write."""
     from pydicom.sr._concepts_dict import concepts
+    from pydicom.sr._snomed_dict import mapping
 
-    meanings: set[str] = set()
-    for scheme in concepts.values():
-        for codes in scheme.values():
-            meanings.update(fold(meaning) for meaning, _ in codes.values())  # type: ignore[attr-defined]
-    return frozenset(meanings)
+    meanings: dict[tuple[str, str], set[str]] = {}
+    for scheme, by_keyword in concepts.items():
+        for codes in by_keyword.values():
+            for value, (meaning, _) in codes.items():  # type: ignore[attr-defined]
+                meanings.setdefault((scheme, value), set()).add(fold(meaning))
+    for rt_value, ct_value in mapping["SRT"].items():
+        if ("SCT", ct_value) in meanings:
+            meanings.setdefault(("SRT", rt_value), set()).update(meanings["SCT", ct_value])
+    return {code: frozenset(found) for code, found in meanings.items()}
 
 
 def _excused(element: _Element, needle: Needle) -> bool:
@@ -561,8 +572,8 @@ def _excused(element: _Element, needle: Needle) -> bool:
         toolkit = max((name for name in _vocabulary()[2] if value.startswith(name)), key=len, default=None)
         rest = value[len(toolkit):] if toolkit is not None else ""
         return toolkit is not None and not count(rest.encode("utf-8"), needle) and not find_text(rest, (needle,))
-    if element.tag == CODE_MEANING:
-        allowed = _code_meanings()
+    if element.tag == CODE_MEANING:  # a standard code's meaning, where the item holds that code
+        allowed = _standard_codes().get(element.code, frozenset())
     elif element.tag in MAKER_TAGS:
         allowed = _vocabulary()[1]
     else:
@@ -609,7 +620,17 @@ def _walk(ds: Dataset, path: str) -> Iterator[_Element]:
             data = value if isinstance(value, bytes) else b""
         else:
             data = str(value if value is not None else "").encode("utf-8", "ignore")
-        yield _Element(where, t, data, _text(ds, tag) if vr in TEXT_VRS else None)
+        text = _text(ds, tag) if vr in TEXT_VRS else None
+        yield _Element(where, t, data, text, _code_of(ds) if t == CODE_MEANING else ("", ""))
+
+
+def _code_of(item: Dataset) -> tuple[str, str]:
+    """The coding scheme and the code value (short, long or URN) an item of a code sequence holds."""
+    found = []
+    for tag in (CODING_SCHEME_DESIGNATOR, CODE_VALUE, LONG_CODE_VALUE, URN_CODE_VALUE):
+        text = _text(item, BaseTag(tag)) if tag in item else None
+        found.append((text or "").strip(" \x00"))
+    return found[0], next((v for v in found[1:] if v), "")
 
 
 def _text(ds: Dataset, tag: BaseTag) -> str | None:
