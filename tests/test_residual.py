@@ -144,7 +144,8 @@ def _encoded(form: str, text: bytes) -> bytes:
     return bytes(range(7, 40)) + written + b"\x00\x01\x78\x9c\xff" + bytes(20)
 
 
-@pytest.mark.parametrize("form", ["base64", "base64 of the family name", "hex", "a compressed stream", "gzip", "base64, compressed"])
+@pytest.mark.parametrize("form", ["base64", "base64 of the family name", "hex", "a compressed stream", "gzip",
+                                  "base64, compressed"])
 def test_a_name_written_encoded_in_a_kept_private_value_holds_the_file_back(tmp_path: Path, form: str) -> None:
     """GE's User Define Data is kept at full (its binary header holds phase encoding and slice order): a name in it
     written as base64, hex or compressed was released (adversarial hunt, E03 to E05 and E12)."""
