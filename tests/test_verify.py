@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
 from neuroanon.cli import main
-from neuroanon.sample import make_study, planted_values
+from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .adversarial import add_un, part10
 from .helpers import files_under
@@ -95,6 +96,30 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     flagged = [r for r in json.loads(report.read_text()) if r["findings"]]
     assert len(flagged) == 1
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
+
+
+def test_a_name_only_an_item_of_the_original_held_is_looked_for(tmp_path: Path) -> None:
+    """full searches for the patient's values wherever an item holds them; verify --against looked only at the
+    top level, so a name only an item held, copied into a released file, was not found (helper's review)."""
+    ds = make_dataset(subject=9)
+    name = "Quxworth^Zelda"
+    ds.PatientName = ""
+    item = Dataset()
+    item.PatientName = name
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.1047.9"
+    ds.ReferencedImageSequence = [item]
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    ds.save_as(source / "a.dcm", enforce_file_format=True)
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "-q"]) == 0
+    victim = files_under(out)[0]
+    released = pydicom.dcmread(victim)
+    released.WindowCenterWidthExplanation = f"for {name}"
+    released.save_as(victim)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
+    findings = json.loads(report.read_text())[0]["findings"]
+    assert "original PatientName value found in (0028,1055)" in findings
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])

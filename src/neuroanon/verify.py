@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -22,7 +23,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
-from .identifiers import Needle, needles
+from .identifiers import NESTED_IDENTITY, Needle, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, Header, quiet, read_header
@@ -87,7 +88,9 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
     """Add one original's identifying values, UIDs and PatientID to what must not reappear."""
     try:
         ds = read_header(path).dataset
-        own = tuple(n for n in needles(ds) if level is Level.FULL or n.attribute in _FIVE_KEYWORDS)
+        nested = tuple(_item_identity(ds)) if level is Level.FULL else ()
+        found = nested_needles(ds, nested) if nested else needles(ds)
+        own = tuple(n for n in found if level is Level.FULL or n.attribute in _FIVE_KEYWORDS)
         for needle in own:
             patterns.setdefault(needle.data, needle)
         if keyring is not None and ds.get("SOPInstanceUID"):
@@ -98,6 +101,30 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
                 patient_ids.add(str(ds.PatientID))
     except (InputError, ValueError, TypeError, KeyError):
         return  # unreadable or undecodable: nothing to gather
+
+
+def _item_identity(ds: Dataset, depth: int = 0) -> Iterator[tuple[int, str, bytes]]:
+    """The patient's values (`NESTED_IDENTITY`) that items of `ds` hold at any depth, as `full` searches for them
+    (tag, VR, value as stored), so that a name only an item held is looked for in the outputs too."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if depth and int(tag) in NESTED_IDENTITY and isinstance(element, RawDataElement) and element.value:
+            yield int(tag), element.VR or _dictionary_vr(int(tag)), bytes(element.value)
+        elif element.VR == "SQ" or (element.VR in (None, "UN") and _dictionary_vr(int(tag)) == "SQ"):
+            try:
+                items = list(ds[tag].value)
+            except Exception:  # (a value pydicom cannot read as items: not searched, as the engine fails it)
+                continue
+            for item in items:
+                if isinstance(item, Dataset):
+                    yield from _item_identity(item, depth + 1)
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
 
 
 # Our DeidentificationMethod values ("NiDB Anonymize Full (neuroanon 0.1.0)"), as NiDB names its levels.
