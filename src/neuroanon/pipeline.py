@@ -146,7 +146,7 @@ def anonymize_tree(
             clear_staged(output)  # what a run of an earlier version staged in the output itself
         clear_staged(options.quarantine)  # a copy to another disk an interrupted run left unfinished
         subjects, writer, journal = _records(output, options, report, run, mapping, force)
-        summary = summary or Summary(options.level.value)
+        summary = Summary(options.level.value) if summary is None else summary
         archive: ZipSink | None = None
         stopped = "interrupted"
         try:
@@ -373,7 +373,7 @@ def preview_tree(
     is refused the same way. `summary` as for `anonymize_tree`."""
     check_paths(inputs, output, options.quarantine)
     check_output(output, options, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None, force)
-    summary = summary or Summary(options.level.value)
+    summary = Summary(options.level.value) if summary is None else summary
     writer = ReportWriter(report, options=options, run=run)
     claimed = Claims()
     not_kept = replace(options, quarantine=None)
