@@ -277,14 +277,20 @@ def test_the_library_refuses_a_mapping_of_another_key_before_it_begins(tree: Pat
     assert _left_in(runs) == set()
 
 
+def _run_with_lookup(tree: Path, key_file: Path, lookup: Path, rows: list[str], out: Path) -> int:
+    """A run at full with a lookup file of these rows."""
+    lookup.write_text("\n".join(rows) + "\n")
+    return main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
+                 "-o", str(out), "-q"])
+
+
 def test_a_lookup_that_gives_one_id_two_new_ids_is_refused(tree: Path, tmp_path: Path, key_file: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """The last row won silently: half a subject's files were meant for the other pseudonym."""
     lookup = tmp_path / "ids.csv"
     ids = planted_values(41)["PatientID"], planted_values(42)["PatientID"]
-    lookup.write_text(f"original,new\n{ids[0]},SUBJ-A\n{ids[1]},SUBJ-B\n{ids[0]},SUBJ-C\n")
-    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
-                 "-o", str(tmp_path / "out")]) == 2
+    rows = ["original,new", f"{ids[0]},SUBJ-A", f"{ids[1]},SUBJ-B", f"{ids[0]},SUBJ-C"]
+    assert _run_with_lookup(tree, key_file, lookup, rows, tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert err == f"neuroanon: lookup file {lookup}, lines 2 and 4: one original ID with two new IDs\n"
     lookup.write_text(f"{ids[0]},SUBJ-A\n{ids[0]},SUBJ-A\n")  # the same row twice is one row
@@ -297,9 +303,8 @@ def test_a_lookup_that_gives_two_ids_one_new_id_says_so(tree: Path, tmp_path: Pa
     by line, without the IDs."""
     lookup = tmp_path / "ids.csv"
     ids = planted_values(41)["PatientID"], planted_values(42)["PatientID"]
-    lookup.write_text(f"original,new\n{ids[0]},SUBJ-A\n{ids[1]},SUBJ-A\n")
-    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
-                 "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert _run_with_lookup(tree, key_file, lookup, ["original,new", f"{ids[0]},SUBJ-A", f"{ids[1]},SUBJ-A"],
+                            tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert (f"neuroanon: the lookup file {lookup} gives one new ID to more than one original ID (lines 2 and 3): "
             "their files share one subject\n") in err
@@ -314,14 +319,10 @@ def test_files_whose_subject_the_lookup_does_not_list_are_counted_on_the_termina
     report's changes; the terminal now says how many files that was, without the IDs."""
     lookup = tmp_path / "ids.csv"
     listed, unlisted = planted_values(41)["PatientID"], planted_values(42)["PatientID"]
-    lookup.write_text(f"{listed},SUBJ-A\n")
-    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
-                 "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert _run_with_lookup(tree, key_file, lookup, [f"{listed},SUBJ-A"], tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert (f"neuroanon: 2 files written name a subject the lookup file {lookup} does not list: they got keyed "
             "pseudonyms\n") in err
     assert unlisted not in err and listed not in err
-    lookup.write_text(f"{listed},SUBJ-A\n{unlisted},SUBJ-B\n")
-    assert main(["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "--lookup", str(lookup),
-                 "-o", str(tmp_path / "all"), "-q"]) == 1
+    assert _run_with_lookup(tree, key_file, lookup, [f"{listed},SUBJ-A", f"{unlisted},SUBJ-B"], tmp_path / "all") == 1
     assert "does not list" not in capsys.readouterr().err
