@@ -655,6 +655,30 @@ def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path
     assert len(_released(tmp_path / "out")) == 1
 
 
+@pytest.mark.parametrize("change", ["PatientID", "StudyInstanceUID"])
+def test_one_instance_under_two_identities_is_released_once(tmp_path: Path, change: str) -> None:
+    """The same SOP Instance UID under two PatientIDs (a study sent again after a correction) or in two studies:
+    both were released, under two subjects with one new UID (hunt 8: G05). The first keeps it; the second fails,
+    naming the first, on a rerun too. An exact copy is still a skipped duplicate."""
+    source = tmp_path / "in"
+    for folder in ("a", "b"):
+        (source / folder).mkdir(parents=True)
+    first, second = make_dataset(subject=45), make_dataset(subject=45)
+    setattr(second, change, "PID-FAKE-0046" if change == "PatientID" else "1.2.826.0.1.3680043.10.1047.46")
+    first.save_as(source / "a" / "1.dcm", enforce_file_format=True)
+    second.save_as(source / "b" / "2.dcm", enforce_file_format=True)
+    first.save_as(source / "b" / "3.dcm", enforce_file_format=True)  # an exact copy of the first
+    for run in ("first run", "rerun"):
+        records = _full(source, tmp_path / "out", tmp_path)
+        assert records["a/1.dcm"]["status"] == "written", run
+        assert records["b/2.dcm"]["status"] == "failed" and records["b/2.dcm"]["same_as"] == "a/1.dcm", run
+        assert "another input with this SOP Instance UID was released" in str(records["b/2.dcm"]["reason"])
+        assert records["b/3.dcm"]["status"] == "skipped" and "duplicate instance" in str(records["b/3.dcm"]["reason"])
+        assert len(_released(tmp_path / "out")) == 1, run
+    anonymized = tmp_path / "anonymized"
+    assert main(["anonymize", str(source), "-o", str(anonymized), "-q"]) == 0, "below full, paths are the inputs'"
+
+
 @pytest.mark.parametrize("level", ["anonymize", "full"])
 def test_an_element_of_unknown_vr_fails_with_its_cause(tmp_path: Path, level: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:

@@ -77,7 +77,7 @@ class Journal:
         self._fingerprint = fingerprint(options)
         # Where the line of each input an earlier run finished starts, by its name's digest: the record is read
         # from there when asked for (a journal of a million files is not held in memory).
-        self.done = DigestTable()
+        self.done = DigestTable(wide=False)  # (a line found is checked against the input's token: never mistaken)
         self._lists: dict[int, int] = {}  # where the line of each numbered list of changes starts
         self._list: tuple[int, tuple[Change, ...]] = (-1, ())  # the last list read (a series' files share one)
         self._reader: BinaryIO | None = None

@@ -250,7 +250,7 @@ def _run(
             else:  # finished by an earlier run
                 record = replace(outcome, input=name)
                 if record.output is not None and record.status in (Status.WRITTEN, Status.QUARANTINED):
-                    _claim(claimed, record)
+                    _claim(claimed, record, options)
             size = _size(item)
             summary.add(record, size)
             writer.write(record)
@@ -830,21 +830,14 @@ def commit(
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
         return record
-    first = _claim(claimed, record)
-    if first != record.input:
-        if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
-            discard(Path(staged))
-            return Record(record.input, Status.QUARANTINED, "same instance as another input, which was held back",
-                          findings=record.findings, same_as=first)
-        # (the same instance UID, so the same output path; its content may differ: not written, and said so)
-        same = _same_bytes(Path(staged), output / record.output) if released is None else None
+    first, elsewhere = _claim(claimed, record, options)
+    if elsewhere is not None:  # one instance under two subjects (or studies, series): the first keeps it
         discard(Path(staged))
-        compared = {True: " (its output would be the same bytes)", False: " (its output would be other bytes)",
-                    None: ""}[same]
-        # (the first input is named in `same_as`, which the report names as it names inputs: at full a file's
-        # name may hold a patient's)
-        return Record(record.input, Status.SKIPPED, "duplicate instance: another input has its output path;"
-                      f" not written{compared}", record.output, same_as=first)
+        return Record(record.input, Status.FAILED, "another input with this SOP Instance UID was released under "
+                      "another subject, study or series; not written (one instance, two identities)",
+                      same_as=elsewhere)
+    if first != record.input:
+        return _duplicate(record, Path(staged), first, output if released is None else None)
     if record.status is Status.WRITTEN:
         if before_release is not None:
             before_release(record)
@@ -863,6 +856,25 @@ def commit(
         return _quarantined(Path(staged), record, options.quarantine)
     discard(Path(staged))
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _duplicate(record: Record, staged: Path, first: str, output: Path | None) -> Record:
+    """The record of an input whose output place `first` claimed, its staged output discarded. `output`: the
+    folder the first's output went to, for a comparison of the bytes (None: a zip archive)."""
+    assert record.output is not None
+    if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
+        discard(staged)
+        return Record(record.input, Status.QUARANTINED, "same instance as another input, which was held back",
+                      findings=record.findings, same_as=first)
+    # (the same instance UID, so the same output path; its content may differ: not written, and said so)
+    same = _same_bytes(staged, output / record.output) if output is not None else None
+    discard(staged)
+    compared = {True: " (its output would be the same bytes)", False: " (its output would be other bytes)",
+                None: ""}[same]
+    # (the first input is named in `same_as`, which the report names as it names inputs: at full a file's
+    # name may hold a patient's)
+    return Record(record.input, Status.SKIPPED, "duplicate instance: another input has its output path;"
+                  f" not written{compared}", record.output, same_as=first)
 
 
 def _same_bytes(staged: Path, released: Path) -> bool | None:
@@ -889,10 +901,13 @@ def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
     return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
 
 
-def _claim(claimed: Claims, record: Record) -> str:
-    """The input that first claimed the place of `record`'s output in this run: `record`'s own if none had."""
+def _claim(claimed: Claims, record: Record, options: Options) -> tuple[str, str | None]:
+    """The input that first claimed the place of `record`'s output in this run (`record`'s own if none had), and at
+    full, for a file released there, the input released first with its SOP Instance UID in another place."""
     assert record.output is not None
-    return claimed.claim(_place(record.output, record.status is Status.QUARANTINED), record.input)
+    released = options.level is Level.FULL and record.status is Status.WRITTEN
+    return claimed.claim_instance(_place(record.output, record.status is Status.QUARANTINED), record.input,
+                                  PurePosixPath(record.output).name if released else None)
 
 
 def _place(output: str, quarantined: bool = False) -> str:

@@ -18,15 +18,17 @@ def digest(text: str) -> bytes:
 
 class DigestTable:
     """Maps 128-bit digests to unsigned 64-bit values: open addressing with linear probing over three flat arrays,
-    at most two thirds full (24 bytes a slot, 36 to 72 a row)."""
+    at most two thirds full (24 bytes a slot, 36 to 72 a row). Not `wide`: keyed by the digest's second half alone
+    (16 bytes a slot), where two keys of a million rows share it with odds of about 2**-25."""
 
-    def __init__(self) -> None:
+    def __init__(self, wide: bool = True) -> None:
         self._rows = 0
+        self._wide = wide
         self._allocate(1 << 6)
 
     def _allocate(self, slots: int) -> None:
         self._mask = slots - 1
-        self._high = array("Q", bytes(8 * slots))
+        self._high = array("Q", bytes(8 * slots if self._wide else 0))
         self._low = array("Q", bytes(8 * slots))
         self._values = array("Q", bytes(8 * slots))
 
@@ -35,8 +37,13 @@ class DigestTable:
 
     def _slot(self, key: bytes) -> tuple[int, int, int]:
         """The slot that holds `key` or, if none does, the free slot where it goes; with the key's two words."""
-        high, low = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:16], "little") or 1
+        low = int.from_bytes(key[8:16], "little") or 1
         slot = low & self._mask
+        if not self._wide:
+            while self._low[slot] != _EMPTY and self._low[slot] != low:
+                slot = (slot + 1) & self._mask
+            return slot, 0, low
+        high = int.from_bytes(key[:8], "little")
         while self._low[slot] != _EMPTY and (self._low[slot] != low or self._high[slot] != high):
             slot = (slot + 1) & self._mask
         return slot, high, low
@@ -64,7 +71,9 @@ class DigestTable:
             self._put(slot, high, low, value)
 
     def _put(self, slot: int, high: int, low: int, value: int) -> None:
-        self._high[slot], self._low[slot], self._values[slot] = high, low, value
+        if self._wide:
+            self._high[slot] = high
+        self._low[slot], self._values[slot] = low, value
         self._rows += 1
         if 3 * self._rows > 2 * (self._mask + 1):
             self._grow()
@@ -79,7 +88,9 @@ class DigestTable:
                 slot = word & mask
                 while new_low[slot] != _EMPTY:
                     slot = (slot + 1) & mask
-                self._high[slot], new_low[slot], self._values[slot] = high[old], word, values[old]
+                if self._wide:
+                    self._high[slot] = high[old]
+                new_low[slot], self._values[slot] = word, values[old]
 
 
 class Names:
@@ -116,17 +127,28 @@ class Claims:
     names that input)."""
 
     def __init__(self) -> None:
-        self._places = DigestTable()
+        # Keyed by 64 bits of the digest: two places of a million files share a key with odds of 2**-25 (the later
+        # one would be taken for a duplicate; 16 bytes a slot, not 24). The instances are claimed only at full.
+        self._places = DigestTable(wide=False)
+        self._instances = DigestTable(wide=False)
         self._names = Names()
 
     def claim(self, place: str, name: str) -> str:
         """The input that first claimed `place`: `name` if none had (it claims it now)."""
+        return self.claim_instance(place, name, None)[0]
+
+    def claim_instance(self, place: str, name: str, instance: str | None) -> tuple[str, str | None]:
+        """`claim`, and, when `place` is claimed now, `instance` with it (at full, a released output's file name: its
+        new SOP Instance UID): the input that claimed that instance first in another place, if one did."""
         offset = self._names.size()
         first = self._places.setdefault(digest(place), offset)
         if first != offset:  # (an earlier row's name lies before the end of the names)
-            return self._names[first]
+            return self._names[first], None
         self._names.add(name)
-        return name
+        if instance is None:
+            return name, None
+        other = self._instances.setdefault(digest(instance), offset)
+        return name, self._names[other] if other != offset else None
 
     def __contains__(self, place: str) -> bool:
         return digest(place) in self._places
