@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import quopri
+import urllib.parse
 import zlib
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,75 @@ def test_binary_private_values_without_a_name_are_released(tmp_path: Path) -> No
     assert record["status"] == "written", record["findings"]
     kept = pydicom.dcmread(files_under(out)[0])
     assert kept[0x0043102A].value == ds[0x0043102A].value, "kept whole"
+
+
+def _accented(ds: pydicom.Dataset) -> str:
+    """Give `ds` a fake patient name with umlauts (made from its planted one) and return it."""
+    family, given = str(ds.PatientName).split("^")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = f"{family.replace('DOE', 'MÜLLER')}^{given.replace('A', 'Ä')}"
+    return str(ds.PatientName)
+
+
+def _escaped(form: str, name: str) -> str:
+    """`name` as XML, a URL, JSON or a MIME part writes it (each form as a program writes it)."""
+    family = name.split("^")[0]
+    if form == "numeric character references":  # the whole family name, as an XML writer that escapes all
+        return "<patient>" + "".join(f"&#{ord(c)};" for c in family) + "</patient>"
+    if form == "character references":  # the accented letters only, in hex (&#xDC;) and by name (&Auml;)
+        return "<p n='" + name.replace("Ü", "&#xDC;").replace("Ä", "&Auml;").replace("^", " ") + "'/>"
+    if form == "percent-encoding":  # a viewer's link: UTF-8, a plus for the space
+        return "https://pacs.example/view?name=" + urllib.parse.quote_plus(name.replace("^", " "))
+    if form == "percent-encoding of every character":
+        return "https://pacs.example/view?pid=" + "".join(f"%{b:02X}" for b in family.encode())
+    if form == "\\u escapes":  # JSON as json.dumps writes it
+        return json.dumps({"patient": name.replace("^", " ")})
+    if form == "\\u escapes of every character":
+        return '{"p": "' + "".join(f"\\u{ord(c):04x}" for c in family) + '"}'
+    if form == "quoted-printable":  # a MIME part in UTF-8
+        return quopri.encodestring(name.replace("^", " ").encode()).decode()
+    if form == "escapes in escapes":  # a URL in an XML attribute: %-encoded, then its % written as &#37;
+        return "<a href='q?n=" + urllib.parse.quote(family).replace("%", "&#37;") + "'/>"
+    raise AssertionError(form)
+
+
+ESCAPES = ["numeric character references", "character references", "percent-encoding",
+           "percent-encoding of every character", "\\u escapes", "\\u escapes of every character", "quoted-printable",
+           "escapes in escapes"]
+
+
+@pytest.mark.parametrize("form", ESCAPES)
+@pytest.mark.parametrize("place", ["(0028,1055)", "(0043,102A)"])
+def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: str, place: str) -> None:
+    """A name written as XML character references, percent-encoded in a URL, as JSON's \\u escapes or quoted-printable
+    in a kept value (WindowCenterWidthExplanation; GE's User Define Data) was released (adversarial hunt 9)."""
+    ds = make_dataset(subject=2)
+    name = str(ds.PatientName) if "every" in form or form.startswith("numeric") else _accented(ds)
+    text = _escaped(form, name)
+    if place == "(0028,1055)":
+        ds.WindowCenterWidthExplanation = text
+    else:
+        ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+        ds.add_new(0x0043102A, "OB", _encoded("hex", b"")[:40] + text.encode() + bytes(21 + len(text) % 2))
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", (form, place)
+    assert any(f["attribute"] == "PatientName" and f["where"].startswith("a value written as")
+               for f in record["findings"]), record["findings"]
+    assert not files_under(out)
+
+
+def test_escaped_technical_text_is_released(tmp_path: Path) -> None:
+    """The control: XML with entities, URLs with escapes, JSON and MIME text that name nobody are released whole."""
+    ds = make_dataset(subject=2)
+    _accented(ds)
+    text = ("<w n='Gehirn &amp; Sch&#xE4;del &lt;T1&gt;' c='&#52;&#48;'/> "
+            "https://pacs.example/q?series=T1%20MPRAGE%C3%A9&tr=2300+ms "
+            '{"fl\\u00e4che": "\\u0053agittal"} Gr=C3=B6=C3=9Fe=3D12 \\x41x')
+    ds.WindowCenterWidthExplanation = text.split("\\")[0]  # (a backslash would end the value)
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    ds.add_new(0x0043102A, "OB", text.encode() + bytes(range(256)) * 4 + bytes(len(text.encode()) % 2))
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record["findings"]
+    kept = pydicom.dcmread(files_under(out)[0])
+    assert kept.WindowCenterWidthExplanation == ds.WindowCenterWidthExplanation
+    assert kept[0x0043102A].value == ds[0x0043102A].value

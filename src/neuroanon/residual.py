@@ -13,6 +13,7 @@ or a known manufacturer or model name in the manufacturer and model attributes (
 from __future__ import annotations
 
 import binascii
+import html
 import json
 import re
 import struct
@@ -177,9 +178,10 @@ _MOST_INFLATED = 1 << 20
 
 def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Needle]) -> list[Finding]:
     """The needles not already `found` that `data` holds written as base64, hex, or in a zlib or gzip stream
-    (also one written as base64 or hex): one finding an attribute, with the form. What they decode to is searched
-    in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a hit."""
-    pieces = _decoded(data)
+    (also one written as base64 or hex), or with escapes: one finding an attribute, with the form. What they
+    decode to is searched in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a
+    hit."""
+    pieces = _decoded(data) + _unescaped(data)
     if not pieces:
         return []
     new = [n for n in find(b"\0".join(d for _, d in pieces).lower(), patterns, remember=False) if n not in found]
@@ -209,6 +211,68 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
         if b"\x78" in decoded or b"\x1f" in decoded:
             found += _streams(decoded, f"{form}, compressed")
     return found + _streams(data, "a compressed stream")
+
+
+# Text written with escapes, as XML and HTML, URLs, JSON and MIME write a character: a character reference
+# (`&#252;`, `&#xFC;`, `&uuml;`), percent-encoding (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape,
+# quoted-printable (`=C3=BC`, `=` at a line's end). Each form is looked for by its literal first (a file without one
+# costs a `bytes.find`). The text around escapes is read back one form at a time, again while that changes it (a
+# URL in an XML attribute: `&#37;C3`), and what each step gives is searched like the forms above (so that one
+# form's reading cannot spoil another's: `=FA` in `?n=FAKE` is no quoted-printable).
+_ESCAPES = (
+    ("character references", (b"&",),
+     re.compile(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")),
+    ("percent-encoding", (b"%",), re.compile(rb"%[0-9a-fA-F]{2}")),
+    ("backslash escapes", (b"\\u", b"\\x"), re.compile(rb"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")),
+    ("quoted-printable", (b"=",), re.compile(rb"=[0-9A-F]{2}|=\r?\n")),
+)
+_UNESCAPE_ROUNDS = 3
+
+
+def _unescaped(data: bytes) -> list[tuple[str, bytes]]:
+    """The text around the escapes `data` holds (`_ESCAPES`), read back, with the forms it was written in."""
+    found = []
+    for start, end in _escape_windows(data):
+        text, forms = data[start:end], list[str]()
+        for _ in range(_UNESCAPE_ROUNDS):
+            before = text
+            for form, _, escape in _ESCAPES:
+                read = escape.sub(_read_escape, text)
+                if read != text:
+                    text = read.replace(b"+", b" ") if form == "percent-encoding" else read
+                    forms += [form] if form not in forms else []
+                    found.append((", ".join(forms), text))
+            if text == before:
+                break
+    return found
+
+
+def _escape_windows(data: bytes) -> list[tuple[int, int]]:
+    """Where `data` holds escapes, with `_CONTEXT` bytes around them (windows that overlap made one)."""
+    spans: list[tuple[int, int]] = []
+    for _, literals, escape in _ESCAPES:
+        first = min((at for at in map(data.find, literals) if at >= 0), default=-1)
+        if first >= 0:
+            spans += [match.span() for match in escape.finditer(data, first)]
+    windows: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if windows and start - _CONTEXT <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end + _CONTEXT)
+        else:
+            windows.append((max(0, start - _CONTEXT), end + _CONTEXT))
+    return windows
+
+
+def _read_escape(match: re.Match[bytes]) -> bytes:
+    """The bytes one escape stands for (a character as UTF-8)."""
+    escape = match.group()
+    if escape[:1] == b"&":
+        return html.unescape(escape.decode("ascii")).encode("utf-8", "surrogatepass")
+    if escape[:2] == b"\\u":
+        return chr(int(escape[2:], 16)).encode("utf-8", "surrogatepass")
+    if escape[-1:] == b"\n":  # a soft line break
+        return b""
+    return bytes.fromhex(escape[-2:].decode("ascii"))
 
 
 def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
