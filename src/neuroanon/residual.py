@@ -215,16 +215,16 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
 
 # Text written with escapes, as XML and HTML, URLs, JSON and MIME write a character: a character reference
 # (`&#252;`, `&#xFC;`, `&uuml;`), percent-encoding (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape,
-# quoted-printable (`=C3=BC`, `=` at a line's end). Each form is looked for by its literal first (a file without one
-# costs a `bytes.find`). The text around escapes is read back one form at a time, again while that changes it (a
-# URL in an XML attribute: `&#37;C3`), and what each step gives is searched like the forms above (so that one
-# form's reading cannot spoil another's: `=FA` in `?n=FAKE` is no quoted-printable).
+# quoted-printable (`=C3=BC`, `=` at a line's end). Each form's expression begins with one literal byte, which the
+# search skips to (as fast as `bytes.find` of one byte; a search for two bytes, `&#`, takes longer). The text around
+# escapes is read back one form at a time, again while that changes it (a URL in an XML attribute: `&#37;C3`),
+# and what each step gives is searched like the forms above (so that one form's reading cannot spoil another's:
+# `=FA` in `?n=FAKE` is no quoted-printable).
 _ESCAPES = (
-    ("character references", (b"&",),
-     re.compile(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")),
-    ("percent-encoding", (b"%",), re.compile(rb"%[0-9a-fA-F]{2}")),
-    ("backslash escapes", (b"\\u", b"\\x"), re.compile(rb"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")),
-    ("quoted-printable", (b"=",), re.compile(rb"=[0-9A-F]{2}|=\r?\n")),
+    ("character references", re.compile(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")),
+    ("percent-encoding", re.compile(rb"%[0-9a-fA-F]{2}")),
+    ("backslash escapes", re.compile(rb"\\[ux](?:(?<=u)[0-9a-fA-F]{4}|(?<=x)[0-9a-fA-F]{2})")),
+    ("quoted-printable", re.compile(rb"=(?:[0-9A-F]{2}|\r?\n)")),
 )
 _UNESCAPE_ROUNDS = 3
 
@@ -236,7 +236,7 @@ def _unescaped(data: bytes) -> list[tuple[str, bytes]]:
         text, forms = data[start:end], list[str]()
         for _ in range(_UNESCAPE_ROUNDS):
             before = text
-            for form, _, escape in _ESCAPES:
+            for form, escape in _ESCAPES:
                 read = escape.sub(_read_escape, text)
                 if read != text:
                     text = read.replace(b"+", b" ") if form == "percent-encoding" else read
@@ -249,13 +249,9 @@ def _unescaped(data: bytes) -> list[tuple[str, bytes]]:
 
 def _escape_windows(data: bytes) -> list[tuple[int, int]]:
     """Where `data` holds escapes, with `_CONTEXT` bytes around them (windows that overlap made one)."""
-    spans: list[tuple[int, int]] = []
-    for _, literals, escape in _ESCAPES:
-        first = min((at for at in map(data.find, literals) if at >= 0), default=-1)
-        if first >= 0:
-            spans += [match.span() for match in escape.finditer(data, first)]
+    spans = sorted(match.span() for _, escape in _ESCAPES for match in escape.finditer(data))
     windows: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
+    for start, end in spans:
         if windows and start - _CONTEXT <= windows[-1][1]:
             windows[-1] = (windows[-1][0], end + _CONTEXT)
         else:
