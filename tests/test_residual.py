@@ -244,3 +244,31 @@ def test_escaped_technical_text_is_released(tmp_path: Path) -> None:
     kept = pydicom.dcmread(files_under(out)[0])
     assert kept.WindowCenterWidthExplanation == ds.WindowCenterWidthExplanation
     assert kept[0x0043102A].value == ds[0x0043102A].value
+
+
+@pytest.mark.parametrize("copy", ["ISO_IR 192", "ISO_IR 144"])
+def test_a_name_an_item_holds_in_its_own_character_set_is_found(tmp_path: Path, copy: str) -> None:
+    """An item may declare its own SpecificCharacterSet (as PS3.5 allows; OriginalAttributesSequence keeps a value
+    from a system of another set). The patient's name only such an item held was read in the top level's set
+    (Latin-1 for a Cyrillic name), so the name copied in UTF-8 into a kept code meaning was released."""
+    ds = make_dataset(subject=2)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    name = str(ds.PatientName).translate(str.maketrans("FAKEDOJN", "ФАКЕДОЖН"))  # a Cyrillic fake, made by code
+    del ds.PatientName
+    original = pydicom.Dataset()
+    original.SpecificCharacterSet = "ISO_IR 144"
+    original.add_new(0x00100010, "PN", name.encode("iso8859_5"))
+    modified = pydicom.Dataset()
+    modified.ModifiedAttributesSequence = pydicom.Sequence([original])
+    modified.AttributeModificationDateTime, modified.ModifyingSystem = "20240101", "X"
+    modified.ReasonForTheAttributeModification = "CORRECT"
+    ds.OriginalAttributesSequence = pydicom.Sequence([modified])
+    code = pydicom.Dataset()
+    code.SpecificCharacterSet = copy
+    code.CodeValue, code.CodingSchemeDesignator = "X1", "99LOCAL"
+    family = name.split("^")[0].encode("utf-8" if copy == "ISO_IR 192" else "iso8859_5")
+    code.add_new(0x00080104, "LO", b"seen " + family)
+    ds.AnatomicRegionSequence = pydicom.Sequence([code])
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", copy
+    assert {"attribute": "PatientName", "where": "(0008,2218)[0].(0008,0104)"} in record["findings"]
