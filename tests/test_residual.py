@@ -272,3 +272,21 @@ def test_a_name_an_item_holds_in_its_own_character_set_is_found(tmp_path: Path, 
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "quarantined", copy
     assert {"attribute": "PatientName", "where": "(0008,2218)[0].(0008,0104)"} in record["findings"]
+
+
+@pytest.mark.parametrize("line_break", ["\r\n", "\n"])
+def test_a_name_in_base64_wrapped_in_lines_holds_the_file_back(tmp_path: Path, line_break: str) -> None:
+    """Base64 as MIME writes it, in lines of 76 characters (57 bytes): a name across a line's end was released,
+    each line decoded apart (adversarial hunt 9). The control: the same lines naming nobody are released."""
+    for named in (True, False):
+        ds = make_dataset(subject=2)
+        name = str(ds.PatientName).split("^")[0] if named else "T1 MPRAGE SAGITTAL"  # the family name alone
+        document = "<?xml version='1.0'?><protocol><family>".ljust(50, " ") + name + "</family></protocol>"
+        encoded = base64.b64encode(document.encode()).decode()
+        assert document.index(name) < 57 < document.index(name) + len(name)  # across the first line's end
+        lines = line_break.join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+        ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+        ds.add_new(0x0043102A, "OB", b"MIME-Version: 1.0\r\n\r\n" + lines.encode() + bytes(1 + len(lines) % 2))
+        (tmp_path / str(named)).mkdir()
+        record, out, _ = _run(tmp_path / str(named), ds)
+        assert record["status"] == ("quarantined" if named else "written"), (named, record.get("findings"))

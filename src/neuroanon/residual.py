@@ -162,12 +162,13 @@ def check_file(
 # A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
 # or hex (16 digits or more, inside such a run), a zlib or gzip stream (GE's User Define Data, a vendor's XML, a
 # screen capture's metadata). Each is read back and searched. Runs are found in the bytes mapped to their classes
-# (b: base64, e: its padding; h: hex): a literal is searched for ten times as fast as a class of characters, and a
-# possessive run is never tried again from inside itself.
+# (b: base64, e: its padding, n: a line's end; h: hex): a literal is searched for ten times as fast as a class of
+# characters, and a possessive run is never tried again from inside itself. A run goes on across line ends: MIME
+# writes base64 in lines of 76 characters, PEM in lines of 64, and a value may lie across one.
 _BASE64_CLASS = bytes(ord("b") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else
-                      ord("e") if c == ord("=") else ord(".") for c in range(256))
+                      ord("e") if c == ord("=") else ord("n") if chr(c) in "\r\n" else ord(".") for c in range(256))
 _HEX_CLASS = bytes(ord("h") if chr(c) in "0123456789abcdefABCDEF" else ord(".") for c in range(256))
-_LONG_RUN = re.compile(rb"b" * 15 + rb"b++")  # 16 or more
+_LONG_RUN = re.compile(rb"b" * 15 + rb"b++(?:nn?b++)*+")  # 16 or more, and the lines after
 _PADDED_RUN = 8  # or 8 to 15 before padding
 _HEX_RUN = re.compile(rb"hhhhhhhhhhhhhhhhh*")
 # gzip's magic, and zlib's (a window of 32 KiB, at each level): one expression each, which searches for its literal
@@ -198,7 +199,7 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     letters alone is taken for a word (a CSA header's element names), not for base64 (text in hex has digits)."""
     found: list[tuple[str, bytes]] = []
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
-        run = data[start:end]
+        run = data[start:end].translate(None, b"\r\n")
         if run.isalpha() and data[end:end + 1] != b"=":
             continue
         for at in range(4):
@@ -278,7 +279,7 @@ def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
     pad = classes.find(b"e")
     while pad >= 0:
         before = classes[max(0, pad - 16):pad]
-        length = len(before) - 1 - max(before.rfind(b"."), before.rfind(b"e"))
+        length = len(before) - 1 - max(before.rfind(b"."), before.rfind(b"e"), before.rfind(b"n"))
         if _PADDED_RUN <= length < 16:
             runs.append((pad - length, pad))
         pad = classes.find(b"e", pad + 1)
