@@ -210,10 +210,11 @@ ESCAPES = ["numeric character references", "character references", "percent-enco
 
 
 @pytest.mark.parametrize("form", ESCAPES)
-@pytest.mark.parametrize("place", ["(0028,1055)", "(0043,102A)"])
+@pytest.mark.parametrize("place", ["(0028,1055)", "(0043,102A)", "(0043,102A) in UTF-16"])
 def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: str, place: str) -> None:
     """A name written as XML character references, percent-encoded in a URL, as JSON's \\u escapes or quoted-printable
-    in a kept value (WindowCenterWidthExplanation; GE's User Define Data) was released (adversarial hunt 9)."""
+    in a kept value (WindowCenterWidthExplanation; GE's User Define Data, its text also in UTF-16, as a Windows
+    program writes a string) was released (adversarial hunt 9)."""
     ds = make_dataset(subject=2)
     name = str(ds.PatientName) if "every" in form or form.startswith("numeric") else _accented(ds)
     text = _escaped(form, name)
@@ -221,7 +222,8 @@ def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: s
         ds.WindowCenterWidthExplanation = text
     else:
         ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
-        ds.add_new(0x0043102A, "OB", _encoded("hex", b"")[:40] + text.encode() + bytes(21 + len(text) % 2))
+        written = text.encode("utf-16-le" if place.endswith("UTF-16") else "utf-8")
+        ds.add_new(0x0043102A, "OB", _encoded("hex", b"")[:40] + written + bytes(21 + len(written) % 2))
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "quarantined", (form, place)
     assert any(f["attribute"] == "PatientName" and f["where"].startswith("a value written as")
@@ -230,7 +232,8 @@ def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: s
 
 
 def test_escaped_technical_text_is_released(tmp_path: Path) -> None:
-    """The control: XML with entities, URLs with escapes, JSON and MIME text that name nobody are released whole."""
+    """The control: XML with entities, URLs with escapes, JSON and MIME text that name nobody (also in UTF-16) are
+    released whole."""
     ds = make_dataset(subject=2)
     _accented(ds)
     text = ("<w n='Gehirn &amp; Sch&#xE4;del &lt;T1&gt;' c='&#52;&#48;'/> "
@@ -238,7 +241,8 @@ def test_escaped_technical_text_is_released(tmp_path: Path) -> None:
             '{"fl\\u00e4che": "\\u0053agittal"} Gr=C3=B6=C3=9Fe=3D12 \\x41x')
     ds.WindowCenterWidthExplanation = text.split("\\")[0]  # (a backslash would end the value)
     ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
-    ds.add_new(0x0043102A, "OB", text.encode() + bytes(range(256)) * 4 + bytes(len(text.encode()) % 2))
+    blob = text.encode() + text.encode("utf-16-le") + bytes(range(256)) * 4
+    ds.add_new(0x0043102A, "OB", blob + bytes(len(blob) % 2))
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "written", record["findings"]
     kept = pydicom.dcmread(files_under(out)[0])

@@ -216,47 +216,57 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
 
 # Text written with escapes, as XML and HTML, URLs, JSON and MIME write a character: a character reference
 # (`&#252;`, `&#xFC;`, `&uuml;`), percent-encoding (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape,
-# quoted-printable (`=C3=BC`, `=` at a line's end). Each form's expression begins with one literal byte, which the
-# search skips to (as fast as `bytes.find` of one byte; a search for two bytes, `&#`, takes longer). The text around
-# escapes is read back one form at a time, again while that changes it (a URL in an XML attribute: `&#37;C3`),
-# and what each step gives is searched like the forms above (so that one form's reading cannot spoil another's:
-# `=FA` in `?n=FAKE` is no quoted-printable).
-_ESCAPES = (
-    ("character references", re.compile(rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")),
-    ("percent-encoding", re.compile(rb"%[0-9a-fA-F]{2}")),
-    ("backslash escapes", re.compile(rb"\\[ux](?:(?<=u)[0-9a-fA-F]{4}|(?<=x)[0-9a-fA-F]{2})")),
-    ("quoted-printable", re.compile(rb"=(?:[0-9A-F]{2}|\r?\n)")),
+# quoted-printable (`=C3=BC`, `=` at a line's end); also in UTF-16 text (a Windows program's string), where the
+# escape's first characters are looked for with their NUL bytes and the text is read a byte in two. Each form's
+# expression begins with one literal byte, which the search skips to (as fast as `bytes.find` of one byte; a
+# search for two bytes, `&#`, takes longer). The text around escapes is read back one form at a time, again while
+# that changes it (a URL in an XML attribute: `&#37;C3`), and what each step gives is searched like the forms
+# above (so that one form's reading cannot spoil another's: `=FA` in `?n=FAKE` is no quoted-printable).
+_ESCAPES = (  # form, first byte, the rest of an escape, the start of its rest in UTF-16 (LE or BE)
+    ("character references", b"&", rb"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});",
+     rb"\x00[#A-Za-z]\x00"),
+    ("percent-encoding", b"%", rb"[0-9a-fA-F]{2}", rb"\x00[0-9a-fA-F]\x00[0-9a-fA-F]"),
+    ("backslash escapes", b"\\", rb"(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})", rb"\x00[ux]\x00[0-9a-fA-F]"),
+    ("quoted-printable", b"=", rb"(?:[0-9A-F]{2}|\r?\n)", rb"\x00[0-9A-F]\x00[0-9A-F]"),
 )
+_READ_ESCAPES = tuple((form, re.compile(re.escape(first) + rest)) for form, first, rest, _ in _ESCAPES)
+_FIND_ESCAPES = tuple(re.compile(re.escape(first) + b"(?:" + rest + b"|" + wide + b")")
+                      for _, first, rest, wide in _ESCAPES)
 _UNESCAPE_ROUNDS = 3
 
 
 def _unescaped(data: bytes) -> list[tuple[str, bytes]]:
     """The text around the escapes `data` holds (`_ESCAPES`), read back, with the forms it was written in."""
     found = []
-    for start, end in _escape_windows(data):
-        text, forms = data[start:end], list[str]()
-        for _ in range(_UNESCAPE_ROUNDS):
-            before = text
-            for form, escape in _ESCAPES:
-                read = escape.sub(_read_escape, text)
-                if read != text:
-                    text = read.replace(b"+", b" ") if form == "percent-encoding" else read
-                    forms += [form] if form not in forms else []
-                    found.append((", ".join(forms), text))
-            if text == before:
-                break
+    for start, end, wide in _escape_windows(data):
+        window = data[start:end]
+        for text in (window, window[0::2], window[1::2]) if wide else (window,):
+            forms: list[str] = []
+            for _ in range(_UNESCAPE_ROUNDS):
+                before = text
+                for form, escape in _READ_ESCAPES:
+                    read = escape.sub(_read_escape, text)
+                    if read != text:
+                        text = read.replace(b"+", b" ") if form == "percent-encoding" else read
+                        forms += [form] if form not in forms else []
+                        found.append((", ".join(forms), text))
+                if text == before:
+                    break
     return found
 
 
-def _escape_windows(data: bytes) -> list[tuple[int, int]]:
-    """Where `data` holds escapes, with `_CONTEXT` bytes around them (windows that overlap made one)."""
-    spans = sorted(match.span() for _, escape in _ESCAPES for match in escape.finditer(data))
-    windows: list[tuple[int, int]] = []
-    for start, end in spans:
-        if windows and start - _CONTEXT <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], end + _CONTEXT)
+def _escape_windows(data: bytes) -> list[tuple[int, int, bool]]:
+    """Where `data` holds escapes, with `_CONTEXT` characters around them (windows that overlap made one), and
+    whether one is in UTF-16."""
+    spans = sorted((m.start(), m.end(), b"\x00" in m.group())
+                   for escape in _FIND_ESCAPES for m in escape.finditer(data))
+    windows: list[tuple[int, int, bool]] = []
+    for start, end, wide in spans:
+        context = 2 * _CONTEXT if wide else _CONTEXT
+        if windows and start - context <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], end + context), windows[-1][2] or wide)
         else:
-            windows.append((max(0, start - _CONTEXT), end + _CONTEXT))
+            windows.append((max(0, start - context), end + context, wide))
     return windows
 
 
