@@ -705,8 +705,16 @@ def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: li
         else:
             continue
         for item in items:
-            own = next((buf[x.value:x.end] for x in item.elements if x.tag == SPECIFIC_CHARACTER_SET), charset)
-            _nested_identity(buf, item.elements, depth + 1, found, own)
+            _nested_identity(buf, item.elements, depth + 1, found, _declared_set(buf, item.elements, charset))
+
+
+def _declared_set(buf: bytes, elements: list[_Element], inherited: bytes | None) -> bytes | None:
+    """The SpecificCharacterSet value an item declares (among its first elements: they are in tag order), else
+    `inherited`."""
+    for e in elements:
+        if e.tag >= SPECIFIC_CHARACTER_SET:
+            return buf[e.value:e.end] if e.tag == SPECIFIC_CHARACTER_SET else inherited
+    return inherited
 
 
 def _un_items(buf: bytes, e: _Element, depth: int) -> list[_Item] | None:
