@@ -57,8 +57,7 @@ class FileContext:
 
     def found_nested(self, nested: tuple[NestedValue, ...]) -> None:
         """The patient's values that items of the header hold at any depth (tag, VR, value, the item's character
-        set), found by the engine:
-        searched for beside the top level's (`identifiers.nested_needles`)."""
+        set), found by the engine: searched for beside the top level's (`identifiers.nested_needles`)."""
         if nested != self.nested:
             self.nested = nested
             self.__dict__.pop("needles", None)
