@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import quopri
+import urllib.parse
 import zlib
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,125 @@ def test_binary_private_values_without_a_name_are_released(tmp_path: Path) -> No
     assert record["status"] == "written", record["findings"]
     kept = pydicom.dcmread(files_under(out)[0])
     assert kept[0x0043102A].value == ds[0x0043102A].value, "kept whole"
+
+
+def _accented(ds: pydicom.Dataset) -> str:
+    """Give `ds` a fake patient name with umlauts (made from its planted one) and return it."""
+    family, given = str(ds.PatientName).split("^")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = f"{family.replace('DOE', 'MÜLLER')}^{given.replace('A', 'Ä')}"
+    return str(ds.PatientName)
+
+
+def _escaped(form: str, name: str) -> str:
+    """`name` as XML, a URL, JSON or a MIME part writes it (each form as a program writes it)."""
+    family = name.split("^")[0]
+    if form == "numeric character references":  # the whole family name, as an XML writer that escapes all
+        return "<patient>" + "".join(f"&#{ord(c)};" for c in family) + "</patient>"
+    if form == "character references":  # the accented letters only, in hex (&#xDC;) and by name (&Auml;)
+        return "<p n='" + name.replace("Ü", "&#xDC;").replace("Ä", "&Auml;").replace("^", " ") + "'/>"
+    if form == "percent-encoding":  # a viewer's link: UTF-8, a plus for the space
+        return "https://pacs.example/view?name=" + urllib.parse.quote_plus(name.replace("^", " "))
+    if form == "percent-encoding of every character":
+        return "https://pacs.example/view?pid=" + "".join(f"%{b:02X}" for b in family.encode())
+    if form == "\\u escapes":  # JSON as json.dumps writes it
+        return json.dumps({"patient": name.replace("^", " ")})
+    if form == "\\u escapes of every character":
+        return '{"p": "' + "".join(f"\\u{ord(c):04x}" for c in family) + '"}'
+    if form == "quoted-printable":  # a MIME part in UTF-8
+        return quopri.encodestring(name.replace("^", " ").encode()).decode()
+    if form == "escapes in escapes":  # a URL in an XML attribute: %-encoded, then its % written as &#37;
+        return "<a href='q?n=" + urllib.parse.quote(family).replace("%", "&#37;") + "'/>"
+    raise AssertionError(form)
+
+
+ESCAPES = ["numeric character references", "character references", "percent-encoding",
+           "percent-encoding of every character", "\\u escapes", "\\u escapes of every character", "quoted-printable",
+           "escapes in escapes"]
+
+
+@pytest.mark.parametrize("form", ESCAPES)
+@pytest.mark.parametrize("place", ["(0028,1055)", "(0043,102A)", "(0043,102A) in UTF-16"])
+def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: str, place: str) -> None:
+    """A name written as XML character references, percent-encoded in a URL, as JSON's \\u escapes or quoted-printable
+    in a kept value (WindowCenterWidthExplanation; GE's User Define Data, its text also in UTF-16, as a Windows
+    program writes a string) was released (adversarial hunt 9)."""
+    ds = make_dataset(subject=2)
+    name = str(ds.PatientName) if "every" in form or form.startswith("numeric") else _accented(ds)
+    text = _escaped(form, name)
+    if place == "(0028,1055)":
+        ds.WindowCenterWidthExplanation = text
+    else:
+        ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+        written = text.encode("utf-16-le" if place.endswith("UTF-16") else "utf-8")
+        ds.add_new(0x0043102A, "OB", _encoded("hex", b"")[:40] + written + bytes(21 + len(written) % 2))
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", (form, place)
+    assert any(f["attribute"] == "PatientName" and f["where"].startswith("a value written as")
+               for f in record["findings"]), record["findings"]
+    assert not files_under(out)
+
+
+def test_escaped_technical_text_is_released(tmp_path: Path) -> None:
+    """The control: XML with entities, URLs with escapes, JSON and MIME text that name nobody (also in UTF-16) are
+    released whole."""
+    ds = make_dataset(subject=2)
+    _accented(ds)
+    text = ("<w n='Gehirn &amp; Sch&#xE4;del &lt;T1&gt;' c='&#52;&#48;'/> "
+            "https://pacs.example/q?series=T1%20MPRAGE%C3%A9&tr=2300+ms "
+            '{"fl\\u00e4che": "\\u0053agittal"} Gr=C3=B6=C3=9Fe=3D12 \\x41x')
+    ds.WindowCenterWidthExplanation = text.split("\\")[0]  # (a backslash would end the value)
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    blob = text.encode() + text.encode("utf-16-le") + bytes(range(256)) * 4
+    ds.add_new(0x0043102A, "OB", blob + bytes(len(blob) % 2))
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record["findings"]
+    kept = pydicom.dcmread(files_under(out)[0])
+    assert kept.WindowCenterWidthExplanation == ds.WindowCenterWidthExplanation
+    assert kept[0x0043102A].value == ds[0x0043102A].value
+
+
+@pytest.mark.parametrize("copy", ["ISO_IR 192", "ISO_IR 144"])
+def test_a_name_an_item_holds_in_its_own_character_set_is_found(tmp_path: Path, copy: str) -> None:
+    """An item may declare its own SpecificCharacterSet (as PS3.5 allows; OriginalAttributesSequence keeps a value
+    from a system of another set). The patient's name only such an item held was read in the top level's set
+    (Latin-1 for a Cyrillic name), so the name copied in UTF-8 into a kept code meaning was released."""
+    ds = make_dataset(subject=2)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    name = str(ds.PatientName).translate(str.maketrans("FAKEDOJN", "ФАКЕДОЖН"))  # a Cyrillic fake, made by code
+    del ds.PatientName
+    original = pydicom.Dataset()
+    original.SpecificCharacterSet = "ISO_IR 144"
+    original.add_new(0x00100010, "PN", name.encode("iso8859_5"))
+    modified = pydicom.Dataset()
+    modified.ModifiedAttributesSequence = pydicom.Sequence([original])
+    modified.AttributeModificationDateTime, modified.ModifyingSystem = "20240101", "X"
+    modified.ReasonForTheAttributeModification = "CORRECT"
+    ds.OriginalAttributesSequence = pydicom.Sequence([modified])
+    code = pydicom.Dataset()
+    code.SpecificCharacterSet = copy
+    code.CodeValue, code.CodingSchemeDesignator = "X1", "99LOCAL"
+    family = name.split("^")[0].encode("utf-8" if copy == "ISO_IR 192" else "iso8859_5")
+    code.add_new(0x00080104, "LO", b"seen " + family)
+    ds.AnatomicRegionSequence = pydicom.Sequence([code])
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", copy
+    assert {"attribute": "PatientName", "where": "(0008,2218)[0].(0008,0104)"} in record["findings"]
+
+
+@pytest.mark.parametrize("line_break", ["\r\n", "\n"])
+def test_a_name_in_base64_wrapped_in_lines_holds_the_file_back(tmp_path: Path, line_break: str) -> None:
+    """Base64 as MIME writes it, in lines of 76 characters (57 bytes): a name across a line's end was released,
+    each line decoded apart (adversarial hunt 9). The control: the same lines naming nobody are released."""
+    for named in (True, False):
+        ds = make_dataset(subject=2)
+        name = str(ds.PatientName).split("^")[0] if named else "T1 MPRAGE SAGITTAL"  # the family name alone
+        document = "<?xml version='1.0'?><protocol><family>".ljust(50, " ") + name + "</family></protocol>"
+        encoded = base64.b64encode(document.encode()).decode()
+        assert document.index(name) < 57 < document.index(name) + len(name)  # across the first line's end
+        lines = line_break.join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+        ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+        ds.add_new(0x0043102A, "OB", b"MIME-Version: 1.0\r\n\r\n" + lines.encode() + bytes(1 + len(lines) % 2))
+        (tmp_path / str(named)).mkdir()
+        record, out, _ = _run(tmp_path / str(named), ds)
+        assert record["status"] == ("quarantined" if named else "written"), (named, record.get("findings"))

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from .burnedin import embedded_overlay, risk_beside_overlay
 from .errors import UsageError
-from .identifiers import Needle, instance_needles, needles, nested_needles, subject_of
+from .identifiers import Needle, NestedValue, instance_needles, needles, nested_needles, subject_of
 from .keys import Keyring
 from .options import Level, Options
 
@@ -42,7 +42,7 @@ class FileContext:
     def __init__(self, run: RunContext, original: Dataset) -> None:
         self.run = run
         self.original = original
-        self.nested: tuple[tuple[int, str, bytes], ...] = ()  # (`found_nested`)
+        self.nested: tuple[NestedValue, ...] = ()  # (`found_nested`)
 
     @property
     def options(self) -> Options:
@@ -55,9 +55,9 @@ class FileContext:
             raise UsageError("the full level needs a key")
         return self.run.keyring
 
-    def found_nested(self, nested: tuple[tuple[int, str, bytes], ...]) -> None:
-        """The patient's values that items of the header hold at any depth (tag, VR, value), found by the engine:
-        searched for beside the top level's (`identifiers.nested_needles`)."""
+    def found_nested(self, nested: tuple[NestedValue, ...]) -> None:
+        """The patient's values that items of the header hold at any depth (tag, VR, value, the item's character
+        set), found by the engine: searched for beside the top level's (`identifiers.nested_needles`)."""
         if nested != self.nested:
             self.nested = nested
             self.__dict__.pop("needles", None)

@@ -37,7 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from .allowlist import SafePrivate, creator_name, holds_a_number
 from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import IN_SEQUENCES, NESTED_IDENTITY, Needle, find, find_once, patient_id
+from .identifiers import IN_SEQUENCES, NESTED_IDENTITY, Needle, NestedValue, find, find_once, patient_id
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
@@ -687,20 +687,34 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
         pos += 8 + length
 
 
-def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: list[tuple[int, str, bytes]]) -> None:
+def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: list[NestedValue],
+                     charset: bytes | None = None) -> None:
     """Add to `found` the patient's values (`identifiers.NESTED_IDENTITY`) that stand in items, at any depth, of
     the sequences: those read as such, and those stored as UN or, in implicit VR, of unknown VR (`_un_items`),
-    whatever the rules then do to them."""
+    whatever the rules then do to them; each with the character set its item declares (`charset`: an enclosing
+    item's, None for the top level's)."""
     for e in elements:
         if e.items is not None:
-            for item in e.items:
-                _nested_identity(buf, item.elements, depth + 1, found)
+            items = e.items
         elif depth and e.tag in NESTED_IDENTITY:  # (a value: none of these tags is a sequence)
             if e.end > e.value:
-                found.append((e.tag, e.vr, buf[e.value:e.end]))
+                found.append((e.tag, e.vr, buf[e.value:e.end], charset))
+            continue
         elif not e.vr or e.vr == "UN":  # stored as UN, or of unknown VR in implicit VR: maybe a sequence
-            for item in _un_items(buf, e, depth) or ():
-                _nested_identity(buf, item.elements, depth + 1, found)
+            items = _un_items(buf, e, depth) or []
+        else:
+            continue
+        for item in items:
+            _nested_identity(buf, item.elements, depth + 1, found, _declared_set(buf, item.elements, charset))
+
+
+def _declared_set(buf: bytes, elements: list[_Element], inherited: bytes | None) -> bytes | None:
+    """The SpecificCharacterSet value an item declares (among its first elements: they are in tag order), else
+    `inherited`."""
+    for e in elements:
+        if e.tag >= SPECIFIC_CHARACTER_SET:
+            return buf[e.value:e.end] if e.tag == SPECIFIC_CHARACTER_SET else inherited
+    return inherited
 
 
 def _un_items(buf: bytes, e: _Element, depth: int) -> list[_Item] | None:
@@ -936,7 +950,7 @@ class _Job:
     def full(self, meta: dict[int, _Element], head: list[_Element], tail: list[_Element], span: PixelSpan | None,
              pixel_bytes: memoryview | None) -> Plan:
         self.keyring = self.context.keyring
-        nested: list[tuple[int, str, bytes]] = []
+        nested: list[NestedValue] = []
         _nested_identity(self.buf, head, 0, nested)
         _nested_identity(self.tail_buf, tail, 0, nested)
         self.context.found_nested(tuple(nested))

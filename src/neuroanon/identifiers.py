@@ -441,10 +441,16 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
-def nested_needles(ds: Dataset, nested: tuple[tuple[int, str, bytes], ...]) -> tuple[Needle, ...]:
-    """`needles(ds)` with those of the patient's values found in items at any depth (`NESTED_IDENTITY`: tag, VR,
-    value; read in `ds`'s character set): an item may name the patient where the top level names another or no
-    one (OriginalAttributesSequence keeps the name a correction replaced), and a kept text may copy it."""
+# A patient's value an item holds (`NESTED_IDENTITY`): tag, VR, value as stored, and the SpecificCharacterSet
+# value its item (or an item it is in) declares, or None where only the top level's applies.
+NestedValue = tuple[int, str, bytes, bytes | None]
+
+
+def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle, ...]:
+    """`needles(ds)` with those of the patient's values found in items at any depth (`NestedValue`), read in
+    `ds`'s character set and, where an item declares its own, in that one too: an item may name the patient where
+    the top level names another or no one (OriginalAttributesSequence keeps the name a correction replaced, in the
+    set of the system that wrote it), and a kept text may copy it."""
     charset = ds.get_item(SPECIFIC_CHARACTER_SET) if SPECIFIC_CHARACTER_SET in ds else None
     if isinstance(charset, RawDataElement):
         declared = (charset.VR, charset.value)
@@ -462,19 +468,20 @@ def nested_needles(ds: Dataset, nested: tuple[tuple[int, str, bytes], ...]) -> t
 
 # The needles of the last files' values with those of their items: files of a series share them (the same tuple,
 # one index for them all).
-_WITH_NESTED: dict[tuple[int, tuple[tuple[int, str, bytes], ...], tuple[str | None, bytes | None]],
+_WITH_NESTED: dict[tuple[int, tuple[NestedValue, ...], tuple[str | None, bytes | None]],
                    tuple[tuple[Needle, ...], tuple[Needle, ...]]] = {}
 
 
-def _with_nested(base: tuple[Needle, ...], nested: tuple[tuple[int, str, bytes], ...],
+def _with_nested(base: tuple[Needle, ...], nested: tuple[NestedValue, ...],
                  charset: tuple[str | None, bytes | None]) -> tuple[Needle, ...]:
     found = {n.data: n for n in base}
-    for tag, vr, value in nested:
-        one: dict[BaseTag, DataElement | RawDataElement] = {BaseTag(tag): _raw(tag, vr or None, value)}
-        if charset[1] is not None:
-            one[BaseTag(SPECIFIC_CHARACTER_SET)] = _raw(SPECIFIC_CHARACTER_SET, charset[0], charset[1])
-        for needle in needles(Dataset(one)):
-            found.setdefault(needle.data, needle)
+    for tag, vr, value, own in nested:
+        for declared in (charset, ("CS", own)) if own is not None and own != charset[1] else (charset,):
+            one: dict[BaseTag, DataElement | RawDataElement] = {BaseTag(tag): _raw(tag, vr or None, value)}
+            if declared[1] is not None:
+                one[BaseTag(SPECIFIC_CHARACTER_SET)] = _raw(SPECIFIC_CHARACTER_SET, declared[0], declared[1])
+            for needle in needles(Dataset(one)):
+                found.setdefault(needle.data, needle)
     return base if len(found) == len(base) else tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 

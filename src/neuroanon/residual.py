@@ -13,6 +13,7 @@ or a known manufacturer or model name in the manufacturer and model attributes (
 from __future__ import annotations
 
 import binascii
+import html
 import json
 import re
 import struct
@@ -161,12 +162,13 @@ def check_file(
 # A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
 # or hex (16 digits or more, inside such a run), a zlib or gzip stream (GE's User Define Data, a vendor's XML, a
 # screen capture's metadata). Each is read back and searched. Runs are found in the bytes mapped to their classes
-# (b: base64, e: its padding; h: hex): a literal is searched for ten times as fast as a class of characters, and a
-# possessive run is never tried again from inside itself.
+# (b: base64, e: its padding, n: a line's end; h: hex): a literal is searched for ten times as fast as a class of
+# characters, and a possessive run is never tried again from inside itself. A run goes on across line ends: MIME
+# writes base64 in lines of 76 characters, PEM in lines of 64, and a value may lie across one.
 _BASE64_CLASS = bytes(ord("b") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else
-                      ord("e") if c == ord("=") else ord(".") for c in range(256))
+                      ord("e") if c == ord("=") else ord("n") if chr(c) in "\r\n" else ord(".") for c in range(256))
 _HEX_CLASS = bytes(ord("h") if chr(c) in "0123456789abcdefABCDEF" else ord(".") for c in range(256))
-_LONG_RUN = re.compile(rb"b" * 15 + rb"b++")  # 16 or more
+_LONG_RUN = re.compile(rb"b" * 15 + rb"b++(?:nn?b++)*+")  # 16 or more, and the lines after
 _PADDED_RUN = 8  # or 8 to 15 before padding
 _HEX_RUN = re.compile(rb"hhhhhhhhhhhhhhhhh*")
 # gzip's magic, and zlib's (a window of 32 KiB, at each level): one expression each, which searches for its literal
@@ -177,9 +179,10 @@ _MOST_INFLATED = 1 << 20
 
 def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Needle]) -> list[Finding]:
     """The needles not already `found` that `data` holds written as base64, hex, or in a zlib or gzip stream
-    (also one written as base64 or hex): one finding an attribute, with the form. What they decode to is searched
-    in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a hit."""
-    pieces = _decoded(data)
+    (also one written as base64 or hex), or with escapes: one finding an attribute, with the form. What they
+    decode to is searched in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a
+    hit."""
+    pieces = _decoded(data) + _unescaped(data)
     if not pieces:
         return []
     new = [n for n in find(b"\0".join(d for _, d in pieces).lower(), patterns, remember=False) if n not in found]
@@ -196,7 +199,7 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     letters alone is taken for a word (a CSA header's element names), not for base64 (text in hex has digits)."""
     found: list[tuple[str, bytes]] = []
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
-        run = data[start:end]
+        run = data[start:end].translate(None, b"\r\n")
         if run.isalpha() and data[end:end + 1] != b"=":
             continue
         for at in range(4):
@@ -211,6 +214,74 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     return found + _streams(data, "a compressed stream")
 
 
+# Text written with escapes, as XML and HTML, URLs, JSON and MIME write a character: a character reference
+# (`&#252;`, `&#xFC;`, `&uuml;`), percent-encoding (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape,
+# quoted-printable (`=C3=BC`, `=` at a line's end); also in UTF-16 text (a Windows program's string), where the
+# escape's first characters are looked for with their NUL bytes and the text is read a byte in two. Each form's
+# expression begins with one literal byte, which the search skips to (as fast as `bytes.find` of one byte; a
+# search for two bytes, `&#`, takes longer). The text around escapes is read back one form at a time, again while
+# that changes it (a URL in an XML attribute: `&#37;C3`), and what each step gives is searched like the forms
+# above (so that one form's reading cannot spoil another's: `=FA` in `?n=FAKE` is no quoted-printable).
+_ESCAPES = (  # form, first byte, the rest of an escape, the start of its rest in UTF-16 (LE or BE)
+    ("character references", b"&", rb"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});",
+     rb"\x00[#A-Za-z]\x00"),
+    ("percent-encoding", b"%", rb"[0-9a-fA-F]{2}", rb"\x00[0-9a-fA-F]\x00[0-9a-fA-F]"),
+    ("backslash escapes", b"\\", rb"(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})", rb"\x00[ux]\x00[0-9a-fA-F]"),
+    ("quoted-printable", b"=", rb"(?:[0-9A-F]{2}|\r?\n)", rb"\x00[0-9A-F]\x00[0-9A-F]"),
+)
+_READ_ESCAPES = tuple((form, re.compile(re.escape(first) + rest)) for form, first, rest, _ in _ESCAPES)
+_FIND_ESCAPES = tuple(re.compile(re.escape(first) + b"(?:" + rest + b"|" + wide + b")")
+                      for _, first, rest, wide in _ESCAPES)
+_UNESCAPE_ROUNDS = 3
+
+
+def _unescaped(data: bytes) -> list[tuple[str, bytes]]:
+    """The text around the escapes `data` holds (`_ESCAPES`), read back, with the forms it was written in."""
+    found = []
+    for start, end, wide in _escape_windows(data):
+        window = data[start:end]
+        for text in (window, window[0::2], window[1::2]) if wide else (window,):
+            forms: list[str] = []
+            for _ in range(_UNESCAPE_ROUNDS):
+                before = text
+                for form, escape in _READ_ESCAPES:
+                    read = escape.sub(_read_escape, text)
+                    if read != text:
+                        text = read.replace(b"+", b" ") if form == "percent-encoding" else read
+                        forms += [form] if form not in forms else []
+                        found.append((", ".join(forms), text))
+                if text == before:
+                    break
+    return found
+
+
+def _escape_windows(data: bytes) -> list[tuple[int, int, bool]]:
+    """Where `data` holds escapes, with `_CONTEXT` characters around them (windows that overlap made one), and
+    whether one is in UTF-16."""
+    spans = sorted((m.start(), m.end(), b"\x00" in m.group())
+                   for escape in _FIND_ESCAPES for m in escape.finditer(data))
+    windows: list[tuple[int, int, bool]] = []
+    for start, end, wide in spans:
+        context = 2 * _CONTEXT if wide else _CONTEXT
+        if windows and start - context <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], end + context), windows[-1][2] or wide)
+        else:
+            windows.append((max(0, start - context), end + context, wide))
+    return windows
+
+
+def _read_escape(match: re.Match[bytes]) -> bytes:
+    """The bytes one escape stands for (a character as UTF-8)."""
+    escape = match.group()
+    if escape[:1] == b"&":
+        return html.unescape(escape.decode("ascii")).encode("utf-8", "surrogatepass")
+    if escape[:2] == b"\\u":
+        return chr(int(escape[2:], 16)).encode("utf-8", "surrogatepass")
+    if escape[-1:] == b"\n":  # a soft line break
+        return b""
+    return bytes.fromhex(escape[-2:].decode("ascii"))
+
+
 def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
     """Where runs of base64 characters (`classes`: `data` mapped by _BASE64_CLASS) of 16 or more start and end,
     and those of 8 to 15 before padding."""
@@ -218,7 +289,7 @@ def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
     pad = classes.find(b"e")
     while pad >= 0:
         before = classes[max(0, pad - 16):pad]
-        length = len(before) - 1 - max(before.rfind(b"."), before.rfind(b"e"))
+        length = len(before) - 1 - max(before.rfind(b"."), before.rfind(b"e"), before.rfind(b"n"))
         if _PADDED_RUN <= length < 16:
             runs.append((pad - length, pad))
         pad = classes.find(b"e", pad + 1)

@@ -23,13 +23,13 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
-from .identifiers import NESTED_IDENTITY, Needle, needles, nested_needles
+from .identifiers import NESTED_IDENTITY, Needle, NestedValue, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, Header, quiet, read_header
 from .residual import bytes_after_frames, check_file, check_path
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
-from .tags import private_creator_tag, tag_text
+from .tags import SPECIFIC_CHARACTER_SET, private_creator_tag, tag_text
 from .technical import is_standard_uid
 
 _DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
@@ -103,13 +103,20 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
         return  # unreadable or undecodable: nothing to gather
 
 
-def _item_identity(ds: Dataset, depth: int = 0) -> Iterator[tuple[int, str, bytes]]:
+def _item_identity(ds: Dataset, depth: int = 0, charset: bytes | None = None) -> Iterator[NestedValue]:
     """The patient's values (`NESTED_IDENTITY`) that items of `ds` hold at any depth, as `full` searches for them
-    (tag, VR, value as stored), so that a name only an item held is looked for in the outputs too."""
+    (tag, VR, value as stored, the character set an item declares), so that a name only an item held is looked
+    for in the outputs too."""
+    if depth:
+        own = ds.get_item(SPECIFIC_CHARACTER_SET)
+        if isinstance(own, RawDataElement) and own.value is not None:
+            charset = bytes(own.value)
+        elif own is not None and own.value:  # (read already)
+            charset = "\\".join(own.value if own.VM > 1 else [own.value]).encode("ascii", "replace")
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
         if depth and int(tag) in NESTED_IDENTITY and isinstance(element, RawDataElement) and element.value:
-            yield int(tag), element.VR or _dictionary_vr(int(tag)), bytes(element.value)
+            yield int(tag), element.VR or _dictionary_vr(int(tag)), bytes(element.value), charset
         elif element.VR == "SQ" or (element.VR in (None, "UN") and _dictionary_vr(int(tag)) == "SQ"):
             try:
                 items = list(ds[tag].value)
@@ -117,7 +124,7 @@ def _item_identity(ds: Dataset, depth: int = 0) -> Iterator[tuple[int, str, byte
                 continue
             for item in items:
                 if isinstance(item, Dataset):
-                    yield from _item_identity(item, depth + 1)
+                    yield from _item_identity(item, depth + 1, charset)
 
 
 def _dictionary_vr(tag: int) -> str:
