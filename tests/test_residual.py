@@ -294,3 +294,14 @@ def test_a_name_in_base64_wrapped_in_lines_holds_the_file_back(tmp_path: Path, l
         (tmp_path / str(named)).mkdir()
         record, out, _ = _run(tmp_path / str(named), ds)
         assert record["status"] == ("quarantined" if named else "written"), (named, record.get("findings"))
+
+
+def test_compressed_streams_are_read_within_a_bound() -> None:
+    """A header of many streams that inflate to a lot (a zlib bomb in a kept private value) costs a worker a
+    bounded memory and time: each stream was read up to a megabyte, 64 of them, and again inside base64."""
+    from neuroanon import residual
+
+    bomb = zlib.compress(bytes(8 << 20), 9)
+    data = (b"\x00" + bomb) * 40 + base64.b64encode(bomb)
+    inflated = sum(len(decoded) for form, decoded in residual._decoded(data) if "compressed" in form)
+    assert 0 < inflated <= residual._MOST_INFLATED

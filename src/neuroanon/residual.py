@@ -173,8 +173,8 @@ _PADDED_RUN = 8  # or 8 to 15 before padding
 _HEX_RUN = re.compile(rb"hhhhhhhhhhhhhhhhh*")
 # gzip's magic, and zlib's (a window of 32 KiB, at each level): one expression each, which searches for its literal
 _STREAM_STARTS = (re.compile(rb"\x1f\x8b\x08"), re.compile(rb"\x78[\x01\x5e\x9c\xda]"))
-_MOST_STREAMS = 64  # starts tried a file (random binary bytes hold such a pair now and then)
-_MOST_INFLATED = 1 << 20
+_MOST_STREAMS = 256  # stream starts tried a file (random binary bytes hold such a pair now and then)
+_MOST_INFLATED = 16 << 20  # bytes inflated a file
 
 
 def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Needle]) -> list[Finding]:
@@ -197,7 +197,8 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     """Each form `data` may hold text in, read back: base64 and hex runs (at every alignment: a run may begin
     with letters that are not part of it), zlib and gzip streams (also inside what base64 or hex gave). A run of
     letters alone is taken for a word (a CSA header's element names), not for base64 (text in hex has digits)."""
-    found: list[tuple[str, bytes]] = []
+    budget = [_MOST_STREAMS, _MOST_INFLATED]
+    found = _streams(data, "a compressed stream", budget)
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
         run = data[start:end].translate(None, b"\r\n")
         if run.isalpha() and data[end:end + 1] != b"=":
@@ -209,9 +210,9 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
             digits = run[match.start():match.end()]
             found += [("hex", binascii.a2b_hex(digits[at:at + (len(digits) - at) // 2 * 2])) for at in range(2)]
     for form, decoded in list(found):
-        if b"\x78" in decoded or b"\x1f" in decoded:
-            found += _streams(decoded, f"{form}, compressed")
-    return found + _streams(data, "a compressed stream")
+        if form != "a compressed stream" and (b"\x78" in decoded or b"\x1f" in decoded):
+            found += _streams(decoded, f"{form}, compressed", budget)
+    return found
 
 
 # Text written with escapes, as XML and HTML, URLs, JSON and MIME write a character: a character reference
@@ -296,16 +297,22 @@ def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
     return runs
 
 
-def _streams(data: bytes, form: str) -> list[tuple[str, bytes]]:
-    """What the zlib and gzip streams that begin in `data` inflate to (at most a megabyte each)."""
-    starts = sorted(m.start() for start in _STREAM_STARTS for m in start.finditer(data))[:_MOST_STREAMS]
+def _streams(data: bytes, form: str, budget: list[int]) -> list[tuple[str, bytes]]:
+    """What the zlib and gzip streams that begin in `data` inflate to, within the file's `budget` (stream starts
+    tried, bytes inflated), spent as it goes: a header of many streams, or one that inflates to gigabytes, costs a
+    worker a bounded time and memory (the file's own streams are read first)."""
+    starts = sorted(m.start() for start in _STREAM_STARTS for m in start.finditer(data))[:max(0, budget[0])]
     found = []
     for at in starts:
+        budget[0] -= 1
+        if budget[1] <= 0:
+            break
         wbits = 16 + zlib.MAX_WBITS if data[at] == 0x1F else zlib.MAX_WBITS
         try:
-            inflated = zlib.decompressobj(wbits).decompress(memoryview(data)[at:], _MOST_INFLATED)
+            inflated = zlib.decompressobj(wbits).decompress(memoryview(data)[at:], budget[1])
         except zlib.error:
             continue
+        budget[1] -= len(inflated)
         if inflated:
             found.append((form, inflated))
     return found
@@ -534,10 +541,8 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         return []
     for tag in _ITEM_TAGS:  # (read as Latin-1 an item's tag is "þÿ": two accented letters in every sequence)
         data = data.replace(tag, b"\x00\x00\x00\x00")
-    # Latin-1 too: text in files that declare no character set is often Latin-1 (or UTF-8) all the same.
-    codecs = dict.fromkeys(("utf_8", "latin_1", *(e for n in patterns for e in n.declared)))
     found: list[Needle] = []
-    for codec in codecs:
+    for codec in _codecs(patterns):
         try:
             text = data.decode(codec, "replace")
         except LookupError:
@@ -546,6 +551,22 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         if windows:
             found += [n for n in find_text(windows, patterns) if n not in found]
     return found
+
+
+def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
+    """The codecs text is decoded with: UTF-8, Latin-1 (text in files that declare no character set is often
+    Latin-1 or UTF-8 all the same) and each the needles' input declared; once per tuple of needles (a series shares
+    one: a walk over them cost about 25 us a file)."""
+    known = _CODECS.get(id(patterns))
+    if known is None or known[0] is not patterns:
+        if len(_CODECS) >= 32:
+            _CODECS.clear()
+        known = _CODECS[id(patterns)] = (patterns, tuple(dict.fromkeys(
+            ("utf_8", "latin_1", *(e for n in patterns for e in n.declared)))))
+    return known[1]
+
+
+_CODECS: dict[int, tuple[tuple[Needle, ...], tuple[str, ...]]] = {}
 
 
 # Item, item delimiter and sequence delimiter tags, little and big endian: structure, never text.
