@@ -204,20 +204,32 @@ def _escaped(form: str, name: str) -> str:
     raise AssertionError(form)
 
 
+def _in_a_report(form: str, name: str) -> str:
+    """`name` as a report's text writes it: HL7 (a RIS passed it on) each letter outside ASCII as its UTF-8 bytes
+    in hex, RTF as its Windows-1252 byte."""
+    if form == "HL7 escapes":
+        letters = (f"\\X{c.encode().hex().upper()}\\" if ord(c) > 127 else c for c in name.replace("^", " "))
+        return "OBX|1|TX|||Seen " + "".join(letters) + "||||||F"
+    letters = (f"\\'{c.encode('cp1252').hex()}" if ord(c) > 127 else c for c in name.replace("^", " "))
+    return "{\\rtf1\\ansi Seen " + "".join(letters) + "\\par}"
+
+
 ESCAPES = ["numeric character references", "character references", "percent-encoding",
            "percent-encoding of every character", "\\u escapes", "\\u escapes of every character", "quoted-printable",
            "escapes in escapes"]
+BLOB_PLACES = ["(0043,102A)", "(0043,102A) in UTF-16"]
 
 
-@pytest.mark.parametrize("form", ESCAPES)
-@pytest.mark.parametrize("place", ["(0028,1055)", "(0043,102A)", "(0043,102A) in UTF-16"])
+# (HL7 and RTF write a backslash, which ends a value of WindowCenterWidthExplanation: only in the binary value)
+@pytest.mark.parametrize(("form", "place"), [(f, p) for f in ESCAPES for p in ["(0028,1055)", *BLOB_PLACES]]
+                         + [(f, p) for f in ("HL7 escapes", "RTF escapes") for p in BLOB_PLACES])
 def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: str, place: str) -> None:
-    """A name written as XML character references, percent-encoded in a URL, as JSON's \\u escapes or quoted-printable
-    in a kept value (WindowCenterWidthExplanation; GE's User Define Data, its text also in UTF-16, as a Windows
-    program writes a string) was released (adversarial hunt 9)."""
+    """A name written as XML character references, percent-encoded in a URL, as JSON's \\u escapes, quoted-printable,
+    or as HL7 or RTF write letters outside ASCII, in a kept value (WindowCenterWidthExplanation; GE's User Define
+    Data, its text also in UTF-16, as a Windows program writes a string) was released (adversarial hunt 9)."""
     ds = make_dataset(subject=2)
     name = str(ds.PatientName) if "every" in form or form.startswith("numeric") else _accented(ds)
-    text = _escaped(form, name)
+    text = _in_a_report(form, name) if form in ("HL7 escapes", "RTF escapes") else _escaped(form, name)
     if place == "(0028,1055)":
         ds.WindowCenterWidthExplanation = text
     else:
@@ -238,7 +250,8 @@ def test_escaped_technical_text_is_released(tmp_path: Path) -> None:
     _accented(ds)
     text = ("<w n='Gehirn &amp; Sch&#xE4;del &lt;T1&gt;' c='&#52;&#48;'/> "
             "https://pacs.example/q?series=T1%20MPRAGE%C3%A9&tr=2300+ms "
-            '{"fl\\u00e4che": "\\u0053agittal"} Gr=C3=B6=C3=9Fe=3D12 \\x41x')
+            '{"fl\\u00e4che": "\\u0053agittal"} Gr=C3=B6=C3=9Fe=3D12 \\x41x OBX|1|TX|||Sch\\XC3A4\\del '
+            "{\\rtf1 Sch\\'e4del}")
     ds.WindowCenterWidthExplanation = text.split("\\")[0]  # (a backslash would end the value)
     ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
     blob = text.encode() + text.encode("utf-16-le") + bytes(range(256)) * 4

@@ -215,8 +215,9 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     return found
 
 
-# Text written with escapes, as XML and HTML, URLs, JSON and MIME write a character: a character reference
+# Text written with escapes, as XML and HTML, URLs, JSON, MIME, HL7 and RTF write a character: a character reference
 # (`&#252;`, `&#xFC;`, `&uuml;`), percent-encoding (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape,
+# HL7's hex bytes (`\\XC39C\\`, in report text a RIS passed on) or RTF's (`\\'fc`),
 # quoted-printable (`=C3=BC`, `=` at a line's end); also in UTF-16 text (a Windows program's string), where the
 # escape's first characters are looked for with their NUL bytes and the text is read a byte in two. Each form's
 # expression begins with one literal byte, which the search skips to (as fast as `bytes.find` of one byte; a
@@ -227,7 +228,8 @@ _ESCAPES = (  # form, first byte, the rest of an escape, the start of its rest i
     ("character references", b"&", rb"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});",
      rb"\x00[#A-Za-z]\x00"),
     ("percent-encoding", b"%", rb"[0-9a-fA-F]{2}", rb"\x00[0-9a-fA-F]\x00[0-9a-fA-F]"),
-    ("backslash escapes", b"\\", rb"(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})", rb"\x00[ux]\x00[0-9a-fA-F]"),
+    ("backslash escapes", b"\\", rb"(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|X(?:[0-9a-fA-F]{2})+\\|'[0-9a-fA-F]{2})",
+     rb"\x00[uxX']\x00[0-9a-fA-F]"),
     ("quoted-printable", b"=", rb"(?:[0-9A-F]{2}|\r?\n)", rb"\x00[0-9A-F]\x00[0-9A-F]"),
 )
 _READ_ESCAPES = tuple((form, re.compile(re.escape(first) + rest)) for form, first, rest, _ in _ESCAPES)
@@ -272,12 +274,14 @@ def _escape_windows(data: bytes) -> list[tuple[int, int, bool]]:
 
 
 def _read_escape(match: re.Match[bytes]) -> bytes:
-    """The bytes one escape stands for (a character as UTF-8)."""
+    """The bytes one escape stands for (a character as UTF-8, or the bytes a hex escape names)."""
     escape = match.group()
     if escape[:1] == b"&":
         return html.unescape(escape.decode("ascii")).encode("utf-8", "surrogatepass")
     if escape[:2] == b"\\u":
         return chr(int(escape[2:], 16)).encode("utf-8", "surrogatepass")
+    if escape[:2] == b"\\X":  # HL7's hex bytes, `\XC39C\`
+        return bytes.fromhex(escape[2:-1].decode("ascii"))
     if escape[-1:] == b"\n":  # a soft line break
         return b""
     return bytes.fromhex(escape[-2:].decode("ascii"))
