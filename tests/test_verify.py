@@ -122,6 +122,30 @@ def test_a_name_only_an_item_of_the_original_held_is_looked_for(tmp_path: Path) 
     assert "original PatientName value found in (0028,1055)" in findings
 
 
+def test_a_name_an_item_holds_in_its_own_character_set_is_looked_for(tmp_path: Path) -> None:
+    """An item may declare its own SpecificCharacterSet: verify --against read a name only such an item held in
+    the top level's set (Latin-1 for a Cyrillic name), so the name copied in UTF-8 into a released file was not
+    found."""
+    ds = make_dataset(subject=9)
+    ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 100", ""
+    name = "Квюксворт^Зельда"  # (a fake name)
+    item = Dataset()
+    item.SpecificCharacterSet, item.PatientName = "ISO_IR 144", name
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.1047.9"
+    ds.ReferencedImageSequence = [item]
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    ds.save_as(source / "a.dcm", enforce_file_format=True)
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "-q"]) == 0
+    victim = files_under(out)[0]
+    released = pydicom.dcmread(victim)
+    released.SpecificCharacterSet, released.WindowCenterWidthExplanation = "ISO_IR 192", f"for {name}"
+    released.save_as(victim)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
+    assert "original PatientName value found in (0028,1055)" in json.loads(report.read_text())[0]["findings"]
+
+
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
 def test_bytes_after_the_frames_are_a_finding(tmp_path: Path, encoding: str) -> None:
     """As `full` holds such a file back, `verify` finds one that got out."""
