@@ -714,6 +714,9 @@ def test_a_duplicate_instance_says_whether_its_output_would_be_the_same_bytes(tm
     assert str(records["b/copy.dcm"]["reason"]).endswith("not written (its output would be the same bytes)")
     assert str(records["b/other.dcm"]["reason"]).endswith("not written (its output would be other bytes)")
     assert records["b/copy.dcm"]["same_as"] == records["b/other.dcm"]["same_as"] == str(first.relative_to(source))
+    rerun = _full(source, tmp_path / "out", tmp_path)  # (the records taken up from the journal)
+    assert {k: (r["status"], r["reason"], r.get("same_as")) for k, r in rerun.items()} == {
+        k: (r["status"], r["reason"], r.get("same_as")) for k, r in records.items()}, "the rerun names the first too"
 
 
 def test_a_duplicates_report_and_journal_name_the_first_input_by_its_token(tmp_path: Path) -> None:

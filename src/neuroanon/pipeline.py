@@ -248,15 +248,25 @@ def _run(
                     _withdraw(journal.replaced(name, item.path), outcome, output, claimed)
                 record = _committed(outcome, name, item, output, options, claimed, released, journal)
             else:  # finished by an earlier run
-                record = replace(outcome, input=name)
-                if record.output is not None and record.status in (Status.WRITTEN, Status.QUARANTINED):
-                    _claim(claimed, record, options)
+                record = _taken_up(replace(outcome, input=name), claimed, options)
             size = _size(item)
             summary.add(record, size)
             writer.write(record)
             if on_record is not None:
                 on_record(record, size)
             stops.check()
+
+
+def _taken_up(record: Record, claimed: Claims, options: Options) -> Record:
+    """The record of an input an earlier run finished, its output place claimed again; a duplicate's names the
+    input that took its place (the journal keeps no input's name: at full a name may hold a patient's)."""
+    if record.output is None:
+        return record
+    if record.status in (Status.WRITTEN, Status.QUARANTINED):
+        _claim(claimed, record, options)
+    elif record.status is Status.SKIPPED and _place(record.output) in claimed:
+        return replace(record, same_as=claimed.claim(_place(record.output), record.input))
+    return record
 
 
 def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: Claims) -> None:
