@@ -98,15 +98,16 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
 
 
-def test_a_name_only_an_item_of_the_original_held_is_looked_for(tmp_path: Path) -> None:
-    """full searches for the patient's values wherever an item holds them; verify --against looked only at the
-    top level, so a name only an item held, copied into a released file, was not found (helper's review)."""
+def _found_against_an_item(tmp_path: Path, name: str, charsets: tuple[str, str, str] | None = None) -> list[str]:
+    """verify --against's findings for a released file into which `name`, which only an item of its original held,
+    was copied (WindowCenterWidthExplanation). `charsets`: the original's, its item's and the released file's."""
     ds = make_dataset(subject=9)
-    name = "Quxworth^Zelda"
     ds.PatientName = ""
     item = Dataset()
     item.PatientName = name
     item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.1047.9"
+    if charsets:
+        ds.SpecificCharacterSet, item.SpecificCharacterSet = charsets[:2]
     ds.ReferencedImageSequence = [item]
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
@@ -114,11 +115,20 @@ def test_a_name_only_an_item_of_the_original_held_is_looked_for(tmp_path: Path) 
     assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "-q"]) == 0
     victim = files_under(out)[0]
     released = pydicom.dcmread(victim)
+    if charsets:
+        released.SpecificCharacterSet = charsets[2]
     released.WindowCenterWidthExplanation = f"for {name}"
     released.save_as(victim)
     report = tmp_path / "verify.json"
     assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
-    findings = json.loads(report.read_text())[0]["findings"]
+    findings: list[str] = json.loads(report.read_text())[0]["findings"]
+    return findings
+
+
+def test_a_name_only_an_item_of_the_original_held_is_looked_for(tmp_path: Path) -> None:
+    """full searches for the patient's values wherever an item holds them; verify --against looked only at the
+    top level, so a name only an item held, copied into a released file, was not found (helper's review)."""
+    findings = _found_against_an_item(tmp_path, "Quxworth^Zelda")
     assert "original PatientName value found in (0028,1055)" in findings
 
 
@@ -126,24 +136,8 @@ def test_a_name_an_item_holds_in_its_own_character_set_is_looked_for(tmp_path: P
     """An item may declare its own SpecificCharacterSet: verify --against read a name only such an item held in
     the top level's set (Latin-1 for a Cyrillic name), so the name copied in UTF-8 into a released file was not
     found."""
-    ds = make_dataset(subject=9)
-    ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 100", ""
-    name = "Квюксворт^Зельда"  # (a fake name)
-    item = Dataset()
-    item.SpecificCharacterSet, item.PatientName = "ISO_IR 144", name
-    item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.1047.9"
-    ds.ReferencedImageSequence = [item]
-    source, out = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    ds.save_as(source / "a.dcm", enforce_file_format=True)
-    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "-q"]) == 0
-    victim = files_under(out)[0]
-    released = pydicom.dcmread(victim)
-    released.SpecificCharacterSet, released.WindowCenterWidthExplanation = "ISO_IR 192", f"for {name}"
-    released.save_as(victim)
-    report = tmp_path / "verify.json"
-    assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
-    assert "original PatientName value found in (0028,1055)" in json.loads(report.read_text())[0]["findings"]
+    findings = _found_against_an_item(tmp_path, "Квюксворт^Зельда", ("ISO_IR 100", "ISO_IR 144", "ISO_IR 192"))
+    assert "original PatientName value found in (0028,1055)" in findings
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "explicit_be", "deflated"])
