@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, wraps
 from importlib import resources
@@ -452,10 +452,7 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
     the top level names another or no one (OriginalAttributesSequence keeps the name a correction replaced, in the
     set of the system that wrote it), and a kept text may copy it."""
     charset = ds.get_item(SPECIFIC_CHARACTER_SET) if SPECIFIC_CHARACTER_SET in ds else None
-    if isinstance(charset, RawDataElement):
-        declared = (charset.VR, charset.value)
-    else:
-        declared = ("CS", "\\".join(_declared_terms(charset)).encode("ascii", "replace") if charset else None)
+    declared = (charset.VR if isinstance(charset, RawDataElement) else "CS", _declared_value(charset))
     base = needles(ds)
     key = (id(base), nested, declared)  # (a tuple of needles hashes slowly; the series' one is the same object)
     known = _WITH_NESTED.get(key)
@@ -483,6 +480,37 @@ def _with_nested(base: tuple[Needle, ...], nested: tuple[NestedValue, ...],
             for needle in needles(Dataset(one)):
                 found.setdefault(needle.data, needle)
     return base if len(found) == len(base) else tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def item_identity(ds: Dataset, depth: int = 0, charset: bytes | None = None) -> Iterator[NestedValue]:
+    """The patient's values that items of `ds` hold at any depth, as pydicom reads them: what the engine finds in a
+    file's bytes for `nested_needles` (verify reads the originals so). `charset`: an enclosing item's set."""
+    if depth and SPECIFIC_CHARACTER_SET in ds:
+        charset = _declared_value(ds.get_item(SPECIFIC_CHARACTER_SET)) or charset
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if depth and int(tag) in NESTED_IDENTITY and isinstance(element, RawDataElement) and element.value:
+            yield int(tag), element.VR or "", bytes(element.value), charset
+        elif element.VR == "SQ" or (element.VR in (None, "UN") and dictionary_vr(int(tag)) == "SQ"):
+            for item in _items(ds, int(tag)):
+                yield from item_identity(item, depth + 1, charset)
+
+
+def dictionary_vr(tag: int) -> str:
+    """The standard dictionary's VR of `tag`, UN when the dictionary does not know it."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def _declared_value(element: DataElement | RawDataElement | None) -> bytes | None:
+    """A SpecificCharacterSet element's value as stored (its terms joined by backslashes), None when empty."""
+    if element is None:
+        return None
+    if isinstance(element, RawDataElement):
+        return bytes(element.value) if element.value else None
+    return "\\".join(_declared_terms(element)).encode("ascii", "replace") or None
 
 
 def _raw(tag: int, vr: str | None, value: bytes) -> RawDataElement:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, ItemDelimiterTag, ItemTag, SequenceDelimiterTag, Tag
@@ -35,6 +34,7 @@ from .identifiers import (
     LOOK_ALIKE_LETTERS,
     Needle,
     count,
+    dictionary_vr,
     find,
     find_once,
     find_text,
@@ -706,7 +706,7 @@ def _walk(ds: Dataset, path: str) -> Iterator[_Element]:
         t = int(tag)
         where = path + tag_text(t)
         raw: DataElement | RawDataElement | None = ds.get_item(tag)
-        vr = (raw.VR if raw is not None else None) or _dictionary_vr(t)
+        vr = (raw.VR if raw is not None else None) or dictionary_vr(t)
         if vr == "SQ":
             for i, item in enumerate(ds[tag].value or []):
                 yield from _walk(item, f"{where}[{i}].")
@@ -744,8 +744,3 @@ def _text(ds: Dataset, tag: BaseTag) -> str | None:
     return str(value)
 
 
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return "UN"

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import RawDataElement
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -23,13 +22,13 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
-from .identifiers import NESTED_IDENTITY, Needle, NestedValue, needles, nested_needles
+from .identifiers import Needle, item_identity, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, Header, quiet, read_header
 from .residual import bytes_after_frames, check_file, check_path
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
-from .tags import SPECIFIC_CHARACTER_SET, private_creator_tag, tag_text
+from .tags import private_creator_tag, tag_text
 from .technical import is_standard_uid
 
 _DUMMIES = frozenset(DUMMY_TEXT.values()) | {"0", "0.0"}
@@ -88,7 +87,7 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
     """Add one original's identifying values, UIDs and PatientID to what must not reappear."""
     try:
         ds = read_header(path).dataset
-        nested = tuple(_item_identity(ds)) if level is Level.FULL else ()
+        nested = tuple(item_identity(ds)) if level is Level.FULL else ()
         found = nested_needles(ds, nested) if nested else needles(ds)
         own = tuple(n for n in found if level is Level.FULL or n.attribute in _FIVE_KEYWORDS)
         for needle in own:
@@ -101,37 +100,6 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
                 patient_ids.add(str(ds.PatientID))
     except (InputError, ValueError, TypeError, KeyError):
         return  # unreadable or undecodable: nothing to gather
-
-
-def _item_identity(ds: Dataset, depth: int = 0, charset: bytes | None = None) -> Iterator[NestedValue]:
-    """The patient's values (`NESTED_IDENTITY`) that items of `ds` hold at any depth, as `full` searches for them
-    (tag, VR, value as stored, the character set an item declares), so that a name only an item held is looked
-    for in the outputs too."""
-    if depth:
-        own = ds.get_item(SPECIFIC_CHARACTER_SET)
-        if isinstance(own, RawDataElement) and own.value is not None:
-            charset = bytes(own.value)
-        elif own is not None and own.value:  # (read already)
-            charset = "\\".join(own.value if own.VM > 1 else [own.value]).encode("ascii", "replace")
-    for tag in list(ds.keys()):
-        element = ds.get_item(tag)
-        if depth and int(tag) in NESTED_IDENTITY and isinstance(element, RawDataElement) and element.value:
-            yield int(tag), element.VR or _dictionary_vr(int(tag)), bytes(element.value), charset
-        elif element.VR == "SQ" or (element.VR in (None, "UN") and _dictionary_vr(int(tag)) == "SQ"):
-            try:
-                items = list(ds[tag].value)
-            except Exception:  # (a value pydicom cannot read as items: not searched, as the engine fails it)
-                continue
-            for item in items:
-                if isinstance(item, Dataset):
-                    yield from _item_identity(item, depth + 1, charset)
-
-
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return "UN"
 
 
 # Our DeidentificationMethod values ("NiDB Anonymize Full (neuroanon 0.1.0)"), as NiDB names its levels.
