@@ -709,6 +709,21 @@ def test_what_the_index_finds_is_what_every_needles_whole_pattern_finds(script: 
     assert fold(f"{given} {family}").encode() in [n.data for n in in_text]
 
 
+@pytest.mark.parametrize("codec", ["gb18030", "utf_8", "utf_16_le", "utf_32_be"])
+def test_a_decomposed_name_is_found_in_an_encoding_that_writes_it_longer_than_utf_8(codec: str) -> None:
+    """A match is looked for in a window around where its key occurs; the window must hold the whole match in the
+    encoding that writes it longest (Hangul decomposed: three jamo of four bytes each a syllable in GB18030, nine
+    bytes in UTF-8). Found by the property test above."""
+    from neuroanon import identifiers
+
+    patterns = needles(original("길길길김^길길", "\\ISO 2022 IR 149"))
+    text = "길길 " + fold("길길길김")
+    blob = b" " + text.encode(codec) + b" "
+    family = fold("길길길김").encode()
+    assert family in [n.data for n in identifiers._find(blob, patterns)]
+    assert family in [n.data for n in identifiers._find(blob, tuple(n for n in patterns if n.data == family))]
+
+
 @pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
 @pytest.mark.parametrize(("name", "charset", "text"), [
     ("Иванова^Мария", "ISO_IR 144", "МАРИЯ ИВАНОВА"), ("Παπαδοπούλου^Ελένη", "ISO_IR 126", "ΕΛΕΝΗ"),
