@@ -696,3 +696,18 @@ def test_apply_level_with_command_group_elements(name: str) -> None:
         assert result[0x00001000].value == "1.2.826.0.1.3680043.10.1047.5" and result.SOPClassUID == ds.SOPClassUID
     else:
         assert 0x00001000 not in result and ("(0000,1000)", "removed") in {(c.tag, c.action) for c in changes}
+
+
+@pytest.mark.parametrize(("tag", "value"), [
+    (0x00080018, "2.25.12345"), (0x00080018, ["2.25.1", "2.25.2"]), (0x00100020, "NEW\\ID"), (0x00100020, "Ünï ")])
+def test_a_new_identifier_names_the_output_path_as_pydicom_shows_its_value(tag: int, value: str | list[str]) -> None:
+    """The output path is built from the new identifiers' text, which the engine gives without a dataset: it is
+    what pydicom shows for the element (a value of several, from a lookup file's backslash or a malformed UID,
+    as a list)."""
+    from pydicom.config import IGNORE
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds[tag] = DataElement(tag, "LO" if tag == 0x00100020 else "UI", value, validation_mode=IGNORE)
+    assert engine._identifier_text(tag, value) == str(ds.get(ds[tag].keyword, "") or "")

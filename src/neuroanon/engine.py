@@ -165,7 +165,7 @@ class Plan:
     tail: bytes
     changes: list[Change]
     context: FileContext  # its original: at full the source's top-level elements but sequences, as raw elements
-    identifiers: Dataset  # the new PatientID and UIDs the output path is built from
+    identifiers: dict[str, str]  # the new PatientID and UIDs the output path is built from, by keyword
     deflate: bool = False  # the output's dataset is deflated (and then held whole: `pixel_bytes` is set)
 
     def write(self, source: Path, out: BinaryIO) -> PixelSpan | None:
@@ -210,6 +210,17 @@ class Plan:
         if self.pixel_bytes is None or self.pixels.size < 12:
             return None
         return self.head + bytes(self.pixel_bytes[:12]) + self.tail
+
+
+_IDENTIFIERS = {PATIENT_ID: "PatientID", STUDY_INSTANCE_UID: "StudyInstanceUID",
+                SERIES_INSTANCE_UID: "SeriesInstanceUID", SOP_INSTANCE_UID: "SOPInstanceUID"}
+
+
+def _identifier_text(tag: int, value: object) -> str:
+    """A new identifier as text, as pydicom shows the element's value (a value of several as a list)."""
+    if isinstance(value, str) and "\\" not in value:
+        return value
+    return str(DataElement(tag, "LO" if tag == PATIENT_ID else "UI", value, validation_mode=IGNORE).value)
 
 
 def plan(path: Path, run: RunContext | Options) -> Plan | str:
@@ -874,7 +885,7 @@ class _Job:
         preamble = self.buf[:132] if self.preamble else b""
         header = preamble + self._meta_bytes(meta) + self._assemble(self.buf, head, out, marks)
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, tail_out, {}), self.changes,
-                    self.context, Dataset())
+                    self.context, {})
 
     def _written(self, scope: _Scope) -> dict[int, bytes | None]:
         """The top level's decisions; where pydicom writes the whole dataset, with each UN as it reads it."""
@@ -977,11 +988,8 @@ class _Job:
         self.changes += mark_changes
         preamble = b"\x00" * 128 + b"DICM" if self.preamble else b""
         header = preamble + meta_bytes + self._assemble(self.buf, head, out, marks)
-        identifiers = Dataset()
-        for tag in (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
-            if tag in self.new_ids:
-                identifiers[tag] = DataElement(tag, "LO" if tag == PATIENT_ID else "UI", self.new_ids[tag],
-                                               validation_mode=IGNORE)  # ours, made valid: not checked again
+        identifiers = {keyword: _identifier_text(tag, self.new_ids[tag]) for tag, keyword in _IDENTIFIERS.items()
+                       if tag in self.new_ids}
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
                     self.context, identifiers)
 

@@ -399,8 +399,8 @@ def _undecoded(elements: Iterable[DataElement | RawDataElement | None]) -> tuple
     """The elements' VRs, values and encodings as read (None for an absent one); None if one was decoded."""
     key: list[_Raw] = []
     for e in elements:
-        if e is not None and not isinstance(e, RawDataElement):
-            return None
+        if e is not None and (not isinstance(e, RawDataElement) or (e.value is None and e.length)):
+            return None  # (decoded, or not read yet: a dataset read with defer_size)
         key.append(None if e is None else (e.VR, e.value, e.is_implicit_VR, e.is_little_endian))
     return tuple(key)
 
@@ -420,11 +420,12 @@ def once_per_raw_values(tags: tuple[int, ...], kept: int = 512,
 
         @wraps(derive)
         def derived(ds: Dataset) -> _T:
-            keys = ds.keys()  # most tags are absent: asked of the keys first, cheaper than get_item
-            found = [ds.get_item(tag) if tag in keys else None for tag in objects]  # None when absent
+            elements = ds._dict  # (pydicom's elements by tag: get_item would make each tag again)
+            found = [elements.get(tag) for tag in objects]  # None when absent
             key = _undecoded(found)
-            if key is None:
-                return derive(Dataset({BaseTag(t): e for t, e in zip(tags, found, strict=True) if e is not None}))
+            if key is None:  # (get_item reads a deferred value)
+                return derive(Dataset({BaseTag(t): ds.get_item(t) for t, e in zip(tags, found, strict=True)
+                                       if e is not None}))
             return from_raw(key)
 
         return derived

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from pydicom.dataset import Dataset
@@ -17,8 +18,8 @@ def mirrored(prefix: str, relative: str) -> str:
     return str(PurePosixPath(prefix, relative)) if prefix else relative
 
 
-def by_identifiers(ds: Dataset, context: FileContext, relative: str) -> str:
-    """`subject/study/series/instance.dcm` from the anonymized dataset's pseudonym and UIDs.
+def by_identifiers(identifiers: Mapping[str, str], context: FileContext, relative: str) -> str:
+    """`subject/study/series/instance.dcm` from the anonymized file's pseudonym and UIDs (by keyword).
 
     Without a PatientID the subject is the pseudonym of the file's best identity (`context.subject`);
     a missing study or series is named by a keyed token of what is above it, so that the files of one subject
@@ -27,10 +28,10 @@ def by_identifiers(ds: Dataset, context: FileContext, relative: str) -> str:
     """
 
     def value(keyword: str) -> str:
-        return _UNSAFE.sub("_", str(ds.get(keyword, "") or "").strip())
+        return _UNSAFE.sub("_", identifiers.get(keyword, "").strip())
 
     keyring = context.keyring
-    subject = str(ds.get("PatientID", "") or "") or (keyring.pseudonym(context.subject) if context.subject else "")
+    subject = identifiers.get("PatientID", "") or (keyring.pseudonym(context.subject) if context.subject else "")
     patient = value("PatientID") or _UNSAFE.sub("_", subject) or f"no-subject-{keyring.token(relative)}"
     study = value("StudyInstanceUID") or f"no-study-{keyring.token(patient)}"
     series = value("SeriesInstanceUID") or f"no-series-{keyring.token(patient + '/' + study)}"

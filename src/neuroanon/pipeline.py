@@ -31,8 +31,6 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar
 
-from pydicom.dataset import Dataset
-
 from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
 from .discover import (
@@ -708,7 +706,7 @@ class _Anonymized:
     """A file anonymized by the engine but not yet written: what changed, how to write it, how to check it."""
 
     context: FileContext
-    identifiers: Dataset  # the new PatientID and UIDs the output path is built from
+    identifiers: dict[str, str]  # the new PatientID and UIDs the output path is built from, by keyword
     changes: list[Change]
     write: Callable[[BinaryIO], PixelSpan | None]
     searchable: bytes | None = None  # at full: the output's bytes but the pixel data value, if the writer has them
@@ -823,7 +821,7 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
     context, identifiers = anonymized.context, anonymized.identifiers
     if context.options.level is not Level.FULL:
         return name, None
-    mapped = patient_id(context.original), str(identifiers.get("PatientID", "") or "")
+    mapped = patient_id(context.original), identifiers.get("PatientID", "")
     return by_identifiers(identifiers, context, name), mapped
 
 
