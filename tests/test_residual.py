@@ -318,3 +318,17 @@ def test_compressed_streams_are_read_within_a_bound() -> None:
     data = (b"\x00" + bomb) * 40 + base64.b64encode(bomb)
     inflated = sum(len(decoded) for form, decoded in residual._decoded(data) if "compressed" in form)
     assert 0 < inflated <= residual._MOST_INFLATED
+
+
+@pytest.mark.parametrize(("charset", "codecs"), [
+    ("ISO_IR 192", ("utf_8", "latin_1")), ("ISO_IR 100", ("utf_8", "latin_1")),
+    ("ISO_IR 144", ("utf_8", "latin_1", "iso_ir_144")), ("GB18030", ("utf_8", "latin_1", "GB18030"))])
+def test_text_is_decoded_once_in_each_codec_whatever_the_character_set_calls_it(charset: str,
+                                                                                  codecs: tuple[str, ...]) -> None:
+    """UTF-8 and Latin-1 are always read; a declared set that is one of them ("UTF8", "latin_1") is not read again."""
+    from neuroanon import residual
+    from neuroanon.identifiers import needles
+
+    ds = make_dataset()
+    ds.SpecificCharacterSet = charset
+    assert residual._codecs(needles(ds)) == codecs

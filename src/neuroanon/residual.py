@@ -13,6 +13,7 @@ or a known manufacturer or model name in the manufacturer and model attributes (
 from __future__ import annotations
 
 import binascii
+import codecs
 import html
 import json
 import re
@@ -551,7 +552,7 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
             text = data.decode(codec, "replace")
         except LookupError:
             continue
-        windows = _around_accented_letters(text)
+        windows = _around_accented_letters(text, data if codec == "latin_1" else None)
         if windows:
             found += [n for n in find_text(windows, patterns) if n not in found]
     return found
@@ -559,15 +560,25 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
 
 def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
     """The codecs text is decoded with: UTF-8, Latin-1 (text in files that declare no character set is often
-    Latin-1 or UTF-8 all the same) and each the needles' input declared; once per tuple of needles (a series shares
-    one: a walk over them cost about 25 us a file)."""
+    Latin-1 or UTF-8 all the same) and each the needles' input declared, each once whatever its name ("UTF8" is
+    UTF-8); once per tuple of needles (a series shares one: a walk over them cost about 25 us a file)."""
     known = _CODECS.get(id(patterns))
     if known is None or known[0] is not patterns:
         if len(_CODECS) >= 32:
             _CODECS.clear()
-        known = _CODECS[id(patterns)] = (patterns, tuple(dict.fromkeys(
-            ("utf_8", "latin_1", *(e for n in patterns for e in n.declared)))))
+        chosen: dict[str, str] = {}
+        for encoding in ("utf_8", "latin_1", *(e for n in patterns for e in n.declared)):
+            chosen.setdefault(_codec_name(encoding), encoding)
+        known = _CODECS[id(patterns)] = (patterns, tuple(chosen.values()))
     return known[1]
+
+
+def _codec_name(encoding: str) -> str:
+    """The codec's own name for an encoding ("UTF8" and "utf_8" are one codec); an unknown one as it is."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return encoding
 
 
 _CODECS: dict[int, tuple[tuple[Needle, ...], tuple[str, ...]]] = {}
@@ -578,11 +589,12 @@ _ITEM_TAGS = tuple(struct.pack(order, tag >> 16, tag & 0xFFFF)
                    for order in ("<HH", ">HH") for tag in (ItemTag, ItemDelimiterTag, SequenceDelimiterTag))
 
 
-def _around_accented_letters(text: str) -> str:
-    """The parts of `text` around accented letters inside words (joined by newlines), or "" if none."""
+def _around_accented_letters(text: str, latin: bytes | None = None) -> str:
+    """The parts of `text` around accented letters inside words (joined by newlines), or "" if none. `latin`: the
+    bytes `text` was decoded from as Latin-1, if it was."""
     parts: list[str] = []
     end = -1
-    for at in _accented_in_words(text):
+    for at in _accented_in_words(text, latin):
         start = max(0, at - _CONTEXT)
         if start <= end and parts:
             parts[-1] += text[end:at + 1 + _CONTEXT]
@@ -592,12 +604,14 @@ def _around_accented_letters(text: str) -> str:
     return "\n".join(parts)
 
 
-def _accented_in_words(text: str) -> list[int]:
-    """Where `text` has an accented letter next to a letter (`_ACCENTED_IN_WORD`)."""
-    try:  # a replacement character (bytes that did not decode) is no letter: Latin-1 text is the common case
-        latin = text.replace("\ufffd", "\x00").encode("latin_1")
-    except UnicodeEncodeError:
-        return [match.start() for match in _ACCENTED_IN_WORD.finditer(text)]
+def _accented_in_words(text: str, latin: bytes | None = None) -> list[int]:
+    """Where `text` has an accented letter next to a letter (`_ACCENTED_IN_WORD`); `latin`, see
+    `_around_accented_letters`."""
+    if latin is None:
+        try:  # a replacement character (bytes that did not decode) is no letter: Latin-1 text is the common case
+            latin = text.replace("\ufffd", "\x00").encode("latin_1")
+        except UnicodeEncodeError:
+            return [match.start() for match in _ACCENTED_IN_WORD.finditer(text)]
     return [match.start() for match in _IN_WORD_CLASS.finditer(latin.translate(_CLASS_OF))]
 
 
