@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from neuroanon.cli import main
 from neuroanon.sample import make_dataset, make_study, planted_values
 
-from .adversarial import add_un, part10
+from .adversarial import add_un, part10, un_bytes
 from .helpers import files_under
 
 
@@ -98,9 +98,11 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
 
 
-def _found_against_an_item(tmp_path: Path, name: str, charsets: tuple[str, str, str] | None = None) -> list[str]:
+def _found_against_an_item(tmp_path: Path, name: str, charsets: tuple[str, str, str] | None = None,
+                           private: bool = False) -> list[str]:
     """verify --against's findings for a released file into which `name`, which only an item of its original held,
-    was copied (WindowCenterWidthExplanation). `charsets`: the original's, its item's and the released file's."""
+    was copied (WindowCenterWidthExplanation). `charsets`: the original's, its item's and the released file's;
+    `private`: the item is in a private sequence stored as UN."""
     ds = make_dataset(subject=9)
     ds.PatientName = ""
     item = Dataset()
@@ -108,7 +110,11 @@ def _found_against_an_item(tmp_path: Path, name: str, charsets: tuple[str, str, 
     item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.1047.9"
     if charsets:
         ds.SpecificCharacterSet, item.SpecificCharacterSet = charsets[:2]
-    ds.ReferencedImageSequence = [item]
+    if private:
+        ds.add_new(0x00090010, "LO", "FAKE VENDOR")
+        add_un(ds, 0x00091010, un_bytes(item, 0x00091010, "ascii"))
+    else:
+        ds.ReferencedImageSequence = [item]
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     ds.save_as(source / "a.dcm", enforce_file_format=True)
@@ -137,6 +143,14 @@ def test_a_name_an_item_holds_in_its_own_character_set_is_looked_for(tmp_path: P
     the top level's set (Latin-1 for a Cyrillic name), so the name copied in UTF-8 into a released file was not
     found."""
     findings = _found_against_an_item(tmp_path, "Квюксворт^Зельда", ("ISO_IR 100", "ISO_IR 144", "ISO_IR 192"))
+    assert "original PatientName value found in (0028,1055)" in findings
+
+
+def test_a_name_only_an_item_of_a_private_sequence_stored_as_un_held_is_looked_for(tmp_path: Path) -> None:
+    """full opens a private value stored as UN whose bytes are items and searches for the patient's values they
+    hold; verify --against did not open it (pydicom reads it as bytes), so a name only such an item held, copied
+    into a released file, was not found."""
+    findings = _found_against_an_item(tmp_path, "Quxworth^Zelda", private=True)
     assert "original PatientName value found in (0028,1055)" in findings
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
+from pydicom.values import convert_SQ
 
+from .read import parses_as_sequence
 from .tags import (
     OTHER_PATIENT_IDS_SEQUENCE,
     PATIENT_BIRTH_DATE,
@@ -508,6 +511,18 @@ def item_identity(ds: Dataset, depth: int = 0, charset: bytes | None = None) -> 
         elif element.VR == "SQ" or (element.VR in (None, "UN") and dictionary_vr(int(tag)) == "SQ"):
             for item in _items(ds, int(tag)):
                 yield from item_identity(item, depth + 1, charset)
+        elif element.VR in (None, "UN") and isinstance(element.value, bytes) and parses_as_sequence(element.value):
+            for item in _un_items(element.value):  # (what pydicom leaves as bytes, the engine opens: a vendor's)
+                yield from item_identity(item, depth + 1, charset)
+
+
+def _un_items(value: bytes) -> list[Dataset]:
+    """The items of a value stored as UN whose bytes are those of a sequence (implicit VR little endian, PS3.5
+    6.2.2), as the engine opens them; none if pydicom cannot read them."""
+    try:
+        return [item for item in convert_SQ(value, True, True) if isinstance(item, Dataset)]
+    except (ValueError, TypeError, LookupError, EOFError, OSError, NotImplementedError, struct.error):
+        return []
 
 
 def dictionary_vr(tag: int) -> str:
