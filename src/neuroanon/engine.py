@@ -104,7 +104,7 @@ _PAST_ALL = 1 << 32  # after every tag
 _MARKS_IN_ORDER = (*sorted(MARK_TAGS), _PAST_ALL)
 _H = struct.Struct("<H").unpack_from
 _L = struct.Struct("<L").unpack_from
-_UID_BYTES = frozenset(b"0123456789.\\")
+_UID_BYTES = b"0123456789.\\"  # (a value is made of them when deleting them leaves nothing)
 _UID_TEXT_VRS = TEXT_VRS | {"UI", "CS"}  # VRs whose values a UID remapped is written back as text
 _NO_END = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
 PAST_END = "malformed: element runs past the end"
@@ -1121,7 +1121,7 @@ class _Job:
 
     def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         where, value = scope.path + tag_text(e.tag), buf[e.value:e.end]
-        if e.vr == "UI" and set(value.rstrip(b"\x00 ")) <= _UID_BYTES:
+        if e.vr == "UI" and not value.rstrip(b"\x00 ").translate(None, _UID_BYTES):
             remapped = self._remap(e.tag, e.vr, value, where, keyword, top=not scope.path)
             if remapped is not None:
                 scope.out[e.tag] = remapped
@@ -1272,7 +1272,7 @@ class _Job:
                ) -> bytes | None:
         """The element with its UIDs remapped, or None when every one is a well-known UID, kept as it is."""
         stripped = value.rstrip(b"\x00 ")
-        if vr != "UI" or not set(stripped) <= _UID_BYTES:
+        if vr != "UI" or stripped.translate(None, _UID_BYTES):
             # a file meta element: pydicom would pad another VR with spaces, read odd characters otherwise
             raise _Decline("UID remapped in a value that is not a plain UID")
         parts = self._remapped(t, stripped.decode("ascii").split("\\"), where, keyword, top)
