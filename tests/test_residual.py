@@ -332,3 +332,17 @@ def test_text_is_decoded_once_in_each_codec_whatever_the_character_set_calls_it(
     ds = make_dataset()
     ds.SpecificCharacterSet = charset
     assert residual._codecs(needles(ds)) == codecs
+
+
+def test_the_series_caches_read_a_dataset_read_with_defer_size_as_one_read_whole(tmp_path: Path) -> None:
+    """The caches read a dataset's elements from its element dict; a value pydicom has not read yet (defer_size, as
+    a library caller may read a file) is read, not taken for an empty one (the frames' size from Rows, Columns...,
+    a set without SpecificCharacterSet, which pydicom reads at once)."""
+    from neuroanon import residual
+    from neuroanon.identifiers import patient_id
+
+    path = tmp_path / "a.dcm"
+    make_dataset().save_as(path, enforce_file_format=True)
+    whole, deferred = pydicom.dcmread(path), pydicom.dcmread(path, defer_size=1)
+    assert residual._frames_size(deferred) == residual._frames_size(whole) > 0
+    assert patient_id(deferred) == patient_id(whole) != ""
