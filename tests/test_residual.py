@@ -162,6 +162,21 @@ def test_a_name_written_encoded_in_a_kept_private_value_holds_the_file_back(tmp_
     assert not files_under(out)
 
 
+def test_a_name_whose_base64_is_letters_alone_holds_the_file_back(tmp_path: Path) -> None:
+    """A run of letters alone was taken for a word (a CSA header's element names) and not read as base64; but
+    about one name in forty has such a base64 ("jashl qhmjbf" is amFzaGwgcWhtamJm), and it was released."""
+    ds = make_dataset(subject=2)
+    ds.PatientName = "Jashl^Qhmjbf"
+    written = base64.b64encode(b"jashl qhmjbf")
+    assert written.isalpha() and not written.endswith(b"=")
+    ds.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    ds.add_new(0x0043102A, "OB", bytes(range(7, 40)) + written + bytes(20))
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined"
+    assert {"attribute": "PatientName", "where": "a value written as base64"} in record["findings"]
+    assert not files_under(out)
+
+
 def test_binary_private_values_without_a_name_are_released(tmp_path: Path) -> None:
     """No finding in encoded-looking bytes that hold nothing of the patient's: the control of the test above."""
     ds = make_dataset(subject=2)

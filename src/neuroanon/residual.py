@@ -21,7 +21,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
@@ -197,23 +197,29 @@ def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Nee
 def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     """Each form `data` may hold text in, read back: base64 and hex runs (at every alignment: a run may begin
     with letters that are not part of it), zlib and gzip streams (also inside what base64 or hex gave). A run of
-    letters alone is taken for a word (a CSA header's element names), not for base64 (text in hex has digits)."""
+    letters alone is read too: a CSA header's element names are such runs, but so is the base64 of about one name
+    in forty."""
     budget = [_MOST_STREAMS, _MOST_INFLATED]
     found = _streams(data, "a compressed stream", budget)
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
-        run = data[start:end].translate(None, b"\r\n")
-        if run.isalpha() and data[end:end + 1] != b"=":
-            continue
-        for at in range(4):
-            piece = run[at:len(run) - ((len(run) - at) % 4 == 1)]  # (one character left over holds no byte)
-            found.append(("base64", binascii.a2b_base64(piece + b"=" * (-len(piece) % 4))))
-        for match in _HEX_RUN.finditer(run.translate(_HEX_CLASS)):
-            digits = run[match.start():match.end()]
-            found += [("hex", binascii.a2b_hex(digits[at:at + (len(digits) - at) // 2 * 2])) for at in range(2)]
+        found += _run_read(data[start:end].translate(None, b"\r\n"))
     for form, decoded in list(found):
         if form != "a compressed stream" and (b"\x78" in decoded or b"\x1f" in decoded):
             found += _streams(decoded, f"{form}, compressed", budget)
     return found
+
+
+@lru_cache(maxsize=4096)  # (a series' files repeat their runs: a CSA header's element names, a pseudonym)
+def _run_read(run: bytes) -> tuple[tuple[str, bytes], ...]:
+    """A run of base64 characters read as base64 at each alignment, and the hex runs in it."""
+    found = []
+    for at in range(4):
+        piece = run[at:len(run) - ((len(run) - at) % 4 == 1)]  # (one character left over holds no byte)
+        found.append(("base64", binascii.a2b_base64(piece + b"=" * (-len(piece) % 4))))
+    for match in _HEX_RUN.finditer(run.translate(_HEX_CLASS)):
+        digits = run[match.start():match.end()]
+        found += [("hex", binascii.a2b_hex(digits[at:at + (len(digits) - at) // 2 * 2])) for at in range(2)]
+    return tuple(found)
 
 
 # Text written with escapes, as XML and HTML, URLs, JSON, MIME, HL7 and RTF write a character: a character reference
