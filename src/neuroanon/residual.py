@@ -202,14 +202,14 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     budget = [_MOST_STREAMS, _MOST_INFLATED]
     found = _streams(data, "a compressed stream", budget)
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
-        found += _run_read(data[start:end].translate(None, b"\r\n"))
+        run = data[start:end].translate(None, b"\r\n")
+        found += _short_run_read(run) if len(run) <= _SHORT_RUN else _run_read(run)
     for form, decoded in list(found):
         if form != "a compressed stream" and (b"\x78" in decoded or b"\x1f" in decoded):
             found += _streams(decoded, f"{form}, compressed", budget)
     return found
 
 
-@lru_cache(maxsize=4096)  # (a series' files repeat their runs: a CSA header's element names, a pseudonym)
 def _run_read(run: bytes) -> tuple[tuple[str, bytes], ...]:
     """A run of base64 characters read as base64 at each alignment, and the hex runs in it."""
     found = []
@@ -220,6 +220,12 @@ def _run_read(run: bytes) -> tuple[tuple[str, bytes], ...]:
         digits = run[match.start():match.end()]
         found += [("hex", binascii.a2b_hex(digits[at:at + (len(digits) - at) // 2 * 2])) for at in range(2)]
     return tuple(found)
+
+
+# A series' files repeat their short runs (a CSA header's element names, a pseudonym): each is read once. (Not the
+# long ones: a cache of megabytes of base64, read four ways, would hold a worker's memory.)
+_SHORT_RUN = 256
+_short_run_read = lru_cache(maxsize=4096)(_run_read)
 
 
 # Text written with escapes, as XML and HTML, URLs, JSON, MIME, HL7 and RTF write a character: a character reference
