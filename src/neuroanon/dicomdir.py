@@ -30,7 +30,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from .discover import looks_like_dicom
 from .errors import UsageError
-from .read import DICOMDIR_CLASS, quiet
+from .read import DICOMDIR_CLASS, is_dicomdir, quiet
 from .rules import DUMMY_TEXT
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,9 @@ def _read(path: Path) -> Dataset | str:
             return ("not DICOM" if not looks_like_dicom(head) else
                     "no Part-10 file meta (a DICOMDIR references only Part-10 files)")
         ds = dcmread(path, stop_before_pixels=True)
-        meta = ds.file_meta
-        if str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS:
+        if is_dicomdir(ds):
             return "a DICOMDIR itself"
+        meta = ds.file_meta
         missing = [k for k, v in (("TransferSyntaxUID", meta.get("TransferSyntaxUID")),
                                   ("SOPClassUID", ds.get("SOPClassUID")),
                                   ("SOPInstanceUID", ds.get("SOPInstanceUID"))) if not v]

@@ -49,7 +49,7 @@ from .journal import Journal, check_output
 from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, PixelSpan, quiet, read_header
+from .read import PixelSpan, is_dicomdir, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, bytes_after_frames, check_file, check_path
 from .rules import Change, pseudonym
@@ -744,7 +744,7 @@ def _planned(path: Path, run: RunContext) -> tuple[engine.Plan | str, bytes | No
     if isinstance(plan, engine.Plan) or not engine.malformed(plan):
         return plan, None, "stream"
     header = read_header(path)
-    if _is_dicomdir(header.dataset):
+    if is_dicomdir(header.dataset):
         return "DICOMDIR", None, ""
     try:
         salvaged = salvage(header, path)
@@ -976,11 +976,6 @@ def _copied(item: InputFile, stage: Path, name: str, reason: str, dicom: bool = 
             raise
         return Prepared(Record(name, Status.FAILED, f"copy failed ({_cause(exc)})", dicom=dicom))
     return Prepared(Record(name, Status.WRITTEN, reason, name, dicom=dicom), str(staged))
-
-
-def _is_dicomdir(ds: object) -> bool:
-    meta = getattr(ds, "file_meta", None)
-    return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
 
 
 def _size(item: InputFile) -> int:

@@ -68,6 +68,12 @@ def quiet() -> Iterator[None]:
         yield
 
 
+def is_dicomdir(ds: object) -> bool:
+    """Whether a dataset read from a file is a DICOMDIR: its file meta names the Media Storage Directory class."""
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
+
+
 def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
     return tag in PIXEL_TAGS
 

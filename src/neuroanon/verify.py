@@ -25,7 +25,7 @@ from .errors import InputError
 from .identifiers import Needle, item_identity, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, Header, quiet, read_header
+from .read import Header, is_dicomdir, quiet, read_header
 from .residual import bytes_after_frames, check_file, check_path
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
 from .tags import private_creator_tag, tag_text
@@ -122,7 +122,7 @@ def infer_level(paths: list[Path], sample: int = 64) -> Level:
         try:
             with quiet():
                 ds = read_header(item.path).dataset
-                if _is_directory(ds):
+                if is_dicomdir(ds):
                     continue  # (names no level: it indexes the files that do)
                 seen += 1
                 method = ds.get("DeidentificationMethod", "")
@@ -185,7 +185,7 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
     rules = compile_rules(options)
     if options.level is Level.ANONYMIZE:
         findings += _five(ds, "", rules)
-    elif options.level is Level.FULL and _is_directory(ds):
+    elif options.level is Level.FULL and is_dicomdir(ds):
         findings += _full(ds, "", rules, directory=True) + _meta(ds, rules)
     elif options.level is Level.FULL:
         findings += _full(ds, "", rules) + _meta(ds, rules) + _full_file(path, header)
@@ -227,12 +227,6 @@ def _five(ds: Dataset, path: str, rules: Rules) -> list[str]:
             for i, item in enumerate(elem.value):
                 findings += _five(item, f"{where}[{i}].", rules)
     return findings
-
-
-def _is_directory(ds: Dataset) -> bool:
-    """A DICOMDIR: an index of the release, not an instance (no PatientIdentityRemoved, no pixels)."""
-    meta = getattr(ds, "file_meta", None)
-    return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
 
 
 def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list[str]:
