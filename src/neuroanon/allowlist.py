@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from pydicom.datadict import private_dictionary_VR
 
@@ -60,7 +60,7 @@ class SafePrivate:
         return f"{self.use} ({self.readers}); {_HOW[self.kind]}"
 
 
-_HOW = {
+_HOW: Final = {
     "value": "kept, cut of this file's identifying values",
     "csa": "kept only if it parses as a CSA header, cleaned in place",
     "protocol": "protocol cleaned in place",
@@ -69,29 +69,30 @@ _HOW = {
 
 
 # Why each kind of value is safe to keep (one sentence each, shared by the rows).
-_NUMBER = "an acquisition parameter (number or enumerated code): no person, place, date or device identity"
-_CODE = "a short technical code string written by the scanner software; cleaned of this file's identifying values"
-_CSA = ("acquisition parameters in the CSA layout; kept only when it parses as CSA, protocol and series names, "
-        "patient, station, institution and serial values blanked, UIDs remapped")
-_PROTOCOL = ("protocol text (ASCCONV); protocol and series names, patient, station, institution and serial "
-             "values blanked, UIDs remapped")
-_SEQUENCE = "a private functional-group sequence: walked, its items keep only what the level keeps"
+_NUMBER: Final = "an acquisition parameter (number or enumerated code): no person, place, date or device identity"
+_CODE: Final = ("a short technical code string written by the scanner software; cleaned of this file's identifying "
+                 "values")
+_CSA: Final = ("acquisition parameters in the CSA layout; kept only when it parses as CSA, protocol and series names, "
+               "patient, station, institution and serial values blanked, UIDs remapped")
+_PROTOCOL: Final = ("protocol text (ASCCONV); protocol and series names, patient, station, institution and serial "
+                    "values blanked, UIDs remapped")
+_SEQUENCE: Final = "a private functional-group sequence: walked, its items keep only what the level keeps"
 
-_D = "dcm2niix"
-_DN = "dcm2niix, nibabel"
+_D: Final = "dcm2niix"
+_DN: Final = "dcm2niix, nibabel"
 
-_CSA_H = "SIEMENS CSA HEADER"
-_SMR = "SIEMENS MR HEADER"
-_SDS = "SIEMENS MR SDS 01"
-_SDI = "SIEMENS MR SDI 02"
-_GE_ACQ = "GEMS_ACQU_01"
-_GE_RELA = "GEMS_RELA_01"
-_GE_PARM = "GEMS_PARM_01"
-_PH_IMG = "Philips Imaging DD 001"
-_PH_MR = "Philips MR Imaging DD 001"
-_PH_MR2 = "Philips MR Imaging DD 002"
-_PH_MR5 = "Philips MR Imaging DD 005"
-_UIH = "Image Private Header"
+_CSA_H: Final = "SIEMENS CSA HEADER"
+_SMR: Final = "SIEMENS MR HEADER"
+_SDS: Final = "SIEMENS MR SDS 01"
+_SDI: Final = "SIEMENS MR SDI 02"
+_GE_ACQ: Final = "GEMS_ACQU_01"
+_GE_RELA: Final = "GEMS_RELA_01"
+_GE_PARM: Final = "GEMS_PARM_01"
+_PH_IMG: Final = "Philips Imaging DD 001"
+_PH_MR: Final = "Philips MR Imaging DD 001"
+_PH_MR2: Final = "Philips MR Imaging DD 002"
+_PH_MR5: Final = "Philips MR Imaging DD 005"
+_UIH: Final = "Image Private Header"
 
 
 def _row(creator: str, group: int, element: int, name: str, use: str, readers: str = _D, safe: str = _NUMBER,
@@ -99,7 +100,7 @@ def _row(creator: str, group: int, element: int, name: str, use: str, readers: s
     return SafePrivate(creator, group, element, name, use, readers, safe, kind)
 
 
-SAFE_PRIVATE: tuple[SafePrivate, ...] = (
+SAFE_PRIVATE: Final[tuple[SafePrivate, ...]] = (
     # Siemens classic and mosaic (VB/VD/VE): CSA headers and the SIEMENS MR HEADER elements
     _row(_CSA_H, 0x0029, 0x08, "CSA Image Header Type", "names the CSA image header format", _DN, _CODE),
     _row(_CSA_H, 0x0029, 0x09, "CSA Image Header Version", "CSA image header format version", _DN, _CODE),
@@ -236,7 +237,7 @@ SAFE_PRIVATE: tuple[SafePrivate, ...] = (
     _row(_UIH, 0x0065, 0x58, "Phase Encoding Direction Positive", "phase encoding polarity"),
 )
 
-_INDEX = {(s.creator, s.group, s.element): s for s in SAFE_PRIVATE}
+_INDEX: Final = {(s.creator, s.group, s.element): s for s in SAFE_PRIVATE}
 
 
 def creator_name(value: bytes | str) -> str | None:
@@ -252,12 +253,12 @@ def creator_name(value: bytes | str) -> str | None:
 
 
 # Binary numbers, and number text: digits, sign, point, exponent, value separators and padding.
-_BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
-_NUMBER_TEXT = re.compile(rb"[0-9+\-.eE \\\x00]*")
+_BINARY_VRS: Final = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
+_NUMBER_TEXT: Final = re.compile(rb"[0-9+\-.eE \\\x00]*")
 # Binary values that are text all the same: printable ASCII (and padding) with a word in it. (Numbers' bytes are
 # that only by a chance of about one in a billion for eight bytes.)
-_PRINTABLE = re.compile(rb"[\x20-\x7e\x00]*")
-_WORD = re.compile(rb"[A-Za-z]{3}")
+_PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
+_WORD: Final = re.compile(rb"[A-Za-z]{3}")
 
 
 def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
@@ -280,7 +281,7 @@ def _dictionary_vr(safe: SafePrivate) -> str:
         return ""
 
 
-_DICTIONARY_VRS = {safe: _dictionary_vr(safe) for safe in SAFE_PRIVATE}  # looked up once, not per element
+_DICTIONARY_VRS: Final = {safe: _dictionary_vr(safe) for safe in SAFE_PRIVATE}  # looked up once, not per element
 
 
 def find_safe(creator: str, group: int, element_byte: int) -> SafePrivate | None:

@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import Final
 
 from .identifiers import Needle, find, scrub
 from .keys import Keyring
 
-MAX_TAGS = 1000  # nibabel's limit; real headers hold about 100
-MAX_ITEMS = 1000
-CHECK = 77  # the "unused" word Siemens writes after the tag count (dcm2niix requires it)
-_TAG = struct.Struct("<64si4s3i")
-_ITEM = struct.Struct("<4i")
-_NUMBER_VRS = frozenset({"IS", "DS", "FL", "FD", "SL", "UL", "SS", "US"})
+MAX_TAGS: Final = 1000  # nibabel's limit; real headers hold about 100
+MAX_ITEMS: Final = 1000
+CHECK: Final = 77  # the "unused" word Siemens writes after the tag count (dcm2niix requires it)
+_TAG: Final = struct.Struct("<64si4s3i")
+_ITEM: Final = struct.Struct("<4i")
+_NUMBER_VRS: Final = frozenset({"IS", "DS", "FL", "FD", "SL", "UL", "SS", "US"})
 
 # CSA elements whose every item identifies the patient, the visit or the source files.
-IDENTIFYING_ELEMENTS = frozenset({
+IDENTIFYING_ELEMENTS: Final = frozenset({
     "UsedPatientWeight",  # the patient's weight
     "PatReinPattern",  # position; weight; age (or size); ... ; a time stamp
     "DataFileName", "PixelFile", "PixelFileName",  # paths on the scanner, named by patient or date
@@ -43,22 +44,23 @@ IDENTIFYING_ELEMENTS = frozenset({
 })
 
 # Protocol keys (last component of an ASCCONV key, or an XProtocol parameter name) whose values identify.
-_KEY = rb"(?:[A-Za-z]*(?:ProtocolName|SeriesDescription|PatientName|PatientID|PatientBirth\w*|PatientAge|" \
+_KEY: Final = rb"(?:[A-Za-z]*(?:ProtocolName|SeriesDescription|PatientName|PatientID|PatientBirth\w*|PatientAge|" \
        rb"PatientSex|PatientWeight|PatientSize|PatientHeight|Weight|Height|StationName|Institution\w*|" \
        rb"SerialNumber|SerialNo|OperatorName|OperatorsName|Physician\w*|Comment\w*))"
 # ASCCONV: `tProtocolName = ""name""` or `flWeight = 80.5`, one line each. Lines are found from the key words
 # (a literal search), then matched one by one: a header holds thousands of lines and few such keys.
-_KEY_WORDS = re.compile(rb"ProtocolName|SeriesDescription|Patient|Weight|Height|Station|Institution|Serial|"
-                        rb"Operator|Physician|Comment")
-_ASCCONV = re.compile(rb"[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
+_KEY_WORDS: Final = re.compile(rb"ProtocolName|SeriesDescription|Patient|Weight|Height|Station|Institution|Serial|"
+                               rb"Operator|Physician|Comment")
+_ASCCONV: Final = re.compile(rb"[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
 # XProtocol: `<ParamString.""ProtocolName"">  { ""name"" }` (the block may span lines).
-_XPROTOCOL = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{")
-_BLOCK_LIMIT = 1 << 16  # an XProtocol parameter block is short; a runaway one is cut at this length
-_QUOTED = re.compile(rb"\"+([^\"\r\n]*)\"+")
-_UID = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
-_UID_PART = frozenset(b"0123456789.")
-_NAME = re.compile(rb"[\x20-\x7e]*")
-_LOOSE_ATTRIBUTES = frozenset({"StationName", "InstitutionName", "InstitutionalDepartmentName", "DeviceSerialNumber"})
+_XPROTOCOL: Final = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{")
+_BLOCK_LIMIT: Final = 1 << 16  # an XProtocol parameter block is short; a runaway one is cut at this length
+_QUOTED: Final = re.compile(rb"\"+([^\"\r\n]*)\"+")
+_UID: Final = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
+_UID_PART: Final = frozenset(b"0123456789.")
+_NAME: Final = re.compile(rb"[\x20-\x7e]*")
+_LOOSE_ATTRIBUTES: Final = frozenset({"StationName", "InstitutionName", "InstitutionalDepartmentName",
+                                      "DeviceSerialNumber"})
 
 
 class CsaElement:
@@ -256,5 +258,5 @@ def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: K
     return cleaned
 
 
-_MEMO_SIZE = 16
-_MEMO: dict[tuple[str, bytes, int, str], tuple[tuple[Needle, ...], bytes | None]] = {}
+_MEMO_SIZE: Final = 16
+_MEMO: Final[dict[tuple[str, bytes, int, str], tuple[tuple[Needle, ...], bytes | None]]] = {}

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.config import IGNORE
@@ -85,35 +85,38 @@ from .tags import (
 )
 from .write import CHUNK, copy_range
 
-HEAD_BYTES = 1 << 20  # the first read; a longer header is read on as its parse needs
-UNDEFINED = 0xFFFFFFFF
-ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
-LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
-VRS = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
-                  "ST", "TM", "UI", "UL", "US"}
-_VR_OF = {vr.encode(): vr for vr in VRS}
-_SHORT_VR_OF = {code: vr for code, vr in _VR_OF.items() if vr not in LONG_VRS}
-MARK_TAGS = frozenset({PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES,
-                       LONGITUDINAL_TEMPORAL_MODIFIED})
+HEAD_BYTES: Final = 1 << 20  # the first read; a longer header is read on as its parse needs
+UNDEFINED: Final = 0xFFFFFFFF
+ITEM: Final = 0xFFFEE000
+ITEM_END: Final = 0xFFFEE00D
+SEQUENCE_END: Final = 0xFFFEE0DD
+IMPLICIT_LE: Final = "1.2.840.10008.1.2"
+EXPLICIT_LE: Final = "1.2.840.10008.1.2.1"
+LONG_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+VRS: Final = LONG_VRS | {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                         "ST", "TM", "UI", "UL", "US"}
+_VR_OF: Final = {vr.encode(): vr for vr in VRS}
+_SHORT_VR_OF: Final = {code: vr for code, vr in _VR_OF.items() if vr not in LONG_VRS}
+MARK_TAGS: Final = frozenset({PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES,
+                              LONGITUDINAL_TEMPORAL_MODIFIED})
 # The common elements anonymize reads one by one (it copies a run of the others whole): the tags it gives a value,
 # the marks and the character set. Group lengths are read too (a retired one is not written), and a run ends
 # before a mark's place (one may be inserted there).
-ANONYMIZE_READS = frozenset({*NIDB_ANONYMIZE, *MARK_TAGS, SPECIFIC_CHARACTER_SET})
-_PAST_ALL = 1 << 32  # after every tag
-_MARKS_IN_ORDER = (*sorted(MARK_TAGS), _PAST_ALL)
-_H = struct.Struct("<H").unpack_from
-_L = struct.Struct("<L").unpack_from
-_UID_BYTES = b"0123456789.\\"  # (a value is made of them when deleting them leaves nothing)
-_UID_TEXT_VRS = TEXT_VRS | {"UI", "CS"}  # VRs whose values a UID remapped is written back as text
-_NO_END = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
-PAST_END = "malformed: element runs past the end"
-NESTED_TOO_DEEP = "sequences nested too deep"
+ANONYMIZE_READS: Final = frozenset({*NIDB_ANONYMIZE, *MARK_TAGS, SPECIFIC_CHARACTER_SET})
+_PAST_ALL: Final = 1 << 32  # after every tag
+_MARKS_IN_ORDER: Final = (*sorted(MARK_TAGS), _PAST_ALL)
+_H: Final = struct.Struct("<H").unpack_from
+_L: Final = struct.Struct("<L").unpack_from
+_UID_BYTES: Final = b"0123456789.\\"  # (a value is made of them when deleting them leaves nothing)
+_UID_TEXT_VRS: Final = TEXT_VRS | {"UI", "CS"}  # VRs whose values a UID remapped is written back as text
+_NO_END: Final = 1 << 62  # the bound of an undefined-length item: its delimiter ends it
+PAST_END: Final = "malformed: element runs past the end"
+NESTED_TOO_DEEP: Final = "sequences nested too deep"
 # Declines of a form pydicom reads tolerantly and writes back canonically (besides every "malformed: ..." one).
-_MALFORMED = frozenset({"unknown VR", "elements out of order", "reserved bytes of a long VR not zero",
-                        "file meta UID not in canonical form", "a second pixel data element",
-                        "file shorter than its size", "implicit VR dataset that reads as explicit"})
-MAX_DEPTH = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
+_MALFORMED: Final = frozenset({"unknown VR", "elements out of order", "reserved bytes of a long VR not zero",
+                               "file meta UID not in canonical form", "a second pixel data element",
+                               "file shorter than its size", "implicit VR dataset that reads as explicit"})
+MAX_DEPTH: Final = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
 
 
 class _Decline(Exception):
@@ -212,8 +215,8 @@ class Plan:
         return self.head + bytes(self.pixel_bytes[:12]) + self.tail
 
 
-_IDENTIFIERS = {PATIENT_ID: "PatientID", STUDY_INSTANCE_UID: "StudyInstanceUID",
-                SERIES_INSTANCE_UID: "SeriesInstanceUID", SOP_INSTANCE_UID: "SOPInstanceUID"}
+_IDENTIFIERS: Final = {PATIENT_ID: "PatientID", STUDY_INSTANCE_UID: "StudyInstanceUID",
+                       SERIES_INSTANCE_UID: "SeriesInstanceUID", SOP_INSTANCE_UID: "SOPInstanceUID"}
 
 
 def _identifier_text(tag: int, value: object) -> str:
@@ -439,7 +442,7 @@ def _next_mark(tag: int) -> int:
 _TagsLength = Callable[[bytes, int], tuple[int, int, int]]  # group, element, 4-byte length
 _TagsShort = Callable[[bytes, int], tuple[int, int, bytes, int]]  # group, element, VR, 2-byte length
 _Long = Callable[[bytes, int], tuple[int]]
-_BY_ORDER: dict[bool, tuple[_TagsLength, _TagsShort, _Long, bytes]] = {
+_BY_ORDER: Final[dict[bool, tuple[_TagsLength, _TagsShort, _Long, bytes]]] = {
     little: (struct.Struct(order + "HHL").unpack_from, struct.Struct(order + "HH2sH").unpack_from,
              struct.Struct(order + "L").unpack_from, struct.pack(order + "HHL", 0xFFFE, 0xE00D, 0))
     for little, order in ((True, "<"), (False, ">"))}
@@ -669,7 +672,7 @@ class _Parser:
         return items, pos
 
 
-_ITEM_LE = struct.pack("<HH", 0xFFFE, 0xE000)
+_ITEM_LE: Final = struct.pack("<HH", 0xFFFE, 0xE000)
 
 
 def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int:
@@ -1409,13 +1412,16 @@ def _item_charset(buf: bytes, item: _Item, parent: bytes | None) -> bytes | None
     return parent if own is None else buf[own.value:own.end]
 
 
-_FIVE = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF) for t in NIDB_ANONYMIZE for order in "<>")  # as apply
+_FIVE: Final = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF)  # as apply
+                     for t in NIDB_ANONYMIZE for order in "<>")
 # Whether buf[pos:end] holds one of the five's tags, in one search (no slice copied).
 _holds_five = re.compile(b"|".join([re.escape(p) for p in _FIVE])).search
 
 
 # Bound once: an Enum member read from its class is slow on Python 3.11, and these are read for every element.
-_KEEP, _REMOVE, _REMOVED = Op.KEEP, Op.REMOVE, Op.REMOVE.value
+_KEEP: Final = Op.KEEP
+_REMOVE: Final = Op.REMOVE
+_REMOVED: Final = Op.REMOVE.value
 
 
 class _Scope:
@@ -1447,7 +1453,7 @@ def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
 
 
 # What each operation does to an element on the byte path (KEEP: nothing).
-_OPERATIONS: dict[Op, Callable[[_Job, _Scope, bytes, _Element, str], None]] = {
+_OPERATIONS: Final[dict[Op, Callable[[_Job, _Scope, bytes, _Element, str], None]]] = {
     Op.REMOVE: _Job._remove,
     Op.EMPTY: _Job._empty,
     Op.DUMMY: _Job._dummy,

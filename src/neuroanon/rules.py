@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from pydicom.datadict import (
     dictionary_has_tag,
@@ -54,7 +54,7 @@ from .technical import is_standard_uid, technical
 # --- the levels as data ----------------------------------------------------------------------------------------
 
 # The NiDB "Anonymize" attributes and the values NiDB writes into them.
-NIDB_ANONYMIZE: Mapping[int, str] = MappingProxyType(
+NIDB_ANONYMIZE: Final[Mapping[int, str]] = MappingProxyType(
     {
         0x00080090: "Anon",  # ReferringPhysicianName
         0x00081050: "Anon",  # PerformingPhysicianName
@@ -65,7 +65,7 @@ NIDB_ANONYMIZE: Mapping[int, str] = MappingProxyType(
 )
 
 # The NiDB "Anonymize Full" attributes: the five above and fourteen more.
-NIDB_FULL: frozenset[int] = frozenset(NIDB_ANONYMIZE) | {
+NIDB_FULL: Final[frozenset[int]] = frozenset(NIDB_ANONYMIZE) | {
     0x00080080,  # InstitutionName
     0x00080081,  # InstitutionAddress
     0x00081010,  # StationName
@@ -83,10 +83,10 @@ NIDB_FULL: frozenset[int] = frozenset(NIDB_ANONYMIZE) | {
 }
 
 # The attributes that take the subject's pseudonym, and the VR it is written with.
-PSEUDONYM_TAGS: Mapping[int, str] = MappingProxyType({PATIENT_ID: "LO", PATIENT_NAME: "PN"})
+PSEUDONYM_TAGS: Final[Mapping[int, str]] = MappingProxyType({PATIENT_ID: "LO", PATIENT_NAME: "PN"})
 
 # Dummy values by VR for action D (PS3.15: a non-zero-length value consistent with the VR).
-DUMMY_TEXT: Mapping[str, str] = MappingProxyType(
+DUMMY_TEXT: Final[Mapping[str, str]] = MappingProxyType(
     {
         "PN": "Anon",
         "LO": "Anon",
@@ -106,15 +106,15 @@ DUMMY_TEXT: Mapping[str, str] = MappingProxyType(
         "UR": "",
     }
 )
-NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
-DATE_VRS = frozenset({"DA", "DT", "TM"})
+NUMERIC_VRS: Final = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
+DATE_VRS: Final = frozenset({"DA", "DT", "TM"})
 # Text VRs: free text, names, addresses, AE titles, URIs. Outside Table E.1-1 they are removed at full (cleaned
 # under Clean Descriptors) unless the technical allow-list (technical.py) keeps them.
-TEXT_VRS = frozenset({"PN", "LO", "LT", "ST", "UT", "UC", "SH", "AE", "UR"})
+TEXT_VRS: Final = frozenset({"PN", "LO", "LT", "ST", "UT", "UC", "SH", "AE", "UR"})
 
 # Elements removed at full beyond the table: digital signatures no longer verify once values change, and
 # trailing padding can hold anything.
-REMOVED_AT_FULL: Mapping[int, str] = MappingProxyType(
+REMOVED_AT_FULL: Final[Mapping[int, str]] = MappingProxyType(
     {
         0xFFFAFFFA: "Digital Signatures Sequence (no longer verifies)",
         0x4FFE0001: "MAC Parameters Sequence (digital signatures)",
@@ -124,11 +124,11 @@ REMOVED_AT_FULL: Mapping[int, str] = MappingProxyType(
 
 # File meta elements kept at full; every other one (source/sending/receiving AE titles, private information)
 # is removed. MediaStorageSOPInstanceUID is remapped like SOPInstanceUID.
-META_KEPT_AT_FULL = frozenset({0x00020000, 0x00020001, 0x00020002, MEDIA_STORAGE_SOP_INSTANCE_UID, 0x00020010,
-                               0x00020012, 0x00020013})
+META_KEPT_AT_FULL: Final = frozenset({0x00020000, 0x00020001, 0x00020002, MEDIA_STORAGE_SOP_INSTANCE_UID, 0x00020010,
+                                      0x00020012, 0x00020013})
 
 # Option switches in the order they override the Basic Profile action.
-_OPTION_FIELDS = (
+_OPTION_FIELDS: Final = (
     ("rtnLongModifDatesOpt", "shift_dates"),
     ("cleanDescOpt", "clean_descriptors"),
     ("rtnPatCharsOpt", "retain_patient_characteristics"),
@@ -137,12 +137,12 @@ _OPTION_FIELDS = (
 
 # Combined codes depend on the attribute's Type in the IOD, which a file does not carry. We choose the
 # variant that keeps every Type valid: a value that stays present when the attribute might be required.
-_COMBINED = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
+_COMBINED: Final = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 
 
 # Sequences that identify a person or an institution by codes, which the table marks D (X/D, X/Z/D): a D would
 # need a dummy code item, and the items kept (code values are vocabulary elsewhere) named the person. Removed.
-CODED_IDENTITIES = frozenset(int(tag_for_keyword(k) or 0) for k in (
+CODED_IDENTITIES: Final = frozenset(int(tag_for_keyword(k) or 0) for k in (
     "InstitutionCodeSequence", "OperatorIdentificationSequence", "PersonIdentificationCodeSequence"))
 
 
@@ -285,8 +285,8 @@ def text_values(value: object) -> list[str]:
 
 
 # VRs a UN value of a standard attribute is read as (an ambiguous "US or SS" stays UN, a binary value too).
-UN_READ_AS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
-                        "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})
+UN_READ_AS: Final = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH",
+                               "SL", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})
 
 
 def fits_multiplicity(tag: int, count: int) -> bool:
@@ -344,7 +344,7 @@ class Rule:
         return Op.DUMMY if self.value is not None else operation(self.code, vr)
 
 
-_KEEP = Rule("K", "", "")
+_KEEP: Final = Rule("K", "", "")
 
 
 class Rules:
@@ -469,7 +469,7 @@ def change(tag: str, keyword: str, action: str) -> Change:
 _new_tuple = tuple.__new__
 
 
-METHOD_NAMES = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
+METHOD_NAMES: Final = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}
 
 
 def mark_method(ds: Dataset, method: str, changes: list[Change], keep_earlier: bool) -> None:
