@@ -40,7 +40,7 @@ from .csa import clean_kept
 from .identifiers import IN_SEQUENCES, NESTED_IDENTITY, Needle, NestedValue, find, find_once, patient_id
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, PIXEL_TAGS, PixelSpan, parses_as_sequence
+from .read import DICOMDIR_CLASS, PixelSpan, parses_as_sequence
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
@@ -74,6 +74,7 @@ from .tags import (
     PATIENT_AGE,
     PATIENT_ID,
     PATIENT_IDENTITY_REMOVED,
+    PIXEL_TAGS,
     SERIES_INSTANCE_UID,
     SOP_CLASS_UID,
     SOP_INSTANCE_UID,
@@ -419,9 +420,21 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
     return buf, elements
 
 
-@lru_cache(maxsize=4096)
+_IMPLICIT_VRS: Final[dict[int, str]] = {}
+
+
 def _implicit_vr(tag: int) -> str:
-    """The VR pydicom gives an implicit-VR element: the dictionary's, LO for private creators, else unknown."""
+    """The VR pydicom gives an implicit-VR element: the dictionary's, LO for private creators, else unknown (each
+    looked up once; the cache is bounded)."""
+    vr = _IMPLICIT_VRS.get(tag)
+    if vr is None:
+        if len(_IMPLICIT_VRS) >= 4096:
+            _IMPLICIT_VRS.clear()
+        vr = _IMPLICIT_VRS[tag] = _dictionary_vr(tag)
+    return vr
+
+
+def _dictionary_vr(tag: int) -> str:
     if tag >> 16 & 1:
         return "LO" if 0x10 <= tag & 0xFFFF <= 0xFF else ""
     try:
@@ -765,7 +778,7 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
     return Dataset(raw)
 
 
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 def _class_from_meta(original: Dataset, meta: dict[int, _Element], buf: bytes) -> None:

@@ -24,10 +24,9 @@ from pydicom.filereader import dcmread, read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from .errors import InputError
-from .tags import tag_text
+from .tags import PIXEL_TAGS, tag_text
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
-PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D

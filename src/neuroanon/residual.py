@@ -205,7 +205,8 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
         run = data[start:end].translate(None, b"\r\n")
         found += _short_run_read(run) if len(run) <= _SHORT_RUN else _run_read(run)
     for form, decoded in list(found):
-        if form != "a compressed stream" and (b"\x78" in decoded or b"\x1f" in decoded):
+        # (a byte is looked for as an int: `bytes in bytes` raises and clears a TypeError inside each time)
+        if form != "a compressed stream" and (0x78 in decoded or 0x1F in decoded):
             found += _streams(decoded, f"{form}, compressed", budget)
     return found
 

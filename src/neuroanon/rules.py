@@ -466,7 +466,7 @@ def change(tag: str, keyword: str, action: str) -> Change:
     return _new_tuple(Change, (tag, keyword, action))
 
 
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 METHOD_NAMES: Final = {Level.ANONYMIZE: "NiDB Anonymize", Level.FULL: "NiDB Anonymize Full"}

@@ -5,7 +5,6 @@ pydicom's constants are used where it has them (TAG_CHARSET, ItemTag, ...); thes
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Final
 
 from pydicom.tag import TAG_CHARSET, BaseTag
@@ -34,6 +33,7 @@ CODING_SCHEME_DESIGNATOR: Final = 0x00080102
 CODE_MEANING: Final = 0x00080104
 LONG_CODE_VALUE: Final = 0x00080119
 URN_CODE_VALUE: Final = 0x00080120
+PIXEL_TAGS: Final = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})  # pixel, float and double float pixel data
 
 
 def private_creator_tag(tag: int) -> int:
@@ -41,10 +41,18 @@ def private_creator_tag(tag: int) -> int:
     return tag & 0xFFFF0000 | (tag & 0xFF00) >> 8
 
 
-@lru_cache(maxsize=8192)
+_TAG_TEXTS: Final[dict[int, str]] = {}
+
+
 def tag_text(tag: int) -> str:
-    """A tag as reports and messages write it: `(0010,0010)`."""
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    """A tag as reports and messages write it: `(0010,0010)` (each made once; the cache is bounded like
+    `base_tag`'s)."""
+    text = _TAG_TEXTS.get(tag)
+    if text is None:
+        if len(_TAG_TEXTS) >= 1 << 16:
+            _TAG_TEXTS.clear()
+        text = _TAG_TEXTS[tag] = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    return text
 
 
 _BASE_TAGS: Final[dict[int, BaseTag]] = {}
