@@ -201,18 +201,23 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     in forty."""
     budget = [_MOST_STREAMS, _MOST_INFLATED]
     found = _streams(data, "a compressed stream", budget)
+    compressed: list[tuple[str, bytes]] = []
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
         run = data[start:end].translate(None, b"\r\n")
-        found += _short_run_read(run) if len(run) <= _SHORT_RUN else _run_read(run)
-    for form, decoded in list(found):
-        # (a byte is looked for as an int: `bytes in bytes` raises and clears a TypeError inside each time)
-        if form != "a compressed stream" and (0x78 in decoded or 0x1F in decoded):
-            found += _streams(decoded, f"{form}, compressed", budget)
+        readings, with_streams = _short_run_read(run) if len(run) <= _SHORT_RUN else _run_read(run)
+        found += readings
+        compressed += with_streams
+    for form, decoded in compressed:
+        found += _streams(decoded, f"{form}, compressed", budget)
     return found
 
 
-def _run_read(run: bytes) -> tuple[tuple[str, bytes], ...]:
-    """A run of base64 characters read as base64 at each alignment, and the hex runs in it."""
+_Readings = tuple[tuple[str, bytes], ...]  # (form, bytes read)
+
+
+def _run_read(run: bytes) -> tuple[_Readings, _Readings]:
+    """A run of base64 characters read as base64 at each alignment, and the hex runs in it; and those readings
+    in which a zlib or gzip stream begins (random bytes often hold a stream's first byte, seldom its first two)."""
     found = []
     for at in range(4):
         piece = run[at:len(run) - ((len(run) - at) % 4 == 1)]  # (one character left over holds no byte)
@@ -220,7 +225,7 @@ def _run_read(run: bytes) -> tuple[tuple[str, bytes], ...]:
     for match in _HEX_RUN.finditer(run.translate(_HEX_CLASS)):
         digits = run[match.start():match.end()]
         found += [("hex", binascii.a2b_hex(digits[at:at + (len(digits) - at) // 2 * 2])) for at in range(2)]
-    return tuple(found)
+    return tuple(found), tuple(r for r in found if any(start.search(r[1]) for start in _STREAM_STARTS))
 
 
 # A series' files repeat their short runs (a CSA header's element names, a pseudonym): each is read once. (Not the
