@@ -593,12 +593,13 @@ class _Parser:
         if self.implicit:
             return pos, last
         limit = min(stop, len(buf))
-        unpack, vr_of, append = self.tags_short, _SHORT_VR_OF.get, elements.append
+        unpack = self.tags_short  # (compiled: a bound method kept in a local is called through the runtime, the
+        # list's append and the dict's get called on their objects are native)
         keep = self.keep
         run, bound = -1, _PAST_ALL if keep is None else _next_mark(last)  # the open run's start; where it must end
         while pos + 8 <= limit:
             group, number, code, length = unpack(buf, pos)
-            vr, tag, end = vr_of(code), group << 16 | number, pos + 8 + length
+            vr, tag, end = _SHORT_VR_OF.get(code), group << 16 | number, pos + 8 + length
             # (a file meta element in the dataset is read apart too: no run hides it from the rules, which remove it)
             if vr is None or tag <= last or group in (0xFFFE, 0x0000, 0x0002) or tag in PIXEL_TAGS or end > limit:
                 break
@@ -607,14 +608,14 @@ class _Parser:
                     run = pos
             else:
                 if run >= 0:
-                    append(_Element(last, "", run, run, pos, False, run=True))
+                    elements.append(_Element(last, "", run, run, pos, False, run=True))
                     run = -1
                 if tag >= bound:
                     bound = _next_mark(tag)
-                append(_Element(tag, vr, pos, pos + 8, end, False))
+                elements.append(_Element(tag, vr, pos, pos + 8, end, False))
             last, pos = tag, end
         if run >= 0:
-            append(_Element(last, "", run, run, pos, False, run=True))
+            elements.append(_Element(last, "", run, run, pos, False, run=True))
         return pos, last
 
     def _fragments(self, element: _Element) -> int:
@@ -933,7 +934,7 @@ class _Job:
             if _present(buf, e):
                 # (`_implicit_vr`: the dictionary's VR, for these standard tags)
                 scope.out[t] = _encoded(t, _implicit_vr(t), rule.value, self.implicit, self.little)
-                self.changes.append(change(scope.path + tag_text(t), rule.keyword, Op.DUMMY.value))
+                self.changes.append(change(scope.path + tag_text(t), rule.keyword, _REPLACED))
         elif e.items is not None:
             self._anonymize_sequence(buf, e, scope)
         elif e.vr == "UN" and e.undefined:  # pydicom reads it as a sequence, walked, and writes it so
@@ -1016,14 +1017,14 @@ class _Job:
         that was stored as UN."""
         scope = _Scope(elements, path, {}, charset, opened)
         private: list[tuple[_Element, bytes]] = []
-        rule_of, changes, out = self.rules.tag, self.changes, scope.out
+        rules, changes, out = self.rules, self.changes, scope.out
         for index, e in enumerate(elements):
             source = self.tail_buf if tail_from is not None and index >= tail_from else buf
             t = e.tag
             if t >> 16 & 1:
                 private.append((e, source))
                 continue
-            rule = rule_of(t)
+            rule = rules.tag(t)
             # Most elements are removed, or kept as they are, whatever they hold: decided here, in one step.
             if rule.removes:
                 out[t] = None
@@ -1043,9 +1044,31 @@ class _Job:
             e, buf = resolved
         if rule.keeps_value and e.items is None:
             return
-        op = _operation(buf, e, rule)
-        if op is not _KEEP:
-            _OPERATIONS[op](self, scope, buf, e, rule.keyword)
+        self._apply(_operation(buf, e, rule), scope, buf, e, rule.keyword)
+
+    def _apply(self, op: Op, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
+        """What each operation does to an element on the byte path (KEEP: nothing). (Compared by identity: an Enum
+        member's hash is a Python call, and so is a method taken from a table.)"""
+        if op is _KEEP:
+            return
+        if op is _REMOVE:
+            self._remove(scope, buf, e, keyword)
+        elif op is _EMPTY:
+            self._empty(scope, buf, e, keyword)
+        elif op is _DUMMY:
+            self._dummy(scope, buf, e, keyword)
+        elif op is _REMAP_UID:
+            self._remap_element(scope, buf, e, keyword)
+        elif op is _PSEUDONYM:
+            self._pseudonym(scope, buf, e, keyword)
+        elif op is _SHIFT_DATE:
+            self._shift(scope, buf, e, keyword)
+        elif op is _CLEAN_TEXT:
+            self._clean(scope, buf, e, keyword)
+        elif op is _WALK_ITEMS:
+            self._walk_items(scope, buf, e, keyword)
+        else:
+            raise AssertionError(f"no operation {op}")
 
     def _resolve_un(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> tuple[_Element, bytes] | None:
         """A standard attribute stored as UN as pydicom reads it: opened if its value is a sequence, else
@@ -1118,7 +1141,7 @@ class _Job:
             scope.out[e.tag] = self._sequence(buf, e, [])
         else:
             scope.out[e.tag] = _encoded(e.tag, e.vr, empty_value(e.vr), self.implicit, self.little)
-        self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.EMPTY.value))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, _EMPTIED))
 
     def _walk_items(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         assert e.items is not None
@@ -1133,7 +1156,7 @@ class _Job:
         if isinstance(value, bytes) and not e.vr.startswith("O"):
             raise _Decline("binary dummy value")  # two zero bytes are no value of this VR (an AT): pydicom fails
         scope.out[e.tag] = _encoded(e.tag, e.vr, value, self.implicit, self.little)
-        self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.DUMMY.value))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, _REPLACED))
 
     def _remap_element(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         where, value = scope.path + tag_text(e.tag), buf[e.value:e.end]
@@ -1159,7 +1182,7 @@ class _Job:
         elem, encoding = self._decoded(scope.charset, buf, e)
         values = [shifted_date(v, elem.VR, self.day_offset) for v in text_values(elem.value)]
         scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, values), self.implicit, encoding, self.little)
-        self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.SHIFT_DATE.value))
+        self.changes.append(change(scope.path + tag_text(e.tag), keyword, _SHIFTED))
 
     def _clean(self, scope: _Scope, buf: bytes, e: _Element, keyword: str) -> None:
         elem, encoding = self._decoded(scope.charset, buf, e)
@@ -1167,7 +1190,7 @@ class _Job:
         cleaned = [cleaned_text(v, self.patterns + self.own) for v in values]
         if cleaned != values:
             scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, cleaned), self.implicit, encoding, self.little)
-            self.changes.append(change(scope.path + tag_text(e.tag), keyword, Op.CLEAN_TEXT.value))
+            self.changes.append(change(scope.path + tag_text(e.tag), keyword, _CLEANED))
 
     def _cap_age(self, head: list[_Element], out: dict[int, bytes | None], charset: bytes | None) -> None:
         """HIPAA Safe Harbor on a kept PatientAge (rules.capped_age), after the walk."""
@@ -1236,7 +1259,7 @@ class _Job:
         if cleaned != value:
             out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit
                           else _encode(DataElement(e.tag, e.vr, cleaned), False, little=self.little))
-            self.changes.append(change(where, "", Op.CLEAN_TEXT.value))
+            self.changes.append(change(where, "", _CLEANED))
         return True
 
     def _keep_private_sequence(self, e: _Element, buf: bytes, safe: SafePrivate, where: str, scope: _Scope) -> bool:
@@ -1307,7 +1330,7 @@ class _Job:
             return None
         if top and t in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID):
             self.new_ids[t] = parts if len(parts) > 1 else parts[0]
-        self.changes.append(change(where, keyword, Op.REMAP_UID.value))
+        self.changes.append(change(where, keyword, _REMAPPED))
         return parts
 
     def _mark_inputs(self, head: list[_Element]) -> tuple[bytes | None, bytes | None]:
@@ -1329,11 +1352,11 @@ class _Job:
             if t == 0x00020000:
                 continue
             op = self.rules.meta(t)
-            if op is Op.REMOVE:
+            if op is _REMOVE:
                 self.changes.append(change(tag_text(t), keyword_for_tag(t), _REMOVED))
                 continue
             remapped = None
-            if op is Op.REMAP_UID and not _is_empty(self.buf, e):
+            if op is _REMAP_UID and not _is_empty(self.buf, e):
                 remapped = self._remap(t, "UI", self.buf[e.value:e.end], tag_text(t), keyword_for_tag(t), top=False,
                                        meta=True)
             parts.append(self.buf[e.start:e.end] if remapped is None else remapped)
@@ -1431,10 +1454,23 @@ _FIVE: Final = tuple(struct.pack(f"{order}HH", t >> 16, t & 0xFFFF)  # as apply
 _holds_five = re.compile(b"|".join([re.escape(p) for p in _FIVE])).search
 
 
-# Bound once: an Enum member read from its class is slow on Python 3.11, and these are read for every element.
+# Bound once: an Enum member read from its class is slow on Python 3.11, its value slower (a Python call), and these
+# are read for every element.
 _KEEP: Final = Op.KEEP
 _REMOVE: Final = Op.REMOVE
+_EMPTY: Final = Op.EMPTY
+_DUMMY: Final = Op.DUMMY
+_REMAP_UID: Final = Op.REMAP_UID
+_PSEUDONYM: Final = Op.PSEUDONYM
+_SHIFT_DATE: Final = Op.SHIFT_DATE
+_CLEAN_TEXT: Final = Op.CLEAN_TEXT
+_WALK_ITEMS: Final = Op.WALK_ITEMS
 _REMOVED: Final = Op.REMOVE.value
+_EMPTIED: Final = Op.EMPTY.value
+_REPLACED: Final = Op.DUMMY.value
+_REMAPPED: Final = Op.REMAP_UID.value
+_SHIFTED: Final = Op.SHIFT_DATE.value
+_CLEANED: Final = Op.CLEAN_TEXT.value
 
 
 class _Scope:
@@ -1463,16 +1499,3 @@ def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
     if not e.vr or " " in e.vr or e.vr == "UN":
         return _REMOVE  # no VR to apply the rule by: it cannot be shown to be harmless (fail closed)
     return rule.op(e.vr)
-
-
-# What each operation does to an element on the byte path (KEEP: nothing).
-_OPERATIONS: Final[dict[Op, Callable[[_Job, _Scope, bytes, _Element, str], None]]] = {
-    Op.REMOVE: _Job._remove,
-    Op.EMPTY: _Job._empty,
-    Op.DUMMY: _Job._dummy,
-    Op.REMAP_UID: _Job._remap_element,
-    Op.PSEUDONYM: _Job._pseudonym,
-    Op.SHIFT_DATE: _Job._shift,
-    Op.CLEAN_TEXT: _Job._clean,
-    Op.WALK_ITEMS: _Job._walk_items,
-}
