@@ -1028,7 +1028,7 @@ class _Job:
             # Most elements are removed, or kept as they are, whatever they hold: decided here, in one step.
             if rule.removes:
                 out[t] = None
-                changes.append(change(path + tag_text(t), rule.keyword, _REMOVED))
+                changes.append(change(path + tag_text(t), rule.keyword, _REMOVED) if path else rules.removal(t))
             elif not (rule.keeps_value and e.items is None and e.vr != "UN"):
                 self._decide(scope, source, e, rule)
         self._private(private, scope)
@@ -1370,27 +1370,38 @@ class _Job:
         """The dataset's bytes in tag order: decided elements as decided, the rest copied from the source, each
         run of adjacent untouched elements in one slice."""
         parts: list[bytes] = []
-        present = {e.tag for e in elements} if extra else set()
-        pending = sorted((t, piece) for t, piece in extra.items() if t not in present)
+        # the `extra` elements the dataset lacks, inserted in tag order (the others replace theirs)
+        pending = sorted((t, piece) for t, piece in extra.items() if not any(e.tag == t for e in elements))
+        placed = 0
+        next_tag = pending[0][0] if pending else _PAST_ALL  # of the next one to insert
         run = end = elements[0].start if elements else 0  # the untouched source bytes not yet placed
         for e in elements:
             t = e.tag
-            # retired group lengths are not written (PS3.5 7.2), as pydicom does
-            retired = t & 0xFFFF == 0 and t >> 16 > 6
-            if e.start == end and not (retired or t in out or t in extra or pending and pending[0][0] < t):
+            piece: bytes | None = None
+            decided = True
+            if extra and t in extra:
+                piece = extra[t]
+            elif t & 0xFFFF == 0 and t >> 16 > 6:  # a retired group length: not written (PS3.5 7.2), as by pydicom
+                pass
+            elif t in out:
+                piece = out[t]
+            else:
+                decided = False
+            if e.start == end and not decided and next_tag >= t:
                 end = e.end
                 continue
             parts.append(buf[run:end])
-            while pending and pending[0][0] < t:
-                parts.append(pending.pop(0)[1])
+            while next_tag < t:
+                parts.append(pending[placed][1])
+                placed += 1
+                next_tag = pending[placed][0] if placed < len(pending) else _PAST_ALL
             run, end = e.start, e.end
-            if retired or t in out or t in extra:
+            if decided:
                 run = e.end
-                piece = extra[t] if t in extra else None if retired else out[t]
                 if piece is not None:
                     parts.append(piece)
         parts.append(buf[run:end])
-        parts += [piece for _, piece in pending]
+        parts += [piece for _, piece in pending[placed:]]
         return b"".join(parts)
 
     def _sequence(self, buf: bytes, e: _Element, walked: list[dict[int, bytes | None]]) -> bytes:

@@ -345,6 +345,7 @@ class Rule:
 
 
 _KEEP: Final = Rule("K", "", "")
+_REMOVED: Final = Op.REMOVE.value
 
 
 class Rules:
@@ -355,6 +356,7 @@ class Rules:
         self.level = options.level
         self.options = options
         self._tags: dict[int, Rule] = {}
+        self._removals: dict[int, Change] = {}
         if self.level is Level.FULL:
             for tag in (*load_table().exact, *NIDB_FULL):
                 self._tags[tag] = self._full(tag)
@@ -367,6 +369,13 @@ class Rules:
         if rule is None:
             rule = self._tags[tag] = self._full(tag) if self.level is Level.FULL else self._anonymize(tag)
         return rule
+
+    def removal(self, tag: int) -> Change:
+        """The change that records a top-level element of a standard `tag` removed (each made once)."""
+        known = self._removals.get(tag)
+        if known is None:
+            known = self._removals[tag] = change(tag_text(tag), self.tag(tag).keyword, _REMOVED)
+        return known
 
     def meta(self, tag: int) -> Op:
         """The operation on a file meta element."""
