@@ -711,3 +711,37 @@ def test_a_new_identifier_names_the_output_path_as_pydicom_shows_its_value(tag: 
     ds = Dataset()
     ds[tag] = DataElement(tag, "LO" if tag == 0x00100020 else "UI", value, validation_mode=IGNORE)
     assert engine._identifier_text(tag, value) == str(ds.get(ds[tag].keyword, "") or "")
+
+
+def test_a_raw_element_is_shared_between_files_only_when_it_is_the_same(tmp_path: Path) -> None:
+    """The engine reuses the last file's raw element of a tag when its value, place and encoding are the same: a file
+    whose value differs, lies elsewhere, has another VR or byte order, or is implicit VR, is read as its bytes say."""
+    options = Options(level=Level.FULL, key=b"\x5a" * 32)
+    a1, explicit = "FAKE COMMENT A1", pydicom.uid.ExplicitVRLittleEndian
+    same = (a1, "LT", explicit, "")
+    # each case after one whose element is the same but for what the case changes
+    big, implicit = pydicom.uid.ExplicitVRBigEndian, pydicom.uid.ImplicitVRLittleEndian
+    cases = (same, same, (a1, "LT", explicit, "FAKE STUDY WITH A LONGER DESCRIPTION"), same, (a1, "LO", explicit, ""),
+             same, (a1, "LT", big, ""), same, (a1, "LT", implicit, ""), same, ("FAKE COMMENT B2", "LT", explicit, ""),
+             ("FAKE COMMENT A1 LONGER", "LT", explicit, ""))
+    seen: list[tuple[bytes, str | None, bool, bool]] = []
+    for number, (comment, vr, syntax, description) in enumerate(cases):
+        ds = make_dataset(instance=number)
+        ds.add_new(0x00204000, vr, comment)
+        if description:
+            ds.StudyDescription = description
+        ds.file_meta.TransferSyntaxUID = syntax
+        source = tmp_path / f"{number}.dcm"
+        pydicom.dcmwrite(source, ds, implicit_vr=syntax.is_implicit_VR, little_endian=syntax.is_little_endian,
+                         force_encoding=True)
+        plan = engine.plan(source, options)
+        assert isinstance(plan, engine.Plan)
+        raw = plan.context.original.get_item(0x00204000)
+        assert isinstance(raw, pydicom.dataelem.RawDataElement)
+        at = raw.value_tell
+        assert source.read_bytes()[at:at + raw.length] == raw.value  # where the file holds it
+        seen.append((raw.value, raw.VR, raw.is_implicit_VR, raw.is_little_endian))
+    same_seen = (b"FAKE COMMENT A1 ", "LT", False, True)
+    assert seen == [same_seen, same_seen, same_seen, same_seen, (b"FAKE COMMENT A1 ", "LO", False, True), same_seen,
+                    (b"FAKE COMMENT A1 ", "LT", False, False), same_seen, (b"FAKE COMMENT A1 ", None, True, True),
+                    same_seen, (b"FAKE COMMENT B2 ", "LT", False, True), (b"FAKE COMMENT A1 LONGER", "LT", False, True)]

@@ -762,12 +762,23 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
     """The elements as a pydicom dataset of raw elements, decoded only when read; of the sequences only those
     whose items hold needles (`identifiers.IN_SEQUENCES`)."""
     raw: dict[BaseTag, DataElement | RawDataElement] = {}
+    if len(_LAST_RAW) >= _LAST_RAW_KEPT:
+        _LAST_RAW.clear()
     for e in elements:
         if e.items is None and (e.vr != "UN" or e.tag not in IN_SEQUENCES):
             tag = base_tag(e.tag)
+            vr, value = None if implicit else e.vr, buf[e.value:e.end]
+            last = _LAST_RAW.get(tag)
+            # (its VR is None exactly when it is implicit VR)
+            if (last is not None and last.value == value and last.value_tell == e.value and vr == last.VR
+                    and last.is_little_endian == little):
+                raw[tag] = last
+                continue
             # (RawDataElement's own constructor is a Python function, slow to call from compiled code)
-            raw[tag] = _new_tuple(RawDataElement, (tag, None if implicit else e.vr, e.end - e.value,
-                                                   buf[e.value:e.end], e.value, implicit, little, True, False))
+            made = raw[tag] = _new_tuple(RawDataElement, (tag, vr, len(value), value, e.value, implicit, little, True,
+                                                          False))
+            if len(value) <= _LAST_RAW_VALUE:
+                _LAST_RAW[tag] = made
         elif e.tag in IN_SEQUENCES:
             # its items, without the sequence delimiter; stored as UN, in implicit VR little endian (PS3.5 6.2.2)
             tag = base_tag(e.tag)
@@ -780,6 +791,11 @@ def _raw_dataset(buf: bytes, elements: list[_Element], implicit: bool, little: b
 
 
 _new_tuple: Final = tuple.__new__
+# The last raw element of each tag made (of a short value): a series' files repeat most values at the same places,
+# and the same (immutable) element serves each. Bounded in count and in the bytes each holds.
+_LAST_RAW: Final[dict[BaseTag, RawDataElement]] = {}
+_LAST_RAW_KEPT: Final = 4096
+_LAST_RAW_VALUE: Final = 256
 
 
 def _class_from_meta(original: Dataset, meta: dict[int, _Element], buf: bytes) -> None:
