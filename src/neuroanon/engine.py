@@ -74,13 +74,13 @@ from .tags import (
     PATIENT_AGE,
     PATIENT_ID,
     PATIENT_IDENTITY_REMOVED,
-    PIXEL_TAGS,
     SERIES_INSTANCE_UID,
     SOP_CLASS_UID,
     SOP_INSTANCE_UID,
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
     base_tag,
+    is_pixel_tag,
     private_creator_tag,
     tag_text,
 )
@@ -459,6 +459,23 @@ _BY_ORDER: Final[dict[bool, tuple[_TagsLength, _TagsShort, _Long, bytes]]] = {
     little: (struct.Struct(order + "HHL").unpack_from, struct.Struct(order + "HH2sH").unpack_from,
              struct.Struct(order + "L").unpack_from, struct.pack(order + "HHL", 0xFFFE, 0xE00D, 0))
     for little, order in ((True, "<"), (False, ">"))}
+# The common element's header (explicit VR, a short VR) read as two 32-bit words: the tag, and the VR with the
+# length; and the short VR each two-byte code stands for as the second word holds it (None: a long VR, or none),
+# by byte order. (Compiled, two native ints and a list's item cost less than four values, one of them bytes, and
+# a dict keyed by it: most of a header's elements are read so.)
+_Words = Callable[[bytes, int], tuple[int, int]]
+
+
+def _short_vrs(little: bool) -> list[str | None]:
+    table: list[str | None] = [None] * 0x10000
+    for code, vr in _SHORT_VR_OF.items():
+        table[code[0] | code[1] << 8 if little else code[0] << 8 | code[1]] = vr
+    return table
+
+
+_WORDS: Final[dict[bool, tuple[_Words, list[str | None]]]] = {
+    little: (struct.Struct(order + "LL").unpack_from, _short_vrs(little))
+    for little, order in ((True, "<"), (False, ">"))}
 
 
 class _Parser:
@@ -476,6 +493,9 @@ class _Parser:
         self.tags_short: _TagsShort
         self.long: _Long
         self.tags_length, self.tags_short, self.long, self.item_end = _BY_ORDER[little]
+        self.words: _Words
+        self.short_vrs: list[str | None]
+        self.words, self.short_vrs = _WORDS[little]
 
     def top(self, pos: int) -> tuple[list[_Element], _Element | None]:
         """The top-level elements up to the pixel data element (returned separately, its value not walked)."""
@@ -487,7 +507,7 @@ class _Parser:
             if pos >= len(self.buf):
                 break
             element = self._element(pos, last, top=True)
-            if element.tag in PIXEL_TAGS:
+            if is_pixel_tag(element.tag):
                 return elements, element
             elements.append(element)
             last, pos = element.tag, element.end
@@ -511,7 +531,7 @@ class _Parser:
                 if self.buf[pos:pos + 8] == self.item_end:
                     return elements, pos + 8
             element = self._element(pos, last, top)
-            if top and element.tag in PIXEL_TAGS:
+            if top and is_pixel_tag(element.tag):
                 raise _Decline("a second pixel data element")
             elements.append(element)
             last, pos = element.tag, element.end
@@ -545,7 +565,7 @@ class _Parser:
             raise _Decline("malformed: stray item or delimiter")
         undefined = length == UNDEFINED
         element = _Element(tag, vr, pos, value, value if undefined else value + length, undefined)
-        if top and tag in PIXEL_TAGS:
+        if top and is_pixel_tag(tag):
             return element  # its value may lie beyond what was read: the caller copies it from the file
         if vr == "SQ":
             element.items, element.end = self._items(element)
@@ -580,11 +600,18 @@ class _Parser:
         buf = self.buf
         if self.implicit or pos + 8 > len(buf):
             return None
-        group, number, code, length = self.tags_short(buf, pos)
-        vr, tag, end = _SHORT_VR_OF.get(code), group << 16 | number, pos + 8 + length
-        if vr is None or tag <= last or group in (0xFFFE, 0x0000) or tag in PIXEL_TAGS or end > len(buf):
+        tag, vr, end = self._short_header(buf, pos)
+        group = tag >> 16
+        if vr is None or tag <= last or group in (0xFFFE, 0x0000) or is_pixel_tag(tag) or end > len(buf):
             return None
         return _Element(tag, vr, pos, pos + 8, end, False)
+
+    def _short_header(self, buf: bytes, pos: int) -> tuple[int, str | None, int]:
+        """The tag, short VR (None: not one) and end of the explicit VR element whose header is at `pos`."""
+        first, second = self.words(buf, pos)
+        if self.little:  # group | element << 16; VR code | length << 16
+            return (first & 0xFFFF) << 16 | first >> 16, self.short_vrs[second & 0xFFFF], pos + 8 + (second >> 16)
+        return first, self.short_vrs[second >> 16], pos + 8 + (second & 0xFFFF)
 
     def _common_run(self, pos: int, stop: int, last: int, elements: list[_Element]) -> tuple[int, int]:
         """`_common` over the elements from `pos` on, appended to `elements` in one loop (most of a header);
@@ -593,17 +620,15 @@ class _Parser:
         if self.implicit:
             return pos, last
         limit = min(stop, len(buf))
-        unpack = self.tags_short  # (compiled: a bound method kept in a local is called through the runtime, the
-        # list's append and the dict's get called on their objects are native)
         keep = self.keep
         run, bound = -1, _PAST_ALL if keep is None else _next_mark(last)  # the open run's start; where it must end
         while pos + 8 <= limit:
-            group, number, code, length = unpack(buf, pos)
-            vr, tag, end = _SHORT_VR_OF.get(code), group << 16 | number, pos + 8 + length
+            tag, vr, end = self._short_header(buf, pos)
+            group = tag >> 16
             # (a file meta element in the dataset is read apart too: no run hides it from the rules, which remove it)
-            if vr is None or tag <= last or group in (0xFFFE, 0x0000, 0x0002) or tag in PIXEL_TAGS or end > limit:
+            if vr is None or tag <= last or group in (0xFFFE, 0x0000, 0x0002) or is_pixel_tag(tag) or end > limit:
                 break
-            if keep is not None and tag not in keep and number and tag < bound:
+            if keep is not None and tag not in keep and tag & 0xFFFF and tag < bound:
                 if run < 0:
                     run = pos
             else:
@@ -621,7 +646,7 @@ class _Parser:
     def _fragments(self, element: _Element) -> int:
         """Where encapsulated pixel data in an item (an icon image) ends: after its fragments and their delimiter,
         walked as pydicom walks them (a delimiter tag inside a fragment is data)."""
-        if element.tag not in PIXEL_TAGS or self.implicit:
+        if not is_pixel_tag(element.tag) or self.implicit:
             raise _Decline("undefined length outside a sequence")
         pos = element.value
         while True:

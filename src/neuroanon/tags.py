@@ -33,7 +33,15 @@ CODING_SCHEME_DESIGNATOR: Final = 0x00080102
 CODE_MEANING: Final = 0x00080104
 LONG_CODE_VALUE: Final = 0x00080119
 URN_CODE_VALUE: Final = 0x00080120
-PIXEL_TAGS: Final = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})  # pixel, float and double float pixel data
+PIXEL_DATA: Final = 0x7FE00010
+FLOAT_PIXEL_DATA: Final = 0x7FE00008
+DOUBLE_FLOAT_PIXEL_DATA: Final = 0x7FE00009
+PIXEL_TAGS: Final = frozenset({PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA})
+
+
+def is_pixel_tag(tag: int) -> bool:
+    """Whether `tag` is one of `PIXEL_TAGS` (compared as native ints where compiled)."""
+    return tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA)
 
 
 def private_creator_tag(tag: int) -> int:
