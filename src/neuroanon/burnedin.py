@@ -56,7 +56,7 @@ def embedded_overlay(ds: Dataset) -> str | None:
     """Why an overlay may sit in the pixel data's unused high bits (the retired embedded form), or None."""
     # OverlayBitPosition of the even groups 6000-601E, each looked up (most files have none)
     keys = ds.keys()
-    if not any(t in keys for t in _BIT_POSITIONS):
+    if keys.isdisjoint(_BIT_POSITIONS):
         return None
     bits_stored, positions = _bit_positions(ds)
     for group, bit in positions:
