@@ -24,7 +24,7 @@ from pydicom.filereader import dcmread, read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from .errors import InputError
-from .tags import PIXEL_TAGS, tag_text
+from .tags import is_pixel_tag, tag_text
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
@@ -74,7 +74,7 @@ def is_dicomdir(ds: object) -> bool:
 
 
 def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
-    return tag in PIXEL_TAGS
+    return is_pixel_tag(tag)
 
 
 def read_header(path: Path) -> Header:
@@ -292,7 +292,7 @@ class _Scanner:
                     self._items(tag, value, implicit, endian, pos)
             if top and tag >> 16 != 0x0002:
                 self.spans.setdefault(tag, (start, pos))
-            if top and tag in PIXEL_TAGS and self.pixels is None:
+            if top and is_pixel_tag(tag) and self.pixels is None:
                 self.pixels = PixelSpan(tag, value - (12 if vr in _LONG_VRS else 8), pos)
         return pos
 

@@ -371,9 +371,12 @@ class Rules:
         return rule
 
     def removal(self, tag: int) -> Change:
-        """The change that records a top-level element of a standard `tag` removed (each made once)."""
+        """The change that records a top-level element of a standard `tag` removed (each made once; a bounded
+        cache)."""
         known = self._removals.get(tag)
         if known is None:
+            if len(self._removals) >= 1 << 16:  # (files full of unknown tags: bounded)
+                self._removals.clear()
             known = self._removals[tag] = change(tag_text(tag), self.tag(tag).keyword, _REMOVED)
         return known
 

@@ -36,11 +36,11 @@ URN_CODE_VALUE: Final = 0x00080120
 PIXEL_DATA: Final = 0x7FE00010
 FLOAT_PIXEL_DATA: Final = 0x7FE00008
 DOUBLE_FLOAT_PIXEL_DATA: Final = 0x7FE00009
-PIXEL_TAGS: Final = frozenset({PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA})
 
 
 def is_pixel_tag(tag: int) -> bool:
-    """Whether `tag` is one of `PIXEL_TAGS` (compared as native ints where compiled)."""
+    """Whether `tag` is a pixel data element: integer, float or double float (compared as native ints where
+    compiled)."""
     return tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA)
 
 
