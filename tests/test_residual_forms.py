@@ -875,3 +875,50 @@ def test_a_name_with_a_character_that_shows_nothing_inside_is_found(tmp_path: Pa
     """A soft hyphen (a word processor's), a zero-width space or joiner inside a name: the name as it shows."""
     findings = held(tmp_path, original("Müller^Jürgen", charset), charset=charset, ImageComments=f"({text})")
     assert_found(findings, "PatientName", "(0020,4000)", text)
+
+
+def test_a_few_needles_remember_their_searches_and_answer_as_a_fresh_search() -> None:
+    """The needles a file's private values were found to hold are searched in each kept value, file after file:
+    each needle keeps the answers for its last values (a few, short ones only), each a fresh search's answer."""
+    from neuroanon import identifiers
+
+    (needle,) = [n for n in needles(_dataset_with(PatientName="FAKEDOE^JANE")) if n.data == b"fakedoe"]
+    hits = (needle,)
+    for i in range(300):  # values of one length, found and not in turn: an answer is by the value, not its size
+        value = b"%04d FAKEDOE" % i if i % 2 else b"%04d NOTHING" % i
+        assert identifiers.find(value, hits) == identifiers._find(value, hits) == ([needle] if i % 2 else [])
+        assert identifiers.find(value, hits) == ([needle] if i % 2 else [])
+        assert len(needle._searched) <= identifiers._SEARCHED_KEPT
+    large = b"x" * identifiers._SEARCHED_VALUE + b" fakedoe"
+    assert identifiers.find(large, hits) == [needle] and large not in needle._searched
+    assert identifiers.find(b"FAKEDOEJANE", hits) == [] and identifiers.find(b"FAKEDOE JANE", hits) == [needle]
+
+
+def _raw_dataset(**values: bytes) -> Dataset:
+    """A header of undecoded elements, as the engine makes for a file (explicit VR little endian)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    ds = Dataset()
+    for keyword, value in values.items():
+        number = tag_for_keyword(keyword)
+        assert number is not None
+        tag = BaseTag(number)
+        ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
+    return ds
+
+
+def test_a_file_whose_raw_values_equal_the_last_ones_shares_their_needles_and_any_other_gets_its_own() -> None:
+    """Needles are derived once for the files of a series, which hold equal undecoded values: a file holding the
+    last file's values gets the last needles; one value changed, decoded or gone, and the file gets its own."""
+    first = needles(_raw_dataset(PatientName=b"FAKEDOE^JANE", PatientID=b"FAKE123456"))
+    assert needles(_raw_dataset(PatientName=b"FAKEDOE^JANE", PatientID=b"FAKE123456")) is first
+    other = needles(_raw_dataset(PatientName=b"FAKEROE^JOHN", PatientID=b"FAKE123456"))
+    assert b"fakeroe" in {n.data for n in other} and b"fakedoe" not in {n.data for n in other}
+    decoded = _raw_dataset(PatientName=b"FAKEDOE^JANE", PatientID=b"FAKE123456")
+    decoded.PatientName = "FAKEPOE^JILL"  # (a decoded element in place of the raw one)
+    assert b"fakepoe" in {n.data for n in needles(decoded)}
+    assert b"fakedoe" not in {n.data for n in needles(_raw_dataset(PatientID=b"FAKE123456"))}
+    moved = _raw_dataset(PatientName=b"FAKEDOE^JANE", PatientID=b"FAKE654321")
+    assert b"fake654321" in {n.data for n in needles(moved)}

@@ -275,6 +275,21 @@ class Needle:
         starts = self._all_starts(lowered)
         return (narrow and self._matches(lowered, False, starts)) or (wide and self._matches(lowered, True, starts))
 
+    def occurs_in(self, data: bytes) -> bool:
+        """`occurs` in `data` as it is (not lower-cased); for each of the last `_SEARCHED_KEPT` values, once (a
+        series' needle found in its private values is searched in each kept one, file after file)."""
+        searched = self._searched
+        known = searched.get(data)
+        if known is None:
+            if len(searched) >= _SEARCHED_KEPT:
+                searched.clear()
+            known = searched[data] = self.occurs(data.lower())
+        return known
+
+    @cached_property
+    def _searched(self) -> dict[bytes, bool]:
+        return {}
+
     def patterns(self, lowered: bytes) -> list[re.Pattern[bytes]]:
         """Which of `pattern` and `wide_pattern` match in `lowered`."""
         starts = self._all_starts(lowered)
@@ -412,7 +427,9 @@ def once_per_raw_values(tags: tuple[int, ...], kept: int = 512,
                         ) -> Callable[[Callable[[Dataset], _T]], Callable[[Dataset], _T]]:
     """Decorate a function of a dataset that reads only the elements `tags`: it runs on a dataset holding only
     those (the caller's is not changed), once for each distinct set of their undecoded values (files of one series
-    share them); the results of the last `kept` sets are kept."""
+    share them); the results of the last `kept` sets are kept. The elements of the last call's raw values are
+    kept too: the next file of a series often holds equal ones (the engine makes the very same objects for equal
+    values), and equal raw elements need no key."""
     objects = tuple(base_tag(t) for t in tags)  # found by identity in a dataset the engine made
 
     def decorate(derive: Callable[[Dataset], _T]) -> Callable[[Dataset], _T]:
@@ -421,15 +438,24 @@ def once_per_raw_values(tags: tuple[int, ...], kept: int = 512,
             return derive(Dataset({BaseTag(t): RawDataElement(BaseTag(t), r[0], len(r[1] or b""), r[1], 0, r[2], r[3])
                                    for t, r in zip(tags, raws, strict=True) if r is not None}))
 
+        last: list[tuple[list[DataElement | RawDataElement | None], _T]] = []  # (one, replaced whole)
+
         @wraps(derive)
         def derived(ds: Dataset) -> _T:
             elements = ds._dict  # (pydicom's elements by tag: get_item would make each tag again)
             found = [elements.get(tag) for tag in objects]  # None when absent
+            known = last[0] if last else None
+            # (a RawDataElement equals only a RawDataElement with the same VR, value and encoding, compared by
+            # identity first; never a decoded DataElement)
+            if known is not None and found == known[0]:
+                return known[1]
             key = _undecoded(found)
             if key is None:  # (get_item reads a deferred value)
                 return derive(Dataset({BaseTag(t): ds.get_item(t) for t, e in zip(tags, found, strict=True)
                                        if e is not None}))
-            return from_raw(key)
+            result = from_raw(key)
+            last[:] = [(found, result)]
+            return result
 
         return derived
     return decorate
@@ -1273,6 +1299,7 @@ _SERIES_KEPT = 32
 _FOUND_BUDGET = 1 << 20  # bytes of searched values kept, at most, per series
 _FOUND_KEPT = 512  # searched values kept, at most, per series
 _FEW = 8  # needles searched without an index (a file's needles found in its private values, cleaned from each)
+_SEARCHED_KEPT, _SEARCHED_VALUE = 64, 256  # values, and their most bytes, whose search a needle keeps (occurs_in)
 
 
 def _series(patterns: tuple[Needle, ...]) -> _Series:
@@ -1325,9 +1352,11 @@ def uids_under_2_25(patterns: tuple[Needle, ...]) -> frozenset[bytes]:
 
 def find(data: bytes, patterns: tuple[Needle, ...], remember: bool = True) -> list[Needle]:
     """The needles that occur in `data` as words, in any of their encodings and forms. For a series' needles,
-    remembered (`_Series`) unless not to `remember` (bytes no other file holds: a written file, its path); a few
-    needles (those a file's values were found to hold) are searched each time."""
+    remembered (`_Series`) unless not to `remember` (bytes no other file holds: a written file, its path); for a
+    few needles (those a file's values were found to hold), by each needle (`Needle.occurs_in`)."""
     if len(patterns) <= _FEW:
+        if remember and len(data) <= _SEARCHED_VALUE:
+            return [n for n in patterns if n.occurs_in(data)]
         return _find(data, patterns) if patterns else []
     series = _series(patterns)
     known = series.found.get(data) if remember else None
