@@ -723,7 +723,7 @@ def test_a_raw_element_is_shared_between_files_only_when_it_is_the_same(tmp_path
     big, implicit = pydicom.uid.ExplicitVRBigEndian, pydicom.uid.ImplicitVRLittleEndian
     cases = (same, same, (a1, "LT", explicit, "FAKE STUDY WITH A LONGER DESCRIPTION"), same, (a1, "LO", explicit, ""),
              same, (a1, "LT", big, ""), same, (a1, "LT", implicit, ""), same, ("FAKE COMMENT B2", "LT", explicit, ""),
-             ("FAKE COMMENT A1 LONGER", "LT", explicit, ""))
+             same, ("FAKE COMMENT A1 LONGER", "LT", explicit, ""))  # (a longer value the last one begins)
     seen: list[tuple[bytes, str | None, bool, bool]] = []
     for number, (comment, vr, syntax, description) in enumerate(cases):
         ds = make_dataset(instance=number)
@@ -744,4 +744,5 @@ def test_a_raw_element_is_shared_between_files_only_when_it_is_the_same(tmp_path
     same_seen = (b"FAKE COMMENT A1 ", "LT", False, True)
     assert seen == [same_seen, same_seen, same_seen, same_seen, (b"FAKE COMMENT A1 ", "LO", False, True), same_seen,
                     (b"FAKE COMMENT A1 ", "LT", False, False), same_seen, (b"FAKE COMMENT A1 ", None, True, True),
-                    same_seen, (b"FAKE COMMENT B2 ", "LT", False, True), (b"FAKE COMMENT A1 LONGER", "LT", False, True)]
+                    same_seen, (b"FAKE COMMENT B2 ", "LT", False, True), same_seen,
+                    (b"FAKE COMMENT A1 LONGER", "LT", False, True)]

@@ -562,8 +562,8 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller")."""
     if data.isascii():
         return []
-    for tag in _ITEM_TAGS:  # (read as Latin-1 an item's tag is "þÿ": two accented letters in every sequence)
-        data = data.replace(tag, b"\x00\x00\x00\x00")
+    # (read as Latin-1 an item's tag is "þÿ": two accented letters in every sequence)
+    data = _ITEM_TAGS.sub(b"\x00\x00\x00\x00", data)
     found: list[Needle] = []
     for codec in _codecs(patterns):
         try:
@@ -602,9 +602,9 @@ def _codec_name(encoding: str) -> str:
 _CODECS: dict[int, tuple[tuple[Needle, ...], tuple[str, ...]]] = {}
 
 
-# Item, item delimiter and sequence delimiter tags, little and big endian: structure, never text.
-_ITEM_TAGS = tuple(struct.pack(order, tag >> 16, tag & 0xFFFF)
-                   for order in ("<HH", ">HH") for tag in (ItemTag, ItemDelimiterTag, SequenceDelimiterTag))
+# Item, item delimiter and sequence delimiter tags, little and big endian: structure, never text (found in one pass).
+_ITEM_TAGS = re.compile(b"|".join(re.escape(struct.pack(order, tag >> 16, tag & 0xFFFF)) for order in ("<HH", ">HH")
+                                  for tag in (ItemTag, ItemDelimiterTag, SequenceDelimiterTag)))
 
 
 def _around_accented_letters(text: str, latin: bytes | None = None) -> str:
