@@ -840,7 +840,7 @@ def commit(
         return record
     first, elsewhere = _claim(claimed, record, options)
     if elsewhere is not None:  # one instance under two subjects (or studies, series): the first keeps it
-        discard(Path(staged))
+        discard(staged)
         return Record(record.input, Status.FAILED, "another input with this SOP Instance UID was released under "
                       "another subject, study or series; not written (one instance, two identities)",
                       same_as=elsewhere)
@@ -853,16 +853,16 @@ def commit(
             if released is not None:
                 released(Path(staged), record.output)
             else:
-                release(Path(staged), output / record.output, output, OUTPUT_MODE)
+                release(staged, os.path.join(output, record.output), output, OUTPUT_MODE)  # (no Path made)
         except OSError as exc:
             if exc.errno not in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
                 raise  # the output's condition (a full disk...): the run stops
-            discard(Path(staged))  # this file's name alone cannot be written there
+            discard(staged)  # this file's name alone cannot be written there
             return replace(record, status=Status.FAILED, reason=f"output not written ({_cause(exc)})", output=None)
         return record
     if options.quarantine is not None:
         return _quarantined(Path(staged), record, options.quarantine)
-    discard(Path(staged))
+    discard(staged)
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
 
 
@@ -915,7 +915,7 @@ def _claim(claimed: Claims, record: Record, options: Options) -> tuple[str, str 
     assert record.output is not None
     released = options.level is Level.FULL and record.status is Status.WRITTEN
     return claimed.claim_instance(_place(record.output, record.status is Status.QUARANTINED), record.input,
-                                  PurePosixPath(record.output).name if released else None)
+                                  record.output.rpartition("/")[2] if released else None)  # (a name we gave)
 
 
 def _place(output: str, quarantined: bool = False) -> str:

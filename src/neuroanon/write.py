@@ -111,7 +111,7 @@ def held_elsewhere(path: Path) -> bool:
     return False
 
 
-def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None = None) -> None:
+def release(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None) -> None:
     """Give a staged file its final name `dest` (in the output or the quarantine): a rename, atomic.
 
     When the stage is on another file system than `dest` (an output folder that is a mount point, a quarantine on
@@ -124,25 +124,27 @@ def release(staged: Path, dest: Path, root: Path | None = None, mode: int | None
             os.chmod(dest, mode)
 
 
-def _release(staged: Path, dest: Path, root: Path | None) -> None:
+def _release(staged: str | Path, dest: str | Path, root: Path | None) -> None:
     try:
         try:
             os.replace(staged, dest)
         except FileNotFoundError:  # its folder is not there yet
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, dest)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        with Staged(root or dest.parent) as near, open(staged, "rb") as src:
+        folder = Path(dest).parent
+        with Staged(root or folder) as near, open(staged, "rb") as src:
             shutil.copyfileobj(src, near.file, CHUNK)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         os.replace(near.path, dest)
-        staged.unlink()
+        os.unlink(staged)
 
 
-def discard(staged: Path) -> None:
-    staged.unlink(missing_ok=True)
+def discard(staged: str | Path) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(staged)
 
 
 def clear_staged(folder: Path | None) -> None:
