@@ -186,8 +186,9 @@ def test_a_file_is_journalled_before_it_is_released(tmp_path: Path, monkeypatch:
     journal = tmp_path / ".out.neuroanon-journal"
     journalled_first: list[bool] = []
 
-    def release_checked(staged: Path, dest: Path, root: Path | None = None, mode: int | None = None) -> None:
-        journalled_first.append(f'"id": {json.dumps(str(dest.relative_to(out)))}' in journal.read_text())
+    def release_checked(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None,
+                        ) -> None:
+        journalled_first.append(f'"id": {json.dumps(str(Path(dest).relative_to(out)))}' in journal.read_text())
         release(staged, dest, root, mode)
 
     monkeypatch.setattr(pipeline, "release", release_checked)

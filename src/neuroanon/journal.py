@@ -84,6 +84,7 @@ class Journal:
         # Each distinct list of changes gets a line of its own, once, with a number; a file's line names the
         # number. The files of a series mostly share one list: a line a file, not the list a file.
         self._numbered: dict[tuple[Change, ...], int] = {}
+        self._last: tuple[tuple[Change, ...] | None, int] = (None, -1)  # the last list numbered, and its number
         self._next = 0
         resumable = check_output(output, options, resumable, force)
         if self.path.exists() and resumable:
@@ -171,6 +172,8 @@ class Journal:
 
     def _number(self, changes: tuple[Change, ...]) -> int:
         """The number of this list of changes, its line written first if it has none yet."""
+        if changes is self._last[0]:  # (a batch's files of one series share one tuple: no hash of a long one)
+            return self._last[1]
         number = self._numbered.get(changes)
         if number is None:
             if len(self._numbered) >= CHANGES_KEPT:
@@ -178,6 +181,7 @@ class Journal:
             number = self._numbered[changes] = self._next
             self._next += 1
             self._write({"list": number, "changes": changes})
+        self._last = (changes, number)
         return number
 
     def _write(self, entry: dict[str, object]) -> None:
