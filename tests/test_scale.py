@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -194,3 +196,27 @@ def test_a_file_is_journalled_before_it_is_released(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(pipeline, "release", release_checked)
     summary = anonymize_tree([source], out, Options(level=Level.ANONYMIZE), workers=1)
     assert summary.exit_code == 0 and len(journalled_first) == 4 and all(journalled_first)
+
+
+def test_a_staged_file_is_private_and_never_takes_a_name_already_there(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staged files are numbered in their process: a name a killed run left (the same process id, numbers taken
+    anew) is passed over, never opened or overwritten, and every staged file is the process's own, private."""
+    from neuroanon import write
+
+    stage = tmp_path / "stage"
+    monkeypatch.setattr(write, "_NUMBERS", itertools.count())
+    left = stage / f".{os.getpid()}-1{write.TMP_SUFFIX}"
+    stage.mkdir()
+    left.write_bytes(b"left by a killed run")
+    names = []
+    for number in range(3):
+        with write.Staged(stage) as staged:
+            staged.file.write(b"staged %d" % number)
+        names.append(staged.path)
+        assert staged.path.stat().st_mode & 0o777 == 0o600
+    assert left not in names and left.read_bytes() == b"left by a killed run"
+    assert len(set(names)) == 3 and [p.read_bytes() for p in names] == [b"staged 0", b"staged 1", b"staged 2"]
+    monkeypatch.setattr(write, "_NUMBERS", itertools.repeat(1))  # (every name taken)
+    with pytest.raises(FileExistsError):
+        write.Staged(stage)

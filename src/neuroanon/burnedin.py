@@ -17,7 +17,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from .identifiers import once_per_raw_values
-from .tags import SOP_CLASS_UID
+from .tags import SOP_CLASS_UID, base_tag
 
 # Modalities whose images usually carry burned-in text or a visible label: ultrasound (IVUS too), projection
 # X-ray (XA, RF, CR, DX, MG, intra-oral IO, panoramic PX), other, external camera, endoscopy, microscopy
@@ -102,8 +102,10 @@ def risk_beside_overlay(ds: Dataset, overlay: str | None) -> str | None:
 def _class_in_meta(ds: Dataset) -> str | None:
     """For a dataset without SOPClassUID, what its file meta's MediaStorageSOPClassUID says (the class of the file
     all the same), or None."""
+    if base_tag(SOP_CLASS_UID) in ds:  # (the common case first; by the one tag object, found by identity)
+        return None
     meta = getattr(ds, "file_meta", None)
-    if meta is None or SOP_CLASS_UID in ds or str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "NO":
+    if meta is None or str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "NO":
         return None
     what = _risky_class(str(meta.get("MediaStorageSOPClassUID", "") or "").strip())
     return None if what is None else f"SOP class of {what} (named in the file meta) without BurnedInAnnotation NO"

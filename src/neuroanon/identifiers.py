@@ -494,7 +494,8 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
     `ds`'s character set and, where an item declares its own, in that one too: an item may name the patient where
     the top level names another or no one (OriginalAttributesSequence keeps the name a correction replaced, in the
     set of the system that wrote it), and a kept text may copy it."""
-    charset = ds.get_item(SPECIFIC_CHARACTER_SET) if SPECIFIC_CHARACTER_SET in ds else None
+    charset = ds.get_item(base_tag(SPECIFIC_CHARACTER_SET))  # (None when absent; by the one tag object: found by
+    # identity, not compared by pydicom's Python-level BaseTag.__eq__)
     declared = (charset.VR if isinstance(charset, RawDataElement) else "CS", _declared_value(charset))
     base = needles(ds)
     key = (id(base), nested, declared)  # (a tuple of needles hashes slowly; the series' one is the same object)
@@ -725,7 +726,7 @@ def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: 
 def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
     """The instance's own UID, a needle of its own: `full` remaps it, and the original left in a kept value would
     link the output to its source file. Made per file (the series' needles are shared: one index for them all)."""
-    raw = ds.get_item(SOP_INSTANCE_UID) if SOP_INSTANCE_UID in ds else None
+    raw = ds.get_item(base_tag(SOP_INSTANCE_UID))  # (None when absent; by the one tag object, as above)
     value = raw.value if raw is not None else None  # (read as it is: decoding it would change `ds`, whose raw
     # values key the series' caches)
     text = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
