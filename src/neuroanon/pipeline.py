@@ -10,7 +10,6 @@ The CLI and any other front end call these functions and never reach around them
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import errno
 import fcntl
@@ -45,7 +44,7 @@ from .discover import (
     safe_member_name,
 )
 from .errors import InputError, RunStopped, UsageError
-from .identifiers import BASE_ENCODINGS, OTHER_ENCODINGS, WIDE_ENCODINGS, patient_id
+from .identifiers import patient_id
 from .journal import Journal, check_output
 from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored
@@ -53,7 +52,7 @@ from .options import Level, Options
 from .read import PixelSpan, is_dicomdir, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
 from .residual import Finding, bytes_after_frames, check_file, check_path
-from .rules import Change, compile_rules, pseudonym
+from .rules import Change, pseudonym
 from .tables import Claims
 from .write import (
     CHUNK,
@@ -235,8 +234,6 @@ def _run(
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
     claimed = Claims()
-    if workers > 1 and dask_scheduler is None:
-        _warm(options)
     with _pool(workers, dask_scheduler, work.lock) as pool, stops.deferred():
         own = (output, work.stage.parent, *([options.quarantine] if options.quarantine is not None else []))
         items = _named(inputs, follow_symlinks, own)
@@ -256,16 +253,6 @@ def _run(
             if on_record is not None:
                 on_record(record, size)
             stops.check()
-
-
-def _warm(options: Options) -> None:
-    """Derive here, before the workers fork from this process, what each would derive on its first file: the
-    option set's compiled rules (and the PS3.15 table they come from), and at full the codecs values are searched
-    in (about 45 ms a worker)."""
-    compile_rules(options)
-    if options.level is Level.FULL:
-        for encoding in (*BASE_ENCODINGS, *WIDE_ENCODINGS, *OTHER_ENCODINGS):
-            codecs.lookup(encoding)
 
 
 def _taken_up(record: Record, claimed: Claims, options: Options) -> Record:
