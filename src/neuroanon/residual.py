@@ -186,7 +186,8 @@ def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Nee
     pieces = _decoded(data) + _unescaped(data)
     if not pieces:
         return []
-    new = [n for n in find(b"\0".join([d for _, d in pieces]).lower(), patterns, remember=False) if n not in found]
+    # (what a series' files decode to recurs file after file, a pseudonym's or a CSA name's readings: remembered)
+    new = [n for n in find(b"\0".join([d for _, d in pieces]).lower(), patterns) if n not in found]
     findings: dict[str, Finding] = {}
     for needle in new:
         form = next((form for form, decoded in pieces if find(decoded.lower(), (needle,), remember=False)), "")
