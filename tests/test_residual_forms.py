@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import struct
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import ItemDelimiterTag, ItemTag, SequenceDelimiterTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -925,3 +928,20 @@ def test_a_file_whose_raw_values_equal_the_last_ones_shares_their_needles_and_an
     assert b"fakedoe" not in {n.data for n in needles(_raw_dataset(PatientID=b"FAKE123456"))}
     moved = _raw_dataset(PatientName=b"FAKEDOE^JANE", PatientID=b"FAKE654321")
     assert b"fake654321" in {n.data for n in needles(moved)}
+
+
+_STRUCTURE = [struct.pack(order, 0xFFFE, tag & 0xFFFF) for order in ("<HH", ">HH")
+              for tag in (ItemTag, ItemDelimiterTag, SequenceDelimiterTag)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*_STRUCTURE, b"\xff", b"\xfe", b"\xe0", b"\x00", b"\x0d", b"\xdd", b"\xff\xfe\xe0",
+                                 b"\xfe\xff", b"M\xfcller"]) | st.binary(max_size=6), max_size=24))
+def test_item_tags_are_blanked_wherever_they_lie_and_nothing_else(pieces: list[bytes]) -> None:
+    """Before the header is read as text, each item, item delimiter and sequence delimiter tag (either byte order) is
+    blanked: what one left-to-right pass over the six tags blanks, whatever lies around them or overlaps them."""
+    from neuroanon.residual import without_item_tags
+
+    data = b"".join(pieces)
+    one_pass = re.compile(b"|".join(re.escape(tag) for tag in _STRUCTURE))
+    assert without_item_tags(data) == one_pass.sub(b"\x00\x00\x00\x00", data)

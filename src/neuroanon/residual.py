@@ -29,7 +29,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag, ItemDelimiterTag, ItemTag, SequenceDelimiterTag, Tag
+from pydicom.tag import BaseTag, Tag
 
 from .identifiers import (
     LOOK_ALIKE_LETTERS,
@@ -563,8 +563,7 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller")."""
     if data.isascii():
         return []
-    # (read as Latin-1 an item's tag is "þÿ": two accented letters in every sequence)
-    data = _ITEM_TAGS.sub(b"\x00\x00\x00\x00", data)
+    data = without_item_tags(data)
     found: list[Needle] = []
     for codec in _codecs(patterns):
         try:
@@ -603,9 +602,19 @@ def _codec_name(encoding: str) -> str:
 _CODECS: dict[int, tuple[tuple[Needle, ...], tuple[str, ...]]] = {}
 
 
-# Item, item delimiter and sequence delimiter tags, little and big endian: structure, never text (found in one pass).
-_ITEM_TAGS = re.compile(b"|".join(re.escape(struct.pack(order, tag >> 16, tag & 0xFFFF)) for order in ("<HH", ">HH")
-                                  for tag in (ItemTag, ItemDelimiterTag, SequenceDelimiterTag)))
+def without_item_tags(data: bytes) -> bytes:
+    """`data` with each item, item delimiter and sequence delimiter tag (little or big endian) blanked to NULs: they
+    are structure, never text (read as Latin-1 an item's tag is "þÿ": two accented letters in every sequence)."""
+    for tags in _ITEM_TAGS:
+        data = tags.sub(b"\x00\x00\x00\x00", data)
+    return data
+
+
+# Item (FFFE,E000), item delimiter (FFFE,E00D) and sequence delimiter (FFFE,E0DD) tags, big endian, then little
+# endian: each expression begins with a literal, which the search skips to (one expression of all six tests every
+# byte). A tag of one order never overlaps one of the other, and blanking the big endian ones first makes no little
+# endian one (which ends in E0).
+_ITEM_TAGS = (re.compile(rb"\xff\xfe\xe0[\x00\x0d\xdd]"), re.compile(rb"\xfe\xff[\x00\x0d\xdd]\xe0"))
 
 
 def _around_accented_letters(text: str, latin: bytes | None = None) -> str:
