@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -881,3 +881,79 @@ def test_a_file_gone_after_its_folder_was_listed_fails_and_is_no_broken_symlink(
     run = RunContext.of(Options(level=Level.FULL, key=b"\x5a" * 32))
     record = pipeline.prepare(item, item.relative, tmp_path / "stage", run).record
     assert record.status is Status.FAILED and "removed or moved" in record.reason
+
+
+# --- a batch's steps -----------------------------------------------------------------------------------------------
+
+
+def _batch(tmp_path: Path) -> list[tuple[discover.InputFile, str]]:
+    """Files that take three steps (DICOM files), one (not DICOM) and two (a plan too large to wait: 2 MB)."""
+    source = tmp_path / "in"
+    make_study(source, subject=48, n_series=2, n_instances=3)
+    (source / "notes.txt").write_text("not DICOM")
+    make_dataset(subject=48, instance=9, rows=1024, columns=1024).save_as(source / "big.dcm", enforce_file_format=True)
+    return [(item, item.relative) for item in discover.discover([source])]
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_a_batch_plans_then_writes_then_checks_and_gives_what_each_file_alone_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level) -> None:
+    """A worker's batch plans its files, then writes them, then checks them (each step's code stays in the
+    processor's caches): its outcomes, in the batch's order, are those of each file prepared alone, byte for byte."""
+    from neuroanon.context import RunContext
+
+    items = _batch(tmp_path)
+    run = RunContext.of(Options(level=level, key=b"\x5a" * 32))
+    alone = [pipeline.prepare(item, name, tmp_path / "alone", run) for item, name in items]
+    steps: list[str] = []
+
+    def noted(step: str, real: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            steps.append(step)
+            return real(*args)
+        return call
+
+    monkeypatch.setattr(pipeline, "_anonymize", noted("plan", pipeline._anonymize))
+    monkeypatch.setattr(pipeline, "_hold_reason", noted("check", pipeline._hold_reason))
+    batched = pipeline._prepare_batch(items, tmp_path / "batch", run)
+    assert [p.record for p in batched] == [p.record for p in alone]
+    for one, other in zip(batched, alone, strict=True):
+        assert (one.staged is None) == (other.staged is None)
+        assert one.staged is None or Path(one.staged).read_bytes() == Path(cast(str, other.staged)).read_bytes()
+    dicom = sum(1 for item, _ in items if item.kind is discover.Kind.DICOM)
+    assert steps == ["plan"] * dicom + ["check"] * dicom  # (not plan, check, plan, check...)
+
+
+@pytest.mark.parametrize("step", ["write", "check"])
+def test_a_batch_that_meets_a_full_disk_gives_the_files_before_it_and_leaves_nothing_of_those_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """The disk fills as the batch writes its fourth file, or as it checks it (a held-back file's review images go
+    to the quarantine): the three before are given (the run releases them, then stops), the others' descriptors
+    closed and nothing of theirs left staged."""
+    from neuroanon.context import RunContext
+
+    source = tmp_path / "in"
+    make_study(source, subject=49, n_series=1, n_instances=6)
+    items = [(item, item.relative) for item in discover.discover([source])]
+    calls = []
+
+    def filling(real: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            calls.append(args)
+            if len(calls) == 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*args)
+        return call
+
+    if step == "write":
+        monkeypatch.setattr(pipeline, "Staged", filling(write.Staged))
+    else:
+        monkeypatch.setattr(pipeline, "_hold_reason", filling(pipeline._hold_reason))
+    open_before = len(os.listdir("/proc/self/fd"))
+    run = RunContext.of(Options(level=Level.FULL, key=b"\x5a" * 32))
+    prepared = pipeline._prepare_batch(items, tmp_path / "stage", run)
+    assert [p.record.input for p in prepared] == [name for _, name in items[:3]]
+    assert all(p.record.status is Status.WRITTEN for p in prepared)
+    staged = {str(p) for p in (tmp_path / "stage").rglob("*") if p.is_file()}
+    assert staged == {p.staged for p in prepared}
+    assert len(os.listdir("/proc/self/fd")) == open_before
