@@ -436,14 +436,21 @@ def _started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path
     return run, args, out
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("signum", "status", "group"), [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, True),
+                                                         (signal.SIGTERM, 143, True)])
 def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
-    tmp_path: Path, signum: signal.Signals, status: int
+    tmp_path: Path, signum: signal.Signals, status: int, group: bool
 ) -> None:
+    """SIGTERM to the run's process, and Ctrl-C or SIGTERM to its whole process group, workers included (a terminal's
+    Ctrl-C, `systemctl stop`, a batch system's cancel): the run stops cleanly and says so."""
     run, args, out = _started_run(tmp_path)
     workers = _children(run.pid)
-    # Ctrl-C reaches the whole foreground process group, workers included; SIGTERM only the process named
-    os.killpg(run.pid, signum) if signum == signal.SIGINT else run.send_signal(signum)
+    for pid in workers:  # (else a worker that a group's signal ended first would break the pool under the parent)
+        mask = re.search(r"^SigIgn:\s*([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M)
+        assert mask is not None
+        ignored = int(mask[1], 16)
+        assert ignored >> (signal.SIGINT - 1) & 1 and ignored >> (signal.SIGTERM - 1) & 1, "a worker takes a stop"
+    os.killpg(run.pid, signum) if group else run.send_signal(signum)
     shown, err = run.communicate(timeout=60)
     assert run.returncode == status, err
     assert "Traceback" not in err and "run the same command again to resume" in err
@@ -451,6 +458,23 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in workers), "a worker process outlived the run"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
+    done = len(_released(out))
+    assert 0 < done < 1500
+    assert _counted(shown, "full") == (done, done), "the terminal shows what was done before the stop"
+    assert main(args) == 0, "the rerun resumes"
+    assert len(_released(out)) == 1500
+
+
+def test_a_worker_killed_from_outside_stops_the_run_with_one_line_and_a_rerun_resumes(tmp_path: Path) -> None:
+    """A worker killed outright (by hand, by the system for memory): one line says so, no traceback; what was
+    released stays, and a rerun finishes it."""
+    run, args, out = _started_run(tmp_path)
+    os.kill(min(_children(run.pid)), signal.SIGKILL)
+    shown, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "a worker process died" in err and "run the same command again to resume" in err
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
     done = len(_released(out))
     assert 0 < done < 1500
@@ -488,6 +512,25 @@ def test_workers_stopped_while_sending_a_result_leave_no_thread_waiting(tmp_path
         assert not thread.is_alive(), "the pool's thread still waits for a result no worker will finish"
     finally:
         _RESULTS_FD.clear()
+
+
+def test_a_stop_asked_while_a_worker_died_is_the_stop() -> None:
+    """A worker's batch broken (its worker gone) while a stop was asked: the run stops for the stop, as asked."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken: Future[int] = Future()
+    broken.set_exception(BrokenProcessPool("a worker died"))
+    with pytest.raises(BrokenProcessPool):
+        stops.wait(broken)
+    stops.install()
+    try:
+        with stops.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            with pytest.raises(Terminated):
+                stops.wait(broken)
+    finally:
+        stops.uninstall()
 
 
 def test_a_stop_asked_mid_run_is_raised_where_the_run_checks_not_where_python_may_swallow_it() -> None:

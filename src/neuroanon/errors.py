@@ -29,5 +29,13 @@ class RunStopped(NeuroanonError):
         self.place = place
 
 
+class WorkerDied(RunStopped):
+    """A worker process died while the run went on (killed from outside, by the system for memory, or a crash):
+    the run stops; what it finished stays, and a rerun resumes."""
+
+    def __init__(self) -> None:
+        super().__init__("a worker process died (killed from outside, or for lack of memory)")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is, like Ctrl-C's KeyboardInterrupt, so that it stops the same clean way."""

@@ -24,7 +24,7 @@ import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
@@ -43,7 +43,7 @@ from .discover import (
     open_as_found,
     safe_member_name,
 )
-from .errors import InputError, RunStopped, UsageError
+from .errors import InputError, RunStopped, UsageError, WorkerDied
 from .identifiers import patient_id
 from .journal import Journal, check_output
 from .keys import Keyring, SubjectMapping
@@ -167,6 +167,9 @@ def anonymize_tree(
         except (RunStopped, OSError) as exc:
             # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
             stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
+            if isinstance(exc, WorkerDied):
+                raise RunStopped(f"{stopped}: the run stopped after {summary.files} files; run the same command "
+                                 "again to resume") from None
             place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
             advice = "free some space" if "no space" in stopped else "fix that"
             raise RunStopped(f"{stopped} writing {place}: the run stopped after {summary.files} files; {advice} "
@@ -509,14 +512,15 @@ def worker_pool(workers: int, lock: int | None = None) -> ProcessPoolExecutor:
 
 
 def _worker_started(parent: int, lock: int | None) -> None:
-    """In each worker process: Ctrl-C (sent to the whole process group) and SIGTERM are the parent's to handle;
-    the worker dies with its parent, even when the parent is killed outright. The output's lock, inherited
+    """In each worker process: Ctrl-C and SIGTERM are the parent's to handle, also when they are sent to the whole
+    process group (a terminal's Ctrl-C, `systemctl stop`, a batch system's cancel): the parent stops the workers.
+    The worker dies with its parent, even when the parent is killed outright. The output's lock, inherited
     through fork, is the parent's alone: it ends with the parent, not with the last worker."""
     if lock is not None:
         with suppress(OSError):
             os.close(lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with suppress(OSError, AttributeError):
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -556,7 +560,10 @@ def _submit(
 
 def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     items, outcome = entry
-    results: list[Prepared | Record] = [*stops.wait(outcome)] if isinstance(outcome, Future) else [outcome]
+    try:
+        results: list[Prepared | Record] = [*stops.wait(outcome)] if isinstance(outcome, Future) else [outcome]
+    except BrokenExecutor:
+        raise WorkerDied from None
     for (item, name), result in zip(items, results, strict=False):
         yield item, name, result
     if len(results) < len(items):  # the batch stopped where the disk filled up

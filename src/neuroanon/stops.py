@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import BrokenExecutor, Future
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -59,9 +59,13 @@ def check() -> None:
 
 
 def wait(future: Future[_T]) -> _T:
-    """The future's result, checking for a stop while it is not ready."""
+    """The future's result, checking for a stop while it is not ready, and before saying that its worker died (a
+    stop asked meanwhile is what the run stops for)."""
     while True:
         try:
             return future.result(timeout=_POLL)
         except TimeoutError:
             check()
+        except BrokenExecutor:
+            check()
+            raise
