@@ -163,6 +163,22 @@ def test_anonymize_replaces_the_five_whatever_their_vr() -> None:
     assert rules.decide(0x00081140, "SQ", Context.DATASET) is Op.WALK_ITEMS
 
 
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_rules_of_tags_beyond_the_table_are_kept_for_a_bounded_number_and_alike_after(level: Level) -> None:
+    """Files full of unknown tags (65,536 of them and more) do not grow a worker's memory without end: past the
+    bound a rule is compiled each time, the same rule."""
+    from neuroanon.rules import Rules
+
+    rules = Rules(Options(level=level, key=KEY))
+    tags = [group << 16 | element for group in range(0x0F02, 0x1000, 2) for element in range(0x1000, 0xFFFF, 0x60)
+            if not dictionary_has_tag(group << 16 | element)]
+    assert len(tags) > 1 << 16
+    first = [rules.tag(tag) for tag in tags]
+    assert len(rules._tags) <= 1 << 16
+    assert [rules.tag(tag) for tag in tags] == first
+    assert all(rule.op("LO") is (Op.REMOVE if level is Level.FULL else Op.KEEP) for rule in first[::97])
+
+
 def test_compiled_once_per_option_set() -> None:
     first = compile_rules(Options(level=Level.FULL, key=KEY, lookup={"A": "B"}))
     assert compile_rules(Options(level=Level.FULL, key=b"another key", quarantine=Path("q"))) is first

@@ -345,6 +345,7 @@ class Rule:
 
 
 _KEEP: Final = Rule("K", "", "")
+_TAGS_KEPT: Final = 1 << 16  # rules a Rules keeps: the table's, and those of the first other tags met
 _REMOVED: Final = Op.REMOVE.value
 
 
@@ -367,7 +368,9 @@ class Rules:
         """The rule of a standard (even-group) tag in a dataset, at any depth."""
         rule = self._tags.get(tag)
         if rule is None:
-            rule = self._tags[tag] = self._full(tag) if self.level is Level.FULL else self._anonymize(tag)
+            rule = self._full(tag) if self.level is Level.FULL else self._anonymize(tag)
+            if len(self._tags) < _TAGS_KEPT:  # (files full of unknown tags: the others are compiled each time)
+                self._tags[tag] = rule
         return rule
 
     def removal(self, tag: int) -> Change:
