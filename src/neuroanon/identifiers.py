@@ -1251,15 +1251,19 @@ class _Index:
     always: tuple[int, ...]
     uids_25: frozenset[bytes]  # the needles that are `2.25.` UIDs
 
-    def candidates(self, views: bytes) -> tuple[set[int], set[int]]:
+    def candidates(self, views: bytes, split: int = -1) -> tuple[set[int], set[int], set[int]]:
         """The needles that may occur in the bytes of which `views` are views, by `pattern` and by `wide_pattern`:
-        those without keys, and those with a key found."""
-        narrow, wide = set(self.always), set(self.always)
-        for key, _, _ in self.in_bytes.find_matches_as_indexes(views, overlapping=True) if self.in_bytes else ():
+        those without keys, and those with a key found; and those with a key found as wide text (in the views of
+        every other byte, which begin after `split`, or a UTF-32 key)."""
+        narrow, wide, in_wide_text = set(self.always), set(self.always), set[int]()
+        for key, start, _ in self.in_bytes.find_matches_as_indexes(views, overlapping=True) if self.in_bytes else ():
             by_pattern, by_wide_pattern = self.byte_needles[key]
             narrow.update(by_pattern)
             wide.update(by_wide_pattern)
-        return narrow, wide
+            in_wide_text.update(by_wide_pattern)
+            if start > split >= 0:
+                in_wide_text.update(by_pattern)
+        return narrow, wide, in_wide_text
 
     def text_candidates(self, text: str) -> set[int]:
         """The needles that may occur in folded `text`: those without keys, and those with a key found there."""
@@ -1383,14 +1387,26 @@ def find_once(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
 
 
 def _find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
-    haystack = data.lower()
+    return find_in_file(data.lower(), patterns)[0]
+
+
+def find_in_file(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Needle], list[Needle]]:
+    """The needles that occur in `lowered` (bytes lower-cased with `bytes.lower()`); and those not found whose keys
+    occur there as wide text (UTF-16, in every other byte; UTF-32), which a pattern can miss: its boundaries read the
+    bytes beside a match as characters, and the two bytes before a short value (its length) can read as a wide
+    letter or digit ("B\\0", "\\0B": 66 bytes), as can the next element's tag after it ("p\\0" for group 0070).
+    (Needles without keys, names in letters that gave none, are not among those.)"""
     if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
-        return [n for n in patterns if n.occurs(haystack)]
+        found = [n for n in patterns if n.occurs(lowered)]
+        return found, [n for n in patterns if n not in found
+                       and any(k in lowered for k in (*n.wide_keys, *(k for k in n.keys if b"\x00" in k)))]
     # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
     # LE or BE); or where one of its other keys does. One pass of the automaton over the three views together (a
     # run across two of them only costs a test).
-    narrow, wide = _index(patterns).candidates(b"\n".join((haystack, haystack[0::2], haystack[1::2])))
-    return [patterns[i] for i in sorted(narrow | wide) if patterns[i].occurs(haystack, i in narrow, i in wide)]
+    views = b"\n".join((lowered, lowered[0::2], lowered[1::2]))
+    narrow, wide, in_wide_text = _index(patterns).candidates(views, split=len(lowered))
+    found = [patterns[i] for i in sorted(narrow | wide) if patterns[i].occurs(lowered, i in narrow, i in wide)]
+    return found, [patterns[i] for i in sorted(in_wide_text) if patterns[i] not in found]
 
 
 def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:

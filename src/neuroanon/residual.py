@@ -37,6 +37,7 @@ from .identifiers import (
     count,
     dictionary_vr,
     find,
+    find_in_file,
     find_once,
     find_text,
     fold,
@@ -135,12 +136,17 @@ def check_file(
     in_pixels = _in_marker_segments(path, pixels, data, patterns, own) if pixels is not None else []
     data = _without_our_uids(data, patterns, own)
     haystack = data.lower()
-    hits = find(haystack, patterns, remember=False) + find_once(haystack, own)
+    (hits, suspects), (own_hits, own_suspects) = find_in_file(haystack, patterns), find_in_file(haystack, own)
+    hits, suspects = hits + own_hits, suspects + own_suspects
+    elements = None
+    if suspects:  # (each value searched on its own: its ends bound a word, whatever bytes stand beside it)
+        elements = _elements(path)
+        hits += [n for n in suspects if any(n.occurs(e.raw.lower()) for e in elements)]
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
     encoded = _in_encoded_forms(data, patterns, hits + text_hits)
     if not hits and not text_hits:
         return encoded + in_pixels
-    elements = _elements(path)
+    elements = _elements(path) if elements is None else elements
     findings = []
     for needle in hits + text_hits:
         places: list[str] = []
