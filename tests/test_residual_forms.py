@@ -948,8 +948,8 @@ def test_item_tags_are_blanked_wherever_they_lie_and_nothing_else(pieces: list[b
 
 
 @pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
-@pytest.mark.parametrize("length", [0x42, 0x5A, 0x62, 0x7A])
-@pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be"])
+@pytest.mark.parametrize(("length", "codec"), [(n, c) for n in (0x44, 0x58, 0x64, 0x78)
+                                               for c in ("utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")])
 @pytest.mark.parametrize("at_end", [False, True], ids=["at-start", "at-end"])
 def test_a_wide_name_at_either_end_of_a_value_is_found_whatever_stands_beside_it(
         tmp_path: Path, syntax: str, length: int, codec: str, at_end: bool) -> None:
@@ -957,7 +957,8 @@ def test_a_wide_name_at_either_end_of_a_value_is_found_whatever_stands_beside_it
     has beside it ("B\\0" or "\\0B" for 66 bytes), and the bytes after a value are the next tag, which may too ("p\\0"
     for group 0070): a name written in UTF-16 at either end of the value is found all the same (its value is
     searched on its own, its ends bounding a word)."""
-    name, padding = "Quixotez".encode(codec), " ".encode(codec) * ((length - 16) // 2)
+    name = "Quixotez".encode(codec)
+    padding = " ".encode(codec) * ((length - len(name)) // len(" ".encode(codec)))
     text = padding + name if at_end else name + padding
     findings = held(tmp_path, original("Quixotez^Johann"), syntax, SequenceName=text.decode("latin_1"),
                     ContentLabel="NEXT")  # (0070,0080): the tag after the value
