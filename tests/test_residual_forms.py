@@ -949,17 +949,36 @@ def test_item_tags_are_blanked_wherever_they_lie_and_nothing_else(pieces: list[b
 
 @pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
 @pytest.mark.parametrize(("length", "codec"), [(n, c) for n in (0x44, 0x58, 0x64, 0x78)
-                                               for c in ("utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")])
+                                               for c in ("ascii", "utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")])
 @pytest.mark.parametrize("at_end", [False, True], ids=["at-start", "at-end"])
 def test_a_wide_name_at_either_end_of_a_value_is_found_whatever_stands_beside_it(
         tmp_path: Path, syntax: str, length: int, codec: str, at_end: bool) -> None:
-    """The two bytes before a short value are its length, which may read as a letter and the NUL a UTF-16 letter
-    has beside it ("B\\0" or "\\0B" for 66 bytes), and the bytes after a value are the next tag, which may too ("p\\0"
-    for group 0070): a name written in UTF-16 at either end of the value is found all the same (its value is
-    searched on its own, its ends bounding a word)."""
+    """The two bytes before a short value are its length, which may read as a letter, also with the NUL a UTF-16
+    letter has beside it ("\\0D" big endian, "D\\0" little endian, for 68 bytes), and the bytes after a value are the
+    next tag, which may too ("p\\0" for group 0070): a name at either end of the value, in one-byte or wide text, is
+    found all the same (its value is then searched on its own, its ends bounding a word)."""
     name = "Quixotez".encode(codec)
     padding = " ".encode(codec) * ((length - len(name)) // len(" ".encode(codec)))
     text = padding + name if at_end else name + padding
     findings = held(tmp_path, original("Quixotez^Johann"), syntax, SequenceName=text.decode("latin_1"),
                     ContentLabel="NEXT")  # (0070,0080): the tag after the value
     assert_found(findings, "PatientName", "(0018,0024)", "Quixotez")
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize("length", [0x30, 0x34, 0x38])
+def test_an_id_at_a_values_start_is_found_when_the_length_before_it_reads_as_a_digit(
+        tmp_path: Path, syntax: str, length: int) -> None:
+    """A numeric ID may not stand inside a longer number, and a big endian length of 52 bytes ends in "4"."""
+    text = "48823740" + " " * (length - 8)
+    findings = held(tmp_path, original(PatientID="48823740"), syntax, SequenceName=text)
+    assert_found(findings, "PatientID", "(0018,0024)", "48823740")
+
+
+@pytest.mark.parametrize("text", ["JQuxworthZ", "ZQuxworthian", "4488237401"])
+def test_what_runs_on_at_a_values_start_still_makes_a_longer_word(tmp_path: Path, text: str) -> None:
+    """The first letter of a value comes after its length's last byte, a NUL for a short value (little endian): a
+    name it runs on into, or a number, is still inside a longer word (the value searched on its own says so)."""
+    source = original("Quxworth^Zelda", PatientID="48823740")
+    assert held(tmp_path, source, ExplicitVRBigEndian, SequenceName=text.ljust(0x42)) == []
+    assert held(tmp_path, source, ExplicitVRLittleEndian, SequenceName=text) == []

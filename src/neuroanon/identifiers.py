@@ -177,6 +177,15 @@ class Needle:
         return re.compile(b"|".join(sorted(_byte_alternatives(self.forms or _plain_forms(self), self.encodings))))
 
     @cached_property
+    def loose_pattern(self) -> re.Pattern[bytes]:
+        """`pattern` that takes a letter or digit after a control byte for no part of a word before a match: the last
+        byte of a value's length, big endian, before the value ("\\0B" for 66 bytes). A match `pattern` misses is then
+        looked for in each value on its own (`find_in_file`): in one-byte text a value's first letter comes after its
+        length's last byte too ("\\0" little endian), and runs on into the word after it."""
+        return re.compile(b"|".join(sorted(_byte_alternatives(self.forms or _plain_forms(self), self.encodings,
+                                                              loose=True))))
+
+    @cached_property
     def text_pattern(self) -> re.Pattern[str]:
         """Matches the needle in decoded text folded with `fold` (either way of folding umlauts)."""
         return re.compile("|".join(sorted(_text_alternatives(self.forms or _plain_forms(self)))))
@@ -1116,7 +1125,7 @@ def _month_spellings(word: str) -> set[str]:
 _CLASSES = {ALPHA: rb"[a-z]", DIGIT: rb"[0-9]"}
 
 
-def _bounds(boundary: str, encoding: str) -> tuple[bytes, bytes]:
+def _bounds(boundary: str, encoding: str, loose: bool = False) -> tuple[bytes, bytes]:
     """(look-behind, look-ahead) that keep a match in `encoding` from standing next to a letter or digit
     (`boundary`). A pattern of one byte order also matches text of the other shifted by a byte (three in UTF-32):
     a little-endian match then ends inside the next character, a big-endian one starts inside the one before, at
@@ -1125,11 +1134,13 @@ def _bounds(boundary: str, encoding: str) -> tuple[bytes, bytes]:
     In one-byte-per-letter text, a letter after a word that a NUL byte follows is no part of the word: a value's
     bytes are followed by the next element's tag, whose first byte (little endian) is its group's low byte and
     reads as a letter for a group such as 0070 ("p"), before the group's high byte, NUL. (A digit so followed
-    stays part of a number: a UID's last digit before the NUL that pads it.)"""
+    stays part of a number: a UID's last digit before the NUL that pads it.) `loose`: nor a letter or digit before
+    a match that a control byte comes before (see `Needle.loose_pattern`)."""
     c = _CLASSES[boundary]
     nuls = _WIDE_NULS.get(encoding[:6])
     if nuls is None:
-        return rb"(?<!" + c + rb")", rb"(?!" + c + (rb"(?!\x00))" if boundary == ALPHA else rb")")
+        left = rb"(?<![^\x00-\x08\x0b\x0c\x0e-\x1f]" + c + rb")(?<!^" + c + rb")" if loose else rb"(?<!" + c + rb")"
+        return left, rb"(?!" + c + (rb"(?!\x00))" if boundary == ALPHA else rb")")
     if encoding.endswith("_le"):
         return rb"(?<!" + c + nuls + rb")", rb"(?!" + c + rb"(?:\x00|\Z))"
     return rb"(?<!" + nuls + c + rb")(?<!^" + c + rb")", rb"(?!" + nuls + c + rb")"
@@ -1138,14 +1149,14 @@ def _bounds(boundary: str, encoding: str) -> tuple[bytes, bytes]:
 _WIDE_NULS = {"utf_16": rb"\x00", "utf_32": rb"\x00\x00\x00"}  # the NUL bytes beside an ASCII character's
 
 
-def _byte_alternatives(forms: Iterable[Form], encodings: tuple[str, ...]) -> set[bytes]:
+def _byte_alternatives(forms: Iterable[Form], encodings: tuple[str, ...], loose: bool = False) -> set[bytes]:
     found = set()
     for form in forms:
         for encoding in encodings:
             body = _render(form, encoding)
             if body is None:
                 continue
-            left = _bounds(form.left, encoding)[0] if form.left else b""
+            left = _bounds(form.left, encoding, loose)[0] if form.left else b""
             right = _bounds(form.right, encoding)[1] if form.right else b""
             found.add(left + body + right)
     return found
@@ -1391,22 +1402,31 @@ def _find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
 
 
 def find_in_file(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Needle], list[Needle]]:
-    """The needles that occur in `lowered` (bytes lower-cased with `bytes.lower()`); and those not found whose keys
-    occur there as wide text (UTF-16, in every other byte; UTF-32), which a pattern can miss: its boundaries read the
-    bytes beside a match as characters, and the two bytes before a short value (its length) can read as a wide
-    letter or digit ("B\\0", "\\0B": 66 bytes), as can the next element's tag after it ("p\\0" for group 0070).
-    (Needles without keys, names in letters that gave none, are not among those.)"""
+    """The needles that occur in `lowered` (bytes lower-cased with `bytes.lower()`); and those not found that a
+    pattern can miss at a value's ends, to be looked for in each value on its own. A pattern's boundaries read the
+    bytes beside a match as characters, and the bytes before a value (its length) or after it (the next tag) can
+    read as a letter or digit: in one-byte text those whose `loose_pattern` matches (a length, big endian, "\\0B"
+    for 66 bytes); in wide text (UTF-16, in every other byte; UTF-32) those whose keys occur ("B\\0", "\\0B", and
+    "p\\0" for a tag of group 0070). (Needles without keys, names in letters that gave none, are not among those.)"""
     if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
         found = [n for n in patterns if n.occurs(lowered)]
-        return found, [n for n in patterns if n not in found
-                       and any(k in lowered for k in (*n.wide_keys, *(k for k in n.keys if b"\x00" in k)))]
+        return found, [n for n in patterns if n not in found and _missed_at_an_end(n, lowered)]
     # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
     # LE or BE); or where one of its other keys does. One pass of the automaton over the three views together (a
     # run across two of them only costs a test).
     views = b"\n".join((lowered, lowered[0::2], lowered[1::2]))
-    narrow, wide, in_wide_text = _index(patterns).candidates(views, split=len(lowered))
+    index = _index(patterns)
+    narrow, wide, in_wide_text = index.candidates(views, split=len(lowered))
     found = [patterns[i] for i in sorted(narrow | wide) if patterns[i].occurs(lowered, i in narrow, i in wide)]
-    return found, [patterns[i] for i in sorted(in_wide_text) if patterns[i] not in found]
+    missed = {i for i in narrow - in_wide_text - set(index.always) if patterns[i].loose_pattern.search(lowered)}
+    return found, [patterns[i] for i in sorted(in_wide_text | missed) if patterns[i] not in found]
+
+
+def _missed_at_an_end(needle: Needle, lowered: bytes) -> bool:
+    """Whether a needle not found may have been missed at a value's end (`find_in_file`)."""
+    if any(k in lowered for k in (*needle.wide_keys, *(k for k in needle.keys if b"\x00" in k))):
+        return True
+    return any(k in lowered for k in needle.keys if b"\x00" not in k) and bool(needle.loose_pattern.search(lowered))
 
 
 def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
