@@ -458,6 +458,11 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in workers), "a worker process outlived the run"
+    _assert_resumed(shown, args, out)
+
+
+def _assert_resumed(shown: str, args: list[str], out: Path) -> None:
+    """A stopped run left no staged file in the output, showed what it released, and a rerun finishes the rest."""
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
     done = len(_released(out))
     assert 0 < done < 1500
@@ -475,12 +480,7 @@ def test_a_worker_killed_from_outside_stops_the_run_with_one_line_and_a_rerun_re
     assert run.returncode == 1, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "a worker process died" in err and "run the same command again to resume" in err
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"
-    done = len(_released(out))
-    assert 0 < done < 1500
-    assert _counted(shown, "full") == (done, done), "the terminal shows what was done before the stop"
-    assert main(args) == 0, "the rerun resumes"
-    assert len(_released(out)) == 1500
+    _assert_resumed(shown, args, out)
 
 
 _RESULTS_FD: list[int] = []  # the write end of a pool's results pipe, inherited by its forked workers

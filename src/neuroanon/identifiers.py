@@ -1398,7 +1398,23 @@ def find_once(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
 
 
 def _find(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
-    return find_in_file(data.lower(), patterns)[0]
+    haystack = data.lower()
+    if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
+        return [n for n in patterns if n.occurs(haystack)]
+    return _found(haystack, patterns)[0]
+
+
+def _found(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Needle], _Index, set[int], set[int]]:
+    """The needles found in `lowered` by the index; the index, the needles with a key found in one-byte text and
+    those with a key found as wide text."""
+    # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
+    # LE or BE); or where one of its other keys does. One pass of the automaton over the three views together (a
+    # run across two of them only costs a test).
+    index = _index(patterns)
+    narrow, wide, in_wide_text = index.candidates(b"\n".join((lowered, lowered[0::2], lowered[1::2])),
+                                                  split=len(lowered))
+    found = [patterns[i] for i in sorted(narrow | wide) if patterns[i].occurs(lowered, i in narrow, i in wide)]
+    return found, index, narrow, in_wide_text
 
 
 def find_in_file(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Needle], list[Needle]]:
@@ -1411,13 +1427,7 @@ def find_in_file(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Nee
     if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
         found = [n for n in patterns if n.occurs(lowered)]
         return found, [n for n in patterns if n not in found and _missed_at_an_end(n, lowered)]
-    # A needle can occur only where one of its runs does: in ASCII-compatible bytes, or every other byte (UTF-16
-    # LE or BE); or where one of its other keys does. One pass of the automaton over the three views together (a
-    # run across two of them only costs a test).
-    views = b"\n".join((lowered, lowered[0::2], lowered[1::2]))
-    index = _index(patterns)
-    narrow, wide, in_wide_text = index.candidates(views, split=len(lowered))
-    found = [patterns[i] for i in sorted(narrow | wide) if patterns[i].occurs(lowered, i in narrow, i in wide)]
+    found, index, narrow, in_wide_text = _found(lowered, patterns)
     missed = {i for i in narrow - in_wide_text - set(index.always) if patterns[i].loose_pattern.search(lowered)}
     return found, [patterns[i] for i in sorted(in_wide_text | missed) if patterns[i] not in found]
 

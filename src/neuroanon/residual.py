@@ -141,7 +141,8 @@ def check_file(
     elements = None
     if suspects:  # (each value searched on its own: its ends bound a word, whatever bytes stand beside it)
         elements = _elements(path)
-        hits += [n for n in suspects if any(n.occurs(e.raw.lower()) for e in elements)]
+        values = [_without_our_uids(e.raw, patterns, own).lower() for e in elements]
+        hits += [n for n in suspects if any(n.occurs(value) for value in values)]
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
     encoded = _in_encoded_forms(data, patterns, hits + text_hits)
     if not hits and not text_hits:
