@@ -770,13 +770,18 @@ def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> _St
     if anonymized is None:
         return Prepared(Record(name, Status.SKIPPED, "DICOMDIR: its records hold identifiers and file offsets; not "
                                "copied", dicom=False))
-    if anonymized.held is not None and anonymized.held <= _HELD_BETWEEN_STEPS:
+    if _waits(anonymized):
         yield  # (a batch plans its other files before it writes this one)
     return (yield from _staged(anonymized, name, stage))
 
 
-# The most bytes a planned file holds while the batch plans the others: a long header, a deflated dataset, pixels
-# being cleaned are written at once (a batch of 32 files then holds 32 MB at most).
+def _waits(anonymized: _Anonymized) -> bool:
+    """Whether a file waits between its steps for the batch's others: not one that holds more than
+    `_HELD_BETWEEN_STEPS` bytes until written and checked (a long header, a deflated dataset) or whose pixels are
+    cleaned (their frames for review): a batch of 32 files then holds 32 MB at most."""
+    return anonymized.held is not None and anonymized.held <= _HELD_BETWEEN_STEPS
+
+
 _HELD_BETWEEN_STEPS = 1 << 20
 
 
@@ -851,7 +856,8 @@ def _staged(anonymized: _Anonymized, name: str, stage: Path) -> _Steps:
     with Staged(stage) as staged:
         span = anonymized.write(staged.file)
     try:
-        yield  # (a batch writes its other files before it checks this one)
+        if _waits(anonymized):
+            yield  # (a batch writes its other files before it checks this one)
         held = _hold_reason(anonymized, staged.path, span, target)
         cleaning = anonymized.cleaning
         if cleaning is not None and options.quarantine is not None:
