@@ -982,3 +982,14 @@ def test_what_runs_on_at_a_values_start_still_makes_a_longer_word(tmp_path: Path
     source = original("Quxworth^Zelda", PatientID="48823740")
     assert held(tmp_path, source, ExplicitVRBigEndian, SequenceName=text.ljust(0x42)) == []
     assert held(tmp_path, source, ExplicitVRLittleEndian, SequenceName=text) == []
+
+
+def test_a_name_that_may_be_missed_at_a_values_start_is_a_finding_when_the_file_cannot_be_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values are searched on their own in the file read back; a file that cannot be read so holds the name all
+    the same: a finding (the check fails closed)."""
+    from neuroanon import residual
+
+    monkeypatch.setattr(residual, "_elements", lambda path: [])
+    findings = held(tmp_path, original("Quixotez^Johann"), ExplicitVRBigEndian, SequenceName="Quixotez".ljust(0x42))
+    assert findings == [Finding("PatientName", "file bytes")]

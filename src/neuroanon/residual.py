@@ -142,7 +142,7 @@ def check_file(
     if suspects:  # (each value searched on its own: its ends bound a word, whatever bytes stand beside it)
         elements = _elements(path)
         values = [_without_our_uids(e.raw, patterns, own).lower() for e in elements]
-        hits += [n for n in suspects if any(n.occurs(value) for value in values)]
+        hits += [n for n in suspects if not elements or any(n.occurs(value) for value in values)]
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
     encoded = _in_encoded_forms(data, patterns, hits + text_hits)
     if not hits and not text_hits:
@@ -161,7 +161,7 @@ def check_file(
                 excused += in_bytes
             else:
                 places.append(element.where)
-        if not places and (needle in text_hits or count(haystack, needle) > excused):
+        if not places and (needle in text_hits or not elements or count(haystack, needle) > excused):
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     return findings + encoded + in_pixels
