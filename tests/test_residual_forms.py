@@ -993,3 +993,36 @@ def test_a_name_that_may_be_missed_at_a_values_start_is_a_finding_when_the_file_
     monkeypatch.setattr(residual, "_elements", lambda path: [])
     findings = held(tmp_path, original("Quixotez^Johann"), ExplicitVRBigEndian, SequenceName="Quixotez".ljust(0x42))
     assert findings == [Finding("PatientName", "file bytes")]
+
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ExplicitVRBigEndian], ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize("codec", ["utf_8", "utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"])
+@pytest.mark.parametrize("at_end", [False, True], ids=["at-start", "at-end"])
+@pytest.mark.parametrize("written_as", ["Żółć", "Zolc"])
+def test_a_name_without_keys_at_either_end_of_a_value_is_found(
+        tmp_path: Path, syntax: str, codec: str, at_end: bool, written_as: str) -> None:
+    """A name whose letters give no keys ("Żółć": each letter has many forms) is tried in every file, without
+    boundaries (the name's ends are no ASCII letters): found at either end of a value, whatever stands beside it."""
+    assert not [n for n in needles(original("Łukasz^Żółć")) if n.data == b"zolc"][0].keys
+    name = written_as.encode(codec)
+    padding = " ".encode(codec) * ((0x44 - len(name)) // len(" ".encode(codec)))
+    text = padding + name if at_end else name + padding
+    findings = held(tmp_path, original("Łukasz^Żółć"), syntax, "ISO_IR 100", SequenceName=text.decode("latin_1"),
+                    ContentLabel="NEXT")  # (written in Latin-1: the bytes as they are)
+    assert_found(findings, "PatientName", "(0018,0024)", "Żółć")
+
+
+@pytest.mark.parametrize("others", [False, True], ids=["alone", "with-a-files-needles"])
+def test_a_bounded_needle_without_keys_is_looked_for_in_each_value(tmp_path: Path, others: bool) -> None:
+    """A needle with boundaries and no keys (none made from values was seen to have both) is looked for in each
+    value on its own, as a needle with keys whose ends a value's length may hide (the check fails closed)."""
+    from neuroanon.identifiers import ALPHA, Form, Needle
+
+    look_alike = {"q": "ɋʠꝗꝙ", "u": "ʉꞹꭎꭏ", "x": "ӽӿꭓꭔ", "w": "ꝡꟃꮃꮤ"}  # (letters other than ASCII)
+    tokens = tuple((c.upper(), c, *look_alike[c]) for c in "quxw")
+    needle = Needle("PatientName", b"quxw", forms=(Form(tokens, ALPHA, ALPHA, "quxw"),))
+    assert not needle.keys and needle.bounded
+    patterns = (needle, *needles(original())) if others else (needle,)
+    findings = check_file(written(tmp_path, ExplicitVRBigEndian, SequenceName="Quxw".ljust(0x42)), None, patterns)
+    assert_found(findings, "PatientName", "(0018,0024)", "Quxw")

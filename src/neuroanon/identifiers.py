@@ -256,6 +256,11 @@ class Needle:
         return tuple(sorted(in_bytes)), tuple(sorted(in_text))
 
     @cached_property
+    def bounded(self) -> bool:
+        """Whether a form must stand between boundaries (the bytes beside a match are read)."""
+        return any(form.left or form.right for form in self.forms or _plain_forms(self))
+
+    @cached_property
     def caseless(self) -> bool:
         """Matched alike in bytes lower-cased or not: no form holds an ASCII letter or stands between letters."""
         return not any(form.left == ALPHA or form.right == ALPHA
@@ -1423,17 +1428,22 @@ def find_in_file(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Nee
     bytes beside a match as characters, and the bytes before a value (its length) or after it (the next tag) can
     read as a letter or digit: in one-byte text those whose `loose_pattern` matches (a length, big endian, "\\0B"
     for 66 bytes); in wide text (UTF-16, in every other byte; UTF-32) those whose keys occur ("B\\0", "\\0B", and
-    "p\\0" for a tag of group 0070). (Needles without keys, names in letters that gave none, are not among those.)"""
+    "p\\0" for a tag of group 0070); and those without keys (names in letters that gave none) whose pattern has
+    boundaries at all."""
     if len(patterns) <= _FEW:  # each tried on its own: cheaper than an index built for them
         found = [n for n in patterns if n.occurs(lowered)]
         return found, [n for n in patterns if n not in found and _missed_at_an_end(n, lowered)]
     found, index, narrow, in_wide_text = _found(lowered, patterns)
-    missed = {i for i in narrow - in_wide_text - set(index.always) if patterns[i].loose_pattern.search(lowered)}
+    keyless = set(index.always)
+    missed = {i for i in narrow - in_wide_text - keyless if patterns[i].loose_pattern.search(lowered)}
+    missed |= {i for i in keyless if patterns[i].bounded}
     return found, [patterns[i] for i in sorted(in_wide_text | missed) if patterns[i] not in found]
 
 
 def _missed_at_an_end(needle: Needle, lowered: bytes) -> bool:
     """Whether a needle not found may have been missed at a value's end (`find_in_file`)."""
+    if not needle.keys or not needle.wide_keys:
+        return needle.bounded
     if any(k in lowered for k in (*needle.wide_keys, *(k for k in needle.keys if b"\x00" in k))):
         return True
     return any(k in lowered for k in needle.keys if b"\x00" not in k) and bool(needle.loose_pattern.search(lowered))
