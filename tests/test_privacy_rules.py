@@ -954,3 +954,91 @@ def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Pat
         assert len(value) == len(text)  # (in place: the value keeps its length)
     else:  # (a study date in it is still overwritten, as any date of the file's)
         assert "X" not in value and value[:20] == text[:20]
+
+
+def _person_named(ds: Dataset, where: str) -> None:
+    """Name "Snickerdon^Pellam" in `ds` only where the top level's identifying list does not look: an attribute
+    outside it (a consulting physician), an item (a scheduled performer, a verifying observer), the value a
+    correction replaced (the top level's referring physician emptied)."""
+    name = "Snickerdon^Pellam"
+    item = Dataset()
+    if where == "consulting":
+        ds.ConsultingPhysicianName = name
+    elif where == "scheduled":
+        item.ScheduledPerformingPhysicianName = name
+        ds.ScheduledProcedureStepSequence = pydicom.Sequence([item])
+    elif where == "observer":
+        item.VerifyingObserverName, item.VerificationDateTime = name, "20240115083000"
+        ds.VerifyingObserverSequence = pydicom.Sequence([item])
+    else:
+        ds.ReferringPhysicianName = ""
+        modified = Dataset()
+        modified.ReferringPhysicianName = name
+        item.ModifiedAttributesSequence = pydicom.Sequence([modified])
+        ds.OriginalAttributesSequence = pydicom.Sequence([item])
+
+
+PERSON_PLACES = ["consulting", "scheduled", "observer", "corrected"]
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("where", PERSON_PLACES)
+def test_a_person_named_outside_the_identifying_list_is_searched_for(tmp_path: Path, encoding: str,
+                                                                    where: str) -> None:
+    """Every person's name is searched for wherever it stands, not only the top level's listed ones: full removes
+    the name where it stands, and cleans it out of a kept value that copies it (a Siemens coil string)."""
+    ds = make_dataset(subject=54)
+    _person_named(ds, where)
+    assert b"SNICKERDON" not in _coil_string_cleaned(tmp_path, ds, encoding, "SNICKERDON")
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("where", PERSON_PLACES)
+def test_a_kept_text_that_copies_a_person_named_outside_the_list_holds_the_file_back(
+        tmp_path: Path, encoding: str, where: str) -> None:
+    """A kept standard text (WindowCenterWidthExplanation) that copies such a name: the file is held back, the
+    finding naming the attribute the name came from."""
+    ds = make_dataset(subject=55)
+    _person_named(ds, where)
+    ds.WindowCenter, ds.WindowWidth, ds.WindowCenterWidthExplanation = 100, 200, "SNICKERDON"
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.QUARANTINED and not files_under(tmp_path / "out")
+    keyword = {"consulting": "ConsultingPhysicianName", "scheduled": "ScheduledPerformingPhysicianName",
+               "observer": "VerifyingObserverName", "corrected": "ReferringPhysicianName"}[where]
+    assert {"attribute": keyword, "where": "(0028,1055)"} in [f.as_dict() for f in record.findings]
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_an_institution_named_only_in_an_item_is_searched_for(tmp_path: Path, encoding: str) -> None:
+    """The institution's name stands only in the item that keeps what a correction replaced: it is searched for as
+    the top level's is, and cleaned out of a kept value that copies it."""
+    ds = make_dataset(subject=56)
+    del ds.InstitutionName
+    item, modified = Dataset(), Dataset()
+    modified.InstitutionName = "Glimmerdale Clinic"
+    item.ModifiedAttributesSequence = pydicom.Sequence([modified])
+    ds.OriginalAttributesSequence = pydicom.Sequence([item])
+    assert b"GLIMMERDALE" not in _coil_string_cleaned(tmp_path, ds, encoding, "GLIMMERDALE")
+
+
+@pytest.mark.parametrize("version", ["GLIMMERDALE2", "OFFIS_DCMTK_GLIMMERDALE", "OFFIS_DCMTK_365"])
+def test_an_implementation_version_name_holding_an_identifying_value_is_removed(tmp_path: Path,
+                                                                               version: str) -> None:
+    """A site may name its own software in the file meta's ImplementationVersionName, after itself: full removes
+    the element then (the file is released, not held back); a toolkit's name that holds the institution's only in
+    the toolkit's own (OFFIS's DCMTK at OFFIS) stays, as it does at anonymize."""
+    ds = make_dataset(subject=57)
+    ds.InstitutionName = "Glimmerdale Clinic" if "GLIMMERDALE" in version else "OFFIS"
+    ds.file_meta.ImplementationVersionName = version
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    for options, name in ((FULL, "full"), (Options(level=Level.ANONYMIZE), "anonymize")):
+        record = anonymize_file(source, tmp_path / name, options)
+        assert record.status is Status.WRITTEN, record.reason
+        with quiet():
+            meta = pydicom.dcmread(files_under(tmp_path / name)[0]).file_meta
+        kept = name == "anonymize" or not version.startswith("GLIMMERDALE") and version.endswith("365")
+        assert meta.get("ImplementationVersionName") == (version if kept else None)
+        assert ("(0002,0013)" in [c.tag for c in record.changes]) is not kept

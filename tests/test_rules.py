@@ -130,8 +130,9 @@ def test_repeating_groups_and_beyond_the_table_removed() -> None:
 def test_file_meta_kept_remapped_or_removed() -> None:
     rules = compile_rules(FULL)
     assert rules.decide(0x00020003, "UI", Context.META) is Op.REMAP_UID
-    for tag in (0x00020001, 0x00020002, 0x00020010, 0x00020012, 0x00020013):
+    for tag in (0x00020001, 0x00020002, 0x00020010, 0x00020012):
         assert rules.decide(tag, "UI", Context.META) is Op.KEEP
+    assert rules.decide(0x00020013, "SH", Context.META) is Op.CLEAN_TEXT  # (removed if it names the site)
     for tag in (0x00020016, 0x00020100, 0x00020102):
         assert rules.decide(tag, "AE", Context.META) is Op.REMOVE
     assert compile_rules(Options(level=Level.ANONYMIZE)).decide(0x00020016, "AE", Context.META) is Op.KEEP

@@ -343,3 +343,22 @@ def test_a_value_that_cannot_be_read_as_its_vr_is_a_finding_not_a_traceback(
     assert main(["verify", str(tmp_path / "in"), "--level", "anonymize"]) == 1
     captured = capsys.readouterr()
     assert "a value could not be read" in captured.out and "Traceback" not in captured.out + captured.err
+
+
+def test_a_person_named_outside_the_identifying_list_is_looked_for(tmp_path: Path) -> None:
+    """full searches for every person's name (a consulting physician's too); verify --against does as well."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    ds = make_dataset(subject=9)
+    ds.ConsultingPhysicianName = "Snickerdon^Pellam"
+    ds.save_as(source / "a.dcm", enforce_file_format=True)
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "-q"]) == 0
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 0
+    victim = files_under(out)[0]
+    released = pydicom.dcmread(victim)
+    released.WindowCenterWidthExplanation = "SNICKERDON"
+    released.save_as(victim)
+    assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
+    findings: list[str] = json.loads(report.read_text())[0]["findings"]
+    assert "original ConsultingPhysicianName value found in (0028,1055)" in findings

@@ -37,7 +37,16 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from .allowlist import SafePrivate, creator_name, holds_a_number
 from .context import FileContext, RunContext
 from .csa import clean_kept
-from .identifiers import IN_SEQUENCES, NESTED_IDENTITY, Needle, NestedValue, find, find_once, patient_id
+from .identifiers import (
+    IN_SEQUENCES,
+    Needle,
+    NestedValue,
+    beyond_toolkit_name,
+    find,
+    find_once,
+    patient_id,
+    searched_beside,
+)
 from .keys import Keyring
 from .options import Level, Options
 from .read import DICOMDIR_CLASS, PixelSpan, parses_as_sequence
@@ -742,14 +751,15 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
 
 def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: list[NestedValue],
                      charset: bytes | None = None) -> None:
-    """Add to `found` the patient's values (`identifiers.NESTED_IDENTITY`) that stand in items, at any depth, of
-    the sequences: those read as such, and those stored as UN or, in implicit VR, of unknown VR (`_un_items`),
-    whatever the rules then do to them; each with the character set its item declares (`charset`: an enclosing
-    item's, None for the top level's)."""
+    """Add to `found` the values searched for beside the top level's identifying ones (`identifiers.searched_beside`:
+    persons' names anywhere, the patient's and the institution's values in items) that stand at the top level or in
+    items, at any depth, of the sequences: those read as such, and those stored as UN or, in implicit VR, of
+    unknown VR (`_un_items`), whatever the rules then do to them; each with the character set its item declares
+    (`charset`: an enclosing item's, None for the top level's)."""
     for e in elements:
         if e.items is not None:
             items = e.items
-        elif depth and e.tag in NESTED_IDENTITY:  # (a value: none of these tags is a sequence)
+        elif (depth or e.vr == "PN" or e.vr == "UN") and searched_beside(e.tag, e.vr, depth):  # (none is a sequence)
             if e.end > e.value:
                 found.append((e.tag, e.vr, buf[e.value:e.end], charset))
             continue
@@ -1393,6 +1403,9 @@ class _Job:
             if t == 0x00020000:
                 continue
             op = self.rules.meta(t)
+            if op is _CLEAN_TEXT and self._beyond_toolkit_name(self.buf[e.value:e.end]):
+                self.changes.append(change(tag_text(t), keyword_for_tag(t), _REMOVED))
+                continue
             if op is _REMOVE:
                 self.changes.append(change(tag_text(t), keyword_for_tag(t), _REMOVED))
                 continue
@@ -1405,6 +1418,13 @@ class _Job:
         if 0x00020000 in meta:
             body = struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
         return body
+
+    def _beyond_toolkit_name(self, value: bytes) -> bool:
+        """Whether an ImplementationVersionName holds one of this file's identifying values, other than in a known
+        toolkit's name (`identifiers.beyond_toolkit_name`)."""
+        hits = find(value, self.patterns) + find_once(value, self.own)
+        text = value.decode("latin_1")  # (an SH of the default repertoire: file meta has no character set)
+        return any(beyond_toolkit_name(text, needle) for needle in hits)
 
     def _assemble(self, buf: bytes, elements: list[_Element], out: dict[int, bytes | None],
                   extra: dict[int, bytes]) -> bytes:

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
 from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -53,6 +53,7 @@ from .tags import (
     SPECIFIC_CHARACTER_SET,
     STUDY_INSTANCE_UID,
     base_tag,
+    tag_text,
 )
 
 # The visit's and the trial's IDs: one copied into a kept value (a stack ID, a free text) links it back.
@@ -105,8 +106,10 @@ _REQUEST = tuple((int(tag_for_keyword(k) or 0), k) for k in (
 _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
     "IssuerOfPatientID"))
-# The patient's own values, searched for also where they stand in an item at any depth (`nested_needles`).
-NESTED_IDENTITY = frozenset(tag for tag, _ in _PATIENT)
+# The patient's and the institution's values, searched for also where they stand in an item at any depth
+# (`nested_needles`): a correction keeps the value it replaced in an item, which may be the only one left.
+NESTED_IDENTITY = frozenset({*(tag for tag, _ in _PATIENT), *(int(tag_for_keyword(k) or 0) for k in (
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"))})
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
@@ -117,6 +120,7 @@ IN_SEQUENCES = {
         "GroupOfPatientsIdentificationSequence")},
 }
 _KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
+_KEY_TAG_SET = frozenset(_KEY_TAGS)
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
 BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
@@ -498,16 +502,27 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
-# A patient's value an item holds (`NESTED_IDENTITY`): tag, VR, value as stored, and the SpecificCharacterSet
-# value its item (or an item it is in) declares, or None where only the top level's applies.
+def searched_beside(tag: int, vr: str, depth: int) -> bool:
+    """Whether the value of an element (of VR `vr`, "" or UN when unknown) at `depth` (0: the top level) is
+    searched for beside the top level's identifying values (`nested_needles`): every person's name wherever it
+    stands (a consulting physician's, an observer's, a scheduled performer's), and the patient's and the
+    institution's values in items (`NESTED_IDENTITY`). A kept text may copy any of them."""
+    if depth and tag in NESTED_IDENTITY:
+        return True
+    return (vr == "PN" or vr in ("", "UN") and dictionary_vr(tag) == "PN") and (depth > 0 or tag not in _KEY_TAG_SET)
+
+
+# A value searched for beside the top level's (`searched_beside`): tag, VR, value as stored, and the
+# SpecificCharacterSet value its item (or an item it is in) declares, or None where only the top level's applies.
 NestedValue = tuple[int, str, bytes, bytes | None]
 
 
 def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle, ...]:
-    """`needles(ds)` with those of the patient's values found in items at any depth (`NestedValue`), read in
-    `ds`'s character set and, where an item declares its own, in that one too: an item may name the patient where
-    the top level names another or no one (OriginalAttributesSequence keeps the name a correction replaced, in the
-    set of the system that wrote it), and a kept text may copy it."""
+    """`needles(ds)` with those of the values found beside them (`searched_beside`; `NestedValue`), read in `ds`'s
+    character set and, where an item declares its own, in that one too: an item may name the patient where the top
+    level names another or no one (OriginalAttributesSequence keeps the name a correction replaced, in the set of
+    the system that wrote it), a person may be named outside the top level's list, and a kept text may copy
+    them."""
     charset = ds.get_item(base_tag(SPECIFIC_CHARACTER_SET))  # (None when absent; by the one tag object: found by
     # identity, not compared by pydicom's Python-level BaseTag.__eq__)
     declared = (charset.VR if isinstance(charset, RawDataElement) else "CS", _declared_value(charset))
@@ -535,19 +550,29 @@ def _with_nested(base: tuple[Needle, ...], nested: tuple[NestedValue, ...],
             one: dict[BaseTag, DataElement | RawDataElement] = {BaseTag(tag): _raw(tag, vr or None, value)}
             if declared[1] is not None:
                 one[BaseTag(SPECIFIC_CHARACTER_SET)] = _raw(SPECIFIC_CHARACTER_SET, declared[0], declared[1])
-            for needle in needles(Dataset(one)):
+            for needle in _element_needles(Dataset(one), tag):
                 found.setdefault(needle.data, needle)
     return base if len(found) == len(base) else tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
+def _element_needles(ds: Dataset, tag: int) -> list[Needle]:
+    """The needles of the values of one element of `ds`, named by its keyword (a private one by its tag)."""
+    declared = _declared(ds)
+    keyword = keyword_for_tag(tag) or tag_text(tag)
+    return [needle for value in _undeclared_values(ds, tag, declared) + _values(ds, tag)
+            for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared)]
+
+
 def item_identity(ds: Dataset, depth: int = 0, charset: bytes | None = None) -> Iterator[NestedValue]:
-    """The patient's values that items of `ds` hold at any depth, as pydicom reads them: what the engine finds in a
-    file's bytes for `nested_needles` (verify reads the originals so). `charset`: an enclosing item's set."""
+    """The values searched for beside the top level's (`searched_beside`) that `ds` and its items at any depth hold,
+    as pydicom reads them: what the engine finds in a file's bytes for `nested_needles` (verify reads the originals
+    so). `charset`: an enclosing item's set."""
     if depth and SPECIFIC_CHARACTER_SET in ds:
         charset = _declared_value(ds.get_item(SPECIFIC_CHARACTER_SET)) or charset
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
-        if depth and int(tag) in NESTED_IDENTITY and isinstance(element, RawDataElement) and element.value:
+        if (isinstance(element, RawDataElement) and element.value and element.VR != "SQ"
+                and searched_beside(int(tag), element.VR or "", depth)):
             yield int(tag), element.VR or "", bytes(element.value), charset
         elif element.VR == "SQ" or (element.VR in (None, "UN") and dictionary_vr(int(tag)) == "SQ"):
             for item in _items(ds, int(tag)):
@@ -566,6 +591,7 @@ def _un_items(value: bytes) -> list[Dataset]:
         return []
 
 
+@lru_cache(maxsize=4096)
 def dictionary_vr(tag: int) -> str:
     """The standard dictionary's VR of `tag`, UN when the dictionary does not know it."""
     try:
@@ -753,6 +779,22 @@ def maker_names() -> frozenset[str]:
     identified by the rest of its name, not by the maker's, which every private creator of that maker holds."""
     text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
     return frozenset(fold(m) for m in json.loads(text)["makers"])
+
+
+@lru_cache(maxsize=1)
+def toolkit_names() -> tuple[str, ...]:
+    """Known toolkits' ImplementationVersionName prefixes (folded)."""
+    text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
+    return tuple(fold(m) for m in json.loads(text)["implementations"])
+
+
+def beyond_toolkit_name(text: str, needle: Needle) -> bool:
+    """Whether an ImplementationVersionName `text` holds `needle` other than in a known toolkit's name it starts
+    with ("OFFIS_DCMTK_351" holds the institution OFFIS only in DCMTK's name)."""
+    value = fold(text.strip(" \x00"))
+    toolkit = max((name for name in toolkit_names() if value.startswith(name)), key=len, default="")
+    rest = value[len(toolkit):]
+    return bool(count(rest.encode("utf-8"), needle) or find_text(rest, (needle,))) if toolkit else True
 
 
 def name_texts(text: str) -> set[str]:

@@ -89,7 +89,8 @@ def _beyond_table_rows(rules: Rules) -> list[Row]:
     rows.append(Row("(gggg,0000)", "Group Length", rules.tag(0x00080000).code,
                     "removed (retired; stale after changes)", "neuroanon"))
     rows.append(Row("(0002,xxxx)", "File Meta", "X", "all but version, SOP class/instance (remapped), "
-                    "transfer syntax and implementation; 128-byte preamble zeroed", "neuroanon"))
+                    "transfer syntax and implementation (its version name removed if it holds an identifying "
+                    "value); 128-byte preamble zeroed", "neuroanon"))
     rows.append(Row("(gggg,eeee) odd", "Private Attributes", "X", "removed unless on the allow-list below",
                     "basic profile"))
     if rules.options.retain_safe_private:

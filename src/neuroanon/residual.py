@@ -34,6 +34,7 @@ from pydicom.tag import BaseTag, Tag
 from .identifiers import (
     LOOK_ALIKE_LETTERS,
     Needle,
+    beyond_toolkit_name,
     count,
     dictionary_vr,
     find,
@@ -679,13 +680,13 @@ def _inflated(data: bytes) -> bytes:
 
 
 @cache
-def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str], tuple[str, ...]]:
-    """Defined terms by tag, maker and model names, implementation name prefixes (all folded)."""
+def _vocabulary() -> tuple[dict[int, frozenset[str]], frozenset[str]]:
+    """Defined terms by tag, maker and model names (all folded)."""
     text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
     data = json.loads(text)
     terms = {int(key[1:5] + key[6:10], 16): frozenset(fold(t) for t in values)
              for key, values in data["defined_terms"].items()}
-    return terms, maker_names(), tuple(fold(m) for m in data["implementations"])
+    return terms, maker_names()
 
 
 @cache
@@ -713,10 +714,7 @@ def _excused(element: _Element, needle: Needle) -> bool:
     if element.tag == DEIDENTIFICATION_METHOD:  # our own mark names the level and the version, nothing else
         return all(_OUR_METHOD.match(fold(item.strip(" \x00"))) for item in element.text.split("\\"))
     if element.tag == IMPLEMENTATION_VERSION_NAME:  # a toolkit's name, the hit in it ("SIEMENS" for a "Siemens")
-        value = fold(element.text.strip(" \x00"))
-        toolkit = max((name for name in _vocabulary()[2] if value.startswith(name)), key=len, default=None)
-        rest = value[len(toolkit):] if toolkit is not None else ""
-        return toolkit is not None and not count(rest.encode("utf-8"), needle) and not find_text(rest, (needle,))
+        return not beyond_toolkit_name(element.text, needle)
     if element.tag == CODE_MEANING:  # a standard code's meaning, where the item holds that code
         allowed = _standard_codes().get(element.code, frozenset())
     elif element.tag in MAKER_TAGS:

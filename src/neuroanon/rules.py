@@ -42,6 +42,7 @@ from .ps315 import BASIC_PROFILE_CODE, OPTION_CODES, Entry, load_table
 from .tags import (
     DEIDENTIFICATION_METHOD,
     DEIDENTIFICATION_METHOD_CODES,
+    IMPLEMENTATION_VERSION_NAME,
     LONGITUDINAL_TEMPORAL_MODIFIED,
     MEDIA_STORAGE_SOP_INSTANCE_UID,
     PATIENT_ID,
@@ -123,9 +124,10 @@ REMOVED_AT_FULL: Final[Mapping[int, str]] = MappingProxyType(
 )
 
 # File meta elements kept at full; every other one (source/sending/receiving AE titles, private information)
-# is removed. MediaStorageSOPInstanceUID is remapped like SOPInstanceUID.
+# is removed. MediaStorageSOPInstanceUID is remapped like SOPInstanceUID; ImplementationVersionName (a toolkit's
+# name, as a site may have set it) is removed when it holds one of the file's identifying values.
 META_KEPT_AT_FULL: Final = frozenset({0x00020000, 0x00020001, 0x00020002, MEDIA_STORAGE_SOP_INSTANCE_UID, 0x00020010,
-                                      0x00020012, 0x00020013})
+                                      0x00020012, IMPLEMENTATION_VERSION_NAME})
 
 # Option switches in the order they override the Basic Profile action.
 _OPTION_FIELDS: Final = (
@@ -389,6 +391,8 @@ class Rules:
             return Op.KEEP
         if tag not in META_KEPT_AT_FULL:
             return Op.REMOVE
+        if tag == IMPLEMENTATION_VERSION_NAME:
+            return Op.CLEAN_TEXT  # (removed whole if it holds an identifying value: no toolkit's name is left)
         return Op.REMAP_UID if tag == MEDIA_STORAGE_SOP_INSTANCE_UID else Op.KEEP
 
     def private(self, creator: str, tag: int) -> SafePrivate | None:
