@@ -592,7 +592,7 @@ def test_text_in_a_codestreams_marker_segments_holds_the_file_back(tmp_path: Pat
         record = anonymize_file(source, tmp_path / name, Options(level=Level.FULL, key=KEY))
         if name == "named":
             assert record.status is Status.QUARANTINED, record.reason
-            assert {f.where for f in record.findings} == {"(7FE0,0010) JPEG comment or application segment"}
+            assert {f.where for f in record.findings} == {"(7FE0,0010) outside the coded image"}
             assert "PatientID" in {f.attribute for f in record.findings}
             assert str(secret.PatientID) not in record.reason
         else:
@@ -608,7 +608,7 @@ def test_text_around_a_jpeg_in_its_fragment_holds_the_file_back(tmp_path: Path, 
     fragment = text + b"\x00" + jpeg if where == "before-start" else jpeg + text + bytes(70_000)
     record = _full_on_a_jpeg(tmp_path, make_dataset(subject=40), fragment)
     assert record.status is Status.QUARANTINED, record.reason
-    assert {f.where for f in record.findings} == {"(7FE0,0010) JPEG comment or application segment"}
+    assert {f.where for f in record.findings} == {"(7FE0,0010) outside the coded image"}
 
 
 def _full_on_a_jpeg(tmp_path: Path, ds: Dataset, fragment: bytes) -> Record:
@@ -670,7 +670,7 @@ def test_the_files_own_instance_uid_in_a_jpeg_comment_holds_it_back(tmp_path: Pa
     record = _full_on_a_jpeg(tmp_path, ds, frame)
     assert record.status is Status.QUARANTINED, record.reason
     assert {(f.attribute, f.where) for f in record.findings} == {
-        ("SOPInstanceUID", "(7FE0,0010) JPEG comment or application segment")}
+        ("SOPInstanceUID", "(7FE0,0010) outside the coded image")}
     assert str(ds.SOPInstanceUID) not in record.reason
 
 
@@ -1042,3 +1042,92 @@ def test_an_implementation_version_name_holding_an_identifying_value_is_removed(
         kept = name == "anonymize" or not version.startswith("GLIMMERDALE") and version.endswith("365")
         assert meta.get("ImplementationVersionName") == (version if kept else None)
         assert ("(0002,0013)" in [c.tag for c in record.changes]) is not kept
+
+
+def _jp2_file(codestream: bytes, text: bytes) -> bytes:
+    """A JPEG 2000 codestream inside the JP2 file format's boxes, with an XML box holding `text`."""
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return (len(payload) + 8).to_bytes(4, "big") + kind + payload
+    return (box(b"jP  ", b"\r\n\x87\n") + box(b"ftyp", b"jp2 \0\0\0\0jp2 ") + box(b"xml ", b"<p>" + text + b"</p>")
+            + box(b"jp2c", codestream))
+
+
+@pytest.mark.parametrize("place", ["fragment-after-the-end", "frame-of-text", "before-start-past-64k",
+                                   "after-the-end-past-64k", "jp2-boxes", "video", "clean-two-frames"])
+def test_bytes_outside_any_codestream_are_searched_whole(tmp_path: Path, place: str) -> None:
+    """No decoder reads a fragment after a frame's end, a frame that is no codestream, stray bytes before a start
+    or after an end however many, the boxes of a JP2 file around its codestream, or a video's container: each is
+    searched in full (found from outside: each was released)."""
+    secret = make_dataset(subject=58)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    syntax = pydicom.uid.JPEGBaseline8Bit
+    jpeg = _codestream(syntax, b"codec 9d")
+    frames = 2 if place in ("frame-of-text", "clean-two-frames") else 1
+    fragments = {"fragment-after-the-end": [jpeg, text], "frame-of-text": [jpeg, text],
+                 "before-start-past-64k": [text + b" " * 70_000 + jpeg],
+                 "after-the-end-past-64k": [jpeg + text + b" " * 70_000],
+                 "jp2-boxes": [_jp2_file(_codestream(pydicom.uid.JPEG2000Lossless, b"codec"), text)],
+                 "video": [b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomavc1" + b"\x00\x00\x00\x01\x06\x05" + text],
+                 "clean-two-frames": [jpeg, jpeg]}[place]
+    if place == "jp2-boxes":
+        syntax = pydicom.uid.JPEG2000Lossless
+    elif place == "video":
+        syntax = pydicom.uid.UID("1.2.840.10008.1.2.4.102")  # MPEG-4 AVC/H.264
+    ds = make_dataset(subject=58)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.NumberOfFrames = 8, 8, 7, 1, frames
+    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in fragments])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    if place.startswith("clean"):
+        assert record.status is Status.WRITTEN, record.reason
+        return
+    assert record.status is Status.QUARANTINED, record.reason
+    assert {f.where for f in record.findings} == {"(7FE0,0010) outside the coded image"}
+    assert "PatientID" in {f.attribute for f in record.findings}
+
+
+def _rle_frame(plane: bytes, after: bytes) -> bytes:
+    """One RLE Lossless frame of one 8-bit segment encoding `plane` (literal runs), `after` it in the segment."""
+    runs = b"".join(bytes([len(c) - 1]) + c for c in (plane[i:i + 128] for i in range(0, len(plane), 128)))
+    return (1).to_bytes(4, "little") + (64).to_bytes(4, "little") + bytes(56) + runs + after
+
+
+@pytest.mark.parametrize(("after", "held"), [(b"Quxworth^Zelda ZQ-4471-0093", True), (bytes(8), False),
+                                             (b"", False)])
+def test_bytes_after_an_rle_segments_image_hold_the_file_back(tmp_path: Path, after: bytes, held: bool) -> None:
+    """An RLE segment is read until it gave Rows x Columns bytes: what follows it in the fragment no decoder reads
+    (zero padding aside). Found from outside: such text was released."""
+    ds = make_dataset(subject=59)
+    ds.Rows = ds.Columns = 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.PixelRepresentation = 8, 8, 7, 1, 0
+    frame = _rle_frame(bytes(range(256)), after)
+    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    with quiet():
+        assert pydicom.dcmread(source).pixel_array.tobytes() == bytes(range(256))  # (the segment is sound)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("pixel data holds 28 bytes after its frames" in record.reason) is held
+
+
+@pytest.mark.parametrize("keyword", ["FloatPixelData", "DoubleFloatPixelData"])
+@pytest.mark.parametrize(("after", "held"), [(b"Quxworth^Zelda ZQ-4471-0093 ", True), (bytes(28), False)])
+def test_bytes_after_the_frames_of_float_pixel_data_hold_the_file_back(tmp_path: Path, keyword: str, after: bytes,
+                                                                       held: bool) -> None:
+    """As for integer pixel data: bytes past the frames of float or double float pixel data show in no image."""
+    ds = make_dataset(subject=60)
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    ds.Rows = ds.Columns = 4
+    ds.BitsAllocated = 32 if keyword == "FloatPixelData" else 64
+    setattr(ds, keyword, bytes(16 * ds.BitsAllocated // 8) + after)
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("pixel data holds 28 bytes after its frames" in record.reason) is held

@@ -352,21 +352,22 @@ def _streams(data: bytes, form: str, budget: list[int]) -> list[tuple[str, bytes
 
 def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, searchable: bytes | None = None,
                        ) -> int:
-    """How many bytes of native pixel data in the written file lie after its frames (Rows x Columns x samples x
-    bits x frames) and are not all zero: bytes no image shows and no check reads. 0 for encapsulated pixel data,
-    zero padding, the byte that pads an odd length, or a header that does not say the frames' size. `pixels` is
-    None for a file without pixel data, or a deflated one (read whole: deflated images are rare). `searchable`,
-    the written bytes as `check_file` takes them, holds the element's header: then the file is opened only when
-    there are bytes after the frames."""
+    """How many bytes of native pixel data (integer, float or double float) in the written file lie after its
+    frames (Rows x Columns x samples x bits x frames) and are not all zero: bytes no image shows and no check
+    reads. 0 for encapsulated pixel data, zero padding, the byte that pads an odd length, or a header that does not
+    say the frames' size. `pixels` is None for a file without pixel data, or a deflated one (read whole: deflated
+    images are rare). `searchable`, the written bytes as `check_file` takes them, holds the element's header: then
+    the file is opened only when there are bytes after the frames."""
     expected = _frames_size(original)
-    if not expected or (pixels is not None and pixels.tag != 0x7FE00010):
+    if not expected:
         return 0
     if pixels is None:
         with open(path, "rb") as f:
             if DEFLATED_SYNTAX not in f.read(1024):
                 return 0
         with quiet():
-            value = pydicom.dcmread(path).get("PixelData")
+            written = pydicom.dcmread(path)
+        value = next((written[tag].value for tag in _PIXEL_TAGS if tag in written), None)
         after = value[expected:] if isinstance(value, bytes) and len(value) > expected + 1 else b""
         return len(after) if after.strip(b"\x00") else 0
     if searchable is not None:
@@ -375,7 +376,9 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
         with open(path, "rb") as f:
             f.seek(pixels.start)
             length = _value_length(f.read(12))
-    excess = 0 if length is None else length - expected
+    if length is None:  # encapsulated
+        return _unread_rle(path, pixels, int(original.get("Rows") or 0) * int(original.get("Columns") or 0))
+    excess = length - expected
     if excess <= 1:  # (a value of odd length is padded to even, with any byte)
         return 0
     with open(path, "rb") as f:
@@ -383,7 +386,49 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
         return excess if f.read(excess).strip(b"\x00") else 0
 
 
+def _unread_rle(path: Path, pixels: PixelSpan, plane: int) -> int:
+    """The bytes of RLE Lossless fragments that no decoder reads and that are not zero padding: after each segment's
+    `plane` (Rows x Columns) decoded bytes, up to the next segment or the fragment's end. (Bytes between the header
+    and the first segment make no RLE header: `_in_marker_segments` searches such a fragment whole.)"""
+    unread = 0
+    with open(path, "rb") as f:
+        f.seek(pixels.start + 12)
+        item = f.read(8)
+        pos = pixels.start + 20 + struct.unpack("<L", item[4:])[0] if item[:4] == b"\xfe\xff\x00\xe0" else pixels.end
+        while pos + 8 <= pixels.end and plane:  # (after the basic offset table, each fragment)
+            f.seek(pos)
+            item = f.read(8)
+            if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
+                break
+            start, end = pos + 8, pos + 8 + struct.unpack("<L", item[4:])[0]
+            if _rle_segments(f, start, end):
+                f.seek(start)
+                fragment = f.read(end - start)
+                count, *offsets = struct.unpack("<16L", fragment[:64])
+                bounds = [*offsets[:count], len(fragment)]
+                for begin, stop in zip(bounds, bounds[1:], strict=False):
+                    rest = fragment[_packbits_end(fragment, begin, stop, plane):stop]
+                    unread += len(rest) if rest.strip(b"\x00") else 0
+            pos = end
+    return unread
+
+
+def _packbits_end(data: bytes, pos: int, end: int, size: int) -> int:
+    """Where an RLE (PackBits) segment that starts at `pos` has given `size` bytes (at most `end`)."""
+    made = 0
+    while made < size and pos < end:
+        n = data[pos]
+        if n < 128:  # the next n + 1 bytes as they are
+            made, pos = made + n + 1, pos + n + 2
+        elif n > 128:  # the next byte 257 - n times
+            made, pos = made + 257 - n, pos + 2
+        else:  # (no operation)
+            pos += 1
+    return min(pos, end)
+
+
 DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
 
 
 @once_per_raw_values(tuple(int(Tag(k)) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated",
@@ -404,8 +449,8 @@ def _value_length(head: bytes) -> int | None:
     undefined (encapsulated) or unreadable."""
     if len(head) < 8:
         return None
-    little = head[:4] == b"\xe0\x7f\x10\x00"
-    explicit = head[4:6] in (b"OB", b"OW", b"UN") and head[6:8] == b"\x00\x00" and len(head) == 12
+    little = head[:2] == b"\xe0\x7f"
+    explicit = head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"UN") and head[6:8] == b"\x00\x00" and len(head) == 12
     (length,) = struct.unpack("<L" if little else ">L", head[8:12] if explicit else head[4:8])
     return None if length == 0xFFFFFFFF else int(length)
 
@@ -420,15 +465,18 @@ def _without_our_uids(data: bytes, patterns: tuple[Needle, ...], own: tuple[Need
 
 def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...],
                         own: tuple[Needle, ...]) -> list[Finding]:
-    """The needles in the text a JPEG, JPEG-LS or JPEG 2000 codestream carries beside its image (comment and
-    application segments: a device may write the patient's name there), in each fragment of encapsulated pixel
-    data. `data` holds the pixel data element's header: native pixel data is not read."""
+    """The needles in the bytes of encapsulated pixel data that no decoder reads as an image, fragment by fragment:
+    the basic offset table; the text a JPEG, JPEG-LS or JPEG 2000 codestream carries beside its image (comment and
+    application segments: a device may write the patient's name there); and whatever lies before a codestream's
+    start or after its end (past zero padding), a fragment that holds no codestream included. `data` holds the
+    pixel data element's header: native pixel data is not read. (RLE segments: `bytes_after_frames`.)"""
     header = data[pixels.start:pixels.start + 12]
     if header[4:6] not in (b"OB", b"OW") or header[8:12] != b"\xff\xff\xff\xff":
         return []
+    found: set[Needle] = set()
     segments: list[bytes] = []
     with open(path, "rb") as f:
-        pos, offsets, coded = pixels.start + 12, True, False
+        pos, offsets, coded = pixels.start + 12, True, False  # coded: a codestream began and has not ended
         while pos + 8 <= pixels.end:
             f.seek(pos)
             item = f.read(8)
@@ -437,33 +485,58 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
             (length,) = struct.unpack("<L", item[4:])
             start, end = pos + 8, pos + 8 + length
             if offsets:  # the basic offset table: numbers only, so text there is out of place
-                f.seek(start)
-                segments.append(f.read(min(length, _BLOCK)))
-            elif _starts_codestream(f, start):
-                coded = True
-                segments += _text_segments(f, start, end) + _after_end(f, start, end)
-            elif coded:  # a frame continued in this fragment: its markers, and what follows its end
-                segments += _segments_after(f, start, end) + _after_end(f, start, end)
-            else:  # bytes before a JPEG's start, which no decoder reads, and the codestream after them
-                first = _late_start(f, start, end)
-                if first is not None:  # (malformed: the fragments after it are not read as its continuation)
-                    f.seek(start)
-                    segments += [f.read(first - start), *_text_segments(f, first, end), *_after_end(f, first, end)]
+                segments += _blocks(f, start, end)
+            else:
+                coded = _fragment(f, start, end, coded, segments)
             offsets = False
             pos = end
+            if sum(map(len, segments)) > _SEARCHED_AT_ONCE:  # (a long run of stray bytes: searched a part at a time)
+                found.update(_found_in(segments, patterns, own))
+                segments = []
+    found.update(_found_in(segments, patterns, own))
+    return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
+            for n in sorted(found, key=lambda n: (n.attribute, n.data))]
+
+
+def _fragment(f: BinaryIO, start: int, end: int, coded: bool, segments: list[bytes]) -> bool:
+    """Add to `segments` what a fragment holds beside its coded image; return whether a codestream is still open at
+    its end (`coded`: one was open at its start)."""
+    if _starts_codestream(f, start):
+        coded = True
+        segments += _text_segments(f, start, end)
+    elif coded:  # a frame continued in this fragment: its markers
+        segments += _segments_after(f, start, end)
+    elif not _rle_segments(f, start, end):  # bytes before a codestream's start (all, if none starts)
+        first = _first_start(f, start, end)
+        segments += _blocks(f, start, end if first is None else first)
+        if first is not None:
+            coded = True
+            segments += _text_segments(f, first, end)
+    if coded:
+        after = _after_end(f, start, end)
+        if after is not None:  # the codestream ended: what follows is no image's
+            segments += after
+            return False
+    return coded
+
+
+def _found_in(segments: list[bytes], patterns: tuple[Needle, ...], own: tuple[Needle, ...]) -> list[Needle]:
     if not segments:
         return []
     text = b"\x00".join(segments).lower()
-    found = find(text, patterns, remember=False) + find_once(text, own)
-    return [Finding(n.attribute, "(7FE0,0010) JPEG comment or application segment") for n in found]
+    return find(text, patterns, remember=False) + find_once(text, own)
 
 
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
+# SOI and a marker; SOC and SIZ, which must follow it: where a codestream starts later in a fragment
+_LATE_START = re.compile(rb"\xff\xd8\xff|\xff\x4f\xff\x51")
 _TEXT_MARKERS = frozenset({0xFE, 0x64, *range(0xE0, 0xF0)})  # COM, JPEG 2000 COM, APP0-APP15
 _SOS, _SOT, _SOD = 0xDA, 0x90, 0x93  # the image itself follows (JPEG scan; JPEG 2000 tile-part and its data)
 # A JPEG comment or application marker anywhere: in coded data 0xFF is followed only by 0x00 or a restart marker
 # (JPEG), or a byte below 0x80 (JPEG-LS), so this finds only real segments.
 _JPEG_TEXT_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
+_OVERLAP = 4096  # bytes a block shares with the next, so that a value across their edge is read whole
+_SEARCHED_AT_ONCE = 16 << 20
 
 
 def _starts_codestream(f: BinaryIO, start: int) -> bool:
@@ -471,30 +544,54 @@ def _starts_codestream(f: BinaryIO, start: int) -> bool:
     return f.read(2) in _CODESTREAM_STARTS
 
 
-def _late_start(f: BinaryIO, start: int, end: int) -> int | None:
-    """Where a JPEG codestream (SOI and a marker) starts in the first `_TAIL` bytes of a fragment that does not
-    begin with one, or None (RLE segments, say, or no codestream)."""
+def _blocks(f: BinaryIO, start: int, end: int) -> list[bytes]:
+    """The bytes from `start` to `end`, in blocks that overlap by `_OVERLAP` bytes."""
+    blocks = []
+    for at in range(start, end, _BLOCK):
+        f.seek(at)
+        blocks.append(f.read(min(_BLOCK + _OVERLAP, end - at)))
+    return blocks
+
+
+def _first_start(f: BinaryIO, start: int, end: int) -> int | None:
+    """Where a codestream starts in a fragment that does not begin with one, or None (no codestream)."""
+    for at in range(start, end, _BLOCK):
+        f.seek(at)
+        match = _LATE_START.search(f.read(min(_BLOCK + 3, end - at)))
+        if match:
+            return at + match.start()
+    return None
+
+
+def _rle_segments(f: BinaryIO, start: int, end: int) -> bool:
+    """Whether the fragment begins with an RLE header: 1 to 15 segments, the first right after the header, each
+    after the one before it, all within the fragment."""
     f.seek(start)
-    at = f.read(min(_TAIL, end - start)).find(b"\xff\xd8\xff")
-    return None if at < 0 else start + at
+    head = f.read(64)
+    if len(head) < 64:
+        return False
+    count, *offsets = struct.unpack("<16L", head)
+    used = offsets[:count]
+    return (1 <= count <= 15 and used[0] == 64 and all(a < b for a, b in zip(used, used[1:], strict=False))
+            and used[-1] < end - start and not any(offsets[count:]))
 
 
-def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes]:
-    """What a fragment holds after its codestream's end marker (EOI, EOC: FFD9, which no coded data holds), but
-    padding; looked for in the fragment's last `_TAIL` bytes, and further back while those are all padding."""
+def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes] | None:
+    """What a fragment holds after the last codestream end marker in it (EOI, EOC: FFD9, which no coded data
+    holds), but zero padding, in blocks; None when none is in it (a frame continued in the next fragment)."""
     stop = end
     while stop > start:
-        at = max(start, stop - _TAIL)
+        at = max(start, stop - _BLOCK)
         f.seek(at)
-        tail = f.read(min(stop + 1, end) - at)  # (one byte more: an end marker across the blocks' edge)
-        mark = tail.rfind(b"\xff\xd9")
-        if mark >= 0:  # (what lies after this block is padding: read and found all zero)
-            rest = tail[mark + 2:].rstrip(b"\x00")
-            return [rest] if rest else []
-        if tail.strip(b"\x00"):
-            return []  # coded data ends the fragment: a frame continued in the next one
+        block = f.read(min(stop + 1, end) - at)  # (one byte more: an end marker across the blocks' edge)
+        mark = block.rfind(b"\xff\xd9")
+        if mark >= 0:
+            rest = _blocks(f, at + mark + 2, end)
+            while rest and not rest[-1].strip(b"\x00"):
+                rest.pop()
+            return rest
         stop = at
-    return []
+    return None
 
 
 def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
@@ -534,7 +631,6 @@ def _segments_after(f: BinaryIO, pos: int, end: int) -> list[bytes]:
 
 
 _BLOCK = 1 << 20
-_TAIL = 1 << 16
 
 
 def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tuple[int, int | None]:
