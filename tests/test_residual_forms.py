@@ -153,7 +153,9 @@ def test_a_value_is_a_word_whatever_the_tag_after_it(tmp_path: Path, syntax: str
 
 DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 April 1947", "15. April 1947",
          "15 avril 1947", "15 de abril de 1947", "15 aprile 1947", "April 15, 1947", "15-APR-1947", "470415",
-         "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15"]
+         "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15",
+         # a two-digit year: run together day first or month first, unpadded; the ordinal date (found from outside)
+         "150447", "041547", "15.4.47", "4/15/47", "1947-105"]
 
 
 @pytest.mark.parametrize("text", DATES)

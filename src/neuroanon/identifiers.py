@@ -1130,14 +1130,17 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         # Chinese, Japanese, Korean: 1961年2月3日, 1961년 2월 3일 (the year a literal the search looks for first)
         Form((year, ("年", "년"), ("", " "), month, ("月", "월"), ("", " "), day, ("日", "일")), DIGIT, NONE),
     ]
-    # A two-digit year: with a month name ("15-APR-47"), or with day and month padded ("15.04.47"). Each form
-    # holds a literal of three characters or more (the year with its separator, the whole date), which the search
-    # looks for first (see Needle.runs).
+    # A two-digit year: with a month name ("15-APR-47"), with day and month padded or not ("15.04.47", "3/2/61"),
+    # or run together ("150447", "041547"). Each form holds a literal of three characters or more (the year with its
+    # separator, the whole date), which the search looks for first (see Needle.runs). And the ordinal date of ISO
+    # 8601 ("1961-034").
     dd, mm, yy2 = f"{d:02d}", f"{m:02d}", f"{y % 100:02d}"
     forms += [Form((day, _DAY_MONTH, names, (f"{between}{yy2}",)), DIGIT, DIGIT) for between in ("-", " ")]
+    orders = {(dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd), (str(d), str(m), yy2), (str(m), str(d), yy2)}
     for between in _SHORT_SEPARATORS:
-        forms += [Form(((between.join(order),),), DIGIT, DIGIT)
-                  for order in ((dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd))]
+        forms += [Form(((between.join(order),),), DIGIT, DIGIT) for order in sorted(orders)]
+    forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
+              Form(((f"{y:04d}-{dt.date(y, m, d).timetuple().tm_yday:03d}",),), DIGIT, DIGIT)]
     return tuple(forms)
 
 
