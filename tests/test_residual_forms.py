@@ -1028,3 +1028,14 @@ def test_a_bounded_needle_without_keys_is_looked_for_in_each_value(tmp_path: Pat
     patterns = (needle, *needles(original())) if others else (needle,)
     findings = check_file(written(tmp_path, ExplicitVRBigEndian, SequenceName="Quxw".ljust(0x42)), None, patterns)
     assert_found(findings, "PatientName", "(0018,0024)", "Quxw")
+
+
+@pytest.mark.parametrize("escape", [b"\x1b(B", b"\x1b(J", b"\x1b$B"])
+def test_a_name_an_iso_2022_escape_splits_is_found(tmp_path: Path, escape: bytes) -> None:
+    """An ISO 2022 escape sequence inside a word is no character: a reader shows "Quxworth" for "Qux ESC ( B worth"
+    (found from outside: released). The bytes are searched without the escapes too."""
+    value = {f"x{PRIVATE:08x}": b"Qux" + escape + b"worth "}
+    findings = held(tmp_path, original("Quxworth^Zelda"), ExplicitVRLittleEndian, "ISO_IR 192", **value)
+    assert [f.attribute for f in findings] == ["PatientName"]
+    value = {f"x{PRIVATE:08x}": b"Qux" + escape + b"worthy"}
+    assert held(tmp_path, original("Quxworth^Zelda"), ExplicitVRLittleEndian, "ISO_IR 192", **value) == []

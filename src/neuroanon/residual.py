@@ -664,11 +664,15 @@ def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, .
 
 def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     """The needles found in the file's bytes decoded as text (each character set the input declared, UTF-8, Latin-1),
-    casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller")."""
-    if data.isascii():
-        return []
-    data = without_item_tags(data)
+    casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller"); and
+    in the bytes without ISO 2022 escape sequences, which may stand inside a word ("Qux ESC ( B worth" reads
+    "Quxworth")."""
     found: list[Needle] = []
+    if b"\x1b" in data:
+        found += find(_ISO_2022_ESCAPE.sub(b"", data), patterns, remember=False)
+    if data.isascii():
+        return found
+    data = without_item_tags(data)
     for codec in _codecs(patterns):
         try:
             text = data.decode(codec, "replace")
@@ -678,6 +682,9 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         if windows:
             found += [n for n in find_text(windows, patterns) if n not in found]
     return found
+
+
+_ISO_2022_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]*[\x30-\x7e]")
 
 
 def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
