@@ -1012,3 +1012,28 @@ def test_a_batch_that_meets_a_full_disk_gives_the_files_before_it_and_leaves_not
     staged = {str(p) for p in (tmp_path / "stage").rglob("*") if p.is_file()}
     assert staged == {p.staged for p in prepared}
     assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_a_file_with_no_data_set_after_its_preamble_or_file_meta_fails_with_one_line(
+        tmp_path: Path, level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file cut short after its preamble, or after its file meta, holds no data set: it was 'written' as an
+    empty instance (found from outside). It fails, the run says why in one line, and nothing is written for it."""
+    source = tmp_path / "in"
+    (good,) = make_study(source, subject=61, n_series=1, n_instances=1)
+    data = good.read_bytes()
+    (meta_length,) = struct.unpack("<L", data[140:144])
+    (source / "preamble-only.dcm").write_bytes(data[:132])
+    (source / "meta-only.dcm").write_bytes(data[:144 + meta_length])
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    args = ["anonymize", str(source), "-o", str(out), "--level", level, "--report", str(report)]
+    key = tmp_path / "key"
+    key.write_bytes(b"\x5a" * 32)
+    assert main(args + (["--key-file", str(key), "--report-paths"] if level == "full" else [])) == 1
+    records, _ = _records(report)
+    for name in ("preamble-only.dcm", "meta-only.dcm"):
+        assert records[name]["status"] == "failed"
+        assert records[name]["reason"] == "no data set after the file meta (a file cut short?): not anonymized"
+    assert len(_released(out)) == 1
+    said = capsys.readouterr()
+    assert said.err.count("no data set after the file meta") == 2 and "Traceback" not in said.out + said.err

@@ -263,6 +263,9 @@ def plan_bytes(data: bytes, run: RunContext | Options) -> Plan | str:
         return decline.reason
 
 
+NO_DATA_SET: Final = "no data set"  # (a preamble or file meta alone: a file cut short, or an empty one)
+
+
 def malformed(reason: str) -> bool:
     """Whether a decline says the file's form is broken (not that the engine lacks a rule for its content)."""
     return reason.startswith("malformed") or reason in _MALFORMED
@@ -277,6 +280,8 @@ def _declined_options(options: Options) -> str | None:
 def _plan(f: BinaryIO, run: RunContext, first: int = HEAD_BYTES) -> Plan:
     options = run.options
     layout = _layout(f, first, ANONYMIZE_READS if options.level is Level.ANONYMIZE else None)
+    if not layout.head and layout.pixels is None and not layout.tail:
+        raise _Decline(NO_DATA_SET)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()
     if options.level is Level.FULL:

@@ -791,6 +791,8 @@ def _anonymize(path: Path, run: RunContext, stage: Path) -> _Anonymized | None:
     plan, source, route = _planned(path, run)
     if plan == "DICOMDIR":
         return None
+    if plan == engine.NO_DATA_SET:
+        raise InputError("no data set after the file meta (a file cut short?): not anonymized")
     if not isinstance(plan, engine.Plan):
         raise InputError(f"not anonymized: the engine does not take this form ({plan})")
     write = partial(plan.write, path) if source is None else partial(plan.write, Path())
