@@ -1039,3 +1039,17 @@ def test_a_name_an_iso_2022_escape_splits_is_found(tmp_path: Path, escape: bytes
     assert [f.attribute for f in findings] == ["PatientName"]
     value = {f"x{PRIVATE:08x}": b"Qux" + escape + b"worthy"}
     assert held(tmp_path, original("Quxworth^Zelda"), ExplicitVRLittleEndian, "ISO_IR 192", **value) == []
+
+
+@pytest.mark.parametrize(("name", "copy", "codec"), [
+    (name, copy, codec) for name, copy in (("Yamada^Taro=山田^太郎=やまだ^たろう", "ヤマダ"),
+                                           ("Yamada^Taro=山田^太郎=ヤマダ^タロウ", "やまだ"),
+                                           ("Yamada^Taro=山田^太郎=やまだ^たろう", "ﾔﾏﾀﾞ"))
+    for codec in ("iso2022_jp", "shift_jis", "utf_8") if copy != "ﾔﾏﾀﾞ" or codec != "iso2022_jp"])  # (no half-width)
+def test_a_phonetic_name_copied_in_the_other_kana_is_found(tmp_path: Path, name: str, copy: str, codec: str) -> None:
+    """A name's phonetic group in hiragana, a copy in katakana (full or half width), and back: the same name,
+    other characters (found from outside: released)."""
+    source = original(name, "\\ISO 2022 IR 87")
+    blob = b"\x01\x02" + copy.encode(codec) + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", copy)

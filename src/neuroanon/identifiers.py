@@ -726,7 +726,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
                 and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
-            widths = [text_form(t) for t in sorted(kana_widths(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
+            widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
             grouped = grouped_forms(form_text) if keyword in IDS and keyword not in PHONES else ()
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
@@ -871,18 +871,23 @@ _STREET_TYPE = re.compile(r"(?P<kind>(?<=\s)(?:" + "|".join(k for s in _STREET_T
 _HOUSE_NUMBER = re.compile(r"^[0-9]+[a-zA-Z]?\b\.?|\b[0-9]+[a-zA-Z]?$")
 
 
-def kana_widths(text: str) -> set[str]:
-    """Text with katakana in the other width: full-width as half-width ("クズワース" as "ｸｽﾞﾜｰｽ") and back. A
-    program that copied a name may write either; their bytes differ in every encoding."""
+def kana_forms(text: str) -> set[str]:
+    """Text with its kana written the other ways: katakana in the other width, full-width as half-width
+    ("クズワース" as "ｸｽﾞﾜｰｽ") and back, and hiragana as katakana and back ("やまだ" as "ヤマダ": a name's phonetic
+    group in one, a copy in the other). A program that copied a name may write any; their bytes differ in every
+    encoding."""
     if not _KANA.search(text):
         return set()
     full = _HALF_KANA.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
-    half = "".join(_half_width().get(c, c) for c in full)
-    return {full, half} - {text}
+    katakana = full.translate(_TO_KATAKANA)
+    forms = {full, katakana, full.translate(_TO_HIRAGANA)}
+    return forms | {"".join(_half_width().get(c, c) for c in form) for form in (full, katakana)} - {text}
 
 
-_KANA = re.compile("[\u30a1-\u30fa\u30fc\uff61-\uff9f]")
+_KANA = re.compile("[\u3041-\u3096\u30a1-\u30fa\u30fc\uff61-\uff9f]")
 _HALF_KANA = re.compile("[\uff61-\uff9f]+")
+_TO_KATAKANA = {c: c + 0x60 for c in range(0x3041, 0x3097)}  # (hiragana and katakana lie 0x60 apart)
+_TO_HIRAGANA = {c + 0x60: c for c in range(0x3041, 0x3097)}
 
 
 @lru_cache(maxsize=1)
