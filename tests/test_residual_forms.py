@@ -1053,3 +1053,16 @@ def test_a_phonetic_name_copied_in_the_other_kana_is_found(tmp_path: Path, name:
     blob = b"\x01\x02" + copy.encode(codec) + b"\x00"
     findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
     assert_found(findings, "PatientName", "(0009,1010)", copy)
+
+
+@pytest.mark.parametrize(("name", "copy", "found"), [
+    ("Квазорт^Зельда", "KVAZORT", True), ("Квазорт^Зельда", "Kwazort", True), ("Жукова^Юлия", "Zhukova", True),
+    ("Жукова^Юлия", "Yuliya Schukowa", True), ("Щербакова^Яна", "SHCHERBAKOVA", True),
+    ("Квазорт^Зельда", "KVAZORTS", False), ("Квазорт^Зельда", "KVAZIRT", False),
+])
+def test_a_cyrillic_name_copied_in_latin_letters_is_found(tmp_path: Path, name: str, copy: str, found: bool) -> None:
+    """A system that takes only Latin letters copies a Cyrillic name transliterated, by one of the usual schemes
+    (found from outside: released)."""
+    findings = held(tmp_path, original(name, "ISO_IR 144"), "1.2.840.10008.1.2.1", "ISO_IR 144",
+                    ImageComments=f"({copy})")
+    assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings

@@ -727,6 +727,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
                 and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
+            widths += [latin_form(form_text)] if _CYRILLIC.search(form_text) else []
             grouped = grouped_forms(form_text) if keyword in IDS and keyword not in PHONES else ()
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
@@ -1075,6 +1076,24 @@ def _char_token(c: str) -> Token:
     folded = {fold(c), fold(c, True)}  # (in capitals too: "ПЕТР" for "Пётр", bytes are lower-cased in ASCII only)
     alternatives = {c, c.lower(), c.upper(), *folded, *(f.upper() for f in folded)} - {""}
     return tuple(sorted(alternatives))
+
+
+def latin_form(text: str) -> Form:
+    """Cyrillic text in Latin letters, as the usual transliterations write each letter ("Квазорт" as "Kvazort",
+    "Жуков" as "Zhukov", "Schukow"...), not inside a longer ASCII word: a system that takes only Latin letters
+    copies a name so."""
+    return Form(tuple(_LATIN.get(c.lower()) or _char_token(c) for c in text), ALPHA, ALPHA)
+
+
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+_LATIN: dict[str, Token] = {
+    **{c: (t,) for c, t in zip("абдзклмнопрстуфэ", "abdzklmnoprstufe", strict=True)},
+    "в": ("v", "w"), "г": ("g", "h"), "ґ": ("g",), "е": ("e", "ye", "je"), "ё": ("e", "yo", "jo", "io"),
+    "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch"), "и": ("i", "y"), "і": ("i",), "ї": ("yi", "ji", "i"),
+    "й": ("y", "j", "i"), "х": ("kh", "h", "x", "ch"), "ц": ("ts", "c", "tz", "z"), "ч": ("ch", "tsch", "tch", "c"),
+    "ш": ("sh", "sch", "s"), "щ": ("shch", "sch", "sc", "shh", "schtsch"), "ъ": ("", "'"), "ы": ("y", "i"),
+    "ь": ("", "'"), "ю": ("yu", "ju", "iu", "u"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
+}
 
 
 def text_form(text: str) -> Form:
