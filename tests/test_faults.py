@@ -27,7 +27,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from neuroanon import discover, journal, pipeline, stops, write
 from neuroanon.cli import main
-from neuroanon.errors import RunStopped, Terminated
+from neuroanon.errors import RunStopped, Terminated, WorkerDied
 from neuroanon.journal import Journal, journal_path
 from neuroanon.options import Level, Options
 from neuroanon.report import Record, RunInfo, Status
@@ -533,6 +533,36 @@ def test_a_stop_asked_while_a_worker_died_is_the_stop() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             with pytest.raises(Terminated):
                 stops.wait(broken)
+    finally:
+        stops.uninstall()
+
+
+def test_a_worker_found_dead_when_a_batch_is_given_stops_the_run_as_when_its_result_is_awaited(
+        tmp_path: Path) -> None:
+    """The pool may learn that a worker died (killed from outside) when the next batch is submitted, before any
+    result is awaited: the run stops with the same one line (seen once in CI as a traceback); a stop asked
+    meanwhile is the stop."""
+    from collections import deque
+    from concurrent.futures import Executor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from neuroanon.context import RunContext
+
+    class Broken:
+        def submit(self, *args: object) -> None:
+            raise BrokenProcessPool("a worker died")
+
+    (source,) = make_study(tmp_path / "in", subject=62, n_series=1, n_instances=1)
+    item = next(iter(discover.discover([tmp_path / "in"])))
+    run = RunContext.of(Options(level=Level.ANONYMIZE))
+    with pytest.raises(WorkerDied):
+        pipeline._submit(cast(Executor, Broken()), [(item, "a.dcm")], deque(), tmp_path, run)
+    stops.install()
+    try:
+        with stops.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            with pytest.raises(Terminated):
+                pipeline._submit(cast(Executor, Broken()), [(item, "a.dcm")], deque(), tmp_path, run)
     finally:
         stops.uninstall()
 

@@ -39,7 +39,7 @@ def apply_level(ds: Dataset, options: Options, patterns: tuple[Needle, ...] | No
     if options.level is Level.FULL and options.key is None:
         raise UsageError("the full level needs a key")
     named = _syntax_named(ds)
-    plan = engine.plan_bytes(_encoded(named), options)
+    plan = engine.plan_bytes(_encoded(named), options, empty=True)
     if not isinstance(plan, engine.Plan):
         raise InputError(f"the engine does not take the dataset ({plan}): not anonymized")
     out = io.BytesIO()

@@ -250,15 +250,16 @@ def plan(path: Path, run: RunContext | Options) -> Plan | str:
         return decline.reason
 
 
-def plan_bytes(data: bytes, run: RunContext | Options) -> Plan | str:
+def plan_bytes(data: bytes, run: RunContext | Options, empty: bool = False) -> Plan | str:
     """The engine's plan for a file held in memory (read whole: its plan holds the pixel data), or why it declines
-    it. The plan's `write` does not read its `source`."""
+    it; `empty`: a dataset without elements is planned too (a library caller's). The plan's `write` does not read
+    its `source`."""
     run = run if isinstance(run, RunContext) else RunContext.of(run)
     reason = _declined_options(run.options)
     if reason is not None:
         return reason
     try:
-        return _plan(io.BytesIO(data), run, first=len(data))
+        return _plan(io.BytesIO(data), run, first=len(data), empty=empty)
     except _Decline as decline:
         return decline.reason
 
@@ -277,10 +278,10 @@ def _declined_options(options: Options) -> str | None:
     return None
 
 
-def _plan(f: BinaryIO, run: RunContext, first: int = HEAD_BYTES) -> Plan:
+def _plan(f: BinaryIO, run: RunContext, first: int = HEAD_BYTES, empty: bool = False) -> Plan:
     options = run.options
     layout = _layout(f, first, ANONYMIZE_READS if options.level is Level.ANONYMIZE else None)
-    if not layout.head and layout.pixels is None and not layout.tail:
+    if not (empty or layout.head or layout.pixels or layout.tail):
         raise _Decline(NO_DATA_SET)
     buf, implicit = layout.buf, layout.implicit
     original = _raw_dataset(buf, layout.head, implicit, layout.little) if options.level is Level.FULL else Dataset()

@@ -554,7 +554,12 @@ def _submit(
     pool: Executor, batch: list[tuple[InputFile, str]], window: deque[_Pending], stage: Path, run: RunContext
 ) -> None:
     if batch:
-        window.append((list(batch), pool.submit(_prepare_batch, list(batch), stage, run)))
+        try:
+            future = pool.submit(_prepare_batch, list(batch), stage, run)
+        except BrokenExecutor:  # a worker died (killed from outside) before this batch was given: as in `_collect`
+            stops.check()  # (a stop asked meanwhile is what the run stops for)
+            raise WorkerDied from None
+        window.append((list(batch), future))
         batch.clear()
 
 
