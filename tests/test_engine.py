@@ -477,7 +477,8 @@ def test_apply_level_goes_through_the_engine(name: str, tmp_path: Path, monkeypa
     source = make_study(tmp_path / "in", subject=13, n_series=1, n_instances=1)[0]
     taken: list[bool] = []
     plan_bytes = engine.plan_bytes
-    monkeypatch.setattr(engine, "plan_bytes", lambda data, options: _noted(plan_bytes(data, options), taken))
+    monkeypatch.setattr(engine, "plan_bytes",
+                        lambda data, options, **more: _noted(plan_bytes(data, options, **more), taken))
     with quiet():
         result, changes = apply_level(pydicom.dcmread(source), OPTION_SETS[name])
         record = anonymize_file(source, tmp_path / "out", OPTION_SETS[name])
