@@ -1066,3 +1066,18 @@ def test_a_cyrillic_name_copied_in_latin_letters_is_found(tmp_path: Path, name: 
     findings = held(tmp_path, original(name, "ISO_IR 144"), "1.2.840.10008.1.2.1", "ISO_IR 144",
                     ImageComments=f"({copy})")
     assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
+
+
+@pytest.mark.parametrize("width", [2, 4, 8])
+@pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, ExplicitVRLittleEndian], ids=["big", "little"])
+def test_text_that_a_big_endian_files_words_spell_is_found(tmp_path: Path, width: int, syntax: str) -> None:
+    """In a big endian file a binary value's numbers (OW, OL, OD) are stored with their bytes swapped: words that
+    spell the name become the name in plain text when the file is converted to little endian (found from outside:
+    released). A little endian file's words are what they spell: no finding for swapped text there."""
+    text = b"Quxworth^Zelda ZQ-4471-0093 "
+    text += b" " * (-len(text) % 8)
+    swapped = b"".join(text[i:i + width][::-1] for i in range(0, len(text), width))
+    path = written(tmp_path, syntax, RedPaletteColorLookupTableData=swapped)
+    findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
+    expected = {Finding(a, "file bytes (big endian words)") for a in ("PatientName", "PatientID")}
+    assert (set(findings) == expected) is (syntax == ExplicitVRBigEndian), findings

@@ -135,6 +135,7 @@ def check_file(
         return []
     data = _searchable(path, pixels) if searchable is None else searchable
     in_pixels = _in_marker_segments(path, pixels, data, patterns, own) if pixels is not None else []
+    written = data  # (as written: a big endian file's words lie at even offsets, before our UIDs are cut)
     data = _without_our_uids(data, patterns, own)
     haystack = data.lower()
     (hits, suspects), (own_hits, own_suspects) = find_in_file(haystack, patterns), find_in_file(haystack, own)
@@ -145,7 +146,7 @@ def check_file(
         values = [_without_our_uids(e.raw, patterns, own).lower() for e in elements]
         hits += [n for n in suspects if not elements or any(n.occurs(value) for value in values)]
     text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
-    encoded = _in_encoded_forms(data, patterns, hits + text_hits)
+    encoded = _in_encoded_forms(data, patterns, hits + text_hits) + _in_swapped_words(written, patterns, own, hits)
     if not hits and not text_hits:
         return encoded + in_pixels
     elements = _elements(path) if elements is None else elements
@@ -166,6 +167,36 @@ def check_file(
             places = ["file bytes"]
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     return findings + encoded + in_pixels
+
+
+def _in_swapped_words(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...],
+                      found: list[Needle]) -> list[Finding]:
+    """In a big endian file, the needles not already `found` in its bytes read as words of 2, 4 and 8 bytes swapped
+    (at each alignment a value may start at): a binary value's numbers (OW, US, OL, FD...) are stored so, and a
+    conversion to little endian, which every reader may make, turns text they spell into plain text."""
+    if _BIG_ENDIAN not in data[:_META_LOOK]:
+        return []
+    haystack = data.lower()
+    hits: list[Needle] = []
+    for width in (2, 4, 8):
+        for start in range(0, width, 2):
+            swapped = _swapped(haystack[start:], width)
+            hits += [n for n in find(swapped, patterns, remember=False) + find_once(swapped, own)
+                     if n not in found and n not in hits]
+    return [Finding(n.attribute, "file bytes (big endian words)") for n in hits]
+
+
+def _swapped(data: bytes, width: int) -> bytes:
+    """`data` (cut to whole words) with the bytes of each word of `width` bytes in reverse order."""
+    whole = len(data) - len(data) % width
+    swapped = bytearray(whole)
+    for i in range(width):
+        swapped[i::width] = data[width - 1 - i:whole:width]
+    return bytes(swapped)
+
+
+_BIG_ENDIAN = b"1.2.840.10008.1.2.2\x00"  # (the file meta's transfer syntax; no other UID starts so)
+_META_LOOK = 1024
 
 
 # A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
