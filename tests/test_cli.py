@@ -66,6 +66,19 @@ def test_output_inside_input_is_refused(messy_tree: Path, capsys: pytest.Capture
     assert _tree_digest(messy_tree) == before
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["", "force"])
+def test_an_input_inside_the_output_is_refused_even_with_force(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               force: bool) -> None:
+    """The output given as a folder that holds the input: the release would hold the originals (found from outside:
+    --force let it through)."""
+    make_study(tmp_path / "top" / "in", subject=63, n_series=1, n_instances=1)
+    before = _tree_digest(tmp_path / "top")
+    args = ["anonymize", str(tmp_path / "top" / "in"), "--output", str(tmp_path / "top"), "--level", "anonymize"]
+    assert main(args + (["--force"] if force else [])) == 2
+    assert "is inside the output" in capsys.readouterr().err
+    assert _tree_digest(tmp_path / "top") == before
+
+
 @pytest.mark.parametrize("level", ["anonymize", "full"])
 def test_messy_tree_reports_every_file_and_exits_1(
     level: str, messy_tree: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]

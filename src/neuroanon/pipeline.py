@@ -92,7 +92,8 @@ class Prepared:
 
 
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
-    """Refuse missing inputs, an output inside an input, and a quarantine inside the output or an input."""
+    """Refuse missing inputs, an output inside an input or an input inside the output (the release would hold the
+    originals, whatever --force says), and a quarantine inside the output or an input."""
     out = output.resolve()
     for given in inputs:
         if not given.exists():
@@ -100,6 +101,8 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         root = given.resolve()
         if out == root or (root.is_dir() and out.is_relative_to(root)):
             raise UsageError(f"the output {output} is inside the input {given}")
+        if root.is_relative_to(out):
+            raise UsageError(f"the input {given} is inside the output {output}: the release would hold it")
     if quarantine is not None:
         held = quarantine.resolve()
         if held == out or held.is_relative_to(out) or any(held.is_relative_to(p.resolve()) for p in inputs):
