@@ -1131,3 +1131,20 @@ def test_bytes_after_the_frames_of_float_pixel_data_hold_the_file_back(tmp_path:
     record = anonymize_file(source, tmp_path / "out", FULL)
     assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
     assert ("pixel data holds 28 bytes after its frames" in record.reason) is held
+
+
+def test_a_kept_binary_private_value_holding_a_name_is_cleaned_not_failed(tmp_path: Path) -> None:
+    """A kept Siemens FD value (0019,xx0E) whose bytes are the patient's name in UTF-16: cleaned like any kept
+    value, behind its own header (pydicom cannot write bytes as FD: the file failed, 'could not be processed
+    (oserror)', found from outside)."""
+    ds = make_dataset(subject=65)
+    family = str(ds.PatientName).split("^")[0]
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0019100E, "FD", list(struct.unpack("<3d", family.ljust(12).encode("utf-16-le")[:24])))
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    assert ("(0019,100E)", "", "cleaned") in record.changes
+    data = files_under(tmp_path / "out")[0].read_bytes()
+    assert family.encode("utf-16-le") not in data and len(data) > 0

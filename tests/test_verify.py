@@ -362,3 +362,19 @@ def test_a_person_named_outside_the_identifying_list_is_looked_for(tmp_path: Pat
     assert main(["verify", str(out), "--level", "full", "--against", str(source), "--json", str(report)]) == 1
     findings: list[str] = json.loads(report.read_text())[0]["findings"]
     assert "original ConsultingPhysicianName value found in (0028,1055)" in findings
+
+
+@pytest.mark.parametrize("level", [[], ["--level", "full"]], ids=["inferred", "full"])
+def test_a_deflated_file_that_cannot_be_inflated_is_one_line(tmp_path: Path, level: list[str],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A corrupt deflate stream: verify says so in one line and exits 1 (without --level it printed zlib's
+    traceback: found from outside), and anonymize fails the file naming the cause."""
+    (good,) = make_study(tmp_path / "in", subject=64, n_series=1, n_instances=1, encoding="deflated")
+    data = good.read_bytes()
+    meta_length = int.from_bytes(data[140:144], "little")
+    good.write_bytes(data[:144 + meta_length] + b"not a deflate stream at all ")
+    assert main(["verify", str(good), *level]) == 1
+    said = capsys.readouterr()
+    assert "cannot be inflated" in said.out + said.err and "Traceback" not in said.out + said.err
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--level", "anonymize"]) == 1
+    assert "the deflated data set cannot be inflated (a corrupt deflate stream)" in capsys.readouterr().err

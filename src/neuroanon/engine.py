@@ -1313,8 +1313,9 @@ class _Job:
             out[e.tag] = None
             self.changes.append(change(where, "", _REMOVED))
             return False
-        if cleaned != value:
-            out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit
+        if cleaned != value:  # (as long as it was: behind its own header, whatever its VR; a binary one, FD say,
+            # holding text, pydicom would not write from bytes)
+            out[e.tag] = (buf[e.start:e.value] + cleaned if self.implicit or len(cleaned) == len(value)
                           else _encode(DataElement(e.tag, e.vr, cleaned), False, little=self.little))
             self.changes.append(change(where, "", _CLEANED))
         return True

@@ -10,6 +10,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ def read_header(path: Path) -> Header:
             return _header(ds, stopped_at, scanner, fp, size)
     except InputError:
         raise
+    except zlib.error:
+        raise InputError("the deflated data set cannot be inflated (a corrupt deflate stream)") from None
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             NotImplementedError, struct.error, AttributeError, UnicodeError, OverflowError) as exc:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
