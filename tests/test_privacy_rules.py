@@ -1148,3 +1148,35 @@ def test_a_kept_binary_private_value_holding_a_name_is_cleaned_not_failed(tmp_pa
     assert ("(0019,100E)", "", "cleaned") in record.changes
     data = files_under(tmp_path / "out")[0].read_bytes()
     assert family.encode("utf-16-le") not in data and len(data) > 0
+
+
+def test_stray_bytes_are_searched_a_part_at_a_time_and_across_block_edges(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A video may lie in one fragment of hundreds of megabytes: its bytes are read in blocks that overlap and
+    searched some at a time, never held whole; a name across two blocks is found all the same."""
+    from neuroanon import residual
+
+    monkeypatch.setattr(residual, "_BLOCK", 4096)
+    monkeypatch.setattr(residual, "_SEARCHED_AT_ONCE", 16384)
+    held: list[int] = []
+    search = residual._Stray._search
+
+    def searched(self: residual._Stray) -> None:
+        held.append(self.size)
+        search(self)
+
+    monkeypatch.setattr(residual._Stray, "_search", searched)
+    secret = make_dataset(subject=66)
+    text = f" {str(secret.PatientName).split('^')[0]} ".encode()  # (one word, cut in two by a block's edge)
+    video = b"\x00\x00\x00\x01\x09\x10" + b"\x55" * (3 * 4096 - 6 - len(text) // 2) + text + b"\x55" * 200_000
+    ds = make_dataset(subject=66)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
+    ds.PixelData = pydicom.encaps.encapsulate([video])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID("1.2.840.10008.1.2.4.102")  # MPEG-4 AVC/H.264
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is Status.QUARANTINED, record.reason
+    assert "PatientName" in {f.attribute for f in record.findings}
+    assert len(held) > 10 and max(held) <= 16384 + 4096 + residual._OVERLAP

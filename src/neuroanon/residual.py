@@ -19,7 +19,7 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -504,8 +504,7 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
     header = data[pixels.start:pixels.start + 12]
     if header[4:6] not in (b"OB", b"OW") or header[8:12] != b"\xff\xff\xff\xff":
         return []
-    found: set[Needle] = set()
-    segments: list[bytes] = []
+    stray = _Stray(patterns, own)
     with open(path, "rb") as f:
         pos, offsets, coded = pixels.start + 12, True, False  # coded: a codestream began and has not ended
         while pos + 8 <= pixels.end:
@@ -516,46 +515,63 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
             (length,) = struct.unpack("<L", item[4:])
             start, end = pos + 8, pos + 8 + length
             if offsets:  # the basic offset table: numbers only, so text there is out of place
-                segments += _blocks(f, start, end)
+                stray.add(_blocks(f, start, end))
             else:
-                coded = _fragment(f, start, end, coded, segments)
+                coded = _fragment(f, start, end, coded, stray)
             offsets = False
             pos = end
-            if sum(map(len, segments)) > _SEARCHED_AT_ONCE:  # (a long run of stray bytes: searched a part at a time)
-                found.update(_found_in(segments, patterns, own))
-                segments = []
-    found.update(_found_in(segments, patterns, own))
     return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
-            for n in sorted(found, key=lambda n: (n.attribute, n.data))]
+            for n in sorted(stray.found(), key=lambda n: (n.attribute, n.data))]
 
 
-def _fragment(f: BinaryIO, start: int, end: int, coded: bool, segments: list[bytes]) -> bool:
-    """Add to `segments` what a fragment holds beside its coded image; return whether a codestream is still open at
+class _Stray:
+    """Bytes no decoder reads as an image, searched for the needles a part at a time (`_SEARCHED_AT_ONCE` bytes:
+    a video in one fragment is not held whole)."""
+
+    def __init__(self, patterns: tuple[Needle, ...], own: tuple[Needle, ...]) -> None:
+        self.patterns, self.own = patterns, own
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.hits: set[Needle] = set()
+
+    def add(self, parts: Iterable[bytes]) -> None:
+        for part in parts:
+            self.parts.append(part)
+            self.size += len(part)
+            if self.size > _SEARCHED_AT_ONCE:
+                self._search()
+
+    def found(self) -> set[Needle]:
+        self._search()
+        return self.hits
+
+    def _search(self) -> None:
+        if self.parts:
+            text = b"\x00".join(self.parts).lower()
+            self.hits.update(find(text, self.patterns, remember=False) + find_once(text, self.own))
+        self.parts, self.size = [], 0
+
+
+def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> bool:
+    """Add to `stray` what a fragment holds beside its coded image; return whether a codestream is still open at
     its end (`coded`: one was open at its start)."""
     if _starts_codestream(f, start):
         coded = True
-        segments += _text_segments(f, start, end)
+        stray.add(_text_segments(f, start, end))
     elif coded:  # a frame continued in this fragment: its markers
-        segments += _segments_after(f, start, end)
+        stray.add(_segments_after(f, start, end))
     elif not _rle_segments(f, start, end):  # bytes before a codestream's start (all, if none starts)
         first = _first_start(f, start, end)
-        segments += _blocks(f, start, end if first is None else first)
+        stray.add(_blocks(f, start, end if first is None else first))
         if first is not None:
             coded = True
-            segments += _text_segments(f, first, end)
+            stray.add(_text_segments(f, first, end))
     if coded:
         after = _after_end(f, start, end)
         if after is not None:  # the codestream ended: what follows is no image's
-            segments += after
+            stray.add(_blocks(f, *after))
             return False
     return coded
-
-
-def _found_in(segments: list[bytes], patterns: tuple[Needle, ...], own: tuple[Needle, ...]) -> list[Needle]:
-    if not segments:
-        return []
-    text = b"\x00".join(segments).lower()
-    return find(text, patterns, remember=False) + find_once(text, own)
 
 
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
@@ -567,7 +583,7 @@ _SOS, _SOT, _SOD = 0xDA, 0x90, 0x93  # the image itself follows (JPEG scan; JPEG
 # (JPEG), or a byte below 0x80 (JPEG-LS), so this finds only real segments.
 _JPEG_TEXT_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
 _OVERLAP = 4096  # bytes a block shares with the next, so that a value across their edge is read whole
-_SEARCHED_AT_ONCE = 16 << 20
+_SEARCHED_AT_ONCE = 16 << 20  # stray bytes searched together, at most
 
 
 def _starts_codestream(f: BinaryIO, start: int) -> bool:
@@ -575,13 +591,11 @@ def _starts_codestream(f: BinaryIO, start: int) -> bool:
     return f.read(2) in _CODESTREAM_STARTS
 
 
-def _blocks(f: BinaryIO, start: int, end: int) -> list[bytes]:
+def _blocks(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
     """The bytes from `start` to `end`, in blocks that overlap by `_OVERLAP` bytes."""
-    blocks = []
     for at in range(start, end, _BLOCK):
         f.seek(at)
-        blocks.append(f.read(min(_BLOCK + _OVERLAP, end - at)))
-    return blocks
+        yield f.read(min(_BLOCK + _OVERLAP, end - at))
 
 
 def _first_start(f: BinaryIO, start: int, end: int) -> int | None:
@@ -607,9 +621,10 @@ def _rle_segments(f: BinaryIO, start: int, end: int) -> bool:
             and used[-1] < end - start and not any(offsets[count:]))
 
 
-def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes] | None:
-    """What a fragment holds after the last codestream end marker in it (EOI, EOC: FFD9, which no coded data
-    holds), but zero padding, in blocks; None when none is in it (a frame continued in the next fragment)."""
+def _after_end(f: BinaryIO, start: int, end: int) -> tuple[int, int] | None:
+    """Where the bytes a fragment holds after the last codestream end marker in it (EOI, EOC: FFD9, which no coded
+    data holds) begin and end, zero padding left out; None when none is in it (a frame continued in the next
+    fragment)."""
     stop = end
     while stop > start:
         at = max(start, stop - _BLOCK)
@@ -617,12 +632,21 @@ def _after_end(f: BinaryIO, start: int, end: int) -> list[bytes] | None:
         block = f.read(min(stop + 1, end) - at)  # (one byte more: an end marker across the blocks' edge)
         mark = block.rfind(b"\xff\xd9")
         if mark >= 0:
-            rest = _blocks(f, at + mark + 2, end)
-            while rest and not rest[-1].strip(b"\x00"):
-                rest.pop()
-            return rest
+            return at + mark + 2, _before_padding(f, at + mark + 2, end)
         stop = at
     return None
+
+
+def _before_padding(f: BinaryIO, start: int, end: int) -> int:
+    """Where the zero bytes that end the bytes from `start` to `end` begin (`end` if there are none)."""
+    while end > start:
+        at = max(start, end - _BLOCK)
+        f.seek(at)
+        kept = f.read(end - at).rstrip(b"\x00")
+        if kept:
+            return at + len(kept)
+        end = at
+    return start
 
 
 def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
