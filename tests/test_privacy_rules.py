@@ -1180,3 +1180,28 @@ def test_stray_bytes_are_searched_a_part_at_a_time_and_across_block_edges(tmp_pa
     assert record.status is Status.QUARANTINED, record.reason
     assert "PatientName" in {f.attribute for f in record.findings}
     assert len(held) > 10 and max(held) <= 16384 + 4096 + residual._OVERLAP
+
+
+@pytest.mark.parametrize("options", [Options(level=Level.FULL, key=KEY, shift_dates=True),
+                                     Options(level=Level.FULL, key=KEY, shift_dates=True, clean_descriptors=True,
+                                             retain_patient_characteristics=True, cap_ages=True)],
+                         ids=["shift-dates", "bids"])
+def test_a_date_equal_to_the_birth_date_is_the_dummy_not_shifted(tmp_path: Path, options: Options) -> None:
+    """Dates move by the subject's offset, but the birth date, wherever it stands (a structured report's "Subject
+    Birth Date" item, a ContentDate), becomes the dummy: shifted, it keeps the exact age, and one real date of the
+    study gives it back (found from outside)."""
+    ds = make_dataset(subject=67)
+    ds.PatientBirthDate, ds.StudyDate, ds.ContentDate = "19610203", "20240115", "19610203"
+    item, when = Dataset(), Dataset()
+    item.ValueType, item.Date = "DATE", "19610203"
+    when.ValueType, when.DateTime = "DATETIME", "19610203083000"
+    ds.ContentSequence = pydicom.Sequence([item, when])
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", options)
+    assert record.status is Status.WRITTEN, record.reason
+    with quiet():
+        out = pydicom.dcmread(files_under(tmp_path / "out")[0])
+    assert out.PatientBirthDate == out.ContentDate == out.ContentSequence[0].Date == "10000101"
+    assert str(out.ContentSequence[1].DateTime).startswith("10000101")
+    assert out.StudyDate not in ("20240115", "10000101")

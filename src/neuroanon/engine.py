@@ -937,6 +937,7 @@ class _Job:
     subject: str = ""
     new_ids: dict[int, object] = field(default_factory=dict)
     day_offset: int | None = None  # the subject's date shift, derived when first needed
+    births: frozenset[str] | None = None  # the patient's birth dates (YYYYMMDD, the needles'), when first needed
     whole: bool = False  # pydicom writes the whole dataset (no pixel data, or deflated): none is copied
     little: bool = True  # the dataset's byte order
     preamble: bool = True  # the source has a preamble and 'DICM' (the output then too)
@@ -1237,7 +1238,10 @@ class _Job:
             assert self.keyring is not None
             self.day_offset = self.keyring.day_offset(self.subject)
         elem, encoding = self._decoded(scope.charset, buf, e)
-        values = [shifted_date(v, elem.VR, self.day_offset) for v in text_values(elem.value)]
+        if self.births is None:  # (never shifted: `rules.shifted_date`)
+            self.births = frozenset(n.data.decode("ascii", "replace") for n in self.patterns
+                                    if n.attribute == "PatientBirthDate")
+        values = [shifted_date(v, elem.VR, self.day_offset, self.births) for v in text_values(elem.value)]
         scope.out[e.tag] = _encode(DataElement(e.tag, elem.VR, values), self.implicit, encoding, self.little)
         self.changes.append(change(scope.path + tag_text(e.tag), keyword, _SHIFTED))
 

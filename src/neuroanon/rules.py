@@ -297,8 +297,12 @@ def fits_multiplicity(tag: int, count: int) -> bool:
     return not (vm.isdigit() and count > int(vm))
 
 
-def shifted_date(value: str, vr: str, offset: int) -> str:
-    """A DA or DT value moved by `offset` days (a DT keeps its time of day); one that is no date: the dummy."""
+def shifted_date(value: str, vr: str, offset: int, births: frozenset[str] = frozenset()) -> str:
+    """A DA or DT value moved by `offset` days (a DT keeps its time of day); one that is no date, or whose date is
+    one of the patient's `births` (YYYYMMDD), the dummy: a birth date shifted keeps the exact age, and one real date
+    of the study gives it back (a structured report's "Subject Birth Date" item, say)."""
+    if value[:8] in births:
+        return DUMMY_TEXT[vr]
     try:
         day = dt.datetime.strptime(value[:8], "%Y%m%d").date()
     except ValueError:
