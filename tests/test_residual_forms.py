@@ -1081,3 +1081,13 @@ def test_text_that_a_big_endian_files_words_spell_is_found(tmp_path: Path, width
     findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
     expected = {Finding(a, "file bytes (big endian words)") for a in ("PatientName", "PatientID")}
     assert (set(findings) == expected) is (syntax == ExplicitVRBigEndian), findings
+
+
+def test_kana_forms_are_the_other_ways_only() -> None:
+    """The other ways a kana text is written, each once, never the text itself (a form of its own already)."""
+    from neuroanon.identifiers import kana_forms
+
+    assert kana_forms("クズワース") == {"ｸｽﾞﾜｰｽ", "くずわーす"}
+    assert kana_forms("やまだ") == {"ヤマダ", "ﾔﾏﾀﾞ"}
+    assert kana_forms("ｸｽﾞﾜｰｽ") == {"クズワース", "くずわーす"}
+    assert kana_forms("Quxworth") == set()

@@ -882,7 +882,7 @@ def kana_forms(text: str) -> set[str]:
     full = _HALF_KANA.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
     katakana = full.translate(_TO_KATAKANA)
     forms = {full, katakana, full.translate(_TO_HIRAGANA)}
-    return forms | {"".join(_half_width().get(c, c) for c in form) for form in (full, katakana)} - {text}
+    return (forms | {"".join(_half_width().get(c, c) for c in form) for form in (full, katakana)}) - {text}
 
 
 _KANA = re.compile("[\u3041-\u3096\u30a1-\u30fa\u30fc\uff61-\uff9f]")
