@@ -52,10 +52,13 @@ from .tags import (
     CODE_VALUE,
     CODING_SCHEME_DESIGNATOR,
     DEIDENTIFICATION_METHOD,
+    DOUBLE_FLOAT_PIXEL_DATA,
+    FLOAT_PIXEL_DATA,
     IMPLEMENTATION_VERSION_NAME,
     LONG_CODE_VALUE,
     MANUFACTURER,
     MANUFACTURER_MODEL_NAME,
+    PIXEL_DATA,
     URN_CODE_VALUE,
     tag_text,
 )
@@ -459,7 +462,7 @@ def _packbits_end(data: bytes, pos: int, end: int, size: int) -> int:
 
 
 DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
+_PIXEL_TAGS = (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA)
 
 
 @once_per_raw_values(tuple(int(Tag(k)) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated",
@@ -723,7 +726,7 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     in the bytes without ISO 2022 escape sequences, which may stand inside a word ("Qux ESC ( B worth" reads
     "Quxworth")."""
     found: list[Needle] = []
-    if b"\x1b" in data:
+    if b"\x1b" in data and _ESCAPE_IN_A_WORD.search(data):  # (not for an ESC in binary, or ISO 2022 text)
         found += find(_ISO_2022_ESCAPE.sub(b"", data), patterns, remember=False)
     if data.isascii():
         return found
@@ -740,6 +743,7 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
 
 
 _ISO_2022_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]*[\x30-\x7e]")
+_ESCAPE_IN_A_WORD = re.compile(rb"[0-9A-Za-z]\x1b[\x20-\x2f]*[\x30-\x7e][0-9A-Za-z]")
 
 
 def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
