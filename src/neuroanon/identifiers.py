@@ -1005,13 +1005,25 @@ _ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")
 # --- forms -------------------------------------------------------------------------------------------------------
 
 _UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue"}
-_SPECIAL = str.maketrans({"æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i"})
+_SPECIAL = str.maketrans({
+    "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
+    # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
+    "ی": "ي", "ى": "ي", "ک": "ك", "ة": "ه", "ہ": "ه", "ە": "ه",
+})
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
-# Combining marks, and characters that show nothing (a soft hyphen, zero-width spaces and joiners): folded away.
-_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
-                        r"\u00ad\u200b-\u200d\u2060\ufeff]+")
+# Characters that show nothing: a soft hyphen, zero-width spaces and joiners, marks of writing direction, invisible
+# operators, variation selectors, the Mongolian vowel separator, a byte order mark; and the Arabic tatweel, which
+# only stretches a word.
+INVISIBLE = ("\u00ad\u061c\u0640\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f"
+             "\ufeff")
+# Marks written over or under a letter: Latin (and others') combining marks, Hebrew points and accents, Arabic
+# vowel signs and Quranic marks (hamza above or below, which NFKD writes apart from alef, too).
+MARKS = ("\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+         "\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc"
+         "\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed")
+_COMBINING = re.compile(f"[{MARKS}{INVISIBLE}]+")  # folded away
 
 
 def fold(text: str, umlauts_as_e: bool = False) -> str:
@@ -1066,7 +1078,8 @@ _UMLAUT = re.compile("[" + "".join(_UMLAUTS) + "]")
 def _fold_run(run: str, umlauts_as_e: bool, look: bool) -> str:
     if umlauts_as_e:
         run = "".join(_UMLAUTS.get(c, c) for c in run)
-    folded = _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)))
+    # (casefolded again: a mathematical capital has no lower case of its own, NFKD makes it a Latin capital)
+    folded = _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)).casefold())
     return _look(folded) if look else folded
 
 
@@ -1074,6 +1087,8 @@ def _char_token(c: str) -> Token:
     if c.isascii():
         return (c.lower(),)
     folded = {fold(c), fold(c, True)}  # (in capitals too: "ПЕТР" for "Пётр", bytes are lower-cased in ASCII only)
+    if folded == {""}:  # a mark or a character that shows nothing: a copy may leave it out
+        return ("", c)
     alternatives = {c, c.lower(), c.upper(), *folded, *(f.upper() for f in folded)} - {""}
     return tuple(sorted(alternatives))
 

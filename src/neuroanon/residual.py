@@ -32,7 +32,9 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
 from .identifiers import (
+    INVISIBLE,
     LOOK_ALIKE_LETTERS,
+    MARKS,
     Needle,
     beyond_toolkit_name,
     count,
@@ -77,17 +79,23 @@ _ACCENTED = ("\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
              "\u0300-\u036f\uff21-\uff3a\uff41-\uff5a\ufb00-\ufb06")
 # The accented letter first: the search skips to the next one, and tests its neighbours only there.
 # In text of other scripts (which Latin-1 cannot hold) also a combining mark after any letter ("Й" written apart),
-# a half-width katakana (folding makes it full-width), and a character that shows nothing after a letter (a soft
-# hyphen, a zero-width space: folding removes it), and a Cyrillic or Greek letter that looks like a Latin one in a
+# a half-width katakana (folding makes it full-width), a mark or a character that shows nothing after a letter (a
+# soft hyphen, a zero-width space, a mark of writing direction, a Hebrew point, an Arabic vowel sign: folding
+# removes it), and a Cyrillic or Greek letter that looks like a Latin one in a
 # word of ASCII letters (between two, or before or after two at the word's edge: a name typed with a look-alike
 # letter; not any Cyrillic next to an ASCII letter, which binary bytes read in a Cyrillic character set hold often).
 _LOOK_ALIKE = f"[{LOOK_ALIKE_LETTERS}]"
 _LOOK_ALIKE_IN_ASCII_WORD = (f"{_LOOK_ALIKE}(?:(?<=[A-Za-z].)(?={_LOOK_ALIKE}*[A-Za-z])"  # between ASCII letters
                              "|(?<![^\\W\\d_].)(?=[A-Za-z]{2})"  # at a word's start, before two
                              "|(?<=[A-Za-z]{2}.)(?![^\\W\\d_]))")  # at its end, after two
+# Letters and digits that NFKD folds to ASCII ones: full-width digits, mathematical and enclosed letters and digits
+# (two in a row); Arabic letters written one for another (next to a letter: see `identifiers._SPECIAL`).
+_OTHER_FORMS = ("[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U0001f189]"
+                "(?=[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U0001f189])"
+                "|[\u0629\u0649\u06a9\u06c1\u06cc\u06d5](?:(?<=[^\\W\\d_].)|(?=[^\\W\\d_]))")
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
-                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]|(?<=[^\\W\\d_])[\u00ad\u200b-\u200d\u2060]"
-                               f"|{_LOOK_ALIKE_IN_ASCII_WORD}")
+                               "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]"
+                               f"|(?<=[^\\W\\d_])[{MARKS}{INVISIBLE}]|{_LOOK_ALIKE_IN_ASCII_WORD}|{_OTHER_FORMS}")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
 # l: ASCII letter, .: other), the search then runs over bytes for one literal (a regular expression scans a
 # character class one character at a time).
