@@ -933,6 +933,23 @@ def test_other_full_width_numbers_are_no_hit(tmp_path: Path, copy: str) -> None:
     assert held(tmp_path, source, ImageComments=copy) == []
 
 
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize(("charset", "copy"), [("\\ISO 2022 IR 87", "ＱＵＡＸＷＯＲＴＨ"),
+                                               ("ISO_IR 192", "Ｑｕａｘｗｏｒｔｈ")])
+def test_a_copy_in_an_item_that_declares_its_own_character_set_is_found(tmp_path: Path, syntax: str, charset: str,
+                                                                        copy: str) -> None:
+    """An item may declare its own Specific Character Set, and its text is written in that: a copy there is read so
+    (found from outside: released when only the item declared it)."""
+    item = Dataset()
+    item.SpecificCharacterSet = charset
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "X1", "99LOCAL", copy
+    path = written(tmp_path, syntax, "ISO_IR 100", ProcedureCodeSequence=pydicom.Sequence([item]))
+    if syntax != DeflatedExplicitVRLittleEndian:  # (written as the item's character set writes it)
+        assert copy.encode("iso2022_jp" if "2022" in charset else "utf-8")[3:9] in path.read_bytes()
+    findings = check_file(path, None, needles(original("Quaxworth^Zebulon", "ISO_IR 100")))
+    assert_found(findings, "PatientName", "(0008,1032)[0].(0008,0104)", copy)
+
+
 def test_a_few_needles_remember_their_searches_and_answer_as_a_fresh_search() -> None:
     """The needles a file's private values were found to hold are searched in each kept value, file after file:
     each needle keeps the answers for its last values (a few, short ones only), each a fresh search's answer."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+from pydicom.charset import python_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
@@ -739,7 +740,7 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if data.isascii():
         return found
     data = without_item_tags(data)
-    for codec in _codecs(patterns):
+    for codec in dict.fromkeys((*_codecs(patterns), *_declared_in_file(data))):
         try:
             text = data.decode(codec, "replace")
         except LookupError:
@@ -767,6 +768,26 @@ def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
             chosen.setdefault(_codec_name(encoding), encoding)
         known = _CODECS[id(patterns)] = (patterns, tuple(chosen.values()))
     return known[1]
+
+
+def _declared_in_file(data: bytes) -> tuple[str, ...]:
+    """The codecs of every Specific Character Set the file's bytes hold, its items' too (an item may declare its
+    own, and a copy in it is written in that), as `_codecs` names them."""
+    found: dict[str, str] = {}
+    for order, element in _CHARSET_ELEMENTS:
+        for match in element.finditer(data):
+            size = int.from_bytes(match[1] or match[2], order)
+            for term in data[match.end() : match.end() + min(size, 256)].split(b"\\"):
+                codec = python_encoding.get(term.strip(b" \x00").decode("ascii", "replace"))
+                if codec:
+                    found.setdefault(_codec_name(codec), codec)
+    return tuple(found.values())
+
+
+# (0008,0005) and its value's length: explicit and implicit VR little endian; explicit VR big endian (each begins
+# with a literal, which the search skips to)
+_CHARSET_ELEMENTS = (("little", re.compile(rb"\x08\x00\x05\x00(?:CS(..)|(..\x00\x00))", re.DOTALL)),
+                     ("big", re.compile(rb"\x00\x08\x00\x05CS(..)()", re.DOTALL)))
 
 
 def _codec_name(encoding: str) -> str:
