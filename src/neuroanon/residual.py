@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import pydicom
 from pydicom.charset import python_encoding
@@ -786,8 +786,10 @@ def _declared_in_file(data: bytes) -> tuple[str, ...]:
 
 # (0008,0005) and its value's length: explicit and implicit VR little endian; explicit VR big endian (each begins
 # with a literal, which the search skips to)
-_CHARSET_ELEMENTS = (("little", re.compile(rb"\x08\x00\x05\x00(?:CS(..)|(..\x00\x00))", re.DOTALL)),
-                     ("big", re.compile(rb"\x00\x08\x00\x05CS(..)()", re.DOTALL)))
+_CHARSET_ELEMENTS: tuple[tuple[Literal["little", "big"], re.Pattern[bytes]], ...] = (
+    ("little", re.compile(rb"\x08\x00\x05\x00(?:CS(..)|(..\x00\x00))", re.DOTALL)),
+    ("big", re.compile(rb"\x00\x08\x00\x05CS(..)()", re.DOTALL)),
+)
 
 
 def _codec_name(encoding: str) -> str:
