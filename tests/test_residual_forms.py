@@ -950,6 +950,20 @@ def test_a_copy_in_an_item_that_declares_its_own_character_set_is_found(tmp_path
     assert_found(findings, "PatientName", "(0008,1032)[0].(0008,0104)", copy)
 
 
+@pytest.mark.parametrize(("name", "charset", "copy", "found"), [
+    ("Li^Na=李^娜", "ISO_IR 192", "李娜", True), ("=李^娜", "ISO_IR 192", "李 娜", True),
+    ("Li^Na=李^娜", "GB18030", "李娜", True), ("Kim^Min=김^민", "\\ISO 2022 IR 149", "김민", True),
+    ("Li^Na=李^娜=リ^ナ", "ISO_IR 192", "リナ", True), ("Li^Na=李^娜", "ISO_IR 192", "李明", False),
+])
+def test_a_short_ideographic_or_phonetic_name_copied_in_one_word_is_found(tmp_path: Path, name: str, charset: str,
+                                                                          copy: str, found: bool) -> None:
+    """A Chinese, Korean or Japanese name's parts are one or two characters, each too short to search for alone;
+    a copy writes family and given name together (found from outside: released when they were not the first
+    group's)."""
+    findings = held(tmp_path, original(name, charset), charset=charset, ImageComments=f"({copy})")
+    assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
+
+
 def test_a_few_needles_remember_their_searches_and_answer_as_a_fresh_search() -> None:
     """The needles a file's private values were found to hold are searched in each kept value, file after file:
     each needle keeps the answers for its last values (a few, short ones only), each a fresh search's answer."""

@@ -805,14 +805,14 @@ def name_texts(text: str) -> set[str]:
         if re.search(r"[-'’]", part):
             pieces = [p for p in re.split(r"[-'’]+", part) if p]
             found |= {*pieces, " ".join(pieces), "".join(pieces)}
+    for group in text.split("=")[1:]:  # the ideographic and phonetic names too ("李娜" for "Li^Na=李^娜")
+        found |= _joined(*(_components(group) + ["", ""])[:2])
     family, given = _family_and_given(text)
-    if family and given:
-        found |= {f"{given} {family}", f"{family} {given}", f"{family}, {given}", f"{given}{family}",
-                  f"{family}{given}"}
-        if len(family) <= 3:  # a short family name counts only next to a given name or an initial
-            initial = given[0]
-            found |= {f"{initial}. {family}", f"{initial} {family}", f"{family}, {initial}.", f"{family} {initial}",
-                      f"{family}, {initial}", f"{initial}.{family}", f"{initial}{family}", f"{family}{initial}"}
+    found |= _joined(family, given)
+    if family and given and len(family) <= 3:  # a short family name counts only next to a given name or an initial
+        initial = given[0]
+        found |= {f"{initial}. {family}", f"{initial} {family}", f"{family}, {initial}.", f"{family} {initial}",
+                  f"{family}, {initial}", f"{initial}.{family}", f"{initial}{family}", f"{family}{initial}"}
     return found
 
 
@@ -834,9 +834,19 @@ _TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "prof")
 
 def _family_and_given(text: str) -> tuple[str, str]:
     """A person name's family and given name (of its first, alphabetic, representation), "" where absent."""
-    components = text.split("=")[0].split("^")
-    family, given = (components + ["", ""])[:2]
-    return family.strip(), given.strip()
+    family, given = (_components(text.split("=")[0]) + ["", ""])[:2]
+    return family, given
+
+
+def _components(group: str) -> list[str]:
+    return [component.strip() for component in group.split("^")]
+
+
+def _joined(family: str, given: str) -> set[str]:
+    """A family and given name written together, in either order; none without both."""
+    if not (family and given):
+        return set()
+    return {f"{given} {family}", f"{family} {given}", f"{family}, {given}", f"{given}{family}", f"{family}{given}"}
 
 
 def street_texts(text: str) -> set[str]:
