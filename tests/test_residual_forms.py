@@ -1147,6 +1147,21 @@ def test_a_cyrillic_name_copied_in_latin_letters_is_found(tmp_path: Path, name: 
     assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
 
 
+@pytest.mark.parametrize(("name", "copy", "found"), [
+    ("Østergård^Søren", "OESTERGAARD", True), ("Østergård^Søren", "Soeren Oestergaard", True),
+    ("Đurđević^Zebulon", "Djurdjevic", True), ("Ђурђевић^Зебулон", "Đurđević", True),
+    ("Ђурђевић^Зебулон", "DJURDJEVIC", True), ("Παπαδόπουλος^Ζεβουλών", "Papadopoulos", True),
+    ("Παπαδόπουλος^Ζεβουλών", "PAPADOPOULOS", True), ("Østergård^Søren", "OESTERGAARDS", False),
+    ("Παπαδόπουλος^Ζεβουλών", "Papadimitriou", False),
+])
+def test_a_nordic_south_slavic_or_greek_name_in_ascii_or_latin_letters_is_found(tmp_path: Path, name: str,
+                                                                                  copy: str, found: bool) -> None:
+    """ø and å spelled out as Danish and Norwegian do ("oe", "aa"), đ as "dj", Serbian Cyrillic in its Latin
+    alphabet or in ASCII, Greek transliterated (found from outside: released)."""
+    findings = held(tmp_path, original(name), ImageComments=f"({copy})")
+    assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
+
+
 @pytest.mark.parametrize("width", [2, 4, 8])
 @pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, ExplicitVRLittleEndian], ids=["big", "little"])
 def test_text_that_a_big_endian_files_words_spell_is_found(tmp_path: Path, width: int, syntax: str) -> None:

@@ -727,7 +727,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
                 and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
-            widths += [latin_form(form_text)] if _CYRILLIC.search(form_text) else []
+            widths += [latin_form(form_text)] if _CYRILLIC_OR_GREEK.search(form_text) else []
             grouped = grouped_forms(form_text) if keyword in IDS and keyword not in PHONES else ()
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
@@ -1014,7 +1014,9 @@ _ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")
 
 # --- forms -------------------------------------------------------------------------------------------------------
 
-_UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue"}
+# Letters also spelled out in two ASCII letters: German and Nordic umlauts, Danish and Norwegian ø and å
+# ("Oestergaard" for "Østergård"), the Croatian and Serbian đ ("Djurdjevic")
+_UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa", "đ": "dj"}
 _SPECIAL = str.maketrans({
     "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
     # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
@@ -1043,7 +1045,7 @@ def fold(text: str, umlauts_as_e: bool = False) -> str:
 
 def folds(text: str) -> tuple[str, ...]:
     """`text` as the text search compares it: `fold(text)` and `fold(text, True)` (one string when they are the same:
-    no ä, ö or ü), Cyrillic and Greek letters that look like Latin ones as those (`_look`)."""
+    no letter of `_UMLAUTS`), Cyrillic and Greek letters that look like Latin ones as those (`_look`)."""
     composed = _composed(text)
     plain = _folded(composed, False, look=True)
     if composed.isascii() or not _UMLAUT.search(composed):
@@ -1104,14 +1106,23 @@ def _char_token(c: str) -> Token:
 
 
 def latin_form(text: str) -> Form:
-    """Cyrillic text in Latin letters, as the usual transliterations write each letter ("Квазорт" as "Kvazort",
-    "Жуков" as "Zhukov", "Schukow"...), not inside a longer ASCII word: a system that takes only Latin letters
-    copies a name so."""
-    return Form(tuple(_LATIN.get(c.lower()) or _char_token(c) for c in text), ALPHA, ALPHA)
+    """Cyrillic or Greek text in Latin letters, as the usual transliterations write each letter ("Квазорт" as
+    "Kvazort", "Жуков" as "Zhukov", "Schukow"..., "Ђурђевић" as "Đurđević" or "Djurdjevic", "Παπαδόπουλος" as
+    "Papadopoulos"), not inside a longer ASCII word: a system that takes only Latin letters copies a name so."""
+    return Form(tuple(_LATIN.get(c.lower()) or _LATIN.get(fold(c)) or _char_token(c) for c in text), ALPHA, ALPHA)
 
 
-_CYRILLIC = re.compile("[\u0400-\u04ff]")
+_CYRILLIC_OR_GREEK = re.compile("[\u0370-\u03ff\u0400-\u04ff\u1f00-\u1fff]")
 _LATIN: dict[str, Token] = {
+    # Serbian and Macedonian letters, as their Latin alphabets write them and in ASCII
+    "ђ": ("dj", "d", "đ", "Đ"), "ћ": ("c", "ch", "tj", "ć", "Ć"), "џ": ("dz", "dzh", "j", "dž", "Dž", "DŽ"),
+    "љ": ("lj", "l"), "њ": ("nj", "n"), "ј": ("j", "y", "i"), "ѓ": ("gj", "g", "ǵ", "Ǵ"), "ќ": ("kj", "k", "ḱ", "Ḱ"),
+    "ѕ": ("dz", "z"),
+    # Greek (ELOT 743 and the older spellings; a letter after another: ου "ou", αυ "av" or "af", γγ "ng")
+    **{c: (t,) for c, t in zip("αεζικλμνοπρστω", "aeziklmnoprsto", strict=True)},
+    "β": ("v", "b"), "γ": ("g", "gh", "y", "n"), "δ": ("d", "dh"), "η": ("i", "e", "h"), "θ": ("th",),
+    "ξ": ("x", "ks"), "ς": ("s",), "υ": ("y", "i", "u", "v", "f"), "φ": ("f", "ph"), "χ": ("ch", "h", "kh", "x"),
+    "ψ": ("ps",),
     **{c: (t,) for c, t in zip("абдзклмнопрстуфэ", "abdzklmnoprstufe", strict=True)},
     "в": ("v", "w"), "г": ("g", "h"), "ґ": ("g",), "е": ("e", "ye", "je"), "ё": ("e", "yo", "jo", "io"),
     "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch"), "и": ("i", "y"), "і": ("i",), "ї": ("yi", "ji", "i"),
