@@ -872,6 +872,23 @@ def test_a_date_written_in_chinese_japanese_korean_or_russian_is_found(tmp_path:
                  "(0020,4000)", text)
 
 
+@pytest.mark.parametrize(("text", "found"), [
+    ("3 februari 1961", True), ("3 de fevereiro de 1961", True), ("3 lutego 1961", True), ("3. února 1961", True),
+    ("3 Şubat 1961", True), ("3. februar 1961", True), ("3. helmikuuta 1961", True), ("1961. február 3.", True),
+    ("3.II.1961", True), ("3-ii-1961", True), ("1961_02_03", True), ("1961,02,03", True), ("61.2.3", True),
+    ("03/02/2504", True), ("3 ก.พ. 2504", True), ("050/02/03", True), ("0500203", True), ("民國50年2月3日", True),
+    ("50年2月3日", True),
+    ("4 lutego 1961", False), ("3.III.1961", False), ("1961_02_04", False), ("03/02/2505", False),
+    ("051/02/03", False), ("民國51年2月3日", False),
+])
+def test_a_date_in_other_languages_numerals_or_calendars_is_found(tmp_path: Path, text: str, found: bool) -> None:
+    """Month names of Dutch, Portuguese, Polish, Czech, Turkish, Danish, Finnish and Hungarian dates, a Roman month,
+    underscores and commas between the parts, a year of the Thai Buddhist era or of Taiwan's Minguo calendar
+    (found from outside: released)."""
+    findings = held(tmp_path, original(PatientBirthDate="19610203"), ImageComments=f"({text})")
+    assert (Finding("PatientBirthDate", "(0020,4000)") in findings) is found, findings
+
+
 @pytest.mark.parametrize("text", ["1961年2月4日", "3 февраля 1962", "1961年12月3日"])
 def test_another_date_in_those_forms_is_no_hit(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(PatientBirthDate="19610203"), ImageComments=f"({text})") == []

@@ -742,10 +742,11 @@ def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
     if date is None or forms is None:
         return None
     found = [Needle(keyword, f"{date[1]}{date[3]}{date[4]}".encode(), forms, encodings, declared)]
-    era = era_forms(int(date[1]), int(date[3]), int(date[4]))  # (a needle of its own: it has no ASCII run)
-    if era:
-        in_kanji = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
-        found.append(Needle(keyword, fold(era[0].text).encode(), era, in_kanji, declared))
+    y, m, d = int(date[1]), int(date[3]), int(date[4])
+    in_letters = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
+    era = era_forms(y, m, d)
+    for forms in ([era] if era else []) + [(form,) for form in calendar_forms(y, m, d)]:  # (no ASCII run: apart)
+        found.append(Needle(keyword, fold(forms[0].text).encode(), forms, in_letters, declared))
     return tuple(found)
 
 
@@ -1138,25 +1139,45 @@ def text_form(text: str) -> Form:
     return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
 
 
-_MONTHS = (  # English, German, French, Spanish, Italian, Russian (as a date writes it); names and abbreviations
-    ("january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen", "января", "янв"),
-    ("february", "feb", "februar", "février", "févr", "fév", "febrero", "febbraio", "февраля", "фев"),
-    ("march", "mar", "märz", "mär", "mrz", "mars", "marzo", "марта", "мар"),
-    ("april", "apr", "avril", "avr", "abril", "abr", "aprile", "апреля", "апр"),
-    ("may", "mai", "mayo", "maggio", "mag", "мая"),
-    ("june", "jun", "juni", "juin", "junio", "giugno", "giu", "июня", "июн"),
-    ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug", "июля", "июл"),
-    ("august", "aug", "août", "agosto", "ago", "августа", "авг"),
-    ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "set", "сентября", "сен"),
-    ("october", "oct", "oktober", "okt", "octobre", "octubre", "ottobre", "ott", "октября", "окт"),
-    ("november", "nov", "novembre", "noviembre", "ноября", "ноя"),
-    ("december", "dec", "dezember", "dez", "décembre", "déc", "diciembre", "dic", "dicembre", "декабря", "дек"),
+_MONTHS = (  # as a date writes them, names and abbreviations: English, German, French, Spanish, Italian, Russian;
+    # Dutch, Portuguese, Polish and Czech (each in the genitive a date takes, and as named), Turkish, Danish and
+    # Norwegian, Swedish, Finnish (the partitive), Hungarian
+    ("january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen", "января", "янв",
+     "januari", "janeiro", "stycznia", "styczeń", "ledna", "leden", "ocak", "tammikuuta", "tammikuu", "január"),
+    ("february", "feb", "februar", "février", "févr", "fév", "febrero", "febbraio", "февраля", "фев",
+     "februari", "fevereiro", "fev", "lutego", "luty", "února", "únor", "şubat", "helmikuuta", "helmikuu", "február"),
+    ("march", "mar", "märz", "mär", "mrz", "mars", "marzo", "марта", "мар",
+     "maart", "mrt", "março", "marca", "marzec", "března", "březen", "mart", "marts", "maaliskuuta", "maaliskuu",
+     "március", "márc"),
+    ("april", "apr", "avril", "avr", "abril", "abr", "aprile", "апреля", "апр",
+     "kwietnia", "kwiecień", "dubna", "duben", "nisan", "huhtikuuta", "huhtikuu", "április", "ápr"),
+    ("may", "mai", "mayo", "maggio", "mag", "мая",
+     "mei", "maio", "maja", "maj", "května", "květen", "mayıs", "toukokuuta", "toukokuu", "május", "máj"),
+    ("june", "jun", "juni", "juin", "junio", "giugno", "giu", "июня", "июн",
+     "junho", "czerwca", "czerwiec", "června", "červen", "haziran", "kesäkuuta", "kesäkuu", "június", "jún"),
+    ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug", "июля", "июл",
+     "julho", "lipca", "lipiec", "července", "červenec", "temmuz", "heinäkuuta", "heinäkuu", "július", "júl"),
+    ("august", "aug", "août", "agosto", "ago", "августа", "авг",
+     "augustus", "sierpnia", "sierpień", "srpna", "srpen", "ağustos", "augusti", "elokuuta", "elokuu", "augusztus"),
+    ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "set", "сентября", "сен",
+     "setembro", "września", "wrzesień", "září", "eylül", "syyskuuta", "syyskuu", "szeptember", "szept"),
+    ("october", "oct", "oktober", "okt", "octobre", "octubre", "ottobre", "ott", "октября", "окт",
+     "outubro", "out", "października", "październik", "října", "říjen", "ekim", "lokakuuta", "lokakuu", "október"),
+    ("november", "nov", "novembre", "noviembre", "ноября", "ноя",
+     "novembro", "listopada", "listopad", "listopadu", "kasım", "marraskuuta", "marraskuu"),
+    ("december", "dec", "dezember", "dez", "décembre", "déc", "diciembre", "dic", "dicembre", "декабря", "дек",
+     "dezembro", "grudnia", "grudzień", "prosince", "prosinec", "aralık", "desember", "joulukuuta", "joulukuu"),
 )
-_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ")
+_ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii")  # a month so ("2.III.1961")
+# Thai month names, whole and abbreviated, for a date with its Buddhist era year ("2 มี.ค. 2504")
+_THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพันธ์", "ก.พ."), ("มีนาคม", "มี.ค."), ("เมษายน", "เม.ย."),
+                ("พฤษภาคม", "พ.ค."), ("มิถุนายน", "มิ.ย."), ("กรกฎาคม", "ก.ค."), ("สิงหาคม", "ส.ค."),
+                ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
+_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
 _DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ")
 _MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
 _MONTH_DAY = (" ", ". ", ".", "-", "/")
-_SHORT_SEPARATORS = ("-", "/", ".", " ")
+_SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
 
 
@@ -1187,6 +1208,10 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
         Form((year, sep, names, sep, day), DIGIT, DIGIT),  # 1961-Feb-03, 1961 February 3
+        Form((day, sep, (_ROMAN[m - 1],), sep, year), DIGIT, DIGIT),  # 3.II.1961
+        # The year of the Buddhist era (Thai): 3/2/2504
+        Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
+                                                                          DIGIT, DIGIT),
         # Chinese, Japanese, Korean: 1961年2月3日, 1961년 2월 3일 (the year a literal the search looks for first)
         Form((year, ("年", "년"), ("", " "), month, ("月", "월"), ("", " "), day, ("日", "일")), DIGIT, NONE),
     ]
@@ -1196,11 +1221,30 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     # 8601 ("1961-034").
     dd, mm, yy2 = f"{d:02d}", f"{m:02d}", f"{y % 100:02d}"
     forms += [Form((day, _DAY_MONTH, names, (f"{between}{yy2}",)), DIGIT, DIGIT) for between in ("-", " ")]
-    orders = {(dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd), (str(d), str(m), yy2), (str(m), str(d), yy2)}
+    orders = {(dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd), (str(d), str(m), yy2), (str(m), str(d), yy2),
+              (yy2, str(m), str(d))}
     for between in _SHORT_SEPARATORS:
         forms += [Form(((between.join(order),),), DIGIT, DIGIT) for order in sorted(orders)]
     forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
               Form(((f"{y:04d}-{dt.date(y, m, d).timetuple().tm_yday:03d}",),), DIGIT, DIGIT)]
+    if y > 1911:  # the year of the Republic of China (Taiwan's Minguo calendar), three digits: 050/03/02, 0500302
+        minguo = f"{y - 1911:03d}"
+        forms += [Form(((f"{minguo}{between}",), month, (between,), day), DIGIT, DIGIT) for between in "/."]
+        forms.append(Form(((f"{minguo}{mm}{dd}",),), DIGIT, DIGIT))
+    return tuple(forms)
+
+
+def calendar_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
+    """The date in words of other calendars: a Minguo year ("民國50年3月2日", "50年3月2日"), a Thai month and
+    Buddhist era year ("2 มี.ค. 2504")."""
+    month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
+    forms = [Form((day, (" ",), _THAI_MONTHS[m - 1], (" ",), (f"{y + 543}", f"{y:04d}")), DIGIT, DIGIT,
+                  f"{d} {_THAI_MONTHS[m - 1][0]} {y + 543}")]
+    if y > 1911:
+        n = y - 1911
+        era = ("民國", "民国", "民國 ", "民国 ", "")
+        forms.append(Form((era, (str(n), f"{n:02d}"), ("年",), month, ("月",), day, ("日",)), DIGIT, NONE,
+                          f"民國{n}年{m}月{d}日"))
     return tuple(forms)
 
 
