@@ -960,7 +960,30 @@ def grouped_forms(digits: str) -> tuple[Form, ...]:
             for group in groups[1:]:
                 tokens += [_GROUP_JOINS, (group,)]
             forms.append(Form(tuple(tokens), DIGIT, DIGIT))
+    return tuple(forms) + _thousands_forms(digits)
+
+
+def _thousands_forms(digits: str) -> tuple[Form, ...]:
+    """A numeric ID in groups of three digits from the right, as a number of thousands is written ("77,123,456",
+    "77.123.456" for "77123456"), also with its last one or two digits apart as a check digit ("12.345.678-5",
+    "123.456.789-09", as Chilean and Brazilian national numbers are written); three groups at least (one point makes
+    a decimal number)."""
+    forms = []
+    for check in (0, 1, 2):
+        head, tail = digits[: len(digits) - check], digits[len(digits) - check :]
+        groups = [head[max(0, i - 3) : i] for i in range(len(head), 0, -3)][::-1]
+        if len(groups) < 3:
+            continue
+        tokens: list[Token] = [(groups[0],)]
+        for group in groups[1:]:
+            tokens += [_THOUSANDS, (group,)]
+        if tail:
+            tokens += [("-", " ", "/"), (tail,)]
+        forms.append(Form(tuple(tokens), DIGIT, DIGIT))
     return tuple(forms)
+
+
+_THOUSANDS = (".", ",", " ", "'")
 
 
 # Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
@@ -1009,7 +1032,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
-_ID_SEPARATORS = ("-", " ", "_", ".", "/")
+_ID_SEPARATORS = ("-", " ", "_", ".", "/", ":", "#")
 _ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")  # (and the dashes of typesetting)
 
 
