@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 import pydicom
 from pydicom.charset import python_encoding
@@ -740,7 +740,8 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
     if data.isascii():
         return found
     data = without_item_tags(data)
-    for codec in dict.fromkeys((*_codecs(patterns), *_declared_in_file(data))):
+    known = _codecs(patterns)
+    for codec in (*known, *_declared_in_file(data, known)):
         try:
             text = data.decode(codec, "replace")
         except LookupError:
@@ -770,28 +771,41 @@ def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
     return known[1]
 
 
-def _declared_in_file(data: bytes) -> tuple[str, ...]:
-    """The codecs of every Specific Character Set the file's bytes hold, its items' too (an item may declare its
-    own, and a copy in it is written in that), as `_codecs` names them."""
+def _declared_in_file(data: bytes, known: tuple[str, ...]) -> list[str]:
+    """The codecs of the Specific Character Sets the file's bytes hold beyond the `known` ones (`_codecs`): an item
+    may declare its own, and a copy in it is written in that."""
     found: dict[str, str] = {}
-    for order, element in _CHARSET_ELEMENTS:
-        for match in element.finditer(data):
-            size = int.from_bytes(match[1] or match[2], order)
-            for term in data[match.end() : match.end() + min(size, 256)].split(b"\\"):
-                codec = python_encoding.get(term.strip(b" \x00").decode("ascii", "replace"))
-                if codec:
-                    found.setdefault(_codec_name(codec), codec)
-    return tuple(found.values())
+    big = _BIG_ENDIAN_SYNTAX in data[:1024]  # (the file meta's transfer syntax: the data set's byte order)
+    for match in (_CHARSET_TAG_BIG if big else _CHARSET_TAG).finditer(data):
+        for term in _charset_terms(data, match.end(), not big):
+            codec = python_encoding.get(term)
+            if codec:
+                found.setdefault(_codec_name(codec), codec)
+    names = {_codec_name(codec) for codec in known}
+    return [codec for name, codec in found.items() if name not in names]
 
 
-# (0008,0005) and its value's length: explicit and implicit VR little endian; explicit VR big endian (each begins
-# with a literal, which the search skips to)
-_CHARSET_ELEMENTS: tuple[tuple[Literal["little", "big"], re.Pattern[bytes]], ...] = (
-    ("little", re.compile(rb"\x08\x00\x05\x00(?:CS(..)|(..\x00\x00))", re.DOTALL)),
-    ("big", re.compile(rb"\x00\x08\x00\x05CS(..)()", re.DOTALL)),
-)
+# (0008,0005) in either byte order (a search for a literal: 6 us in 20 KB, where bytes.find takes 18: it tests
+# every NUL of a binary value)
+_CHARSET_TAG, _CHARSET_TAG_BIG = re.compile(rb"\x08\x00\x05\x00"), re.compile(rb"\x00\x08\x00\x05")
+_BIG_ENDIAN_SYNTAX = b"1.2.840.10008.1.2.2\x00"
 
 
+def _charset_terms(data: bytes, at: int, little: bool) -> list[str]:
+    """The terms of a Specific Character Set value whose tag ends at `at`: explicit VR (either byte order) or
+    implicit VR little endian; none for bytes that only look like its tag."""
+    if data[at : at + 2] == b"CS":
+        size = int.from_bytes(data[at + 2 : at + 4], "little" if little else "big")
+        at += 4
+    elif little and data[at + 2 : at + 4] == b"\x00\x00":
+        size = int.from_bytes(data[at : at + 2], "little")
+        at += 4
+    else:
+        return []
+    return [t.strip(b" \x00").decode("ascii", "replace") for t in data[at : at + min(size, 256)].split(b"\\")]
+
+
+@lru_cache(maxsize=64)
 def _codec_name(encoding: str) -> str:
     """The codec's own name for an encoding ("UTF8" and "utf_8" are one codec); an unknown one as it is."""
     try:
