@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: set up ./.venv with the test extras, install the DICOM peers the
 # tests talk to (dcmtk, dicom3tools, orthanc from Debian; fonts-dejavu-core and chromium for the --clean-pixels
-# tests), then lint (ruff), type-check (mypy --strict) and run pytest. Extra arguments go to pytest. The install
-# compiles the byte-level modules with mypyc (setup.py; about a minute): the suite tests that build, and
-# tests/test_build.py runs the golden and engine tests again on the pure Python one.
+# tests; strace to time a signal), then lint (ruff), type-check (mypy --strict) and run pytest. Extra arguments go
+# to pytest. The install compiles the byte-level modules with mypyc (setup.py; about a minute): the suite tests
+# that build, and tests/test_build.py runs the golden and engine tests again on the pure Python one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ PATH="$PATH:/usr/sbin:/sbin" command -v Orthanc >/dev/null || need+=(orthanc)
 # --clean-pixels tests: real fonts to draw fake PHI with, and a browser to open the review page.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v chromium >/dev/null || need+=(chromium)
+# A stop while the run ends its workers: strace slows the waits so that the signal falls there.
+command -v strace >/dev/null || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -36,6 +36,7 @@ from neuroanon.sample import make_dataset, make_many, make_study
 
 from .helpers import files_under, journalled, read_report
 from .peers import SRC
+from .tools import require_tool
 
 KEY_TEXT = "cd" * 32
 ENV = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -463,6 +464,37 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in workers), "a worker process outlived the run"
     _assert_resumed(shown, args, out)
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_while_the_pool_ends_ends_the_run(tmp_path: Path, signum: signal.Signals, status: int) -> None:
+    """A stop that came while the run joined its workers after the last file left the join half done: the run said
+    it stopped and then never ended (found from outside). strace slows each wait for a worker by 0.4 s, so that the
+    signal falls there."""
+    strace = require_tool("strace", beside_python=False)
+    source, key, out = tmp_path / "in", tmp_path / "key", tmp_path / "out"
+    make_many(source, 30, subject=7, per_folder=30)
+    key.write_text(KEY_TEXT)
+    args = ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q", "-j", "2"]
+    slowed = [strace, "-f", "-qq", "-o", os.devnull, "-e", "trace=wait4", "-e", "inject=wait4:delay_enter=400000"]
+    run = subprocess.Popen([*slowed, *COMMAND[:-1], *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=ENV, start_new_session=True)
+    journal = tmp_path / ".out.neuroanon-journal"
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and journalled(journal) >= 30):  # every file done: the run ends its pool
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.002)
+    time.sleep(0.05)
+    parent = min(_children(run.pid))  # (strace's child: the run)
+    os.kill(parent, signum)
+    try:
+        _, err = run.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        pytest.fail("the run said it stopped and did not end")
+    assert run.returncode == status, err
+    assert "Traceback" not in err and "run the same command again to resume" in err
 
 
 def _assert_resumed(shown: str, args: list[str], out: Path) -> None:

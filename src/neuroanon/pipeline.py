@@ -501,10 +501,10 @@ def _executor(workers: int, dask_scheduler: str | None, lock: int | None) -> Ite
         pool = worker_pool(workers, lock)
         try:
             yield pool
-        except BaseException:  # an interruption, a full disk: the workers stop now, not after their tasks
-            _stop_workers(pool)
+            pool.shutdown()
+        except BaseException:  # an interruption (also while the pool ends: its join is left half done), a full
+            _stop_workers(pool)  # disk: the workers stop now, not after their tasks
             raise
-        pool.shutdown()
     else:
         yield None
 
