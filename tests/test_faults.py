@@ -442,23 +442,24 @@ def _started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path
 
 
 @pytest.mark.parametrize(("signum", "status", "group"), [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, True),
-                                                         (signal.SIGTERM, 143, True)])
+                                                         (signal.SIGTERM, 143, True), (signal.SIGHUP, 129, True)])
 def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     tmp_path: Path, signum: signal.Signals, status: int, group: bool
 ) -> None:
-    """SIGTERM to the run's process, and Ctrl-C or SIGTERM to its whole process group, workers included (a terminal's
-    Ctrl-C, `systemctl stop`, a batch system's cancel): the run stops cleanly and says so."""
+    """SIGTERM to the run's process, and Ctrl-C, SIGTERM or SIGHUP to its whole process group, workers included (a
+    terminal's Ctrl-C, `systemctl stop`, a batch system's cancel, a terminal closed): the run stops cleanly and says
+    so (SIGHUP ended it by the signal, the report without its summary: found from outside)."""
     run, args, out = _started_run(tmp_path)
     workers = _children(run.pid)
     for pid in workers:  # (else a worker that a group's signal ended first would break the pool under the parent)
         mask = re.search(r"^SigIgn:\s*([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M)
         assert mask is not None
         ignored = int(mask[1], 16)
-        assert ignored >> (signal.SIGINT - 1) & 1 and ignored >> (signal.SIGTERM - 1) & 1, "a worker takes a stop"
+        assert all(ignored >> (s - 1) & 1 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)), "a worker stops"
     os.killpg(run.pid, signum) if group else run.send_signal(signum)
     shown, err = run.communicate(timeout=60)
     assert run.returncode == status, err
-    assert "Traceback" not in err and "run the same command again to resume" in err
+    assert "Traceback" not in err and f"stopped by {signum.name}; run the same command again to resume" in err
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)

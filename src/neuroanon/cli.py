@@ -342,11 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     except NeuroanonError as exc:
         print(_shown(f"neuroanon: {exc}"), file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the run stopped cleanly
-        how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM or SIGHUP (Terminated): the run stopped cleanly
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         then = "; run the same command again to resume" if args.command == "anonymize" else ""
-        print(f"neuroanon: stopped by {how}{then}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        with contextlib.suppress(OSError):  # (after SIGHUP the terminal may be gone)
+            print(f"neuroanon: stopped by {signal.Signals(signum).name}{then}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader went away (`neuroanon explain | head`): stop quietly, as other command-line tools do.
         _silence_stdout()
@@ -683,7 +684,7 @@ def _serve(args: argparse.Namespace) -> int:
         retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
     )
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in stops.STOPS:
         signal.signal(signum, lambda *_: stop.set())
     _log_to_stderr("neuroanon.node")
     # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is

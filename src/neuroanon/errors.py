@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -38,4 +39,9 @@ class WorkerDied(RunStopped):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the run is, like Ctrl-C's KeyboardInterrupt, so that it stops the same clean way."""
+    """SIGTERM or SIGHUP (a closed terminal), raised where the run is, like Ctrl-C's KeyboardInterrupt, so that it
+    stops the same clean way."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum

@@ -515,15 +515,15 @@ def worker_pool(workers: int, lock: int | None = None) -> ProcessPoolExecutor:
 
 
 def _worker_started(parent: int, lock: int | None) -> None:
-    """In each worker process: Ctrl-C and SIGTERM are the parent's to handle, also when they are sent to the whole
+    """In each worker process: Ctrl-C, SIGTERM and SIGHUP are the parent's to handle, also when sent to the whole
     process group (a terminal's Ctrl-C, `systemctl stop`, a batch system's cancel): the parent stops the workers.
     The worker dies with its parent, even when the parent is killed outright. The output's lock, inherited
     through fork, is the parent's alone: it ends with the parent, not with the last worker."""
     if lock is not None:
         with suppress(OSError):
             os.close(lock)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in stops.STOPS:
+        signal.signal(signum, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with suppress(OSError, AttributeError):
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM: how a run is asked to stop.
+"""Ctrl-C, SIGTERM and SIGHUP: how a run is asked to stop.
 
 A handler that raised at once could raise inside a finalizer or a weakref callback (a pool's, a temporary
 file's), where Python only prints the exception and goes on: the run would finish as if nothing had been asked.
@@ -22,15 +22,19 @@ _deferring: list[bool] = []
 _POLL = 0.1  # seconds between checks while waiting for a worker
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # (SIGHUP: the terminal closed, an ssh session ended)
+
+
 def install() -> None:
-    """Handle SIGINT and SIGTERM in this (main) thread."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    """Handle SIGINT, SIGTERM and SIGHUP in this (main) thread."""
+    for signum in STOPS:
         signal.signal(signum, _handler)
 
 
 def uninstall() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in STOPS[1:]:
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _handler(signum: int, frame: object) -> None:
@@ -51,11 +55,11 @@ def deferred() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM) if a stop was asked."""
+    """Raise KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM, SIGHUP) if a stop was asked."""
     if _asked:
         signum = _asked[0]
         _asked.clear()
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
 
 def wait(future: Future[_T]) -> _T:
