@@ -384,6 +384,21 @@ def test_a_key_or_lookup_that_is_not_a_regular_file_is_refused_unread(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("args", "words"), [
+    (["anonymize", "IN", "-o", "OUT", "--workers", "two"], ("neuroanon anonymize:", "--workers", "'two'")),
+    (["anonymize", "IN", "-o", "OUT", "--no-such-option"], ("neuroanon:", "--no-such-option")),
+    (["anonymize", "IN"], ("neuroanon anonymize:", "--output")),
+    (["anonymise", "IN"], ("neuroanon:", "'anonymise'", "anonymize")),
+    (["verify", "OUT", "--level", "fulll"], ("neuroanon verify:", "'fulll'", "full")),
+    ([], ("neuroanon:", "command")),
+])
+def test_a_command_given_wrong_is_one_line_pointing_to_the_help(args: list[str], words: tuple[str, ...]) -> None:
+    """A value of the wrong kind, an unknown option or command, a missing argument: one line says what is wrong and
+    where the help is (exit 2), not under a usage block of fourteen lines (found from outside)."""
+    line = _one_line(subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60), 2, *words)
+    assert line.endswith("--help)"), line
+
+
 @pytest.mark.parametrize("port", ["99999", "65536", "-1"])
 def test_a_port_out_of_range_is_refused_when_parsed(port: str, tmp_path: Path) -> None:
     done = subprocess.run([*COMMAND, "serve", "--port", port, "-o", str(tmp_path / "node")], capture_output=True,

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, compiled, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
@@ -45,8 +45,15 @@ EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
 
 
+class _Parser(argparse.ArgumentParser):
+    """Says what is wrong with the command in one line (exit 2), pointing to the help, not above a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuroanon", description="De-identify DICOM data (NiDB levels).")
+    parser = _Parser(prog="neuroanon", description="De-identify DICOM data (NiDB levels).")
     build = "compiled" if compiled() else "pure Python"
     parser.add_argument("--version", action="version", version=f"neuroanon {__version__} ({build})")
     commands = parser.add_subparsers(dest="command", required=True)
