@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import struct
@@ -344,6 +345,28 @@ def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path,
     for path in kept:
         twin = reference / path.relative_to(small_disk / "held")
         assert twin.exists() and path.read_bytes() == twin.read_bytes(), "a half-written file in the quarantine"
+
+
+def test_a_report_that_cannot_grow_holds_whole_lines_and_is_named_as_what_stopped_the_run(tmp_path: Path) -> None:
+    """The report's file passes the size limit (EFBIG, as ENOSPC on its own full disk) while the output has room:
+    the message blamed the output, and the report ended in half a JSON line (found from outside)."""
+    source = tmp_path / "in"
+    make_study(source, subject=48, n_series=1, n_instances=12)
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    limit = 8192  # an output is some 6 KB, a record some 1.3 KB, a journal line 0.4 KB: the report passes it first
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = subprocess.run([*COMMAND, str(source), "-o", str(out), "--report", str(report), "-q"],
+                         capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=limited)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"file too large writing {report}: the run stopped after" in run.stderr, run.stderr
+    assert str(out) not in run.stderr.replace(str(report), ""), "the output is not what could not be written"
+    data = report.read_bytes()
+    assert data.endswith(b"\n") and 0 < len(data) <= limit
+    lines = [json.loads(line) for line in data.splitlines()]  # every line whole
+    assert "provenance" in lines[0] and 1 < len(lines) < 14
 
 
 def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ class InputError(NeuroanonError):
 
 class RunStopped(NeuroanonError):
     """The run cannot go on (the output's disk is full): what it finished stays, and a rerun resumes. `place`:
-    what could not be written, when not the output (the quarantine)."""
+    what could not be written, when not the output (the quarantine, the report, the mapping file)."""
 
     def __init__(self, reason: str, place: Path | None = None) -> None:
         super().__init__(reason)

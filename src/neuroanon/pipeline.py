@@ -162,7 +162,7 @@ def anonymize_tree(
                 output.mkdir(parents=True, exist_ok=True)
             _run(inputs, output, work, options, journal, archive, summary, writer, on_record, workers,
                  dask_scheduler, follow_symlinks, subjects)
-            writer.write(summary.as_dict())
+            _reported(writer, summary.as_dict())
             review.write_page(options.quarantine if options.clean_pixels else None)
             if archive is not None:
                 archive.finish()
@@ -261,10 +261,18 @@ def _run(
                 record = _taken_up(replace(outcome, input=name), claimed, options)
             size = _size(item)
             summary.add(record, size)
-            writer.write(record)
+            _reported(writer, record)
             if on_record is not None:
                 on_record(record, size)
             stops.check()
+
+
+def _reported(writer: ReportWriter, entry: Record | dict[str, object]) -> None:
+    """`entry` appended to the report; a report that cannot be written stops the run, naming the report."""
+    try:
+        writer.write(entry)
+    except OSError as exc:
+        raise RunStopped(_cause(exc), place=writer.path) from None
 
 
 def _taken_up(record: Record, claimed: Claims, options: Options) -> Record:

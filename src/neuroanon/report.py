@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
 from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
 from .rules import Change, change
-from .write import claim
+from .write import append_line, claim
 
 
 class Status(enum.StrEnum):
@@ -235,8 +235,8 @@ class ReportWriter:
     ) -> None:
         """With `options`, the first line is the run's provenance, and at full inputs are named by keyed tokens
         unless `run` asks for clear paths."""
-        self._file: TextIO | None = None
-        self._path = path
+        self._fd: int | None = None
+        self.path = path
         self._name: Callable[[str], str] | None = None
         run = run or RunInfo()
         if options is not None and options.level is Level.FULL and options.key is not None and not run.clear_paths:
@@ -248,13 +248,13 @@ class ReportWriter:
                 claim(fd, report_in_use(path))
                 if not append:
                     os.ftruncate(fd, 0)
-            self._file = os.fdopen(fd, "a", encoding="utf-8")
+            self._fd = fd
             if options is not None:
                 self.write(provenance(options, run))
 
     def write(self, entry: Record | dict[str, object]) -> None:
-        """Append a record (or the summary) as one JSON line."""
-        if self._file is not None:
+        """Append a record (or the summary) as one JSON line; one that cannot be written whole is not written."""
+        if self._fd is not None:
             as_dict = entry.as_dict() if isinstance(entry, Record) else entry
             if isinstance(entry, Record):
                 as_dict["input"] = self._input_name(entry.input)
@@ -262,8 +262,7 @@ class ReportWriter:
                     as_dict["same_as"] = self._input_name(entry.same_as)
                 as_dict["output"] = entry.output and unicode_name(entry.output)
             try:
-                self._file.write(json.dumps(as_dict, sort_keys=True) + "\n")
-                self._file.flush()
+                append_line(self._fd, json.dumps(as_dict, sort_keys=True) + "\n")
             except OSError as exc:
                 raise self._named(exc) from None
 
@@ -271,13 +270,13 @@ class ReportWriter:
         return unicode_name(relative if self._name is None else self._name(relative))
 
     def close(self) -> None:
-        if self._file is not None:
-            file, self._file = self._file, None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
             try:
-                file.close()
+                os.close(fd)
             except OSError as exc:
                 raise self._named(exc) from None
 
     def _named(self, exc: OSError) -> OSError:
         """The error with the report's path: "No space left on device" alone does not say where."""
-        return OSError(exc.errno, exc.strerror, str(self._path))
+        return OSError(exc.errno, exc.strerror, str(self.path))

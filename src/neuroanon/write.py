@@ -12,6 +12,7 @@ import io
 import itertools
 import os
 import shutil
+import stat
 import struct
 import zipfile
 import zlib
@@ -127,6 +128,23 @@ def held_elsewhere(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def append_line(fd: int, line: str) -> None:
+    """Append `line` (a whole line) to the file open at `fd` for appending, in one write where the system allows.
+    A write that fails part way (a full disk, a file size limit) is cut off again: the file holds whole lines only
+    (and a shorter line, the summary, may still fit)."""
+    data = memoryview(line.encode("utf-8"))
+    found = os.fstat(fd)
+    regular = stat.S_ISREG(found.st_mode)  # (not a device or a pipe: /dev/stdout)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        if regular:
+            with suppress(OSError):
+                os.ftruncate(fd, found.st_size)
+        raise
 
 
 def release(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None) -> None:
