@@ -369,6 +369,33 @@ def test_a_report_that_cannot_grow_holds_whole_lines_and_is_named_as_what_stoppe
     assert "provenance" in lines[0] and 1 < len(lines) < 14
 
 
+def test_a_mapping_file_on_a_full_disk_is_named_as_what_stopped_the_run(small_disk: Path, tmp_path: Path) -> None:
+    """--mapping on its own disk, which fills up while the output has room: the message blamed the output (found
+    from outside). The mapping keeps whole lines, and a rerun once there is room lists every subject once."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(60):  # 60 subjects, a line of 84 bytes each: more than the page left
+        ds = make_dataset(subject=49, instance=i)
+        ds.PatientID = f"PID-FAKE-{i:04d}".ljust(64, "X")
+        ds.save_as(source / f"{i:02d}.dcm", enforce_file_format=True)
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes((6 << 20) - 4096))
+    key, mapping = tmp_path / "key", small_disk / "ids.csv"
+    key.write_text(KEY_TEXT)
+    args = [*COMMAND, str(source), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key),
+            "--mapping", str(mapping), "-q"]
+    run = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"no space left on device writing {mapping}: the run stopped after" in run.stderr, run.stderr
+    assert "PID-FAKE" not in run.stderr
+    listed = mapping.read_bytes()
+    assert listed.endswith(b"\r\n") and 1 < listed.count(b"\r\n") < 61, "half a line"
+    filler.unlink()
+    assert subprocess.run(args, env=ENV, timeout=120).returncode == 0
+    rows = mapping.read_text().splitlines()
+    assert rows[0] == "original,new" and len(rows) == 61 == len({row.split(",")[0] for row in rows})
+
+
 def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_path: Path) -> None:
     """An input truncated since, another given a corrected PatientID: a rerun into the same folder withdraws what
     they gave before (the first is now a failed record, the second goes to another subject's folder)."""

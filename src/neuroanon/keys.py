@@ -10,6 +10,7 @@ import base64
 import csv
 import hashlib
 import hmac
+import io
 import os
 import secrets
 import stat
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UsageError
-from .write import claim
+from .write import append_line, claim
 
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
@@ -227,10 +228,13 @@ class SubjectMapping:
         except UsageError:
             os.close(fd)
             raise
-        self._file = os.fdopen(fd, "a", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._file)
+        self._fd = fd
         if not self._known and os.fstat(fd).st_size == 0:
-            self._csv.writerow(["original", "new"])
+            try:
+                append_line(fd, _csv_row("original", "new"))
+            except OSError:
+                os.close(fd)
+                raise
 
     def add(self, original: str, new: str) -> None:
         """List a subject once; an original listed with another pseudonym (another key) is refused."""
@@ -242,8 +246,13 @@ class SubjectMapping:
         if known is not None:
             raise UsageError(f"the mapping file {self.path} was made with another key or lookup; use a new file")
         self._known[original] = new
-        self._csv.writerow([original, new])
-        self._file.flush()
+        append_line(self._fd, _csv_row(original, new))  # (a line the disk cannot take is not left half written)
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
+
+
+def _csv_row(*values: str) -> str:
+    row = io.StringIO()
+    csv.writer(row).writerow(values)
+    return row.getvalue()

@@ -253,7 +253,7 @@ def _run(
         for item, name, outcome in outcomes:
             if isinstance(outcome, Prepared):
                 if subjects is not None and outcome.subject is not None:
-                    subjects.add(*outcome.subject)  # before the file is journalled: a rerun would not list it
+                    _mapped(subjects, *outcome.subject)  # before the file is journalled: a rerun would not list it
                 if archive is None:
                     _withdraw(journal.replaced(name, item.path), outcome, output, claimed)
                 record = _committed(outcome, name, item, output, options, claimed, released, journal)
@@ -265,6 +265,14 @@ def _run(
             if on_record is not None:
                 on_record(record, size)
             stops.check()
+
+
+def _mapped(subjects: SubjectMapping, original: str, new: str) -> None:
+    """The subject listed in the mapping file; a mapping file that cannot be written stops the run, naming it."""
+    try:
+        subjects.add(original, new)
+    except OSError as exc:
+        raise RunStopped(_cause(exc), place=subjects.path) from None
 
 
 def _reported(writer: ReportWriter, entry: Record | dict[str, object]) -> None:
