@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from neuroanon import pipeline
 from neuroanon.cli import _parser, main
 from neuroanon.sample import make_study
 
@@ -263,6 +264,20 @@ def test_a_report_that_cannot_take_a_line_names_itself(source: Path, tmp_path: P
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"neuroanon: cannot write the report {full}: no space left on device"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "no-port"])
+def test_a_dask_scheduler_that_cannot_be_reached_is_named_in_one_line(
+    address: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nobody listening there: after 30 s the run said "oserror writing <output>" (exit 1; found from outside); an
+    address Dask does not take was a traceback. The command cannot be carried out as given: exit 2, one line."""
+    monkeypatch.setattr(pipeline, "DASK_CONNECT_SECONDS", 1)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "--dask-scheduler", address, "-q"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"neuroanon: cannot reach the Dask scheduler at {address} ("), line
+    assert str(out) not in line
 
 
 def _tree(root: Path) -> dict[Path, bytes | None]:

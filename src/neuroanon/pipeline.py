@@ -511,8 +511,13 @@ def _executor(workers: int, dask_scheduler: str | None, lock: int | None) -> Ite
             from distributed import Client
         except ImportError:
             raise UsageError("--dask-scheduler needs Dask: pip install 'dask[distributed]'") from None
-        with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
-            yield client.get_executor(pure=False)
+        try:
+            client = Client(dask_scheduler, timeout=DASK_CONNECT_SECONDS)  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as exc:  # (the command's problem, not the output's: no scheduler answers there)
+            raise UsageError(f"cannot reach the Dask scheduler at {dask_scheduler} ({exc}): check that it runs "
+                             "and that --dask-scheduler names it") from None
+        with client:
+            yield client.get_executor(pure=False)  # type: ignore[no-untyped-call]
     elif workers > 1:
         pool = worker_pool(workers, lock)
         try:
@@ -523,6 +528,10 @@ def _executor(workers: int, dask_scheduler: str | None, lock: int | None) -> Ite
             raise
     else:
         yield None
+
+
+# How long a Dask scheduler has to answer (Dask's own default is 30 s; a scheduler that runs answers at once).
+DASK_CONNECT_SECONDS = 10
 
 
 def worker_pool(workers: int, lock: int | None = None) -> ProcessPoolExecutor:
