@@ -347,6 +347,26 @@ def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path,
         assert twin.exists() and path.read_bytes() == twin.read_bytes(), "a half-written file in the quarantine"
 
 
+def test_a_file_whose_place_is_a_folder_fails_alone_and_leaves_no_copy_in_an_output_on_another_disk(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The output a disk of its own (the file copied beside it, then renamed) that holds a folder where a file is
+    to go: the run stopped, and the file's private copy was left in the output."""
+    source = tmp_path / "in"
+    make_study(source, subject=50, n_series=1, n_instances=2)
+    first = files_under(source)[0]
+    first.rename(source / "x")
+    (small_disk / "x").mkdir()
+    (small_disk / "x" / "kept.txt").write_text("not the run's")
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(source), "-o", str(small_disk), "--force", "--report", str(report), "-q"]) == 1
+    records, summary = _records(report)
+    assert "stopped" not in summary
+    assert records["x"]["status"] == "failed" and "holds its path" in str(records["x"]["reason"])
+    assert not [p for p in small_disk.rglob("*") if write.TMP_SUFFIX in p.name], "a copy left in the output"
+    assert [p.relative_to(small_disk).as_posix() for p in files_under(small_disk / "x")] == ["x/kept.txt"]
+
+
 def test_a_report_that_cannot_grow_holds_whole_lines_and_is_named_as_what_stopped_the_run(tmp_path: Path) -> None:
     """The report's file passes the size limit (EFBIG, as ENOSPC on its own full disk) while the output has room:
     the message blamed the output, and the report ended in half a JSON line (found from outside)."""

@@ -262,6 +262,44 @@ def test_members_that_cannot_be_read_are_each_a_record_and_the_rest_is_done(tmp_
     assert files_under(tmp_path / "out") == [tmp_path / "out" / "mixed.zip" / "good.dcm"]
 
 
+@pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
+def test_members_whose_paths_cannot_all_be_mirrored_fail_alone_and_the_rest_is_done(
+    tmp_path: Path, level: Level, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member named '.' (a folder's name), a member 'x' beside 'x/y.dcm' (a file where a folder must be), and
+    './a.dcm' beside 'a.dcm' (one path in the output): mirrored, the first two stopped the whole run, its rerun
+    too, and the last two were both 'written', one over the other (found from outside). Each fails or gives way,
+    with a line that names it; the others are written, on the rerun too. At full, paths are made of new
+    identifiers: all are written."""
+    files = make_study(tmp_path / "study", subject=11, n_series=1, n_instances=6)
+    zipped = tmp_path / "odd.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for name, path in zip([".", "./a.dcm", "a.dcm", "x", "x/y.dcm", "z.dcm"], files, strict=True):
+            zf.writestr(zipfile.ZipInfo(name), path.read_bytes())  # (`write` would make './a.dcm' 'a.dcm')
+    out, report, key = tmp_path / "out", tmp_path / "report.jsonl", tmp_path / "key"
+    key.write_text("56" * 32)
+    full = ["--key-file", str(key), "--report-paths"] if level is Level.FULL else []
+    args = ["anonymize", str(zipped), "-o", str(out), "--level", str(level), "--report", str(report), *full]
+    for run in ("first run", "rerun"):
+        code = main(args)
+        shown = capsys.readouterr()
+        _, records, summary = read_report(report)
+        statuses = {str(r["input"]): r["status"] for r in records}
+        assert "stopped" not in summary and "Traceback" not in shown.err, run
+        if level is Level.FULL:
+            assert code == 0 and set(statuses.values()) == {"written"} and len(files_under(out)) == 6, run
+            continue
+        assert statuses["."] == statuses["x/y.dcm"] == "failed", run
+        assert statuses["./a.dcm"] == statuses["x"] == statuses["z.dcm"] == "written", run
+        assert statuses["a.dcm"] != "written", f"{run}: a.dcm's output replaced ./a.dcm's"
+        assert sorted(p.relative_to(out).as_posix() for p in files_under(out)) == ["a.dcm", "x", "z.dcm"], run
+        assert code == 1, run
+        lines = shown.err.splitlines()
+        assert any(line.startswith("failed: .: zip member name ends in '.'") for line in lines), shown.err
+        assert any(line.startswith("failed: x/y.dcm: output not written: a file or folder of another input "
+                                   "holds its path") for line in lines), shown.err
+
+
 def test_a_name_that_is_not_utf8_fails_alone_in_a_zip_output(tmp_path: Path) -> None:
     """A member's name must be UTF-8: an input named by other bytes is a failed record; the run goes on."""
     source = tmp_path / "in"

@@ -18,6 +18,12 @@ def mirrored(prefix: str, relative: str) -> str:
     return str(PurePosixPath(prefix, relative)) if prefix else relative
 
 
+def mirrored_output(name: str) -> str:
+    """Where the file of mirrored name `name` goes: that path in its normal form, so that a zip's members
+    './a.dcm' and 'a.dcm' (or 'b//c.dcm' and 'b/c.dcm') are seen to claim one place."""
+    return PurePosixPath(name).as_posix()
+
+
 def by_identifiers(identifiers: Mapping[str, str], context: FileContext, relative: str) -> str:
     """`subject/study/series/instance.dcm` from the anonymized file's pseudonym and UIDs (by keyword).
 

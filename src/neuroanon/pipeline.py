@@ -47,7 +47,7 @@ from .errors import InputError, RunStopped, UsageError, WorkerDied
 from .identifiers import patient_id
 from .journal import Journal, check_output
 from .keys import Keyring, SubjectMapping
-from .layout import by_identifiers, mirrored
+from .layout import by_identifiers, mirrored, mirrored_output
 from .options import Level, Options
 from .read import PixelSpan, is_dicomdir, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
@@ -715,6 +715,9 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
         if not safe_member_name(item.member or ""):
             return Prepared(Record(name, Status.FAILED, "zip member name is absolute, climbs out with '..' or "
                                    "holds a backslash"))
+        if run.options.level is not Level.FULL and (item.member or "").rpartition("/")[2] == ".":
+            return Prepared(Record(name, Status.FAILED, "zip member name ends in '.' (a folder's name): "
+                                   "not mirrored in the output (at full it would be)"))
         # extracted into the private stage, not the shared temporary folder: its bytes are still identifiable
         with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder:
             try:
@@ -925,7 +928,7 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
     """The output path (the input's below full), and at full the original PatientID with its pseudonym."""
     context, identifiers = anonymized.context, anonymized.identifiers
     if context.options.level is not Level.FULL:
-        return name, None
+        return mirrored_output(name), None
     mapped = patient_id(context.original), identifiers.get("PatientID", "")
     return by_identifiers(identifiers, context, name), mapped
 
@@ -960,15 +963,26 @@ def commit(
             else:
                 release(staged, os.path.join(output, record.output), output, OUTPUT_MODE)  # (no Path made)
         except OSError as exc:
-            if exc.errno not in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
+            why = _name_not_written(exc)
+            if why is None:
                 raise  # the output's condition (a full disk...): the run stops
             discard(staged)  # this file's name alone cannot be written there
-            return replace(record, status=Status.FAILED, reason=f"output not written ({_cause(exc)})", output=None)
+            return replace(record, status=Status.FAILED, reason=f"output not written{why}", output=None)
         return record
     if options.quarantine is not None:
         return _quarantined(Path(staged), record, options.quarantine)
     discard(staged)
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _name_not_written(exc: OSError) -> str | None:
+    """Why a file's own name cannot be written in the output, or None: the output's condition (a full disk...).
+    Below full an output's path is its input's: a zip's member "x" and its "x/y.dcm" cannot both be files there."""
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        return f": a file or folder of another input holds its path ({_cause(exc)})"
+    if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
+        return f" ({_cause(exc)})"
+    return None
 
 
 def _duplicate(record: Record, staged: Path, first: str, output: Path | None) -> Record:
@@ -1080,7 +1094,7 @@ def _copied(item: InputFile, stage: Path, name: str, reason: str, dicom: bool = 
         if _no_space(exc):
             raise
         return Prepared(Record(name, Status.FAILED, f"copy failed ({_cause(exc)})", dicom=dicom))
-    return Prepared(Record(name, Status.WRITTEN, reason, name, dicom=dicom), str(staged))
+    return Prepared(Record(name, Status.WRITTEN, reason, mirrored_output(name), dicom=dicom), str(staged))
 
 
 def _size(item: InputFile) -> int:

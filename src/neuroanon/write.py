@@ -173,8 +173,12 @@ def _release(staged: str | Path, dest: str | Path, root: Path | None) -> None:
         folder = Path(dest).parent
         with Staged(root or folder) as near, open(staged, "rb") as src:
             shutil.copyfileobj(src, near.file, CHUNK)
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(near.path, dest)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(near.path, dest)
+        except BaseException:  # (its path taken by a file or a folder) no copy is left beside the output
+            discard(near.path)
+            raise
         os.unlink(staged)
 
 
