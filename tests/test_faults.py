@@ -831,7 +831,8 @@ def test_one_instance_in_several_transfer_syntaxes_has_one_output(tmp_path: Path
     records = _full(source, tmp_path / "out", tmp_path)
     statuses = sorted(str(r["status"]) for r in records.values())
     assert statuses == ["skipped"] * 4 + ["written"], records
-    assert all("duplicate instance" in str(r["reason"]) for r in records.values() if r["status"] == "skipped")
+    assert all(str(r["reason"]).startswith("duplicate instance") and str(r["reason"]).endswith(
+        "(its output would be in another transfer syntax)") for r in records.values() if r["status"] == "skipped")
     assert len(_released(tmp_path / "out")) == 1
 
 
@@ -880,8 +881,8 @@ def test_an_element_of_unknown_vr_fails_with_its_cause(tmp_path: Path, level: st
 
 
 def test_a_duplicate_instance_says_whether_its_output_would_be_the_same_bytes(tmp_path: Path) -> None:
-    """A copy of a file and another file with its instance UID are both skipped; the reason tells them apart, so a
-    reader can find the one whose content would be lost."""
+    """A copy of a file is skipped, another file with its instance UID fails (its content is not released); the
+    reason tells them apart, so a reader can find the one whose content would be lost."""
     source = tmp_path / "in"
     first = make_study(source / "a", subject=45, n_series=1, n_instances=1)[0]
     (source / "b").mkdir()
@@ -890,13 +891,36 @@ def test_a_duplicate_instance_says_whether_its_output_would_be_the_same_bytes(tm
     other.PixelData = bytes(len(other.PixelData))
     other.save_as(source / "b" / "other.dcm")
     records = _full(source, tmp_path / "out", tmp_path)
-    assert [records[k]["status"] for k in sorted(records)] == ["written", "skipped", "skipped"], records
+    assert [records[k]["status"] for k in sorted(records)] == ["written", "skipped", "failed"], records
     assert str(records["b/copy.dcm"]["reason"]).endswith("not written (its output would be the same bytes)")
     assert str(records["b/other.dcm"]["reason"]).endswith("not written (its output would be other bytes)")
     assert records["b/copy.dcm"]["same_as"] == records["b/other.dcm"]["same_as"] == str(first.relative_to(source))
     rerun = _full(source, tmp_path / "out", tmp_path)  # (the records taken up from the journal)
     assert {k: (r["status"], r["reason"], r.get("same_as")) for k, r in rerun.items()} == {
         k: (r["status"], r["reason"], r.get("same_as")) for k, r in records.items()}, "the rerun names the first too"
+
+
+def test_a_duplicate_instance_with_other_content_is_a_file_not_released(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One SOP Instance UID, other pixel data: the second was skipped, with no line on the terminal and exit 0, so
+    a script checking the exit status never learned that an image was dropped (found from outside). It fails, a
+    line names it, exit 1. A copy (the same output bytes) is a skipped duplicate, exit 0."""
+    source = tmp_path / "in"
+    first = make_study(source, subject=51, n_series=1, n_instances=1)[0]
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key)]
+    shutil.copyfile(first, source / "copy.dcm")
+    assert main([*args, "-o", str(tmp_path / "copy")]) == 0
+    assert "copy.dcm" not in capsys.readouterr().err
+    other = pydicom.dcmread(first)
+    other.PixelData = bytes(len(other.PixelData))
+    other.save_as(source / "other.dcm")
+    assert main([*args, "-o", str(tmp_path / "other")]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "other.dcm" in line]
+    assert line == ("failed: other.dcm: duplicate instance: another input has its output path; not written (its "
+                    "output would be other bytes)")
 
 
 def test_a_duplicates_report_and_journal_name_the_first_input_by_its_token(tmp_path: Path) -> None:

@@ -31,6 +31,9 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar
 
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
+
 from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
 from .discover import (
@@ -986,22 +989,36 @@ def _name_not_written(exc: OSError) -> str | None:
 
 
 def _duplicate(record: Record, staged: Path, first: str, output: Path | None) -> Record:
-    """The record of an input whose output place `first` claimed, its staged output discarded. `output`: the
-    folder the first's output went to, for a comparison of the bytes (None: a zip archive)."""
+    """The record of an input whose output place `first` claimed, its staged output discarded: skipped, or failed
+    when its output would be other bytes in the same transfer syntax (content of its own, not released; in another
+    one it is the instance in another form, as far as bytes can tell). `output`: the folder the first's output
+    went to, for a comparison of the bytes (None: a zip archive)."""
     assert record.output is not None
     if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
         discard(staged)
         return Record(record.input, Status.QUARANTINED, "same instance as another input, which was held back",
                       findings=record.findings, same_as=first)
     # (the same instance UID, so the same output path; its content may differ: not written, and said so)
-    same = _same_bytes(staged, output / record.output) if output is not None else None
+    released = output / record.output if output is not None else None
+    same = _same_bytes(staged, released) if released is not None else None
+    recoded = same is False and released is not None and _syntax(staged) != _syntax(released)
     discard(staged)
-    compared = {True: " (its output would be the same bytes)", False: " (its output would be other bytes)",
-                None: ""}[same]
+    reason = "duplicate instance: another input has its output path; not written"
     # (the first input is named in `same_as`, which the report names as it names inputs: at full a file's
     # name may hold a patient's)
-    return Record(record.input, Status.SKIPPED, "duplicate instance: another input has its output path;"
-                  f" not written{compared}", record.output, same_as=first)
+    if same is False and not recoded:  # content of its own that is not released: failed, as a file not released is
+        return Record(record.input, Status.FAILED, f"{reason} (its output would be other bytes)", same_as=first)
+    compared = {True: " (its output would be the same bytes)", None: "",
+                False: " (its output would be in another transfer syntax)"}[same]  # (the instance in another form)
+    return Record(record.input, Status.SKIPPED, reason + compared, record.output, same_as=first)
+
+
+def _syntax(path: Path) -> str | None:
+    """The transfer syntax an output declares (None: it cannot be read)."""
+    try:
+        return str(read_file_meta_info(path).get("TransferSyntaxUID", ""))
+    except (OSError, InvalidDicomError):
+        return None
 
 
 def _same_bytes(staged: Path, released: Path) -> bool | None:
