@@ -216,6 +216,10 @@ def test_same_length_uid_is_keyed_and_valid() -> None:
     assert len(new) == len(uid) and new.startswith(ring.uid(uid))
     assert new == csa.same_length_uid(ring, uid).decode() != csa.same_length_uid(Keyring(KEY + b"x"), uid).decode()
     assert csa.same_length_uid(ring, "1.2.3.4.5") == b"0.0.0.0.0"
+    # Fewer than 30 digits would look like another system's 2.25 UID, which the residual check searches
+    short, long_ = "1.3.12.2.1107.5.2.32.3511900000012", "1.3.12.2.1107.5.2.32.35119000000123"  # (34, 35)
+    assert csa.same_length_uid(ring, short) == re.sub(rb"[0-9]", b"0", short.encode())
+    assert re.fullmatch(rb"2\.25\.[0-9]{30}", csa.same_length_uid(ring, long_))
 
 
 def test_siemens_files_are_taken_by_the_engine(tmp_path: Path) -> None:

@@ -830,7 +830,17 @@ def test_a_date_that_looks_like_the_start_of_our_uids_is_found(tmp_path: Path, t
 
 def test_our_uids_holding_a_date_by_chance_are_no_hit(tmp_path: Path) -> None:
     ours = "2.25.123419610225456789012345678901234567"  # (39 digits, the birth date among them)
-    assert held(tmp_path, original(PatientBirthDate="19610225"), ImageComments=ours, x00091010=b"2.25.1961022577") == []
+    in_csa = b"2.25.123456789012345678901234519610225"  # (30 digits: as a CSA header's UID of 35 characters becomes)
+    assert held(tmp_path, original(PatientBirthDate="19610225"), ImageComments=ours, x00091010=in_csa) == []
+
+
+@pytest.mark.parametrize("uid", ["2.25.19610225", "2.25.19610225083000123", "2.25.4471009312"])
+def test_a_date_or_id_written_as_a_shorter_2_25_uid_is_found(tmp_path: Path, uid: str) -> None:
+    """Our keyed UIDs have 30 digits or more; a date or an ID written as a shorter `2.25.` UID in a value kept as it
+    is (a class UID, a local code) was taken for one of ours and not searched (found from outside: released)."""
+    source = original(PatientBirthDate="19610225", PatientID="4471009312")
+    findings = held(tmp_path, source, ImageComments="x", x00091010=uid.encode() + b"\x00" * (len(uid) % 2))
+    assert any(f.where == "(0009,1010)" for f in findings), findings
 
 
 @pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SOPInstanceUID"])

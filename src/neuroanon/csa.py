@@ -175,8 +175,10 @@ def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) 
 
 
 def same_length_uid(keyring: Keyring, uid: str) -> bytes:
-    """A keyed UID of exactly `uid`'s length (its digits begin as the keyed map's `2.25.` UID), or zeros."""
-    if len(uid) < 10:
+    """A keyed UID of exactly `uid`'s length (its digits begin as the keyed map's `2.25.` UID), or zeros: for a UID
+    shorter than 35 characters a keyed one would have fewer than 30 digits, and look like another system's `2.25.`
+    UID, which the residual check searches (`residual._OUR_UIDS`)."""
+    if len(uid) < 35:
         return re.sub(r"[0-9]", "0", uid).encode("ascii")
     digits = keyring.uid(uid)[5:] + keyring.uid(uid + "\x00csa")[5:]
     return ("2.25." + digits[: len(uid) - 5]).encode("ascii")

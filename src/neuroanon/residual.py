@@ -66,12 +66,13 @@ from .tags import (
     tag_text,
 )
 
-# Our own keyed UIDs are random digits (39, or as many as a UID of a CSA header had): a date could occur in them by
-# chance, so they are not searched. Whole UIDs only, of five digits or more: "2.25.1961" (a date) and a longer UID
-# holding ".2.25." stay; so does one that is an original UID of the file (another system's `2.25.` UID).
-# (The look behind follows the literal start: so written, the search looks for that literal first, a hundred
-# times as fast.)
-_OUR_UIDS = re.compile(rb"2\.25\.(?<![0-9.]2\.25\.)[0-9]{5,39}(?![0-9]|\.[0-9])")
+# Our own keyed UIDs are random digits (a 128-bit number: 30 to 39 digits, fewer once in 10^9 times; in a CSA
+# header as many as the UID it replaced had, up to 59, and never fewer than 30: `csa.same_length_uid`): a date could
+# occur in them by chance, so they are not searched. Whole UIDs only: a shorter one ("2.25.19610302", a date or an
+# ID written as a UID in a value kept as it is: found from outside) and a longer UID holding ".2.25." stay; so does
+# one that is an original UID of the file (another system's `2.25.` UID). (The look behind follows the literal
+# start: so written, the search looks for that literal first, a hundred times as fast.)
+_OUR_UIDS = re.compile(rb"2\.25\.(?<![0-9.]2\.25\.)[0-9]{30,59}(?![0-9]|\.[0-9])")
 # A Latin letter with a diacritic (or ß, æ, ø...) next to another letter: where folded text can differ from
 # what the byte patterns match (an ASCII-written name found written with its letters, "Müller" for "MUELLER").
 # So do a combining mark (a letter's accent written apart, as macOS writes it), a full-width letter and a
