@@ -743,10 +743,13 @@ def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
         return None
     found = [Needle(keyword, f"{date[1]}{date[3]}{date[4]}".encode(), forms, encodings, declared)]
     y, m, d = int(date[1]), int(date[3]), int(date[4])
-    in_letters = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
-    era = era_forms(y, m, d)
-    for forms in ([era] if era else []) + [(form,) for form in calendar_forms(y, m, d)]:  # (no ASCII run: apart)
-        found.append(Needle(keyword, fold(forms[0].text).encode(), forms, in_letters, declared))
+    era, minguo = era_forms(y, m, d), minguo_form(y, m, d)  # (needles of their own: they have no ASCII run)
+    if era:
+        in_kanji = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
+        found.append(Needle(keyword, fold(era[0].text).encode(), era, in_kanji, declared))
+    if minguo:  # (in the encodings of Chinese text only: each other one's bytes make every series' index larger)
+        in_chinese = tuple(dict.fromkeys((*encodings, "big5", "gb18030")))
+        found.append(Needle(keyword, fold(minguo.text).encode(), (minguo,), in_chinese, declared))
     return tuple(found)
 
 
@@ -1232,9 +1235,10 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
         Form((year, sep, names, sep, day), DIGIT, DIGIT),  # 1961-Feb-03, 1961 February 3
         Form((day, sep, (_ROMAN[m - 1],), sep, year), DIGIT, DIGIT),  # 3.II.1961
-        # The year of the Buddhist era (Thai): 3/2/2504
+        # The year of the Buddhist era (Thai): 3/2/2504, 3 ก.พ. 2504 (its year an ASCII run to look for first)
         Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
                                                                           DIGIT, DIGIT),
+        *(Form((day, (" ",), _THAI_MONTHS[m - 1], (" ",), (year,)), DIGIT, DIGIT) for year in (f"{y + 543}", *year)),
         # Chinese, Japanese, Korean: 1961年2月3日, 1961년 2월 3일 (the year a literal the search looks for first)
         Form((year, ("年", "년"), ("", " "), month, ("月", "월"), ("", " "), day, ("日", "일")), DIGIT, NONE),
     ]
@@ -1257,18 +1261,13 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     return tuple(forms)
 
 
-def calendar_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
-    """The date in words of other calendars: a Minguo year ("民國50年3月2日", "50年3月2日"), a Thai month and
-    Buddhist era year ("2 มี.ค. 2504")."""
-    month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
-    forms = [Form((day, (" ",), _THAI_MONTHS[m - 1], (" ",), (f"{y + 543}", f"{y:04d}")), DIGIT, DIGIT,
-                  f"{d} {_THAI_MONTHS[m - 1][0]} {y + 543}")]
-    if y > 1911:
-        n = y - 1911
-        era = ("民國", "民国", "民國 ", "民国 ", "")
-        forms.append(Form((era, (str(n), f"{n:02d}"), ("年",), month, ("月",), day, ("日",)), DIGIT, NONE,
-                          f"民國{n}年{m}月{d}日"))
-    return tuple(forms)
+def minguo_form(y: int, m: int, d: int) -> Form | None:
+    """The date with a year of Taiwan's Minguo calendar in words ("民國50年3月2日", "50年3月2日"); none before it."""
+    if y <= 1911:
+        return None
+    n, month, day = y - 1911, tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
+    era = ("民國", "民国", "民國 ", "民国 ", "")
+    return Form((era, (str(n), f"{n:02d}"), ("年",), month, ("月",), day, ("日",)), DIGIT, NONE, f"民國{n}年{m}月{d}日")
 
 
 # Japanese eras since the Meiji calendar reform (its first year counted from 1 January 1868): name, initial, start.
