@@ -1133,6 +1133,45 @@ def test_bytes_after_the_frames_of_float_pixel_data_hold_the_file_back(tmp_path:
     assert ("pixel data holds 28 bytes after its frames" in record.reason) is held
 
 
+@pytest.mark.parametrize("missing", ["Rows", "Columns", "BitsAllocated", None])
+@pytest.mark.parametrize("keyword", ["PixelData", "FloatPixelData"])
+def test_native_pixel_data_whose_header_gives_no_frame_size_is_held_back(tmp_path: Path, missing: str | None,
+                                                                          keyword: str) -> None:
+    """Without Rows, Columns or BitsAllocated no frame takes any byte: the whole value is bytes no image shows
+    (text there was released: found from outside). A value of zeros stays released."""
+    ds = make_dataset(subject=61)
+    del ds.PixelData
+    ds.BitsAllocated = 32 if keyword == "FloatPixelData" else 16
+    if keyword == "FloatPixelData":
+        del ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    if missing is not None:
+        delattr(ds, missing)
+    text = b"Quxworth^Zelda ZQ-4471-0093 1961"
+    tag, vr = (0x7FE00010, "OW") if keyword == "PixelData" else (0x7FE00008, "OF")
+    ds.add_new(tag, vr, text if missing is not None else bytes(len(text)))
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=False)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if missing else Status.WRITTEN), record.reason
+
+
+@pytest.mark.parametrize(("after", "held"), [(b"", False), (b"Quxworth^Zelda ZQ-4471-0093 ", True)])
+def test_pixel_data_whose_number_of_frames_is_no_number_holds_as_many_frames_as_fit(tmp_path: Path, after: bytes,
+                                                                                    held: bool) -> None:
+    """NumberOfFrames '1A' (pydicom's badVR.dcm): the value's whole frames are pixels, what follows them is not."""
+    ds = make_dataset(subject=62)
+    ds.Rows = ds.Columns = 4
+    ds.NumberOfFrames = "2"
+    ds.PixelData = bytes(range(64)) + after
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    raw = source.read_bytes().replace(b"IS\x02\x002 ", b"IS\x02\x001A")
+    source.write_bytes(raw)
+    assert pydicom.dcmread(source)["NumberOfFrames"].VR == "IS" and b"1A" in raw
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+
+
 def test_a_kept_binary_private_value_holding_a_name_is_cleaned_not_failed(tmp_path: Path) -> None:
     """A kept Siemens FD value (0019,xx0E) whose bytes are the patient's name in UTF-16: cleaned like any kept
     value, behind its own header (pydicom cannot write bytes as FD: the file failed, 'could not be processed

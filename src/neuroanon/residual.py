@@ -398,20 +398,20 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
                        ) -> int:
     """How many bytes of native pixel data (integer, float or double float) in the written file lie after its
     frames (Rows x Columns x samples x bits x frames) and are not all zero: bytes no image shows and no check
-    reads. 0 for encapsulated pixel data, zero padding, the byte that pads an odd length, or a header that does not
-    say the frames' size. `pixels` is None for a file without pixel data, or a deflated one (read whole: deflated
-    images are rare). `searchable`, the written bytes as `check_file` takes them, holds the element's header: then
-    the file is opened only when there are bytes after the frames."""
-    expected = _frames_size(original)
-    if not expected:
-        return 0
-    if pixels is None:
+    reads; all of them when the header does not say the frames' size (a header without Rows: found from outside,
+    released with text in its pixel data). 0 for encapsulated pixel data, zero padding or the byte that pads an
+    odd length. `pixels` is None for a file without pixel data, or a deflated one (read whole: deflated images are
+    rare). `searchable`, the written bytes as `check_file` takes them, holds the element's header: then the file
+    is opened only when there are bytes after the frames."""
+    frame, count = _frame_layout(original)
+    if pixels is None:  # (no pixel data; or deflated, without a frame's size: rarer still)
         with open(path, "rb") as f:
-            if DEFLATED_SYNTAX not in f.read(1024):
+            if not frame or DEFLATED_SYNTAX not in f.read(1024):
                 return 0
         with quiet():
             written = pydicom.dcmread(path)
         value = next((written[tag].value for tag in _PIXEL_TAGS if tag in written), None)
+        expected = _frames_bytes(frame, count, len(value) if isinstance(value, bytes) else 0)
         after = value[expected:] if isinstance(value, bytes) and len(value) > expected + 1 else b""
         return len(after) if after.strip(b"\x00") else 0
     if searchable is not None:
@@ -422,7 +422,7 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
             length = _value_length(f.read(12))
     if length is None:  # encapsulated
         return _unread_rle(path, pixels, int(original.get("Rows") or 0) * int(original.get("Columns") or 0))
-    excess = length - expected
+    excess = length - _frames_bytes(frame, count, length)
     if excess <= 1:  # (a value of odd length is padded to even, with any byte)
         return 0
     with open(path, "rb") as f:
@@ -477,15 +477,26 @@ _PIXEL_TAGS = (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA)
 
 @once_per_raw_values(tuple(int(Tag(k)) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated",
                                                   "NumberOfFrames")))
-def _frames_size(original: Dataset) -> int:
-    """The bytes of all frames of native pixel data, as the header gives them (0 when it does not)."""
+def _frame_layout(original: Dataset) -> tuple[int, int | None]:
+    """The bits of a frame of native pixel data as the header gives them (0 when it does not), and the number of
+    frames (None when NumberOfFrames is no number)."""
     try:
-        bits = (int(original.get("Rows") or 0) * int(original.get("Columns") or 0)
-                * int(original.get("SamplesPerPixel") or 1) * int(original.get("BitsAllocated") or 0)
-                * int(str(original.get("NumberOfFrames") or 1).strip() or 1))
+        frame = (int(original.get("Rows") or 0) * int(original.get("Columns") or 0)
+                 * int(original.get("SamplesPerPixel") or 1) * int(original.get("BitsAllocated") or 0))
     except (TypeError, ValueError):
-        return 0
-    return (bits + 7) // 8
+        return 0, 1
+    try:
+        return frame, int(str(original.get("NumberOfFrames") or 1).strip() or 1)
+    except (TypeError, ValueError):
+        return frame, None
+
+
+def _frames_bytes(frame: int, count: int | None, length: int) -> int:
+    """The bytes the frames take: as the header gives them; when it gives no number of frames it can read, as many
+    whole frames as a value of `length` bytes holds (pydicom's badVR.dcm: NumberOfFrames '1A')."""
+    if count is None:
+        count = length * 8 // frame if frame else 0
+    return (frame * count + 7) // 8
 
 
 def _value_length(head: bytes) -> int | None:
