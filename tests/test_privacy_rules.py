@@ -611,6 +611,29 @@ def test_text_around_a_jpeg_in_its_fragment_holds_the_file_back(tmp_path: Path, 
     assert {f.where for f in record.findings} == {"(7FE0,0010) outside the coded image"}
 
 
+@pytest.mark.parametrize("where", ["between-two-codestreams", "between-two-end-markers", "reserved-segment",
+                                   "quantization-table", "clean", "exif-thumbnail"])
+def test_text_in_any_segment_or_after_the_first_end_holds_the_file_back(tmp_path: Path, where: str) -> None:
+    """Any marker segment of a codestream's header (a table, a reserved marker: none is the image) and whatever
+    follows its first end marker (a second codestream, a stray end marker after text) are searched (found from
+    outside: released). An Exif thumbnail's end marker in an application segment ends no codestream."""
+    secret = make_dataset(subject=41)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    soi, rest = jpeg[:2], jpeg[2:]
+    thumbnail = b"\xff\xe1\x00\x10Exif\x00\x00\xff\xd8\xff\xd9\x00\x00"  # (an APP1 holding SOI and EOI)
+    fragment = {"between-two-codestreams": jpeg + text + jpeg, "between-two-end-markers": jpeg + text + b"\xff\xd9",
+                "reserved-segment": soi + b"\xff\xf0" + (len(text) + 2).to_bytes(2, "big") + text + rest,
+                "quantization-table": soi + b"\xff\xdb" + (len(text) + 3).to_bytes(2, "big") + b"\x00" + text + rest,
+                "clean": jpeg + jpeg, "exif-thumbnail": soi + thumbnail + rest}[where]
+    record = _full_on_a_jpeg(tmp_path, make_dataset(subject=41), fragment)
+    if where in ("clean", "exif-thumbnail"):
+        assert record.status is Status.WRITTEN, record.reason
+        return
+    assert record.status is Status.QUARANTINED, record.reason
+    assert {f.where for f in record.findings} == {"(7FE0,0010) outside the coded image"}
+
+
 def _full_on_a_jpeg(tmp_path: Path, ds: Dataset, fragment: bytes) -> Record:
     """`full` on `ds` with one 8-bit JPEG baseline frame, `fragment`."""
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1

@@ -579,9 +579,10 @@ class _Stray:
 def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> bool:
     """Add to `stray` what a fragment holds beside its coded image; return whether a codestream is still open at
     its end (`coded`: one was open at its start)."""
+    image = start  # where coded data may begin in this fragment
     if _starts_codestream(f, start):
         coded = True
-        stray.add(_text_segments(f, start, end))
+        image = _text_segments(f, start, end, stray)
     elif coded:  # a frame continued in this fragment: its markers
         stray.add(_segments_after(f, start, end))
     elif not _rle_segments(f, start, end):  # bytes before a codestream's start (all, if none starts)
@@ -589,9 +590,9 @@ def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> 
         stray.add(_blocks(f, start, end if first is None else first))
         if first is not None:
             coded = True
-            stray.add(_text_segments(f, first, end))
+            image = _text_segments(f, first, end, stray)
     if coded:
-        after = _after_end(f, start, end)
+        after = _after_end(f, image, end)
         if after is not None:  # the codestream ended: what follows is no image's
             stray.add(_blocks(f, *after))
             return False
@@ -601,11 +602,11 @@ def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> 
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
 # SOI and a marker; SOC and SIZ, which must follow it: where a codestream starts later in a fragment
 _LATE_START = re.compile(rb"\xff\xd8\xff|\xff\x4f\xff\x51")
-_TEXT_MARKERS = frozenset({0xFE, 0x64, *range(0xE0, 0xF0)})  # COM, JPEG 2000 COM, APP0-APP15
 _SOS, _SOT, _SOD = 0xDA, 0x90, 0x93  # the image itself follows (JPEG scan; JPEG 2000 tile-part and its data)
-# A JPEG comment or application marker anywhere: in coded data 0xFF is followed only by 0x00 or a restart marker
-# (JPEG), or a byte below 0x80 (JPEG-LS), so this finds only real segments.
-_JPEG_TEXT_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
+# A JPEG marker segment anywhere (one with a length: tables, comment and application segments, reserved ones, a
+# scan's header): in coded data 0xFF is followed only by 0x00 or a restart marker (JPEG), a byte below 0x80
+# (JPEG-LS) or below 0x90 (JPEG 2000), so this finds only real segments.
+_JPEG_SEGMENT = re.compile(rb"\xff[\xc0-\xcf\xda-\xfe]")
 _OVERLAP = 4096  # bytes a block shares with the next, so that a value across their edge is read whole
 _SEARCHED_AT_ONCE = 16 << 20  # stray bytes searched together, at most
 
@@ -645,19 +646,17 @@ def _rle_segments(f: BinaryIO, start: int, end: int) -> bool:
             and used[-1] < end - start and not any(offsets[count:]))
 
 
-def _after_end(f: BinaryIO, start: int, end: int) -> tuple[int, int] | None:
-    """Where the bytes a fragment holds after the last codestream end marker in it (EOI, EOC: FFD9, which no coded
-    data holds) begin and end, zero padding left out; None when none is in it (a frame continued in the next
-    fragment)."""
-    stop = end
-    while stop > start:
-        at = max(start, stop - _BLOCK)
+def _after_end(f: BinaryIO, image: int, end: int) -> tuple[int, int] | None:
+    """Where the bytes a fragment holds after its codestream's end marker (EOI, EOC: FFD9, which no coded data
+    holds: the first after `image`, where its coded data may begin, past its header's segments, whose payloads may
+    hold FFD9: an Exif thumbnail) begin and end, zero padding left out; None when none is in it (a frame continued
+    in the next fragment). A second codestream or a stray end marker after it is no image's (found from outside:
+    text between two end markers was released)."""
+    for at in range(image, end, _BLOCK):
         f.seek(at)
-        block = f.read(min(stop + 1, end) - at)  # (one byte more: an end marker across the blocks' edge)
-        mark = block.rfind(b"\xff\xd9")
+        mark = f.read(min(_BLOCK + 1, end - at)).find(b"\xff\xd9")  # (one byte more: a marker across the edge)
         if mark >= 0:
             return at + mark + 2, _before_padding(f, at + mark + 2, end)
-        stop = at
     return None
 
 
@@ -673,13 +672,15 @@ def _before_padding(f: BinaryIO, start: int, end: int) -> int:
     return start
 
 
-def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
-    """The payloads of the comment and application marker segments of the codestream that begins the fragment from
-    `start` to `end`: JPEG's before and between its scans (found by their markers in the rest of the fragment),
-    JPEG 2000's in its main header and in each tile-part's header (found by the tile-parts' lengths, so that its
-    coded data is not read)."""
+def _text_segments(f: BinaryIO, start: int, end: int, stray: _Stray) -> int:
+    """Add to `stray` the payloads of the marker segments of the codestream that begins the fragment from `start`
+    to `end` (tables, comments, application and reserved segments: none is the image; a device may write text in
+    any): JPEG's before and between its scans (found by their markers in the rest of the fragment), JPEG 2000's in
+    its main header and in each tile-part's header (found by the tile-parts' lengths, so that its coded data is not
+    read). Return where its coded data begins (its first scan or tile-part)."""
     found: list[bytes] = []
     pos, marker = _header_segments(f, start + 2, end, found)
+    image = pos
     if marker == _SOS:
         found += _segments_after(f, pos, end)
     while marker == _SOT and pos + 12 <= end:
@@ -693,16 +694,17 @@ def _text_segments(f: BinaryIO, start: int, end: int) -> list[bytes]:
         f.seek(pos)
         following = f.read(2)
         marker = following[1] if len(following) == 2 and following[0] == 0xFF else None
-    return found
+    stray.add(found)
+    return image
 
 
 def _segments_after(f: BinaryIO, pos: int, end: int) -> list[bytes]:
-    """The payloads of the JPEG comment and application segments from `pos` to `end`, read a block at a time."""
+    """The payloads of the JPEG marker segments from `pos` to `end` (`_JPEG_SEGMENT`), read a block at a time."""
     found: list[bytes] = []
     for at in range(pos, end, _BLOCK):
         f.seek(at)
         block = f.read(min(_BLOCK + 1, end - at))  # (one byte more: a marker across the blocks' edge)
-        for match in _JPEG_TEXT_MARKER.finditer(block):
+        for match in _JPEG_SEGMENT.finditer(block):
             f.seek(at + match.end())
             length = int.from_bytes(f.read(2), "big")
             found.append(f.read(min(max(length - 2, 0), end - at - match.end() - 2)))
@@ -713,8 +715,8 @@ _BLOCK = 1 << 20
 
 
 def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tuple[int, int | None]:
-    """Walk the marker segments from `pos`, adding the payloads of text segments to `found`, up to the marker
-    where coded data begins; return where it is and which it is (None: no marker there)."""
+    """Walk the marker segments from `pos`, adding their payloads to `found`, up to the marker where coded data
+    begins; return where it is and which it is (None: no marker there)."""
     while pos + 4 <= end:
         f.seek(pos)
         marker = f.read(4)
@@ -726,8 +728,7 @@ def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tup
             pos += 1
             continue
         (length,) = struct.unpack(">H", marker[2:])
-        if marker[1] in _TEXT_MARKERS:
-            found.append(f.read(min(max(length - 2, 0), end - pos - 4)))
+        found.append(f.read(min(max(length - 2, 0), end - pos - 4)))
         pos += 2 + length
     return pos, None
 
