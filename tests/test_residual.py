@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import quopri
+import re
 import urllib.parse
 import zlib
 from pathlib import Path
@@ -216,9 +217,18 @@ def _escaped(form: str, name: str) -> str:
         return '{"p": "' + "".join(f"\\u{ord(c):04x}" for c in family) + '"}'
     if form == "quoted-printable":  # a MIME part in UTF-8
         return quopri.encodestring(name.replace("^", " ").encode()).decode()
+
     if form == "escapes in escapes":  # a URL in an XML attribute: %-encoded, then its % written as &#37;
         return "<a href='q?n=" + urllib.parse.quote(family).replace("%", "&#37;") + "'/>"
     raise AssertionError(form)
+
+
+def _leniently_escaped(form: str, name: str) -> str:
+    """`name` as a lenient writer escapes it: quoted-printable in lower case, the old HTML character references
+    without their semicolons (which browsers still take)."""
+    if form == "lower-case quoted-printable":
+        return re.sub(r"=[0-9A-F]{2}", lambda m: m.group().lower(), _escaped("quoted-printable", name))
+    return "<p>" + name.replace("Ü", "&Uuml").replace("Ä", "&Auml").replace("^", " ") + "</p>"
 
 
 def _in_a_report(form: str, name: str) -> str:
@@ -231,9 +241,10 @@ def _in_a_report(form: str, name: str) -> str:
     return "{\\rtf1\\ansi Seen " + "".join(letters) + "\\par}"
 
 
+LENIENT = ["lower-case quoted-printable", "character references without semicolons"]
 ESCAPES = ["numeric character references", "character references", "percent-encoding",
            "percent-encoding of every character", "\\u escapes", "\\u escapes of every character", "quoted-printable",
-           "escapes in escapes"]
+           "escapes in escapes", *LENIENT]
 BLOB_PLACES = ["(0043,102A)", "(0043,102A) in UTF-16"]
 
 
@@ -243,10 +254,12 @@ BLOB_PLACES = ["(0043,102A)", "(0043,102A) in UTF-16"]
 def test_a_name_written_with_escapes_holds_the_file_back(tmp_path: Path, form: str, place: str) -> None:
     """A name written as XML character references, percent-encoded in a URL, as JSON's \\u escapes, quoted-printable,
     or as HL7 or RTF write letters outside ASCII, in a kept value (WindowCenterWidthExplanation; GE's User Define
-    Data, its text also in UTF-16, as a Windows program writes a string) was released (adversarial hunt 9)."""
+    Data, its text also in UTF-16, as a Windows program writes a string) was released (adversarial hunt 9; the
+    lenient forms found from outside, 2026-12-05)."""
     ds = make_dataset(subject=2)
     name = str(ds.PatientName) if "every" in form or form.startswith("numeric") else _accented(ds)
-    text = _in_a_report(form, name) if form in ("HL7 escapes", "RTF escapes") else _escaped(form, name)
+    text = (_in_a_report(form, name) if form in ("HL7 escapes", "RTF escapes")
+            else _leniently_escaped(form, name) if form in LENIENT else _escaped(form, name))
     if place == "(0028,1055)":
         ds.WindowCenterWidthExplanation = text
     else:

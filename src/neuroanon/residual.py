@@ -288,21 +288,22 @@ _short_run_read = lru_cache(maxsize=4096)(_run_read)
 
 
 # Text written with escapes, as XML and HTML, URLs, JSON, MIME, HL7 and RTF write a character: a character reference
-# (`&#252;`, `&#xFC;`, `&uuml;`), percent-encoding (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape,
-# HL7's hex bytes (`\\XC39C\\`, in report text a RIS passed on) or RTF's (`\\'fc`),
-# quoted-printable (`=C3=BC`, `=` at a line's end); also in UTF-16 text (a Windows program's string), where the
-# escape's first characters are looked for with their NUL bytes and the text is read a byte in two. Each form's
+# (`&#252;`, `&#xFC;`, `&uuml;`, and as HTML takes the old ones, `&uuml` without its semicolon), percent-encoding
+# (`%C3%BC`, and in its text `+` for a space), a \\u or \\x escape, HL7's hex bytes (`\\XC39C\\`, in report text a
+# RIS passed on) or RTF's (`\\'fc`), quoted-printable (`=C3=BC`, `=c3=bc` as lenient writers do, `=` at a line's
+# end); also in UTF-16 text (a Windows program's string), where the escape's first characters are looked for with
+# their NUL bytes and the text is read a byte in two. Each form's
 # expression begins with one literal byte, which the search skips to (as fast as `bytes.find` of one byte; a
 # search for two bytes, `&#`, takes longer). The text around escapes is read back one form at a time, again while
 # that changes it (a URL in an XML attribute: `&#37;C3`), and what each step gives is searched like the forms
 # above (so that one form's reading cannot spoil another's: `=FA` in `?n=FAKE` is no quoted-printable).
 _ESCAPES = (  # form, first byte, the rest of an escape, the start of its rest in UTF-16 (LE or BE)
-    ("character references", b"&", rb"(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});",
+    ("character references", b"&", rb"(?:#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};?)",
      rb"\x00[#A-Za-z]\x00"),
     ("percent-encoding", b"%", rb"[0-9a-fA-F]{2}", rb"\x00[0-9a-fA-F]\x00[0-9a-fA-F]"),
     ("backslash escapes", b"\\", rb"(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|X(?:[0-9a-fA-F]{2})+\\|'[0-9a-fA-F]{2})",
      rb"\x00[uxX']\x00[0-9a-fA-F]"),
-    ("quoted-printable", b"=", rb"(?:[0-9A-F]{2}|\r?\n)", rb"\x00[0-9A-F]\x00[0-9A-F]"),
+    ("quoted-printable", b"=", rb"(?:[0-9A-Fa-f]{2}|\r?\n)", rb"\x00[0-9A-Fa-f]\x00[0-9A-Fa-f]"),
 )
 _READ_ESCAPES = tuple((form, re.compile(re.escape(first) + rest)) for form, first, rest, _ in _ESCAPES)
 _FIND_ESCAPES = tuple(re.compile(re.escape(first) + b"(?:" + rest + b"|" + wide + b")")
