@@ -15,7 +15,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from hypothesis import given, settings
@@ -38,6 +38,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 
 from neuroanon.allowlist import SAFE_PRIVATE, find_safe
 from neuroanon.apply import apply_level
+from neuroanon.layout import mirrored_output
 from neuroanon.options import Level, Options
 from neuroanon.ps315 import load_table
 from neuroanon.read import parses_as_sequence, read_header
@@ -401,6 +402,15 @@ def test_full_on_generated_instances_leaves_nothing(subject: int, study: int, se
     for uid in ui_values(result):
         assert valid_uid(uid)
     assert valid_uid(str(result.file_meta.MediaStorageSOPInstanceUID))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b.dcm", ".", "..x", ".x", "", "x."]), min_size=1, max_size=6)
+       .map("/".join))
+def test_a_mirrored_output_path_is_its_normal_form(name: str) -> None:
+    """Two zip members './a.dcm' and 'a.dcm' claim one place: the shortcut for a name already normal gives what
+    the path object gives."""
+    assert mirrored_output(name) == PurePosixPath(name).as_posix()
 
 
 # --- diagnostics -----------------------------------------------------------------------------------------------

@@ -21,7 +21,11 @@ def mirrored(prefix: str, relative: str) -> str:
 def mirrored_output(name: str) -> str:
     """Where the file of mirrored name `name` goes: that path in its normal form, so that a zip's members
     './a.dcm' and 'a.dcm' (or 'b//c.dcm' and 'b/c.dcm') are seen to claim one place."""
-    return PurePosixPath(name).as_posix()
+    # (a folder's file is in normal form already: a path object a file cost 2 us, 1.5% of `anonymize` in a worker)
+    return PurePosixPath(name).as_posix() if not name or _NOT_NORMAL.search(name) else name
+
+
+_NOT_NORMAL = re.compile(r"//|(?:^|/)\.(?:/|$)|/$")  # what a normal form leaves out: "//", a "." part, a last "/"
 
 
 def by_identifiers(identifiers: Mapping[str, str], context: FileContext, relative: str) -> str:
