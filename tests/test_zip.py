@@ -368,3 +368,38 @@ def test_archives_inside_a_folder_are_opened_or_reported_not_opened(
         name = planted_values(8)["PatientName"].encode()
         assert not any(name in data for data in released), "a name inside an archive was released"
         assert len([r for r in records.values() if r["status"] == "written" and r["dicom"]]) == 4
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "other-pixels"])
+def test_a_duplicate_instance_into_an_archive_is_compared_with_its_member(
+    tmp_path: Path, copy: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Into a zip archive a duplicate was skipped whatever it held (exit 0): one SOP Instance UID with other pixel
+    data fails, as into a folder, by its member's CRC-32 and size; a copy is a skipped duplicate."""
+    import shutil
+
+    import pydicom
+
+    source = tmp_path / "in"
+    first = make_study(source, subject=52, n_series=1, n_instances=1)[0]
+    (source / "zz").mkdir()  # (a folder after the study's: taken second)
+    if copy:
+        shutil.copyfile(first, source / "zz" / "second.dcm")
+    else:
+        other = pydicom.dcmread(first)
+        other.PixelData = bytes(len(other.PixelData))
+        other.save_as(source / "zz" / "second.dcm")
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    report = tmp_path / "r.jsonl"
+    args = ["anonymize", str(source), "-o", str(tmp_path / "out.zip"), "--level", "full", "--key-file", str(key),
+            "--report", str(report), "--report-paths"]
+    assert main(args) == (0 if copy else 1)
+    (second,) = [r for r in read_report(report)[1] if r["input"].endswith("second.dcm")]
+    if copy:
+        assert second["status"] == "skipped" and "(its output would be the same bytes)" in second["reason"]
+    else:
+        assert second["status"] == "failed" and "(its output would be other bytes)" in second["reason"]
+        assert "second.dcm" in capsys.readouterr().err
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        assert len(archive.namelist()) == 1

@@ -259,7 +259,7 @@ def _run(
                     _mapped(subjects, *outcome.subject)  # before the file is journalled: a rerun would not list it
                 if archive is None:
                     _withdraw(journal.replaced(name, item.path), outcome, output, claimed)
-                record = _committed(outcome, name, item, output, options, claimed, released, journal)
+                record = _committed(outcome, name, item, output, options, claimed, released, journal, archive)
             else:  # finished by an earlier run
                 record = _taken_up(replace(outcome, input=name), claimed, options)
             size = _size(item)
@@ -320,7 +320,8 @@ def _withdraw(earlier: str | None, prepared: Prepared, output: Path, claimed: Cl
 
 
 def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, options: Options,
-               claimed: Claims, released: Callable[[Path, str], None] | None, journal: Journal) -> Record:
+               claimed: Claims, released: Callable[[Path, str], None] | None, journal: Journal,
+               archive: ZipSink | None) -> Record:
     """`commit`, journalled. A file released into the output folder is journalled before its release, so that a
     run killed between the two leaves it journalled but absent (done again), never released but not journalled
     (done again although finished). A zip member is journalled after it is whole in the archive: a rerun keeps the
@@ -332,7 +333,8 @@ def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, opt
         journal.add(name, item.path, record)
         noted.append(record)
 
-    record = commit(prepared, output, options, claimed, released, before_release=note if released is None else None)
+    record = commit(prepared, output, options, claimed, released, before_release=note if released is None else None,
+                    archive=archive)
     if not noted or noted[-1] is not record:
         journal.add(name, item.path, record)
     return record
@@ -939,12 +941,13 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
 def commit(
     prepared: Prepared, output: Path, options: Options, claimed: Claims,
     released: Callable[[Path, str], None] | None = None, before_release: Callable[[Record], None] | None = None,
+    archive: ZipSink | None = None,
 ) -> Record:
     """Release, quarantine or hold back a prepared file; the first input to claim an output path keeps it.
 
-    `released` takes a released file instead of the output folder (a zip archive's `add`); `before_release` is
-    given the record of a file about to be released. A duplicate of a held-back file is held back too (it holds
-    the same values), not counted as skipped.
+    `released` takes a released file instead of the output folder (a zip archive's `add`, `archive`: a duplicate
+    is compared with its member); `before_release` is given the record of a file about to be released. A duplicate
+    of a held-back file is held back too (it holds the same values), not counted as skipped.
     """
     record, staged = prepared.record, prepared.staged
     if staged is None or record.output is None:
@@ -956,7 +959,7 @@ def commit(
                       "another subject, study or series; not written (one instance, two identities)",
                       same_as=elsewhere)
     if first != record.input:
-        return _duplicate(record, Path(staged), first, output if released is None else None)
+        return _duplicate(record, Path(staged), first, output if released is None else None, archive)
     if record.status is Status.WRITTEN:
         if before_release is not None:
             before_release(record)
@@ -988,20 +991,23 @@ def _name_not_written(exc: OSError) -> str | None:
     return None
 
 
-def _duplicate(record: Record, staged: Path, first: str, output: Path | None) -> Record:
+def _duplicate(record: Record, staged: Path, first: str, output: Path | None, archive: ZipSink | None) -> Record:
     """The record of an input whose output place `first` claimed, its staged output discarded: skipped, or failed
     when its output would be other bytes in the same transfer syntax (content of its own, not released; in another
     one it is the instance in another form, as far as bytes can tell). `output`: the folder the first's output
-    went to, for a comparison of the bytes (None: a zip archive)."""
+    went to, for a comparison of the bytes; else `archive`, the zip archive it went into (its member's CRC-32)."""
     assert record.output is not None
     if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
         discard(staged)
         return Record(record.input, Status.QUARANTINED, "same instance as another input, which was held back",
                       findings=record.findings, same_as=first)
     # (the same instance UID, so the same output path; its content may differ: not written, and said so)
-    released = output / record.output if output is not None else None
-    same = _same_bytes(staged, released) if released is not None else None
-    recoded = same is False and released is not None and _syntax(staged) != _syntax(released)
+    if output is not None:
+        released = output / record.output
+        same = _same_bytes(staged, released)
+        recoded = same is False and _syntax(staged) != _syntax(released)
+    else:
+        same, recoded = _same_as_member(staged, archive.member(record.output) if archive is not None else None)
     discard(staged)
     reason = "duplicate instance: another input has its output path; not written"
     # (the first input is named in `same_as`, which the report names as it names inputs: at full a file's
@@ -1011,6 +1017,24 @@ def _duplicate(record: Record, staged: Path, first: str, output: Path | None) ->
     compared = {True: " (its output would be the same bytes)", None: "",
                 False: " (its output would be in another transfer syntax)"}[same]  # (the instance in another form)
     return Record(record.input, Status.SKIPPED, reason + compared, record.output, same_as=first)
+
+
+def _same_as_member(staged: Path, member: tuple[int, int, bytes | None] | None) -> tuple[bool | None, bool]:
+    """Whether a duplicate's staged output holds the bytes of the zip member released for the same instance
+    (`member`: its CRC-32, size and transfer syntax; None when that is not known), and whether it differs only in
+    another transfer syntax (a member whose syntax is not known: taken so)."""
+    if member is None:
+        return None, False
+    crc, size, syntax = member
+    if staged.stat().st_size == size:
+        with staged.open("rb") as ours:
+            checksum = 0
+            while chunk := ours.read(CHUNK):
+                checksum = zlib.crc32(chunk, checksum)
+        if checksum == crc:
+            return True, False
+    ours_syntax = _syntax(staged)
+    return False, syntax is None or ours_syntax != syntax.decode("ascii", "replace")
 
 
 def _syntax(path: Path) -> str | None:

@@ -222,6 +222,7 @@ class ZipSink:
             self.archive.filelist.append(info)
             self.archive.NameToInfo[info.filename] = info
         self.members = {info.filename for info in kept}
+        self.syntaxes: dict[str, bytes | None] = {}  # each member's transfer syntax, as this run added it
         self.finished = False
 
     def add(self, staged: Path, name: str) -> None:
@@ -232,9 +233,18 @@ class ZipSink:
             raise OSError(errno.EILSEQ, os.strerror(errno.EILSEQ)) from None
         size = staged.stat().st_size
         with open(staged, "rb") as src, self.archive.open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
+            head = src.read(CHUNK)
+            out.write(head)
             shutil.copyfileobj(src, out, CHUNK)
         self.members.add(name)
+        self.syntaxes[name] = transfer_syntax(head)
         staged.unlink()
+
+    def member(self, name: str) -> tuple[int, int, bytes | None] | None:
+        """A member's CRC-32, size and transfer syntax (None: not known, one an interrupted run added), for a
+        duplicate's comparison; None when the archive holds no such member."""
+        info = self.archive.NameToInfo.get(name)
+        return None if info is None else (info.CRC, info.file_size, self.syntaxes.get(name))
 
     def finish(self) -> None:
         self.archive.close()
@@ -248,6 +258,15 @@ class ZipSink:
         if not self.finished:
             self.archive.close()
             self._file.close()
+
+
+def transfer_syntax(head: bytes) -> bytes | None:
+    """The transfer syntax UID the file meta at the start of a file declares (its first bytes), or None."""
+    at = head.find(b"\x02\x00\x10\x00UI", 132)
+    if at < 0:
+        return None
+    length = int.from_bytes(head[at + 6 : at + 8], "little")
+    return head[at + 8 : at + 8 + length].rstrip(b"\x00 ")
 
 
 def partial_zip(dest: Path) -> Path:
