@@ -31,9 +31,6 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar
 
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
-
 from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
 from .discover import (
@@ -69,6 +66,7 @@ from .write import (
     partial_zip,
     release,
     salvage,
+    transfer_syntax,
 )
 
 log = logging.getLogger(__name__)
@@ -1033,15 +1031,15 @@ def _same_as_member(staged: Path, member: tuple[int, int, bytes | None] | None) 
                 checksum = zlib.crc32(chunk, checksum)
         if checksum == crc:
             return True, False
-    ours_syntax = _syntax(staged)
-    return False, syntax is None or ours_syntax != syntax.decode("ascii", "replace")
+    return False, syntax is None or _syntax(staged) != syntax
 
 
-def _syntax(path: Path) -> str | None:
-    """The transfer syntax an output declares (None: it cannot be read)."""
+def _syntax(path: Path) -> bytes | None:
+    """The transfer syntax an output declares (None: it cannot be read), as the zip archive reads its members'."""
     try:
-        return str(read_file_meta_info(path).get("TransferSyntaxUID", ""))
-    except (OSError, InvalidDicomError):
+        with path.open("rb") as f:
+            return transfer_syntax(f.read(CHUNK))
+    except OSError:
         return None
 
 

@@ -261,8 +261,9 @@ class ZipSink:
 
 
 def transfer_syntax(head: bytes) -> bytes | None:
-    """The transfer syntax UID the file meta at the start of a file declares (its first bytes), or None."""
-    at = head.find(b"\x02\x00\x10\x00UI", 132)
+    """The transfer syntax UID the file meta at the start of a file declares (its first bytes, after the preamble
+    if it has one), or None."""
+    at = head.find(b"\x02\x00\x10\x00UI", 132 if head[128:132] == b"DICM" else 0)
     if at < 0:
         return None
     length = int.from_bytes(head[at + 6 : at + 8], "little")
