@@ -834,6 +834,16 @@ def test_our_uids_holding_a_date_by_chance_are_no_hit(tmp_path: Path) -> None:
     assert held(tmp_path, original(PatientBirthDate="19610225"), ImageComments=ours, x00091010=in_csa) == []
 
 
+def test_a_date_that_an_ids_digits_also_spell_is_searched_as_a_date(tmp_path: Path) -> None:
+    """An accession number holding the study's date gave a needle of the same digits, which stood for the date's
+    too: the date running on into a time ("20240115083000", in a timestamp UID) was released (found from
+    outside)."""
+    source = original()
+    source.StudyDate, source.AccessionNumber = "20240115", "ACC20240115"
+    findings = held(tmp_path, source, ImageComments="x", x00091010=b"2.25.20240115083000123\x00")
+    assert Finding("StudyDate", "(0009,1010)") in findings, findings
+
+
 @pytest.mark.parametrize("uid", ["2.25.19610225", "2.25.19610225083000123", "2.25.4471009312"])
 def test_a_date_or_id_written_as_a_shorter_2_25_uid_is_found(tmp_path: Path, uid: str) -> None:
     """Our keyed UIDs have 30 digits or more; a date or an ID written as a shorter `2.25.` UID in a value kept as it

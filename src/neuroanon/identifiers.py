@@ -490,16 +490,23 @@ def patient_id(ds: Dataset) -> str:
 def needles(ds: Dataset) -> tuple[Needle, ...]:
     """The patterns of `ds`'s identifying values (longest first, no duplicates)."""
     declared = _declared(ds)
-    found: dict[bytes, Needle] = {}
     values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds
               for value in _undeclared_values(ds, tag, declared) + _values(ds, tag)]
     for sequence, inside in IN_SEQUENCES.items():
         values += [(attribute, value) for item in _items(ds, sequence) for tag, attribute in inside if tag in item
                    for value in _values(item, tag)]
+    found: dict[tuple[bytes, tuple[Form, ...]], Needle] = {}
     for keyword, value in values:
         for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared):
-            found.setdefault(needle.data, needle)
+            found.setdefault(_same_search(needle), needle)
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def _same_search(needle: Needle) -> tuple[bytes, tuple[Form, ...]]:
+    """What makes two needles one search: their value and its forms. One value in two forms is two needles (an
+    accession number's digits are a date's, which may run on into a time, and a UID holding a study's date and
+    time was released because the number's needle stood for both: found from outside)."""
+    return needle.data, needle.forms
 
 
 def searched_beside(tag: int, vr: str, depth: int) -> bool:
@@ -544,14 +551,14 @@ _WITH_NESTED: dict[tuple[int, tuple[NestedValue, ...], tuple[str | None, bytes |
 
 def _with_nested(base: tuple[Needle, ...], nested: tuple[NestedValue, ...],
                  charset: tuple[str | None, bytes | None]) -> tuple[Needle, ...]:
-    found = {n.data: n for n in base}
+    found = {_same_search(n): n for n in base}
     for tag, vr, value, own in nested:
         for declared in (charset, ("CS", own)) if own is not None and own != charset[1] else (charset,):
             one: dict[BaseTag, DataElement | RawDataElement] = {BaseTag(tag): _raw(tag, vr or None, value)}
             if declared[1] is not None:
                 one[BaseTag(SPECIFIC_CHARACTER_SET)] = _raw(SPECIFIC_CHARACTER_SET, declared[0], declared[1])
             for needle in _element_needles(Dataset(one), tag):
-                found.setdefault(needle.data, needle)
+                found.setdefault(_same_search(needle), needle)
     return base if len(found) == len(base) else tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
