@@ -271,13 +271,16 @@ def test_a_dask_scheduler_that_cannot_be_reached_is_named_in_one_line(
     address: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Nobody listening there: after 30 s the run said "oserror writing <output>" (exit 1; found from outside); an
-    address Dask does not take was a traceback. The command cannot be carried out as given: exit 2, one line."""
+    address Dask does not take was a traceback. The command cannot be carried out as given: exit 2, one line, and
+    nothing made (an empty output folder, its work folder and journal were left behind)."""
     monkeypatch.setattr(pipeline, "DASK_CONNECT_SECONDS", 1)
     out = tmp_path / "out"
-    assert main(["anonymize", str(source), "-o", str(out), "--dask-scheduler", address, "-q"]) == 2
+    assert main(["anonymize", str(source), "-o", str(out), "--dask-scheduler", address, "-q",
+                 "--report", str(tmp_path / "report.jsonl")]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"neuroanon: cannot reach the Dask scheduler at {address} ("), line
     assert str(out) not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def _tree(root: Path) -> dict[Path, bytes | None]:

@@ -29,7 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from . import engine, pixels, review, stops
 from .context import FileContext, RunContext
@@ -68,6 +68,9 @@ from .write import (
     salvage,
     transfer_syntax,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,8 @@ def anonymize_tree(
     """
     check_paths(inputs, output, options.quarantine)
     zipped = output.suffix.lower() == ".zip"
-    with work_folder(output) as work:
+    # The cluster first: a scheduler that does not answer refuses the run before anything is made.
+    with _dask_client(dask_scheduler) as cluster, work_folder(output) as work:
         if not zipped:
             clear_staged(output)  # what a run of an earlier version staged in the output itself
         clear_staged(options.quarantine)  # a copy to another disk an interrupted run left unfinished
@@ -162,7 +166,7 @@ def anonymize_tree(
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
             _run(inputs, output, work, options, journal, archive, summary, writer, on_record, workers,
-                 dask_scheduler, follow_symlinks, subjects)
+                 cluster, follow_symlinks, subjects)
             _reported(writer, summary.as_dict())
             review.write_page(options.quarantine if options.clean_pixels else None)
             if archive is not None:
@@ -241,13 +245,13 @@ def _opened_for_writing(open_it: Callable[[], _T], what: str) -> _T:
 def _run(
     inputs: list[Path], output: Path, work: Work, options: Options, journal: Journal, archive: ZipSink | None,
     summary: Summary, writer: ReportWriter, on_record: Callable[[Record, int], None] | None, workers: int,
-    dask_scheduler: str | None, follow_symlinks: bool, subjects: SubjectMapping | None,
+    cluster: Client | None, follow_symlinks: bool, subjects: SubjectMapping | None,
 ) -> None:
     """Prepare every input (here or in the pool), commit each outcome in input order, record it."""
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
     claimed = Claims()
-    with _pool(workers, dask_scheduler, work.lock) as pool, stops.deferred():
+    with _pool(workers, cluster, work.lock) as pool, stops.deferred():
         own = (output, work.stage.parent, *([options.quarantine] if options.quarantine is not None else []))
         items = _named(inputs, follow_symlinks, own)
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
@@ -491,7 +495,7 @@ def _outcomes(
 
 
 @contextmanager
-def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> Iterator[Executor | None]:
+def _pool(workers: int, cluster: Client | None, lock: int | None = None) -> Iterator[Executor | None]:
     """Where files are prepared: a Dask cluster, local worker processes, or this process (holding `lock`)."""
     # What is loaded by now (pydicom's dictionaries, compiled rules) lives for the run: kept out of the garbage
     # collector's full passes, here and in the workers forked from here (about 5% of a worker's time at full),
@@ -502,25 +506,15 @@ def _pool(workers: int, dask_scheduler: str | None, lock: int | None = None) -> 
     gc.freeze()
     gc.set_threshold(50_000, *thresholds[1:])
     try:
-        yield from _executor(workers, dask_scheduler, lock)
+        yield from _executor(workers, cluster, lock)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
-def _executor(workers: int, dask_scheduler: str | None, lock: int | None) -> Iterator[Executor | None]:
-    if dask_scheduler is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise UsageError("--dask-scheduler needs Dask: pip install 'dask[distributed]'") from None
-        try:
-            client = Client(dask_scheduler, timeout=DASK_CONNECT_SECONDS)  # type: ignore[no-untyped-call]
-        except (OSError, ValueError) as exc:  # (the command's problem, not the output's: no scheduler answers there)
-            raise UsageError(f"cannot reach the Dask scheduler at {dask_scheduler} ({exc}): check that it runs "
-                             "and that --dask-scheduler names it") from None
-        with client:
-            yield client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+def _executor(workers: int, cluster: Client | None, lock: int | None) -> Iterator[Executor | None]:
+    if cluster is not None:
+        yield cluster.get_executor(pure=False)  # type: ignore[no-untyped-call]
     elif workers > 1:
         pool = worker_pool(workers, lock)
         try:
@@ -531,6 +525,25 @@ def _executor(workers: int, dask_scheduler: str | None, lock: int | None) -> Ite
             raise
     else:
         yield None
+
+
+@contextmanager
+def _dask_client(scheduler: str | None) -> Iterator[Client | None]:
+    """A client of the Dask scheduler at `scheduler` for the run (None without one)."""
+    if scheduler is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--dask-scheduler needs Dask: pip install 'dask[distributed]'") from None
+    try:
+        client = Client(scheduler, timeout=DASK_CONNECT_SECONDS)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:  # (the command's problem, not the output's: no scheduler answers there)
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): check that it runs "
+                         "and that --dask-scheduler names it") from None
+    with client:
+        yield client
 
 
 # How long a Dask scheduler has to answer (Dask's own default is 30 s; a scheduler that runs answers at once).
