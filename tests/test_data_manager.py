@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import os
 import signal
 import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pydicom
@@ -326,3 +328,40 @@ def test_files_whose_subject_the_lookup_does_not_list_are_counted_on_the_termina
     assert unlisted not in err and listed not in err
     assert _run_with_lookup(tree, key_file, lookup, [f"{listed},SUBJ-A", f"{unlisted},SUBJ-B"], tmp_path / "all") == 1
     assert "does not list" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("zipped", [False, True], ids=["folder", "zip"])
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_a_dry_run_fails_and_skips_what_the_run_fails_and_skips(
+    level: str, zipped: bool, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zip input's member `x` beside `x/y.dcm` (one cannot be written into a folder) and, at full, a copy of an
+    instance and an instance with its UID but other pixels: the dry run said "would write" of the member the run
+    fails, and "would skip" of the other pixels, which the run fails (found in review). Its records are now the
+    run's."""
+    files = make_study(tmp_path / "study", subject=43, n_series=1, n_instances=5)
+    other = pydicom.dcmread(files[0])
+    other.PixelData = bytes(255 - byte for byte in other.PixelData)
+    other_pixels = io.BytesIO()
+    other.save_as(other_pixels)
+    source = tmp_path / "in.zip"
+    with zipfile.ZipFile(source, "w") as zf:
+        members = {"a.dcm": files[0].read_bytes(), "b-copy.dcm": files[0].read_bytes(),
+                   "c-other.dcm": other_pixels.getvalue(), "x": files[1].read_bytes(),
+                   "x/y.dcm": files[2].read_bytes(), "z": files[3].read_bytes(), "z/x.dcm": files[4].read_bytes()}
+        for name, data in members.items():
+            zf.writestr(name, data)
+    out = tmp_path / ("out.zip" if zipped else "out")
+    common = ["anonymize", str(source), "-o", str(out), "--level", level, "--key-file", str(key_file), "-q"]
+    if level == "full":
+        common.append("--report-paths")
+    dry, real = tmp_path / "dry.jsonl", tmp_path / "real.jsonl"
+    assert main([*common, "--dry-run", "--report", str(dry)]) == main([*common, "--report", str(real)])
+    _, records, _ = read_report(real)
+    statuses = {r["input"]: r["status"] for r in records}
+    if level == "full":
+        assert statuses["b-copy.dcm"] == "skipped" and statuses["c-other.dcm"] == "failed", statuses
+    elif not zipped:
+        assert statuses["x/y.dcm"] == statuses["z/x.dcm"] == "failed", statuses
+    capsys.readouterr()
+    assert comparable_report(dry) == comparable_report(real)

@@ -420,6 +420,7 @@ def preview_tree(
     writer = ReportWriter(report, options=options, run=run)
     claimed = Claims()
     not_kept = replace(options, quarantine=None)
+    foreseen = _Foreseen(None if output.suffix.lower() == ".zip" else output)
     try:
         with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
             scratch = Path(folder)
@@ -428,7 +429,7 @@ def preview_tree(
                                  4 * max(workers, 4))
             for item, _, outcome in outcomes:
                 assert isinstance(outcome, Prepared)  # no journal: nothing was finished earlier
-                record = commit(outcome, scratch, not_kept, claimed, released=lambda staged, _: discard(staged))
+                record = commit(outcome, scratch, not_kept, claimed, released=foreseen.add, archive=foreseen)
                 size = _size(item)
                 summary.add(record, size)
                 writer.write(record)
@@ -438,6 +439,41 @@ def preview_tree(
     finally:
         writer.close()
     return summary
+
+
+class _Foreseen:
+    """What a dry run would release, so that it fails or skips a file as the run would: each output's CRC-32, size
+    and transfer syntax (a duplicate is compared with them, as with a zip archive's member) and, into a folder
+    (`folder`), the paths taken (a zip input's member `x` beside `x/y.dcm` cannot be written there)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.outputs: dict[str, tuple[int, int, bytes | None]] = {}
+        self.folders: set[str] = set()
+
+    def add(self, staged: Path, name: str) -> None:
+        if self.folder is not None:
+            self._take(name, self.folder)
+        with staged.open("rb") as ours:
+            head = ours.read(CHUNK)
+            checksum, size = zlib.crc32(head), len(head)
+            while chunk := ours.read(CHUNK):
+                checksum, size = zlib.crc32(chunk, checksum), size + len(chunk)
+        discard(staged)
+        self.outputs[name] = (checksum, size, transfer_syntax(head))
+
+    def member(self, name: str) -> tuple[int, int, bytes | None] | None:
+        return self.outputs.get(name)
+
+    def _take(self, name: str, folder: Path) -> None:
+        """Take `name`'s path, or fail as the release into `folder` would: a folder there (EISDIR), a file where
+        one of its folders must be (ENOTDIR); by this run's files or by what `folder` holds."""
+        parents = [parent.as_posix() for parent in PurePosixPath(name).parents][:-1]  # (without ".")
+        if name in self.folders or (folder / name).is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if any(parent in self.outputs or (folder / parent).is_file() for parent in parents):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        self.folders.update(parents)
 
 
 def anonymize_file(source: Path, output: Path, options: Options) -> Record:
@@ -952,7 +988,7 @@ def _target(anonymized: _Anonymized, name: str) -> tuple[str, tuple[str, str] | 
 def commit(
     prepared: Prepared, output: Path, options: Options, claimed: Claims,
     released: Callable[[Path, str], None] | None = None, before_release: Callable[[Record], None] | None = None,
-    archive: ZipSink | None = None,
+    archive: ZipSink | _Foreseen | None = None,
 ) -> Record:
     """Release, quarantine or hold back a prepared file; the first input to claim an output path keeps it.
 
@@ -1002,7 +1038,8 @@ def _name_not_written(exc: OSError) -> str | None:
     return None
 
 
-def _duplicate(record: Record, staged: Path, first: str, output: Path | None, archive: ZipSink | None) -> Record:
+def _duplicate(record: Record, staged: Path, first: str, output: Path | None, archive: ZipSink | _Foreseen | None,
+               ) -> Record:
     """The record of an input whose output place `first` claimed, its staged output discarded: skipped, or failed
     when its output would be other bytes in the same transfer syntax (content of its own, not released; in another
     one it is the instance in another form, as far as bytes can tell). `output`: the folder the first's output
