@@ -1235,3 +1235,34 @@ def test_kana_forms_are_the_other_ways_only() -> None:
     assert kana_forms("やまだ") == {"ヤマダ", "ﾔﾏﾀﾞ"}
     assert kana_forms("ｸｽﾞﾜｰｽ") == {"クズワース", "くずわーす"}
     assert kana_forms("Quxworth") == set()
+
+
+def _implicit_item(charset: str, meaning: bytes) -> bytes:
+    """One item of a sequence as a UN value holds it: implicit VR little endian, undefined length."""
+    def element(group: int, number: int, value: bytes) -> bytes:
+        value += b" " * (len(value) % 2)
+        return struct.pack("<HHI", group, number, len(value)) + value
+    body = (element(0x0008, 0x0005, charset.encode()) + element(0x0008, 0x0100, b"X1")
+            + element(0x0008, 0x0102, b"99LOCAL") + element(0x0008, 0x0104, meaning))
+    return struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + body + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ExplicitVRBigEndian],
+                         ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize(("charset", "codec", "copy"), [("\\ISO 2022 IR 87", "iso2022_jp", "ＱＵＡＸＷＯＲＴＨ"),
+                                                        ("ISO_IR 192", "utf-8", "Ｑｕａｘｗｏｒｔｈ")])
+def test_a_copy_in_an_item_of_a_sequence_read_as_un_that_declares_its_character_set_is_found(
+    tmp_path: Path, syntax: str, charset: str, codec: str, copy: str
+) -> None:
+    """A sequence written with VR UN (here a private one) holds its items in implicit VR little endian, in a big
+    endian file too: an item's own Specific Character Set is found there (in a big endian file it was looked for
+    in big endian only: released), and a copy written in it is read so."""
+    items = _implicit_item(charset, copy.encode(codec)) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    path = written(tmp_path, syntax, "ISO_IR 100")
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00290010, "LO", "FAKE VENDOR")
+    ds.add_new(0x00291010, "UN", items)  # (a private sequence a reader does not know)
+    ds.save_as(path, enforce_file_format=True)
+    assert copy.encode(codec)[3:9] in path.read_bytes()
+    findings = check_file(path, None, needles(original("Quaxworth^Zebulon", "ISO_IR 100")))
+    assert any(f.attribute == "PatientName" for f in findings), findings

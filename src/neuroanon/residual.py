@@ -789,12 +789,14 @@ def _declared_in_file(data: bytes, known: tuple[str, ...]) -> list[str]:
     """The codecs of the Specific Character Sets the file's bytes hold beyond the `known` ones (`_codecs`): an item
     may declare its own, and a copy in it is written in that."""
     found: dict[str, str] = {}
-    big = _BIG_ENDIAN_SYNTAX in data[:1024]  # (the file meta's transfer syntax: the data set's byte order)
-    for match in (_CHARSET_TAG_BIG if big else _CHARSET_TAG).finditer(data):
-        for term in _charset_terms(data, match.end(), not big):
-            codec = python_encoding.get(term)
-            if codec:
-                found.setdefault(_codec_name(codec), codec)
+    # The data set's byte order (the file meta's transfer syntax); a sequence read as UN is little endian in any.
+    big = _BIG_ENDIAN_SYNTAX in data[:1024]
+    for tag, little in ((_CHARSET_TAG_BIG, False), (_CHARSET_TAG, True)) if big else ((_CHARSET_TAG, True),):
+        for match in tag.finditer(data):
+            for term in _charset_terms(data, match.end(), little):
+                codec = python_encoding.get(term)
+                if codec:
+                    found.setdefault(_codec_name(codec), codec)
     names = {_codec_name(codec) for codec in known}
     return [codec for name, codec in found.items() if name not in names]
 
