@@ -1189,12 +1189,16 @@ def test_a_cyrillic_name_copied_in_latin_letters_is_found(tmp_path: Path, name: 
     ("Đurđević^Zebulon", "Djurdjevic", True), ("Ђурђевић^Зебулон", "Đurđević", True),
     ("Ђурђевић^Зебулон", "DJURDJEVIC", True), ("Παπαδόπουλος^Ζεβουλών", "Papadopoulos", True),
     ("Παπαδόπουλος^Ζεβουλών", "PAPADOPOULOS", True), ("Østergård^Søren", "OESTERGAARDS", False),
-    ("Παπαδόπουλος^Ζεβουλών", "Papadimitriou", False),
+    ("Παπαδόπουλος^Ζεβουλών", "Papadimitriou", False), ("Μπακογιάννης^Ντίνος", "Bakogiannis", True),
+    ("Μπακογιάννης^Ντίνος", "MPAKOGIANNIS", True), ("Μπακογιάννης^Ντίνος", "Bakoyannis", True),
+    ("Οικονόμου^Ζεβουλών", "Ikonomu", True), ("Γκίκας^Ζεβουλών", "GIKAS", True),
+    ("Μπακογιάννης^Ντίνος", "Bakogiannopoulos", False),
 ])
 def test_a_nordic_south_slavic_or_greek_name_in_ascii_or_latin_letters_is_found(tmp_path: Path, name: str,
                                                                                   copy: str, found: bool) -> None:
     """ø and å spelled out as Danish and Norwegian do ("oe", "aa"), đ as "dj", Serbian Cyrillic in its Latin
-    alphabet or in ASCII, Greek transliterated (found from outside: released)."""
+    alphabet or in ASCII, Greek transliterated (found from outside: released), two letters also as one sound
+    ("μπ" as "b": released before)."""
     findings = held(tmp_path, original(name), ImageComments=f"({copy})")
     assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
 

@@ -1143,7 +1143,27 @@ def latin_form(text: str) -> Form:
     """Cyrillic or Greek text in Latin letters, as the usual transliterations write each letter ("Квазорт" as
     "Kvazort", "Жуков" as "Zhukov", "Schukow"..., "Ђурђевић" as "Đurđević" or "Djurdjevic", "Παπαδόπουλος" as
     "Papadopoulos"), not inside a longer ASCII word: a system that takes only Latin letters copies a name so."""
-    return Form(tuple(_LATIN.get(c.lower()) or _LATIN.get(fold(c)) or _char_token(c) for c in text), ALPHA, ALPHA)
+    letters = [_LATIN.get(c.lower()) or _LATIN.get(fold(c)) or _char_token(c) for c in text]
+    pairs = [_GREEK_PAIRS.get(fold(text[i : i + 2])) for i in range(len(text))]
+    tokens: list[Token] = []
+    i = 0
+    while i < len(text):
+        extra = pairs[i]
+        if extra is None or i + 1 == len(text):
+            tokens.append(letters[i])
+            i += 1
+            continue
+        tokens.append(tuple(sorted({a + b for a in letters[i] for b in letters[i + 1]} | set(extra))))
+        i += 2
+    return Form(tuple(tokens), ALPHA, ALPHA)
+
+
+# Two Greek letters that a transliteration may write as one sound ("Μπακογιάννης" as "Bakogiannis", "Ντίνος" as
+# "Dinos", "Οικονόμου" as "Ikonomou"), besides each letter's own spelling
+_GREEK_PAIRS: dict[str, tuple[str, ...]] = {
+    "μπ": ("b", "mb"), "ντ": ("d", "nd"), "γκ": ("g", "ng"), "γγ": ("ng",), "τζ": ("tz", "j", "dz"),
+    "ου": ("u",), "αι": ("e",), "ει": ("i",), "οι": ("i",), "υι": ("i",), "γι": ("y", "j"),
+}
 
 
 _CYRILLIC_OR_GREEK = re.compile("[\u0370-\u03ff\u0400-\u04ff\u1f00-\u1fff]")
