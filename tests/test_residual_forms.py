@@ -155,13 +155,20 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          "15 avril 1947", "15 de abril de 1947", "15 aprile 1947", "April 15, 1947", "15-APR-1947", "470415",
          "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15",
          # a two-digit year: run together day first or month first, unpadded; the ordinal date (found from outside)
-         "150447", "041547", "15.4.47", "4/15/47", "1947-105"]
+         "150447", "041547", "15.4.47", "4/15/47", "1947-105",
+         # the week date of ISO 8601 (found from outside)
+         "1947-W16-2", "1947W162", "1947-w16-2"]
 
 
 @pytest.mark.parametrize("text", DATES)
 def test_date_forms(tmp_path: Path, text: str) -> None:
     findings = held(tmp_path, original(), ImageComments=f"born:{text}.")
     assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize("text", ["1947-W16-3", "1947-W15-2", "1948W162", "21947W162"])
+def test_another_week_date_is_no_hit(tmp_path: Path, text: str) -> None:
+    assert held(tmp_path, original(), ImageComments=f"born:{text}.") == []
 
 
 @pytest.mark.parametrize(("name", "text"), [

@@ -1281,6 +1281,9 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         forms += [Form(((between.join(order),),), DIGIT, DIGIT) for order in sorted(orders)]
     forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
               Form(((f"{y:04d}-{dt.date(y, m, d).timetuple().tm_yday:03d}",),), DIGIT, DIGIT)]
+    # The week date of ISO 8601, its year the week's ("1961-W09-4", "1961W094"; the text is searched in lower case)
+    week_year, week, weekday = dt.date(y, m, d).isocalendar()
+    forms += [Form(((f"{week_year:04d}-w{week:02d}-{weekday}", f"{week_year:04d}w{week:02d}{weekday}"),), DIGIT, DIGIT)]
     if y > 1911:  # the year of the Republic of China (Taiwan's Minguo calendar), three digits: 050/03/02, 0500302
         minguo = f"{y - 1911:03d}"
         forms += [Form(((f"{minguo}{between}",), month, (between,), day), DIGIT, DIGIT) for between in "/."]
