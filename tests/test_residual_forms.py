@@ -1214,11 +1214,14 @@ def test_a_nordic_south_slavic_or_greek_name_in_ascii_or_latin_letters_is_found(
     ("QX771234", "QX:771234", True), ("QX771234", "qx#771234", True), ("12345678-5", "12.345.678-5", True),
     ("12345678909", "123.456.789-09", True), ("77123456", "77,123,456", True), ("77123456", "77.123.456", True),
     ("77123456", "77 123 456", True), ("77123456", "77,123,457", False), ("77123456", "7.712.345", False),
+    ("QX771234", "Q X 7 7 1 2 3 4", True), ("QX771234", "q-x-7-7-1-2-3-4", True), ("77123456", "7.7.1.2.3.4.5.6", True),
+    ("QX771234", "Q X 7 7 1 2 3 5", False), ("QX771234", "Q X 7 7 1 2 3", False),
 ])
 def test_an_id_with_a_colon_or_hash_or_in_groups_of_thousands_is_found(tmp_path: Path, patient_id: str, copy: str,
                                                                        found: bool) -> None:
     """An ID's letters and digits parted by a colon or a hash; a numeric ID written as a number of thousands, or as
-    Chilean and Brazilian national numbers are, with its check digits apart (found from outside: released)."""
+    Chilean and Brazilian national numbers are, with its check digits apart, or one character at a time (found
+    from outside: released)."""
     findings = held(tmp_path, original(PatientID=patient_id), ImageComments=f"({copy})")
     assert (Finding("PatientID", "(0020,4000)") in findings) is found, findings
 

@@ -735,7 +735,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
             widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
             widths += [latin_form(form_text)] if _CYRILLIC_OR_GREEK.search(form_text) else []
-            grouped = grouped_forms(form_text) if keyword in IDS and keyword not in PHONES else ()
+            grouped = (*grouped_forms(form_text), *spaced_forms(form_text)) if keyword in IDS and keyword not in \
+                PHONES else ()
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
     return tuple(out)
@@ -764,7 +765,10 @@ def _joined_id_needles(keyword: str, text: str, encodings: tuple[str, ...],
                        declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """An ID of several groups, with any separator between them (`id_form`); none for another value."""
     form = id_form(text) if keyword in IDS and keyword not in PHONES else None
-    return (Needle(keyword, fold(text).encode("utf-8"), (form,), encodings, declared),) if form is not None else ()
+    if form is None:
+        return ()
+    spaced = spaced_forms(re.sub(r"[^0-9A-Za-z]", "", text))
+    return (Needle(keyword, fold(text).encode("utf-8"), (form, *spaced), encodings, declared),)
 
 
 def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: tuple[str, ...]) -> tuple[Needle, ...]:
@@ -952,6 +956,20 @@ def id_form(text: str) -> Form | None:
         tokens += [_ID_JOINS, (group.lower(),)]
     bound = {True: DIGIT, False: ALPHA}
     return Form(tuple(tokens), bound[groups[0].isdigit()], bound[groups[-1].isdigit()], text)
+
+
+def spaced_forms(text: str) -> tuple[Form, ...]:
+    """An ID of six characters or more written one at a time, with one separator throughout ("Q X 7 7 1 2 3 4",
+    "7-7-1-2-3-4" for "QX771234", "771234"); none for another value."""
+    chars = text.lower()
+    if len(chars) < _MIN_SPACED or not (chars.isascii() and chars.isalnum()):
+        return ()
+    bound = {True: DIGIT, False: ALPHA}
+    return tuple(Form(((between.join(chars),),), bound[chars[0].isdigit()], bound[chars[-1].isdigit()])
+                 for between in " -._")  # (each a literal: a form of alternatives alone has none to look for first)
+
+
+_MIN_SPACED = 6
 
 
 def grouped_forms(digits: str) -> tuple[Form, ...]:
@@ -1283,7 +1301,8 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
               Form(((f"{y:04d}-{dt.date(y, m, d).timetuple().tm_yday:03d}",),), DIGIT, DIGIT)]
     # The week date of ISO 8601, its year the week's ("1961-W09-4", "1961W094"; the text is searched in lower case)
     week_year, week, weekday = dt.date(y, m, d).isocalendar()
-    forms += [Form(((f"{week_year:04d}-w{week:02d}-{weekday}", f"{week_year:04d}w{week:02d}{weekday}"),), DIGIT, DIGIT)]
+    forms += [Form(((f"{week_year:04d}{between}w{week:02d}{between}{weekday}",),), DIGIT, DIGIT)
+              for between in ("-", "")]
     if y > 1911:  # the year of the Republic of China (Taiwan's Minguo calendar), three digits: 050/03/02, 0500302
         minguo = f"{y - 1911:03d}"
         forms += [Form(((f"{minguo}{between}",), month, (between,), day), DIGIT, DIGIT) for between in "/."]
