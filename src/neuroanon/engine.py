@@ -1575,6 +1575,8 @@ def _operation(buf: bytes, e: _Element, rule: Rule) -> Op:
     """The operation on a standard element by the VR its value has; an empty value: KEEP."""
     if rule.removes:
         return _REMOVE
+    if rule.technical is not None:  # removed unless its value is wholly a technical encoding
+        return _KEEP if e.items is None and rule.kept(buf[e.value:e.end]) else _REMOVE
     if e.items is not None:
         return rule.op("SQ")
     if rule.keeps_value or _is_empty(buf, e):

@@ -132,6 +132,8 @@ def _unlisted_rows(rules: Rules) -> list[Row]:
 def _detail(rules: Rules, tag: int) -> str:
     """What a table row's action does to the attribute, by the VR the dictionary gives it."""
     code = rules.tag(tag).code
+    if rules.tag(tag).technical is not None:
+        return _ACTION_WORDS[code] + ", unless a technical encoding (see the rule)"
     if code not in ("D", "Z"):
         return _ACTION_WORDS[code]
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -42,6 +43,7 @@ from .ps315 import BASIC_PROFILE_CODE, OPTION_CODES, Entry, load_table
 from .tags import (
     DEIDENTIFICATION_METHOD,
     DEIDENTIFICATION_METHOD_CODES,
+    IMAGE_COMMENTS,
     IMPLEMENTATION_VERSION_NAME,
     LONGITUDINAL_TEMPORAL_MODIFIED,
     MEDIA_STORAGE_SOP_INSTANCE_UID,
@@ -338,16 +340,33 @@ class Rule:
     keyword: str
     source: str
     value: str | None = None
+    technical: re.Pattern[bytes] | None = None  # with X: a value wholly of this form is kept (`kept`)
     removes: bool = field(init=False)  # removed whatever it holds
     keeps_value: bool = field(init=False)  # a value that is not a sequence kept whatever its VR
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "removes", self.code == "X")
+        object.__setattr__(self, "removes", self.code == "X" and self.technical is None)
         object.__setattr__(self, "keeps_value", self.code == "K")
 
     def op(self, vr: str) -> Op:
-        """The operation on an element of this tag whose value has VR `vr`."""
+        """The operation on an element of this tag whose value has VR `vr` (with `technical`: unless `kept`)."""
         return Op.DUMMY if self.value is not None else operation(self.code, vr)
+
+    def kept(self, value: bytes) -> bool:
+        """Whether a value (not a sequence) of a tag this rule removes is kept all the same: a technical encoding
+        and nothing else, which names nobody."""
+        return self.technical is not None and self.technical.fullmatch(value.rstrip(b" \x00")) is not None
+
+
+# Values the table removes that an analysis needs, kept where a value is wholly a technical encoding: Canon's
+# classic diffusion images give each volume's b-value and gradient direction in ImageComments only
+# ("b=1500(0.445,0.000,0.895)"), which dcm2niix reads. A b-value of five digits at most, components of three
+# before the point: no date or ID fits, and the residual check searches the value as any other.
+_NUMBER: Final = rb"-?\d{1,3}(?:\.\d{1,9})?"
+TECHNICAL_VALUES: Final[Mapping[int, tuple[re.Pattern[bytes], str]]] = MappingProxyType({
+    IMAGE_COMMENTS: (re.compile(rb"b=\d{1,5}(?:\.\d{1,6})?(?:\(%s,%s,%s\))?" % (_NUMBER, _NUMBER, _NUMBER)),
+                     "a diffusion encoding as Canon writes it (`b=1500(0.445,0.000,0.895)`)"),
+})
 
 
 _KEEP: Final = Rule("K", "", "")
@@ -439,7 +458,11 @@ class Rules:
         if entry is None and not dictionary_has_tag(tag):
             return Rule("X", "", "neuroanon")
         code, source = full_action(tag, entry, self.options)
-        return Rule(code, keyword_for_tag(tag), "NiDB Full + " + source if tag in NIDB_FULL else source)
+        source = "NiDB Full + " + source if tag in NIDB_FULL else source
+        if code == "X" and tag in TECHNICAL_VALUES:
+            form, what = TECHNICAL_VALUES[tag]
+            return Rule(code, keyword_for_tag(tag), f"{source}; kept when wholly {what}", technical=form)
+        return Rule(code, keyword_for_tag(tag), source)
 
 
 def compile_rules(options: Options) -> Rules:

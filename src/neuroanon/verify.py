@@ -250,6 +250,8 @@ def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list
         if directory and (elem.is_empty or (op is Op.EMPTY and all(v in _DUMMIES for v in values))):
             continue
         finding = _value_finding(op, elem.VR, values, elem.is_empty or _is_zeros(elem.value))
+        if finding and op is Op.REMOVE and values and all(rule.kept(v.encode("utf-8", "replace")) for v in values):
+            finding = None  # a technical encoding the rule keeps (a Canon diffusion comment)
         if finding:
             findings.append(f"{where} {elem.keyword or rule.keyword} {finding}")
     return findings
