@@ -89,3 +89,26 @@ def test_library_cap_on_both_paths(tmp_path: Path) -> None:
         c for c in changes if c.keyword == "PatientAge"]
     assert new.PatientAge == "090Y" and any(c.keyword == "PatientAge" for c in changes)
     assert set(PRESETS["bids"]) <= {f for f in vars(options)}
+
+
+@pytest.mark.parametrize(("institution", "description", "kept"), [
+    ("Center for Brain Imaging", "T1w_Brain_MPRAGE", "T1w_Brain_MPRAGE"),
+    ("Diffusion Imaging Lab", "DTI_diffusion_64dir", "DTI_diffusion_64dir"),
+    ("Quaxworth Memorial Hospital", "T1w_Memorial_Quaxworth", "T1w_Memorial_XXXXXXXXX"),
+    ("Quaxworth Memorial Hospital", "T1 Quaxworth Memorial Hospital", "T1 " + "X" * 27),
+])
+def test_descriptions_keep_the_words_that_name_no_place(tmp_path: Path, institution: str, description: str,
+                                                        kept: str) -> None:
+    """An institution's name is cut out of a description whole and by the words that name it, not by the words
+    any institution's name holds ("Brain", "Diffusion", "Memorial"): 'DTI_diffusion_64dir' became
+    'DTI_XXXXXXXXX_64dir' under the preset, for an institution named 'Diffusion Imaging Lab' (found from outside)."""
+    ds = make_dataset(subject=7)
+    ds.InstitutionName, ds.SeriesDescription = institution, description
+    source = tmp_path / "in" / "image.dcm"
+    source.parent.mkdir(parents=True)
+    ds.save_as(source, enforce_file_format=True)
+    (tmp_path / "key").write_text(KEY)
+    assert main(["anonymize", str(source.parent), "-o", str(tmp_path / "out"), "--preset", "bids", "--key-file",
+                 str(tmp_path / "key"), "-q"]) == 0
+    (written,) = (tmp_path / "out").rglob("*.dcm")
+    assert pydicom.dcmread(written).SeriesDescription == kept

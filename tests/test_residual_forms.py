@@ -1280,3 +1280,15 @@ def test_a_copy_in_an_item_of_a_sequence_read_as_un_that_declares_its_character_
     assert copy.encode(codec)[3:9] in path.read_bytes()
     findings = check_file(path, None, needles(original("Quaxworth^Zebulon", "ISO_IR 100")))
     assert any(f.attribute == "PatientName" for f in findings), findings
+
+
+@pytest.mark.parametrize(("text", "found"), [("Fakeville", True), ("FAKEVILLE CLINIC", True), ("Clinic", False),
+                                             ("BRAIN", False), ("Brain Imaging", False),
+                                             ("Center for Brain Imaging Fakeville", True)])
+def test_an_institution_is_found_by_the_words_that_name_it(tmp_path: Path, text: str, found: bool) -> None:
+    """A word that names a kind of institution, a specialty or an organ names no place alone: an output holding
+    "Brain" (a coil, a protocol) was held back for an institution named "Center for Brain Imaging Fakeville"."""
+    source = original(InstitutionName="Center for Brain Imaging Fakeville")
+    source.InstitutionalDepartmentName = "Clinic"
+    findings = held(tmp_path, source, ImageComments=f"({text})")
+    assert any(f.attribute.startswith("Institution") for f in findings) is found, findings

@@ -717,10 +717,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     date = _date_needles(keyword, text, encodings, declared) if keyword.endswith("Date") else None
     if date is not None:
         return date
-    texts, glued = {text}, {}
-    if person or keyword.endswith("Name") or "Physician" in keyword:
-        texts |= name_texts(text)
-        glued = glued_forms(text)
+    texts, glued = _name_forms(keyword, text, person)
     out = list(_joined_id_needles(keyword, text, encodings, declared))
     if keyword in IDS:  # (a joined ID's needle stands for it as written and without separators)
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
@@ -740,6 +737,17 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
     return tuple(out)
+
+
+def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[str, tuple[Form, ...]]]:
+    """The texts a value is searched as (a name's also as `name_texts` gives them) and the glued forms of its
+    family name."""
+    if not (person or keyword.endswith("Name") or "Physician" in keyword):
+        return {text}, {}
+    texts = {text} | name_texts(text)
+    if keyword in INSTITUTIONS:  # a word that names a kind of place alone ("Brain", "Hospital") names none
+        texts = {t for t in texts if fold(t) not in institution_words()}
+    return texts, glued_forms(text)
 
 
 def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
@@ -795,6 +803,17 @@ def maker_names() -> frozenset[str]:
     identified by the rest of its name, not by the maker's, which every private creator of that maker holds."""
     text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
     return frozenset(fold(m) for m in json.loads(text)["makers"])
+
+
+@lru_cache(maxsize=1)
+def institution_words() -> frozenset[str]:
+    """Words that name a kind of institution, a department, a specialty, an organ or an imaging method (folded):
+    an institution's name is searched for whole and by its other words, never by these alone."""
+    text = resources.files("neuroanon").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
+    return frozenset(fold(m) for m in json.loads(text)["institution_words"])
+
+
+INSTITUTIONS = frozenset({"InstitutionName", "InstitutionalDepartmentName"})
 
 
 @lru_cache(maxsize=1)
