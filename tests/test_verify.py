@@ -378,3 +378,24 @@ def test_a_deflated_file_that_cannot_be_inflated_is_one_line(tmp_path: Path, lev
     assert "cannot be inflated" in said.out + said.err and "Traceback" not in said.out + said.err
     assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--level", "anonymize"]) == 1
     assert "the deflated data set cannot be inflated (a corrupt deflate stream)" in capsys.readouterr().err
+
+
+def test_the_options_the_files_declare_are_read_with_their_level(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`verify OUT` on an output made with options (the preset) flagged what those options keep, 15 to 21
+    attributes a file (found from outside); it now reads them from DeidentificationMethodCodeSequence as it reads
+    the level, and says so. Options given on the command line are taken as given; a tree of mixed options is held
+    to those every file declares."""
+    source, full, _ = released
+    preset = tmp_path / "preset"
+    assert main(["anonymize", str(source), "-o", str(preset), "--preset", "bids", "--key-file",
+                 str(full.parent / "key")]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(preset)]) == 0
+    assert ("6 files checked at level full with --shift-dates --clean-descriptors --retain-patient-characteristics "
+            "(as the files declare): 0 with findings") in capsys.readouterr().out
+    assert main(["verify", str(preset), "--clean-descriptors"]) == 1
+    capsys.readouterr()
+    assert main(["verify", str(preset), str(full)]) == 1, "a mixed tree is held to what every file declares"
+    assert "at level full: " in capsys.readouterr().out

@@ -37,6 +37,7 @@ from .keys import (
 from .options import PRESETS, Level, Options
 from .pixels import MODES
 from .profile import explain, render_rules
+from .ps315 import BASIC_PROFILE_CODE
 from .report import Record, RunInfo, Status, Summary, report_in_use, status_word, unicode_name
 from .rules import Op
 from .write import held_elsewhere, partial_zip
@@ -757,8 +758,9 @@ def _log_to_stderr(name: str) -> None:
 
 
 def _check_verify(args: argparse.Namespace) -> None:
-    """Refuse what verify could not honour, before the scan; read the level from the files when not given."""
-    from .verify import infer_level
+    """Refuse what verify could not honour, before the scan; read the level from the files when not given, and
+    at full the options they declare when none is given (a run with `--preset bids` checks as the preset)."""
+    from .verify import infer_marks
 
     for path in [*args.paths, *(args.against or [])]:
         if not path.exists():
@@ -767,9 +769,22 @@ def _check_verify(args: argparse.Namespace) -> None:
         raise UsageError("--key-file: only with --against (the key ties each output to its own original)")
     if args.json:
         _check_writable(args.json, "JSON file", folder=False)
+    args.declared = ""
     if args.level is None:
-        args.level = infer_level(args.paths).value
+        level, codes = infer_marks(args.paths)
+        args.level = level.value
         _check_level(args, inferred=True)
+        if level is Level.FULL and BASIC_PROFILE_CODE[0] in codes and not any(
+                getattr(args, name) for name in _DECLARED.values()):
+            for code, name in _DECLARED.items():
+                setattr(args, name, code in codes if name != "no_safe_private" else code not in codes)
+            given = [f"--{name.replace('_', '-')}" for name in _DECLARED.values() if getattr(args, name)]
+            args.declared = " ".join(given)
+
+
+# The options verify reads from the PS3.15 codes the files declare, by their argparse name.
+_DECLARED = {"113107": "shift_dates", "113105": "clean_descriptors", "113108": "retain_patient_characteristics",
+             "113109": "retain_device_identity", "113111": "no_safe_private"}
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -786,7 +801,8 @@ def _verify(args: argparse.Namespace) -> int:
     for result in flagged:
         for finding in result.findings:
             print(f"{_shown(result.path)}\t{finding}")
-    print(f"{len(results)} files checked at level {options.level}: "
+    declared = f" with {args.declared} (as the files declare)" if args.declared else ""
+    print(f"{len(results)} files checked at level {options.level}{declared}: "
           f"{len(flagged)} with findings, {len(results) - len(flagged)} clean")
     for name, files in summary(results).items():
         print(f"  {name}: {files} file{'s' if files != 1 else ''}")

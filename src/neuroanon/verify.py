@@ -106,13 +106,15 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
 _METHOD = re.compile(r"^nidb anonymize( full)?(?: \(neuroanon [^)]*\))?$")
 
 
-def infer_level(paths: list[Path], sample: int = 64) -> Level:
-    """The level the files say they were made at (DeidentificationMethod), the strictest if they differ.
+def infer_marks(paths: list[Path], sample: int = 64) -> tuple[Level, frozenset[str]]:
+    """The level the files say they were made at (DeidentificationMethod), the strictest if they differ, and the
+    codes of the PS3.15 profile and options every one of them declares (DeidentificationMethodCodeSequence).
 
     Files that name no level of ours are held to full: a tree that should be clean is checked as strictly as
     it can be. Reads at most `sample` DICOM headers.
     """
     found: set[Level] = set()
+    declared: frozenset[str] | None = None
     seen = 0
     for item in discover(paths):
         if seen >= sample:
@@ -127,11 +129,15 @@ def infer_level(paths: list[Path], sample: int = 64) -> Level:
                 seen += 1
                 method = ds.get("DeidentificationMethod", "")
                 names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
+                codes = frozenset(str(item.get("CodeValue", "")).strip()
+                                  for item in ds.get("DeidentificationMethodCodeSequence", []))
         except (InputError, ValueError, TypeError):
             continue
         levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
         found.add(Level.FULL if Level.FULL in levels or not levels else Level.ANONYMIZE)
-    return Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
+        declared = codes if declared is None else declared & codes
+    level = Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
+    return level, declared or frozenset()
 
 
 _ATTRIBUTE = re.compile(r"^original (\S+) value|^(?:file meta )?(?:\([0-9A-F]{4},[0-9A-F]{4}\)(?:\[\d+\]\.)?)+ (\w+)")
