@@ -129,8 +129,8 @@ def infer_marks(paths: list[Path], sample: int = 64) -> tuple[Level, frozenset[s
                 seen += 1
                 method = ds.get("DeidentificationMethod", "")
                 names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
-                codes = frozenset(str(item.get("CodeValue", "")).strip()
-                                  for item in ds.get("DeidentificationMethodCodeSequence", []))
+                codes = frozenset(str(code.get("CodeValue", "")).strip()
+                                  for code in ds.get("DeidentificationMethodCodeSequence", []))
         except (InputError, ValueError, TypeError):
             continue
         levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
