@@ -323,7 +323,9 @@ def test_which_images_are_read() -> None:
 
 @pytest.mark.parametrize("text", ["FAKEDOE^JANINE", "Fakedoe, Janine", "ID FK83920471", "FK 8392 0471",
                                   "15.01.2024", "DOB 07/03/1961", "7 Mar 1961", "555-0147", "12 Brightwater Lane",
-                                  "FAKED0E", "janine", "20240115", "Patient: X", "10115 Berlin"])
+                                  "FAKED0E", "janine", "20240115", "Patient: X", "10115 Berlin",
+                                  # (found from outside: released) a telephone with points, an e-mail, spaced letters
+                                  "555.014.2337", "otto.brackwater@mail.test", "F A K E D O E", "FK 8 3 9 2 0 4 7 1"])
 def test_phi_text_is_recognised(text: str) -> None:
     found = (Needle("PatientName", b"fakedoe^janine"), Needle("PatientName", b"fakedoe"),
              Needle("PatientName", b"janine"), Needle("PatientID", b"fk83920471"))
@@ -331,7 +333,8 @@ def test_phi_text_is_recognised(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["4.2 cm", "GAIN 55", "TIS<0.4 MI=0.8 AO=100%", "+2:09:04", "LYMPH NODE",
-                                  "DR 60", "FR 25Hz", "C5-1", "Depth 16 cm", "12:30:05", "PWR", "CINE 0118"])
+                                  "DR 60", "FR 25Hz", "C5-1", "Depth 16 cm", "12:30:05", "PWR", "CINE 0118",
+                                  "2D 60% C50 P Low HGen", "Gn 12 60dB FR 30Hz", "0.5 1.0 1.5 2.0"])
 def test_labels_and_measurements_are_not_phi(text: str) -> None:
     assert not is_phi(text, (Needle("PatientName", b"fakedoe"), Needle("PatientID", b"fk83920471")))
 
@@ -509,3 +512,94 @@ def test_text_free_image_said_to_carry_text_is_released_marked_no(tmp_path: Path
     out = pydicom.dcmread(_output(record))
     assert out.BurnedInAnnotation == "NO" and out.PatientIdentityRemoved == "YES"
     assert out.PixelData == pydicom.dcmread(made.path).PixelData
+
+
+def _text_image(path: Path, draw: Any) -> fx.Fixture:
+    """A text-free-looking ultrasound image (speckle up to 180) with white text `draw(canvas)` puts in it."""
+    frames = fx.speckle(np.random.default_rng(5), 256, 256, 180).astype(np.uint8)[None]
+    canvas = fx.Canvas(frames)
+    draw(canvas)
+    ds = fx._dataset(fx.US_IMAGE, "US", 256, 256)
+    fx._save(ds, frames, path)
+    return fx.Fixture(path, canvas.phi, canvas.labels)
+
+
+def _wrapped(canvas: fx.Canvas) -> None:
+    canvas.text(0, (8, 6), "FAKE-", 255, size=18)  # a value wrapped in a narrow field
+    canvas.text(0, (8, 28), "DOE", 255, size=18)
+
+
+def _spaced(canvas: fx.Canvas) -> None:
+    for i, letter in enumerate("FAKEDOE"):  # letters spaced apart, read a box each or with spaces
+        canvas.text(0, (8 + 34 * i, 120), letter, 255, size=18)
+
+
+def _turned(canvas: fx.Canvas) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    mask = Image.new("L", (200, 30), 0)
+    ImageDraw.Draw(mask).text((2, 2), "FAKEDOE^JANINE", fill=255, font=ImageFont.truetype(str(fx.FONT), 18))
+    ink = np.asarray(mask.rotate(90, expand=True)) > 110  # reading upwards, as a side label runs
+    canvas.frames[0, 20:20 + ink.shape[0], 10:10 + ink.shape[1]][ink] = 255
+    canvas.phi.append((0, 10, 20, 10 + ink.shape[1], 20 + ink.shape[0]))
+
+
+@pytest.mark.parametrize("draw", [_wrapped, _spaced, _turned], ids=["wrapped", "spaced", "turned"])
+def test_text_split_over_lines_spaced_apart_or_turned_is_redacted(tmp_path: Path, draw: Any) -> None:
+    """Text the reader splits (a name wrapped over two lines, its letters spaced apart: neither part PHI alone) or
+    reads turned a quarter turn: each was released whole (found from outside)."""
+    _require_ocr()
+    made = _text_image(tmp_path / "in" / "image.dcm", draw)
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["image.dcm"]
+    assert record["status"] == "written", record["reason"]
+    out = _frames(_output(record))
+    for frame, x0, y0, x1, y1 in made.phi:
+        assert not (out[frame, y0:y1, x0:x1] == 255).any(), "ink left where PHI was drawn"
+
+
+def _with_hidden_picture(path: Path, where: str) -> bytes:
+    """A text-free JPEG secondary capture whose codestream also holds a picture of a name: an Exif thumbnail, or
+    a second codestream after the first one's end."""
+    import io
+
+    from PIL import Image
+
+    plain = io.BytesIO()
+    Image.fromarray(fx.speckle(np.random.default_rng(9), 128, 128, 120).astype(np.uint8)).save(plain, "JPEG")
+    frames = np.zeros((1, 40, 200), dtype=np.uint8)
+    fx.Canvas(frames).text(0, (4, 8), "FAKEDOE^JANINE", 255, size=18)
+    name = io.BytesIO()
+    Image.fromarray(frames[0]).save(name, "JPEG")
+    stream = plain.getvalue()
+    if where == "thumbnail":
+        exif = b"Exif\x00\x00" + name.getvalue()  # (a thumbnail's bytes as an APP1 segment carries them)
+        stream = stream[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + stream[2:]
+    elif where == "after":
+        stream += name.getvalue()
+    ds = fx._dataset(fx.SECONDARY_CAPTURE, "OT", 128, 128)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    ds.PixelData = pydicom.encaps.encapsulate([stream])
+    ds["PixelData"].VR = "OB"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return name.getvalue()
+
+
+@pytest.mark.parametrize("where", ["thumbnail", "after", "none"])
+def test_a_picture_no_decoder_shows_is_not_released(tmp_path: Path, where: str) -> None:
+    """A JPEG's Exif thumbnail or a codestream after its end holds a picture no decoder of the frame shows: the
+    pixel data was released byte for byte when the frame showed no text (found from outside). It is now written
+    again from the decoded frame; a JPEG that holds only its image keeps its bytes."""
+    _require_ocr()
+    hidden = _with_hidden_picture(tmp_path / "in" / "sc.dcm", where)
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["sc.dcm"]
+    assert record["status"] == "written", record["reason"]
+    written = _output(record).read_bytes()
+    if where == "none":
+        assert record["pixels"]["pixel_data"] == "unchanged"
+        assert pydicom.dcmread(tmp_path / "in" / "sc.dcm").PixelData in written
+    else:
+        assert record["pixels"]["pixel_data"] == "rewritten explicit VR little endian (was JPEG Baseline (Process 1))"
+        assert hidden[100:140] not in written and b"\xff\xd8\xff" not in written
+        assert {"tag": "(7FE0,0010)", "keyword": "PixelData", "action": "written without what no decoder shows (a "
+                "thumbnail, another codestream)"} in record["changes"]

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--clean-pixels needs the ocr extra: pip install 'neuroanon[ocr]' (rapidocr, onnxruntime)"
-MIN_CHARACTERS = 2  # a lone letter ("L", "R") is a label, and one-character reads are mostly noise
+MIN_CHARACTERS = 2  # a lone letter ("L", "R") is a label, and one-character reads are mostly noise: redacted only
+# with the letters beside it (`pixels.lines`), never alone
 # On text-free noisy images the detector may return one box over the whole image: a box taller than this part of
 # the image is dropped unless it is shaped like a line of text (wider than tall), as large print is.
 MAX_HEIGHT_FRACTION = 1 / 8
@@ -69,11 +70,56 @@ def read(image: np.ndarray[Any, Any]) -> list[TextBox]:
     return found
 
 
+def joined(boxes: list[TextBox]) -> list[TextBox]:
+    """Text the reader split, each as one box around its parts: the boxes of one line run together (letters
+    spaced apart are read a box each: "Q U A X" as four), and a line run on into the line below it (a value
+    wrapped in a narrow field: "QUAX-" over "WORTH")."""
+    lines = _lines(boxes)
+    found = [line for line, parts in lines if parts > 1]
+    for upper, _ in lines:
+        for lower, _ in lines:
+            height = upper.y1 - upper.y0
+            below = lower is not upper and upper.y0 + height / 2 < lower.y0 <= upper.y1 + height
+            aligned = (lower.x0 < upper.x1 and upper.x0 < lower.x1) or abs(lower.x0 - upper.x0) <= 2 * height
+            if below and aligned:
+                found.append(TextBox(min(upper.x0, lower.x0), upper.y0, max(upper.x1, lower.x1), lower.y1,
+                                     upper.text.rstrip("-") + lower.text))
+    return found
+
+
+def _lines(boxes: list[TextBox]) -> list[tuple[TextBox, int]]:
+    """The boxes of each line (beside one another, the gap between them at most three heights) as one box, and
+    how many boxes it joins. Its text: the boxes' texts, single letters run together ("QUAX"), words apart."""
+    lines: list[list[TextBox]] = []
+    for box in sorted(boxes, key=lambda b: (b.x0, b.y0)):
+        for line in lines:
+            last, height = line[-1], max(line[-1].y1 - line[-1].y0, box.y1 - box.y0)
+            overlap = min(last.y1, box.y1) - max(last.y0, box.y0)
+            if overlap >= height / 2 and box.x0 - last.x1 <= 3 * height:
+                line.append(box)
+                break
+        else:
+            lines.append([box])
+    joined = []
+    for line in lines:
+        text = line[0].text
+        for before, box in zip(line, line[1:], strict=False):
+            text += ("" if characters(before) == characters(box) == 1 else " ") + box.text
+        joined.append((TextBox(min(b.x0 for b in line), min(b.y0 for b in line), max(b.x1 for b in line),
+                               max(b.y1 for b in line), text), len(line)))
+    return joined
+
+
+def characters(box: TextBox) -> int:
+    return sum(1 for c in box.text if not c.isspace())
+
+
 def _plausible(box: TextBox, rows: int) -> bool:
+    """A box of text: not empty, and a line (across or, as rotated text runs, down) unless it is small."""
     height, width = box.y1 - box.y0, box.x1 - box.x0
-    characters = sum(1 for c in box.text if not c.isspace())
-    line_shaped = height <= rows * MAX_HEIGHT_FRACTION or width >= MIN_LINE_ASPECT * height
-    return height > 0 and width > 0 and line_shaped and characters >= MIN_CHARACTERS
+    line_shaped = (height <= rows * MAX_HEIGHT_FRACTION or width >= MIN_LINE_ASPECT * height
+                   or height >= MIN_LINE_ASPECT * width)
+    return height > 0 and width > 0 and line_shaped and characters(box) >= 1
 
 
 @lru_cache(maxsize=1)
@@ -85,13 +131,17 @@ def _engine() -> Any:
         raise UsageError(INSTALL_HINT) from None
     models = Path(rapidocr.__file__).parent / "models"
     detection, recognition = models / "PP-OCRv6_det_small.onnx", models / "PP-OCRv6_rec_small.onnx"
-    if not (detection.is_file() and recognition.is_file()):
+    classifier = models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
+    if not (detection.is_file() and recognition.is_file() and classifier.is_file()):
         # Other versions fetch models at first use; nothing may be downloaded at run time.
         raise UsageError(f"{INSTALL_HINT}: this rapidocr version does not ship its models")
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
     return RapidOCR(params={
-        "Global.use_cls": False,  # text in medical images is upright
+        # Text turned half a turn is read turned back (the recogniser reads a line standing on end turned a
+        # quarter turn: with this, either way up); the classifier ships in the wheel.
+        "Global.use_cls": True,
         "Global.log_level": "error",
+        "Cls.model_path": str(classifier),
         "Det.model_path": str(detection),
         "Rec.model_path": str(recognition),
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,

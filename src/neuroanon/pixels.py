@@ -10,7 +10,8 @@ above BitsStored are cleared too.
 Native pixel data stays native; compressed data is re-encoded losslessly in its transfer syntax when pydicom has
 an encoder for it (RLE Lossless always), else written explicit VR little endian (the report says so). The
 redacted frames are read again; a file is released only when nothing PHI-like is read, and then carries
-BurnedInAnnotation NO and the 113101 code. An image without text keeps its pixel data byte for byte.
+BurnedInAnnotation NO and the 113101 code. An image without text keeps its pixel data byte for byte, unless
+that holds more than its frames show (`_holds_more`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .burnedin import burned_in_risk
 from .errors import UsageError
 from .identifiers import Needle
 from .options import Level, Options
-from .pixeltext import is_phi
+from .pixeltext import holds_value, is_phi
 from .read import Header, PixelSpan
 from .rules import Change
 from .write import write_instance
@@ -155,15 +156,58 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     changed = bool(cleaning.boxes) or not np.array_equal(frames, original)
     if native:  # the decoder drops bits above BitsStored: overlay bits in the stored bytes show as a difference
         changed = changed or _native_bytes(frames, whole, header.little_endian) != bytes(whole.PixelData)
-    if changed:
+    hidden = not native and syntax != RLELossless and _holds_more(whole, count)
+    if changed or hidden:
         _rewrite(dataset, header, frames, whole, photometric, cleaning)
-        changes.append(Change("(7FE0,0010)", "PixelData", "redacted" if cleaning.boxes else "overlay bits cleared"))
+        done = "redacted" if cleaning.boxes else "overlay bits cleared" if changed else "written without what no " \
+            "decoder shows (a thumbnail, another codestream)"
+        changes.append(Change("(7FE0,0010)", "PixelData", done))
     if cleaning.boxes or cleaning.held:
         cleaning.review = [_display(frames[i], photometric, whole) for i in range(count)]
     if cleaning.held is None:
         _mark(dataset, changes)
     if cleaning.write is None:  # the pixel data is kept: streamed from the source, the marks encoded anew
         cleaning.write = partial(write_instance, dataset, header, source, changed=changed_top_level(changes))
+
+
+def _holds_more(ds: Dataset, count: int) -> bool:
+    """Whether encapsulated pixel data holds more than the images its frames decode to, where another picture may
+    hide: a segment an application or a comment fills (an Exif or JFIF thumbnail), bytes after a codestream's end
+    marker (a second codestream, a fragment after the frame's), a container around the codestream. Such pixel
+    data is not kept byte for byte: it is written again from the decoded frames."""
+    from pydicom.encaps import generate_frames
+
+    for frame in generate_frames(ds.PixelData, number_of_frames=count):
+        if frame[:2] == b"\xff\xd8":  # JPEG, JPEG-LS
+            start = _scan_start(frame)
+            if start is None:
+                return True
+        elif frame[:4] == b"\xff\x4f\xff\x51":  # a JPEG 2000 codestream: no marker of FF90 or above in its data
+            start = 4
+        else:
+            return True
+        end = frame.find(b"\xff\xd9", start)  # EOI, EOC
+        if end < 0 or frame[end + 2 :].strip(b"\x00"):
+            return True
+    return False
+
+
+def _scan_start(frame: bytes) -> int | None:
+    """Where a JPEG codestream's first scan starts, or None when a segment before it may hold a picture or text
+    (an application segment other than a bare JFIF or Adobe one, a comment) or the markers do not parse."""
+    pos = 2
+    while pos + 4 <= len(frame) and frame[pos] == 0xFF:
+        marker, length = frame[pos + 1], int.from_bytes(frame[pos + 2 : pos + 4], "big")
+        if marker == 0xFF:  # fill
+            pos += 1
+            continue
+        bare = (marker == 0xE0 and length <= 16) or (marker == 0xEE and length <= 14)
+        if (0xE0 <= marker <= 0xEF and not bare) or marker == 0xFE:
+            return None
+        if marker == 0xDA:  # start of scan
+            return pos
+        pos += 2 + length
+    return None
 
 
 def _rewrite(dataset: Dataset, header: Header, frames: np.ndarray[Any, Any], whole: Dataset, photometric: str,
@@ -193,8 +237,8 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
         for index in todo:
             key = hashlib.blake2b(frames[index].tobytes(), digest_size=16).digest()
             if key not in seen or round_:
-                boxes = [b for image in _renderings(frames[index], photometric, ds) for b in ocr.read(image)
-                         if strict or is_phi(b.text, patterns)]
+                boxes = [b for image in _renderings(frames[index], photometric, ds) for b in _text(image, patterns,
+                                                                                                      strict)]
                 cleaning.frames_read += 1
                 seen[key] = _merged([(b.x0, b.y0, b.x1, b.y1) for b in boxes])
             if seen[key]:
@@ -214,6 +258,14 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
                 frames[index, box.y0:box.y1, box.x0:box.x1] = _background(frames[index], box)
                 cleaning.boxes.append(box)
         todo = sorted(found)
+
+
+def _text(image: np.ndarray[Any, Any], patterns: tuple[Needle, ...], strict: bool) -> list[ocr.TextBox]:
+    """The boxes of text to redact in one picture: each that is PHI (every one of two characters or more when
+    `strict`), and what is PHI only when boxes are joined (spaced letters, a value wrapped over two lines)."""
+    read = ocr.read(image)
+    found = [b for b in read if (strict and ocr.characters(b) >= ocr.MIN_CHARACTERS) or is_phi(b.text, patterns)]
+    return found + [b for b in ocr.joined(read) if holds_value(b.text, patterns)]
 
 
 def _merged(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:

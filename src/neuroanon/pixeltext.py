@@ -19,17 +19,22 @@ MONTHS = (
     "|septiembre|octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre"
     "|dicembre"
 )
+_DATES = (
+    re.compile(r"(?<!\d)\d{1,4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{2,4}(?!\d)"),  # dates with separators
+    re.compile(r"(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"),  # YYYYMMDD
+)
 _PATTERNS = (
     re.compile(r"[a-z]{2,}\s*\^\s*[a-z]{2,}"),  # PN: family^given
     re.compile(r"\b[a-z]{2,}\s*,\s*[a-z]{2,}\b"),  # "Family, Given"
-    re.compile(r"(?<!\d)\d{1,4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{2,4}(?!\d)"),  # dates with separators
-    re.compile(r"(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"),  # YYYYMMDD
+    *_DATES,
     re.compile(rf"(?<![a-z])(?:{MONTHS})\.?(?![a-z])"),  # a month name: part of a date
     re.compile(r"(?<!\d)\d(?:[\s-]?\d){5,}(?!\d)"),  # a long number, separators allowed: IDs, phone numbers
     re.compile(r"\b(?=[a-z]*\d)(?=\d*[a-z])[a-z\d]{6,}\b"),  # letters and digits mixed, 6+: an ID
     re.compile(r"\b\d+[a-z]?\s+(?:[a-z]+\s+){0,3}(?:street|st|lane|ln|road|rd|avenue|ave|drive|boulevard|blvd|way"
                r"|court|ct|place|pl|square|strasse|str|weg|gasse|platz|rue|via|calle)\b"),  # a street address
     re.compile(r"\b\d{4,5}\s+[a-z]{3,}"),  # a postcode and a town
+    re.compile(r"(?<!\d)\d{3}\.\d{3}\.\d{4}(?!\d)"),  # a telephone number written with points
+    re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"),  # an e-mail address
     # Labels of identifying fields: the box holds the value, or the value sits right after it.
     re.compile(r"(?<![a-z])(?:name|patient|pat|dob|birth|born|mrn|id|acc|accession|physician|ssn|address"
                r"|phone|tel|hospital|clinic|institution)(?![a-z])"),
@@ -39,13 +44,20 @@ _PATTERNS = (
 def is_phi(text: str, needles: tuple[Needle, ...]) -> bool:
     """True when `text`, read in an image, identifies a person, a visit or a place."""
     folded = fold(text)
-    if any(pattern.search(folded) for pattern in _PATTERNS):
+    return any(pattern.search(folded) for pattern in _PATTERNS) or holds_value(text, needles)
+
+
+def holds_value(text: str, needles: tuple[Needle, ...]) -> bool:
+    """True when `text` holds one of the file's identifying values, or a date: what text joined from several
+    boxes is searched for (labels joined may look like an ID or a number, and are none)."""
+    folded = fold(text)
+    if any(pattern.search(folded) for pattern in _DATES):
         return True
-    compact = re.sub(r"[\s\-./]", "", folded)
-    words = re.findall(r"[a-z0-9]+", folded)
+    compact = re.sub(r"[\s\-./]", "", folded)  # (also letters read spaced apart: "Q U A X W O R T H")
+    words = [*re.findall(r"[a-z0-9]+", folded), compact]
     for needle in needles:
         value = fold(needle.data.decode("utf-8", "ignore"))
-        if value in folded or (needle.numeric and value in compact):
+        if value in folded or ((needle.numeric or len(value) >= 5) and value in compact):
             return True
         if len(value) >= 5 and value.isalpha() and any(_near(value, word) for word in words):
             return True
