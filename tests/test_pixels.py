@@ -603,3 +603,17 @@ def test_a_picture_no_decoder_shows_is_not_released(tmp_path: Path, where: str) 
         assert hidden[100:140] not in written and b"\xff\xd8\xff" not in written
         assert {"tag": "(7FE0,0010)", "keyword": "PixelData", "action": "written without what no decoder shows (a "
                 "thumbnail, another codestream)"} in record["changes"]
+
+
+def test_a_layout_not_cleaned_is_named_in_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Native YBR_FULL_422 is held back; the reason said only "(ValueError)" (found from outside)."""
+    ds = fx._dataset(fx.US_IMAGE, "US", 16, 16, SamplesPerPixel=3, PhotometricInterpretation="YBR_FULL_422",
+                     PlanarConfiguration=0)
+    ds.PixelData = bytes(16 * 16 * 2)  # two samples a pixel, as 4:2:2 stores them
+    path = tmp_path / "in" / "ybr.dcm"
+    path.parent.mkdir(parents=True)
+    ds.save_as(path, enforce_file_format=True)
+    monkeypatch.setattr(ocr, "read", lambda image: [])
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["ybr.dcm"]
+    assert record["status"] == "quarantined"
+    assert "pixel data could not be read for cleaning (native YBR_FULL_422)" in record["reason"]

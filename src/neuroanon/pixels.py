@@ -121,10 +121,15 @@ def clean(source: Path, header: Header, dataset: Dataset, changes: list[Change],
     except UsageError:
         raise  # the ocr extra is missing: the run stops, no file is blamed
     except Exception as exc:  # no decoder, a corrupt stream, an unusual layout: fail closed
-        cleaning.held = f"pixel data could not be read for cleaning ({type(exc).__name__})"
+        why = str(exc) if isinstance(exc, _Unsupported) else type(exc).__name__  # (another's text may quote a path)
+        cleaning.held = f"pixel data could not be read for cleaning ({why})"
         cleaning.write = None
     cleaning.seconds = time.perf_counter() - started
     return cleaning
+
+
+class _Unsupported(ValueError):
+    """Pixel data of a layout this stage does not clean; its message names the layout (never a value)."""
 
 
 def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change], patterns: tuple[Needle, ...],
@@ -134,17 +139,17 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
 
     whole = dcmread(source, force=True)
     if "PixelData" not in whole:
-        raise ValueError("no pixel data")  # float or double pixel data, or none: not handled here
+        raise _Unsupported("no PixelData: float, double or none")  # not handled here
     syntax = UID(whole.file_meta.TransferSyntaxUID)
     if int(whole.BitsAllocated) not in (8, 16, 32):
-        raise ValueError("bits allocated")
+        raise _Unsupported(f"BitsAllocated {int(whole.BitsAllocated)}")
     native = not syntax.is_compressed
     raw = native or syntax == RLELossless  # the stored values; other decoders give RGB for YBR colour
     frames = pixel_array(whole, raw=raw)
     photometric = str(whole.PhotometricInterpretation)
     samples = int(whole.get("SamplesPerPixel", 1))
     if photometric == "YBR_FULL_422" and native:
-        raise ValueError("native YBR_FULL_422")  # subsampled in the file, not in the decoded array
+        raise _Unsupported("native YBR_FULL_422")  # subsampled in the file, not in the decoded array
     if not raw and samples == 3:
         photometric = "RGB"
     count = int(whole.get("NumberOfFrames", 1) or 1)
