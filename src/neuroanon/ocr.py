@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--clean-pixels needs the ocr extra: pip install 'neuroanon[ocr]' (rapidocr, onnxruntime)"
-MIN_CHARACTERS = 2  # a lone letter ("L", "R") is a label, and one-character reads are mostly noise: redacted only
-# with the letters beside it (`pixels.lines`), never alone
+MIN_CHARACTERS = 2  # a lone letter ("L", "R") is a label, and one-character reads are mostly noise: such a box
+# is PHI only joined with the boxes beside it (`joined`)
 # On text-free noisy images the detector may return one box over the whole image: a box taller than this part of
-# the image is dropped unless it is shaped like a line of text (wider than tall), as large print is.
+# the image is dropped unless it is shaped like a line of text (wider than tall, or for turned text taller than
+# wide), as large print is.
 MAX_HEIGHT_FRACTION = 1 / 8
 MIN_LINE_ASPECT = 1.2
 
