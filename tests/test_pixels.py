@@ -617,3 +617,44 @@ def test_a_layout_not_cleaned_is_named_in_the_reason(tmp_path: Path, monkeypatch
     record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["ybr.dcm"]
     assert record["status"] == "quarantined"
     assert "pixel data could not be read for cleaning (native YBR_FULL_422)" in record["reason"]
+
+
+def test_a_large_or_long_image_is_also_read_in_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector scales an image to 736 pixels on its shorter side and 2000 at most on its longer one: small
+    print on a radiograph or a long strip shrank below what it finds (found from outside). Such an image is also
+    read in overlapping tiles of at most 736 pixels a side that cover it all, each box put back in place."""
+    for rows, cols, tiles in ((512, 512, 0), (1400, 1400, 9), (200, 4000, 7), (2200, 2800, 20)):
+        image = np.zeros((rows, cols), dtype=np.uint8)
+        covered = np.zeros((rows, cols), dtype=bool)
+        calls: list[tuple[int, int, int, int]] = []
+
+        def fake_read(part: np.ndarray[Any, Any], image: np.ndarray[Any, Any] = image,
+                      covered: np.ndarray[Any, Any] = covered,
+                      calls: list[tuple[int, int, int, int]] = calls) -> list[ocr.TextBox]:
+            offset = part.__array_interface__["data"][0] - image.__array_interface__["data"][0]
+            y, x = divmod(offset // image.itemsize, image.shape[1])  # (a view: where it starts in the image)
+            calls.append((y, x, *part.shape[:2]))
+            covered[y:y + part.shape[0], x:x + part.shape[1]] = True
+            return [ocr.TextBox(1, 2, 3, 4, "x")]
+
+        monkeypatch.setattr(ocr, "_read", fake_read)
+        found = ocr.read(image)
+        assert calls[0] == (0, 0, rows, cols) and len(calls) == 1 + tiles
+        assert all(height <= 736 and width <= 736 for _, _, height, width in calls[1:])
+        assert covered.all() if tiles else True
+        assert sorted((b.x0, b.y0) for b in found) == sorted((1 + x, 2 + y) for y, x, _, _ in calls)
+
+
+def test_small_print_on_a_large_radiograph_is_redacted(tmp_path: Path) -> None:
+    """16-pixel text on a 1400 x 1400 radiograph was released (found from outside): the whole image, scaled down
+    to the detector's size, showed it too small. Read in tiles, it is redacted."""
+    _require_ocr()
+    frames = np.full((1, 1400, 1400), 30, dtype=np.uint8)
+    canvas = fx.Canvas(frames)
+    canvas.text(0, (100, 100), "FAKEDOE JANINE", 255, size=16)
+    ds = fx._dataset(fx.CR_IMAGE, "CR", 1400, 1400)
+    fx._save(ds, frames, tmp_path / "in" / "cr.dcm")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["cr.dcm"]
+    assert record["status"] == "written", record["reason"]
+    (frame, x0, y0, x1, y1), = canvas.phi
+    assert not (_frames(_output(record))[frame, y0:y1, x0:x1] == 255).any(), "ink left where PHI was drawn"

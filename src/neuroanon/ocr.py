@@ -51,7 +51,32 @@ def require() -> None:
 
 
 def read(image: np.ndarray[Any, Any]) -> list[TextBox]:
-    """The text lines in `image` (8-bit, rows x columns, grey or RGB) that pass the sanity filters."""
+    """The text lines in `image` (8-bit, rows x columns, grey or RGB) that pass the sanity filters.
+
+    The detector scales an image to TILE pixels on its shorter side, then to MAX_SIDE at most on its longer one,
+    and small print on a large or long image shrinks below what it finds (16-pixel text on a 1400-pixel
+    radiograph, 11-pixel text on a 4000 x 200 strip): such an image is also read in tiles of at most TILE pixels a
+    side, overlapping by a quarter, each at its own scale."""
+    rows, cols = image.shape[:2]
+    found = _read(image)
+    if min(rows, cols) > TILE or max(rows, cols) * TILE > MAX_SIDE * min(rows, cols):
+        high, wide = min(rows, TILE), min(cols, TILE)
+        for y in _starts(rows, high):
+            for x in _starts(cols, wide):
+                found += [TextBox(b.x0 + x, b.y0 + y, b.x1 + x, b.y1 + y, b.text)
+                          for b in _read(image[y : y + high, x : x + wide])]
+    return found
+
+
+TILE, MAX_SIDE = 736, 2000  # the detector's scale (RapidOCR's Det.limit_side_len, limit_type min; max_side_len)
+
+
+def _starts(size: int, tile: int) -> tuple[int, ...]:
+    """Where tiles of `tile` pixels start along `size` pixels, overlapping by a quarter, the last at the end."""
+    return (*range(0, size - tile, tile - tile // 4), size - tile)
+
+
+def _read(image: np.ndarray[Any, Any]) -> list[TextBox]:
     import numpy as np
 
     rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
