@@ -658,3 +658,11 @@ def test_small_print_on_a_large_radiograph_is_redacted(tmp_path: Path) -> None:
     assert record["status"] == "written", record["reason"]
     (frame, x0, y0, x1, y1), = canvas.phi
     assert not (_frames(_output(record))[frame, y0:y1, x0:x1] == 255).any(), "ink left where PHI was drawn"
+
+
+@pytest.mark.parametrize(("text", "found"), [("QUAXWORIZEHULON", True), ("UAXWORTH", True), ("QUAXWORT 55", True),
+                                             ("QUAXWO", False), ("AXWORT", False), ("QUAKWORTM", False)])
+def test_a_long_name_read_garbled_at_an_end_is_found(text: str, found: bool) -> None:
+    """Faint red text, read "QUAXWORIZEHULON" for "QUAXWORTH ZEBULON", was released (found from outside): a name
+    of eight letters or more is found by all its letters but two in a row."""
+    assert is_phi(text, (Needle("PatientName", b"quaxworth"),)) is found

@@ -1,8 +1,9 @@
 """Which text read in an image identifies someone: the file's own identifying values, and PHI-shaped text.
 
 A box is PHI when its text holds one of the file's needles (any form; a one-letter OCR slip is tolerated in
-words of five letters or more) or looks like a name, a date, a long number or an ID. Labels and measurements
-("4.2 cm", "L", "GAIN 55", "TIS 0.4") are not PHI.
+words of five letters or more, and a name of eight letters or more is found by all its letters but two in a row)
+or looks like a name, a date, a long number or an ID. Labels and measurements ("4.2 cm", "L", "GAIN 55",
+"TIS 0.4") are not PHI.
 """
 
 from __future__ import annotations
@@ -61,7 +62,12 @@ def holds_value(text: str, needles: tuple[Needle, ...]) -> bool:
             return True
         if len(value) >= 5 and value.isalpha() and any(_near(value, word) for word in words):
             return True
+        if len(value) >= _LONG and value.isalpha() and any(value[i:i + len(value) - 2] in compact for i in range(3)):
+            return True  # a long name read with its last or first letters garbled ("QUAXWORIZEHULON")
     return False
+
+
+_LONG = 8  # a name this long is found by all its letters but two, in a row
 
 
 def fold(text: str) -> str:
