@@ -622,8 +622,10 @@ def test_a_layout_not_cleaned_is_named_in_the_reason(tmp_path: Path, monkeypatch
 def test_a_large_or_long_image_is_also_read_in_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """The detector scales an image to 736 pixels on its shorter side and 2000 at most on its longer one: small
     print on a radiograph or a long strip shrank below what it finds (found from outside). Such an image is also
-    read in overlapping tiles of at most 736 pixels a side that cover it all, each box put back in place."""
-    for rows, cols, tiles in ((512, 512, 0), (1400, 1400, 9), (200, 4000, 7), (2200, 2800, 20)):
+    read in overlapping tiles of at most 736 pixels a side that cover it all, each box put back in place; an
+    image the detector scales by 0.7 or more (a 1024 x 768 ultrasound frame) is not, as it reads it whole."""
+    for rows, cols, tiles in ((512, 512, 0), (768, 1024, 0), (1024, 1024, 0), (1400, 1400, 9), (200, 4000, 7),
+                              (2200, 2800, 20)):
         image = np.zeros((rows, cols), dtype=np.uint8)
         covered = np.zeros((rows, cols), dtype=bool)
         calls: list[tuple[int, int, int, int]] = []

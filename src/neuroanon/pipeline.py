@@ -454,13 +454,8 @@ class _Foreseen:
     def add(self, staged: Path, name: str) -> None:
         if self.folder is not None:
             self._take(name, self.folder)
-        with staged.open("rb") as ours:
-            head = ours.read(CHUNK)
-            checksum, size = zlib.crc32(head), len(head)
-            while chunk := ours.read(CHUNK):
-                checksum, size = zlib.crc32(chunk, checksum), size + len(chunk)
+        self.outputs[name] = (_crc(staged), staged.stat().st_size, _syntax(staged))
         discard(staged)
-        self.outputs[name] = (checksum, size, transfer_syntax(head))
 
     def member(self, name: str) -> tuple[int, int, bytes | None] | None:
         return self.outputs.get(name)
@@ -1074,14 +1069,18 @@ def _same_as_member(staged: Path, member: tuple[int, int, bytes | None] | None) 
     if member is None:
         return None, False
     crc, size, syntax = member
-    if staged.stat().st_size == size:
-        with staged.open("rb") as ours:
-            checksum = 0
-            while chunk := ours.read(CHUNK):
-                checksum = zlib.crc32(chunk, checksum)
-        if checksum == crc:
-            return True, False
+    if staged.stat().st_size == size and _crc(staged) == crc:
+        return True, False
     return False, syntax is None or _syntax(staged) != syntax
+
+
+def _crc(path: Path) -> int:
+    """A file's CRC-32, as a zip archive records its members'."""
+    checksum = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum
 
 
 def _syntax(path: Path) -> bytes | None:
