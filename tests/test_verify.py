@@ -399,3 +399,34 @@ def test_the_options_the_files_declare_are_read_with_their_level(
     capsys.readouterr()
     assert main(["verify", str(preset), str(full)]) == 1, "a mixed tree is held to what every file declares"
     assert "at level full: " in capsys.readouterr().out
+
+
+def test_a_code_sequence_that_cannot_be_read_is_one_file_s_finding_not_the_run_s_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reading the options the files declare, a DeidentificationMethodCodeSequence stored as UN that is no sequence
+    ended the run with "neuroanon: OSError" (found in review). The file declares nothing and is checked as any."""
+    import io
+    import struct
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+    def element(group: int, number: int, vr: str, value: bytes) -> bytes:
+        if vr == "UN":
+            return struct.pack("<HH2sHI", group, number, vr.encode(), 0, len(value)) + value
+        return struct.pack("<HH2sH", group, number, vr.encode(), len(value)) + value
+
+    for i, value in enumerate([b"\x01\x02\x03\x04", b"ABCDEFGH"]):
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, f"1.2.3.{i}"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = MRImageStorage, f"1.2.3.{i}"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        method = element(0x0012, 0x0063, "LO", b"NiDB Anonymize Full (neuroanon 0.1.0) ")
+        (tmp_path / f"{i}.dcm").write_bytes(buffer.getvalue() + method + element(0x0012, 0x0064, "UN", value))
+    assert main(["verify", str(tmp_path)]) == 1
+    shown = capsys.readouterr()
+    assert shown.err == "" and "2 files checked at level full: 2 with findings" in shown.out

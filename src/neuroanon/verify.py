@@ -129,8 +129,7 @@ def infer_marks(paths: list[Path], sample: int = 64) -> tuple[Level, frozenset[s
                 seen += 1
                 method = ds.get("DeidentificationMethod", "")
                 names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
-                codes = frozenset(str(code.get("CodeValue", "")).strip()
-                                  for code in ds.get("DeidentificationMethodCodeSequence", []))
+                codes = _declared_codes(ds)
         except (InputError, ValueError, TypeError):
             continue
         levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
@@ -138,6 +137,16 @@ def infer_marks(paths: list[Path], sample: int = 64) -> tuple[Level, frozenset[s
         declared = codes if declared is None else declared & codes
     level = Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
     return level, declared or frozenset()
+
+
+def _declared_codes(ds: Dataset) -> frozenset[str]:
+    """The code values of a file's DeidentificationMethodCodeSequence; none when it cannot be read (a UN value
+    that is no sequence: pydicom raises what its parse meets), so that the file is held to the defaults."""
+    try:
+        return frozenset(str(code.get("CodeValue", "")).strip()
+                         for code in ds.get("DeidentificationMethodCodeSequence", []))
+    except Exception:
+        return frozenset()
 
 
 _ATTRIBUTE = re.compile(r"^original (\S+) value|^(?:file meta )?(?:\([0-9A-F]{4},[0-9A-F]{4}\)(?:\[\d+\]\.)?)+ (\w+)")
