@@ -422,7 +422,8 @@ def test_a_code_sequence_that_cannot_be_read_is_one_file_s_finding_not_the_run_s
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, f"1.2.3.{i}"
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = MRImageStorage, f"1.2.3.{i}"
+        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(f"1.2.3.{i}")
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         method = element(0x0012, 0x0063, "LO", b"NiDB Anonymize Full (neuroanon 0.1.0) ")
