@@ -239,6 +239,7 @@ def test_canon_gradient_directions_in_image_comments_survive_plain_full(tmp_path
 
 
 @pytest.mark.parametrize("comment", ["b=1000 Quaxworth", "b=19610302", "b=1000(0.5,0.5,0.5) QX771234",
+                                     "b=1000(771.234,0.5,0.5)", "b=1000(0.5,0.5,0.1961030277)",
                                      "B=1000(0.5,0.5,0.5)", "scanned b=1000(0.5,0.5,0.5)", ""])
 def test_other_image_comments_are_removed_at_full(tmp_path: Path, comment: str) -> None:
     _canon_dwi(tmp_path / "in", [comment or "b=0"])

@@ -360,9 +360,10 @@ class Rule:
 
 # Values the table removes that an analysis needs, kept where a value is wholly a technical encoding: Canon's
 # classic diffusion images give each volume's b-value and gradient direction in ImageComments only
-# ("b=1500(0.445,0.000,0.895)"), which dcm2niix reads. A b-value of five digits at most, components of three
-# before the point: no date or ID fits, and the residual check searches the value as any other.
-_NUMBER: Final = rb"-?\d{1,3}(?:\.\d{1,9})?"
+# ("b=1500(0.445,0.000,0.895)"), which dcm2niix reads. A b-value of five digits at most, the direction's
+# components between -1 and 1 with six decimals at most: no date or ID fits, and the residual check searches the
+# value as any other.
+_NUMBER: Final = rb"-?[01](?:\.\d{1,6})?"
 TECHNICAL_VALUES: Final[Mapping[int, tuple[re.Pattern[bytes], str]]] = MappingProxyType({
     IMAGE_COMMENTS: (re.compile(rb"b=\d{1,5}(?:\.\d{1,6})?(?:\(%s,%s,%s\))?" % (_NUMBER, _NUMBER, _NUMBER)),
                      "a diffusion encoding as Canon writes it (`b=1500(0.445,0.000,0.895)`)"),
