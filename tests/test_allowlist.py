@@ -21,7 +21,7 @@ def test_table_is_well_formed() -> None:
         assert row.group % 2 == 1 and 0 <= row.element <= 0xFF, row.tag_text
         assert row.creator == row.creator.strip() and len(row.creator) <= 64 and "\\" not in row.creator
         assert row.name and row.use and row.readers and row.safe, f"{row.tag_text}: a column is empty"
-        assert row.kind in ("value", "csa", "protocol", "sequence")
+        assert row.kind in ("value", "csa", "protocol", "sequence", "pdb")
         assert set(row.readers.split(", ")) <= {"dcm2niix", "nibabel"}
     vendors = {s.creator for s in SAFE_PRIVATE}
     for creator in ("SIEMENS CSA HEADER", "SIEMENS MR HEADER", "SIEMENS MR SDS 01", "SIEMENS MR SDI 02",

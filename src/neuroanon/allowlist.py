@@ -17,11 +17,11 @@ How a kept value is cleaned depends on its kind:
   number row's value written as text must be numbers, or it is removed (`holds_a_number`);
 - `sequence`: a private sequence, kept and walked: its items keep the elements the level keeps (public elements by
   the profile, private ones by this table) and lose all others.
+- `pdb`: GE's Protocol Data Block, gzip-compressed protocol text: rebuilt from the lines dcm2niix reads (slice
+  order, multiband factor, group delay), each of its key's shape (see gepdb.py).
 Every kept value is then searched again by the residual check.
 
 Deliberately not kept, though a converter reads them:
-- GE (0025,xx1B) "GEMS_SERS_01" Protocol Data Block: gzip-compressed protocol text that can hold names and
-  free-text notes, and cannot be cleaned or checked without rewriting it (dcm2niix then misses a few GE fields);
 - elements whose creator an earlier de-identification overwrote (e.g. "Anon"): without the creator nothing proves
   what the element is, though dcm2niix reads some Siemens elements by fixed tag (CoilString, ImageOrientationText).
 Canon/Toshiba, Hitachi/Fujifilm and Bruker MR files give dcm2niix what it needs in public attributes (diffusion,
@@ -36,7 +36,7 @@ from typing import Final, Literal
 
 from pydicom.datadict import private_dictionary_VR
 
-Kind = Literal["value", "csa", "protocol", "sequence"]
+Kind = Literal["value", "csa", "protocol", "sequence", "pdb"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ _HOW: Final = {
     "csa": "kept only if it parses as a CSA header, cleaned in place",
     "protocol": "protocol cleaned in place",
     "sequence": "kept and walked: its items keep only what the level keeps",
+    "pdb": "rebuilt from the lines dcm2niix reads, each a number or short code",
 }
 
 
@@ -76,6 +77,8 @@ _CSA: Final = ("acquisition parameters in the CSA layout; kept only when it pars
                "patient, station, institution and serial values blanked, UIDs remapped")
 _PROTOCOL: Final = ("protocol text (ASCCONV); protocol and series names, patient, station, institution and serial "
                     "values blanked, UIDs remapped")
+_PDB: Final = ("protocol text rebuilt from slice order, multiband factor, group delay, pulse sequence and imaging "
+               "options, each a number or a short code cleaned of this file's identifying values")
 _SEQUENCE: Final = "a private functional-group sequence: walked, its items keep only what the level keeps"
 
 _D: Final = "dcm2niix"
@@ -88,6 +91,7 @@ _SDI: Final = "SIEMENS MR SDI 02"
 _GE_ACQ: Final = "GEMS_ACQU_01"
 _GE_RELA: Final = "GEMS_RELA_01"
 _GE_PARM: Final = "GEMS_PARM_01"
+_GE_SERS: Final = "GEMS_SERS_01"
 _PH_IMG: Final = "Philips Imaging DD 001"
 _PH_MR: Final = "Philips MR Imaging DD 001"
 _PH_MR2: Final = "Philips MR Imaging DD 002"
@@ -170,6 +174,8 @@ SAFE_PRIVATE: Final[tuple[SafePrivate, ...]] = (
     _row(_GE_ACQ, 0x0019, 0xE2, "Velocity Encode Scale", "phase contrast scaling"),
     _row(_GE_RELA, 0x0021, 0x4F, "Locations In Acquisition", "slices per volume"),
     _row(_GE_RELA, 0x0021, 0x5E, "RTIA Timer", "GE slice timing"),
+    _row(_GE_SERS, 0x0025, 0x1B, "Protocol Data Block (compressed)", "SliceTiming (slice order, multiband, group "
+         "delay)", _D, _PDB, "pdb"),
     _row(_GE_PARM, 0x0043, 0x02, "Shim Gradient X", "ShimSetting"),
     _row(_GE_PARM, 0x0043, 0x03, "Shim Gradient Y", "ShimSetting"),
     _row(_GE_PARM, 0x0043, 0x04, "Shim Gradient Z", "ShimSetting"),

@@ -24,6 +24,7 @@ import re
 import struct
 from typing import Final
 
+from . import gepdb
 from .identifiers import Needle, find, scrub
 from .keys import Keyring
 
@@ -234,10 +235,12 @@ def _text(raw: bytes) -> str | None:
 
 
 def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
-    """An allow-listed private value cleaned for release, the same length; None when it must not be kept.
+    """An allow-listed private value cleaned for release, the same length (but a GE Protocol Data Block, which is
+    rebuilt); None when it must not be kept.
 
-    `kind` is the allow-list's: a CSA header must parse as one, protocol text has its identifying keys blanked,
-    any other value is cut of this file's identifying values. Both anonymization paths call this one function.
+    `kind` is the allow-list's: a CSA header must parse as one, protocol text has its identifying keys blanked, a
+    GE Protocol Data Block keeps only the lines converters read (gepdb), any other value is cut of this file's
+    identifying values.
     """
     if kind == "value":
         hits = tuple(find(value, patterns))
@@ -250,7 +253,9 @@ def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: K
     if known is not None and known[0] is patterns:
         _MEMO[memo] = known  # most recently used last: the series header stays while images pass
         return known[1]
-    if kind == "csa" or parse(value) is not None:  # XA's protocol element is a CSA header in most versions
+    if kind == "pdb":
+        cleaned = gepdb.clean(value, patterns)
+    elif kind == "csa" or parse(value) is not None:  # XA's protocol element is a CSA header in most versions
         cleaned = clean_csa(value, patterns, keyring)
     else:
         cleaned = clean_protocol(value, patterns, keyring)

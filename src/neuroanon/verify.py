@@ -22,6 +22,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
+from .gepdb import listed_only
 from .identifiers import Needle, item_identity, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
@@ -254,6 +255,8 @@ def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list
         if elem.tag.is_private:
             if elem.tag.element >= 0x1000 and _private_op(ds, t, elem.VR, rules) is Op.REMOVE:
                 findings.append(f"{where} private element not on the allow-list")
+            elif elem.tag.element >= 0x1000 and _is_pdb(ds, t, rules) and not listed_only(_bytes(elem.value)):
+                findings.append(f"{where} GE protocol data block holds more than the lines dcm2niix reads")
             continue
         rule = rules.tag(t)
         op = rule.op(elem.VR)
@@ -307,8 +310,21 @@ def _meta(ds: Dataset, rules: Rules) -> list[str]:
 
 
 def _private_op(ds: Dataset, tag: int, vr: str, rules: Rules) -> Op:
+    return rules.decide(tag, vr, Context.PRIVATE, _creator(ds, tag))
+
+
+def _is_pdb(ds: Dataset, tag: int, rules: Rules) -> bool:
+    safe = rules.private(_creator(ds, tag), tag)
+    return safe is not None and safe.kind == "pdb"
+
+
+def _creator(ds: Dataset, tag: int) -> str:
     creator = ds.get(private_creator_tag(tag))
-    return rules.decide(tag, vr, Context.PRIVATE, "" if creator is None else str(creator.value))
+    return "" if creator is None else str(creator.value)
+
+
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("latin-1", "replace")
 
 
 def _uids(ds: Dataset) -> Iterator[str]:
