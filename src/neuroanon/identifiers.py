@@ -323,37 +323,46 @@ class Needle:
             starts[key >= len(self.keys)].append(start)
         return starts
 
-    def _matches(self, lowered: bytes, wide: bool, starts: tuple[list[int], list[int]] | None) -> bool:
-        return self._near_keys(lowered, wide) if starts is None else self._near(lowered, wide, starts[wide])
+    def occurs_loosely(self, lowered: bytes) -> bool:
+        """Whether `loose_pattern` matches in `lowered`: near where a key occurs, as `occurs` (a match holds one;
+        a search of a whole file with it took milliseconds)."""
+        return self._matches(lowered, False, self._all_starts(lowered), loose=True)
 
-    def _pattern(self, wide: bool) -> re.Pattern[bytes]:
-        return self.wide_pattern if wide else self.pattern  # (each compiled when first needed)
+    def _matches(self, lowered: bytes, wide: bool, starts: tuple[list[int], list[int]] | None,
+                 loose: bool = False) -> bool:
+        if starts is None:
+            return self._near_keys(lowered, wide, loose)
+        return self._near(lowered, wide, starts[wide], loose)
 
-    def _near_keys(self, lowered: bytes, wide: bool) -> bool:
+    def _pattern(self, wide: bool, loose: bool = False) -> re.Pattern[bytes]:
+        # (each compiled when first needed)
+        return self.wide_pattern if wide else self.loose_pattern if loose else self.pattern
+
+    def _near_keys(self, lowered: bytes, wide: bool, loose: bool = False) -> bool:
         """Whether the layout's pattern matches near where one of its keys occurs; in the whole of `lowered` if it
         has no keys, or one occurs more than `_MAX_WINDOWS` times."""
         keys = self.wide_keys if wide else self.keys
         if not keys:
-            return self._pattern(wide).search(lowered) is not None
+            return self._pattern(wide, loose).search(lowered) is not None
         for key in keys:
             start = lowered.find(key)
             for _ in range(_MAX_WINDOWS):
                 if start < 0:
                     break
-                if self._near(lowered, wide, [start]):
+                if self._near(lowered, wide, [start], loose):
                     return True
                 start = lowered.find(key, start + 1)
             else:
-                return self._pattern(wide).search(lowered) is not None
+                return self._pattern(wide, loose).search(lowered) is not None
         return False
 
-    def _near(self, lowered: bytes, wide: bool, starts: list[int]) -> bool:
+    def _near(self, lowered: bytes, wide: bool, starts: list[int], loose: bool = False) -> bool:
         """Whether the layout's pattern matches near one of `starts`; in the whole of `lowered` if the layout has
         no keys, or `starts` are more than `_MAX_WINDOWS`."""
         if not (self.wide_keys if wide else self.keys) or len(starts) > _MAX_WINDOWS:
-            return self._pattern(wide).search(lowered) is not None
+            return self._pattern(wide, loose).search(lowered) is not None
         span = 2 * self.span if wide else self.span  # (UTF-32 takes twice the bytes UTF-16 does)
-        return any(self._pattern(wide).search(lowered, max(0, s - span), s + span) for s in starts)
+        return any(self._pattern(wide, loose).search(lowered, max(0, s - span), s + span) for s in starts)
 
 
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
@@ -1674,7 +1683,7 @@ def find_in_file(lowered: bytes, patterns: tuple[Needle, ...]) -> tuple[list[Nee
         return found, [n for n in patterns if n not in found and _missed_at_an_end(n, lowered)]
     found, index, narrow, in_wide_text = _found(lowered, patterns)
     keyless = set(index.always)
-    missed = {i for i in narrow - in_wide_text - keyless if patterns[i].loose_pattern.search(lowered)}
+    missed = {i for i in narrow - in_wide_text - keyless if patterns[i].occurs_loosely(lowered)}
     missed |= {i for i in keyless if patterns[i].bounded}
     return found, [patterns[i] for i in sorted(in_wide_text | missed) if patterns[i] not in found]
 
@@ -1685,7 +1694,7 @@ def _missed_at_an_end(needle: Needle, lowered: bytes) -> bool:
         return needle.bounded
     if any(k in lowered for k in (*needle.wide_keys, *(k for k in needle.keys if b"\x00" in k))):
         return True
-    return any(k in lowered for k in needle.keys if b"\x00" not in k) and bool(needle.loose_pattern.search(lowered))
+    return any(k in lowered for k in needle.keys if b"\x00" not in k) and needle.occurs_loosely(lowered)
 
 
 def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
