@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -74,6 +76,18 @@ def test_a_block_of_listed_lines_keeps_no_file_name() -> None:
 def test_a_listed_line_of_another_shape_goes(line: bytes) -> None:
     cleaned = clean(block([b'TE "30.0"', line, b'NOSLC "3"']), ())
     assert cleaned is not None and text_of(cleaned) == b'\nNOSLC "3"\n'
+
+
+@pytest.mark.parametrize("value", [b"1" * 5000 + b"x", b"1, " * 2000 + b"x", b"-1.5 " * 3000 + b"QX"])
+def test_a_long_value_of_almost_the_shape_is_decided_at_once(value: bytes) -> None:
+    """A run of digits a number list could split every way took a quarter of a second for 22 digits, twice as
+    long for each more (found from outside: a run hung on one file). Decided in a child, which must finish."""
+    script = ("import sys; from neuroanon.gepdb import clean; from tests.test_gepdb import block; "
+              "v = sys.stdin.buffer.read(); "
+              "print(clean(block([b'NOSLC \"3\"', b'PHASEDELAYS1 \"' + v + b'\"']), ()) is not None)")
+    done = subprocess.run([sys.executable, "-c", script], input=value, capture_output=True, timeout=60,
+                          cwd=Path(__file__).parent.parent, check=True)
+    assert done.stdout.strip() == b"True"
 
 
 def test_a_listed_line_that_holds_an_identifying_value_goes() -> None:
