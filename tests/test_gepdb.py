@@ -61,9 +61,12 @@ def test_only_the_lines_dcm2niix_reads_are_kept_in_their_order() -> None:
     assert clean(cleaned, ()) == cleaned  # rebuilding a rebuilt block changes nothing
 
 
-def test_a_block_of_listed_lines_keeps_no_file_name() -> None:
+def test_a_block_of_listed_lines_keeps_no_file_name_nor_time() -> None:
     listed = [line for line in LINES if line.split(b" ")[0] in KEYS]
     assert not listed_only(block(listed))  # the file name in its header
+    stamped = block(listed, name=b"")
+    stamped = stamped[:8] + struct.pack("<I", 1705308300) + stamped[12:]  # the visit's time, 2024-01-15 08:45
+    assert not listed_only(stamped)
     cleaned = clean(block(listed), ())
     assert cleaned is not None and b"Quaxworth" not in cleaned and listed_only(cleaned)
 
@@ -123,12 +126,13 @@ def test_a_value_that_is_no_block_goes(value: bytes) -> None:
     assert not listed_only(value)
 
 
-def test_a_real_sized_block_unpacks(tmp_path: Path) -> None:
-    """The length counts the stream alone (dcm2niix reads the stream from the fifth byte); padding may follow."""
+def test_a_block_unpacks_with_its_padding_counted_or_not() -> None:
+    """The length counts the stream (dcm2niix reads the stream from the fifth byte); a NUL may pad it."""
     value = block(LINES)
     (length,) = struct.unpack("<I", value[:4])
     assert length in (len(value) - 4, len(value) - 5)
-    assert clean(value, ()) is not None
+    padded = struct.pack("<I", length + 2) + value[4:4 + length] + b"\x00\x00"
+    assert clean(value, ()) is not None and clean(padded, ()) == clean(value, ())
 
 
 def _ge_file(path: Path, syntax: str, pdb: bytes) -> None:

@@ -58,9 +58,10 @@ def clean(value: bytes, patterns: tuple[Needle, ...]) -> bytes | None:
 
 
 def listed_only(value: bytes) -> bool:
-    """Whether `value` is a block as `clean` writes it: a plain gzip stream of listed lines of their shapes."""
+    """Whether `value` is a block as `clean` writes it: a plain gzip stream (no name, comment, extra field or time
+    stamp: a time of the visit) of listed lines of their shapes."""
     unpacked = _unpack(value)
-    if unpacked is None or value[7] != 0:  # (the gzip header's flags: a name, a comment, extra fields)
+    if unpacked is None or value[7:12] != b"\x00" * 5:  # (the gzip header's flags and time)
         return False
     lines = unpacked[1].split(b"\n")
     return all(not line or ((m := _LINE.fullmatch(line)) is not None and _listed(m, ())) for line in lines)
@@ -74,7 +75,7 @@ def _listed(line: re.Match[bytes], patterns: tuple[Needle, ...]) -> bool:
 
 def _unpack(value: bytes) -> tuple[str, bytes] | None:
     """(the length's byte order, the text) of a block, or None: the length must be that of a gzip stream that
-    follows it and unpacks whole within `_MOST_TEXT`."""
+    follows it (with its padding, or not) and unpacks whole within `_MOST_TEXT`."""
     if len(value) < 4 + 18 or value[4:7] != _GZIP:
         return None
     for order in "<>":
@@ -85,7 +86,7 @@ def _unpack(value: bytes) -> tuple[str, bytes] | None:
                 text = inflater.decompress(value[4:4 + length], _MOST_TEXT)
             except zlib.error:
                 return None
-            whole = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
+            whole = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data.strip(b"\x00")
             return (order, text) if whole else None
     return None
 
