@@ -17,8 +17,8 @@ How a kept value is cleaned depends on its kind:
   number row's value written as text must be numbers, or it is removed (`holds_a_number`);
 - `sequence`: a private sequence, kept and walked: its items keep the elements the level keeps (public elements by
   the profile, private ones by this table) and lose all others.
-- `pdb`: GE's Protocol Data Block, gzip-compressed protocol text: rebuilt from the lines dcm2niix reads (slice
-  order, multiband factor, group delay), each of its key's shape (see gepdb.py).
+- `pdb`: GE's Protocol Data Block, gzip-compressed protocol text: rebuilt from the lines dcm2niix reads for slice
+  timing (slice order, multiband factor, group delay), each of its key's shape (see gepdb.py).
 Every kept value is then searched again by the residual check.
 
 Deliberately not kept, though a converter reads them:
@@ -65,7 +65,7 @@ _HOW: Final = {
     "csa": "kept only if it parses as a CSA header, cleaned in place",
     "protocol": "protocol cleaned in place",
     "sequence": "kept and walked: its items keep only what the level keeps",
-    "pdb": "rebuilt from the lines dcm2niix reads, each a number or short code",
+    "pdb": "rebuilt from the lines dcm2niix reads for slice timing: small numbers and fixed words",
 }
 
 
@@ -77,8 +77,8 @@ _CSA: Final = ("acquisition parameters in the CSA layout; kept only when it pars
                "patient, station, institution and serial values blanked, UIDs remapped")
 _PROTOCOL: Final = ("protocol text (ASCCONV); protocol and series names, patient, station, institution and serial "
                     "values blanked, UIDs remapped")
-_PDB: Final = ("protocol text rebuilt from slice order, multiband factor, group delay, pulse sequence and imaging "
-               "options, each a number or a short code cleaned of this file's identifying values")
+_PDB: Final = ("protocol text rebuilt from the slice order, view order, slices, multiband factor, group delay and "
+               "multiphase option: small numbers and fixed words, none of this file's identifying values")
 _SEQUENCE: Final = "a private functional-group sequence: walked, its items keep only what the level keeps"
 
 _D: Final = "dcm2niix"

@@ -1318,9 +1318,11 @@ class _Job:
             self.changes.append(change(where, "", _REMOVED))
             return False
         if cleaned != value:  # (as long as it was: behind its own header, whatever its VR; a binary one, FD say,
-            # holding text, pydicom would not write from bytes; a GE block rebuilt behind a header of its length)
-            out[e.tag] = (buf[e.start:e.value] + cleaned if len(cleaned) == len(value)
-                          else _encode(DataElement(e.tag, e.vr or "OB", cleaned), self.implicit, little=self.little))
+            # holding text, pydicom would not write from bytes; a GE block, rebuilt, as OB behind a header of its
+            # length: as text (UT) a reader would strip its last NUL bytes)
+            vr = "OB" if safe.kind == "pdb" else e.vr or "OB"
+            out[e.tag] = (buf[e.start:e.value] + cleaned if len(cleaned) == len(value) and e.vr in ("", vr)
+                          else _encode(DataElement(e.tag, vr, cleaned), self.implicit, little=self.little))
             self.changes.append(change(where, "", _CLEANED))
         return True
 

@@ -6,9 +6,9 @@ the gzip header may also name a file. dcm2niix takes GE's slice timing from it (
 `geProtocolBlock`): without the block, GE fMRI has no SliceTiming.
 
 At `full` the block is kept only as a new one: a new gzip stream (no file name, no time stamp) of the lines of
-`KEYS` whose value has its key's shape and holds none of this file's identifying values, in their order. Any
-other line goes. A block that does not unpack as one (no length, no gzip stream, text over `_MOST_TEXT`) goes
-whole. The residual check unpacks gzip streams, so what is kept is searched again like any value.
+`SHAPES` whose value has its key's shape and holds none of this file's identifying values, and the multiphase
+options of IOPT, in their order. Any other line goes. A block that does not unpack as one (no length, no gzip
+stream, text over `_MOST_TEXT`) goes whole. The residual check unpacks gzip streams: what is kept is searched again.
 """
 
 from __future__ import annotations
@@ -20,25 +20,25 @@ from typing import Final
 
 from .identifiers import Needle, find
 
-# The keys dcm2niix reads, and the shape each value must have: numbers, or a short code of the scanner software.
-# (Possessive: a number list tried one way only. `(?:[0-9]{1,8}[ ,;]{0,2}){0,512}` split a run of digits every
-# way before it failed: a quarter of a second for 22 digits, found from outside.)
-_INTEGER: Final = rb"-?[0-9]{1,6}+"
-_NUMBER: Final = rb"-?[0-9]{1,8}+(?:\.[0-9]{1,6}+)?+"
-_CODE: Final = rb"[A-Za-z0-9 _.,+/()-]{0,128}"
-KEYS: Final[dict[bytes, re.Pattern[bytes]]] = {
+# The keys dcm2niix reads for slice timing and the shape each value must have: small numbers, or a word of a few.
+# Not kept, though dcm2niix reads them: PSEQ (the pulse sequence's name, which it only appends to the
+# ProcedureStepDescription the profile removes) and PHASEDELAYS1 (read, not used). Tested from outside: a name, a
+# UID or an ID's digits rode in their free text and long number lists.
+_SMALL: Final = rb"[0-9]"
+_DELAY: Final = rb"-?[0-9]{1,5}(?:\.[0-9]{1,2})?"  # milliseconds
+SHAPES: Final[dict[bytes, re.Pattern[bytes]]] = {
     key: re.compile(shape) for key, shape in (
-        (b"PSEQ", _CODE),  # pulse sequence ("Gradient Echo"), appended to ProcedureStepDescription
-        (b"IOPT", _CODE),  # imaging options ("EPI, FMRI", "MPh"): multiphase group delay
-        (b"SLICEORDER", _INTEGER),  # 0 sequential, 1 interleaved: SliceTiming
-        (b"VIEWORDER", _INTEGER),  # bottom-up or top-down: SliceTiming
-        (b"MBACCEL", _INTEGER),  # multiband factor: SliceTiming
-        (b"NOSLC", _INTEGER),  # slices: SliceTiming
-        (b"DELACQ", rb"Minimum|Maximum|" + _NUMBER),  # delay after acquisition: the group delay
-        (b"DELACQNOAV", _NUMBER),  # the group delay
-        (b"PHASEDELAYS1", rb"(?:" + _NUMBER + rb"(?:[ ,;]{1,2}+" + _NUMBER + rb"){0,511}+[ ,;]{0,2}+)?+"),  # delays
+        (b"SLICEORDER", _SMALL),  # 0 sequential, 1 interleaved
+        (b"VIEWORDER", _SMALL),  # bottom-up or top-down
+        (b"MBACCEL", rb"[0-9]{1,2}"),  # multiband factor
+        (b"NOSLC", rb"[0-9]{1,4}"),  # slices
+        (b"DELACQ", rb"Minimum|Maximum|" + _DELAY),  # delay after acquisition: the group delay of multiphase EPI
+        (b"DELACQNOAV", _DELAY),  # the group delay
     )
 }
+# Imaging options: dcm2niix looks for multiphase EPI ("MPh", with variable delays "MPhVar") among them; only those
+# options are kept ("EPI, FMRI, MPh" is written "MPh"), and the line goes when none is there.
+IMAGING_OPTIONS: Final = (b"MPh", b"MPhVar")
 _LINE: Final = re.compile(rb'^([A-Z0-9_]+) "([^"\r\n]*)"\r?$', re.MULTILINE)
 _GZIP: Final = b"\x1f\x8b\x08"
 _MOST_TEXT: Final = 1 << 20  # real blocks unpack to about 2 KB
@@ -50,9 +50,9 @@ def clean(value: bytes, patterns: tuple[Needle, ...]) -> bytes | None:
     if unpacked is None:
         return None
     order, text = unpacked
-    kept = [line.group(0).rstrip(b"\r") for line in _LINE.finditer(text) if _listed(line, patterns)]
+    lines = ((line.group(1), _kept(line.group(1), line.group(2), patterns)) for line in _LINE.finditer(text))
     # dcm2niix finds SLICEORDER only after a line break: the text begins with one
-    stream = _gzip(b"".join(b"\n" + line for line in kept) + b"\n")
+    stream = _gzip(b"".join(b'\n%s "%s"' % (key, value) for key, value in lines if value is not None) + b"\n")
     block = struct.pack(order + "I", len(stream)) + stream
     return block + b"\x00" * (len(block) % 2)
 
@@ -63,14 +63,19 @@ def listed_only(value: bytes) -> bool:
     unpacked = _unpack(value)
     if unpacked is None or value[7:12] != b"\x00" * 5:  # (the gzip header's flags and time)
         return False
-    lines = unpacked[1].split(b"\n")
-    return all(not line or ((m := _LINE.fullmatch(line)) is not None and _listed(m, ())) for line in lines)
+    matches = [_LINE.fullmatch(line) for line in unpacked[1].split(b"\n") if line]
+    return all(m is not None and _kept(m.group(1), m.group(2), ()) == m.group(2) for m in matches)
 
 
-def _listed(line: re.Match[bytes], patterns: tuple[Needle, ...]) -> bool:
-    shape = KEYS.get(line.group(1))
-    value = line.group(2)
-    return shape is not None and shape.fullmatch(value) is not None and not (patterns and find(value, patterns))
+def _kept(key: bytes, value: bytes, patterns: tuple[Needle, ...]) -> bytes | None:
+    """The value a listed line keeps (of its key's shape, none of the file's identifying values), else None."""
+    if key == b"IOPT":
+        options = [o for o in (o.strip(b" ") for o in value.split(b",")) if o in IMAGING_OPTIONS]
+        return b", ".join(options) or None
+    shape = SHAPES.get(key)
+    if shape is None or shape.fullmatch(value) is None or (patterns and find(value, patterns)):
+        return None
+    return value
 
 
 def _unpack(value: bytes) -> tuple[str, bytes] | None:
