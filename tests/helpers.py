@@ -71,3 +71,15 @@ def comparable_report(path: Path) -> list[dict[str, Any]]:
     """A report without what differs between identical runs: the provenance line (start time) and the elapsed time."""
     _, records, summary = read_report(path)
     return [*records, {k: v for k, v in summary.items() if k != "elapsed_seconds"}]
+
+
+def small_slice(ds: Any, z: int, pixels: bytes) -> None:
+    """Give `ds` the geometry and pixels of one 8x8 axial slice `z` of a 3 mm series (16-bit, signed): enough for
+    dcm2niix to stack a series of them."""
+    ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [-12, -12, 3.0 * z]
+    ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [3, 3], 3, 3
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 1
+    ds.PixelData = pixels

@@ -21,6 +21,7 @@ from neuroanon.cli import main
 from neuroanon.gepdb import SHAPES, clean, listed_only
 from neuroanon.identifiers import needles
 
+from .helpers import small_slice
 from .niix import convert, outputs
 from .tools import require_tool
 
@@ -210,14 +211,7 @@ def _ge_fmri(folder: Path, pdb: bytes) -> None:
         ds.RepetitionTime, ds.EchoTime, ds.FlipAngle, ds.MagneticFieldStrength = 2000, 30, 90, 3
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
         ds.ImagesInAcquisition, ds.InPlanePhaseEncodingDirection, ds.AcquisitionMatrix = 3, "COL", [0, 8, 8, 0]
-        z = (number - 1) % 3
-        ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [-12, -12, 3.0 * z]
-        ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [3, 3], 3, 3
-        ds.Rows = ds.Columns = 8
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation = 15, 1
-        ds.PixelData = bytes(range(128))
+        small_slice(ds, (number - 1) % 3, bytes(range(128)))
         acquisition = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
         acquisition.add_new(0x9C, "LO", "epiRT")
         ds.private_block(0x0021, "GEMS_RELA_01", create=True).add_new(0x4F, "SS", 3)

@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from neuroanon.cli import main
 
 from .corpus import _package_dir, corpus_files
+from .helpers import small_slice
 from .niix import IDENTIFYING_SIDECAR_KEYS, Output, convert, differences, outputs
 from .tools import require_tool
 
@@ -201,14 +202,7 @@ def _canon_dwi(folder: Path, comments: list[str]) -> None:
             ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
             ds.DiffusionBValue = 1000.0 if "(" in comment else 0.0
             ds.ImageComments = comment
-            ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [-12, -12, 3.0 * z]
-            ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [3, 3], 3, 3
-            ds.Rows = ds.Columns = 8
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated = ds.BitsStored = 16
-            ds.HighBit, ds.PixelRepresentation = 15, 1
-            ds.PixelData = bytes(range(128)) * number
-            ds.PixelData = ds.PixelData[:128]
+            small_slice(ds, z, (bytes(range(128)) * number)[:128])
             ds.file_meta = pydicom.dataset.FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.save_as(folder / f"IM{number:04d}.dcm", enforce_file_format=True)
