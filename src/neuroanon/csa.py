@@ -55,8 +55,14 @@ _KEY_WORDS: Final = re.compile(rb"ProtocolName|SeriesDescription|Patient|Weight|
 _ASCCONV: Final = re.compile(rb"[ \t]*[\w.\[\]]*?\b" + _KEY + rb"[ \t]*=[ \t]*([^\r\n]*)")
 # XProtocol: `<ParamString.""ProtocolName"">  { ""name"" }` (the block may span lines).
 _XPROTOCOL: Final = re.compile(rb"<Param\w+\.\"+" + _KEY + rb"\"+>\s*\{")
-_BLOCK_LIMIT: Final = 1 << 16  # an XProtocol parameter block is short; a runaway one is cut at this length
+_BLOCK_LIMIT: Final = 1 << 16  # an XProtocol parameter block is short: one not closed within this length runs away
+_DEPTH_LIMIT: Final = 64  # nor nested this deep
+# An ASCCONV key's path (`sProtocol.tProtocolName`) is short: where the run of path characters a line begins with is
+# longer, the line is no protocol line (matching `_ASCCONV` over a run of 1 KB may take a millisecond, of 4 KB 17)
+_PATH: Final = re.compile(rb"[ \t]*[\w.\[\]]*")
+_PATH_LIMIT: Final = 1024
 _QUOTED: Final = re.compile(rb"\"+([^\"\r\n]*)\"+")
+_WORD: Final = re.compile(rb"[A-Za-z0-9]+")
 _UID: Final = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
 _UID_PART: Final = frozenset(b"0123456789.")
 _NAME: Final = re.compile(rb"[\x20-\x7e]*")
@@ -152,18 +158,25 @@ def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> b
 def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes:
     """Protocol text (or any CSA bytes) with identifying keys blanked, UIDs remapped and needles cut, in place."""
     buffer = bytearray(text)
-    lines: set[int] = set()
+    line_end = -1
     for word in _KEY_WORDS.finditer(text):
+        if word.start() < line_end:
+            continue  # (a line is read once, from its first key word: each is searched back to its start once)
         start = text.rfind(b"\n", 0, word.start()) + 1
-        if start in lines:
-            continue
-        lines.add(start)
         end = text.find(b"\n", word.end())
-        match = _ASCCONV.match(text, start, len(text) if end < 0 else end)
+        line_end = end = len(text) if end < 0 else end
+        path = _PATH.match(text, start, end)
+        if path is not None and path.end() - start > _PATH_LIMIT:
+            continue  # no protocol key's path (matching one took time by the square of its length: found from outside)
+        match = _ASCCONV.match(text, start, end)
         if match:
             _blank_value(buffer, match.start(1), match.group(1))
     for match in _XPROTOCOL.finditer(text):
         end = _block_end(text, match.end())
+        if end < 0:  # a runaway block: what follows is no protocol a reader takes, and is blanked whole (each block
+            # read up to the limit made a crafted header of blocks never closed take a minute a megabyte)
+            _blank_words(buffer, match.end(), text[match.end():])
+            break
         _blank_value(buffer, match.end(), text[match.end():end])
     current = bytes(buffer)
     for match in _UID.finditer(current):
@@ -186,18 +199,20 @@ def same_length_uid(keyring: Keyring, uid: str) -> bytes:
 
 
 def _block_end(text: bytes, start: int) -> int:
-    """The offset of the brace closing the XProtocol block whose body starts at `start` (nested blocks included)."""
+    """The offset of the brace closing the XProtocol block whose body starts at `start` (nested blocks included);
+    -1 for a block that runs away (not closed within `_BLOCK_LIMIT`, or nested deeper than `_DEPTH_LIMIT`)."""
     depth = 1
-    limit = min(len(text), start + _BLOCK_LIMIT)
-    for position in range(start, limit):
+    for position in range(start, min(len(text), start + _BLOCK_LIMIT)):
         byte = text[position]
         if byte == 0x7B:  # {
             depth += 1
+            if depth > _DEPTH_LIMIT:
+                return -1
         elif byte == 0x7D:  # }
             depth -= 1
             if depth == 0:
                 return position
-    return limit
+    return -1
 
 
 def _blank_value(buffer: bytearray, start: int, value: bytes) -> None:
@@ -208,7 +223,12 @@ def _blank_value(buffer: bytearray, start: int, value: bytes) -> None:
             begin = start + match.start(1)
             buffer[begin:begin + len(match.group(1))] = b"X" * len(match.group(1))
         return
-    for match in re.finditer(rb"[A-Za-z0-9]+", value):
+    _blank_words(buffer, start, value)
+
+
+def _blank_words(buffer: bytearray, start: int, value: bytes) -> None:
+    """Overwrite every word and number of `value` (at `start`) with 0."""
+    for match in _WORD.finditer(value):
         begin = start + match.start()
         buffer[begin:begin + len(match.group())] = b"0" * len(match.group())
 

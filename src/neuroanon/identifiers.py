@@ -30,7 +30,7 @@ from functools import cached_property, lru_cache, wraps
 from importlib import resources
 from itertools import groupby, product
 from math import prod
-from typing import TypeVar
+from typing import AnyStr, TypeVar
 
 from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
 from pydicom.charset import convert_encodings
@@ -1437,8 +1437,20 @@ def _render(form: Form, encoding: str) -> bytes | None:
         if not encoded:
             return None
         escaped = [re.escape(e) for e in sorted(encoded, key=len, reverse=True)]
-        parts.append(escaped[0] if len(escaped) == 1 else b"(?:" + b"|".join(escaped) + b")")
+        parts.append(escaped[0] if len(escaped) == 1 else _group(escaped))
     return b"".join(parts)
+
+
+def _group(escaped: list[AnyStr]) -> AnyStr:
+    """Alternatives as one group; atomic where one is empty (a mark, a character that shows nothing, a separator
+    a copy may leave out): the group takes what it can and is not tried again without it. Else the empty ones of a
+    run of them (a name with thirty soft hyphens) could share what they match every way before a search failed:
+    seconds a value, twice as long for each more (found from outside). No place after such a group begins with
+    what the group takes, so no match is lost."""
+    atomic = escaped[-1] in ("", b"")  # (sorted longest first: an empty one is last)
+    if isinstance(escaped[0], bytes):
+        return (b"(?>" if atomic else b"(?:") + b"|".join(escaped) + b")"
+    return ("(?>" if atomic else "(?:") + "|".join(escaped) + ")"
 
 
 def _stateful(form: Form, encoding: str) -> bytes | None:
@@ -1469,7 +1481,7 @@ def _text_alternatives(forms: Iterable[Form]) -> set[str]:
         for token in form.tokens:
             alternatives = {_look(fold(a, e)) for a in token for e in (False, True)}
             escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
-            parts.append(escaped[0] if len(escaped) == 1 else "(?:" + "|".join(escaped) + ")")
+            parts.append(escaped[0] if len(escaped) == 1 else _group(escaped))
         left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NONE: ""}[form.left]
         right = {ALPHA: r"(?![^\W\d_])", DIGIT: r"(?!\d)", NONE: ""}[form.right]
         found.add(left + "".join(parts) + right)

@@ -851,16 +851,14 @@ _ITEM_TAGS = (re.compile(rb"\xff\xfe\xe0[\x00\x0d\xdd]"), re.compile(rb"\xfe\xff
 def _around_accented_letters(text: str, latin: bytes | None = None) -> str:
     """The parts of `text` around accented letters inside words (joined by newlines), or "" if none. `latin`: the
     bytes `text` was decoded from as Latin-1, if it was."""
-    parts: list[str] = []
-    end = -1
+    spans: list[list[int]] = []  # (one part's start and end, the part cut once: adding to it was quadratic)
     for at in _accented_in_words(text, latin):
-        start = max(0, at - _CONTEXT)
-        if start <= end and parts:
-            parts[-1] += text[end:at + 1 + _CONTEXT]
+        start, end = max(0, at - _CONTEXT), at + 1 + _CONTEXT
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = end
         else:
-            parts.append(text[start:at + 1 + _CONTEXT])
-        end = at + 1 + _CONTEXT
-    return "\n".join(parts)
+            spans.append([start, end])
+    return "\n".join(text[start:end] for start, end in spans)
 
 
 def _accented_in_words(text: str, latin: bytes | None = None) -> list[int]:

@@ -1,0 +1,80 @@
+"""Crafted values take time by their length, not by its square or by powers of two.
+
+Each case was found from outside (probe10): a search or a cleaning step whose work grew with the square of a value's
+length, or doubled with each character, so that one crafted file held a run for minutes or hours. Each runs here in
+a child that must finish within a minute; with the old code each took from several minutes to hours.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).parent.parent
+
+
+def _finishes(code: str) -> str:
+    """Run `code` in a child Python (the package importable as in the suite); its output, if it finished in time."""
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=_ROOT,
+                              check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still running after 60 s")
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("mark", ["\\u00ad", "\\u200b", "\\u0301"])
+def test_a_name_of_many_marks_is_searched_at_once(mark: str) -> None:
+    """A mark or a character that shows nothing may be left out of a copy: each was an optional place of the
+    name's expression, and forty in a row tried every subset of a value's forty before the search failed."""
+    out = _finishes(
+        "from pydicom.dataset import Dataset\n"
+        "from neuroanon.identifiers import needles\n"
+        "ds = Dataset(); ds.SpecificCharacterSet = 'ISO_IR 192'\n"
+        f"ds.PatientName = 'Quxw' + '{mark}' * 40 + 'orthy^Zed'\n"
+        "found = 0\n"
+        "for needle in needles(ds):\n"
+        f"    value = ('Quxw' + '{mark}' * 40 + 'Xorthy').encode('utf-8').lower()\n"
+        "    found += needle.occurs(value)\n"
+        f"    found += needle.occurs(('Quxw' + '{mark}' * 7 + 'orthy').encode('utf-8').lower())\n"
+        "print(found)\n")
+    assert int(out) >= 1  # (the name with fewer marks is still found)
+
+
+def test_a_russian_name_of_many_soft_signs_is_searched_at_once() -> None:
+    out = _finishes(
+        "from neuroanon.identifiers import Needle, find_text, latin_form, fold\n"
+        "name = 'Квазь' + 'ь' * 40 + 'орт'\n"
+        "needle = Needle('PatientName', fold(name).encode(), (latin_form(name),))\n"
+        "print(len(find_text('Kvaz' + \"'\" * 40 + 'Xort', (needle,))), len(find_text('Kvazort', (needle,))))\n")
+    assert out == "0 1"
+
+
+def test_text_of_many_accented_letters_is_cut_at_once() -> None:
+    out = _finishes(
+        "from neuroanon.residual import _around_accented_letters\n"
+        "text = '\\u00e9a' * 2_000_000\n"
+        "print(len(_around_accented_letters(text)) == len(text))\n")
+    assert out == "True"
+
+
+@pytest.mark.parametrize("text", [
+    # one line of key words and no '=' (the protocol line's expression took the square of its length): no key's
+    # path is so long, and the line is left as it is
+    "b'### ASCCONV BEGIN ###\\n' + b'Comment' * 70_000 + b'\\nlFree = 7\\ntPatientName = \"\"Quaxworth\"\"\\n'",
+    # key words on one long line, each searched back to the line's start
+    "b'Comment ' * 1_000_000 + b'\\nlFree = 7\\ntPatientName = \"\"Quaxworth\"\"\\n'",
+    # XProtocol blocks never closed, each read up to the limit: all after the first is blanked
+    "b'lFree = 7\\n' + b'<ParamString.\"Comment\">{ \"Quaxworth\" ' * 40_000",
+])
+def test_protocol_text_of_many_key_words_is_cleaned_at_once(text: str) -> None:
+    out = _finishes(
+        "from neuroanon.csa import clean_protocol\n"
+        "from neuroanon.keys import Keyring\n"
+        f"text = {text}\n"
+        "cleaned = clean_protocol(text, (), Keyring(b'k' * 32))\n"
+        "print(len(cleaned) == len(text), b'lFree = 7' in cleaned, b'Quaxworth' in cleaned)\n")
+    assert out == "True True False"
