@@ -78,3 +78,12 @@ def test_protocol_text_of_many_key_words_is_cleaned_at_once(text: str) -> None:
         "cleaned = clean_protocol(text, (), Keyring(b'k' * 32))\n"
         "print(len(cleaned) == len(text), b'lFree = 7' in cleaned, b'Quaxworth' in cleaned)\n")
     assert out == "True True False"
+
+
+def test_text_read_in_an_image_is_judged_at_once() -> None:
+    """OCR text of a long run of letters: two of its patterns were tried from each letter, by the run's square."""
+    out = _finishes(
+        "from neuroanon.pixeltext import is_phi\n"
+        "print(is_phi('q' * 200_000, ()), is_phi('x' * 200_000 + ' quaxworth^zebulon', ()),"
+        " is_phi('y' * 200_000 + ' z.q@example.org', ()))\n")
+    assert out == "False True True"

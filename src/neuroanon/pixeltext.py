@@ -25,7 +25,8 @@ _DATES = (
     re.compile(r"(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"),  # YYYYMMDD
 )
 _PATTERNS = (
-    re.compile(r"[a-z]{2,}\s*\^\s*[a-z]{2,}"),  # PN: family^given
+    re.compile(r"(?<![a-z])[a-z]{2,}\s*\^\s*[a-z]{2,}"),  # PN: family^given (from a word's start: tried inside
+    # a long run of letters at each of them, it took time by the run's square)
     re.compile(r"\b[a-z]{2,}\s*,\s*[a-z]{2,}\b"),  # "Family, Given"
     *_DATES,
     re.compile(rf"(?<![a-z])(?:{MONTHS})\.?(?![a-z])"),  # a month name: part of a date
@@ -35,7 +36,7 @@ _PATTERNS = (
                r"|court|ct|place|pl|square|strasse|str|weg|gasse|platz|rue|via|calle)\b"),  # a street address
     re.compile(r"\b\d{4,5}\s+[a-z]{3,}"),  # a postcode and a town
     re.compile(r"(?<!\d)\d{3}\.\d{3}\.\d{4}(?!\d)"),  # a telephone number written with points
-    re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"),  # an e-mail address
+    re.compile(r"(?<![a-z0-9._%+-])[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"),  # an e-mail address
     # Labels of identifying fields: the box holds the value, or the value sits right after it.
     re.compile(r"(?<![a-z])(?:name|patient|pat|dob|birth|born|mrn|id|acc|accession|physician|ssn|address"
                r"|phone|tel|hospital|clinic|institution)(?![a-z])"),
