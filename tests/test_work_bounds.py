@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from neuroanon.errors import UsageError
+from neuroanon.pipeline import check_paths
+
 _ROOT = Path(__file__).parent.parent
 
 
@@ -87,3 +90,16 @@ def test_text_read_in_an_image_is_judged_at_once() -> None:
         "print(is_phi('q' * 200_000, ()), is_phi('x' * 200_000 + ' quaxworth^zebulon', ()),"
         " is_phi('y' * 200_000 + ' z.q@example.org', ()))\n")
     assert out == "False True True"
+
+
+
+def test_inputs_that_share_a_name_are_refused_by_name(tmp_path: Path) -> None:
+    """Each input gets a folder of its name in the output: two of one name are refused, both named (the names are
+    counted once, not each against all the others)."""
+    inputs = [tmp_path / f"site{i}" / ("scan" if i in (3, 7) else f"scan{i}") for i in range(10)]
+    for folder in inputs:
+        folder.mkdir(parents=True)
+    with pytest.raises(UsageError, match="share a name") as refused:
+        check_paths(inputs, tmp_path / "out")
+    named = [p for p in inputs if str(p) in str(refused.value)]
+    assert named == [inputs[3], inputs[7]]

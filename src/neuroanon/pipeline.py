@@ -22,7 +22,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager, suppress
@@ -114,8 +114,9 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
     if output.exists() and not output.is_dir() and output.suffix.lower() != ".zip":
         raise UsageError(f"the output {output} is an existing file, not a folder (name a folder or a .zip archive)")
     names = [p.resolve().name for p in inputs]
-    if len(inputs) > 1 and len(set(names)) != len(names):
-        shared = [str(p) for p, name in zip(inputs, names, strict=True) if names.count(name) > 1]
+    counts = Counter(names)
+    if len(inputs) > 1 and len(counts) != len(names):
+        shared = [str(p) for p, name in zip(inputs, names, strict=True) if counts[name] > 1]
         raise UsageError(f"the inputs {', '.join(shared)} share a name (each gets a folder of that name in the "
                          "output): give only one of them, or rename one")
 
