@@ -53,7 +53,7 @@ def text_of(value: bytes, order: str = "<") -> bytes:
 def test_only_the_lines_dcm2niix_reads_for_slice_timing_are_kept_in_their_order() -> None:
     cleaned = clean(block(LINES), ())
     assert cleaned is not None and len(cleaned) % 2 == 0
-    assert text_of(cleaned) == (b'\nIOPT "MPh"\nSLICEORDER "1"\nVIEWORDER "0"\nDELACQ "Minimum"\n'
+    assert text_of(cleaned) == (b'\nIOPT "FMRI, MPh"\nSLICEORDER "1"\nVIEWORDER "0"\nDELACQ "Minimum"\n'
                                 b'DELACQNOAV "0"\nNOSLC "3"\nMBACCEL "1"\n')
     assert not any(phi.lower() in cleaned.lower() for phi in PHI)  # (the gzip header's file name too)
     assert cleaned[7] == 0  # no name, comment or extra field in the gzip header
@@ -82,8 +82,21 @@ def test_a_block_of_listed_lines_keeps_no_file_name_nor_time() -> None:
     b'PHASEDELAYS1 "1961, 3, 2"',
 ])
 def test_a_listed_line_of_another_shape_goes(line: bytes) -> None:
-    cleaned = clean(block([b'TE "30.0"', line, b'NOSLC "3"']), ())
-    assert cleaned is not None and text_of(cleaned) == b'\nNOSLC "3"\n'
+    cleaned = clean(block([b'TE "30.0"', line, b'VIEWORDER "0"']), ())
+    assert cleaned is not None and text_of(cleaned) == b'\nVIEWORDER "0"\n'
+
+
+def test_a_key_keeps_its_first_line_only() -> None:
+    """dcm2niix reads a key's first line; more lines of one key, each of its shape, carried any digits or bits
+    (a birth date in four NOSLC lines, bits in MPh and MPhVar repeated: found in review). A first line of another
+    shape takes its key with it."""
+    lines = [b'NOSLC "1961"', b'NOSLC "0302"', b'IOPT "EPI, MPh, MPhVar, MPh, FMRI, MPhVar"', b'IOPT "DIFF"',
+             b'SLICEORDER "x"', b'SLICEORDER "1"']
+    cleaned = clean(block(lines), ())
+    assert cleaned is not None and text_of(cleaned) == b'\nNOSLC "1961"\nIOPT "MPh, MPhVar, FMRI"\n'
+    assert listed_only(cleaned)
+    assert listed_only(block([b'NOSLC "3"'], name=b""))
+    assert not listed_only(block([b'NOSLC "3"', b'NOSLC "4"'], name=b""))
 
 
 @pytest.mark.parametrize("value", [b"1" * 5000 + b"x", b"1, " * 2000 + b"x", b"-1.5 " * 3000 + b"QX"])
@@ -127,7 +140,7 @@ def _stream(text: bytes) -> bytes:
     struct.pack("<I", 35) + _stream(b'SLICEORDER "1"\n')[:-6] + b"\xff" * 6,  # a wrong checksum
     struct.pack("<I", 26) + _stream(b'SLICEORDER "1"\n')[:26],  # cut short
     struct.pack("<I", len(_stream(b"\n" * (2 << 20)))) + _stream(b"\n" * (2 << 20)),  # 2 MiB of text
-    struct.pack("<I", 31) + b"\x1f\x8b\x08" + zlib.compress(b'SLICEORDER "1"\n')[:28],  # zlib, not gzip
+    struct.pack("<I", 26) + b"\x1f\x8b\x08" + zlib.compress(b'SLICEORDER "1"\n'),  # zlib behind gzip's magic
 ])
 def test_a_value_that_is_no_block_goes(value: bytes) -> None:
     assert clean(value, ()) is None

@@ -78,7 +78,8 @@ _CSA: Final = ("acquisition parameters in the CSA layout; kept only when it pars
 _PROTOCOL: Final = ("protocol text (ASCCONV); protocol and series names, patient, station, institution and serial "
                     "values blanked, UIDs remapped")
 _PDB: Final = ("protocol text rebuilt from the slice order, view order, slices, multiband factor, group delay and "
-               "multiphase option: small numbers and fixed words, none of this file's identifying values")
+               "imaging options that choose the slice timing: small numbers and fixed words, none of this file's "
+               "identifying values")
 _SEQUENCE: Final = "a private functional-group sequence: walked, its items keep only what the level keeps"
 
 _D: Final = "dcm2niix"

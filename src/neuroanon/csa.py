@@ -63,6 +63,7 @@ _PATH: Final = re.compile(rb"[ \t]*[\w.\[\]]*")
 _PATH_LIMIT: Final = 1024
 _QUOTED: Final = re.compile(rb"\"+([^\"\r\n]*)\"+")
 _WORD: Final = re.compile(rb"[A-Za-z0-9]+")
+_ANY_WORD: Final = re.compile(rb"[A-Za-z0-9\x80-\xff]+")  # (UTF-8, Latin-1 or any other script's bytes too)
 _UID: Final = re.compile(rb"[12]\.[0-9]+(?:\.[0-9]+){3,}")  # whole only when no digit or dot is next to it
 _UID_PART: Final = frozenset(b"0123456789.")
 _NAME: Final = re.compile(rb"[\x20-\x7e]*")
@@ -166,16 +167,21 @@ def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) 
         end = text.find(b"\n", word.end())
         line_end = end = len(text) if end < 0 else end
         path = _PATH.match(text, start, end)
-        if path is not None and path.end() - start > _PATH_LIMIT:
-            continue  # no protocol key's path (matching one took time by the square of its length: found from outside)
+        if path is not None and path.end() - start > _PATH_LIMIT:  # no protocol key's path (matching one took time
+            # by the square of its length: found from outside); a value after it is blanked all the same
+            equals = text.find(b"=", path.end(), end)
+            if equals >= 0:
+                _blank_words(buffer, equals + 1, text[equals + 1:end], _ANY_WORD)
+            continue
         match = _ASCCONV.match(text, start, end)
         if match:
             _blank_value(buffer, match.start(1), match.group(1))
     for match in _XPROTOCOL.finditer(text):
         end = _block_end(text, match.end())
-        if end < 0:  # a runaway block: what follows is no protocol a reader takes, and is blanked whole (each block
-            # read up to the limit made a crafted header of blocks never closed take a minute a megabyte)
-            _blank_words(buffer, match.end(), text[match.end():])
+        if end < 0:  # a runaway block: what follows is no protocol a reader takes, and its words are blanked, in any
+            # script (each block read up to the limit made a crafted header of blocks never closed take a minute a
+            # megabyte)
+            _blank_words(buffer, match.end(), text[match.end():], _ANY_WORD)
             break
         _blank_value(buffer, match.end(), text[match.end():end])
     current = bytes(buffer)
@@ -226,9 +232,9 @@ def _blank_value(buffer: bytearray, start: int, value: bytes) -> None:
     _blank_words(buffer, start, value)
 
 
-def _blank_words(buffer: bytearray, start: int, value: bytes) -> None:
-    """Overwrite every word and number of `value` (at `start`) with 0."""
-    for match in _WORD.finditer(value):
+def _blank_words(buffer: bytearray, start: int, value: bytes, words: re.Pattern[bytes] = _WORD) -> None:
+    """Overwrite every word and number of `value` (at `start`) with 0 (`_ANY_WORD`: in any script too)."""
+    for match in words.finditer(value):
         begin = start + match.start()
         buffer[begin:begin + len(match.group())] = b"0" * len(match.group())
 

@@ -6,9 +6,10 @@ the gzip header may also name a file. dcm2niix takes GE's slice timing from it (
 `geProtocolBlock`): without the block, GE fMRI has no SliceTiming.
 
 At `full` the block is kept only as a new one: a new gzip stream (no file name, no time stamp) of the lines of
-`SHAPES` whose value has its key's shape and holds none of this file's identifying values, and the multiphase
-options of IOPT, in their order. Any other line goes. A block that does not unpack as one (no length, no gzip
-stream, text over `_MOST_TEXT`) goes whole. The residual check unpacks gzip streams: what is kept is searched again.
+`SHAPES` whose value has its key's shape and holds none of this file's identifying values, and the options of IOPT
+that choose the slice timing; each key's first line only, in their order. Any other line goes. A block that does
+not unpack as one (no length, no gzip stream, text over `_MOST_TEXT`) goes whole. The residual check unpacks gzip
+streams: what is kept is searched again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .identifiers import Needle, find
 # ProcedureStepDescription the profile removes) and PHASEDELAYS1 (read, not used). Tested from outside: a name, a
 # UID or an ID's digits rode in their free text and long number lists.
 _SMALL: Final = rb"[0-9]"
-_DELAY: Final = rb"-?[0-9]{1,5}(?:\.[0-9]{1,2})?"  # milliseconds
+_DELAY: Final = rb"-?[0-9]{1,2}(?:\.[0-9]{1,4})?"  # seconds (dcm2niix multiplies by 1000)
 SHAPES: Final[dict[bytes, re.Pattern[bytes]]] = {
     key: re.compile(shape) for key, shape in (
         (b"SLICEORDER", _SMALL),  # 0 sequential, 1 interleaved
@@ -36,9 +37,10 @@ SHAPES: Final[dict[bytes, re.Pattern[bytes]]] = {
         (b"DELACQNOAV", _DELAY),  # the group delay
     )
 }
-# Imaging options: dcm2niix looks for multiphase EPI ("MPh", with variable delays "MPhVar") among them; only those
-# options are kept ("EPI, FMRI, MPh" is written "MPh"), and the line goes when none is there.
-IMAGING_OPTIONS: Final = (b"MPh", b"MPhVar")
+# Imaging options: dcm2niix picks its slice timing by FMRI (epiRT), MPh and MPhVar (multiphase EPI: the group
+# delay) and DIFF (diffusion) among them; only those are kept, each once ("EPI, FMRI" is written "FMRI"), and the
+# line goes when none is there.
+IMAGING_OPTIONS: Final = (b"FMRI", b"MPh", b"MPhVar", b"DIFF")
 _LINE: Final = re.compile(rb'^([A-Z0-9_]+) "([^"\r\n]*)"\r?$', re.MULTILINE)
 _GZIP: Final = b"\x1f\x8b\x08"
 _MOST_TEXT: Final = 1 << 20  # real blocks unpack to about 2 KB
@@ -50,7 +52,10 @@ def clean(value: bytes, patterns: tuple[Needle, ...]) -> bytes | None:
     if unpacked is None:
         return None
     order, text = unpacked
-    lines = ((line.group(1), _kept(line.group(1), line.group(2), patterns)) for line in _LINE.finditer(text))
+    first: dict[bytes, bytes] = {}  # (dcm2niix reads a key's first line; more would be room for any bytes)
+    for line in _LINE.finditer(text):
+        first.setdefault(line.group(1), line.group(2))
+    lines = ((key, _kept(key, value, patterns)) for key, value in first.items())
     # dcm2niix finds SLICEORDER only after a line break: the text begins with one
     stream = _gzip(b"".join(b'\n%s "%s"' % (key, value) for key, value in lines if value is not None) + b"\n")
     block = struct.pack(order + "I", len(stream)) + stream
@@ -64,13 +69,15 @@ def listed_only(value: bytes) -> bool:
     if unpacked is None or value[7:12] != b"\x00" * 5:  # (the gzip header's flags and time)
         return False
     matches = [_LINE.fullmatch(line) for line in unpacked[1].split(b"\n") if line]
-    return all(m is not None and _kept(m.group(1), m.group(2), ()) == m.group(2) for m in matches)
+    keys = [m.group(1) for m in matches if m is not None]
+    return len(set(keys)) == len(matches) and all(
+        m is not None and _kept(m.group(1), m.group(2), ()) == m.group(2) for m in matches)
 
 
 def _kept(key: bytes, value: bytes, patterns: tuple[Needle, ...]) -> bytes | None:
     """The value a listed line keeps (of its key's shape, none of the file's identifying values), else None."""
     if key == b"IOPT":
-        options = [o for o in (o.strip(b" ") for o in value.split(b",")) if o in IMAGING_OPTIONS]
+        options = dict.fromkeys(o for o in (o.strip(b" ") for o in value.split(b",")) if o in IMAGING_OPTIONS)
         return b", ".join(options) or None
     shape = SHAPES.get(key)
     if shape is None or shape.fullmatch(value) is None or (patterns and find(value, patterns)):

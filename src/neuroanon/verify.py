@@ -255,7 +255,8 @@ def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list
         if elem.tag.is_private:
             if elem.tag.element >= 0x1000 and _private_op(ds, t, elem.VR, rules) is Op.REMOVE:
                 findings.append(f"{where} private element not on the allow-list")
-            elif elem.tag.element >= 0x1000 and _is_pdb(ds, t, rules) and not listed_only(_bytes(elem.value)):
+            elif (elem.tag.element >= 0x1000 and _is_pdb(ds, t, rules) and not elem.is_empty
+                  and not listed_only(_bytes(elem.value))):
                 findings.append(f"{where} GE protocol data block holds more than the lines dcm2niix reads")
             continue
         rule = rules.tag(t)
