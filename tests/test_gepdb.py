@@ -15,7 +15,14 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MRImageStorage,
+)
 
 from neuroanon.cli import main
 from neuroanon.gepdb import SHAPES, clean, listed_only
@@ -169,7 +176,8 @@ def _ge_file(path: Path, syntax: str, pdb: bytes, vr: str = "OB") -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
-@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
+                                    DeflatedExplicitVRLittleEndian])
 def test_the_rebuilt_block_stands_behind_a_header_of_its_length(tmp_path: Path, syntax: str) -> None:
     order = ">" if syntax == ExplicitVRBigEndian else "<"
     (tmp_path / "in").mkdir()

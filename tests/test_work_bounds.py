@@ -96,8 +96,8 @@ def test_text_read_in_an_image_is_judged_at_once() -> None:
 
 
 def test_inputs_that_share_a_name_are_refused_by_name(tmp_path: Path) -> None:
-    """Each input gets a folder of its name in the output: two of one name are refused, both named (the names are
-    counted once, not each against all the others)."""
+    """Each input gets a folder of its name in the output: two of one name are refused, both named. (A test of
+    the refusal, which had none; how the names are counted it does not time.)"""
     inputs = [tmp_path / f"site{i}" / ("scan" if i in (3, 7) else f"scan{i}") for i in range(10)]
     for folder in inputs:
         folder.mkdir(parents=True)

@@ -1437,19 +1437,19 @@ def _render(form: Form, encoding: str) -> bytes | None:
         if not encoded:
             return None
         escaped = [re.escape(e) for e in sorted(encoded, key=len, reverse=True)]
-        parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, last=place >= -1))
+        parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, at_end=place >= -1))
     return b"".join(parts)
 
 
-def _group(escaped: list[AnyStr], last: bool) -> AnyStr:
+def _group(escaped: list[AnyStr], at_end: bool) -> AnyStr:
     """Alternatives as one group; atomic where one is empty (a mark, a character that shows nothing, a separator
     a copy may leave out) and a place follows: the group takes what it can and is not tried again without it. Else
     the empty ones of a run of them (a name with thirty soft hyphens) could share what they match every way before
     a search failed: seconds a value, twice as long for each more (found from outside). No place after such a group
-    begins with what the group takes, so no match is lost. The `last` two places are not atomic: the form's
+    begins with what the group takes, so no match is lost. The last two places (`at_end`) are not atomic: the form's
     boundary follows them, which may hold where they take nothing ("igor" in "igor's" for Игорь, whose ь may be
     written ', found in review; a name may end in two such letters)."""
-    atomic = not last and escaped[-1] in ("", b"")  # (sorted longest first: an empty one is last)
+    atomic = not at_end and escaped[-1] in ("", b"")  # (sorted longest first: an empty one is last)
     if isinstance(escaped[0], bytes):
         return (b"(?>" if atomic else b"(?:") + b"|".join(escaped) + b")"
     return ("(?>" if atomic else "(?:") + "|".join(escaped) + ")"
@@ -1483,7 +1483,7 @@ def _text_alternatives(forms: Iterable[Form]) -> set[str]:
         for place, token in enumerate(form.tokens, 1 - len(form.tokens)):
             alternatives = {_look(fold(a, e)) for a in token for e in (False, True)}
             escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
-            parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, last=place >= -1))
+            parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, at_end=place >= -1))
         left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NONE: ""}[form.left]
         right = {ALPHA: r"(?![^\W\d_])", DIGIT: r"(?!\d)", NONE: ""}[form.right]
         found.add(left + "".join(parts) + right)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -253,11 +254,8 @@ def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list
         t = int(elem.tag)
         where = path + tag_text(t)
         if elem.tag.is_private:
-            if elem.tag.element >= 0x1000 and _private_op(ds, t, elem.VR, rules) is Op.REMOVE:
-                findings.append(f"{where} private element not on the allow-list")
-            elif (elem.tag.element >= 0x1000 and _is_pdb(ds, t, rules) and not elem.is_empty
-                  and not listed_only(_bytes(elem.value))):
-                findings.append(f"{where} GE protocol data block holds more than the lines dcm2niix reads")
+            if elem.tag.element >= 0x1000:
+                findings += _private_findings(ds, t, elem, where, rules)
             continue
         rule = rules.tag(t)
         op = rule.op(elem.VR)
@@ -310,18 +308,16 @@ def _meta(ds: Dataset, rules: Rules) -> list[str]:
     return findings
 
 
-def _private_op(ds: Dataset, tag: int, vr: str, rules: Rules) -> Op:
-    return rules.decide(tag, vr, Context.PRIVATE, _creator(ds, tag))
-
-
-def _is_pdb(ds: Dataset, tag: int, rules: Rules) -> bool:
-    safe = rules.private(_creator(ds, tag), tag)
-    return safe is not None and safe.kind == "pdb"
-
-
-def _creator(ds: Dataset, tag: int) -> str:
+def _private_findings(ds: Dataset, tag: int, elem: DataElement, where: str, rules: Rules) -> list[str]:
+    """A private data element at full: off the allow-list, or a GE protocol data block holding more than it keeps."""
     creator = ds.get(private_creator_tag(tag))
-    return "" if creator is None else str(creator.value)
+    name = "" if creator is None else str(creator.value)
+    if rules.decide(tag, elem.VR, Context.PRIVATE, name) is Op.REMOVE:
+        return [f"{where} private element not on the allow-list"]
+    safe = rules.private(name, tag)
+    if safe is not None and safe.kind == "pdb" and not elem.is_empty and not listed_only(_bytes(elem.value)):
+        return [f"{where} GE protocol data block holds more than the lines dcm2niix reads"]
+    return []
 
 
 def _bytes(value: object) -> bytes:
