@@ -156,6 +156,9 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          "19470415071500", "1947/4/15", "1947-Apr-15", "1947 April 15",
          # a two-digit year: run together day first or month first, unpadded; the ordinal date (found from outside)
          "150447", "041547", "15.4.47", "4/15/47", "1947-105",
+         # a month's abbreviation run into a two-digit year (SAS's DATE7), or with points or slashes; an apostrophe
+         # for the century; the month run into the day and year (found from outside)
+         "15APR47", "15apr47", "15.APR.47", "15/Apr/47", "Apr 15 '47", "15 April '47", "APR151947", "1947APR15",
          # the week date of ISO 8601 (found from outside)
          "1947-W16-2", "1947W162", "1947-w16-2"]
 

@@ -1320,6 +1320,15 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     # 8601 ("1961-034").
     dd, mm, yy2 = f"{d:02d}", f"{m:02d}", f"{y % 100:02d}"
     forms += [Form((day, _DAY_MONTH, names, (f"{between}{yy2}",)), DIGIT, DIGIT) for between in ("-", " ")]
+    # English ways (the month's name and abbreviation): an apostrophe for the century ("Apr 15 '47", "15 April
+    # '47"); the abbreviation run into a two-digit year, as systems write a date in seven characters ("15APR47",
+    # SAS's DATE7), or with points or slashes ("15.APR.47"); the month run into the day and year ("APR151947",
+    # "1947APR15").
+    english, abbreviation = _MONTHS[m - 1][:2], _MONTHS[m - 1][1]
+    forms += [Form((english, _MONTH_DAY, day, (f" '{yy2}",)), ALPHA, DIGIT),
+              Form((day, _DAY_MONTH, english, (f" '{yy2}",)), DIGIT, DIGIT),
+              Form(((abbreviation,), day, year), ALPHA, DIGIT), Form((year, (abbreviation,), day), DIGIT, DIGIT)]
+    forms += [Form((day, _DAY_MONTH, (f"{abbreviation}{between}{yy2}",)), DIGIT, DIGIT) for between in ("", ".", "/")]
     orders = {(dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd), (str(d), str(m), yy2), (str(m), str(d), yy2),
               (yy2, str(m), str(d))}
     for between in _SHORT_SEPARATORS:
