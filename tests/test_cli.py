@@ -208,3 +208,22 @@ def test_released_files_take_the_mode_cp_gives_and_held_ones_stay_private(tmp_pa
     assert len(released) == 2 and quarantined
     assert {stat.S_IMODE(p.stat().st_mode) for p in released} == {mode}
     assert {stat.S_IMODE(p.stat().st_mode) for p in quarantined if p.suffix == ".dcm"} == {0o600}
+
+
+def test_the_readmes_python_example_gives_what_the_command_line_gives(
+    tmp_path: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Python example, run as written, reads the key file as `--key-file` does (found from outside:
+    read as raw bytes, `neuroanon key`'s hex text gave other pseudonyms than the command line)."""
+    text = README.read_text()
+    start = text.index("```python\n", text.index("From Python:")) + len("```python\n")
+    example = text[start : text.index("```", start)]
+    monkeypatch.chdir(tmp_path)
+    make_study(tmp_path / "in", n_series=1, n_instances=1)
+    next((tmp_path / "in").rglob("*.dcm")).rename(tmp_path / "image.dcm")
+    make_study(tmp_path / "in", n_series=1, n_instances=2)
+    names: dict[str, object] = {}
+    exec(compile(example, "README.md", "exec"), names)  # noqa: S102 (the project's own README)
+    assert main(["anonymize", "in", "-o", "cli", "--level", "full", "--key-file", str(key_file), "-q"]) == 0
+    assert _tree_digest(tmp_path / "out") == _tree_digest(tmp_path / "cli")
+    assert str(names["new_ds"].PatientID) == str(pydicom.dcmread(files_under(tmp_path / "cli")[0]).PatientID)  # type: ignore[attr-defined]
