@@ -10,7 +10,7 @@ import pytest
 
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
-from neuroanon.sample import make_study, planted_values
+from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .helpers import files_under, searchable_bytes
 
@@ -177,6 +177,31 @@ def test_full_options_keep_what_they_name_and_are_recorded() -> None:
     assert "PatientWeight" not in plain and "StudyDescription" not in plain
     assert not any(e.tag.is_private for e in plain)
     assert {item.CodeValue for item in plain.DeidentificationMethodCodeSequence} == {"113100"}
+
+
+def test_retained_device_identity_is_released_not_held(tmp_path: Path) -> None:
+    """Retain Device Identity keeps the station's name and serial number: the residual check does not hold the file
+    back for them, nor does `verify` against the originals report them (found from outside: every such file was
+    held). Without the option they are looked for as before."""
+    from neuroanon.verify import load_originals, verify
+
+    source = tmp_path / "in" / "a.dcm"
+    source.parent.mkdir()
+    ds = make_dataset(subject=8)
+    ds.StationName, ds.DeviceSerialNumber = "QXSTATION7", "99887766"
+    ds.save_as(source, enforce_file_format=True)
+    options = Options(level=Level.FULL, key=KEY, retain_device_identity=True)
+    summary = anonymize_tree([source.parent], tmp_path / "out", options)
+    assert summary.counts.get("written") == 1, summary.counts
+    (result,) = files_under(tmp_path / "out")
+    written = pydicom.dcmread(result)
+    assert (written.StationName, written.DeviceSerialNumber) == ("QXSTATION7", "99887766")
+    originals = load_originals([source.parent], Level.FULL, KEY)
+    assert [r.findings for r in verify([tmp_path / "out"], options, originals)] == [[]]
+    plain = Options(level=Level.FULL, key=KEY)
+    assert [r.findings for r in verify([tmp_path / "out"], plain, originals)] != [[]]
+    anonymize_tree([source.parent], tmp_path / "plain", plain)
+    assert b"QXSTATION7" not in b"".join(p.read_bytes() for p in files_under(tmp_path / "plain"))
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be"])

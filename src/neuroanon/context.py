@@ -18,6 +18,7 @@ from .errors import UsageError
 from .identifiers import Needle, NestedValue, instance_needles, needles, nested_needles, subject_of
 from .keys import Keyring
 from .options import Level, Options
+from .rules import compile_rules
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class FileContext:
         """The patterns of the file's identifying values, searched for at full (none below it)."""
         if self.options.level is not Level.FULL:
             return ()
-        return nested_needles(self.original, self.nested) if self.nested else needles(self.original)
+        found = nested_needles(self.original, self.nested) if self.nested else needles(self.original)
+        retained = compile_rules(self.options).retained
+        return tuple(n for n in found if n.attribute not in retained) if retained else found
 
     @cached_property
     def instance_needles(self) -> tuple[Needle, ...]:

@@ -207,7 +207,7 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
     elif options.level is Level.FULL:
         findings += _full(ds, "", rules) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
-        patterns = originals.patterns_for(ds)
+        patterns = tuple(n for n in originals.patterns_for(ds) if n.attribute not in rules.retained)
         for hit in check_file(path, header.pixels, patterns) + check_path(relative, patterns):
             findings.append(f"original {hit.attribute} value found in {hit.where}")
         if set(_uids(ds)) & originals.uids:
