@@ -279,6 +279,24 @@ def test_the_anonymizer_does_what_the_rules_decide(source: Path) -> None:
     assert not problems, problems
 
 
+def test_explain_says_which_dates_and_times_shift(source: Path) -> None:
+    """With Modified Dates, explain's words for each date, date-time and time row say what the anonymizer does:
+    dates and date-times shift, a time of day stays (found from outside: every time read "shifted")."""
+    options = Options(level=Level.FULL, key=KEY, shift_dates=True)
+    before = pydicom.dcmread(source)
+    after, _ = apply_level(before, options)
+    detail = {row.tag: row.detail for row in explain(Level.FULL, options)}
+    checked = 0
+    for tag in _table_tags():
+        text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if str(dictionary_VR(tag)) not in ("DA", "DT", "TM") or compile_rules(options).tag(tag).code != "S":
+            continue
+        checked += 1
+        shifted = tag in after and after[tag].value != before[tag].value
+        assert detail[text].startswith("shifted") == shifted, (text, detail[text])
+    assert checked > 20
+
+
 def test_every_row_taken_by_the_engine(source: Path, tmp_path: Path) -> None:
     assert _engine(source, tmp_path, FULL), "the engine declined the file"
 

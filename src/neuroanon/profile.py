@@ -134,13 +134,15 @@ def _detail(rules: Rules, tag: int) -> str:
     code = rules.tag(tag).code
     if rules.tag(tag).technical is not None:
         return _ACTION_WORDS[code] + ", unless a technical encoding (see the rule)"
-    if code not in ("D", "Z"):
+    if code not in ("D", "Z", "S"):
         return _ACTION_WORDS[code]
     try:
         vr = str(dictionary_VR(tag))
     except KeyError:
         vr = ""
     op = rules.tag(tag).op(vr)
+    if code == "S":
+        return _ACTION_WORDS[code] if op is Op.SHIFT_DATE else "kept (a time of day stays when whole days shift)"
     return f"`{DUMMY_TEXT.get(vr, '0')}`" if op is Op.DUMMY else _OP_WORDS[op]
 
 
