@@ -132,7 +132,7 @@ def test_key_is_created_0600_at_the_documented_path_and_reused(
 def test_explain_anonymize_matches_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--level", "anonymize"]) == 0
     table = capsys.readouterr().out.strip()
-    assert table.count("\n") == 7 and "(0010,0010) | PatientName" in table
+    assert table.count("\n") == 8 and "(0010,0010) | PatientName" in table
     assert table in README.read_text(), "README's anonymize table differs from `neuroanon explain`"
 
 

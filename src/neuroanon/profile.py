@@ -52,6 +52,9 @@ def explain(level: Level, options: Options | None = None) -> list[Row]:
     rules = compile_rules(options)
     if level is Level.ANONYMIZE:
         rows = [_anonymize_row(rules, tag) for tag in NIDB_ANONYMIZE]
+        misplaced = rules.tag(0x00020010)  # (a file meta element found in the dataset, of malformed input)
+        rows.append(Row("(0002,xxxx)", "file meta element in the dataset", misplaced.code,
+                        "removed: kept, it would read back as the file meta", misplaced.source))
         rows.append(Row("(0012,0063)", "DeidentificationMethod", "added", "names the level", "neuroanon"))
         return rows
     return _table_rows(rules) + _beyond_table_rows(rules) + _unlisted_rows(rules) + [
