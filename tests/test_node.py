@@ -25,6 +25,7 @@ from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[at
 from neuroanon import pipeline
 from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
+from neuroanon.keys import key_fingerprint
 from neuroanon.node import Node, NodeConfig, Retry, client_tls, scp, server_tls
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
@@ -115,6 +116,11 @@ def _store(port: int, *datasets: Path | pydicom.Dataset, calling: str = "TESTSCU
 
 
 def _records(report: Path) -> list[dict[str, object]]:
+    """The report's records of instances (between each run's provenance and summary)."""
+    return [r for r in _lines(report) if "provenance" not in r and "summary" not in r]
+
+
+def _lines(report: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
@@ -413,6 +419,9 @@ def test_instances_the_destination_keeps_refusing_end_in_the_failed_folder(
     assert not files_under(out)
     assert sum(1 for r in _records(report) if str(r["reason"]).startswith("not forwarded")) == 2
     assert "refused an instance 3 times" in caplog.text
+    summary = _lines(report)[-1]["summary"]
+    assert isinstance(summary, dict)
+    assert (summary["queued_for_forwarding"], summary["forwarded"], summary["refused_by_destination"]) == (2, 0, 2)
 
 
 def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
@@ -436,6 +445,13 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     assert f"released: {len(sources)} received, {len(sources)} stored" in stderr
     assert "association from OTHER" in stderr and "rejected" in stderr
     assert not _planted_in(stdout + stderr + report.read_text(), [14])
+    lines = _lines(report)  # as anonymize's and send's: provenance, a record per instance, summary
+    provenance, summary = lines[0]["provenance"], lines[-1]["summary"]
+    assert isinstance(provenance, dict) and isinstance(summary, dict)
+    assert provenance["key_fingerprint"] == key_fingerprint(KEY) and provenance["level"] == "full"
+    assert provenance["command"][:2] == ["neuroanon", "serve"]
+    assert (summary["received"], summary["stored"], summary["failed"]) == (len(sources), len(sources), 0)
+    assert len(lines) == len(sources) + 2
     work = _work(out)
     for private in (work, work / "incoming", work / "spool"):  # where instances arrive and wait: private
         assert private.stat().st_mode & 0o777 == 0o700

@@ -690,6 +690,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls=server_tls(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
         max_associations=args.max_associations, max_instance_size=args.max_instance_size, workers=args.workers,
         retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
+        run=_run_info(args, options),
     )
     stop = threading.Event()
     for signum in stops.STOPS:

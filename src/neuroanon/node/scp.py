@@ -65,7 +65,7 @@ from ..layout import by_uids
 from ..options import Level, Options
 from ..pipeline import Prepared, commit, own_stage, prepare, worker_pool
 from ..read import quiet
-from ..report import Record, ReportWriter, Status
+from ..report import Record, ReportWriter, RunInfo, Status
 from ..tables import Claims
 from ..write import clear_staged, discard
 from .outbox import Forwarder, Outbox, Retry
@@ -106,6 +106,7 @@ class NodeConfig:
     workers: int = 1  # processes that anonymize received instances
     retry: Retry = Retry()
     report: Path | None = None
+    run: RunInfo = RunInfo()  # the command line, for the report's provenance
 
     def __post_init__(self) -> None:
         """Refuse a configuration that cannot work before anything is created on disk."""
@@ -137,6 +138,13 @@ class Tally:
     def add(self, kind: str) -> None:
         self.received += 1
         setattr(self, kind, getattr(self, kind) + 1)
+
+    def as_dict(self, level: str, forwarding: bool, seconds: float, **more: int) -> dict[str, object]:
+        """The report's summary of the node's run (its last line), with `more` counts."""
+        counts: dict[str, object] = {"level": level, "received": self.received,
+                                     "queued_for_forwarding" if forwarding else "stored": self.stored,
+                                     "duplicate": self.duplicate, "held": self.held, "failed": self.failed}
+        return {"summary": {**counts, **more, "elapsed_seconds": round(seconds, 3)}}
 
     def line(self, forwarding: bool) -> str:
         stored = "queued for forwarding" if forwarding else "stored"
@@ -170,6 +178,7 @@ class Node:
         self.broken = False  # a worker process died: every instance is refused until a restart
         self._stage = config.work_dir / "stage"
         self._run = RunContext.of(config.options)
+        self._started = time.monotonic()
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -193,7 +202,9 @@ class Node:
         shutil.rmtree(self._stage, ignore_errors=True)
         self._stage.mkdir(mode=0o700)
         self.spool = Spool(work / "spool")
-        self._report = ReportWriter(config.report, append=True)
+        self._started = time.monotonic()
+        # Each run of the node adds its provenance (options, key fingerprint, command), its records and its summary.
+        self._report = ReportWriter(config.report, append=True, options=self.options, run=config.run)
         assert self._lockfile is not None
         self._pool = worker_pool(config.workers, self._lockfile.fileno())
         # The first task forks every worker, here: before any thread of ours exists, and in the thread they die with.
@@ -256,6 +267,11 @@ class Node:
             self.forwarder.stop()
         with self._lock:
             if self._report is not None:
+                forwarder = self.forwarder
+                more = {"forwarded": forwarder.forwarded, "refused_by_destination": forwarder.failed} \
+                    if forwarder is not None else {}
+                self._report.write(self.totals.as_dict(self.options.level.value, self.forwarding,
+                                                       time.monotonic() - self._started, **more))
                 self._report.close()
                 self._report = None
         if self._lockfile is not None:
