@@ -179,6 +179,35 @@ def test_full_options_keep_what_they_name_and_are_recorded() -> None:
     assert {item.CodeValue for item in plain.DeidentificationMethodCodeSequence} == {"113100"}
 
 
+def test_full_removes_graphic_annotations(tmp_path: Path) -> None:
+    """The Graphic Annotation Sequence (text and shapes drawn over the image) goes whole at full, as overlays and
+    curves do (the design's Clean Graphics; found from outside: it was kept, its text dummied); verify flags one."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from neuroanon.rules import compile_rules
+    from neuroanon.verify import _full
+
+    ds = make_dataset(subject=9)
+    text, shape = Dataset(), Dataset()
+    text.UnformattedTextValue, text.AnchorPointAnnotationUnits = "seen by Dr Quaxworth", "PIXEL"
+    shape.GraphicAnnotationUnits, shape.GraphicDimensions, shape.NumberOfGraphicPoints = "PIXEL", 2, 2
+    shape.GraphicData, shape.GraphicType = [1.0, 1.0, 5.0, 5.0], "POLYLINE"
+    annotation = Dataset()
+    annotation.GraphicLayer = "LAYER1"
+    annotation.TextObjectSequence, annotation.GraphicObjectSequence = Sequence([text]), Sequence([shape])
+    ds.GraphicAnnotationSequence = Sequence([annotation])
+    source = tmp_path / "in" / "a.dcm"
+    source.parent.mkdir()
+    ds.save_as(source, enforce_file_format=True)
+    options = Options(level=Level.FULL, key=KEY)
+    anonymize_tree([source.parent], tmp_path / "out", options)
+    (result,) = files_under(tmp_path / "out")
+    assert "GraphicAnnotationSequence" not in pydicom.dcmread(result)
+    assert b"Quaxworth" not in result.read_bytes() and b"POLYLINE" not in result.read_bytes()
+    assert any(f.startswith("(0070,0001)") for f in _full(ds, "", compile_rules(options)))
+
+
 def test_retained_device_identity_is_released_not_held(tmp_path: Path) -> None:
     """Retain Device Identity keeps the station's name and serial number: the residual check does not hold the file
     back for them, nor does `verify` against the originals report them (found from outside: every such file was

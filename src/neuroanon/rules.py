@@ -150,6 +150,11 @@ CODED_IDENTITIES: Final = frozenset(int(tag_for_keyword(k) or 0) for k in (
     "InstitutionCodeSequence", "OperatorIdentificationSequence", "PersonIdentificationCodeSequence"))
 
 
+# What the Clean Graphics option cleans beside overlays and curves (the table's other cleanGraphOpt row: shapes and
+# text drawn over images): removed whole at full, as they are.
+GRAPHIC_ANNOTATION_SEQUENCE: Final = 0x00700001
+
+
 def is_overlay_or_curve(tag: int) -> bool:
     """Overlay (60xx) and curve (50xx) groups: removed whole at full."""
     group = tag >> 16
@@ -455,7 +460,7 @@ class Rules:
     def _full(self, tag: int) -> Rule:
         if tag & 0xFFFF == 0:
             return Rule("X", "GroupLength", "neuroanon")
-        if is_overlay_or_curve(tag):
+        if is_overlay_or_curve(tag) or tag == GRAPHIC_ANNOTATION_SEQUENCE:
             return Rule("X", keyword_for_tag(tag) or "OverlayOrCurve", "Clean Graphics (stricter)")
         entry = load_table().lookup(tag)
         if entry is None and tag in REMOVED_AT_FULL:
