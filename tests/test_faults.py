@@ -201,6 +201,70 @@ def test_a_file_swapped_for_a_symlink_while_it_is_read_is_read_as_found(
         assert released.read_bytes() == original
 
 
+def _between_plan_and_write(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
+    """`change` is made after the file's plan (its header read) and before its output is written."""
+    staged = pipeline._staged
+
+    def changed(*args: object, **kwargs: object) -> object:
+        change()
+        return (yield from staged(*args, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_staged", changed)
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_a_file_written_to_in_place_while_it_is_read_is_not_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level
+) -> None:
+    """Rewritten in place (the same file, as a program saving over it does) between the read of its header and the
+    copy of its pixel data, the output would hold the old header and the new file's bytes: it fails, is not
+    released, and a rerun makes it from the file as it is then (found from outside: released, mixed)."""
+    (source,) = make_study(tmp_path / "in", subject=36, n_series=1, n_instances=1)
+    newer = pydicom.dcmread(source)
+    newer.PatientName, newer.ImageComments = "Quaxworth^Zebulon", "written again"
+    rewritten = pydicom.filebase.DicomBytesIO()
+    newer.save_as(rewritten)
+
+    def rewrite() -> None:
+        with open(source, "r+b") as f:
+            f.write(rewritten.getvalue())
+            f.truncate()
+
+    _between_plan_and_write(monkeypatch, rewrite)
+    options = Options(level=level, key=b"\x5a" * 32)
+    summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
+    assert summary.counts["failed"] == 1 and not files_under(tmp_path / "out"), summary
+    (record,) = read_report(tmp_path / "r.jsonl")[1]
+    assert record["reason"].startswith("changed while it was read")
+    monkeypatch.undo()
+    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options).exit_code == 0
+    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "fresh", options).exit_code == 0
+    assert [p.read_bytes() for p in files_under(tmp_path / "out")] == [
+        p.read_bytes() for p in files_under(tmp_path / "fresh")]
+
+
+def test_a_file_replaced_after_it_was_read_is_made_again_by_the_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replaced by another file (renamed over it) after its worker read it: the output is the file read, and the
+    journal holds that file's size and time, so the rerun sees the change and makes the output again (found from
+    outside: the journal held the new file's, and the rerun kept the old output)."""
+    (source,) = make_study(tmp_path / "in", subject=38, n_series=1, n_instances=1)
+    newer = pydicom.dcmread(source)
+    newer.PixelData = bytes(255 - b for b in newer.PixelData)  # (another image)
+    newer.ImageComments = "written again"  # (another size)
+    replacement = tmp_path / "replacement.dcm"
+    newer.save_as(replacement)
+    _between_plan_and_write(monkeypatch, lambda: os.replace(replacement, source))
+    options = Options(level=Level.ANONYMIZE)
+    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options).exit_code == 0
+    monkeypatch.undo()
+    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options).exit_code == 0
+    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "fresh", options).exit_code == 0
+    ((out,), (fresh,)) = files_under(tmp_path / "out"), files_under(tmp_path / "fresh")
+    assert out.read_bytes() == fresh.read_bytes()
+
+
 def test_follow_symlinks_never_reads_the_runs_own_folders(tmp_path: Path) -> None:
     """A link inside the input to the output is a skipped record: the output is never read back as input (each
     rerun nested another copy of it)."""

@@ -161,9 +161,11 @@ class Journal:
         record = self._stored(entry)
         return record.output if record is not None and record.status is Status.WRITTEN else None
 
-    def add(self, relative: str, path: Path, record: Record) -> None:
-        """Record a committed file (the input is named by its token; lists, not dicts: one line per file)."""
-        size, mtime_ns = _stamp(path)
+    def add(self, relative: str, path: Path, record: Record, read: tuple[int, int] | None = None) -> None:
+        """Record a committed file (the input is named by its token; lists, not dicts: one line per file), with
+        its size and modification time as it was `read` (else as it is now): an input replaced after its read is
+        done again by the next run."""
+        size, mtime_ns = read or _stamp(path)
         self._write({"id": self._token(relative), "size": size, "mtime_ns": mtime_ns,
                      "status": str(record.status), "reason": record.reason, "output": record.output,
                      "dicom": record.dicom, "changes": self._number(record.changes),

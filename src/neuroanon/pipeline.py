@@ -93,6 +93,7 @@ class Prepared:
     record: Record
     staged: str | None = None
     subject: tuple[str, str] | None = None  # at full: (original PatientID, its pseudonym), for --mapping
+    read: tuple[int, int] | None = None  # the input's size and modification time as it was read (journalled)
 
 
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
@@ -333,13 +334,13 @@ def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, opt
     noted: list[Record] = []
 
     def note(record: Record) -> None:
-        journal.add(name, item.path, record)
+        journal.add(name, item.path, record, prepared.read)
         noted.append(record)
 
     record = commit(prepared, output, options, claimed, released, before_release=note if released is None else None,
                     archive=archive)
     if not noted or noted[-1] is not record:
-        journal.add(name, item.path, record)
+        journal.add(name, item.path, record, prepared.read)
     return record
 
 
@@ -749,9 +750,23 @@ def _steps(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
     if fd is None:
         return (yield from _prepare_held(item, name, stage, run))
     try:  # (read through the descriptor held: a swap of the path changes nothing)
-        return (yield from _prepare_held(held_open(item, fd), name, stage, run))
+        before = os.fstat(fd)
+        prepared = yield from _prepare_held(held_open(item, fd), name, stage, run)
+        after = os.fstat(fd)
     finally:
         os.close(fd)
+    if _stamp(after) != _stamp(before):  # written to in place while read: the output may mix two versions
+        if prepared.staged is not None:
+            discard(Path(prepared.staged))
+        return Prepared(Record(name, Status.FAILED, "changed while it was read (written to during the run): "
+                               "not released; run again once it is complete"))
+    return replace(prepared, read=_stamp(before))
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int]:
+    """Size and modification time: a write changes them; a rename over the file (which leaves the one held open
+    whole) does not, though it changes the file's ctime."""
+    return info.st_size, info.st_mtime_ns
 
 
 def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
