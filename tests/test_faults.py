@@ -205,7 +205,7 @@ def _between_plan_and_write(monkeypatch: pytest.MonkeyPatch, change: Callable[[]
     """`change` is made after the file's plan (its header read) and before its output is written."""
     staged = pipeline._staged
 
-    def changed(*args: object, **kwargs: object) -> object:
+    def changed(*args: object, **kwargs: object) -> pipeline._Steps:
         change()
         return (yield from staged(*args, **kwargs))  # type: ignore[arg-type]
 
