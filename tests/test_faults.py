@@ -453,6 +453,21 @@ def test_a_report_that_cannot_grow_holds_whole_lines_and_is_named_as_what_stoppe
     assert "provenance" in lines[0] and 1 < len(lines) < 14
 
 
+def test_a_low_limit_of_open_files_takes_smaller_batches_not_failed_files(tmp_path: Path) -> None:
+    """Under a limit of 40 open files a worker's batch of 32 inputs, each held open from its read to its check, ran
+    out of descriptors and failed files that one worker wrote (found from outside): batches are smaller there."""
+    source = tmp_path / "in"
+    make_many(source, 80, subject=49)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    run = subprocess.run([*COMMAND, str(source), "-o", str(tmp_path / "out"), "--level", "anonymize", "--workers",
+                          "2", "-q"], capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=limited)
+    assert run.returncode == 0, run.stderr
+    assert len(files_under(tmp_path / "out")) == 80
+
+
 def test_a_mapping_file_on_a_full_disk_is_named_as_what_stopped_the_run(small_disk: Path, tmp_path: Path) -> None:
     """--mapping on its own disk, which fills up while the output has room: the message blamed the output (found
     from outside). The mapping keeps whole lines, and a rerun once there is room lists every subject once."""

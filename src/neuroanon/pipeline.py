@@ -77,6 +77,18 @@ log = logging.getLogger(__name__)
 # What a worker task takes at most: 32 files (fewer round trips through the pool's threads than 8: about 0.2
 # CPU-seconds less in the parent per 3,000 files) or 32 MB of input, so that large files still spread over workers.
 BATCH, BATCH_BYTES = 32, 32 << 20
+
+
+def _batch_files() -> int:
+    """Files a batch may take: `BATCH`, fewer under a low limit of open files (a batch holds each of its inputs open
+    from its read to its check; a worker keeps about 20 descriptors of its own), one at least."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return BATCH
+    return BATCH if soft == resource.RLIM_INFINITY else max(1, min(BATCH, (soft - 32) // 2))
 _PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
 # A worker's batch holds its files' first reads (up to 1 MiB each) from one step to the next. glibc's malloc would
 # give each such buffer its own mapping, or hand the heap's top back to the system once a batch frees them, and the
@@ -509,10 +521,10 @@ def _outcomes(
         return
     window: deque[_Pending] = deque()
     batch: list[tuple[InputFile, str]] = []
-    size = 0
+    size, most = 0, _batch_files()
     for item, name in items:
         done = _finished(journal, item, name, present)
-        if done is not None or len(batch) == BATCH or size >= BATCH_BYTES:
+        if done is not None or len(batch) == most or size >= BATCH_BYTES:
             _submit(pool, batch, window, stage, run)
             size = 0
         if done is not None:
