@@ -91,3 +91,8 @@ class FileContext:
     def burned_in_risk(self) -> str | None:
         """Why the pixels may show identifying text (`burnedin.burned_in_risk`), or None."""
         return risk_beside_overlay(self.original, self.overlay)
+
+    @cached_property
+    def risk_beside_overlay(self) -> str | None:
+        """`burned_in_risk` once an embedded overlay's bits are cleared: what the header says of the pixels."""
+        return risk_beside_overlay(self.original, None)
