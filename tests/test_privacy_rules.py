@@ -524,6 +524,17 @@ def test_an_embedded_overlay_that_cannot_be_cleared_in_place_is_held(tmp_path: P
     assert record.status is Status.QUARANTINED and "embedded in unused pixel bits" in record.reason
 
 
+def test_an_overlay_in_a_stored_bit_is_held(tmp_path: Path) -> None:
+    """An overlay without OverlayData at a bit the image stores is drawn into the image's own values: clearing the
+    unused bits leaves it, so the file is held as before."""
+    ds = _with_embedded_overlay(pydicom.uid.ExplicitVRLittleEndian, signed=False)
+    ds[0x60000102].value = 3  # OverlayBitPosition: a stored bit
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.QUARANTINED and "embedded in unused pixel bits (bit 3)" in record.reason
+
+
 def test_a_cleared_overlay_leaves_the_rest_of_the_burned_in_gate(tmp_path: Path) -> None:
     """An ultrasound image whose embedded overlay is cleared is still held for its class, until --allow-burned-in."""
     ds = _with_embedded_overlay(pydicom.uid.ExplicitVRLittleEndian, signed=False)

@@ -67,6 +67,14 @@ def embedded_overlay(ds: Dataset) -> str | None:
     return None
 
 
+def embedded_bits(ds: Dataset) -> tuple[int | None, ...]:
+    """The bit positions of the overlays `embedded_overlay` names (None: unreadable)."""
+    bits_stored, positions = _bit_positions(ds)
+    keys = ds.keys()
+    return tuple(bit for group, bit in positions
+                 if bit is None or (group << 16 | 0x3000) not in keys or (bits_stored and bit >= bits_stored))
+
+
 @once_per_raw_values((Tag("BitsStored"), *_BIT_POSITIONS))
 def _bit_positions(ds: Dataset) -> tuple[int, tuple[tuple[int, int | None], ...]]:
     """BitsStored (0 when absent or unreadable), and each overlay group's bit position (None: unreadable)."""

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from . import engine, pixels, review, stops
+from .burnedin import embedded_bits
 from .context import FileContext, RunContext
 from .discover import (
     InputFile,
@@ -993,7 +994,7 @@ def _overlay_cleared(anonymized: _Anonymized, staged: Path) -> bool:
     cleans the pixels (it clears them too), nor for pixel data this cannot clear in place (then the file is held)."""
     context = anonymized.context
     return (context.options.level is Level.FULL and context.overlay is not None and anonymized.cleaning is None
-            and pixels.clear_unused_bits(staged))
+            and pixels.clear_unused_bits(staged, embedded_bits(context.original)))
 
 
 _OVERLAY_CLEARED = Change("(7FE0,0010)", "PixelData", "unused bits cleared (an overlay embedded in them)")

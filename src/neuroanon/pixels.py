@@ -298,12 +298,13 @@ def _clear_overlay_bits(frames: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray
     return frames
 
 
-def clear_unused_bits(path: Path) -> bool:
+def clear_unused_bits(path: Path, overlays: tuple[int | None, ...]) -> bool:
     """In the written file at `path`, clear the bits of its native 16-bit pixel data outside the stored bits, where
-    the retired overlays embedded in pixel data lie: each value keeps its stored bits, a signed one sign-extended
-    from its high bit, as a decoder reads it. Done in place, a chunk at a time, nothing decoded; True when done.
-    False (nothing written) for what this does not take: encapsulated or deflated pixel data, other than 16 bits
-    allocated, a signed high bit in the low byte."""
+    the retired overlays embedded in pixel data lie (at the bit positions `overlays`): each value keeps its stored
+    bits, a signed one sign-extended from its high bit, as a decoder reads it. Done in place, a chunk at a time,
+    nothing decoded; True when done. False (nothing written) for what this does not take: an overlay in a stored
+    bit or at an unreadable position, encapsulated or deflated pixel data, other than 16 bits allocated, a signed
+    high bit in the low byte."""
     header = read_header(path)
     ds, span = header.dataset, header.pixels
     try:
@@ -313,7 +314,7 @@ def clear_unused_bits(path: Path) -> bool:
         return False
     low = high - stored + 1
     if (span is None or span.tag != PIXEL_DATA or allocated != 16 or not 0 <= low <= high <= 15
-            or (signed and high < 8)):
+            or (signed and high < 8) or any(bit is None or low <= bit <= high for bit in overlays)):
         return False
     with open(path, "r+b") as f:
         f.seek(span.start + 4)
