@@ -78,6 +78,13 @@ log = logging.getLogger(__name__)
 # What a worker task takes at most: 32 files (fewer round trips through the pool's threads than 8: about 0.2
 # CPU-seconds less in the parent per 3,000 files) or 32 MB of input, so that large files still spread over workers.
 BATCH, BATCH_BYTES = 32, 32 << 20
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
+# A worker's batch holds its files' first reads (up to 1 MiB each) from one step to the next. glibc's malloc would
+# give each such buffer its own mapping, or hand the heap's top back to the system once a batch frees them, and the
+# next batch would fault its pages in again (30 page faults a file): buffers up to 2 MiB come from the heap, which
+# keeps up to two batches' worth of freed memory for the next batch. (mallopt's options, glibc)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEPT_FOR_REUSE = 2 << 20
 
 
 def _batch_files() -> int:
@@ -90,13 +97,6 @@ def _batch_files() -> int:
     except (ImportError, OSError, ValueError):
         return BATCH
     return BATCH if soft == resource.RLIM_INFINITY else max(1, min(BATCH, (soft - 32) // 2))
-_PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
-# A worker's batch holds its files' first reads (up to 1 MiB each) from one step to the next. glibc's malloc would
-# give each such buffer its own mapping, or hand the heap's top back to the system once a batch frees them, and the
-# next batch would fault its pages in again (30 page faults a file): buffers up to 2 MiB come from the heap, which
-# keeps up to two batches' worth of freed memory for the next batch. (mallopt's options, glibc)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEPT_FOR_REUSE = 2 << 20
 
 
 @dataclass(frozen=True)
