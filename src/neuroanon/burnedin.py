@@ -75,6 +75,45 @@ def embedded_bits(ds: Dataset) -> tuple[int | None, ...]:
                  if bit is None or (group << 16 | 0x3000) not in keys or (bits_stored and bit >= bits_stored))
 
 
+def overlay_clearing(ds: Dataset, syntax: str) -> tuple[bytes, bytes] | None:
+    """For a file in transfer syntax `syntax` whose header `ds` names an overlay embedded in its pixel data
+    (`embedded_overlay`): translation tables for the pixel data's even and odd bytes that clear every bit outside
+    the stored ones, a signed value sign-extended from its high bit as decoders read it; the stored values stay.
+    None where that cannot be done without decoding, or leaves the overlay: pixel data not native, other than 16
+    bits allocated, a signed high bit in the low byte, an overlay in a stored bit or at an unreadable position."""
+    try:
+        allocated, stored, high = int(ds.BitsAllocated), int(ds.BitsStored), int(ds.HighBit)
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    except (AttributeError, TypeError, ValueError):
+        return None
+    low = high - stored + 1
+    if (syntax not in _NATIVE or allocated != 16 or not 0 <= low <= high <= 15 or (signed and high < 8)
+            or any(bit is None or low <= bit <= high for bit in embedded_bits(ds))):
+        return None
+    tables = _kept_bits(range(8), low, high, signed), _kept_bits(range(8, 16), low, high, signed)
+    return tables if syntax != _BIG_ENDIAN else (tables[1], tables[0])  # (the high byte first)
+
+
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", _BIG_ENDIAN})
+
+
+def _kept_bits(bits: range, low: int, high: int, signed: bool) -> bytes:
+    """A translation table for the byte of a 16-bit value that holds `bits`: the stored bits (`low` to `high`) kept,
+    those above set to the sign bit when `signed` (which then lies in this byte, or this byte holds none above),
+    the others cleared."""
+    table = bytearray(256)
+    for byte in range(256):
+        out = 0
+        for i, bit in enumerate(bits):
+            if low <= bit <= high:
+                out |= byte & (1 << i)
+            elif bit > high and signed and byte >> (high - bits.start) & 1:
+                out |= 1 << i
+        table[byte] = out
+    return bytes(table)
+
+
 @once_per_raw_values((Tag("BitsStored"), *_BIT_POSITIONS))
 def _bit_positions(ds: Dataset) -> tuple[int, tuple[tuple[int, int | None], ...]]:
     """BitsStored (0 when absent or unreadable), and each overlay group's bit position (None: unreadable)."""

@@ -44,6 +44,7 @@ class FileContext:
         self.run = run
         self.original = original
         self.nested: tuple[NestedValue, ...] = ()  # (`found_nested`)
+        self.overlay_cleared = False  # the engine clears an embedded overlay's bits as it writes (at full)
 
     @property
     def options(self) -> Options:

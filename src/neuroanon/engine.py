@@ -35,6 +35,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from .allowlist import SafePrivate, creator_name, holds_a_number
+from .burnedin import overlay_clearing
 from .context import FileContext, RunContext
 from .csa import clean_kept
 from .identifiers import (
@@ -83,6 +84,7 @@ from .tags import (
     PATIENT_AGE,
     PATIENT_ID,
     PATIENT_IDENTITY_REMOVED,
+    PIXEL_DATA,
     SERIES_INSTANCE_UID,
     SOP_CLASS_UID,
     SOP_INSTANCE_UID,
@@ -93,8 +95,9 @@ from .tags import (
     private_creator_tag,
     tag_text,
 )
-from .write import CHUNK, copy_range
+from .write import CHUNK, copy_range, copy_translated, translated
 
+_OVERLAY_CLEARED: Final = Change("(7FE0,0010)", "PixelData", "unused bits cleared (an overlay embedded in them)")
 HEAD_BYTES: Final = 1 << 20  # the first read; a longer header is read on as its parse needs
 UNDEFINED: Final = 0xFFFFFFFF
 ITEM: Final = 0xFFFEE000
@@ -180,6 +183,11 @@ class Plan:
     context: FileContext  # its original: at full the source's top-level elements but sequences, as raw elements
     identifiers: dict[str, str]  # the new PatientID and UIDs the output path is built from, by keyword
     deflate: bool = False  # the output's dataset is deflated (and then held whole: `pixel_bytes` is set)
+    # An overlay embedded in the pixel data's unused bits, cleared as the pixel data is written: the translation
+    # tables of its value's even and odd bytes (`burnedin.overlay_clearing`), and where the value starts in the
+    # element (after its tag, VR and length).
+    clearing: tuple[bytes, bytes] | None = None
+    value_at: int = 12
 
     def write(self, source: Path, out: BinaryIO) -> PixelSpan | None:
         """Write the output to `out`; return where its pixel data element lies in it (None: it has none, or it
@@ -193,11 +201,15 @@ class Plan:
             return None
         start = out.tell()
         if self.pixel_bytes is not None:
-            out.write(self.pixel_bytes)
+            out.write(self._pixel_element())
         else:
             with open(source, "rb") as src:
                 src.seek(self.pixels.start)
-                copy_range(src, out, self.pixels.size)
+                if self.clearing is None:
+                    copy_range(src, out, self.pixels.size)
+                else:
+                    out.write(src.read(self.value_at))
+                    copy_translated(src, out, self.pixels.size - self.value_at, self.clearing)
         end = out.tell()
         out.write(self.tail)
         out.flush()
@@ -208,11 +220,20 @@ class Plan:
         start = _dataset_start(self.head)
         out.write(self.head[:start])
         compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-        deflated = [compressor.compress(part) for part in (self.head[start:], self.pixel_bytes or b"", self.tail)]
+        pixels = self._pixel_element() if self.pixel_bytes is not None else b""
+        deflated = [compressor.compress(part) for part in (self.head[start:], pixels, self.tail)]
         deflated.append(compressor.flush())
         out.writelines(deflated)
         out.write(b"\x00" * (sum(map(len, deflated)) % 2))
         out.flush()
+
+    def _pixel_element(self) -> bytes | memoryview:
+        """The pixel data element read with the header, as it is written (its embedded overlay cleared)."""
+        assert self.pixel_bytes is not None
+        if self.clearing is None:
+            return self.pixel_bytes
+        value = translated(bytearray(self.pixel_bytes[self.value_at:]), self.clearing)
+        return bytes(self.pixel_bytes[: self.value_at]) + value
 
     def searchable(self) -> bytes | None:
         """The output's bytes but the pixel data value, as the residual check reads them from the written file."""
@@ -1043,7 +1064,8 @@ class _Job:
         self.patterns = self.context.needles
         self.own = self.context.instance_needles
         self.subject = self.context.subject
-        deflated = _text(self.buf, meta.get(0x00020010)) == DeflatedExplicitVRLittleEndian
+        syntax = _text(self.buf, meta.get(0x00020010))
+        deflated = syntax == DeflatedExplicitVRLittleEndian
         self.whole = span is None or deflated
         # pydicom reads command-group elements (little endian only here) apart and adds them after the header's
         # others; from a deflated file, it reads them in the dataset, in tag order.
@@ -1054,7 +1076,12 @@ class _Job:
         if self.options.cap_ages and self.options.retain_patient_characteristics:
             self._cap_age(head, out, charset)
         meta_bytes = self._meta_bytes(meta)
-        risk = self.context.burned_in_risk
+        clearing = overlay_clearing(self.context.original, syntax) \
+            if span is not None and span.tag == PIXEL_DATA and self.context.overlay is not None else None
+        self.context.overlay_cleared = clearing is not None
+        if clearing is not None:
+            self.changes.append(_OVERLAY_CLEARED)
+        risk = self.context.risk_beside_overlay if clearing is not None else self.context.burned_in_risk
         o = self.options
         flags = (o.retain_patient_characteristics, o.retain_device_identity, o.retain_safe_private, o.shift_dates,
                  o.clean_descriptors)
@@ -1066,7 +1093,7 @@ class _Job:
         identifiers = {keyword: _identifier_text(tag, self.new_ids[tag]) for tag, keyword in _IDENTIFIERS.items()
                        if tag in self.new_ids}
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
-                    self.context, identifiers)
+                    self.context, identifiers, clearing=clearing, value_at=8 if self.implicit else 12)
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, charset: bytes | None,
                    tail_from: int | None = None, opened: bool = False) -> _Scope:

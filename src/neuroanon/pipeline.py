@@ -32,7 +32,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from . import engine, pixels, review, stops
-from .burnedin import embedded_bits
 from .context import FileContext, RunContext
 from .discover import (
     InputFile,
@@ -970,10 +969,9 @@ def _staged(anonymized: _Anonymized, name: str, stage: Path) -> _Steps:
     with Staged(stage) as staged:
         span = anonymized.write(staged.file)
     try:
-        cleared = _overlay_cleared(anonymized, staged.path)
         if _waits(anonymized):
             yield  # (a batch writes its other files before it checks this one)
-        held = _hold_reason(anonymized, staged.path, span, target, cleared)
+        held = _hold_reason(anonymized, staged.path, span, target)
         cleaning = anonymized.cleaning
         if cleaning is not None and options.quarantine is not None:
             review.save(cleaning, target, held[0] if held else None, options.quarantine)
@@ -981,23 +979,10 @@ def _staged(anonymized: _Anonymized, name: str, stage: Path) -> _Steps:
         discard(staged.path)
         raise
     reason, findings = held or ("", [])
-    changes = (*anonymized.changes, _OVERLAY_CLEARED) if cleared else tuple(anonymized.changes)
     record = Record(name, Status.WRITTEN if held is None else Status.QUARANTINED, reason, target,
-                    changes=_shared(changes), findings=tuple(findings),
+                    changes=_shared(tuple(anonymized.changes)), findings=tuple(findings),
                     pixels=cleaning.report() if cleaning is not None else None, engine=anonymized.engine)
     return Prepared(record, str(staged.path), mapped)
-
-
-def _overlay_cleared(anonymized: _Anonymized, staged: Path) -> bool:
-    """At full, whether an overlay embedded in the pixel data's unused bits was cleared in the file written to
-    `staged` (the design's Clean Graphics: its 60xx group is removed, and so are its bits); not when the pixel stage
-    cleans the pixels (it clears them too), nor for pixel data this cannot clear in place (then the file is held)."""
-    context = anonymized.context
-    return (context.options.level is Level.FULL and context.overlay is not None and anonymized.cleaning is None
-            and pixels.clear_unused_bits(staged, embedded_bits(context.original)))
-
-
-_OVERLAY_CLEARED = Change("(7FE0,0010)", "PixelData", "unused bits cleared (an overlay embedded in them)")
 
 
 def _shared(changes: tuple[Change, ...]) -> tuple[Change, ...]:
@@ -1185,12 +1170,12 @@ def _cause(exc: OSError) -> str:
 
 
 def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, target: str,
-                 overlay_cleared: bool = False) -> tuple[str, list[Finding]] | None:
+                 ) -> tuple[str, list[Finding]] | None:
     """Why a file written to `staged` (to go to `target`) may not be released (fail closed at full), or None."""
     context = anonymized.context
     if context.options.level is not Level.FULL:
         return None
-    gated = _gate(context, anonymized.cleaning, overlay_cleared)
+    gated = _gate(context, anonymized.cleaning)
     if gated is not None:
         return gated, []
     if not context.options.residual_check:
@@ -1207,14 +1192,14 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
     return None
 
 
-def _gate(context: FileContext, cleaning: pixels.Cleaning | None, overlay_cleared: bool = False) -> str | None:
+def _gate(context: FileContext, cleaning: pixels.Cleaning | None) -> str | None:
     """The burned-in gate: why the pixels may still show identifying text, or None."""
     if cleaning is not None:
         return None if cleaning.held is None else f"pixels not proven clean: {cleaning.held}"
-    if context.overlay is not None and not overlay_cleared:  # no look at the pixels releases an overlay in them
+    if context.overlay is not None and not context.overlay_cleared:  # no look at the pixels releases one in them
         return (f"{context.overlay}, kept in the written pixel data (not native 16-bit pixel data, whose unused "
                 "bits full clears); --clean-pixels clears those bits")
-    risk = context.risk_beside_overlay if overlay_cleared else context.burned_in_risk
+    risk = context.risk_beside_overlay if context.overlay_cleared else context.burned_in_risk
     if risk is not None and not context.options.allow_burned_in:
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in"
     return None

@@ -40,7 +40,7 @@ from .errors import UsageError
 from .identifiers import Needle
 from .options import Level, Options
 from .pixeltext import holds_value, is_phi
-from .read import Header, PixelSpan, read_header
+from .read import Header, PixelSpan
 from .rules import Change
 from .write import write_instance
 
@@ -296,63 +296,6 @@ def _clear_overlay_bits(frames: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray
     if stored < allocated and int(ds.get("PixelRepresentation", 0)) == 0:
         frames &= np.asarray((1 << stored) - 1, dtype=frames.dtype)
     return frames
-
-
-def clear_unused_bits(path: Path, overlays: tuple[int | None, ...]) -> bool:
-    """In the written file at `path`, clear the bits of its native 16-bit pixel data outside the stored bits, where
-    the retired overlays embedded in pixel data lie (at the bit positions `overlays`): each value keeps its stored
-    bits, a signed one sign-extended from its high bit, as a decoder reads it. Done in place, a chunk at a time,
-    nothing decoded; True when done. False (nothing written) for what this does not take: an overlay in a stored
-    bit or at an unreadable position, encapsulated or deflated pixel data, other than 16 bits allocated, a signed
-    high bit in the low byte."""
-    header = read_header(path)
-    ds, span = header.dataset, header.pixels
-    try:
-        allocated, stored, high = int(ds.BitsAllocated), int(ds.BitsStored), int(ds.HighBit)
-        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    except (AttributeError, TypeError, ValueError):
-        return False
-    low = high - stored + 1
-    if (span is None or span.tag != PIXEL_DATA or allocated != 16 or not 0 <= low <= high <= 15
-            or (signed and high < 8) or any(bit is None or low <= bit <= high for bit in overlays)):
-        return False
-    with open(path, "r+b") as f:
-        f.seek(span.start + 4)
-        value = span.start + (8 if header.implicit_vr else 12)
-        field = f.read(8)
-        length = int.from_bytes(field[4:8] if not header.implicit_vr else field[:4],
-                                "little" if header.little_endian else "big")
-        if length == 0xFFFFFFFF or value + length > span.end or length % 2:
-            return False  # encapsulated (or not as its header says)
-        tables = [_kept_bits(range(8), low, high, signed), _kept_bits(range(8, 16), low, high, signed)]
-        if not header.little_endian:
-            tables.reverse()  # the high byte first
-        for start in range(value, value + length, _CHUNK):
-            f.seek(start)
-            chunk = bytearray(f.read(min(_CHUNK, value + length - start)))
-            chunk[0::2], chunk[1::2] = chunk[0::2].translate(tables[0]), chunk[1::2].translate(tables[1])
-            f.seek(start)
-            f.write(chunk)
-    return True
-
-
-_CHUNK = 1 << 20  # (even: a chunk holds whole values)
-
-
-def _kept_bits(bits: range, low: int, high: int, signed: bool) -> bytes:
-    """A translation table for one byte of a 16-bit value (its bits `bits`): the stored bits (`low` to `high`)
-    kept, those above set to the sign bit when `signed` (which then lies in this byte, or this byte is below it),
-    the others cleared."""
-    table = bytearray(256)
-    for byte in range(256):
-        out = 0
-        for i, bit in enumerate(bits):
-            if low <= bit <= high:
-                out |= byte & (1 << i)
-            elif bit > high and signed and byte >> (high - bits.start) & 1:
-                out |= 1 << i
-        table[byte] = out
-    return bytes(table)
 
 
 def _renderings(frame: np.ndarray[Any, Any], photometric: str, ds: Dataset) -> list[np.ndarray[Any, Any]]:

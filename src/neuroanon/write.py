@@ -483,6 +483,23 @@ def copy_range(src: BinaryIO, out: BinaryIO, size: int) -> None:
         size -= len(chunk)
 
 
+def copy_translated(src: BinaryIO, out: BinaryIO, size: int, tables: tuple[bytes, bytes]) -> None:
+    """`copy_range` through this process, each even byte translated by `tables[0]` and each odd one by `tables[1]`
+    (counted from `src`'s position)."""
+    while size:
+        chunk = bytearray(src.read(min(CHUNK, size)))  # (CHUNK is even: the bytes keep their parity)
+        if not chunk:
+            raise EOFError("source ended while copying pixel data")
+        out.write(translated(chunk, tables))
+        size -= len(chunk)
+
+
+def translated(data: bytearray, tables: tuple[bytes, bytes]) -> bytearray:
+    """`data` with its even bytes translated by `tables[0]`, its odd ones by `tables[1]`, in place."""
+    data[0::2], data[1::2] = data[0::2].translate(tables[0]), data[1::2].translate(tables[1])
+    return data
+
+
 def _refresh_group_length(meta: FileMetaDataset | None) -> None:
     """Set (0002,0000) to the length of the meta elements that follow it, if the meta has one."""
     if meta is None or "FileMetaInformationGroupLength" not in meta:
