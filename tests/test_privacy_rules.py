@@ -512,6 +512,24 @@ def test_full_clears_an_overlay_embedded_in_unused_pixel_bits(tmp_path: Path, sy
     assert words != struct.unpack(f"{order}64H", ds.PixelData)
 
 
+def test_an_embedded_overlay_is_cleared_in_pixel_data_streamed_past_the_first_read(tmp_path: Path) -> None:
+    """2 MiB of pixel data, beyond the engine's first read: cleared as it is copied, a chunk at a time."""
+    ds = make_dataset(subject=3, series=1, rows=1024, columns=1024)
+    ds.BurnedInAnnotation, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = "NO", 12, 11, 0
+    for tag in [t for t in ds.keys() if t >> 16 & 0xFF00 == 0x6000]:
+        del ds[tag]
+    ds.add_new(0x60000102, "US", 13)
+    words = [(i * 7919) % 4096 | (0x2000 if i % 3 == 0 else 0) for i in range(1024 * 1024)]
+    ds.PixelData = struct.pack(f"<{len(words)}H", *words)
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (written,) = files_under(tmp_path / "out")
+    out = struct.unpack(f"<{len(words)}H", pydicom.dcmread(written).PixelData)
+    assert list(out) == [w & 0x0FFF for w in words]
+
+
 def test_an_embedded_overlay_that_cannot_be_cleared_in_place_is_held(tmp_path: Path) -> None:
     """In RLE (or any encapsulated) pixel data the bits are not cleared without decoding: held, even with
     --allow-burned-in (the pixels were looked at, the overlay is still in them). (A deflated dataset's native
