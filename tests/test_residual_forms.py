@@ -158,7 +158,9 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          "150447", "041547", "15.4.47", "4/15/47", "1947-105",
          # a month's abbreviation run into a two-digit year (SAS's DATE7), or with points or slashes; an apostrophe
          # for the century; the month run into the day and year (found from outside)
-         "15APR47", "15apr47", "15.APR.47", "15/Apr/47", "Apr 15 '47", "15 April '47", "APR151947", "1947APR15",
+         "15APR47", "15apr47", "15.APR.47", "15/Apr/47", "15_APR_47", "15 APR. 47", "15APRIL47", "15 Apr'47",
+         "Apr 15 '47", "April 15, '47", "APR-15-47", "Apr 15, 47", "APR.15.1947", "15 April '47", "APR151947",
+         "1947APR15", "47APR15", "47-APR-15",
          # the week date of ISO 8601 (found from outside)
          "1947-W16-2", "1947W162", "1947-w16-2"]
 
@@ -166,6 +168,16 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
 @pytest.mark.parametrize("text", DATES)
 def test_date_forms(tmp_path: Path, text: str) -> None:
     findings = held(tmp_path, original(), ImageComments=f"born:{text}.")
+    assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
+
+
+@pytest.mark.parametrize(("birth", "text"), [("19470515", "15MAY47"), ("19470515", "MAY151947"),
+                                             ("19470915", "15SEPT47"), ("19470915", "Sept 15 '47"),
+                                             ("19471215", "15-Dec-47")])
+def test_english_month_forms_of_other_months(tmp_path: Path, birth: str, text: str) -> None:
+    """Each month by its English name and abbreviation (May's is no other language's; September's also "Sept";
+    found from outside)."""
+    findings = held(tmp_path, original(PatientBirthDate=birth), ImageComments=f"born:{text}.")
     assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
 
 

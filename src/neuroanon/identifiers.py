@@ -1275,6 +1275,14 @@ _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
 _DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ")
 _MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
 _MONTH_DAY = (" ", ". ", ".", "-", "/")
+# English months as systems abbreviate them, and the separators English dates take around them.
+_ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_EN_DAY_MONTH = ("", " ", ". ", ".", "-", "/", "_", "th ", "st ", "nd ", "rd ")
+_EN_MONTH_YEAR = ("", " ", ". ", ".", "-", "/", "_", ", ", "'", " '", ", '", ".-")
+_EN_MONTH_DAY = ("", " ", ". ", ".", "-", "/", "_")
+_EN_DAY_YEAR = ("", " ", ".", "-", "/", "_", ", ", "'", " '", ", '", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ",
+                "nd ", "rd ")
+_EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
 _SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
 
@@ -1320,15 +1328,17 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     # 8601 ("1961-034").
     dd, mm, yy2 = f"{d:02d}", f"{m:02d}", f"{y % 100:02d}"
     forms += [Form((day, _DAY_MONTH, names, (f"{between}{yy2}",)), DIGIT, DIGIT) for between in ("-", " ")]
-    # English ways (the month's name and abbreviation): an apostrophe for the century ("Apr 15 '47", "15 April
-    # '47"); the abbreviation run into a two-digit year, as systems write a date in seven characters ("15APR47",
-    # SAS's DATE7), or with points or slashes ("15.APR.47"); the month run into the day and year ("APR151947",
-    # "1947APR15").
-    english, abbreviation = _MONTHS[m - 1][:2], _MONTHS[m - 1][1]
-    forms += [Form((english, _MONTH_DAY, day, (f" '{yy2}",)), ALPHA, DIGIT),
-              Form((day, _DAY_MONTH, english, (f" '{yy2}",)), DIGIT, DIGIT),
-              Form(((abbreviation,), day, year), ALPHA, DIGIT), Form((year, (abbreviation,), day), DIGIT, DIGIT)]
-    forms += [Form((day, _DAY_MONTH, (f"{abbreviation}{between}{yy2}",)), DIGIT, DIGIT) for between in ("", ".", "/")]
+    # English ways, each looked for by the month's three letters, which every spelling of it holds: the name or
+    # abbreviation run into a two-digit year or beside it with a usual separator ("15APR47", SAS's DATE7;
+    # "15.APR.47", "15 Apr'47", "15APRIL47"), the month first ("Apr 15 '47", "April 15, '47", "APR-15-47",
+    # "APR151947"), the year first ("47APR15", "1947-APR-15").
+    abbreviation = _ENGLISH_MONTHS[m - 1]
+    english = tuple(sorted({a for name in (abbreviation, _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))
+                            for a in _month_spellings(name)}))
+    years = (f"{y:04d}", yy2)
+    forms += [Form((day, _EN_DAY_MONTH, english, _EN_MONTH_YEAR, (yy2,)), DIGIT, DIGIT, anchor=abbreviation),
+              Form((english, _EN_MONTH_DAY, day, _EN_DAY_YEAR, years), ALPHA, DIGIT, anchor=abbreviation),
+              Form((years, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT, anchor=abbreviation)]
     orders = {(dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd), (str(d), str(m), yy2), (str(m), str(d), yy2),
               (yy2, str(m), str(d))}
     for between in _SHORT_SEPARATORS:
