@@ -530,6 +530,36 @@ def test_an_embedded_overlay_is_cleared_in_pixel_data_streamed_past_the_first_re
     assert list(out) == [w & 0x0FFF for w in words]
 
 
+def test_an_embedded_overlay_in_items_under_a_native_syntax_is_held(tmp_path: Path) -> None:
+    """Pixel data of undefined length in items (encapsulated, though the syntax says native) is not cleared: its
+    item tags would be translated with it (found from outside: a file no reader could read was released)."""
+    ds = _with_embedded_overlay(pydicom.uid.ExplicitVRLittleEndian, signed=False)
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    data = source.read_bytes()
+    at = data.rfind(b"\xe0\x7f\x10\x00OW\x00\x00")
+    value = data[at + 12 :]
+    items = (b"\xfe\xff\x00\xe0" + bytes(4) + b"\xfe\xff\x00\xe0" + struct.pack("<I", len(value)) + value
+             + b"\xfe\xff\xdd\xe0" + bytes(4))
+    source.write_bytes(data[:at] + b"\xe0\x7f\x10\x00OW\x00\x00\xff\xff\xff\xff" + items)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.QUARANTINED and "encapsulated pixel data" in record.reason, record.reason
+
+
+def test_an_embedded_overlay_in_a_dataset_without_file_meta_is_cleared(tmp_path: Path) -> None:
+    """A bare dataset (no file meta, no transfer syntax) is in the encoding its elements show: native, cleared
+    (found from outside: held as though it were not native)."""
+    ds = _with_embedded_overlay(pydicom.uid.ImplicitVRLittleEndian, signed=False)
+    source = tmp_path / "in.dcm"
+    with quiet():
+        pydicom.dcmwrite(source, Dataset(ds), implicit_vr=True, little_endian=True)
+    assert source.read_bytes()[128:132] != b"DICM"
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (written,) = files_under(tmp_path / "out")
+    assert not any(w >> 12 for w in struct.unpack("<64H", pydicom.dcmread(written, force=True).PixelData))
+
+
 def test_an_embedded_overlay_that_cannot_be_cleared_in_place_is_held(tmp_path: Path) -> None:
     """In RLE (or any encapsulated) pixel data the bits are not cleared without decoding: held, even with
     --allow-burned-in (the pixels were looked at, the overlay is still in them). (A deflated dataset's native
@@ -551,7 +581,11 @@ def test_an_overlay_in_a_stored_bit_is_held(tmp_path: Path) -> None:
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", FULL)
-    assert record.status is Status.QUARANTINED and "embedded in unused pixel bits (bit 3)" in record.reason
+    assert record.status is Status.QUARANTINED, record.reason
+    assert "embedded in the pixel data, without OverlayData (bit 3)" in record.reason
+    assert "a bit the image stores" in record.reason and "--clean-pixels" not in record.reason
+    with_ocr = Options(level=Level.FULL, key=KEY, clean_pixels="all")  # (the pixel stage cannot clear it either)
+    assert anonymize_file(source, tmp_path / "ocr", with_ocr).status is Status.QUARANTINED
 
 
 def test_a_cleared_overlay_leaves_the_rest_of_the_burned_in_gate(tmp_path: Path) -> None:

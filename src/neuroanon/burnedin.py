@@ -15,6 +15,12 @@ from types import MappingProxyType
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from .identifiers import once_per_raw_values
 from .tags import SOP_CLASS_UID, base_tag
@@ -62,8 +68,10 @@ def embedded_overlay(ds: Dataset) -> str | None:
     for group, bit in positions:
         if bit is None:
             return f"overlay group {group:04X} has an unreadable bit position"
-        if (group << 16 | 0x3000) not in keys or (bits_stored and bit >= bits_stored):
+        if bits_stored and bit >= bits_stored:
             return f"overlay {group:04X} embedded in unused pixel bits (bit {bit})"
+        if (group << 16 | 0x3000) not in keys:
+            return f"overlay {group:04X} embedded in the pixel data, without OverlayData (bit {bit})"
     return None
 
 
@@ -75,27 +83,35 @@ def embedded_bits(ds: Dataset) -> tuple[int | None, ...]:
                  if bit is None or (group << 16 | 0x3000) not in keys or (bits_stored and bit >= bits_stored))
 
 
-def overlay_clearing(ds: Dataset, syntax: str) -> tuple[bytes, bytes] | None:
+def overlay_clearing(ds: Dataset, syntax: str, native: bool = True) -> tuple[bytes, bytes] | str:
     """For a file in transfer syntax `syntax` whose header `ds` names an overlay embedded in its pixel data
-    (`embedded_overlay`): translation tables for the pixel data's even and odd bytes that clear every bit outside
-    the stored ones, a signed value sign-extended from its high bit as decoders read it; the stored values stay.
-    None where that cannot be done without decoding, or leaves the overlay: pixel data not native, other than 16
-    bits allocated, a signed high bit in the low byte, an overlay in a stored bit or at an unreadable position."""
+    (`embedded_overlay`), and whose pixel data has a defined length (`native`): translation tables for the pixel
+    data's even and odd bytes that clear every bit outside the stored ones, a signed value sign-extended from its
+    high bit as decoders read it; the stored values stay. Else why the bits stay: it needs decoding (`--clean-pixels`
+    decodes), or it would leave the overlay (`HOLD_ALWAYS`)."""
+    bits = embedded_bits(ds)
     try:
         allocated, stored, high = int(ds.BitsAllocated), int(ds.BitsStored), int(ds.HighBit)
         signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     except (AttributeError, TypeError, ValueError):
-        return None
+        return "BitsAllocated, BitsStored or HighBit unreadable"
     low = high - stored + 1
-    if (syntax not in _NATIVE or allocated != 16 or not 0 <= low <= high <= 15 or (signed and high < 8)
-            or any(bit is None or low <= bit <= high for bit in embedded_bits(ds))):
-        return None
+    if None in bits:
+        return "an overlay's bit position is unreadable (" + HOLD_ALWAYS + ")"
+    if not 0 <= low <= high <= 15 or any(low <= bit <= high for bit in bits if bit is not None):
+        return "the overlay lies in a bit the image stores, drawn into its values (" + HOLD_ALWAYS + ")"
+    if syntax not in _NATIVE or not native:
+        return "encapsulated pixel data, not decoded here; --clean-pixels clears those bits"
+    if allocated != 16 or (signed and high < 8):
+        return f"{allocated} bits allocated{', signed' if signed else ''}: not cleared here; --clean-pixels clears " \
+               "those bits"
     tables = _kept_bits(range(8), low, high, signed), _kept_bits(range(8, 16), low, high, signed)
-    return tables if syntax != _BIG_ENDIAN else (tables[1], tables[0])  # (the high byte first)
+    return tables if syntax != ExplicitVRBigEndian else (tables[1], tables[0])  # (the high byte first)
 
 
-_BIG_ENDIAN = "1.2.840.10008.1.2.2"
-_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", _BIG_ENDIAN})
+HOLD_ALWAYS = "no cleaning removes it: held whatever the options"
+_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                     ExplicitVRBigEndian})
 
 
 def _kept_bits(bits: range, low: int, high: int, signed: bool) -> bytes:

@@ -44,7 +44,9 @@ class FileContext:
         self.run = run
         self.original = original
         self.nested: tuple[NestedValue, ...] = ()  # (`found_nested`)
-        self.overlay_cleared = False  # the engine clears an embedded overlay's bits as it writes (at full)
+        # At full the engine clears an embedded overlay's bits as it writes, or says why they stay.
+        self.overlay_cleared = False
+        self.overlay_kept = ""
 
     @property
     def options(self) -> Options:

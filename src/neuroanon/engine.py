@@ -32,7 +32,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from .allowlist import SafePrivate, creator_name, holds_a_number
 from .burnedin import overlay_clearing
@@ -187,7 +193,7 @@ class Plan:
     # tables of its value's even and odd bytes (`burnedin.overlay_clearing`), and where the value starts in the
     # element (after its tag, VR and length).
     clearing: tuple[bytes, bytes] | None = None
-    value_at: int = 12
+    value_at: int = 0
 
     def write(self, source: Path, out: BinaryIO) -> PixelSpan | None:
         """Write the output to `out`; return where its pixel data element lies in it (None: it has none, or it
@@ -366,7 +372,8 @@ def _parse(f: BinaryIO, buf: bytes, size: int, keep: frozenset[int] | None = Non
     layout = _Layout(buf, implicit, meta, head, deflated=deflated, little=little, preamble=preamble)
     if pixels is not None:
         pixel_end = _pixel_end(f, size, pixels, parser)
-        layout.pixels = PixelSpan(pixels.tag, pixels.start, pixel_end)
+        layout.pixels = PixelSpan(pixels.tag, pixels.start, pixel_end,
+                                  None if pixels.undefined else pixels.value - pixels.start)
         layout.pixel_bytes = memoryview(buf)[pixels.start:pixel_end] if pixel_end <= len(buf) else None
         layout.tail_buf, layout.tail = _tail(f, buf, size, pixel_end, parser)
         if layout.tail and layout.tail[0].tag <= pixels.tag:
@@ -1076,8 +1083,13 @@ class _Job:
         if self.options.cap_ages and self.options.retain_patient_characteristics:
             self._cap_age(head, out, charset)
         meta_bytes = self._meta_bytes(meta)
-        clearing = overlay_clearing(self.context.original, syntax) \
-            if span is not None and span.tag == PIXEL_DATA and self.context.overlay is not None else None
+        # (a dataset without a transfer syntax is in the encoding its first elements show, native)
+        native = syntax or (ImplicitVRLittleEndian if self.implicit else ExplicitVRLittleEndian if self.little
+                            else ExplicitVRBigEndian)
+        clearing: tuple[bytes, bytes] | None = None
+        if span is not None and span.tag == PIXEL_DATA and self.context.overlay is not None:
+            found = overlay_clearing(self.context.original, native, span.value_at is not None)
+            clearing, self.context.overlay_kept = (found, "") if isinstance(found, tuple) else (None, found)
         self.context.overlay_cleared = clearing is not None
         if clearing is not None:
             self.changes.append(_OVERLAY_CLEARED)
@@ -1093,7 +1105,8 @@ class _Job:
         identifiers = {keyword: _identifier_text(tag, self.new_ids[tag]) for tag, keyword in _IDENTIFIERS.items()
                        if tag in self.new_ids}
         return Plan(header, span, pixel_bytes, self._assemble(self.tail_buf, tail, out, {}), self.changes,
-                    self.context, identifiers, clearing=clearing, value_at=8 if self.implicit else 12)
+                    self.context, identifiers, clearing=clearing,
+                    value_at=span.value_at or 0 if span is not None else 0)
 
     def _walk_full(self, buf: bytes, elements: list[_Element], path: str, charset: bytes | None,
                    tail_from: int | None = None, opened: bool = False) -> _Scope:

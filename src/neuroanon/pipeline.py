@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from . import engine, pixels, review, stops
+from .burnedin import HOLD_ALWAYS
 from .context import FileContext, RunContext
 from .discover import (
     InputFile,
@@ -1194,11 +1195,11 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
 
 def _gate(context: FileContext, cleaning: pixels.Cleaning | None) -> str | None:
     """The burned-in gate: why the pixels may still show identifying text, or None."""
+    overlay = context.overlay if not context.overlay_cleared else None  # no look at the pixels releases one in them
+    if overlay is not None and (cleaning is None or HOLD_ALWAYS in context.overlay_kept):
+        return f"{overlay}, kept in the written pixel data: {context.overlay_kept or 'not cleared'}"
     if cleaning is not None:
         return None if cleaning.held is None else f"pixels not proven clean: {cleaning.held}"
-    if context.overlay is not None and not context.overlay_cleared:  # no look at the pixels releases one in them
-        return (f"{context.overlay}, kept in the written pixel data (not native 16-bit pixel data, whose unused "
-                "bits full clears); --clean-pixels clears those bits")
     risk = context.risk_beside_overlay if context.overlay_cleared else context.burned_in_risk
     if risk is not None and not context.options.allow_burned_in:
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in"

@@ -42,6 +42,7 @@ class PixelSpan:
     tag: int
     start: int
     end: int
+    value_at: int | None = None  # where its value starts, from `start`, when its length is defined (native)
 
     @property
     def size(self) -> int:
