@@ -75,6 +75,8 @@ def _code(entry: Entry, column: str | None) -> str:
     code = entry.options.get(column, entry.basic) if column else entry.basic
     code = TYPE_SAFE.get(code, code)
     if column == "rtnLongModifDatesOpt" and column in entry.options and code == "C":
+        if entry.name in ("Frame Origin Timestamp", "Certified Timestamp"):  # (OB: a time in bytes is not shifted)
+            return TYPE_SAFE.get(entry.basic, entry.basic)
         return "S"  # "modified dates": shifted by the subject's offset
     return "D" if code == "Z" and tag in NIDB_FULL else code  # NiDB writes a value where the profile empties
 
@@ -298,6 +300,17 @@ def test_explain_says_which_dates_and_times_shift(source: Path) -> None:
         shifted = tag in after and after[tag].value != before[tag].value
         assert detail[text].startswith("shifted") == shifted, (text, detail[text])
     assert checked > 20
+
+
+def test_a_time_in_bytes_is_not_kept_when_dates_shift() -> None:
+    """Frame Origin and Certified Timestamp (OB) hold an instant that cannot be shifted: with Modified Dates they
+    get the basic profile's action, not kept as a time of day is (found from outside: kept, they undid the shift)."""
+    ds = make_dataset(subject=7)
+    ds.add_new(0x00340007, "OB", b"20240115083000.000000")  # Frame Origin Timestamp
+    ds.add_new(0x04000310, "OB", b"20240115083000")  # Certified Timestamp
+    after, _ = apply_level(ds, Options(level=Level.FULL, key=KEY, shift_dates=True))
+    assert 0x04000310 not in after
+    assert after[0x00340007].value != ds[0x00340007].value
 
 
 def test_every_row_taken_by_the_engine(source: Path, tmp_path: Path) -> None:

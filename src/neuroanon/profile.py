@@ -145,7 +145,9 @@ def _detail(rules: Rules, tag: int) -> str:
         vr = ""
     op = rules.tag(tag).op(vr)
     if code == "S":
-        return _ACTION_WORDS[code] if op is Op.SHIFT_DATE else "kept (a time of day stays when whole days shift)"
+        if op is Op.SHIFT_DATE:
+            return _ACTION_WORDS[code]
+        return "kept (a time of day stays when whole days shift)" if vr == "TM" else "kept (it holds no date)"
     return f"`{DUMMY_TEXT.get(vr, '0')}`" if op is Op.DUMMY else _OP_WORDS[op]
 
 

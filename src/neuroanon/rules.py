@@ -177,10 +177,22 @@ def full_action(tag: int, entry: Entry | None, options: Options) -> tuple[str, s
         return "X", source + ", a coded identity: no dummy code"
     action = _COMBINED.get(action, action)
     if action == "C" and source == OPTION_CODES["rtnLongModifDatesOpt"][1]:
-        action = "S"
+        if _binary(tag):  # a timestamp in bytes (Frame Origin, Certified): not shifted, so the basic profile's
+            action, source = _COMBINED.get(entry.basic, entry.basic), "basic profile (a time in bytes: not shifted)"
+        else:
+            action = "S"
     if action == "Z" and tag in NIDB_FULL:
         action, source = "D", source + " + NiDB value"
     return action, source
+
+
+def _binary(tag: int) -> bool:
+    """Whether the dictionary gives `tag` a binary VR (OB, OW, UN...)."""
+    try:
+        vr = str(dictionary_VR(tag))
+    except KeyError:
+        return False
+    return vr.startswith("O") or vr == "UN"
 
 
 def unlisted_action(tag: int, options: Options) -> tuple[str, str]:
