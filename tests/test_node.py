@@ -451,7 +451,7 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     assert provenance["key_fingerprint"] == key_fingerprint(KEY) and provenance["level"] == "full"
     assert provenance["command"][:2] == ["neuroanon", "serve"]
     assert (summary["received"], summary["stored"], summary["failed"]) == (len(sources), len(sources), 0)
-    assert len(lines) == len(sources) + 2
+    assert summary["listened"] is True and len(lines) == len(sources) + 2
     work = _work(out)
     for private in (work, work / "incoming", work / "spool"):  # where instances arrive and wait: private
         assert private.stat().st_mode & 0o777 == 0o700
@@ -460,6 +460,25 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     assert anonymize_tree([inputs], reference, Options(level=Level.FULL, key=KEY)).exit_code == 0
     assert sorted(p.relative_to(out) for p in files_under(out)) == sorted(
         p.relative_to(reference) for p in files_under(reference))
+
+
+def test_a_node_that_cannot_listen_says_so_in_its_report(tmp_path: Path) -> None:
+    """The port is taken: the start fails (a usage error), and the report's summary says the node never listened
+    (found from outside: an ordinary summary of nothing received)."""
+    import socket
+
+    from neuroanon.errors import UsageError
+
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        report = tmp_path / "node.jsonl"
+        node = Node(NodeConfig(output=tmp_path / "out", options=Options(level=Level.ANONYMIZE), host=LOOPBACK,
+                               port=taken.getsockname()[1], report=report))
+        with pytest.raises(UsageError, match="cannot listen"):
+            node.start()
+    lines = _lines(report)
+    assert "provenance" in lines[0] and lines[-1]["summary"]["listened"] is False  # type: ignore[index]
 
 
 def test_the_workers_die_with_a_killed_serve(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ class Tally:
         self.received += 1
         setattr(self, kind, getattr(self, kind) + 1)
 
-    def as_dict(self, level: str, forwarding: bool, seconds: float, **more: int) -> dict[str, object]:
+    def as_dict(self, level: str, forwarding: bool, seconds: float, **more: object) -> dict[str, object]:
         """The report's summary of the node's run (its last line), with `more` counts."""
         counts: dict[str, object] = {"level": level, "received": self.received,
                                      "queued_for_forwarding" if forwarding else "stored": self.stored,
@@ -178,7 +178,7 @@ class Node:
         self.broken = False  # a worker process died: every instance is refused until a restart
         self._stage = config.work_dir / "stage"
         self._run = RunContext.of(config.options)
-        self._started = time.monotonic()
+        self._started, self._listened = time.monotonic(), False
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -202,7 +202,7 @@ class Node:
         shutil.rmtree(self._stage, ignore_errors=True)
         self._stage.mkdir(mode=0o700)
         self.spool = Spool(work / "spool")
-        self._started = time.monotonic()
+        self._started, self._listened = time.monotonic(), False
         # Each run of the node adds its provenance (options, key fingerprint, command), its records and its summary.
         self._report = ReportWriter(config.report, append=True, options=self.options, run=config.run)
         assert self._lockfile is not None
@@ -222,6 +222,7 @@ class Node:
         if self.forwarder is not None:
             self.forwarder.start()
         self._server = self._listen()
+        self._listened = True
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
@@ -268,8 +269,9 @@ class Node:
         with self._lock:
             if self._report is not None:
                 forwarder = self.forwarder
-                more = {"forwarded": forwarder.forwarded, "refused_by_destination": forwarder.failed} \
-                    if forwarder is not None else {}
+                more: dict[str, object] = {"listened": self._listened}  # (false: the node did not start)
+                if forwarder is not None:
+                    more |= {"forwarded": forwarder.forwarded, "refused_by_destination": forwarder.failed}
                 self._report.write(self.totals.as_dict(self.options.level.value, self.forwarding,
                                                        time.monotonic() - self._started, **more))
                 self._report.close()
