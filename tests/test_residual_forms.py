@@ -173,6 +173,7 @@ def test_date_forms(tmp_path: Path, text: str) -> None:
 
 @pytest.mark.parametrize(("birth", "text"), [("19470515", "15MAY47"), ("19470515", "MAY151947"),
                                              ("19470915", "15SEPT47"), ("19470915", "Sept 15 '47"),
+                                             ("19470915", "SEPT151947"), ("19470415", "APRIL151947"),
                                              ("19471215", "15-Dec-47")])
 def test_english_month_forms_of_other_months(tmp_path: Path, birth: str, text: str) -> None:
     """Each month by its English name and abbreviation (May's is no other language's; September's also "Sept";

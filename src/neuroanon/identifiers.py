@@ -154,6 +154,7 @@ class Form:
     right: str = ALPHA
     text: str = ""  # as written in the input, for stateful (ISO 2022) encodings; else the first alternatives
     anchor: str = ""  # a literal every match holds, looked for first (else the form's longest literal run)
+    first: Token = ()  # or spellings one of which every match holds (each three characters or more), looked for first
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,9 @@ class Needle:
                     best = max(best, run, key=len)
                 else:
                     run = ""
+            if form.first:
+                runs.update(a.lower() for a in form.first)
+                continue
             if len(best) < 3:
                 return ()
             runs.add(best)
@@ -760,13 +764,16 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
 
 def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
                   declared: tuple[str, ...]) -> tuple[Needle, ...] | None:
-    """A date's needle, and one of it with a Japanese era year; None if `text` is no date."""
+    """A date's needle, one of its English forms, and ones with a Japanese era or a Minguo year; None if `text` is
+    no date."""
     date = _DATE.match(text)
     forms = _date_forms(date) if date is not None else None
     if date is None or forms is None:
         return None
     found = [Needle(keyword, f"{date[1]}{date[3]}{date[4]}".encode(), forms, encodings, declared)]
     y, m, d = int(date[1]), int(date[3]), int(date[4])
+    found.append(Needle(keyword, f"{d:02d}{_ENGLISH_MONTHS[m - 1]}{y % 100:02d}".encode(), english_date_forms(y, m, d),
+                        encodings, declared))
     era, minguo = era_forms(y, m, d), minguo_form(y, m, d)  # (needles of their own: they have no ASCII run)
     if era:
         in_kanji = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
@@ -1279,7 +1286,7 @@ _MONTH_DAY = (" ", ". ", ".", "-", "/")
 _ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _EN_DAY_MONTH = ("", " ", ". ", ".", "-", "/", "_", "th ", "st ", "nd ", "rd ")
 _EN_MONTH_YEAR = ("", " ", ". ", ".", "-", "/", "_", ", ", "'", " '", ", '", ".-")
-_EN_MONTH_DAY = ("", " ", ". ", ".", "-", "/", "_")
+_EN_MONTH_DAY = (" ", ". ", ".", "-", "/", "_")  # (run into the day, with a four-digit year only)
 _EN_DAY_YEAR = ("", " ", ".", "-", "/", "_", ", ", "'", " '", ", '", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ",
                 "nd ", "rd ")
 _EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
@@ -1328,17 +1335,6 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     # 8601 ("1961-034").
     dd, mm, yy2 = f"{d:02d}", f"{m:02d}", f"{y % 100:02d}"
     forms += [Form((day, _DAY_MONTH, names, (f"{between}{yy2}",)), DIGIT, DIGIT) for between in ("-", " ")]
-    # English ways, each looked for by the month's three letters, which every spelling of it holds: the name or
-    # abbreviation run into a two-digit year or beside it with a usual separator ("15APR47", SAS's DATE7;
-    # "15.APR.47", "15 Apr'47", "15APRIL47"), the month first ("Apr 15 '47", "April 15, '47", "APR-15-47",
-    # "APR151947"), the year first ("47APR15", "1947-APR-15").
-    abbreviation = _ENGLISH_MONTHS[m - 1]
-    english = tuple(sorted({a for name in (abbreviation, _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))
-                            for a in _month_spellings(name)}))
-    years = (f"{y:04d}", yy2)
-    forms += [Form((day, _EN_DAY_MONTH, english, _EN_MONTH_YEAR, (yy2,)), DIGIT, DIGIT, anchor=abbreviation),
-              Form((english, _EN_MONTH_DAY, day, _EN_DAY_YEAR, years), ALPHA, DIGIT, anchor=abbreviation),
-              Form((years, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT, anchor=abbreviation)]
     orders = {(dd, mm, yy2), (mm, dd, yy2), (yy2, mm, dd), (str(d), str(m), yy2), (str(m), str(d), yy2),
               (yy2, str(m), str(d))}
     for between in _SHORT_SEPARATORS:
@@ -1354,6 +1350,27 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         forms += [Form(((f"{minguo}{between}",), month, (between,), day), DIGIT, DIGIT) for between in "/."]
         forms.append(Form(((f"{minguo}{mm}{dd}",),), DIGIT, DIGIT))
     return tuple(forms)
+
+
+def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
+    """A date as English writes it with the month's name or abbreviation beside a two-digit year, with any usual
+    separator or none: day first ("15APR47", SAS's DATE7; "15.APR.47", "15 Apr'47", "15APRIL47"), month first
+    ("Apr 15 '47", "April 15, '47", "APR-15-47", "APR151947") or year first ("47APR15", "1947-APR-15"). The month
+    is written with what stands beside it (its year, its separator), so that each form holds a place of long
+    spellings to look for first: the month's three letters alone stand in words of every header ("PRIMARY"). A
+    needle of its own: its keys seldom occur, and the date's other forms are not tried where they do."""
+    day, yy2, year4 = tuple({f"{d:02d}", str(d)}), f"{y % 100:02d}", (f"{y:04d}",)
+    english = tuple(dict.fromkeys((_ENGLISH_MONTHS[m - 1], _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))))
+    month_year = tuple(f"{n}{s}{yy2}" for n in english for s in _EN_MONTH_YEAR)
+    month_then = tuple(f"{n}{s}" for n in english for s in _EN_MONTH_DAY)
+    year_month = tuple(f"{yy2}{s}{n}" for s in _EN_YEAR_MONTH for n in english)
+    return (
+        Form((day, _EN_DAY_MONTH, month_year), DIGIT, DIGIT, first=month_year),
+        Form((month_then, day, _EN_DAY_YEAR, (*year4, yy2)), ALPHA, DIGIT, first=month_then),
+        Form((english, day, year4), ALPHA, DIGIT),
+        Form((year4, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT),
+        Form((year_month, _EN_YEAR_MONTH, day), DIGIT, DIGIT, first=year_month),
+    )
 
 
 def minguo_form(y: int, m: int, d: int) -> Form | None:
