@@ -181,7 +181,8 @@ def test_full_options_keep_what_they_name_and_are_recorded() -> None:
 
 def test_full_removes_graphic_annotations(tmp_path: Path) -> None:
     """The Graphic Annotation Sequence (text and shapes drawn over the image) goes whole at full, as overlays and
-    curves do (the design's Clean Graphics; found from outside: it was kept, its text dummied); verify flags one."""
+    curves do (the design's Clean Graphics; found from outside: it was kept, its text dummied), and so do its Text
+    Object and Compound Graphic Sequences standing alone (found from outside: kept); verify flags one."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -197,13 +198,17 @@ def test_full_removes_graphic_annotations(tmp_path: Path) -> None:
     annotation.GraphicLayer = "LAYER1"
     annotation.TextObjectSequence, annotation.GraphicObjectSequence = Sequence([text]), Sequence([shape])
     ds.GraphicAnnotationSequence = Sequence([annotation])
+    loose = Dataset()  # (standing alone, outside an annotation's item: removed all the same)
+    loose.UnformattedTextValue, loose.AnchorPointAnnotationUnits = "Quaxworth again", "PIXEL"
+    ds.TextObjectSequence, ds.CompoundGraphicSequence = Sequence([loose]), Sequence([Dataset()])
     source = tmp_path / "in" / "a.dcm"
     source.parent.mkdir()
     ds.save_as(source, enforce_file_format=True)
     options = Options(level=Level.FULL, key=KEY)
     anonymize_tree([source.parent], tmp_path / "out", options)
     (result,) = files_under(tmp_path / "out")
-    assert "GraphicAnnotationSequence" not in pydicom.dcmread(result)
+    written = pydicom.dcmread(result)
+    assert not {"GraphicAnnotationSequence", "TextObjectSequence", "CompoundGraphicSequence"} & set(written.dir())
     assert b"Quaxworth" not in result.read_bytes() and b"POLYLINE" not in result.read_bytes()
     assert any(f.startswith("(0070,0001)") for f in _full(ds, "", compile_rules(options)))
 

@@ -150,9 +150,11 @@ CODED_IDENTITIES: Final = frozenset(int(tag_for_keyword(k) or 0) for k in (
     "InstitutionCodeSequence", "OperatorIdentificationSequence", "PersonIdentificationCodeSequence"))
 
 
-# What the Clean Graphics option cleans beside overlays and curves (the table's other cleanGraphOpt row: shapes and
-# text drawn over images): removed whole at full, as they are.
+# What the Clean Graphics option cleans beside overlays and curves (the table's other cleanGraphOpt row), and the
+# Text Object, Graphic Object and Compound Graphic Sequences it holds, wherever they stand (shapes and text drawn
+# over images): removed whole at full.
 GRAPHIC_ANNOTATION_SEQUENCE: Final = 0x00700001
+GRAPHICS: Final = frozenset({GRAPHIC_ANNOTATION_SEQUENCE, 0x00700008, 0x00700009, 0x00700209})
 
 
 def is_overlay_or_curve(tag: int) -> bool:
@@ -472,7 +474,7 @@ class Rules:
     def _full(self, tag: int) -> Rule:
         if tag & 0xFFFF == 0:
             return Rule("X", "GroupLength", "neuroanon")
-        if is_overlay_or_curve(tag) or tag == GRAPHIC_ANNOTATION_SEQUENCE:
+        if is_overlay_or_curve(tag) or tag in GRAPHICS:
             return Rule("X", keyword_for_tag(tag) or "OverlayOrCurve", "Clean Graphics (stricter)")
         entry = load_table().lookup(tag)
         if entry is None and tag in REMOVED_AT_FULL:
