@@ -1392,3 +1392,15 @@ def test_a_date_equal_to_the_birth_date_is_the_dummy_not_shifted(tmp_path: Path,
     assert out.PatientBirthDate == out.ContentDate == out.ContentSequence[0].Date == "10000101"
     assert str(out.ContentSequence[1].DateTime).startswith("10000101")
     assert out.StudyDate not in ("20240115", "10000101")
+
+
+def test_why_an_embedded_overlay_stays_names_the_layout_not_a_stored_bit() -> None:
+    """32 bits allocated, 24 stored, the overlay at bit 28: outside the stored bits, so --clean-pixels can clear it;
+    the reason says the layout, not that the overlay is drawn into the image's values."""
+    from neuroanon.burnedin import HOLD_ALWAYS, overlay_clearing
+
+    ds = Dataset()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 24, 23, 0
+    ds.add_new(0x60000102, "US", 28)
+    why = overlay_clearing(ds, pydicom.uid.ExplicitVRLittleEndian)
+    assert isinstance(why, str) and HOLD_ALWAYS not in why and "--clean-pixels" in why, why

@@ -60,27 +60,32 @@ def _risky_class(sop_class: str) -> str | None:
 
 def embedded_overlay(ds: Dataset) -> str | None:
     """Why an overlay may sit in the pixel data's unused high bits (the retired embedded form), or None."""
-    # OverlayBitPosition of the even groups 6000-601E, each looked up (most files have none)
-    keys = ds.keys()
-    if keys.isdisjoint(_BIT_POSITIONS):
-        return None
-    bits_stored, positions = _bit_positions(ds)
-    for group, bit in positions:
-        if bit is None:
-            return f"overlay group {group:04X} has an unreadable bit position"
-        if bits_stored and bit >= bits_stored:
-            return f"overlay {group:04X} embedded in unused pixel bits (bit {bit})"
-        if (group << 16 | 0x3000) not in keys:
-            return f"overlay {group:04X} embedded in the pixel data, without OverlayData (bit {bit})"
+    for group, bit, why in _embedded(ds):
+        return f"overlay group {group:04X} has {why}" if bit is None else f"overlay {group:04X} {why} (bit {bit})"
     return None
 
 
 def embedded_bits(ds: Dataset) -> tuple[int | None, ...]:
     """The bit positions of the overlays `embedded_overlay` names (None: unreadable)."""
-    bits_stored, positions = _bit_positions(ds)
+    return tuple(bit for _, bit, _ in _embedded(ds))
+
+
+def _embedded(ds: Dataset) -> list[tuple[int, int | None, str]]:
+    """Each overlay group whose overlay may lie in the pixel data: its group, bit position (None: unreadable), why."""
+    # OverlayBitPosition of the even groups 6000-601E, each looked up (most files have none)
     keys = ds.keys()
-    return tuple(bit for group, bit in positions
-                 if bit is None or (group << 16 | 0x3000) not in keys or (bits_stored and bit >= bits_stored))
+    if keys.isdisjoint(_BIT_POSITIONS):
+        return []
+    bits_stored, positions = _bit_positions(ds)
+    found: list[tuple[int, int | None, str]] = []
+    for group, bit in positions:
+        if bit is None:
+            found.append((group, bit, "an unreadable bit position"))
+        elif bits_stored and bit >= bits_stored:
+            found.append((group, bit, "embedded in unused pixel bits"))
+        elif (group << 16 | 0x3000) not in keys:
+            found.append((group, bit, "embedded in the pixel data, without OverlayData"))
+    return found
 
 
 def overlay_clearing(ds: Dataset, syntax: str, native: bool = True) -> tuple[bytes, bytes] | str:
@@ -98,13 +103,13 @@ def overlay_clearing(ds: Dataset, syntax: str, native: bool = True) -> tuple[byt
     low = high - stored + 1
     if None in bits:
         return "an overlay's bit position is unreadable (" + HOLD_ALWAYS + ")"
-    if not 0 <= low <= high <= 15 or any(low <= bit <= high for bit in bits if bit is not None):
+    if any(low <= bit <= high for bit in bits if bit is not None):
         return "the overlay lies in a bit the image stores, drawn into its values (" + HOLD_ALWAYS + ")"
     if syntax not in _NATIVE or not native:
         return "encapsulated pixel data, not decoded here; --clean-pixels clears those bits"
-    if allocated != 16 or (signed and high < 8):
-        return f"{allocated} bits allocated{', signed' if signed else ''}: not cleared here; --clean-pixels clears " \
-               "those bits"
+    if allocated != 16 or not 0 <= low <= high <= 15 or (signed and high < 8):
+        return f"{allocated} bits allocated, {stored} stored, high bit {high}{', signed' if signed else ''}: not " \
+               "cleared here; --clean-pixels clears those bits"
     tables = _kept_bits(range(8), low, high, signed), _kept_bits(range(8, 16), low, high, signed)
     return tables if syntax != ExplicitVRBigEndian else (tables[1], tables[0])  # (the high byte first)
 
