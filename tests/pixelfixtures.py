@@ -175,6 +175,32 @@ def xa16(path: Path) -> Fixture:
     return Fixture(path, canvas.phi, canvas.labels)
 
 
+def xa16_shifted(path: Path, signed: bool = False) -> Fixture:
+    """A 16-bit XA whose 12 stored bits lie in bits 4 to 15 (HighBit 15, as PS3.5 allows), signed or not, with
+    marks in the four bits below them (an overlay embedded at bit 2) and text drawn in the stored values."""
+    rng = np.random.default_rng(5)
+    rows = cols = 256
+    y, x = np.mgrid[0:rows, 0:cols]
+    values = (1200 + 900 * np.exp(-((x - 128) ** 2 + (y - 140) ** 2) / 5000)
+              + rng.normal(0, 60, (rows, cols))).clip(0, 4000).astype(np.int32)[None]
+    if signed:
+        values -= 2048
+    canvas = Canvas(values)
+    canvas.text(0, (6, 6), "FAKEDOE^JANINE", 2047 if signed else 4095, font=MONO)
+    canvas.text(0, (6, 230), "DOB 07/03/1961", 2047 if signed else 4095)
+    canvas.text(0, (190, 230), "4.2 cm", 2047 if signed else 4095, phi=False)
+    words = (values << 4).astype(np.int16 if signed else np.uint16)
+    words[0, 100:110, 100:200] |= 0b0100  # the overlay, below the stored bits
+    ds = _dataset(XA_IMAGE, "XA", rows, cols, BitsAllocated=16, BitsStored=12, HighBit=15,
+                  PixelRepresentation=int(signed))
+    ds.add_new(0x60000010, "US", rows)
+    ds.add_new(0x60000011, "US", cols)
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 2)
+    _save(ds, words, path)
+    return Fixture(path, canvas.phi, canvas.labels)
+
+
 def mono1(path: Path) -> Fixture:
     """MONOCHROME1 (white is 0): dark text on a light film, 16 bits, as a CR secondary capture would be."""
     rng = np.random.default_rng(11)

@@ -410,6 +410,40 @@ def test_overlay_bits_are_cleared_in_a_text_free_image(tmp_path: Path, monkeypat
     assert not (tmp_path / "q" / review.FOLDER).exists()  # nothing redacted: nothing to review
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_values_stored_above_bit_0_are_read_and_kept_where_they_lie(tmp_path: Path, signed: bool) -> None:
+    """HighBit 15 with 12 bits stored: the values lie in bits 4 to 15. The stage read them as the low 12 bits and
+    wrote those back, which lost the image (found from outside)."""
+    _require_ocr()
+    made = fx.xa16_shifted(tmp_path / "in" / "xa.dcm", signed)
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "all")["xa.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert record["pixels"]["boxes"]
+    dtype = "<i2" if signed else "<u2"
+    source = np.frombuffer(pydicom.dcmread(made.path).PixelData, dtype).reshape(256, 256)
+    out = np.frombuffer(pydicom.dcmread(_output(record)).PixelData, dtype).reshape(256, 256)
+    assert (source & 0xF).any() and not (out & 0xF).any()  # the bits below the stored ones are cleared
+    # the text is gone and the picture stays: what no box touched keeps its stored values
+    for _, x0, y0, x1, y1 in made.phi:
+        assert not (out[y0:y1, x0:x1] == source[y0:y1, x0:x1].max()).any()
+    assert np.array_equal(out[40:220] >> 4, source[40:220] >> 4)
+    for _, x0, y0, x1, y1 in made.labels:
+        assert np.array_equal(out[y0:y1, x0:x1] >> 4, source[y0:y1, x0:x1] >> 4)
+
+
+def test_compressed_values_stored_above_bit_0_are_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = fx._dataset(fx.XA_IMAGE, "XA", 16, 16, BitsAllocated=16, BitsStored=16, HighBit=15)
+    ds.compress(RLELossless, np.full((16, 16), 0x1230, dtype=np.uint16), generate_instance_uid=False)
+    ds.BitsStored = 12  # (pydicom's encoder takes no such layout)
+    path = tmp_path / "in" / "rle.dcm"
+    path.parent.mkdir(parents=True)
+    ds.save_as(path, enforce_file_format=True)
+    monkeypatch.setattr(ocr, "read", lambda image: [])
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "all")["rle.dcm"]
+    assert record["status"] == "quarantined"
+    assert "compressed pixel data stored from bit 4 (HighBit 15)" in record["reason"]
+
+
 def test_clean_pixels_is_refused_below_full_and_with_an_unknown_mode(tmp_path: Path) -> None:
     fx.require_font()
     fx.control(tmp_path / "in" / "control.dcm")

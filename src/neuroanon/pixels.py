@@ -141,11 +141,10 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     if "PixelData" not in whole:
         raise _Unsupported("no PixelData: float, double or none")  # not handled here
     syntax = UID(whole.file_meta.TransferSyntaxUID)
-    if int(whole.BitsAllocated) not in (8, 16, 32):
-        raise _Unsupported(f"BitsAllocated {int(whole.BitsAllocated)}")
     native = not syntax.is_compressed
     raw = native or syntax == RLELossless  # the stored values; other decoders give RGB for YBR colour
-    frames = pixel_array(whole, raw=raw)
+    low, high = _stored_bits(whole, native)
+    words = pixel_array(whole, raw=raw, correct_unused_bits=False)  # each pixel's allocated bits, as they lie
     photometric = str(whole.PhotometricInterpretation)
     samples = int(whole.get("SamplesPerPixel", 1))
     if photometric == "YBR_FULL_422" and native:
@@ -153,17 +152,17 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     if not raw and samples == 3:
         photometric = "RGB"
     count = int(whole.get("NumberOfFrames", 1) or 1)
-    frames = frames.reshape((count, int(whole.Rows), int(whole.Columns), *((samples,) if samples > 1 else ())))
-    original = frames
-    frames = _clear_overlay_bits(frames.copy(), whole)
+    words = words.reshape((count, int(whole.Rows), int(whole.Columns), *((samples,) if samples > 1 else ())))
+    frames = _values(words, low, high)  # read and redacted: bits outside the stored ones (overlays) are dropped
     cleaning.frames = count
     _redact(frames, photometric, whole, patterns, options.clean_pixels.endswith("strict"), cleaning)
-    changed = bool(cleaning.boxes) or not np.array_equal(frames, original)
-    if native:  # the decoder drops bits above BitsStored: overlay bits in the stored bytes show as a difference
-        changed = changed or _native_bytes(frames, whole, header.little_endian) != bytes(whole.PixelData)
+    cleaned = _words(frames, low)
+    changed = bool(cleaning.boxes) or not np.array_equal(cleaned, words)
+    if native:  # (and any difference in the bytes: padding, say)
+        changed = changed or _native_bytes(cleaned, whole, header.little_endian) != bytes(whole.PixelData)
     hidden = not native and syntax != RLELossless and _holds_more(whole, count)
     if changed or hidden:
-        _rewrite(dataset, header, frames, whole, photometric, cleaning)
+        _rewrite(dataset, header, cleaned, whole, photometric, cleaning)
         done = "redacted" if cleaning.boxes else "overlay bits cleared" if changed else "written without what no " \
             "decoder shows (a thumbnail, another codestream)"
         changes.append(Change("(7FE0,0010)", "PixelData", done))
@@ -286,16 +285,36 @@ def _merged(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int,
     return merged
 
 
-def _clear_overlay_bits(frames: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray[Any, Any]:
-    """Frames with the bits above BitsStored cleared (the retired overlays embedded in pixel data).
+def _stored_bits(ds: Dataset, native: bool) -> tuple[int, int]:
+    """The lowest and the highest bit of a pixel's stored value within its allocated bits (PS3.5 8.1.1: HighBit is
+    the highest, BitsStored bits down from it), in a layout this stage cleans."""
+    allocated, stored, high = int(ds.BitsAllocated), int(ds.BitsStored), int(ds.HighBit)
+    low = high - stored + 1
+    if allocated not in (8, 16, 32):
+        raise _Unsupported(f"BitsAllocated {allocated}")
+    if not 0 <= low <= high < allocated:
+        raise _Unsupported(f"{allocated} bits allocated, {stored} stored, high bit {high}")
+    if low and not native:
+        raise _Unsupported(f"compressed pixel data stored from bit {low} (HighBit {high})")  # no codec stores so
+    return low, high
 
-    Signed values are sign-extended by the decoder, which already leaves no overlay bit."""
-    import numpy as np
 
-    stored, allocated = int(ds.BitsStored), int(ds.BitsAllocated)
-    if stored < allocated and int(ds.get("PixelRepresentation", 0)) == 0:
-        frames &= np.asarray((1 << stored) - 1, dtype=frames.dtype)
-    return frames
+def _values(words: np.ndarray[Any, Any], low: int, high: int) -> np.ndarray[Any, Any]:
+    """The stored values of `words` (pixels in their allocated bits): the bits from `low` to `high`, sign-extended
+    when the array is signed (PixelRepresentation 1). The bits outside them, where the retired overlays were
+    embedded, are dropped."""
+    values = words.copy()
+    values <<= values.dtype.itemsize * 8 - 1 - high  # the high bit to the top ...
+    values >>= values.dtype.itemsize * 8 - 1 - high + low  # ... and back down to bit 0: arithmetic when signed
+    return values
+
+
+def _words(values: np.ndarray[Any, Any], low: int) -> np.ndarray[Any, Any]:
+    """`values` back in their allocated bits, from bit `low`; the bits below cleared, those above the high bit
+    zero, or the sign when signed (as a decoder reads them)."""
+    words = values.copy()
+    words <<= low
+    return words
 
 
 def _renderings(frame: np.ndarray[Any, Any], photometric: str, ds: Dataset) -> list[np.ndarray[Any, Any]]:
