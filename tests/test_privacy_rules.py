@@ -512,6 +512,23 @@ def test_full_clears_an_overlay_embedded_in_unused_pixel_bits(tmp_path: Path, sy
     assert words != struct.unpack(f"{order}64H", ds.PixelData)
 
 
+def test_an_overlay_below_values_stored_from_a_higher_bit_is_cleared(tmp_path: Path) -> None:
+    """12 bits stored from bit 4 (HighBit 15): an overlay at bit 2 lies in unused bits, even beside OverlayData
+    (the gate took a bit under BitsStored for a stored one, and released the file with the overlay in it)."""
+    ds = _with_embedded_overlay(pydicom.uid.ExplicitVRLittleEndian, signed=False, high_bit=15)
+    ds.add_new(0x60003000, "OW", bytes(8))
+    ds[0x60000102].value = 2
+    values = struct.unpack("<64H", ds.PixelData)
+    ds.PixelData = struct.pack("<64H", *[(v & 0xFFF) << 4 | (0b100 if i < 32 else 0) for i, v in enumerate(values)])
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (written,) = files_under(tmp_path / "out")
+    out = struct.unpack("<64H", pydicom.dcmread(written).PixelData)
+    assert list(out) == [(v & 0xFFF) << 4 for v in values]
+
+
 def test_an_embedded_overlay_is_cleared_in_pixel_data_streamed_past_the_first_read(tmp_path: Path) -> None:
     """2 MiB of pixel data, beyond the engine's first read: cleared as it is copied, a chunk at a time."""
     ds = make_dataset(subject=3, series=1, rows=1024, columns=1024)

@@ -76,12 +76,12 @@ def _embedded(ds: Dataset) -> list[tuple[int, int | None, str]]:
     keys = ds.keys()
     if keys.isdisjoint(_BIT_POSITIONS):
         return []
-    bits_stored, positions = _bit_positions(ds)
+    stored, positions = _bit_positions(ds)
     found: list[tuple[int, int | None, str]] = []
     for group, bit in positions:
         if bit is None:
             found.append((group, bit, "an unreadable bit position"))
-        elif bits_stored and bit >= bits_stored:
+        elif stored is not None and bit not in stored:
             found.append((group, bit, "embedded in unused pixel bits"))
         elif (group << 16 | 0x3000) not in keys:
             found.append((group, bit, "embedded in the pixel data, without OverlayData"))
@@ -135,13 +135,19 @@ def _kept_bits(bits: range, low: int, high: int, signed: bool) -> bytes:
     return bytes(table)
 
 
-@once_per_raw_values((Tag("BitsStored"), *_BIT_POSITIONS))
-def _bit_positions(ds: Dataset) -> tuple[int, tuple[tuple[int, int | None], ...]]:
-    """BitsStored (0 when absent or unreadable), and each overlay group's bit position (None: unreadable)."""
+@once_per_raw_values((Tag("BitsStored"), Tag("HighBit"), *_BIT_POSITIONS))
+def _bit_positions(ds: Dataset) -> tuple[range | None, tuple[tuple[int, int | None], ...]]:
+    """The bits a pixel's value is stored in, HighBit - BitsStored + 1 to HighBit (None when BitsStored is absent or
+    unreadable; an absent or unreadable HighBit taken as BitsStored - 1), and each overlay group's bit position
+    (None: unreadable)."""
     try:
         bits_stored = int(ds.get("BitsStored", 0) or 0)
     except (TypeError, ValueError):
         bits_stored = 0
+    try:
+        high = int(ds.get("HighBit"))
+    except (TypeError, ValueError):
+        high = bits_stored - 1
     positions: list[tuple[int, int | None]] = []
     for tag in _BIT_POSITIONS:
         if tag not in ds:
@@ -152,7 +158,7 @@ def _bit_positions(ds: Dataset) -> tuple[int, tuple[tuple[int, int | None], ...]
         except (TypeError, ValueError, IndexError):
             bit = None
         positions.append((tag >> 16, bit))
-    return bits_stored, tuple(positions)
+    return range(high - bits_stored + 1, high + 1) if bits_stored else None, tuple(positions)
 
 
 def burned_in_risk(ds: Dataset) -> str | None:
