@@ -174,10 +174,14 @@ def test_date_forms(tmp_path: Path, text: str) -> None:
 @pytest.mark.parametrize(("birth", "text"), [("19470515", "15MAY47"), ("19470515", "MAY151947"),
                                              ("19470915", "15SEPT47"), ("19470915", "Sept 15 '47"),
                                              ("19470915", "SEPT151947"), ("19470415", "APRIL151947"),
-                                             ("19471215", "15-Dec-47")])
+                                             ("19471215", "15-Dec-47"), ("19470515", "15MAI47"),
+                                             ("19470515", "15.mai.47"), ("19470315", "15MAER47"),
+                                             ("19470215", "15fevr47"), ("19470315", "15MRT47"),
+                                             ("19471015", "15OKT47"), ("19470815", "15.AGO.47"),
+                                             ("19471115", "15NOV47")])
 def test_english_month_forms_of_other_months(tmp_path: Path, birth: str, text: str) -> None:
     """Each month by its English name and abbreviation (May's is no other language's; September's also "Sept";
-    found from outside)."""
+    found from outside), and another language's run into a two-digit year."""
     findings = held(tmp_path, original(PatientBirthDate=birth), ImageComments=f"born:{text}.")
     assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
 

@@ -1358,14 +1358,20 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     ("Apr 15 '47", "April 15, '47", "APR-15-47", "APR151947") or year first ("47APR15", "1947-APR-15"). The month
     is written with what stands beside it (its year, its separator), so that each form holds a place of long
     spellings to look for first: the month's three letters alone stand in words of every header ("PRIMARY"). A
-    needle of its own: its keys seldom occur, and the date's other forms are not tried where they do."""
+    needle of its own: its keys seldom occur, and the date's other forms are not tried where they do. The other
+    languages' months run into a two-digit year are here too, day first ("15MAI47")."""
     day, yy2, year4 = tuple({f"{d:02d}", str(d)}), f"{y % 100:02d}", (f"{y:04d}",)
     english = tuple(dict.fromkeys((_ENGLISH_MONTHS[m - 1], _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))))
     month_year = tuple(f"{n}{s}{yy2}" for n in english for s in _EN_MONTH_YEAR)
     month_then = tuple(f"{n}{s}" for n in english for s in _EN_MONTH_DAY)
     year_month = tuple(f"{yy2}{s}{n}" for s in _EN_YEAR_MONTH for n in english)
+    # and day first in the other languages, their month abbreviated and run into the year ("15MAI47", "15.MAI.47"),
+    # as ASCII writes it ("15MARZ47"; the keys a needle looks for first are ASCII, and each costs every series)
+    others = {s.lower() for name in _MONTHS[m - 1] for s in _month_spellings(name) if s.isascii() and len(s) <= 4}
+    glued = tuple(f"{n}{s}{yy2}" for n in sorted(others - set(english)) for s in ("", "."))
     return (
         Form((day, _EN_DAY_MONTH, month_year), DIGIT, DIGIT, first=month_year),
+        *((Form((day, _EN_DAY_MONTH, glued), DIGIT, DIGIT, first=glued),) if glued else ()),  # (November: none)
         Form((month_then, day, _EN_DAY_YEAR, (*year4, yy2)), ALPHA, DIGIT, first=month_then),
         Form((english, day, year4), ALPHA, DIGIT),
         Form((year4, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT),
