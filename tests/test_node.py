@@ -14,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -26,7 +27,7 @@ from neuroanon import pipeline
 from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
 from neuroanon.keys import key_fingerprint
-from neuroanon.node import Node, NodeConfig, Retry, client_tls, scp, server_tls
+from neuroanon.node import Node, NodeConfig, Peer, Retry, client_tls, scp, server_tls
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
 from neuroanon.sample import make_dataset, planted_values
@@ -331,6 +332,8 @@ def test_limits_on_instance_size_and_associations(tmp_path: Path) -> None:
         assert node.totals.failed == 1
     assert not files_under(out)
     assert not any(_work(out).joinpath("spool").iterdir())
+    (record,) = _records(report)  # every outcome is in the report, a refusal too (found from outside: none)
+    assert record["status"] == "failed" and "over --max-instance-size" in str(record["reason"])
 
 
 def test_a_malformed_instance_fails_and_leaves_nothing(tmp_path: Path) -> None:
@@ -532,3 +535,114 @@ def test_one_node_per_work_folder_and_one_set_of_options_per_output(tmp_path: Pa
         Node(NodeConfig(output=out, options=Options(level=Level.FULL, key=KEY), host=LOOPBACK, port=0)).start()
     with running(out) as node:  # the same options again: the lock was released, the output is accepted
         assert _store(node.address[1], source) == [0x0000] and node.totals.duplicate == 1
+
+
+def test_folders_that_would_release_or_lose_what_is_in_them_are_refused(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: a quarantine inside the output (the outbox, when forwarding) had held instances sent;
+    a work folder inside the outbox had its lock and options sent and moved; files no node wrote in the output
+    were forwarded, the key among them."""
+    from neuroanon.cli import main
+    from neuroanon.errors import UsageError
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    full = Options(level=Level.FULL, key=KEY, quarantine=out / "held")
+    with pytest.raises(UsageError, match="quarantine .* must be outside"):
+        NodeConfig(output=out, options=full)
+    with pytest.raises(UsageError, match="quarantine .* must be outside"):
+        NodeConfig(output=out, options=full, forward=Peer("PACS", LOOPBACK, 104))
+    with pytest.raises(UsageError, match="quarantine .* must be outside"):
+        NodeConfig(output=out, options=replace(full, quarantine=work / "held"), work=work)
+    for inside in (out / "work", out, tmp_path):
+        with pytest.raises(UsageError, match="must lie apart"):
+            NodeConfig(output=out, options=Options(), work=inside)
+    key = out / "project.key"
+    out.mkdir()
+    key.write_text(KEY.hex())
+    assert main(["serve", "--port", "0", "--output", str(out), "--level", "full", "--key-file", str(key)]) == 2
+    assert "is inside the node's output" in capsys.readouterr().err
+    node = Node(NodeConfig(output=out, options=Options(level=Level.FULL, key=KEY), host=LOOPBACK, port=0))
+    with pytest.raises(UsageError, match="not empty and no neuroanon node began it"):
+        node.start()
+    assert not _work(out).exists() and key.read_text() == KEY.hex()  # nothing made, nothing moved
+
+
+def test_a_second_node_leaves_what_the_first_is_receiving(tmp_path: Path) -> None:
+    """A node refused for the lock emptied the incoming folder first (found from outside: the running node then
+    refused the instance it was receiving)."""
+    from neuroanon.errors import UsageError
+
+    out = tmp_path / "out"
+    with running(out):
+        arriving = _work(out) / "incoming" / "arriving"
+        arriving.write_bytes(b"part of an instance")
+        with pytest.raises(UsageError, match="another neuroanon node"):
+            Node(NodeConfig(output=out, options=Options(key=KEY), host=LOOPBACK, port=0)).start()
+        assert arriving.exists()
+
+
+def test_a_second_stop_signal_within_the_first_does_not_hang_serve() -> None:
+    """serve's stop handler set an Event: a second signal while Event.set held its lock ran the handler inside it,
+    which waited on that lock for ever (found from outside: a burst of SIGTERM hung serve in 4 tries of 6)."""
+    import threading
+
+    from neuroanon.cli import _setting_once
+
+    stop = threading.Event()
+    handler, real_set = _setting_once(stop), stop.set
+
+    def set_while_a_signal_comes() -> None:
+        with stop._cond:  # type: ignore[attr-defined]  # (the lock Event.set holds ...)
+            handler()  # (... when the second signal runs the handler)
+        real_set()
+
+    stop.set = set_while_a_signal_comes  # type: ignore[method-assign]
+    first = threading.Thread(target=handler, daemon=True)
+    first.start()
+    first.join(timeout=10)
+    assert not first.is_alive() and stop.is_set()
+
+
+def test_a_thread_that_fails_says_so_in_one_line(caplog: pytest.LogCaptureFixture,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """pynetdicom's thread for an association died on a full disk with a traceback on serve's stderr (found from
+    outside): serve's hook logs one line with the cause, never the path."""
+    import errno
+    import threading
+
+    from neuroanon.cli import _thread_error
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/work/incoming/tmpQuaxworth")
+
+    hook = threading.excepthook
+    threading.excepthook = _thread_error
+    try:
+        with caplog.at_level(logging.ERROR, logger="neuroanon.node"):
+            thread = threading.Thread(target=full)
+            thread.start()
+            thread.join()
+    finally:
+        threading.excepthook = hook
+    assert [r.getMessage() for r in caplog.records] == [
+        "an association ended on an error (No space left on device); its sender gets no status for the instance in "
+        "hand and keeps it"]
+    assert "Traceback" not in capsys.readouterr().err and "Quaxworth" not in caplog.text
+
+
+def test_send_follows_symlinks_inside_a_folder_when_asked(tmp_path: Path) -> None:
+    """`send` said of a symlink "use --follow-symlinks", an option it did not have (found from outside)."""
+    from neuroanon.cli import main
+
+    (source,) = study(tmp_path / "elsewhere", subject=17, n_series=1, n_instances=1)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "linked.dcm").symlink_to(source)
+    with running(tmp_path / "out") as node:
+        to = f"{NODE_AET}@{LOOPBACK}:{node.address[1]}"
+        main(["send", str(folder), "--to", to, "--report", str(tmp_path / "a.jsonl")])
+        assert node.totals.received == 0
+        (skipped,) = _records(tmp_path / "a.jsonl")
+        assert skipped["status"] == "skipped" and "--follow-symlinks" in str(skipped["reason"])
+        assert main(["send", str(folder), "--to", to, "--follow-symlinks"]) == 0
+        assert node.totals.stored == 1

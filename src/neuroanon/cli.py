@@ -16,10 +16,12 @@ import secrets
 import signal
 import sys
 import tempfile
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__, compiled, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
@@ -41,6 +43,9 @@ from .ps315 import BASIC_PROFILE_CODE
 from .report import Record, RunInfo, Status, Summary, report_in_use, status_word, unicode_name
 from .rules import Op
 from .write import held_elsewhere, partial_zip
+
+if TYPE_CHECKING:
+    from .node import NodeConfig
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -145,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="DICOM files, folders (read recursively) or zip archives; never modified")
     send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the destination")
     send.add_argument("--calling-ae", default="NEUROANON", help="our AE title (default: NEUROANON)")
+    send.add_argument("--follow-symlinks", action="store_true",
+                      help="follow symlinks inside the input folders (loops are not followed); without it they are "
+                      "reported as skipped. Inputs named on the command line are always followed")
     _level_options(send)
     _release_options(send)
     send.add_argument("--tls-ca", type=Path, metavar="FILE",
@@ -665,9 +673,8 @@ def _progress(inputs: list[Path]) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     """Run the node until SIGTERM or SIGINT; then finish what is in flight and stop."""
     import signal
-    import threading
 
-    from .node import Node, NodeConfig, Retry, client_tls, parse_peer, private_incoming, server_tls
+    from .node import Node, NodeConfig, Retry, client_tls, incoming, parse_peer, server_tls
 
     _check_writable(args.output, "output", folder=True)
     _release_checks(args)
@@ -692,13 +699,16 @@ def _serve(args: argparse.Namespace) -> int:
         retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
         run=_run_info(args, options),
     )
+    _outside_node_folders(config, key=args.key_file or default_key_path(), lookup=args.lookup, report=args.report)
     stop = threading.Event()
+    on_signal = _setting_once(stop)
     for signum in stops.STOPS:
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     _log_to_stderr("neuroanon.node")
+    threading.excepthook = _thread_error  # (pynetdicom's, say, when the disk fills while an instance arrives)
     # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is
-    # a private one in the work folder rather than the shared /tmp.
-    tempfile.tempdir = str(private_incoming(config.work_dir))
+    # a private one in the work folder rather than the shared /tmp (emptied by the node once it holds the lock).
+    tempfile.tempdir = str(incoming(config.work_dir))
     node = Node(config, on_broken=stop.set)
     broken = False
     with warnings.catch_warnings():
@@ -720,6 +730,39 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting_once(stop: threading.Event) -> Callable[..., None]:
+    """A signal handler that sets `stop` the first time only: a second signal that comes while `Event.set` holds
+    its lock runs the handler inside it, and another `set` would wait on that lock for ever."""
+    asked: list[bool] = []
+
+    def handler(*_: object) -> None:
+        if not asked:  # (noted before the set)
+            asked.append(True)
+            stop.set()
+
+    return handler
+
+
+def _outside_node_folders(config: NodeConfig, **paths: Path | None) -> None:
+    """Refuse a key, lookup or report file inside the node's output (released, or sent when forwarding) or its
+    work folder (private, partly emptied at start)."""
+    for what, path in paths.items():
+        if path is None:
+            continue
+        for name, folder in (("output", config.output), ("work folder", config.work_dir)):
+            if _real(path).is_relative_to(_real(folder)):
+                raise UsageError(f"the {what} file {path} is inside the node's {name} {folder}; keep it outside")
+
+
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """A thread that ends on an error (pynetdicom's, for an association) says so in one line, not a traceback
+    (which could quote a value)."""
+    exc = args.exc_value
+    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else args.exc_type.__name__
+    logging.getLogger("neuroanon.node").error("an association ended on an error (%s); its sender gets no status "
+                                              "for the instance in hand and keeps it", cause)
+
+
 def _send(args: argparse.Namespace) -> int:
     from .node import check_ae_title, client_tls, parse_peer, send_tree
 
@@ -739,7 +782,7 @@ def _send(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show,
-                            run=_run_info(args, options))
+                            run=_run_info(args, options), follow_symlinks=args.follow_symlinks)
     print("\n".join(summary.lines(options.quarantine is None)))
     print(f"sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
     if args.report:

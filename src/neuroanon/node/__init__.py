@@ -8,9 +8,9 @@ from .outbox import Retry
 from .peer import Peer, check_ae_title, client_tls, parse_peer, server_tls
 from .scp import Node, NodeConfig, Tally
 from .send import send_tree
-from .spool import private_incoming
+from .spool import incoming, private_incoming
 
 __all__ = [
     "Node", "NodeConfig", "Peer", "Retry", "Tally", "check_ae_title", "client_tls", "parse_peer",
-    "private_incoming", "send_tree", "server_tls",
+    "incoming", "private_incoming", "send_tree", "server_tls",
 ]

@@ -11,6 +11,7 @@ statuses here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -70,7 +71,7 @@ from ..tables import Claims
 from ..write import clear_staged, discard
 from .outbox import Forwarder, Outbox, Retry
 from .peer import Peer, check_ae_title, configure_pynetdicom, no_delay
-from .spool import Spool
+from .spool import Spool, private_incoming
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,15 @@ class NodeConfig:
         if (self.workers < 1 or self.max_associations < 1
                 or (self.max_instance_size is not None and self.max_instance_size < 1)):
             raise UsageError("the number of workers and the association and instance size limits must be positive")
+        # The output is released (or, when forwarding, sent): nothing else may lie in it. The work folder is
+        # private and partly emptied at start: nothing of the user's may lie in it.
+        out, work = self.output.resolve(), self.work_dir.resolve()
+        if work == out or work.is_relative_to(out) or out.is_relative_to(work):
+            raise UsageError(f"the work folder {self.work_dir} and the output {self.output} must lie apart, neither "
+                             "inside the other")
+        held = self.options.quarantine
+        if held is not None and any(held.resolve() == p or held.resolve().is_relative_to(p) for p in (out, work)):
+            raise UsageError(f"the quarantine {held} must be outside the output and the work folder")
 
     @property
     def work_dir(self) -> Path:
@@ -193,8 +203,10 @@ class Node:
     def _start(self) -> tuple[str, int]:
         config = self.config
         work = config.work_dir
+        self._check_begun(work)
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_work(work)
+        private_incoming(work)  # (only now: another node's instance may be arriving there)
         self.output.mkdir(parents=True, exist_ok=True)
         self._check_options(work)
         clear_staged(self.output)  # what an earlier version staged in the output itself
@@ -304,6 +316,14 @@ class Node:
             raise UsageError(f"another neuroanon node is using {work}") from None
         self._lockfile = handle
 
+    def _check_begun(self, work: Path) -> None:
+        """Refuse an output folder that holds files no node began (as `anonymize` does): they would be taken for
+        released instances, and when forwarding, sent."""
+        if (work / "options").exists() or not self.output.is_dir() or not any(self.output.iterdir()):
+            return
+        raise UsageError(f"the output folder {self.output} is not empty and no neuroanon node began it; choose a "
+                         "new or empty folder")
+
     def _check_options(self, work: Path) -> None:
         """Refuse to add to an output begun with other options or another key (as `anonymize` does)."""
         stamp, current = work / "options", fingerprint(self.options)
@@ -342,20 +362,30 @@ class Node:
         """Check the size, spool, process; the DIMSE status for the sender and the outcome's kind."""
         limit = self.config.max_instance_size
         try:
-            if limit is not None and received.stat().st_size > limit:
-                log.warning("refused an instance of %d bytes (limit %d)", received.stat().st_size, limit)
-                return OUT_OF_RESOURCES, "failed"
+            if limit is not None and (size := received.stat().st_size) > limit:
+                log.warning("refused an instance of %d bytes (limit %d)", size, limit)
+                return self._refused(received, f"refused: {size} bytes, over --max-instance-size ({limit})")
             spooled = self.spool.take(received)
         except OSError as exc:
             log.error("could not spool a received instance (%s)", exc.strerror or type(exc).__name__)
-            return OUT_OF_RESOURCES, "failed"
+            return self._refused(received, f"refused: could not be spooled ({exc.strerror or type(exc).__name__})")
         return self._process(spooled)
+
+    def _refused(self, path: Path, reason: str) -> tuple[int, str]:
+        """0xA700 for an instance the node did not take (the sender keeps it), with its line in the report."""
+        record = Record(_name(path, self._run), Status.FAILED, reason)
+        with self._lock:
+            if self._report is not None:
+                with contextlib.suppress(OSError):  # (the disk that is full may hold the report)
+                    self._report.write(record.as_dict())
+        return OUT_OF_RESOURCES, "failed"
 
     def _process(self, spooled: Path) -> tuple[int, str]:
         try:
             prepared = self._prepared(spooled)
             if prepared is None:
-                return OUT_OF_RESOURCES, "failed"
+                why = "a worker process died" if self.broken else "the node is stopping"
+                return self._refused(spooled, f"refused: {why}")
             with self._lock:
                 record = self._commit(prepared)
                 if self._report is not None:
@@ -364,7 +394,7 @@ class Node:
         except (OSError, RunStopped) as exc:
             cause = str(exc) if isinstance(exc, RunStopped) else exc.strerror or type(exc).__name__
             log.error("could not store a received instance (%s)", cause)
-            return OUT_OF_RESOURCES, "failed"
+            return self._refused(spooled, f"refused: could not be stored ({cause})")
         finally:
             spooled.unlink(missing_ok=True)
         if record.status is Status.WRITTEN:

@@ -19,9 +19,10 @@ from .scu import send_files
 def send_tree(
     inputs: list[Path], peer: Peer, options: Options, calling_ae: str = "NEUROANON",
     tls: ssl.SSLContext | None = None, report: Path | None = None,
-    on_record: Callable[[Record], None] | None = None, run: RunInfo | None = None,
+    on_record: Callable[[Record], None] | None = None, run: RunInfo | None = None, follow_symlinks: bool = False,
 ) -> Summary:
     """Anonymize `inputs` at `options` and send every released DICOM file to `peer`; report; return the summary.
+    `follow_symlinks` follows symlinks inside the input folders (those named in `inputs` always are).
 
     A file that was anonymized but not taken by the peer is reported `failed`, with the reason.
     """
@@ -31,7 +32,8 @@ def send_tree(
         with tempfile.TemporaryDirectory(prefix="neuroanon-send-") as folder:
             staged = Path(folder) / "out"
             anonymized: list[tuple[Record, int]] = []
-            anonymize_tree(inputs, staged, options, on_record=lambda record, size: anonymized.append((record, size)))
+            anonymize_tree(inputs, staged, options, on_record=lambda record, size: anonymized.append((record, size)),
+                           follow_symlinks=follow_symlinks)
             to_send = [staged / r.output for r, _ in anonymized if _sendable(r) and r.output is not None]
             outcomes = dict(send_files(peer, to_send, calling_ae, tls))
             for record, size in anonymized:

@@ -48,13 +48,19 @@ class Spool:
         return sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def incoming(work: Path) -> Path:
+    """The folder of instances still arriving. `serve` makes it the process's temporary folder, where pynetdicom
+    writes each arriving instance, so that an identifiable byte is never in a shared folder and the move into the
+    spool is a rename."""
+    return work / "incoming"
+
+
 def private_incoming(work: Path) -> Path:
-    """A private folder (0700) for instances still arriving, emptied of what a killed process left half-received
-    (never acknowledged). `serve` makes it the process's temporary folder, where pynetdicom writes each arriving
-    instance, so that an identifiable byte is never in a shared folder and the move into the spool is a rename."""
+    """`incoming`, private (0700) and emptied of what a killed process left half-received (never acknowledged):
+    under the work folder's lock only."""
     work.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(work, 0o700)
-    folder = work / "incoming"
+    folder = incoming(work)
     folder.mkdir(exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
     for leftover in folder.iterdir():
