@@ -1281,6 +1281,38 @@ def test_bytes_after_an_rle_segments_image_hold_the_file_back(tmp_path: Path, af
     assert ("pixel data holds 28 bytes after its frames" in record.reason) is held
 
 
+@pytest.mark.parametrize(("bits", "samples"), [(8, 1), (16, 1), (8, 3)])
+def test_an_rle_segment_past_those_the_image_is_made_of_holds_the_file_back(tmp_path: Path, bits: int,
+                                                                            samples: int) -> None:
+    """The image is made of a segment per byte of a sample; one more (found from outside: a second segment held a
+    picture of the name, which no decoder shows) is read by nothing: held, as bytes after a segment's image are."""
+    ds = make_dataset(subject=59)
+    ds.Rows = ds.Columns = 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    ds.SamplesPerPixel = samples
+    if samples == 3:
+        ds.PhotometricInterpretation, ds.PlanarConfiguration = "RGB", 0
+    plane = bytes(range(256))
+    runs = b"".join(bytes([len(c) - 1]) + c for c in (plane[i:i + 128] for i in range(0, 256, 128)))
+    count = samples * bits // 8
+    hidden = b"\x7f" + b"QUXWORTH" * 16  # (a second picture, as one literal run)
+    segments = [runs] * count + [hidden]
+    offsets, at = [], 64
+    for segment in segments:
+        offsets.append(at)
+        at += len(segment)
+    header = struct.pack("<16L", len(segments), *offsets, *[0] * (15 - len(offsets)))
+    frame = header + b"".join(segments)
+    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is Status.QUARANTINED, record.reason
+    assert "pixel data holds 13" in record.reason and "bytes after its frames" in record.reason
+
+
 @pytest.mark.parametrize("keyword", ["FloatPixelData", "DoubleFloatPixelData"])
 @pytest.mark.parametrize(("after", "held"), [(b"Quxworth^Zelda ZQ-4471-0093 ", True), (bytes(28), False)])
 def test_bytes_after_the_frames_of_float_pixel_data_hold_the_file_back(tmp_path: Path, keyword: str, after: bytes,

@@ -422,7 +422,12 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
             f.seek(pixels.start)
             length = _value_length(f.read(12))
     if length is None:  # encapsulated
-        return _unread_rle(path, pixels, int(original.get("Rows") or 0) * int(original.get("Columns") or 0))
+        plane = int(original.get("Rows") or 0) * int(original.get("Columns") or 0)
+        try:  # a segment for each byte of a sample (15, the most, when the header does not say)
+            segments = int(original.get("SamplesPerPixel") or 1) * ((int(original.get("BitsAllocated") or 0) + 7) // 8)
+        except (TypeError, ValueError):
+            segments = 0
+        return _unread_rle(path, pixels, plane, segments or 15)
     excess = length - _frames_bytes(frame, count, length)
     if excess <= 1:  # (a value of odd length is padded to even, with any byte)
         return 0
@@ -431,10 +436,12 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
         return excess if f.read(excess).strip(b"\x00") else 0
 
 
-def _unread_rle(path: Path, pixels: PixelSpan, plane: int) -> int:
+def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int:
     """The bytes of RLE Lossless fragments that no decoder reads and that are not zero padding: after each segment's
-    `plane` (Rows x Columns) decoded bytes, up to the next segment or the fragment's end. (Bytes between the header
-    and the first segment make no RLE header: `_in_marker_segments` searches such a fragment whole.)"""
+    `plane` (Rows x Columns) decoded bytes, up to the next segment or the fragment's end, and every segment past
+    the `segments` the image is made of (a sample's bytes each: found from outside, a second segment holding a
+    picture of the name). (Bytes between the header and the first segment make no RLE header:
+    `_in_marker_segments` searches such a fragment whole.)"""
     unread = 0
     with open(path, "rb") as f:
         f.seek(pixels.start + 12)
@@ -451,8 +458,8 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int) -> int:
                 fragment = f.read(end - start)
                 count, *offsets = struct.unpack("<16L", fragment[:64])
                 bounds = [*offsets[:count], len(fragment)]
-                for begin, stop in zip(bounds, bounds[1:], strict=False):
-                    rest = fragment[_packbits_end(fragment, begin, stop, plane):stop]
+                for index, (begin, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+                    rest = fragment[begin if index >= segments else _packbits_end(fragment, begin, stop, plane):stop]
                     unread += len(rest) if rest.strip(b"\x00") else 0
             pos = end
     return unread
