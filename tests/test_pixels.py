@@ -592,6 +592,10 @@ def test_text_split_over_lines_spaced_apart_or_turned_is_redacted(tmp_path: Path
     out = _frames(_output(record))
     for frame, x0, y0, x1, y1 in made.phi:
         assert not (out[frame, y0:y1, x0:x1] == 255).any(), "ink left where PHI was drawn"
+        if draw is _turned:  # the margin is the line's: its width, not its length (found from outside: a band
+            # of the image as wide as the line was long went with it)
+            assert all(box["width"] <= 2 * (x1 - x0) and box["height"] <= (y1 - y0) + (x1 - x0)
+                       for box in record["pixels"]["boxes"]), record["pixels"]["boxes"]
 
 
 def _with_hidden_picture(path: Path, where: str) -> bytes:

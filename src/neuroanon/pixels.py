@@ -255,8 +255,11 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
             return
         for index, rects in found.items():
             for x0, y0, x1, y1 in rects:
-                # Detection boxes hug the glyphs: a margin takes in ascenders, descenders and edge letters.
-                dy, dx = max(2, (y1 - y0) // 3), max(3, (y1 - y0) // 2)
+                # Detection boxes hug the glyphs: a margin takes in ascenders, descenders and edge letters, in
+                # proportion to the line's thickness: its height, or its width when it is turned a quarter turn.
+                thick = min(y1 - y0, x1 - x0)
+                across, along = max(2, thick // 3), max(3, thick // 2)
+                dy, dx = (across, along) if x1 - x0 >= y1 - y0 else (along, across)
                 box = Box(index, max(0, x0 - dx), max(0, y0 - dy), min(frames.shape[2], x1 + dx),
                           min(frames.shape[1], y1 + dy))
                 frames[index, box.y0:box.y1, box.x0:box.x1] = _background(frames[index], box)
