@@ -88,3 +88,44 @@ def test_a_truncated_mislabelled_file_is_still_truncated(tmp_path: Path) -> None
     source.write_bytes(data[:-100])
     with pytest.raises(InputError, match="truncated"):
         read_header(source)
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_a_deflated_dataset_that_inflates_short_is_truncated(level: Level, tmp_path: Path) -> None:
+    """A deflate stream has no checksum: one damaged near its end may inflate to a dataset whose last element (the
+    pixel data, here the trailing padding after it) is shorter than its length says. pydicom reads it without complaint; it was released after salvage with the short
+    pixel data (found from outside). It fails as a truncated file does."""
+    import zlib
+
+    ds = make_dataset(subject=31)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    whole = tmp_path / "whole.dcm"
+    ds.save_as(whole, enforce_file_format=True)
+    header = read_header(whole)
+    assert header.pixels is None  # (deflated: read whole)
+    data = whole.read_bytes()
+    body = len(data) - len(_deflated_body(data))
+    inflated = zlib.decompress(data[body:], -zlib.MAX_WBITS)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    short = deflate.compress(inflated[:-2]) + deflate.flush()  # its last element two bytes short of its length
+    source = tmp_path / "in" / "short.dcm"
+    source.parent.mkdir()
+    source.write_bytes(data[:body] + short + b"\x00" * (len(short) % 2))
+    with pytest.raises(InputError, match=r"truncated: \(FFFC,FFFC\) declares \d+ bytes, \d+ remain"):
+        read_header(source)
+    record = anonymize_file(source, tmp_path / "out", Options(level=level, key=b"k" * 32))
+    assert record.status is Status.FAILED and record.reason.startswith("truncated: (FFFC,FFFC)"), record.reason
+    assert not files_under(tmp_path / "out")
+
+
+def _deflated_body(data: bytes) -> bytes:
+    """The deflated dataset of a Part 10 file: what follows its file meta (group 0002, explicit VR little endian)."""
+    import struct
+
+    pos = 132
+    while data[pos:pos + 2] == b"\x02\x00":
+        if data[pos + 4:pos + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            pos += 12 + struct.unpack("<L", data[pos + 8:pos + 12])[0]
+        else:
+            pos += 8 + struct.unpack("<H", data[pos + 6:pos + 8])[0]
+    return data[pos:]

@@ -87,7 +87,7 @@ def read_header(path: Path) -> Header:
             start = 132 if file.read(132)[128:] == b"DICM" else 0
             body, syntax = _file_meta_end(file, start)
             if syntax == DeflatedExplicitVRLittleEndian:  # read whole, once: not in place
-                return Header(dcmread(path, force=True), None, False, True)
+                return _read_deflated(path, file, body)
             file.seek(0)
             if syntax == ExplicitVRBigEndian:
                 ds, stopped_at, scanner, fp = _read_big_endian(path, file, start, body, size)
@@ -116,7 +116,7 @@ def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
         raise InputError("no DICOM dataset found")
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-        return Header(dcmread(path, force=True), None, False, True)
+        return _read_deflated(path, fp, _file_meta_end(fp, start)[0])
     stopped_at = fp.tell()
     if _actual_vr_is_implicit(fp, start, implicit) != implicit:
         implicit = not implicit
@@ -124,6 +124,17 @@ def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
     scanner = _Scanner(fp, size, implicit, little)
     scanner.dataset(start, size, implicit, top=True)
     return ds, stopped_at, scanner, fp
+
+
+def _read_deflated(path: Path, fp: BinaryIO, body: int) -> Header:
+    """A deflated file, read whole (not in place). Its dataset, inflated, is walked as a file's is: pydicom reads a
+    short value without complaint, and a deflate stream has no checksum (found from outside: a stream damaged near
+    its end inflated to pixel data two bytes short, and was released)."""
+    fp.seek(body)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    data = inflate.decompress(fp.read()) + inflate.flush()
+    _Scanner(io.BytesIO(data), len(data), False, True).dataset(0, len(data), False, top=True)
+    return Header(dcmread(path, force=True), None, False, True)
 
 
 def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO, size: int) -> Header:
