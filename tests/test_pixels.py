@@ -709,3 +709,35 @@ def test_a_long_name_read_garbled_at_an_end_is_found(text: str, found: bool) -> 
     """Faint red text, read "QUAXWORIZEHULON" for "QUAXWORTH ZEBULON", was released (found from outside): a name
     of eight letters or more is found by all its letters but two in a row."""
     assert is_phi(text, (Needle("PatientName", b"quaxworth"),)) is found
+
+
+def _name(canvas: fx.Canvas) -> None:
+    canvas.text(0, (8, 8), "FAKEDOE^JANINE", 255, size=16)
+
+
+@pytest.mark.parametrize("how", ["no file meta", "class in the file meta only"])
+def test_an_image_is_read_whatever_its_file_meta(tmp_path: Path, how: str) -> None:
+    """Found from outside: an image stored without file meta (as old archives hold them) was held, "pixel data could
+    not be read for cleaning (AttributeError)"; a secondary capture named only in the file meta was not read at
+    the default scope (the gate then held it for its class)."""
+    _require_ocr()
+    made = _text_image(tmp_path / "in" / "image.dcm", _name)
+    ds = pydicom.dcmread(made.path)
+    if how == "no file meta":
+        del ds.file_meta
+        ds.save_as(made.path, implicit_vr=True, little_endian=True)
+    else:
+        ds.file_meta.MediaStorageSOPClassUID = fx.SECONDARY_CAPTURE
+        del ds.SOPClassUID
+        ds.Modality = "MR"
+        ds.save_as(made.path, enforce_file_format=True)
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["image.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert record["pixels"]["boxes"]
+    written = pydicom.dcmread(_output(record), force=True)
+    if how == "no file meta":  # (written as it came: without file meta, in implicit VR)
+        assert "TransferSyntaxUID" not in written.file_meta
+        written.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    out = written.pixel_array[None]
+    for frame, x0, y0, x1, y1 in made.phi:
+        assert not (out[frame, y0:y1, x0:x1] == 255).any()

@@ -93,8 +93,9 @@ def test_a_truncated_mislabelled_file_is_still_truncated(tmp_path: Path) -> None
 @pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
 def test_a_deflated_dataset_that_inflates_short_is_truncated(level: Level, tmp_path: Path) -> None:
     """A deflate stream has no checksum: one damaged near its end may inflate to a dataset whose last element (the
-    pixel data, here the trailing padding after it) is shorter than its length says. pydicom reads it without complaint; it was released after salvage with the short
-    pixel data (found from outside). It fails as a truncated file does."""
+    pixel data, here the trailing padding after it) is shorter than its length says. pydicom reads it without
+    complaint; it was released after salvage, its pixel data short (found from outside). It fails as a truncated
+    file does."""
     import zlib
 
     ds = make_dataset(subject=31)

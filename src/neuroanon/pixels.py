@@ -27,11 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from . import ocr
 from .apply import changed_top_level
@@ -104,6 +112,8 @@ def in_scope(ds: Dataset, options: Options) -> bool:
         return True
     unsure = Dataset()
     unsure.update({tag: ds.get_item(tag) for tag in ds.keys() if tag != 0x00280301})  # what the header claims
+    if (meta := getattr(ds, "file_meta", None)) is not None:
+        unsure.file_meta = meta  # (the gate reads the class there when the dataset names none)
     return burned_in_risk(unsure) is not None
 
 
@@ -140,7 +150,7 @@ def _clean(source: Path, header: Header, dataset: Dataset, changes: list[Change]
     whole = dcmread(source, force=True)
     if "PixelData" not in whole:
         raise _Unsupported("no PixelData: float, double or none")  # not handled here
-    syntax = UID(whole.file_meta.TransferSyntaxUID)
+    syntax = _syntax(whole, header)
     native = not syntax.is_compressed
     raw = native or syntax == RLELossless  # the stored values; other decoders give RGB for YBR colour
     low, high = _stored_bits(whole, native)
@@ -286,6 +296,19 @@ def _merged(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int,
         else:
             merged.append(rect)
     return merged
+
+
+def _syntax(ds: Dataset, header: Header) -> UID:
+    """The transfer syntax of `ds`, read from `header`'s file: its file meta's, else (a dataset without file meta,
+    as old archives hold) the native one its elements are in, set in `ds`'s file meta for the decoder."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID"):
+        return UID(meta.TransferSyntaxUID)
+    syntax = (ImplicitVRLittleEndian if header.implicit_vr else ExplicitVRLittleEndian if header.little_endian
+              else ExplicitVRBigEndian)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return syntax
 
 
 def _stored_bits(ds: Dataset, native: bool) -> tuple[int, int]:
