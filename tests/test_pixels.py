@@ -727,7 +727,7 @@ def test_an_image_is_read_whatever_its_file_meta(tmp_path: Path, how: str) -> No
         del ds.file_meta
         ds.save_as(made.path, implicit_vr=True, little_endian=True)
     else:
-        ds.file_meta.MediaStorageSOPClassUID = fx.SECONDARY_CAPTURE
+        ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.UID(fx.SECONDARY_CAPTURE)
         del ds.SOPClassUID
         ds.Modality = "MR"
         ds.save_as(made.path, enforce_file_format=True)
