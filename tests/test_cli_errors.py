@@ -4,6 +4,7 @@ traceback. Each scenario runs the installed command line as a subprocess, as a u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -281,6 +282,33 @@ def test_a_dask_scheduler_that_cannot_be_reached_is_named_in_one_line(
     assert line.startswith(f"neuroanon: cannot reach the Dask scheduler at {address} ("), line
     assert str(out) not in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_a_dask_address_where_something_else_answers_is_one_line(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A web server's reply, read by Dask as a frame's length, ended in a traceback of a failed allocation of
+    exabytes (found from outside): one line, exit 2."""
+    import socket
+    import threading
+
+    monkeypatch.setattr(pipeline, "DASK_CONNECT_SECONDS", 2)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 64)
+
+        threading.Thread(target=answer, daemon=True).start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--dask-scheduler", address,
+                     "-q"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"neuroanon: cannot reach the Dask scheduler at {address} ("), line
 
 
 def _tree(root: Path) -> dict[Path, bytes | None]:

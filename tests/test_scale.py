@@ -178,6 +178,53 @@ def test_a_dask_cluster_gives_the_same_bytes_as_a_local_run(mixed: Path, tmp_pat
     assert comparable_report(report_remote) == comparable_report(report_local)
 
 
+def test_a_dask_run_given_relative_paths_gives_the_same_bytes(mixed: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers run in a folder of their own: relative paths were read as theirs, and every file failed
+    "no such file or directory" (found from outside). The run gives them absolute paths."""
+    import shutil
+
+    from distributed import LocalCluster
+
+    local = tmp_path / "local"
+    anonymize_tree([mixed], local, Options(level=Level.FULL, key=KEY), workers=1)
+    shutil.copytree(mixed, tmp_path / "in")
+    with LocalCluster(  # type: ignore[no-untyped-call]  # (its workers start in this folder, not tmp_path)
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        monkeypatch.chdir(tmp_path)
+        summary = anonymize_tree([Path("in")], Path("remote"), Options(level=Level.FULL, key=KEY),
+                                 dask_scheduler=cluster.scheduler_address)
+    assert summary.counts["written"] >= 14
+    assert _tree(tmp_path / "remote") == _tree(local)
+
+
+def test_a_dask_scheduler_without_workers_is_a_usage_error(mixed: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduler with no worker made the run wait in silence (found from outside)."""
+    import threading
+
+    from distributed import LocalCluster
+
+    from neuroanon.errors import UsageError
+
+    monkeypatch.setattr(pipeline, "DASK_CONNECT_SECONDS", 1)
+    raised: list[BaseException] = []
+
+    def run(scheduler: str) -> None:
+        try:
+            anonymize_tree([mixed], tmp_path / "out", Options(level=Level.FULL, key=KEY), dask_scheduler=scheduler)
+        except BaseException as exc:  # (what the run raised, for the test to see)
+            raised.append(exc)
+
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster:  # type: ignore[no-untyped-call]
+        runner = threading.Thread(target=run, args=(cluster.scheduler_address,), daemon=True)
+        runner.start()
+        runner.join(timeout=60)  # (it waited for ever)
+        assert not runner.is_alive(), "the run waits for a worker in silence"
+    assert len(raised) == 1 and isinstance(raised[0], UsageError) and "has no worker" in str(raised[0])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_file_is_journalled_before_it_is_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run killed between a file's release and its journal line would, resumed, do that file again although it
     was finished (seen once in CI): the line is written first (a journalled file whose output is absent is done

@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections import Counter, deque
@@ -166,6 +167,7 @@ def anonymize_tree(
     it up again). When the output's disk fills up the run stops (RunStopped) with its report summarized.
     """
     check_paths(inputs, output, options.quarantine)
+    inputs, output, options = _absolute(inputs, output, options, dask_scheduler)
     zipped = output.suffix.lower() == ".zip"
     # The cluster first: a scheduler that does not answer refuses the run before anything is made.
     with _dask_client(dask_scheduler) as cluster, work_folder(output) as work:
@@ -573,6 +575,16 @@ def _executor(workers: int, cluster: Client | None, lock: int | None) -> Iterato
         yield None
 
 
+def _absolute(inputs: list[Path], output: Path, options: Options, scheduler: str | None,
+              ) -> tuple[list[Path], Path, Options]:
+    """The run's paths made absolute for a Dask cluster, whose workers run in folders of their own (found from
+    outside: given relative paths, each worker read them as its own, and every file failed)."""
+    if scheduler is None:
+        return inputs, output, options
+    held = options.quarantine.absolute() if options.quarantine is not None else None
+    return [p.absolute() for p in inputs], output.absolute(), replace(options, quarantine=held)
+
+
 @contextmanager
 def _dask_client(scheduler: str | None) -> Iterator[Client | None]:
     """A client of the Dask scheduler at `scheduler` for the run (None without one)."""
@@ -588,8 +600,45 @@ def _dask_client(scheduler: str | None) -> Iterator[Client | None]:
     except (OSError, ValueError) as exc:  # (the command's problem, not the output's: no scheduler answers there)
         raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): check that it runs "
                          "and that --dask-scheduler names it") from None
+    except Exception as exc:  # something else answers there (a web server: Dask read its reply as a length)
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler} (what answers there is no Dask "
+                         f"scheduler: {type(exc).__name__}): check that --dask-scheduler names it") from None
     with client:
-        yield client
+        try:
+            client.wait_for_workers(1, timeout=DASK_CONNECT_SECONDS)
+        except (TimeoutError, OSError):
+            raise UsageError(f"the Dask scheduler at {scheduler} has no worker (none joined within "
+                             f"{DASK_CONNECT_SECONDS} s): start one, then run the command again") from None
+        with _watching_workers(client, scheduler):
+            yield client
+
+
+@contextmanager
+def _watching_workers(client: Client, scheduler: str) -> Iterator[None]:
+    """Say on stderr when the cluster has no worker left (the run waits until one joins) and when one is back:
+    a run whose workers are all gone would otherwise wait in silence."""
+    done = threading.Event()
+
+    def watch() -> None:
+        waiting = False
+        while not done.wait(DASK_CONNECT_SECONDS):
+            try:
+                none = not client.scheduler_info().get("workers")
+            except Exception:  # (the scheduler itself went: the run's own wait says so)
+                return
+            if none != waiting:
+                waiting = none
+                print(f"neuroanon: the Dask scheduler at {scheduler} has no worker left; the run waits until one "
+                      "joins (Ctrl-C stops it; the same command resumes it)" if none else
+                      f"neuroanon: a Dask worker joined {scheduler}; the run goes on", file=sys.stderr, flush=True)
+
+    watcher = threading.Thread(target=watch, name="neuroanon-dask-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 # How long a Dask scheduler has to answer (Dask's own default is 30 s; a scheduler that runs answers at once).
