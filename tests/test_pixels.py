@@ -741,3 +741,19 @@ def test_an_image_is_read_whatever_its_file_meta(tmp_path: Path, how: str) -> No
     out = written.pixel_array[None]
     for frame, x0, y0, x1, y1 in made.phi:
         assert not (out[frame, y0:y1, x0:x1] == 255).any()
+
+
+def test_a_dry_run_writes_no_review_picture(tmp_path: Path) -> None:
+    """The dry run writes nothing but its report: it wrote the review pictures of redacted images into the
+    quarantine (found from outside)."""
+    from neuroanon.pipeline import preview_tree
+
+    _require_ocr()
+    _text_image(tmp_path / "in" / "image.dcm", _name)
+    options = Options(level=Level.FULL, key=KEY, clean_pixels="phi", quarantine=tmp_path / "q")
+    summary = preview_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "dry.jsonl")
+    assert summary.counts.get("written") == 1
+    (record,) = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines() if '"input"' in line]
+    assert record["pixels"]["boxes"]  # (redacted: a real run writes its review picture)
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").rglob("*"))
+    assert not (tmp_path / "out").exists()

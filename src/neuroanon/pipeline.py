@@ -442,7 +442,8 @@ def preview_tree(
         with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
             scratch = Path(folder)
             items = _named(inputs, follow_symlinks)
-            outcomes = _outcomes(items, scratch, RunContext.of(options), None, lambda _: False, pool,
+            # (prepared without the quarantine too: its review pictures would be written there)
+            outcomes = _outcomes(items, scratch, RunContext.of(not_kept), None, lambda _: False, pool,
                                  4 * max(workers, 4))
             for item, _, outcome in outcomes:
                 assert isinstance(outcome, Prepared)  # no journal: nothing was finished earlier
