@@ -227,3 +227,16 @@ def test_the_readmes_python_example_gives_what_the_command_line_gives(
     assert main(["anonymize", "in", "-o", "cli", "--level", "full", "--key-file", str(key_file), "-q"]) == 0
     assert _tree_digest(tmp_path / "out") == _tree_digest(tmp_path / "cli")
     assert str(names["new_ds"].PatientID) == str(pydicom.dcmread(files_under(tmp_path / "cli")[0]).PatientID)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_every_row_of_explain_is_one_line(level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The standard's text breaks the Icon Image Sequence's name before its note: its row was split over three
+    lines, which broke the table (found from outside)."""
+    assert main(["explain", "--level", level]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| ---"))
+    table = lines[start + 1:]
+    rows = table[:next((i for i, line in enumerate(table) if not line.startswith("|")), len(table))]
+    assert len(rows) > 5 and all(row.endswith("|") and row.count("|") == lines[start].count("|") for row in rows)
+    assert level == "anonymize" or any("| Icon Image Sequence (see Note 11) |" in row for row in rows)

@@ -98,7 +98,9 @@ def load_table() -> Table:
             private = Entry(row["name"], 0, 0, row["basicProfile"], options, edition)
             continue
         mask, match = _parse_tag(row["tag"])
-        name = row.get("name") or keyword_for_tag(match) or f"(not yet in pydicom's dictionary) {row['tag']}"
+        # (a name on one line: the standard's text breaks one before its note, "Icon Image Sequence\n\n(see ...)")
+        name = " ".join(str(row.get("name") or "").split()) or keyword_for_tag(match) or \
+            f"(not yet in pydicom's dictionary) {row['tag']}"
         entry = Entry(name, mask, match, row["basicProfile"], options, edition)
         if mask == 0xFFFFFFFF:
             exact[match] = entry
