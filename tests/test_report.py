@@ -101,12 +101,15 @@ def test_summary_is_grouped_by_status_and_reason_with_elapsed_time(
     assert first.startswith("5 files at level full in ")
     assert first.endswith(" s: 2 written, 1 skipped, 1 quarantined, 1 failed")
     rows = [" ".join(line.split()) for line in lines[1:]]
-    assert "written 2" in rows
+    assert "written 2 anonymized" in rows  # (every file has a reason: a written one's was empty)
     assert "skipped 1 not DICOM" in rows
     assert "quarantined 1 burned-in annotation risk" in rows, rows
     assert "failed 1 truncated" in rows
     _, _, summary = read_report(report)
     assert summary["reasons"]["failed"] == {"truncated": 1} and summary["elapsed_seconds"] >= 0
+    assert summary["reasons"]["written"] == {"anonymized": 2}
+    written = [r for r in read_report(report)[1] if r["status"] == "written"]
+    assert {r["reason"] for r in written} == {"anonymized; the residual check found no identifying value"}
     assert len(files_under(held)) == 1
 
 

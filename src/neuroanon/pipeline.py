@@ -1029,11 +1029,19 @@ def _staged(anonymized: _Anonymized, name: str, stage: Path) -> _Steps:
     except BaseException:  # (not checked: a full disk, its batch stopped by one, an error) nothing is left staged
         discard(staged.path)
         raise
-    reason, findings = held or ("", [])
+    reason, findings = held or (_released(options), [])
     record = Record(name, Status.WRITTEN if held is None else Status.QUARANTINED, reason, target,
                     changes=_shared(tuple(anonymized.changes)), findings=tuple(findings),
                     pixels=cleaning.report() if cleaning is not None else None, engine=anonymized.engine)
     return Prepared(record, str(staged.path), mapped)
+
+
+def _released(options: Options) -> str:
+    """The reason of a file written at `anonymize` or `full` (at `original`: copied byte for byte)."""
+    if options.level is not Level.FULL:
+        return "anonymized"
+    return "anonymized; the residual check found no identifying value" if options.residual_check else \
+        "anonymized; not checked (--no-residual-check)"
 
 
 def _shared(changes: tuple[Change, ...]) -> tuple[Change, ...]:
