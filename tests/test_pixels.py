@@ -27,9 +27,9 @@ from neuroanon.cli import main
 from neuroanon.errors import UsageError
 from neuroanon.identifiers import Needle, needles
 from neuroanon.options import Level, Options
-from neuroanon.pipeline import anonymize_tree
+from neuroanon.pipeline import anonymize_file, anonymize_tree
 from neuroanon.pixeltext import fold, is_phi
-from neuroanon.report import RunInfo
+from neuroanon.report import RunInfo, Status
 
 from . import pixelfixtures as fx
 from .corpus import pydicom_file
@@ -644,6 +644,41 @@ def test_a_picture_no_decoder_shows_is_not_released(tmp_path: Path, where: str) 
         assert hidden[100:140] not in written and b"\xff\xd8\xff" not in written
         assert {"tag": "(7FE0,0010)", "keyword": "PixelData", "action": "written without what no decoder shows (a "
                 "thumbnail, another codestream)"} in record["changes"]
+
+
+@pytest.mark.parametrize("where", ["after", "none"])
+def test_a_second_codestream_holds_the_file_back_at_full(tmp_path: Path, where: str) -> None:
+    """Without --clean-pixels nothing rewrites the pixel data: a codestream past the frames (here after the first
+    one's end, holding a picture of the name) was released, its bytes searched for text only (found from outside).
+    The file is held, as bytes after native frames are."""
+    _with_hidden_picture(tmp_path / "in" / "sc.dcm", where)
+    options = Options(level=Level.FULL, key=KEY, allow_burned_in=True)
+    record = anonymize_file(tmp_path / "in" / "sc.dcm", tmp_path / "out", options)
+    assert record.status is (Status.QUARANTINED if where == "after" else Status.WRITTEN), record.reason
+    assert ("bytes after its frames" in record.reason) is (where == "after")
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["a fragment each", "one fragment"])
+def test_frames_of_their_own_codestreams_are_no_second_picture(tmp_path: Path, together: bool) -> None:
+    """Two frames, two codestreams: written, whether each frame has its fragment or both share one."""
+    import io
+
+    from PIL import Image
+
+    streams = []
+    for seed in (1, 2):
+        out = io.BytesIO()
+        Image.fromarray(fx.speckle(np.random.default_rng(seed), 64, 64, 120).astype(np.uint8)).save(out, "JPEG")
+        streams.append(out.getvalue())
+    ds = fx._dataset(fx.SECONDARY_CAPTURE, "OT", 64, 64, NumberOfFrames=2)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    ds.PixelData = pydicom.encaps.encapsulate([b"".join(streams)] if together else streams)
+    ds["PixelData"].VR = "OB"
+    source = tmp_path / "in" / "two.dcm"
+    source.parent.mkdir(parents=True)
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is Status.WRITTEN, record.reason
 
 
 def test_a_layout_not_cleaned_is_named_in_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -400,10 +400,11 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
     """How many bytes of native pixel data (integer, float or double float) in the written file lie after its
     frames (Rows x Columns x samples x bits x frames) and are not all zero: bytes no image shows and no check
     reads; all of them when the header does not say the frames' size (a header without Rows: found from outside,
-    released with text in its pixel data). 0 for encapsulated pixel data, zero padding or the byte that pads an
-    odd length. `pixels` is None for a file without pixel data, or a deflated one (read whole: deflated images are
-    rare). `searchable`, the written bytes as `check_file` takes them, holds the element's header: then the file
-    is opened only when there are bytes after the frames."""
+    released with text in its pixel data); in encapsulated pixel data, those no decoder of its frames reads (after
+    an RLE segment's image, an RLE segment or a codestream past the frames). 0 for zero padding or the byte that
+    pads an odd length. `pixels` is None for a file without pixel data, or a deflated one (read whole: deflated
+    images are rare). `searchable`, the written bytes as `check_file` takes them, holds the element's header: then
+    the file is opened only when there are bytes after the frames."""
     frame, count = _frame_layout(original)
     if pixels is None:  # (no pixel data; or deflated, without a frame's size: rarer still)
         with open(path, "rb") as f:
@@ -427,7 +428,8 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
             segments = int(original.get("SamplesPerPixel") or 1) * ((int(original.get("BitsAllocated") or 0) + 7) // 8)
         except (TypeError, ValueError):
             segments = 0
-        return _unread_rle(path, pixels, plane, segments or 15)
+        return (_unread_rle(path, pixels, plane, segments or 15)
+                + _codestreams_past_frames(path, pixels, _frame_layout(original)[1] or 1))
     excess = length - _frames_bytes(frame, count, length)
     if excess <= 1:  # (a value of odd length is padded to even, with any byte)
         return 0
@@ -444,15 +446,7 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int
     `_in_marker_segments` searches such a fragment whole.)"""
     unread = 0
     with open(path, "rb") as f:
-        f.seek(pixels.start + 12)
-        item = f.read(8)
-        pos = pixels.start + 20 + struct.unpack("<L", item[4:])[0] if item[:4] == b"\xfe\xff\x00\xe0" else pixels.end
-        while pos + 8 <= pixels.end and plane:  # (after the basic offset table, each fragment)
-            f.seek(pos)
-            item = f.read(8)
-            if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
-                break
-            start, end = pos + 8, pos + 8 + struct.unpack("<L", item[4:])[0]
+        for start, end in _fragments(f, pixels) if plane else ():
             if _rle_segments(f, start, end):
                 f.seek(start)
                 fragment = f.read(end - start)
@@ -461,8 +455,41 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int
                 for index, (begin, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
                     rest = fragment[begin if index >= segments else _packbits_end(fragment, begin, stop, plane):stop]
                     unread += len(rest) if rest.strip(b"\x00") else 0
-            pos = end
     return unread
+
+
+def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
+    """The bytes of the JPEG, JPEG-LS or JPEG 2000 codestreams in encapsulated pixel data past its `frames` (one a
+    frame, whether each has fragments of its own or not): pictures no decoder of the frames shows (found from
+    outside: a second codestream after the first one's end held a picture of the name). 0 when there are none."""
+    extra = seen = 0
+    with open(path, "rb") as f:
+        for start, end in _fragments(f, pixels):
+            if _rle_segments(f, start, end):
+                continue
+            at = start if _starts_codestream(f, start) else _first_start(f, start, end)
+            while at is not None:  # (none: a frame's codestream continued, or no codestream, searched whole)
+                seen += 1
+                after = _after_end(f, _header_segments(f, at + 2, end, [])[0], end)
+                if seen > frames:
+                    extra += (after[0] if after is not None else end) - at
+                at = _first_start(f, *after) if after is not None else None
+    return extra
+
+
+def _fragments(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[int, int]]:
+    """Where each fragment of encapsulated pixel data after the basic offset table begins and ends."""
+    f.seek(pixels.start + 12)
+    item = f.read(8)
+    pos = pixels.start + 20 + struct.unpack("<L", item[4:])[0] if item[:4] == b"\xfe\xff\x00\xe0" else pixels.end
+    while pos + 8 <= pixels.end:
+        f.seek(pos)
+        item = f.read(8)
+        if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
+            return
+        start = pos + 8
+        pos = start + struct.unpack("<L", item[4:])[0]
+        yield start, pos
 
 
 def _packbits_end(data: bytes, pos: int, end: int, size: int) -> int:
