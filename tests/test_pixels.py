@@ -435,13 +435,18 @@ def test_compressed_values_stored_above_bit_0_are_held(tmp_path: Path, monkeypat
     ds = fx._dataset(fx.XA_IMAGE, "XA", 16, 16, BitsAllocated=16, BitsStored=16, HighBit=15)
     ds.compress(RLELossless, np.full((16, 16), 0x1230, dtype=np.uint16), generate_instance_uid=False)
     ds.BitsStored = 12  # (pydicom's encoder takes no such layout)
-    path = tmp_path / "in" / "rle.dcm"
+    assert "compressed pixel data stored from bit 4 (HighBit 15)" in _held_for(ds, tmp_path, monkeypatch, "all")
+
+
+def _held_for(ds: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> str:
+    """Why a file of `ds` is held with `--clean-pixels mode`, no text read in it."""
+    path = tmp_path / "in" / "image.dcm"
     path.parent.mkdir(parents=True)
     ds.save_as(path, enforce_file_format=True)
     monkeypatch.setattr(ocr, "read", lambda image: [])
-    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "all")["rle.dcm"]
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", mode)["image.dcm"]
     assert record["status"] == "quarantined"
-    assert "compressed pixel data stored from bit 4 (HighBit 15)" in record["reason"]
+    return str(record["reason"])
 
 
 def test_clean_pixels_is_refused_below_full_and_with_an_unknown_mode(tmp_path: Path) -> None:
@@ -686,13 +691,8 @@ def test_a_layout_not_cleaned_is_named_in_the_reason(tmp_path: Path, monkeypatch
     ds = fx._dataset(fx.US_IMAGE, "US", 16, 16, SamplesPerPixel=3, PhotometricInterpretation="YBR_FULL_422",
                      PlanarConfiguration=0)
     ds.PixelData = bytes(16 * 16 * 2)  # two samples a pixel, as 4:2:2 stores them
-    path = tmp_path / "in" / "ybr.dcm"
-    path.parent.mkdir(parents=True)
-    ds.save_as(path, enforce_file_format=True)
-    monkeypatch.setattr(ocr, "read", lambda image: [])
-    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["ybr.dcm"]
-    assert record["status"] == "quarantined"
-    assert "pixel data could not be read for cleaning (native YBR_FULL_422)" in record["reason"]
+    assert "pixel data could not be read for cleaning (native YBR_FULL_422)" in _held_for(ds, tmp_path,
+                                                                                          monkeypatch, "phi")
 
 
 def test_a_large_or_long_image_is_also_read_in_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
