@@ -646,3 +646,32 @@ def test_send_follows_symlinks_inside_a_folder_when_asked(tmp_path: Path) -> Non
         assert skipped["status"] == "skipped" and "--follow-symlinks" in str(skipped["reason"])
         assert main(["send", str(folder), "--to", to, "--follow-symlinks"]) == 0
         assert node.totals.stored == 1
+
+
+def test_a_stop_signal_given_to_another_thread_stops_serve() -> None:
+    """The kernel may give a process's signal to any of its threads; Python then runs the handler in the main
+    thread when it next wakes. serve waited without a timeout, so a signal given to another thread left it
+    waiting for ever (found from outside: 1 burst in 12)."""
+    import threading
+    import time
+
+    from neuroanon.cli import _setting_once, _until_set
+
+    stop, fallback = threading.Event(), []
+    previous = signal.signal(signal.SIGUSR1, _setting_once(stop))
+
+    def signal_this_thread() -> None:
+        time.sleep(0.2)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # (to this thread, not the main one)
+        if not stop.wait(10):
+            fallback.append(True)  # (the main thread never handled it: end the wait, and fail)
+            stop.set()
+
+    try:
+        helper = threading.Thread(target=signal_this_thread)
+        helper.start()
+        _until_set(stop)
+        helper.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not fallback, "the signal was not handled while serve waited"

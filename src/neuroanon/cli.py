@@ -719,7 +719,7 @@ def _serve(args: argparse.Namespace) -> int:
             tls = ", TLS only" if config.tls else ""
             print(f"neuroanon: listening as {config.ae_title} on {host}:{port} (level {options.level}, {where}"
                   f"{tls}, {config.workers} workers); stop with SIGTERM or Ctrl-C", flush=True)
-            stop.wait()
+            _until_set(stop)
             broken = node.broken  # why it stopped: a dead worker, not a signal (which may end the workers too)
         finally:
             node.stop()
@@ -741,6 +741,13 @@ def _setting_once(stop: threading.Event) -> Callable[..., None]:
             stop.set()
 
     return handler
+
+
+def _until_set(stop: threading.Event) -> None:
+    """Wait for `stop`, waking twice a second: a signal the kernel gives another thread is handled in this one
+    only when it wakes (found from outside: 1 burst of stop signals in 12 left serve waiting for ever)."""
+    while not stop.wait(0.5):
+        pass
 
 
 def _outside_node_folders(config: NodeConfig, **paths: Path | None) -> None:
