@@ -675,3 +675,41 @@ def test_a_stop_signal_given_to_another_thread_stops_serve() -> None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert not fallback, "the signal was not handled while serve waited"
+
+
+def test_a_work_folder_serves_one_output(tmp_path: Path) -> None:
+    """A work folder reused for a second output let that output's files be taken for released instances (found
+    from outside: a raw file in the second output was forwarded): a work folder serves the output it began with."""
+    from neuroanon.errors import UsageError
+
+    work, first, second = tmp_path / "work", tmp_path / "first", tmp_path / "second"
+    with running(first, work=work):
+        pass
+    second.mkdir()
+    (second / "raw.dcm").write_bytes(b"identifiable")
+    with pytest.raises(UsageError, match="serves another output"):
+        Node(NodeConfig(output=second, options=Options(level=Level.ANONYMIZE, key=KEY), host=LOOPBACK, port=0,
+                        work=work)).start()
+    assert (second / "raw.dcm").read_bytes() == b"identifiable"
+    with running(first, work=work):  # (its own output: taken up again)
+        pass
+
+
+def test_a_work_folder_mounted_at_the_output_is_refused(tmp_path: Path) -> None:
+    """A bind mount of the output as the work folder has another name: the folders themselves are compared
+    (found from outside: the node started, and forwarded its own lock and options)."""
+    from neuroanon.errors import UsageError
+
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root (CI runs the suite as root)")
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    work.mkdir()
+    subprocess.run(["mount", "--bind", str(out), str(work)], check=True)
+    try:
+        with pytest.raises(UsageError, match="must lie apart"):
+            NodeConfig(output=out, options=Options(), work=work)
+        with pytest.raises(UsageError, match="must lie apart"):
+            NodeConfig(output=out, options=Options(), work=work / "inner")
+    finally:
+        subprocess.run(["umount", "-l", str(work)], check=True)

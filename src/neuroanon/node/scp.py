@@ -120,12 +120,12 @@ class NodeConfig:
             raise UsageError("the number of workers and the association and instance size limits must be positive")
         # The output is released (or, when forwarding, sent): nothing else may lie in it. The work folder is
         # private and partly emptied at start: nothing of the user's may lie in it.
-        out, work = self.output.resolve(), self.work_dir.resolve()
-        if work == out or work.is_relative_to(out) or out.is_relative_to(work):
+        out, work = self.output, self.work_dir
+        if _inside(work, out) or _inside(out, work):
             raise UsageError(f"the work folder {self.work_dir} and the output {self.output} must lie apart, neither "
                              "inside the other")
         held = self.options.quarantine
-        if held is not None and any(held.resolve() == p or held.resolve().is_relative_to(p) for p in (out, work)):
+        if held is not None and (_inside(held, out) or _inside(held, work)):
             raise UsageError(f"the quarantine {held} must be outside the output and the work folder")
 
     @property
@@ -318,7 +318,11 @@ class Node:
 
     def _check_begun(self, work: Path) -> None:
         """Refuse an output folder that holds files no node began (as `anonymize` does): they would be taken for
-        released instances, and when forwarding, sent."""
+        released instances, and when forwarding, sent. A work folder serves the one output it was begun for."""
+        stamp = work / "output"
+        began = stamp.read_text(encoding="utf-8").strip() if stamp.exists() else None
+        if began is not None and began != str(self.output.resolve()):
+            raise UsageError(f"the work folder {work} serves another output ({began}); give this output its own")
         if (work / "options").exists() or not self.output.is_dir() or not any(self.output.iterdir()):
             return
         raise UsageError(f"the output folder {self.output} is not empty and no neuroanon node began it; choose a "
@@ -332,6 +336,7 @@ class Node:
             raise UsageError(f"the output {self.output} was begun with other options or another key; "
                              "use a new output folder")
         stamp.write_text(current + "\n", encoding="utf-8")
+        (work / "output").write_text(f"{self.output.resolve()}\n", encoding="utf-8")  # (see _check_begun)
 
     # --- events -----------------------------------------------------------------------------------------------
 
@@ -452,6 +457,15 @@ class Node:
         if self.forwarder is None:
             return ""
         return f"; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it: by their names, symlinks resolved, and by the folders
+    themselves (a bind mount of one at the other's place has another name)."""
+    place, top = path.resolve(), folder.resolve()
+    if place == top or place.is_relative_to(top):
+        return True
+    return top.exists() and any(p.exists() and os.path.samefile(p, top) for p in (place, *place.parents))
 
 
 def _prepare_received(spooled: Path, stage: Path, run: RunContext) -> Prepared:
