@@ -1313,6 +1313,35 @@ def test_an_rle_segment_past_those_the_image_is_made_of_holds_the_file_back(tmp_
     assert "pixel data holds 13" in record.reason and "bytes after its frames" in record.reason
 
 
+@pytest.mark.parametrize(("layout", "held"), [("gap", True), ("zero gap", False), ("reversed", True)])
+def test_rle_bytes_no_segment_starts_with_hold_the_file_back(tmp_path: Path, layout: str, held: bool) -> None:
+    """Found from outside: bytes between the RLE header and the first segment (a picture of the name), or segments
+    listed out of order (which no decoder reads), made the fragment no RLE fragment to the check, and the file was
+    released, its bytes searched for text only."""
+    ds = make_dataset(subject=59)
+    ds.Rows = ds.Columns = 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.PixelRepresentation = 8, 8, 7, 1, 0
+    plane = bytes(range(256))
+    runs = b"".join(bytes([len(c) - 1]) + c for c in (plane[i:i + 128] for i in range(0, 256, 128)))
+    hidden = b"\x7f" + b"QUXWORTH" * 16
+    if layout == "reversed":  # (the image's segment listed second, though it comes first)
+        body = runs + hidden
+        header = struct.pack("<16L", 2, 64 + len(runs), 64, *[0] * 13)
+    else:
+        gap = hidden if layout == "gap" else bytes(len(hidden))
+        body = gap + runs
+        header = struct.pack("<16L", 1, 64 + len(gap), *[0] * 14)
+    frame = header + body
+    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("bytes after its frames" in record.reason) is held
+
+
 @pytest.mark.parametrize("keyword", ["FloatPixelData", "DoubleFloatPixelData"])
 @pytest.mark.parametrize(("after", "held"), [(b"Quxworth^Zelda ZQ-4471-0093 ", True), (bytes(28), False)])
 def test_bytes_after_the_frames_of_float_pixel_data_hold_the_file_back(tmp_path: Path, keyword: str, after: bytes,

@@ -451,11 +451,21 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int
                 f.seek(start)
                 fragment = f.read(end - start)
                 count, *offsets = struct.unpack("<16L", fragment[:64])
-                bounds = [*offsets[:count], len(fragment)]
+                used = offsets[:count]
+                if any(a >= b for a, b in zip(used, used[1:], strict=False)):  # (no decoder reads them so)
+                    unread += _not_zero(fragment[64:])
+                    continue
+                unread += _not_zero(fragment[64:used[0]])  # (between the header and the first segment)
+                bounds = [*used, len(fragment)]
                 for index, (begin, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
                     rest = fragment[begin if index >= segments else _packbits_end(fragment, begin, stop, plane):stop]
-                    unread += len(rest) if rest.strip(b"\x00") else 0
+                    unread += _not_zero(rest)
     return unread
+
+
+def _not_zero(data: bytes) -> int:
+    """len(data), or 0 when every byte is zero (padding)."""
+    return len(data) if data.strip(b"\x00") else 0
 
 
 def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
@@ -669,16 +679,15 @@ def _first_start(f: BinaryIO, start: int, end: int) -> int | None:
 
 
 def _rle_segments(f: BinaryIO, start: int, end: int) -> bool:
-    """Whether the fragment begins with an RLE header: 1 to 15 segments, the first right after the header, each
-    after the one before it, all within the fragment."""
+    """Whether the fragment begins with an RLE header: 1 to 15 segments, each within the fragment after the header
+    (in order and the first right after it, or not: found from outside, a picture between the header and the first
+    segment, whose bytes `_unread_rle` counts), the offsets of no other segment set."""
     f.seek(start)
     head = f.read(64)
     if len(head) < 64:
         return False
     count, *offsets = struct.unpack("<16L", head)
-    used = offsets[:count]
-    return (1 <= count <= 15 and used[0] == 64 and all(a < b for a, b in zip(used, used[1:], strict=False))
-            and used[-1] < end - start and not any(offsets[count:]))
+    return 1 <= count <= 15 and all(64 <= o < end - start for o in offsets[:count]) and not any(offsets[count:])
 
 
 def _after_end(f: BinaryIO, image: int, end: int) -> tuple[int, int] | None:
