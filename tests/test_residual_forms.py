@@ -178,7 +178,9 @@ def test_date_forms(tmp_path: Path, text: str) -> None:
                                              ("19470515", "15.mai.47"), ("19470315", "15MAER47"),
                                              ("19470215", "15fevr47"), ("19470315", "15MRT47"),
                                              ("19471015", "15OKT47"), ("19470815", "15.AGO.47"),
-                                             ("19471115", "15NOV47")])
+                                             ("19471115", "15NOV47"), ("19470515", "15/MAI/47"),
+                                             ("19470815", "15/AGO/47"), ("19470515", "MAI 15 47"),
+                                             ("19470815", "15AOU47"), ("19470815", "15 AOU 47")])
 def test_english_month_forms_of_other_months(tmp_path: Path, birth: str, text: str) -> None:
     """Each month by its English name and abbreviation (May's is no other language's; September's also "Sept";
     found from outside), and another language's run into a two-digit year."""

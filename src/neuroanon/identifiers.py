@@ -1262,7 +1262,7 @@ _MONTHS = (  # as a date writes them, names and abbreviations: English, German, 
      "junho", "czerwca", "czerwiec", "června", "červen", "haziran", "kesäkuuta", "kesäkuu", "június", "jún"),
     ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug", "июля", "июл",
      "julho", "lipca", "lipiec", "července", "červenec", "temmuz", "heinäkuuta", "heinäkuu", "július", "júl"),
-    ("august", "aug", "août", "agosto", "ago", "августа", "авг",
+    ("august", "aug", "août", "aou", "agosto", "ago", "августа", "авг",
      "augustus", "sierpnia", "sierpień", "srpna", "srpen", "ağustos", "augusti", "elokuuta", "elokuu", "augusztus"),
     ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "set", "сентября", "сен",
      "setembro", "września", "wrzesień", "září", "eylül", "syyskuuta", "syyskuu", "szeptember", "szept"),
@@ -1365,13 +1365,17 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     month_year = tuple(f"{n}{s}{yy2}" for n in english for s in _EN_MONTH_YEAR)
     month_then = tuple(f"{n}{s}" for n in english for s in _EN_MONTH_DAY)
     year_month = tuple(f"{yy2}{s}{n}" for s in _EN_YEAR_MONTH for n in english)
-    # and day first in the other languages, their month abbreviated and run into the year ("15MAI47", "15.MAI.47"),
-    # as ASCII writes it ("15MARZ47"; the keys a needle looks for first are ASCII, and each costs every series)
-    others = {s.lower() for name in _MONTHS[m - 1] for s in _month_spellings(name) if s.isascii() and len(s) <= 4}
-    glued = tuple(f"{n}{s}{yy2}" for n in sorted(others - set(english)) for s in ("", "."))
+    # and the other languages' months abbreviated, as ASCII writes them ("15MARZ47"; the keys a needle looks for
+    # first are ASCII, and each costs every series), with a two-digit year: day first, the month run into the year
+    # or beside it ("15MAI47", "15.MAI.47", "15/AGO/47"), or month first ("MAI 15 47")
+    others = sorted({s.lower() for name in _MONTHS[m - 1] for s in _month_spellings(name)
+                     if s.isascii() and len(s) <= 4} - set(english))
+    glued = tuple(f"{n}{s}{yy2}" for n in others for s in ("", ".", "/"))
+    others_then = tuple(f"{n}{s}" for n in others for s in (" ", ".", "-", "/"))
     return (
         Form((day, _EN_DAY_MONTH, month_year), DIGIT, DIGIT, first=month_year),
-        *((Form((day, _EN_DAY_MONTH, glued), DIGIT, DIGIT, first=glued),) if glued else ()),  # (November: none)
+        *((Form((day, _EN_DAY_MONTH, glued), DIGIT, DIGIT, first=glued),  # (November: none)
+           Form((others_then, day, _EN_DAY_YEAR, (yy2,)), ALPHA, DIGIT, first=others_then)) if others else ()),
         Form((month_then, day, _EN_DAY_YEAR, (*year4, yy2)), ALPHA, DIGIT, first=month_then),
         Form((english, day, year4), ALPHA, DIGIT),
         Form((year4, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT),
