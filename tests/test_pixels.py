@@ -622,6 +622,10 @@ def _with_hidden_picture(path: Path, where: str) -> bytes:
         stream = stream[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + stream[2:]
     elif where == "after":
         stream += name.getvalue()
+    elif where == "raw after":  # (the picture's values as they are, no codestream)
+        stream += frames[0].tobytes()
+    elif where == "padded":  # (a byte or two a writer pads with)
+        stream += b"\xff\xff"
     ds = fx._dataset(fx.SECONDARY_CAPTURE, "OT", 128, 128)
     ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
     ds.PixelData = pydicom.encaps.encapsulate([stream])
@@ -651,16 +655,18 @@ def test_a_picture_no_decoder_shows_is_not_released(tmp_path: Path, where: str) 
                 "thumbnail, another codestream)"} in record["changes"]
 
 
-@pytest.mark.parametrize("where", ["after", "none"])
-def test_a_second_codestream_holds_the_file_back_at_full(tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize("where", ["after", "raw after", "padded", "none"])
+def test_a_picture_after_the_codestream_holds_the_file_back_at_full(tmp_path: Path, where: str) -> None:
     """Without --clean-pixels nothing rewrites the pixel data: a codestream past the frames (here after the first
-    one's end, holding a picture of the name) was released, its bytes searched for text only (found from outside).
-    The file is held, as bytes after native frames are."""
+    one's end, holding a picture of the name), or the picture's raw values there, was released, its bytes searched
+    for text only (found from outside). The file is held, as bytes after native frames are."""
+    fx.require_font()
     _with_hidden_picture(tmp_path / "in" / "sc.dcm", where)
     options = Options(level=Level.FULL, key=KEY, allow_burned_in=True)
     record = anonymize_file(tmp_path / "in" / "sc.dcm", tmp_path / "out", options)
-    assert record.status is (Status.QUARANTINED if where == "after" else Status.WRITTEN), record.reason
-    assert ("bytes after its frames" in record.reason) is (where == "after")
+    held = where in ("after", "raw after")
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("bytes after its frames" in record.reason) is held
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["a fragment each", "one fragment"])

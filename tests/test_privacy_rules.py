@@ -754,7 +754,7 @@ def test_text_around_a_jpeg_in_its_fragment_holds_the_file_back(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("where", ["between-two-codestreams", "between-two-end-markers", "reserved-segment",
-                                   "quantization-table", "clean", "exif-thumbnail"])
+                                   "quantization-table", "clean", "exif-thumbnail", "second-codestream"])
 def test_text_in_any_segment_or_after_the_first_end_holds_the_file_back(tmp_path: Path, where: str) -> None:
     """Any marker segment of a codestream's header (a table, a reserved marker: none is the image) and whatever
     follows its first end marker (a second codestream, a stray end marker after text) are searched (found from
@@ -767,10 +767,14 @@ def test_text_in_any_segment_or_after_the_first_end_holds_the_file_back(tmp_path
     fragment = {"between-two-codestreams": jpeg + text + jpeg, "between-two-end-markers": jpeg + text + b"\xff\xd9",
                 "reserved-segment": soi + b"\xff\xf0" + (len(text) + 2).to_bytes(2, "big") + text + rest,
                 "quantization-table": soi + b"\xff\xdb" + (len(text) + 3).to_bytes(2, "big") + b"\x00" + text + rest,
-                "clean": jpeg + jpeg, "exif-thumbnail": soi + thumbnail + rest}[where]
+                "clean": jpeg + bytes(8), "exif-thumbnail": soi + thumbnail + rest,
+                "second-codestream": jpeg + jpeg}[where]
     record = _full_on_a_jpeg(tmp_path, make_dataset(subject=41), fragment)
     if where in ("clean", "exif-thumbnail"):
         assert record.status is Status.WRITTEN, record.reason
+        return
+    if where == "second-codestream":  # (no text in it, but a picture no decoder of the one frame shows)
+        assert record.status is Status.QUARANTINED and "bytes after its frames" in record.reason, record.reason
         return
     assert record.status is Status.QUARANTINED, record.reason
     assert {f.where for f in record.findings} == {"(7FE0,0010) outside the coded image"}

@@ -1239,15 +1239,15 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
         return gated, []
     if not context.options.residual_check:
         return None
-    after = bytes_after_frames(staged, span, context.original, anonymized.searchable)
-    if after:
-        return f"pixel data holds {after} bytes after its frames that are not zero (no image shows them)", []
     own = context.instance_needles
     findings = (check_file(staged, span, context.needles, anonymized.searchable, own)
                 + check_path(target, context.needles, own))
-    if findings:
+    if findings:  # (first: the values found say more than bytes no image shows, which may hold them)
         attributes = sorted({f.attribute for f in findings})
         return f"residual PHI: values of {', '.join(attributes)} found in the output", findings
+    after = bytes_after_frames(staged, span, context.original, anonymized.searchable)
+    if after:
+        return f"pixel data holds {after} bytes after its frames that are not zero (no image shows them)", []
     return None
 
 

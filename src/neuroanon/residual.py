@@ -469,9 +469,11 @@ def _not_zero(data: bytes) -> int:
 
 
 def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
-    """The bytes of the JPEG, JPEG-LS or JPEG 2000 codestreams in encapsulated pixel data past its `frames` (one a
-    frame, whether each has fragments of its own or not): pictures no decoder of the frames shows (found from
-    outside: a second codestream after the first one's end held a picture of the name). 0 when there are none."""
+    """The bytes of encapsulated pixel data that no decoder of its `frames` reads, in the fragments where a JPEG,
+    JPEG-LS or JPEG 2000 codestream begins: the codestreams past the frames (one a frame, whether each has fragments
+    of its own or not) and what follows a codestream's end but zero padding and the byte or two a writer pads with
+    (found from outside: a second codestream, or a raw picture, after the first one's end held the name). 0 when
+    there are none."""
     extra = seen = 0
     with open(path, "rb") as f:
         for start, end in _fragments(f, pixels):
@@ -483,8 +485,15 @@ def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
                 after = _after_end(f, _header_segments(f, at + 2, end, [])[0], end)
                 if seen > frames:
                     extra += (after[0] if after is not None else end) - at
-                at = _first_start(f, *after) if after is not None else None
+                if after is None:
+                    break
+                at = _first_start(f, *after)
+                stray = (at if at is not None else after[1]) - after[0]
+                extra += stray if stray > _PAD_AFTER_END else 0
     return extra
+
+
+_PAD_AFTER_END = 2  # bytes after a codestream's end marker that a writer may pad a fragment with, whatever they hold
 
 
 def _fragments(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[int, int]]:
