@@ -1306,13 +1306,7 @@ def test_an_rle_segment_past_those_the_image_is_made_of_holds_the_file_back(tmp_
         offsets.append(at)
         at += len(segment)
     header = struct.pack("<16L", len(segments), *offsets, *[0] * (15 - len(offsets)))
-    frame = header + b"".join(segments)
-    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
-    source = tmp_path / "in.dcm"
-    ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    record = _full_on_rle(tmp_path, ds, header + b"".join(segments))
     assert record.status is Status.QUARANTINED, record.reason
     assert "pixel data holds 13" in record.reason and "bytes after its frames" in record.reason
 
@@ -1335,15 +1329,19 @@ def test_rle_bytes_no_segment_starts_with_hold_the_file_back(tmp_path: Path, lay
         gap = hidden if layout == "gap" else bytes(len(hidden))
         body = gap + runs
         header = struct.pack("<16L", 1, 64 + len(gap), *[0] * 14)
-    frame = header + body
+    record = _full_on_rle(tmp_path, ds, header + body)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("bytes after its frames" in record.reason) is held
+
+
+def _full_on_rle(tmp_path: Path, ds: Dataset, frame: bytes) -> Record:
+    """`full` (burned-in text allowed: the pixels are looked at) on `ds` with one RLE Lossless frame, `frame`."""
     ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
-    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
-    assert ("bytes after its frames" in record.reason) is held
+    return anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
 
 
 @pytest.mark.parametrize("keyword", ["FloatPixelData", "DoubleFloatPixelData"])
