@@ -1273,3 +1273,19 @@ def test_a_file_with_no_data_set_after_its_preamble_or_file_meta_fails_with_one_
     assert len(_released(out)) == 1
     said = capsys.readouterr()
     assert said.err.count("no data set after the file meta") == 2 and "Traceback" not in said.out + said.err
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["written", "quarantined"])
+def test_a_staged_file_that_is_not_there_stops_the_run_saying_why(tmp_path: Path, held: bool) -> None:
+    """A Dask worker that does not see the output's folder stages its files elsewhere: the run stopped with "no such
+    file or directory writing <the quarantine>" (found from outside). It says what is missing, and where."""
+    from neuroanon.pipeline import Prepared, commit
+    from neuroanon.tables import Claims
+
+    stage = tmp_path / "work" / "stage"
+    stage.mkdir(parents=True)
+    record = Record("a.dcm", Status.QUARANTINED if held else Status.WRITTEN, "", "s/t/u.dcm")
+    options = Options(level=Level.FULL, key=b"k" * 32, quarantine=tmp_path / "held")
+    with pytest.raises(RunStopped, match="a prepared file is not where its worker staged it") as stopped:
+        commit(Prepared(record, str(stage / "gone")), tmp_path / "out", options, Claims())
+    assert stopped.value.place == stage

@@ -1098,6 +1098,7 @@ def commit(
             else:
                 release(staged, os.path.join(output, record.output), output, OUTPUT_MODE)  # (no Path made)
         except OSError as exc:
+            _unless_staged_gone(exc, staged)
             why = _name_not_written(exc)
             if why is None:
                 raise  # the output's condition (a full disk...): the run stops
@@ -1108,6 +1109,15 @@ def commit(
         return _quarantined(Path(staged), record, options.quarantine)
     discard(staged)
     return replace(record, output=None, reason=f"{record.reason}; held back, not written (no --quarantine folder)")
+
+
+def _unless_staged_gone(exc: OSError, staged: str | Path) -> None:
+    """Stop the run, saying why, when a release failed because its staged file is not there: a Dask worker that
+    does not see the output's folder at the same path staged it elsewhere (found from outside: the line named the
+    output or the quarantine as the place that failed)."""
+    if isinstance(exc, FileNotFoundError) and not os.path.exists(staged):
+        raise RunStopped("a prepared file is not where its worker staged it (with --dask-scheduler, every worker "
+                         "must see the output's folder at the same path)", place=Path(staged).parent) from None
 
 
 def _name_not_written(exc: OSError) -> str | None:
@@ -1199,6 +1209,7 @@ def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
     try:
         release(staged, quarantine / record.output, quarantine)
     except OSError as exc:  # the quarantine's condition (a full disk...): the run stops, naming it
+        _unless_staged_gone(exc, staged)
         raise RunStopped(_cause(exc), place=quarantine) from None
     return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
 
