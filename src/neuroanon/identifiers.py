@@ -1359,7 +1359,7 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     is written with what stands beside it (its year, its separator), so that each form holds a place of long
     spellings to look for first: the month's three letters alone stand in words of every header ("PRIMARY"). A
     needle of its own: its keys seldom occur, and the date's other forms are not tried where they do. The other
-    languages' months run into a two-digit year are here too, day first ("15MAI47")."""
+    languages' abbreviated months with a two-digit year are here too ("15MAI47", "15/AGO/47", "MAI 15 47")."""
     day, yy2, year4 = tuple({f"{d:02d}", str(d)}), f"{y % 100:02d}", (f"{y:04d}",)
     english = tuple(dict.fromkeys((_ENGLISH_MONTHS[m - 1], _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))))
     month_year = tuple(f"{n}{s}{yy2}" for n in english for s in _EN_MONTH_YEAR)

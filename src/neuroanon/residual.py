@@ -442,8 +442,8 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int
     """The bytes of RLE Lossless fragments that no decoder reads and that are not zero padding: after each segment's
     `plane` (Rows x Columns) decoded bytes, up to the next segment or the fragment's end, and every segment past
     the `segments` the image is made of (a sample's bytes each: found from outside, a second segment holding a
-    picture of the name). (Bytes between the header and the first segment make no RLE header:
-    `_in_marker_segments` searches such a fragment whole.)"""
+    picture of the name), and those between the header and the first segment; all of them when the segments are
+    listed out of order, as no decoder reads them."""
     unread = 0
     with open(path, "rb") as f:
         for start, end in _fragments(f, pixels) if plane else ():
@@ -469,18 +469,17 @@ def _not_zero(data: bytes) -> int:
 
 
 def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
-    """The bytes of encapsulated pixel data that no decoder of its `frames` reads, in the fragments where a JPEG,
-    JPEG-LS or JPEG 2000 codestream begins: the codestreams past the frames (one a frame, whether each has fragments
-    of its own or not) and what follows a codestream's end but zero padding and the byte or two a writer pads with
-    (found from outside: a second codestream, or a raw picture, after the first one's end held the name). 0 when
-    there are none."""
+    """The bytes of encapsulated pixel data that no decoder of its `frames` reads, in the fragments that begin with
+    a JPEG, JPEG-LS or JPEG 2000 codestream, as a frame's does: the codestreams past the frames (one a frame,
+    whether each has fragments of its own or not) and what follows a codestream's end but zero padding and the byte
+    or two a writer pads with (found from outside: a second codestream, or a raw picture, after the first one's end
+    held the name). 0 when there are none. Other fragments (a frame's continued, a video's stream, where the bytes
+    of a codestream's start and end stand now and then by chance) are searched whole by `_in_marker_segments`."""
     extra = seen = 0
     with open(path, "rb") as f:
         for start, end in _fragments(f, pixels):
-            if _rle_segments(f, start, end):
-                continue
-            at = start if _starts_codestream(f, start) else _first_start(f, start, end)
-            while at is not None:  # (none: a frame's codestream continued, or no codestream, searched whole)
+            at = start if _starts_codestream(f, start) else None
+            while at is not None:
                 seen += 1
                 after = _after_end(f, _header_segments(f, at + 2, end, [])[0], end)
                 if seen > frames:
