@@ -1436,14 +1436,7 @@ def test_stray_bytes_are_searched_a_part_at_a_time_and_across_block_edges(tmp_pa
     secret = make_dataset(subject=66)
     text = f" {str(secret.PatientName).split('^')[0]} ".encode()  # (one word, cut in two by a block's edge)
     video = b"\x00\x00\x00\x01\x09\x10" + b"\x55" * (3 * 4096 - 6 - len(text) // 2) + text + b"\x55" * 200_000
-    ds = make_dataset(subject=66)
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
-    ds.PixelData = pydicom.encaps.encapsulate([video])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID("1.2.840.10008.1.2.4.102")  # MPEG-4 AVC/H.264
-    source = tmp_path / "in.dcm"
-    ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    record = _full_on_a_video(tmp_path, make_dataset(subject=66), video)
     assert record.status is Status.QUARANTINED, record.reason
     assert "PatientName" in {f.attribute for f in record.findings}
     assert len(held) > 10 and max(held) <= 16384 + 4096 + residual._OVERLAP
@@ -1453,15 +1446,19 @@ def test_a_videos_stream_is_no_second_picture(tmp_path: Path) -> None:
     """A video's stream holds, now and then by chance, the bytes that start and end a JPEG: a fragment that does not
     begin with a codestream is no frame's, and what follows such bytes holds no file back (it is searched)."""
     stream = b"\x55" * 5000 + b"\xff\xd8\xff\xda\x00\x02" + b"\x55" * 100 + b"\xff\xd9" + b"\x55" * 5000
-    ds = make_dataset(subject=67)
+    record = _full_on_a_video(tmp_path, make_dataset(subject=67), b"\x00\x00\x00\x01\x09\x10" + stream)
+    assert record.status is Status.WRITTEN, record.reason
+
+
+def _full_on_a_video(tmp_path: Path, ds: Dataset, fragment: bytes) -> Record:
+    """`full` (burned-in text allowed) on `ds` with its pixel data one H.264 fragment, `fragment`."""
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 8, 8, 7, 1
-    ds.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x00\x01\x09\x10" + stream])
+    ds.PixelData = pydicom.encaps.encapsulate([fragment])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = pydicom.uid.UID("1.2.840.10008.1.2.4.102")  # MPEG-4 AVC/H.264
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
-    assert record.status is Status.WRITTEN, record.reason
+    return anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
 
 
 @pytest.mark.parametrize("options", [Options(level=Level.FULL, key=KEY, shift_dates=True),
