@@ -249,6 +249,57 @@ def sc_jpeg(path: Path) -> Fixture:
     return Fixture(path, canvas.phi, canvas.labels)
 
 
+def thumbnail(text: str) -> bytes:
+    """A JPEG picture of `text`, as a camera puts a thumbnail of its image into an Exif segment."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (8 * len(text) + 8, 20), 0)
+    ImageDraw.Draw(picture).text((4, 4), text, fill=255)
+    out = io.BytesIO()
+    picture.save(out, format="JPEG")
+    return out.getvalue()
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    """A JPEG marker segment."""
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def jpeg_with_thumbnail(path: Path, between_scans: bool) -> bytes:
+    """A text-free progressive JPEG secondary capture with a thumbnail of the name: a JPEG one in an Exif segment
+    before the first scan, or JFIF's uncompressed one (RGB, black and white: no end marker in it by chance) between
+    the first two scans; the thumbnail's bytes."""
+    import io
+
+    from PIL import Image, ImageDraw
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    text = NAME.replace("^", " ")
+    if between_scans:
+        drawn = Image.new("1", (8 * len(text) + 8, 20), 0)
+        ImageDraw.Draw(drawn).text((4, 4), text, fill=1)
+        picture = drawn.convert("RGB").tobytes()
+        inserted = segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01" + bytes(drawn.size) + picture)
+    else:
+        picture = thumbnail(text)
+        inserted = segment(0xE1, b"Exif\x00\x00" + picture)
+    image = io.BytesIO()
+    Image.fromarray(speckle(np.random.default_rng(5), 64, 64, 200).astype(np.uint8)).save(
+        image, format="JPEG", progressive=True)
+    jpeg = image.getvalue()
+    at = jpeg.index(b"\xff\xda", jpeg.index(b"\xff\xda") + 2) if between_scans else 2  # (no 0xFF 0xDA in coded data)
+    ds = _dataset(SECONDARY_CAPTURE, "OT", 64, 64, LossyImageCompression="01")
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpeg[:at] + inserted + jpeg[at:]])
+    ds["PixelData"].VR = "OB"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return picture
+
+
 def faint_bar(path: Path) -> Fixture:
     """16-bit, a bright image under a dark header bar whose text is 60 levels above the bar in a 0-4000 range:
     about one grey level in a window over the whole frame, plain in the stored values."""

@@ -164,7 +164,7 @@ def test_bytes_after_the_frames_are_a_finding(tmp_path: Path, encoding: str) -> 
     report = tmp_path / "verify.json"
     assert main(["verify", str(victim), "--level", "full", "--json", str(report)]) == 1
     (result,) = json.loads(report.read_text())
-    assert "(7FE0,0010) pixel data holds 16 bytes after its frames that are not zero" in result["findings"]
+    assert "(7FE0,0010) pixel data holds 16 bytes that no frame shows and that are not zero" in result["findings"]
 
 
 def test_full_output_of_the_real_corpus_verifies_clean(tmp_path: Path) -> None:

@@ -1258,7 +1258,8 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
         return f"residual PHI: values of {', '.join(attributes)} found in the output", findings
     after = bytes_after_frames(staged, span, context.original, anonymized.searchable)
     if after:
-        return f"pixel data holds {after} bytes after its frames that are not zero (no image shows them)", []
+        return (f"pixel data holds {after} bytes that no frame shows and that are not zero (after the frames, or "
+                "beside them)"), []
     return None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -201,9 +202,14 @@ def _holds_more(ds: Dataset, count: int) -> bool:
         else:
             return True
         end = frame.find(b"\xff\xd9", start)  # EOI, EOC
-        if end < 0 or frame[end + 2 :].strip(b"\x00"):
+        if end < 0 or frame[end + 2 :].strip(b"\x00") or _FILLED_SEGMENT.search(frame, start, end):
             return True
     return False
+
+
+# An application or comment segment between scans: no coded data holds 0xFF before these (JPEG stuffs 0x00 after
+# 0xFF, JPEG-LS a bit below 0x80, JPEG 2000 has nothing above 0x8F there)
+_FILLED_SEGMENT = re.compile(rb"\xff[\xe0-\xef\xfe]")
 
 
 def _scan_start(frame: bytes) -> int | None:

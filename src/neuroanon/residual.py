@@ -401,10 +401,10 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
     frames (Rows x Columns x samples x bits x frames) and are not all zero: bytes no image shows and no check
     reads; all of them when the header does not say the frames' size (a header without Rows: found from outside,
     released with text in its pixel data); in encapsulated pixel data, those no decoder of its frames reads (after
-    an RLE segment's image, an RLE segment or a codestream past the frames). 0 for zero padding or the byte that
-    pads an odd length. `pixels` is None for a file without pixel data, or a deflated one (read whole: deflated
-    images are rare). `searchable`, the written bytes as `check_file` takes them, holds the element's header: then
-    the file is opened only when there are bytes after the frames."""
+    an RLE segment's image, an RLE segment or a codestream past the frames, a thumbnail in a codestream's segment).
+    0 for zero padding or the byte that pads an odd length. `pixels` is None for a file without pixel data, or a
+    deflated one (read whole: deflated images are rare). `searchable`, the written bytes as `check_file` takes
+    them, holds the element's header: then the file is opened only when there are bytes after the frames."""
     frame, count = _frame_layout(original)
     if pixels is None:  # (no pixel data; or deflated, without a frame's size: rarer still)
         with open(path, "rb") as f:
@@ -429,7 +429,8 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
         except (TypeError, ValueError):
             segments = 0
         return (_unread_rle(path, pixels, plane, segments or 15)
-                + _codestreams_past_frames(path, pixels, _frame_layout(original)[1] or 1))
+                + _codestreams_past_frames(path, pixels, _frame_layout(original)[1] or 1)
+                + _pictures_in_segments(path, pixels))
     excess = length - _frames_bytes(frame, count, length)
     if excess <= 1:  # (a value of odd length is padded to even, with any byte)
         return 0
@@ -493,6 +494,36 @@ def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
 
 
 _PAD_AFTER_END = 2  # bytes after a codestream's end marker that a writer may pad a fragment with, whatever they hold
+
+
+def _pictures_in_segments(path: Path, pixels: PixelSpan) -> int:
+    """The bytes of the marker segments that hold a picture of their own (a thumbnail in an application segment,
+    Exif's or JFIF's; a codestream in a comment), in the codestreams that begin fragments and in the frames they
+    continue into later fragments: no decoder of the frames shows it, and the search for text does not read a
+    picture (found on review: a thumbnail of the name was released at plain `full`). 0 when there are none."""
+    pictures, coded = 0, False
+    with open(path, "rb") as f:
+        for start, end in _fragments(f, pixels):
+            if _starts_codestream(f, start):
+                segments, coded = _segment_payloads(f, start, end)[0], True
+            elif coded:  # (a frame continued)
+                segments = _segments_after(f, start, end)
+            else:
+                continue
+            pictures += sum(len(segment) for segment in segments if _holds_picture(segment))
+    return pictures
+
+
+def _holds_picture(payload: bytes) -> bool:
+    """Whether a marker segment's payload holds a picture: JFIF's thumbnail (its width and height, bytes 12 and 13,
+    not 0), a JFIF extension's (JFXX: a JPEG, a palette or RGB one), or a JPEG or JPEG 2000 codestream with more
+    than its start and end."""
+    if payload[:5] == b"JFIF\x00":
+        return len(payload) >= 14 and payload[12] * payload[13] > 0
+    return payload[:5] == b"JFXX\x00" or _PICTURE.search(payload) is not None
+
+
+_PICTURE = re.compile(rb"\xff\xd8\xff(?!\xd9)|\xff\x4f\xff\x51")  # SOI and a marker but EOI; SOC and SIZ
 
 
 def _fragments(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[int, int]]:
@@ -635,7 +666,8 @@ def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> 
     image = start  # where coded data may begin in this fragment
     if _starts_codestream(f, start):
         coded = True
-        image = _text_segments(f, start, end, stray)
+        segments, image = _segment_payloads(f, start, end)
+        stray.add(segments)
     elif coded:  # a frame continued in this fragment: its markers
         stray.add(_segments_after(f, start, end))
     elif not _rle_segments(f, start, end):  # bytes before a codestream's start (all, if none starts)
@@ -643,7 +675,8 @@ def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> 
         stray.add(_blocks(f, start, end if first is None else first))
         if first is not None:
             coded = True
-            image = _text_segments(f, first, end, stray)
+            segments, image = _segment_payloads(f, first, end)
+            stray.add(segments)
     if coded:
         after = _after_end(f, image, end)
         if after is not None:  # the codestream ended: what follows is no image's
@@ -724,12 +757,12 @@ def _before_padding(f: BinaryIO, start: int, end: int) -> int:
     return start
 
 
-def _text_segments(f: BinaryIO, start: int, end: int, stray: _Stray) -> int:
-    """Add to `stray` the payloads of the marker segments of the codestream that begins the fragment from `start`
-    to `end` (tables, comments, application and reserved segments: none is the image; a device may write text in
-    any): JPEG's before and between its scans (found by their markers in the rest of the fragment), JPEG 2000's in
-    its main header and in each tile-part's header (found by the tile-parts' lengths, so that its coded data is not
-    read). Return where its coded data begins (its first scan or tile-part)."""
+def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[list[bytes], int]:
+    """The payloads of the marker segments of the codestream that begins the fragment from `start` to `end`
+    (tables, comments, application and reserved segments: none is the image; a device may write text in any):
+    JPEG's before and between its scans (found by their markers in the rest of the fragment), JPEG 2000's in its
+    main header and in each tile-part's header (found by the tile-parts' lengths, so that its coded data is not
+    read); and where its coded data begins (its first scan or tile-part)."""
     found: list[bytes] = []
     pos, marker = _header_segments(f, start + 2, end, found)
     image = pos
@@ -746,8 +779,7 @@ def _text_segments(f: BinaryIO, start: int, end: int, stray: _Stray) -> int:
         f.seek(pos)
         following = f.read(2)
         marker = following[1] if len(following) == 2 and following[0] == 0xFF else None
-    stray.add(found)
-    return image
+    return found, image
 
 
 def _segments_after(f: BinaryIO, pos: int, end: int) -> list[bytes]:

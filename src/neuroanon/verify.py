@@ -229,7 +229,7 @@ def _full_file(path: Path, header: Header) -> list[str]:
     deflated = meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
     after = bytes_after_frames(path, None if deflated else header.pixels, ds)  # (deflated: read whole)
     if after:
-        findings.append(f"(7FE0,0010) pixel data holds {after} bytes after its frames that are not zero")
+        findings.append(f"(7FE0,0010) pixel data holds {after} bytes that no frame shows and that are not zero")
     return findings
 
 
