@@ -98,6 +98,40 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
 
 
+@pytest.mark.parametrize("packed", ["zip", "gzip", "zip-in-a-folder"])
+def test_originals_in_an_archive_are_read(released: tuple[Path, Path, Path], tmp_path: Path, packed: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """anonymize reads zip archives and gzip-compressed files, also inside folders: so does verify --against
+    (found from outside: it read no original there, and called an output holding the name clean). Originals of
+    which none can be read are a usage error, not a clean result."""
+    import gzip
+    import zipfile
+
+    source, full, _ = released
+    tampered = _copy(full, tmp_path / "tampered")
+    victim = files_under(tampered)[0]
+    ds = pydicom.dcmread(victim)
+    first = files_under(source)[0]
+    ds.WindowCenterWidthExplanation = f"for {pydicom.dcmread(first).PatientName}"
+    ds.save_as(victim)
+    (tmp_path / "packed").mkdir()
+    if packed == "gzip":
+        against = tmp_path / "packed" / "one.dcm.gz"
+        against.write_bytes(gzip.compress(first.read_bytes()))
+    else:
+        against = tmp_path / "packed" / "originals.zip"
+        with zipfile.ZipFile(against, "w") as archive:
+            for path in files_under(source):
+                archive.write(path, path.relative_to(source).as_posix())
+        against = against.parent if packed == "zip-in-a-folder" else against
+    assert main(["verify", str(tampered), "--level", "full", "--against", str(against)]) == 1
+    assert "original PatientName value found in (0028,1055)" in capsys.readouterr().out
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "notes.txt").write_text("no DICOM here")
+    assert main(["verify", str(tampered), "--level", "full", "--against", str(tmp_path / "none")]) == 2
+    assert "--against: no DICOM original could be read in" in capsys.readouterr().err
+
+
 def _found_against_an_item(tmp_path: Path, name: str, charsets: tuple[str, str, str] | None = None,
                            private: bool = False) -> list[str]:
     """verify --against's findings for a released file into which `name`, which only an item of its original held,

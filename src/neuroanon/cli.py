@@ -845,6 +845,8 @@ def _verify(args: argparse.Namespace) -> int:
     options = _options(args)
     key = load_key(args.key_file) if args.key_file else None
     originals = load_originals(args.against, options.level, key) if args.against else None
+    if originals is not None and not originals.read:
+        raise UsageError("--against: no DICOM original could be read in " + ", ".join(str(p) for p in args.against))
     results = list(verify(args.paths, options, originals))
     if not any(r.dicom for r in results):
         raise UsageError("no DICOM file found in " + ", ".join(str(p) for p in args.paths))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,7 @@ class Originals:
     patient_ids: frozenset[str]
     # With the project key: each output's own original's values, found by its remapped SOPInstanceUID.
     by_instance: dict[str, tuple[Needle, ...]] = field(default_factory=dict)
+    read: int = 0  # the originals whose header was read
 
     def patterns_for(self, ds: Dataset) -> tuple[Needle, ...]:
         """The values to look for in `ds`: its own original's if known, else those of every original."""
@@ -75,18 +78,32 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
     keyring = Keyring(key) if key is not None and level is Level.FULL else None
     uids: set[str] = set()
     patient_ids: set[str] = set()
-    for item in discover(paths):
-        if item.kind is not Kind.DICOM:
-            continue
-        with quiet():  # pydicom's warnings and validation messages quote values
-            _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
+    read = 0
+    for found in discover(paths):
+        # a zip or gzip member is read from a private temporary copy, as anonymize reads it (found from outside:
+        # originals in an archive gave no values, and an output holding the name was called clean)
+        with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
+            archived = found.kind in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER)
+            item = _member(found, Path(folder)) if archived else found
+            if item is None or item.kind is not Kind.DICOM:
+                continue
+            with quiet():  # pydicom's warnings and validation messages quote values
+                read += _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
     ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
-    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance)
+    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance, read)
+
+
+def _member(found: InputFile, folder: Path) -> InputFile | None:
+    """An archive's member extracted into `folder`, or None when it cannot be read."""
+    try:
+        return extracted(found, folder)
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error):
+        return None
 
 
 def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[bytes, Needle],
-            by_instance: dict[str, tuple[Needle, ...]], uids: set[str], patient_ids: set[str]) -> None:
-    """Add one original's identifying values, UIDs and PatientID to what must not reappear."""
+            by_instance: dict[str, tuple[Needle, ...]], uids: set[str], patient_ids: set[str]) -> bool:
+    """Add one original's identifying values, UIDs and PatientID to what must not reappear; whether it was read."""
     try:
         ds = read_header(path).dataset
         nested = tuple(item_identity(ds)) if level is Level.FULL else ()
@@ -101,7 +118,8 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
             if ds.get("PatientID"):
                 patient_ids.add(str(ds.PatientID))
     except (InputError, ValueError, TypeError, KeyError):
-        return  # unreadable or undecodable: nothing to gather
+        return False  # unreadable or undecodable: nothing to gather
+    return True
 
 
 # Our DeidentificationMethod values ("NiDB Anonymize Full (neuroanon 0.1.0)"), as NiDB names its levels.
