@@ -352,6 +352,27 @@ def test_defined_terms_makers_and_code_meanings_excuse_a_hit(tmp_path: Path) -> 
     assert held(tmp_path, source, ImageComments="PRIMARY")
 
 
+@pytest.mark.parametrize("codec", ["utf_8", "cp850", "mac_roman"])
+def test_a_name_in_another_encoding_is_no_maker_nor_a_codes_meaning(tmp_path: Path, codec: str) -> None:
+    """A hit in a maker's name or a standard code's meaning is excused only when the item that holds it is one:
+    written in another encoding than the declared one, the name does not show in the decoded text, and is no
+    excuse (found from outside: "SIEMENS Müller-Lüdenscheidt" in UTF-8 under Latin-1 was released)."""
+    source = original("Müller-Lüdenscheidt^Jürgen", "ISO_IR 100")
+
+    def copied(text: str) -> str:  # (the bytes of `codec`, as the declared Latin-1 writes them)
+        return text.encode(codec).decode("latin_1")
+
+    findings = held(tmp_path, source, charset="ISO_IR 100", Manufacturer=copied("SIEMENS Müller-Lüdenscheidt"))
+    assert_found(findings, "PatientName", "(0008,0070)", "Müller")
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "T-A0100", "SRT", copied("Müller-Lüdenscheidt")
+    findings = held(tmp_path, source, charset="ISO_IR 100", AnatomicRegionSequence=[item])
+    assert_found(findings, "PatientName", "(0008,2218)[0].(0008,0104)", "Müller")
+    item.CodeMeaning = "Brain"  # (the code's meaning: excused)
+    assert held(tmp_path, original("Brain^Jürgen", "ISO_IR 100"), charset="ISO_IR 100",
+                AnatomicRegionSequence=[item]) == []
+
+
 def test_our_deidentification_method_excuses_only_itself(tmp_path: Path) -> None:
     source = original("Full^Anna")
     assert held(tmp_path, source, DeidentificationMethod="NiDB Anonymize Full (neuroanon 0.1.0)") == []
@@ -563,6 +584,10 @@ def _dataset_with(**values: str) -> Dataset:
     ("홍^길동", "ISO_IR 192", "euc_kr"), ("Παπαδόπουλος^Νίκος", "ISO_IR 192", "iso8859_7"),
     ("쿡스똠^길동", "ISO_IR 192", "cp949"),  # (똠: in CP949, not in EUC-KR)
     ("쿡스워스^젤다", "\\ISO 2022 IR 149", "iso2022_kr"),  # (7-bit, shifted in and out)
+    # the DOS and Mac code pages of Greek, Turkish and Hebrew (found from outside: released)
+    ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp737"), ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp869"),
+    ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "mac_greek"), ("Şükrüoğlu^Ayşegül", "ISO_IR 148", "cp857"),
+    ("Şükrüoğlu^Ayşegül", "ISO_IR 148", "mac_turkish"), ("לוינשטיין^שרה", "ISO_IR 138", "cp862"),
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str
@@ -579,6 +604,30 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ds.add_new(0x00204000, "LT", b"seen: " + family.encode(codec) + b" ok")
     ds.save_as(text)
     assert_found(check_file(text, None, needles(source)), "PatientName", "(0020,4000)", family)
+
+
+@pytest.mark.parametrize(("keyword", "value", "copy"), [
+    ("PerformedStationName", "QXMRI07", "on QXMRI07"), ("PerformedStationAETitle", "WOBMR07", "from WOBMR07"),
+    ("ScheduledStationName", "QXSCAN3", "QXSCAN3"), ("ScheduledStationAETitle", "WOBSCP2", "to WOBSCP2"),
+    ("PerformedLocation", "Wobbleford East Wing", "Wobbleford East Wing"),
+    ("ScheduledProcedureStepLocation", "Quixby Suite", "in Quixby Suite"),
+    ("PerformedProcedureStepStartDate", "20240116", "2024-01-16"),
+    ("ScheduledProcedureStepStartDate", "20240117", "17.01.2024"), ("InstanceCreationDate", "20240118", "20240118"),
+    ("AdmittingDate", "20240112", "12 Jan 2024"), ("MedicalRecordLocator", "MRL-88213-QX", "MRL88213QX"),
+    ("ReferringPhysicianTelephoneNumbers", "01632 960183", "01632-960183"),
+    ("CurrentPatientLocation", "Ward Quillon 7", "Ward Quillon 7"),
+    ("PatientInstitutionResidence", "Quillon House", "Quillon House"),
+    ("RequestingService", "Wobbleford Neurology", "Wobbleford Neurology"),
+    ("ResponsibleOrganization", "Quixby Farm", "QUIXBY FARM"),
+    ("VerifyingOrganization", "Wobbleford Radiology", "wobbleford radiology"),
+])
+def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path, keyword: str, value: str,
+                                                                    copy: str) -> None:
+    """full removes these; a copy of their value in a kept text is found too (found from outside: released)."""
+    source = original()
+    setattr(source, keyword, value)
+    findings = held(tmp_path, source, WindowCenterWidthExplanation=f"by {copy};")
+    assert_found(findings, keyword, "(0028,1055)", value)
 
 
 @pytest.mark.parametrize("text", ["03.02.61", "03/02/61", "02-03-61", "61-02-03", "3-FEB-61", "03 Feb 61",

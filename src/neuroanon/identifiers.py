@@ -63,7 +63,7 @@ VISIT_IDS = (
     "ClinicalTrialSubjectReadingID",
 )
 # Top-level attributes whose values identify a person, a visit or a place.
-IDENTIFYING = (
+IDENTIFYING: tuple[str, ...] = (
     "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
     "PatientBirthDate", "PatientAddress", "PatientTelephoneNumbers", "IssuerOfPatientID", "MilitaryRank",
     "AccessionNumber", "AdmissionID", "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
@@ -71,6 +71,12 @@ IDENTIFYING = (
     "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
     "RequestingPhysician", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
     *VISIT_IDS,
+    # (found from outside: a copy of these in a kept text was released)
+    "MedicalRecordLocator", "ReferringPhysicianTelephoneNumbers", "CurrentPatientLocation",
+    "PatientInstitutionResidence", "RequestingService", "ResponsibleOrganization", "VerifyingOrganization",
+    "PerformedStationName", "PerformedStationAETitle", "ScheduledStationName", "ScheduledStationAETitle",
+    "PerformedLocation", "ScheduledProcedureStepLocation", "PerformedProcedureStepStartDate",
+    "ScheduledProcedureStepStartDate", "InstanceCreationDate", "AdmittingDate",
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
     # links the output back to the original study. (The instance's own UID is a needle of its file alone:
     # `instance_needles`.)
@@ -78,7 +84,7 @@ IDENTIFYING = (
 )
 # IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
-                 "PatientTelephoneNumbers", *VISIT_IDS})
+                 "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "MedicalRecordLocator", *VISIT_IDS})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
 MIN_DIGITS = 6  # shorter numbers occur everywhere in a header
 # Values that are dummies (ours, NiDB's, other tools' usual ones): not identifying, so never needles. Data
@@ -135,9 +141,9 @@ WIDE_ENCODINGS = ("utf_32_le", "utf_32_be")
 # the 7-bit Korean of mail.)
 OTHER_ENCODINGS = (
     "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
-    "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp1254",
-    "iso8859_9", "cp1255", "iso8859_8", "cp1256", "iso8859_6", "tis_620", "shift_jis", "euc_jp", "iso2022_jp",
-    "gb18030", "big5", "cp949", "iso2022_kr",
+    "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp737", "cp869",
+    "mac_greek", "cp1254", "iso8859_9", "cp857", "mac_turkish", "cp1255", "iso8859_8", "cp862", "cp1256",
+    "iso8859_6", "tis_620", "shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949", "iso2022_kr",
 )
 
 # Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
@@ -1089,7 +1095,7 @@ def national_groups(text: str, groups: list[str]) -> list[str]:
     return []
 
 
-PHONES = frozenset({"PatientTelephoneNumbers"})
+PHONES = frozenset({"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers"})
 _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")

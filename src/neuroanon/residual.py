@@ -1012,7 +1012,8 @@ def _standard_codes() -> dict[tuple[str, str], frozenset[str]]:
 
 
 def _excused(element: _Element, needle: Needle) -> bool:
-    """Whether every value item of `element` that holds `needle` is a defined term or a known maker or model."""
+    """Whether every value item of `element` that holds `needle` (in its bytes or its decoded text) is a defined term
+    or a known maker or model, and one does."""
     if element.text is None:
         return False
     if element.tag == DEIDENTIFICATION_METHOD:  # our own mark names the level and the version, nothing else
@@ -1025,13 +1026,19 @@ def _excused(element: _Element, needle: Needle) -> bool:
         allowed = _vocabulary()[1]
     else:
         allowed = _vocabulary()[0].get(element.tag, frozenset())
-    if not allowed:
+    items, raw_items = element.text.split("\\"), element.raw.split(b"\\")
+    if not allowed or len(items) != len(raw_items):  # (a multi-byte character's byte read as the delimiter)
         return False
-    for item in element.text.split("\\"):
-        holds = needle.occurs(item.encode("utf-8", "ignore").lower()) or bool(find_text(item, (needle,)))
-        if holds and fold(item.strip(" \x00")) not in allowed:
-            return False
-    return True
+    held = False
+    for item, raw in zip(items, raw_items, strict=True):
+        # in the item's bytes too: written in another encoding than the declared one, the needle does not show in
+        # the decoded text (found from outside: a name in UTF-8 under Latin-1 in Manufacturer was excused)
+        if (needle.occurs(raw.lower()) or needle.occurs(item.encode("utf-8", "ignore").lower())
+                or find_text(item, (needle,))):
+            if fold(item.strip(" \x00")) not in allowed:
+                return False
+            held = True
+    return held  # (a hit no item shows on its own is not excused)
 
 
 # --- the written file's elements ---------------------------------------------------------------------------------
