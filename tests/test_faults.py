@@ -282,6 +282,29 @@ def test_follow_symlinks_never_reads_the_runs_own_folders(tmp_path: Path) -> Non
         assert records["to-out"]["status"] == "skipped" and "output" in str(records["to-out"]["reason"])
 
 
+def test_follow_symlinks_never_follows_a_link_to_a_folder_holding_the_input(tmp_path: Path) -> None:
+    """A link to the input's parent is a loop (the input is in it); a link to another folder is followed, but the
+    run's output, report and journal in it are not read (found from outside: a link `up -> ..` walked the run's
+    output again and again, and copied its report, journal and the key beside them into the output)."""
+    project = tmp_path / "project"
+    source = project / "in"
+    make_study(source, subject=39, n_series=1, n_instances=2)
+    (source / "up").symlink_to("..", target_is_directory=True)
+    (project / "project.key").write_text("ab" * 32)
+    site = tmp_path / "site"
+    site.mkdir()
+    (source / "beside").symlink_to(site, target_is_directory=True)
+    report = site / "report.jsonl"
+    args = ["anonymize", str(source), "-o", str(site / "out"), "--follow-symlinks", "--report", str(report), "-q"]
+    assert main(args) == 0
+    records, summary = _records(report)
+    assert records["up"]["status"] == "skipped" and "a loop" in str(records["up"]["reason"])
+    assert summary["written"] == 2 and len(_released(site / "out")) == 2, records.keys()
+    for own in ("beside/out", "beside/report.jsonl", "beside/.out.neuroanon-journal", "beside/.out.neuroanon-work"):
+        assert records[own]["status"] == "skipped" and "this run's own" in str(records[own]["reason"]), own
+    assert not any(name.startswith("beside/project") for name in records)  # (the input's parent: a loop)
+
+
 # --- unreadable input ---------------------------------------------------------------------------------------------
 
 _PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 24, 1, 2

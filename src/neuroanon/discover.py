@@ -51,9 +51,10 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
     """Every file under the inputs, in a stable order (a folder's files, then its subfolders, by name).
 
     What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
-    `follow_symlinks`, and never into a folder that contains it (a loop) or into one of the folders `avoid` names
-    (the run's own output, work and quarantine folders); any other is a LINK entry. A folder that cannot be listed
-    is an UNREADABLE entry; nothing is left out silently.
+    `follow_symlinks`, and never into a folder that contains it or the input (a loop); with `follow_symlinks` what
+    `avoid` names (the run's own output, work and quarantine folders, its report, journal and mapping) is not read
+    wherever a link leads to it; any other is a LINK entry. A folder that cannot be listed is an UNREADABLE entry;
+    nothing is left out silently.
     """
     avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
     for root in inputs:
@@ -66,8 +67,11 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
 
 
 def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]) -> Iterator[InputFile]:
-    # Folders still to list, with their relative path and the (device, inode) of the folders above them.
-    pending: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(root, "", frozenset())]
+    # Folders still to list, with their relative path and the (device, inode) of the folders above them, the
+    # input's own included (found from outside: a link to the input's parent was followed, and the output there,
+    # with the run's report and journal, read as input)
+    enclosing = frozenset(filter(None, (_target_id(folder) for folder in root.resolve().parents)))
+    pending: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [(root, "", enclosing)]
     while pending:
         folder, relative, above = pending.pop()
         try:
@@ -86,16 +90,15 @@ def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]
                 is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
             except OSError:
                 is_dir = False
-            if is_dir:
-                target = _target_id(path) if link else None
-                if target in here:
-                    yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): "
-                                    "not followed")
-                elif target in avoided:
-                    yield InputFile(path, root, name, Kind.LINK, note="symlink to this run's output, work or "
-                                    "quarantine folder: not followed")
-                else:
-                    folders.append((path, name, here))
+            # (a followed link may lead to a folder holding the run's own: every entry is compared then)
+            target = _target_id(path) if follow_symlinks and (link or avoided) else None
+            if is_dir and link and target in here:
+                yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): not followed")
+            elif target is not None and target in avoided:
+                yield InputFile(path, root, name, Kind.LINK, note="this run's own output, work or quarantine folder, "
+                                "report, journal or mapping: not read")
+            elif is_dir:
+                folders.append((path, name, here))
             elif link and not follow_symlinks:
                 yield InputFile(path, root, name, Kind.LINK,
                                 note=f"symlink to {_target(path)} inside a tree: not followed (use --follow-symlinks)")

@@ -269,7 +269,9 @@ def _run(
     released = archive.add if archive is not None else None
     claimed = Claims()
     with _pool(workers, cluster, work.lock) as pool, stops.deferred():
-        own = (output, work.stage.parent, *([options.quarantine] if options.quarantine is not None else []))
+        mapped = subjects.path if subjects is not None else None
+        own = (output, work.stage.parent, journal.path,
+               *(path for path in (options.quarantine, writer.path, mapped) if path is not None))
         items = _named(inputs, follow_symlinks, own)
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
