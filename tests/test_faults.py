@@ -540,6 +540,37 @@ def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_p
     assert folders == sorted(p.relative_to(tmp_path / "fresh") for p in (tmp_path / "fresh").rglob("*") if p.is_dir())
 
 
+@pytest.mark.parametrize("arrival", ["other-content", "corrected-patient-id"])
+def test_a_rerun_keeps_a_finished_instance_from_an_input_before_it_that_holds_its_uid(tmp_path: Path,
+                                                                                       arrival: str) -> None:
+    """After a run released an instance, an input that comes before it in input order and holds its SOP Instance
+    UID arrives (other content, or a copy with a corrected PatientID): the rerun fails it, as one run would have
+    failed one of the two, and the released file stays as it was (found from outside: it was written over the
+    finished one's output, whose record still said written; or the instance was released under two pseudonyms)."""
+    source = tmp_path / "in"
+    files = make_study(source, subject=40, n_series=1, n_instances=2)
+    key = tmp_path / "key"
+    key.write_text("7a" * 32)
+    report = tmp_path / "report.jsonl"
+    args = ["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key), "-q",
+            "--report", str(report), "--report-paths"]
+    assert main(args) == 0
+    before = {name: (tmp_path / "out" / name).read_bytes() for name in _released(tmp_path / "out")}
+    arrived = pydicom.dcmread(files[1])
+    if arrival == "other-content":
+        arrived.InstanceNumber = 99
+    else:
+        arrived.PatientID = "PID-FAKE-CORRECTED"
+    assert source / "000-arrived.dcm" not in files and files[1].parent != source  # (walked before files[1])
+    arrived.save_as(source / "000-arrived.dcm")
+    assert main(args) == 1
+    records, summary = _records(report)
+    assert records["000-arrived.dcm"]["status"] == "failed", records["000-arrived.dcm"]
+    assert summary["written"] == 2 and summary["failed"] == 1
+    after = {name: (tmp_path / "out" / name).read_bytes() for name in _released(tmp_path / "out")}
+    assert after == before
+
+
 def test_a_file_system_without_modes_or_locks_still_takes_the_run(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """An exFAT disk refuses chmod; an NFS mount without a lock service refuses flock (ENOLCK). Neither is another

@@ -272,6 +272,8 @@ def _run(
         mapped = subjects.path if subjects is not None else None
         own = (output, work.stage.parent, journal.path,
                *(path for path in (options.quarantine, writer.path, mapped) if path is not None))
+        if journal.done:
+            _claim_finished(_named(inputs, follow_symlinks, own), journal, present, claimed, options)
         items = _named(inputs, follow_symlinks, own)
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
@@ -305,6 +307,19 @@ def _reported(writer: ReportWriter, entry: Record | dict[str, object]) -> None:
         writer.write(entry)
     except OSError as exc:
         raise RunStopped(_cause(exc), place=writer.path) from None
+
+
+def _claim_finished(items: Iterable[tuple[InputFile, str]], journal: Journal, present: Callable[[str], bool],
+                    claimed: Claims, options: Options) -> None:
+    """On a rerun, claim the places (at full, and the instances) of what the earlier run finished before any input
+    is prepared: a changed or new input that comes first in input order and holds a finished one's SOP Instance
+    UID is then its duplicate, as in one run (found from outside: it was written over the finished one's output,
+    whose record still said written there; one instance was released under two pseudonyms). A pass over the
+    inputs, on a rerun only."""
+    for item, name in items:
+        done = _finished(journal, item, name, present)
+        if done is not None:
+            _taken_up(replace(done, input=name), claimed, options)
 
 
 def _taken_up(record: Record, claimed: Claims, options: Options) -> Record:
