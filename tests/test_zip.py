@@ -403,3 +403,30 @@ def test_a_duplicate_instance_into_an_archive_is_compared_with_its_member(
         assert "second.dcm" in capsys.readouterr().err
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
         assert len(archive.namelist()) == 1
+
+
+def test_a_member_that_unpacks_to_more_than_the_disk_holds_fails_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small member that unpacks to more than the space left (a zip bomb, or a disk nearly full) is a failed
+    record; the files after it are done (found from outside: the run, and every rerun, stopped at it)."""
+    import errno
+
+    from neuroanon import discover as found
+
+    make_study(tmp_path / "in", subject=41, n_series=1, n_instances=2)
+    with zipfile.ZipFile(tmp_path / "in" / "a-bomb.zip", "w", zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("zeros.bin", bytes(1 << 20))
+    def full(source: object, target: object, length: int = 0) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(found.shutil, "copyfileobj", full)
+    report = tmp_path / "report.jsonl"
+    options = Options(level=Level.FULL, key=KEY)
+    summary = anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=report,
+                             run=RunInfo(clear_paths=True))
+    _, listed, counted = read_report(report)
+    records = {str(r["input"]): r for r in listed}
+    assert records["a-bomb.zip/zeros.bin"]["status"] == "failed"
+    assert "more than the space left" in str(records["a-bomb.zip/zeros.bin"]["reason"])
+    assert summary.exit_code == 1 and counted["written"] == 2

@@ -866,8 +866,11 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
             try:
                 member = extracted(item, Path(folder))
             except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-                if isinstance(exc, OSError) and _no_space(exc):
-                    raise
+                if isinstance(exc, OSError) and _no_space(exc):  # (the member's own: its partial copy goes now)
+                    # found from outside: a small member that unpacks to more than the disk holds stopped the run,
+                    # and every rerun, there; the files after it were never done
+                    return Prepared(Record(name, Status.FAILED, "archive member not unpacked: it holds more than "
+                                           "the space left on the disk of the output's work folder"))
                 return Prepared(Record(name, Status.FAILED, f"archive member unreadable ({type(exc).__name__})"))
             if member.kind is Kind.NOT_DICOM and archive_kind(member.path) is not None:
                 return Prepared(Record(name, Status.FAILED, "an archive inside an archive: not opened; extract "
