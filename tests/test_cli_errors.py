@@ -335,6 +335,9 @@ CLASHES = {
     "mapping in the output": (["--mapping", "{out}/ids.csv"], "mapping"),
     "mapping is the key file": (["--key-file", "{key}", "--mapping", "{key}"], "mapping"),
     "mapping is the lookup file": (["--lookup", "{lookup}", "--mapping", "{lookup}"], "mapping"),
+    # (found from outside: a report over the journal made the output one no run could resume)
+    "report is the run's journal": (["--report", "{journal}"], "report"),
+    "mapping in the run's work folder": (["--mapping", "{work}/ids.csv"], "mapping"),
 }
 
 
@@ -344,7 +347,8 @@ def test_a_report_or_mapping_that_would_overwrite_a_path_of_the_run_is_refused(
 ) -> None:
     options, what = CLASHES[case]
     paths = {name: tmp_path / name for name in ("out", "key", "config", "link", "lookup", "mapping", "held")}
-    paths.update(src=source, zip=tmp_path / "out.zip", dcm=sorted(source.rglob("*.dcm"))[0])
+    paths.update(src=source, zip=tmp_path / "out.zip", dcm=sorted(source.rglob("*.dcm"))[0],
+                 journal=tmp_path / ".out.neuroanon-journal", work=tmp_path / ".out.neuroanon-work")
     paths["key"].write_text("ab" * 32)
     paths["link"].symlink_to(paths["key"])
     (paths["config"] / "neuroanon").mkdir(parents=True)
@@ -361,6 +365,41 @@ def test_a_report_or_mapping_that_would_overwrite_a_path_of_the_run_is_refused(
     written = argv[argv.index(f"--{what}") + 1]
     assert err.count("\n") == 0 and f"the {what} {written}" in err, err
     assert _tree(tmp_path) == before, "something was written before the refusal"
+
+
+@pytest.mark.parametrize("place", ["output", "quarantine", "quarantine in the work folder"])
+def test_a_symlink_loop_or_a_quarantine_in_the_work_folder_is_one_line(
+    place: str, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output or quarantine that is a loop of symlinks was a traceback; a quarantine inside the run's work
+    folder was taken, and the files held there were removed with it when the run ended (found from outside)."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    out, held = tmp_path / "out", tmp_path / "held"
+    if place == "output":
+        out = tmp_path / "loop"
+    else:
+        held = tmp_path / "loop" if place == "quarantine" else tmp_path / ".out.neuroanon-work" / "stage"
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    argv = ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "--quarantine",
+            str(held), "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    expected = "must be outside the output, its work folder" if place.endswith("work folder") else "symlinks of"
+    assert err.count("\n") == 0 and expected in err, err
+
+
+def test_verify_refuses_a_json_file_that_is_an_original_or_a_checked_file(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify --json named an original: it was written over it (found from outside)."""
+    original = sorted(source.rglob("*.dcm"))[0]
+    before = original.read_bytes()
+    for argv in (["verify", str(source), "--json", str(original)],
+                 ["verify", str(tmp_path), "--against", str(source), "--json", str(original)]):
+        assert main(argv) == 2
+        assert "is inside the" in capsys.readouterr().err
+    assert original.read_bytes() == before
 
 
 @pytest.mark.parametrize("earlier", ["a text file", "an archive of a run at another level"])

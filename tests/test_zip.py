@@ -412,15 +412,13 @@ def test_a_member_that_unpacks_to_more_than_the_disk_holds_fails_and_the_run_goe
     record; the files after it are done (found from outside: the run, and every rerun, stopped at it)."""
     import errno
 
-    from neuroanon import discover as found
-
     make_study(tmp_path / "in", subject=41, n_series=1, n_instances=2)
     with zipfile.ZipFile(tmp_path / "in" / "a-bomb.zip", "w", zipfile.ZIP_DEFLATED) as bomb:
         bomb.writestr("zeros.bin", bytes(1 << 20))
     def full(source: object, target: object, length: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(found.shutil, "copyfileobj", full)
+    monkeypatch.setattr("neuroanon.discover.shutil.copyfileobj", full)  # (extracting a member)
     report = tmp_path / "report.jsonl"
     options = Options(level=Level.FULL, key=KEY)
     summary = anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=report,

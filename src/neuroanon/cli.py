@@ -439,21 +439,29 @@ def _check_run_paths(inputs: list[Path], output: Path | None, report: Path | Non
     mapping's original IDs) be released with it. A lookup that is also the mapping would change as the run goes,
     so that the run could not be resumed. The key file is the default one when none is given: any run could
     overwrite it."""
+    from .journal import journal_path, work_path
+
     places: list[tuple[str, Path | None]] = [
         ("key file", key), ("lookup file", lookup), ("output", output), ("quarantine", quarantine),
         ("report", report), ("mapping", mapping), *(("input", given) for given in inputs)]
+    if output is not None:  # (found from outside: a report written over the journal, a lost resume)
+        places += [("run's journal", journal_path(_real(output))), ("run's work folder", work_path(_real(output)))]
     if output is not None and output.suffix.lower() == ".zip":
         places.append(("unfinished output", partial_zip(output)))
     for what, written in (("report", report), ("mapping", mapping)):
-        if written is None:
+        if written is not None:
+            _check_apart(what, written, places)
+
+
+def _check_apart(what: str, written: Path, places: list[tuple[str, Path | None]]) -> None:
+    """Refuse a file to write (`what`) that is one of `places` or lies inside one."""
+    for name, place in places:
+        if place is None or place is written:
             continue
-        for name, place in places:
-            if place is None or place is written:
-                continue
-            if _real(written) == _real(place) or _same_file(written, place):
-                raise UsageError(f"the {what} {written} is the {name} {place}; name another file")
-            if _real(written).is_relative_to(_real(place)):
-                raise UsageError(f"the {what} {written} is inside the {name} {place}; name a file outside it")
+        if _real(written) == _real(place) or _same_file(written, place):
+            raise UsageError(f"the {what} {written} is the {name} {place}; name another file")
+        if _real(written).is_relative_to(_real(place)):
+            raise UsageError(f"the {what} {written} is inside the {name} {place}; name a file outside it")
 
 
 def _real(path: Path) -> Path:
@@ -818,7 +826,9 @@ def _check_verify(args: argparse.Namespace) -> None:
             raise UsageError(f"not found: {path}")
     if args.key_file and not args.against:
         raise UsageError("--key-file: only with --against (the key ties each output to its own original)")
-    if args.json:
+    if args.json:  # (found from outside: written over an original)
+        _check_apart("JSON file", args.json, [*(("checked path", p) for p in args.paths),
+                                              *(("original", p) for p in args.against or [])])
         _check_writable(args.json, "JSON file", folder=False)
     args.declared = ""
     if args.level is None:

@@ -31,6 +31,11 @@ def journal_path(output: Path) -> Path:
     return output.resolve().parent / f".{output.resolve().name}.neuroanon-journal"
 
 
+def work_path(output: Path) -> Path:
+    """Where the private work folder of a run into `output` lives (its lock, its staged files): beside it too."""
+    return output.resolve().parent / f".{output.resolve().name}.neuroanon-work"
+
+
 def check_output(output: Path, options: Options, resumable: bool | None = None, force: bool = False) -> bool:
     """Refuse an output a run with `options` may not write into (a dry run asks too); say whether what an earlier
     run left there is taken up. `resumable`: whether it can be (default: the output folder is not empty). A

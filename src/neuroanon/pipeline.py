@@ -47,7 +47,7 @@ from .discover import (
 )
 from .errors import InputError, RunStopped, UsageError, WorkerDied
 from .identifiers import patient_id
-from .journal import Journal, check_output
+from .journal import Journal, check_output, work_path
 from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored, mirrored_output
 from .options import Level, Options
@@ -112,20 +112,21 @@ class Prepared:
 
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
     """Refuse missing inputs, an output inside an input or an input inside the output (the release would hold the
-    originals, whatever --force says), and a quarantine inside the output or an input."""
-    out = output.resolve()
+    originals, whatever --force says), and a quarantine inside the output, the run's work folder (removed when the
+    run ends) or an input."""
+    out = _resolved(output)
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
-        root = given.resolve()
+        root = _resolved(given)
         if out == root or (root.is_dir() and out.is_relative_to(root)):
             raise UsageError(f"the output {output} is inside the input {given}")
         if root.is_relative_to(out):
             raise UsageError(f"the input {given} is inside the output {output}: the release would hold it")
     if quarantine is not None:
-        held = quarantine.resolve()
-        if held == out or held.is_relative_to(out) or any(held.is_relative_to(p.resolve()) for p in inputs):
-            raise UsageError(f"the quarantine {quarantine} must be outside the output and the inputs")
+        held = _resolved(quarantine)
+        if any(held.is_relative_to(place) for place in (out, work_path(output), *map(_resolved, inputs))):
+            raise UsageError(f"the quarantine {quarantine} must be outside the output, its work folder and the inputs")
     if output.exists() and not output.is_dir() and output.suffix.lower() != ".zip":
         raise UsageError(f"the output {output} is an existing file, not a folder (name a folder or a .zip archive)")
     names = [p.resolve().name for p in inputs]
@@ -384,6 +385,14 @@ class Work:
     lock: int
 
 
+def _resolved(path: Path) -> Path:
+    """`path` with its symlinks resolved; a loop of them is a usage error (found from outside: a traceback)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        raise UsageError(f"cannot follow the symlinks of {path} (a loop?)") from None
+
+
 @contextmanager
 def work_folder(output: Path) -> Iterator[Work]:
     """The run's private work folder beside `output`, locked for the run, with its stage folder emptied.
@@ -391,8 +400,7 @@ def work_folder(output: Path) -> Iterator[Work]:
     Staged outputs, held-back files included, wait there, never in the output. A second run into the same
     output while this one holds the lock is refused. The folder is removed when the run ends, however it ends.
     """
-    out = output.resolve()
-    work = out.parent / f".{out.name}.neuroanon-work"
+    work = work_path(output)
     try:
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = _lock(work / "lock")
