@@ -525,3 +525,29 @@ def test_verify_names_a_json_file_it_cannot_write_before_scanning(tmp_path: Path
     assert main(["verify", str(tmp_path / "in"), "--json", str(target / "findings.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "JSON file" in err and str(target / "findings.json") in err, err
+
+
+_STOPPED_AS_IT_STARTS = """
+import importlib.abc, os, signal, sys
+
+class Stop(importlib.abc.MetaPathFinder):  # the signal comes while the command's modules load
+    def find_spec(self, name, path=None, target=None):
+        if name == "neuroanon.cli":
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return None
+
+sys.meta_path.insert(0, Stop())
+from neuroanon.__main__ import console
+console()
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_the_command_starts_is_one_line(signum: str) -> None:
+    """Ctrl-C while the modules load printed a traceback; SIGTERM ended the command without a word (found from
+    outside)."""
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AS_IT_STARTS, signum, "--version"], capture_output=True,
+                          text=True, timeout=120)
+    number = {"SIGINT": 2, "SIGTERM": 15}[signum]
+    assert done.returncode == 128 + number, done.stderr
+    assert done.stderr == f"neuroanon: stopped by {signum} as it started; nothing was written\n"
