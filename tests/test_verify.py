@@ -132,6 +132,31 @@ def test_originals_in_an_archive_are_read(released: tuple[Path, Path, Path], tmp
     assert "--against: no DICOM original could be read in" in capsys.readouterr().err
 
 
+def test_an_archive_member_that_cannot_be_unpacked_is_a_finding_and_the_rest_is_checked(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member with a bad CRC, or a truncated gzip stream, ended verify in a traceback (found from outside)."""
+    import gzip
+    import zipfile
+
+    _, full, _ = released
+    tree = _copy(full, tmp_path / "tree")
+    data = files_under(full)[0].read_bytes()
+    with zipfile.ZipFile(tree / "bad.zip", "w") as archive:
+        archive.writestr("m.dcm", data)
+    packed = bytearray((tree / "bad.zip").read_bytes())
+    at = packed.index(data[200:216])  # (stored: the member's bytes as they are; one changed, its CRC is wrong)
+    packed[at] ^= 0xFF
+    (tree / "bad.zip").write_bytes(bytes(packed))
+    (tree / "cut.dcm.gz").write_bytes(gzip.compress(data)[:-40])
+    assert main(["verify", str(tree), "--level", "full"]) == 1
+    shown = capsys.readouterr()
+    assert shown.err == ""
+    assert "bad.zip/m.dcm\tunreadable: archive member could not be unpacked" in shown.out
+    assert "cut.dcm.gz/cut.dcm\tunreadable: archive member could not be unpacked" in shown.out
+    assert "8 files checked at level full: 2 with findings, 6 clean" in shown.out
+
+
 def _found_against_an_item(tmp_path: Path, name: str, charsets: tuple[str, str, str] | None = None,
                            private: bool = False) -> list[str]:
     """verify --against's findings for a released file into which `name`, which only an item of its original held,

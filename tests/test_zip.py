@@ -428,3 +428,18 @@ def test_a_member_that_unpacks_to_more_than_the_disk_holds_fails_and_the_run_goe
     assert records["a-bomb.zip/zeros.bin"]["status"] == "failed"
     assert "more than the space left" in str(records["a-bomb.zip/zeros.bin"]["reason"])
     assert summary.exit_code == 1 and counted["written"] == 2
+
+
+def test_a_dicom_file_whose_preamble_begins_as_a_zip_is_dicom_where_it_is_named(tmp_path: Path) -> None:
+    """The preamble is the application's: one that begins as a zip archive does ("PK\\3\\4") leaves the file DICOM,
+    named on the command line as in a folder (found from outside: named, it failed as a broken zip)."""
+    (source,) = make_study(tmp_path / "in", subject=42, n_series=1, n_instances=1)
+    data = bytearray(source.read_bytes())
+    data[:4] = b"PK\x03\x04"
+    source.write_bytes(bytes(data))
+    options = Options(level=Level.ANONYMIZE, key=KEY)
+    for given, out in ((source, tmp_path / "named"), (tmp_path / "in", tmp_path / "folder")):
+        report = tmp_path / f"{out.name}.jsonl"
+        assert anonymize_tree([given], out, options, report=report).exit_code == 0
+        (record,) = read_report(report)[1]
+        assert record["status"] == "written", record

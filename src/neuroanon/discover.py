@@ -58,7 +58,9 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
     """
     avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
     for root in inputs:
-        if root.is_file() and archive_kind(root) == "zip":
+        # (DICOM first, as in a folder: a preamble may begin as a zip does; found from outside: such a file named
+        # on the command line failed as a broken zip)
+        if root.is_file() and archive_kind(root) == "zip" and not _holds_dicom(root):
             yield from _members(root, root, "", through_links=True)
         elif root.is_dir():
             yield from _walk(root, follow_symlinks, avoided)
@@ -134,6 +136,14 @@ def archive_kind(path: Path) -> str | None:
     if head == b"PK\x03\x04":
         return "zip"  # opened as one; if it cannot be, the record says so
     return None
+
+
+def _holds_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return looks_like_dicom(f.read(140))
+    except OSError:
+        return False  # (its read says why, as that of any file)
 
 
 def _gzip_holds_dicom(path: Path) -> bool:

@@ -94,7 +94,8 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
 
 
 def _member(found: InputFile, folder: Path) -> InputFile | None:
-    """An archive's member extracted into `folder`, or None when it cannot be read."""
+    """An archive's member extracted into `folder`, or None when it cannot be read (a bad CRC, a truncated or
+    damaged gzip stream)."""
     try:
         return extracted(found, folder)
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error):
@@ -189,8 +190,12 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
         result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
         with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
             # a zip member is checked from a private temporary copy, like any file
-            item = extracted(found, Path(folder)) if found.kind in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER) else found
-            _check(item, result, options, originals)
+            archived = found.kind in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER)
+            item = _member(found, Path(folder)) if archived else found
+            if item is None:  # (found from outside: a traceback, and no file after it checked)
+                result.findings.append("unreadable: archive member could not be unpacked")
+            else:
+                _check(item, result, options, originals)
         yield result
 
 
