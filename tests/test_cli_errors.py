@@ -469,6 +469,26 @@ def test_a_key_or_lookup_that_is_not_a_regular_file_is_refused_unread(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("content", "words"), [
+    (b"0123456789abcdef" * 4 + b"\n", None),  # (a key as `neuroanon key` writes it: taken)
+    ((b"0123456789abcdef" * 4)[:-1] + b"\n", "a digit lost in copying?"),
+    (bytes(32), "only zero bytes"),
+])
+def test_a_key_with_a_digit_lost_or_of_zero_bytes_is_refused(content: bytes, words: str | None, source: Path,
+                                                              tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              ) -> None:
+    """63 hex digits were read as 63 raw bytes: another key, other pseudonyms, in silence; 32 zero bytes were taken
+    for a secret (found from outside)."""
+    key = tmp_path / "key"
+    key.write_bytes(content)
+    status = main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key),
+                   "-q"])
+    assert status == (0 if words is None else 2)
+    if words is not None:
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"key file {key}" in err and words in err, err
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["anonymize", "IN", "-o", "OUT", "--workers", "two"], ("neuroanon anonymize:", "--workers", "'two'")),
     (["anonymize", "IN", "-o", "OUT", "--no-such-option"], ("neuroanon:", "--no-such-option")),

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -76,10 +77,19 @@ def load_key(path: Path) -> bytes:
     try:
         key = bytes.fromhex(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
+        # found from outside: hex with a digit lost in copying was taken for raw bytes, another key, in silence
+        if _HEX_TEXT.fullmatch(text):
+            raise UsageError(f"key file {path} holds hex digits that are no whole bytes (an odd number of them, "
+                             "or a space inside a byte): a digit lost in copying?") from None
         key = text
     if len(key) < MIN_KEY_BYTES:
         raise UsageError(f"key file {path} holds fewer than {MIN_KEY_BYTES} bytes of key")
+    if not key.strip(b"\x00"):  # (a file filled from /dev/zero, or never written)
+        raise UsageError(f"key file {path} holds only zero bytes: no secret (make one with `neuroanon key`)")
     return key
+
+
+_HEX_TEXT = re.compile(rb"[0-9A-Fa-f\s]+")
 
 
 def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
