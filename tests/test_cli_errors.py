@@ -142,6 +142,16 @@ def test_a_missing_lookup_table_stops_the_run_before_a_key_is_made(source: Path,
     assert not config.exists(), "a key was made for a run that could not start"
 
 
+def test_an_output_folder_no_run_began_is_refused_before_a_key_is_made(source: Path, tmp_path: Path) -> None:
+    """Found from outside: the key was made, and said so, for a run that then refused its output folder."""
+    config, out = tmp_path / "config", tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("someone else's")
+    done = _run(["anonymize", str(source), "-o", str(out), "--level", "full"], env={"XDG_CONFIG_HOME": str(config)})
+    _one_line(done, 2, "is not empty and no neuroanon run began it", str(out))
+    assert not config.exists(), "a key was made for a run that could not start"
+
+
 def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     run = subprocess.Popen([*COMMAND, "explain", "--level", "full"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)

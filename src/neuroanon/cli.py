@@ -567,6 +567,7 @@ def max_workers() -> int:
 
 def _check_anonymize(args: argparse.Namespace) -> None:
     """Refuse a combination of options, or an input or output, that the run could not honour."""
+    from .journal import check_begun
     from .pipeline import check_paths
 
     _check_workers(args.workers)
@@ -582,7 +583,10 @@ def _check_anonymize(args: argparse.Namespace) -> None:
         # A folder no run began is refused (journal.py); so is a file in an archive's place, a finished archive too.
         raise UsageError(f"the output {args.output} exists and no unfinished neuroanon run is writing it; choose a "
                          "new name, or add --force to replace it")
-    # What the run itself would refuse later, refused before a key or anything else is made.
+    # What the run itself would refuse later, refused before a key or anything else is made (found from outside:
+    # a key was made for a run then refused its output folder).
+    if not zipped and not args.force:
+        check_begun(args.output)
     if args.report is not None and held_elsewhere(args.report):
         raise UsageError(report_in_use(args.report))
     if args.mapping is not None:

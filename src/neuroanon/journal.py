@@ -44,9 +44,8 @@ def check_output(output: Path, options: Options, resumable: bool | None = None, 
     path = journal_path(output)
     if resumable is None:
         resumable = not _empty(output)
-        if resumable and not path.exists() and not force:
-            raise UsageError(f"the output folder {output} is not empty and no neuroanon run began it; "
-                             "choose a new or empty folder, or add --force to write into it anyway")
+        if not force:
+            check_begun(output)
     if resumable and path.exists():
         with open(path, encoding="utf-8") as f:
             first = f.readline()
@@ -59,6 +58,13 @@ def check_output(output: Path, options: Options, resumable: bool | None = None, 
             raise UsageError("the output was begun with other options or another key (or by another version); "
                              "rerun with the options it was begun with, or use a new or empty output folder")
     return resumable
+
+
+def check_begun(output: Path) -> None:
+    """Refuse an output folder that is not empty and that no neuroanon run began (no journal beside it)."""
+    if not _empty(output) and not journal_path(output).exists():
+        raise UsageError(f"the output folder {output} is not empty and no neuroanon run began it; "
+                         "choose a new or empty folder, or add --force to write into it anyway")
 
 
 def fingerprint(options: Options) -> str:
