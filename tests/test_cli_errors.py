@@ -152,6 +152,20 @@ def test_an_output_folder_no_run_began_is_refused_before_a_key_is_made(source: P
     assert not config.exists(), "a key was made for a run that could not start"
 
 
+def test_a_key_below_a_file_and_an_output_that_links_to_nothing_are_named_for_what_they_are(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: a key below a file was said to exist already; an output that is a symlink to nothing
+    stopped the run with "file exists", and asked for a rerun, which failed the same way."""
+    (tmp_path / "file").write_text("x")
+    assert main(["key", "--key-file", str(tmp_path / "file" / "k")]) == 2
+    assert f"{tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "out").symlink_to(tmp_path / "nowhere" / "deeper")
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert "is a symlink to nothing" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     run = subprocess.Popen([*COMMAND, "explain", "--level", "full"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)

@@ -39,6 +39,11 @@ def create_key(path: Path) -> bytes:
     key = secrets.token_bytes(KEY_BYTES)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # (found from outside: said of the key file)
+        raise UsageError(f"cannot create the key file {path}: {path.parent} is a file, not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create the key file {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise UsageError(f"the key file {path} exists already; it is never overwritten") from None
