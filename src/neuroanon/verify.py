@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,26 +81,29 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
     patient_ids: set[str] = set()
     read = 0
     for found in discover(paths):
-        # a zip or gzip member is read from a private temporary copy, as anonymize reads it (found from outside:
-        # originals in an archive gave no values, and an output holding the name was called clean)
-        with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
-            archived = found.kind in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER)
-            item = _member(found, Path(folder)) if archived else found
-            if item is None or item.kind is not Kind.DICOM:
-                continue
-            with quiet():  # pydicom's warnings and validation messages quote values
-                read += _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
+        # (an archive's member too, as anonymize reads it: found from outside, originals in an archive gave no
+        # values, and an output holding the name was called clean)
+        with _readable(found) as item:
+            if item is not None and item.kind is Kind.DICOM:
+                with quiet():  # pydicom's warnings and validation messages quote values
+                    read += _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
     ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
     return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance, read)
 
 
-def _member(found: InputFile, folder: Path) -> InputFile | None:
-    """An archive's member extracted into `folder`, or None when it cannot be read (a bad CRC, a truncated or
-    damaged gzip stream)."""
-    try:
-        return extracted(found, folder)
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error):
-        return None
+@contextmanager
+def _readable(found: InputFile) -> Iterator[InputFile | None]:
+    """`found`; for a zip or gzip member, a private temporary copy of it, or None when it cannot be unpacked (a bad
+    CRC, a truncated or damaged gzip stream)."""
+    if found.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
+        yield found
+        return
+    with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
+        try:
+            item: InputFile | None = extracted(found, Path(folder))
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error):
+            item = None
+        yield item
 
 
 def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[bytes, Needle],
@@ -188,10 +192,7 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
     """Check every file under `paths` against what `options.level` promises."""
     for found in discover(paths):
         result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
-        with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
-            # a zip member is checked from a private temporary copy, like any file
-            archived = found.kind in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER)
-            item = _member(found, Path(folder)) if archived else found
+        with _readable(found) as item:
             if item is None:  # (found from outside: a traceback, and no file after it checked)
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
