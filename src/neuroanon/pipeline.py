@@ -114,9 +114,9 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
     """Refuse missing inputs, an output inside an input or an input inside the output (the release would hold the
     originals, whatever --force says), and a quarantine inside the output, the run's work folder (removed when the
     run ends) or an input."""
+    out = _resolved(output)
     if output.is_symlink() and not output.exists():  # (found from outside: "file exists", then "run again")
         raise UsageError(f"the output {output} is a symlink to nothing: make its target, or name another output")
-    out = _resolved(output)
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
