@@ -173,6 +173,23 @@ def test_cli_writes_a_dicomdir_on_request(tmp_path: Path) -> None:
     assert pydicom.dcmread(out / "DICOMDIR").file_meta.MediaStorageSOPClassUID == "1.2.840.10008.1.3.10"
 
 
+def test_dicomdir_at_original_over_the_inputs_own_is_refused(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Level original copies the input's DICOMDIR to the output's root, where --dicomdir writes its own: the copy
+    was reported written, then replaced without a word (found from outside). Refused before anything is made."""
+    from neuroanon.cli import main
+
+    source = tmp_path / "in"
+    make_study(source, subject=3, n_series=1, n_instances=2)
+    write_dicomdir(source)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "original", "--dicomdir", "-q"]) == 2
+    assert f"--dicomdir would replace {source / 'DICOMDIR'}" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "original", "-q"]) == 0
+    assert (out / "DICOMDIR").read_bytes() == (source / "DICOMDIR").read_bytes()
+
+
 def test_the_dicomdir_indexes_every_released_file_or_says_why_not(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

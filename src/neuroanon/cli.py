@@ -572,8 +572,8 @@ def _check_anonymize(args: argparse.Namespace) -> None:
 
     _check_workers(args.workers)
     zipped = args.output.suffix.lower() == ".zip"
-    if args.dicomdir and zipped:
-        raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    if args.dicomdir:
+        _check_dicomdir(args.inputs, zipped, Level(args.level))
     if args.dry_run and (args.dicomdir or args.mapping or args.dask_scheduler):
         raise UsageError("--dry-run writes nothing: not with --dicomdir, --mapping or --dask-scheduler")
     check_paths(args.inputs, args.output, args.quarantine)
@@ -598,6 +598,16 @@ def _check_anonymize(args: argparse.Namespace) -> None:
                 lookup = load_lookup(args.lookup) if args.lookup else {}
                 check_mapping(args.mapping, known, lookup.get)  # the key this run would make made none of it
         _check_writable(args.mapping, "mapping", folder=False)
+
+
+def _check_dicomdir(inputs: list[Path], zipped: bool, level: Level) -> None:
+    if zipped:
+        raise UsageError("--dicomdir needs a folder output, not a zip archive")
+    copied = inputs[0] / "DICOMDIR" if len(inputs) == 1 else None  # (the one input's is mirrored to the output's)
+    if level is Level.ORIGINAL and copied is not None and copied.is_file():
+        # (found from outside: the copy was reported written, then replaced without a word)
+        raise UsageError(f"--dicomdir would replace {copied}, which level original copies as it is; leave out "
+                         "--dicomdir to keep it")
 
 
 class _Shown:
