@@ -209,6 +209,33 @@ def test_bytes_after_the_last_element_are_zeroed(csa2: bool) -> None:
     assert [e.name for e in csa.parse(cleaned) or []] == ["B_value", "ImaComments"]
 
 
+@pytest.mark.parametrize("csa2", [True, False], ids=["CSA2", "CSA1"])
+def test_bytes_no_reader_reads_inside_the_header_are_zeroed(csa2: bool) -> None:
+    """After the NUL that ends an element's name or VR or an item's text, and in an item's padding, scanners leave
+    memory (a station name in nibabel's real Siemens file): no reader reads it, so none of it is kept (found from
+    outside: another patient's name, birth date and town planted there were released, and verify called it clean).
+    What readers read stays as it was."""
+    header = bytearray(_csa([("B_value", "IS", [b"1000\x00"]), ("SliceTiming", "FD", [b"0.5\x00", b"12\x00"])], csa2))
+    leftovers = [b"Drplonk^Ivy", b"19610302", b"Wobbleford"]
+    start = 16 if csa2 else 8
+    name_end = header.index(b"B_value") + len(b"B_value") + 1
+    header[name_end:name_end + 11] = leftovers[0]  # (in the name field, after its NUL)
+    text_end = header.index(b"1000\x00") + 5
+    header[text_end:text_end + 3] = b"196"  # (the item's padding: 5 bytes of text, 3 to the next word)
+    header[start + 64 + 4 + 3:start + 64 + 4 + 4] = b"Q"  # (the VR field, after "IS" and its NUL)
+    cleaned = csa.clean_csa(bytes(header), (), Keyring(KEY))
+    assert cleaned is not None and len(cleaned) == len(header)
+    assert leftovers[0] not in cleaned and b"1000\x00\x00\x00\x00" in cleaned and b"IS\x00\x00" in cleaned
+
+    def texts(value: bytes) -> list[tuple[str, list[bytes]]]:  # (as readers read them: up to the NUL)
+        return [(e.name, [value[at:at + n].split(b"\x00")[0] for at, n in e.items]) for e in csa.parse(value) or []]
+
+    assert texts(cleaned) == texts(bytes(header)) == [("B_value", [b"1000"]), ("SliceTiming", [b"0.5", b"12"])]
+    if csa2:  # (nibabel reads this layout)
+        read = csareader.read(cleaned)["tags"]
+        assert read["B_value"]["items"] == [1000] and read["SliceTiming"]["items"] == [0.5, 12.0]
+
+
 def test_same_length_uid_is_keyed_and_valid() -> None:
     ring = Keyring(KEY)
     uid = "1.3.12.2.1107.5.2.32.35119.2010011420070434054586384"

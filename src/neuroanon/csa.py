@@ -3,7 +3,8 @@
 A CSA header ((0029,xx10) image, (0029,xx20) series, creator "SIEMENS CSA HEADER") is a little-endian binary
 table of named elements, each with items of text. dcm2niix and nibabel read it by walking that table (and
 dcm2niix also by scanning for the "### ASCCONV BEGIN" protocol text), so a cleaned header keeps every byte
-offset: lengths, item counts and padding are untouched, and only the bytes of values change.
+offset: lengths and item counts are untouched; only the bytes of values change, and those no reader reads (after
+the NUL that ends a name or a text, padding, after the last element), which are zeroed.
 
 What is cleaned (the values the Basic Profile removes, wherever Siemens copies them):
 - elements that hold patient or site values (UsedPatientWeight, PatReinPattern with weight and age, file names
@@ -85,14 +86,20 @@ class CsaElement:
 _Spans = tuple[tuple[int, int], ...]  # (offset, length) of each item value
 
 
+_Unread = list[tuple[int, int]]  # (start, end) of bytes inside the header that no reader reads
+
+
 def parse(value: bytes) -> list[CsaElement] | None:
     """The elements of a CSA header, or None if `value` is not one (layout checked to the last byte)."""
     parsed = _parse(value)
     return None if parsed is None else parsed[0]
 
 
-def _parse(value: bytes) -> tuple[list[CsaElement], int] | None:
-    """`parse`, and where the last element ends (what follows is no element: no reader reads it)."""
+def _parse(value: bytes) -> tuple[list[CsaElement], int, _Unread] | None:
+    """`parse`, where the last element ends (what follows is no element: no reader reads it), and the bytes inside
+    it that no reader reads either: after the NUL that ends an element's name or VR, after the NUL that ends an
+    item's text, and the padding after an item. Scanners leave memory there (found from outside: a station name, and
+    a patient's values planted there were released)."""
     csa2 = value[:4] == b"SV10"  # then 4 bytes readers skip (04 03 02 01, or zeros in some files)
     pos = 8 if csa2 else 0
     if len(value) < pos + 8:
@@ -102,6 +109,7 @@ def _parse(value: bytes) -> tuple[list[CsaElement], int] | None:
         return None
     pos += 8
     elements: list[CsaElement] = []
+    unread: _Unread = []
     first_items = 0
     for number in range(n_tags):
         if pos + _TAG.size > len(value):
@@ -110,13 +118,22 @@ def _parse(value: bytes) -> tuple[list[CsaElement], int] | None:
         name, vr = _text(raw_name), _text(raw_vr)
         if name is None or vr is None or not 0 <= n_items <= MAX_ITEMS:
             return None
+        unread += [_after_nul(value, pos, pos + 64), _after_nul(value, pos + 68, pos + 72)]
         first_items = n_items if number == 0 else first_items
         found = _items(value, pos + _TAG.size, n_items, None if csa2 else first_items)
         if found is None:
             return None
         items, pos = found
+        for offset, length in items:
+            unread += [_after_nul(value, offset, offset + length), (offset + length, offset + (length + 3) // 4 * 4)]
         elements.append(CsaElement(name, vr, items))
-    return (elements, pos) if pos <= len(value) else None
+    return (elements, pos, unread) if pos <= len(value) else None
+
+
+def _after_nul(value: bytes, start: int, end: int) -> tuple[int, int]:
+    """The bytes after the first NUL from `start` to `end`, which ends the text there (none if there is none)."""
+    nul = value.find(b"\x00", start, end)
+    return (nul + 1, end) if nul >= 0 else (end, end)
 
 
 def _items(value: bytes, pos: int, n_items: int, first_items: int | None) -> tuple[_Spans, int] | None:
@@ -139,13 +156,16 @@ def _items(value: bytes, pos: int, n_items: int, first_items: int | None) -> tup
 
 def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
     """A CSA header cleaned for release, the same length and layout; None if `value` is not a CSA header. Bytes
-    after its last element (no element of it, read by no reader) are zeroed."""
+    no reader reads (after its last element, after the NUL that ends a name or a text, padding) are zeroed."""
     parsed = _parse(value)
     if parsed is None:
         return None
-    elements, end = parsed
+    elements, end, unread = parsed
     buffer = bytearray(value)
     buffer[end:] = bytes(len(value) - end)
+    for start, stop in unread:
+        if stop > start:
+            buffer[start:stop] = bytes(stop - start)
     for element in elements:
         if element.name in IDENTIFYING_ELEMENTS:
             blank = b"0" if element.vr in _NUMBER_VRS else b""
