@@ -104,6 +104,22 @@ def test_planted_values_gone_and_layout_kept(tmp_path: Path) -> None:
             == [x for x in protocol.splitlines() if x.startswith(line)], f"{line} changed"
 
 
+def test_creators_padded_with_nul_keep_their_elements(tmp_path: Path) -> None:
+    """A writer that pads private creators with a NUL, against the standard's rule, still wrote Siemens' headers:
+    they are kept and cleaned as with a space (found from outside: every Siemens private element was dropped, and
+    dcm2niix lost slice timing, phase encoding and echo spacing with them)."""
+    ds = _dwi()
+    for tag in [t for t in ds.keys() if t.group % 2 and t.element < 0x100]:
+        ds[tag].value = str(ds[tag].value).rstrip(" ") + "\x00"
+    source = tmp_path / "in.dcm"
+    ds.save_as(source)
+    _engine(source, tmp_path / "run", FULL)
+    out = pydicom.dcmread(files_under(tmp_path / "run" / "out")[0])
+    assert csareader.read(out[0x00291010].value)["tags"] == csareader.read(ds[0x00291010].value)["tags"]
+    kept = {int(t) for t in out.keys() if t.group % 2}
+    assert {0x00291010, 0x00291020, 0x0019100C} <= kept, sorted(hex(t) for t in kept)
+
+
 def test_dcm2niix_reads_the_cleaned_header_as_before(tmp_path: Path) -> None:
     tool = require_tool("dcm2niix")
     source, _ = _planted(tmp_path)

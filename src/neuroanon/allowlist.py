@@ -248,7 +248,9 @@ _INDEX: Final = {(s.creator, s.group, s.element): s for s in SAFE_PRIVATE}
 
 
 def creator_name(value: bytes | str) -> str | None:
-    """A private creator as written, its trailing space padding removed; None if it is not one LO value."""
+    """A private creator as written, its trailing padding removed (spaces; or NULs, against the standard's rule,
+    as some writers pad: found from outside, every Siemens private element of such a file was dropped, and what
+    dcm2niix reads from them with it); None if it is not one LO value."""
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
@@ -256,7 +258,7 @@ def creator_name(value: bytes | str) -> str | None:
             return None
     if "\\" in value:
         return None
-    return value.rstrip(" ")
+    return value.rstrip(" \x00")
 
 
 # Binary numbers, and number text: digits, sign, point, exponent, value separators and padding.
@@ -292,5 +294,5 @@ _DICTIONARY_VRS: Final = {safe: _dictionary_vr(safe) for safe in SAFE_PRIVATE}  
 
 
 def find_safe(creator: str, group: int, element_byte: int) -> SafePrivate | None:
-    """The allow-list entry for a private element; the creator must match exactly (only trailing spaces pad)."""
-    return _INDEX.get((creator.rstrip(" "), group, element_byte))
+    """The allow-list entry for a private element; the creator must match exactly (only trailing padding aside)."""
+    return _INDEX.get((creator.rstrip(" \x00"), group, element_byte))
