@@ -766,7 +766,8 @@ def test_text_in_any_segment_or_after_the_first_end_holds_the_file_back(tmp_path
     text = f"{secret.PatientName} {secret.PatientID}".encode()
     jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
     soi, rest = jpeg[:2], jpeg[2:]
-    thumbnail = b"\xff\xe1\x00\x10Exif\x00\x00\xff\xd8\xff\xd9\x00\x00"  # (an APP1 holding SOI and EOI)
+    # (an APP1 holding SOI and EOI after an Exif structure of one empty directory: no thumbnail)
+    thumbnail = jpeg_segment(0xE1, b"Exif\x00\x00II*\x00\x08\x00\x00\x00" + bytes(6) + b"\xff\xd8\xff\xd9\x00\x00")
     fragment = {"between-two-codestreams": jpeg + text + jpeg, "between-two-end-markers": jpeg + text + b"\xff\xd9",
                 "reserved-segment": soi + b"\xff\xf0" + (len(text) + 2).to_bytes(2, "big") + text + rest,
                 "quantization-table": soi + b"\xff\xdb" + (len(text) + 3).to_bytes(2, "big") + b"\x00" + text + rest,
@@ -784,12 +785,13 @@ def test_text_in_any_segment_or_after_the_first_end_holds_the_file_back(tmp_path
 
 
 @pytest.mark.parametrize("where", ["exif", "jfif", "jfxx", "comment-j2k", "between-scans", "continued-fragment",
-                                   "bare-jfif", "spiff-end"])
+                                   "exif-uncompressed", "png", "bare-jfif", "spiff-end", "exif-without-thumbnail"])
 def test_a_thumbnail_in_a_codestreams_segment_holds_the_file_back(tmp_path: Path, where: str) -> None:
     """A picture in a marker segment (an Exif or JFIF thumbnail; a codestream in a comment), before the first scan,
     between scans or in a frame's later fragment, is shown by no decoder of the frames and not read by the search
     for text: plain `full` holds the file (found on review: a thumbnail of the name was released). A bare JFIF
-    segment (no thumbnail) and a SPIFF directory's end (which holds the start of the codestream, FFD8) are none."""
+    segment (no thumbnail), Exif's with one image directory, and a SPIFF directory's end (which holds the start of
+    the codestream, FFD8) are none."""
     name = str(make_dataset(subject=45).PatientName)
     exif = jpeg_segment(0xE1, b"Exif\x00\x00" + thumbnail(name))
     inserted = {"exif": exif, "between-scans": exif, "continued-fragment": exif,
@@ -797,7 +799,13 @@ def test_a_thumbnail_in_a_codestreams_segment_holds_the_file_back(tmp_path: Path
                "bare-jfif": jpeg_segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"),
                "jfxx": jpeg_segment(0xE0, b"JFXX\x00\x13\x02\x02" + bytes(range(12))),
                "comment-j2k": jpeg_segment(0xFE, b"\xff\x4f\xff\x51\x00\x29" + bytes(39)),
-               "spiff-end": jpeg_segment(0xE8, b"\x00\x00\x00\x01\xff\xd8")}[where]
+               "spiff-end": jpeg_segment(0xE8, b"\x00\x00\x00\x01\xff\xd8"),
+               # Exif's TIFF structure: its first directory, then a second (IFD1, the thumbnail's), then the picture
+               # uncompressed (found from outside: released); or only the first
+               "exif-uncompressed": jpeg_segment(0xE1, b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00\x0e\x00\x00\x00"
+                                                 + bytes(6) + bytes(range(1, 250)) * 4),
+               "exif-without-thumbnail": jpeg_segment(0xE1, b"Exif\x00\x00MM\x00*\x00\x00\x00\x08" + bytes(6)),
+               "png": jpeg_segment(0xE2, b"\x89PNG\r\n\x1a\n" + bytes(range(1, 100)))}[where]
     jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
     scan = jpeg.index(b"\xff\xda")
     if where in ("between-scans", "continued-fragment"):
@@ -807,13 +815,36 @@ def test_a_thumbnail_in_a_codestreams_segment_holds_the_file_back(tmp_path: Path
     else:
         fragments = [jpeg[:2] + inserted + jpeg[2:]]
     record = _full_on_a_jpeg(tmp_path, make_dataset(subject=45), fragments)
-    if where in ("bare-jfif", "spiff-end"):
+    if where in ("bare-jfif", "spiff-end", "exif-without-thumbnail"):
         assert record.status is Status.WRITTEN, record.reason
         return
     assert record.status is Status.QUARANTINED, record.reason
     held = re.search(r"pixel data holds (\d+) bytes that no frame shows", record.reason)
     # (its payload; between scans, what follows the thumbnail's end marker too, taken for the frame's end)
     assert held is not None and int(held.group(1)) >= len(inserted) - 4, record.reason
+
+
+@pytest.mark.parametrize("where", ["stray-bytes-then-comment", "segment-longer-than-its-length", "two-stray-bytes"])
+def test_bytes_between_header_segments_are_read_and_hold_the_file_back(tmp_path: Path, where: str) -> None:
+    """A decoder skips bytes that are no marker to the next one: so does the check, reading what follows (found from
+    outside: the walk stopped at three such bytes after the JFIF segment, and a comment after them holding the name
+    was released; so were a segment's bytes past its declared length). More than two such bytes hold the file (a
+    picture may lie there); two, a writer's slip, do not."""
+    secret = make_dataset(subject=47)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    jfif = jpeg_segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+    fragment = {"stray-bytes-then-comment": jpeg[:2] + jfif + b"\x01\x02\x03" + jpeg_segment(0xFE, text) + jpeg[2:],
+                "segment-longer-than-its-length": jpeg[:2] + b"\xff\xe1\x00\x08Exif\x00\x00" + bytes(range(1, 200))
+                + jpeg[2:],
+                "two-stray-bytes": jpeg[:2] + jfif + b"\x01\x02" + jpeg[2:]}[where]
+    record = _full_on_a_jpeg(tmp_path, make_dataset(subject=47), fragment)
+    if where == "two-stray-bytes":
+        assert record.status is Status.WRITTEN, record.reason
+    elif where == "stray-bytes-then-comment":
+        assert record.status is Status.QUARANTINED and "PatientID" in {f.attribute for f in record.findings}
+    else:
+        assert record.status is Status.QUARANTINED and "199 bytes that no frame shows" in record.reason, record.reason
 
 
 def _full_on_a_jpeg(tmp_path: Path, ds: Dataset, fragment: bytes | list[bytes]) -> Record:

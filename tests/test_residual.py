@@ -127,8 +127,8 @@ def test_a_jpeg_comment_across_the_edge_of_a_read_block_is_read(shift: int) -> N
     coded = (b"\x12\xff\x00\x34\xff\xd0" * (1 << 18))[: residual._BLOCK + shift - 4]  # the comment at _BLOCK + shift
     comment = b"\xff\xfe\x00\x0dFAKEDOE0042"
     data = head + coded + comment + b"\x12\x34\xff\xd9"
-    payloads, _ = residual._segment_payloads(io.BytesIO(data), 0, len(data))
-    assert [part for part in payloads if part] == [b"FAKEDOE0042"]  # (and the scan header's empty payload)
+    segments, _ = residual._segment_payloads(io.BytesIO(data), 0, len(data))
+    assert [part for part in segments.payloads if part] == [b"FAKEDOE0042"]  # (and the scan header's empty payload)
 
 
 def _encoded(form: str, text: bytes) -> bytes:

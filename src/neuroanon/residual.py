@@ -482,7 +482,7 @@ def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
             at = start if _starts_codestream(f, start) else None
             while at is not None:
                 seen += 1
-                after = _after_end(f, _header_segments(f, at + 2, end, [])[0], end)
+                after = _after_end(f, _header_segments(f, at + 2, end, _Segments())[0], end)
                 if seen > frames:
                     extra += (after[0] if after is not None else end) - at
                 if after is None:
@@ -500,30 +500,51 @@ def _pictures_in_segments(path: Path, pixels: PixelSpan) -> int:
     """The bytes of the marker segments that hold a picture of their own (a thumbnail in an application segment,
     Exif's or JFIF's; a codestream in a comment), in the codestreams that begin fragments and in the frames they
     continue into later fragments: no decoder of the frames shows it, and the search for text does not read a
-    picture (found on review: a thumbnail of the name was released at plain `full`). 0 when there are none."""
+    picture (found on review: a thumbnail of the name was released at plain `full`); and more than two bytes
+    between header segments that belong to none (a decoder skips them). 0 when there are none."""
     pictures, coded = 0, False
     with open(path, "rb") as f:
         for start, end in _fragments(f, pixels):
             if _starts_codestream(f, start):
                 segments, coded = _segment_payloads(f, start, end)[0], True
+                pictures += segments.stray if segments.stray > _PAD_AFTER_END else 0
+                payloads = segments.payloads
             elif coded:  # (a frame continued)
-                segments = _segments_after(f, start, end)
+                payloads = _segments_after(f, start, end)
             else:
                 continue
-            pictures += sum(len(segment) for segment in segments if _holds_picture(segment))
+            pictures += sum(len(payload) for payload in payloads if _holds_picture(payload))
     return pictures
 
 
 def _holds_picture(payload: bytes) -> bool:
     """Whether a marker segment's payload holds a picture: JFIF's thumbnail (its width and height, bytes 12 and 13,
-    not 0), a JFIF extension's (JFXX: a JPEG, a palette or RGB one), or a JPEG or JPEG 2000 codestream with more
-    than its start and end."""
+    not 0), a JFIF extension's (JFXX: a JPEG, a palette or RGB one), Exif's (a second image directory, IFD1, which
+    describes it, compressed or not: found from outside, an uncompressed one was released), or a JPEG or JPEG 2000
+    codestream with more than its start and end, a PNG or a GIF anywhere in it."""
     if payload[:5] == b"JFIF\x00":
         return len(payload) >= 14 and payload[12] * payload[13] > 0
+    if payload[:6] == b"Exif\x00\x00" and _exif_thumbnail(payload[6:]):
+        return True
     return payload[:5] == b"JFXX\x00" or _PICTURE.search(payload) is not None
 
 
-_PICTURE = re.compile(rb"\xff\xd8\xff(?!\xd9)|\xff\x4f\xff\x51")  # SOI and a marker but EOI; SOC and SIZ
+def _exif_thumbnail(tiff: bytes) -> bool:
+    """Whether Exif's TIFF structure has a second image directory (IFD1: the thumbnail's). One that cannot be read
+    has none a reader finds (its bytes are searched for text, and for a picture's signature)."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return False
+    (first,) = struct.unpack(order + "L", tiff[4:8])
+    if first + 2 > len(tiff):
+        return False
+    (count,) = struct.unpack(order + "H", tiff[first:first + 2])
+    at = first + 2 + 12 * count
+    return tiff[at:at + 4].strip(b"\x00") != b""  # (the offset of the next directory: 0 for none)
+
+
+# SOI and a marker but EOI; SOC and SIZ; PNG's and GIF's signatures
+_PICTURE = re.compile(rb"\xff\xd8\xff(?!\xd9)|\xff\x4f\xff\x51|\x89PNG\r\n\x1a\n|GIF8[79]a")
 
 
 def _fragments(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[int, int]]:
@@ -667,7 +688,7 @@ def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> 
     if _starts_codestream(f, start):
         coded = True
         segments, image = _segment_payloads(f, start, end)
-        stray.add(segments)
+        stray.add(segments.payloads)
     elif coded:  # a frame continued in this fragment: its markers
         stray.add(_segments_after(f, start, end))
     elif not _rle_segments(f, start, end):  # bytes before a codestream's start (all, if none starts)
@@ -676,7 +697,7 @@ def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> 
         if first is not None:
             coded = True
             segments, image = _segment_payloads(f, first, end)
-            stray.add(segments)
+            stray.add(segments.payloads)
     if coded:
         after = _after_end(f, image, end)
         if after is not None:  # the codestream ended: what follows is no image's
@@ -757,17 +778,26 @@ def _before_padding(f: BinaryIO, start: int, end: int) -> int:
     return start
 
 
-def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[list[bytes], int]:
-    """The payloads of the marker segments of the codestream that begins the fragment from `start` to `end`
-    (tables, comments, application and reserved segments: none is the image; a device may write text in any):
-    JPEG's before and between its scans (found by their markers in the rest of the fragment), JPEG 2000's in its
-    main header and in each tile-part's header (found by the tile-parts' lengths, so that its coded data is not
-    read); and where its coded data begins (its first scan or tile-part)."""
-    found: list[bytes] = []
+class _Segments:
+    """A codestream's marker segments: their payloads, and the bytes between them that belong to none (skipped, as
+    a decoder skips them to the next marker)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+        self.stray = 0
+
+
+def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[_Segments, int]:
+    """The marker segments of the codestream that begins the fragment from `start` to `end` (tables, comments,
+    application and reserved segments: none is the image; a device may write text in any): JPEG's before and
+    between its scans (found by their markers in the rest of the fragment), JPEG 2000's in its main header and in
+    each tile-part's header (found by the tile-parts' lengths, so that its coded data is not read); and where its
+    coded data begins (its first scan or tile-part)."""
+    found = _Segments()
     pos, marker = _header_segments(f, start + 2, end, found)
     image = pos
     if marker == _SOS:
-        found += _segments_after(f, pos, end)
+        found.payloads += _segments_after(f, pos, end)
     while marker == _SOT and pos + 12 <= end:
         f.seek(pos + 2)
         sot = f.read(8)  # Lsot, Isot, Psot: the tile-part's length from its SOT on (0: up to the end)
@@ -798,23 +828,37 @@ def _segments_after(f: BinaryIO, pos: int, end: int) -> list[bytes]:
 _BLOCK = 1 << 20
 
 
-def _header_segments(f: BinaryIO, pos: int, end: int, found: list[bytes]) -> tuple[int, int | None]:
+def _header_segments(f: BinaryIO, pos: int, end: int, found: _Segments) -> tuple[int, int | None]:
     """Walk the marker segments from `pos`, adding their payloads to `found`, up to the marker where coded data
-    begins; return where it is and which it is (None: no marker there)."""
+    begins; return where it is and which it is (None: no marker there). Bytes that are no marker are skipped to
+    the next one, as a decoder skips them, and added too (found from outside: the walk stopped at three such
+    bytes, and a comment after them holding the name was released; so did a segment's bytes past its length)."""
     while pos + 4 <= end:
         f.seek(pos)
         marker = f.read(4)
-        if len(marker) < 4 or marker[0] != 0xFF:
+        if len(marker) < 4:
             break
+        if marker[0] != 0xFF:
+            f.seek(pos)
+            skipped = _NEXT_MARKER.search(f.read(min(_BLOCK, end - pos)))
+            if skipped is None:
+                break
+            found.payloads.append(skipped.group(1))
+            found.stray += skipped.end(1)
+            pos += skipped.end(1)
+            continue
         if marker[1] in (_SOS, _SOT, _SOD):
             return pos, marker[1]
         if marker[1] == 0xFF:  # a fill byte before the marker
             pos += 1
             continue
         (length,) = struct.unpack(">H", marker[2:])
-        found.append(f.read(min(max(length - 2, 0), end - pos - 4)))
+        found.payloads.append(f.read(min(max(length - 2, 0), end - pos - 4)))
         pos += 2 + length
     return pos, None
+
+
+_NEXT_MARKER = re.compile(rb"([^\xff]+)\xff")  # (bytes up to the next 0xFF: a marker, or its fill)
 
 
 def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, ...] = ()) -> list[Finding]:
