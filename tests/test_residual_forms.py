@@ -588,6 +588,10 @@ def _dataset_with(**values: str) -> Dataset:
     ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp737"), ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "cp869"),
     ("Παπαδόπουλος^Νίκος", "ISO_IR 126", "mac_greek"), ("Şükrüoğlu^Ayşegül", "ISO_IR 148", "cp857"),
     ("Şükrüoğlu^Ayşegül", "ISO_IR 148", "mac_turkish"), ("לוינשטיין^שרה", "ISO_IR 138", "cp862"),
+    # and the other DOS and Mac pages (found from outside: released)
+    ("Þórðarson^Guðrún", "ISO_IR 100", "cp861"), ("Þórðarson^Guðrún", "ISO_IR 100", "mac_iceland"),
+    ("Gonçalves^João", "ISO_IR 100", "cp860"), ("Иванов^Пётр", "ISO_IR 144", "cp855"),
+    ("Žemaitienė^Rūta", "ISO_IR 192", "cp775"), ("Žemaitienė^Rūta", "ISO_IR 192", "cp1257"),
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str
@@ -627,6 +631,21 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     source = original()
     setattr(source, keyword, value)
     findings = held(tmp_path, source, WindowCenterWidthExplanation=f"by {copy};")
+    assert_found(findings, keyword, "(0028,1055)", value)
+
+
+@pytest.mark.parametrize(("keyword", "value"), [
+    ("ScheduledStationAETitle", "WOBSCP9"), ("ScheduledStationName", "QXSCAN9"),
+    ("ScheduledProcedureStepLocation", "Quillon Annex"), ("ScheduledProcedureStepStartDate", "20240119"),
+])
+def test_the_scheduled_steps_values_in_its_items_are_searched(tmp_path: Path, keyword: str, value: str) -> None:
+    """The standard puts the scheduled step's station, place and date in the items of its sequence, not at the top
+    level: a copy of one in a kept text was released (found from outside)."""
+    source = original()
+    step = Dataset()
+    setattr(step, keyword, value)
+    source.ScheduledProcedureStepSequence = [step]
+    findings = held(tmp_path, source, WindowCenterWidthExplanation=f"from {value};")
     assert_found(findings, keyword, "(0028,1055)", value)
 
 

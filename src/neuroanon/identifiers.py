@@ -105,10 +105,13 @@ _TAGS = tuple(tag for _, tag in _IDENTIFYING_TAGS)
 # known by (the top-level PatientID may be empty), each item's ID and issuer; the request's IDs, which may be
 # there alone (the top-level AccessionNumber empty); and the patient's names, IDs and birth date in the items of
 # the sequences that reference or group patients, which may name the patient alone (the top level emptied by an
-# earlier tool).
+# earlier tool); the scheduled procedure step's station, place and date.
 _REQUEST = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "AccessionNumber", "RequestedProcedureID", "ScheduledProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
     "FillerOrderNumberImagingServiceRequest", "StudyInstanceUID"))
+_SCHEDULED = tuple((int(tag_for_keyword(k) or 0), k) for k in (  # (the standard puts them in its items only)
+    "ScheduledStationAETitle", "ScheduledStationName", "ScheduledProcedureStepLocation",
+    "ScheduledProcedureStepStartDate", "ScheduledProcedureStepID"))
 _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
     "IssuerOfPatientID"))
@@ -121,6 +124,7 @@ IN_SEQUENCES = {
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
     int(tag_for_keyword("RequestAttributesSequence") or 0): _REQUEST,
     int(tag_for_keyword("ReferencedRequestSequence") or 0): _REQUEST,
+    int(tag_for_keyword("ScheduledProcedureStepSequence") or 0): _SCHEDULED,  # (found from outside: not searched)
     **{int(tag_for_keyword(k) or 0): _PATIENT for k in (
         "ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
         "GroupOfPatientsIdentificationSequence")},
@@ -135,15 +139,18 @@ BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
 # compiled and tried only where its key occurs: most values are spared a pattern of twice the alternatives.
 WIDE_ENCODINGS = ("utf_32_le", "utf_32_be")
 # Searched too for a value with letters outside ASCII ("Müller", "Иванов", "山田"): a value copied by a program from
-# another system's encoding is not in the file's declared one. (The single-byte encodings of Western, Central
-# European, Cyrillic, Greek, Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS and Mac forms; the
+# another system's encoding is not in the file's declared one. (The single-byte encodings of Western, Nordic,
+# Baltic, Central European, Cyrillic, Greek, Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS
+# and Mac forms: found from outside, a name in each DOS or Mac one left out was released; and the
 # multi-byte ones of Japanese, Chinese and Korean: CP949, Windows' Korean, holds EUC-KR and more; ISO-2022-KR,
 # the 7-bit Korean of mail.)
+CJK_ENCODINGS = ("shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949", "iso2022_kr")
 OTHER_ENCODINGS = (
     "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
-    "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "mac_cyrillic", "cp1253", "iso8859_7", "cp737", "cp869",
-    "mac_greek", "cp1254", "iso8859_9", "cp857", "mac_turkish", "cp1255", "iso8859_8", "cp862", "cp1256",
-    "iso8859_6", "tis_620", "shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949", "iso2022_kr",
+    "cp775", "cp1257", "cp860", "cp861", "cp863", "cp865", "mac_iceland", "mac_croatian", "mac_romanian",
+    "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "cp855", "mac_cyrillic", "cp1253", "iso8859_7", "cp737",
+    "cp869", "mac_greek", "cp1254", "iso8859_9", "cp857", "mac_turkish", "cp1255", "iso8859_8", "cp862", "cp1256",
+    "iso8859_6", "cp864", "cp720", "mac_arabic", "tis_620", "cp874", *CJK_ENCODINGS,
 )
 
 # Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
@@ -782,7 +789,7 @@ def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
                         encodings, declared))
     era, minguo = era_forms(y, m, d), minguo_form(y, m, d)  # (needles of their own: they have no ASCII run)
     if era:
-        in_kanji = tuple(dict.fromkeys((*encodings, *OTHER_ENCODINGS)))
+        in_kanji = tuple(dict.fromkeys((*encodings, *CJK_ENCODINGS)))  # (no other writes a kanji)
         found.append(Needle(keyword, fold(era[0].text).encode(), era, in_kanji, declared))
     if minguo:  # (in the encodings of Chinese text only: each other one's bytes make every series' index larger)
         in_chinese = tuple(dict.fromkeys((*encodings, "big5", "gb18030")))
