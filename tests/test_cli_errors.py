@@ -166,6 +166,20 @@ def test_a_key_below_a_file_and_an_output_that_links_to_nothing_are_named_for_wh
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.parametrize("which", ["--key-file", "--lookup"])
+def test_a_key_or_lookup_file_inside_an_input_is_refused(which: str, source: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """It would be read as an input, and below full copied into the release (found from outside: the key was)."""
+    inside = source / ("project.key" if which == "--key-file" else "ids.csv")
+    inside.write_text("ab" * 32 if which == "--key-file" else "original,new\nPID-FAKE-0001,SUBJ-01\n")
+    key = ["--key-file", str(tmp_path / "key")] if which == "--lookup" else []
+    (tmp_path / "key").write_text("cd" * 32)
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", which, str(inside), *key,
+                 "-q"]) == 2
+    assert f"is inside the input {source}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     run = subprocess.Popen([*COMMAND, "explain", "--level", "full"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)

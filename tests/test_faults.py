@@ -305,6 +305,28 @@ def test_follow_symlinks_never_follows_a_link_to_a_folder_holding_the_input(tmp_
     assert not any(name.startswith("beside/project") for name in records)  # (the input's parent: a loop)
 
 
+def test_follow_symlinks_never_reads_the_key_or_the_lookup_file(tmp_path: Path) -> None:
+    """Where a followed link leads to the key or the lookup file, neither is read as input: below full it was
+    copied into the release (found from outside)."""
+    source = tmp_path / "in"
+    make_study(source, subject=41, n_series=1, n_instances=1)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "project.key").write_text("ab" * 32)
+    (site / "ids.csv").write_text("original,new\nPID-FAKE-0001,SUBJ-01\n")
+    (source / "site").symlink_to(site, target_is_directory=True)
+    report = tmp_path / "report.jsonl"
+    for level, private in (("anonymize", ["--key-file", str(site / "project.key")]),
+                           ("full", ["--key-file", str(site / "project.key"), "--lookup", str(site / "ids.csv")])):
+        out = tmp_path / level
+        assert main(["anonymize", str(source), "-o", str(out), "--level", level, "--follow-symlinks", *private,
+                     "--report", str(report), *(["--report-paths"] if level == "full" else []), "-q"]) == 0
+        records, _ = _records(report)
+        for name in ("site/project.key", "site/ids.csv") if level == "full" else ("site/project.key",):
+            assert "its key or lookup file: not read" in str(records[name]["reason"]), records[name]
+        assert not list(out.rglob("project.key"))
+
+
 # --- unreadable input ---------------------------------------------------------------------------------------------
 
 _PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 24, 1, 2

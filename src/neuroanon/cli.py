@@ -438,7 +438,7 @@ def _check_run_paths(inputs: list[Path], output: Path | None, report: Path | Non
     links too): it would overwrite the key, the lookup file or an input, or be lost in the output, or (the
     mapping's original IDs) be released with it. A lookup that is also the mapping would change as the run goes,
     so that the run could not be resumed. The key file is the default one when none is given: any run could
-    overwrite it."""
+    overwrite it. A key or lookup file inside an input would be read as one, and copied out below full."""
     from .journal import journal_path, work_path
 
     places: list[tuple[str, Path | None]] = [
@@ -451,6 +451,9 @@ def _check_run_paths(inputs: list[Path], output: Path | None, report: Path | Non
     for what, written in (("report", report), ("mapping", mapping)):
         if written is not None:
             _check_apart(what, written, places)
+    for what, read in (("key file", key), ("lookup file", lookup)):  # (found from outside: a key copied out)
+        if read is not None and read.exists():
+            _check_apart(what, read, [("input", given) for given in inputs])
 
 
 def _check_apart(what: str, written: Path, places: list[tuple[str, Path | None]]) -> None:
@@ -532,10 +535,11 @@ def _anonymize(args: argparse.Namespace) -> int:
                          workers=args.workers, run=_run_info(args, options), follow_symlinks=args.follow_symlinks,
                          force=args.force, summary=summary)
         else:
+            private = tuple(path for path in (args.key_file or default_key_path(), args.lookup) if path is not None)
             anonymize_tree(args.inputs, args.output, options, report=args.report, on_record=show,
                            workers=args.workers, dask_scheduler=args.dask_scheduler, run=_run_info(args, options),
                            mapping=args.mapping, follow_symlinks=args.follow_symlinks, force=args.force,
-                           summary=summary)
+                           summary=summary, private=private)
     except (RunStopped, KeyboardInterrupt):  # (SIGTERM too) what was done before the stop, then why it stopped
         if progress is not None:
             progress.close()

@@ -52,8 +52,8 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
 
     What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
     `follow_symlinks`, and never into a folder that contains it or the input (a loop); with `follow_symlinks` what
-    `avoid` names (the run's own output, work and quarantine folders, its report, journal and mapping) is not read
-    wherever a link leads to it; any other is a LINK entry. A folder that cannot be listed is an UNREADABLE entry;
+    `avoid` names (the run's own output, work and quarantine folders, its report, journal and mapping, its key and
+    lookup file) is not read wherever a link leads to it; any other is a LINK entry. A folder that cannot be listed is an UNREADABLE entry;
     nothing is left out silently.
     """
     avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
@@ -98,7 +98,7 @@ def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]
                 yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): not followed")
             elif target is not None and target in avoided:
                 yield InputFile(path, root, name, Kind.LINK, note="this run's own output, work or quarantine folder, "
-                                "report, journal or mapping: not read")
+                                "report, journal or mapping, or its key or lookup file: not read")
             elif is_dir:
                 folders.append((path, name, here))
             elif link and not follow_symlinks:

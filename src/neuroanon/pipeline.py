@@ -152,6 +152,7 @@ def anonymize_tree(
     follow_symlinks: bool = False,
     force: bool = False,
     summary: Summary | None = None,
+    private: tuple[Path, ...] = (),
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary
     (counted into `summary` when given: the caller can show what was done when the run stops).
@@ -160,8 +161,10 @@ def anonymize_tree(
     what the report says of the run besides `options` (the command line; clear input paths at full); `mapping`
     names the site's file of original PatientIDs and their pseudonyms (full; mode 0600; extended by reruns). With
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
-    `follow_symlinks` follows symlinks inside the input trees (those named in `inputs` always are). An output
-    folder that is not empty and that no neuroanon run began is refused unless `force`.
+    `follow_symlinks` follows symlinks inside the input trees (those named in `inputs` always are); `private`
+    names files never read as input wherever a followed link leads (the key, the lookup table), as the run's own
+    folders and files are not. An output folder that is not empty and that no neuroanon run began is refused unless
+    `force`.
 
     Outputs are staged in a private work folder beside `output` (`.<name>.neuroanon-work`, locked for the run:
     a second run into the same output is refused) and enter `output` only when released. A rerun with the same
@@ -181,12 +184,14 @@ def anonymize_tree(
         summary = Summary(options.level.value) if summary is None else summary
         archive: ZipSink | None = None
         stopped = "interrupted"
+        own = (output, work.stage.parent, journal.path, *(path for path in (
+            options.quarantine, writer.path, subjects.path if subjects is not None else None, *private) if path))
+        walk = _Walk(inputs, follow_symlinks, own)
         try:
-            archive = ZipSink(output, keep=_kept_members(inputs, journal, follow_symlinks)) if zipped else None
+            archive = ZipSink(output, keep=_kept_members(walk, journal)) if zipped else None
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
-            _run(inputs, output, work, options, journal, archive, summary, writer, on_record, workers,
-                 cluster, follow_symlinks, subjects)
+            _run(walk, output, work, options, journal, archive, summary, writer, on_record, workers, cluster, subjects)
             _reported(writer, summary.as_dict())
             review.write_page(options.quarantine if options.clean_pixels else None)
             if archive is not None:
@@ -262,22 +267,32 @@ def _opened_for_writing(open_it: Callable[[], _T], what: str) -> _T:
         raise UsageError(f"cannot write {what}: {_cause(exc)}") from None
 
 
+@dataclass(frozen=True)
+class _Walk:
+    """How a run walks its inputs: symlinks inside them followed or not, and what is never read as input wherever
+    a followed link leads (the run's own folders and files, the key, the lookup table)."""
+
+    inputs: list[Path]
+    follow_symlinks: bool
+    avoid: tuple[Path, ...]
+
+    def named(self) -> Iterator[tuple[InputFile, str]]:
+        return _named(self.inputs, self.follow_symlinks, self.avoid)
+
+
 def _run(
-    inputs: list[Path], output: Path, work: Work, options: Options, journal: Journal, archive: ZipSink | None,
+    walk: _Walk, output: Path, work: Work, options: Options, journal: Journal, archive: ZipSink | None,
     summary: Summary, writer: ReportWriter, on_record: Callable[[Record, int], None] | None, workers: int,
-    cluster: Client | None, follow_symlinks: bool, subjects: SubjectMapping | None,
+    cluster: Client | None, subjects: SubjectMapping | None,
 ) -> None:
     """Prepare every input (here or in the pool), commit each outcome in input order, record it."""
     present = archive.members.__contains__ if archive is not None else lambda name: (output / name).exists()
     released = archive.add if archive is not None else None
     claimed = Claims()
     with _pool(workers, cluster, work.lock) as pool, stops.deferred():
-        mapped = subjects.path if subjects is not None else None
-        own = (output, work.stage.parent, journal.path,
-               *(path for path in (options.quarantine, writer.path, mapped) if path is not None))
         if journal.done:
-            _claim_finished(_named(inputs, follow_symlinks, own), journal, present, claimed, options)
-        items = _named(inputs, follow_symlinks, own)
+            _claim_finished(walk.named(), journal, present, claimed, options)
+        items = walk.named()
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
             if isinstance(outcome, Prepared):
@@ -742,14 +757,14 @@ def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Recor
         raise RunStopped("no space left on device")
 
 
-def _kept_members(inputs: list[Path], journal: Journal, follow_symlinks: bool) -> set[str]:
+def _kept_members(walk: _Walk, journal: Journal) -> set[str]:
     """The members of an interrupted zip run that its rerun may keep: those of inputs it finished that are
     unchanged since. An input changed since is made again, so its member, and every member after it, is cut off
     and made again: a member is never added twice. (A pass over the inputs, on a rerun only.)"""
     if not journal.done:
         return set()
     kept = set()
-    for item, name in _named(inputs, follow_symlinks):
+    for item, name in walk.named():
         done = _finished(journal, item, name, lambda _: True)
         if done is not None and done.status is Status.WRITTEN and done.output:
             kept.add(done.output)
