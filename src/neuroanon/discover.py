@@ -53,8 +53,8 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
     What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
     `follow_symlinks`, and never into a folder that contains it or the input (a loop); with `follow_symlinks` what
     `avoid` names (the run's own output, work and quarantine folders, its report, journal and mapping, its key and
-    lookup file) is not read wherever a link leads to it; any other is a LINK entry. A folder that cannot be listed is an UNREADABLE entry;
-    nothing is left out silently.
+    lookup file) is not read wherever a link leads to it; any other is a LINK entry. A folder that cannot be listed
+    is an UNREADABLE entry; nothing is left out silently.
     """
     avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
     for root in inputs:
