@@ -180,6 +180,19 @@ def test_a_key_or_lookup_file_inside_an_input_is_refused(which: str, source: Pat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_report_or_json_file_with_other_hard_links_is_refused(source: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A hard link is another name of the same file: one to an input was written over (found from outside)."""
+    original = sorted(source.rglob("*.dcm"))[0]
+    before = original.read_bytes()
+    (tmp_path / "linked").hardlink_to(original)
+    for argv in (["anonymize", str(source), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "linked"), "-q"],
+                 ["verify", str(source), "--json", str(tmp_path / "linked")]):
+        assert main(argv) == 2
+        assert "with other hard links" in capsys.readouterr().err
+    assert original.read_bytes() == before and not (tmp_path / "out").exists()
+
+
 def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     run = subprocess.Popen([*COMMAND, "explain", "--level", "full"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)

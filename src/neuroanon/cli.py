@@ -307,6 +307,9 @@ def _check_writable(path: Path, what: str, folder: bool) -> None:
     if not folder and path.is_dir():
         raise UsageError(f"the {what} {path} is a folder, not a file")
     if not folder and path.exists():
+        if path.stat().st_nlink > 1:  # (found from outside: a hard link to an input or an output was written over)
+            raise UsageError(f"the {what} {path} is a file with other hard links (another name of a file of the "
+                             "run, maybe): name a new file")
         try:
             open(path, "a").close()  # appending nothing leaves the file as it is
         except OSError as exc:
