@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -112,3 +114,7 @@ def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -
     assert not holds_a_number(scale_slope, vr, b"Fakename Quill\x00\x00")
     assert holds_a_number(scale_slope, vr, b"1.5\x00") and holds_a_number(scale_slope, vr, b"AB\x00\x00")
     assert not holds_a_number(scale_slope, "FL", b"Quil")  # explicitly binary, yet a word
+    # a word in UTF-16 (found from outside: kept); floats whose bytes are letters (10.0, 12.5: " A", "HA") are kept
+    assert not holds_a_number(scale_slope, "FL", "Quill".encode("utf-16-le") + b"\x00\x00")
+    assert not holds_a_number(scale_slope, "FL", "Quill".encode("utf-16-be"))
+    assert holds_a_number(scale_slope, "FL", struct.pack("<4f", 10.0, 12.5, 10.0, 12.5))

@@ -267,7 +267,8 @@ _NUMBER_TEXT: Final = re.compile(rb"[0-9+\-.eE \\\x00]*")
 # Binary values that are text all the same: printable ASCII (and padding) with a word in it. (Numbers' bytes are
 # that only by a chance of about one in a billion for eight bytes.)
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
-_WORD: Final = re.compile(rb"[A-Za-z]{3}")
+# (three letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept)
+_WORD: Final = re.compile(rb"[A-Za-z]{3}|(?:[A-Za-z]\x00){3}|(?:\x00[A-Za-z]){3}")
 
 
 def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
