@@ -1469,21 +1469,24 @@ def test_pixel_data_whose_number_of_frames_is_no_number_holds_as_many_frames_as_
     assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
 
 
-def test_a_kept_binary_private_value_holding_a_name_is_cleaned_not_failed(tmp_path: Path) -> None:
-    """A kept Siemens FD value (0019,xx0E) whose bytes are the patient's name in UTF-16: cleaned like any kept
+@pytest.mark.parametrize(("encoding", "action"), [("utf-32-le", "cleaned"), ("utf-16-le", "removed")])
+def test_a_kept_binary_private_value_holding_a_name_is_cleaned_not_failed(tmp_path: Path, encoding: str,
+                                                                          action: str) -> None:
+    """A kept Siemens FD value (0019,xx0E) whose bytes are the patient's name in UTF-32: cleaned like any kept
     value, behind its own header (pydicom cannot write bytes as FD: the file failed, 'could not be processed
-    (oserror)', found from outside)."""
+    (oserror)', found from outside). In UTF-16 its letters make a word, so it is no number and goes."""
     ds = make_dataset(subject=65)
     family = str(ds.PatientName).split("^")[0]
     ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
-    ds.add_new(0x0019100E, "FD", list(struct.unpack("<3d", family.ljust(12).encode("utf-16-le")[:24])))
+    value = family.ljust(12).encode(encoding)
+    ds.add_new(0x0019100E, "FD", list(struct.unpack(f"<{len(value) // 8}d", value)))
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", FULL)
     assert record.status is Status.WRITTEN, record.reason
-    assert ("(0019,100E)", "", "cleaned") in record.changes
+    assert ("(0019,100E)", "", action) in record.changes
     data = files_under(tmp_path / "out")[0].read_bytes()
-    assert family.encode("utf-16-le") not in data and len(data) > 0
+    assert family.encode(encoding) not in data and len(data) > 0
 
 
 def test_stray_bytes_are_searched_a_part_at_a_time_and_across_block_edges(tmp_path: Path,
