@@ -613,6 +613,32 @@ console()
 """
 
 
+_STOPPED_AS_IT_ENDS = """
+import os, signal, sys
+from neuroanon import cli
+
+done = cli.main
+
+def main(argv=None):  # the signal comes once the command is done
+    code = done(sys.argv[2:])
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    return code
+
+cli.main = main
+from neuroanon.__main__ import console
+console()
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_once_the_command_is_done_changes_nothing(signum: str, tmp_path: Path) -> None:
+    """Found from outside: SIGTERM in the last moment of a run ended it by the signal, without a word."""
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AS_IT_ENDS, signum, "key", "--key-file",
+                           str(tmp_path / "key")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "key").is_file()
+
+
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_a_stop_while_the_command_starts_is_one_line(signum: str) -> None:
     """Ctrl-C while the modules load printed a traceback; SIGTERM ended the command without a word (found from

@@ -340,15 +340,25 @@ def _resolve_preset(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 all released, 1 some file not released, 2 usage error)."""
+    """Run the CLI; return the exit status (0 all released, 1 some file not released, 2 usage error). Stops are
+    handled from the first step (a Ctrl-C while the arguments are read is a KeyboardInterrupt raised to the
+    caller: nothing was done), and the handlers before are put back at the end."""
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
+        stops.install()
+    try:
+        return _command(argv)
+    finally:
+        with contextlib.suppress(ValueError):
+            stops.uninstall()
+
+
+def _command(argv: list[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_pydicom()
-    with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
-        stops.install()
     try:
         _resolve_preset(args)
         _check_level(args)
@@ -375,9 +385,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(_shown(f"neuroanon: {where}{exc.strerror or type(exc).__name__}"), file=sys.stderr)
         return 1
-    finally:
-        with contextlib.suppress(ValueError):
-            stops.uninstall()
 
 
 def _silence_stdout() -> None:

@@ -12,7 +12,7 @@ import signal
 from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Future
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import Terminated
 
@@ -26,15 +26,19 @@ STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # (SIGHUP: the terminal 
 
 
 def install() -> None:
-    """Handle SIGINT, SIGTERM and SIGHUP in this (main) thread."""
+    """Handle SIGINT, SIGTERM and SIGHUP in this (main) thread, until `uninstall` puts back the handlers before."""
+    _previous.append([signal.getsignal(signum) for signum in STOPS])
     for signum in STOPS:
         signal.signal(signum, _handler)
 
 
 def uninstall() -> None:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for signum in STOPS[1:]:
-        signal.signal(signum, signal.SIG_DFL)
+    before = _previous.pop() if _previous else [signal.default_int_handler, signal.SIG_DFL, signal.SIG_DFL]
+    for signum, handler in zip(STOPS, before, strict=True):
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # (None: not set from Python)
+
+
+_previous: list[list[Any]] = []  # the handlers each `install` replaced, the last first
 
 
 def _handler(signum: int, frame: object) -> None:
