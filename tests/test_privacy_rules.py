@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -845,6 +846,52 @@ def test_bytes_between_header_segments_are_read_and_hold_the_file_back(tmp_path:
         assert record.status is Status.QUARANTINED and "PatientID" in {f.attribute for f in record.findings}
     else:
         assert record.status is Status.QUARANTINED and "199 bytes that no frame shows" in record.reason, record.reason
+
+
+@pytest.mark.parametrize("what", ["comment", "exif-thumbnail"])
+def test_a_segment_across_two_fragments_is_read_whole(tmp_path: Path, what: str) -> None:
+    """A frame may be split over fragments anywhere, inside a segment too: the check reads such a segment on into
+    the next fragment (found from outside: a comment holding the name, and a thumbnail, across two fragments, were
+    released)."""
+    secret = make_dataset(subject=48)
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    if what == "comment":
+        inserted = jpeg_segment(0xFE, b"x" * 40 + f"{secret.PatientName} {secret.PatientID}".encode())
+    else:  # (uncompressed, in a second image directory: no end marker in it)
+        inserted = jpeg_segment(0xE1, b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00\x0e\x00\x00\x00" + bytes(6)
+                                + bytes(range(1, 250)) * 4)
+    frame = jpeg[:2] + inserted + jpeg[2:]
+    frame += b"\x00" * (len(frame) % 2)
+    cut = 10  # (inside the segment's payload, before what tells it is a picture; even: fragments are padded to even)
+    record = _full_on_a_jpeg(tmp_path, make_dataset(subject=48), [frame[:cut], frame[cut:]])
+    assert record.status is Status.QUARANTINED, record.reason
+    if what == "comment":
+        assert "PatientID" in {f.attribute for f in record.findings}, record.reason
+    else:
+        assert "bytes that no frame shows" in record.reason, record.reason
+
+
+def test_a_picture_behind_bytes_that_begin_no_segment_holds_the_file_back(tmp_path: Path) -> None:
+    """0xFF 0x00 begins no segment (nor does a restart marker): what follows up to the next marker is skipped by a
+    decoder, and was taken for a segment's payload (found from outside: a raw picture there was released)."""
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    for begins in (b"\xff\x00", b"\xff\xd0"):
+        raw = bytes(range(1, 255)) * 2
+        picture = begins + (len(raw) + 2).to_bytes(2, "big") + raw  # (as if a segment's length and payload)
+        (tmp_path / begins.hex()).mkdir()
+        record = _full_on_a_jpeg(tmp_path / begins.hex(), make_dataset(subject=49), jpeg[:2] + picture + jpeg[2:])
+        assert record.status is Status.QUARANTINED and "bytes that no frame shows" in record.reason, record.reason
+
+
+def test_a_long_run_of_bytes_between_segments_is_read_in_one_pass() -> None:
+    """Skipping to the next marker took time by the square of the run (found from outside: 1 MB held a worker for
+    about an hour). 2 MB is read in one pass; the run is bounded by a timeout, not timed."""
+    code = ("import io\nfrom neuroanon import residual\n"
+            "data = b'\\xff\\xd8\\xff\\xe0\\x00\\x04ab' + bytes(range(1, 255)) * 8000\n"
+            "segments, _ = residual._segment_payloads(io.BytesIO(data), 0, len(data))\n"
+            "print(segments.stray)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == str(254 * 8000), done.stderr
 
 
 def _full_on_a_jpeg(tmp_path: Path, ds: Dataset, fragment: bytes | list[bytes]) -> Record:

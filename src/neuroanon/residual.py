@@ -502,19 +502,27 @@ def _pictures_in_segments(path: Path, pixels: PixelSpan) -> int:
     continue into later fragments: no decoder of the frames shows it, and the search for text does not read a
     picture (found on review: a thumbnail of the name was released at plain `full`); and more than two bytes
     between header segments that belong to none (a decoder skips them). 0 when there are none."""
-    pictures, coded = 0, False
+    pictures = 0
+    opened: _Segments | None = None
     with open(path, "rb") as f:
         for start, end in _fragments(f, pixels):
             if _starts_codestream(f, start):
-                segments, coded = _segment_payloads(f, start, end)[0], True
+                pictures += _pictured(opened.left()) if opened is not None else 0
+                segments = _segment_payloads(f, start, end)[0]
                 pictures += segments.stray if segments.stray > _PAD_AFTER_END else 0
-                payloads = segments.payloads
-            elif coded:  # (a frame continued)
-                payloads = _segments_after(f, start, end)
+            elif opened is not None:  # (a frame continued: the rest of the segment the last cut, its markers)
+                segments = _Segments()
+                _segments_after(f, opened.carried(f, start, end, segments), end, segments)
             else:
                 continue
-            pictures += sum(len(payload) for payload in payloads if _holds_picture(payload))
-    return pictures
+            pictures += _pictured(segments.payloads)
+            opened = segments
+    return pictures + (_pictured(opened.left()) if opened is not None else 0)
+
+
+def _pictured(payloads: list[bytes]) -> int:
+    """The bytes of the payloads that hold a picture."""
+    return sum(len(payload) for payload in payloads if _holds_picture(payload))
 
 
 def _holds_picture(payload: bytes) -> bool:
@@ -635,7 +643,8 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
         return []
     stray = _Stray(patterns, own)
     with open(path, "rb") as f:
-        pos, offsets, coded = pixels.start + 12, True, False  # coded: a codestream began and has not ended
+        pos, offsets = pixels.start + 12, True
+        opened: _Segments | None = None  # the segments of a codestream that began and has not ended
         while pos + 8 <= pixels.end:
             f.seek(pos)
             item = f.read(8)
@@ -646,9 +655,10 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
             if offsets:  # the basic offset table: numbers only, so text there is out of place
                 stray.add(_blocks(f, start, end))
             else:
-                coded = _fragment(f, start, end, coded, stray)
+                opened = _fragment(f, start, end, opened, stray)
             offsets = False
             pos = end
+        stray.add(opened.left() if opened is not None else [])
     return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
             for n in sorted(stray.found(), key=lambda n: (n.attribute, n.data))]
 
@@ -681,29 +691,31 @@ class _Stray:
         self.parts, self.size = [], 0
 
 
-def _fragment(f: BinaryIO, start: int, end: int, coded: bool, stray: _Stray) -> bool:
-    """Add to `stray` what a fragment holds beside its coded image; return whether a codestream is still open at
-    its end (`coded`: one was open at its start)."""
-    image = start  # where coded data may begin in this fragment
+def _fragment(f: BinaryIO, start: int, end: int, opened: _Segments | None, stray: _Stray) -> _Segments | None:
+    """Add to `stray` what a fragment holds beside its coded image; return the segments of the codestream still
+    open at its end, or None (`opened`: those of the one open at its start)."""
     if _starts_codestream(f, start):
-        coded = True
+        stray.add(opened.left() if opened is not None else [])
         segments, image = _segment_payloads(f, start, end)
-        stray.add(segments.payloads)
-    elif coded:  # a frame continued in this fragment: its markers
-        stray.add(_segments_after(f, start, end))
-    elif not _rle_segments(f, start, end):  # bytes before a codestream's start (all, if none starts)
+    elif opened is not None:  # a frame continued in this fragment: the rest of the segment the last cut, its markers
+        segments = _Segments()
+        image = opened.carried(f, start, end, segments)
+        _segments_after(f, image, end, segments)
+    elif _rle_segments(f, start, end):
+        return None
+    else:  # bytes before a codestream's start (all, if none starts)
         first = _first_start(f, start, end)
         stray.add(_blocks(f, start, end if first is None else first))
-        if first is not None:
-            coded = True
-            segments, image = _segment_payloads(f, first, end)
-            stray.add(segments.payloads)
-    if coded:
-        after = _after_end(f, image, end)
-        if after is not None:  # the codestream ended: what follows is no image's
-            stray.add(_blocks(f, *after))
-            return False
-    return coded
+        if first is None:
+            return None
+        segments, image = _segment_payloads(f, first, end)
+    stray.add(segments.payloads)
+    after = _after_end(f, image, end)
+    if after is not None:  # the codestream ended: what follows is no image's
+        stray.add(segments.left())
+        stray.add(_blocks(f, *after))
+        return None
+    return segments
 
 
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
@@ -779,12 +791,37 @@ def _before_padding(f: BinaryIO, start: int, end: int) -> int:
 
 
 class _Segments:
-    """A codestream's marker segments: their payloads, and the bytes between them that belong to none (skipped, as
-    a decoder skips them to the next marker)."""
+    """A codestream's marker segments in a fragment: their payloads, the bytes between them that belong to none
+    (skipped, as a decoder skips them to the next marker), and the last one's payload so far when it runs on into
+    the next fragment (`cut`, `rest`: how many of its bytes that holds; found from outside, a comment and a thumbnail
+    across two fragments were released)."""
 
     def __init__(self) -> None:
         self.payloads: list[bytes] = []
         self.stray = 0
+        self.cut = b""
+        self.rest = 0
+
+    def add(self, payload: bytes, length: int) -> None:
+        """A segment's payload as far as the fragment holds it, of `length` bytes in all."""
+        if len(payload) < length:
+            self.cut, self.rest = payload, length - len(payload)
+        else:
+            self.payloads.append(payload)
+
+    def carried(self, f: BinaryIO, start: int, end: int, following: _Segments) -> int:
+        """Into `following`, the segment this cut, completed with the first bytes of the fragment from `start` to
+        `end`; return where that fragment's own bytes begin."""
+        if not self.rest:
+            return start
+        f.seek(start)
+        more = f.read(min(self.rest, end - start))
+        following.add(self.cut + more, len(self.cut) + self.rest)
+        return start + len(more)
+
+    def left(self) -> list[bytes]:
+        """The cut segment's bytes, when no fragment completes it (none if none was cut)."""
+        return [self.cut] if self.rest else []
 
 
 def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[_Segments, int]:
@@ -797,7 +834,7 @@ def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[_Segments, int
     pos, marker = _header_segments(f, start + 2, end, found)
     image = pos
     if marker == _SOS:
-        found.payloads += _segments_after(f, pos, end)
+        _segments_after(f, pos, end, found)
     while marker == _SOT and pos + 12 <= end:
         f.seek(pos + 2)
         sot = f.read(8)  # Lsot, Isot, Psot: the tile-part's length from its SOT on (0: up to the end)
@@ -812,17 +849,16 @@ def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[_Segments, int
     return found, image
 
 
-def _segments_after(f: BinaryIO, pos: int, end: int) -> list[bytes]:
-    """The payloads of the JPEG marker segments from `pos` to `end` (`_JPEG_SEGMENT`), read a block at a time."""
-    found: list[bytes] = []
+def _segments_after(f: BinaryIO, pos: int, end: int, found: _Segments) -> None:
+    """Add to `found` the payloads of the JPEG marker segments from `pos` to `end` (`_JPEG_SEGMENT`), read a block
+    at a time."""
     for at in range(pos, end, _BLOCK):
         f.seek(at)
         block = f.read(min(_BLOCK + 1, end - at))  # (one byte more: a marker across the blocks' edge)
         for match in _JPEG_SEGMENT.finditer(block):
             f.seek(at + match.end())
             length = int.from_bytes(f.read(2), "big")
-            found.append(f.read(min(max(length - 2, 0), end - at - match.end() - 2)))
-    return found
+            found.add(f.read(min(max(length - 2, 0), end - at - match.end() - 2)), max(length - 2, 0))
 
 
 _BLOCK = 1 << 20
@@ -838,27 +874,33 @@ def _header_segments(f: BinaryIO, pos: int, end: int, found: _Segments) -> tuple
         marker = f.read(4)
         if len(marker) < 4:
             break
-        if marker[0] != 0xFF:
+        if marker[0] != 0xFF:  # (found from outside: a search by regular expression took time by the square)
             f.seek(pos)
-            skipped = _NEXT_MARKER.search(f.read(min(_BLOCK, end - pos)))
-            if skipped is None:
-                break
-            found.payloads.append(skipped.group(1))
-            found.stray += skipped.end(1)
-            pos += skipped.end(1)
+            block = f.read(min(_BLOCK, end - pos))
+            at = block.find(b"\xff")
+            skipped = at if at >= 0 else len(block)
+            found.payloads.append(block[:skipped])
+            found.stray += skipped
+            pos += skipped
             continue
         if marker[1] in (_SOS, _SOT, _SOD):
             return pos, marker[1]
         if marker[1] == 0xFF:  # a fill byte before the marker
             pos += 1
             continue
+        if marker[1] in _NO_SEGMENT:  # (found from outside: a picture behind FF 00 and a length was taken for one)
+            found.stray += 2
+            pos += 2
+            continue
         (length,) = struct.unpack(">H", marker[2:])
-        found.payloads.append(f.read(min(max(length - 2, 0), end - pos - 4)))
+        found.add(f.read(min(max(length - 2, 0), end - pos - 4)), max(length - 2, 0))
         pos += 2 + length
     return pos, None
 
 
-_NEXT_MARKER = re.compile(rb"([^\xff]+)\xff")  # (bytes up to the next 0xFF: a marker, or its fill)
+# After 0xFF in a header, bytes that begin no segment: 0x00 (no marker), TEM and the restart markers (none has a
+# length), a second SOI
+_NO_SEGMENT = frozenset({0x00, 0x01, *range(0xD0, 0xD9)})
 
 
 def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, ...] = ()) -> list[Finding]:
