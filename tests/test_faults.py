@@ -305,6 +305,21 @@ def test_follow_symlinks_never_follows_a_link_to_a_folder_holding_the_input(tmp_
     assert not any(name.startswith("beside/project") for name in records)  # (the input's parent: a loop)
 
 
+def test_a_hard_link_to_the_key_inside_the_input_is_not_read(tmp_path: Path) -> None:
+    """Another name of the key file is the key: below full it was copied into the release (found from outside)."""
+    source = tmp_path / "in"
+    make_study(source, subject=42, n_series=1, n_instances=1)
+    key = tmp_path / "project.key"
+    key.write_text("ab" * 32)
+    (source / "notes.bin").hardlink_to(key)
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "anonymize", "--key-file", str(key),
+                 "--report", str(report), "-q"]) == 0
+    records, _ = _records(report)
+    assert "its key or lookup file: not read" in str(records["notes.bin"]["reason"]), records["notes.bin"]
+    assert not (tmp_path / "out" / "notes.bin").exists()
+
+
 def test_follow_symlinks_never_reads_the_key_or_the_lookup_file(tmp_path: Path) -> None:
     """Where a followed link leads to the key or the lookup file, neither is read as input: below full it was
     copied into the release (found from outside)."""

@@ -592,6 +592,7 @@ def _dataset_with(**values: str) -> Dataset:
     ("Þórðarson^Guðrún", "ISO_IR 100", "cp861"), ("Þórðarson^Guðrún", "ISO_IR 100", "mac_iceland"),
     ("Gonçalves^João", "ISO_IR 100", "cp860"), ("Иванов^Пётр", "ISO_IR 144", "cp855"),
     ("Žemaitienė^Rūta", "ISO_IR 192", "cp775"), ("Žemaitienė^Rūta", "ISO_IR 192", "cp1257"),
+    ("Ștefănescu^Ioana", "ISO_IR 192", "iso8859_16"),
 ])
 def test_a_name_in_a_character_set_the_file_does_not_declare(
     tmp_path: Path, name: str, declared: str, codec: str

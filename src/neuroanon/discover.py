@@ -51,9 +51,10 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
     """Every file under the inputs, in a stable order (a folder's files, then its subfolders, by name).
 
     What the user names is followed even if it is a symlink. Inside a tree a symlink is followed only with
-    `follow_symlinks`, and never into a folder that contains it or the input (a loop); with `follow_symlinks` what
-    `avoid` names (the run's own output, work and quarantine folders, its report, journal and mapping, its key and
-    lookup file) is not read wherever a link leads to it; any other is a LINK entry. A folder that cannot be listed
+    `follow_symlinks`, and never into a folder that contains it or the input (a loop); what `avoid` names (the
+    run's own output, work and quarantine folders, its report, journal and mapping, its key and lookup file) is not
+    read, a file of them under another name (a hard link) too, nor with `follow_symlinks` wherever a link leads to
+    it; any other is a LINK entry. A folder that cannot be listed
     is an UNREADABLE entry; nothing is left out silently.
     """
     avoided = frozenset(filter(None, (_target_id(path) for path in avoid)))
@@ -97,16 +98,19 @@ def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]
             if is_dir and link and target in here:
                 yield InputFile(path, root, name, Kind.LINK, note="symlink to a folder above it (a loop): not followed")
             elif target is not None and target in avoided:
-                yield InputFile(path, root, name, Kind.LINK, note="this run's own output, work or quarantine folder, "
-                                "report, journal or mapping, or its key or lookup file: not read")
+                yield InputFile(path, root, name, Kind.LINK, note=_OWN)
             elif is_dir:
                 folders.append((path, name, here))
             elif link and not follow_symlinks:
                 yield InputFile(path, root, name, Kind.LINK,
                                 note=f"symlink to {_target(path)} inside a tree: not followed (use --follow-symlinks)")
             else:
-                yield from _opened(_classify(path, root, name, follow=follow_symlinks))
+                yield from _opened(_classify(path, root, name, follow=follow_symlinks, avoided=avoided))
         pending.extend(reversed(folders))
+
+
+_OWN = ("this run's own output, work or quarantine folder, report, journal or mapping, or its key or lookup file: "
+        "not read")
 
 
 def _opened(item: InputFile) -> Iterator[InputFile]:
@@ -234,8 +238,10 @@ def extracted(item: InputFile, folder: Path) -> InputFile:
     return _classify(target, folder, item.relative)
 
 
-def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> InputFile:
-    """What the file at `path` is, by its content; a symlink is read through only when `follow`."""
+def _classify(path: Path, root: Path, relative: str, follow: bool = False,
+              avoided: frozenset[tuple[int, int]] = frozenset()) -> InputFile:
+    """What the file at `path` is, by its content; a symlink is read through only when `follow`. A file `avoided`
+    names (by device and inode: another hard link to the key is the key; found from outside) is not read."""
     try:
         info = path.stat() if follow else path.lstat()
     except FileNotFoundError:
@@ -249,6 +255,8 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False) -> In
         return InputFile(path, root, relative, Kind.LINK, note="symlink inside a tree: not followed")
     if not stat.S_ISREG(info.st_mode):
         return InputFile(path, root, relative, Kind.SPECIAL)
+    if (info.st_dev, info.st_ino) in avoided:
+        return InputFile(path, root, relative, Kind.LINK, note=_OWN)
     if info.st_size == 0:
         return InputFile(path, root, relative, Kind.EMPTY, through_links=follow)
     try:

@@ -146,7 +146,7 @@ WIDE_ENCODINGS = ("utf_32_le", "utf_32_be")
 # the 7-bit Korean of mail.)
 CJK_ENCODINGS = ("shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949", "iso2022_kr")
 OTHER_ENCODINGS = (
-    "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "cp852", "mac_latin2",
+    "cp1252", "cp850", "cp437", "mac_roman", "iso8859_15", "cp1250", "iso8859_2", "iso8859_16", "cp852", "mac_latin2",
     "cp775", "cp1257", "cp860", "cp861", "cp863", "cp865", "mac_iceland", "mac_croatian", "mac_romanian",
     "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "cp855", "mac_cyrillic", "cp1253", "iso8859_7", "cp737",
     "cp869", "mac_greek", "cp1254", "iso8859_9", "cp857", "mac_turkish", "cp1255", "iso8859_8", "cp862", "cp1256",
