@@ -858,7 +858,8 @@ def _segments_after(f: BinaryIO, pos: int, end: int, found: _Segments) -> None:
         for match in _JPEG_SEGMENT.finditer(block):
             f.seek(at + match.end())
             length = int.from_bytes(f.read(2), "big")
-            found.add(f.read(min(max(length - 2, 0), end - at - match.end() - 2)), max(length - 2, 0))
+            held = max(0, min(length - 2, end - at - match.end() - 2))  # (none past the fragment's end)
+            found.add(f.read(held), max(length - 2, 0))
 
 
 _BLOCK = 1 << 20
