@@ -786,7 +786,8 @@ def test_text_in_any_segment_or_after_the_first_end_holds_the_file_back(tmp_path
 
 
 @pytest.mark.parametrize("where", ["exif", "jfif", "jfxx", "comment-j2k", "between-scans", "continued-fragment",
-                                   "exif-uncompressed", "png", "bare-jfif", "spiff-end", "exif-without-thumbnail"])
+                                   "exif-uncompressed", "png", "jfif-longer", "bare-jfif", "spiff-end",
+                                   "exif-without-thumbnail"])
 def test_a_thumbnail_in_a_codestreams_segment_holds_the_file_back(tmp_path: Path, where: str) -> None:
     """A picture in a marker segment (an Exif or JFIF thumbnail; a codestream in a comment), before the first scan,
     between scans or in a frame's later fragment, is shown by no decoder of the frames and not read by the search
@@ -798,6 +799,9 @@ def test_a_thumbnail_in_a_codestreams_segment_holds_the_file_back(tmp_path: Path
     inserted = {"exif": exif, "between-scans": exif, "continued-fragment": exif,
                "jfif": jpeg_segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x02\x02" + bytes(range(12))),
                "bare-jfif": jpeg_segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"),
+               # (no thumbnail declared, a picture after the 14 bytes JFIF has: no reader reads them)
+               "jfif-longer": jpeg_segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+                                           + bytes(range(1, 250))),
                "jfxx": jpeg_segment(0xE0, b"JFXX\x00\x13\x02\x02" + bytes(range(12))),
                "comment-j2k": jpeg_segment(0xFE, b"\xff\x4f\xff\x51\x00\x29" + bytes(39)),
                "spiff-end": jpeg_segment(0xE8, b"\x00\x00\x00\x01\xff\xd8"),

@@ -527,11 +527,12 @@ def _pictured(payloads: list[bytes]) -> int:
 
 def _holds_picture(payload: bytes) -> bool:
     """Whether a marker segment's payload holds a picture: JFIF's thumbnail (its width and height, bytes 12 and 13,
-    not 0), a JFIF extension's (JFXX: a JPEG, a palette or RGB one), Exif's (a second image directory, IFD1, which
-    describes it, compressed or not: found from outside, an uncompressed one was released), or a JPEG or JPEG 2000
-    codestream with more than its start and end, a PNG or a GIF anywhere in it."""
+    not 0; or bytes past its 14, which no reader reads), a JFIF extension's (JFXX: a JPEG, a palette or RGB one),
+    Exif's (a second image directory, IFD1, which describes it, compressed or not: found from outside, an
+    uncompressed one was released), or a JPEG or JPEG 2000 codestream with more than its start and end, a PNG or a
+    GIF anywhere in it."""
     if payload[:5] == b"JFIF\x00":
-        return len(payload) >= 14 and payload[12] * payload[13] > 0
+        return len(payload) != 14 or payload[12] * payload[13] > 0
     if payload[:6] == b"Exif\x00\x00" and _exif_thumbnail(payload[6:]):
         return True
     return payload[:5] == b"JFXX\x00" or _PICTURE.search(payload) is not None
