@@ -532,7 +532,7 @@ def _holds_picture(payload: bytes) -> bool:
     uncompressed one was released), or a JPEG or JPEG 2000 codestream with more than its start and end, a PNG or a
     GIF anywhere in it."""
     if payload[:5] == b"JFIF\x00":
-        return len(payload) != 14 or payload[12] * payload[13] > 0
+        return len(payload) > 14 or (len(payload) == 14 and payload[12] * payload[13] > 0)  # (as `pixels` reads it)
     if payload[:6] == b"Exif\x00\x00" and _exif_thumbnail(payload[6:]):
         return True
     return payload[:5] == b"JFXX\x00" or _PICTURE.search(payload) is not None
