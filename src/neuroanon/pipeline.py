@@ -162,8 +162,8 @@ def anonymize_tree(
     names the site's file of original PatientIDs and their pseudonyms (full; mode 0600; extended by reruns). With
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
     `follow_symlinks` follows symlinks inside the input trees (those named in `inputs` always are); `private`
-    names files never read as input wherever a followed link leads (the key, the lookup table), as the run's own
-    folders and files are not. An output folder that is not empty and that no neuroanon run began is refused unless
+    names files never read as input, under another name (a hard link) or where a followed link leads (the key, the
+    lookup table), as the run's own folders and files are not. An output folder that is not empty and that no neuroanon run began is refused unless
     `force`.
 
     Outputs are staged in a private work folder beside `output` (`.<name>.neuroanon-work`, locked for the run:
@@ -269,8 +269,8 @@ def _opened_for_writing(open_it: Callable[[], _T], what: str) -> _T:
 
 @dataclass(frozen=True)
 class _Walk:
-    """How a run walks its inputs: symlinks inside them followed or not, and what is never read as input wherever
-    a followed link leads (the run's own folders and files, the key, the lookup table)."""
+    """How a run walks its inputs: symlinks inside them followed or not, and what is never read as input, under
+    another name or where a followed link leads (the run's own folders and files, the key, the lookup table)."""
 
     inputs: list[Path]
     follow_symlinks: bool
