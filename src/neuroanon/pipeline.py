@@ -163,8 +163,8 @@ def anonymize_tree(
     `dask_scheduler` the files are prepared on that Dask cluster, whose workers must see `output` at the same path.
     `follow_symlinks` follows symlinks inside the input trees (those named in `inputs` always are); `private`
     names files never read as input, under another name (a hard link) or where a followed link leads (the key, the
-    lookup table), as the run's own folders and files are not. An output folder that is not empty and that no neuroanon run began is refused unless
-    `force`.
+    lookup table), as the run's own folders and files are not. An output folder that is not empty and that no
+    neuroanon run began is refused unless `force`.
 
     Outputs are staged in a private work folder beside `output` (`.<name>.neuroanon-work`, locked for the run:
     a second run into the same output is refused) and enter `output` only when released. A rerun with the same
