@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 
 from neuroanon import csa, engine
 from neuroanon.apply import apply_level
+from neuroanon.identifiers import needles
 from neuroanon.keys import Keyring
 from neuroanon.options import Level, Options
 from neuroanon.read import quiet
@@ -250,6 +251,21 @@ def test_bytes_no_reader_reads_inside_the_header_are_zeroed(csa2: bool) -> None:
     if csa2:  # (nibabel reads this layout)
         read = csareader.read(cleaned)["tags"]
         assert read["B_value"]["items"] == [1000] and read["SliceTiming"]["items"] == [0.5, 12.0]
+
+
+def test_an_id_with_letters_or_digits_run_on_is_cut_from_an_item_text() -> None:
+    """Found from outside: this file's PatientID with a digit and letter after it, or a letter before it, in the text
+    of real Siemens items (ICE_Dims, SliceMeasurementDuration) was released, and verify called the file clean."""
+    source = Dataset()
+    source.PatientID = "QX771234"
+    planted = [b"QX7712344d\x00", b"xQX771234\x00", b"1771234\x00"]
+    header = _csa([("ICE_Dims", "LO", [planted[0]]), ("SliceMeasurementDuration", "DS", [planted[1], planted[2]])],
+                  csa2=True)
+    cleaned = csa.clean_csa(header, needles(source), Keyring(KEY))
+    assert cleaned is not None and len(cleaned) == len(header)
+    assert b"qx771234" not in cleaned.lower()
+    assert b"1771234\x00" in cleaned, "a longer number holding the ID's digits is another number"
+    assert [e.name for e in csa.parse(cleaned) or []] == ["ICE_Dims", "SliceMeasurementDuration"]
 
 
 def test_same_length_uid_is_keyed_and_valid() -> None:

@@ -994,13 +994,21 @@ def id_texts(text: str) -> set[str]:
 
 def id_form(text: str) -> Form | None:
     """An ID's groups of letters and of digits, with any usual separator or none between them ("ZQ4471-0093",
-    "ZQ–4471–0093" for "ZQ-4471-0093"); None for an ID of one group, or of groups too short to look for first."""
+    "ZQ–4471–0093" for "ZQ-4471-0093"); None for an ID of one group, or of groups too short to look for first.
+
+    One of letters and digits, `_MIN_SPACED` characters or more, is found also where other letters or digits run on
+    before or after it ("xQX771234", "QX7712344d" in a Siemens CSA item's text): no word or number holds it by
+    chance, so it stands between no boundaries. (A number alone keeps its boundaries: it could be part of another.)
+    """
     groups = _LETTERS_OR_DIGITS.findall(text)
     if len(groups) < 2 or max(len(g) for g in groups) < 3 or not text.isascii():
         return None
     tokens: list[Token] = [(groups[0].lower(),)]
     for group in groups[1:]:
         tokens += [_ID_JOINS, (group.lower(),)]
+    mixed = any(g.isdigit() for g in groups) and not all(g.isdigit() for g in groups)
+    if mixed and len("".join(groups)) >= _MIN_SPACED:
+        return Form(tuple(tokens), NONE, NONE, text)
     bound = {True: DIGIT, False: ALPHA}
     return Form(tuple(tokens), bound[groups[0].isdigit()], bound[groups[-1].isdigit()], text)
 
