@@ -655,13 +655,22 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     ("ScheduledStationAETitle", "WOBSCP9"), ("ScheduledStationName", "QXSCAN9"),
     ("ScheduledProcedureStepLocation", "Quillon Annex"), ("ScheduledProcedureStepStartDate", "20240119"),
 ])
-def test_the_scheduled_steps_values_in_its_items_are_searched(tmp_path: Path, keyword: str, value: str) -> None:
+@pytest.mark.parametrize("in_request", [False, True], ids=["top", "in-request"])
+def test_the_scheduled_steps_values_in_its_items_are_searched(tmp_path: Path, keyword: str, value: str,
+                                                              in_request: bool) -> None:
     """The standard puts the scheduled step's station, place and date in the items of its sequence, not at the top
-    level: a copy of one in a kept text was released (found from outside)."""
+    level: a copy of one in a kept text was released (found from outside), also with the step's sequence inside
+    the request's items."""
     source = original()
     step = Dataset()
     setattr(step, keyword, value)
-    source.ScheduledProcedureStepSequence = [step]
+    if in_request:
+        request = Dataset()
+        request.RequestedProcedureID = "RPQ1"
+        request.ScheduledProcedureStepSequence = [step]
+        source.RequestAttributesSequence = [request]
+    else:
+        source.ScheduledProcedureStepSequence = [step]
     findings = held(tmp_path, source, WindowCenterWidthExplanation=f"from {value};")
     assert_found(findings, keyword, "(0028,1055)", value)
 

@@ -517,14 +517,26 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     declared = _declared(ds)
     values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds
               for value in _undeclared_values(ds, tag, declared) + _values(ds, tag)]
-    for sequence, inside in IN_SEQUENCES.items():
-        values += [(attribute, value) for item in _items(ds, sequence) for tag, attribute in inside if tag in item
-                   for value in _values(item, tag)]
+    values += _sequence_values(ds)
     found: dict[tuple[bytes, tuple[Form, ...]], Needle] = {}
     for keyword, value in values:
         for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared):
             found.setdefault(_same_search(needle), needle)
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def _sequence_values(ds: Dataset, depth: int = 0) -> list[tuple[str, object]]:
+    """The values `IN_SEQUENCES` names in the items of its sequences, also in such a sequence inside another one's
+    items (found from outside: the scheduled step's station inside the request's items)."""
+    values: list[tuple[str, object]] = []
+    for sequence, inside in IN_SEQUENCES.items():
+        for item in _items(ds, sequence):
+            values += [(attribute, value) for tag, attribute in inside if tag in item for value in _values(item, tag)]
+            values += _sequence_values(item, depth + 1) if depth < _SEQUENCE_DEPTH else []
+    return values
+
+
+_SEQUENCE_DEPTH = 3
 
 
 def _same_search(needle: Needle) -> tuple[bytes, tuple[Form, ...]]:
