@@ -774,6 +774,25 @@ def test_the_files_own_instance_uid_is_found(tmp_path: Path, text: str, found: b
         assert check_file(written(tmp_path, ExplicitVRLittleEndian, **elements), None, needles(source)) == []
 
 
+@pytest.mark.parametrize(("acquired", "text", "found"), [("20240102001500", "acq 2024-01-02", True),
+                                                           ("20240102001500", "acq 02.01.2024", True),
+                                                           ("20240101235900", "acq 2024-01-01", False),
+                                                           ("20240102", "acq 2024-01-03", False)])
+def test_the_date_of_an_acquisition_unlike_the_studys_is_found(tmp_path: Path, acquired: str, text: str,
+                                                                 found: bool) -> None:
+    """An enhanced image has AcquisitionDateTime and no AcquisitionDate, and an acquisition may end after midnight:
+    its date, where no other date of the file is it, is a needle of the file alone (it differs from file to file).
+    Where it is the study's date, the study's needle finds it."""
+    source = original()
+    source.StudyDate, source.AcquisitionDateTime = "20240101", acquired
+    own = instance_needles(source)
+    findings = check_file(written(tmp_path, ExplicitVRLittleEndian, ImageComments=text), None, needles(source), own=own)
+    if found:
+        assert_found(findings, "AcquisitionDateTime", "(0020,4000)", text)
+    else:
+        assert [f for f in findings if f.attribute == "AcquisitionDateTime"] == []
+
+
 @pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"])
 def test_in_wide_text_a_neighbouring_digit_counts_at_either_end_of_a_value(codec: str) -> None:
     """A pattern of one byte order matches text of the other shifted by a byte (three in UTF-32); a digit next to

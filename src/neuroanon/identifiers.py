@@ -829,12 +829,25 @@ def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: 
 
 def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
     """The instance's own UID, a needle of its own: `full` remaps it, and the original left in a kept value would
-    link the output to its source file. Made per file (the series' needles are shared: one index for them all)."""
-    raw = ds.get_item(base_tag(SOP_INSTANCE_UID))  # (None when absent; by the one tag object, as above)
-    value = raw.value if raw is not None else None  # (read as it is: decoding it would change `ds`, whose raw
-    # values key the series' caches)
-    text = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
-    return _uid_needles("SOPInstanceUID", text, BASE_ENCODINGS, ())
+    link the output to its source file; and the date of its AcquisitionDateTime where no date of the series' needles
+    is that date (an enhanced image has no AcquisitionDate; an acquisition may end after midnight). Made per file
+    (the series' needles are shared: one index for them all; an acquisition's time differs from file to file)."""
+    uid = _uid_needles("SOPInstanceUID", _raw_text(ds, SOP_INSTANCE_UID), BASE_ENCODINGS, ())
+    date = _raw_text(ds, _ACQUISITION_DATE_TIME)[:8]
+    if len(date) < 8 or is_dummy(date) or any(n.data == date.encode() for n in needles(ds)):
+        return uid
+    return (*uid, *(_date_needles("AcquisitionDateTime", date, BASE_ENCODINGS, ()) or ()))
+
+
+def _raw_text(ds: Dataset, tag: int) -> str:
+    """An element's value as ASCII text, "" when absent; read as it is: decoding it would change `ds`, whose raw
+    values key the series' caches."""
+    raw = ds.get_item(base_tag(tag))  # (None when absent; by the one tag object, as above)
+    value = raw.value if raw is not None else None
+    return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
+
+
+_ACQUISITION_DATE_TIME = int(tag_for_keyword("AcquisitionDateTime") or 0)
 
 
 @lru_cache(maxsize=1)
