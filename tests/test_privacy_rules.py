@@ -875,6 +875,56 @@ def test_a_segment_across_two_fragments_is_read_whole(tmp_path: Path, what: str)
         assert "bytes that no frame shows" in record.reason, record.reason
 
 
+def _commented(syntax: str, text: bytes) -> bytes:
+    """A JPEG baseline or JPEG 2000 codestream with a comment segment holding `text` at an even offset (2 or 10)."""
+    if syntax == pydicom.uid.JPEG2000Lossless:
+        return _codestream(syntax, text)
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    return jpeg[:2] + jpeg_segment(0xFE, text) + jpeg[2:]
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEG2000Lossless],
+                         ids=["jpeg", "jpeg2000"])
+def test_a_frame_cut_anywhere_near_a_comment_is_read_as_one_stream(tmp_path: Path, syntax: str) -> None:
+    """A decoder reads a frame's fragments as one stream: so does the check (found from outside: a cut right after a
+    comment's marker, or in the segment before it, released the name; a JPEG 2000 frame's later fragment was
+    searched for JPEG's markers only). Two fragments cut at every even place around the comment, and three."""
+    secret = make_dataset(subject=50)
+    frame = _commented(syntax, b"x" * 8 + f"{secret.PatientName} {secret.PatientID}".encode())
+    marker = frame.index(b"\xff\x64" if syntax == pydicom.uid.JPEG2000Lossless else b"\xff\xfe")
+    cuts = [[frame[:cut], frame[cut:]] for cut in range(2, marker + 10, 2)]
+    cuts.append([frame[:marker], frame[marker:marker + 2], frame[marker + 2:marker + 4], frame[marker + 4:]])
+    for index, fragments in enumerate(cuts):
+        (tmp_path / str(index)).mkdir()
+        record = _full_on_a_jpeg(tmp_path / str(index), make_dataset(subject=50), fragments)
+        assert record.status is Status.QUARANTINED, (index, record.reason)
+        assert "PatientID" in {f.attribute for f in record.findings}, (index, record.reason)
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.JPEGBaseline8Bit, pydicom.uid.JPEG2000Lossless],
+                         ids=["jpeg", "jpeg2000"])
+def test_a_clean_frame_cut_anywhere_is_released(tmp_path: Path, syntax: str) -> None:
+    """Reading a frame's fragments as one stream finds nothing where there is nothing: a clean frame cut at every
+    even place, and the frame whole, are released."""
+    frame = _commented(syntax, b"libjpeg 9d")
+    frame += b"\x00" * (len(frame) % 2)
+    for cut in range(0, len(frame), 2):
+        (tmp_path / str(cut)).mkdir()
+        fragments = [frame[:cut], frame[cut:]] if cut else [frame]
+        record = _full_on_a_jpeg(tmp_path / str(cut), make_dataset(subject=51), fragments)
+        assert record.status is Status.WRITTEN, (cut, record.reason)
+
+
+def test_a_thumbnail_cut_right_after_its_marker_holds_the_file_back(tmp_path: Path) -> None:
+    """Found from outside: an Exif segment holding a thumbnail, cut right after its marker (FF E1), was released."""
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    frame = jpeg[:2] + jpeg_segment(0xE1, b"Exif\x00\x00" + thumbnail("Fake Name")) + jpeg[2:]
+    for cut in (4, 6):
+        (tmp_path / str(cut)).mkdir()
+        record = _full_on_a_jpeg(tmp_path / str(cut), make_dataset(subject=52), [frame[:cut], frame[cut:]])
+        assert record.status is Status.QUARANTINED and "bytes that no frame shows" in record.reason, record.reason
+
+
 def test_a_picture_behind_bytes_that_begin_no_segment_holds_the_file_back(tmp_path: Path) -> None:
     """0xFF 0x00 begins no segment (nor does a restart marker): what follows up to the next marker is skipped by a
     decoder, and was taken for a segment's payload (found from outside: a raw picture there was released)."""

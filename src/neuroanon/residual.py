@@ -19,12 +19,13 @@ import json
 import re
 import struct
 import zlib
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import pydicom
 from pydicom.charset import python_encoding
@@ -470,24 +471,25 @@ def _not_zero(data: bytes) -> int:
 
 
 def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
-    """The bytes of encapsulated pixel data that no decoder of its `frames` reads, in the fragments that begin with
-    a JPEG, JPEG-LS or JPEG 2000 codestream, as a frame's does: the codestreams past the frames (one a frame,
-    whether each has fragments of its own or not) and what follows a codestream's end but zero padding and the byte
-    or two a writer pads with (found from outside: a second codestream, or a raw picture, after the first one's end
-    held the name). 0 when there are none. Other fragments (a frame's continued, a video's stream, where the bytes
-    of a codestream's start and end stand now and then by chance) are searched whole by `_in_marker_segments`."""
+    """The bytes of encapsulated pixel data that no decoder of its `frames` reads, in the frames (`_frames`) that
+    begin with a JPEG, JPEG-LS or JPEG 2000 codestream: the codestreams past the frames (one a frame, whether each
+    has fragments of its own or not) and what follows a codestream's end (in its fragment or in later ones it was
+    joined with) but zero padding and the byte or two a writer pads with (found from outside: a second codestream,
+    or a raw picture, after the first one's end held the name). 0 when there are none. Other fragments (a video's
+    stream, where the bytes of a codestream's start and end stand now and then by chance) are searched whole by
+    `_in_marker_segments`."""
     extra = seen = 0
     with open(path, "rb") as f:
-        for start, end in _fragments(f, pixels):
-            at = start if _starts_codestream(f, start) else None
+        for stream, start, end in _frames(f, pixels):
+            at = start if _starts_codestream(stream, start) else None
             while at is not None:
                 seen += 1
-                after = _after_end(f, _header_segments(f, at + 2, end, _Segments())[0], end)
+                after = _after_end(stream, _header_segments(stream, at + 2, end, _Segments())[0], end)
                 if seen > frames:
                     extra += (after[0] if after is not None else end) - at
                 if after is None:
                     break
-                at = _first_start(f, *after)
+                at = _first_start(stream, *after)
                 stray = (at if at is not None else after[1]) - after[0]
                 extra += stray if stray > _PAD_AFTER_END else 0
     return extra
@@ -498,26 +500,18 @@ _PAD_AFTER_END = 2  # bytes after a codestream's end marker that a writer may pa
 
 def _pictures_in_segments(path: Path, pixels: PixelSpan) -> int:
     """The bytes of the marker segments that hold a picture of their own (a thumbnail in an application segment,
-    Exif's or JFIF's; a codestream in a comment), in the codestreams that begin fragments and in the frames they
-    continue into later fragments: no decoder of the frames shows it, and the search for text does not read a
+    Exif's or JFIF's; a codestream in a comment), in the codestreams that begin frames (`_frames`, their fragments
+    joined): no decoder of the frames shows it, and the search for text does not read a
     picture (found on review: a thumbnail of the name was released at plain `full`); and more than two bytes
     between header segments that belong to none (a decoder skips them). 0 when there are none."""
     pictures = 0
-    opened: _Segments | None = None
     with open(path, "rb") as f:
-        for start, end in _fragments(f, pixels):
-            if _starts_codestream(f, start):
-                pictures += _pictured(opened.left()) if opened is not None else 0
-                segments = _segment_payloads(f, start, end)[0]
+        for stream, start, end in _frames(f, pixels):
+            if _starts_codestream(stream, start):
+                segments = _segment_payloads(stream, start, end)[0]
                 pictures += segments.stray if segments.stray > _PAD_AFTER_END else 0
-            elif opened is not None:  # (a frame continued: the rest of the segment the last cut, its markers)
-                segments = _Segments()
-                _segments_after(f, opened.carried(f, start, end, segments), end, segments)
-            else:
-                continue
-            pictures += _pictured(segments.payloads)
-            opened = segments
-    return pictures + (_pictured(opened.left()) if opened is not None else 0)
+                pictures += _pictured(segments.payloads)
+    return pictures
 
 
 def _pictured(payloads: list[bytes]) -> int:
@@ -554,6 +548,69 @@ def _exif_thumbnail(tiff: bytes) -> bool:
 
 # SOI and a marker but EOI; SOC and SIZ; PNG's and GIF's signatures
 _PICTURE = re.compile(rb"\xff\xd8\xff(?!\xd9)|\xff\x4f\xff\x51|\x89PNG\r\n\x1a\n|GIF8[79]a")
+
+
+def _frames(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[_Readable, int, int]]:
+    """Each fragment of encapsulated pixel data after the basic offset table, as (stream, start, end); a fragment
+    that holds a codestream's start joined with the fragments after it that begin none and hold no RLE segments,
+    into one stream, as a decoder reads a frame split over fragments (found from outside: a segment, or a JPEG 2000
+    header, cut by a fragment's end was read by no walk)."""
+    frame: list[tuple[int, int]] = []
+    for start, end in _fragments(f, pixels):
+        begins = _starts_codestream(f, start)
+        rle = not begins and _rle_segments(f, start, end)
+        if frame and not (begins or rle):
+            frame.append((start, end))
+            continue
+        if frame:
+            yield _joined(f, frame)
+        frame = [(start, end)] if begins or (not rle and _first_start(f, start, end) is not None) else []
+        if not frame:  # (no codestream to continue: RLE segments, or bytes of none)
+            yield f, start, end
+    if frame:
+        yield _joined(f, frame)
+
+
+def _joined(f: BinaryIO, fragments: list[tuple[int, int]]) -> tuple[_Readable, int, int]:
+    """The fragments as one stream, and where it begins and ends (a single fragment: the file itself)."""
+    if len(fragments) == 1:
+        return f, *fragments[0]
+    joined = _Joined(f, fragments)
+    return joined, 0, joined.size
+
+
+class _Joined:
+    """Fragments of the file read as one stream (`seek`, `read`): the bytes of each after those of the one before."""
+
+    def __init__(self, f: BinaryIO, fragments: list[tuple[int, int]]) -> None:
+        self.f, self.pos, self.size = f, 0, 0
+        self.parts: list[tuple[int, int, int]] = []  # (where in the stream, where in the file, length)
+        for start, end in fragments:
+            self.parts.append((self.size, start, end - start))
+            self.size += end - start
+
+    def seek(self, pos: int) -> int:
+        self.pos = pos
+        return pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.size if n < 0 else min(self.size, self.pos + n)
+        out = []
+        for at, start, length in self.parts[bisect_right(self.parts, (self.pos, 1 << 62)) - 1:]:
+            if self.pos >= end:
+                break
+            self.f.seek(start + self.pos - at)
+            part = self.f.read(min(end, at + length) - self.pos)
+            out.append(part)
+            self.pos += len(part)
+            if self.pos < min(end, at + length):  # (the file ends early)
+                break
+        return b"".join(out)
+
+
+class _Readable(Protocol):
+    def seek(self, pos: int, /) -> int: ...
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def _fragments(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[int, int]]:
@@ -634,32 +691,22 @@ def _without_our_uids(data: bytes, patterns: tuple[Needle, ...], own: tuple[Need
 
 def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tuple[Needle, ...],
                         own: tuple[Needle, ...]) -> list[Finding]:
-    """The needles in the bytes of encapsulated pixel data that no decoder reads as an image, fragment by fragment:
-    the basic offset table; the text a JPEG, JPEG-LS or JPEG 2000 codestream carries beside its image (comment and
-    application segments: a device may write the patient's name there); and whatever lies before a codestream's
-    start or after its end (past zero padding), a fragment that holds no codestream included. `data` holds the
-    pixel data element's header: native pixel data is not read. (RLE segments: `bytes_after_frames`.)"""
+    """The needles in the bytes of encapsulated pixel data that no decoder reads as an image, frame by frame
+    (`_frames`): the basic offset table; the text a JPEG, JPEG-LS or JPEG 2000 codestream carries beside its image
+    (comment and application segments: a device may write the patient's name there); and whatever lies before a
+    codestream's start or after its end (past zero padding), a fragment that holds no codestream included. `data`
+    holds the pixel data element's header: native pixel data is not read. (RLE segments: `bytes_after_frames`.)"""
     header = data[pixels.start:pixels.start + 12]
     if header[4:6] not in (b"OB", b"OW") or header[8:12] != b"\xff\xff\xff\xff":
         return []
     stray = _Stray(patterns, own)
     with open(path, "rb") as f:
-        pos, offsets = pixels.start + 12, True
-        opened: _Segments | None = None  # the segments of a codestream that began and has not ended
-        while pos + 8 <= pixels.end:
-            f.seek(pos)
-            item = f.read(8)
-            if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
-                break  # the sequence delimiter, or what the engine already read as it is
-            (length,) = struct.unpack("<L", item[4:])
-            start, end = pos + 8, pos + 8 + length
-            if offsets:  # the basic offset table: numbers only, so text there is out of place
-                stray.add(_blocks(f, start, end))
-            else:
-                opened = _fragment(f, start, end, opened, stray)
-            offsets = False
-            pos = end
-        stray.add(opened.left() if opened is not None else [])
+        f.seek(pixels.start + 12)
+        item = f.read(8)
+        if item[:4] == b"\xfe\xff\x00\xe0":  # the basic offset table: numbers only, so text there is out of place
+            stray.add(_blocks(f, pixels.start + 20, pixels.start + 20 + struct.unpack("<L", item[4:])[0]))
+        for stream, start, end in _frames(f, pixels):
+            _frame(stream, start, end, stray)
     return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
             for n in sorted(stray.found(), key=lambda n: (n.attribute, n.data))]
 
@@ -692,31 +739,22 @@ class _Stray:
         self.parts, self.size = [], 0
 
 
-def _fragment(f: BinaryIO, start: int, end: int, opened: _Segments | None, stray: _Stray) -> _Segments | None:
-    """Add to `stray` what a fragment holds beside its coded image; return the segments of the codestream still
-    open at its end, or None (`opened`: those of the one open at its start)."""
+def _frame(f: _Readable, start: int, end: int, stray: _Stray) -> None:
+    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image."""
     if _starts_codestream(f, start):
-        stray.add(opened.left() if opened is not None else [])
         segments, image = _segment_payloads(f, start, end)
-    elif opened is not None:  # a frame continued in this fragment: the rest of the segment the last cut, its markers
-        segments = _Segments()
-        image = opened.carried(f, start, end, segments)
-        _segments_after(f, image, end, segments)
     elif _rle_segments(f, start, end):
-        return None
+        return
     else:  # bytes before a codestream's start (all, if none starts)
         first = _first_start(f, start, end)
         stray.add(_blocks(f, start, end if first is None else first))
         if first is None:
-            return None
+            return
         segments, image = _segment_payloads(f, first, end)
     stray.add(segments.payloads)
     after = _after_end(f, image, end)
     if after is not None:  # the codestream ended: what follows is no image's
-        stray.add(segments.left())
         stray.add(_blocks(f, *after))
-        return None
-    return segments
 
 
 _CODESTREAM_STARTS = (b"\xff\xd8", b"\xff\x4f")  # SOI (JPEG, JPEG-LS), SOC (JPEG 2000)
@@ -731,19 +769,19 @@ _OVERLAP = 4096  # bytes a block shares with the next, so that a value across th
 _SEARCHED_AT_ONCE = 16 << 20  # stray bytes searched together, at most
 
 
-def _starts_codestream(f: BinaryIO, start: int) -> bool:
+def _starts_codestream(f: _Readable, start: int) -> bool:
     f.seek(start)
     return f.read(2) in _CODESTREAM_STARTS
 
 
-def _blocks(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+def _blocks(f: _Readable, start: int, end: int) -> Iterator[bytes]:
     """The bytes from `start` to `end`, in blocks that overlap by `_OVERLAP` bytes."""
     for at in range(start, end, _BLOCK):
         f.seek(at)
         yield f.read(min(_BLOCK + _OVERLAP, end - at))
 
 
-def _first_start(f: BinaryIO, start: int, end: int) -> int | None:
+def _first_start(f: _Readable, start: int, end: int) -> int | None:
     """Where a codestream starts in a fragment that does not begin with one, or None (no codestream)."""
     for at in range(start, end, _BLOCK):
         f.seek(at)
@@ -753,7 +791,7 @@ def _first_start(f: BinaryIO, start: int, end: int) -> int | None:
     return None
 
 
-def _rle_segments(f: BinaryIO, start: int, end: int) -> bool:
+def _rle_segments(f: _Readable, start: int, end: int) -> bool:
     """Whether the fragment begins with an RLE header: 1 to 15 segments, each within the fragment after the header
     (in order and the first right after it, or not: found from outside, a picture between the header and the first
     segment, whose bytes `_unread_rle` counts), the offsets of no other segment set."""
@@ -765,7 +803,7 @@ def _rle_segments(f: BinaryIO, start: int, end: int) -> bool:
     return 1 <= count <= 15 and all(64 <= o < end - start for o in offsets[:count]) and not any(offsets[count:])
 
 
-def _after_end(f: BinaryIO, image: int, end: int) -> tuple[int, int] | None:
+def _after_end(f: _Readable, image: int, end: int) -> tuple[int, int] | None:
     """Where the bytes a fragment holds after its codestream's end marker (EOI, EOC: FFD9, which no coded data
     holds: the first after `image`, where its coded data may begin, past its header's segments, whose payloads may
     hold FFD9: an Exif thumbnail) begin and end, zero padding left out; None when none is in it (a frame continued
@@ -779,7 +817,7 @@ def _after_end(f: BinaryIO, image: int, end: int) -> tuple[int, int] | None:
     return None
 
 
-def _before_padding(f: BinaryIO, start: int, end: int) -> int:
+def _before_padding(f: _Readable, start: int, end: int) -> int:
     """Where the zero bytes that end the bytes from `start` to `end` begin (`end` if there are none)."""
     while end > start:
         at = max(start, end - _BLOCK)
@@ -792,40 +830,15 @@ def _before_padding(f: BinaryIO, start: int, end: int) -> int:
 
 
 class _Segments:
-    """A codestream's marker segments in a fragment: their payloads, the bytes between them that belong to none
-    (skipped, as a decoder skips them to the next marker), and the last one's payload so far when it runs on into
-    the next fragment (`cut`, `rest`: how many of its bytes that holds; found from outside, a comment and a thumbnail
-    across two fragments were released)."""
+    """A codestream's marker segments: their payloads (as far as the frame holds them), and how many bytes between
+    them belong to none (skipped, as a decoder skips them to the next marker)."""
 
     def __init__(self) -> None:
         self.payloads: list[bytes] = []
         self.stray = 0
-        self.cut = b""
-        self.rest = 0
-
-    def add(self, payload: bytes, length: int) -> None:
-        """A segment's payload as far as the fragment holds it, of `length` bytes in all."""
-        if len(payload) < length:
-            self.cut, self.rest = payload, length - len(payload)
-        else:
-            self.payloads.append(payload)
-
-    def carried(self, f: BinaryIO, start: int, end: int, following: _Segments) -> int:
-        """Into `following`, the segment this cut, completed with the first bytes of the fragment from `start` to
-        `end`; return where that fragment's own bytes begin."""
-        if not self.rest:
-            return start
-        f.seek(start)
-        more = f.read(min(self.rest, end - start))
-        following.add(self.cut + more, len(self.cut) + self.rest)
-        return start + len(more)
-
-    def left(self) -> list[bytes]:
-        """The cut segment's bytes, when no fragment completes it (none if none was cut)."""
-        return [self.cut] if self.rest else []
 
 
-def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[_Segments, int]:
+def _segment_payloads(f: _Readable, start: int, end: int) -> tuple[_Segments, int]:
     """The marker segments of the codestream that begins the fragment from `start` to `end` (tables, comments,
     application and reserved segments: none is the image; a device may write text in any): JPEG's before and
     between its scans (found by their markers in the rest of the fragment), JPEG 2000's in its main header and in
@@ -850,7 +863,7 @@ def _segment_payloads(f: BinaryIO, start: int, end: int) -> tuple[_Segments, int
     return found, image
 
 
-def _segments_after(f: BinaryIO, pos: int, end: int, found: _Segments) -> None:
+def _segments_after(f: _Readable, pos: int, end: int, found: _Segments) -> None:
     """Add to `found` the payloads of the JPEG marker segments from `pos` to `end` (`_JPEG_SEGMENT`), read a block
     at a time."""
     for at in range(pos, end, _BLOCK):
@@ -860,13 +873,13 @@ def _segments_after(f: BinaryIO, pos: int, end: int, found: _Segments) -> None:
             f.seek(at + match.end())
             length = int.from_bytes(f.read(2), "big")
             held = max(0, min(length - 2, end - at - match.end() - 2))  # (none past the fragment's end)
-            found.add(f.read(held), max(length - 2, 0))
+            found.payloads.append(f.read(held))
 
 
 _BLOCK = 1 << 20
 
 
-def _header_segments(f: BinaryIO, pos: int, end: int, found: _Segments) -> tuple[int, int | None]:
+def _header_segments(f: _Readable, pos: int, end: int, found: _Segments) -> tuple[int, int | None]:
     """Walk the marker segments from `pos`, adding their payloads to `found`, up to the marker where coded data
     begins; return where it is and which it is (None: no marker there). Bytes that are no marker are skipped to
     the next one, as a decoder skips them, and added too (found from outside: the walk stopped at three such
@@ -895,7 +908,7 @@ def _header_segments(f: BinaryIO, pos: int, end: int, found: _Segments) -> tuple
             pos += 2
             continue
         (length,) = struct.unpack(">H", marker[2:])
-        found.add(f.read(min(max(length - 2, 0), end - pos - 4)), max(length - 2, 0))
+        found.payloads.append(f.read(min(max(length - 2, 0), end - pos - 4)))
         pos += 2 + length
     return pos, None
 
