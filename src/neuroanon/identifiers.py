@@ -830,11 +830,12 @@ def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: 
 def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
     """The instance's own UID, a needle of its own: `full` remaps it, and the original left in a kept value would
     link the output to its source file; and the date of its AcquisitionDateTime where no date of the series' needles
-    is that date (an enhanced image has no AcquisitionDate; an acquisition may end after midnight). Made per file
-    (the series' needles are shared: one index for them all; an acquisition's time differs from file to file)."""
+    (`_DATE_TAGS`) is that date (an enhanced image has no AcquisitionDate; an acquisition may end after midnight).
+    Made per file (the series' needles are shared: one index for them all; an acquisition's time differs from file
+    to file)."""
     uid = _uid_needles("SOPInstanceUID", _raw_text(ds, SOP_INSTANCE_UID), BASE_ENCODINGS, ())
     date = _raw_text(ds, _ACQUISITION_DATE_TIME)[:8]
-    if len(date) < 8 or is_dummy(date) or any(n.data == date.encode() for n in needles(ds)):
+    if len(date) < 8 or is_dummy(date) or any(_raw_text(ds, tag)[:8] == date for tag in _DATE_TAGS):
         return uid
     return (*uid, *(_date_needles("AcquisitionDateTime", date, BASE_ENCODINGS, ()) or ()))
 
@@ -848,6 +849,7 @@ def _raw_text(ds: Dataset, tag: int) -> str:
 
 
 _ACQUISITION_DATE_TIME = int(tag_for_keyword("AcquisitionDateTime") or 0)
+_DATE_TAGS = tuple(tag for keyword, tag in _IDENTIFYING_TAGS if keyword.endswith("Date"))  # (the series' needles')
 
 
 @lru_cache(maxsize=1)
