@@ -385,7 +385,16 @@ def part10(ds: Dataset, encoding: str) -> bytes:
     body.is_implicit_VR, body.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
     ds = correct_ambiguous_vr(ds, syntax.is_little_endian)
     _as_read(ds, syntax.is_implicit_VR, syntax.is_little_endian)
-    write_dataset(body, ds)
+    words = ds.get("PixelData") if not syntax.is_little_endian and ds.get("BitsAllocated") == 16 else None
+    if isinstance(words, bytes):  # (made little endian, as `make_dataset` makes it: a big endian file holds it so)
+        swapped = bytearray(len(words))
+        swapped[0::2], swapped[1::2] = words[1::2], words[0::2]
+        ds.PixelData = bytes(swapped)
+    try:
+        write_dataset(body, ds)
+    finally:
+        if isinstance(words, bytes):
+            ds.PixelData = words
     data = bytes(body.getvalue())
     if not syntax.is_little_endian:
         data = _little_endian_delimiters(data, ds)

@@ -34,6 +34,7 @@ from neuroanon.report import Record, Status
 from neuroanon.rules import TEXT_VRS, full_action, unlisted_action
 from neuroanon.sample import make_dataset, make_study
 from neuroanon.technical import TECHNICAL, technical
+from neuroanon.verify import verify
 
 from .adversarial import (
     CASES,
@@ -514,6 +515,42 @@ def test_full_clears_an_overlay_embedded_in_unused_pixel_bits(tmp_path: Path, sy
     assert not any(w & 0x8000 for w in words) if not signed else all(
         (w >> 11 & 1) == (w >> 15 & 1) for w in words), "an overlay bit is left"
     assert words != struct.unpack(f"{order}64H", ds.PixelData)
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian],
+                         ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("high_bit", [11, 15])
+def test_bits_outside_the_stored_ones_without_an_overlay_hold_the_file_back(tmp_path: Path, syntax: str,
+                                                                            signed: bool, high_bit: int) -> None:
+    """Bits no image shows, with no overlay declared in them (found from outside: the name in the high byte of each
+    value was released, and verify called it clean; a tool that removed group 60xx leaves an embedded overlay so).
+    Values that span the stored range, a signed one's sign copied into the bits above, are released; one bit more
+    holds the file back, and verify names it."""
+    ds = _with_embedded_overlay(syntax, signed, high_bit)
+    del ds[0x60000102]
+    order = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
+    words = struct.unpack(f"{order}64H", ds.PixelData)
+    if high_bit == 15:
+        clean = [(w & 0xFFF) << 4 for w in words]
+    else:  # (the overlay's bit 15 made a copy of the sign, or cleared)
+        clean = [w & 0x7FFF | (w & 0x0800) << 4 if signed else w & 0xFFF for w in words]
+    for name, values in (("clean", clean), ("set", [clean[0] ^ (0x2000 if high_bit == 11 else 0x1), *clean[1:]])):
+        ds.PixelData = struct.pack(f"{order}64H", *values)
+        source = tmp_path / name / "in.dcm"
+        source.parent.mkdir()
+        with quiet():
+            pydicom.dcmwrite(source, ds, little_endian=syntax != pydicom.uid.ExplicitVRBigEndian, implicit_vr=False,
+                             force_encoding=True)
+        held = tmp_path / name / "held"
+        record = anonymize_file(source, tmp_path / name / "out", Options(level=Level.FULL, key=KEY, quarantine=held))
+        if name == "clean":
+            assert record.status is Status.WRITTEN, record.reason
+            continue
+        assert record.status is Status.QUARANTINED, record.reason
+        assert "bits outside the stored ones in 1 values" in record.reason, record.reason
+        (result,) = verify(files_under(held), FULL)
+        assert any("bits outside the stored ones" in finding for finding in result.findings), result.findings
 
 
 def test_an_overlay_below_values_stored_from_a_higher_bit_is_cleared(tmp_path: Path) -> None:
@@ -1560,7 +1597,7 @@ def test_pixel_data_whose_number_of_frames_is_no_number_holds_as_many_frames_as_
     ds = make_dataset(subject=62)
     ds.Rows = ds.Columns = 4
     ds.NumberOfFrames = "2"
-    ds.PixelData = bytes(range(64)) + after
+    ds.PixelData = bytes(i % 16 for i in range(64)) + after  # (values of 12 bits: none outside the stored ones)
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     raw = source.read_bytes().replace(b"IS\x02\x002 ", b"IS\x02\x001A")
