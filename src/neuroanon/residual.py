@@ -670,7 +670,8 @@ class _Joined:
     def read(self, n: int = -1) -> bytes:
         end = self.size if n < 0 else min(self.size, self.pos + n)
         out = []
-        for at, start, length in self.parts[bisect_right(self.parts, (self.pos, 1 << 62)) - 1:]:
+        for index in range(bisect_right(self.parts, (self.pos, 1 << 62)) - 1, len(self.parts)):
+            at, start, length = self.parts[index]
             if self.pos >= end:
                 break
             self.f.seek(start + self.pos - at)
