@@ -341,7 +341,7 @@ def test_a_dry_run_fails_and_skips_what_the_run_fails_and_skips(
     run's."""
     files = make_study(tmp_path / "study", subject=43, n_series=1, n_instances=5)
     other = pydicom.dcmread(files[0])
-    other.PixelData = bytes(255 - byte for byte in other.PixelData)
+    other.PixelData = bytes(255 - byte if i % 2 == 0 else byte for i, byte in enumerate(other.PixelData))  # (12 bits)
     other_pixels = io.BytesIO()
     other.save_as(other_pixels)
     source = tmp_path / "in.zip"
