@@ -952,6 +952,37 @@ def test_a_clean_frame_cut_anywhere_is_released(tmp_path: Path, syntax: str) -> 
         assert record.status is Status.WRITTEN, (cut, record.reason)
 
 
+@pytest.mark.parametrize("where", ["inside-the-frame", "after-the-frame"])
+def test_a_fragment_that_only_looks_like_rle_segments_is_read(tmp_path: Path, where: str) -> None:
+    """Found from outside: a fragment whose first 64 bytes read as an RLE header (one segment, at 64) was read by
+    nothing, inside a JPEG frame (a comment's payload: the name was released) or after its end. A file whose frames
+    are codestreams holds no RLE segments."""
+    secret = make_dataset(subject=53)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    text += b" " * (len(text) % 2)
+    rle = struct.pack("<16L", 1, 64, *[0] * 14)
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")
+    if where == "inside-the-frame":
+        frame = jpeg[:2] + jpeg_segment(0xFE, rle + text) + jpeg[2:]
+        fragments = [frame[:6], frame[6:70 + len(text)], frame[70 + len(text):]]  # (the middle one: the payload)
+    else:
+        fragments = [jpeg, rle + text]
+    record = _full_on_a_jpeg(tmp_path, make_dataset(subject=53), fragments)
+    assert record.status is Status.QUARANTINED, record.reason
+
+
+def test_a_second_codestream_after_a_jp2_wrapped_one_holds_the_file_back(tmp_path: Path) -> None:
+    """A JPEG 2000 frame in a JP2 file's boxes decodes; a second codestream after its end is no frame's (found from
+    outside: it was released, the check reading only frames that begin with a codestream)."""
+    j2k = _codestream(pydicom.uid.JPEG2000Lossless, b"libjpeg 9d")
+    jp2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00\x00\x00\x14ftypjp2 \x00\x00\x00\x00jp2 "
+    box = jp2 + (8 + len(j2k)).to_bytes(4, "big") + b"jp2c" + j2k
+    for second in (b"", _codestream(pydicom.uid.JPEG2000Lossless, b"a picture of the name")):
+        (tmp_path / str(len(second))).mkdir()
+        record = _full_on_a_jpeg(tmp_path / str(len(second)), make_dataset(subject=54), box + second)
+        assert record.status is (Status.QUARANTINED if second else Status.WRITTEN), record.reason
+
+
 def test_a_thumbnail_cut_right_after_its_marker_holds_the_file_back(tmp_path: Path) -> None:
     """Found from outside: an Exif segment holding a thumbnail, cut right after its marker (FF E1), was released."""
     jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")

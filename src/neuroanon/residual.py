@@ -555,7 +555,7 @@ def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
     extra = seen = 0
     with open(path, "rb") as f:
         for stream, start, end in _frames(f, pixels):
-            at = start if _starts_codestream(stream, start) else None
+            at = _codestream_start(stream, start, end)
             while at is not None:
                 seen += 1
                 after = _after_end(stream, _header_segments(stream, at + 2, end, _Segments())[0], end)
@@ -581,8 +581,9 @@ def _pictures_in_segments(path: Path, pixels: PixelSpan) -> int:
     pictures = 0
     with open(path, "rb") as f:
         for stream, start, end in _frames(f, pixels):
-            if _starts_codestream(stream, start):
-                segments = _segment_payloads(stream, start, end)[0]
+            at = _codestream_start(stream, start, end)
+            if at is not None:
+                segments = _segment_payloads(stream, at, end)[0]
                 pictures += segments.stray if segments.stray > _PAD_AFTER_END else 0
                 pictures += _pictured(segments.payloads)
     return pictures
@@ -626,13 +627,17 @@ _PICTURE = re.compile(rb"\xff\xd8\xff(?!\xd9)|\xff\x4f\xff\x51|\x89PNG\r\n\x1a\n
 
 def _frames(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[_Readable, int, int]]:
     """Each fragment of encapsulated pixel data after the basic offset table, as (stream, start, end); a fragment
-    that holds a codestream's start joined with the fragments after it that begin none and hold no RLE segments,
-    into one stream, as a decoder reads a frame split over fragments (found from outside: a segment, or a JPEG 2000
-    header, cut by a fragment's end was read by no walk)."""
+    that holds a codestream's start joined with the fragments after it that begin none, into one stream, as a
+    decoder reads a frame split over fragments (found from outside: a segment, or a JPEG 2000 header, cut by a
+    fragment's end was read by no walk). Where a fragment begins with a codestream, no fragment is taken for RLE
+    segments (a file's frames are of one kind; found from outside: a fragment that only looked like them, inside
+    a frame or after its end, was read by nothing)."""
+    fragments = list(_fragments(f, pixels))
+    codestreams = any(_starts_codestream(f, start) for start, _ in fragments)
     frame: list[tuple[int, int]] = []
-    for start, end in _fragments(f, pixels):
+    for start, end in fragments:
         begins = _starts_codestream(f, start)
-        rle = not begins and _rle_segments(f, start, end)
+        rle = not codestreams and _rle_segments(f, start, end)
         if frame and not (begins or rle):
             frame.append((start, end))
             continue
@@ -780,8 +785,9 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
         item = f.read(8)
         if item[:4] == b"\xfe\xff\x00\xe0":  # the basic offset table: numbers only, so text there is out of place
             stray.add(_blocks(f, pixels.start + 20, pixels.start + 20 + struct.unpack("<L", item[4:])[0]))
+        codestreams = any(_starts_codestream(f, start) for start, _ in _fragments(f, pixels))
         for stream, start, end in _frames(f, pixels):
-            _frame(stream, start, end, stray)
+            _frame(stream, start, end, stray, codestreams)
     return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
             for n in sorted(stray.found(), key=lambda n: (n.attribute, n.data))]
 
@@ -814,11 +820,12 @@ class _Stray:
         self.parts, self.size = [], 0
 
 
-def _frame(f: _Readable, start: int, end: int, stray: _Stray) -> None:
-    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image."""
+def _frame(f: _Readable, start: int, end: int, stray: _Stray, codestreams: bool) -> None:
+    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image (`codestreams`: whether a
+    fragment of the file begins with a codestream, when none holds RLE segments)."""
     if _starts_codestream(f, start):
         segments, image = _segment_payloads(f, start, end)
-    elif _rle_segments(f, start, end):
+    elif not codestreams and _rle_segments(f, start, end):
         return
     else:  # bytes before a codestream's start (all, if none starts)
         first = _first_start(f, start, end)
@@ -842,6 +849,19 @@ _SOS, _SOT, _SOD = 0xDA, 0x90, 0x93  # the image itself follows (JPEG scan; JPEG
 _JPEG_SEGMENT = re.compile(rb"\xff[\xc0-\xcf\xda-\xfe]")
 _OVERLAP = 4096  # bytes a block shares with the next, so that a value across their edge is read whole
 _SEARCHED_AT_ONCE = 16 << 20  # stray bytes searched together, at most
+
+
+def _codestream_start(f: _Readable, start: int, end: int) -> int | None:
+    """Where the codestream a frame's decoder reads starts: at the frame's start, or after a JP2 file's boxes (found
+    from outside: a second codestream after a JP2-wrapped one was released); None for another frame (a video's
+    stream, where a codestream's start may stand by chance; its bytes are searched for text)."""
+    if _starts_codestream(f, start):
+        return start
+    f.seek(start)
+    return _first_start(f, start, end) if f.read(12) == _JP2_SIGNATURE else None
+
+
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 
 
 def _starts_codestream(f: _Readable, start: int) -> bool:
