@@ -315,7 +315,8 @@ def test_near_misses_of_an_id_are_no_hits(tmp_path: Path, text: str) -> None:
 
 @pytest.mark.parametrize(("pid", "text"), [("ZQ-4471-0093", "ZQ-4471-00931"), ("ZQ-4471-0093", "XZQ-4471-0093"),
                                            ("QX771234", "QX7712344d"), ("QX771234", "xQX771234"),
-                                           ("QX771234", "ice_dimsxqx771234b")])
+                                           ("QX771234", "ice_dimsxqx771234b"), ("QX12ZB34", "XQX12ZB34"),
+                                           ("Q7X7Y1Z2", "AQ7X7Y1Z2B")])
 def test_an_id_of_letters_and_digits_is_found_with_others_run_on(tmp_path: Path, pid: str, text: str) -> None:
     """No word or number holds such an ID by chance: a copy with letters or digits run on is the ID (found from
     outside in a Siemens CSA item's text, which is kept at `full`)."""

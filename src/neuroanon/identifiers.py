@@ -25,7 +25,7 @@ import re
 import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache, wraps
 from importlib import resources
 from itertools import groupby, product
@@ -767,6 +767,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
                 and fold(form_text) not in maker_names()):
             form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
+            if keyword in IDS and runs_on(form_text):  # (an ID of groups too short for `id_form`: "QX12ZB34")
+                form = replace(form, left=NONE, right=NONE)
             widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
             widths += [latin_form(form_text)] if _CYRILLIC_OR_GREEK.search(form_text) else []
             grouped = (*grouped_forms(form_text), *spaced_forms(form_text)) if keyword in IDS and keyword not in \
@@ -1033,11 +1035,17 @@ def id_form(text: str) -> Form | None:
     tokens: list[Token] = [(groups[0].lower(),)]
     for group in groups[1:]:
         tokens += [_ID_JOINS, (group.lower(),)]
-    mixed = any(g.isdigit() for g in groups) and not all(g.isdigit() for g in groups)
-    if mixed and len("".join(groups)) >= _MIN_SPACED:
+    if runs_on("".join(groups)):
         return Form(tuple(tokens), NONE, NONE, text)
     bound = {True: DIGIT, False: ALPHA}
     return Form(tuple(tokens), bound[groups[0].isdigit()], bound[groups[-1].isdigit()], text)
+
+
+def runs_on(text: str) -> bool:
+    """Whether an ID is found also where other letters or digits run on before or after it: one of ASCII letters and
+    digits, both, `_MIN_SPACED` characters or more (no word or number holds it by chance)."""
+    return len(text) >= _MIN_SPACED and text.isascii() and text.isalnum() and not text.isalpha() \
+        and not text.isdigit()
 
 
 def spaced_forms(text: str) -> tuple[Form, ...]:
