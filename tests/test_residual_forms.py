@@ -676,6 +676,33 @@ def test_the_scheduled_steps_values_in_its_items_are_searched(tmp_path: Path, ke
     assert_found(findings, keyword, "(0028,1055)", value)
 
 
+@pytest.mark.parametrize(("path", "keyword", "value"), [
+    (("ScheduledStepAttributesSequence",), "AccessionNumber", "ACQ77120045"),
+    (("OriginalAttributesSequence", "ModifiedAttributesSequence"), "StationName", "QXSCAN9"),
+    (("OriginalAttributesSequence", "ModifiedAttributesSequence"), "AccessionNumber", "ACQ77120046"),
+    (("ReferencedPerformedProcedureStepSequence", "ScheduledProcedureStepSequence"), "ScheduledStationName",
+     "QXSCAN7"),
+    (("RequestAttributesSequence", "ReferencedRequestSequence", "RequestAttributesSequence",
+      "ReferencedRequestSequence", "ScheduledProcedureStepSequence"), "ScheduledStationAETitle", "WOBSCP5"),
+])
+def test_values_in_the_items_of_nested_sequences_are_searched(tmp_path: Path, path: tuple[str, ...], keyword: str,
+                                                               value: str) -> None:
+    """Found from outside: the general purpose step's request IDs, the values a correction replaced (any
+    identifying attribute), a scheduled step inside a referenced performed step, and one nested five deep were
+    released when copied into a kept text."""
+    source = original()
+    item = Dataset()
+    setattr(item, keyword, value)
+    for sequence in reversed(path):
+        outer = Dataset()
+        setattr(outer, sequence, [item])
+        item = outer
+    for element in item:
+        source.add(element)
+    findings = held(tmp_path, source, WindowCenterWidthExplanation=f"from {value};")
+    assert_found(findings, keyword, "(0028,1055)", value)
+
+
 @pytest.mark.parametrize("text", ["03.02.61", "03/02/61", "02-03-61", "61-02-03", "3-FEB-61", "03 Feb 61",
                                   "3. Februar 61"])
 def test_a_date_with_a_two_digit_year(tmp_path: Path, text: str) -> None:

@@ -125,6 +125,13 @@ IN_SEQUENCES = {
     int(tag_for_keyword("RequestAttributesSequence") or 0): _REQUEST,
     int(tag_for_keyword("ReferencedRequestSequence") or 0): _REQUEST,
     int(tag_for_keyword("ScheduledProcedureStepSequence") or 0): _SCHEDULED,  # (found from outside: not searched)
+    int(tag_for_keyword("ScheduledStepAttributesSequence") or 0): _REQUEST,  # (found from outside, as those below)
+    # a correction's items: the values it replaced, of any identifying attribute
+    int(tag_for_keyword("ModifiedAttributesSequence") or 0): tuple((tag, keyword) for keyword, tag in
+                                                                    _IDENTIFYING_TAGS),
+    # sequences whose items hold those above
+    int(tag_for_keyword("OriginalAttributesSequence") or 0): (),
+    int(tag_for_keyword("ReferencedPerformedProcedureStepSequence") or 0): (),
     **{int(tag_for_keyword(k) or 0): _PATIENT for k in (
         "ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
         "GroupOfPatientsIdentificationSequence")},
@@ -525,18 +532,15 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
-def _sequence_values(ds: Dataset, depth: int = 0) -> list[tuple[str, object]]:
+def _sequence_values(ds: Dataset) -> list[tuple[str, object]]:
     """The values `IN_SEQUENCES` names in the items of its sequences, also in such a sequence inside another one's
-    items (found from outside: the scheduled step's station inside the request's items)."""
+    items, at any depth (found from outside: the scheduled step's station inside the request's items)."""
     values: list[tuple[str, object]] = []
     for sequence, inside in IN_SEQUENCES.items():
         for item in _items(ds, sequence):
             values += [(attribute, value) for tag, attribute in inside if tag in item for value in _values(item, tag)]
-            values += _sequence_values(item, depth + 1) if depth < _SEQUENCE_DEPTH else []
+            values += _sequence_values(item)
     return values
-
-
-_SEQUENCE_DEPTH = 3
 
 
 def _same_search(needle: Needle) -> tuple[bytes, tuple[Form, ...]]:
