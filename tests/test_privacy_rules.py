@@ -553,6 +553,20 @@ def test_bits_outside_the_stored_ones_without_an_overlay_hold_the_file_back(tmp_
         assert any("bits outside the stored ones" in finding for finding in result.findings), result.findings
 
 
+@pytest.mark.parametrize(("stored", "high", "layout"), [(12, 11, (16, 0, 11, False)), (12, 15, (16, 4, 15, False)),
+                                                        (12, 10, (16, 0, 11, False)), (12, 16, (16, 0, 11, False)),
+                                                        (16, 15, None), (0, 0, None)])
+def test_the_bits_values_are_stored_in_follow_a_high_bit_out_of_place_as_viewers_do(stored: int, high: int,
+                                                                                    layout: object) -> None:
+    """Found from outside: HighBit 10 with 12 bits stored (no valid layout) left every bit unchecked; the bits a
+    viewer shows are then BitsStored's lowest."""
+    from neuroanon.residual import _bit_layout
+
+    ds = Dataset()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, stored, high, 0
+    assert _bit_layout(ds) == layout
+
+
 def test_an_overlay_below_values_stored_from_a_higher_bit_is_cleared(tmp_path: Path) -> None:
     """12 bits stored from bit 4 (HighBit 15): an overlay at bit 2 lies in unused bits, even beside OverlayData
     (the gate took a bit under BitsStored for a stored one, and released the file with the overlay in it)."""

@@ -492,8 +492,10 @@ def _bit_layout(original: Dataset) -> tuple[int, int, int, bool] | None:
     except (AttributeError, TypeError, ValueError):
         return None
     low = high - stored + 1
-    if allocated not in (8, 16, 32) or stored >= allocated or not 0 <= low <= high < allocated:
+    if allocated not in (8, 16, 32) or not 0 < stored < allocated:
         return None
+    if not 0 <= low <= high < allocated:  # (HighBit out of place: found from outside; read as BitsStored's lowest)
+        low, high = 0, stored - 1
     return allocated, low, high, signed
 
 
