@@ -814,6 +814,9 @@ def test_the_date_of_an_acquisition_unlike_the_studys_is_found(tmp_path: Path, a
     source = original()
     source.StudyDate, source.AcquisitionDateTime = "20240101", acquired
     own = instance_needles(source)
+    started = original()
+    started.StudyDate, started.StartAcquisitionDateTime = "20240101", acquired  # (an acquisition's start alone)
+    assert [n.data for n in instance_needles(started)] == [n.data for n in own]
     findings = check_file(written(tmp_path, ExplicitVRLittleEndian, ImageComments=text), None, needles(source), own=own)
     if found:
         assert_found(findings, "AcquisitionDateTime", "(0020,4000)", text)

@@ -835,15 +835,18 @@ def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: 
 
 def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
     """The instance's own UID, a needle of its own: `full` remaps it, and the original left in a kept value would
-    link the output to its source file; and the date of its AcquisitionDateTime where no date of the series' needles
-    (`_DATE_TAGS`) is that date (an enhanced image has no AcquisitionDate; an acquisition may end after midnight).
-    Made per file (the series' needles are shared: one index for them all; an acquisition's time differs from file
-    to file)."""
+    link the output to its source file; and the dates of its AcquisitionDateTime and the acquisition's start and end
+    where no date of the series' needles (`_DATE_TAGS`) is that date (an enhanced image has no AcquisitionDate; an
+    acquisition may end after midnight). Made per file (the series' needles are shared: one index for them all; an
+    acquisition's time differs from file to file)."""
     uid = _uid_needles("SOPInstanceUID", _raw_text(ds, SOP_INSTANCE_UID), BASE_ENCODINGS, ())
-    date = _raw_text(ds, _ACQUISITION_DATE_TIME)[:8]
-    if len(date) < 8 or is_dummy(date) or any(_raw_text(ds, tag)[:8] == date for tag in _DATE_TAGS):
-        return uid
-    return (*uid, *(_date_needles("AcquisitionDateTime", date, BASE_ENCODINGS, ()) or ()))
+    found: dict[str, str] = {}
+    for keyword, tag in _DATE_TIMES:
+        date = _raw_text(ds, tag)[:8]
+        if len(date) == 8 and not is_dummy(date) and not any(_raw_text(ds, t)[:8] == date for t in _DATE_TAGS):
+            found.setdefault(date, keyword)
+    return (*uid, *(n for date, keyword in found.items() for n in _date_needles(keyword, date, BASE_ENCODINGS, ())
+                    or ()))
 
 
 def _raw_text(ds: Dataset, tag: int) -> str:
@@ -854,7 +857,9 @@ def _raw_text(ds: Dataset, tag: int) -> str:
     return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
 
 
-_ACQUISITION_DATE_TIME = int(tag_for_keyword("AcquisitionDateTime") or 0)
+# (the acquisition's start and end too: found from outside)
+_DATE_TIMES = tuple((k, int(tag_for_keyword(k) or 0)) for k in ("AcquisitionDateTime", "StartAcquisitionDateTime",
+                                                                 "EndAcquisitionDateTime"))
 _DATE_TAGS = tuple(tag for keyword, tag in _IDENTIFYING_TAGS if keyword.endswith("Date"))  # (the series' needles')
 
 
