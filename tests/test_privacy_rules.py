@@ -1134,6 +1134,29 @@ def test_a_patient_named_only_in_a_referenced_patient_item_is_searched_for(tmp_p
     assert b"QUXWORTH" not in _coil_string_cleaned(tmp_path, ds, encoding, "QUXWORTH")
 
 
+def test_a_frames_date_unlike_the_studys_is_searched_for(tmp_path: Path) -> None:
+    """An enhanced image's frame acquired after midnight: its FrameAcquisitionDateTime's date, copied into a kept
+    value (a Siemens coil string), is cut from it (found from outside: it was released); the frame's own
+    date-time is shifted or removed by the profile."""
+    ds = make_dataset(subject=55)
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "19991231"
+    content = Dataset()
+    content.FrameAcquisitionDateTime = "20000101000010"
+    frame = Dataset()
+    frame.FrameContentSequence = pydicom.Sequence([content])
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([frame])
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0051100F, "LO", "HEA;20000101;HEP")
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    assert b"20000101" not in out.read_bytes()
+    with quiet():
+        assert pydicom.dcmread(out)[0x0051100F].value == "HEA;00000000;HEP"
+
+
 def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,
                          ) -> bytes:
     """`ds` with `family` copied into a kept value (a Siemens coil string), at full: written, the value cleaned of

@@ -115,10 +115,15 @@ _SCHEDULED = tuple((int(tag_for_keyword(k) or 0), k) for k in (  # (the standard
 _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
     "IssuerOfPatientID"))
+# Date-times whose dates are searched for where they stand in an item (`NESTED_IDENTITY`): an enhanced image's
+# frames' (an acquisition may end after midnight: found from outside), a contributing device's; by date alone.
+_NESTED_DATE_TIMES = frozenset(int(tag_for_keyword(k) or 0) for k in (
+    "FrameAcquisitionDateTime", "FrameReferenceDateTime", "ContributionDateTime", "StartAcquisitionDateTime",
+    "EndAcquisitionDateTime"))
 # The patient's and the institution's values, searched for also where they stand in an item at any depth
 # (`nested_needles`): a correction keeps the value it replaced in an item, which may be the only one left.
 NESTED_IDENTITY = frozenset({*(tag for tag, _ in _PATIENT), *(int(tag_for_keyword(k) or 0) for k in (
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"))})
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")), *_NESTED_DATE_TIMES})
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
@@ -575,6 +580,7 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
     # identity, not compared by pydicom's Python-level BaseTag.__eq__)
     declared = (charset.VR if isinstance(charset, RawDataElement) else "CS", _declared_value(charset))
     base = needles(ds)
+    nested = _dated(nested)
     key = (id(base), nested, declared)  # (a tuple of needles hashes slowly; the series' one is the same object)
     known = _WITH_NESTED.get(key)
     if known is None or known[0] is not base:
@@ -582,6 +588,15 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
             _WITH_NESTED.clear()
         known = _WITH_NESTED[key] = (base, _with_nested(base, nested, declared))
     return known[1]
+
+
+def _dated(nested: tuple[NestedValue, ...]) -> tuple[NestedValue, ...]:
+    """`nested` with a date-time's value cut to its date, once each (an enhanced image's frames differ by time: the
+    same needles for the files of a series)."""
+    if not any(tag in _NESTED_DATE_TIMES for tag, *_ in nested):
+        return nested
+    return tuple(dict.fromkeys((tag, vr, value[:8] if tag in _NESTED_DATE_TIMES else value, own)
+                               for tag, vr, value, own in nested))
 
 
 # The needles of the last files' values with those of their items: files of a series share them (the same tuple,
@@ -755,7 +770,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         return _uid_needles(keyword, text, encodings, declared)
     if is_dummy(text):
         return ()
-    date = _date_needles(keyword, text, encodings, declared) if keyword.endswith("Date") else None
+    date = _date_needles(keyword, text, encodings, declared) if keyword.endswith(("Date", "DateTime")) else None
     if date is not None:
         return date
     texts, glued = _name_forms(keyword, text, person)
