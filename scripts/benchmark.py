@@ -137,6 +137,10 @@ class Point(NamedTuple):
         return f"{self.files} files of {self.side}×{self.side}{frames}"
 
 
+# 128 little endian words of 12 bits, as the header's BitsStored says (a bit above them holds a file back at full)
+_WORDS = bytes(b if i % 2 == 0 else b % 16 for i, b in enumerate(range(256)))
+
+
 def make_multiframe(path: Path, frames: int, side: int, instance: int = 0) -> None:
     """Write one Enhanced MR file of `frames` 16-bit frames; the pixel data is appended raw, never held whole."""
     big = make_dataset(subject=1, series=9, instance=instance, rows=side, columns=side)
@@ -147,7 +151,7 @@ def make_multiframe(path: Path, frames: int, side: int, instance: int = 0) -> No
         del big[tag]
     path.parent.mkdir(parents=True, exist_ok=True)
     big.save_as(path, enforce_file_format=True)
-    frame = (bytes(range(256)) * (side * side * 2 // 256 + 1))[: side * side * 2]
+    frame = (_WORDS * (side * side * 2 // 256 + 1))[: side * side * 2]
     with open(path, "ab") as f:
         f.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, frames * len(frame)))
         for _ in range(frames):

@@ -631,9 +631,9 @@ def _frames(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[_Readable, int, in
     """Each fragment of encapsulated pixel data after the basic offset table, as (stream, start, end); a fragment
     that holds a codestream's start joined with the fragments after it that begin none, into one stream, as a
     decoder reads a frame split over fragments (found from outside: a segment, or a JPEG 2000 header, cut by a
-    fragment's end was read by no walk). Where a fragment begins with a codestream, no fragment is taken for RLE
-    segments (a file's frames are of one kind; found from outside: a fragment that only looked like them, inside
-    a frame or after its end, was read by nothing)."""
+    fragment's end was read by no walk). Fragments of RLE segments are left out (`_unread_rle` reads them); where a
+    fragment begins with a codestream, none is taken for them (a file's frames are of one kind; found from outside:
+    a fragment that only looked like them, inside a frame or after its end, was read by nothing)."""
     fragments = list(_fragments(f, pixels))
     codestreams = any(_starts_codestream(f, start) for start, _ in fragments)
     frame: list[tuple[int, int]] = []
@@ -646,7 +646,7 @@ def _frames(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[_Readable, int, in
         if frame:
             yield _joined(f, frame)
         frame = [(start, end)] if begins or (not rle and _first_start(f, start, end) is not None) else []
-        if not frame:  # (no codestream to continue: RLE segments, or bytes of none)
+        if not frame and not rle:  # (bytes of no codestream)
             yield f, start, end
     if frame:
         yield _joined(f, frame)
@@ -787,9 +787,8 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
         item = f.read(8)
         if item[:4] == b"\xfe\xff\x00\xe0":  # the basic offset table: numbers only, so text there is out of place
             stray.add(_blocks(f, pixels.start + 20, pixels.start + 20 + struct.unpack("<L", item[4:])[0]))
-        codestreams = any(_starts_codestream(f, start) for start, _ in _fragments(f, pixels))
         for stream, start, end in _frames(f, pixels):
-            _frame(stream, start, end, stray, codestreams)
+            _frame(stream, start, end, stray)
     return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
             for n in sorted(stray.found(), key=lambda n: (n.attribute, n.data))]
 
@@ -822,13 +821,10 @@ class _Stray:
         self.parts, self.size = [], 0
 
 
-def _frame(f: _Readable, start: int, end: int, stray: _Stray, codestreams: bool) -> None:
-    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image (`codestreams`: whether a
-    fragment of the file begins with a codestream, when none holds RLE segments)."""
+def _frame(f: _Readable, start: int, end: int, stray: _Stray) -> None:
+    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image."""
     if _starts_codestream(f, start):
         segments, image = _segment_payloads(f, start, end)
-    elif not codestreams and _rle_segments(f, start, end):
-        return
     else:  # bytes before a codestream's start (all, if none starts)
         first = _first_start(f, start, end)
         stray.add(_blocks(f, start, end if first is None else first))
