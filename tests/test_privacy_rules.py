@@ -1134,16 +1134,21 @@ def test_a_patient_named_only_in_a_referenced_patient_item_is_searched_for(tmp_p
     assert b"QUXWORTH" not in _coil_string_cleaned(tmp_path, ds, encoding, "QUXWORTH")
 
 
-def test_a_frames_date_unlike_the_studys_is_searched_for(tmp_path: Path) -> None:
-    """An enhanced image's frame acquired after midnight: its FrameAcquisitionDateTime's date, copied into a kept
-    value (a Siemens coil string), is cut from it (found from outside: it was released); the frame's own
-    date-time is shifted or removed by the profile."""
+@pytest.mark.parametrize(("group", "keyword", "value"), [
+    ("FrameContentSequence", "FrameAcquisitionDateTime", "20000101000010"),
+    ("UnassignedPerFrameConvertedAttributesSequence", "AcquisitionDate", "20000101"),
+    ("RadiopharmaceuticalInformationSequence", "RadiopharmaceuticalStartDateTime", "20000101235000")])
+def test_a_date_in_an_item_unlike_the_studys_is_searched_for(tmp_path: Path, group: str, keyword: str,
+                                                             value: str) -> None:
+    """An enhanced image's frame acquired after midnight (also a legacy converted one's), a radiopharmaceutical
+    injected on another day: its date, copied into a kept value (a Siemens coil string), is cut from it (found from
+    outside: it was released); the date-time itself is shifted or removed by the profile."""
     ds = make_dataset(subject=55)
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "19991231"
     content = Dataset()
-    content.FrameAcquisitionDateTime = "20000101000010"
+    setattr(content, keyword, value)
     frame = Dataset()
-    frame.FrameContentSequence = pydicom.Sequence([content])
+    setattr(frame, group, pydicom.Sequence([content]))
     ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([frame])
     ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x0051100F, "LO", "HEA;20000101;HEP")

@@ -115,11 +115,14 @@ _SCHEDULED = tuple((int(tag_for_keyword(k) or 0), k) for k in (  # (the standard
 _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
     "IssuerOfPatientID"))
-# Date-times whose dates are searched for where they stand in an item (`NESTED_IDENTITY`): an enhanced image's
-# frames' (an acquisition may end after midnight: found from outside), a contributing device's; by date alone.
+# Dates and date-times whose dates are searched for where they stand in an item (`NESTED_IDENTITY`): an enhanced
+# image's frames' (an acquisition may end after midnight), a legacy converted one's per-frame acquisition and
+# content dates, a contributing device's, a radiopharmaceutical's (injected the day before): found from outside; by
+# date alone.
 _NESTED_DATE_TIMES = frozenset(int(tag_for_keyword(k) or 0) for k in (
     "FrameAcquisitionDateTime", "FrameReferenceDateTime", "ContributionDateTime", "StartAcquisitionDateTime",
-    "EndAcquisitionDateTime"))
+    "EndAcquisitionDateTime", "AcquisitionDateTime", "AcquisitionDate", "ContentDate",
+    "RadiopharmaceuticalStartDateTime", "RadiopharmaceuticalStopDateTime"))
 # The patient's and the institution's values, searched for also where they stand in an item at any depth
 # (`nested_needles`): a correction keeps the value it replaced in an item, which may be the only one left.
 NESTED_IDENTITY = frozenset({*(tag for tag, _ in _PATIENT), *(int(tag_for_keyword(k) or 0) for k in (
