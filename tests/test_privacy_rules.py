@@ -997,6 +997,19 @@ def test_a_second_codestream_after_a_jp2_wrapped_one_holds_the_file_back(tmp_pat
         assert record.status is (Status.QUARANTINED if second else Status.WRITTEN), record.reason
 
 
+def test_a_jp2_box_that_looks_like_a_codestream_is_searched(tmp_path: Path) -> None:
+    """Found from outside: a box before the codestream box holding a JPEG's start and a scan's header, then the
+    name, was taken for the codestream, and the name for its coded data. The codestream is the codestream box's."""
+    secret = make_dataset(subject=57)
+    j2k = _codestream(pydicom.uid.JPEG2000Lossless, b"libjpeg 9d")
+    fake = b"\xff\xd8\xff\xda\x00\x02" + f"{secret.PatientName} {secret.PatientID}".encode()
+    frame = (b"\x00\x00\x00\x0cjP  \r\n\x87\n" + (8 + len(fake)).to_bytes(4, "big") + b"uuid" + fake
+             + (8 + len(j2k)).to_bytes(4, "big") + b"jp2c" + j2k)
+    record = _full_on_a_jpeg(tmp_path, make_dataset(subject=57), frame)
+    assert record.status is Status.QUARANTINED and "PatientID" in {f.attribute for f in record.findings}, \
+        record.reason
+
+
 def test_a_thumbnail_cut_right_after_its_marker_holds_the_file_back(tmp_path: Path) -> None:
     """Found from outside: an Exif segment holding a thumbnail, cut right after its marker (FF E1), was released."""
     jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"libjpeg 9d")

@@ -826,7 +826,7 @@ def _frame(f: _Readable, start: int, end: int, stray: _Stray) -> None:
     if _starts_codestream(f, start):
         segments, image = _segment_payloads(f, start, end)
     else:  # bytes before a codestream's start (all, if none starts)
-        first = _first_start(f, start, end)
+        first = _codestream_start(f, start, end, anywhere=True)
         stray.add(_blocks(f, start, end if first is None else first))
         if first is None:
             return
@@ -849,14 +849,36 @@ _OVERLAP = 4096  # bytes a block shares with the next, so that a value across th
 _SEARCHED_AT_ONCE = 16 << 20  # stray bytes searched together, at most
 
 
-def _codestream_start(f: _Readable, start: int, end: int) -> int | None:
-    """Where the codestream a frame's decoder reads starts: at the frame's start, or after a JP2 file's boxes (found
-    from outside: a second codestream after a JP2-wrapped one was released); None for another frame (a video's
-    stream, where a codestream's start may stand by chance; its bytes are searched for text)."""
+def _codestream_start(f: _Readable, start: int, end: int, anywhere: bool = False) -> int | None:
+    """Where the codestream a frame's decoder reads starts: at the frame's start; in a JP2 file, in its codestream
+    box, the boxes before it walked by their lengths (found from outside: a second codestream after a JP2-wrapped
+    one was released; a box holding what looked like a codestream's start hid text as its coded data); with
+    `anywhere`, where one first starts later in another frame; else None (a video's stream, where a codestream's
+    start may stand by chance). The bytes before it are searched for text."""
     if _starts_codestream(f, start):
         return start
     f.seek(start)
-    return _first_start(f, start, end) if f.read(12) == _JP2_SIGNATURE else None
+    if f.read(12) == _JP2_SIGNATURE:
+        at = _codestream_box(f, start, end)
+        return at if at is not None and _starts_codestream(f, at) else None
+    return _first_start(f, start, end) if anywhere else None
+
+
+def _codestream_box(f: _Readable, start: int, end: int) -> int | None:
+    """Where the contents of a JP2 file's contiguous codestream box (jp2c) begin, or None."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        head = f.read(16)
+        length, kind, header = int.from_bytes(head[:4], "big"), head[4:8], 8
+        if length == 1 and len(head) == 16:  # (an extended length)
+            length, header = int.from_bytes(head[8:16], "big"), 16
+        if kind == b"jp2c":
+            return pos + header
+        if length < header:  # (0: the last box, to the end)
+            return None
+        pos += length
+    return None
 
 
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
