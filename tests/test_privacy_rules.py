@@ -1792,3 +1792,24 @@ def test_why_an_embedded_overlay_stays_names_the_layout_not_a_stored_bit() -> No
     ds.add_new(0x60000102, "US", 28)
     why = overlay_clearing(ds, pydicom.uid.ExplicitVRLittleEndian)
     assert isinstance(why, str) and HOLD_ALWAYS not in why and "--clean-pixels" in why, why
+
+
+def test_the_check_of_unused_bits_is_right_in_threads_at_once(tmp_path: Path) -> None:
+    """A Dask worker runs files in threads: each reads its pixel data into a buffer of its own (one shared by the
+    process let a clean file's bytes stand in for a dirty one's, and the reverse)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neuroanon.read import read_header
+    from neuroanon.residual import pixels_with_unused_bits
+
+    files = {}
+    for name, high in (("clean", 0), ("dirty", 0x10)):  # (every value of the dirty one sets bit 12)
+        ds = make_dataset(subject=58, rows=1024, columns=1024)
+        ds.PixelData = bytes((i * 7) % 256 if i % 2 == 0 else (i % 16) | high for i in range(2 * 1024 * 1024))
+        ds.save_as(tmp_path / f"{name}.dcm", enforce_file_format=True)
+        header = read_header(tmp_path / f"{name}.dcm")
+        files[name] = (tmp_path / f"{name}.dcm", header.pixels, header.dataset)
+    expected = {"clean": 0, "dirty": 1024 * 1024}
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [(name, pool.submit(pixels_with_unused_bits, *files[name])) for name in ["clean", "dirty"] * 40]
+        assert [job.result() for _, job in jobs] == [expected[name] for name, _ in jobs]

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import struct
+import threading
 import zlib
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
@@ -464,19 +465,28 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
         at = pixels.start + (12 if head[4:6] in (b"OB", b"OW") else 8)
         unsigned = _UNSIGNED[head[:2] == b"\xe0\x7f", allocated]
         end = at + (_frames_bytes(*_frame_layout(original), length) or length)
-        found = 0
+        found, block = 0, _block()
         while end - at >= unsigned.itemsize:
-            read = os.preadv(fd, [_READ[:min(len(_READ), end - at)]], at)
+            read = os.preadv(fd, [block[:min(len(block), end - at)]], at)
             if read < unsigned.itemsize:
                 break
-            found += _outside(np.frombuffer(_READ, unsigned, read // unsigned.itemsize), low, high, signed)
+            found += _outside(np.frombuffer(block, unsigned, read // unsigned.itemsize), low, high, signed)
             at += read
     finally:
         os.close(fd)
     return found
 
 
-_READ = memoryview(bytearray(4 << 20))  # (one buffer a process: pixel data is read into it a block at a time)
+def _block() -> memoryview:
+    """This thread's buffer that pixel data is read into a block at a time (a Dask worker runs files in threads:
+    found on review, one buffer a process let one file's bytes stand in for another's)."""
+    block: memoryview | None = getattr(_THREAD, "block", None)
+    if block is None:
+        block = _THREAD.block = memoryview(bytearray(4 << 20))
+    return block
+
+
+_THREAD = threading.local()
 _UNSIGNED = {(little, bits): np.dtype(f"{'<' if little else '>'}u{bits // 8}") for little in (True, False)
              for bits in (8, 16, 32)}
 
