@@ -1794,6 +1794,23 @@ def test_why_an_embedded_overlay_stays_names_the_layout_not_a_stored_bit() -> No
     assert isinstance(why, str) and HOLD_ALWAYS not in why and "--clean-pixels" in why, why
 
 
+@pytest.mark.parametrize("frames", [1, 3], ids=["whole", "fewer-values-than-frames"])
+def test_bits_outside_the_stored_ones_in_a_deflated_file_hold_it_back(tmp_path: Path, frames: int) -> None:
+    """A deflated file's pixel data has no place in the file to read from (found on review: a bit above the stored
+    ones was released); it is read whole. A value shorter than its frames is read as far as it goes."""
+    for name, extra in (("clean", 0), ("set", 0x4000)):
+        ds = make_dataset(subject=59, rows=8, columns=8)
+        ds.BurnedInAnnotation, ds.NumberOfFrames = "NO", frames
+        ds.PixelData = struct.pack("<64H", *[(i * 37) % 4096 | (extra if i == 5 else 0) for i in range(64)])
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        source = tmp_path / name / "in.dcm"
+        source.parent.mkdir()
+        ds.save_as(source, enforce_file_format=True)
+        record = anonymize_file(source, tmp_path / name / "out", FULL)
+        assert record.status is (Status.QUARANTINED if extra else Status.WRITTEN), record.reason
+        assert not extra or "bits outside the stored ones in 1 values" in record.reason, record.reason
+
+
 def test_the_check_of_unused_bits_is_right_in_threads_at_once(tmp_path: Path) -> None:
     """A Dask worker runs files in threads: each reads its pixel data into a buffer of its own (one shared by the
     process let a clean file's bytes stand in for a dirty one's, and the reverse)."""

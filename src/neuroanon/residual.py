@@ -411,12 +411,7 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
     them, holds the element's header: then the file is opened only when there are bytes after the frames."""
     frame, count = _frame_layout(original)
     if pixels is None:  # (no pixel data; or deflated, without a frame's size: rarer still)
-        with open(path, "rb") as f:
-            if not frame or DEFLATED_SYNTAX not in f.read(1024):
-                return 0
-        with quiet():
-            written = pydicom.dcmread(path)
-        value = next((written[tag].value for tag in _PIXEL_TAGS if tag in written), None)
+        value = _deflated_pixels(path)[1] if frame else None
         expected = _frames_bytes(frame, count, len(value) if isinstance(value, bytes) else 0)
         after = value[expected:] if isinstance(value, bytes) and len(value) > expected + 1 else b""
         return len(after) if after.strip(b"\x00") else 0
@@ -453,9 +448,18 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
     a block at a time; 0 for encapsulated pixel data (`--clean-pixels` decodes it) or a layout the header does not
     give."""
     layout = _bit_layout(original)
-    if pixels is None or layout is None or pixels.tag != PIXEL_DATA:
+    if layout is None:
         return 0
     allocated, low, high, signed = layout
+    if pixels is None:  # (no pixel data; or deflated: read whole, found on review)
+        tag, value = _deflated_pixels(path)
+        size = min(_frames_bytes(*_frame_layout(original), len(value or b"")) or len(value or b""),
+                   len(value or b""))
+        unsigned = _UNSIGNED[True, allocated]
+        return _outside(np.frombuffer(value, unsigned, size // unsigned.itemsize), low, high, signed) \
+            if tag == PIXEL_DATA and value else 0
+    if pixels.tag != PIXEL_DATA:
+        return 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         head = os.pread(fd, 12, pixels.start)
@@ -464,7 +468,7 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
             return 0
         at = pixels.start + (12 if head[4:6] in (b"OB", b"OW") else 8)
         unsigned = _UNSIGNED[head[:2] == b"\xe0\x7f", allocated]
-        end = at + (_frames_bytes(*_frame_layout(original), length) or length)
+        end = at + min(_frames_bytes(*_frame_layout(original), length) or length, length)  # (frames: the value's)
         found, block = 0, _block()
         while end - at >= unsigned.itemsize:
             read = os.preadv(fd, [block[:min(len(block), end - at)]], at)
@@ -475,6 +479,25 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
     finally:
         os.close(fd)
     return found
+
+
+def _deflated_pixels(path: Path) -> tuple[int, bytes | None]:
+    """A deflated file's pixel data element, its tag and value, read whole (deflated images are rare); (0, None) for
+    another file or one without. The last file's is kept: two checks read it."""
+    info = path.stat()
+    return _deflated_read(path, info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=1)
+def _deflated_read(path: Path, _mtime: int, _size: int) -> tuple[int, bytes | None]:
+    with open(path, "rb") as f:
+        if DEFLATED_SYNTAX not in f.read(1024):
+            return 0, None
+    with quiet():
+        written = pydicom.dcmread(path)
+    tag = next((tag for tag in _PIXEL_TAGS if tag in written), 0)
+    value = written[tag].value if tag else None
+    return tag, value if isinstance(value, bytes) else None
 
 
 def _block() -> memoryview:
