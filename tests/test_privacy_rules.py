@@ -1794,12 +1794,15 @@ def test_why_an_embedded_overlay_stays_names_the_layout_not_a_stored_bit() -> No
     assert isinstance(why, str) and HOLD_ALWAYS not in why and "--clean-pixels" in why, why
 
 
+@pytest.mark.parametrize("meta", [2, 1102], ids=["meta", "long-meta"])
 @pytest.mark.parametrize("frames", [1, 3], ids=["whole", "fewer-values-than-frames"])
-def test_bits_outside_the_stored_ones_in_a_deflated_file_hold_it_back(tmp_path: Path, frames: int) -> None:
+def test_bits_outside_the_stored_ones_in_a_deflated_file_hold_it_back(tmp_path: Path, frames: int, meta: int) -> None:
     """A deflated file's pixel data has no place in the file to read from (found on review: a bit above the stored
-    ones was released); it is read whole. A value shorter than its frames is read as far as it goes."""
+    ones was released); it is read whole. A value shorter than its frames is read as far as it goes. A file meta of
+    any length (found from outside: past 1 KB it hid the deflated syntax, and the bit was released)."""
     for name, extra in (("clean", 0), ("set", 0x4000)):
         ds = make_dataset(subject=59, rows=8, columns=8)
+        ds.file_meta.FileMetaInformationVersion = b"\x00\x01" + bytes(meta - 2)
         ds.BurnedInAnnotation, ds.NumberOfFrames = "NO", frames
         ds.PixelData = struct.pack("<64H", *[(i * 37) % 4096 | (extra if i == 5 else 0) for i in range(64)])
         ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian

@@ -71,9 +71,10 @@ def written(tmp_path: Path, syntax: str, charset: str = "ISO_IR 192", **elements
         else:
             setattr(ds, keyword, value)
     ds.file_meta = FileMetaDataset()
-    if "ImplementationVersionName" in ds:
-        ds.file_meta.ImplementationVersionName = ds.ImplementationVersionName
-        del ds.ImplementationVersionName
+    for keyword in ("ImplementationVersionName", "FileMetaInformationVersion"):
+        if keyword in ds:
+            setattr(ds.file_meta, keyword, ds[keyword].value)
+            delattr(ds, keyword)
     ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = UID("2.25.1234")
     ds.file_meta.TransferSyntaxUID = UID(syntax)
@@ -1405,6 +1406,22 @@ def test_text_that_a_big_endian_files_words_spell_is_found(tmp_path: Path, width
     findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
     expected = {Finding(a, "file bytes (big endian words)") for a in ("PatientName", "PatientID")}
     assert (set(findings) == expected) is (syntax == ExplicitVRBigEndian), findings
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian], ids=["big", "deflated"])
+def test_a_long_file_meta_hides_not_how_the_dataset_is_written(tmp_path: Path, syntax: str) -> None:
+    """The transfer syntax is read from the file meta, however long (found from outside: a FileMetaInformationVersion
+    of 1,100 bytes put it past where the check looked, and a deflated dataset was searched deflated, a big endian
+    one's words unswapped: released)."""
+    text = b"Quxworth^Zelda ZQ-4471-0093 "
+    text += b" " * (-len(text) % 8)
+    swapped = b"".join(text[i:i + 2][::-1] for i in range(0, len(text), 2))
+    elements = ({"RedPaletteColorLookupTableData": swapped} if syntax == ExplicitVRBigEndian
+                else {"ImageComments": "ZQ-4471-0093"})
+    path = written(tmp_path, syntax, FileMetaInformationVersion=b"\x00\x01" + bytes(1100), **elements)
+    findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
+    where = "file bytes (big endian words)" if syntax == ExplicitVRBigEndian else "(0020,4000)"
+    assert Finding("PatientID", where) in findings, findings
 
 
 def test_kana_forms_are_the_other_ways_only() -> None:
