@@ -553,6 +553,30 @@ def test_bits_outside_the_stored_ones_without_an_overlay_hold_the_file_back(tmp_
         assert any("bits outside the stored ones" in finding for finding in result.findings), result.findings
 
 
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize(("vr", "allocated"), [("UN", 16), ("OB", 24), ("OB", 48), ("OB", 64), ("OW", 32)])
+def test_bits_outside_the_stored_ones_are_found_in_values_of_any_width_and_vr(tmp_path: Path, vr: str, allocated: int,
+                                                                              signed: bool) -> None:
+    """Found from outside: pixel data stored as UN was read from 4 bytes too early (its length taken for values: a
+    clean file held; its last values unread: a dirty one released), and values of 24, 48 or 64 bits were not read at
+    all (text in their upper bytes released). A set bit above the stored ones in the last value holds the file."""
+    per = allocated // 8
+    for name, extra in (("clean", 0), ("set", 1 << (allocated - 2))):
+        ds = make_dataset(subject=59, rows=64, columns=64)  # (a UN value's length, 0x2000 bytes, sets bit 13)
+        ds.BurnedInAnnotation = "NO"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, 12, 11, int(signed)
+        values = [((i * 37) % 4096 - (2048 if signed else 0)) for i in range(64 * 64)]
+        values[-1] = abs(values[-1]) | extra
+        ds.PixelData = b"".join(v.to_bytes(per, "little", signed=True) for v in values)
+        ds["PixelData"].VR = vr
+        source = tmp_path / name / "in.dcm"
+        source.parent.mkdir()
+        ds.save_as(source, enforce_file_format=True)
+        record = anonymize_file(source, tmp_path / name / "out", FULL)
+        assert record.status is (Status.QUARANTINED if extra else Status.WRITTEN), record.reason
+        assert not extra or "bits outside the stored ones in 1 values" in record.reason, record.reason
+
+
 @pytest.mark.parametrize(("stored", "high", "layout"), [(12, 11, (16, 0, 11, False)), (12, 15, (16, 4, 15, False)),
                                                         (12, 10, (16, 0, 11, False)), (12, 16, (16, 0, 11, False)),
                                                         (16, 15, None), (0, 0, None)])

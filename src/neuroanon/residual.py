@@ -479,43 +479,56 @@ UNUSED_BITS = "pixel data sets bits outside the stored ones in {} values (no ima
 
 
 def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Dataset) -> int:
-    """How many values of native pixel data (8, 16 or 32 bits allocated, fewer stored) set a bit outside the stored
-    ones (below HighBit - BitsStored + 1, or above HighBit where no sign is copied there): bits no image shows (found
-    from outside: text in them was released; an overlay a tool left there without its 60xx group shows a name). Read
-    a block at a time; 0 for encapsulated pixel data (`--clean-pixels` decodes it) or a layout the header does not
-    give."""
+    """How many values of native pixel data (a multiple of 8 bits allocated, up to 64, fewer stored) set a bit
+    outside the stored ones (below HighBit - BitsStored + 1, or above HighBit where no sign is copied there): bits no
+    image shows (found from outside: text in them was released; an overlay a tool left there without its 60xx group
+    shows a name; values of 24 or 48 bits were not read). Read a block at a time; 0 for encapsulated pixel data
+    (`--clean-pixels` decodes it) or a layout the header does not give."""
     layout = _bit_layout(original)
     if layout is None:
         return 0
     allocated, low, high, signed = layout
+    width = allocated // 8
     if pixels is None:  # (no pixel data; or deflated: read whole, found on review)
         tag, value = _deflated_pixels(path)
-        size = min(_frames_bytes(*_frame_layout(original), len(value or b"")) or len(value or b""),
-                   len(value or b""))
-        unsigned = _UNSIGNED[True, allocated]
-        return _outside(np.frombuffer(value, unsigned, size // unsigned.itemsize), low, high, signed) \
-            if tag == PIXEL_DATA and value else 0
+        if tag != PIXEL_DATA or not value:
+            return 0
+        size = min(_frames_bytes(*_frame_layout(original), len(value)) or len(value), len(value))
+        return _outside(_values(value, size // width, width, True), allocated, low, high, signed)
     if pixels.tag != PIXEL_DATA:
         return 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         head = os.pread(fd, 12, pixels.start)
-        length = _value_length(head)
+        length, header = _value_header(head)
         if length is None:
             return 0
-        at = pixels.start + (12 if head[4:6] in (b"OB", b"OW") else 8)
-        unsigned = _UNSIGNED[head[:2] == b"\xe0\x7f", allocated]
+        at = pixels.start + header
+        little = head[:2] == b"\xe0\x7f"
         end = at + min(_frames_bytes(*_frame_layout(original), length) or length, length)  # (frames: the value's)
         found, block = 0, _block()
-        while end - at >= unsigned.itemsize:
-            read = os.preadv(fd, [block[:min(len(block), end - at)]], at)
-            if read < unsigned.itemsize:
+        whole = len(block) - len(block) % width  # (a block holds whole values)
+        while end - at >= width:
+            read = os.preadv(fd, [block[:min(whole, end - at)]], at)
+            count = read // width
+            if not count:
                 break
-            found += _outside(np.frombuffer(block, unsigned, read // unsigned.itemsize), low, high, signed)
-            at += read
+            found += _outside(_values(block, count, width, little), allocated, low, high, signed)
+            at += count * width
     finally:
         os.close(fd)
     return found
+
+
+def _values(data: bytes | memoryview | bytearray, count: int, width: int, little: bool) -> np.ndarray[Any, Any]:
+    """The first `count` values of `width` bytes in `data` as unsigned integers: in their own type where NumPy has
+    one, else each widened to 64 bits."""
+    if width in (1, 2, 4, 8):
+        return np.frombuffer(data, np.dtype(f"{'<' if little else '>'}u{width}"), count)
+    grouped = np.frombuffer(data, np.uint8, count * width).reshape(count, width)
+    widened = np.zeros((count, 8), np.uint8)
+    widened[:, :width] = grouped if little else grouped[:, ::-1]
+    return widened.view("<u8").ravel()
 
 
 def _deflated_pixels(path: Path) -> tuple[int, bytes | None]:
@@ -546,14 +559,13 @@ def _block() -> memoryview:
 
 
 _THREAD = threading.local()
-_UNSIGNED = {(little, bits): np.dtype(f"{'<' if little else '>'}u{bits // 8}") for little in (True, False)
-             for bits in (8, 16, 32)}
 
 
 @once_per_raw_values(tuple(int(Tag(k)) for k in ("BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation")))
 def _bit_layout(original: Dataset) -> tuple[int, int, int, bool] | None:
     """BitsAllocated, the lowest and the highest stored bit and whether values are signed, for native pixel data of
-    8, 16 or 32 bits allocated and fewer stored; None for another layout or one the header does not give."""
+    a multiple of 8 bits allocated, up to 64, and fewer stored; None for another layout or one the header does not
+    give."""
     try:
         allocated, stored = int(original.BitsAllocated), int(original.BitsStored)
         high = int(original.get("HighBit", stored - 1))
@@ -561,22 +573,24 @@ def _bit_layout(original: Dataset) -> tuple[int, int, int, bool] | None:
     except (AttributeError, TypeError, ValueError):
         return None
     low = high - stored + 1
-    if allocated not in (8, 16, 32) or not 0 < stored < allocated:
+    if allocated % 8 or not 8 <= allocated <= 64 or not 0 < stored < allocated:
         return None
     if not 0 <= low <= high < allocated:  # (HighBit out of place: found from outside; read as BitsStored's lowest)
         low, high = 0, stored - 1
     return allocated, low, high, signed
 
 
-def _outside(values: np.ndarray[Any, Any], low: int, high: int, signed: bool) -> int:
-    """How many of `values` set a bit outside `low` to `high`, a signed one's copies of its sign above `high` aside."""
-    bits = values.dtype.itemsize * 8
+def _outside(values: np.ndarray[Any, Any], bits: int, low: int, high: int, signed: bool) -> int:
+    """How many of `values` (unsigned, each of `bits` bits) set a bit outside `low` to `high`, a signed one's copies
+    of its sign above `high` aside."""
     stored = ((1 << (high - low + 1)) - 1) << low
+    every = (1 << bits) - 1
     if not signed:
-        if not int(np.bitwise_or.reduce(values)) & ~stored & ((1 << bits) - 1):
+        if not int(np.bitwise_or.reduce(values)) & ~stored & every:
             return 0
-        return int(np.count_nonzero(values & (((1 << bits) - 1) ^ stored)))
-    shifted = values.view(values.dtype.str.replace("u", "i"))  # (the same bytes read as signed)
+        return int(np.count_nonzero(values & (every ^ stored)))
+    spare = values.dtype.itemsize * 8 - bits  # (a value widened to 64 bits: its sign copied into the bits above)
+    shifted = (values << spare).view(np.int64) >> spare if spare else values.view(values.dtype.str.replace("u", "i"))
     least, most = -(1 << (high - low)), (1 << (high - low)) - 1
     below = int(np.count_nonzero(values & ((1 << low) - 1))) if low else 0
     shifted = shifted >> low if low else shifted
@@ -824,12 +838,19 @@ def _frames_bytes(frame: int, count: int | None, length: int) -> int:
 def _value_length(head: bytes) -> int | None:
     """The value length in a pixel data element's header (explicit or implicit VR, either byte order); None when
     undefined (encapsulated) or unreadable."""
+    return _value_header(head)[0]
+
+
+def _value_header(head: bytes) -> tuple[int | None, int]:
+    """The value length in a pixel data element's header (`_value_length`) and the header's size: 12 bytes for an
+    explicit VR of a 4-byte length (OB, OW, OF, OD, OL, OV, UN: found from outside, a value stored as UN was read
+    from its length on), else 8."""
     if len(head) < 8:
-        return None
+        return None, 8
     little = head[:2] == b"\xe0\x7f"
-    explicit = head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"UN") and head[6:8] == b"\x00\x00" and len(head) == 12
+    explicit = head[4:6] in _LONG_LENGTH_VRS and head[6:8] == b"\x00\x00" and len(head) == 12
     (length,) = struct.unpack("<L" if little else ">L", head[8:12] if explicit else head[4:8])
-    return None if length == 0xFFFFFFFF else int(length)
+    return (None if length == 0xFFFFFFFF else int(length)), 12 if explicit else 8
 
 
 def _without_our_uids(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...]) -> bytes:
