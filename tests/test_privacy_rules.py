@@ -34,7 +34,7 @@ from neuroanon.report import Record, Status
 from neuroanon.rules import TEXT_VRS, full_action, unlisted_action
 from neuroanon.sample import make_dataset, make_study
 from neuroanon.technical import TECHNICAL, technical
-from neuroanon.verify import verify
+from neuroanon.verify import load_originals, verify
 
 from .adversarial import (
     CASES,
@@ -551,6 +551,62 @@ def test_bits_outside_the_stored_ones_without_an_overlay_hold_the_file_back(tmp_
         assert "bits outside the stored ones in 1 values" in record.reason, record.reason
         (result,) = verify(files_under(held), FULL)
         assert any("bits outside the stored ones" in finding for finding in result.findings), result.findings
+
+
+@pytest.mark.parametrize(("path", "keyword", "value"), [
+    ((), "LastMenstrualDate", "19991231"), ((), "StudyVerifiedDate", "19991231"),
+    ((), "PerformedProcedureStepEndDate", "19991231"), ((), "DecayCorrectionDateTime", "19991231235000+0100"),
+    ((), "DateOfLastCalibration", "19991231"), (("ReferencedStudySequence",), "StudyDate", "19991231"),
+    (("RequestAttributesSequence",), "ScheduledProcedureStepStartDate", "19991231"),
+    (("ContentSequence",), "DateTime", "19991231120000"), (("AcquisitionContextSequence",), "Date", "19991231"),
+    (("PerFrameFunctionalGroupsSequence", "FrameContentSequence"), "InstanceCreationDate", "19991231"),
+])
+@pytest.mark.parametrize("stored_as", ["own VR", "UN"])
+def test_every_date_the_file_holds_is_searched_for_at_any_depth(tmp_path: Path, path: tuple[str, ...], keyword: str,
+                                                                value: str, stored_as: str) -> None:
+    """Each date or date-time (its date) that full removes or replaces, at the top level or in an item at any depth,
+    stored with its VR or as UN: its copy in a kept value holds the file (found from outside: dates outside a list of
+    them were released, one list after another). verify finds it too."""
+    ds = make_dataset(subject=63)
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240115"
+    ds.ImageType = ["DERIVED", "PRIMARY", "1999-12-31"]
+    item = Dataset()
+    tag = int(pydicom.datadict.tag_for_keyword(keyword) or 0)
+    if stored_as == "UN":
+        item.add_new(tag, "UN", value.encode())
+    else:
+        setattr(item, keyword, value)
+    for sequence in reversed(path):
+        outer = Dataset()
+        setattr(outer, sequence, [item])
+        item = outer
+    for element in item:
+        ds.add(element)
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    held = tmp_path / "held"
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, quarantine=held))
+    assert record.status is Status.QUARANTINED, record.reason
+    assert keyword in {f.attribute for f in record.findings}, record.findings
+    (result,) = verify(files_under(held), FULL, load_originals([source], Level.FULL, KEY))
+    assert any(keyword in finding for finding in result.findings), result.findings
+
+
+def test_a_date_kept_by_an_option_or_not_in_the_file_holds_nothing(tmp_path: Path) -> None:
+    """Retain Device Identity keeps a calibration's date: released by choice, it is no needle. A date the file does
+    not hold is none either."""
+    for name, options, image_type in (
+            ("kept", Options(level=Level.FULL, key=KEY, retain_device_identity=True), "1999-12-31"),
+            ("other", FULL, "1999-12-30")):
+        ds = make_dataset(subject=63)
+        ds.ImageType = ["DERIVED", "PRIMARY", image_type]
+        ds.DateOfLastCalibration = "19991231"
+        ds.DeviceSerialNumber, ds.StationName = "SN99310", "MRC99310"  # (kept too: none of the others' values)
+        source = tmp_path / name / "in.dcm"
+        source.parent.mkdir()
+        ds.save_as(source, enforce_file_format=True)
+        record = anonymize_file(source, tmp_path / name / "out", options)
+        assert record.status is Status.WRITTEN, (name, record.reason)
 
 
 @pytest.mark.parametrize("signed", [False, True])

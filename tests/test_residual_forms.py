@@ -31,7 +31,15 @@ from pydicom.uid import (
     MRImageStorage,
 )
 
-from neuroanon.identifiers import WIDE_ENCODINGS, fold, instance_needles, needles
+from neuroanon.identifiers import (
+    WIDE_ENCODINGS,
+    Needle,
+    fold,
+    instance_needles,
+    item_identity,
+    needles,
+    nested_needles,
+)
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.residual import Finding, check_file
@@ -810,15 +818,26 @@ def test_the_files_own_instance_uid_is_found(tmp_path: Path, text: str, found: b
 def test_the_date_of_an_acquisition_unlike_the_studys_is_found(tmp_path: Path, acquired: str, text: str,
                                                                  found: bool) -> None:
     """An enhanced image has AcquisitionDateTime and no AcquisitionDate, and an acquisition may end after midnight:
-    its date, where no other date of the file is it, is a needle of the file alone (it differs from file to file).
-    Where it is the study's date, the study's needle finds it."""
+    its date, where no other date of the file is it, is a needle too (as every date is: `searched_beside`), cut to
+    its date so the files of a series share it. Where it is the study's date, the study's needle finds it."""
     source = original()
     source.StudyDate, source.AcquisitionDateTime = "20240101", acquired
-    own = instance_needles(source)
     started = original()
     started.StudyDate, started.StartAcquisitionDateTime = "20240101", acquired  # (an acquisition's start alone)
-    assert [n.data for n in instance_needles(started)] == [n.data for n in own]
-    findings = check_file(written(tmp_path, ExplicitVRLittleEndian, ImageComments=text), None, needles(source), own=own)
+    later = original()
+    later.StudyDate, later.AcquisitionDateTime = "20240101", acquired[:8] + "235959"  # (another file of the series)
+
+    def needles_of(ds: Dataset) -> tuple[Needle, ...]:  # (as verify reads an original: its elements raw)
+        read = pydicom.dcmread(written(tmp_path, ExplicitVRLittleEndian, **{e.keyword: e.value for e in ds}))
+        return nested_needles(read, tuple(item_identity(read)))
+
+    def dates(ds: Dataset) -> list[bytes]:
+        return sorted(n.data for n in needles_of(ds) if n.attribute.endswith("Time"))
+
+    assert dates(started) == dates(source) == dates(later)
+    assert (dates(source) != []) is (acquired[:8] != source.StudyDate)  # (else the study's needle is it)
+    nested = needles_of(source)
+    findings = check_file(written(tmp_path, ExplicitVRLittleEndian, ImageComments=text), None, nested)
     if found:
         assert_found(findings, "AcquisitionDateTime", "(0020,4000)", text)
     else:

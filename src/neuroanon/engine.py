@@ -786,14 +786,14 @@ def _pixel_end(f: BinaryIO, size: int, pixels: _Element, parser: _Parser) -> int
 def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: list[NestedValue],
                      charset: bytes | None = None) -> None:
     """Add to `found` the values searched for beside the top level's identifying ones (`identifiers.searched_beside`:
-    persons' names anywhere, the patient's and the institution's values in items) that stand at the top level or in
-    items, at any depth, of the sequences: those read as such, and those stored as UN or, in implicit VR, of
-    unknown VR (`_un_items`), whatever the rules then do to them; each with the character set its item declares
-    (`charset`: an enclosing item's, None for the top level's)."""
+    persons' names and dates anywhere, the patient's and the institution's values in items) that stand at the top
+    level or in items, at any depth, of the sequences: those read as such, and those stored as UN or, in implicit
+    VR, of unknown VR (`_un_items`), whatever the rules then do to them; each with the character set its item
+    declares (`charset`: an enclosing item's, None for the top level's)."""
     for e in elements:
         if e.items is not None:
             items = e.items
-        elif (depth or e.vr == "PN" or e.vr == "UN") and searched_beside(e.tag, e.vr, depth):  # (none is a sequence)
+        elif (depth or e.vr in _BESIDE_AT_THE_TOP) and searched_beside(e.tag, e.vr, depth):  # (none is a sequence)
             if e.end > e.value:
                 found.append((e.tag, e.vr, buf[e.value:e.end], charset))
             continue
@@ -803,6 +803,9 @@ def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: li
             continue
         for item in items:
             _nested_identity(buf, item.elements, depth + 1, found, _declared_set(buf, item.elements, charset))
+
+
+_BESIDE_AT_THE_TOP: Final = frozenset({"PN", "DA", "DT", "UN"})  # (the VRs `searched_beside` takes at the top level)
 
 
 def _declared_set(buf: bytes, elements: list[_Element], inherited: bytes | None) -> bytes | None:

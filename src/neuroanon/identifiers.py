@@ -33,6 +33,7 @@ from math import prod
 from typing import AnyStr, TypeVar
 
 from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
+from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -115,18 +116,10 @@ _SCHEDULED = tuple((int(tag_for_keyword(k) or 0), k) for k in (  # (the standard
 _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
     "IssuerOfPatientID"))
-# Dates and date-times whose dates are searched for where they stand in an item (`NESTED_IDENTITY`): an enhanced
-# image's frames' (an acquisition may end after midnight), a legacy converted one's per-frame acquisition and
-# content dates, a contributing device's, a radiopharmaceutical's (injected the day before): found from outside; by
-# date alone.
-_NESTED_DATE_TIMES = frozenset(int(tag_for_keyword(k) or 0) for k in (
-    "FrameAcquisitionDateTime", "FrameReferenceDateTime", "ContributionDateTime", "StartAcquisitionDateTime",
-    "EndAcquisitionDateTime", "AcquisitionDateTime", "AcquisitionDate", "ContentDate",
-    "RadiopharmaceuticalStartDateTime", "RadiopharmaceuticalStopDateTime"))
 # The patient's and the institution's values, searched for also where they stand in an item at any depth
 # (`nested_needles`): a correction keeps the value it replaced in an item, which may be the only one left.
 NESTED_IDENTITY = frozenset({*(tag for tag, _ in _PATIENT), *(int(tag_for_keyword(k) or 0) for k in (
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")), *_NESTED_DATE_TIMES})
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"))})
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
@@ -560,12 +553,19 @@ def _same_search(needle: Needle) -> tuple[bytes, tuple[Form, ...]]:
 
 def searched_beside(tag: int, vr: str, depth: int) -> bool:
     """Whether the value of an element (of VR `vr`, "" or UN when unknown) at `depth` (0: the top level) is
-    searched for beside the top level's identifying values (`nested_needles`): every person's name wherever it
-    stands (a consulting physician's, an observer's, a scheduled performer's), and the patient's and the
-    institution's values in items (`NESTED_IDENTITY`). A kept text may copy any of them."""
+    searched for beside the top level's identifying values (`nested_needles`): every person's name and every
+    standard date or date-time (by its date) wherever it stands (a consulting physician's, an observer's, a
+    scheduled performer's; a calibration's, a report item's: found from outside, one list of dates after another was
+    got round), and the patient's and the institution's values in items (`NESTED_IDENTITY`). A kept text may copy
+    any of them."""
     if depth and tag in NESTED_IDENTITY:
         return True
-    return (vr == "PN" or vr in ("", "UN") and dictionary_vr(tag) == "PN") and (depth > 0 or tag not in _KEY_TAG_SET)
+    known = dictionary_vr(tag) if vr in ("", "UN") else vr
+    return ((known == "PN" or known in _DATED_VRS and not tag >> 16 & 1)
+            and (depth > 0 or tag not in _KEY_TAG_SET))
+
+
+_DATED_VRS = frozenset({"DA", "DT"})  # (a time alone names no day)
 
 
 # A value searched for beside the top level's (`searched_beside`): tag, VR, value as stored, and the
@@ -596,10 +596,14 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
 def _dated(nested: tuple[NestedValue, ...]) -> tuple[NestedValue, ...]:
     """`nested` with a date-time's value cut to its date, once each (an enhanced image's frames differ by time: the
     same needles for the files of a series)."""
-    if not any(tag in _NESTED_DATE_TIMES for tag, *_ in nested):
+    if not any(_a_date_time(tag, vr) for tag, vr, *_ in nested):
         return nested
-    return tuple(dict.fromkeys((tag, vr, value[:8] if tag in _NESTED_DATE_TIMES else value, own)
+    return tuple(dict.fromkeys((tag, vr, value[:8] if _a_date_time(tag, vr) else value, own)
                                for tag, vr, value, own in nested))
+
+
+def _a_date_time(tag: int, vr: str) -> bool:
+    return (dictionary_vr(tag) if vr in ("", "UN") else vr) == "DT"
 
 
 # The needles of the last files' values with those of their items: files of a series share them (the same tuple,
@@ -773,7 +777,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         return _uid_needles(keyword, text, encodings, declared)
     if is_dummy(text):
         return ()
-    date = _date_needles(keyword, text, encodings, declared) if keyword.endswith(("Date", "DateTime")) else None
+    date = _date_needles(keyword, text, encodings, declared) if _dated_keyword(keyword) else None
     if date is not None:
         return date
     texts, glued = _name_forms(keyword, text, person)
@@ -798,6 +802,14 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
     return tuple(out)
+
+
+def _dated_keyword(keyword: str) -> bool:
+    """Whether `keyword` names a date or a date-time (DateOfLastCalibration too)."""
+    return keyword.endswith(("Date", "DateTime")) or keyword in DATED_KEYWORDS
+
+
+DATED_KEYWORDS = frozenset(entry[4] for entry in DicomDictionary.values() if entry[0] in _DATED_VRS)
 
 
 def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[str, tuple[Form, ...]]]:
@@ -853,18 +865,9 @@ def _uid_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: 
 
 def instance_needles(ds: Dataset) -> tuple[Needle, ...]:
     """The instance's own UID, a needle of its own: `full` remaps it, and the original left in a kept value would
-    link the output to its source file; and the dates of its AcquisitionDateTime and the acquisition's start and end
-    where no date of the series' needles (`_DATE_TAGS`) is that date (an enhanced image has no AcquisitionDate; an
-    acquisition may end after midnight). Made per file (the series' needles are shared: one index for them all; an
-    acquisition's time differs from file to file)."""
-    uid = _uid_needles("SOPInstanceUID", _raw_text(ds, SOP_INSTANCE_UID), BASE_ENCODINGS, ())
-    found: dict[str, str] = {}
-    for keyword, tag in _DATE_TIMES:
-        date = _raw_text(ds, tag)[:8]
-        if len(date) == 8 and not is_dummy(date) and not any(_raw_text(ds, t)[:8] == date for t in _DATE_TAGS):
-            found.setdefault(date, keyword)
-    return (*uid, *(n for date, keyword in found.items() for n in _date_needles(keyword, date, BASE_ENCODINGS, ())
-                    or ()))
+    link the output to its source file. Made per file (the series' needles are shared: one index for them all).
+    (Its dates, an acquisition's after midnight among them, are searched for as every date is: `searched_beside`.)"""
+    return _uid_needles("SOPInstanceUID", _raw_text(ds, SOP_INSTANCE_UID), BASE_ENCODINGS, ())
 
 
 def _raw_text(ds: Dataset, tag: int) -> str:
@@ -873,12 +876,6 @@ def _raw_text(ds: Dataset, tag: int) -> str:
     raw = ds.get_item(base_tag(tag))  # (None when absent; by the one tag object, as above)
     value = raw.value if raw is not None else None
     return (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")).strip(" \x00")
-
-
-# (the acquisition's start and end too: found from outside)
-_DATE_TIMES = tuple((k, int(tag_for_keyword(k) or 0)) for k in ("AcquisitionDateTime", "StartAcquisitionDateTime",
-                                                                 "EndAcquisitionDateTime"))
-_DATE_TAGS = tuple(tag for keyword, tag in _IDENTIFYING_TAGS if keyword.endswith("Date"))  # (the series' needles')
 
 
 @lru_cache(maxsize=1)

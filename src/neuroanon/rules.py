@@ -36,7 +36,7 @@ from pydicom.sequence import Sequence
 
 from . import __version__
 from .allowlist import SafePrivate, find_safe
-from .identifiers import IDENTIFYING, Needle, scrub
+from .identifiers import DATED_KEYWORDS, IDENTIFYING, Needle, scrub
 from .keys import Keyring
 from .options import Level, Options
 from .ps315 import BASIC_PROFILE_CODE, OPTION_CODES, Entry, load_table
@@ -406,9 +406,10 @@ class Rules:
         if self.level is Level.FULL:
             for tag in (*load_table().exact, *NIDB_FULL):
                 self._tags[tag] = self._full(tag)
-        # The identifying attributes an option keeps as they are (Retain Device Identity: StationName and
-        # DeviceSerialNumber): released by choice, so their values are not looked for elsewhere either.
-        self.retained = frozenset(keyword for keyword in IDENTIFYING if self.level is Level.FULL
+        # The identifying attributes and the dates an option keeps as they are (Retain Device Identity: StationName,
+        # DeviceSerialNumber, a calibration's date): released by choice, so their values are not looked for
+        # elsewhere either.
+        self.retained = frozenset(keyword for keyword in (*IDENTIFYING, *DATED_KEYWORDS) if self.level is Level.FULL
                                   and self.tag(int(tag_for_keyword(keyword) or 0)).code == "K")
         # The tags whose rule writes a value whatever the element holds: NiDB Anonymize's five, at anonymize.
         self.valued = frozenset(NIDB_ANONYMIZE) if self.level is Level.ANONYMIZE else frozenset()
