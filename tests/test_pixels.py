@@ -319,6 +319,25 @@ def test_which_images_are_read() -> None:
     assert not pixels.in_scope(Dataset(), every)  # no image
     assert not pixels.in_scope(image(Modality="US"), Options(level=Level.FULL, key=KEY))
     assert not pixels.in_scope(image(Modality="US"), Options(level=Level.ANONYMIZE, clean_pixels="phi"))
+    # A header that says YES, or neither YES nor NO, is believed (found from outside: such an MR was held, with a
+    # reason that sent the user to --allow-burned-in, which releases it unread).
+    mr = "1.2.840.10008.5.1.4.1.1.4"
+    assert pixels.in_scope(image(Modality="MR", SOPClassUID=mr, BurnedInAnnotation="YES"), on)
+    assert pixels.in_scope(image(Modality="MR", SOPClassUID=mr, BurnedInAnnotation="MAYBE"), on)
+    assert not pixels.in_scope(image(Modality="MR", SOPClassUID=mr, BurnedInAnnotation="NO"), on)
+
+
+def test_a_recognizable_feature_is_held_though_its_pixels_were_cleaned(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """RecognizableVisualFeatures YES (a face): reading text removes no face, so the pixel stage releases nothing
+    the header says shows one; --allow-burned-in releases it once the pixels are checked."""
+    monkeypatch.setattr(ocr, "read", lambda image: [])  # (no text found)
+    fx.control(tmp_path / "in" / "face.dcm", RecognizableVisualFeatures="YES", BurnedInAnnotation="NO")
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["face.dcm"]
+    assert record["status"] == "quarantined", record["reason"]
+    assert "RecognizableVisualFeatures is YES" in record["reason"] and "--allow-burned-in" in record["reason"]
+    options = Options(level=Level.FULL, key=KEY, clean_pixels="phi", allow_burned_in=True)
+    assert anonymize_file(tmp_path / "in" / "face.dcm", tmp_path / "out2", options).status is Status.WRITTEN
 
 
 @pytest.mark.parametrize("text", ["FAKEDOE^JANINE", "Fakedoe, Janine", "ID FK83920471", "FK 8392 0471",

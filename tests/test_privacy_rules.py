@@ -356,6 +356,7 @@ def test_table_is_2026c_and_explain_shows_the_stance() -> None:
     "1.2.840.10008.5.1.4.1.1.1.3", "1.2.840.10008.5.1.4.1.1.12.1", "1.2.840.10008.5.1.4.1.1.12.2",
     "1.2.840.10008.5.1.4.1.1.13.1.3", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.4",
     "1.2.840.10008.5.1.4.1.1.77.1.4", "1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.5.1.4.1.1.104.1",
+    "1.2.840.10008.5.1.4.1.1.481.1", "1.2.840.10008.5.1.4.1.1.14.1", "1.2.840.10008.5.1.4.1.1.14.2",
 ])
 def test_gate_by_sop_class_whatever_the_modality(sop_class: str) -> None:
     ds = Dataset()
@@ -376,7 +377,8 @@ def test_gate_leaves_tomographic_classes_alone(sop_class: str) -> None:
     assert all(not sop_class.startswith(prefix + ".") and sop_class != prefix for prefix in RISKY_CLASSES)
 
 
-@pytest.mark.parametrize("modality", ["US", "IVUS", "XA", "RF", "CR", "DX", "MG", "IO", "PX", "SM", "OP"])
+@pytest.mark.parametrize("modality", ["US", "IVUS", "XA", "RF", "CR", "DX", "MG", "IO", "PX", "SM", "OP", "RTIMAGE",
+                                      "IVOCT"])
 def test_gate_by_modality(modality: str) -> None:
     ds = Dataset()
     ds.SOPClassUID = MR_IMAGE
@@ -396,6 +398,10 @@ def test_gate_by_modality(modality: str) -> None:
     ({"RecognizableVisualFeatures": "NO"}, None),
     ({"Modality": "US", "BurnedInAnnotation": "NO"}, None),
     ({}, None),
+    ({"Modality": ["OT", "MR"]}, "modality OT without BurnedInAnnotation NO"),
+    ({"BurnedInAnnotation": ["NO", "YES"]}, "BurnedInAnnotation is neither YES nor NO"),
+    ({"BurnedInAnnotation": "MAYBE"}, "BurnedInAnnotation is neither YES nor NO"),
+    ({"BurnedInAnnotation": "no"}, None),
 ])
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be"])
 def test_gate_on_the_header_as_the_engine_reads_it(header: dict[str, object], reason: str | None, encoding: str,
@@ -421,12 +427,16 @@ def test_gate_on_the_header_as_the_engine_reads_it(header: dict[str, object], re
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])
 @pytest.mark.parametrize(("burned_in", "held"), [(None, True), ("NO", False)])
-def test_a_class_named_only_in_the_file_meta_is_gated(encoding: str, burned_in: str | None, held: bool,
+@pytest.mark.parametrize("named", ["absent", "empty"])
+def test_a_class_named_only_in_the_file_meta_is_gated(encoding: str, burned_in: str | None, held: bool, named: str,
                                                       tmp_path: Path) -> None:
-    """A secondary capture whose dataset has neither SOPClassUID nor Modality: its file meta names the class."""
+    """A secondary capture whose dataset has neither SOPClassUID nor Modality, or an empty SOPClassUID beside an MR
+    Modality (found from outside: released with burned-in text): its file meta names the class."""
     path = make_study(tmp_path / "in", subject=22, n_series=1, n_instances=1, encoding=encoding)[0]
     ds = pydicom.dcmread(path)
     del ds.SOPClassUID, ds.Modality
+    if named == "empty":
+        ds.SOPClassUID, ds.Modality = "", "MR"
     if "BurnedInAnnotation" in ds:
         del ds.BurnedInAnnotation
     if burned_in is not None:
@@ -440,6 +450,21 @@ def test_a_class_named_only_in_the_file_meta_is_gated(encoding: str, burned_in: 
     record = anonymize_file(path, tmp_path / "out", FULL)
     assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
     assert (reason in record.reason) is held
+
+
+@pytest.mark.parametrize(("raw", "held"), [(b"\x00YES", True), ("YES".encode("utf-16-le"), True), (b"NO\\YES", True),
+                                           (b"YES\x00", True), (b"NO\x00", False), (b"no ", False)])
+def test_a_burned_in_annotation_neither_yes_nor_no_holds_the_file(raw: bytes, held: bool, tmp_path: Path) -> None:
+    """A BurnedInAnnotation that says neither YES nor NO (NUL before it, UTF-16, two values) says the pixels may
+    show text: it was read as absent, and an MR with text burned in was released (found from outside)."""
+    path = make_study(tmp_path / "in", subject=24, n_series=1, n_instances=1)[0]
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00280301, "CS", raw)
+    with quiet():
+        ds.save_as(path)
+    record = anonymize_file(path, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("BurnedInAnnotation" in record.reason) is held, record.reason
 
 
 @pytest.mark.parametrize("encoding", ["explicit_le", "implicit_le", "explicit_be", "deflated"])

@@ -27,9 +27,10 @@ from .tags import SOP_CLASS_UID, base_tag
 
 # Modalities whose images usually carry burned-in text or a visible label: ultrasound (IVUS too), projection
 # X-ray (XA, RF, CR, DX, MG, intra-oral IO, panoramic PX), other, external camera, endoscopy, microscopy
-# (slide labels), ophthalmic photography, documents, secondary captures.
+# (slide labels), ophthalmic photography, documents, secondary captures; an RT portal or simulator image and an
+# intravascular OCT image (labels burned in: found from outside).
 RISKY_MODALITIES = frozenset({"US", "IVUS", "XA", "RF", "CR", "DX", "MG", "IO", "PX", "OT", "XC", "ES", "GM", "SM",
-                              "OP", "DOC", "SC"})
+                              "OP", "DOC", "SC", "RTIMAGE", "IVOCT"})
 
 _STORAGE = "1.2.840.10008.5.1.4.1.1."
 # SOP classes (and every class under them, e.g. all VL classes under 77.1) whose pixels may show text.
@@ -42,6 +43,8 @@ RISKY_CLASSES: Mapping[str, str] = MappingProxyType(
         _STORAGE + "7": "secondary capture",
         _STORAGE + "12": "X-ray angiography or radiofluoroscopy",
         _STORAGE + "13.1": "3D X-ray, breast tomosynthesis or breast projection X-ray",
+        _STORAGE + "14": "intravascular optical coherence tomography",
+        _STORAGE + "481.1": "RT image (portal, simulator)",
         _STORAGE + "77.1": "visible light (endoscopy, microscopy, slide, photography, ophthalmic, video)",
         _STORAGE + "104": "encapsulated document (PDF, CDA, STL, ...)",
     }
@@ -174,12 +177,13 @@ def risk_beside_overlay(ds: Dataset, overlay: str | None) -> str | None:
 
 
 def _class_in_meta(ds: Dataset) -> str | None:
-    """For a dataset without SOPClassUID, what its file meta's MediaStorageSOPClassUID says (the class of the file
-    all the same), or None."""
-    if base_tag(SOP_CLASS_UID) in ds:  # (the common case first; by the one tag object, found by identity)
+    """For a dataset without a SOPClassUID (or an empty one: found from outside), what its file meta's
+    MediaStorageSOPClassUID says (the class of the file all the same), or None."""
+    named = ds.get_item(base_tag(SOP_CLASS_UID))  # (by the one tag object, found by identity)
+    if named is not None and _text(named.value):  # (the common case first)
         return None
     meta = getattr(ds, "file_meta", None)
-    if meta is None or str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "NO":
+    if meta is None or _burned_in(ds) == ["NO"]:
         return None
     what = _risky_class(str(meta.get("MediaStorageSOPClassUID", "") or "").strip())
     return None if what is None else f"SOP class of {what} (named in the file meta) without BurnedInAnnotation NO"
@@ -192,22 +196,49 @@ _RISK_KEYWORDS = ("SpecificCharacterSet", "BurnedInAnnotation", "Modality", "SOP
 @once_per_raw_values(tuple(Tag(k) for k in _RISK_KEYWORDS))
 def _risk_in_header(ds: Dataset) -> str | None:
     """What the header says of burned-in text (the elements named in _RISK_KEYWORDS), or None."""
-    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
-    if burned == "YES":
+    burned = _burned_in(ds)
+    if burned == ["YES"]:
         return "BurnedInAnnotation is YES"
-    if str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper() == "YES":
-        return "RecognizableVisualFeatures is YES (a face or another feature that identifies)"
-    if burned == "NO":
+    if (features := recognizable_features(ds)) is not None:
+        return features
+    if burned == ["NO"]:
         return None
-    modality = str(ds.get("Modality", "") or "").strip().upper()
-    if modality in RISKY_MODALITIES:
-        return f"modality {modality} without BurnedInAnnotation NO"
+    if burned:  # (NUL before YES, UTF-16, two values: found from outside, read as absent and released)
+        return "BurnedInAnnotation is neither YES nor NO"
+    for modality in _values_of(ds, "Modality"):  # (one value of several: OT\MR)
+        if modality in RISKY_MODALITIES:
+            return f"modality {modality} without BurnedInAnnotation NO"
     what = _risky_class(str(ds.get("SOPClassUID", "") or "").strip())
     if what is not None:
         return f"SOP class of {what} without BurnedInAnnotation NO"
-    image_type = ds.get("ImageType") or []
-    values = image_type if isinstance(image_type, (list, MultiValue)) else [image_type]
-    screen = {"SCREEN SAVE", "SCREENSAVE"} & {str(v).strip().upper() for v in values}  # (both are written)
+    screen = {"SCREEN SAVE", "SCREENSAVE"} & set(_values_of(ds, "ImageType"))  # (both are written)
     if screen or str(ds.get("ConversionType", "")).upper() == "WSD":
         return "screen save without BurnedInAnnotation NO"
     return None
+
+
+def recognizable_features(ds: Dataset) -> str | None:
+    """Why the pixels show what identifies beside text (RecognizableVisualFeatures YES: a face), or None. No
+    reading of text removes it."""
+    if _values_of(ds, "RecognizableVisualFeatures") == ["YES"]:
+        return "RecognizableVisualFeatures is YES (a face or another feature that identifies)"
+    return None
+
+
+def _burned_in(ds: Dataset) -> list[str]:
+    """BurnedInAnnotation's values, upper case (none when absent or empty)."""
+    return _values_of(ds, "BurnedInAnnotation")
+
+
+def _values_of(ds: Dataset, keyword: str) -> list[str]:
+    """An element's values as text, stripped and upper case; none when it is absent or empty."""
+    value = ds.get(keyword)
+    values = value if isinstance(value, (list, MultiValue)) else [value]
+    return [text for v in values if (text := _text(v).upper())]
+
+
+def _text(value: object) -> str:
+    """A value as text without its padding (bytes read as ASCII)."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value if value is not None else "").strip(" \x00")

@@ -871,10 +871,12 @@ _LAST_RAW_VALUE: Final = 256
 
 
 def _class_from_meta(original: Dataset, meta: dict[int, _Element], buf: bytes) -> None:
-    """Give a dataset without SOPClassUID the file meta's MediaStorageSOPClassUID, as pydicom gives a file it reads:
-    the burned-in gate takes the class the file names there (`burnedin.risk_beside_overlay`)."""
+    """Give a dataset without SOPClassUID (or with an empty one: found from outside) the file meta's
+    MediaStorageSOPClassUID, as pydicom gives a file it reads: the burned-in gate takes the class the file names
+    there (`burnedin.risk_beside_overlay`)."""
     e = meta.get(MEDIA_STORAGE_SOP_CLASS_UID)
-    if e is None or base_tag(SOP_CLASS_UID) in original:
+    named = original.get_item(base_tag(SOP_CLASS_UID))
+    if e is None or named is not None and isinstance(named.value, bytes) and named.value.strip(b"\x00 "):
         return
     tag = base_tag(MEDIA_STORAGE_SOP_CLASS_UID)
     original.file_meta = FileMetaDataset({tag: _new_tuple(RawDataElement, (

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from . import engine, pixels, review, stops
-from .burnedin import HOLD_ALWAYS
+from .burnedin import HOLD_ALWAYS, recognizable_features
 from .context import FileContext, RunContext
 from .discover import (
     InputFile,
@@ -1317,7 +1317,12 @@ def _gate(context: FileContext, cleaning: pixels.Cleaning | None) -> str | None:
     if overlay is not None and (cleaning is None or HOLD_ALWAYS in context.overlay_kept):
         return f"{overlay}, kept in the written pixel data: {context.overlay_kept or 'not cleared'}"
     if cleaning is not None:
-        return None if cleaning.held is None else f"pixels not proven clean: {cleaning.held}"
+        if cleaning.held is not None:
+            return f"pixels not proven clean: {cleaning.held}"
+        features = recognizable_features(context.original)  # (found from outside: released once its text was read)
+        if features is not None and not context.options.allow_burned_in:
+            return f"{features}, which no reading of text removes; check the pixels, then use --allow-burned-in"
+        return None
     risk = context.risk_beside_overlay if context.overlay_cleared else context.burned_in_risk
     if risk is not None and not context.options.allow_burned_in:
         return f"burned-in annotation risk ({risk}); check the pixels, then use --allow-burned-in"

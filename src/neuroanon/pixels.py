@@ -112,10 +112,10 @@ def in_scope(ds: Dataset, options: Options) -> bool:
     if options.clean_pixels.startswith("all"):
         return True
     unsure = Dataset()
-    unsure.update({tag: ds.get_item(tag) for tag in ds.keys() if tag != 0x00280301})  # what the header claims
+    unsure.update({tag: ds.get_item(tag) for tag in ds.keys() if tag != 0x00280301})  # a NO is not believed
     if (meta := getattr(ds, "file_meta", None)) is not None:
         unsure.file_meta = meta  # (the gate reads the class there when the dataset names none)
-    return burned_in_risk(unsure) is not None
+    return burned_in_risk(unsure) is not None or burned_in_risk(ds) is not None  # (a YES is: found from outside)
 
 
 def clean(source: Path, header: Header, dataset: Dataset, changes: list[Change], patterns: tuple[Needle, ...],
