@@ -1732,6 +1732,59 @@ def test_rle_bytes_no_segment_starts_with_hold_the_file_back(tmp_path: Path, lay
     assert ("bytes that no frame shows" in record.reason) is held
 
 
+@pytest.mark.parametrize("case", ["jpeg-fragment-in-an-rle-file", "bytes-before-a-jpeg", "clean-rle"])
+def test_text_taken_for_a_scans_coded_data_where_no_decoder_reads_one_holds_the_file(tmp_path: Path,
+                                                                                      case: str) -> None:
+    """Coded data is not searched for text (chance hits), but only a decoder of the file's transfer syntax reads a
+    frame, and only from its start: a JPEG's start and scan header in an RLE file, or after two stray bytes in a
+    JPEG file, made the name after them coded data (found from outside: released)."""
+    secret = make_dataset(subject=59)
+    text = f"{secret.PatientName} {secret.PatientID}".encode()
+    fake_scan = b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + text
+    plane = bytes(range(256))
+    runs = b"".join(bytes([len(c) - 1]) + c for c in (plane[i:i + 128] for i in range(0, 256, 128)))
+    rle = struct.pack("<16L", 1, 64, *[0] * 14) + runs
+    fragments, syntax = {"jpeg-fragment-in-an-rle-file": ([rle, fake_scan], pydicom.uid.RLELossless),
+                         "bytes-before-a-jpeg": ([b"\x00\x00" + fake_scan], pydicom.uid.JPEGBaseline8Bit),
+                         "clean-rle": ([rle, rle], pydicom.uid.RLELossless)}[case]
+    ds = make_dataset(subject=59)
+    ds.Rows = ds.Columns = 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.PixelRepresentation = 8, 8, 7, 1, 0
+    ds.NumberOfFrames = len(fragments)
+    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in fragments])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    if case.startswith("clean"):
+        assert record.status is Status.WRITTEN, record.reason
+        return
+    assert record.status is Status.QUARANTINED, record.reason
+    assert "PatientID" in {f.attribute for f in record.findings}, record.reason
+
+
+def test_a_fragment_of_an_rle_file_that_holds_no_rle_segments_holds_the_file(tmp_path: Path) -> None:
+    """No decoder of an RLE file reads a fragment that is no RLE segments (here a JPEG, which may show anything):
+    bytes no frame shows (found on review: once such a fragment was no longer taken for a JPEG, it was released)."""
+    plane = bytes(range(256))
+    runs = b"".join(bytes([len(c) - 1]) + c for c in (plane[i:i + 128] for i in range(0, 256, 128)))
+    rle = struct.pack("<16L", 1, 64, *[0] * 14) + runs
+    jpeg = _codestream(pydicom.uid.JPEGBaseline8Bit, b"codec 9d")
+    ds = make_dataset(subject=59)
+    ds.Rows = ds.Columns = 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.PixelRepresentation = 8, 8, 7, 1, 0
+    ds.NumberOfFrames = 3
+    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in (rle, jpeg, rle)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is Status.QUARANTINED, record.reason
+    assert f"pixel data holds {len(jpeg) + len(jpeg) % 2} bytes that no frame shows" in record.reason, record.reason
+
+
 def _full_on_rle(tmp_path: Path, ds: Dataset, frame: bytes) -> Record:
     """`full` (burned-in text allowed: the pixels are looked at) on `ds` with one RLE Lossless frame, `frame`."""
     ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])

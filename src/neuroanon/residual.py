@@ -241,12 +241,18 @@ def _file_meta_walked(data: bytes) -> tuple[bytes | None, int]:
 
 
 def _file_meta(path: Path) -> bytes:
-    """The first bytes of the file at `path`, its file meta whole (as its group length gives it; else 64 KB)."""
+    """The first bytes of the file at `path`, its file meta whole (`_file_meta_of`)."""
     with open(path, "rb") as f:
-        head = f.read(144)
-        if head[128:132] == b"DICM" and head[132:138] == b"\x02\x00\x00\x00UL":
-            return head + f.read(struct.unpack("<L", head[140:144])[0])
-        return head + f.read(1 << 16)
+        return _file_meta_of(f)
+
+
+def _file_meta_of(f: BinaryIO) -> bytes:
+    """The first bytes of the open file `f`, its file meta whole (as its group length gives it; else 64 KB)."""
+    f.seek(0)
+    head = f.read(144)
+    if head[128:132] == b"DICM" and head[132:138] == b"\x02\x00\x00\x00UL":
+        return head + f.read(struct.unpack("<L", head[140:144])[0])
+    return head + f.read(1 << 16)
 
 
 _LONG_LENGTH_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
@@ -604,11 +610,14 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int
     `plane` (Rows x Columns) decoded bytes, up to the next segment or the fragment's end, and every segment past
     the `segments` the image is made of (a sample's bytes each: found from outside, a second segment holding a
     picture of the name), and those between the header and the first segment; all of them when the segments are
-    listed out of order, as no decoder reads them."""
+    listed out of order, as no decoder reads them; in an RLE file, every fragment that is no RLE segments."""
     unread = 0
     with open(path, "rb") as f:
+        rle_file = _transfer_syntax(_file_meta_of(f)) == _RLE_SYNTAX
         for start, end in _fragments(f, pixels) if plane else ():
-            if _rle_segments(f, start, end):
+            if rle_file and not _rle_segments(f, start, end):  # (found on review: a JPEG there was released)
+                unread += end - start if any(block.strip(b"\x00") for block in _blocks(f, start, end)) else 0
+            elif _rle_segments(f, start, end):
                 f.seek(start)
                 fragment = f.read(end - start)
                 count, *offsets = struct.unpack("<16L", fragment[:64])
@@ -639,8 +648,8 @@ def _codestreams_past_frames(path: Path, pixels: PixelSpan, frames: int) -> int:
     `_in_marker_segments`."""
     extra = seen = 0
     with open(path, "rb") as f:
-        for stream, start, end in _frames(f, pixels):
-            at = _codestream_start(stream, start, end)
+        for stream, start, end, coded in _frames(f, pixels):
+            at = _codestream_start(stream, start, end) if coded else None
             while at is not None:
                 seen += 1
                 after = _after_end(stream, _header_segments(stream, at + 2, end, _Segments())[0], end)
@@ -665,8 +674,8 @@ def _pictures_in_segments(path: Path, pixels: PixelSpan) -> int:
     between header segments that belong to none (a decoder skips them). 0 when there are none."""
     pictures = 0
     with open(path, "rb") as f:
-        for stream, start, end in _frames(f, pixels):
-            at = _codestream_start(stream, start, end)
+        for stream, start, end, coded in _frames(f, pixels):
+            at = _codestream_start(stream, start, end) if coded else None
             if at is not None:
                 segments = _segment_payloads(stream, at, end)[0]
                 pictures += segments.stray if segments.stray > _PAD_AFTER_END else 0
@@ -710,29 +719,39 @@ def _exif_thumbnail(tiff: bytes) -> bool:
 _PICTURE = re.compile(rb"\xff\xd8\xff(?!\xd9)|\xff\x4f\xff\x51|\x89PNG\r\n\x1a\n|GIF8[79]a")
 
 
-def _frames(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[_Readable, int, int]]:
-    """Each fragment of encapsulated pixel data after the basic offset table, as (stream, start, end); a fragment
-    that holds a codestream's start joined with the fragments after it that begin none, into one stream, as a
-    decoder reads a frame split over fragments (found from outside: a segment, or a JPEG 2000 header, cut by a
-    fragment's end was read by no walk). Fragments of RLE segments are left out (`_unread_rle` reads them); where a
-    fragment begins with a codestream, none is taken for them (a file's frames are of one kind; found from outside:
-    a fragment that only looked like them, inside a frame or after its end, was read by nothing)."""
+def _frames(f: BinaryIO, pixels: PixelSpan) -> Iterator[tuple[_Readable, int, int, bool]]:
+    """Each fragment of encapsulated pixel data after the basic offset table, as (stream, start, end, coded); a
+    fragment that holds a codestream's start joined with the fragments after it that begin none, into one stream,
+    as a decoder reads a frame split over fragments (found from outside: a segment, or a JPEG 2000 header, cut by a
+    fragment's end was read by no walk). `coded`: a decoder of the file's transfer syntax may read a codestream
+    from its start (`_codestream_start`); else its bytes are no image's. Fragments of RLE segments are left out
+    (`_unread_rle` reads them). A file's frames are of its transfer syntax's kind, else of one kind: in an RLE
+    file no fragment is a codestream, in a JPEG's (or a video's) none is RLE segments, and where a fragment begins
+    with a codestream, none is taken for them (found from outside: a JPEG's scan header in an RLE file, or a
+    fragment that only looked like RLE segments, made what followed it read by nothing)."""
+    syntax = _transfer_syntax(_file_meta_of(f))
+    rle_only, no_rle = syntax == _RLE_SYNTAX, syntax is not None and syntax.startswith(_CODED_SYNTAXES)
     fragments = list(_fragments(f, pixels))
-    codestreams = any(_starts_codestream(f, start) for start, _ in fragments)
+    codestreams = no_rle or not rle_only and any(_starts_codestream(f, start) for start, _ in fragments)
     frame: list[tuple[int, int]] = []
     for start, end in fragments:
-        begins = _starts_codestream(f, start)
+        begins = not rle_only and _starts_codestream(f, start)
         rle = not codestreams and _rle_segments(f, start, end)
         if frame and not (begins or rle):
             frame.append((start, end))
             continue
         if frame:
-            yield _joined(f, frame)
-        frame = [(start, end)] if begins or (not rle and _first_start(f, start, end) is not None) else []
+            yield *_joined(f, frame), True
+        late = not (rle or rle_only) and _first_start(f, start, end) is not None  # (a JP2 file's boxes first)
+        frame = [(start, end)] if begins or late else []
         if not frame and not rle:  # (bytes of no codestream)
-            yield f, start, end
+            yield f, start, end, False
     if frame:
-        yield _joined(f, frame)
+        yield *_joined(f, frame), True
+
+
+_RLE_SYNTAX = b"1.2.840.10008.1.2.5"
+_CODED_SYNTAXES = b"1.2.840.10008.1.2.4."  # JPEG, JPEG-LS, JPEG 2000, HTJ2K, MPEG, HEVC
 
 
 def _joined(f: BinaryIO, fragments: list[tuple[int, int]]) -> tuple[_Readable, int, int]:
@@ -877,8 +896,8 @@ def _in_marker_segments(path: Path, pixels: PixelSpan, data: bytes, patterns: tu
         item = f.read(8)
         if item[:4] == b"\xfe\xff\x00\xe0":  # the basic offset table: numbers only, so text there is out of place
             stray.add(_blocks(f, pixels.start + 20, pixels.start + 20 + struct.unpack("<L", item[4:])[0]))
-        for stream, start, end in _frames(f, pixels):
-            _frame(stream, start, end, stray)
+        for stream, start, end, coded in _frames(f, pixels):
+            _frame(stream, start, end, coded, stray)
     return [Finding(n.attribute, "(7FE0,0010) outside the coded image")
             for n in sorted(stray.found(), key=lambda n: (n.attribute, n.data))]
 
@@ -911,16 +930,15 @@ class _Stray:
         self.parts, self.size = [], 0
 
 
-def _frame(f: _Readable, start: int, end: int, stray: _Stray) -> None:
-    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image."""
-    if _starts_codestream(f, start):
-        segments, image = _segment_payloads(f, start, end)
-    else:  # bytes before a codestream's start (all, if none starts)
-        first = _codestream_start(f, start, end, anywhere=True)
-        stray.add(_blocks(f, start, end if first is None else first))
-        if first is None:
-            return
-        segments, image = _segment_payloads(f, first, end)
+def _frame(f: _Readable, start: int, end: int, coded: bool, stray: _Stray) -> None:
+    """Add to `stray` what a frame's fragments (`_frames`) hold beside its coded image: all of them where no
+    decoder reads a codestream from their start (found from outside: bytes before a JPEG's start made the name
+    after its scan header coded data, which no decoder reads)."""
+    first = _codestream_start(f, start, end) if coded else None
+    stray.add(_blocks(f, start, end if first is None else first))  # (a JP2 file's boxes before its codestream)
+    if first is None:
+        return
+    segments, image = _segment_payloads(f, first, end)
     stray.add(segments.payloads)
     after = _after_end(f, image, end)
     if after is not None:  # the codestream ended: what follows is no image's
@@ -939,19 +957,19 @@ _OVERLAP = 4096  # bytes a block shares with the next, so that a value across th
 _SEARCHED_AT_ONCE = 16 << 20  # stray bytes searched together, at most
 
 
-def _codestream_start(f: _Readable, start: int, end: int, anywhere: bool = False) -> int | None:
+def _codestream_start(f: _Readable, start: int, end: int) -> int | None:
     """Where the codestream a frame's decoder reads starts: at the frame's start; in a JP2 file, in its codestream
     box, the boxes before it walked by their lengths (found from outside: a second codestream after a JP2-wrapped
-    one was released; a box holding what looked like a codestream's start hid text as its coded data); with
-    `anywhere`, where one first starts later in another frame; else None (a video's stream, where a codestream's
-    start may stand by chance). The bytes before it are searched for text."""
+    one was released; a box holding what looked like a codestream's start hid text as its coded data); else None
+    (a video's stream, or other bytes before a codestream's start, where no decoder reads one). The bytes before it
+    are searched for text."""
     if _starts_codestream(f, start):
         return start
     f.seek(start)
     if f.read(12) == _JP2_SIGNATURE:
         at = _codestream_box(f, start, end)
         return at if at is not None and _starts_codestream(f, at) else None
-    return _first_start(f, start, end) if anywhere else None
+    return None
 
 
 def _codestream_box(f: _Readable, start: int, end: int) -> int | None:
