@@ -780,6 +780,24 @@ def test_small_print_on_a_large_radiograph_is_redacted(tmp_path: Path) -> None:
     assert not (_frames(_output(record))[frame, y0:y1, x0:x1] == 255).any(), "ink left where PHI was drawn"
 
 
+@pytest.mark.parametrize("place", [(5, 5), (3, 0), (150, 0), (150, 23), (3, 161), (150, 115), (60, 100)])
+def test_small_print_is_read_again_larger(place: tuple[int, int]) -> None:
+    """8-pixel text on a small ultrasound image was read "OXR RTH" and released (found from outside): the
+    recogniser reads a line a few pixels high badly. Such a line's box is read again, three times larger."""
+    _require_ocr()
+    fx.require_font()
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows, cols = 240, 320
+    y, x = np.mgrid[0:rows, 0:cols]
+    background = 30 + 60 * np.exp(-(((y - rows / 2) / (rows / 4)) ** 2 + ((x - cols / 2) / (cols / 4)) ** 2))
+    background += np.random.default_rng(1).normal(0, 3, background.shape)
+    picture = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
+    ImageDraw.Draw(picture).text(place, "QX771234 QUAXWORTH", font=ImageFont.truetype(str(fx.FONT), 8), fill=230)
+    texts = [box.text for box in ocr.read(np.asarray(picture))]
+    assert "QX771234 QUAXWORTH" in texts, texts
+
+
 @pytest.mark.parametrize(("text", "found"), [("QUAXWORIZEHULON", True), ("UAXWORTH", True), ("QUAXWORT 55", True),
                                              ("QUAXWO", False), ("AXWORT", False), ("QUAKWORTM", False)])
 def test_a_long_name_read_garbled_at_an_end_is_found(text: str, found: bool) -> None:
