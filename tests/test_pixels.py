@@ -780,6 +780,28 @@ def test_small_print_on_a_large_radiograph_is_redacted(tmp_path: Path) -> None:
     assert not (_frames(_output(record))[frame, y0:y1, x0:x1] == 255).any(), "ink left where PHI was drawn"
 
 
+@pytest.mark.parametrize(("rows", "cols", "grid"), [(512, 512, (21, 21)), (768, 1024, (42, 32)),
+                                                     (3000, 3000, (38, 38)), (200, 6000, (214, 7))])
+def test_the_local_contrast_of_a_large_frame_keeps_its_tables_bounded(rows: int, cols: int, grid: tuple[int, int],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contrast stretch keeps a table of 65,536 values a tile: a 3000 x 3000 frame in tiles of 24 pixels took
+    1.9 GB (found from outside). Tiles grow on a large frame, 1,536 tiles at most; a smaller one keeps its own."""
+    import cv2
+
+    made: list[tuple[int, int]] = []
+    create = cv2.createCLAHE
+
+    def recorded(clipLimit: float, tileGridSize: tuple[int, int]) -> Any:  # noqa: N803 (OpenCV's names)
+        made.append(tileGridSize)
+        return create(clipLimit=clipLimit, tileGridSize=tileGridSize)
+
+    monkeypatch.setattr(cv2, "createCLAHE", recorded)
+    frame = (np.arange(rows * cols, dtype=np.uint32).reshape(rows, cols) % 4096).astype(np.uint16)
+    picture = pixels._local_contrast(frame, "MONOCHROME2")
+    assert picture.shape == (rows, cols) and picture.dtype == np.uint8
+    assert made == [grid] and grid[0] * grid[1] <= pixels.LOCAL_TILES
+
+
 @pytest.mark.parametrize("place", [(5, 5), (3, 0), (150, 0), (150, 23), (3, 161), (150, 115), (60, 100)])
 def test_small_print_is_read_again_larger(place: tuple[int, int]) -> None:
     """8-pixel text on a small ultrasound image was read "OXR RTH" and released (found from outside): the

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import re
 import time
 from collections.abc import Callable
@@ -60,6 +61,7 @@ MODES = ("phi", "strict", "all", "all-strict")  # which boxes (phi or every one)
 CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 PIXEL_DATA = 0x7FE00010
 LOCAL_TILE = 24  # pixels: a tile about as high as a line of burned-in text
+LOCAL_TILES = 1536  # at most (a 1024 x 768 frame takes 1,344 tiles of 24 pixels)
 LOCAL_CLIP = 40.0  # high: within a tile, text and its background are stretched apart almost fully
 ROUNDS = 2  # redact, read again, redact what is still read, read again: then release or hold
 # Lossless syntaxes pydicom can encode (RLE natively; the others when their encoder plugin is installed).
@@ -370,9 +372,11 @@ def _local_contrast(frame: np.ndarray[Any, Any], photometric: str) -> np.ndarray
     low, high = float(values.min()), float(values.max())
     scaled = ((values - low) * 65535 / max(high - low, 1.0)).astype(np.uint16)
     rows, cols = frame.shape[:2]
+    # A tile keeps a table of 65,536 values: on a large image tiles grow, so that their tables take 200 MB at most
+    # (found from outside: a 3000 x 3000 frame in tiles of 24 pixels took 1.9 GB).
+    tile = max(LOCAL_TILE, math.ceil(math.sqrt(rows * cols / LOCAL_TILES)))
     # OpenCV's clip limit is relative to the bin count: 16-bit input has 256 times as many bins as 8-bit.
-    equaliser = cv2.createCLAHE(clipLimit=LOCAL_CLIP * 256, tileGridSize=(max(1, cols // LOCAL_TILE),
-                                                                           max(1, rows // LOCAL_TILE)))
+    equaliser = cv2.createCLAHE(clipLimit=LOCAL_CLIP * 256, tileGridSize=(max(1, cols // tile), max(1, rows // tile)))
     planes = [scaled] if scaled.ndim == 2 else [scaled[:, :, i] for i in range(scaled.shape[2])]
     out = [(np.asarray(equaliser.apply(np.ascontiguousarray(p)), dtype=np.uint16) >> 8).astype(np.uint8)
            for p in planes]
