@@ -586,21 +586,22 @@ def test_bits_outside_the_stored_ones_without_an_overlay_hold_the_file_back(tmp_
     (("ContentSequence",), "DateTime", "19991231120000"), (("AcquisitionContextSequence",), "Date", "19991231"),
     (("PerFrameFunctionalGroupsSequence", "FrameContentSequence"), "InstanceCreationDate", "19991231"),
 ])
-@pytest.mark.parametrize("stored_as", ["own VR", "UN"])
+@pytest.mark.parametrize("stored_as", ["own VR", "UN", "LO"])
 def test_every_date_the_file_holds_is_searched_for_at_any_depth(tmp_path: Path, path: tuple[str, ...], keyword: str,
                                                                 value: str, stored_as: str) -> None:
     """Each date or date-time (its date) that full removes or replaces, at the top level or in an item at any depth,
-    stored with its VR or as UN: its copy in a kept value holds the file (found from outside: dates outside a list of
-    them were released, one list after another). verify finds it too."""
+    stored with its VR, as UN or under another VR (LO): its copy in a kept value holds the file (found from outside:
+    dates outside a list of them were released, one list after another; then one written as LO). verify finds it
+    too."""
     ds = make_dataset(subject=63)
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240115"
     ds.ImageType = ["DERIVED", "PRIMARY", "1999-12-31"]
     item = Dataset()
     tag = int(pydicom.datadict.tag_for_keyword(keyword) or 0)
-    if stored_as == "UN":
-        item.add_new(tag, "UN", value.encode())
-    else:
+    if stored_as == "own VR":
         setattr(item, keyword, value)
+    else:
+        item.add_new(tag, stored_as, value.encode() if stored_as == "UN" else value)
     for sequence in reversed(path):
         outer = Dataset()
         setattr(outer, sequence, [item])
@@ -615,6 +616,22 @@ def test_every_date_the_file_holds_is_searched_for_at_any_depth(tmp_path: Path, 
     assert keyword in {f.attribute for f in record.findings}, record.findings
     (result,) = verify(files_under(held), FULL, load_originals([source], Level.FULL, KEY))
     assert any(keyword in finding for finding in result.findings), result.findings
+
+
+@pytest.mark.parametrize("written", ["20240115101500\\19991231101500", " 19991231101500", "1999-12-31T10:15",
+                                     "1999.12.31 10:15"])
+def test_each_date_of_a_date_time_is_searched_for_in_any_form(tmp_path: Path, written: str) -> None:
+    """A date-time's date in each of its values, past spaces before it, in ISO's form or ACR-NEMA's: one cut to its
+    first eight bytes was the first value's, or no date at all (found from outside: released)."""
+    ds = make_dataset(subject=64)
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240115"
+    ds.ImageType = ["DERIVED", "PRIMARY", "1999-12-31"]
+    ds.add_new(0x0008002A, "DT", written)  # AcquisitionDateTime
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.QUARANTINED, record.reason
+    assert "AcquisitionDateTime" in {f.attribute for f in record.findings}, record.findings
 
 
 def test_a_date_kept_by_an_option_or_not_in_the_file_holds_nothing(tmp_path: Path) -> None:

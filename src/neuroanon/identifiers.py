@@ -561,11 +561,14 @@ def searched_beside(tag: int, vr: str, depth: int) -> bool:
     if depth and tag in NESTED_IDENTITY:
         return True
     known = dictionary_vr(tag) if vr in ("", "UN") else vr
-    return ((known == "PN" or known in _DATED_VRS and not tag >> 16 & 1)
-            and (depth > 0 or tag not in _KEY_TAG_SET))
+    dated = tag in DATED_TAGS or known in _DATED_VRS and not tag >> 16 & 1  # (a standard date under another VR
+    # too, LO: found from outside)
+    return (known == "PN" or dated) and (depth > 0 or tag not in _KEY_TAG_SET)
 
 
 _DATED_VRS = frozenset({"DA", "DT"})  # (a time alone names no day)
+DATED_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] in _DATED_VRS)
+_DATE_TIME_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "DT")
 
 
 # A value searched for beside the top level's (`searched_beside`): tag, VR, value as stored, and the
@@ -594,16 +597,31 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
 
 
 def _dated(nested: tuple[NestedValue, ...]) -> tuple[NestedValue, ...]:
-    """`nested` with a date-time's value cut to its date, once each (an enhanced image's frames differ by time: the
-    same needles for the files of a series)."""
+    """`nested` with each value of a date-time cut to its date, once each (an enhanced image's frames differ by
+    time: the same needles for the files of a series)."""
     if not any(_a_date_time(tag, vr) for tag, vr, *_ in nested):
         return nested
-    return tuple(dict.fromkeys((tag, vr, value[:8] if _a_date_time(tag, vr) else value, own)
+    return tuple(dict.fromkeys((tag, vr, _days(value) if _a_date_time(tag, vr) else value, own)
                                for tag, vr, value, own in nested))
 
 
 def _a_date_time(tag: int, vr: str) -> bool:
-    return (dictionary_vr(tag) if vr in ("", "UN") else vr) == "DT"
+    return tag in _DATE_TIME_TAGS or vr == "DT"
+
+
+def _days(value: bytes) -> bytes:
+    """A date-time's values cut to their dates (as YYYYMMDD where one is written so, or with points or hyphens
+    between: ACR-NEMA's, ISO's), each past the spaces before it (found from outside: a cut to the first eight bytes
+    kept the first value's date alone, and took " 1999123" or "1999.12." for one)."""
+    days = []
+    for one in value.split(b"\\"):
+        one = one.strip(b" \x00")
+        day = _DAY.match(one)
+        days.append(day[1] + day[2] + day[3] if day else one[:8])
+    return b"\\".join(days)
+
+
+_DAY = re.compile(rb"(\d{4})[-.]?(\d{2})[-.]?(\d{2})")
 
 
 # The needles of the last files' values with those of their items: files of a series share them (the same tuple,
