@@ -1829,6 +1829,44 @@ def test_bytes_after_the_frames_of_float_pixel_data_hold_the_file_back(tmp_path:
     assert ("pixel data holds 28 bytes that no frame shows" in record.reason) is held
 
 
+@pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.DeflatedExplicitVRLittleEndian])
+@pytest.mark.parametrize(("frames", "held"), [(0.5, True), (2.5, True), (0.5, False), (3, False)],
+                         ids=["half-a-frame", "a-frame-and-a-half-more", "half-a-frame-of-zeros", "whole"])
+def test_a_frame_the_pixel_data_holds_only_part_of_is_no_image(tmp_path: Path, syntax: str, frames: float,
+                                                               held: bool) -> None:
+    """Native pixel data shorter than its frames: the part of a frame it ends in shows in no image (found from
+    outside: 128 bytes of text, encapsulated items written as a native value, were released for a 64 x 64 image).
+    Zeros there are released; whole frames are pixels. (A deflated file's is read whole.)"""
+    ds = make_dataset(subject=62, rows=16, columns=16)  # (16-bit: 512 bytes a frame)
+    ds.NumberOfFrames = 3
+    text = b"\x55\xaa" * 128 if held else bytes(256)  # (no needle: the bytes alone hold the file)
+    whole = bytes(i % 16 for i in range(int(frames) * 512))
+    ds.PixelData = whole + (text if frames % 1 else b"")
+    ds.file_meta.TransferSyntaxUID = syntax
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("pixel data holds 256 bytes that no frame shows" in record.reason) is held, record.reason
+
+
+@pytest.mark.parametrize(("after", "held"), [(b"", False), (b"\x55\xaa" * 64, True)])
+def test_a_ybr_full_422_frame_takes_two_samples_a_pixel(tmp_path: Path, after: bytes, held: bool) -> None:
+    """Native YBR_FULL_422 stores a Cb and a Cr for two pixels: a frame is two bytes a pixel (8 bits), not three
+    (pydicom's SC_ybr_full_422_uncompressed.dcm was held as a frame it held only part of); bytes past its frames
+    hold the file as any others."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    assert len(ds.PixelData) == ds.Rows * ds.Columns * 2
+    ds.PixelData += after
+    source = tmp_path / "in.dcm"
+    ds.save_as(source)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    assert record.status is (Status.QUARANTINED if held else Status.WRITTEN), record.reason
+    assert ("pixel data holds 128 bytes that no frame shows" in record.reason) is held, record.reason
+
+
 @pytest.mark.parametrize("missing", ["Rows", "Columns", "BitsAllocated", None])
 @pytest.mark.parametrize("keyword", ["PixelData", "FloatPixelData"])
 def test_native_pixel_data_whose_header_gives_no_frame_size_is_held_back(tmp_path: Path, missing: str | None,

@@ -455,9 +455,10 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
     frame, count = _frame_layout(original)
     if pixels is None:  # (no pixel data; or deflated, without a frame's size: rarer still)
         value = _deflated_pixels(path)[1] if frame else None
-        expected = _frames_bytes(frame, count, len(value) if isinstance(value, bytes) else 0)
-        after = value[expected:] if isinstance(value, bytes) and len(value) > expected + 1 else b""
-        return len(after) if after.strip(b"\x00") else 0
+        if not isinstance(value, bytes):
+            return 0
+        unshown = _unshown(len(value), frame, count)
+        return unshown if unshown and value[-unshown:].strip(b"\x00") else 0
     if searchable is not None:
         length = _value_length(searchable[pixels.start:pixels.start + 12])
     else:
@@ -473,12 +474,21 @@ def bytes_after_frames(path: Path, pixels: PixelSpan | None, original: Dataset, 
         return (_unread_rle(path, pixels, plane, segments or 15)
                 + _codestreams_past_frames(path, pixels, _frame_layout(original)[1] or 1)
                 + _pictures_in_segments(path, pixels))
-    excess = length - _frames_bytes(frame, count, length)
-    if excess <= 1:  # (a value of odd length is padded to even, with any byte)
+    unshown = _unshown(length, frame, count)
+    if not unshown:
         return 0
     with open(path, "rb") as f:
-        f.seek(pixels.end - excess)
-        return excess if f.read(excess).strip(b"\x00") else 0
+        f.seek(pixels.end - unshown)
+        return unshown if f.read(unshown).strip(b"\x00") else 0
+
+
+def _unshown(length: int, frame: int, count: int | None) -> int:
+    """How many bytes at the end of a native pixel data value of `length` bytes no frame shows: those after its
+    frames, or, in a value shorter than its frames, those of the frame it ends in (found from outside: 128 bytes of
+    text were released for a 64 x 64 image); 0 for the byte that pads an odd length."""
+    expected = _frames_bytes(frame, count, length)
+    unshown = length - expected if length >= expected else length - (length * 8 // frame) * frame // 8
+    return unshown if unshown > 1 else 0
 
 
 UNUSED_BITS = "pixel data sets bits outside the stored ones in {} values (no image shows them)"
@@ -831,13 +841,17 @@ _PIXEL_TAGS = (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA)
 
 
 @once_per_raw_values(tuple(int(Tag(k)) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated",
-                                                  "NumberOfFrames")))
+                                                  "NumberOfFrames", "PhotometricInterpretation")))
 def _frame_layout(original: Dataset) -> tuple[int, int | None]:
     """The bits of a frame of native pixel data as the header gives them (0 when it does not), and the number of
-    frames (None when NumberOfFrames is no number)."""
+    frames (None when NumberOfFrames is no number). YBR_FULL_422 stores a Cb and a Cr for two pixels: two samples
+    a pixel (PS3.3 C.7.6.3.1.2)."""
     try:
-        frame = (int(original.get("Rows") or 0) * int(original.get("Columns") or 0)
-                 * int(original.get("SamplesPerPixel") or 1) * int(original.get("BitsAllocated") or 0))
+        samples = int(original.get("SamplesPerPixel") or 1)
+        if samples == 3 and str(original.get("PhotometricInterpretation") or "").strip() == "YBR_FULL_422":
+            samples = 2
+        frame = (int(original.get("Rows") or 0) * int(original.get("Columns") or 0) * samples
+                 * int(original.get("BitsAllocated") or 0))
     except (TypeError, ValueError):
         return 0, 1
     try:
