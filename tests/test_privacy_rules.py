@@ -1842,7 +1842,7 @@ def test_a_frame_the_pixel_data_holds_only_part_of_is_no_image(tmp_path: Path, s
     text = b"\x55\xaa" * 128 if held else bytes(256)  # (no needle: the bytes alone hold the file)
     whole = bytes(i % 16 for i in range(int(frames) * 512))
     ds.PixelData = whole + (text if frames % 1 else b"")
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", FULL)
@@ -1857,7 +1857,9 @@ def test_a_ybr_full_422_frame_takes_two_samples_a_pixel(tmp_path: Path, after: b
     hold the file as any others."""
     from pydicom.data import get_testdata_file
 
-    ds = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    path = get_testdata_file("SC_ybr_full_422_uncompressed.dcm")
+    assert isinstance(path, str)
+    ds = pydicom.dcmread(path)
     assert len(ds.PixelData) == ds.Rows * ds.Columns * 2
     ds.PixelData += after
     source = tmp_path / "in.dcm"
