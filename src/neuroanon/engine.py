@@ -45,7 +45,8 @@ from .burnedin import overlay_clearing
 from .context import FileContext, RunContext
 from .csa import clean_kept
 from .identifiers import (
-    DATED_TAGS,
+    BESIDE_AT_THE_TOP,
+    BESIDE_IN_ITEMS,
     IN_SEQUENCES,
     Needle,
     NestedValue,
@@ -794,7 +795,8 @@ def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: li
     for e in elements:
         if e.items is not None:
             items = e.items
-        elif (depth or e.vr in _BESIDE_AT_THE_TOP or e.tag in DATED_TAGS) and searched_beside(e.tag, e.vr, depth):
+        elif e.tag in (BESIDE_IN_ITEMS if depth else BESIDE_AT_THE_TOP) or (depth or e.vr in _BESIDE_BY_VR) and \
+                searched_beside(e.tag, e.vr, depth):
             if e.end > e.value:
                 found.append((e.tag, e.vr, buf[e.value:e.end], charset))
             continue
@@ -806,9 +808,8 @@ def _nested_identity(buf: bytes, elements: list[_Element], depth: int, found: li
             _nested_identity(buf, item.elements, depth + 1, found, _declared_set(buf, item.elements, charset))
 
 
-# The VRs `searched_beside` takes at the top level (beside the standard date tags, whatever VR they are written in;
-# none of these is a sequence)
-_BESIDE_AT_THE_TOP: Final = frozenset({"PN", "DA", "DT", "UN"})
+# The VRs `searched_beside` may take at the top level beside its tags (none of these is a sequence)
+_BESIDE_BY_VR: Final = frozenset({"PN", "DA", "DT", "UN"})
 
 
 def _declared_set(buf: bytes, elements: list[_Element], inherited: bytes | None) -> bytes | None:

@@ -558,17 +558,18 @@ def searched_beside(tag: int, vr: str, depth: int) -> bool:
     scheduled performer's; a calibration's, a report item's: found from outside, one list of dates after another was
     got round), and the patient's and the institution's values in items (`NESTED_IDENTITY`). A kept text may copy
     any of them."""
-    if depth and tag in NESTED_IDENTITY:
-        return True
+    if tag in (BESIDE_IN_ITEMS if depth else BESIDE_AT_THE_TOP):  # (a standard date under another VR too, LO:
+        return True  # found from outside)
     known = dictionary_vr(tag) if vr in ("", "UN") else vr
-    dated = tag in DATED_TAGS or known in _DATED_VRS and not tag >> 16 & 1  # (a standard date under another VR
-    # too, LO: found from outside)
-    return (known == "PN" or dated) and (depth > 0 or tag not in _KEY_TAG_SET)
+    return (known == "PN" or known in _DATED_VRS and not tag >> 16 & 1) and (depth > 0 or tag not in _KEY_TAG_SET)
 
 
 _DATED_VRS = frozenset({"DA", "DT"})  # (a time alone names no day)
-DATED_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] in _DATED_VRS)
+_DATED_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] in _DATED_VRS)
 _DATE_TIME_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "DT")
+# The tags `searched_beside` takes whatever their VR: at the top level (the series' own needles aside), in items
+BESIDE_AT_THE_TOP = _DATED_TAGS - _KEY_TAG_SET
+BESIDE_IN_ITEMS = _DATED_TAGS | NESTED_IDENTITY
 
 
 # A value searched for beside the top level's (`searched_beside`): tag, VR, value as stored, and the

@@ -162,8 +162,10 @@ def check_file(
         elements = _elements(path)
         values = [_without_our_uids(e.raw, patterns, own).lower() for e in elements]
         hits += [n for n in suspects if not elements or any(n.occurs(value) for value in values)]
-    text_hits = [n for n in _find_in_text(data, patterns) if n not in hits]
-    encoded = _in_encoded_forms(data, patterns, hits + text_hits) + _in_swapped_words(written, patterns, own, hits)
+    big = _transfer_syntax(written) == _BIG_ENDIAN
+    text_hits = [n for n in _find_in_text(data, patterns, big) if n not in hits]
+    encoded = _in_encoded_forms(data, patterns, hits + text_hits) + _in_swapped_words(written, patterns, own, hits,
+                                                                                       big)
     if not hits and not text_hits:
         return encoded + in_pixels
     elements = _elements(path) if elements is None else elements
@@ -187,11 +189,11 @@ def check_file(
 
 
 def _in_swapped_words(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...],
-                      found: list[Needle]) -> list[Finding]:
+                      found: list[Needle], big: bool) -> list[Finding]:
     """In a big endian file, the needles not already `found` in its bytes read as words of 2, 4 and 8 bytes swapped
     (at each alignment a value may start at): a binary value's numbers (OW, US, OL, FD...) are stored so, and a
     conversion to little endian, which every reader may make, turns text they spell into plain text."""
-    if _transfer_syntax(data) != _BIG_ENDIAN:
+    if not big:
         return []
     haystack = data.lower()
     hits: list[Needle] = []
@@ -539,8 +541,9 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
 def _values(data: bytes | memoryview | bytearray, count: int, width: int, little: bool) -> np.ndarray[Any, Any]:
     """The first `count` values of `width` bytes in `data` as unsigned integers: in their own type where NumPy has
     one, else each widened to 64 bits."""
-    if width in (1, 2, 4, 8):
-        return np.frombuffer(data, np.dtype(f"{'<' if little else '>'}u{width}"), count)
+    unsigned = _UNSIGNED.get((little, width))
+    if unsigned is not None:
+        return np.frombuffer(data, unsigned, count)
     grouped = np.frombuffer(data, np.uint8, count * width).reshape(count, width)
     widened = np.zeros((count, 8), np.uint8)
     widened[:, :width] = grouped if little else grouped[:, ::-1]
@@ -575,6 +578,8 @@ def _block() -> memoryview:
 
 
 _THREAD = threading.local()
+_UNSIGNED = {(little, width): np.dtype(f"{'<' if little else '>'}u{width}") for little in (True, False)
+             for width in (1, 2, 4, 8)}
 
 
 @once_per_raw_values(tuple(int(Tag(k)) for k in ("BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation")))
@@ -1164,7 +1169,7 @@ def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, .
     return [Finding(n.attribute, "output path") for n in found]
 
 
-def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
+def _find_in_text(data: bytes, patterns: tuple[Needle, ...], big: bool) -> list[Needle]:
     """The needles found in the file's bytes decoded as text (each character set the input declared, UTF-8, Latin-1),
     casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller"); and
     in the bytes without ISO 2022 escape sequences, which may stand inside a word ("Qux ESC ( B worth" reads
@@ -1176,7 +1181,7 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...]) -> list[Needle]:
         return found
     data = without_item_tags(data)
     known = _codecs(patterns)
-    for codec in (*known, *_declared_in_file(data, known)):
+    for codec in (*known, *_declared_in_file(data, known, big)):
         try:
             text = data.decode(codec, "replace")
         except LookupError:
@@ -1206,12 +1211,12 @@ def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
     return known[1]
 
 
-def _declared_in_file(data: bytes, known: tuple[str, ...]) -> list[str]:
+def _declared_in_file(data: bytes, known: tuple[str, ...], big: bool) -> list[str]:
     """The codecs of the Specific Character Sets the file's bytes hold beyond the `known` ones (`_codecs`): an item
     may declare its own, and a copy in it is written in that."""
     found: dict[str, str] = {}
-    # The data set's byte order (the file meta's transfer syntax); a sequence read as UN is little endian in any.
-    big = _transfer_syntax(data) == _BIG_ENDIAN
+    # `big`: the data set's byte order (the file meta's transfer syntax); a sequence read as UN is little endian in
+    # any.
     for tag, little in ((_CHARSET_TAG_BIG, False), (_CHARSET_TAG, True)) if big else ((_CHARSET_TAG, True),):
         for match in tag.finditer(data):
             for term in _charset_terms(data, match.end(), little):
