@@ -73,6 +73,7 @@ from .write import (
 
 if TYPE_CHECKING:
     from distributed import Client
+    from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -970,6 +971,9 @@ class _Anonymized:
     cleaning: pixels.Cleaning | None = None
     engine: str = "stream"  # or "stream after salvage (<why the engine declined the file as it was>)"
     held: int | None = None  # the bytes it holds until written; None: written at once (its pixels being cleaned)
+    # The header the pixel checks read the frames' layout from where the pixel stage wrote the pixel data again (a
+    # lossy JPEG's YBR_FULL_422 became RGB: found on review); else the original's
+    layout: Dataset | None = None
 
 
 def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
@@ -1047,7 +1051,8 @@ def _with_clean_pixels(plan: engine.Plan, write: Callable[[BinaryIO], PixelSpan 
     assert cleaning is not None  # in scope
     final = write if cleaning.write is None else cleaning.write  # None: the pixels could not be read, the file is held
     return _Anonymized(context, plan.identifiers, plan.changes + changed,
-                       partial(_written_once, final, header_file.path), None, cleaning, route)
+                       partial(_written_once, final, header_file.path), None, cleaning, route,
+                       layout=header.dataset if cleaning.write is not None else None)
 
 
 def _written_once(write: Callable[[BinaryIO], PixelSpan | None], source: Path, out: BinaryIO) -> PixelSpan | None:
@@ -1301,11 +1306,12 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
     if findings:  # (first: the values found say more than bytes no image shows, which may hold them)
         attributes = sorted({f.attribute for f in findings})
         return f"residual PHI: values of {', '.join(attributes)} found in the output", findings
-    after = bytes_after_frames(staged, span, context.original, anonymized.searchable)
+    layout = context.original if anonymized.layout is None else anonymized.layout
+    after = bytes_after_frames(staged, span, layout, anonymized.searchable)
     if after:
         return (f"pixel data holds {after} bytes that no frame shows and that are not zero (after the frames, or "
                 "beside them)"), []
-    unused = pixels_with_unused_bits(staged, span, context.original)
+    unused = pixels_with_unused_bits(staged, span, layout)
     if unused:
         return f"{UNUSED_BITS.format(unused)}; --clean-pixels all clears them", []
     return None
