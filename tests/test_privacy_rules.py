@@ -619,19 +619,23 @@ def test_every_date_the_file_holds_is_searched_for_at_any_depth(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("written", ["20240115101500\\19991231101500", " 19991231101500", "1999-12-31T10:15",
-                                     "1999.12.31 10:15"])
+                                     "1999.12.31 10:15", "1999/12/31 10:15", "\t19991231101500",
+                                     "20240115\\\t19991231"])
 def test_each_date_of_a_date_time_is_searched_for_in_any_form(tmp_path: Path, written: str) -> None:
-    """A date-time's date in each of its values, past spaces before it, in ISO's form or ACR-NEMA's: one cut to its
-    first eight bytes was the first value's, or no date at all (found from outside: released)."""
+    """A date-time's date in each of its values, past spaces, tabs or NULs before it, its parts apart or not (ISO's
+    form, ACR-NEMA's, slashes): one cut to its first eight bytes was the first value's, or no date at all (found
+    from outside: released). A date after a NUL too."""
     ds = make_dataset(subject=64)
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240115"
     ds.ImageType = ["DERIVED", "PRIMARY", "1999-12-31"]
     ds.add_new(0x0008002A, "DT", written)  # AcquisitionDateTime
+    ds.add_new(0x00080023, "DA", "\x0019991230")  # ContentDate, after a NUL (found from outside too)
+    ds.ImageType = [*ds.ImageType, "1999-12-30"]
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", FULL)
     assert record.status is Status.QUARANTINED, record.reason
-    assert "AcquisitionDateTime" in {f.attribute for f in record.findings}, record.findings
+    assert {"AcquisitionDateTime", "ContentDate"} <= {f.attribute for f in record.findings}, record.findings
 
 
 def test_a_date_kept_by_an_option_or_not_in_the_file_holds_nothing(tmp_path: Path) -> None:

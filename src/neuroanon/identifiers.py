@@ -611,18 +611,19 @@ def _a_date_time(tag: int, vr: str) -> bool:
 
 
 def _days(value: bytes) -> bytes:
-    """A date-time's values cut to their dates (as YYYYMMDD where one is written so, or with points or hyphens
-    between: ACR-NEMA's, ISO's), each past the spaces before it (found from outside: a cut to the first eight bytes
-    kept the first value's date alone, and took " 1999123" or "1999.12." for one)."""
+    """A date-time's values cut to their dates (as YYYYMMDD where one is written so, or with points, hyphens,
+    slashes or spaces between: ACR-NEMA's, ISO's), each past the padding before it (found from outside: a cut to
+    the first eight bytes kept the first value's date alone, and took " 1999123" or "1999.12." for one)."""
     days = []
     for one in value.split(b"\\"):
-        one = one.strip(b" \x00")
+        one = one.strip(_PADDING.encode())
         day = _DAY.match(one)
         days.append(day[1] + day[2] + day[3] if day else one[:8])
     return b"\\".join(days)
 
 
-_DAY = re.compile(rb"(\d{4})[-.]?(\d{2})[-.]?(\d{2})")
+_DAY = re.compile(rb"(\d{4})[-./ ]?(\d{2})[-./ ]?(\d{2})")  # (slashes: found from outside)
+_PADDING = " \t\r\n\x00"  # around a value (a tab or a NUL before a date hid it: found from outside)
 
 
 # The needles of the last files' values with those of their items: files of a series share them (the same tuple,
@@ -789,7 +790,7 @@ def is_dummy(text: str) -> bool:
 @lru_cache(maxsize=1024)  # (a few subjects' values: a file's needles are made from some forty)
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
-    text = value.strip()
+    text = value.strip(_PADDING)
     other = OTHER_ENCODINGS if not text.isascii() else ()
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
     if keyword.endswith("UID"):  # (a `2.25.` one too: full remaps it, another system's or ours of an earlier run)
