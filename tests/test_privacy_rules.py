@@ -1663,12 +1663,7 @@ def test_bytes_outside_any_codestream_are_searched_whole(tmp_path: Path, place: 
         syntax = pydicom.uid.UID("1.2.840.10008.1.2.4.102")  # MPEG-4 AVC/H.264
     ds = make_dataset(subject=58)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.NumberOfFrames = 8, 8, 7, 1, frames
-    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in fragments])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = syntax
-    source = tmp_path / "in.dcm"
-    ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    record = _full_on_fragments(tmp_path, ds, fragments, syntax)
     if place.startswith("clean"):
         assert record.status is Status.WRITTEN, record.reason
         return
@@ -1772,12 +1767,7 @@ def test_text_taken_for_a_scans_coded_data_where_no_decoder_reads_one_holds_the_
     ds.Rows = ds.Columns = 16
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.PixelRepresentation = 8, 8, 7, 1, 0
     ds.NumberOfFrames = len(fragments)
-    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in fragments])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = syntax
-    source = tmp_path / "in.dcm"
-    ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    record = _full_on_fragments(tmp_path, ds, fragments, syntax)
     if case.startswith("clean"):
         assert record.status is Status.WRITTEN, record.reason
         return
@@ -1796,21 +1786,22 @@ def test_a_fragment_of_an_rle_file_that_holds_no_rle_segments_holds_the_file(tmp
     ds.Rows = ds.Columns = 16
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel, ds.PixelRepresentation = 8, 8, 7, 1, 0
     ds.NumberOfFrames = 3
-    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in (rle, jpeg, rle)])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
-    source = tmp_path / "in.dcm"
-    ds.save_as(source, enforce_file_format=True)
-    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
+    record = _full_on_fragments(tmp_path, ds, [rle, jpeg, rle], pydicom.uid.RLELossless)
     assert record.status is Status.QUARANTINED, record.reason
     assert f"pixel data holds {len(jpeg) + len(jpeg) % 2} bytes that no frame shows" in record.reason, record.reason
 
 
 def _full_on_rle(tmp_path: Path, ds: Dataset, frame: bytes) -> Record:
     """`full` (burned-in text allowed: the pixels are looked at) on `ds` with one RLE Lossless frame, `frame`."""
-    ds.PixelData = pydicom.encaps.encapsulate([frame + b"\x00" * (len(frame) % 2)])
+    return _full_on_fragments(tmp_path, ds, [frame], pydicom.uid.RLELossless)
+
+
+def _full_on_fragments(tmp_path: Path, ds: Dataset, fragments: list[bytes], syntax: str) -> Record:
+    """`full` (burned-in text allowed: the pixels are looked at) on `ds` with its pixel data the `fragments`
+    (each padded to even length), in the transfer syntax `syntax`."""
+    ds.PixelData = pydicom.encaps.encapsulate([f + b"\x00" * (len(f) % 2) for f in fragments])
     ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     return anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, allow_burned_in=True))
