@@ -69,3 +69,31 @@ def test_an_installed_package_is_never_second_guessed(tmp_path: Path) -> None:
     installed = folder.rename(tmp_path / "site-packages" / "neuroanon")
     os.utime(installed / "engine.py", (time.time() + 10, time.time() + 10))
     assert pure_names(installed, pure=False) == set()
+
+
+# The distribution that provides each module neuroanon imports by name, where the two differ.
+_DISTRIBUTIONS = {"ahocorasick_rs": "ahocorasick-rs"}
+
+
+def test_every_module_imported_at_load_is_a_dependency_of_the_plain_install() -> None:
+    """`pip install .` installs the base dependencies alone: a module imported at the top of a neuroanon module (not
+    inside a function, as the ocr extra's are) must be one of them. Found from outside: the residual check imported
+    NumPy, an ocr-extra package, and the README's first command, `bash scripts/demo.sh`, ended in a traceback."""
+    import ast
+    import re
+    import tomllib
+
+    declared = {re.split(r"[<>=~!\[ ;]", d)[0].lower() for d in
+                tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    missing = set()
+    for path in sorted((ROOT / "src" / "neuroanon").rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # (the module's own top level)
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "neuroanon":
+                    continue
+                if _DISTRIBUTIONS.get(top, top).lower() not in declared:
+                    missing.add(f"{path.relative_to(ROOT)}: {top}")
+    assert not missing, sorted(missing)
