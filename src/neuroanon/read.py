@@ -28,7 +28,8 @@ from .errors import InputError
 from .tags import is_pixel_tag, tag_text
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
-_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
+# The explicit VRs whose element header gives a 4-byte length after two reserved bytes (PS3.5 7.1.2)
+LONG_LENGTH_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
@@ -165,7 +166,7 @@ def _file_meta_end(fp: BinaryIO, start: int) -> tuple[int, str]:
         head = fp.read(8)
         if len(head) < 8 or head[:2] != b"\x02\x00":
             return pos, syntax
-        if head[4:6] in _LONG_VRS:
+        if head[4:6] in LONG_LENGTH_VRS:
             extra = fp.read(4)
             if len(extra) < 4:
                 return pos, syntax
@@ -308,7 +309,7 @@ class _Scanner:
             if top and tag >> 16 != 0x0002:
                 self.spans.setdefault(tag, (start, pos))
             if top and is_pixel_tag(tag) and self.pixels is None:
-                self.pixels = PixelSpan(tag, value - (12 if vr in _LONG_VRS else 8), pos)
+                self.pixels = PixelSpan(tag, value - (12 if vr in LONG_LENGTH_VRS else 8), pos)
         return pos
 
     def _items(self, tag: int, pos: int, implicit: bool, endian: str, end: int = -1) -> int:
@@ -343,7 +344,7 @@ class _Scanner:
         if group == 0xFFFE or (implicit and not meta):
             return tag, b"", struct.unpack(f"{endian}L", head[4:8])[0], pos + 8
         vr = head[4:6]
-        if vr in _LONG_VRS:
+        if vr in LONG_LENGTH_VRS:
             extra = self.fp.read(4)
             if len(extra) < 4:
                 raise InputError(f"truncated: file ends inside the header of {tag_text(tag)}")

@@ -53,7 +53,7 @@ from .identifiers import (
     once_per_raw_values,
     uids_under_2_25,
 )
-from .read import PixelSpan, quiet
+from .read import LONG_LENGTH_VRS, PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
     CODE_VALUE,
@@ -232,7 +232,7 @@ def _file_meta_walked(data: bytes) -> tuple[bytes | None, int]:
         group, element = struct.unpack_from("<HH", data, pos)
         if group != 2:
             break
-        if data[pos + 4:pos + 6] in _LONG_LENGTH_VRS:
+        if data[pos + 4:pos + 6] in LONG_LENGTH_VRS:
             (length,), start = struct.unpack_from("<L", data, pos + 8), pos + 12
         else:
             (length,), start = struct.unpack_from("<H", data, pos + 6), pos + 8
@@ -257,8 +257,6 @@ def _file_meta_of(f: BinaryIO) -> bytes:
     return head + f.read(1 << 16)
 
 
-_LONG_LENGTH_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
-                              b"UV"))
 
 
 # A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
@@ -630,9 +628,10 @@ def _unread_rle(path: Path, pixels: PixelSpan, plane: int, segments: int) -> int
     with open(path, "rb") as f:
         rle_file = _transfer_syntax(_file_meta_of(f)) == _RLE_SYNTAX
         for start, end in _fragments(f, pixels) if plane else ():
-            if rle_file and not _rle_segments(f, start, end):  # (found on review: a JPEG there was released)
+            segments_here = _rle_segments(f, start, end)
+            if rle_file and not segments_here:  # (found on review: a JPEG there was released)
                 unread += end - start if any(block.strip(b"\x00") for block in _blocks(f, start, end)) else 0
-            elif _rle_segments(f, start, end):
+            elif segments_here:
                 f.seek(start)
                 fragment = f.read(end - start)
                 count, *offsets = struct.unpack("<16L", fragment[:64])
@@ -886,7 +885,7 @@ def _value_header(head: bytes) -> tuple[int | None, int]:
     if len(head) < 8:
         return None, 8
     little = head[:2] == b"\xe0\x7f"
-    explicit = head[4:6] in _LONG_LENGTH_VRS and head[6:8] == b"\x00\x00" and len(head) == 12
+    explicit = head[4:6] in LONG_LENGTH_VRS and head[6:8] == b"\x00\x00" and len(head) == 12
     (length,) = struct.unpack("<L" if little else ">L", head[8:12] if explicit else head[4:8])
     return (None if length == 0xFFFFFFFF else int(length)), 12 if explicit else 8
 
