@@ -243,6 +243,13 @@ class Plan:
         value = translated(bytearray(self.pixel_bytes[self.value_at:]), self.clearing)
         return bytes(self.pixel_bytes[: self.value_at]) + value
 
+    def written_pixels(self) -> bytes | memoryview | None:
+        """The pixel data element as `write` writes it, when the plan holds it (None: copied from the source, or
+        deflated)."""
+        if self.deflate or self.pixels is None or self.pixel_bytes is None:
+            return None
+        return self._pixel_element()
+
     def searchable(self) -> bytes | None:
         """The output's bytes but the pixel data value, as the residual check reads them from the written file."""
         if self.deflate:

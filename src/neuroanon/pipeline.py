@@ -974,6 +974,7 @@ class _Anonymized:
     # The header the pixel checks read the frames' layout from where the pixel stage wrote the pixel data again (a
     # lossy JPEG's YBR_FULL_422 became RGB: found on review); else the original's
     layout: Dataset | None = None
+    pixel_element: bytes | memoryview | None = None  # at full: the pixel data element as written, if the writer has it
 
 
 def _anonymized(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
@@ -1009,9 +1010,11 @@ def _anonymize(path: Path, run: RunContext, stage: Path) -> _Anonymized | None:
     write = partial(plan.write, path) if source is None else partial(plan.write, Path())
     if pixels.in_scope(plan.context.original, run.options):
         return _with_clean_pixels(plan, write, stage, route)
-    searchable = plan.searchable() if run.options.level is Level.FULL else None
+    full = run.options.level is Level.FULL
+    searchable, written_pixels = (plan.searchable(), plan.written_pixels()) if full else (None, None)
     held = len(plan.head) + len(plan.tail) + (plan.pixel_bytes.nbytes if plan.pixel_bytes is not None else 0)
-    return _Anonymized(plan.context, plan.identifiers, plan.changes, write, searchable, engine=route, held=held)
+    return _Anonymized(plan.context, plan.identifiers, plan.changes, write, searchable, engine=route, held=held,
+                       pixel_element=written_pixels)
 
 
 def _planned(path: Path, run: RunContext) -> tuple[engine.Plan | str, bytes | None, str]:
@@ -1311,7 +1314,7 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
     if after:
         return (f"pixel data holds {after} bytes that no frame shows and that are not zero (after the frames, or "
                 "beside them)"), []
-    unused = pixels_with_unused_bits(staged, span, layout)
+    unused = pixels_with_unused_bits(staged, span, layout, anonymized.pixel_element)
     if unused:
         return f"{UNUSED_BITS.format(unused)}; --clean-pixels all clears them", []
     return None

@@ -494,25 +494,47 @@ def _unshown(length: int, frame: int, count: int | None) -> int:
 UNUSED_BITS = "pixel data sets bits outside the stored ones in {} values (no image shows them)"
 
 
-def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Dataset) -> int:
+def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Dataset,
+                            element: bytes | memoryview | None = None) -> int:
     """How many values of native pixel data (a multiple of 8 bits allocated, up to 64, fewer stored) set a bit
     outside the stored ones (below HighBit - BitsStored + 1, or above HighBit where no sign is copied there): bits no
     image shows (found from outside: text in them was released; an overlay a tool left there without its 60xx group
     shows a name; values of 24 or 48 bits were not read). Read a block at a time; 0 for encapsulated pixel data
-    (`--clean-pixels` decodes it) or a layout the header does not give."""
+    (`--clean-pixels` decodes it) or a layout the header does not give. `element` may give the pixel data element
+    as written (at `pixels`), when the writer still holds it: then the file is not read again."""
     layout = _bit_layout(original)
     if layout is None:
         return 0
-    allocated, low, high, signed = layout
-    width = allocated // 8
+    width = layout[0] // 8
     if pixels is None:  # (no pixel data; or deflated: read whole, found on review)
         tag, value = _deflated_pixels(path)
         if tag != PIXEL_DATA or not value:
             return 0
         size = min(_frames_bytes(*_frame_layout(original), len(value)) or len(value), len(value))
-        return _outside(_values(value, size // width, width, True), allocated, low, high, signed)
+        return _outside(_values(value, size // width, width, True), *layout)
     if pixels.tag != PIXEL_DATA:
         return 0
+    if element is not None:
+        return _unused_in_element(element, original, layout)
+    return _unused_in_file(path, pixels, original, layout)
+
+
+def _unused_in_element(element: bytes | memoryview, original: Dataset, layout: tuple[int, int, int, bool]) -> int:
+    """`pixels_with_unused_bits` of a pixel data element held in memory (its tag, VR and length first)."""
+    width = layout[0] // 8
+    length, header = _value_header(bytes(element[:12]))
+    if length is None:
+        return 0
+    count = min(_frames_bytes(*_frame_layout(original), length) or length, length, len(element) - header) // width
+    if not count:
+        return 0
+    return _outside(_values(element[header:], count, width, element[:2] == b"\xe0\x7f"), *layout)
+
+
+def _unused_in_file(path: Path, pixels: PixelSpan, original: Dataset, layout: tuple[int, int, int, bool]) -> int:
+    """`pixels_with_unused_bits` of the pixel data element at `pixels` in the file at `path`, read a block at a
+    time."""
+    width = layout[0] // 8
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         head = os.pread(fd, 12, pixels.start)
@@ -529,7 +551,7 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
             count = read // width
             if not count:
                 break
-            found += _outside(_values(block, count, width, little), allocated, low, high, signed)
+            found += _outside(_values(block, count, width, little), *layout)
             at += count * width
     finally:
         os.close(fd)
