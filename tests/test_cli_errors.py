@@ -440,6 +440,21 @@ def test_a_symlink_loop_or_a_quarantine_in_the_work_folder_is_one_line(
     assert err.count("\n") == 0 and expected in err, err
 
 
+def test_an_input_that_is_a_loop_of_symlinks_or_leads_nowhere_is_one_line_that_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: a loop of symlinks named as the input was refused as "input not found"."""
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    (tmp_path / "nowhere").symlink_to(tmp_path / "gone")
+    for name, said in (("loop-a", "input is a loop of symlinks"), ("nowhere", "input is a symlink to nothing"),
+                       ("absent", "input not found")):
+        assert main(["anonymize", str(tmp_path / name), "-o", str(tmp_path / "out"), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{said}: {tmp_path / name}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_verify_refuses_a_json_file_that_is_an_original_or_a_checked_file(
     source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -381,6 +381,24 @@ def test_an_unreadable_file_and_folder_are_failed_records_and_the_run_goes_on(tm
     assert file_name in run.stderr and "private" in run.stderr
 
 
+def test_an_input_folder_that_cannot_be_listed_is_a_failed_record_that_says_it_is_the_input(tmp_path: Path) -> None:
+    """Found from outside: the only input, unreadable, was named "." with "folder unreadable", as if a folder
+    inside it were meant."""
+    root = tmp_path / "in"
+    make_study(root, subject=35, n_series=1, n_instances=1)
+    root.chmod(0)
+    report = tmp_path / "report.jsonl"
+    try:
+        run = subprocess.run([*COMMAND, str(root), "-o", str(tmp_path / "out"), "--report", str(report)],
+                             capture_output=True, text=True, env=ENV, preexec_fn=_without_root_reads, timeout=120)
+    finally:
+        root.chmod(0o755)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "failed: .: the input folder itself unreadable: permission denied" in run.stderr, run.stderr
+    records, summary = _records(report)
+    assert records["."]["status"] == "failed" and summary["failed"] == 1
+
+
 def _counted(shown: str, level: str) -> tuple[int, int] | None:
     """The files a stopped run's summary on the terminal counts, and how many it says were written (None: no
     summary, which a run that finished no file does not show)."""
@@ -575,6 +593,44 @@ def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_p
     assert all((tmp_path / "out" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() for name in fresh)
     folders = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*") if p.is_dir())
     assert folders == sorted(p.relative_to(tmp_path / "fresh") for p in (tmp_path / "fresh").rglob("*") if p.is_dir())
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_an_output_begun_from_other_inputs_is_refused(tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: a delivery from another folder, run into the output of an earlier one, was matched to it
+    by its files' names below the folder. The earlier outputs were withdrawn (full) or written over (anonymize),
+    and files of the same size and time were never read, yet said written. Such a run is refused in one line
+    before it writes anything; the same inputs named another way (a relative path, another order) resume."""
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    made = [make_study(root, subject=subject, n_series=1, n_instances=2) for root, subject in
+            ((first, 73), (second, 74), (third, 75))]
+    for earlier, later in zip(made[0], made[1], strict=True):  # another subject's files: same names, sizes, times
+        assert earlier.stat().st_size == later.stat().st_size
+        named = tmp_path / "delivery" / earlier.relative_to(first)
+        named.parent.mkdir(parents=True, exist_ok=True)
+        later.rename(named)
+        os.utime(named, ns=(earlier.stat().st_atime_ns, earlier.stat().st_mtime_ns))
+    second = tmp_path / "delivery"
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    args = ["anonymize", "--level", level, "--key-file", str(key), "-q"]
+    out = tmp_path / "out"
+    assert main([*args, str(first), "-o", str(out)]) == 0
+    released = {name: (out / name).read_bytes() for name in _released(out)}
+    assert len(released) == 2
+    capsys.readouterr()
+    for others in ([second], [first, third]):
+        assert main([*args, *map(str, others), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"the output {out} was begun from other inputs" in err and len(err.splitlines()) == 1, err
+        assert {name: (out / name).read_bytes() for name in _released(out)} == released
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "first", "-o", str(out)]) == 0
+    assert {name: (out / name).read_bytes() for name in _released(out)} == released
+    both = tmp_path / "both"
+    assert main([*args, str(first), str(third), "-o", str(both)]) == 0
+    assert main([*args, "third", "first", "-o", str(both)]) == 0
 
 
 @pytest.mark.parametrize("arrival", ["other-content", "corrected-patient-id"])
@@ -1178,16 +1234,16 @@ def test_the_journal_writes_a_list_of_changes_once_and_gives_each_file_its_own(
     options = Options(level=Level.FULL, key=b"k" * 32)
     first, second, third = ((Change(f"(0010,00{n}0)", "Name", "replaced"),) for n in (1, 2, 3))
     given = [first, first, second, (Change("(0010,0010)", "Name", "replaced"),), third, first]
-    written = Journal(out, options, resumable=False)
+    written = Journal(out, options, [source], resumable=False)
     for i, changes in enumerate(given):
         written.add(f"f{i}", source, Record(f"f{i}", Status.WRITTEN, "", f"o{i}", changes=changes))
     written.close()
     lists = [line for line in written.path.read_text().splitlines() if line.startswith('{"list": ')]
     assert [line[:11] for line in lists] == ['{"list": 0,', '{"list": 1,', '{"list": 2,', '{"list": 3,']
-    resumed = Journal(out, options, resumable=True)
+    resumed = Journal(out, options, [source], resumable=True)
     resumed.add("f6", source, Record("f6", Status.WRITTEN, "", "o6", changes=second))  # numbered 4, not 0 again
     resumed.close()
-    again = Journal(out, options, resumable=True)
+    again = Journal(out, options, [source], resumable=True)
     records = [again.finished(f"f{i}", source) for i in range(7)]
     assert [r.changes if r else None for r in records] == [*given, second]
     assert '{"list": 4,' in again.path.read_text()
@@ -1200,7 +1256,7 @@ def test_a_journal_line_that_holds_no_record_has_its_input_done_again(tmp_path: 
     out.mkdir()
     source.write_bytes(b"fake")
     options = Options(level=Level.ANONYMIZE)
-    written = Journal(out, options, resumable=False)
+    written = Journal(out, options, [source], resumable=False)
     for name in ("kept", "no-status", "no-list", "cut"):
         written.add(name, source, Record(name, Status.WRITTEN, "", f"{name}.dcm", changes=()))
     written.close()
@@ -1208,7 +1264,7 @@ def test_a_journal_line_that_holds_no_record_has_its_input_done_again(tmp_path: 
     broken = [line.replace('"status": "written", ', "") if '"no-status"' in line else
               line.replace('"changes": 0', '"changes": 9') if '"no-list"' in line else line for line in lines]
     written.path.write_text("".join(broken)[:-20])  # the last line cut short
-    again = Journal(out, options, resumable=True)
+    again = Journal(out, options, [source], resumable=True)
     kept = again.finished("kept", source)
     assert kept is not None and kept.output == "kept.dcm" and kept.status is Status.WRITTEN
     assert [again.finished(name, source) for name in ("no-status", "no-list", "cut")] == [None, None, None]

@@ -82,7 +82,9 @@ def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            yield InputFile(folder, root, relative or ".", Kind.UNREADABLE, note=f"folder unreadable: {_cause(exc)}")
+            # (the input itself is named "." below itself: found from outside, a line said ".: folder unreadable")
+            what = "folder" if relative else "the input folder itself"
+            yield InputFile(folder, root, relative or ".", Kind.UNREADABLE, note=f"{what} unreadable: {_cause(exc)}")
             continue
         here = above | {(info.st_dev, info.st_ino)}
         folders: list[tuple[Path, str, frozenset[tuple[int, int]]]] = []

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -22,7 +22,8 @@ from .residual import Finding
 from .rules import Change
 from .tables import DigestTable, digest
 
-VERSION = 3  # 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once
+# 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once; 4: the inputs named
+VERSION = 4
 CHANGES_KEPT = 256  # distinct lists of changes kept numbered before a new table (an enhanced file's may be long)
 
 
@@ -36,11 +37,12 @@ def work_path(output: Path) -> Path:
     return output.resolve().parent / f".{output.resolve().name}.neuroanon-work"
 
 
-def check_output(output: Path, options: Options, resumable: bool | None = None, force: bool = False) -> bool:
-    """Refuse an output a run with `options` may not write into (a dry run asks too); say whether what an earlier
-    run left there is taken up. `resumable`: whether it can be (default: the output folder is not empty). A
-    non-empty output folder that no run began (no journal) is refused unless `force`; an output begun with other
-    options, another key or another version, always."""
+def check_output(output: Path, options: Options, inputs: Sequence[Path], resumable: bool | None = None,
+                 force: bool = False) -> bool:
+    """Refuse an output a run from `inputs` with `options` may not write into (a dry run asks too); say whether
+    what an earlier run left there is taken up. `resumable`: whether it can be (default: the output folder is not
+    empty). A non-empty output folder that no run began (no journal) is refused unless `force`; an output begun
+    with other options, another key, by another version or from other inputs, always."""
     path = journal_path(output)
     if resumable is None:
         resumable = not _empty(output)
@@ -57,6 +59,11 @@ def check_output(output: Path, options: Options, resumable: bool | None = None, 
             # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
             raise UsageError("the output was begun with other options or another key (or by another version); "
                              "rerun with the options it was begun with, or use a new or empty output folder")
+        if head and head.get("inputs") != inputs_token(inputs, options):
+            # (found from outside: another folder's files were taken for the earlier run's, by their names below
+            # it: its outputs withdrawn, or the new files never read and said written)
+            raise UsageError(f"the output {output} was begun from other inputs; rerun with the inputs it was begun "
+                             "with, or use a new or empty output folder")
     return resumable
 
 
@@ -77,12 +84,20 @@ def fingerprint(options: Options) -> str:
     return hmac.new(key, f"{text}\0{lookup}".encode(), hashlib.sha256).hexdigest()
 
 
+def inputs_token(inputs: Sequence[Path], options: Options) -> str:
+    """The run's inputs (their real paths, in any order), keyed so that the journal does not name them: the
+    journal knows inputs by their names below them."""
+    text = json.dumps(sorted({str(Path(path).resolve()) for path in inputs}))
+    return hmac.new(options.key or b"no key", text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
 class Journal:
     """Appends one line per committed file; reads the lines of an earlier run with the same fingerprint."""
 
-    def __init__(self, output: Path, options: Options, resumable: bool | None = None, force: bool = False) -> None:
-        """`resumable`: whether what an earlier run left in `output` can be kept (default: the output folder
-        is not empty). A non-empty output folder that no run began (no journal) is refused unless `force`."""
+    def __init__(self, output: Path, options: Options, inputs: Sequence[Path], resumable: bool | None = None,
+                 force: bool = False) -> None:
+        """`resumable`: whether what an earlier run from `inputs` left in `output` can be kept (default: the output
+        folder is not empty). A non-empty output folder that no run began (no journal) is refused unless `force`."""
         self.path = journal_path(output)
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
@@ -97,7 +112,7 @@ class Journal:
         self._numbered: dict[tuple[Change, ...], int] = {}
         self._last: tuple[tuple[Change, ...] | None, int] = (None, -1)  # the last list numbered, and its number
         self._next = 0
-        resumable = check_output(output, options, resumable, force)
+        resumable = check_output(output, options, inputs, resumable, force)
         if self.path.exists() and resumable:
             self._load()
         else:  # nothing of an earlier run is left to resume
@@ -106,7 +121,8 @@ class Journal:
         self._file: TextIO = open(self.path, "a", encoding="utf-8")
         size = self.path.stat().st_size
         if not self.done and size == 0:
-            self._write({"version": VERSION, "fingerprint": self._fingerprint})
+            self._write({"version": VERSION, "fingerprint": self._fingerprint,
+                         "inputs": inputs_token(inputs, options)})
         elif size and not _ends_a_line(self.path):
             self._write({})  # ends the line a killed or stopped run cut short, which the next load skips
 

@@ -111,6 +111,17 @@ class Prepared:
     read: tuple[int, int] | None = None  # the input's size and modification time as it was read (journalled)
 
 
+def _missing(given: Path) -> str:
+    """Why an input named on the command line cannot be read: a loop of symlinks (found from outside: said "not
+    found"), a symlink to nothing, or nothing there."""
+    try:
+        os.stat(given)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "input is a loop of symlinks"
+    return "input is a symlink to nothing" if given.is_symlink() else "input not found"
+
+
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
     """Refuse missing inputs, an output inside an input or an input inside the output (the release would hold the
     originals, whatever --force says), and a quarantine inside the output, the run's work folder (removed when the
@@ -120,7 +131,7 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         raise UsageError(f"the output {output} is a symlink to nothing: make its target, or name another output")
     for given in inputs:
         if not given.exists():
-            raise UsageError(f"input not found: {given}")
+            raise UsageError(f"{_missing(given)}: {given}")
         root = _resolved(given)
         if out == root or (root.is_dir() and out.is_relative_to(root)):
             raise UsageError(f"the output {output} is inside the input {given}")
@@ -181,7 +192,7 @@ def anonymize_tree(
         if not zipped:
             clear_staged(output)  # what a run of an earlier version staged in the output itself
         clear_staged(options.quarantine)  # a copy to another disk an interrupted run left unfinished
-        subjects, writer, journal = _records(output, options, report, run, mapping, force)
+        subjects, writer, journal = _records(output, options, inputs, report, run, mapping, force)
         summary = Summary(options.level.value) if summary is None else summary
         archive: ZipSink | None = None
         stopped = "interrupted"
@@ -228,17 +239,17 @@ def anonymize_tree(
     return summary
 
 
-def _records(output: Path, options: Options, report: Path | None, run: RunInfo | None, mapping: Path | None,
-             force: bool) -> tuple[SubjectMapping | None, ReportWriter, Journal]:
+def _records(output: Path, options: Options, inputs: list[Path], report: Path | None, run: RunInfo | None,
+             mapping: Path | None, force: bool) -> tuple[SubjectMapping | None, ReportWriter, Journal]:
     """The mapping, report and journal, opened for the run. What may refuse the run does so before anything is
     made: the output, the mapping, then the report."""
     resumable = partial_zip(output).exists() if output.suffix.lower() == ".zip" else None
-    check_output(output, options, resumable, force)
+    check_output(output, options, inputs, resumable, force)
     subjects = _mapping(mapping, options)
     writer: ReportWriter | None = None
     try:
         writer = _opened_for_writing(lambda: ReportWriter(report, options=options, run=run), f"the report {report}")
-        journal = _opened_for_writing(lambda: Journal(output, options, resumable, force),
+        journal = _opened_for_writing(lambda: Journal(output, options, inputs, resumable, force),
                                       f"the journal beside {output}")
     except UsageError:
         for opened in (subjects, writer):
@@ -475,7 +486,8 @@ def preview_tree(
     outputs a run would write (files held back are not kept: `output` is None). An output the run would refuse
     is refused the same way. `summary` as for `anonymize_tree`."""
     check_paths(inputs, output, options.quarantine)
-    check_output(output, options, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None, force)
+    check_output(output, options, inputs, partial_zip(output).exists() if output.suffix.lower() == ".zip" else None,
+                 force)
     summary = Summary(options.level.value) if summary is None else summary
     writer = ReportWriter(report, options=options, run=run)
     claimed = Claims()
