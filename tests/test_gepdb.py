@@ -212,8 +212,9 @@ def test_verify_finds_a_block_holding_more(tmp_path: Path) -> None:
     assert main(["verify", str(tmp_path / "out"), "--level", "full"]) == 1
 
 
-def _ge_fmri(folder: Path, pdb: bytes) -> None:
-    """A GE epiRT fMRI series (two volumes of three slices) with a Protocol Data Block, fake PHI in the header."""
+def _ge_fmri(folder: Path, pdb: bytes, location: str | None = None) -> None:
+    """A GE epiRT fMRI series (two volumes of three slices) with a Protocol Data Block, fake PHI in the header;
+    performed in `location`, if given."""
     folder.mkdir(parents=True)
     study = "1.2.826.0.1.3680043.10.84.2"
     for number in range(1, 7):
@@ -237,17 +238,23 @@ def _ge_fmri(folder: Path, pdb: bytes) -> None:
         acquisition.add_new(0x9C, "LO", "epiRT")
         ds.private_block(0x0021, "GEMS_RELA_01", create=True).add_new(0x4F, "SS", 3)
         ds.private_block(0x0025, "GEMS_SERS_01", create=True).add_new(0x1B, "OB", pdb)
+        if location is not None:
+            ds.PerformedLocation = location
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.save_as(folder / f"IM{number:04d}.dcm", enforce_file_format=True)
 
 
+@pytest.mark.parametrize("location", [None, "FMRI"])
 @pytest.mark.parametrize("options", [["--level", "full"], ["--preset", "bids"]])
-def test_dcm2niix_reads_ge_slice_timing_from_the_rebuilt_block(tmp_path: Path, options: list[str]) -> None:
+def test_dcm2niix_reads_ge_slice_timing_from_the_rebuilt_block(tmp_path: Path, options: list[str],
+                                                               location: str | None) -> None:
     """GE fMRI had no SliceTiming after `full` (found from outside: the block was removed, and dcm2niix takes the
-    slice order from it); now the same as before, and the output holds none of the block's fake PHI."""
+    slice order from it); now the same as before, and the output holds none of the block's fake PHI. A series
+    performed in "FMRI" (as dcm_qa_nih's GE fMRI is) is released too: the word names no place (found from
+    outside: every file was held, the block keeping the imaging option FMRI)."""
     tool = require_tool("dcm2niix")
-    _ge_fmri(tmp_path / "in", block(LINES))
+    _ge_fmri(tmp_path / "in", block(LINES), location)
     key = tmp_path / "key"
     key.write_text("gepdb-test-key: 32 bytes or more of key material")
     assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *options,

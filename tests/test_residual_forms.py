@@ -1494,3 +1494,19 @@ def test_an_institution_is_found_by_the_words_that_name_it(tmp_path: Path, text:
     source.InstitutionalDepartmentName = "Clinic"
     findings = held(tmp_path, source, ImageComments=f"({text})")
     assert any(f.attribute.startswith("Institution") for f in findings) is found, findings
+
+
+@pytest.mark.parametrize(("keyword", "location", "found"), [
+    ("PerformedLocation", "FMRI", False), ("PerformedLocation", "MRI", False),
+    ("PerformedLocation", "Radiology", False), ("PerformedLocation", "Wobbleford FMRI 2", True),
+    ("ScheduledProcedureStepLocation", "fMRI", False),
+    ("ScheduledProcedureStepLocation", "Quaxworth Annex", True)])
+def test_a_place_named_by_a_word_for_a_kind_of_place_alone_is_no_needle(tmp_path: Path, keyword: str, location: str,
+                                                                        found: bool) -> None:
+    """A procedure performed in "FMRI" (dcm_qa_nih's GE fMRI) names no place: GE's Protocol Data Block keeps the
+    imaging option FMRI for dcm2niix, and every file of the series was held for it (found from outside). A place
+    named otherwise is searched for, whole."""
+    source = original()
+    setattr(source, keyword, location)
+    findings = held(tmp_path, source, ImageComments=f"({location})")
+    assert any(f.attribute == keyword for f in findings) is found, findings

@@ -835,12 +835,11 @@ DATED_KEYWORDS = frozenset(entry[4] for entry in DicomDictionary.values() if ent
 def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[str, tuple[Form, ...]]]:
     """The texts a value is searched as (a name's also as `name_texts` gives them) and the glued forms of its
     family name."""
-    if not (person or keyword.endswith("Name") or "Physician" in keyword):
-        return {text}, {}
-    texts = {text} | name_texts(text)
-    if keyword in INSTITUTIONS:  # a word that names a kind of place alone ("Brain", "Hospital") names none
+    named = person or keyword.endswith("Name") or "Physician" in keyword
+    texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
+    if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
-    return texts, glued_forms(text)
+    return texts, glued
 
 
 def _date_needles(keyword: str, text: str, encodings: tuple[str, ...],
@@ -914,7 +913,11 @@ def institution_words() -> frozenset[str]:
     return frozenset(fold(m) for m in json.loads(text)["institution_words"])
 
 
-INSTITUTIONS = frozenset({"InstitutionName", "InstitutionalDepartmentName"})
+# Names of places: an institution, its department, where a procedure was done or is to be done (found from outside:
+# a GE fMRI series "performed" in "FMRI" was held whole, its Protocol Data Block keeping the imaging option FMRI
+# that dcm2niix reads).
+PLACES = frozenset({"InstitutionName", "InstitutionalDepartmentName", "PerformedLocation",
+                    "ScheduledProcedureStepLocation"})
 
 
 @lru_cache(maxsize=1)
