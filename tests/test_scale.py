@@ -14,6 +14,8 @@ import pydicom
 import pytest
 
 from neuroanon import pipeline
+from neuroanon.context import RunContext
+from neuroanon.discover import InputFile
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.sample import make_dataset, make_many, make_study
@@ -50,6 +52,44 @@ def test_output_and_report_do_not_depend_on_the_number_of_workers(mixed: Path, t
         results.append((_tree(out), comparable_report(report)))
     assert results[0] == results[1] == results[2]
     assert len(results[0][0]) >= 14
+
+
+_NOTED: dict[str, Path] = {}
+_PREPARE_BATCH = pipeline._prepare_batch
+
+
+def _noted(batch: list[tuple[InputFile, str]], stage: Path, run: RunContext) -> list[pipeline.Prepared]:
+    """`_prepare_batch`, noting which process prepared which files (a module's function: a worker is given it by
+    name)."""
+    with open(_NOTED["calls"], "a") as f:
+        f.write(f"{os.getpid()} {' '.join(name for _, name in batch)}\n")
+    return _PREPARE_BATCH(batch, stage, run)
+
+
+def test_the_first_small_dicom_file_is_prepared_before_the_workers_start(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's own process prepares the first small DICOM file before it forks the workers, which then start with
+    what it derived (the compiled rules, the subject's needles and patterns) instead of each deriving it again; a
+    large file or a file that is not DICOM before it goes to the workers. (The records keep input order: the test
+    above, whose first file is prepared so.)"""
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "notes.txt").write_text("fake notes")
+    big = make_dataset(subject=3, series=9, rows=768, columns=768)  # (over 1 MiB of pixel data)
+    big.save_as(root / "a" / "big.dcm", enforce_file_format=True)
+    make_study(root / "b", subject=3, n_series=1, n_instances=4)
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setattr(pipeline, "_prepare_batch", _noted)  # (forked workers see these too)
+    monkeypatch.setitem(_NOTED, "calls", calls)
+    report = tmp_path / "report.jsonl"
+    anonymize_tree([root], tmp_path / "out", Options(level=Level.FULL, key=KEY), report=report, workers=2)
+    by_process = [line.split(" ", 1) for line in calls.read_text().splitlines()]
+    here = [names for pid, names in by_process if int(pid) == os.getpid()]
+    first = sorted(str(p.relative_to(root)) for p in (root / "b").rglob("*.dcm"))[0]
+    assert here == [first], by_process
+    assert sum(len(names.split()) for _, names in by_process) == 6  # (each file once)
+    _, records, _ = read_report(report)
+    assert [r["status"] for r in records] == ["written", "skipped", "written", "written", "written", "written"]
 
 
 def test_a_killed_run_resumes_to_the_same_bytes_without_redoing_finished_files(tmp_path: Path) -> None:
