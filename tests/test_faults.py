@@ -357,20 +357,26 @@ def _without_root_reads() -> None:
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+def _run_locked(root: Path, out: Path, report: Path, *locked: Path) -> subprocess.CompletedProcess[str]:
+    """A run over `root` with the `locked` files and folders unreadable (mode 0, read without root's override)."""
+    modes = {path: path.stat().st_mode & 0o7777 for path in locked}
+    for path in locked:
+        path.chmod(0)
+    try:
+        return subprocess.run([*COMMAND, str(root), "-o", str(out), "--report", str(report)], capture_output=True,
+                              text=True, env=ENV, preexec_fn=_without_root_reads, timeout=120)
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
 def test_an_unreadable_file_and_folder_are_failed_records_and_the_run_goes_on(tmp_path: Path) -> None:
     root = tmp_path / "in"
     files = make_study(root, subject=33, n_series=2, n_instances=2)
     locked_file, locked_folder = files[0], tmp_path / "in" / "private"
     make_study(locked_folder, subject=34, n_series=1, n_instances=1)
-    locked_file.chmod(0)
-    locked_folder.chmod(0)
     report = tmp_path / "report.jsonl"
-    try:
-        run = subprocess.run([*COMMAND, str(root), "-o", str(tmp_path / "out"), "--report", str(report)],
-                             capture_output=True, text=True, env=ENV, preexec_fn=_without_root_reads, timeout=120)
-    finally:
-        locked_file.chmod(0o644)
-        locked_folder.chmod(0o755)
+    run = _run_locked(root, tmp_path / "out", report, locked_file, locked_folder)
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     records, summary = _records(report)
@@ -386,13 +392,8 @@ def test_an_input_folder_that_cannot_be_listed_is_a_failed_record_that_says_it_i
     inside it were meant."""
     root = tmp_path / "in"
     make_study(root, subject=35, n_series=1, n_instances=1)
-    root.chmod(0)
     report = tmp_path / "report.jsonl"
-    try:
-        run = subprocess.run([*COMMAND, str(root), "-o", str(tmp_path / "out"), "--report", str(report)],
-                             capture_output=True, text=True, env=ENV, preexec_fn=_without_root_reads, timeout=120)
-    finally:
-        root.chmod(0o755)
+    run = _run_locked(root, tmp_path / "out", report, root)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert "failed: .: the input folder itself unreadable: permission denied" in run.stderr, run.stderr
     records, summary = _records(report)
