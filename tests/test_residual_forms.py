@@ -1496,17 +1496,21 @@ def test_an_institution_is_found_by_the_words_that_name_it(tmp_path: Path, text:
     assert any(f.attribute.startswith("Institution") for f in findings) is found, findings
 
 
-@pytest.mark.parametrize(("keyword", "location", "found"), [
-    ("PerformedLocation", "FMRI", False), ("PerformedLocation", "MRI", False),
-    ("PerformedLocation", "Radiology", False), ("PerformedLocation", "Wobbleford FMRI 2", True),
-    ("ScheduledProcedureStepLocation", "fMRI", False),
-    ("ScheduledProcedureStepLocation", "Quaxworth Annex", True)])
-def test_a_place_named_by_a_word_for_a_kind_of_place_alone_is_no_needle(tmp_path: Path, keyword: str, location: str,
-                                                                        found: bool) -> None:
-    """A procedure performed in "FMRI" (dcm_qa_nih's GE fMRI) names no place: GE's Protocol Data Block keeps the
-    imaging option FMRI for dcm2niix, and every file of the series was held for it (found from outside). A place
-    named otherwise is searched for, whole."""
+@pytest.mark.parametrize(("keyword", "location", "planted", "found"), [
+    ("PerformedLocation", "FMRI", "FMRI", False), ("PerformedLocation", "MRI", "MRI", False),
+    ("PerformedLocation", "Radiology", "Radiology", False),
+    ("PerformedLocation", "Wobbleford FMRI 2", "Wobbleford FMRI 2", True),
+    ("PerformedLocation", "Plimsworth FMRI 2", "rest Plimsworth", True),
+    ("PerformedLocation", "Plimsworth FMRI 2", "rest fMRI", False),
+    ("ScheduledProcedureStepLocation", "fMRI", "fMRI", False),
+    ("ScheduledProcedureStepLocation", "Quaxworth Annex", "Quaxworth", True)])
+def test_a_place_is_found_by_the_words_that_name_it(tmp_path: Path, keyword: str, location: str, planted: str,
+                                                    found: bool) -> None:
+    """A procedure's location is searched for as an institution's name is: whole and by each word that names it
+    (found from outside: "Plimsworth" of "Plimsworth FMRI 2" was released in a description), not by a word for a
+    kind of place alone (found from outside: dcm_qa_nih's GE fMRI, performed in "FMRI", was held whole, GE's
+    Protocol Data Block keeping the imaging option FMRI for dcm2niix)."""
     source = original()
     setattr(source, keyword, location)
-    findings = held(tmp_path, source, ImageComments=f"({location})")
+    findings = held(tmp_path, source, ImageComments=f"({planted})")
     assert any(f.attribute == keyword for f in findings) is found, findings

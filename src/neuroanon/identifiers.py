@@ -835,7 +835,7 @@ DATED_KEYWORDS = frozenset(entry[4] for entry in DicomDictionary.values() if ent
 def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[str, tuple[Form, ...]]]:
     """The texts a value is searched as (a name's also as `name_texts` gives them) and the glued forms of its
     family name."""
-    named = person or keyword.endswith("Name") or "Physician" in keyword
+    named = person or keyword.endswith("Name") or "Physician" in keyword or keyword in PLACES
     texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
@@ -913,9 +913,10 @@ def institution_words() -> frozenset[str]:
     return frozenset(fold(m) for m in json.loads(text)["institution_words"])
 
 
-# Names of places: an institution, its department, where a procedure was done or is to be done (found from outside:
-# a GE fMRI series "performed" in "FMRI" was held whole, its Protocol Data Block keeping the imaging option FMRI
-# that dcm2niix reads).
+# Names of places: an institution, its department, where a procedure was done or is to be done. Each is searched
+# for whole and by the words that name it, not by a word for a kind of place alone (found from outside: a GE fMRI
+# series "performed" in "FMRI" was held whole, its Protocol Data Block keeping the imaging option FMRI that
+# dcm2niix reads; and a location's own word, "Plimsworth" of "Plimsworth FMRI 2", was released in a description).
 PLACES = frozenset({"InstitutionName", "InstitutionalDepartmentName", "PerformedLocation",
                     "ScheduledProcedureStepLocation"})
 
