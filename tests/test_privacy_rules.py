@@ -619,7 +619,7 @@ def test_every_date_the_file_holds_is_searched_for_at_any_depth(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("written", ["20240115101500\\19991231101500", " 19991231101500", "1999-12-31T10:15",
-                                     "1999.12.31 10:15", "1999/12/31 10:15", "\t19991231101500",
+                                     "1999.12.31 10:15", "1999/12/31 10:15", "1999 12 31 10:15", "\t19991231101500",
                                      "20240115\\\t19991231"])
 def test_each_date_of_a_date_time_is_searched_for_in_any_form(tmp_path: Path, written: str) -> None:
     """A date-time's date in each of its values, past spaces, tabs or NULs before it, its parts apart or not (ISO's

@@ -97,7 +97,10 @@ DUMMIES = frozenset({
     "basic application confidentiality profile", "dcm",
 })
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
-_DATE = re.compile(r"^(\d{4})([./-]?)(\d{2})\2(\d{2})")  # (also as ACR-NEMA wrote it: "1961.02.03")
+# A date as DICOM writes it, or with points, hyphens, slashes or spaces between (ACR-NEMA's "1961.02.03", ISO's; a
+# slash and a space: found from outside), past the padding around a value (a tab or a NUL before a date hid it)
+_DATE = re.compile(r"^(\d{4})([./ -]?)(\d{2})\2(\d{2})")
+_PADDING = " \t\r\n\x00"
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+){3,}|2\.25\.[0-9]{10,}")  # (shorter ones could occur by chance)
 _ASCII_LETTER = re.compile("[A-Za-z]")
 _IDENTIFYING_TAGS = tuple((keyword, int(tag_for_keyword(keyword) or 0)) for keyword in IDENTIFYING)
@@ -615,15 +618,11 @@ def _days(value: bytes) -> bytes:
     slashes or spaces between: ACR-NEMA's, ISO's), each past the padding before it (found from outside: a cut to
     the first eight bytes kept the first value's date alone, and took " 1999123" or "1999.12." for one)."""
     days = []
-    for one in value.split(b"\\"):
-        one = one.strip(_PADDING.encode())
-        day = _DAY.match(one)
-        days.append(day[1] + day[2] + day[3] if day else one[:8])
-    return b"\\".join(days)
-
-
-_DAY = re.compile(rb"(\d{4})[-./ ]?(\d{2})[-./ ]?(\d{2})")  # (slashes: found from outside)
-_PADDING = " \t\r\n\x00"  # around a value (a tab or a NUL before a date hid it: found from outside)
+    for one in value.decode("latin_1").split("\\"):
+        one = one.strip(_PADDING)
+        day = _DATE.match(one)
+        days.append(day[1] + day[3] + day[4] if day else one[:8])
+    return "\\".join(days).encode("latin_1")
 
 
 # The needles of the last files' values with those of their items: files of a series share them (the same tuple,

@@ -257,8 +257,6 @@ def _file_meta_of(f: BinaryIO) -> bytes:
     return head + f.read(1 << 16)
 
 
-
-
 # A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
 # or hex (16 digits or more, inside such a run), a zlib or gzip stream (GE's User Define Data, a vendor's XML, a
 # screen capture's metadata). Each is read back and searched. Runs are found in the bytes mapped to their classes
@@ -510,8 +508,7 @@ def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Data
         tag, value = _deflated_pixels(path)
         if tag != PIXEL_DATA or not value:
             return 0
-        size = min(_frames_bytes(*_frame_layout(original), len(value)) or len(value), len(value))
-        return _outside(_values(value, size // width, width, True), *layout)
+        return _outside(_values(value, _framed(original, len(value)) // width, width, True), *layout)
     if pixels.tag != PIXEL_DATA:
         return 0
     if element is not None:
@@ -525,7 +522,7 @@ def _unused_in_element(element: bytes | memoryview, original: Dataset, layout: t
     length, header = _value_header(bytes(element[:12]))
     if length is None:
         return 0
-    count = min(_frames_bytes(*_frame_layout(original), length) or length, length, len(element) - header) // width
+    count = min(_framed(original, length), len(element) - header) // width
     if not count:
         return 0
     return _outside(_values(element[header:], count, width, element[:2] == b"\xe0\x7f"), *layout)
@@ -543,7 +540,7 @@ def _unused_in_file(path: Path, pixels: PixelSpan, original: Dataset, layout: tu
             return 0
         at = pixels.start + header
         little = head[:2] == b"\xe0\x7f"
-        end = at + min(_frames_bytes(*_frame_layout(original), length) or length, length)  # (frames: the value's)
+        end = at + _framed(original, length)
         found, block = 0, _block()
         whole = len(block) - len(block) % width  # (a block holds whole values)
         while end - at >= width:
@@ -556,6 +553,12 @@ def _unused_in_file(path: Path, pixels: PixelSpan, original: Dataset, layout: tu
     finally:
         os.close(fd)
     return found
+
+
+def _framed(original: Dataset, length: int) -> int:
+    """The bytes of a native pixel data value of `length` bytes whose unused bits are read: its frames' (the whole
+    value when the header gives no frame's size), no more than it holds."""
+    return min(_frames_bytes(*_frame_layout(original), length) or length, length)
 
 
 def _values(data: bytes | memoryview | bytearray, count: int, width: int, little: bool) -> np.ndarray[Any, Any]:
