@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -463,6 +464,47 @@ def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     assert anonymize_tree([inputs], reference, Options(level=Level.FULL, key=KEY)).exit_code == 0
     assert sorted(p.relative_to(out) for p in files_under(out)) == sorted(
         p.relative_to(reference) for p in files_under(reference))
+
+
+_A_ABORT = b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"  # an A-ABORT PDU (PS3.8 9.3.8), from the service user
+
+
+@pytest.mark.parametrize("how", ["A-ABORT", "connection dropped"])
+def test_an_instance_its_sender_does_not_finish_leaves_nothing_and_its_association_says_so(
+        tmp_path: Path, how: str) -> None:
+    """Found from outside: the part of an instance a sender sent before it aborted (or dropped the connection) stayed
+    in the incoming folder, identifiable, until the node's next start, and the association had no line. It goes
+    when the association ends, and the association's line is written; the node serves on."""
+    path = tmp_path / "big.dcm"
+    make_dataset(subject=15, rows=1024, columns=1024).save_as(path, enforce_file_format=True)  # 2 MB of pixels
+    out = tmp_path / "out"
+    incoming = _work(out) / "incoming"
+    with Serve("--output", str(out), "--level", "anonymize") as serve:
+        assoc = _scu().associate(LOOPBACK, serve.port, ae_title=NODE_AET)
+        assert assoc.is_established
+        sock = assoc.dul.socket
+        assert sock is not None and sock.socket is not None
+        raw, send, sent = sock.socket, sock.send, [0]
+
+        def cut_short(pdu: bytes) -> None:  # the sender goes away after 20 of its PDUs (the node's are 16 KB)
+            sent[0] += 1
+            if sent[0] < 20:
+                send(pdu)
+            elif sent[0] == 20:
+                if how == "A-ABORT":
+                    raw.sendall(_A_ABORT)
+                raw.shutdown(socket.SHUT_RDWR)
+
+        sock.send = cut_short  # type: ignore[method-assign, assignment]
+        assoc.send_c_store(path)  # (no status comes back)
+        assert sent[0] >= 20
+        wait_until(lambda: not any(incoming.iterdir()), "the part of the instance to be removed", TIMEOUT)
+        assert _store(serve.port, study(tmp_path / "in", subject=16, n_series=1, n_instances=1)[0]) == [0]
+        status, stdout, stderr = serve.stop()
+    assert status == 0, stderr
+    assert "association from TESTSCU" in stderr and "aborted: 0 received, 0 stored" in stderr, stderr
+    assert "stopped: 1 received, 1 stored" in stdout
+    assert not _planted_in(stdout + stderr, [15, 16])
 
 
 def test_a_node_that_cannot_listen_says_so_in_its_report(tmp_path: Path) -> None:

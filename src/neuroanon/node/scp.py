@@ -55,6 +55,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -180,7 +181,8 @@ class Node:
         self.forwarder: Forwarder | None = None
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()  # commits, tallies and the report: one instance at a time
-        self._tallies: dict[object, Tally] = {}
+        self._tallies: dict[Association, Tally] = {}  # of the associations open
+        self._ending: set[threading.Thread] = set()  # (`_on_close`)
         self._report: ReportWriter | None = None
         self._lockfile: TextIO | None = None
         self._pool: ProcessPoolExecutor | None = None
@@ -250,6 +252,7 @@ class Node:
         ae.maximum_associations = config.max_associations
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_CONN_OPEN, no_delay),
+            (evt.EVT_CONN_OPEN, self._on_open),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
@@ -266,16 +269,15 @@ class Node:
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop accepting, let running associations finish (up to `grace` s), stop forwarding; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            deadline = time.monotonic() + grace
-            while server.active_associations and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for assoc in server.active_associations:
-                assoc.abort()
+        self._stop_listening(grace)
         if self._pool is not None:
             self._pool.shutdown()  # after the instances in hand are prepared; later ones are refused
+        with self._lock:
+            ending = list(self._ending)
+        for thread in ending:  # each association's line before the node's last
+            thread.join(grace)
+        if self._lockfile is not None:  # (the work folder is this node's: what no peer finished goes)
+            private_incoming(self.config.work_dir)
         if self.forwarder is not None:
             self.forwarder.stop()
         with self._lock:
@@ -292,6 +294,17 @@ class Node:
             self._lockfile.close()
             self._lockfile = None
             log.info("stopped: %s%s", self.totals.line(self.forwarding), self._forward_line())
+
+    def _stop_listening(self, grace: float) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        deadline = time.monotonic() + grace
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in server.active_associations:
+            assoc.abort()
 
     def __enter__(self) -> Node:
         self.start()
@@ -340,24 +353,50 @@ class Node:
 
     # --- events -----------------------------------------------------------------------------------------------
 
+    def _on_open(self, event: evt.Event) -> None:
+        with self._lock:
+            self._tallies[event.assoc] = Tally()
+
     def _on_store(self, event: evt.Event) -> int:
         status, kind = self._receive(Path(event.dataset_path))
         with self._lock:
-            self._tallies.setdefault(event.assoc, Tally()).add(kind)
+            tally = self._tallies.get(event.assoc)
+            if tally is not None:
+                tally.add(kind)
             self.totals.add(kind)
         return status
 
     def _on_end(self, event: evt.Event) -> None:
         with self._lock:
-            self._tallies.setdefault(event.assoc, Tally()).ending = event.event.name[4:].lower()
+            tally = self._tallies.get(event.assoc)
+            if tally is not None:
+                tally.ending = event.event.name[4:].lower()
 
     def _on_close(self, event: evt.Event) -> None:
+        # The association's own thread may still be storing an instance (its peer gone meanwhile) or be about to
+        # say how it ended (found from outside: such an association had no line): its line waits for that thread,
+        # in a thread of its own (this one is the connection's).
+        ending = threading.Thread(target=self._ended, args=(event.assoc, _who(event)), daemon=True,
+                                  name="neuroanon-association-end")
         with self._lock:
-            tally = self._tallies.pop(event.assoc, None)
+            self._ending.add(ending)
+        ending.start()
+
+    def _ended(self, assoc: Association, who: str) -> None:
+        """Once the association's thread is done: remove what its peer sent of an instance it did not finish,
+        and write its line."""
+        if assoc.is_alive():
+            assoc.join()
+        _discard_arriving(assoc)
+        with self._lock:
+            tally = self._tallies.pop(assoc, None)
+            self._ending.discard(threading.current_thread())
         if tally is not None:
-            log.info("association from %s %s: %s", _who(event), tally.ending, tally.line(self.forwarding))
+            log.info("association from %s %s: %s", who, tally.ending, tally.line(self.forwarding))
 
     def _on_rejected(self, event: evt.Event) -> None:
+        with self._lock:
+            self._tallies.pop(event.assoc, None)  # (this is its line)
         log.warning("association from %s rejected (calling AE title not allowed, called AE title not ours, "
                     "or too many associations)", _who(event))
 
@@ -489,6 +528,20 @@ def _name(spooled: Path, run: RunContext) -> str:
         assert run.keyring is not None
         return "received/" + run.keyring.token(str(ds.get("SOPInstanceUID", "") or spooled.stem)) + ".dcm"
     return by_uids(ds, spooled.stem)
+
+
+def _discard_arriving(assoc: Association) -> None:
+    """Close and remove the file an association's peer was sending an instance into when it went away: pynetdicom
+    leaves it in the incoming folder (found from outside: the identifiable part of an instance stayed there for the
+    node's life). The DIMSE message in hand holds it until the instance is whole."""
+    message = getattr(assoc.dimse, "message", None)
+    arriving = getattr(message, "_data_set_file", None)
+    if arriving is None:
+        return
+    with contextlib.suppress(OSError):
+        arriving.close()
+    with contextlib.suppress(OSError):
+        os.unlink(arriving.name)
 
 
 def _who(event: evt.Event) -> str:
