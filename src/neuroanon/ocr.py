@@ -38,6 +38,14 @@ class TextBox:
     x1: int
     y1: int
     text: str
+    score: float = 1.0  # the recogniser's confidence in `text`, 0 to 1
+
+    @property
+    def unsure(self) -> bool:
+        """A line of a few characters the recogniser read with little confidence: it may say anything, a name
+        among others (8-pixel text on noise read "GJATO PIEL FA/E1122" at 0.58 for a name and an ID, and
+        released: found from outside)."""
+        return self.score < UNSURE and characters(self) >= UNSURE_CHARACTERS
 
     @property
     def position(self) -> dict[str, int]:
@@ -50,24 +58,55 @@ def require() -> None:
     _engine()
 
 
-def read(image: np.ndarray[Any, Any]) -> list[TextBox]:
+def read(image: np.ndarray[Any, Any], small_print: bool = False) -> list[TextBox]:
     """The text lines in `image` (8-bit, rows x columns, grey or RGB) that pass the sanity filters.
 
     The detector scales an image to TILE pixels on its shorter side, then to MAX_SIDE at most on its longer one,
     and small print on a large or long image shrinks below what it finds (16-pixel text on a 1400-pixel
     radiograph, 11-pixel text on a 4000 x 200 strip): an image scaled by less than MIN_SCALE is also read in tiles
-    of at most TILE pixels a side, overlapping by a quarter, each at its own scale."""
+    of at most TILE pixels a side, overlapping by a quarter, each at its own scale. With `small_print`, an image
+    that makes at most SMALL_PRINT_TILES tiles at twice its size is also read so (`_read_doubled`)."""
     rows, cols = image.shape[:2]
     found = _read(image)
     if min(TILE / min(rows, cols), MAX_SIDE / max(rows, cols)) < MIN_SCALE:
-        high, wide = min(rows, TILE), min(cols, TILE)
-        for y in _starts(rows, high):
-            for x in _starts(cols, wide):
-                found += [TextBox(b.x0 + x, b.y0 + y, b.x1 + x, b.y1 + y, b.text)
-                          for b in _read(image[y : y + high, x : x + wide])]
+        found += _read_tiles(image)
+    if small_print:
+        found += _read_doubled(image)
     return found + _read_larger(image, [box for box in found if box.y1 - box.y0 < SMALL_LINE])
 
 
+def _read_tiles(image: np.ndarray[Any, Any], scale: int = 1) -> list[TextBox]:
+    """`image` read in tiles of at most TILE pixels a side, overlapping by a quarter; the boxes where they lie in
+    the image `scale` times smaller."""
+    rows, cols = image.shape[:2]
+    high, wide = min(rows, TILE), min(cols, TILE)
+    found = []
+    for y in _starts(rows, high):
+        for x in _starts(cols, wide):
+            found += [TextBox((b.x0 + x) // scale, (b.y0 + y) // scale, -(-(b.x1 + x) // scale),
+                              -(-(b.y1 + y) // scale), b.text, b.score)
+                      for b in _read(image[y : y + high, x : x + wide])]
+    return found
+
+
+def _read_doubled(image: np.ndarray[Any, Any]) -> list[TextBox]:
+    """`image` read at twice its size (cubic), in tiles at their own scale: 8-pixel text in thin strokes on a
+    noisy ultrasound image was not found at the detector's scale of it (1.5: found from outside, in 9 of 16 such
+    images at 2026-12-06), and was in each at twice. None for an image of more than SMALL_PRINT_TILES such tiles:
+    each costs a reading (about 0.3 s)."""
+    import cv2
+
+    rows, cols = image.shape[:2]
+    if len(_starts(2 * rows, min(2 * rows, TILE))) * len(_starts(2 * cols, min(2 * cols, TILE))) > SMALL_PRINT_TILES:
+        return []
+    return _read_tiles(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), scale=2)
+
+
+SMALL_PRINT_TILES = 6  # (an 800 x 600 frame makes 6)
+
+
+UNSURE, UNSURE_CHARACTERS = 0.9, 3  # (labels and measurements were read at 0.92 and more, misread 8-pixel text at
+# 0.5 to 0.88)
 SMALL_LINE = 16  # a line's box fewer pixels high is read again, `LARGER` times larger
 LARGER = 3
 
@@ -91,9 +130,11 @@ def _read_larger(image: np.ndarray[Any, Any], boxes: list[TextBox]) -> list[Text
         crop = cv2.resize(crop, None, fx=LARGER, fy=LARGER, interpolation=cv2.INTER_CUBIC)
         crops.append(np.ascontiguousarray(crop if crop.ndim == 3 else np.repeat(crop[:, :, None], 3, axis=2),
                                           dtype=np.uint8))
-    texts = _engine().recognize_txt(crops).txts or ()
-    return [TextBox(box.x0, box.y0, box.x1, box.y1, str(text))
-            for box, text in zip(boxes, texts, strict=False) if str(text).strip() and str(text) != box.text]
+    read = _engine().recognize_txt(crops)
+    texts, scores = read.txts or (), read.scores or ()
+    return [TextBox(box.x0, box.y0, box.x1, box.y1, str(text), float(score))
+            for box, text, score in zip(boxes, texts, scores, strict=False)
+            if str(text).strip() and str(text) != box.text]
 
 
 TILE, MAX_SIDE = 736, 2000  # the detector's scale (set in `_engine`: Det.limit_side_len with limit_type min,
@@ -113,14 +154,16 @@ def _read(image: np.ndarray[Any, Any]) -> list[TextBox]:
     result = _engine()(np.ascontiguousarray(rgb, dtype=np.uint8))
     boxes = getattr(result, "boxes", None)
     texts = getattr(result, "txts", None)
-    if boxes is None or texts is None:
+    scores = getattr(result, "scores", None)
+    if boxes is None or texts is None or scores is None:
         return []
     rows, cols = image.shape[:2]
     found = []
-    for quad, text in zip(boxes, texts, strict=True):
+    for quad, text, score in zip(boxes, texts, scores, strict=True):
         xs, ys = np.asarray(quad)[:, 0], np.asarray(quad)[:, 1]
         box = TextBox(max(0, int(np.floor(xs.min()))), max(0, int(np.floor(ys.min()))),
-                      min(cols, int(np.ceil(xs.max())) + 1), min(rows, int(np.ceil(ys.max())) + 1), str(text))
+                      min(cols, int(np.ceil(xs.max())) + 1), min(rows, int(np.ceil(ys.max())) + 1), str(text),
+                      float(score))
         if _plausible(box, rows):
             found.append(box)
     return found

@@ -259,8 +259,9 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
         for index in todo:
             key = hashlib.blake2b(frames[index].tobytes(), digest_size=16).digest()
             if key not in seen or round_:
-                boxes = [b for image in _renderings(frames[index], photometric, ds) for b in _text(image, patterns,
-                                                                                                      strict)]
+                pictures = _renderings(frames[index], photometric, ds)  # (small print: in the viewer's one)
+                boxes = _text([ocr.read(image, small_print=not k) for k, image in enumerate(pictures)], patterns,
+                              strict)
                 cleaning.frames_read += 1
                 seen[key] = _merged([(b.x0, b.y0, b.x1, b.y1) for b in boxes])
             if seen[key]:
@@ -285,12 +286,28 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
         todo = sorted(found)
 
 
-def _text(image: np.ndarray[Any, Any], patterns: tuple[Needle, ...], strict: bool) -> list[ocr.TextBox]:
-    """The boxes of text to redact in one picture: each that is PHI (every one of two characters or more when
-    `strict`), and what is PHI only when boxes are joined (spaced letters, a value wrapped over two lines)."""
-    read = ocr.read(image)
-    found = [b for b in read if (strict and ocr.characters(b) >= ocr.MIN_CHARACTERS) or is_phi(b.text, patterns)]
-    return found + [b for b in ocr.joined(read) if holds_value(b.text, patterns)]
+def _text(reads: list[list[ocr.TextBox]], patterns: tuple[Needle, ...], strict: bool) -> list[ocr.TextBox]:
+    """The boxes of text to redact in a frame, from what was read in each of its pictures: each that is PHI (every
+    one of two characters or more when `strict`); each read unsure (`TextBox.unsure`) that no sure reading covers
+    (a label read "42Ccm" in one picture and "4.2 cm" in the other says what it is); and what is PHI only when
+    boxes are joined (spaced letters, a value wrapped over two lines)."""
+    sure = [b for read in reads for b in read if b.score >= ocr.UNSURE]
+    found = []
+    for read in reads:
+        found += [b for b in read if (strict and ocr.characters(b) >= ocr.MIN_CHARACTERS)
+                  or is_phi(b.text, patterns) or b.unsure and not any(_covers(s, b) for s in sure)]
+        found += [b for b in ocr.joined(read) if holds_value(b.text, patterns)]
+    return found
+
+
+def _covers(sure: ocr.TextBox, box: ocr.TextBox) -> bool:
+    """Whether `sure` lies over most of `box` (`_COVERED` of its area): a reading of the same text."""
+    across = min(sure.x1, box.x1) - max(sure.x0, box.x0)
+    down = min(sure.y1, box.y1) - max(sure.y0, box.y0)
+    return across > 0 and down > 0 and across * down >= _COVERED * (box.x1 - box.x0) * (box.y1 - box.y0)
+
+
+_COVERED = 0.7
 
 
 def _merged(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:

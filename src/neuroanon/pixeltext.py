@@ -1,7 +1,8 @@
 """Which text read in an image identifies someone: the file's own identifying values, and PHI-shaped text.
 
 A box is PHI when its text holds one of the file's needles (any form; a one-letter OCR slip is tolerated in
-words of five letters or more, and a name of eight letters or more is found by all its letters but two in a row)
+words of five letters or more and IDs of six characters or more, and a name of eight letters or more is found by
+all its letters but two in a row)
 or looks like a name, a date, a long number or an ID. Labels and measurements ("4.2 cm", "L", "GAIN 55",
 "TIS 0.4") are not PHI.
 """
@@ -56,12 +57,14 @@ def holds_value(text: str, needles: tuple[Needle, ...]) -> bool:
     if any(pattern.search(folded) for pattern in _DATES):
         return True
     compact = re.sub(r"[\s\-./]", "", folded)  # (also letters read spaced apart: "Q U A X W O R T H")
-    words = [*re.findall(r"[a-z0-9]+", folded), compact]
+    # (and as written between spaces: a character misread as a sign, "FA<EID123" for an ID, splits no word)
+    words = [*re.findall(r"[a-z0-9]+", folded), *folded.split(), compact]
     for needle in needles:
         value = fold(needle.data.decode("utf-8", "ignore"))
         if value in folded or ((needle.numeric or len(value) >= 5) and value in compact):
             return True
-        if len(value) >= 5 and value.isalpha() and any(_near(value, word) for word in words):
+        slip = len(value) >= 5 and value.isalpha() or len(value) >= _ID and value.isalnum()
+        if slip and any(_near(value, word) for word in words):
             return True
         if len(value) >= _LONG and value.isalpha() and any(value[i:i + len(value) - 2] in compact for i in range(3)):
             return True  # a long name read with its last or first letters garbled ("QUAXWORIZEHULON")
@@ -69,6 +72,7 @@ def holds_value(text: str, needles: tuple[Needle, ...]) -> bool:
 
 
 _LONG = 8  # a name this long is found by all its letters but two, in a row
+_ID = 6  # an ID (letters and digits) this long is found with one character misread
 
 
 def fold(text: str) -> str:
