@@ -507,12 +507,13 @@ def test_an_instance_its_sender_does_not_finish_leaves_nothing_and_its_associati
     assert not _planted_in(stdout + stderr, [15, 16])
 
 
-def test_a_node_that_cannot_listen_says_so_in_its_report(tmp_path: Path) -> None:
+def test_a_node_that_cannot_listen_says_so_in_its_report(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The port is taken: the start fails (a usage error), and the report's summary says the node never listened
-    (found from outside: an ordinary summary of nothing received)."""
-    import socket
-
+    (found from outside: an ordinary summary of nothing received); no "stopped" line comes before the error's (found
+    from outside too)."""
     from neuroanon.errors import UsageError
+
+    caplog.set_level(logging.INFO)
 
     with socket.socket() as taken:
         taken.bind((LOOPBACK, 0))
@@ -524,6 +525,7 @@ def test_a_node_that_cannot_listen_says_so_in_its_report(tmp_path: Path) -> None
             node.start()
     lines = _lines(report)
     assert "provenance" in lines[0] and lines[-1]["summary"]["listened"] is False  # type: ignore[index]
+    assert not [r for r in caplog.records if r.getMessage().startswith("stopped")]
 
 
 def test_the_workers_die_with_a_killed_serve(tmp_path: Path) -> None:

@@ -293,7 +293,8 @@ class Node:
         if self._lockfile is not None:
             self._lockfile.close()
             self._lockfile = None
-            log.info("stopped: %s%s", self.totals.line(self.forwarding), self._forward_line())
+            if self._listened:  # (a node that could not listen says why, and no more)
+                log.info("stopped: %s%s", self.totals.line(self.forwarding), self._forward_line())
 
     def _stop_listening(self, grace: float) -> None:
         server, self._server = self._server, None
