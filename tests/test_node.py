@@ -502,7 +502,9 @@ def test_an_instance_its_sender_does_not_finish_leaves_nothing_and_its_associati
         assert _store(serve.port, study(tmp_path / "in", subject=16, n_series=1, n_instances=1)[0]) == [0]
         status, stdout, stderr = serve.stop()
     assert status == 0, stderr
-    assert "association from TESTSCU" in stderr and "aborted: 0 received, 0 stored" in stderr, stderr
+    lines = [line for line in stderr.splitlines() if "association from" in line]
+    assert len(lines) == 2 and all("association from TESTSCU" in line for line in lines), stderr
+    assert "aborted: 0 received, 0 stored" in lines[0] and "released: 1 received, 1 stored" in lines[1], stderr
     assert "stopped: 1 received, 1 stored" in stdout
     assert not _planted_in(stdout + stderr, [15, 16])
 

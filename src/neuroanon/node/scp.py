@@ -181,7 +181,7 @@ class Node:
         self.forwarder: Forwarder | None = None
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()  # commits, tallies and the report: one instance at a time
-        self._tallies: dict[Association, Tally] = {}  # of the associations open
+        self._tallies: dict[Association, Tally] = {}  # of the associations requested and not yet ended
         self._ending: set[threading.Thread] = set()  # (`_on_close`)
         self._report: ReportWriter | None = None
         self._lockfile: TextIO | None = None
@@ -252,7 +252,7 @@ class Node:
         ae.maximum_associations = config.max_associations
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_CONN_OPEN, no_delay),
-            (evt.EVT_CONN_OPEN, self._on_open),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
@@ -274,8 +274,9 @@ class Node:
             self._pool.shutdown()  # after the instances in hand are prepared; later ones are refused
         with self._lock:
             ending = list(self._ending)
+        deadline = time.monotonic() + grace
         for thread in ending:  # each association's line before the node's last
-            thread.join(grace)
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._lockfile is not None:  # (the work folder is this node's: what no peer finished goes)
             private_incoming(self.config.work_dir)
         if self.forwarder is not None:
@@ -354,8 +355,8 @@ class Node:
 
     # --- events -----------------------------------------------------------------------------------------------
 
-    def _on_open(self, event: evt.Event) -> None:
-        with self._lock:
+    def _on_requested(self, event: evt.Event) -> None:
+        with self._lock:  # (a connection that asks for no association, garbage or a port scan, has no line)
             self._tallies[event.assoc] = Tally()
 
     def _on_store(self, event: evt.Event) -> int:
