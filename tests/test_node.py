@@ -509,6 +509,38 @@ def test_an_instance_its_sender_does_not_finish_leaves_nothing_and_its_associati
     assert not _planted_in(stdout + stderr, [15, 16])
 
 
+def test_instances_a_sender_sent_ahead_and_then_aborted_are_not_left(tmp_path: Path) -> None:
+    """Found from outside: a sender that sent three instances without waiting for the answers, then aborted, left
+    the two the node had not yet served, whole and identifiable, in the incoming folder for the node's life."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    out = tmp_path / "out"
+    incoming = _work(out) / "incoming"
+    with Serve("--output", str(out), "--level", "anonymize") as serve:
+        assoc = _scu().associate(LOOPBACK, serve.port, ae_title=NODE_AET)
+        assert assoc.is_established
+        context = next(c for c in assoc.accepted_contexts if c.abstract_syntax == MRImageStorage)
+        assert context.context_id is not None
+        for number in range(3):
+            ds = make_dataset(subject=17, instance=number, rows=256, columns=256)
+            request = C_STORE()
+            request.MessageID, request.Priority = number + 1, 2
+            request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+            encoded = encode(ds, False, True)
+            assert encoded is not None
+            request.DataSet = BytesIO(encoded)
+            assoc.dimse.send_msg(request, context.context_id)  # (not waiting for its answer)
+        assoc.abort()
+        wait_until(lambda: not any(incoming.iterdir()), "the instances not served to be removed", TIMEOUT)
+        status, stdout, stderr = serve.stop()
+    assert status == 0, stderr
+    assert "association from TESTSCU" in stderr and "aborted:" in stderr, stderr
+    assert not _planted_in(stdout + stderr, [17])
+
+
 def test_a_node_that_cannot_listen_says_so_in_its_report(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The port is taken: the start fails (a usage error), and the report's summary says the node never listened
     (found from outside: an ordinary summary of nothing received); no "stopped" line comes before the error's (found

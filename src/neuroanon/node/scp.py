@@ -533,17 +533,22 @@ def _name(spooled: Path, run: RunContext) -> str:
 
 
 def _discard_arriving(assoc: Association) -> None:
-    """Close and remove the file an association's peer was sending an instance into when it went away: pynetdicom
-    leaves it in the incoming folder (found from outside: the identifiable part of an instance stayed there for the
-    node's life). The DIMSE message in hand holds it until the instance is whole."""
-    message = getattr(assoc.dimse, "message", None)
-    arriving = getattr(message, "_data_set_file", None)
-    if arriving is None:
-        return
-    with contextlib.suppress(OSError):
-        arriving.close()
-    with contextlib.suppress(OSError):
-        os.unlink(arriving.name)
+    """Close and remove the files an association's peer sent instances into that the node never took: pynetdicom
+    leaves them in the incoming folder (found from outside: the identifiable part of an instance stayed there for the
+    node's life). The DIMSE message in hand holds the one still arriving until it is whole; whole ones a peer sent
+    ahead, without waiting for each answer, wait in the DIMSE queue (found from outside too)."""
+    dimse = assoc.dimse
+    held = [getattr(getattr(dimse, "message", None), "_data_set_file", None)]
+    queue = getattr(dimse, "msg_queue", None)
+    while queue is not None and not queue.empty():
+        held.append(getattr(queue.get_nowait()[1], "_dataset_file", None))
+    for arriving in held:
+        if arriving is None:
+            continue
+        with contextlib.suppress(OSError):
+            arriving.close()
+        with contextlib.suppress(OSError):
+            os.unlink(arriving.name)
 
 
 def _who(event: evt.Event) -> str:
