@@ -397,6 +397,40 @@ def test_small_print_on_a_noisy_ultrasound_image_is_found_and_redacted(tmp_path:
     assert np.array_equal(out[y0:y1, x0:x1], frames[0, y0:y1, x0:x1])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_small_print_on_the_speckle_of_a_larger_ultrasound_frame_is_redacted(tmp_path: Path, seed: int) -> None:
+    """Found from outside: a name and an ID in 8-pixel type on the speckle of a 960 x 720 grey ultrasound frame
+    were released (in 8 of 15 such frames): the window fitted to the frame whitened them with the bright speckle,
+    and a frame this large is not read at twice its size. Its values as they are are read too."""
+    _require_ocr()
+    fx.require_font()
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows, cols = 720, 960
+    rng = np.random.default_rng(seed)
+    picture = rng.normal(40, 12, (rows, cols))
+    y, x = np.mgrid[0:rows, 0:cols]
+    radius, angle = np.hypot(x - cols / 2, y - rows * 0.12), np.degrees(np.arctan2(x - cols / 2, y - rows * 0.12))
+    fan = (np.abs(angle) < 35) & (radius > rows * 0.05) & (radius < rows * 0.85)
+    picture[fan] = rng.rayleigh(45, int(fan.sum())) + 20
+    frames = picture.clip(0, 255).astype(np.uint8)[None]
+    mask = Image.new("L", (cols, rows), 0)
+    drawn = ImageDraw.Draw(mask)
+    face = ImageFont.truetype(str(fx.FONT), 8)
+    drawn.text((432, 324), "QUXWORTHY^MIRABEL", fill=255, font=face)
+    drawn.text((432, 338), "ID FAKEID123", fill=255, font=face)
+    ink = np.asarray(mask) > 127
+    frames[0][ink] = 240
+    path = tmp_path / "in" / "us.dcm"
+    fx._save(fx._dataset(fx.US_IMAGE, "US", rows, cols, PatientName="QUXWORTHY^MIRABEL", PatientID="FAKEID123"),
+             frames, path)
+    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    if record["status"] == "written":
+        assert not (_frames(_output(record))[0][ink] == 240).any(), "ink left where the name and the ID were drawn"
+    else:
+        assert record["status"] == "quarantined", record["reason"]
+
+
 @pytest.mark.parametrize("text", ["4.2 cm", "GAIN 55", "TIS<0.4 MI=0.8 AO=100%", "+2:09:04", "LYMPH NODE",
                                   "DR 60", "FR 25Hz", "C5-1", "Depth 16 cm", "12:30:05", "PWR", "CINE 0118",
                                   "2D 60% C50 P Low HGen", "Gn 12 60dB FR 30Hz", "0.5 1.0 1.5 2.0"])

@@ -92,8 +92,8 @@ def _read_tiles(image: np.ndarray[Any, Any], scale: int = 1) -> list[TextBox]:
 def _read_doubled(image: np.ndarray[Any, Any]) -> list[TextBox]:
     """`image` read at twice its size (cubic), in tiles at their own scale: 8-pixel text in thin strokes on a
     noisy ultrasound image was not found at the detector's scale of it (1.5: found from outside, in 9 of 16 such
-    images at 2026-12-06), and was in each at twice. None for an image of more than SMALL_PRINT_TILES such tiles:
-    each costs a reading (about 0.3 s)."""
+    640 x 480 images at 2026-12-06; on the speckle of 960 x 720 ones, in about half), and was in each at twice.
+    None for an image of more than SMALL_PRINT_TILES such tiles: each costs a reading (about 0.25 s)."""
     import cv2
 
     rows, cols = image.shape[:2]
@@ -102,7 +102,7 @@ def _read_doubled(image: np.ndarray[Any, Any]) -> list[TextBox]:
     return _read_tiles(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), scale=2)
 
 
-SMALL_PRINT_TILES = 6  # (an 800 x 600 frame makes 6)
+SMALL_PRINT_TILES = 12  # (a 1024 x 768 frame makes 12, an 800 x 600 one 6)
 
 
 UNSURE, UNSURE_CHARACTERS = 0.9, 3  # (labels and measurements were read at 0.92 and more, misread 8-pixel text at

@@ -259,7 +259,7 @@ def _redact(frames: np.ndarray[Any, Any], photometric: str, ds: Dataset, pattern
         for index in todo:
             key = hashlib.blake2b(frames[index].tobytes(), digest_size=16).digest()
             if key not in seen or round_:
-                pictures = _renderings(frames[index], photometric, ds)  # (small print: in the viewer's one)
+                pictures = _renderings(frames[index], photometric, ds)  # (small print: in the first)
                 boxes = _text([ocr.read(image, small_print=not k) for k, image in enumerate(pictures)], patterns,
                               strict)
                 cleaning.frames_read += 1
@@ -372,8 +372,18 @@ def _renderings(frame: np.ndarray[Any, Any], photometric: str, ds: Dataset) -> l
     """The pictures of a frame that the OCR reads: as a viewer shows it (a window fitted to the frame, or the
     palette), and the stored values with a local contrast stretch, in which text that the window or the palette
     renders faint (a dark bar's labels, a palette's near-black frame) reads too. Noise the stretch amplifies can
-    hide text that the first picture shows: both are read."""
-    return [_display(frame, photometric, ds), _local_contrast(frame, photometric)]
+    hide text that the first picture shows: both are read. An 8-bit grey frame is also read as its values are (as a
+    viewer without a window shows it), where the window differs, and first: a window fitted to bright speckle
+    whitens text drawn on it together with the speckle (found from outside: 8-pixel text on an ultrasound fan,
+    released). The first picture is the one read for small print too (`ocr.read`)."""
+    import numpy as np
+
+    pictures = [_display(frame, photometric, ds), _local_contrast(frame, photometric)]
+    if frame.ndim == 2 and frame.dtype == np.uint8:
+        stored = 255 - frame if photometric == "MONOCHROME1" else frame
+        if not np.array_equal(stored, pictures[0]):
+            pictures.insert(0, stored)
+    return pictures
 
 
 def _local_contrast(frame: np.ndarray[Any, Any], photometric: str) -> np.ndarray[Any, Any]:
