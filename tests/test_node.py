@@ -428,6 +428,32 @@ def test_instances_the_destination_keeps_refusing_end_in_the_failed_folder(
     assert (summary["queued_for_forwarding"], summary["forwarded"], summary["refused_by_destination"]) == (2, 0, 2)
 
 
+def test_a_destination_that_rejects_the_association_is_named_so_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside: a destination that rejected the association (a wrong called AE title) was logged as
+    unreachable, as a network outage is. The instance waits in the outbox and is retried (the destination may be
+    set right), the line says why."""
+    caplog.set_level(logging.INFO)
+    inputs = tmp_path / "in"
+    study(inputs, subject=18, n_series=1, n_instances=1)
+    ae = AE(ae_title="ARCHIVE")
+    ae.require_called_aet = True
+    ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
+    server = ae.start_server((LOOPBACK, 0), block=False)
+    assert server is not None
+    out = tmp_path / "outbox"
+    try:
+        with running(out, forward=Peer("WRONGAE", LOOPBACK, int(server.server_address[1])),
+                     retry=Retry(0.02, 0.1, 3)) as node:
+            assert storescu(node.address[1], inputs).returncode == 0
+            wait_until(lambda: "not reached (the destination rejected the association)" in caplog.text,
+                       "the forwarder's line", timeout=30)
+            assert len(files_under(out)) == 1 and not files_under(_work(out) / "failed")
+    finally:
+        server.shutdown()
+
+
 def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     sources = study(inputs, subject=14)

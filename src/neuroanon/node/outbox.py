@@ -130,15 +130,16 @@ class Forwarder:
                 queue = []
                 self.outages += 1
                 pause = self.retry.delay(self.outages)
-                log.warning("destination %s unreachable; %d instances waiting; next try in %.1f s",
-                            self.peer, len(self.outbox.pending()), pause)
+                # (why: an association rejected, a wrong AE title, is no network outage: found from outside)
+                log.warning("destination %s not reached (%s); %d instances waiting; next try in %.1f s",
+                            self.peer, lost, len(self.outbox.pending()), pause)
                 self._stop.wait(pause)
             else:
                 self.outages = 0
 
-    def _send(self, ready: list[Path], waiting: int) -> bool:
-        """Send one batch; True if the destination could not be reached for some of it."""
-        sent, lost = 0, False
+    def _send(self, ready: list[Path], waiting: int) -> str:
+        """Send one batch; why the destination could not be reached for some of it ("" if it was)."""
+        sent, lost = 0, ""
         for path, outcome in send_files(self.peer, ready, self.calling_ae, self.tls):
             if outcome.delivered:
                 self.outbox.done(path)
@@ -147,7 +148,7 @@ class Forwarder:
             elif outcome.refused:
                 self._refused(path, outcome.reason)
             else:
-                lost = True
+                lost = outcome.reason or "no answer"
             if self._stop.is_set():
                 break
         self.forwarded += sent
