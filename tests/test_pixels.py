@@ -368,28 +368,37 @@ def test_a_line_read_unsure_is_redacted_unless_a_sure_reading_covers_it() -> Non
     assert pixels._text([[less_sure, garbled]], (), strict=False) == [less_sure, garbled]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_small_print_on_a_noisy_ultrasound_image_is_found_and_redacted(tmp_path: Path, seed: int) -> None:
-    """Found from outside: a name and an ID in 8-point type (strokes a pixel wide) on a noisy 640 x 480 ultrasound
-    image were released unread (in 9 of 16 noise draws the detector found nothing at its scale). The viewer's
-    picture is also read at twice its size; the measurement label stays."""
-    _require_ocr()
+def _small_print(tmp_path: Path, frames: np.ndarray[Any, Any], lines: list[tuple[tuple[int, int], str]],
+                 font: Path) -> tuple[dict[str, Any], np.ndarray[Any, Any]]:
+    """`lines` burned into an 8-bit ultrasound frame in 8-pixel type, strokes a pixel wide (the name and the ID of
+    its header), the file cleaned: its record, and where the ink is."""
     fx.require_font()
     from PIL import Image, ImageDraw, ImageFont
 
-    frames = np.random.default_rng(seed).normal(40, 12, (1, 480, 640)).clip(0, 255).astype(np.uint8)
-    mask = Image.new("L", (640, 480), 0)
+    rows, cols = frames.shape[1:3]
+    mask = Image.new("L", (cols, rows), 0)
     drawn = ImageDraw.Draw(mask)
-    face = ImageFont.truetype(str(fx.MONO), 8)
-    drawn.text((300, 200), "QUXWORTHY^MIRABEL FAKEID123", fill=255, font=face)
+    for place, text in lines:
+        drawn.text(place, text, fill=255, font=ImageFont.truetype(str(font), 8))
     ink = np.asarray(mask) > 127
     frames[0][ink] = 240
+    path = tmp_path / "in" / "us.dcm"
+    fx._save(fx._dataset(fx.US_IMAGE, "US", rows, cols, PatientName="QUXWORTHY^MIRABEL", PatientID="FAKEID123"),
+             frames, path)
+    return _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"], ink
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_small_print_on_a_noisy_ultrasound_image_is_found_and_redacted(tmp_path: Path, seed: int) -> None:
+    """Found from outside: a name and an ID in 8-point type (strokes a pixel wide) on a noisy 640 x 480 ultrasound
+    image were released unread (in 9 of 16 noise draws the detector found nothing at its scale). The frame is also
+    read at twice its size; the measurement label stays."""
+    _require_ocr()
+    frames = np.random.default_rng(seed).normal(40, 12, (1, 480, 640)).clip(0, 255).astype(np.uint8)
+    fx.require_font()
     canvas = fx.Canvas(frames)
     canvas.text(0, (500, 440), "4.2 cm", 240, phi=False)
-    path = tmp_path / "in" / "us.dcm"
-    fx._save(fx._dataset(fx.US_IMAGE, "US", 480, 640, PatientName="QUXWORTHY^MIRABEL", PatientID="FAKEID123"),
-             frames, path)
-    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    record, ink = _small_print(tmp_path, frames, [((300, 200), "QUXWORTHY^MIRABEL FAKEID123")], fx.MONO)
     assert record["status"] == "written", record["reason"]
     out = _frames(_output(record))[0]
     assert not (out[ink] == 240).any(), "ink left where the name and the ID were drawn"
@@ -401,11 +410,8 @@ def test_small_print_on_a_noisy_ultrasound_image_is_found_and_redacted(tmp_path:
 def test_small_print_on_the_speckle_of_a_larger_ultrasound_frame_is_redacted(tmp_path: Path, seed: int) -> None:
     """Found from outside: a name and an ID in 8-pixel type on the speckle of a 960 x 720 grey ultrasound frame
     were released (in 8 of 15 such frames): the window fitted to the frame whitened them with the bright speckle,
-    and a frame this large is not read at twice its size. Its values as they are are read too."""
+    and a frame this large was not read at twice its size. Its values as they are are read too."""
     _require_ocr()
-    fx.require_font()
-    from PIL import Image, ImageDraw, ImageFont
-
     rows, cols = 720, 960
     rng = np.random.default_rng(seed)
     picture = rng.normal(40, 12, (rows, cols))
@@ -414,17 +420,8 @@ def test_small_print_on_the_speckle_of_a_larger_ultrasound_frame_is_redacted(tmp
     fan = (np.abs(angle) < 35) & (radius > rows * 0.05) & (radius < rows * 0.85)
     picture[fan] = rng.rayleigh(45, int(fan.sum())) + 20
     frames = picture.clip(0, 255).astype(np.uint8)[None]
-    mask = Image.new("L", (cols, rows), 0)
-    drawn = ImageDraw.Draw(mask)
-    face = ImageFont.truetype(str(fx.FONT), 8)
-    drawn.text((432, 324), "QUXWORTHY^MIRABEL", fill=255, font=face)
-    drawn.text((432, 338), "ID FAKEID123", fill=255, font=face)
-    ink = np.asarray(mask) > 127
-    frames[0][ink] = 240
-    path = tmp_path / "in" / "us.dcm"
-    fx._save(fx._dataset(fx.US_IMAGE, "US", rows, cols, PatientName="QUXWORTHY^MIRABEL", PatientID="FAKEID123"),
-             frames, path)
-    record = _run(tmp_path / "in", tmp_path / "out", tmp_path / "q", "phi")["us.dcm"]
+    record, ink = _small_print(tmp_path, frames, [((432, 324), "QUXWORTHY^MIRABEL"), ((432, 338), "ID FAKEID123")],
+                               fx.FONT)
     if record["status"] == "written":
         assert not (_frames(_output(record))[0][ink] == 240).any(), "ink left where the name and the ID were drawn"
     else:

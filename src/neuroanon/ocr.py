@@ -41,11 +41,16 @@ class TextBox:
     score: float = 1.0  # the recogniser's confidence in `text`, 0 to 1
 
     @property
+    def sure(self) -> bool:
+        """Read with the confidence labels and measurements are read with: the text says what it is."""
+        return self.score >= UNSURE
+
+    @property
     def unsure(self) -> bool:
         """A line of a few characters the recogniser read with little confidence: it may say anything, a name
         among others (8-pixel text on noise read "GJATO PIEL FA/E1122" at 0.58 for a name and an ID, and
         released: found from outside)."""
-        return self.score < UNSURE and characters(self) >= UNSURE_CHARACTERS
+        return not self.sure and characters(self) >= UNSURE_CHARACTERS
 
     @property
     def position(self) -> dict[str, int]:

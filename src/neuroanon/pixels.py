@@ -291,7 +291,7 @@ def _text(reads: list[list[ocr.TextBox]], patterns: tuple[Needle, ...], strict: 
     one of two characters or more when `strict`); each read unsure (`TextBox.unsure`) that no sure reading covers
     (a label read "42Ccm" in one picture and "4.2 cm" in the other says what it is); and what is PHI only when
     boxes are joined (spaced letters, a value wrapped over two lines)."""
-    sure = [b for read in reads for b in read if b.score >= ocr.UNSURE]
+    sure = [b for read in reads for b in read if b.sure]
     found = []
     for read in reads:
         found += [b for b in read if (strict and ocr.characters(b) >= ocr.MIN_CHARACTERS)
