@@ -98,6 +98,58 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
 
 
+def test_a_name_or_id_where_a_pseudonym_belongs_is_found_without_the_originals(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: a real PatientName or PatientID in a full output (also a name stored as UN, in an item)
+    was called clean when verify was not given the originals."""
+    _, full, _ = released
+    tampered = _copy(full, tmp_path / "tampered")
+    victims = files_under(tampered)
+    for path, change in zip(victims, ("name", "id", "un", "item"), strict=False):
+        ds = pydicom.dcmread(path)
+        if change == "name":
+            ds.PatientName = "FAKEPERSON^ALICE"
+        elif change == "id":
+            ds.PatientID = "FAKE00123"
+        elif change == "un":
+            del ds.PatientName
+            add_un(ds, 0x00100010, b"FAKEPERSON^ALICE")
+        else:
+            ds.ReferencedImageSequence = [Dataset()]
+            ds.ReferencedImageSequence[0].PatientName = "FAKEPERSON^ALICE"
+        ds.save_as(path)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(tampered), "--json", str(report)]) == 1
+    findings = {r["file"]: r["findings"] for r in json.loads(report.read_text())}
+    expected = {0: "(0010,0010) PatientName", 1: "(0010,0020) PatientID", 2: "(0010,0010) PatientName",
+                3: "(0008,1140)[0].(0010,0010) PatientName"}
+    for i, path in enumerate(victims):
+        found = findings[str(path.relative_to(tampered))]
+        if i in expected:
+            assert found == [f"{expected[i]} holds a value that is not a keyed pseudonym (a --lookup run's IDs: "
+                             "give verify its --lookup)"], found
+        else:
+            assert found == [], found
+    out = capsys.readouterr().out
+    assert "FAKEPERSON" not in out and "FAKE00123" not in out
+
+
+def test_a_lookup_run_verifies_clean_given_its_lookup(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    make_study(source, subject=3, n_series=1, n_instances=2)
+    lookup = tmp_path / "ids.csv"
+    lookup.write_text(f"original,new\n{pydicom.dcmread(files_under(source)[0]).PatientID},SUBJ-0042\n")
+    key = tmp_path / "key"
+    key.write_text("ef" * 32)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key),
+                 "--lookup", str(lookup), "-q"]) == 0
+    assert main(["verify", str(out)]) == 1  # SUBJ-0042 could be anyone's ID
+    assert main(["verify", str(out), "--lookup", str(lookup)]) == 0
+    assert main(["verify", str(out), "--level", "anonymize", "--lookup", str(lookup)]) == 2  # an option of full
+
+
 @pytest.mark.parametrize("packed", ["zip", "gzip", "zip-in-a-folder"])
 def test_originals_in_an_archive_are_read(released: tuple[Path, Path, Path], tmp_path: Path, packed: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, help="also write the findings as JSON here")
     check.add_argument("--key-file", type=Path,
                        help="the key the output was made with: each file is checked against its own original")
+    check.add_argument("--lookup", type=Path,
+                       help="full: the lookup file the output was made with: its new PatientIDs are no finding in "
+                            "PatientName and PatientID (else only keyed pseudonyms are)")
     _level_options(check, default=None)  # inferred from the files' DeidentificationMethod unless given
 
     show = commands.add_parser("explain", help="print what a level does, tag by tag")
@@ -856,7 +859,8 @@ def _check_verify(args: argparse.Namespace) -> None:
         raise UsageError("--key-file: only with --against (the key ties each output to its own original)")
     if args.json:  # (found from outside: written over an original)
         _check_apart("JSON file", args.json, [*(("checked path", p) for p in args.paths),
-                                              *(("original", p) for p in args.against or [])])
+                                              *(("original", p) for p in args.against or []),
+                                              *((("lookup file", args.lookup),) if args.lookup else ())])
         _check_writable(args.json, "JSON file", folder=False)
     args.declared = ""
     if args.level is None:
@@ -880,7 +884,7 @@ def _verify(args: argparse.Namespace) -> int:
     from .verify import load_originals, summary, verify
 
     _check_verify(args)
-    options = _options(args)
+    options = _options(args, lookup=load_lookup(args.lookup) if args.lookup else None)
     key = load_key(args.key_file) if args.key_file else None
     originals = load_originals(args.against, options.level, key) if args.against else None
     if originals is not None and not originals.read:

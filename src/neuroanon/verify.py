@@ -190,17 +190,19 @@ def summary(results: list[FileResult]) -> dict[str, int]:
 
 def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
     """Check every file under `paths` against what `options.level` promises."""
+    new_ids = frozenset(options.lookup.values())  # (a lookup file's new IDs stand where pseudonyms do)
     for found in discover(paths):
         result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
         with _readable(found) as item:
             if item is None:  # (found from outside: a traceback, and no file after it checked)
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
-                _check(item, result, options, originals)
+                _check(item, result, options, originals, new_ids)
         yield result
 
 
-def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None) -> None:
+def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None,
+           new_ids: frozenset[str]) -> None:
     if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
         result.findings.append(item.note or "not a regular file (not read)")
@@ -211,12 +213,13 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
     else:
         with quiet():
             try:
-                result.findings += _check_dicom(item.path, result.path, options, originals)
+                result.findings += _check_dicom(item.path, result.path, options, originals, new_ids)
             except Exception as exc:  # a value that cannot be read as its VR: not proven clean, said in one line
                 result.findings.append(f"unreadable: a value could not be read ({type(exc).__name__})")
 
 
-def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None) -> list[str]:
+def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None,
+                 new_ids: frozenset[str]) -> list[str]:
     try:
         header = read_header(path)
     except InputError as exc:
@@ -227,9 +230,9 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
     if options.level is Level.ANONYMIZE:
         findings += _five(ds, "", rules)
     elif options.level is Level.FULL and is_dicomdir(ds):
-        findings += _full(ds, "", rules, directory=True) + _meta(ds, rules)
+        findings += _full(ds, "", rules, new_ids, directory=True) + _meta(ds, rules)
     elif options.level is Level.FULL:
-        findings += _full(ds, "", rules) + _meta(ds, rules) + _full_file(path, header)
+        findings += _full(ds, "", rules, new_ids) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
         patterns = tuple(n for n in originals.patterns_for(ds) if n.attribute not in rules.retained)
         for hit in check_file(path, header.pixels, patterns) + check_path(relative, patterns):
@@ -273,7 +276,8 @@ def _five(ds: Dataset, path: str, rules: Rules) -> list[str]:
     return findings
 
 
-def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list[str]:
+def _full(ds: Dataset, path: str, rules: Rules, new_ids: frozenset[str] = frozenset(), directory: bool = False,
+          ) -> list[str]:
     """What level full left that it should not have. In a DICOMDIR (`directory`) a record's key is present
     because the format requires it: empty (Type 2), or the dummy where a Type 1 key had no value."""
     findings = []
@@ -288,12 +292,15 @@ def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list
         op = rule.op(elem.VR)
         if op is Op.WALK_ITEMS:
             for i, item in enumerate(elem.value):
-                findings += _full(item, f"{where}[{i}].", rules, directory)
+                findings += _full(item, f"{where}[{i}].", rules, new_ids, directory)
             continue
         values = _texts(elem.value)
         if directory and (elem.is_empty or (op is Op.EMPTY and all(v in _DUMMIES for v in values))):
             continue
-        finding = _value_finding(op, elem.VR, values, elem.is_empty or _is_zeros(elem.value))
+        if op is Op.PSEUDONYM:
+            finding = _pseudonym_finding(values, new_ids)
+        else:
+            finding = _value_finding(op, elem.VR, values, elem.is_empty or _is_zeros(elem.value))
         if finding and op is Op.REMOVE and values and all(rule.kept(v.encode("utf-8", "replace")) for v in values):
             finding = None  # a technical encoding the rule keeps (a Canon diffusion comment)
         if finding:
@@ -301,11 +308,23 @@ def _full(ds: Dataset, path: str, rules: Rules, directory: bool = False) -> list
     return findings
 
 
+def _pseudonym_finding(values: list[str], new_ids: frozenset[str]) -> str | None:
+    """A PatientName or PatientID at full holds the subject's keyed pseudonym or a new ID of the `--lookup` file
+    verify was given (found from outside: a real name and ID there were called clean)."""
+    if all(not v.strip() or _KEYED_PSEUDONYM.fullmatch(v) or v in new_ids for v in values):
+        return None
+    given = "nor a new ID of the lookup file given" if new_ids else "(a --lookup run's IDs: give verify its --lookup)"
+    return f"holds a value that is not a keyed pseudonym {given}"
+
+
+_KEYED_PSEUDONYM = re.compile(r"NA[A-Z2-7]{16}")  # keys.Keyring.pseudonym
+
+
 def _value_finding(op: Op, vr: str, values: list[str], empty: bool) -> str | None:
     """What is wrong with an element the operation `op` has been applied to, if anything."""
     if op is Op.REMOVE:
         return "present; the profile removes it"
-    if empty or op in (Op.KEEP, Op.CLEAN_TEXT, Op.SHIFT_DATE, Op.PSEUDONYM):
+    if empty or op in (Op.KEEP, Op.CLEAN_TEXT, Op.SHIFT_DATE):
         return None
     if op is Op.REMAP_UID:
         remapped = all(v.startswith("2.25.") or is_standard_uid(v) for v in values)  # standard UIDs are kept
