@@ -63,6 +63,28 @@ def test_zip_input_gives_what_the_folder_gives_and_reports_every_member(
     assert records["../escape.dcm"]["status"] == "failed" and not (tmp_path / "escape.dcm").exists()
 
 
+def test_a_member_s_unpacked_copy_has_no_name_a_kill_could_leave(
+    archive: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: a run over a zip input killed outright left the original members it had unpacked, whole
+    and identifiable, in its work folder until the next run. While a member is anonymized, no file in the stage
+    holds its values (the copy has no name: it goes with the process), and the member is read as before."""
+    _, zipped = archive
+    name = planted_values(6)["PatientName"].encode()
+    seen: list[str] = []
+    real_prepare = pipeline._prepare
+
+    def looking(item: InputFile, member: str, stage: Path, run: RunContext) -> object:
+        named = [p for p in stage.rglob("*") if p.is_file()]
+        assert not [p for p in named if name in p.read_bytes()], "an unpacked original has a name in the stage"
+        seen.append(member)
+        return (yield from real_prepare(item, member, stage, run))
+
+    monkeypatch.setattr(pipeline, "_prepare", looking)
+    summary = anonymize_tree([zipped], tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    assert summary.counts["written"] >= 6 and len(seen) >= 7  # the study's files and the note
+
+
 def test_zip_output_holds_the_same_files_and_is_stable(archive: tuple[Path, Path], tmp_path: Path) -> None:
     folder, _ = archive
     key = tmp_path / "key"

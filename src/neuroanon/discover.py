@@ -13,8 +13,10 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 # Explicit VR codes: a file whose first element carries one of these is a DICOM dataset without a preamble.
 _VRS = frozenset(
@@ -226,18 +228,49 @@ def safe_member_name(name: str) -> bool:
     return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
 
 
-def extracted(item: InputFile, folder: Path) -> InputFile:
-    """Stream an archive member into `folder` and classify it by content, like any other file."""
+@contextmanager
+def extracted(item: InputFile, folder: Path) -> Iterator[InputFile]:
+    """An archive member streamed into a private file in `folder`, classified by content like any other file.
+    Where the system allows it (Linux: O_TMPFILE, /proc/self/fd) the copy has no name and is read through its
+    descriptor: it is gone when the context ends or the process does, even killed (found from outside: a killed
+    run left original members in its work folder until the next run). Elsewhere it is named, and removed with
+    `folder`."""
+    fd = _unnamed(folder)
+    if fd is None:
+        target = folder / "member"
+        with open(target, "wb") as out:
+            _unpack(item, out)
+        yield _classify(target, folder, item.relative)
+        return
+    try:
+        with open(fd, "wb", closefd=False) as out:
+            _unpack(item, out)
+        yield _classify(Path(f"/proc/self/fd/{fd}"), folder, item.relative, follow=True)
+    finally:
+        os.close(fd)
+
+
+def _unnamed(folder: Path) -> int | None:
+    """A new private file in `folder` with no name, open for reading and writing; None where there is none
+    (another system, or a file system without O_TMPFILE: NFS)."""
+    if not _PROC_FDS or not hasattr(os, "O_TMPFILE"):
+        return None
+    try:
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
+def _unpack(item: InputFile, out: BinaryIO) -> None:
     assert item.member is not None
-    target = folder / "member"
-    with open(target, "wb") as out:
-        if item.kind is Kind.GZIP_MEMBER:
-            with gzip.open(item.path, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-        else:
-            with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-    return _classify(target, folder, item.relative)
+    if item.kind is Kind.GZIP_MEMBER:
+        with gzip.open(item.path, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+    else:
+        with zipfile.ZipFile(item.path) as zf, zf.open(item.member) as src:
+            shutil.copyfileobj(src, out, 1 << 20)
 
 
 def _classify(path: Path, root: Path, relative: str, follow: bool = False,

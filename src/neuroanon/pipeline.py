@@ -26,7 +26,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -915,9 +915,9 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
             return Prepared(Record(name, Status.FAILED, "zip member name ends in '.' (a folder's name): "
                                    "not mirrored in the output (at full it would be)"))
         # extracted into the private stage, not the shared temporary folder: its bytes are still identifiable
-        with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder:
+        with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder, ExitStack() as unpacked:
             try:
-                member = extracted(item, Path(folder))
+                member = unpacked.enter_context(extracted(item, Path(folder)))
             except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
                 if isinstance(exc, OSError) and _no_space(exc):  # (the member's own: its partial copy goes now)
                     # found from outside: a small member that unpacks to more than the disk holds stopped the run,

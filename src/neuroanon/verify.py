@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,9 +98,9 @@ def _readable(found: InputFile) -> Iterator[InputFile | None]:
     if found.kind not in (Kind.ZIP_MEMBER, Kind.GZIP_MEMBER):
         yield found
         return
-    with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder:
+    with tempfile.TemporaryDirectory(prefix="neuroanon-verify-") as folder, ExitStack() as unpacked:
         try:
-            item: InputFile | None = extracted(found, Path(folder))
+            item: InputFile | None = unpacked.enter_context(extracted(found, Path(folder)))
         except (OSError, zipfile.BadZipFile, EOFError, zlib.error):
             item = None
         yield item
