@@ -20,6 +20,7 @@ from neuroanon.dicomdir import STAGE, _link, write_dicomdir
 from neuroanon.errors import UsageError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
+from neuroanon.rules import DUMMY_TEXT
 from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .helpers import files_under
@@ -310,6 +311,25 @@ def test_a_release_with_its_dicomdir_verifies_clean_at_its_level(
     assert main(["verify", str(out)]) == 0
     assert f"{checked} files checked at level {level.value}: 0 with findings" in capsys.readouterr().out
     assert main(["verify", str(out), "--level", level.value]) == 0
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.value)
+def test_a_study_without_date_and_time_gets_the_level_s_dummies_and_verifies_clean(
+    tmp_path: Path, level: Level) -> None:
+    """Found from outside: inputs with no StudyTime gave the study record an invented 000000, which verify took
+    for a real time (exit 1 on the tool's own release); the invented StudyDate was 19000101 likewise."""
+    from neuroanon.cli import main
+
+    source = tmp_path / "in"
+    for path in make_study(source, subject=2, n_series=1, n_instances=2):
+        ds = pydicom.dcmread(path)
+        del ds.StudyTime, ds.StudyDate
+        ds.save_as(path)
+    out = _output(source, tmp_path, level)
+    directory = pydicom.dcmread(write_dicomdir(out))
+    study = next(r for r in directory.DirectoryRecordSequence if r.DirectoryRecordType == "STUDY")
+    assert (study.StudyDate, study.StudyTime) == (DUMMY_TEXT["DA"], DUMMY_TEXT["TM"])
+    assert main(["verify", str(out)]) == 0
 
 
 def test_a_dicomdir_record_with_a_real_value_is_still_a_finding(inputs: Path, tmp_path: Path,

@@ -235,8 +235,8 @@ def _tree(datasets: list[tuple[str, Path, Dataset]], left_out: list[tuple[str, s
             record = _record("STUDY", ds)
             _copy(record, ds, ["StudyDate", "StudyTime", "StudyID"], ["StudyDescription", "AccessionNumber"])
             record.StudyInstanceUID = study_uid
-            _invent(record, "StudyDate", "19000101")
-            _invent(record, "StudyTime", "000000")
+            _invent(record, "StudyDate", DUMMY_TEXT["DA"])  # (the levels' dummies: verify knows them)
+            _invent(record, "StudyTime", DUMMY_TEXT["TM"])
             _invent(record, "StudyID", DUMMY_TEXT["SH"])  # (full empties it; ordinals could read as a real ID)
             study = patient.children[study_uid] = _Node(record)
 
