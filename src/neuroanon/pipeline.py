@@ -60,11 +60,13 @@ from .write import (
     CHUNK,
     OUTPUT_MODE,
     WRITE_ERRORS,
+    MemberPaths,
     Staged,
     ZipSink,
     clear_staged,
     copy_file,
     discard,
+    parent_folders,
     partial_zip,
     release,
     salvage,
@@ -522,26 +524,26 @@ class _Foreseen:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.outputs: dict[str, tuple[int, int, bytes | None]] = {}
-        self.folders: set[str] = set()
+        self.paths = MemberPaths()  # (into a folder or an archive alike: `x` and `x/y.dcm` cannot both be)
 
     def add(self, staged: Path, name: str) -> None:
         if self.folder is not None:
-            self._take(name, self.folder)
+            self._free(name, self.folder)
+        self.paths.take(name)
         self.outputs[name] = (_crc(staged), staged.stat().st_size, _syntax(staged))
         discard(staged)
 
     def member(self, name: str) -> tuple[int, int, bytes | None] | None:
         return self.outputs.get(name)
 
-    def _take(self, name: str, folder: Path) -> None:
-        """Take `name`'s path, or fail as the release into `folder` would: a folder there (EISDIR), a file where
-        one of its folders must be (ENOTDIR); by this run's files or by what `folder` holds."""
-        parents = [parent.as_posix() for parent in PurePosixPath(name).parents][:-1]  # (without ".")
-        if name in self.folders or (folder / name).is_dir():
+    @staticmethod
+    def _free(name: str, folder: Path) -> None:
+        """Fail as the release into `folder` would where what it holds takes `name`'s path: a folder there
+        (EISDIR), a file where one of its folders must be (ENOTDIR)."""
+        if (folder / name).is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if any(parent in self.outputs or (folder / parent).is_file() for parent in parents):
+        if any((folder / parent).is_file() for parent in parent_folders(name)):
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        self.folders.update(parents)
 
 
 def anonymize_file(source: Path, output: Path, options: Options) -> Record:

@@ -17,10 +17,10 @@ import struct
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from pydicom.charset import default_encoding
@@ -194,6 +194,34 @@ def clear_staged(folder: Path | None) -> None:
             leftover.unlink(missing_ok=True)
 
 
+class MemberPaths:
+    """The paths an archive's members take, as a folder unpacked from it would hold them: a member named as another's
+    folder (`x` beside `x/y.dcm`) could not be unpacked beside it (found from outside: both were added, and unzip
+    dropped one)."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.files: set[str] = set()
+        self.folders: set[str] = set()
+        for name in names:
+            self.take(name)
+
+    def take(self, name: str) -> None:
+        """Take `name`'s path, or fail as a release into a folder would: a folder there (EISDIR), a file where
+        one of its folders must be (ENOTDIR)."""
+        parents = parent_folders(name)
+        if name in self.folders:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if any(parent in self.files for parent in parents):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        self.files.add(name)
+        self.folders.update(parents)
+
+
+def parent_folders(name: str) -> list[str]:
+    """The folders a relative path `name` lies in ("a/b/c": "a/b", "a")."""
+    return [parent.as_posix() for parent in PurePosixPath(name).parents][:-1]  # (without ".")
+
+
 class ZipSink:
     """A zip archive written member by member as files are released, in a stable form: stored (DICOM pixel data
     is often compressed already), fixed dates and modes, so the same inputs give the same bytes.
@@ -222,6 +250,7 @@ class ZipSink:
             self.archive.filelist.append(info)
             self.archive.NameToInfo[info.filename] = info
         self.members = {info.filename for info in kept}
+        self.paths = MemberPaths(self.members)
         self.syntaxes: dict[str, bytes | None] = {}  # each member's transfer syntax, as this run added it
         self.finished = False
 
@@ -231,6 +260,7 @@ class ZipSink:
             name.encode("utf-8")
         except UnicodeEncodeError:  # a name from bytes that are not UTF-8, which a member's name must be
             raise OSError(errno.EILSEQ, os.strerror(errno.EILSEQ)) from None
+        self.paths.take(name)
         size = staged.stat().st_size
         with open(staged, "rb") as src, self.archive.open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
             head = src.read(CHUNK)
