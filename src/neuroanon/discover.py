@@ -285,6 +285,10 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
         # (not a symlink: the file itself is gone, removed or moved while the run went on)
         return InputFile(path, root, relative, Kind.UNREADABLE, note="not found: removed or moved during the run")
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            # a link that leads to no file (a loop of links, a path through a file), as a broken one: skipped
+            # (found from outside: with --follow-symlinks a failed input, exit 1)
+            return InputFile(path, root, relative, Kind.LINK, note=f"symlink to {_target(path)}: not followed")
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
     if stat.S_ISLNK(info.st_mode):
         return InputFile(path, root, relative, Kind.LINK, note="symlink inside a tree: not followed")
