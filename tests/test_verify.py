@@ -150,6 +150,26 @@ def test_a_lookup_run_verifies_clean_given_its_lookup(tmp_path: Path) -> None:
     assert main(["verify", str(out), "--level", "anonymize", "--lookup", str(lookup)]) == 2  # an option of full
 
 
+def test_a_path_that_holds_an_original_value_is_shown_withheld(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: the line saying an original's name was found in a file's path printed that path, on
+    the terminal and in the JSON. The parts of it that hold the value are withheld; the rest names the file."""
+    source, full, _ = released
+    tree = tmp_path / "tree"
+    clean = files_under(full)[0].read_bytes()
+    (tree / "FAKEDOE0008_JANE").mkdir(parents=True)
+    (tree / "FAKEDOE0008_JANE" / "clean.dcm").write_bytes(clean)
+    (tree / "FAKEDOE0008^JANE.dcm").write_bytes(clean)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(tree), "--against", str(source), "--json", str(report)]) == 1
+    shown = capsys.readouterr().out + report.read_text()
+    assert "FAKEDOE0008" not in shown and "DOE" not in shown
+    files = {r["file"]: r["findings"] for r in json.loads(report.read_text())}
+    assert files == {"(withheld)/clean.dcm": ["original PatientName value found in output path"],
+                     "(withheld)": ["original PatientName value found in output path"]}
+
+
 @pytest.mark.parametrize("packed", ["zip", "gzip", "zip-in-a-folder"])
 def test_originals_in_an_archive_are_read(released: tuple[Path, Path, Path], tmp_path: Path, packed: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -895,14 +895,14 @@ def _verify(args: argparse.Namespace) -> int:
     flagged = [r for r in results if r.findings]
     for result in flagged:
         for finding in result.findings:
-            print(f"{_shown(result.path)}\t{finding}")
+            print(f"{_shown(result.shown)}\t{finding}")
     declared = f" with {args.declared} (as the files declare)" if args.declared else ""
     print(f"{len(results)} files checked at level {options.level}{declared}: "
           f"{len(flagged)} with findings, {len(results) - len(flagged)} clean")
     for name, files in summary(results).items():
         print(f"  {name}: {files} file{'s' if files != 1 else ''}")
     if args.json:
-        listed = [{**r.as_dict(), "file": unicode_name(r.path)} for r in results]
+        listed = [{**r.as_dict(), "file": unicode_name(r.shown)} for r in results]
         args.json.write_text(json.dumps(listed, indent=1) + "\n", encoding="utf-8")
     return 1 if flagged else 0
 

@@ -47,9 +47,15 @@ class FileResult:
     path: str
     findings: list[str] = field(default_factory=list)
     dicom: bool = True
+    # `path` as shown: the folders and the name in it that hold an original's value withheld (found from outside:
+    # verify printed the very path it said held the patient's name)
+    shown: str = ""
+
+    def __post_init__(self) -> None:
+        self.shown = self.shown or self.path
 
     def as_dict(self) -> dict[str, object]:
-        return {"file": self.path, "findings": self.findings}
+        return {"file": self.shown, "findings": self.findings}
 
 
 @dataclass(frozen=True)
@@ -213,12 +219,12 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
     else:
         with quiet():
             try:
-                result.findings += _check_dicom(item.path, result.path, options, originals, new_ids)
+                result.findings += _check_dicom(item.path, result, options, originals, new_ids)
             except Exception as exc:  # a value that cannot be read as its VR: not proven clean, said in one line
                 result.findings.append(f"unreadable: a value could not be read ({type(exc).__name__})")
 
 
-def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None,
+def _check_dicom(path: Path, result: FileResult, options: Options, originals: Originals | None,
                  new_ids: frozenset[str]) -> list[str]:
     try:
         header = read_header(path)
@@ -235,13 +241,22 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
         findings += _full(ds, "", rules, new_ids) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
         patterns = tuple(n for n in originals.patterns_for(ds) if n.attribute not in rules.retained)
-        for hit in check_file(path, header.pixels, patterns) + check_path(relative, patterns):
+        in_path = check_path(result.path, patterns)
+        for hit in check_file(path, header.pixels, patterns) + in_path:
             findings.append(f"original {hit.attribute} value found in {hit.where}")
+        if in_path:
+            result.shown = _withheld(result.path, patterns)
         if set(_uids(ds)) & originals.uids:
             findings.append("a UID equals an original UID")
         if str(ds.get("PatientID", "")) in originals.patient_ids:
             findings.append("(0010,0020) PatientID equals an original PatientID")
-    return findings
+    return list(dict.fromkeys(findings))  # (a value's forms found in one place: found from outside, a line thrice)
+
+
+def _withheld(relative: str, patterns: tuple[Needle, ...]) -> str:
+    """`relative` with each of its parts that holds one of the values `patterns` stand for shown as `(withheld)`."""
+    parts = relative.split("/")
+    return "/".join("(withheld)" if check_path(part, patterns) else part for part in parts)
 
 
 def _full_file(path: Path, header: Header) -> list[str]:
