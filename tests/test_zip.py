@@ -341,7 +341,8 @@ def test_a_name_that_is_not_utf8_fails_alone_in_a_zip_output(tmp_path: Path) -> 
     _, records, summary = read_report(report)
     assert summary["written"] == 1 and summary["failed"] == 1 and len(records) == 2
     (failed,) = [r for r in records if r["status"] == "failed"]
-    assert "output not written" in failed["reason"]
+    assert "output not written (its name is not utf-8, as an archive member's must be: rename the input, or write " \
+        "to a folder)" in failed["reason"], failed["reason"]
     with zipfile.ZipFile(tmp_path / "out.zip") as zf:
         assert len(zf.namelist()) == 1
 

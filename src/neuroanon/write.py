@@ -259,7 +259,8 @@ class ZipSink:
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:  # a name from bytes that are not UTF-8, which a member's name must be
-            raise OSError(errno.EILSEQ, os.strerror(errno.EILSEQ)) from None
+            raise OSError(errno.EILSEQ, "its name is not UTF-8, as an archive member's must be: rename the input, "
+                          "or write to a folder") from None
         self.paths.take(name)
         size = staged.stat().st_size
         with open(staged, "rb") as src, self.archive.open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
