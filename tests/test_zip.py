@@ -320,6 +320,8 @@ def test_members_whose_paths_cannot_all_be_mirrored_fail_alone_and_the_rest_is_d
         assert statuses["."] == statuses["x/y.dcm"] == "failed", run
         assert statuses["./a.dcm"] == statuses["x"] == statuses["z.dcm"] == "written", run
         assert statuses["a.dcm"] != "written", f"{run}: a.dcm's output replaced ./a.dcm's"
+        reason = next(str(r["reason"]) for r in records if r["input"] == "a.dcm")  # (two instances, one path)
+        assert reason.startswith("another input has its output path; not written"), reason
         assert written == ["a.dcm", "x", "z.dcm"], run
         assert code == 1, run
         lines = shown.err.splitlines()

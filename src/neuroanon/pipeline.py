@@ -1170,7 +1170,8 @@ def commit(
                       "another subject, study or series; not written (one instance, two identities)",
                       same_as=elsewhere)
     if first != record.input:
-        return _duplicate(record, Path(staged), first, output if released is None else None, archive)
+        return _duplicate(record, Path(staged), first, output if released is None else None, archive,
+                          options.level is Level.FULL)
     if record.status is Status.WRITTEN:
         if before_release is not None:
             before_release(record)
@@ -1213,11 +1214,13 @@ def _name_not_written(exc: OSError) -> str | None:
 
 
 def _duplicate(record: Record, staged: Path, first: str, output: Path | None, archive: ZipSink | _Foreseen | None,
-               ) -> Record:
+               full: bool) -> Record:
     """The record of an input whose output place `first` claimed, its staged output discarded: skipped, or failed
     when its output would be other bytes in the same transfer syntax (content of its own, not released; in another
     one it is the instance in another form, as far as bytes can tell). `output`: the folder the first's output
-    went to, for a comparison of the bytes; else `archive`, the zip archive it went into (its member's CRC-32)."""
+    went to, for a comparison of the bytes; else `archive`, the zip archive it went into (its member's CRC-32).
+    At `full` an output's path is made of its instance's identifiers: one path, one instance; below, it is the
+    input's path, which two instances may share (found from outside: zip members `./a.dcm` and `a.dcm`)."""
     assert record.output is not None
     if record.status is Status.QUARANTINED:  # (so was the first: its place is in the quarantine too)
         discard(staged)
@@ -1231,7 +1234,7 @@ def _duplicate(record: Record, staged: Path, first: str, output: Path | None, ar
     else:
         same, recoded = _same_as_member(staged, archive.member(record.output) if archive is not None else None)
     discard(staged)
-    reason = "duplicate instance: another input has its output path; not written"
+    reason = ("duplicate instance: " if full else "") + "another input has its output path; not written"
     # (the first input is named in `same_as`, which the report names as it names inputs: at full a file's
     # name may hold a patient's)
     if same is False and not recoded:  # content of its own that is not released: failed, as a file not released is
