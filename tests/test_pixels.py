@@ -353,6 +353,21 @@ def test_phi_text_is_recognised(text: str) -> None:
     assert is_phi(text, found)
 
 
+def test_lines_turned_on_end_are_not_joined_into_one_box() -> None:
+    """Found from outside: four lines turned a quarter turn side by side in a 512 x 512 frame (a name, an ID and a
+    date) were joined as one line (the gap allowed is three heights, and a turned line's height is its length),
+    and the whole frame was set to its background. Each is redacted on its own; spaced letters, a box each, are
+    still joined."""
+    turned = [ocr.TextBox(40, 60, 54, 260, "FAKEPERSON^ALICE"), ocr.TextBox(150, 80, 170, 230, "FAKE00123"),
+              ocr.TextBox(260, 200, 268, 262, "1970-01-02"), ocr.TextBox(400, 40, 420, 340, "FAKEPERSON^ALICE")]
+    assert ocr.joined(turned) == []
+    patterns = (Needle("PatientName", b"fakeperson^alice"), Needle("PatientID", b"fake00123"))
+    found = pixels._text([turned], patterns, strict=False)
+    assert sorted(found, key=lambda b: b.x0) == turned  # each on its own, the date as a date
+    spaced = [ocr.TextBox(10 + 14 * i, 10, 20 + 14 * i, 24, c) for i, c in enumerate("QUAX")]
+    assert [b.text for b in ocr.joined(spaced)] == ["QUAX"]
+
+
 def test_a_line_read_unsure_is_redacted_unless_a_sure_reading_covers_it() -> None:
     """8-pixel text on noise was read "GJATO PIEL FA/E1122" (0.58) for a name and an ID, and released (found from
     outside): a line of three characters or more read with little confidence may say anything. A label read so in

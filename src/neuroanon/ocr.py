@@ -177,8 +177,10 @@ def _read(image: np.ndarray[Any, Any]) -> list[TextBox]:
 def joined(boxes: list[TextBox]) -> list[TextBox]:
     """Text the reader split, each as one box around its parts: the boxes of one line run together (letters
     spaced apart are read a box each: "Q U A X" as four), and a line run on into the line below it (a value
-    wrapped in a narrow field: "QUAX-" over "WORTH")."""
-    lines = _lines(boxes)
+    wrapped in a narrow field: "QUAX-" over "WORTH"). Lines turned on end are left out: the gaps allowed are
+    measured in heights, a turned line's height is its length (found from outside: four turned lines side by
+    side were joined, and the whole frame was redacted)."""
+    lines = _lines([box for box in boxes if characters(box) <= 1 or box.x1 - box.x0 >= box.y1 - box.y0])
     found = [line for line, parts in lines if parts > 1]
     for upper, _ in lines:
         for lower, _ in lines:
