@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,23 +152,39 @@ def test_a_lookup_run_verifies_clean_given_its_lookup(tmp_path: Path) -> None:
 
 
 def test_a_path_that_holds_an_original_value_is_shown_withheld(
-    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Found from outside: the line saying an original's name was found in a file's path printed that path, on
-    the terminal and in the JSON. The parts of it that hold the value are withheld; the rest names the file."""
-    source, full, _ = released
+    the terminal and in the JSON. The parts of it that hold the value are withheld, numbered (three files in three
+    such folders were each shown "(withheld)/x.dcm"); the rest names the file. Any original's value is looked for
+    in a path, also with the key (a file in another patient's folder was clean), and a name that is not UTF-8 is
+    searched too (it made verify fail the file unread, its name printed)."""
+    source, key, full = tmp_path / "in", tmp_path / "key", tmp_path / "full"
+    make_study(source, subject=8, n_series=1, n_instances=1)
+    make_study(source, subject=9, n_series=1, n_instances=1)
+    key.write_text("cd" * 32)
+    assert main(["anonymize", str(source), "-o", str(full), "--level", "full", "--key-file", str(key), "-q"]) == 0
+    capsys.readouterr()
+    clean = [path.read_bytes() for path in files_under(full)]
     tree = tmp_path / "tree"
-    clean = files_under(full)[0].read_bytes()
-    (tree / "FAKEDOE0008_JANE").mkdir(parents=True)
-    (tree / "FAKEDOE0008_JANE" / "clean.dcm").write_bytes(clean)
-    (tree / "FAKEDOE0008^JANE.dcm").write_bytes(clean)
-    report = tmp_path / "verify.json"
-    assert main(["verify", str(tree), "--against", str(source), "--json", str(report)]) == 1
-    shown = capsys.readouterr().out + report.read_text()
-    assert "FAKEDOE0008" not in shown and "DOE" not in shown
-    files = {r["file"]: r["findings"] for r in json.loads(report.read_text())}
-    assert files == {"(withheld)/clean.dcm": ["original PatientName value found in output path"],
-                     "(withheld)": ["original PatientName value found in output path"]}
+    for folder in ("FAKEDOE0008_JANE", "FAKEDOE0009_JANE", "A"):
+        (tree / folder).mkdir(parents=True)
+        for i, data in enumerate(clean):  # (each subject's file in each folder: one is the other patient's)
+            (tree / folder / f"{i}.dcm").write_bytes(data)
+    (tree / "A" / "FAKEDOE0008^JANE.dcm").write_bytes(clean[0])
+    os.mkdir(bytes(tree / "A") + b"/FAKEDOE0009-JANE-\xe9")  # (Latin-1: not UTF-8)
+    (Path(os.fsdecode(bytes(tree / "A") + b"/FAKEDOE0009-JANE-\xe9")) / "x.dcm").write_bytes(clean[1])
+    path_finding = "original PatientName value found in output path"
+    for with_key in ([], ["--key-file", str(key)]):
+        report = tmp_path / "verify.json"
+        assert main(["verify", str(tree), "--against", str(source), "--json", str(report), *with_key]) == 1
+        shown = capsys.readouterr().out + report.read_text()
+        assert "FAKEDOE" not in shown and "DOE" not in shown
+        files = {r["file"]: r["findings"] for r in json.loads(report.read_text())}
+        assert files == {"A/0.dcm": [], "A/1.dcm": [], "A/(withheld 1)": [path_finding],
+                         "A/(withheld 2)/x.dcm": [path_finding],
+                         "(withheld 3)/0.dcm": [path_finding], "(withheld 3)/1.dcm": [path_finding],
+                         "(withheld 4)/0.dcm": [path_finding], "(withheld 4)/1.dcm": [path_finding]}, files
 
 
 @pytest.mark.parametrize("packed", ["zip", "gzip", "zip-in-a-folder"])

@@ -1189,8 +1189,20 @@ def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, .
     text = _without_our_uids(relative.encode("utf-8", "surrogateescape"), patterns, own)
     found = find(text, patterns, remember=False) + find_once(text, own)
     if not relative.isascii():
-        found += [n for n in find_text(relative, patterns) if n not in found]
+        found += [n for n in find_text(_path_text(relative), patterns) if n not in found]
     return [Finding(n.attribute, "output path") for n in found]
+
+
+def _path_text(relative: str) -> str:
+    """A path as text: each of its names whose bytes are not UTF-8 (held as surrogates) read as Latin-1, the
+    likeliest other encoding of a file's name (found from outside: such a name made verify fail the file unread)."""
+    def text(name: str) -> str:
+        raw = name.encode("utf-8", "surrogateescape")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin_1")
+    return "/".join(map(text, relative.split("/")))
 
 
 def _find_in_text(data: bytes, patterns: tuple[Needle, ...], big: bool) -> list[Needle]:

@@ -197,6 +197,7 @@ def summary(results: list[FileResult]) -> dict[str, int]:
 def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
     """Check every file under `paths` against what `options.level` promises."""
     new_ids = frozenset(options.lookup.values())  # (a lookup file's new IDs stand where pseudonyms do)
+    withheld: dict[str, int] = {}  # each path part withheld, by its number in the output
     for found in discover(paths):
         result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
         with _readable(found) as item:
@@ -204,6 +205,8 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
                 _check(item, result, options, originals, new_ids)
+        if originals is not None:
+            result.shown = _withheld(result.path, originals, withheld)
         yield result
 
 
@@ -240,12 +243,11 @@ def _check_dicom(path: Path, result: FileResult, options: Options, originals: Or
     elif options.level is Level.FULL:
         findings += _full(ds, "", rules, new_ids) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
-        patterns = tuple(n for n in originals.patterns_for(ds) if n.attribute not in rules.retained)
-        in_path = check_path(result.path, patterns)
+        patterns = _unretained(originals.patterns_for(ds), rules)
+        # (a path is searched for every original's values: a file may lie in another patient's folder)
+        in_path = check_path(result.path, _unretained(originals.patterns, rules))
         for hit in check_file(path, header.pixels, patterns) + in_path:
             findings.append(f"original {hit.attribute} value found in {hit.where}")
-        if in_path:
-            result.shown = _withheld(result.path, patterns)
         if set(_uids(ds)) & originals.uids:
             findings.append("a UID equals an original UID")
         if str(ds.get("PatientID", "")) in originals.patient_ids:
@@ -253,10 +255,18 @@ def _check_dicom(path: Path, result: FileResult, options: Options, originals: Or
     return list(dict.fromkeys(findings))  # (a value's forms found in one place: found from outside, a line thrice)
 
 
-def _withheld(relative: str, patterns: tuple[Needle, ...]) -> str:
-    """`relative` with each of its parts that holds one of the values `patterns` stand for shown as `(withheld)`."""
-    parts = relative.split("/")
-    return "/".join("(withheld)" if check_path(part, patterns) else part for part in parts)
+def _unretained(patterns: tuple[Needle, ...], rules: Rules) -> tuple[Needle, ...]:
+    """The values to look for: those of attributes the options do not keep."""
+    return tuple(n for n in patterns if n.attribute not in rules.retained)
+
+
+def _withheld(relative: str, originals: Originals, numbers: dict[str, int]) -> str:
+    """`relative` with each of its parts that holds an original's value shown as `(withheld N)`, N the same for the
+    same part (found from outside: three files in three such folders were each shown `(withheld)/x.dcm`)."""
+    if not check_path(relative, originals.patterns):
+        return relative
+    return "/".join(f"(withheld {numbers.setdefault(part, len(numbers) + 1)})"
+                    if check_path(part, originals.patterns) else part for part in relative.split("/"))
 
 
 def _full_file(path: Path, header: Header) -> list[str]:
