@@ -368,6 +368,16 @@ def test_lines_turned_on_end_are_not_joined_into_one_box() -> None:
     assert [b.text for b in ocr.joined(spaced)] == ["QUAX"]
 
 
+def test_a_value_joined_over_two_lines_is_redacted_by_its_parts_not_around_them() -> None:
+    """Found from outside: lines joined one below the other (a value wrapped in a narrow field is read so) were
+    redacted as the rectangle around them, and with the lines near them, as one band across a 512 x 512 frame. The
+    lines themselves are redacted."""
+    wrapped = [ocr.TextBox(8, 6, 60, 24, "FAKE-"), ocr.TextBox(8, 28, 40, 46, "DOE")]
+    beside = ocr.TextBox(200, 10, 480, 30, "GAIN 55")  # (a label on the first line's level, no part of the value)
+    found = pixels._text([[*wrapped, beside]], (Needle("PatientName", b"fakedoe"),), strict=False)
+    assert found == wrapped
+
+
 def test_a_line_read_unsure_is_redacted_unless_a_sure_reading_covers_it() -> None:
     """8-pixel text on noise was read "GJATO PIEL FA/E1122" (0.58) for a name and an ID, and released (found from
     outside): a line of three characters or more read with little confidence may say anything. A label read so in

@@ -297,8 +297,14 @@ def _text(reads: list[list[ocr.TextBox]], patterns: tuple[Needle, ...], strict: 
     for read in reads:
         found += [b for b in read if (strict and ocr.characters(b) >= ocr.MIN_CHARACTERS)
                   or is_phi(b.text, patterns) or b.unsure and not any(_covers(s, b) for s in sure)]
-        found += [b for b in ocr.joined(read) if holds_value(b.text, patterns)]
-    return found
+        # a joined value's parts, not the rectangle around them (found from outside: lines joined one below the
+        # other, of different lengths and places, were redacted as one band across the frame)
+        found += [part for b in ocr.joined(read) if holds_value(b.text, patterns) for part in read if _within(part, b)]
+    return list(dict.fromkeys(found))
+
+
+def _within(part: ocr.TextBox, box: ocr.TextBox) -> bool:
+    return box.x0 <= part.x0 and part.x1 <= box.x1 and box.y0 <= part.y0 and part.y1 <= box.y1
 
 
 def _covers(sure: ocr.TextBox, box: ocr.TextBox) -> bool:
