@@ -197,6 +197,8 @@ def summary(results: list[FileResult]) -> dict[str, int]:
 def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
     """Check every file under `paths` against what `options.level` promises."""
     new_ids = frozenset(options.lookup.values())  # (a lookup file's new IDs stand where pseudonyms do)
+    # a path is searched for every original's values, also with the key (a file may lie in another patient's folder)
+    in_paths = _unretained(originals.patterns, compile_rules(options)) if originals is not None else ()
     withheld: dict[str, int] = {}  # each path part withheld, by its number in the output
     for found in discover(paths):
         result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
@@ -204,14 +206,14 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
             if item is None:  # (found from outside: a traceback, and no file after it checked)
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
-                _check(item, result, options, originals, new_ids)
+                _check(item, result, options, originals, new_ids, in_paths)
         if originals is not None:
-            result.shown = _withheld(result.path, originals, withheld)
+            result.shown = _withheld(result.path, in_paths, withheld)
         yield result
 
 
 def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None,
-           new_ids: frozenset[str]) -> None:
+           new_ids: frozenset[str], in_paths: tuple[Needle, ...]) -> None:
     if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
         result.findings.append(item.note or "not a regular file (not read)")
@@ -222,13 +224,13 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
     else:
         with quiet():
             try:
-                result.findings += _check_dicom(item.path, result, options, originals, new_ids)
+                result.findings += _check_dicom(item.path, result.path, options, originals, new_ids, in_paths)
             except Exception as exc:  # a value that cannot be read as its VR: not proven clean, said in one line
                 result.findings.append(f"unreadable: a value could not be read ({type(exc).__name__})")
 
 
-def _check_dicom(path: Path, result: FileResult, options: Options, originals: Originals | None,
-                 new_ids: frozenset[str]) -> list[str]:
+def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None,
+                 new_ids: frozenset[str], in_paths: tuple[Needle, ...]) -> list[str]:
     try:
         header = read_header(path)
     except InputError as exc:
@@ -244,9 +246,7 @@ def _check_dicom(path: Path, result: FileResult, options: Options, originals: Or
         findings += _full(ds, "", rules, new_ids) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
         patterns = _unretained(originals.patterns_for(ds), rules)
-        # (a path is searched for every original's values: a file may lie in another patient's folder)
-        in_path = check_path(result.path, _unretained(originals.patterns, rules))
-        for hit in check_file(path, header.pixels, patterns) + in_path:
+        for hit in check_file(path, header.pixels, patterns) + check_path(relative, in_paths):
             findings.append(f"original {hit.attribute} value found in {hit.where}")
         if set(_uids(ds)) & originals.uids:
             findings.append("a UID equals an original UID")
@@ -260,13 +260,14 @@ def _unretained(patterns: tuple[Needle, ...], rules: Rules) -> tuple[Needle, ...
     return tuple(n for n in patterns if n.attribute not in rules.retained)
 
 
-def _withheld(relative: str, originals: Originals, numbers: dict[str, int]) -> str:
-    """`relative` with each of its parts that holds an original's value shown as `(withheld N)`, N the same for the
-    same part (found from outside: three files in three such folders were each shown `(withheld)/x.dcm`)."""
-    if not check_path(relative, originals.patterns):
+def _withheld(relative: str, patterns: tuple[Needle, ...], numbers: dict[str, int]) -> str:
+    """`relative` with each of its parts that holds one of the values of `patterns` shown as `(withheld N)`, N the
+    same for the same part (found from outside: three files in three such folders were each shown
+    `(withheld)/x.dcm`)."""
+    if not check_path(relative, patterns):
         return relative
     return "/".join(f"(withheld {numbers.setdefault(part, len(numbers) + 1)})"
-                    if check_path(part, originals.patterns) else part for part in relative.split("/"))
+                    if check_path(part, patterns) else part for part in relative.split("/"))
 
 
 def _full_file(path: Path, header: Header) -> list[str]:
