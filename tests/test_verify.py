@@ -103,11 +103,11 @@ def test_a_name_or_id_where_a_pseudonym_belongs_is_found_without_the_originals(
     released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Found from outside: a real PatientName or PatientID in a full output (also a name stored as UN, in an item)
-    was called clean when verify was not given the originals."""
+    was called clean when verify was not given the originals. A dummy there (another tool's) is no finding."""
     _, full, _ = released
     tampered = _copy(full, tmp_path / "tampered")
     victims = files_under(tampered)
-    for path, change in zip(victims, ("name", "id", "un", "item"), strict=False):
+    for path, change in zip(victims, ("name", "id", "un", "item", "dummy"), strict=False):
         ds = pydicom.dcmread(path)
         if change == "name":
             ds.PatientName = "FAKEPERSON^ALICE"
@@ -116,9 +116,11 @@ def test_a_name_or_id_where_a_pseudonym_belongs_is_found_without_the_originals(
         elif change == "un":
             del ds.PatientName
             add_un(ds, 0x00100010, b"FAKEPERSON^ALICE")
-        else:
+        elif change == "item":
             ds.ReferencedImageSequence = [Dataset()]
             ds.ReferencedImageSequence[0].PatientName = "FAKEPERSON^ALICE"
+        else:
+            ds.PatientName, ds.PatientID = "ANONYMOUS", "Anon"
         ds.save_as(path)
     report = tmp_path / "verify.json"
     assert main(["verify", str(tampered), "--json", str(report)]) == 1
@@ -128,8 +130,8 @@ def test_a_name_or_id_where_a_pseudonym_belongs_is_found_without_the_originals(
     for i, path in enumerate(victims):
         found = findings[str(path.relative_to(tampered))]
         if i in expected:
-            assert found == [f"{expected[i]} holds a value that is not a keyed pseudonym (a --lookup run's IDs: "
-                             "give verify its --lookup)"], found
+            assert found == [f"{expected[i]} holds a value that is not a keyed pseudonym or a dummy (a --lookup "
+                             "run's IDs: give verify its --lookup)"], found
         else:
             assert found == [], found
     out = capsys.readouterr().out
@@ -172,19 +174,21 @@ def test_a_path_that_holds_an_original_value_is_shown_withheld(
         for i, data in enumerate(clean):  # (each subject's file in each folder: one is the other patient's)
             (tree / folder / f"{i}.dcm").write_bytes(data)
     (tree / "A" / "FAKEDOE0008^JANE.dcm").write_bytes(clean[0])
+    (tree / "A" / "FAKEDOE0008 notes.txt").write_text("fake notes\n")  # (not DICOM: its path is searched too)
     os.mkdir(bytes(tree / "A") + b"/FAKEDOE0009-JANE-\xe9")  # (Latin-1: not UTF-8)
     (Path(os.fsdecode(bytes(tree / "A") + b"/FAKEDOE0009-JANE-\xe9")) / "x.dcm").write_bytes(clean[1])
     path_finding = "original PatientName value found in output path"
+    not_dicom = "not DICOM: a full-level release holds only DICOM files"
     for with_key in ([], ["--key-file", str(key)]):
         report = tmp_path / "verify.json"
         assert main(["verify", str(tree), "--against", str(source), "--json", str(report), *with_key]) == 1
         shown = capsys.readouterr().out + report.read_text()
         assert "FAKEDOE" not in shown and "DOE" not in shown
         files = {r["file"]: r["findings"] for r in json.loads(report.read_text())}
-        assert files == {"A/0.dcm": [], "A/1.dcm": [], "A/(withheld 1)": [path_finding],
-                         "A/(withheld 2)/x.dcm": [path_finding],
-                         "(withheld 3)/0.dcm": [path_finding], "(withheld 3)/1.dcm": [path_finding],
-                         "(withheld 4)/0.dcm": [path_finding], "(withheld 4)/1.dcm": [path_finding]}, files
+        assert files == {"A/0.dcm": [], "A/1.dcm": [], "A/(withheld 1)": [not_dicom, path_finding],
+                         "A/(withheld 2)": [path_finding], "A/(withheld 3)/x.dcm": [path_finding],
+                         "(withheld 4)/0.dcm": [path_finding], "(withheld 4)/1.dcm": [path_finding],
+                         "(withheld 5)/0.dcm": [path_finding], "(withheld 5)/1.dcm": [path_finding]}, files
 
 
 @pytest.mark.parametrize("packed", ["zip", "gzip", "zip-in-a-folder"])

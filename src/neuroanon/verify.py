@@ -27,7 +27,7 @@ from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, discover, extracted
 from .errors import InputError
 from .gepdb import listed_only
-from .identifiers import Needle, item_identity, needles, nested_needles
+from .identifiers import Needle, is_dummy, item_identity, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
 from .read import Header, is_dicomdir, quiet, read_header
@@ -206,14 +206,15 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
             if item is None:  # (found from outside: a traceback, and no file after it checked)
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
-                _check(item, result, options, originals, new_ids, in_paths)
-        if originals is not None:
+                _check(item, result, options, originals, new_ids)
+        if originals is not None and (hits := check_path(result.path, in_paths)):  # (any file's path)
+            result.findings += dict.fromkeys(f"original {hit.attribute} value found in {hit.where}" for hit in hits)
             result.shown = _withheld(result.path, in_paths, withheld)
         yield result
 
 
 def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None,
-           new_ids: frozenset[str], in_paths: tuple[Needle, ...]) -> None:
+           new_ids: frozenset[str]) -> None:
     if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
         result.findings.append(item.note or "not a regular file (not read)")
@@ -224,13 +225,12 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
     else:
         with quiet():
             try:
-                result.findings += _check_dicom(item.path, result.path, options, originals, new_ids, in_paths)
+                result.findings += _check_dicom(item.path, options, originals, new_ids)
             except Exception as exc:  # a value that cannot be read as its VR: not proven clean, said in one line
                 result.findings.append(f"unreadable: a value could not be read ({type(exc).__name__})")
 
 
-def _check_dicom(path: Path, relative: str, options: Options, originals: Originals | None,
-                 new_ids: frozenset[str], in_paths: tuple[Needle, ...]) -> list[str]:
+def _check_dicom(path: Path, options: Options, originals: Originals | None, new_ids: frozenset[str]) -> list[str]:
     try:
         header = read_header(path)
     except InputError as exc:
@@ -246,7 +246,7 @@ def _check_dicom(path: Path, relative: str, options: Options, originals: Origina
         findings += _full(ds, "", rules, new_ids) + _meta(ds, rules) + _full_file(path, header)
     if originals is not None:
         patterns = _unretained(originals.patterns_for(ds), rules)
-        for hit in check_file(path, header.pixels, patterns) + check_path(relative, in_paths):
+        for hit in check_file(path, header.pixels, patterns):
             findings.append(f"original {hit.attribute} value found in {hit.where}")
         if set(_uids(ds)) & originals.uids:
             findings.append("a UID equals an original UID")
@@ -261,11 +261,9 @@ def _unretained(patterns: tuple[Needle, ...], rules: Rules) -> tuple[Needle, ...
 
 
 def _withheld(relative: str, patterns: tuple[Needle, ...], numbers: dict[str, int]) -> str:
-    """`relative` with each of its parts that holds one of the values of `patterns` shown as `(withheld N)`, N the
-    same for the same part (found from outside: three files in three such folders were each shown
-    `(withheld)/x.dcm`)."""
-    if not check_path(relative, patterns):
-        return relative
+    """`relative` (which holds one of the values of `patterns`) with each of its parts that holds one shown as
+    `(withheld N)`, N the same for the same part (found from outside: three files in three such folders were each
+    shown `(withheld)/x.dcm`)."""
     return "/".join(f"(withheld {numbers.setdefault(part, len(numbers) + 1)})"
                     if check_path(part, patterns) else part for part in relative.split("/"))
 
@@ -337,13 +335,10 @@ def _full(ds: Dataset, path: str, rules: Rules, new_ids: frozenset[str] = frozen
 def _pseudonym_finding(values: list[str], new_ids: frozenset[str]) -> str | None:
     """A PatientName or PatientID at full holds the subject's keyed pseudonym or a new ID of the `--lookup` file
     verify was given (found from outside: a real name and ID there were called clean)."""
-    if all(not v.strip() or _KEYED_PSEUDONYM.fullmatch(v) or v in new_ids for v in values):
+    if all(is_dummy(v) or v in new_ids for v in values):  # (a keyed pseudonym is no needle: `is_dummy`)
         return None
     given = "nor a new ID of the lookup file given" if new_ids else "(a --lookup run's IDs: give verify its --lookup)"
-    return f"holds a value that is not a keyed pseudonym {given}"
-
-
-_KEYED_PSEUDONYM = re.compile(r"NA[A-Z2-7]{16}")  # keys.Keyring.pseudonym
+    return f"holds a value that is not a keyed pseudonym or a dummy {given}"
 
 
 def _value_finding(op: Op, vr: str, values: list[str], empty: bool) -> str | None:
