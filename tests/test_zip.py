@@ -474,3 +474,16 @@ def test_a_dicom_file_whose_preamble_begins_as_a_zip_is_dicom_where_it_is_named(
         assert anonymize_tree([given], out, options, report=report).exit_code == 0
         (record,) = read_report(report)[1]
         assert record["status"] == "written", record
+
+
+def test_an_archive_s_member_paths_take_what_it_holds_as_it_is() -> None:
+    """An interrupted archive taken up again may hold members an earlier version added side by side (`x` and
+    `x/y.dcm`): taken as they are, not refused (the rerun would stop on them); a new member is held to them."""
+    from neuroanon.write import MemberPaths
+
+    paths = MemberPaths(["x", "x/y.dcm"])
+    with pytest.raises(NotADirectoryError):
+        paths.take("x/z.dcm")
+    with pytest.raises(IsADirectoryError):
+        paths.take("x")
+    paths.take("w/v.dcm")

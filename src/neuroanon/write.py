@@ -200,10 +200,9 @@ class MemberPaths:
     dropped one)."""
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        self.files: set[str] = set()
-        self.folders: set[str] = set()
-        for name in names:
-            self.take(name)
+        """`names`: the members an archive holds already (as they are: an earlier version may have added both)."""
+        self.files: set[str] = set(names)
+        self.folders = {parent for name in self.files for parent in parent_folders(name)}
 
     def take(self, name: str) -> None:
         """Take `name`'s path, or fail as a release into a folder would: a folder there (EISDIR), a file where
