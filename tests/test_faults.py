@@ -599,6 +599,32 @@ def test_a_rerun_after_inputs_changed_leaves_the_release_a_fresh_run_gives(tmp_p
 
 
 @pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_a_rerun_makes_again_an_output_cut_short_after_its_run(tmp_path: Path, level: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: an output cut short after a finished run (a copy interrupted, a disk error) was kept by
+    the rerun and reported written. The journal holds each released file's size: the rerun makes it again, and
+    keeps the others as they are."""
+    source = tmp_path / "in"
+    make_study(source, subject=38, n_series=1, n_instances=3)
+    key = tmp_path / "key"
+    key.write_text(KEY_TEXT)
+    out = tmp_path / "out"
+    args = ["anonymize", str(source), "--level", level, "--key-file", str(key), "-o", str(out), "-q"]
+    assert main(args) == 0
+    names = _released(out)
+    whole = {name: (out / name).read_bytes() for name in names}
+    cut, kept = out / names[0], out / names[1]
+    cut.write_bytes(whole[names[0]][:300])
+    kept_stamp = kept.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*args, "--report", str(tmp_path / "report.jsonl")]) == 0
+    assert {name: (out / name).read_bytes() for name in _released(out)} == whole
+    assert kept.stat().st_mtime_ns == kept_stamp  # (taken up, not made again)
+    records = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
+    assert sorted(r["status"] for r in records if "status" in r) == ["written"] * 3
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
 def test_an_output_begun_from_other_inputs_is_refused(tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Found from outside: a delivery from another folder, run into the output of an earlier one, was matched to it

@@ -99,6 +99,7 @@ class Journal:
         """`resumable`: whether what an earlier run from `inputs` left in `output` can be kept (default: the output
         folder is not empty). A non-empty output folder that no run began (no journal) is refused unless `force`."""
         self.path = journal_path(output)
+        self._output = output
         self._token = _tokenizer(options)
         self._fingerprint = fingerprint(options)
         # Where the line of each input an earlier run finished starts, by its name's digest: the record is read
@@ -173,11 +174,21 @@ class Journal:
             return None
 
     def finished(self, relative: str, path: Path) -> Record | None:
-        """The record of an earlier run for this input, if it is unchanged and its output still exists."""
+        """The record of an earlier run for this input, if it is unchanged and its output, where the run released
+        it into a folder, is as long as when released (found from outside: an output cut short after the run was
+        kept by the rerun and said written)."""
         entry = self._earlier(relative)
         if entry is None or _stamp(path) != (entry.get("size"), entry.get("mtime_ns")):
             return None
-        return self._stored(entry)
+        record = self._stored(entry)
+        released = entry.get("output_size")
+        if record is not None and record.output is not None and released is not None:
+            try:
+                if os.stat(os.path.join(self._output, record.output)).st_size != released:
+                    return None
+            except OSError:
+                return None  # gone: done again
+        return record
 
     def replaced(self, relative: str, path: Path) -> str | None:
         """The output an earlier run released for this input, if the input has changed since (it is done again,
@@ -188,12 +199,14 @@ class Journal:
         record = self._stored(entry)
         return record.output if record is not None and record.status is Status.WRITTEN else None
 
-    def add(self, relative: str, path: Path, record: Record, read: tuple[int, int] | None = None) -> None:
+    def add(self, relative: str, path: Path, record: Record, read: tuple[int, int] | None = None,
+            output_size: int | None = None) -> None:
         """Record a committed file (the input is named by its token; lists, not dicts: one line per file), with
         its size and modification time as it was `read` (else as it is now): an input replaced after its read is
-        done again by the next run."""
+        done again by the next run; and with the `output_size` of a file released into a folder: an output cut
+        short since is made again."""
         size, mtime_ns = read or _stamp(path)
-        self._write({"id": self._token(relative), "size": size, "mtime_ns": mtime_ns,
+        self._write({"id": self._token(relative), "size": size, "mtime_ns": mtime_ns, "output_size": output_size,
                      "status": str(record.status), "reason": record.reason, "output": record.output,
                      "dicom": record.dicom, "changes": self._number(record.changes),
                      "findings": [[f.attribute, f.where] for f in record.findings], "pixels": record.pixels,

@@ -397,8 +397,8 @@ def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, opt
     record that changed in the release (its name could not be written) is journalled again."""
     noted: list[Record] = []
 
-    def note(record: Record) -> None:
-        journal.add(name, item.path, record, prepared.read)
+    def note(record: Record) -> None:  # (the staged file is about to become the output: its size is the output's)
+        journal.add(name, item.path, record, prepared.read, _staged_size(prepared.staged))
         noted.append(record)
 
     record = commit(prepared, output, options, claimed, released, before_release=note if released is None else None,
@@ -406,6 +406,13 @@ def _committed(prepared: Prepared, name: str, item: InputFile, output: Path, opt
     if not noted or noted[-1] is not record:
         journal.add(name, item.path, record, prepared.read)
     return record
+
+
+def _staged_size(staged: str | None) -> int | None:
+    try:
+        return os.stat(staged).st_size if staged is not None else None
+    except OSError:
+        return None  # (its release then fails, and says why)
 
 
 @dataclass(frozen=True)
