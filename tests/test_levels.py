@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from neuroanon.discover import looks_like_dicom
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_tree
 from neuroanon.sample import make_dataset, make_study, planted_values
@@ -275,3 +277,61 @@ def test_earlier_deidentification_method_kept_at_anonymize_replaced_at_full() ->
     assert full["DeidentificationMethod"].VM == 1
     again, _ = apply_level(full, Options(level=Level.FULL, key=KEY))
     assert again.DeidentificationMethod == full.DeidentificationMethod
+
+
+def _element(group: int, element: int, value: bytes, endian: str = "<") -> bytes:
+    """An implicit VR element (a value of odd length padded with a space)."""
+    value += b" " * (len(value) % 2)
+    return struct.pack(f"{endian}HHL", group, element, len(value)) + value
+
+
+_BARE_NAME = b"FAKEPERSON^BARE"
+_BARE_PATIENT = (_element(0x10, 0x10, _BARE_NAME) + _element(0x10, 0x20, b"FAKE77123")
+                 + _element(0x10, 0x30, b"19610203") + _element(0x20, 0x0D, b"1.2.826.0.1.3680043.99.7"))
+_BARE_CLASS = _element(8, 0x16, b"1.2.840.10008.5.1.4.1.1.4") + _element(8, 0x18, b"1.2.826.0.1.3680043.99.9")
+_COMMAND = _element(0, 2, b"1.2.840.10008.5.1.4.1.1.4") + _element(0, 0x100, struct.pack("<H", 1))
+_BARE_BIG = (_element(8, 0x16, b"1.2.840.10008.5.1.4.1.1.4", ">") + _element(8, 0x60, b"MR", ">")
+             + _element(0x10, 0x10, _BARE_NAME, ">") + _element(0x10, 0x30, b"19610203", ">"))
+
+
+@pytest.mark.parametrize(("case", "data", "released"), [
+    ("patient-group-first", _BARE_PATIENT, True),
+    ("command-set-first", _element(0, 0, struct.pack("<L", len(_COMMAND))) + _COMMAND + _BARE_CLASS + _BARE_PATIENT,
+     True),
+    ("acr-nema-big-endian", _BARE_BIG, False),
+    ("acr-nema-big-endian-group-length", _element(8, 0, struct.pack(">L", 8), ">") + _BARE_BIG, False),
+])
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_a_bare_dataset_of_any_first_group_is_read_as_dicom_never_copied(
+        tmp_path: Path, case: str, data: bytes, released: bool, level: str) -> None:
+    """Found from outside: a dataset without preamble or file meta that began with another group than 0002 or 0008
+    (the patient's, a saved command set, ACR-NEMA's big endian) was taken for no DICOM and copied unchanged below
+    full, the patient's name in it. It is now anonymized, or, in implicit VR big endian (no DICOM transfer syntax),
+    fails saying so; never copied."""
+    source = tmp_path / "in" / "bare.dcm"
+    source.parent.mkdir()
+    source.write_bytes(data)
+    report = tmp_path / "report.jsonl"
+    anonymize_tree([source.parent], tmp_path / "out", Options(level=Level(level), key=KEY), report=report)
+    (record,) = [r for r in map(json.loads, report.read_text().splitlines()) if "status" in r]
+    assert record["dicom"] is True
+    if released:
+        assert record["status"] == "written", record
+        assert _BARE_NAME not in (tmp_path / "out" / record["output"]).read_bytes()
+    else:
+        assert record["status"] == "failed"
+        assert record["reason"].startswith("a dataset in implicit VR big endian (ACR-NEMA)"), record
+    assert all(_BARE_NAME not in p.read_bytes() for p in files_under(tmp_path / "out"))
+    assert source.read_bytes() == data
+
+
+@pytest.mark.parametrize("head", [
+    bytes.fromhex("a70d0d0a00000000") + struct.pack("<LL", 1_700_000_000, 120) + b"\xe3" * 200,  # a .pyc
+    b"\x00" * 512,
+    b"ABCDEFGH" * 64,
+    struct.pack("<HHL", 0x10, 0x10, 4) + b"ABCD" + struct.pack("<HHL", 0x10, 0x08, 2) + b"XY" + b"\x00" * 64,
+])
+def test_other_files_are_not_taken_for_a_bare_dataset(head: bytes) -> None:
+    """The elements of a bare dataset must read as one: a first standard (even) group, tags ascending, even lengths
+    within the file, three of them (a compiled Python file's header, zeros, text, tags going back are not)."""
+    assert not looks_like_dicom(head, len(head))

@@ -28,7 +28,7 @@ from pydicom.fileset import DIRECTORY_RECORDERS, _four_level_record_type
 from pydicom.filewriter import dcmwrite, write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from .discover import looks_like_dicom
+from .discover import HEAD, looks_like_dicom
 from .errors import UsageError
 from .read import DICOMDIR_CLASS, is_dicomdir, quiet
 from .rules import DUMMY_TEXT
@@ -144,8 +144,8 @@ def _read(path: Path) -> Dataset | str:
     """The header of a Part-10 instance (not a DICOMDIR) with the UIDs a record needs, else why not."""
     try:
         with open(path, "rb") as f:
-            head = f.read(132)
-        if head[128:] != b"DICM":
+            head = f.read(HEAD)
+        if head[128:132] != b"DICM":
             return ("not DICOM" if not looks_like_dicom(head) else
                     "no Part-10 file meta (a DICOMDIR references only Part-10 files)")
         ds = dcmread(path, stop_before_pixels=True)

@@ -24,6 +24,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread, read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
+from .discover import HEAD, reads_as_elements
 from .errors import InputError
 from .tags import is_pixel_tag, tag_text
 
@@ -87,6 +88,8 @@ def read_header(path: Path) -> Header:
         with open(path, "rb") as file:
             start = 132 if file.read(132)[128:] == b"DICM" else 0
             body, syntax = _file_meta_end(file, start)
+            if not start and not syntax:
+                _not_implicit_big_endian(file, size)
             if syntax == DeflatedExplicitVRLittleEndian:  # read whole, once: not in place
                 return _read_deflated(path, file, body)
             file.seek(0)
@@ -105,6 +108,18 @@ def read_header(path: Path) -> Header:
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
             NotImplementedError, struct.error, AttributeError, UnicodeError, OverflowError) as exc:
         raise InputError(f"cannot parse DICOM header ({type(exc).__name__})") from None
+
+
+def _not_implicit_big_endian(fp: BinaryIO, size: int) -> None:
+    """Refuse, saying so, a bare dataset in implicit VR big endian (ACR-NEMA's), which no DICOM transfer syntax is
+    and pydicom does not read: read as little endian it looks truncated (found from outside)."""
+    fp.seek(0)
+    head = fp.read(HEAD)
+    if reads_as_elements(head, size, ">", False) and not any(
+            reads_as_elements(head, size, endian, explicit) for endian, explicit in (("<", False), ("<", True),
+                                                                                     (">", True))):
+        raise InputError("a dataset in implicit VR big endian (ACR-NEMA), which no DICOM transfer syntax is: not "
+                         "read; convert it first (dcmtk: dcmconv +ti IN OUT)")
 
 
 def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
