@@ -157,7 +157,10 @@ def _holds_dicom(path: Path) -> bool:
 def _gzip_holds_dicom(path: Path) -> bool:
     try:
         with gzip.open(path, "rb") as f:
-            return looks_like_dicom(f.read(HEAD))
+            head = f.read(140)
+            if looks_like_dicom(head):
+                return True
+            return looks_like_dicom(head + f.read(HEAD - len(head)))  # (a stream cut short: an error here)
     except (OSError, EOFError, zlib.error):
         return False  # not one, or broken: left as the file it is
 
