@@ -651,6 +651,23 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("RequestingService", "Wobbleford Neurology", "Wobbleford Neurology"),
     ("ResponsibleOrganization", "Quixby Farm", "QUIXBY FARM"),
     ("VerifyingOrganization", "Wobbleford Radiology", "wobbleford radiology"),
+    # (found from outside, recheck39 L3) where the patient lives and works, the trial's site, the insurance plan,
+    # the device's own IDs; an address's town
+    ("Occupation", "Quillsmith", "QUILLSMITH"), ("RegionOfResidence", "Wobbleshire", "Wobbleshire"),
+    ("CountryOfResidence", "Quixland", "quixland"),
+    ("ScheduledPatientInstitutionResidence", "Quillon Lodge", "Quillon Lodge"),
+    ("InsurancePlanIdentification", "QXINS-4471", "QXINS4471"), ("ClinicalTrialSiteID", "WOBSITE-12", "WOBSITE12"),
+    ("ClinicalTrialSiteName", "Wobbleford Annex", "Wobbleford Annex"),
+    ("ClinicalTrialCoordinatingCenterName", "Quixby Centre", "Quixby Centre"),
+    ("ClinicalTrialProtocolEthicsCommitteeName", "Wobbleford Board", "Wobbleford Board"),
+    ("ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "QXEC-2024-771", "QXEC2024771"),
+    ("DetectorID", "QXDET4411", "QXDET4411"), ("DeviceID", "QXDEV7781", "QXDEV7781"),
+    ("PlateID", "QXPL3344", "QXPL3344"),
+    ("CassetteID", "QXCAS3345", "QXCAS3345"), ("GantryID", "QXGAN1201", "QXGAN1201"),
+    ("SourceSerialNumber", "QXSRC5512", "QXSRC5512"), ("DeviceLabel", "Quixby Probe", "Quixby Probe"),
+    ("ManufacturerDeviceIdentifier", "QXMDI8812", "QXMDI8812"), ("UniqueDeviceIdentifier", "QXUDI99120", "QXUDI99120"),
+    ("PatientAddress", "12 Quill Lane, Wobbleton", "Wobbleton"),
+    ("PatientAddress", "Quillgasse 3^91052 Wobbelsdorf^Quixland", "Wobbelsdorf"),
 ])
 def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path, keyword: str, value: str,
                                                                     copy: str) -> None:

@@ -4,8 +4,9 @@ Taken from the original (input) dataset: names and their parts (run together, wi
 spaces), IDs (their groups of letters and digits with any separator or none, numeric ones also without leading
 zeros), dates (DICOM or ACR-NEMA; written ISO, numeric with or without padding, with month names in English,
 German, French, Spanish, Italian and Russian, in the Chinese, Japanese and Korean form, YYMMDD, a two-digit year),
-telephone numbers (their digit groups between any separators), addresses (also the street alone), institution,
-station, accession and device numbers, and the study, series and frame-of-reference UIDs (`needles`, shared by the
+telephone numbers (their digit groups between any separators), addresses (also the street and the town alone),
+where the patient lives and works, the insurance plan, institution, station, the trial's site, accession numbers,
+the device's serial number and IDs, and the study, series and frame-of-reference UIDs (`needles`, shared by the
 files of a series); the instance UID (`instance_needles`, per file). Used by the level (to clean allow-listed
 private elements) and by the residual check (to prove an output holds none of them).
 
@@ -78,6 +79,14 @@ IDENTIFYING: tuple[str, ...] = (
     "PerformedStationName", "PerformedStationAETitle", "ScheduledStationName", "ScheduledStationAETitle",
     "PerformedLocation", "ScheduledProcedureStepLocation", "PerformedProcedureStepStartDate",
     "ScheduledProcedureStepStartDate", "InstanceCreationDate", "AdmittingDate",
+    # (found from outside: a copy of these in a kept text was released) where the patient lives and works, the
+    # trial's site, the insurance plan, the device's own IDs (as DeviceSerialNumber; kept and not looked for
+    # elsewhere under Retain Device Identity, as Retain Institution Identity keeps the site's)
+    "Occupation", "RegionOfResidence", "CountryOfResidence", "ScheduledPatientInstitutionResidence",
+    "InsurancePlanIdentification", "ClinicalTrialSiteID", "ClinicalTrialSiteName",
+    "ClinicalTrialCoordinatingCenterName", "ClinicalTrialProtocolEthicsCommitteeName",
+    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "DetectorID", "DeviceID", "PlateID", "CassetteID",
+    "GantryID", "SourceSerialNumber", "DeviceLabel", "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier",
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
     # links the output back to the original study. (The instance's own UID is a needle of its file alone:
     # `instance_needles`.)
@@ -85,7 +94,11 @@ IDENTIFYING: tuple[str, ...] = (
 )
 # IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
-                 "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "MedicalRecordLocator", *VISIT_IDS})
+                 "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "MedicalRecordLocator", *VISIT_IDS,
+                 "InsurancePlanIdentification", "ClinicalTrialSiteID",
+                 "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
+                 "DetectorID", "DeviceID", "PlateID", "CassetteID", "GantryID", "SourceSerialNumber",
+                 "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier"})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
 MIN_DIGITS = 6  # shorter numbers occur everywhere in a header
 # Values that are dummies (ours, NiDB's, other tools' usual ones): not identifying, so never needles. Data
@@ -989,11 +1002,16 @@ def _joined(family: str, given: str) -> set[str]:
 
 def street_texts(text: str) -> set[str]:
     """An address's first line (its street), also without its house number ("FakeElm Road" for
-    "0001 FakeElm Road, Fakeville"): the street is often written alone."""
-    street = re.split(r"[,;\n^]", text, maxsplit=1)[0].strip()
+    "0001 FakeElm Road, Fakeville"): the street is often written alone; and each other part with letters, also
+    without its postcode ("Fakeville", found from outside: a city copied into a kept text was released)."""
+    street, *others = (part.strip() for part in re.split(r"[,;\n^]", text))
     bare = _HOUSE_NUMBER.sub("", street).strip()
     found = {t for t in (street, bare) if _LETTER.search(t)}
-    return found | {other for t in found for other in _street_types(t)}
+    places = {t for part in others for t in (part, _POSTCODE.sub("", part).strip()) if _LETTER.search(t)}
+    return found | places | {other for t in found for other in _street_types(t)}
+
+
+_POSTCODE = re.compile(r"^[0-9][0-9-]*\s+|\s+[0-9][0-9-]*$")  # ("91052 Erlangen", "Fakeville 90210")
 
 
 def _street_types(street: str) -> set[str]:
