@@ -174,6 +174,22 @@ def test_cli_writes_a_dicomdir_on_request(tmp_path: Path) -> None:
     assert pydicom.dcmread(out / "DICOMDIR").file_meta.MediaStorageSOPClassUID == "1.2.840.10008.1.3.10"
 
 
+@pytest.mark.parametrize("level", ["original", "anonymize"])
+def test_a_file_named_in_bytes_that_are_not_utf8_is_indexed(tmp_path: Path, level: str) -> None:
+    """Found from outside: below full the output mirrors an input's name; one that is not UTF-8 ended the run with
+    a traceback where the DICOMDIR derives its file-set UID from the names, and no DICOMDIR was written."""
+    from neuroanon.cli import main
+
+    source = tmp_path / "in"
+    source.mkdir()
+    make_dataset(subject=3).save_as(source / os.fsdecode(b"bad\xffname.dcm"), enforce_file_format=True)
+    out = tmp_path / "out"
+    (tmp_path / "key").write_text("ab" * 32)
+    assert main(["anonymize", str(source), "-o", str(out), "--level", level, "--key-file", str(tmp_path / "key"),
+                 "--dicomdir", "--workers", "1", "-q"]) == 0
+    assert len(FileSet(pydicom.dcmread(out / "DICOMDIR"))) == 1
+
+
 def test_dicomdir_at_original_over_the_inputs_own_is_refused(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Level original copies the input's DICOMDIR to the output's root, where --dicomdir writes its own: the copy

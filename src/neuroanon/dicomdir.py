@@ -182,7 +182,10 @@ def _invent(record: Dataset, keyword: str, value: str) -> None:
 
 
 def _derived_uid(*parts: str) -> str:
-    return "2.25." + str(int.from_bytes(hashlib.sha256("\0".join(parts).encode()).digest()[:16], "big"))
+    """A UID derived from `parts`; a path's bytes that are not UTF-8 (held as surrogates) as they are (found from
+    outside: a traceback)."""
+    text = "\0".join(parts).encode("utf-8", "surrogateescape")
+    return "2.25." + str(int.from_bytes(hashlib.sha256(text).digest()[:16], "big"))
 
 
 def _record(kind: str, ds: Dataset, base: Dataset | None = None) -> Dataset:
