@@ -225,6 +225,24 @@ def test_originals_in_an_archive_are_read(released: tuple[Path, Path, Path], tmp
     assert "--against: no DICOM original could be read in" in capsys.readouterr().err
 
 
+def test_an_original_with_a_value_of_unknown_vr_is_counted_unread_not_a_traceback(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: an original holding an element of an unknown VR ended verify --against with pydicom's
+    NotImplementedError. It is left out, and verify says how many originals it could not read."""
+    source, full, _ = released
+    originals = _copy(source, tmp_path / "originals")
+    damaged = files_under(originals)[0]
+    data = damaged.read_bytes()
+    at = data.index(b"\x08\x00\x50\x00") + 4  # AccessionNumber, explicit VR little endian: its VR next
+    damaged.write_bytes(data[:at] + b"ZZ" + data[at + 2:])
+    assert main(["verify", str(full), "--level", "full", "--against", str(originals)]) == 0
+    err = capsys.readouterr().err
+    total = len(files_under(originals))
+    assert err == (f"neuroanon: --against: 1 of {total} DICOM originals could not be read; what they alone hold is "
+                   "not looked for\n"), err
+
+
 def test_an_archive_member_that_cannot_be_unpacked_is_a_finding_and_the_rest_is_checked(
     released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -889,6 +889,9 @@ def _verify(args: argparse.Namespace) -> int:
     originals = load_originals(args.against, options.level, key) if args.against else None
     if originals is not None and not originals.read:
         raise UsageError("--against: no DICOM original could be read in " + ", ".join(str(p) for p in args.against))
+    if originals is not None and originals.unread:
+        print(f"neuroanon: --against: {originals.unread} of {originals.read + originals.unread} DICOM originals "
+              "could not be read; what they alone hold is not looked for", file=sys.stderr)
     results = list(verify(args.paths, options, originals))
     if not any(r.dicom for r in results):
         raise UsageError("no DICOM file found in " + ", ".join(str(p) for p in args.paths))

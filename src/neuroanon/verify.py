@@ -68,6 +68,7 @@ class Originals:
     # With the project key: each output's own original's values, found by its remapped SOPInstanceUID.
     by_instance: dict[str, tuple[Needle, ...]] = field(default_factory=dict)
     read: int = 0  # the originals whose header was read
+    unread: int = 0  # the DICOM originals that could not be read (their values are not looked for)
 
     def patterns_for(self, ds: Dataset) -> tuple[Needle, ...]:
         """The values to look for in `ds`: its own original's if known, else those of every original."""
@@ -85,16 +86,17 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
     keyring = Keyring(key) if key is not None and level is Level.FULL else None
     uids: set[str] = set()
     patient_ids: set[str] = set()
-    read = 0
+    read = unread = 0
     for found in discover(paths):
         # (an archive's member too, as anonymize reads it: found from outside, originals in an archive gave no
         # values, and an output holding the name was called clean)
         with _readable(found) as item:
             if item is not None and item.kind is Kind.DICOM:
                 with quiet():  # pydicom's warnings and validation messages quote values
-                    read += _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
+                    gathered = _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
+                read, unread = read + gathered, unread + (not gathered)
     ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
-    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance, read)
+    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance, read, unread)
 
 
 @contextmanager
@@ -128,8 +130,8 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
             uids.update(_uids(ds))
             if ds.get("PatientID"):
                 patient_ids.add(str(ds.PatientID))
-    except (InputError, ValueError, TypeError, KeyError):
-        return False  # unreadable or undecodable: nothing to gather
+    except Exception:  # (InputError; or a value pydicom cannot read as its VR, which raises what it may: found
+        return False  # from outside, an unknown VR's NotImplementedError was a traceback) nothing more to gather
     return True
 
 
