@@ -269,6 +269,51 @@ def test_a_dask_scheduler_without_workers_is_a_usage_error(mixed: Path, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_lost_dask_scheduler_stops_the_run_in_one_line_and_a_rerun_resumes(tmp_path: Path) -> None:
+    """Found from outside: a Dask scheduler killed during a run ended it with Dask's tracebacks and a
+    CancelledError's, or left it waiting without end, saying no worker was left. The run now stops in one line,
+    its summary first, and the same command without Dask finishes it, as a run that was never stopped."""
+    import signal
+    import time
+
+    source = tmp_path / "in"
+    make_many(source, 400)
+    address_file = tmp_path / "scheduler.json"
+    dask = [sys.executable, "-m"]
+    scheduler = subprocess.Popen([*dask, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                  "--dashboard-address", ":0", "--scheduler-file", str(address_file)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(address_file.read_text())["address"]
+        worker = subprocess.Popen([*dask, "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads",
+                                   "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out, report = tmp_path / "out", tmp_path / "report.jsonl"
+        command = [sys.executable, "-m", "neuroanon", "anonymize", str(source), "-o", str(out), "--level",
+                   "anonymize", "--report", str(report), "--dask-scheduler", address]
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while time.monotonic() < deadline + 60 and run.poll() is None and (
+                not report.exists() or report.read_text().count('"status"') < 3):
+            time.sleep(0.02)
+        scheduler.send_signal(signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        for process in (scheduler, worker):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    assert run.returncode == 1, (stdout, stderr)
+    assert stderr.startswith("neuroanon: the run lost its Dask scheduler") and stderr.count("\n") == 1, stderr
+    assert "files at level anonymize" in stdout
+    subprocess.run([*command[:-2], "-q"], check=True)
+    local = tmp_path / "local"
+    anonymize_tree([source], local, Options(level=Level.ANONYMIZE), workers=1)
+    assert _tree(out) == _tree(local)
+
+
 def test_a_file_is_journalled_before_it_is_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run killed between a file's release and its journal line would, resumed, do that file again although it
     was finished (seen once in CI): the line is written first (a journalled file whose output is absent is done

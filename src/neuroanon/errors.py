@@ -38,6 +38,14 @@ class WorkerDied(RunStopped):
         super().__init__("a worker process died (killed from outside, or for lack of memory)")
 
 
+class SchedulerLost(RunStopped):
+    """The run's Dask scheduler went away (its connection closed; the tasks it held are cancelled): the run stops;
+    what it finished stays, and a rerun resumes."""
+
+    def __init__(self) -> None:
+        super().__init__("the run lost its Dask scheduler (its connection closed; the work it held was cancelled)")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP (a closed terminal), raised where the run is, like Ctrl-C's KeyboardInterrupt, so that it
     stops the same clean way."""

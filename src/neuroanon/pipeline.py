@@ -25,7 +25,7 @@ import zipfile
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
@@ -45,7 +45,7 @@ from .discover import (
     open_as_found,
     safe_member_name,
 )
-from .errors import InputError, RunStopped, UsageError, WorkerDied
+from .errors import InputError, RunStopped, SchedulerLost, UsageError, WorkerDied
 from .identifiers import patient_id
 from .journal import Journal, check_output, work_path
 from .keys import Keyring, SubjectMapping
@@ -214,9 +214,10 @@ def anonymize_tree(
         except (RunStopped, OSError) as exc:
             # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
             stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
-            if isinstance(exc, WorkerDied):
-                raise RunStopped(f"{stopped}: the run stopped after {summary.files} files; run the same command "
-                                 "again to resume") from None
+            if isinstance(exc, (WorkerDied, SchedulerLost)):
+                start = "start the scheduler again, then " if isinstance(exc, SchedulerLost) else ""
+                raise RunStopped(f"{stopped}: the run stopped after {summary.files} files; {start}run the same "
+                                 "command again to resume") from None
             place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
             advice = "free some space" if "no space" in stopped else "fix that"
             raise RunStopped(f"{stopped} writing {place}: the run stopped after {summary.files} files; {advice} "
@@ -683,7 +684,7 @@ def _dask_client(scheduler: str | None) -> Iterator[Client | None]:
     except Exception as exc:  # something else answers there (a web server: Dask read its reply as a length)
         raise UsageError(f"cannot reach the Dask scheduler at {scheduler} (what answers there is no Dask "
                          f"scheduler: {type(exc).__name__}): check that --dask-scheduler names it") from None
-    with client:
+    with _dask_logs_silenced(), client:
         try:
             client.wait_for_workers(1, timeout=DASK_CONNECT_SECONDS)
         except (TimeoutError, OSError):
@@ -694,18 +695,45 @@ def _dask_client(scheduler: str | None) -> Iterator[Client | None]:
 
 
 @contextmanager
+def _dask_logs_silenced() -> Iterator[None]:
+    """Dask's own log lines kept off the terminal for the run: a lost scheduler printed tracebacks (found from
+    outside); the run says in one line what happened."""
+    # (Dask's configuration gives some of its loggers a level of their own, "distributed.client" one: each is set;
+    # its event loop's errors are logged by Tornado's and asyncio's)
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio",
+                                                     *logging.Logger.manager.loggerDict)
+               if name.split(".")[0] in ("distributed", "tornado", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextmanager
 def _watching_workers(client: Client, scheduler: str) -> Iterator[None]:
     """Say on stderr when the cluster has no worker left (the run waits until one joins) and when one is back:
-    a run whose workers are all gone would otherwise wait in silence."""
+    a run whose workers are all gone would otherwise wait in silence. A scheduler that goes stops the run (found
+    from outside: its tasks were cancelled, or the run waited without end, saying no worker was left)."""
     done = threading.Event()
 
     def watch() -> None:
-        waiting = False
-        while not done.wait(DASK_CONNECT_SECONDS):
+        waiting, polls = False, 0
+        while not done.wait(1):
+            if client.status != "running":  # (its connection closed: Dask cancels what it held)
+                if not done.is_set():
+                    stops.fail(SchedulerLost())
+                return
+            polls += 1
+            if polls % DASK_CONNECT_SECONDS:
+                continue
             try:
                 none = not client.scheduler_info().get("workers")
-            except Exception:  # (the scheduler itself went: the run's own wait says so)
-                return
+            except Exception:  # (the scheduler itself went: said at the next second)
+                continue
             if none != waiting:
                 waiting = none
                 print(f"neuroanon: the Dask scheduler at {scheduler} has no worker left; the run waits until one "
@@ -788,6 +816,8 @@ def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Recor
         results: list[Prepared | Record] = [*stops.wait(outcome)] if isinstance(outcome, Future) else [outcome]
     except BrokenExecutor:
         raise WorkerDied from None
+    except CancelledError:  # (only Dask cancels a task: its scheduler's connection closed; found from outside)
+        raise SchedulerLost from None
     for (item, name), result in zip(items, results, strict=False):
         yield item, name, result
     if len(results) < len(items):  # the batch stopped where the disk filled up

@@ -18,6 +18,7 @@ from .errors import Terminated
 
 _T = TypeVar("_T")
 _asked: list[int] = []
+_failed: list[BaseException] = []  # what another thread asked the run to stop for (`fail`)
 _deferring: list[bool] = []
 _POLL = 0.1  # seconds between checks while waiting for a worker
 
@@ -50,6 +51,7 @@ def _handler(signum: int, frame: object) -> None:
 @contextmanager
 def deferred() -> Iterator[None]:
     """Within this, a stop is raised by `check` and `wait` only (and once the block ends, if asked within it)."""
+    _failed.clear()  # (what another thread asked of an earlier run is not this one's)
     _deferring.append(True)
     try:
         yield
@@ -58,8 +60,18 @@ def deferred() -> Iterator[None]:
     check()
 
 
+def fail(reason: BaseException) -> None:
+    """Ask the run to stop, from another thread, with `reason` (raised by the next `check`)."""
+    _failed.append(reason)
+
+
 def check() -> None:
-    """Raise KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM, SIGHUP) if a stop was asked."""
+    """Raise what another thread asked the run to stop for (`fail`), else KeyboardInterrupt (Ctrl-C) or Terminated
+    (SIGTERM, SIGHUP) if a stop was asked."""
+    if _failed:
+        reason = _failed[0]
+        _failed.clear()
+        raise reason
     if _asked:
         signum = _asked[0]
         _asked.clear()
