@@ -14,6 +14,7 @@ import pytest
 from neuroanon import __version__
 from neuroanon.cli import main
 from neuroanon.keys import Keyring, key_fingerprint, load_key
+from neuroanon.report import Record, Status, Summary
 from neuroanon.sample import make_dataset, make_study, planted_values
 
 from .helpers import files_under, read_report
@@ -210,3 +211,15 @@ def test_names_that_are_not_utf8_are_valid_unicode_in_the_report_and_on_the_term
     shown = capsys.readouterr().out
     assert "caf\\xe9.dcm" in shown and "\udce9" not in shown
     assert "\\ud" not in findings.read_bytes().decode("utf-8")
+
+
+def test_files_held_for_unused_pixel_bits_are_counted_under_one_reason() -> None:
+    """Found from outside: the count of values in the reason made a summary line for each file (204 lines for 300
+    files); its particulars are in brackets, which the summary leaves out. One value is "1 value"."""
+    from neuroanon.residual import unused_bits
+
+    summary = Summary("full")
+    for count in (1, 5, 640):
+        summary.add(Record(f"{count}.dcm", Status.QUARANTINED, unused_bits(count)), 100)
+    assert summary.reasons == {("quarantined", "pixel data sets bits outside the stored ones"): 3}
+    assert unused_bits(1) == "pixel data sets bits outside the stored ones (1 value; no image shows them)"

@@ -53,7 +53,7 @@ from .layout import by_identifiers, mirrored, mirrored_output
 from .options import Level, Options
 from .read import PixelSpan, is_dicomdir, quiet, read_header
 from .report import Record, ReportWriter, RunInfo, Status, Summary
-from .residual import UNUSED_BITS, Finding, bytes_after_frames, check_file, check_path, pixels_with_unused_bits
+from .residual import Finding, bytes_after_frames, check_file, check_path, pixels_with_unused_bits, unused_bits
 from .rules import Change, pseudonym
 from .tables import Claims
 from .write import (
@@ -1385,7 +1385,7 @@ def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, 
                 "beside them)"), []
     unused = pixels_with_unused_bits(staged, span, layout, anonymized.pixel_element)
     if unused:
-        return f"{UNUSED_BITS.format(unused)}; --clean-pixels all clears them", []
+        return f"{unused_bits(unused)}; --clean-pixels all clears them", []
     return None
 
 

@@ -489,7 +489,11 @@ def _unshown(length: int, frame: int, count: int | None) -> int:
     return unshown if unshown > 1 else 0
 
 
-UNUSED_BITS = "pixel data sets bits outside the stored ones in {} values (no image shows them)"
+def unused_bits(count: int) -> str:
+    """The reason (and finding) for native pixel values that set bits outside the stored ones; its particulars in
+    brackets, so that a run's summary counts the files under one reason (found from outside: a line a file)."""
+    values = "1 value" if count == 1 else f"{count} values"
+    return f"pixel data sets bits outside the stored ones ({values}; no image shows them)"
 
 
 def pixels_with_unused_bits(path: Path, pixels: PixelSpan | None, original: Dataset,

@@ -31,7 +31,7 @@ from .identifiers import Needle, is_dummy, item_identity, needles, nested_needle
 from .keys import Keyring
 from .options import Level, Options
 from .read import Header, is_dicomdir, quiet, read_header
-from .residual import UNUSED_BITS, bytes_after_frames, check_file, check_path, pixels_with_unused_bits
+from .residual import bytes_after_frames, check_file, check_path, pixels_with_unused_bits, unused_bits
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
 from .tags import private_creator_tag, tag_text
 from .technical import is_standard_uid
@@ -285,7 +285,7 @@ def _full_file(path: Path, header: Header) -> list[str]:
         findings.append(f"(7FE0,0010) pixel data holds {after} bytes that no frame shows and that are not zero")
     unused = pixels_with_unused_bits(path, None if deflated else header.pixels, ds)
     if unused:
-        findings.append(f"(7FE0,0010) {UNUSED_BITS.format(unused)}")
+        findings.append(f"(7FE0,0010) {unused_bits(unused)}")
     return findings
 
 
