@@ -335,6 +335,17 @@ def test_a_dask_scheduler_that_cannot_be_reached_is_named_in_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
+def test_workers_with_a_dask_scheduler_is_refused(source: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: --workers beside --dask-scheduler was accepted and left unread (the cluster's workers
+    prepare the files), though the report's command line showed it. Refused in one line, nothing made."""
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--dask-scheduler", "tcp://127.0.0.1:1",
+                 "--workers", "2"]) == 2
+    assert capsys.readouterr().err == ("neuroanon: --workers sets this machine's processes; with --dask-scheduler the "
+                                       "cluster's workers prepare the files: leave --workers out\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 def test_a_dask_address_where_something_else_answers_is_one_line(
     source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -75,10 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="output folder, or a .zip archive (must not be inside an input)")
     _level_options(run)
     _release_options(run)
-    run.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
+    run.add_argument("--workers", "-j", type=int,
                      help="processes to use (default: all cores); the output is the same for any number")
     run.add_argument("--dask-scheduler", metavar="ADDRESS",
-                     help="prepare files on this Dask cluster (its workers must see the output at the same path)")
+                     help="prepare files on this Dask cluster (its workers must see the output at the same path; "
+                          "not with --workers)")
     run.add_argument("--dicomdir", action="store_true",
                      help="write a fresh DICOMDIR for the output (its files linked under NADICOM/ with PS3.10 IDs)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
@@ -582,12 +583,22 @@ def max_workers() -> int:
     return max(32, 4 * (os.cpu_count() or 1))
 
 
+def _check_run_workers(args: argparse.Namespace) -> None:
+    """--workers checked, and set to every core where not given; not with --dask-scheduler (found from outside: it
+    was left unread, the cluster's workers preparing the files)."""
+    if args.workers is not None and args.dask_scheduler:
+        raise UsageError("--workers sets this machine's processes; with --dask-scheduler the cluster's workers "
+                         "prepare the files: leave --workers out")
+    args.workers = (os.cpu_count() or 1) if args.workers is None else args.workers
+    _check_workers(args.workers)
+
+
 def _check_anonymize(args: argparse.Namespace) -> None:
     """Refuse a combination of options, or an input or output, that the run could not honour."""
     from .journal import check_begun
     from .pipeline import check_paths
 
-    _check_workers(args.workers)
+    _check_run_workers(args)
     zipped = args.output.suffix.lower() == ".zip"
     if args.dicomdir:
         _check_dicomdir(args.inputs, zipped, Level(args.level))
