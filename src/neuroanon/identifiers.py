@@ -1400,9 +1400,10 @@ _THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพัน�
                 ("พฤษภาคม", "พ.ค."), ("มิถุนายน", "มิ.ย."), ("กรกฎาคม", "ก.ค."), ("สิงหาคม", "ส.ค."),
                 ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
 _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
-_DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ")
+_DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ",
+              " of ", "th of ", "st of ", "nd of ", "rd of ")  # ("3rd of February": found from outside)
 _MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
-_MONTH_DAY = (" ", ". ", ".", "-", "/")
+_MONTH_DAY = (" ", ". ", ".", "-", "/", " the ")  # ("February the 3rd")
 # English months as systems abbreviate them, and the separators English dates take around them.
 _ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _EN_DAY_MONTH = ("", " ", ". ", ".", "-", "/", "_", "th ", "st ", "nd ", "rd ")
@@ -1441,7 +1442,7 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((month, sep, day, sep, year), DIGIT, DIGIT),
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
-        Form((year, sep, names, sep, day), DIGIT, DIGIT),  # 1961-Feb-03, 1961 February 3
+        Form((year, (*sep, ", "), names, sep, day), DIGIT, DIGIT),  # 1961-Feb-03, 1961 February 3, 1961, February 3
         Form((day, sep, (_ROMAN[m - 1],), sep, year), DIGIT, DIGIT),  # 3.II.1961
         # The year of the Buddhist era (Thai): 3/2/2504, 3 ก.พ. 2504 (its year an ASCII run to look for first)
         Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
