@@ -1396,6 +1396,27 @@ def test_a_cyrillic_name_copied_in_latin_letters_is_found(tmp_path: Path, name: 
     assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
 
 
+@pytest.mark.parametrize(("name", "charset", "copy", "found"), [
+    ("=山藤^是留田=ヤマフジ^ゼルダ", "\\ISO 2022 IR 87", "YAMAFUJI ZERUDA", True),
+    ("=山藤^是留田=ヤマフジ^ゼルダ", "\\ISO 2022 IR 87", "Yamahuzi", True),
+    ("=佐藤^恭子=サトウ^キョウコ", "\\ISO 2022 IR 87", "Kyoko Satoh", True),
+    ("=服部^真一=ハットリ^シンイチ", "\\ISO 2022 IR 87", "HATTORI", True),
+    ("=服部^真一=ハットリ^シンイチ", "\\ISO 2022 IR 87", "Shinichi", True),
+    ("=곽^서연", "\\ISO 2022 IR 149", "KWAK SEOYEON", True),
+    ("=곽^서연", "\\ISO 2022 IR 149", "Seo-yeon Gwak", True),
+    ("=박^지훈", "\\ISO 2022 IR 149", "Park Ji Hoon", True),
+    ("=山藤^是留田=ヤマフジ^ゼルダ", "\\ISO 2022 IR 87", "YAMAFUJITA", False),
+    ("=곽^서연", "\\ISO 2022 IR 149", "SEOYEONS", False),
+])
+def test_a_japanese_or_korean_name_copied_in_latin_letters_is_found(tmp_path: Path, name: str, charset: str,
+                                                                   copy: str, found: bool) -> None:
+    """A name given only in its ideographic and phonetic groups, copied romanized by one of the usual schemes
+    (Hepburn or Kunrei for kana, Revised Romanization or the older spellings for Hangul; found from outside:
+    released)."""
+    findings = held(tmp_path, original(name, charset), ImageComments=f"({copy})")
+    assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
+
+
 @pytest.mark.parametrize(("name", "copy", "found"), [
     ("Østergård^Søren", "OESTERGAARD", True), ("Østergård^Søren", "Soeren Oestergaard", True),
     ("Đurđević^Zebulon", "Djurdjevic", True), ("Ђурђевић^Зебулон", "Đurđević", True),

@@ -829,6 +829,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
                 form = replace(form, left=NONE, right=NONE)
             widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
             widths += [latin_form(form_text)] if _CYRILLIC_OR_GREEK.search(form_text) else []
+            widths += [romanized] if (romanized := romanized_form(form_text)) is not None else []
             grouped = (*grouped_forms(form_text), *spaced_forms(form_text)) if keyword in IDS and keyword not in \
                 PHONES else ()
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
@@ -1356,6 +1357,135 @@ _LATIN: dict[str, Token] = {
     "й": ("y", "j", "i"), "х": ("kh", "h", "x", "ch"), "ц": ("ts", "c", "tz", "z"), "ч": ("ch", "tsch", "tch", "c"),
     "ш": ("sh", "sch", "s"), "щ": ("shch", "sch", "sc", "shh", "schtsch"), "ъ": ("", "'"), "ы": ("y", "i"),
     "ь": ("", "'"), "ю": ("yu", "ju", "iu", "u"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
+}
+
+
+def romanized_form(text: str) -> Form | None:
+    """Kana or Hangul text in Latin letters, as the usual romanizations write it ("ヤマフジ" as "Yamafuji" or
+    "Yamahuzi", "サトウ" as "Sato", "Satou" or "Satoh"; "곽서연" as "Kwak Seoyeon", "Gwak Seo-yeon"...), not inside a
+    longer ASCII word: a system that takes only Latin letters copies a name so (found from outside). None for other
+    text (kanji have no one reading) or where the shortest spelling is shorter than `MIN_TEXT`."""
+    if _HANGUL_TEXT.fullmatch(text):
+        tokens = _hangul_tokens(text)
+    elif _KANA_TEXT.fullmatch(text):
+        tokens = _kana_tokens(unicodedata.normalize("NFKC", text).translate(_TO_KATAKANA))
+    else:
+        return None
+    if sum(min(map(len, token)) for token in tokens) < MIN_TEXT:
+        return None
+    return Form(tuple(tuple(sorted(set(token))) for token in tokens), ALPHA, ALPHA)
+
+
+_HANGUL_TEXT = re.compile(r"[\uac00-\ud7a3]+(?:[ ,-]+[\uac00-\ud7a3]+)*")
+_KANA_LETTERS = "\u3041-\u3096\u30a1-\u30fa\u30fc\uff66-\uff9f"
+_KANA_TEXT = re.compile(f"[{_KANA_LETTERS}]+(?:[ ,・-]+[{_KANA_LETTERS}]+)*")
+_SPACING: Token = ("", " ", "-")  # between the syllables or words of a romanized name ("Seo-yeon", "Seo Yeon")
+
+
+def _hangul_tokens(text: str) -> list[Token]:
+    """Each Hangul syllable's spellings (a family name's first syllable also as it is conventionally written:
+    "Park", "Lee", "Choi"), with a space or hyphen or nothing between syllables."""
+    tokens: list[Token] = []
+    first = True
+    for c in text:
+        if not "\uac00" <= c <= "\ud7a3":
+            if tokens and tokens[-1] is not _SPACING:
+                tokens.append((" ", ", ", "-", ""))
+            first = True
+            continue
+        if tokens and tokens[-1][0] != " ":
+            tokens.append(_SPACING)
+        index = ord(c) - 0xAC00
+        initial, vowel, final = index // 588, index // 28 % 21, index % 28
+        spelled = {a + b + z for a in _INITIALS[initial] for b in _VOWELS[vowel] for z in _FINALS[final]}
+        tokens.append(tuple(spelled | set(_SURNAMES.get(c, ()) if first else ())))
+        first = False
+    return tokens
+
+
+# Revised Romanization and the older spellings (McCune-Reischauer's voiceless initials, "oo", "ee", "u" for eo)
+_INITIALS: tuple[Token, ...] = (("g", "k"), ("kk", "gg", "k"), ("n",), ("d", "t"), ("tt", "dd"), ("r", "l", "n"),
+                                ("m",), ("b", "p"), ("pp", "bb"), ("s", "sh"), ("ss", "s"), ("",), ("j", "ch"),
+                                ("jj", "tch"), ("ch",), ("k",), ("t",), ("p",), ("h",))
+_VOWELS: tuple[Token, ...] = (("a",), ("ae", "e"), ("ya",), ("yae", "ye"), ("eo", "o", "u", "uh"), ("e",),
+                              ("yeo", "yo", "you", "yu"), ("ye",), ("o", "oh"), ("wa",), ("wae", "we"),
+                              ("oe", "oi", "we"), ("yo",), ("u", "oo"), ("wo",), ("we",), ("wi", "wee"),
+                              ("yu", "yoo"), ("eu", "u"), ("ui", "eui", "ee", "i"), ("i", "ee"))
+_FINALS: tuple[Token, ...] = (("",), ("k", "g"), ("k", "kk"), ("k",), ("n",), ("n",), ("n",), ("t", "d"), ("l", "r"),
+                              ("k", "lk"), ("m",), ("l",), ("l",), ("l",), ("p",), ("l",), ("m",), ("p", "b"), ("p",),
+                              ("t", "s"), ("t", "ss"), ("ng",), ("t", "j"), ("t",), ("k",), ("t",), ("p",), ("t", "h"))
+# Family names as their bearers usually write them, where that is not a spelling of the table above
+_SURNAMES: dict[str, Token] = {
+    "김": ("kim", "gim"), "이": ("lee", "yi", "rhee", "rhie", "ri", "i"), "박": ("park", "pak", "bak"),
+    "최": ("choi", "choe", "chey"), "정": ("jung", "jeong", "chung", "cheong"), "조": ("cho", "jo"),
+    "윤": ("yoon", "yun"), "임": ("lim", "im", "rim"), "안": ("ahn", "an"), "유": ("yoo", "yu", "you", "ryu"),
+    "류": ("ryu", "yoo", "yu", "rhyu"), "전": ("jeon", "chun", "jun", "chon"), "손": ("son", "sohn"),
+    "백": ("baek", "paik", "baik", "paek"), "허": ("heo", "huh", "hur"), "노": ("noh", "no", "roh"),
+    "엄": ("eom", "um", "uhm"), "변": ("byun", "byeon", "pyun"), "염": ("yeom", "yum"), "여": ("yeo", "yuh"),
+    "우": ("woo", "u"), "주": ("joo", "ju", "chu"), "나": ("na", "ra"), "금": ("keum", "geum", "kum"),
+    "육": ("yook", "yuk"), "국": ("kook", "guk"), "라": ("ra", "la", "na"), "량": ("ryang", "yang"),
+}
+
+
+def _kana_tokens(katakana: str) -> list[Token]:
+    """Each mora's spellings (Hepburn, and Kunrei's and Nihon's: "shi" and "si", "fu" and "hu"), a contracted one
+    ("シャ" "sha", "sya") and a doubled consonant ("ッタ" "tta") as one, a long vowel written out, left out or as
+    "h" ("サトウ" "Satou", "Sato", "Satoh")."""
+    tokens: list[Token] = []
+    i = 0
+    while i < len(katakana):
+        c, small = katakana[i], katakana[i + 1:i + 2]
+        if c in " ,・-":
+            if tokens and tokens[-1] is not _SPACING:
+                tokens.append((" ", ", ", "-", ""))
+            i += 1
+            continue
+        if c == "ッ":  # the next mora's consonant doubled
+            after = _kana_tokens(katakana[i + 1:])
+            if after and after[0][0][:1].isalpha() and after[0][0][:1] not in "aiueo":
+                doubled = {("t" + a if a.startswith("ch") else a[0] + a) for a in after[0]}
+                return [*tokens, tuple(doubled), *after[1:]]
+            i += 1
+            continue
+        if c == "ー" or (c in "ウオ" and tokens and tokens[-1][0].endswith("o")) or (
+                c == "イ" and tokens and tokens[-1][0].endswith("e")):
+            vowel = tokens[-1][0][-1] if tokens and tokens[-1][0] else ""
+            own = _KANA_SPELLINGS.get(c, ("",))
+            tokens.append(tuple({"", "h", vowel, *own} - {"-"}))
+            i += 1
+            continue
+        base = _KANA_SPELLINGS.get(c)
+        if base is None:
+            return []
+        if small in _SMALL_Y:
+            tokens.append(tuple({(a[:-1] if a[:-1] in ("sh", "ch", "j") else a[:-1] + "y") + _SMALL_Y[small]
+                                 for a in base} | {a[:-1] + "y" + _SMALL_Y[small] for a in base}))
+            i += 2
+            continue
+        if small in _SMALL_VOWEL:
+            tokens.append(tuple({a[:-1] + _SMALL_VOWEL[small] for a in base} | _KANA_PAIRS.get(c + small, set())))
+            i += 2
+            continue
+        tokens.append(base)
+        i += 1
+    return tokens
+
+
+_SMALL_Y = {"ャ": "a", "ュ": "u", "ョ": "o"}
+_SMALL_VOWEL = {"ァ": "a", "ィ": "i", "ゥ": "u", "ェ": "e", "ォ": "o"}
+_KANA_PAIRS = {"ウィ": {"wi"}, "ウェ": {"we"}, "ウォ": {"wo"}, "ヴァ": {"va", "ba"}, "ティ": {"ti", "thi"},
+               "ディ": {"di", "dhi"}, "トゥ": {"tu"}, "ドゥ": {"du"}}
+_KANA_SPELLINGS: dict[str, Token] = {
+    **{c: (row + v,) for row, kana in (("", "アイウエオ"), ("k", "カキクケコ"), ("g", "ガギグゲゴ"),
+                                         ("s", "サシスセソ"), ("z", "ザジズゼゾ"), ("t", "タチツテト"),
+                                         ("d", "ダヂヅデド"), ("n", "ナニヌネノ"), ("h", "ハヒフヘホ"),
+                                         ("b", "バビブベボ"), ("p", "パピプペポ"), ("m", "マミムメモ"),
+                                         ("r", "ラリルレロ"))
+       for c, v in zip(kana, "aiueo", strict=True)},
+    "ヤ": ("ya",), "ユ": ("yu",), "ヨ": ("yo",), "ワ": ("wa",),
+    "シ": ("shi", "si"), "ジ": ("ji", "zi"), "チ": ("chi", "ti"), "ツ": ("tsu", "tu"), "ヂ": ("ji", "di", "zi"),
+    "ヅ": ("zu", "du"), "フ": ("fu", "hu"), "ヰ": ("wi", "i"), "ヱ": ("we", "e"), "ヲ": ("wo", "o"),
+    "ン": ("n", "m", "n'"), "ヴ": ("vu", "bu"), **{c: (v,) for c, v in zip("ァィゥェォ", "aiueo", strict=True)},
 }
 
 
