@@ -209,6 +209,8 @@ def test_another_week_date_is_no_hit(tmp_path: Path, text: str) -> None:
     ("O'Brien^Kate", "o brien"), ("Li^Wei", "W. Li"), ("Li^Wei", "Wei Li"), ("Ng^Anna", "Ng, A."),
     ("Quxworth^Zelda", "MrQuxworth"), ("Quxworth^Zelda", "ZQUXWORTH"), ("Quxworth^Zelda", "quxworthz"),
     ("Lee^Jane", "JLee"), ("Müller^Jürgen", "DrMüller"),
+    # an s run on, a possessive or plural without its apostrophe (found from outside)
+    ("Quxworth^Zelda", "QUXWORTHS"), ("Quxworth^Zelda", "quxworths"),
 ])
 def test_name_forms(tmp_path: Path, name: str, text: str) -> None:
     findings = held(tmp_path, original(name), ImageComments=f"({text})")
@@ -669,6 +671,8 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("SourceSerialNumber", "QXSRC5512", "QXSRC5512"), ("DeviceLabel", "Quixby Probe", "Quixby Probe"),
     ("ManufacturerDeviceIdentifier", "QXMDI8812", "QXMDI8812"), ("UniqueDeviceIdentifier", "QXUDI99120", "QXUDI99120"),
     ("PatientAddress", "12 Quill Lane, Wobbleton", "Wobbleton"),
+    ("InstitutionName", "Wobbleford West", "WOBBLEFORDWEST"),
+    ("InstitutionalDepartmentName", "Quill Wing", "QuillWing"),
     ("PatientAddress", "Quillgasse 3^91052 Wobbelsdorf^Quixland", "Wobbelsdorf"),
 ])
 def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path, keyword: str, value: str,

@@ -850,6 +850,9 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     family name."""
     named = person or keyword.endswith("Name") or "Physician" in keyword or keyword in PLACES
     texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
+    words = text.split()
+    if named and len(words) > 1:  # its words run together ("FAKEHOSPITALWEST": found from outside)
+        texts.add("".join(words))
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
@@ -970,14 +973,16 @@ def name_texts(text: str) -> set[str]:
 
 def glued_forms(text: str) -> dict[str, tuple[Form, ...]]:
     """A person name's family name (as a key of `name_texts`) with the given name's initial or a title run on before
-    it, or the initial after it: "ZQuxworth", "DrQuxworth", "QuxworthZ" (a login, a file's name). Forms of the
-    family name's needle: they hold its letters, so they are looked for by the same keys."""
+    it, or the initial or an s after it: "ZQuxworth", "DrQuxworth", "QuxworthZ" (a login, a file's name),
+    "Quxworths". Forms of the family name's needle: they hold its letters, so they are looked for by the same
+    keys."""
     family, given = _family_and_given(text)
     if not (family and given) or len(family) <= 3 or not family[0].isascii() or not family[-1].isascii():
         return {}  # (a name in another script is found inside a word already: `text_form`)
     tokens, initial = text_form(family).tokens, _char_token(given[0])
     before = Form(((*_TITLES, *initial), *tokens), ALPHA, ALPHA, family)
-    after = Form((*tokens, initial), ALPHA, ALPHA if given[0].isascii() else NONE, family)
+    # the initial after it, or an s (a possessive or plural without its apostrophe: found from outside)
+    after = Form((*tokens, (*initial, "s", "S")), ALPHA, ALPHA if given[0].isascii() else NONE, family)
     return {family: (before, after)}
 
 
