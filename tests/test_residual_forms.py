@@ -219,7 +219,8 @@ def test_name_forms(tmp_path: Path, name: str, text: str) -> None:
 
 @pytest.mark.parametrize("text", ["Quxworthian", "JQuxworthZ", "zzQuxworth", "Leeds", "JLees"])
 def test_a_family_name_inside_a_longer_word_is_no_hit(tmp_path: Path, text: str) -> None:
-    """Only the given name's initial or a title may run on before a family name, and only the initial after it."""
+    """Only the given name's initial or a title may run on before a family name, and only the initial or an s after
+    it."""
     assert held(tmp_path, original("Quxworth^Zelda"), ImageComments=text) == []
     assert held(tmp_path, original("Lee^Jane"), ImageComments=text) == []
 
