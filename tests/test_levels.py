@@ -298,6 +298,8 @@ _BARE_BIG = (_element(8, 0x16, b"1.2.840.10008.5.1.4.1.1.4", ">") + _element(8, 
     ("patient-group-first", _BARE_PATIENT, True),
     ("command-set-first", _element(0, 0, struct.pack("<L", len(_COMMAND))) + _COMMAND + _BARE_CLASS + _BARE_PATIENT,
      True),
+    ("private-block-first", _element(9, 0x10, b"FAKE CREATOR") + _element(9, 0x1001, b"x") + _BARE_PATIENT, True),
+    ("one-element", _element(0x10, 0x10, _BARE_NAME), True),
     ("acr-nema-big-endian", _BARE_BIG, False),
     ("acr-nema-big-endian-group-length", _element(8, 0, struct.pack(">L", 8), ">") + _BARE_BIG, False),
 ])
@@ -305,9 +307,9 @@ _BARE_BIG = (_element(8, 0x16, b"1.2.840.10008.5.1.4.1.1.4", ">") + _element(8, 
 def test_a_bare_dataset_of_any_first_group_is_read_as_dicom_never_copied(
         tmp_path: Path, case: str, data: bytes, released: bool, level: str) -> None:
     """Found from outside: a dataset without preamble or file meta that began with another group than 0002 or 0008
-    (the patient's, a saved command set, ACR-NEMA's big endian) was taken for no DICOM and copied unchanged below
-    full, the patient's name in it. It is now anonymized, or, in implicit VR big endian (no DICOM transfer syntax),
-    fails saying so; never copied."""
+    (the patient's, a saved command set, a private block, ACR-NEMA's big endian; a lone PatientName) was taken for
+    no DICOM and copied unchanged below full, the patient's name in it. It is now anonymized, or, in implicit VR
+    big endian (no DICOM transfer syntax), fails saying so; never copied."""
     source = tmp_path / "in" / "bare.dcm"
     source.parent.mkdir()
     source.write_bytes(data)
@@ -328,10 +330,13 @@ def test_a_bare_dataset_of_any_first_group_is_read_as_dicom_never_copied(
 @pytest.mark.parametrize("head", [
     bytes.fromhex("a70d0d0a00000000") + struct.pack("<LL", 1_700_000_000, 120) + b"\xe3" * 200,  # a .pyc
     b"\x00" * 512,
+    b"\x00" * 8,
+    b"RIFF" + struct.pack("<L", 100) + b"WAVE" + b"\x00" * 96,  # (its length is the file's, less 8 bytes)
     b"ABCDEFGH" * 64,
     struct.pack("<HHL", 0x10, 0x10, 4) + b"ABCD" + struct.pack("<HHL", 0x10, 0x08, 2) + b"XY" + b"\x00" * 64,
 ])
 def test_other_files_are_not_taken_for_a_bare_dataset(head: bytes) -> None:
-    """The elements of a bare dataset must read as one: a first standard (even) group, tags ascending, even lengths
-    within the file, three of them (a compiled Python file's header, zeros, text, tags going back are not)."""
+    """The elements of a bare dataset must read as one: a first standard (even) group or a private creator, tags
+    ascending, even lengths within the file, three of them or fewer ending the file, one alone a standard attribute
+    (a compiled Python file's header, zeros, a RIFF file, text, tags going back are not)."""
     assert not looks_like_dicom(head, len(head))

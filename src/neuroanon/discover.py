@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from pydicom.datadict import dictionary_has_tag
+
 # Explicit VR codes: a file whose first element carries one of these is a DICOM dataset without a preamble.
 _VRS = frozenset(
     b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
@@ -369,23 +371,38 @@ _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 
 
 def reads_as_elements(head: bytes, size: int | None, endian: str, explicit: bool) -> bool:
-    """Whether `head` begins with three elements in this encoding (two, when they end the file), the first of a
-    standard group, their tags ascending, their lengths even and within the file: a bare dataset. (A random or
-    other binary file hardly does: each length alone falls within a file of 100 KB one time in 40,000.)"""
+    """Whether `head` begins with three elements in this encoding (fewer, when they end the file; one alone, a
+    standard attribute), the first of a standard group or a private creator, their tags ascending, their lengths
+    even and within the file: a bare dataset. (A random or other binary file hardly does: each length alone falls
+    within a file of 100 KB one time in 40,000.)"""
     end = len(head) if size is None else size
     pos, previous, count = 0, -1, 0
     while count < 3 and pos + 8 <= len(head):
         group, element = struct.unpack(f"{endian}HH", head[pos:pos + 4])
         tag = group << 16 | element
-        if tag <= previous or group in (0xFFFE, 0xFFFF) or not count and (group % 2 or group > 0x7FE0):
-            return False  # (a dataset starts with a standard group, even: a compiled Python file's magic is odd)
+        if tag <= previous or group in (0xFFFE, 0xFFFF):
+            return False
         header, length = _length(head, pos, endian, explicit)
         if length == 0xFFFFFFFF:  # (an undefined length: a sequence, read no further here)
             return count >= 2
         if length < 0 or length % 2 or pos + header + length > end:
             return False
+        if not count and not _a_first_element(group, element, head[pos + header:pos + header + length]):
+            return False
         pos, previous, count = pos + header + length, tag, count + 1
-    return count >= 3 or (count == 2 and pos == end)
+    alone = count == 1 and pos == end and pos > 8 and dictionary_has_tag(previous)  # (a value, not 8 zero bytes)
+    return count >= 3 or (count == 2 and pos == end) or alone
+
+
+def _a_first_element(group: int, element: int, value: bytes) -> bool:
+    """Whether a bare dataset may start so: with a standard group (even: a compiled Python file's magic is odd), or
+    with a private block's creator, a name in text (found from outside: a dataset starting with group 0009)."""
+    if group > 0x7FE0:
+        return False
+    if not group % 2:
+        return True
+    return group > 0x0008 and 0x10 <= element <= 0xFF and bool(value.rstrip(b" \x00")) and \
+        all(0x20 <= b < 0x7F for b in value.rstrip(b" \x00"))
 
 
 def _length(head: bytes, pos: int, endian: str, explicit: bool) -> tuple[int, int]:
