@@ -86,19 +86,22 @@ IDENTIFYING: tuple[str, ...] = (
     "InsurancePlanIdentification", "ClinicalTrialSiteID", "ClinicalTrialSiteName",
     "ClinicalTrialCoordinatingCenterName", "ClinicalTrialProtocolEthicsCommitteeName",
     "ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "DetectorID", "DeviceID", "PlateID", "CassetteID",
-    "GantryID", "SourceSerialNumber", "DeviceLabel", "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier",
+    "GantryID", "SourceSerialNumber", "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier",
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
     # links the output back to the original study. (The instance's own UID is a needle of its file alone:
     # `instance_needles`.)
     "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
 )
+# A device's IDs, searched only where they hold a digit: one of words alone ("HEAD", "COIL") is a label that
+# technical texts hold by chance (found from outside: a coil's name was held), no serial.
+DEVICE_IDS = frozenset({"DetectorID", "DeviceID", "PlateID", "CassetteID", "GantryID", "SourceSerialNumber",
+                        "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier"})
 # IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
                  "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "MedicalRecordLocator", *VISIT_IDS,
                  "InsurancePlanIdentification", "ClinicalTrialSiteID",
                  "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
-                 "DetectorID", "DeviceID", "PlateID", "CassetteID", "GantryID", "SourceSerialNumber",
-                 "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier"})
+                 *DEVICE_IDS})
 MIN_TEXT = 4  # shorter name parts and IDs would match by chance
 MIN_DIGITS = 6  # shorter numbers occur everywhere in a header
 # Values that are dummies (ours, NiDB's, other tools' usual ones): not identifying, so never needles. Data
@@ -807,7 +810,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
     if keyword.endswith("UID"):  # (a `2.25.` one too: full remaps it, another system's or ours of an earlier run)
         return _uid_needles(keyword, text, encodings, declared)
-    if is_dummy(text):
+    if is_dummy(text) or keyword in DEVICE_IDS and not any(c.isdigit() for c in text):
         return ()
     date = _date_needles(keyword, text, encodings, declared) if _dated_keyword(keyword) else None
     if date is not None:
