@@ -1508,7 +1508,7 @@ _MONTHS = (  # as a date writes them, names and abbreviations: English, German, 
     # Norwegian, Swedish, Finnish (the partitive), Hungarian
     ("january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen", "января", "янв",
      "januari", "janeiro", "stycznia", "styczeń", "ledna", "leden", "ocak", "tammikuuta", "tammikuu", "január"),
-    ("february", "feb", "februar", "février", "févr", "fév", "febrero", "febbraio", "февраля", "фев",
+    ("february", "feb", "febr", "februar", "février", "févr", "fév", "febrero", "febbraio", "февраля", "фев",
      "februari", "fevereiro", "fev", "lutego", "luty", "února", "únor", "şubat", "helmikuuta", "helmikuu", "február"),
     ("march", "mar", "märz", "mär", "mrz", "mars", "marzo", "марта", "мар",
      "maart", "mrt", "março", "marca", "marzec", "března", "březen", "mart", "marts", "maaliskuuta", "maaliskuu",
@@ -1538,9 +1538,11 @@ _THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพัน�
                 ("พฤษภาคม", "พ.ค."), ("มิถุนายน", "มิ.ย."), ("กรกฎาคม", "ก.ค."), ("สิงหาคม", "ส.ค."),
                 ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
 _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
-_DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ",
-              " of ", "th of ", "st of ", "nd of ", "rd of ")  # ("3rd of February": found from outside)
-_MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ")
+_ORDINAL = ("th", "st", "nd", "rd")
+# ("3rd of February", "3rd day of February", "3 of February of 1961", "February 3rd of 1961": found from outside)
+_DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ", " of ",
+              *(f"{o} of " for o in _ORDINAL), " day of ", *(f"{o} day of " for o in _ORDINAL))
+_MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ", " of ")
 _MONTH_DAY = (" ", ". ", ".", "-", "/", " the ")  # ("February the 3rd")
 # English months as systems abbreviate them, and the separators English dates take around them.
 _ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -1551,7 +1553,15 @@ _EN_DAY_YEAR = ("", " ", ".", "-", "/", "_", ", ", "'", " '", ", '", "th, ", "st
                 "nd ", "rd ")
 _EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
 _SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
-_DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ")
+_DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
+             *(f"{o} of " for o in _ORDINAL))
+_YEAR_DAY = (", ", " ", ", the ", " the ")  # ("1961, 3 February", "1961, the 3rd of February")
+# The days of a month in English words ("the third of February, 1961", "February third, 1961")
+_DAY_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+              "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+              "eighteenth", "nineteenth", "twentieth", *(f"twenty{j}{w}" for w in ("first", "second", "third", "fourth",
+              "fifth", "sixth", "seventh", "eighth", "ninth") for j in ("-", " ", "")), "thirtieth",
+              *(f"thirty{j}first" for j in ("-", " ", "")))
 
 
 def _date_forms(date: re.Match[str]) -> tuple[Form, ...] | None:
@@ -1580,7 +1590,10 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((month, sep, day, sep, year), DIGIT, DIGIT),
         Form((day, _DAY_MONTH, names, _MONTH_YEAR, year), DIGIT, DIGIT),
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
-        Form((year, (*sep, ", "), names, sep, day), DIGIT, DIGIT),  # 1961-Feb-03, 1961 February 3, 1961, February 3
+        Form((year, (*sep, ", "), names, (*sep, " the "), day), DIGIT, DIGIT),  # 1961-Feb-03, 1961, February the 3rd
+        Form((year, _YEAR_DAY, day, _DAY_MONTH, names), DIGIT, ALPHA),  # 1961, 3 February; 1961, the 3rd of Feb
+        Form((_day_words(d), (" of ", " "), names, _MONTH_YEAR, year), ALPHA, DIGIT),  # third of February 1961
+        Form((names, (" ", " the "), _day_words(d), (", ", " ", " of "), year), ALPHA, DIGIT),  # February third, 1961
         Form((day, sep, (_ROMAN[m - 1],), sep, year), DIGIT, DIGIT),  # 3.II.1961
         # The year of the Buddhist era (Thai): 3/2/2504, 3 ก.พ. 2504 (its year an ASCII run to look for first)
         Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
@@ -1610,6 +1623,15 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         forms += [Form(((f"{minguo}{between}",), month, (between,), day), DIGIT, DIGIT) for between in "/."]
         forms.append(Form(((f"{minguo}{mm}{dd}",),), DIGIT, DIGIT))
     return tuple(forms)
+
+
+def _day_words(d: int) -> Token:
+    """Day `d` of a month in English words, each way it is joined ("twenty-third", "twenty third")."""
+    words = [w for w in _DAY_WORDS if w.replace("-", "").replace(" ", "") == _DAY_WORDS_PLAIN[d - 1]]
+    return tuple(words)
+
+
+_DAY_WORDS_PLAIN = tuple(dict.fromkeys(w.replace("-", "").replace(" ", "") for w in _DAY_WORDS))
 
 
 def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
