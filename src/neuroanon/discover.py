@@ -417,13 +417,3 @@ def _length(head: bytes, pos: int, endian: str, explicit: bool) -> tuple[int, in
     if pos + 12 > len(head):
         return 12, -1
     return 12, struct.unpack(f"{endian}L", head[pos + 8:pos + 12])[0]
-    for endian in "<>":
-        group, element = struct.unpack(f"{endian}HH", head[:4])
-        if group not in (0x0002, 0x0008) or element > 0x0FFF:
-            continue
-        if head[4:6] in _VRS:
-            return True
-        (length,) = struct.unpack(f"{endian}L", head[4:8])
-        if endian == "<" and length < 0x10000 and length % 2 == 0:
-            return True  # implicit VR is always little endian
-    return False
