@@ -367,7 +367,8 @@ def looks_like_dicom(head: bytes, size: int | None = None) -> bool:
     return any(reads_as_elements(head, size, endian, explicit) for endian in "<>" for explicit in (True, False))
 
 
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+# Explicit VRs whose length takes four bytes, after two reserved ones (PS3.5 7.1.2)
+LONG_LENGTH_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
 
 
 def reads_as_elements(head: bytes, size: int | None, endian: str, explicit: bool) -> bool:
@@ -412,7 +413,7 @@ def _length(head: bytes, pos: int, endian: str, explicit: bool) -> tuple[int, in
     vr = head[pos + 4:pos + 6]
     if vr not in _VRS:
         return 8, -1
-    if vr not in _LONG_VRS:
+    if vr not in LONG_LENGTH_VRS:
         return 8, struct.unpack(f"{endian}H", head[pos + 6:pos + 8])[0]
     if pos + 12 > len(head):
         return 12, -1

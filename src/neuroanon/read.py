@@ -24,13 +24,12 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread, read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from .discover import HEAD, reads_as_elements
+from .discover import HEAD, LONG_LENGTH_VRS, reads_as_elements
 from .errors import InputError
 from .tags import is_pixel_tag, tag_text
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 # The explicit VRs whose element header gives a 4-byte length after two reserved bytes (PS3.5 7.1.2)
-LONG_LENGTH_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"})
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD

@@ -36,6 +36,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
+from .discover import LONG_LENGTH_VRS
 from .identifiers import (
     INVISIBLE,
     LOOK_ALIKE_LETTERS,
@@ -53,7 +54,7 @@ from .identifiers import (
     once_per_raw_values,
     uids_under_2_25,
 )
-from .read import LONG_LENGTH_VRS, PixelSpan, quiet
+from .read import PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
     CODE_VALUE,
