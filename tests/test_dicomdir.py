@@ -161,6 +161,19 @@ def test_foreign_stage_folder_is_never_deleted(inputs: Path, tmp_path: Path) -> 
     assert _load(write_dicomdir(out)) is not None
 
 
+def test_a_stage_beside_a_damaged_dicomdir_is_kept_and_the_dicomdir_named(inputs: Path, tmp_path: Path) -> None:
+    """Found from outside: a DICOMDIR cut short after the run made the rerun say that no neuroanon DICOMDIR owns
+    the stage, which read as another program's. The stage is still kept (not proven ours), and the line says the
+    DICOMDIR beside it cannot be read."""
+    out = _output(inputs, tmp_path, Level.FULL)
+    dicomdir = write_dicomdir(out)
+    dicomdir.write_bytes(dicomdir.read_bytes()[:300])
+    linked = sorted((out / STAGE).rglob("*"))
+    with pytest.raises(UsageError, match="the DICOMDIR beside it cannot be read"):
+        write_dicomdir(out)
+    assert sorted((out / STAGE).rglob("*")) == linked
+
+
 def test_cli_writes_a_dicomdir_on_request(tmp_path: Path) -> None:
     from neuroanon.cli import main
 

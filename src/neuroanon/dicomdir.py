@@ -294,11 +294,16 @@ def _clear_stage(stage: Path, target: Path) -> None:
     if not stage.exists():
         return
     try:
-        ours = dcmread(target, stop_before_pixels=True).get("FileSetID") == FILE_SET_ID
+        found = dcmread(target, stop_before_pixels=True).get("FileSetID")
     except Exception:
-        ours = False
+        found = None
+    ours = found == FILE_SET_ID  # (never removed unless proven ours)
+    # (found from outside: a DICOMDIR cut short read as another program's)
+    damaged = " (the DICOMDIR beside it cannot be read: cut short or damaged?)" if found is None and \
+        target.exists() else ""
     if not ours or not stage.is_dir() or stage.is_symlink():
-        raise UsageError(f"{stage} exists but no neuroanon DICOMDIR owns it; move it away to write a DICOMDIR")
+        raise UsageError(f"{stage} exists but no neuroanon DICOMDIR owns it{damaged}; move it away to write a "
+                         "DICOMDIR")
     shutil.rmtree(stage)
 
 
