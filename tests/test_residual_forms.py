@@ -175,8 +175,7 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          # the day with "of" or "the", the year first with a comma (found from outside)
          "15th of April 1947", "15 of April 1947", "15th of Apr, 1947", "April the 15th 1947", "1947, April 15",
          "1947, 15 April", "1947, the 15th of April", "1947 April the 15th", "April 15th of 1947",
-         "15 of April of 1947", "15th day of April, 1947", "fifteenth of April 1947", "April fifteenth, 1947",
-         "the fifteenth of April, 1947"]
+         "15 of April of 1947"]
 
 
 @pytest.mark.parametrize("text", DATES)

@@ -1539,9 +1539,10 @@ _THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพัน�
                 ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
 _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
 _ORDINAL = ("th", "st", "nd", "rd")
-# ("3rd of February", "3rd day of February", "3 of February of 1961", "February 3rd of 1961": found from outside)
+# ("3rd of February", "3 of February of 1961", "February 3rd of 1961": found from outside; not "3rd day of" nor a
+# day in words, "third of February": each form costs every date's patterns their compile, once a subject)
 _DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ", " of ",
-              *(f"{o} of " for o in _ORDINAL), " day of ", *(f"{o} day of " for o in _ORDINAL))
+              *(f"{o} of " for o in _ORDINAL))
 _MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ", " of ")
 _MONTH_DAY = (" ", ". ", ".", "-", "/", " the ")  # ("February the 3rd")
 # English months as systems abbreviate them, and the separators English dates take around them.
@@ -1556,12 +1557,6 @@ _SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
              *(f"{o} of " for o in _ORDINAL))
 _YEAR_DAY = (", ", " ", ", the ", " the ")  # ("1961, 3 February", "1961, the 3rd of February")
-# The days of a month in English words ("the third of February, 1961", "February third, 1961")
-_DAY_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
-              "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
-              "eighteenth", "nineteenth", "twentieth", *(f"twenty{j}{w}" for w in ("first", "second", "third", "fourth",
-              "fifth", "sixth", "seventh", "eighth", "ninth") for j in ("-", " ", "")), "thirtieth",
-              *(f"thirty{j}first" for j in ("-", " ", "")))
 
 
 def _date_forms(date: re.Match[str]) -> tuple[Form, ...] | None:
@@ -1592,8 +1587,6 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((names, _MONTH_DAY, day, _DAY_YEAR, year), ALPHA, DIGIT),
         Form((year, (*sep, ", "), names, (*sep, " the "), day), DIGIT, DIGIT),  # 1961-Feb-03, 1961, February the 3rd
         Form((year, _YEAR_DAY, day, _DAY_MONTH, names), DIGIT, ALPHA),  # 1961, 3 February; 1961, the 3rd of Feb
-        Form((_day_words(d), (" of ", " "), names, _MONTH_YEAR, year), ALPHA, DIGIT),  # third of February 1961
-        Form((names, (" ", " the "), _day_words(d), (", ", " ", " of "), year), ALPHA, DIGIT),  # February third, 1961
         Form((day, sep, (_ROMAN[m - 1],), sep, year), DIGIT, DIGIT),  # 3.II.1961
         # The year of the Buddhist era (Thai): 3/2/2504, 3 ก.พ. 2504 (its year an ASCII run to look for first)
         Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
@@ -1623,15 +1616,6 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         forms += [Form(((f"{minguo}{between}",), month, (between,), day), DIGIT, DIGIT) for between in "/."]
         forms.append(Form(((f"{minguo}{mm}{dd}",),), DIGIT, DIGIT))
     return tuple(forms)
-
-
-def _day_words(d: int) -> Token:
-    """Day `d` of a month in English words, each way it is joined ("twenty-third", "twenty third")."""
-    words = [w for w in _DAY_WORDS if w.replace("-", "").replace(" ", "") == _DAY_WORDS_PLAIN[d - 1]]
-    return tuple(words)
-
-
-_DAY_WORDS_PLAIN = tuple(dict.fromkeys(w.replace("-", "").replace(" ", "") for w in _DAY_WORDS))
 
 
 def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
