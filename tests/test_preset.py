@@ -112,23 +112,3 @@ def test_descriptions_keep_the_words_that_name_no_place(tmp_path: Path, institut
                  str(tmp_path / "key"), "-q"]) == 0
     (written,) = (tmp_path / "out").rglob("*.dcm")
     assert pydicom.dcmread(written).SeriesDescription == kept
-
-
-def test_an_attribute_the_preset_keeps_cleaned_is_not_cleaned_of_itself(tmp_path: Path) -> None:
-    """The preset keeps Occupation, cleaned (Clean Descriptors): its value is released by choice, so it is neither
-    cut out of itself nor looked for elsewhere (at full, without the preset, a copy of it is: found from outside);
-    the patient's name in it is still cut out."""
-    ds = make_dataset(subject=7)
-    family = str(ds.PatientName).split("^")[0]
-    ds.Occupation = f"Quillsmith for {family}"
-    ds.SeriesDescription = "T1 Quillsmith"
-    source = tmp_path / "in" / "image.dcm"
-    source.parent.mkdir(parents=True)
-    ds.save_as(source, enforce_file_format=True)
-    (tmp_path / "key").write_text(KEY)
-    assert main(["anonymize", str(source.parent), "-o", str(tmp_path / "out"), "--preset", "bids", "--key-file",
-                 str(tmp_path / "key"), "-q"]) == 0
-    (written,) = (tmp_path / "out").rglob("*.dcm")
-    released = pydicom.dcmread(written)
-    assert released.Occupation == "Quillsmith for " + "X" * len(family)
-    assert released.SeriesDescription == "T1 Quillsmith"

@@ -211,18 +211,16 @@ def test_another_week_date_is_no_hit(tmp_path: Path, text: str) -> None:
     ("O'Brien^Kate", "o brien"), ("Li^Wei", "W. Li"), ("Li^Wei", "Wei Li"), ("Ng^Anna", "Ng, A."),
     ("Quxworth^Zelda", "MrQuxworth"), ("Quxworth^Zelda", "ZQUXWORTH"), ("Quxworth^Zelda", "quxworthz"),
     ("Lee^Jane", "JLee"), ("Müller^Jürgen", "DrMüller"),
-    # an s run on, a possessive or plural without its apostrophe (found from outside)
-    ("Quxworth^Zelda", "QUXWORTHS"), ("Quxworth^Zelda", "quxworths"),
 ])
 def test_name_forms(tmp_path: Path, name: str, text: str) -> None:
     findings = held(tmp_path, original(name), ImageComments=f"({text})")
     assert_found(findings, "PatientName", "(0020,4000)", text)
 
 
-@pytest.mark.parametrize("text", ["Quxworthian", "JQuxworthZ", "zzQuxworth", "Leeds", "JLees"])
+@pytest.mark.parametrize("text", ["Quxworthian", "JQuxworthZ", "zzQuxworth", "Leeds", "JLees", "Quxworths"])
 def test_a_family_name_inside_a_longer_word_is_no_hit(tmp_path: Path, text: str) -> None:
-    """Only the given name's initial or a title may run on before a family name, and only the initial or an s after
-    it."""
+    """Only the given name's initial or a title may run on before a family name, and only the initial after it (an
+    s after it is a plural: "Fields" for a patient named Field)."""
     assert held(tmp_path, original("Quxworth^Zelda"), ImageComments=text) == []
     assert held(tmp_path, original("Lee^Jane"), ImageComments=text) == []
 
@@ -660,7 +658,7 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("VerifyingOrganization", "Wobbleford Radiology", "wobbleford radiology"),
     # (found from outside, recheck39 L3) where the patient lives and works, the trial's site, the insurance plan,
     # the device's own IDs; an address's town
-    ("Occupation", "Quillsmith", "QUILLSMITH"), ("RegionOfResidence", "Wobbleshire", "Wobbleshire"),
+    ("RegionOfResidence", "Wobbleshire", "Wobbleshire"),
     ("CountryOfResidence", "Quixland", "quixland"),
     ("ScheduledPatientInstitutionResidence", "Quillon Lodge", "Quillon Lodge"),
     ("InsurancePlanIdentification", "QXINS-4471", "QXINS4471"), ("ClinicalTrialSiteID", "WOBSITE-12", "WOBSITE12"),
@@ -668,7 +666,7 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("ClinicalTrialCoordinatingCenterName", "Quixby Centre", "Quixby Centre"),
     ("ClinicalTrialProtocolEthicsCommitteeName", "Wobbleford Board", "Wobbleford Board"),
     ("ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "QXEC-2024-771", "QXEC2024771"),
-    ("DetectorID", "QXDET4411", "QXDET4411"), ("DeviceID", "QXDEV7781", "QXDEV7781"),
+    ("DetectorID", "QXDET4411", "QXDET4411"),
     ("PlateID", "QXPL3344", "QXPL3344"),
     ("CassetteID", "QXCAS3345", "QXCAS3345"), ("GantryID", "QXGAN1201", "QXGAN1201"),
     ("SourceSerialNumber", "QXSRC5512", "QXSRC5512"),
@@ -687,9 +685,27 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     assert_found(findings, keyword, "(0028,1055)", value)
 
 
-@pytest.mark.parametrize(("keyword", "value"), [("DeviceID", "HEAD"), ("DetectorID", "COIL"), ("GantryID", "Gantry")])
+@pytest.mark.parametrize(("keyword", "value", "kept"), [
+    ("PatientAddress", "5 Elm Rd, Normal, IL 61761", "IEC_NORMAL"),
+    ("PatientAddress", "Level 2, 100 Quill St, Wobbleton", "LEVEL 2"),
+    ("PatientAddress", "9 Quill Way, Echo", "ECHO_T2"),
+    ("InstitutionAddress", "9 Quill Way, Wobbleton", "Wobbleton"),
+    ("InstitutionalDepartmentName", "Head Neck", "HeadNeck_20"),
+])
+def test_a_technical_word_of_an_address_or_place_is_no_needle(tmp_path: Path, keyword: str, value: str,
+                                                              kept: str) -> None:
+    """Found from outside: a patient's town that is a word technical texts hold ("Normal": a Philips header's
+    IEC_NORMAL), a part with a number ("Level 2"), an institution's town, or a place of words that name no place
+    alone run together ("HeadNeck") held every file. The patient's town alone is looked for where it is no such
+    word; the whole address always."""
+    source = original()
+    setattr(source, keyword, value)
+    assert held(tmp_path, source, ReceiveCoilName=kept) == []
+
+
+@pytest.mark.parametrize(("keyword", "value"), [("DetectorID", "COIL"), ("GantryID", "Gantry"), ("PlateID", "HEAD")])
 def test_a_device_id_without_a_digit_is_no_needle(tmp_path: Path, keyword: str, value: str) -> None:
-    """A device's ID of words alone is a label technical texts hold by chance ("Head_32" beside a DeviceID "HEAD"),
+    """A device's ID of words alone is a label technical texts hold by chance ("Head_32" beside a coil's ID "HEAD"),
     no serial: not looked for (found from outside: such a file was held)."""
     source = original()
     setattr(source, keyword, value)

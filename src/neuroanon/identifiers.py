@@ -4,8 +4,8 @@ Taken from the original (input) dataset: names and their parts (run together, wi
 spaces), IDs (their groups of letters and digits with any separator or none, numeric ones also without leading
 zeros), dates (DICOM or ACR-NEMA; written ISO, numeric with or without padding, with month names in English,
 German, French, Spanish, Italian and Russian, in the Chinese, Japanese and Korean form, YYMMDD, a two-digit year),
-telephone numbers (their digit groups between any separators), addresses (also the street and the town alone),
-where the patient lives and works, the insurance plan, institution, station, the trial's site, accession numbers,
+telephone numbers (their digit groups between any separators), addresses (also the street alone, the patient's
+town alone), where the patient lives, the insurance plan, institution, station, the trial's site, accession numbers,
 the device's serial number and IDs, and the study, series and frame-of-reference UIDs (`needles`, shared by the
 files of a series); the instance UID (`instance_needles`, per file). Used by the level (to clean allow-listed
 private elements) and by the residual check (to prove an output holds none of them).
@@ -79,13 +79,14 @@ IDENTIFYING: tuple[str, ...] = (
     "PerformedStationName", "PerformedStationAETitle", "ScheduledStationName", "ScheduledStationAETitle",
     "PerformedLocation", "ScheduledProcedureStepLocation", "PerformedProcedureStepStartDate",
     "ScheduledProcedureStepStartDate", "InstanceCreationDate", "AdmittingDate",
-    # (found from outside: a copy of these in a kept text was released) where the patient lives and works, the
-    # trial's site, the insurance plan, the device's own IDs (as DeviceSerialNumber; kept and not looked for
-    # elsewhere under Retain Device Identity, as Retain Institution Identity keeps the site's)
-    "Occupation", "RegionOfResidence", "CountryOfResidence", "ScheduledPatientInstitutionResidence",
+    # (found from outside: a copy of these in a kept text was released) where the patient lives, the trial's
+    # site, the insurance plan, the device's own IDs (as DeviceSerialNumber; kept and not looked for elsewhere
+    # under Retain Device Identity, as Retain Institution Identity keeps the site's). Not Occupation (kept,
+    # cleaned, under Clean Descriptors: it names no one) nor DeviceID (no attribute of the profile; a coil's label)
+    "RegionOfResidence", "CountryOfResidence", "ScheduledPatientInstitutionResidence",
     "InsurancePlanIdentification", "ClinicalTrialSiteID", "ClinicalTrialSiteName",
     "ClinicalTrialCoordinatingCenterName", "ClinicalTrialProtocolEthicsCommitteeName",
-    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "DetectorID", "DeviceID", "PlateID", "CassetteID",
+    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "DetectorID", "PlateID", "CassetteID",
     "GantryID", "SourceSerialNumber", "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier",
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
     # links the output back to the original study. (The instance's own UID is a needle of its file alone:
@@ -94,7 +95,7 @@ IDENTIFYING: tuple[str, ...] = (
 )
 # A device's IDs, searched only where they hold a digit: one of words alone ("HEAD", "COIL") is a label that
 # technical texts hold by chance (found from outside: a coil's name was held), no serial.
-DEVICE_IDS = frozenset({"DetectorID", "DeviceID", "PlateID", "CassetteID", "GantryID", "SourceSerialNumber",
+DEVICE_IDS = frozenset({"DetectorID", "PlateID", "CassetteID", "GantryID", "SourceSerialNumber",
                         "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier"})
 # IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
@@ -820,7 +821,7 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     if keyword in IDS:  # (a joined ID's needle stands for it as written and without separators)
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
-        texts |= street_texts(text)
+        texts |= street_texts(text) | (town_texts(text) if keyword == "PatientAddress" else set())
     if keyword in PHONES and not _LETTER.search(text):
         out += _phone_needles(keyword, text, encodings, declared)
     for form_text in texts:
@@ -854,8 +855,9 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     named = person or keyword.endswith("Name") or "Physician" in keyword or keyword in PLACES
     texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
     words = text.split()
-    if named and len(words) > 1:  # its words run together ("FAKEHOSPITALWEST": found from outside)
-        texts.add("".join(words))
+    if named and len(words) > 1 and not all(fold(w) in institution_words() for w in words):
+        texts.add("".join(words))  # its words run together ("FAKEHOSPITALWEST": found from outside; not those
+        # of words that name no place alone, "HeadNeck", which a coil's name holds)
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
@@ -976,16 +978,15 @@ def name_texts(text: str) -> set[str]:
 
 def glued_forms(text: str) -> dict[str, tuple[Form, ...]]:
     """A person name's family name (as a key of `name_texts`) with the given name's initial or a title run on before
-    it, or the initial or an s after it: "ZQuxworth", "DrQuxworth", "QuxworthZ" (a login, a file's name),
-    "Quxworths". Forms of the family name's needle: they hold its letters, so they are looked for by the same
-    keys."""
+    it, or the initial after it: "ZQuxworth", "DrQuxworth", "QuxworthZ" (a login, a file's name). Not an s after
+    it: a family name that is a noun would take its plural out of descriptions ("fields", "frames": found from
+    outside). Forms of the family name's needle: they hold its letters, so they are looked for by the same keys."""
     family, given = _family_and_given(text)
     if not (family and given) or len(family) <= 3 or not family[0].isascii() or not family[-1].isascii():
         return {}  # (a name in another script is found inside a word already: `text_form`)
     tokens, initial = text_form(family).tokens, _char_token(given[0])
     before = Form(((*_TITLES, *initial), *tokens), ALPHA, ALPHA, family)
-    # the initial after it, or an s (a possessive or plural without its apostrophe: found from outside)
-    after = Form((*tokens, (*initial, "s", "S")), ALPHA, ALPHA if given[0].isascii() else NONE, family)
+    after = Form((*tokens, initial), ALPHA, ALPHA if given[0].isascii() else NONE, family)
     return {family: (before, after)}
 
 
@@ -1011,13 +1012,42 @@ def _joined(family: str, given: str) -> set[str]:
 
 def street_texts(text: str) -> set[str]:
     """An address's first line (its street), also without its house number ("FakeElm Road" for
-    "0001 FakeElm Road, Fakeville"): the street is often written alone; and each other part with letters, also
-    without its postcode ("Fakeville", found from outside: a city copied into a kept text was released)."""
-    street, *others = (part.strip() for part in re.split(r"[,;\n^]", text))
+    "0001 FakeElm Road, Fakeville"): the street is often written alone; not a first line of words technical texts
+    hold ("Level 2", a floor: found from outside, "LEVEL 2" held a file)."""
+    street = re.split(r"[,;\n^]", text, maxsplit=1)[0].strip()
     bare = _HOUSE_NUMBER.sub("", street).strip()
-    found = {t for t in (street, bare) if _LETTER.search(t)}
-    places = {t for part in others for t in (part, _POSTCODE.sub("", part).strip()) if _LETTER.search(t)}
-    return found | places | {other for t in found for other in _street_types(t)}
+    found = {t for t in (street, bare) if _LETTER.search(t) and not _technical(t)}  # (not a floor, "Level 2")
+    return found | {other for t in found for other in _street_types(t)}
+
+
+def town_texts(text: str) -> set[str]:
+    """A patient's address's other parts than its street, its town say, without a postcode ("Fakeville" for
+    "0001 FakeElm Road, Fakeville 90210"; found from outside: a town copied into a kept text was released). Not a
+    part with a digit left ("Level 2", "Suite 5"), nor one of words that technical texts hold ("Normal", "Echo",
+    "Field": a Philips header's IEC_NORMAL, a sequence's name; found from outside, every file was held)."""
+    parts = [_POSTCODE.sub("", part.strip()).strip() for part in re.split(r"[,;\n^]", text)[1:]]
+    return {part for part in parts if _LETTER.search(part) and not _DIGIT.search(part) and not _technical(part)}
+
+
+def _technical(text: str) -> bool:
+    """Whether every word of `text` is one technical texts hold (`technical_words`)."""
+    return all(fold(word) in technical_words() for word in _WORDS.findall(text))
+
+
+_DIGIT = re.compile("[0-9]")
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+@lru_cache(maxsize=1)
+def technical_words() -> frozenset[str]:
+    """Words technical texts hold (folded): those of the standard's attribute keywords ("Echo", "Field", "Normal"
+    of "SurfaceNormal..."), of its defined terms ("IEC_NORMAL"), and the words that name no place alone."""
+    words = {fold(word) for entry in DicomDictionary.values()
+             for word in re.findall(r"[A-Z][a-z]+|[A-Z]+(?![a-z])", entry[4])}
+    vocabulary = json.loads(resources.files("neuroanon").joinpath("data/vocabulary.json").read_text("utf-8"))
+    words |= {fold(word) for terms in vocabulary["defined_terms"].values() for term in terms
+              for word in re.findall(r"[^\W\d_]+", term)}
+    return frozenset(words | set(institution_words()))
 
 
 _POSTCODE = re.compile(r"^[0-9][0-9-]*\s+|\s+[0-9][0-9-]*$")  # ("91052 Erlangen", "Fakeville 90210")

@@ -406,11 +406,11 @@ class Rules:
         if self.level is Level.FULL:
             for tag in (*load_table().exact, *NIDB_FULL):
                 self._tags[tag] = self._full(tag)
-        # The identifying attributes and the dates an option keeps, as they are or cleaned (Retain Device Identity:
-        # StationName, DeviceSerialNumber, a calibration's date; Clean Descriptors: Occupation): released by
-        # choice, so their values are not looked for elsewhere either (nor cleaned out of themselves).
+        # The identifying attributes and the dates an option keeps as they are (Retain Device Identity: StationName,
+        # DeviceSerialNumber, a calibration's date): released by choice, so their values are not looked for
+        # elsewhere either.
         self.retained = frozenset(keyword for keyword in (*IDENTIFYING, *DATED_KEYWORDS) if self.level is Level.FULL
-                                  and self.tag(int(tag_for_keyword(keyword) or 0)).code in ("K", "C"))
+                                  and self.tag(int(tag_for_keyword(keyword) or 0)).code == "K")
         # The tags whose rule writes a value whatever the element holds: NiDB Anonymize's five, at anonymize.
         self.valued = frozenset(NIDB_ANONYMIZE) if self.level is Level.ANONYMIZE else frozenset()
 
