@@ -691,13 +691,15 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     ("PatientAddress", "9 Quill Way, Echo", "ECHO_T2"),
     ("InstitutionAddress", "9 Quill Way, Wobbleton", "Wobbleton"),
     ("InstitutionalDepartmentName", "Head Neck", "HeadNeck_20"),
+    ("InstitutionalDepartmentName", "Research 3T", "RESEARCH3T_loc"),
+    ("StationName", "MRI 3T", "MRI3T_loc"),
 ])
 def test_a_technical_word_of_an_address_or_place_is_no_needle(tmp_path: Path, keyword: str, value: str,
                                                               kept: str) -> None:
     """Found from outside: a patient's town that is a word technical texts hold ("Normal": a Philips header's
-    IEC_NORMAL), a part with a number ("Level 2"), an institution's town, or a place of words that name no place
-    alone run together ("HeadNeck") held every file. The patient's town alone is looked for where it is no such
-    word; the whole address always."""
+    IEC_NORMAL), a part with a number ("Level 2"), an institution's town, a place of words that name no place
+    alone run together ("HeadNeck", "Research3T") or a station's name run together held every file. The patient's
+    town alone is looked for where it is no such word; the whole address always."""
     source = original()
     setattr(source, keyword, value)
     assert held(tmp_path, source, ReceiveCoilName=kept) == []

@@ -855,9 +855,10 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     named = person or keyword.endswith("Name") or "Physician" in keyword or keyword in PLACES
     texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
     words = text.split()
-    if named and len(words) > 1 and not all(fold(w) in institution_words() for w in words):
-        texts.add("".join(words))  # its words run together ("FAKEHOSPITALWEST": found from outside; not those
-        # of words that name no place alone, "HeadNeck", which a coil's name holds)
+    if keyword in PLACES and len(words) > 1 and not all(
+            fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in words):
+        texts.add("".join(words))  # a place's words run together ("FAKEHOSPITALWEST": found from outside; not
+        # those of words that name no place alone, "HeadNeck", "Research3T", which coils' and series' names hold)
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
