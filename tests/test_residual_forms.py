@@ -672,6 +672,10 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("SourceSerialNumber", "QXSRC5512", "QXSRC5512"),
     ("ManufacturerDeviceIdentifier", "QXMDI8812", "QXMDI8812"), ("UniqueDeviceIdentifier", "QXUDI99120", "QXUDI99120"),
     ("PatientAddress", "12 Quill Lane, Wobbleton", "Wobbleton"),
+    # a street of words technical texts hold, with its type (found from outside: released)
+    ("PatientAddress", "48 Main St, Wobbleton", "48 Main St"), ("PatientAddress", "2 High St, Wobbleton", "High St"),
+    # a person's name written with a space, run together (found from outside: released)
+    ("OperatorsName", "Zed Quillop", "ZedQuillop"), ("PerformingPhysicianName", "QUINN WOBBLEDOC", "QUINNWOBBLEDOC"),
     ("InstitutionName", "Wobbleford West", "WOBBLEFORDWEST"),
     ("InstitutionalDepartmentName", "Quill Wing", "QuillWing"),
     ("PatientAddress", "Quillgasse 3^91052 Wobbelsdorf^Quixland", "Wobbelsdorf"),
