@@ -676,6 +676,8 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("PatientAddress", "48 Main St, Wobbleton", "48 Main St"), ("PatientAddress", "2 High St, Wobbleton", "High St"),
     # a person's name written with a space, run together (found from outside: released)
     ("OperatorsName", "Zed Quillop", "ZedQuillop"), ("PerformingPhysicianName", "QUINN WOBBLEDOC", "QUINNWOBBLEDOC"),
+    ("OperatorsName", "Ray Field", "RAYFIELD"), ("PatientAddress", "1 Main St #4, Wobbleton", "1 Main St #4"),
+    ("PatientAddress", "1 Main Row, Wobbleton", "1 Main Row"),
     ("InstitutionName", "Wobbleford West", "WOBBLEFORDWEST"),
     ("InstitutionalDepartmentName", "Quill Wing", "QuillWing"),
     ("PatientAddress", "Quillgasse 3^91052 Wobbelsdorf^Quixland", "Wobbelsdorf"),
@@ -696,7 +698,7 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     ("InstitutionAddress", "9 Quill Way, Wobbleton", "Wobbleton"),
     ("InstitutionalDepartmentName", "Head Neck", "HeadNeck_20"),
     ("InstitutionalDepartmentName", "Research 3T", "RESEARCH3T_loc"),
-    ("StationName", "MRI 3T", "MRI3T_loc"),
+    ("StationName", "MRI 3T", "MRI3T_loc"), ("StationName", "Prisma Fit", "PrismaFit_loc"),
 ])
 def test_a_technical_word_of_an_address_or_place_is_no_needle(tmp_path: Path, keyword: str, value: str,
                                                               kept: str) -> None:

@@ -855,10 +855,11 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     named = person or keyword.endswith("Name") or "Physician" in keyword or keyword in PLACES
     texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
     words = text.split()
-    if named and len(words) > 1 and not all(
-            fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in words):
-        texts.add("".join(words))  # a name's words run together ("FAKEHOSPITALWEST", "ZELDAQUXWORTH": found from
-        # outside; not those of words that name no place alone, "HeadNeck", "MRI3T", which coils' names hold)
+    if len(words) > 1 and (person or keyword in PLACES and not all(
+            fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in words)):
+        texts.add("".join(words))  # a person's or a place's words run together ("ZELDAQUXWORTH", "RAYFIELD",
+        # "FAKEHOSPITALWEST": found from outside; not a place of words that name no place alone, "HeadNeck", nor a
+        # station's name, "PrismaFit", which coils' and series' names hold)
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
@@ -1014,11 +1015,14 @@ def _joined(family: str, given: str) -> set[str]:
 def street_texts(text: str) -> set[str]:
     """An address's first line (its street), also without its house number ("FakeElm Road" for
     "0001 FakeElm Road, Fakeville"): the street is often written alone; not a first line of words technical texts
-    hold without a street's type ("Level 2", a floor: found from outside, "LEVEL 2" held a file)."""
+    hold with neither a house number first nor a street's type ("Level 2", a floor: found from outside, "LEVEL 2"
+    held a file)."""
     street = re.split(r"[,;\n^]", text, maxsplit=1)[0].strip()
     bare = _HOUSE_NUMBER.sub("", street).strip()
-    # (not a floor, "Level 2": words technical texts hold without a street's type; "Main St" is a street)
-    found = {t for t in (street, bare) if _LETTER.search(t) and (_STREET_TYPE.search(t) or not _technical(t))}
+    # (not a floor, "Level 2": words technical texts hold, no house number first, no street's type; "1 Main St #4"
+    # and "Main St" are streets: found from outside)
+    floor = not street[:1].isdigit() and not _STREET_TYPE.search(street) and _technical(street)
+    found = {t for t in (street, bare) if _LETTER.search(t) and not floor}
     return found | {other for t in found for other in _street_types(t)}
 
 
