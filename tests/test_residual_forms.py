@@ -676,7 +676,8 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("PatientAddress", "48 Main St, Wobbleton", "48 Main St"), ("PatientAddress", "2 High St, Wobbleton", "High St"),
     # a person's name written with a space, run together (found from outside: released)
     ("OperatorsName", "Zed Quillop", "ZedQuillop"), ("PerformingPhysicianName", "QUINN WOBBLEDOC", "QUINNWOBBLEDOC"),
-    ("OperatorsName", "Ray Field", "RAYFIELD"), ("PatientAddress", "1 Main St #4, Wobbleton", "1 Main St #4"),
+    ("OperatorsName", "Ray Field", "RAYFIELD"), ("OperatorsName", "Zed Quillop", "QUILLOPZED"),
+    ("PatientAddress", "1 Main St #4, Wobbleton", "1 Main St #4"),
     ("PatientAddress", "1 Main Row, Wobbleton", "1 Main Row"),
     ("InstitutionName", "Wobbleford West", "WOBBLEFORDWEST"),
     ("InstitutionalDepartmentName", "Quill Wing", "QuillWing"),

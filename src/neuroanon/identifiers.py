@@ -859,7 +859,10 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
             fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in words)):
         texts.add("".join(words))  # a person's or a place's words run together ("ZELDAQUXWORTH", "RAYFIELD",
         # "FAKEHOSPITALWEST": found from outside; not a place of words that name no place alone, "HeadNeck", nor a
-        # station's name, "PrismaFit", which coils' and series' names hold)
+        # station's name, "PrismaFit", which coils' and series' names hold); a person's two also the other way
+        # round ("QUXWORTHZELDA", as a name with a caret is)
+        if person and len(words) == 2:
+            texts.add(words[1] + words[0])
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
