@@ -747,6 +747,7 @@ def test_the_scheduled_steps_values_in_its_items_are_searched(tmp_path: Path, ke
 
 @pytest.mark.parametrize(("path", "keyword", "value"), [
     (("ScheduledStepAttributesSequence",), "AccessionNumber", "ACQ77120045"),
+    (("DetectorInformationSequence",), "DetectorID", "QXDET4412"),  # (where a digital X-ray names its detector)
     (("OriginalAttributesSequence", "ModifiedAttributesSequence"), "StationName", "QXSCAN9"),
     (("OriginalAttributesSequence", "ModifiedAttributesSequence"), "AccessionNumber", "ACQ77120046"),
     (("ReferencedPerformedProcedureStepSequence", "ScheduledProcedureStepSequence"), "ScheduledStationName",

@@ -146,6 +146,9 @@ IN_SEQUENCES = {
     int(tag_for_keyword("RequestAttributesSequence") or 0): _REQUEST,
     int(tag_for_keyword("ReferencedRequestSequence") or 0): _REQUEST,
     int(tag_for_keyword("ScheduledProcedureStepSequence") or 0): _SCHEDULED,  # (found from outside: not searched)
+    # a digital X-ray's detector is named in its items, not at the top level (found on review: not searched there)
+    int(tag_for_keyword("DetectorInformationSequence") or 0): ((int(tag_for_keyword("DetectorID") or 0),
+                                                               "DetectorID"),),
     int(tag_for_keyword("ScheduledStepAttributesSequence") or 0): _REQUEST,  # (found from outside, as those below)
     # a correction's items: the values it replaced, of any identifying attribute
     int(tag_for_keyword("ModifiedAttributesSequence") or 0): tuple((tag, keyword) for keyword, tag in
