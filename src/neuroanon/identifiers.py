@@ -241,8 +241,24 @@ class Needle:
     @cached_property
     def runs(self) -> tuple[str, ...]:
         """Literal ASCII text of which one run occurs in every match (a fast test first), or () if none."""
-        runs: set[str] = set()
+        if self._form_runs is None:
+            return ()
+        runs = {r for form_runs in self._form_runs for r in form_runs}
+        # Short keys (the first eight characters of each run) are shared by a value's many forms: fewer tests.
+        # Shorter ones are shared by other values too ("FAKE..." in every synthetic value, a year in every date
+        # of a study), which sends the search into every window where any of them occurs.
+        short = {r[:8] for r in runs}
+        return tuple(sorted(r for r in short if not any(o != r and o in r for o in short)))
+
+    @cached_property
+    def _form_runs(self) -> tuple[tuple[str, ...], ...] | None:
+        """For each form, the literal ASCII runs one of which each of its matches holds (its longest, or the
+        spellings it must hold one of); None if a form has none of three characters or more."""
+        found = []
         for form in self.forms or _plain_forms(self):
+            if form.first:
+                found.append(tuple(a.lower() for a in form.first))
+                continue
             run, best = "", form.anchor
             for token in form.tokens if not form.anchor else ():
                 if _literal(token):
@@ -250,17 +266,41 @@ class Needle:
                     best = max(best, run, key=len)
                 else:
                     run = ""
-            if form.first:
-                runs.update(a.lower() for a in form.first)
-                continue
             if len(best) < 3:
-                return ()
-            runs.add(best)
-        # Short keys (the first eight characters of each run) are shared by a value's many forms: fewer tests.
-        # Shorter ones are shared by other values too ("FAKE..." in every synthetic value, a year in every date
-        # of a study), which sends the search into every window where any of them occurs.
-        short = {r[:8] for r in runs}
-        return tuple(sorted(r for r in short if not any(o != r and o in r for o in short)))
+                return None
+            found.append((best,))
+        return tuple(found)
+
+    @cached_property
+    def _run_forms(self) -> dict[str, tuple[Form, ...]]:
+        """For each of `runs`, the forms whose matches may hold it: those with a run that holds it in its first
+        eight characters. A match holds one of its form's runs, so it holds a key near which only these forms
+        are tried: for a key found, a pattern of these forms alone is compiled (a date's whole pattern took 30
+        to 50 ms to compile, paid for each new patient and study when a key as short as "-61" occurs by chance)."""
+        forms = self.forms or _plain_forms(self)
+        assert self._form_runs is not None  # (there are runs)
+        return {key: tuple(form for form, runs in zip(forms, self._form_runs, strict=True)
+                           if any(key in r[:8] for r in runs))
+                for key in self.runs}
+
+    def _key_pattern(self, key: bytes, loose: bool) -> re.Pattern[bytes]:
+        """The pattern of the forms a match holding `key` (one of `keys`) may be of, in the encodings that write
+        the key so: UTF-16 for a key with NULs, the others for one without (they write ASCII as ASCII, and UTF-16
+        writes no ASCII run without NULs). All forms' in all encodings for a needle without runs (its keys are
+        letters)."""
+        if not self.runs:
+            return self._pattern(False, loose)
+        pattern = self._key_patterns.get((key, loose))
+        if pattern is None:
+            utf_16 = b"\x00" in key
+            run = key.replace(b"\x00", b"").decode("ascii")  # (in UTF-16 a key is its run with NULs between)
+            encodings = tuple(e for e in self.encodings if e.startswith("utf_16") == utf_16)
+            pattern = self._key_patterns[key, loose] = _byte_pattern(self._run_forms[run], encodings, loose)
+        return pattern
+
+    @cached_property
+    def _key_patterns(self) -> dict[tuple[bytes, bool], re.Pattern[bytes]]:
+        return {}
 
     @cached_property
     def wide_pattern(self) -> re.Pattern[bytes]:
@@ -360,14 +400,18 @@ class Needle:
         starts = self._all_starts(lowered)
         return [self._pattern(wide) for wide in (False, True) if self._matches(lowered, wide, starts)]
 
-    def _all_starts(self, lowered: bytes) -> tuple[list[int], list[int]] | None:
-        """Where the keys and the wide keys occur, found in one pass, for a needle of many keys (letters in every
-        case and encoding, a date's many forms); None for one of few (each key is looked for on its own)."""
+    def _all_starts(self, lowered: bytes) -> tuple[dict[bytes, list[int]], list[int]] | None:
+        """Where the keys (by key) and the wide keys occur, found in one pass, for a needle of many keys (letters
+        in every case and encoding, a date's many forms); None for one of few (each key is looked for on its own)."""
         if self._automaton is None:
             return None
-        starts: tuple[list[int], list[int]] = ([], [])
+        keys, narrow = self.keys, len(self.keys)
+        starts: tuple[dict[bytes, list[int]], list[int]] = ({}, [])
         for key, start, _ in self._automaton.find_matches_as_indexes(lowered, overlapping=True):
-            starts[key >= len(self.keys)].append(start)
+            if key < narrow:
+                starts[0].setdefault(keys[key], []).append(start)
+            else:
+                starts[1].append(start)
         return starts
 
     def occurs_loosely(self, lowered: bytes) -> bool:
@@ -375,41 +419,45 @@ class Needle:
         a search of a whole file with it took milliseconds)."""
         return self._matches(lowered, False, self._all_starts(lowered), loose=True)
 
-    def _matches(self, lowered: bytes, wide: bool, starts: tuple[list[int], list[int]] | None,
+    def _matches(self, lowered: bytes, wide: bool, starts: tuple[dict[bytes, list[int]], list[int]] | None,
                  loose: bool = False) -> bool:
-        if starts is None:
+        if starts is None or not (self.wide_keys if wide else self.keys):
             return self._near_keys(lowered, wide, loose)
-        return self._near(lowered, wide, starts[wide], loose)
+        if wide:  # (UTF-32 takes twice the bytes UTF-16 does)
+            return bool(starts[1]) and _near(self.wide_pattern, lowered, starts[1], 2 * self.span)
+        return any(_near(self._key_pattern(key, loose), lowered, at, self.span) for key, at in starts[0].items())
 
     def _pattern(self, wide: bool, loose: bool = False) -> re.Pattern[bytes]:
         # (each compiled when first needed)
         return self.wide_pattern if wide else self.loose_pattern if loose else self.pattern
 
     def _near_keys(self, lowered: bytes, wide: bool, loose: bool = False) -> bool:
-        """Whether the layout's pattern matches near where one of its keys occurs; in the whole of `lowered` if it
-        has no keys, or one occurs more than `_MAX_WINDOWS` times."""
+        """Whether the layout's pattern matches near where one of its keys occurs (but UTF-32's, the pattern of the
+        key's forms: `_key_pattern`); in the whole of `lowered` if it has no keys, or a key occurs more than
+        `_MAX_WINDOWS` times."""
         keys = self.wide_keys if wide else self.keys
         if not keys:
             return self._pattern(wide, loose).search(lowered) is not None
+        span = 2 * self.span if wide else self.span
         for key in keys:
             start = lowered.find(key)
-            for _ in range(_MAX_WINDOWS):
-                if start < 0:
-                    break
-                if self._near(lowered, wide, [start], loose):
-                    return True
+            if start < 0:
+                continue
+            starts: list[int] = []
+            while start >= 0 and len(starts) <= _MAX_WINDOWS:
+                starts.append(start)
                 start = lowered.find(key, start + 1)
-            else:
-                return self._pattern(wide, loose).search(lowered) is not None
+            if _near(self._pattern(True) if wide else self._key_pattern(key, loose), lowered, starts, span):
+                return True
         return False
 
-    def _near(self, lowered: bytes, wide: bool, starts: list[int], loose: bool = False) -> bool:
-        """Whether the layout's pattern matches near one of `starts`; in the whole of `lowered` if the layout has
-        no keys, or `starts` are more than `_MAX_WINDOWS`."""
-        if not (self.wide_keys if wide else self.keys) or len(starts) > _MAX_WINDOWS:
-            return self._pattern(wide, loose).search(lowered) is not None
-        span = 2 * self.span if wide else self.span  # (UTF-32 takes twice the bytes UTF-16 does)
-        return any(self._pattern(wide, loose).search(lowered, max(0, s - span), s + span) for s in starts)
+
+def _near(pattern: re.Pattern[bytes], lowered: bytes, starts: list[int], span: int) -> bool:
+    """Whether `pattern` matches within `span` bytes of one of `starts`; in the whole of `lowered` if they are more
+    than `_MAX_WINDOWS`."""
+    if len(starts) > _MAX_WINDOWS:
+        return pattern.search(lowered) is not None
+    return any(pattern.search(lowered, max(0, s - span), s + span) for s in starts)
 
 
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
@@ -1921,6 +1969,7 @@ class _Series:
 
     patterns: tuple[Needle, ...]
     index: _Index | None = None
+    uses: int = 0  # of the index
     found: dict[bytes, tuple[Needle, ...]] = field(default_factory=dict)
     found_bytes: int = 0
 
@@ -1937,8 +1986,8 @@ class _Series:
 # By the identity of the needles' tuple (one per series, searched many times per file): hashing a hundred
 # needles for every search would cost more than the search. The tuple is kept alive with its index. An index's
 # automaton takes about a megabyte (outside Python's heap), a series' needles as much once compiled, and an index
-# takes some 10 ms to build: the last 32 series are kept (a study's series, also in a folder whose files come in
-# no order), not every series a worker saw.
+# takes milliseconds to build (`_index`): the last 32 series are kept (a study's series, also in a folder whose
+# files come in no order), not every series a worker saw.
 _SERIES: dict[int, _Series] = {}
 _SERIES_KEPT = 32
 _FOUND_BUDGET = 1 << 20  # bytes of searched values kept, at most, per series
@@ -1959,14 +2008,22 @@ def _series(patterns: tuple[Needle, ...]) -> _Series:
 
 
 def _index(patterns: tuple[Needle, ...]) -> _Index:
-    """The needles' index, built once per tuple of needles."""
+    """The needles' index, built once per tuple of needles, and again, to search faster, once it has been used
+    `_FAST_AFTER` times."""
     series = _series(patterns)
-    if series.index is None:
-        series.index = _build_index(patterns)
+    series.uses += 1
+    if series.index is None or series.uses == _FAST_AFTER:
+        series.index = _build_index(patterns, fast=series.uses >= _FAST_AFTER)
     return series.index
 
 
-def _build_index(patterns: tuple[Needle, ...]) -> _Index:
+# A DFA searches a header in 40% of the time the NFA chosen by default takes (0.06 against 0.14 ms), but takes
+# ten times as long to build (4.5 against 0.5 ms for a file's 700 keys): worth it for a series' many files, not
+# for a subject or study of a few (each file its own study: 12 ms a file for the index alone).
+_FAST_AFTER = 64
+
+
+def _build_index(patterns: tuple[Needle, ...], fast: bool) -> _Index:
     # A needle's ASCII runs are looked for as ASCII bytes in the views of a value (see _find); its other keys
     # (letters in other encodings, UTF-32) as they are.
     by_bytes: dict[bytes, tuple[list[int], list[int]]] = {}
@@ -1982,8 +2039,8 @@ def _build_index(patterns: tuple[Needle, ...]) -> _Index:
             by_bytes.setdefault(key, ([], []))[1].append(i)
         for text in needle.text_keys:
             by_text.setdefault(text, []).append(i)
-    # (a DFA: built once per series, it searches a third faster than the NFA chosen by default for many keys)
-    return _Index(BytesAhoCorasick(list(by_bytes), implementation=Implementation.DFA) if by_bytes else None,
+    implementation = Implementation.DFA if fast else None
+    return _Index(BytesAhoCorasick(list(by_bytes), implementation=implementation) if by_bytes else None,
                   tuple((tuple(narrow), tuple(wide)) for narrow, wide in by_bytes.values()),
                   AhoCorasick(list(by_text)) if by_text else None, tuple(map(tuple, by_text.values())), tuple(always),
                   frozenset(n.data for n in patterns if n.data.startswith(b"2.25.")))
@@ -2095,7 +2152,9 @@ def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
     UTF-16 and UTF-32 text stay, so that it stays text)."""
     lowered = data.lower()
     buffer = bytearray(data)
-    for needle in patterns:
+    # (only those the index finds, for many needles: each needle's own search of a long header took a millisecond
+    # for a series' needles, paid for each new series)
+    for needle in patterns if len(patterns) <= _FEW else _found(lowered, patterns)[0]:
         filler = b"0" if needle.numeric else b"X"
         for pattern in needle.patterns(lowered):
             for match in pattern.finditer(lowered):
