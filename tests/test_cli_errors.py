@@ -318,6 +318,26 @@ def test_a_report_that_cannot_take_a_line_names_itself(source: Path, tmp_path: P
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("command", ["anonymize", "verify", "explain"])
+def test_a_full_standard_output_is_named(command: str, source: Path, tmp_path: Path) -> None:
+    """Found from outside: with standard output on a full disk (/dev/full refuses every write), the one line said
+    "No space left on device" and named nothing, as if a file of the run had failed. It names standard output;
+    what the run wrote stays written."""
+    out, key = tmp_path / "out", tmp_path / "key"
+    key.write_text("ab" * 32)  # (a new default key would be announced on standard output first)
+    if command == "verify":
+        assert _run(["anonymize", str(source), "-o", str(out), "--level", "full", "-q", "--key-file", str(key)]
+                    ).returncode == 0
+    args = {"anonymize": ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key)],
+            "verify": ["verify", str(out)], "explain": ["explain", "--level", "full"]}[command]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*COMMAND, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.stderr.splitlines() == ["neuroanon: standard output: No space left on device"], done.stderr
+    assert done.returncode == 1
+    if command != "explain":
+        assert sorted(p.name for p in out.rglob("*") if p.is_file())
+
+
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "no-port"])
 def test_a_dask_scheduler_that_cannot_be_reached_is_named_in_one_line(
     address: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__, compiled, ocr, stops
 from .errors import NeuroanonError, RunStopped, Terminated, UsageError
@@ -349,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     caller: nothing was done), and the handlers before are put back at the end."""
     with contextlib.suppress(ValueError):  # only the main thread may set handlers (main may run elsewhere)
         stops.install()
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
     try:
         return _command(argv)
     finally:
+        sys.stdout = stdout
         with contextlib.suppress(ValueError):
             stops.uninstall()
 
@@ -387,8 +389,37 @@ def _command(argv: list[str] | None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # the machine refused (disk, permissions): one line, the path and the cause
         where = f"{exc.filename}: " if exc.filename else ""
+        if exc.filename == _STDOUT:
+            _silence_stdout()
         print(_shown(f"neuroanon: {where}{exc.strerror or type(exc).__name__}"), file=sys.stderr)
         return 1
+
+
+_STDOUT = "standard output"
+
+
+class _NamedStdout:
+    """Standard output whose errors name it (a print names no file: `> /dev/full`, a full disk)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            exc.filename = _STDOUT
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            exc.filename = _STDOUT
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def _silence_stdout() -> None:
