@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -336,6 +337,25 @@ def test_a_full_standard_output_is_named(command: str, source: Path, tmp_path: P
     assert done.returncode == 1
     if command != "explain":
         assert sorted(p.name for p in out.rglob("*") if p.is_file())
+
+
+def test_a_report_pipe_no_process_reads_is_refused_and_one_read_gets_the_report(source: Path, tmp_path: Path) -> None:
+    """Found from outside: --report naming a pipe that no process reads waited for a reader without end and without
+    a word. Refused at once (exit 2, one line, nothing made); with a reader, the reader gets the report."""
+    pipe = tmp_path / "report.pipe"
+    os.mkfifo(pipe)
+    out = tmp_path / "out"
+    done = _run(["anonymize", str(source), "-o", str(out), "--report", str(pipe)])
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2, [f"neuroanon: cannot write the report {pipe}: a pipe no process reads"])
+    assert not out.exists()
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # (a reader, before the run: the pipe holds 64 KiB)
+    try:
+        assert _run(["anonymize", str(source), "-o", str(out), "--report", str(pipe), "-q"]).returncode == 0
+        lines = os.read(reader, 1 << 16).decode().splitlines()
+    finally:
+        os.close(reader)
+    assert [json.loads(line).get("status") for line in lines[1:-1]] == ["written", "written"]
 
 
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "no-port"])

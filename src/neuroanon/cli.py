@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -311,6 +312,8 @@ def _check_writable(path: Path, what: str, folder: bool) -> None:
     if not folder and path.is_dir():
         raise UsageError(f"the {what} {path} is a folder, not a file")
     if not folder and path.exists():
+        if stat.S_ISFIFO(path.stat().st_mode):  # (an open here would wait for a reader: its writer opens it)
+            return
         if path.stat().st_nlink > 1:  # (found from outside: a hard link to an input or an output was written over)
             raise UsageError(f"the {what} {path} is a file with other hard links (another name of a file of the "
                              "run, maybe): name a new file")

@@ -7,6 +7,7 @@ names often hold names, IDs and birth dates.
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import stat
@@ -227,6 +228,19 @@ def report_in_use(path: Path) -> str:
     return f"the report {path} is being written by another run; name another file"
 
 
+def _open_for_appending(path: Path) -> int:
+    """A descriptor appending to `path`; a pipe's only if a process reads it (found from outside: the run waited
+    for a reader without a word)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and stat.S_ISFIFO(path.stat().st_mode):
+            raise OSError(exc.errno, "a pipe no process reads", str(path)) from None
+        raise
+    os.set_blocking(fd, True)
+    return fd
+
+
 class ReportWriter:
     """Appends records as JSON lines as they happen, so an interrupted run still has its report."""
 
@@ -243,7 +257,7 @@ class ReportWriter:
             self._name = Keyring(options.key).input_token
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            fd = _open_for_appending(path)
             if stat.S_ISREG(os.fstat(fd).st_mode):  # (not a device or a pipe: /dev/stdout)
                 claim(fd, report_in_use(path))
                 if not append:
