@@ -87,9 +87,18 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
     uids: set[str] = set()
     patient_ids: set[str] = set()
     read = unread = 0
+    seen: set[tuple[int, int, str | None]] = set()
     for found in discover(paths):
         # (an archive's member too, as anonymize reads it: found from outside, originals in an archive gave no
         # values, and an output holding the name was called clean)
+        try:
+            info = found.path.stat()
+        except OSError:
+            info = None
+        if info is not None:  # (one original named twice, as a file and in its folder, is counted once)
+            if (info.st_dev, info.st_ino, found.member) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino, found.member))
         with _readable(found) as item:
             if item is not None and item.kind is Kind.DICOM:
                 with quiet():  # pydicom's warnings and validation messages quote values
