@@ -454,6 +454,32 @@ def test_a_destination_that_rejects_the_association_is_named_so_and_retried(
         server.shutdown()
 
 
+def test_a_connection_that_asks_for_no_association_does_not_hold_a_stop(tmp_path: Path) -> None:
+    """Found from outside: a TCP connection that never asked for an association (a port scan, a stuck peer) held
+    SIGTERM for 28 s, until pynetdicom's ACSE timeout (30 s). It is hung up at once; a peer that does associate
+    and store is served as before."""
+    import socket
+    import time
+
+    inputs = tmp_path / "in"
+    sources = study(inputs, subject=15)
+    key = tmp_path / "key"
+    key.write_text(KEY.hex())
+    with Serve("--output", str(tmp_path / "out"), "--level", "full", "--key-file", str(key)) as serve:
+        idle = socket.create_connection((LOOPBACK, serve.port))
+        assert storescu(serve.port, inputs).returncode == 0
+        started = time.monotonic()
+        status, stdout, stderr = serve.stop()
+        took = time.monotonic() - started
+        idle.settimeout(5)
+        assert idle.recv(1) == b""  # (hung up)
+        idle.close()
+    assert status == 0, stderr
+    assert took < 15, f"serve took {took:.1f} s to stop"
+    assert f"stopped: {len(sources)} received, {len(sources)} stored" in stdout
+    assert "error" not in stderr.lower(), stderr
+
+
 def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     sources = study(inputs, subject=14)

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -303,10 +304,18 @@ class Node:
             return
         server.shutdown()
         deadline = time.monotonic() + grace
-        while server.active_associations and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            waiting = False
+            for assoc in server.active_associations:
+                if not assoc.is_established and assoc.dul.is_alive():
+                    _hang_up(assoc)
+                waiting = waiting or assoc.is_established or assoc.dul.is_alive()
+            if not waiting:
+                break
             time.sleep(0.05)
         for assoc in server.active_associations:
-            assoc.abort()
+            if assoc.is_established:
+                assoc.abort()
 
     def __enter__(self) -> Node:
         self.start()
@@ -377,7 +386,12 @@ class Node:
     def _on_close(self, event: evt.Event) -> None:
         # The association's own thread may still be storing an instance (its peer gone meanwhile) or be about to
         # say how it ended (found from outside: such an association had no line): its line waits for that thread,
-        # in a thread of its own (this one is the connection's).
+        # in a thread of its own (this one is the connection's). A connection that asked for no association (or
+        # was rejected: that was its line) received nothing and has no line: nothing to wait for (its thread waits
+        # out the ACSE timeout, and held a stop that long: found from outside).
+        with self._lock:
+            if event.assoc not in self._tallies:
+                return
         ending = threading.Thread(target=self._ended, args=(event.assoc, _who(event)), daemon=True,
                                   name="neuroanon-association-end")
         with self._lock:
@@ -576,3 +590,15 @@ def _fsync_path(path: Path, root: Path) -> None:
         if folder == root or not folder.is_relative_to(root):
             return
         folder = folder.parent
+
+
+def _hang_up(assoc: Association) -> None:
+    """End a connection that has asked for no association (or is being answered): it has nothing to finish, and
+    held a stop until its ACSE timeout, 30 s (found from outside). Shutting the socket down makes its reader
+    thread read the end of the connection, as if the peer had closed it (an A-ABORT is no event there), and that
+    thread is then stopped (the association's own waits out its timeout, but does not hold the process's exit)."""
+    raw = getattr(assoc.dul.socket, "socket", None)  # (None once pynetdicom has closed it)
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+    assoc.dul.stop_dul()  # (only once the end was read: until then it returns at once, and is called again)
