@@ -1002,6 +1002,14 @@ def test_a_key_found_is_tried_with_its_forms_alone_and_finds_what_the_whole_patt
         around = st.sampled_from([b"", b" ", b"\x00", b"x", b"7", b"\x00B", b"\\", b"-", b"p\x00"])
         blob = (data.draw(st.binary(max_size=12), label="before") + data.draw(around, label="left") + encoded
                 + data.draw(around, label="right") + data.draw(st.binary(max_size=12), label="after"))
+        if needle.runs and data.draw(st.booleans(), label="at a window's end"):
+            # a key whose window ends where the text does (what follows it unread there), and more keys than a
+            # window each, but no more than that of one key
+            key = data.draw(st.sampled_from(needle.runs), label="key").encode()
+            gap = needle.span - len(key) - len(encoded)
+            if gap >= 0:
+                blob = key + b"." * gap + blob[blob.index(encoded):]
+            blob += b" " + b" ".join([b"(" + r.encode() + b")" for r in needle.runs[:2]] * 9)
         lowered = blob.lower()
         assert needle.occurs(lowered, True, False) == (needle.pattern.search(lowered) is not None)
         assert needle.occurs(lowered, False, True) == (needle.wide_pattern.search(lowered) is not None)
@@ -1035,6 +1043,58 @@ def test_scrub_overwrites_what_every_needles_own_patterns_find(data: st.DataObje
                 expected[match.start():match.end()] = re.sub(rb"[^\x00]", filler, match.group())
             lowered = bytes(expected).lower()
     assert identifiers.scrub(blob, patterns) == bytes(expected)
+
+
+def _edge_cases() -> tuple[tuple[Needle, ...], Needle]:
+    source = original("Quillop^Zed", "ISO_IR 192", PatientID="A000000", PatientBirthDate="19610203")
+    patterns = needles(source)
+    return patterns, next(n for n in patterns if n.data == b"19610203")
+
+
+def test_a_date_cut_at_a_windows_end_is_no_match() -> None:
+    """Found from outside: a pattern is tried in a window around each key found, and the window's end read as the
+    end of the bytes to the test that no digit follows: "1961-02-03" followed by "7", cut there, was taken for the
+    birth date (when more than 16 keys in all, but no more than 16 of one, sent the search into windows)."""
+    from neuroanon import identifiers
+
+    patterns, date = _edge_cases()
+    head = b"a1961a "
+    cut = head + b"." * (head.index(b"1961") + date.span - len(b"1961-02-03") - len(head)) + b"1961-02-03"
+    after = b" " + b" ".join([b"y1961y"] * 7 + [b"z2504z"] * 9)
+    for blob, found in ((cut + b"7" + after, False), (cut + b" " + after, True)):
+        assert (date in identifiers.find(blob, patterns, remember=False)) is found
+        assert date.occurs(blob.lower()) is found
+        assert (date in identifiers.find_in_file(blob.lower(), patterns)[0]) is found
+    head = b"note x1961x "  # (the key once: a window alone)
+    cut = head + b"." * (head.index(b"1961") + date.span - len(b"030261") - len(head)) + b"030261"
+    assert not date.occurs((cut + b"7 end").lower()) and date.occurs((cut + b" end").lower())
+
+
+def test_a_hit_no_place_holds_is_looked_for_written_encoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A needle the search of the file's bytes reports but no element nor the bytes hold (a search's false hit) held
+    nothing back, and was left out of the search of base64, hex and compressed forms (found from outside: the
+    birth date's base64 released after a false hit). It is looked for there all the same."""
+    import base64
+
+    from neuroanon import residual
+
+    patterns, date = _edge_cases()
+    path = written(tmp_path, ExplicitVRLittleEndian, ImageComments=base64.b64encode(b"19610203").decode())
+    assert Finding("PatientBirthDate", "a value written as base64") in check_file(path, None, patterns)
+    search = residual.find_in_file
+    monkeypatch.setattr(residual, "find_in_file", lambda lowered, found: (
+        [*search(lowered, found)[0], *(n for n in found if n is date)], search(lowered, found)[1]))
+    assert Finding("PatientBirthDate", "a value written as base64") in check_file(path, None, patterns)
+
+
+def test_scrub_overwrites_a_value_that_overwriting_another_made() -> None:
+    """Found from outside: `scrub` tried only the needles found before it wrote, so "A030261" with its date
+    overwritten ("A000000") kept the patient's ID "A000000" it now spelled. As every needle in turn did before."""
+    from neuroanon import identifiers
+
+    patterns, _ = _edge_cases()
+    assert len(patterns) > identifiers._FEW
+    assert identifiers.scrub(b"ref A030261 end", patterns) == b"ref XXXXXXX end"
 
 
 @pytest.mark.parametrize("codec", ["gb18030", "utf_8", "utf_16_le", "utf_32_be"])

@@ -454,10 +454,24 @@ class Needle:
 
 def _near(pattern: re.Pattern[bytes], lowered: bytes, starts: list[int], span: int) -> bool:
     """Whether `pattern` matches within `span` bytes of one of `starts`; in the whole of `lowered` if they are more
-    than `_MAX_WINDOWS`."""
+    than `_MAX_WINDOWS`.
+
+    A window's end reads as the end of the bytes to a boundary's test after a match: a match found that near it is
+    tried again where it starts, in the whole (found from outside: "1961-02-03" followed by a digit, cut at a
+    window's end, was taken for the birth date, and its base64 then not looked for). A match that holds the key
+    a window is made for never comes that near: `Needle.span` leaves room for the test."""
     if len(starts) > _MAX_WINDOWS:
         return pattern.search(lowered) is not None
-    return any(pattern.search(lowered, max(0, s - span), s + span) for s in starts)
+    for start in starts:
+        at, end = max(0, start - span), start + span
+        while (match := pattern.search(lowered, at, end)) is not None:
+            if match.end() + _BOUNDARY_BYTES <= end or end >= len(lowered) or pattern.match(lowered, match.start()):
+                return True
+            at = match.start() + 1
+    return False
+
+
+_BOUNDARY_BYTES = 8  # the most a boundary's test reads after a match (a UTF-32 letter: 4), with room
 
 
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once
@@ -2150,11 +2164,19 @@ def count(data: bytes, needle: Needle) -> int:
 def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
     """`data` with every needle overwritten in place (same length: binary structures stay valid; the NUL bytes of
     UTF-16 and UTF-32 text stay, so that it stays text)."""
+    if len(patterns) > _FEW:  # the needles the index finds (each needle's own search of a long header took a
+        # millisecond for a series' needles, paid for each new series); every needle in turn where overwriting
+        # them made one anew ("A030261" with its date overwritten spells the patient's ID "A000000")
+        cleaned = _scrubbed(data, tuple(_found(data.lower(), patterns)[0]))
+        if not _found(cleaned.lower(), patterns)[0]:
+            return cleaned
+    return _scrubbed(data, patterns)
+
+
+def _scrubbed(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
     lowered = data.lower()
     buffer = bytearray(data)
-    # (only those the index finds, for many needles: each needle's own search of a long header took a millisecond
-    # for a series' needles, paid for each new series)
-    for needle in patterns if len(patterns) <= _FEW else _found(lowered, patterns)[0]:
+    for needle in patterns:
         filler = b"0" if needle.numeric else b"X"
         for pattern in needle.patterns(lowered):
             for match in pattern.finditer(lowered):

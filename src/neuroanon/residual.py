@@ -165,16 +165,14 @@ def check_file(
         hits += [n for n in suspects if not elements or any(n.occurs(value) for value in values)]
     big = _transfer_syntax(written) == _BIG_ENDIAN
     text_hits = [n for n in _find_in_text(data, patterns, big) if n not in hits]
-    encoded = _in_encoded_forms(data, patterns, hits + text_hits) + _in_swapped_words(written, patterns, own, hits,
-                                                                                       big)
-    if not hits and not text_hits:
-        return encoded + in_pixels
-    elements = _elements(path) if elements is None else elements
-    findings = []
+    findings: list[Finding] = []
+    placed: list[Needle] = []  # the hits a place holds or excuses: the others are looked for written encoded too
+    if hits or text_hits:
+        elements = _elements(path) if elements is None else elements
     for needle in hits + text_hits:
         places: list[str] = []
         excused = 0
-        for element in elements:
+        for element in elements or ():
             in_bytes = count(element.raw, needle) if needle in hits else 0
             in_text = bool(element.text and not element.text.isascii() and find_text(element.text, (needle,)))
             if not in_bytes and not in_text:
@@ -185,7 +183,11 @@ def check_file(
                 places.append(element.where)
         if not places and (needle in text_hits or not elements or count(haystack, needle) > excused):
             places = ["file bytes"]
+        if places or excused:
+            placed.append(needle)
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
+    encoded = _in_encoded_forms(data, patterns, placed) + _in_swapped_words(
+        written, patterns, own, [n for n in hits if n in placed], big)
     return findings + encoded + in_pixels
 
 
