@@ -1002,7 +1002,8 @@ def test_a_key_found_is_tried_with_its_forms_alone_and_finds_what_the_whole_patt
         around = st.sampled_from([b"", b" ", b"\x00", b"x", b"7", b"\x00B", b"\\", b"-", b"p\x00"])
         blob = (data.draw(st.binary(max_size=12), label="before") + data.draw(around, label="left") + encoded
                 + data.draw(around, label="right") + data.draw(st.binary(max_size=12), label="after"))
-        if needle.runs and data.draw(st.booleans(), label="at a window's end"):
+        at_an_end: bool = data.draw(st.booleans(), label="at a window's end")
+        if at_an_end and needle.runs:
             # a key whose window ends where the text does (what follows it unread there), and more keys than a
             # window each, but no more than that of one key
             key = data.draw(st.sampled_from(needle.runs), label="key").encode()
@@ -1081,7 +1082,8 @@ def test_a_hit_no_place_holds_is_looked_for_written_encoded(tmp_path: Path, monk
     patterns, date = _edge_cases()
     path = written(tmp_path, ExplicitVRLittleEndian, ImageComments=base64.b64encode(b"19610203").decode())
     assert Finding("PatientBirthDate", "a value written as base64") in check_file(path, None, patterns)
-    search = residual.find_in_file
+    from neuroanon.identifiers import find_in_file as search
+
     monkeypatch.setattr(residual, "find_in_file", lambda lowered, found: (
         [*search(lowered, found)[0], *(n for n in found if n is date)], search(lowered, found)[1]))
     assert Finding("PatientBirthDate", "a value written as base64") in check_file(path, None, patterns)
