@@ -358,6 +358,23 @@ def test_a_report_pipe_no_process_reads_is_refused_and_one_read_gets_the_report(
     assert [json.loads(line).get("status") for line in lines[1:-1]] == ["written", "written"]
 
 
+def test_a_report_on_standard_output_is_all_it_gets(source: Path, tmp_path: Path) -> None:
+    """Found from outside: with --report /dev/stdout and standard output a file, the summary was written over the
+    report's first lines (two descriptions of one file, each at its own offset): corrupt JSON lines. The report's
+    lines are all standard output gets; what would be printed goes to standard error."""
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    with open(tmp_path / "stdout.jsonl", "w") as stdout:
+        done = subprocess.run([*COMMAND, "anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full",
+                               "--key-file", str(key), "--report", "/dev/stdout"], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "stdout.jsonl").read_text().splitlines()]
+    assert list(lines[0]) == ["provenance"] and list(lines[-1]) == ["summary"]
+    assert [line["status"] for line in lines[1:-1]] == ["written", "written"]
+    assert "2 files at level full" in done.stderr
+
+
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "no-port"])
 def test_a_dask_scheduler_that_cannot_be_reached_is_named_in_one_line(
     address: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

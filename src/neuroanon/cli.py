@@ -10,6 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import secrets
@@ -367,6 +368,8 @@ def _command(argv: list[str] | None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if _is_stdout(getattr(args, "report", None)):  # (main puts standard output back)
+        sys.stdout = sys.stderr
     _quiet_pydicom()
     try:
         _resolve_preset(args)
@@ -423,6 +426,18 @@ class _NamedStdout:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
+
+
+def _is_stdout(path: Path | None) -> bool:
+    """Whether `path` names standard output's file (`--report /dev/stdout`): the report's lines are then all it
+    gets, and what would be printed goes to standard error (found from outside: with standard output a file, the
+    summary was written over the report's first lines)."""
+    if path is None:
+        return False
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 def _silence_stdout() -> None:
