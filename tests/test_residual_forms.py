@@ -1089,6 +1089,21 @@ def test_a_hit_no_place_holds_is_looked_for_written_encoded(tmp_path: Path, monk
     assert Finding("PatientBirthDate", "a value written as base64") in check_file(path, None, patterns)
 
 
+@pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"])
+@pytest.mark.parametrize("form", ["base64", "hex"])
+@pytest.mark.parametrize("at", [0, 1, 3])
+def test_base64_and_hex_written_in_utf_16_or_utf_32_are_read(tmp_path: Path, codec: str, form: str, at: int) -> None:
+    """Found from outside (recheck47, at every version): the base64 or hex of a birth date written as UTF-16 or
+    UTF-32 text in a kept private value was released; in one-byte text it was held. Read at any byte offset."""
+    import base64
+
+    patterns, _ = _edge_cases()
+    text = base64.b64encode(b"19610203").decode() if form == "base64" else b"19610203".hex()
+    blob = b"\x07" * at + f"block {text} end".encode(codec)
+    path = written(tmp_path, ExplicitVRLittleEndian, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert Finding("PatientBirthDate", f"a value written as {form}") in check_file(path, None, patterns)
+
+
 def test_scrub_overwrites_a_value_that_overwriting_another_made() -> None:
     """Found from outside: `scrub` tried only the needles found before it wrote, so "A030261" with its date
     overwritten ("A000000") kept the patient's ID "A000000" it now spelled. As every needle in turn did before."""

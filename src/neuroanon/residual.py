@@ -283,7 +283,7 @@ def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Nee
     (also one written as base64 or hex), or with escapes: one finding an attribute, with the form. What they
     decode to is searched in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a
     hit."""
-    pieces = _decoded(data) + _unescaped(data)
+    pieces = _decoded(data) + _unescaped(data) + [piece for text in _wide_texts(data) for piece in _decoded(text)]
     if not pieces:
         return []
     # (what a series' files decode to recurs file after file, a pseudonym's or a CSA name's readings: remembered)
@@ -293,6 +293,31 @@ def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Nee
         form = next((form for form, decoded in pieces if find(decoded.lower(), (needle,), remember=False)), "")
         findings.setdefault(needle.attribute, Finding(needle.attribute, f"a value written as {form or 'base64'}"))
     return list(findings.values())
+
+
+def _wide_texts(data: bytes) -> list[bytes]:
+    """The runs of base64 characters (hex among them) `data` holds written in UTF-16 or UTF-32 (LE or BE, a NUL
+    byte or three beside each), as one byte a character: found from outside, the base64 of a birth date written in
+    UTF-16 in a kept private value was released. Runs of `_WIDE_RUN` characters or more, found by a literal of
+    their classes (a search of a class of characters at every byte of a header took 0.7 ms)."""
+    classes = data.translate(_WIDE_CLASS)
+    texts: list[bytes] = []
+    for width, run in ((2, _UTF_16_RUN), (4, _UTF_32_RUN)):
+        first = run.pattern[:width * _WIDE_RUN]
+        start = classes.find(first)
+        while start >= 0:
+            match = run.match(classes, start)
+            assert match is not None  # (its first characters are there)
+            texts.append(data[start:match.end():width])
+            start = classes.find(first, match.end())
+    return list(dict.fromkeys(texts))
+
+
+_WIDE_CLASS = bytes(ord("z") if c == 0 else ord("b") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/=")
+                    else ord(".") for c in range(256))
+_WIDE_RUN = 8  # characters: base64's shortest run that is read (before its padding)
+_UTF_16_RUN = re.compile(rb"bz" * _WIDE_RUN + rb"(?:bz)*+b?")  # (BE: the same, a byte on)
+_UTF_32_RUN = re.compile(rb"bzzz" * _WIDE_RUN + rb"(?:bzzz)*+b?")
 
 
 def _decoded(data: bytes) -> list[tuple[str, bytes]]:
