@@ -1104,6 +1104,22 @@ def test_base64_and_hex_written_in_utf_16_or_utf_32_are_read(tmp_path: Path, cod
     assert Finding("PatientBirthDate", f"a value written as {form}") in check_file(path, None, patterns)
 
 
+@pytest.mark.parametrize("width", [2, 4])
+def test_base64_in_big_endian_words_is_read(tmp_path: Path, width: int) -> None:
+    """Found on review: in a big endian file, text stored as the numbers of a binary value (its bytes swapped in
+    words) was searched for the needles, but not read as base64 or hex; a conversion to little endian, which any
+    reader may make, turns it into a date's base64."""
+    import base64
+
+    patterns, _ = _edge_cases()
+    text = b"block " + base64.b64encode(b"19610203") + b" end.."
+    text += b"." * (-len(text) % width)
+    stored = b"".join(text[i:i + width][::-1] for i in range(0, len(text), width))
+    assert base64.b64encode(b"19610203") not in stored
+    findings = check_file(written(tmp_path, ExplicitVRBigEndian, x00091010=stored), None, patterns)
+    assert Finding("PatientBirthDate", "a value written as base64 (big endian words)") in findings
+
+
 def test_scrub_overwrites_a_value_that_overwriting_another_made() -> None:
     """Found from outside: `scrub` tried only the needles found before it wrote, so "A030261" with its date
     overwritten ("A000000") kept the patient's ID "A000000" it now spelled. As every needle in turn did before."""

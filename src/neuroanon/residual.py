@@ -194,18 +194,23 @@ def check_file(
 def _in_swapped_words(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...],
                       found: list[Needle], big: bool) -> list[Finding]:
     """In a big endian file, the needles not already `found` in its bytes read as words of 2, 4 and 8 bytes swapped
-    (at each alignment a value may start at): a binary value's numbers (OW, US, OL, FD...) are stored so, and a
-    conversion to little endian, which every reader may make, turns text they spell into plain text."""
+    (at each alignment a value may start at), also written in another form (base64, hex...: `_in_encoded_forms`):
+    a binary value's numbers (OW, US, OL, FD...) are stored so, and a conversion to little endian, which every
+    reader may make, turns text they spell into plain text (found on review: a date's base64 so stored was not
+    read)."""
     if not big:
         return []
-    haystack = data.lower()
     hits: list[Needle] = []
+    encoded: dict[str, Finding] = {}
     for width in (2, 4, 8):
         for start in range(0, width, 2):
-            swapped = _swapped(haystack[start:], width)
-            hits += [n for n in find(swapped, patterns, remember=False) + find_once(swapped, own)
+            swapped = _swapped(data[start:], width)
+            lowered = swapped.lower()
+            hits += [n for n in find(lowered, patterns, remember=False) + find_once(lowered, own)
                      if n not in found and n not in hits]
-    return [Finding(n.attribute, "file bytes (big endian words)") for n in hits]
+            for finding in _in_encoded_forms(swapped, patterns, [*found, *hits]):
+                encoded.setdefault(finding.attribute, Finding(finding.attribute, f"{finding.where} (big endian words)"))
+    return [Finding(n.attribute, "file bytes (big endian words)") for n in hits] + list(encoded.values())
 
 
 def _swapped(data: bytes, width: int) -> bytes:
