@@ -7,6 +7,7 @@ value. Clean outputs (dummies, pseudonyms, defined terms, makers) are not flagge
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -1664,8 +1665,58 @@ def test_text_that_a_big_endian_files_words_spell_is_found(tmp_path: Path, width
     swapped = b"".join(text[i:i + width][::-1] for i in range(0, len(text), width))
     path = written(tmp_path, syntax, RedPaletteColorLookupTableData=swapped)
     findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
-    expected = {Finding(a, "file bytes (big endian words)") for a in ("PatientName", "PatientID")}
+    where = "(0028,1201)" if width == 2 else "file bytes"  # (an OW value's own words, else the file's)
+    expected = {Finding(a, f"{where} (big endian words)") for a in ("PatientName", "PatientID")}
     assert (set(findings) == expected) is (syntax == ExplicitVRBigEndian), findings
+
+
+@pytest.mark.parametrize(("keyword", "width"), [("SimpleFrameList", 4), ("FilterLookupTableData", 8)])
+def test_text_in_a_big_endian_files_longer_numbers_is_found_beside_the_header(tmp_path: Path, keyword: str,
+                                                                           width: int) -> None:
+    """Text that a big endian file's UL or OD numbers spell in little endian order: there the bytes before it are
+    the element's header, whose VR reads as letters ("LU" before the name), no word's boundary (found from outside:
+    released). Each binary value is read in its own numbers' order."""
+    text = b"Quxworth^Zelda ZQ-4471-0093 " + bytes(4)
+    value: object = (list(struct.unpack(f"<{len(text) // 4}L", text)) if width == 4  # (written big endian)
+                     else b"".join(text[i:i + 8][::-1] for i in range(0, len(text), 8)))
+    path = written(tmp_path, ExplicitVRBigEndian, "ISO_IR 192", **{keyword: value})
+    assert text[:8] not in path.read_bytes()
+    tag = f"({pydicom.datadict.tag_for_keyword(keyword) or 0:08X})"
+    where = f"{tag[:5]},{tag[5:]} (big endian words)"
+    findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
+    assert {Finding("PatientName", where), Finding("PatientID", where)} <= set(findings), findings
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+@pytest.mark.parametrize("before", [b"\x01\x02\x00\x00\x00M", b"\x00k", b"k", b"\x00\x00\x009"])
+def test_a_name_after_a_length_byte_that_reads_as_a_letter_in_a_binary_value_is_found(
+        tmp_path: Path, syntax: str, before: bytes) -> None:
+    """A binary structure's string after its length byte, which reads as a letter or digit ("M" for 77), also at
+    the value's start (found from outside: a name so stored in a kept GE value was released). A text value that
+    begins so holds another word (below)."""
+    value = before + b"Quxworth^Zed" + bytes(4 - (len(before) + 12) % 4)  # (a given name too short to be searched)
+    findings = held(tmp_path, original("Quxworth^Zed"), syntax, x00091010=value)
+    assert Finding("PatientName", "(0009,1010)") in findings, findings
+
+
+def test_a_letter_before_a_name_in_a_text_value_makes_another_word(tmp_path: Path) -> None:
+    assert held(tmp_path, original("Quxworth^Zed"), ImageComments="\x01MQuxworth^Zed kQuxworth^Zed") == []
+
+
+@pytest.mark.parametrize("wide", ["", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize(("form", "attribute"), [
+    (b"34343731303933", "PatientID"),  # the hex of a 7-character ID: 14 digits
+    (base64.b64encode(b"Quxworth^").rstrip(b"="), "PatientName"),  # 12 characters, no padding
+    (base64.b64encode(b"x19470415"), "PatientBirthDate"),  # the same, of a date after a letter
+])
+def test_a_short_value_written_as_hex_or_unpadded_base64_is_found(tmp_path: Path, form: bytes, attribute: str,
+                                                                  wide: str) -> None:
+    """Runs of 8 to 15 characters are read too (found from outside: a 7-character ID's hex and a 9-byte value's
+    unpadded base64 were released), also in UTF-16 text."""
+    assert len(form) < 16 and not form.endswith(b"=")
+    value = b"\x00\x01 " + (form.decode("ascii").encode(wide) if wide else form) + b" \x00\x00"
+    findings = held(tmp_path, original("Quxworth^Zelda", PatientID="4471093"), x00091010=value + bytes(len(value) % 2))
+    assert attribute in {f.attribute for f in findings}, findings
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian], ids=["big", "deflated"])
@@ -1680,7 +1731,7 @@ def test_a_long_file_meta_hides_not_how_the_dataset_is_written(tmp_path: Path, s
                 else {"ImageComments": "ZQ-4471-0093"})
     path = written(tmp_path, syntax, FileMetaInformationVersion=b"\x00\x01" + bytes(1100), **elements)
     findings = check_file(path, None, needles(original("Quxworth^Zelda", PatientID="ZQ-4471-0093")))
-    where = "file bytes (big endian words)" if syntax == ExplicitVRBigEndian else "(0020,4000)"
+    where = "(0028,1201) (big endian words)" if syntax == ExplicitVRBigEndian else "(0020,4000)"
     assert Finding("PatientID", where) in findings, findings
 
 

@@ -136,6 +136,7 @@ class _Element:
     raw: bytes
     text: str | None
     code: tuple[str, str] = ("", "")  # a CodeMeaning's: its item's CodingSchemeDesignator and code value
+    vr: str = ""
 
 
 def check_file(
@@ -159,11 +160,13 @@ def check_file(
     (hits, suspects), (own_hits, own_suspects) = find_in_file(haystack, patterns), find_in_file(haystack, own)
     hits, suspects = hits + own_hits, suspects + own_suspects
     elements = None
-    if suspects:  # (each value searched on its own: its ends bound a word, whatever bytes stand beside it)
+    big = _transfer_syntax(written) == _BIG_ENDIAN
+    in_binary: dict[Needle, list[Finding]] = {}
+    if suspects or big:  # (each value searched on its own: its ends bound a word, whatever bytes stand beside it)
         elements = _elements(path)
         values = [_without_our_uids(e.raw, patterns, own).lower() for e in elements]
         hits += [n for n in suspects if not elements or any(n.occurs(value) for value in values)]
-    big = _transfer_syntax(written) == _BIG_ENDIAN
+        in_binary = _in_binary_values(elements, patterns, own, big, hits)
     text_hits = [n for n in _find_in_text(data, patterns, big) if n not in hits]
     findings: list[Finding] = []
     placed: list[Needle] = []  # the hits a place holds or excuses: the others are looked for written encoded too
@@ -187,8 +190,40 @@ def check_file(
             placed.append(needle)
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     encoded = _in_encoded_forms(data, patterns, placed) + _in_swapped_words(
-        written, patterns, own, [n for n in hits if n in placed], big)
-    return findings + encoded + in_pixels
+        written, patterns, own, [n for n in hits if n in placed] + list(in_binary), big)
+    return findings + list(dict.fromkeys(f for found in in_binary.values() for f in found)) + encoded + in_pixels
+
+
+def _in_binary_values(elements: list[_Element], patterns: tuple[Needle, ...], own: tuple[Needle, ...], big: bool,
+                      found: list[Needle]) -> dict[Needle, list[Finding]]:
+    """The needles not already `found` that a binary value holds as text with no word's boundary beside it: after
+    a letter or digit that a control byte or the value's start comes before, as a binary structure's length byte
+    reads ("M" for 77: found from outside, a name so stored in a kept GE value was released), and, in a big endian
+    file, in the value's numbers read in little endian order, as a conversion writes them (there the bytes of the
+    header before the value, a VR's letters, stood beside the text: found from outside). Each value is searched
+    with a NUL byte at each end."""
+    views = []
+    for e in elements:
+        if e.vr in _BINARY_VRS:
+            views.append((e.where, e.raw))
+            width = _WORD_BYTES.get(e.vr, 1)
+            if big and width > 1:
+                views.append((f"{e.where} (big endian words)", _swapped(e.raw, width)))
+    framed = [(where, b"\x00" + value.lower() + b"\x00") for where, value in views]
+    joined = b"".join(value for _, value in framed)
+    findings: dict[Needle, list[Finding]] = {}
+    for needles in (patterns, own):
+        for needle in dict.fromkeys(n for part in find_in_file(joined, needles) for n in part):
+            places = [where for where, value in framed if needle.occurs(value) or needle.occurs_loosely(value)]
+            if places and needle not in found:
+                findings[needle] = [Finding(needle.attribute, where) for where in places]
+    return findings
+
+
+# The VRs of binary values, and the bytes of each number of those whose numbers a big endian file stores swapped
+_WORD_BYTES = {"OW": 2, "US": 2, "SS": 2, "AT": 2, "OL": 4, "OF": 4, "UL": 4, "SL": 4, "FL": 4,
+               "OD": 8, "FD": 8, "OV": 8, "SV": 8, "UV": 8}
+_BINARY_VRS = frozenset({"OB", "UN", *_WORD_BYTES})
 
 
 def _in_swapped_words(data: bytes, patterns: tuple[Needle, ...], own: tuple[Needle, ...],
@@ -265,18 +300,17 @@ def _file_meta_of(f: BinaryIO) -> bytes:
     return head + f.read(1 << 16)
 
 
-# A value may hold text written in another form: base64 (16 characters or more, or 8 and more before its padding)
-# or hex (16 digits or more, inside such a run), a zlib or gzip stream (GE's User Define Data, a vendor's XML, a
-# screen capture's metadata). Each is read back and searched. Runs are found in the bytes mapped to their classes
-# (b: base64, e: its padding, n: a line's end; h: hex): a literal is searched for ten times as fast as a class of
-# characters, and a possessive run is never tried again from inside itself. A run goes on across line ends: MIME
-# writes base64 in lines of 76 characters, PEM in lines of 64, and a value may lie across one.
+# A value may hold text written in another form: base64 or hex (runs of 8 characters or more: a 7-character ID's hex has
+# 14 digits, and base64 of 9 bytes has no padding: found from outside, each was released), a zlib or gzip stream (GE's
+# User Define Data, a vendor's XML, a screen capture's metadata). Each is read back and searched. Runs are found in the
+# bytes mapped to their classes (b: base64, e: its padding, n: a line's end; h: hex): a literal is searched for ten
+# times as fast as a class of characters, and a possessive run is never tried again from inside itself. A run goes on
+# across line ends: MIME writes base64 in lines of 76 characters, PEM in lines of 64, and a value may lie across one.
 _BASE64_CLASS = bytes(ord("b") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else
                       ord("e") if c == ord("=") else ord("n") if chr(c) in "\r\n" else ord(".") for c in range(256))
 _HEX_CLASS = bytes(ord("h") if chr(c) in "0123456789abcdefABCDEF" else ord(".") for c in range(256))
-_LONG_RUN = re.compile(rb"b" * 15 + rb"b++(?:nn?b++)*+")  # 16 or more, and the lines after
-_PADDED_RUN = 8  # or 8 to 15 before padding
-_HEX_RUN = re.compile(rb"hhhhhhhhhhhhhhhhh*")
+_RUN = re.compile(rb"b" * 8 + rb"b*+(?:nn?b++)*+")  # 8 or more, and the lines after
+_HEX_RUN = re.compile(rb"h" * 8 + rb"h*")
 # gzip's magic, and zlib's (a window of 32 KiB, at each level): one expression each, which searches for its literal
 _STREAM_STARTS = (re.compile(rb"\x1f\x8b\x08"), re.compile(rb"\x78[\x01\x5e\x9c\xda]"))
 _MOST_STREAMS = 256  # stream starts tried a file (random binary bytes hold such a pair now and then)
@@ -333,8 +367,12 @@ def _decoded(data: bytes) -> list[tuple[str, bytes]]:
     budget = [_MOST_STREAMS, _MOST_INFLATED]
     found = _streams(data, "a compressed stream", budget)
     compressed: list[tuple[str, bytes]] = []
+    runs = set()  # (a header repeats its dates, words and numbers: each read once)
     for start, end in _base64_runs(data.translate(_BASE64_CLASS)):
         run = data[start:end].translate(None, b"\r\n")
+        if run in runs:
+            continue
+        runs.add(run)
         readings, with_streams = _short_run_read(run) if len(run) <= _SHORT_RUN else _run_read(run)
         found += readings
         compressed += with_streams
@@ -350,7 +388,8 @@ def _run_read(run: bytes) -> tuple[_Readings, _Readings]:
     """A run of base64 characters read as base64 at each alignment, and the hex runs in it; and those readings
     in which a zlib or gzip stream begins (random bytes often hold a stream's first byte, seldom its first two)."""
     found = []
-    for at in range(4):
+    # (digits alone are no base64 of text: every third byte they give is 0xD0 or more)
+    for at in range(0 if not run.isdigit() else 4, 4):
         piece = run[at:len(run) - ((len(run) - at) % 4 == 1)]  # (one character left over holds no byte)
         found.append(("base64", binascii.a2b_base64(piece + b"=" * (-len(piece) % 4))))
     for match in _HEX_RUN.finditer(run.translate(_HEX_CLASS)):
@@ -439,17 +478,8 @@ def _read_escape(match: re.Match[bytes]) -> bytes:
 
 
 def _base64_runs(classes: bytes) -> list[tuple[int, int]]:
-    """Where runs of base64 characters (`classes`: `data` mapped by _BASE64_CLASS) of 16 or more start and end,
-    and those of 8 to 15 before padding."""
-    runs = [match.span() for match in _LONG_RUN.finditer(classes)]
-    pad = classes.find(b"e")
-    while pad >= 0:
-        before = classes[max(0, pad - 16):pad]
-        length = len(before) - 1 - max(before.rfind(b"."), before.rfind(b"e"), before.rfind(b"n"))
-        if _PADDED_RUN <= length < 16:
-            runs.append((pad - length, pad))
-        pad = classes.find(b"e", pad + 1)
-    return runs
+    """Where runs of 8 or more base64 characters (`classes`: `data` mapped by _BASE64_CLASS) start and end."""
+    return [match.span() for match in _RUN.finditer(classes)]
 
 
 def _streams(data: bytes, form: str, budget: list[int]) -> list[tuple[str, bytes]]:
@@ -1469,7 +1499,7 @@ def _elements(path: Path) -> list[_Element]:
                 found += [_Element("file meta " + e.where, e.tag, e.raw, e.text) for e in _walk(meta, "")]
     except Exception:  # unreadable: every hit stays unattributed, and so counts
         return []
-    found.append(_Element("preamble", 0, getattr(ds, "preamble", None) or b"", None))
+    found.append(_Element("preamble", 0, getattr(ds, "preamble", None) or b"", None, vr="OB"))
     return found
 
 
@@ -1489,7 +1519,7 @@ def _walk(ds: Dataset, path: str) -> Iterator[_Element]:
         else:
             data = str(value if value is not None else "").encode("utf-8", "ignore")
         text = _text(ds, tag) if vr in TEXT_VRS else None
-        yield _Element(where, t, data, text, _code_of(ds) if t == CODE_MEANING else ("", ""))
+        yield _Element(where, t, data, text, _code_of(ds) if t == CODE_MEANING else ("", ""), vr)
 
 
 def _code_of(item: Dataset) -> tuple[str, str]:
