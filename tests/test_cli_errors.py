@@ -731,3 +731,35 @@ def test_a_stop_while_the_command_starts_is_one_line(signum: str) -> None:
     number = {"SIGINT": 2, "SIGTERM": 15}[signum]
     assert done.returncode == 128 + number, done.stderr
     assert done.stderr == f"neuroanon: stopped by {signum} as it started; nothing was written\n"
+
+
+@pytest.mark.parametrize("missing", ["--tls-cert", "--tls-key", "--tls-ca", "--forward-tls-ca"])
+def test_serve_names_the_tls_file_it_cannot_read(missing: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: "cannot load the TLS certificate, key or CA ([Errno 2] No such file or directory)",
+    which file not said."""
+    present = tmp_path / "present.pem"
+    present.write_text("not a certificate\n")
+    gone = tmp_path / "gone.pem"
+    files = {option: gone if option == missing else present for option in ("--tls-cert", "--tls-key")}
+    argv = ["serve", "--port", "0", "-o", str(tmp_path / "node"), *(w for o, p in files.items() for w in (o, str(p)))]
+    if missing == "--tls-ca":
+        argv += ["--tls-ca", str(gone)]
+    if missing == "--forward-tls-ca":
+        argv += ["--forward", "PEER@127.0.0.1:11112", "--forward-tls-ca", str(gone)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"neuroanon: cannot read the TLS file {gone} ({missing}): no such file or directory", err
+
+
+def test_serve_names_the_tls_certificate_and_key_it_cannot_load(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key\n")
+    assert main(["serve", "--port", "0", "-o", str(tmp_path / "node"), "--tls-cert", str(cert), "--tls-key",
+                 str(key)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith(f"neuroanon: cannot load the TLS certificate {cert} (--tls-cert) with its key {key} "
+                          "(--tls-key): "), err

@@ -791,7 +791,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = NodeConfig(
         output=args.output, options=options, ae_title=args.ae_title, host=args.host, port=args.port,
         work=args.work, forward=forward,
-        forward_tls=client_tls(args.forward_tls_ca) if args.forward_tls_ca else None,
+        forward_tls=client_tls(args.forward_tls_ca, ca_option="--forward-tls-ca") if args.forward_tls_ca else None,
         allow_calling=tuple(args.allow_calling),
         tls=server_tls(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
         max_associations=args.max_associations, max_instance_size=args.max_instance_size, workers=args.workers,

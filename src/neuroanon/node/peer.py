@@ -55,30 +55,63 @@ def check_ae_title(title: str) -> str:
 
 def server_tls(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
     """A TLS context for accepting associations; with `ca`, peers must present a certificate it signed."""
+    _readable_tls(("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert, key)
-        if ca is not None:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(ca)
     except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the TLS certificate, key or CA ({exc})") from None
+        raise UsageError(f"cannot load the TLS certificate {cert} (--tls-cert) with its key {key} (--tls-key): "
+                         f"{_tls_cause(exc)}") from None
+    if ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context.load_verify_locations(ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load the TLS CA {ca} (--tls-ca): {_tls_cause(exc)}") from None
     return context
 
 
-def client_tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-    """A TLS context for requesting associations: the peer must hold a certificate `ca` signed for its host."""
+def client_tls(ca: Path, cert: Path | None = None, key: Path | None = None,
+               ca_option: str = "--tls-ca") -> ssl.SSLContext:
+    """A TLS context for requesting associations: the peer must hold a certificate `ca` signed for its host.
+    `ca_option` is the option that named `ca`, for messages."""
     if (cert is None) != (key is None):
         raise UsageError("a TLS client certificate needs both --tls-cert and --tls-key")
+    _readable_tls((ca_option, ca), ("--tls-cert", cert), ("--tls-key", key))
     try:
         context = ssl.create_default_context(cafile=str(ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if cert is not None and key is not None:
-            context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the TLS CA or client certificate ({exc})") from None
+        raise UsageError(f"cannot load the TLS CA {ca} ({ca_option}): {_tls_cause(exc)}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load the TLS certificate {cert} (--tls-cert) with its key {key} (--tls-key): "
+                             f"{_tls_cause(exc)}") from None
     return context
+
+
+def _readable_tls(*files: tuple[str, Path | None]) -> None:
+    """Refuse a TLS file that cannot be read, naming it and its option (found from outside: the message said
+    "No such file or directory" of no file)."""
+    for option, path in files:
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot read the TLS file {path} ({option}): "
+                             f"{(exc.strerror or type(exc).__name__).lower()}") from None
+
+
+def _tls_cause(exc: OSError) -> str:
+    """Why OpenSSL refused a file ("PEM lib", "key values mismatch"), without a traceback."""
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.strerror or type(exc).__name__
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def configure_pynetdicom() -> None:
