@@ -763,3 +763,23 @@ def test_serve_names_the_tls_certificate_and_key_it_cannot_load(tmp_path: Path,
     assert err.count("\n") == 0 and "Traceback" not in err, err
     assert err.startswith(f"neuroanon: cannot load the TLS certificate {cert} (--tls-cert) with its key {key} "
                           "(--tls-key): "), err
+
+
+def test_verify_names_a_json_file_the_disk_refuses_and_makes_its_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: `verify --json /dev/full` said "No space left on device" of no file and exited 1 (which
+    says findings) with none; a JSON file in a folder not yet made was not written, exit 1. As anonymize does for
+    its report: the folders are made, and a file that cannot take the findings is named, exit 2."""
+    full = Path("/dev/full")
+    assert full.exists(), "Linux's /dev/full stages a full disk for the JSON file"
+    make_study(tmp_path / "in", subject=16, n_series=1, n_instances=1)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--json", str(full)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"neuroanon: cannot write the JSON file {full}: no space left on device"], err
+    deeper = tmp_path / "not" / "yet" / "findings.json"
+    assert main(["verify", str(out), "--json", str(deeper)]) == 0
+    assert [entry["findings"] for entry in json.loads(deeper.read_text())] == [[]]

@@ -965,9 +965,19 @@ def _verify(args: argparse.Namespace) -> int:
     for name, files in summary(results).items():
         print(f"  {name}: {files} file{'s' if files != 1 else ''}")
     if args.json:
-        listed = [{**r.as_dict(), "file": unicode_name(r.shown)} for r in results]
-        args.json.write_text(json.dumps(listed, indent=1) + "\n", encoding="utf-8")
+        _write_json(args.json, [{**r.as_dict(), "file": unicode_name(r.shown)} for r in results])
     return 1 if flagged else 0
+
+
+def _write_json(path: Path, listed: list[dict[str, object]]) -> None:
+    """verify's findings written to `path`, its folders made as the report's are; a write the machine refuses (a
+    full disk, /dev/full) is a usage error naming the file, as the report's is (found from outside: "No space left
+    on device" of no file, and exit 1, which says findings)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(listed, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the JSON file {path}: {(exc.strerror or type(exc).__name__).lower()}") from None
 
 
 def _quiet_pydicom() -> None:
