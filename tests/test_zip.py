@@ -487,3 +487,71 @@ def test_an_archive_s_member_paths_take_what_it_holds_as_it_is() -> None:
     with pytest.raises(IsADirectoryError):
         paths.take("x")
     paths.take("w/v.dcm")
+
+
+# A stop (argv[2]) delivered at one moment (argv[1]) of a zip run's end: as the review page is written, just before
+# the archive is finished; as the partial archive takes its final name; once it has it.
+_STOPPED_AS_IT_ENDS = """
+import os, signal, sys
+from neuroanon import review, write
+from neuroanon.cli import main
+when, signum = sys.argv[1], getattr(signal, sys.argv[2])
+real_page, real_replace, real_finish = review.write_page, write.os.replace, write.ZipSink.finish
+
+def write_page(folder):
+    real_page(folder)
+    if when == "before":
+        os.kill(os.getpid(), signum)
+
+def replace(src, dst, **kw):
+    real_replace(src, dst, **kw)
+    if when == "renamed" and str(src).endswith(".zip.partial"):
+        os.kill(os.getpid(), signum)
+
+def finish(self):
+    real_finish(self)
+    if when == "after":
+        os.kill(os.getpid(), signum)
+
+review.write_page, write.os.replace, write.ZipSink.finish = write_page, replace, finish
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _zip_run(tmp_path: Path, when: str, signum: str) -> tuple[list[str], Path, subprocess.CompletedProcess[str]]:
+    source = tmp_path / "in"
+    if not source.exists():
+        make_many(source, 6, subject=17)
+    key = tmp_path / "key"
+    key.write_text("17" * 32)
+    args = ["anonymize", str(source), "--level", "full", "--key-file", str(key), "--workers", "1", "-o",
+            str(tmp_path / "out.zip")]
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AS_IT_ENDS, when, signum, *args], capture_output=True,
+                          text=True, timeout=120)
+    return args, tmp_path / "out.zip", done
+
+
+@pytest.mark.parametrize(("when", "signum"), [("renamed", "SIGTERM"), ("after", "SIGTERM"), ("after", "SIGINT"),
+                                              ("after", "SIGHUP")])
+def test_a_stop_once_the_archive_has_its_name_leaves_the_run_finished(tmp_path: Path, when: str,
+                                                                      signum: str) -> None:
+    """Found from outside: SIGTERM as the archive took its final name ended the run with exit 143, "run the same
+    command again to resume", and the same command was then refused: the archive was complete. Once it has its
+    name the run is done: exit 0, its summary, nothing left to resume."""
+    _, out, done = _zip_run(tmp_path, when, signum)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "6 written" in done.stdout or "written: 6" in done.stdout, done.stdout
+    assert out.exists() and not (tmp_path / "out.zip.partial").exists()
+    assert not list(tmp_path.glob(".out.zip.neuroanon-*"))
+    _, reference, clean = _zip_run(tmp_path / "reference", "never", signum)
+    assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()
+
+
+def test_a_stop_before_the_archive_is_finished_is_resumed_by_the_same_command(tmp_path: Path) -> None:
+    args, out, done = _zip_run(tmp_path, "before", "SIGTERM")
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().endswith("neuroanon: stopped by SIGTERM; run the same command again to resume")
+    assert not out.exists() and (tmp_path / "out.zip.partial").exists()
+    assert main(args) == 0
+    _, reference, clean = _zip_run(tmp_path / "reference", "never", "SIGTERM")
+    assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()

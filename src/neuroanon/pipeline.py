@@ -209,7 +209,8 @@ def anonymize_tree(
             _reported(writer, summary.as_dict())
             review.write_page(options.quarantine if options.clean_pixels else None)
             if archive is not None:
-                archive.finish()
+                with stops.last_step():  # (once the archive has its name, the run is done: a stop is dropped)
+                    archive.finish()
             stopped = ""
         except (RunStopped, OSError) as exc:
             # The machine's condition, not a bad file: stop, say it once; a rerun resumes.

@@ -4,6 +4,7 @@ A handler that raised at once could raise inside a finalizer or a weakref callba
 file's), where Python only prints the exception and goes on: the run would finish as if nothing had been asked.
 So while a run defers stops, the handler records the signal, and the run stops at its next `check`: between
 files, and every tenth of a second while it waits for a worker. Elsewhere the handler raises where the program is.
+Once the run's last step is done (`last_step`: an archive took its final name), a stop has nothing left to stop.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _T = TypeVar("_T")
 _asked: list[int] = []
 _failed: list[BaseException] = []  # what another thread asked the run to stop for (`fail`)
 _deferring: list[bool] = []
+_over: list[bool] = []  # the run's last step is done: a stop asked now is dropped
 _POLL = 0.1  # seconds between checks while waiting for a worker
 
 
@@ -28,6 +30,7 @@ STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # (SIGHUP: the terminal 
 
 def install() -> None:
     """Handle SIGINT, SIGTERM and SIGHUP in this (main) thread, until `uninstall` puts back the handlers before."""
+    _over.clear()
     _previous.append([signal.getsignal(signum) for signum in STOPS])
     for signum in STOPS:
         signal.signal(signum, _handler)
@@ -43,6 +46,8 @@ _previous: list[list[Any]] = []  # the handlers each `install` replaced, the las
 
 
 def _handler(signum: int, frame: object) -> None:
+    if _over:
+        return
     _asked.append(signum)
     if not _deferring:
         check()
@@ -52,12 +57,29 @@ def _handler(signum: int, frame: object) -> None:
 def deferred() -> Iterator[None]:
     """Within this, a stop is raised by `check` and `wait` only (and once the block ends, if asked within it)."""
     _failed.clear()  # (what another thread asked of an earlier run is not this one's)
+    _over.clear()  # (a run starts: stops count again)
     _deferring.append(True)
     try:
         yield
     finally:
         _deferring.pop()
     check()
+
+
+@contextmanager
+def last_step() -> Iterator[None]:
+    """The step after which the run is done and nothing is left to resume (an archive taking its final name): a
+    stop asked before it stops the run before it; one asked while it runs or after it is dropped (found from
+    outside: SIGTERM as the archive took its name said "run the same command again to resume", and the same
+    command was then refused, the archive being complete). A step that fails stops the run with its error."""
+    check()
+    _deferring.append(True)
+    try:
+        yield
+        _over.append(True)
+    finally:
+        _asked.clear()
+        _deferring.pop()
 
 
 def fail(reason: BaseException) -> None:
