@@ -603,3 +603,30 @@ def test_a_code_sequence_that_cannot_be_read_is_one_file_s_finding_not_the_run_s
     assert main(["verify", str(tmp_path)]) == 1
     shown = capsys.readouterr()
     assert shown.err == "" and "2 files checked at level full: 2 with findings" in shown.out
+
+
+def test_what_cannot_be_read_is_named_for_its_cause_as_anonymize_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: verify said "not found" of a loop of symlinks and of a symlink to nothing, and "no DICOM
+    file found" of a broken zip archive and of a folder holding only these, their causes unsaid."""
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "loop-a").symlink_to(odd / "loop-b")
+    (odd / "loop-b").symlink_to(odd / "loop-a")
+    (odd / "nowhere.dcm").symlink_to(odd / "gone")
+    (odd / "broken.zip").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 2)
+    for name, said in (("loop-a", "input is a loop of symlinks"), ("nowhere.dcm", "input is a symlink to nothing"),
+                       ("absent", "input not found")):
+        assert main(["verify", str(odd / name)]) == 2
+        assert capsys.readouterr().err == f"neuroanon: {said}: {odd / name}\n"
+        assert main(["verify", str(tmp_path), "--against", str(odd / name)]) == 2
+        assert capsys.readouterr().err == f"neuroanon: {said}: {odd / name}\n"
+    broken = "zip archive could not be opened (BadZipFile): its files were not read"
+    assert main(["verify", str(odd / "broken.zip")]) == 1
+    assert f"broken.zip\t{broken}\n" in capsys.readouterr().out
+    assert main(["verify", str(odd)]) == 1
+    listed = capsys.readouterr().out
+    for line in (f"broken.zip\t{broken}", "loop-a\tsymlink to a target that cannot be reached",
+                 "nowhere.dcm\tsymlink to nothing (broken)"):
+        assert f"\n{line}" in f"\n{listed}", listed

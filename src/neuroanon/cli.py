@@ -910,11 +910,12 @@ def _log_to_stderr(name: str) -> None:
 def _check_verify(args: argparse.Namespace) -> None:
     """Refuse what verify could not honour, before the scan; read the level from the files when not given, and
     at full the options they declare when none is given (a run with `--preset bids` checks as the preset)."""
+    from .discover import why_missing
     from .verify import infer_marks
 
     for path in [*args.paths, *(args.against or [])]:
-        if not path.exists():
-            raise UsageError(f"not found: {path}")
+        if not path.exists():  # (found from outside: a loop of symlinks, a link to nothing said "not found")
+            raise UsageError(f"{why_missing(path)}: {path}")
     if args.key_file and not args.against:
         raise UsageError("--key-file: only with --against (the key ties each output to its own original)")
     if args.json:  # (found from outside: written over an original)
@@ -953,7 +954,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"neuroanon: --against: {originals.unread} of {originals.read + originals.unread} DICOM originals "
               "could not be read; what they alone hold is not looked for", file=sys.stderr)
     results = list(verify(args.paths, options, originals))
-    if not any(r.dicom for r in results):
+    if not any(r.dicom or r.unread for r in results):  # (what could not be read is listed: it may be DICOM)
         raise UsageError("no DICOM file found in " + ", ".join(str(p) for p in args.paths))
     flagged = [r for r in results if r.findings]
     for result in flagged:

@@ -73,6 +73,17 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
             yield from _opened(_classify(root, root.parent, root.name, follow=True))
 
 
+def why_missing(given: Path) -> str:
+    """Why an input named on the command line cannot be read: a loop of symlinks (found from outside: said "not
+    found"), a symlink to nothing, or nothing there."""
+    try:
+        os.stat(given)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "input is a loop of symlinks"
+    return "input is a symlink to nothing" if given.is_symlink() else "input not found"
+
+
 def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]) -> Iterator[InputFile]:
     # Folders still to list, with their relative path and the (device, inode) of the folders above them, the
     # input's own included (found from outside: a link to the input's parent was followed, and the output there,

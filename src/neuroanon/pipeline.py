@@ -44,6 +44,7 @@ from .discover import (
     held_open,
     open_as_found,
     safe_member_name,
+    why_missing,
 )
 from .errors import InputError, RunStopped, SchedulerLost, UsageError, WorkerDied
 from .identifiers import patient_id
@@ -113,17 +114,6 @@ class Prepared:
     read: tuple[int, int] | None = None  # the input's size and modification time as it was read (journalled)
 
 
-def _missing(given: Path) -> str:
-    """Why an input named on the command line cannot be read: a loop of symlinks (found from outside: said "not
-    found"), a symlink to nothing, or nothing there."""
-    try:
-        os.stat(given)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "input is a loop of symlinks"
-    return "input is a symlink to nothing" if given.is_symlink() else "input not found"
-
-
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
     """Refuse missing inputs, an output inside an input or an input inside the output (the release would hold the
     originals, whatever --force says), and a quarantine inside the output, the run's work folder (removed when the
@@ -133,7 +123,7 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         raise UsageError(f"the output {output} is a symlink to nothing: make its target, or name another output")
     for given in inputs:
         if not given.exists():
-            raise UsageError(f"{_missing(given)}: {given}")
+            raise UsageError(f"{why_missing(given)}: {given}")
         root = _resolved(given)
         if out == root or (root.is_dir() and out.is_relative_to(root)):
             raise UsageError(f"the output {output} is inside the input {given}")

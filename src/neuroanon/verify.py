@@ -47,6 +47,9 @@ class FileResult:
     path: str
     findings: list[str] = field(default_factory=list)
     dicom: bool = True
+    # not read: a broken zip archive, an unreadable file or folder, a symlink (found from outside: a tree of only
+    # these was said to hold no DICOM file, its causes unsaid)
+    unread: bool = False
     # `path` as shown: the folders and the name in it that hold an original's value withheld (found from outside:
     # verify printed the very path it said held the patient's name)
     shown: str = ""
@@ -228,6 +231,7 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
            new_ids: frozenset[str]) -> None:
     if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
+        result.unread = item.kind is not Kind.SPECIAL  # (a FIFO or device is never a DICOM file)
         result.findings.append(item.note or "not a regular file (not read)")
     elif item.kind is not Kind.DICOM:
         result.dicom = False
