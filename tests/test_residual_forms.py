@@ -683,6 +683,12 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("InstitutionName", "Wobbleford West", "WOBBLEFORDWEST"),
     ("InstitutionalDepartmentName", "Quill Wing", "QuillWing"),
     ("PatientAddress", "Quillgasse 3^91052 Wobbelsdorf^Quixland", "Wobbelsdorf"),
+    # a name of several words run together, also from a later word on, and beside the given name; some of a place's
+    # words run together; a numeric ID with leading zeros (found from outside: released)
+    ("PatientName", "de la Quillez^Mirel", "DELAQUILLEZ"), ("PatientName", "de la Quillez^Mirel", "LaQuillez"),
+    ("PatientName", "de la Quillez^Mirel", "MirelDeLaQuillez"), ("PatientName", "Quillop^Anna Zed", "AnnaZedQuillop"),
+    ("InstitutionName", "Wobbleton Valley Infirmary", "WobbletonValley"),
+    ("PatientID", "4711203", "0004711203"),
 ])
 def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path, keyword: str, value: str,
                                                                     copy: str) -> None:
@@ -691,6 +697,10 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     setattr(source, keyword, value)
     findings = held(tmp_path, source, WindowCenterWidthExplanation=f"by {copy};")
     assert_found(findings, keyword, "(0028,1055)", value)
+
+
+def test_an_id_inside_a_longer_number_is_no_copy_with_leading_zeros(tmp_path: Path) -> None:
+    assert held(tmp_path, original(PatientID="4711203"), ImageComments="10004711203 00047112030 x47112030") == []
 
 
 @pytest.mark.parametrize(("keyword", "value", "kept"), [

@@ -899,8 +899,8 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
             widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
             widths += [latin_form(form_text)] if _CYRILLIC_OR_GREEK.search(form_text) else []
             widths += [romanized] if (romanized := romanized_form(form_text)) is not None else []
-            grouped = (*grouped_forms(form_text), *spaced_forms(form_text)) if keyword in IDS and keyword not in \
-                PHONES else ()
+            grouped = (*grouped_forms(form_text), *spaced_forms(form_text), *padded_forms(form_text)) \
+                if keyword in IDS and keyword not in PHONES else ()
             out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
                               declared))
     return tuple(out)
@@ -920,14 +920,18 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     named = person or keyword.endswith("Name") or "Physician" in keyword or keyword in PLACES
     texts, glued = ({text} | name_texts(text), glued_forms(text)) if named else ({text}, {})
     words = text.split()
-    if len(words) > 1 and (person or keyword in PLACES and not all(
-            fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in words)):
-        texts.add("".join(words))  # a person's or a place's words run together ("ZELDAQUXWORTH", "RAYFIELD",
-        # "FAKEHOSPITALWEST": found from outside; not a place of words that name no place alone, "HeadNeck", nor a
-        # station's name, "PrismaFit", which coils' and series' names hold); a person's two also the other way
-        # round ("QUXWORTHZELDA", as a name with a caret is)
-        if person and len(words) == 2:
+    if person:
+        texts |= _run_together(text)
+    if len(words) > 1 and person:
+        texts.add("".join(words))  # a person's words run together ("ZELDAQUXWORTH": found from outside), also the
+        if len(words) == 2:  # other way round ("QUXWORTHZELDA", as a name with a caret is)
             texts.add(words[1] + words[0])
+    elif len(words) > 1 and keyword in PLACES:
+        # a place's words run together, also some of them in a row ("RAYFIELD", "FAKEHOSPITALWEST", "GrumbletonValley"
+        # for "Grumbleton Valley Infirmary": found from outside); not words that name no place alone, "HeadNeck", nor
+        # a station's name, "PrismaFit", which coils' and series' names hold
+        texts |= {"".join(run) for run in (words[a:b] for a in range(len(words)) for b in range(a + 2, len(words) + 1))
+                  if not all(fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in run)}
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
@@ -1043,6 +1047,19 @@ def name_texts(text: str) -> set[str]:
         initial = given[0]
         found |= {f"{initial}. {family}", f"{initial} {family}", f"{family}, {initial}.", f"{family} {initial}",
                   f"{family}, {initial}", f"{initial}.{family}", f"{initial}{family}", f"{family}{initial}"}
+    return found
+
+
+def _run_together(text: str) -> set[str]:
+    """A person's family or given name of several words run together, from any of its words on, also beside the
+    other name ("DELAFAKEZ", "LaFakez", "MirelDeLaFakez" for "de la Fakez^Mirel": found from outside, released)."""
+    family, given = _family_and_given(text)
+    found: set[str] = set()
+    for component in (family, given):
+        words = component.split()
+        found |= {"".join(words[at:]) for at in range(len(words) - 1)}
+        if len(words) > 1:
+            found |= _joined(*(("".join(words), given) if component == family else (family, "".join(words))))
     return found
 
 
@@ -1238,6 +1255,17 @@ def spaced_forms(text: str) -> tuple[Form, ...]:
 
 
 _MIN_SPACED = 6
+
+
+def padded_forms(digits: str) -> tuple[Form, ...]:
+    """A numeric ID with leading zeros before it, as a system that writes IDs of a fixed width pads it ("0004711203"
+    for "4711203": found from outside, released); none for another value."""
+    if not (digits.isdigit() and digits.isascii() and len(digits) < _PADDED_WIDTH):
+        return ()
+    return (Form((tuple("0" * n for n in range(_PADDED_WIDTH - len(digits), 0, -1)), (digits,)), DIGIT, DIGIT),)
+
+
+_PADDED_WIDTH = 16
 
 
 def grouped_forms(digits: str) -> tuple[Form, ...]:
