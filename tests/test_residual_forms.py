@@ -687,6 +687,8 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     # words run together; a numeric ID with leading zeros (found from outside: released)
     ("PatientName", "de la Quillez^Mirel", "DELAQUILLEZ"), ("PatientName", "de la Quillez^Mirel", "LaQuillez"),
     ("PatientName", "de la Quillez^Mirel", "MirelDeLaQuillez"), ("PatientName", "Quillop^Anna Zed", "AnnaZedQuillop"),
+    ("PatientName", "O'Quillen^Tamsin", "TamsinOQuillen"), ("PatientName", "da Quillez^Anna Maria", "AnnaMariaQuillez"),
+    ("PatientName", "Quillby^Anna-Lisette", "AnnaLisetteQuillby"),
     ("InstitutionName", "Wobbleton Valley Infirmary", "WobbletonValley"),
     ("PatientID", "4711203", "0004711203"),
 ])
@@ -1698,7 +1700,7 @@ def test_text_in_a_big_endian_files_longer_numbers_is_found_beside_the_header(tm
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
-@pytest.mark.parametrize("before", [b"\x01\x02\x00\x00\x00M", b"\x00k", b"k", b"\x00\x00\x009"])
+@pytest.mark.parametrize("before", [b"\x01\x02\x00\x00\x00M", b"\x00k", b"k", b"\x00\x00\x009", b"\x7fx"])
 def test_a_name_after_a_length_byte_that_reads_as_a_letter_in_a_binary_value_is_found(
         tmp_path: Path, syntax: str, before: bytes) -> None:
     """A binary structure's string after its length byte, which reads as a letter or digit ("M" for 77), also at

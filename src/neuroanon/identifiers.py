@@ -1051,16 +1051,18 @@ def name_texts(text: str) -> set[str]:
 
 
 def _run_together(text: str) -> set[str]:
-    """A person's family or given name of several words run together, from any of its words on, also beside the
-    other name ("DELAFAKEZ", "LaFakez", "MirelDeLaFakez" for "de la Fakez^Mirel": found from outside, released)."""
+    """A person's family name of several words (parted by spaces, hyphens or apostrophes) run together from any of
+    its words on, and each such run beside the given name run together, either way round ("DELAFAKEZ", "LaFakez",
+    "MirelDeLaFakez" for "de la Fakez^Mirel", "TamsinOBriskel" for "O'Briskel^Tamsin", "AnnaMariaVorquist" for "da
+    Vorquist^Anna Maria": found from outside, released)."""
     family, given = _family_and_given(text)
-    found: set[str] = set()
-    for component in (family, given):
-        words = component.split()
-        found |= {"".join(words[at:]) for at in range(len(words) - 1)}
-        if len(words) > 1:
-            found |= _joined(*(("".join(words), given) if component == family else (family, "".join(words))))
-    return found
+    words = [w for w in _NAME_WORD_BREAKS.split(family) if w]
+    families = {"".join(words[at:]) for at in range(len(words))}
+    givens = {"".join(w for w in _NAME_WORD_BREAKS.split(given) if w)} - {""}
+    return families | givens | {run for f in families for g in givens for run in (g + f, f + g)}
+
+
+_NAME_WORD_BREAKS = re.compile(r"[-'’\s]+")
 
 
 def glued_forms(text: str) -> dict[str, tuple[Form, ...]]:
@@ -1835,7 +1837,8 @@ def _bounds(boundary: str, encoding: str, loose: bool = False) -> tuple[bytes, b
     c = _CLASSES[boundary]
     nuls = _WIDE_NULS.get(encoding[:6])
     if nuls is None:
-        left = rb"(?<![^\x00-\x08\x0b\x0c\x0e-\x1f]" + c + rb")(?<!^" + c + rb")" if loose else rb"(?<!" + c + rb")"
+        control = rb"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # (a control byte: not a tab or a line's end)
+        left = rb"(?<!" + control + c + rb")(?<!^" + c + rb")" if loose else rb"(?<!" + c + rb")"
         return left, rb"(?!" + c + (rb"(?!\x00))" if boundary == ALPHA else rb")")
     if encoding.endswith("_le"):
         return rb"(?<!" + c + nuls + rb")", rb"(?!" + c + rb"(?:\x00|\Z))"
