@@ -922,9 +922,9 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     words = text.split()
     if person:
         texts |= _run_together(text)
-    if len(words) > 1 and person:
-        texts.add("".join(words))  # a person's words run together ("ZELDAQUXWORTH": found from outside), also the
-        if len(words) == 2:  # other way round ("QUXWORTHZELDA", as a name with a caret is)
+        if len(words) > 1:  # a person's words run together ("ZELDAQUXWORTH": found from outside), two also the
+            texts.add("".join(words))  # other way round ("QUXWORTHZELDA", as a name with a caret is)
+        if len(words) == 2:
             texts.add(words[1] + words[0])
     elif len(words) > 1 and keyword in PLACES:
         # a place's words run together, also some of them in a row ("RAYFIELD", "FAKEHOSPITALWEST", "GrumbletonValley"
@@ -1837,8 +1837,8 @@ def _bounds(boundary: str, encoding: str, loose: bool = False) -> tuple[bytes, b
     c = _CLASSES[boundary]
     nuls = _WIDE_NULS.get(encoding[:6])
     if nuls is None:
-        control = rb"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # (a control byte: not a tab or a line's end)
-        left = rb"(?<!" + control + c + rb")(?<!^" + c + rb")" if loose else rb"(?<!" + c + rb")"
+        text = rb"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # (a byte of text: no control byte, but a tab or a line's end)
+        left = rb"(?<!" + text + c + rb")(?<!^" + c + rb")" if loose else rb"(?<!" + c + rb")"
         return left, rb"(?!" + c + (rb"(?!\x00))" if boundary == ALPHA else rb")")
     if encoding.endswith("_le"):
         return rb"(?<!" + c + nuls + rb")", rb"(?!" + c + rb"(?:\x00|\Z))"
