@@ -701,8 +701,14 @@ def test_the_stations_places_dates_and_organizations_are_searched(tmp_path: Path
     assert_found(findings, keyword, "(0028,1055)", value)
 
 
-def test_an_id_inside_a_longer_number_is_no_copy_with_leading_zeros(tmp_path: Path) -> None:
-    assert held(tmp_path, original(PatientID="4711203"), ImageComments="10004711203 00047112030 x47112030") == []
+@pytest.mark.parametrize(("patient_id", "text"), [
+    ("4711203", "10004711203 00047112030 x47112030"),
+    # a decimal number's fraction (found from outside: held)
+    ("9765625", "0.009765625"), ("390625", "0.0390625\\0.00390625"), ("1745241", "-0.01745241"),
+])
+def test_an_id_inside_a_longer_number_is_no_copy_with_leading_zeros(tmp_path: Path, patient_id: str,
+                                                                   text: str) -> None:
+    assert held(tmp_path, original(PatientID=patient_id), ImageComments=text) == []
 
 
 @pytest.mark.parametrize(("keyword", "value", "kept"), [
@@ -713,6 +719,9 @@ def test_an_id_inside_a_longer_number_is_no_copy_with_leading_zeros(tmp_path: Pa
     ("InstitutionalDepartmentName", "Head Neck", "HeadNeck_20"),
     ("InstitutionalDepartmentName", "Research 3T", "RESEARCH3T_loc"),
     ("StationName", "MRI 3T", "MRI3T_loc"), ("StationName", "Prisma Fit", "PrismaFit_loc"),
+    # short words or particles run together make other words (found from outside: cleaned, held)
+    ("PatientName", "De Lay^Thomas", "pcasl_delay_1800"), ("PatientName", "Park^Mo Co", "ep2d_bold_moco"),
+    ("InstitutionName", "Centre Hospitalier de la Vallee", "T2 dela tete"),
 ])
 def test_a_technical_word_of_an_address_or_place_is_no_needle(tmp_path: Path, keyword: str, value: str,
                                                               kept: str) -> None:

@@ -184,8 +184,10 @@ OTHER_ENCODINGS = (
     "iso8859_6", "cp864", "cp720", "mac_arabic", "tis_620", "cp874", *CJK_ENCODINGS,
 )
 
-# Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number.
-ALPHA, DIGIT, NONE = "alpha", "digit", ""
+# Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number, an
+# ID with zeros put before it not after a decimal point either (NUMBER, on the left: "0.0390625" holds no ID 390625;
+# a number alone may: a UID's part, "2.25.4471009312").
+ALPHA, DIGIT, NUMBER, NONE = "alpha", "digit", "number", ""
 Token = tuple[str, ...]  # the alternatives for one place of a form
 
 
@@ -928,10 +930,11 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
             texts.add(words[1] + words[0])
     elif len(words) > 1 and keyword in PLACES:
         # a place's words run together, also some of them in a row ("RAYFIELD", "FAKEHOSPITALWEST", "GrumbletonValley"
-        # for "Grumbleton Valley Infirmary": found from outside); not words that name no place alone, "HeadNeck", nor
-        # a station's name, "PrismaFit", which coils' and series' names hold
+        # for "Grumbleton Valley Infirmary": found from outside); one of them must name the place alone: not a run of
+        # technical or short words, "HeadNeck", "dela" of "de la" (found from outside), nor a station's name,
+        # "PrismaFit", which coils' and series' names hold
         texts |= {"".join(run) for run in (words[a:b] for a in range(len(words)) for b in range(a + 2, len(words) + 1))
-                  if not all(fold(w) in institution_words() or _DIGIT.search(w) or _technical(w) for w in run)}
+                  if any(_names_a_place(w) for w in run)}
     if keyword in PLACES:  # a word that names a kind of place alone ("Brain", "Hospital", "FMRI") names none
         texts = {t for t in texts if fold(t) not in institution_words()}
     return texts, glued
@@ -1054,12 +1057,15 @@ def _run_together(text: str) -> set[str]:
     """A person's family name of several words (parted by spaces, hyphens or apostrophes) run together from any of
     its words on, and each such run beside the given name run together, either way round ("DELAFAKEZ", "LaFakez",
     "MirelDeLaFakez" for "de la Fakez^Mirel", "TamsinOBriskel" for "O'Briskel^Tamsin", "AnnaMariaVorquist" for "da
-    Vorquist^Anna Maria": found from outside, released)."""
+    Vorquist^Anna Maria": found from outside, released). Not a run of short words alone, nor a technical word: run
+    together they make words of other texts ("delay" of "De Lay", "moco" of "Mo Co": found from outside)."""
     family, given = _family_and_given(text)
     words = [w for w in _NAME_WORD_BREAKS.split(family) if w]
-    families = {"".join(words[at:]) for at in range(len(words))}
-    givens = {"".join(w for w in _NAME_WORD_BREAKS.split(given) if w)} - {""}
-    return families | givens | {run for f in families for g in givens for run in (g + f, f + g)}
+    families = {"".join(words[at:]) for at in range(len(words)) if any(len(w) >= MIN_TEXT for w in words[at:])}
+    given_words = [w for w in _NAME_WORD_BREAKS.split(given) if w]
+    givens = {"".join(given_words)} if any(len(w) >= MIN_TEXT for w in given_words) else set()
+    runs = families | givens | {run for f in families for g in givens for run in (g + f, f + g)}
+    return {run for run in runs if not _technical(run)}
 
 
 _NAME_WORD_BREAKS = re.compile(r"[-'’\s]+")
@@ -1120,6 +1126,12 @@ def town_texts(text: str) -> set[str]:
     "Field": a Philips header's IEC_NORMAL, a sequence's name; found from outside, every file was held)."""
     parts = [_POSTCODE.sub("", part.strip()).strip() for part in re.split(r"[,;\n^]", text)[1:]]
     return {part for part in parts if _LETTER.search(part) and not _DIGIT.search(part) and not _technical(part)}
+
+
+def _names_a_place(word: str) -> bool:
+    """Whether a word of a place's name names it alone: not short, a number, a technical word or a word any
+    institution's name holds ("Hospital")."""
+    return len(word) >= MIN_TEXT and not (fold(word) in institution_words() or _DIGIT.search(word) or _technical(word))
 
 
 def _technical(text: str) -> bool:
@@ -1264,7 +1276,7 @@ def padded_forms(digits: str) -> tuple[Form, ...]:
     for "4711203": found from outside, released); none for another value."""
     if not (digits.isdigit() and digits.isascii() and len(digits) < _PADDED_WIDTH):
         return ()
-    return (Form((tuple("0" * n for n in range(_PADDED_WIDTH - len(digits), 0, -1)), (digits,)), DIGIT, DIGIT),)
+    return (Form((tuple("0" * n for n in range(_PADDED_WIDTH - len(digits), 0, -1)), (digits,)), NUMBER, DIGIT),)
 
 
 _PADDED_WIDTH = 16
@@ -1820,7 +1832,19 @@ def _month_spellings(word: str) -> set[str]:
 
 # --- rendering ---------------------------------------------------------------------------------------------------
 
-_CLASSES = {ALPHA: rb"[a-z]", DIGIT: rb"[0-9]"}
+_CLASSES = {ALPHA: rb"[a-z]", DIGIT: rb"[0-9]", NUMBER: rb"[0-9]"}
+
+
+def _after_a_decimal_point(encoding: str) -> bytes:
+    """A look-behind that keeps a match from standing after a digit and a point in `encoding`: the digits of a
+    decimal number's fraction are no ID (found from outside: "0.009765625" of a slice thickness held a file for the
+    ID 9765625). (Not a comma: one may part numbers in a list.)"""
+    nuls = _WIDE_NULS.get(encoding[:6])
+    if nuls is None:
+        return rb"(?<![0-9]\.)"
+    if encoding.endswith("_le"):
+        return rb"(?<![0-9]" + nuls + rb"\." + nuls + rb")"
+    return rb"(?<!" + nuls + rb"[0-9]" + nuls + rb"\.)"
 
 
 def _bounds(boundary: str, encoding: str, loose: bool = False) -> tuple[bytes, bytes]:
@@ -1860,6 +1884,7 @@ def _byte_pattern(forms: Iterable[Form], encodings: tuple[str, ...], loose: bool
             if body is None:
                 continue
             left = _bounds(form.left, encoding, loose)[0] if form.left else b""
+            left += _after_a_decimal_point(encoding) if form.left == NUMBER else b""
             right = _bounds(form.right, encoding)[1] if form.right else b""
             alternatives[left + body + right] = (left, right, body)
     runs = groupby((alternatives[a] for a in sorted(alternatives)), key=lambda a: a[:2])
@@ -1931,7 +1956,7 @@ def _text_alternatives(forms: Iterable[Form]) -> set[str]:
             alternatives = {_look(fold(a, e)) for a in token for e in (False, True)}
             escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
             parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, at_end=place >= -1))
-        left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NONE: ""}[form.left]
+        left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NUMBER: r"(?<!\d)(?<!\d\.)", NONE: ""}[form.left]
         right = {ALPHA: r"(?![^\W\d_])", DIGIT: r"(?!\d)", NONE: ""}[form.right]
         found.add(left + "".join(parts) + right)
     return found
