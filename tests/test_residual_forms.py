@@ -689,6 +689,8 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("PatientName", "de la Quillez^Mirel", "MirelDeLaQuillez"), ("PatientName", "Quillop^Anna Zed", "AnnaZedQuillop"),
     ("PatientName", "O'Quillen^Tamsin", "TamsinOQuillen"), ("PatientName", "da Quillez^Anna Maria", "AnnaMariaQuillez"),
     ("PatientName", "Quillby^Anna-Lisette", "AnnaLisetteQuillby"),
+    ("PatientName", "Le Roy^Marta", "MartaLeRoy"), ("PatientName", "Mac Kay^Ewan", "MacKay"),
+    ("PatientName", "Zhang^Wei Min", "ZhangWeiMin"), ("PatientID", "4711203", "v1.0004711203"),
     ("InstitutionName", "Wobbleton Valley Infirmary", "WobbletonValley"),
     ("PatientID", "4711203", "0004711203"),
 ])

@@ -1057,15 +1057,17 @@ def _run_together(text: str) -> set[str]:
     """A person's family name of several words (parted by spaces, hyphens or apostrophes) run together from any of
     its words on, and each such run beside the given name run together, either way round ("DELAFAKEZ", "LaFakez",
     "MirelDeLaFakez" for "de la Fakez^Mirel", "TamsinOBriskel" for "O'Briskel^Tamsin", "AnnaMariaVorquist" for "da
-    Vorquist^Anna Maria": found from outside, released). Not a run of short words alone, nor a technical word: run
-    together they make words of other texts ("delay" of "De Lay", "moco" of "Mo Co": found from outside)."""
+    Vorquist^Anna Maria": found from outside, released). Not a technical word, nor a run of short words alone shorter
+    than six letters: run together they make words of other texts ("delay" of "De Lay", "moco" of "Mo Co": found from
+    outside; "MacKay", "MartaLeRoy" are searched)."""
     family, given = _family_and_given(text)
     words = [w for w in _NAME_WORD_BREAKS.split(family) if w]
-    families = {"".join(words[at:]) for at in range(len(words)) if any(len(w) >= MIN_TEXT for w in words[at:])}
-    given_words = [w for w in _NAME_WORD_BREAKS.split(given) if w]
-    givens = {"".join(given_words)} if any(len(w) >= MIN_TEXT for w in given_words) else set()
+    families = {tuple(words[at:]) for at in range(len(words))}
+    given_words = tuple(w for w in _NAME_WORD_BREAKS.split(given) if w)
+    givens = {given_words} if given_words else set()
     runs = families | givens | {run for f in families for g in givens for run in (g + f, f + g)}
-    return {run for run in runs if not _technical(run)}
+    return {"".join(run) for run in runs
+            if (any(len(w) >= MIN_TEXT for w in run) or len("".join(run)) >= 6) and not _technical(" ".join(run))}
 
 
 _NAME_WORD_BREAKS = re.compile(r"[-'’\s]+")
@@ -1836,15 +1838,14 @@ _CLASSES = {ALPHA: rb"[a-z]", DIGIT: rb"[0-9]", NUMBER: rb"[0-9]"}
 
 
 def _after_a_decimal_point(encoding: str) -> bytes:
-    """A look-behind that keeps a match from standing after a digit and a point in `encoding`: the digits of a
-    decimal number's fraction are no ID (found from outside: "0.009765625" of a slice thickness held a file for the
-    ID 9765625). (Not a comma: one may part numbers in a list.)"""
-    nuls = _WIDE_NULS.get(encoding[:6])
-    if nuls is None:
-        return rb"(?<![0-9]\.)"
-    if encoding.endswith("_le"):
-        return rb"(?<![0-9]" + nuls + rb"\." + nuls + rb")"
-    return rb"(?<!" + nuls + rb"[0-9]" + nuls + rb"\.)"
+    """A look-behind that keeps a match from standing after a number's digit and a point in `encoding`: the digits
+    of a decimal number's fraction are no ID (found from outside: "0.009765625" of a slice thickness held a file for
+    the ID 9765625). A digit after a letter is a name's ("v1.0004711203": found from outside). (Not a comma: one may
+    part numbers in a list.)"""
+    nuls = _WIDE_NULS.get(encoding[:6], b"")
+    little = encoding.endswith("_le")
+    one, digit, point = ((c + nuls if little else nuls + c) for c in (rb"[^a-zA-Z]", rb"[0-9]", rb"\."))
+    return rb"(?<!" + one + digit + point + rb")(?<!^" + digit + point + rb")"
 
 
 def _bounds(boundary: str, encoding: str, loose: bool = False) -> tuple[bytes, bytes]:
@@ -1956,10 +1957,13 @@ def _text_alternatives(forms: Iterable[Form]) -> set[str]:
             alternatives = {_look(fold(a, e)) for a in token for e in (False, True)}
             escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
             parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, at_end=place >= -1))
-        left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NUMBER: r"(?<!\d)(?<!\d\.)", NONE: ""}[form.left]
+        left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NUMBER: _NUMBER_IN_TEXT, NONE: ""}[form.left]
         right = {ALPHA: r"(?![^\W\d_])", DIGIT: r"(?!\d)", NONE: ""}[form.right]
         found.add(left + "".join(parts) + right)
     return found
+
+
+_NUMBER_IN_TEXT = r"(?<!\d)(?<![\W\d_]\d\.)(?<!^\d\.)"  # (`_after_a_decimal_point` in decoded text)
 
 
 def _plain_forms(needle: Needle) -> tuple[Form, ...]:
