@@ -691,6 +691,7 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     ("PatientName", "Quillby^Anna-Lisette", "AnnaLisetteQuillby"),
     ("PatientName", "Le Roy^Marta", "MartaLeRoy"), ("PatientName", "Mac Kay^Ewan", "MacKay"),
     ("PatientName", "Zhang^Wei Min", "ZhangWeiMin"), ("PatientID", "4711203", "v1.0004711203"),
+    ("PatientName", "Ray Field^Anna", "RayField"),  # (words technical texts hold: a name all the same)
     ("InstitutionName", "Wobbleton Valley Infirmary", "WobbletonValley"),
     ("PatientID", "4711203", "0004711203"),
 ])
@@ -723,6 +724,7 @@ def test_an_id_inside_a_longer_number_is_no_copy_with_leading_zeros(tmp_path: Pa
     ("StationName", "MRI 3T", "MRI3T_loc"), ("StationName", "Prisma Fit", "PrismaFit_loc"),
     # short words or particles run together make other words (found from outside: cleaned, held)
     ("PatientName", "De Lay^Thomas", "pcasl_delay_1800"), ("PatientName", "Park^Mo Co", "ep2d_bold_moco"),
+    ("OperatorsName", "De Lay", "pcasl_delay_1800"),
     ("InstitutionName", "Centre Hospitalier de la Vallee", "T2 dela tete"),
 ])
 def test_a_technical_word_of_an_address_or_place_is_no_needle(tmp_path: Path, keyword: str, value: str,

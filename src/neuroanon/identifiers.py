@@ -924,9 +924,9 @@ def _name_forms(keyword: str, text: str, person: bool) -> tuple[set[str], dict[s
     words = text.split()
     if person:
         texts |= _run_together(text)
-        if len(words) > 1:  # a person's words run together ("ZELDAQUXWORTH": found from outside), two also the
-            texts.add("".join(words))  # other way round ("QUXWORTHZELDA", as a name with a caret is)
-        if len(words) == 2:
+        if len(words) > 1 and _long_enough(words):  # a person's words run together ("ZELDAQUXWORTH": found from
+            texts.add("".join(words))  # outside), two also the other way round ("QUXWORTHZELDA", as with a caret)
+        if len(words) == 2 and _long_enough(words):
             texts.add(words[1] + words[0])
     elif len(words) > 1 and keyword in PLACES:
         # a place's words run together, also some of them in a row ("RAYFIELD", "FAKEHOSPITALWEST", "GrumbletonValley"
@@ -1057,17 +1057,21 @@ def _run_together(text: str) -> set[str]:
     """A person's family name of several words (parted by spaces, hyphens or apostrophes) run together from any of
     its words on, and each such run beside the given name run together, either way round ("DELAFAKEZ", "LaFakez",
     "MirelDeLaFakez" for "de la Fakez^Mirel", "TamsinOBriskel" for "O'Briskel^Tamsin", "AnnaMariaVorquist" for "da
-    Vorquist^Anna Maria": found from outside, released). Not a technical word, nor a run of short words alone shorter
-    than six letters: run together they make words of other texts ("delay" of "De Lay", "moco" of "Mo Co": found from
-    outside; "MacKay", "MartaLeRoy" are searched)."""
+    Vorquist^Anna Maria": found from outside, released); each `_long_enough`."""
     family, given = _family_and_given(text)
     words = [w for w in _NAME_WORD_BREAKS.split(family) if w]
     families = {tuple(words[at:]) for at in range(len(words))}
     given_words = tuple(w for w in _NAME_WORD_BREAKS.split(given) if w)
     givens = {given_words} if given_words else set()
     runs = families | givens | {run for f in families for g in givens for run in (g + f, f + g)}
-    return {"".join(run) for run in runs
-            if (any(len(w) >= MIN_TEXT for w in run) or len("".join(run)) >= 6) and not _technical(" ".join(run))}
+    return {"".join(run) for run in runs if _long_enough(run)}
+
+
+def _long_enough(words: list[str] | tuple[str, ...]) -> bool:
+    """Whether a person's words run together make a form of the name: one of four letters or more, or six letters
+    in all; short words alone run together make words of other texts ("delay" of "De Lay", "moco" of "Mo Co": found
+    from outside, cleaned from series names; "MacKay" is searched)."""
+    return any(len(w) >= MIN_TEXT for w in words) or sum(len(w) for w in words) >= 6
 
 
 _NAME_WORD_BREAKS = re.compile(r"[-'’\s]+")
