@@ -638,6 +638,7 @@ def _same_search(needle: Needle) -> tuple[bytes, tuple[Form, ...]]:
     return needle.data, needle.forms
 
 
+@lru_cache(maxsize=4096)  # (a pure function of few tags: called for every element in items and every name or date)
 def searched_beside(tag: int, vr: str, depth: int) -> bool:
     """Whether the value of an element (of VR `vr`, "" or UN when unknown) at `depth` (0: the top level) is
     searched for beside the top level's identifying values (`nested_needles`): every person's name and every
