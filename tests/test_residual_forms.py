@@ -643,6 +643,74 @@ def test_a_name_in_a_character_set_the_file_does_not_declare(
     assert_found(check_file(text, None, needles(source)), "PatientName", "(0020,4000)", family)
 
 
+def _misread(text: str, source: str, reader: str) -> str:
+    """`text` written in `source` and read as `reader` (a byte the reader leaves undefined: as Latin-1)."""
+    return "".join(bytes([b]).decode(reader, "ignore") or chr(b) for b in text.encode(source))
+
+
+GARBLED = [
+    ("Müller^Jürgen", _misread("Müller", "utf_8", "cp1252")),  # "MÃ¼ller"
+    ("Müller^Jürgen", _misread("MÜLLER", "utf_8", "cp1252")),  # "MÃœLLER"
+    ("Müller^Jürgen", _misread("Jürgen", "utf_8", "latin_1")),
+    ("Wąsowski^Paweł", _misread("Wąsowski", "utf_8", "cp1252")),
+    ("Wąsowski^Paweł", _misread("Wąsowski", "cp1250", "cp1252")),
+    ("Иванов^Сергей", _misread("Иванов", "utf_8", "cp1252")),  # "Ð˜Ð²Ð°Ð½Ð¾Ð²"
+    ("Иванов^Сергей", _misread("Сергей", "utf_8", "cp1251")),
+    ("Иванов^Сергей", _misread("Иванов", "cp1251", "cp1252")),  # "Èâàíîâ"
+    ("Иванов^Сергей", _misread("ИВАНОВ", "koi8_r", "latin_1")),
+    ("Παπαδόπουλος^Νίκος", _misread("Παπαδόπουλος", "utf_8", "cp1252")),
+    ("Παπαδόπουλος^Νίκος", _misread("Παπαδόπουλος", "cp1253", "cp1252")),
+    ("Müller^Jürgen", "M?ller"), ("Müller^Jürgen", "J\ufffdrgen"), ("Müller^Jürgen", "M??ller"),
+]
+
+
+def _writable(text: str, codec: str) -> bool:
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("name", "copy", "charset"), [
+    (name, copy, charset) for name, copy in GARBLED for charset, codec in (("ISO_IR 192", "utf_8"),
+                                                                           ("ISO_IR 100", "latin_1"))
+    if _writable(copy, codec)])
+def test_a_name_garbled_by_a_conversion_is_found(tmp_path: Path, name: str, copy: str, charset: str) -> None:
+    """A link that reads one encoding's bytes as another's writes a name so ("MÃ¼ller"), and one that cannot write
+    a letter loses it ("M?ller"): found from outside, such copies in a kept text were released. The copy is found
+    in a text value, in UTF-8 and in a Latin-1 file (where it can be written so), and in a binary value."""
+    source = original(name, "ISO_IR 192")
+    family = copy.split()[0]
+    assert_found(held(tmp_path, source, ExplicitVRLittleEndian, charset, ImageComments=f"seen by {copy} ok"),
+                 "PatientName", "(0020,4000)", family)
+    blob = b"\x01\x02" + copy.encode("utf_8") + b"\x00"
+    assert_found(held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2)), "PatientName", "(0009,1010)",
+                 family)
+
+
+@pytest.mark.parametrize("text", [_misread("Münster", "utf_8", "cp1252"), _misread("Ivanova", "utf_8", "cp1252"),
+                                  "??????", "?????? ??????", "M?nster", "\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd"])
+def test_another_words_garbled_copy_or_lost_letters_alone_are_no_hit(tmp_path: Path, text: str) -> None:
+    """A garbled copy is the name's only: another word garbled alike is no hit; nor are lost letters where four
+    ASCII letters of the name are not left beside them (a name in Cyrillic letters lost whole is any six "?")."""
+    for name in ("Müller^Jürgen", "Иванов^Сергей"):
+        assert not held(tmp_path, original(name), ImageComments=f"seen by {text} ok")
+
+
+@pytest.mark.parametrize(("name", "copy"), [
+    ("Жуков^Юрий", "Yury"), ("Жуков^Юрий", "Juri"), ("Жуков^Юрий", "Joukov"), ("Жуков^Юрий", "Shukow"),
+    ("Щербаков^Дмитрий", "Dmitri"), ("Щербаков^Дмитрий", "Dmitry"), ("Щербаков^Дмитрий", "Chtcherbakov"),
+    ("Шевченко^Олександр", "Olexandr"), ("Шевченко^Олександр", "Chevtchenko"),
+    ("Szőke^Ödön", "SZOEKE"), ("Erdős^Anna", "Erdoes"), ("Bűdös^Anna", "Buedoes"),
+])
+def test_the_spellings_a_registration_desk_or_passport_writes_are_found(tmp_path: Path, name: str, copy: str) -> None:
+    """Found from outside, released: the English "Yury" and "Dmitri", the German "Juri", the French "Joukov" and
+    "Chtcherbakov", the Ukrainian "Olexandr", and the Hungarian ő and ű as a passport writes them ("SZOEKE")."""
+    assert_found(held(tmp_path, original(name), ImageComments=f"seen by {copy} ok"), "PatientName", "(0020,4000)",
+                 copy)
+
+
 @pytest.mark.parametrize(("keyword", "value", "copy"), [
     ("PerformedStationName", "QXMRI07", "on QXMRI07"), ("PerformedStationAETitle", "WOBMR07", "from WOBMR07"),
     ("ScheduledStationName", "QXSCAN3", "QXSCAN3"), ("ScheduledStationAETitle", "WOBSCP2", "to WOBSCP2"),

@@ -896,17 +896,27 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         data = fold(form_text).encode("utf-8")
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
                 and fold(form_text) not in maker_names()):
-            form = Form(((form_text,),), DIGIT, DIGIT) if form_text.isdigit() else text_form(form_text)
-            if keyword in IDS and runs_on(form_text):  # (an ID of groups too short for `id_form`: "QX12ZB34")
-                form = replace(form, left=NONE, right=NONE)
-            widths = [text_form(t) for t in sorted(kana_forms(form_text)) if _shortest(t, encodings) >= MIN_TEXT]
-            widths += [latin_form(form_text)] if _CYRILLIC_OR_GREEK.search(form_text) else []
-            widths += [romanized] if (romanized := romanized_form(form_text)) is not None else []
-            grouped = (*grouped_forms(form_text), *spaced_forms(form_text), *padded_forms(form_text)) \
-                if keyword in IDS and keyword not in PHONES else ()
-            out.append(Needle(keyword, data, (form, *widths, *glued.get(form_text, ()), *grouped), encodings,
-                              declared))
+            out += _text_needles(keyword, form_text, data, glued.get(form_text, ()), encodings, declared)
     return tuple(out)
+
+
+def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...], encodings: tuple[str, ...],
+                  declared: tuple[str, ...]) -> list[Needle]:
+    """The needle of one text a value is searched as, with its forms; and that of the text garbled
+    (`misread_forms`), of its own: their keys are no other form's."""
+    form = Form(((text,),), DIGIT, DIGIT) if text.isdigit() else text_form(text)
+    if keyword in IDS and runs_on(text):  # (an ID of groups too short for `id_form`: "QX12ZB34")
+        form = replace(form, left=NONE, right=NONE)
+    widths = [text_form(t) for t in sorted(kana_forms(text)) if _shortest(t, encodings) >= MIN_TEXT]
+    widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
+    widths += [romanized] if (romanized := romanized_form(text)) is not None else []
+    grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
+        if keyword in IDS and keyword not in PHONES else ()
+    found = [Needle(keyword, data, (form, *widths, *glued, *grouped), encodings, declared)]
+    if misread := misread_forms(text):  # (in the file's encodings: in the one it was misread in, it is `text`)
+        found.append(Needle(keyword, fold(misread[0].text).encode("utf-8"), misread,
+                            tuple(dict.fromkeys((*BASE_ENCODINGS, *declared))), declared))
+    return found
 
 
 def _dated_keyword(keyword: str) -> bool:
@@ -1384,8 +1394,9 @@ _ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")
 # --- forms -------------------------------------------------------------------------------------------------------
 
 # Letters also spelled out in two ASCII letters: German and Nordic umlauts, Danish and Norwegian ø and å
-# ("Oestergaard" for "Østergård"), the Croatian and Serbian đ ("Djurdjevic")
-_UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa", "đ": "dj"}
+# ("Oestergaard" for "Østergård"), the Croatian and Serbian đ ("Djurdjevic"), the Hungarian ő and ű as a passport
+# writes them ("SZOEKE" for "Szőke": found from outside)
+_UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa", "đ": "dj", "ő": "oe", "ű": "ue"}
 _SPECIAL = str.maketrans({
     "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
     # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
@@ -1479,7 +1490,7 @@ def latin_form(text: str) -> Form:
     "Kvazort", "Жуков" as "Zhukov", "Schukow"..., "Ђурђевић" as "Đurđević" or "Djurdjevic", "Παπαδόπουλος" as
     "Papadopoulos"), not inside a longer ASCII word: a system that takes only Latin letters copies a name so."""
     letters = [_LATIN.get(c.lower()) or _LATIN.get(fold(c)) or _char_token(c) for c in text]
-    pairs = [_GREEK_PAIRS.get(fold(text[i : i + 2])) for i in range(len(text))]
+    pairs = [_PAIRS.get(text[i : i + 2].lower()) or _PAIRS.get(fold(text[i : i + 2])) for i in range(len(text))]
     tokens: list[Token] = []
     i = 0
     while i < len(text):
@@ -1493,11 +1504,14 @@ def latin_form(text: str) -> Form:
     return Form(tuple(tokens), ALPHA, ALPHA)
 
 
-# Two Greek letters that a transliteration may write as one sound ("Μπακογιάννης" as "Bakogiannis", "Ντίνος" as
-# "Dinos", "Οικονόμου" as "Ikonomou"), besides each letter's own spelling
-_GREEK_PAIRS: dict[str, tuple[str, ...]] = {
+# Two Greek (or Cyrillic) letters that a transliteration may write as one sound ("Μπακογιάννης" as "Bakogiannis",
+# "Ντίνος" as "Dinos", "Οικονόμου" as "Ikonomou"), besides each letter's own spelling
+_PAIRS: dict[str, tuple[str, ...]] = {
     "μπ": ("b", "mb"), "ντ": ("d", "nd"), "γκ": ("g", "ng"), "γγ": ("ng",), "τζ": ("tz", "j", "dz"),
     "ου": ("u",), "αι": ("e",), "ει": ("i",), "οι": ("i",), "υι": ("i",), "γι": ("y", "j"),
+    # and Cyrillic ones: "Юрий" as "Yury" or "Juri", "Дмитрий" as "Dmitri", "Олександр" as "Olexandr" (found from
+    # outside, released)
+    "ий": ("y", "i"), "ый": ("y", "i"), "кс": ("x",),
 }
 
 
@@ -1512,12 +1526,14 @@ _LATIN: dict[str, Token] = {
     "β": ("v", "b"), "γ": ("g", "gh", "y", "n"), "δ": ("d", "dh"), "η": ("i", "e", "h"), "θ": ("th",),
     "ξ": ("x", "ks"), "ς": ("s",), "υ": ("y", "i", "u", "v", "f"), "φ": ("f", "ph"), "χ": ("ch", "h", "kh", "x"),
     "ψ": ("ps",),
-    **{c: (t,) for c, t in zip("абдзклмнопрстуфэ", "abdzklmnoprstufe", strict=True)},
+    **{c: (t,) for c, t in zip("абдзклмнопрстфэ", "abdzklmnoprstfe", strict=True)},
+    "у": ("u", "ou"),  # (French: "Joukov", "Chtcherbakov"; found from outside)
     "в": ("v", "w"), "г": ("g", "h"), "ґ": ("g",), "е": ("e", "ye", "je"), "ё": ("e", "yo", "jo", "io"),
-    "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch"), "и": ("i", "y"), "і": ("i",), "ї": ("yi", "ji", "i"),
-    "й": ("y", "j", "i"), "х": ("kh", "h", "x", "ch"), "ц": ("ts", "c", "tz", "z"), "ч": ("ch", "tsch", "tch", "c"),
-    "ш": ("sh", "sch", "s"), "щ": ("shch", "sch", "sc", "shh", "schtsch"), "ъ": ("", "'"), "ы": ("y", "i"),
-    "ь": ("", "'"), "ю": ("yu", "ju", "iu", "u"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
+    "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch", "sh"), "и": ("i", "y"), "і": ("i",),
+    "ї": ("yi", "ji", "i"), "й": ("y", "j", "i"), "х": ("kh", "h", "x", "ch"), "ц": ("ts", "c", "tz", "z"),
+    "ч": ("ch", "tsch", "tch", "c"), "ш": ("sh", "sch", "s", "ch"),
+    "щ": ("shch", "sch", "sc", "shh", "schtsch", "chtch"), "ъ": ("", "'"), "ы": ("y", "i"), "ь": ("", "'"),
+    "ю": ("yu", "ju", "iu", "u"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
 }
 
 
@@ -1654,6 +1670,51 @@ def text_form(text: str) -> Form:
     """A text needle: each letter in either case or ASCII-folded, not inside a longer ASCII word."""
     tokens = tuple(_char_token(c) for c in text)
     return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
+
+
+def misread_forms(text: str) -> tuple[Form, ...]:
+    """Text with characters outside ASCII as a conversion garbles it: its bytes in one encoding read as another's
+    (`MISREADINGS`), the text in either case; and, where four ASCII letters or more are left, with each such character
+    lost ("M?ller", "M\ufffdller", "M??ller" for "Müller"). () for ASCII text. Found from outside: such copies
+    of a name in a kept text were released."""
+    if text.isascii():
+        return ()
+    left, right = ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE
+    forms = []
+    for source, readers in MISREADINGS:
+        tokens = [_char_token(c) if c.isascii() else _misread(c, source, readers) for c in text]
+        if all(tokens):  # (else `source` cannot write the text)
+            forms.append(Form(tuple(tokens), left, right, "".join(t[0] for t in tokens)))
+    if sum(c.isascii() and c.isalpha() for c in text) >= MIN_TEXT:
+        forms.append(Form(tuple(_char_token(c) if c.isascii() else _LOST for c in text), left, right))
+    return tuple(forms)
+
+
+# Conversions that garble text: its bytes in one encoding read as another's and written again ("MÃ¼ller" for
+# "Müller": UTF-8 read as Windows-1252 or Latin-1; "Ð˜Ð²Ð°Ð½Ð¾Ð²" and "ÐÐ²Ð°Ð½Ð¾Ð²", or "РРІР°РЅРѕРІ" for
+# "Иванов": UTF-8 read as those or as Windows-1251; "Èâàíîâ": Windows-1251 read as Windows-1252; "é×ÁÎÏ×": KOI8-R
+# read as Latin-1; the Central European and Greek Windows encodings read as Windows-1252 too). A byte a reader leaves
+# undefined is read as Latin-1 does, as most converters do.
+MISREADINGS = (
+    ("utf_8", ("cp1252", "latin_1")), ("utf_8", ("cp1251",)), ("cp1251", ("cp1252", "latin_1")),
+    ("koi8_r", ("cp1252", "latin_1")), ("cp1250", ("cp1252", "latin_1")), ("cp1253", ("cp1252", "latin_1")),
+)
+_READ_AS = {reader: "".join(bytes([b]).decode(reader, "ignore") or chr(b) for b in range(256))
+            for reader in ("cp1252", "latin_1", "cp1251")}
+_LOST: Token = ("?", "??", "\ufffd")  # a character a conversion could not write (UTF-8's two bytes each a "?")
+
+
+def _misread(c: str, source: str, readers: tuple[str, ...]) -> Token:
+    """The ways a character, in either case, written in `source` reads in each of `readers` (() if `source` cannot
+    write it)."""
+    read = set()
+    for variant in {c.lower(), c.upper()}:
+        try:
+            data = variant.encode(source)
+        except UnicodeError:
+            return ()
+        read |= {"".join(_READ_AS[reader][b] for b in data) for reader in readers}
+    return tuple(sorted(read))
 
 
 _MONTHS = (  # as a date writes them, names and abbreviations: English, German, French, Spanish, Italian, Russian;
