@@ -27,7 +27,7 @@ import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache, wraps
+from functools import cache, cached_property, lru_cache, wraps
 from importlib import resources
 from itertools import groupby, product
 from math import prod
@@ -217,6 +217,9 @@ class Needle:
     forms: tuple[Form, ...] = field(default=(), compare=False, repr=False)
     encodings: tuple[str, ...] = field(default=BASE_ENCODINGS, compare=False, repr=False)
     declared: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the input's character sets
+    # Not looked for in decoded text, only in bytes: a garbled form (`misread_forms`) folded is letters of other
+    # words ("Ðáðáäüðïõëïò" folds to what "Íßêïò" does: found from outside, a file was held for another name).
+    in_text: bool = field(default=True, compare=False, repr=False)
 
     @property
     def numeric(self) -> bool:
@@ -288,17 +291,34 @@ class Needle:
     def _key_pattern(self, key: bytes, loose: bool) -> re.Pattern[bytes]:
         """The pattern of the forms a match holding `key` (one of `keys`) may be of, in the encodings that write
         the key so: UTF-16 for a key with NULs, the others for one without (they write ASCII as ASCII, and UTF-16
-        writes no ASCII run without NULs). All forms' in all encodings for a needle without runs (its keys are
-        letters)."""
-        if not self.runs:
-            return self._pattern(False, loose)
+        writes no ASCII run without NULs). For a needle without runs (its keys are letters), the forms and
+        encodings whose windows are written so (`_letter_pairs`): a key of a Latin spelling ("ano" of "Ivanov") is
+        no Cyrillic form's, and occurs in headers by chance (found on review: each such window was searched with
+        every form in fifty encodings, some 40 M instructions a file of a patient named in Cyrillic)."""
         pattern = self._key_patterns.get((key, loose))
         if pattern is None:
-            utf_16 = b"\x00" in key
-            run = key.replace(b"\x00", b"").decode("ascii")  # (in UTF-16 a key is its run with NULs between)
-            encodings = tuple(e for e in self.encodings if e.startswith("utf_16") == utf_16)
-            pattern = self._key_patterns[key, loose] = _byte_pattern(self._run_forms[run], encodings, loose)
+            if not self.runs:
+                pattern = _pairs_pattern(self._letter_pairs[key], loose)
+            else:
+                utf_16 = b"\x00" in key
+                run = key.replace(b"\x00", b"").decode("ascii")  # (in UTF-16 a key is its run with NULs between)
+                encodings = tuple(e for e in self.encodings if e.startswith("utf_16") == utf_16)
+                pattern = _byte_pattern(self._run_forms[run], encodings, loose)
+            self._key_patterns[key, loose] = pattern
         return pattern
+
+    @cached_property
+    def _letter_pairs(self) -> dict[bytes, list[tuple[Form, str]]]:
+        """For each key of a needle without runs, the forms and encodings whose window (`_window`) is written so:
+        a match holds its form's window in its encoding, so one of them gives every match near the key."""
+        pairs: dict[bytes, list[tuple[Form, str]]] = {}
+        for form in self.forms or _plain_forms(self):
+            window = _window(form.tokens)
+            assert window is not None  # (the needle has keys)
+            for encoding in self.encodings:
+                for key in _window_bytes(form, window, encoding):
+                    pairs.setdefault(key, []).append((form, encoding))
+        return pairs
 
     @cached_property
     def _key_patterns(self) -> dict[tuple[bytes, bool], re.Pattern[bytes]]:
@@ -908,14 +928,17 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
     if keyword in IDS and runs_on(text):  # (an ID of groups too short for `id_form`: "QX12ZB34")
         form = replace(form, left=NONE, right=NONE)
     widths = [text_form(t) for t in sorted(kana_forms(text)) if _shortest(t, encodings) >= MIN_TEXT]
+    # decomposed, marks written apart (as macOS names files): found from outside, "Mu\u0308ller" was held, not cut
+    widths += [text_form(decomposed)] if (decomposed := unicodedata.normalize("NFD", text)) != text else []
     widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
     widths += [romanized] if (romanized := romanized_form(text)) is not None else []
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
         if keyword in IDS and keyword not in PHONES else ()
     found = [Needle(keyword, data, (form, *widths, *glued, *grouped), encodings, declared)]
-    if misread := misread_forms(text):  # (in the file's encodings: in the one it was misread in, it is `text`)
-        found.append(Needle(keyword, fold(misread[0].text).encode("utf-8"), misread,
-                            tuple(dict.fromkeys((*BASE_ENCODINGS, *declared))), declared))
+    # (a needle each, with keys of its own; written as a system that stores what it read writes it, in UTF-8 or
+    # UTF-16: in the encoding it was read in, it is `text` in another, searched as such)
+    found += [Needle(keyword, fold(form.text or "".join(t[0] for t in form.tokens)).encode("utf-8"), (form,),
+                     MISREAD_ENCODINGS, declared, in_text=False) for form in misread_forms(text)]
     return found
 
 
@@ -1488,7 +1511,8 @@ def _char_token(c: str) -> Token:
 def latin_form(text: str) -> Form:
     """Cyrillic or Greek text in Latin letters, as the usual transliterations write each letter ("Квазорт" as
     "Kvazort", "Жуков" as "Zhukov", "Schukow"..., "Ђурђевић" as "Đurđević" or "Djurdjevic", "Παπαδόπουλος" as
-    "Papadopoulos"), not inside a longer ASCII word: a system that takes only Latin letters copies a name so."""
+    "Papadopoulos"), not inside a longer ASCII word: a system that takes only Latin letters copies a name so. No
+    spelling is shorter than `MIN_TEXT` letters (`_at_least`)."""
     letters = [_LATIN.get(c.lower()) or _LATIN.get(fold(c)) or _char_token(c) for c in text]
     pairs = [_PAIRS.get(text[i : i + 2].lower()) or _PAIRS.get(fold(text[i : i + 2])) for i in range(len(text))]
     tokens: list[Token] = []
@@ -1501,7 +1525,22 @@ def latin_form(text: str) -> Form:
             continue
         tokens.append(tuple(sorted({a + b for a in letters[i] for b in letters[i + 1]} | set(extra))))
         i += 2
-    return Form(tuple(tokens), ALPHA, ALPHA)
+    return Form(_at_least(tokens, MIN_TEXT), ALPHA, ALPHA)
+
+
+def _at_least(tokens: list[Token], letters: int) -> tuple[Token, ...]:
+    """`tokens` without the shortest spellings of their places, the place written shortest first, until every
+    spelling of them all has `letters` or more: found from outside, "Макс" as "max" and "Юрий" as "uri" were cut
+    from descriptions ("MIP max", "Retrieve URI"). A place written one way only stays."""
+    tokens = list(tokens)
+    while sum(min(map(len, t)) for t in tokens) < letters:
+        places = [i for i, t in enumerate(tokens) if len({len(a) for a in t}) > 1]
+        if not places:
+            break
+        i = min(places, key=lambda i: min(map(len, tokens[i])))
+        shortest = min(map(len, tokens[i]))
+        tokens[i] = tuple(a for a in tokens[i] if len(a) > shortest)
+    return tuple(tokens)
 
 
 # Two Greek (or Cyrillic) letters that a transliteration may write as one sound ("Μπακογιάννης" as "Bakogiannis",
@@ -1527,13 +1566,13 @@ _LATIN: dict[str, Token] = {
     "ξ": ("x", "ks"), "ς": ("s",), "υ": ("y", "i", "u", "v", "f"), "φ": ("f", "ph"), "χ": ("ch", "h", "kh", "x"),
     "ψ": ("ps",),
     **{c: (t,) for c, t in zip("абдзклмнопрстфэ", "abdzklmnoprstfe", strict=True)},
-    "у": ("u", "ou"),  # (French: "Joukov", "Chtcherbakov"; found from outside)
+    "у": ("u", "ou"),  # (French: "Joukov", "Chtcherbakov", "Iouri"; Polish: "Szczerbakow"; found from outside)
     "в": ("v", "w"), "г": ("g", "h"), "ґ": ("g",), "е": ("e", "ye", "je"), "ё": ("e", "yo", "jo", "io"),
-    "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch", "sh"), "и": ("i", "y"), "і": ("i",),
+    "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch", "sh", "ż"), "и": ("i", "y"), "і": ("i",),
     "ї": ("yi", "ji", "i"), "й": ("y", "j", "i"), "х": ("kh", "h", "x", "ch"), "ц": ("ts", "c", "tz", "z"),
-    "ч": ("ch", "tsch", "tch", "c"), "ш": ("sh", "sch", "s", "ch"),
-    "щ": ("shch", "sch", "sc", "shh", "schtsch", "chtch"), "ъ": ("", "'"), "ы": ("y", "i"), "ь": ("", "'"),
-    "ю": ("yu", "ju", "iu", "u"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
+    "ч": ("ch", "tsch", "tch", "c", "cz"), "ш": ("sh", "sch", "s", "ch", "sz"),
+    "щ": ("shch", "sch", "sc", "shh", "schtsch", "chtch", "szcz"), "ъ": ("", "'"), "ы": ("y", "i"), "ь": ("", "'"),
+    "ю": ("yu", "ju", "iu", "u", "you", "iou"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
 }
 
 
@@ -1675,46 +1714,72 @@ def text_form(text: str) -> Form:
 def misread_forms(text: str) -> tuple[Form, ...]:
     """Text with characters outside ASCII as a conversion garbles it: its bytes in one encoding read as another's
     (`MISREADINGS`), the text in either case; and, where four ASCII letters or more are left, with each such character
-    lost ("M?ller", "M\ufffdller", "M??ller" for "Müller"). () for ASCII text. Found from outside: such copies
+    lost (`_LOST`: "M?ller", "M\ufffdller", "Mller" for "Müller"). () for ASCII text. Found from outside: such copies
     of a name in a kept text were released."""
     if text.isascii():
         return ()
     left, right = ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE
     forms = []
-    for source, readers in MISREADINGS:
-        tokens = [_char_token(c) if c.isascii() else _misread(c, source, readers) for c in text]
-        if all(tokens):  # (else `source` cannot write the text)
+    for steps in MISREADINGS:
+        tokens = [_char_token(c) if c.isascii() else _misread(c, steps) for c in text]
+        if all(tokens):  # (else the first encoding cannot write the text)
             forms.append(Form(tuple(tokens), left, right, "".join(t[0] for t in tokens)))
-    if sum(c.isascii() and c.isalpha() for c in text) >= MIN_TEXT:
-        forms.append(Form(tuple(_char_token(c) if c.isascii() else _LOST for c in text), left, right))
+    if sum(c.isascii() and c.isalpha() for c in text) >= MIN_TEXT and _THREE_LETTERS.search(text):  # (its key)
+        forms.append(Form(tuple(_char_token(c) if c.isascii() else _lost(c) for c in text), left, right))
     return tuple(forms)
 
 
-# Conversions that garble text: its bytes in one encoding read as another's and written again ("MÃ¼ller" for
-# "Müller": UTF-8 read as Windows-1252 or Latin-1; "Ð˜Ð²Ð°Ð½Ð¾Ð²" and "ÐÐ²Ð°Ð½Ð¾Ð²", or "РРІР°РЅРѕРІ" for
-# "Иванов": UTF-8 read as those or as Windows-1251; "Èâàíîâ": Windows-1251 read as Windows-1252; "é×ÁÎÏ×": KOI8-R
-# read as Latin-1; the Central European and Greek Windows encodings read as Windows-1252 too). A byte a reader leaves
-# undefined is read as Latin-1 does, as most converters do.
-MISREADINGS = (
-    ("utf_8", ("cp1252", "latin_1")), ("utf_8", ("cp1251",)), ("cp1251", ("cp1252", "latin_1")),
-    ("koi8_r", ("cp1252", "latin_1")), ("cp1250", ("cp1252", "latin_1")), ("cp1253", ("cp1252", "latin_1")),
+_THREE_LETTERS = re.compile("[A-Za-z]{3}")
+
+
+# Conversions that garble text, each a chain of steps: the text's bytes in one encoding read as one of others'
+# ("MÃ¼ller" for "Müller": UTF-8 read as Windows-1252 or Latin-1, "MÃƒÂ¼ller" twice so, "MĂĽller" and "M√ºller" as
+# Windows-1250 and Mac Roman; "Ð˜Ð²Ð°Ð½Ð¾Ð²" and "РРІР°РЅРѕРІ" for "Иванов": UTF-8 read as Windows-1252 and as
+# Windows-1251; "Èâàíîâ": Windows-1251 read as Windows-1252; "é×ÁÎÏ×": KOI8-R read as Latin-1; the Russian
+# encodings read as one another; the Central European, Greek and Turkish ones read as Western ones). Found from
+# outside, each released.
+MISREAD_ENCODINGS = ("utf_8", "utf_16_le", "utf_16_be")
+MISREADINGS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
+    (("utf_8", ("cp1252", "latin_1")),), (("utf_8", ("cp1252",)), ("utf_8", ("cp1252",))),
+    (("utf_8", ("cp1251",)),), (("utf_8", ("cp1250",)),), (("utf_8", ("mac_roman",)),), (("utf_8", ("koi8_r",)),),
+    (("cp1251", ("cp1252", "latin_1", "koi8_r")),), (("koi8_r", ("cp1252", "latin_1", "cp1251")),),
+    (("cp866", ("cp1251",)),), (("cp1250", ("cp1252", "latin_1")),), (("iso8859_2", ("latin_1", "cp1252")),),
+    (("cp1253", ("cp1252", "latin_1")),), (("iso8859_7", ("latin_1", "cp1252")),), (("cp1254", ("cp1252",)),),
 )
-_READ_AS = {reader: "".join(bytes([b]).decode(reader, "ignore") or chr(b) for b in range(256))
-            for reader in ("cp1252", "latin_1", "cp1251")}
-_LOST: Token = ("?", "??", "\ufffd")  # a character a conversion could not write (UTF-8's two bytes each a "?")
 
 
-def _misread(c: str, source: str, readers: tuple[str, ...]) -> Token:
-    """The ways a character, in either case, written in `source` reads in each of `readers` (() if `source` cannot
-    write it)."""
-    read = set()
-    for variant in {c.lower(), c.upper()}:
-        try:
-            data = variant.encode(source)
-        except UnicodeError:
-            return ()
-        read |= {"".join(_READ_AS[reader][b] for b in data) for reader in readers}
-    return tuple(sorted(read))
+@cache
+def _read_as(reader: str, lossy: bool) -> tuple[tuple[str, ...], ...]:
+    """How `reader` reads each byte: a byte it leaves undefined as Latin-1 does, and if `lossy` also as "\ufffd" or
+    "?", or left out, as converters do."""
+    undefined = (lambda b: (chr(b), "\ufffd", "?", "")) if lossy else (lambda b: (chr(b),))
+    return tuple((read,) if (read := bytes([b]).decode(reader, "ignore")) else undefined(b) for b in range(256))
+
+
+def _misread(c: str, steps: tuple[tuple[str, tuple[str, ...]], ...]) -> Token:
+    """The ways a character, in either case, reads after the conversion `steps` (() if one cannot write it). A byte
+    left undefined is lost in the ways converters lose it after one step only: after two, the ways multiply past
+    those a search can key on."""
+    read = {c.lower(), c.upper()}
+    lossy = len(steps) == 1
+    for source, readers in steps:
+        misread = set()
+        for text in read:
+            try:
+                data = text.encode(source)
+            except UnicodeError:
+                return ()
+            misread |= {"".join(p) for reader in readers for p in product(*(_read_as(reader, lossy)[b] for b in data))}
+        read = misread
+    return tuple(sorted(read - {""}))
+
+
+def _lost(c: str) -> Token:
+    """A character outside ASCII as a conversion that cannot write it leaves it: "?" (one for each of its UTF-8
+    bytes), "\ufffd", "_", nothing, or its letter without the mark ("u?" for a decomposed "ü")."""
+    base = unicodedata.normalize("NFD", c)[0]
+    marked = (base + "?", base.upper() + "?", base + "\ufffd") if base.isascii() and base != c else ()
+    return ("?", "??", "\ufffd", "_", "", *marked)
 
 
 _MONTHS = (  # as a date writes them, names and abbreviations: English, German, French, Spanish, Italian, Russian;
@@ -1940,20 +2005,24 @@ _WIDE_NULS = {"utf_16": rb"\x00", "utf_32": rb"\x00\x00\x00"}  # the NUL bytes b
 
 
 def _byte_pattern(forms: Iterable[Form], encodings: tuple[str, ...], loose: bool = False) -> re.Pattern[bytes]:
-    """The forms in `encodings` as one expression: their alternatives in sorted order, those next to each other
+    """The forms in `encodings` as one expression (`_pairs_pattern`)."""
+    return _pairs_pattern([(form, encoding) for form in forms for encoding in encodings], loose)
+
+
+def _pairs_pattern(pairs: Iterable[tuple[Form, str]], loose: bool = False) -> re.Pattern[bytes]:
+    """Forms, each in an encoding, as one expression: their alternatives in sorted order, those next to each other
     between the same boundaries written behind one pair of them (tried in the same order, so each search finds
     what the plain alternatives find). The boundaries were most of a date's 17 KB; compiling takes time by length.
     """
     alternatives: dict[bytes, tuple[bytes, bytes, bytes]] = {}
-    for form in forms:
-        for encoding in encodings:
-            body = _render(form, encoding)
-            if body is None:
-                continue
-            left = _bounds(form.left, encoding, loose)[0] if form.left else b""
-            left += _after_a_decimal_point(encoding) if form.left == NUMBER else b""
-            right = _bounds(form.right, encoding)[1] if form.right else b""
-            alternatives[left + body + right] = (left, right, body)
+    for form, encoding in pairs:
+        body = _render(form, encoding)
+        if body is None:
+            continue
+        left = _bounds(form.left, encoding, loose)[0] if form.left else b""
+        left += _after_a_decimal_point(encoding) if form.left == NUMBER else b""
+        right = _bounds(form.right, encoding)[1] if form.right else b""
+        alternatives[left + body + right] = (left, right, body)
     runs = groupby((alternatives[a] for a in sorted(alternatives)), key=lambda a: a[:2])
     return re.compile(b"|".join(left + _one_of([a[2] for a in run]) + right for (left, right), run in runs))
 
@@ -2077,6 +2146,7 @@ class _Index:
     in_text: AhoCorasick | None
     text_needles: tuple[tuple[int, ...], ...]
     always: tuple[int, ...]
+    always_in_text: tuple[int, ...]  # (but those looked for in bytes only: `Needle.in_text`)
     uids_25: frozenset[bytes]  # the needles that are `2.25.` UIDs
 
     def candidates(self, views: bytes, split: int = -1) -> tuple[set[int], set[int], set[int]]:
@@ -2094,8 +2164,9 @@ class _Index:
         return narrow, wide, in_wide_text
 
     def text_candidates(self, text: str) -> set[int]:
-        """The needles that may occur in folded `text`: those without keys, and those with a key found there."""
-        found = set(self.always)
+        """The needles that may occur in folded `text`: those without keys, and those with a key found there (not
+        those looked for in bytes only)."""
+        found = set(self.always_in_text)
         for key, _, _ in self.in_text.find_matches_as_indexes(text, overlapping=True) if self.in_text else ():
             found.update(self.text_needles[key])
         return found
@@ -2177,12 +2248,13 @@ def _build_index(patterns: tuple[Needle, ...], fast: bool) -> _Index:
             by_bytes.setdefault(key, ([], []))[0].append(i)
         for key in needle.wide_keys:
             by_bytes.setdefault(key, ([], []))[1].append(i)
-        for text in needle.text_keys:
+        for text in needle.text_keys if needle.in_text else ():
             by_text.setdefault(text, []).append(i)
     implementation = Implementation.DFA if fast else None
     return _Index(BytesAhoCorasick(list(by_bytes), implementation=implementation) if by_bytes else None,
                   tuple((tuple(narrow), tuple(wide)) for narrow, wide in by_bytes.values()),
                   AhoCorasick(list(by_text)) if by_text else None, tuple(map(tuple, by_text.values())), tuple(always),
+                  tuple(i for i in always if patterns[i].in_text),
                   frozenset(n.data for n in patterns if n.data.startswith(b"2.25.")))
 
 
@@ -2271,7 +2343,8 @@ def _missed_at_an_end(needle: Needle, lowered: bytes) -> bool:
 
 
 def find_text(text: str, patterns: tuple[Needle, ...]) -> list[Needle]:
-    """The needles that occur in decoded `text`, compared casefolded and ASCII-folded (umlauts either way)."""
+    """The needles that occur in decoded `text`, compared casefolded and ASCII-folded (umlauts either way); not
+    those looked for in bytes only (`Needle.in_text`)."""
     if not patterns:
         return []
     index = _index(patterns)
