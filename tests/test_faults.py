@@ -1008,6 +1008,37 @@ def test_other_options_are_refused_and_the_advice_never_mixes_two_option_sets(
     assert "--force" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage", ["emptied", "garbled"])
+def test_an_empty_or_damaged_journal_is_refused_naming_the_output(
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: an emptied journal (a crash before its first line reached the disk, a disk error) turned
+    off the check of the options and the key: a rerun with another key wrote its files beside the first key's. A
+    garbled first line was said to hold other options, and the same options were refused again. Both are refused
+    in one line naming the output and saying why; --force begins the run again."""
+    source = tmp_path / "in"
+    make_study(source, subject=36, n_series=1, n_instances=2)
+    key, other = tmp_path / "key", tmp_path / "other"
+    key.write_text(KEY_TEXT)
+    other.write_text("ef" * 32)
+    out = tmp_path / "out"
+    args = ["anonymize", str(source), "-o", str(out), "-q", "--level", "full"]
+    assert main([*args, "--key-file", str(key)]) == 0
+    released = {name: (out / name).read_bytes() for name in _released(out)}
+    journal = tmp_path / ".out.neuroanon-journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"" if damage == "emptied" else b"garbage\n" + b"".join(lines[1:]))
+    capsys.readouterr()
+    for given in (other, key):
+        assert main([*args, "--key-file", str(given)]) == 2
+        err = capsys.readouterr().err
+        assert f"the output {out} (.out.neuroanon-journal, beside it) is empty or damaged" in err, err
+        assert "--force" in err and len(err.splitlines()) == 1, err
+        assert {name: (out / name).read_bytes() for name in _released(out)} == released
+    assert main([*args, "--key-file", str(key), "--force"]) == 0
+    assert {name: (out / name).read_bytes() for name in _released(out)} == released
+
+
 def test_staged_and_held_back_files_never_enter_the_output(tmp_path: Path) -> None:
     """At full, secondary captures are held back (burned-in risk): not one byte of them reaches the output, even
     while the run is under way."""

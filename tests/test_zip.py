@@ -555,3 +555,24 @@ def test_a_stop_before_the_archive_is_finished_is_resumed_by_the_same_command(tm
     assert main(args) == 0
     _, reference, clean = _zip_run(tmp_path / "reference", "never", "SIGTERM")
     assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()
+
+
+def test_an_unfinished_archive_whose_journal_is_empty_is_refused_until_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: an emptied journal beside an unfinished archive turned off the check of the options and
+    the key; a rerun with another key added its members to the first key's. It is refused, naming the output."""
+    args, out, done = _zip_run(tmp_path, "before", "SIGTERM")
+    assert done.returncode == 143, done.stderr
+    partial = tmp_path / "out.zip.partial"
+    kept = partial.read_bytes()
+    (tmp_path / ".out.zip.neuroanon-journal").write_bytes(b"")
+    (tmp_path / "other").write_text("18" * 32)
+    other = [tmp_path / "other" if arg == str(tmp_path / "key") else arg for arg in args]
+    assert main([str(arg) for arg in other]) == 2
+    err = capsys.readouterr().err
+    assert f"the output {out} (.out.zip.neuroanon-journal, beside it) is empty or damaged" in err, err
+    assert not out.exists() and partial.read_bytes() == kept
+    assert main([*args, "--force"]) == 0
+    _, reference, clean = _zip_run(tmp_path / "reference", "never", "SIGTERM")
+    assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()

@@ -49,22 +49,35 @@ def check_output(output: Path, options: Options, inputs: Sequence[Path], resumab
         if not force:
             check_begun(output)
     if resumable and path.exists():
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-        try:
-            head = json.loads(first) if first.strip() else {}
-        except json.JSONDecodeError:
-            head = {"version": None}
-        if head and (head.get("fingerprint") != fingerprint(options) or head.get("version") != VERSION):
+        head = _head(path)
+        if head is None:
+            # (found from outside: an empty header turned the check below off, and a rerun with another key wrote
+            # into the output; a garbled one was said to hold other options)
+            if not force:
+                raise UsageError(f"the journal of the run that began the output {output} ({path.name}, beside it) "
+                                 "is empty or damaged, so the options it was begun with cannot be checked; add "
+                                 "--force to begin the run again, or use a new output")
+            return False  # begun again: nothing of the earlier run is taken up
+        if head.get("fingerprint") != fingerprint(options) or head.get("version") != VERSION:
             # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
             raise UsageError("the output was begun with other options or another key (or by another version); "
                              "rerun with the options it was begun with, or use a new or empty output folder")
-        if head and head.get("inputs") != inputs_token(inputs, options):
+        if head.get("inputs") != inputs_token(inputs, options):
             # (found from outside: another folder's files were taken for the earlier run's, by their names below
             # it: its outputs withdrawn, or the new files never read and said written)
             raise UsageError(f"the output {output} was begun from other inputs; rerun with the inputs it was begun "
                              "with, or use a new or empty output folder")
     return resumable
+
+
+def _head(path: Path) -> dict[str, Any] | None:
+    """The journal's first line, what the run was begun with; None when it is empty or not such a line."""
+    try:
+        with open(path, "rb") as f:
+            head = json.loads(f.readline())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return head if isinstance(head, dict) and "version" in head else None
 
 
 def check_begun(output: Path) -> None:
