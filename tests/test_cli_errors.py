@@ -204,6 +204,33 @@ def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     assert err == "", "a closed pipe is not an error worth a message, and never a traceback"
 
 
+def test_a_run_whose_standard_error_reader_went_away_exits_141(tmp_path: Path) -> None:
+    """Found from outside: with `2>&1 | head -1`, the first failed file's line met a closed pipe, and the run
+    stopped with exit 1, "broken pipe writing <output>", as if the output had failed, and a summary like a
+    finished run's. The reader went away: exit 141, as for standard output; the report says why it stopped, and
+    the same command resumes."""
+    source = tmp_path / "in"
+    files = make_study(source, subject=9, n_series=1, n_instances=4)
+    for path in files[:3]:
+        path.write_bytes(path.read_bytes()[:1500])  # truncated: each gives a line on standard error
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    args = ["anonymize", str(source), "-o", str(out), "--level", "anonymize", "--workers", "1", "--report",
+            str(report)]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([*COMMAND, *args], stdout=subprocess.PIPE, stderr=write, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stdout
+    assert "broken pipe" not in done.stdout and str(out) not in done.stdout, done.stdout
+    summary = json.loads(report.read_text().splitlines()[-1])["summary"]
+    assert summary["stopped"] == "broken pipe" and summary["files"] < 4
+    again = _run(args)
+    assert again.returncode == 1 and again.stderr.count("failed: ") == 3, again.stderr
+    assert sum(1 for line in report.read_text().splitlines() if '"status"' in line) == 4
+
+
 def test_explain_piped_into_head_prints_the_first_lines() -> None:
     done = subprocess.run(f"{' '.join(COMMAND)} explain --level full | head -2", shell=True, capture_output=True,
                           text=True, timeout=60)

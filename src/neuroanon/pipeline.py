@@ -202,17 +202,9 @@ def anonymize_tree(
                 with stops.last_step():  # (once the archive has its name, the run is done: a stop is dropped)
                     archive.finish()
             stopped = ""
-        except (RunStopped, OSError) as exc:
-            # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
-            stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
-            if isinstance(exc, (WorkerDied, SchedulerLost)):
-                start = "start the scheduler again, then " if isinstance(exc, SchedulerLost) else ""
-                raise RunStopped(f"{stopped}: the run stopped after {summary.files} files; {start}run the same "
-                                 "command again to resume") from None
-            place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
-            advice = "free some space" if "no space" in stopped else "fix that"
-            raise RunStopped(f"{stopped} writing {place}: the run stopped after {summary.files} files; {advice} "
-                             "and run the same command again to resume") from None
+        except (_CallerFailed, RunStopped, OSError) as exc:
+            stopped, raised = _stop(exc, output, summary.files)
+            raise raised from None
         finally:
             # None of this may raise over the reason the run stopped: the disk may be full.
             with suppress(OSError):
@@ -231,6 +223,23 @@ def anonymize_tree(
                 if archive.finished:
                     journal.path.unlink(missing_ok=True)
     return summary
+
+
+def _stop(exc: _CallerFailed | RunStopped | OSError, output: Path, files: int) -> tuple[str, BaseException]:
+    """Why a run stopped, for its report's summary, and the error it stops with."""
+    if isinstance(exc, _CallerFailed):
+        # (found from outside: a closed pipe on standard error was said to stop the run "writing" its output)
+        return _cause(exc.error), exc.error
+    # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
+    stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
+    if isinstance(exc, (WorkerDied, SchedulerLost)):
+        start = "start the scheduler again, then " if isinstance(exc, SchedulerLost) else ""
+        return stopped, RunStopped(f"{stopped}: the run stopped after {files} files; {start}run the same command "
+                                   "again to resume")
+    place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
+    advice = "free some space" if "no space" in stopped else "fix that"
+    return stopped, RunStopped(f"{stopped} writing {place}: the run stopped after {files} files; {advice} and run "
+                               "the same command again to resume")
 
 
 def _records(output: Path, options: Options, inputs: list[Path], report: Path | None, run: RunInfo | None,
@@ -313,8 +322,20 @@ def _run(
             summary.add(record, size)
             _reported(writer, record)
             if on_record is not None:
-                on_record(record, size)
+                try:
+                    on_record(record, size)
+                except OSError as exc:  # (its terminal or pipe, not the run's files)
+                    raise _CallerFailed(exc) from None
             stops.check()
+
+
+class _CallerFailed(Exception):
+    """`on_record` failed (its caller's standard output or error is a closed pipe, say): the caller's error, raised
+    to it as it is once the run has stopped, never taken for the output's."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _mapped(subjects: SubjectMapping, original: str, new: str) -> None:
