@@ -634,6 +634,13 @@ def test_a_key_or_lookup_that_is_not_a_regular_file_is_refused_unread(
     (b"0123456789abcdef" * 4 + b"\n", None),  # (a key as `neuroanon key` writes it: taken)
     ((b"0123456789abcdef" * 4)[:-1] + b"\n", "a digit lost in copying?"),
     (bytes(32), "only zero bytes"),
+    (b"  " + b"0123456789ABCDEF" * 4 + b"\r\n\n", None),  # (any case, white space around: taken)
+    (bytes(range(200, 232)), None),  # (32 raw bytes: taken)
+    # found from outside: a key almost hex was read as raw bytes, another key, in silence
+    (b'"' + b"0123456789abcdef" * 4 + b'"\n', "hex digits with other characters"),
+    (b"key=" + b"0123456789abcdef" * 4 + b"\n", "hex digits with other characters"),
+    (b"0123456789abcdef" * 4 + b"\n# project key, made 2026-12-01\n", "hex digits with other characters"),
+    (b"0123456789abcdef" * 4 + b"Z\n", "hex digits with other characters"),
 ])
 def test_a_key_with_a_digit_lost_or_of_zero_bytes_is_refused(content: bytes, words: str | None, source: Path,
                                                               tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -70,7 +70,8 @@ def _open_regular(path: Path, what: str) -> int:
 
 
 def load_key(path: Path) -> bytes:
-    """Read a key file: hex text (as create_key writes it) or at least 16 raw bytes, at most 4 KiB."""
+    """Read a key file: hex text (as create_key writes it) or at least 16 raw bytes, at most 4 KiB. Text that holds
+    32 hex digits in a row but other characters too is refused: it was meant as hex."""
     try:
         with os.fdopen(_open_regular(path, "key file"), "rb") as f:
             raw = f.read(MAX_KEY_FILE + 1)
@@ -86,6 +87,9 @@ def load_key(path: Path) -> bytes:
         if _HEX_TEXT.fullmatch(text):
             raise UsageError(f"key file {path} holds hex digits that are no whole bytes (an odd number of them, "
                              "or a space inside a byte): a digit lost in copying?") from None
+        if _HEX_RUN.search(text):  # (found from outside: quotes, `key=`, a comment line: another key, in silence)
+            raise UsageError(f"key file {path} holds hex digits with other characters (quotes, a name, a comment?): "
+                             "leave the hex digits alone in it") from None
         key = text
     if len(key) < MIN_KEY_BYTES:
         raise UsageError(f"key file {path} holds fewer than {MIN_KEY_BYTES} bytes of key")
@@ -95,6 +99,8 @@ def load_key(path: Path) -> bytes:
 
 
 _HEX_TEXT = re.compile(rb"[0-9A-Fa-f\s]+")
+# A key file whose text holds this many hex digits in a row is meant as hex: raw random bytes hold no such run.
+_HEX_RUN = re.compile(rb"[0-9A-Fa-f]{32}")
 
 
 def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
