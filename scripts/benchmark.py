@@ -206,15 +206,14 @@ def median(values: Iterable[Any]) -> Any:
 
 def tools(python: str, workers: int, key: Path) -> dict[str, list[str] | None]:
     """The command of each contender (None: not installed); IN and OUT are filled in per run."""
-    neuroanon = [python, "-m", "neuroanon.cli", "anonymize", "IN", "-o", "OUT", "-q", "--workers", str(workers),
-                 "--key-file", str(key)]
+    neuroanon = [python, "-m", "neuroanon.cli", "anonymize", "IN", "-o", "OUT", "-q", "--workers", str(workers)]
     have = {name: importlib.util.find_spec(name) is not None for name in ("dicognito", "deid", "dcmanon",
                                                                            "dicomanonymizer")}
     return {
         "cp -r": ["cp", "-r", "IN", "OUT"],
         "neuroanon original": [*neuroanon, "--level", "original"],
         "neuroanon anonymize": [*neuroanon, "--level", "anonymize"],
-        "neuroanon full": [*neuroanon, "--level", "full"],
+        "neuroanon full": [*neuroanon, "--level", "full", "--key-file", str(key)],
         "dcmanon (Rust)": [python, "-c", DCMANON, "IN", "OUT"] if have["dcmanon"] else None,
         "dicognito": [python, "-m", "dicognito", "-o", "OUT", "IN"] if have["dicognito"] else None,
         # dicom-anonymizer takes one flat folder at a time and needs its output folder to exist
@@ -533,12 +532,12 @@ def receivers(python: str, key: Path) -> dict[str, list[str]]:
     """The command of each receiver; PORT, OUT and WORK are filled in per run. storescp forks a process an
     association, so it takes concurrent associations as the node does."""
     serve = [python, "-m", "neuroanon.cli", "serve", "--host", LOOPBACK, "--port", "PORT", "--output", "OUT",
-             "--ae-title", NODE_AET, "--work", "WORK", "--key-file", str(key)]
+             "--ae-title", NODE_AET, "--work", "WORK"]
     return {
         "storescp (dcmtk, no anonymization)": ["storescp", "--fork", "-aet", NODE_AET, "-od", "OUT", "-fe", ".dcm",
                                                "PORT"],
         "neuroanon serve anonymize": [*serve, "--level", "anonymize"],
-        "neuroanon serve full": [*serve, "--level", "full"],
+        "neuroanon serve full": [*serve, "--level", "full", "--key-file", str(key)],
     }
 
 

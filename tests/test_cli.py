@@ -85,9 +85,9 @@ def test_messy_tree_reports_every_file_and_exits_1(
 ) -> None:
     before = _tree_digest(messy_tree)
     report = tmp_path / "report.jsonl"
-    clear = ["--report-paths"] if level == "full" else []
-    code = main(["anonymize", str(messy_tree), "-o", str(tmp_path / "out"), "--level", level,
-                 "--key-file", str(key_file), "--report", str(report), *clear])
+    clear = ["--key-file", str(key_file), "--report-paths"] if level == "full" else []
+    code = main(["anonymize", str(messy_tree), "-o", str(tmp_path / "out"), "--level", level, "--report", str(report),
+                 *clear])
     assert code == 1, "a failed DICOM file means not everything was released"
     assert _tree_digest(messy_tree) == before, "the input was modified"
     _, records, summary = read_report(report)

@@ -307,41 +307,46 @@ def test_follow_symlinks_never_follows_a_link_to_a_folder_holding_the_input(tmp_
     assert not any(name.startswith("beside/project") for name in records)  # (the input's parent: a loop)
 
 
-def test_a_hard_link_to_the_key_inside_the_input_is_not_read(tmp_path: Path) -> None:
-    """Another name of the key file is the key: below full it was copied into the release (found from outside)."""
+def test_a_hard_link_to_the_key_inside_the_input_is_not_read(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another name of the key file is the key: below full it was copied into the release (found from outside).
+    (Below full no --key-file is given: the per-user key is the one to keep.)"""
     source = tmp_path / "in"
     make_study(source, subject=42, n_series=1, n_instances=1)
-    key = tmp_path / "project.key"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    key = tmp_path / "config" / "neuroanon" / "key"
+    key.parent.mkdir(parents=True)
     key.write_text("ab" * 32)
     (source / "notes.bin").hardlink_to(key)
     report = tmp_path / "report.jsonl"
-    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "anonymize", "--key-file", str(key),
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "anonymize",
                  "--report", str(report), "-q"]) == 0
     records, _ = _records(report)
     assert "its key or lookup file: not read" in str(records["notes.bin"]["reason"]), records["notes.bin"]
     assert not (tmp_path / "out" / "notes.bin").exists()
 
 
-def test_follow_symlinks_never_reads_the_key_or_the_lookup_file(tmp_path: Path) -> None:
+def test_follow_symlinks_never_reads_the_key_or_the_lookup_file(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a followed link leads to the key or the lookup file, neither is read as input: below full it was
-    copied into the release (found from outside)."""
+    copied into the release (found from outside). (Below full the per-user key is the one to keep.)"""
     source = tmp_path / "in"
     make_study(source, subject=41, n_series=1, n_instances=1)
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "project.key").write_text("ab" * 32)
+    (site / "neuroanon").mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(site))
+    (site / "neuroanon" / "key").write_text("ab" * 32)
     (site / "ids.csv").write_text("original,new\nPID-FAKE-0001,SUBJ-01\n")
     (source / "site").symlink_to(site, target_is_directory=True)
     report = tmp_path / "report.jsonl"
-    for level, private in (("anonymize", ["--key-file", str(site / "project.key")]),
-                           ("full", ["--key-file", str(site / "project.key"), "--lookup", str(site / "ids.csv")])):
+    for level, private in (("anonymize", []), ("full", ["--lookup", str(site / "ids.csv")])):
         out = tmp_path / level
         assert main(["anonymize", str(source), "-o", str(out), "--level", level, "--follow-symlinks", *private,
                      "--report", str(report), *(["--report-paths"] if level == "full" else []), "-q"]) == 0
         records, _ = _records(report)
-        for name in ("site/project.key", "site/ids.csv") if level == "full" else ("site/project.key",):
+        for name in ("site/neuroanon/key", "site/ids.csv") if level == "full" else ("site/neuroanon/key",):
             assert "its key or lookup file: not read" in str(records[name]["reason"]), records[name]
-        assert not list(out.rglob("project.key"))
+        assert not list(out.rglob("key"))
 
 
 # --- unreadable input ---------------------------------------------------------------------------------------------
@@ -609,7 +614,8 @@ def test_a_rerun_makes_again_an_output_cut_short_after_its_run(tmp_path: Path, l
     key = tmp_path / "key"
     key.write_text(KEY_TEXT)
     out = tmp_path / "out"
-    args = ["anonymize", str(source), "--level", level, "--key-file", str(key), "-o", str(out), "-q"]
+    keyed = ["--key-file", str(key)] if level == "full" else []
+    args = ["anonymize", str(source), "--level", level, *keyed, "-o", str(out), "-q"]
     assert main(args) == 0
     names = _released(out)
     whole = {name: (out / name).read_bytes() for name in names}
@@ -643,7 +649,7 @@ def test_an_output_begun_from_other_inputs_is_refused(tmp_path: Path, level: str
     second = tmp_path / "delivery"
     key = tmp_path / "key"
     key.write_text(KEY_TEXT)
-    args = ["anonymize", "--level", level, "--key-file", str(key), "-q"]
+    args = ["anonymize", "--level", level, *(["--key-file", str(key)] if level == "full" else []), "-q"]
     out = tmp_path / "out"
     assert main([*args, str(first), "-o", str(out)]) == 0
     released = {name: (out / name).read_bytes() for name in _released(out)}

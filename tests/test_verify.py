@@ -391,6 +391,19 @@ def test_an_option_of_full_takes_the_level_the_files_name(
     assert err == "neuroanon: --shift-dates: only at --level full (the files name level anonymize)\n"
 
 
+def test_a_key_below_full_is_refused_as_the_other_options_of_full(
+    released: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: --key-file below full was taken and not read (the originals are then held to every
+    output): a usage error, worded as the other options of full, whether the level is given or read from the files."""
+    source, full, anon = released
+    key = str(full.parent / "key")
+    assert main(["verify", str(anon), "--against", str(source), "--key-file", key]) == 2
+    assert capsys.readouterr().err == "neuroanon: --key-file: only at --level full (the files name level anonymize)\n"
+    assert main(["verify", str(anon), "--level", "anonymize", "--against", str(source), "--key-file", key]) == 2
+    assert capsys.readouterr().err == "neuroanon: --key-file: only at --level full (this run is at level anonymize)\n"
+
+
 def test_a_key_without_originals_is_refused(released: tuple[Path, Path, Path],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """It was taken and ignored: a check the user thought keyed was not."""

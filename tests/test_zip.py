@@ -380,9 +380,10 @@ def test_archives_inside_a_folder_are_opened_or_reported_not_opened(
     out, report = tmp_path / "out", tmp_path / "report.jsonl"
     key = tmp_path / "key"
     key.write_text("34" * 32)
-    clear = ["--report-paths"] if level is Level.FULL else []  # records named by path, not by keyed token
-    code = main(["anonymize", str(folder), "-o", str(out), "--level", str(level), "--key-file", str(key),
-                 "--report", str(report), "-q", *clear])
+    # records named by path, not by keyed token
+    clear = ["--key-file", str(key), "--report-paths"] if level is Level.FULL else []
+    code = main(["anonymize", str(folder), "-o", str(out), "--level", str(level), "--report", str(report), "-q",
+                 *clear])
     assert code == 1, "archives that could not be opened mean not everything was released"
     records = {str(r["input"]): r for r in _records(report)}
     for member in ("more.zip/a/one.dcm", "more.zip/two.dcm", "three.dcm.gz/three.dcm"):

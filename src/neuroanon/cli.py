@@ -283,9 +283,10 @@ def _options(args: argparse.Namespace, key: bytes | None = None, lookup: dict[st
 
 
 # The options that mean something only at level full, by their argparse name.
-FULL_ONLY = ("shift_dates", "clean_descriptors", "retain_patient_characteristics", "retain_device_identity",
-             "no_safe_private", "lookup", "quarantine", "allow_burned_in", "no_residual_check", "report_paths",
-             "mapping", "clean_pixels")
+# (found from outside: --key-file below full was taken and not read, a missing file or a folder too)
+FULL_ONLY = ("key_file", "shift_dates", "clean_descriptors", "retain_patient_characteristics",
+             "retain_device_identity", "no_safe_private", "lookup", "quarantine", "allow_burned_in",
+             "no_residual_check", "report_paths", "mapping", "clean_pixels")
 
 
 def _check_level(args: argparse.Namespace, inferred: bool = False) -> None:
