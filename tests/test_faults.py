@@ -1008,10 +1008,41 @@ def test_other_options_are_refused_and_the_advice_never_mixes_two_option_sets(
     full = ["anonymize", str(source), "-o", str(out), "-q", "--level", "full", "--key-file", str(key)]
     assert main(full) == 2
     err = capsys.readouterr().err
-    assert "other options" in err and "delete" not in err
+    assert f"the output {out} was begun at level anonymize (this run: full)" in err and "delete" not in err
     (tmp_path / ".out.neuroanon-journal").unlink()  # what a user might still do
     assert main(full) == 2, "without its journal the folder is one no run began"
     assert "--force" in capsys.readouterr().err
+
+
+def test_a_refused_rerun_names_the_output_and_what_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: "the output was begun with other options or another key" named neither the output nor
+    what differed. The journal keeps the level, the key's fingerprint (never the key) and the options in clear."""
+    from neuroanon.keys import key_fingerprint
+
+    source = tmp_path / "in"
+    make_study(source, subject=35, n_series=1, n_instances=2)
+    key, other, lookup = tmp_path / "key", tmp_path / "other", tmp_path / "ids.csv"
+    key.write_text(KEY_TEXT)
+    other.write_text("ef" * 32)
+    lookup.write_text("original,new\nPID-NONE,SUBJ-01\n")
+    out = tmp_path / "out"
+    args = ["anonymize", str(source), "-o", str(out), "-q"]
+    assert main([*args, "--level", "full", "--key-file", str(key)]) == 0
+    released = {name: (out / name).read_bytes() for name in _released(out)}
+    capsys.readouterr()
+    first, second = key_fingerprint(bytes.fromhex(KEY_TEXT)), key_fingerprint(bytes.fromhex("ef" * 32))
+    for given, differs in (
+        (["--level", "full", "--key-file", str(other)], f"with the key {first} (this run's: {second})"),
+        (["--level", "full", "--key-file", str(key), "--shift-dates"], "with other values of shift_dates"),
+        (["--level", "anonymize"], "at level full (this run: anonymize)"),
+        (["--level", "full", "--key-file", str(key), "--lookup", str(lookup)], "with another lookup table"),
+    ):
+        assert main([*args, *given]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"neuroanon: the output {out} was begun {differs}; rerun with the options it was begun "
+                       "with, or use a new or empty output folder\n"), err
+        assert KEY_TEXT not in err and "ef" * 32 not in err
+    assert {name: (out / name).read_bytes() for name in _released(out)} == released
 
 
 @pytest.mark.parametrize("damage", ["emptied", "garbled"])

@@ -577,3 +577,14 @@ def test_an_unfinished_archive_whose_journal_is_empty_is_refused_until_forced(
     assert main([*args, "--force"]) == 0
     _, reference, clean = _zip_run(tmp_path / "reference", "never", "SIGTERM")
     assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()
+
+
+def test_a_refused_rerun_into_an_unfinished_archive_names_it_and_what_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: the refusal named neither the output nor what differed, and said "output folder"."""
+    args, out, done = _zip_run(tmp_path, "before", "SIGTERM")
+    assert done.returncode == 143, done.stderr
+    assert main([*args, "--shift-dates"]) == 2
+    assert capsys.readouterr().err == (f"neuroanon: the output {out} was begun with other values of shift_dates; "
+                                       "rerun with the options it was begun with, or use a new output\n")

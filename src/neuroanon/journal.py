@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from .errors import UsageError
-from .keys import Keyring
+from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .report import Record, Status
 from .residual import Finding
@@ -58,16 +58,44 @@ def check_output(output: Path, options: Options, inputs: Sequence[Path], resumab
                                  "is empty or damaged, so the options it was begun with cannot be checked; add "
                                  "--force to begin the run again, or use a new output")
             return False  # begun again: nothing of the earlier run is taken up
+        new = "a new output" if output.suffix.lower() == ".zip" else "a new or empty output folder"
         if head.get("fingerprint") != fingerprint(options) or head.get("version") != VERSION:
             # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
-            raise UsageError("the output was begun with other options or another key (or by another version); "
-                             "rerun with the options it was begun with, or use a new or empty output folder")
+            raise UsageError(f"the output {output} was begun {_differences(head, options)}; rerun with the options "
+                             f"it was begun with, or use {new}")
         if head.get("inputs") != inputs_token(inputs, options):
             # (found from outside: another folder's files were taken for the earlier run's, by their names below
             # it: its outputs withdrawn, or the new files never read and said written)
             raise UsageError(f"the output {output} was begun from other inputs; rerun with the inputs it was begun "
-                             "with, or use a new or empty output folder")
+                             f"with, or use {new}")
     return resumable
+
+
+def _differences(head: dict[str, Any], options: Options) -> str:
+    """How the run that began an output differs from this one, as far as its journal says (a journal of an earlier
+    version keeps only the fingerprint)."""
+    if head.get("version") != VERSION:
+        return "by another version of neuroanon"
+    if not {"level", "key", "options"} <= head.keys():
+        return "with other options or another key"
+    level, key, shaping = options.level.value, _key_named(options), described(options)
+    said = []
+    if head["level"] != level:
+        said.append(f"at level {head['level']} (this run: {level})")
+    if head["key"] != key and head["key"] and key:  # (with no key on one side, the level says it)
+        said.append(f"with the key {head['key']} (this run's: {key})")
+    if isinstance(head["options"], dict):
+        other = sorted(name for name in head["options"].keys() | shaping.keys()
+                       if name != "level" and head["options"].get(name) != shaping.get(name))
+        if other:
+            said.append(f"with other values of {', '.join(other)}")
+    # (the fingerprint covers the lookup table too, which the journal does not describe)
+    return " and ".join(said) if said else "with another lookup table"
+
+
+def _key_named(options: Options) -> str | None:
+    """The key's fingerprint (never the key), None without one."""
+    return key_fingerprint(options.key) if options.key is not None else None
 
 
 def _head(path: Path) -> dict[str, Any] | None:
@@ -87,11 +115,18 @@ def check_begun(output: Path) -> None:
                          "choose a new or empty folder, or add --force to write into it anyway")
 
 
+def described(options: Options) -> dict[str, Any]:
+    """The options that shape the outputs but for the key and the lookup table, as the journal's first line keeps
+    them (nothing secret or identifying: switches and the level)."""
+    shaping = {k: v for k, v in vars(options).items() if k not in ("key", "lookup", "quarantine")}
+    shaping["level"] = options.level.value
+    kept: dict[str, Any] = json.loads(json.dumps(shaping, default=str))
+    return kept
+
+
 def fingerprint(options: Options) -> str:
     """Everything that shapes the outputs, keyed so that the journal reveals neither key nor lookup."""
-    described = {k: v for k, v in vars(options).items() if k not in ("key", "lookup", "quarantine")}
-    described["level"] = options.level.value
-    text = json.dumps(described, sort_keys=True, default=str)
+    text = json.dumps(described(options), sort_keys=True)
     key = options.key or b"no key"
     lookup = json.dumps(sorted(options.lookup.items()))
     return hmac.new(key, f"{text}\0{lookup}".encode(), hashlib.sha256).hexdigest()
@@ -135,8 +170,10 @@ class Journal:
         self._file: TextIO = open(self.path, "a", encoding="utf-8")
         size = self.path.stat().st_size
         if not self.done and size == 0:
+            # (level, key fingerprint and options in clear: a refused rerun is told what differs)
             self._write({"version": VERSION, "fingerprint": self._fingerprint,
-                         "inputs": inputs_token(inputs, options)})
+                         "inputs": inputs_token(inputs, options), "level": options.level.value,
+                         "key": _key_named(options), "options": described(options)})
         elif size and not _ends_a_line(self.path):
             self._write({})  # ends the line a killed or stopped run cut short, which the next load skips
 
