@@ -588,3 +588,29 @@ def test_a_refused_rerun_into_an_unfinished_archive_names_it_and_what_differs(
     assert main([*args, "--shift-dates"]) == 2
     assert capsys.readouterr().err == (f"neuroanon: the output {out} was begun with other values of shift_dates; "
                                        "rerun with the options it was begun with, or use a new output\n")
+
+
+def test_an_archive_with_bytes_before_its_first_member_is_opened(tmp_path: Path) -> None:
+    """Found from outside: a self-extracting (prefixed) zip archive was not known for one, its first bytes not a
+    member's: at anonymize it was copied out as it was, a patient's name inside it; verify found no DICOM file.
+    Its end says it is an archive: it is opened like any other, named on the command line or found in a folder."""
+    source = tmp_path / "study"
+    files = make_study(source, subject=29, n_series=1, n_instances=1)
+    packed = tmp_path / "packed.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        zf.write(files[0], "one.dcm")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sfx = folder / "setup.exe"
+    sfx.write_bytes(b"MZ" + bytes(1000) + packed.read_bytes())
+    name = planted_values(29)["PatientName"].encode()
+    assert name in sfx.read_bytes()
+    for given, member in ((folder, "setup.exe/one.dcm"), (sfx, "one.dcm")):
+        out, report = tmp_path / f"out-{given.name}", tmp_path / f"{given.name}.jsonl"
+        assert main(["anonymize", str(given), "-o", str(out), "--level", "anonymize", "--report", str(report),
+                     "-q"]) == 0
+        (record,) = _records(report)
+        assert record["input"] == member and record["status"] == "written" and record["dicom"], record
+        released = [p.read_bytes() for p in files_under(out)]
+        assert len(released) == 1 and not any(name in data for data in released)
+    assert main(["verify", str(sfx), "--level", "anonymize"]) == 1, "its member is read: the name is found"

@@ -70,7 +70,11 @@ def discover(inputs: list[Path], follow_symlinks: bool = False, avoid: tuple[Pat
         elif root.is_dir():
             yield from _walk(root, follow_symlinks, avoided)
         else:  # a file, or a FIFO or device given by name
-            yield from _opened(_classify(root, root.parent, root.name, follow=True))
+            item = _classify(root, root.parent, root.name, follow=True)
+            if item.kind is Kind.NOT_DICOM and archive_kind(root, not_dicom=True) == "zip":
+                yield from _members(root, root, "", through_links=True)  # (named as any archive given is)
+            else:
+                yield from _opened(item)
 
 
 def why_missing(given: Path) -> str:
@@ -133,7 +137,7 @@ _OWN = ("this run's own output, work or quarantine folder, report, journal or ma
 def _opened(item: InputFile) -> Iterator[InputFile]:
     """A file found in a folder; a zip archive or a gzip-compressed DICOM file is opened as an input archive
     is, its members named below the archive's path (`a/b.zip/member`, `a/c.dcm.gz/c.dcm`)."""
-    kind = archive_kind(item.path) if item.kind is Kind.NOT_DICOM else None
+    kind = archive_kind(item.path, not_dicom=True) if item.kind is Kind.NOT_DICOM else None
     if kind == "zip":
         yield from _members(item.path, item.root, item.relative + "/", item.through_links)
     elif kind == "gzip" and _gzip_holds_dicom(item.path):
@@ -145,17 +149,19 @@ def _opened(item: InputFile) -> Iterator[InputFile]:
         yield item
 
 
-def archive_kind(path: Path) -> str | None:
-    """"zip" or "gzip" for a file that is one (by its content), else None."""
+def archive_kind(path: Path, not_dicom: bool = False) -> str | None:
+    """"zip" or "gzip" for a file that is one (by its content), else None. A file known `not_dicom` is also a zip
+    archive when its end says so: one with bytes before its first member (self-extracting, prefixed; found from
+    outside: at anonymize its DICOM member was copied out as it was). Read there only: a DICOM file's end is not."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
+            if head[:2] == b"\x1f\x8b":
+                return "gzip"
+            if head == b"PK\x03\x04" or not_dicom and zipfile.is_zipfile(f):
+                return "zip"  # opened as one; if it cannot be, the record says so
     except OSError:
         return None
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head == b"PK\x03\x04":
-        return "zip"  # opened as one; if it cannot be, the record says so
     return None
 
 

@@ -976,7 +976,7 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
                     return Prepared(Record(name, Status.FAILED, "archive member not unpacked: it holds more than "
                                            "the space left on the disk of the output's work folder"))
                 return Prepared(Record(name, Status.FAILED, f"archive member unreadable ({type(exc).__name__})"))
-            if member.kind is Kind.NOT_DICOM and archive_kind(member.path) is not None:
+            if member.kind is Kind.NOT_DICOM and archive_kind(member.path, not_dicom=True) is not None:
                 return Prepared(Record(name, Status.FAILED, "an archive inside an archive: not opened; extract "
                                        "it and run again"))
             return (yield from _prepare(member, name, stage, run))
