@@ -667,6 +667,28 @@ def test_one_node_per_work_folder_and_one_set_of_options_per_output(tmp_path: Pa
         assert _store(node.address[1], source) == [0x0000] and node.totals.duplicate == 1
 
 
+def test_a_run_into_the_output_of_a_running_node_is_refused(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: a run into the output of a running node, still empty, was taken (exit 0), and the node
+    then stored its instances beside the run's files. It is refused as a second node is, its dry run and the
+    library's run too; once the node has stopped, its output (still empty here) may be written."""
+    from neuroanon.cli import main
+    from neuroanon.errors import UsageError
+
+    source = tmp_path / "in"
+    study(source, subject=16, n_series=1, n_instances=2)
+    out = tmp_path / "out"
+    with running(out):
+        for extra in ([], ["--force"], ["--dry-run"]):
+            assert main(["anonymize", str(source), "-o", str(out), "-q", *extra]) == 2
+            assert capsys.readouterr().err == f"neuroanon: another neuroanon node is using {out}; stop it, or use " \
+                                              "another output\n"
+        with pytest.raises(UsageError, match="another neuroanon node is using"):
+            anonymize_tree([source], out, Options(level=Level.ANONYMIZE))
+        assert list(out.iterdir()) == [] and not (tmp_path / ".out.neuroanon-journal").exists()
+    assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 0, "the node stopped, its output still empty"
+
+
 def test_folders_that_would_release_or_lose_what_is_in_them_are_refused(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Found from outside: a quarantine inside the output (the outbox, when forwarding) had held instances sent;

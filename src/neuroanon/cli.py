@@ -645,7 +645,7 @@ def _check_run_workers(args: argparse.Namespace) -> None:
 
 def _check_anonymize(args: argparse.Namespace) -> None:
     """Refuse a combination of options, or an input or output, that the run could not honour."""
-    from .journal import check_begun
+    from .journal import check_begun, check_no_node
     from .pipeline import check_paths
 
     _check_run_workers(args)
@@ -663,6 +663,7 @@ def _check_anonymize(args: argparse.Namespace) -> None:
                          "new name, or add --force to replace it")
     # What the run itself would refuse later, refused before a key or anything else is made (found from outside:
     # a key was made for a run then refused its output folder).
+    check_no_node(args.output)
     if not zipped and not args.force:
         check_begun(args.output)
     if args.report is not None and held_elsewhere(args.report):

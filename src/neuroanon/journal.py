@@ -21,6 +21,7 @@ from .report import Record, Status
 from .residual import Finding
 from .rules import Change
 from .tables import DigestTable, digest
+from .write import held_elsewhere
 
 # 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once; 4: the inputs named
 VERSION = 4
@@ -37,12 +38,25 @@ def work_path(output: Path) -> Path:
     return output.resolve().parent / f".{output.resolve().name}.neuroanon-work"
 
 
+def node_work_path(output: Path) -> Path:
+    """Where a DICOM node storing into `output` keeps its work folder (its lock inside) unless told another."""
+    return output.resolve().parent / f".{output.resolve().name}.neuroanon-node"
+
+
+def check_no_node(output: Path) -> None:
+    """Refuse an output a running node is storing into (found from outside: a run into a live node's output, still
+    empty, was taken, and the node then stored its instances beside the run's files)."""
+    if held_elsewhere(node_work_path(output) / "lock"):
+        raise UsageError(f"another neuroanon node is using {output}; stop it, or use another output")
+
+
 def check_output(output: Path, options: Options, inputs: Sequence[Path], resumable: bool | None = None,
                  force: bool = False) -> bool:
     """Refuse an output a run from `inputs` with `options` may not write into (a dry run asks too); say whether
     what an earlier run left there is taken up. `resumable`: whether it can be (default: the output folder is not
     empty). A non-empty output folder that no run began (no journal) is refused unless `force`; an output begun
     with other options, another key, by another version or from other inputs, always."""
+    check_no_node(output)
     path = journal_path(output)
     if resumable is None:
         resumable = not _empty(output)

@@ -63,7 +63,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from ..context import RunContext
 from ..discover import discover
 from ..errors import RunStopped, UsageError
-from ..journal import fingerprint
+from ..journal import fingerprint, node_work_path
 from ..layout import by_uids
 from ..options import Level, Options
 from ..pipeline import Prepared, commit, own_stage, prepare, worker_pool
@@ -132,8 +132,7 @@ class NodeConfig:
 
     @property
     def work_dir(self) -> Path:
-        out = self.output.resolve()
-        return self.work if self.work is not None else out.parent / f".{out.name}.neuroanon-node"
+        return self.work if self.work is not None else node_work_path(self.output)
 
 
 @dataclass
