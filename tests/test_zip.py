@@ -614,3 +614,23 @@ def test_an_archive_with_bytes_before_its_first_member_is_opened(tmp_path: Path)
         released = [p.read_bytes() for p in files_under(out)]
         assert len(released) == 1 and not any(name in data for data in released)
     assert main(["verify", str(sfx), "--level", "anonymize"]) == 1, "its member is read: the name is found"
+
+
+def test_an_archive_with_a_member_name_flagged_utf8_but_not_says_so_in_words(tmp_path: Path) -> None:
+    """Found from outside: the archive's record gave the cause as "(UnicodeDecodeError)". Python's zipfile reads
+    every member's name before any member, so the archive fails as a whole, its cause in words."""
+    files = make_study(tmp_path / "study", subject=28, n_series=1, n_instances=2)
+    packed = tmp_path / "packed.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        zf.write(files[0], "PLACEHOLDER.dcm")
+        zf.write(files[1], "ok.dcm")
+    data = bytearray(packed.read_bytes().replace(b"PLACEHOLDER.dcm", b"bad\xff\xfename_x.dcm"))
+    for signature, flags_at in ((b"PK\x03\x04", 7), (b"PK\x01\x02", 9)):
+        data[data.index(signature) + flags_at] |= 0x08  # general purpose bit 11: the name is UTF-8
+    archive = tmp_path / "badname.zip"
+    archive.write_bytes(bytes(data))
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(archive), "-o", str(tmp_path / "out"), "--report", str(report), "-q"]) == 1
+    (record,) = _records(report)
+    assert record["status"] == "failed" and record["reason"] == (
+        "zip archive could not be opened (a member's name is flagged UTF-8 but is not): its files were not read")

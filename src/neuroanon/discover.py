@@ -214,9 +214,12 @@ def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Ite
         with zipfile.ZipFile(archive) as zf:
             infos = sorted(zf.infolist(), key=lambda i: i.filename)
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        # (found from outside: said "(UnicodeDecodeError)"; zipfile reads every name before any member)
+        cause = ("a member's name is flagged UTF-8 but is not" if isinstance(exc, UnicodeDecodeError)
+                 else type(exc).__name__)
         name = prefix.rstrip("/") or archive.name
-        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened "
-                        f"({type(exc).__name__}): its files were not read")
+        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened ({cause}): its "
+                        "files were not read")
         return
     named = Counter(info.filename for info in infos)
     for info in infos:
