@@ -935,8 +935,7 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
         if keyword in IDS and keyword not in PHONES else ()
     found = [Needle(keyword, data, (form, *widths, *glued, *grouped), encodings, declared)]
-    # (a needle each, with keys of its own; written as a system that stores what it read writes it, in UTF-8 or
-    # UTF-16: in the encoding it was read in, it is `text` in another, searched as such)
+    # (a needle each, with keys of its own)
     found += [Needle(keyword, fold(form.text or "".join(t[0] for t in form.tokens)).encode("utf-8"), (form,),
                      MISREAD_ENCODINGS, declared, in_text=False) for form in misread_forms(text)]
     return found
@@ -1738,7 +1737,6 @@ _THREE_LETTERS = re.compile("[A-Za-z]{3}")
 # Windows-1251; "Èâàíîâ": Windows-1251 read as Windows-1252; "é×ÁÎÏ×": KOI8-R read as Latin-1; the Russian
 # encodings read as one another; the Central European, Greek and Turkish ones read as Western ones). Found from
 # outside, each released.
-MISREAD_ENCODINGS = ("utf_8", "utf_16_le", "utf_16_be")
 MISREADINGS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
     (("utf_8", ("cp1252", "latin_1")),), (("utf_8", ("cp1252",)), ("utf_8", ("cp1252",))),
     (("utf_8", ("cp1251",)),), (("utf_8", ("cp1250",)),), (("utf_8", ("mac_roman",)),), (("utf_8", ("koi8_r",)),),
@@ -1746,6 +1744,9 @@ MISREADINGS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
     (("cp866", ("cp1251",)),), (("cp1250", ("cp1252", "latin_1")),), (("iso8859_2", ("latin_1", "cp1252")),),
     (("cp1253", ("cp1252", "latin_1")),), (("iso8859_7", ("latin_1", "cp1252")),), (("cp1254", ("cp1252",)),),
 )
+# A garbled text is searched as the system that stored it writes it, in UTF-8 or UTF-16: stored in the encoding it
+# was read as, its bytes are the text's in the first one, which the text's own needle searches.
+MISREAD_ENCODINGS = ("utf_8", "utf_16_le", "utf_16_be")
 
 
 @cache
