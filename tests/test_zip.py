@@ -634,3 +634,30 @@ def test_an_archive_with_a_member_name_flagged_utf8_but_not_says_so_in_words(tmp
     (record,) = _records(report)
     assert record["status"] == "failed" and record["reason"] == (
         "zip archive could not be opened (a member's name is flagged UTF-8 but is not): its files were not read")
+
+
+def test_an_archive_of_no_file_and_a_file_ending_as_one_each_have_a_record(tmp_path: Path) -> None:
+    """Found from outside: once a file not DICOM was asked at its end whether it is an archive, an empty archive,
+    and a text file whose last bytes read as one's end, were neither copied nor reported (exit 0). A file whose end
+    lists no member is no archive to open: copied at anonymize, skipped at full, as before. An archive of folders
+    alone is opened and fails, saying why."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    zipfile.ZipFile(folder / "empty.zip", "w").close()
+    (folder / "notes.txt").write_bytes(b"a plain text file\n" * 4 + b"PK\x05\x06" + bytes(18))
+    with zipfile.ZipFile(folder / "folders.zip", "w") as zf:
+        zf.writestr("sub/", "")
+    expected = {"empty.zip": ("written", "not DICOM: copied unchanged"),
+                "notes.txt": ("written", "not DICOM: copied unchanged"),
+                "folders.zip": ("failed", "zip archive holds no file: nothing was read")}
+    report = tmp_path / "anonymize.jsonl"
+    assert main(["anonymize", str(folder), "-o", str(tmp_path / "out"), "--level", "anonymize", "--report",
+                 str(report), "-q"]) == 1
+    assert {str(r["input"]): (r["status"], r["reason"]) for r in _records(report)} == expected
+    assert sorted(p.name for p in files_under(tmp_path / "out")) == ["empty.zip", "notes.txt"]
+    report, key = tmp_path / "full.jsonl", tmp_path / "key"
+    key.write_text("12" * 32)
+    assert main(["anonymize", str(folder), "-o", str(tmp_path / "out-full"), "--level", "full", "--key-file",
+                 str(key), "--report", str(report), "--report-paths", "-q"]) == 1
+    assert {str(r["input"]): r["status"] for r in _records(report)} == {
+        "empty.zip": "skipped", "notes.txt": "skipped", "folders.zip": "failed"}

@@ -158,11 +158,22 @@ def archive_kind(path: Path, not_dicom: bool = False) -> str | None:
             head = f.read(4)
             if head[:2] == b"\x1f\x8b":
                 return "gzip"
-            if head == b"PK\x03\x04" or not_dicom and zipfile.is_zipfile(f):
+            if head == b"PK\x03\x04" or not_dicom and zipfile.is_zipfile(f) and _holds_members(f):
                 return "zip"  # opened as one; if it cannot be, the record says so
     except OSError:
         return None
     return None
+
+
+def _holds_members(f: BinaryIO) -> bool:
+    """Whether a file whose end reads as a zip archive's lists a member, or cannot be opened as one (its record says
+    so). One that lists none is no archive to open (found from outside: an empty archive, and a file whose last
+    bytes read as one, were then neither copied nor reported)."""
+    try:
+        with zipfile.ZipFile(f) as zf:
+            return bool(zf.infolist())
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        return True
 
 
 def _holds_dicom(path: Path) -> bool:
@@ -220,6 +231,10 @@ def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Ite
         name = prefix.rstrip("/") or archive.name
         yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened ({cause}): its "
                         "files were not read")
+        return
+    if all(info.is_dir() for info in infos):  # (an archive of no file, or of folders alone, is said, not left out)
+        yield InputFile(archive, root, prefix.rstrip("/") or archive.name, Kind.UNREADABLE,
+                        note="zip archive holds no file: nothing was read")
         return
     named = Counter(info.filename for info in infos)
     for info in infos:
