@@ -1052,7 +1052,8 @@ def test_an_empty_or_damaged_journal_is_refused_naming_the_output(
     """Found from outside: an emptied journal (a crash before its first line reached the disk, a disk error) turned
     off the check of the options and the key: a rerun with another key wrote its files beside the first key's. A
     garbled first line was said to hold other options, and the same options were refused again. Both are refused
-    in one line naming the output and saying why; --force begins the run again."""
+    in one line naming the output and saying why, and that --force writes beside the folder's files (found from
+    outside: it was said to begin the run again, and a rerun with another key then left both keys' files)."""
     source = tmp_path / "in"
     make_study(source, subject=36, n_series=1, n_instances=2)
     key, other = tmp_path / "key", tmp_path / "other"
@@ -1070,7 +1071,7 @@ def test_an_empty_or_damaged_journal_is_refused_naming_the_output(
         assert main([*args, "--key-file", str(given)]) == 2
         err = capsys.readouterr().err
         assert f"the output {out} (.out.neuroanon-journal, beside it) is empty or damaged" in err, err
-        assert "--force" in err and len(err.splitlines()) == 1, err
+        assert "with --force the run writes beside its files" in err and len(err.splitlines()) == 1, err
         assert {name: (out / name).read_bytes() for name in _released(out)} == released
     assert main([*args, "--key-file", str(key), "--force"]) == 0
     assert {name: (out / name).read_bytes() for name in _released(out)} == released

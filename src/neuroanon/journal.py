@@ -68,10 +68,14 @@ def check_output(output: Path, options: Options, inputs: Sequence[Path], resumab
             # (found from outside: an empty header turned the check below off, and a rerun with another key wrote
             # into the output; a garbled one was said to hold other options)
             if not force:
+                # (found from outside: "--force begins the run again" was said of a folder too, whose earlier files
+                # then stayed beside the new ones, of another key)
+                ways = ("add --force to begin the archive again, or use a new output" if output.suffix.lower() == ".zip"
+                        else "use a new or empty output folder (with --force the run writes beside its files, which "
+                        "may be of other options or another key)")
                 raise UsageError(f"the journal of the run that began the output {output} ({path.name}, beside it) "
-                                 "is empty or damaged, so the options it was begun with cannot be checked; add "
-                                 "--force to begin the run again, or use a new output")
-            return False  # begun again: nothing of the earlier run is taken up
+                                 f"is empty or damaged, so the options it was begun with cannot be checked; {ways}")
+            return False  # nothing of the earlier run is taken up
         new = "a new output" if output.suffix.lower() == ".zip" else "a new or empty output folder"
         if head.get("fingerprint") != fingerprint(options) or head.get("version") != VERSION:
             # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
