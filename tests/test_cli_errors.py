@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -642,6 +642,7 @@ def test_a_key_or_lookup_that_is_not_a_regular_file_is_refused_unread(
     (b"key=" + b"0123456789abcdef" * 4 + b"\n", "hex digits with other characters"),
     (b"0123456789abcdef" * 4 + b"\n# project key, made 2026-12-01\n", "hex digits with other characters"),
     (b"0123456789abcdef" * 4 + b"Z\n", "hex digits with other characters"),
+    (b":".join([b"01", b"23", b"45", b"67", b"89", b"ab", b"cd", b"ef"] * 4) + b"\n", "colons between bytes"),
 ])
 def test_a_key_with_a_digit_lost_or_of_zero_bytes_is_refused(content: bytes, words: str | None, source: Path,
                                                               tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -656,6 +657,21 @@ def test_a_key_with_a_digit_lost_or_of_zero_bytes_is_refused(content: bytes, wor
     if words is not None:
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"key file {key}" in err and words in err, err
+
+
+@pytest.mark.parametrize("written", [
+    lambda text: b"\xef\xbb\xbf" + text.encode("ascii"), lambda text: text.encode("utf-16"),
+    lambda text: b"\xfe\xff" + text.encode("utf-16-be")])
+def test_a_hex_key_saved_as_windows_saves_text_is_the_same_key(written: Callable[[str], bytes],
+                                                                 tmp_path: Path) -> None:
+    """Found from outside: a hex key saved as UTF-16 (PowerShell 5's `>`, Notepad's "Unicode") or with UTF-8's byte
+    order mark was read as raw bytes, another key, in silence."""
+    from neuroanon.keys import load_key
+
+    text = "0123456789abcdef" * 4 + "\r\n"
+    key = tmp_path / "key"
+    key.write_bytes(written(text))
+    assert load_key(key) == bytes.fromhex(text)
 
 
 @pytest.mark.parametrize(("args", "words"), [

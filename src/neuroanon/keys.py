@@ -79,7 +79,7 @@ def load_key(path: Path) -> bytes:
         raise UsageError(f"cannot read key file {path}: {exc.strerror}") from None
     if len(raw) > MAX_KEY_FILE:
         raise UsageError(f"key file {path} is over {MAX_KEY_FILE // 1024} KiB: not a key file")
-    text = raw.strip()
+    text = _as_text(raw).strip()
     try:
         key = bytes.fromhex(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
@@ -88,8 +88,8 @@ def load_key(path: Path) -> bytes:
             raise UsageError(f"key file {path} holds hex digits that are no whole bytes (an odd number of them, "
                              "or a space inside a byte): a digit lost in copying?") from None
         if _HEX_RUN.search(text):  # (found from outside: quotes, `key=`, a comment line: another key, in silence)
-            raise UsageError(f"key file {path} holds hex digits with other characters (quotes, a name, a comment?): "
-                             "leave the hex digits alone in it") from None
+            raise UsageError(f"key file {path} holds hex digits with other characters (quotes, a name, a comment, "
+                             "colons between bytes?): leave the hex digits alone in it") from None
         key = text
     if len(key) < MIN_KEY_BYTES:
         raise UsageError(f"key file {path} holds fewer than {MIN_KEY_BYTES} bytes of key")
@@ -99,8 +99,23 @@ def load_key(path: Path) -> bytes:
 
 
 _HEX_TEXT = re.compile(rb"[0-9A-Fa-f\s]+")
-# A key file whose text holds this many hex digits in a row is meant as hex: raw random bytes hold no such run.
-_HEX_RUN = re.compile(rb"[0-9A-Fa-f]{32}")
+# A key file whose text holds 32 hex digits in a row, or 16 pairs with a colon or dash between them, is meant as
+# hex: raw random bytes hold no such run.
+_HEX_RUN = re.compile(rb"(?:[0-9A-Fa-f]{2}[:-]?){16}")
+
+
+def _as_text(raw: bytes) -> bytes:
+    """A key file's bytes without a byte order mark, and UTF-16 text (as Windows PowerShell 5 and Notepad write
+    "Unicode") as ASCII; else as they are (found from outside: a hex key saved so was read as raw bytes, another
+    key, in silence)."""
+    for mark, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if raw.startswith(mark):
+            try:
+                text = raw[len(mark):].decode(codec)
+            except UnicodeDecodeError:
+                return raw
+            return text.encode("ascii") if text.isascii() else raw
+    return raw
 
 
 def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
