@@ -661,3 +661,20 @@ def test_an_archive_of_no_file_and_a_file_ending_as_one_each_have_a_record(tmp_p
                  str(key), "--report", str(report), "--report-paths", "-q"]) == 1
     assert {str(r["input"]): r["status"] for r in _records(report)} == {
         "empty.zip": "skipped", "notes.txt": "skipped", "folders.zip": "failed"}
+
+
+def test_a_dry_run_fails_a_member_whose_name_is_too_long_as_the_run_does(tmp_path: Path) -> None:
+    """Found from outside: a zip member's name longer than the output's file system takes was said written by the
+    dry run (exit 0), and the run failed it (exit 1)."""
+    files = make_study(tmp_path / "study", subject=27, n_series=1, n_instances=1)
+    packed = tmp_path / "long.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        zf.write(files[0], "y" * 300 + ".dcm")
+    records = []
+    for extra in (["--dry-run"], []):
+        report = tmp_path / f"report{len(extra)}.jsonl"
+        assert main(["anonymize", str(packed), "-o", str(tmp_path / "out"), "--level", "anonymize", "--report",
+                     str(report), "-q", *extra]) == 1
+        (record,) = _records(report)
+        records.append((record["status"], record["reason"]))
+    assert records == [("failed", "output not written (file name too long)")] * 2

@@ -545,10 +545,14 @@ class _Foreseen:
         self.folder = folder
         self.outputs: dict[str, tuple[int, int, bytes | None]] = {}
         self.paths = MemberPaths()  # (into a folder or an archive alike: `x` and `x/y.dcm` cannot both be)
+        self.name_max = _name_max(folder) if folder is not None else 0
 
     def add(self, staged: Path, name: str) -> None:
         if self.folder is not None:
             self._free(name, self.folder)
+            # (found from outside: a zip member's name too long for the folder's file system was said written)
+            if any(len(os.fsencode(part)) > self.name_max for part in name.split("/")):
+                raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
         self.paths.take(name)
         self.outputs[name] = (_crc(staged), staged.stat().st_size, _syntax(staged))
         discard(staged)
@@ -564,6 +568,17 @@ class _Foreseen:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         if any((folder / parent).is_file() for parent in parent_folders(name)):
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+
+
+def _name_max(folder: Path) -> int:
+    """The longest name, in bytes, the file system of `folder` (or of the nearest folder above it that exists)
+    takes."""
+    for place in (folder, *folder.absolute().parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except OSError:  # (not there yet)
+            continue
+    return 255
 
 
 def anonymize_file(source: Path, output: Path, options: Options) -> Record:
