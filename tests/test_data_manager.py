@@ -55,7 +55,7 @@ def test_a_dry_run_refuses_the_output_the_run_would_refuse(tree: Path, tmp_path:
     args = ["anonymize", str(tree), "--level", "full", "--key-file", str(key_file), "-q"]
     assert main([*args, "-o", str(tmp_path / "begun")]) == 1
     assert main([*args, "-o", str(tmp_path / "begun"), "--shift-dates", "--dry-run"]) == 2
-    assert f"the output {tmp_path / 'begun'} was begun with other values of shift_dates" in capsys.readouterr().err
+    assert f"the output {tmp_path / 'begun'} was begun with other values of --shift-dates" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("fake notes")
     assert main([*args, "-o", str(tmp_path / "other"), "--dry-run"]) == 2

@@ -1033,7 +1033,7 @@ def test_a_refused_rerun_names_the_output_and_what_differs(tmp_path: Path, capsy
     first, second = key_fingerprint(bytes.fromhex(KEY_TEXT)), key_fingerprint(bytes.fromhex("ef" * 32))
     for given, differs in (
         (["--level", "full", "--key-file", str(other)], f"with the key {first} (this run's: {second})"),
-        (["--level", "full", "--key-file", str(key), "--shift-dates"], "with other values of shift_dates"),
+        (["--level", "full", "--key-file", str(key), "--shift-dates"], "with other values of --shift-dates"),
         (["--level", "anonymize"], "at level full (this run: anonymize)"),
         (["--level", "full", "--key-file", str(key), "--lookup", str(lookup)], "with another lookup table"),
     ):

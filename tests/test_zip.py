@@ -586,7 +586,7 @@ def test_a_refused_rerun_into_an_unfinished_archive_names_it_and_what_differs(
     args, out, done = _zip_run(tmp_path, "before", "SIGTERM")
     assert done.returncode == 143, done.stderr
     assert main([*args, "--shift-dates"]) == 2
-    assert capsys.readouterr().err == (f"neuroanon: the output {out} was begun with other values of shift_dates; "
+    assert capsys.readouterr().err == (f"neuroanon: the output {out} was begun with other values of --shift-dates; "
                                        "rerun with the options it was begun with, or use a new output\n")
 
 

@@ -79,8 +79,9 @@ def check_output(output: Path, options: Options, inputs: Sequence[Path], resumab
         new = "a new output" if output.suffix.lower() == ".zip" else "a new or empty output folder"
         if head.get("fingerprint") != fingerprint(options) or head.get("version") != VERSION:
             # Never advise deleting the journal: the folder would then mix the outputs of two option sets.
-            raise UsageError(f"the output {output} was begun {_differences(head, options)}; rerun with the options "
-                             f"it was begun with, or use {new}")
+            same = "that version" if head.get("version") != VERSION else "the options it was begun with"
+            raise UsageError(f"the output {output} was begun {_differences(head, options)}; rerun with {same}, or "
+                             f"use {new}")
         if head.get("inputs") != inputs_token(inputs, options):
             # (found from outside: another folder's files were taken for the earlier run's, by their names below
             # it: its outputs withdrawn, or the new files never read and said written)
@@ -106,9 +107,19 @@ def _differences(head: dict[str, Any], options: Options) -> str:
         other = sorted(name for name in head["options"].keys() | shaping.keys()
                        if name != "level" and head["options"].get(name) != shaping.get(name))
         if other:
-            said.append(f"with other values of {', '.join(other)}")
+            said.append(f"with other values of {', '.join(_OPTION_NAMES.get(n, n) for n in other)}")
     # (the fingerprint covers the lookup table too, which the journal does not describe)
     return " and ".join(said) if said else "with another lookup table"
+
+
+# The options as the command line names them (found from outside: a refusal named "cap_ages", "residual_check")
+_OPTION_NAMES = {
+    "shift_dates": "--shift-dates", "clean_descriptors": "--clean-descriptors",
+    "retain_patient_characteristics": "--retain-patient-characteristics",
+    "retain_device_identity": "--retain-device-identity", "retain_safe_private": "--no-safe-private",
+    "cap_ages": "--preset bids (its age cap)", "residual_check": "--no-residual-check",
+    "allow_burned_in": "--allow-burned-in", "clean_pixels": "--clean-pixels", "dicom_only": "--dicom-only",
+}
 
 
 def _key_named(options: Options) -> str | None:
