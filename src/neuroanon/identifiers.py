@@ -935,9 +935,13 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
         if keyword in IDS and keyword not in PHONES else ()
     found = [Needle(keyword, data, (form, *widths, *glued, *grouped), encodings, declared)]
-    # (a needle each, with keys of its own)
-    found += [Needle(keyword, fold(form.text or "".join(t[0] for t in form.tokens)).encode("utf-8"), (form,),
-                     MISREAD_ENCODINGS, declared, in_text=False) for form in misread_forms(text)]
+    for garbled, readers in misread_forms(text):  # (a needle each, with keys of its own)
+        known_by = fold(garbled.text or "".join(t[0] for t in garbled.tokens)).encode("utf-8")
+        needle = Needle(keyword, known_by, (garbled,), (*MISREAD_ENCODINGS, *readers), declared, in_text=False)
+        # (in its readers' one-byte encodings a form may give no keys of three bytes: then in UTF-8 and UTF-16 alone;
+        # a form of too many ways to key on, none at all, as CJK text read as Hebrew: searched in every header, it
+        # would cost each file more than all the others)
+        found += [n for n in (needle, replace(needle, encodings=MISREAD_ENCODINGS)) if n.keys][:1]
     return found
 
 
@@ -1528,12 +1532,13 @@ def latin_form(text: str) -> Form:
 
 
 def _at_least(tokens: list[Token], letters: int) -> tuple[Token, ...]:
-    """`tokens` without the shortest spellings of their places, the place written shortest first, until every
+    """`tokens` without the shortest spellings of their places, the first place written shortest first, until every
     spelling of them all has `letters` or more: found from outside, "Макс" as "max" and "Юрий" as "uri" were cut
-    from descriptions ("MIP max", "Retrieve URI"). A place written one way only stays."""
+    from descriptions ("MIP max", "Retrieve URI"). A place written one way only stays, and a letter a spelling
+    leaves out stays left out ("Ilya" for "Илья": found from outside, only "Il'ya" was left)."""
     tokens = list(tokens)
     while sum(min(map(len, t)) for t in tokens) < letters:
-        places = [i for i, t in enumerate(tokens) if len({len(a) for a in t}) > 1]
+        places = [i for i, t in enumerate(tokens) if "" not in t and len({len(a) for a in t}) > 1]
         if not places:
             break
         i = min(places, key=lambda i: min(map(len, tokens[i])))
@@ -1705,26 +1710,39 @@ _KANA_SPELLINGS: dict[str, Token] = {
 
 
 def text_form(text: str) -> Form:
-    """A text needle: each letter in either case or ASCII-folded, not inside a longer ASCII word."""
+    """A text needle: each letter in either case or ASCII-folded, not inside a longer word of Latin letters (at an
+    end in another script, a letter may follow: a word of a CJK text runs on into the next)."""
     tokens = tuple(_char_token(c) for c in text)
-    return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
+    return Form(tokens, _word_end(text[:1]), _word_end(text[-1:]), text)
 
 
-def misread_forms(text: str) -> tuple[Form, ...]:
+def _word_end(c: str) -> str:
+    """The boundary beside a word that begins or ends with `c`: ALPHA for a Latin letter, accented too (found from
+    outside: "Dedić" folded as "Dedic" was cut from "dedicated": only an ASCII letter had a word's end kept); NONE
+    for another script's."""
+    return ALPHA if c.isascii() or fold(c).isascii() else NONE
+
+
+def misread_forms(text: str) -> tuple[tuple[Form, tuple[str, ...]], ...]:
     """Text with characters outside ASCII as a conversion garbles it: its bytes in one encoding read as another's
     (`MISREADINGS`), the text in either case; and, where four ASCII letters or more are left, with each such character
-    lost (`_LOST`: "M?ller", "M\ufffdller", "Mller" for "Müller"). () for ASCII text. Found from outside: such copies
-    of a name in a kept text were released."""
+    lost (`_lost`: "M?ller", "M\ufffdller", "Mller" for "Müller"). Each with the encodings it may be stored in
+    besides UTF-8 and UTF-16 (`MISREAD_ENCODINGS`): a garbled text with a byte lost as "?", stored in the encoding
+    it was read as ("KuÄ?era": found from outside, released). () for ASCII text. Found from outside: such copies of
+    a name in a kept text were released."""
     if text.isascii():
         return ()
-    left, right = ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE
+    left, right = _word_end(text[:1]), _word_end(text[-1:])
     forms = []
     for steps in MISREADINGS:
         tokens = [_char_token(c) if c.isascii() else _misread(c, steps) for c in text]
         if all(tokens):  # (else the first encoding cannot write the text)
-            forms.append(Form(tuple(tokens), left, right, "".join(t[0] for t in tokens)))
+            forms.append((Form(tuple(tokens), left, right, "".join(t[0] for t in tokens)), steps[-1][1]))
     if sum(c.isascii() and c.isalpha() for c in text) >= MIN_TEXT and _THREE_LETTERS.search(text):  # (its key)
-        forms.append(Form(tuple(_char_token(c) if c.isascii() else _lost(c) for c in text), left, right))
+        # (a word, whatever it begins or ends with; a letter lost at either end leaves another word: "scar" of
+        # "Óscar", "Radi" of "Radić", found from outside, were cut from "myocardial scar" and "radial")
+        tokens = [_char_token(c) if c.isascii() else _lost(c, 0 < i < len(text) - 1) for i, c in enumerate(text)]
+        forms.append((Form(tuple(tokens), ALPHA, ALPHA), ()))
     return tuple(forms)
 
 
@@ -1735,11 +1753,12 @@ _THREE_LETTERS = re.compile("[A-Za-z]{3}")
 # ("MÃ¼ller" for "Müller": UTF-8 read as Windows-1252 or Latin-1, "MÃƒÂ¼ller" twice so, "MĂĽller" and "M√ºller" as
 # Windows-1250 and Mac Roman; "Ð˜Ð²Ð°Ð½Ð¾Ð²" and "РРІР°РЅРѕРІ" for "Иванов": UTF-8 read as Windows-1252 and as
 # Windows-1251; "Èâàíîâ": Windows-1251 read as Windows-1252; "é×ÁÎÏ×": KOI8-R read as Latin-1; the Russian
-# encodings read as one another; the Central European, Greek and Turkish ones read as Western ones). Found from
-# outside, each released.
+# encodings read as one another; the Central European, Greek and Turkish ones read as Western ones; UTF-8 read as the
+# Windows pages of Greek, Hebrew and Arabic). Found from outside, each released.
 MISREADINGS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
     (("utf_8", ("cp1252", "latin_1")),), (("utf_8", ("cp1252",)), ("utf_8", ("cp1252",))),
     (("utf_8", ("cp1251",)),), (("utf_8", ("cp1250",)),), (("utf_8", ("mac_roman",)),), (("utf_8", ("koi8_r",)),),
+    (("utf_8", ("cp1253",)),), (("utf_8", ("cp1255",)),), (("utf_8", ("cp1256",)),),
     (("cp1251", ("cp1252", "latin_1", "koi8_r")),), (("koi8_r", ("cp1252", "latin_1", "cp1251")),),
     (("cp866", ("cp1251",)),), (("cp1250", ("cp1252", "latin_1")),), (("iso8859_2", ("latin_1", "cp1252")),),
     (("cp1253", ("cp1252", "latin_1")),), (("iso8859_7", ("latin_1", "cp1252")),), (("cp1254", ("cp1252",)),),
@@ -1775,12 +1794,13 @@ def _misread(c: str, steps: tuple[tuple[str, tuple[str, ...]], ...]) -> Token:
     return tuple(sorted(read - {""}))
 
 
-def _lost(c: str) -> Token:
-    """A character outside ASCII as a conversion that cannot write it leaves it: "?" (one for each of its UTF-8
-    bytes), "\ufffd", "_", nothing, or its letter without the mark ("u?" for a decomposed "ü")."""
+def _lost(c: str, inside: bool) -> Token:
+    """A character outside ASCII as a conversion that cannot write it leaves it: "?" or "_" (one for each of its
+    UTF-8 bytes), "\ufffd", its letter without the mark ("u?" for a decomposed "ü"), or, `inside` a word, nothing."""
     base = unicodedata.normalize("NFD", c)[0]
-    marked = (base + "?", base.upper() + "?", base + "\ufffd") if base.isascii() and base != c else ()
-    return ("?", "??", "\ufffd", "_", "", *marked)
+    marked = {base.lower() + "?", base.upper() + "?", base.lower() + "\ufffd"} if base.isascii() and base != c \
+        else set()
+    return ("?", "??", "\ufffd", "_", "__", *sorted(marked), *(("",) if inside else ()))
 
 
 _MONTHS = (  # as a date writes them, names and abbreviations: English, German, French, Spanish, Italian, Russian;
