@@ -738,6 +738,18 @@ def test_a_transliteration_shorter_than_four_letters_is_no_needle(tmp_path: Path
 
 
 @pytest.mark.parametrize(("name", "text"), [
+    ("Kučera^Jan", _misread("Kučera", "utf_8", "cp1252").replace("\x8d", "?")),
+    ("Денисов^Юрий", _misread("Денисов", "utf_8", "cp1252").replace("\x81", "?"))])
+def test_a_garbled_name_with_a_byte_lost_is_found_in_the_encoding_it_was_read_as(tmp_path: Path, name: str,
+                                                                                  text: str) -> None:
+    """Found from outside: "KuÄ?era" (UTF-8 read as Windows-1252, a byte it leaves undefined lost as "?") stored as
+    Windows-1252 was released; a finding is listed once."""
+    blob = b"\x01\x02" + text.encode("cp1252") + b"\x00"
+    findings = held(tmp_path, original(name), x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert findings == [Finding("PatientName", "(0009,1010)")], findings
+
+
+@pytest.mark.parametrize(("name", "text"), [
     ("Ruiz^Óscar", "myocardial scar inferior"), ("Radić^Ivan", "radial VIBE, radiology report"),
     ("Perić^Ana", "periventricular white matter"), ("Dedić^Emina", "dedicated breast coil"),
     ("Åberg^Lars", "Heidelberg protocol"), ("Spanò^Luca", "spanning full brain"), ("Martin^André", "Android"),

@@ -191,7 +191,8 @@ def check_file(
         findings += [Finding(needle.attribute, where) for where in dict.fromkeys(places)]
     encoded = _in_encoded_forms(data, patterns, placed) + _in_swapped_words(
         written, patterns, own, [n for n in hits if n in placed] + list(in_binary), big)
-    return findings + list(dict.fromkeys(f for found in in_binary.values() for f in found)) + encoded + in_pixels
+    # (each once: the needles of one attribute, a name's parts and forms, are often found in one place together)
+    return list(dict.fromkeys(findings + [f for found in in_binary.values() for f in found] + encoded + in_pixels))
 
 
 def _in_binary_values(elements: list[_Element], patterns: tuple[Needle, ...], own: tuple[Needle, ...], big: bool,
