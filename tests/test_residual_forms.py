@@ -730,7 +730,7 @@ def test_a_description_is_cleaned_of_a_garbled_or_decomposed_copy(name: str, tex
 
 @pytest.mark.parametrize(("name", "text"), [("Петров^Макс", "MIP max 1200"), ("Петров^Макс", "MIP_MAX_TRA"),
                                             ("Жуков^Юрий", "Retrieve URI"), ("Жуков^Юрий", "t1_uri_ref"),
-                                            ("Петров^Оля", "ola")])
+                                            ("Петров^Оля", "ola"), ("Петров^Линь", "lin reg")])
 def test_a_transliteration_shorter_than_four_letters_is_no_needle(tmp_path: Path, name: str, text: str) -> None:
     """Found from outside: "Макс" as "max" and "Юрий" as "uri" cut series names and comments."""
     assert not held(tmp_path, original(name), ImageComments=text)
@@ -749,8 +749,26 @@ def test_a_garbled_name_with_a_byte_lost_is_found_in_the_encoding_it_was_read_as
     assert findings == [Finding("PatientName", "(0009,1010)")], findings
 
 
+@pytest.mark.parametrize(("name", "text", "copy"), [
+    ("Perić^Ana", "seen by Perića ok", "Perić"), ("Perić^Ana", "Perićem", "Perić"),
+    ("Tomáš^Jan", "pro Tomáše", "Tomáš"),
+    ("Tomáš^Jan", "Tomášovi", "Tomáš"), ("Michał^Anna", "Michała ok", "Michał"), ("Martin^Émile", "DrÉmile", "Émile"),
+    ("Perić^Ana", "seen by Peric\u0301a", "Peric"),
+])
+def test_a_name_as_written_running_on_into_more_letters_is_found_and_cut(tmp_path: Path, name: str, text: str,
+                                                                        copy: str) -> None:
+    """An inflected name ("Perića", "Tomáše") runs on past its accented letter: found from outside, released once
+    that end was taken for a word's; and cut whole, its characters too (found from outside: "Michała" was cut
+    inside its "ł", leaving a byte of UTF-8 alone)."""
+    source = original(name)
+    assert_found(held(tmp_path, source, ImageComments=text), "PatientName", "(0020,4000)", copy)
+    cleaned = cleaned_text(text, needles(source))
+    assert copy not in unicodedata.normalize("NFC", cleaned) and "\ufffd" not in cleaned, cleaned
+
+
 @pytest.mark.parametrize(("name", "text"), [
-    ("Ruiz^Óscar", "myocardial scar inferior"), ("Radić^Ivan", "radial VIBE, radiology report"),
+    ("Ruiz^Óscar", "myocardial scar inferior"), ("Ruiz^Óscar", "Cardiac MRI ?scar apex, LGE_1_scar"),
+    ("Martin^Émile", "?mile 1_mile"), ("Radić^Ivan", "radial VIBE, radiology report"),
     ("Perić^Ana", "periventricular white matter"), ("Dedić^Emina", "dedicated breast coil"),
     ("Åberg^Lars", "Heidelberg protocol"), ("Spanò^Luca", "spanning full brain"), ("Martin^André", "Android"),
 ])
@@ -792,6 +810,7 @@ def test_a_needle_searched_near_its_keys_finds_what_its_whole_pattern_finds(name
     ("Шевченко^Олександр", "Olexandr"), ("Шевченко^Олександр", "Chevtchenko"),
     ("Szőke^Ödön", "SZOEKE"), ("Erdős^Anna", "Erdoes"), ("Bűdös^Anna", "Buedoes"),
     ("Петров^Илья", "Ilya"), ("Петров^Илья", "ILIA"), ("Петров^Илья", "Ilja"),  # (ь left out: found from outside)
+    ("Петров^Линь", "Lin'"),  # (and kept where no other place can give: "lin" is a word)
 ])
 def test_the_spellings_a_registration_desk_or_passport_writes_are_found(tmp_path: Path, name: str, copy: str) -> None:
     """Found from outside, released: the English "Yury" and "Dmitri", the German "Juri", the French "Joukov" and

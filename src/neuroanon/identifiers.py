@@ -924,17 +924,20 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
                   declared: tuple[str, ...]) -> list[Needle]:
     """The needle of one text a value is searched as, with its forms; and that of the text garbled
     (`misread_forms`), of its own: their keys are no other form's."""
-    form = Form(((text,),), DIGIT, DIGIT) if text.isdigit() else text_form(text)
+    forms = (Form(((text,),), DIGIT, DIGIT),) if text.isdigit() else word_forms(text)
     if keyword in IDS and runs_on(text):  # (an ID of groups too short for `id_form`: "QX12ZB34")
-        form = replace(form, left=NONE, right=NONE)
+        forms = (replace(text_form(text), left=NONE, right=NONE),)
     widths = [text_form(t) for t in sorted(kana_forms(text)) if _shortest(t, encodings) >= MIN_TEXT]
-    # decomposed, marks written apart (as macOS names files): found from outside, "Mu\u0308ller" was held, not cut
-    widths += [text_form(decomposed)] if (decomposed := unicodedata.normalize("NFD", text)) != text else []
+    # decomposed, marks written apart (as macOS names files): found from outside, "Mu\u0308ller" was held, not cut;
+    # each mark there (without them it is the ASCII spelling, a word: `word_forms`)
+    if (decomposed := unicodedata.normalize("NFD", text)) != text:
+        apart = text_form(decomposed)
+        widths.append(replace(apart, tokens=tuple(tuple(a for a in t if a) or t for t in apart.tokens)))
     widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
     widths += [romanized] if (romanized := romanized_form(text)) is not None else []
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
         if keyword in IDS and keyword not in PHONES else ()
-    found = [Needle(keyword, data, (form, *widths, *glued, *grouped), encodings, declared)]
+    found = [Needle(keyword, data, (*forms, *widths, *glued, *grouped), encodings, declared)]
     for garbled, readers in misread_forms(text):  # (a needle each, with keys of its own)
         known_by = fold(garbled.text or "".join(t[0] for t in garbled.tokens)).encode("utf-8")
         needle = Needle(keyword, known_by, (garbled,), (*MISREAD_ENCODINGS, *readers), declared, in_text=False)
@@ -1535,10 +1538,12 @@ def _at_least(tokens: list[Token], letters: int) -> tuple[Token, ...]:
     """`tokens` without the shortest spellings of their places, the first place written shortest first, until every
     spelling of them all has `letters` or more: found from outside, "Макс" as "max" and "Юрий" as "uri" were cut
     from descriptions ("MIP max", "Retrieve URI"). A place written one way only stays, and a letter a spelling
-    leaves out stays left out ("Ilya" for "Илья": found from outside, only "Il'ya" was left)."""
+    leaves out stays left out while another place can give ("Ilya" for "Илья": found from outside, only "Il'ya" was
+    left)."""
     tokens = list(tokens)
     while sum(min(map(len, t)) for t in tokens) < letters:
-        places = [i for i, t in enumerate(tokens) if "" not in t and len({len(a) for a in t}) > 1]
+        shortened = [i for i, t in enumerate(tokens) if len({len(a) for a in t}) > 1]
+        places = [i for i in shortened if "" not in tokens[i]] or shortened  # ("lin'" for "Линь": "lin" is a word)
         if not places:
             break
         i = min(places, key=lambda i: min(map(len, tokens[i])))
@@ -1710,17 +1715,32 @@ _KANA_SPELLINGS: dict[str, Token] = {
 
 
 def text_form(text: str) -> Form:
-    """A text needle: each letter in either case or ASCII-folded, not inside a longer word of Latin letters (at an
-    end in another script, a letter may follow: a word of a CJK text runs on into the next)."""
+    """A text needle: each letter in either case or ASCII-folded, not inside a longer ASCII word."""
     tokens = tuple(_char_token(c) for c in text)
-    return Form(tokens, _word_end(text[:1]), _word_end(text[-1:]), text)
+    return Form(tokens, ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE, text)
 
 
-def _word_end(c: str) -> str:
-    """The boundary beside a word that begins or ends with `c`: ALPHA for a Latin letter, accented too (found from
-    outside: "Dedić" folded as "Dedic" was cut from "dedicated": only an ASCII letter had a word's end kept); NONE
-    for another script's."""
-    return ALPHA if c.isascii() or fold(c).isascii() else NONE
+def word_forms(text: str) -> tuple[Form, ...]:
+    """`text_form`, split at an end with an accented Latin letter: there the letter as written may run on into more
+    letters, as a name inflected does ("Perića", "Tomáše": found from outside, released once a word's end was asked
+    of them), its ASCII spelling may not ("Dedic" of "Dedić" is no name in "dedicated": found from outside, cut)."""
+    form = text_form(text)
+    ends = sorted({i for i in (0, len(text) - 1) if not text[i].isascii() and _folds_to_ascii(text[i])})
+    forms = []
+    for spelled in product((False, True), repeat=len(ends)):  # (True: the end's ASCII spelling)
+        tokens, left, right = list(form.tokens), form.left, form.right
+        for end, ascii_end in zip(ends, spelled, strict=True):
+            tokens[end] = tuple(a for a in tokens[end] if a.isascii() == ascii_end)
+            bound = ALPHA if ascii_end else NONE
+            left, right = (bound if end == 0 else left), (bound if end == len(text) - 1 else right)
+        if all(tokens):
+            forms.append(Form(tuple(tokens), left, right, text))
+    return tuple(forms)
+
+
+def _folds_to_ascii(c: str) -> bool:
+    folded = fold(c)
+    return bool(folded) and folded.isascii()
 
 
 def misread_forms(text: str) -> tuple[tuple[Form, tuple[str, ...]], ...]:
@@ -1732,7 +1752,7 @@ def misread_forms(text: str) -> tuple[tuple[Form, tuple[str, ...]], ...]:
     a name in a kept text were released."""
     if text.isascii():
         return ()
-    left, right = _word_end(text[:1]), _word_end(text[-1:])
+    left, right = ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE
     forms = []
     for steps in MISREADINGS:
         tokens = [_char_token(c) if c.isascii() else _misread(c, steps) for c in text]
@@ -1795,12 +1815,14 @@ def _misread(c: str, steps: tuple[tuple[str, tuple[str, ...]], ...]) -> Token:
 
 
 def _lost(c: str, inside: bool) -> Token:
-    """A character outside ASCII as a conversion that cannot write it leaves it: "?" or "_" (one for each of its
-    UTF-8 bytes), "\ufffd", its letter without the mark ("u?" for a decomposed "ü"), or, `inside` a word, nothing."""
+    """A character outside ASCII as a conversion that cannot write it leaves it: "\ufffd", "??" (one "?" for each
+    of its UTF-8 bytes), its letter without the mark ("u?" for a decomposed "ü"), and `inside` a word also "?", "_",
+    "__" or nothing (at an end those make other words: "?scar" and "_scar" of "Óscar", found from outside, were cut
+    from "?scar apex" and "LGE_1_scar")."""
     base = unicodedata.normalize("NFD", c)[0]
     marked = {base.lower() + "?", base.upper() + "?", base.lower() + "\ufffd"} if base.isascii() and base != c \
         else set()
-    return ("?", "??", "\ufffd", "_", "__", *sorted(marked), *(("",) if inside else ()))
+    return ("??", "\ufffd", *sorted(marked), *(("?", "_", "__", "") if inside else ()))
 
 
 _MONTHS = (  # as a date writes them, names and abbreviations: English, German, French, Spanish, Italian, Russian;
