@@ -932,7 +932,8 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
     # each mark there (without them it is the ASCII spelling, a word: `word_forms`)
     if (decomposed := unicodedata.normalize("NFD", text)) != text:
         apart = text_form(decomposed)
-        widths.append(replace(apart, tokens=tuple(tuple(a for a in t if a) or t for t in apart.tokens)))
+        widths.append(replace(apart, tokens=tuple(tuple(a for a in t if a) or t for t in apart.tokens),
+                              left=ALPHA if text[:1].isascii() else NONE, right=ALPHA if text[-1:].isascii() else NONE))
     widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
     widths += [romanized] if (romanized := romanized_form(text)) is not None else []
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
@@ -1563,6 +1564,9 @@ _PAIRS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The hard and soft signs: left out, or as an apostrophe, a prime (ISO 9, GOST), a typographic or modifier
+# apostrophe, a grave or an acute accent (found from outside: "Linʹ" for "Линь", released)
+_SIGN: Token = ("", "'", "\u02b9", "\u2019", "\u02bc", "`", "\u00b4")
 _CYRILLIC_OR_GREEK = re.compile("[\u0370-\u03ff\u0400-\u04ff\u1f00-\u1fff]")
 _LATIN: dict[str, Token] = {
     # Serbian and Macedonian letters, as their Latin alphabets write them and in ASCII
@@ -1580,7 +1584,7 @@ _LATIN: dict[str, Token] = {
     "є": ("ye", "je", "ie", "e"), "ж": ("zh", "z", "j", "sch", "sh", "ż"), "и": ("i", "y"), "і": ("i",),
     "ї": ("yi", "ji", "i"), "й": ("y", "j", "i"), "х": ("kh", "h", "x", "ch"), "ц": ("ts", "c", "tz", "z"),
     "ч": ("ch", "tsch", "tch", "c", "cz"), "ш": ("sh", "sch", "s", "ch", "sz"),
-    "щ": ("shch", "sch", "sc", "shh", "schtsch", "chtch", "szcz"), "ъ": ("", "'"), "ы": ("y", "i"), "ь": ("", "'"),
+    "щ": ("shch", "sch", "sc", "shh", "schtsch", "chtch", "szcz"), "ъ": _SIGN, "ы": ("y", "i"), "ь": _SIGN,
     "ю": ("yu", "ju", "iu", "u", "you", "iou"), "я": ("ya", "ja", "ia", "a"), "ў": ("u", "w"),
 }
 
@@ -1761,7 +1765,8 @@ def misread_forms(text: str) -> tuple[tuple[Form, tuple[str, ...]], ...]:
     if sum(c.isascii() and c.isalpha() for c in text) >= MIN_TEXT and _THREE_LETTERS.search(text):  # (its key)
         # (a word, whatever it begins or ends with; a letter lost at either end leaves another word: "scar" of
         # "Óscar", "Radi" of "Radić", found from outside, were cut from "myocardial scar" and "radial")
-        tokens = [_char_token(c) if c.isascii() else _lost(c, 0 < i < len(text) - 1) for i, c in enumerate(text)]
+        tokens = [_char_token(c) if c.isascii() else _lost(c, -1 if i == 0 else 1 if i == len(text) - 1 else 0)
+                  for i, c in enumerate(text)]
         forms.append((Form(tuple(tokens), ALPHA, ALPHA), ()))
     return tuple(forms)
 
@@ -1814,15 +1819,16 @@ def _misread(c: str, steps: tuple[tuple[str, tuple[str, ...]], ...]) -> Token:
     return tuple(sorted(read - {""}))
 
 
-def _lost(c: str, inside: bool) -> Token:
-    """A character outside ASCII as a conversion that cannot write it leaves it: "\ufffd", "??" (one "?" for each
-    of its UTF-8 bytes), its letter without the mark ("u?" for a decomposed "ü"), and `inside` a word also "?", "_",
-    "__" or nothing (at an end those make other words: "?scar" and "_scar" of "Óscar", found from outside, were cut
-    from "?scar apex" and "LGE_1_scar")."""
+def _lost(c: str, place: int) -> Token:
+    """A character outside ASCII as a conversion that cannot write it leaves it: "?", "??", "__" (one for each of its
+    UTF-8 bytes), "\ufffd" or its letter without the mark ("u?" for a decomposed "ü"); also "_" but at a word's
+    start, and nothing inside a word (`place`: -1 the start, 1 the end, 0 inside). Left out at an end, or as one "_"
+    at the start, it makes other words ("scar", "_scar" of "Óscar": found from outside, cut from "myocardial scar"
+    and "LGE_1_scar"); as "?" at the start it is taken ("?ukasz", and so "?scar apex" for an "Óscar")."""
     base = unicodedata.normalize("NFD", c)[0]
     marked = {base.lower() + "?", base.upper() + "?", base.lower() + "\ufffd"} if base.isascii() and base != c \
         else set()
-    return ("??", "\ufffd", *sorted(marked), *(("?", "_", "__", "") if inside else ()))
+    return ("?", "??", "__", "\ufffd", *sorted(marked), *(("_",) if place >= 0 else ()), *(("",) if not place else ()))
 
 
 _MONTHS = (  # as a date writes them, names and abbreviations: English, German, French, Spanish, Italian, Russian;
@@ -2422,9 +2428,22 @@ def _scrubbed(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
         filler = b"0" if needle.numeric else b"X"
         for pattern in needle.patterns(lowered):
             for match in pattern.finditer(lowered):
-                buffer[match.start() : match.end()] = _NOT_NUL.sub(filler, match.group())
+                start, end = _whole_characters(lowered, match.start(), match.end())
+                buffer[start:end] = _NOT_NUL.sub(filler, buffer[start:end])
             lowered = bytes(buffer).lower()
     return bytes(buffer)
+
+
+def _whole_characters(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """A match's bytes widened to whole UTF-8 characters where it begins or ends inside one: a form written in a
+    one-byte encoding may match a UTF-8 letter's first byte (found from outside: "Novotného" for "Novotný" was cut
+    after the first byte of its "é", and the byte after it written alone)."""
+    for _ in range(3):
+        if end < len(data) and 0x80 <= data[end] <= 0xBF and data[end - 1] >= 0x80:
+            end += 1
+        if start > 0 and 0x80 <= data[start] <= 0xBF and data[start - 1] >= 0x80:
+            start -= 1
+    return start, end
 
 
 _NOT_NUL = re.compile(rb"[^\x00]")
