@@ -70,8 +70,9 @@ def _open_regular(path: Path, what: str) -> int:
 
 
 def load_key(path: Path) -> bytes:
-    """Read a key file: hex text (as create_key writes it) or at least 16 raw bytes, at most 4 KiB. Text that holds
-    32 hex digits in a row but other characters too is refused: it was meant as hex."""
+    """Read a key file: hex text (as create_key writes it; also UTF-16, or with a byte order mark) or at least 16 raw
+    bytes, at most 4 KiB. Text that holds 32 hex digits in a row (`_HEX_RUN`) but other characters too is refused: it
+    was meant as hex."""
     try:
         with os.fdopen(_open_regular(path, "key file"), "rb") as f:
             raw = f.read(MAX_KEY_FILE + 1)
