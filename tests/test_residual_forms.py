@@ -784,6 +784,19 @@ def test_a_name_beginning_or_ending_with_an_accented_letter_is_a_word(tmp_path: 
     assert cleaned_text(text, needles(original(name))) == text
 
 
+def test_a_cut_takes_whole_characters_of_utf8_text_alone() -> None:
+    """Text cleaned as UTF-8 is cut in whole characters (found from outside: "Novotného" was cut after the first
+    byte of its "é"); a value of a one-byte encoding, or a binary one, is cut at the match alone, its neighbours
+    kept (found from outside: "René½" lost its "½", "Joséµg" its "µ")."""
+    from neuroanon.identifiers import scrub
+
+    utf_8 = cleaned_text("pro Novotného", needles(original("Novotný^Jan")))
+    assert "Novotn" not in utf_8 and "\ufffd" not in utf_8 and utf_8.endswith("ho"), utf_8
+    latin_1 = "«René» René½ Joséµg".encode("latin-1")
+    cut = scrub(latin_1, needles(original("José^René", "ISO_IR 100")))
+    assert cut == "«XXXX» XXXX½ XXXXµg".encode("latin-1"), cut
+
+
 NON_ASCII_NAMES = ["Иванов^Сергей", "Müller^Jürgen", "Παπαδοπούλου^Ελένη", "Şükrüoğlu^Ayşegül",
                    "山田^太郎=やまだ^たろう", "Dvořák^Jiří", "Денисов^Юрий"]
 

@@ -2409,26 +2409,27 @@ def count(data: bytes, needle: Needle) -> int:
     return sum(1 for pattern in needle.patterns(haystack) for _ in pattern.finditer(haystack))
 
 
-def scrub(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
+def scrub(data: bytes, patterns: tuple[Needle, ...], utf_8: bool = False) -> bytes:
     """`data` with every needle overwritten in place (same length: binary structures stay valid; the NUL bytes of
-    UTF-16 and UTF-32 text stay, so that it stays text)."""
+    UTF-16 and UTF-32 text stay, so that it stays text); `utf_8`: `data` is UTF-8 text, cut in whole characters
+    (`_whole_characters`; not in a value of another encoding or a binary one, where those bytes are others)."""
     if len(patterns) > _FEW:  # the needles the index finds (each needle's own search of a long header took a
         # millisecond for a series' needles, paid for each new series); every needle in turn where overwriting
         # them made one anew ("A030261" with its date overwritten spells the patient's ID "A000000")
-        cleaned = _scrubbed(data, tuple(_found(data.lower(), patterns)[0]))
+        cleaned = _scrubbed(data, tuple(_found(data.lower(), patterns)[0]), utf_8)
         if not _found(cleaned.lower(), patterns)[0]:
             return cleaned
-    return _scrubbed(data, patterns)
+    return _scrubbed(data, patterns, utf_8)
 
 
-def _scrubbed(data: bytes, patterns: tuple[Needle, ...]) -> bytes:
+def _scrubbed(data: bytes, patterns: tuple[Needle, ...], utf_8: bool) -> bytes:
     lowered = data.lower()
     buffer = bytearray(data)
     for needle in patterns:
         filler = b"0" if needle.numeric else b"X"
         for pattern in needle.patterns(lowered):
             for match in pattern.finditer(lowered):
-                start, end = _whole_characters(lowered, match.start(), match.end())
+                start, end = _whole_characters(lowered, match.start(), match.end()) if utf_8 else match.span()
                 buffer[start:end] = _NOT_NUL.sub(filler, buffer[start:end])
             lowered = bytes(buffer).lower()
     return bytes(buffer)

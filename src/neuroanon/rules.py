@@ -334,7 +334,7 @@ def shifted_date(value: str, vr: str, offset: int, births: frozenset[str] = froz
 
 def cleaned_text(value: str, patterns: tuple[Needle, ...]) -> str:
     """A text value with this file's identifying values overwritten (same length)."""
-    return scrub(value.encode("utf-8", "surrogateescape"), patterns).decode("utf-8", "replace")
+    return scrub(value.encode("utf-8", "surrogateescape"), patterns, utf_8=True).decode("utf-8", "replace")
 
 
 def capped_age(text: str) -> tuple[str | None, str] | None:
