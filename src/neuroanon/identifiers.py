@@ -931,9 +931,9 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
     # decomposed, marks written apart (as macOS names files): found from outside, "Mu\u0308ller" was held, not cut;
     # each mark there (without them it is the ASCII spelling, a word: `word_forms`)
     if (decomposed := unicodedata.normalize("NFD", text)) != text:
-        apart = text_form(decomposed)
+        apart, written = text_form(decomposed), text_form(text)  # (the boundaries of the name as written)
         widths.append(replace(apart, tokens=tuple(tuple(a for a in t if a) or t for t in apart.tokens),
-                              left=ALPHA if text[:1].isascii() else NONE, right=ALPHA if text[-1:].isascii() else NONE))
+                              left=written.left, right=written.right))
     widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
     widths += [romanized] if (romanized := romanized_form(text)) is not None else []
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
@@ -1756,7 +1756,8 @@ def misread_forms(text: str) -> tuple[tuple[Form, tuple[str, ...]], ...]:
     a name in a kept text were released."""
     if text.isascii():
         return ()
-    left, right = ALPHA if text[:1].isascii() else NONE, ALPHA if text[-1:].isascii() else NONE
+    form = text_form(text)  # (its boundaries: a word's beside an ASCII end)
+    left, right = form.left, form.right
     forms = []
     for steps in MISREADINGS:
         tokens = [_char_token(c) if c.isascii() else _misread(c, steps) for c in text]
