@@ -1307,6 +1307,27 @@ def test_a_date_in_an_item_unlike_the_studys_is_searched_for(tmp_path: Path, gro
         assert pydicom.dcmread(out)[0x0051100F].value == "HEA;00000000;HEP"
 
 
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_a_kept_value_of_a_utf8_file_is_cut_in_whole_characters(tmp_path: Path, encoding: str) -> None:
+    """A name copied into a kept value of a file in UTF-8 is cut in whole characters: a form of "Novotný" matches
+    "Novotn" and the first byte of the "é" of "Novotného" (found from outside: that byte was cut alone, and the
+    value written with invalid UTF-8); its neighbours, UTF-8 characters too, stay."""
+    ds = make_dataset(subject=56)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Novotný^Jan"
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0051100F, "LO", "µ;Novotného½;HEP")
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, encoding))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    with quiet():
+        value = pydicom.dcmread(out).get_item(0x0051100F).value  # its bytes, not decoded
+    text = value.decode("utf-8").rstrip(" ")  # fails on half a character
+    assert "Novotn" not in text and text.startswith("µ;X") and text.endswith("ho½;HEP"), text
+
+
 def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,
                          ) -> bytes:
     """`ds` with `family` copied into a kept value (a Siemens coil string), at full: written, the value cleaned of

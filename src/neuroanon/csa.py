@@ -280,17 +280,18 @@ def _text(raw: bytes) -> str | None:
     return text.decode("ascii") if _NAME.fullmatch(text) else None
 
 
-def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes | None:
+def clean_kept(kind: str, value: bytes, patterns: tuple[Needle, ...], keyring: Keyring,
+               utf_8: bool = False) -> bytes | None:
     """An allow-listed private value cleaned for release, the same length (but a GE Protocol Data Block, which is
     rebuilt); None when it must not be kept.
 
     `kind` is the allow-list's: a CSA header must parse as one, protocol text has its identifying keys blanked, a
     GE Protocol Data Block keeps only the lines converters read (gepdb), any other value is cut of this file's
-    identifying values.
+    identifying values (`utf_8`: a text value of a file in UTF-8, cut in whole characters).
     """
     if kind == "value":
         hits = tuple(find(value, patterns))
-        return scrub(value, hits) if hits else value
+        return scrub(value, hits, utf_8) if hits else value
     # Every image of a series carries the same series header: the last few results are remembered, by value,
     # needles (the series' one tuple, by identity: hashing its needles costs more than a lookup saves) and a
     # fingerprint of the key.

@@ -1368,7 +1368,8 @@ class _Job:
         elif safe.kind == "value" and not (hits and find(value, hits)):
             return True
         else:
-            cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring)
+            cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring,
+                                 _utf_8_text(scope.charset, e.vr, value))
         if cleaned is None:
             out[e.tag] = None
             self.changes.append(change(where, "", _REMOVED))
@@ -1581,6 +1582,21 @@ def _in_charset(charset: bytes | None, implicit: bool, little: bool) -> Dataset:
 def _encodings(ds: Dataset) -> list[str]:
     """The Python codecs pydicom writes the text of `ds` in."""
     return convert_encodings(ds.get("SpecificCharacterSet", default_encoding))
+
+
+def _utf_8_text(charset: bytes | None, vr: str, value: bytes) -> bool:
+    """Whether a value is text in UTF-8: of a text VR (or of none known), valid UTF-8, in a dataset whose
+    SpecificCharacterSet is UTF-8's (which takes no code extensions: its one term)."""
+    if charset is None or charset.strip(b" \x00").upper() != b"ISO_IR 192" or vr not in _MAYBE_TEXT_VRS:
+        return False
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+_MAYBE_TEXT_VRS: Final = TEXT_VRS | {"", "UN"}
 
 
 def _item_charset(buf: bytes, item: _Item, parent: bytes | None) -> bytes | None:
