@@ -21,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom._dicom_dict import DicomDictionary
 from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from neuroanon import engine
 from neuroanon.burnedin import RISKY_CLASSES, burned_in_risk
@@ -1326,6 +1328,37 @@ def test_a_kept_value_of_a_utf8_file_is_cut_in_whole_characters(tmp_path: Path, 
         value = pydicom.dcmread(out).get_item(0x0051100F).value  # its bytes, not decoded
     text = value.decode("utf-8").rstrip(" ")  # fails on half a character
     assert "Novotn" not in text and text.startswith("µ;X") and text.endswith("ho½;HEP"), text
+
+
+@pytest.mark.parametrize(("charset", "name", "value", "cleaned"), [
+    ("ISO_IR 192", "Петров^Иван", "ПетровPetrov".encode(), b"X" * 18),  # one value against another
+    ("ISO_IR 192", "Петров^Иван", "PetrovПетров".encode(), b"X" * 18),
+    ("ISO_IR 192", "Yamada^Tarou=山田^太郎", "山田Yamada".encode(), b"X" * 12),
+    ("ISO_IR 100", "Moreau^Anne", b"A77120934Moreau", b"X" * 15),  # the ID, then the name
+    ("\\ISO 2022 IR 100", "Müller^Jürgen", b"HE \x1b-AM\xfcller", b"HE \x1b-AXXXXXX"),  # an escape before it
+    ("\\ISO 2022 IR 100", "Müller^Jürgen", b"HE M\x1b-A\xfcller", b"HE X\x1b-AXXXXX"),  # an escape inside it
+    ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎", b"\x1b$B;3ED\x1b(BYamada", b"\x1b$BXXXX\x1b(BXXXXXX"),
+])
+def test_a_name_beside_another_value_or_an_escape_is_cut_from_a_kept_value(
+        tmp_path: Path, charset: str, name: str, value: bytes, cleaned: bytes) -> None:
+    """Found from outside, released at full: a value written against another cut before it (the cut's filler is a
+    letter, so it was no word any more), a name beside an ISO 2022 escape sequence, which ends in a letter, or
+    split by one. The escape sequences stay."""
+    ds = make_dataset(subject=57)
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    ds.PatientID = "A77120934"
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    tag = BaseTag(0x0051100F)
+    padded = value + b" " * (len(value) % 2)
+    ds[tag] = DataElement(tag, "LO", padded)  # (bytes: written as they are)
+    source = tmp_path / "in.dcm"
+    source.write_bytes(part10(ds, "explicit_le"))
+    record = anonymize_file(source, tmp_path / "out", FULL)
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    with quiet():
+        assert pydicom.dcmread(out).get_item(tag).value == cleaned + b" " * (len(value) % 2)
 
 
 def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,

@@ -1789,6 +1789,18 @@ def test_a_name_an_iso_2022_escape_splits_is_found(tmp_path: Path, escape: bytes
     assert held(tmp_path, original("Quxworth^Zelda"), ExplicitVRLittleEndian, "ISO_IR 192", **value) == []
 
 
+@pytest.mark.parametrize(("charset", "name", "blob"), [
+    ("\\ISO 2022 IR 100", "Qüxworth^Zelda", b"HE \x1b-AQ\xfcxworth "),  # after an escape ending in a letter
+    ("\\ISO 2022 IR 100", "Qüxworth^Zelda", b"HE Q\x1b-A\xfcxworth "),  # an escape before a letter not ASCII
+    ("\\ISO 2022 IR 87", "Yamada^Taro=山田^太郎", b"\x1b$B;3ED\x1b(BYamada"),  # after kanji, their escape back
+])
+def test_a_name_beside_an_iso_2022_escape_is_found(tmp_path: Path, charset: str, name: str, blob: bytes) -> None:
+    """An escape sequence beside a name is no letter, though its last byte is one ("ESC ( B" before "Yamada" read
+    "BYamada"), and may stand inside it (found from outside: released from a kept value at full)."""
+    findings = held(tmp_path, original(name, charset), ExplicitVRLittleEndian, charset, **{f"x{PRIVATE:08x}": blob})
+    assert "PatientName" in [f.attribute for f in findings], findings
+
+
 @pytest.mark.parametrize(("name", "copy", "codec"), [
     (name, copy, codec) for name, copy in (("Yamada^Taro=山田^太郎=やまだ^たろう", "ヤマダ"),
                                            ("Yamada^Taro=山田^太郎=ヤマダ^タロウ", "やまだ"),

@@ -2081,7 +2081,8 @@ def _one_of(bodies: list[bytes]) -> bytes:
     return bodies[0] if len(bodies) == 1 else b"(?:" + b"|".join(bodies) + b")"
 
 
-_ESCAPES_AT_ENDS = re.compile(rb"^(\x1b[\x20-\x2f]*[\x30-\x7e])+|(\x1b[\x20-\x2f]*[\x30-\x7e])+$")
+_ESCAPE = rb"\x1b[\x20-\x2f]*[\x30-\x7e]"  # an ISO 2022 escape sequence (ISO/IEC 2022 13.2)
+_ESCAPES_AT_ENDS = re.compile(rb"^(%b)+|(%b)+$" % (_ESCAPE, _ESCAPE))
 
 
 def _render(form: Form, encoding: str) -> bytes | None:
@@ -2315,9 +2316,49 @@ def uids_under_2_25(patterns: tuple[Needle, ...]) -> frozenset[bytes]:
 
 
 def find(data: bytes, patterns: tuple[Needle, ...], remember: bool = True) -> list[Needle]:
-    """The needles that occur in `data` as words, in any of their encodings and forms. For a series' needles,
-    remembered (`_Series`) unless not to `remember` (bytes no other file holds: a written file, its path); for a
-    few needles (those a file's values were found to hold), by each needle (`Needle.occurs_in`)."""
+    """The needles that occur in `data` as words, in any of their encodings and forms, also read past its ISO 2022
+    escape sequences (`escape_views`). For a series' needles, remembered (`_Series`) unless not to `remember`
+    (bytes no other file holds: a written file, its path); for a few needles (those a file's values were found to
+    hold), by each needle (`Needle.occurs_in`)."""
+    found = _find_as_written(data, patterns, remember)
+    if b"\x1b" in data:
+        for view in escape_views(data):
+            found += [n for n in (_find(view, patterns) if patterns else []) if n not in found]
+    return found
+
+
+def escape_views(data: bytes) -> list[bytes]:
+    """`data` read past the ISO 2022 escape sequences (PS3.5 6.1.2.5) that stand beside text in it: each taken out
+    (one may stand inside a word: "M ESC - A üller") and each read as a space (one ends a word, though its last
+    byte is a letter: "Yamada" after "ESC ( B"); none when no sequence stands beside text."""
+    spans = _escapes_beside_text(data)
+    if not spans:
+        return []
+    blanked = bytearray(data)
+    for start, end in spans:
+        blanked[start:end] = b" " * (end - start)
+    return [b"".join(data[a:b] for a, b in _between(spans, len(data))), bytes(blanked)]
+
+
+def _escapes_beside_text(data: bytes) -> list[tuple[int, int]]:
+    """Where `data`'s ISO 2022 escape sequences are, if one stands beside a letter or digit (not only in binary)."""
+    if b"\x1b" not in data or not _ESCAPE_BESIDE_TEXT.search(data):
+        return []
+    return [m.span() for m in _ISO_2022_ESCAPE.finditer(data)]
+
+
+def _between(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The stretches of a value of `size` bytes around `spans` (in order, apart)."""
+    ends = [0, *(end for _, end in spans)]
+    starts = [*(start for start, _ in spans), size]
+    return list(zip(ends, starts, strict=True))
+
+
+_ISO_2022_ESCAPE = re.compile(_ESCAPE)
+_ESCAPE_BESIDE_TEXT = re.compile(rb"[0-9A-Za-z\x80-\xff]%b|%b[0-9A-Za-z\x80-\xff]" % (_ESCAPE, _ESCAPE))
+
+
+def _find_as_written(data: bytes, patterns: tuple[Needle, ...], remember: bool) -> list[Needle]:
     if len(patterns) <= _FEW:
         if remember and len(data) <= _SEARCHED_VALUE:
             return [n for n in patterns if n.occurs_in(data)]
@@ -2412,8 +2453,27 @@ def count(data: bytes, needle: Needle) -> int:
 
 def scrub(data: bytes, patterns: tuple[Needle, ...], utf_8: bool = False) -> bytes:
     """`data` with every needle overwritten in place (same length: binary structures stay valid; the NUL bytes of
-    UTF-16 and UTF-32 text stay, so that it stays text); `utf_8`: `data` is UTF-8 text, cut in whole characters
+    UTF-16 and UTF-32 text stay, so that it stays text), also where it is read past its ISO 2022 escape sequences
+    (`escape_views`; the sequences stay); `utf_8`: `data` is UTF-8 text, cut in whole characters
     (`_whole_characters`; not in a value of another encoding or a binary one, where those bytes are others)."""
+    cleaned = _scrub_as_written(data, patterns, utf_8)
+    spans = _escapes_beside_text(cleaned)
+    if not spans:
+        return cleaned
+    buffer = bytearray(escape_views(cleaned)[1])  # each sequence a space
+    buffer[:] = _scrub_as_written(bytes(buffer), patterns, utf_8)
+    stretches = _between(spans, len(data))
+    for start, end in spans:
+        buffer[start:end] = cleaned[start:end]
+    apart = _scrub_as_written(b"".join(buffer[a:b] for a, b in stretches), patterns, utf_8)  # each taken out
+    at = 0
+    for start, end in stretches:
+        buffer[start:end] = apart[at:at + end - start]
+        at += end - start
+    return bytes(buffer)
+
+
+def _scrub_as_written(data: bytes, patterns: tuple[Needle, ...], utf_8: bool) -> bytes:
     if len(patterns) > _FEW:  # the needles the index finds (each needle's own search of a long header took a
         # millisecond for a series' needles, paid for each new series); every needle in turn where overwriting
         # them made one anew ("A030261" with its date overwritten spells the patient's ID "A000000")
@@ -2424,16 +2484,38 @@ def scrub(data: bytes, patterns: tuple[Needle, ...], utf_8: bool = False) -> byt
 
 
 def _scrubbed(data: bytes, patterns: tuple[Needle, ...], utf_8: bool) -> bytes:
-    lowered = data.lower()
+    """Each needle cut where `data` holds it (found from outside: cut one after another, a value written against
+    one cut before it was no word any more, its neighbour a filler letter: "ПетровPetrov", "A77120934Moreau"); then
+    where a cut made one anew ("A030261" with its date cut spells the ID "A000000")."""
     buffer = bytearray(data)
+    lowered = data.lower()
+    taken = bytearray(len(data))  # the bytes cut so far: a match across one was cut by an earlier needle
     for needle in patterns:
-        filler = b"0" if needle.numeric else b"X"
         for pattern in needle.patterns(lowered):
-            for match in pattern.finditer(lowered):
-                start, end = _whole_characters(lowered, match.start(), match.end()) if utf_8 else match.span()
-                buffer[start:end] = _NOT_NUL.sub(filler, buffer[start:end])
-            lowered = bytes(buffer).lower()
+            _cut(buffer, lowered, pattern, needle, utf_8, taken)
+    for needle in patterns:
+        lowered = bytes(buffer).lower()
+        for pattern in needle.patterns(lowered):
+            if _cut(buffer, lowered, pattern, needle, utf_8):
+                lowered = bytes(buffer).lower()
     return bytes(buffer)
+
+
+def _cut(buffer: bytearray, lowered: bytes, pattern: re.Pattern[bytes], needle: Needle, utf_8: bool,
+         taken: bytearray | None = None) -> bool:
+    """Overwrite in `buffer` where `pattern` matches `lowered` (and none of the match is `taken`, which gets it);
+    whether it did."""
+    filler = b"0" if needle.numeric else b"X"
+    cut = False
+    for match in pattern.finditer(lowered):
+        start, end = _whole_characters(lowered, match.start(), match.end()) if utf_8 else match.span()
+        if taken is not None:
+            if any(taken[start:end]):
+                continue
+            taken[start:end] = b"\x01" * (end - start)
+        buffer[start:end] = _NOT_NUL.sub(filler, buffer[start:end])
+        cut = True
+    return cut
 
 
 def _whole_characters(data: bytes, start: int, end: int) -> tuple[int, int]:

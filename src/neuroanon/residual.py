@@ -45,6 +45,7 @@ from .identifiers import (
     beyond_toolkit_name,
     count,
     dictionary_vr,
+    escape_views,
     find,
     find_in_file,
     find_once,
@@ -1276,11 +1277,11 @@ def _path_text(relative: str) -> str:
 def _find_in_text(data: bytes, patterns: tuple[Needle, ...], big: bool) -> list[Needle]:
     """The needles found in the file's bytes decoded as text (each character set the input declared, UTF-8, Latin-1),
     casefolded and ASCII-folded: a name written with other letters than in the input ("Mueller" for "Müller"); and
-    in the bytes without ISO 2022 escape sequences, which may stand inside a word ("Qux ESC ( B worth" reads
+    in the bytes read past ISO 2022 escape sequences beside text (`escape_views`: "Qux ESC ( B worth" reads
     "Quxworth")."""
     found: list[Needle] = []
-    if b"\x1b" in data and _ESCAPE_IN_A_WORD.search(data):  # (not for an ESC in binary, or ISO 2022 text)
-        found += find(_ISO_2022_ESCAPE.sub(b"", data), patterns, remember=False)
+    for view in escape_views(data):
+        found += [n for n in find(view, patterns, remember=False) if n not in found]
     if data.isascii():
         return found
     data = without_item_tags(data)
@@ -1296,8 +1297,6 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...], big: bool) -> list[
     return found
 
 
-_ISO_2022_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]*[\x30-\x7e]")
-_ESCAPE_IN_A_WORD = re.compile(rb"[0-9A-Za-z]\x1b[\x20-\x2f]*[\x30-\x7e][0-9A-Za-z]")
 
 
 def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
