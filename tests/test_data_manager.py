@@ -112,6 +112,39 @@ def test_dry_run_refuses_what_would_write(tree: Path, tmp_path: Path, key_file: 
     assert not (tmp_path / "out").exists() and not (tmp_path / "m").exists()
 
 
+_STOPPED_AFTER_TWO_FILES = """
+import os, signal, sys
+from neuroanon import cli
+
+shown = cli._Shown.__call__
+
+def stop_after_two(self, record, size):  # SIGTERM once the terminal has shown two files
+    shown(self, record, size)
+    if self.files == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+cli._Shown.__call__ = stop_after_two
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_dry_run_stopped_says_it_was_a_dry_run_and_its_report_says_it_stopped(tree: Path, tmp_path: Path) -> None:
+    """Found from outside: a dry run stopped by SIGTERM advised running it again "to resume" (it has nothing to
+    resume), showed its counts as a run's ("2 written") and left its report without a summary line."""
+    out, report = tmp_path / "out", tmp_path / "dry.jsonl"
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AFTER_TWO_FILES, "anonymize", str(tree), "-o", str(out),
+                           "--workers", "1", "--dry-run", "--report", str(report)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr == "neuroanon: dry run stopped by SIGTERM; nothing was written\n"
+    shown = [line for line in done.stdout.splitlines() if not line.startswith("would ")]
+    assert shown[0] == f"dry run stopped: nothing was written to {out}; for the files it went through, a run would give"
+    assert shown[1].startswith("2 files at level anonymize")
+    _, records, summary = read_report(report)
+    assert len(records) == 2 and summary["files"] == 2 and summary["stopped"] == "interrupted"
+    assert set(os.listdir(tmp_path)) == {"in", "dry.jsonl"}, "a dry run wrote something besides its report"
+
+
 @pytest.mark.parametrize("level", ["original", "anonymize"])
 def test_dicom_only_leaves_non_dicom_files_behind(level: str, tree: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.jsonl"

@@ -386,9 +386,8 @@ def _command(argv: list[str] | None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM or SIGHUP (Terminated): the run stopped cleanly
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-        then = "; run the same command again to resume" if args.command == "anonymize" else ""
         with contextlib.suppress(OSError):  # (after SIGHUP the terminal may be gone)
-            print(f"neuroanon: stopped by {signal.Signals(signum).name}{then}", file=sys.stderr)
+            print(f"neuroanon: {_stopped(args, signum)}", file=sys.stderr)
         return 128 + signum
     except BrokenPipeError:
         # The reader went away (`neuroanon explain | head`): stop quietly, as other command-line tools do.
@@ -400,6 +399,15 @@ def _command(argv: list[str] | None) -> int:
             _silence_stdout()
         print(_shown(f"neuroanon: {where}{exc.strerror or type(exc).__name__}"), file=sys.stderr)
         return 1
+
+
+def _stopped(args: argparse.Namespace, signum: int) -> str:
+    """What a command stopped by `signum` says: a run, that the same command resumes it; a dry run, that it wrote
+    nothing (found from outside: it was told to resume, with nothing to resume)."""
+    said = f"stopped by {signal.Signals(signum).name}"
+    if getattr(args, "dry_run", False):
+        return f"dry run {said}; nothing was written"
+    return f"{said}; run the same command again to resume" if args.command == "anonymize" else said
 
 
 _STDOUT = "standard output"
@@ -609,6 +617,9 @@ def _anonymize(args: argparse.Namespace) -> int:
             progress.close()
         if summary.files:
             with contextlib.suppress(OSError):
+                if args.dry_run:
+                    print(f"dry run stopped: nothing was written to {args.output}; for the files it went through, "
+                          "a run would give")
                 print("\n".join(summary.lines(held_back)), flush=True)
         raise
     finally:

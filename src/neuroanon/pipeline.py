@@ -515,6 +515,7 @@ def preview_tree(
     claimed = Claims()
     not_kept = replace(options, quarantine=None)
     foreseen = _Foreseen(None if output.suffix.lower() == ".zip" else output)
+    stopped = "interrupted"
     try:
         with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
             scratch = Path(folder)
@@ -531,7 +532,11 @@ def preview_tree(
                 if on_record is not None:
                     on_record(record, size)
         writer.write(summary.as_dict())
+        stopped = ""
     finally:
+        with suppress(OSError):  # (as a stopped run's report does, found from outside)
+            if stopped:
+                writer.write({"summary": {**_fields(summary), "stopped": stopped}})
         writer.close()
     return summary
 
