@@ -98,6 +98,22 @@ def test_output_below_an_existing_file(source: Path, tmp_path: Path) -> None:
     _one_line(_run(["anonymize", str(source), "-o", str(target / "out")]), 2, str(target), "not a folder")
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_an_output_name_too_long_for_the_file_system_is_refused_by_the_run_and_the_dry_run(
+    source: Path, tmp_path: Path, dry_run: list[str]
+) -> None:
+    """Found from outside: a name over the file system's longest ended in exit 1 with Python's "File name too
+    long"; a name whose journal's (19 bytes longer, beside it) is over it was refused by the run and approved by
+    the dry run."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for name, refused in (("x" * (longest + 1), "cannot write the output"),
+                          ("y" * (longest - 10), "cannot write beside the output"),
+                          ("z" * (longest - 14) + ".zip", "cannot write beside the output")):
+        out = tmp_path / name
+        _one_line(_run(["anonymize", str(source), "-o", str(out), *dry_run]), 2, f"{refused} {out}: file name too long")
+    assert os.listdir(tmp_path) == ["in"]
+
+
 def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
     for output in (unwritable / "out", unwritable / "out.zip"):
         line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))

@@ -48,7 +48,7 @@ from .discover import (
 )
 from .errors import InputError, RunStopped, SchedulerLost, UsageError, WorkerDied
 from .identifiers import patient_id
-from .journal import Journal, check_output, work_path
+from .journal import Journal, check_output, journal_path, work_path
 from .keys import Keyring, SubjectMapping
 from .layout import by_identifiers, mirrored, mirrored_output
 from .options import Level, Options
@@ -117,8 +117,9 @@ class Prepared:
 def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None) -> None:
     """Refuse missing inputs, an output inside an input or an input inside the output (the release would hold the
     originals, whatever --force says), and a quarantine inside the output, the run's work folder (removed when the
-    run ends) or an input."""
+    run ends) or an input; and an output whose name, or its journal's, is too long for its file system."""
     out = _resolved(output)
+    _check_names(output)
     if output.is_symlink() and not output.exists():  # (found from outside: "file exists", then "run again")
         raise UsageError(f"the output {output} is a symlink to nothing: make its target, or name another output")
     for given in inputs:
@@ -141,6 +142,19 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
         shared = [str(p) for p, name in zip(inputs, names, strict=True) if counts[name] > 1]
         raise UsageError(f"the inputs {', '.join(shared)} share a name (each gets a folder of that name in the "
                          "output): give only one of them, or rename one")
+
+
+def _check_names(output: Path) -> None:
+    """Refuse an output whose path holds a name longer than its file system takes, or whose journal's does (the
+    longest name the run puts beside it): the dry run as the run (found from outside: the dry run approved what
+    the run refused, and a name too long ended in exit 1 with Python's words)."""
+    longest = _name_max(output.absolute())
+    if any(len(os.fsencode(part)) > longest for part in output.absolute().parts):
+        raise UsageError(f"cannot write the output {output}: file name too long")
+    journal = len(os.fsencode(journal_path(output).name))
+    if journal > longest:
+        raise UsageError(f"cannot write beside the output {output}: file name too long (the run's journal there, "
+                         f"named after the output, would take {journal} bytes; the file system takes {longest})")
 
 
 def anonymize_tree(
