@@ -539,6 +539,25 @@ def test_a_report_that_cannot_grow_holds_whole_lines_and_is_named_as_what_stoppe
     assert "provenance" in lines[0] and 1 < len(lines) < 14
 
 
+def test_a_run_stopped_by_its_output_says_where_its_report_is(tmp_path: Path) -> None:
+    """The output archive passes the size limit (EFBIG, as ENOSPC on a full disk): the stopped run showed its counts
+    but not the "report: FILE" line a finished run shows, though the report holds its records (found from outside)."""
+    source = tmp_path / "in"
+    make_study(source, subject=49, n_series=1, n_instances=12)
+    out, report = tmp_path / "out.zip", tmp_path / "report.jsonl"
+    limit = 20000  # an output is some 6 KB: the archive passes it at its fourth member; the report does not
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = subprocess.run([*COMMAND, str(source), "-o", str(out), "--report", str(report), "-q", "-j", "1"],
+                         capture_output=True, text=True, env=ENV, timeout=120, preexec_fn=limited)
+    assert run.returncode == 1 and f"file too large writing {out}: the run stopped after" in run.stderr, run.stderr
+    records, summary = _records(report)
+    assert summary["stopped"] == "file too large" and _counted(run.stdout, "anonymize") == (len(records),) * 2
+    assert run.stdout.splitlines()[-1] == f"report: {report}"
+
+
 def test_a_low_limit_of_open_files_takes_smaller_batches_not_failed_files(tmp_path: Path) -> None:
     """Under a limit of 40 open files a worker's batch of 32 inputs, each held open from its read to its check, ran
     out of descriptors and failed files that one worker wrote (found from outside): batches are smaller there."""

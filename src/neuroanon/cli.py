@@ -620,7 +620,10 @@ def _anonymize(args: argparse.Namespace) -> int:
                 if args.dry_run:
                     print(f"dry run stopped: nothing was written to {args.output}; for the files it went through, "
                           "a run would give")
-                print("\n".join(summary.lines(held_back)), flush=True)
+                print("\n".join(summary.lines(held_back)))
+                if args.report:  # (found from outside: a stopped run did not say where its report was)
+                    print(f"report: {args.report}")
+                sys.stdout.flush()
         raise
     finally:
         if progress is not None:
