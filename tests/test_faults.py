@@ -3,6 +3,7 @@ SIGTERM and Ctrl-C, a killed parent, two runs into one output, staged files, a f
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -465,6 +466,23 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     assert main(["anonymize", str(source), "-o", str(reference), "-q"]) == 0
     for name in written:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), "a half-written output"
+
+
+def test_a_run_refused_by_a_full_disk_leaves_nothing_it_made(small_disk: Path, tmp_path: Path) -> None:
+    """Found from outside: refused for a full disk (exit 2), a run left an empty journal beside its output and an
+    empty report, or a report of its provenance alone, behind."""
+    source = tmp_path / "in"
+    make_study(source, subject=50, n_series=1, n_instances=2)
+    with contextlib.suppress(OSError), open(small_disk / "filler", "wb") as filler:
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+    for report, refused in ((small_disk / "report.jsonl", "cannot write the report"),
+                            (tmp_path / "report.jsonl", "cannot write the journal beside")):
+        run = subprocess.run([*COMMAND, str(source), "-o", str(small_disk / "out"), "--report", str(report)],
+                             capture_output=True, text=True, env=ENV, timeout=120)
+        assert run.returncode == 2 and refused in run.stderr and "no space left on device" in run.stderr, run.stderr
+        assert os.listdir(small_disk) == ["filler"] and not report.exists()
 
 
 def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path, tmp_path: Path) -> None:

@@ -259,12 +259,15 @@ def _stop(exc: _CallerFailed | RunStopped | OSError, output: Path, files: int) -
 def _records(output: Path, options: Options, inputs: list[Path], report: Path | None, run: RunInfo | None,
              mapping: Path | None, force: bool) -> tuple[SubjectMapping | None, ReportWriter, Journal]:
     """The mapping, report and journal, opened for the run. What may refuse the run does so before anything is
-    made: the output, the mapping, then the report."""
+    made: the output, the mapping, then the report. A refused run leaves none of them that it made (found from
+    outside: a full disk left an empty journal and report)."""
     resumable = partial_zip(output).exists() if output.suffix.lower() == ".zip" else None
     check_output(output, options, inputs, resumable, force)
-    subjects = _mapping(mapping, options)
+    made = [path for path in (mapping, report, journal_path(output)) if path is not None and not path.exists()]
+    subjects: SubjectMapping | None = None
     writer: ReportWriter | None = None
     try:
+        subjects = _mapping(mapping, options)
         writer = _opened_for_writing(lambda: ReportWriter(report, options=options, run=run), f"the report {report}")
         journal = _opened_for_writing(lambda: Journal(output, options, inputs, resumable, force),
                                       f"the journal beside {output}")
@@ -272,6 +275,8 @@ def _records(output: Path, options: Options, inputs: list[Path], report: Path | 
         for opened in (subjects, writer):
             if opened is not None:
                 opened.close()
+        for path in made:
+            path.unlink(missing_ok=True)
         raise
     return subjects, writer, journal
 
