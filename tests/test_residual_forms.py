@@ -1778,10 +1778,11 @@ def test_a_bounded_needle_without_keys_is_looked_for_in_each_value(tmp_path: Pat
     assert_found(findings, "PatientName", "(0018,0024)", "Quxw")
 
 
-@pytest.mark.parametrize("escape", [b"\x1b(B", b"\x1b(J", b"\x1b$B"])
+@pytest.mark.parametrize("escape", [b"\x1b(B", b"\x1b(J", b"\x1b-A"])
 def test_a_name_an_iso_2022_escape_splits_is_found(tmp_path: Path, escape: bytes) -> None:
-    """An ISO 2022 escape sequence inside a word is no character: a reader shows "Quxworth" for "Qux ESC ( B worth"
-    (found from outside: released). The bytes are searched without the escapes too."""
+    """An ISO 2022 escape sequence to a one-byte set inside a word is no character: a reader shows "Quxworth" for
+    "Qux ESC ( B worth" (found from outside: released). The bytes are searched without the escapes too. (After
+    "ESC $ B" it shows kanji: see the next test.)"""
     value = {f"x{PRIVATE:08x}": b"Qux" + escape + b"worth "}
     findings = held(tmp_path, original("Quxworth^Zelda"), ExplicitVRLittleEndian, "ISO_IR 192", **value)
     assert [f.attribute for f in findings] == ["PatientName"]
@@ -1799,6 +1800,16 @@ def test_a_name_beside_an_iso_2022_escape_is_found(tmp_path: Path, charset: str,
     "BYamada"), and may stand inside it (found from outside: released from a kept value at full)."""
     findings = held(tmp_path, original(name, charset), ExplicitVRLittleEndian, charset, **{f"x{PRIVATE:08x}": blob})
     assert "PatientName" in [f.attribute for f in findings], findings
+
+
+@pytest.mark.parametrize("blob", [b"T1 \x1b$BHana\x1b(B T2", b"\x1b$BHana\x1b(B", b"Qux\x1b$BHana\x1b(B "])
+def test_kanji_whose_bytes_spell_a_name_are_no_name(tmp_path: Path, blob: bytes) -> None:
+    """After "ESC $ B" two bytes are a kanji, shown as one: bytes that spell "Hana" are no name there, nor its
+    word's end (found from outside: such kanji were cut for a patient Hana)."""
+    charset = "\\ISO 2022 IR 87"
+    assert blob.decode("iso2022_jp").isascii() is False
+    assert held(tmp_path, original("Hana^Mori", charset), ExplicitVRLittleEndian, charset,
+                **{f"x{PRIVATE:08x}": blob + b"\x00" * (len(blob) % 2)}) == []
 
 
 @pytest.mark.parametrize(("name", "copy", "codec"), [
