@@ -1297,8 +1297,6 @@ def _find_in_text(data: bytes, patterns: tuple[Needle, ...], big: bool) -> list[
     return found
 
 
-
-
 def _codecs(patterns: tuple[Needle, ...]) -> tuple[str, ...]:
     """The codecs text is decoded with: UTF-8, Latin-1 (text in files that declare no character set is often
     Latin-1 or UTF-8 all the same) and each the needles' input declared, each once whatever its name ("UTF8" is
