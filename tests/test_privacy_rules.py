@@ -1339,12 +1339,13 @@ def test_a_kept_value_of_a_utf8_file_is_cut_in_whole_characters(tmp_path: Path, 
     ("\\ISO 2022 IR 100", "Müller^Jürgen", b"HE M\x1b-A\xfcller", b"HE X\x1b-AXXXXX"),  # an escape inside it
     ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎", b"\x1b$B;3ED\x1b(BYamada", b"\x1b$BXXXX\x1b(BXXXXXX"),
     ("\\ISO 2022 IR 87", "Hana^Mori", b"T1 \x1b$BHana\x1b(B T2", b"T1 \x1b$BHana\x1b(B T2"),  # kanji, no name
+    ("\\ISO 2022 IR 87", "Jones^Amy", b"\x1b(Jones T1", b"\x1b(JXXXX T1"),  # the escape stays whole
 ])
 def test_a_name_beside_another_value_or_an_escape_is_cut_from_a_kept_value(
         tmp_path: Path, charset: str, name: str, value: bytes, cleaned: bytes) -> None:
     """Found from outside, released at full: a value written against another cut before it (the cut's filler is a
     letter, so it was no word any more), a name beside an ISO 2022 escape sequence, which ends in a letter, or
-    split by one. The escape sequences stay. Kanji whose bytes spell a name are no name."""
+    split by one. The escape sequences stay, also one a match took in. Kanji whose bytes spell a name are no name."""
     ds = make_dataset(subject=57)
     ds.SpecificCharacterSet = charset
     ds.PatientName = name

@@ -2082,6 +2082,7 @@ def _one_of(bodies: list[bytes]) -> bytes:
 
 
 _ESCAPE = rb"\x1b[\x20-\x2f]*[\x30-\x7e]"  # an ISO 2022 escape sequence (ISO/IEC 2022 13.2)
+_ANY_ESCAPE = re.compile(_ESCAPE)
 _ESCAPES_AT_ENDS = re.compile(rb"^(%b)+|(%b)+$" % (_ESCAPE, _ESCAPE))
 
 
@@ -2501,6 +2502,10 @@ def _scrubbed(data: bytes, patterns: tuple[Needle, ...], utf_8: bool) -> bytes:
         for pattern in needle.patterns(lowered):
             if _cut(buffer, lowered, pattern, needle, utf_8):
                 lowered = bytes(buffer).lower()
+    if b"\x1b" in data:  # an ISO 2022 escape sequence a match took in stays (found from outside: the "J" of
+        # "ESC ( J" before "ones" was cut for a "Jones", and what followed was no more in a character set)
+        for escape in _ANY_ESCAPE.finditer(data):
+            buffer[escape.start():escape.end()] = escape.group()
     return bytes(buffer)
 
 
