@@ -1340,6 +1340,10 @@ def test_a_kept_value_of_a_utf8_file_is_cut_in_whole_characters(tmp_path: Path, 
     ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎", b"\x1b$B;3ED\x1b(BYamada", b"\x1b$BXXXX\x1b(BXXXXXX"),
     ("\\ISO 2022 IR 87", "Hana^Mori", b"T1 \x1b$BHana\x1b(B T2", b"T1 \x1b$BHana\x1b(B T2"),  # kanji, no name
     ("\\ISO 2022 IR 87", "Jones^Amy", b"\x1b(Jones T1", b"\x1b(JXXXX T1"),  # the escape stays whole
+    ("\\ISO 2022 IR 149", "Jeong^Minsu=정^민수", b"\x1b$)CJeong T1", b"\x1b$)CXXXXX T1"),  # hangul into G1
+    ("\\ISO 2022 IR 58", "Wang^XiaoDong=王^小东", b"\x1b$)AWang T1", b"\x1b$)AXXXX T1"),  # hanzi into G1
+    ("\\ISO 2022 IR 87", "Yamada^Taro=山田^太郎", b"\x1b$B;3ED\x1b(B \x1b$BB@O:\x1b(B",
+     b"\x1b$BXXXX\x1b(BX\x1b$BXXXX\x1b(B"),  # a name of two kanji groups: the escapes between them stay
 ])
 def test_a_name_beside_another_value_or_an_escape_is_cut_from_a_kept_value(
         tmp_path: Path, charset: str, name: str, value: bytes, cleaned: bytes) -> None:

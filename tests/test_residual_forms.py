@@ -1794,6 +1794,7 @@ def test_a_name_an_iso_2022_escape_splits_is_found(tmp_path: Path, escape: bytes
     ("\\ISO 2022 IR 100", "Qüxworth^Zelda", b"HE \x1b-AQ\xfcxworth "),  # after an escape ending in a letter
     ("\\ISO 2022 IR 100", "Qüxworth^Zelda", b"HE Q\x1b-A\xfcxworth "),  # an escape before a letter not ASCII
     ("\\ISO 2022 IR 87", "Yamada^Taro=山田^太郎", b"\x1b$B;3ED\x1b(BYamada"),  # after kanji, their escape back
+    ("\\ISO 2022 IR 149", "Jeong^Minsu=정^민수", b"\x1b$)CJeong T1 "),  # hangul into G1: ASCII stays in G0
 ])
 def test_a_name_beside_an_iso_2022_escape_is_found(tmp_path: Path, charset: str, name: str, blob: bytes) -> None:
     """An escape sequence beside a name is no letter, though its last byte is one ("ESC ( B" before "Yamada" read

@@ -2329,11 +2329,12 @@ def find(data: bytes, patterns: tuple[Needle, ...], remember: bool = True) -> li
 
 
 def escape_views(data: bytes) -> list[bytes]:
-    """`data` read past the ISO 2022 escape sequences (PS3.5 6.1.2.5) to one-byte character sets that stand beside
-    text in it: each taken out (one may stand inside a word: "M ESC - A üller") and each read as a space (one ends
-    a word, though its last byte is a letter: "Yamada" after "ESC ( B"); none when no sequence stands beside text.
-    A sequence to a set of two bytes a character ("ESC $ B") stays: the bytes after it are no ASCII (found from
-    outside: kanji whose bytes spell "Hana" were cut for a patient Hana)."""
+    """`data` read past the ISO 2022 escape sequences (PS3.5 6.1.2.5) that stand beside text in it: each taken out
+    (one may stand inside a word: "M ESC - A üller") and each read as a space (one ends a word, though its last
+    byte is a letter: "Yamada" after "ESC ( B"); none when no sequence stands beside text. Read past: a one-byte set
+    designated, or a set of two bytes a character into G1 ("ESC $ ) C": what follows it in G0 is ASCII, "Jeong").
+    A set of two bytes into G0 ("ESC $ B") stays: the bytes after it are no ASCII (found from outside: kanji whose
+    bytes spell "Hana" were cut for a patient Hana)."""
     spans = _escapes_beside_text(data)
     if not spans:
         return []
@@ -2357,9 +2358,11 @@ def _between(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     return list(zip(ends, starts, strict=True))
 
 
-_TO_ONE_BYTE_SET = rb"\x1b[\x28-\x2f][\x30-\x7e]"  # ESC ( B, ESC - A: G0 to G3 (ISO/IEC 2022 14.3.2)
-_ISO_2022_ESCAPE = re.compile(_TO_ONE_BYTE_SET)
-_ESCAPE_BESIDE_TEXT = re.compile(rb"[0-9A-Za-z\x80-\xff]%b|%b[0-9A-Za-z\x80-\xff]" % ((_TO_ONE_BYTE_SET,) * 2))
+# ESC ( B, ESC - A: a one-byte set into G0 to G3; ESC $ ) C: a set of two bytes a character into G1 to G3
+# (ISO/IEC 2022 14.3.2); not ESC $ B or ESC $ ( D, two bytes a character into G0
+_ASCII_STAYS = rb"\x1b(?:[\x28-\x2f]|\$[\x29-\x2f])[\x30-\x7e]"
+_ISO_2022_ESCAPE = re.compile(_ASCII_STAYS)
+_ESCAPE_BESIDE_TEXT = re.compile(rb"[0-9A-Za-z\x80-\xff]%b|%b[0-9A-Za-z\x80-\xff]" % ((_ASCII_STAYS,) * 2))
 
 
 def _find_as_written(data: bytes, patterns: tuple[Needle, ...], remember: bool) -> list[Needle]:
