@@ -1317,15 +1317,7 @@ def test_a_kept_value_of_a_utf8_file_is_cut_in_whole_characters(tmp_path: Path, 
     ds = make_dataset(subject=56)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.PatientName = "Novotný^Jan"
-    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
-    ds.add_new(0x0051100F, "LO", "µ;Novotného½;HEP")
-    source = tmp_path / "in.dcm"
-    source.write_bytes(part10(ds, encoding))
-    record = anonymize_file(source, tmp_path / "out", FULL)
-    assert record.status is Status.WRITTEN, record.reason
-    (out,) = files_under(tmp_path / "out")
-    with quiet():
-        value = pydicom.dcmread(out).get_item(0x0051100F).value  # its bytes, not decoded
+    _, value = _written_coil_string(tmp_path, ds, "µ;Novotného½;HEP", encoding)
     text = value.decode("utf-8").rstrip(" ")  # fails on half a character
     assert "Novotn" not in text and text.startswith("µ;X") and text.endswith("ho½;HEP"), text
 
@@ -1354,32 +1346,35 @@ def test_a_name_beside_another_value_or_an_escape_is_cut_from_a_kept_value(
     ds.SpecificCharacterSet = charset
     ds.PatientName = name
     ds.PatientID = "A77120934"
-    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
-    tag = BaseTag(0x0051100F)
-    padded = value + b" " * (len(value) % 2)
-    ds[tag] = DataElement(tag, "LO", padded)  # (bytes: written as they are)
-    source = tmp_path / "in.dcm"
-    source.write_bytes(part10(ds, "explicit_le"))
-    record = anonymize_file(source, tmp_path / "out", FULL)
-    assert record.status is Status.WRITTEN, record.reason
-    (out,) = files_under(tmp_path / "out")
-    with quiet():
-        assert pydicom.dcmread(out).get_item(tag).value == cleaned + b" " * (len(value) % 2)
+    padding = b" " * (len(value) % 2)
+    assert _written_coil_string(tmp_path, ds, value + padding)[1] == cleaned + padding
 
 
-def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,
-                         ) -> bytes:
-    """`ds` with `family` copied into a kept value (a Siemens coil string), at full: written, the value cleaned of
-    it; the output's searchable bytes, upper-cased."""
+_COIL_STRING = BaseTag(0x0051100F)  # a Siemens coil string: a kept value, cleaned of identifying values
+
+
+def _written_coil_string(tmp_path: Path, ds: Dataset, value: str | bytes, encoding: str = "explicit_le",
+                         options: Options = FULL) -> tuple[Path, bytes]:
+    """`ds` with `value` as its coil string (bytes written as they are), anonymized: the file written, and the
+    value's bytes in it."""
     ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
-    ds.add_new(0x0051100F, "LO", f"HEA;{family};HEP")  # Coil String: a kept value, cleaned of identifying values
+    ds[_COIL_STRING] = DataElement(_COIL_STRING, "LO", value)
     source = tmp_path / "in.dcm"
     source.write_bytes(part10(ds, encoding))
     record = anonymize_file(source, tmp_path / "out", options)
     assert record.status is Status.WRITTEN, record.reason
     (out,) = files_under(tmp_path / "out")
     with quiet():
-        assert pydicom.dcmread(out)[0x0051100F].value == "HEA;" + "X" * len(family) + ";HEP"
+        return out, pydicom.dcmread(out).get_item(_COIL_STRING).value
+
+
+def _coil_string_cleaned(tmp_path: Path, ds: Dataset, encoding: str, family: str, options: Options = FULL,
+                         ) -> bytes:
+    """`ds` with `family` copied into its coil string, at full: written, the value cleaned of it; the output's
+    searchable bytes, upper-cased."""
+    out, _ = _written_coil_string(tmp_path, ds, f"HEA;{family};HEP", encoding, options)
+    with quiet():
+        assert pydicom.dcmread(out)[_COIL_STRING].value == "HEA;" + "X" * len(family) + ";HEP"
     return searchable_bytes(out).upper()
 
 
