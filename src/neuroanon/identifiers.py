@@ -2082,7 +2082,7 @@ def _one_of(bodies: list[bytes]) -> bytes:
 
 
 _ESCAPE = rb"\x1b[\x20-\x2f]*[\x30-\x7e]"  # an ISO 2022 escape sequence (ISO/IEC 2022 13.2)
-_ANY_ESCAPE = re.compile(_ESCAPE)
+_ANY_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]+[\x30-\x7e]")  # (a designation: "ESC Z" is none, its "Z" a letter)
 _ESCAPES_AT_ENDS = re.compile(rb"^(%b)+|(%b)+$" % (_ESCAPE, _ESCAPE))
 
 
