@@ -758,12 +758,15 @@ def test_a_garbled_name_with_a_byte_lost_is_found_in_the_encoding_it_was_read_as
     ("Tomáš^Jan", "Tomášovi", "Tomáš"), ("Michał^Anna", "Michała ok", "Michał"), ("Martin^Émile", "DrÉmile", "Émile"),
     ("Perić^Ana", "seen by Peric\u0301a", "Peric"), ("Novotný^Jan", "pro Novotného", "Novotn"),
     ("Martin^Émile", "DrE\u0301mile", "mile"),
+    ("Dvořák^Jiří", "pro Dvořáková", "Dvořák"), ("Dvořák^Jiří", "pana Dvořáka", "Dvořák"),  # accented inside,
+    ("Novák^Jan", "Nováková Jana", "Novák"), ("Müller^Jan", "Müllers Akte", "Müller"),  # an ASCII end
 ])
 def test_a_name_as_written_running_on_into_more_letters_is_found_and_cut(tmp_path: Path, name: str, text: str,
                                                                         copy: str) -> None:
     """An inflected name ("Perića", "Tomáše") runs on past its accented letter: found from outside, released once
     that end was taken for a word's; and cut whole, its characters too (found from outside: "Michała" was cut
-    inside its "ł", leaving a byte of UTF-8 alone)."""
+    inside its "ł", leaving a byte of UTF-8 alone). So does one accented inside, as written ("Dvořáka", "Nováková":
+    found on review, released)."""
     source = original(name)
     assert_found(held(tmp_path, source, ImageComments=text), "PatientName", "(0020,4000)", copy)
     cleaned = cleaned_text(text, needles(source))
@@ -775,6 +778,7 @@ def test_a_name_as_written_running_on_into_more_letters_is_found_and_cut(tmp_pat
     ("Martin^Émile", "1_mile run, smile"), ("Radić^Ivan", "radial VIBE, radiology report"),
     ("Perić^Ana", "periventricular white matter"), ("Dedić^Emina", "dedicated breast coil"),
     ("Åberg^Lars", "Heidelberg protocol"), ("Spanò^Luca", "spanning full brain"), ("Martin^André", "Android"),
+    ("Novák^Jan", "Novakovich protocol"),  # (accented inside: its ASCII spelling does not run on)
 ])
 def test_a_name_beginning_or_ending_with_an_accented_letter_is_a_word(tmp_path: Path, name: str, text: str) -> None:
     """Found from outside: "Dedić" folded as "Dedic" was cut from "dedicated", and with a letter lost at an end,

@@ -1727,9 +1727,12 @@ def text_form(text: str) -> Form:
 def word_forms(text: str) -> tuple[Form, ...]:
     """`text_form`, split at an end with an accented Latin letter: there the letter as written may run on into more
     letters, as a name inflected does ("Perića", "Tomáše": found from outside, released once a word's end was asked
-    of them), its ASCII spelling may not ("Dedic" of "Dedić" is no name in "dedicated": found from outside, cut)."""
+    of them), its ASCII spelling may not ("Dedic" of "Dedić" is no name in "dedicated": found from outside, cut).
+    A name with accented letters inside and an ASCII last letter runs on too where its accented letters are as
+    written ("Dvořáka", "Nováková" for "Dvořák", "Novák"), not in its ASCII spelling ("Dvoraka")."""
     form = text_form(text)
-    ends = sorted({i for i in (0, len(text) - 1) if not text[i].isascii() and _folds_to_ascii(text[i])})
+    accented = [i for i, c in enumerate(text) if not c.isascii() and _folds_to_ascii(c)]
+    ends = sorted({i for i in (0, len(text) - 1) if i in accented})
     forms = []
     for spelled in product((False, True), repeat=len(ends)):  # (True: the end's ASCII spelling)
         tokens, left, right = list(form.tokens), form.left, form.right
@@ -1739,6 +1742,9 @@ def word_forms(text: str) -> tuple[Form, ...]:
             left, right = (bound if end == 0 else left), (bound if end == len(text) - 1 else right)
         if all(tokens):
             forms.append(Form(tuple(tokens), left, right, text))
+    if accented and form.right == ALPHA:  # (an ASCII last letter: as written, inflected)
+        tokens = [tuple(a for a in t if not a.isascii()) if i in accented else t for i, t in enumerate(form.tokens)]
+        forms.append(Form(tuple(tokens), NONE if 0 in accented else form.left, NONE, text))
     return tuple(forms)
 
 
