@@ -760,13 +760,15 @@ def test_a_garbled_name_with_a_byte_lost_is_found_in_the_encoding_it_was_read_as
     ("Martin^Émile", "DrE\u0301mile", "mile"),
     ("Dvořák^Jiří", "pro Dvořáková", "Dvořák"), ("Dvořák^Jiří", "pana Dvořáka", "Dvořák"),  # accented inside,
     ("Novák^Jan", "Nováková Jana", "Novák"), ("Müller^Jan", "Müllers Akte", "Müller"),  # an ASCII end
+    ("Mu\u0308ller^Jan", "Müllers Akte", "Müller"), ("Müller^Jan", "Mu\u0308llers Akte", "ller"),  # NFD
+    ("Müller^Jan", "MÃ¼llers Akte", "MÃ¼ller"),  # garbled
 ])
 def test_a_name_as_written_running_on_into_more_letters_is_found_and_cut(tmp_path: Path, name: str, text: str,
                                                                         copy: str) -> None:
     """An inflected name ("Perića", "Tomáše") runs on past its accented letter: found from outside, released once
     that end was taken for a word's; and cut whole, its characters too (found from outside: "Michała" was cut
     inside its "ł", leaving a byte of UTF-8 alone). So does one accented inside, as written ("Dvořáka", "Nováková":
-    found on review, released)."""
+    found on review, released), decomposed or garbled, or stored decomposed (found from outside: released)."""
     source = original(name)
     assert_found(held(tmp_path, source, ImageComments=text), "PatientName", "(0020,4000)", copy)
     cleaned = cleaned_text(text, needles(source))

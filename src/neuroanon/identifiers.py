@@ -924,16 +924,18 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
                   declared: tuple[str, ...]) -> list[Needle]:
     """The needle of one text a value is searched as, with its forms; and that of the text garbled
     (`misread_forms`), of its own: their keys are no other form's."""
-    forms = (Form(((text,),), DIGIT, DIGIT),) if text.isdigit() else word_forms(text)
+    composed = unicodedata.normalize("NFC", text)  # (a value stored decomposed: its accented letters as such,
+    # found from outside: "Müllers" was released for a PatientName "Mu\u0308ller", none of its letters accented)
+    forms = (Form(((text,),), DIGIT, DIGIT),) if text.isdigit() else word_forms(composed)
     if keyword in IDS and runs_on(text):  # (an ID of groups too short for `id_form`: "QX12ZB34")
         forms = (replace(text_form(text), left=NONE, right=NONE),)
     widths = [text_form(t) for t in sorted(kana_forms(text)) if _shortest(t, encodings) >= MIN_TEXT]
     # decomposed, marks written apart (as macOS names files): found from outside, "Mu\u0308ller" was held, not cut;
     # each mark there (without them it is the ASCII spelling, a word: `word_forms`)
-    if (decomposed := unicodedata.normalize("NFD", text)) != text:
-        apart, written = text_form(decomposed), text_form(text)  # (the boundaries of the name as written)
+    if (decomposed := unicodedata.normalize("NFD", composed)) != composed:
+        apart, written = text_form(decomposed), text_form(composed)  # (the boundaries of the name as written)
         widths.append(replace(apart, tokens=tuple(tuple(a for a in t if a) or t for t in apart.tokens),
-                              left=written.left, right=written.right))
+                              left=written.left, right=_as_written_end(composed, written.right)))
     widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
     widths += [romanized] if (romanized := romanized_form(text)) is not None else []
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
@@ -1742,10 +1744,16 @@ def word_forms(text: str) -> tuple[Form, ...]:
             left, right = (bound if end == 0 else left), (bound if end == len(text) - 1 else right)
         if all(tokens):
             forms.append(Form(tuple(tokens), left, right, text))
-    if accented and form.right == ALPHA:  # (an ASCII last letter: as written, inflected)
+    if _as_written_end(text, form.right) != form.right:  # (an ASCII last letter: as written, inflected)
         tokens = [tuple(a for a in t if not a.isascii()) if i in accented else t for i, t in enumerate(form.tokens)]
         forms.append(Form(tuple(tokens), NONE if 0 in accented else form.left, NONE, text))
     return tuple(forms)
+
+
+def _as_written_end(text: str, right: str) -> str:
+    """The end of a name with accented Latin letters, written with them (as written, decomposed or garbled): none,
+    more letters may follow as a name inflected ("Dvořáka", "Müllers"); that of its ASCII spelling stays a word's."""
+    return NONE if right == ALPHA and any(not c.isascii() and _folds_to_ascii(c) for c in text) else right
 
 
 def _folds_to_ascii(c: str) -> bool:
@@ -1762,8 +1770,8 @@ def misread_forms(text: str) -> tuple[tuple[Form, tuple[str, ...]], ...]:
     a name in a kept text were released."""
     if text.isascii():
         return ()
-    form = text_form(text)  # (its boundaries: a word's beside an ASCII end)
-    left, right = form.left, form.right
+    form = text_form(text)  # (its boundaries: a word's beside an ASCII end, but an inflected name's)
+    left, right = form.left, _as_written_end(text, form.right)
     forms = []
     for steps in MISREADINGS:
         tokens = [_char_token(c) if c.isascii() else _misread(c, steps) for c in text]
