@@ -762,6 +762,7 @@ def test_a_garbled_name_with_a_byte_lost_is_found_in_the_encoding_it_was_read_as
     ("Novák^Jan", "Nováková Jana", "Novák"), ("Müller^Jan", "Müllers Akte", "Müller"),  # an ASCII end
     ("Mu\u0308ller^Jan", "Müllers Akte", "Müller"), ("Müller^Jan", "Mu\u0308llers Akte", "ller"),  # NFD
     ("Müller^Jan", "MÃ¼llers Akte", "MÃ¼ller"),  # garbled
+    ("Mu\u0308ller^Jan", "MÃ¼ller Akte", "MÃ¼ller"), ("Mu\u0308ller^Jan", "MuÌˆllers Akte", "MuÌˆller"),  # both
 ])
 def test_a_name_as_written_running_on_into_more_letters_is_found_and_cut(tmp_path: Path, name: str, text: str,
                                                                         copy: str) -> None:

@@ -941,7 +941,8 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
         if keyword in IDS and keyword not in PHONES else ()
     found = [Needle(keyword, data, (*forms, *widths, *glued, *grouped), encodings, declared)]
-    for garbled, readers in misread_forms(text):  # (a needle each, with keys of its own)
+    spellings = (composed, text) if text != composed else (text,)  # (stored decomposed: garbled either way)
+    for garbled, readers in (f for spelled in spellings for f in misread_forms(spelled)):  # (a needle each)
         known_by = fold(garbled.text or "".join(t[0] for t in garbled.tokens)).encode("utf-8")
         needle = Needle(keyword, known_by, (garbled,), (*MISREAD_ENCODINGS, *readers), declared, in_text=False)
         # (in its readers' one-byte encodings a form may give no keys of three bytes: then in UTF-8 and UTF-16 alone;
@@ -1753,7 +1754,8 @@ def word_forms(text: str) -> tuple[Form, ...]:
 def _as_written_end(text: str, right: str) -> str:
     """The end of a name with accented Latin letters, written with them (as written, decomposed or garbled): none,
     more letters may follow as a name inflected ("Dvořáka", "Müllers"); that of its ASCII spelling stays a word's."""
-    return NONE if right == ALPHA and any(not c.isascii() and _folds_to_ascii(c) for c in text) else right
+    composed = unicodedata.normalize("NFC", text)  # (decomposed, its marks fold to nothing)
+    return NONE if right == ALPHA and any(not c.isascii() and _folds_to_ascii(c) for c in composed) else right
 
 
 def _folds_to_ascii(c: str) -> bool:
