@@ -114,6 +114,20 @@ def test_an_output_name_too_long_for_the_file_system_is_refused_by_the_run_and_t
     assert os.listdir(tmp_path) == ["in"]
 
 
+@pytest.mark.parametrize(("flag", "what"), [("--report", "report"), ("--mapping", "mapping file"),
+                                            ("--quarantine", "quarantine")])
+def test_a_report_mapping_or_quarantine_name_too_long_is_refused(source: Path, tmp_path: Path, flag: str,
+                                                                 what: str) -> None:
+    """Found from outside: a report named longer than the file system takes ended in exit 1 with Python's "File
+    name too long"; the mapping file the same."""
+    key = tmp_path / "key"
+    key.write_text("cd" * 32)
+    written = tmp_path / ("r" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+    _one_line(_run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--level", "full", "--key-file", str(key),
+                    flag, str(written)]), 2, f"cannot write the {what} {written}: file name too long")
+    assert sorted(os.listdir(tmp_path)) == ["in", "key"]
+
+
 def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
     for output in (unwritable / "out", unwritable / "out.zip"):
         line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))

@@ -495,6 +495,12 @@ def _key(args: argparse.Namespace) -> int:
 
 def _release_checks(args: argparse.Namespace) -> None:
     """The paths of a command that releases files do not clash; its report and quarantine can be written."""
+    from .pipeline import check_name
+
+    for what, written in (("report", args.report), ("mapping file", getattr(args, "mapping", None)),
+                          ("quarantine", args.quarantine)):
+        if written is not None:
+            check_name(written, what)
     _check_run_paths(inputs=getattr(args, "inputs", []), output=getattr(args, "output", None), report=args.report,
                      mapping=getattr(args, "mapping", None), quarantine=args.quarantine,
                      key=args.key_file or default_key_path(), lookup=args.lookup)

@@ -144,13 +144,19 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
                          "output): give only one of them, or rename one")
 
 
+def check_name(path: Path, what: str) -> None:
+    """Refuse a path the run writes (`what`: "output", "report"...) that holds a name longer than its file system
+    takes (found from outside: such a name ended in exit 1 with Python's words)."""
+    longest = _name_max(path.absolute())
+    if any(len(os.fsencode(part)) > longest for part in path.absolute().parts):
+        raise UsageError(f"cannot write the {what} {path}: file name too long")
+
+
 def _check_names(output: Path) -> None:
-    """Refuse an output whose path holds a name longer than its file system takes, or whose journal's does (the
-    longest name the run puts beside it): the dry run as the run (found from outside: the dry run approved what
-    the run refused, and a name too long ended in exit 1 with Python's words)."""
+    """Refuse an output whose name is too long for its file system, or whose journal's is (the longest name the
+    run puts beside it): the dry run as the run (found from outside: the dry run approved what the run refused)."""
+    check_name(output, "output")
     longest = _name_max(output.absolute())
-    if any(len(os.fsencode(part)) > longest for part in output.absolute().parts):
-        raise UsageError(f"cannot write the output {output}: file name too long")
     journal = len(os.fsencode(journal_path(output).name))
     if journal > longest:
         raise UsageError(f"cannot write beside the output {output}: file name too long (the run's journal there, "
