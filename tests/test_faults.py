@@ -29,7 +29,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from neuroanon import discover, journal, pipeline, stops, write
 from neuroanon.cli import main
-from neuroanon.errors import RunStopped, Terminated, WorkerDied
+from neuroanon.errors import RunStopped, Terminated, UsageError, WorkerDied
 from neuroanon.journal import Journal, journal_path
 from neuroanon.options import Level, Options
 from neuroanon.report import Record, RunInfo, Status
@@ -483,6 +483,31 @@ def test_a_run_refused_by_a_full_disk_leaves_nothing_it_made(small_disk: Path, t
                              capture_output=True, text=True, env=ENV, timeout=120)
         assert run.returncode == 2 and refused in run.stderr and "no space left on device" in run.stderr, run.stderr
         assert os.listdir(small_disk) == ["filler"] and not report.exists()
+
+
+def test_a_run_refused_for_a_report_another_run_holds_leaves_that_report(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs into two outputs with one report, begun at once: the other run makes and holds the report between
+    this run's look (no report yet) and its own open, which is refused. The refused run removes what it made, not
+    the other run's report (found on review: it unlinked it, and the other run wrote its records to no file)."""
+    report = tmp_path / "report.jsonl"
+    held: list[int] = []
+
+    def other_run_holds_it(*args: object, **kwargs: object) -> None:
+        fd = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        held.append(fd)
+        os.write(fd, b'{"provenance": "the other run"}\n')
+        write.claim(fd, "held")  # (an open file description of its own: this run's claim is refused)
+        write.claim(os.open(report, os.O_WRONLY | os.O_APPEND), "the report is being written by another run")
+
+    monkeypatch.setattr(pipeline, "ReportWriter", other_run_holds_it)
+    try:
+        with pytest.raises(UsageError, match="another run"):
+            pipeline._records(tmp_path / "out", Options(level=Level.ANONYMIZE), [tmp_path], report, None, None, False)
+        assert report.read_bytes() == b'{"provenance": "the other run"}\n'
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def test_a_quarantine_that_fills_up_holds_no_half_written_file(small_disk: Path, tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ from .write import (
     clear_staged,
     copy_file,
     discard,
+    held_elsewhere,
     parent_folders,
     partial_zip,
     release,
@@ -144,19 +145,19 @@ def check_paths(inputs: list[Path], output: Path, quarantine: Path | None = None
                          "output): give only one of them, or rename one")
 
 
-def check_name(path: Path, what: str) -> None:
+def check_name(path: Path, what: str) -> int:
     """Refuse a path the run writes (`what`: "output", "report"...) that holds a name longer than its file system
-    takes (found from outside: such a name ended in exit 1 with Python's words)."""
+    takes (found from outside: such a name ended in exit 1 with Python's words); the longest it takes."""
     longest = _name_max(path.absolute())
     if any(len(os.fsencode(part)) > longest for part in path.absolute().parts):
         raise UsageError(f"cannot write the {what} {path}: file name too long")
+    return longest
 
 
 def _check_names(output: Path) -> None:
     """Refuse an output whose name is too long for its file system, or whose journal's is (the longest name the
     run puts beside it): the dry run as the run (found from outside: the dry run approved what the run refused)."""
-    check_name(output, "output")
-    longest = _name_max(output.absolute())
+    longest = check_name(output, "output")
     journal = len(os.fsencode(journal_path(output).name))
     if journal > longest:
         raise UsageError(f"cannot write beside the output {output}: file name too long (the run's journal there, "
@@ -282,7 +283,8 @@ def _records(output: Path, options: Options, inputs: list[Path], report: Path | 
             if opened is not None:
                 opened.close()
         for path in made:
-            path.unlink(missing_ok=True)
+            if not held_elsewhere(path):  # (another run's, made and claimed since it was looked for: it stays)
+                path.unlink(missing_ok=True)
         raise
     return subjects, writer, journal
 

@@ -14,6 +14,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,13 +259,20 @@ class ReportWriter:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = _open_for_appending(path)
-            if stat.S_ISREG(os.fstat(fd).st_mode):  # (not a device or a pipe: /dev/stdout)
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)  # (not a device or a pipe: /dev/stdout)
+            if regular:
                 claim(fd, report_in_use(path))
-                if not append:
-                    os.ftruncate(fd, 0)
             self._fd = fd
-            if options is not None:
-                self.write(provenance(options, run))
+            try:
+                if regular and not append:
+                    os.ftruncate(fd, 0)
+                if options is not None:
+                    self.write(provenance(options, run))
+            except BaseException:  # (a writer not made holds no file, nor its claim: found on review, a full disk
+                # left the report held open, so that the refused run took it for another run's)
+                with suppress(OSError):
+                    self.close()
+                raise
 
     def write(self, entry: Record | dict[str, object]) -> None:
         """Append a record (or the summary) as one JSON line; one that cannot be written whole is not written."""
