@@ -2362,9 +2362,13 @@ def escape_views(data: bytes) -> list[bytes]:
 
 def _escapes_beside_text(data: bytes) -> list[tuple[int, int]]:
     """Where `data`'s ISO 2022 escape sequences are, if one stands beside a letter or digit (not only in binary)."""
-    if b"\x1b" not in data or not _ESCAPE_BESIDE_TEXT.search(data):
+    if b"\x1b" not in data:
         return []
-    return [m.span() for m in _ISO_2022_ESCAPE.finditer(data)]
+    spans = [m.span() for m in _ISO_2022_ESCAPE.finditer(data)]  # (a scan for ESC: a pattern that began with the
+    # byte before it tried every byte of a header, 1.5 ms for 100 KB of text)
+    beside = any(start and data[start - 1] in _TEXT_BYTES or end < len(data) and data[end] in _TEXT_BYTES
+                 for start, end in spans)
+    return spans if beside else []
 
 
 def _between(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
@@ -2378,7 +2382,7 @@ def _between(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
 # (ISO/IEC 2022 14.3.2); not ESC $ B or ESC $ ( D, two bytes a character into G0
 _ASCII_STAYS = rb"\x1b(?:[\x28-\x2f]|\$[\x29-\x2f])[\x30-\x7e]"
 _ISO_2022_ESCAPE = re.compile(_ASCII_STAYS)
-_ESCAPE_BESIDE_TEXT = re.compile(rb"[0-9A-Za-z\x80-\xff]%b|%b[0-9A-Za-z\x80-\xff]" % ((_ASCII_STAYS,) * 2))
+_TEXT_BYTES = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" + bytes(range(0x80, 0x100)))
 
 
 def _find_as_written(data: bytes, patterns: tuple[Needle, ...], remember: bool) -> list[Needle]:
