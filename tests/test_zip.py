@@ -284,6 +284,44 @@ def test_members_that_cannot_be_read_are_each_a_record_and_the_rest_is_done(tmp_
     assert {r["status"] for name, r in records.items() if name != "mixed.zip/good.dcm"} == {"failed"}
     assert files_under(tmp_path / "out") == [tmp_path / "out" / "mixed.zip" / "good.dcm"]
 
+def test_damaged_archives_say_what_is_wrong_in_words(tmp_path: Path) -> None:
+    """Found from outside: a gzip member cut short was "archive member unreadable (EOFError)", a class name. Each
+    kind of damage says what it is, without the member's name or the bytes the library's message quotes. Found on
+    the way: a gzip damaged in its first 8 KB was not DICOM, copied out as it was below full."""
+    data = make_study(tmp_path / "study", subject=9, n_series=1, n_instances=1)[0].read_bytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    packed = gzip.compress(data)
+    (folder / "cut.dcm.gz").write_bytes(packed[: len(packed) // 2])
+    (folder / "sum.dcm.gz").write_bytes(packed[:-8] + bytes(8))  # its CRC and length zeroed
+    middle = len(packed) // 2
+    (folder / "start.dcm.gz").write_bytes(packed[:10] + bytes(b ^ 0xFF for b in packed[10:74]) + packed[74:])
+    (folder / "bytes.dcm.gz").write_bytes(packed[:middle] + bytes(b ^ 0xFF for b in packed[middle:middle + 64])
+                                          + packed[middle + 64:])
+    with zipfile.ZipFile(folder / "crc.zip", "w") as zf:
+        zf.writestr("a.dcm", data)
+    damaged = bytearray((folder / "crc.zip").read_bytes())
+    damaged[damaged.find(b"DICM") + 200] ^= 0xFF
+    (folder / "crc.zip").write_bytes(bytes(damaged))
+    (folder / "torn.zip").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 2)
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(folder), "-o", str(tmp_path / "out"), "--report", str(report), "-q"]) == 1
+    assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") == []
+    records = read_report(report)[1]
+    assert {r["status"] for r in records} == {"failed"}
+    reasons = {r["input"]: r["reason"] for r in records}
+    assert reasons == {
+        "cut.dcm.gz/cut.dcm": "archive member unreadable (cut short)",
+        "sum.dcm.gz/sum.dcm": "archive member unreadable (corrupt: a checksum does not match)",
+        # (was "not DICOM: copied unchanged", the patient's name in it below full)
+        "start.dcm.gz": "gzip data unreadable (its compressed data are corrupt) before what it holds could be told: "
+                        "not read",
+        "bytes.dcm.gz/bytes.dcm": "archive member unreadable (its compressed data are corrupt)",
+        "crc.zip/a.dcm": "archive member unreadable (corrupt: a checksum does not match)",
+        "torn.zip": "zip archive could not be opened (not a valid zip archive): its files were not read",
+    }
+
+
 
 @pytest.mark.parametrize("into", ["folder", "zip"])
 @pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])

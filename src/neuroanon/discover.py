@@ -140,11 +140,18 @@ def _opened(item: InputFile) -> Iterator[InputFile]:
     kind = archive_kind(item.path, not_dicom=True) if item.kind is Kind.NOT_DICOM else None
     if kind == "zip":
         yield from _members(item.path, item.root, item.relative + "/", item.through_links)
-    elif kind == "gzip" and _gzip_holds_dicom(item.path):
-        name = PurePosixPath(item.relative).name
-        inner = name[: -len(".gz")] if name.lower().endswith(".gz") and len(name) > 3 else name
-        yield replace(item, relative=f"{item.relative}/{inner}", kind=Kind.GZIP_MEMBER, member=inner,
-                      size=os.stat(item.path).st_size)
+    elif kind == "gzip":
+        head, damage = _gzip_head(item.path)
+        if looks_like_dicom(head[:140]) or looks_like_dicom(head):
+            name = PurePosixPath(item.relative).name
+            inner = name[: -len(".gz")] if name.lower().endswith(".gz") and len(name) > 3 else name
+            yield replace(item, relative=f"{item.relative}/{inner}", kind=Kind.GZIP_MEMBER, member=inner,
+                          size=os.stat(item.path).st_size)
+        elif damage:  # (found from outside: a damaged .dcm.gz was "not DICOM", copied out as it was below full)
+            yield replace(item, kind=Kind.UNREADABLE, note=f"gzip data unreadable ({damage}) before what it holds "
+                          "could be told: not read")
+        else:
+            yield item
     else:
         yield item
 
@@ -184,15 +191,23 @@ def _holds_dicom(path: Path) -> bool:
         return False  # (its read says why, as that of any file)
 
 
-def _gzip_holds_dicom(path: Path) -> bool:
+def _gzip_head(path: Path) -> tuple[bytes, str]:
+    """The first HEAD bytes a gzip file inflates to, and why no more could be read ("" if nothing was wrong).
+    Inflated a little at a time: damage further on is found when the member is unpacked, and fails it."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    head = b""
     try:
-        with gzip.open(path, "rb") as f:
-            head = f.read(140)
-            if looks_like_dicom(head):
-                return True
-            return looks_like_dicom(head + f.read(HEAD - len(head)))  # (a stream cut short: an error here)
-    except (OSError, EOFError, zlib.error):
-        return False  # not one, or broken: left as the file it is
+        with open(path, "rb") as f:
+            while len(head) < HEAD and not inflater.eof:
+                data = inflater.unconsumed_tail or f.read(512)
+                if not data:
+                    return head, archive_cause(EOFError())
+                head += inflater.decompress(data, HEAD - len(head))
+    except zlib.error as exc:
+        return head, archive_cause(exc)
+    except OSError:
+        return b"", ""  # (its read says why, as that of any file)
+    return head, ""
 
 
 def _target(link: Path) -> str:
@@ -225,11 +240,8 @@ def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Ite
         with zipfile.ZipFile(archive) as zf:
             infos = sorted(zf.infolist(), key=lambda i: i.filename)
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-        # (found from outside: said "(UnicodeDecodeError)"; zipfile reads every name before any member)
-        cause = ("a member's name is flagged UTF-8 but is not" if isinstance(exc, UnicodeDecodeError)
-                 else type(exc).__name__)
         name = prefix.rstrip("/") or archive.name
-        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened ({cause}): its "
+        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened ({archive_cause(exc)}): its "
                         "files were not read")
         return
     if all(info.is_dir() for info in infos):  # (an archive of no file, or of folders alone, is said, not left out)
@@ -246,6 +258,24 @@ def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Ite
         else:
             yield InputFile(archive, root, prefix + info.filename, Kind.ZIP_MEMBER, info.filename, info.file_size,
                             through_links=through_links)
+
+
+def archive_cause(exc: BaseException) -> str:
+    """Why an archive or one of its members could not be read, in words, without what the library's message may
+    quote (a member's name, the bytes found). Found from outside: the causes were class names ("EOFError")."""
+    if isinstance(exc, UnicodeDecodeError):  # (zipfile reads every name before any member)
+        return "a member's name is flagged UTF-8 but is not"
+    if isinstance(exc, EOFError):
+        return "cut short"
+    if isinstance(exc, zlib.error):
+        return "its compressed data are corrupt"
+    if isinstance(exc, gzip.BadGzipFile):  # (an OSError without an OS's reason)
+        return "corrupt: a checksum does not match" if "CRC" in str(exc) else "not valid gzip data"
+    if isinstance(exc, zipfile.BadZipFile):
+        return "corrupt: a checksum does not match" if "CRC" in str(exc) else "not a valid zip archive"
+    if isinstance(exc, OSError) and exc.strerror:
+        return _cause(exc)
+    return "not a valid archive"
 
 
 _READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)

@@ -38,6 +38,7 @@ from .context import FileContext, RunContext
 from .discover import (
     InputFile,
     Kind,
+    archive_cause,
     archive_kind,
     discover,
     extracted,
@@ -1022,7 +1023,7 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
                     # and every rerun, there; the files after it were never done
                     return Prepared(Record(name, Status.FAILED, "archive member not unpacked: it holds more than "
                                            "the space left on the disk of the output's work folder"))
-                return Prepared(Record(name, Status.FAILED, f"archive member unreadable ({type(exc).__name__})"))
+                return Prepared(Record(name, Status.FAILED, f"archive member unreadable ({archive_cause(exc)})"))
             if member.kind is Kind.NOT_DICOM and archive_kind(member.path, not_dicom=True) is not None:
                 return Prepared(Record(name, Status.FAILED, "an archive inside an archive: not opened; extract "
                                        "it and run again"))
