@@ -259,6 +259,15 @@ def test_a_run_whose_standard_error_reader_went_away_exits_141(tmp_path: Path) -
     again = _run(args)
     assert again.returncode == 1 and again.stderr.count("failed: ") == 3, again.stderr
     assert sum(1 for line in report.read_text().splitlines() if '"status"' in line) == 4
+    read, write = os.pipe()
+    os.close(read)
+    try:  # a dry run (its lines on standard output) stopped so: its report says the same (it said "interrupted")
+        done = subprocess.run([*COMMAND, *args, "--dry-run"], stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert json.loads(report.read_text().splitlines()[-1])["summary"]["stopped"] == "broken pipe"
 
 
 def test_explain_piped_into_head_prints_the_first_lines() -> None:

@@ -122,6 +122,7 @@ def stop_after_two(self, record, size):  # SIGTERM once the terminal has shown t
     shown(self, record, size)
     if self.files == 2:
         os.kill(os.getpid(), signal.SIGTERM)
+        print("the line ended", file=sys.stderr)  # (a stop is taken between files, not where it lands)
 
 cli._Shown.__call__ = stop_after_two
 sys.exit(cli.main(sys.argv[1:]))
@@ -130,13 +131,14 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def test_a_dry_run_stopped_says_it_was_a_dry_run_and_its_report_says_it_stopped(tree: Path, tmp_path: Path) -> None:
     """Found from outside: a dry run stopped by SIGTERM advised running it again "to resume" (it has nothing to
-    resume), showed its counts as a run's ("2 written") and left its report without a summary line."""
+    resume), showed its counts as a run's ("2 written") and left its report without a summary line; and it took
+    the stop where it landed, not between files as a run does."""
     out, report = tmp_path / "out", tmp_path / "dry.jsonl"
     done = subprocess.run([sys.executable, "-c", _STOPPED_AFTER_TWO_FILES, "anonymize", str(tree), "-o", str(out),
                            "--workers", "1", "--dry-run", "--report", str(report)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 143, done.stderr
-    assert done.stderr == "neuroanon: dry run stopped by SIGTERM; nothing was written\n"
+    assert done.stderr == "the line ended\nneuroanon: dry run stopped by SIGTERM; nothing was written\n"
     shown = [line for line in done.stdout.splitlines() if not line.startswith("would ")]
     assert shown[0] == f"dry run stopped: nothing was written to {out}; for the files it went through, a run would give"
     assert shown[1].startswith("2 files at level anonymize")

@@ -543,9 +543,12 @@ def preview_tree(
     claimed = Claims()
     not_kept = replace(options, quarantine=None)
     foreseen = _Foreseen(None if output.suffix.lower() == ".zip" else output)
-    stopped = "interrupted"
+    stopped = "interrupted"  # (a stop asked by a signal, as a run's report says it)
     try:
-        with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool:
+        # Stops deferred as in a run (found from outside: they were not): taken between files, never inside the
+        # scratch folder's or the pool's clean-up, where Python would print them and go on.
+        with tempfile.TemporaryDirectory(prefix="neuroanon-dry-run-") as folder, _pool(workers, None) as pool, \
+                stops.deferred():
             scratch = Path(folder)
             items = _named(inputs, follow_symlinks)
             # (prepared without the quarantine too: its review pictures would be written there)
@@ -559,8 +562,12 @@ def preview_tree(
                 writer.write(record)
                 if on_record is not None:
                     on_record(record, size)
+                stops.check()
         writer.write(summary.as_dict())
         stopped = ""
+    except OSError as exc:  # (its terminal or pipe gone, the scratch folder's disk full: said as a run says it)
+        stopped = _cause(exc)
+        raise
     finally:
         with suppress(OSError):  # (as a stopped run's report does, found from outside)
             if stopped:
