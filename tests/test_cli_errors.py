@@ -128,6 +128,21 @@ def test_a_report_mapping_or_quarantine_name_too_long_is_refused(source: Path, t
     assert sorted(os.listdir(tmp_path)) == ["in", "key"]
 
 
+def test_a_node_s_output_or_work_folder_name_too_long_is_refused(tmp_path: Path) -> None:
+    """Found from outside: `serve` with an output named longer than the file system takes, or one whose work
+    folder beside it (named after it, 16 bytes longer) would be, ended in exit 1 with Python's words."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    long_name = tmp_path / ("x" * (longest + 1))
+    work = tmp_path / f".{'y' * (longest - 10)}.neuroanon-node"
+    for args, said in ((["-o", str(long_name)], f"cannot write the output {long_name}"),
+                       (["-o", str(tmp_path / ("y" * (longest - 10)))],
+                        f"cannot write the node's work folder (named after the output) {work}"),
+                       (["-o", str(tmp_path / "out"), "--work", str(long_name)],
+                        f"cannot write the node's work folder {long_name}")):
+        _one_line(_run(["serve", *args, "--port", "0"]), 2, f"{said}: file name too long")
+    assert os.listdir(tmp_path) == []
+
+
 def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
     for output in (unwritable / "out", unwritable / "out.zip"):
         line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))

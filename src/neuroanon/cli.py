@@ -797,7 +797,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .node import Node, NodeConfig, Retry, client_tls, incoming, parse_peer, server_tls
 
+    from .journal import node_work_path
+    from .pipeline import check_name
+
+    # (found from outside: a name too long for its file system ended in exit 1 with Python's words)
+    check_name(args.output, "output")
     _check_writable(args.output, "output", folder=True)
+    if args.work is None:
+        check_name(node_work_path(args.output), "node's work folder (named after the output)")
+    else:
+        check_name(args.work, "node's work folder")
     _release_checks(args)
     options = _release_settings(args)
     if (args.tls_cert is None) != (args.tls_key is None):
