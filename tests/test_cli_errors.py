@@ -269,6 +269,7 @@ def test_a_run_whose_standard_error_reader_went_away_exits_141(tmp_path: Path) -
         os.close(write)
     assert done.returncode == 141, done.stdout
     assert "broken pipe" not in done.stdout and str(out) not in done.stdout, done.stdout
+    assert done.stdout.startswith("1 file at level anonymize"), "what was done is said where it can be"
     summary = json.loads(report.read_text().splitlines()[-1])["summary"]
     assert summary["stopped"] == "broken pipe" and summary["files"] < 4
     again = _run(args)

@@ -618,7 +618,9 @@ def _anonymize(args: argparse.Namespace) -> int:
                            workers=args.workers, dask_scheduler=args.dask_scheduler, run=_run_info(args, options),
                            mapping=args.mapping, follow_symlinks=args.follow_symlinks, force=args.force,
                            summary=summary, private=private)
-    except (RunStopped, KeyboardInterrupt):  # (SIGTERM too) what was done before the stop, then why it stopped
+    except (RunStopped, KeyboardInterrupt, OSError):  # (SIGTERM too; OSError: its terminal or pipe gone, found
+        # from outside: with standard error's reader gone, what was done was not said on standard output) what was
+        # done before the stop, then why it stopped
         if progress is not None:
             progress.close()
         if summary.files:
@@ -795,9 +797,8 @@ def _serve(args: argparse.Namespace) -> int:
     """Run the node until SIGTERM or SIGINT; then finish what is in flight and stop."""
     import signal
 
-    from .node import Node, NodeConfig, Retry, client_tls, incoming, parse_peer, server_tls
-
     from .journal import node_work_path
+    from .node import Node, NodeConfig, Retry, client_tls, incoming, parse_peer, server_tls
     from .pipeline import check_name
 
     # (found from outside: a name too long for its file system ended in exit 1 with Python's words)

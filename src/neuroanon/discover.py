@@ -241,8 +241,8 @@ def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Ite
             infos = sorted(zf.infolist(), key=lambda i: i.filename)
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         name = prefix.rstrip("/") or archive.name
-        yield InputFile(archive, root, name, Kind.UNREADABLE, note=f"zip archive could not be opened ({archive_cause(exc)}): its "
-                        "files were not read")
+        yield InputFile(archive, root, name, Kind.UNREADABLE,
+                        note=f"zip archive could not be opened ({archive_cause(exc)}): its files were not read")
         return
     if all(info.is_dir() for info in infos):  # (an archive of no file, or of folders alone, is said, not left out)
         yield InputFile(archive, root, prefix.rstrip("/") or archive.name, Kind.UNREADABLE,

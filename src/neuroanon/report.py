@@ -177,7 +177,8 @@ class Summary:
     def line(self, held_back: bool = False) -> str:
         """One line of counts; `held_back`: files a check stopped were not kept anywhere, so say so."""
         parts = ", ".join(f"{self.counts.get(s.value, 0)} {status_word(s, held_back)}" for s in Status)
-        return f"{self.files} files at level {self.level} in {self.elapsed:.1f} s: {parts}"
+        files = f"{self.files} file{'' if self.files == 1 else 's'}"
+        return f"{files} at level {self.level} in {self.elapsed:.1f} s: {parts}"
 
     def lines(self, held_back: bool = False) -> list[str]:
         """The count line, then one line per status and reason, with its count."""
