@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PositronEmissionTomographyImageStorage
 
 from neuroanon.cli import main
 
@@ -247,3 +248,108 @@ def test_other_image_comments_are_removed_at_full(tmp_path: Path, comment: str) 
                  "--key-file", str(key), "--workers", "1", "-q"]) == 0
     for path in sorted((tmp_path / "out").rglob("*.dcm")):
         assert "ImageComments" not in pydicom.dcmread(path)
+
+
+Private = dict[int, tuple[str, object]]  # elements by tag, creators included: (VR, value)
+
+
+def _series(folder: Path, manufacturer: str, slices: list[tuple[int, Private]], **public: object) -> None:
+    """One series of 8x8 slices, in instance order: each one's position (0 to 2) and private elements; a public
+    attribute given as a list takes its value by instance; fake PHI in the header."""
+    folder.mkdir(parents=True)
+    study = "1.2.826.0.1.3680043.10.83.2"
+    for number, (z, private) in enumerate(slices, start=1):
+        ds = pydicom.Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, f"{study}.7.{number}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, study + ".7", study + ".9"
+        ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "MR", manufacturer, "Fakemodel 3T"
+        ds.PatientName, ds.PatientID, ds.PatientPosition = "Quaxworth^Zebulon", "QX771234", "HFS"
+        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240115"
+        ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 7, 1, number
+        ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "EP", "SK", "2D"
+        ds.RepetitionTime, ds.EchoTime, ds.MagneticFieldStrength = 3000, 80, 3
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        for keyword, value in public.items():
+            setattr(ds, keyword, value[number - 1] if isinstance(value, list) else value)
+        for tag, (vr, value) in private.items():
+            ds.add_new(tag, vr, value)
+        small_slice(ds, z, (bytes(range(128)) * number)[:128])
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(folder / f"IM{number:04d}.dcm", enforce_file_format=True)
+
+
+# Volumes of a Philips diffusion series in the order acquired: b-value, b-value number, gradient number, direction.
+# Its second b=0 comes fourth (drift correction): only (2005,xx96) of "DD 006" gives that order, the two numbers
+# sort it otherwise.
+_PHILIPS_VOLUMES = [(0, 1, 1, (0, 0, 0)), (1000, 2, 1, (1, 0, 0)), (1000, 2, 2, (0, 1, 0)), (0, 1, 2, (0, 0, 0)),
+                    (1000, 2, 3, (0, 0, 1))]
+
+
+def _philips_dwi(folder: Path) -> None:
+    """Classic Philips diffusion images (software 5.6), slice by slice, each slice's volumes in turn."""
+    slices: list[tuple[int, Private]] = []
+    for z in range(3):
+        for volume, (b, b_number, gradient, direction) in enumerate(_PHILIPS_VOLUMES, start=1):
+            slices.append((z, {
+                0x20010010: ("LO", "Philips Imaging DD 001"), 0x20011003: ("FL", float(b)),
+                0x20011004: ("CS", "O" if b else "I"), 0x2001100A: ("IS", z + 1),
+                0x20050010: ("LO", "Philips MR Imaging DD 001"), 0x200510B0: ("FL", float(direction[0])),
+                0x200510B1: ("FL", float(direction[1])), 0x200510B2: ("FL", float(direction[2])),
+                0x20050014: ("LO", "Philips MR Imaging DD 005"), 0x20051412: ("IS", b_number),
+                0x20051413: ("IS", gradient), 0x20050015: ("LO", "Philips MR Imaging DD 006"),
+                0x20051596: ("IS", volume)}))
+    _series(folder, "Philips Medical Systems", slices, SoftwareVersions="5.6.1\\5.6.1.0",
+            DiffusionBValue=[float(_PHILIPS_VOLUMES[i % 5][0]) for i in range(15)])
+
+
+def _ge_asl(folder: Path) -> None:
+    """A GE 3D pCASL-like series: excitations, spiral arms and points per arm (GEMS_IMAG_01) beside the labelling
+    duration (GEMS_PARM_01)."""
+    private: Private = {0x00270010: ("LO", "GEMS_IMAG_01"), 0x00271060: ("FL", 512.0), 0x00271061: ("FL", 8.0),
+               0x00271062: ("FL", 3.0), 0x00190010: ("LO", "GEMS_ACQU_01"), 0x0019109C: ("LO", "3dfsepcasl"),
+               0x00430010: ("LO", "GEMS_PARM_01"), 0x004310A3: ("CS", "PSEUDOCONTINUOUS"),
+               0x004310A5: ("IS", 1450)}
+    _series(folder, "GE MEDICAL SYSTEMS", [(z, private) for z in range(3)], InversionTime=2025,
+            SoftwareVersions="27\\LX\\MR Software release:RX27.0_R02_1831.a")
+
+
+def _ge_pet(folder: Path) -> None:
+    """GE PET: the injected volume and the reconstruction filter's size (GEMS_PETD_01)."""
+    private: Private = {0x00090010: ("LO", "GEMS_PETD_01"), 0x0009103A: ("FL", 5.5), 0x0009108F: ("FL", 6.4)}
+    _series(folder, "GE MEDICAL SYSTEMS", [(z, private) for z in range(3)], Modality="PT",
+            SOPClassUID=PositronEmissionTomographyImageStorage, Units="BQML", DecayCorrection="START")
+
+
+@pytest.mark.parametrize(("make", "tags", "given"), [
+    (_philips_dwi, (0x20051596,), (".bval", ".bvec")),
+    (_ge_asl, (0x00271060, 0x00271061, 0x00271062), ("NumberOfExcitations", "NumberOfArms", "NumberOfPointsPerArm")),
+    (_ge_pet, (0x0009103A, 0x0009108F), ("InjectedVolume", "ReconFilterSize"))])
+def test_private_elements_dcm2niix_reads_for_volume_order_asl_and_pet_survive(
+        tmp_path: Path, make: Callable[[Path], None], tags: tuple[int, ...], given: tuple[str, ...]) -> None:
+    """Found from outside: at `full` and with the preset, a Philips diffusion series came out of dcm2niix with its
+    volumes in another order ((2005,xx96) of "Philips MR Imaging DD 006" was removed), a GE ASL series without its
+    excitations, arms and points per arm ((0027,xx60-62) of GEMS_IMAG_01), a GE PET series without its injected
+    volume and filter size ((0009,xx3A/8F) of GEMS_PETD_01). The teeth: the originals without those elements
+    convert otherwise."""
+    tool = require_tool("dcm2niix")
+    make(tmp_path / "in")
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    assert convert(tool, tmp_path / "in", tmp_path / "nii-in").returncode == 0
+    before = outputs(tmp_path / "nii-in")
+    assert len(before) == 1, "the series converts to one NIfTI file"
+    for label, arguments in OPTION_SETS.items():
+        assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / label), *arguments, "--key-file",
+                     str(key), "--workers", "1", "-q"]) == 0
+        convert(tool, tmp_path / label, tmp_path / f"nii-{label}")
+        assert not differences(before, outputs(tmp_path / f"nii-{label}")), label
+    shutil.copytree(tmp_path / "in", tmp_path / "without")
+    for path in (tmp_path / "without").iterdir():
+        ds = pydicom.dcmread(path)
+        for tag in tags:
+            del ds[tag]
+        ds.save_as(path)
+    convert(tool, tmp_path / "without", tmp_path / "nii-without")
+    problems = differences(before, outputs(tmp_path / "nii-without"))
+    assert all(any(k in p for p in problems) for k in given), problems

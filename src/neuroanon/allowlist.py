@@ -93,10 +93,13 @@ _GE_ACQ: Final = "GEMS_ACQU_01"
 _GE_RELA: Final = "GEMS_RELA_01"
 _GE_PARM: Final = "GEMS_PARM_01"
 _GE_SERS: Final = "GEMS_SERS_01"
+_GE_IMAG: Final = "GEMS_IMAG_01"
+_GE_PETD: Final = "GEMS_PETD_01"
 _PH_IMG: Final = "Philips Imaging DD 001"
 _PH_MR: Final = "Philips MR Imaging DD 001"
 _PH_MR2: Final = "Philips MR Imaging DD 002"
 _PH_MR5: Final = "Philips MR Imaging DD 005"
+_PH_MR6: Final = "Philips MR Imaging DD 006"
 _UIH: Final = "Image Private Header"
 
 
@@ -177,6 +180,9 @@ SAFE_PRIVATE: Final[tuple[SafePrivate, ...]] = (
     _row(_GE_RELA, 0x0021, 0x5E, "RTIA Timer", "GE slice timing"),
     _row(_GE_SERS, 0x0025, 0x1B, "Protocol Data Block (compressed)", "SliceTiming (slice order, multiband, group "
          "delay)", _D, _PDB, "pdb"),
+    _row(_GE_IMAG, 0x0027, 0x60, "Image Dimension X (points per arm)", "NumberOfPointsPerArm (3D spiral, ASL)"),
+    _row(_GE_IMAG, 0x0027, 0x61, "Image Dimension Y (arms)", "NumberOfArms (3D spiral, ASL)"),
+    _row(_GE_IMAG, 0x0027, 0x62, "Number Of Excitations", "NumberOfExcitations (ASL quantification)"),
     _row(_GE_PARM, 0x0043, 0x02, "Shim Gradient X", "ShimSetting"),
     _row(_GE_PARM, 0x0043, 0x03, "Shim Gradient Y", "ShimSetting"),
     _row(_GE_PARM, 0x0043, 0x04, "Shim Gradient Z", "ShimSetting"),
@@ -196,6 +202,8 @@ SAFE_PRIVATE: Final[tuple[SafePrivate, ...]] = (
     _row(_GE_PARM, 0x0043, 0xB6, "Multiband Parameters", "multiband factor", _D, _CODE),
     _row(_GE_PARM, 0x0043, 0xB7, "Compressed Sensing Parameters", "compressed sensing factor", _D, _CODE),
     _row(_GE_PARM, 0x0043, 0xCA, "Deep Learning Parameters", "reconstruction details", _D, _CODE),
+    _row(_GE_PETD, 0x0009, 0x3A, "PET Pre-Injection Volume", "InjectedVolume"),
+    _row(_GE_PETD, 0x0009, 0x8F, "PET BP Filter Cutoff", "ReconFilterSize"),
     # Philips classic and enhanced
     _row(_PH_IMG, 0x2001, 0x03, "Diffusion B-Factor", "diffusion b-value"),
     _row(_PH_IMG, 0x2001, 0x04, "Diffusion Direction", "diffusion direction code", _D, _CODE),
@@ -235,6 +243,7 @@ SAFE_PRIVATE: Final[tuple[SafePrivate, ...]] = (
     _row(_PH_MR5, 0x2005, 0x13, "Gradient Orientation Number", "diffusion volume order"),
     _row(_PH_MR5, 0x2005, 0x29, "Image Label Type", "ASL label or control", _D, _CODE),
     _row(_PH_MR5, 0x2005, 0x3C, "Stack Table Position Long", "table position"),
+    _row(_PH_MR6, 0x2005, 0x96, "MR Image Diff Volume Number", "diffusion volume order (software R5.6 and later)"),
     # United Imaging (UIH)
     _row(_UIH, 0x0065, 0x05, "Phase Encoding Direction Displayed", "phase encoding direction", _D, _CODE),
     _row(_UIH, 0x0065, 0x09, "Diffusion B-Value", "diffusion b-value"),
