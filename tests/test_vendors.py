@@ -18,7 +18,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PositronEmissionTomographyImageStorage
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, PositronEmissionTomographyImageStorage
 
 from neuroanon.cli import main
 
@@ -253,9 +253,10 @@ def test_other_image_comments_are_removed_at_full(tmp_path: Path, comment: str) 
 Private = dict[int, tuple[str, object]]  # elements by tag, creators included: (VR, value)
 
 
-def _series(folder: Path, manufacturer: str, slices: list[tuple[int, Private]], **public: object) -> None:
-    """One series of 8x8 slices, in instance order: each one's position (0 to 2) and private elements; a public
-    attribute given as a list takes its value by instance; fake PHI in the header."""
+def _series(folder: Path, manufacturer: str, slices: list[tuple[int, Private]],
+            by_instance: dict[str, list[object]] | None = None, **public: object) -> None:
+    """One series of 8x8 slices, in instance order: each one's position (0 to 2) and private elements, public
+    attributes of them all and `by_instance`; fake PHI in the header."""
     folder.mkdir(parents=True)
     study = "1.2.826.0.1.3680043.10.83.2"
     for number, (z, private) in enumerate(slices, start=1):
@@ -270,7 +271,9 @@ def _series(folder: Path, manufacturer: str, slices: list[tuple[int, Private]], 
         ds.RepetitionTime, ds.EchoTime, ds.MagneticFieldStrength = 3000, 80, 3
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
         for keyword, value in public.items():
-            setattr(ds, keyword, value[number - 1] if isinstance(value, list) else value)
+            setattr(ds, keyword, value)
+        for keyword, values in (by_instance or {}).items():
+            setattr(ds, keyword, values[number - 1])
         for tag, (vr, value) in private.items():
             ds.add_new(tag, vr, value)
         small_slice(ds, z, (bytes(range(128)) * number)[:128])
@@ -300,7 +303,7 @@ def _philips_dwi(folder: Path) -> None:
                 0x20051413: ("IS", gradient), 0x20050015: ("LO", "Philips MR Imaging DD 006"),
                 0x20051596: ("IS", volume)}))
     _series(folder, "Philips Medical Systems", slices, SoftwareVersions="5.6.1\\5.6.1.0",
-            DiffusionBValue=[float(_PHILIPS_VOLUMES[i % 5][0]) for i in range(15)])
+            by_instance={"DiffusionBValue": [float(_PHILIPS_VOLUMES[i % 5][0]) for i in range(15)]})
 
 
 def _ge_asl(folder: Path) -> None:
@@ -353,3 +356,35 @@ def test_private_elements_dcm2niix_reads_for_volume_order_asl_and_pet_survive(
     convert(tool, tmp_path / "without", tmp_path / "nii-without")
     problems = differences(before, outputs(tmp_path / "nii-without"))
     assert all(any(k in p for p in problems) for k in given), problems
+
+
+def _resampled_ct(folder: Path, derivation: str) -> None:
+    """Siemens CT slices it resampled, unevenly spaced (0, 2, 4, 7, 9, 11 mm), marked so in DerivationDescription."""
+    _series(folder, "SIEMENS", [(0, {})] * 6, Modality="CT", SOPClassUID=CTImageStorage, KVP=120,
+            ImageType=["DERIVED", "SECONDARY", "AXIAL"], DerivationDescription=derivation)
+    for path, z in zip(sorted(folder.iterdir()), (0, 2, 4, 7, 9, 11), strict=True):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [-12, -12, z]
+        ds.save_as(path)
+
+
+def test_a_resampled_ct_mark_survives_full_and_any_other_derivation_text_goes(tmp_path: Path) -> None:
+    """Found from outside: `full` removed DerivationDescription "MEDCOM_RESAMPLED", and dcm2niix, no longer told the
+    slices were resampled, tried to even out their spacing, failed and wrote no sidecar. The mark alone is kept;
+    any other text still goes; `verify` finds the output clean."""
+    tool = require_tool("dcm2niix")
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    _resampled_ct(tmp_path / "in", "MEDCOM_RESAMPLED")
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--level", "full",
+                 "--key-file", str(key), "--workers", "1", "-q"]) == 0
+    assert {pydicom.dcmread(p).DerivationDescription for p in (tmp_path / "out").rglob("*.dcm")} == {"MEDCOM_RESAMPLED"}
+    assert main(["verify", str(tmp_path / "out"), "--against", str(tmp_path / "in"), "--key-file", str(key)]) == 0
+    before = convert(tool, tmp_path / "in", tmp_path / "nii-in")
+    after = convert(tool, tmp_path / "out", tmp_path / "nii-out")
+    assert before.returncode == after.returncode == 0 and "RESAMPLED" in after.stdout
+    assert not differences(outputs(tmp_path / "nii-in"), outputs(tmp_path / "nii-out"))
+    _resampled_ct(tmp_path / "other", "MEDCOM_RESAMPLED Quaxworth")
+    assert main(["anonymize", str(tmp_path / "other"), "-o", str(tmp_path / "other-out"), "--level", "full",
+                 "--key-file", str(key), "--workers", "1", "-q"]) == 0
+    assert not any("DerivationDescription" in pydicom.dcmread(p) for p in (tmp_path / "other-out").rglob("*.dcm"))

@@ -43,6 +43,7 @@ from .ps315 import BASIC_PROFILE_CODE, OPTION_CODES, Entry, load_table
 from .tags import (
     DEIDENTIFICATION_METHOD,
     DEIDENTIFICATION_METHOD_CODES,
+    DERIVATION_DESCRIPTION,
     IMAGE_COMMENTS,
     IMPLEMENTATION_VERSION_NAME,
     LONGITUDINAL_TEMPORAL_MODIFIED,
@@ -377,15 +378,18 @@ class Rule:
         return self.technical is not None and self.technical.fullmatch(value.rstrip(b" \x00")) is not None
 
 
-# Values the table removes that an analysis needs, kept where a value is wholly a technical encoding: Canon's
-# classic diffusion images give each volume's b-value and gradient direction in ImageComments only
-# ("b=1500(0.445,0.000,0.895)"), which dcm2niix reads. A b-value of five digits at most, the direction's
-# components between -1 and 1 with six decimals at most: no date or ID fits, and the residual check searches the
-# value as any other.
+# Values the table removes that an analysis needs, kept where a value is wholly a technical encoding, which
+# dcm2niix reads: Canon's classic diffusion images give each volume's b-value and gradient direction in
+# ImageComments only ("b=1500(0.445,0.000,0.895)": a b-value of five digits at most, the direction's components
+# between -1 and 1 with six decimals at most, no date or ID fits); Siemens marks CT slices it resampled
+# "MEDCOM_RESAMPLED" in DerivationDescription, and dcm2niix then leaves their uneven spacing as it is (found from
+# outside: without the mark it tried to even it out, and failed). The residual check searches them as any value.
 _NUMBER: Final = rb"-?[01](?:\.\d{1,6})?"
 TECHNICAL_VALUES: Final[Mapping[int, tuple[re.Pattern[bytes], str]]] = MappingProxyType({
     IMAGE_COMMENTS: (re.compile(rb"b=\d{1,5}(?:\.\d{1,6})?(?:\(%s,%s,%s\))?" % (_NUMBER, _NUMBER, _NUMBER)),
                      "a diffusion encoding as Canon writes it (`b=1500(0.445,0.000,0.895)`)"),
+    DERIVATION_DESCRIPTION: (re.compile(rb"(?i:MEDCOM_RESAMPLED)"),
+                             "Siemens' mark of resampled slices (`MEDCOM_RESAMPLED`)"),
 })
 
 

@@ -341,7 +341,7 @@ def _full(ds: Dataset, path: str, rules: Rules, new_ids: frozenset[str] = frozen
         else:
             finding = _value_finding(op, elem.VR, values, elem.is_empty or _is_zeros(elem.value))
         if finding and op is Op.REMOVE and values and all(rule.kept(v.encode("utf-8", "replace")) for v in values):
-            finding = None  # a technical encoding the rule keeps (a Canon diffusion comment)
+            finding = None  # a technical encoding the rule keeps (a Canon diffusion comment, say)
         if finding:
             findings.append(f"{where} {elem.keyword or rule.keyword} {finding}")
     return findings
