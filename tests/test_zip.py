@@ -11,6 +11,7 @@ from collections.abc import Generator
 from itertools import islice
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from neuroanon import pipeline
@@ -283,6 +284,21 @@ def test_members_that_cannot_be_read_are_each_a_record_and_the_rest_is_done(tmp_
     assert sum(1 for r in read_report(report)[1] if r["input"] == "mixed.zip/twice.dcm") == 2
     assert {r["status"] for name, r in records.items() if name != "mixed.zip/good.dcm"} == {"failed"}
     assert files_under(tmp_path / "out") == [tmp_path / "out" / "mixed.zip" / "good.dcm"]
+
+def test_a_gzip_file_of_joined_members_is_read_as_gzip_reads_it(tmp_path: Path) -> None:
+    """Found on review: its head inflated a member at a time, a DICOM file gzipped as two joined members (the first
+    shorter than the preamble, zeros padding it) read as not DICOM, copied out as it was below full."""
+    source = make_study(tmp_path / "study", subject=9, n_series=1, n_instances=1)[0]
+    data = source.read_bytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "joined.dcm.gz").write_bytes(gzip.compress(data[:100]) + bytes(600) + gzip.compress(data[100:]))
+    report = tmp_path / "report.jsonl"
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(report), "-q"]) == 0
+    (record,) = read_report(report)[1]
+    assert (record["input"], record["status"], record["dicom"]) == ("joined.dcm.gz/joined.dcm", "written", True)
+    (written,) = files_under(tmp_path / "out")
+    assert "PatientName" in pydicom.dcmread(source) and written.read_bytes() != data
+
 
 def test_damaged_archives_say_what_is_wrong_in_words(tmp_path: Path) -> None:
     """Found from outside: a gzip member cut short was "archive member unreadable (EOFError)", a class name. Each

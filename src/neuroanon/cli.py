@@ -618,9 +618,9 @@ def _anonymize(args: argparse.Namespace) -> int:
                            workers=args.workers, dask_scheduler=args.dask_scheduler, run=_run_info(args, options),
                            mapping=args.mapping, follow_symlinks=args.follow_symlinks, force=args.force,
                            summary=summary, private=private)
-    except (RunStopped, KeyboardInterrupt, OSError):  # (SIGTERM too; OSError: its terminal or pipe gone, found
-        # from outside: with standard error's reader gone, what was done was not said on standard output) what was
-        # done before the stop, then why it stopped
+    # A stop (SIGTERM too), or the terminal or a pipe gone (found from outside: with standard error's reader gone,
+    # nothing was said on standard output): what was done before it, then why it stopped.
+    except (RunStopped, KeyboardInterrupt, OSError):
         if progress is not None:
             progress.close()
         if summary.files:

@@ -192,17 +192,25 @@ def _holds_dicom(path: Path) -> bool:
 
 
 def _gzip_head(path: Path) -> tuple[bytes, str]:
-    """The first HEAD bytes a gzip file inflates to, and why no more could be read ("" if nothing was wrong).
-    Inflated a little at a time: damage further on is found when the member is unpacked, and fails it."""
+    """The first HEAD bytes a gzip file inflates to, its members in turn as gzip reads them (files joined, zeros
+    padding their ends), and why no more could be read ("" if nothing was wrong). Inflated a little at a time:
+    damage further on is found when the member is unpacked, and fails it."""
+    head, pending = b"", b""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    head = b""
     try:
         with open(path, "rb") as f:
-            while len(head) < HEAD and not inflater.eof:
-                data = inflater.unconsumed_tail or f.read(512)
-                if not data:
-                    return head, archive_cause(EOFError())
-                head += inflater.decompress(data, HEAD - len(head))
+            while len(head) < HEAD:
+                if not pending:
+                    pending = f.read(512)
+                    if not pending:
+                        return head, "" if inflater.eof else archive_cause(EOFError())
+                if inflater.eof:  # a member ended: another may follow, after zeros that may pad it
+                    pending = pending.lstrip(b"\0")
+                    if not pending:
+                        continue
+                    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                head += inflater.decompress(pending, HEAD - len(head))
+                pending = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
     except zlib.error as exc:
         return head, archive_cause(exc)
     except OSError:
