@@ -865,3 +865,47 @@ def test_a_work_folder_mounted_at_the_output_is_refused(tmp_path: Path) -> None:
             NodeConfig(output=out, options=Options(), work=work / "inner")
     finally:
         subprocess.run(["umount", "-l", str(work)], check=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_send_reports_what_it_sent_and_what_it_did_not(tmp_path: Path, signum: int) -> None:
+    """Found from outside: `send` stopped by SIGTERM or Ctrl-C wrote no record, and said nothing but "stopped",
+    though the destination had taken some files. Each file sent is reported sent, each anonymized and not sent
+    is reported so, and the summary says the run stopped; what was done is said on standard output."""
+    import sys
+
+    inputs = tmp_path / "in"
+    many(inputs, 12, per_folder=12, subject=21)
+    taken: list[str] = []
+    sender: list[subprocess.Popen[str]] = []
+
+    def store(event: evt.Event) -> int:
+        taken.append(str(event.dataset.SOPInstanceUID))
+        if len(taken) == 3:
+            sender[0].send_signal(signum)
+        return 0x0000
+
+    ae = AE(ae_title="ARCHIVE")
+    ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
+    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    assert server is not None
+    report = tmp_path / "send.jsonl"
+    try:
+        sender.append(subprocess.Popen(  # (before the destination's first C-STORE: the sender is not yet running)
+            [sys.executable, "-m", "neuroanon.cli", "send", str(inputs), "--to",
+             f"ARCHIVE@{LOOPBACK}:{server.server_address[1]}", "--report", str(report)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        out, err = sender[0].communicate(timeout=120)
+    finally:
+        server.shutdown()
+    assert sender[0].returncode == 128 + signum, err
+    assert err.endswith(f"neuroanon: stopped by {signal.Signals(signum).name}\n") and "Traceback" not in err, err
+    records = _records(report)
+    sent = [r for r in records if str(r["reason"]).startswith("sent to")]
+    assert len(sent) == len(taken) >= 3, "a file the destination took is reported sent"
+    assert len(records) == 12, "every file anonymized is reported"
+    unsent = {(r["status"], r["reason"]) for r in records if r not in sent}
+    assert unsent == {("failed", "not sent: the run stopped first")}
+    summary = _lines(report)[-1]["summary"]
+    assert isinstance(summary, dict) and summary["stopped"] == "interrupted" and summary["files"] == 12
+    assert out.startswith("12 files at level anonymize") and f"sent to ARCHIVE@{LOOPBACK}" in out, out

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__, compiled, ocr, stops
-from .errors import NeuroanonError, RunStopped, Terminated, UsageError
+from .errors import NeuroanonError, RunStopped, Terminated, UsageError, os_cause
 from .keys import (
     KEY_BYTES,
     check_mapping,
@@ -917,14 +917,26 @@ def _send(args: argparse.Namespace) -> int:
             _say(None, f"{status_word(record.status, options.quarantine is None)}: {record.input}: {record.reason}",
                  sys.stderr)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        summary = send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show,
-                            run=_run_info(args, options), follow_symlinks=args.follow_symlinks)
-    print("\n".join(summary.lines(options.quarantine is None)))
-    print(f"sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
-    if args.report:
-        print(f"report: {args.report}")
+    summary = Summary(options.level.value)
+
+    def said() -> None:
+        print("\n".join(summary.lines(options.quarantine is None)))
+        print(f"sent to {peer}: {summary.counts.get(Status.WRITTEN.value, 0)}")
+        if args.report:
+            print(f"report: {args.report}")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            send_tree(args.inputs, peer, options, calling, tls, args.report, on_record=show,
+                      run=_run_info(args, options), follow_symlinks=args.follow_symlinks, summary=summary)
+    except (KeyboardInterrupt, OSError):  # a stop, or the terminal or a pipe gone: what was done, then why
+        if summary.files:
+            with contextlib.suppress(OSError):
+                said()
+                sys.stdout.flush()
+        raise
+    said()
     return summary.exit_code
 
 
@@ -1010,7 +1022,7 @@ def _write_json(path: Path, listed: list[dict[str, object]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(listed, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write the JSON file {path}: {(exc.strerror or type(exc).__name__).lower()}") from None
+        raise UsageError(f"cannot write the JSON file {path}: {os_cause(exc)}") from None
 
 
 def _quiet_pydicom() -> None:

@@ -20,6 +20,8 @@ from typing import BinaryIO
 
 from pydicom.datadict import dictionary_has_tag
 
+from .errors import os_cause
+
 # Explicit VR codes: a file whose first element carries one of these is a DICOM dataset without a preamble.
 _VRS = frozenset(
     b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
@@ -103,7 +105,7 @@ def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]
         except OSError as exc:
             # (the input itself is named "." below itself: found from outside, a line said ".: folder unreadable")
             what = "folder" if relative else "the input folder itself"
-            yield InputFile(folder, root, relative or ".", Kind.UNREADABLE, note=f"{what} unreadable: {_cause(exc)}")
+            yield InputFile(folder, root, relative or ".", Kind.UNREADABLE, note=f"{what} unreadable: {os_cause(exc)}")
             continue
         here = above | {(info.st_dev, info.st_ino)}
         folders: list[tuple[Path, str, frozenset[tuple[int, int]]]] = []
@@ -225,7 +227,7 @@ def _target(link: Path) -> str:
     except FileNotFoundError:
         return "nothing (broken)"
     except OSError as exc:
-        return f"a target that cannot be reached ({_cause(exc)})"
+        return f"a target that cannot be reached ({os_cause(exc)})"
     return "a folder" if stat.S_ISDIR(info.st_mode) else "a file"
 
 
@@ -236,10 +238,6 @@ def _target_id(path: Path) -> tuple[int, int] | None:
         return None
     return info.st_dev, info.st_ino
 
-
-def _cause(exc: OSError) -> str:
-    """The OS's reason, lower case ("permission denied"), without the path it names."""
-    return (exc.strerror or type(exc).__name__).lower()
 
 
 def _members(archive: Path, root: Path, prefix: str, through_links: bool) -> Iterator[InputFile]:
@@ -282,7 +280,7 @@ def archive_cause(exc: BaseException) -> str:
     if isinstance(exc, zipfile.BadZipFile):
         return "corrupt: a checksum does not match" if "CRC" in str(exc) else "not a valid zip archive"
     if isinstance(exc, OSError) and exc.strerror:
-        return _cause(exc)
+        return os_cause(exc)
     return "not a valid archive"
 
 
@@ -367,7 +365,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
             # a link that leads to no file (a loop of links, a path through a file), as a broken one: skipped
             # (found from outside: with --follow-symlinks a failed input, exit 1)
             return InputFile(path, root, relative, Kind.LINK, note=f"symlink to {_target(path)}: not followed")
-        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
+        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {os_cause(exc)}")
     if stat.S_ISLNK(info.st_mode):
         return InputFile(path, root, relative, Kind.LINK, note="symlink inside a tree: not followed")
     if not stat.S_ISREG(info.st_mode):
@@ -383,7 +381,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
         finally:
             os.close(fd)
     except OSError as exc:
-        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {_cause(exc)}")
+        return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {os_cause(exc)}")
     return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head, info.st_size) else Kind.NOT_DICOM,
                      size=info.st_size, through_links=follow)
 

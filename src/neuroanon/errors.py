@@ -53,3 +53,8 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__()
         self.signum = signum
+
+
+def os_cause(exc: OSError) -> str:
+    """The OS's reason in lower case ("permission denied"), never the path it may name."""
+    return (exc.strerror or type(exc).__name__).lower()

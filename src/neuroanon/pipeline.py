@@ -47,7 +47,7 @@ from .discover import (
     safe_member_name,
     why_missing,
 )
-from .errors import InputError, RunStopped, SchedulerLost, UsageError, WorkerDied
+from .errors import InputError, RunStopped, SchedulerLost, UsageError, WorkerDied, os_cause
 from .identifiers import patient_id
 from .journal import Journal, check_output, journal_path, work_path
 from .keys import Keyring, SubjectMapping
@@ -251,9 +251,9 @@ def _stop(exc: _CallerFailed | RunStopped | OSError, output: Path, files: int) -
     """Why a run stopped, for its report's summary, and the error it stops with."""
     if isinstance(exc, _CallerFailed):
         # (found from outside: a closed pipe on standard error was said to stop the run "writing" its output)
-        return _cause(exc.error), exc.error
+        return os_cause(exc.error), exc.error
     # The machine's condition, not a bad file: stop, say it once; a rerun resumes.
-    stopped = str(exc) if isinstance(exc, RunStopped) else _cause(exc)
+    stopped = str(exc) if isinstance(exc, RunStopped) else os_cause(exc)
     if isinstance(exc, (WorkerDied, SchedulerLost)):
         start = "start the scheduler again, then " if isinstance(exc, SchedulerLost) else ""
         return stopped, RunStopped(f"{stopped}: the run stopped after {files} files; {start}run the same command "
@@ -307,7 +307,7 @@ def _opened_for_writing(open_it: Callable[[], _T], what: str) -> _T:
     try:
         return open_it()
     except OSError as exc:
-        raise UsageError(f"cannot write {what}: {_cause(exc)}") from None
+        raise UsageError(f"cannot write {what}: {os_cause(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ def _mapped(subjects: SubjectMapping, original: str, new: str) -> None:
     try:
         subjects.add(original, new)
     except OSError as exc:
-        raise RunStopped(_cause(exc), place=subjects.path) from None
+        raise RunStopped(os_cause(exc), place=subjects.path) from None
 
 
 def _reported(writer: ReportWriter, entry: Record | dict[str, object]) -> None:
@@ -379,7 +379,7 @@ def _reported(writer: ReportWriter, entry: Record | dict[str, object]) -> None:
     try:
         writer.write(entry)
     except OSError as exc:
-        raise RunStopped(_cause(exc), place=writer.path) from None
+        raise RunStopped(os_cause(exc), place=writer.path) from None
 
 
 def _claim_finished(items: Iterable[tuple[InputFile, str]], journal: Journal, present: Callable[[str], bool],
@@ -484,7 +484,7 @@ def work_folder(output: Path) -> Iterator[Work]:
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = _lock(work / "lock")
     except OSError as exc:
-        raise UsageError(f"cannot write beside the output {output}: {(exc.strerror or type(exc).__name__).lower()}"
+        raise UsageError(f"cannot write beside the output {output}: {os_cause(exc)}"
                          ) from None
     if lock is None:
         raise UsageError(f"another neuroanon run is writing to {output}; wait for it to end (or stop it), then "
@@ -566,7 +566,7 @@ def preview_tree(
         writer.write(summary.as_dict())
         stopped = ""
     except OSError as exc:  # (its terminal or pipe gone, the scratch folder's disk full: said as a run says it)
-        stopped = _cause(exc)
+        stopped = os_cause(exc)
         raise
     finally:
         with suppress(OSError):  # (as a stopped run's report does, found from outside)
@@ -1086,7 +1086,7 @@ def _guarded(name: str, steps: _Steps) -> _Steps:
     except OSError as exc:
         if _no_space(exc):
             raise
-        return Prepared(Record(name, Status.FAILED, f"could not be processed ({_cause(exc)})"))
+        return Prepared(Record(name, Status.FAILED, f"could not be processed ({os_cause(exc)})"))
     except Exception as exc:  # one bad file never stops the batch; the type alone names the problem
         log.debug("unexpected %s on %s", type(exc).__name__, name)
         return Prepared(Record(name, Status.FAILED, f"could not be processed ({type(exc).__name__})"))
@@ -1311,9 +1311,9 @@ def _name_not_written(exc: OSError) -> str | None:
     """Why a file's own name cannot be written in the output, or None: the output's condition (a full disk...).
     Below full an output's path is its input's: a zip's member "x" and its "x/y.dcm" cannot both be files there."""
     if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
-        return f": a file or folder of another input holds its path ({_cause(exc)})"
+        return f": a file or folder of another input holds its path ({os_cause(exc)})"
     if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
-        return f" ({_cause(exc)})"
+        return f" ({os_cause(exc)})"
     return None
 
 
@@ -1399,7 +1399,7 @@ def _quarantined(staged: Path, record: Record, quarantine: Path) -> Record:
         release(staged, quarantine / record.output, quarantine)
     except OSError as exc:  # the quarantine's condition (a full disk...): the run stops, naming it
         _unless_staged_gone(exc, staged)
-        raise RunStopped(_cause(exc), place=quarantine) from None
+        raise RunStopped(os_cause(exc), place=quarantine) from None
     return replace(record, reason=f"{record.reason}; kept in the quarantine folder")
 
 
@@ -1422,10 +1422,6 @@ def _fields(summary: Summary) -> dict[str, object]:
     assert isinstance(fields, dict)
     return dict(fields)
 
-
-def _cause(exc: OSError) -> str:
-    """The OS's reason in lower case ("permission denied"), never the path it may name."""
-    return (exc.strerror or type(exc).__name__).lower()
 
 
 def _hold_reason(anonymized: _Anonymized, staged: Path, span: PixelSpan | None, target: str,
@@ -1480,7 +1476,7 @@ def _copied(item: InputFile, stage: Path, name: str, reason: str, dicom: bool = 
     except OSError as exc:
         if _no_space(exc):
             raise
-        return Prepared(Record(name, Status.FAILED, f"copy failed ({_cause(exc)})", dicom=dicom))
+        return Prepared(Record(name, Status.FAILED, f"copy failed ({os_cause(exc)})", dicom=dicom))
     return Prepared(Record(name, Status.WRITTEN, reason, mirrored_output(name), dicom=dicom), str(staged))
 
 

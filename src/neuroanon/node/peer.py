@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pynetdicom import _config, evt
 
-from ..errors import UsageError
+from ..errors import UsageError, os_cause
 
 _PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\[\]]+)):(?P<port>[0-9]{1,5})$")
 
@@ -104,14 +104,14 @@ def _readable_tls(*files: tuple[str, Path | None]) -> None:
                 pass
         except OSError as exc:
             raise UsageError(f"cannot read the TLS file {path} ({option}): "
-                             f"{(exc.strerror or type(exc).__name__).lower()}") from None
+                             f"{os_cause(exc)}") from None
 
 
 def _tls_cause(exc: OSError) -> str:
     """Why OpenSSL refused a file ("PEM lib", "key values mismatch"), without a traceback."""
     if isinstance(exc, ssl.SSLError):
         return exc.reason or exc.strerror or type(exc).__name__
-    return (exc.strerror or type(exc).__name__).lower()
+    return os_cause(exc)
 
 
 def configure_pynetdicom() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def delivered(status: int) -> bool:
 
 def send_files(
     peer: Peer, paths: list[Path], calling_ae: str, tls: ssl.SSLContext | None = None, timeout: float = TIMEOUT
-) -> Iterator[tuple[Path, Outcome]]:
+) -> Generator[tuple[Path, Outcome], None, None]:
     """C-STORE each file to `peer`, yielding its outcome as soon as it is known (in the order given)."""
     configure_pynetdicom()
     ae = AE(ae_title=calling_ae)
