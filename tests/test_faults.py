@@ -418,20 +418,6 @@ def _counted(shown: str, level: str) -> tuple[int, int] | None:
 # --- a full disk ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MB tmpfs (as root; CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
-
-
 @pytest.mark.parametrize(("workers", "mount_point"), [(1, False), (2, False), (2, True)])
 def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     small_disk: Path, tmp_path: Path, workers: int, mount_point: bool

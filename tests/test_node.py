@@ -755,11 +755,12 @@ def test_a_second_stop_signal_within_the_first_does_not_hang_serve() -> None:
     assert not first.is_alive() and stop.is_set()
 
 
-def test_a_thread_that_fails_says_so_in_one_line(caplog: pytest.LogCaptureFixture,
+def test_a_thread_that_fails_says_so_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """pynetdicom's thread for an association died on a full disk with a traceback on serve's stderr (found from
     outside): serve's hook logs one line with the cause, never the path."""
     import errno
+    import functools
     import threading
 
     from neuroanon.cli import _thread_error
@@ -768,10 +769,10 @@ def test_a_thread_that_fails_says_so_in_one_line(caplog: pytest.LogCaptureFixtur
         raise OSError(errno.ENOSPC, "No space left on device", "/work/incoming/tmpQuaxworth")
 
     hook = threading.excepthook
-    threading.excepthook = _thread_error
     try:
-        with caplog.at_level(logging.ERROR, logger="neuroanon.node"):
-            thread = threading.Thread(target=full)
+        with running(tmp_path / "out") as node, caplog.at_level(logging.ERROR, logger="neuroanon.node"):
+            threading.excepthook = functools.partial(_thread_error, node)
+            thread = threading.Thread(target=full)  # (not an association's: the node has nothing to end)
             thread.start()
             thread.join()
     finally:
@@ -909,3 +910,22 @@ def test_a_stopped_send_reports_what_it_sent_and_what_it_did_not(tmp_path: Path,
     summary = _lines(report)[-1]["summary"]
     assert isinstance(summary, dict) and summary["stopped"] == "interrupted" and summary["files"] == 12
     assert out.startswith("12 files at level anonymize") and f"sent to ARCHIVE@{LOOPBACK}" in out, out
+
+
+def test_an_instance_that_fills_the_disk_as_it_arrives_is_removed_and_the_node_goes_on(
+        small_disk: Path, tmp_path: Path) -> None:
+    """Found from outside: an instance that filled the disk as it arrived killed its connection's reader, and no
+    event ended its association: what had arrived of it stayed in the incoming folder, the disk stayed full, and
+    every later association failed until the node was stopped. The association is ended as any other (its line
+    says why), what arrived is removed, and the next instance is stored."""
+    (big,) = many(tmp_path / "big", 1, per_folder=1, subject=22, size=2048)  # 8 MB, on a disk of 6
+    (small,) = study(tmp_path / "small", subject=23, n_series=1, n_instances=1)
+    incoming = small_disk / ".out.neuroanon-node" / "incoming"
+    with Serve("--output", str(small_disk / "out"), "--workers", "1") as node:
+        assert storescu(node.port, big).returncode != 0
+        wait_until(lambda: not any(incoming.iterdir()), "what arrived of the instance removed", timeout=30)
+        assert storescu(node.port, small).returncode == 0, "the node stores again"
+        code, out, err = node.stop()
+    assert code == 0 and "Traceback" not in err, err
+    assert "ended on an error (no space left on device): 0 received" in err, err
+    assert len(files_under(small_disk / "out")) == 1, "the small instance stored, nothing of the big one"

@@ -10,6 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -47,7 +48,7 @@ from .rules import Op
 from .write import held_elsewhere, partial_zip
 
 if TYPE_CHECKING:
-    from .node import NodeConfig
+    from .node import Node, NodeConfig
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
@@ -836,11 +837,12 @@ def _serve(args: argparse.Namespace) -> int:
     for signum in stops.STOPS:
         signal.signal(signum, on_signal)
     _log_to_stderr("neuroanon.node")
-    threading.excepthook = _thread_error  # (pynetdicom's, say, when the disk fills while an instance arrives)
     # This process is the node's own: pynetdicom writes arriving instances to the temporary folder, so that is
     # a private one in the work folder rather than the shared /tmp (emptied by the node once it holds the lock).
     tempfile.tempdir = str(incoming(config.work_dir))
     node = Node(config, on_broken=stop.set)
+    # (pynetdicom's threads, say, when the disk fills while an instance arrives)
+    threading.excepthook = functools.partial(_thread_error, node)
     broken = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no library warning (they can quote values) reaches the terminal
@@ -892,13 +894,14 @@ def _outside_node_folders(config: NodeConfig, **paths: Path | None) -> None:
                 raise UsageError(f"the {what} file {path} is inside the node's {name} {folder}; keep it outside")
 
 
-def _thread_error(args: threading.ExceptHookArgs) -> None:
+def _thread_error(node: Node, args: threading.ExceptHookArgs) -> None:
     """A thread that ends on an error (pynetdicom's, for an association) says so in one line, not a traceback
-    (which could quote a value)."""
+    (which could quote a value); the node ends that association."""
     exc = args.exc_value
     cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else args.exc_type.__name__
     logging.getLogger("neuroanon.node").error("an association ended on an error (%s); its sender gets no status "
                                               "for the instance in hand and keeps it", cause)
+    node.reader_failed(args.thread, cause.lower())
 
 
 def _send(args: argparse.Namespace) -> int:

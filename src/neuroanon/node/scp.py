@@ -397,6 +397,28 @@ class Node:
             self._ending.add(ending)
         ending.start()
 
+    def reader_failed(self, thread: threading.Thread | None, cause: str) -> None:
+        """A connection's reader (pynetdicom's DUL thread) ended on an error, the disk full as an instance arrived
+        say: no event then ends its association, so it is ended here as `_on_close` ends one: its connection shut,
+        its line written, what its peer sent of an instance removed (found from outside: the partial instance
+        stayed, the disk stayed full, and every later association failed until the node was stopped)."""
+        assoc = getattr(thread, "assoc", None)
+        with self._lock:
+            tally = self._tallies.get(assoc) if isinstance(assoc, Association) else None
+            if tally is None:
+                return
+            tally.ending = f"ended on an error ({cause})"
+        assert isinstance(assoc, Association)
+        raw = getattr(assoc.dul.socket, "socket", None)
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)  # (the peer learns at once that no answer will come)
+        ending = threading.Thread(target=self._ended, args=(assoc, _who_of(assoc)), daemon=True,
+                                  name="neuroanon-association-end")
+        with self._lock:
+            self._ending.add(ending)
+        ending.start()
+
     def _ended(self, assoc: Association, who: str) -> None:
         """Once the association's thread is done: remove what its peer sent of an instance it did not finish,
         and write its line."""
@@ -565,7 +587,11 @@ def _discard_arriving(assoc: Association) -> None:
 
 
 def _who(event: evt.Event) -> str:
-    requestor = event.assoc.requestor
+    return _who_of(event.assoc)
+
+
+def _who_of(assoc: Association) -> str:
+    requestor = assoc.requestor
     return f"{requestor.ae_title} ({requestor.address}:{requestor.port})"
 
 
