@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 from .context import FileContext
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_UID_LENGTH = 64  # PS3.5 9.1
 
 
 def mirrored(prefix: str, relative: str) -> str:
@@ -51,10 +52,12 @@ def by_identifiers(identifiers: Mapping[str, str], context: FileContext, relativ
 
 def by_uids(ds: Dataset, fallback: str) -> str:
     """`study/series/instance.dcm` from the dataset's own UIDs: how the DICOM node names a received instance
-    below level full (those levels keep UIDs). A missing or unusable UID gives `fallback` in its place."""
+    below level full (those levels keep UIDs). A missing or unusable UID gives `fallback` in its place: one of
+    dots alone, or longer than a UID may be (64 characters: found from outside, one too long for a file name was
+    refused with 0xA700, which its sender retried for ever)."""
 
     def part(keyword: str) -> str:
         value = _UNSAFE.sub("_", str(ds.get(keyword, "") or "").strip())
-        return value if value.strip(".") else fallback
+        return value if value.strip(".") and len(value) <= _UID_LENGTH else fallback
 
     return "/".join((part("StudyInstanceUID"), part("SeriesInstanceUID"), part("SOPInstanceUID") + ".dcm"))
