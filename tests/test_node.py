@@ -689,6 +689,28 @@ def test_a_run_into_the_output_of_a_running_node_is_refused(tmp_path: Path,
     assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 0, "the node stopped, its output still empty"
 
 
+def test_a_second_node_or_a_run_into_a_node_s_output_is_refused_whatever_its_work_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found from outside: two nodes given work folders of their own both served one output, still empty, and
+    each forwarded the other's instances (refusals and counts that did not add up). The output is the node's
+    while it runs: a second node, and a run into it, are refused, whatever the work folders."""
+    from neuroanon.cli import main
+    from neuroanon.errors import UsageError
+
+    source = tmp_path / "in"
+    study(source, subject=25, n_series=1, n_instances=1)
+    out = tmp_path / "out"
+    with running(out, work=tmp_path / "work-a"):
+        with pytest.raises(UsageError, match=f"another neuroanon node is using {out}"):
+            Node(NodeConfig(output=out, options=Options(level=Level.ANONYMIZE, key=KEY), host=LOOPBACK, port=0,
+                            work=tmp_path / "work-b")).start()
+        assert main(["anonymize", str(source), "-o", str(out), "-q"]) == 2
+        assert capsys.readouterr().err == f"neuroanon: another neuroanon node is using {out}; stop it, or use " \
+                                          "another output\n"
+    with running(out, work=tmp_path / "work-b") as node:  # the first one stopped: its output is free
+        assert _store(node.address[1], next(source.rglob("*.dcm"))) == [0x0000]
+
+
 def test_folders_that_would_release_or_lose_what_is_in_them_are_refused(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Found from outside: a quarantine inside the output (the outbox, when forwarding) had held instances sent;

@@ -6,6 +6,7 @@ value: at full, inputs are named by a keyed token of their relative path.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -45,9 +46,22 @@ def node_work_path(output: Path) -> Path:
 
 def check_no_node(output: Path) -> None:
     """Refuse an output a running node is storing into (found from outside: a run into a live node's output, still
-    empty, was taken, and the node then stored its instances beside the run's files)."""
-    if held_elsewhere(node_work_path(output) / "lock"):
+    empty, was taken, and the node then stored its instances beside the run's files), whatever its work folder."""
+    if held_elsewhere(node_work_path(output) / "lock") or held_elsewhere(output):
         raise UsageError(f"another neuroanon node is using {output}; stop it, or use another output")
+
+
+def claim_output(output: Path) -> int:
+    """The output folder, opened and locked for a node's life, whatever its work folder (found from outside: two
+    nodes with work folders of their own both served one output, and each forwarded the other's instances); the
+    descriptor to close when the node stops."""
+    fd = os.open(output, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UsageError(f"another neuroanon node is using {output}; stop it, or use another output") from None
+    return fd
 
 
 def check_output(output: Path, options: Options, inputs: Sequence[Path], resumable: bool | None = None,

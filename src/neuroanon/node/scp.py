@@ -63,7 +63,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from ..context import RunContext
 from ..discover import discover
 from ..errors import RunStopped, UsageError
-from ..journal import fingerprint, node_work_path
+from ..journal import claim_output, fingerprint, node_work_path
 from ..layout import by_uids
 from ..options import Level, Options
 from ..pipeline import Prepared, commit, own_stage, prepare, worker_pool
@@ -185,6 +185,7 @@ class Node:
         self._ending: set[threading.Thread] = set()  # (`_on_close`)
         self._report: ReportWriter | None = None
         self._lockfile: TextIO | None = None
+        self._output_lock: int | None = None  # (`claim_output`)
         self._pool: ProcessPoolExecutor | None = None
         self._on_broken = on_broken
         self.broken = False  # a worker process died: every instance is refused until a restart
@@ -210,6 +211,7 @@ class Node:
         self._lock_work(work)
         private_incoming(work)  # (only now: another node's instance may be arriving there)
         self.output.mkdir(parents=True, exist_ok=True)
+        self._output_lock = claim_output(self.output)
         self._check_options(work)
         clear_staged(self.output)  # what an earlier version staged in the output itself
         self._stage = work / "stage"  # outputs are staged here, private, until released into the output
@@ -291,6 +293,9 @@ class Node:
                                                        time.monotonic() - self._started, **more))
                 self._report.close()
                 self._report = None
+        if self._output_lock is not None:
+            os.close(self._output_lock)
+            self._output_lock = None
         if self._lockfile is not None:
             self._lockfile.close()
             self._lockfile = None
