@@ -984,16 +984,42 @@ def test_a_stop_asked_mid_run_is_raised_where_the_run_checks_not_where_python_ma
     (a run SIGINTed by a test once finished with status 0): during a run it is recorded and raised at a check."""
     stops.install()
     try:
-        with pytest.raises(KeyboardInterrupt) as at_end, stops.deferred():
+        with stops.deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler has run by now, and raised nothing
             with pytest.raises(Terminated):
                 stops.check()
             stops.check()  # raised once
+        with pytest.raises(KeyboardInterrupt) as at_end, stops.deferred():  # (another run)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
         assert at_end.type is KeyboardInterrupt, "a stop asked in the block is raised as it ends"
+        stops.install()  # (another command)
         with pytest.raises(KeyboardInterrupt):  # outside a run: at once, as Python does
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        stops.uninstall()
+    finally:
+        stops.uninstall()
+
+
+def test_a_stop_asked_again_while_the_run_stops_changes_nothing() -> None:
+    """Found from outside: a second Ctrl-C (or a signal sent to the process group and again to the process) was
+    raised in the first one's clean-up: workers were left running and the process waited for them for ever, or
+    it ended in a traceback. Once a stop is raised, another is dropped, until the next run."""
+    stops.install()
+    try:
+        with pytest.raises(Terminated), stops.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            try:
+                stops.check()
+            finally:  # (the clean-up of the stop)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # dropped: nothing raised here
+        os.kill(os.getpid(), signal.SIGTERM)  # also outside the run, once it stopped
+        time.sleep(0.05)
+        with pytest.raises(KeyboardInterrupt), stops.deferred():  # the next run: stops count again
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     finally:

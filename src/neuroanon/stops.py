@@ -4,7 +4,10 @@ A handler that raised at once could raise inside a finalizer or a weakref callba
 file's), where Python only prints the exception and goes on: the run would finish as if nothing had been asked.
 So while a run defers stops, the handler records the signal, and the run stops at its next `check`: between
 files, and every tenth of a second while it waits for a worker. Elsewhere the handler raises where the program is.
-Once the run's last step is done (`last_step`: an archive took its final name), a stop has nothing left to stop.
+Once the run's last step is done (`last_step`: an archive took its final name), a stop has nothing left to stop;
+once a stop was raised, the run is stopping, and a stop asked again (Ctrl-C pressed twice, a signal sent to the
+process group and again to the process) changes nothing: raised in the clean-up, it left workers running and the
+process waiting for them for ever, or a traceback (found from outside).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ _asked: list[int] = []
 _failed: list[BaseException] = []  # what another thread asked the run to stop for (`fail`)
 _deferring: list[bool] = []
 _over: list[bool] = []  # the run's last step is done: a stop asked now is dropped
+_stopping: list[bool] = []  # a stop was raised: the run is stopping, a stop asked now is dropped
 _POLL = 0.1  # seconds between checks while waiting for a worker
 
 
@@ -31,6 +35,7 @@ STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # (SIGHUP: the terminal 
 def install() -> None:
     """Handle SIGINT, SIGTERM and SIGHUP in this (main) thread, until `uninstall` puts back the handlers before."""
     _over.clear()
+    _stopping.clear()
     _previous.append([signal.getsignal(signum) for signum in STOPS])
     for signum in STOPS:
         signal.signal(signum, _handler)
@@ -46,7 +51,7 @@ _previous: list[list[Any]] = []  # the handlers each `install` replaced, the las
 
 
 def _handler(signum: int, frame: object) -> None:
-    if _over:
+    if _over or _stopping:
         return
     _asked.append(signum)
     if not _deferring:
@@ -58,6 +63,7 @@ def deferred() -> Iterator[None]:
     """Within this, a stop is raised by `check` and `wait` only (and once the block ends, if asked within it)."""
     _failed.clear()  # (what another thread asked of an earlier run is not this one's)
     _over.clear()  # (a run starts: stops count again)
+    _stopping.clear()
     _deferring.append(True)
     try:
         yield
@@ -97,6 +103,7 @@ def check() -> None:
     if _asked:
         signum = _asked[0]
         _asked.clear()
+        _stopping.append(True)
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
 
