@@ -19,6 +19,8 @@ from neuroanon import pipeline
 from neuroanon.cli import _parser, main
 from neuroanon.sample import make_study
 
+from .helpers import files_under, read_report
+
 COMMAND = [sys.executable, "-m", "neuroanon.cli"]
 
 
@@ -143,6 +145,19 @@ def test_a_node_s_output_or_work_folder_name_too_long_is_refused(tmp_path: Path)
     assert os.listdir(tmp_path) == []
 
 
+def test_a_node_s_work_folder_that_is_a_file_and_a_bad_number_of_workers_are_said_plainly(
+        source: Path, tmp_path: Path) -> None:
+    """Found from outside: `serve --work` naming an existing file ended in exit 1, "File exists"; --workers 0 said
+    "(four a CPU core, at least 32)"."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    _one_line(_run(["serve", "-o", str(tmp_path / "out"), "--work", str(taken), "--port", "0"]), 2,
+              f"the node's work folder {taken} is an existing file, not a folder")
+    most = max(32, 4 * (os.cpu_count() or 1))
+    _one_line(_run(["anonymize", str(source), "-o", str(tmp_path / "out"), "--workers", "0"]), 2,
+              f"--workers needs a number from 1 to {most} (four per CPU core, and 32 on a machine of fewer than eight)")
+
+
 def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
     for output in (unwritable / "out", unwritable / "out.zip"):
         line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))
@@ -247,6 +262,24 @@ def test_explain_into_a_closed_pipe_stops_quietly() -> None:
     err = run.stderr.read().decode()
     assert run.wait(timeout=60) == 141, err
     assert err == "", "a closed pipe is not an error worth a message, and never a traceback"
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_run_with_a_standard_stream_closed_does_its_work_without_a_traceback(tmp_path: Path, closed: int) -> None:
+    """Found from outside: with standard output closed (`>&-`) every run ended in a traceback (Python has no stream
+    for it); with standard error closed (`2>&-`) the run stopped before it began, without a word. A closed stream
+    reads as /dev/null: the run does its work, its report is written, the other stream says what it says."""
+    source = tmp_path / "in"
+    make_study(source, subject=9, n_series=1, n_instances=2)
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    done = subprocess.run([*COMMAND, "anonymize", str(source), "-o", str(out), "--report", str(report)],
+                          capture_output=True, text=True, timeout=120, pass_fds=(),
+                          preexec_fn=lambda: os.close(closed))  # noqa: PLW1509 (only closes a descriptor)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr
+    assert len(files_under(out)) == 2 and read_report(report)[2]["files"] == 2
+    if closed == 2:
+        assert done.stdout.startswith("2 files at level anonymize")
 
 
 def test_a_run_whose_standard_error_reader_went_away_exits_141(tmp_path: Path) -> None:

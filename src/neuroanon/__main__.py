@@ -5,6 +5,7 @@ once the command is done changes nothing: it exits as the command ended."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -12,6 +13,7 @@ from . import stops
 
 
 def console() -> None:
+    _closed_streams_to_null()
     stops.install()  # (while the modules load, a stop raises here)
     try:
         from .cli import main
@@ -27,6 +29,22 @@ def console() -> None:
               file=sys.stderr)
         sys.exit(128 + signum)
     sys.exit(code)
+
+
+def _closed_streams_to_null() -> None:
+    """A standard stream the caller closed (`>&-`, `2>&-`) reads as /dev/null, as a daemon's do: Python has no
+    stream for it (found from outside: a closed standard output ended each run in a traceback, a closed standard
+    error stopped it before it began, without a word), and a file the run opens would take its descriptor and
+    receive what is meant for the terminal."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)  # (the lowest free descriptor: this one)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (the process's own, for its life)
 
 
 if __name__ == "__main__":

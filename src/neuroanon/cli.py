@@ -649,7 +649,8 @@ def _check_workers(workers: int) -> None:
     four a core only wait on each other (a run of 100,000 asked for once forked until memory ran out)."""
     most = max_workers()
     if not 1 <= workers <= most:
-        raise UsageError(f"--workers needs a number from 1 to {most} (four a CPU core, at least 32)")
+        raise UsageError(f"--workers needs a number from 1 to {most} (four per CPU core, and 32 on a machine of "
+                         "fewer than eight)")
 
 
 def max_workers() -> int:
@@ -807,8 +808,9 @@ def _serve(args: argparse.Namespace) -> int:
     _check_writable(args.output, "output", folder=True)
     if args.work is None:
         check_name(node_work_path(args.output), "node's work folder (named after the output)")
-    else:
+    else:  # (found from outside: an existing file given ended in exit 1, "File exists")
         check_name(args.work, "node's work folder")
+        _check_writable(args.work, "node's work folder", folder=True)
     _release_checks(args)
     options = _release_settings(args)
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -1033,10 +1035,7 @@ def _quiet_pydicom() -> None:
     logging.getLogger("pydicom").propagate = False
 
 
-def console() -> None:
-    """Entry point for the `neuroanon` script."""
-    sys.exit(main())
+if __name__ == "__main__":  # (`python -m neuroanon.cli`: the command, as `neuroanon` and `python -m neuroanon` run it)
+    from neuroanon.__main__ import console
 
-
-if __name__ == "__main__":
     console()
