@@ -158,6 +158,32 @@ def test_a_node_s_work_folder_that_is_a_file_and_a_bad_number_of_workers_are_sai
               f"--workers needs a number from 1 to {most} (four per CPU core, and 32 on a machine of fewer than eight)")
 
 
+@pytest.mark.parametrize("args", [["anonymize", "", "-o", "out"], ["anonymize", "in", "-o", ""], ["verify", ""],
+                                  ["demo", "--output", ""], ["key", "--key-file", ""],
+                                  ["anonymize", "in", "-o", "out", "--report", ""]])
+def test_an_empty_path_is_refused(tmp_path: Path, args: list[str]) -> None:
+    """Found from outside: `demo --output ''` (an unset variable's value, say) wrote into the current folder, and
+    `anonymize ''` read all of it."""
+    (tmp_path / "in").mkdir()
+    done = subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    _one_line(done, 2, "an empty path (an unset variable?)")
+    assert sorted(os.listdir(tmp_path)) == ["in"] and not os.listdir(tmp_path / "in")
+
+
+def test_the_demo_refuses_a_folder_it_did_not_make_and_runs_again_in_its_own(tmp_path: Path) -> None:
+    """Found from outside: into a folder holding other files the demo wrote its fake study, then was refused with
+    advice to add --force, an option it has not."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("fake notes")
+    _one_line(_run(["demo", "--output", str(other)]), 2,
+              f"the demo folder {other} is not empty and no demo made it; name a new or empty folder")
+    assert os.listdir(other) == ["notes.txt"]
+    for _ in range(2):  # its own folder, again
+        done = _run(["demo", "--output", str(tmp_path / "demo")])
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
     for output in (unwritable / "out", unwritable / "out.zip"):
         line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))

@@ -61,6 +61,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _path(text: str) -> Path:
+    """A path given on the command line; an empty one is refused (found from outside: `-o ''`, an unset variable's
+    value say, wrote into the current folder, and `anonymize ''` read all of it)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?)")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuroanon", description="De-identify DICOM data (NiDB levels).")
     build = "compiled" if compiled() else "pure Python"
@@ -72,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                               "or zip archive,\nat a NiDB level. Every input ends in the summary (and the report) "
                               "with a status and a reason.",
                               epilog=ANONYMIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+    run.add_argument("inputs", nargs="+", type=_path, metavar="INPUT",
                      help="DICOM files, folders (read recursively) or zip archives; never modified")
-    run.add_argument("--output", "-o", required=True, type=Path,
+    run.add_argument("--output", "-o", required=True, type=_path,
                      help="output folder, or a .zip archive (must not be inside an input)")
     _level_options(run)
     _release_options(run)
@@ -91,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dicom-only", action="store_true",
                      help="anonymize, original: do not copy non-DICOM files (default: copied unchanged; full never "
                           "copies them)")
-    run.add_argument("--mapping", type=Path, metavar="FILE",
+    run.add_argument("--mapping", type=_path, metavar="FILE",
                      help="full: also write each original PatientID and its pseudonym to this CSV (mode 0600, for "
                           "the site's records; it identifies: keep it as you keep the key; usable as --lookup)")
     run.add_argument("--follow-symlinks", action="store_true",
@@ -102,13 +110,13 @@ def _parser() -> argparse.ArgumentParser:
                           "neuroanon run began")
 
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
-    check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to scan")
-    check.add_argument("--against", nargs="+", type=Path, metavar="ORIGINALS",
+    check.add_argument("paths", nargs="+", type=_path, metavar="PATH", help="files or folders to scan")
+    check.add_argument("--against", nargs="+", type=_path, metavar="ORIGINALS",
                        help="the originals: their identifying values, UIDs and PatientIDs must not reappear")
-    check.add_argument("--json", type=Path, help="also write the findings as JSON here")
-    check.add_argument("--key-file", type=Path,
+    check.add_argument("--json", type=_path, help="also write the findings as JSON here")
+    check.add_argument("--key-file", type=_path,
                        help="the key the output was made with: each file is checked against its own original")
-    check.add_argument("--lookup", type=Path,
+    check.add_argument("--lookup", type=_path,
                        help="full: the lookup file the output was made with: its new PatientIDs are no finding in "
                             "PatientName and PatientID (else only keyed pseudonyms are)")
     _level_options(check, default=None)  # inferred from the files' DeidentificationMethod unless given
@@ -122,26 +130,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, required=True, help="TCP port to listen on (0: any free port)")
     serve.add_argument("--host", default="0.0.0.0",
                        help="address to listen on (default: all interfaces; 127.0.0.1 for this machine only)")
-    serve.add_argument("--output", "-o", required=True, type=Path,
+    serve.add_argument("--output", "-o", required=True, type=_path,
                        help="folder for anonymized instances; with --forward, the outbox they wait in until the "
                             "destination has them")
     _level_options(serve)
     _release_options(serve, input_paths=False)
     serve.add_argument("--forward", metavar="AET@HOST:PORT", help="C-STORE every anonymized instance to this node")
-    serve.add_argument("--forward-tls-ca", type=Path, metavar="FILE",
+    serve.add_argument("--forward-tls-ca", type=_path, metavar="FILE",
                        help="forward over TLS, trusting the destination's certificate if this CA signed it")
     serve.add_argument("--allow-calling", nargs="+", default=[], metavar="AET",
                        help="accept associations only from these calling AE titles (default: from any)")
-    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="accept TLS only, with this certificate (PEM)")
-    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
-    serve.add_argument("--tls-ca", type=Path, metavar="FILE",
+    serve.add_argument("--tls-cert", type=_path, metavar="FILE", help="accept TLS only, with this certificate (PEM)")
+    serve.add_argument("--tls-key", type=_path, metavar="FILE", help="the certificate's private key (PEM)")
+    serve.add_argument("--tls-ca", type=_path, metavar="FILE",
                        help="with TLS: require senders to present a certificate this CA signed")
     serve.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
                        help="processes that anonymize received instances (default: all cores)")
     serve.add_argument("--max-associations", type=int, default=10, help="concurrent associations (default: 10)")
     serve.add_argument("--max-instance-size", type=_size, metavar="SIZE",
                        help="refuse bigger instances (bytes, or with K, M, G suffix)")
-    serve.add_argument("--work", type=Path, metavar="DIR",
+    serve.add_argument("--work", type=_path, metavar="DIR",
                        help="private folder for the spool and failed forwards (default: beside the output, "
                             "'.<output>.neuroanon-node')")
     serve.add_argument("--retry-base", type=float, default=1.0, metavar="SECONDS",
@@ -153,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="refusals by the destination before an instance moves to the failed folder (default: 10)")
 
     send = commands.add_parser("send", help="anonymize files and send them to a DICOM node (C-STORE)")
-    send.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+    send.add_argument("inputs", nargs="+", type=_path, metavar="INPUT",
                       help="DICOM files, folders (read recursively) or zip archives; never modified")
     send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the destination")
     send.add_argument("--calling-ae", default="NEUROANON", help="our AE title (default: NEUROANON)")
@@ -162,19 +170,19 @@ def _parser() -> argparse.ArgumentParser:
                       "reported as skipped. Inputs named on the command line are always followed")
     _level_options(send)
     _release_options(send)
-    send.add_argument("--tls-ca", type=Path, metavar="FILE",
+    send.add_argument("--tls-ca", type=_path, metavar="FILE",
                       help="send over TLS, trusting the destination's certificate if this CA signed it")
-    send.add_argument("--tls-cert", type=Path, metavar="FILE", help="with --tls-ca: our client certificate (PEM)")
-    send.add_argument("--tls-key", type=Path, metavar="FILE", help="the client certificate's private key (PEM)")
+    send.add_argument("--tls-cert", type=_path, metavar="FILE", help="with --tls-ca: our client certificate (PEM)")
+    send.add_argument("--tls-key", type=_path, metavar="FILE", help="the client certificate's private key (PEM)")
 
     keycmd = commands.add_parser("key", help="create the project key and print its fingerprint (never the key)")
-    keycmd.add_argument("--key-file", type=Path,
+    keycmd.add_argument("--key-file", type=_path,
                         help="where the key is (default: the per-user key, $XDG_CONFIG_HOME/neuroanon/key)")
     keycmd.add_argument("--show-fingerprint", action="store_true",
                         help="only print the fingerprint of the existing key (default: create a new key)")
 
     demo = commands.add_parser("demo", help="make a synthetic study with fake PHI, anonymize it at full, compare")
-    demo.add_argument("--output", "-o", type=Path, help="folder for the demo files (default: a temporary one)")
+    demo.add_argument("--output", "-o", type=_path, help="folder for the demo files (default: a temporary one)")
     return parser
 
 
@@ -216,12 +224,12 @@ def _level_options(p: argparse.ArgumentParser, default: str | None = Level.ANONY
 def _release_options(p: argparse.ArgumentParser, input_paths: bool = True) -> None:
     """Options of the commands that release files: key, lookup, report and the checks of level full.
     `input_paths`: the command reads files whose paths a report could name (not so the node)."""
-    p.add_argument("--key-file", type=Path, help="secret key for pseudonyms and UIDs (default: per-user key)")
-    p.add_argument("--report", type=Path,
+    p.add_argument("--key-file", type=_path, help="secret key for pseudonyms and UIDs (default: per-user key)")
+    p.add_argument("--report", type=_path,
                    help="write a JSON-lines report here: provenance, one line per input, summary (default: none)")
-    p.add_argument("--lookup", type=Path,
+    p.add_argument("--lookup", type=_path,
                    help="full: CSV of original,new PatientIDs (default: every PatientID gets a keyed pseudonym)")
-    p.add_argument("--quarantine", type=Path,
+    p.add_argument("--quarantine", type=_path,
                    help="full: write files held back by a check here (default: they are not written)")
     p.add_argument("--no-residual-check", action="store_true",
                    help="full: do not search outputs for their inputs' identifying values")
@@ -467,6 +475,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
+        if args.output is not None:
+            _check_demo_folder(args.output)
         return run_demo(args.output or Path(tempfile.mkdtemp(prefix="neuroanon-demo-")))
     if args.command == "verify":
         return _verify(args)
@@ -642,6 +652,14 @@ def _anonymize(args: argparse.Namespace) -> int:
         print(_shown(f"neuroanon: {show.unlisted} file{'s' if show.unlisted > 1 else ''} written name a subject "
                      f"the lookup file {args.lookup} does not list: they got keyed pseudonyms"), file=sys.stderr)
     return summary.exit_code
+
+
+def _check_demo_folder(folder: Path) -> None:
+    """A folder for the demo: new, empty, or an earlier demo's (its key there). Found from outside: into another
+    folder the demo wrote its fake study, then was refused with advice to add --force, an option it has not."""
+    _check_writable(folder, "demo folder", folder=True)
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "demo.key").is_file():
+        raise UsageError(f"the demo folder {folder} is not empty and no demo made it; name a new or empty folder")
 
 
 def _check_workers(workers: int) -> None:
