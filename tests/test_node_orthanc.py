@@ -122,6 +122,9 @@ def test_a_restarted_serve_resumes_its_outbox(tmp_path: Path, orthanc: Orthanc) 
             status, stdout, stderr = serve.stop()
         assert status == 0, stderr
         logs.append(stdout + stderr)
+        # (found from outside: the last line left out what the destination took, which the log line said)
+        took = 0 if run == "destination down" else len(sources)
+        assert stdout.splitlines()[-1].endswith(f"; {took} forwarded, 0 refused by the destination"), stdout
     assert len(files_under(outbox)) == 0
     assert "unreachable" in logs[0] and f"{len(sources)} queued for forwarding" in logs[0]
     assert f"forwarded {len(sources)} instances" in logs[1]

@@ -876,7 +876,8 @@ def _serve(args: argparse.Namespace) -> int:
             broken = node.broken  # why it stopped: a dead worker, not a signal (which may end the workers too)
         finally:
             node.stop()
-    print(f"neuroanon: stopped: {node.totals.line(forward is not None)}", flush=True)
+    # (found from outside: it left out what the destination took, which the log line said)
+    print(f"neuroanon: stopped: {node.summary_line()}", flush=True)
     if broken:
         print("neuroanon: a worker process died (killed, or out of memory); start the node again", file=sys.stderr)
         return 1

@@ -300,7 +300,7 @@ class Node:
             self._lockfile.close()
             self._lockfile = None
             if self._listened:  # (a node that could not listen says why, and no more)
-                log.info("stopped: %s%s", self.totals.line(self.forwarding), self._forward_line())
+                log.info("stopped: %s", self.summary_line())
 
     def _stop_listening(self, grace: float) -> None:
         server, self._server = self._server, None
@@ -534,10 +534,12 @@ class Node:
                 name = str(path.relative_to(self.forwarder.outbox.failed)) if self.forwarder else path.name
                 self._report.write(Record(name, Status.FAILED, f"not forwarded: {reason}", name).as_dict())
 
-    def _forward_line(self) -> str:
+    def summary_line(self) -> str:
+        """What the node did: its instances by outcome, and when forwarding, what the destination took."""
+        line = self.totals.line(self.forwarding)
         if self.forwarder is None:
-            return ""
-        return f"; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
+            return line
+        return f"{line}; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
 
 
 def _inside(path: Path, folder: Path) -> bool:
