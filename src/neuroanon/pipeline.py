@@ -712,7 +712,7 @@ def _executor(workers: int, cluster: Client | None, lock: int | None) -> Iterato
     if cluster is not None:
         yield cluster.get_executor(pure=False)  # type: ignore[no-untyped-call]
     elif workers > 1:
-        pool = worker_pool(workers, lock)
+        pool = worker_pool(workers, (lock,))
         try:
             yield pool
             pool.shutdown()
@@ -820,19 +820,20 @@ def _watching_workers(client: Client, scheduler: str) -> Iterator[None]:
 DASK_CONNECT_SECONDS = 10
 
 
-def worker_pool(workers: int, lock: int | None = None) -> ProcessPoolExecutor:
+def worker_pool(workers: int, locks: tuple[int | None, ...] = ()) -> ProcessPoolExecutor:
     """`workers` local processes that prepare files, each set up by `_worker_started` (shared with the node)."""
-    return ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), lock))
+    return ProcessPoolExecutor(workers, initializer=_worker_started, initargs=(os.getpid(), locks))
 
 
-def _worker_started(parent: int, lock: int | None) -> None:
+def _worker_started(parent: int, locks: tuple[int | None, ...]) -> None:
     """In each worker process: Ctrl-C, SIGTERM and SIGHUP are the parent's to handle, also when sent to the whole
     process group (a terminal's Ctrl-C, `systemctl stop`, a batch system's cancel): the parent stops the workers.
-    The worker dies with its parent, even when the parent is killed outright. The output's lock, inherited
-    through fork, is the parent's alone: it ends with the parent, not with the last worker."""
-    if lock is not None:
-        with suppress(OSError):
-            os.close(lock)
+    The worker dies with its parent, even when the parent is killed outright. The locks of the output and its
+    work folder, inherited through fork, are the parent's alone: they end with the parent, not the last worker."""
+    for lock in locks:
+        if lock is not None:
+            with suppress(OSError):
+                os.close(lock)
     for signum in stops.STOPS:
         signal.signal(signum, signal.SIG_IGN)
     if sys.platform.startswith("linux"):

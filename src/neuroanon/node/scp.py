@@ -222,7 +222,7 @@ class Node:
         # Each run of the node adds its provenance (options, key fingerprint, command), its records and its summary.
         self._report = ReportWriter(config.report, append=True, options=self.options, run=config.run)
         assert self._lockfile is not None
-        self._pool = worker_pool(config.workers, self._lockfile.fileno())
+        self._pool = worker_pool(config.workers, (self._lockfile.fileno(), self._output_lock))
         # The first task forks every worker, here: before any thread of ours exists, and in the thread they die with.
         self._pool.submit(os.getpid).result()
         if config.forward is not None:
@@ -396,7 +396,10 @@ class Node:
         with self._lock:
             if event.assoc not in self._tallies:
                 return
-        ending = threading.Thread(target=self._ended, args=(event.assoc, _who(event)), daemon=True,
+        self._end_later(event.assoc)
+
+    def _end_later(self, assoc: Association) -> None:
+        ending = threading.Thread(target=self._ended, args=(assoc, _who_of(assoc)), daemon=True,
                                   name="neuroanon-association-end")
         with self._lock:
             self._ending.add(ending)
@@ -418,11 +421,7 @@ class Node:
         if raw is not None:
             with contextlib.suppress(OSError):
                 raw.shutdown(socket.SHUT_RDWR)  # (the peer learns at once that no answer will come)
-        ending = threading.Thread(target=self._ended, args=(assoc, _who_of(assoc)), daemon=True,
-                                  name="neuroanon-association-end")
-        with self._lock:
-            self._ending.add(ending)
-        ending.start()
+        self._end_later(assoc)
 
     def _ended(self, assoc: Association, who: str) -> None:
         """Once the association's thread is done: remove what its peer sent of an instance it did not finish,
@@ -440,7 +439,7 @@ class Node:
         with self._lock:
             self._tallies.pop(event.assoc, None)  # (this is its line)
         log.warning("association from %s rejected (calling AE title not allowed, called AE title not ours, "
-                    "or too many associations)", _who(event))
+                    "or too many associations)", _who_of(event.assoc))
 
     # --- one instance -----------------------------------------------------------------------------------------
 
@@ -591,10 +590,6 @@ def _discard_arriving(assoc: Association) -> None:
             arriving.close()
         with contextlib.suppress(OSError):
             os.unlink(arriving.name)
-
-
-def _who(event: evt.Event) -> str:
-    return _who_of(event.assoc)
 
 
 def _who_of(assoc: Association) -> str:
