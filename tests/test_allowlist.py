@@ -110,6 +110,11 @@ def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -
     scale_slope = find_safe("Philips MR Imaging DD 001", 0x2005, 0x0E)
     assert b_value is not None and scale_slope is not None
     assert holds_a_number(b_value, vr, b"1000") and not holds_a_number(b_value, vr, b"Fakename Quill")
+    # each value a decimal number (found from outside: a phone number and an ID with dashes passed as number text)
+    for number in (b"1000\\0\\-0.5\\1e3 ", b"+12.5\x00", b".5", b""):
+        assert holds_a_number(b_value, vr, number), number
+    for text in (b"555-0142", b"078-05-1120", b"1.2.3", b"12 34", b"1000\\555-0142"):
+        assert not holds_a_number(b_value, vr, text), text
     assert holds_a_number(scale_slope, vr, b"\x00\x00\x80\x3f")
     assert not holds_a_number(scale_slope, vr, b"Fakename Quill\x00\x00")
     assert holds_a_number(scale_slope, vr, b"1.5\x00") and holds_a_number(scale_slope, vr, b"AB\x00\x00")

@@ -270,9 +270,11 @@ def creator_name(value: bytes | str) -> str | None:
     return value.rstrip(" \x00")
 
 
-# Binary numbers, and number text: digits, sign, point, exponent, value separators and padding.
+# Binary numbers, and number text: each value a decimal number (DS, IS), padded (found from outside: a phone
+# number or an ID written with dashes, "555-0142", passed as number text, a character set of digits and signs).
 _BINARY_VRS: Final = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
-_NUMBER_TEXT: Final = re.compile(rb"[0-9+\-.eE \\\x00]*")
+_ONE_NUMBER: Final = rb"[ \x00]*(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)?[ \x00]*"
+_NUMBER_TEXT: Final = re.compile(rb"%s(?:\\%s)*" % (_ONE_NUMBER, _ONE_NUMBER))
 # Binary values that are text all the same: printable ASCII (and padding) with a word in it. (Numbers' bytes are
 # that only by a chance of about one in a billion for eight bytes.)
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
