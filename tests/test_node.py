@@ -957,31 +957,39 @@ _LONG_UID = "1." + "2" * 300  # longer than a file name may be
 
 
 @pytest.mark.parametrize(("uid", "named"), [
-    ("1.2.3", "1.2.3"), ("1." + "2" * 62, "1." + "2" * 62), ("..", None), ("", None), ("1.2/3", "1.2_3"),
-    ("../..", ".._.."), ("1." + "2" * 63, None), (_LONG_UID, None)])
-def test_an_instance_s_path_below_full_takes_its_uids_or_a_token_for_one_unusable(uid: str, named: str | None) -> None:
+    ("1.2.3", "1.2.3"), ("1." + "2" * 62, "1." + "2" * 62), ("", "TOKEN"), ("..", "hash"), ("1.2/3", "hash"),
+    ("../..", "hash"), ("1.2+3", "hash"), ("1." + "2" * 63, "hash"), (_LONG_UID, "hash")])
+def test_an_instance_s_path_below_full_takes_its_uids_or_a_name_for_one_unusable(uid: str, named: str) -> None:
+    """A UID that cannot be a path part as it is gets `uid~` and a hash of it: the same for the same UID, none for
+    two (found from outside: '1.2+3' and '1.2_3' took one path); a missing one the token."""
+    import hashlib
+
     from neuroanon.layout import by_uids
 
     ds = pydicom.Dataset()
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.840.9", "1.2.840.9.1", uid
-    assert by_uids(ds, "TOKEN") == f"1.2.840.9/1.2.840.9.1/{named or 'TOKEN'}.dcm"
+    if named == "hash":
+        named = "uid~" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+    assert by_uids(ds, "TOKEN") == f"1.2.840.9/1.2.840.9.1/{named}.dcm"
 
 
 def test_an_instance_whose_uid_is_too_long_for_a_file_name_is_stored_under_a_token(tmp_path: Path) -> None:
     """Found from outside: below full, an instance whose StudyInstanceUID (or SOPInstanceUID) was too long for a
     file name was refused with 0xA700 ("out of resources"), which a sender retries for ever; an unusable UID gets a
     token instead."""
-    (source,) = study(tmp_path / "in", subject=24, n_series=1, n_instances=1)
-    ds = pydicom.dcmread(source)
-    ds.StudyInstanceUID = pydicom.uid.UID(_LONG_UID)
+    sources = study(tmp_path / "in", subject=24, n_series=1, n_instances=2)
+    sent = [pydicom.dcmread(path) for path in sources]
+    for ds in sent:
+        ds.StudyInstanceUID = pydicom.uid.UID(_LONG_UID)
     with running(tmp_path / "out") as node:
         ae = AE(ae_title="SCANNER")
         ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
         assoc = ae.associate(LOOPBACK, node.address[1], ae_title=NODE_AET)
         assert assoc.is_established
-        status = assoc.send_c_store(ds)
+        statuses = [assoc.send_c_store(ds).Status for ds in (*sent, sent[0])]  # (the first one twice)
         assoc.release()
-    assert status.Status == 0x0000
-    (stored,) = files_under(tmp_path / "out")
-    study_folder = stored.relative_to(tmp_path / "out").parts[0]
-    assert len(study_folder) < 64 and pydicom.dcmread(stored).StudyInstanceUID == _LONG_UID
+        assert statuses == [0x0000] * 3 and node.totals.duplicate == 1, "a resent instance is a duplicate"
+    stored = files_under(tmp_path / "out")
+    assert len(stored) == 2 and len({p.relative_to(tmp_path / "out").parts[0] for p in stored}) == 1, "one study"
+    study_folder = stored[0].relative_to(tmp_path / "out").parts[0]
+    assert len(study_folder) < 64 and pydicom.dcmread(stored[0]).StudyInstanceUID == _LONG_UID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -11,6 +12,7 @@ from pydicom.dataset import Dataset
 from .context import FileContext
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
 _UID_LENGTH = 64  # PS3.5 9.1
 
 
@@ -52,12 +54,19 @@ def by_identifiers(identifiers: Mapping[str, str], context: FileContext, relativ
 
 def by_uids(ds: Dataset, fallback: str) -> str:
     """`study/series/instance.dcm` from the dataset's own UIDs: how the DICOM node names a received instance
-    below level full (those levels keep UIDs). A missing or unusable UID gives `fallback` in its place: one of
-    dots alone, or longer than a UID may be (64 characters: found from outside, one too long for a file name was
-    refused with 0xA700, which its sender retried for ever)."""
+    below level full (those levels keep UIDs). A UID is its own path part when it can be one as it is: letters,
+    digits, '.', '_' and '-', not dots alone, at most the 64 characters a UID may have. Any other is named
+    `uid~` and a hash of it: the same for the same UID, so a resent instance is a duplicate and a study stays
+    together, and never another UID's name ('~' is in none). Found from outside: one too long for a file name was
+    refused with 0xA700, retried for ever; '4+5' and '4_5' were one path, and the second instance was said stored
+    and was not. A missing UID gives `fallback`."""
 
     def part(keyword: str) -> str:
-        value = _UNSAFE.sub("_", str(ds.get(keyword, "") or "").strip())
-        return value if value.strip(".") and len(value) <= _UID_LENGTH else fallback
+        value = str(ds.get(keyword, "") or "").strip()
+        if not value:
+            return fallback
+        if _PLAIN.fullmatch(value) and value.strip(".") and len(value) <= _UID_LENGTH:
+            return value
+        return "uid~" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
     return "/".join((part("StudyInstanceUID"), part("SeriesInstanceUID"), part("SOPInstanceUID") + ".dcm"))
