@@ -179,6 +179,11 @@ def test_the_demo_refuses_a_folder_it_did_not_make_and_runs_again_in_its_own(tmp
     _one_line(_run(["demo", "--output", str(other)]), 2,
               f"the demo folder {other} is not empty and no demo made it; name a new or empty folder")
     assert os.listdir(other) == ["notes.txt"]
+    (other / "demo.key").write_text("not a key")  # (a file of that name: no demo made the folder all the same)
+    _one_line(_run(["demo", "--output", str(other)]), 2, f"the demo folder {other} is not empty")
+    (other / "notes.txt").unlink()
+    _one_line(_run(["demo", "--output", str(other)]), 2, str(other / "demo.key"))
+    assert os.listdir(other) == ["demo.key"]
     for _ in range(2):  # its own folder, again
         done = _run(["demo", "--output", str(tmp_path / "demo")])
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

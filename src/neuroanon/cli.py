@@ -654,12 +654,21 @@ def _anonymize(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+# What the demo makes in its folder
+_DEMO_FILES = frozenset({"demo.key", "input", "output", "report.jsonl", ".output.neuroanon-journal",
+                         ".output.neuroanon-work"})
+
+
 def _check_demo_folder(folder: Path) -> None:
-    """A folder for the demo: new, empty, or an earlier demo's (its key there). Found from outside: into another
-    folder the demo wrote its fake study, then was refused with advice to add --force, an option it has not."""
+    """A folder for the demo: new, empty, or an earlier demo's (what it holds is what a demo makes, its key a key).
+    Found from outside: into another folder the demo wrote its fake study, then was refused with advice to add
+    --force, an option it has not; a file named demo.key that was no key ended it in a traceback."""
     _check_writable(folder, "demo folder", folder=True)
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / "demo.key").is_file():
+    held = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+    if held - _DEMO_FILES or held and "demo.key" not in held:
         raise UsageError(f"the demo folder {folder} is not empty and no demo made it; name a new or empty folder")
+    if held:
+        load_key(folder / "demo.key")  # (one that is none is refused, in one line)
 
 
 def _check_workers(workers: int) -> None:

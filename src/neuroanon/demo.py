@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 
-from .keys import Keyring, create_key
+from .keys import Keyring, create_key, load_key
 from .options import Level, Options
 from .pipeline import anonymize_tree
 from .sample import make_study
@@ -24,7 +24,7 @@ def run_demo(folder: Path) -> int:
     make_study(source, subject=0, study=0, n_series=2, n_instances=3)
     make_study(source, subject=0, study=1, n_series=1, n_instances=3, encoding="implicit_le")
     key_file = folder / "demo.key"
-    key = create_key(key_file) if not key_file.exists() else bytes.fromhex(key_file.read_text().strip())
+    key = create_key(key_file) if not key_file.exists() else load_key(key_file)
     report = folder / "report.jsonl"
     summary = anonymize_tree([source], output, Options(level=Level.FULL, key=key), report=report)
 
