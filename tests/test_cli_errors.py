@@ -158,15 +158,22 @@ def test_a_node_s_work_folder_that_is_a_file_and_a_bad_number_of_workers_are_sai
               f"--workers needs a number from 1 to {most} (four per CPU core, and 32 on a machine of fewer than eight)")
 
 
-@pytest.mark.parametrize("args", [["anonymize", "", "-o", "out"], ["anonymize", "in", "-o", ""], ["verify", ""],
-                                  ["demo", "--output", ""], ["key", "--key-file", ""],
-                                  ["anonymize", "in", "-o", "out", "--report", ""]])
-def test_an_empty_path_is_refused(tmp_path: Path, args: list[str]) -> None:
-    """Found from outside: `demo --output ''` (an unset variable's value, say) wrote into the current folder, and
-    `anonymize ''` read all of it."""
+_EMPTY_PATH = "an empty path (an unset variable?)"
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["anonymize", "", "-o", "out"], _EMPTY_PATH), (["anonymize", "in", "-o", ""], _EMPTY_PATH),
+    (["verify", ""], _EMPTY_PATH), (["demo", "--output", ""], _EMPTY_PATH), (["key", "--key-file", ""], _EMPTY_PATH),
+    (["anonymize", "in", "-o", "out", "--report", ""], _EMPTY_PATH),
+    (["serve", "-o", "out", "--port", "0", "--forward", ""], "expected AET@HOST:PORT, got ''"),
+    (["serve", "-o", "out", "--port", "0", "--host", ""], "an empty value (an unset variable?)")])
+def test_an_empty_path_or_value_is_refused(tmp_path: Path, args: list[str], said: str) -> None:
+    """Found from outside: `demo --output ''` (an unset variable's value, say) wrote into the current folder,
+    `anonymize ''` read all of it, `serve --forward ''` stored instead of forwarding, `--host ''` listened on
+    every interface."""
     (tmp_path / "in").mkdir()
     done = subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    _one_line(done, 2, "an empty path (an unset variable?)")
+    _one_line(done, 2, said)
     assert sorted(os.listdir(tmp_path)) == ["in"] and not os.listdir(tmp_path / "in")
 
 

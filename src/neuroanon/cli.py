@@ -69,6 +69,13 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _text(text: str) -> str:
+    """A value that may not be empty (found from outside: `--host ''` listened on every interface)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty value (an unset variable?)")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuroanon", description="De-identify DICOM data (NiDB levels).")
     build = "compiled" if compiled() else "pure Python"
@@ -128,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "store them or forward them")
     serve.add_argument("--ae-title", default="NEUROANON", help="this node's AE title (default: NEUROANON)")
     serve.add_argument("--port", type=_port, required=True, help="TCP port to listen on (0: any free port)")
-    serve.add_argument("--host", default="0.0.0.0",
+    serve.add_argument("--host", default="0.0.0.0", type=_text,
                        help="address to listen on (default: all interfaces; 127.0.0.1 for this machine only)")
     serve.add_argument("--output", "-o", required=True, type=_path,
                        help="folder for anonymized instances; with --forward, the outbox they wait in until the "
@@ -849,7 +856,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("--max-attempts, --retry-base and --retry-max must be positive")
     if args.forward_tls_ca is not None and args.forward is None:
         raise UsageError("--forward-tls-ca needs --forward")
-    forward = parse_peer(args.forward) if args.forward else None
+    # (found from outside: `--forward ''`, an unset variable's value say, stored instead of forwarding)
+    forward = parse_peer(args.forward) if args.forward is not None else None
     config = NodeConfig(
         output=args.output, options=options, ae_title=args.ae_title, host=args.host, port=args.port,
         work=args.work, forward=forward,
