@@ -183,30 +183,47 @@ def test_control_without_private_allow_list_loses_philips_scaling(tmp_path: Path
         assert any(key_name in p for p in problems), f"{key_name} survived without the private allow-list"
 
 
+Private = dict[int, tuple[str, object]]  # elements by tag, creators included: (VR, value)
+
+
+def _series(folder: Path, manufacturer: str, slices: list[tuple[int, Private]],
+            by_instance: dict[str, list[object]] | None = None, **public: object) -> None:
+    """One series of 8x8 slices, in instance order: each one's position (0 to 2) and private elements, public
+    attributes of them all and `by_instance`; fake PHI in the header."""
+    folder.mkdir(parents=True)
+    study = "1.2.826.0.1.3680043.10.83.2"
+    for number, (z, private) in enumerate(slices, start=1):
+        ds = pydicom.Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, f"{study}.7.{number}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, study + ".7", study + ".9"
+        ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "MR", manufacturer, "Fakemodel 3T"
+        ds.PatientName, ds.PatientID, ds.PatientPosition = "Quaxworth^Zebulon", "QX771234", "HFS"
+        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240115"
+        ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 7, 1, number
+        ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "EP", "SK", "2D"
+        ds.RepetitionTime, ds.EchoTime, ds.MagneticFieldStrength = 3000, 80, 3
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        for keyword, value in public.items():
+            setattr(ds, keyword, value)
+        for keyword, values in (by_instance or {}).items():
+            setattr(ds, keyword, values[number - 1])
+        for tag, (vr, value) in private.items():
+            ds.add_new(tag, vr, value)
+        small_slice(ds, z, (bytes(range(128)) * number)[:128])
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(folder / f"IM{number:04d}.dcm", enforce_file_format=True)
+
+
 def _canon_dwi(folder: Path, comments: list[str]) -> None:
     """A classic Canon diffusion series of three slices per volume, each volume's gradient direction in
     ImageComments only (as Canon writes classic images since it bought Toshiba), fake PHI in the header."""
-    folder.mkdir(parents=True)
-    study = "1.2.826.0.1.3680043.10.83.1"
-    for volume, comment in enumerate(comments):
-        for z in range(3):
-            number = volume * 3 + z + 1
-            ds = pydicom.Dataset()
-            ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, f"{study}.5.{number}"
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, study + ".5", study + ".9"
-            ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "MR", "CANON_MEC", "Galan 3T"
-            ds.PatientName, ds.PatientID, ds.PatientPosition = "Quaxworth^Zebulon", "QX771234", "HFS"
-            ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240115"
-            ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 5, 1, number
-            ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "SE", "NONE", "2D"
-            ds.RepetitionTime, ds.EchoTime, ds.MagneticFieldStrength = 5000, 80, 3
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-            ds.DiffusionBValue = 1000.0 if "(" in comment else 0.0
-            ds.ImageComments = comment
-            small_slice(ds, z, (bytes(range(128)) * number)[:128])
-            ds.file_meta = pydicom.dataset.FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.save_as(folder / f"IM{number:04d}.dcm", enforce_file_format=True)
+    by_slice = [comment for comment in comments for _ in range(3)]
+    _series(folder, "CANON_MEC", [(z, {}) for _ in comments for z in range(3)],
+            by_instance={"ImageComments": list(by_slice),
+                         "DiffusionBValue": [1000.0 if "(" in comment else 0.0 for comment in by_slice]},
+            ManufacturerModelName="Galan 3T", SeriesNumber=5, ScanningSequence="SE", SequenceVariant="NONE",
+            RepetitionTime=5000)
 
 
 CANON = ["b=0", "b=1000(0.57735,0.57735,0.57735)", "b=1000(0.000,0.707107,-0.707107)", "b=1000(1.000,0.000,0.000)"]
@@ -248,38 +265,6 @@ def test_other_image_comments_are_removed_at_full(tmp_path: Path, comment: str) 
                  "--key-file", str(key), "--workers", "1", "-q"]) == 0
     for path in sorted((tmp_path / "out").rglob("*.dcm")):
         assert "ImageComments" not in pydicom.dcmread(path)
-
-
-Private = dict[int, tuple[str, object]]  # elements by tag, creators included: (VR, value)
-
-
-def _series(folder: Path, manufacturer: str, slices: list[tuple[int, Private]],
-            by_instance: dict[str, list[object]] | None = None, **public: object) -> None:
-    """One series of 8x8 slices, in instance order: each one's position (0 to 2) and private elements, public
-    attributes of them all and `by_instance`; fake PHI in the header."""
-    folder.mkdir(parents=True)
-    study = "1.2.826.0.1.3680043.10.83.2"
-    for number, (z, private) in enumerate(slices, start=1):
-        ds = pydicom.Dataset()
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, f"{study}.7.{number}"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, study + ".7", study + ".9"
-        ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "MR", manufacturer, "Fakemodel 3T"
-        ds.PatientName, ds.PatientID, ds.PatientPosition = "Quaxworth^Zebulon", "QX771234", "HFS"
-        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240115"
-        ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 7, 1, number
-        ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "EP", "SK", "2D"
-        ds.RepetitionTime, ds.EchoTime, ds.MagneticFieldStrength = 3000, 80, 3
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        for keyword, value in public.items():
-            setattr(ds, keyword, value)
-        for keyword, values in (by_instance or {}).items():
-            setattr(ds, keyword, values[number - 1])
-        for tag, (vr, value) in private.items():
-            ds.add_new(tag, vr, value)
-        small_slice(ds, z, (bytes(range(128)) * number)[:128])
-        ds.file_meta = pydicom.dataset.FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.save_as(folder / f"IM{number:04d}.dcm", enforce_file_format=True)
 
 
 # Volumes of a Philips diffusion series in the order acquired: b-value, b-value number, gradient number, direction.
