@@ -196,6 +196,17 @@ def test_the_demo_refuses_a_folder_it_did_not_make_and_runs_again_in_its_own(tmp
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("args", [["anonymize", "in", "-o", "out"], ["verify", "in"], ["send", "in", "--to", "A@h:1"],
+                                  ["serve", "-o", "out", "--port", "0"], ["explain"], ["key"], ["demo"]])
+def test_an_unknown_option_points_to_its_command_s_help(args: list[str]) -> None:
+    """Found from outside: an unknown option of a command was said by the top parser, "(see neuroanon --help)",
+    whose help does not list the command's options."""
+    command = args[0]
+    done = _run([*args, "--no-such-option"])
+    _one_line(done, 2, f"neuroanon {command}: unrecognized arguments: --no-such-option "
+                       f"(see neuroanon {command} --help)")
+
+
 def test_output_in_an_unwritable_folder(source: Path, unwritable: Path) -> None:
     for output in (unwritable / "out", unwritable / "out.zip"):
         line = _one_line(_run(["anonymize", str(source), "-o", str(output)]), 2, "output", str(unwritable))

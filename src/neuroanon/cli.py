@@ -381,9 +381,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(argv: list[str] | None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args, unknown = _parser().parse_known_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
+    if unknown:  # (found from outside: said by the top parser, which pointed to its own help, not the command's)
+        command = f"neuroanon {args.command}"
+        print(f"{command}: unrecognized arguments: {' '.join(unknown)} (see {command} --help)", file=sys.stderr)
+        return EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if _is_stdout(getattr(args, "report", None)):  # (main puts standard output back)
         sys.stdout = sys.stderr
