@@ -813,7 +813,7 @@ def test_a_hex_key_saved_as_windows_saves_text_is_the_same_key(written: Callable
 
 @pytest.mark.parametrize(("args", "words"), [
     (["anonymize", "IN", "-o", "OUT", "--workers", "two"], ("neuroanon anonymize:", "--workers", "'two'")),
-    (["anonymize", "IN", "-o", "OUT", "--no-such-option"], ("neuroanon:", "--no-such-option")),
+    (["anonymize", "IN", "-o", "OUT", "--no-such-option"], ("neuroanon anonymize:", "--no-such-option")),
     (["anonymize", "IN"], ("neuroanon anonymize:", "--output")),
     (["anonymise", "IN"], ("neuroanon:", "'anonymise'", "anonymize")),
     (["verify", "OUT", "--level", "fulll"], ("neuroanon verify:", "'fulll'", "full")),
