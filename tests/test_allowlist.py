@@ -123,3 +123,6 @@ def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -
     assert not holds_a_number(scale_slope, "FL", "Quill".encode("utf-16-le") + b"\x00\x00")
     assert not holds_a_number(scale_slope, "FL", "Quill".encode("utf-16-be"))
     assert holds_a_number(scale_slope, "FL", struct.pack("<4f", 10.0, 12.5, 10.0, 12.5))
+    # digits text that is no number (found from outside: a phone number or an ID in a UN or FL value was kept)
+    for text in (b"555-0142", b"078-05-1120", "555-0142".encode("utf-16-le"), b"(555) 0142"):
+        assert not holds_a_number(scale_slope, vr, text) and not holds_a_number(scale_slope, "FL", text), text
