@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -179,21 +180,26 @@ def test_an_empty_path_or_value_is_refused(tmp_path: Path, args: list[str], said
 
 def test_the_demo_refuses_a_folder_it_did_not_make_and_runs_again_in_its_own(tmp_path: Path) -> None:
     """Found from outside: into a folder holding other files the demo wrote its fake study, then was refused with
-    advice to add --force, an option it has not."""
+    advice to add --force, an option it has not; with a file named demo.key beside an `input/` of the user's, it
+    anonymized their file with its study; a demo.key that was no key ended in a traceback. The demo writes only
+    in a new or empty folder, or one an earlier demo made."""
     other = tmp_path / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("fake notes")
-    _one_line(_run(["demo", "--output", str(other)]), 2,
-              f"the demo folder {other} is not empty and no demo made it; name a new or empty folder")
-    assert os.listdir(other) == ["notes.txt"]
-    (other / "demo.key").write_text("not a key")  # (a file of that name: no demo made the folder all the same)
-    _one_line(_run(["demo", "--output", str(other)]), 2, f"the demo folder {other} is not empty")
-    (other / "notes.txt").unlink()
-    _one_line(_run(["demo", "--output", str(other)]), 2, str(other / "demo.key"))
-    assert os.listdir(other) == ["demo.key"]
+    (other / "input").mkdir(parents=True)
+    (other / "input" / "mine.dcm").write_bytes(b"not the demo's")
+    (other / "demo.key").write_text("ab" * 32)
+    for _ in range(2):
+        _one_line(_run(["demo", "--output", str(other)]), 2,
+                  f"the demo folder {other} is not empty and no demo made it; name a new or empty folder")
+        assert sorted(p.name for p in other.rglob("*")) == ["demo.key", "input", "mine.dcm"]
+        (other / "demo.key").write_text("not a key")
+    own = tmp_path / "demo"
     for _ in range(2):  # its own folder, again
-        done = _run(["demo", "--output", str(tmp_path / "demo")])
+        done = _run(["demo", "--output", str(own)])
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    (own / "demo.key").write_text("not a key")  # (its own folder, its key spoilt: one line, nothing made)
+    shutil.rmtree(own / "input")
+    _one_line(_run(["demo", "--output", str(own)]), 2, str(own / "demo.key"))
+    assert not (own / "input").exists()
 
 
 @pytest.mark.parametrize("args", [["anonymize", "in", "-o", "out"], ["verify", "in"], ["send", "in", "--to", "A@h:1"],

@@ -665,21 +665,13 @@ def _anonymize(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-# What the demo makes in its folder
-_DEMO_FILES = frozenset({"demo.key", "input", "output", "report.jsonl", ".output.neuroanon-journal",
-                         ".output.neuroanon-work"})
-
-
 def _check_demo_folder(folder: Path) -> None:
-    """A folder for the demo: new, empty, or an earlier demo's (what it holds is what a demo makes, its key a key).
-    Found from outside: into another folder the demo wrote its fake study, then was refused with advice to add
-    --force, an option it has not; a file named demo.key that was no key ended it in a traceback."""
+    """A folder for the demo: new, empty, or one an earlier demo made (`demo_folder`)."""
+    from .demo import demo_folder
+
     _check_writable(folder, "demo folder", folder=True)
-    held = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
-    if held - _DEMO_FILES or held and "demo.key" not in held:
+    if not demo_folder(folder):
         raise UsageError(f"the demo folder {folder} is not empty and no demo made it; name a new or empty folder")
-    if held:
-        load_key(folder / "demo.key")  # (one that is none is refused, in one line)
 
 
 def _check_workers(workers: int) -> None:

@@ -18,13 +18,25 @@ SHOWN = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "Instituti
          "AccessionNumber", "ReferringPhysicianName", "StudyInstanceUID", "SOPInstanceUID", "PatientIdentityRemoved")
 
 
+MARK = ".neuroanon-demo"  # in a folder the demo made (`demo_folder`)
+
+
+def demo_folder(folder: Path) -> bool:
+    """Whether the demo may write in `folder`: none, empty, or one an earlier demo made (its mark there). Found from
+    outside: in another folder it wrote its fake study among the user's files (an `input/` of theirs was
+    anonymized with it), or stopped half done advising a --force it has not."""
+    return not folder.is_dir() or not any(folder.iterdir()) or (folder / MARK).is_file()
+
+
 def run_demo(folder: Path) -> int:
     """Make, anonymize and compare; return the run's exit status."""
     source, output = folder / "input", folder / "output"
-    make_study(source, subject=0, study=0, n_series=2, n_instances=3)
-    make_study(source, subject=0, study=1, n_series=1, n_instances=3, encoding="implicit_le")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARK).touch()
     key_file = folder / "demo.key"
     key = create_key(key_file) if not key_file.exists() else load_key(key_file)
+    make_study(source, subject=0, study=0, n_series=2, n_instances=3)
+    make_study(source, subject=0, study=1, n_series=1, n_instances=3, encoding="implicit_le")
     report = folder / "report.jsonl"
     summary = anonymize_tree([source], output, Options(level=Level.FULL, key=key), report=report)
 
