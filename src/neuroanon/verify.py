@@ -241,8 +241,9 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
         with quiet():
             try:
                 result.findings += _check_dicom(item.path, options, originals, new_ids)
-            except Exception as exc:  # a value that cannot be read as its VR: not proven clean, said in one line
-                result.findings.append(f"unreadable: a value could not be read ({type(exc).__name__})")
+            except Exception:  # a value that cannot be read as its VR: not proven clean, said in one line
+                # (in words: found from outside, the cause was a class name, "BytesLengthException")
+                result.findings.append("unreadable: a value could not be read as its VR says (not proven clean)")
 
 
 def _check_dicom(path: Path, options: Options, originals: Originals | None, new_ids: frozenset[str]) -> list[str]:
