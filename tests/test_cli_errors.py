@@ -167,11 +167,12 @@ _EMPTY_PATH = "an empty path (an unset variable?)"
     (["verify", ""], _EMPTY_PATH), (["demo", "--output", ""], _EMPTY_PATH), (["key", "--key-file", ""], _EMPTY_PATH),
     (["anonymize", "in", "-o", "out", "--report", ""], _EMPTY_PATH),
     (["serve", "-o", "out", "--port", "0", "--forward", ""], "expected AET@HOST:PORT, got ''"),
+    (["serve", "-o", "out", "--port", "0", "--forward", "X@ :104"], "expected AET@HOST:PORT, got 'X@ :104'"),
     (["serve", "-o", "out", "--port", "0", "--host", ""], "an empty value (an unset variable?)")])
 def test_an_empty_path_or_value_is_refused(tmp_path: Path, args: list[str], said: str) -> None:
     """Found from outside: `demo --output ''` (an unset variable's value, say) wrote into the current folder,
-    `anonymize ''` read all of it, `serve --forward ''` stored instead of forwarding, `--host ''` listened on
-    every interface."""
+    `anonymize ''` read all of it, `serve --forward ''` stored instead of forwarding (and one whose host was a
+    space started), `--host ''` listened on every interface."""
     (tmp_path / "in").mkdir()
     done = subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     _one_line(done, 2, said)

@@ -19,7 +19,7 @@ from pynetdicom import _config, evt
 
 from ..errors import UsageError, os_cause
 
-_PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:@\[\]]+)):(?P<port>[0-9]{1,5})$")
+_PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:@\[\]]+)):(?P<port>[0-9]{1,5})$")
 
 
 @dataclass(frozen=True)
