@@ -118,11 +118,14 @@ def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -
     assert holds_a_number(scale_slope, vr, b"\x00\x00\x80\x3f")
     assert not holds_a_number(scale_slope, vr, b"Fakename Quill\x00\x00")
     assert holds_a_number(scale_slope, vr, b"1.5\x00") and holds_a_number(scale_slope, vr, b"AB\x00\x00")
-    assert not holds_a_number(scale_slope, "FL", b"Quil")  # explicitly binary, yet a word
+    assert not holds_a_number(scale_slope, "FL", b"Quillfea")  # explicitly binary, yet a word
     # a word in UTF-16 (found from outside: kept); floats whose bytes are letters (10.0, 12.5: " A", "HA") are kept
     assert not holds_a_number(scale_slope, "FL", "Quill".encode("utf-16-le") + b"\x00\x00")
     assert not holds_a_number(scale_slope, "FL", "Quill".encode("utf-16-be"))
     assert holds_a_number(scale_slope, "FL", struct.pack("<4f", 10.0, 12.5, 10.0, 12.5))
-    # digits text that is no number (found from outside: a phone number or an ID in a UN or FL value was kept)
-    for text in (b"555-0142", b"078-05-1120", "555-0142".encode("utf-16-le"), b"(555) 0142"):
-        assert not holds_a_number(scale_slope, vr, text) and not holds_a_number(scale_slope, "FL", text), text
+    # A float's bytes that read as three letters ("RIM?", "3sdD", "PIE") or as digits text ("22/8") are a float all
+    # the same (found from outside: a Philips Scale Slope of 4.177e-05 went): only five letters make text.
+    for slope in (4.177e-05, 0.8019, 913.8, 3221.0):
+        packed = struct.pack("<f", slope)
+        assert holds_a_number(scale_slope, vr, packed) and holds_a_number(scale_slope, "FL", packed), packed
+    assert holds_a_number(scale_slope, "FL", b"Quil") and holds_a_number(scale_slope, "FL", b"555-0142")  # (the limit)

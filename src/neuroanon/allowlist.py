@@ -275,31 +275,27 @@ def creator_name(value: bytes | str) -> str | None:
 _BINARY_VRS: Final = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OD", "OF", "OL", "OV", "OW"})
 _ONE_NUMBER: Final = rb"[ \x00]*(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)?[ \x00]*"
 _NUMBER_TEXT: Final = re.compile(rb"%s(?:\\%s)*" % (_ONE_NUMBER, _ONE_NUMBER))
-# Binary values that are text all the same: printable ASCII (and padding) with a word in it. (Numbers' bytes are
-# that only by a chance of about one in a billion for eight bytes.)
+# Binary values that are text all the same: printable ASCII (and padding) with a word in it.
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
-# (three letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept)
-_WORD: Final = re.compile(rb"[A-Za-z]{3}|(?:[A-Za-z]\x00){3}|(?:\x00[A-Za-z]){3}")
-# Binary values that are text of digits all the same: digits and what separates them in dates, phone numbers and
-# IDs, with three digits at least. (A float's four bytes are that by a chance of about one in thirty thousand.)
-_DIGITS_TEXT: Final = re.compile(rb"(?=(?:[^0-9]*[0-9]){3})[0-9 +\-./:,()#\\\x00]*")
+# (five letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept. A
+# float's four bytes never hold five; eight bytes of floats, by a chance of about one in thirty thousand.)
+_WORD: Final = re.compile(rb"[A-Za-z]{5}|(?:[A-Za-z]\x00){5}|(?:\x00[A-Za-z]){5}")
 
 
 def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     """Whether a value kept by a number row is one: written as text (by its VR, or the private dictionary's for a
     UN or implicit VR value), it must be number text (free text in Philips' Scale Slope is not kept); binary, or
-    of a VR nothing names, it is taken as numbers unless its bytes are text: with a word in it, or digits and
-    separators that are no number text (found from outside: "555-0142" in a UN or FL value was kept)."""
+    of a VR nothing names, it is taken as numbers unless its bytes are text with a word of five letters in it.
+    (Not fewer, nor digits text: a float's four bytes read as three letters for about one value in two hundred,
+    measured, and as digits text for about one in ten thousand: found from outside, a Philips Scale Slope went.
+    Text of fewer letters, or of digits, in a binary number is kept: there only the file's own values are found,
+    by the residual check.)"""
     if safe.safe != _NUMBER:
         return True
     if vr in ("", "UN"):
         vr = _DICTIONARY_VRS[safe]
     if not vr or vr in _BINARY_VRS:
-        if _PRINTABLE.fullmatch(value) is None:
-            return True
-        if _WORD.search(value) is not None:
-            return False
-        return _DIGITS_TEXT.fullmatch(value) is None or _NUMBER_TEXT.fullmatch(value) is not None
+        return _PRINTABLE.fullmatch(value) is None or _WORD.search(value) is None
     return _NUMBER_TEXT.fullmatch(value) is not None
 
 
