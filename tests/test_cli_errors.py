@@ -168,6 +168,8 @@ _EMPTY_PATH = "an empty path (an unset variable?)"
     (["anonymize", "in", "-o", "out", "--report", ""], _EMPTY_PATH),
     (["serve", "-o", "out", "--port", "0", "--forward", ""], "expected AET@HOST:PORT, got ''"),
     (["serve", "-o", "out", "--port", "0", "--forward", "X@ :104"], "expected AET@HOST:PORT, got 'X@ :104'"),
+    (["send", "in", "--to", "X@h\u200b:104"], "expected AET@HOST:PORT, got 'X@h\\u200b:104'"),
+    (["send", "in", "--to", "X@h\x01:104"], "expected AET@HOST:PORT, got 'X@h\\x01:104'"),
     (["serve", "-o", "out", "--port", "0", "--host", ""], "an empty value (an unset variable?)")])
 def test_an_empty_path_or_value_is_refused(tmp_path: Path, args: list[str], said: str) -> None:
     """Found from outside: `demo --output ''` (an unset variable's value, say) wrote into the current folder,

@@ -19,7 +19,9 @@ from pynetdicom import _config, evt
 
 from ..errors import UsageError, os_cause
 
-_PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:@\[\]]+)):(?P<port>[0-9]{1,5})$")
+# A host is printable ASCII but ':', '@' and brackets (found from outside: one holding a space, a control
+# character or a zero-width space was taken).
+_PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[!-9;-?A-Z\\^-~]+)):(?P<port>[0-9]{1,5})$")
 
 
 @dataclass(frozen=True)
