@@ -129,3 +129,6 @@ def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -
         packed = struct.pack("<f", slope)
         assert holds_a_number(scale_slope, vr, packed) and holds_a_number(scale_slope, "FL", packed), packed
     assert holds_a_number(scale_slope, "FL", b"Quil") and holds_a_number(scale_slope, "FL", b"555-0142")  # (the limit)
+    # three letters where the floats are none a scanner writes are text: "Lee" is 9e-39, "Ann" in UTF-16 1e-38
+    for text in (b"Lee\x00", "Ann".encode("utf-16-le") + b"\x00\x00", b"Lee^Ann\x00"):
+        assert not holds_a_number(scale_slope, vr, text) and not holds_a_number(scale_slope, "OB", text), text

@@ -31,6 +31,7 @@ enhanced multi-frame functional groups, phase encoding); none of their private e
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -277,26 +278,45 @@ _ONE_NUMBER: Final = rb"[ \x00]*(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?
 _NUMBER_TEXT: Final = re.compile(rb"%s(?:\\%s)*" % (_ONE_NUMBER, _ONE_NUMBER))
 # Binary values that are text all the same: printable ASCII (and padding) with a word in it.
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
-# (five letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept. A
+# (letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept. A
 # float's four bytes never hold five; eight bytes of floats, by a chance of about one in thirty thousand.)
 _WORD: Final = re.compile(rb"[A-Za-z]{5}|(?:[A-Za-z]\x00){5}|(?:\x00[A-Za-z]){5}")
+_SHORT_WORD: Final = re.compile(rb"[A-Za-z]{3}|(?:[A-Za-z]\x00){3}|(?:\x00[A-Za-z]){3}")
 
 
 def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     """Whether a value kept by a number row is one: written as text (by its VR, or the private dictionary's for a
     UN or implicit VR value), it must be number text (free text in Philips' Scale Slope is not kept); binary, or
-    of a VR nothing names, it is taken as numbers unless its bytes are text with a word of five letters in it.
-    (Not fewer, nor digits text: a float's four bytes read as three letters for about one value in two hundred,
-    measured, and as digits text for about one in ten thousand: found from outside, a Philips Scale Slope went.
-    Text of fewer letters, or of digits, in a binary number is kept: there only the file's own values are found,
-    by the residual check.)"""
+    of a VR nothing names, it is taken as numbers unless its bytes are text: printable, with a word of five
+    letters, or of three where its floats are none a scanner writes ("Lee" as a float is 9e-39). A float's four
+    bytes read as three letters for about one value in two hundred (measured: 0.8019 is "RIM?"), and as digits
+    text for one in ten thousand (found from outside: a Philips Scale Slope of 4.177e-05, "22/8", went): those are
+    kept. Digits text in a binary number is kept too: there only the file's own values are found, by the residual
+    check."""
     if safe.safe != _NUMBER:
         return True
     if vr in ("", "UN"):
         vr = _DICTIONARY_VRS[safe]
     if not vr or vr in _BINARY_VRS:
-        return _PRINTABLE.fullmatch(value) is None or _WORD.search(value) is None
+        if _PRINTABLE.fullmatch(value) is None or _SHORT_WORD.search(value) is None:
+            return True
+        return _WORD.search(value) is None and _plausible(vr if vr in _FLOATS else _DICTIONARY_VRS[safe], value)
     return _NUMBER_TEXT.fullmatch(value) is not None
+
+
+_FLOATS: Final = {"FL": "<f", "FD": "<d"}
+
+
+def _plausible(vr: str, value: bytes) -> bool:
+    """Whether a value read as floats of `vr` (little endian) is numbers a scanner writes: each zero, or finite and
+    between 1e-30 and 1e30 in size; any other VR's bytes are numbers whatever they are."""
+    form = _FLOATS.get(vr)
+    if form is None:
+        return True
+    size = struct.calcsize(form)
+    if not value or len(value) % size:
+        return False
+    return all(x == 0 or 1e-30 < abs(x) < 1e30 for (x,) in struct.iter_unpack(form, value))
 
 
 def _dictionary_vr(safe: SafePrivate) -> str:
