@@ -199,6 +199,11 @@ def test_the_demo_refuses_a_folder_it_did_not_make_and_runs_again_in_its_own(tmp
     for _ in range(2):  # its own folder, again
         done = _run(["demo", "--output", str(own)])
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    (other / ".neuroanon-demo").symlink_to(own / ".neuroanon-demo")  # (a mark that is a link: no demo's folder)
+    (own / "notes.txt").write_text("fake notes")  # (a file of the user's beside the demo's)
+    for folder in (other, own):
+        _one_line(_run(["demo", "--output", str(folder)]), 2, f"the demo folder {folder} is not empty")
+    (own / "notes.txt").unlink()
     (own / "demo.key").write_text("not a key")  # (its own folder, its key spoilt: one line, nothing made)
     shutil.rmtree(own / "input")
     _one_line(_run(["demo", "--output", str(own)]), 2, str(own / "demo.key"))

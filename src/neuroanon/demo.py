@@ -19,13 +19,19 @@ SHOWN = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "Instituti
 
 
 MARK = ".neuroanon-demo"  # in a folder the demo made (`demo_folder`)
+_MADE = frozenset({MARK, "demo.key", "input", "output", "report.jsonl", ".output.neuroanon-journal",
+                   ".output.neuroanon-work"})
 
 
 def demo_folder(folder: Path) -> bool:
-    """Whether the demo may write in `folder`: none, empty, or one an earlier demo made (its mark there). Found from
-    outside: in another folder it wrote its fake study among the user's files (an `input/` of theirs was
-    anonymized with it), or stopped half done advising a --force it has not."""
-    return not folder.is_dir() or not any(folder.iterdir()) or (folder / MARK).is_file()
+    """Whether the demo may write in `folder`: none, empty, or one an earlier demo made (its mark there, a file,
+    and nothing but what a demo makes). Found from outside: in another folder it wrote its fake study among the
+    user's files (an `input/` of theirs was anonymized with it), or stopped half done advising a --force it has
+    not; a symlink named as the mark, or other files beside it, passed for a demo's folder."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return True
+    mark = folder / MARK
+    return mark.is_file() and not mark.is_symlink() and {entry.name for entry in folder.iterdir()} <= _MADE
 
 
 def run_demo(folder: Path) -> int:
