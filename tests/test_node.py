@@ -993,3 +993,23 @@ def test_an_instance_whose_uid_is_too_long_for_a_file_name_is_stored_under_a_tok
     assert len(stored) == 2 and len({p.relative_to(tmp_path / "out").parts[0] for p in stored}) == 1, "one study"
     study_folder = stored[0].relative_to(tmp_path / "out").parts[0]
     assert len(study_folder) < 64 and pydicom.dcmread(stored[0]).StudyInstanceUID == _LONG_UID
+
+
+def test_a_node_starts_where_the_file_system_locks_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on review of cac41e7: NFS may refuse a lock on a folder opened for reading (EBADF, ENOLCK); every node
+    on such an output was then refused as if another node held it. Only a lock held elsewhere refuses."""
+    import errno
+    import fcntl
+
+
+    real = fcntl.flock
+
+    def no_folder_locks(fd: int, how: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        real(fd, how)
+
+    monkeypatch.setattr(fcntl, "flock", no_folder_locks)
+    (source,) = study(tmp_path / "in", subject=26, n_series=1, n_instances=1)
+    with running(tmp_path / "out") as node:
+        assert _store(node.address[1], source) == [0x0000]

@@ -51,16 +51,20 @@ def check_no_node(output: Path) -> None:
         raise UsageError(f"another neuroanon node is using {output}; stop it, or use another output")
 
 
-def claim_output(output: Path) -> int:
+def claim_output(output: Path) -> int | None:
     """The output folder, opened and locked for a node's life, whatever its work folder (found from outside: two
     nodes with work folders of their own both served one output, and each forwarded the other's instances); the
-    descriptor to close when the node stops."""
+    descriptor to close when the node stops. Where the file system locks no folder (NFS may refuse a lock on one
+    opened for reading), None: the work folder's lock alone guards the node, as before."""
     fd = os.open(output, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         raise UsageError(f"another neuroanon node is using {output}; stop it, or use another output") from None
+    except OSError:
+        os.close(fd)
+        return None
     return fd
 
 
