@@ -12,7 +12,6 @@ from pydicom.dataset import Dataset
 from .context import FileContext
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
 _UID_LENGTH = 64  # PS3.5 9.1
 
 
@@ -65,7 +64,7 @@ def by_uids(ds: Dataset, fallback: str) -> str:
         value = str(ds.get(keyword, "") or "").strip()
         if not value:
             return fallback
-        if _PLAIN.fullmatch(value) and value.strip(".") and len(value) <= _UID_LENGTH:
+        if not _UNSAFE.search(value) and value.strip(".") and len(value) <= _UID_LENGTH:
             return value
         return "uid~" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
