@@ -173,6 +173,10 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          "15APR47", "15apr47", "15.APR.47", "15/Apr/47", "15_APR_47", "15 APR. 47", "15APRIL47", "15 Apr'47",
          "Apr 15 '47", "April 15, '47", "APR-15-47", "Apr 15, 47", "APR.15.1947", "15 April '47", "APR151947",
          "1947APR15", "47APR15", "47-APR-15",
+         # month, day and two-digit year run together; an apostrophe for the century after numbers or an ordinal;
+         # "_" for a space, as a code string writes it (found from outside, in ImageType and SoftwareVersions)
+         "APR1547", "Apr1547", "15/04/'47", "4/15/'47", "15.04.'47", "Apr 15th '47", "April 15th, '47",
+         "APR_15TH_47", "APR_15TH_1947", "APRIL_15TH_1947", "15TH_APR_47", "15TH_APRIL_1947", "15_APRIL_1947",
          # the week date of ISO 8601 (found from outside)
          "1947-W16-2", "1947W162", "1947-w16-2",
          # the day with "of" or "the", the year first with a comma (found from outside)

@@ -1884,19 +1884,29 @@ _THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพัน�
                 ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
 _NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
 _ORDINAL = ("th", "st", "nd", "rd")
+
+
+def _underscored(separators: tuple[str, ...]) -> tuple[str, ...]:
+    """Separators and, for each holding a space, the same with "_" for it, as a code string (CS) writes a date
+    ("MARCH_14TH_1987", "14TH_MAR_87": found from outside, in ImageType)."""
+    return tuple(dict.fromkeys((*separators, *(s.replace(" ", "_") for s in separators if " " in s))))
+
+
 # ("3rd of February", "3 of February of 1961", "February 3rd of 1961": found from outside; not "3rd day of" nor a
 # day in words, "third of February": each form costs every date's patterns their compile, once a subject)
-_DAY_MONTH = ("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ", " of ",
-              *(f"{o} of " for o in _ORDINAL))
-_MONTH_YEAR = ("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ", " of ")
-_MONTH_DAY = (" ", ". ", ".", "-", "/", " the ")  # ("February the 3rd")
-# English months as systems abbreviate them, and the separators English dates take around them.
+_DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ", " of ",
+                           *(f"{o} of " for o in _ORDINAL)))
+_MONTH_YEAR = _underscored(("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ", " of "))
+_MONTH_DAY = _underscored((" ", ". ", ".", "-", "/", " the "))  # ("February the 3rd")
+# English months as systems abbreviate them, and the separators English dates take around them; before a
+# two-digit year, an apostrophe for the century after any of them ("Mar 14th '87": found from outside).
 _ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_EN_DAY_MONTH = ("", " ", ". ", ".", "-", "/", "_", "th ", "st ", "nd ", "rd ")
+_EN_DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", "th ", "st ", "nd ", "rd "))
 _EN_MONTH_YEAR = ("", " ", ". ", ".", "-", "/", "_", ", ", "'", " '", ", '", ".-")
-_EN_MONTH_DAY = (" ", ". ", ".", "-", "/", "_")  # (run into the day, with a four-digit year only)
-_EN_DAY_YEAR = ("", " ", ".", "-", "/", "_", ", ", "'", " '", ", '", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ",
-                "nd ", "rd ")
+_EN_MONTH_DAY = (" ", ". ", ".", "-", "/", "_")
+_EN_DAY_YEAR = _underscored(("", " ", ".", "-", "/", ", ", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ",
+                             "rd "))
+_EN_DAY_SHORT_YEAR = tuple(dict.fromkeys((*_EN_DAY_YEAR, *(f"{s}'" for s in _EN_DAY_YEAR if s[-1:] in ("", " ")))))
 _EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
 _SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
@@ -1950,6 +1960,9 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
               (yy2, str(m), str(d))}
     for between in _SHORT_SEPARATORS:
         forms += [Form(((between.join(order),),), DIGIT, DIGIT) for order in sorted(orders)]
+        # an apostrophe for the century ("14/03/'87": found from outside)
+        forms += [Form(((f"{between.join(pair)}{between}'{yy2}",),), DIGIT, DIGIT)
+                  for pair in sorted({(dd, mm), (mm, dd), (str(d), str(m)), (str(m), str(d))})]
     forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
               Form(((f"{y:04d}-{dt.date(y, m, d).timetuple().tm_yday:03d}",),), DIGIT, DIGIT)]
     # The week date of ISO 8601, its year the week's ("1961-W09-4", "1961W094"; the text is searched in lower case)
@@ -1966,7 +1979,8 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
 def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     """A date as English writes it with the month's name or abbreviation beside a two-digit year, with any usual
     separator or none: day first ("15APR47", SAS's DATE7; "15.APR.47", "15 Apr'47", "15APRIL47"), month first
-    ("Apr 15 '47", "April 15, '47", "APR-15-47", "APR151947") or year first ("47APR15", "1947-APR-15"). The month
+    ("Apr 15 '47", "April 15, '47", "APR-15-47", "APR151947", "APR1547") or year first ("47APR15", "1947-APR-15"),
+    with "_" for a space ("APR_15TH_47"). The month
     is written with what stands beside it (its year, its separator), so that each form holds a place of long
     spellings to look for first: the month's three letters alone stand in words of every header ("PRIMARY"). A
     needle of its own: its keys seldom occur, and the date's other forms are not tried where they do. The other
@@ -1975,6 +1989,7 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     english = tuple(dict.fromkeys((_ENGLISH_MONTHS[m - 1], _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))))
     month_year = tuple(f"{n}{s}{yy2}" for n in english for s in _EN_MONTH_YEAR)
     month_then = tuple(f"{n}{s}" for n in english for s in _EN_MONTH_DAY)
+    month_day_year = tuple(f"{n}{dd}{yy2}" for n in english for dd in day)  # ("MAR1487": found from outside)
     year_month = tuple(f"{yy2}{s}{n}" for s in _EN_YEAR_MONTH for n in english)
     # and the other languages' months abbreviated, as ASCII writes them ("15MARZ47"; the keys a needle looks for
     # first are ASCII, and each costs every series), with a two-digit year: day first, the month run into the year
@@ -1986,9 +2001,11 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     return (
         Form((day, _EN_DAY_MONTH, month_year), DIGIT, DIGIT, first=month_year),
         *((Form((day, _EN_DAY_MONTH, glued), DIGIT, DIGIT, first=glued),  # (November: none)
-           Form((others_then, day, _EN_DAY_YEAR, (yy2,)), ALPHA, DIGIT, first=others_then)) if others else ()),
-        Form((month_then, day, _EN_DAY_YEAR, (*year4, yy2)), ALPHA, DIGIT, first=month_then),
+           Form((others_then, day, _EN_DAY_SHORT_YEAR, (yy2,)), ALPHA, DIGIT, first=others_then)) if others else ()),
+        Form((month_then, day, _EN_DAY_YEAR, year4), ALPHA, DIGIT, first=month_then),
+        Form((month_then, day, _EN_DAY_SHORT_YEAR, (yy2,)), ALPHA, DIGIT, first=month_then),
         Form((english, day, year4), ALPHA, DIGIT),
+        Form((month_day_year,), ALPHA, DIGIT, first=month_day_year),
         Form((year4, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT),
         Form((year_month, _EN_YEAR_MONTH, day), DIGIT, DIGIT, first=year_month),
     )
