@@ -246,6 +246,64 @@ def test_a_file_written_to_in_place_while_it_is_read_is_not_released(
         p.read_bytes() for p in files_under(tmp_path / "fresh")]
 
 
+@pytest.mark.parametrize(("level", "found"), [(Level.ANONYMIZE, b""), (Level.ANONYMIZE, b"DI"),
+                                               (Level.ORIGINAL, b""), (Level.ORIGINAL, b"DI")])
+def test_a_file_written_after_it_was_found_is_not_released_as_it_was_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level, found: bytes
+) -> None:
+    """Found empty, or too short to be DICOM (a receiver or `cp` still writing it), then filled before its turn:
+    it fails, and is not copied unchanged as what it was found to be (found from outside: a DICOM file, the
+    patient's name in it, was released at anonymize as an "empty file: copied unchanged"). The rerun makes it."""
+    (made,) = make_study(tmp_path / "made", subject=39, n_series=1, n_instances=1)
+    source = tmp_path / "in" / "incoming.dcm"
+    source.parent.mkdir()
+    source.write_bytes(found)
+    opened = discover.open_as_found
+
+    def filled(item: discover.InputFile) -> tuple[int | None, str]:
+        source.write_bytes(made.read_bytes())
+        return opened(item)
+
+    monkeypatch.setattr(pipeline, "open_as_found", filled)
+    options = Options(level=level)
+    summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
+    assert summary.counts["failed"] == 1 and not files_under(tmp_path / "out"), summary
+    (record,) = read_report(tmp_path / "r.jsonl")[1]
+    assert record["reason"].startswith("changed since it was found")
+    monkeypatch.undo()
+    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options).exit_code == 0
+    assert pipeline.anonymize_tree([tmp_path / "made"], tmp_path / "fresh", options).exit_code == 0
+    assert [p.read_bytes() for p in files_under(tmp_path / "out")] == [
+        p.read_bytes() for p in files_under(tmp_path / "fresh")]
+
+
+def test_a_file_cut_short_as_it_is_copied_fails_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut short (rewritten in place, `cat other > file`) while it is copied at original, a file fails as changed
+    while it was read, and the files after it are done (found from outside: a traceback ended the run, the file
+    without a record); one truncated before its copy is not released as the empty file it became."""
+    sources = make_study(tmp_path / "in", subject=40, n_series=1, n_instances=3)
+    copy_range = write.copy_range
+
+    def cut(src: object, out: object, size: int) -> None:
+        if not cut.done:  # type: ignore[attr-defined]
+            cut.done = True  # type: ignore[attr-defined]
+            os.truncate(sources[0], 100)
+        copy_range(src, out, size)  # type: ignore[arg-type]
+
+    cut.done = False  # type: ignore[attr-defined]
+    monkeypatch.setattr(write, "copy_range", cut)
+    summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", Options(level=Level.ORIGINAL),
+                                      report=tmp_path / "r.jsonl")
+    records, _ = _records(tmp_path / "r.jsonl")
+    assert (summary.counts["written"], summary.counts["failed"]) == (2, 1), summary
+    assert len(records) == 3
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and str(failed[0]["reason"]).startswith("changed while it was read"), records
+    assert len(files_under(tmp_path / "out")) == 2
+
+
 def test_a_file_replaced_after_it_was_read_is_made_again_by_the_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

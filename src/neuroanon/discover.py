@@ -49,6 +49,7 @@ class InputFile:
     kind: Kind
     member: str | None = None  # for a zip member: its name in the archive at `path`
     size: int = 0  # a zip member's, or a regular file's when it was found
+    modified: int | None = None  # a regular file's modification time (ns) when it was found (`unchanged_since_found`)
     note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
     through_links: bool = False  # found by following symlinks (the user's own path, or --follow-symlinks)
 
@@ -373,7 +374,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
     if (info.st_dev, info.st_ino) in avoided:
         return InputFile(path, root, relative, Kind.LINK, note=_OWN)
     if info.st_size == 0:
-        return InputFile(path, root, relative, Kind.EMPTY, through_links=follow)
+        return InputFile(path, root, relative, Kind.EMPTY, through_links=follow, modified=info.st_mtime_ns)
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -383,7 +384,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {os_cause(exc)}")
     return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head, info.st_size) else Kind.NOT_DICOM,
-                     size=info.st_size, through_links=follow)
+                     size=info.st_size, through_links=follow, modified=info.st_mtime_ns)
 
 
 def open_as_found(item: InputFile) -> tuple[int | None, str]:
@@ -412,6 +413,19 @@ def held_open(item: InputFile, fd: int) -> InputFile:
 
 
 _PROC_FDS = Path("/proc/self/fd").is_dir()
+
+
+def stamp(info: os.stat_result) -> tuple[int, int]:
+    """Size and modification time: a write changes them; a rename over the file (which leaves the one held open
+    whole) does not, though it changes the file's ctime."""
+    return info.st_size, info.st_mtime_ns
+
+
+def unchanged_since_found(item: InputFile, info: os.stat_result) -> bool:
+    """Whether the regular file `item` found (`info`: its status now) has the size and time it had when it was found
+    and told by its head: a file found empty or not DICOM, then written (a receiver or `cp` filling it), would be
+    copied unchanged as what it no longer is (found from outside: a DICOM file was so released at anonymize)."""
+    return item.modified is None or stamp(info) == (item.size, item.modified)
 
 
 HEAD = 4096  # the bytes read to tell a DICOM file by its content

@@ -45,6 +45,8 @@ from .discover import (
     held_open,
     open_as_found,
     safe_member_name,
+    stamp,
+    unchanged_since_found,
     why_missing,
 )
 from .errors import InputError, RunStopped, SchedulerLost, UsageError, WorkerDied, os_cause
@@ -991,22 +993,22 @@ def _steps(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
         return (yield from _prepare_held(item, name, stage, run))
     try:  # (read through the descriptor held: a swap of the path changes nothing)
         before = os.fstat(fd)
+        if not unchanged_since_found(item, before):
+            return Prepared(Record(name, Status.FAILED, "changed since it was found (written to during the run): "
+                                   "not released; run again once it is complete"))
         prepared = yield from _prepare_held(held_open(item, fd), name, stage, run)
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    if _stamp(after) != _stamp(before):  # written to in place while read: the output may mix two versions
+    if stamp(after) != stamp(before):  # written to in place while read: the output may mix two versions
         if prepared.staged is not None:
             discard(Path(prepared.staged))
-        return Prepared(Record(name, Status.FAILED, "changed while it was read (written to during the run): "
-                               "not released; run again once it is complete"))
-    return Prepared(prepared.record, prepared.staged, prepared.subject, _stamp(before))  # (`replace` costs more)
+        return Prepared(Record(name, Status.FAILED, _CHANGED_WHILE_READ))
+    return Prepared(prepared.record, prepared.staged, prepared.subject, stamp(before))  # (`replace` costs more)
 
 
-def _stamp(info: os.stat_result) -> tuple[int, int]:
-    """Size and modification time: a write changes them; a rename over the file (which leaves the one held open
-    whole) does not, though it changes the file's ctime."""
-    return info.st_size, info.st_mtime_ns
+_CHANGED_WHILE_READ = ("changed while it was read (written to during the run): not released; run again once it is "
+                       "complete")
 
 
 def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
@@ -1478,6 +1480,8 @@ def _copied(item: InputFile, stage: Path, name: str, reason: str, dicom: bool = 
         if _no_space(exc):
             raise
         return Prepared(Record(name, Status.FAILED, f"copy failed ({os_cause(exc)})", dicom=dicom))
+    except EOFError:  # (cut short while copied: found from outside, a traceback ended the run)
+        return Prepared(Record(name, Status.FAILED, _CHANGED_WHILE_READ, dicom=dicom))
     return Prepared(Record(name, Status.WRITTEN, reason, mirrored_output(name), dicom=dicom), str(staged))
 
 
