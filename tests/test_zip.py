@@ -339,48 +339,54 @@ def test_damaged_archives_say_what_is_wrong_in_words(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.parametrize("several", [False, True], ids=["one input", "two inputs"])
 @pytest.mark.parametrize("into", ["folder", "zip"])
 @pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
 def test_members_whose_paths_cannot_all_be_mirrored_fail_alone_and_the_rest_is_done(
-    tmp_path: Path, level: Level, into: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, level: Level, into: str, several: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A member named '.' (a folder's name), a member 'x' beside 'x/y.dcm' (a file where a folder must be), and
     './a.dcm' beside 'a.dcm' (one path in the output): mirrored, the first two stopped the whole run, its rerun
     too, and the last two were both 'written', one over the other (found from outside). Each fails or gives way,
     with a line that names it; the others are written, on the rerun too. Into an archive, 'x' and 'x/y.dcm' were
-    both added, and unzip could not unpack them both (found from outside). At full, paths are made of new
-    identifiers: all are written."""
+    both added, and unzip could not unpack them both (found from outside). With several inputs, './a.dcm' and
+    'a.dcm' were named alike and both written, one over the other (found from outside). At full, paths are made of
+    new identifiers: all are written."""
     files = make_study(tmp_path / "study", subject=11, n_series=1, n_instances=6)
     zipped = tmp_path / "odd.zip"
     with zipfile.ZipFile(zipped, "w") as zf:
         for name, path in zip([".", "./a.dcm", "a.dcm", "x", "x/y.dcm", "z.dcm"], files, strict=True):
             zf.writestr(zipfile.ZipInfo(name), path.read_bytes())  # (`write` would make './a.dcm' 'a.dcm')
+    others = make_study(tmp_path / "other", subject=12, n_series=1, n_instances=1) if several else []
+    p = "odd.zip/" if several else ""  # (with several inputs, each input's files are below its name)
     out = tmp_path / ("out" if into == "folder" else "out.zip")
     report, key = tmp_path / "report.jsonl", tmp_path / "key"
     key.write_text("56" * 32)
     full = ["--key-file", str(key), "--report-paths"] if level is Level.FULL else []
-    args = ["anonymize", str(zipped), "-o", str(out), "--level", str(level), "--report", str(report), *full]
+    args = ["anonymize", str(zipped), *([str(tmp_path / "other")] if several else []), "-o", str(out), "--level",
+            str(level), "--report", str(report), *full]
     for run in ("first run", "rerun") if into == "folder" else ("first run",):  # (a finished archive is not reopened)
         code = main(args)
         shown = capsys.readouterr()
         _, records, summary = read_report(report)
         statuses = {str(r["input"]): r["status"] for r in records}
         assert "stopped" not in summary and "Traceback" not in shown.err, run
-        written = sorted(p.relative_to(out).as_posix() for p in files_under(out)) if into == "folder" else \
+        written = sorted(f.relative_to(out).as_posix() for f in files_under(out)) if into == "folder" else \
             sorted(zipfile.ZipFile(out).namelist())
         if level is Level.FULL:
-            assert code == 0 and set(statuses.values()) == {"written"} and len(written) == 6, run
+            assert code == 0 and set(statuses.values()) == {"written"} and len(written) == 6 + len(others), run
             continue
-        assert statuses["."] == statuses["x/y.dcm"] == "failed", run
-        assert statuses["./a.dcm"] == statuses["x"] == statuses["z.dcm"] == "written", run
-        assert statuses["a.dcm"] != "written", f"{run}: a.dcm's output replaced ./a.dcm's"
-        reason = next(str(r["reason"]) for r in records if r["input"] == "a.dcm")  # (two instances, one path)
+        assert len(statuses) == 6 + len(others), statuses
+        assert statuses[f"{p}."] == statuses[f"{p}x/y.dcm"] == "failed", run
+        assert statuses[f"{p}./a.dcm"] == statuses[f"{p}x"] == statuses[f"{p}z.dcm"] == "written", run
+        assert statuses[f"{p}a.dcm"] != "written", f"{run}: a.dcm's output replaced ./a.dcm's"
+        reason = next(str(r["reason"]) for r in records if r["input"] == f"{p}a.dcm")  # (two instances, one path)
         assert reason.startswith("another input has its output path; not written"), reason
-        assert written == ["a.dcm", "x", "z.dcm"], run
+        assert [w for w in written if w.startswith(p)] == [f"{p}a.dcm", f"{p}x", f"{p}z.dcm"], run
         assert code == 1, run
         lines = shown.err.splitlines()
-        assert any(line.startswith("failed: .: zip member name ends in '.'") for line in lines), shown.err
-        assert any(line.startswith("failed: x/y.dcm: output not written: a file or folder of another input "
+        assert any(line.startswith(f"failed: {p}.: zip member name ends in '.'") for line in lines), shown.err
+        assert any(line.startswith(f"failed: {p}x/y.dcm: output not written: a file or folder of another input "
                                    "holds its path") for line in lines), shown.err
 
 

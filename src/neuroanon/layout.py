@@ -16,8 +16,10 @@ _UID_LENGTH = 64  # PS3.5 9.1
 
 
 def mirrored(prefix: str, relative: str) -> str:
-    """The input's relative path, below a per-input prefix when several inputs were given."""
-    return str(PurePosixPath(prefix, relative)) if prefix else relative
+    """The input's relative path, below a per-input prefix when several inputs were given: as found, not in normal
+    form, so that a zip's members './a.dcm' and 'a.dcm' keep names of their own (found from outside: with several
+    inputs both were named 'x/d.zip/a.dcm', taken for one input, and written in turn to its one output path)."""
+    return f"{prefix}/{relative}" if prefix else relative
 
 
 def mirrored_output(name: str) -> str:
