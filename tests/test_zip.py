@@ -462,6 +462,60 @@ def test_archives_inside_a_folder_are_opened_or_reported_not_opened(
         assert len([r for r in records.values() if r["status"] == "written" and r["dicom"]]) == 4
 
 
+def _unopened_archives(folder: Path, dicom: bytes) -> dict[str, str]:
+    """Archives and compressed files of a DICOM file this tool does not open, by name: the kind each is said to be."""
+    import bz2
+    import io
+    import lzma
+    import tarfile
+
+    folder.mkdir()
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as tf:
+        info = tarfile.TarInfo("study/one.dcm")
+        info.size = len(dicom)
+        tf.addfile(info, io.BytesIO(dicom))
+    (folder / "study.tar").write_bytes(packed.getvalue())
+    (folder / "study.tgz").write_bytes(gzip.compress(packed.getvalue()))
+    (folder / "one.dcm.bz2").write_bytes(bz2.compress(dicom))
+    (folder / "one.dcm.xz").write_bytes(lzma.compress(dicom))
+    # (no compressor for these in Python's library: their headers, then the DICOM file's bytes as they are)
+    (folder / "study.7z").write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + dicom)
+    (folder / "study.rar").write_bytes(b"Rar!\x1a\x07\x01\x00" + dicom)
+    (folder / "one.dcm.zst").write_bytes(b"\x28\xb5\x2f\xfd" + dicom)
+    return {"study.tar": "a tar archive", "study.tgz": "a tar archive compressed with gzip",
+            "one.dcm.bz2": "a file compressed with bzip2", "one.dcm.xz": "a file compressed with xz",
+            "study.7z": "a 7z archive", "study.rar": "a RAR archive", "one.dcm.zst": "a file compressed with zstd"}
+
+
+@pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])
+def test_archives_this_tool_does_not_open_fail_and_are_not_released(tmp_path: Path, level: Level) -> None:
+    """A tar archive, or a DICOM file compressed with bzip2, xz, zstd (or a 7z, rar archive) is not opened: it fails,
+    saying what it is, and is not copied out (found from outside: a tar of DICOM files was copied unchanged at
+    anonymize as "not DICOM", the patient's name in it, and verify counted it clean); verify reports it unread.
+    In a zip archive, it is an archive inside an archive."""
+    (made,) = make_study(tmp_path / "made", subject=13, n_series=1, n_instances=1)
+    kinds = _unopened_archives(tmp_path / "in", made.read_bytes())
+    with zipfile.ZipFile(tmp_path / "in" / "outer.zip", "w") as zf:
+        zf.write(tmp_path / "in" / "study.tar", "inner.tar")
+    out, report, key = tmp_path / "out", tmp_path / "report.jsonl", tmp_path / "key"
+    key.write_text("34" * 32)
+    clear = ["--key-file", str(key), "--report-paths"] if level is Level.FULL else []
+    code = main(["anonymize", str(tmp_path / "in"), "-o", str(out), "--level", str(level), "--report", str(report),
+                 "-q", *clear])
+    records = {str(r["input"]): r for r in _records(report)}
+    assert code == 1 and len(records) == len(kinds) + 1 and not files_under(out), records
+    for name, kind in kinds.items():
+        assert records[name]["status"] == "failed", name
+        assert str(records[name]["reason"]).startswith(f"{kind}, which this tool does not open"), records[name]
+    assert "archive inside an archive" in str(records["outer.zip/inner.tar"]["reason"])
+    verified = subprocess.run([sys.executable, "-m", "neuroanon.cli", "verify", str(tmp_path / "in"), "--level",
+                               "anonymize"], capture_output=True, text=True)
+    assert verified.returncode == 1, verified.stdout
+    shown = verified.stdout + verified.stderr
+    assert "which this tool does not open" in shown and "an archive inside an archive" in shown, shown
+
+
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "other-pixels"])
 def test_a_duplicate_instance_into_an_archive_is_compared_with_its_member(
     tmp_path: Path, copy: bool, capsys: pytest.CaptureFixture[str]

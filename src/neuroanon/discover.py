@@ -127,7 +127,8 @@ def _walk(root: Path, follow_symlinks: bool, avoided: frozenset[tuple[int, int]]
                 folders.append((path, name, here))
             elif link and not follow_symlinks:
                 yield InputFile(path, root, name, Kind.LINK,
-                                note=f"symlink to {_target(path)} inside a tree: not followed (use --follow-symlinks)")
+                                note=f"symlink in an input folder to {_target(path)}: not followed (use "
+                                     "--follow-symlinks)")
             else:
                 yield from _opened(_classify(path, root, name, follow=follow_symlinks, avoided=avoided))
         pending.extend(reversed(folders))
@@ -153,26 +154,58 @@ def _opened(item: InputFile) -> Iterator[InputFile]:
         elif damage:  # (found from outside: a damaged .dcm.gz was "not DICOM", copied out as it was below full)
             yield replace(item, kind=Kind.UNREADABLE, note=f"gzip data unreadable ({damage}) before what it holds "
                           "could be told: not read")
+        elif unopened_archive(head) == "tar":  # (a .tar.gz)
+            yield replace(item, kind=Kind.UNREADABLE, note=unopened("a tar archive compressed with gzip"))
         else:
             yield item
+    elif kind is not None:
+        yield replace(item, kind=Kind.UNREADABLE, note=unopened(_DESCRIBED[kind]))
     else:
         yield item
 
 
+def unopened(what: str) -> str:
+    """The reason an archive this tool does not open (`what` it is, in words) is not read."""
+    return f"{what}, which this tool does not open: not read (it may hold DICOM files); extract it and run again"
+
+
+# Archives and compressed files this tool does not open, by their first bytes (a tar archive by its magic at 257):
+# the DICOM files in one would be copied out as they are below full, and be left out at full without a word
+# (found from outside: a tar archive of DICOM files was copied unchanged at anonymize, and verify found it clean).
+_UNOPENED_MAGIC = ((b"\xfd7zXZ\x00", "xz"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar"),
+                   (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"))
+
+
+_DESCRIBED = {"tar": "a tar archive", "bzip2": "a file compressed with bzip2", "xz": "a file compressed with xz",
+              "7z": "a 7z archive", "rar": "a RAR archive", "zstd": "a file compressed with zstd",
+              "lz4": "a file compressed with lz4"}
+
+
+def unopened_archive(head: bytes) -> str | None:
+    """The kind of archive or compressed file `head` (a file's first 512 bytes or more) begins, if it is one this
+    tool does not open; else None."""
+    if head[257:262] == b"ustar":
+        return "tar"
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0" and head[4:10] == b"\x31\x41\x59\x26\x53\x59":
+        return "bzip2"
+    return next((kind for magic, kind in _UNOPENED_MAGIC if head.startswith(magic)), None)
+
+
 def archive_kind(path: Path, not_dicom: bool = False) -> str | None:
-    """"zip" or "gzip" for a file that is one (by its content), else None. A file known `not_dicom` is also a zip
-    archive when its end says so: one with bytes before its first member (self-extracting, prefixed; found from
-    outside: at anonymize its DICOM member was copied out as it was). Read there only: a DICOM file's end is not."""
+    """"zip" or "gzip" for a file that is one (by its content), the kind of another archive (`unopened_archive`),
+    else None. A file known `not_dicom` is also a zip archive when its end says so: one with bytes before its first
+    member (self-extracting, prefixed; found from outside: at anonymize its DICOM member was copied out as it was).
+    Read there only: a DICOM file's end is not."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(512)
             if head[:2] == b"\x1f\x8b":
                 return "gzip"
-            if head == b"PK\x03\x04" or not_dicom and zipfile.is_zipfile(f) and _holds_members(f):
+            if head[:4] == b"PK\x03\x04" or not_dicom and zipfile.is_zipfile(f) and _holds_members(f):
                 return "zip"  # opened as one; if it cannot be, the record says so
     except OSError:
         return None
-    return None
+    return unopened_archive(head)
 
 
 def _holds_members(f: BinaryIO) -> bool:
@@ -229,7 +262,10 @@ def _target(link: Path) -> str:
         return "nothing (broken)"
     except OSError as exc:
         return f"a target that cannot be reached ({os_cause(exc)})"
-    return "a folder" if stat.S_ISDIR(info.st_mode) else "a file"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder"
+    # (found from outside: a link to /dev/zero was "a file")
+    return "a file" if stat.S_ISREG(info.st_mode) else "a FIFO, device or socket"
 
 
 def _target_id(path: Path) -> tuple[int, int] | None:

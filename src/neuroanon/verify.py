@@ -24,7 +24,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .burnedin import burned_in_risk
-from .discover import InputFile, Kind, discover, extracted
+from .discover import InputFile, Kind, archive_kind, discover, extracted
 from .errors import InputError
 from .gepdb import listed_only
 from .identifiers import Needle, is_dummy, item_identity, needles, nested_needles
@@ -220,7 +220,7 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
             if item is None:  # (found from outside: a traceback, and no file after it checked)
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
-                _check(item, result, options, originals, new_ids)
+                _check(item, result, options, originals, new_ids, in_archive=found.member is not None)
         if originals is not None and (hits := check_path(result.path, in_paths)):  # (any file's path)
             result.findings += dict.fromkeys(f"original {hit.attribute} value found in {hit.where}" for hit in hits)
             result.shown = _withheld(result.path, in_paths, withheld)
@@ -228,7 +228,7 @@ def verify(paths: list[Path], options: Options, originals: Originals | None = No
 
 
 def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None,
-           new_ids: frozenset[str]) -> None:
+           new_ids: frozenset[str], in_archive: bool = False) -> None:
     if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
         result.unread = item.kind is not Kind.SPECIAL  # (a FIFO or device is never a DICOM file)
@@ -237,6 +237,9 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
         result.dicom = False
         if options.level is Level.FULL:
             result.findings.append("not DICOM: a full-level release holds only DICOM files")
+        elif in_archive and archive_kind(item.path, not_dicom=True) is not None:
+            result.unread = True  # (what it holds is not checked: found from outside, a tar in a zip was clean)
+            result.findings.append("an archive inside an archive: not opened (it may hold DICOM files)")
     else:
         with quiet():
             try:
