@@ -1593,14 +1593,18 @@ _LATIN: dict[str, Token] = {
 
 
 def romanized_form(text: str) -> Form | None:
-    """Kana or Hangul text in Latin letters, as the usual romanizations write it ("ヤマフジ" as "Yamafuji" or
-    "Yamahuzi", "サトウ" as "Sato", "Satou" or "Satoh"; "곽서연" as "Kwak Seoyeon", "Gwak Seo-yeon"...), not inside a
-    longer ASCII word: a system that takes only Latin letters copies a name so (found from outside). None for other
-    text (kanji have no one reading) or where the shortest spelling is shorter than `MIN_TEXT`."""
+    """Kana, Hangul or Chinese text in Latin letters, as the usual romanizations write it ("ヤマフジ" as "Yamafuji" or
+    "Yamahuzi", "サトウ" as "Sato", "Satou" or "Satoh"; "곽서연" as "Kwak Seoyeon", "Gwak Seo-yeon"...; "欧阳娜娜" in
+    pinyin as "Ouyang Nana", "OUYANG_NANA"), not inside a longer ASCII word: a system that takes only Latin letters
+    copies a name so (found from outside). None for other text or where the shortest spelling is shorter than
+    `MIN_TEXT`. Han characters are read as Chinese (every reading pinyin gives them): a Japanese name in kanji has
+    readings of its own, which this does not know."""
     if _HANGUL_TEXT.fullmatch(text):
         tokens = _hangul_tokens(text)
     elif _KANA_TEXT.fullmatch(text):
         tokens = _kana_tokens(unicodedata.normalize("NFKC", text).translate(_TO_KATAKANA))
+    elif _HAN_TEXT.fullmatch(text):
+        tokens = _pinyin_tokens(text)
     else:
         return None
     if sum(min(map(len, token)) for token in tokens) < MIN_TEXT:
@@ -1611,7 +1615,10 @@ def romanized_form(text: str) -> Form | None:
 _HANGUL_TEXT = re.compile(r"[\uac00-\ud7a3]+(?:[ ,-]+[\uac00-\ud7a3]+)*")
 _KANA_LETTERS = "\u3041-\u3096\u30a1-\u30fa\u30fc\uff66-\uff9f"
 _KANA_TEXT = re.compile(f"[{_KANA_LETTERS}]+(?:[ ,・-]+[{_KANA_LETTERS}]+)*")
-_SPACING: Token = ("", " ", "-")  # between the syllables or words of a romanized name ("Seo-yeon", "Seo Yeon")
+_HAN_LETTERS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAN_TEXT = re.compile(f"[{_HAN_LETTERS}]+(?:[ ,·-]+[{_HAN_LETTERS}]+)*")
+# between the syllables or words of a romanized name ("Seo-yeon", "Seo Yeon", "OUYANG_NANA")
+_SPACING: Token = ("", " ", "-", "_")
 
 
 def _hangul_tokens(text: str) -> list[Token]:
@@ -1632,6 +1639,24 @@ def _hangul_tokens(text: str) -> list[Token]:
         spelled = {a + b + z for a in _INITIALS[initial] for b in _VOWELS[vowel] for z in _FINALS[final]}
         tokens.append(tuple(spelled | set(_SURNAMES.get(c, ()) if first else ())))
         first = False
+    return tokens
+
+
+def _pinyin_tokens(text: str) -> list[Token]:
+    """Each Han character's readings in pinyin without tones (ü also as u, yu, ue, v: "Lü" as "Lu", "Lyu"), with
+    a space, hyphen, "_" or nothing between syllables."""
+    from pypinyin import Style, pinyin  # (its tables cost 0.15 s: loaded for a name in Han characters only)
+
+    tokens: list[Token] = []
+    for c in text:
+        if not _HAN_TEXT.fullmatch(c):
+            if tokens and tokens[-1] is not _SPACING:
+                tokens.append((" ", ", ", "-", "_", ""))
+            continue
+        if tokens and tokens[-1][0] != " ":
+            tokens.append(_SPACING)
+        readings = {r.lower() for r in pinyin(c, style=Style.NORMAL, heteronym=True)[0] if r.isascii()}
+        tokens.append(tuple(sorted({r.replace("v", u) for r in readings for u in ("v", "u", "yu", "ue")})))
     return tokens
 
 
