@@ -469,7 +469,7 @@ def test_an_input_folder_that_cannot_be_listed_is_a_failed_record_that_says_it_i
 def _counted(shown: str, level: str) -> tuple[int, int] | None:
     """The files a stopped run's summary on the terminal counts, and how many it says were written (None: no
     summary, which a run that finished no file does not show)."""
-    found = re.match(rf"(\d+) files at level {level} in [\d.]+ s: (\d+) written,", shown)
+    found = re.match(rf"(\d+) files? at level {level} in [\d.]+ s: (\d+) written,", shown)  # ("1 file")
     return (int(found[1]), int(found[2])) if found else None
 
 
@@ -499,7 +499,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     assert records or workers > 1
     shown = (len(records), len(records)) if records else None  # (a run that finished no file shows no summary)
     assert _counted(run.stdout, "anonymize") == shown, "the terminal shows what was done"
-    assert f"the run stopped after {len(records)} files" in run.stderr
+    assert f"the run stopped after {len(records)} file{'' if len(records) == 1 else 's'}" in run.stderr
     if mount_point:
         assert not list(tmp_path.glob(".disk.neuroanon-work")), "the work folder was left"
     else:

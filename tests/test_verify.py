@@ -641,6 +641,6 @@ def test_what_cannot_be_read_is_named_for_its_cause_as_anonymize_names_it(
     assert f"broken.zip\t{broken}\n" in capsys.readouterr().out
     assert main(["verify", str(odd)]) == 1
     listed = capsys.readouterr().out
-    for line in (f"broken.zip\t{broken}", "loop-a\tsymlink to a target that cannot be reached",
-                 "nowhere.dcm\tsymlink to nothing (broken)"):
+    for line in (f"broken.zip\t{broken}", "loop-a\tsymlink in an input folder to a target that cannot be reached",
+                 "nowhere.dcm\tsymlink in an input folder to nothing (broken)"):
         assert f"\n{line}" in f"\n{listed}", listed

@@ -258,12 +258,16 @@ def _stop(exc: _CallerFailed | RunStopped | OSError, output: Path, files: int) -
     stopped = str(exc) if isinstance(exc, RunStopped) else os_cause(exc)
     if isinstance(exc, (WorkerDied, SchedulerLost)):
         start = "start the scheduler again, then " if isinstance(exc, SchedulerLost) else ""
-        return stopped, RunStopped(f"{stopped}: the run stopped after {files} files; {start}run the same command "
+        return stopped, RunStopped(f"{stopped}: the run stopped after {_files(files)}; {start}run the same command "
                                    "again to resume")
     place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
     advice = "free some space" if "no space" in stopped else "fix that"
-    return stopped, RunStopped(f"{stopped} writing {place}: the run stopped after {files} files; {advice} and run "
-                               "the same command again to resume")
+    return stopped, RunStopped(f"{stopped} writing {place}: the run stopped after {_files(files)}; {advice} and "
+                               "run the same command again to resume")
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"  # (found from outside: "after 1 files")
 
 
 def _records(output: Path, options: Options, inputs: list[Path], report: Path | None, run: RunInfo | None,
