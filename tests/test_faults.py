@@ -246,22 +246,32 @@ def test_a_file_written_to_in_place_while_it_is_read_is_not_released(
         p.read_bytes() for p in files_under(tmp_path / "fresh")]
 
 
-@pytest.mark.parametrize(("level", "found"), [(Level.ANONYMIZE, b""), (Level.ANONYMIZE, b"DI"),
-                                               (Level.ORIGINAL, b""), (Level.ORIGINAL, b"DI")])
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.ORIGINAL])
+@pytest.mark.parametrize("found", ["empty", "short", "same size, its time set back", "renamed over, its time set back"])
 def test_a_file_written_after_it_was_found_is_not_released_as_it_was_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level, found: bytes
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: Level, found: str
 ) -> None:
     """Found empty, or too short to be DICOM (a receiver or `cp` still writing it), then filled before its turn:
     it fails, and is not copied unchanged as what it was found to be (found from outside: a DICOM file, the
-    patient's name in it, was released at anonymize as an "empty file: copied unchanged"). The rerun makes it."""
+    patient's name in it, was released at anonymize as an "empty file: copied unchanged"); so also when what
+    replaced it has its size and modification time, as `cp -p` sets it (its change time or inode tell it). The
+    rerun makes it."""
     (made,) = make_study(tmp_path / "made", subject=39, n_series=1, n_instances=1)
+    dicom = made.read_bytes()
     source = tmp_path / "in" / "incoming.dcm"
     source.parent.mkdir()
-    source.write_bytes(found)
+    source.write_bytes({"empty": b"", "short": b"DI"}.get(found, b"x" * len(dicom)))
+    before = source.stat()
     opened = discover.open_as_found
 
     def filled(item: discover.InputFile) -> tuple[int | None, str]:
-        source.write_bytes(made.read_bytes())
+        if found.startswith("renamed"):
+            (tmp_path / "new.dcm").write_bytes(dicom)
+            os.replace(tmp_path / "new.dcm", source)
+        else:
+            source.write_bytes(dicom)
+        if "time set back" in found:
+            os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
         return opened(item)
 
     monkeypatch.setattr(pipeline, "open_as_found", filled)

@@ -177,6 +177,7 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          # "_" for a space, as a code string writes it (found from outside, in ImageType and SoftwareVersions)
          "APR1547", "Apr1547", "15/04/'47", "4/15/'47", "15.04.'47", "Apr 15th '47", "April 15th, '47",
          "APR_15TH_47", "APR_15TH_1947", "APRIL_15TH_1947", "15TH_APR_47", "15TH_APRIL_1947", "15_APRIL_1947",
+         "APR15'47", "APR_15_'47", "APR-15-'47", "15_APR_'47", "APR15TH1947", "15TH_OF_APR_47",
          # the week date of ISO 8601 (found from outside)
          "1947-W16-2", "1947W162", "1947-w16-2",
          # the day with "of" or "the", the year first with a comma (found from outside)
@@ -208,9 +209,16 @@ def test_english_month_forms_of_other_months(tmp_path: Path, birth: str, text: s
     assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
 
 
-@pytest.mark.parametrize("text", ["1947-W16-3", "1947-W15-2", "1948W162", "21947W162"])
+@pytest.mark.parametrize("text", ["1947-W16-3", "1947-W15-2", "1948W162", "21947W162", "APR15470"])
 def test_another_week_date_is_no_hit(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(), ImageComments=f"born:{text}.") == []
+
+
+def test_a_month_run_into_an_unpadded_day_and_year_is_no_hit(tmp_path: Path) -> None:
+    """"DEC120", a model's name, is no date of 1 December 2020 (found from outside: held); "DEC0120" is."""
+    assert held(tmp_path, original(PatientBirthDate="20201201"), ImageComments="model DEC120") == []
+    findings = held(tmp_path, original(PatientBirthDate="20201201"), ImageComments="born DEC0120")
+    assert_found(findings, "PatientBirthDate", "(0020,4000)", "DEC0120")
 
 
 @pytest.mark.parametrize(("name", "text"), [
@@ -1898,14 +1906,16 @@ def test_a_japanese_or_korean_name_copied_in_latin_letters_is_found(tmp_path: Pa
     ("=欧阳^娜娜", "ISO_IR 192", "NANA OUYANG", True), ("=欧阳^娜娜", "GB18030", "ou-yang", True),
     ("=吕^晓峰", "GB18030", "LYU XIAOFENG", True), ("=吕^晓峰", "GB18030", "Lu Xiaofeng", True),
     ("=单^志远", "GB18030", "Shan Zhiyuan", True), ("=张^伟", "ISO_IR 192", "ZHANG WEI", True),
-    ("=欧阳^娜娜", "GB18030", "OUYANGS", False), ("=张^伟", "ISO_IR 192", "ZHANG", False),
-    ("=欧阳^娜娜", "GB18030", "BANANA", False),
+    ("=张^伟", "ISO_IR 192", "ZHANG", True), ("=张^伟", "GB18030", "Zhang.Wei", True),
+    ("=曾^伟", "GB18030", "CENG", True),
+    ("=欧阳^娜娜", "GB18030", "OUYANGS", False), ("=张^伟", "ISO_IR 192", "WEI", False),
+    ("=欧阳^娜娜", "GB18030", "BANANA", False), ("=张^伟", "GB18030", "ZHANGJIAKOU", False),
 ])
 def test_a_chinese_name_copied_in_pinyin_is_found(tmp_path: Path, name: str, charset: str, copy: str,
                                                  found: bool) -> None:
     """A name given only in Han characters, copied in pinyin by a system that takes Latin letters only, any
-    reading of each character (found from outside: released); a short family name alone is no hit, as in Latin
-    letters."""
+    reading of each character (found from outside: released); a family name of one character alone too, when its
+    pinyin is four letters or more, as a Latin family name is searched alone; not a shorter one."""
     findings = held(tmp_path, original(name, charset), ImageComments=f"({copy})")
     assert (Finding("PatientName", "(0020,4000)") in findings) is found, findings
 

@@ -477,14 +477,30 @@ def _unopened_archives(folder: Path, dicom: bytes) -> dict[str, str]:
         tf.addfile(info, io.BytesIO(dicom))
     (folder / "study.tar").write_bytes(packed.getvalue())
     (folder / "study.tgz").write_bytes(gzip.compress(packed.getvalue()))
+    v7 = io.BytesIO()  # (no magic: told by its checksum; found from outside)
+    with tarfile.open(fileobj=v7, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        info = tarfile.TarInfo("one.dcm")
+        info.size = len(dicom)
+        tf.addfile(info, io.BytesIO(dicom))
+    header = bytearray(v7.getvalue()[:512])
+    header[257:265] = bytes(8)  # the v7 header: no "ustar", no version; its checksum again
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    (folder / "v7.tar").write_bytes(bytes(header) + v7.getvalue()[512:])
     (folder / "one.dcm.bz2").write_bytes(bz2.compress(dicom))
     (folder / "one.dcm.xz").write_bytes(lzma.compress(dicom))
+    (folder / "one.dcm.lzma").write_bytes(lzma.compress(dicom, format=lzma.FORMAT_ALONE))
+    (folder / "one.dcm.gz.gz").write_bytes(gzip.compress(gzip.compress(dicom)))
+    (folder / "one.dcm.bz2.gz").write_bytes(gzip.compress(bz2.compress(dicom)))
     # (no compressor for these in Python's library: their headers, then the DICOM file's bytes as they are)
     (folder / "study.7z").write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + dicom)
     (folder / "study.rar").write_bytes(b"Rar!\x1a\x07\x01\x00" + dicom)
     (folder / "one.dcm.zst").write_bytes(b"\x28\xb5\x2f\xfd" + dicom)
-    return {"study.tar": "a tar archive", "study.tgz": "a tar archive compressed with gzip",
+    return {"study.tar": "a tar archive", "study.tgz": "a tar archive, compressed with gzip", "v7.tar": "a tar archive",
             "one.dcm.bz2": "a file compressed with bzip2", "one.dcm.xz": "a file compressed with xz",
+            "one.dcm.lzma": "a file compressed with LZMA",
+            "one.dcm.gz.gz": "a file compressed with gzip, compressed with gzip",
+            "one.dcm.bz2.gz": "a file compressed with bzip2, compressed with gzip",
             "study.7z": "a 7z archive", "study.rar": "a RAR archive", "one.dcm.zst": "a file compressed with zstd"}
 
 
@@ -509,6 +525,11 @@ def test_archives_this_tool_does_not_open_fail_and_are_not_released(tmp_path: Pa
         assert records[name]["status"] == "failed", name
         assert str(records[name]["reason"]).startswith(f"{kind}, which this tool does not open"), records[name]
     assert "archive inside an archive" in str(records["outer.zip/inner.tar"]["reason"])
+    # a file whose first bytes only look like an archive's is the file it is (no checksum, no block magic)
+    (tmp_path / "in2").mkdir()
+    (tmp_path / "in2" / "notes.txt").write_bytes(b"BZh9 notes" + b" " * 247 + b"ustar" + b" " * 300)
+    assert main(["anonymize", str(tmp_path / "in2"), "-o", str(tmp_path / "out2"), "--level", "anonymize", "-q"]) == 0
+    assert [f.name for f in files_under(tmp_path / "out2")] == ["notes.txt"]
     verified = subprocess.run([sys.executable, "-m", "neuroanon.cli", "verify", str(tmp_path / "in"), "--level",
                                "anonymize"], capture_output=True, text=True)
     assert verified.returncode == 1, verified.stdout

@@ -49,7 +49,7 @@ class InputFile:
     kind: Kind
     member: str | None = None  # for a zip member: its name in the archive at `path`
     size: int = 0  # a zip member's, or a regular file's when it was found
-    modified: int | None = None  # a regular file's modification time (ns) when it was found (`unchanged_since_found`)
+    found: tuple[int, int, int] | None = None  # a regular file's inode, mtime and ctime (ns) when found
     note: str = ""  # LINK, UNREADABLE: why (never a value from the file)
     through_links: bool = False  # found by following symlinks (the user's own path, or --follow-symlinks)
 
@@ -154,8 +154,8 @@ def _opened(item: InputFile) -> Iterator[InputFile]:
         elif damage:  # (found from outside: a damaged .dcm.gz was "not DICOM", copied out as it was below full)
             yield replace(item, kind=Kind.UNREADABLE, note=f"gzip data unreadable ({damage}) before what it holds "
                           "could be told: not read")
-        elif unopened_archive(head) == "tar":  # (a .tar.gz)
-            yield replace(item, kind=Kind.UNREADABLE, note=unopened("a tar archive compressed with gzip"))
+        elif (packed := _compressed_kind(head)) is not None:  # (a .tar.gz, a .dcm.gz.gz: found from outside)
+            yield replace(item, kind=Kind.UNREADABLE, note=unopened(f"{_DESCRIBED[packed]}, compressed with gzip"))
         else:
             yield item
     elif kind is not None:
@@ -169,26 +169,60 @@ def unopened(what: str) -> str:
     return f"{what}, which this tool does not open: not read (it may hold DICOM files); extract it and run again"
 
 
-# Archives and compressed files this tool does not open, by their first bytes (a tar archive by its magic at 257):
-# the DICOM files in one would be copied out as they are below full, and be left out at full without a word
-# (found from outside: a tar archive of DICOM files was copied unchanged at anonymize, and verify found it clean).
+# Archives and compressed files this tool does not open, by their first bytes: the DICOM files in one would be
+# copied out as they are below full, and be left out at full without a word (found from outside: a tar archive of
+# DICOM files was copied unchanged at anonymize, and verify found it clean).
 _UNOPENED_MAGIC = ((b"\xfd7zXZ\x00", "xz"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar"),
                    (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"))
 
-
 _DESCRIBED = {"tar": "a tar archive", "bzip2": "a file compressed with bzip2", "xz": "a file compressed with xz",
-              "7z": "a 7z archive", "rar": "a RAR archive", "zstd": "a file compressed with zstd",
-              "lz4": "a file compressed with lz4"}
+              "lzma": "a file compressed with LZMA", "7z": "a 7z archive", "rar": "a RAR archive",
+              "zstd": "a file compressed with zstd", "lz4": "a file compressed with lz4",
+              "gzip": "a file compressed with gzip", "zip": "a zip archive"}
 
 
 def unopened_archive(head: bytes) -> str | None:
     """The kind of archive or compressed file `head` (a file's first 512 bytes or more) begins, if it is one this
     tool does not open; else None."""
-    if head[257:262] == b"ustar":
+    if _tar_header(head):
         return "tar"
-    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0" and head[4:10] == b"\x31\x41\x59\x26\x53\x59":
-        return "bzip2"
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        return "bzip2"  # (a block's magic, or the end of an empty stream's)
+    if _lzma_alone(head):
+        return "lzma"
     return next((kind for magic, kind in _UNOPENED_MAGIC if head.startswith(magic)), None)
+
+
+def _lzma_alone(head: bytes) -> bool:
+    """Whether `head` begins a .lzma file (LZMA-alone, as xz writes it): the usual properties, a dictionary size of
+    4 KiB or more, 2**n or 3 * 2**n bytes, and a length unknown or below 256 GiB."""
+    if len(head) < 13 or head[0] != 0x5D:
+        return False
+    dictionary, length = int.from_bytes(head[1:5], "little"), int.from_bytes(head[5:13], "little")
+    return dictionary >= 4096 and dictionary // (dictionary & -dictionary) in (1, 3) and (
+        length == (1 << 64) - 1 or length < 1 << 38)
+
+
+def _compressed_kind(head: bytes) -> str | None:
+    """What the data a gzip file inflates to (`head`) is, if it is a file this tool would not open there: an
+    archive, or compressed again."""
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    return "zip" if head[:4] == b"PK\x03\x04" else unopened_archive(head)
+
+
+def _tar_header(head: bytes) -> bool:
+    """Whether `head` begins with a tar header (any format, v7 too, which has no magic: found from outside): a
+    name, and a checksum that is the sum of the header's bytes, its own eight counted as spaces."""
+    if len(head) < 512 or not head[0] or not (written := head[148:156].strip(b" \0")).isdigit():
+        return False
+    try:
+        checksum = int(written, 8)
+    except ValueError:
+        return False
+    unsigned = sum(head[:148]) + 8 * 0x20 + sum(head[156:512])
+    signed = unsigned - 2 * sum(b for b in head[:512] if b > 127) + 2 * sum(b for b in head[148:156] if b > 127)
+    return checksum in (unsigned, signed)
 
 
 def archive_kind(path: Path, not_dicom: bool = False) -> str | None:
@@ -410,7 +444,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
     if (info.st_dev, info.st_ino) in avoided:
         return InputFile(path, root, relative, Kind.LINK, note=_OWN)
     if info.st_size == 0:
-        return InputFile(path, root, relative, Kind.EMPTY, through_links=follow, modified=info.st_mtime_ns)
+        return InputFile(path, root, relative, Kind.EMPTY, through_links=follow, found=_found(info))
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -420,7 +454,7 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {os_cause(exc)}")
     return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head, info.st_size) else Kind.NOT_DICOM,
-                     size=info.st_size, through_links=follow, modified=info.st_mtime_ns)
+                     size=info.st_size, through_links=follow, found=_found(info))
 
 
 def open_as_found(item: InputFile) -> tuple[int | None, str]:
@@ -458,10 +492,16 @@ def stamp(info: os.stat_result) -> tuple[int, int]:
 
 
 def unchanged_since_found(item: InputFile, info: os.stat_result) -> bool:
-    """Whether the regular file `item` found (`info`: its status now) has the size and time it had when it was found
-    and told by its head: a file found empty or not DICOM, then written (a receiver or `cp` filling it), would be
-    copied unchanged as what it no longer is (found from outside: a DICOM file was so released at anonymize)."""
-    return item.modified is None or stamp(info) == (item.size, item.modified)
+    """Whether the regular file `item` found (`info`: its status now) is the file, of the size and times, it was when
+    it was found and told by its head: a file found empty or not DICOM, then written (a receiver or `cp` filling
+    it), would be copied unchanged as what it no longer is (found from outside: a DICOM file was so released at
+    anonymize; also one of the same size whose modification time was set back, as `cp -p` does, which its change
+    time, ctime, tells)."""
+    return item.found is None or (info.st_size, *_found(info)) == (item.size, *item.found)
+
+
+def _found(info: os.stat_result) -> tuple[int, int, int]:
+    return info.st_ino, info.st_mtime_ns, info.st_ctime_ns
 
 
 HEAD = 4096  # the bytes read to tell a DICOM file by its content

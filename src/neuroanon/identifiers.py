@@ -917,7 +917,21 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
                 and fold(form_text) not in maker_names()):
             out += _text_needles(keyword, form_text, data, glued.get(form_text, ()), encodings, declared)
+        else:  # too short as written, long enough in Latin letters: "张" is "Zhang", as long as a Latin family name
+            # searched alone (found from outside: released)
+            out += _romanized_needle(keyword, form_text, declared)
     return tuple(out)
+
+
+def _romanized_needle(keyword: str, text: str, declared: tuple[str, ...]) -> list[Needle]:
+    """The needle of `text` romanized (`romanized_form`), if it is kana, Hangul or Han text: one of its own, looked
+    for by its own keys (a form of the text's needle, it left that needle no keys, and each file was searched whole
+    with its pattern: found from outside, a Chinese patient's file took 55 ms more)."""
+    form = romanized_form(text)
+    if form is None:
+        return []
+    spelled = "".join(token[0] for token in form.tokens).encode("ascii")
+    return [Needle(keyword, spelled, (form,), BASE_ENCODINGS, declared)]
 
 
 def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...], encodings: tuple[str, ...],
@@ -937,10 +951,10 @@ def _text_needles(keyword: str, text: str, data: bytes, glued: tuple[Form, ...],
         widths.append(replace(apart, tokens=tuple(tuple(a for a in t if a) or t for t in apart.tokens),
                               left=written.left, right=_as_written_end(composed, written.right)))
     widths += [latin_form(text)] if _CYRILLIC_OR_GREEK.search(text) else []
-    widths += [romanized] if (romanized := romanized_form(text)) is not None else []
     grouped = (*grouped_forms(text), *spaced_forms(text), *padded_forms(text)) \
         if keyword in IDS and keyword not in PHONES else ()
-    found = [Needle(keyword, data, (*forms, *widths, *glued, *grouped), encodings, declared)]
+    found = [Needle(keyword, data, (*forms, *widths, *glued, *grouped), encodings, declared),
+             *_romanized_needle(keyword, text, declared)]
     spellings = (composed, text) if text != composed else (text,)  # (stored decomposed: garbled either way)
     for garbled, readers in (f for spelled in spellings for f in misread_forms(spelled)):  # (a needle each)
         known_by = fold(garbled.text or "".join(t[0] for t in garbled.tokens)).encode("utf-8")
@@ -1609,7 +1623,19 @@ def romanized_form(text: str) -> Form | None:
         return None
     if sum(min(map(len, token)) for token in tokens) < MIN_TEXT:
         return None
-    return Form(tuple(tuple(sorted(set(token))) for token in tokens), ALPHA, ALPHA)
+    places = tuple(tuple(sorted(set(token))) for token in tokens)
+    return Form(places, ALPHA, ALPHA, first=_spellings_held(places))
+
+
+def _spellings_held(places: tuple[Token, ...]) -> Token:
+    """Spellings one of which every match of a romanized form holds, each of three letters or more, to look for
+    first: the fewest of a syllable's, or of two syllables with what stands between them ("na na", "nana"); ()
+    if there are none."""
+    candidates = [places[i:i + 1] for i in range(0, len(places), 2)]
+    candidates += [places[i:i + 3] for i in range(0, len(places) - 2, 2)]
+    spelled = [tuple(sorted({"".join(p) for p in product(*run)})) for run in candidates]
+    usable = [s for s in spelled if min(len(a) for a in s) >= 3]
+    return min(usable, key=len, default=())
 
 
 _HANGUL_TEXT = re.compile(r"[\uac00-\ud7a3]+(?:[ ,-]+[\uac00-\ud7a3]+)*")
@@ -1617,8 +1643,8 @@ _KANA_LETTERS = "\u3041-\u3096\u30a1-\u30fa\u30fc\uff66-\uff9f"
 _KANA_TEXT = re.compile(f"[{_KANA_LETTERS}]+(?:[ ,・-]+[{_KANA_LETTERS}]+)*")
 _HAN_LETTERS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _HAN_TEXT = re.compile(f"[{_HAN_LETTERS}]+(?:[ ,·-]+[{_HAN_LETTERS}]+)*")
-# between the syllables or words of a romanized name ("Seo-yeon", "Seo Yeon", "OUYANG_NANA")
-_SPACING: Token = ("", " ", "-", "_")
+# between the syllables or words of a romanized name ("Seo-yeon", "Seo Yeon", "OUYANG_NANA", "Zhang.Wei")
+_SPACING: Token = ("", " ", "-", "_", ".")
 
 
 def _hangul_tokens(text: str) -> list[Token]:
@@ -1651,7 +1677,7 @@ def _pinyin_tokens(text: str) -> list[Token]:
     for c in text:
         if not _HAN_TEXT.fullmatch(c):
             if tokens and tokens[-1] is not _SPACING:
-                tokens.append((" ", ", ", "-", "_", ""))
+                tokens.append((" ", ", ", "-", "_", ".", ""))
             continue
         if tokens and tokens[-1][0] != " ":
             tokens.append(_SPACING)
@@ -1924,14 +1950,22 @@ _DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "
 _MONTH_YEAR = _underscored(("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ", " of "))
 _MONTH_DAY = _underscored((" ", ". ", ".", "-", "/", " the "))  # ("February the 3rd")
 # English months as systems abbreviate them, and the separators English dates take around them; before a
-# two-digit year, an apostrophe for the century after any of them ("Mar 14th '87": found from outside).
+# two-digit year, an apostrophe for the century after any of them ("Mar 14th '87", "MAR_14_'87": found from outside).
 _ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_EN_DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", "th ", "st ", "nd ", "rd "))
-_EN_MONTH_YEAR = ("", " ", ". ", ".", "-", "/", "_", ", ", "'", " '", ", '", ".-")
+_EN_DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", "th ", "st ", "nd ", "rd ", " of ",
+                              *(f"{o} of " for o in _ORDINAL)))
+
+
+def _apostrophes(separators: tuple[str, ...]) -> tuple[str, ...]:
+    """Separators before a two-digit year, and each with an apostrophe for the century after it."""
+    return tuple(dict.fromkeys((*separators, *(f"{s}'" for s in separators))))
+
+
+_EN_MONTH_YEAR = _apostrophes(("", " ", ". ", ".", "-", "/", "_", ", ", ".-"))
 _EN_MONTH_DAY = (" ", ". ", ".", "-", "/", "_")
 _EN_DAY_YEAR = _underscored(("", " ", ".", "-", "/", ", ", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ",
                              "rd "))
-_EN_DAY_SHORT_YEAR = tuple(dict.fromkeys((*_EN_DAY_YEAR, *(f"{s}'" for s in _EN_DAY_YEAR if s[-1:] in ("", " ")))))
+_EN_DAY_SHORT_YEAR = _apostrophes(_EN_DAY_YEAR)
 _EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
 _SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
 _DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
@@ -2014,7 +2048,8 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     english = tuple(dict.fromkeys((_ENGLISH_MONTHS[m - 1], _MONTHS[m - 1][0], *(("sept",) if m == 9 else ()))))
     month_year = tuple(f"{n}{s}{yy2}" for n in english for s in _EN_MONTH_YEAR)
     month_then = tuple(f"{n}{s}" for n in english for s in _EN_MONTH_DAY)
-    month_day_year = tuple(f"{n}{dd}{yy2}" for n in english for dd in day)  # ("MAR1487": found from outside)
+    # the month run into the day, padded (not "DEC120", a model's name: found from outside), and the year
+    month_day_year = tuple(f"{n}{d:02d}{a}{yy2}" for n in english for a in ("", "'"))  # ("MAR1487", "MAR14'87")
     year_month = tuple(f"{yy2}{s}{n}" for s in _EN_YEAR_MONTH for n in english)
     # and the other languages' months abbreviated, as ASCII writes them ("15MARZ47"; the keys a needle looks for
     # first are ASCII, and each costs every series), with a two-digit year: day first, the month run into the year
@@ -2029,7 +2064,7 @@ def english_date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
            Form((others_then, day, _EN_DAY_SHORT_YEAR, (yy2,)), ALPHA, DIGIT, first=others_then)) if others else ()),
         Form((month_then, day, _EN_DAY_YEAR, year4), ALPHA, DIGIT, first=month_then),
         Form((month_then, day, _EN_DAY_SHORT_YEAR, (yy2,)), ALPHA, DIGIT, first=month_then),
-        Form((english, day, year4), ALPHA, DIGIT),
+        Form((english, day, ("", *_ORDINAL), year4), ALPHA, DIGIT),  # ("MAR141987", "MAR14TH1987")
         Form((month_day_year,), ALPHA, DIGIT, first=month_day_year),
         Form((year4, _EN_YEAR_MONTH, english, _EN_YEAR_MONTH, day), DIGIT, DIGIT),
         Form((year_month, _EN_YEAR_MONTH, day), DIGIT, DIGIT, first=year_month),
