@@ -144,6 +144,7 @@ def test_a_dry_run_stopped_says_it_was_a_dry_run_and_its_report_says_it_stopped(
     assert shown[1].startswith("2 files at level anonymize")
     _, records, summary = read_report(report)
     assert len(records) == 2 and summary["files"] == 2 and summary["stopped"] == "interrupted"
+    assert summary["signal"] == "SIGTERM", "the report names the signal that stopped the run"
     assert set(os.listdir(tmp_path)) == {"in", "dry.jsonl"}, "a dry run wrote something besides its report"
 
 

@@ -877,7 +877,8 @@ def _started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path
     key = tmp_path / "key"
     key.write_text(KEY_TEXT)
     out = tmp_path / "out"
-    args = ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q"]
+    args = ["anonymize", str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q", "--report",
+            str(tmp_path / "report.jsonl")]
     run = subprocess.Popen([*COMMAND[:-1], *args, "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, env=ENV, start_new_session=True)
     journal = tmp_path / ".out.neuroanon-journal"
@@ -907,6 +908,8 @@ def test_sigterm_and_ctrl_c_stop_the_workers_and_say_a_rerun_resumes(
     shown, err = run.communicate(timeout=60)
     assert run.returncode == status, err
     assert "Traceback" not in err and f"stopped by {signum.name}; run the same command again to resume" in err
+    summary = read_report(tmp_path / "report.jsonl")[2]
+    assert (summary["stopped"], summary["signal"]) == ("interrupted", signum.name), summary
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -931,6 +931,7 @@ def test_a_stopped_send_reports_what_it_sent_and_what_it_did_not(tmp_path: Path,
     assert unsent == {("failed", "not sent: the run stopped first")}
     summary = _lines(report)[-1]["summary"]
     assert isinstance(summary, dict) and summary["stopped"] == "interrupted" and summary["files"] == 12
+    assert summary["signal"] == signal.Signals(signum).name
     assert out.startswith("12 files at level anonymize") and f"sent to ARCHIVE@{LOOPBACK}" in out, out
 
 

@@ -233,7 +233,7 @@ def anonymize_tree(
             # None of this may raise over the reason the run stopped: the disk may be full.
             with suppress(OSError):
                 if stopped:
-                    writer.write({"summary": {**_fields(summary), "stopped": stopped}})
+                    writer.write({"summary": {**_fields(summary), "stopped": stopped, **stops.asked_by()}})
             with suppress(OSError):
                 writer.close()
             with suppress(OSError):
@@ -577,7 +577,7 @@ def preview_tree(
     finally:
         with suppress(OSError):  # (as a stopped run's report does, found from outside)
             if stopped:
-                writer.write({"summary": {**_fields(summary), "stopped": stopped}})
+                writer.write({"summary": {**_fields(summary), "stopped": stopped, **stops.asked_by()}})
         writer.close()
     return summary
 

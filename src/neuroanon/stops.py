@@ -13,6 +13,7 @@ process waiting for them for ever, or a traceback (found from outside).
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Future
 from contextlib import contextmanager
@@ -105,6 +106,15 @@ def check() -> None:
         _asked.clear()
         _stopping.append(True)
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+def asked_by() -> dict[str, str]:
+    """In a `finally` block a stop passes through: the signal that asked it, as a report's summary names it
+    ({"signal": "SIGTERM"}); else nothing (the run stopped for another reason, or did not)."""
+    raised = sys.exc_info()[1]
+    if not isinstance(raised, KeyboardInterrupt):
+        return {}
+    return {"signal": signal.Signals(getattr(raised, "signum", signal.SIGINT)).name}
 
 
 def wait(future: Future[_T]) -> _T:

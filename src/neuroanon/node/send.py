@@ -72,7 +72,7 @@ def send_tree(
                     done(record, size, shown=False)
                 fields = summary.as_dict()["summary"]
                 assert isinstance(fields, dict)
-                writer.write({"summary": {**fields, "stopped": stopped}})
+                writer.write({"summary": {**fields, "stopped": stopped, **stops.asked_by()}})
         writer.close()
     return summary
 
