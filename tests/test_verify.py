@@ -99,6 +99,95 @@ def test_a_leak_slipped_into_a_released_file_is_found(released: tuple[Path, Path
     assert "original PatientName value found in (0028,1055)" in flagged[0]["findings"]
 
 
+@pytest.mark.parametrize("where", ["zip comment", "zip member comment", "zip extra field", "after the zip",
+                                   "before the zip", "gzip file name", "gzip comment"])
+def test_an_original_value_in_an_archive_s_own_bytes_is_found(
+    released: tuple[Path, Path, Path], tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output in a zip or gzip archive whose own bytes (a comment, an extra field, a name, bytes around its
+    members) hold an original's value: with `--against` it is found, with and without the key (found from outside:
+    called clean)."""
+    import gzip
+    import zipfile
+
+    source, full, _ = released
+    tree = _copy(full, tmp_path / "tree")
+    victim = files_under(tree)[0]
+    name = str(pydicom.dcmread(files_under(source)[0]).PatientName).split("^")[0]
+    data = victim.read_bytes()
+    victim.unlink()
+    if where.startswith("gzip"):
+        archive = victim.with_name("a.dcm.gz")
+        with open(archive, "wb") as raw, gzip.GzipFile(filename=f"{name}.dcm" if where == "gzip file name" else "",
+                                                      fileobj=raw, mode="wb") as gz:
+            gz.write(data)
+        if where == "gzip comment":  # (Python writes none: the flag and a comment after the header's 10 bytes)
+            packed = archive.read_bytes()
+            archive.write_bytes(packed[:3] + bytes([packed[3] | 16]) + packed[4:10] + f"for {name}".encode() + b"\0"
+                                + packed[10:])
+    else:
+        archive = tree / "share.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            info = zipfile.ZipInfo("a.dcm")
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if where == "zip member comment":
+                info.comment = f"scan of {name}".encode()
+            if where == "zip extra field":
+                info.extra = b"\xfe\xca" + len(name).to_bytes(2, "little") + name.encode()
+            zf.writestr(info, data)
+            if where == "zip comment":
+                zf.comment = f"for {name}".encode()
+        if where in ("after the zip", "before the zip"):
+            packed = archive.read_bytes()
+            archive.write_bytes(packed + name.encode() if where == "after the zip" else name.encode() + packed)
+    keyed = ["--key-file", str(source.parent / "key")]
+    for extra in ([], keyed):
+        assert main(["verify", str(tree), "--level", "full", "--against", str(source), *extra]) == 1, where
+        out = capsys.readouterr().out
+        assert "original PatientName value found in the" in out and "archive's headers or comments" in out, out
+        assert name not in out
+
+
+def test_an_original_value_in_a_file_that_is_no_dicom_file_is_found_at_anonymize(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`anonymize` copies a file that is no DICOM file as it is: with `--against`, the originals' values in it are
+    found, at any level (found from outside: a note naming the patient was called clean at anonymize)."""
+    source, _, anon = released
+    tree = _copy(anon, tmp_path / "tree")
+    name = str(pydicom.dcmread(files_under(source)[0]).PatientName)
+    (tree / "notes.txt").write_text(f"scan of {name}\n" + "x" * (20 << 20))  # (past the first piece read)
+    (tree / "more.txt").write_bytes(b"y" * ((16 << 20) - 3) + name.encode())  # (across two pieces)
+    report = tmp_path / "verify.json"
+    assert main(["verify", str(tree), "--level", "anonymize", "--against", str(source), "--json", str(report)]) == 1
+    flagged = {r["file"]: r["findings"] for r in json.loads(report.read_text()) if r["findings"]}
+    for note in ("notes.txt", "more.txt"):
+        assert "original PatientName value found in the file's bytes (not DICOM)" in flagged[note], flagged
+
+
+def test_a_file_naming_no_level_is_checked_at_full_in_a_tree_read_as_anonymize(
+    released: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The level read from the first headers (`infer_marks`) is the tree's; a file past them that names a
+    stricter level, or none (a raw file), is checked at full (found from outside: a raw file among 64 outputs of
+    anonymize was called clean at anonymize)."""
+    from neuroanon.options import Level, Options
+    from neuroanon.rules import NIDB_ANONYMIZE
+    from neuroanon.verify import verify
+
+    source, _, anon = released
+    tree = _copy(anon, tmp_path / "tree")
+    raw = pydicom.dcmread(files_under(source)[0])
+    for element in raw.iterall():
+        if int(element.tag) in NIDB_ANONYMIZE:
+            element.value = ""  # (what anonymize replaces: it passes at anonymize)
+    raw.save_as(tree / "z_raw.dcm")
+    results = {r.path: r.findings for r in verify([tree], Options(level=Level.ANONYMIZE), inferred=True)}
+    assert results["z_raw.dcm"] and all(not f for p, f in results.items() if p != "z_raw.dcm"), results
+    plain = {r.path: r.findings for r in verify([tree], Options(level=Level.ANONYMIZE))}
+    assert not plain["z_raw.dcm"], "given --level anonymize, the file is held to it"
+
+
 def test_a_name_or_id_where_a_pseudonym_belongs_is_found_without_the_originals(
     released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,7 +263,7 @@ def test_a_path_that_holds_an_original_value_is_shown_withheld(
         for i, data in enumerate(clean):  # (each subject's file in each folder: one is the other patient's)
             (tree / folder / f"{i}.dcm").write_bytes(data)
     (tree / "A" / "FAKEDOE0008^JANE.dcm").write_bytes(clean[0])
-    (tree / "A" / "FAKEDOE0008 notes.txt").write_text("fake notes\n")  # (not DICOM: its path is searched too)
+    (tree / "A" / "FAKEDOE0008 notes.txt").write_text("notes\n")  # (not DICOM: its path is searched too)
     os.mkdir(bytes(tree / "A") + b"/FAKEDOE0009-JANE-\xe9")  # (Latin-1: not UTF-8)
     (Path(os.fsdecode(bytes(tree / "A") + b"/FAKEDOE0009-JANE-\xe9")) / "x.dcm").write_bytes(clean[1])
     path_finding = "original PatientName value found in output path"

@@ -119,10 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("verify", help="scan a tree that should be clean; exit 1 if anything is found")
     check.add_argument("paths", nargs="+", type=_path, metavar="PATH", help="files or folders to scan")
     check.add_argument("--against", nargs="+", type=_path, metavar="ORIGINALS",
-                       help="the originals: their identifying values, UIDs and PatientIDs must not reappear")
+                       help="the originals: their identifying values, UIDs and PatientIDs must not reappear, in "
+                            "any file's bytes, path or archive. Without it, verify checks what the level removes "
+                            "and empties, not the values kept elements hold: it cannot prove a tree clean alone")
     check.add_argument("--json", type=_path, help="also write the findings as JSON here")
     check.add_argument("--key-file", type=_path,
-                       help="the key the output was made with: each file is checked against its own original")
+                       help="the key the output was made with: each DICOM file is checked against its own "
+                            "original's values (not another patient's; without the key, against every original's)")
     check.add_argument("--lookup", type=_path,
                        help="full: the lookup file the output was made with: its new PatientIDs are no finding in "
                             "PatientName and PatientID (else only keyed pseudonyms are)")
@@ -1005,6 +1008,7 @@ def _check_verify(args: argparse.Namespace) -> None:
                                               *((("lookup file", args.lookup),) if args.lookup else ())])
         _check_writable(args.json, "JSON file", folder=False)
     args.declared = ""
+    args.inferred = args.level is None
     if args.level is None:
         level, codes = infer_marks(args.paths)
         args.level = level.value
@@ -1034,7 +1038,7 @@ def _verify(args: argparse.Namespace) -> int:
     if originals is not None and originals.unread:
         print(f"neuroanon: --against: {originals.unread} of {originals.read + originals.unread} DICOM originals "
               "could not be read; what they alone hold is not looked for", file=sys.stderr)
-    results = list(verify(args.paths, options, originals))
+    results = list(verify(args.paths, options, originals, inferred=args.inferred))
     if not any(r.dicom or r.unread for r in results):  # (what could not be read is listed: it may be DICOM)
         raise UsageError("no DICOM file found in " + ", ".join(str(p) for p in args.paths))
     flagged = [r for r in results if r.findings]

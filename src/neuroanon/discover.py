@@ -242,6 +242,62 @@ def archive_kind(path: Path, not_dicom: bool = False) -> str | None:
     return unopened_archive(head)
 
 
+def container_bytes(path: Path, kind: str) -> bytes:
+    """An archive's own fields and bytes, around what its members hold (their data is read as the members), each
+    apart from the next (a NUL between): for a zip archive its members' names, extra fields and comments (local
+    and central), its comment, and the bytes no record accounts for (before the first member, between, after the
+    end); for a gzip file its header's extra field, file name and comment. b"" if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            if kind == "gzip":
+                return b"\0".join(_gzip_fields(f.read(1 << 20)))
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - (1 << 16) - 22))
+            tail = f.read()
+            end_record = tail.rfind(b"PK\x05\x06")  # (its comment's length at 20: where the archive ends)
+            ends = size - len(tail) + end_record + 22 + int.from_bytes(tail[end_record + 20:end_record + 22], "little")
+            with zipfile.ZipFile(f) as zf:
+                fields = [zf.comment]
+                covered = [(zf.start_dir, ends)]  # (the central directory, the end records)
+                for info in zf.infolist():
+                    fields += [info.filename.encode("utf-8", "surrogateescape"), info.extra, info.comment]
+                    f.seek(info.header_offset)
+                    local = f.read(30)
+                    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                        continue
+                    named, extra = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+                    fields += [f.read(named), f.read(extra)]
+                    end = info.header_offset + 30 + named + extra + info.compress_size
+                    covered.append((info.header_offset, end + (16 if info.flag_bits & 8 else 0)))
+            at = 0
+            for start, end in [*sorted(covered), (size, size)]:
+                if start > at:
+                    f.seek(at)
+                    fields.append(f.read(min(start - at, 1 << 24)))
+                at = max(at, end)
+            return b"\0".join(field for field in fields if field)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return b""
+
+
+def _gzip_fields(data: bytes) -> list[bytes]:
+    """A gzip file's header fields (RFC 1952): its extra field, file name and comment."""
+    if len(data) < 10:
+        return [data]
+    flags, at, fields = data[3], 10, []
+    if flags & 4:  # FEXTRA
+        length = int.from_bytes(data[at:at + 2], "little")
+        fields.append(data[at + 2:at + 2 + length])
+        at += 2 + length
+    for flag in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+        if flags & flag:
+            end = data.find(b"\0", at)
+            end = len(data) if end < 0 else end
+            fields.append(data[at:end])
+            at = end + 1
+    return fields
+
+
 def _holds_members(f: BinaryIO) -> bool:
     """Whether a file whose end reads as a zip archive's lists a member, or cannot be opened as one (its record says
     so). One that lists none is no archive to open (found from outside: an empty archive, and a file whose last

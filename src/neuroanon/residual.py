@@ -1253,6 +1253,16 @@ def _header_segments(f: _Readable, pos: int, end: int, found: _Segments) -> tupl
 _NO_SEGMENT = frozenset({0x00, 0x01, *range(0xD0, 0xD9)})
 
 
+def check_bytes(data: bytes, patterns: tuple[Needle, ...], where: str) -> list[Finding]:
+    """Search bytes that are no DICOM file (a file `anonymize` copies as it is, an archive's own headers and
+    comments) for the patterns, as bytes, as text and written encoded; a hit is found in `where`."""
+    haystack = data.lower()
+    hits, suspects = find_in_file(haystack, patterns)
+    found = hits + [n for n in suspects if n.occurs(haystack)]
+    found += [n for n in _find_in_text(data, patterns, False) if n not in found]
+    return list(dict.fromkeys([Finding(n.attribute, where) for n in found] + _in_encoded_forms(data, patterns, found)))
+
+
 def check_path(relative: str, patterns: tuple[Needle, ...], own: tuple[Needle, ...] = ()) -> list[Finding]:
     """Search an output path (relative to the output root), as bytes and as folded text."""
     text = _without_our_uids(relative.encode("utf-8", "surrogateescape"), patterns, own)

@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydicom.datadict import keyword_for_tag
@@ -24,14 +24,22 @@ from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .burnedin import burned_in_risk
-from .discover import InputFile, Kind, archive_kind, discover, extracted
-from .errors import InputError
+from .discover import InputFile, Kind, archive_kind, container_bytes, discover, extracted
+from .errors import InputError, os_cause
 from .gepdb import listed_only
 from .identifiers import Needle, is_dummy, item_identity, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
 from .read import Header, is_dicomdir, quiet, read_header
-from .residual import bytes_after_frames, check_file, check_path, pixels_with_unused_bits, unused_bits
+from .residual import (
+    Finding,
+    bytes_after_frames,
+    check_bytes,
+    check_file,
+    check_path,
+    pixels_with_unused_bits,
+    unused_bits,
+)
 from .rules import DUMMY_TEXT, NIDB_ANONYMIZE, Context, Op, Rules, compile_rules
 from .tags import private_creator_tag, tag_text
 from .technical import is_standard_uid
@@ -172,16 +180,22 @@ def infer_marks(paths: list[Path], sample: int = 64) -> tuple[Level, frozenset[s
                 if is_dicomdir(ds):
                     continue  # (names no level: it indexes the files that do)
                 seen += 1
-                method = ds.get("DeidentificationMethod", "")
-                names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
+                found.add(_declared_level(ds))
                 codes = _declared_codes(ds)
         except (InputError, ValueError, TypeError):
             continue
-        levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
-        found.add(Level.FULL if Level.FULL in levels or not levels else Level.ANONYMIZE)
         declared = codes if declared is None else declared & codes
     level = Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
     return level, declared or frozenset()
+
+
+def _declared_level(ds: Dataset) -> Level:
+    """The level a file's DeidentificationMethod names, the stricter if it names two; full if it names none of
+    ours (a file that should be clean is checked as strictly as it can be)."""
+    method = ds.get("DeidentificationMethod", "")
+    names = [str(v).strip().casefold() for v in (method if isinstance(method, MultiValue) else [method])]
+    levels = {Level.FULL if m.group(1) else Level.ANONYMIZE for m in map(_METHOD.match, names) if m}
+    return Level.FULL if Level.FULL in levels or not levels else Level.ANONYMIZE
 
 
 def _declared_codes(ds: Dataset) -> frozenset[str]:
@@ -208,27 +222,75 @@ def summary(results: list[FileResult]) -> dict[str, int]:
     return dict(sorted(((name, len(paths)) for name, paths in files.items()), key=lambda kv: (-kv[1], kv[0])))
 
 
-def verify(paths: list[Path], options: Options, originals: Originals | None = None) -> Iterator[FileResult]:
-    """Check every file under `paths` against what `options.level` promises."""
+def verify(paths: list[Path], options: Options, originals: Originals | None = None, inferred: bool = False,
+           ) -> Iterator[FileResult]:
+    """Check every file under `paths` against what `options.level` promises; with the level `inferred` from the
+    files, a file that names a stricter level, or none, is checked at full (found from outside: a raw file past
+    the first headers read was checked at anonymize, as they were)."""
     new_ids = frozenset(options.lookup.values())  # (a lookup file's new IDs stand where pseudonyms do)
-    # a path is searched for every original's values, also with the key (a file may lie in another patient's folder)
-    in_paths = _unretained(originals.patterns, compile_rules(options)) if originals is not None else ()
+    # a path, a file that is no DICOM file and an archive's own bytes are searched for every original's values,
+    # also with the key (they are no instance of an original's; a file may lie in another patient's folder)
+    everyone = _unretained(originals.patterns, compile_rules(options)) if originals is not None else ()
     withheld: dict[str, int] = {}  # each path part withheld, by its number in the output
+    archives: set[Path] = set()  # those whose own bytes were searched
     for found in discover(paths):
-        result = FileResult(found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative)))
+        name = found.relative if len(paths) == 1 else str(Path(found.root.name, found.relative))
+        if everyone and found.member is not None and found.path not in archives:
+            archives.add(found.path)
+            if (archive := _archive_result(found, name, everyone)) is not None:
+                yield archive
+        result = FileResult(name)
         with _readable(found) as item:
             if item is None:  # (found from outside: a traceback, and no file after it checked)
                 result.findings.append("unreadable: archive member could not be unpacked")
             else:
-                _check(item, result, options, originals, new_ids, in_archive=found.member is not None)
-        if originals is not None and (hits := check_path(result.path, in_paths)):  # (any file's path)
-            result.findings += dict.fromkeys(f"original {hit.attribute} value found in {hit.where}" for hit in hits)
-            result.shown = _withheld(result.path, in_paths, withheld)
+                _check(item, result, options, originals, new_ids, in_archive=found.member is not None,
+                       inferred=inferred)
+                if everyone and item.kind is Kind.NOT_DICOM:  # (anonymize copies it as it is: found from outside,
+                    # a note naming the patient was called clean)
+                    result.findings += _in_file(item.path, everyone)
+        if originals is not None and (hits := check_path(result.path, everyone)):  # (any file's path)
+            result.findings += _found_in(hits)
+            result.shown = _withheld(result.path, everyone, withheld)
         yield result
 
 
+def _found_in(hits: list[Finding]) -> list[str]:
+    return list(dict.fromkeys(f"original {hit.attribute} value found in {hit.where}" for hit in hits))
+
+
+def _archive_result(member: InputFile, name: str, patterns: tuple[Needle, ...]) -> FileResult | None:
+    """The findings in the own bytes of the archive `member` lies in (its names, comments, extra fields, bytes
+    around its members), as a result of its own; None if there are none (found from outside: a zip comment or
+    a gzip file name holding the patient's name was called clean)."""
+    kind = "gzip" if member.kind is Kind.GZIP_MEMBER else "zip"
+    own = container_bytes(member.path, kind)
+    hits = check_bytes(own, patterns, f"the {kind} archive's headers or comments") if own else []
+    if not hits:
+        return None
+    return FileResult(name[: len(name) - len(member.member or "") - 1] or member.path.name, _found_in(hits), False)
+
+
+_CHUNK = 16 << 20  # a file that is no DICOM file is searched this much at a time
+_OVERLAP = 4096  # with the end of the piece before (a value across the two)
+
+
+def _in_file(path: Path, patterns: tuple[Needle, ...]) -> list[str]:
+    """The originals' values in a file that is no DICOM file, read a piece at a time."""
+    hits: list[Finding] = []
+    try:
+        with open(path, "rb") as f:
+            tail = b""
+            while piece := f.read(_CHUNK):
+                hits += check_bytes(tail + piece, patterns, "the file's bytes (not DICOM)")
+                tail = piece[-_OVERLAP:]
+    except OSError as exc:
+        return [f"unreadable: {os_cause(exc)} (its bytes were not searched for the originals' values)"]
+    return _found_in(hits)
+
+
 def _check(item: InputFile, result: FileResult, options: Options, originals: Originals | None,
-           new_ids: frozenset[str], in_archive: bool = False) -> None:
+           new_ids: frozenset[str], in_archive: bool = False, inferred: bool = False) -> None:
     if item.kind in (Kind.SPECIAL, Kind.LINK, Kind.UNREADABLE):
         result.dicom = False
         result.unread = item.kind is not Kind.SPECIAL  # (a FIFO or device is never a DICOM file)
@@ -243,18 +305,21 @@ def _check(item: InputFile, result: FileResult, options: Options, originals: Ori
     else:
         with quiet():
             try:
-                result.findings += _check_dicom(item.path, options, originals, new_ids)
+                result.findings += _check_dicom(item.path, options, originals, new_ids, inferred)
             except Exception:  # a value that cannot be read as its VR: not proven clean, said in one line
                 # (in words: found from outside, the cause was a class name, "BytesLengthException")
                 result.findings.append("unreadable: a value could not be read as its VR says (not proven clean)")
 
 
-def _check_dicom(path: Path, options: Options, originals: Originals | None, new_ids: frozenset[str]) -> list[str]:
+def _check_dicom(path: Path, options: Options, originals: Originals | None, new_ids: frozenset[str],
+                 inferred: bool = False) -> list[str]:
     try:
         header = read_header(path)
     except InputError as exc:
         return [f"unreadable: {exc}"]
     ds = header.dataset
+    if inferred and options.level is Level.ANONYMIZE and _declared_level(ds) is Level.FULL:
+        options = replace(options, level=Level.FULL)
     findings: list[str] = []
     rules = compile_rules(options)
     if options.level is Level.ANONYMIZE:
