@@ -188,6 +188,35 @@ def test_a_file_naming_no_level_is_checked_at_full_in_a_tree_read_as_anonymize(
     assert not plain["z_raw.dcm"], "given --level anonymize, the file is held to it"
 
 
+def test_private_elements_full_does_not_write_are_found_without_the_originals(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What full never writes, found without the originals (found from outside: each was called clean): a private
+    creator of no element, an element of the reserved range (below 0x1000 and not a creator), text where the
+    allow-list keeps a CSA header or a number."""
+    _, full, _ = released
+    tree = _copy(full, tmp_path / "tree")
+    victim = files_under(tree)[0]
+    ds = pydicom.dcmread(victim)
+    ds.add_new(0x00110010, "LO", "Quxworth Zelda")  # (a creator of nothing)
+    ds.add_new(0x00130001, "LO", "Quxworth^Zelda")  # (reserved)
+    ds.add_new(0x00130500, "LO", "Quxworth^Zelda")
+    ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
+    ds.add_new(0x00291010, "OB", b"born 19710314 Quxworth ")
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0019100C, "LO", "Quxworth")  # (as text: the dictionary says IS)
+    ds.save_as(victim)
+    assert main(["verify", str(tree), "--level", "full"]) == 1
+    out = capsys.readouterr().out
+    for finding in ("(0011,0010) private creator of no element kept",
+                    "(0013,0001) private element not on the allow-list",
+                    "(0013,0500) private element not on the allow-list",
+                    "(0029,1010) allow-listed for a CSA header, holds none",
+                    "(0019,100C) allow-listed for numbers, holds other bytes"):
+        assert finding in out, out
+    assert "(0029,0010)" not in out and "(0019,0010)" not in out, "a creator of a block kept is no finding"
+
+
 def test_a_name_or_id_where_a_pseudonym_belongs_is_found_without_the_originals(
     released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from . import csa
+from .allowlist import holds_a_number
 from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, archive_kind, container_bytes, discover, extracted
 from .errors import InputError, os_cause
@@ -393,8 +395,7 @@ def _full(ds: Dataset, path: str, rules: Rules, new_ids: frozenset[str] = frozen
         t = int(elem.tag)
         where = path + tag_text(t)
         if elem.tag.is_private:
-            if elem.tag.element >= 0x1000:
-                findings += _private_findings(ds, t, elem, where, rules)
+            findings += _private_findings(ds, t, elem, where, rules)
             continue
         rule = rules.tag(t)
         op = rule.op(elem.VR)
@@ -460,15 +461,46 @@ def _meta(ds: Dataset, rules: Rules) -> list[str]:
 
 
 def _private_findings(ds: Dataset, tag: int, elem: DataElement, where: str, rules: Rules) -> list[str]:
-    """A private data element at full: off the allow-list, or a GE protocol data block holding more than it keeps."""
+    """A private element at full: off the allow-list, or an allow-listed one holding what full does not keep (a GE
+    protocol data block more than dcm2niix reads, a CSA header's place no CSA header, a number's other bytes); a
+    private creator of no element kept, which full removes with its block; an element of the reserved range."""
+    if tag & 0xFFFF < 0x1000:  # (found from outside: these were not looked at, a name in them was clean)
+        if 0x0010 <= tag & 0xFFFF <= 0x00FF:
+            kept = any(_in_block(int(e.tag), tag) for e in ds)
+            return [] if kept else [f"{where} private creator of no element kept"]
+        return [f"{where} private element not on the allow-list"] if tag & 0xFFFF else []
     creator = ds.get(private_creator_tag(tag))
     name = "" if creator is None else str(creator.value)
     if rules.decide(tag, elem.VR, Context.PRIVATE, name) is Op.REMOVE:
         return [f"{where} private element not on the allow-list"]
     safe = rules.private(name, tag)
-    if safe is not None and safe.kind == "pdb" and not elem.is_empty and not listed_only(_bytes(elem.value)):
+    if safe is None or elem.is_empty:
+        return []
+    value = _bytes(elem.value)
+    if safe.kind == "pdb" and not listed_only(value):
         return [f"{where} GE protocol data block holds more than the lines dcm2niix reads"]
+    # what full keeps of an allow-listed element only as it must be (found from outside: text there was clean)
+    if safe.kind == "csa" and csa.parse(value) is None:
+        return [f"{where} allow-listed for a CSA header, holds none"]
+    raw = _as_written(elem)
+    if safe.kind == "value" and raw is not None and not holds_a_number(safe, "" if elem.VR == "UN" else elem.VR, raw):
+        return [f"{where} allow-listed for numbers, holds other bytes"]
     return []
+
+
+def _in_block(tag: int, creator: int) -> bool:
+    """Whether `tag` is an element of the private block that the creator element `creator` reserves."""
+    return tag >> 16 == creator >> 16 and (tag >> 8) & 0xFF == creator & 0xFF and tag & 0xFFFF >= 0x1000
+
+
+def _as_written(elem: DataElement) -> bytes | None:
+    """A private value's bytes where pydicom keeps them (binary, UN) or its text; None for numbers pydicom decoded
+    (a binary number's byte order is the file's, not known here: the level's check of it is not repeated)."""
+    if isinstance(elem.value, bytes):
+        return elem.value
+    if elem.VR in ("FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"):
+        return None
+    return "\\".join(_texts(elem.value)).encode("latin-1", "replace")
 
 
 def _bytes(value: object) -> bytes:
