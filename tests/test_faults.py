@@ -1119,7 +1119,7 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(
 ) -> None:
     run, args, _ = _started_run(tmp_path)
     try:
-        assert main(args) == 2
+        assert main([*args[:-1], str(tmp_path / "second.jsonl")]) == 2  # (its own report: the first's is in use)
         assert "another neuroanon run is writing to" in capsys.readouterr().err
     finally:
         run.terminate()

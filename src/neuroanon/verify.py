@@ -320,7 +320,8 @@ def _check_dicom(path: Path, options: Options, originals: Originals | None, new_
     except InputError as exc:
         return [f"unreadable: {exc}"]
     ds = header.dataset
-    if inferred and options.level is Level.ANONYMIZE and _declared_level(ds) is Level.FULL:
+    if inferred and options.level is Level.ANONYMIZE and not is_dicomdir(ds) and _declared_level(ds) is Level.FULL:
+        # (a DICOMDIR names no level: it indexes the files that do)
         options = replace(options, level=Level.FULL)
     findings: list[str] = []
     rules = compile_rules(options)
