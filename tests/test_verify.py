@@ -151,18 +151,23 @@ def test_an_original_value_in_an_archive_s_own_bytes_is_found(
 def test_an_original_value_in_a_file_that_is_no_dicom_file_is_found_at_anonymize(
     released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`anonymize` copies a file that is no DICOM file as it is: with `--against`, the originals' values in it are
-    found, at any level (found from outside: a note naming the patient was called clean at anonymize)."""
+    """`anonymize` copies a file that is no DICOM file as it is: with `--against`, the originals' values in one of
+    text are found, at any level (found from outside: a note naming the patient was called clean at anonymize);
+    a binary one is not searched (README)."""
     source, _, anon = released
     tree = _copy(anon, tmp_path / "tree")
     name = str(pydicom.dcmread(files_under(source)[0]).PatientName)
     (tree / "notes.txt").write_text(f"scan of {name}\n" + "x" * (20 << 20))  # (past the first piece read)
     (tree / "more.txt").write_bytes(b"y" * ((16 << 20) - 3) + name.encode())  # (across two pieces)
+    # binary data is not searched: words occur in it by chance (found from outside: "dÖÀ" read as "DoeA")
+    family = name.split("^")[0]
+    (tree / "image.nii").write_bytes(bytes(range(256)) * 64 + f" {family} ".encode() + bytes(1000))
     report = tmp_path / "verify.json"
     assert main(["verify", str(tree), "--level", "anonymize", "--against", str(source), "--json", str(report)]) == 1
     flagged = {r["file"]: r["findings"] for r in json.loads(report.read_text()) if r["findings"]}
     for note in ("notes.txt", "more.txt"):
-        assert "original PatientName value found in the file's bytes (not DICOM)" in flagged[note], flagged
+        assert "original PatientName value found in the file's text (not DICOM)" in flagged[note], flagged
+    assert "image.nii" not in flagged, flagged
 
 
 def test_a_file_naming_no_level_is_checked_at_full_in_a_tree_read_as_anonymize(

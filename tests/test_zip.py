@@ -496,12 +496,22 @@ def _unopened_archives(folder: Path, dicom: bytes) -> dict[str, str]:
     (folder / "study.7z").write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + dicom)
     (folder / "study.rar").write_bytes(b"Rar!\x1a\x07\x01\x00" + dicom)
     (folder / "one.dcm.zst").write_bytes(b"\x28\xb5\x2f\xfd" + dicom)
+    # (found from outside: each of these was copied unchanged at anonymize)
+    (folder / "legacy.lz4").write_bytes(b"\x02\x21\x4c\x18" + dicom)
+    (folder / "one.dcm.Z").write_bytes(b"\x1f\x9d\x90" + dicom)
+    (folder / "study.a").write_bytes(b"!<arch>\n" + b"one.dcm/        0           0     0     644     "
+                                     + b"%-10d`\n" % len(dicom) + dicom)
+    (folder / "study.cpio").write_bytes(b"070701" + b"0" * 104 + b"one.dcm\0" + dicom)
+    (folder / "patient.iso").write_bytes(bytes(0x8001) + b"CD001" + bytes(2042) + dicom)
     return {"study.tar": "a tar archive", "study.tgz": "a tar archive, compressed with gzip", "v7.tar": "a tar archive",
             "one.dcm.bz2": "a file compressed with bzip2", "one.dcm.xz": "a file compressed with xz",
             "one.dcm.lzma": "a file compressed with LZMA",
             "one.dcm.gz.gz": "a file compressed with gzip, compressed with gzip",
             "one.dcm.bz2.gz": "a file compressed with bzip2, compressed with gzip",
-            "study.7z": "a 7z archive", "study.rar": "a RAR archive", "one.dcm.zst": "a file compressed with zstd"}
+            "study.7z": "a 7z archive", "study.rar": "a RAR archive", "one.dcm.zst": "a file compressed with zstd",
+            "legacy.lz4": "a file compressed with lz4", "one.dcm.Z": "a file compressed with compress (.Z)",
+            "study.a": "an ar archive", "study.cpio": "a cpio archive",
+            "patient.iso": "a disc image (ISO 9660 or UDF)"}
 
 
 @pytest.mark.parametrize("level", [Level.ORIGINAL, Level.ANONYMIZE, Level.FULL])

@@ -6,6 +6,7 @@ import enum
 import errno
 import gzip
 import os
+import re
 import shutil
 import stat
 import struct
@@ -173,12 +174,19 @@ def unopened(what: str) -> str:
 # copied out as they are below full, and be left out at full without a word (found from outside: a tar archive of
 # DICOM files was copied unchanged at anonymize, and verify found it clean).
 _UNOPENED_MAGIC = ((b"\xfd7zXZ\x00", "xz"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar"),
-                   (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"))
+                   (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"), (b"\x02\x21\x4c\x18", "lz4"),
+                   (b"!<arch>\n", "ar"))
+# cpio's portable headers: magic, then the header's fields in hex (newc, crc) or octal (odc)
+_CPIO = re.compile(rb"070701[0-9a-fA-F]{104}|070702[0-9a-fA-F]{104}|070707[0-7]{70}")
+# a disc image's volume descriptors (ISO 9660, UDF), in its 16th and later sectors of 2 KiB (a patient's CD)
+_DISC_DESCRIPTORS = (0x8001, 0x8801, 0x9001)
 
-_DESCRIBED = {"tar": "a tar archive", "bzip2": "a file compressed with bzip2", "xz": "a file compressed with xz",
-              "lzma": "a file compressed with LZMA", "7z": "a 7z archive", "rar": "a RAR archive",
-              "zstd": "a file compressed with zstd", "lz4": "a file compressed with lz4",
-              "gzip": "a file compressed with gzip", "zip": "a zip archive"}
+_DESCRIBED = {"tar": "a tar archive", "cpio": "a cpio archive", "ar": "an ar archive", "7z": "a 7z archive",
+              "rar": "a RAR archive", "zip": "a zip archive", "disc": "a disc image (ISO 9660 or UDF)",
+              "bzip2": "a file compressed with bzip2", "xz": "a file compressed with xz",
+              "lzma": "a file compressed with LZMA", "zstd": "a file compressed with zstd",
+              "lz4": "a file compressed with lz4", "gzip": "a file compressed with gzip",
+              "compress": "a file compressed with compress (.Z)"}
 
 
 def unopened_archive(head: bytes) -> str | None:
@@ -190,7 +198,20 @@ def unopened_archive(head: bytes) -> str | None:
         return "bzip2"  # (a block's magic, or the end of an empty stream's)
     if _lzma_alone(head):
         return "lzma"
+    if _CPIO.match(head):
+        return "cpio"
+    if head[:2] == b"\x1f\x9d" and len(head) > 2 and 9 <= head[2] & 0x1F <= 16 and not head[2] & 0x60:
+        return "compress"  # (LZW: its flags, the most bits a code takes)
     return next((kind for magic, kind in _UNOPENED_MAGIC if head.startswith(magic)), None)
+
+
+def _disc_image(f: BinaryIO) -> bool:
+    """Whether the file `f` is a disc image: a volume descriptor where ISO 9660 and UDF write theirs."""
+    for at in _DISC_DESCRIPTORS:
+        f.seek(at)
+        if f.read(5) in (b"CD001", b"BEA01", b"NSR02", b"NSR03"):
+            return True
+    return False
 
 
 def _lzma_alone(head: bytes) -> bool:
@@ -237,20 +258,20 @@ def archive_kind(path: Path, not_dicom: bool = False) -> str | None:
                 return "gzip"
             if head[:4] == b"PK\x03\x04" or not_dicom and zipfile.is_zipfile(f) and _holds_members(f):
                 return "zip"  # opened as one; if it cannot be, the record says so
+            return unopened_archive(head) or ("disc" if not_dicom and _disc_image(f) else None)
     except OSError:
         return None
-    return unopened_archive(head)
 
 
-def container_bytes(path: Path, kind: str) -> bytes:
-    """An archive's own fields and bytes, around what its members hold (their data is read as the members), each
-    apart from the next (a NUL between): for a zip archive its members' names, extra fields and comments (local
-    and central), its comment, and the bytes no record accounts for (before the first member, between, after the
-    end); for a gzip file its header's extra field, file name and comment. b"" if it cannot be read."""
+def container_fields(path: Path, kind: str) -> tuple[list[bytes], list[bytes]]:
+    """An archive's own fields, around what its members hold (their data is read as the members), and the bytes no
+    record of it accounts for: for a zip archive its members' names, extra fields and comments (local and central)
+    and its comment, and the bytes before its first member, between members and after its end; for a gzip file its
+    header's extra field, file name and comment. ([], []) if it cannot be read."""
     try:
         with open(path, "rb") as f:
             if kind == "gzip":
-                return b"\0".join(_gzip_fields(f.read(1 << 20)))
+                return _gzip_fields(f.read(1 << 20)), []
             size = os.fstat(f.fileno()).st_size
             f.seek(max(0, size - (1 << 16) - 22))
             tail = f.read()
@@ -269,15 +290,15 @@ def container_bytes(path: Path, kind: str) -> bytes:
                     fields += [f.read(named), f.read(extra)]
                     end = info.header_offset + 30 + named + extra + info.compress_size
                     covered.append((info.header_offset, end + (16 if info.flag_bits & 8 else 0)))
-            at = 0
+            gaps, at = [], 0
             for start, end in [*sorted(covered), (size, size)]:
                 if start > at:
                     f.seek(at)
-                    fields.append(f.read(min(start - at, 1 << 24)))
+                    gaps.append(f.read(min(start - at, 1 << 24)))
                 at = max(at, end)
-            return b"\0".join(field for field in fields if field)
+            return [field for field in fields if field], gaps
     except (OSError, zipfile.BadZipFile, ValueError):
-        return b""
+        return [], []
 
 
 def _gzip_fields(data: bytes) -> list[bytes]:

@@ -26,7 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from . import csa
 from .allowlist import holds_a_number
 from .burnedin import burned_in_risk
-from .discover import InputFile, Kind, archive_kind, container_bytes, discover, extracted
+from .discover import InputFile, Kind, archive_kind, container_fields, discover, extracted
 from .errors import InputError, os_cause
 from .gepdb import listed_only
 from .identifiers import Needle, is_dummy, item_identity, needles, nested_needles
@@ -39,6 +39,7 @@ from .residual import (
     check_bytes,
     check_file,
     check_path,
+    looks_like_text,
     pixels_with_unused_bits,
     unused_bits,
 )
@@ -266,7 +267,8 @@ def _archive_result(member: InputFile, name: str, patterns: tuple[Needle, ...]) 
     around its members), as a result of its own; None if there are none (found from outside: a zip comment or
     a gzip file name holding the patient's name was called clean)."""
     kind = "gzip" if member.kind is Kind.GZIP_MEMBER else "zip"
-    own = container_bytes(member.path, kind)
+    fields, gaps = container_fields(member.path, kind)
+    own = b"\0".join([*fields, *(gap for gap in gaps if looks_like_text(gap))])  # (a self-extractor's code: not)
     hits = check_bytes(own, patterns, f"the {kind} archive's headers or comments") if own else []
     if not hits:
         return None
@@ -278,13 +280,16 @@ _OVERLAP = 4096  # with the end of the piece before (a value across the two)
 
 
 def _in_file(path: Path, patterns: tuple[Needle, ...]) -> list[str]:
-    """The originals' values in a file that is no DICOM file, read a piece at a time."""
+    """The originals' values in a file of text that is no DICOM file (a note, a CSV or JSON file), read a piece at
+    a time; a binary file is not searched (`looks_like_text`)."""
     hits: list[Finding] = []
     try:
         with open(path, "rb") as f:
             tail = b""
             while piece := f.read(_CHUNK):
-                hits += check_bytes(tail + piece, patterns, "the file's bytes (not DICOM)")
+                if not tail and not looks_like_text(piece):
+                    return []
+                hits += check_bytes(tail + piece, patterns, "the file's text (not DICOM)")
                 tail = piece[-_OVERLAP:]
     except OSError as exc:
         return [f"unreadable: {os_cause(exc)} (its bytes were not searched for the originals' values)"]
