@@ -234,14 +234,21 @@ def test_a_file_written_to_in_place_while_it_is_read_is_not_released(
             f.truncate()
 
     _between_plan_and_write(monkeypatch, rewrite)
-    options = Options(level=level, key=b"\x5a" * 32)
+    _failed_then_made(monkeypatch, tmp_path, Options(level=level, key=b"\x5a" * 32), "changed while it was read",
+                      tmp_path / "in")
+
+
+def _failed_then_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, options: Options, reason: str,
+                      source: Path) -> None:
+    """A run of `tmp_path / "in"`, with what `monkeypatch` changed, fails its one file for `reason` and releases
+    nothing; the change undone, its rerun makes what a fresh run of `source` makes."""
     summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
     assert summary.counts["failed"] == 1 and not files_under(tmp_path / "out"), summary
     (record,) = read_report(tmp_path / "r.jsonl")[1]
-    assert record["reason"].startswith("changed while it was read")
+    assert record["reason"].startswith(reason)
     monkeypatch.undo()
     assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options).exit_code == 0
-    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "fresh", options).exit_code == 0
+    assert pipeline.anonymize_tree([source], tmp_path / "fresh", options).exit_code == 0
     assert [p.read_bytes() for p in files_under(tmp_path / "out")] == [
         p.read_bytes() for p in files_under(tmp_path / "fresh")]
 
@@ -275,16 +282,7 @@ def test_a_file_written_after_it_was_found_is_not_released_as_it_was_found(
         return opened(item)
 
     monkeypatch.setattr(pipeline, "open_as_found", filled)
-    options = Options(level=level)
-    summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
-    assert summary.counts["failed"] == 1 and not files_under(tmp_path / "out"), summary
-    (record,) = read_report(tmp_path / "r.jsonl")[1]
-    assert record["reason"].startswith("changed since it was found")
-    monkeypatch.undo()
-    assert pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options).exit_code == 0
-    assert pipeline.anonymize_tree([tmp_path / "made"], tmp_path / "fresh", options).exit_code == 0
-    assert [p.read_bytes() for p in files_under(tmp_path / "out")] == [
-        p.read_bytes() for p in files_under(tmp_path / "fresh")]
+    _failed_then_made(monkeypatch, tmp_path, Options(level=level), "changed since it was found", tmp_path / "made")
 
 
 def test_a_file_cut_short_as_it_is_copied_fails_and_the_run_goes_on(
