@@ -75,6 +75,19 @@ def test_anonymize_output_passes_at_its_level_not_at_full(released: tuple[Path, 
     assert main(["verify", str(source), "--level", "anonymize"]) == 1
 
 
+def test_a_release_written_as_a_zip_archive_is_checked_at_the_level_its_members_name(
+    released: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --level, the level is read from the members of a release written as a zip archive too (found from
+    outside: an anonymize release as a zip was checked at full, every member with findings)."""
+    source, _, _ = released
+    archive = tmp_path / "anon.zip"
+    assert main(["anonymize", str(source), "-o", str(archive), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(archive)]) == 0
+    assert "6 files checked at level anonymize: 0 with findings" in capsys.readouterr().out
+
+
 def _copy(tree: Path, to: Path) -> Path:
     """A copy of a released tree to tamper with."""
     for path in files_under(tree):

@@ -167,26 +167,28 @@ def infer_marks(paths: list[Path], sample: int = 64) -> tuple[Level, frozenset[s
     codes of the PS3.15 profile and options every one of them declares (DeidentificationMethodCodeSequence).
 
     Files that name no level of ours are held to full: a tree that should be clean is checked as strictly as
-    it can be. Reads at most `sample` DICOM headers.
+    it can be. Reads at most `sample` DICOM headers, an archive's members' too (found from outside: a release
+    written as a zip archive at anonymize was checked at full, its members unread).
     """
     found: set[Level] = set()
     declared: frozenset[str] | None = None
     seen = 0
-    for item in discover(paths):
+    for member in discover(paths):
         if seen >= sample:
             break
-        if item.kind is not Kind.DICOM or item.member is not None:
-            continue
-        try:
-            with quiet():
-                ds = read_header(item.path).dataset
-                if is_dicomdir(ds):
-                    continue  # (names no level: it indexes the files that do)
-                seen += 1
-                found.add(_declared_level(ds))
-                codes = _declared_codes(ds)
-        except (InputError, ValueError, TypeError):
-            continue
+        with _readable(member) as item:
+            if item is None or item.kind is not Kind.DICOM:
+                continue
+            try:
+                with quiet():
+                    ds = read_header(item.path).dataset
+                    if is_dicomdir(ds):
+                        continue  # (names no level: it indexes the files that do)
+                    seen += 1
+                    found.add(_declared_level(ds))
+                    codes = _declared_codes(ds)
+            except (InputError, ValueError, TypeError):
+                continue
         declared = codes if declared is None else declared & codes
     level = Level.ANONYMIZE if found == {Level.ANONYMIZE} else Level.FULL
     return level, declared or frozenset()
