@@ -1643,19 +1643,21 @@ _KANA_LETTERS = "\u3041-\u3096\u30a1-\u30fa\u30fc\uff66-\uff9f"
 _KANA_TEXT = re.compile(f"[{_KANA_LETTERS}]+(?:[ ,・-]+[{_KANA_LETTERS}]+)*")
 _HAN_LETTERS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _HAN_TEXT = re.compile(f"[{_HAN_LETTERS}]+(?:[ ,·-]+[{_HAN_LETTERS}]+)*")
-# between the syllables or words of a romanized name ("Seo-yeon", "Seo Yeon", "OUYANG_NANA", "Zhang.Wei")
+# Between the syllables of a romanized name ("Seo-yeon", "Seo Yeon", "OUYANG_NANA", "Zhang.Wei"), and where the name
+# has a space, comma or hyphen between its words (that one's first alternative, a space, tells it from the other)
 _SPACING: Token = ("", " ", "-", "_", ".")
+_WORD_SPACING: Token = (" ", ", ", "-", "_", ".", "")
 
 
 def _hangul_tokens(text: str) -> list[Token]:
     """Each Hangul syllable's spellings (a family name's first syllable also as it is conventionally written:
-    "Park", "Lee", "Choi"), with a space or hyphen or nothing between syllables."""
+    "Park", "Lee", "Choi"), with what `_SPACING` holds between syllables."""
     tokens: list[Token] = []
     first = True
     for c in text:
         if not "\uac00" <= c <= "\ud7a3":
             if tokens and tokens[-1] is not _SPACING:
-                tokens.append((" ", ", ", "-", ""))
+                tokens.append(_WORD_SPACING)
             first = True
             continue
         if tokens and tokens[-1][0] != " ":
@@ -1670,14 +1672,14 @@ def _hangul_tokens(text: str) -> list[Token]:
 
 def _pinyin_tokens(text: str) -> list[Token]:
     """Each Han character's readings in pinyin without tones (ü also as u, yu, ue, v: "Lü" as "Lu", "Lyu"), with
-    a space, hyphen, "_" or nothing between syllables."""
+    what `_SPACING` holds between syllables (a space, hyphen, "_", "." or nothing)."""
     from pypinyin import Style, pinyin  # (its tables cost 0.15 s: loaded for a name in Han characters only)
 
     tokens: list[Token] = []
     for c in text:
         if not _HAN_TEXT.fullmatch(c):
             if tokens and tokens[-1] is not _SPACING:
-                tokens.append((" ", ", ", "-", "_", ".", ""))
+                tokens.append(_WORD_SPACING)
             continue
         if tokens and tokens[-1][0] != " ":
             tokens.append(_SPACING)
@@ -1720,7 +1722,7 @@ def _kana_tokens(katakana: str) -> list[Token]:
         c, small = katakana[i], katakana[i + 1:i + 2]
         if c in " ,・-":
             if tokens and tokens[-1] is not _SPACING:
-                tokens.append((" ", ", ", "-", ""))
+                tokens.append(_WORD_SPACING)
             i += 1
             continue
         if c == "ッ":  # the next mora's consonant doubled
