@@ -491,7 +491,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     """The output on a full disk, in a folder of it or (`mount_point`) the disk itself, the work folder then on
     another file system."""
     source = tmp_path / "in"
-    make_many(source, 80, subject=35, rows=256, columns=256, per_folder=40)  # 80 x 128 KiB: more than 6 MB
+    # 80 x 256 KiB: more than 6 MB, a batch of 32 files (`BATCH`) more than the disk holds
+    make_many(source, 80, subject=35, rows=512, columns=256, per_folder=40)
     out, report = small_disk if mount_point else small_disk / "out", tmp_path / "report.jsonl"
     run = subprocess.run([*COMMAND, str(source), "-o", str(out), "--report", str(report), "-j", str(workers)],
                          capture_output=True, text=True, env=ENV, timeout=120)
@@ -502,9 +503,15 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     records, summary = _records(report)
     assert summary["stopped"] == "no space left on device"
     assert summary["written"] == len(records) < 80, "not one file failed; the run stopped"
-    # what the batches before the full disk staged is released, in input order: with two workers the other's
-    # batch may fill the disk before the first batch writes a file (it plans all its files first), and then none is
+    # what every batch staged before the disk filled up is released: with two workers the other's batch may fill
+    # the disk before the first batch writes a file (it plans all its files first); then only the other's are
     assert records or workers > 1
+    # found from outside: a run released 1 file of the 5 the disk had room for, each rerun one more: what the later
+    # batch staged was discarded with the batch that met the full disk. The disk is left full: no room is left
+    # for more than the file each worker was writing when it met the full disk.
+    space = os.statvfs(small_disk)
+    largest = max(((out / name).stat().st_size for name in _released(out)), default=128 << 10)
+    assert space.f_bavail * space.f_frsize < (workers + 1) * largest, "room left for more files: some not released"
     shown = (len(records), len(records)) if records else None  # (a run that finished no file shows no summary)
     assert _counted(run.stdout, "anonymize") == shown, "the terminal shows what was done"
     assert f"the run stopped after {len(records)} file{'' if len(records) == 1 else 's'}" in run.stderr

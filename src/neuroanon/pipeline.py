@@ -656,12 +656,30 @@ def _outcomes(
     present: Callable[[str], bool], pool: Executor | None, window_size: int,
 ) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
     """Each file's outcome in input order: prepared here or in the pool, or finished by an earlier run (whose
-    output is still `present`)."""
+    output is still `present`). On a full disk, after those of the batch that met it, those the later batches
+    finished; then RunStopped."""
     if pool is None:
         for item, name in items:
             yield item, name, _finished(journal, item, name, present) or prepare(item, name, stage, run)
         return
     window: deque[_Pending] = deque()
+    try:
+        yield from _given(items, stage, run, journal, present, pool, window_size, window)
+    except _StoppedShort:
+        # The batches given after it staged their files on the same full disk: those are released, then the run
+        # stops (found from outside: a run stopped after the 1 file of the 5 the disk had room for; each rerun
+        # added one).
+        while window:
+            with suppress(_StoppedShort):
+                yield from _collect(window.popleft())
+        raise RunStopped("no space left on device") from None
+
+
+def _given(
+    items: Iterable[tuple[InputFile, str]], stage: Path, run: RunContext, journal: Journal | None,
+    present: Callable[[str], bool], pool: Executor, window_size: int, window: deque[_Pending],
+) -> Iterator[tuple[InputFile, str, Prepared | Record]]:
+    """`_outcomes` with a pool: files given to it in batches, at most `window_size` batches in `window` at once."""
     batch: list[tuple[InputFile, str]] = []
     size, most = 0, _batch_files()
     forked = not isinstance(pool, ProcessPoolExecutor)  # (a local pool forks its workers at its first task)
@@ -895,7 +913,11 @@ def _collect(entry: _Pending) -> Iterator[tuple[InputFile, str, Prepared | Recor
     for (item, name), result in zip(items, results, strict=False):
         yield item, name, result
     if len(results) < len(items):  # the batch stopped where the disk filled up
-        raise RunStopped("no space left on device")
+        raise _StoppedShort
+
+
+class _StoppedShort(Exception):
+    """A batch stopped where the disk filled up: `_outcomes` still collects the batches given after it."""
 
 
 def _kept_members(walk: _Walk, journal: Journal) -> set[str]:
@@ -927,8 +949,8 @@ def _finished(journal: Journal | None, item: InputFile, name: str, present: Call
 
 def _prepare_batch(batch: list[tuple[InputFile, str]], stage: Path, run: RunContext) -> list[Prepared]:
     """The batch's outcomes, each step of a file (`_steps`) taken for every file of the batch before the next; on a
-    full disk only those of the files before the one that met it (`_collect` stops the run after them), so that
-    what several workers staged at once is released, not lost with the batch."""
+    full disk only those of the files before the one that met it (`_outcomes` stops the run after them and the
+    batches given by then), so that what several workers staged at once is released, not lost with the batch."""
     own = own_stage(stage)
     files = [_steps(item, name, own, run) for item, name in batch]
     done: list[Prepared | None] = [None] * len(files)
