@@ -285,6 +285,49 @@ def test_a_file_written_after_it_was_found_is_not_released_as_it_was_found(
     _failed_then_made(monkeypatch, tmp_path, Options(level=level), "changed since it was found", tmp_path / "made")
 
 
+@pytest.mark.parametrize("change", ["chmod", "hard link", "access time", "same kind, same size and time"])
+@pytest.mark.parametrize("dicom", [True, False])
+def test_a_file_whose_status_alone_changed_after_it_was_found_is_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, dicom: bool
+) -> None:
+    """Its change time moves with a chmod, a hard link, an access (with strictatime) or a backup's snapshot, not
+    with its bytes: such a file is what it was found to be (found from outside: with two workers, one chmod of the
+    tree during a run failed most of its files as "changed since it was found (written to during the run)")."""
+    made = make_study(tmp_path / "made", subject=41, n_series=1, n_instances=1)[0]
+    source = tmp_path / "in" / "a.dcm"
+    source.parent.mkdir()
+    shutil.copy(made, source) if dicom else source.write_bytes(b"notes, not DICOM\n" * 40)
+    expected = source.read_bytes()
+    before = source.stat()
+    opened = discover.open_as_found
+
+    def changed(item: discover.InputFile) -> tuple[int | None, str]:
+        if change == "chmod":
+            source.chmod(source.stat().st_mode & 0o777)  # (the same mode: its ctime moves all the same)
+        elif change == "hard link":
+            os.link(source, tmp_path / "elsewhere.dcm")
+        elif change == "access time":
+            os.utime(source, ns=(before.st_atime_ns + 10**9, before.st_mtime_ns))
+        else:  # another file of the kind found, its size and time, put in its place (as `cp -p` does)
+            (tmp_path / "new").write_bytes(expected)
+            os.utime(tmp_path / "new", ns=(before.st_atime_ns, before.st_mtime_ns))
+            os.replace(tmp_path / "new", source)
+        assert source.stat().st_ctime_ns != before.st_ctime_ns or source.stat().st_ino != before.st_ino
+        return opened(item)
+
+    monkeypatch.setattr(pipeline, "open_as_found", changed)
+    options = Options(level=Level.ANONYMIZE)
+    summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
+    assert summary.exit_code == 0 and summary.counts["written"] == 1, read_report(tmp_path / "r.jsonl")[1]
+    monkeypatch.undo()
+    fresh = tmp_path / "fresh-in"
+    fresh.mkdir()
+    (fresh / "a.dcm").write_bytes(expected)
+    assert pipeline.anonymize_tree([fresh], tmp_path / "fresh", options).exit_code == 0
+    assert [p.read_bytes() for p in files_under(tmp_path / "out")] == [
+        p.read_bytes() for p in files_under(tmp_path / "fresh")]
+
+
 def test_a_file_cut_short_as_it_is_copied_fails_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

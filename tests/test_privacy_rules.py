@@ -27,7 +27,7 @@ from pydicom.tag import BaseTag
 
 from neuroanon import engine
 from neuroanon.burnedin import RISKY_CLASSES, burned_in_risk
-from neuroanon.options import Level, Options
+from neuroanon.options import PRESETS, Level, Options
 from neuroanon.pipeline import anonymize_file, anonymize_tree
 from neuroanon.profile import explain, render_rules
 from neuroanon.ps315 import load_table
@@ -320,6 +320,64 @@ def test_unlisted_attributes_follow_the_stance() -> None:
         assert full_action(tag, table.lookup(tag), FULL)[0] == expected, keyword
     clean = Options(level=Level.FULL, key=KEY, clean_descriptors=True)
     assert unlisted_action(0x00420010, clean)[0] == "C"  # DocumentTitle cleaned under Clean Descriptors
+    # found from outside: text that names an identity was cleaned there, and cleaning takes out only the file's
+    # own values: a contact's name and e-mail, a registry number, a file's name, a birth date in another calendar
+    for keyword in ("ContactDisplayName", "ContactURI", "BreedRegistrationNumber", "FilenameInContainer",
+                    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar", "OwnerID",
+                    "LocalNamespaceEntityID", "HL7InstanceIdentifier", "StorageURL", "HangingProtocolCreator"):
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        assert tag is not None and load_table().lookup(tag) is None, keyword
+        assert unlisted_action(tag, clean)[0] == "X", keyword
+    for keyword in ("ReconstructionDescription", "ASLCrusherDescription", "AcquisitionProtocolName",
+                    "FunctionalGroupPrivateCreator", "DimensionIndexPrivateCreator", "ContrastBolusRoute"):
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        assert tag is not None and unlisted_action(tag, clean)[0] == "C", keyword
+
+
+@pytest.mark.parametrize("preset", [{}, {"clean_descriptors": True}])
+def test_encrypted_attributes_and_a_signature_are_removed_at_full(tmp_path: Path, preset: dict[str, bool]) -> None:
+    """Found from outside: PS3.15's envelope of the original values, encrypted, with its recipient's certificate
+    naming the site in clear, was kept at full (a binary value the table does not list); so was a Signature."""
+    ds = make_dataset(subject=3)
+    clear = b"CN=Radiology Research PACS, O=Wobbleford Marsh Infirmary"  # as a certificate holds it, in clear
+    envelope = Dataset()
+    envelope.EncryptedContentTransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    envelope.EncryptedContent = b"\x30\x82\x02\x10" + clear + bytes(range(256))
+    ds.EncryptedAttributesSequence = [envelope]
+    ds.add_new(0x04000120, "OB", b"signed by " + clear)  # a Signature outside its sequence
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, **preset))
+    assert record.status is Status.WRITTEN, record.reason
+    written = (tmp_path / "out" / str(record.output)).read_bytes()
+    assert b"Wobbleford" not in written and b"\x00\x04\x00\x05" not in written and b"\x00\x04\x20\x01" not in written
+    out = pydicom.dcmread(tmp_path / "out" / str(record.output))
+    assert 0x04000500 not in out and 0x04000120 not in out
+
+
+def test_unlisted_text_naming_an_identity_is_removed_under_the_bids_preset(tmp_path: Path) -> None:
+    """Found from outside: under Clean Descriptors these were cleaned, which takes out only the file's own values,
+    and released whole; at plain full they were removed."""
+    ds = make_dataset(subject=4)
+    planted = {
+        "PatientBirthDateInAlternativeCalendar": "1365/12/23", "PatientDeathDateInAlternativeCalendar": "14450702",
+        "BreedRegistrationNumber": "KC-AV4471QZ", "FilenameInContainer": "zmq_1987_brainMRI_ward7.dcm",
+    }
+    for keyword, value in planted.items():
+        setattr(ds, keyword, value)
+    contact = Dataset()
+    contact.ContactDisplayName = "Ignatius Pemberton-Vole"
+    contact.ContactURI = "mailto:ipvole@example.org"
+    ds.add_new(0x00741008, "SQ", [contact])  # (a procedure step's progress parameters hold the contact)
+    ds.ReconstructionDescription = "kept when cleaned"
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, **PRESETS["bids"]))
+    assert record.status is Status.WRITTEN, record.reason
+    written = (tmp_path / "out" / str(record.output)).read_bytes()
+    for value in (*planted.values(), "Pemberton", "ipvole"):
+        assert value.encode() not in written, value
+    assert b"kept when cleaned" in written, "a description is still cleaned, not removed"
 
 
 def test_technical_allow_list_is_reviewed() -> None:

@@ -530,8 +530,8 @@ def _classify(path: Path, root: Path, relative: str, follow: bool = False,
             os.close(fd)
     except OSError as exc:
         return InputFile(path, root, relative, Kind.UNREADABLE, note=f"unreadable: {os_cause(exc)}")
-    return InputFile(path, root, relative, Kind.DICOM if looks_like_dicom(head, info.st_size) else Kind.NOT_DICOM,
-                     size=info.st_size, through_links=follow, found=_found(info))
+    return InputFile(path, root, relative, _kind(head, info.st_size), size=info.st_size, through_links=follow,
+                     found=_found(info))
 
 
 def open_as_found(item: InputFile) -> tuple[int | None, str]:
@@ -568,13 +568,25 @@ def stamp(info: os.stat_result) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def unchanged_since_found(item: InputFile, info: os.stat_result) -> bool:
-    """Whether the regular file `item` found (`info`: its status now) is the file, of the size and times, it was when
-    it was found and told by its head: a file found empty or not DICOM, then written (a receiver or `cp` filling
-    it), would be copied unchanged as what it no longer is (found from outside: a DICOM file was so released at
-    anonymize; also one of the same size whose modification time was set back, as `cp -p` does, which its change
-    time, ctime, tells)."""
-    return item.found is None or (info.st_size, *_found(info)) == (item.size, *item.found)
+def unchanged_since_found(item: InputFile, fd: int, info: os.stat_result) -> bool:
+    """Whether the regular file `item` found, open as `fd` (`info`: its status now), is what it was found to be: a
+    file found empty or not DICOM, then written (a receiver or `cp` filling it), would be copied unchanged as what
+    it no longer is (found from outside: a DICOM file was so released at anonymize). A write changes its size or
+    modification time. Its change time or inode change with a file of the same size and time put in its place, as
+    `cp -p` does (found from outside), but also with a chmod, a hard link, an access or a backup's snapshot (found
+    from outside: most files of a run failed as changed): then its head is read again and must tell the same kind."""
+    if item.found is None:
+        return True
+    if (info.st_size, info.st_mtime_ns) != (item.size, item.found[1]):
+        return False
+    if (info.st_ino, info.st_ctime_ns) == (item.found[0], item.found[2]):
+        return True
+    return _kind(os.pread(fd, HEAD, 0), info.st_size) is item.kind
+
+
+def _kind(head: bytes, size: int) -> Kind:
+    """A regular file's kind, told by its first bytes and size."""
+    return Kind.EMPTY if not size else Kind.DICOM if looks_like_dicom(head, size) else Kind.NOT_DICOM
 
 
 def _found(info: os.stat_result) -> tuple[int, int, int]:

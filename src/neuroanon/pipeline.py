@@ -1019,7 +1019,7 @@ def _steps(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
         return (yield from _prepare_held(item, name, stage, run))
     try:  # (read through the descriptor held: a swap of the path changes nothing)
         before = os.fstat(fd)
-        if not unchanged_since_found(item, before):
+        if not unchanged_since_found(item, fd, before):
             return Prepared(Record(name, Status.FAILED, "changed since it was found (written to during the run): "
                                    "not released; run again once it is complete"))
         prepared = yield from _prepare_held(held_open(item, fd), name, stage, run)

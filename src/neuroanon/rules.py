@@ -116,12 +116,17 @@ DATE_VRS: Final = frozenset({"DA", "DT", "TM"})
 # under Clean Descriptors) unless the technical allow-list (technical.py) keeps them.
 TEXT_VRS: Final = frozenset({"PN", "LO", "LT", "ST", "UT", "UC", "SH", "AE", "UR"})
 
-# Elements removed at full beyond the table: digital signatures no longer verify once values change, and
-# trailing padding can hold anything.
+# Elements removed at full beyond the table: digital signatures no longer verify once values change; PS3.15's
+# encrypted attributes are the original values, for whoever holds the recipient's key, beside the recipients'
+# certificates in clear (found from outside: kept, a binary value not in the table); trailing padding can hold
+# anything.
 REMOVED_AT_FULL: Final[Mapping[int, str]] = MappingProxyType(
     {
         0xFFFAFFFA: "Digital Signatures Sequence (no longer verifies)",
         0x4FFE0001: "MAC Parameters Sequence (digital signatures)",
+        0x04000120: "Signature (no longer verifies)",
+        0x04000500: "Encrypted Attributes Sequence (the original values, encrypted)",
+        0x04000520: "Encrypted Content (the original values, encrypted)",
         0xFFFCFFFC: "Data Set Trailing Padding",
     }
 )
@@ -198,11 +203,23 @@ def _binary(tag: int) -> bool:
     return vr.startswith("O") or vr == "UN"
 
 
+# Unlisted text attributes that name a person, a subject's dates, an ID, an address, a file or a site, by their
+# keywords: removed even under Clean Descriptors, since cleaning takes out only the file's own identifying values
+# and these hold others (found from outside: a contact's name and e-mail, a registry number, a file's original name
+# and the birth date in another calendar were kept). A person's name (PN) is never kept either.
+_NAMES_AN_IDENTITY: Final = re.compile(
+    r"Patient|Person|Contact|Owner|Operator|Physician|Breed|Strain(Source|StockNumber)|Calendar|HangingProtocolCreator"
+    r"|UserGroup|IDs?$|IDType|Identifier|AssigningAuthority|Number$|Issuer|UR[IL]|Address|Filename|FileID|Station"
+    r"|Institution|Printer|HL7|Itinerary|Carrier|BoardingPass|Authorization|Certification|Telephone|Telecom|Mail"
+    r"|AssignedLocation")
+
+
 def unlisted_action(tag: int, options: Options) -> tuple[str, str]:
     """The action at full for a standard attribute Table E.1-1 does not list: safe by default.
 
     Kept only when technical: a non-text VR, or an entry of the reviewed allow-list. Other text is removed (or
-    cleaned), dates are dummied (or shifted), UIDs remapped; retired and command-group (0000) elements removed.
+    cleaned, unless it names an identity), dates are dummied (or shifted), UIDs remapped; retired and command-group
+    (0000) elements removed.
     """
     try:
         vr = str(dictionary_VR(tag))
@@ -220,7 +237,7 @@ def unlisted_action(tag: int, options: Options) -> tuple[str, str]:
     if vr in DATE_VRS:
         return ("S" if options.shift_dates else "D"), "date or time not in Table E.1-1"
     if vr in TEXT_VRS:
-        if options.clean_descriptors and vr != "PN":  # a person's name is no descriptor: never kept
+        if options.clean_descriptors and vr != "PN" and not _NAMES_AN_IDENTITY.search(keyword_for_tag(tag)):
             return "C", "text not in Table E.1-1, " + OPTION_CODES["cleanDescOpt"][1]
         return "X", "text not in Table E.1-1"
     return "K", "technical VR, not in Table E.1-1"
