@@ -436,6 +436,24 @@ def test_a_hard_link_to_the_key_inside_the_input_is_not_read(tmp_path: Path,
     assert not (tmp_path / "out" / "notes.bin").exists()
 
 
+def test_a_run_without_a_key_ignores_a_key_folder_it_cannot_enter(tmp_path: Path) -> None:
+    """Found from outside: with the per-user key's folder unreadable (a service account that kept another user's
+    HOME), a run at anonymize, which reads no key, failed: "<HOME>/.config/neuroanon/key: Permission denied"."""
+    source = tmp_path / "in"
+    make_study(source, subject=43, n_series=1, n_instances=1)
+    config = tmp_path / "config"
+    (config / "neuroanon").mkdir(parents=True)
+    config.chmod(0)
+    try:
+        run = subprocess.run([*COMMAND, str(source), "-o", str(tmp_path / "out"), "--level", "anonymize", "-q"],
+                             capture_output=True, text=True, env={**ENV, "XDG_CONFIG_HOME": str(config)},
+                             preexec_fn=_without_root_reads, timeout=120)
+    finally:
+        config.chmod(0o700)
+    assert run.returncode == 0 and not run.stderr, run.stderr
+    assert len(files_under(tmp_path / "out")) == 1
+
+
 def test_follow_symlinks_never_reads_the_key_or_the_lookup_file(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a followed link leads to the key or the lookup file, neither is read as input: below full it was

@@ -555,8 +555,17 @@ def _check_run_paths(inputs: list[Path], output: Path | None, report: Path | Non
         if written is not None:
             _check_apart(what, written, places)
     for what, read in (("key file", key), ("lookup file", lookup)):  # (found from outside: a key copied out)
-        if read is not None and read.exists():
+        if read is not None and _seen(read):
             _check_apart(what, read, [("input", given) for given in inputs])
+
+
+def _seen(path: Path) -> bool:
+    """Whether `path` exists as far as this user can tell: one in a folder it cannot enter cannot be read, as an
+    input either (found from outside: the default key's folder, unreadable, failed a run that uses no key)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _check_apart(what: str, written: Path, places: list[tuple[str, Path | None]]) -> None:
