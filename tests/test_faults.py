@@ -1014,6 +1014,40 @@ def test_a_stop_while_the_pool_ends_ends_the_run(tmp_path: Path, signum: signal.
     assert "Traceback" not in err and "run the same command again to resume" in err
 
 
+# A stop (argv[1]) delivered once the report holds the run's summary.
+_STOPPED_ONCE_SUMMED_UP = """
+import os, signal, sys
+from neuroanon import pipeline
+from neuroanon.cli import main
+signum, real = getattr(signal, sys.argv[1]), pipeline._reported
+
+def reported(writer, entry):
+    real(writer, entry)
+    if isinstance(entry, dict) and "summary" in entry:
+        os.kill(os.getpid(), signum)
+
+pipeline._reported = reported
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_stop_once_the_report_holds_the_summary_leaves_the_run_finished(tmp_path: Path, signum: str) -> None:
+    """Found from outside: a stop sent as the report's summary appeared ended a finished run with exit 143 (130,
+    129) and "run the same command again to resume"; nothing was left to do."""
+    source = tmp_path / "in"
+    make_study(source, subject=44, n_series=1, n_instances=3)
+    report = tmp_path / "report.jsonl"
+    run = subprocess.run([sys.executable, "-c", _STOPPED_ONCE_SUMMED_UP, signum, "anonymize", str(source), "-o",
+                          str(tmp_path / "out"), "--level", "anonymize", "--report", str(report), "-j", "1"],
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert "3 files at level anonymize" in run.stdout, run.stdout
+    summary = read_report(report)[2]
+    assert summary["written"] == 3 and "stopped" not in summary, summary
+    assert len(_released(tmp_path / "out")) == 3
+
+
 def _assert_resumed(shown: str, args: list[str], out: Path) -> None:
     """A stopped run left no staged file in the output, showed what it released, and a rerun finishes the rest."""
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a staged file in the output"

@@ -220,10 +220,12 @@ def anonymize_tree(
             if not zipped:
                 output.mkdir(parents=True, exist_ok=True)
             _run(walk, output, work, options, journal, archive, summary, writer, on_record, workers, cluster, subjects)
-            _reported(writer, summary.as_dict())
             review.write_page(options.quarantine if options.clean_pixels else None)
-            if archive is not None:
-                with stops.last_step():  # (once the archive has its name, the run is done: a stop is dropped)
+            # Once the report holds its summary (and an archive its name), the run is done: a stop asked then is
+            # dropped (found from outside: SIGTERM as the summary was written said "run again to resume").
+            with stops.last_step():
+                _reported(writer, summary.as_dict())
+                if archive is not None:
                     archive.finish()
             stopped = ""
         except (_CallerFailed, RunStopped, OSError) as exc:

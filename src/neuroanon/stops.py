@@ -4,10 +4,10 @@ A handler that raised at once could raise inside a finalizer or a weakref callba
 file's), where Python only prints the exception and goes on: the run would finish as if nothing had been asked.
 So while a run defers stops, the handler records the signal, and the run stops at its next `check`: between
 files, and every tenth of a second while it waits for a worker. Elsewhere the handler raises where the program is.
-Once the run's last step is done (`last_step`: an archive took its final name), a stop has nothing left to stop;
-once a stop was raised, the run is stopping, and a stop asked again (Ctrl-C pressed twice, a signal sent to the
-process group and again to the process) changes nothing: raised in the clean-up, it left workers running and the
-process waiting for them for ever, or a traceback (found from outside).
+Once the run's last step is done (`last_step`: its report's summary written, an archive's final name taken), a stop
+has nothing left to stop; once a stop was raised, the run is stopping, and a stop asked again (Ctrl-C pressed twice,
+a signal sent to the process group and again to the process) changes nothing: raised in the clean-up, it left
+workers running and the process waiting for them for ever, or a traceback (found from outside).
 """
 
 from __future__ import annotations
@@ -75,10 +75,11 @@ def deferred() -> Iterator[None]:
 
 @contextmanager
 def last_step() -> Iterator[None]:
-    """The step after which the run is done and nothing is left to resume (an archive taking its final name): a
-    stop asked before it stops the run before it; one asked while it runs or after it is dropped (found from
-    outside: SIGTERM as the archive took its name said "run the same command again to resume", and the same
-    command was then refused, the archive being complete). A step that fails stops the run with its error."""
+    """The step after which the run is done and nothing is left to resume (its summary written, an archive taking
+    its final name): a stop asked before it stops the run before it; one asked while it runs or after it is dropped
+    (found from outside: SIGTERM as the archive took its name, or as the summary was written, said "run the same
+    command again to resume", and the same command was then refused, the archive being complete). A step that
+    fails stops the run with its error."""
     check()
     _deferring.append(True)
     try:
