@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -11,6 +12,8 @@ from pydicom.dataset import Dataset
 from neuroanon.allowlist import SAFE_PRIVATE, creator_name, find_safe, holds_a_number
 from neuroanon.apply import apply_level
 from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_file
+from neuroanon.report import Status
 from neuroanon.sample import make_dataset
 
 FULL = Options(level=Level.FULL, key=b"allowlist-test-key: 32 bytes of key material")
@@ -132,3 +135,37 @@ def test_a_number_row_of_unknown_vr_is_read_by_the_private_dictionary(vr: str) -
     # three letters where the floats are none a scanner writes are text: "Lee" is 9e-39, "Ann" in UTF-16 1e-38
     for text in (b"Lee\x00", "Ann".encode("utf-16-le") + b"\x00\x00", b"Lee^Ann\x00"):
         assert not holds_a_number(scale_slope, vr, text) and not holds_a_number(scale_slope, "OB", text), text
+
+
+@pytest.mark.parametrize("bids", [False, True])
+def test_a_uih_grid_keeps_each_slices_position_and_time_in_its_vframe_items(tmp_path: Path, bids: bool) -> None:
+    """Found from outside (real UIH grid DTI): each grid slice's ImagePositionPatient and AcquisitionTime stand
+    only in the items of (0065,xx51) "Image Private Header"; removed at full, dcm2niix wrote no bval/bvec, a
+    plain grid affine and no slice timing. The sequence is kept and walked: its items keep what the level keeps."""
+    ds = make_dataset(subject=6)
+    ds.Manufacturer = "UIH"
+    ds.add_new(0x00650010, "LO", "Image Private Header")
+    ds.add_new(0x00651050, "DS", "2")
+    slices = []
+    for z in range(2):
+        item = Dataset()
+        item.AcquisitionDate, item.AcquisitionTime = "20180925", f"13571{z}.843000"
+        item.ImagePositionPatient = [-114.4, -112.3, -6.4 + 4.2 * z]
+        item.SliceLocation = f"{-3.1 + 4.2 * z:.1f}"
+        item.OperatorsName = "Quoddy^Fakename"  # a person's name in an item goes
+        item.add_new(0x0065100F, "SH", "F3.1")  # a private element of no creator in its item goes
+        slices.append(item)
+    ds.add_new(0x00651051, "SQ", pydicom.Sequence(slices))
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    options = Options(level=Level.FULL, key=FULL.key, shift_dates=bids, clean_descriptors=bids)
+    record = anonymize_file(source, tmp_path / "out", options)
+    assert record.status is Status.WRITTEN, record.reason
+    out = pydicom.dcmread(tmp_path / "out" / str(record.output))
+    items = out[0x00651051].value
+    assert [list(map(float, i.ImagePositionPatient)) for i in items] == [[-114.4, -112.3, -6.4], [-114.4, -112.3, -2.2]]
+    assert [i.SliceLocation for i in items] == ["-3.1", "1.1"]
+    times = [i.AcquisitionTime for i in items]
+    assert times == (["135710.843000", "135711.843000"] if bids else ["000000.000000"] * 2)
+    assert all(i.get("OperatorsName") in (None, "", "Anon") and 0x0065100F not in i for i in items)
+    assert b"Quoddy" not in (tmp_path / "out" / str(record.output)).read_bytes()

@@ -375,3 +375,61 @@ def test_the_series_caches_read_a_dataset_read_with_defer_size_as_one_read_whole
     whole, deferred = pydicom.dcmread(path), pydicom.dcmread(path, defer_size=1)
     assert residual._frame_layout(deferred) == residual._frame_layout(whole) != (0, 1)
     assert patient_id(deferred) == patient_id(whole) != ""
+
+
+# --- values found from outside not to be searched for (recheck81): stations, telecoms, persons in items ------------
+
+
+def _person(**values: str) -> pydicom.Dataset:
+    item = pydicom.Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+@pytest.mark.parametrize(("where", "copy"), [
+    ("StationAETitle", "WMIWARD7MR"),
+    ("SourceApplicationEntityTitle", "WMIWARD7MR"),  # the file meta's
+    ("PatientTelecomInformation", "01632 960517"),
+    ("PatientTelecomInformation", "ipvole@example.org"),
+    ("ReferringPhysicianIdentificationSequence", "01632 960833"),
+    ("ReferringPhysicianIdentificationSequence", "Gorsemoor Lane"),
+    ("PatientBirthDateInAlternativeCalendar", "1365/12/23"),
+    ("PatientBirthDateInAlternativeCalendar", "13651223"),
+])
+def test_a_copy_of_a_station_telecom_or_persons_value_holds_the_file_back(tmp_path: Path, where: str,
+                                                                           copy: str) -> None:
+    """Found from outside: the station's AE title (also the file meta's), the patient's telecom URIs, a
+    physician's telephone and address in an identification item and the birth date in another calendar were not
+    searched for: a copy of each in a kept text was released."""
+    ds = make_dataset(subject=2)
+    values = {
+        "StationAETitle": "WMIWARD7MR", "PatientTelecomInformation": "tel:+44-1632-960517\\mailto:ipvole@example.org",
+        "PatientBirthDateInAlternativeCalendar": "1365/12/23",
+    }
+    if where == "SourceApplicationEntityTitle":
+        ds.file_meta.SourceApplicationEntityTitle = "WMIWARD7MR"
+    elif where == "ReferringPhysicianIdentificationSequence":
+        del ds.ReferringPhysicianAddress  # (its street a "... LANE" too: the item's alone is searched for here)
+        ds.ReferringPhysicianIdentificationSequence = [_person(
+            PersonTelephoneNumbers="01632 960833", PersonAddress="12 Gorsemoor Lane^Wobbleford")]
+    else:
+        setattr(ds, where, values[where])
+    ds.SoftwareVersions = f"syngo MR E11 {copy}"
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", record
+    assert "(0018,1020)" in str(record["findings"]) and copy not in json.dumps(record)
+    assert not list(out.rglob("*.dcm"))
+
+
+def test_a_station_named_as_its_model_holds_nothing(tmp_path: Path) -> None:
+    """Found from outside: a scanner whose StationName is its ManufacturerModelName (which full keeps) had every
+    file of a series held back; so too a file meta's AE title written as the maker and model."""
+    ds = make_dataset(subject=2)
+    ds.Manufacturer, ds.ManufacturerModelName = "CANON_MEC", "Galan 3T"
+    ds.StationName = "Galan 3T"
+    ds.file_meta.SourceApplicationEntityTitle = "CANON MEC GALAN3T"
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record
+    written = pydicom.dcmread(next(out.rglob("*.dcm")))
+    assert written.ManufacturerModelName == "Galan 3T" and written.get("StationName") != "Galan 3T"

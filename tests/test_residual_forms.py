@@ -183,7 +183,11 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          # the day with "of" or "the", the year first with a comma (found from outside)
          "15th of April 1947", "15 of April 1947", "15th of Apr, 1947", "April the 15th 1947", "1947, April 15",
          "1947, 15 April", "1947, the 15th of April", "1947 April the 15th", "April 15th of 1947",
-         "15 of April of 1947"]
+         "15 of April of 1947",
+         # the ordinal date basic or the day first; year, day, month; a Roman month before a two-digit year; day
+         # and month unpadded, run into the year (found from outside)
+         "1947105", "1947.105", "105/1947", "19471504", "1947-15-04", "1947/15/04", "15.IV.47", "4151947",
+         "1541947"]
 
 
 @pytest.mark.parametrize("text", DATES)
@@ -209,7 +213,8 @@ def test_english_month_forms_of_other_months(tmp_path: Path, birth: str, text: s
     assert_found(findings, "PatientBirthDate", "(0020,4000)", text)
 
 
-@pytest.mark.parametrize("text", ["1947-W16-3", "1947-W15-2", "1948W162", "21947W162", "APR15470"])
+@pytest.mark.parametrize("text", ["1947-W16-3", "1947-W15-2", "1948W162", "21947W162", "APR15470", "1947106",
+                                  "19471604", "15.V.47", "41519470"])
 def test_another_week_date_is_no_hit(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(), ImageComments=f"born:{text}.") == []
 

@@ -651,6 +651,9 @@ def test_a_standard_uid_kept_by_full_is_no_finding(tmp_path: Path, capsys: pytes
     assert kept.MultiFrameSourceSOPInstanceUID.startswith("2.25.")
     capsys.readouterr()
     assert main(["verify", str(full), "--level", "full"]) == 0, capsys.readouterr().out
+    # found from outside: against the originals, the transfer syntax both hold was "a UID equals an original UID"
+    assert main(["verify", str(full), "--against", str(source), "--key-file", str(key)]) == 0, \
+        capsys.readouterr().out
 
 
 def test_a_value_that_cannot_be_read_as_its_vr_is_a_finding_not_a_traceback(

@@ -251,6 +251,8 @@ SAFE_PRIVATE: Final[tuple[SafePrivate, ...]] = (
     _row(_UIH, 0x0065, 0x0D, "Parallel Information", "parallel imaging factor", _D, _CODE),
     _row(_UIH, 0x0065, 0x37, "Diffusion Gradient Direction", "diffusion gradient vector"),
     _row(_UIH, 0x0065, 0x50, "Number Of Images In Grid", "unmosaicing"),
+    _row(_UIH, 0x0065, 0x51, "VFrame Sequence", "each grid (mosaic) slice's position and time: geometry, slice "
+         "timing", _D, _SEQUENCE, "sequence"),
     _row(_UIH, 0x0065, 0x58, "Phase Encoding Direction Positive", "phase encoding polarity"),
 )
 

@@ -48,6 +48,7 @@ from .identifiers import (
     BESIDE_AT_THE_TOP,
     BESIDE_IN_ITEMS,
     IN_SEQUENCES,
+    META_AE_TITLES,
     Needle,
     NestedValue,
     beyond_toolkit_name,
@@ -1083,6 +1084,8 @@ class _Job:
         nested: list[NestedValue] = []
         _nested_identity(self.buf, head, 0, nested)
         _nested_identity(self.tail_buf, tail, 0, nested)
+        nested += [(tag, "AE", self.buf[e.value:e.end], None) for tag in META_AE_TITLES
+                   if (e := meta.get(tag)) is not None and e.end > e.value]  # (the file meta's AE titles)
         self.context.found_nested(tuple(nested))
         self.patterns = self.context.needles
         self.own = self.context.instance_needles

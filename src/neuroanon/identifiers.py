@@ -47,6 +47,8 @@ from pydicom.values import convert_SQ
 
 from .read import parses_as_sequence
 from .tags import (
+    MANUFACTURER,
+    MANUFACTURER_MODEL_NAME,
     OTHER_PATIENT_IDS_SEQUENCE,
     PATIENT_BIRTH_DATE,
     PATIENT_ID,
@@ -88,6 +90,10 @@ IDENTIFYING: tuple[str, ...] = (
     "ClinicalTrialCoordinatingCenterName", "ClinicalTrialProtocolEthicsCommitteeName",
     "ClinicalTrialProtocolEthicsCommitteeApprovalNumber", "DetectorID", "PlateID", "CassetteID",
     "GantryID", "SourceSerialNumber", "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier",
+    # (found from outside: a copy of these in a kept text was released) the station's AE title, the patient's
+    # telephone numbers and e-mail as URIs, the birth and death dates in another calendar
+    "StationAETitle", "PatientTelecomInformation", "PatientBirthDateInAlternativeCalendar",
+    "PatientDeathDateInAlternativeCalendar",
     # full remaps every UID: the study's, a series' or its frame of reference's original left in a kept value
     # links the output back to the original study. (The instance's own UID is a needle of its file alone:
     # `instance_needles`.)
@@ -99,7 +105,9 @@ DEVICE_IDS = frozenset({"DetectorID", "PlateID", "CassetteID", "GantryID", "Sour
                         "ManufacturerDeviceIdentifier", "UniqueDeviceIdentifier"})
 # IDs are also written with other separators or none (`id_form`, `id_texts`), numeric ones without leading zeros.
 IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID", "DeviceSerialNumber",
-                 "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "MedicalRecordLocator", *VISIT_IDS,
+                 "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "PersonTelephoneNumbers",
+                 "MedicalRecordLocator", "PatientBirthDateInAlternativeCalendar",
+                 "PatientDeathDateInAlternativeCalendar", *VISIT_IDS,
                  "InsurancePlanIdentification", "ClinicalTrialSiteID",
                  "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
                  *DEVICE_IDS})
@@ -139,7 +147,17 @@ _PATIENT = tuple((int(tag_for_keyword(k) or 0), k) for k in (
 # The patient's and the institution's values, searched for also where they stand in an item at any depth
 # (`nested_needles`): a correction keeps the value it replaced in an item, which may be the only one left.
 NESTED_IDENTITY = frozenset({*(tag for tag, _ in _PATIENT), *(int(tag_for_keyword(k) or 0) for k in (
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName"))})
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+    # a person's address and telephone in the items that identify a physician or an operator (found from outside:
+    # not searched; a copy in a kept text was released)
+    "PersonAddress", "PersonTelephoneNumbers", "PersonTelecomInformation"))})
+# The file meta's AE titles: the sending station's, as StationAETitle (found from outside: a copy was released).
+META_AE_TITLES = (0x00020016, 0x00020017, 0x00020018)
+# A station's names, which a model may bear: one equal to the file's own Manufacturer or ManufacturerModelName,
+# which full keeps, names nothing more (found from outside: a station called as its model held a whole series).
+STATIONS = frozenset({"StationName", "StationAETitle", "PerformedStationName", "PerformedStationAETitle",
+                      "ScheduledStationName", "ScheduledStationAETitle", "SourceApplicationEntityTitle",
+                      "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"})
 IN_SEQUENCES = {
     OTHER_PATIENT_IDS_SEQUENCE: ((PATIENT_ID, "OtherPatientIDs"),
                                  (int(tag_for_keyword("IssuerOfPatientID") or 0), "IssuerOfPatientID")),
@@ -160,7 +178,8 @@ IN_SEQUENCES = {
         "ReferencedPatientSequence", "SourcePatientGroupIdentificationSequence",
         "GroupOfPatientsIdentificationSequence")},
 }
-_KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET)  # whose raw values name a file's needles
+# whose raw values name a file's needles (the maker's and model's: `STATIONS`)
+_KEY_TAGS = (*_TAGS, *IN_SEQUENCES, SPECIFIC_CHARACTER_SET, MANUFACTURER, MANUFACTURER_MODEL_NAME)
 _KEY_TAG_SET = frozenset(_KEY_TAGS)
 _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII without a value delimiter
 # Always searched; the input's own character sets are added.
@@ -633,11 +652,30 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     values = [(keyword, value) for keyword, tag in _IDENTIFYING_TAGS if tag in ds
               for value in _undeclared_values(ds, tag, declared) + _values(ds, tag)]
     values += _sequence_values(ds)
+    makers = _own_makers(ds) if any(keyword in STATIONS for keyword, _ in values) else frozenset()
     found: dict[tuple[bytes, tuple[Form, ...]], Needle] = {}
     for keyword, value in values:
+        if keyword in STATIONS and _bare(str(value)) in makers:
+            continue
         for needle in _value_needles(keyword, str(value), isinstance(value, PersonName), declared):
             found.setdefault(_same_search(needle), needle)
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
+
+
+def _own_makers(ds: Dataset) -> frozenset[str]:
+    """The file's Manufacturer and ManufacturerModelName values, and the two run together, bare (`_bare`)."""
+    maker = [_bare(str(v)) for v in _values(ds, MANUFACTURER)]
+    models = [_bare(str(v)) for v in _values(ds, MANUFACTURER_MODEL_NAME)]
+    return frozenset({*maker, *models, *(m + model for m in maker for model in models)} - {""})
+
+
+def _bare(text: str) -> str:
+    """`text` folded, without spaces, punctuation or underscores ("Galan 3T", "GALAN_3T": "galan3t")."""
+    return _NOT_ALNUM.sub("", fold(text))
+
+
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_STATION_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in STATIONS) | frozenset(META_AE_TITLES)
 
 
 def _sequence_values(ds: Dataset) -> list[tuple[str, object]]:
@@ -696,6 +734,9 @@ def nested_needles(ds: Dataset, nested: tuple[NestedValue, ...]) -> tuple[Needle
     declared = (charset.VR if isinstance(charset, RawDataElement) else "CS", _declared_value(charset))
     base = needles(ds)
     nested = _dated(nested)
+    if any(tag in _STATION_TAGS for tag, *_ in nested):  # (a station's name as its model: `STATIONS`)
+        makers = _own_makers(ds)
+        nested = tuple(v for v in nested if v[0] not in _STATION_TAGS or _bare(v[2].decode("latin_1")) not in makers)
     key = (id(base), nested, declared)  # (a tuple of needles hashes slowly; the series' one is the same object)
     known = _WITH_NESTED.get(key)
     if known is None or known[0] is not base:
@@ -763,6 +804,11 @@ def item_identity(ds: Dataset, depth: int = 0, charset: bytes | None = None) -> 
     so). `charset`: an enclosing item's set."""
     if depth and SPECIFIC_CHARACTER_SET in ds:
         charset = _declared_value(ds.get_item(SPECIFIC_CHARACTER_SET)) or charset
+    meta: Dataset = (getattr(ds, "file_meta", None) if not depth else None) or Dataset()
+    for tag in META_AE_TITLES:  # (as the engine adds them: `engine._Job.full`)
+        title = meta.get(tag)
+        if title is not None and title.value:
+            yield tag, "AE", str(title.value).encode("latin_1", "replace"), None
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
         if (isinstance(element, RawDataElement) and element.value and element.VR != "SQ"
@@ -895,6 +941,13 @@ def is_dummy(text: str) -> bool:
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
     text = value.strip(_PADDING)
+    if keyword in TELECOMS:
+        return tuple(needle for uri in text.split("\\") if uri.strip(_PADDING)
+                     for needle in _needles_of(keyword, _URI_SCHEME.sub("", uri.strip(_PADDING)), person, declared))
+    return _needles_of(keyword, text, person, declared)
+
+
+def _needles_of(keyword: str, text: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     other = OTHER_ENCODINGS if not text.isascii() else ()
     encodings = tuple(dict.fromkeys((*BASE_ENCODINGS, *declared, *other)))
     if keyword.endswith("UID"):  # (a `2.25.` one too: full remaps it, another system's or ours of an earlier run)
@@ -1429,7 +1482,12 @@ def national_groups(text: str, groups: list[str]) -> list[str]:
     return []
 
 
-PHONES = frozenset({"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers"})
+PHONES = frozenset({"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "PersonTelephoneNumbers",
+                    "PatientTelecomInformation", "PersonTelecomInformation"})
+# Telecom values are URIs ("tel:+44 1632 960517\mailto:zq@example.org"): each searched as what it names, a number as
+# a telephone's
+TELECOMS = frozenset({"PatientTelecomInformation", "PersonTelecomInformation"})
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
 _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
@@ -1991,6 +2049,7 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
     names = tuple(sorted({a for name in _MONTHS[m - 1] for a in _month_spellings(name)}))
     sep = _NUMERIC_SEPARATORS
+    roman_year = tuple(f"{_ROMAN[m - 1]}{s}{y % 100:02d}" for s in sep)  # ("III.87"; its runs are looked for first)
     forms = [
         Form(((f"{y:04d}{m:02d}{d:02d}",),), DIGIT, NONE),
         Form((yy, (f"{m:02d}{d:02d}",)), DIGIT, DIGIT),
@@ -2004,6 +2063,14 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         Form((year, (*sep, ", "), names, (*sep, " the "), day), DIGIT, DIGIT),  # 1961-Feb-03, 1961, February the 3rd
         Form((year, _YEAR_DAY, day, _DAY_MONTH, names), DIGIT, ALPHA),  # 1961, 3 February; 1961, the 3rd of Feb
         Form((day, sep, (_ROMAN[m - 1],), sep, year), DIGIT, DIGIT),  # 3.II.1961
+        # found from outside: year, day, month, as a swap of the two writes it ("19871403", "1987-14-03"); the
+        # month as a Roman numeral before a two-digit year ("14.III.87"); day and month unpadded, run into the
+        # year ("3141987")
+        Form((year, sep, (f"{d:02d}",), sep, (f"{m:02d}",)), DIGIT, DIGIT),
+        Form(((f"{y:04d}{d:02d}{m:02d}",),), DIGIT, DIGIT),
+        Form((day, sep, roman_year), DIGIT, DIGIT, first=roman_year),
+        *(Form(((run,),), DIGIT, DIGIT) for run in sorted({f"{m}{d}{y:04d}", f"{d}{m}{y:04d}"} -
+                                                              {f"{m:02d}{d:02d}{y:04d}", f"{d:02d}{m:02d}{y:04d}"})),
         # The year of the Buddhist era (Thai): 3/2/2504, 3 ก.พ. 2504 (its year an ASCII run to look for first)
         Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
                                                                           DIGIT, DIGIT),
@@ -2024,8 +2091,11 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         # an apostrophe for the century ("14/03/'87": found from outside)
         forms += [Form(((f"{between.join(pair)}{between}'{yy2}",),), DIGIT, DIGIT)
                   for pair in sorted({(dd, mm), (mm, dd), (str(d), str(m)), (str(m), str(d))})]
+    # the ordinal date, extended and basic, or the day of the year first (found from outside: "1987073", "073/1987")
+    yday = f"{dt.date(y, m, d).timetuple().tm_yday:03d}"
     forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
-              Form(((f"{y:04d}-{dt.date(y, m, d).timetuple().tm_yday:03d}",),), DIGIT, DIGIT)]
+              *(Form(((f"{y:04d}{between}{yday}",),), DIGIT, DIGIT) for between in ("-", "", ".", "/", " ", "_")),
+              *(Form(((f"{yday}{between}{y:04d}",),), DIGIT, DIGIT) for between in ("/", "-", ".", " "))]
     # The week date of ISO 8601, its year the week's ("1961-W09-4", "1961W094"; the text is searched in lower case)
     week_year, week, weekday = dt.date(y, m, d).isocalendar()
     forms += [Form(((f"{week_year:04d}{between}w{week:02d}{between}{weekday}",),), DIGIT, DIGIT)

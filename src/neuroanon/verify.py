@@ -516,11 +516,12 @@ def _bytes(value: object) -> bytes:
 
 
 def _uids(ds: Dataset) -> Iterator[str]:
-    """The UIDs the profile remaps (instance, series, study, frame of reference, references; not SOP classes)."""
+    """The UIDs the profile remaps (instance, series, study, frame of reference, references; not SOP classes, nor a
+    well-known UID in an attribute it remaps, which it keeps: found from outside, a transfer syntax was a finding)."""
     rules = compile_rules(Options(level=Level.FULL))
     for elem in ds.iterall():
         if elem.VR == "UI" and not elem.is_empty and rules.tag(int(elem.tag)).op("UI") is Op.REMAP_UID:
-            yield from _texts(elem.value)
+            yield from (uid for uid in _texts(elem.value) if not is_standard_uid(uid))
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("MediaStorageSOPInstanceUID"):
         yield str(meta.MediaStorageSOPInstanceUID)
