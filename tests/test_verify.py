@@ -783,3 +783,31 @@ def test_what_cannot_be_read_is_named_for_its_cause_as_anonymize_names_it(
     for line in (f"broken.zip\t{broken}", "loop-a\tsymlink in an input folder to a target that cannot be reached",
                  "nowhere.dcm\tsymlink in an input folder to nothing (broken)"):
         assert f"\n{line}" in f"\n{listed}", listed
+
+
+def test_with_the_key_an_output_without_uids_is_held_to_its_subjects_originals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found from outside: an output without a SOPInstanceUID was held to every original's values, even with the
+    key, and a word of another patient's name in its kept text was a finding. Its pseudonymized PatientID names its
+    subject; without the key, every original's values are still looked for."""
+    source = tmp_path / "in"
+    source.mkdir()
+    other = make_dataset(subject=11)
+    other.PatientName = "Zorbfeld^Halvard"
+    other.save_as(source / "other.dcm", enforce_file_format=True)
+    alone = make_dataset(subject=12)
+    alone.SoftwareVersions = "ZORBFELD 2.1"  # another patient's name word, by chance
+    del alone.SOPInstanceUID
+    del alone.file_meta.MediaStorageSOPInstanceUID
+    alone.save_as(source / "alone.dcm")
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    full = tmp_path / "full"
+    assert main(["anonymize", str(source), "-o", str(full), "--level", "full", "--key-file", str(key), "-q"]) == 0
+    assert sum("SOPInstanceUID" not in pydicom.dcmread(p) for p in files_under(full)) == 1
+    capsys.readouterr()
+    assert main(["verify", str(full), "--against", str(source), "--key-file", str(key)]) == 0, \
+        capsys.readouterr().out
+    assert main(["verify", str(full), "--against", str(source)]) == 1
+    assert "original PatientName value found in (0018,1020)" in capsys.readouterr().out

@@ -79,14 +79,19 @@ class Originals:
     patterns: tuple[Needle, ...]
     uids: frozenset[str]
     patient_ids: frozenset[str]
-    # With the project key: each output's own original's values, found by its remapped SOPInstanceUID.
+    # With the project key: each output's own original's values, found by its remapped SOPInstanceUID; for an
+    # output without one, its subject's originals' values, found by its pseudonymized PatientID.
     by_instance: dict[str, tuple[Needle, ...]] = field(default_factory=dict)
     read: int = 0  # the originals whose header was read
     unread: int = 0  # the DICOM originals that could not be read (their values are not looked for)
+    by_subject: dict[str, tuple[Needle, ...]] = field(default_factory=dict)
 
     def patterns_for(self, ds: Dataset) -> tuple[Needle, ...]:
-        """The values to look for in `ds`: its own original's if known, else those of every original."""
-        return self.by_instance.get(str(ds.get("SOPInstanceUID", "")), self.patterns)
+        """The values to look for in `ds`: its own original's if known, else its subject's originals' (found from
+        outside: a file without UIDs was held to every original's values, and another patient's name word in it
+        was a finding), else those of every original."""
+        own = self.by_instance.get(str(ds.get("SOPInstanceUID", "")))
+        return own if own is not None else self.by_subject.get(str(ds.get("PatientID", "")), self.patterns)
 
 
 def load_originals(paths: list[Path], level: Level, key: bytes | None = None) -> Originals:
@@ -97,6 +102,7 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
     """
     patterns: dict[bytes, Needle] = {}
     by_instance: dict[str, tuple[Needle, ...]] = {}
+    by_subject: dict[str, dict[bytes, Needle]] = {}
     keyring = Keyring(key) if key is not None and level is Level.FULL else None
     uids: set[str] = set()
     patient_ids: set[str] = set()
@@ -116,10 +122,15 @@ def load_originals(paths: list[Path], level: Level, key: bytes | None = None) ->
         with _readable(found) as item:
             if item is not None and item.kind is Kind.DICOM:
                 with quiet():  # pydicom's warnings and validation messages quote values
-                    gathered = _gather(item.path, level, keyring, patterns, by_instance, uids, patient_ids)
+                    gathered = _gather(item.path, level, keyring, patterns, by_instance, by_subject, uids,
+                                       patient_ids)
                 read, unread = read + gathered, unread + (not gathered)
-    ordered = sorted(patterns.values(), key=lambda n: len(n.data), reverse=True)
-    return Originals(tuple(ordered), frozenset(uids), frozenset(patient_ids), by_instance, read, unread)
+    return Originals(_longest_first(patterns), frozenset(uids), frozenset(patient_ids), by_instance, read, unread,
+                     {subject: _longest_first(own) for subject, own in by_subject.items()})
+
+
+def _longest_first(patterns: dict[bytes, Needle]) -> tuple[Needle, ...]:
+    return tuple(sorted(patterns.values(), key=lambda n: len(n.data), reverse=True))
 
 
 @contextmanager
@@ -138,7 +149,8 @@ def _readable(found: InputFile) -> Iterator[InputFile | None]:
 
 
 def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[bytes, Needle],
-            by_instance: dict[str, tuple[Needle, ...]], uids: set[str], patient_ids: set[str]) -> bool:
+            by_instance: dict[str, tuple[Needle, ...]], by_subject: dict[str, dict[bytes, Needle]], uids: set[str],
+            patient_ids: set[str]) -> bool:
     """Add one original's identifying values, UIDs and PatientID to what must not reappear; whether it was read."""
     try:
         ds = read_header(path).dataset
@@ -149,6 +161,10 @@ def _gather(path: Path, level: Level, keyring: Keyring | None, patterns: dict[by
             patterns.setdefault(needle.data, needle)
         if keyring is not None and ds.get("SOPInstanceUID"):
             by_instance[keyring.uid(str(ds.SOPInstanceUID))] = own
+        if keyring is not None and ds.get("PatientID"):
+            subject = by_subject.setdefault(keyring.pseudonym(str(ds.PatientID)), {})
+            for needle in own:
+                subject.setdefault(needle.data, needle)
         if level is Level.FULL:
             uids.update(_uids(ds))
             if ds.get("PatientID"):
