@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import subprocess
@@ -823,3 +824,27 @@ def test_a_dry_run_fails_a_member_whose_name_is_too_long_as_the_run_does(tmp_pat
         (record,) = _records(report)
         records.append((record["status"], record["reason"]))
     assert records == [("failed", "output not written (file name too long)")] * 2
+
+
+def test_too_many_open_files_unpacking_a_member_stops_the_run(
+    tmp_path: Path, archive: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The machine's limit, not a member's fault: found from outside (ulimit -n 20), members failed one by one,
+    "archive member unreadable (too many open files)", and the run went on; at a lower limit the same cause stopped
+    it. It stops the run, says so once, and the rerun resumes."""
+    _, zipped = archive
+
+    def limited(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(pipeline, "extracted", limited)
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    assert main(["anonymize", str(zipped), "-o", str(out), "--level", "anonymize", "--report", str(report)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == ("neuroanon: too many open files: the run stopped after 0 files; raise the limit "
+                                    "of open files (ulimit -n) or give fewer workers, and run the same command again "
+                                    "to resume"), err
+    assert not any("archive member unreadable" in str(r["reason"]) for r in _records(report))
+    monkeypatch.undo()
+    assert main(["anonymize", str(zipped), "-o", str(out), "--level", "anonymize", "-q"]) == 1  # (its climbing member)
+    assert len(files_under(out)) == 7

@@ -262,6 +262,9 @@ def _stop(exc: _CallerFailed | RunStopped | OSError, output: Path, files: int) -
         start = "start the scheduler again, then " if isinstance(exc, SchedulerLost) else ""
         return stopped, RunStopped(f"{stopped}: the run stopped after {_files(files)}; {start}run the same command "
                                    "again to resume")
+    if isinstance(exc, OSError) and exc.errno in _OPEN_FILES:  # (no place of the run's is at fault)
+        return stopped, RunStopped(f"{stopped}: the run stopped after {_files(files)}; raise the limit of open files "
+                                   "(ulimit -n) or give fewer workers, and run the same command again to resume")
     place = exc.place if isinstance(exc, RunStopped) and exc.place is not None else output
     advice = "free some space" if "no space" in stopped else "fix that"
     return stopped, RunStopped(f"{stopped} writing {place}: the run stopped after {_files(files)}; {advice} and "
@@ -1056,6 +1059,8 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
             try:
                 member = unpacked.enter_context(extracted(item, Path(folder)))
             except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+                if isinstance(exc, OSError) and exc.errno in _OPEN_FILES:
+                    raise  # (the machine's limit, not the member's: found from outside, members failed one by one)
                 if isinstance(exc, OSError) and _no_space(exc):  # (the member's own: its partial copy goes now)
                     # found from outside: a small member that unpacks to more than the disk holds stopped the run,
                     # and every rerun, there; the files after it were never done
@@ -1078,6 +1083,9 @@ _FOUND_AS_FILES = frozenset({Kind.DICOM, Kind.NOT_DICOM, Kind.EMPTY, Kind.ZIP_ME
 
 def _no_space(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+_OPEN_FILES = (errno.EMFILE, errno.ENFILE)  # too many open files: in this process, in the system
 
 
 def _prepare(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
