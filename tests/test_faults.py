@@ -285,14 +285,17 @@ def test_a_file_written_after_it_was_found_is_not_released_as_it_was_found(
     _failed_then_made(monkeypatch, tmp_path, Options(level=level), "changed since it was found", tmp_path / "made")
 
 
-@pytest.mark.parametrize("change", ["chmod", "hard link", "access time", "same kind, same size and time"])
+@pytest.mark.parametrize("change", ["chmod", "hard link", "access time", "same kind, same size and time",
+                                    "a zip of the same size and time"])
 @pytest.mark.parametrize("dicom", [True, False])
-def test_a_file_whose_status_alone_changed_after_it_was_found_is_released(
+def test_a_dicom_file_whose_status_alone_changed_after_it_was_found_is_released(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, dicom: bool
 ) -> None:
     """Its change time moves with a chmod, a hard link, an access (with strictatime) or a backup's snapshot, not
-    with its bytes: such a file is what it was found to be (found from outside: with two workers, one chmod of the
-    tree during a run failed most of its files as "changed since it was found (written to during the run)")."""
+    with its bytes: a DICOM file so changed is read as DICOM if its head still tells it so (found from outside:
+    with two workers, one chmod of the tree during a run failed most of its files as "changed since it was found
+    (written to during the run)"). One found not DICOM, which anonymize copies unchanged, fails, since a file of the
+    same size and time put in its place may be an archive holding DICOM files (found from outside: released)."""
     made = make_study(tmp_path / "made", subject=41, n_series=1, n_instances=1)[0]
     source = tmp_path / "in" / "a.dcm"
     source.parent.mkdir()
@@ -308,8 +311,13 @@ def test_a_file_whose_status_alone_changed_after_it_was_found_is_released(
             os.link(source, tmp_path / "elsewhere.dcm")
         elif change == "access time":
             os.utime(source, ns=(before.st_atime_ns + 10**9, before.st_mtime_ns))
-        else:  # another file of the kind found, its size and time, put in its place (as `cp -p` does)
-            (tmp_path / "new").write_bytes(expected)
+        else:  # another file of its size and time put in its place (as `cp -p` does)
+            if change.startswith("a zip"):
+                with zipfile.ZipFile(tmp_path / "new", "w") as zf:
+                    zf.writestr("x.dcm", made.read_bytes()[:40])
+                (tmp_path / "new").write_bytes((tmp_path / "new").read_bytes().ljust(len(expected), b"\0"))
+            else:
+                (tmp_path / "new").write_bytes(expected)
             os.utime(tmp_path / "new", ns=(before.st_atime_ns, before.st_mtime_ns))
             os.replace(tmp_path / "new", source)
         assert source.stat().st_ctime_ns != before.st_ctime_ns or source.stat().st_ino != before.st_ino
@@ -318,6 +326,11 @@ def test_a_file_whose_status_alone_changed_after_it_was_found_is_released(
     monkeypatch.setattr(pipeline, "open_as_found", changed)
     options = Options(level=Level.ANONYMIZE)
     summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
+    if not dicom or change.startswith("a zip"):
+        (record,) = read_report(tmp_path / "r.jsonl")[1]
+        assert record["status"] == "failed" and record["reason"].startswith("changed since it was found"), record
+        assert not files_under(tmp_path / "out")
+        return
     assert summary.exit_code == 0 and summary.counts["written"] == 1, read_report(tmp_path / "r.jsonl")[1]
     monkeypatch.undo()
     fresh = tmp_path / "fresh-in"
@@ -445,13 +458,18 @@ def test_a_run_without_a_key_ignores_a_key_folder_it_cannot_enter(tmp_path: Path
     (config / "neuroanon").mkdir(parents=True)
     config.chmod(0)
     try:
-        run = subprocess.run([*COMMAND, str(source), "-o", str(tmp_path / "out"), "--level", "anonymize", "-q"],
-                             capture_output=True, text=True, env={**ENV, "XDG_CONFIG_HOME": str(config)},
-                             preexec_fn=_without_root_reads, timeout=120)
+        run, full = (subprocess.run([*COMMAND, str(source), "-o", str(tmp_path / level), "--level", level, "-q"],
+                                    capture_output=True, text=True, env={**ENV, "XDG_CONFIG_HOME": str(config)},
+                                    preexec_fn=_without_root_reads, timeout=120) for level in ("anonymize", "full"))
     finally:
         config.chmod(0o700)
     assert run.returncode == 0 and not run.stderr, run.stderr
-    assert len(files_under(tmp_path / "out")) == 1
+    assert len(files_under(tmp_path / "anonymize")) == 1
+    # at full the key is needed: a usage error that says what to do (it was "...: Permission denied", exit 1)
+    key = config / "neuroanon" / "key"
+    assert full.returncode == 2 and full.stderr == (
+        f"neuroanon: cannot read or create the key file {key}: Permission denied; give --key-file, or set "
+        "XDG_CONFIG_HOME (or HOME) to a folder this user may write\n"), full.stderr
 
 
 def test_follow_symlinks_never_reads_the_key_or_the_lookup_file(tmp_path: Path,
@@ -1014,38 +1032,40 @@ def test_a_stop_while_the_pool_ends_ends_the_run(tmp_path: Path, signum: signal.
     assert "Traceback" not in err and "run the same command again to resume" in err
 
 
-# A stop (argv[1]) delivered once the report holds the run's summary.
+# A stop (argv[1]) delivered once the report holds the run's (or the dry run's) summary.
 _STOPPED_ONCE_SUMMED_UP = """
 import os, signal, sys
-from neuroanon import pipeline
+from neuroanon import report
 from neuroanon.cli import main
-signum, real = getattr(signal, sys.argv[1]), pipeline._reported
+signum, real = getattr(signal, sys.argv[1]), report.ReportWriter.write
 
-def reported(writer, entry):
-    real(writer, entry)
+def write(self, entry):
+    real(self, entry)
     if isinstance(entry, dict) and "summary" in entry:
         os.kill(os.getpid(), signum)
 
-pipeline._reported = reported
+report.ReportWriter.write = write
 sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.parametrize("dry", [False, True])
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])
-def test_a_stop_once_the_report_holds_the_summary_leaves_the_run_finished(tmp_path: Path, signum: str) -> None:
+def test_a_stop_once_the_report_holds_the_summary_leaves_the_run_finished(tmp_path: Path, signum: str,
+                                                                          dry: bool) -> None:
     """Found from outside: a stop sent as the report's summary appeared ended a finished run with exit 143 (130,
-    129) and "run the same command again to resume"; nothing was left to do."""
+    129) and "run the same command again to resume"; nothing was left to do. A dry run said "stopped ... nothing
+    was written"."""
     source = tmp_path / "in"
     make_study(source, subject=44, n_series=1, n_instances=3)
     report = tmp_path / "report.jsonl"
     run = subprocess.run([sys.executable, "-c", _STOPPED_ONCE_SUMMED_UP, signum, "anonymize", str(source), "-o",
-                          str(tmp_path / "out"), "--level", "anonymize", "--report", str(report), "-j", "1"],
-                         capture_output=True, text=True, env=ENV, timeout=120)
+                          str(tmp_path / "out"), "--level", "anonymize", "--report", str(report), "-j", "1",
+                          *(["--dry-run"] if dry else [])], capture_output=True, text=True, env=ENV, timeout=120)
     assert run.returncode == 0 and run.stderr == "", run.stderr
-    assert "3 files at level anonymize" in run.stdout, run.stdout
     summary = read_report(report)[2]
     assert summary["written"] == 3 and "stopped" not in summary, summary
-    assert len(_released(tmp_path / "out")) == 3
+    assert len(_released(tmp_path / "out")) == (0 if dry else 3)
 
 
 def _assert_resumed(shown: str, args: list[str], out: Path) -> None:

@@ -324,7 +324,10 @@ def test_unlisted_attributes_follow_the_stance() -> None:
     # own values: a contact's name and e-mail, a registry number, a file's name, a birth date in another calendar
     for keyword in ("ContactDisplayName", "ContactURI", "BreedRegistrationNumber", "FilenameInContainer",
                     "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar", "OwnerID",
-                    "LocalNamespaceEntityID", "HL7InstanceIdentifier", "StorageURL", "HangingProtocolCreator"):
+                    "LocalNamespaceEntityID", "HL7InstanceIdentifier", "StorageURL", "HangingProtocolCreator",
+                    "RadiationMachineName", "TimeSource", "SensorName", "DisplaySubsystemName", "DataSetSource",
+                    "WorklistLabel", "ProcedureStepLabel", "FilmSessionLabel", "DeletionLock",
+                    "CommentsOnTheScheduledProcedureStep"):
         tag = pydicom.datadict.tag_for_keyword(keyword)
         assert tag is not None and load_table().lookup(tag) is None, keyword
         assert unlisted_action(tag, clean)[0] == "X", keyword
@@ -345,6 +348,9 @@ def test_encrypted_attributes_and_a_signature_are_removed_at_full(tmp_path: Path
     envelope.EncryptedContent = b"\x30\x82\x02\x10" + clear + bytes(range(256))
     ds.EncryptedAttributesSequence = [envelope]
     ds.add_new(0x04000120, "OB", b"signed by " + clear)  # a Signature outside its sequence
+    purpose = Dataset()  # (its coded purpose, free text in CodeMeaning)
+    purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = "1", "ASTM-sigpurpose", "Author Wobbleford"
+    ds.DigitalSignaturePurposeCodeSequence = [purpose]
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, clean_descriptors=clean))
@@ -352,7 +358,7 @@ def test_encrypted_attributes_and_a_signature_are_removed_at_full(tmp_path: Path
     written = (tmp_path / "out" / str(record.output)).read_bytes()
     assert b"Wobbleford" not in written and b"\x00\x04\x00\x05" not in written and b"\x00\x04\x20\x01" not in written
     out = pydicom.dcmread(tmp_path / "out" / str(record.output))
-    assert 0x04000500 not in out and 0x04000120 not in out
+    assert 0x04000500 not in out and 0x04000120 not in out and 0x04000401 not in out
 
 
 def test_unlisted_text_naming_an_identity_is_removed_under_the_bids_preset(tmp_path: Path) -> None:

@@ -424,12 +424,48 @@ def test_a_copy_of_a_station_telecom_or_persons_value_holds_the_file_back(tmp_pa
 
 def test_a_station_named_as_its_model_holds_nothing(tmp_path: Path) -> None:
     """Found from outside: a scanner whose StationName is its ManufacturerModelName (which full keeps) had every
-    file of a series held back; so too a file meta's AE title written as the maker and model."""
+    file of a series held back; so too one whose AE title is a word of its model's name."""
     ds = make_dataset(subject=2)
     ds.Manufacturer, ds.ManufacturerModelName = "CANON_MEC", "Galan 3T"
     ds.StationName = "Galan 3T"
-    ds.file_meta.SourceApplicationEntityTitle = "CANON MEC GALAN3T"
+    ds.file_meta.SourceApplicationEntityTitle = "GALAN"
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "written", record
     written = pydicom.dcmread(next(out.rglob("*.dcm")))
     assert written.ManufacturerModelName == "Galan 3T" and written.get("StationName") != "Galan 3T"
+
+
+@pytest.mark.parametrize(("maker", "model"), [("SIEMENS\\WMIWARD7MR", "Prisma"), ("WMI", "WARD7MR")])
+def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_searched_for(
+    tmp_path: Path, maker: str, model: str
+) -> None:
+    """Found from outside: a station equal to one of several Manufacturer values, or to the maker and model run
+    together, was no longer searched for, and its copy in a kept text was released."""
+    ds = make_dataset(subject=2)
+    ds.Manufacturer, ds.ManufacturerModelName = maker, model
+    ds.StationName = "WMIWARD7MR"
+    ds.SoftwareVersions = "syngo WMIWARD7MR"
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", record
+    assert {"attribute": "StationName", "where": "(0018,1020)"} in record["findings"]
+
+
+@pytest.mark.parametrize(("keyword", "value", "copy"), [
+    ("PatientTelecomInformation", "tel:01632 960517; mailto:zeldaq87@example.org", "01632 960517"),
+    ("PatientTelecomInformation", "tel:01632 960517; mailto:zeldaq87@example.org", "zeldaq87"),
+    ("PatientTelecomInformation", "tel:+44-1632-960517\r\nsip:zelda.q@sip.example.org", "+44 1632 960517"),
+    ("PatientTelecomInformation", "tel:+44-1632-960517;ext=42", "01632 960517"),
+    ("PatientBirthDateInAlternativeCalendar", "1365/12/23", "23/12/1365"),
+    ("StationAETitle", "WMI-WARD7", "WMI WARD7"),
+])
+def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,
+                                                             copy: str) -> None:
+    """Found from outside: a telecom value of several URIs split otherwise than by a backslash, or with a tel URI's
+    parameters, an address's own part alone, a date in another calendar with its day first, an AE title with
+    other separators: each copy in a kept text was released."""
+    ds = make_dataset(subject=2)
+    setattr(ds, keyword, value)
+    ds.SoftwareVersions = f"syngo MR E11 {copy}"
+    record, out, _ = _run(tmp_path, ds)
+    assert record["status"] == "quarantined", record
+    assert {"attribute": keyword, "where": "(0018,1020)"} in record["findings"]

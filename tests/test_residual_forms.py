@@ -187,7 +187,7 @@ DATES = ["1947-04-15T07:15:00", "15.4.1947", "4-15-1947", "04/15/1947", "15 Apri
          # the ordinal date basic or the day first; year, day, month; a Roman month before a two-digit year; day
          # and month unpadded, run into the year (found from outside)
          "1947105", "1947.105", "105/1947", "19471504", "1947-15-04", "1947/15/04", "15.IV.47", "4151947",
-         "1541947"]
+         "1541947", "1947:105", "105_1947", "105-47", "1947-15-4", "15IV47", "1947415", "471504"]
 
 
 @pytest.mark.parametrize("text", DATES)

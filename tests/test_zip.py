@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+import neuroanon.discover as discovery
 from neuroanon import pipeline
 from neuroanon.cli import main
 from neuroanon.context import RunContext
@@ -848,3 +850,29 @@ def test_too_many_open_files_unpacking_a_member_stops_the_run(
     monkeypatch.undo()
     assert main(["anonymize", str(zipped), "-o", str(out), "--level", "anonymize", "-q"]) == 1  # (its climbing member)
     assert len(files_under(out)) == 7
+
+
+def test_a_zip_replaced_without_a_member_after_it_was_found_fails_that_member(
+    tmp_path: Path, archive: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: a zip input replaced during the run by one without a member it listed ended the run in a
+    traceback (zipfile's KeyError), the members after it without records. The member fails; the run goes on."""
+    folder, zipped = archive
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(zipped, source / "study.zip")
+    listed = discovery._members
+
+    def replaced(path: Path, *args: object, **kwargs: object) -> Generator[InputFile, None, None]:
+        members = list(listed(path, *args, **kwargs))  # type: ignore[arg-type]
+        with zipfile.ZipFile(path, "w") as zf:  # (the last member only)
+            zf.writestr(members[-1].member or "", zipfile.ZipFile(zipped).read(members[-1].member or ""))
+        yield from members
+
+    monkeypatch.setattr(discovery, "_members", replaced)
+    report = tmp_path / "report.jsonl"
+    summary = anonymize_tree([source], tmp_path / "out", Options(level=Level.ANONYMIZE), report=report)
+    records = _records(report)
+    assert len(records) == len(zipfile.ZipFile(zipped).namelist())
+    gone = [r for r in records if "no longer in the archive" in str(r["reason"])]
+    assert len(gone) == len(records) - 2 and summary.counts["written"] == 1, records  # (and the climbing member)

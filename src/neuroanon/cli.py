@@ -32,6 +32,7 @@ from .keys import (
     KEY_BYTES,
     check_mapping,
     create_key,
+    default_key_exists,
     default_key_path,
     key_fingerprint,
     load_key,
@@ -608,7 +609,7 @@ def _release_settings(args: argparse.Namespace, create: bool = True) -> Options:
     `create`: then a throwaway key stands in, and says so)."""
     lookup = _lookup(args.lookup) if args.lookup else None  # before a key is made: a bad table stops the run
     key = None
-    if Level(args.level) is Level.FULL and not create and args.key_file is None and not default_key_path().exists():
+    if Level(args.level) is Level.FULL and not create and args.key_file is None and not default_key_exists():
         print("neuroanon: no key yet: this dry run uses a throwaway key, so the output names it shows will "
               "differ from a real run's", file=sys.stderr)
         key = secrets.token_bytes(KEY_BYTES)
@@ -739,7 +740,7 @@ def _check_anonymize(args: argparse.Namespace) -> None:
             raise UsageError(mapping_in_use(args.mapping))
         if args.mapping.exists():
             known = load_lookup(args.mapping, "mapping file")  # a table that cannot be extended stops the run unbegun
-            if args.key_file is None and not default_key_path().exists():
+            if args.key_file is None and not default_key_exists():
                 lookup = load_lookup(args.lookup) if args.lookup else {}
                 check_mapping(args.mapping, known, lookup.get)  # the key this run would make made none of it
         _check_writable(args.mapping, "mapping", folder=False)

@@ -421,6 +421,8 @@ def archive_cause(exc: BaseException) -> str:
         return "a member's name is flagged UTF-8 but is not"
     if isinstance(exc, EOFError):
         return "cut short"
+    if isinstance(exc, KeyError):  # (zipfile's word for a member it does not hold)
+        return "no longer in the archive: it changed since it was found"
     if isinstance(exc, zlib.error):
         return "its compressed data are corrupt"
     if isinstance(exc, gzip.BadGzipFile):  # (an OSError without an OS's reason)
@@ -574,14 +576,16 @@ def unchanged_since_found(item: InputFile, fd: int, info: os.stat_result) -> boo
     it no longer is (found from outside: a DICOM file was so released at anonymize). A write changes its size or
     modification time. Its change time or inode change with a file of the same size and time put in its place, as
     `cp -p` does (found from outside), but also with a chmod, a hard link, an access or a backup's snapshot (found
-    from outside: most files of a run failed as changed): then its head is read again and must tell the same kind."""
+    from outside: most files of a run failed as changed). A DICOM file is then read as DICOM if its head still
+    tells it so: it is anonymized, whichever it is. Another is copied unchanged below full, so it is not released:
+    an archive holding DICOM files put in its place is no DICOM file either (found from outside: released)."""
     if item.found is None:
         return True
     if (info.st_size, info.st_mtime_ns) != (item.size, item.found[1]):
         return False
     if (info.st_ino, info.st_ctime_ns) == (item.found[0], item.found[2]):
         return True
-    return _kind(os.pread(fd, HEAD, 0), info.st_size) is item.kind
+    return item.kind is Kind.DICOM and _kind(os.pread(fd, HEAD, 0), info.st_size) is Kind.DICOM
 
 
 def _kind(head: bytes, size: int) -> Kind:

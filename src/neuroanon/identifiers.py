@@ -108,6 +108,9 @@ IDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "AdmissionID
                  "PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "PersonTelephoneNumbers",
                  "MedicalRecordLocator", "PatientBirthDateInAlternativeCalendar",
                  "PatientDeathDateInAlternativeCalendar", *VISIT_IDS,
+                 # AE titles, written with other separators too ("WMI-WARD7" as "WMI WARD7": found from outside)
+                 "StationAETitle", "PerformedStationAETitle", "ScheduledStationAETitle",
+                 "SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
                  "InsurancePlanIdentification", "ClinicalTrialSiteID",
                  "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
                  *DEVICE_IDS})
@@ -663,10 +666,15 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 
 
 def _own_makers(ds: Dataset) -> frozenset[str]:
-    """The file's Manufacturer and ManufacturerModelName values, and the two run together, bare (`_bare`)."""
-    maker = [_bare(str(v)) for v in _values(ds, MANUFACTURER)]
-    models = [_bare(str(v)) for v in _values(ds, MANUFACTURER_MODEL_NAME)]
-    return frozenset({*maker, *models, *(m + model for m in maker for model in models)} - {""})
+    """The file's Manufacturer and ManufacturerModelName, each whole, and each of their words of four letters or
+    more ("GALAN" of "Galan 3T", "LUMINA" of "MAGNETOM Lumina": found from outside, held), bare (`_bare`). Not
+    a value of several (found from outside: a station one of them names was released) nor the two run together."""
+    found: set[str] = set()
+    for tag in (MANUFACTURER, MANUFACTURER_MODEL_NAME):
+        values = [str(v) for v in _values(ds, tag)]
+        if len(values) == 1:
+            found |= {_bare(values[0]), *(_bare(w) for w in _ALNUM_WORDS.findall(values[0]) if len(w) >= 4)}
+    return frozenset(found - {""})
 
 
 def _bare(text: str) -> str:
@@ -675,6 +683,7 @@ def _bare(text: str) -> str:
 
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
+_ALNUM_WORDS = re.compile(r"[^\W_]+")
 _STATION_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in STATIONS) | frozenset(META_AE_TITLES)
 
 
@@ -942,9 +951,24 @@ def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, 
     """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
     text = value.strip(_PADDING)
     if keyword in TELECOMS:
-        return tuple(needle for uri in text.split("\\") if uri.strip(_PADDING)
-                     for needle in _needles_of(keyword, _URI_SCHEME.sub("", uri.strip(_PADDING)), person, declared))
+        return tuple(needle for named in telecom_values(text) for needle in _needles_of(keyword, named, person,
+                                                                                         declared))
     return _needles_of(keyword, text, person, declared)
+
+
+def telecom_values(text: str) -> list[str]:
+    """What the URIs of a telecom value name, each without its scheme and parameters: a number ("tel:+44 1632
+    960517;ext=42"), an address, and an address's own part when it is no common word, of six characters or more
+    with a digit or a point ("zeldaq87" of "zeldaq87@example.org": found from outside, released alone)."""
+    named = []
+    for uri in _BETWEEN_URIS.split(text):
+        value = _URI_SCHEME.sub("", uri.strip(_PADDING + ";,")).split(";")[0].strip(_PADDING)
+        if value:
+            named.append(value)
+        own = value.partition("@")[0] if "@" in value else ""
+        if len(own) >= 6 and any(c.isdigit() or c in "._-" for c in own):
+            named.append(own)
+    return named
 
 
 def _needles_of(keyword: str, text: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
@@ -959,6 +983,10 @@ def _needles_of(keyword: str, text: str, person: bool, declared: tuple[str, ...]
         return date
     texts, glued = _name_forms(keyword, text, person)
     out = list(_joined_id_needles(keyword, text, encodings, declared))
+    calendar = _DATE.match(text) if keyword in CALENDAR_DATES else None
+    forms = _date_forms(calendar) if calendar is not None else None
+    if calendar is not None and forms is not None:
+        out.append(Needle(keyword, f"{calendar[1]}{calendar[3]}{calendar[4]}".encode(), forms, encodings, declared))
     if keyword in IDS:  # (a joined ID's needle stands for it as written and without separators)
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
@@ -1488,6 +1516,11 @@ PHONES = frozenset({"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbe
 # a telephone's
 TELECOMS = frozenset({"PatientTelecomInformation", "PersonTelecomInformation"})
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
+# Between a telecom value's URIs: a backslash, a line break, or ";" or "," before the next URI's scheme (found from
+# outside: "tel:01632 960517; mailto:...", one URI a line)
+_BETWEEN_URIS = re.compile(r"[\\\r\n]+|[;,]\s*(?=[A-Za-z][A-Za-z0-9+.-]*:)")
+# Dates in another calendar ("1365/12/23"): their numbers searched as a date's too (found from outside: "23/12/1365")
+CALENDAR_DATES = frozenset({"PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar"})
 _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
@@ -2049,7 +2082,8 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     month, day = tuple({f"{m:02d}", str(m)}), tuple({f"{d:02d}", str(d)})
     names = tuple(sorted({a for name in _MONTHS[m - 1] for a in _month_spellings(name)}))
     sep = _NUMERIC_SEPARATORS
-    roman_year = tuple(f"{_ROMAN[m - 1]}{s}{y % 100:02d}" for s in sep)  # ("III.87"; its runs are looked for first)
+    # ("III.87", "III87"; its runs are looked for first)
+    roman_year = tuple(f"{_ROMAN[m - 1]}{s}{y % 100:02d}" for s in ("", *sep))
     forms = [
         Form(((f"{y:04d}{m:02d}{d:02d}",),), DIGIT, NONE),
         Form((yy, (f"{m:02d}{d:02d}",)), DIGIT, DIGIT),
@@ -2066,11 +2100,12 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         # found from outside: year, day, month, as a swap of the two writes it ("19871403", "1987-14-03"); the
         # month as a Roman numeral before a two-digit year ("14.III.87"); day and month unpadded, run into the
         # year ("3141987")
-        Form((year, sep, (f"{d:02d}",), sep, (f"{m:02d}",)), DIGIT, DIGIT),
+        Form((year, sep, day, sep, month), DIGIT, DIGIT),
         Form(((f"{y:04d}{d:02d}{m:02d}",),), DIGIT, DIGIT),
-        Form((day, sep, roman_year), DIGIT, DIGIT, first=roman_year),
-        *(Form(((run,),), DIGIT, DIGIT) for run in sorted({f"{m}{d}{y:04d}", f"{d}{m}{y:04d}"} -
-                                                              {f"{m:02d}{d:02d}{y:04d}", f"{d:02d}{m:02d}{y:04d}"})),
+        Form((day, ("", *sep), roman_year), DIGIT, DIGIT, first=roman_year),
+        *(Form(((run,),), DIGIT, DIGIT) for run in sorted({f"{m}{d}{y:04d}", f"{d}{m}{y:04d}", f"{y:04d}{m}{d}"} -
+                                                              {f"{m:02d}{d:02d}{y:04d}", f"{d:02d}{m:02d}{y:04d}",
+                                                               f"{y:04d}{m:02d}{d:02d}"})),
         # The year of the Buddhist era (Thai): 3/2/2504, 3 ก.พ. 2504 (its year an ASCII run to look for first)
         Form((day, sep, month, sep, (f"{y + 543}",)), DIGIT, DIGIT), Form(((f"{y + 543}",), sep, month, sep, day),
                                                                           DIGIT, DIGIT),
@@ -2091,11 +2126,18 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
         # an apostrophe for the century ("14/03/'87": found from outside)
         forms += [Form(((f"{between.join(pair)}{between}'{yy2}",),), DIGIT, DIGIT)
                   for pair in sorted({(dd, mm), (mm, dd), (str(d), str(m)), (str(m), str(d))})]
-    # the ordinal date, extended and basic, or the day of the year first (found from outside: "1987073", "073/1987")
-    yday = f"{dt.date(y, m, d).timetuple().tm_yday:03d}"
+    # the ordinal date, extended and basic, or the day of the year first, padded or not, the year of two digits
+    # after it (found from outside: "1987073", "073/1987", "1987-73", "073-87"); year, day and month of two digits
+    yday = dt.date(y, m, d).timetuple().tm_yday
+    ydays = (f"{yday:03d}", str(yday)) if yday < 100 else (f"{yday:03d}",)
     forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
-              *(Form(((f"{y:04d}{between}{yday}",),), DIGIT, DIGIT) for between in ("-", "", ".", "/", " ", "_")),
-              *(Form(((f"{yday}{between}{y:04d}",),), DIGIT, DIGIT) for between in ("/", "-", ".", " "))]
+              Form(((f"{yy2}{dd}{mm}",),), DIGIT, DIGIT),
+              Form(((f"{y:04d}{yday:03d}",),), DIGIT, DIGIT),
+              *(Form(((f"{y:04d}{between}{one}",),), DIGIT, DIGIT) for one in ydays
+                for between in ("-", ".", "/", " ", "_", ":")),
+              *(Form(((f"{one}{between}{y:04d}",),), DIGIT, DIGIT) for one in ydays
+                for between in ("/", "-", ".", " ", "_")),
+              *(Form(((f"{yday:03d}{between}{yy2}",),), DIGIT, DIGIT) for between in ("-", "/", "."))]
     # The week date of ISO 8601, its year the week's ("1961-W09-4", "1961W094"; the text is searched in lower case)
     week_year, week, weekday = dt.date(y, m, d).isocalendar()
     forms += [Form(((f"{week_year:04d}{between}w{week:02d}{between}{weekday}",),), DIGIT, DIGIT)

@@ -124,9 +124,20 @@ def load_or_create_key(path: Path | None) -> tuple[bytes, Path, bool]:
     if path is not None:
         return load_key(path), path, False
     path = default_key_path()
-    if path.exists():
+    if default_key_exists():
         return load_key(path), path, False
     return create_key(path), path, True
+
+
+def default_key_exists() -> bool:
+    """Whether the per-user key exists; a usage error when its folder cannot be entered (found from outside: "...:
+    Permission denied", exit 1, with no word of what to do)."""
+    path = default_key_path()
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise UsageError(f"cannot read or create the key file {path}: {exc.strerror}; give --key-file, or set "
+                         "XDG_CONFIG_HOME (or HOME) to a folder this user may write") from None
 
 
 def key_fingerprint(key: bytes) -> str:

@@ -26,7 +26,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -181,9 +181,12 @@ def anonymize_tree(
     force: bool = False,
     summary: Summary | None = None,
     private: tuple[Path, ...] = (),
+    last: bool = True,
 ) -> Summary:
     """Anonymize every file under `inputs` into `output` with `workers` processes; report; return the summary
-    (counted into `summary` when given: the caller can show what was done when the run stops).
+    (counted into `summary` when given: the caller can show what was done when the run stops). `last`: the run is
+    its command's last step, so a stop asked as it writes its summary has nothing left to stop; `send` goes on to
+    send what it wrote, and such a stop stops that (found by the suite: dropped, it did not).
 
     `on_record` hears of each file as it is committed, with the input's size (for progress displays). `run` is
     what the report says of the run besides `options` (the command line; clear input paths at full); `mapping`
@@ -223,7 +226,7 @@ def anonymize_tree(
             review.write_page(options.quarantine if options.clean_pixels else None)
             # Once the report holds its summary (and an archive its name), the run is done: a stop asked then is
             # dropped (found from outside: SIGTERM as the summary was written said "run again to resume").
-            with stops.last_step():
+            with stops.last_step() if last else nullcontext():
                 _reported(writer, summary.as_dict())
                 if archive is not None:
                     archive.finish()
@@ -574,7 +577,8 @@ def preview_tree(
                 if on_record is not None:
                     on_record(record, size)
                 stops.check()
-        writer.write(summary.as_dict())
+        with stops.last_step():  # (as a run's: found from outside, a stop as it was written said "stopped")
+            writer.write(summary.as_dict())
         stopped = ""
     except OSError as exc:  # (its terminal or pipe gone, the scratch folder's disk full: said as a run says it)
         stopped = os_cause(exc)
@@ -1025,8 +1029,8 @@ def _steps(item: InputFile, name: str, stage: Path, run: RunContext) -> _Steps:
     try:  # (read through the descriptor held: a swap of the path changes nothing)
         before = os.fstat(fd)
         if not unchanged_since_found(item, fd, before):
-            return Prepared(Record(name, Status.FAILED, "changed since it was found (written to during the run): "
-                                   "not released; run again once it is complete"))
+            return Prepared(Record(name, Status.FAILED, "changed since it was found (written to, replaced or its "
+                                   "status changed during the run): not released; run again once it is complete"))
         prepared = yield from _prepare_held(held_open(item, fd), name, stage, run)
         after = os.fstat(fd)
     finally:
@@ -1058,7 +1062,9 @@ def _prepare_held(item: InputFile, name: str, stage: Path, run: RunContext) -> _
         with tempfile.TemporaryDirectory(prefix=".member-", dir=stage) as folder, ExitStack() as unpacked:
             try:
                 member = unpacked.enter_context(extracted(item, Path(folder)))
-            except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError) as exc:
+                # (KeyError: an archive replaced since it was found, without the member: found from outside, a
+                # traceback ended the run)
                 if isinstance(exc, OSError) and exc.errno in _OPEN_FILES:
                     raise  # (the machine's limit, not the member's: found from outside, members failed one by one)
                 if isinstance(exc, OSError) and _no_space(exc):  # (the member's own: its partial copy goes now)

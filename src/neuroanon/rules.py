@@ -125,6 +125,7 @@ REMOVED_AT_FULL: Final[Mapping[int, str]] = MappingProxyType(
         0xFFFAFFFA: "Digital Signatures Sequence (no longer verifies)",
         0x4FFE0001: "MAC Parameters Sequence (digital signatures)",
         0x04000120: "Signature (no longer verifies)",
+        0x04000401: "Digital Signature Purpose Code Sequence (of a signature removed; its text may name the signer)",
         0x04000500: "Encrypted Attributes Sequence (the original values, encrypted)",
         0x04000520: "Encrypted Content (the original values, encrypted)",
         0xFFFCFFFC: "Data Set Trailing Padding",
@@ -211,7 +212,10 @@ _NAMES_AN_IDENTITY: Final = re.compile(
     r"Patient|Person|Contact|Owner|Operator|Physician|Breed|Strain(Source|StockNumber)|Calendar|HangingProtocolCreator"
     r"|UserGroup|IDs?$|IDType|Identifier|AssigningAuthority|Number$|Issuer|UR[IL]|Address|Filename|FileID|Station"
     r"|Institution|Printer|HL7|Itinerary|Carrier|BoardingPass|Authorization|Certification|Telephone|Telecom|Mail"
-    r"|AssignedLocation")
+    r"|AssignedLocation"
+    # a machine, a clock, a sensor or a display by its site's name; a worklist's, a step's or a session's label; a
+    # comment on a step (found from outside: still cleaned and kept)
+    r"|MachineName|TimeSource|Sensor|Subsystem|DataSetSource|Worklist|StepLabel|FilmSession|DeletionLock|CommentsOn")
 
 
 def unlisted_action(tag: int, options: Options) -> tuple[str, str]:

@@ -52,7 +52,7 @@ def send_tree(
         with tempfile.TemporaryDirectory(prefix="neuroanon-send-") as folder, stops.deferred():
             staged = Path(folder) / "out"
             anonymize_tree(inputs, staged, options, on_record=lambda record, size: anonymized.append((record, size)),
-                           follow_symlinks=follow_symlinks)
+                           follow_symlinks=follow_symlinks, last=False)
             to_send = [staged / r.output for r, _ in anonymized if _sendable(r) and r.output is not None]
             with closing(send_files(peer, to_send, calling_ae, tls)) as outcomes:  # (in the order given)
                 for record, size in anonymized:
