@@ -219,6 +219,16 @@ def test_another_week_date_is_no_hit(tmp_path: Path, text: str) -> None:
     assert held(tmp_path, original(), ImageComments=f"born:{text}.") == []
 
 
+def test_an_unpadded_ordinal_date_in_january_is_no_hit(tmp_path: Path) -> None:
+    """"1947-5" is May 1947 as often as the fifth day of 1947: only the padded ordinal date then ("1947-005");
+    past January the unpadded one too ("1947-46")."""
+    assert held(tmp_path, original(PatientBirthDate="19470105"), ImageComments="release 1947-5 notes") == []
+    findings = held(tmp_path, original(PatientBirthDate="19470105"), ImageComments="born 1947-005.")
+    assert_found(findings, "PatientBirthDate", "(0020,4000)", "1947-005")
+    findings = held(tmp_path, original(PatientBirthDate="19470215"), ImageComments="born 1947-46.")
+    assert_found(findings, "PatientBirthDate", "(0020,4000)", "1947-46")
+
+
 def test_a_month_run_into_an_unpadded_day_and_year_is_no_hit(tmp_path: Path) -> None:
     """"DEC120", a model's name, is no date of 1 December 2020 (found from outside: held); "DEC0120" is."""
     assert held(tmp_path, original(PatientBirthDate="20201201"), ImageComments="model DEC120") == []

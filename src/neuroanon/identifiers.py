@@ -2129,7 +2129,8 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     # the ordinal date, extended and basic, or the day of the year first, padded or not, the year of two digits
     # after it (found from outside: "1987073", "073/1987", "1987-73", "073-87"); year, day and month of two digits
     yday = dt.date(y, m, d).timetuple().tm_yday
-    ydays = (f"{yday:03d}", str(yday)) if yday < 100 else (f"{yday:03d}",)
+    # (unpadded only past January: "1987-5" is May 1987 as often)
+    ydays = (f"{yday:03d}", str(yday)) if 32 <= yday < 100 else (f"{yday:03d}",)
     forms += [Form(((f"{dd}{mm}{yy2}",),), DIGIT, DIGIT), Form(((f"{mm}{dd}{yy2}",),), DIGIT, DIGIT),
               Form(((f"{yy2}{dd}{mm}",),), DIGIT, DIGIT),
               Form(((f"{y:04d}{yday:03d}",),), DIGIT, DIGIT),
