@@ -665,6 +665,7 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
     return tuple(sorted(found.values(), key=lambda n: len(n.data), reverse=True))
 
 
+@once_per_raw_values((MANUFACTURER, MANUFACTURER_MODEL_NAME))  # (the files of a series share them)
 def _own_makers(ds: Dataset) -> frozenset[str]:
     """The file's Manufacturer and ManufacturerModelName, each whole, and each of their words of four letters or
     more ("GALAN" of "Galan 3T", "LUMINA" of "MAGNETOM Lumina": found from outside, held), bare (`_bare`). Not
