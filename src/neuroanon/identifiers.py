@@ -156,8 +156,9 @@ NESTED_IDENTITY = frozenset({*(tag for tag, _ in _PATIENT), *(int(tag_for_keywor
     "PersonAddress", "PersonTelephoneNumbers", "PersonTelecomInformation"))})
 # The file meta's AE titles: the sending station's, as StationAETitle (found from outside: a copy was released).
 META_AE_TITLES = (0x00020016, 0x00020017, 0x00020018)
-# A station's names, which a model may bear: one equal to the file's own Manufacturer or ManufacturerModelName,
-# which full keeps, names nothing more (found from outside: a station called as its model held a whole series).
+# A station's names, which a model may bear: one equal to the file's own Manufacturer or ManufacturerModelName, or
+# to one of their words (`_own_makers`), which full keeps, names nothing more (found from outside: a station called
+# as its model held a whole series).
 STATIONS = frozenset({"StationName", "StationAETitle", "PerformedStationName", "PerformedStationAETitle",
                       "ScheduledStationName", "ScheduledStationAETitle", "SourceApplicationEntityTitle",
                       "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"})
