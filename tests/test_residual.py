@@ -469,3 +469,13 @@ def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, key
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "quarantined", record
     assert {"attribute": keyword, "where": "(0018,1020)"} in record["findings"]
+
+
+def test_a_placeholder_for_an_address_or_a_department_holds_nothing(tmp_path: Path) -> None:
+    """Found from outside (a Siemens XA60 report object): "n.a." as the institution's address and department, and
+    as maker, model and software version, held the file back."""
+    ds = make_dataset(subject=2)
+    ds.InstitutionAddress = ds.InstitutionalDepartmentName = "n.a."
+    ds.SoftwareVersions = "n.a."
+    record, _, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record

@@ -123,6 +123,9 @@ DUMMIES = frozenset({
     "removed", "modified", "unknown", "none", "null", "n/a", "deidentified", "de-identified", "10000101",
     "000000.000000", "10000101000000.000000", "19000101", "000d", "neuroanon",
     "basic application confidentiality profile", "dcm",
+    # placeholders a site writes for what it does not fill in (found from outside: "n.a." as an address and as a
+    # maker held a scanner's report files)
+    "n.a.", "n.a", "n. a.", "n.v.", "k.a.", "n.d.", "not available", "not applicable",
 })
 _PSEUDONYM = re.compile(r"^na[a-z2-7]{16}$")  # keys.Keyring.pseudonym, lower-cased
 # A date as DICOM writes it, or with points, hyphens, slashes or spaces between (ACR-NEMA's "1961.02.03", ISO's; a
