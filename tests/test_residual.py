@@ -435,16 +435,19 @@ def test_a_station_named_as_its_model_holds_nothing(tmp_path: Path) -> None:
     assert written.ManufacturerModelName == "Galan 3T" and written.get("StationName") != "Galan 3T"
 
 
-@pytest.mark.parametrize(("maker", "model"), [("SIEMENS\\WMIWARD7MR", "Prisma"), ("WMI", "WARD7MR")])
+@pytest.mark.parametrize(("maker", "model", "station"), [("SIEMENS\\WMIWARD7MR", "Prisma", "WMIWARD7MR"),
+                                                     ("WMI", "WARD7MR", "WMIWARD7MR"),
+                                                     ("Wobbleford Marsh Imaging", "Prisma", "WOBBLEFORD")])
 def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_searched_for(
-    tmp_path: Path, maker: str, model: str
+    tmp_path: Path, maker: str, model: str, station: str
 ) -> None:
-    """Found from outside: a station equal to one of several Manufacturer values, or to the maker and model run
-    together, was no longer searched for, and its copy in a kept text was released."""
+    """Found from outside: a station equal to one of several Manufacturer values, to the maker and model run
+    together, or to a word of a maker's free text, was no longer searched for, and its copy in a kept text was
+    released."""
     ds = make_dataset(subject=2)
     ds.Manufacturer, ds.ManufacturerModelName = maker, model
-    ds.StationName = "WMIWARD7MR"
-    ds.SoftwareVersions = "syngo WMIWARD7MR"
+    ds.StationName = station
+    ds.SoftwareVersions = f"syngo {station}"
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "quarantined", record
     assert {"attribute": "StationName", "where": "(0018,1020)"} in record["findings"]
@@ -457,6 +460,12 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     ("PatientTelecomInformation", "tel:+44-1632-960517;ext=42", "01632 960517"),
     ("PatientBirthDateInAlternativeCalendar", "1365/12/23", "23/12/1365"),
     ("StationAETitle", "WMI-WARD7", "WMI WARD7"),
+    # a telephone number with an extension, a note, "(0)" or "00" (found from outside: the number was not searched)
+    ("PatientTelecomInformation", "tel:01632 960517 ext. 42", "01632 960517"),
+    ("PatientTelephoneNumbers", "01632 960517 (mobile)", "01632 960517"),
+    ("PatientTelephoneNumbers", "+44 (0)1632 960517", "01632 960517"),
+    ("PatientTelephoneNumbers", "0044 1632 960517", "01632 960517"),
+    ("PatientTelephoneNumbers", "01632 960517 / 01632 960518", "01632 960518"),
 ])
 def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,
                                                              copy: str) -> None:

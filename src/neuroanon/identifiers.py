@@ -671,14 +671,16 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 
 @once_per_raw_values((MANUFACTURER, MANUFACTURER_MODEL_NAME))  # (the files of a series share them)
 def _own_makers(ds: Dataset) -> frozenset[str]:
-    """The file's Manufacturer and ManufacturerModelName, each whole, and each of their words of four letters or
-    more ("GALAN" of "Galan 3T", "LUMINA" of "MAGNETOM Lumina": found from outside, held), bare (`_bare`). Not
-    a value of several (found from outside: a station one of them names was released) nor the two run together."""
+    """The file's Manufacturer and ManufacturerModelName, each whole, and the model's words of four letters or more
+    ("GALAN" of "Galan 3T", "LUMINA" of "MAGNETOM Lumina": found from outside, held), bare (`_bare`). Not a value of
+    several, the two run together, nor the maker's words, which may be a site's (found from outside: a station
+    one of them names was released)."""
     found: set[str] = set()
     for tag in (MANUFACTURER, MANUFACTURER_MODEL_NAME):
         values = [str(v) for v in _values(ds, tag)]
         if len(values) == 1:
-            found |= {_bare(values[0]), *(_bare(w) for w in _ALNUM_WORDS.findall(values[0]) if len(w) >= 4)}
+            words = _ALNUM_WORDS.findall(values[0]) if tag == MANUFACTURER_MODEL_NAME else []
+            found |= {_bare(values[0]), *(_bare(w) for w in words if len(w) >= 4)}
     return frozenset(found - {""})
 
 
@@ -996,8 +998,8 @@ def _needles_of(keyword: str, text: str, person: bool, declared: tuple[str, ...]
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
         texts |= street_texts(text) | (town_texts(text) if keyword == "PatientAddress" else set())
-    if keyword in PHONES and not _LETTER.search(text):
-        out += _phone_needles(keyword, text, encodings, declared)
+    for phone in _phone_parts(text) if keyword in PHONES else ():
+        out += _phone_needles(keyword, phone, encodings, declared)
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
@@ -1502,6 +1504,22 @@ def _phone_needles(keyword: str, text: str, encodings: tuple[str, ...],
         forms = (phone_form(national), phone_form(["0" + national[0], *national[1:]]))
         out.append(Needle(keyword, "".join(national).encode(), forms, encodings, declared))
     return out
+
+
+def _phone_parts(text: str) -> list[str]:
+    """The telephone numbers a value holds, one before "/" or ";" and one after, each as written before what may
+    follow it (an extension, "ext. 42", "x42", ",,42"; a note, "(mobile)"; a sip address's host), with its "(0)"
+    and a leading "00" for "+" read as dialled (found from outside: each of these left the number unsearched)."""
+    numbers = []
+    for part in re.split(r"[/;]", text):
+        found = _PHONE_START.match(part.strip(_PADDING))
+        if found is not None:
+            number = found[0].replace("(0)", " ")
+            numbers.append("+" + number[2:] if number.startswith("00") else number)
+    return numbers
+
+
+_PHONE_START = re.compile(r"[+(]?\d(?:[\d .()-]|\(0\))*\d")
 
 
 def national_groups(text: str, groups: list[str]) -> list[str]:
