@@ -422,17 +422,22 @@ def test_a_copy_of_a_station_telecom_or_persons_value_holds_the_file_back(tmp_pa
     assert not list(out.rglob("*.dcm"))
 
 
-def test_a_station_named_as_its_model_holds_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("maker", "model", "station", "title"), [("CANON_MEC", "Galan 3T", "Galan 3T", "GALAN"),
+                                                              ("Carestream Health", "DRX-1", "DRX-1", "CARESTREAM")])
+def test_a_station_named_as_its_model_holds_nothing(tmp_path: Path, maker: str, model: str, station: str,
+                                                   title: str) -> None:
     """Found from outside: a scanner whose StationName is its ManufacturerModelName (which full keeps) had every
-    file of a series held back; so too one whose AE title is a word of its model's name."""
+    file of a series held back; so too one whose AE title is a word of its model's name, or a known maker's word
+    of its maker's."""
     ds = make_dataset(subject=2)
-    ds.Manufacturer, ds.ManufacturerModelName = "CANON_MEC", "Galan 3T"
-    ds.StationName = "Galan 3T"
-    ds.file_meta.SourceApplicationEntityTitle = "GALAN"
+    ds.Manufacturer, ds.ManufacturerModelName = maker, model
+    ds.StationName = station
+    ds.file_meta.SourceApplicationEntityTitle = title
+    ds.SoftwareVersions = f"{title.title()} console 5.7"  # (a kept text naming the maker or model)
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "written", record
     written = pydicom.dcmread(next(out.rglob("*.dcm")))
-    assert written.ManufacturerModelName == "Galan 3T" and written.get("StationName") != "Galan 3T"
+    assert written.ManufacturerModelName == model and written.get("StationName") != station
 
 
 @pytest.mark.parametrize(("maker", "model", "station"), [("SIEMENS\\WMIWARD7MR", "Prisma", "WMIWARD7MR"),
@@ -466,6 +471,10 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     ("PatientTelephoneNumbers", "+44 (0)1632 960517", "01632 960517"),
     ("PatientTelephoneNumbers", "0044 1632 960517", "01632 960517"),
     ("PatientTelephoneNumbers", "01632 960517 / 01632 960518", "01632 960518"),
+    # the area code after a "/", or groups between a dash or an underscore (found from outside: released once the
+    # value was split at "/")
+    ("PatientTelephoneNumbers", "089/12345678", "089 12345678"),
+    ("PatientTelephoneNumbers", "01632\u2013960517", "01632 960517"),
 ])
 def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,
                                                              copy: str) -> None:

@@ -671,17 +671,24 @@ def needles(ds: Dataset) -> tuple[Needle, ...]:
 
 @once_per_raw_values((MANUFACTURER, MANUFACTURER_MODEL_NAME))  # (the files of a series share them)
 def _own_makers(ds: Dataset) -> frozenset[str]:
-    """The file's Manufacturer and ManufacturerModelName, each whole, and the model's words of four letters or more
-    ("GALAN" of "Galan 3T", "LUMINA" of "MAGNETOM Lumina": found from outside, held), bare (`_bare`). Not a value of
-    several, the two run together, nor the maker's words, which may be a site's (found from outside: a station
-    one of them names was released)."""
+    """The file's Manufacturer and ManufacturerModelName, each whole, the model's words of four letters or more
+    ("GALAN" of "Galan 3T", "LUMINA" of "MAGNETOM Lumina": found from outside, held), and the maker's words that
+    known makers' names hold ("CARESTREAM", "MEDICAL"), bare (`_bare`). Not a value of several, the two run
+    together, nor another word of the maker's, which may be a site's (found from outside: a station one of them
+    names was released)."""
     found: set[str] = set()
     for tag in (MANUFACTURER, MANUFACTURER_MODEL_NAME):
         values = [str(v) for v in _values(ds, tag)]
         if len(values) == 1:
-            words = _ALNUM_WORDS.findall(values[0]) if tag == MANUFACTURER_MODEL_NAME else []
-            found |= {_bare(values[0]), *(_bare(w) for w in words if len(w) >= 4)}
+            words = {_bare(w) for w in _ALNUM_WORDS.findall(values[0]) if len(w) >= 4}
+            found |= {_bare(values[0]), *(words if tag == MANUFACTURER_MODEL_NAME else words & _maker_words())}
     return frozenset(found - {""})
+
+
+@lru_cache(maxsize=1)
+def _maker_words() -> frozenset[str]:
+    """The words of four letters or more of the known makers' and models' names (`maker_names`), bare."""
+    return frozenset(_bare(w) for name in maker_names() for w in _ALNUM_WORDS.findall(name) if len(w) >= 4)
 
 
 def _bare(text: str) -> str:
@@ -998,7 +1005,9 @@ def _needles_of(keyword: str, text: str, person: bool, declared: tuple[str, ...]
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
         texts |= street_texts(text) | (town_texts(text) if keyword == "PatientAddress" else set())
-    for phone in _phone_parts(text) if keyword in PHONES else ():
+    # (a number without letters whole, as its groups run: "089/12345678"; then each number a value holds)
+    phones = [text] if keyword in PHONES and not _LETTER.search(text) else []
+    for phone in [*phones, *(p for p in _phone_parts(text) if p != text)] if keyword in PHONES else ():
         out += _phone_needles(keyword, phone, encodings, declared)
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
@@ -1519,7 +1528,7 @@ def _phone_parts(text: str) -> list[str]:
     return numbers
 
 
-_PHONE_START = re.compile(r"[+(]?\d(?:[\d .()-]|\(0\))*\d")
+_PHONE_START = re.compile(r"[+(]?\d(?:[\d .()_\u2013-]|\(0\))*\d")
 
 
 def national_groups(text: str, groups: list[str]) -> list[str]:
