@@ -1005,10 +1005,8 @@ def _needles_of(keyword: str, text: str, person: bool, declared: tuple[str, ...]
         texts = texts | id_texts(text) if not out else {t for t in id_texts(text) if t.isdigit()}
     if keyword.endswith("Address"):
         texts |= street_texts(text) | (town_texts(text) if keyword == "PatientAddress" else set())
-    # (a number without letters whole, as its groups run: "089/12345678"; then each number a value holds)
-    phones = [text] if keyword in PHONES and not _LETTER.search(text) else []
-    for phone in [*phones, *(p for p in _phone_parts(text) if p != text)] if keyword in PHONES else ():
-        out += _phone_needles(keyword, phone, encodings, declared)
+    if keyword in PHONES:
+        out += _phones_needles(keyword, text, encodings, declared)
     for form_text in texts:
         data = fold(form_text).encode("utf-8")
         if (_worth_searching(data) and _shortest(form_text, encodings) >= MIN_TEXT and not is_dummy(form_text)
@@ -1513,6 +1511,14 @@ def _phone_needles(keyword: str, text: str, encodings: tuple[str, ...],
         forms = (phone_form(national), phone_form(["0" + national[0], *national[1:]]))
         out.append(Needle(keyword, "".join(national).encode(), forms, encodings, declared))
     return out
+
+
+def _phones_needles(keyword: str, text: str, encodings: tuple[str, ...], declared: tuple[str, ...]) -> list[Needle]:
+    """A telephone value's needles: a number without letters whole, as its groups run ("089/12345678"), and each
+    number it holds (`_phone_parts`)."""
+    whole = [] if _LETTER.search(text) else [text]
+    return [needle for phone in dict.fromkeys([*whole, *_phone_parts(text)])
+            for needle in _phone_needles(keyword, phone, encodings, declared)]
 
 
 def _phone_parts(text: str) -> list[str]:
