@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import gzip
 import json
 import os
 import re
@@ -287,19 +288,23 @@ def test_a_file_written_after_it_was_found_is_not_released_as_it_was_found(
 
 @pytest.mark.parametrize("change", ["chmod", "hard link", "access time", "same kind, same size and time",
                                     "a zip of the same size and time"])
-@pytest.mark.parametrize("dicom", [True, False])
+@pytest.mark.parametrize("found", ["dicom", "gzip", "not dicom"])
 def test_a_dicom_file_whose_status_alone_changed_after_it_was_found_is_released(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, dicom: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, found: str
 ) -> None:
     """Its change time moves with a chmod, a hard link, an access (with strictatime) or a backup's snapshot, not
     with its bytes: a DICOM file so changed is read as DICOM if its head still tells it so (found from outside:
     with two workers, one chmod of the tree during a run failed most of its files as "changed since it was found
-    (written to during the run)"). One found not DICOM, which anonymize copies unchanged, fails, since a file of the
-    same size and time put in its place may be an archive holding DICOM files (found from outside: released)."""
+    (written to during the run)"), and a .dcm.gz if it is still gzip (found from outside: every one failed). One
+    found not DICOM, which anonymize copies unchanged, fails, since a file of the same size and time put in its
+    place may be an archive holding DICOM files (found from outside: released)."""
     made = make_study(tmp_path / "made", subject=41, n_series=1, n_instances=1)[0]
-    source = tmp_path / "in" / "a.dcm"
+    source = tmp_path / "in" / ("a.dcm.gz" if found == "gzip" else "a.dcm")
     source.parent.mkdir()
-    shutil.copy(made, source) if dicom else source.write_bytes(b"notes, not DICOM\n" * 40)
+    if found == "dicom":
+        shutil.copy(made, source)
+    else:
+        source.write_bytes(gzip.compress(made.read_bytes(), mtime=0) if found == "gzip" else b"notes\n" * 40)
     expected = source.read_bytes()
     before = source.stat()
     opened = discover.open_as_found
@@ -326,7 +331,7 @@ def test_a_dicom_file_whose_status_alone_changed_after_it_was_found_is_released(
     monkeypatch.setattr(pipeline, "open_as_found", changed)
     options = Options(level=Level.ANONYMIZE)
     summary = pipeline.anonymize_tree([tmp_path / "in"], tmp_path / "out", options, report=tmp_path / "r.jsonl")
-    if not dicom or change.startswith("a zip"):
+    if found == "not dicom" or change.startswith("a zip"):
         (record,) = read_report(tmp_path / "r.jsonl")[1]
         assert record["status"] == "failed" and record["reason"].startswith("changed since it was found"), record
         assert not files_under(tmp_path / "out")
@@ -335,7 +340,7 @@ def test_a_dicom_file_whose_status_alone_changed_after_it_was_found_is_released(
     monkeypatch.undo()
     fresh = tmp_path / "fresh-in"
     fresh.mkdir()
-    (fresh / "a.dcm").write_bytes(expected)
+    (fresh / source.name).write_bytes(expected)
     assert pipeline.anonymize_tree([fresh], tmp_path / "fresh", options).exit_code == 0
     assert [p.read_bytes() for p in files_under(tmp_path / "out")] == [
         p.read_bytes() for p in files_under(tmp_path / "fresh")]

@@ -577,14 +577,18 @@ def unchanged_since_found(item: InputFile, fd: int, info: os.stat_result) -> boo
     modification time. Its change time or inode change with a file of the same size and time put in its place, as
     `cp -p` does (found from outside), but also with a chmod, a hard link, an access or a backup's snapshot (found
     from outside: most files of a run failed as changed). A DICOM file is then read as DICOM if its head still
-    tells it so: it is anonymized, whichever it is. Another is copied unchanged below full, so it is not released:
-    an archive holding DICOM files put in its place is no DICOM file either (found from outside: released)."""
+    tells it so: it is anonymized, whichever it is; so is what a file still gzip holds, told once extracted as when
+    found (found from outside: every .dcm.gz failed after a chmod). Another is copied unchanged below full, so it
+    is not released: an archive holding DICOM files put in its place is no DICOM file either (found from outside:
+    released)."""
     if item.found is None:
         return True
     if (info.st_size, info.st_mtime_ns) != (item.size, item.found[1]):
         return False
     if (info.st_ino, info.st_ctime_ns) == (item.found[0], item.found[2]):
         return True
+    if item.kind is Kind.GZIP_MEMBER:
+        return archive_kind(held_open(item, fd).path) == "gzip"
     return item.kind is Kind.DICOM and _kind(os.pread(fd, HEAD, 0), info.st_size) is Kind.DICOM
 
 
