@@ -466,6 +466,9 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
     """The bytes holding the elements after the pixel data (from `start`), and those elements."""
     if len(buf) < size:
         f.seek(start)
+        if f.read(8) == bytes(8):  # (0000,0000), out of order: not read on (found from outside: gigabytes of zero
+            raise _Decline("elements out of order")  # bytes after the pixel data were read into memory)
+        f.seek(start)
         buf, start = f.read(), 0
     if start >= len(buf):
         return buf, []

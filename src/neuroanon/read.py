@@ -11,7 +11,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +76,28 @@ def is_dicomdir(ds: object) -> bool:
     return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
 
 
-def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
-    return is_pixel_tag(tag)
+def _stop_at(zeros: int, fp: BinaryIO) -> Callable[[int, str | None, int], bool]:
+    """pydicom's read of a dataset in `fp` stops at its pixel data, or at an empty element of tag (0000,0000) that
+    starts at or after `zeros`, where the zero bytes that end the file begin (`_zeros_from`)."""
+    def stop(tag: int, vr: str | None, length: int) -> bool:
+        return is_pixel_tag(tag) or not tag and not length and fp.tell() - 8 >= zeros
+    return stop
+
+
+def _zeros_from(fp: BinaryIO, size: int) -> int:
+    """Where the run of zero bytes that ends the file begins (`size` if its last byte is not zero). A receiver's
+    preallocated or a writer's unwritten tail reads as empty elements of tag (0000,0000), eight bytes each, which
+    pydicom and the scan would read one by one (found from outside: 2 GB took four minutes to fail); they are not
+    read, as if the file ended there. The tail is read backwards in blocks growing from 4 kB."""
+    end, block = size, 1 << 12
+    while end:
+        step = min(end, block)
+        fp.seek(end - step)
+        kept = len(fp.read(step).rstrip(b"\0"))
+        if kept:
+            return end - step + kept
+        end, block = end - step, min(block * 4, 1 << 22)
+    return 0
 
 
 def read_header(path: Path) -> Header:
@@ -99,7 +119,7 @@ def read_header(path: Path) -> Header:
                 if isinstance(read, Header):
                     return read
                 ds, stopped_at, scanner, fp = read
-            return _header(ds, stopped_at, scanner, fp, size)
+            return _header(ds, stopped_at, scanner, fp)
     except InputError:
         raise
     except zlib.error:
@@ -125,7 +145,9 @@ def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
                         ) -> Header | tuple[FileDataset, int, _Scanner, BinaryIO]:
     """Read a little endian file up to its pixel data (or a deflated one whole, as its Header); return the dataset,
     where the read stopped, the scan, and the file to read on through."""
-    ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
+    zeros = _zeros_from(fp, size)
+    fp.seek(0)
+    ds = read_partial(fp, stop_when=_stop_at(zeros, fp), force=True)
     implicit, little = ds.original_encoding
     if implicit is None or little is None:
         raise InputError("no DICOM dataset found")
@@ -137,7 +159,7 @@ def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
         implicit = not implicit
         ds.set_original_encoding(implicit, little, ds.original_character_set)
     scanner = _Scanner(fp, size, implicit, little)
-    scanner.dataset(start, size, implicit, top=True)
+    scanner.end = scanner.dataset(start, zeros, implicit, top=True)
     return ds, stopped_at, scanner, fp
 
 
@@ -152,19 +174,19 @@ def _read_deflated(path: Path, fp: BinaryIO, body: int) -> Header:
     return Header(dcmread(path, force=True), None, False, True)
 
 
-def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO, size: int) -> Header:
+def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO) -> Header:
     """The Header of a file read up to its pixel data: the elements after the pixel data read in too."""
     implicit, little = scanner.implicit, scanner.endian == "<"
     span = scanner.pixels
     if span is None:
-        if stopped_at != size:
+        if stopped_at != scanner.end:
             raise InputError("header could not be parsed to its end")
         return Header(ds, None, implicit, little)
     if stopped_at != span.start:
         raise InputError("header could not be parsed to the pixel data")
-    if span.end < size:
+    if span.end < scanner.end:
         fp.seek(span.end)
-        trailing = read_dataset(fp, implicit, little, parent_encoding=ds._character_set)
+        trailing = read_dataset(fp, implicit, little, scanner.end - span.end, parent_encoding=ds._character_set)
         _trim_undefined_un(trailing, scanner.undefined_un)
         for tag in trailing.keys():
             ds[tag] = trailing.get_item(tag)
@@ -220,14 +242,15 @@ def _read_big_endian(path: Path, fp: BinaryIO, start: int, body: int, size: int,
     its items. Returns the dataset, where the read stopped, the scan, and the view to read on through.
     """
     implicit = _actual_vr_is_implicit(fp, start, False)
+    zeros = _zeros_from(fp, size)
     scanner = _Scanner(fp, size, implicit, False)
-    scanner.dataset(start, size, implicit, top=True)
+    scanner.end = scanner.dataset(start, zeros, implicit, top=True)
     fp.seek(0)
     head = read_partial(io.BytesIO(fp.read(body)), force=True)  # the preamble and the file meta
     view = cast(BinaryIO, _Patched(fp, {value - 4: struct.pack(">L", end - value)
                                         for value, end in scanner.undefined_un.items()}))
     view.seek(body)
-    dataset = read_dataset(view, implicit, False, stop_when=_stop_at_pixels)
+    dataset = read_dataset(view, implicit, False, stop_when=_stop_at(zeros, view))
     stopped_at = view.tell()
     _trim_undefined_un(dataset, scanner.undefined_un)
     ds = FileDataset(str(path), dataset, head.preamble, head.file_meta, implicit, False)
@@ -297,6 +320,7 @@ class _Scanner:
         # inside items of defined length, a big endian file is walked into every item.
         self.undefined_un: dict[int, int] = {}
         self.deep = not little
+        self.end = size  # where the top-level dataset's last element ends: before the zero bytes ending the file
 
     def dataset(self, pos: int, end: int, implicit: bool, top: bool = False, endian: str = "") -> int:
         """Walk elements from `pos` to `end`, or to an item delimiter; return the position after them."""
