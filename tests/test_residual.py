@@ -475,6 +475,16 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     # value was split at "/")
     ("PatientTelephoneNumbers", "089/12345678", "089 12345678"),
     ("PatientTelephoneNumbers", "01632\u2013960517", "01632 960517"),
+    # a copy's groups between two spaces, an underscore, a no-break space, " / ", another script's dash or a
+    # Japanese middle dot; an ID's between two spaces; a number in Arabic-Indic or Persian digits, either way
+    # (found from outside: released)
+    *(("PatientTelephoneNumbers", "01632 960517", f"01632{between}960517") for between in (
+        "  ", "_", "\u00a0", " / ", " . ", "\u2011", "\u2212", "\uff0d", "\u30fb", "\uff0f", "\u2014")),
+    ("PatientID", "QZ-778812", "QZ  778812"),
+    ("PatientTelephoneNumbers", "\u0660\u0661\u0666\u0663\u0662 \u0669\u0666\u0660\u0665\u0661\u0667", "01632 960517"),
+    ("PatientTelephoneNumbers", "01632 960517", "\u06f0\u06f1\u06f6\u06f3\u06f2 \u06f9\u06f6\u06f0\u06f5\u06f1\u06f7"),
+    ("PatientBirthDate", "19870314", "\u06f1\u06f9\u06f8\u06f7-\u06f0\u06f3-\u06f1\u06f4"),
+    ("PatientID", "QZ-778812", "QZ-\u0667\u0667\u0668\u0668\u0661\u0662"),
 ])
 def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,
                                                              copy: str) -> None:
@@ -487,6 +497,16 @@ def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, key
     record, out, _ = _run(tmp_path, ds)
     assert record["status"] == "quarantined", record
     assert {"attribute": keyword, "where": "(0018,1020)"} in record["findings"]
+
+
+def test_a_placeholder_telephone_number_holds_nothing(tmp_path: Path) -> None:
+    """Found from outside (a Siemens XA series): "000-000-0000" as the patient's telephone matched the zeros that
+    blanking writes for the UIDs in a protocol's text, and held every file of the series back."""
+    ds = make_dataset(subject=2)
+    ds.PatientTelephoneNumbers = "000-000-0000"
+    ds.SoftwareVersions = "ref 0.0.000.00000.0.0.0.0"
+    record, _, _ = _run(tmp_path, ds)
+    assert record["status"] == "written", record
 
 
 def test_a_placeholder_for_an_address_or_a_department_holds_nothing(tmp_path: Path) -> None:

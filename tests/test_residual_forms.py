@@ -1489,6 +1489,29 @@ def test_a_name_in_utf8_bytes_under_another_declared_character_set_is_found(tmp_
     assert_found(findings, "PatientName", "(0009,1010)", "Квоксворт")
 
 
+@pytest.mark.parametrize(("declared", "name", "written_in", "copy"), [
+    ("ISO_IR 192", "Quxwörthy^Zelda", "latin_1", "latin_1"), ("ISO_IR 192", "Quxwörthy^Zelda", "cp1252", "utf_8"),
+    ("ISO_IR 192", "Квуксворт^Зельда", "cp1251", "utf_8"), ("ISO_IR 144", "Квуксворт^Зельда", "cp1251", "utf_8"),
+    ("\\ISO 2022 IR 87", "葛原^瑞花", "shift_jis", "iso2022_jp"), ("ISO_IR 192", "葛原^瑞花", "shift_jis", "utf_8"),
+    ("ISO_IR 192", "邱沃斯^泽尔达", "gbk", "utf_8"), ("ISO_IR 192", "곽려^진", "euc_kr", "utf_8"),
+])
+@pytest.mark.filterwarnings("ignore:Failed to decode")  # (pydicom's, as this test reads the source itself)
+def test_a_name_in_a_code_page_other_than_the_declared_one_is_found(
+    tmp_path: Path, declared: str, name: str, written_in: str, copy: str
+) -> None:
+    """A PACS that stamps UTF-8 on Latin-1 data, a modality writing Shift-JIS under ISO 2022, a system writing GBK or
+    EUC-KR under UTF-8: the name does not read as declared (found from outside: released, even where copied byte
+    for byte). Its bytes are read as the usual code pages write letters, and each reading searched for."""
+    source = original("Zelda", declared)
+    data = name.encode(written_in)
+    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
+                                                         False, True)
+    family = name.split("^")[0]
+    blob = b"\x01\x02" + family.encode(copy) + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", family)
+
+
 @pytest.mark.parametrize(("written_in", "copy"), [("cp1251", "utf_8"), ("cp1251", "utf_16_le"),
                                                   ("koi8_r", "cp1251"), ("cp1253", "utf_8")])
 def test_a_name_in_an_undeclared_code_page_is_found_in_a_copy_in_another(tmp_path: Path, written_in: str,

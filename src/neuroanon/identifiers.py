@@ -925,24 +925,27 @@ def _undeclared_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list
     have been written; none for another element. (Read before `_values`, which decodes the element in `ds`.)
 
     - UTF-8 though the file declares another character set: a program wrote UTF-8 whatever the header says.
-    - Bytes outside ASCII where the file declares none (so pydicom reads them as Latin-1): also as each usual
-      Cyrillic and Greek code page writes letters ("Квоксворт" in Windows-1251 of an old scanner). A reading in
-      letters only is kept; it is then searched in every encoding, so one that is right finds every copy.
+    - Other bytes outside ASCII, whatever the file declares (none, so pydicom reads them as Latin-1; or one they
+      are not written in): also as each usual Western, Cyrillic, Greek, Japanese, Chinese and Korean code page
+      writes letters ("Квоксворт" in Windows-1251 of an old scanner; found from outside: Latin-1, Shift-JIS,
+      GBK, EUC-KR and Windows-1251 names under UTF-8 or ISO 2022, unread, released even where copied byte for
+      byte). A reading in letters only is kept; it is then searched in every encoding, so one that is right finds
+      every copy.
     """
     raw = ds.get_item(tag)
-    if "utf_8" in declared or not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
-        return []
-    if raw.value.isascii():
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes) or raw.value.isascii():
         return []
     try:
-        texts = [raw.value.decode("utf-8").rstrip(" \x00")]
+        text = raw.value.decode("utf-8")
     except UnicodeDecodeError:
-        texts = [] if declared else [t for t in (_decoded(raw.value, c) for c in _GUESSED) if t]
+        texts = [t for t in dict.fromkeys(_decoded(raw.value, c) for c in _GUESSED) if t]
+    else:
+        texts = [] if "utf_8" in declared else [text.rstrip(" \x00")]
     vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
     return [PersonName(v) if vr == "PN" else v for text in texts for v in text.split("\\")]
 
 
-_GUESSED = ("cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253")
+_GUESSED = ("cp1252", "cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253", "shift_jis", "gb18030", "cp949")
 
 
 def _decoded(data: bytes, codec: str) -> str:
@@ -962,8 +965,16 @@ def is_dummy(text: str) -> bool:
 
 @lru_cache(maxsize=1024)  # (a few subjects' values: a file's needles are made from some forty)
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
-    """The needles of one value (cached: the files of a series share their values, and so their patterns)."""
+    """The needles of one value (cached: the files of a series share their values, and so their patterns); of one
+    written in Arabic-Indic or Persian digits, also those of it in ASCII digits (found from outside: a telephone
+    number so written was no needle)."""
     text = value.strip(_PADDING)
+    western = text.translate(EASTERN_DIGITS)
+    return _stripped_needles(keyword, text, person, declared) + (
+        _stripped_needles(keyword, western, person, declared) if western != text else ())
+
+
+def _stripped_needles(keyword: str, text: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     if keyword in TELECOMS:
         return tuple(needle for named in telecom_values(text) for needle in _needles_of(keyword, named, person,
                                                                                          declared))
@@ -1483,9 +1494,12 @@ def _thousands_forms(digits: str) -> tuple[Form, ...]:
 _THOUSANDS = (".", ",", " ", "'")
 
 
+# The dashes of typesetting and of other scripts' text: hyphen, non-breaking hyphen, figure dash, en and em dash,
+# minus sign, small and full-width hyphen-minus (found from outside: a copy so written was released)
+_DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63", "\uff0d")
 # Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
 # and a header holds thousands; a shorter ID's digits would recur in them by chance.
-_GROUP_JOINS = ("-", " ", "/", " - ", "\u2013", "\u2014", "\u2010", "\u2011")
+_GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES)
 _MIN_GROUPED, _MAX_GROUPED = 8, 12
 
 
@@ -1501,9 +1515,12 @@ def phone_form(groups: list[str]) -> Form:
 def _phone_needles(keyword: str, text: str, encodings: tuple[str, ...],
                    declared: tuple[str, ...]) -> list[Needle]:
     """A telephone number's digit groups between any separators (a needle that stands for the bare digits too), and
-    its national forms (`national_groups`)."""
-    out = []
+    its national forms (`national_groups`). One digit throughout ("000-000-0000") is a placeholder, no needle (found
+    from outside: its ten zeros matched the zeros our blanking writes for UIDs in a Siemens protocol's text)."""
+    out: list[Needle] = []
     groups = _DIGITS.findall(text)
+    if len(set("".join(groups))) < 2:
+        return out
     if len(groups) > 1 and _worth_searching("".join(groups).encode()):
         out.append(Needle(keyword, "".join(groups).encode(), (phone_form(groups),), encodings, declared))
     national = national_groups(text, groups)
@@ -1561,10 +1578,12 @@ _BETWEEN_URIS = re.compile(r"[\\\r\n]+|[;,]\s*(?=[A-Za-z][A-Za-z0-9+.-]*:)")
 CALENDAR_DATES = frozenset({"PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar"})
 _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
-_PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-")
+# Also two spaces (a padded export), a no-break space, an underscore, a Japanese middle dot, a full-width slash
+_PHONE_SEPARATORS = ("", " ", "  ", "-", ".", "/", ") ", ")", " - ", ")-", " / ", " . ", "_", "\u00a0", "\u30fb",
+                     "\uff0f", *_DASHES)
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/", ":", "#")
-_ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")  # (and the dashes of typesetting)
+_ID_JOINS = ("", *_ID_SEPARATORS, "  ", " - ", *_DASHES)
 
 
 # --- forms -------------------------------------------------------------------------------------------------------
@@ -1573,11 +1592,13 @@ _ID_JOINS = ("", *_ID_SEPARATORS, " - ", "\u2013", "\u2014", "\u2010", "\u2011")
 # ("Oestergaard" for "Østergård"), the Croatian and Serbian đ ("Djurdjevic"), the Hungarian ő and ű as a passport
 # writes them ("SZOEKE" for "Szőke": found from outside)
 _UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa", "đ": "dj", "ő": "oe", "ű": "ue"}
+# Arabic-Indic and Persian digits as ASCII ones (which NFKD leaves as they are)
+EASTERN_DIGITS = {c: ord("0") + i for base in (0x660, 0x6F0) for i, c in enumerate(range(base, base + 10))}
 _SPECIAL = str.maketrans({
     "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
     # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
     "ی": "ي", "ى": "ي", "ک": "ك", "ة": "ه", "ہ": "ه", "ە": "ه",
-})
+}) | EASTERN_DIGITS
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
