@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,6 +31,7 @@ from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
 from neuroanon.keys import key_fingerprint
 from neuroanon.node import Node, NodeConfig, Peer, Retry, client_tls, scp, server_tls
+from neuroanon.node.scu import UNREACHABLE, Outcome, send_files
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
 from neuroanon.sample import make_dataset, planted_values
@@ -258,7 +261,11 @@ def test_calling_ae_titles_off_the_allow_list_are_rejected(tmp_path: Path, caplo
         assert echoscu(port, calling="SCANNER1").returncode == 0
         assert storescu(port, inputs, calling="PACS").returncode == 0
     assert len(files_under(out)) == 2
-    assert "association from INTRUDER (127.0.0.1" in caplog.text and "rejected" in caplog.text
+    # each rejection says its cause (found from outside: the line named three, the operator could not tell which)
+    assert "association from INTRUDER (127.0.0.1" in caplog.text
+    assert "rejected: the calling AE title is not allowed" in caplog.text
+    assert "association from SCANNER1 (127.0.0.1" in caplog.text
+    assert "rejected: the called AE title is not this node's" in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +324,8 @@ def test_a_node_that_requires_client_certificates_refuses_senders_without_one(
         known.release()
 
 
-def test_limits_on_instance_size_and_associations(tmp_path: Path) -> None:
+def test_limits_on_instance_size_and_associations(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     source = study(tmp_path / "in", subject=9, n_series=1, n_instances=1)[0]
     out, report = tmp_path / "out", tmp_path / "node.jsonl"
     with running(out, max_instance_size=source.stat().st_size // 2, max_associations=1, report=report) as node:
@@ -330,11 +338,65 @@ def test_limits_on_instance_size_and_associations(tmp_path: Path) -> None:
             assert second.is_rejected
         finally:
             first.release()
+        assert "rejected: too many associations at once (--max-associations 1)" in caplog.text
         assert node.totals.failed == 1
     assert not files_under(out)
     assert not any(_work(out).joinpath("spool").iterdir())
     (record,) = _records(report)  # every outcome is in the report, a refusal too (found from outside: none)
     assert record["status"] == "failed" and "over --max-instance-size" in str(record["reason"])
+
+
+@contextmanager
+def _half_sent(port: int) -> Iterator[socket.socket]:
+    """A peer that sends the first bytes of an A-ASSOCIATE-RQ PDU (declaring 16 bytes, sending 8), then stays
+    silent with its connection open: a link that died with no FIN or RST (a NAT's timeout, a pulled cable)."""
+    peer = socket.create_connection((LOOPBACK, port))
+    try:
+        peer.sendall(b"\x01\x00\x00\x00\x00\x10" + b"\x00\x01")
+        yield peer
+    finally:
+        peer.close()
+
+
+def test_a_peer_silent_in_the_middle_of_a_pdu_frees_its_association_after_the_network_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pynetdicom reads a PDU with no timeout once its first bytes came: such a peer held one of the node's
+    associations past every timeout; as many as --max-associations stopped the node taking any (found from
+    outside)."""
+    monkeypatch.setattr(scp, "NETWORK_TIMEOUT", 2.0)
+    monkeypatch.setattr(scp, "ACSE_TIMEOUT", 1.0)  # (then the association ends)
+    source = study(tmp_path / "in", subject=9, n_series=1, n_instances=1)[0]
+    with running(tmp_path / "out", max_associations=1) as node, _half_sent(node.address[1]):
+        time.sleep(0.5)
+        assert _scu().associate(LOOPBACK, node.address[1], ae_title=NODE_AET).is_rejected  # (its slot is taken)
+        time.sleep(3)
+        assert _store(node.address[1], source) == [0x0000]
+
+
+def test_send_to_a_peer_silent_in_the_middle_of_a_pdu_ends_after_its_timeout(tmp_path: Path) -> None:
+    """It answers the association with the start of a PDU declaring more bytes than it sends, then stays silent:
+    `send` waited for good, deaf to signals, its files without a record (found from outside)."""
+    sources = study(tmp_path / "in", subject=9, n_series=1, n_instances=2)
+    with socket.create_server((LOOPBACK, 0)) as server:
+        answered: list[socket.socket] = []
+
+        def answer() -> None:
+            peer, _ = server.accept()
+            answered.append(peer)
+            peer.sendall(b"\x02\x00\xff\xff\xff\xff" + b"A" * 100)  # an A-ASSOCIATE-AC of 4 GB, 100 bytes of it
+
+        threading.Thread(target=answer, daemon=True).start()
+        outcomes: list[tuple[Path, Outcome]] = []
+        to = Peer("PEER", LOOPBACK, server.getsockname()[1])
+        sending = threading.Thread(target=lambda: outcomes.extend(send_files(to, sources, "TESTSCU", timeout=2)),
+                                   daemon=True)
+        sending.start()
+        sending.join(30)
+        for peer in answered:
+            peer.close()
+    assert not sending.is_alive(), "send is still waiting for the rest of the PDU"
+    assert outcomes == [(path, UNREACHABLE) for path in sources]
 
 
 def test_a_malformed_instance_fails_and_leaves_nothing(tmp_path: Path) -> None:

@@ -126,10 +126,14 @@ def configure_pynetdicom() -> None:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
-def no_delay(event: evt.Event) -> None:
-    """On EVT_CONN_OPEN: send each PDU at once. DIMSE is request/response; with Nagle's algorithm a small
-    response waits for the peer's delayed acknowledgement (about 40 ms) on every instance."""
+def connection_opened(event: evt.Event) -> None:
+    """On EVT_CONN_OPEN: send each PDU at once (DIMSE is request/response; with Nagle's algorithm a small response
+    waits for the peer's delayed acknowledgement, about 40 ms, on every instance), and give up a read or write
+    that stalls longer than the network timeout. pynetdicom reads a PDU with no timeout once its first bytes came:
+    a peer that sent part of one and went quiet held `send` for good, deaf to signals, and a slot of `serve`'s
+    associations until it was restarted (found from outside)."""
     sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     if sock is not None:
+        sock.settimeout(event.assoc.network_timeout)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -19,7 +19,7 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 
-from .peer import Peer, configure_pynetdicom, no_delay
+from .peer import Peer, configure_pynetdicom, connection_opened
 
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1..255
 TIMEOUT = 30.0  # seconds: connecting, negotiating, waiting for a response
@@ -120,7 +120,7 @@ def _associate(
     try:
         return ae.associate(peer.host, peer.port, contexts=contexts, ae_title=peer.ae_title,
                             tls_args=(tls, peer.host) if tls is not None else None,
-                            evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+                            evt_handlers=[(evt.EVT_CONN_OPEN, connection_opened)])
     except (OSError, RuntimeError, ValueError):
         return None
 
