@@ -309,6 +309,27 @@ def test_a_tls_node_serves_tls_and_refuses_plain_connections(
     assert len(files_under(out)) == 2
 
 
+def test_a_tls_node_takes_senders_while_a_connection_sends_nothing(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """pynetdicom shakes hands in the one thread that accepts connections, with no timeout: one that sent nothing
+    (a port scan, a link that died) kept every later sender out for good (found from outside)."""
+    cert, key = certificate
+    source = study(tmp_path / "in", subject=7, n_series=1, n_instances=1)[0]
+    with running(tmp_path / "out", tls=server_tls(cert, key)) as node:
+        port = node.address[1]
+        with socket.create_connection((LOOPBACK, port)):
+            time.sleep(0.2)
+            ae = _scu()
+            ae.connection_timeout = ae.acse_timeout = 5
+            assoc = ae.associate(LOOPBACK, port, ae_title=NODE_AET, tls_args=(client_tls(cert), LOOPBACK))
+            assert assoc.is_established
+            try:
+                assert assoc.send_c_store(source).Status == 0x0000
+            finally:
+                assoc.release()
+
+
 def test_a_node_that_requires_client_certificates_refuses_senders_without_one(
     tmp_path: Path, certificate: tuple[Path, Path]
 ) -> None:

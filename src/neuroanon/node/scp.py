@@ -58,7 +58,7 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from ..context import RunContext
 from ..discover import discover
@@ -265,11 +265,11 @@ class Node:
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         try:
-            server = ae.start_server((config.host, config.port), block=False, ssl_context=config.tls,
-                                     evt_handlers=handlers)
+            server = ae.make_server((config.host, config.port), ssl_context=config.tls, evt_handlers=handlers,
+                                    server_class=_Server)
         except OSError as exc:
             raise UsageError(f"cannot listen on {config.host}:{config.port} ({exc.strerror})") from None
-        assert server is not None  # block=False returns the running server
+        threading.Thread(target=server.serve_forever, name="neuroanon-listener", daemon=True).start()
         return server
 
     def stop(self, grace: float = 30.0) -> None:
@@ -592,6 +592,36 @@ def _discard_arriving(assoc: Association) -> None:
             arriving.close()
         with contextlib.suppress(OSError):
             os.unlink(arriving.name)
+
+
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's server, each connection's TLS handshake done in the connection's own thread and given up after
+    the network timeout. pynetdicom does it in the one thread that accepts connections, with no timeout: one that
+    sent nothing (a port scan, a link that died) kept every later sender out for good (found from outside)."""
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        client.settimeout(self.ae.network_timeout)
+        if self.ssl_context is not None:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+    def process_request_thread(self, request: socket.socket | tuple[bytes, socket.socket],
+                               client_address: tuple[str, int] | str) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.do_handshake()
+            except OSError:  # (an SSL error or a timeout: a plain sender, a certificate refused, silence)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+    def shutdown(self) -> None:
+        """Stop accepting and close the socket (pynetdicom's would also remove the server from its AE's list of
+        those it started, which this one is not on)."""
+        super(AssociationServer, self).shutdown()
+        self.server_close()
 
 
 def _why_rejected(assoc: Association) -> str:
