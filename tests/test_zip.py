@@ -389,8 +389,8 @@ def test_members_whose_paths_cannot_all_be_mirrored_fail_alone_and_the_rest_is_d
         assert code == 1, run
         lines = shown.err.splitlines()
         assert any(line.startswith(f"failed: {p}.: zip member name ends in '.'") for line in lines), shown.err
-        assert any(line.startswith(f"failed: {p}x/y.dcm: output not written: a file or folder of another input "
-                                   "holds its path") for line in lines), shown.err
+        assert any(line.startswith(f"failed: {p}x/y.dcm: output not written: a file or folder already in the "
+                                   "output holds its path") for line in lines), shown.err
 
 
 def test_a_name_that_is_not_utf8_fails_alone_in_a_zip_output(tmp_path: Path) -> None:

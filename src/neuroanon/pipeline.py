@@ -1356,7 +1356,8 @@ def _name_not_written(exc: OSError) -> str | None:
     """Why a file's own name cannot be written in the output, or None: the output's condition (a full disk...).
     Below full an output's path is its input's: a zip's member "x" and its "x/y.dcm" cannot both be files there."""
     if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
-        return f": a file or folder of another input holds its path ({os_cause(exc)})"
+        # (put there by another input, or by hand: found from outside, a folder so put was said another input's)
+        return f": a file or folder already in the output holds its path ({os_cause(exc)})"
     if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
         return f" ({os_cause(exc)})"
     return None
