@@ -479,11 +479,20 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     # Japanese middle dot; an ID's between two spaces; a number in Arabic-Indic or Persian digits, either way
     # (found from outside: released)
     *(("PatientTelephoneNumbers", "01632 960517", f"01632{between}960517") for between in (
-        "  ", "_", "\u00a0", " / ", " . ", "\u2011", "\u2212", "\uff0d", "\u30fb", "\uff0f", "\u2014")),
-    ("PatientID", "QZ-778812", "QZ  778812"),
+        "  ", "_", "\u00a0", " / ", " . ", "\u2011", "\u2212", "\uff0d", "\u30fb", "\uff0f", "\u2014", "\t", "   ",
+        " \u2013 ", "\u3000", "\u2009", "\u202f", "\u00b7", "\u30fc", "\u2015", "~", ",", ":", "- ", " -", ". ", "/ ",
+        "\uff0e", "\u2022", "|", "--", "\u2003", "\u00ad", "\u200b")),
+    *(("PatientID", "QZ-778812", f"QZ{between}778812") for between in (
+        "  ", "   ", "\t", " \u2013 ", "\u3000", "\u00a0", "\u30fb", "\uff0f", "\u00b7", "--", " / ", "\u2015", "|",
+        ",")),
     ("PatientTelephoneNumbers", "\u0660\u0661\u0666\u0663\u0662 \u0669\u0666\u0660\u0665\u0661\u0667", "01632 960517"),
     ("PatientTelephoneNumbers", "01632 960517", "\u06f0\u06f1\u06f6\u06f3\u06f2 \u06f9\u06f6\u06f0\u06f5\u06f1\u06f7"),
     ("PatientBirthDate", "19870314", "\u06f1\u06f9\u06f8\u06f7-\u06f0\u06f3-\u06f1\u06f4"),
+    # in Devanagari, Bengali, Thai or Myanmar digits, either way
+    *(("PatientTelephoneNumbers", "01632 960517", "01632 960517".translate({ord("0") + i: zero + i for i in range(10)}))
+      for zero in (0x966, 0x9E6, 0xE50, 0x1040)),
+    ("PatientTelephoneNumbers", "01632 960517".translate({ord("0") + i: 0x966 + i for i in range(10)}), "01632 960517"),
+    ("PatientBirthDate", "19870314", "1987-03-14".translate({ord("0") + i: 0xE50 + i for i in range(10)})),
     ("PatientID", "QZ-778812", "QZ-\u0667\u0667\u0668\u0668\u0661\u0662"),
 ])
 def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,

@@ -25,7 +25,9 @@ import json
 import re
 import struct
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property, lru_cache, wraps
 from importlib import resources
@@ -35,14 +37,14 @@ from typing import AnyStr, TypeVar
 
 from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
 from pydicom._dicom_dict import DicomDictionary
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.valuerep import PersonName
+from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 from pydicom.values import convert_SQ
 
 from .read import parses_as_sequence
@@ -925,36 +927,75 @@ def _undeclared_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list
     have been written; none for another element. (Read before `_values`, which decodes the element in `ds`.)
 
     - UTF-8 though the file declares another character set: a program wrote UTF-8 whatever the header says.
-    - Other bytes outside ASCII, whatever the file declares (none, so pydicom reads them as Latin-1; or one they
-      are not written in): also as each usual Western, Cyrillic, Greek, Japanese, Chinese and Korean code page
-      writes letters ("Квоксворт" in Windows-1251 of an old scanner; found from outside: Latin-1, Shift-JIS,
-      GBK, EUC-KR and Windows-1251 names under UTF-8 or ISO 2022, unread, released even where copied byte for
-      byte). A reading in letters only is kept; it is then searched in every encoding, so one that is right finds
-      every copy.
+    - Other bytes outside ASCII where the file declares no character set (so pydicom reads them as Latin-1): also
+      as each usual Cyrillic and Greek code page writes letters ("Квоксворт" in Windows-1251 of an old scanner).
+    - Bytes the declared character sets cannot read (or an ISO 2022 escape none of them switches to): also as
+      each usual code page of Europe and East Asia writes letters (found from outside: Latin-1, Windows-1250,
+      Shift-JIS, EUC-JP, GBK, Big5 and EUC-KR names under UTF-8 or ISO 2022 went unread, and were released even
+      where copied byte for byte).
+    A reading in letters only is kept; it is then searched in every encoding, so one that is right finds every
+    copy. Bytes that read as declared are not guessed at (found from outside: the readings of a Hebrew or Greek
+    name in other code pages made the file's search several times slower).
     """
     raw = ds.get_item(tag)
-    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes) or raw.value.isascii():
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
         return []
-    try:
-        text = raw.value.decode("utf-8")
-    except UnicodeDecodeError:
-        texts = [t for t in dict.fromkeys(_decoded(raw.value, c) for c in _GUESSED) if t]
-    else:
-        texts = [] if "utf_8" in declared else [text.rstrip(" \x00")]
+    data = raw.value
+    escaped = b"\x1b" in data and not any(c.startswith("iso2022") for c in declared)  # (ISO 2022 undeclared)
+    if data.isascii() and not escaped:
+        return []
+    texts: list[str] = []
+    if not data.isascii() and "utf_8" not in declared:
+        with suppress(UnicodeDecodeError):
+            texts = [data.decode("utf-8").rstrip(" \x00")]
+    if not texts:
+        misread = escaped or bool(declared) and not _reads_as_declared(data, declared)
+        guessed = _MISREAD if misread else () if declared else _GUESSED
+        texts = [t for t in dict.fromkeys(_decoded(data, c) for c in guessed) if t]
     vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
     return [PersonName(v) if vr == "PN" else v for text in texts for v in text.split("\\")]
 
 
-_GUESSED = ("cp1252", "cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253", "shift_jis", "gb18030", "cp949")
+_GUESSED = ("cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253")
+_MISREAD = ("cp1252", "cp1250", "iso8859_2", "cp1254", "cp1258", "cp850", "mac_roman", *_GUESSED, "cp1255",
+            "iso8859_8", "cp1256", "tis_620", "shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949",
+            "iso2022_kr")
+
+
+def _reads_as_declared(data: bytes, declared: tuple[str, ...]) -> bool:
+    """Whether `data` reads in the declared character sets, as pydicom reads them, with every byte understood."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (pydicom's says what it could not read: values are never shown)
+            return "\ufffd" not in decode_bytes(data, list(declared), TEXT_VR_DELIMS)
+    except (LookupError, ValueError):
+        return False
 
 
 def _decoded(data: bytes, codec: str) -> str:
-    """`data` as `codec` reads it, if every character outside ASCII is a letter; else ""."""
+    """`data` as `codec` reads it, if it reads as a name would: every character outside ASCII a letter (or a mark on
+    one), all of one script, and one of another script than Latin not run together with an ASCII letter (a wrong
+    code page mixes them: "Quxw鰎thy", "Quxwцrthy"); else ""."""
     try:
         text = data.decode(codec).rstrip(" \x00")
     except UnicodeDecodeError:
         return ""
-    return text if all(c.isalpha() for c in text if not c.isascii()) else ""
+    scripts = set()
+    for i, c in enumerate(text):
+        if c.isascii() or unicodedata.category(c).startswith("M"):  # (a mark: Thai vowels, Vietnamese tones)
+            continue
+        script = _script(c)
+        beside = text[max(i - 1, 0):i + 2]
+        if not c.isalpha() or script != "LATIN" and any(b.isascii() and b.isalpha() for b in beside):
+            return ""
+        scripts.add(script)
+    return text if len(scripts) <= 1 else ""
+
+
+def _script(c: str) -> str:
+    """The script of a letter by its Unicode name's first word, those of East Asia as one ("CJK")."""
+    word = unicodedata.name(c, "").partition(" ")[0]
+    return "CJK" if word in ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH", "FULLWIDTH") else word
 
 
 def is_dummy(text: str) -> bool:
@@ -966,10 +1007,10 @@ def is_dummy(text: str) -> bool:
 @lru_cache(maxsize=1024)  # (a few subjects' values: a file's needles are made from some forty)
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns); of one
-    written in Arabic-Indic or Persian digits, also those of it in ASCII digits (found from outside: a telephone
-    number so written was no needle)."""
+    written in another script's digits, also those of it in ASCII digits (found from outside: a telephone number
+    so written was no needle)."""
     text = value.strip(_PADDING)
-    western = text.translate(EASTERN_DIGITS)
+    western = text.translate(OTHER_DIGITS)
     return _stripped_needles(keyword, text, person, declared) + (
         _stripped_needles(keyword, western, person, declared) if western != text else ())
 
@@ -1496,7 +1537,10 @@ _THOUSANDS = (".", ",", " ", "'")
 
 # The dashes of typesetting and of other scripts' text: hyphen, non-breaking hyphen, figure dash, en and em dash,
 # minus sign, small and full-width hyphen-minus (found from outside: a copy so written was released)
-_DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63", "\uff0d")
+_DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2015", "\u2212", "\ufe63", "\uff0d")
+# A tab, runs of spaces, the no-break, en, em, thin, narrow no-break and ideographic space (found from outside: a
+# copy's groups so spaced were released)
+_SPACES = ("\t", "  ", "   ", "\u00a0", "\u2002", "\u2003", "\u2009", "\u202f", "\u3000")
 # Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
 # and a header holds thousands; a shorter ID's digits would recur in them by chance.
 _GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES)
@@ -1578,12 +1622,16 @@ _BETWEEN_URIS = re.compile(r"[\\\r\n]+|[;,]\s*(?=[A-Za-z][A-Za-z0-9+.-]*:)")
 CALENDAR_DATES = frozenset({"PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar"})
 _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
-# Also two spaces (a padded export), a no-break space, an underscore, a Japanese middle dot, a full-width slash
-_PHONE_SEPARATORS = ("", " ", "  ", "-", ".", "/", ") ", ")", " - ", ")-", " / ", " . ", "_", "\u00a0", "\u30fb",
-                     "\uff0f", *_DASHES)
+# Also the spaces and dashes above, a dash or point with a space on one side or both, and the marks put between
+# groups: an underscore, a middle dot, a bullet, a Japanese middle dot or long-vowel mark, full-width point and
+# slash, a bar, a tilde, a comma, a colon, a double hyphen, a soft hyphen, a zero-width space
+_PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-", " / ", " . ", "- ", " -", ". ", "/ ", " \u2013 ",
+                     " \u2014 ", *_SPACES, *_DASHES, "_", "\u00b7", "\u2022", "\u30fb", "\u30fc", "\uff0e", "\uff0f",
+                     "|", "~", ",", ":", "--", "\u00ad", "\u200b")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/", ":", "#")
-_ID_JOINS = ("", *_ID_SEPARATORS, "  ", " - ", *_DASHES)
+_ID_JOINS = ("", *_ID_SEPARATORS, " - ", " / ", " \u2013 ", *_SPACES, *_DASHES, "\u00b7", "\u30fb", "\uff0f", "|", ",",
+             "--")
 
 
 # --- forms -------------------------------------------------------------------------------------------------------
@@ -1592,13 +1640,22 @@ _ID_JOINS = ("", *_ID_SEPARATORS, "  ", " - ", *_DASHES)
 # ("Oestergaard" for "Østergård"), the Croatian and Serbian đ ("Djurdjevic"), the Hungarian ő and ű as a passport
 # writes them ("SZOEKE" for "Szőke": found from outside)
 _UMLAUTS = {"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa", "đ": "dj", "ő": "oe", "ű": "ue"}
-# Arabic-Indic and Persian digits as ASCII ones (which NFKD leaves as they are)
-EASTERN_DIGITS = {c: ord("0") + i for base in (0x660, 0x6F0) for i, c in enumerate(range(base, base + 10))}
+# The decimal digits of other scripts as ASCII ones, which NFKD leaves as they are (Arabic-Indic, Persian, N'Ko,
+# Devanagari, Bengali... Thai, Lao, Tibetan, Myanmar, Khmer...): the zero of each run of ten (Unicode 14; a test
+# checks them against the running Python's)
+_DIGIT_ZEROS = (
+    0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6, 0xE50, 0xED0, 0xF20,
+    0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0,
+    0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450,
+    0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50,
+    0x1E140, 0x1E2F0, 0x1E950,
+)
+OTHER_DIGITS = {zero + i: ord("0") + i for zero in _DIGIT_ZEROS for i in range(10)}
 _SPECIAL = str.maketrans({
     "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
     # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
     "ی": "ي", "ى": "ي", "ک": "ك", "ة": "ه", "ہ": "ه", "ە": "ه",
-}) | EASTERN_DIGITS
+}) | OTHER_DIGITS
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
@@ -1833,7 +1890,11 @@ def _pinyin_tokens(text: str) -> list[Token]:
             continue
         if tokens and tokens[-1][0] != " ":
             tokens.append(_SPACING)
-        readings = {r.lower() for r in pinyin(c, style=Style.NORMAL, heteronym=True)[0] if r.isascii()}
+        # (a compatibility ideograph, as a Korean code page writes some, read as the one it stands for)
+        readings = {r.lower() for r in pinyin(unicodedata.normalize("NFKC", c), style=Style.NORMAL,
+                                               heteronym=True)[0] if r.isascii()}
+        if not readings:  # (no reading known: no romanized form; found from outside, it failed the file)
+            return []
         tokens.append(tuple(sorted({r.replace("v", u) for r in readings for u in ("v", "u", "yu", "ue")})))
     return tokens
 

@@ -97,11 +97,11 @@ _LOOK_ALIKE_IN_ASCII_WORD = (f"{_LOOK_ALIKE}(?:(?<=[A-Za-z].)(?={_LOOK_ALIKE}*[A
                              "|(?<![^\\W\\d_].)(?=[A-Za-z]{2})"  # at a word's start, before two
                              "|(?<=[A-Za-z]{2}.)(?![^\\W\\d_]))")  # at its end, after two
 # Letters and digits that folding makes ASCII ones: full-width digits, mathematical and enclosed letters and digits,
-# Arabic-Indic and Persian digits (two in a row); Arabic letters written one for another (next to a letter: see
+# the decimal digits of other scripts (two in a row); Arabic letters written one for another (next to a letter: see
 # `identifiers._SPECIAL`).
 _OTHER_FORMS = ("[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U0001f189]"
                 "(?=[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U0001f189])"
-                "|[\u0660-\u0669\u06f0-\u06f9](?=[\u0660-\u0669\u06f0-\u06f9])"
+                "|(?![0-9])\\d(?=(?![0-9])\\d)"
                 "|[\u0629\u0649\u06a9\u06c1\u06cc\u06d5](?:(?<=[^\\W\\d_].)|(?=[^\\W\\d_]))")
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
                                "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]"
