@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom import filereader
 from pydicom.data import get_testdata_file
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian
 
 from neuroanon import engine
-from neuroanon import read as read_module
 from neuroanon.errors import InputError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
@@ -133,47 +134,82 @@ def _deflated_body(data: bytes) -> bytes:
     return data[pos:]
 
 
-@pytest.mark.parametrize("after", ["pixel data", "trailing padding", "no pixel data", "big endian"])
+@pytest.mark.parametrize(("case", "outcome"), [
+    ("after the pixel data", "padding"), ("after a trailing padding element", "padding"),
+    ("after the pixel data, big endian", "padding"), ("no pixel data", "truncated"),
+    ("cut before the pixel data", "truncated"), ("cut inside the pixel data", "truncated"),
+    ("cut inside a sequence", "truncated"), ("after the pixel data, then more", "malformed"),
+])
 @pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
-def test_zero_bytes_ending_a_file_are_not_read_one_by_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str, level: Level
+def test_zero_bytes_where_an_element_is_due_are_read_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, outcome: str, level: Level
 ) -> None:
-    """A receiver's preallocated file, or one whose writer left its end unwritten: the data set, then zero bytes,
-    which read as empty elements of tag (0000,0000). They were read one by one (found from outside: 2 GB took four
-    minutes to fail). The file is anonymized as the data set before them, as before, without reading them."""
+    """A receiver's preallocated file, or one whose writer left its end unwritten: zero bytes where an element is
+    due, which read as empty elements of tag (0000,0000). They were read one by one (found from outside: 2 GB took
+    four minutes to fail, a cut inside a sequence most of an hour). After the pixel data (and what follows it) they
+    pad a whole file, which is written without them; anywhere else the file was cut, and fails (found from outside:
+    a cut one was released as whole, the elements after the cut lost)."""
     ds = make_dataset(subject=33)
-    if after == "trailing padding":
-        ds.DataSetTrailingPadding = b"\0" * 6  # (the zero bytes begin inside its value)
-    if after == "no pixel data":
+    ds.PixelData = b"\1" * len(ds.PixelData)  # (no zero byte: where the zero bytes begin is where the cut is)
+    if case == "after a trailing padding element":
+        ds.DataSetTrailingPadding = b"\1" * 6
+    if case in ("no pixel data", "cut inside a sequence"):
         del ds.PixelData
+    if case == "cut inside a sequence":  # an undefined-length sequence last, cut inside its item
+        item = pydicom.Dataset()
+        item.CodeMeaning = "x" * 64
+        ds.add_new(0x00400260, "SQ", [item, item])
+        ds[0x00400260].is_undefined_length = True
     whole = tmp_path / "whole" / "a.dcm"
     whole.parent.mkdir()
-    if after == "big endian":
+    if "big endian" in case:
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
         ds.PixelData = bytes(len(ds.PixelData))  # (its bytes are little endian words: swapped, high bits set)
         dcmwrite(whole, ds, implicit_vr=False, little_endian=False)
     else:
         ds.save_as(whole, enforce_file_format=True)
+    data = whole.read_bytes()
+    pixels = read_header(whole).pixels
+    cut = len(data) - 60 if case == "cut inside a sequence" else len(data)
+    if pixels is not None and case.startswith("cut"):
+        cut = pixels.start if case == "cut before the pixel data" else pixels.end - 40
     padded = tmp_path / "padded" / "a.dcm"
     padded.parent.mkdir()
-    padded.write_bytes(whole.read_bytes() + bytes(1 << 20))
-    heads = 0
-    head = read_module._Scanner._head
+    padded.write_bytes(data[:cut] + bytes(len(data) - cut + (1 << 20)) + (b"\1\2\3\4" if "more" in case else b""))
+    elements = 0
+    generator = filereader.data_element_generator
 
-    def counted(self: object, *args: object) -> object:
-        nonlocal heads
-        heads += 1
-        return head(self, *args)  # type: ignore[arg-type]
+    def counted(*args: object, **kwargs: object) -> Iterator[object]:
+        nonlocal elements
+        for element in generator(*args, **kwargs):  # type: ignore[arg-type]
+            elements += 1
+            yield element
 
-    monkeypatch.setattr(read_module._Scanner, "_head", counted)
-    assert read_header(padded).dataset == read_header(whole).dataset
-    assert heads < 1000  # (131,072 empty elements in the zero bytes)
+    monkeypatch.setattr(filereader, "data_element_generator", counted)
     options = Options(level=level, key=KEY)
-    outputs = []
-    for source in (whole, padded):
-        record = anonymize_file(source, tmp_path / f"out-{source.parent.name}", options)
-        assert record.status is Status.WRITTEN, record.reason
-        (written,) = files_under(tmp_path / f"out-{source.parent.name}")
-        outputs.append(pydicom.dcmread(written))
-    assert outputs[1] == outputs[0]
-    assert all(tag.group for tag in outputs[1].keys())
+    record = anonymize_file(padded, tmp_path / "out-padded", options)
+    assert elements < 1000, "read one by one"  # (131,072 empty elements in the zero bytes)
+    if outcome != "padding":
+        assert record.status is Status.FAILED, record
+        expected = {"truncated": "truncated: zero bytes from byte", "malformed": "malformed: zero bytes at byte"}
+        assert record.reason.startswith(expected[outcome]), record.reason
+        assert not (tmp_path / "out-padded").exists() or not files_under(tmp_path / "out-padded")
+        return
+    assert record.status is Status.WRITTEN, record.reason
+    assert anonymize_file(whole, tmp_path / "out-whole", options).status is Status.WRITTEN
+    (written,) = files_under(tmp_path / "out-padded")
+    (reference,) = files_under(tmp_path / "out-whole")
+    assert pydicom.dcmread(written) == pydicom.dcmread(reference)
+
+
+def test_pixel_data_ending_in_zeros_is_no_zero_tail(tmp_path: Path) -> None:
+    """The zero bytes that end most images (a black border's last rows) are the pixel data's own: its file is
+    written whole."""
+    ds = make_dataset(subject=34)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2] + bytes(len(ds.PixelData) - len(ds.PixelData) // 2)
+    source = tmp_path / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    assert record.status is Status.WRITTEN, record.reason
+    (written,) = files_under(tmp_path / "out")
+    assert pydicom.dcmread(written).PixelData == ds.PixelData

@@ -465,9 +465,11 @@ def _guessed_encoding(parser: _Parser, pos: int) -> tuple[bool, bool, bool]:
 def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tuple[bytes, list[_Element]]:
     """The bytes holding the elements after the pixel data (from `start`), and those elements."""
     if len(buf) < size:
+        # Not read whole when zero bytes follow the pixel data: they pad the file, or it was not completely
+        # written; the salvage read tells which (found from outside: gigabytes of them were read into memory)
         f.seek(start)
-        if f.read(8) == bytes(8):  # (0000,0000), out of order: not read on (found from outside: gigabytes of zero
-            raise _Decline("elements out of order")  # bytes after the pixel data were read into memory)
+        if f.read(8) == bytes(8):
+            raise _Decline("malformed: zero bytes after the pixel data")
         f.seek(start)
         buf, start = f.read(), 0
     if start >= len(buf):

@@ -11,7 +11,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,12 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread, read_dataset, read_partial
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from .discover import HEAD, LONG_LENGTH_VRS, reads_as_elements
 from .errors import InputError
@@ -76,19 +81,15 @@ def is_dicomdir(ds: object) -> bool:
     return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
 
 
-def _stop_at(zeros: int, fp: BinaryIO) -> Callable[[int, str | None, int], bool]:
-    """pydicom's read of a dataset in `fp` stops at its pixel data, or at an empty element of tag (0000,0000) that
-    starts at or after `zeros`, where the zero bytes that end the file begin (`_zeros_from`)."""
-    def stop(tag: int, vr: str | None, length: int) -> bool:
-        return is_pixel_tag(tag) or not tag and not length and fp.tell() - 8 >= zeros
-    return stop
+def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
+    """pydicom's read of the top level stops at the pixel data, or at eight zero bytes where an element is due
+    (tag (0000,0000), empty), which the scan then says why it fails (`_Scanner._head`)."""
+    return is_pixel_tag(tag) or not tag and not length
 
 
-def _zeros_from(fp: BinaryIO, size: int) -> int:
-    """Where the run of zero bytes that ends the file begins (`size` if its last byte is not zero). A receiver's
-    preallocated or a writer's unwritten tail reads as empty elements of tag (0000,0000), eight bytes each, which
-    pydicom and the scan would read one by one (found from outside: 2 GB took four minutes to fail); they are not
-    read, as if the file ended there. The tail is read backwards in blocks growing from 4 kB."""
+def zeros_from(fp: BinaryIO, size: int) -> int:
+    """Where the run of zero bytes that ends the file begins (`size` if its last byte is not zero), read backwards in
+    blocks growing from 4 kB."""
     end, block = size, 1 << 12
     while end:
         step = min(end, block)
@@ -145,9 +146,9 @@ def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
                         ) -> Header | tuple[FileDataset, int, _Scanner, BinaryIO]:
     """Read a little endian file up to its pixel data (or a deflated one whole, as its Header); return the dataset,
     where the read stopped, the scan, and the file to read on through."""
-    zeros = _zeros_from(fp, size)
+    _zeros_in_items(fp, start, size)
     fp.seek(0)
-    ds = read_partial(fp, stop_when=_stop_at(zeros, fp), force=True)
+    ds = read_partial(fp, stop_when=_stop_at_pixels, force=True)
     implicit, little = ds.original_encoding
     if implicit is None or little is None:
         raise InputError("no DICOM dataset found")
@@ -159,8 +160,25 @@ def _read_little_endian(path: Path, fp: BinaryIO, start: int, size: int,
         implicit = not implicit
         ds.set_original_encoding(implicit, little, ds.original_character_set)
     scanner = _Scanner(fp, size, implicit, little)
-    scanner.end = scanner.dataset(start, zeros, implicit, top=True)
+    scanner.dataset(start, size, implicit, top=True)
     return ds, stopped_at, scanner, fp
+
+
+def _zeros_in_items(fp: BinaryIO, start: int, size: int) -> None:
+    """Fail a file that ends in zero bytes where an element of an item is due (cut inside a sequence, the rest
+    unwritten), before pydicom reads them one by one as empty elements (found from outside: 32 MB took half a
+    minute, 2 GB would take most of an hour, deaf to signals). Walked as the file meta names its encoding, when it
+    does; another error is left to the read that follows."""
+    body, syntax = _file_meta_end(fp, start)
+    if syntax not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian) or size - zeros_from(fp, size) < 8:
+        return
+    implicit = _actual_vr_is_implicit(fp, start, syntax == ImplicitVRLittleEndian)
+    try:
+        _Scanner(fp, size, implicit, True).dataset(body, size, implicit, top=True)
+    except _ZeroBytes:
+        raise
+    except InputError:
+        pass
 
 
 def _read_deflated(path: Path, fp: BinaryIO, body: int) -> Header:
@@ -242,15 +260,14 @@ def _read_big_endian(path: Path, fp: BinaryIO, start: int, body: int, size: int,
     its items. Returns the dataset, where the read stopped, the scan, and the view to read on through.
     """
     implicit = _actual_vr_is_implicit(fp, start, False)
-    zeros = _zeros_from(fp, size)
     scanner = _Scanner(fp, size, implicit, False)
-    scanner.end = scanner.dataset(start, zeros, implicit, top=True)
+    scanner.dataset(start, size, implicit, top=True)
     fp.seek(0)
     head = read_partial(io.BytesIO(fp.read(body)), force=True)  # the preamble and the file meta
     view = cast(BinaryIO, _Patched(fp, {value - 4: struct.pack(">L", end - value)
                                         for value, end in scanner.undefined_un.items()}))
     view.seek(body)
-    dataset = read_dataset(view, implicit, False, stop_when=_stop_at(zeros, view))
+    dataset = read_dataset(view, implicit, False, stop_when=_stop_at_pixels)
     stopped_at = view.tell()
     _trim_undefined_un(dataset, scanner.undefined_un)
     ds = FileDataset(str(path), dataset, head.preamble, head.file_meta, implicit, False)
@@ -305,6 +322,10 @@ def _trim_undefined_un(ds: Dataset, undefined: Mapping[int, int], base: int = 0)
             for item in element.value:
                 _trim_undefined_un(item, undefined, base)
 
+class _ZeroBytes(InputError):
+    """Zero bytes where an element is due."""
+
+
 class _Scanner:
     """Walks the file's element headers, seeking past values, to prove every declared length fits the file.
 
@@ -320,7 +341,8 @@ class _Scanner:
         # inside items of defined length, a big endian file is walked into every item.
         self.undefined_un: dict[int, int] = {}
         self.deep = not little
-        self.end = size  # where the top-level dataset's last element ends: before the zero bytes ending the file
+        self.zeros: int | None = None  # where the zero bytes that end the file begin, once looked for
+        self.end = size  # where the top-level dataset ends: before zero bytes that pad the file after its pixel data
 
     def dataset(self, pos: int, end: int, implicit: bool, top: bool = False, endian: str = "") -> int:
         """Walk elements from `pos` to `end`, or to an item delimiter; return the position after them."""
@@ -375,6 +397,11 @@ class _Scanner:
         head = self.fp.read(8)
         if len(head) < 8:
             raise InputError(f"truncated: file ends inside an element header at byte {pos}")
+        if head == bytes(8):  # (tag (0000,0000), empty: no element; read on, they were read eight bytes at a time)
+            if top and self.pixels is not None and self.pixels.end <= self._zeros() <= pos:
+                self.end = pos  # zero bytes after the pixel data (and what follows it) to the end pad a whole file
+                return _ITEM_DELIMITER, b"", 0, pos  # (the data set ends here, as an item's at its delimiter)
+            raise _ZeroBytes(self._zero_bytes(pos))
         meta = top and head[:2] == b"\x02\x00"  # file meta: always explicit VR little endian
         endian = "<" if meta else endian
         group, element = struct.unpack(f"{endian}HH", head[:4])
@@ -388,6 +415,20 @@ class _Scanner:
                 raise InputError(f"truncated: file ends inside the header of {tag_text(tag)}")
             return tag, vr, struct.unpack(f"{endian}L", extra)[0], pos + 12
         return tag, vr, struct.unpack(f"{endian}H", head[6:8])[0], pos + 8
+
+
+    def _zero_bytes(self, pos: int) -> str:
+        """Why zero bytes where an element is due fail the file: a preallocated file not completely written (found
+        from outside: a cut one was released, the elements after the cut lost), or zeros inside it. (Those after
+        the pixel data, to the end, pad a whole file: `dataset`.)"""
+        if pos >= self._zeros():
+            return f"truncated: zero bytes from byte {pos} to the end where an element is due (not completely written)"
+        return f"malformed: zero bytes at byte {pos} where an element is due"
+
+    def _zeros(self) -> int:
+        if self.zeros is None:
+            self.zeros = zeros_from(self.fp, self.size)
+        return self.zeros
 
 
 _SEQUENCE_DEPTH = 64  # deeper nesting than any real file; a value nested deeper is not taken for a sequence

@@ -432,9 +432,9 @@ def write_instance(
         src.seek(header.pixels.start)
         copy_range(src, out, header.pixels.size)
         span = PixelSpan(pixel_tag, start, out.tell())
-        # (to the end of the last element read, not of the file: zero bytes after it are not read; found from
-        # outside, gigabytes of them were read into memory)
-        tail = src.read(max((end for _, end in header.spans.values()), default=0) - header.pixels.end)
+        # (to the end of the last element read, not of the file: the zero bytes that pad it after its pixel data are
+        # not read; found from outside, gigabytes of them were read into memory)
+        tail = src.read(max(end for _, end in header.spans.values()) - header.pixels.end)
     _write_elements(fp, dataset, header, tail, header.pixels.end, changed, lambda t: t > pixel_tag)
     out.flush()
     return span
