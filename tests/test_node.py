@@ -328,6 +328,9 @@ def test_a_tls_node_takes_senders_while_a_connection_sends_nothing(
                 assert assoc.send_c_store(source).Status == 0x0000
             finally:
                 assoc.release()
+            began = time.monotonic()  # (the stop does not wait out the silent handshake, 60 s: found from outside)
+            node.stop(grace=10)
+            assert time.monotonic() - began < 10
 
 
 def test_a_node_that_requires_client_certificates_refuses_senders_without_one(
@@ -357,9 +360,13 @@ def test_limits_on_instance_size_and_associations(tmp_path: Path, caplog: pytest
             assert first.send_c_store(source).Status == 0xA700  # refused: out of resources
             second = _scu().associate(LOOPBACK, port, ae_title=NODE_AET)
             assert second.is_rejected
+            assert _scu("OTHER").associate(LOOPBACK, port, ae_title="NOT-THE-NODE").is_rejected
         finally:
             first.release()
-        assert "rejected: too many associations at once (--max-associations 1)" in caplog.text
+        # (the node full, the cause pynetdicom gives whatever else is wrong: found from outside, an AE title named)
+        assert "association from OTHER (127.0.0.1" in caplog.text
+        assert "rejected: the called AE title" not in caplog.text
+        assert caplog.text.count("rejected: too many associations at once (--max-associations 1)") == 2
         assert node.totals.failed == 1
     assert not files_under(out)
     assert not any(_work(out).joinpath("spool").iterdir())

@@ -597,7 +597,11 @@ def _discard_arriving(assoc: Association) -> None:
 class _Server(ThreadedAssociationServer):
     """pynetdicom's server, each connection's TLS handshake done in the connection's own thread and given up after
     the network timeout. pynetdicom does it in the one thread that accepts connections, with no timeout: one that
-    sent nothing (a port scan, a link that died) kept every later sender out for good (found from outside)."""
+    sent nothing (a port scan, a link that died) kept every later sender out for good (found from outside). The
+    node's stop does not wait for such a connection's thread (found from outside: a minute, the handshakes' timeout).
+    """
+
+    daemon_threads, block_on_close = True, False
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
@@ -626,15 +630,19 @@ class _Server(ThreadedAssociationServer):
 
 def _why_rejected(assoc: Association) -> str:
     """Why pynetdicom rejected the association (its event does not say; found from outside, the line named three
-    causes, and the operator could not tell which): its checks in its order, the last that holds deciding."""
+    causes, and the operator could not tell which): its checks, the one it makes last that holds deciding (found
+    from outside: an AE title was named when the node was full)."""
     request = assoc.requestor.primitive
     allowed = [title.strip() for title in assoc.ae.require_calling_aet]
-    why = f"too many associations at once (--max-associations {assoc.ae.maximum_associations})"
-    if request is not None and request.called_ae_title != assoc.acceptor.ae_title.strip():
-        why = "the called AE title is not this node's"
-    elif request is not None and allowed and request.calling_ae_title not in allowed:
-        why = "the calling AE title is not allowed (--allow-calling)"
-    return why
+    accepted = [other for other in assoc.ae.active_associations if other.is_acceptor]
+    full = f"too many associations at once (--max-associations {assoc.ae.maximum_associations})"
+    if len(accepted) > assoc.ae.maximum_associations or request is None:
+        return full
+    if request.called_ae_title != assoc.acceptor.ae_title.strip():
+        return "the called AE title is not this node's"
+    if allowed and request.calling_ae_title not in allowed:
+        return "the calling AE title is not allowed (--allow-calling)"
+    return full
 
 
 def _who_of(assoc: Association) -> str:
