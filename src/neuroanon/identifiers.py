@@ -933,9 +933,9 @@ def _undeclared_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list
       each usual code page of Europe and East Asia writes letters (found from outside: Latin-1, Windows-1250,
       Shift-JIS, EUC-JP, GBK, Big5 and EUC-KR names under UTF-8 or ISO 2022 went unread, and were released even
       where copied byte for byte).
-    A reading in letters only is kept; it is then searched in every encoding, so one that is right finds every
-    copy. Bytes that read as declared are not guessed at (found from outside: the readings of a Hebrew or Greek
-    name in other code pages made the file's search several times slower).
+    A reading that reads as a name would (`_decoded`) is kept; it is then searched in every encoding, so one that
+    is right finds every copy. Bytes that read as declared are not guessed at (found from outside: the readings of
+    a Hebrew or Greek name in other code pages made the file's search several times slower).
     """
     raw = ds.get_item(tag)
     if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):

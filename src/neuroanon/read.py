@@ -83,7 +83,7 @@ def is_dicomdir(ds: object) -> bool:
 
 def _stop_at_pixels(tag: int, vr: str | None, length: int) -> bool:
     """pydicom's read of the top level stops at the pixel data, or at eight zero bytes where an element is due
-    (tag (0000,0000), empty), which the scan then says why it fails (`_Scanner._head`)."""
+    (tag (0000,0000), empty): the scan then tells padding from a cut (`_Scanner._head`)."""
     return is_pixel_tag(tag) or not tag and not length
 
 
@@ -322,6 +322,7 @@ def _trim_undefined_un(ds: Dataset, undefined: Mapping[int, int], base: int = 0)
             for item in element.value:
                 _trim_undefined_un(item, undefined, base)
 
+
 class _ZeroBytes(InputError):
     """Zero bytes where an element is due."""
 
@@ -416,11 +417,10 @@ class _Scanner:
             return tag, vr, struct.unpack(f"{endian}L", extra)[0], pos + 12
         return tag, vr, struct.unpack(f"{endian}H", head[6:8])[0], pos + 8
 
-
     def _zero_bytes(self, pos: int) -> str:
         """Why zero bytes where an element is due fail the file: a preallocated file not completely written (found
         from outside: a cut one was released, the elements after the cut lost), or zeros inside it. (Those after
-        the pixel data, to the end, pad a whole file: `dataset`.)"""
+        the pixel data, to the end, pad a whole file: `_head`.)"""
         if pos >= self._zeros():
             return f"truncated: zero bytes from byte {pos} to the end where an element is due (not completely written)"
         return f"malformed: zero bytes at byte {pos} where an element is due"
