@@ -1499,9 +1499,11 @@ def test_a_name_in_utf8_bytes_under_another_declared_character_set_is_found(tmp_
     ("\\ISO 2022 IR 87", "葛原^瑞花", "shift_jis", "iso2022_jp"), ("ISO_IR 192", "葛原^瑞花", "shift_jis", "utf_8"),
     ("ISO_IR 192", "葛原^瑞花", "euc_jp", "utf_8"), ("ISO_IR 192", "葛原^瑞花", "iso2022_jp", "utf_8"),
     ("ISO_IR 192", "邱沃斯^泽尔达", "gbk", "utf_8"), ("ISO_IR 192", "邱沃斯^澤爾達", "big5", "utf_8"),
-    ("ISO_IR 192", "곽려^진", "euc_kr", "utf_8"),
+    ("ISO_IR 192", "곽려^진", "euc_kr", "utf_8"), ("ISO_IR 192", "佐々木^花子", "shift_jis", "utf_8"),
+    ("ISO_IR 192", "スミス^ルーシー", "shift_jis", "utf_8"), ("ISO_IR 100", "Иванова^Ольга", "cp1251", "utf_8"),
+    ("ISO_IR 100", "Παπαδοπούλου^Ελένη", "iso8859_7", "utf_8"), ("", "Иванова^Ольга", "cp1251", "utf_8"),
 ])
-@pytest.mark.filterwarnings("ignore:Failed to decode")  # (pydicom's, as this test reads the source itself)
+@pytest.mark.filterwarnings("ignore:Failed to decode", "ignore:Found unknown escape")  # (pydicom's: the test reads)
 def test_a_name_in_a_code_page_other_than_the_declared_one_is_found(
     tmp_path: Path, declared: str, name: str, written_in: str, copy: str
 ) -> None:
@@ -1509,7 +1511,9 @@ def test_a_name_in_a_code_page_other_than_the_declared_one_is_found(
     Big5 or EUC-KR, or ISO 2022 escapes, under UTF-8: the name does not read as declared (found from outside:
     released, even where copied byte for byte). Its bytes are read as the usual code pages write letters, and each
     reading searched for."""
-    source = original("Zelda", declared)
+    source = original("Zelda", declared or "ISO_IR 6")
+    if not declared:
+        del source.SpecificCharacterSet
     data = name.encode(written_in)
     source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
                                                          False, True)
@@ -1517,6 +1521,22 @@ def test_a_name_in_a_code_page_other_than_the_declared_one_is_found(
     blob = b"\x01\x02" + family.encode(copy) + b"\x00"
     findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
     assert_found(findings, "PatientName", "(0009,1010)", family)
+
+
+@pytest.mark.parametrize("declared", ["", "ISO_IR 192", "ISO 2022 IR 100"])
+@pytest.mark.filterwarnings("ignore:Failed to decode", "ignore:Found unknown escape")  # (pydicom's: the test reads)
+def test_a_name_in_iso_2022_escapes_its_file_does_not_declare_is_found(tmp_path: Path, declared: str) -> None:
+    """A Korean name written with DICOM's ISO 2022 IR 149 escapes (ESC $ ) C, KS X 1001 in G1) under no character
+    set, UTF-8 or another ISO 2022 set: read as each escape says (found from outside: released)."""
+    source = original("Zelda", declared or "ISO_IR 6")
+    if not declared:
+        del source.SpecificCharacterSet
+    data = b"\x1b$)C" + "홍길동".encode("euc_kr") + b"^\x1b$)C" + "순자".encode("euc_kr")
+    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
+                                                         False, True)
+    blob = b"\x01\x02" + "홍길동".encode() + b"\x00"
+    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    assert_found(findings, "PatientName", "(0009,1010)", "홍길동")
 
 
 @pytest.mark.parametrize(("declared", "name", "codec"), [

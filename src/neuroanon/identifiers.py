@@ -37,7 +37,7 @@ from typing import AnyStr, TypeVar
 
 from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
 from pydicom._dicom_dict import DicomDictionary
-from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.charset import CODES_TO_ENCODINGS, convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -927,8 +927,9 @@ def _undeclared_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list
     have been written; none for another element. (Read before `_values`, which decodes the element in `ds`.)
 
     - UTF-8 though the file declares another character set: a program wrote UTF-8 whatever the header says.
-    - Other bytes outside ASCII where the file declares no character set (so pydicom reads them as Latin-1): also
-      as each usual Cyrillic and Greek code page writes letters ("Квоксворт" in Windows-1251 of an old scanner).
+    - Other bytes outside ASCII where the file declares no character set (so pydicom reads them as Latin-1) or a
+      Latin one: also as each usual Cyrillic and Greek code page writes letters ("Квоксворт" in Windows-1251 of an
+      old scanner that declares ISO_IR 100 or nothing).
     - Bytes the declared character sets cannot read (or an ISO 2022 escape none of them switches to): also as
       each usual code page of Europe and East Asia writes letters (found from outside: Latin-1, Windows-1250,
       Shift-JIS, EUC-JP, GBK, Big5 and EUC-KR names under UTF-8 or ISO 2022 went unread, and were released even
@@ -941,35 +942,45 @@ def _undeclared_values(ds: Dataset, tag: int, declared: tuple[str, ...]) -> list
     if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
         return []
     data = raw.value
-    escaped = b"\x1b" in data and not any(c.startswith("iso2022") for c in declared)  # (ISO 2022 undeclared)
+    escaped = b"\x1b" in data and any(code in data and codec not in declared for code, codec in _ESCAPES.items())
     if data.isascii() and not escaped:
         return []
     texts: list[str] = []
-    if not data.isascii() and "utf_8" not in declared:
+    if escaped:  # (ISO 2022 escapes to sets not declared: read as each escape says; found from outside, released)
+        texts = [t for t in [_reads_as_declared(data, _ISO_2022)] if t]
+    elif not data.isascii() and "utf_8" not in declared:
         with suppress(UnicodeDecodeError):
             texts = [data.decode("utf-8").rstrip(" \x00")]
     if not texts:
         misread = escaped or bool(declared) and not _reads_as_declared(data, declared)
-        guessed = _MISREAD if misread else () if declared else _GUESSED
+        guessed = _MISREAD if misread else _GUESSED if _LATIN_SETS.issuperset(declared) else ()
         texts = [t for t in dict.fromkeys(_decoded(data, c) for c in guessed) if t]
     vr = dictionary_VR(tag) if raw.VR in (None, "UN") else raw.VR
     return [PersonName(v) if vr == "PN" else v for text in texts for v in text.split("\\")]
 
 
 _GUESSED = ("cp1251", "koi8_r", "cp866", "iso8859_5", "cp1253")
+# Declared sets in which an old scanner's Cyrillic or Greek code page reads as Latin letters (none declared: Latin-1)
+_LATIN_SETS = frozenset({"latin_1", "iso8859_2", "iso8859_3", "iso8859_4", "iso_ir_148", "iso8859_15"})
 _MISREAD = ("cp1252", "cp1250", "iso8859_2", "cp1254", "cp1258", "cp850", "mac_roman", *_GUESSED, "cp1255",
             "iso8859_8", "cp1256", "tis_620", "shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949",
             "iso2022_kr")
 
 
-def _reads_as_declared(data: bytes, declared: tuple[str, ...]) -> bool:
-    """Whether `data` reads in the declared character sets, as pydicom reads them, with every byte understood."""
+def _reads_as_declared(data: bytes, declared: tuple[str, ...]) -> str:
+    """`data` as pydicom reads it in the declared character sets, if every byte is understood; else ""."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (pydicom's says what it could not read: values are never shown)
-            return "\ufffd" not in decode_bytes(data, list(declared), TEXT_VR_DELIMS)
+            text = decode_bytes(data, list(declared), TEXT_VR_DELIMS)
     except (LookupError, ValueError):
-        return False
+        return ""
+    return "" if "\ufffd" in text else text.rstrip(" \x00")
+
+
+# The ISO 2022 escape sequences DICOM uses and the sets they switch to (pydicom's table)
+_ESCAPES = CODES_TO_ENCODINGS
+_ISO_2022 = ("iso_ir_6", *dict.fromkeys(CODES_TO_ENCODINGS.values()))
 
 
 def _decoded(data: bytes, codec: str) -> str:
@@ -989,13 +1000,20 @@ def _decoded(data: bytes, codec: str) -> str:
         if not c.isalpha() or script != "LATIN" and any(b.isascii() and b.isalpha() for b in beside):
             return ""
         scripts.add(script)
+    if scripts == {"LATIN"} and 2 * sum(not c.isascii() for c in text) > sum(c.isalpha() for c in text):
+        return ""  # (a Latin name is mostly plain letters: "Ðáðáäüðïõëïò" is Greek read as Latin-1)
     return text if len(scripts) <= 1 else ""
 
 
 def _script(c: str) -> str:
     """The script of a letter by its Unicode name's first word, those of East Asia as one ("CJK")."""
     word = unicodedata.name(c, "").partition(" ")[0]
-    return "CJK" if word in ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH", "FULLWIDTH") else word
+    return "CJK" if word in _EAST_ASIAN else word
+
+
+# (with the iteration mark 々 and the long-vowel mark ー: found from outside, "佐々木" read as two scripts)
+_EAST_ASIAN = frozenset({"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "IDEOGRAPHIC", "HANGUL", "HALFWIDTH",
+                         "FULLWIDTH"})
 
 
 def is_dummy(text: str) -> bool:

@@ -399,8 +399,10 @@ class _Scanner:
         if len(head) < 8:
             raise InputError(f"truncated: file ends inside an element header at byte {pos}")
         if head == bytes(8):  # (tag (0000,0000), empty: no element; read on, they were read eight bytes at a time)
-            if top and self.pixels is not None and self.pixels.end <= self._zeros() <= pos:
-                self.end = pos  # zero bytes after the pixel data (and what follows it) to the end pad a whole file
+            if top and self.pixels is not None and self.pixels.end <= pos and self._zeros() <= pos:
+                # zero bytes after the pixel data (and what follows it) to the end pad a whole file (found from
+                # outside: a file whose pixel data ended in a zero byte, as most do, failed)
+                self.end = pos
                 return _ITEM_DELIMITER, b"", 0, pos  # (the data set ends here, as an item's at its delimiter)
             raise _ZeroBytes(self._zero_bytes(pos))
         meta = top and head[:2] == b"\x02\x00"  # file meta: always explicit VR little endian
