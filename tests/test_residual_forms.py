@@ -1511,16 +1511,21 @@ def test_a_name_in_a_code_page_other_than_the_declared_one_is_found(
     Big5 or EUC-KR, or ISO 2022 escapes, under UTF-8: the name does not read as declared (found from outside:
     released, even where copied byte for byte). Its bytes are read as the usual code pages write letters, and each
     reading searched for."""
+    family = name.split("^")[0]
+    findings = _raw_name_copied(tmp_path, declared, name.encode(written_in), family.encode(copy))
+    assert_found(findings, "PatientName", "(0009,1010)", family)
+
+
+def _raw_name_copied(tmp_path: Path, declared: str, data: bytes, copy: bytes) -> list[Finding]:
+    """The findings in an output holding `copy` in a private value, of a source whose PatientName is the raw bytes
+    `data` under the character set `declared` (none if empty)."""
     source = original("Zelda", declared or "ISO_IR 6")
     if not declared:
         del source.SpecificCharacterSet
-    data = name.encode(written_in)
     source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
                                                          False, True)
-    family = name.split("^")[0]
-    blob = b"\x01\x02" + family.encode(copy) + b"\x00"
-    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
-    assert_found(findings, "PatientName", "(0009,1010)", family)
+    blob = b"\x01\x02" + copy + b"\x00"
+    return held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
 
 
 @pytest.mark.parametrize("declared", ["", "ISO_IR 192", "ISO 2022 IR 100"])
@@ -1528,15 +1533,8 @@ def test_a_name_in_a_code_page_other_than_the_declared_one_is_found(
 def test_a_name_in_iso_2022_escapes_its_file_does_not_declare_is_found(tmp_path: Path, declared: str) -> None:
     """A Korean name written with DICOM's ISO 2022 IR 149 escapes (ESC $ ) C, KS X 1001 in G1) under no character
     set, UTF-8 or another ISO 2022 set: read as each escape says (found from outside: released)."""
-    source = original("Zelda", declared or "ISO_IR 6")
-    if not declared:
-        del source.SpecificCharacterSet
     data = b"\x1b$)C" + "홍길동".encode("euc_kr") + b"^\x1b$)C" + "순자".encode("euc_kr")
-    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
-                                                         False, True)
-    blob = b"\x01\x02" + "홍길동".encode() + b"\x00"
-    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
-    assert_found(findings, "PatientName", "(0009,1010)", "홍길동")
+    assert_found(_raw_name_copied(tmp_path, declared, data, "홍길동".encode()), "PatientName", "(0009,1010)", "홍길동")
 
 
 @pytest.mark.parametrize(("declared", "name", "codec"), [
@@ -1579,14 +1577,8 @@ def test_a_name_in_an_undeclared_code_page_is_found_in_a_copy_in_another(tmp_pat
     """An old scanner wrote the name in its code page and declared no character set (pydicom reads the bytes as
     Latin-1, other letters): the usual Cyrillic and Greek code pages' readings are searched for too."""
     name = "Ξανθοπουλος^Ζελντα" if written_in == "cp1253" else "Квоксворт^Зельда"
-    source = original("Zelda", "ISO_IR 6")
-    del source.SpecificCharacterSet
-    data = name.encode(written_in)
-    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
-                                                         False, True)
     family = name.split("^")[0]
-    blob = b"\x01\x02" + family.encode(copy) + b"\x00"
-    findings = held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2))
+    findings = _raw_name_copied(tmp_path, "", name.encode(written_in), family.encode(copy))
     assert_found(findings, "PatientName", "(0009,1010)", family)
 
 
