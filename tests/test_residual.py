@@ -471,6 +471,12 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     ("PatientTelephoneNumbers", "+44 (0)1632 960517", "01632 960517"),
     ("PatientTelephoneNumbers", "0044 1632 960517", "01632 960517"),
     ("PatientTelephoneNumbers", "01632 960517 / 01632 960518", "01632 960518"),
+    # a number with a note whose groups stand between a middle dot, a no-break space, a non-breaking hyphen or an
+    # ideographic space; the second of numbers between a comma or a bar, with a note
+    *(("PatientTelephoneNumbers", f"01632{between}960517 (mobile)", "01632 960517")
+      for between in ("\u00b7", "\u00a0", "\u2011", "\u3000", "\u2022")),
+    ("PatientTelephoneNumbers", "01632 960517, 01632 960518 (work)", "01632 960518"),
+    ("PatientTelephoneNumbers", "01632 960517 | 01632 960518 (work)", "01632 960518"),
     # the area code after a "/", or groups between a dash or an underscore (found from outside: released once the
     # value was split at "/")
     ("PatientTelephoneNumbers", "089/12345678", "089 12345678"),

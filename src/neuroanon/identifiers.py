@@ -1601,19 +1601,17 @@ def _phones_needles(keyword: str, text: str, encodings: tuple[str, ...], declare
 
 
 def _phone_parts(text: str) -> list[str]:
-    """The telephone numbers a value holds, one before "/" or ";" and one after, each as written before what may
-    follow it (an extension, "ext. 42", "x42", ",,42"; a note, "(mobile)"; a sip address's host), with its "(0)"
-    and a leading "00" for "+" read as dialled (found from outside: each of these left the number unsearched)."""
+    """The telephone numbers a value holds, one before "/", ";", "," or "|" and one after, each as written before
+    what may follow it (an extension, "ext. 42", "x42", ",,42"; a note, "(mobile)"; a sip address's host), with its
+    "(0)" and a leading "00" for "+" read as dialled (found from outside: each of these left the number unsearched)."""
     numbers = []
-    for part in re.split(r"[/;]", text):
+    for part in re.split(r"[/;,|]", text):
         found = _PHONE_START.match(part.strip(_PADDING))
         if found is not None:
             number = found[0].replace("(0)", " ")
             numbers.append("+" + number[2:] if number.startswith("00") else number)
     return numbers
 
-
-_PHONE_START = re.compile(r"[+(]?\d(?:[\d .()_\u2013-]|\(0\))*\d")
 
 
 def national_groups(text: str, groups: list[str]) -> list[str]:
@@ -1646,6 +1644,11 @@ _LETTER = re.compile(r"[^\W\d_]")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-", " / ", " . ", "- ", " -", ". ", "/ ", " \u2013 ",
                      " \u2014 ", *_SPACES, *_DASHES, "_", "\u00b7", "\u2022", "\u30fb", "\u30fc", "\uff0e", "\uff0f",
                      "|", "~", ",", ":", "--", "\u00ad", "\u200b")
+# A number as a value writes it: digits and brackets, and between them the one-character separators above but those
+# that may stand between two numbers or before an extension ("|", "~", ",", ":") (found from outside: a number with
+# its groups between a middle dot, and a note after it, was not searched for)
+_PHONE_MARKS = re.escape("".join(sorted({s for s in _PHONE_SEPARATORS if len(s) == 1} - set("|~,:"))))
+_PHONE_START = re.compile(rf"[+(]?\d(?:[\d(){_PHONE_MARKS}]|\(0\))*\d")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/", ":", "#")
 _ID_JOINS = ("", *_ID_SEPARATORS, " - ", " / ", " \u2013 ", *_SPACES, *_DASHES, "\u00b7", "\u30fb", "\uff0f", "|", ",",
