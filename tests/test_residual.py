@@ -500,6 +500,22 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     ("PatientTelephoneNumbers", "01632 960517".translate({ord("0") + i: 0x966 + i for i in range(10)}), "01632 960517"),
     ("PatientBirthDate", "19870314", "1987-03-14".translate({ord("0") + i: 0xE50 + i for i in range(10)})),
     ("PatientID", "QZ-778812", "QZ-\u0667\u0667\u0668\u0668\u0661\u0662"),
+    # a date's parts between a dash of typesetting, a minus, a no-break or ideographic space, a dash between spaces or
+    # a backslash (three values), day first too; its DICOM form with a character that shows nothing inside; the
+    # groups of a telephone number between such characters; an ID's or a number's groups between a backslash, a line
+    # break, a plus, an apostrophe, an asterisk, an equals sign, a long-vowel mark or a Hangul filler (found from
+    # outside: released)
+    *(("PatientBirthDate", "19730412", f"1973{between}04{between}12") for between in (
+        "\u2013", "\u2014", "\u2212", "\u2011", "\uff0d", "\u3000", "\u00a0", " - ", " \u2013 ", "\\", "\u2043")),
+    ("PatientBirthDate", "19730412", "12\u201304\u20131973"),
+    ("PatientBirthDate", "19730412", "\uff11\uff19\uff17\uff13\u2013\uff10\uff14\u2013\uff11\uff12"),
+    *(("PatientBirthDate", "19730412", f"1973{invisible}0412") for invisible in (
+        "\u200b", "\u00ad", "\u200e", "\u2060", "\u200d", "\ufeff", "\u034f", "\ufe0f")),
+    *(("PatientTelephoneNumbers", "0161 496 0734", f"0161{invisible}496{invisible}0734") for invisible in (
+        "\u2060", "\u200d", "\u200c", "\u200e", "\ufe0f", "\ufeff", "\u034f")),
+    *((keyword, value, f"{value[:head]}{between}{value[head + 1:]}")
+      for keyword, value, head in (("PatientID", "QZ-778812", 2), ("PatientTelephoneNumbers", "01632 960517", 5))
+      for between in ("\\", "\r\n", "\n", "+", "'", "*", "=", "\u30fc", "\u3164")),
 ])
 def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,
                                                              copy: str) -> None:

@@ -2209,3 +2209,33 @@ def test_a_place_is_found_by_the_words_that_name_it(tmp_path: Path, keyword: str
     setattr(source, keyword, location)
     findings = held(tmp_path, source, ImageComments=f"({planted})")
     assert any(f.attribute == keyword for f in findings) is found, findings
+
+
+@pytest.mark.parametrize("declared", ["", "ISO_IR 192"])
+@pytest.mark.parametrize(("name", "copy"), [("Nguyễn^Văn Quỳnh", b"Nguy\xea\xden"), ("Phạm^Thị Lựu", b"Pha\xf2m"),
+                                            ("Trương^Thị Hằng", b"Tr\xfd\xf5ng"), ("Huỳnh^Đức", b"Huy\xccnh")])
+def test_a_vietnamese_name_copied_in_windows_1258_is_found(tmp_path: Path, declared: str, name: str,
+                                                            copy: bytes) -> None:
+    """Windows-1258 writes a Vietnamese letter it has no character for as the letter with its other marks and the
+    tone mark as a combining character ("ễ" as "ê" and a tilde): found from outside, such copies were released."""
+    assert_found(_raw_name_copied(tmp_path, declared, name.encode(), copy), "PatientName", "(0009,1010)",
+                 name.split("^")[0])
+
+
+@pytest.mark.parametrize("copy", ["12\u00a004\u00a01973", "1973\u00ad0412", "1973\u00a0-\u00a004\u00a0-\u00a012"])
+def test_a_date_between_latin_1_spaces_or_soft_hyphens_is_found(tmp_path: Path, copy: str) -> None:
+    """Latin-1 text is searched by classes of its bytes: a no-break space or a soft hyphen beside a digit is read
+    too (found from outside: a date so copied was released)."""
+    source = original("Zelda", "ISO_IR 100", PatientBirthDate="19730412")
+    assert_found(held(tmp_path, source, ExplicitVRLittleEndian, "ISO_IR 100", ImageComments=f"born {copy}"),
+                 "PatientBirthDate", "(0020,4000)", copy)
+
+
+def test_the_dashes_and_spaces_are_those_of_this_python() -> None:
+    """Decoded text is compared with every dash as a hyphen and every space as a space."""
+    categories = {c: unicodedata.category(chr(c)) for c in range(0x80, 0x110000)}
+    dashes = {chr(c) for c, category in categories.items() if category == "Pd"}
+    assert dashes <= set(identifiers.DASH_CHARACTERS)
+    assert set(identifiers.DASH_CHARACTERS) - dashes == {"\u2212", "\u2043"}
+    assert {chr(c) for c, category in categories.items() if category == "Zs"} == set(identifiers.SPACE_CHARACTERS)
+    assert identifiers.fold("1973\u201304\u3000x\ufe58") == "1973-04 x-"

@@ -199,8 +199,8 @@ BASE_ENCODINGS = ("utf_8", "latin_1", "utf_16_le", "utf_16_be")
 WIDE_ENCODINGS = ("utf_32_le", "utf_32_be")
 # Searched too for a value with letters outside ASCII ("Müller", "Иванов", "山田"): a value copied by a program from
 # another system's encoding is not in the file's declared one. (The single-byte encodings of Western, Nordic,
-# Baltic, Central European, Cyrillic, Greek, Turkish, Hebrew, Arabic and Thai text in their ISO, Windows, DOS
-# and Mac forms: found from outside, a name in each DOS or Mac one left out was released; and the
+# Baltic, Central European, Cyrillic, Greek, Turkish, Hebrew, Arabic, Thai and Vietnamese text in their ISO,
+# Windows, DOS and Mac forms: found from outside, a name in each DOS or Mac one left out was released; and the
 # multi-byte ones of Japanese, Chinese and Korean: CP949, Windows' Korean, holds EUC-KR and more; ISO-2022-KR,
 # the 7-bit Korean of mail.)
 CJK_ENCODINGS = ("shift_jis", "euc_jp", "iso2022_jp", "gb18030", "big5", "cp949", "iso2022_kr")
@@ -209,7 +209,7 @@ OTHER_ENCODINGS = (
     "cp775", "cp1257", "cp860", "cp861", "cp863", "cp865", "mac_iceland", "mac_croatian", "mac_romanian",
     "cp1251", "iso8859_5", "koi8_r", "koi8_u", "cp866", "cp855", "mac_cyrillic", "cp1253", "iso8859_7", "cp737",
     "cp869", "mac_greek", "cp1254", "iso8859_9", "cp857", "mac_turkish", "cp1255", "iso8859_8", "cp862", "cp1256",
-    "iso8859_6", "cp864", "cp720", "mac_arabic", "tis_620", "cp874", *CJK_ENCODINGS,
+    "iso8859_6", "cp864", "cp720", "mac_arabic", "tis_620", "cp874", "cp1258", *CJK_ENCODINGS,
 )
 
 # Boundaries: a text needle may not stand inside a longer (ASCII) word, a number or date inside a longer number, an
@@ -537,7 +537,7 @@ def _most_bytes(text: str, encodings: tuple[str, ...]) -> int:
     most = 2 * len(text)
     for encoding in encodings:
         try:
-            most = max(most, len(text.encode(encoding)))
+            most = max(most, len(encoded(text, encoding)))
         except UnicodeError:
             continue
     return most
@@ -1559,6 +1559,12 @@ _DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2015", "\u2212",
 # A tab, runs of spaces, the no-break, en, em, thin, narrow no-break and ideographic space (found from outside: a
 # copy's groups so spaced were released)
 _SPACES = ("\t", "  ", "   ", "\u00a0", "\u2002", "\u2003", "\u2009", "\u202f", "\u3000")
+# Every dash of Unicode 14 (its category Pd), the minus sign and the hyphen bullet; every space but ASCII's (Zs):
+# decoded text is compared with each as a hyphen or a space ("1973\u201304\u201312" as "1973-04-12": found from
+# outside, a date so copied was released). A test checks them against the running Python's.
+DASH_CHARACTERS = ("\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40"
+                   "\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead\u2212\u2043")
+SPACE_CHARACTERS = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
 # Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
 # and a header holds thousands; a shorter ID's digits would recur in them by chance.
 _GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES)
@@ -1640,19 +1646,22 @@ _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
 # Also the spaces and dashes above, a dash or point with a space on one side or both, and the marks put between
 # groups: an underscore, a middle dot, a bullet, a Japanese middle dot or long-vowel mark, full-width point and
-# slash, a bar, a tilde, a comma, a colon, a double hyphen, a soft hyphen, a zero-width space
+# slash, a bar, a tilde, a comma, a colon, a double hyphen, a soft hyphen, a zero-width space; a backslash (the
+# groups as values of their own), a line break, a plus, an apostrophe, an asterisk, an equals sign (found from
+# outside)
+_MORE_SEPARATORS = ("\\", "\r\n", "\n", "+", "'", "*", "=")
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-", " / ", " . ", "- ", " -", ". ", "/ ", " \u2013 ",
                      " \u2014 ", *_SPACES, *_DASHES, "_", "\u00b7", "\u2022", "\u30fb", "\u30fc", "\uff0e", "\uff0f",
-                     "|", "~", ",", ":", "--", "\u00ad", "\u200b")
+                     "|", "~", ",", ":", "--", "\u00ad", "\u200b", *_MORE_SEPARATORS)
 # A number as a value writes it: digits and brackets, and between them the one-character separators above but those
-# that may stand between two numbers or before an extension ("|", "~", ",", ":") (found from outside: a number with
-# its groups between a middle dot, and a note after it, was not searched for)
-_PHONE_MARKS = re.escape("".join(sorted({s for s in _PHONE_SEPARATORS if len(s) == 1} - set("|~,:"))))
+# that may stand between two numbers or before an extension ("|", "~", ",", ":", and the last ones) (found from
+# outside: a number with its groups between a middle dot, and a note after it, was not searched for)
+_PHONE_MARKS = re.escape("".join(sorted({s for s in _PHONE_SEPARATORS if len(s) == 1} - {*"|~,:", *_MORE_SEPARATORS})))
 _PHONE_START = re.compile(rf"[+(]?\d(?:[\d(){_PHONE_MARKS}]|\(0\))*\d")
 _LETTERS_OR_DIGITS = re.compile(r"[A-Za-z]+|[0-9]+")
 _ID_SEPARATORS = ("-", " ", "_", ".", "/", ":", "#")
 _ID_JOINS = ("", *_ID_SEPARATORS, " - ", " / ", " \u2013 ", *_SPACES, *_DASHES, "\u00b7", "\u30fb", "\uff0f", "|", ",",
-             "--")
+             "--", "\u30fc", *_MORE_SEPARATORS)
 
 
 # --- forms -------------------------------------------------------------------------------------------------------
@@ -1676,15 +1685,15 @@ _SPECIAL = str.maketrans({
     "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
     # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
     "ی": "ي", "ى": "ي", "ک": "ك", "ة": "ه", "ہ": "ه", "ە": "ه",
-}) | OTHER_DIGITS
+}) | OTHER_DIGITS | str.maketrans(dict.fromkeys(DASH_CHARACTERS, "-") | dict.fromkeys(SPACE_CHARACTERS, " "))
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
 # Characters that show nothing: a soft hyphen, zero-width spaces and joiners, marks of writing direction, invisible
-# operators, variation selectors, the Mongolian vowel separator, a byte order mark; and the Arabic tatweel, which
-# only stretches a word.
+# operators, variation selectors, the Mongolian vowel separator, a byte order mark, the Hangul fillers (found from
+# outside: a copy's groups between them were released); and the Arabic tatweel, which only stretches a word.
 INVISIBLE = ("\u00ad\u061c\u0640\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f"
-             "\ufeff")
+             "\ufeff\u115f\u1160\u3164\uffa0")
 # Marks written over or under a letter: Latin (and others') combining marks, Hebrew points and accents, Arabic
 # vowel signs and Quranic marks (hamza above or below, which NFKD writes apart from alef, too).
 MARKS = ("\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
@@ -2167,7 +2176,8 @@ _ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xi
 _THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพันธ์", "ก.พ."), ("มีนาคม", "มี.ค."), ("เมษายน", "เม.ย."),
                 ("พฤษภาคม", "พ.ค."), ("มิถุนายน", "มิ.ย."), ("กรกฎาคม", "ก.ค."), ("สิงหาคม", "ส.ค."),
                 ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
-_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",")
+# (a dash or slash between spaces, a backslash: the parts as values of their own, found from outside)
+_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",", " - ", " / ", "\\")
 _ORDINAL = ("th", "st", "nd", "rd")
 
 
@@ -2476,13 +2486,36 @@ def _stateful(form: Form, encoding: str) -> bytes | None:
 
 def _token_bytes(token: Token, encoding: str) -> set[bytes]:
     """The ways `encoding` writes a place, lower-cased as bytes (none: it can write no alternative)."""
-    encoded = set()
+    written = set()
     for alternative in token:
         try:
-            encoded.add(alternative.encode(encoding).lower())
+            written.add(encoded(alternative, encoding).lower())
         except (UnicodeError, LookupError):
             continue
-    return encoded
+    return written
+
+
+def encoded(text: str, encoding: str) -> bytes:
+    """`text` in `encoding`; in Windows-1258 (Vietnamese), a letter it has no character for as the letter with its
+    other marks and its tone mark as a combining character ("ễ" as "ê" and a tilde), as Windows writes it (found
+    from outside: a name so copied was released)."""
+    if encoding != "cp1258" or text.isascii():
+        return text.encode(encoding)
+    return "".join(map(_in_1258, unicodedata.normalize("NFC", text))).encode(encoding)
+
+
+@lru_cache(maxsize=1024)
+def _in_1258(c: str) -> str:
+    try:
+        c.encode("cp1258")
+    except UnicodeEncodeError:
+        parts = unicodedata.normalize("NFD", c)
+        letter = unicodedata.normalize("NFC", "".join(p for p in parts if p not in _TONES_1258))
+        return letter + "".join(p for p in parts if p in _TONES_1258)
+    return c
+
+
+_TONES_1258 = "\u0300\u0301\u0303\u0309\u0323"  # the marks Windows-1258 writes as combining characters
 
 
 def _text_alternatives(forms: Iterable[Form]) -> set[str]:
@@ -2518,7 +2551,7 @@ def _shortest(text: str, encodings: tuple[str, ...]) -> int:
     lengths = []
     for encoding in encodings:
         try:
-            lengths.append(len(_ESCAPES_AT_ENDS.sub(b"", text.encode(encoding))))
+            lengths.append(len(_ESCAPES_AT_ENDS.sub(b"", encoded(text, encoding))))
         except (UnicodeError, LookupError):
             continue
     return min(lengths, default=0)
