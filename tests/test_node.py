@@ -24,13 +24,14 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
 from neuroanon import pipeline
 from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
 from neuroanon.keys import key_fingerprint
 from neuroanon.node import Node, NodeConfig, Peer, Retry, client_tls, scp, server_tls
+from neuroanon.node.peer import MAX_PDU_BYTES
 from neuroanon.node.scu import UNREACHABLE, Outcome, send_files
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
@@ -402,6 +403,43 @@ def test_a_peer_silent_in_the_middle_of_a_pdu_frees_its_association_after_the_ne
         assert _store(node.address[1], source) == [0x0000]
 
 
+def test_a_peer_that_declares_a_pdu_longer_than_the_node_reads_is_hung_up_on_at_its_header(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pynetdicom reads the length a PDU's header declares, up to 4 GB, into memory, before the node knows who the
+    peer is (found from outside: three peers that declared 400 MB each took the node from 77 MB to 1.3 GB). The node
+    closes such a connection at the header, says so, and goes on."""
+    caplog.set_level(logging.INFO)
+    source = study(tmp_path / "in", subject=9, n_series=1, n_instances=1)[0]
+    with running(tmp_path / "out") as node:
+        with socket.create_connection((LOOPBACK, node.address[1]), timeout=10) as peer:
+            peer.sendall(b"\x01\x00" + (400 << 20).to_bytes(4, "big"))
+            sent, closed = 0, False
+            try:
+                while sent < 64 << 20:  # (more than the bound, as the peer of the report went on sending)
+                    peer.sendall(b"\x00" * (1 << 20))
+                    sent += 1 << 20
+            except OSError:  # (a reset: the node closed the connection)
+                closed = True
+            closed = closed or peer.recv(1) == b""
+        assert closed and sent < 64 << 20, f"the node took {sent} bytes of the PDU"
+        assert f"declared a PDU of {400 << 20} bytes (at most {MAX_PDU_BYTES} are read)" in caplog.text
+        assert _store(node.address[1], source) == [0x0000]
+
+
+def test_a_rejection_for_connections_that_asked_for_nothing_says_so(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """pynetdicom counts a connection that has not asked for an association yet as one: found from outside, silent
+    connections kept senders out for 30 s, and the line said only that there were too many associations."""
+    caplog.set_level(logging.INFO)
+    with running(tmp_path / "out", max_associations=1) as node, \
+            socket.create_connection((LOOPBACK, node.address[1])):
+        time.sleep(0.5)
+        assert _scu().associate(LOOPBACK, node.address[1], ae_title=NODE_AET).is_rejected
+    assert ("rejected: too many associations at once (--max-associations 1): 1 of them connections that have not "
+            "asked for one (each is closed 30 s after it opened)") in caplog.text
+
+
 def test_send_to_a_peer_silent_in_the_middle_of_a_pdu_ends_after_its_timeout(tmp_path: Path) -> None:
     """It answers the association with the start of a PDU declaring more bytes than it sends, then stays silent:
     `send` waited for good, deaf to signals, its files without a record (found from outside)."""
@@ -540,6 +578,33 @@ def test_a_destination_that_rejects_the_association_is_named_so_and_retried(
             wait_until(lambda: "not reached (the destination rejected the association)" in caplog.text,
                        "the forwarder's line", timeout=30)
             assert len(files_under(out)) == 1 and not files_under(_work(out) / "failed")
+    finally:
+        server.shutdown()
+
+
+def test_a_destination_that_accepts_none_of_the_instances_classes_refuses_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside: a destination that accepts CT images only, sent an MR image, was said to be unreachable
+    (pynetdicom aborts an association with no accepted context), and the node tried again for good. It refused the
+    instance: after the attempts allowed, the instance is in the failed folder, and `send` says why."""
+    caplog.set_level(logging.INFO)
+    inputs = tmp_path / "in"
+    study(inputs, subject=19, n_series=1, n_instances=1)
+    ae = AE(ae_title="CTONLY")
+    ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian])
+    server = ae.start_server((LOOPBACK, 0), block=False)
+    assert server is not None
+    out = tmp_path / "outbox"
+    peer = Peer("CTONLY", LOOPBACK, int(server.server_address[1]))
+    try:
+        [(_, outcome)] = list(send_files(peer, files_under(inputs), "TESTSCU"))
+        assert outcome.refused and "does not accept this SOP class" in outcome.reason, outcome
+        with running(out, forward=peer, retry=Retry(0.02, 0.1, 3)) as node:
+            assert storescu(node.address[1], inputs).returncode == 0
+            failed = _work(out) / "failed"
+            wait_until(lambda: len(files_under(failed)) == 1, "the instance in the failed folder", timeout=30)
+        assert "refused an instance 3 times" in caplog.text and "not reached" not in caplog.text
     finally:
         server.shutdown()
 

@@ -19,6 +19,8 @@ from pynetdicom import _config, evt
 
 from ..errors import UsageError, os_cause
 
+log = logging.getLogger(__name__)
+
 # A host is printable ASCII but ':', '@' and brackets (found from outside: one holding a space, a control
 # character or a zero-width space was taken).
 _PEER = re.compile(r"^(?P<aet>[^@]+)@(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[!-9;-?A-Z\\^-~]+)):(?P<port>[0-9]{1,5})$")
@@ -131,9 +133,35 @@ def connection_opened(event: evt.Event) -> None:
     waits for the peer's delayed acknowledgement, about 40 ms, on every instance), and give up a read or write
     that stalls longer than the network timeout. pynetdicom reads a PDU with no timeout once its first bytes came:
     a peer that sent part of one and went quiet held `send` for good, deaf to signals, and a slot of `serve`'s
-    associations until it was restarted (found from outside)."""
-    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    associations until it was restarted (found from outside). And read no PDU longer than `MAX_PDU_BYTES`."""
+    connection = getattr(event.assoc.dul, "socket", None)
+    sock = getattr(connection, "socket", None)
     if sock is not None:
         sock.settimeout(event.assoc.network_timeout)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if connection is not None:
+        _bound_reads(connection, getattr(event, "address", ("?", 0)))
+
+
+# The longest PDU read: a P-DATA PDU is at most the length this end announced (pynetdicom's 16,382 bytes), an
+# association's request or answer a few kilobytes; some senders exceed what was announced, so the bound is generous.
+# pynetdicom reads whatever length a PDU's header declares, up to 4 GB, into memory (found from outside: three peers
+# that declared 400 MB each took a node from 77 MB to 1.3 GB, before any check of who they were).
+MAX_PDU_BYTES = 4 << 20
+
+
+def _bound_reads(connection: object, address: tuple[str, int]) -> None:
+    """Make pynetdicom's reads on `connection` (its AssociationSocket) fail, as a connection lost does, for a PDU
+    longer than `MAX_PDU_BYTES` (pynetdicom reads a PDU's 6-byte header, then the length it declares in one call)."""
+    read = connection.recv  # type: ignore[attr-defined]
+
+    def bounded(nr_bytes: int) -> bytearray:
+        if nr_bytes > MAX_PDU_BYTES:
+            log.warning("connection with %s:%s closed: it declared a PDU of %d bytes (at most %d are read)",
+                        address[0], address[1], nr_bytes, MAX_PDU_BYTES)
+            raise OSError("a PDU over the length read")
+        data: bytearray = read(nr_bytes)
+        return data
+
+    connection.recv = bounded  # type: ignore[attr-defined]

@@ -636,6 +636,12 @@ def _why_rejected(assoc: Association) -> str:
     allowed = [title.strip() for title in assoc.ae.require_calling_aet]
     accepted = [other for other in assoc.ae.active_associations if other.is_acceptor]
     full = f"too many associations at once (--max-associations {assoc.ae.maximum_associations})"
+    # (pynetdicom counts a connection that has not asked for an association yet as one: found from outside, silent
+    # connections kept senders out, and the line did not say so)
+    silent = sum(1 for other in accepted if other is not assoc and other.requestor.primitive is None)
+    if silent:
+        full += (f": {silent} of them connections that have not asked for one (each is closed {ACSE_TIMEOUT:g} s "
+                 "after it opened)")
     if len(accepted) > assoc.ae.maximum_associations or request is None:
         return full
     if request.called_ae_title != assoc.acceptor.ae_title.strip():

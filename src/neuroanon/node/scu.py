@@ -126,10 +126,12 @@ def _associate(
 
 
 def _not_sent(pairs: list[tuple[str, str]], contexts: list[PresentationContext], assoc: Association | None) -> Outcome:
-    """Why no file of a group was sent: none has a file meta, none has a usable context, or no association."""
+    """Why no file of a group was sent: none has a file meta, none has a usable context, the destination accepted
+    none of them (pynetdicom then aborts: found from outside, this was said as "unreachable", and `serve --forward`
+    tried again for good), or no association."""
     if not pairs:
         return _NO_META
-    if not contexts:
+    if not contexts or (assoc is not None and assoc.rejected_contexts and not assoc.accepted_contexts):
         return _NO_CONTEXT
     return _REJECTED if assoc is not None and assoc.is_rejected else UNREACHABLE
 
