@@ -440,6 +440,27 @@ def test_a_rejection_for_connections_that_asked_for_nothing_says_so(tmp_path: Pa
             "asked for one (each is closed 30 s after it opened)") in caplog.text
 
 
+def test_a_stop_that_waits_for_an_association_says_so_and_its_line_says_the_stop_ended_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside: a stop waited half a minute for an association its peer kept open, saying nothing, and
+    the association's line said only "aborted"."""
+    caplog.set_level(logging.INFO)
+    node = Node(NodeConfig(output=tmp_path / "out", host=LOOPBACK, port=0, options=Options(level=Level.ANONYMIZE,
+                                                                                            key=KEY)))
+    node.start()
+    assoc = _scu().associate(LOOPBACK, node.address[1], ae_title=NODE_AET)
+    try:
+        assert assoc.is_established
+        started = time.monotonic()
+        node.stop(grace=1)
+        assert time.monotonic() - started < 10
+    finally:
+        assoc.abort()
+    assert "stopping: waiting up to 1 s for 1 association to end" in caplog.text
+    assert "aborted by the node's stop (still open when its wait was over): 0 received" in caplog.text
+
+
 def test_send_to_a_peer_silent_in_the_middle_of_a_pdu_ends_after_its_timeout(tmp_path: Path) -> None:
     """It answers the association with the start of a PDU declaring more bytes than it sends, then stays silent:
     `send` waited for good, deaf to signals, its files without a record (found from outside)."""

@@ -184,6 +184,7 @@ class Node:
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()  # commits, tallies and the report: one instance at a time
         self._tallies: dict[Association, Tally] = {}  # of the associations requested and not yet ended
+        self._cut: set[Association] = set()  # those the stop aborted, its grace over
         self._ending: set[threading.Thread] = set()  # (`_on_close`)
         self._report: ReportWriter | None = None
         self._lockfile: TextIO | None = None
@@ -311,6 +312,10 @@ class Node:
             return
         server.shutdown()
         deadline = time.monotonic() + grace
+        established = sum(1 for assoc in server.active_associations if assoc.is_established)
+        if established:  # (found from outside: a stop waited half a minute saying nothing)
+            log.info("stopping: waiting up to %g s for %d association%s to end", grace, established,
+                     "s" if established > 1 else "")
         while time.monotonic() < deadline:
             waiting = False
             for assoc in server.active_associations:
@@ -322,6 +327,7 @@ class Node:
             time.sleep(0.05)
         for assoc in server.active_associations:
             if assoc.is_established:
+                self._cut.add(assoc)
                 assoc.abort()
 
     def __enter__(self) -> Node:
@@ -385,10 +391,16 @@ class Node:
         return status
 
     def _on_end(self, event: evt.Event) -> None:
+        ending = event.event.name[4:].lower()
+        # (found from outside: "aborted" said neither that the node's stop nor that the peer's silence did it)
+        if ending == "aborted" and event.assoc in self._cut:
+            ending = "aborted by the node's stop (still open when its wait was over)"
+        elif ending == "aborted" and event.assoc.dul.idle_timer_expired():
+            ending = f"aborted: its peer was silent for {event.assoc.network_timeout:g} s"
         with self._lock:
             tally = self._tallies.get(event.assoc)
             if tally is not None:
-                tally.ending = event.event.name[4:].lower()
+                tally.ending = ending
 
     def _on_close(self, event: evt.Event) -> None:
         # The association's own thread may still be storing an instance (its peer gone meanwhile) or be about to
