@@ -985,3 +985,17 @@ def test_verify_names_a_json_file_the_disk_refuses_and_makes_its_folders(
     deeper = tmp_path / "not" / "yet" / "findings.json"
     assert main(["verify", str(out), "--json", str(deeper)]) == 0
     assert [entry["findings"] for entry in json.loads(deeper.read_text())] == [[]]
+
+
+@pytest.mark.parametrize("command", [["anonymize", "-o", "OUT"], ["send", "--to", "NODE@127.0.0.1:9"]])
+def test_inputs_that_hold_no_file_exit_2_saying_so(tmp_path: Path, command: list[str]) -> None:
+    """Found from outside: an empty input folder (an unmounted share, a wrong path) gave exit 0, "every DICOM file
+    was released", as a job checking the status reads it; verify gives 2 for it."""
+    empty = tmp_path / "share"
+    (empty / "nested").mkdir(parents=True)
+    argv = [str(tmp_path / part) if part == "OUT" else part for part in command]
+    done = subprocess.run([*COMMAND, argv[0], str(empty), *argv[1:], "--level", "anonymize"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 2, done
+    assert done.stderr.strip().endswith(f"neuroanon: no file found in {empty}"), done.stderr
+    assert "Traceback" not in done.stderr

@@ -675,7 +675,16 @@ def _anonymize(args: argparse.Namespace) -> int:
     if show.unlisted:
         print(_shown(f"neuroanon: {show.unlisted} file{'s' if show.unlisted > 1 else ''} written name a subject "
                      f"the lookup file {args.lookup} does not list: they got keyed pseudonyms"), file=sys.stderr)
-    return summary.exit_code
+    return _exit_code(summary, args.inputs)
+
+
+def _exit_code(summary: Summary, inputs: list[Path]) -> int:
+    """The run's exit status; 2, with a line, for inputs that held no file at all (found from outside: an empty
+    folder, an unmounted share say, gave 0, "every DICOM file was released", as verify gives 2)."""
+    if summary.files:
+        return summary.exit_code
+    print(_shown(f"neuroanon: no file found in {', '.join(str(p) for p in inputs)}"), file=sys.stderr)
+    return 2
 
 
 def _check_demo_folder(folder: Path) -> None:
@@ -987,7 +996,7 @@ def _send(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
         raise
     said()
-    return summary.exit_code
+    return _exit_code(summary, args.inputs)
 
 
 def _log_to_stderr(name: str) -> None:
