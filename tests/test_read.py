@@ -224,3 +224,21 @@ def test_pixel_data_ending_in_zeros_is_no_zero_tail(tmp_path: Path) -> None:
     assert record.status is Status.WRITTEN, record.reason
     (written,) = files_under(tmp_path / "out")
     assert pydicom.dcmread(written).PixelData == ds.PixelData
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_more_bytes_after_the_pixel_data_than_are_read_fail_the_file(tmp_path: Path, level: Level) -> None:
+    """The bytes after the pixel data are read into memory: an element there followed by gigabytes of zeros took a
+    worker's memory to twice that (found from outside). More than `MAX_TAIL_BYTES` fail the file, unread (the file
+    is sparse: its zeros take no disk)."""
+    ds = make_dataset(subject=35)
+    source = tmp_path / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    with source.open("r+b") as f:
+        f.seek(0, 2)
+        f.write(b"\xfc\xff\xfc\xffOB\0\0" + (engine.MAX_TAIL_BYTES).to_bytes(4, "little"))  # (trailing padding)
+        f.truncate(f.tell() + engine.MAX_TAIL_BYTES)
+    record = anonymize_file(source, tmp_path / "out", Options(level=level, key=KEY))
+    assert record.status is Status.FAILED, record
+    assert record.reason.endswith(f"({engine.TAIL_TOO_LONG})"), record.reason
+    assert not (tmp_path / "out").exists() or not files_under(tmp_path / "out")

@@ -139,6 +139,10 @@ _MALFORMED: Final = frozenset({"unknown VR", "elements out of order", "reserved 
                                "file meta UID not in canonical form", "a second pixel data element",
                                "file shorter than its size", "implicit VR dataset that reads as explicit"})
 MAX_DEPTH: Final = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
+# The most bytes after the pixel data read (they are read into memory: found from outside, an element there followed
+# by gigabytes of zeros took a worker's memory to twice that); a vendor's group after the pixel data is megabytes.
+MAX_TAIL_BYTES: Final = 256 << 20
+TAIL_TOO_LONG: Final = f"more than {MAX_TAIL_BYTES >> 20} MiB after the pixel data (not read)"
 
 
 class _Decline(Exception):
@@ -470,6 +474,8 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
         f.seek(start)
         if f.read(8) == bytes(8):
             raise _Decline("malformed: zero bytes after the pixel data")
+        if size - start > MAX_TAIL_BYTES:
+            raise _Decline(TAIL_TOO_LONG)
         f.seek(start)
         buf, start = f.read(), 0
     if start >= len(buf):
