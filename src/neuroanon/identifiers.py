@@ -1619,7 +1619,6 @@ def _phone_parts(text: str) -> list[str]:
     return numbers
 
 
-
 def national_groups(text: str, groups: list[str]) -> list[str]:
     """A telephone number's groups of digits without its country code ("+44 1632 960183") or its trunk 0 ("01632
     960183"), as it is written at home or abroad (`phone_form`s of them, with and without the 0, are its national

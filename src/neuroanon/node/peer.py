@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pynetdicom import _config, evt
+from pynetdicom.transport import AssociationSocket
 
 from ..errors import UsageError, os_cause
 
@@ -151,17 +152,16 @@ def connection_opened(event: evt.Event) -> None:
 MAX_PDU_BYTES = 4 << 20
 
 
-def _bound_reads(connection: object, address: tuple[str, int]) -> None:
+def _bound_reads(connection: AssociationSocket, address: tuple[str, int]) -> None:
     """Make pynetdicom's reads on `connection` (its AssociationSocket) fail, as a connection lost does, for a PDU
     longer than `MAX_PDU_BYTES` (pynetdicom reads a PDU's 6-byte header, then the length it declares in one call)."""
-    read = connection.recv  # type: ignore[attr-defined]
+    read = connection.recv
 
     def bounded(nr_bytes: int) -> bytearray:
         if nr_bytes > MAX_PDU_BYTES:
             log.warning("connection with %s:%s closed: it declared a PDU of %d bytes (at most %d are read)",
                         address[0], address[1], nr_bytes, MAX_PDU_BYTES)
             raise OSError("a PDU over the length read")
-        data: bytearray = read(nr_bytes)
-        return data
+        return read(nr_bytes)
 
-    connection.recv = bounded  # type: ignore[attr-defined]
+    connection.recv = bounded  # type: ignore[method-assign]
