@@ -2239,3 +2239,15 @@ def test_the_dashes_and_spaces_are_those_of_this_python() -> None:
     assert set(identifiers.DASH_CHARACTERS) - dashes == {"\u2212", "\u2043"}
     assert {chr(c) for c, category in categories.items() if category == "Zs"} == set(identifiers.SPACE_CHARACTERS)
     assert identifiers.fold("1973\u201304\u3000x\ufe58") == "1973-04 x-"
+
+
+def test_a_correctly_declared_iso_2022_name_is_not_read_again() -> None:
+    """The escape back to ASCII that ends every ISO 2022 value is no set the file fails to declare: a Japanese name
+    correctly declared was read again, as the escapes say, for nothing (found in review)."""
+    source = original("Zelda", "ISO 2022 IR 87")
+    source.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    data = b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B"  # 山田^太郎
+    source[0x00100010] = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x00100010), "PN", len(data), data, 0,
+                                                         False, True)
+    assert identifiers._undeclared_values(source, 0x00100010, identifiers._declared(source)) == []
+    assert "PatientName" in {n.attribute for n in needles(source)}

@@ -978,8 +978,9 @@ def _reads_as_declared(data: bytes, declared: tuple[str, ...]) -> str:
     return "" if "\ufffd" in text else text.rstrip(" \x00")
 
 
-# The ISO 2022 escape sequences DICOM uses and the sets they switch to (pydicom's table)
-_ESCAPES = CODES_TO_ENCODINGS
+# The ISO 2022 escape sequences DICOM uses and the sets they switch to (pydicom's table), but the one back to ASCII,
+# which every declared set allows (a correctly declared Japanese name ends in it: it was read again for nothing)
+_ESCAPES = {code: codec for code, codec in CODES_TO_ENCODINGS.items() if code != b"\x1b(B"}
 _ISO_2022 = ("iso_ir_6", *dict.fromkeys(CODES_TO_ENCODINGS.values()))
 
 
