@@ -31,7 +31,7 @@ from neuroanon.context import RunContext
 from neuroanon.discover import InputFile
 from neuroanon.keys import key_fingerprint
 from neuroanon.node import Node, NodeConfig, Peer, Retry, client_tls, scp, server_tls
-from neuroanon.node.peer import MAX_PDU_BYTES
+from neuroanon.node.peer import MAX_CONTROL_PDU_BYTES, MAX_PDU_BYTES
 from neuroanon.node.scu import UNREACHABLE, Outcome, send_files
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import Prepared, anonymize_tree
@@ -403,28 +403,48 @@ def test_a_peer_silent_in_the_middle_of_a_pdu_frees_its_association_after_the_ne
         assert _store(node.address[1], source) == [0x0000]
 
 
+@pytest.mark.parametrize(("pdu_type", "length", "bound"), [(1, 400 << 20, MAX_CONTROL_PDU_BYTES),
+                                                      (1, MAX_CONTROL_PDU_BYTES + 1, MAX_CONTROL_PDU_BYTES),
+                                                      (4, MAX_PDU_BYTES + 1, MAX_PDU_BYTES)])
 def test_a_peer_that_declares_a_pdu_longer_than_the_node_reads_is_hung_up_on_at_its_header(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, pdu_type: int, length: int, bound: int
 ) -> None:
     """pynetdicom reads the length a PDU's header declares, up to 4 GB, into memory, before the node knows who the
-    peer is (found from outside: three peers that declared 400 MB each took the node from 77 MB to 1.3 GB). The node
+    peer is, and makes an object of each item the PDU holds (found from outside: three peers that declared 400 MB
+    each took the node from 77 MB to 1.3 GB; an association request of 4 MB of tiny items cost 300 MB). The node
     closes such a connection at the header, says so, and goes on."""
     caplog.set_level(logging.INFO)
     source = study(tmp_path / "in", subject=9, n_series=1, n_instances=1)[0]
     with running(tmp_path / "out") as node:
         with socket.create_connection((LOOPBACK, node.address[1]), timeout=10) as peer:
-            peer.sendall(b"\x01\x00" + (400 << 20).to_bytes(4, "big"))
-            sent, closed = 0, False
+            peer.sendall(bytes([pdu_type, 0]) + length.to_bytes(4, "big"))
+            sent = 0
             try:
-                while sent < 64 << 20:  # (more than the bound, as the peer of the report went on sending)
-                    peer.sendall(b"\x00" * (1 << 20))
-                    sent += 1 << 20
+                while sent < min(length, 64 << 20):  # (as the peer of the report went on sending)
+                    peer.sendall(b"\x00" * (1 << 16))
+                    sent += 1 << 16
+                closed = peer.recv(1) == b""
             except OSError:  # (a reset: the node closed the connection)
                 closed = True
-            closed = closed or peer.recv(1) == b""
-        assert closed and sent < 64 << 20, f"the node took {sent} bytes of the PDU"
-        assert f"declared a PDU of {400 << 20} bytes (at most {MAX_PDU_BYTES} are read)" in caplog.text
+        assert closed, f"the node took {sent} bytes of the PDU"
+        assert f"declared a PDU of type {pdu_type} of {length} bytes (at most {bound} are read)" in caplog.text
         assert _store(node.address[1], source) == [0x0000]
+
+
+def test_the_retired_storage_classes_are_accepted(tmp_path: Path) -> None:
+    """Found from outside: an older scanner's images of the retired Ultrasound and Nuclear Medicine classes (and
+    the other retired and trial storage classes, which pynetdicom leaves out) were refused."""
+    retired = ["1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3", "1.2.840.10008.5.1.4.1.1.5",
+               "1.2.840.10008.5.1.4.1.1.12.3", "1.2.840.10008.5.1.4.1.1.88.4"]
+    ae = _scu()
+    for sop_class in retired:
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    with running(tmp_path / "out") as node:
+        assoc = ae.associate(LOOPBACK, node.address[1], ae_title=NODE_AET)
+        try:
+            assert set(retired) <= {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+        finally:
+            assoc.release()
 
 
 def test_a_rejection_for_connections_that_asked_for_nothing_says_so(tmp_path: Path,
@@ -596,7 +616,8 @@ def test_a_destination_that_rejects_the_association_is_named_so_and_retried(
         with running(out, forward=Peer("WRONGAE", LOOPBACK, int(server.server_address[1])),
                      retry=Retry(0.02, 0.1, 3)) as node:
             assert storescu(node.address[1], inputs).returncode == 0
-            wait_until(lambda: "not reached (the destination rejected the association)" in caplog.text,
+            wait_until(lambda: "not reached (the destination rejected the association: called AE title not recognised)"
+                       in caplog.text,
                        "the forwarder's line", timeout=30)
             assert len(files_under(out)) == 1 and not files_under(_work(out) / "failed")
     finally:

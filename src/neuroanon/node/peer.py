@@ -145,22 +145,33 @@ def connection_opened(event: evt.Event) -> None:
         _bound_reads(connection, getattr(event, "address", ("?", 0)))
 
 
-# The longest PDU read: a P-DATA PDU is at most the length this end announced (pynetdicom's 16,382 bytes), an
-# association's request or answer a few kilobytes; some senders exceed what was announced, so the bound is generous.
-# pynetdicom reads whatever length a PDU's header declares, up to 4 GB, into memory (found from outside: three peers
-# that declared 400 MB each took a node from 77 MB to 1.3 GB, before any check of who they were).
-MAX_PDU_BYTES = 4 << 20
+# The longest PDU read: a P-DATA PDU is at most the length this end announced (pynetdicom's 16,382 bytes; some
+# senders exceed it, so the bound is generous), an association's request or answer (and a release or abort) tens of
+# kilobytes at most. pynetdicom reads whatever length a PDU's header declares, up to 4 GB, into memory (found from
+# outside: three peers that declared 400 MB each took a node from 77 MB to 1.3 GB, before any check of who they
+# were), and makes an object of each item a PDU holds (a request of 4 MB of tiny items cost 300 MB, found so too).
+MAX_PDU_BYTES = 1 << 20
+MAX_CONTROL_PDU_BYTES = 256 << 10
+_P_DATA = 0x04  # the PDU type of P-DATA-TF
 
 
 def _bound_reads(connection: AssociationSocket, address: tuple[str, int]) -> None:
-    """Make pynetdicom's reads on `connection` (its AssociationSocket) fail, as a connection lost does, for a PDU
-    longer than `MAX_PDU_BYTES` (pynetdicom reads a PDU's 6-byte header, then the length it declares in one call)."""
+    """Make pynetdicom's reads on `connection` fail, as a connection lost does, for a PDU longer than its bound
+    (`MAX_PDU_BYTES` for P-DATA, else `MAX_CONTROL_PDU_BYTES`). pynetdicom reads a PDU's 6-byte header, then the
+    length it declares, in one call each."""
     read = connection.recv
+    header = bytearray()  # the header of the PDU whose body is read next; empty: a header is read next
 
     def bounded(nr_bytes: int) -> bytearray:
-        if nr_bytes > MAX_PDU_BYTES:
-            log.warning("connection with %s:%s closed: it declared a PDU of %d bytes (at most %d are read)",
-                        address[0], address[1], nr_bytes, MAX_PDU_BYTES)
+        if not header:
+            header[:] = read(nr_bytes)
+            return header.copy()
+        pdu_type = header[0]
+        header.clear()
+        bound = MAX_PDU_BYTES if pdu_type == _P_DATA else MAX_CONTROL_PDU_BYTES
+        if nr_bytes > bound:
+            log.warning("connection with %s:%s closed: it declared a PDU of type %d of %d bytes (at most %d are "
+                        "read)", address[0], address[1], pdu_type, nr_bytes, bound)
             raise OSError("a PDU over the length read")
         return read(nr_bytes)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pydicom import dcmread
+from pydicom._uid_dict import UID_dictionary
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     HEVCM10P51,
@@ -90,6 +91,14 @@ TRANSFER_SYNTAXES = [
     JPEG2000Lossless, JPEG2000, JPEG2000MCLossless, JPEG2000MC, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K,
     RLELossless, MPEG2MPML, MPEG2MPHL, MPEG4HP41, MPEG4HP41BD, HEVCMP51, HEVCM10P51,
 ]
+# Every storage SOP class: pynetdicom's, and the retired and trial ones under the storage root it leaves out (found
+# from outside: an older scanner's Ultrasound or Nuclear Medicine images, of the retired classes, were refused).
+_STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+STORAGE_CLASSES = tuple(dict.fromkeys([
+    *(str(context.abstract_syntax) for context in AllStoragePresentationContexts),
+    *(uid for uid, (name, kind, *_) in UID_dictionary.items()
+      if kind == "SOP Class" and uid.startswith(_STORAGE_ROOT) and "Storage" in name),
+]))
 
 
 @dataclass(frozen=True)
@@ -248,9 +257,8 @@ class Node:
     def _listen(self) -> ThreadedAssociationServer:
         config = self.config
         ae = AE(ae_title=config.ae_title)
-        for context in AllStoragePresentationContexts:
-            assert context.abstract_syntax is not None
-            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        for sop_class in STORAGE_CLASSES:
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.require_called_aet = True
         ae.require_calling_aet = list(config.allow_calling)

@@ -133,7 +133,7 @@ def _not_sent(pairs: list[tuple[str, str]], contexts: list[PresentationContext],
         return _NO_META
     if not contexts or (assoc is not None and assoc.rejected_contexts and not assoc.accepted_contexts):
         return _NO_CONTEXT
-    return _REJECTED if assoc is not None and assoc.is_rejected else UNREACHABLE
+    return _rejected(assoc) if assoc is not None and assoc.is_rejected else UNREACHABLE
 
 
 def _store_group(assoc: Association, group: list[_Item]) -> Iterator[tuple[Path, Outcome]]:
@@ -174,4 +174,12 @@ def _store(assoc: Association, path: Path) -> Outcome:
 
 _NO_META = Outcome(False, refused=True, reason="no file meta information (SOP class, transfer syntax): not sent")
 _NO_CONTEXT = Outcome(False, refused=True, reason="the destination does not accept this SOP class and transfer syntax")
-_REJECTED = Outcome(False, reason="the destination rejected the association")
+
+
+def _rejected(assoc: Association) -> Outcome:
+    """The destination rejected the association, with the reason it gave (found from outside: the line did not say
+    it, "called AE title not recognised" being what an operator has to set right)."""
+    answer = assoc.acceptor.primitive
+    why = answer.reason_str if answer is not None and answer.diagnostic is not None else "No reason given"
+    why = why[:1].lower() + why[1:]  # ("called AE title not recognised")
+    return Outcome(False, reason=f"the destination rejected the association: {why}")
