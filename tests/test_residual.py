@@ -516,6 +516,21 @@ def test_a_station_named_in_a_makers_value_of_several_or_in_both_together_is_sea
     *((keyword, value, f"{value[:head]}{between}{value[head + 1:]}")
       for keyword, value, head in (("PatientID", "QZ-778812", 2), ("PatientTelephoneNumbers", "01632 960517", 5))
       for between in ("\\", "\r\n", "\n", "+", "'", "*", "=", "\u30fc", "\u3164")),
+    # a telephone value with characters that show nothing, or full-width, and a note; an ID with other dashes, or
+    # full-width; a date with a format character inside, a two-digit year between spaced dashes or backslashes, its
+    # parts between tabs or line breaks, with a month's name, between full-width, division, fraction or Arabic
+    # slashes or superscript minus signs; a numeric ID's groups between other marks (found from outside: released)
+    ("PatientTelephoneNumbers", "0161\u2060496\u20600734 (home)", "0161 496 0734"),
+    ("PatientTelephoneNumbers", "03-5550-1234(\u81ea\u5b85)".translate({c: c + 0xFEE0 for c in range(0x21, 0x7F)}),
+     "03-5550-1234"),
+    ("PatientID", "ZQ\u20134471\u20130093", "ZQ 4471 0093"),
+    ("PatientID", "\uff14\uff14\uff17\uff11\uff10\uff10\uff19\uff13", "44710093"),
+    *(("PatientBirthDate", "19730412", f"1973{invisible}0412") for invisible in ("\U000e0020", "\ufff9", "\u0600")),
+    *(("PatientBirthDate", "19730412", copy) for copy in (
+        "12 - 04 - 73", "12\\04\\73", "1973\t04\t12", "12\r\n04\r\n1973", "12 \u2013 Apr \u2013 1973",
+        "Apr \u2013 12 \u2013 1973", "1973\uff0f04\uff0f12", "12\u221504\u22151973", "12\u204404\u20441973",
+        "1973\u060d04\u060d12", "1973\u207b04\u207b12")),
+    *(("PatientID", "44710093", f"4471{between}0093") for between in ("\\", "+", "\t", "\u00b7", "|", "\uff0f")),
 ])
 def test_a_value_in_another_of_its_forms_holds_the_file_back(tmp_path: Path, keyword: str, value: str,
                                                              copy: str) -> None:

@@ -2236,7 +2236,7 @@ def test_the_dashes_and_spaces_are_those_of_this_python() -> None:
     categories = {c: unicodedata.category(chr(c)) for c in range(0x80, 0x110000)}
     dashes = {chr(c) for c, category in categories.items() if category == "Pd"}
     assert dashes <= set(identifiers.DASH_CHARACTERS)
-    assert set(identifiers.DASH_CHARACTERS) - dashes == {"\u2212", "\u2043"}
+    assert set(identifiers.DASH_CHARACTERS) - dashes == {"\u2212", "\u2043", "\u02d7", "\x96", "\x97"}
     assert {chr(c) for c, category in categories.items() if category == "Zs"} == set(identifiers.SPACE_CHARACTERS)
     assert identifiers.fold("1973\u201304\u3000x\ufe58") == "1973-04 x-"
 
@@ -2251,3 +2251,35 @@ def test_a_correctly_declared_iso_2022_name_is_not_read_again() -> None:
                                                          False, True)
     assert identifiers._undeclared_values(source, 0x00100010, identifiers._declared(source)) == []
     assert "PatientName" in {n.attribute for n in needles(source)}
+
+
+def test_every_format_character_shows_nothing() -> None:
+    """Every format character of this Python's Unicode (category Cf: tag characters, the Arabic number signs...) is
+    compared as nothing, inside a value or between its parts (found from outside: a date with one inside was
+    released)."""
+    invisible = re.compile(f"[{identifiers.INVISIBLE}]")
+    missed = [hex(c) for c in range(0x80, 0x110000)
+              if unicodedata.category(chr(c)) == "Cf" and not invisible.match(chr(c))]
+    assert not missed, "a newer Unicode: add its format characters"
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192"])
+@pytest.mark.parametrize("copy", ["1973\x9604\x9612", "12 \x97 04 \x97 1973"])
+def test_a_date_between_windows_1252_dashes_read_as_latin_1_is_found(tmp_path: Path, charset: str, copy: str) -> None:
+    """Windows-1252 writes an en or em dash as 0x96 or 0x97, which Latin-1 reads as control characters: such a copy
+    in a file that declares Latin-1 (or nothing) was released (found from outside)."""
+    source = original("Zelda", charset, PatientBirthDate="19730412")
+    assert_found(held(tmp_path, source, ExplicitVRLittleEndian, charset, ImageComments=f"born {copy}"),
+                 "PatientBirthDate", "(0020,4000)", copy)
+
+
+@pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be"])
+@pytest.mark.parametrize("copy", ["1973\u201304\u201312", "12\u00a004\u00a01973"])
+def test_a_date_between_typeset_dashes_in_utf_16_in_a_binary_value_is_found(tmp_path: Path, codec: str,
+                                                                             copy: str) -> None:
+    """A program's UTF-16 string in a binary value is searched as written (not decoded): a date's parts between an
+    en dash or a no-break space there were released (found from outside)."""
+    source = original("Zelda", PatientBirthDate="19730412")
+    blob = b"\x01\x02" + f"born {copy}".encode(codec) + b"\x00\x00"
+    assert_found(held(tmp_path, source, x00091010=blob + b"\x00" * (len(blob) % 2)), "PatientBirthDate",
+                 "(0009,1010)", copy)

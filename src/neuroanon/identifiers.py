@@ -1027,11 +1027,22 @@ def is_dummy(text: str) -> bool:
 def _value_needles(keyword: str, value: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
     """The needles of one value (cached: the files of a series share their values, and so their patterns); of one
     written in another script's digits, also those of it in ASCII digits (found from outside: a telephone number
-    so written was no needle)."""
+    so written was no needle); of an ID or a telephone number written with full-width characters, other dashes or
+    spaces, or characters that show nothing, also those of it in ASCII ones (`plain_number`: found from outside,
+    such a value's groups were not read, and its copies were released)."""
     text = value.strip(_PADDING)
-    western = text.translate(OTHER_DIGITS)
+    western = plain_number(text) if keyword in IDS or keyword in PHONES else text.translate(OTHER_DIGITS)
     return _stripped_needles(keyword, text, person, declared) + (
         _stripped_needles(keyword, western, person, declared) if western != text else ())
+
+
+def plain_number(text: str) -> str:
+    """An ID's or number's text in ASCII where it can be: full-width characters as ASCII ones (NFKC), another
+    script's digits as ASCII digits, every dash as a hyphen, every space as a space, and a character that shows
+    nothing as a space (it stands between groups)."""
+    if text.isascii():
+        return text
+    return _INVISIBLE_RUN.sub(" ", unicodedata.normalize("NFKC", text)).translate(OTHER_DIGITS).translate(_PUNCTUATION)
 
 
 def _stripped_needles(keyword: str, text: str, person: bool, declared: tuple[str, ...]) -> tuple[Needle, ...]:
@@ -1560,15 +1571,24 @@ _DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2015", "\u2212",
 # A tab, runs of spaces, the no-break, en, em, thin, narrow no-break and ideographic space (found from outside: a
 # copy's groups so spaced were released)
 _SPACES = ("\t", "  ", "   ", "\u00a0", "\u2002", "\u2003", "\u2009", "\u202f", "\u3000")
-# Every dash of Unicode 14 (its category Pd), the minus sign and the hyphen bullet; every space but ASCII's (Zs):
-# decoded text is compared with each as a hyphen or a space ("1973\u201304\u201312" as "1973-04-12": found from
-# outside, a date so copied was released). A test checks them against the running Python's.
+# Every dash of Unicode 14 (its category Pd), the minus sign and the hyphen bullet, the modifier minus, and
+# Windows-1252's en and em dash as Latin-1 reads them (C1 controls); every space but ASCII's (Zs) and the line
+# breaks of Unicode; the slashes of division, fractions and Arabic dates: decoded text is compared with each as a
+# hyphen, a space or a slash ("1973\u201304\u201312" as "1973-04-12": found from outside, dates so copied were
+# released). A test checks the dashes and spaces against the running Python's.
 DASH_CHARACTERS = ("\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40"
-                   "\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead\u2212\u2043")
+                   "\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead\u2212\u2043\u02d7\x96\x97")
 SPACE_CHARACTERS = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+LINE_BREAKS = "\x85\u2028\u2029"
+SLASH_CHARACTERS = "\u2215\u2044\u060d"
+_PUNCTUATION = str.maketrans(dict.fromkeys(DASH_CHARACTERS, "-") | dict.fromkeys(SPACE_CHARACTERS + LINE_BREAKS, " ")
+                             | dict.fromkeys(SLASH_CHARACTERS, "/"))
+# A backslash (the groups as values of their own), a line break, a plus, an apostrophe, an asterisk, an equals sign
+# (found from outside)
+_MORE_SEPARATORS = ("\\", "\r\n", "\n", "+", "'", "*", "=")
 # Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
 # and a header holds thousands; a shorter ID's digits would recur in them by chance.
-_GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES)
+_GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES, "\t", "\u00b7", "|", "\uff0f", *_MORE_SEPARATORS)
 _MIN_GROUPED, _MAX_GROUPED = 8, 12
 
 
@@ -1646,10 +1666,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _LETTER = re.compile(r"[^\W\d_]")
 # Also the spaces and dashes above, a dash or point with a space on one side or both, and the marks put between
 # groups: an underscore, a middle dot, a bullet, a Japanese middle dot or long-vowel mark, full-width point and
-# slash, a bar, a tilde, a comma, a colon, a double hyphen, a soft hyphen, a zero-width space; a backslash (the
-# groups as values of their own), a line break, a plus, an apostrophe, an asterisk, an equals sign (found from
-# outside)
-_MORE_SEPARATORS = ("\\", "\r\n", "\n", "+", "'", "*", "=")
+# slash, a bar, a tilde, a comma, a colon, a double hyphen, a soft hyphen, a zero-width space; and `_MORE_SEPARATORS`
 _PHONE_SEPARATORS = ("", " ", "-", ".", "/", ") ", ")", " - ", ")-", " / ", " . ", "- ", " -", ". ", "/ ", " \u2013 ",
                      " \u2014 ", *_SPACES, *_DASHES, "_", "\u00b7", "\u2022", "\u30fb", "\u30fc", "\uff0e", "\uff0f",
                      "|", "~", ",", ":", "--", "\u00ad", "\u200b", *_MORE_SEPARATORS)
@@ -1685,21 +1702,26 @@ _SPECIAL = str.maketrans({
     "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ð": "d", "ı": "i",
     # Arabic letters written one for another: Persian yeh and keheh, alef maksura, teh marbuta, Urdu heh
     "ی": "ي", "ى": "ي", "ک": "ك", "ة": "ه", "ہ": "ه", "ە": "ه",
-}) | OTHER_DIGITS | str.maketrans(dict.fromkeys(DASH_CHARACTERS, "-") | dict.fromkeys(SPACE_CHARACTERS, " "))
+}) | OTHER_DIGITS
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]+")
-# Characters that show nothing: a soft hyphen, zero-width spaces and joiners, marks of writing direction, invisible
-# operators, variation selectors, the Mongolian vowel separator, a byte order mark, the Hangul fillers (found from
-# outside: a copy's groups between them were released); and the Arabic tatweel, which only stretches a word.
-INVISIBLE = ("\u00ad\u061c\u0640\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f"
-             "\ufeff\u115f\u1160\u3164\uffa0")
+# Characters that show nothing, or nothing of the text: every format character of Unicode 14 (category Cf: a soft
+# hyphen, zero-width spaces and joiners, marks of writing direction, invisible operators, a byte order mark, tag
+# characters, the signs that stand before a number...), variation selectors, the Mongolian ones and vowel separator,
+# Khmer's inherent vowels, the Hangul fillers (found from outside: a copy's groups between any of them were
+# released; a test checks them against the running Python's); and the Arabic tatweel, which only stretches a word.
+INVISIBLE = ("\u00ad\u0600-\u0605\u061c\u0640\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u17b4\u17b5"
+             "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\ufff9-\ufffb\uffa0"
+             "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+             "\U000e0020-\U000e007f\U000e0100-\U000e01ef")
 # Marks written over or under a letter: Latin (and others') combining marks, Hebrew points and accents, Arabic
 # vowel signs and Quranic marks (hamza above or below, which NFKD writes apart from alef, too).
 MARKS = ("\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
          "\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc"
          "\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed")
 _COMBINING = re.compile(f"[{MARKS}{INVISIBLE}]+")  # folded away
+_INVISIBLE_RUN = re.compile(f"[{INVISIBLE}]+")
 
 
 def fold(text: str, umlauts_as_e: bool = False) -> str:
@@ -1755,7 +1777,8 @@ def _fold_run(run: str, umlauts_as_e: bool, look: bool) -> str:
     if umlauts_as_e:
         run = "".join(_UMLAUTS.get(c, c) for c in run)
     # (casefolded again: a mathematical capital has no lower case of its own, NFKD makes it a Latin capital)
-    folded = _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)).casefold())
+    folded = _COMBINING.sub("", unicodedata.normalize("NFKD", run.translate(_SPECIAL)).translate(_PUNCTUATION)
+                            .casefold())
     return _look(folded) if look else folded
 
 
@@ -2176,8 +2199,11 @@ _ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xi
 _THAI_MONTHS = (("มกราคม", "ม.ค."), ("กุมภาพันธ์", "ก.พ."), ("มีนาคม", "มี.ค."), ("เมษายน", "เม.ย."),
                 ("พฤษภาคม", "พ.ค."), ("มิถุนายน", "มิ.ย."), ("กรกฎาคม", "ก.ค."), ("สิงหาคม", "ส.ค."),
                 ("กันยายน", "ก.ย."), ("ตุลาคม", "ต.ค."), ("พฤศจิกายน", "พ.ย."), ("ธันวาคม", "ธ.ค."))
-# (a dash or slash between spaces, a backslash: the parts as values of their own, found from outside)
-_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",", " - ", " / ", "\\")
+# (a dash or slash between spaces, a backslash: the parts as values of their own, a tab, a line break; the dashes
+# and spaces of typesetting, as UTF-16 text in a binary value writes them, where text is not decoded: found from
+# outside)
+_NUMERIC_SEPARATORS = ("-", "/", ".", ". ", " ", "_", ",", " - ", " / ", "\\", "\t", "\n", "\r\n", "\r", *_DASHES,
+                       "\u00a0", "\u3000")
 _ORDINAL = ("th", "st", "nd", "rd")
 
 
@@ -2189,10 +2215,10 @@ def _underscored(separators: tuple[str, ...]) -> tuple[str, ...]:
 
 # ("3rd of February", "3 of February of 1961", "February 3rd of 1961": found from outside; not "3rd day of" nor a
 # day in words, "third of February": each form costs every date's patterns their compile, once a subject)
-_DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", " de ", "th ", "st ", "nd ", "rd ", "er ", " of ",
+_DAY_MONTH = _underscored(("", " ", ". ", ".", "-", "/", " - ", "\\", " de ", "th ", "st ", "nd ", "rd ", "er ", " of ",
                            *(f"{o} of " for o in _ORDINAL)))
-_MONTH_YEAR = _underscored(("", " ", "-", "/", ".", ". ", ", ", ".-", " de ", "., ", " of "))
-_MONTH_DAY = _underscored((" ", ". ", ".", "-", "/", " the "))  # ("February the 3rd")
+_MONTH_YEAR = _underscored(("", " ", "-", "/", " - ", "\\", ".", ". ", ", ", ".-", " de ", "., ", " of "))
+_MONTH_DAY = _underscored((" ", ". ", ".", "-", "/", " - ", " the "))  # ("February the 3rd")
 # English months as systems abbreviate them, and the separators English dates take around them; before a
 # two-digit year, an apostrophe for the century after any of them ("Mar 14th '87", "MAR_14_'87": found from outside).
 _ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -2211,8 +2237,8 @@ _EN_DAY_YEAR = _underscored(("", " ", ".", "-", "/", ", ", "th, ", "st, ", "nd, 
                              "rd "))
 _EN_DAY_SHORT_YEAR = _apostrophes(_EN_DAY_YEAR)
 _EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
-_SHORT_SEPARATORS = ("-", "/", ".", " ", "_")
-_DAY_YEAR = (", ", " ", "-", "/", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
+_SHORT_SEPARATORS = ("-", "/", ".", " ", "_", " - ", " / ", "\\")
+_DAY_YEAR = (", ", " ", "-", "/", " - ", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
              *(f"{o} of " for o in _ORDINAL))
 _YEAR_DAY = (", ", " ", ", the ", " the ")  # ("1961, 3 February", "1961, the 3rd of February")
 
@@ -2234,7 +2260,7 @@ def date_forms(y: int, m: int, d: int) -> tuple[Form, ...]:
     names = tuple(sorted({a for name in _MONTHS[m - 1] for a in _month_spellings(name)}))
     sep = _NUMERIC_SEPARATORS
     # ("III.87", "III87"; its runs are looked for first)
-    roman_year = tuple(f"{_ROMAN[m - 1]}{s}{y % 100:02d}" for s in ("", *sep))
+    roman_year = tuple(f"{_ROMAN[m - 1]}{s}{y % 100:02d}" for s in ("", *sep) if s.isascii())  # (looked for first)
     forms = [
         Form(((f"{y:04d}{m:02d}{d:02d}",),), DIGIT, NONE),
         Form((yy, (f"{m:02d}{d:02d}",)), DIGIT, DIGIT),

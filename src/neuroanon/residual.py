@@ -40,8 +40,10 @@ from .discover import LONG_LENGTH_VRS
 from .identifiers import (
     DASH_CHARACTERS,
     INVISIBLE,
+    LINE_BREAKS,
     LOOK_ALIKE_LETTERS,
     MARKS,
+    SLASH_CHARACTERS,
     SPACE_CHARACTERS,
     Needle,
     beyond_toolkit_name,
@@ -105,25 +107,27 @@ _OTHER_FORMS = ("[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U00
                 "(?=[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U0001f189])"
                 "|(?![0-9])\\d(?=(?![0-9])\\d)"
                 "|[\u0629\u0649\u06a9\u06c1\u06cc\u06d5](?:(?<=[^\\W\\d_].)|(?=[^\\W\\d_]))")
-# A dash, a space or a character that shows nothing beside a digit, or a space and a digit: between a date's or a
-# number's parts (found from outside: "1973\u201304\u201312", "0161\u2060496\u20600734" were released).
-_BESIDE_DIGITS = f"[{MARKS}{INVISIBLE}{DASH_CHARACTERS}{SPACE_CHARACTERS}](?:(?<=\\d.)|(?<=\\d .)|(?=\\d)|(?= \\d))"
+# A dash, a space, a line break, a slash, a full-width sign or a character that shows nothing beside a digit, or a
+# space and a digit: between a date's or a number's parts (found from outside: "1973\u201304\u201312",
+# "0161\u2060496\u20600734", "1973\uff0f04\uff0f12" were released).
+_BESIDE_DIGITS = (f"[{MARKS}{INVISIBLE}{DASH_CHARACTERS}{SPACE_CHARACTERS}{LINE_BREAKS}{SLASH_CHARACTERS}"
+                  "\uff01-\uff5e\u207b\u2024\ufe52](?:(?<=\\d.)|(?<=\\d .)|(?=\\d)|(?= \\d))")
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
                                "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]"
                                f"|(?<=[^\\W\\d_])[{MARKS}{INVISIBLE}]|{_LOOK_ALIKE_IN_ASCII_WORD}|{_OTHER_FORMS}"
                                f"|{_BESIDE_DIGITS}")
 # The same search over text of Latin-1 characters, faster: each character mapped to its class (a: accented letter,
-# h: soft hyphen, s: no-break space, l: ASCII letter, d: digit, .: other), the search then runs over bytes for one
+# h: soft hyphen, s: a separator, l: ASCII letter, d: digit, .: other), the search then runs over bytes for one
 # literal a class, for each class the bytes hold (a regular expression scans a character class, or alternatives, one
 # character at a time: three times as long).
 _CLASS_OF = bytes(ord("a") if c >= 0xC0 and c not in (0xD7, 0xF7)
                   else ord("h") if c == 0xAD  # a soft hyphen
-                  else ord("s") if c == 0xA0  # a no-break space
+                  else ord("s") if c in (0xA0, 0x85, 0x96, 0x97)  # a no-break space, a line break, a dash
                   else ord("l") if chr(c).isascii() and chr(c).isalpha()
                   else ord("d") if 0x30 <= c <= 0x39
                   else ord(".") for c in range(256))
 _IN_WORD_CLASSES = tuple((pattern[:1], re.compile(pattern)) for pattern in (
-    rb"a(?:(?<=[alh]a)|(?=[alh]))", rb"h(?:(?<=[aldh]h)|(?=[aldh]))", rb"s(?:(?<=ds)|(?=d))"))
+    rb"a(?:(?<=[alh]a)|(?=[alh]))", rb"h(?:(?<=[aldh]h)|(?=[aldh]))", rb"s(?:(?<=ds)|(?<=d.s)|(?=d)|(?=.d))"))
 _CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 MAKER_TAGS = frozenset({MANUFACTURER, MANUFACTURER_MODEL_NAME})
