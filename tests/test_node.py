@@ -431,20 +431,28 @@ def test_a_peer_that_declares_a_pdu_longer_than_the_node_reads_is_hung_up_on_at_
         assert _store(node.address[1], source) == [0x0000]
 
 
-def test_the_retired_storage_classes_are_accepted(tmp_path: Path) -> None:
+def test_the_retired_storage_classes_are_accepted_and_stored(tmp_path: Path) -> None:
     """Found from outside: an older scanner's images of the retired Ultrasound and Nuclear Medicine classes (and
-    the other retired and trial storage classes, which pynetdicom leaves out) were refused."""
+    the other retired and trial storage classes, which pynetdicom leaves out) were refused; accepted, the first
+    instance aborted the association (pynetdicom had no storage service for them)."""
     retired = ["1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3", "1.2.840.10008.5.1.4.1.1.5",
                "1.2.840.10008.5.1.4.1.1.12.3", "1.2.840.10008.5.1.4.1.1.88.4"]
     ae = _scu()
     for sop_class in retired:
         ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
-    with running(tmp_path / "out") as node:
+    instance = make_dataset(subject=21)
+    instance.SOPClassUID = instance.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.5"  # (NM, retired)
+    instance.Modality = "NM"
+    out = tmp_path / "out"
+    with running(out) as node:
         assoc = ae.associate(LOOPBACK, node.address[1], ae_title=NODE_AET)
         try:
             assert set(retired) <= {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+            assert assoc.send_c_store(instance).Status == 0x0000
         finally:
             assoc.release()
+    (stored,) = files_under(out)
+    assert pydicom.dcmread(stored).SOPClassUID == "1.2.840.10008.5.1.4.1.1.5"
 
 
 def test_a_rejection_for_connections_that_asked_for_nothing_says_so(tmp_path: Path,

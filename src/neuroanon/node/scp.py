@@ -56,9 +56,10 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt, register_uid
 from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import Verification, uid_to_service_class  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from ..context import RunContext
@@ -92,13 +93,21 @@ TRANSFER_SYNTAXES = [
     RLELossless, MPEG2MPML, MPEG2MPHL, MPEG4HP41, MPEG4HP41BD, HEVCMP51, HEVCM10P51,
 ]
 # Every storage SOP class: pynetdicom's, and the retired and trial ones under the storage root it leaves out (found
-# from outside: an older scanner's Ultrasound or Nuclear Medicine images, of the retired classes, were refused).
+# from outside: an older scanner's Ultrasound or Nuclear Medicine images, of the retired classes, were refused),
+# which are registered with pynetdicom's storage service (found from outside: else it aborted the association at
+# the first such instance).
 _STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
-STORAGE_CLASSES = tuple(dict.fromkeys([
-    *(str(context.abstract_syntax) for context in AllStoragePresentationContexts),
-    *(uid for uid, (name, kind, *_) in UID_dictionary.items()
-      if kind == "SOP Class" and uid.startswith(_STORAGE_ROOT) and "Storage" in name),
-]))
+_RETIRED_STORAGE = {uid: keyword for uid, (name, kind, _, _, keyword) in UID_dictionary.items()
+                    if kind == "SOP Class" and uid.startswith(_STORAGE_ROOT) and "Storage" in name
+                    and uid_to_service_class(uid) is not StorageServiceClass}
+STORAGE_CLASSES = (*(str(context.abstract_syntax) for context in AllStoragePresentationContexts), *_RETIRED_STORAGE)
+
+
+def _register_retired_storage() -> None:
+    """Register the retired and trial storage classes with pynetdicom's storage service (idempotent)."""
+    for uid, keyword in _RETIRED_STORAGE.items():
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            register_uid(uid, keyword, StorageServiceClass)
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,7 @@ class Node:
 
     def _listen(self) -> ThreadedAssociationServer:
         config = self.config
+        _register_retired_storage()
         ae = AE(ae_title=config.ae_title)
         for sop_class in STORAGE_CLASSES:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
