@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
@@ -441,8 +441,8 @@ def test_the_retired_storage_classes_are_accepted_and_stored(tmp_path: Path) -> 
     for sop_class in retired:
         ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
     instance = make_dataset(subject=21)
-    instance.SOPClassUID = instance.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.5"  # (NM, retired)
-    instance.Modality = "NM"
+    instance.SOPClassUID = instance.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.5")
+    instance.Modality = "NM"  # (Nuclear Medicine Image Storage, retired)
     out = tmp_path / "out"
     with running(out) as node:
         assoc = ae.associate(LOOPBACK, node.address[1], ae_title=NODE_AET)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -242,3 +243,47 @@ def test_more_bytes_after_the_pixel_data_than_are_read_fail_the_file(tmp_path: P
     assert record.status is Status.FAILED, record
     assert record.reason.endswith(f"({engine.TAIL_TOO_LONG})"), record.reason
     assert not (tmp_path / "out").exists() or not files_under(tmp_path / "out")
+
+
+def test_zeros_padding_a_file_past_the_bound_after_its_trailing_elements_are_padding(tmp_path: Path) -> None:
+    """Zeros padding a whole file are padding however many there are, also past `MAX_TAIL_BYTES` after elements
+    that follow the pixel data (found from outside: such a file, written before the bound, failed by it). The file
+    is sparse: its zeros take no disk."""
+    ds = make_dataset(subject=36)
+    whole, padded = tmp_path / "whole" / "a.dcm", tmp_path / "padded" / "a.dcm"
+    for path in (whole, padded):
+        path.parent.mkdir()
+        ds.save_as(path, enforce_file_format=True)
+    pixels = read_header(whole).pixels
+    assert pixels is not None and pixels.end < whole.stat().st_size, "elements follow the pixel data"
+    with padded.open("r+b") as f:
+        f.truncate(f.seek(0, 2) + engine.MAX_TAIL_BYTES + (1 << 20))
+    options = Options(level=Level.FULL, key=KEY)
+    record = anonymize_file(padded, tmp_path / "out-padded", options)
+    assert record.status is Status.WRITTEN, record.reason
+    assert anonymize_file(whole, tmp_path / "out-whole", options).status is Status.WRITTEN
+    (written,) = files_under(tmp_path / "out-padded")
+    (reference,) = files_under(tmp_path / "out-whole")
+    assert pydicom.dcmread(written) == pydicom.dcmread(reference)
+
+
+def test_a_deflated_data_set_inflating_past_the_bound_fails_the_file_unread(tmp_path: Path) -> None:
+    """A deflated data set is inflated whole, into memory (as pydicom reads it): a file of a few megabytes holding
+    gigabytes of deflated zeros took the worker's memory to twice that (found from outside). Past
+    `MAX_INFLATED_BYTES` the file fails, its inflated bytes not kept."""
+    ds = make_dataset(subject=37)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    source = tmp_path / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    with source.open("rb") as f:
+        filereader.read_preamble(f, False)
+        filereader._read_file_meta_info(f)
+        start = f.tell()
+    data = source.read_bytes()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = [data[:start], deflate.compress(zlib.decompress(data[start:], -zlib.MAX_WBITS))]
+    body += [deflate.compress(bytes(1 << 20)) for _ in range((engine.MAX_INFLATED_BYTES >> 20) + 1)]
+    source.write_bytes(b"".join([*body, deflate.flush()]))
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.ANONYMIZE, key=KEY))
+    assert record.status is Status.FAILED, record
+    assert record.reason.endswith(f"({engine.INFLATED_TOO_LONG})"), record.reason

@@ -59,7 +59,7 @@ from .identifiers import (
 )
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, PixelSpan, parses_as_sequence
+from .read import DICOMDIR_CLASS, PixelSpan, parses_as_sequence, zeros_from
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
@@ -143,6 +143,9 @@ MAX_DEPTH: Final = 64  # sequences within sequences: deeper ones (no real file h
 # by gigabytes of zeros took a worker's memory to twice that); a vendor's group after the pixel data is megabytes.
 MAX_TAIL_BYTES: Final = 256 << 20
 TAIL_TOO_LONG: Final = f"more than {MAX_TAIL_BYTES >> 20} MiB after the pixel data (not read)"
+ZEROS_AFTER_PIXELS: Final = "malformed: zero bytes after the pixel data"
+MAX_INFLATED_BYTES: Final = 512 << 20  # a deflated data set inflated (read whole, as pydicom reads it)
+INFLATED_TOO_LONG: Final = f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)"
 
 
 class _Decline(Exception):
@@ -401,9 +404,15 @@ def _inflate(f: BinaryIO, start: int) -> bytes:
     f.seek(start)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     parts: list[bytes] = []
+    size = 0
     try:
         while chunk := f.read(CHUNK):
-            parts.append(inflater.decompress(chunk))
+            while chunk:  # (bounded: a few megabytes of deflated zeros inflate to gigabytes, found from outside)
+                parts.append(inflater.decompress(chunk, min(CHUNK << 4, MAX_INFLATED_BYTES + 1 - size)))
+                size += len(parts[-1])
+                if size > MAX_INFLATED_BYTES:
+                    raise _Decline(INFLATED_TOO_LONG)
+                chunk = inflater.unconsumed_tail
         parts.append(inflater.flush())
     except zlib.error:
         raise _Decline("malformed: deflated data") from None
@@ -473,15 +482,38 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
         # written; the salvage read tells which (found from outside: gigabytes of them were read into memory)
         f.seek(start)
         if f.read(8) == bytes(8):
-            raise _Decline("malformed: zero bytes after the pixel data")
+            raise _Decline(ZEROS_AFTER_PIXELS)
         if size - start > MAX_TAIL_BYTES:
-            raise _Decline(TAIL_TOO_LONG)
+            raise _Decline(_long_tail(f, size, start, parser))
         f.seek(start)
         buf, start = f.read(), 0
     if start >= len(buf):
         return buf, []
     elements, _ = _Parser(buf, parser.implicit, little=parser.little).dataset(start, len(buf), top=True)
     return buf, elements
+
+
+def _long_tail(f: BinaryIO, size: int, start: int, parser: _Parser) -> str:
+    """Why a file with more than `MAX_TAIL_BYTES` after its pixel data is declined: zeros that pad the whole file
+    from an element's end, its elements before them fewer bytes, are the salvage read's, which reads them bounded
+    (found from outside: such a file, written before the bound, failed by it); else it is too long. The last element
+    before the zeros may end in zero bytes of its own (a value's padding): up to `_ZERO_SLACK` of them."""
+    zeros = zeros_from(f, size) - start
+    if zeros > MAX_TAIL_BYTES:
+        return TAIL_TOO_LONG
+    f.seek(start)
+    tail = _Parser(f.read(min(size - start, zeros + _ZERO_SLACK)), parser.implicit, little=parser.little)
+    pos, last = 0, -1
+    try:
+        while pos < zeros:
+            element = tail._element(pos, last, True)
+            last, pos = element.tag, element.end
+    except _Decline:  # (an element runs on into the zeros: its value is them)
+        return TAIL_TOO_LONG
+    return ZEROS_AFTER_PIXELS
+
+
+_ZERO_SLACK: Final = 1 << 16
 
 
 _IMPLICIT_VRS: Final[dict[int, str]] = {}
