@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, NoReturn
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.config import IGNORE
@@ -484,7 +484,7 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
         if f.read(8) == bytes(8):
             raise _Decline(ZEROS_AFTER_PIXELS)
         if size - start > MAX_TAIL_BYTES:
-            raise _Decline(_long_tail(f, size, start, parser))
+            _decline_long_tail(f, size, start, parser)
         f.seek(start)
         buf, start = f.read(), 0
     if start >= len(buf):
@@ -493,14 +493,14 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
     return buf, elements
 
 
-def _long_tail(f: BinaryIO, size: int, start: int, parser: _Parser) -> str:
-    """Why a file with more than `MAX_TAIL_BYTES` after its pixel data is declined: zeros that pad the whole file
+def _decline_long_tail(f: BinaryIO, size: int, start: int, parser: _Parser) -> NoReturn:
+    """Decline a file with more than `MAX_TAIL_BYTES` after its pixel data, saying why: zeros that pad the whole file
     from an element's end, its elements before them fewer bytes, are the salvage read's, which reads them bounded
     (found from outside: such a file, written before the bound, failed by it); else it is too long. The last element
     before the zeros may end in zero bytes of its own (a value's padding): up to `_ZERO_SLACK` of them."""
     zeros = zeros_from(f, size) - start
     if zeros > MAX_TAIL_BYTES:
-        return TAIL_TOO_LONG
+        raise _Decline(TAIL_TOO_LONG)
     f.seek(start)
     tail = _Parser(f.read(min(size - start, zeros + _ZERO_SLACK)), parser.implicit, little=parser.little)
     pos, last = 0, -1
@@ -509,8 +509,8 @@ def _long_tail(f: BinaryIO, size: int, start: int, parser: _Parser) -> str:
             element = tail._element(pos, last, True)
             last, pos = element.tag, element.end
     except _Decline:  # (an element runs on into the zeros: its value is them)
-        return TAIL_TOO_LONG
-    return ZEROS_AFTER_PIXELS
+        raise _Decline(TAIL_TOO_LONG) from None
+    raise _Decline(ZEROS_AFTER_PIXELS)
 
 
 _ZERO_SLACK: Final = 1 << 16
