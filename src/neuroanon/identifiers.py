@@ -1587,8 +1587,10 @@ _PUNCTUATION = str.maketrans(dict.fromkeys(DASH_CHARACTERS, "-") | dict.fromkeys
 # (found from outside)
 _MORE_SEPARATORS = ("\\", "\r\n", "\n", "+", "'", "*", "=")
 # Not run together (that is the ID as written), nor with a point or an underscore: "1234.5678" is a decimal number,
-# and a header holds thousands; a shorter ID's digits would recur in them by chance.
-_GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES, "\t", "\u00b7", "|", "\uff0f", *_MORE_SEPARATORS)
+# and a header holds thousands; a shorter ID's digits would recur in them by chance. Nor with a backslash: integer
+# multi-values hold such runs (a display colour "220\160\120": found from outside).
+_GROUP_JOINS = ("-", " ", "/", " - ", *_DASHES, "\t", "\u00b7", "|", "\uff0f",
+                *(mark for mark in _MORE_SEPARATORS if mark != "\\"))
 _MIN_GROUPED, _MAX_GROUPED = 8, 12
 
 
@@ -2237,7 +2239,9 @@ _EN_DAY_YEAR = _underscored(("", " ", ".", "-", "/", ", ", "th, ", "st, ", "nd, 
                              "rd "))
 _EN_DAY_SHORT_YEAR = _apostrophes(_EN_DAY_YEAR)
 _EN_YEAR_MONTH = ("", " ", ".", "-", "/", "_")
-_SHORT_SEPARATORS = ("-", "/", ".", " ", "_", " - ", " / ", "\\")
+# (not a backslash: integer multi-values, a dose grid's offsets or leaf positions, hold such runs by chance, found
+# from outside)
+_SHORT_SEPARATORS = ("-", "/", ".", " ", "_", " - ", " / ")
 _DAY_YEAR = (", ", " ", "-", "/", " - ", "th, ", "st, ", "nd, ", "rd, ", "th ", "st ", "nd ", "rd ", " of ",
              *(f"{o} of " for o in _ORDINAL))
 _YEAR_DAY = (", ", " ", ", the ", " the ")  # ("1961, 3 February", "1961, the 3rd of February")
@@ -2545,11 +2549,15 @@ _TONES_1258 = "\u0300\u0301\u0303\u0309\u0323"  # the marks Windows-1258 writes 
 
 
 def _text_alternatives(forms: Iterable[Form]) -> set[str]:
+    """The forms as expressions over folded text; an alternative with a tab, a line break or a backslash (a copy
+    in ASCII, which the search of the bytes finds) left out where the place has others: each costs every search of
+    a file's decoded text (found from outside: a large header's took a fifth longer)."""
     found = set()
     for form in forms:
         parts = []
         for place, token in enumerate(form.tokens, 1 - len(form.tokens)):
             alternatives = {_look(fold(a, e)) for a in token for e in (False, True)}
+            alternatives = {a for a in alternatives if not _BYTES_ONLY.search(a)} or alternatives
             escaped = [re.escape(a) for a in sorted(alternatives, key=len, reverse=True)]
             parts.append(escaped[0] if len(escaped) == 1 else _group(escaped, at_end=place >= -1))
         left = {ALPHA: r"(?<![^\W\d_])", DIGIT: r"(?<!\d)", NUMBER: _NUMBER_IN_TEXT, NONE: ""}[form.left]
@@ -2559,6 +2567,7 @@ def _text_alternatives(forms: Iterable[Form]) -> set[str]:
 
 
 _NUMBER_IN_TEXT = r"(?<!\d)(?<![\W\d_]\d\.)(?<!^\d\.)"  # (`_after_a_decimal_point` in decoded text)
+_BYTES_ONLY = re.compile(r"[\t\n\r\\]")
 
 
 def _plain_forms(needle: Needle) -> tuple[Form, ...]:

@@ -107,11 +107,13 @@ _OTHER_FORMS = ("[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U00
                 "(?=[\uff10-\uff19\u2460-\u24ff\U0001d400-\U0001d7ff\U0001f100-\U0001f189])"
                 "|(?![0-9])\\d(?=(?![0-9])\\d)"
                 "|[\u0629\u0649\u06a9\u06c1\u06cc\u06d5](?:(?<=[^\\W\\d_].)|(?=[^\\W\\d_]))")
-# A dash, a space, a line break, a slash, a full-width sign or a character that shows nothing beside a digit, or a
-# space and a digit: between a date's or a number's parts (found from outside: "1973\u201304\u201312",
-# "0161\u2060496\u20600734", "1973\uff0f04\uff0f12" were released).
+# A dash, a space, a line break, a slash, a full-width sign or a character that shows nothing between a digit and a
+# digit or letter, a space beside it or not: between a date's or a number's parts (found from outside:
+# "1973\u201304\u201312", "0161\u2060496\u20600734", "1973\uff0f04\uff0f12", "12 \u2013 Apr" were released). (Not
+# beside one digit alone: binary values read as text hold such characters so often, and each window is searched.)
 _BESIDE_DIGITS = (f"[{MARKS}{INVISIBLE}{DASH_CHARACTERS}{SPACE_CHARACTERS}{LINE_BREAKS}{SLASH_CHARACTERS}"
-                  "\uff01-\uff5e\u207b\u2024\ufe52](?:(?<=\\d.)|(?<=\\d .)|(?=\\d)|(?= \\d))")
+                  "\uff01-\uff5e\u207b\u2024\ufe52](?:(?<=\\d.)(?= ?\\w)|(?<=\\d .)(?= ?\\w)|(?<=\\w.)(?= ?\\d)"
+                  "|(?<=\\w .)(?= ?\\d))")
 _ACCENTED_IN_WORD = re.compile(f"[{_ACCENTED}](?:(?<=[A-Za-z{_ACCENTED}][{_ACCENTED}])|(?=[A-Za-z{_ACCENTED}])"
                                "|(?<=[^\\W\\d_][\u0300-\u036f]))|[\uff66-\uff9f]"
                                f"|(?<=[^\\W\\d_])[{MARKS}{INVISIBLE}]|{_LOOK_ALIKE_IN_ASCII_WORD}|{_OTHER_FORMS}"
@@ -127,7 +129,8 @@ _CLASS_OF = bytes(ord("a") if c >= 0xC0 and c not in (0xD7, 0xF7)
                   else ord("d") if 0x30 <= c <= 0x39
                   else ord(".") for c in range(256))
 _IN_WORD_CLASSES = tuple((pattern[:1], re.compile(pattern)) for pattern in (
-    rb"a(?:(?<=[alh]a)|(?=[alh]))", rb"h(?:(?<=[aldh]h)|(?=[aldh]))", rb"s(?:(?<=ds)|(?<=d.s)|(?=d)|(?=.d))"))
+    rb"a(?:(?<=[alh]a)|(?=[alh]))", rb"h(?:(?<=[alh]h)|(?=[alh])|(?<=dh)(?=d))",
+    rb"s(?:(?<=ds)|(?<=d.s)|(?=d)|(?=.d))"))
 _CONTEXT = 96  # characters kept around such a letter: longer than any form of a value
 TEXT_VRS = frozenset({"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 MAKER_TAGS = frozenset({MANUFACTURER, MANUFACTURER_MODEL_NAME})
