@@ -59,7 +59,7 @@ from .identifiers import (
 )
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, PixelSpan, parses_as_sequence, zeros_from
+from .read import DICOMDIR_CLASS, MAX_INFLATED_BYTES, PixelSpan, parses_as_sequence, zeros_from
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
@@ -144,7 +144,6 @@ MAX_DEPTH: Final = 64  # sequences within sequences: deeper ones (no real file h
 MAX_TAIL_BYTES: Final = 256 << 20
 TAIL_TOO_LONG: Final = f"more than {MAX_TAIL_BYTES >> 20} MiB after the pixel data (not read)"
 ZEROS_AFTER_PIXELS: Final = "malformed: zero bytes after the pixel data"
-MAX_INFLATED_BYTES: Final = 512 << 20  # a deflated data set inflated (read whole, as pydicom reads it)
 INFLATED_TOO_LONG: Final = f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)"
 
 
