@@ -44,6 +44,7 @@ from .allowlist import SafePrivate, creator_name, holds_a_number
 from .burnedin import overlay_clearing
 from .context import FileContext, RunContext
 from .csa import clean_kept
+from .errors import InputError
 from .identifiers import (
     BESIDE_AT_THE_TOP,
     BESIDE_IN_ITEMS,
@@ -59,7 +60,7 @@ from .identifiers import (
 )
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, MAX_INFLATED_BYTES, PixelSpan, parses_as_sequence, zeros_from
+from .read import DICOMDIR_CLASS, INFLATED_TOO_LONG, PixelSpan, inflated, parses_as_sequence, zeros_from
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
@@ -104,7 +105,7 @@ from .tags import (
     private_creator_tag,
     tag_text,
 )
-from .write import CHUNK, copy_range, copy_translated, translated
+from .write import copy_range, copy_translated, translated
 
 _OVERLAY_CLEARED: Final = Change("(7FE0,0010)", "PixelData", "unused bits cleared (an overlay embedded in them)")
 HEAD_BYTES: Final = 1 << 20  # the first read; a longer header is read on as its parse needs
@@ -144,7 +145,6 @@ MAX_DEPTH: Final = 64  # sequences within sequences: deeper ones (no real file h
 MAX_TAIL_BYTES: Final = 256 << 20
 TAIL_TOO_LONG: Final = f"more than {MAX_TAIL_BYTES >> 20} MiB after the pixel data (not read)"
 ZEROS_AFTER_PIXELS: Final = "malformed: zero bytes after the pixel data"
-INFLATED_TOO_LONG: Final = f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)"
 
 
 class _Decline(Exception):
@@ -399,25 +399,16 @@ def _parse(f: BinaryIO, buf: bytes, size: int, keep: frozenset[int] | None = Non
 
 def _inflate(f: BinaryIO, start: int) -> bytes:
     """The dataset of a deflated file from `start`, inflated (pydicom reads such a file whole, so the engine
-    does too)."""
-    f.seek(start)
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    parts: list[bytes] = []
-    size = 0
+    does too; bounded by `read.inflated`)."""
     try:
-        while chunk := f.read(CHUNK):
-            while chunk:  # (bounded: a few megabytes of deflated zeros inflate to gigabytes, found from outside)
-                parts.append(inflater.decompress(chunk, min(CHUNK << 4, MAX_INFLATED_BYTES + 1 - size)))
-                size += len(parts[-1])
-                if size > MAX_INFLATED_BYTES:
-                    raise _Decline(INFLATED_TOO_LONG)
-                chunk = inflater.unconsumed_tail
-        parts.append(inflater.flush())
+        data, ended = inflated(f, start)
+    except InputError:
+        raise _Decline(INFLATED_TOO_LONG) from None
     except zlib.error:
         raise _Decline("malformed: deflated data") from None
-    if not inflater.eof:
+    if not ended:
         raise _Decline("malformed: deflated data cut short")
-    return b"".join(parts)
+    return data
 
 
 def _meta(parser: _Parser, pos: int) -> tuple[dict[int, _Element], int]:

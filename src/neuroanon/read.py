@@ -182,22 +182,33 @@ def _zeros_in_items(fp: BinaryIO, start: int, size: int) -> None:
 
 
 MAX_INFLATED_BYTES = 512 << 20  # a deflated data set, inflated into memory (as pydicom reads it)
+INFLATED_TOO_LONG = f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)"
+
+
+def inflated(fp: BinaryIO, start: int) -> tuple[bytes, bool]:
+    """The deflated data set from `start`, inflated, and whether its stream ended; in steps of 16 MiB, up to
+    `MAX_INFLATED_BYTES` (found from outside: a file of a few megabytes of deflated zeros took gigabytes). Raises
+    InputError(INFLATED_TOO_LONG) past them, zlib.error for a damaged stream."""
+    fp.seek(start)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := fp.read(1 << 20):
+        while chunk:
+            parts.append(inflate.decompress(chunk, min(16 << 20, MAX_INFLATED_BYTES + 1 - size)))
+            size += len(parts[-1])
+            if size > MAX_INFLATED_BYTES:
+                raise InputError(INFLATED_TOO_LONG)
+            chunk = inflate.unconsumed_tail
+    parts.append(inflate.flush())
+    return b"".join(parts), inflate.eof
 
 
 def _read_deflated(path: Path, fp: BinaryIO, body: int) -> Header:
-    """A deflated file, read whole (not in place), up to `MAX_INFLATED_BYTES` inflated (found from outside: `verify`
-    took 19 GB for a 2 MB file of deflated zeros). Its dataset, inflated, is walked as a file's is: pydicom reads a
-    short value without complaint, and a deflate stream has no checksum (found from outside: a stream damaged near
-    its end inflated to pixel data two bytes short, and was released)."""
-    fp.seek(body)
-    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-    parts, pending = [], fp.read()
-    while pending:
-        parts.append(inflate.decompress(pending, 16 << 20))
-        if sum(map(len, parts)) > MAX_INFLATED_BYTES:
-            raise InputError(f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)")
-        pending = inflate.unconsumed_tail
-    data = b"".join(parts) + inflate.flush()
+    """A deflated file, read whole (not in place), as far as `inflated` reads it. Its dataset, inflated, is walked as
+    a file's is: pydicom reads a short value without complaint, and a deflate stream has no checksum (found from
+    outside: a stream damaged near its end inflated to pixel data two bytes short, and was released)."""
+    data, _ = inflated(fp, body)
     _Scanner(io.BytesIO(data), len(data), False, True).dataset(0, len(data), False, top=True)
     return Header(dcmread(path, force=True), None, False, True)
 

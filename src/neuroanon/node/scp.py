@@ -97,10 +97,11 @@ TRANSFER_SYNTAXES = [
 # which are registered with pynetdicom's storage service (found from outside: else it aborted the association at
 # the first such instance).
 _STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+_PYNETDICOM_STORAGE = tuple(str(context.abstract_syntax) for context in AllStoragePresentationContexts)
 _RETIRED_STORAGE = {uid: keyword for uid, (name, kind, _, _, keyword) in UID_dictionary.items()
                     if kind == "SOP Class" and uid.startswith(_STORAGE_ROOT) and "Storage" in name
-                    and uid_to_service_class(uid) is not StorageServiceClass}
-STORAGE_CLASSES = (*(str(context.abstract_syntax) for context in AllStoragePresentationContexts), *_RETIRED_STORAGE)
+                    and uid not in _PYNETDICOM_STORAGE}
+STORAGE_CLASSES = (*_PYNETDICOM_STORAGE, *_RETIRED_STORAGE)
 
 
 def _register_retired_storage() -> None:
