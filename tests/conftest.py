@@ -17,13 +17,14 @@ logging.getLogger("pydicom").propagate = False
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MB tmpfs (as root; CI runs as root)."""
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A 6 MB tmpfs, or of the size a test gives it (`indirect` parametrization), as root (CI runs as root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    size = getattr(request, "param", "6m")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], check=True)
     try:
         yield disk
     finally:

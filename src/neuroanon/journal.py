@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO
 
 from .errors import UsageError
 from .keys import Keyring, key_fingerprint
@@ -22,7 +22,7 @@ from .report import Record, Status
 from .residual import Finding
 from .rules import Change
 from .tables import DigestTable, digest
-from .write import held_elsewhere
+from .write import append_line, close_lines, held_elsewhere
 
 # 2: records stored compactly (changes and findings as lists); 3: a list of changes stored once; 4: the inputs named
 VERSION = 4
@@ -214,7 +214,7 @@ class Journal:
         else:  # nothing of an earlier run is left to resume
             self.path.unlink(missing_ok=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = open(self.path, "a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         size = self.path.stat().st_size
         if not self.done and size == 0:
             # (level, key fingerprint and options in clear: a refused rerun is told what differs)
@@ -324,11 +324,10 @@ class Journal:
         return number
 
     def _write(self, entry: dict[str, object]) -> None:
-        self._file.write(json.dumps(entry) + "\n")
-        self._file.flush()
+        append_line(self._fd, json.dumps(entry) + "\n")
 
     def close(self) -> None:
-        self._file.close()
+        close_lines(self._fd)
         if self._reader is not None:
             self._reader.close()
 

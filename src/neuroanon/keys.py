@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UsageError
-from .write import append_line, claim
+from .write import append_line, claim, close_lines
 
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
@@ -297,7 +297,7 @@ class SubjectMapping:
         append_line(self._fd, _csv_row(original, new))  # (a line the disk cannot take is not left half written)
 
     def close(self) -> None:
-        os.close(self._fd)
+        close_lines(self._fd)
 
 
 def _csv_row(*values: str) -> str:

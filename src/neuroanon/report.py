@@ -25,7 +25,7 @@ from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
 from .rules import Change, change
-from .write import append_line, claim
+from .write import append_line, claim, close_lines
 
 
 class Status(enum.StrEnum):
@@ -296,7 +296,7 @@ class ReportWriter:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             try:
-                os.close(fd)
+                close_lines(fd)
             except OSError as exc:
                 raise self._named(exc) from None
 

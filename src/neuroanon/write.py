@@ -6,6 +6,7 @@ and checked, so an interrupted run never leaves a partial file under a final nam
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import io
@@ -14,6 +15,7 @@ import os
 import shutil
 import stat
 import struct
+import sys
 import zipfile
 import zlib
 from collections import deque
@@ -133,10 +135,12 @@ def held_elsewhere(path: Path) -> bool:
 def append_line(fd: int, line: str) -> None:
     """Append `line` (a whole line) to the file open at `fd` for appending, in one write where the system allows.
     A write that fails part way (a full disk, a file size limit) is cut off again: the file holds whole lines only
-    (and a shorter line, the summary, may still fit)."""
+    (and a shorter line, the summary, may still fit). Room is kept for the lines to come (`LINE_ROOM`)."""
     data = memoryview(line.encode("utf-8"))
     found = os.fstat(fd)
     regular = stat.S_ISREG(found.st_mode)  # (not a device or a pipe: /dev/stdout)
+    if regular and found.st_blocks * 512 < found.st_size + LINE_ROOM // 2:
+        _keep_room(fd, found.st_size)
     try:
         while data:
             data = data[os.write(fd, data):]
@@ -145,6 +149,43 @@ def append_line(fd: int, line: str) -> None:
             with suppress(OSError):
                 os.ftruncate(fd, found.st_size)
         raise
+
+
+def close_lines(fd: int) -> None:
+    """Close a file `append_line` wrote, the room it kept past the file's end given back."""
+    try:
+        with suppress(OSError):
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.ftruncate(fd, os.fstat(fd).st_size)  # (past the end only: the lines stay)
+    finally:
+        os.close(fd)
+
+
+# Disk space kept allocated past the end of the files a run appends a line to for each input (journal, report,
+# mapping), topped up when less than half is left: the lines of the files the workers staged before the disk
+# filled up then still fit, and those files are released, not discarded with a run stopped by its journal (found
+# in CI: a run on a full disk stopped with half of it free). Given back when the file is closed (`close_lines`).
+LINE_ROOM = 256 << 10
+
+
+def _fallocate() -> Callable[[int, int, int, int], int] | None:
+    """Linux's fallocate(2), which can allocate space past a file's end without changing its size; else None."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes, call.restype = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64), ctypes.c_int
+    return call
+
+
+_FALLOCATE = _fallocate() if sys.platform.startswith("linux") else None
+_KEEP_SIZE = 1  # FALLOC_FL_KEEP_SIZE
+
+
+def _keep_room(fd: int, end: int) -> None:
+    """`LINE_ROOM` bytes allocated past `end`, where the system and the file system can (a full disk: not)."""
+    if _FALLOCATE is not None:
+        _FALLOCATE(fd, _KEEP_SIZE, end, LINE_ROOM)  # (-1 on failure: the lines are written without it, as before)
 
 
 def release(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None) -> None:
