@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -999,3 +1000,15 @@ def test_inputs_that_hold_no_file_exit_2_saying_so(tmp_path: Path, command: list
     assert done.returncode == 2, done
     assert done.stderr.strip().endswith(f"neuroanon: no file found in {empty}"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_inputs_that_hold_no_file_leave_no_archive_that_refuses_the_corrected_rerun(tmp_path: Path) -> None:
+    """Found from outside: an empty input with a `.zip` output left an empty archive, and the rerun with the right
+    input was refused ("the output exists") without --force."""
+    empty, right, out = tmp_path / "share", tmp_path / "study", tmp_path / "out.zip"
+    empty.mkdir()
+    make_study(right, subject=41, n_series=1, n_instances=2)
+    assert main(["anonymize", str(empty), "-o", str(out), "-q"]) == 2
+    assert sorted(os.listdir(tmp_path)) == ["share", "study"], "the run that found nothing left something"
+    assert main(["anonymize", str(right), "-o", str(out), "-q"]) == 0
+    assert len(zipfile.ZipFile(out).namelist()) == 2

@@ -292,7 +292,7 @@ class ZipSink:
         self.members = {info.filename for info in kept}
         self.paths = MemberPaths(self.members)
         self.syntaxes: dict[str, bytes | None] = {}  # each member's transfer syntax, as this run added it
-        self.finished = False
+        self.finished = False  # (named, or discarded: nothing is left for a rerun to take up)
 
     def add(self, staged: Path, name: str) -> None:
         """Copy a released file into the archive in chunks, then remove it."""
@@ -321,6 +321,12 @@ class ZipSink:
         self.archive.close()
         self._file.close()
         os.replace(self.partial, self.dest)
+        self.finished = True
+
+    def discard(self) -> None:
+        """No archive: the partial one removed (a run that found no file to put in it makes none)."""
+        self.close()
+        self.partial.unlink(missing_ok=True)
         self.finished = True
 
     def close(self) -> None:
