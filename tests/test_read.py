@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from io import BytesIO
@@ -18,9 +19,10 @@ from neuroanon import engine
 from neuroanon.errors import InputError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
-from neuroanon.read import INFLATED_TOO_LONG, MAX_INFLATED_BYTES, read_header
+from neuroanon.read import INFLATED_TOO_LONG, MAX_INFLATED_BYTES, MAX_TAIL_BYTES, TAIL_TOO_LONG, read_header
 from neuroanon.report import Status
 from neuroanon.sample import make_dataset, planted_values
+from neuroanon.verify import verify
 
 from .helpers import files_under
 
@@ -237,12 +239,30 @@ def test_more_bytes_after_the_pixel_data_than_are_read_fail_the_file(tmp_path: P
     ds.save_as(source, enforce_file_format=True)
     with source.open("r+b") as f:
         f.seek(0, 2)
-        f.write(b"\xfc\xff\xfc\xffOB\0\0" + (engine.MAX_TAIL_BYTES).to_bytes(4, "little"))  # (trailing padding)
-        f.truncate(f.tell() + engine.MAX_TAIL_BYTES)
+        f.write(b"\xfc\xff\xfc\xffOB\0\0" + (MAX_TAIL_BYTES).to_bytes(4, "little"))  # (trailing padding)
+        f.truncate(f.tell() + MAX_TAIL_BYTES)
     record = anonymize_file(source, tmp_path / "out", Options(level=level, key=KEY))
     assert record.status is Status.FAILED, record
-    assert record.reason.endswith(f"({engine.TAIL_TOO_LONG})"), record.reason
+    assert record.reason.endswith(f"({TAIL_TOO_LONG})"), record.reason
     assert not (tmp_path / "out").exists() or not files_under(tmp_path / "out")
+
+
+@pytest.mark.parametrize("level", [Level.ANONYMIZE, Level.FULL])
+def test_verify_and_the_header_read_fail_a_file_with_more_bytes_after_the_pixel_data_than_are_read(
+        tmp_path: Path, level: Level) -> None:
+    """Found from outside: `verify` (and the salvage read of a malformed file) read the elements after the pixel
+    data whole, 17 GB of memory for a sparse 2 GB element there. Past `MAX_TAIL_BYTES` the header read fails,
+    unread, as the engine declines such a file."""
+    source = tmp_path / "a.dcm"
+    make_dataset(subject=38).save_as(source, enforce_file_format=True)
+    with source.open("r+b") as f:
+        f.seek(0, 2)
+        f.write(b"\x09\x00\x10\x00OB\0\0" + (MAX_TAIL_BYTES + 2).to_bytes(4, "little"))  # (a private element)
+        f.truncate(f.tell() + MAX_TAIL_BYTES + 2)
+    with pytest.raises(InputError, match=re.escape(TAIL_TOO_LONG)):
+        read_header(source)
+    (result,) = verify([source], Options(level=level))
+    assert result.findings == [f"unreadable: {TAIL_TOO_LONG}"], result.findings
 
 
 def test_zeros_padding_a_file_past_the_bound_after_its_trailing_elements_are_padding(tmp_path: Path) -> None:
@@ -257,7 +277,7 @@ def test_zeros_padding_a_file_past_the_bound_after_its_trailing_elements_are_pad
     pixels = read_header(whole).pixels
     assert pixels is not None and pixels.end < whole.stat().st_size, "elements follow the pixel data"
     with padded.open("r+b") as f:
-        f.truncate(f.seek(0, 2) + engine.MAX_TAIL_BYTES + (1 << 20))
+        f.truncate(f.seek(0, 2) + MAX_TAIL_BYTES + (1 << 20))
     options = Options(level=Level.FULL, key=KEY)
     record = anonymize_file(padded, tmp_path / "out-padded", options)
     assert record.status is Status.WRITTEN, record.reason

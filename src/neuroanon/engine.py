@@ -60,7 +60,16 @@ from .identifiers import (
 )
 from .keys import Keyring
 from .options import Level, Options
-from .read import DICOMDIR_CLASS, INFLATED_TOO_LONG, PixelSpan, inflated, parses_as_sequence, zeros_from
+from .read import (
+    DICOMDIR_CLASS,
+    INFLATED_TOO_LONG,
+    MAX_TAIL_BYTES,
+    TAIL_TOO_LONG,
+    PixelSpan,
+    inflated,
+    parses_as_sequence,
+    zeros_from,
+)
 from .rules import (
     METHOD_NAMES,
     NIDB_ANONYMIZE,
@@ -140,10 +149,6 @@ _MALFORMED: Final = frozenset({"unknown VR", "elements out of order", "reserved 
                                "file meta UID not in canonical form", "a second pixel data element",
                                "file shorter than its size", "implicit VR dataset that reads as explicit"})
 MAX_DEPTH: Final = 64  # sequences within sequences: deeper ones (no real file has them) would exhaust Python's stack
-# The most bytes after the pixel data read (they are read into memory: found from outside, an element there followed
-# by gigabytes of zeros took a worker's memory to twice that); a vendor's group after the pixel data is megabytes.
-MAX_TAIL_BYTES: Final = 256 << 20
-TAIL_TOO_LONG: Final = f"more than {MAX_TAIL_BYTES >> 20} MiB after the pixel data (not read)"
 ZEROS_AFTER_PIXELS: Final = "malformed: zero bytes after the pixel data"
 
 

@@ -181,6 +181,12 @@ def _zeros_in_items(fp: BinaryIO, start: int, size: int) -> None:
         pass
 
 
+# The most bytes after the pixel data read (they are read into memory: found from outside, an element there followed
+# by gigabytes of zeros took a worker's memory to twice that, and verify 17 GB for a 2 GB one); a vendor's group
+# after the pixel data is megabytes. The engine declines a longer tail (unless zeros pad the file), `read_header`
+# fails it.
+MAX_TAIL_BYTES = 256 << 20
+TAIL_TOO_LONG = f"more than {MAX_TAIL_BYTES >> 20} MiB after the pixel data (not read)"
 MAX_INFLATED_BYTES = 512 << 20  # a deflated data set, inflated into memory (as pydicom reads it)
 INFLATED_TOO_LONG = f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)"
 
@@ -223,6 +229,8 @@ def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO) -
         return Header(ds, None, implicit, little)
     if stopped_at != span.start:
         raise InputError("header could not be parsed to the pixel data")
+    if scanner.end - span.end > MAX_TAIL_BYTES:
+        raise InputError(TAIL_TOO_LONG)
     if span.end < scanner.end:
         fp.seek(span.end)
         trailing = read_dataset(fp, implicit, little, scanner.end - span.end, parent_encoding=ds._character_set)
