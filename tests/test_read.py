@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from io import BytesIO
@@ -25,6 +28,7 @@ from neuroanon.sample import make_dataset, planted_values
 from neuroanon.verify import verify
 
 from .helpers import files_under
+from .peers import SRC
 
 KEY = b"\x5a" * 32
 # pydicom says so when it reads these files itself (the tests read them to compare).
@@ -285,6 +289,35 @@ def test_zeros_padding_a_file_past_the_bound_after_its_trailing_elements_are_pad
     (written,) = files_under(tmp_path / "out-padded")
     (reference,) = files_under(tmp_path / "out-whole")
     assert pydicom.dcmread(written) == pydicom.dcmread(reference)
+
+
+_READ_AND_ANONYMIZE = """
+import sys
+from pathlib import Path
+from neuroanon.options import Level, Options
+from neuroanon.pipeline import anonymize_file
+from neuroanon.read import read_header
+from neuroanon.verify import verify
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+assert read_header(source).dataset.Rows == 3072
+record = anonymize_file(source, out, Options(level=Level.ANONYMIZE))
+print(record.status, [result.findings for result in verify([out], Options(level=Level.ANONYMIZE))])
+"""
+
+
+def test_a_deflated_data_set_of_more_than_one_step_with_a_byte_after_its_stream_is_read(tmp_path: Path) -> None:
+    """Found from outside: a byte after the deflate stream (a pad byte) stayed unconsumed, and inflating a data set
+    of more than one 16 MiB step looped on it for good (a valid file; `verify` of such an output too)."""
+    ds = make_dataset(subject=39, rows=3072, columns=3072)  # 18 MiB of pixel data
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    source = tmp_path / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    with source.open("ab") as f:
+        f.write(b"\0")
+    done = subprocess.run([sys.executable, "-c", _READ_AND_ANONYMIZE, str(source), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "written [[]]", done.stdout
 
 
 def test_a_deflated_data_set_inflating_past_the_bound_fails_the_file_unread(tmp_path: Path) -> None:

@@ -199,8 +199,10 @@ def inflated(fp: BinaryIO, start: int) -> tuple[bytes, bool]:
     inflate = zlib.decompressobj(-zlib.MAX_WBITS)
     parts: list[bytes] = []
     size = 0
-    while chunk := fp.read(1 << 20):
-        while chunk:
+    # (until the stream ends: bytes after it, a pad byte, stay unconsumed, and looping on them never ended, found
+    # from outside)
+    while not inflate.eof and (chunk := fp.read(1 << 20)):
+        while chunk and not inflate.eof:
             parts.append(inflate.decompress(chunk, min(16 << 20, MAX_INFLATED_BYTES + 1 - size)))
             size += len(parts[-1])
             if size > MAX_INFLATED_BYTES:
