@@ -597,7 +597,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_says_why_once(
     space = os.statvfs(small_disk)
     largest = max(((out / name).stat().st_size for name in _released(out)), default=128 << 10)
     # (and the room the journal kept for its lines, given back at the end, when the journal is on that disk)
-    room = write.LINE_ROOM if not mount_point else 0
+    room = space.f_blocks * space.f_frsize // 16 if not mount_point else 0
     assert space.f_bavail * space.f_frsize < (workers + 1) * largest + room, "room left for more files: not released"
     shown = (len(records), len(records)) if records else None  # (a run that finished no file shows no summary)
     assert _counted(run.stdout, "anonymize") == shown, "the terminal shows what was done"
@@ -619,7 +619,7 @@ def test_on_a_full_disk_the_journal_still_takes_the_lines_of_the_files_staged(sm
     """Found in CI (the test above, once): the journal, beside the output on the full disk, could not take the line
     of a file staged before the disk filled up; the run stopped there and discarded what the workers had staged
     (a 6 MB disk left half free). Many small files, two workers: the journal needs a new page of the disk after
-    the disk is full, unless the room it kept for its lines (`LINE_ROOM`) is there."""
+    the disk is full, unless the room it kept for its lines (`write.LINES_AHEAD`) is there."""
     source = tmp_path / "in"
     make_many(source, 600, subject=36, rows=32, columns=32, per_folder=100)  # about 8 KiB on the disk each
     out, report = small_disk / "out", tmp_path / "report.jsonl"
@@ -633,14 +633,15 @@ def test_on_a_full_disk_the_journal_still_takes_the_lines_of_the_files_staged(sm
     # less what the journal's lines took of it, and at most a file a worker and the main process were writing
     largest = max((out / name).stat().st_size for name in _released(out))
     space = os.statvfs(small_disk)
-    assert space.f_bavail * space.f_frsize < write.LINE_ROOM + 3 * (largest + 4096), "staged files discarded"
+    room = space.f_blocks * space.f_frsize // 16  # (at most a sixteenth of the free space: `write.LINES_AHEAD`)
+    assert space.f_bavail * space.f_frsize < room + 3 * (largest + 4096), "staged files discarded"
     assert os.stat(journal_path(out)).st_blocks * 512 <= os.stat(journal_path(out)).st_size + 4096, "room kept"
 
 
 @pytest.mark.parametrize("small_disk", ["1m"], indirect=True)
 def test_the_journal_report_and_mapping_take_their_lines_on_a_disk_filled_after_they_were_opened(
         small_disk: Path, tmp_path: Path) -> None:
-    """The room each file a run appends to keeps past its end: 300 lines (more than a page of the disk, which the
+    """The room each file a run appends to keeps past its end: 100 lines (more than a page of the disk, which the
     test above may meet the full disk for) fit after the disk filled up, and the room is given back at close."""
     source = tmp_path / "input.dcm"
     source.write_bytes(b"fake")
@@ -652,7 +653,7 @@ def test_the_journal_report_and_mapping_take_their_lines_on_a_disk_filled_after_
         while True:
             filler.write(b"\0" * 4096)
             filler.flush()
-    for i in range(300):
+    for i in range(100):
         record = Record(f"folder/file{i:04}.dcm", Status.WRITTEN, "anonymized", f"folder/file{i:04}.dcm")
         journal_file.add(record.input, source, record)
         report_file.write(record)
@@ -660,9 +661,9 @@ def test_the_journal_report_and_mapping_take_their_lines_on_a_disk_filled_after_
     journal_file.close()
     report_file.close()
     mapping_file.close()
-    assert Journal(small_disk / "out", options, [source], resumable=True).finished("folder/file0299.dcm", source)
-    assert len((small_disk / "report.jsonl").read_text().splitlines()) == 301  # (the provenance first)
-    assert len((small_disk / "mapping.csv").read_text().splitlines()) == 301  # (the header first)
+    assert Journal(small_disk / "out", options, [source], resumable=True).finished("folder/file0099.dcm", source)
+    assert len((small_disk / "report.jsonl").read_text().splitlines()) == 101  # (the provenance first)
+    assert len((small_disk / "mapping.csv").read_text().splitlines()) == 101  # (the header first)
     for path in (journal_path(small_disk / "out"), small_disk / "report.jsonl", small_disk / "mapping.csv"):
         assert os.stat(path).st_blocks * 512 < os.stat(path).st_size + 4096, f"{path.name}: room not given back"
 

@@ -135,12 +135,12 @@ def held_elsewhere(path: Path) -> bool:
 def append_line(fd: int, line: str) -> None:
     """Append `line` (a whole line) to the file open at `fd` for appending, in one write where the system allows.
     A write that fails part way (a full disk, a file size limit) is cut off again: the file holds whole lines only
-    (and a shorter line, the summary, may still fit). Room is kept for the lines to come (`LINE_ROOM`)."""
+    (and a shorter line, the summary, may still fit). Room is kept for the lines to come (`LINES_AHEAD`)."""
     data = memoryview(line.encode("utf-8"))
     found = os.fstat(fd)
     regular = stat.S_ISREG(found.st_mode)  # (not a device or a pipe: /dev/stdout)
-    if regular and found.st_blocks * 512 < found.st_size + LINE_ROOM // 2:
-        _keep_room(fd, found.st_size)
+    if regular and found.st_blocks * 512 - found.st_size < len(data) * LINES_AHEAD // 2:
+        _keep_room(fd, found.st_size, len(data))
     try:
         while data:
             data = data[os.write(fd, data):]
@@ -161,11 +161,13 @@ def close_lines(fd: int) -> None:
         os.close(fd)
 
 
-# Disk space kept allocated past the end of the files a run appends a line to for each input (journal, report,
-# mapping), topped up when less than half is left: the lines of the files the workers staged before the disk
-# filled up then still fit, and those files are released, not discarded with a run stopped by its journal (found
-# in CI: a run on a full disk stopped with half of it free). Given back when the file is closed (`close_lines`).
-LINE_ROOM = 256 << 10
+# Room kept allocated past the end of the files a run appends a line to for each input (journal, report, mapping),
+# for this many more lines like the last one, topped up when less than half is left: the lines of the files the
+# workers staged before the disk filled up then still fit, and those files are released, not discarded with a run
+# stopped by its journal (found in CI: a run on a full disk stopped with half of it free). A run of a few workers
+# has at most some 500 files staged and not yet released. At most a sixteenth of the disk's free space is kept (a
+# nearly full disk: found from outside, the room took what was left); given back at close (`close_lines`).
+LINES_AHEAD = 512
 
 
 def _fallocate() -> Callable[[int, int, int, int], int] | None:
@@ -182,10 +184,18 @@ _FALLOCATE = _fallocate() if sys.platform.startswith("linux") else None
 _KEEP_SIZE = 1  # FALLOC_FL_KEEP_SIZE
 
 
-def _keep_room(fd: int, end: int) -> None:
-    """`LINE_ROOM` bytes allocated past `end`, where the system and the file system can (a full disk: not)."""
-    if _FALLOCATE is not None:
-        _FALLOCATE(fd, _KEEP_SIZE, end, LINE_ROOM)  # (-1 on failure: the lines are written without it, as before)
+def _keep_room(fd: int, end: int, line: int) -> None:
+    """Room for `LINES_AHEAD` lines of `line` bytes allocated past `end`, where the system and the file system can
+    (a full disk: not)."""
+    if _FALLOCATE is None:
+        return
+    try:
+        disk = os.fstatvfs(fd)
+    except OSError:
+        return
+    room = min(line * LINES_AHEAD, disk.f_bavail * disk.f_frsize // 16)
+    if room > 0:
+        _FALLOCATE(fd, _KEEP_SIZE, end, room)  # (-1 on failure: the lines are written without it, as before)
 
 
 def release(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None) -> None:
