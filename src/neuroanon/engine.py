@@ -263,13 +263,12 @@ class Plan:
         return self._pixel_element()
 
     def searchable(self) -> bytes | None:
-        """The output's bytes but the pixel data value, as the residual check reads them from the written file (a
-        deflated one's inflated, as it inflates them). Encapsulated pixel data in a deflated file is searched
-        whole (None): the check reads the text of codestreams from a file's bytes, which a deflated file's are
-        not (found from outside: its native pixel data searched as text took a run to 8 times its size)."""
+        """The output's bytes but the pixel data value, as the residual check reads them from the written file."""
+        if self.deflate:
+            return None
         if self.pixels is None:
             return self.head
-        if self.pixel_bytes is None or self.pixels.size < 12 or (self.deflate and self.pixels.value_at is None):
+        if self.pixel_bytes is None or self.pixels.size < 12:
             return None
         return self.head + bytes(self.pixel_bytes[:12]) + self.tail
 
