@@ -320,6 +320,23 @@ def test_a_deflated_data_set_of_more_than_one_step_with_a_byte_after_its_stream_
     assert done.stdout.strip() == "written [[]]", done.stdout
 
 
+def test_the_residual_check_searches_a_deflated_file_s_pixel_data_too(tmp_path: Path) -> None:
+    """A deflated file's data set is searched whole, its native pixel data included (found from outside: b4b0d98
+    left it out, as a file not deflated leaves it out, and a fake name in the text of a JPEG stored as a native OB
+    value, which verify --against found, was released; reverted)."""
+    ds = make_dataset(subject=41)
+    name = str(ds.PatientName).encode("ascii")
+    pixels = bytearray(ds.PixelData)
+    pixels[100:100 + len(name)] = name
+    ds.PixelData = bytes(pixels)
+    ds.BitsStored, ds.HighBit = 16, 15  # (no unused bits, which would hold the file back for the name's bytes)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    source = tmp_path / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
+    assert record.status is Status.QUARANTINED and "PatientName" in record.reason, record
+
+
 def test_a_deflated_data_set_inflating_past_the_bound_fails_the_file_unread(tmp_path: Path) -> None:
     """A deflated data set is inflated whole, into memory (as pydicom reads it): a file of a few megabytes holding
     gigabytes of deflated zeros took the worker's memory to twice that (found from outside). Past
