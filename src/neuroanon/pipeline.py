@@ -228,7 +228,7 @@ def anonymize_tree(
             # dropped (found from outside: SIGTERM as the summary was written said "run again to resume").
             with stops.last_step() if last else nullcontext():
                 _reported(writer, summary.as_dict())
-                if archive is not None and (summary.files or archive.members):
+                if archive is not None and archive.members:
                     archive.finish()
                 elif archive is not None:  # (found from outside: the corrected rerun was refused by an empty archive)
                     archive.discard()

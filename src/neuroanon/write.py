@@ -334,7 +334,7 @@ class ZipSink:
         self.finished = True
 
     def discard(self) -> None:
-        """No archive: the partial one removed (a run that found no file to put in it makes none)."""
+        """No archive: the partial one removed (a run that released no file into it makes none)."""
         self.close()
         self.partial.unlink(missing_ok=True)
         self.finished = True
