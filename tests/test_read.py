@@ -19,6 +19,7 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian
 
 from neuroanon import engine
+from neuroanon.cli import main
 from neuroanon.errors import InputError
 from neuroanon.options import Level, Options
 from neuroanon.pipeline import anonymize_file
@@ -335,6 +336,25 @@ def test_the_residual_check_searches_a_deflated_file_s_pixel_data_too(tmp_path: 
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY))
     assert record.status is Status.QUARANTINED and "PatientName" in record.reason, record
+
+
+def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_stream(tmp_path: Path) -> None:
+    """Found from outside: `verify --against` called a deflated output clean with the patient's name and ID
+    appended after its deflate stream (not in the data set, but in the file handed on)."""
+    ds = make_dataset(subject=42)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    (tmp_path / "in").mkdir()
+    source = tmp_path / "in" / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    key = tmp_path / "key"
+    key.write_text("deflate-test-key: 32 bytes or more of key material")
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--level", "full",
+                 "--key-file", str(key), "-q"]) == 0
+    (out,) = files_under(tmp_path / "out")
+    assert main(["verify", str(tmp_path / "out"), "--against", str(source), "--key-file", str(key)]) == 0
+    with (tmp_path / "out" / out).open("ab") as f:
+        f.write(f" {ds.PatientName} {ds.PatientID} ".encode("ascii"))
+    assert main(["verify", str(tmp_path / "out"), "--against", str(source), "--key-file", str(key)]) == 1
 
 
 def test_a_deflated_data_set_inflating_past_the_bound_fails_the_file_unread(tmp_path: Path) -> None:

@@ -1460,12 +1460,14 @@ def _without(path: Path, pixels: PixelSpan) -> bytes:
 
 
 def _inflated(data: bytes) -> bytes:
-    """A deflated dataset inflated after its file meta, so its values can be searched."""
+    """A deflated dataset inflated after its file meta, so its values can be searched, and the bytes after the
+    deflate stream as they are (found from outside: text appended to a deflated file was never searched)."""
     syntax, start = _file_meta_walked(data)
     if data[128:132] != b"DICM" or syntax != DEFLATED_SYNTAX:
         return data
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        return data[:start] + zlib.decompress(data[start:], -zlib.MAX_WBITS)
+        return data[:start] + inflate.decompress(data[start:]) + inflate.unused_data
     except zlib.error:
         return data
 
