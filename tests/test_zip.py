@@ -706,6 +706,24 @@ def test_a_stop_before_the_archive_is_finished_is_resumed_by_the_same_command(tm
     assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()
 
 
+def test_a_rerun_that_finds_no_file_leaves_the_unfinished_archive_as_it_was(tmp_path: Path) -> None:
+    """Found from outside: the rerun of a stopped zip run whose input folder was empty (an unmounted disk) said "no
+    file found", exit 2, and removed the partial archive and its journal: every member released was lost."""
+    args, out, done = _zip_run(tmp_path, "before", "SIGTERM")
+    assert done.returncode == 143, done.stderr
+    partial, journal = tmp_path / "out.zip.partial", tmp_path / ".out.zip.neuroanon-journal"
+    kept = partial.read_bytes(), journal.read_bytes()
+    (tmp_path / "in").rename(tmp_path / "moved")
+    (tmp_path / "in").mkdir()
+    assert main(args) == 2
+    assert (partial.read_bytes(), journal.read_bytes()) == kept and not out.exists()
+    (tmp_path / "in").rmdir()
+    (tmp_path / "moved").rename(tmp_path / "in")
+    assert main(args) == 0
+    _, reference, clean = _zip_run(tmp_path / "reference", "never", "SIGTERM")
+    assert clean.returncode == 0 and out.read_bytes() == reference.read_bytes()
+
+
 def test_an_unfinished_archive_whose_journal_is_empty_is_refused_until_forced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -287,18 +287,22 @@ class ZipSink:
         self.partial = partial_zip(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         kept: list[zipfile.ZipInfo] = []
-        self._file: BinaryIO
+        self._file: BinaryIO | None = None
+        self.archive: zipfile.ZipFile | None = None
         if keep and self.partial.exists():
             kept, end = _complete_members(self.partial, keep)
             self._file = open(self.partial, "r+b")
             self._file.truncate(end)
             self._file.seek(end)
-        else:
+        elif not self.partial.exists():
             self._file = open(self.partial, "wb")
-        self.archive = zipfile.ZipFile(self._file, "w", zipfile.ZIP_STORED, allowZip64=True)
+        # (else an interrupted run's partial archive, none of whose members is kept: cut off when this run adds its
+        # first member, untouched until then; found from outside, a rerun that found no file removed it)
+        if self._file is not None:
+            self.archive = zipfile.ZipFile(self._file, "w", zipfile.ZIP_STORED, allowZip64=True)
         for info in kept:
-            self.archive.filelist.append(info)
-            self.archive.NameToInfo[info.filename] = info
+            self._opened().filelist.append(info)
+            self._opened().NameToInfo[info.filename] = info
         self.members = {info.filename for info in kept}
         self.paths = MemberPaths(self.members)
         self.syntaxes: dict[str, bytes | None] = {}  # each member's transfer syntax, as this run added it
@@ -313,7 +317,7 @@ class ZipSink:
                           "or write to a folder") from None
         self.paths.take(name)
         size = staged.stat().st_size
-        with open(staged, "rb") as src, self.archive.open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
+        with open(staged, "rb") as src, self._opened().open(_member(name), "w", force_zip64=size >= 1 << 31) as out:
             head = src.read(CHUNK)
             out.write(head)
             shutil.copyfileobj(src, out, CHUNK)
@@ -324,17 +328,28 @@ class ZipSink:
     def member(self, name: str) -> tuple[int, int, bytes | None] | None:
         """A member's CRC-32, size and transfer syntax (None: not known, one an interrupted run added), for a
         duplicate's comparison; None when the archive holds no such member."""
-        info = self.archive.NameToInfo.get(name)
+        info = self.archive.NameToInfo.get(name) if self.archive is not None else None
         return None if info is None else (info.CRC, info.file_size, self.syntaxes.get(name))
 
+    def _opened(self) -> zipfile.ZipFile:
+        """The archive being written; an interrupted run's partial archive is cut off when it is first needed."""
+        if self.archive is None:
+            self._file = open(self.partial, "wb")
+            self.archive = zipfile.ZipFile(self._file, "w", zipfile.ZIP_STORED, allowZip64=True)
+        return self.archive
+
     def finish(self) -> None:
-        self.archive.close()
+        self._opened().close()
+        assert self._file is not None
         self._file.close()
         os.replace(self.partial, self.dest)
         self.finished = True
 
     def discard(self) -> None:
-        """No archive: the partial one removed (a run that released no file into it makes none)."""
+        """No archive from a run that released no file into it: the partial one it began is removed; an
+        interrupted run's, which it left untouched, stays for a rerun (`finished` stays False: with its journal)."""
+        if self.archive is None:
+            return
         self.close()
         self.partial.unlink(missing_ok=True)
         self.finished = True
@@ -342,7 +357,7 @@ class ZipSink:
     def close(self) -> None:
         """Without `finish` (an error or an interruption) nothing carries the final name; the partial archive
         stays for a rerun to take up."""
-        if not self.finished:
+        if not self.finished and self.archive is not None and self._file is not None:
             self.archive.close()
             self._file.close()
 
