@@ -338,9 +338,12 @@ def test_the_residual_check_searches_a_deflated_file_s_pixel_data_too(tmp_path: 
     assert record.status is Status.QUARANTINED and "PatientName" in record.reason, record
 
 
-def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("appended", ["text", "a second stream"])
+def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_stream(tmp_path: Path,
+                                                                                   appended: str) -> None:
     """Found from outside: `verify --against` called a deflated output clean with the patient's name and ID
-    appended after its deflate stream (not in the data set, but in the file handed on)."""
+    appended after its deflate stream (not in the data set, but in the file handed on), as text or as a second
+    deflate stream."""
     ds = make_dataset(subject=42)
     ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
     (tmp_path / "in").mkdir()
@@ -352,8 +355,12 @@ def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_strea
                  "--key-file", str(key), "-q"]) == 0
     (out,) = files_under(tmp_path / "out")
     assert main(["verify", str(tmp_path / "out"), "--against", str(source), "--key-file", str(key)]) == 0
+    text = f" {ds.PatientName} {ds.PatientID} ".encode("ascii")
+    if appended == "a second stream":
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        text = deflate.compress(text) + deflate.flush()
     with (tmp_path / "out" / out).open("ab") as f:
-        f.write(f" {ds.PatientName} {ds.PatientID} ".encode("ascii"))
+        f.write(text)
     assert main(["verify", str(tmp_path / "out"), "--against", str(source), "--key-file", str(key)]) == 1
 
 

@@ -59,7 +59,7 @@ from .identifiers import (
     once_per_raw_values,
     uids_under_2_25,
 )
-from .read import PixelSpan, quiet
+from .read import MAX_INFLATED_BYTES, PixelSpan, quiet
 from .tags import (
     CODE_MEANING,
     CODE_VALUE,
@@ -1461,15 +1461,31 @@ def _without(path: Path, pixels: PixelSpan) -> bytes:
 
 def _inflated(data: bytes) -> bytes:
     """A deflated dataset inflated after its file meta, so its values can be searched, and the bytes after the
-    deflate stream as they are (found from outside: text appended to a deflated file was never searched)."""
+    deflate stream: as they are, and inflated where they are another deflate stream (found from outside: text
+    appended to a deflated file, or a second stream of it, was never searched)."""
     syntax, start = _file_meta_walked(data)
     if data[128:132] != b"DICM" or syntax != DEFLATED_SYNTAX:
         return data
     inflate = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        return data[:start] + inflate.decompress(data[start:]) + inflate.unused_data
+        parts = [data[:start], inflate.decompress(data[start:])]
     except zlib.error:
         return data
+    rest = inflate.unused_data
+    for _ in range(_MORE_STREAMS):
+        if not rest.strip(b"\x00"):
+            break
+        parts.append(rest)
+        inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:  # (after the pad byte to an even length)
+            parts.append(inflate.decompress(rest.lstrip(b"\x00"), MAX_INFLATED_BYTES))
+        except zlib.error:
+            break
+        rest = inflate.unused_data
+    return b"".join(parts)
+
+
+_MORE_STREAMS = 4  # deflate streams after the data set's, each searched inflated too
 
 
 # --- what excuses a hit ------------------------------------------------------------------------------------------
