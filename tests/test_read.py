@@ -355,6 +355,7 @@ def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_strea
                  "--key-file", str(key), "-q"]) == 0
     (out,) = files_under(tmp_path / "out")
     assert main(["verify", str(tmp_path / "out"), "--against", str(source), "--key-file", str(key)]) == 0
+    assert main(["verify", str(tmp_path / "out")]) == 0  # (its pad byte is no finding)
     text = f" {ds.PatientName} {ds.PatientID} ".encode("ascii")
     if appended == "a second stream":
         deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -362,6 +363,19 @@ def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_strea
     with (tmp_path / "out" / out).open("ab") as f:
         f.write(text)
     assert main(["verify", str(tmp_path / "out"), "--against", str(source), "--key-file", str(key)]) == 1
+    # without the originals: bytes after the stream are said (a file not deflated fails to read)
+    (result,) = verify([tmp_path / "out"], Options(level=Level.FULL))
+    assert result.findings == ["bytes after the deflated data set, not read (they may hold anything)"]
+
+
+def test_a_gzip_trailer_after_a_deflate_stream_is_no_bytes_after_it(tmp_path: Path) -> None:
+    """pydicom's own deflated test file ends in the inflated data's CRC-32 and length, as gzip writes them: not
+    "bytes after the deflated data set"; anything else there is."""
+    dfl = Path(str(get_testdata_file("image_dfl.dcm")))
+    assert read_header(dfl).after_stream is False
+    changed = tmp_path / "a.dcm"
+    changed.write_bytes(dfl.read_bytes()[:-1] + b"\x01")
+    assert read_header(changed).after_stream is True
 
 
 def test_a_deflated_data_set_inflating_past_the_bound_fails_the_file_unread(tmp_path: Path) -> None:

@@ -406,7 +406,7 @@ def _inflate(f: BinaryIO, start: int) -> bytes:
     """The dataset of a deflated file from `start`, inflated (pydicom reads such a file whole, so the engine
     does too; bounded by `read.inflated`)."""
     try:
-        data, ended = inflated(f, start)
+        data, ended, _ = inflated(f, start)  # (bytes after the stream are not written)
     except InputError:
         raise _Decline(INFLATED_TOO_LONG) from None
     except zlib.error:

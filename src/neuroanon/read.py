@@ -65,6 +65,7 @@ class Header:
     little_endian: bool
     # Where each top-level element (file meta aside) lies in the source: unchanged ones are copied, not re-encoded.
     spans: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    after_stream: bool = False  # a deflated file: bytes other than zeros follow its deflate stream (not read)
 
 
 @contextmanager
@@ -191,10 +192,11 @@ MAX_INFLATED_BYTES = 512 << 20  # a deflated data set, inflated into memory (as 
 INFLATED_TOO_LONG = f"a deflated data set of more than {MAX_INFLATED_BYTES >> 20} MiB inflated (not read)"
 
 
-def inflated(fp: BinaryIO, start: int) -> tuple[bytes, bool]:
-    """The deflated data set from `start`, inflated, and whether its stream ended; in steps of 16 MiB, up to
-    `MAX_INFLATED_BYTES` (found from outside: a file of a few megabytes of deflated zeros took gigabytes). Raises
-    InputError(INFLATED_TOO_LONG) past them, zlib.error for a damaged stream."""
+def inflated(fp: BinaryIO, start: int) -> tuple[bytes, bool, bool]:
+    """The deflated data set from `start`, inflated, whether its stream ended, and whether bytes other than zeros
+    (a pad byte) follow it; in steps of 16 MiB, up to `MAX_INFLATED_BYTES` (found from outside: a file of a few
+    megabytes of deflated zeros took gigabytes). Raises InputError(INFLATED_TOO_LONG) past them, zlib.error for a
+    damaged stream."""
     fp.seek(start)
     inflate = zlib.decompressobj(-zlib.MAX_WBITS)
     parts: list[bytes] = []
@@ -209,16 +211,26 @@ def inflated(fp: BinaryIO, start: int) -> tuple[bytes, bool]:
                 raise InputError(INFLATED_TOO_LONG)
             chunk = inflate.unconsumed_tail
     parts.append(inflate.flush())
-    return b"".join(parts), inflate.eof
+    data = b"".join(parts)
+    return data, inflate.eof, inflate.eof and _bytes_after(inflate.unused_data + fp.read(8), data, fp)
+
+
+def _bytes_after(extra: bytes, data: bytes, fp: BinaryIO) -> bool:
+    """Whether bytes other than zeros (a pad byte) follow a deflate stream: `extra` and the rest of `fp`. A gzip
+    trailer (the inflated data's CRC-32 and length), which some writers leave, is none (pydicom's own deflated test
+    file has one)."""
+    if extra.strip(b"\x00") and extra.startswith(struct.pack("<LL", zlib.crc32(data), len(data) & 0xFFFFFFFF)):
+        extra = extra[8:]
+    return bool(extra.strip(b"\x00")) or any(chunk.strip(b"\x00") for chunk in iter(lambda: fp.read(1 << 20), b""))
 
 
 def _read_deflated(path: Path, fp: BinaryIO, body: int) -> Header:
     """A deflated file, read whole (not in place), as far as `inflated` reads it. Its dataset, inflated, is walked as
     a file's is: pydicom reads a short value without complaint, and a deflate stream has no checksum (found from
     outside: a stream damaged near its end inflated to pixel data two bytes short, and was released)."""
-    data, _ = inflated(fp, body)
+    data, _, after = inflated(fp, body)
     _Scanner(io.BytesIO(data), len(data), False, True).dataset(0, len(data), False, top=True)
-    return Header(dcmread(path, force=True), None, False, True)
+    return Header(dcmread(path, force=True), None, False, True, after_stream=after)
 
 
 def _header(ds: FileDataset, stopped_at: int, scanner: _Scanner, fp: BinaryIO) -> Header:

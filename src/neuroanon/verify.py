@@ -343,10 +343,11 @@ def _check_dicom(path: Path, options: Options, originals: Originals | None, new_
     except InputError as exc:
         return [f"unreadable: {exc}"]
     ds = header.dataset
+    # (a file not deflated with bytes after its data set fails to read: found from outside, a deflated one passed)
+    findings = ["bytes after the deflated data set, not read (they may hold anything)"] if header.after_stream else []
     if inferred and options.level is Level.ANONYMIZE and not is_dicomdir(ds) and _declared_level(ds) is Level.FULL:
         # (a DICOMDIR names no level: it indexes the files that do)
         options = replace(options, level=Level.FULL)
-    findings: list[str] = []
     rules = compile_rules(options)
     if options.level is Level.ANONYMIZE:
         findings += _five(ds, "", rules)
