@@ -668,6 +668,25 @@ def test_the_journal_report_and_mapping_take_their_lines_on_a_disk_filled_after_
         assert os.stat(path).st_blocks * 512 < os.stat(path).st_size + 4096, f"{path.name}: room not given back"
 
 
+def test_a_file_system_that_keeps_no_room_is_not_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a file system without fallocate (NFS 3, ZFS) each line would cost two more calls, on NFS round trips."""
+    asked = []
+
+    def unsupported(fd: int, mode: int, offset: int, length: int) -> int:
+        asked.append(offset)
+        ctypes.set_errno(errno.EOPNOTSUPP)
+        return -1
+
+    monkeypatch.setattr(write, "_FALLOCATE", unsupported)
+    monkeypatch.setattr(write, "_NO_ROOM", set())
+    fd = os.open(tmp_path / "lines", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    lines = [f"line {i} {'x' * 100}\n" for i in range(3)]  # (long enough to want room past a page's slack)
+    for line in lines:
+        write.append_line(fd, line)
+    write.close_lines(fd)
+    assert len(asked) == 1 and (tmp_path / "lines").read_text() == "".join(lines)
+
+
 def test_a_run_refused_by_a_full_disk_leaves_nothing_it_made(small_disk: Path, tmp_path: Path) -> None:
     """Found from outside: refused for a full disk (exit 2), a run left an empty journal beside its output and an
     empty report, or a report of its provenance alone, behind."""

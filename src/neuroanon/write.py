@@ -139,8 +139,9 @@ def append_line(fd: int, line: str) -> None:
     data = memoryview(line.encode("utf-8"))
     found = os.fstat(fd)
     regular = stat.S_ISREG(found.st_mode)  # (not a device or a pipe: /dev/stdout)
-    if regular and found.st_blocks * 512 - found.st_size < len(data) * LINES_AHEAD // 2:
-        _keep_room(fd, found.st_size, len(data))
+    room = found.st_blocks * 512 - found.st_size
+    if regular and room < len(data) * LINES_AHEAD // 2 and found.st_dev not in _NO_ROOM:
+        _keep_room(fd, found, len(data))
     try:
         while data:
             data = data[os.write(fd, data):]
@@ -184,9 +185,10 @@ _FALLOCATE = _fallocate() if sys.platform.startswith("linux") else None
 _KEEP_SIZE = 1  # FALLOC_FL_KEEP_SIZE
 
 
-def _keep_room(fd: int, end: int, line: int) -> None:
-    """Room for `LINES_AHEAD` lines of `line` bytes allocated past `end`, where the system and the file system can
-    (a full disk: not)."""
+def _keep_room(fd: int, found: os.stat_result, line: int) -> None:
+    """Room for `LINES_AHEAD` lines of `line` bytes allocated past the file's end, where the system and the file
+    system can (a full disk: not now). A file system without it (NFS 3, ZFS) is not asked again: each line would
+    cost two more calls, on NFS two round trips."""
     if _FALLOCATE is None:
         return
     try:
@@ -194,8 +196,11 @@ def _keep_room(fd: int, end: int, line: int) -> None:
     except OSError:
         return
     room = min(line * LINES_AHEAD, disk.f_bavail * disk.f_frsize // 16)
-    if room > 0:
-        _FALLOCATE(fd, _KEEP_SIZE, end, room)  # (-1 on failure: the lines are written without it, as before)
+    if room > 0 and _FALLOCATE(fd, _KEEP_SIZE, found.st_size, room) != 0 and ctypes.get_errno() == errno.EOPNOTSUPP:
+        _NO_ROOM.add(found.st_dev)  # (else -1: the lines are written without the room, as before)
+
+
+_NO_ROOM: set[int] = set()  # the devices whose file system keeps no room past a file's end
 
 
 def release(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None) -> None:
