@@ -638,6 +638,27 @@ def test_on_a_full_disk_the_journal_still_takes_the_lines_of_the_files_staged(sm
     assert os.stat(journal_path(out)).st_blocks * 512 <= os.stat(journal_path(out)).st_size + 4096, "room kept"
 
 
+@pytest.mark.parametrize("small_disk", ["2m"], indirect=True)
+def test_on_a_full_disk_holding_the_report_every_released_file_has_its_record(small_disk: Path, tmp_path: Path) -> None:
+    """Found from outside (twice): output, report and mapping on one small disk, two workers, at full (a record's
+    line about 7 KB): the report's kept room ran out as the disk filled up, a file was released and journalled, and
+    its record could not be written; the summary said one more written than the report held. Room for a record is
+    now kept before its file is released: the run stops before a file the report could not take."""
+    source, key = tmp_path / "in", tmp_path / "key"
+    make_many(source, 400, subject=37, rows=16, columns=16, per_folder=100)
+    key.write_text(KEY_TEXT)
+    out, report = small_disk / "out", small_disk / "report.jsonl"
+    run = subprocess.run([*COMMAND, str(source), "-o", str(out), "--level", "full", "--key-file", str(key), "-q",
+                          "--report", str(report), "--mapping", str(small_disk / "mapping.csv"), "-j", "2"],
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "no space left on device writing" in run.stderr and "the run stopped after" in run.stderr, run.stderr
+    records, summary = _records(report)
+    assert summary["stopped"] == "no space left on device"
+    reported = sorted(str(r["output"]) for r in records.values() if r["status"] == "written")
+    assert reported == sorted(_released(out)) and summary["written"] == len(reported) < 400
+
+
 @pytest.mark.parametrize("small_disk", ["1m"], indirect=True)
 def test_the_journal_report_and_mapping_take_their_lines_on_a_disk_filled_after_they_were_opened(
         small_disk: Path, tmp_path: Path) -> None:
@@ -1121,8 +1142,8 @@ from neuroanon import report
 from neuroanon.cli import main
 signum, real = getattr(signal, sys.argv[1]), report.ReportWriter.write
 
-def write(self, entry):
-    real(self, entry)
+def write(self, entry, line=None):
+    real(self, entry, line)
     if isinstance(entry, dict) and "summary" in entry:
         os.kill(os.getpid(), signum)
 

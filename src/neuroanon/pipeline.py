@@ -354,7 +354,9 @@ def _run(
         items = walk.named()
         outcomes = _outcomes(items, work.stage, RunContext.of(options), journal, present, pool, 4 * max(workers, 4))
         for item, name, outcome in outcomes:
+            line = None
             if isinstance(outcome, Prepared):
+                line = _reserved(writer, outcome.record)  # (before its release and its journal line)
                 if subjects is not None and outcome.subject is not None:
                     _mapped(subjects, *outcome.subject)  # before the file is journalled: a rerun would not list it
                 if archive is None:
@@ -364,7 +366,7 @@ def _run(
                 record = _taken_up(replace(outcome, input=name), claimed, options)
             size = _size(item)
             summary.add(record, size)
-            _reported(writer, record)
+            _reported(writer, record, line if isinstance(outcome, Prepared) and record is outcome.record else None)
             if on_record is not None:
                 try:
                     on_record(record, size)
@@ -390,10 +392,23 @@ def _mapped(subjects: SubjectMapping, original: str, new: str) -> None:
         raise RunStopped(os_cause(exc), place=subjects.path) from None
 
 
-def _reported(writer: ReportWriter, entry: Record | dict[str, object]) -> None:
-    """`entry` appended to the report; a report that cannot be written stops the run, naming the report."""
+def _reported(writer: ReportWriter, entry: Record | dict[str, object], line: str | None = None) -> None:
+    """`entry` appended to the report (`line`: as `_reserved` made it); a report that cannot take it stops the
+    run, naming the report."""
+    with _stops_at_report(writer):
+        writer.write(entry, line)
+
+
+def _reserved(writer: ReportWriter, record: Record) -> str | None:
+    """`record`'s line, room kept for it in the report before its file is released (`ReportWriter.reserved`)."""
+    with _stops_at_report(writer):
+        return writer.reserved(record)
+
+
+@contextmanager
+def _stops_at_report(writer: ReportWriter) -> Iterator[None]:
     try:
-        writer.write(entry)
+        yield
     except OSError as exc:
         raise RunStopped(os_cause(exc), place=writer.path) from None
 

@@ -25,7 +25,7 @@ from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
 from .rules import Change, change
-from .write import append_line, claim, close_lines
+from .write import append_line, claim, close_lines, keep_room
 
 
 class Status(enum.StrEnum):
@@ -243,6 +243,11 @@ def _open_for_appending(path: Path) -> int:
     return fd
 
 
+# The room a record's line keeps after it (`ReportWriter.reserved`): for the summary (its reasons are fixed words, a
+# few hundred bytes each group) and for a record that changes in its release (a longer reason).
+_ROOM_AFTER = 16 << 10
+
+
 class ReportWriter:
     """Appends records as JSON lines as they happen, so an interrupted run still has its report."""
 
@@ -275,19 +280,37 @@ class ReportWriter:
                     self.close()
                 raise
 
-    def write(self, entry: Record | dict[str, object]) -> None:
-        """Append a record (or the summary) as one JSON line; one that cannot be written whole is not written."""
+    def write(self, entry: Record | dict[str, object], line: str | None = None) -> None:
+        """Append a record (or the summary) as one JSON line (`line`: as `reserved` made it for this record); one
+        that cannot be written whole is not written."""
         if self._fd is not None:
-            as_dict = entry.as_dict() if isinstance(entry, Record) else entry
-            if isinstance(entry, Record):
-                as_dict["input"] = self._input_name(entry.input)
-                if entry.same_as:
-                    as_dict["same_as"] = self._input_name(entry.same_as)
-                as_dict["output"] = entry.output and unicode_name(entry.output)
             try:
-                append_line(self._fd, json.dumps(as_dict, sort_keys=True) + "\n")
+                append_line(self._fd, line or self._line(entry))
             except OSError as exc:
                 raise self._named(exc) from None
+
+    def reserved(self, record: Record) -> str | None:
+        """`record`'s line, with room kept in the report for it and for what may follow it (the summary, the
+        record changed as its file is released): asked before a file is released, so that a report the disk
+        cannot take the line of stops the run before the release, never after it (found from outside: on a full
+        disk a released file had no record). OSError naming the report when there is no such room."""
+        if self._fd is None:
+            return None
+        line = self._line(record)
+        try:
+            keep_room(self._fd, len(line) + _ROOM_AFTER)  # (JSON's ASCII: one byte a character)
+        except OSError as exc:
+            raise self._named(exc) from None
+        return line
+
+    def _line(self, entry: Record | dict[str, object]) -> str:
+        as_dict = entry.as_dict() if isinstance(entry, Record) else entry
+        if isinstance(entry, Record):
+            as_dict["input"] = self._input_name(entry.input)
+            if entry.same_as:
+                as_dict["same_as"] = self._input_name(entry.same_as)
+            as_dict["output"] = entry.output and unicode_name(entry.output)
+        return json.dumps(as_dict, sort_keys=True) + "\n"
 
     def _input_name(self, relative: str) -> str:
         return unicode_name(relative if self._name is None else self._name(relative))

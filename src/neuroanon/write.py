@@ -203,6 +203,24 @@ def _keep_room(fd: int, found: os.stat_result, line: int) -> None:
 _NO_ROOM: set[int] = set()  # the devices whose file system keeps no room past a file's end
 
 
+def keep_room(fd: int, size: int) -> None:
+    """At least `size` bytes allocated past the end of the file open at `fd` (one `append_line` writes), so that
+    lines of that many bytes are then written whatever space the disk has left; OSError when the disk has no such
+    room (a full disk). Nothing for a file that is no regular file, or where the system or the file system keeps
+    no room past a file's end (its lines are then written as space allows)."""
+    found = os.fstat(fd)
+    if (not stat.S_ISREG(found.st_mode) or found.st_blocks * 512 - found.st_size >= size or _FALLOCATE is None
+            or found.st_dev in _NO_ROOM):
+        return
+    while _FALLOCATE(fd, _KEEP_SIZE, found.st_size, size) != 0:
+        code = ctypes.get_errno()
+        if code == errno.EOPNOTSUPP:
+            _NO_ROOM.add(found.st_dev)
+            return
+        if code != errno.EINTR:  # (a signal: asked again)
+            raise OSError(code, os.strerror(code))
+
+
 def release(staged: str | Path, dest: str | Path, root: Path | None = None, mode: int | None = None) -> None:
     """Give a staged file its final name `dest` (in the output or the quarantine): a rename, atomic.
 
