@@ -1,4 +1,4 @@
-"""Crafted values take time by their length, not by its square or by powers of two.
+"""Crafted values take time by their length, not by its square or by powers of two; large ones memory once.
 
 Each case was found from outside (probe10): a search or a cleaning step whose work grew with the square of a value's
 length, or doubled with each character, so that one crafted file held a run for minutes or hours. Each runs here in
@@ -17,6 +17,9 @@ from neuroanon.csa import clean_protocol
 from neuroanon.errors import UsageError
 from neuroanon.keys import Keyring
 from neuroanon.pipeline import check_paths
+from neuroanon.sample import make_dataset
+
+from .helpers import files_under
 
 _ROOT = Path(__file__).parent.parent
 
@@ -116,3 +119,35 @@ def test_inputs_that_share_a_name_are_refused_by_name(tmp_path: Path) -> None:
 def test_protocol_text_the_search_skips_is_blanked_all_the_same(text: bytes) -> None:
     cleaned = clean_protocol(text, (), Keyring(b"k" * 32))
     assert len(cleaned) == len(text) and b"\xd0" not in cleaned and b"Opaline" not in cleaned
+
+
+
+@pytest.mark.parametrize("level", ["anonymize", "full"])
+def test_a_large_private_value_after_the_pixel_data_is_held_once(tmp_path: Path, level: str) -> None:
+    """Found from outside: a 255 MiB private element after the pixel data took 1.63 GB at full, where it goes, its
+    value copied and searched several times over, and 589 MB at anonymize, where it stays (the read held the file
+    twice a moment).
+    A 200 MiB one (sparse on disk) must now take less than 1.6 times its size and 100 MB."""
+    source, out, key = tmp_path / "in" / "tail.dcm", tmp_path / "out", tmp_path / "key"
+    source.parent.mkdir()
+    key.write_text("ab" * 32)
+    tail = 200 << 20
+    ds = make_dataset(subject=38)
+    for tag in [tag for tag in ds.keys() if tag > 0x7FE00010]:  # (its trailing padding: the new element goes last)
+        del ds[tag]
+    ds.save_as(source, enforce_file_format=True)
+    with open(source, "ab") as f:  # (a private block of a fake vendor, its one element holding zeros)
+        f.write(b"\xe1\x7f\x10\x00LO\x0a\x00FAKEVENDOR" + b"\xe1\x7f\x10\x10OB\x00\x00" + tail.to_bytes(4, "little"))
+        f.truncate(f.tell() + tail)
+    args = ["anonymize", str(source.parent), "-o", str(out), "--level", level, "-q", "--workers", "1",
+            *(["--key-file", str(key)] if level == "full" else [])]
+    code, peak = _finishes(
+        "import resource\n"
+        "from neuroanon.cli import main\n"
+        f"code = main({args!r})\n"
+        "print(code, max(resource.getrusage(who).ru_maxrss\n"
+        "                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))\n").splitlines()[-1].split()
+    written = [p.stat().st_size for p in files_under(out)]
+    assert code == "0" and len(written) == 1, "released"
+    assert (written[0] < 1 << 20) is (level == "full"), "the value goes at full, stays at anonymize"
+    assert int(peak) << 10 < 1.6 * tail + (100 << 20), f"peak {int(peak) >> 10} MiB"

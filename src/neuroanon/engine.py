@@ -481,7 +481,7 @@ def _tail(f: BinaryIO, buf: bytes, size: int, start: int, parser: _Parser) -> tu
         if size - start > MAX_TAIL_BYTES:
             _decline_long_tail(f, size, start, parser)
         f.seek(start)
-        buf, start = f.read(), 0
+        buf, start = f.read(size - start), 0  # (sized: read() whole would hold the file twice a moment)
     if start >= len(buf):
         return buf, []
     elements, _ = _Parser(buf, parser.implicit, little=parser.little).dataset(start, len(buf), top=True)
@@ -1376,21 +1376,20 @@ class _Job:
         path, out = scope.path, scope.out
         creators = {e.tag: self._creator(e, buf) for e, buf in private if 0x10 <= e.tag & 0xFFFF <= 0xFF}
         kept_blocks: set[int] = set()
-        # One search over every private value (NUL-separated: a match never spans two) finds the needles any of
-        # them holds; each kept value is then cleaned of those alone (no other needle can occur in it).
-        joined = b"\x00".join([buf[e.value:e.end] for e, buf in private])
-        hits = tuple(find(joined, self.patterns)) + tuple(find_once(joined, self.own)) if private else ()
-        for e, buf in private:
+        decided = [(e, buf, self.rules.private(creators.get(private_creator_tag(e.tag), ""), e.tag))
+                   for e, buf in private if e.tag & 0xFFFF >= 0x1000]
+        # One search over the values the allow-list may keep (NUL-separated: a match never spans two) finds the
+        # needles any of them holds; each kept value is then cleaned of those alone (no other needle can occur in
+        # it). A value that goes is not searched, nor copied (found from outside: a 255 MiB one took 1.5 GB).
+        joined = b"\x00".join([buf[e.value:e.end] for e, buf, safe in decided if safe is not None])
+        hits = tuple(find(joined, self.patterns)) + tuple(find_once(joined, self.own)) if joined else ()
+        for e, buf, safe in decided:
             t = e.tag
-            if t & 0xFFFF < 0x1000:
-                continue
-            creator_tag = private_creator_tag(t)
-            safe = self.rules.private(creators.get(creator_tag, ""), t)
             if safe is None:
                 out[t] = None
                 self.changes.append(change(path + tag_text(t), "", _REMOVED))
             elif self._keep_private(e, buf, safe, hits, path + tag_text(t), scope):
-                kept_blocks.add(creator_tag)
+                kept_blocks.add(private_creator_tag(t))
         for e, _ in private:
             if e.tag & 0xFFFF < 0x1000 and e.tag not in kept_blocks:
                 out[e.tag] = None
@@ -1572,7 +1571,9 @@ class _Job:
                 run = e.end
                 if piece is not None:
                     parts.append(piece)
-        parts.append(buf[run:end])
+        # (all of `buf`: itself, not a copy, which a compiled slice always is: found from outside, a large value
+        # after the pixel data was held twice)
+        parts.append(buf if run == 0 and end == len(buf) else buf[run:end])
         parts += [piece for _, piece in pending[placed:]]
         return b"".join(parts)
 
