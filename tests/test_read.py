@@ -18,7 +18,7 @@ from pydicom.data import get_testdata_file
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian
 
-from neuroanon import engine
+from neuroanon import engine, residual
 from neuroanon.cli import main
 from neuroanon.errors import InputError
 from neuroanon.options import Level, Options
@@ -366,6 +366,25 @@ def test_verify_against_the_originals_reads_what_follows_a_deflated_file_s_strea
     # without the originals: bytes after the stream are said (a file not deflated fails to read)
     (result,) = verify([tmp_path / "out"], Options(level=Level.FULL))
     assert result.findings == ["bytes after the deflated data set, not read (they may hold anything)"]
+
+
+def test_the_streams_after_a_deflated_file_s_are_inflated_within_a_bound(tmp_path: Path) -> None:
+    """Found from outside: four streams of 512 MiB of zeros each after the data set's (a file of 400 KB) took
+    `verify --against` a minute and 3.4 GB, each inflated and then joined. What they hold is searched up to
+    16 MiB in all: the name at the start of the first is found."""
+    ds = make_dataset(subject=43)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    source = tmp_path / "a.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    first = deflate.compress(f" {ds.PatientName} ".encode("ascii") + bytes(20 << 20)) + deflate.flush()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    zeros = deflate.compress(bytes(20 << 20)) + deflate.flush()
+    data = source.read_bytes()
+    data += b"\0" * (len(data) % 2) + first + zeros * 3
+    searched = residual._inflated(data)
+    assert str(ds.PatientName).encode("ascii") in searched
+    assert len(searched) < (16 << 20) + len(data) + (1 << 20), len(searched) >> 20  # (its own data set < 1 MiB)
 
 
 def test_a_gzip_trailer_after_a_deflate_stream_is_no_bytes_after_it(tmp_path: Path) -> None:
