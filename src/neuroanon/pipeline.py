@@ -900,7 +900,8 @@ def _worker_started(parent: int, locks: tuple[int | None, ...]) -> None:
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and end the worker processes (Python 3.14 has `terminate_workers` for this)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    results = getattr(pool, "_result_queue", None)  # (the pool forgets it as it shuts down)
+    # (the pool forgets these as it shuts down)
+    results, manager = getattr(pool, "_result_queue", None), getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with suppress(OSError, ValueError):
@@ -913,6 +914,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     # write end of the results pipe: closing it ends that wait.
     with suppress(AttributeError, OSError):
         results._writer.close()  # type: ignore[union-attr]
+    # The pool's thread ended here, not left to the interpreter's exit: Python 3.11 then wakes it through a pipe the
+    # thread may be closing, and prints a traceback (found from outside: after a stop on a full disk, 2 runs of 100).
+    if isinstance(manager, threading.Thread):
+        manager.join(10)
 
 
 def _submit(
