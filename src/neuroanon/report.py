@@ -25,7 +25,7 @@ from .keys import Keyring, key_fingerprint
 from .options import Level, Options
 from .residual import Finding
 from .rules import Change, change
-from .write import append_line, claim, close_lines, keep_room
+from .write import append_line, claim, close_lines, make_room
 
 
 class Status(enum.StrEnum):
@@ -298,7 +298,7 @@ class ReportWriter:
             return None
         line = self._line(record)
         try:
-            keep_room(self._fd, len(line) + _ROOM_AFTER)  # (JSON's ASCII: one byte a character)
+            make_room(self._fd, len(line) + _ROOM_AFTER)  # (JSON's ASCII: one byte a character)
         except OSError as exc:
             raise self._named(exc) from None
         return line

@@ -203,7 +203,7 @@ def _keep_room(fd: int, found: os.stat_result, line: int) -> None:
 _NO_ROOM: set[int] = set()  # the devices whose file system keeps no room past a file's end
 
 
-def keep_room(fd: int, size: int) -> None:
+def make_room(fd: int, size: int) -> None:
     """At least `size` bytes allocated past the end of the file open at `fd` (one `append_line` writes), so that
     lines of that many bytes are then written whatever space the disk has left; OSError when the disk has no such
     room (a full disk). Nothing for a file that is no regular file, or where the system or the file system keeps
