@@ -1672,6 +1672,33 @@ def test_the_inputs_own_uid_in_a_kept_private_value_is_cleaned_out(tmp_path: Pat
         assert "X" not in value and value[:20] == text[:20]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32-le"])
+@pytest.mark.parametrize("between", [True, False])
+@pytest.mark.parametrize("check", [True, False])
+def test_a_kept_private_value_s_last_bytes_do_not_hide_an_id_in_the_next(tmp_path: Path, encoding: str, between: bool,
+                                                                       check: bool) -> None:
+    """Found from outside: kept private values are searched joined, one NUL between them, and a boundary's test in
+    UTF-16 or UTF-32 read the last byte of one (b"\x00Z") with that NUL as a letter before the PatientID at the
+    start of the next: the ID stayed, and the residual check held the file back (without it, the file was released
+    with it). With a removed value between them (`between`) it was found until a42ff72 searched kept values only."""
+    ds = make_dataset(subject=46)
+    ds.PatientID = "FAKEQWERTY"
+    for tag in [tag for tag in ds.keys() if tag >> 16 == 0x0019]:  # (its kept values of the block: none between)
+        del ds[tag]
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0019100A, "OB", b"\x01\x02\x00Z")  # (kept, as the next)
+    if between:
+        ds.add_new(0x00191010, "OB", b"\x01 ")  # (removed)
+    ds.add_new(0x00191014, "OB", ds.PatientID.encode(encoding) + b"\x01\x02")
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, residual_check=check))
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    assert ds.PatientID.encode(encoding) not in out.read_bytes()
+    assert "(0019,1014)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes
+
+
 def _person_named(ds: Dataset, where: str) -> None:
     """Name "Snickerdon^Pellam" in `ds` only where the top level's identifying list does not look: an attribute
     outside it (a consulting physician), an item (a scheduled performer, a verifying observer), the value a

@@ -46,6 +46,7 @@ from .context import FileContext, RunContext
 from .csa import clean_kept
 from .errors import InputError
 from .identifiers import (
+    APART,
     BESIDE_AT_THE_TOP,
     BESIDE_IN_ITEMS,
     IN_SEQUENCES,
@@ -1378,10 +1379,10 @@ class _Job:
         kept_blocks: set[int] = set()
         decided = [(e, buf, self.rules.private(creators.get(private_creator_tag(e.tag), ""), e.tag))
                    for e, buf in private if e.tag & 0xFFFF >= 0x1000]
-        # One search over the values the allow-list may keep (NUL-separated: a match never spans two) finds the
+        # One search over the values the allow-list may keep (kept `APART`: a match never spans two) finds the
         # needles any of them holds; each kept value is then cleaned of those alone (no other needle can occur in
         # it). A value that goes is not searched, nor copied (found from outside: a 255 MiB one took 1.5 GB).
-        joined = b"\x00".join([buf[e.value:e.end] for e, buf, safe in decided if safe is not None])
+        joined = APART.join([buf[e.value:e.end] for e, buf, safe in decided if safe is not None])
         hits = tuple(find(joined, self.patterns)) + tuple(find_once(joined, self.own)) if joined else ()
         for e, buf, safe in decided:
             t = e.tag

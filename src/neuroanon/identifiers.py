@@ -522,6 +522,10 @@ def _near(pattern: re.Pattern[bytes], lowered: bytes, starts: list[int], span: i
 
 
 _BOUNDARY_BYTES = 8  # the most a boundary's test reads after a match (a UTF-32 letter: 4), with room
+# Between values searched as one: as many NUL bytes as a boundary's test reads, a NUL character in every width (UTF-16
+# and UTF-32 read 2 and 4 bytes a character), so that no test reads a neighbour's last bytes as a letter beside a
+# match (found from outside: a value ending in b"\x00Z" hid a PatientID in UTF-16 at the start of the next one).
+APART = bytes(_BOUNDARY_BYTES)
 
 
 _MAX_WINDOWS = 16  # past this many occurrences of a key the whole value is searched once

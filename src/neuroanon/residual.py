@@ -38,6 +38,7 @@ from pydicom.tag import BaseTag, Tag
 
 from .discover import LONG_LENGTH_VRS
 from .identifiers import (
+    APART,
     DASH_CHARACTERS,
     INVISIBLE,
     LINE_BREAKS,
@@ -342,13 +343,13 @@ _MOST_INFLATED = 16 << 20  # bytes inflated a file
 def _in_encoded_forms(data: bytes, patterns: tuple[Needle, ...], found: list[Needle]) -> list[Finding]:
     """The needles not already `found` that `data` holds written as base64, hex, or in a zlib or gzip stream
     (also one written as base64 or hex), or with escapes: one finding an attribute, with the form. What they
-    decode to is searched in one pass, pieces kept apart by a byte no word holds; the form is looked up only for a
+    decode to is searched in one pass, pieces kept `APART`; the form is looked up only for a
     hit."""
     pieces = _decoded(data) + _unescaped(data) + [piece for text in _wide_texts(data) for piece in _decoded(text)]
     if not pieces:
         return []
     # (what a series' files decode to recurs file after file, a pseudonym's or a CSA name's readings: remembered)
-    new = [n for n in find(b"\0".join([d for _, d in pieces]).lower(), patterns) if n not in found]
+    new = [n for n in find(APART.join([d for _, d in pieces]).lower(), patterns) if n not in found]
     findings: dict[str, Finding] = {}
     for needle in new:
         form = next((form for form, decoded in pieces if find(decoded.lower(), (needle,), remember=False)), "")
@@ -1057,7 +1058,7 @@ class _Stray:
 
     def _search(self) -> None:
         if self.parts:
-            text = b"\x00".join(self.parts).lower()
+            text = APART.join(self.parts).lower()
             self.hits.update(find(text, self.patterns, remember=False) + find_once(text, self.own))
         self.parts, self.size = [], 0
 

@@ -29,7 +29,7 @@ from .burnedin import burned_in_risk
 from .discover import InputFile, Kind, archive_kind, container_fields, discover, extracted
 from .errors import InputError, os_cause
 from .gepdb import listed_only
-from .identifiers import Needle, is_dummy, item_identity, needles, nested_needles
+from .identifiers import APART, Needle, is_dummy, item_identity, needles, nested_needles
 from .keys import Keyring
 from .options import Level, Options
 from .read import Header, is_dicomdir, quiet, read_header
@@ -286,7 +286,7 @@ def _archive_result(member: InputFile, name: str, patterns: tuple[Needle, ...]) 
     a gzip file name holding the patient's name was called clean)."""
     kind = "gzip" if member.kind is Kind.GZIP_MEMBER else "zip"
     fields, gaps = container_fields(member.path, kind)
-    own = b"\0".join([*fields, *(gap for gap in gaps if looks_like_text(gap))])  # (a self-extractor's code: not)
+    own = APART.join([*fields, *(gap for gap in gaps if looks_like_text(gap))])  # (a self-extractor's code: not)
     hits = check_bytes(own, patterns, f"the {kind} archive's headers or comments") if own else []
     if not hits:
         return None
