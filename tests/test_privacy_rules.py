@@ -1699,6 +1699,24 @@ def test_a_kept_private_value_s_last_bytes_do_not_hide_an_id_in_the_next(tmp_pat
     assert "(0019,1014)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes
 
 
+def test_a_kept_value_is_cut_of_the_whole_name_a_shorter_needle_cut_first_begins(tmp_path: Path) -> None:
+    """Found from outside: a kept value "ESC ( B" + "FAKE GENERAL HOSPITAL" was cut of the institution's word "FAKE"
+    first, and the match of its whole name, across that cut, was passed over: "XXXX GENERAL HOSPITAL" was kept (and
+    the residual check, looking for the whole name, called it clean)."""
+    ds = make_dataset(subject=47)
+    ds.PatientID, ds.InstitutionName = "FAKE12345", "FAKE GENERAL HOSPITAL"
+    ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x0051100B, "OB", b"\x00\x1a" + "fake12345".encode("utf-16-le") + b"\x01\x00")
+    ds.add_new(0x20010010, "LO", "Philips Imaging DD 001")
+    ds.add_new(0x2001100A, "OB", b"\x1b(BFAKE GENERAL HOSPITAL9\x00")
+    source = tmp_path / "in.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, residual_check=False))
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    assert pydicom.dcmread(out)[0x2001100A].value == b"\x1b(B" + b"X" * 21 + b"9\x00"
+
+
 def _person_named(ds: Dataset, where: str) -> None:
     """Name "Snickerdon^Pellam" in `ds` only where the top level's identifying list does not look: an attribute
     outside it (a consulting physician), an item (a scheduled performer, a verifying observer), the value a

@@ -2939,15 +2939,21 @@ def _scrubbed(data: bytes, patterns: tuple[Needle, ...], utf_8: bool) -> bytes:
 
 def _cut(buffer: bytearray, lowered: bytes, pattern: re.Pattern[bytes], needle: Needle, utf_8: bool,
          taken: bytearray | None = None) -> bool:
-    """Overwrite in `buffer` where `pattern` matches `lowered` (and none of the match is `taken`, which gets it);
-    whether it did."""
+    """Overwrite in `buffer` where `pattern` matches `lowered` (the bytes of the match not yet `taken`, which gets
+    them: a longer value an earlier needle cut a part of is cut whole, its cut part as it was; found from outside,
+    the institution's word "FAKE" cut first left "XXXX GENERAL HOSPITAL"); whether it did."""
     filler = b"0" if needle.numeric else b"X"
     cut = False
     for match in pattern.finditer(lowered):
         start, end = _whole_characters(lowered, match.start(), match.end()) if utf_8 else match.span()
+        if taken is not None and any(taken[start:end]):
+            for at in range(start, end):
+                if not taken[at]:
+                    buffer[at:at + 1] = _NOT_NUL.sub(filler, buffer[at:at + 1])
+                    taken[at] = 1
+                    cut = True
+            continue
         if taken is not None:
-            if any(taken[start:end]):
-                continue
             taken[start:end] = b"\x01" * (end - start)
         buffer[start:end] = _NOT_NUL.sub(filler, buffer[start:end])
         cut = True
