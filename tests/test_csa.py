@@ -268,6 +268,23 @@ def test_an_id_with_letters_or_digits_run_on_is_cut_from_an_item_text() -> None:
     assert [e.name for e in csa.parse(cleaned) or []] == ["ICE_Dims", "SliceMeasurementDuration"]
 
 
+@pytest.mark.parametrize("item", [b"DOE^JANE", b"JANE", b"FAKEQWER", b"DOE^JANE\x00\x00\x00\x00"])
+def test_a_name_or_id_that_fills_its_item_is_cut_before_the_next_element_s_name(item: bytes) -> None:
+    """Found from outside: an item holding the patient's name or ID with no NUL after it, its length a multiple of 4
+    (no padding), the last of its element: the next element's name follows at once, and read whole, its first
+    letter hid the end of the word. It was kept, and neither the residual check nor verify saw it. An ID whose
+    first letters are another needle ("FAKE", the institution's word) is cut whole."""
+    source = Dataset()
+    source.PatientName, source.PatientID, source.InstitutionName = "DOE^JANE", "FAKEQWER", "FAKE GENERAL HOSPITAL"
+    header = _csa([("ImaComments", "LT", [item]), ("SliceMeasurementDuration", "DS", [b"12345.0\x00"])], csa2=True)
+    cleaned = csa.clean_csa(header, needles(source), Keyring(KEY))
+    assert cleaned is not None and len(cleaned) == len(header)
+    read = csareader.read(cleaned)["tags"]
+    (kept,) = read["ImaComments"]["items"]  # (nibabel gives bytes, or text when a NUL ends it)
+    assert set((kept if isinstance(kept, bytes) else kept.encode()).strip(b"\x00")) == {ord("X")}, kept
+    assert read["SliceMeasurementDuration"]["items"] == [12345.0]
+
+
 def test_same_length_uid_is_keyed_and_valid() -> None:
     ring = Keyring(KEY)
     uid = "1.3.12.2.1107.5.2.32.35119.2010011420070434054586384"

@@ -26,7 +26,7 @@ import struct
 from typing import Final
 
 from . import gepdb
-from .identifiers import Needle, find, scrub
+from .identifiers import APART, Needle, find, scrub
 from .keys import Keyring
 
 MAX_TAGS: Final = 1000  # nibabel's limit; real headers hold about 100
@@ -172,12 +172,15 @@ def clean_csa(value: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> b
             for offset, length in element.items:
                 if length:
                     buffer[offset:offset + length] = (blank + b"\x00" * length)[:length]
-    cleaned = clean_protocol(bytes(buffer), patterns, keyring)
+    items = [(offset, offset + length) for element in elements for offset, length in element.items if length]
+    cleaned = clean_protocol(bytes(buffer), patterns, keyring, items)
     return cleaned if len(cleaned) == len(value) and parse(cleaned) is not None else None
 
 
-def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) -> bytes:
-    """Protocol text (or any CSA bytes) with identifying keys blanked, UIDs remapped and needles cut, in place."""
+def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring,
+                   items: list[tuple[int, int]] | None = None) -> bytes:
+    """Protocol text (or any CSA bytes) with identifying keys blanked, UIDs remapped and needles cut, in place; a
+    CSA header's `items` (start, end) each searched `APART` from the bytes beside it (`_scrub_apart`)."""
     buffer = bytearray(text)
     line_end = -1
     for word in _KEY_WORDS.finditer(text):
@@ -210,8 +213,22 @@ def clean_protocol(text: bytes, patterns: tuple[Needle, ...], keyring: Keyring) 
         if (start and current[start - 1] in _UID_PART) or (end < len(current) and current[end] in _UID_PART):
             continue
         buffer[start:end] = same_length_uid(keyring, match.group().decode("ascii"))
-    cleaned = scrub(bytes(buffer), patterns)
+    cleaned = _scrub_apart(bytes(buffer), items, patterns) if items else scrub(bytes(buffer), patterns)
     return _scrub_loose(cleaned, patterns)
+
+
+def _scrub_apart(header: bytes, items: list[tuple[int, int]], patterns: tuple[Needle, ...]) -> bytes:
+    """`scrub`, each item's value `APART` from the bytes beside it: read as it lies, a value that fills its item to
+    the end runs into the next element's name, whose first letter hid the end of a word (found from outside:
+    "DOE^JANE" before "SliceMeasurementDuration" was kept, and neither the residual check nor verify saw it)."""
+    cuts = sorted({0, len(header), *(at for item in items for at in item)})
+    pieces = [header[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
+    cut = scrub(APART.join(pieces), patterns)  # (in place: NUL bytes stay, so the pieces are where they were)
+    at, kept = 0, []
+    for piece in pieces:
+        kept.append(cut[at:at + len(piece)])
+        at += len(piece) + len(APART)
+    return b"".join(kept)
 
 
 def same_length_uid(keyring: Keyring, uid: str) -> bytes:
