@@ -1699,6 +1699,40 @@ def test_a_kept_private_value_s_last_bytes_do_not_hide_an_id_in_the_next(tmp_pat
     assert "(0019,1014)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes
 
 
+@pytest.mark.parametrize(("case", "value"), [
+    ("tail16", b"\x01" + "FAKEQWERTY".encode("utf-16-le")[:-1]),  # (its last NUL the next tag's, in big endian)
+    ("head16be", "FAKEQWERTY".encode("utf-16-be")[1:] + b"\x01"),  # (its first NUL the length's last byte)
+    ("tail32", b"\x01\x02\x03" + "FAKEQWERTY".encode("utf-32-le")[:-3]),
+    ("head32be", "FAKEQWERTY".encode("utf-32-be")[3:] + b"\x01\x02\x03"),
+])
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("check", [True, False])
+def test_a_kept_value_whose_id_the_bytes_beside_it_complete_is_cut(tmp_path: Path, case: str, value: bytes,
+                                                                    big_endian: bool, check: bool) -> None:
+    """Found from outside: a kept value holding the PatientID in UTF-16 or UTF-32, one character at its start or end
+    whole only with the NUL bytes beside the value (in the file: the length before it, or the next tag). Searched
+    with its neighbours the ID was found, searched alone it was not, and the value was kept uncut: held back by the
+    residual check (released in one case, verify calling it clean), released with the ID without it."""
+    ds = make_dataset(subject=48)
+    ds.PatientID = "FAKEQWERTY"
+    for tag in [tag for tag in ds.keys() if tag >> 16 == 0x0019]:
+        del ds[tag]
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x00191014, "OB", value)  # (kept: a row of numbers)
+    ds.add_new(0x00200010, "SH", "4711")  # (StudyID: its tag's bytes follow the value)
+    ds.BitsStored, ds.HighBit = 16, 15  # (pixel bytes written as they are in either byte order: no unused bits)
+    if big_endian:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    source = tmp_path / "in.dcm"
+    pydicom.dcmwrite(source, ds, implicit_vr=False, little_endian=not big_endian, force_encoding=True)
+    record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, residual_check=check))
+    assert record.status is Status.WRITTEN, record.reason
+    (out,) = files_under(tmp_path / "out")
+    data = out.read_bytes().lower()
+    assert not [code for code in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+                if "fakeqwerty".encode(code) in data]
+
+
 def test_a_kept_value_is_cut_of_the_whole_name_a_shorter_needle_cut_first_begins(tmp_path: Path) -> None:
     """Found from outside: a kept value "ESC ( B" + "FAKE GENERAL HOSPITAL" was cut of the institution's word "FAKE"
     first, and the match of its whole name, across that cut, was passed over: "XXXX GENERAL HOSPITAL" was kept (and

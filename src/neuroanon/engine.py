@@ -1382,7 +1382,8 @@ class _Job:
         # One search over the values the allow-list may keep (kept `APART`: a match never spans two) finds the
         # needles any of them holds; each kept value is then cleaned of those alone (no other needle can occur in
         # it). A value that goes is not searched, nor copied (found from outside: a 255 MiB one took 1.5 GB).
-        joined = APART.join([buf[e.value:e.end] for e, buf, safe in decided if safe is not None])
+        kept = [buf[e.value:e.end] for e, buf, safe in decided if safe is not None]
+        joined = APART.join([b"", *kept, b""]) if kept else b""  # (apart from the bytes beside them in the file too)
         hits = tuple(find(joined, self.patterns)) + tuple(find_once(joined, self.own)) if joined else ()
         for e, buf, safe in decided:
             t = e.tag
@@ -1404,13 +1405,19 @@ class _Job:
             return self._keep_private_sequence(e, buf, safe, where, scope)
         assert self.keyring is not None
         value = buf[e.value:e.end]
+        utf_8 = _utf_8_text(scope.charset, e.vr, value)
         if safe.kind == "value" and not holds_a_number(safe, e.vr, value):
             cleaned = None
-        elif safe.kind == "value" and not (hits and find(value, hits)):
-            return True
+        elif safe.kind == "value":
+            # searched and cut `APART` from the bytes beside it, as all kept values were searched: a letter of UTF-16
+            # or UTF-32 at either end is whole with the NUL bytes beside it, there as in the file, where the length
+            # before it or the next tag gives them (found from outside: found, then kept uncut)
+            apart = APART + value + APART
+            if not (hits and find(apart, hits)):
+                return True
+            cleaned = (clean_kept("value", apart, hits, self.keyring, utf_8) or apart)[len(APART):-len(APART)]
         else:
-            cleaned = clean_kept(safe.kind, value, hits if safe.kind == "value" else self.patterns, self.keyring,
-                                 _utf_8_text(scope.charset, e.vr, value))
+            cleaned = clean_kept(safe.kind, value, self.patterns, self.keyring, utf_8)
         if cleaned is None:
             out[e.tag] = None
             self.changes.append(change(where, "", _REMOVED))
