@@ -196,8 +196,9 @@ def _keep_room(fd: int, found: os.stat_result, line: int) -> None:
     except OSError:
         return
     room = min(line * LINES_AHEAD, disk.f_bavail * disk.f_frsize // 16)
-    if room > 0 and _FALLOCATE(fd, _KEEP_SIZE, found.st_size, room) != 0 and ctypes.get_errno() == errno.EOPNOTSUPP:
-        _NO_ROOM.add(found.st_dev)  # (else -1: the lines are written without the room, as before)
+    if room > 0:
+        with suppress(OSError):  # (the lines are written without the room, as before)
+            _allocate(fd, found, room)
 
 
 _NO_ROOM: set[int] = set()  # the devices whose file system keeps no room past a file's end
@@ -209,8 +210,14 @@ def make_room(fd: int, size: int) -> None:
     room (a full disk). Nothing for a file that is no regular file, or where the system or the file system keeps
     no room past a file's end (its lines are then written as space allows)."""
     found = os.fstat(fd)
-    if (not stat.S_ISREG(found.st_mode) or found.st_blocks * 512 - found.st_size >= size or _FALLOCATE is None
-            or found.st_dev in _NO_ROOM):
+    if stat.S_ISREG(found.st_mode) and found.st_blocks * 512 - found.st_size < size and found.st_dev not in _NO_ROOM:
+        _allocate(fd, found, size)
+
+
+def _allocate(fd: int, found: os.stat_result, size: int) -> None:
+    """`size` bytes allocated past the end of the file open at `fd` (`found`: its status); OSError where the disk
+    has none. A file system that keeps no room past a file's end is not asked again for the run."""
+    if _FALLOCATE is None:
         return
     while _FALLOCATE(fd, _KEEP_SIZE, found.st_size, size) != 0:
         code = ctypes.get_errno()
