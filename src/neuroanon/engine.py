@@ -1405,19 +1405,21 @@ class _Job:
             return self._keep_private_sequence(e, buf, safe, where, scope)
         assert self.keyring is not None
         value = buf[e.value:e.end]
-        utf_8 = _utf_8_text(scope.charset, e.vr, value)
         if safe.kind == "value" and not holds_a_number(safe, e.vr, value):
             cleaned = None
         elif safe.kind == "value":
+            if not hits:
+                return True
             # searched and cut `APART` from the bytes beside it, as all kept values were searched: a letter of UTF-16
             # or UTF-32 at either end is whole with the NUL bytes beside it, there as in the file, where the length
             # before it or the next tag gives them (found from outside: found, then kept uncut)
             apart = APART + value + APART
-            if not (hits and find(apart, hits)):
+            if not find(apart, hits):
                 return True
+            utf_8 = _utf_8_text(scope.charset, e.vr, value)
             cleaned = (clean_kept("value", apart, hits, self.keyring, utf_8) or apart)[len(APART):-len(APART)]
         else:
-            cleaned = clean_kept(safe.kind, value, self.patterns, self.keyring, utf_8)
+            cleaned = clean_kept(safe.kind, value, self.patterns, self.keyring, _utf_8_text(scope.charset, e.vr, value))
         if cleaned is None:
             out[e.tag] = None
             self.changes.append(change(where, "", _REMOVED))
