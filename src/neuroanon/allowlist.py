@@ -280,6 +280,7 @@ _ONE_NUMBER: Final = rb"[ \x00]*(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?
 _NUMBER_TEXT: Final = re.compile(rb"%s(?:\\%s)*" % (_ONE_NUMBER, _ONE_NUMBER))
 # Binary values that are text all the same: printable ASCII (and padding) with a word in it.
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
+_TEXT_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\x00"
 # (letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept. A
 # float's four bytes never hold five; eight bytes of floats, by a chance of about one in thirty thousand.)
 _WORD: Final = re.compile(rb"[A-Za-z]{5}|(?:[A-Za-z]\x00){5}|(?:\x00[A-Za-z]){5}")
@@ -288,22 +289,38 @@ _SHORT_WORD: Final = re.compile(rb"[A-Za-z]{3}|(?:[A-Za-z]\x00){3}|(?:\x00[A-Za-
 
 def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     """Whether a value kept by a number row is one: written as text (by its VR, or the private dictionary's for a
-    UN or implicit VR value), it must be number text (free text in Philips' Scale Slope is not kept); binary, or
-    of a VR nothing names, it is taken as numbers unless its bytes are text: printable, with a word of five
-    letters, or of three where its floats are none a scanner writes ("Lee" as a float is 9e-39). A float's four
-    bytes read as three letters for about one value in two hundred (measured: 0.8019 is "RIM?"), and as digits
-    text for one in ten thousand (found from outside: a Philips Scale Slope of 4.177e-05, "22/8", went): those are
-    kept. Digits text in a binary number is kept too: there only the file's own values are found, by the residual
-    check."""
+    UN or implicit VR value, or for a binary VR where the dictionary names number text), it must be number text
+    (free text in Philips' Scale Slope is not kept); binary, or of a VR nothing names, it is taken as numbers
+    unless its bytes are text: all printable with a word of five letters, or of three where its floats are none a
+    scanner writes ("Lee" as a float is 9e-39), or mostly printable with a word of five letters and no floats a
+    scanner writes. A float's four bytes read as three letters for about one value in two hundred (measured:
+    0.8019 is "RIM?"), and as digits text for one in ten thousand (found from outside: a Philips Scale Slope of
+    4.177e-05, "22/8", went): those are kept. Digits text in a binary number is kept too: there only the file's own
+    values are found, by the residual check."""
     if safe.safe != _NUMBER:
         return True
-    if vr in ("", "UN"):
-        vr = _DICTIONARY_VRS[safe]
+    dictionary = _DICTIONARY_VRS[safe]
+    if vr in ("", "UN") or (dictionary and dictionary not in _BINARY_VRS):
+        # (found from outside: Siemens' B Value, IS, as OB with a control byte before its text, was kept whole)
+        vr = dictionary
     if not vr or vr in _BINARY_VRS:
-        if _PRINTABLE.fullmatch(value) is None or _SHORT_WORD.search(value) is None:
-            return True
-        return _WORD.search(value) is None and _plausible(vr if vr in _FLOATS else _DICTIONARY_VRS[safe], value)
+        floats = vr if vr in _FLOATS else dictionary
+        if _PRINTABLE.fullmatch(value) is not None:
+            return _SHORT_WORD.search(value) is None or (_WORD.search(value) is None and _plausible(floats, value))
+        # a word in text with a control byte or two (found from outside: kept as numbers), unless its bytes are
+        # floats a scanner writes (as the floats' bytes are, with a word in them, one time in a few thousand)
+        return (_WORD.search(value) is None or not _mostly_text(value)
+                or any(_plausible(form, value) for form in _FLOAT_FORMS.get(floats, ())))
     return _NUMBER_TEXT.fullmatch(value) is not None
+
+
+_FLOAT_FORMS: Final = {"FL": ("FL",), "FD": ("FD",), "": ("FL", "FD")}  # (the floats a value of no known VR may be)
+
+
+def _mostly_text(value: bytes) -> bool:
+    """Whether three bytes in four are printable ASCII or NUL (text in ASCII or UTF-16), as numbers' bytes are
+    not (of random bytes, 96 in 256)."""
+    return 4 * (len(value) - len(value.translate(None, _TEXT_BYTES))) >= 3 * len(value)
 
 
 _FLOATS: Final = {"FL": "<f", "FD": "<d"}
