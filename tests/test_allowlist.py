@@ -193,10 +193,12 @@ def test_text_with_control_bytes_in_a_number_row_is_text(vr: str, text: bytes) -
             find_safe("Philips MR Imaging DD 001", 0x2005, 0x0E),  # FL (Scale Slope)
             find_safe("GEMS_PARM_01", 0x0043, 0x02),  # SS
             find_safe("SIEMENS MR SDI 02", 0x0021, 0x42)]  # no VR in the private dictionary
+    b_value = rows[0]
+    assert b_value is not None
+    assert holds_a_number(b_value, "OB", b"1000") and not holds_a_number(b_value, "OB", b"\x01\x02\x03\x04")
     for row in rows:
         assert row is not None
         assert not holds_a_number(row, vr, text), (row.tag_text, text)
-    assert holds_a_number(rows[0], "OB", b"1000") and not holds_a_number(rows[0], "OB", b"\x01\x02\x03\x04")
 
 
 def test_floats_a_scanner_writes_stay_numbers_whatever_their_bytes_read_as() -> None:
