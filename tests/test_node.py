@@ -852,6 +852,14 @@ def test_serve_and_send_usage_errors_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert main(["serve", "--port", "0", "--output", out, "--allow-calling", "A\\B"]) == 2
     assert main(["serve", "--port", "0", "--output", out, "--max-instance-size", "lots"]) == 2
     assert main(["serve", "--port", "0", "--output", out, "--workers", "0"]) == 2
+    # forwarding's options without --forward, or a first wait longer than the longest (found from outside: taken)
+    capsys.readouterr()
+    assert main(["serve", "--port", "0", "--output", out, "--retry-base", "10", "--max-attempts", "3"]) == 2
+    assert "--retry-base and --max-attempts only apply with --forward" in capsys.readouterr().err
+    assert main(["serve", "--port", "0", "--output", out, "--forward", "A@h:104", "--retry-base", "10",
+                 "--retry-max", "1"]) == 2
+    assert "--retry-base must not be longer than --retry-max" in capsys.readouterr().err
+    assert main(["serve", "--port", "0", "--output", out, "--forward", "A@h:104", "--max-attempts", "0"]) == 2
     assert main(["send", str(tmp_path), "--to", "AET@host:99999"]) == 2
     assert main(["send", str(tmp_path), "--to", "WAY-TOO-LONG-AE-TITLE@host:104"]) == 2
     assert not (tmp_path / "out").exists()
@@ -1219,3 +1227,39 @@ def test_a_node_starts_where_the_file_system_locks_no_folder(tmp_path: Path, mon
     (source,) = study(tmp_path / "in", subject=26, n_series=1, n_instances=1)
     with running(tmp_path / "out") as node:
         assert _store(node.address[1], source) == [0x0000]
+
+
+@pytest.mark.parametrize("small_disk", ["1m"], indirect=True)
+def test_on_a_full_disk_holding_the_report_every_stored_instance_has_its_line_and_its_success(
+        small_disk: Path, tmp_path: Path) -> None:
+    """Found from outside: with the report on a disk that filled, instances were stored while their senders got
+    0xA700 and their lines said "could not be stored" or were missing, and the node exited 0 without a word.
+    Room for an instance's line is kept before it is released: each instance is stored, acknowledged 0x0000 and
+    reported, or refused 0xA700 and not stored; the lines the disk did not take are counted, and serve exits 1
+    saying so."""
+    instances = many(tmp_path / "in", 40, per_folder=40, subject=24)
+    key = tmp_path / "project.key"
+    key.write_text(KEY.hex())
+    report = small_disk / "node.jsonl"
+    space = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (space.f_bavail * space.f_frsize - (24 << 10)))  # 24 KiB free
+    with Serve("--output", str(tmp_path / "out"), "--workers", "1", "--level", "full", "--key-file", str(key),
+               "--report", str(report)) as node:
+        statuses = _store(node.port, *instances)
+        code, _, err = node.stop()
+    stored = files_under(tmp_path / "out")
+    lines = _records(report)
+    assert set(statuses) == {0x0000, 0xA700}, statuses  # (some stored before the disk filled, not all)
+    assert statuses.index(0xA700) == statuses.count(0x0000), "refused from the first one with no room on"
+    assert len(stored) == statuses.count(0x0000)
+    assert sorted(str(r["output"]) for r in lines if r["status"] == "written") == sorted(
+        str(p.relative_to(tmp_path / "out")) for p in stored)
+    assert all(r["status"] == "written" for r in lines), "no line says an instance stored was not"
+    (summary,) = [r["summary"] for r in _lines(report) if "summary" in r]
+    assert isinstance(summary, dict)
+    missing = 40 - len(lines)
+    assert summary["stored"] == len(stored) and summary["failed"] == 40 - len(stored)
+    assert summary.get("not_in_report") == missing and missing > 0, summary
+    assert code == 1 and "Traceback" not in err, err
+    assert f"the lines of {missing} instances are not in the report" in err, err
+    assert "no room for its line in the report" in err and str(report) in err, err

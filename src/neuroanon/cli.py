@@ -163,12 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--work", type=_path, metavar="DIR",
                        help="private folder for the spool and failed forwards (default: beside the output, "
                             "'.<output>.neuroanon-node')")
-    serve.add_argument("--retry-base", type=float, default=1.0, metavar="SECONDS",
+    serve.add_argument("--retry-base", type=float, metavar="SECONDS",
                        help="first wait before retrying the forward destination; doubles up to --retry-max "
                             "(default: 1)")
-    serve.add_argument("--retry-max", type=float, default=60.0, metavar="SECONDS",
+    serve.add_argument("--retry-max", type=float, metavar="SECONDS",
                        help="longest wait between retries of the forward destination (default: 60)")
-    serve.add_argument("--max-attempts", type=int, default=10,
+    serve.add_argument("--max-attempts", type=int,
                        help="refusals by the destination before an instance moves to the failed folder (default: 10)")
 
     send = commands.add_parser("send", help="anonymize files and send them to a DICOM node (C-STORE)")
@@ -870,8 +870,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.tls_ca is not None and args.tls_cert is None:
         raise UsageError("--tls-ca needs --tls-cert and --tls-key")
     _check_workers(args.workers)
-    if args.max_attempts < 1 or args.retry_base <= 0 or args.retry_max <= 0:
-        raise UsageError("--max-attempts, --retry-base and --retry-max must be positive")
+    retry = Retry(*_retry_settings(args))
     if args.forward_tls_ca is not None and args.forward is None:
         raise UsageError("--forward-tls-ca needs --forward")
     # (found from outside: `--forward ''`, an unset variable's value say, stored instead of forwarding)
@@ -883,7 +882,7 @@ def _serve(args: argparse.Namespace) -> int:
         allow_calling=tuple(args.allow_calling),
         tls=server_tls(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
         max_associations=args.max_associations, max_instance_size=args.max_instance_size, workers=args.workers,
-        retry=Retry(args.retry_base, args.retry_max, args.max_attempts), report=args.report,
+        retry=retry, report=args.report,
         run=_run_info(args, options),
     )
     _outside_node_folders(config, key=args.key_file or default_key_path(), lookup=args.lookup, report=args.report)
@@ -913,10 +912,29 @@ def _serve(args: argparse.Namespace) -> int:
             node.stop()
     # (found from outside: it left out what the destination took, which the log line said)
     print(f"neuroanon: stopped: {node.summary_line()}", flush=True)
+    if node.unreported:  # (found from outside: exit 0, and not a word, though the report lacked their lines)
+        print(f"neuroanon: {args.report}: the lines of {node.unreported} instances are not in the report (its disk "
+              "was full; the log names each)", file=sys.stderr)
     if broken:
         print("neuroanon: a worker process died (killed, or out of memory); start the node again", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if broken or node.unreported else 0
+
+
+def _retry_settings(args: argparse.Namespace) -> tuple[float, float, int]:
+    """--retry-base, --retry-max and --max-attempts, each positive, the base no longer than the maximum, and
+    given only with --forward (found from outside: taken without a word, which they change nothing without)."""
+    given = [option for option, value in (("--retry-base", args.retry_base), ("--retry-max", args.retry_max),
+                                          ("--max-attempts", args.max_attempts)) if value is not None]
+    if given and args.forward is None:
+        raise UsageError(f"{' and '.join(given)} only apply with --forward")
+    base = 1.0 if args.retry_base is None else args.retry_base
+    longest = 60.0 if args.retry_max is None else args.retry_max
+    attempts = 10 if args.max_attempts is None else args.max_attempts
+    if attempts < 1 or base <= 0 or longest <= 0:
+        raise UsageError("--max-attempts, --retry-base and --retry-max must be positive")
+    if base > longest:
+        raise UsageError("--retry-base must not be longer than --retry-max")
+    return base, longest, attempts
 
 
 def _setting_once(stop: threading.Event) -> Callable[..., None]:

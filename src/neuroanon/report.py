@@ -289,7 +289,7 @@ class ReportWriter:
             except OSError as exc:
                 raise self._named(exc) from None
 
-    def reserved(self, record: Record) -> str | None:
+    def reserved(self, record: Record | dict[str, object]) -> str | None:
         """`record`'s line, with room kept in the report for it and for what may follow it (the summary, the
         record changed as its file is released): asked before a file is released, so that a report the disk
         cannot take the line of stops the run before the release, never after it (found from outside: on a full

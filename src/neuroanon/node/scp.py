@@ -211,6 +211,7 @@ class Node:
         self._pool: ProcessPoolExecutor | None = None
         self._on_broken = on_broken
         self.broken = False  # a worker process died: every instance is refused until a restart
+        self.unreported = 0  # instances whose line the report's disk did not take (each logged)
         self._stage = config.work_dir / "stage"
         self._run = RunContext.of(config.options)
         self._started, self._listened = time.monotonic(), False
@@ -308,12 +309,7 @@ class Node:
             self.forwarder.stop()
         with self._lock:
             if self._report is not None:
-                forwarder = self.forwarder
-                more: dict[str, object] = {"listened": self._listened}  # (false: the node did not start)
-                if forwarder is not None:
-                    more |= {"forwarded": forwarder.forwarded, "refused_by_destination": forwarder.failed}
-                self._report.write(self.totals.as_dict(self.options.level.value, self.forwarding,
-                                                       time.monotonic() - self._started, **more))
+                self._report.write(self._summary())
                 self._report.close()
                 self._report = None
         if self._output_lock is not None:
@@ -324,6 +320,17 @@ class Node:
             self._lockfile = None
             if self._listened:  # (a node that could not listen says why, and no more)
                 log.info("stopped: %s", self.summary_line())
+
+    def _summary(self) -> dict[str, object]:
+        """The report's last line: the node's instances by outcome, and what the destination took."""
+        forwarder = self.forwarder
+        more: dict[str, object] = {"listened": self._listened}  # (false: the node did not start)
+        if self.unreported:
+            more["not_in_report"] = self.unreported
+        if forwarder is not None:
+            more |= {"forwarded": forwarder.forwarded, "refused_by_destination": forwarder.failed}
+        return self.totals.as_dict(self.options.level.value, self.forwarding, time.monotonic() - self._started,
+                                   **more)
 
     def _stop_listening(self, grace: float) -> None:
         server, self._server = self._server, None
@@ -493,10 +500,19 @@ class Node:
         """0xA700 for an instance the node did not take (the sender keeps it), with its line in the report."""
         record = Record(_name(path, self._run), Status.FAILED, reason)
         with self._lock:
-            if self._report is not None:
-                with contextlib.suppress(OSError):  # (the disk that is full may hold the report)
-                    self._report.write(record.as_dict())
+            self._reported(record)
         return OUT_OF_RESOURCES, "failed"
+
+    def _reported(self, record: Record) -> None:
+        """Its line in the report; one the disk cannot take (it may hold the report) is counted, and logged."""
+        if self._report is None:
+            return
+        try:
+            self._report.write(record.as_dict())
+        except OSError as exc:
+            self.unreported += 1
+            log.error("an instance's line is not in the report (%s: %s): %s", exc.filename, exc.strerror,
+                      record.reason or record.status.value)
 
     def _process(self, spooled: Path) -> tuple[int, str]:
         try:
@@ -505,9 +521,10 @@ class Node:
                 why = "a worker process died" if self.broken else "the node is stopping"
                 return self._refused(spooled, f"refused: {why}")
             with self._lock:
+                if not self._room_for(prepared):
+                    return OUT_OF_RESOURCES, "failed"
                 record = self._commit(prepared)
-                if self._report is not None:
-                    self._report.write(record.as_dict())
+                self._reported(record)
             self._make_durable(record)
         except (OSError, RunStopped) as exc:
             cause = str(exc) if isinstance(exc, RunStopped) else exc.strerror or type(exc).__name__
@@ -541,6 +558,23 @@ class Node:
         except RuntimeError:  # submitted after stop() shut the pool down
             log.warning("refused an instance: the node is stopping")
         return None
+
+    def _room_for(self, prepared: Prepared) -> bool:
+        """Room in the report for the instance's line, kept before it is released; without it the instance is not
+        released and the sender keeps it (found from outside: on a full disk instances were stored, their senders
+        told 0xA700, their lines "could not be stored" or missing)."""
+        if self._report is None:
+            return True
+        try:
+            self._report.reserved(prepared.record.as_dict())
+        except OSError as exc:
+            if prepared.staged is not None:
+                discard(Path(prepared.staged))
+            cause = f"no room for its line in the report ({exc.filename}: {exc.strerror})"
+            log.error("refused an instance: %s", cause)
+            self.unreported += 1  # (the refusal's own line has no room either)
+            return False
+        return True
 
     def _commit(self, prepared: Prepared) -> Record:
         """The pipeline's commit, after an idempotence check: an instance whose output exists is a duplicate."""
