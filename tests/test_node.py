@@ -1263,3 +1263,43 @@ def test_on_a_full_disk_holding_the_report_every_stored_instance_has_its_line_an
     assert code == 1 and "Traceback" not in err, err
     assert f"the lines of {missing} instances are not in the report" in err, err
     assert "no room for its line in the report" in err and str(report) in err, err
+
+
+@pytest.mark.parametrize("small_disk", ["1m"], indirect=True)
+def test_a_send_whose_report_fills_its_disk_sends_no_file_without_its_line(small_disk: Path, tmp_path: Path) -> None:
+    """Found from outside: with the report on a disk that filled, a file the destination took had no line, and
+    the files after it none either. Room for a file's line is kept before it is sent: the run stops before the
+    first file it has none for; every file the destination took has its line, and the summary (written in the
+    room kept for it) counts the files anonymized and not sent whose lines the disk did not take."""
+    import sys
+
+    inputs = tmp_path / "in"
+    many(inputs, 40, per_folder=40, subject=25)
+    taken: list[str] = []
+
+    def store(event: evt.Event) -> int:
+        taken.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title="ARCHIVE")
+    ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
+    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    assert server is not None
+    report = small_disk / "send.jsonl"
+    space = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (space.f_bavail * space.f_frsize - (24 << 10)))  # 24 KiB free
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "neuroanon.cli", "send", str(inputs), "--to",
+             f"ARCHIVE@{LOOPBACK}:{server.server_address[1]}", "--report", str(report)],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{report}: No space left on device" in done.stderr, done.stderr
+    records = _records(report)
+    sent = [r for r in records if str(r["reason"]).startswith("sent to")]
+    assert 0 < len(sent) == len(taken) < 40, "every file the destination took has its line, and not all were sent"
+    summary = _lines(report)[-1]["summary"]
+    assert isinstance(summary, dict) and summary["stopped"] == "no space left on device", summary
+    assert summary["files"] == 40 and summary.get("not_in_report") == 40 - len(records), summary

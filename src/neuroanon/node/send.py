@@ -30,9 +30,11 @@ def send_tree(
     `follow_symlinks` follows symlinks inside the input folders (those named in `inputs` always are).
 
     A file that was anonymized but not taken by the peer is reported `failed`, with the reason. Each file is
-    reported as its outcome is known; a stop (Ctrl-C, SIGTERM) is taken between files, and every file anonymized
-    by then and not sent is reported so (found from outside: a stopped send reported no file, though the peer had
-    taken some), then the summary says why the run stopped.
+    reported as its outcome is known, room for its line kept in the report before it is sent (found from outside:
+    on a full disk a file the peer took had no line); a stop (Ctrl-C, SIGTERM, a full disk) is taken between
+    files, and every file anonymized by then and not sent is reported so, as far as the report's disk takes their
+    lines (found from outside: a stopped send reported no file, though the peer had taken some), then the summary
+    says why the run stopped.
     """
     summary = Summary(options.level.value) if summary is None else summary
     writer = ReportWriter(report, options=options, run=run)
@@ -56,6 +58,7 @@ def send_tree(
             to_send = [staged / r.output for r, _ in anonymized if _sendable(r) and r.output is not None]
             with closing(send_files(peer, to_send, calling_ae, tls)) as outcomes:  # (in the order given)
                 for record, size in anonymized:
+                    writer.reserved(record)  # (before the file is sent: a full disk stops the run here)
                     done(_sent(record, outcomes, peer), size)
                     stops.check()
         writer.write(summary.as_dict())
@@ -66,15 +69,32 @@ def send_tree(
     finally:
         with suppress(OSError):  # None of this may raise over the reason the run stopped: the disk may be full.
             if stopped:
-                for record, size in anonymized[reported:]:  # (counted in the summary, not shown one by one)
-                    if _sendable(record):
-                        record = replace(record, status=Status.FAILED, reason="not sent: the run stopped first")
-                    done(record, size, shown=False)
+                unreported = _not_sent(anonymized[reported:], writer, summary)
                 fields = summary.as_dict()["summary"]
                 assert isinstance(fields, dict)
-                writer.write({"summary": {**fields, "stopped": stopped, **stops.asked_by()}})
+                missing = {"not_in_report": unreported} if unreported else {}
+                writer.write({"summary": {**fields, "stopped": stopped, **missing, **stops.asked_by()}})
         writer.close()
     return summary
+
+
+def _not_sent(rest: list[tuple[Record, int]], writer: ReportWriter, summary: Summary) -> int:
+    """The files a stop came before, counted in the summary (not shown one by one), each with its line as long as
+    the report keeps room for it and the summary after it; how many have none."""
+    unreported = 0
+    for record, size in rest:
+        if _sendable(record):
+            record = replace(record, status=Status.FAILED, reason="not sent: the run stopped first")
+        summary.add(record, size)
+        if not unreported:
+            try:
+                writer.reserved(record)
+                writer.write(record)
+                continue
+            except OSError:
+                pass
+        unreported += 1
+    return unreported
 
 
 def _sent(record: Record, outcomes: Iterator[tuple[Path, Outcome]], peer: Peer) -> Record:
