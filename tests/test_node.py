@@ -6,6 +6,7 @@ reach a log; every instance is stored once whatever the concurrency; the gates (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -1303,3 +1304,25 @@ def test_a_send_whose_report_fills_its_disk_sends_no_file_without_its_line(small
     summary = _lines(report)[-1]["summary"]
     assert isinstance(summary, dict) and summary["stopped"] == "no space left on device", summary
     assert summary["files"] == 40 and summary.get("not_in_report") == 40 - len(records), summary
+
+
+@pytest.mark.parametrize("small_disk", ["1m"], indirect=True)
+def test_a_node_on_a_full_disk_names_the_file_it_could_not_write(small_disk: Path, tmp_path: Path) -> None:
+    """Found from outside: `serve` on a full disk said only "No space left on device", of no file; and a report in
+    a folder that cannot be made was said to be "in /proc"."""
+    import sys
+
+    space = os.statvfs(small_disk)
+    with contextlib.suppress(OSError):
+        (small_disk / "filler").write_bytes(b"\0" * (space.f_bavail * space.f_frsize + (64 << 10)))  # full
+    done = subprocess.run([sys.executable, "-m", "neuroanon.cli", "serve", "--host", LOOPBACK, "--port", "0",
+                           "--output", str(small_disk / "out"), "--report", str(tmp_path / "node.jsonl")],
+                          capture_output=True, text=True, timeout=60)
+    work = small_disk / ".out.neuroanon-node"
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"neuroanon: {work}/") and done.stderr.endswith(": No space left on device\n")
+    done = subprocess.run([sys.executable, "-m", "neuroanon.cli", "send", str(tmp_path), "--to",
+                           f"ARCHIVE@{LOOPBACK}:104", "--report", "/proc/nope/r.jsonl"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "cannot write the report /proc/nope/r.jsonl: /proc takes no new file" in done.stderr, done.stderr

@@ -351,7 +351,9 @@ def _check_writable(path: Path, what: str, folder: bool) -> None:
     try:
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:
-        raise UsageError(f"cannot write the {what} in {existing}: {exc.strerror or type(exc).__name__}") from None
+        # (its path and the folder that refused: found from outside, "in /proc" alone for /proc/nope/r.jsonl)
+        raise UsageError(f"cannot write the {what} {path}: {existing} takes no new file "
+                         f"({exc.strerror or type(exc).__name__})") from None
 
 
 def _resolve_preset(args: argparse.Namespace) -> None:

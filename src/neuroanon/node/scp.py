@@ -398,8 +398,8 @@ class Node:
         if earlier is not None and earlier != current and any(self.output.iterdir()):
             raise UsageError(f"the output {self.output} was begun with other options or another key; "
                              "use a new output folder")
-        stamp.write_text(current + "\n", encoding="utf-8")
-        (work / "output").write_text(f"{self.output.resolve()}\n", encoding="utf-8")  # (see _check_begun)
+        _write_named(stamp, current + "\n")
+        _write_named(work / "output", f"{self.output.resolve()}\n")  # (see _check_begun)
 
     # --- events -----------------------------------------------------------------------------------------------
 
@@ -606,6 +606,15 @@ class Node:
         if self.forwarder is None:
             return line
         return f"{line}; {self.forwarder.forwarded} forwarded, {self.forwarder.failed} refused by the destination"
+
+
+def _write_named(path: Path, text: str) -> None:
+    """`text` as the file `path`; an error names it (found from outside: a full disk at start said "No space left
+    on device" of no file, its close raising without a name)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _inside(path: Path, folder: Path) -> bool:
