@@ -285,6 +285,30 @@ def test_a_name_or_id_that_fills_its_item_is_cut_before_the_next_element_s_name(
     assert read["SliceMeasurementDuration"]["items"] == [12345.0]
 
 
+@pytest.mark.parametrize("item", [b"DOE^JANE", b"FAKEQWER"])
+def test_verify_reads_a_csa_header_s_items_apart_in_another_tool_s_output(tmp_path: Path, item: bytes) -> None:
+    """Found from outside: a name or ID filling its item before the next element's name, in a file another tool
+    wrote, was not seen by verify (the header read as one text). verify reads each item apart, as the anonymizer
+    does."""
+    from neuroanon.sample import make_dataset
+    from neuroanon.verify import load_originals, verify
+
+    source = make_dataset(subject=3)
+    source.PatientName, source.PatientID = "DOE^JANE", "FAKEQWER"
+    source.save_as(tmp_path / "in.dcm", enforce_file_format=True)
+    other = make_dataset(subject=3)  # as another tool left it: the identity replaced, the CSA header kept whole
+    other.PatientName, other.PatientID = "ANON", "ANON"
+    other.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
+    other.add_new(0x00291010, "OB", _csa([("ImaComments", "LT", [item]),
+                                          ("SliceMeasurementDuration", "DS", [b"12345.0\x00"])], csa2=True))
+    (tmp_path / "out").mkdir()
+    other.save_as(tmp_path / "out" / "out.dcm", enforce_file_format=True)
+    originals = load_originals([tmp_path / "in.dcm"], Level.FULL, KEY)
+    (result,) = verify([tmp_path / "out"], Options(level=Level.FULL, key=KEY), originals)
+    attribute = "PatientName" if item.startswith(b"DOE") else "PatientID"
+    assert f"original {attribute} value found in (0029,1010) (a CSA item)" in result.findings, result.findings
+
+
 def test_same_length_uid_is_keyed_and_valid() -> None:
     ring = Keyring(KEY)
     uid = "1.3.12.2.1107.5.2.32.35119.2010011420070434054586384"

@@ -221,14 +221,29 @@ def _scrub_apart(header: bytes, items: list[tuple[int, int]], patterns: tuple[Ne
     """`scrub`, each item's value `APART` from the bytes beside it: read as it lies, a value that fills its item to
     the end runs into the next element's name, whose first letter hid the end of a word (found from outside:
     "DOE^JANE" before "SliceMeasurementDuration" was kept, and neither the residual check nor verify saw it)."""
-    cuts = sorted({0, len(header), *(at for item in items for at in item)})
-    pieces = [header[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
+    pieces = _pieces(header, items)
     cut = scrub(APART.join(pieces), patterns)  # (in place: NUL bytes stay, so the pieces are where they were)
     at, kept = 0, []
     for piece in pieces:
         kept.append(cut[at:at + len(piece)])
         at += len(piece) + len(APART)
     return b"".join(kept)
+
+
+def _pieces(header: bytes, items: list[tuple[int, int]]) -> list[bytes]:
+    """`header` cut at the start and end of each item's value (start, end)."""
+    cuts = sorted({0, len(header), *(at for item in items for at in item)})
+    return [header[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
+
+
+def apart(value: bytes) -> bytes | None:
+    """A CSA header as its items are searched: each item's value `APART` from the bytes beside it (`_scrub_apart`),
+    for verify to read another tool's output as the anonymizer reads its own; None if `value` is no CSA header."""
+    elements = parse(value)
+    if elements is None:
+        return None
+    items = [(offset, offset + length) for element in elements for offset, length in element.items if length]
+    return APART.join(_pieces(value, items))
 
 
 def same_length_uid(keyring: Keyring, uid: str) -> bytes:
