@@ -282,12 +282,13 @@ _NUMBER_TEXT: Final = re.compile(rb"%s(?:\\%s)*" % (_ONE_NUMBER, _ONE_NUMBER))
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\x00]*")
 _TEXT_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\x00"
 # (letters in a row, or in UTF-16: found from outside, a name in UTF-16 in Philips' Scale Slope was kept. A
-# float's four bytes never hold five; eight bytes of floats, by a chance of about one in thirty thousand.)
-_WORD: Final = re.compile(rb"[A-Za-z]{5}|(?:[A-Za-z]\x00){5}|(?:\x00[A-Za-z]){5}")
+# float's four bytes never hold five; eight bytes of floats, by a chance of about one in thirty thousand, unless
+# they repeat one letter: `_has_word`.)
+_WORD: Final = re.compile(rb"[A-Za-z]{5,}|(?:[A-Za-z]\x00){5,}|(?:\x00[A-Za-z]){5,}")
 _SHORT_WORD: Final = re.compile(rb"[A-Za-z]{3}|(?:[A-Za-z]\x00){3}|(?:\x00[A-Za-z]){3}")
 
 
-def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
+def holds_a_number(safe: SafePrivate, vr: str, value: bytes, little: bool = True) -> bool:
     """Whether a value kept by a number row is one: written as text (by its VR, or the private dictionary's for a
     UN or implicit VR value, or for a binary VR where the dictionary names number text), it must be number text
     (free text in Philips' Scale Slope is not kept); binary, or of a VR nothing names, it is taken as numbers
@@ -296,7 +297,8 @@ def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     scanner writes. A float's four bytes read as three letters for about one value in two hundred (measured:
     0.8019 is "RIM?"), and as digits text for one in ten thousand (found from outside: a Philips Scale Slope of
     4.177e-05, "22/8", went): those are kept. Digits text in a binary number is kept too: there only the file's own
-    values are found, by the residual check."""
+    values are found, by the residual check. Floats are read in the file's byte order (`little`: found from
+    outside, big endian floats read as little endian ones were not what a scanner writes, and a Scale Slope went)."""
     if safe.safe != _NUMBER:
         return True
     dictionary = _DICTIONARY_VRS[safe]
@@ -306,15 +308,28 @@ def holds_a_number(safe: SafePrivate, vr: str, value: bytes) -> bool:
     if not vr or vr in _BINARY_VRS:
         floats = vr if vr in _FLOATS else dictionary
         if _PRINTABLE.fullmatch(value) is not None:
-            return _SHORT_WORD.search(value) is None or (_WORD.search(value) is None and _plausible(floats, value))
+            return _SHORT_WORD.search(value) is None or (not _has_word(value)
+                                                         and _plausible(floats, value, little))
         # a word in text with a control byte or two (found from outside: kept as numbers), unless its bytes are
         # floats a scanner writes (as the floats' bytes are, with a word in them, one time in a few thousand)
-        return (_WORD.search(value) is None or not _mostly_text(value)
-                or any(_plausible(form, value) for form in _FLOAT_FORMS.get(floats, ())))
+        return (not _has_word(value) or not _mostly_text(value)
+                or any(_plausible(form, value, little) for form in _FLOAT_FORMS.get(floats, ())))
     return _NUMBER_TEXT.fullmatch(value) is not None
 
 
 _FLOAT_FORMS: Final = {"FL": ("FL",), "FD": ("FD",), "": ("FL", "FD")}  # (the floats a value of no known VR may be)
+
+
+def _has_word(value: bytes) -> bool:
+    """Whether `value` holds five letters or more in a row (in ASCII or UTF-16), no letter more than half of them:
+    a float's bytes may repeat one letter (34.8 as a double is "ffffffA@", 372.9 "fffffNw@", a third "UUUUUUU?"), a
+    word's do not (found on review: such Siemens bandwidths and slice times went, about one double of one decimal
+    in ten)."""
+    for run in _WORD.finditer(value):
+        letters = run.group().replace(b"\x00", b"").lower()
+        if 2 * max(letters.count(letter) for letter in set(letters)) <= len(letters):
+            return True
+    return False
 
 
 def _mostly_text(value: bytes) -> bool:
@@ -323,15 +338,16 @@ def _mostly_text(value: bytes) -> bool:
     return 4 * (len(value) - len(value.translate(None, _TEXT_BYTES))) >= 3 * len(value)
 
 
-_FLOATS: Final = {"FL": "<f", "FD": "<d"}
+_FLOATS: Final = {"FL": "f", "FD": "d"}
 
 
-def _plausible(vr: str, value: bytes) -> bool:
-    """Whether a value read as floats of `vr` (little endian) is numbers a scanner writes: each zero, or finite and
-    between 1e-30 and 1e30 in size; any other VR's bytes are numbers whatever they are."""
-    form = _FLOATS.get(vr)
-    if form is None:
+def _plausible(vr: str, value: bytes, little: bool = True) -> bool:
+    """Whether a value read as floats of `vr` (in the byte order `little` says) is numbers a scanner writes: each
+    zero, or finite and between 1e-30 and 1e30 in size; any other VR's bytes are numbers whatever they are."""
+    float_form = _FLOATS.get(vr)
+    if float_form is None:
         return True
+    form = ("<" if little else ">") + float_form
     size = struct.calcsize(form)
     if not value or len(value) % size:
         return False

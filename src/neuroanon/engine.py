@@ -1405,7 +1405,7 @@ class _Job:
             return self._keep_private_sequence(e, buf, safe, where, scope)
         assert self.keyring is not None
         value = buf[e.value:e.end]
-        if safe.kind == "value" and not holds_a_number(safe, e.vr, value):
+        if safe.kind == "value" and not holds_a_number(safe, e.vr, value, self.little):
             cleaned = None
         elif safe.kind == "value":
             if not hits:

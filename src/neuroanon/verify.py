@@ -524,7 +524,9 @@ def _private_findings(ds: Dataset, tag: int, elem: DataElement, where: str, rule
     if safe.kind == "csa" and csa.parse(value) is None:
         return [f"{where} allow-listed for a CSA header, holds none"]
     raw = _as_written(elem)
-    if safe.kind == "value" and raw is not None and not holds_a_number(safe, "" if elem.VR == "UN" else elem.VR, raw):
+    little = (getattr(ds, "original_encoding", None) or (None, True))[1] is not False  # (the file's byte order)
+    if safe.kind == "value" and raw is not None and not holds_a_number(safe, "" if elem.VR == "UN" else elem.VR, raw,
+                                                                       little):
         return [f"{where} allow-listed for numbers, holds other bytes"]
     return []
 
