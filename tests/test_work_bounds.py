@@ -151,3 +151,41 @@ def test_a_large_private_value_after_the_pixel_data_is_held_once(tmp_path: Path,
     assert code == "0" and len(written) == 1, "released"
     assert (written[0] < 1 << 20) is (level == "full"), "the value goes at full, stays at anonymize"
     assert int(peak) << 10 < 1.6 * tail + (100 << 20), f"peak {int(peak) >> 10} MiB"
+
+
+def test_a_long_text_is_searched_near_the_keys_found_in_it() -> None:
+    """Found on review: 64 MiB of MR spectroscopy floats, decoded as text by the residual check, held the short
+    keys of the birth date's forms (" 92") everywhere, and the date's whole pattern (5,000 characters) read all of
+    it, once per key's needle: 20 minutes for one file. The pattern reads only near the keys (`_in_text_near`):
+    here less than half the text (a key every 5,000 characters), and it finds the date planted in it."""
+    import random
+    import struct
+
+    from pydicom.dataset import Dataset
+
+    from neuroanon.identifiers import find_text, needles
+
+    ds = Dataset()
+    ds.PatientBirthDate = "19920129"
+    rng = random.Random(7)
+    floats = struct.pack("<262144f", *(rng.gauss(0, 1) for _ in range(262144)))  # 1 MiB
+    text = floats.decode("latin_1")
+    text = "".join(text[at:at + 5000] + rng.choice((" 92", "-92", "1992 ")) for at in range(0, len(text), 5000))
+    read: list[int] = []
+
+    class Counted:  # the pattern, counting the characters each search is given
+        def __init__(self, pattern: object) -> None:
+            self.pattern = pattern
+
+        def search(self, text: str, pos: int = 0, endpos: int = 1 << 62) -> object:
+            read.append(min(endpos, len(text)) - pos)
+            return self.pattern.search(text, pos, endpos)  # type: ignore[attr-defined]
+
+    patterns = needles(ds)
+    keyed = [needle for needle in patterns if needle.text_keys]  # (a needle without keys is searched everywhere)
+    for needle in keyed:
+        needle.__dict__["text_pattern"] = Counted(needle.text_pattern)
+    assert keyed and find_text(text, patterns) == []
+    assert sum(read) < len(text) / 2, (sum(read), len(text))  # (the whole text, each needle, each fold: 4.5 times)
+    planted = text[:500_000] + " 29 January 1992 " + text[500_000:]
+    assert [n.attribute for n in find_text(planted, patterns)] == ["PatientBirthDate"]
