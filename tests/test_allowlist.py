@@ -274,3 +274,19 @@ def test_a_file_whose_number_rows_hold_text_with_control_bytes_loses_them_at_ful
         assert all(word.encode(e) not in data for e in ("ascii", "utf-16-le", "utf-16-be")), word
     originals = load_originals([source], Level.FULL, FULL.key)
     assert [r.findings for r in verify([written], FULL, originals)] == [[]]
+
+
+def test_a_number_row_whose_bytes_are_no_whole_numbers_goes() -> None:
+    """Found from outside: Philips' Scale Slope (FL) as UN of 6 bytes was kept at full, and verify then could not
+    read the file at all. Bytes that are no whole numbers of the row's VR (the file's, or the dictionary's for OB,
+    UN and implicit VR) are no number."""
+    slope = find_safe("Philips MR Imaging DD 001", 0x2005, 0x0E)
+    matrix = find_safe("SIEMENS MR HEADER", 0x0019, 0x27)
+    shim = find_safe("GEMS_PARM_01", 0x0043, 0x02)
+    assert slope is not None and matrix is not None and shim is not None
+    for row, whole in ((slope, struct.pack("<f", 1.5)), (matrix, struct.pack("<6d", *range(6))),
+                       (shim, struct.pack("<h", -40))):
+        for vr in ("UN", "OB", ""):
+            assert holds_a_number(row, vr, whole), (row.tag_text, vr)
+            assert not holds_a_number(row, vr, whole + b"\x00\x00\x01"), (row.tag_text, vr)
+    assert not holds_a_number(slope, "UN", b"\x00\x00\x80?\x00\x00")

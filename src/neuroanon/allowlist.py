@@ -306,6 +306,8 @@ def holds_a_number(safe: SafePrivate, vr: str, value: bytes, little: bool = True
         # (found from outside: Siemens' B Value, IS, as OB with a control byte before its text, was kept whole)
         vr = dictionary
     if not vr or vr in _BINARY_VRS:
+        if any(len(value) % _WIDTHS.get(form, 1) for form in (vr, dictionary)):
+            return False  # (bytes that are no whole numbers: found from outside, a reader then read no file at all)
         floats = vr if vr in _FLOATS else dictionary
         if _PRINTABLE.fullmatch(value) is not None:
             return _SHORT_WORD.search(value) is None or (not _has_word(value)
@@ -317,6 +319,8 @@ def holds_a_number(safe: SafePrivate, vr: str, value: bytes, little: bool = True
     return _NUMBER_TEXT.fullmatch(value) is not None
 
 
+_WIDTHS: Final = {"FL": 4, "FD": 8, "SL": 4, "SS": 2, "UL": 4, "US": 2, "SV": 8, "UV": 8, "OD": 8, "OF": 4, "OL": 4,
+                   "OV": 8, "OW": 2}  # (the bytes of each number)
 _FLOAT_FORMS: Final = {"FL": ("FL",), "FD": ("FD",), "": ("FL", "FD")}  # (the floats a value of no known VR may be)
 
 
