@@ -1683,20 +1683,23 @@ def test_a_kept_private_value_s_last_bytes_do_not_hide_an_id_in_the_next(tmp_pat
     with it). With a removed value between them (`between`) it was found until a42ff72 searched kept values only."""
     ds = make_dataset(subject=46)
     ds.PatientID = "FAKEQWERTY"
-    for tag in [tag for tag in ds.keys() if tag >> 16 == 0x0019]:  # (its kept values of the block: none between)
+    for tag in [tag for tag in ds.keys() if tag >> 16 == 0x0021]:  # (its kept values of the block: none between)
         del ds[tag]
-    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
-    ds.add_new(0x0019100A, "OB", b"\x01\x02\x00Z")  # (kept, as the next)
+    # rows of no dictionary VR, kept as numbers: the ID's bytes among others that are no text (text that is most of
+    # a number row's bytes makes it go whole, since 2c8c3b5: the ID is then cut in a value that stays)
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDI 02")
+    ds.add_new(0x00211004, "OB", b"\x01\x02\x00Z")  # (kept, as the next)
     if between:
-        ds.add_new(0x00191010, "OB", b"\x01 ")  # (removed)
-    ds.add_new(0x00191014, "OB", ds.PatientID.encode(encoding) + b"\x01\x02")
+        ds.add_new(0x00211010, "OB", b"\x01 ")  # (removed)
+    id_bytes = ds.PatientID.encode(encoding)
+    ds.add_new(0x00211042, "OB", id_bytes + b"\x01\x02" + b"\xff" * (len(id_bytes) // 2))
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, residual_check=check))
     assert record.status is Status.WRITTEN, record.reason
     (out,) = files_under(tmp_path / "out")
-    assert ds.PatientID.encode(encoding) not in out.read_bytes()
-    assert "(0019,1014)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes
+    assert id_bytes not in out.read_bytes()
+    assert "(0021,1042)" in {c.tag for c in record.changes if c.action == "cleaned"}, record.changes
 
 
 @pytest.mark.parametrize(("case", "value"), [
@@ -1741,14 +1744,14 @@ def test_a_kept_value_is_cut_of_the_whole_name_a_shorter_needle_cut_first_begins
     ds.PatientID, ds.InstitutionName = "FAKE12345", "FAKE GENERAL HOSPITAL"
     ds.add_new(0x00510010, "LO", "SIEMENS MR HEADER")
     ds.add_new(0x0051100B, "OB", b"\x00\x1a" + "fake12345".encode("utf-16-le") + b"\x01\x00")
-    ds.add_new(0x20010010, "LO", "Philips Imaging DD 001")
-    ds.add_new(0x2001100A, "OB", b"\x1b(BFAKE GENERAL HOSPITAL9\x00")
+    ds.add_new(0x00430011, "LO", "GEMS_PARM_01")  # (a code row: text is kept, cut; a number row's text goes whole)
+    ds.add_new(0x00431195, "OB", b"\x1b(BFAKE GENERAL HOSPITAL9\x00")
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
     record = anonymize_file(source, tmp_path / "out", Options(level=Level.FULL, key=KEY, residual_check=False))
     assert record.status is Status.WRITTEN, record.reason
     (out,) = files_under(tmp_path / "out")
-    assert pydicom.dcmread(out)[0x2001100A].value == b"\x1b(B" + b"X" * 21 + b"9\x00"
+    assert pydicom.dcmread(out)[0x00431195].value == b"\x1b(B" + b"X" * 21 + b"9\x00"
 
 
 def _person_named(ds: Dataset, where: str) -> None:
