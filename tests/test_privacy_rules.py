@@ -1718,10 +1718,13 @@ def test_a_kept_value_whose_id_the_bytes_beside_it_complete_is_cut(tmp_path: Pat
     residual check (released in one case, verify calling it clean), released with the ID without it."""
     ds = make_dataset(subject=48)
     ds.PatientID = "FAKEQWERTY"
-    for tag in [tag for tag in ds.keys() if tag >> 16 == 0x0019]:
+    for tag in [tag for tag in ds.keys() if tag >> 16 == 0x0021]:
         del ds[tag]
-    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
-    ds.add_new(0x00191014, "OB", value)  # (kept: a row of numbers)
+    # kept: a row of numbers of no dictionary VR, its bytes mostly no text (else it goes whole, since 2c8c3b5), the
+    # ID at the value's end or start as the case says; the next element's group (0028) begins with a NUL byte
+    other = b"\xff" * 16
+    ds.add_new(0x00210010, "LO", "SIEMENS MR SDI 02")
+    ds.add_new(0x00211042, "OB", other + value if case.startswith("tail") else value + other)
     ds.add_new(0x00200010, "SH", "4711")  # (StudyID: its tag's bytes follow the value)
     ds.BitsStored, ds.HighBit = 16, 15  # (pixel bytes written as they are in either byte order: no unused bits)
     if big_endian:
