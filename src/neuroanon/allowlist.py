@@ -306,7 +306,7 @@ def holds_a_number(safe: SafePrivate, vr: str, value: bytes, little: bool = True
         # (found from outside: Siemens' B Value, IS, as OB with a control byte before its text, was kept whole)
         vr = dictionary
     if not vr or vr in _BINARY_VRS:
-        if any(len(value) % _WIDTHS.get(form, 1) for form in (vr, dictionary)):
+        if len(value) % max(_WIDTHS.get(vr, 1), _WIDTHS.get(dictionary, 1)):  # (powers of two: the larger is both)
             return False  # (bytes that are no whole numbers: found from outside, a reader then read no file at all)
         floats = vr if vr in _FLOATS else dictionary
         if _PRINTABLE.fullmatch(value) is not None:
