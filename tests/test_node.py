@@ -1326,3 +1326,21 @@ def test_a_node_on_a_full_disk_names_the_file_it_could_not_write(small_disk: Pat
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "cannot write the report /proc/nope/r.jsonl: /proc takes no new file" in done.stderr, done.stderr
+
+
+def test_a_forward_failure_whose_line_the_full_disk_refuses_is_counted(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on review: the line of an instance the destination kept refusing was written without a guard, and a
+    full disk ended the forwarding thread with the error. It is counted, as a refusal's line is."""
+    import errno
+
+    from neuroanon.report import ReportWriter
+
+    with running(tmp_path / "out", report=tmp_path / "node.jsonl") as node:
+        def full(self: ReportWriter, *_: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "node.jsonl"))
+
+        monkeypatch.setattr(ReportWriter, "write", full)
+        node._forward_failed(tmp_path / "failed" / "x.dcm", "refused with status 0xC000")
+        assert node.unreported == 1
+        monkeypatch.undo()

@@ -595,10 +595,11 @@ class Node:
             _fsync_path(self.options.quarantine / record.output, self.options.quarantine)
 
     def _forward_failed(self, path: Path, reason: str) -> None:
+        """Its line in the report, or, the report's disk full, counted (found on review: the error ended the
+        forwarding thread)."""
+        name = str(path.relative_to(self.forwarder.outbox.failed)) if self.forwarder else path.name
         with self._lock:
-            if self._report is not None:
-                name = str(path.relative_to(self.forwarder.outbox.failed)) if self.forwarder else path.name
-                self._report.write(Record(name, Status.FAILED, f"not forwarded: {reason}", name).as_dict())
+            self._reported(Record(name, Status.FAILED, f"not forwarded: {reason}", name))
 
     def summary_line(self) -> str:
         """What the node did: its instances by outcome, and when forwarding, what the destination took."""
