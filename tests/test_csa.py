@@ -285,11 +285,14 @@ def test_a_name_or_id_that_fills_its_item_is_cut_before_the_next_element_s_name(
     assert read["SliceMeasurementDuration"]["items"] == [12345.0]
 
 
+@pytest.mark.parametrize("where", ["OB", "OW", "item"])
 @pytest.mark.parametrize("item", [b"DOE^JANE", b"FAKEQWER"])
-def test_verify_reads_a_csa_header_s_items_apart_in_another_tool_s_output(tmp_path: Path, item: bytes) -> None:
+def test_verify_reads_a_csa_header_s_items_apart_in_another_tool_s_output(tmp_path: Path, item: bytes, where: str
+                                                                         ) -> None:
     """Found from outside: a name or ID filling its item before the next element's name, in a file another tool
     wrote, was not seen by verify (the header read as one text). verify reads each item apart, as the anonymizer
-    does."""
+    does: a header as OB or OW, at the top level or in an item (found from outside: only the top level's OB and UN
+    were read)."""
     from neuroanon.sample import make_dataset
     from neuroanon.verify import load_originals, verify
 
@@ -298,9 +301,12 @@ def test_verify_reads_a_csa_header_s_items_apart_in_another_tool_s_output(tmp_pa
     source.save_as(tmp_path / "in.dcm", enforce_file_format=True)
     other = make_dataset(subject=3)  # as another tool left it: the identity replaced, the CSA header kept whole
     other.PatientName, other.PatientID = "ANON", "ANON"
-    other.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
-    other.add_new(0x00291010, "OB", _csa([("ImaComments", "LT", [item]),
-                                          ("SliceMeasurementDuration", "DS", [b"12345.0\x00"])], csa2=True))
+    holder = Dataset() if where == "item" else other
+    holder.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
+    holder.add_new(0x00291010, "OW" if where == "OW" else "OB", _csa([
+        ("ImaComments", "LT", [item]), ("SliceMeasurementDuration", "DS", [b"12345.0\x00"])], csa2=True))
+    if where == "item":
+        other.ReferencedImageSequence = [holder]
     (tmp_path / "out").mkdir()
     other.save_as(tmp_path / "out" / "out.dcm", enforce_file_format=True)
     originals = load_originals([tmp_path / "in.dcm"], Level.FULL, KEY)

@@ -373,8 +373,8 @@ def _in_csa_items(ds: Dataset, patterns: tuple[Needle, ...], found: set[tuple[st
     item `APART` from the bytes beside it (found from outside: a name that filled its item ran into the next
     element's name, whose first letter hid the end of the word, and verify called another tool's output clean)."""
     findings = []
-    for elem in ds:
-        if elem.tag.is_private and elem.VR in ("OB", "UN") and isinstance(elem.value, bytes):
+    for elem in ds.iterall():  # (in items too, and as OW: found from outside, neither was read)
+        if elem.tag.is_private and elem.VR in ("OB", "OW", "UN") and isinstance(elem.value, bytes):
             view = csa.apart(elem.value)
             for needle in find(view.lower(), patterns, remember=False) if view is not None else ():
                 if (needle.attribute, str(elem.tag)) not in found:
