@@ -240,7 +240,8 @@ def test_floats_a_scanner_writes_stay_numbers_whatever_their_bytes_read_as() -> 
     assert holds_a_number(slope, "FL", big, little=False) and not holds_a_number(slope, "FL", big)
     # ...but a name of repeated letters, or glued to a run of one letter, is a word (found from outside: "one
     # letter no more than half the run" let these through)
-    for text in (b"PIPPA   ", b"SMITHXXXXXXXXXXX", b"\x01NANNA   ", "PIPPA".encode("utf-16-le") + b"\x00\x00"):
+    for text in (b"PIPPA   ", b"SMITHXXXXXXXXXXX", b"\x01NANNA   ", "PIPPA".encode("utf-16-le") + b"\x00\x00",
+                 b"JONESSSS", b"SSSSMITH", b"MARYXXXX", b"JOHNXXX "):
         assert not holds_a_number(slope, "OB", text), text
 
 

@@ -326,11 +326,12 @@ _FLOAT_FORMS: Final = {"FL": ("FL",), "FD": ("FD",), "": ("FL", "FD")}  # (the f
 
 def _has_word(value: bytes) -> bool:
     """Whether `value` holds five letters or more in a row (in ASCII or UTF-16) once each run of one letter three
-    times or more is left out: a float's bytes may repeat one letter (34.8 as a double is "ffffffA@", 372.9
+    times or more counts as one: a float's bytes may repeat one letter (34.8 as a double is "ffffffA@", 372.9
     "fffffNw@", a third "UUUUUUU?"), a word's seldom do (found on review: such Siemens bandwidths and slice times
     went, about one double of one decimal in ten; found from outside: a rule of one letter in two let "PIPPA" and
-    "SMITHXXXXXXXXXXX" through)."""
-    return any(len(_REPEATED.sub(b"", run.group().replace(b"\x00", b"").lower())) >= 5 for run in _WORD.finditer(value))
+    "SMITHXXXXXXXXXXX" through, and leaving such runs out "JONESSSS" and "MARYXXXX")."""
+    return any(len(_REPEATED.sub(rb"\1", run.group().replace(b"\x00", b"").lower())) >= 5
+               for run in _WORD.finditer(value))
 
 
 _REPEATED: Final = re.compile(rb"(.)\1\1+")  # (one letter three times or more in a row)
