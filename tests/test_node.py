@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +26,7 @@ import pytest
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from neuroanon import pipeline
 from neuroanon.context import RunContext
@@ -120,6 +121,21 @@ def _store(port: int, *datasets: Path | pydicom.Dataset, calling: str = "TESTSCU
         return [int(assoc.send_c_store(ds).Status) for ds in datasets]
     finally:
         assoc.release()
+
+
+def _archive(store: Callable[[evt.Event], int]) -> ThreadedAssociationServer:
+    """A pynetdicom peer on a free loopback port, AE title ARCHIVE, that takes MR images with `store`."""
+    ae = AE(ae_title="ARCHIVE")
+    ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
+    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    assert server is not None
+    return server
+
+
+def _leave_free(disk: Path, free: int) -> None:
+    """Fill `disk` but for `free` bytes."""
+    space = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * (space.f_bavail * space.f_frsize - free))
 
 
 def _records(report: Path) -> list[dict[str, object]]:
@@ -1122,10 +1138,7 @@ def test_a_stopped_send_reports_what_it_sent_and_what_it_did_not(tmp_path: Path,
             sender[0].send_signal(signum)
         return 0x0000
 
-    ae = AE(ae_title="ARCHIVE")
-    ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
-    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
-    assert server is not None
+    server = _archive(store)
     report = tmp_path / "send.jsonl"
     try:
         sender.append(subprocess.Popen(  # (before the destination's first C-STORE: the sender is not yet running)
@@ -1242,8 +1255,7 @@ def test_on_a_full_disk_holding_the_report_every_stored_instance_has_its_line_an
     key = tmp_path / "project.key"
     key.write_text(KEY.hex())
     report = small_disk / "node.jsonl"
-    space = os.statvfs(small_disk)
-    (small_disk / "filler").write_bytes(b"\0" * (space.f_bavail * space.f_frsize - (24 << 10)))  # 24 KiB free
+    _leave_free(small_disk, 24 << 10)
     with Serve("--output", str(tmp_path / "out"), "--workers", "1", "--level", "full", "--key-file", str(key),
                "--report", str(report)) as node:
         statuses = _store(node.port, *instances)
@@ -1282,13 +1294,9 @@ def test_a_send_whose_report_fills_its_disk_sends_no_file_without_its_line(small
         taken.append(str(event.dataset.SOPInstanceUID))
         return 0x0000
 
-    ae = AE(ae_title="ARCHIVE")
-    ae.add_supported_context(MRImageStorage, [ExplicitVRLittleEndian])
-    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
-    assert server is not None
+    server = _archive(store)
     report = small_disk / "send.jsonl"
-    space = os.statvfs(small_disk)
-    (small_disk / "filler").write_bytes(b"\0" * (space.f_bavail * space.f_frsize - (24 << 10)))  # 24 KiB free
+    _leave_free(small_disk, 24 << 10)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "neuroanon.cli", "send", str(inputs), "--to",
