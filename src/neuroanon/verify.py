@@ -369,9 +369,9 @@ def _check_dicom(path: Path, options: Options, originals: Originals | None, new_
 
 def _in_csa_items(ds: Dataset, patterns: tuple[Needle, ...], found: set[tuple[str, str]]) -> list[str]:
     """The values not already `found` (attribute, where) that a CSA header's item holds, read as the anonymizer
-    reads its own: each
-    item `APART` from the bytes beside it (found from outside: a name that filled its item ran into the next
-    element's name, whose first letter hid the end of the word, and verify called another tool's output clean)."""
+    reads its own: each item `APART` from the bytes beside it (found from outside: a name that filled its item ran
+    into the next element's name, whose first letter hid the end of the word, and verify called another tool's
+    output clean)."""
     findings = []
     for elem in ds.iterall():  # (in items too, and as OW: found from outside, neither was read)
         if elem.tag.is_private and elem.VR in ("OB", "OW", "UN") and isinstance(elem.value, bytes):
